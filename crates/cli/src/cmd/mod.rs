@@ -1,0 +1,4 @@
+//! One module per subcommand. Each exposes an `Args` struct and `run`.
+
+pub mod compare;
+pub mod hash;

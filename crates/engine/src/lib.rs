@@ -1,0 +1,1 @@
+//! echotrace-engine (not yet implemented; see issue tracker).

@@ -1,0 +1,1 @@
+//! echotrace-server (not yet implemented; see issue tracker).

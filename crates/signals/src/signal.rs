@@ -1,0 +1,91 @@
+//! The signal vocabulary shared by every crate: what kinds of signal exist
+//! and how each one is named on the wire (JSON, CSV bank exports, the API).
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A kind of signal. The string form (`as_str`) is the wire name used in
+/// JSON output, bank exports and the HTTP API; it is stable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SignalType {
+    /// Meta's PDQ perceptual image hash (256 bits).
+    Pdq,
+    /// Meta's vPDQ video hash: a bag of per-frame PDQ hashes.
+    Vpdq,
+    /// MinHash signature over normalised text shingles.
+    TextMinhash,
+    /// Canonicalised URL string.
+    Url,
+    /// SHA-256 of the canonicalised URL, for sharing without revealing it.
+    UrlSha256,
+    /// MD5 of the raw bytes.
+    Md5,
+    /// SHA-256 of the raw bytes.
+    Sha256,
+}
+
+impl SignalType {
+    pub const ALL: [SignalType; 7] = [
+        SignalType::Pdq,
+        SignalType::Vpdq,
+        SignalType::TextMinhash,
+        SignalType::Url,
+        SignalType::UrlSha256,
+        SignalType::Md5,
+        SignalType::Sha256,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalType::Pdq => "pdq",
+            SignalType::Vpdq => "vpdq",
+            SignalType::TextMinhash => "text_minhash",
+            SignalType::Url => "url",
+            SignalType::UrlSha256 => "url_sha256",
+            SignalType::Md5 => "md5",
+            SignalType::Sha256 => "sha256",
+        }
+    }
+}
+
+impl fmt::Display for SignalType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for an unknown signal type name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown signal type {0:?} (expected one of pdq, vpdq, text_minhash, url, url_sha256, md5, sha256)")]
+pub struct UnknownSignalType(pub String);
+
+impl FromStr for SignalType {
+    type Err = UnknownSignalType;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Accept the names other ecosystems use for the same signal.
+        let t = match s.trim().to_ascii_lowercase().as_str() {
+            "pdq" | "photo_pdq" | "pdq_signal" => SignalType::Pdq,
+            "vpdq" | "video_vpdq" => SignalType::Vpdq,
+            "text_minhash" | "minhash" => SignalType::TextMinhash,
+            "url" => SignalType::Url,
+            "url_sha256" => SignalType::UrlSha256,
+            "md5" | "video_md5" | "photo_md5" => SignalType::Md5,
+            "sha256" => SignalType::Sha256,
+            _ => return Err(UnknownSignalType(s.to_string())),
+        };
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for t in SignalType::ALL {
+            assert_eq!(t.as_str().parse::<SignalType>(), Ok(t));
+        }
+        assert!("nope".parse::<SignalType>().is_err());
+    }
+}

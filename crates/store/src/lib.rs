@@ -1,0 +1,1 @@
+//! echotrace-store (not yet implemented; see issue tracker).
