@@ -77,9 +77,78 @@ impl FromStr for SignalType {
     }
 }
 
+impl serde::Serialize for SignalType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SignalType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One computed signal, as the CLI prints it and the API exchanges it:
+/// `{"type":"pdq","value":"<64 hex>","quality":N}`, `{"type":"md5","value":".."}`.
+/// Optional fields are omitted from JSON when absent, so the wire form stays
+/// exactly the documented one.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Signal {
+    #[serde(rename = "type")]
+    pub signal_type: SignalType,
+    /// The signal's canonical text form (lowercase hex for hashes).
+    pub value: String,
+    /// PDQ / vPDQ quality, 0..=100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<u8>,
+    /// PDQ only, on request: the eight dihedral variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dihedral: Option<DihedralHex>,
+}
+
+impl Signal {
+    /// A signal with only a type and a value.
+    pub fn new(signal_type: SignalType, value: impl Into<String>) -> Signal {
+        Signal {
+            signal_type,
+            value: value.into(),
+            quality: None,
+            dihedral: None,
+        }
+    }
+}
+
+/// The eight PDQ dihedral hashes as hex, in the reference's order and names.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DihedralHex {
+    pub orig: String,
+    pub rot90: String,
+    pub rot180: String,
+    pub rot270: String,
+    pub flipx: String,
+    pub flipy: String,
+    pub flipplus1: String,
+    pub flipminus1: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signal_json_shape() {
+        let mut s = Signal::new(SignalType::Pdq, "ab");
+        s.quality = Some(7);
+        let j = serde_json::to_string(&s).unwrap_or_default();
+        assert_eq!(j, r#"{"type":"pdq","value":"ab","quality":7}"#);
+        let m = Signal::new(SignalType::Md5, "cd");
+        let j = serde_json::to_string(&m).unwrap_or_default();
+        assert_eq!(j, r#"{"type":"md5","value":"cd"}"#);
+        let back: Result<Signal, _> = serde_json::from_str(&j);
+        assert_eq!(back.ok(), Some(m));
+    }
 
     #[test]
     fn names_round_trip() {

@@ -1,9 +1,210 @@
-use clap::Args;
+//! `echotrace compare --type <signal> A B`: distance between two items.
+//!
+//! Each operand is either a signal value (for PDQ: 64 hex characters) or a
+//! file to hash. Prints one JSON object, `{"distance":N,"match":bool}` for
+//! PDQ (match = distance ≤ threshold). The exit code is 0 whether or not
+//! the items match; unreadable files and bad values are errors (exit 2).
+//! Each signal type is one [`CompareType`] variant and one match arm in
+//! [`run`].
+
 use std::process::ExitCode;
 
-#[derive(Args)]
-pub struct CompareArgs {}
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+use echotrace_signals::content::{ContentHasher, HashOptions};
+use echotrace_signals::decode::DecodeOptions;
+use echotrace_signals::pdq::{PdqHash, PDQ_MATCH_THRESHOLD};
+use echotrace_signals::signal::SignalType;
 
-pub fn run(_args: CompareArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not implemented yet")
+use super::hash::{read_bounded, LimitArgs};
+
+/// The signal types `compare` understands.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareType {
+    /// PDQ: Hamming distance of 256-bit hashes.
+    Pdq,
+    /// Text: MinHash Jaccard and containment of two text files (or
+    /// `text_minhash:v1:` signatures).
+    Text,
+    /// vPDQ: two videos (files) or serialised vPDQ signals, by the
+    /// reference rule (quality ≥ 50, distance ≤ 31, 80 % / 0 %).
+    Vpdq,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Which signal to compare.
+    #[arg(long = "type", value_enum, default_value = "pdq")]
+    pub signal_type: CompareType,
+    /// First item: a file path or a signal value (PDQ: 64 hex characters).
+    pub a: String,
+    /// Second item: a file path or a signal value.
+    pub b: String,
+    /// Largest distance that counts as a match (PDQ default: 31).
+    #[arg(long)]
+    pub threshold: Option<u32>,
+    /// Apply EXIF orientation when hashing image files.
+    #[arg(long)]
+    pub exif_orient: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Text: print JSON instead of one readable line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct PdqComparison {
+    distance: u32,
+    #[serde(rename = "match")]
+    is_match: bool,
+}
+
+pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    match args.signal_type {
+        CompareType::Pdq => {
+            let opts = HashOptions {
+                limits: args.limits.to_limits(),
+                decode: DecodeOptions {
+                    exif_orient: args.exif_orient,
+                },
+                dihedral: false,
+                ..HashOptions::default()
+            };
+            let a = pdq_operand(&args.a, &opts)?;
+            let b = pdq_operand(&args.b, &opts)?;
+            let distance = a.distance(&b);
+            let threshold = args.threshold.unwrap_or(PDQ_MATCH_THRESHOLD);
+            let out = PdqComparison {
+                distance,
+                is_match: distance <= threshold,
+            };
+            println!("{}", serde_json::to_string(&out)?);
+        }
+        CompareType::Text => compare_text_files(&args)?,
+        CompareType::Vpdq => {
+            use echotrace_signals::video::{compare, VpdqMatchOptions};
+            let (a, b) = (vpdq_operand(&args.a)?, vpdq_operand(&args.b)?);
+            let mut opts = VpdqMatchOptions::default();
+            if let Some(t) = args.threshold {
+                opts.distance_threshold = t;
+            }
+            let c = compare(&a, &b, &opts);
+            let out = serde_json::json!({
+                "query_match_pct": c.query_match_pct,
+                "compared_match_pct": c.compared_match_pct,
+                "match": c.is_match,
+            });
+            println!("{out}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(serde::Serialize)]
+struct TextComparisonOut {
+    jaccard: f64,
+    containment_a_in_b: f64,
+    containment_b_in_a: f64,
+    #[serde(rename = "match")]
+    is_match: bool,
+    rule: &'static str,
+}
+
+fn compare_text_files(args: &CompareArgs) -> anyhow::Result<()> {
+    let a = text_operand(&args.a, args.limits.max_file_bytes)?;
+    let b = text_operand(&args.b, args.limits.max_file_bytes)?;
+    let c = echotrace_signals::text::compare_text(&a, &b)?;
+    let out = TextComparisonOut {
+        jaccard: c.jaccard,
+        containment_a_in_b: c.containment_a_in_b,
+        containment_b_in_a: c.containment_b_in_a,
+        is_match: c.is_match,
+        rule: c.rule.as_str(),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        println!(
+            "{} (rule: {})\tjaccard={:.3}\tcontainment_a_in_b={:.3}\tcontainment_b_in_a={:.3}",
+            if out.is_match { "match" } else { "no match" },
+            out.rule,
+            out.jaccard,
+            out.containment_a_in_b,
+            out.containment_b_in_a
+        );
+    }
+    Ok(())
+}
+
+/// A `text_minhash:v1:` string is a signature; `-` is stdin; else a UTF-8 file.
+fn text_operand(s: &str, max: u64) -> anyhow::Result<echotrace_signals::text::TextSignature> {
+    if s.starts_with("text_minhash:") {
+        return s
+            .parse()
+            .with_context(|| format!("{s}: bad text_minhash signature"));
+    }
+    let bytes = if s == "-" {
+        read_bounded(std::io::stdin().lock(), max)
+    } else {
+        std::fs::File::open(s)
+            .map_err(|e| e.to_string())
+            .and_then(|f| read_bounded(f, max))
+    }
+    .map_err(|e| anyhow::anyhow!("{s}: {e}"))?;
+    let text = std::str::from_utf8(&bytes).with_context(|| format!("{s}: not UTF-8 text"))?;
+    Ok(echotrace_signals::text::text_signature(
+        text.strip_prefix('\u{feff}').unwrap_or(text),
+    ))
+}
+
+/// A serialised vPDQ signal (JSON array), a file holding one (or the
+/// reference tool's `frame,quality,hex,timestamp` lines), or a video file.
+fn vpdq_operand(s: &str) -> anyhow::Result<echotrace_signals::video::VpdqHash> {
+    use echotrace_signals::video::VpdqHash;
+    if s.trim_start().starts_with('[') {
+        return VpdqHash::from_signal_str(s).with_context(|| "bad vPDQ signal".to_string());
+    }
+    let bytes = std::fs::read(s).with_context(|| format!("{s}: cannot read"))?;
+    if let Ok(text) = std::str::from_utf8(&bytes) {
+        if let Ok(h) =
+            VpdqHash::from_signal_str(text).or_else(|_| VpdqHash::from_reference_text(text))
+        {
+            return Ok(h);
+        }
+    }
+    let setup = super::hash::video_setup(1.0)
+        .with_context(|| "video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)")?;
+    let out = setup
+        .hasher
+        .hash(&bytes, &setup.options)
+        .with_context(|| s.to_string())?;
+    Ok(out.vpdq)
+}
+
+/// A 64-hex string is a hash; `-` is stdin; anything else is a file to hash.
+fn pdq_operand(s: &str, opts: &HashOptions) -> anyhow::Result<PdqHash> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return PdqHash::from_hex(s).with_context(|| format!("{s}: bad PDQ hex"));
+    }
+    let path = std::path::Path::new(s);
+    if s != "-" && !path.exists() {
+        bail!("{s}: neither a 64-hex PDQ hash nor an existing file");
+    }
+    let bytes = if s == "-" {
+        read_bounded(std::io::stdin().lock(), opts.limits.max_file_bytes)
+    } else {
+        std::fs::File::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| read_bounded(f, opts.limits.max_file_bytes))
+    }
+    .map_err(|e| anyhow::anyhow!("{s}: {e}"))?;
+    let signals = ContentHasher::new()
+        .hash(&bytes, opts)
+        .with_context(|| s.to_string())?;
+    let pdq = signals
+        .iter()
+        .find(|sig| sig.signal_type == SignalType::Pdq)
+        .with_context(|| format!("{s}: no PDQ signal (not an image)"))?;
+    PdqHash::from_hex(&pdq.value).with_context(|| format!("{s}: internal: bad PDQ hex"))
 }

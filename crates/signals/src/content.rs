@@ -1,0 +1,304 @@
+//! The content dispatcher: raw bytes of unknown kind → signals.
+//!
+//! [`detect_kind`] sniffs what the bytes are (by magic bytes, never by file
+//! name) into a [`ContentKind`]; [`ContentHasher::hash`] then runs one match
+//! arm per kind and returns the kind's signals, always ending with the
+//! exact-match digests (`md5`, `sha256`) of the raw bytes.
+//!
+//! Adding a kind (text, PDF, video, …) is three small edits: a
+//! [`ContentKind`] variant, a branch in [`detect_kind`], and an arm in
+//! [`ContentHasher::hash`]; plus, if it needs them, an options field in
+//! [`HashOptions`] and an error variant in [`HashError`].
+//!
+//! Design notes:
+//! * Images yield `pdq` (with quality, and the eight dihedral variants on
+//!   request) followed by `md5` and `sha256`, in that order; the CLI's JSON
+//!   depends on that order.
+//! * [`ContentHasher`] keeps a [`PdqHasher`] whose scratch buffers are
+//!   reused across inputs; keep one per thread.
+//! * Bytes of no recognised kind are an error ([`HashError::Unrecognized`]),
+//!   not a digest-only result, so a typo'd path or a corrupt upload is never
+//!   silently "hashed".
+
+use crate::decode::{decode_image, sniff_format, DecodeError, DecodeLimits, DecodeOptions};
+use crate::digest;
+use crate::pdq::{PdqError, PdqHasher};
+use crate::signal::{DihedralHex, Signal, SignalType};
+
+/// What a byte string was detected to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ContentKind {
+    /// A still image in one of the decodable formats.
+    Image(crate::decode::ImageFormat),
+    /// A PDF document (`%PDF-` in the first KiB).
+    Pdf,
+    /// Valid UTF-8 text (after every binary format failed to match).
+    Text,
+    /// A video container (decoded by ffmpeg in a child process).
+    Video,
+}
+
+impl ContentKind {
+    /// Short lowercase name ("image/jpeg", …) for messages and logs.
+    pub fn name(&self) -> String {
+        match self {
+            ContentKind::Image(f) => format!("image/{f}"),
+            ContentKind::Pdf => "application/pdf".to_string(),
+            ContentKind::Text => "text/plain".to_string(),
+            ContentKind::Video => "video".to_string(),
+        }
+    }
+}
+
+/// Sniff the kind of `bytes`. `None` when nothing recognises them.
+pub fn detect_kind(bytes: &[u8]) -> Option<ContentKind> {
+    if let Some(f) = sniff_format(bytes) {
+        return Some(ContentKind::Image(f));
+    }
+    if crate::pdf::looks_like_pdf(bytes) {
+        return Some(ContentKind::Pdf);
+    }
+    if crate::video::looks_like_video(bytes) {
+        return Some(ContentKind::Video);
+    }
+    if !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok() {
+        return Some(ContentKind::Text);
+    }
+    None
+}
+
+/// Options for [`ContentHasher::hash`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HashOptions {
+    /// Image decoding limits (input size, pixels, allocation).
+    pub limits: DecodeLimits,
+    /// Image decoding switches (EXIF orientation).
+    pub decode: DecodeOptions,
+    /// Also compute the eight PDQ dihedral variants.
+    pub dihedral: bool,
+    /// Program run as `PROGRAM __extract-pdf` to extract PDFs in a child
+    /// process (normally the `echotrace` binary). PDFs are refused without it.
+    pub pdf_extractor: Option<std::path::PathBuf>,
+    /// Time and memory limits for that child.
+    pub isolation: crate::isolate::IsolationLimits,
+    /// ffmpeg and vPDQ settings; videos are refused without them.
+    pub video: Option<crate::video::VideoSetup>,
+}
+
+/// Why an input produced no signals.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HashError {
+    #[error("empty input")]
+    Empty,
+    #[error("unrecognised content (not a supported image format)")]
+    Unrecognized,
+    #[error("input is {size} bytes, over the {max}-byte limit")]
+    FileTooLarge { size: u64, max: u64 },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("PDQ: {0}")]
+    Pdq(#[from] PdqError),
+    #[error("PDF: {0}")]
+    Pdf(String),
+    #[error("video: {0}")]
+    Video(String),
+}
+
+/// Reusable dispatcher; holds per-thread hashing state.
+#[derive(Debug, Default)]
+pub struct ContentHasher {
+    pdq: PdqHasher,
+}
+
+impl ContentHasher {
+    pub fn new() -> Self {
+        ContentHasher::default()
+    }
+
+    /// Detect the kind of `bytes` and compute its signals.
+    pub fn hash(&mut self, bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
+        if bytes.is_empty() {
+            return Err(HashError::Empty);
+        }
+        let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        if size > opts.limits.max_file_bytes {
+            return Err(HashError::FileTooLarge {
+                size,
+                max: opts.limits.max_file_bytes,
+            });
+        }
+        let kind = detect_kind(bytes).ok_or(HashError::Unrecognized)?;
+        let mut signals = match kind {
+            ContentKind::Image(_) => self.image_signals(bytes, opts)?,
+            ContentKind::Pdf => pdf_signals(bytes, opts)?,
+            ContentKind::Text => text_signals(bytes),
+            ContentKind::Video => video_signals(bytes, opts)?,
+        };
+        let d = digest::digests(bytes);
+        signals.push(Signal::new(SignalType::Md5, d.md5));
+        signals.push(Signal::new(SignalType::Sha256, d.sha256));
+        Ok(signals)
+    }
+
+    fn image_signals(
+        &mut self,
+        bytes: &[u8],
+        opts: &HashOptions,
+    ) -> Result<Vec<Signal>, HashError> {
+        let img = decode_image(bytes, &opts.limits, &opts.decode)?;
+        let pdq = if opts.dihedral {
+            let out = self
+                .pdq
+                .hash_rgb8_dihedral(&img.rgb, img.width, img.height)?;
+            let h = out.hashes;
+            Signal {
+                signal_type: SignalType::Pdq,
+                value: h.orig.to_hex(),
+                quality: Some(out.quality),
+                dihedral: Some(DihedralHex {
+                    orig: h.orig.to_hex(),
+                    rot90: h.rot90.to_hex(),
+                    rot180: h.rot180.to_hex(),
+                    rot270: h.rot270.to_hex(),
+                    flipx: h.flipx.to_hex(),
+                    flipy: h.flipy.to_hex(),
+                    flipplus1: h.flipplus1.to_hex(),
+                    flipminus1: h.flipminus1.to_hex(),
+                }),
+            }
+        } else {
+            let out = self.pdq.hash_rgb8(&img.rgb, img.width, img.height)?;
+            Signal {
+                signal_type: SignalType::Pdq,
+                value: out.hash.to_hex(),
+                quality: Some(out.quality),
+                dihedral: None,
+            }
+        };
+        Ok(vec![pdq])
+    }
+}
+
+/// `text_minhash` of UTF-8 text (a leading BOM is ignored).
+fn text_signals(bytes: &[u8]) -> Vec<Signal> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let sig = crate::text::text_signature(text);
+    vec![Signal::new(SignalType::TextMinhash, sig.to_string())]
+}
+
+/// A PDF's `text_minhash` (when it has text) and one `pdq` per embedded
+/// image, extracted in an isolated child process.
+fn pdf_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
+    let program = opts
+        .pdf_extractor
+        .as_deref()
+        .ok_or_else(|| HashError::Pdf("no isolated extractor configured".into()))?;
+    let extract = crate::isolate::extract_pdf_isolated(program, bytes, &opts.isolation)
+        .map_err(|e| HashError::Pdf(e.to_string()))?;
+    let mut out = Vec::new();
+    let sig = crate::text::text_signature(&extract.text);
+    if sig.set_size > 0 {
+        out.push(Signal::new(SignalType::TextMinhash, sig.to_string()));
+    }
+    for img in extract.images {
+        out.push(Signal {
+            signal_type: SignalType::Pdq,
+            value: img.pdq,
+            quality: Some(img.quality),
+            dihedral: None,
+        });
+    }
+    Ok(out)
+}
+
+/// A video's `vpdq` signal (python-threatexchange serialisation).
+fn video_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
+    let setup = opts.video.as_ref().ok_or_else(|| {
+        HashError::Video("video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)".into())
+    })?;
+    let out = setup
+        .hasher
+        .hash(bytes, &setup.options)
+        .map_err(|e| HashError::Video(e.to_string()))?;
+    Ok(vec![Signal::new(
+        SignalType::Vpdq,
+        out.vpdq.to_signal_string(),
+    )])
+}
+
+/// One-shot convenience: [`ContentHasher::hash`] with a fresh hasher.
+pub fn hash_content(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
+    ContentHasher::new().hash(bytes, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 5) as u8, ((x ^ y) * 3) as u8])
+        });
+        let mut out = Vec::new();
+        let r = img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png);
+        assert!(r.is_ok());
+        out
+    }
+
+    #[test]
+    fn image_gives_pdq_md5_sha256_in_order() {
+        let bytes = png(40, 30);
+        let sigs = hash_content(&bytes, &HashOptions::default()).unwrap_or_default();
+        let types: Vec<_> = sigs.iter().map(|s| s.signal_type).collect();
+        assert_eq!(
+            types,
+            [SignalType::Pdq, SignalType::Md5, SignalType::Sha256]
+        );
+        assert_eq!(sigs[0].value.len(), 64);
+        assert!(sigs[0].quality.is_some());
+        assert!(sigs[0].dihedral.is_none());
+        assert_eq!(sigs[1].value, digest::md5_hex(&bytes));
+        assert_eq!(sigs[2].value, digest::sha256_hex(&bytes));
+    }
+
+    #[test]
+    fn dihedral_orig_equals_plain_hash_for_non_64_images() {
+        let bytes = png(40, 30);
+        let plain = hash_content(&bytes, &HashOptions::default()).unwrap_or_default();
+        let opts = HashOptions {
+            dihedral: true,
+            ..HashOptions::default()
+        };
+        let dih = hash_content(&bytes, &opts).unwrap_or_default();
+        let d = dih[0]
+            .dihedral
+            .clone()
+            .unwrap_or_else(|| panic!("no dihedral"));
+        assert_eq!(d.orig, plain[0].value);
+        assert_eq!(dih[0].value, plain[0].value);
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let o = HashOptions::default();
+        assert_eq!(hash_content(b"", &o), Err(HashError::Empty));
+        assert_eq!(
+            hash_content(b"\xff\xfe\x00binary", &o),
+            Err(HashError::Unrecognized)
+        );
+        let small = HashOptions {
+            limits: DecodeLimits {
+                max_file_bytes: 10,
+                ..DecodeLimits::default()
+            },
+            ..HashOptions::default()
+        };
+        assert!(matches!(
+            hash_content(&png(8, 8), &small),
+            Err(HashError::FileTooLarge { max: 10, .. })
+        ));
+    }
+}
