@@ -1,1 +1,1096 @@
-//! echotrace-store (not yet implemented; see issue tracker).
+//! Persistence for echotrace: banks, bank content, signals, submissions,
+//! matches, decisions, the action outbox, the audit log, API keys, users,
+//! webhooks, and the monotonic change sequence.
+//!
+//! Key design decisions:
+//!
+//! * **One code path, two backends.** Everything goes through sqlx's `Any`
+//!   driver with runtime (not compile-time checked) queries, so the same SQL and
+//!   the same tests run on SQLite and PostgreSQL. The SQL is kept to the common
+//!   subset: `$n` placeholders (SQLite accepts them too), `BIGINT`/`INTEGER`
+//!   columns for ids, timestamps (Unix ms) and 0/1 flags, `TEXT` for JSON. Only
+//!   the DDL differs (`AUTOINCREMENT` vs `BIGSERIAL`), so there are two
+//!   migration directories embedded at compile time (`migrations/sqlite`,
+//!   `migrations/postgres`) and run by sqlx's migrator.
+//! * **Backend by URL scheme**: `sqlite://path` (created if missing) or
+//!   `postgres://…` / `postgresql://…`. A bare path is taken as SQLite.
+//! * **Crash safety on SQLite**: WAL journal, `synchronous=FULL` by default
+//!   (every committed write survives kill -9 *and* power loss; `NORMAL`, which
+//!   is still kill -9 safe, can be chosen with [`StoreOptions`]), a 5 s busy
+//!   timeout, foreign keys on. Write transactions are serialised in-process
+//!   and start with `BEGIN IMMEDIATE`, so a read-then-write transaction never
+//!   fails with `SQLITE_BUSY_SNAPSHOT`.
+//! * **Change sequence**: every write that affects matching (bank or content
+//!   or its signals) appends a row to `changes` in the same transaction.
+//!   Processes tail `changes` by id. On PostgreSQL, sequence values are handed
+//!   out at insert time but become visible at commit, so a reader could see id
+//!   11 before id 10 commits and skip 10 forever. To rule that out, writers
+//!   take a transaction-scoped advisory lock before appending a change, so
+//!   change ids become visible in id order.
+//! * Raw content bytes are never stored: submissions keep signals and caller
+//!   context only; API keys and passwords are stored as hashes only.
+
+mod rows;
+pub mod testing;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Executor, Row, SqlSafeStr, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use rows::*;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is malformed or names an unsupported backend.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// A row that should exist does not.
+    #[error("{0}")]
+    NotFound(String),
+    /// A uniqueness constraint was violated.
+    #[error("{0}")]
+    Conflict(String),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    /// A stored value could not be interpreted.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        if let sqlx::Error::Database(db) = &e {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(format!("already exists: {}", db.message()));
+            }
+        }
+        if let sqlx::Error::RowNotFound = e {
+            return StoreError::NotFound("row not found".into());
+        }
+        StoreError::Database(e)
+    }
+}
+
+/// Result alias of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database the store talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// SQLite durability level (ignored on PostgreSQL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// fsync on every commit: survives process kill and power loss.
+    Full,
+    /// fsync at checkpoints only: survives process kill (kill -9), may lose
+    /// the last commits on power loss.
+    Normal,
+}
+
+/// Connection options.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+    pub sqlite_sync: SqliteSync,
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 8,
+            sqlite_sync: SqliteSync::Full,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Default database URL: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./echotrace.db";
+
+/// Current time as Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn migrator(backend: Backend) -> Migrator {
+    let sql: &'static str = match backend {
+        Backend::Sqlite => include_str!("../migrations/sqlite/0001_init.sql"),
+        Backend::Postgres => include_str!("../migrations/postgres/0001_init.sql"),
+    };
+    // Schema v2: review console (sessions, user settings, retained media).
+    let console: &'static str = match backend {
+        Backend::Sqlite => include_str!("../migrations/sqlite/0002_console.sql"),
+        Backend::Postgres => include_str!("../migrations/postgres/0002_console.sql"),
+    };
+    Migrator {
+        migrations: Cow::Owned(vec![
+            Migration::new(
+                1,
+                Cow::Borrowed("init"),
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                2,
+                Cow::Borrowed("console"),
+                MigrationType::Simple,
+                console.into_sql_str(),
+                false,
+            ),
+        ]),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Normalise a user-supplied URL and pick the backend.
+fn resolve_url(url: &str) -> Result<(Backend, String)> {
+    let url = url.trim();
+    if url.is_empty() {
+        return resolve_url(DEFAULT_DATABASE_URL);
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // sqlx 0.9's `Any` driver encodes a NULL `f64` as a NULL `float4`
+        // (sqlx-core any/arguments.rs swaps Real and Double). With cached
+        // prepared statements, the first execution with a NULL similarity
+        // fixes the parameter type to float4 and every later non-NULL f64
+        // fails with "incorrect binary data format". Without the statement
+        // cache each execution is typed by its own arguments, which is
+        // correct for both cases.
+        if url.contains("statement-cache-capacity=") {
+            return Ok((Backend::Postgres, url.to_string()));
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        return Ok((
+            Backend::Postgres,
+            format!("{url}{sep}statement-cache-capacity=0"),
+        ));
+    }
+    let rest = if let Some(r) = url.strip_prefix("sqlite://") {
+        r
+    } else if let Some(r) = url.strip_prefix("sqlite:") {
+        r
+    } else if url.contains("://") {
+        return Err(StoreError::InvalidUrl(format!(
+            "unsupported scheme in {url:?} (expected sqlite:// or postgres://)"
+        )));
+    } else {
+        url
+    };
+    if rest.is_empty() {
+        return Err(StoreError::InvalidUrl("empty SQLite path".into()));
+    }
+    let full = if rest.contains("mode=") {
+        format!("sqlite://{rest}")
+    } else if rest.contains('?') {
+        format!("sqlite://{rest}&mode=rwc")
+    } else {
+        format!("sqlite://{rest}?mode=rwc")
+    };
+    Ok((Backend::Sqlite, full))
+}
+
+/// Handle to the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// Serialises write transactions on SQLite (one writer at a time anyway).
+    write_lock: Arc<Mutex<()>>,
+}
+
+/// Arbitrary constant for the PostgreSQL advisory lock that orders change ids.
+const CHANGE_LOCK_KEY: i64 = 0x6563_686f_7472_6163; // "echotrac"
+
+impl Store {
+    /// Connect with default options and apply pending migrations.
+    pub async fn open(url: &str) -> Result<Store> {
+        Store::open_with(url, StoreOptions::default()).await
+    }
+
+    /// Connect and apply pending migrations.
+    pub async fn open_with(url: &str, options: StoreOptions) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = resolve_url(url)?;
+        let sync = match options.sqlite_sync {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        };
+        let busy_ms = i64::try_from(options.busy_timeout.as_millis()).unwrap_or(5000);
+        let pool_opts = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30));
+        let pool_opts = if backend == Backend::Sqlite {
+            pool_opts.after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    let pragmas = format!(
+                        "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+                         PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+                    );
+                    conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
+                    Ok(())
+                })
+            })
+        } else {
+            pool_opts
+        };
+        let pool = pool_opts.connect(&url).await?;
+        migrator(backend).run(&pool).await?;
+        Ok(Store {
+            pool,
+            backend,
+            write_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The underlying pool (for tests and diagnostics).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Close all connections.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begin a write transaction. Nothing is visible to others until
+    /// [`WriteTx::commit`]; dropping it rolls back.
+    pub async fn write(&self) -> Result<WriteTx> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            change_locked: false,
+            _guard: guard,
+        })
+    }
+
+    // ----- banks -------------------------------------------------------
+
+    pub async fn list_banks(&self) -> Result<Vec<BankRow>> {
+        let rows = sqlx::query(BANK_SELECT_ALL).fetch_all(&self.pool).await?;
+        rows.iter().map(BankRow::from_row).collect()
+    }
+
+    pub async fn get_bank(&self, id: i64) -> Result<Option<BankRow>> {
+        let row = sqlx::query(BANK_SELECT_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(BankRow::from_row).transpose()
+    }
+
+    pub async fn get_bank_by_name(&self, name: &str) -> Result<Option<BankRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, kind, enabled, description, thresholds, created_at, updated_at \
+             FROM banks WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(BankRow::from_row).transpose()
+    }
+
+    // ----- content -----------------------------------------------------
+
+    pub async fn get_content(&self, id: i64) -> Result<Option<ContentRow>> {
+        let row = sqlx::query(CONTENT_SELECT_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(ContentRow::from_row).transpose()
+    }
+
+    /// Content of a bank, ascending id, `after_id` exclusive.
+    pub async fn list_content(
+        &self,
+        bank_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<ContentRow>> {
+        let rows = sqlx::query(
+            "SELECT id, bank_id, enabled, labels, note, quarantined, quarantine_reason, \
+             quarantined_at, created_at, updated_at FROM bank_content \
+             WHERE bank_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(bank_id)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ContentRow::from_row).collect()
+    }
+
+    /// Every content row (startup load), ascending id, paged.
+    pub async fn all_content_page(&self, after_id: i64, limit: i64) -> Result<Vec<ContentRow>> {
+        let rows = sqlx::query(
+            "SELECT id, bank_id, enabled, labels, note, quarantined, quarantine_reason, \
+             quarantined_at, created_at, updated_at FROM bank_content \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ContentRow::from_row).collect()
+    }
+
+    /// Every signal row (startup load), ascending id, paged.
+    pub async fn all_signals_page(&self, after_id: i64, limit: i64) -> Result<Vec<SignalRow>> {
+        let rows = sqlx::query(
+            "SELECT id, content_id, bank_id, signal_type, value, created_at FROM signals \
+             WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SignalRow::from_row).collect()
+    }
+
+    pub async fn signals_of_content(&self, content_id: i64) -> Result<Vec<SignalRow>> {
+        let rows = sqlx::query(
+            "SELECT id, content_id, bank_id, signal_type, value, created_at FROM signals \
+             WHERE content_id = $1 ORDER BY id",
+        )
+        .bind(content_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SignalRow::from_row).collect()
+    }
+
+    // ----- change sequence ---------------------------------------------
+
+    /// Highest change id so far (0 if none).
+    pub async fn max_change_id(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS m FROM changes")
+            .fetch_one(&self.pool)
+            .await?;
+        get_i64(&row, "m")
+    }
+
+    /// Changes with id > `after`, ascending.
+    pub async fn changes_after(&self, after: i64, limit: i64) -> Result<Vec<ChangeRow>> {
+        let rows = sqlx::query(
+            "SELECT id, entity, entity_id, op, at FROM changes WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ChangeRow::from_row).collect()
+    }
+
+    // ----- submissions and matches ---------------------------------------
+
+    pub async fn get_submission(&self, id: i64) -> Result<Option<SubmissionRow>> {
+        let row = sqlx::query(
+            "SELECT id, actor, content_ref, url, uploader_id, signals, match_count, created_at \
+             FROM submissions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(SubmissionRow::from_row).transpose()
+    }
+
+    pub async fn get_match(&self, id: i64) -> Result<Option<MatchRow>> {
+        let row = sqlx::query(MATCH_SELECT_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(MatchRow::from_row).transpose()
+    }
+
+    /// Matches newest first with optional filters.
+    pub async fn list_matches(&self, filter: &MatchQuery) -> Result<Vec<MatchRow>> {
+        // Optional filters as "param IS NULL OR column = param" keep one static
+        // statement for every combination.
+        let rows = sqlx::query(
+            "SELECT id, submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
+             query_value, distance, similarity, status, created_at, updated_at FROM matches \
+             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR bank_id = $2) \
+             AND ($3 IS NULL OR submission_id = $3) AND id < $4 ORDER BY id DESC LIMIT $5",
+        )
+        .bind(filter.status.clone())
+        .bind(filter.bank_id)
+        .bind(filter.submission_id)
+        .bind(filter.before_id.unwrap_or(i64::MAX))
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(MatchRow::from_row).collect()
+    }
+
+    pub async fn decisions_of_match(&self, match_id: i64) -> Result<Vec<DecisionRow>> {
+        let rows = sqlx::query(
+            "SELECT id, match_id, verdict, note, actor, created_at, publish_after FROM decisions \
+             WHERE match_id = $1 ORDER BY id",
+        )
+        .bind(match_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(DecisionRow::from_row).collect()
+    }
+
+    // ----- outbox ------------------------------------------------------
+
+    /// Undelivered, not given-up events due at `now`, oldest first.
+    pub async fn due_outbox(&self, now: i64, limit: i64) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, event, payload, attempts, next_attempt_at, delivered_at, failed_at, \
+             last_error, created_at FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL \
+             AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(OutboxRow::from_row).collect()
+    }
+
+    /// Outbox events newest first (`pending_only`: undelivered and not failed).
+    pub async fn list_outbox(&self, pending_only: bool, limit: i64) -> Result<Vec<OutboxRow>> {
+        let rows = sqlx::query(
+            "SELECT id, event, payload, attempts, next_attempt_at, delivered_at, failed_at, \
+             last_error, created_at FROM outbox \
+             WHERE ($1 = 0 OR (delivered_at IS NULL AND failed_at IS NULL)) \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(i64::from(pending_only))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(OutboxRow::from_row).collect()
+    }
+
+    pub async fn get_outbox(&self, id: i64) -> Result<Option<OutboxRow>> {
+        let row = sqlx::query(
+            "SELECT id, event, payload, attempts, next_attempt_at, delivered_at, failed_at, \
+             last_error, created_at FROM outbox WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(OutboxRow::from_row).transpose()
+    }
+
+    /// Lease an event: move its `next_attempt_at` from `expected` to `lease_until`.
+    /// Returns false if another worker got there first.
+    pub async fn claim_outbox(&self, id: i64, expected: i64, lease_until: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $1 WHERE id = $2 AND next_attempt_at = $3 \
+             AND delivered_at IS NULL AND failed_at IS NULL",
+        )
+        .bind(lease_until)
+        .bind(id)
+        .bind(expected)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn mark_outbox_delivered(&self, id: i64, attempts: i64, at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET delivered_at = $1, attempts = $2, last_error = NULL WHERE id = $3",
+        )
+        .bind(at)
+        .bind(attempts)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Record a failed attempt; `failed_at` set = given up.
+    pub async fn mark_outbox_attempt_failed(
+        &self,
+        id: i64,
+        attempts: i64,
+        next_attempt_at: i64,
+        error: &str,
+        failed_at: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3, failed_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(attempts)
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(failed_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ----- audit -------------------------------------------------------
+
+    /// Audit entries newest first, ids below `before_id`.
+    pub async fn list_audit(&self, before_id: Option<i64>, limit: i64) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT id, actor, action, target, before_json, after_json, at FROM audit_log \
+             WHERE id < $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(AuditRow::from_row).collect()
+    }
+
+    // ----- keys, users, webhooks ---------------------------------------
+
+    pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys WHERE key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(ApiKeyRow::from_row).transpose()
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, key_hash, created_at, revoked_at FROM api_keys ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ApiKeyRow::from_row).collect()
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
+        let row = sqlx::query(
+            "SELECT id, username, password_hash, role, created_at, disabled_at FROM users \
+             WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(UserRow::from_row).transpose()
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query(
+            "SELECT id, username, password_hash, role, created_at, disabled_at FROM users ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(UserRow::from_row).collect()
+    }
+
+    pub async fn list_webhooks(&self) -> Result<Vec<WebhookRow>> {
+        let rows = sqlx::query(
+            "SELECT id, url, secret, events, enabled, created_at FROM webhooks ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(WebhookRow::from_row).collect()
+    }
+}
+
+/// Filter for [`Store::list_matches`].
+#[derive(Clone, Debug, Default)]
+pub struct MatchQuery {
+    pub status: Option<String>,
+    pub bank_id: Option<i64>,
+    pub submission_id: Option<i64>,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+const BANK_SELECT_ALL: &str = "SELECT id, name, kind, enabled, description, thresholds, \
+    created_at, updated_at FROM banks ORDER BY id";
+const BANK_SELECT_ID: &str = "SELECT id, name, kind, enabled, description, thresholds, \
+    created_at, updated_at FROM banks WHERE id = $1";
+const CONTENT_SELECT_ID: &str = "SELECT id, bank_id, enabled, labels, note, quarantined, \
+    quarantine_reason, quarantined_at, created_at, updated_at FROM bank_content WHERE id = $1";
+const MATCH_SELECT_ID: &str = "SELECT id, submission_id, bank_id, content_id, signal_id, \
+    signal_type, matched_value, query_value, distance, similarity, status, created_at, updated_at \
+    FROM matches WHERE id = $1";
+
+/// An open write transaction. Every method runs inside it; call
+/// [`WriteTx::commit`] to make the writes durable and visible.
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    backend: Backend,
+    change_locked: bool,
+    _guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commit (durable on return, per the SQLite sync level).
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Append to the change sequence (see the crate doc on ordering).
+    pub async fn record_change(&mut self, entity: &str, entity_id: i64, op: &str) -> Result<i64> {
+        if self.backend == Backend::Postgres && !self.change_locked {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(CHANGE_LOCK_KEY)
+                .execute(&mut *self.tx)
+                .await?;
+            self.change_locked = true;
+        }
+        let row = sqlx::query(
+            "INSERT INTO changes (entity, entity_id, op, at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(entity)
+        .bind(entity_id)
+        .bind(op)
+        .bind(now_ms())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        get_i64(&row, "id")
+    }
+
+    /// Append an audit entry.
+    pub async fn audit(&mut self, entry: &NewAudit<'_>) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO audit_log (actor, action, target, before_json, after_json, at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(entry.actor)
+        .bind(entry.action)
+        .bind(entry.target)
+        .bind(entry.before.clone())
+        .bind(entry.after.clone())
+        .bind(now_ms())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        get_i64(&row, "id")
+    }
+
+    /// Queue an outbox event deliverable from `next_attempt_at`.
+    pub async fn enqueue(
+        &mut self,
+        event: &str,
+        payload: &str,
+        next_attempt_at: i64,
+    ) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO outbox (event, payload, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, 0, $3, $4) RETURNING id",
+        )
+        .bind(event)
+        .bind(payload)
+        .bind(next_attempt_at)
+        .bind(now_ms())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        get_i64(&row, "id")
+    }
+
+    // ----- banks -------------------------------------------------------
+
+    pub async fn insert_bank(
+        &mut self,
+        name: &str,
+        kind: &str,
+        description: &str,
+        thresholds_json: &str,
+    ) -> Result<BankRow> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO banks (name, kind, enabled, description, thresholds, created_at, updated_at) \
+             VALUES ($1, $2, 1, $3, $4, $5, $5) RETURNING id, name, kind, enabled, description, \
+             thresholds, created_at, updated_at",
+        )
+        .bind(name)
+        .bind(kind)
+        .bind(description)
+        .bind(thresholds_json)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("bank {name:?} already exists")),
+            other => other,
+        })?;
+        BankRow::from_row(&row)
+    }
+
+    pub async fn get_bank(&mut self, id: i64) -> Result<Option<BankRow>> {
+        let row = sqlx::query(BANK_SELECT_ID)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(BankRow::from_row).transpose()
+    }
+
+    pub async fn update_bank(
+        &mut self,
+        id: i64,
+        enabled: bool,
+        description: &str,
+        thresholds_json: &str,
+    ) -> Result<BankRow> {
+        let row = sqlx::query(
+            "UPDATE banks SET enabled = $1, description = $2, thresholds = $3, updated_at = $4 \
+             WHERE id = $5 RETURNING id, name, kind, enabled, description, thresholds, \
+             created_at, updated_at",
+        )
+        .bind(i64::from(enabled))
+        .bind(description)
+        .bind(thresholds_json)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match row {
+            Some(r) => BankRow::from_row(&r),
+            None => Err(StoreError::NotFound(format!("bank {id}"))),
+        }
+    }
+
+    // ----- content -----------------------------------------------------
+
+    pub async fn insert_content(
+        &mut self,
+        bank_id: i64,
+        enabled: bool,
+        labels_json: &str,
+        note: &str,
+    ) -> Result<ContentRow> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO bank_content (bank_id, enabled, labels, note, quarantined, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, 0, $5, $5) RETURNING id, bank_id, enabled, \
+             labels, note, quarantined, quarantine_reason, quarantined_at, created_at, updated_at",
+        )
+        .bind(bank_id)
+        .bind(i64::from(enabled))
+        .bind(labels_json)
+        .bind(note)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        ContentRow::from_row(&row)
+    }
+
+    pub async fn insert_signal(
+        &mut self,
+        content_id: i64,
+        bank_id: i64,
+        signal_type: &str,
+        value: &str,
+    ) -> Result<SignalRow> {
+        let row = sqlx::query(
+            "INSERT INTO signals (content_id, bank_id, signal_type, value, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, content_id, bank_id, signal_type, value, \
+             created_at",
+        )
+        .bind(content_id)
+        .bind(bank_id)
+        .bind(signal_type)
+        .bind(value)
+        .bind(now_ms())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        SignalRow::from_row(&row)
+    }
+
+    pub async fn get_content(&mut self, id: i64) -> Result<Option<ContentRow>> {
+        let row = sqlx::query(CONTENT_SELECT_ID)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(ContentRow::from_row).transpose()
+    }
+
+    /// Overwrite the mutable fields of a content row.
+    pub async fn update_content(&mut self, c: &ContentRow) -> Result<ContentRow> {
+        let row = sqlx::query(
+            "UPDATE bank_content SET enabled = $1, labels = $2, note = $3, quarantined = $4, \
+             quarantine_reason = $5, quarantined_at = $6, updated_at = $7 WHERE id = $8 \
+             RETURNING id, bank_id, enabled, labels, note, quarantined, quarantine_reason, \
+             quarantined_at, created_at, updated_at",
+        )
+        .bind(i64::from(c.enabled))
+        .bind(c.labels.as_str())
+        .bind(c.note.as_str())
+        .bind(i64::from(c.quarantined))
+        .bind(c.quarantine_reason.clone())
+        .bind(c.quarantined_at)
+        .bind(now_ms())
+        .bind(c.id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match row {
+            Some(r) => ContentRow::from_row(&r),
+            None => Err(StoreError::NotFound(format!("content {}", c.id))),
+        }
+    }
+
+    /// Delete a content row and its signals.
+    pub async fn delete_content(&mut self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM signals WHERE content_id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM bank_content WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("content {id}")));
+        }
+        Ok(())
+    }
+
+    // ----- submissions, matches, decisions ---------------------------------
+
+    pub async fn insert_submission(&mut self, s: &NewSubmission<'_>) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO submissions (actor, content_ref, url, uploader_id, signals, match_count, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(s.actor)
+        .bind(s.content_ref)
+        .bind(s.url)
+        .bind(s.uploader_id)
+        .bind(s.signals_json)
+        .bind(s.match_count)
+        .bind(now_ms())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        get_i64(&row, "id")
+    }
+
+    pub async fn insert_match(&mut self, m: &NewMatch<'_>) -> Result<MatchRow> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO matches (submission_id, bank_id, content_id, signal_id, signal_type, \
+             matched_value, query_value, distance, similarity, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10) RETURNING id, \
+             submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
+             query_value, distance, similarity, status, created_at, updated_at",
+        )
+        .bind(m.submission_id)
+        .bind(m.bank_id)
+        .bind(m.content_id)
+        .bind(m.signal_id)
+        .bind(m.signal_type)
+        .bind(m.matched_value)
+        .bind(m.query_value)
+        .bind(m.distance)
+        .bind(m.similarity)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        MatchRow::from_row(&row)
+    }
+
+    pub async fn get_match(&mut self, id: i64) -> Result<Option<MatchRow>> {
+        let row = sqlx::query(MATCH_SELECT_ID)
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        row.as_ref().map(MatchRow::from_row).transpose()
+    }
+
+    pub async fn set_match_status(&mut self, id: i64, status: &str) -> Result<MatchRow> {
+        let row = sqlx::query(
+            "UPDATE matches SET status = $1, updated_at = $2 WHERE id = $3 RETURNING id, \
+             submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
+             query_value, distance, similarity, status, created_at, updated_at",
+        )
+        .bind(status)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match row {
+            Some(r) => MatchRow::from_row(&r),
+            None => Err(StoreError::NotFound(format!("match {id}"))),
+        }
+    }
+
+    pub async fn insert_decision(
+        &mut self,
+        match_id: i64,
+        verdict: &str,
+        note: &str,
+        actor: &str,
+        publish_after: i64,
+    ) -> Result<DecisionRow> {
+        let row = sqlx::query(
+            "INSERT INTO decisions (match_id, verdict, note, actor, created_at, publish_after) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, match_id, verdict, note, actor, \
+             created_at, publish_after",
+        )
+        .bind(match_id)
+        .bind(verdict)
+        .bind(note)
+        .bind(actor)
+        .bind(now_ms())
+        .bind(publish_after)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        DecisionRow::from_row(&row)
+    }
+
+    // ----- keys, users, webhooks ---------------------------------------
+
+    pub async fn insert_api_key(
+        &mut self,
+        name: &str,
+        role: &str,
+        key_hash: &str,
+    ) -> Result<ApiKeyRow> {
+        let row = sqlx::query(
+            "INSERT INTO api_keys (name, role, key_hash, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, name, role, key_hash, created_at, revoked_at",
+        )
+        .bind(name)
+        .bind(role)
+        .bind(key_hash)
+        .bind(now_ms())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        ApiKeyRow::from_row(&row)
+    }
+
+    /// Revoke a key (idempotent: keeps the first revocation time).
+    pub async fn revoke_api_key(&mut self, id: i64) -> Result<ApiKeyRow> {
+        let row = sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2 \
+             RETURNING id, name, role, key_hash, created_at, revoked_at",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match row {
+            Some(r) => ApiKeyRow::from_row(&r),
+            None => Err(StoreError::NotFound(format!("api key {id}"))),
+        }
+    }
+
+    pub async fn insert_user(
+        &mut self,
+        username: &str,
+        password_hash: &str,
+        role: &str,
+    ) -> Result<UserRow> {
+        let row = sqlx::query(
+            "INSERT INTO users (username, password_hash, role, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING id, username, password_hash, role, created_at, disabled_at",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(role)
+        .bind(now_ms())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("user {username:?} already exists")),
+            other => other,
+        })?;
+        UserRow::from_row(&row)
+    }
+
+    pub async fn insert_webhook(
+        &mut self,
+        url: &str,
+        secret: &str,
+        events_json: &str,
+    ) -> Result<WebhookRow> {
+        let row = sqlx::query(
+            "INSERT INTO webhooks (url, secret, events, enabled, created_at) VALUES ($1, $2, $3, 1, $4) \
+             RETURNING id, url, secret, events, enabled, created_at",
+        )
+        .bind(url)
+        .bind(secret)
+        .bind(events_json)
+        .bind(now_ms())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        WebhookRow::from_row(&row)
+    }
+
+    pub async fn delete_webhook(&mut self, id: i64) -> Result<()> {
+        let done = sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("webhook {id}")));
+        }
+        Ok(())
+    }
+}
+
+/// Input for [`WriteTx::audit`]. `before`/`after` are JSON documents.
+#[derive(Clone, Debug)]
+pub struct NewAudit<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Input for [`WriteTx::insert_submission`].
+#[derive(Clone, Debug)]
+pub struct NewSubmission<'a> {
+    pub actor: &'a str,
+    pub content_ref: Option<&'a str>,
+    pub url: Option<&'a str>,
+    pub uploader_id: Option<&'a str>,
+    pub signals_json: &'a str,
+    pub match_count: i64,
+}
+
+/// Input for [`WriteTx::insert_match`].
+#[derive(Clone, Debug)]
+pub struct NewMatch<'a> {
+    pub submission_id: i64,
+    pub bank_id: i64,
+    pub content_id: i64,
+    pub signal_id: Option<i64>,
+    pub signal_type: &'a str,
+    pub matched_value: &'a str,
+    pub query_value: &'a str,
+    pub distance: Option<i64>,
+    pub similarity: Option<f64>,
+}
+
+pub(crate) fn get_i64(row: &AnyRow, col: &str) -> Result<i64> {
+    row.try_get::<i64, _>(col)
+        .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
+}

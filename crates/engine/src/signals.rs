@@ -1,0 +1,453 @@
+//! Signal validation, default thresholds, and bytes → signals.
+//!
+//! Every hash that enters the engine goes through [`normalize_signal`]:
+//! pdq must parse as a PDQ hash (64 hex digits), md5 as 32 hex digits,
+//! sha256/url_sha256 as 64 hex digits, text_minhash as a serialised text
+//! signature, vpdq as python-threatexchange's `VPDQSignal` JSON (re-written
+//! canonically), url canonicalised with `url-canon-v1` (and completed with
+//! its url_sha256 by [`normalize_signals`]); all hex is lower-cased so exact
+//! lookups are case-insensitive. Anything else is [`EngineError::InvalidInput`] (4xx).
+//!
+//! Bytes are hashed by the signals crate's content dispatcher
+//! (`echotrace_signals::content`), which sniffs the kind by magic bytes: a
+//! supported image becomes pdq + md5 + sha256, valid UTF-8 text
+//! text_minhash + md5 + sha256, a video vpdq + md5 + sha256 (ffmpeg located
+//! once per process; bank entries hashed at every frame, lookups at one
+//! frame a second; without ffmpeg a video is a 400). The engine adds no sniffing or decoding of
+//! its own; it only maps the dispatcher's errors to 4xx/413.
+
+use std::collections::BTreeMap;
+
+use echotrace_signals::canonical_url::canonicalize_url;
+use echotrace_signals::content::{detect_kind, hash_content, ContentKind, HashError, HashOptions};
+use echotrace_signals::decode::DecodeError;
+use echotrace_signals::digest::sha256_hex;
+use echotrace_signals::pdq::{PdqHash, PDQ_MATCH_THRESHOLD};
+use echotrace_signals::signal::SignalType;
+use echotrace_signals::text::{text_signature, TextMatchRule, TextSignature};
+use echotrace_signals::video::ffmpeg::{Ffmpeg, FfmpegConfig};
+use echotrace_signals::video::vpdq::{VideoHasher, VpdqHash, VpdqOptions};
+use echotrace_signals::video::VideoSetup;
+
+use crate::error::{EngineError, Result};
+use crate::types::{SignalValue, Thresholds};
+
+/// Default threshold of a signal type: PDQ 31 (max Hamming distance, from
+/// the signals crate), vPDQ 31 per frame, text the Jaccard threshold of the
+/// text crate's default rule; exact types 0.
+pub fn default_threshold(t: SignalType) -> f64 {
+    match t {
+        SignalType::Pdq | SignalType::Vpdq => f64::from(PDQ_MATCH_THRESHOLD),
+        SignalType::TextMinhash => TextMatchRule::default().jaccard,
+        _ => 0.0,
+    }
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Validate and canonicalise one signal value.
+pub fn normalize_signal(t: SignalType, value: &str) -> Result<SignalValue> {
+    let v = value.trim();
+    let bad =
+        |what: &str| EngineError::InvalidInput(format!("invalid {} value: {what}", t.as_str()));
+    let value = match t {
+        SignalType::Pdq => PdqHash::from_hex(v)
+            .map_err(|e| bad(&e.to_string()))?
+            .to_hex(),
+        SignalType::Md5 => {
+            if !is_hex(v, 32) {
+                return Err(bad("expected 32 hex digits"));
+            }
+            v.to_ascii_lowercase()
+        }
+        SignalType::Sha256 | SignalType::UrlSha256 => {
+            if !is_hex(v, 64) {
+                return Err(bad("expected 64 hex digits"));
+            }
+            v.to_ascii_lowercase()
+        }
+        SignalType::TextMinhash => v
+            .parse::<TextSignature>()
+            .map_err(|e| bad(&e.to_string()))?
+            .to_string(),
+        SignalType::Url => {
+            canonicalize_url(v)
+                .map_err(|e| bad(&e.to_string()))?
+                .canonical
+        }
+        SignalType::Vpdq => {
+            let hash = VpdqHash::from_signal_str(v).map_err(|e| bad(&e.to_string()))?;
+            if hash.features.is_empty() {
+                return Err(bad("no frames"));
+            }
+            hash.to_signal_string()
+        }
+    };
+    Ok(SignalValue {
+        signal_type: t,
+        value,
+    })
+}
+
+/// Normalise a list of signals ([`normalize_signal`]) and complete URL
+/// signals: every `url` (now canonical, `url-canon-v1`) brings its
+/// `url_sha256`, so a bank entry added by URL also matches a lookup that
+/// only shares the hash, and vice versa. Duplicates are dropped, order kept.
+pub fn normalize_signals(list: &[SignalValue]) -> Result<Vec<SignalValue>> {
+    let mut out: Vec<SignalValue> = Vec::with_capacity(list.len());
+    let push = |v: SignalValue, out: &mut Vec<SignalValue>| {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    };
+    for s in list {
+        let v = normalize_signal(s.signal_type, &s.value)?;
+        if v.signal_type == SignalType::Url {
+            let hash = SignalValue {
+                signal_type: SignalType::UrlSha256,
+                value: sha256_hex(v.value.as_bytes()),
+            };
+            push(v, &mut out);
+            push(hash, &mut out);
+        } else {
+            push(v, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+/// Parse `{"pdq": "<hex>", "md5": "<hex>"}` (a value may also be a list of
+/// strings) into validated signals.
+pub fn parse_signals(map: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<SignalValue>> {
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let t: SignalType =
+            k.parse()
+                .map_err(|e: echotrace_signals::signal::UnknownSignalType| {
+                    EngineError::InvalidInput(e.to_string())
+                })?;
+        match v {
+            serde_json::Value::String(s) => out.push(normalize_signal(t, s)?),
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    let s = item.as_str().ok_or_else(|| {
+                        EngineError::InvalidInput(format!("{k}: expected strings"))
+                    })?;
+                    out.push(normalize_signal(t, s)?);
+                }
+            }
+            _ => {
+                return Err(EngineError::InvalidInput(format!(
+                    "{k}: expected a string or a list of strings"
+                )))
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(EngineError::InvalidInput("no signals given".into()));
+    }
+    normalize_signals(&out)
+}
+
+/// Check a bank's threshold overrides: known types; pdq/vpdq an integer
+/// distance in 0..=256; text a similarity in (0, 1].
+pub(crate) fn validate_thresholds(t: &Thresholds) -> Result<()> {
+    for (k, v) in &t.0 {
+        let st: SignalType =
+            k.parse()
+                .map_err(|e: echotrace_signals::signal::UnknownSignalType| {
+                    EngineError::InvalidInput(e.to_string())
+                })?;
+        if st.as_str() != k {
+            return Err(EngineError::InvalidInput(format!(
+                "threshold key {k:?}: use the canonical name {:?}",
+                st.as_str()
+            )));
+        }
+        let ok = match st {
+            SignalType::Pdq | SignalType::Vpdq => {
+                v.is_finite() && *v >= 0.0 && *v <= 256.0 && v.fract() == 0.0
+            }
+            SignalType::TextMinhash => v.is_finite() && *v > 0.0 && *v <= 1.0,
+            _ => false,
+        };
+        if !ok {
+            return Err(EngineError::InvalidInput(format!(
+                "threshold for {k} out of range or not applicable: {v}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Thresholds as a typed map (validated input; unknown keys skipped).
+pub(crate) fn typed_thresholds(t: &Thresholds) -> BTreeMap<SignalType, f64> {
+    t.0.iter()
+        .filter_map(|(k, v)| k.parse::<SignalType>().ok().map(|st| (st, *v)))
+        .collect()
+}
+
+fn map_hash_error(e: HashError) -> EngineError {
+    match e {
+        HashError::Empty => EngineError::InvalidInput("empty content".into()),
+        HashError::FileTooLarge { .. } | HashError::Decode(DecodeError::FileTooLarge { .. }) => {
+            EngineError::TooLarge(e.to_string())
+        }
+        HashError::Unrecognized => EngineError::InvalidInput(
+            "unsupported content: neither a supported image, video, PDF nor UTF-8 text".into(),
+        ),
+        HashError::Decode(d) => EngineError::InvalidInput(format!("cannot decode image: {d}")),
+        other => EngineError::InvalidInput(format!("cannot hash content: {other}")),
+    }
+}
+
+/// Why bytes are hashed; decides how densely a video is sampled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VideoSampling {
+    /// Bank entries: every frame (`seconds_per_hash = 0`), so an upload
+    /// sampled at any phase finds frames within distance (ARCHITECTURE.md,
+    /// "Video").
+    BankEntry,
+    /// Uploads and lookups: one frame a second.
+    Query,
+}
+
+/// ffmpeg, located once per process (`None` when it is not installed).
+fn ffmpeg() -> Option<&'static Ffmpeg> {
+    static FFMPEG: std::sync::OnceLock<Option<Ffmpeg>> = std::sync::OnceLock::new();
+    FFMPEG
+        .get_or_init(|| match Ffmpeg::locate(FfmpegConfig::default()) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::info!("video hashing disabled: {e}");
+                None
+            }
+        })
+        .as_ref()
+}
+
+fn hash_options(bytes: &[u8], sampling: VideoSampling) -> HashOptions {
+    let mut opts = HashOptions::default();
+    // Only look for ffmpeg when the bytes are a video.
+    if detect_kind(bytes) == Some(ContentKind::Video) {
+        opts.video = ffmpeg().map(|f| VideoSetup {
+            hasher: VideoHasher::new(f.clone()),
+            options: VpdqOptions {
+                seconds_per_hash: match sampling {
+                    VideoSampling::BankEntry => 0.0,
+                    VideoSampling::Query => 1.0,
+                },
+                downsample: None,
+            },
+        });
+    }
+    opts
+}
+
+/// Bytes → signals via the signals crate's content dispatcher
+/// ([`echotrace_signals::content::hash_content`]): image → pdq, UTF-8 text →
+/// text_minhash, video → vpdq (ffmpeg child process, sampled per
+/// [`VideoSampling`]), then md5 + sha256 of the raw bytes. PDFs (no isolated
+/// extractor configured here), and videos when ffmpeg is not installed, are
+/// refused with [`EngineError::InvalidInput`]. Synchronous and blocking
+/// (call it from `spawn_blocking`); bytes are not retained.
+pub(crate) fn hash_bytes(bytes: &[u8], sampling: VideoSampling) -> Result<Vec<SignalValue>> {
+    let signals = hash_content(bytes, &hash_options(bytes, sampling)).map_err(map_hash_error)?;
+    let mut out = Vec::with_capacity(signals.len());
+    for s in signals {
+        if s.signal_type == SignalType::TextMinhash {
+            check_text_value(&s.value)?;
+        }
+        out.push(SignalValue {
+            signal_type: s.signal_type,
+            value: s.value,
+        });
+    }
+    Ok(out)
+}
+
+/// Refuse a text signature of a text with no words (nothing to match on).
+fn check_text_value(value: &str) -> Result<()> {
+    let empty = value
+        .parse::<TextSignature>()
+        .map(|sig| sig.set_size == 0)
+        .unwrap_or(true);
+    if empty {
+        return Err(EngineError::InvalidInput(
+            "text has no words to hash".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn text_value(text: &str) -> Result<SignalValue> {
+    let sig = text_signature(text);
+    if sig.set_size == 0 {
+        return Err(EngineError::InvalidInput(
+            "text has no words to hash".into(),
+        ));
+    }
+    Ok(SignalValue {
+        signal_type: SignalType::TextMinhash,
+        value: sig.to_string(),
+    })
+}
+
+/// Plain text → text_minhash signal.
+pub(crate) fn hash_text(text: &str) -> Result<Vec<SignalValue>> {
+    Ok(vec![text_value(text)?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_and_lowercases() {
+        let pdq = "F".repeat(64);
+        assert_eq!(
+            normalize_signal(SignalType::Pdq, &pdq).unwrap().value,
+            "f".repeat(64)
+        );
+        assert!(normalize_signal(SignalType::Pdq, "abc").is_err());
+        assert!(normalize_signal(SignalType::Pdq, &"g".repeat(64)).is_err());
+        assert_eq!(
+            normalize_signal(SignalType::Md5, &"A".repeat(32))
+                .unwrap()
+                .value,
+            "a".repeat(32)
+        );
+        assert!(normalize_signal(SignalType::Md5, &"a".repeat(31)).is_err());
+        assert!(normalize_signal(SignalType::Sha256, &"z".repeat(64)).is_err());
+        assert!(normalize_signal(SignalType::TextMinhash, "nope").is_err());
+        assert!(normalize_signal(SignalType::Url, "").is_err());
+        let e = normalize_signal(SignalType::Md5, "xyz").unwrap_err();
+        assert_eq!(e.http_status(), 400);
+    }
+
+    #[test]
+    fn parses_signal_maps() {
+        let v: serde_json::Value =
+            serde_json::json!({"pdq": "0".repeat(64), "md5": ["a".repeat(32), "b".repeat(32)]});
+        let s = parse_signals(v.as_object().unwrap()).unwrap();
+        assert_eq!(s.len(), 3);
+        let v: serde_json::Value = serde_json::json!({"bogus": "x"});
+        assert!(parse_signals(v.as_object().unwrap()).is_err());
+        let v: serde_json::Value = serde_json::json!({"pdq": 5});
+        assert!(parse_signals(v.as_object().unwrap()).is_err());
+    }
+
+    #[test]
+    fn threshold_validation() {
+        let mut t = Thresholds::default();
+        t.0.insert("pdq".into(), 20.0);
+        t.0.insert("text_minhash".into(), 0.7);
+        assert!(validate_thresholds(&t).is_ok());
+        t.0.insert("pdq".into(), 20.5);
+        assert!(validate_thresholds(&t).is_err());
+        let mut t = Thresholds::default();
+        t.0.insert("md5".into(), 1.0);
+        assert!(validate_thresholds(&t).is_err());
+        assert_eq!(default_threshold(SignalType::Pdq), 31.0);
+    }
+
+    #[test]
+    fn urls_are_canonicalised_and_bring_their_sha256() {
+        let v = normalize_signal(
+            SignalType::Url,
+            "HTTP://Example.COM/a/?utm_source=x&b=2#frag",
+        )
+        .unwrap();
+        assert_eq!(v.value, "https://example.com/a?b=2");
+        assert!(normalize_signal(SignalType::Url, "ftp://example.com/x").is_err());
+        let list = normalize_signals(&[v.clone(), v.clone()]).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0], v);
+        assert_eq!(list[1].signal_type, SignalType::UrlSha256);
+        assert_eq!(list[1].value, sha256_hex(b"https://example.com/a?b=2"));
+        let m = serde_json::json!({"url": "example.com/a/?b=2&utm_medium=y"});
+        let parsed = parse_signals(m.as_object().unwrap()).unwrap();
+        assert_eq!(parsed, list);
+    }
+
+    #[test]
+    fn image_bytes_hash_through_the_content_dispatcher() {
+        let img = image::RgbImage::from_fn(48, 32, |x, y| {
+            image::Rgb([(x * 5) as u8, (y * 7) as u8, ((x + y) * 3) as u8])
+        });
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let s = hash_bytes(&png, VideoSampling::Query).unwrap();
+        let types: Vec<_> = s.iter().map(|v| v.signal_type).collect();
+        assert_eq!(
+            types,
+            vec![SignalType::Pdq, SignalType::Md5, SignalType::Sha256]
+        );
+        let direct = hash_content(&png, &HashOptions::default()).unwrap();
+        assert_eq!(s[0].value, direct[0].value);
+        assert_eq!(s[2].value, sha256_hex(&png));
+        // Video-looking and PDF bytes are refused as bad input, not 500s.
+        let mut mp4 = vec![0, 0, 0, 0x18];
+        mp4.extend_from_slice(b"ftypisom\0\0\0\0isomiso2avc1mp41");
+        let e = hash_bytes(&mp4, VideoSampling::Query).unwrap_err();
+        assert_eq!(e.http_status(), 400, "{e:?}");
+        let e = hash_bytes(b"%PDF-1.4\n%junk\n", VideoSampling::Query).unwrap_err();
+        assert_eq!(e.http_status(), 400, "{e:?}");
+        let e = hash_bytes(b"   \n\t ", VideoSampling::Query).unwrap_err();
+        assert_eq!(e.http_status(), 400, "{e:?}");
+    }
+
+    #[test]
+    fn video_bytes_hash_to_vpdq_or_a_clear_error() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures");
+        let path = format!("{dir}/vpdq/videos/doorknob-hd-no-bar.mp4");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{path}: {e} (is ../shared/fixtures missing? the video test needs it)")
+        });
+        if ffmpeg().is_none() {
+            let e = hash_bytes(&bytes, VideoSampling::Query).unwrap_err();
+            assert_eq!(e.http_status(), 400, "{e:?}");
+            assert!(e.to_string().contains("ffmpeg"), "{e}");
+            return;
+        }
+        let query = hash_bytes(&bytes, VideoSampling::Query).unwrap();
+        let bank = hash_bytes(&bytes, VideoSampling::BankEntry).unwrap();
+        let types: Vec<_> = query.iter().map(|v| v.signal_type).collect();
+        assert_eq!(
+            types,
+            vec![SignalType::Vpdq, SignalType::Md5, SignalType::Sha256]
+        );
+        let frames = |v: &SignalValue| VpdqHash::from_signal_str(&v.value).unwrap().features.len();
+        // 120 frames at 30 fps: every frame for the bank, one a second (4)
+        // for lookups.
+        assert_eq!(frames(&bank[0]), 120);
+        assert_eq!(frames(&query[0]), 4);
+        // The stored form round-trips through validation unchanged.
+        assert_eq!(
+            normalize_signal(SignalType::Vpdq, &bank[0].value).unwrap(),
+            bank[0]
+        );
+        assert!(normalize_signal(SignalType::Vpdq, "[]").is_err());
+        assert!(normalize_signal(SignalType::Vpdq, "not json").is_err());
+    }
+
+    #[test]
+    fn text_bytes_hash_to_minhash_and_digests() {
+        let s = hash_bytes(
+            b"The quick brown fox jumps over the lazy dog",
+            VideoSampling::Query,
+        )
+        .unwrap();
+        let types: Vec<_> = s.iter().map(|v| v.signal_type).collect();
+        assert_eq!(
+            types,
+            vec![SignalType::TextMinhash, SignalType::Md5, SignalType::Sha256]
+        );
+        assert_eq!(s[1].value, "9e107d9d372bb6826bd81d3542a419d6");
+        assert!(hash_bytes(&[0xff, 0xfe, 0x00, 0x81], VideoSampling::Query).is_err());
+        assert!(hash_bytes(b"", VideoSampling::Query).is_err());
+    }
+}
