@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 mod cmd;
 
 #[derive(Parser)]
-#[command(name = "echotrace", version, about = "Find known violent-extremist propaganda and its altered re-uploads")]
+#[command(
+    name = "echotrace",
+    version,
+    about = "Find known violent-extremist propaganda and its altered re-uploads"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -17,6 +21,17 @@ enum Command {
     Hash(cmd::hash::HashArgs),
     /// Compare two items and report distance / similarity.
     Compare(cmd::compare::CompareArgs),
+    /// Match files (or hashes on stdin) against a bank export, offline.
+    Match(cmd::match_::MatchArgs),
+    /// Run the HTTP matching service.
+    Serve(cmd::serve::ServeArgs),
+    /// Manage review-console users (passwords are read from stdin).
+    Users(cmd::users::UsersArgs),
+    /// Manage API keys (create prints the key once).
+    Keys(cmd::keys::KeysArgs),
+    /// Internal: extract a PDF from stdin as JSON (run in a limited child).
+    #[command(name = "__extract-pdf", hide = true)]
+    ExtractPdf,
 }
 
 fn main() -> std::process::ExitCode {
@@ -24,6 +39,17 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Hash(a) => cmd::hash::run(a),
         Command::Compare(a) => cmd::compare::run(a),
+        Command::Match(a) => cmd::match_::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Users(a) => cmd::users::run(a),
+        Command::Keys(a) => cmd::keys::run(a),
+        Command::ExtractPdf => Ok(std::process::ExitCode::from(
+            echotrace_signals::pdf::run_child(
+                &mut std::io::stdin().lock(),
+                &mut std::io::stdout().lock(),
+                &echotrace_signals::pdf::PdfLimits::default(),
+            ) as u8,
+        )),
     };
     match result {
         Ok(code) => code,

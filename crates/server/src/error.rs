@@ -27,6 +27,11 @@ impl ApiError {
             message: message.into(),
         }
     }
+    /// The same error with `prefix` in front of its message.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.message = format!("{prefix}{}", self.message);
+        self
+    }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_input", message)
     }
@@ -59,7 +64,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -104,5 +115,26 @@ pub(crate) fn body_error(status: StatusCode, text: String) -> ApiError {
         ApiError::new(status, "invalid_input", text)
     } else {
         ApiError::bad_request(text)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = match &e {
+            // Internal details go to the log, not to the caller.
+            EngineError::Internal(detail) => {
+                eprintln!("echotrace-server: internal error: {detail}");
+                "internal error".to_string()
+            }
+            EngineError::Unauthorized => "missing, unknown or revoked API key".to_string(),
+            EngineError::NotFound(m)
+            | EngineError::InvalidInput(m)
+            | EngineError::Conflict(m)
+            | EngineError::Forbidden(m)
+            | EngineError::TooLarge(m) => m.clone(),
+        };
+        ApiError::new(status, e.code(), message)
     }
 }

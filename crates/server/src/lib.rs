@@ -1,1 +1,331 @@
-//! echotrace-server (not yet implemented; see issue tracker).
+//! echotrace-server: the HTTP matching service, a thin axum layer over
+//! [`echotrace_engine`].
+//!
+//! Routes (see [`openapi::ROUTES`] and `/openapi.json`): `/v1/...` JSON API
+//! (banks, content, hash, lookup, batch lookup, compare, matches and
+//! decisions, webhooks, audit), HMA-compatible `/m/...` and `/c/...`
+//! endpoints, and unauthenticated `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Key design decisions:
+//! * **Listen first, load second.** [`start`] binds and serves at once; the
+//!   engine (store + in-memory indexes) is opened in the background and put
+//!   in a `OnceLock`. Until then `/readyz` and every API route answer 503, so
+//!   orchestrators can route traffic only to loaded instances.
+//! * **Auth is an extractor.** Every API handler takes a [`auth::Caller`]
+//!   (`Authorization: Bearer <key>`), then calls `caller.require(op)` with
+//!   the engine's role table. Verified keys are cached for a few seconds
+//!   (keyed by the key's SHA-256) so hot lookups don't hit the database for
+//!   every request; a revocation takes effect within that TTL.
+//! * **Hashing is bounded.** Uploaded bytes are hashed on Tokio's blocking
+//!   pool behind a `Semaphore` (size configurable), so a burst of image
+//!   uploads queues for hashing permits instead of starving signal lookups,
+//!   which never wait for a permit.
+//! * **Bad input is never a 500.** All extractors map their rejections to
+//!   `{"error":{"code","message"}}` 4xx bodies ([`extract`], [`error`]);
+//!   engine errors map by variant; internal details are logged, not sent.
+//!   Raw content is never logged.
+//! * **Delivery** of webhooks uses the engine's persistent outbox; this
+//!   crate only supplies the HTTP [`deliver::HttpDeliverer`].
+
+pub mod auth;
+pub mod deliver;
+pub mod error;
+pub mod extract;
+pub mod fetch;
+pub mod metrics;
+pub mod openapi;
+mod routes;
+pub mod ui;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use echotrace_engine::{Engine, EngineConfig};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use error::ApiError;
+pub use fetch::FetchPolicy;
+
+/// Default request body cap: 64 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
+/// Most signal sets accepted by `POST /v1/lookup/batch`.
+pub const MAX_BATCH: usize = 1000;
+
+/// Called once with a freshly created bootstrap admin key.
+pub type KeyAnnouncer = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Everything `serve` can be told.
+#[derive(Clone)]
+pub struct ServerConfig {
+    pub engine: EngineConfig,
+    /// Largest request body accepted, bytes.
+    pub body_limit: usize,
+    /// Concurrent hashing jobs (uploads being decoded and hashed).
+    pub hash_workers: usize,
+    /// URL fetching for `{"url": ...}` bodies (off by default).
+    pub fetch: FetchPolicy,
+    /// Time limit of one webhook delivery attempt.
+    pub webhook_timeout: Duration,
+    /// How long a verified API key is trusted without asking the store.
+    pub key_cache_ttl: Duration,
+    /// Run the outbox delivery worker in this process.
+    pub deliver_webhooks: bool,
+    /// Keep the bytes of looked-up uploads for the review console
+    /// (off by default: hashing only).
+    pub retain_media: bool,
+    /// If the database has no API keys yet, create an admin key and pass it
+    /// here (printed once by `echotrace serve`).
+    pub bootstrap_admin: Option<KeyAnnouncer>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            engine: EngineConfig::default(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            hash_workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            fetch: FetchPolicy::default(),
+            webhook_timeout: Duration::from_secs(10),
+            key_cache_ttl: Duration::from_secs(5),
+            deliver_webhooks: true,
+            retain_media: false,
+            bootstrap_admin: None,
+        }
+    }
+}
+
+/// Shared state handed to every handler.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    engine: OnceLock<Engine>,
+    config: ServerConfig,
+    metrics: metrics::Metrics,
+    hash_permits: Semaphore,
+    keys: auth::KeyCache,
+    /// Set if opening the engine failed (reported by /readyz).
+    startup_error: OnceLock<String>,
+}
+
+impl AppState {
+    /// State without an engine yet (it is attached by [`AppState::attach`]).
+    pub fn new(config: ServerConfig) -> AppState {
+        let permits = config.hash_workers.max(1);
+        let ttl = config.key_cache_ttl;
+        AppState {
+            inner: Arc::new(StateInner {
+                engine: OnceLock::new(),
+                hash_permits: Semaphore::new(permits),
+                keys: auth::KeyCache::new(ttl),
+                metrics: metrics::Metrics::default(),
+                startup_error: OnceLock::new(),
+                config,
+            }),
+        }
+    }
+
+    /// Attach the loaded engine; from now on the service is ready.
+    pub fn attach(&self, engine: Engine) {
+        let _ = self.inner.engine.set(engine);
+    }
+
+    /// The engine, or 503 while indexes are still loading.
+    pub fn engine(&self) -> Result<&Engine, ApiError> {
+        self.inner
+            .engine
+            .get()
+            .ok_or_else(|| match self.inner.startup_error.get() {
+                Some(e) => ApiError::unavailable(format!("engine failed to start: {e}")),
+                None => ApiError::unavailable("indexes are still loading"),
+            })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.engine.get().is_some()
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn keys(&self) -> &auth::KeyCache {
+        &self.inner.keys
+    }
+
+    /// Run `job` on the blocking pool once a hashing permit is free.
+    pub(crate) async fn hash_job<T, F>(&self, job: F) -> Result<T, ApiError>
+    where
+        F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let _permit = self
+            .inner
+            .hash_permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::unavailable("server is shutting down"))?;
+        match tokio::task::spawn_blocking(job).await {
+            Ok(r) => r,
+            Err(_) => Err(ApiError::internal("hashing task failed")),
+        }
+    }
+}
+
+/// The full router (API, HMA compatibility, operations endpoints).
+pub fn router(state: AppState) -> Router {
+    let limit = state.config().body_limit;
+    routes::router()
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state.clone())
+        .merge(ui::router(state))
+}
+
+/// A running server.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ServerHandle {
+    /// Wait until the engine is loaded (or failed to load).
+    pub async fn ready(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.state.is_ready() {
+                return Ok(());
+            }
+            if let Some(e) = self.state.inner.startup_error.get() {
+                return Err(e.clone());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err("timed out waiting for the engine".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stop accepting, finish in-flight requests, stop background tasks.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
+    }
+
+    /// Wait for the server to stop (after `signal` fired).
+    pub async fn wait(self) -> std::io::Result<()> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
+    }
+}
+
+/// Serve on `listener`: answers at once, loads the engine in the
+/// background, and shuts down gracefully when `signal` resolves or
+/// [`ServerHandle::shutdown`] is called.
+pub async fn start<F>(
+    config: ServerConfig,
+    listener: TcpListener,
+    signal: F,
+) -> std::io::Result<ServerHandle>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let addr = listener.local_addr()?;
+    let state = AppState::new(config);
+    let app = router(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+
+    // Open the engine, then start its background tasks.
+    let boot_state = state.clone();
+    let boot = tokio::spawn(async move { boot_engine(boot_state).await });
+
+    let serve_state = state.clone();
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            tokio::select! {
+                _ = signal => {},
+                _ = rx => {},
+            }
+        };
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await;
+        // Background tasks end with the server.
+        let background = boot.await.unwrap_or_default();
+        for h in background {
+            h.abort();
+        }
+        if let Some(engine) = serve_state.inner.engine.get() {
+            engine.store().close().await;
+        }
+        result
+    });
+    Ok(ServerHandle {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let config = state.config().clone();
+    let engine = match Engine::open(config.engine.clone()).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("echotrace-server: cannot open the engine: {e}");
+            let _ = state.inner.startup_error.set(e.to_string());
+            return Vec::new();
+        }
+    };
+    if let Some(announce) = &config.bootstrap_admin {
+        match engine.list_api_keys().await {
+            Ok(keys) if keys.is_empty() => {
+                match engine
+                    .create_api_key(
+                        &echotrace_engine::Actor::system(),
+                        "bootstrap-admin",
+                        echotrace_engine::Role::Admin,
+                    )
+                    .await
+                {
+                    Ok((_, key)) => announce(&key),
+                    Err(e) => eprintln!("echotrace-server: cannot create the admin key: {e}"),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("echotrace-server: cannot list API keys: {e}"),
+        }
+    }
+    let mut handles = vec![engine.spawn_change_tailer()];
+    if config.deliver_webhooks {
+        match deliver::HttpDeliverer::new(config.webhook_timeout) {
+            Ok(http) => handles.push(engine.spawn_outbox_worker(Arc::new(
+                deliver::WebhookDeliverer::new(engine.clone(), http),
+            ))),
+            Err(e) => eprintln!("echotrace-server: webhook delivery disabled: {e}"),
+        }
+    }
+    state.attach(engine);
+    handles
+}

@@ -67,17 +67,26 @@ impl Metrics {
     /// Render the Prometheus text format (version 0.0.4).
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::with_capacity(2048);
-        let _ = writeln!(out, "# HELP echotrace_lookups_total Signal-set lookups served.");
+        let _ = writeln!(
+            out,
+            "# HELP echotrace_lookups_total Signal-set lookups served."
+        );
         let _ = writeln!(out, "# TYPE echotrace_lookups_total counter");
         let _ = writeln!(out, "echotrace_lookups_total {}", self.lookups_total());
-        let _ = writeln!(out, "# HELP echotrace_matches_total Matches returned and recorded.");
+        let _ = writeln!(
+            out,
+            "# HELP echotrace_matches_total Matches returned and recorded."
+        );
         let _ = writeln!(out, "# TYPE echotrace_matches_total counter");
         let _ = writeln!(
             out,
             "echotrace_matches_total {}",
             self.matches_total.load(Ordering::Relaxed)
         );
-        let _ = writeln!(out, "# HELP echotrace_http_errors_total Requests answered with an error status.");
+        let _ = writeln!(
+            out,
+            "# HELP echotrace_http_errors_total Requests answered with an error status."
+        );
         let _ = writeln!(out, "# TYPE echotrace_http_errors_total counter");
         let _ = writeln!(
             out,
@@ -105,15 +114,24 @@ impl Metrics {
             self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "echotrace_lookup_duration_seconds_count {count}");
-        let _ = writeln!(out, "# HELP echotrace_index_size Signals held in the in-memory index, by signal type.");
+        let _ = writeln!(
+            out,
+            "# HELP echotrace_index_size Signals held in the in-memory index, by signal type."
+        );
         let _ = writeln!(out, "# TYPE echotrace_index_size gauge");
         for (t, n) in &g.index_sizes {
             let _ = writeln!(out, "echotrace_index_size{{signal_type=\"{t}\"}} {n}");
         }
-        let _ = writeln!(out, "# HELP echotrace_outbox_pending Action events not yet delivered.");
+        let _ = writeln!(
+            out,
+            "# HELP echotrace_outbox_pending Action events not yet delivered."
+        );
         let _ = writeln!(out, "# TYPE echotrace_outbox_pending gauge");
         let _ = writeln!(out, "echotrace_outbox_pending {}", g.outbox_pending);
-        let _ = writeln!(out, "# HELP echotrace_outbox_lag_seconds Age of the oldest undelivered action event.");
+        let _ = writeln!(
+            out,
+            "# HELP echotrace_outbox_lag_seconds Age of the oldest undelivered action event."
+        );
         let _ = writeln!(out, "# TYPE echotrace_outbox_lag_seconds gauge");
         let _ = writeln!(
             out,

@@ -2,3 +2,7 @@
 
 pub mod compare;
 pub mod hash;
+pub mod keys;
+pub mod match_;
+pub mod serve;
+pub mod users;

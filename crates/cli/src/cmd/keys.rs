@@ -1,0 +1,95 @@
+//! `echotrace keys`: manage API keys from the command line (works without a
+//! running server; talks to the database directly).
+//!
+//! `keys create --role ROLE [--name N]` prints the new key once on stdout;
+//! only its SHA-256 is stored.
+
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Subcommand};
+use echotrace_engine::{Actor, Engine, EngineConfig, Role};
+
+#[derive(Args)]
+pub struct KeysArgs {
+    /// Database URL: sqlite://path or postgres://user@host/db.
+    #[arg(
+        long = "db",
+        alias = "database-url",
+        env = "ECHOTRACE_DATABASE_URL",
+        default_value = "sqlite://./echotrace.db",
+        global = true
+    )]
+    pub db: String,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (once).
+    Create {
+        /// admin, curator, matcher or reviewer.
+        #[arg(long)]
+        role: String,
+        /// A label for the key (who or what uses it).
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: i64 },
+}
+
+pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run_async(args))
+}
+
+async fn run_async(args: KeysArgs) -> anyhow::Result<ExitCode> {
+    let engine = Engine::open(EngineConfig::with_database_url(&args.db))
+        .await
+        .with_context(|| format!("opening {}", args.db))?;
+    let result = match args.command {
+        KeysCommand::Create { role, name } => {
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow!("unknown role {role:?} (admin, curator, matcher, reviewer)")
+            })?;
+            let (meta, key) = engine.create_api_key(&Actor::cli(), &name, role).await?;
+            eprintln!(
+                "created {} key id {} (store it now: it is not shown again)",
+                meta.role.as_str(),
+                meta.id
+            );
+            println!("{key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::List => {
+            for k in engine.list_api_keys().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    k.id,
+                    k.role.as_str(),
+                    k.name,
+                    if k.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Revoke { id } => {
+            let k = engine.revoke_api_key(&Actor::cli(), id).await?;
+            eprintln!("revoked key {}", k.id);
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    engine.store().close().await;
+    result
+}

@@ -1,0 +1,442 @@
+//! Process-level tests of `echotrace serve`: the real binary on a loopback
+//! port, on SQLite and on PostgreSQL (`$ECHOTRACE_TEST_PG_URL`; FAILS if
+//! unset, unless `ECHOTRACE_SKIP_PG=1`).
+//!
+//! * crash safety: `kill -9` while clients add content and run lookups;
+//!   after a restart every acknowledged write and match is there and the
+//!   index answers the same;
+//! * two processes on one database: a bank change made through one is
+//!   matched by the other within 2 s.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use echotrace_store::testing::TestDb;
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let db = echotrace_store::testing::TestDb::sqlite();
+                    super::$name(&db).await;
+                    db.cleanup().await.unwrap();
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let Some(db) = echotrace_store::testing::TestDb::postgres().await.unwrap() else {
+                        return;
+                    };
+                    super::$name(&db).await;
+                    db.cleanup().await.unwrap();
+                }
+            }
+        )*
+    };
+}
+
+both_backends!(
+    kill_9_loses_no_acknowledged_write,
+    two_processes_share_bank_changes
+);
+
+/// A running `echotrace serve` child, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    admin: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Start the binary; if the database has no keys, it prints an admin key.
+    async fn spawn(db_url: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_echotrace"))
+            .args([
+                "serve",
+                "--db",
+                db_url,
+                "--listen",
+                "127.0.0.1:0",
+                "--no-webhooks",
+                "--tail-interval-ms",
+                "100",
+                "--threads",
+                "2",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning echotrace serve");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let base = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .expect("server prints its address");
+            if let Some(addr) = line.strip_prefix("echotrace: listening on ") {
+                break addr.trim().to_string();
+            }
+        };
+        let client = Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+                if r.status() == StatusCode::OK {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "server never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The bootstrap key (if any) is printed before the engine is attached.
+        // It was flushed before readiness; allow the reader thread to catch up.
+        let mut admin = None;
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
+            if let Some((_, k)) = l.rsplit_once("(shown once): ") {
+                admin = Some(k.trim().to_string());
+                break;
+            }
+        }
+        Server { child, base, admin }
+    }
+
+    fn kill_9(&mut self) {
+        // std's Child::kill sends SIGKILL on Unix.
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+}
+
+async fn call(
+    client: &Client,
+    key: &str,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> Option<(StatusCode, Value)> {
+    let mut req = client
+        .request(method, url)
+        .bearer_auth(key)
+        .timeout(Duration::from_secs(10));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.ok()?;
+    let s = resp.status();
+    let v = resp.json::<Value>().await.unwrap_or(Value::Null);
+    Some((s, v))
+}
+
+/// (pdq looked up, content ids it matched, match ids recorded).
+type AckedLookup = (String, Vec<i64>, Vec<i64>);
+
+/// Deterministic, well-spread random PDQ hashes.
+fn hashes(n: usize, seed: u64) -> Vec<String> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            (0..4)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    format!("{x:016x}")
+                })
+                .collect()
+        })
+        .collect()
+}
+
+async fn kill_9_loses_no_acknowledged_write(db: &TestDb) {
+    let mut server = Server::spawn(&db.url).await;
+    let admin = server
+        .admin
+        .clone()
+        .expect("first start prints an admin key");
+    let client = Client::new();
+    let base = server.base.clone();
+    let (s, v) = call(
+        &client,
+        &admin,
+        reqwest::Method::POST,
+        format!("{base}/v1/banks"),
+        Some(json!({"name": "crash"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    let pool = hashes(5000, 0x9e3779b97f4a7c15);
+    // (content id, pdq) acknowledged with 2xx.
+    let acked_content: Arc<Mutex<Vec<(i64, String)>>> = Arc::default();
+    // (pdq looked up, content ids matched, match ids) acknowledged with 2xx.
+    let acked_lookups: Arc<Mutex<Vec<AckedLookup>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let mut tasks = Vec::new();
+    for w in 0..2usize {
+        let (client, base, admin, pool, acked, stop) = (
+            client.clone(),
+            base.clone(),
+            admin.clone(),
+            pool.clone(),
+            acked_content.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < pool.len() {
+                let h = &pool[i];
+                if let Some((s, v)) = call(
+                    &client,
+                    &admin,
+                    reqwest::Method::POST,
+                    format!("{base}/v1/banks/crash/content"),
+                    Some(json!({"signals": {"pdq": h}, "labels": ["crash"]})),
+                )
+                .await
+                {
+                    if s == StatusCode::CREATED {
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((v["id"].as_i64().unwrap(), h.clone()));
+                    }
+                }
+                i += 2;
+            }
+        }));
+    }
+    {
+        let (client, base, admin, acked_c, acked_l, stop) = (
+            client.clone(),
+            base.clone(),
+            admin.clone(),
+            acked_content.clone(),
+            acked_lookups.clone(),
+            stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let pick = {
+                    let g = acked_c.lock().unwrap();
+                    if g.is_empty() {
+                        None
+                    } else {
+                        Some(g[(n * 7919) % g.len()].1.clone())
+                    }
+                };
+                n += 1;
+                let Some(h) = pick else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                };
+                if let Some((s, v)) = call(
+                    &client,
+                    &admin,
+                    reqwest::Method::POST,
+                    format!("{base}/v1/lookup"),
+                    Some(json!({"signals": {"pdq": h}})),
+                )
+                .await
+                {
+                    if s == StatusCode::OK {
+                        let ms = v["matches"].as_array().cloned().unwrap_or_default();
+                        let cids = ms.iter().filter_map(|m| m["content_id"].as_i64()).collect();
+                        let mids = ms.iter().filter_map(|m| m["id"].as_i64()).collect();
+                        acked_l.lock().unwrap().push((h, cids, mids));
+                    }
+                }
+            }
+        }));
+    }
+    // Let the clients run, then kill -9 mid-traffic.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked_content.lock().unwrap().len() < 150 || acked_lookups.lock().unwrap().len() < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "clients made too little progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill_9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    drop(server);
+
+    let content = acked_content.lock().unwrap().clone();
+    let lookups = acked_lookups.lock().unwrap().clone();
+    eprintln!(
+        "acknowledged before kill -9: {} content items, {} lookups",
+        content.len(),
+        lookups.len()
+    );
+
+    let server = Server::spawn(&db.url).await;
+    assert!(
+        server.admin.is_none(),
+        "keys survived: no new bootstrap key"
+    );
+    let base = server.base.clone();
+    for (id, h) in &content {
+        let (s, v) = call(
+            &client,
+            &admin,
+            reqwest::Method::GET,
+            format!("{base}/v1/banks/crash/content/{id}"),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, StatusCode::OK, "acknowledged content {id} lost: {v}");
+        assert_eq!(v["signals"][0]["value"], h.as_str());
+    }
+    for (h, cids, mids) in &lookups {
+        assert!(
+            !cids.is_empty(),
+            "every looked-up hash had been acknowledged as content"
+        );
+        for mid in mids {
+            let (s, v) = call(
+                &client,
+                &admin,
+                reqwest::Method::GET,
+                format!("{base}/v1/matches/{mid}"),
+                None,
+            )
+            .await
+            .unwrap();
+            assert_eq!(s, StatusCode::OK, "acknowledged match {mid} lost: {v}");
+        }
+        let (s, v) = call(
+            &client,
+            &admin,
+            reqwest::Method::POST,
+            format!("{base}/v1/lookup"),
+            Some(json!({"signals": {"pdq": h}})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, StatusCode::OK);
+        let mut now: Vec<i64> = v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["content_id"].as_i64())
+            .collect();
+        let mut before = cids.clone();
+        now.sort_unstable();
+        before.sort_unstable();
+        assert_eq!(now, before, "index answers the same for {h}");
+    }
+}
+
+async fn two_processes_share_bank_changes(db: &TestDb) {
+    let a = Server::spawn(&db.url).await;
+    let admin = a.admin.clone().expect("first start prints an admin key");
+    let b = Server::spawn(&db.url).await;
+    let client = Client::new();
+    let post = reqwest::Method::POST;
+    let h = &hashes(1, 42)[0];
+
+    call(
+        &client,
+        &admin,
+        post.clone(),
+        format!("{}/v1/banks", a.base),
+        Some(json!({"name": "shared"})),
+    )
+    .await
+    .unwrap();
+    let (s, v) = call(
+        &client,
+        &admin,
+        post.clone(),
+        format!("{}/v1/banks/shared/content", a.base),
+        Some(json!({"signals": {"pdq": h}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_i64().unwrap();
+    let added = Instant::now();
+    let matched_on_b = |v: &Value| {
+        v["matches"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["content_id"] == id))
+    };
+    loop {
+        let (_, v) = call(
+            &client,
+            &admin,
+            post.clone(),
+            format!("{}/v1/lookup", b.base),
+            Some(json!({"signals": {"pdq": h}})),
+        )
+        .await
+        .unwrap();
+        if matched_on_b(&v) {
+            break;
+        }
+        assert!(
+            added.elapsed() < Duration::from_secs(2),
+            "B did not see A's new content within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    eprintln!("B matched A's new content after {:?}", added.elapsed());
+    // Disabling through A stops matches on B within 2 s too.
+    let (s, _) = call(
+        &client,
+        &admin,
+        reqwest::Method::PATCH,
+        format!("{}/v1/banks/shared/content/{id}", a.base),
+        Some(json!({"enabled": false})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let changed = Instant::now();
+    loop {
+        let (_, v) = call(
+            &client,
+            &admin,
+            post.clone(),
+            format!("{}/v1/lookup", b.base),
+            Some(json!({"signals": {"pdq": h}})),
+        )
+        .await
+        .unwrap();
+        if !matched_on_b(&v) {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(2),
+            "B still matches content disabled through A after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    eprintln!("B stopped matching after {:?}", changed.elapsed());
+}

@@ -1,0 +1,185 @@
+//! Route table and shared handler helpers.
+//!
+//! Handlers are deliberately thin: authenticate ([`Caller`]), check the
+//! role, turn the request into engine types, call the engine, shape JSON.
+
+mod hma;
+mod v1;
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use echotrace_engine::{Bank, SignalValue};
+use serde_json::{json, Value};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::ItemInput;
+use crate::metrics::Gauges;
+use crate::AppState;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .merge(v1::router())
+        .merge(hma::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: axum::extract::State<AppState>) -> Response {
+    match state.engine() {
+        Ok(engine) => {
+            let stats = engine.index_stats().ok();
+            (
+                StatusCode::OK,
+                Json(json!({"status": "ready", "index": stats})),
+            )
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metrics(state: axum::extract::State<AppState>) -> Response {
+    let mut g = Gauges {
+        index_sizes: Vec::new(),
+        outbox_pending: 0,
+        outbox_oldest_age_seconds: 0.0,
+        ready: state.is_ready(),
+    };
+    if let Ok(engine) = state.engine() {
+        if let Ok(s) = engine.index_stats() {
+            g.index_sizes = vec![
+                ("pdq".to_string(), s.pdq as u64),
+                ("exact".to_string(), s.exact as u64),
+                ("text_minhash".to_string(), s.text as u64),
+            ];
+        }
+        if let Ok(pending) = engine.list_outbox(true, 1000).await {
+            g.outbox_pending = pending.len() as u64;
+            let now = now_ms();
+            if let Some(oldest) = pending.iter().map(|e| e.created_at).min() {
+                g.outbox_oldest_age_seconds = (now - oldest).max(0) as f64 / 1000.0;
+            }
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics().render(&g),
+    )
+        .into_response()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+async fn openapi(_caller: Caller) -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+// ----- helpers shared by the route modules ---------------------------------
+
+/// Signals as `[{"type": "pdq", "value": "..."}]`.
+pub(crate) fn signals_json(signals: &[SignalValue]) -> Value {
+    Value::Array(
+        signals
+            .iter()
+            .map(|s| json!({"type": s.signal_type.as_str(), "value": s.value}))
+            .collect(),
+    )
+}
+
+/// Turn an item into signals: ready-made signals are validated; files and
+/// text are hashed on the bounded pool; URLs are fetched first (if enabled).
+pub(crate) async fn item_signals(
+    state: &AppState,
+    input: ItemInput,
+) -> Result<Vec<SignalValue>, ApiError> {
+    let engine = state.engine()?.clone();
+    match input {
+        ItemInput::Signals(map) => echotrace_engine::parse_signals(&map).map_err(ApiError::from),
+        ItemInput::File(bytes) => {
+            if bytes.is_empty() {
+                return Err(ApiError::bad_request("the uploaded file is empty"));
+            }
+            state
+                .hash_job(move || engine.hash_bytes(&bytes).map_err(ApiError::from))
+                .await
+        }
+        ItemInput::Text(text) => {
+            if text.trim().is_empty() {
+                return Err(ApiError::bad_request("\"text\" is empty"));
+            }
+            state
+                .hash_job(move || engine.hash_bytes(text.as_bytes()).map_err(ApiError::from))
+                .await
+        }
+        ItemInput::Url(url) => {
+            let bytes = crate::fetch::fetch(&url, &state.config().fetch)
+                .await
+                .map_err(fetch_error)?;
+            state
+                .hash_job(move || engine.hash_bytes(&bytes).map_err(ApiError::from))
+                .await
+        }
+    }
+}
+
+fn fetch_error(e: crate::fetch::FetchError) -> ApiError {
+    use crate::fetch::FetchError as F;
+    match e {
+        F::Disabled => ApiError::forbidden(e.to_string()),
+        F::Remote(_) | F::Timeout => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "fetch_failed", e.to_string())
+        }
+        F::TooLarge(_) => ApiError::payload_too_large(e.to_string()),
+        _ => ApiError::bad_request(e.to_string()),
+    }
+}
+
+/// Resolve bank names to ids (404 for an unknown name).
+pub(crate) async fn bank_ids(
+    state: &AppState,
+    names: Option<Vec<String>>,
+) -> Result<Option<Vec<i64>>, ApiError> {
+    let Some(names) = names else {
+        return Ok(None);
+    };
+    let engine = state.engine()?;
+    let mut ids = Vec::with_capacity(names.len());
+    for n in names {
+        let bank: Bank = engine.bank_by_name(n.trim()).await?;
+        ids.push(bank.id);
+    }
+    Ok(Some(ids))
+}
+
+/// Page size from a query parameter: default 100, at most 1000.
+pub(crate) fn page_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(100).clamp(1, 1000)
+}

@@ -1,0 +1,744 @@
+//! The `/v1` JSON API.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use echotrace_engine::{
+    BankKind, BankUpdate, ContentSource, ContentUpdate, LookupRequest, MatchFilter, MatchStatus,
+    NewBank, NewContent, Operation, Role, SignalValue, SubmissionContext, Thresholds, Verdict,
+};
+use echotrace_signals::signal::SignalType;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{bank_ids, item_signals, page_limit, signals_json};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Item, ItemInput, LookupContext};
+use crate::{AppState, MAX_BATCH};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/banks", post(create_bank).get(list_banks))
+        .route(
+            "/v1/banks/{name}",
+            get(get_bank).patch(update_bank).delete(delete_bank),
+        )
+        .route(
+            "/v1/banks/{name}/content",
+            post(add_content).get(list_content),
+        )
+        .route(
+            "/v1/banks/{name}/content/{id}",
+            get(get_content)
+                .patch(update_content)
+                .delete(delete_content),
+        )
+        .route("/v1/hash", post(hash))
+        .route("/v1/lookup", post(lookup))
+        .route("/v1/lookup/batch", post(lookup_batch))
+        .route("/v1/compare", post(compare))
+        .route("/v1/matches", get(list_matches))
+        .route("/v1/matches/{id}", get(get_match))
+        .route("/v1/matches/{id}/decision", post(decide))
+        .route(
+            "/v1/actions/webhooks",
+            post(create_webhook).get(list_webhooks),
+        )
+        .route(
+            "/v1/actions/webhooks/{id}",
+            axum::routing::delete(delete_webhook),
+        )
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{id}", axum::routing::delete(revoke_key))
+        .route("/v1/audit", get(audit))
+}
+
+fn context(c: LookupContext) -> SubmissionContext {
+    SubmissionContext {
+        content_id: c.content_id,
+        url: c.url,
+        uploader_id: c.uploader_id,
+    }
+}
+
+// ----- banks ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBank {
+    name: String,
+    #[serde(default = "default_kind")]
+    kind: BankKind,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    thresholds: Thresholds,
+}
+
+fn default_kind() -> BankKind {
+    BankKind::Block
+}
+
+fn validate_bank_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "bank names are 1-100 characters of A-Z a-z 0-9 _ - .",
+        ))
+    }
+}
+
+async fn create_bank(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateBank>,
+) -> Result<Response, ApiError> {
+    caller.require(Operation::WriteBanks)?;
+    validate_bank_name(&body.name)?;
+    let bank = state
+        .engine()?
+        .create_bank(
+            &caller.actor(),
+            NewBank {
+                name: body.name,
+                kind: body.kind,
+                description: body.description,
+                thresholds: body.thresholds,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(bank)).into_response())
+}
+
+async fn list_banks(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::ReadBanks)?;
+    let banks = state.engine()?.list_banks().await?;
+    Ok(Json(json!({ "banks": banks })))
+}
+
+async fn get_bank(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::ReadBanks)?;
+    let bank = state.engine()?.bank_by_name(&name).await?;
+    Ok(Json(json!(bank)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchBank {
+    enabled: Option<bool>,
+    description: Option<String>,
+    thresholds: Option<Thresholds>,
+}
+
+async fn update_bank(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<PatchBank>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::WriteBanks)?;
+    let engine = state.engine()?;
+    let bank = engine.bank_by_name(&name).await?;
+    let bank = engine
+        .update_bank(
+            &caller.actor(),
+            bank.id,
+            BankUpdate {
+                enabled: body.enabled,
+                description: body.description,
+                thresholds: body.thresholds,
+            },
+        )
+        .await?;
+    Ok(Json(json!(bank)))
+}
+
+async fn delete_bank(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Operation::WriteBanks)?;
+    let engine = state.engine()?;
+    let bank = engine.bank_by_name(&name).await?;
+    // The engine has no bank deletion yet: remove every content item (so
+    // nothing of the bank can match any more, in every process), then
+    // disable the bank. The bank row itself stays (its name stays taken).
+    let actor = caller.actor();
+    loop {
+        let page = engine.list_content(bank.id, 0, 1000).await?;
+        if page.is_empty() {
+            break;
+        }
+        for c in page {
+            engine.delete_content(&actor, c.id).await?;
+        }
+    }
+    engine
+        .update_bank(
+            &actor,
+            bank.id,
+            BankUpdate {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- content -------------------------------------------------------------
+
+async fn add_content(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    item: Item,
+) -> Result<Response, ApiError> {
+    caller.require(Operation::WriteBanks)?;
+    let engine = state.engine()?.clone();
+    let bank = engine.bank_by_name(&name).await?;
+    if item.banks.is_some() || item.metadata.is_some() {
+        return Err(ApiError::bad_request(
+            "\"banks\" and \"metadata\" are not accepted here",
+        ));
+    }
+    let signals = item_signals(&state, item.input).await?;
+    let content = engine
+        .add_content(
+            &caller.actor(),
+            bank.id,
+            NewContent {
+                source: ContentSource::Signals(signals),
+                labels: item.labels,
+                note: item.note.unwrap_or_default(),
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(content)).into_response())
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    cursor: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn list_content(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::ReadBanks)?;
+    let engine = state.engine()?;
+    let bank = engine.bank_by_name(&name).await?;
+    let limit = page_limit(q.limit);
+    let items = engine
+        .list_content(bank.id, q.cursor.unwrap_or(0), limit)
+        .await?;
+    let next = if items.len() as u32 == limit {
+        items.last().map(|c| c.id)
+    } else {
+        None
+    };
+    Ok(Json(json!({"content": items, "next_cursor": next})))
+}
+
+/// The content item, 404 unless it belongs to the named bank.
+async fn content_in_bank(
+    state: &AppState,
+    name: &str,
+    id: i64,
+) -> Result<echotrace_engine::Content, ApiError> {
+    let engine = state.engine()?;
+    let bank = engine.bank_by_name(name).await?;
+    let content = engine.get_content(id).await?;
+    if content.bank_id != bank.id {
+        return Err(ApiError::not_found(format!(
+            "content {id} is not in bank {name}"
+        )));
+    }
+    Ok(content)
+}
+
+async fn get_content(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((name, id)): ApiPath<(String, i64)>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::ReadBanks)?;
+    let content = content_in_bank(&state, &name, id).await?;
+    Ok(Json(json!(content)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchContent {
+    enabled: Option<bool>,
+    labels: Option<Vec<String>>,
+    note: Option<String>,
+}
+
+async fn update_content(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((name, id)): ApiPath<(String, i64)>,
+    ApiJson(body): ApiJson<PatchContent>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::WriteBanks)?;
+    content_in_bank(&state, &name, id).await?;
+    let content = state
+        .engine()?
+        .update_content(
+            &caller.actor(),
+            id,
+            ContentUpdate {
+                enabled: body.enabled,
+                labels: body.labels,
+                note: body.note,
+            },
+        )
+        .await?;
+    Ok(Json(json!(content)))
+}
+
+async fn delete_content(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((name, id)): ApiPath<(String, i64)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Operation::WriteBanks)?;
+    content_in_bank(&state, &name, id).await?;
+    state.engine()?.delete_content(&caller.actor(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- matching ------------------------------------------------------------
+
+async fn hash(
+    State(state): State<AppState>,
+    caller: Caller,
+    item: Item,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::Lookup)?;
+    if matches!(item.input, ItemInput::Signals(_)) {
+        return Err(ApiError::bad_request(
+            "/v1/hash takes a file, text or url, not signals",
+        ));
+    }
+    let signals = item_signals(&state, item.input).await?;
+    Ok(Json(json!({ "signals": signals_json(&signals) })))
+}
+
+async fn lookup(
+    State(state): State<AppState>,
+    caller: Caller,
+    item: Item,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::Lookup)?;
+    if !item.labels.is_empty() || item.note.is_some() || item.metadata.is_some() {
+        return Err(ApiError::bad_request(
+            "\"labels\" and \"note\" belong to bank content, not lookups",
+        ));
+    }
+    let hashed = !matches!(item.input, ItemInput::Signals(_));
+    let retained = match (&item.input, state.config().retain_media) {
+        (ItemInput::File(b), true) => Some(("application/octet-stream", b.clone())),
+        (ItemInput::Text(t), true) => Some((
+            "text/plain; charset=utf-8",
+            axum::body::Bytes::from(t.clone().into_bytes()),
+        )),
+        _ => None,
+    };
+    let banks = bank_ids(&state, item.banks).await?;
+    let signals = item_signals(&state, item.input).await?;
+    let started = Instant::now();
+    let engine = state.engine()?;
+    let resp = engine
+        .lookup(
+            &caller.actor(),
+            LookupRequest {
+                signals: signals.clone(),
+                banks,
+                context: context(item.context),
+            },
+        )
+        .await?;
+    state
+        .metrics()
+        .record_lookup(started.elapsed(), resp.matches.len() + resp.allowed.len());
+    if let Some((mime, bytes)) = retained {
+        echotrace_engine::console::retain_submission_media(
+            engine.store(),
+            resp.submission_id,
+            mime,
+            &bytes,
+        )
+        .await?;
+    }
+    let mut out = json!(resp);
+    if hashed {
+        out["signals"] = signals_json(&signals);
+    }
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    signals: serde_json::Map<String, Value>,
+    banks: Option<Vec<String>>,
+    #[serde(default)]
+    context: LookupContext,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    items: Vec<BatchItem>,
+}
+
+async fn lookup_batch(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(batch): ApiJson<Batch>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::Lookup)?;
+    if batch.items.is_empty() || batch.items.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch holds 1 to {MAX_BATCH} signal sets"
+        )));
+    }
+    // Validate everything before recording anything.
+    let mut requests = Vec::with_capacity(batch.items.len());
+    for (i, item) in batch.items.into_iter().enumerate() {
+        let signals = echotrace_engine::parse_signals(&item.signals)
+            .map_err(|e| ApiError::from(e).with_prefix(&format!("items[{i}]: ")))?;
+        let banks = bank_ids(&state, item.banks).await?;
+        requests.push(LookupRequest {
+            signals,
+            banks,
+            context: context(item.context),
+        });
+    }
+    let engine = state.engine()?;
+    let actor = caller.actor();
+    let mut results = Vec::with_capacity(requests.len());
+    for req in requests {
+        let started = Instant::now();
+        let resp = engine.lookup(&actor, req).await?;
+        state
+            .metrics()
+            .record_lookup(started.elapsed(), resp.matches.len() + resp.allowed.len());
+        results.push(resp);
+    }
+    Ok(Json(json!({ "results": results })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompareBody {
+    /// A signal type wire name, or `text` to compare two raw texts.
+    signal_type: String,
+    a: String,
+    b: String,
+}
+
+async fn compare(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CompareBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::Lookup)?;
+    if body.signal_type == "text" {
+        let (a, b) = (body.a, body.b);
+        let cmp = state
+            .hash_job(move || {
+                let sa = echotrace_signals::text::text_signature(&a);
+                let sb = echotrace_signals::text::text_signature(&b);
+                echotrace_signals::text::compare_text(&sa, &sb)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))
+            })
+            .await?;
+        return Ok(Json(
+            json!({"signal_type": "text_minhash", "similarity": cmp.jaccard,
+                               "comparison": cmp, "match": cmp.is_match}),
+        ));
+    }
+    let t: SignalType =
+        body.signal_type
+            .parse()
+            .map_err(|e: echotrace_signals::signal::UnknownSignalType| {
+                ApiError::bad_request(e.to_string())
+            })?;
+    let a = echotrace_engine::normalize_signal(t, &body.a)?;
+    let b = echotrace_engine::normalize_signal(t, &body.b)?;
+    Ok(Json(compare_values(&a, &b)?))
+}
+
+fn compare_values(a: &SignalValue, b: &SignalValue) -> Result<Value, ApiError> {
+    let t = a.signal_type;
+    match t {
+        SignalType::Pdq => {
+            let ha = echotrace_signals::pdq::PdqHash::from_hex(&a.value)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let hb = echotrace_signals::pdq::PdqHash::from_hex(&b.value)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let d = ha.distance(&hb);
+            let threshold = echotrace_engine::default_threshold(t);
+            Ok(
+                json!({"signal_type": t.as_str(), "distance": d, "threshold": threshold,
+                      "match": f64::from(d) <= threshold}),
+            )
+        }
+        SignalType::TextMinhash => {
+            let sa: echotrace_signals::text::TextSignature =
+                a.value
+                    .parse()
+                    .map_err(|e: echotrace_signals::text::SignatureParseError| {
+                        ApiError::bad_request(e.to_string())
+                    })?;
+            let sb: echotrace_signals::text::TextSignature =
+                b.value
+                    .parse()
+                    .map_err(|e: echotrace_signals::text::SignatureParseError| {
+                        ApiError::bad_request(e.to_string())
+                    })?;
+            let cmp = echotrace_signals::text::compare_text(&sa, &sb)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            Ok(json!({"signal_type": t.as_str(), "similarity": cmp.jaccard,
+                      "comparison": cmp, "match": cmp.is_match}))
+        }
+        _ => Ok(
+            json!({"signal_type": t.as_str(), "distance": u32::from(a.value != b.value),
+                       "match": a.value == b.value}),
+        ),
+    }
+}
+
+// ----- review --------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct MatchesQuery {
+    status: Option<String>,
+    bank: Option<String>,
+    submission: Option<i64>,
+    cursor: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn list_matches(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<MatchesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::ReadMatches)?;
+    let engine = state.engine()?;
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(MatchStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request("status must be pending, confirmed or rejected")
+        })?),
+    };
+    let bank_id = match q.bank.as_deref() {
+        None | Some("") => None,
+        Some(name) => Some(engine.bank_by_name(name).await?.id),
+    };
+    let limit = page_limit(q.limit);
+    let matches = engine
+        .list_matches(MatchFilter {
+            status,
+            bank_id,
+            submission_id: q.submission,
+            before_id: q.cursor,
+            limit: Some(limit),
+        })
+        .await?;
+    let next = if matches.len() as u32 == limit {
+        matches.last().map(|m| m.id)
+    } else {
+        None
+    };
+    Ok(Json(json!({"matches": matches, "next_cursor": next})))
+}
+
+async fn get_match(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::ReadMatches)?;
+    let m = state.engine()?.get_match(id).await?;
+    Ok(Json(json!(m)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    decision: Verdict,
+    #[serde(default)]
+    note: String,
+}
+
+async fn decide(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::Decide)?;
+    let d = state
+        .engine()?
+        .decide(&caller.actor(), id, body.decision, &body.note)
+        .await?;
+    Ok(Json(json!(d)))
+}
+
+// ----- actions -------------------------------------------------------------
+
+const EVENTS: [&str; 3] = ["match", "decision", "quarantine"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+    secret: String,
+    #[serde(default)]
+    events: Vec<String>,
+}
+
+fn webhook_json(h: &echotrace_engine::Webhook) -> Value {
+    // The secret is write-only.
+    json!({"id": h.id, "url": h.url, "events": h.events, "enabled": h.enabled,
+           "created_at": h.created_at})
+}
+
+async fn create_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<WebhookBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Operation::Admin)?;
+    if let Some(bad) = body.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown event {bad:?} (expected match, decision or quarantine)"
+        )));
+    }
+    let url = reqwest::Url::parse(&body.url)
+        .map_err(|e| ApiError::bad_request(format!("invalid webhook url: {e}")))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(ApiError::bad_request("webhook url must be http or https"));
+    }
+    let hook = state
+        .engine()?
+        .create_webhook(&caller.actor(), &body.url, &body.secret, body.events)
+        .await?;
+    Ok((StatusCode::CREATED, Json(webhook_json(&hook))).into_response())
+}
+
+async fn list_webhooks(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::Admin)?;
+    let hooks = state.engine()?.list_webhooks().await?;
+    Ok(Json(json!({
+        "webhooks": hooks.iter().map(webhook_json).collect::<Vec<_>>()
+    })))
+}
+
+async fn delete_webhook(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Operation::Admin)?;
+    let engine = state.engine()?;
+    if !engine.list_webhooks().await?.iter().any(|h| h.id == id) {
+        return Err(ApiError::not_found(format!("webhook {id} not found")));
+    }
+    engine.delete_webhook(&caller.actor(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- keys ----------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    role: String,
+    #[serde(default)]
+    name: String,
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<KeyBody>,
+) -> Result<Response, ApiError> {
+    caller.require(Operation::Admin)?;
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::bad_request("role must be admin, curator, matcher or reviewer"))?;
+    let (meta, key) = state
+        .engine()?
+        .create_api_key(&caller.actor(), &body.name, role)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"key": key, "api_key": meta})),
+    )
+        .into_response())
+}
+
+async fn list_keys(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::Admin)?;
+    let keys = state.engine()?.list_api_keys().await?;
+    Ok(Json(json!({ "keys": keys })))
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::Admin)?;
+    let key = state.engine()?.revoke_api_key(&caller.actor(), id).await?;
+    Ok(Json(json!(key)))
+}
+
+// ----- audit ---------------------------------------------------------------
+
+async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Operation::ReadAudit)?;
+    let limit = page_limit(q.limit);
+    let entries = state.engine()?.audit_log(q.cursor, limit).await?;
+    let next = if entries.len() as u32 == limit {
+        entries.last().map(|e| e.id)
+    } else {
+        None
+    };
+    Ok(Json(json!({"entries": entries, "next_cursor": next})))
+}

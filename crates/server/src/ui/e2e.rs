@@ -1,0 +1,633 @@
+//! End-to-end tests of the console over real HTTP (no browser): every POST
+//! form rejects a missing or wrong CSRF token, every page escapes
+//! user-supplied text, roles are enforced, and decisions can be undone
+//! inside the undo window but not after.
+
+use std::time::Duration;
+
+use echotrace_engine::console::{retain_media, MediaOwner};
+use echotrace_engine::{
+    Actor, BankKind, ContentSource, EngineConfig, LookupRequest, NewBank, NewContent, Role,
+    SignalValue, SubmissionContext, Thresholds,
+};
+use echotrace_signals::signal::SignalType;
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{redirect, StatusCode};
+
+use crate::{ServerConfig, ServerHandle};
+
+const XSS: &str = "<script>alert(1)</script>";
+const XSS_ESCAPED: &str = "&lt;script&gt;alert(1)&lt;/script&gt;";
+
+struct TestServer {
+    handle: Option<ServerHandle>,
+    base: String,
+    http: reqwest::Client,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start(undo: Duration) -> TestServer {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir =
+        std::env::temp_dir().join(format!("echotrace-ui-test-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut engine =
+        EngineConfig::with_database_url(format!("sqlite://{}", dir.join("db.sqlite").display()));
+    engine.decision_undo_delay = undo;
+    let config = ServerConfig {
+        engine,
+        retain_media: true,
+        deliver_webhooks: false,
+        ..ServerConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = crate::start(config, listener, std::future::pending())
+        .await
+        .unwrap();
+    handle.ready(Duration::from_secs(30)).await.unwrap();
+    let base = format!("http://{}", handle.addr);
+    let http = reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap();
+    TestServer {
+        handle: Some(handle),
+        base,
+        http,
+        dir,
+    }
+}
+
+impl TestServer {
+    fn engine(&self) -> echotrace_engine::Engine {
+        self.handle
+            .as_ref()
+            .unwrap()
+            .state
+            .engine()
+            .unwrap()
+            .clone()
+    }
+
+    async fn get(&self, path: &str, session: &str) -> (StatusCode, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, format!("et_session={session}"))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, session: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, format!("et_session={session}"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).unwrap())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Log in through the form; returns (session id, CSRF token of the session).
+    async fn login(&self, user: &str, password: &str) -> (String, String) {
+        let r = self
+            .http
+            .get(format!("{}/ui/login", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let pre = set_cookie_value(&r, "et_login").expect("login page sets et_login");
+        let html = r.text().await.unwrap();
+        let token = csrf_of(&html).expect("login form has a csrf field");
+        assert_eq!(token, pre, "login form echoes the pre-session token");
+        let r = self
+            .http
+            .post(format!("{}/ui/login", self.base))
+            .header(COOKIE, format!("et_login={pre}"))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([
+                    ("csrf", token.as_str()),
+                    ("username", user),
+                    ("password", password),
+                ])
+                .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::SEE_OTHER,
+            "login of {user} should succeed"
+        );
+        let raw = r
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with("et_session=") && !c.starts_with("et_session=;"))
+            .expect("session cookie");
+        assert!(
+            raw.contains("HttpOnly") && raw.contains("SameSite=Strict"),
+            "cookie flags: {raw}"
+        );
+        let sid = set_cookie_value(&r, "et_session").unwrap();
+        let (status, page) = self.get("/ui/settings", &sid).await;
+        assert_eq!(status, StatusCode::OK);
+        (
+            sid,
+            csrf_of(&page).expect("pages carry the session csrf token"),
+        )
+    }
+}
+
+fn set_cookie_value(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers().get_all(SET_COOKIE).iter().find_map(|v| {
+        let s = v.to_str().ok()?;
+        let (kv, _) = s.split_once(';').unwrap_or((s, ""));
+        let (k, val) = kv.split_once('=')?;
+        (k == name && !val.is_empty()).then(|| val.to_string())
+    })
+}
+
+fn csrf_of(html: &str) -> Option<String> {
+    let i = html.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
+    let rest = html.get(i..)?;
+    Some(rest.get(..rest.find('"')?)?.to_string())
+}
+
+/// (action, whole form html) of every POST form on a page.
+fn post_forms(html: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = html;
+    while let Some(i) = rest.find("<form") {
+        let after = &rest[i..];
+        let end = after.find("</form>").map(|e| e + 7).unwrap_or(after.len());
+        let form = &after[..end];
+        let tag_end = form.find('>').unwrap_or(form.len());
+        let tag = &form[..tag_end];
+        if tag.contains("method=\"post\"") {
+            let a = tag.find("action=\"").map(|p| p + 8).unwrap();
+            let action = tag[a..].split('"').next().unwrap().to_string();
+            out.push((action, form.to_string()));
+        }
+        rest = &after[end..];
+    }
+    out
+}
+
+/// Seed: an admin and a reviewer, a bank with XSS-laden labels and note, and
+/// a lookup whose context fields carry XSS payloads too.
+async fn seed(ts: &TestServer) -> (i64, i64, Vec<i64>) {
+    let engine = ts.engine();
+    let cli = Actor::cli();
+    engine
+        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    engine
+        .create_user(&cli, "rev", "reviewer-password-1", Role::Reviewer)
+        .await
+        .unwrap();
+    let bank = engine
+        .create_bank(
+            &cli,
+            NewBank {
+                name: format!("bank{XSS}"),
+                kind: BankKind::Block,
+                description: format!("desc{XSS}"),
+                thresholds: Thresholds::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let text = "the river valley fog clears by noon and the afternoon stays bright and warm with a light breeze";
+    let content = engine
+        .add_content(
+            &cli,
+            bank.id,
+            NewContent {
+                source: ContentSource::Text(text.into()),
+                labels: vec![format!("label{XSS}")],
+                note: format!("note{XSS}"),
+            },
+        )
+        .await
+        .unwrap();
+    retain_media(
+        engine.store(),
+        MediaOwner::Content,
+        content.id,
+        "text/plain",
+        format!("{text} {XSS}").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let sig = content
+        .signals
+        .iter()
+        .find(|s| s.signal_type == SignalType::TextMinhash)
+        .unwrap()
+        .value
+        .clone();
+    let mut matches = Vec::new();
+    for i in 0..3 {
+        let resp = engine
+            .lookup(
+                &Actor::key(1),
+                LookupRequest {
+                    signals: vec![SignalValue {
+                        signal_type: SignalType::TextMinhash,
+                        value: sig.clone(),
+                    }],
+                    banks: None,
+                    context: SubmissionContext {
+                        content_id: Some(format!("post{i}{XSS}")),
+                        url: Some(format!("https://x.example/{i}{XSS}")),
+                        uploader_id: Some(format!("up{XSS}")),
+                    },
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.matches.len(), 1);
+        if i == 0 {
+            let edited = format!("{text} and showers later {XSS}");
+            retain_media(
+                engine.store(),
+                MediaOwner::Submission,
+                resp.submission_id,
+                "text/plain",
+                edited.as_bytes(),
+            )
+            .await
+            .unwrap();
+        }
+        matches.push(resp.matches[0].id);
+    }
+    (bank.id, content.id, matches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_form_rejects_missing_or_wrong_csrf_and_pages_escape() {
+    let ts = start(Duration::from_secs(30)).await;
+    let (bank_id, content_id, matches) = seed(&ts).await;
+    let (sid, token) = ts.login("admin", "admin-password-1").await;
+
+    let pages = [
+        "/ui/".to_string(),
+        "/ui/queue".to_string(),
+        "/ui/banks".to_string(),
+        format!("/ui/banks/{bank_id}"),
+        "/ui/debug".to_string(),
+        "/ui/audit".to_string(),
+        "/ui/keys".to_string(),
+        "/ui/settings".to_string(),
+    ];
+    let mut actions: Vec<String> = Vec::new();
+    for p in &pages {
+        let (status, html) = ts.get(p, &sid).await;
+        assert_eq!(status, StatusCode::OK, "{p}");
+        // Escaping: no raw payload anywhere, and escaped where data is shown.
+        assert!(
+            !html.contains("<script>alert"),
+            "{p} contains an unescaped payload"
+        );
+        if ["/ui/queue", "/ui/banks", "/ui/audit"].contains(&p.as_str())
+            || p.starts_with("/ui/banks/")
+        {
+            assert!(
+                html.contains(XSS_ESCAPED),
+                "{p} should show the escaped payload"
+            );
+        }
+        for (action, form) in post_forms(&html) {
+            assert!(
+                form.contains(&format!("name=\"csrf\" value=\"{token}\"")),
+                "form {action} on {p} lacks the csrf token"
+            );
+            if !actions.contains(&action) {
+                actions.push(action);
+            }
+        }
+    }
+    // The queue shows the context fields and labels/notes escaped.
+    let (_, queue) = ts.get("/ui/queue", &sid).await;
+    for needle in [
+        format!("post0{XSS_ESCAPED}"),
+        format!("up{XSS_ESCAPED}"),
+        format!("label{XSS_ESCAPED}"),
+        format!("note{XSS_ESCAPED}"),
+    ] {
+        assert!(queue.contains(&needle), "queue lacks {needle}");
+    }
+    // The bank's retained text (with a payload) is shown escaped, side by side.
+    assert!(
+        queue.contains("class=\"texts\""),
+        "text matches are shown side by side"
+    );
+    assert!(
+        queue.contains("<mark>the river valley fog clears"),
+        "shared passages are highlighted"
+    );
+
+    // Every form the console renders is covered.
+    for expected in [
+        "/ui/logout",
+        "/ui/queue/bulk",
+        "/ui/banks",
+        "/ui/debug",
+        "/ui/keys",
+        "/ui/settings",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "no form posts to {expected}: {actions:?}"
+        );
+    }
+    assert!(actions
+        .iter()
+        .any(|a| a.starts_with("/ui/matches/") && a.ends_with("/decide")));
+    assert!(actions.contains(&format!("/ui/banks/{bank_id}")));
+    assert!(actions.contains(&format!("/ui/banks/{bank_id}/content")));
+    assert!(actions.contains(&format!("/ui/content/{content_id}/toggle")));
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.starts_with("/ui/keys/") && a.ends_with("/revoke"))
+            || actions.contains(&"/ui/keys".to_string())
+    );
+    // Undo and key revocation forms appear only in some states; add them.
+    actions.push(format!("/ui/matches/{}/undo", matches[0]));
+    actions.push("/ui/keys/1/revoke".into());
+
+    let m0 = matches[0].to_string();
+    for action in &actions {
+        let missing = ts
+            .post(
+                action,
+                &sid,
+                &[
+                    ("verdict", "confirm"),
+                    ("ids", m0.as_str()),
+                    ("name", "x"),
+                    ("enabled", "0"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            missing.status(),
+            StatusCode::FORBIDDEN,
+            "{action} without a token"
+        );
+        let wrong = ts
+            .post(
+                action,
+                &sid,
+                &[
+                    ("csrf", "not-the-token"),
+                    ("verdict", "confirm"),
+                    ("ids", m0.as_str()),
+                    ("name", "x"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            wrong.status(),
+            StatusCode::FORBIDDEN,
+            "{action} with a wrong token"
+        );
+    }
+    // Multipart forms check the token too.
+    let mp = ts
+        .http
+        .post(format!("{}/ui/banks/{bank_id}/content", ts.base))
+        .header(COOKIE, format!("et_session={sid}"))
+        .header(CONTENT_TYPE, "multipart/form-data; boundary=XyZ")
+        .body("--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nwrong\r\n--XyZ\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhello there world\r\n--XyZ--\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mp.status(), StatusCode::FORBIDDEN);
+    // Login without the pre-session cookie is rejected too.
+    let r = ts
+        .post(
+            "/ui/login",
+            "",
+            &[
+                ("csrf", "x"),
+                ("username", "admin"),
+                ("password", "admin-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Nothing changed: the matches are still pending, no bank was created.
+    let engine = ts.engine();
+    for id in &matches {
+        assert_eq!(
+            engine.get_match(*id).await.unwrap().status,
+            echotrace_engine::MatchStatus::Pending
+        );
+    }
+    assert_eq!(engine.list_banks().await.unwrap().len(), 1);
+
+    // With the right token the same decision goes through.
+    let ok = ts
+        .post(
+            &format!("/ui/matches/{}/decide", matches[0]),
+            &sid,
+            &[("csrf", &token), ("verdict", "confirm")],
+        )
+        .await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        engine.get_match(matches[0]).await.unwrap().status,
+        echotrace_engine::MatchStatus::Confirmed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_undo_window_and_grouping() {
+    let ts = start(Duration::from_secs(3)).await;
+    let (_bank_id, content_id, matches) = seed(&ts).await;
+    let engine = ts.engine();
+
+    // Unauthenticated: GET redirects to login, POST is refused.
+    let r = ts
+        .http
+        .get(format!("{}/ui/queue", ts.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(r
+        .headers()
+        .get(LOCATION)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("/ui/login?next="));
+
+    let (sid, token) = ts.login("rev", "reviewer-password-1").await;
+    // A reviewer cannot reach admin or curator pages.
+    for p in ["/ui/keys", "/ui/audit"] {
+        let (status, html) = ts.get(p, &sid).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{p}");
+        assert!(html.contains("403"));
+    }
+    let r = ts
+        .post(
+            "/ui/banks",
+            &sid,
+            &[("csrf", &token), ("name", "nope"), ("kind", "block")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Three matches of the same bank item are one group with a select-all box.
+    let (_, queue) = ts.get("/ui/queue", &sid).await;
+    assert!(queue.contains(&format!("data-group-all=\"{content_id}\"")));
+    assert_eq!(queue.matches("class=\"card\"").count(), 3);
+
+    // Decide, undo inside the window: pending again and the event withdrawn.
+    let r = ts
+        .post(
+            &format!("/ui/matches/{}/decide", matches[0]),
+            &sid,
+            &[("csrf", &token), ("verdict", "reject")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let pending_events = |evs: Vec<echotrace_engine::OutboxEvent>| {
+        evs.iter().filter(|e| e.event == "decision").count()
+    };
+    assert_eq!(
+        pending_events(engine.list_outbox(true, 100).await.unwrap()),
+        1
+    );
+    let (_, queue) = ts.get("/ui/queue", &sid).await;
+    assert!(
+        queue.contains(&format!("/ui/matches/{}/undo", matches[0])),
+        "undo offered"
+    );
+    let r = ts
+        .post(
+            &format!("/ui/matches/{}/undo", matches[0]),
+            &sid,
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        engine.get_match(matches[0]).await.unwrap().status,
+        echotrace_engine::MatchStatus::Pending
+    );
+    assert_eq!(
+        pending_events(engine.list_outbox(true, 100).await.unwrap()),
+        0
+    );
+
+    // Bulk decision on a selection.
+    let (m1, m2) = (matches[1].to_string(), matches[2].to_string());
+    let r = ts
+        .post(
+            "/ui/queue/bulk",
+            &sid,
+            &[
+                ("csrf", token.as_str()),
+                ("verdict", "confirm"),
+                ("ids", m1.as_str()),
+                ("ids", m2.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    for id in &matches[1..] {
+        assert_eq!(
+            engine.get_match(*id).await.unwrap().status,
+            echotrace_engine::MatchStatus::Confirmed
+        );
+    }
+    // After the window the undo is refused (409) and the decision stands.
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    let r = ts
+        .post(
+            &format!("/ui/matches/{}/undo", matches[1]),
+            &sid,
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        engine.get_match(matches[1]).await.unwrap().status,
+        echotrace_engine::MatchStatus::Confirmed
+    );
+
+    // Logout ends the session server-side.
+    let r = ts.post("/ui/logout", &sid, &[("csrf", &token)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (status, _) = ts.get("/ui/queue", &sid).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_is_hidden_unless_retained() {
+    let ts = start(Duration::ZERO).await;
+    let engine = ts.engine();
+    engine
+        .create_user(&Actor::cli(), "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    let summary = echotrace_engine::demo::seed(&engine, true).await.unwrap();
+    assert!(summary.matches >= 6, "demo produced {summary:?}");
+    let (sid, _) = ts.login("admin", "admin-password-1").await;
+    let (_, queue) = ts.get("/ui/queue", &sid).await;
+    // Retained images render blurred and greyscale, each with a reveal button.
+    let imgs = queue.matches("<img ").count();
+    assert!(imgs >= 4, "expected retained images, got {imgs}");
+    assert_eq!(queue.matches("class=\"media blur grey\"").count(), imgs);
+    assert_eq!(queue.matches("data-reveal=").count(), imgs);
+    // The media endpoint serves the retained bytes with a sniffed image type.
+    let src_at = queue.find("src=\"/ui/media/").unwrap() + 5;
+    let src = queue[src_at..].split('"').next().unwrap().to_string();
+    let r = ts
+        .http
+        .get(format!("{}{src}", ts.base))
+        .header(COOKIE, format!("et_session={sid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r
+        .headers()
+        .get(CONTENT_TYPE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("image/"));
+    // Without a session the media is not served.
+    let r = ts
+        .http
+        .get(format!("{}{src}", ts.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+}

@@ -1,0 +1,349 @@
+//! Console sessions and CSRF protection.
+//!
+//! * The session id is a random 256-bit token in the `et_session` cookie:
+//!   `HttpOnly`, `SameSite=Strict`, `Path=/ui`, and `Secure` when the console
+//!   is served over HTTPS. The database stores only its SHA-256.
+//! * Every state-changing request is a POST whose body carries the session's
+//!   CSRF token (synchroniser-token pattern). The only way for a handler to
+//!   read a POST body is the [`PostForm`] extractor, which rejects a missing
+//!   or wrong token with 403 before the handler runs, so no form can forget
+//!   the check.
+//! * The login form has no session yet; it uses a double-submit token: a
+//!   random `et_login` cookie (HttpOnly, SameSite=Strict) that the form must
+//!   echo. A cross-site page can neither read nor set that cookie.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
+use axum::http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use echotrace_engine::console::{self as cq, Session};
+use echotrace_engine::Role;
+
+use super::views::{self, Viewer};
+use super::UiState;
+
+/// Session cookie name.
+pub const SESSION_COOKIE: &str = "et_session";
+/// Pre-login CSRF cookie name.
+pub const LOGIN_COOKIE: &str = "et_login";
+
+/// Value of cookie `name` in the request headers.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    for value in headers.get_all(COOKIE) {
+        let Ok(s) = value.to_str() else { continue };
+        for pair in s.split(';') {
+            if let Some((k, v)) = pair.trim().split_once('=') {
+                if k.trim() == name {
+                    return Some(v.trim().to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A `Set-Cookie` value with the console's flags. `max_age` 0 deletes it.
+pub fn set_cookie(name: &str, value: &str, secure: bool, max_age_secs: i64) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let s = format!(
+        "{name}={value}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    );
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid=1; Max-Age=0"))
+}
+
+/// A 303 redirect.
+pub fn see_other(to: &str) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(LOCATION, v);
+    }
+    r
+}
+
+/// An HTML error page with a status.
+pub fn error_response(viewer: Option<&Viewer>, status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        axum::response::Html(views::error_page(viewer, status.as_u16(), message).into_string()),
+    )
+        .into_response()
+}
+
+/// Build the view of the logged-in user.
+pub fn viewer_of(s: &Session) -> Viewer {
+    use echotrace_engine::Operation;
+    let role = s.user.role;
+    Viewer {
+        username: s.user.username.clone(),
+        role: role.as_str(),
+        csrf: s.csrf_token.clone(),
+        can_decide: role.allows(Operation::Decide),
+        can_write_banks: role.allows(Operation::WriteBanks),
+        can_audit: role.allows(Operation::ReadAudit),
+        can_admin: role.allows(Operation::Admin),
+    }
+}
+
+/// A request from a logged-in user. Without a valid session, GETs are
+/// redirected to the login page and anything else gets 401.
+pub struct Authed {
+    pub session: Session,
+    pub viewer: Viewer,
+}
+
+impl Authed {
+    pub fn role(&self) -> Role {
+        self.session.user.role
+    }
+
+    /// 403 page unless the role may perform `op`.
+    #[allow(clippy::result_large_err)]
+    pub fn require(&self, op: echotrace_engine::Operation) -> Result<(), Response> {
+        if self.role().allows(op) {
+            Ok(())
+        } else {
+            Err(error_response(
+                Some(&self.viewer),
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "Your role ({}) may not {}.",
+                    self.role().as_str(),
+                    op.as_str()
+                ),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<UiState> for Authed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &UiState,
+    ) -> Result<Self, Self::Rejection> {
+        let sid = cookie(&parts.headers, SESSION_COOKIE).unwrap_or_default();
+        let engine = state.engine()?;
+        let session = match cq::load_session(engine.store(), &sid).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("echotrace console: session lookup failed: {e}");
+                return Err(error_response(
+                    None,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Session lookup failed.",
+                ));
+            }
+        };
+        match session {
+            Some(session) => {
+                let viewer = viewer_of(&session);
+                Ok(Authed { session, viewer })
+            }
+            None if parts.method == axum::http::Method::GET => {
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/ui/");
+                let next = url_encode(next);
+                Err(see_other(&format!("/ui/login?next={next}")))
+            }
+            None => Err(error_response(
+                None,
+                StatusCode::UNAUTHORIZED,
+                "Your session has ended. Please sign in again.",
+            )),
+        }
+    }
+}
+
+/// Percent-encode a query value.
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// An uploaded file of a multipart form.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    pub field: String,
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Bytes,
+}
+
+/// The fields of a submitted form (urlencoded or multipart).
+#[derive(Clone, Debug, Default)]
+pub struct FormData {
+    pub fields: Vec<(String, String)>,
+    pub files: Vec<Upload>,
+}
+
+impl FormData {
+    /// First value of a field, trimmed; `None` when absent or blank.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every value of a repeated field.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.fields
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The first non-empty upload of a field.
+    pub fn file(&self, name: &str) -> Option<&Upload> {
+        self.files
+            .iter()
+            .find(|f| f.field == name && !f.bytes.is_empty())
+    }
+
+    /// Parse a body by its content type.
+    pub async fn parse(req: Request) -> Result<FormData, String> {
+        let ct = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if ct.starts_with("multipart/form-data") {
+            let mut mp = Multipart::from_request(req, &())
+                .await
+                .map_err(|e| format!("bad multipart body: {}", e.body_text()))?;
+            let mut form = FormData::default();
+            while let Some(field) = mp
+                .next_field()
+                .await
+                .map_err(|e| format!("bad multipart body: {}", e.body_text()))?
+            {
+                let name = field.name().unwrap_or("").to_string();
+                let filename = field.file_name().map(str::to_string);
+                let content_type = field
+                    .content_type()
+                    .unwrap_or("application/octet-stream")
+                    .to_string();
+                let data = field
+                    .bytes()
+                    .await
+                    .map_err(|e| format!("bad multipart body: {}", e.body_text()))?;
+                match filename {
+                    Some(filename) => form.files.push(Upload {
+                        field: name,
+                        filename,
+                        content_type,
+                        bytes: data,
+                    }),
+                    None => form
+                        .fields
+                        .push((name, String::from_utf8_lossy(&data).into_owned())),
+                }
+            }
+            Ok(form)
+        } else if ct.starts_with("application/x-www-form-urlencoded") || ct.is_empty() {
+            let bytes = Bytes::from_request(req, &())
+                .await
+                .map_err(|e| format!("unreadable body: {}", e.body_text()))?;
+            let fields: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(&bytes).map_err(|e| format!("bad form body: {e}"))?;
+            Ok(FormData {
+                fields,
+                files: Vec::new(),
+            })
+        } else {
+            Err(format!("unsupported content type {ct:?}"))
+        }
+    }
+}
+
+/// A POST from a logged-in user whose CSRF token checked out.
+pub struct PostForm {
+    pub auth: Authed,
+    pub form: FormData,
+}
+
+impl FromRequest<UiState> for PostForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &UiState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let auth = Authed::from_request_parts(&mut parts, state).await?;
+        let req = Request::from_parts(parts, body);
+        let form = FormData::parse(req)
+            .await
+            .map_err(|m| error_response(Some(&auth.viewer), StatusCode::BAD_REQUEST, &m))?;
+        let ok = form
+            .fields
+            .iter()
+            .find(|(k, _)| k == "csrf")
+            .map(|(_, v)| cq::tokens_equal(v, &auth.session.csrf_token))
+            .unwrap_or(false);
+        if !ok {
+            return Err(csrf_rejection(Some(&auth.viewer)));
+        }
+        Ok(PostForm { auth, form })
+    }
+}
+
+/// The 403 answer to a missing or wrong CSRF token.
+pub fn csrf_rejection(viewer: Option<&Viewer>) -> Response {
+    error_response(
+        viewer,
+        StatusCode::FORBIDDEN,
+        "The form's security token is missing or wrong. Reload the page and try again.",
+    )
+}
+
+/// Attach `Set-Cookie` headers to a response.
+pub fn with_cookies(mut resp: Response, cookies: Vec<HeaderValue>) -> Response {
+    for c in cookies {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_parsing() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; et_session=abc_def; b=2"),
+        );
+        assert_eq!(cookie(&h, "et_session").as_deref(), Some("abc_def"));
+        assert_eq!(cookie(&h, "missing"), None);
+    }
+
+    #[test]
+    fn cookie_flags() {
+        let c = set_cookie(SESSION_COOKIE, "x", true, 60);
+        let s = c.to_str().unwrap();
+        assert!(s.contains("HttpOnly") && s.contains("SameSite=Strict") && s.contains("Secure"));
+        let c = set_cookie(SESSION_COOKIE, "x", false, 60);
+        assert!(!c.to_str().unwrap().contains("Secure"));
+    }
+
+    #[test]
+    fn encoding() {
+        assert_eq!(url_encode("/ui/queue?order=new"), "/ui/queue%3Forder%3Dnew");
+    }
+}

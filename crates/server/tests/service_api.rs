@@ -1,0 +1,1527 @@
+//! HTTP integration tests of the matching service: a real server on a
+//! loopback port (in-process router on a `TcpListener`), driven over HTTP
+//! with reqwest. Every test body runs twice: on a fresh SQLite file and on a
+//! fresh PostgreSQL schema at `$ECHOTRACE_TEST_PG_URL` (FAILS if unset,
+//! unless `ECHOTRACE_SKIP_PG=1`).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use echotrace_engine::{EngineConfig, OutboxConfig};
+use echotrace_server::{FetchPolicy, ServerConfig, ServerHandle};
+use echotrace_store::testing::TestDb;
+use reqwest::multipart::{Form, Part};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let db = echotrace_store::testing::TestDb::sqlite();
+                    super::$name(&db).await;
+                    db.cleanup().await.unwrap();
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let Some(db) = echotrace_store::testing::TestDb::postgres().await.unwrap() else {
+                        return;
+                    };
+                    super::$name(&db).await;
+                    db.cleanup().await.unwrap();
+                }
+            }
+        )*
+    };
+}
+
+both_backends!(
+    banks_content_lookup_review_round_trip,
+    bad_input_is_a_json_4xx,
+    auth_matrix,
+    webhooks_are_signed_and_retried,
+    hma_compatible_endpoints,
+    url_fetch_is_off_and_ssrf_guarded,
+    operations_endpoints,
+);
+
+fn fixtures() -> PathBuf {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures"
+    ));
+    assert!(
+        dir.is_dir(),
+        "test fixtures missing: expected ../shared/fixtures (next to the repo) at {}",
+        dir.display()
+    );
+    dir
+}
+
+fn fixture(rel: &str) -> Vec<u8> {
+    let p = fixtures().join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// (method, path, content type, body, expected status, expected error code)
+type BadCase = (
+    Method,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    StatusCode,
+    &'static str,
+);
+
+/// What a webhook receiver saw: headers, body, the status it answered.
+type Seen = Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>, u16)>>>;
+
+const ORIG_PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+
+struct Service {
+    handle: Option<ServerHandle>,
+    base: String,
+    http: Client,
+    admin: String,
+}
+
+impl Service {
+    async fn start(db: &TestDb) -> Service {
+        Service::start_with(db, None, |_| {}).await
+    }
+
+    /// Start on `db`; `admin` is the admin key of an earlier start on the
+    /// same database (only the first start creates one).
+    async fn start_with(
+        db: &TestDb,
+        admin: Option<String>,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> Service {
+        let key = Arc::new(Mutex::new(None::<String>));
+        let k2 = key.clone();
+        let mut engine = EngineConfig::with_database_url(&db.url);
+        engine.tail_interval = Duration::from_millis(100);
+        engine.outbox = OutboxConfig {
+            poll_interval: Duration::from_millis(50),
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(400),
+            ..OutboxConfig::default()
+        };
+        let mut config = ServerConfig {
+            engine,
+            hash_workers: 2,
+            bootstrap_admin: Some(Arc::new(move |k: &str| {
+                *k2.lock().unwrap() = Some(k.to_string());
+            })),
+            ..ServerConfig::default()
+        };
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = echotrace_server::start(config, listener, std::future::pending())
+            .await
+            .unwrap();
+        handle.ready(Duration::from_secs(30)).await.unwrap();
+        let announced = key.lock().unwrap().clone();
+        let admin = announced.or(admin).expect("bootstrap admin key announced");
+        Service {
+            base: format!("http://{}", handle.addr),
+            handle: Some(handle),
+            http: Client::new(),
+            admin,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(h) = self.handle.take() {
+            h.shutdown().await.unwrap();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn call(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, v)
+    }
+
+    async fn ok(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(Some(key), method.clone(), path, body).await;
+        assert!(s.is_success(), "{method} {path} -> {s}: {v}");
+        v
+    }
+
+    async fn multipart(&self, key: &str, path: &str, form: Form) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let s = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            s,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn key(&self, role: &str) -> String {
+        let v = self
+            .ok(
+                &self.admin,
+                Method::POST,
+                "/v1/keys",
+                Some(json!({"role": role, "name": role})),
+            )
+            .await;
+        v["key"].as_str().unwrap().to_string()
+    }
+}
+
+fn file_form(name: &str, bytes: Vec<u8>) -> Form {
+    Form::new().part("file", Part::bytes(bytes).file_name(name.to_string()))
+}
+
+fn assert_error(v: &Value, code: &str) {
+    assert_eq!(v["error"]["code"], code, "error body: {v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+}
+
+async fn banks_content_lookup_review_round_trip(db: &TestDb) {
+    let svc = Service::start(db).await;
+    let curator = svc.key("curator").await;
+    let matcher = svc.key("matcher").await;
+    let reviewer = svc.key("reviewer").await;
+
+    // Banks.
+    let (s, bank) = svc
+        .call(
+            Some(&curator),
+            Method::POST,
+            "/v1/banks",
+            Some(
+                json!({"name": "tve-images", "kind": "block", "description": "test bank",
+                          "thresholds": {"pdq": 40}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{bank}");
+    assert_eq!(bank["name"], "tve-images");
+    assert_eq!(bank["kind"], "block");
+    let (s, v) = svc
+        .call(
+            Some(&curator),
+            Method::POST,
+            "/v1/banks",
+            Some(json!({"name": "tve-images"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    svc.ok(
+        &curator,
+        Method::POST,
+        "/v1/banks",
+        Some(json!({"name": "texts"})),
+    )
+    .await;
+    let list = svc.ok(&curator, Method::GET, "/v1/banks", None).await;
+    assert_eq!(list["banks"].as_array().unwrap().len(), 2);
+    let patched = svc
+        .ok(
+            &curator,
+            Method::PATCH,
+            "/v1/banks/tve-images",
+            Some(json!({"description": "known items", "thresholds": {"pdq": 31}})),
+        )
+        .await;
+    assert_eq!(patched["description"], "known items");
+    assert_eq!(
+        svc.ok(&curator, Method::GET, "/v1/banks/tve-images", None)
+            .await["thresholds"]["pdq"],
+        31.0
+    );
+
+    // Content: a multipart image upload with labels and note.
+    let form = file_form("orig.jpg", fixture("pdq/images/bridge-mods/aaa-orig.jpg"))
+        .text("labels", "bridge,test")
+        .text("note", "original");
+    let (s, image_item) = svc
+        .multipart(&curator, "/v1/banks/tve-images/content", form)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{image_item}");
+    assert_eq!(image_item["labels"], json!(["bridge", "test"]));
+    assert_eq!(image_item["note"], "original");
+    let types: Vec<&str> = image_item["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["signal_type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"pdq") && types.contains(&"md5") && types.contains(&"sha256"),
+        "{types:?}"
+    );
+    let image_id = image_item["id"].as_i64().unwrap();
+
+    // Content from explicit signals and from text.
+    let (s, sig_item) = svc
+        .call(Some(&curator), Method::POST, "/v1/banks/tve-images/content",
+              Some(json!({"signals": {"pdq": ORIG_PDQ.to_uppercase()}, "labels": ["hex"], "note": "from hex"})))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sig_item}");
+    assert_eq!(
+        sig_item["signals"][0]["value"], ORIG_PDQ,
+        "hex is canonicalised"
+    );
+    let sig_id = sig_item["id"].as_i64().unwrap();
+    let text = "Storm warning for the northern coast: gale force winds expected through Tuesday night, \
+                with heavy rain, flooding on low roads, and ferry crossings cancelled until Wednesday morning.";
+    let (s, text_item) = svc
+        .call(
+            Some(&curator),
+            Method::POST,
+            "/v1/banks/texts/content",
+            Some(json!({"text": text})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{text_item}");
+
+    // Get / list / patch content.
+    let got = svc
+        .ok(
+            &curator,
+            Method::GET,
+            &format!("/v1/banks/tve-images/content/{sig_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(got["note"], "from hex");
+    let (s, _) = svc
+        .call(
+            Some(&curator),
+            Method::GET,
+            &format!("/v1/banks/texts/content/{sig_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "content of another bank is not reachable through this one"
+    );
+    let page = svc
+        .ok(
+            &curator,
+            Method::GET,
+            "/v1/banks/tve-images/content?limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(page["content"].as_array().unwrap().len(), 1);
+    let next = page["next_cursor"].as_i64().unwrap();
+    let page2 = svc
+        .ok(
+            &curator,
+            Method::GET,
+            &format!("/v1/banks/tve-images/content?limit=1&cursor={next}"),
+            None,
+        )
+        .await;
+    assert_ne!(page2["content"][0]["id"], page["content"][0]["id"]);
+
+    // Lookup by signals: a PDQ within distance of the original.
+    let near = "f8f8f0cee0f4a84f06370a2a038f63f0b36e26d596621e1d33e6b39c4e9c9b22"; // blur-a-little
+    let res = svc
+        .ok(&matcher, Method::POST, "/v1/lookup",
+            Some(json!({"signals": {"pdq": near}, "context": {"content_id": "post-1", "uploader_id": "u9"}})))
+        .await;
+    let matches = res["matches"].as_array().unwrap();
+    let ids: Vec<i64> = matches
+        .iter()
+        .map(|m| m["content_id"].as_i64().unwrap())
+        .collect();
+    assert!(ids.contains(&sig_id) && ids.contains(&image_id), "{res}");
+    let m = matches.iter().find(|m| m["content_id"] == sig_id).unwrap();
+    assert_eq!(m["bank_name"], "tve-images");
+    assert_eq!(m["signal_type"], "pdq");
+    assert_eq!(m["matched_value"], ORIG_PDQ);
+    assert!(m["distance"].as_i64().unwrap() > 0 && m["distance"].as_i64().unwrap() <= 31);
+    assert_eq!(m["labels"], json!(["hex"]));
+    assert!(res["submission_id"].as_i64().is_some());
+
+    // Disable → no match; enable → match again (immediate).
+    svc.ok(
+        &curator,
+        Method::PATCH,
+        &format!("/v1/banks/tve-images/content/{sig_id}"),
+        Some(json!({"enabled": false, "labels": ["hex", "disabled-once"]})),
+    )
+    .await;
+    let res = svc
+        .ok(
+            &matcher,
+            Method::POST,
+            "/v1/lookup",
+            Some(json!({"signals": {"pdq": near}})),
+        )
+        .await;
+    assert!(
+        !res["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["content_id"] == sig_id),
+        "{res}"
+    );
+    svc.ok(
+        &curator,
+        Method::PATCH,
+        &format!("/v1/banks/tve-images/content/{sig_id}"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+
+    // Lookup by file: an altered re-upload matches by pdq.
+    let form = file_form("x.jpg", fixture("pdq/images/bridge-mods/high-contrast.jpg"));
+    let (s, res) = svc.multipart(&matcher, "/v1/lookup", form).await;
+    assert_eq!(s, StatusCode::OK, "{res}");
+    assert!(
+        res["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["content_id"] == image_id && m["signal_type"] == "pdq"),
+        "{res}"
+    );
+    assert!(res["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["type"] == "pdq"));
+    // The identical file also matches exactly (md5/sha256).
+    let form = file_form("orig.jpg", fixture("pdq/images/bridge-mods/aaa-orig.jpg"));
+    let (_, res) = svc.multipart(&matcher, "/v1/lookup", form).await;
+    assert!(
+        res["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["signal_type"] == "sha256" && m["distance"] == 0),
+        "{res}"
+    );
+
+    // Lookup by text: a lightly edited copy matches.
+    let edited = text
+        .replace("Tuesday", "Monday")
+        .replace("heavy rain", "very heavy rain");
+    let res = svc
+        .ok(
+            &matcher,
+            Method::POST,
+            "/v1/lookup",
+            Some(json!({"text": edited})),
+        )
+        .await;
+    assert!(
+        res["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["signal_type"] == "text_minhash" && m["bank_name"] == "texts"),
+        "{res}"
+    );
+
+    // Bank filter.
+    let res = svc
+        .ok(
+            &matcher,
+            Method::POST,
+            "/v1/lookup",
+            Some(json!({"signals": {"pdq": near}, "banks": ["texts"]})),
+        )
+        .await;
+    assert_eq!(res["matches"].as_array().unwrap().len(), 0, "{res}");
+    let (s, v) = svc
+        .call(
+            Some(&matcher),
+            Method::POST,
+            "/v1/lookup",
+            Some(json!({"signals": {"pdq": near}, "banks": ["nope"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error(&v, "not_found");
+
+    // Batch.
+    let res = svc.ok(&matcher, Method::POST, "/v1/lookup/batch", Some(json!({"items": [
+        {"signals": {"pdq": near}},
+        {"signals": {"pdq": "0000000000000000000000000000000000000000000000000000000000000000"}},
+        {"signals": {"md5": "00000000000000000000000000000000"}, "context": {"content_id": "b3"}},
+    ]}))).await;
+    let results = res["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(!results[0]["matches"].as_array().unwrap().is_empty());
+    assert!(results[1]["matches"].as_array().unwrap().is_empty());
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| json!({"signals": {"pdq": near}}))
+        .collect();
+    let (s, v) = svc
+        .call(
+            Some(&matcher),
+            Method::POST,
+            "/v1/lookup/batch",
+            Some(json!({"items": too_many})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = svc
+        .call(
+            Some(&matcher),
+            Method::POST,
+            "/v1/lookup/batch",
+            Some(json!({"items": [
+        {"signals": {"pdq": near}}, {"signals": {"pdq": "zz"}}]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("items[1]"),
+        "{v}"
+    );
+
+    // Hash and compare.
+    let (s, v) = svc
+        .multipart(
+            &matcher,
+            "/v1/hash",
+            file_form("a.jpg", fixture("pdq/images/bridge-mods/aaa-orig.jpg")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let pdq = v["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "pdq")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let d = {
+        let a = echotrace_signals::pdq::PdqHash::from_hex(&pdq).unwrap();
+        a.distance(&echotrace_signals::pdq::PdqHash::from_hex(ORIG_PDQ).unwrap())
+    };
+    assert!(
+        d <= 10,
+        "our JPEG pipeline lands near Pillow's hash, got {d}"
+    );
+    let v = svc
+        .ok(
+            &matcher,
+            Method::POST,
+            "/v1/compare",
+            Some(json!({"signal_type": "pdq", "a": ORIG_PDQ, "b": near})),
+        )
+        .await;
+    assert_eq!(v["match"], true);
+    assert_eq!(v["distance"], 2);
+    let v = svc
+        .ok(
+            &matcher,
+            Method::POST,
+            "/v1/compare",
+            Some(json!({"signal_type": "text", "a": text, "b": edited})),
+        )
+        .await;
+    assert_eq!(v["match"], true, "{v}");
+
+    // Review: pending matches, paging, decisions.
+    let pending = svc
+        .ok(
+            &reviewer,
+            Method::GET,
+            "/v1/matches?status=pending&limit=2",
+            None,
+        )
+        .await;
+    let first_page = pending["matches"].as_array().unwrap();
+    assert_eq!(first_page.len(), 2);
+    let cursor = pending["next_cursor"].as_i64().unwrap();
+    let more = svc
+        .ok(
+            &reviewer,
+            Method::GET,
+            &format!("/v1/matches?status=pending&limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert!(more["matches"][0]["id"].as_i64().unwrap() < cursor);
+    let mid = first_page[0]["id"].as_i64().unwrap();
+    let d = svc
+        .ok(
+            &reviewer,
+            Method::POST,
+            &format!("/v1/matches/{mid}/decision"),
+            Some(json!({"decision": "confirm", "note": "looks right"})),
+        )
+        .await;
+    assert_eq!(d["verdict"], "confirm");
+    let m = svc
+        .ok(&reviewer, Method::GET, &format!("/v1/matches/{mid}"), None)
+        .await;
+    assert_eq!(m["status"], "confirmed");
+    let confirmed = svc
+        .ok(&reviewer, Method::GET, "/v1/matches?status=confirmed", None)
+        .await;
+    assert_eq!(confirmed["matches"].as_array().unwrap().len(), 1);
+    let by_bank = svc
+        .ok(&reviewer, Method::GET, "/v1/matches?bank=texts", None)
+        .await;
+    assert!(by_bank["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["bank_name"] == "texts"));
+    let (s, v) = svc
+        .call(
+            Some(&reviewer),
+            Method::POST,
+            &format!("/v1/matches/{mid}/decision"),
+            Some(json!({"decision": "maybe"})),
+        )
+        .await;
+    assert!(s.is_client_error(), "{v}");
+
+    // Audit log shows who did what.
+    let audit = svc
+        .ok(&svc.admin, Method::GET, "/v1/audit?limit=500", None)
+        .await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.iter().any(|a| a.contains("bank")), "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.contains("decision") || a.contains("decide")),
+        "{actions:?}"
+    );
+
+    // Deletes.
+    let (s, _) = svc
+        .call(
+            Some(&curator),
+            Method::DELETE,
+            &format!("/v1/banks/tve-images/content/{sig_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = svc
+        .call(
+            Some(&curator),
+            Method::GET,
+            &format!("/v1/banks/tve-images/content/{sig_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = svc
+        .call(Some(&curator), Method::DELETE, "/v1/banks/texts", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let res = svc
+        .ok(
+            &matcher,
+            Method::POST,
+            "/v1/lookup",
+            Some(json!({"text": edited})),
+        )
+        .await;
+    assert!(
+        res["matches"].as_array().unwrap().is_empty(),
+        "deleted bank no longer matches: {res}"
+    );
+    svc.stop().await;
+}
+
+async fn bad_input_is_a_json_4xx(db: &TestDb) {
+    let svc = Service::start_with(db, None, |c| c.body_limit = 1 << 20).await;
+    let key = svc.admin.clone();
+    svc.ok(&key, Method::POST, "/v1/banks", Some(json!({"name": "b"})))
+        .await;
+    let cases: Vec<BadCase> = vec![
+        (
+            Method::POST,
+            "/v1/lookup",
+            Some("application/json"),
+            Some("{not json"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            Method::POST,
+            "/v1/lookup",
+            Some("text/plain"),
+            Some("hello"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            "/v1/lookup",
+            None,
+            None,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            Method::POST,
+            "/v1/lookup",
+            Some("application/json"),
+            Some(r#"{"signals":{"pdq":"abc"}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/v1/lookup",
+            Some("application/json"),
+            Some(r#"{"signals":{"nope":"abc"}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/v1/lookup",
+            Some("application/json"),
+            Some(r#"{"signals":{}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/v1/lookup",
+            Some("application/json"),
+            Some(r#"{"text":"a","url":"http://x"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/v1/lookup",
+            Some("application/json"),
+            Some(r#"{"signals":{"pdq":5}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/v1/lookup",
+            Some("application/json"),
+            Some(r#"{"bogus":1}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/v1/banks/nope/content",
+            Some("application/json"),
+            Some(r#"{"signals":{"pdq":"00"}}"#),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/v1/banks/b/content/notanumber",
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::GET,
+            "/v1/matches?status=weird",
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::GET,
+            "/v1/matches?cursor=x",
+            None,
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/v1/banks",
+            Some("application/json"),
+            Some(r#"{"name":"bad name!"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/v1/banks",
+            Some("application/json"),
+            Some(r#"{"name":"k","kind":"maybe"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/v1/banks",
+            Some("application/json"),
+            Some(r#"{"name":"t","thresholds":{"pdq":999}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            Method::POST,
+            "/v1/matches/999999/decision",
+            Some("application/json"),
+            Some(r#"{"decision":"confirm"}"#),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/v1/nothing-here",
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::PUT,
+            "/v1/banks",
+            None,
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::POST,
+            "/v1/lookup",
+            Some("multipart/form-data; boundary=xyz"),
+            Some("--xyz\r\nbroken"),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+    ];
+    for (method, path, ct, body, want, code) in cases {
+        let mut req = svc
+            .http
+            .request(method.clone(), svc.url(path))
+            .bearer_auth(&key);
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let v: Value = resp
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: body is not JSON: {e}"));
+        assert_eq!(status, want, "{method} {path} {body:?}: {v}");
+        assert_error(&v, code);
+    }
+    // Undecodable upload → 4xx, never 500.
+    let (s, v) = svc
+        .multipart(
+            &key,
+            "/v1/lookup",
+            file_form("junk.jpg", b"\xff\xd8\xff\xe0 truncated jpeg".to_vec()),
+        )
+        .await;
+    assert!(s.is_client_error(), "{s} {v}");
+    // Oversized body → 413 JSON.
+    let big = vec![b'a'; 2 << 20];
+    let (s, v) = svc
+        .multipart(&key, "/v1/lookup", file_form("big.bin", big))
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_error(&v, "payload_too_large");
+    svc.stop().await;
+}
+
+async fn auth_matrix(db: &TestDb) {
+    let svc = Service::start(db).await;
+    svc.ok(
+        &svc.admin,
+        Method::POST,
+        "/v1/banks",
+        Some(json!({"name": "m"})),
+    )
+    .await;
+    let item = svc
+        .ok(
+            &svc.admin,
+            Method::POST,
+            "/v1/banks/m/content",
+            Some(json!({"signals": {"pdq": ORIG_PDQ}})),
+        )
+        .await;
+    let cid = item["id"].as_i64().unwrap();
+    let lookup = svc
+        .ok(
+            &svc.admin,
+            Method::POST,
+            "/v1/lookup",
+            Some(json!({"signals": {"pdq": ORIG_PDQ}})),
+        )
+        .await;
+    let mid = lookup["matches"][0]["id"].as_i64().unwrap();
+    let mut keys = vec![("admin", svc.admin.clone())];
+    for r in ["curator", "matcher", "reviewer"] {
+        keys.push((r, svc.key(r).await));
+    }
+    // (method, path, body, roles allowed)
+    let lookup_body = json!({"signals": {"pdq": ORIG_PDQ}});
+    let routes: Vec<(Method, String, Option<Value>, &[&str])> = vec![
+        (
+            Method::GET,
+            "/v1/banks".into(),
+            None,
+            &["admin", "curator", "reviewer"],
+        ),
+        (
+            Method::GET,
+            "/v1/banks/m".into(),
+            None,
+            &["admin", "curator", "reviewer"],
+        ),
+        (
+            Method::PATCH,
+            "/v1/banks/m".into(),
+            Some(json!({"description": "x"})),
+            &["admin", "curator"],
+        ),
+        (
+            Method::GET,
+            format!("/v1/banks/m/content/{cid}"),
+            None,
+            &["admin", "curator", "reviewer"],
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/banks/m/content/{cid}"),
+            Some(json!({"note": "n"})),
+            &["admin", "curator"],
+        ),
+        (
+            Method::POST,
+            "/v1/banks/m/content".into(),
+            Some(json!({"signals": {"md5": "0123456789abcdef0123456789abcdef"}})),
+            &["admin", "curator"],
+        ),
+        (
+            Method::POST,
+            "/v1/lookup".into(),
+            Some(lookup_body.clone()),
+            &["admin", "curator", "matcher"],
+        ),
+        (
+            Method::POST,
+            "/v1/lookup/batch".into(),
+            Some(json!({"items": [lookup_body.clone()]})),
+            &["admin", "curator", "matcher"],
+        ),
+        (
+            Method::POST,
+            "/v1/hash".into(),
+            Some(json!({"text": "hello there world"})),
+            &["admin", "curator", "matcher"],
+        ),
+        (
+            Method::POST,
+            "/v1/compare".into(),
+            Some(json!({"signal_type": "pdq", "a": ORIG_PDQ, "b": ORIG_PDQ})),
+            &["admin", "curator", "matcher"],
+        ),
+        (
+            Method::GET,
+            "/v1/matches".into(),
+            None,
+            &["admin", "curator", "reviewer"],
+        ),
+        (
+            Method::GET,
+            format!("/v1/matches/{mid}"),
+            None,
+            &["admin", "curator", "reviewer"],
+        ),
+        (
+            Method::POST,
+            format!("/v1/matches/{mid}/decision"),
+            Some(json!({"decision": "reject"})),
+            &["admin", "reviewer"],
+        ),
+        (Method::GET, "/v1/actions/webhooks".into(), None, &["admin"]),
+        (Method::GET, "/v1/keys".into(), None, &["admin"]),
+        (Method::GET, "/v1/audit".into(), None, &["admin", "curator"]),
+        (
+            Method::GET,
+            "/openapi.json".into(),
+            None,
+            &["admin", "curator", "matcher", "reviewer"],
+        ),
+        (
+            Method::GET,
+            format!("/m/lookup?signal_type=pdq&signal={ORIG_PDQ}"),
+            None,
+            &["admin", "curator", "matcher"],
+        ),
+        (
+            Method::GET,
+            format!("/m/raw_lookup?signal_type=pdq&signal={ORIG_PDQ}"),
+            None,
+            &["admin", "curator", "matcher"],
+        ),
+        (
+            Method::GET,
+            "/c/banks".into(),
+            None,
+            &["admin", "curator", "reviewer"],
+        ),
+        (
+            Method::POST,
+            "/c/bank/m/signal".into(),
+            Some(json!({"md5": "fedcba9876543210fedcba9876543210"})),
+            &["admin", "curator"],
+        ),
+    ];
+    for (method, path, body, allowed) in &routes {
+        // No key / unknown key / malformed header → 401.
+        let (s, v) = svc.call(None, method.clone(), path, body.clone()).await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} without key: {v}"
+        );
+        assert_error(&v, "unauthorized");
+        let (s, _) = svc
+            .call(
+                Some("et_not_a_real_key"),
+                method.clone(),
+                path,
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            s,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path} with unknown key"
+        );
+        let resp = svc
+            .http
+            .request(method.clone(), svc.url(path))
+            .header("authorization", "Basic abc")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        for (role, key) in &keys {
+            let (s, v) = svc
+                .call(Some(key), method.clone(), path, body.clone())
+                .await;
+            if allowed.contains(role) {
+                assert!(
+                    s.is_success(),
+                    "{role} {method} {path} should be allowed: {s} {v}"
+                );
+            } else {
+                assert_eq!(
+                    s,
+                    StatusCode::FORBIDDEN,
+                    "{role} {method} {path} should be forbidden: {v}"
+                );
+                assert_error(&v, "forbidden");
+            }
+        }
+    }
+    // Public endpoints need no key.
+    for p in ["/healthz", "/readyz", "/metrics"] {
+        let resp = svc.http.get(svc.url(p)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{p}");
+    }
+    // A revoked key stops working (after the key cache TTL).
+    let list = svc.ok(&svc.admin, Method::GET, "/v1/keys", None).await;
+    let matcher_id = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "matcher")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    svc.ok(
+        &svc.admin,
+        Method::DELETE,
+        &format!("/v1/keys/{matcher_id}"),
+        None,
+    )
+    .await;
+    let matcher_key = &keys.iter().find(|(r, _)| *r == "matcher").unwrap().1;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, _) = svc
+            .call(
+                Some(matcher_key),
+                Method::POST,
+                "/v1/lookup",
+                Some(lookup_body.clone()),
+            )
+            .await;
+        if s == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(Instant::now() < deadline, "revoked key still accepted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    svc.stop().await;
+}
+
+/// A local webhook receiver that fails its first `fail_first` deliveries.
+async fn receiver(fail_first: usize) -> (String, Seen) {
+    use axum::routing::post;
+    let seen: Seen = Arc::default();
+    let s2 = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let seen = s2.clone();
+                async move {
+                    let mut g = seen.lock().unwrap();
+                    let status = if g.len() < fail_first { 503 } else { 200 };
+                    g.push((headers, body.to_vec(), status));
+                    axum::http::StatusCode::from_u16(status).unwrap()
+                }
+            },
+        ),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    (format!("http://{addr}/hook"), seen)
+}
+
+async fn webhooks_are_signed_and_retried(db: &TestDb) {
+    let (url, seen) = receiver(2).await;
+    let svc = Service::start(db).await;
+    let admin = svc.admin.clone();
+    let (s, hook) = svc
+        .call(
+            Some(&admin),
+            Method::POST,
+            "/v1/actions/webhooks",
+            Some(json!({"url": url, "secret": "s3cret", "events": ["match", "decision"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{hook}");
+    assert!(hook.get("secret").is_none(), "the secret is write-only");
+    let (s, v) = svc
+        .call(
+            Some(&admin),
+            Method::POST,
+            "/v1/actions/webhooks",
+            Some(json!({"url": url, "secret": "x", "events": ["nope"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let hooks = svc
+        .ok(&admin, Method::GET, "/v1/actions/webhooks", None)
+        .await;
+    assert_eq!(hooks["webhooks"].as_array().unwrap().len(), 1);
+
+    svc.ok(
+        &admin,
+        Method::POST,
+        "/v1/banks",
+        Some(json!({"name": "w"})),
+    )
+    .await;
+    svc.ok(
+        &admin,
+        Method::POST,
+        "/v1/banks/w/content",
+        Some(json!({"signals": {"pdq": ORIG_PDQ}})),
+    )
+    .await;
+    let res = svc
+        .ok(
+            &admin,
+            Method::POST,
+            "/v1/lookup",
+            Some(json!({"signals": {"pdq": ORIG_PDQ}})),
+        )
+        .await;
+    let match_id = res["matches"][0]["id"].as_i64().unwrap();
+
+    // Two failures, then success: the event arrives (at least once) signed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered = loop {
+        let got = seen.lock().unwrap().clone();
+        if let Some(ok) = got.iter().find(|(_, _, st)| *st == 200) {
+            break (ok.clone(), got.len());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook not delivered; saw {} attempts",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ((headers, body, _), attempts) = delivered;
+    assert!(attempts >= 3, "first two attempts fail, got {attempts}");
+    let sig = headers
+        .get("x-echotrace-signature")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(sig.starts_with("sha256="));
+    assert!(
+        echotrace_engine::verify_body_signature(b"s3cret", &body, sig),
+        "HMAC verifies"
+    );
+    assert!(!echotrace_engine::verify_body_signature(
+        b"wrong", &body, sig
+    ));
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["event"], "match");
+    assert_eq!(headers.get("x-echotrace-event").unwrap(), "match");
+    assert!(body
+        .windows(match_id.to_string().len())
+        .any(|w| w == match_id.to_string().as_bytes()));
+    // All attempts of one event carry the same delivery id.
+    let got = seen.lock().unwrap().clone();
+    let ids: Vec<_> = got
+        .iter()
+        .take(3)
+        .map(|(h, _, _)| h.get("x-echotrace-delivery").cloned())
+        .collect();
+    assert!(ids.iter().all(|i| i.is_some() && *i == ids[0]), "{ids:?}");
+
+    let hook_id = hook["id"].as_i64().unwrap();
+    let (s, _) = svc
+        .call(
+            Some(&admin),
+            Method::DELETE,
+            &format!("/v1/actions/webhooks/{hook_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = svc
+        .call(
+            Some(&admin),
+            Method::DELETE,
+            &format!("/v1/actions/webhooks/{hook_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    svc.stop().await;
+}
+
+async fn hma_compatible_endpoints(db: &TestDb) {
+    let svc = Service::start(db).await;
+    let k = svc.admin.clone();
+    let (s, v) = svc
+        .call(
+            Some(&k),
+            Method::POST,
+            "/c/banks",
+            Some(json!({"name": "HMA_BANK"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v,
+        json!({"name": "HMA_BANK", "matching_enabled_ratio": 1.0})
+    );
+    let (s, _) = svc
+        .call(
+            Some(&k),
+            Method::POST,
+            "/c/banks",
+            Some(json!({"name": "HMA_BANK"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "HMA answers a duplicate bank with 403"
+    );
+    let banks = svc.ok(&k, Method::GET, "/c/banks", None).await;
+    assert_eq!(banks[0]["name"], "HMA_BANK");
+
+    let added = svc
+        .ok(
+            &k,
+            Method::POST,
+            "/c/bank/HMA_BANK/signal",
+            Some(json!({"pdq": ORIG_PDQ, "note": "n"})),
+        )
+        .await;
+    let id = added["id"].as_i64().unwrap();
+    assert_eq!(added["signals"]["pdq"], ORIG_PDQ);
+    let (s, v) = svc
+        .multipart(
+            &k,
+            "/c/bank/HMA_BANK/content",
+            file_form(
+                "a.jpg",
+                fixture("pdq/images/bridge-mods/square-512x512.jpg"),
+            )
+            .text("note", "upload"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        v["signals"]["pdq"].is_string() && v["signals"]["md5"].is_string(),
+        "{v}"
+    );
+
+    let near = "f8f8f0cee0f4a84f06370a2a038f63f0b36e26d596621e1d33e6b39c4e9c9b22";
+    let v = svc
+        .ok(
+            &k,
+            Method::GET,
+            &format!("/m/lookup?signal_type=pdq&signal={near}"),
+            None,
+        )
+        .await;
+    let hits = v["HMA_BANK"].as_array().unwrap();
+    assert!(
+        hits.iter()
+            .any(|h| h["bank_content_id"] == id && h["distance"] == "2"),
+        "{v}"
+    );
+    let v = svc
+        .ok(
+            &k,
+            Method::GET,
+            &format!("/m/raw_lookup?signal_type=pdq&signal={near}"),
+            None,
+        )
+        .await;
+    assert!(v["matches"].as_array().unwrap().contains(&json!(id)), "{v}");
+    let v = svc
+        .ok(
+            &k,
+            Method::GET,
+            &format!("/m/raw_lookup?signal_type=pdq&signal={near}&include_distance=true"),
+            None,
+        )
+        .await;
+    assert!(
+        v["matches"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"bank_content_id": id, "distance": "2"})),
+        "{v}"
+    );
+    let (s, v) = svc
+        .multipart(
+            &k,
+            "/m/lookup",
+            file_form("q.jpg", fixture("pdq/images/bridge-mods/blur-a-little.jpg")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        v["pdq"]["HMA_BANK"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{v}"
+    );
+    assert!(v["md5"].is_object(), "{v}");
+    let (s, v) = svc
+        .call(
+            Some(&k),
+            Method::GET,
+            "/m/lookup?signal_type=pdq&signal=nothex",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = svc
+        .call(Some(&k), Method::GET, "/m/lookup?signal_type=pdq", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    svc.stop().await;
+}
+
+async fn url_fetch_is_off_and_ssrf_guarded(db: &TestDb) {
+    // Off by default.
+    let svc = Service::start(db).await;
+    let k = svc.admin.clone();
+    svc.ok(&k, Method::POST, "/v1/banks", Some(json!({"name": "u"})))
+        .await;
+    let (s, v) = svc
+        .call(
+            Some(&k),
+            Method::POST,
+            "/v1/banks/u/content",
+            Some(json!({"url": "http://127.0.0.1:1/x.jpg"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    svc.stop().await;
+    // Enabled: internal targets are refused before any connection.
+    let svc = Service::start_with(db, Some(k), |c| {
+        c.fetch = FetchPolicy {
+            enabled: true,
+            ..FetchPolicy::default()
+        }
+    })
+    .await;
+    let k = svc.admin.clone();
+    for target in [
+        "http://127.0.0.1:9/x",
+        "http://localhost/x",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/",
+        "file:///etc/passwd",
+        &format!("{}/healthz", svc.base),
+    ] {
+        let (s, v) = svc
+            .call(
+                Some(&k),
+                Method::POST,
+                "/v1/lookup",
+                Some(json!({"url": target})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{target}: {v}");
+    }
+    svc.stop().await;
+}
+
+async fn operations_endpoints(db: &TestDb) {
+    let svc = Service::start(db).await;
+    let k = svc.admin.clone();
+    let v: Value = svc
+        .http
+        .get(svc.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ok");
+    let v: Value = svc
+        .http
+        .get(svc.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "ready");
+    svc.ok(&k, Method::POST, "/v1/banks", Some(json!({"name": "o"})))
+        .await;
+    svc.ok(
+        &k,
+        Method::POST,
+        "/v1/banks/o/content",
+        Some(json!({"signals": {"pdq": ORIG_PDQ}})),
+    )
+    .await;
+    for _ in 0..3 {
+        svc.ok(
+            &k,
+            Method::POST,
+            "/v1/lookup",
+            Some(json!({"signals": {"pdq": ORIG_PDQ}})),
+        )
+        .await;
+    }
+    let resp = svc.http.get(svc.url("/metrics")).send().await.unwrap();
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("echotrace_lookups_total 3\n"), "{text}");
+    assert!(text.contains("echotrace_matches_total 3\n"), "{text}");
+    assert!(
+        text.contains("echotrace_index_size{signal_type=\"pdq\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("echotrace_lookup_duration_seconds_count 3\n"),
+        "{text}"
+    );
+    assert!(text.contains("echotrace_outbox_pending "), "{text}");
+    // OpenAPI needs a key and documents every served route.
+    let (s, _) = svc.call(None, Method::GET, "/openapi.json", None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let doc = svc.ok(&k, Method::GET, "/openapi.json", None).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (method, path, ..) in echotrace_server::openapi::ROUTES {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        // Every documented route exists: anything but 404/405 without a key.
+        let real = path.replace("{name}", "o").replace("{id}", "1");
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let resp = svc.http.request(m, svc.url(&real)).send().await.unwrap();
+        assert!(
+            resp.status() != StatusCode::NOT_FOUND
+                && resp.status() != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path} is documented but not served ({})",
+            resp.status()
+        );
+    }
+    svc.stop().await;
+}
