@@ -2,7 +2,13 @@
 //!
 //! (Module docs are filled in by each module's owner; see ARCHITECTURE.md.)
 
+pub mod canonical_url;
+pub mod content;
 pub mod decode;
 pub mod digest;
+pub mod isolate;
+pub mod pdf;
 pub mod pdq;
 pub mod signal;
+pub mod text;
+pub mod video;
