@@ -45,7 +45,9 @@
 //!   Keys: [`Engine::create_api_key`] (returns the key once),
 //!   [`Engine::list_api_keys`], [`Engine::revoke_api_key`].
 //! * Banks: [`Engine::create_bank`], [`Engine::list_banks`], [`Engine::get_bank`],
-//!   [`Engine::bank_by_name`], [`Engine::update_bank`].
+//!   [`Engine::bank_by_name`], [`Engine::update_bank`], [`Engine::delete_bank`]
+//!   (content and signals go with the bank; matches and decisions stay, with
+//!   a dangling bank id, and the bank's JSON is kept in the audit entry).
 //! * Content: [`Engine::add_content`] ([`ContentSource`] bytes / text /
 //!   signals), [`Engine::get_content`], [`Engine::list_content`],
 //!   [`Engine::update_content`], [`Engine::set_content_enabled`],
@@ -370,6 +372,46 @@ impl Engine {
         Ok(after)
     }
 
+    /// Delete a bank with all its content and signals in one transaction.
+    /// Every content item is removed through the same path as
+    /// [`Engine::delete_content`] (so every process's indexes drop it
+    /// incrementally), then the bank row; its name is free again. Matches
+    /// and decisions are history and stay, keeping the deleted bank's id;
+    /// the `bank.delete` audit entry holds the bank (name, kind, settings)
+    /// and how many content items went with it.
+    pub async fn delete_bank(&self, actor: &Actor, id: BankId) -> Result<()> {
+        let mut tx = self.inner.store.write().await?;
+        let Some(before_row) = tx.get_bank(id).await? else {
+            return Err(EngineError::NotFound(format!("bank {id}")));
+        };
+        let before = bank_from_row(&before_row)?;
+        let content_ids = tx.content_ids_of_bank(id).await?;
+        for content_id in &content_ids {
+            delete_content_in(&mut tx, *content_id).await?;
+        }
+        tx.delete_bank(id).await?;
+        tx.record_change("bank", id, "delete").await?;
+        let mut before_json = serde_json::to_value(&before).unwrap_or(serde_json::Value::Null);
+        if let serde_json::Value::Object(map) = &mut before_json {
+            map.insert("content_deleted".into(), content_ids.len().into());
+        }
+        tx.audit(&NewAudit {
+            actor: actor.as_str(),
+            action: "bank.delete",
+            target: &format!("bank:{id}"),
+            before: Some(before_json.to_string()),
+            after: None,
+        })
+        .await?;
+        self.commit_and_sync(tx).await?;
+        if let Ok(mut w) = self.inner.flood.lock() {
+            for content_id in content_ids {
+                w.forget(content_id);
+            }
+        }
+        Ok(())
+    }
+
     // ----- content -----------------------------------------------------
 
     /// Hash raw bytes into signals (image → pdq + md5 + sha256; UTF-8 text
@@ -550,8 +592,7 @@ impl Engine {
     pub async fn delete_content(&self, actor: &Actor, id: ContentId) -> Result<()> {
         let before = self.get_content(id).await?;
         let mut tx = self.inner.store.write().await?;
-        tx.delete_content(id).await?;
-        tx.record_change("content", id, "delete").await?;
+        delete_content_in(&mut tx, id).await?;
         tx.audit(&NewAudit {
             actor: actor.as_str(),
             action: "content.delete",
@@ -1083,6 +1124,15 @@ pub struct IndexStats {
     pub text: usize,
     /// Stored vPDQ signals (videos).
     pub vpdq: usize,
+}
+
+/// Delete one content item with its signals and record the change, so every
+/// process's indexes drop it. The one path behind [`Engine::delete_content`]
+/// and [`Engine::delete_bank`].
+async fn delete_content_in(tx: &mut WriteTx, id: ContentId) -> Result<()> {
+    tx.delete_content(id).await?;
+    tx.record_change("content", id, "delete").await?;
+    Ok(())
 }
 
 fn clean_labels(labels: Vec<String>) -> Result<Vec<String>> {

@@ -48,6 +48,7 @@ both_backends!(
     invalid_input_is_typed,
     image_bytes_round_trip,
     text_content_matches_near_duplicates,
+    delete_bank_removes_content_everywhere,
 );
 
 fn fixtures() -> std::path::PathBuf {
@@ -1073,4 +1074,110 @@ async fn text_content_matches_near_duplicates(db: &TestDb) {
         .await
         .unwrap();
     assert!(r.matches.is_empty());
+}
+
+async fn delete_bank_removes_content_everywhere(db: &TestDb) {
+    // Two engines on one database stand in for two server processes.
+    let a = Engine::open(config(db)).await.unwrap();
+    let b = Engine::open(config(db)).await.unwrap();
+    let tailer = b.spawn_change_tailer();
+    let doomed = bank(&a, "doomed", BankKind::Block, None).await;
+    let kept = bank(&a, "kept", BankKind::Block, None).await;
+    let h1 = base_hash(71);
+    let h2 = base_hash(72);
+    let hk = base_hash(73);
+    add(&a, &doomed, vec![pdq(h1), md5(&"d1".repeat(16))], &[]).await;
+    add(&a, &doomed, vec![pdq(h2)], &[]).await;
+    let kept_item = add(&a, &kept, vec![pdq(hk)], &[]).await;
+    // A match on the doomed bank, with a decision: history to keep.
+    let r = look(&a, vec![pdq(h1)]).await;
+    assert_eq!(r.matches.len(), 1);
+    let m = a
+        .list_matches(MatchFilter {
+            submission_id: Some(r.submission_id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].bank_id, doomed.id);
+    a.decide(&admin(), m[0].id, Verdict::Confirm, "seen")
+        .await
+        .unwrap();
+    // B sees the doomed bank's content before the delete.
+    let started = Instant::now();
+    while look(&b, vec![pdq(h2)]).await.matches.len() != 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "B did not see the bank's content within 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    a.delete_bank(&admin(), doomed.id).await.unwrap();
+    // A stops matching immediately; the other bank is untouched.
+    let r = look(&a, vec![pdq(h1), pdq(h2), md5(&"d1".repeat(16)), pdq(hk)]).await;
+    assert_eq!(r.matches.len(), 1, "{r:?}");
+    assert_eq!(r.matches[0].content_id, kept_item.id);
+    assert!(matches!(
+        a.get_bank(doomed.id).await,
+        Err(EngineError::NotFound(_))
+    ));
+    assert!(matches!(
+        a.bank_by_name("doomed").await,
+        Err(EngineError::NotFound(_))
+    ));
+    assert!(a
+        .list_banks()
+        .await
+        .unwrap()
+        .iter()
+        .all(|x| x.id != doomed.id));
+    // B stops matching within 2 s.
+    let t0 = Instant::now();
+    loop {
+        let r = look(&b, vec![pdq(h1), pdq(h2), md5(&"d1".repeat(16))]).await;
+        if r.matches.is_empty() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "B still matches the deleted bank after 2 s: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(look(&b, vec![pdq(hk)]).await.matches.len(), 1);
+    tailer.abort();
+    // Unknown (and already deleted) banks are NotFound.
+    assert!(matches!(
+        a.delete_bank(&admin(), doomed.id).await,
+        Err(EngineError::NotFound(_))
+    ));
+    // Match and decision history stays, with the deleted bank's id.
+    let kept_match = a.get_match(m[0].id).await.unwrap();
+    assert_eq!(kept_match.bank_id, doomed.id);
+    assert_eq!(kept_match.status, MatchStatus::Confirmed);
+    // The audit keeps the bank as it was.
+    let audit = a.audit_log(None, 50).await.unwrap();
+    let entry = audit
+        .iter()
+        .find(|x| x.action == "bank.delete")
+        .expect("bank.delete audit entry");
+    assert_eq!(entry.target, format!("bank:{}", doomed.id));
+    assert!(entry.after.is_none());
+    let before = entry.before.as_ref().expect("before");
+    assert_eq!(before["name"], "doomed");
+    assert_eq!(before["content_deleted"], 2);
+    // The name can be reused; the new bank starts empty.
+    let again = bank(&a, "doomed", BankKind::Block, None).await;
+    assert_ne!(again.id, doomed.id);
+    assert!(look(&a, vec![pdq(h1)]).await.matches.is_empty());
+    add(&a, &again, vec![pdq(h1)], &[]).await;
+    assert_eq!(look(&a, vec![pdq(h1)]).await.matches.len(), 1);
+    // A fresh process loads the same picture from the database.
+    let c = Engine::open(config(db)).await.unwrap();
+    let r = look(&c, vec![pdq(h1), pdq(h2)]).await;
+    assert_eq!(r.matches.len(), 1, "{r:?}");
+    assert_eq!(r.matches[0].bank_name, "doomed");
+    assert_eq!(r.matches[0].bank_id, again.id);
 }

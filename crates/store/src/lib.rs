@@ -140,6 +140,11 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => include_str!("../migrations/sqlite/0002_console.sql"),
         Backend::Postgres => include_str!("../migrations/postgres/0002_console.sql"),
     };
+    // Schema v3: matches no longer reference banks, so banks can be deleted.
+    let bank_delete: &'static str = match backend {
+        Backend::Sqlite => include_str!("../migrations/sqlite/0003_bank_delete.sql"),
+        Backend::Postgres => include_str!("../migrations/postgres/0003_bank_delete.sql"),
+    };
     Migrator {
         migrations: Cow::Owned(vec![
             Migration::new(
@@ -154,6 +159,13 @@ fn migrator(backend: Backend) -> Migrator {
                 Cow::Borrowed("console"),
                 MigrationType::Simple,
                 console.into_sql_str(),
+                false,
+            ),
+            Migration::new(
+                3,
+                Cow::Borrowed("bank_delete"),
+                MigrationType::Simple,
+                bank_delete.into_sql_str(),
                 false,
             ),
         ]),
@@ -854,6 +866,28 @@ impl WriteTx {
             Some(r) => ContentRow::from_row(&r),
             None => Err(StoreError::NotFound(format!("content {}", c.id))),
         }
+    }
+
+    /// Ids of a bank's content items, in id order.
+    pub async fn content_ids_of_bank(&mut self, bank_id: i64) -> Result<Vec<i64>> {
+        let rows = sqlx::query("SELECT id FROM bank_content WHERE bank_id = $1 ORDER BY id")
+            .bind(bank_id)
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(|r| get_i64(r, "id")).collect()
+    }
+
+    /// Delete a bank row. Its content must be deleted first; matches keep
+    /// the (then dangling) bank id.
+    pub async fn delete_bank(&mut self, id: i64) -> Result<()> {
+        let done = sqlx::query("DELETE FROM banks WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("bank {id}")));
+        }
+        Ok(())
     }
 
     /// Delete a content row and its signals.

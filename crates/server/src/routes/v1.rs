@@ -179,29 +179,9 @@ async fn delete_bank(
     caller.require(Operation::WriteBanks)?;
     let engine = state.engine()?;
     let bank = engine.bank_by_name(&name).await?;
-    // The engine has no bank deletion yet: remove every content item (so
-    // nothing of the bank can match any more, in every process), then
-    // disable the bank. The bank row itself stays (its name stays taken).
-    let actor = caller.actor();
-    loop {
-        let page = engine.list_content(bank.id, 0, 1000).await?;
-        if page.is_empty() {
-            break;
-        }
-        for c in page {
-            engine.delete_content(&actor, c.id).await?;
-        }
-    }
-    engine
-        .update_bank(
-            &actor,
-            bank.id,
-            BankUpdate {
-                enabled: Some(false),
-                ..Default::default()
-            },
-        )
-        .await?;
+    // Content, signals and the bank row go in one transaction; match and
+    // decision history stays. The name can be reused afterwards.
+    engine.delete_bank(&caller.actor(), bank.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
