@@ -887,8 +887,10 @@ pub async fn explain(store: &Store, query: &[crate::SignalValue]) -> Result<Vec<
                         content_id: col(r, "content_id")?,
                         bank_id: col(r, "bank_id")?,
                         value: col(r, "value")?,
-                        distance: Some(0),
-                        similarity: None,
+                        // An identical vPDQ signal is a 100 % query share;
+                        // vPDQ carries no single distance.
+                        distance: (t != SignalType::Vpdq).then_some(0),
+                        similarity: (t == SignalType::Vpdq).then_some(1.0),
                     });
                 }
             }
@@ -915,7 +917,11 @@ pub async fn explain(store: &Store, query: &[crate::SignalValue]) -> Result<Vec<
             Some(v) => (*v, false),
             None => (crate::default_threshold(n.signal_type), true),
         };
+        // vPDQ: the bank threshold is a per-frame distance; the match
+        // decision is on the query share (similarity = share / 100).
+        let vpdq_share = echotrace_signals::video::vpdq::VPDQ_QUERY_MATCH_THRESHOLD_PERCENT;
         let within = match (n.distance, n.similarity) {
+            (_, Some(s)) if n.signal_type == SignalType::Vpdq => s * 100.0 >= vpdq_share,
             (_, Some(s)) => s >= threshold,
             (Some(d), None) => match n.signal_type {
                 SignalType::Pdq | SignalType::Vpdq => (d as f64) <= threshold,
@@ -924,6 +930,13 @@ pub async fn explain(store: &Store, query: &[crate::SignalValue]) -> Result<Vec<
             (None, None) => false,
         };
         let cmp_text = match (n.distance, n.similarity) {
+            (_, Some(s)) if n.signal_type == SignalType::Vpdq => format!(
+                "query share {:.0}% {} {:.0}% (frame distance {})",
+                s * 100.0,
+                if within { ">=" } else { "<" },
+                vpdq_share,
+                threshold
+            ),
             (_, Some(s)) => format!(
                 "similarity {:.3} {} threshold {:.3}",
                 s,

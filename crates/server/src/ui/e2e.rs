@@ -631,3 +631,129 @@ async fn media_is_hidden_unless_retained() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
+    use crate::ui::videostrip::tests::{hash, video};
+
+    let ts = start(Duration::from_secs(30)).await;
+    let engine = ts.engine();
+    let cli = Actor::cli();
+    engine
+        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    let bank = engine
+        .create_bank(
+            &cli,
+            NewBank {
+                name: format!("videos{XSS}"),
+                kind: BankKind::Block,
+                description: String::new(),
+                thresholds: Thresholds::default(),
+            },
+        )
+        .await
+        .unwrap();
+    // Banked video: 10 frames of disjoint 20-bit hashes (pairwise distance 40).
+    let frame = |k: usize, skip: usize| hash(&((k * 20 + skip)..(k * 20 + 20)).collect::<Vec<_>>());
+    let banked: Vec<_> = (0..10).map(|k| (frame(k, 0), 100u8)).collect();
+    // Query: frames 0–8 within 2 bits of banked frames, frame 9 far away,
+    // frame 10 would match but has quality 30 (ignored).
+    let mut query: Vec<_> = (0..9).map(|k| (frame(k, 2), 90u8)).collect();
+    query.push((hash(&(220..256).collect::<Vec<_>>()), 90));
+    query.push((frame(9, 0), 30));
+    engine
+        .add_content(
+            &cli,
+            bank.id,
+            NewContent {
+                source: ContentSource::Signals(vec![SignalValue {
+                    signal_type: SignalType::Vpdq,
+                    value: video(&banked).to_signal_string(),
+                }]),
+                labels: vec![format!("label{XSS}")],
+                note: format!("note{XSS}"),
+            },
+        )
+        .await
+        .unwrap();
+    let resp = engine
+        .lookup(
+            &Actor::key(1),
+            LookupRequest {
+                signals: vec![SignalValue {
+                    signal_type: SignalType::Vpdq,
+                    value: video(&query).to_signal_string(),
+                }],
+                banks: None,
+                context: SubmissionContext {
+                    content_id: Some(format!("clip{XSS}")),
+                    url: None,
+                    uploader_id: Some(format!("up{XSS}")),
+                },
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.matches.len(), 1, "the vPDQ query should match");
+    // Retention holds only the video bytes: no thumbnails, said so.
+    retain_media(
+        engine.store(),
+        MediaOwner::Submission,
+        resp.submission_id,
+        "video/mp4",
+        b"not really a video",
+    )
+    .await
+    .unwrap();
+
+    let (sid, token) = ts.login("admin", "admin-password-1").await;
+    let (status, html) = ts.get("/ui/queue", &sid).await;
+    assert_eq!(status, StatusCode::OK);
+    // Shares: 9 of 10 matchable query frames, 9 of 10 banked frames.
+    assert!(
+        html.contains("query share 90% · compared share 90%"),
+        "shares missing: {html}"
+    );
+    assert!(html.contains("frame distance ≤ 31 (default), query share ≥ 80%"));
+    // The strip: text alternative, one tick per matched frame, the list.
+    assert!(html.contains("9 of 10 query frames matched, between 0:00 and 0:08 of a 0:10 video"));
+    assert_eq!(html.matches("class=\"tick\"").count(), 9);
+    assert!(html.contains(
+        "Matched frames at: <span class=\"timestamps\">0:00, 0:01, 0:02, 0:03, 0:04, 0:05, 0:06, 0:07, 0:08</span>"
+    ));
+    assert!(html.contains("Video retained; no frame thumbnails are shown."));
+    assert!(
+        !html.contains(&format!("<img id=\"sub-media-{}\"", resp.matches[0].id)),
+        "a video must not be put in an <img>"
+    );
+    // User-supplied text is still escaped.
+    assert!(!html.contains("<script>alert"));
+    assert!(html.contains(&format!("clip{XSS_ESCAPED}")));
+    assert!(html.contains(&format!("label{XSS_ESCAPED}")));
+    assert!(html.contains(&format!("videos{XSS_ESCAPED}")));
+
+    // The match debugger scores an identical vPDQ signal by share, not by a
+    // distance against the per-frame threshold.
+    let r = ts
+        .post(
+            "/ui/debug",
+            &sid,
+            &[
+                ("csrf", token.as_str()),
+                (
+                    "hash",
+                    &format!("vpdq:{}", video(&banked).to_signal_string()),
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("query share 100% &gt;= 80% (frame distance 31)"),
+        "{page}"
+    );
+    assert!(!page.contains("distance 0 &lt;= threshold"), "{page}");
+}

@@ -29,6 +29,7 @@
 mod e2e;
 pub mod session;
 pub mod textdiff;
+pub mod videostrip;
 pub mod views;
 
 use std::collections::BTreeMap;
@@ -415,7 +416,11 @@ fn threshold_label(bank_thresholds: &Thresholds, t: SignalType) -> (f64, String)
         None => (echotrace_engine::default_threshold(t), "default"),
     };
     let label = match t {
-        SignalType::Pdq | SignalType::Vpdq => format!("distance ≤ {v} ({src})"),
+        SignalType::Pdq => format!("distance ≤ {v} ({src})"),
+        SignalType::Vpdq => format!(
+            "frame distance ≤ {v} ({src}), query share ≥ {:.0}%",
+            echotrace_signals::video::vpdq::VPDQ_QUERY_MATCH_THRESHOLD_PERCENT
+        ),
         SignalType::TextMinhash => format!("similarity ≥ {v:.2} ({src})"),
         _ => "exact".to_string(),
     };
@@ -425,6 +430,12 @@ fn threshold_label(bank_thresholds: &Thresholds, t: SignalType) -> (f64, String)
 /// Lower = reviewed first: exact hits, then closest relative to threshold.
 fn priority(m: &MatchRecord, threshold: f64) -> f64 {
     match (m.distance, m.similarity) {
+        // vPDQ: similarity is the query share / 100, and the bank threshold is
+        // a per-frame distance, so scale against the share threshold instead.
+        (_, Some(s)) if m.signal_type == SignalType::Vpdq => {
+            let share = echotrace_signals::video::vpdq::VPDQ_QUERY_MATCH_THRESHOLD_PERCENT / 100.0;
+            (1.0 - s) / (1.0 - share).max(0.01)
+        }
         (_, Some(s)) => (1.0 - s) / (1.0 - threshold).max(0.01),
         (Some(d), None) => match m.signal_type {
             SignalType::Pdq | SignalType::Vpdq => d as f64 / threshold.max(1.0),
@@ -441,6 +452,11 @@ async fn evidence(st: &Ctx, owner: MediaOwner, id: i64) -> Result<Evidence, Engi
     let Some(mime) = cq::has_retained(&st.store, owner, id).await? else {
         return Ok(Evidence::NotRetained);
     };
+    if mime.starts_with("video/") {
+        // Only the video bytes are retained; the console does not decode
+        // frames, so there are no thumbnails (and an <img> cannot show it).
+        return Ok(Evidence::VideoNoThumbnails);
+    }
     if mime.starts_with("text/") {
         let text = cq::retained_media(&st.store, owner, id)
             .await?
@@ -503,6 +519,17 @@ async fn build_card(
         bank_evidence: evidence(st, MediaOwner::Content, m.content_id).await?,
         undo_until: None,
         decided_verdict: None,
+        video: (m.signal_type == SignalType::Vpdq)
+            .then(|| {
+                let frame_distance = thr.clamp(0.0, 256.0) as u32;
+                videostrip::compute(
+                    &m.query_value,
+                    &m.matched_value,
+                    frame_distance,
+                    m.similarity,
+                )
+            })
+            .flatten(),
     };
     Ok((card, priority(m, thr)))
 }
@@ -1138,6 +1165,9 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
                 signal_type: h.signal_type.clone(),
                 value: h.value,
                 score: match (h.distance, h.similarity) {
+                    (_, Some(s)) if h.signal_type == "vpdq" => {
+                        format!("query share {:.0}%", s * 100.0)
+                    }
                     (_, Some(s)) => format!("{s:.3}"),
                     (Some(d), None) => d.to_string(),
                     _ => "—".into(),

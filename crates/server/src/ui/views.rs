@@ -9,6 +9,7 @@
 use maud::{html, Markup, DOCTYPE};
 
 use super::textdiff;
+use super::videostrip::{self, VideoStrip};
 
 /// Who is looking at the page, and what they may do.
 #[derive(Clone, Debug)]
@@ -276,6 +277,8 @@ pub enum Evidence {
     Image { url: String },
     /// Retained text.
     Text(String),
+    /// A retained video: the console shows no frame thumbnails.
+    VideoNoThumbnails,
 }
 
 /// One match card.
@@ -307,6 +310,8 @@ pub struct MatchCard {
     /// Set while the decision is still inside its undo window.
     pub undo_until: Option<i64>,
     pub decided_verdict: Option<String>,
+    /// vPDQ matches: shares and matched-frame timestamps (render-time).
+    pub video: Option<VideoStrip>,
 }
 
 /// Cards grouped by the bank item they matched.
@@ -352,6 +357,7 @@ fn evidence(
     html! {
         @match e {
             Evidence::NotRetained => { div class="no-media" { "Media not retained (hashing only)." } }
+            Evidence::VideoNoThumbnails => { div class="no-media" { "Video retained; no frame thumbnails are shown." } }
             Evidence::Image { url } => {
                 div class="media-box" {
                     div class="media-frame" {
@@ -370,7 +376,11 @@ fn evidence(
 }
 
 fn score(c: &MatchCard) -> String {
+    if let Some(v) = &c.video {
+        return videostrip::shares_label(v);
+    }
     match (c.distance, c.similarity) {
+        (_, Some(s)) if c.signal_type == "vpdq" => format!("query share {:.0}%", s * 100.0),
         (_, Some(s)) => format!("similarity {:.2}", s),
         (Some(d), None) => format!("distance {d}"),
         (None, None) => "exact".to_string(),
@@ -399,6 +409,10 @@ fn match_card(viewer: &Viewer, c: &MatchCard, q: &QueueView, group_key: i64) -> 
                     dt { "Source" } dd { (c.source) }
                     dt { "Threshold" } dd { (c.threshold) }
                     dt { "Matched" } dd { (fmt_ts(c.created_at)) }
+                }
+                @if let Some(v) = &c.video {
+                    h3 { "Matched frames" }
+                    (videostrip::render(v, &format!("m{}-strip", c.id)))
                 }
                 @if !both_text {
                     h3 { "Bank item" }
