@@ -222,15 +222,7 @@ pub fn verify_body_signature(secret: &[u8], body: &[u8], signature: &str) -> boo
     mac.verify_slice(&expected).is_ok()
 }
 
-pub(crate) fn hex_lower(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 15)] as char);
-    }
-    s
-}
+pub(crate) use echotrace_signals::digest::to_hex as hex_lower;
 
 pub(crate) fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {

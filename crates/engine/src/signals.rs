@@ -43,9 +43,7 @@ pub fn default_threshold(t: SignalType) -> f64 {
     }
 }
 
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
+use echotrace_signals::digest::is_hex;
 
 /// Validate and canonicalise one signal value.
 pub fn normalize_signal(t: SignalType, value: &str) -> Result<SignalValue> {

@@ -35,7 +35,6 @@
 //! `example.co.uk`) comes from the `psl` crate, whose public suffix list is
 //! compiled in: nothing is downloaded at run time.
 
-use sha2::{Digest, Sha256};
 use url::{Host, Url};
 
 /// Canonicalisation version name.
@@ -167,7 +166,7 @@ pub fn canonicalize_url(input: &str) -> Result<CanonicalUrl, UrlError> {
     url.set_path(path);
 
     let canonical = url.as_str().to_string();
-    let sha256 = hex(&Sha256::digest(canonical.as_bytes()));
+    let sha256 = crate::digest::sha256_hex(canonical.as_bytes());
     let registrable_domain = match url.host() {
         Some(Host::Domain(d)) => psl::domain_str(d).map(str::to_string),
         _ => None,
@@ -254,19 +253,6 @@ fn hex_val(c: u8) -> Option<u8> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(
-            HEX_UPPER[usize::from(b >> 4)].to_ascii_lowercase(),
-        ));
-        s.push(char::from(
-            HEX_UPPER[usize::from(b & 15)].to_ascii_lowercase(),
-        ));
-    }
-    s
 }
 
 /// The `url` and `url_sha256` signals of `input`, in that order.

@@ -34,7 +34,9 @@ pub fn digests(bytes: &[u8]) -> Digests {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`: the one hex encoder every crate uses for
+/// digests, key hashes and signatures.
+pub fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
@@ -42,6 +44,12 @@ fn to_hex(bytes: &[u8]) -> String {
         s.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     s
+}
+
+/// True when `s` is exactly `len` ASCII hex digits (either case): the shape
+/// check for md5 (32) and sha256 / PDQ (64) values.
+pub fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

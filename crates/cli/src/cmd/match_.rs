@@ -128,9 +128,7 @@ fn split_csv(line: &str) -> anyhow::Result<Vec<String>> {
     Ok(fields)
 }
 
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
+use echotrace_signals::digest::is_hex;
 
 fn load_bank(path: &PathBuf) -> anyhow::Result<Bank> {
     let file = std::fs::File::open(path)
