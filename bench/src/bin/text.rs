@@ -5,8 +5,9 @@
 //! `text eval`      — parameter selection: labelled-corpus precision/recall
 //!                    and score margins per shingle size k and bin count K;
 //!                    containment estimation error per K; short-text limit.
-//! `text run DIR`   — signature throughput, LSH build/query throughput and
-//!                    containment recall on the shared corpus.
+//! `text run DIR`   — signature throughput; LSH build/query throughput, per
+//!                    query kind, and containment recall, with and without
+//!                    the containment probe; all on the shared corpus.
 //! Every line of output is one JSON object. `bench/run_text.sh` runs all.
 
 use anyhow::{bail, Context, Result};
@@ -101,7 +102,8 @@ const N_LONG: usize = 2_000;
 const LONG_WORDS: usize = 400;
 
 /// Writes docs.txt (100k × 100 words), long.txt (2k × 400 words) and
-/// queries.tsv (`expected_id \t kind \t text`).
+/// queries.tsv (`expected_id \t kind \t text`): 1 000 near-duplicates,
+/// 5 × 250 docs embedded in pages 1/2/3/5/10× their length, 1 000 unrelated.
 fn gen(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut rng = Rng(0x5eed_1234_abcd_0001);
@@ -129,7 +131,7 @@ fn gen(dir: &Path) -> Result<()> {
         queries.push(format!("{id}\tnear_dup\t{}", d.join(" ")));
     }
     // Embedded: a stored doc inside a page with R× as many other words.
-    for ratio in [1usize, 2, 3, 5] {
+    for ratio in [1usize, 2, 3, 5, 10] {
         for _ in 0..250 {
             let id = rng.below(N_DOCS);
             let before = vocab.doc(&mut rng, DOC_WORDS * ratio / 2);
@@ -215,19 +217,6 @@ fn run(dir: &Path) -> Result<()> {
     let t = Watch::start();
     let sigs: Vec<TextSignature> = docs.iter().map(|d| h.hash(d)).collect();
     let sign_secs = t.cpu();
-    let mut idx = TextLshIndex::new(h.params().num_bins)?;
-    let t = Watch::start();
-    for (i, s) in sigs.iter().enumerate() {
-        idx.insert(i as u64, sketch(s))?;
-    }
-    let build_secs = t.cpu();
-    drop(sigs);
-    let rss = rss_mb();
-    println!(
-        "{{\"impl\":\"echotrace\",\"bench\":\"lsh_build\",\"docs\":{},\"sign_cpu_s\":{sign_secs:.2},\"insert_cpu_s\":{build_secs:.2},\"inserts_per_cpu_s\":{:.0},\"rss_mb\":{rss}}}",
-        docs.len(),
-        docs.len() as f64 / build_secs
-    );
     let queries: Vec<(i64, String, TextSignature)> = read_lines(&dir.join("queries.tsv"))?
         .into_iter()
         .filter_map(|l| {
@@ -237,58 +226,88 @@ fn run(dir: &Path) -> Result<()> {
             Some((id, kind, h.hash(it.next()?)))
         })
         .collect();
+    let kinds: Vec<String> = {
+        let mut k: Vec<String> = queries.iter().map(|q| q.1.clone()).collect();
+        k.dedup();
+        k
+    };
     let rule = TextRule::default();
     let jaccard_only = TextRule {
         jaccard: 0.5,
         containment: 2.0,
         min_contained_shingles: u32::MAX,
     };
-    for (name, r) in [("containment_rule", rule), ("jaccard_0.5", jaccard_only)] {
+    // The index with the size-aware containment probe (default), then
+    // without it, to show what the probe costs and buys.
+    for probe in [true, false] {
         let t = Watch::start();
-        let mut total = 0usize;
-        let mut reps = 0;
-        while t.cpu() < 2.0 {
-            for (_, _, q) in &queries {
-                total += idx.query(sketch(q), &r)?.len();
-            }
-            reps += 1;
+        let mut idx = TextLshIndex::new(h.params().num_bins)?.with_containment_probe(probe)?;
+        for (i, s) in sigs.iter().enumerate() {
+            idx.insert(i as u64, sketch(s))?;
         }
-        let n = (reps * queries.len()) as f64;
+        let build_secs = t.cpu();
         println!(
-            "{{\"impl\":\"echotrace\",\"bench\":\"lsh_query\",\"rule\":\"{name}\",\"docs\":{},\"queries_per_cpu_s\":{:.0},\"queries_per_wall_s\":{:.0},\"hits\":{}}}",
+            "{{\"impl\":\"echotrace\",\"bench\":\"lsh_build\",\"probe\":{probe},\"docs\":{},\"sign_cpu_s\":{sign_secs:.2},\"insert_cpu_s\":{build_secs:.2},\"inserts_per_cpu_s\":{:.0},\"index_mb\":{},\"rss_mb\":{}}}",
             docs.len(),
-            n / t.cpu(),
-            n / t.wall(),
-            total / reps
+            docs.len() as f64 / build_secs,
+            idx.memory_bytes() >> 20,
+            rss_mb()
         );
-    }
-    // Recall per query kind, LSH vs exhaustive, containment rule.
-    let kinds: Vec<String> = {
-        let mut k: Vec<String> = queries.iter().map(|q| q.1.clone()).collect();
-        k.dedup();
-        k
-    };
-    for kind in kinds {
-        let sel: Vec<&(i64, String, TextSignature)> =
-            queries.iter().filter(|q| q.1 == kind).collect();
-        let (mut found, mut found_ex, mut false_hits) = (0usize, 0usize, 0usize);
-        for (id, _, q) in &sel {
-            let hits = idx.query(sketch(q), &rule)?;
-            if *id >= 0 {
-                found += usize::from(hits.iter().any(|h| h.0 == *id as u64));
-                let ex = idx.query_exhaustive(sketch(q), &rule)?;
-                found_ex += usize::from(ex.iter().any(|h| h.0 == *id as u64));
-                false_hits += hits.iter().filter(|h| h.0 != *id as u64).count();
-            } else {
-                false_hits += hits.len();
+        // The same 3 250-query mix as the datasketch peer, in file order.
+        let mut out = Vec::new();
+        for (name, r) in [("containment_rule", rule), ("jaccard_0.5", jaccard_only)] {
+            let t = Watch::start();
+            let mut total = 0usize;
+            let mut reps = 0;
+            while t.cpu() < 2.0 {
+                for (_, _, q) in &queries {
+                    idx.query_into(sketch(q), &r, &mut out)?;
+                    total += out.len();
+                }
+                reps += 1;
             }
+            let n = (reps * queries.len()) as f64;
+            println!(
+                "{{\"impl\":\"echotrace\",\"bench\":\"lsh_query\",\"probe\":{probe},\"rule\":\"{name}\",\"docs\":{},\"queries\":{},\"queries_per_cpu_s\":{:.0},\"queries_per_wall_s\":{:.0},\"hits\":{}}}",
+                docs.len(),
+                queries.len(),
+                n / t.cpu(),
+                n / t.wall(),
+                total / reps
+            );
         }
-        println!(
-            "{{\"impl\":\"echotrace\",\"bench\":\"recall\",\"kind\":\"{kind}\",\"queries\":{},\"recall_lsh\":{:.3},\"recall_exhaustive\":{:.3},\"other_hits\":{false_hits}}}",
-            sel.len(),
-            found as f64 / sel.len() as f64,
-            found_ex as f64 / sel.len() as f64
-        );
+        // Per query kind: speed and recall, LSH vs exhaustive, containment rule.
+        for kind in &kinds {
+            let sel: Vec<&(i64, String, TextSignature)> =
+                queries.iter().filter(|q| &q.1 == kind).collect();
+            let t = Watch::start();
+            let mut n = 0usize;
+            while t.cpu() < 0.5 {
+                for (_, _, q) in &sel {
+                    idx.query_into(sketch(q), &rule, &mut out)?;
+                    n += 1;
+                }
+            }
+            let qps = n as f64 / t.cpu();
+            let (mut found, mut found_ex, mut false_hits) = (0usize, 0usize, 0usize);
+            for (id, _, q) in &sel {
+                let hits = idx.query(sketch(q), &rule)?;
+                if *id >= 0 {
+                    found += usize::from(hits.iter().any(|h| h.0 == *id as u64));
+                    let ex = idx.query_exhaustive(sketch(q), &rule)?;
+                    found_ex += usize::from(ex.iter().any(|h| h.0 == *id as u64));
+                    false_hits += hits.iter().filter(|h| h.0 != *id as u64).count();
+                } else {
+                    false_hits += hits.len();
+                }
+            }
+            println!(
+                "{{\"impl\":\"echotrace\",\"bench\":\"recall\",\"probe\":{probe},\"kind\":\"{kind}\",\"queries\":{},\"queries_per_cpu_s\":{qps:.0},\"recall_lsh\":{:.3},\"recall_exhaustive\":{:.3},\"other_hits\":{false_hits}}}",
+                sel.len(),
+                found as f64 / sel.len() as f64,
+                found_ex as f64 / sel.len() as f64
+            );
+        }
     }
     Ok(())
 }

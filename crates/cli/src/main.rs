@@ -29,6 +29,8 @@ enum Command {
     Users(cmd::users::UsersArgs),
     /// Manage API keys (create prints the key once).
     Keys(cmd::keys::KeysArgs),
+    /// Bank administration against the database (bulk import of hash lists).
+    Bank(cmd::bank::BankArgs),
     /// Internal: extract a PDF from stdin as JSON (run in a limited child).
     #[command(name = "__extract-pdf", hide = true)]
     ExtractPdf,
@@ -43,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Users(a) => cmd::users::run(a),
         Command::Keys(a) => cmd::keys::run(a),
+        Command::Bank(a) => cmd::bank::run(a),
         Command::ExtractPdf => Ok(std::process::ExitCode::from(
             echotrace_signals::pdf::run_child(
                 &mut std::io::stdin().lock(),

@@ -1,14 +1,21 @@
 //! Acceptance test of the review console in real headless Chromium, driven
 //! over WebDriver (chromedriver on a loopback port) with `fantoccini`.
 //!
-//! It runs `echotrace serve --demo` (throwaway SQLite seeded with generated,
-//! benign demo media), then: logs in; sees the demo queue; checks that media
+//! It runs `echotrace serve --demo` — once on its throwaway SQLite database
+//! and once with `--db` pointing at a fresh PostgreSQL schema at
+//! `$ECHOTRACE_TEST_PG_URL` (the same code and the same scenario on both
+//! backends; the PostgreSQL run FAILS if the variable is unset, unless
+//! `ECHOTRACE_SKIP_PG=1`) — seeded with generated, benign demo media, then:
+//! logs in; sees the demo queue; checks that media
 //! is blurred AND greyscale (computed `filter`) until revealed, one item at a
 //! time; confirms a match and undoes it; confirms another and sees the
 //! webhook delivered to a local receiver after the (shortened) undo window;
 //! creates a bank and adds a hash; uses the match debugger; checks that a
 //! reviewer gets 403 on the API-keys page; checks the phone-width layout; and
-//! writes a 1280×720 screenshot of each page to `docs/screenshots/`.
+//! (SQLite run only) writes a 1280×720 screenshot of each page to
+//! `docs/screenshots/`. The PostgreSQL run also checks that `serve --demo`
+//! refuses to seed a database that is no longer empty. The two runs take
+//! turns (one browser at a time).
 //!
 //! Needs `chromium` and `chromedriver` (`apt-get install -y chromium
 //! chromium-driver`). If they are missing the test FAILS with that message.
@@ -130,17 +137,22 @@ struct Demo {
     admin_key: String,
 }
 
-fn start_demo(db_dir: &Path) -> (Reaper, Demo) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_echotrace"))
-        .args([
-            "serve",
-            "--demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--undo-window",
-            "6",
-        ])
+fn start_demo(db_dir: &Path, db_url: Option<&str>) -> (Reaper, Demo) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_echotrace"));
+    cmd.args([
+        "serve",
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--undo-window",
+        "6",
+    ]);
+    if let Some(url) = db_url {
+        cmd.args(["--db", url]);
+    }
+    let mut child = cmd
         .env("ECHOTRACE_DEMO_DIR", db_dir)
+        .env_remove("ECHOTRACE_DATABASE_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -197,7 +209,11 @@ fn screenshots_dir() -> PathBuf {
     d
 }
 
-async fn shot(c: &Client, name: &str) {
+/// Write a screenshot, on the run that records them (`shots`).
+async fn shot(c: &Client, name: &str, shots: bool) {
+    if !shots {
+        return;
+    }
     let png = c.screenshot().await.expect("screenshot");
     std::fs::write(screenshots_dir().join(format!("{name}.png")), png).unwrap();
 }
@@ -269,8 +285,50 @@ async fn wait_for<F: Fn() -> bool>(what: &str, timeout: Duration, f: F) {
     }
 }
 
+/// One browser at a time on this small machine.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_console_in_headless_chromium() {
+    let _turn = BROWSER.lock().await;
+    scenario(None, "sqlite", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_console_in_headless_chromium_on_postgres() {
+    let _turn = BROWSER.lock().await;
+    let Some(db) = echotrace_store::testing::TestDb::postgres().await.unwrap() else {
+        return;
+    };
+    scenario(Some(&db.url), "postgres", false).await;
+    // The database now holds the demo: a second `serve --demo` refuses it.
+    let out = Command::new(env!("CARGO_BIN_EXE_echotrace"))
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            &db.url,
+        ])
+        .env_remove("ECHOTRACE_DATABASE_URL")
+        .output()
+        .expect("run echotrace serve --demo again");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a non-empty database must be refused: {stderr}"
+    );
+    assert!(
+        stderr.contains("only an empty database") && stderr.contains("banks"),
+        "clear refusal expected, got: {stderr}"
+    );
+    db.cleanup().await.unwrap();
+}
+
+/// The whole browser scenario against `serve --demo` on `db_url` (None:
+/// the demo's throwaway SQLite database).
+async fn scenario(db_url: Option<&str>, backend: &str, shots: bool) {
     let missing = "the review-console browser test needs chromium and chromedriver: \
                    install them with `apt-get install -y chromium chromium-driver`";
     let driver = which(&["chromedriver"])
@@ -278,10 +336,13 @@ async fn review_console_in_headless_chromium() {
     let chrome = which(&["chromium", "chromium-browser", "google-chrome"])
         .unwrap_or_else(|| panic!("chromium not found on PATH; {missing}"));
 
-    let tmp = std::env::temp_dir().join(format!("echotrace-ui-browser-{}", std::process::id()));
+    let tmp = std::env::temp_dir().join(format!(
+        "echotrace-ui-browser-{}-{backend}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
-    let (_server, demo) = start_demo(&tmp.join("db"));
+    let (_server, demo) = start_demo(&tmp.join("db"), db_url);
     let addr = demo.base.trim_start_matches("http://").to_string();
 
     // Webhook receiver for decision events.
@@ -339,7 +400,7 @@ async fn review_console_in_headless_chromium() {
     let result = async {
         // ----- login page, then log in as admin --------------------------------
         c.goto(&format!("{base}/ui/login")).await.unwrap();
-        shot(&c, "login").await;
+        shot(&c, "login", shots).await;
         login(&c, &base, "admin", &demo.admin_password).await;
 
         // ----- dashboard ---------------------------------------------------------
@@ -347,7 +408,7 @@ async fn review_console_in_headless_chromium() {
         assert!(pending >= 5, "demo queue should have pending matches, has {pending}");
         let bars = c.find_all(Locator::Css(".chart svg rect.bar")).await.unwrap().len();
         assert_eq!(bars, 30, "one bar per day");
-        shot(&c, "dashboard").await;
+        shot(&c, "dashboard", shots).await;
         // Keyboard: on a fresh page the first Tab lands on the skip link.
         c.goto(&format!("{base}/ui/")).await.unwrap();
         press_key(&c, '\u{e004}').await;
@@ -365,7 +426,7 @@ async fn review_console_in_headless_chromium() {
             let f = filter_of(&c, &format!("#{id}")).await;
             assert!(f.contains("blur(") && f.contains("grayscale(1)"), "{id} should be blurred and greyscale, filter = {f}");
         }
-        shot(&c, "queue").await;
+        shot(&c, "queue", shots).await;
         // Reveal the first: only it becomes visible.
         c.find(Locator::Css(&format!("[data-reveal='{}']", imgs[0]))).await.unwrap().click().await.unwrap();
         assert_eq!(filter_of(&c, &format!("#{}", imgs[0])).await, "none");
@@ -388,7 +449,7 @@ async fn review_console_in_headless_chromium() {
             .for_element(Locator::Css(&format!("form[action='/ui/matches/{first_id}/undo'] button")))
             .await
             .expect("undo offered after confirming");
-        shot(&c, "queue-undo").await;
+        shot(&c, "queue-undo", shots).await;
         js(&c, &format!("document.querySelector(\"form[action='/ui/matches/{first_id}/undo']\").scrollIntoView({{block: 'center'}}); return 1;")).await;
         undo.click().await.unwrap();
         c.wait()
@@ -423,11 +484,16 @@ async fn review_console_in_headless_chromium() {
 
         // ----- banks: create one and add a hash --------------------------------
         c.goto(&format!("{base}/ui/banks")).await.unwrap();
-        shot(&c, "banks").await;
+        shot(&c, "banks", shots).await;
         c.find(Locator::Css("#name")).await.unwrap().send_keys("e2e-bank").await.unwrap();
         c.find(Locator::Css("#description")).await.unwrap().send_keys("created by the browser test").await.unwrap();
+        c.find(Locator::Css("#text_equivalences")).await.unwrap().send_keys("rovers = harbour rovers fc\nlakeside = lufc").await.unwrap();
         c.find(Locator::Css("form[action='/ui/banks'] button[type=submit]")).await.unwrap().click().await.unwrap();
         c.wait().for_element(Locator::Css("#csv")).await.expect("bank page");
+        let state = c.find(Locator::Css("#equivalences-state")).await.expect("list shown on the bank page").text().await.unwrap();
+        assert!(state.contains("2 group(s)"), "{state}");
+        let listed = c.find(Locator::Css("#text_equivalences")).await.unwrap().prop("value").await.unwrap().unwrap_or_default();
+        assert_eq!(listed, "rovers = harbour rovers fc\nlakeside = lufc");
         let hash = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
         c.find(Locator::Css("#csv")).await.unwrap().send_keys(&format!("pdq,{hash},e2e;test,added by test")).await.unwrap();
         c.find(Locator::Css("#csv")).await.unwrap().find(Locator::XPath("./ancestor::form//button[@type='submit']")).await.unwrap().click().await.unwrap();
@@ -437,7 +503,7 @@ async fn review_console_in_headless_chromium() {
             .expect("the pasted hash is listed in the bank");
         let page = c.source().await.unwrap();
         assert!(page.contains("added by test") && page.contains("e2e-bank"));
-        shot(&c, "bank").await;
+        shot(&c, "bank", shots).await;
 
         // ----- match debugger ---------------------------------------------------
         c.goto(&format!("{base}/ui/debug")).await.unwrap();
@@ -447,24 +513,24 @@ async fn review_console_in_headless_chromium() {
         let table = c.wait().for_element(Locator::Css("#debug-hits")).await.expect("debugger results");
         let text = table.text().await.unwrap();
         assert!(text.contains("e2e-bank") && text.contains("match"), "debugger explains the hit: {text}");
-        shot(&c, "debugger").await;
+        shot(&c, "debugger", shots).await;
 
         // ----- audit and keys (admin) ---------------------------------------------
         c.goto(&format!("{base}/ui/audit?action=match")).await.unwrap();
         assert!(c.source().await.unwrap().contains("match.undo"));
-        shot(&c, "audit").await;
+        shot(&c, "audit", shots).await;
         c.goto(&format!("{base}/ui/keys")).await.unwrap();
         assert!(c.source().await.unwrap().contains("Create a key"));
-        shot(&c, "keys").await;
+        shot(&c, "keys", shots).await;
         c.goto(&format!("{base}/ui/settings")).await.unwrap();
-        shot(&c, "settings").await;
+        shot(&c, "settings", shots).await;
 
         // ----- phone width: no horizontal scrolling -------------------------------
         c.set_window_size(390 + (2560 - iw as u32) - 1280, 844 + (1440 - ih as u32) - 720).await.unwrap();
         c.goto(&format!("{base}/ui/queue")).await.unwrap();
         let overflow = js(&c, "return document.documentElement.scrollWidth - window.innerWidth;").await;
         assert!(overflow.as_i64().unwrap() <= 0, "queue overflows horizontally at phone width by {overflow}");
-        shot(&c, "queue-phone").await;
+        shot(&c, "queue-phone", shots).await;
         c.set_window_size((2560 - iw) as u32, (1440 - ih) as u32).await.unwrap();
 
         // ----- a reviewer cannot reach the keys page --------------------------------

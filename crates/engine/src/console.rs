@@ -132,6 +132,47 @@ pub async fn verify_login(
     }
 }
 
+/// Rows in the tables that make a database "in use" (banks, users, API
+/// keys, submissions), opening `url` (and applying migrations). `serve
+/// --demo --db URL` seeds only a database where all are 0.
+pub async fn data_counts(url: &str) -> Result<Vec<(&'static str, i64)>> {
+    let store = Store::open(url).await?;
+    let mut out = Vec::new();
+    for table in ["banks", "users", "api_keys", "submissions"] {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) AS n FROM {table}"
+        )))
+        .fetch_one(store.pool())
+        .await
+        .map_err(db)?;
+        out.push((table, col::<i64>(&row, "n")?));
+    }
+    store.close().await;
+    Ok(out)
+}
+
+/// Append one audit entry for a console event that is not an engine write
+/// (failed or throttled logins). `after` is a JSON document.
+pub async fn audit_event(
+    store: &Store,
+    actor: &str,
+    action: &str,
+    target: &str,
+    after: serde_json::Value,
+) -> Result<()> {
+    let mut tx = store.write().await?;
+    tx.audit(&echotrace_store::NewAudit {
+        actor,
+        action,
+        target,
+        before: None,
+        after: Some(after.to_string()),
+    })
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Create a session for `user_id`; returns (session id for the cookie, session).
 pub async fn create_session(
     store: &Store,
@@ -314,8 +355,13 @@ impl MediaOwner {
 }
 
 /// MIME type of media bytes from their magic numbers: PNG, JPEG, GIF,
-/// WebP, else UTF-8 text, else `application/octet-stream`.
+/// WebP, a video container or raw H.264/H.265 stream (`video/...`, by the
+/// signals crate's sniffer), else UTF-8 text, else
+/// `application/octet-stream`.
 pub fn sniff_mime(bytes: &[u8]) -> &'static str {
+    if let Some(video) = echotrace_signals::video::video_mime(bytes) {
+        return video;
+    }
     match bytes {
         [0x89, b'P', b'N', b'G', ..] => "image/png",
         [0xff, 0xd8, 0xff, ..] => "image/jpeg",
@@ -788,6 +834,17 @@ struct Near {
 /// (read-only; nothing is recorded), so it is meant for investigation, not
 /// for traffic.
 pub async fn explain(store: &Store, query: &[crate::SignalValue]) -> Result<Vec<Explanation>> {
+    explain_with_text(store, query, None).await
+}
+
+/// [`explain`] for a query whose text signal was made from `raw_text`: each
+/// stored text item is compared with the text signed under the bank
+/// text-equivalence list version *it* was signed with, as lookups do.
+pub async fn explain_with_text(
+    store: &Store,
+    query: &[crate::SignalValue],
+    raw_text: Option<&str>,
+) -> Result<Vec<Explanation>> {
     use echotrace_signals::pdq::PdqHash;
     use echotrace_signals::signal::SignalType;
     use echotrace_signals::text::{compare_text, TextSignature};
@@ -837,11 +894,16 @@ pub async fn explain(store: &Store, query: &[crate::SignalValue]) -> Result<Vec<
                 let Ok(qs) = q.value.parse::<TextSignature>() else {
                     continue;
                 };
+                // Raw text behind this signal: re-signed per list version.
+                let raw =
+                    raw_text.filter(|t| crate::signals::sign_text(t, None).to_string() == q.value);
+                let mut by_version: std::collections::HashMap<i64, TextSignature> =
+                    std::collections::HashMap::new();
                 let mut after = 0i64;
                 loop {
                     let rows = sqlx::query(
-                        "SELECT id, content_id, bank_id, value FROM signals WHERE signal_type = 'text_minhash' \
-                         AND id > $1 ORDER BY id LIMIT 2000",
+                        "SELECT id, content_id, bank_id, value, equivalences_id FROM signals \
+                         WHERE signal_type = 'text_minhash' AND id > $1 ORDER BY id LIMIT 2000",
                     )
                     .bind(after)
                     .fetch_all(store.pool())
@@ -856,7 +918,25 @@ pub async fn explain(store: &Store, query: &[crate::SignalValue]) -> Result<Vec<
                         let Ok(sig) = v.parse::<TextSignature>() else {
                             continue;
                         };
-                        let Ok(cmp) = compare_text(&qs, &sig) else {
+                        let version: Option<i64> = col(r, "equivalences_id")?;
+                        if let (Some(text), Some(ver)) = (raw, version) {
+                            if let std::collections::hash_map::Entry::Vacant(slot) =
+                                by_version.entry(ver)
+                            {
+                                let list = match store.text_equivalences(ver).await? {
+                                    Some(row) => {
+                                        crate::signals::parse_equivalences(&row.body).ok().flatten()
+                                    }
+                                    None => None,
+                                };
+                                slot.insert(crate::signals::sign_text(text, list.as_ref()));
+                            }
+                        }
+                        let signed = match (raw, version) {
+                            (Some(_), Some(ver)) => by_version.get(&ver).unwrap_or(&qs),
+                            _ => &qs,
+                        };
+                        let Ok(cmp) = compare_text(signed, &sig) else {
                             continue;
                         };
                         if cmp.jaccard >= DEBUG_TEXT_FLOOR {
@@ -919,7 +999,11 @@ pub async fn explain(store: &Store, query: &[crate::SignalValue]) -> Result<Vec<
         };
         // vPDQ: the bank threshold is a per-frame distance; the match
         // decision is on the query share (similarity = share / 100).
-        let vpdq_share = echotrace_signals::video::vpdq::VPDQ_QUERY_MATCH_THRESHOLD_PERCENT;
+        let vpdq_share = overrides
+            .0
+            .get(crate::VPDQ_QUERY_PCT)
+            .copied()
+            .unwrap_or(echotrace_signals::video::vpdq::VPDQ_QUERY_MATCH_THRESHOLD_PERCENT);
         let within = match (n.distance, n.similarity) {
             (_, Some(s)) if n.signal_type == SignalType::Vpdq => s * 100.0 >= vpdq_share,
             (_, Some(s)) => s >= threshold,
@@ -1045,6 +1129,8 @@ mod tests {
         assert_eq!(sniff_mime(&[0x89, b'P', b'N', b'G', 13, 10]), "image/png");
         assert_eq!(sniff_mime(&[0xff, 0xd8, 0xff, 0xe0]), "image/jpeg");
         assert_eq!(sniff_mime(b"hello"), "text/plain; charset=utf-8");
+        assert_eq!(sniff_mime(b"\0\0\0\x18ftypisom\0\0\x02\0"), "video/mp4");
+        assert_eq!(sniff_mime(&[0, 0, 0, 1, 0x67, 100, 0, 10]), "video/H264");
         assert_eq!(
             sniff_mime(&[0xff, 0xfe, 0x00, 0x81]),
             "application/octet-stream"

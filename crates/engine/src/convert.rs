@@ -46,6 +46,10 @@ pub(crate) fn bank_from_row(r: &BankRow) -> Result<Bank> {
         enabled: r.enabled,
         description: r.description.clone(),
         thresholds: parse_thresholds(&r.thresholds)?,
+        text_equivalences: r.text_equivalences.clone(),
+        text_equivalences_version: r.text_equivalences_id,
+        // Filled in by the engine from its index state.
+        text_items_older_list: 0,
         created_at: r.created_at,
         updated_at: r.updated_at,
     })

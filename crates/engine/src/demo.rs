@@ -341,6 +341,7 @@ pub async fn seed(engine: &crate::Engine, retain_media: bool) -> Result<DemoSumm
                 description: "Demo block bank: generated shapes and benign weather/sport texts"
                     .into(),
                 thresholds: crate::Thresholds::default(),
+                text_equivalences: None,
             },
         )
         .await?;
@@ -353,6 +354,7 @@ pub async fn seed(engine: &crate::Engine, retain_media: bool) -> Result<DemoSumm
                 description: "Demo allow bank: known-benign content whose hits suppress block hits"
                     .into(),
                 thresholds: crate::Thresholds::default(),
+                text_equivalences: None,
             },
         )
         .await?;

@@ -65,7 +65,9 @@ mod convert;
 pub mod demo;
 mod error;
 mod flood;
+pub mod import;
 mod outbox;
+mod recorder;
 mod signals;
 mod state;
 mod types;
@@ -73,7 +75,7 @@ mod types;
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::Duration;
 
-use echotrace_store::{NewAudit, NewMatch, NewSubmission, Store, WriteTx};
+use echotrace_store::{NewAudit, Store, WriteTx};
 use serde_json::json;
 
 pub use auth::{
@@ -83,12 +85,14 @@ pub use auth::{
 pub use echotrace_store::{Backend, SqliteSync, StoreOptions, DEFAULT_DATABASE_URL};
 pub use error::{EngineError, Result};
 pub use flood::FloodGuardConfig;
+pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
 pub use signals::{default_threshold, normalize_signal, normalize_signals, parse_signals};
 pub use types::*;
 
 use convert::*;
-use state::{Candidate, MatchState};
+use echotrace_signals::signal::SignalType;
+use state::{MatchState, TextVariants};
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -102,6 +106,10 @@ pub struct EngineConfig {
     pub outbox: OutboxConfig,
     /// Delay before a decision's outbox event may be published (undo window).
     pub decision_undo_delay: Duration,
+    /// Program run as `PROGRAM __extract-pdf` to extract uploaded PDFs in an
+    /// isolated child process (`serve` sets the `echotrace` binary itself).
+    /// `None` (default): PDFs are refused with a 400.
+    pub pdf_extractor: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -113,6 +121,7 @@ impl Default for EngineConfig {
             flood_guard: FloodGuardConfig::default(),
             outbox: OutboxConfig::default(),
             decision_undo_delay: Duration::ZERO,
+            pdf_extractor: None,
         }
     }
 }
@@ -134,6 +143,8 @@ struct Inner {
     /// Highest change id applied to `state`; the async mutex serialises syncs.
     cursor: tokio::sync::Mutex<i64>,
     flood: StdMutex<flood::FloodWindow>,
+    /// Group-commit writer of lookup records.
+    recorder: recorder::Recorder,
 }
 
 /// The matching service. Cheap to clone (an `Arc` inside); share one per process.
@@ -147,10 +158,13 @@ pub struct Engine {
 async fn hash_off_runtime(
     bytes: Vec<u8>,
     sampling: signals::VideoSampling,
+    pdf_extractor: Option<std::path::PathBuf>,
 ) -> Result<Vec<SignalValue>> {
-    tokio::task::spawn_blocking(move || signals::hash_bytes(&bytes, sampling))
-        .await
-        .map_err(|e| EngineError::Internal(format!("hashing task failed: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        signals::hash_bytes_using(&bytes, sampling, pdf_extractor.as_deref(), None)
+    })
+    .await
+    .map_err(|e| EngineError::Internal(format!("hashing task failed: {e}")))?
 }
 
 fn lock_err<T>(_: T) -> EngineError {
@@ -174,16 +188,23 @@ impl Engine {
         // by the first sync (re-applying is idempotent: it re-reads the row).
         let cursor = store.max_change_id().await?;
         let state = MatchState::load(&store).await?;
+        Ok(Engine::assemble(store, config, cursor, state))
+    }
+
+    /// An engine over `state`, which reflects the store up to change `cursor`.
+    fn assemble(store: Store, config: EngineConfig, cursor: i64, state: MatchState) -> Engine {
         let flood = flood::FloodWindow::new(config.flood_guard.clone());
-        Ok(Engine {
+        let recorder = recorder::Recorder::new(store.clone());
+        Engine {
             inner: Arc::new(Inner {
                 store,
                 config,
                 state: RwLock::new(state),
                 cursor: tokio::sync::Mutex::new(cursor),
                 flood: StdMutex::new(flood),
+                recorder,
             }),
-        })
+        }
     }
 
     /// The underlying store.
@@ -224,8 +245,32 @@ impl Engine {
                             }
                             None => Vec::new(),
                         };
+                        // Text signed under a list version this process has
+                        // not seen yet (normally its bank change came first).
+                        let missing = {
+                            let st = self.inner.state.read().map_err(lock_err)?;
+                            st.missing_lists(&signals)
+                        };
+                        let mut lists = Vec::new();
+                        for v in missing {
+                            if let Some(l) = self.inner.store.text_equivalences(v).await? {
+                                lists.push(l);
+                            }
+                        }
                         let mut st = self.inner.state.write().map_err(lock_err)?;
+                        for l in &lists {
+                            st.insert_list(l.id, &l.body);
+                        }
                         st.apply_content(change.entity_id, row.as_ref(), &signals);
+                    }
+                    echotrace_store::CONTENT_RANGE_ENTITY => {
+                        // A bulk-import batch (see `import`): re-read the range.
+                        match echotrace_store::parse_content_range_op(&change.op) {
+                            Some(last) => self.apply_content_range(change.entity_id, last).await?,
+                            None => {
+                                tracing::warn!(op = %change.op, "malformed content_range change ignored")
+                            }
+                        }
                     }
                     other => tracing::warn!(entity = other, "unknown change entity ignored"),
                 }
@@ -291,6 +336,8 @@ impl Engine {
             ));
         }
         signals::validate_thresholds(&new.thresholds)?;
+        let equivalences = new.text_equivalences.as_deref().unwrap_or("");
+        signals::parse_equivalences(equivalences)?;
         let mut tx = self.inner.store.write().await?;
         let row = tx
             .insert_bank(
@@ -300,6 +347,11 @@ impl Engine {
                 &to_json(&new.thresholds),
             )
             .await?;
+        let row = if equivalences.trim().is_empty() {
+            row
+        } else {
+            set_equivalences(&mut tx, row.id, equivalences).await?
+        };
         let bank = bank_from_row(&row)?;
         tx.record_change("bank", row.id, "upsert").await?;
         tx.audit(&NewAudit {
@@ -320,28 +372,42 @@ impl Engine {
             .list_banks()
             .await?
             .iter()
-            .map(bank_from_row)
+            .map(|r| self.bank_with_counts(r))
             .collect()
     }
 
     pub async fn get_bank(&self, id: BankId) -> Result<Bank> {
         match self.inner.store.get_bank(id).await? {
-            Some(r) => bank_from_row(&r),
+            Some(r) => self.bank_with_counts(&r),
             None => Err(EngineError::NotFound(format!("bank {id}"))),
         }
     }
 
     pub async fn bank_by_name(&self, name: &str) -> Result<Bank> {
         match self.inner.store.get_bank_by_name(name).await? {
-            Some(r) => bank_from_row(&r),
+            Some(r) => self.bank_with_counts(&r),
             None => Err(EngineError::NotFound(format!("bank {name:?}"))),
         }
     }
 
-    /// Enable/disable a bank, change its description or thresholds.
+    /// A bank row as an API bank, with the in-memory count of its text
+    /// items signed under an older equivalence list.
+    fn bank_with_counts(&self, row: &echotrace_store::BankRow) -> Result<Bank> {
+        let mut bank = bank_from_row(row)?;
+        let st = self.inner.state.read().map_err(lock_err)?;
+        bank.text_items_older_list = st.text_items_older_list(row.id);
+        Ok(bank)
+    }
+
+    /// Enable/disable a bank, change its description, thresholds or text
+    /// equivalence list (a changed list becomes a new version; items signed
+    /// under older versions keep matching under theirs).
     pub async fn update_bank(&self, actor: &Actor, id: BankId, update: BankUpdate) -> Result<Bank> {
         if let Some(t) = &update.thresholds {
             signals::validate_thresholds(t)?;
+        }
+        if let Some(body) = &update.text_equivalences {
+            signals::parse_equivalences(body)?;
         }
         let mut tx = self.inner.store.write().await?;
         let Some(before_row) = tx.get_bank(id).await? else {
@@ -358,6 +424,18 @@ impl Engine {
         let row = tx
             .update_bank(id, enabled, &description, &to_json(&thresholds))
             .await?;
+        let row = match update.text_equivalences.as_deref() {
+            Some(body) if body.trim().is_empty() && row.text_equivalences_id.is_some() => {
+                tx.set_bank_text_equivalences(id, None).await?;
+                tx.get_bank(id).await?.unwrap_or(row)
+            }
+            Some(body)
+                if !body.trim().is_empty() && row.text_equivalences.as_deref() != Some(body) =>
+            {
+                set_equivalences(&mut tx, id, body).await?
+            }
+            _ => row,
+        };
         let after = bank_from_row(&row)?;
         tx.record_change("bank", id, "upsert").await?;
         tx.audit(&NewAudit {
@@ -369,7 +447,7 @@ impl Engine {
         })
         .await?;
         self.commit_and_sync(tx).await?;
-        Ok(after)
+        self.bank_with_counts(&row)
     }
 
     /// Delete a bank with all its content and signals in one transaction.
@@ -416,11 +494,18 @@ impl Engine {
 
     /// Hash raw bytes into signals (image → pdq + md5 + sha256; UTF-8 text
     /// → text_minhash + md5 + sha256; video → vpdq at one frame a second +
-    /// md5 + sha256, when ffmpeg is installed). Blocking: call it from
+    /// md5 + sha256, when ffmpeg is installed; PDF → text_minhash + one pdq
+    /// per embedded image + md5 + sha256, when
+    /// [`EngineConfig::pdf_extractor`] is set). Blocking: call it from
     /// `spawn_blocking`. Bytes are not kept. (`add_content` hashes video
     /// bank entries at every frame instead.)
     pub fn hash_bytes(&self, bytes: &[u8]) -> Result<Vec<SignalValue>> {
-        signals::hash_bytes(bytes, signals::VideoSampling::Query)
+        signals::hash_bytes_using(
+            bytes,
+            signals::VideoSampling::Query,
+            self.inner.config.pdf_extractor.as_deref(),
+            None,
+        )
     }
 
     /// Add a content item with its signals to a bank.
@@ -430,12 +515,31 @@ impl Engine {
         bank_id: BankId,
         new: NewContent,
     ) -> Result<Content> {
-        let values = match new.source {
+        // Text is signed under the bank's current equivalence list, and
+        // the version is recorded with the signal (ready-made signals: none).
+        let bank_list = self.bank_list(bank_id).await?;
+        let list = bank_list.as_ref().map(|(_, l)| l.clone());
+        let list_version = bank_list.as_ref().map(|(v, _)| *v);
+        let (values, list_version) = match new.source {
             ContentSource::Bytes(bytes) => {
-                hash_off_runtime(bytes, signals::VideoSampling::BankEntry).await?
+                let pdf = self.inner.config.pdf_extractor.clone();
+                let values = tokio::task::spawn_blocking(move || {
+                    signals::hash_bytes_using(
+                        &bytes,
+                        signals::VideoSampling::BankEntry,
+                        pdf.as_deref(),
+                        list.as_deref(),
+                    )
+                })
+                .await
+                .map_err(|e| EngineError::Internal(format!("hashing task failed: {e}")))??;
+                (values, list_version)
             }
-            ContentSource::Text(text) => signals::hash_text(&text)?,
-            ContentSource::Signals(list) => normalize_signals(&list)?,
+            ContentSource::Text(text) => (
+                signals::hash_text_with_list(&text, list.as_deref())?,
+                list_version,
+            ),
+            ContentSource::Signals(list) => (normalize_signals(&list)?, None),
         };
         if values.is_empty() {
             return Err(EngineError::InvalidInput("content has no signals".into()));
@@ -450,9 +554,16 @@ impl Engine {
             .await?;
         let mut stored = Vec::with_capacity(values.len());
         for v in dedup_signals(values) {
+            let version = list_version.filter(|_| v.signal_type == SignalType::TextMinhash);
             stored.push(
-                tx.insert_signal(row.id, bank_id, v.signal_type.as_str(), &v.value)
-                    .await?,
+                tx.insert_signal_signed_with(
+                    row.id,
+                    bank_id,
+                    v.signal_type.as_str(),
+                    &v.value,
+                    version,
+                )
+                .await?,
             );
         }
         let content = content_from_rows(&row, &stored)?;
@@ -614,135 +725,66 @@ impl Engine {
         banks: Option<Vec<BankId>>,
         context: SubmissionContext,
     ) -> Result<LookupResponse> {
-        let signals = hash_off_runtime(bytes.to_vec(), signals::VideoSampling::Query).await?;
-        self.lookup(
-            actor,
-            LookupRequest {
-                signals,
-                banks,
-                context,
-            },
+        let signals = hash_off_runtime(
+            bytes.to_vec(),
+            signals::VideoSampling::Query,
+            self.inner.config.pdf_extractor.clone(),
         )
-        .await
+        .await?;
+        let req = LookupRequest {
+            signals,
+            banks,
+            context,
+        };
+        match signals::text_of_bytes(bytes) {
+            Some(text) => self.lookup_text(actor, req, text).await,
+            None => self.lookup(actor, req).await,
+        }
+    }
+
+    /// [`Engine::lookup`] for a query whose `text_minhash` signal was made
+    /// from `raw_text` (without a list): the text is also signed under every
+    /// equivalence-list version present among the target banks' text items,
+    /// and each bank item is compared with the query signed under the
+    /// version *it* was signed with. (A ready-made `text_minhash` signal in
+    /// [`Engine::lookup`] cannot be re-normalised and is compared as-is.)
+    pub async fn lookup_text(
+        &self,
+        actor: &Actor,
+        req: LookupRequest,
+        raw_text: &str,
+    ) -> Result<LookupResponse> {
+        let prepared = self.prepare_lookup_with_text(actor, req, Some(raw_text))?;
+        self.record_lookups(vec![prepared])
+            .await?
+            .pop()
+            .ok_or_else(|| EngineError::Internal("lookup was not recorded".into()))
     }
 
     /// Match signals against the banks, record the submission and its
     /// matches durably, then answer.
     pub async fn lookup(&self, actor: &Actor, req: LookupRequest) -> Result<LookupResponse> {
-        if req.signals.is_empty() {
-            return Err(EngineError::InvalidInput("no signals to look up".into()));
-        }
-        if req.signals.len() > 256 {
-            return Err(EngineError::InvalidInput(
-                "at most 256 signals per lookup".into(),
-            ));
-        }
-        let query: Vec<SignalValue> = normalize_signals(&req.signals)?;
-        let (candidates, bank_names) = {
-            let st = self.inner.state.read().map_err(lock_err)?;
-            let c = st.find(&query, req.banks.as_deref());
-            let names: std::collections::HashMap<BankId, String> = c
-                .iter()
-                .filter_map(|c| st.bank_name(c.bank_id).map(|n| (c.bank_id, n.to_string())))
-                .collect();
-            (c, names)
-        };
-        let (allowed, blocked): (Vec<Candidate>, Vec<Candidate>) = candidates
-            .into_iter()
-            .partition(|c| c.bank_kind == BankKind::Allow);
-        let suppressed = if allowed.is_empty() { 0 } else { blocked.len() };
-        let recorded: Vec<&Candidate> = if allowed.is_empty() {
-            blocked.iter().collect()
-        } else {
-            allowed.iter().collect()
-        };
+        // Records go through the group-commit writer (see `recorder`).
+        let prepared = self.prepare_lookup(actor, req)?;
+        self.record_lookups(vec![prepared])
+            .await?
+            .pop()
+            .ok_or_else(|| EngineError::Internal("lookup was not recorded".into()))
+    }
 
-        let ctx = &req.context;
-        let mut tx = self.inner.store.write().await?;
-        let submission_id = tx
-            .insert_submission(&NewSubmission {
-                actor: actor.as_str(),
-                content_ref: ctx.content_id.as_deref(),
-                url: ctx.url.as_deref(),
-                uploader_id: ctx.uploader_id.as_deref(),
-                signals_json: &to_json(&query),
-                match_count: i64::try_from(recorded.len()).unwrap_or(i64::MAX),
-            })
-            .await?;
-        let mut matches = Vec::new();
-        let mut allow_records = Vec::new();
-        for c in &recorded {
-            let row = tx
-                .insert_match(&NewMatch {
-                    submission_id,
-                    bank_id: c.bank_id,
-                    content_id: c.content_id,
-                    signal_id: Some(c.signal_id),
-                    signal_type: c.signal_type.as_str(),
-                    matched_value: &c.matched_value,
-                    query_value: &c.query_value,
-                    distance: c.distance,
-                    similarity: c.similarity,
-                })
-                .await?;
-            let name = bank_names.get(&c.bank_id).cloned().unwrap_or_default();
-            let rec = match_from_row(&row, name, c.labels.clone())?;
-            if c.bank_kind == BankKind::Allow {
-                allow_records.push(rec);
-            } else {
-                matches.push(rec);
-            }
-        }
-        if !recorded.is_empty() {
-            let summary = json!({
-                "submission_id": submission_id,
-                "context": ctx,
-                "matches": matches,
-                "allowed": allow_records,
-                "suppressed": suppressed,
-            });
-            tx.audit(&NewAudit {
-                actor: actor.as_str(),
-                action: "lookup.match",
-                target: &format!("submission:{submission_id}"),
-                before: None,
-                after: Some(summary.to_string()),
-            })
-            .await?;
-            if !matches.is_empty() {
-                tx.enqueue("match", &summary.to_string(), echotrace_store::now_ms())
-                    .await?;
-            }
-        }
-        tx.commit().await?;
-
-        // Flood guard: count every content item that matched (allow or block).
-        let mut hit_ids: Vec<ContentId> = matches
-            .iter()
-            .chain(allow_records.iter())
-            .map(|m| m.content_id)
-            .collect();
-        if suppressed > 0 {
-            hit_ids.extend(blocked.iter().map(|c| c.content_id));
-        }
-        hit_ids.sort_unstable();
-        hit_ids.dedup();
+    /// Flood guard: count the content items a lookup hit; quarantine those
+    /// over the limit.
+    async fn flood_check(&self, hit_ids: &[ContentId]) -> Result<()> {
         let to_quarantine = {
             let mut w = self.inner.flood.lock().map_err(lock_err)?;
-            w.record(&hit_ids)
+            w.record(hit_ids)
         };
         for (content_id, share) in to_quarantine {
             if let Err(e) = self.quarantine(content_id, share).await {
                 tracing::warn!(content_id, error = %e, "flood guard: quarantine failed");
             }
         }
-
-        Ok(LookupResponse {
-            submission_id,
-            matches,
-            allowed: allow_records,
-            suppressed,
-        })
+        Ok(())
     }
 
     async fn quarantine(&self, content_id: ContentId, share: f64) -> Result<()> {
@@ -1111,6 +1153,74 @@ impl Engine {
         let st = self.inner.state.read().map_err(lock_err)?;
         Ok(st.stats())
     }
+
+    /// A bank's current equivalence list (version, parsed), from memory, or
+    /// from the store for a bank this process has not applied yet.
+    async fn bank_list(
+        &self,
+        bank_id: BankId,
+    ) -> Result<Option<(i64, Arc<echotrace_signals::text::EquivalenceList>)>> {
+        {
+            let st = self.inner.state.read().map_err(lock_err)?;
+            if st.has_bank(bank_id) {
+                return Ok(st.bank_list(bank_id));
+            }
+        }
+        let Some(row) = self.inner.store.get_bank(bank_id).await? else {
+            return Err(EngineError::NotFound(format!("bank {bank_id}")));
+        };
+        match (row.text_equivalences_id, row.text_equivalences.as_deref()) {
+            (Some(v), Some(body)) => {
+                Ok(signals::parse_equivalences(body)?.map(|l| (v, Arc::new(l))))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Sign raw query text once per list version present among the target
+    /// banks' text items. `None` when the text has no words.
+    pub(crate) fn text_variants(
+        &self,
+        text: &str,
+        banks: Option<&[BankId]>,
+    ) -> Result<Option<TextVariants>> {
+        let lists = {
+            let st = self.inner.state.read().map_err(lock_err)?;
+            st.text_query_lists(banks)
+        };
+        let base = signals::sign_text(text, None);
+        if base.set_size == 0 {
+            return Ok(None);
+        }
+        let mut by_version = Vec::with_capacity(lists.len());
+        for (version, list) in lists {
+            let sig = match &list {
+                Some(l) => signals::sign_text(text, Some(l)),
+                None => base.clone(),
+            };
+            let value = sig.to_string();
+            by_version.push((version, sig, value));
+        }
+        Ok(Some(TextVariants {
+            base: base.to_string(),
+            by_version,
+        }))
+    }
+}
+
+/// Store a new version of a bank's equivalence list (validated by the
+/// caller) and return the bank row as it now stands.
+async fn set_equivalences(
+    tx: &mut WriteTx,
+    bank_id: BankId,
+    body: &str,
+) -> Result<echotrace_store::BankRow> {
+    let digest = echotrace_signals::digest::sha256_hex(body.as_bytes());
+    tx.set_bank_text_equivalences(bank_id, Some((body, &digest)))
+        .await?;
+    tx.get_bank(bank_id)
+        .await?
+        .ok_or_else(|| EngineError::NotFound(format!("bank {bank_id}")))
 }
 
 /// Sizes of the in-memory indexes.

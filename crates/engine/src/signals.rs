@@ -14,17 +14,26 @@
 //! text_minhash + md5 + sha256, a video vpdq + md5 + sha256 (ffmpeg located
 //! once per process; bank entries hashed at every frame, lookups at one
 //! frame a second; without ffmpeg a video is a 400). The engine adds no sniffing or decoding of
-//! its own; it only maps the dispatcher's errors to 4xx/413.
+//! its own; it only maps the dispatcher's errors to 4xx/413. PDFs are the
+//! exception: the engine runs the isolated extractor itself
+//! (`EngineConfig::pdf_extractor`, [`hash_bytes_using`]) so that it gets the
+//! page text, signs it under the bank's equivalence list, and tells an
+//! extractor failure (500) from a malformed PDF (400) or an oversized one
+//! (413); with no extractor configured a PDF is a 400 "PDF extraction is not
+//! enabled".
 
 use std::collections::BTreeMap;
 
 use echotrace_signals::canonical_url::canonicalize_url;
 use echotrace_signals::content::{detect_kind, hash_content, ContentKind, HashError, HashOptions};
 use echotrace_signals::decode::DecodeError;
-use echotrace_signals::digest::sha256_hex;
+use echotrace_signals::digest::{digests, sha256_hex};
+use echotrace_signals::isolate::{extract_pdf_isolated, IsolateError, IsolationLimits};
+use echotrace_signals::pdf::PdfError;
 use echotrace_signals::pdq::{PdqHash, PDQ_MATCH_THRESHOLD};
 use echotrace_signals::signal::SignalType;
-use echotrace_signals::text::{text_signature, TextMatchRule, TextSignature};
+use echotrace_signals::text::minhash::{MinHashParams, MinHasher};
+use echotrace_signals::text::{normalize, EquivalenceList, TextMatchRule, TextSignature};
 use echotrace_signals::video::ffmpeg::{Ffmpeg, FfmpegConfig};
 use echotrace_signals::video::vpdq::{VideoHasher, VpdqHash, VpdqOptions};
 use echotrace_signals::video::VideoSetup;
@@ -150,9 +159,19 @@ pub fn parse_signals(map: &serde_json::Map<String, serde_json::Value>) -> Result
 }
 
 /// Check a bank's threshold overrides: known types; pdq/vpdq an integer
-/// distance in 0..=256; text a similarity in (0, 1].
+/// distance in 0..=256; text a similarity in (0, 1]; the vPDQ share keys
+/// ([`crate::VPDQ_QUERY_PCT`], [`crate::VPDQ_COMPARED_PCT`]) a percentage in
+/// 0..=100.
 pub(crate) fn validate_thresholds(t: &Thresholds) -> Result<()> {
     for (k, v) in &t.0 {
+        if k == crate::types::VPDQ_QUERY_PCT || k == crate::types::VPDQ_COMPARED_PCT {
+            if !(v.is_finite() && (0.0..=100.0).contains(v)) {
+                return Err(EngineError::InvalidInput(format!(
+                    "threshold {k} must be a percentage in 0..=100, got {v}"
+                )));
+            }
+            continue;
+        }
         let st: SignalType =
             k.parse()
                 .map_err(|e: echotrace_signals::signal::UnknownSignalType| {
@@ -247,11 +266,98 @@ fn hash_options(bytes: &[u8], sampling: VideoSampling) -> HashOptions {
 /// Bytes → signals via the signals crate's content dispatcher
 /// ([`echotrace_signals::content::hash_content`]): image → pdq, UTF-8 text →
 /// text_minhash, video → vpdq (ffmpeg child process, sampled per
-/// [`VideoSampling`]), then md5 + sha256 of the raw bytes. PDFs (no isolated
-/// extractor configured here), and videos when ffmpeg is not installed, are
-/// refused with [`EngineError::InvalidInput`]. Synchronous and blocking
+/// [`VideoSampling`]), then md5 + sha256 of the raw bytes. PDFs need an
+/// extractor ([`hash_bytes_using`]; here none, so they are refused), and
+/// videos when ffmpeg is not installed are refused, with
+/// [`EngineError::InvalidInput`]. Synchronous and blocking
 /// (call it from `spawn_blocking`); bytes are not retained.
+#[cfg(test)]
 pub(crate) fn hash_bytes(bytes: &[u8], sampling: VideoSampling) -> Result<Vec<SignalValue>> {
+    hash_bytes_using(bytes, sampling, None, None)
+}
+
+/// [`hash_bytes`] / [`hash_bytes_with_list`] with the engine's PDF
+/// extractor ([`crate::EngineConfig::pdf_extractor`]): a PDF is extracted by
+/// `PROGRAM __extract-pdf` in an isolated child (time and memory limits of
+/// [`IsolationLimits::default`]) and becomes text_minhash (its text, under
+/// `list` when given) + one pdq per embedded image + md5 + sha256. Without an
+/// extractor a PDF is a 400 "PDF extraction is not enabled".
+pub(crate) fn hash_bytes_using(
+    bytes: &[u8],
+    sampling: VideoSampling,
+    pdf_extractor: Option<&std::path::Path>,
+    list: Option<&EquivalenceList>,
+) -> Result<Vec<SignalValue>> {
+    if detect_kind(bytes) == Some(ContentKind::Pdf) {
+        return pdf_signals(bytes, pdf_extractor, list);
+    }
+    match list {
+        Some(list) => hash_bytes_with_list(bytes, sampling, Some(list)),
+        None => hash_non_pdf(bytes, sampling),
+    }
+}
+
+/// Largest PDF handed to the extractor (the image decoder's input limit).
+fn max_pdf_bytes() -> u64 {
+    echotrace_signals::decode::DecodeLimits::default().max_file_bytes
+}
+
+fn pdf_signals(
+    bytes: &[u8],
+    program: Option<&std::path::Path>,
+    list: Option<&EquivalenceList>,
+) -> Result<Vec<SignalValue>> {
+    let program = program.ok_or_else(|| {
+        EngineError::InvalidInput(
+            "PDF extraction is not enabled on this server (no isolated extractor configured)"
+                .into(),
+        )
+    })?;
+    let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if size > max_pdf_bytes() {
+        return Err(EngineError::TooLarge(format!(
+            "PDF is {size} bytes, over the {}-byte limit",
+            max_pdf_bytes()
+        )));
+    }
+    let extract =
+        extract_pdf_isolated(program, bytes, &IsolationLimits::default()).map_err(|e| match e {
+            // The server could not run its own extractor: not the caller's fault.
+            IsolateError::Spawn { .. } | IsolateError::Io(_) | IsolateError::BadOutput(_) => {
+                EngineError::Internal(format!("PDF extractor: {e}"))
+            }
+            IsolateError::Pdf(PdfError::TooLarge { .. }) => {
+                EngineError::TooLarge(format!("cannot extract PDF: {e}"))
+            }
+            other => EngineError::InvalidInput(format!("cannot extract PDF: {other}")),
+        })?;
+    let mut out = Vec::new();
+    let sig = sign_text(&extract.text, list);
+    if sig.set_size > 0 {
+        out.push(SignalValue {
+            signal_type: SignalType::TextMinhash,
+            value: sig.to_string(),
+        });
+    }
+    for img in extract.images {
+        out.push(SignalValue {
+            signal_type: SignalType::Pdq,
+            value: img.pdq,
+        });
+    }
+    let d = digests(bytes);
+    out.push(SignalValue {
+        signal_type: SignalType::Md5,
+        value: d.md5,
+    });
+    out.push(SignalValue {
+        signal_type: SignalType::Sha256,
+        value: d.sha256,
+    });
+    Ok(out)
+}
+
+fn hash_non_pdf(bytes: &[u8], sampling: VideoSampling) -> Result<Vec<SignalValue>> {
     let signals = hash_content(bytes, &hash_options(bytes, sampling)).map_err(map_hash_error)?;
     let mut out = Vec::with_capacity(signals.len());
     for s in signals {
@@ -280,22 +386,91 @@ fn check_text_value(value: &str) -> Result<()> {
     Ok(())
 }
 
-fn text_value(text: &str) -> Result<SignalValue> {
-    let sig = text_signature(text);
+/// Parse and validate a bank's text-equivalence list: `Ok(None)` when blank,
+/// a parse error as [`EngineError::InvalidInput`] naming the line.
+pub(crate) fn parse_equivalences(body: &str) -> Result<Option<EquivalenceList>> {
+    if body.trim().is_empty() {
+        return Ok(None);
+    }
+    if body.len() > MAX_EQUIVALENCES_BYTES {
+        return Err(EngineError::InvalidInput(format!(
+            "text_equivalences: list too large ({} bytes, limit {MAX_EQUIVALENCES_BYTES})",
+            body.len()
+        )));
+    }
+    EquivalenceList::parse(body)
+        .map(Some)
+        .map_err(|e| EngineError::InvalidInput(format!("text_equivalences: {e}")))
+}
+
+/// Largest equivalence list accepted (bytes).
+pub(crate) const MAX_EQUIVALENCES_BYTES: usize = 1 << 20;
+
+/// Text → signature, normalised with `text-norm-v1` and then the
+/// equivalence list, if any (what `TextHasher::with_equivalences` does,
+/// without cloning the list). A leading BOM is ignored, as for text bytes.
+pub(crate) fn sign_text(text: &str, list: Option<&EquivalenceList>) -> TextSignature {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let normalized = normalize(text);
+    let normalized = match list {
+        Some(l) => l.apply(&normalized),
+        None => normalized,
+    };
+    MinHasher::new(MinHashParams::default()).sign_normalized(normalized.as_str())
+}
+
+/// The text of bytes the content dispatcher treats as text (valid UTF-8,
+/// no NUL, no image/PDF/video magic), else `None`.
+pub(crate) fn text_of_bytes(bytes: &[u8]) -> Option<&str> {
+    if detect_kind(bytes) == Some(ContentKind::Text) {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
+}
+
+/// [`hash_bytes`] for a bank entry of a bank with an equivalence list: text
+/// is signed under the list (md5/sha256 stay those of the bytes).
+pub(crate) fn hash_bytes_with_list(
+    bytes: &[u8],
+    sampling: VideoSampling,
+    list: Option<&EquivalenceList>,
+) -> Result<Vec<SignalValue>> {
+    if detect_kind(bytes) == Some(ContentKind::Pdf) {
+        return pdf_signals(bytes, None, list);
+    }
+    let mut out = hash_non_pdf(bytes, sampling)?;
+    if let (Some(list), Some(text)) = (list, text_of_bytes(bytes)) {
+        let sig = sign_text(text, Some(list));
+        if sig.set_size == 0 {
+            return Err(EngineError::InvalidInput(
+                "text has no words to hash".into(),
+            ));
+        }
+        for v in &mut out {
+            if v.signal_type == SignalType::TextMinhash {
+                v.value = sig.to_string();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Plain text → text_minhash signal under an equivalence list.
+pub(crate) fn hash_text_with_list(
+    text: &str,
+    list: Option<&EquivalenceList>,
+) -> Result<Vec<SignalValue>> {
+    let sig = sign_text(text, list);
     if sig.set_size == 0 {
         return Err(EngineError::InvalidInput(
             "text has no words to hash".into(),
         ));
     }
-    Ok(SignalValue {
+    Ok(vec![SignalValue {
         signal_type: SignalType::TextMinhash,
         value: sig.to_string(),
-    })
-}
-
-/// Plain text → text_minhash signal.
-pub(crate) fn hash_text(text: &str) -> Result<Vec<SignalValue>> {
-    Ok(vec![text_value(text)?])
+    }])
 }
 
 #[cfg(test)]

@@ -26,11 +26,23 @@
 //!   `video::vpdq::compare`. A bank threshold change that moves the largest
 //!   distance rebuilds the vPDQ index from the parsed signals kept here.
 //!
+//! * Per-bank vPDQ shares: a bank's `vpdq_query_pct` / `vpdq_compared_pct`
+//!   thresholds (default 80 / 0) replace the reference's fixed shares in
+//!   that check; the index's shares are computed for every candidate anyway.
+//! * Per-bank text-equivalence lists: each stored text signal remembers the
+//!   list version it was signed with (`SignalEntry::list_version`); parsed
+//!   lists are cached by version. A raw-text lookup arrives as
+//!   [`TextVariants`] — the query signed once per version present among the
+//!   target banks' text items — and each stored item is compared with the
+//!   query signed under *its* version. A ready-made `text_minhash` query
+//!   cannot be re-normalised and is compared as-is with every item.
+//!
 //! Applying a change re-reads one bank or one content item (with its
 //! signals) and replaces what memory held for it, so it is idempotent and
 //! order-insensitive for the same entity.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use echotrace_index::text_lsh::{MinHashSketch, TextLshIndex, TextRule};
 use echotrace_index::vpdq_index::{VpdqFrame, VpdqIndex, VpdqIndexOptions};
@@ -38,14 +50,16 @@ use echotrace_index::{Hit, MihIndex, MihParams};
 use echotrace_signals::pdq::PdqHash;
 use echotrace_signals::signal::SignalType;
 use echotrace_signals::text::minhash::MinHashParams;
-use echotrace_signals::text::{compare_text_with, TextMatchRule, TextSignature};
+use echotrace_signals::text::{compare_text_with, EquivalenceList, TextMatchRule, TextSignature};
 use echotrace_signals::video::vpdq::{compare as compare_vpdq, VpdqHash, VpdqMatchOptions};
 use echotrace_store::{BankRow, ContentRow, SignalRow, Store};
 
 use crate::convert::{parse_labels, parse_thresholds};
 use crate::error::{EngineError, Result};
 use crate::signals::{default_threshold, typed_thresholds};
-use crate::types::{BankId, BankKind, ContentId, SignalId, SignalValue};
+use crate::types::{
+    BankId, BankKind, ContentId, SignalId, SignalValue, VPDQ_COMPARED_PCT, VPDQ_QUERY_PCT,
+};
 use crate::IndexStats;
 
 struct BankMeta {
@@ -53,6 +67,11 @@ struct BankMeta {
     kind: BankKind,
     enabled: bool,
     thresholds: BTreeMap<SignalType, f64>,
+    /// Current text-equivalence list version (`None` = no list).
+    equivalences: Option<i64>,
+    /// vPDQ share rule of the bank, percent.
+    vpdq_query_pct: f64,
+    vpdq_compared_pct: f64,
 }
 
 impl BankMeta {
@@ -76,6 +95,18 @@ struct SignalEntry {
     content_id: ContentId,
     signal_type: SignalType,
     value: String,
+    /// Text: the equivalence-list version it was signed with.
+    list_version: Option<i64>,
+}
+
+/// A raw-text query signed once per equivalence-list version present among
+/// the target banks' text items (`None` = no list).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TextVariants {
+    /// The serialised signature without a list: the query signal these
+    /// variants stand for.
+    pub base: String,
+    pub by_version: Vec<(Option<i64>, TextSignature, String)>,
 }
 
 /// One hit before it is recorded.
@@ -122,6 +153,10 @@ pub(crate) struct MatchState {
     vpdq: HashMap<SignalId, VpdqHash>,
     /// Frame index over `vpdq` (candidate generation).
     vpdq_index: VpdqIndex,
+    /// Parsed text-equivalence lists by version id.
+    lists: HashMap<i64, Arc<EquivalenceList>>,
+    /// Text signals per bank and list version they were signed with.
+    text_versions: HashMap<BankId, HashMap<Option<i64>, usize>>,
 }
 
 fn vpdq_frames(h: &VpdqHash) -> Vec<VpdqFrame> {
@@ -171,13 +206,24 @@ fn to_i64(id: u64) -> i64 {
 }
 
 fn bank_meta(row: &BankRow) -> BankMeta {
+    let raw = parse_thresholds(&row.thresholds).unwrap_or_default();
+    let defaults = VpdqMatchOptions::default();
+    let pct = |key: &str, default: f64| {
+        raw.0
+            .get(key)
+            .copied()
+            .filter(|v| v.is_finite())
+            .map(|v| v.clamp(0.0, 100.0))
+            .unwrap_or(default)
+    };
     BankMeta {
         name: row.name.clone(),
         kind: BankKind::parse(&row.kind).unwrap_or(BankKind::Block),
         enabled: row.enabled,
-        thresholds: parse_thresholds(&row.thresholds)
-            .map(|t| typed_thresholds(&t))
-            .unwrap_or_default(),
+        thresholds: typed_thresholds(&raw),
+        equivalences: row.text_equivalences_id,
+        vpdq_query_pct: pct(VPDQ_QUERY_PCT, defaults.query_match_threshold_pct),
+        vpdq_compared_pct: pct(VPDQ_COMPARED_PCT, defaults.compared_match_threshold_pct),
     }
 }
 
@@ -194,7 +240,7 @@ fn content_meta(row: &ContentRow) -> ContentMeta {
 const PAGE: i64 = 10_000;
 
 impl MatchState {
-    fn empty() -> Result<Self> {
+    pub(crate) fn empty() -> Result<Self> {
         Ok(MatchState {
             banks: HashMap::new(),
             contents: HashMap::new(),
@@ -209,14 +255,19 @@ impl MatchState {
             vpdq_index: VpdqIndex::new(vpdq_index_options(threshold_distance(default_threshold(
                 SignalType::Vpdq,
             )))),
+            lists: HashMap::new(),
+            text_versions: HashMap::new(),
         })
     }
 
     /// Load everything from the store (startup only).
     pub(crate) async fn load(store: &Store) -> Result<Self> {
         let mut st = MatchState::empty()?;
+        for l in store.text_equivalences_in_use().await? {
+            st.insert_list(l.id, &l.body);
+        }
         for b in store.list_banks().await? {
-            st.banks.insert(b.id, bank_meta(&b));
+            st.apply_bank(b.id, Some(&b));
         }
         st.refresh_vpdq_distance();
         let mut after = 0;
@@ -251,12 +302,24 @@ impl MatchState {
         let t = s.signal_type.parse::<SignalType>().ok()?;
         let content = self.contents.get_mut(&s.content_id)?;
         content.signal_ids.push(s.id);
+        let list_version = if t == SignalType::TextMinhash {
+            *self
+                .text_versions
+                .entry(content.bank_id)
+                .or_default()
+                .entry(s.equivalences_id)
+                .or_default() += 1;
+            s.equivalences_id
+        } else {
+            None
+        };
         self.signals.insert(
             s.id,
             SignalEntry {
                 content_id: s.content_id,
                 signal_type: t,
                 value: s.value.clone(),
+                list_version,
             },
         );
         match t {
@@ -295,6 +358,17 @@ impl MatchState {
         let Some(entry) = self.signals.remove(&id) else {
             return;
         };
+        if entry.signal_type == SignalType::TextMinhash {
+            let bank = self.contents.get(&entry.content_id).map(|c| c.bank_id);
+            if let Some(per_bank) = bank.and_then(|b| self.text_versions.get_mut(&b)) {
+                if let Some(n) = per_bank.get_mut(&entry.list_version) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        per_bank.remove(&entry.list_version);
+                    }
+                }
+            }
+        }
         match entry.signal_type {
             SignalType::Pdq => {
                 self.pdq.remove(to_u64(id));
@@ -325,13 +399,103 @@ impl MatchState {
     pub(crate) fn apply_bank(&mut self, id: BankId, row: Option<&BankRow>) {
         match row {
             Some(r) => {
+                if let (Some(v), Some(body)) = (r.text_equivalences_id, &r.text_equivalences) {
+                    self.insert_list(v, body);
+                }
                 self.banks.insert(id, bank_meta(r));
             }
             None => {
                 self.banks.remove(&id);
+                self.text_versions.remove(&id);
             }
         }
         self.refresh_vpdq_distance();
+    }
+
+    /// Cache a parsed equivalence-list version (no-op when cached). Lists
+    /// are validated before they are stored, so a parse failure here means a
+    /// corrupt row: logged, and items signed with it then match only
+    /// ready-made signature queries.
+    pub(crate) fn insert_list(&mut self, version: i64, body: &str) {
+        if self.lists.contains_key(&version) {
+            return;
+        }
+        match crate::signals::parse_equivalences(body) {
+            Ok(list) => {
+                self.lists
+                    .insert(version, Arc::new(list.unwrap_or_default()));
+            }
+            Err(e) => tracing::warn!(version, error = %e, "stored equivalence list unusable"),
+        }
+    }
+
+    /// List versions referenced by these signal rows that are not cached.
+    pub(crate) fn missing_lists(&self, signals: &[SignalRow]) -> Vec<i64> {
+        let mut out: Vec<i64> = signals
+            .iter()
+            .filter_map(|s| s.equivalences_id)
+            .filter(|v| !self.lists.contains_key(v))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The bank's current list version and list, if it has one.
+    pub(crate) fn bank_list(&self, bank_id: BankId) -> Option<(i64, Arc<EquivalenceList>)> {
+        let v = self.banks.get(&bank_id)?.equivalences?;
+        Some((v, self.lists.get(&v)?.clone()))
+    }
+
+    /// Whether the bank is known to this state.
+    pub(crate) fn has_bank(&self, bank_id: BankId) -> bool {
+        self.banks.contains_key(&bank_id)
+    }
+
+    /// Text signals of a bank signed under another list version than its
+    /// current one.
+    pub(crate) fn text_items_older_list(&self, bank_id: BankId) -> u64 {
+        let current = self.banks.get(&bank_id).and_then(|b| b.equivalences);
+        self.text_versions
+            .get(&bank_id)
+            .map(|m| {
+                m.iter()
+                    .filter(|(v, _)| **v != current)
+                    .map(|(_, n)| *n as u64)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// The list versions a raw-text query must be signed under: every
+    /// version present among the text items of the banks a lookup can hit
+    /// (enabled; allow banks always, block banks inside the filter), with
+    /// the cached list (`None` version = no list). Usually one or two.
+    pub(crate) fn text_query_lists(
+        &self,
+        banks: Option<&[BankId]>,
+    ) -> Vec<(Option<i64>, Option<Arc<EquivalenceList>>)> {
+        let mut versions: Vec<Option<i64>> = Vec::new();
+        for (id, b) in &self.banks {
+            if !b.enabled {
+                continue;
+            }
+            if b.kind == BankKind::Block && banks.is_some_and(|f| !f.contains(id)) {
+                continue;
+            }
+            if let Some(m) = self.text_versions.get(id) {
+                versions.extend(m.iter().filter(|(_, n)| **n > 0).map(|(v, _)| *v));
+            }
+        }
+        versions.sort_unstable();
+        versions.dedup();
+        versions
+            .into_iter()
+            .filter_map(|v| match v {
+                None => Some((None, None)),
+                Some(id) => self.lists.get(&id).map(|l| (Some(id), Some(l.clone()))),
+            })
+            .collect()
     }
 
     /// The per-frame distance the vPDQ index must search with: the largest
@@ -476,7 +640,21 @@ impl MatchState {
     }
 
     /// All hits of the query signals, one per (content, signal type), best first.
+    #[cfg(test)]
     pub(crate) fn find(&self, query: &[SignalValue], banks: Option<&[BankId]>) -> Vec<Candidate> {
+        self.find_with(query, banks, None)
+    }
+
+    /// [`MatchState::find`] where the query's text signal (`variants.base`)
+    /// came from raw text that was also signed under each list version in
+    /// `variants`: each stored text item is compared with the signature made
+    /// under its own version.
+    pub(crate) fn find_with(
+        &self,
+        query: &[SignalValue],
+        banks: Option<&[BankId]>,
+        variants: Option<&TextVariants>,
+    ) -> Vec<Candidate> {
         let filter: Option<HashSet<BankId>> = banks.map(|b| b.iter().copied().collect());
         let filter = filter.as_ref();
         let mut best: HashMap<(ContentId, SignalType), Candidate> = HashMap::new();
@@ -528,42 +706,57 @@ impl MatchState {
                     }
                 }
                 SignalType::TextMinhash => {
-                    let Ok(qsig) = q.value.parse::<TextSignature>() else {
+                    let Ok(plain) = q.value.parse::<TextSignature>() else {
                         continue;
                     };
-                    for sid in self.text_candidates(&qsig) {
-                        let Some(sig) = self.text.get(&sid) else {
-                            continue;
+                    // (version to hold items to, query signature, its value)
+                    let signed: Vec<(Option<Option<i64>>, TextSignature, String)> =
+                        match variants.filter(|v| v.base == q.value) {
+                            Some(v) => v
+                                .by_version
+                                .iter()
+                                .map(|(ver, sig, val)| (Some(*ver), sig.clone(), val.clone()))
+                                .collect(),
+                            None => vec![(None, plain, q.value.clone())],
                         };
-                        let Some((s, c, b, bank_id)) = self.live(sid, filter) else {
-                            continue;
-                        };
-                        let rule = TextMatchRule {
-                            jaccard: b.threshold(SignalType::TextMinhash),
-                            ..TextMatchRule::default()
-                        };
-                        let Ok(cmp) = compare_text_with(&qsig, sig, &rule) else {
-                            continue;
-                        };
-                        if !cmp.is_match {
-                            continue;
+                    for (version, qsig, qvalue) in &signed {
+                        for sid in self.text_candidates(qsig) {
+                            let Some(sig) = self.text.get(&sid) else {
+                                continue;
+                            };
+                            let Some((s, c, b, bank_id)) = self.live(sid, filter) else {
+                                continue;
+                            };
+                            if version.is_some_and(|v| v != s.list_version) {
+                                continue;
+                            }
+                            let rule = TextMatchRule {
+                                jaccard: b.threshold(SignalType::TextMinhash),
+                                ..TextMatchRule::default()
+                            };
+                            let Ok(cmp) = compare_text_with(qsig, sig, &rule) else {
+                                continue;
+                            };
+                            if !cmp.is_match {
+                                continue;
+                            }
+                            let similarity = cmp
+                                .jaccard
+                                .max(cmp.containment_a_in_b)
+                                .max(cmp.containment_b_in_a);
+                            push(Candidate {
+                                bank_id,
+                                bank_kind: b.kind,
+                                content_id: s.content_id,
+                                signal_id: sid,
+                                signal_type: SignalType::TextMinhash,
+                                matched_value: s.value.clone(),
+                                query_value: qvalue.clone(),
+                                distance: None,
+                                similarity: Some(similarity),
+                                labels: c.labels.clone(),
+                            });
                         }
-                        let similarity = cmp
-                            .jaccard
-                            .max(cmp.containment_a_in_b)
-                            .max(cmp.containment_b_in_a);
-                        push(Candidate {
-                            bank_id,
-                            bank_kind: b.kind,
-                            content_id: s.content_id,
-                            signal_id: sid,
-                            signal_type: SignalType::TextMinhash,
-                            matched_value: s.value.clone(),
-                            query_value: q.value.clone(),
-                            distance: None,
-                            similarity: Some(similarity),
-                            labels: c.labels.clone(),
-                        });
                     }
                 }
                 SignalType::Vpdq => {
@@ -580,6 +773,8 @@ impl MatchState {
                         };
                         let opts = VpdqMatchOptions {
                             distance_threshold: threshold_distance(b.threshold(SignalType::Vpdq)),
+                            query_match_threshold_pct: b.vpdq_query_pct,
+                            compared_match_threshold_pct: b.vpdq_compared_pct,
                             ..VpdqMatchOptions::default()
                         };
                         let (query_pct, compared_pct) = if opts.distance_threshold == index_distance
@@ -662,6 +857,8 @@ mod tests {
             thresholds: thresholds.into(),
             created_at: 0,
             updated_at: 0,
+            text_equivalences_id: None,
+            text_equivalences: None,
         }
     }
 
@@ -689,6 +886,7 @@ mod tests {
             signal_type: "text_minhash".into(),
             value: text_signature(text).to_string(),
             created_at: 0,
+            equivalences_id: None,
         };
         st.apply_content(id, Some(&row), &[sig]);
     }
@@ -820,6 +1018,7 @@ mod tests {
             signal_type: "vpdq".into(),
             value: h.to_signal_string(),
             created_at: 0,
+            equivalences_id: None,
         };
         st.apply_content(id, Some(&row), &[sig]);
     }
@@ -900,6 +1099,7 @@ mod tests {
                 signal_type: v.signal_type.as_str().into(),
                 value: v.value.clone(),
                 created_at: 0,
+                equivalences_id: None,
             })
             .collect();
         st.apply_content(1, Some(&content_row(1, 1)), &rows);

@@ -75,9 +75,20 @@ impl BankKind {
 /// a missing type uses the engine default ([`crate::default_threshold`]).
 /// Distance types (pdq, vpdq) use a maximum Hamming distance, the text type a
 /// minimum similarity in 0..=1; exact types (md5, sha256, url, url_sha256)
-/// ignore thresholds.
+/// ignore thresholds. Two further keys set the bank's vPDQ share rule (issue
+/// 7: "a match when both meet their thresholds: 80 % / 0 % by default, per
+/// bank"): [`VPDQ_QUERY_PCT`] (share of the query's frames with a partner,
+/// default 80) and [`VPDQ_COMPARED_PCT`] (share of the bank video's frames,
+/// default 0), both percentages in 0..=100.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds(pub BTreeMap<String, f64>);
+
+/// Threshold key: minimum share (%) of the query video's frames that must
+/// have a partner frame in the bank video.
+pub const VPDQ_QUERY_PCT: &str = "vpdq_query_pct";
+/// Threshold key: minimum share (%) of the bank video's frames that must
+/// have a partner frame in the query video.
+pub const VPDQ_COMPARED_PCT: &str = "vpdq_compared_pct";
 
 /// A bank as returned by the API.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,6 +100,20 @@ pub struct Bank {
     pub description: String,
     /// Threshold overrides per signal type wire name.
     pub thresholds: Thresholds,
+    /// The bank's current text-equivalence list (`daesh = isis = isil`, one
+    /// group per line), or `None`. Applied to both sides: to bank text when
+    /// it is added, and to raw query text at lookup.
+    pub text_equivalences: Option<String>,
+    /// Version id of that list. Every version is kept; each text item
+    /// remembers the version it was signed with and keeps matching under it.
+    pub text_equivalences_version: Option<i64>,
+    /// How many of the bank's text signals were signed under another list
+    /// version than the current one (an older list, or none). They still
+    /// match raw-text lookups under the version they were signed with; re-add
+    /// them to sign them under the current list. (Hashes only are stored, so
+    /// they cannot be re-signed automatically.)
+    #[serde(default)]
+    pub text_items_older_list: u64,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -102,6 +127,10 @@ pub struct NewBank {
     pub description: String,
     #[serde(default)]
     pub thresholds: Thresholds,
+    /// Optional text-equivalence list (see [`Bank::text_equivalences`]);
+    /// a parse error is [`crate::EngineError::InvalidInput`] naming the line.
+    #[serde(default)]
+    pub text_equivalences: Option<String>,
 }
 
 /// Partial update for [`crate::Engine::update_bank`]; `None` leaves a field as is.
@@ -110,6 +139,10 @@ pub struct BankUpdate {
     pub enabled: Option<bool>,
     pub description: Option<String>,
     pub thresholds: Option<Thresholds>,
+    /// A new text-equivalence list (a new version when it differs from the
+    /// current one); `Some("")` (blank) removes the list.
+    #[serde(default)]
+    pub text_equivalences: Option<String>,
 }
 
 /// One signal as sent by callers or stored with content: a type and its

@@ -11,28 +11,7 @@ use echotrace_signals::pdq::PdqHash;
 use echotrace_signals::signal::SignalType;
 use echotrace_store::testing::TestDb;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let db = echotrace_store::testing::TestDb::sqlite();
-                    super::$name(&db).await;
-                    db.cleanup().await.unwrap();
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let Some(db) = echotrace_store::testing::TestDb::postgres().await.unwrap() else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                    db.cleanup().await.unwrap();
-                }
-            }
-        )*
-    };
-}
+use echotrace_store::both_backends;
 
 both_backends!(
     lookup_records_matches_audit_and_outbox,
@@ -127,6 +106,7 @@ async fn bank(e: &Engine, name: &str, kind: BankKind, pdq_threshold: Option<f64>
             kind,
             description: String::new(),
             thresholds: t,
+            text_equivalences: None,
         },
     )
     .await
@@ -925,6 +905,7 @@ async fn invalid_input_is_typed(db: &TestDb) {
                 kind: BankKind::Allow,
                 description: String::new(),
                 thresholds: Thresholds::default(),
+                text_equivalences: None,
             },
         )
         .await

@@ -267,6 +267,8 @@ where
                 _ = rx => {},
             }
         };
+        // Peer addresses reach handlers (console login throttling).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await;

@@ -44,7 +44,7 @@ pub const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
         "patch",
         "/v1/banks/{name}",
         "Banks",
-        "Update enabled/description/thresholds",
+        "Update enabled/description/thresholds/text_equivalences",
         "curator",
     ),
     (
@@ -274,6 +274,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
             "application/json": {"schema": item},
             "multipart/form-data": {"schema": multipart}
         }),
+        "/v1/banks" | "/v1/banks/{name}" => json!({
+            "application/json": {"schema": {"$ref": "#/components/schemas/BankSettings"}}
+        }),
         _ => json!({"application/json": {"schema": {"type": "object"}}}),
     };
     Some(json!({"required": true, "content": content}))
@@ -318,6 +321,30 @@ pub fn document() -> Value {
                 "Error": {"type": "object", "required": ["error"], "properties": {
                     "error": {"type": "object", "required": ["code", "message"], "properties": {
                         "code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "BankSettings": {"type": "object",
+                    "description": "POST /v1/banks (name required) and PATCH /v1/banks/{name} \
+                                    (every field optional). A bad equivalence list is a 400 \
+                                    naming the line.",
+                    "properties": {
+                        "name": {"type": "string", "description": "A-Z a-z 0-9 _ - ., 1-100 characters (create only)"},
+                        "kind": {"type": "string", "enum": ["block", "allow"], "description": "create only"},
+                        "enabled": {"type": "boolean", "description": "update only"},
+                        "description": {"type": "string"},
+                        "thresholds": {"type": "object", "additionalProperties": {"type": "number"},
+                            "description": "Overrides by key: pdq / vpdq (max Hamming distance, \
+                                            0-256; vpdq per frame), text_minhash (min Jaccard, \
+                                            0-1), vpdq_query_pct / vpdq_compared_pct (vPDQ share \
+                                            rule in percent, 0-100, default 80 / 0)."},
+                        "text_equivalences": {"type": ["string", "null"],
+                            "description": "One group per line, terms separated by '=' \
+                                            (e.g. \"daesh = isis = isil = islamic state\"); \
+                                            '#' comments. Applied to bank text when added and to \
+                                            raw lookup text. Each change is a new version; items \
+                                            keep matching under the version they were signed \
+                                            with (see text_items_older_list on the bank). \
+                                            \"\" removes the list. A ready-made text_minhash \
+                                            lookup is compared as-is."}
+                    }},
                 "Item": {"type": "object", "description": "Exactly one of text, signals, url.",
                     "properties": {
                         "text": {"type": "string"},

@@ -6,7 +6,9 @@
 //!
 //! 1. Surrounding whitespace is trimmed. Input without `://` that does not
 //!    parse as an absolute URL is retried as `http://<input>`
-//!    (`example.com/a` works).
+//!    (`example.com/a` and `example.com:8080/a` work); input with an
+//!    explicit other scheme (`javascript:alert(1)`, `mailto:…`) is rejected
+//!    as an unsupported scheme.
 //! 2. **WHATWG parsing** (`url` crate): scheme and host lowercased, IDNA
 //!    host → punycode (`bücher.de` → `xn--bcher-kva.de`), IPv4 forms
 //!    normalised (`0x7f.1` → `127.0.0.1`), **default ports dropped**
@@ -104,6 +106,13 @@ pub enum UrlError {
     NoHost,
 }
 
+/// Whether the text after the first `:` starts with a digit, as in
+/// `example.com:8080/a` (a host and port, not a scheme).
+fn after_colon_is_port(s: &str) -> bool {
+    s.split_once(':')
+        .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit()))
+}
+
 /// Canonicalises `input` (rules in the module docs).
 pub fn canonicalize_url(input: &str) -> Result<CanonicalUrl, UrlError> {
     let trimmed = input.trim();
@@ -115,6 +124,13 @@ pub fn canonicalize_url(input: &str) -> Result<CanonicalUrl, UrlError> {
     }
     let mut url = match Url::parse(trimmed) {
         Ok(u) if u.has_host() || trimmed.contains("://") => u,
+        // An explicit non-web scheme (`javascript:`, `mailto:`, `data:`…):
+        // say so, rather than retrying it as `http://javascript:alert(1)`
+        // and reporting a bad port. `host:8080/…` (a digit after the colon)
+        // is a host and port, retried below.
+        Ok(u) if !after_colon_is_port(trimmed) => {
+            return Err(UrlError::Scheme(u.scheme().to_string()));
+        }
         first => {
             if trimmed.contains("://") {
                 return Err(UrlError::Parse(
@@ -263,4 +279,29 @@ pub fn url_signals(input: &str) -> Result<Vec<crate::signal::Signal>, UrlError> 
         Signal::new(SignalType::Url, c.canonical),
         Signal::new(SignalType::UrlSha256, c.sha256),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_web_schemes_are_reported_as_schemes() {
+        for (input, scheme) in [
+            ("javascript:alert(1)", "javascript"),
+            ("JavaScript:void(0)", "javascript"),
+            ("mailto:press@example.com", "mailto"),
+            ("data:text/html,hello", "data"),
+            ("ftp://example.com/x", "ftp"),
+        ] {
+            let e = canonicalize_url(input).unwrap_err();
+            assert_eq!(e, UrlError::Scheme(scheme.into()), "{input}");
+            assert!(e.to_string().contains("only http and https"), "{e}");
+        }
+        // Host and port without a scheme still work.
+        let c = canonicalize_url("example.com:8080/a/").unwrap();
+        assert_eq!(c.canonical, "https://example.com:8080/a");
+        let c = canonicalize_url("localhost:80/x").unwrap();
+        assert_eq!(c.canonical, "https://localhost/x");
+    }
 }

@@ -35,7 +35,8 @@ pub enum ContentKind {
     Pdf,
     /// Valid UTF-8 text (after every binary format failed to match).
     Text,
-    /// A video container (decoded by ffmpeg in a child process).
+    /// A video container, or a raw H.264/H.265 Annex B stream (decoded by
+    /// ffmpeg in a child process; see [`crate::video::elementary_stream`]).
     Video,
 }
 

@@ -2,9 +2,12 @@
 //! Inputs are generated here (with ffmpeg's synthetic test sources) or
 //! derived from the benign fixtures. Needs ffmpeg; fails when it is missing.
 
+mod video_common;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+use video_common::generate;
 
 use echotrace_signals::video::{
     Ffmpeg, FfmpegConfig, SeekableInput, VideoError, VideoHasher, VideoLimits, VpdqOptions,
@@ -47,23 +50,6 @@ fn limits() -> VideoLimits {
         timeout: LIMIT,
         ..VideoLimits::default()
     }
-}
-
-/// Runs ffmpeg to make a synthetic input; returns its bytes.
-fn generate(name: &str, args: &[&str]) -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("echotrace-video-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let out = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y"])
-        .args(args)
-        .arg(&out)
-        .status()
-        .expect("ffmpeg must be installed to generate test inputs");
-    assert!(status.success(), "generating {name} failed");
-    let bytes = std::fs::read(&out).expect("read generated");
-    let _ = std::fs::remove_file(&out);
-    bytes
 }
 
 /// Hashes `bytes`, asserting it fails in time; returns the error.
@@ -286,21 +272,7 @@ fn oversized_input_is_refused_without_spawning() {
 fn moov_at_end_needs_opt_in_temp_file() {
     // ffmpeg's default MP4 muxing writes the moov atom last. Large enough
     // that ffmpeg's pipe buffer cannot cover it.
-    let mp4 = generate(
-        "moov-last.mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=640x360:rate=30",
-            "-t",
-            "4",
-            "-b:v",
-            "4M",
-            "-pix_fmt",
-            "yuv420p",
-        ],
-    );
+    let mp4 = video_common::big_moov_last_mp4();
     let refusing = hasher_with(config(limits()));
     let e = expect_error(&refusing, &mp4, "moov last, pipe only");
     assert!(matches!(e, VideoError::NeedsSeekableInput), "{e:?}");

@@ -30,6 +30,7 @@
 //! * Raw content bytes are never stored: submissions keep signals and caller
 //!   context only; API keys and passwords are stored as hashes only.
 
+mod bulk;
 mod rows;
 pub mod testing;
 
@@ -42,6 +43,10 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Executor, Row, SqlSafeStr, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use bulk::{
+    content_range_op, parse_content_range_op, BulkContent, IndexSignal, BULK_ROWS_PER_STATEMENT,
+    CONTENT_RANGE_ENTITY,
+};
 pub use rows::*;
 
 /// Errors of the store.
@@ -145,6 +150,11 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => include_str!("../migrations/sqlite/0003_bank_delete.sql"),
         Backend::Postgres => include_str!("../migrations/postgres/0003_bank_delete.sql"),
     };
+    // Schema v4: per-bank text equivalence lists, every version kept.
+    let bank_settings: &'static str = match backend {
+        Backend::Sqlite => include_str!("../migrations/sqlite/0004_bank_settings.sql"),
+        Backend::Postgres => include_str!("../migrations/postgres/0004_bank_settings.sql"),
+    };
     Migrator {
         migrations: Cow::Owned(vec![
             Migration::new(
@@ -168,6 +178,13 @@ fn migrator(backend: Backend) -> Migrator {
                 bank_delete.into_sql_str(),
                 false,
             ),
+            Migration::new(
+                4,
+                Cow::Borrowed("bank_settings"),
+                MigrationType::Simple,
+                bank_settings.into_sql_str(),
+                false,
+            ),
         ]),
         ..Migrator::DEFAULT
     }
@@ -183,18 +200,14 @@ fn resolve_url(url: &str) -> Result<(Backend, String)> {
         // sqlx 0.9's `Any` driver encodes a NULL `f64` as a NULL `float4`
         // (sqlx-core any/arguments.rs swaps Real and Double). With cached
         // prepared statements, the first execution with a NULL similarity
-        // fixes the parameter type to float4 and every later non-NULL f64
-        // fails with "incorrect binary data format". Without the statement
-        // cache each execution is typed by its own arguments, which is
-        // correct for both cases.
-        if url.contains("statement-cache-capacity=") {
-            return Ok((Backend::Postgres, url.to_string()));
-        }
-        let sep = if url.contains('?') { '&' } else { '?' };
-        return Ok((
-            Backend::Postgres,
-            format!("{url}{sep}statement-cache-capacity=0"),
-        ));
+        // would fix the parameter type to float4 and every later non-NULL
+        // f64 would fail with "incorrect binary data format". The store
+        // therefore never binds an `Option<f64>`: the one nullable float
+        // (`matches.similarity`) is bound as text and cast in SQL, which
+        // keeps PostgreSQL's statement cache usable (without it every
+        // statement is parsed and planned again, which cost ~20 % of
+        // lookup throughput at 10M items in `bench/run_load.sh`).
+        return Ok((Backend::Postgres, url.to_string()));
     }
     let rest = if let Some(r) = url.strip_prefix("sqlite://") {
         r
@@ -324,8 +337,8 @@ impl Store {
 
     pub async fn get_bank_by_name(&self, name: &str) -> Result<Option<BankRow>> {
         let row = sqlx::query(
-            "SELECT id, name, kind, enabled, description, thresholds, created_at, updated_at \
-             FROM banks WHERE name = $1",
+            "SELECT id, name, kind, enabled, description, thresholds, created_at, updated_at, \
+             text_equivalences_id, text_equivalences FROM banks WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -380,8 +393,8 @@ impl Store {
     /// Every signal row (startup load), ascending id, paged.
     pub async fn all_signals_page(&self, after_id: i64, limit: i64) -> Result<Vec<SignalRow>> {
         let rows = sqlx::query(
-            "SELECT id, content_id, bank_id, signal_type, value, created_at FROM signals \
-             WHERE id > $1 ORDER BY id LIMIT $2",
+            "SELECT id, content_id, bank_id, signal_type, value, created_at, equivalences_id \
+             FROM signals WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after_id)
         .bind(limit)
@@ -392,13 +405,39 @@ impl Store {
 
     pub async fn signals_of_content(&self, content_id: i64) -> Result<Vec<SignalRow>> {
         let rows = sqlx::query(
-            "SELECT id, content_id, bank_id, signal_type, value, created_at FROM signals \
-             WHERE content_id = $1 ORDER BY id",
+            "SELECT id, content_id, bank_id, signal_type, value, created_at, equivalences_id \
+             FROM signals WHERE content_id = $1 ORDER BY id",
         )
         .bind(content_id)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(SignalRow::from_row).collect()
+    }
+
+    /// Text-equivalence list versions that some signal was signed with, or
+    /// that are some bank's current list (startup load).
+    pub async fn text_equivalences_in_use(&self) -> Result<Vec<TextEquivalencesRow>> {
+        let rows = sqlx::query(
+            "SELECT id, bank_id, digest, body, created_at FROM bank_text_equivalences \
+             WHERE id IN (SELECT equivalences_id FROM signals WHERE equivalences_id IS NOT NULL) \
+             OR id IN (SELECT text_equivalences_id FROM banks \
+             WHERE text_equivalences_id IS NOT NULL) ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(TextEquivalencesRow::from_row).collect()
+    }
+
+    /// One text-equivalence list version.
+    pub async fn text_equivalences(&self, id: i64) -> Result<Option<TextEquivalencesRow>> {
+        let row = sqlx::query(
+            "SELECT id, bank_id, digest, body, created_at FROM bank_text_equivalences \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(TextEquivalencesRow::from_row).transpose()
     }
 
     // ----- change sequence ---------------------------------------------
@@ -644,9 +683,9 @@ pub struct MatchQuery {
 }
 
 const BANK_SELECT_ALL: &str = "SELECT id, name, kind, enabled, description, thresholds, \
-    created_at, updated_at FROM banks ORDER BY id";
+    created_at, updated_at, text_equivalences_id, text_equivalences FROM banks ORDER BY id";
 const BANK_SELECT_ID: &str = "SELECT id, name, kind, enabled, description, thresholds, \
-    created_at, updated_at FROM banks WHERE id = $1";
+    created_at, updated_at, text_equivalences_id, text_equivalences FROM banks WHERE id = $1";
 const CONTENT_SELECT_ID: &str = "SELECT id, bank_id, enabled, labels, note, quarantined, \
     quarantine_reason, quarantined_at, created_at, updated_at FROM bank_content WHERE id = $1";
 const MATCH_SELECT_ID: &str = "SELECT id, submission_id, bank_id, content_id, signal_id, \
@@ -740,7 +779,7 @@ impl WriteTx {
         let row = sqlx::query(
             "INSERT INTO banks (name, kind, enabled, description, thresholds, created_at, updated_at) \
              VALUES ($1, $2, 1, $3, $4, $5, $5) RETURNING id, name, kind, enabled, description, \
-             thresholds, created_at, updated_at",
+             thresholds, created_at, updated_at, text_equivalences_id, text_equivalences",
         )
         .bind(name)
         .bind(kind)
@@ -774,7 +813,7 @@ impl WriteTx {
         let row = sqlx::query(
             "UPDATE banks SET enabled = $1, description = $2, thresholds = $3, updated_at = $4 \
              WHERE id = $5 RETURNING id, name, kind, enabled, description, thresholds, \
-             created_at, updated_at",
+             created_at, updated_at, text_equivalences_id, text_equivalences",
         )
         .bind(i64::from(enabled))
         .bind(description)
@@ -821,19 +860,74 @@ impl WriteTx {
         signal_type: &str,
         value: &str,
     ) -> Result<SignalRow> {
+        self.insert_signal_signed_with(content_id, bank_id, signal_type, value, None)
+            .await
+    }
+
+    /// [`WriteTx::insert_signal`] recording the bank text-equivalence list
+    /// version a `text_minhash` value was signed with (`None` = no list).
+    pub async fn insert_signal_signed_with(
+        &mut self,
+        content_id: i64,
+        bank_id: i64,
+        signal_type: &str,
+        value: &str,
+        equivalences_id: Option<i64>,
+    ) -> Result<SignalRow> {
         let row = sqlx::query(
-            "INSERT INTO signals (content_id, bank_id, signal_type, value, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id, content_id, bank_id, signal_type, value, \
-             created_at",
+            "INSERT INTO signals (content_id, bank_id, signal_type, value, created_at, \
+             equivalences_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, content_id, bank_id, \
+             signal_type, value, created_at, equivalences_id",
         )
         .bind(content_id)
         .bind(bank_id)
         .bind(signal_type)
         .bind(value)
         .bind(now_ms())
+        .bind(equivalences_id)
         .fetch_one(&mut *self.tx)
         .await?;
         SignalRow::from_row(&row)
+    }
+
+    /// Make `body` the bank's current text-equivalence list as a new version
+    /// (older versions are kept: signals signed with them still reference
+    /// them), or remove the list (`None`). Returns the new version id.
+    pub async fn set_bank_text_equivalences(
+        &mut self,
+        bank_id: i64,
+        body: Option<(&str, &str)>,
+    ) -> Result<Option<i64>> {
+        let version = match body {
+            Some((body, digest)) => {
+                let row = sqlx::query(
+                    "INSERT INTO bank_text_equivalences (bank_id, digest, body, created_at) \
+                     VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(bank_id)
+                .bind(digest)
+                .bind(body)
+                .bind(now_ms())
+                .fetch_one(&mut *self.tx)
+                .await?;
+                Some(get_i64(&row, "id")?)
+            }
+            None => None,
+        };
+        let done = sqlx::query(
+            "UPDATE banks SET text_equivalences_id = $1, text_equivalences = $2, updated_at = $3 \
+             WHERE id = $4",
+        )
+        .bind(version)
+        .bind(body.map(|(b, _)| b.to_string()))
+        .bind(now_ms())
+        .bind(bank_id)
+        .execute(&mut *self.tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("bank {bank_id}")));
+        }
+        Ok(version)
     }
 
     pub async fn get_content(&mut self, id: i64) -> Result<Option<ContentRow>> {
@@ -880,6 +974,10 @@ impl WriteTx {
     /// Delete a bank row. Its content must be deleted first; matches keep
     /// the (then dangling) bank id.
     pub async fn delete_bank(&mut self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM bank_text_equivalences WHERE bank_id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
         let done = sqlx::query("DELETE FROM banks WHERE id = $1")
             .bind(id)
             .execute(&mut *self.tx)
@@ -930,7 +1028,8 @@ impl WriteTx {
         let row = sqlx::query(
             "INSERT INTO matches (submission_id, bank_id, content_id, signal_id, signal_type, \
              matched_value, query_value, distance, similarity, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $10) RETURNING id, \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), 'pending', \
+             $10, $10) RETURNING id, \
              submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
              query_value, distance, similarity, status, created_at, updated_at",
         )
@@ -942,7 +1041,8 @@ impl WriteTx {
         .bind(m.matched_value)
         .bind(m.query_value)
         .bind(m.distance)
-        .bind(m.similarity)
+        // Bound as text and cast in SQL: see `resolve_url` on sqlx's NULL f64.
+        .bind(m.similarity.map(|s| s.to_string()))
         .bind(now)
         .fetch_one(&mut *self.tx)
         .await?;

@@ -31,6 +31,24 @@ fn get_bool(row: &AnyRow, col: &str) -> Result<bool> {
     Ok(get_i64(row, col)? != 0)
 }
 
+/// A column added by a later migration: `None` when the query did not
+/// select it (so older or narrower queries keep decoding).
+fn get_added_i64(row: &AnyRow, col: &str) -> Result<Option<i64>> {
+    match row.try_get::<Option<i64>, _>(col) {
+        Ok(v) => Ok(v),
+        Err(sqlx::Error::ColumnNotFound(_)) => Ok(None),
+        Err(e) => Err(StoreError::Corrupt(format!("column {col}: {e}"))),
+    }
+}
+
+fn get_added_str(row: &AnyRow, col: &str) -> Result<Option<String>> {
+    match row.try_get::<Option<String>, _>(col) {
+        Ok(v) => Ok(v),
+        Err(sqlx::Error::ColumnNotFound(_)) => Ok(None),
+        Err(e) => Err(StoreError::Corrupt(format!("column {col}: {e}"))),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct BankRow {
     pub id: i64,
@@ -41,6 +59,10 @@ pub struct BankRow {
     pub thresholds: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Current text-equivalence list version (`bank_text_equivalences.id`).
+    pub text_equivalences_id: Option<i64>,
+    /// Its body, as the curator wrote it.
+    pub text_equivalences: Option<String>,
 }
 
 impl BankRow {
@@ -54,6 +76,8 @@ impl BankRow {
             thresholds: get_str(r, "thresholds")?,
             created_at: get_i64(r, "created_at")?,
             updated_at: get_i64(r, "updated_at")?,
+            text_equivalences_id: get_added_i64(r, "text_equivalences_id")?,
+            text_equivalences: get_added_str(r, "text_equivalences")?,
         })
     }
 }
@@ -97,6 +121,8 @@ pub struct SignalRow {
     pub signal_type: String,
     pub value: String,
     pub created_at: i64,
+    /// Text-equivalence list version a `text_minhash` was signed with.
+    pub equivalences_id: Option<i64>,
 }
 
 impl SignalRow {
@@ -108,6 +134,7 @@ impl SignalRow {
             signal_type: get_str(r, "signal_type")?,
             value: get_str(r, "value")?,
             created_at: get_i64(r, "created_at")?,
+            equivalences_id: get_added_i64(r, "equivalences_id")?,
         })
     }
 }
@@ -341,6 +368,29 @@ impl ChangeRow {
             entity_id: get_i64(r, "entity_id")?,
             op: get_str(r, "op")?,
             at: get_i64(r, "at")?,
+        })
+    }
+}
+
+/// One version of a bank's text-equivalence list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextEquivalencesRow {
+    pub id: i64,
+    pub bank_id: i64,
+    /// SHA-256 hex of the body.
+    pub digest: String,
+    pub body: String,
+    pub created_at: i64,
+}
+
+impl TextEquivalencesRow {
+    pub(crate) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(TextEquivalencesRow {
+            id: get_i64(r, "id")?,
+            bank_id: get_i64(r, "bank_id")?,
+            digest: get_str(r, "digest")?,
+            body: get_str(r, "body")?,
+            created_at: get_i64(r, "created_at")?,
         })
     }
 }

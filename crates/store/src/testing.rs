@@ -9,6 +9,10 @@
 //! If `ECHOTRACE_TEST_PG_URL` is unset, [`TestDb::postgres`] panics with a
 //! clear message, unless `ECHOTRACE_SKIP_PG=1` is set, in which case it
 //! prints that the test was skipped and returns `None`.
+//!
+//! [`both_backends!`](crate::both_backends) turns `async fn name(db: &TestDb)`
+//! bodies into a `name::sqlite` and a `name::postgres` test each, the one
+//! harness every crate's both-backend tests share.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -118,4 +122,39 @@ impl TestDb {
             }
         }
     }
+}
+
+/// Runs each listed `async fn name(db: &TestDb)` twice, as the tests
+/// `name::sqlite` (a fresh SQLite file) and `name::postgres` (a fresh schema
+/// at `$ECHOTRACE_TEST_PG_URL`, see [`TestDb::postgres`]), each on a
+/// two-worker tokio runtime; the database is removed when the body returns.
+/// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`).
+///
+/// ```ignore
+/// use echotrace_store::both_backends;
+/// both_backends!(round_trip, conflicts);
+/// async fn round_trip(db: &echotrace_store::testing::TestDb) { /* ... */ }
+/// ```
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let db = $crate::testing::TestDb::sqlite();
+                    super::$name(&db).await;
+                    db.cleanup().await.unwrap();
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let Some(db) = $crate::testing::TestDb::postgres().await.unwrap() else {
+                        return;
+                    };
+                    super::$name(&db).await;
+                    db.cleanup().await.unwrap();
+                }
+            }
+        )*
+    };
 }

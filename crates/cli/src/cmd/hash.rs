@@ -274,8 +274,17 @@ fn text_line(path: &str, signals: &[Signal]) -> String {
     let mut line = path.to_string();
     for s in signals {
         line.push('\t');
-        line.push_str(s.signal_type.as_str());
-        line.push(':');
+        let kind = s.signal_type.as_str();
+        // Self-describing values (`text_minhash:v1:<base64>`) already carry
+        // their type; don't print it twice.
+        let tagged = s
+            .value
+            .strip_prefix(kind)
+            .is_some_and(|rest| rest.starts_with(':'));
+        if !tagged {
+            line.push_str(kind);
+            line.push(':');
+        }
         line.push_str(&s.value);
         if let Some(q) = s.quality {
             line.push_str(&format!(":{q}"));
@@ -381,4 +390,31 @@ pub fn read_bounded(r: impl Read, max: u64) -> Result<Vec<u8>, String> {
         return Err(format!("input is over the {max}-byte limit"));
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::text_line;
+    use echotrace_signals::signal::{Signal, SignalType};
+
+    #[test]
+    fn text_line_prefixes_each_value_with_its_type_once() {
+        let sig = echotrace_signals::text::text_signature("heavy rain in the northern valleys");
+        let signals = vec![
+            Signal::new(SignalType::TextMinhash, sig.to_string()),
+            Signal::new(SignalType::Url, "https://example.com/a".to_string()),
+            Signal::new(
+                SignalType::Md5,
+                "d41d8cd98f00b204e9800998ecf8427e".to_string(),
+            ),
+        ];
+        let line = text_line("note.txt", &signals);
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields[0], "note.txt");
+        assert_eq!(fields[1], sig.to_string());
+        assert!(fields[1].starts_with("text_minhash:v1:"), "{line}");
+        assert!(!line.contains("text_minhash:text_minhash"), "{line}");
+        assert_eq!(fields[2], "url:https://example.com/a");
+        assert_eq!(fields[3], "md5:d41d8cd98f00b204e9800998ecf8427e");
+    }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand. Each exposes an `Args` struct and `run`.
 
+pub mod bank;
 pub mod compare;
 pub mod hash;
 pub mod keys;

@@ -64,9 +64,12 @@ pub struct ServeArgs {
     /// is published only after it (the console offers Undo until then).
     #[arg(long, default_value_t = 30)]
     pub undo_window: u64,
-    /// Demo mode: a throwaway SQLite database in a temp dir (ignores --db),
-    /// seeded with generated, benign demo banks and simulated uploads
-    /// (media retained), plus admin and reviewer console logins.
+    /// Demo mode: seeded with generated, benign demo banks and simulated
+    /// uploads (media retained), plus admin and reviewer console logins. By
+    /// default on a throwaway SQLite database in a temp dir; with an explicit
+    /// --db (e.g. postgres://…) the demo is seeded into that database, which
+    /// must be empty (a database with banks, users, keys or submissions is
+    /// refused).
     #[arg(long)]
     pub demo: bool,
 }
@@ -103,8 +106,13 @@ async fn shutdown_signal() {
 }
 
 async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // --demo with an explicit --db: seed that database, if it is empty.
+    let demo_into_db = args.demo && args.db != echotrace_engine::DEFAULT_DATABASE_URL;
+    if demo_into_db {
+        ensure_empty(&args.db).await?;
+    }
     // --demo: a throwaway database (ECHOTRACE_DEMO_DIR overrides its folder).
-    let demo_dir = if args.demo {
+    let demo_dir = if args.demo && !demo_into_db {
         let dir = match std::env::var_os("ECHOTRACE_DEMO_DIR") {
             Some(d) => std::path::PathBuf::from(d),
             None => std::env::temp_dir().join(format!(
@@ -125,6 +133,9 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut engine = EngineConfig::with_database_url(&db);
     engine.tail_interval = Duration::from_millis(args.tail_interval_ms.max(10));
     engine.decision_undo_delay = Duration::from_secs(args.undo_window);
+    // PDFs are extracted by this same binary (`__extract-pdf`) in a child
+    // process with time and memory limits.
+    engine.pdf_extractor = std::env::current_exe().ok();
     let defaults = ServerConfig::default();
     let config = ServerConfig {
         engine,
@@ -159,8 +170,8 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = writeln!(out, "echotrace: listening on http://{}", handle.addr);
         let _ = out.flush();
     }
-    if let Err(e) = console_bootstrap(&handle, demo_dir.is_some()).await {
-        if demo_dir.is_some() {
+    if let Err(e) = console_bootstrap(&handle, args.demo).await {
+        if args.demo {
             return Err(e.context("seeding the demo"));
         }
         eprintln!("echotrace: review console bootstrap skipped: {e:#}");
@@ -171,6 +182,39 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("echotrace: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuse to seed the demo into a database that already holds data.
+async fn ensure_empty(url: &str) -> anyhow::Result<()> {
+    let counts = echotrace_engine::console::data_counts(url)
+        .await
+        .with_context(|| format!("opening {} for --demo", redact(url)))?;
+    let found: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(table, n)| format!("{n} {table}"))
+        .collect();
+    if !found.is_empty() {
+        anyhow::bail!(
+            "--demo seeds only an empty database, and {} already holds data ({}); \
+             use a fresh database, or omit --db for a throwaway SQLite demo",
+            redact(url),
+            found.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn echotrace_store_now() -> u128 {

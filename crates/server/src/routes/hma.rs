@@ -244,6 +244,7 @@ async fn bank_create(
                 kind: BankKind::Block,
                 description: String::new(),
                 thresholds: Thresholds::default(),
+                text_equivalences: None,
             },
         )
         .await

@@ -78,6 +78,16 @@ struct CreateBank {
     description: String,
     #[serde(default)]
     thresholds: Thresholds,
+    /// Text-equivalence list, one group per line (`daesh = isis = isil`).
+    #[serde(default)]
+    text_equivalences: Option<String>,
+}
+
+/// Whether uploaded bytes are what the hasher treats as text.
+fn is_text(bytes: &[u8]) -> bool {
+    !bytes.is_empty()
+        && echotrace_signals::content::detect_kind(bytes)
+            == Some(echotrace_signals::content::ContentKind::Text)
 }
 
 fn default_kind() -> BankKind {
@@ -115,6 +125,7 @@ async fn create_bank(
                 kind: body.kind,
                 description: body.description,
                 thresholds: body.thresholds,
+                text_equivalences: body.text_equivalences,
             },
         )
         .await?;
@@ -146,6 +157,8 @@ struct PatchBank {
     enabled: Option<bool>,
     description: Option<String>,
     thresholds: Option<Thresholds>,
+    /// A new list (a new version); `""` removes the list.
+    text_equivalences: Option<String>,
 }
 
 async fn update_bank(
@@ -165,6 +178,7 @@ async fn update_bank(
                 enabled: body.enabled,
                 description: body.description,
                 thresholds: body.thresholds,
+                text_equivalences: body.text_equivalences,
             },
         )
         .await?;
@@ -201,13 +215,24 @@ async fn add_content(
             "\"banks\" and \"metadata\" are not accepted here",
         ));
     }
-    let signals = item_signals(&state, item.input).await?;
+    // Text (a JSON "text" or an uploaded text file) and PDFs go to the
+    // engine as bytes, so their text is signed under the bank's
+    // text-equivalence list.
+    let source = match item.input {
+        ItemInput::Text(text) if !text.trim().is_empty() => ContentSource::Bytes(text.into_bytes()),
+        ItemInput::File(bytes)
+            if is_text(&bytes) || echotrace_signals::pdf::looks_like_pdf(&bytes) =>
+        {
+            ContentSource::Bytes(bytes.to_vec())
+        }
+        input => ContentSource::Signals(item_signals(&state, input).await?),
+    };
     let content = engine
         .add_content(
             &caller.actor(),
             bank.id,
             NewContent {
-                source: ContentSource::Signals(signals),
+                source,
                 labels: item.labels,
                 note: item.note.unwrap_or_default(),
             },
@@ -350,19 +375,25 @@ async fn lookup(
         _ => None,
     };
     let banks = bank_ids(&state, item.banks).await?;
+    // Raw text is kept so the engine can sign it under each bank's
+    // text-equivalence list version; ready-made signals are compared as-is.
+    let raw_text = match &item.input {
+        ItemInput::Text(t) => Some(t.clone()),
+        ItemInput::File(b) if is_text(b) => std::str::from_utf8(b).ok().map(str::to_string),
+        _ => None,
+    };
     let signals = item_signals(&state, item.input).await?;
     let started = Instant::now();
     let engine = state.engine()?;
-    let resp = engine
-        .lookup(
-            &caller.actor(),
-            LookupRequest {
-                signals: signals.clone(),
-                banks,
-                context: context(item.context),
-            },
-        )
-        .await?;
+    let req = LookupRequest {
+        signals: signals.clone(),
+        banks,
+        context: context(item.context),
+    };
+    let resp = match &raw_text {
+        Some(text) => engine.lookup_text(&caller.actor(), req, text).await?,
+        None => engine.lookup(&caller.actor(), req).await?,
+    };
     state
         .metrics()
         .record_lookup(started.elapsed(), resp.matches.len() + resp.allowed.len());
@@ -422,14 +453,14 @@ async fn lookup_batch(
     }
     let engine = state.engine()?;
     let actor = caller.actor();
-    let mut results = Vec::with_capacity(requests.len());
-    for req in requests {
-        let started = Instant::now();
-        let resp = engine.lookup(&actor, req).await?;
+    // The whole batch is recorded in one transaction.
+    let started = Instant::now();
+    let results = engine.lookup_batch(&actor, requests).await?;
+    let per_item = started.elapsed() / u32::try_from(results.len().max(1)).unwrap_or(u32::MAX);
+    for resp in &results {
         state
             .metrics()
-            .record_lookup(started.elapsed(), resp.matches.len() + resp.allowed.len());
-        results.push(resp);
+            .record_lookup(per_item, resp.matches.len() + resp.allowed.len());
     }
     Ok(Json(json!({ "results": results })))
 }

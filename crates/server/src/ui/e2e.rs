@@ -32,7 +32,8 @@ impl Drop for TestServer {
     }
 }
 
-async fn start(undo: Duration) -> TestServer {
+/// A fresh directory for one test server's database.
+fn test_dir() -> std::path::PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -40,6 +41,11 @@ async fn start(undo: Duration) -> TestServer {
     let dir =
         std::env::temp_dir().join(format!("echotrace-ui-test-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn start(undo: Duration) -> TestServer {
+    let dir = test_dir();
     let mut engine =
         EngineConfig::with_database_url(format!("sqlite://{}", dir.join("db.sqlite").display()));
     engine.decision_undo_delay = undo;
@@ -212,6 +218,7 @@ async fn seed(ts: &TestServer) -> (i64, i64, Vec<i64>) {
                 kind: BankKind::Block,
                 description: format!("desc{XSS}"),
                 thresholds: Thresholds::default(),
+                text_equivalences: Some(format!("rovers = harbour rovers {XSS}")),
             },
         )
         .await
@@ -651,6 +658,7 @@ async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
                 kind: BankKind::Block,
                 description: String::new(),
                 thresholds: Thresholds::default(),
+                text_equivalences: None,
             },
         )
         .await
@@ -723,9 +731,24 @@ async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
     assert!(html.contains(
         "Matched frames at: <span class=\"timestamps\">0:00, 0:01, 0:02, 0:03, 0:04, 0:05, 0:06, 0:07, 0:08</span>"
     ));
-    assert!(html.contains("Video retained; no frame thumbnails are shown."));
+    // The retained bytes are no video: the card offers stills of the
+    // matched frames (blurred, greyscale), decoding them fails cleanly
+    // (404, not 500), and the card then says why instead.
+    let mid = resp.matches[0].id;
+    assert!(html.contains(&format!(
+        "id=\"sub-media-{mid}\" class=\"media blur grey thumbs\""
+    )));
+    let (status, _) = ts
+        .get(&format!("/ui/matches/{mid}/frames/submission/0"), &sid)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, html) = ts.get("/ui/queue", &sid).await;
     assert!(
-        !html.contains(&format!("<img id=\"sub-media-{}\"", resp.matches[0].id)),
+        html.contains("frame thumbnails unavailable: the retained video could not be decoded"),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&format!("<img id=\"sub-media-{mid}\"")),
         "a video must not be put in an <img>"
     );
     // User-supplied text is still escaped.
@@ -756,4 +779,384 @@ async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
         "{page}"
     );
     assert!(!page.contains("distance 0 &lt;= threshold"), "{page}");
+}
+
+/// POST the login form as `ip` (via `X-Forwarded-For`, honoured because the
+/// test client is a loopback peer); returns the response.
+async fn login_attempt(ts: &TestServer, user: &str, password: &str, ip: &str) -> reqwest::Response {
+    let r = ts
+        .http
+        .get(format!("{}/ui/login", ts.base))
+        .send()
+        .await
+        .unwrap();
+    let pre = set_cookie_value(&r, "et_login").expect("login page sets et_login");
+    ts.http
+        .post(format!("{}/ui/login", ts.base))
+        .header(COOKIE, format!("et_login={pre}"))
+        .header("x-forwarded-for", ip)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([
+                ("csrf", pre.as_str()),
+                ("username", user),
+                ("password", password),
+            ])
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_throttled_per_user_and_ip() {
+    let ts = start(Duration::ZERO).await;
+    let engine = ts.engine();
+    engine
+        .create_user(&Actor::cli(), "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    engine
+        .create_user(&Actor::cli(), "rev", "reviewer-password-1", Role::Reviewer)
+        .await
+        .unwrap();
+
+    // Per username: five failures from five different addresses lock the
+    // account name; the right password is refused too, from anywhere.
+    for i in 0..5 {
+        let r = login_attempt(&ts, "admin", "wrong-password", &format!("198.51.100.{i}")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = login_attempt(&ts, "admin", "admin-password-1", "198.51.100.77").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r
+        .headers()
+        .get("retry-after")
+        .expect("Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    assert!(r
+        .headers()
+        .get(SET_COOKIE)
+        .is_none_or(|c| !c.to_str().unwrap().starts_with("et_session=")));
+    let locked_page = r.text().await.unwrap();
+    assert!(
+        locked_page.contains("Too many failed sign-in attempts"),
+        "{locked_page}"
+    );
+
+    // The same answer for a username that does not exist: nothing tells
+    // whether "admin" is real.
+    for i in 0..5 {
+        let r = login_attempt(&ts, "nobody", "x-password-1", &format!("203.0.113.{i}")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = login_attempt(&ts, "nobody", "x-password-1", "203.0.113.99").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let ghost_page = r.text().await.unwrap();
+    let message = |page: &str| {
+        let i = page.find("Too many").unwrap();
+        page[i..].split('<').next().unwrap().to_string()
+    };
+    assert_eq!(message(&ghost_page), message(&locked_page));
+
+    // Per IP: five failures for various names from one address block every
+    // login from it, while the same user logs in from elsewhere.
+    for (i, user) in ["a1", "a2", "a3", "a4", "a5"].iter().enumerate() {
+        let r = login_attempt(&ts, user, "wrong-password", "192.0.2.50").await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = login_attempt(&ts, "rev", "reviewer-password-1", "192.0.2.50").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let r = login_attempt(&ts, "rev", "reviewer-password-1", "192.0.2.51").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "rev from another address"
+    );
+
+    // Failures and refusals are audited (never with the password).
+    let audit = engine.audit_log(None, 200).await.unwrap();
+    let failed = audit
+        .iter()
+        .filter(|a| a.action == "console.login_failed")
+        .count();
+    let throttled: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == "console.login_throttled")
+        .collect();
+    assert_eq!(failed, 15);
+    assert_eq!(throttled.len(), 3);
+    assert!(throttled
+        .iter()
+        .any(|a| a.target == "login:admin" && a.after.as_ref().unwrap()["ip"] == "198.51.100.77"));
+    assert!(!audit.iter().any(|a| a
+        .after
+        .as_ref()
+        .is_some_and(|v| v.to_string().contains("password"))));
+}
+
+// ----- video frame thumbnails (retention only) -------------------------------
+
+/// A console-only server (no API routes) with explicit console settings.
+async fn start_console(ui: crate::ui::UiConfig) -> (TestServer, echotrace_engine::Engine) {
+    let dir = test_dir();
+    let engine_config =
+        EngineConfig::with_database_url(format!("sqlite://{}", dir.join("db.sqlite").display()));
+    let config = ServerConfig {
+        engine: engine_config.clone(),
+        retain_media: ui.retain_media,
+        deliver_webhooks: false,
+        ..ServerConfig::default()
+    };
+    let state = crate::AppState::new(config);
+    let engine = echotrace_engine::Engine::open(engine_config).await.unwrap();
+    state.attach(engine.clone());
+    let app = crate::ui::router_with(state, ui);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let http = reqwest::Client::builder()
+        .redirect(redirect::Policy::none())
+        .build()
+        .unwrap();
+    let ts = TestServer {
+        handle: None,
+        base,
+        http,
+        dir,
+    };
+    (ts, engine)
+}
+
+/// A 3 s, 10 fps synthetic MP4 (moov first), made by ffmpeg.
+fn test_video() -> Vec<u8> {
+    let out = std::env::temp_dir().join(format!(
+        "echotrace-ui-video-{}-{:?}.mp4",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+        .args([
+            "testsrc2=size=320x240:rate=10",
+            "-t",
+            "3",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-movflags", "+faststart"])
+        .arg(&out)
+        .status()
+        .expect("this test needs ffmpeg (apt-get install ffmpeg)");
+    assert!(status.success());
+    let bytes = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    bytes
+}
+
+/// A vPDQ match of `query` against a banked `banked` video signal; both
+/// sides retain `media` (as an API upload would: generic MIME type).
+async fn video_match(
+    engine: &echotrace_engine::Engine,
+    banked: SignalValue,
+    query: SignalValue,
+    media: &[u8],
+) -> i64 {
+    let cli = Actor::cli();
+    engine
+        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    let bank = engine
+        .create_bank(
+            &cli,
+            NewBank {
+                name: "videos".into(),
+                kind: BankKind::Block,
+                description: String::new(),
+                thresholds: Thresholds::default(),
+                text_equivalences: None,
+            },
+        )
+        .await
+        .unwrap();
+    let content = engine
+        .add_content(
+            &cli,
+            bank.id,
+            NewContent {
+                source: ContentSource::Signals(vec![banked]),
+                labels: vec![],
+                note: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let resp = engine
+        .lookup(
+            &Actor::key(1),
+            LookupRequest {
+                signals: vec![query],
+                banks: None,
+                context: SubmissionContext::default(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.matches.len(), 1, "the vPDQ query should match");
+    for (owner, id) in [
+        (MediaOwner::Content, content.id),
+        (MediaOwner::Submission, resp.submission_id),
+    ] {
+        assert!(
+            retain_media(engine.store(), owner, id, "application/octet-stream", media)
+                .await
+                .unwrap()
+        );
+    }
+    resp.matches[0].id
+}
+
+/// The `src` of every still of `side` on the page.
+fn still_urls(html: &str, mid: i64, side: &str) -> Vec<String> {
+    let prefix = format!("/ui/matches/{mid}/frames/{side}/");
+    html.match_indices(&prefix)
+        .filter_map(|(i, _)| {
+            let rest = html.get(i..)?;
+            rest.split('"').next().map(str::to_string)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_match_shows_blurred_frame_thumbnails_when_retained() {
+    let (ts, engine) = start_console(crate::ui::UiConfig {
+        retain_media: true,
+        ..crate::ui::UiConfig::default()
+    })
+    .await;
+    let video = test_video();
+    let vpdq_of = |sigs: Vec<SignalValue>| {
+        sigs.into_iter()
+            .find(|s| s.signal_type == SignalType::Vpdq)
+            .expect("a vpdq signal")
+    };
+    // Both sides: the video hashed at 1 frame/s (0, 1, 2 s).
+    let query = vpdq_of(engine.hash_bytes(&video).unwrap());
+    let frames = echotrace_signals::video::VpdqHash::from_signal_str(&query.value).unwrap();
+    assert_eq!(frames.features.len(), 3);
+    let mid = video_match(&engine, query.clone(), query, &video).await;
+    let (sid, _) = ts.login("admin", "admin-password-1").await;
+    let (status, html) = ts.get("/ui/queue", &sid).await;
+    assert_eq!(status, StatusCode::OK);
+    // Both sides: one media item, blurred and greyscale by default, with
+    // the reveal button, holding the stills of the matched frames.
+    for (side, id) in [("submission", "sub-media"), ("content", "bank-media")] {
+        assert!(
+            html.contains(&format!(
+                "id=\"{id}-{mid}\" class=\"media blur grey thumbs\""
+            )),
+            "{side}: {html}"
+        );
+        assert!(html.contains(&format!("data-reveal=\"{id}-{mid}\"")));
+        let urls = still_urls(&html, mid, side);
+        assert_eq!(
+            urls,
+            [0, 1000, 2000]
+                .map(|ms| format!("/ui/matches/{mid}/frames/{side}/{ms}"))
+                .to_vec(),
+            "{side}"
+        );
+        for url in &urls {
+            let r = ts
+                .http
+                .get(format!("{}{url}", ts.base))
+                .header(COOKIE, format!("et_session={sid}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{url}");
+            assert_eq!(r.headers()[CONTENT_TYPE], "image/jpeg");
+            assert_eq!(r.headers()["cache-control"], "private, no-store");
+            let body = r.bytes().await.unwrap();
+            assert!(body.starts_with(&[0xff, 0xd8, 0xff]), "{url}: not a JPEG");
+            assert!(
+                body.len() > 500 && body.len() < 30_000,
+                "{url}: {}",
+                body.len()
+            );
+        }
+    }
+    // Only the card's timestamps are served; a valid session is required.
+    for bad in [
+        format!("/ui/matches/{mid}/frames/submission/1500"),
+        format!("/ui/matches/{mid}/frames/other/0"),
+        format!("/ui/matches/{}/frames/submission/0", mid + 1000),
+    ] {
+        assert_eq!(ts.get(&bad, &sid).await.0, StatusCode::NOT_FOUND, "{bad}");
+    }
+    let still = format!("/ui/matches/{mid}/frames/submission/0");
+    assert_eq!(ts.get(&still, "").await.0, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_frame_thumbnails_without_retention_or_ffmpeg() {
+    use crate::ui::videostrip::tests::{hash, video};
+    let frame = |k: usize| hash(&((k * 20)..(k * 20 + 20)).collect::<Vec<_>>());
+    let frames: Vec<_> = (0..5).map(|k| (frame(k), 100u8)).collect();
+    let signal = SignalValue {
+        signal_type: SignalType::Vpdq,
+        value: video(&frames).to_signal_string(),
+    };
+    // A real video container header, so the retained item is a video.
+    let mut media = vec![0, 0, 0, 24];
+    media.extend_from_slice(b"ftypisom\0\0\x02\0isomiso2mp41 rest of a video");
+
+    // Retention off: the strip, no stills, and the route does not exist.
+    let (ts, engine) = start_console(crate::ui::UiConfig::default()).await;
+    let mid = video_match(&engine, signal.clone(), signal.clone(), &media).await;
+    let (sid, _) = ts.login("admin", "admin-password-1").await;
+    let (status, html) = ts.get("/ui/queue", &sid).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("5 of 5 query frames matched"), "{html}");
+    assert!(html.contains("Media not retained (hashing only)."));
+    assert!(!html.contains("/frames/"), "{html}");
+    let (status, _) = ts
+        .get(&format!("/ui/matches/{mid}/frames/submission/0"), &sid)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Retention on, ffmpeg missing: the strip with a note, no stills, and
+    // the route answers 404 rather than failing.
+    let (ts, engine) = start_console(crate::ui::UiConfig {
+        retain_media: true,
+        ffmpeg: echotrace_signals::video::FfmpegConfig {
+            ffmpeg: "/nonexistent/ffmpeg".into(),
+            ..echotrace_signals::video::FfmpegConfig::default()
+        },
+        ..crate::ui::UiConfig::default()
+    })
+    .await;
+    let mid = video_match(&engine, signal.clone(), signal, &media).await;
+    let (sid, _) = ts.login("admin", "admin-password-1").await;
+    let (status, html) = ts.get("/ui/queue", &sid).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("5 of 5 query frames matched"), "{html}");
+    assert!(
+        html.contains("Video retained; frame thumbnails unavailable: ffmpeg is not installed."),
+        "{html}"
+    );
+    assert!(!html.contains("/frames/"), "{html}");
+    let (status, page) = ts
+        .get(&format!("/ui/matches/{mid}/frames/submission/0"), &sid)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
+    assert!(page.contains("ffmpeg is not installed"));
 }

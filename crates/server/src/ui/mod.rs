@@ -18,6 +18,9 @@
 //!   cards say "media not retained"). Retained media is always rendered
 //!   blurred and greyscale by default (CSS `filter`), revealed one item at a
 //!   time by an explicit click or key, with per-user defaults in Settings.
+//!   A retained video is never embedded: its card shows small stills of the
+//!   matched frames under the same rules ([`videostrip`]), decoded on demand
+//!   by the isolated ffmpeg and cached in memory only.
 //! * **Undo before publishing.** The engine queues each decision's webhook
 //!   event with `publish_after = now + undo window`; the console offers Undo
 //!   until then ([`echotrace_engine::console::undo_decision`] withdraws the
@@ -70,6 +73,13 @@ pub struct UiConfig {
     pub session_ttl: Duration,
     /// Largest console upload (bank content, debugger).
     pub max_upload_bytes: usize,
+    /// Failed logins allowed per username and per client IP within
+    /// `login_window` before logins are refused with 429 (0 = unlimited).
+    pub login_max_failures: usize,
+    pub login_window: Duration,
+    /// Decoder for video frame thumbnails (retention only): the same
+    /// programs and limits as hashing by default.
+    pub ffmpeg: echotrace_signals::video::FfmpegConfig,
 }
 
 impl Default for UiConfig {
@@ -79,6 +89,9 @@ impl Default for UiConfig {
             secure_cookies: false,
             session_ttl: Duration::from_secs(8 * 3600),
             max_upload_bytes: 32 * 1024 * 1024,
+            login_max_failures: 5,
+            login_window: Duration::from_secs(300),
+            ffmpeg: echotrace_signals::video::FfmpegConfig::default(),
         }
     }
 }
@@ -89,6 +102,10 @@ impl Default for UiConfig {
 pub struct UiState {
     pub app: AppState,
     pub config: std::sync::Arc<UiConfig>,
+    /// Failed-login counters (per process).
+    pub throttle: std::sync::Arc<session::LoginThrottle>,
+    /// Video frame stills (decoded on demand, cached in memory).
+    pub thumbs: std::sync::Arc<videostrip::Thumbnailer>,
 }
 
 impl UiState {
@@ -110,6 +127,8 @@ pub struct Ctx {
     pub engine: Engine,
     pub store: Store,
     pub config: std::sync::Arc<UiConfig>,
+    pub throttle: std::sync::Arc<session::LoginThrottle>,
+    pub thumbs: std::sync::Arc<videostrip::Thumbnailer>,
 }
 
 impl axum::extract::FromRequestParts<UiState> for Ctx {
@@ -123,6 +142,8 @@ impl axum::extract::FromRequestParts<UiState> for Ctx {
             store: engine.store().clone(),
             engine,
             config: state.config.clone(),
+            throttle: state.throttle.clone(),
+            thumbs: state.thumbs.clone(),
         })
     }
 }
@@ -143,9 +164,13 @@ pub fn router(app: AppState) -> Router {
 /// [`router`] with explicit console settings.
 pub fn router_with(app: AppState, config: UiConfig) -> Router {
     let limit = config.max_upload_bytes;
+    let throttle = session::LoginThrottle::new(config.login_max_failures, config.login_window);
+    let thumbs = videostrip::Thumbnailer::new(config.ffmpeg.clone());
     let state = UiState {
         app,
         config: std::sync::Arc::new(config),
+        throttle: std::sync::Arc::new(throttle),
+        thumbs: std::sync::Arc::new(thumbs),
     };
     Router::new()
         .route("/ui", get(|| async { see_other("/ui/") }))
@@ -165,6 +190,10 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
         .route("/ui/matches/{id}/decide", post(decide))
         .route("/ui/matches/{id}/undo", post(undo))
         .route("/ui/media/{owner}/{id}", get(media))
+        .route(
+            "/ui/matches/{id}/frames/{side}/{ms}",
+            get(videostrip::frame_thumbnail),
+        )
         .route("/ui/settings", get(settings_page).post(settings_save))
         .route("/ui/banks", get(banks_page).post(bank_create))
         .route("/ui/banks/{id}", get(bank_page).post(bank_update))
@@ -318,6 +347,11 @@ async fn login_form(st: Ctx, headers: HeaderMap, Query(q): Query<MsgQuery>) -> R
 
 async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
     let headers = req.headers().clone();
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let ip = session::client_ip(&headers, peer);
     let form = match FormData::parse(req).await {
         Ok(f) => f,
         Err(m) => return error_response(None, StatusCode::BAD_REQUEST, &m),
@@ -340,9 +374,43 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
         .find(|(k, _)| k == "password")
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
+    // Throttle before checking the password: while locked, even the right
+    // password is refused, and the answer is the same for every username.
+    if let Some(wait) = st.throttle.retry_after(username, &ip) {
+        let detail = serde_json::json!({"username": username, "ip": ip.to_string(),
+                                        "retry_after_secs": wait});
+        if let Err(e) = cq::audit_event(
+            &st.store,
+            "anonymous",
+            "console.login_throttled",
+            &format!("login:{username}"),
+            detail,
+        )
+        .await
+        {
+            return engine_error(None, e);
+        }
+        return session::throttled_response(wait);
+    }
     let user = match cq::verify_login(&st.store, username, password).await {
-        Ok(Some(u)) => u,
+        Ok(Some(u)) => {
+            st.throttle.record_success(username);
+            u
+        }
         Ok(None) => {
+            st.throttle.record_failure(username, &ip);
+            let detail = serde_json::json!({"username": username, "ip": ip.to_string()});
+            if let Err(e) = cq::audit_event(
+                &st.store,
+                "anonymous",
+                "console.login_failed",
+                &format!("login:{username}"),
+                detail,
+            )
+            .await
+            {
+                return engine_error(None, e);
+            }
             return (
                 StatusCode::UNAUTHORIZED,
                 Html(
@@ -354,7 +422,7 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
                     .into_string(),
                 ),
             )
-                .into_response()
+                .into_response();
         }
         Err(e) => return engine_error(None, e),
     };
@@ -453,9 +521,9 @@ async fn evidence(st: &Ctx, owner: MediaOwner, id: i64) -> Result<Evidence, Engi
         return Ok(Evidence::NotRetained);
     };
     if mime.starts_with("video/") {
-        // Only the video bytes are retained; the console does not decode
-        // frames, so there are no thumbnails (and an <img> cannot show it).
-        return Ok(Evidence::VideoNoThumbnails);
+        // Never an <img>: stills of the matched frames are filled in by
+        // videostrip::attach_thumbnails once the card's strip is known.
+        return Ok(Evidence::Video(videostrip::VideoThumbs::default()));
     }
     if mime.starts_with("text/") {
         let text = cq::retained_media(&st.store, owner, id)
@@ -487,7 +555,7 @@ async fn build_card(
     let content = st.engine.get_content(m.content_id).await.ok();
     let sub = st.store.get_submission(m.submission_id).await?;
     let status = m.status.as_str().to_string();
-    let card = views::MatchCard {
+    let mut card = views::MatchCard {
         id: m.id,
         status,
         signal_type: m.signal_type.as_str().to_string(),
@@ -531,6 +599,7 @@ async fn build_card(
             })
             .flatten(),
     };
+    videostrip::attach_thumbnails(&mut card, &st.thumbs);
     Ok((card, priority(m, thr)))
 }
 
@@ -803,6 +872,9 @@ fn bank_view(b: &echotrace_engine::Bank) -> views::BankRowView {
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
+        text_equivalences: b.text_equivalences.clone().unwrap_or_default(),
+        text_equivalences_version: b.text_equivalences_version,
+        text_items_older_list: b.text_items_older_list,
     }
 }
 
@@ -812,6 +884,8 @@ fn thresholds_from(form: &FormData) -> Result<Thresholds, EngineError> {
         ("t_pdq", "pdq"),
         ("t_vpdq", "vpdq"),
         ("t_text_minhash", "text_minhash"),
+        ("t_vpdq_query_pct", echotrace_engine::VPDQ_QUERY_PCT),
+        ("t_vpdq_compared_pct", echotrace_engine::VPDQ_COMPARED_PCT),
     ] {
         if let Some(v) = form.get(field) {
             let n: f64 = v
@@ -821,6 +895,12 @@ fn thresholds_from(form: &FormData) -> Result<Thresholds, EngineError> {
         }
     }
     Ok(t)
+}
+
+/// The bank form's text-equivalence list (browsers send CRLF line ends).
+fn equivalences_from(form: &FormData) -> Option<String> {
+    form.get("text_equivalences")
+        .map(|v| v.replace("\r\n", "\n"))
 }
 
 async fn banks_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
@@ -854,6 +934,7 @@ async fn bank_create(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
             kind,
             description: form.get("description").unwrap_or("").to_string(),
             thresholds: thresholds_from(&form)?,
+            text_equivalences: equivalences_from(&form),
         };
         st.engine.create_bank(&actor(&auth), new).await
     }
@@ -917,6 +998,8 @@ async fn bank_update(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: Post
             enabled: Some(form.get("enabled").is_some()),
             description: Some(form.get("description").unwrap_or("").to_string()),
             thresholds: Some(thresholds_from(&form)?),
+            // A blank textarea removes the list.
+            text_equivalences: Some(equivalences_from(&form).unwrap_or_default()),
         };
         st.engine.update_bank(&actor(&auth), id, update).await
     }
@@ -1145,7 +1228,19 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
                 .into_response();
         }
     };
-    let hits = match cq::explain(&st.store, &signals).await {
+    // Pasted text (or an uploaded text file) is re-signed under each bank
+    // text-equivalence list version, as lookups do.
+    let raw_text = match form.file("file") {
+        Some(f) => std::str::from_utf8(&f.bytes)
+            .ok()
+            .filter(|_| {
+                echotrace_signals::content::detect_kind(&f.bytes)
+                    == Some(echotrace_signals::content::ContentKind::Text)
+            })
+            .map(str::to_string),
+        None => form.get("text").map(str::to_string),
+    };
+    let hits = match cq::explain_with_text(&st.store, &signals, raw_text.as_deref()).await {
         Ok(h) => h,
         Err(e) => return engine_error(Some(&auth.viewer), e),
     };

@@ -11,6 +11,22 @@
 //! * The login form has no session yet; it uses a double-submit token: a
 //!   random `et_login` cookie (HttpOnly, SameSite=Strict) that the form must
 //!   echo. A cross-site page can neither read nor set that cookie.
+//! * Login throttling ([`LoginThrottle`]): failed logins are counted per
+//!   username (case-folded, whether or not the user exists) and per client
+//!   IP in a sliding window (default 5 in 5 minutes). Once either count is
+//!   reached, every login for that username or from that IP — even with the
+//!   right password — gets 429 with `Retry-After` and the same message, so
+//!   the answer never tells whether the username exists. A success clears
+//!   the username's count (not the IP's, so one valid account cannot reset
+//!   an IP that is guessing others). Failures and refusals are audited. The
+//!   client IP is the TCP peer; `X-Forwarded-For` (its last entry) is used
+//!   only when the peer is a loopback address, i.e. a local reverse proxy.
+//!   Counts live in memory, per process.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
@@ -310,6 +326,139 @@ pub fn csrf_rejection(viewer: Option<&Viewer>) -> Response {
     )
 }
 
+/// Sliding-window counter of failed console logins per username and per
+/// client IP (see the module doc).
+#[derive(Debug)]
+pub struct LoginThrottle {
+    max_failures: usize,
+    window: Duration,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+/// Upper bound on tracked keys; beyond it, expired keys are swept.
+const THROTTLE_SWEEP_AT: usize = 10_000;
+
+impl LoginThrottle {
+    /// At most `max_failures` failed logins per username and per IP within
+    /// `window` (`max_failures` 0 disables throttling).
+    pub fn new(max_failures: usize, window: Duration) -> Self {
+        LoginThrottle {
+            max_failures,
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn user_key(username: &str) -> String {
+        format!("user:{}", username.trim().to_lowercase())
+    }
+
+    fn ip_key(ip: &IpAddr) -> String {
+        format!("ip:{ip}")
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Seconds until a login for `username` from `ip` may be tried again,
+    /// or `None` when it may be tried now.
+    pub fn retry_after(&self, username: &str, ip: &IpAddr) -> Option<u64> {
+        if self.max_failures == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut map = self.map();
+        let mut wait: Option<Duration> = None;
+        for key in [Self::user_key(username), Self::ip_key(ip)] {
+            let Some(q) = map.get_mut(&key) else { continue };
+            while q
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= self.window)
+            {
+                q.pop_front();
+            }
+            if q.len() >= self.max_failures {
+                // Allowed again once enough failures have aged out.
+                let idx = q.len() - self.max_failures;
+                if let Some(t) = q.get(idx) {
+                    let left = self.window.saturating_sub(now.duration_since(*t));
+                    wait = Some(wait.map_or(left, |w| w.max(left)));
+                }
+            }
+        }
+        wait.map(|w| w.as_secs().max(1))
+    }
+
+    /// Count a failed login against the username and the IP.
+    pub fn record_failure(&self, username: &str, ip: &IpAddr) {
+        if self.max_failures == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut map = self.map();
+        if map.len() >= THROTTLE_SWEEP_AT {
+            let window = self.window;
+            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+        }
+        for key in [Self::user_key(username), Self::ip_key(ip)] {
+            let q = map.entry(key).or_default();
+            q.push_back(now);
+            // Only the newest `max_failures` matter.
+            while q.len() > self.max_failures {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// A successful login clears the username's failures.
+    pub fn record_success(&self, username: &str) {
+        self.map().remove(&Self::user_key(username));
+    }
+}
+
+/// The client address for throttling: the TCP peer, or the last
+/// `X-Forwarded-For` entry when the peer is a loopback proxy.
+pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>) -> IpAddr {
+    let peer_ip = peer
+        .map(|p| p.ip())
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    if peer.is_none() || peer_ip.is_loopback() {
+        // Only the entry the proxy itself appended (the last) is trusted;
+        // earlier entries come from the client.
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next_back()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer_ip
+}
+
+/// The answer to a throttled login: 429, `Retry-After`, one message for
+/// every username (existing or not).
+pub fn throttled_response(retry_after_secs: u64) -> Response {
+    let minutes = retry_after_secs.div_ceil(60).max(1);
+    let mut resp = error_response(
+        None,
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!(
+            "Too many failed sign-in attempts. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        ),
+    );
+    if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    resp
+}
+
 /// Attach `Set-Cookie` headers to a response.
 pub fn with_cookies(mut resp: Response, cookies: Vec<HeaderValue>) -> Response {
     for c in cookies {
@@ -340,6 +489,56 @@ mod tests {
         assert!(s.contains("HttpOnly") && s.contains("SameSite=Strict") && s.contains("Secure"));
         let c = set_cookie(SESSION_COOKIE, "x", false, 60);
         assert!(!c.to_str().unwrap().contains("Secure"));
+    }
+
+    #[test]
+    fn throttle_counts_per_user_and_ip_in_a_window() {
+        let t = LoginThrottle::new(3, Duration::from_millis(300));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..2 {
+            t.record_failure("Alice", &a);
+        }
+        assert_eq!(t.retry_after("alice", &a), None);
+        t.record_failure("ALICE ", &b);
+        // Three failures for the username (case-folded) across two IPs.
+        let wait = t.retry_after("alice", &b).unwrap();
+        assert!((1..=1).contains(&wait), "{wait}");
+        // Another user from a fresh IP is unaffected; from IP a (2 failures) too.
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        assert_eq!(t.retry_after("bob", &c), None);
+        assert_eq!(t.retry_after("bob", &a), None);
+        t.record_failure("carol", &a);
+        // IP a now has 3 failures: every username from it waits.
+        assert!(t.retry_after("bob", &a).is_some());
+        // Success clears the username, not the IP.
+        t.record_success("alice");
+        assert_eq!(t.retry_after("alice", &c), None);
+        assert!(t.retry_after("alice", &a).is_some());
+        // The window slides.
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(t.retry_after("bob", &a), None);
+        assert_eq!(
+            LoginThrottle::new(0, Duration::from_secs(1)).retry_after("x", &a),
+            None
+        );
+    }
+
+    #[test]
+    fn client_ip_trusts_forwarded_for_only_from_loopback() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.0.0.1, 198.51.100.7"),
+        );
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let remote: SocketAddr = "203.0.113.9:5000".parse().unwrap();
+        assert_eq!(client_ip(&h, Some(local)).to_string(), "198.51.100.7");
+        assert_eq!(client_ip(&h, Some(remote)).to_string(), "203.0.113.9");
+        assert_eq!(
+            client_ip(&HeaderMap::new(), Some(local)).to_string(),
+            "127.0.0.1"
+        );
     }
 
     #[test]

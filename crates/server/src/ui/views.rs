@@ -277,8 +277,8 @@ pub enum Evidence {
     Image { url: String },
     /// Retained text.
     Text(String),
-    /// A retained video: the console shows no frame thumbnails.
-    VideoNoThumbnails,
+    /// A retained video: stills of its matched frames (or why none).
+    Video(videostrip::VideoThumbs),
 }
 
 /// One match card.
@@ -357,7 +357,7 @@ fn evidence(
     html! {
         @match e {
             Evidence::NotRetained => { div class="no-media" { "Media not retained (hashing only)." } }
-            Evidence::VideoNoThumbnails => { div class="no-media" { "Video retained; no frame thumbnails are shown." } }
+            Evidence::Video(t) => { (videostrip::render_thumbs(t, id, &media_classes(blur, grey))) }
             Evidence::Image { url } => {
                 div class="media-box" {
                     div class="media-frame" {
@@ -527,6 +527,11 @@ pub struct BankRowView {
     pub enabled: bool,
     pub description: String,
     pub thresholds: Vec<(String, f64)>,
+    /// Current text-equivalence list body ("" = none).
+    pub text_equivalences: String,
+    pub text_equivalences_version: Option<i64>,
+    /// Text items signed under another list version than the current one.
+    pub text_items_older_list: u64,
 }
 
 pub fn banks(viewer: &Viewer, banks: &[BankRowView], flash: Option<&Flash>) -> Markup {
@@ -534,7 +539,7 @@ pub fn banks(viewer: &Viewer, banks: &[BankRowView], flash: Option<&Flash>) -> M
         h1 { "Banks" }
         div class="wide-table" {
             table {
-                thead { tr { th { "Name" } th { "Kind" } th { "State" } th { "Thresholds" } th { "Description" } } }
+                thead { tr { th { "Name" } th { "Kind" } th { "State" } th { "Thresholds" } th { "Text list" } th { "Description" } } }
                 tbody {
                     @for b in banks {
                         tr {
@@ -542,6 +547,10 @@ pub fn banks(viewer: &Viewer, banks: &[BankRowView], flash: Option<&Flash>) -> M
                             td { span class=(format!("tag {}", b.kind)) { (b.kind) } }
                             td { @if b.enabled { "enabled" } @else { span class="tag off" { "disabled" } } }
                             td { @for (t, v) in &b.thresholds { code { (t) "=" (v) } " " } }
+                            td {
+                                @if let Some(v) = b.text_equivalences_version { "version " (v) } @else { "none" }
+                                @if b.text_items_older_list > 0 { " (" (b.text_items_older_list) " items on an older list)" }
+                            }
                             td { (b.description) }
                         }
                     }
@@ -562,6 +571,7 @@ pub fn banks(viewer: &Viewer, banks: &[BankRowView], flash: Option<&Flash>) -> M
                 label for="description" { "Description" }
                 input id="description" name="description" type="text" maxlength="500";
                 (threshold_inputs(&[]))
+                (equivalence_input(""))
                 p { button type="submit" { "Create bank" } }
             }
         }
@@ -586,7 +596,26 @@ fn threshold_inputs(current: &[(String, f64)]) -> Markup {
             input id="t_vpdq" name="t_vpdq" type="number" min="0" max="256" step="1" value=(get("vpdq"));
             label for="t_text" { "Text: min similarity (0–1)" }
             input id="t_text" name="t_text_minhash" type="number" min="0" max="1" step="0.01" value=(get("text_minhash"));
+            label for="t_vpdq_query_pct" { "vPDQ: min share of the upload's frames matched, % (default 80)" }
+            input id="t_vpdq_query_pct" name="t_vpdq_query_pct" type="number" min="0" max="100" step="any" value=(get("vpdq_query_pct"));
+            label for="t_vpdq_compared_pct" { "vPDQ: min share of the bank video's frames matched, % (default 0)" }
+            input id="t_vpdq_compared_pct" name="t_vpdq_compared_pct" type="number" min="0" max="100" step="any" value=(get("vpdq_compared_pct"));
         }
+    }
+}
+
+/// The text-equivalence list textarea of the bank forms.
+fn equivalence_input(current: &str) -> Markup {
+    html! {
+        label for="text_equivalences" { "Text equivalence list (optional)" }
+        p class="hint" id="text_equivalences_hint" {
+            "One group per line, terms separated by “=”, e.g. "
+            code { "daesh = isis = isil = islamic state" } ". Lines starting with # are comments. "
+            "Applied to this bank's text when it is added and to looked-up text. "
+            "Changing it keeps older items matching under the list they were added with. "
+            "Leave blank for none."
+        }
+        textarea id="text_equivalences" name="text_equivalences" rows="4" aria-describedby="text_equivalences_hint" { (current) }
     }
 }
 
@@ -611,6 +640,20 @@ pub fn bank_detail(
     let body = html! {
         h1 { "Bank: " (bank.name) " " span class=(format!("tag {}", bank.kind)) { (bank.kind) } }
         p { (bank.description) }
+        @if let Some(v) = bank.text_equivalences_version {
+            p id="equivalences-state" {
+                "Text equivalence list: version " (v) ", "
+                (bank.text_equivalences.lines().filter(|l| l.contains('=') && !l.trim_start().starts_with('#')).count())
+                " group(s)."
+            }
+        }
+        @if bank.text_items_older_list > 0 {
+            p id="equivalences-older" class="flash" {
+                (bank.text_items_older_list)
+                " text item(s) were added under an older (or no) equivalence list. They keep matching "
+                "under the list they were added with; re-add them to use the current list."
+            }
+        }
         @if viewer.can_write_banks {
             details class="panel" {
                 summary { "Edit bank" }
@@ -620,6 +663,7 @@ pub fn bank_detail(
                     input id="description" name="description" type="text" value=(bank.description) maxlength="500";
                     label class="row" { input type="checkbox" name="enabled" value="1" checked[bank.enabled]; "Enabled" }
                     (threshold_inputs(&bank.thresholds))
+                    (equivalence_input(&bank.text_equivalences))
                     p { button type="submit" { "Save bank" } }
                 }
             }

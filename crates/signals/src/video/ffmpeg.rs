@@ -31,8 +31,9 @@
 //!   open other files or URLs.
 //! - **Kill on drop.** [`FrameStream`] owns the child; dropping it early kills
 //!   and reaps the child and joins the helper threads.
-//! - **Strict errors.** `-xerror` makes ffmpeg stop at the first decode
-//!   error, so a truncated or corrupt upload is a clean
+//! - **Strict errors.** `-xerror` with `-err_detect explode` makes ffmpeg
+//!   stop at the first decode error (including ones a decoder would
+//!   otherwise conceal), so a truncated or corrupt upload is a clean
 //!   [`VideoError::DecodeFailed`] instead of a silently partial hash (the
 //!   reference hashes whatever prefix decodes; set
 //!   [`FfmpegConfig::strict`] to `false` for that behaviour).
@@ -192,6 +193,28 @@ pub struct FramePlan {
     pub height: u32,
 }
 
+/// Most frames [`Ffmpeg::decode_picked`] accepts (each becomes one `eq(n,k)`
+/// term of the select expression).
+pub const MAX_PICKED_FRAMES: usize = 64;
+
+/// What [`Ffmpeg::decode_picked`] decodes: these decoded-frame numbers,
+/// scaled to this size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FramePick {
+    pub frames: Vec<u64>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// How far one decoder run goes and how many frames it may write.
+#[derive(Clone, Copy, Debug)]
+struct Outputs {
+    /// Decoded frames from this number on are not decoded (`trim`).
+    end_frame: u64,
+    /// More output frames than this is [`VideoError::TooManyFrames`].
+    max_output_frames: u64,
+}
+
 /// A located ffmpeg installation plus its configuration.
 #[derive(Clone, Debug)]
 pub struct Ffmpeg {
@@ -268,8 +291,74 @@ impl Ffmpeg {
             u64::from(plan.height),
             self.config.limits.max_pixels,
         )?;
-        let stream = self.spawn_decoder(input, temp, plan, deadline)?;
+        let max_frames = self.config.limits.max_frames;
+        // select keeps every nth plus frame number max_frames, whose arrival
+        // means "over the limit".
+        let select = format!(
+            "not(mod(n\\,{nth}))+eq(n\\,{max_frames})",
+            nth = plan.every_nth
+        );
+        let outputs = Outputs {
+            end_frame: max_frames.saturating_add(1),
+            max_output_frames: max_frames.div_ceil(plan.every_nth),
+        };
+        let stream = self.spawn_decoder(input, temp, plan, &select, outputs, deadline)?;
         Ok((info, stream))
+    }
+
+    /// Probes and starts decoding only chosen frames: `pick` turns the
+    /// probed facts into decoded-frame numbers (the numbering of
+    /// [`FramePlan::every_nth`]) and an output size. The numbers are sorted
+    /// and deduplicated; at most [`MAX_PICKED_FRAMES`] are accepted and none
+    /// may reach the frame limit. Decoding stops after the last one. Frames
+    /// arrive in ascending order; a video shorter than claimed yields fewer.
+    pub fn decode_picked(
+        &self,
+        input: Arc<[u8]>,
+        pick: impl FnOnce(&VideoInfo) -> Result<FramePick, VideoError>,
+    ) -> Result<(VideoInfo, Vec<u64>, FrameStream), VideoError> {
+        let deadline = Instant::now() + self.config.limits.timeout;
+        let (info, temp) = self.probe_until(&input, deadline)?;
+        let FramePick {
+            mut frames,
+            width,
+            height,
+        } = pick(&info)?;
+        frames.sort_unstable();
+        frames.dedup();
+        let Some(&last) = frames.last() else {
+            return Err(VideoError::InvalidOption("no frames picked".into()));
+        };
+        if frames.len() > MAX_PICKED_FRAMES {
+            return Err(VideoError::InvalidOption(format!(
+                "at most {MAX_PICKED_FRAMES} frames can be picked"
+            )));
+        }
+        let max_frames = self.config.limits.max_frames;
+        if last >= max_frames {
+            return Err(VideoError::TooManyFrames { limit: max_frames });
+        }
+        check_dims(
+            u64::from(width),
+            u64::from(height),
+            self.config.limits.max_pixels,
+        )?;
+        let select = frames
+            .iter()
+            .map(|n| format!("eq(n\\,{n})"))
+            .collect::<Vec<_>>()
+            .join("+");
+        let plan = FramePlan {
+            every_nth: 1,
+            width,
+            height,
+        };
+        let outputs = Outputs {
+            end_frame: last.saturating_add(1),
+            max_output_frames: frames.len() as u64,
+        };
+        let stream = self.spawn_decoder(input, temp, plan, &select, outputs, deadline)?;
+        Ok((info, frames, stream))
     }
 
     fn probe_until(
@@ -290,7 +379,7 @@ impl Ffmpeg {
             _ => None,
         };
         let mut args: Vec<OsString> = vec!["-hide_banner".into(), "-v".into(), "error".into()];
-        push_input_args(&mut args, &self.config, temp.as_deref());
+        push_input_args(&mut args, &self.config, temp.as_deref(), input);
         args.extend(
             [
                 "-show_entries",
@@ -341,11 +430,16 @@ impl Ffmpeg {
         Ok((info, temp))
     }
 
+    /// Starts ffmpeg: decoded frames `0..outputs.end_frame` pass the
+    /// `select` expression, are scaled to the plan's size and written as
+    /// raw rgb24.
     fn spawn_decoder(
         &self,
         input: Arc<[u8]>,
         temp: Option<Arc<TempInput>>,
         plan: FramePlan,
+        select: &str,
+        outputs: Outputs,
         deadline: Instant,
     ) -> Result<FrameStream, VideoError> {
         let limits = &self.config.limits;
@@ -365,22 +459,22 @@ impl Ffmpeg {
             "error".into(),
         ];
         if self.config.strict {
-            args.push("-xerror".into());
+            // -xerror stops at the first error ffmpeg reports; explode makes
+            // decoders report what they would otherwise conceal (HEVC
+            // silently outputs a half-decoded last frame of a cut stream).
+            args.extend(["-xerror", "-err_detect", "explode"].map(OsString::from));
         }
         if self.config.threads > 0 {
             args.push("-threads".into());
             args.push(self.config.threads.to_string().into());
         }
-        push_input_args(&mut args, &self.config, temp.as_deref());
-        // trim keeps decoded frames 0..=max_frames; select keeps every nth
-        // plus frame number max_frames, whose arrival means "over the limit".
+        push_input_args(&mut args, &self.config, temp.as_deref(), &input);
+        // trim stops decoding at end_frame; select picks the frames.
         // swscale converts with the area filter and BT.601 coefficients,
         // exactly what the reference's sws_getContext(..., SWS_AREA) does.
         let filter = format!(
-            "trim=end_frame={end},select='not(mod(n\\,{nth}))+eq(n\\,{max})',scale=w={w}:h={h}:flags=area:in_color_matrix=bt601,format=rgb24",
-            end = max_frames.saturating_add(1),
-            nth = plan.every_nth,
-            max = max_frames,
+            "trim=end_frame={end},select='{select}',scale=w={w}:h={h}:flags=area:in_color_matrix=bt601,format=rgb24",
+            end = outputs.end_frame,
             w = plan.width,
             h = plan.height,
         );
@@ -411,13 +505,12 @@ impl Ffmpeg {
             Some(input.clone())
         };
         let child = Supervised::spawn(&self.ffmpeg, &args, feed, limits.memory_bytes, deadline)?;
-        let below_limit = max_frames.div_ceil(plan.every_nth);
         Ok(FrameStream {
             child: Some(child),
             plan,
             frame_len,
             frames_read: 0,
-            max_output_frames: below_limit,
+            max_output_frames: outputs.max_output_frames,
             max_frames,
             moov_after_mdat: mp4_moov_after_mdat(&input),
             _temp: temp,
@@ -504,11 +597,23 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-fn push_input_args(args: &mut Vec<OsString>, config: &FfmpegConfig, temp: Option<&TempInput>) {
+/// Input options: the protocol and demuxer allow-lists, the demuxer itself
+/// for container-less elementary streams (nothing to probe a format from),
+/// and the input (stdin or the private temp file).
+fn push_input_args(
+    args: &mut Vec<OsString>,
+    config: &FfmpegConfig,
+    temp: Option<&TempInput>,
+    input: &[u8],
+) {
     args.push("-protocol_whitelist".into());
     args.push(if temp.is_some() { "file" } else { "pipe" }.into());
     args.push("-format_whitelist".into());
     args.push(config.format_whitelist.clone().into());
+    if let Some(es) = super::elementary_stream(input) {
+        args.push("-f".into());
+        args.push(es.demuxer().into());
+    }
     args.push("-i".into());
     match temp {
         Some(t) => {

@@ -1,0 +1,81 @@
+//! `echotrace bank import` through the real binary: good lines imported,
+//! bad lines reported with line numbers, exit code 1, dry run writes nothing.
+
+use std::process::Command;
+
+use echotrace_engine::{Engine, EngineConfig};
+
+const A: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+const B: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+fn echotrace(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_echotrace"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reports_bad_lines_and_imports_the_rest() {
+    let dir = std::env::temp_dir().join(format!("echotrace-cli-bank-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = format!("sqlite://{}", dir.join("bank.db").display());
+    let csv = dir.join("hashes.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "pdq_hex,labels\n{A},group-a;still\n# comment\nnot-a-hash\n\
+             md5\td41d8cd98f00b204e9800998ecf8427e\tx\nmd5,\n{B}\n"
+        ),
+    )
+    .unwrap();
+    let csv = csv.to_str().unwrap();
+
+    // A missing bank without --create is a fatal error (exit 2).
+    let out = echotrace(&["bank", "import", "--db", &db, "--bank", "dump", csv]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--create"));
+
+    // Dry run: validation only.
+    let out = echotrace(&[
+        "bank",
+        "import",
+        "--db",
+        &db,
+        "--bank",
+        "dump",
+        "--dry-run",
+        csv,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 valid items, 2 bad lines"));
+
+    let out = echotrace(&[
+        "bank", "import", "--db", &db, "--bank", "dump", "--create", "--label", "gifct", csv,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout} {stderr}");
+    assert!(stdout.contains("imported 3 items (3 signals)"), "{stdout}");
+    assert!(stdout.contains("2 bad lines"), "{stdout}");
+    assert!(
+        stderr.contains(&format!("{csv}:4: invalid pdq value")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{csv}:6: missing value")),
+        "{stderr}"
+    );
+
+    let engine = Engine::open(EngineConfig::with_database_url(&db))
+        .await
+        .unwrap();
+    let stats = engine.index_stats().unwrap();
+    assert_eq!((stats.content, stats.pdq, stats.exact), (3, 2, 1));
+    let bank = engine.bank_by_name("dump").await.unwrap();
+    let items = engine.list_content(bank.id, 0, 10).await.unwrap();
+    assert_eq!(items[0].signals[0].value, A);
+    assert_eq!(items[0].labels, vec!["gifct", "group-a", "still"]);
+    engine.store().close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
