@@ -9,7 +9,7 @@
 #
 # SQLite databases go to $LOAD_DIR (default /tmp) and are deleted afterwards.
 # For postgres, start a server first and export its URL, e.g.
-#   ECHOTRACE_PG_PORT=5434 scripts/pg-temp.sh start > /tmp/pg-load.env
+#   ECHOTRACE_PG_FSYNC=on ECHOTRACE_PG_PORT=5434 scripts/pg-temp.sh start > /tmp/pg-load.env
 #   source /tmp/pg-load.env; bench/run_load.sh postgres 1000000
 # (each run uses a fresh database `load_<N>` on that server, dropped after).
 # Knobs: CONCURRENCY (32), RUN_SECONDS (20), IMAGE_SECONDS (20), IMAGE_CONCURRENCY (8), MATCH_SHARE (0.1),

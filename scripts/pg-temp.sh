@@ -4,6 +4,7 @@
 #   eval "$(scripts/pg-temp.sh start)"   # exports ECHOTRACE_TEST_PG_URL, ECHOTRACE_PG_DIR
 #   scripts/pg-temp.sh stop "$ECHOTRACE_PG_DIR"
 # Needs Debian's `postgresql` package (initdb/pg_ctl under /usr/lib/postgresql/*/bin).
+# Runs with fsync=off (test data is throwaway); ECHOTRACE_PG_FSYNC=on for benchmarks.
 set -euo pipefail
 
 pg_bin() {
@@ -29,7 +30,7 @@ start)
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
     as_pg "$bin/initdb" -D "$dir/data" -U echotrace --auth=trust -E UTF8 >/dev/null
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=${ECHOTRACE_PG_FSYNC:-off} -c max_connections=300" start >/dev/null
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U echotrace echotrace_test
     echo "export ECHOTRACE_PG_DIR=$dir"
     echo "export ECHOTRACE_TEST_PG_URL=postgres://echotrace@127.0.0.1:$port/echotrace_test"

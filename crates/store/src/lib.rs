@@ -205,8 +205,8 @@ fn resolve_url(url: &str) -> Result<(Backend, String)> {
         // therefore never binds an `Option<f64>`: the one nullable float
         // (`matches.similarity`) is bound as text and cast in SQL, which
         // keeps PostgreSQL's statement cache usable (without it every
-        // statement is parsed and planned again, which cost ~20 % of
-        // lookup throughput at 10M items in `bench/run_load.sh`).
+        // statement is parsed and planned again: 1.5-1.7x fewer lookups/s
+        // in `bench/run_load.sh`, see docs/BENCHMARKS.md).
         return Ok((Backend::Postgres, url.to_string()));
     }
     let rest = if let Some(r) = url.strip_prefix("sqlite://") {
