@@ -130,7 +130,7 @@ impl TestDb {
 /// two-worker tokio runtime; the database is removed when the body returns.
 /// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`).
 ///
-/// ```ignore
+/// ```text
 /// use echotrace_store::both_backends;
 /// both_backends!(round_trip, conflicts);
 /// async fn round_trip(db: &echotrace_store::testing::TestDb) { /* ... */ }
