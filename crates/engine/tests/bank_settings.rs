@@ -10,28 +10,7 @@ use echotrace_signals::signal::SignalType;
 use echotrace_signals::video::vpdq::{VpdqFeature, VpdqHash};
 use echotrace_store::testing::TestDb;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let db = echotrace_store::testing::TestDb::sqlite();
-                    super::$name(&db).await;
-                    db.cleanup().await.unwrap();
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let Some(db) = echotrace_store::testing::TestDb::postgres().await.unwrap() else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                    db.cleanup().await.unwrap();
-                }
-            }
-        )*
-    };
-}
+use echotrace_store::both_backends;
 
 both_backends!(
     equivalence_lists_are_versioned_per_bank,

@@ -9,28 +9,7 @@ use echotrace_signals::pdq::PdqHash;
 use echotrace_signals::signal::SignalType;
 use echotrace_store::testing::TestDb;
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let db = echotrace_store::testing::TestDb::sqlite();
-                    super::$name(&db).await;
-                    db.cleanup().await.unwrap();
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let Some(db) = echotrace_store::testing::TestDb::postgres().await.unwrap() else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                    db.cleanup().await.unwrap();
-                }
-            }
-        )*
-    };
-}
+use echotrace_store::both_backends;
 
 both_backends!(
     import_writes_batches_visible_everywhere,

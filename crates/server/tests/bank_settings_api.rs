@@ -14,28 +14,7 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let db = echotrace_store::testing::TestDb::sqlite();
-                    super::$name(&db).await;
-                    db.cleanup().await.unwrap();
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let Some(db) = echotrace_store::testing::TestDb::postgres().await.unwrap() else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                    db.cleanup().await.unwrap();
-                }
-            }
-        )*
-    };
-}
+use echotrace_store::both_backends;
 
 both_backends!(bank_settings_over_http);
 
