@@ -367,7 +367,12 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
         return session::csrf_rejection(None);
     }
     let next = safe_next(form.get("next"));
-    let username = form.get("username").unwrap_or("");
+    // No account name is longer than this (see `Engine::create_user`); a
+    // longer one is cut at a char boundary for the throttle and the audit
+    // log (so neither stores attacker-sized strings) and always fails.
+    let raw_username = form.get("username").unwrap_or("");
+    let username = truncate_at_char(raw_username, session::MAX_USERNAME_BYTES);
+    let username_too_long = username.len() < raw_username.len();
     let password = form
         .fields
         .iter()
@@ -377,6 +382,9 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
     // Throttle before checking the password: while locked, even the right
     // password is refused, and the answer is the same for every username.
     if let Some(wait) = st.throttle.retry_after(username, &ip) {
+        if !st.throttle.first_refusal(username, &ip) {
+            return session::throttled_response(wait);
+        }
         let detail = serde_json::json!({"username": username, "ip": ip.to_string(),
                                         "retry_after_secs": wait});
         if let Err(e) = cq::audit_event(
@@ -392,7 +400,12 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
         }
         return session::throttled_response(wait);
     }
-    let user = match cq::verify_login(&st.store, username, password).await {
+    let verified = if username_too_long {
+        Ok(None)
+    } else {
+        cq::verify_login(&st.store, username, password).await
+    };
+    let user = match verified {
         Ok(Some(u)) => {
             st.throttle.record_success(username);
             u
@@ -1409,6 +1422,19 @@ async fn key_revoke(
         Ok(_) => see_other("/ui/keys?msg=revoked"),
         Err(e) => engine_error(Some(&auth.viewer), e),
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char
+/// boundary.
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]

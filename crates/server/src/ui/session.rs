@@ -332,11 +332,33 @@ pub fn csrf_rejection(viewer: Option<&Viewer>) -> Response {
 pub struct LoginThrottle {
     max_failures: usize,
     window: Duration,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+    failures: Mutex<HashMap<String, Failures>>,
+    /// Map size at which the next sweep runs (changed under the mutex): after
+    /// a sweep it doubles past the surviving size, so sweeps cost amortised
+    /// O(1) per failure even when many keys are live.
+    sweep_at: std::sync::atomic::AtomicUsize,
 }
 
-/// Upper bound on tracked keys; beyond it, expired keys are swept.
+/// Failed logins of one username or IP.
+#[derive(Debug, Default)]
+struct Failures {
+    /// The newest failures, at most `max_failures`.
+    times: VecDeque<Instant>,
+    /// When a refusal of this key was last reported (audited), so a locked
+    /// key is audited once per window, not once per hammered attempt.
+    reported: Option<Instant>,
+}
+
+/// Expired keys are swept once this many are tracked.
 const THROTTLE_SWEEP_AT: usize = 10_000;
+
+/// Hard bound on tracked keys: when a sweep cannot get below it (a spray
+/// from very many addresses within one window), the oldest keys are
+/// dropped, so memory stays bounded whatever arrives.
+const THROTTLE_MAX_KEYS: usize = 100_000;
+
+/// Longest username the console accepts (as `Engine::create_user`).
+pub const MAX_USERNAME_BYTES: usize = 100;
 
 impl LoginThrottle {
     /// At most `max_failures` failed logins per username and per IP within
@@ -346,6 +368,7 @@ impl LoginThrottle {
             max_failures,
             window,
             failures: Mutex::new(HashMap::new()),
+            sweep_at: std::sync::atomic::AtomicUsize::new(THROTTLE_SWEEP_AT),
         }
     }
 
@@ -357,7 +380,7 @@ impl LoginThrottle {
         format!("ip:{ip}")
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Instant>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failures>> {
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -371,7 +394,8 @@ impl LoginThrottle {
         let mut map = self.map();
         let mut wait: Option<Duration> = None;
         for key in [Self::user_key(username), Self::ip_key(ip)] {
-            let Some(q) = map.get_mut(&key) else { continue };
+            let Some(f) = map.get_mut(&key) else { continue };
+            let q = &mut f.times;
             while q
                 .front()
                 .is_some_and(|t| now.duration_since(*t) >= self.window)
@@ -397,18 +421,59 @@ impl LoginThrottle {
         }
         let now = Instant::now();
         let mut map = self.map();
-        if map.len() >= THROTTLE_SWEEP_AT {
+        use std::sync::atomic::Ordering::Relaxed;
+        if map.len() >= self.sweep_at.load(Relaxed) {
             let window = self.window;
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+            map.retain(|_, f| {
+                f.times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+            });
+            if map.len() >= THROTTLE_MAX_KEYS {
+                let mut newest: Vec<(Instant, String)> = map
+                    .iter()
+                    .filter_map(|(k, f)| f.times.back().map(|t| (*t, k.clone())))
+                    .collect();
+                newest.sort_unstable();
+                let excess = map.len() - THROTTLE_MAX_KEYS / 2;
+                for (_, k) in newest.into_iter().take(excess) {
+                    map.remove(&k);
+                }
+            }
+            let next = (map.len() * 2).clamp(THROTTLE_SWEEP_AT, THROTTLE_MAX_KEYS);
+            self.sweep_at.store(next, Relaxed);
         }
         for key in [Self::user_key(username), Self::ip_key(ip)] {
-            let q = map.entry(key).or_default();
+            let q = &mut map.entry(key).or_default().times;
             q.push_back(now);
             // Only the newest `max_failures` matter.
             while q.len() > self.max_failures {
                 q.pop_front();
             }
         }
+    }
+
+    /// True when this refusal should be audited: the first refusal of a
+    /// locked username or IP within a window. Later refusals are answered
+    /// (429) but not written, so hammering a locked login cannot grow the
+    /// audit log without bound.
+    pub fn first_refusal(&self, username: &str, ip: &IpAddr) -> bool {
+        let now = Instant::now();
+        let mut map = self.map();
+        let mut first = false;
+        for key in [Self::user_key(username), Self::ip_key(ip)] {
+            let Some(f) = map.get_mut(&key) else { continue };
+            if f.times.len() < self.max_failures {
+                continue;
+            }
+            if f.reported
+                .is_none_or(|t| now.duration_since(t) >= self.window)
+            {
+                f.reported = Some(now);
+                first = true;
+            }
+        }
+        first
     }
 
     /// A successful login clears the username's failures.
@@ -470,6 +535,36 @@ pub fn with_cookies(mut resp: Response, cookies: Vec<HeaderValue>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttle_reports_a_lock_once_and_stays_bounded() {
+        let t = LoginThrottle::new(2, Duration::from_secs(300));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(!t.first_refusal("eve", &ip), "not locked yet");
+        t.record_failure("eve", &ip);
+        t.record_failure("eve", &ip);
+        assert!(t.retry_after("eve", &ip).is_some());
+        assert!(t.first_refusal("eve", &ip));
+        for _ in 0..50 {
+            assert!(!t.first_refusal("eve", &ip), "audited once per window");
+        }
+        // A spray of distinct usernames from distinct addresses within one
+        // window cannot grow the map past its hard bound.
+        for i in 0..(THROTTLE_MAX_KEYS as u32 + 5_000) {
+            let ip = IpAddr::from(std::net::Ipv6Addr::from(u128::from(i) + 1));
+            t.record_failure(&format!("u{i}"), &ip);
+        }
+        assert!(t.map().len() <= THROTTLE_MAX_KEYS + 2, "{}", t.map().len());
+    }
+
+    #[test]
+    fn long_usernames_are_cut_on_a_char_boundary() {
+        assert_eq!(super::super::truncate_at_char("abc", 100), "abc");
+        let long = "é".repeat(80); // 160 bytes
+        let cut = super::super::truncate_at_char(&long, MAX_USERNAME_BYTES);
+        assert_eq!(cut.len(), 100);
+        assert!(long.starts_with(cut));
+    }
 
     #[test]
     fn cookie_parsing() {
