@@ -7,7 +7,7 @@
 //!                    containment estimation error per K; short-text limit.
 //! `text run DIR`   — signature throughput; LSH build/query throughput, per
 //!                    query kind, and containment recall, with and without
-//!                    the containment probe; all on the shared corpus.
+//!                    bin counting vs bands; all on the shared corpus.
 //! Every line of output is one JSON object. `bench/run_text.sh` runs all.
 
 use anyhow::{bail, Context, Result};
@@ -164,6 +164,12 @@ fn sketch(s: &TextSignature) -> MinHashSketch<'_> {
 }
 
 fn run(dir: &Path) -> Result<()> {
+    run_sign(dir)?;
+    run_lsh(dir)
+}
+
+/// Signature throughput.
+fn run_sign(dir: &Path) -> Result<()> {
     let long = read_lines(&dir.join("long.txt"))?;
     // Signature throughput, full pipeline (normalise + shingle + sign).
     for (k, bins) in [(5usize, 128usize), (3, 128), (3, 256)] {
@@ -211,7 +217,11 @@ fn run(dir: &Path) -> Result<()> {
         n as f64 / t.cpu()
     );
 
-    // LSH at 100k documents.
+    Ok(())
+}
+
+/// LSH at 100k documents.
+fn run_lsh(dir: &Path) -> Result<()> {
     let docs = read_lines(&dir.join("docs.txt"))?;
     let h = TextHasher::default();
     let t = Watch::start();
@@ -237,17 +247,21 @@ fn run(dir: &Path) -> Result<()> {
         containment: 2.0,
         min_contained_shingles: u32::MAX,
     };
-    // The index with the size-aware containment probe (default), then
-    // without it, to show what the probe costs and buys.
-    for probe in [true, false] {
+    // The default index (bands for same-size queries, shared-bin counting
+    // for the rest), counting alone, and bands alone (the classic design).
+    for index in ["default", "bins_only", "bands_only"] {
         let t = Watch::start();
-        let mut idx = TextLshIndex::new(h.params().num_bins)?.with_containment_probe(probe)?;
+        let mut idx = match index {
+            "default" => TextLshIndex::new(h.params().num_bins)?,
+            "bins_only" => TextLshIndex::bins_only(h.params().num_bins)?,
+            _ => TextLshIndex::banded(h.params().num_bins, 2)?,
+        };
         for (i, s) in sigs.iter().enumerate() {
             idx.insert(i as u64, sketch(s))?;
         }
         let build_secs = t.cpu();
         println!(
-            "{{\"impl\":\"echotrace\",\"bench\":\"lsh_build\",\"probe\":{probe},\"docs\":{},\"sign_cpu_s\":{sign_secs:.2},\"insert_cpu_s\":{build_secs:.2},\"inserts_per_cpu_s\":{:.0},\"index_mb\":{},\"rss_mb\":{}}}",
+            "{{\"impl\":\"echotrace\",\"bench\":\"lsh_build\",\"index\":\"{index}\",\"docs\":{},\"sign_cpu_s\":{sign_secs:.2},\"insert_cpu_s\":{build_secs:.2},\"inserts_per_cpu_s\":{:.0},\"index_mb\":{},\"rss_mb\":{}}}",
             docs.len(),
             docs.len() as f64 / build_secs,
             idx.memory_bytes() >> 20,
@@ -255,26 +269,62 @@ fn run(dir: &Path) -> Result<()> {
         );
         // The same 3 250-query mix as the datasketch peer, in file order.
         let mut out = Vec::new();
+        // Median of MIX_ROUNDS timed passes of ≥ 1 CPU-s each (the peer
+        // script does the same), so one noisy second does not decide.
         for (name, r) in [("containment_rule", rule), ("jaccard_0.5", jaccard_only)] {
-            let t = Watch::start();
-            let mut total = 0usize;
-            let mut reps = 0;
-            while t.cpu() < 2.0 {
-                for (_, _, q) in &queries {
-                    idx.query_into(sketch(q), &r, &mut out)?;
-                    total += out.len();
+            let mut per_cpu = Vec::new();
+            let mut per_wall = Vec::new();
+            let mut hits = 0usize;
+            for _ in 0..MIX_ROUNDS {
+                let t = Watch::start();
+                let mut total = 0usize;
+                let mut reps = 0;
+                while t.cpu() < 1.0 {
+                    for (_, _, q) in &queries {
+                        idx.query_into(sketch(q), &r, &mut out)?;
+                        total += out.len();
+                    }
+                    reps += 1;
                 }
-                reps += 1;
+                let n = (reps * queries.len()) as f64;
+                per_cpu.push(n / t.cpu());
+                per_wall.push(n / t.wall());
+                hits = total / reps;
             }
-            let n = (reps * queries.len()) as f64;
             println!(
-                "{{\"impl\":\"echotrace\",\"bench\":\"lsh_query\",\"probe\":{probe},\"rule\":\"{name}\",\"docs\":{},\"queries\":{},\"queries_per_cpu_s\":{:.0},\"queries_per_wall_s\":{:.0},\"hits\":{}}}",
+                "{{\"impl\":\"echotrace\",\"bench\":\"lsh_query\",\"index\":\"{index}\",\"rule\":\"{name}\",\"docs\":{},\"queries\":{},\"queries_per_cpu_s\":{:.0},\"queries_per_wall_s\":{:.0},\"rounds_per_cpu_s\":{:?},\"hits\":{hits}}}",
                 docs.len(),
                 queries.len(),
-                n / t.cpu(),
-                n / t.wall(),
-                total / reps
+                median(&mut per_cpu),
+                median(&mut per_wall),
+                per_cpu.iter().map(|x| x.round() as u64).collect::<Vec<_>>(),
             );
+        }
+        // Cost of each kind *inside* the mix (caches as cold as in the mix;
+        // the per-kind loops below rerun a few hundred queries and so run
+        // warmer). Wall clock per query, including ~40 ns of timer calls.
+        {
+            let mut acc: Vec<(String, f64, usize)> = Vec::new();
+            for _ in 0..20 {
+                for (_, kind, q) in &queries {
+                    let t0 = std::time::Instant::now();
+                    idx.query_into(sketch(q), &rule, &mut out)?;
+                    let dt = t0.elapsed().as_secs_f64();
+                    match acc.iter_mut().find(|e| &e.0 == kind) {
+                        Some(e) => {
+                            e.1 += dt;
+                            e.2 += 1;
+                        }
+                        None => acc.push((kind.clone(), dt, 1)),
+                    }
+                }
+            }
+            for (kind, t, n) in acc {
+                println!(
+                    "{{\"impl\":\"echotrace\",\"bench\":\"in_mix\",\"index\":\"{index}\",\"kind\":\"{kind}\",\"us_per_query\":{:.3}}}",
+                    t * 1e6 / n as f64
+                );
+            }
         }
         // Per query kind: speed and recall, LSH vs exhaustive, containment rule.
         for kind in &kinds {
@@ -302,7 +352,7 @@ fn run(dir: &Path) -> Result<()> {
                 }
             }
             println!(
-                "{{\"impl\":\"echotrace\",\"bench\":\"recall\",\"probe\":{probe},\"kind\":\"{kind}\",\"queries\":{},\"queries_per_cpu_s\":{qps:.0},\"recall_lsh\":{:.3},\"recall_exhaustive\":{:.3},\"other_hits\":{false_hits}}}",
+                "{{\"impl\":\"echotrace\",\"bench\":\"recall\",\"index\":\"{index}\",\"kind\":\"{kind}\",\"queries\":{},\"queries_per_cpu_s\":{qps:.0},\"recall_lsh\":{:.3},\"recall_exhaustive\":{:.3},\"other_hits\":{false_hits}}}",
                 sel.len(),
                 found as f64 / sel.len() as f64,
                 found_ex as f64 / sel.len() as f64
@@ -310,6 +360,14 @@ fn run(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Timed passes over the query mix; the median is reported.
+const MIX_ROUNDS: usize = 5;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// CPU time of this thread in seconds (`/proc/thread-self/schedstat`), so
@@ -482,7 +540,8 @@ fn main() -> Result<()> {
     match (args.get(1).map(String::as_str), args.get(2)) {
         (Some("gen"), Some(dir)) => gen(Path::new(dir)),
         (Some("run"), Some(dir)) => run(Path::new(dir)),
+        (Some("lsh"), Some(dir)) => run_lsh(Path::new(dir)),
         (Some("eval"), _) => eval(),
-        _ => bail!("usage: text gen DIR | text run DIR | text eval"),
+        _ => bail!("usage: text gen DIR | text run DIR | text lsh DIR | text eval"),
     }
 }

@@ -466,8 +466,9 @@ pub async fn seed(engine: &crate::Engine, retain_media: bool) -> Result<DemoSumm
             url: Some(format!("https://social.example/p/{}", 1001 + n)),
             uploader_id: Some(format!("user-{}", 40 + (n * 7) % 23)),
         };
+        let bytes = bytes::Bytes::from(bytes);
         let resp = engine
-            .lookup_bytes(&uploader, &bytes, None, context)
+            .lookup_bytes(&uploader, bytes.clone(), None, context)
             .await?;
         summary.uploads += 1;
         summary.matches += resp.matches.len();

@@ -54,7 +54,12 @@
 //!   [`Engine::release_quarantine`], [`Engine::delete_content`].
 //! * Matching: [`Engine::lookup`] ([`LookupRequest`] → [`LookupResponse`]),
 //!   [`Engine::lookup_bytes`], [`Engine::hash_bytes`], [`parse_signals`] for
-//!   `{"pdq": "<hex>", …}` maps.
+//!   `{"pdq": "<hex>", …}` maps. Raw text (typed, a text upload, a PDF's
+//!   text: [`Engine::hash_upload`] → [`HashedUpload`]) goes through
+//!   [`Engine::lookup_text`] / [`Engine::lookup_batch_with_text`] with a
+//!   [`QueryText`], so each bank's text-equivalence list version applies;
+//!   the per-version signing runs on the blocking pool, never on an async
+//!   worker.
 //! * Review: [`Engine::list_matches`], [`Engine::get_match`], [`Engine::decide`].
 //! * Records: [`Engine::audit_log`], [`Engine::list_outbox`].
 //! * Errors: [`EngineError`] with [`EngineError::http_status`] / [`EngineError::code`].
@@ -87,11 +92,14 @@ pub use error::{EngineError, Result};
 pub use flood::FloodGuardConfig;
 pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
-pub use signals::{default_threshold, normalize_signal, normalize_signals, parse_signals};
+pub use signals::{
+    default_threshold, normalize_signal, normalize_signals, parse_signals, HashedUpload, QueryText,
+};
 pub use types::*;
 
 use convert::*;
 use echotrace_signals::signal::SignalType;
+use signals::QueryLists;
 use state::{MatchState, TextVariants};
 
 /// Engine settings.
@@ -110,6 +118,11 @@ pub struct EngineConfig {
     /// isolated child process (`serve` sets the `echotrace` binary itself).
     /// `None` (default): PDFs are refused with a 400.
     pub pdf_extractor: Option<std::path::PathBuf>,
+    /// Largest raw query text, in bytes, that is signed per equivalence-list
+    /// version: one [`Engine::lookup_text`] text, or all raw texts of one
+    /// [`Engine::lookup_batch_with_text`] batch together (over it: 413).
+    /// Default: the hasher's input limit, what one text upload may be.
+    pub max_query_text_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -122,6 +135,10 @@ impl Default for EngineConfig {
             outbox: OutboxConfig::default(),
             decision_undo_delay: Duration::ZERO,
             pdf_extractor: None,
+            max_query_text_bytes: usize::try_from(
+                echotrace_signals::decode::DecodeLimits::default().max_file_bytes,
+            )
+            .unwrap_or(usize::MAX),
         }
     }
 }
@@ -153,18 +170,16 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-/// Hash bytes on tokio's blocking pool: decoding an image or running ffmpeg
-/// over a video must not stall the async workers.
-async fn hash_off_runtime(
-    bytes: Vec<u8>,
-    sampling: signals::VideoSampling,
-    pdf_extractor: Option<std::path::PathBuf>,
-) -> Result<Vec<SignalValue>> {
-    tokio::task::spawn_blocking(move || {
-        signals::hash_bytes_using(&bytes, sampling, pdf_extractor.as_deref(), None)
-    })
-    .await
-    .map_err(|e| EngineError::Internal(format!("hashing task failed: {e}")))?
+/// Run CPU-bound work (decoding, ffmpeg, PDF extraction, text signing) on
+/// tokio's blocking pool, so it never stalls an async worker.
+async fn off_runtime<T, F>(work: F) -> Result<T>
+where
+    F: FnOnce() -> Result<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EngineError::Internal(format!("hashing task failed: {e}")))?
 }
 
 fn lock_err<T>(_: T) -> EngineError {
@@ -508,6 +523,18 @@ impl Engine {
         )
     }
 
+    /// [`Engine::hash_bytes`] for a lookup that is to honour equivalence
+    /// lists: the signals plus the text of a text upload (the bytes
+    /// themselves, not copied) or of a PDF (its extracted page text), to
+    /// hand to [`Engine::lookup_text`]. Blocking, like `hash_bytes`.
+    pub fn hash_upload(&self, bytes: bytes::Bytes) -> Result<HashedUpload> {
+        signals::hash_upload(
+            bytes,
+            signals::VideoSampling::Query,
+            self.inner.config.pdf_extractor.as_deref(),
+        )
+    }
+
     /// Add a content item with its signals to a bank.
     pub async fn add_content(
         &self,
@@ -717,44 +744,148 @@ impl Engine {
 
     // ----- lookup ------------------------------------------------------
 
-    /// Hash bytes, then [`Engine::lookup`].
+    /// Hash bytes (off the async runtime; the upload is moved, not copied),
+    /// then [`Engine::lookup`] — or, when they are text or a PDF,
+    /// [`Engine::lookup_text`] with their text, so banks' equivalence lists
+    /// apply. The hashing and the per-list signing run in one blocking task.
     pub async fn lookup_bytes(
         &self,
         actor: &Actor,
-        bytes: &[u8],
+        bytes: impl Into<bytes::Bytes>,
         banks: Option<Vec<BankId>>,
         context: SubmissionContext,
     ) -> Result<LookupResponse> {
-        let signals = hash_off_runtime(
-            bytes.to_vec(),
-            signals::VideoSampling::Query,
-            self.inner.config.pdf_extractor.clone(),
-        )
+        let bytes = bytes.into();
+        let lists = self.text_lists(banks.as_deref())?;
+        let pdf = self.inner.config.pdf_extractor.clone();
+        let (signals, variants) = off_runtime(move || {
+            let hashed =
+                signals::hash_upload(bytes, signals::VideoSampling::Query, pdf.as_deref())?;
+            let variants = hashed
+                .text
+                .as_ref()
+                .and_then(|t| signals::sign_variants(t.as_str(), &lists));
+            Ok((hashed.signals, variants))
+        })
         .await?;
         let req = LookupRequest {
             signals,
             banks,
             context,
         };
-        match signals::text_of_bytes(bytes) {
-            Some(text) => self.lookup_text(actor, req, text).await,
-            None => self.lookup(actor, req).await,
-        }
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref())?)
+            .await
     }
 
     /// [`Engine::lookup`] for a query whose `text_minhash` signal was made
-    /// from `raw_text` (without a list): the text is also signed under every
-    /// equivalence-list version present among the target banks' text items,
-    /// and each bank item is compared with the query signed under the
-    /// version *it* was signed with. (A ready-made `text_minhash` signal in
-    /// [`Engine::lookup`] cannot be re-normalised and is compared as-is.)
+    /// from `raw_text` (without a list, e.g. by [`Engine::hash_upload`]): the
+    /// text is also signed under every equivalence-list version present
+    /// among the target banks' text items, and each bank item is compared
+    /// with the query signed under the version *it* was signed with. (A
+    /// ready-made `text_minhash` signal in [`Engine::lookup`] cannot be
+    /// re-normalised and is compared as-is.) The signing runs on the
+    /// blocking pool, so a large text never stalls an async worker.
     pub async fn lookup_text(
         &self,
         actor: &Actor,
         req: LookupRequest,
-        raw_text: &str,
+        raw_text: impl Into<QueryText>,
     ) -> Result<LookupResponse> {
-        let prepared = self.prepare_lookup_with_text(actor, req, Some(raw_text))?;
+        let text = raw_text.into();
+        self.check_text_size(text.len())?;
+        let lists = self.text_lists(req.banks.as_deref())?;
+        let variants =
+            off_runtime(move || Ok(signals::sign_variants(text.as_str(), &lists))).await?;
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref())?)
+            .await
+    }
+
+    /// [`Engine::lookup_batch`] where an item may carry raw text instead of
+    /// a ready-made `text_minhash` signal (`POST /v1/lookup/batch` items
+    /// with `"text"`). Each text is signed without a list (that signature
+    /// becomes the item's `text_minhash` signal) and under every list
+    /// version its target banks hold, like [`Engine::lookup_text`]; all
+    /// texts are signed in one blocking task. An item with both raw text and
+    /// a `text_minhash` signal, or with text that has no words, is
+    /// [`EngineError::InvalidInput`] naming `items[i]`, and nothing is
+    /// recorded. The whole batch is recorded in one transaction.
+    pub async fn lookup_batch_with_text(
+        &self,
+        actor: &Actor,
+        items: Vec<(LookupRequest, Option<QueryText>)>,
+    ) -> Result<Vec<LookupResponse>> {
+        let total: usize = items
+            .iter()
+            .filter_map(|(_, t)| t.as_ref().map(QueryText::len))
+            .fold(0, usize::saturating_add);
+        self.check_text_size(total)?;
+        let mut requests = Vec::with_capacity(items.len());
+        let mut texts = Vec::new();
+        for (i, (req, text)) in items.into_iter().enumerate() {
+            if let Some(text) = text {
+                if req
+                    .signals
+                    .iter()
+                    .any(|s| s.signal_type == SignalType::TextMinhash)
+                {
+                    return Err(EngineError::InvalidInput(format!(
+                        "items[{i}]: give raw \"text\" or a text_minhash signal, not both"
+                    )));
+                }
+                texts.push((i, text, self.text_lists(req.banks.as_deref())?));
+            }
+            requests.push(req);
+        }
+        let signed = if texts.is_empty() {
+            Vec::new()
+        } else {
+            off_runtime(move || {
+                texts
+                    .into_iter()
+                    .map(|(i, text, lists)| {
+                        signals::sign_variants(text.as_str(), &lists)
+                            .map(|v| (i, v))
+                            .ok_or_else(|| {
+                                EngineError::InvalidInput(format!(
+                                    "items[{i}]: text has no words to hash"
+                                ))
+                            })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?
+        };
+        let mut variants: Vec<Option<TextVariants>> = vec![None; requests.len()];
+        for (i, v) in signed {
+            if let (Some(req), Some(slot)) = (requests.get_mut(i), variants.get_mut(i)) {
+                req.signals.push(SignalValue {
+                    signal_type: SignalType::TextMinhash,
+                    value: v.base.clone(),
+                });
+                *slot = Some(v);
+            }
+        }
+        let prepared = requests
+            .into_iter()
+            .zip(&variants)
+            .map(|(r, v)| self.prepare_lookup_with(actor, r, v.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        self.record_lookups(prepared).await
+    }
+
+    /// Refuse raw query text over [`EngineConfig::max_query_text_bytes`].
+    fn check_text_size(&self, len: usize) -> Result<()> {
+        let max = self.inner.config.max_query_text_bytes;
+        if len > max {
+            return Err(EngineError::TooLarge(format!(
+                "raw query text is {len} bytes, over the {max}-byte limit"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Record one prepared lookup and answer it.
+    async fn record_one(&self, prepared: recorder::Prepared) -> Result<LookupResponse> {
         self.record_lookups(vec![prepared])
             .await?
             .pop()
@@ -765,11 +896,7 @@ impl Engine {
     /// matches durably, then answer.
     pub async fn lookup(&self, actor: &Actor, req: LookupRequest) -> Result<LookupResponse> {
         // Records go through the group-commit writer (see `recorder`).
-        let prepared = self.prepare_lookup(actor, req)?;
-        self.record_lookups(vec![prepared])
-            .await?
-            .pop()
-            .ok_or_else(|| EngineError::Internal("lookup was not recorded".into()))
+        self.record_one(self.prepare_lookup(actor, req)?).await
     }
 
     /// Flood guard: count the content items a lookup hit; quarantine those
@@ -1177,34 +1304,13 @@ impl Engine {
         }
     }
 
-    /// Sign raw query text once per list version present among the target
-    /// banks' text items. `None` when the text has no words.
-    pub(crate) fn text_variants(
-        &self,
-        text: &str,
-        banks: Option<&[BankId]>,
-    ) -> Result<Option<TextVariants>> {
-        let lists = {
-            let st = self.inner.state.read().map_err(lock_err)?;
-            st.text_query_lists(banks)
-        };
-        let base = signals::sign_text(text, None);
-        if base.set_size == 0 {
-            return Ok(None);
-        }
-        let mut by_version = Vec::with_capacity(lists.len());
-        for (version, list) in lists {
-            let sig = match &list {
-                Some(l) => signals::sign_text(text, Some(l)),
-                None => base.clone(),
-            };
-            let value = sig.to_string();
-            by_version.push((version, sig, value));
-        }
-        Ok(Some(TextVariants {
-            base: base.to_string(),
-            by_version,
-        }))
+    /// The list versions (with their parsed lists, shared) a raw-text query
+    /// against `banks` must be signed under: the state lock is held only to
+    /// copy these out; the signing happens later, off the runtime
+    /// ([`signals::sign_variants`]).
+    fn text_lists(&self, banks: Option<&[BankId]>) -> Result<QueryLists> {
+        let st = self.inner.state.read().map_err(lock_err)?;
+        Ok(st.text_query_lists(banks))
     }
 }
 

@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::convert::match_from_row;
 use crate::error::{EngineError, Result};
 use crate::signals::normalize_signals;
-use crate::state::Candidate;
+use crate::state::{Candidate, TextVariants};
 use crate::types::{
     Actor, BankId, BankKind, ContentId, LookupRequest, LookupResponse, MatchRecord, SignalValue,
     SubmissionContext, SubmissionId,
@@ -237,17 +237,18 @@ pub(crate) struct Prepared {
 impl crate::Engine {
     /// Validate and match one lookup (no writes).
     pub(crate) fn prepare_lookup(&self, actor: &Actor, req: LookupRequest) -> Result<Prepared> {
-        self.prepare_lookup_with_text(actor, req, None)
+        self.prepare_lookup_with(actor, req, None)
     }
 
     /// [`crate::Engine::prepare_lookup`] for a query whose text signal was
-    /// made from `raw_text`: the text is also signed under each bank
-    /// equivalence-list version in play (see `Engine::lookup_text`).
-    pub(crate) fn prepare_lookup_with_text(
+    /// made from raw text that was also signed under each bank
+    /// equivalence-list version in play (`variants`, signed off the runtime
+    /// beforehand; see `Engine::lookup_text`).
+    pub(crate) fn prepare_lookup_with(
         &self,
         actor: &Actor,
         req: LookupRequest,
-        raw_text: Option<&str>,
+        variants: Option<&TextVariants>,
     ) -> Result<Prepared> {
         if req.signals.is_empty() {
             return Err(EngineError::InvalidInput("no signals to look up".into()));
@@ -258,13 +259,9 @@ impl crate::Engine {
             ));
         }
         let query: Vec<SignalValue> = normalize_signals(&req.signals)?;
-        let variants = match raw_text {
-            Some(text) => self.text_variants(text, req.banks.as_deref())?,
-            None => None,
-        };
         let (candidates, bank_names) = {
             let st = self.inner.state.read().map_err(crate::lock_err)?;
-            let c = st.find_with(&query, req.banks.as_deref(), variants.as_ref());
+            let c = st.find_with(&query, req.banks.as_deref(), variants);
             let names: HashMap<BankId, String> = c
                 .iter()
                 .filter_map(|c| st.bank_name(c.bank_id).map(|n| (c.bank_id, n.to_string())))
@@ -338,16 +335,14 @@ impl crate::Engine {
 
     /// Match and record many signal sets in one transaction (`POST
     /// /v1/lookup/batch`). Every request is validated before anything is
-    /// recorded; answers come back in request order.
+    /// recorded; answers come back in request order. Items with raw text:
+    /// [`crate::Engine::lookup_batch_with_text`].
     pub async fn lookup_batch(
         &self,
         actor: &Actor,
         requests: Vec<LookupRequest>,
     ) -> Result<Vec<LookupResponse>> {
-        let prepared = requests
-            .into_iter()
-            .map(|r| self.prepare_lookup(actor, r))
-            .collect::<Result<Vec<_>>>()?;
-        self.record_lookups(prepared).await
+        let items = requests.into_iter().map(|r| (r, None)).collect();
+        self.lookup_batch_with_text(actor, items).await
     }
 }

@@ -17,7 +17,8 @@
 //! its own; it only maps the dispatcher's errors to 4xx/413. PDFs are the
 //! exception: the engine runs the isolated extractor itself
 //! (`EngineConfig::pdf_extractor`, [`hash_bytes_using`]) so that it gets the
-//! page text, signs it under the bank's equivalence list, and tells an
+//! page text, signs it under the bank's equivalence list (a lookup keeps
+//! the text, [`hash_upload`], to sign it per list version), and tells an
 //! extractor failure (500) from a malformed PDF (400) or an oversized one
 //! (413); with no extractor configured a PDF is a 400 "PDF extraction is not
 //! enabled".
@@ -39,6 +40,7 @@ use echotrace_signals::video::vpdq::{VideoHasher, VpdqHash, VpdqOptions};
 use echotrace_signals::video::VideoSetup;
 
 use crate::error::{EngineError, Result};
+use crate::state::TextVariants;
 use crate::types::{SignalValue, Thresholds};
 
 /// Default threshold of a signal type: PDQ 31 (max Hamming distance, from
@@ -289,7 +291,7 @@ pub(crate) fn hash_bytes_using(
     list: Option<&EquivalenceList>,
 ) -> Result<Vec<SignalValue>> {
     if detect_kind(bytes) == Some(ContentKind::Pdf) {
-        return pdf_signals(bytes, pdf_extractor, list);
+        return pdf_signals(bytes, pdf_extractor, list).map(|(signals, _)| signals);
     }
     match list {
         Some(list) => hash_bytes_with_list(bytes, sampling, Some(list)),
@@ -302,11 +304,12 @@ fn max_pdf_bytes() -> u64 {
     echotrace_signals::decode::DecodeLimits::default().max_file_bytes
 }
 
+/// A PDF's signals and its extracted page text.
 fn pdf_signals(
     bytes: &[u8],
     program: Option<&std::path::Path>,
     list: Option<&EquivalenceList>,
-) -> Result<Vec<SignalValue>> {
+) -> Result<(Vec<SignalValue>, String)> {
     let program = program.ok_or_else(|| {
         EngineError::InvalidInput(
             "PDF extraction is not enabled on this server (no isolated extractor configured)"
@@ -354,7 +357,7 @@ fn pdf_signals(
         signal_type: SignalType::Sha256,
         value: d.sha256,
     });
-    Ok(out)
+    Ok((out, extract.text))
 }
 
 fn hash_non_pdf(bytes: &[u8], sampling: VideoSampling) -> Result<Vec<SignalValue>> {
@@ -437,7 +440,7 @@ pub(crate) fn hash_bytes_with_list(
     list: Option<&EquivalenceList>,
 ) -> Result<Vec<SignalValue>> {
     if detect_kind(bytes) == Some(ContentKind::Pdf) {
-        return pdf_signals(bytes, None, list);
+        return pdf_signals(bytes, None, list).map(|(signals, _)| signals);
     }
     let mut out = hash_non_pdf(bytes, sampling)?;
     if let (Some(list), Some(text)) = (list, text_of_bytes(bytes)) {
@@ -471,6 +474,123 @@ pub(crate) fn hash_text_with_list(
         signal_type: SignalType::TextMinhash,
         value: sig.to_string(),
     }])
+}
+
+/// Text a lookup query was made from, kept so the engine can sign it under
+/// each bank's equivalence-list version (see [`crate::Engine::lookup_text`]).
+///
+/// It holds either an owned `String` (typed text, or the text extracted
+/// from a PDF) or the uploaded bytes themselves (a shared [`bytes::Bytes`],
+/// checked to be UTF-8 once), so a text upload is never copied to be kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryText(TextRepr);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TextRepr {
+    Owned(String),
+    Shared(bytes::Bytes),
+}
+
+impl QueryText {
+    /// The bytes as text, `None` unless they are valid UTF-8.
+    pub fn from_utf8(bytes: bytes::Bytes) -> Option<QueryText> {
+        std::str::from_utf8(&bytes).ok()?;
+        Some(QueryText(TextRepr::Shared(bytes)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            TextRepr::Owned(s) => s,
+            // Checked in `from_utf8`, so the fallback is never taken.
+            TextRepr::Shared(b) => std::str::from_utf8(b).unwrap_or_default(),
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_str().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<String> for QueryText {
+    fn from(s: String) -> Self {
+        QueryText(TextRepr::Owned(s))
+    }
+}
+
+impl From<&str> for QueryText {
+    fn from(s: &str) -> Self {
+        QueryText(TextRepr::Owned(s.into()))
+    }
+}
+
+/// An upload hashed for a lookup: its signals and, when it is text or a
+/// PDF, the text its `text_minhash` was signed from (signed without a list),
+/// for [`crate::Engine::lookup_text`].
+#[derive(Clone, Debug)]
+pub struct HashedUpload {
+    pub signals: Vec<SignalValue>,
+    pub text: Option<QueryText>,
+}
+
+/// Bytes → signals for a lookup ([`hash_bytes_using`] without a list), plus
+/// the text of a text upload (the bytes themselves, not copied) or of a PDF
+/// (the extractor's page text). A PDF without words has no text. Blocking.
+pub(crate) fn hash_upload(
+    bytes: bytes::Bytes,
+    sampling: VideoSampling,
+    pdf_extractor: Option<&std::path::Path>,
+) -> Result<HashedUpload> {
+    if detect_kind(&bytes) == Some(ContentKind::Pdf) {
+        let (signals, text) = pdf_signals(&bytes, pdf_extractor, None)?;
+        let has_words = signals
+            .iter()
+            .any(|s| s.signal_type == SignalType::TextMinhash);
+        return Ok(HashedUpload {
+            signals,
+            text: has_words.then(|| QueryText::from(text)),
+        });
+    }
+    let signals = hash_non_pdf(&bytes, sampling)?;
+    let text = if text_of_bytes(&bytes).is_some() {
+        QueryText::from_utf8(bytes)
+    } else {
+        None
+    };
+    Ok(HashedUpload { signals, text })
+}
+
+/// The equivalence lists a raw-text query must be signed under (version,
+/// list; `None` = no list), from `MatchState::text_query_lists`.
+pub(crate) type QueryLists = Vec<(Option<i64>, Option<std::sync::Arc<EquivalenceList>>)>;
+
+/// Sign raw query text once per list version in `lists` (the CPU work of a
+/// list-aware text lookup; blocking, run it off the async runtime). `None`
+/// when the text has no words.
+pub(crate) fn sign_variants(text: &str, lists: &QueryLists) -> Option<TextVariants> {
+    let base = sign_text(text, None);
+    if base.set_size == 0 {
+        return None;
+    }
+    let by_version = lists
+        .iter()
+        .map(|(version, list)| {
+            let sig = match list {
+                Some(l) => sign_text(text, Some(l)),
+                None => base.clone(),
+            };
+            let value = sig.to_string();
+            (*version, sig, value)
+        })
+        .collect();
+    Some(TextVariants {
+        base: base.to_string(),
+        by_version,
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use echotrace_store::both_backends;
 
 both_backends!(
     equivalence_lists_are_versioned_per_bank,
+    equivalence_lists_apply_to_bytes_and_batches,
     vpdq_share_thresholds_are_per_bank,
 );
 
@@ -83,13 +84,7 @@ async fn lookup_text(e: &Engine, text: &str) -> Vec<(BankId, ContentId)> {
         )
         .await
         .unwrap();
-    let mut hits: Vec<_> = r
-        .matches
-        .iter()
-        .map(|m| (m.bank_id, m.content_id))
-        .collect();
-    hits.sort_unstable();
-    hits
+    hits_of(&r)
 }
 
 async fn equivalence_lists_are_versioned_per_bank(db: &TestDb) {
@@ -323,6 +318,242 @@ async fn equivalence_lists_are_versioned_per_bank(db: &TestDb) {
     // Deleting the bank drops its list versions with it.
     e.delete_bank(&admin(), listed.id).await.unwrap();
     assert!(lookup_text(&e, "report on isis").await.is_empty());
+}
+
+/// Sorted (bank, content) pairs of a response's block matches.
+fn hits_of(r: &LookupResponse) -> Vec<(BankId, ContentId)> {
+    let mut hits: Vec<_> = r
+        .matches
+        .iter()
+        .map(|m| (m.bank_id, m.content_id))
+        .collect();
+    hits.sort_unstable();
+    hits
+}
+
+fn request(signals: Vec<SignalValue>, banks: Option<Vec<BankId>>) -> LookupRequest {
+    LookupRequest {
+        signals,
+        banks,
+        context: SubmissionContext::default(),
+    }
+}
+
+/// Lookups by bytes and by batch with raw text honour the lists too (PDF
+/// bytes: `crates/server/tests/pdf_api.rs`, which can run the extractor).
+async fn equivalence_lists_apply_to_bytes_and_batches(db: &TestDb) {
+    let e = Engine::open(config(db)).await.unwrap();
+    let listed = new_bank(&e, "listed", Thresholds::default(), Some("daesh = isis")).await;
+    let plain = new_bank(&e, "plain", Thresholds::default(), None).await;
+    let a_listed = add_text(&e, &listed, "statement by daesh").await;
+    let a_plain = add_text(&e, &plain, "statement by daesh").await;
+    let actor = Actor::key(1);
+
+    // Text bytes: the list maps isis to daesh (its first term) in the
+    // listed bank only (the plain bank, same item, no list, is the
+    // control). Queries say the non-canonical "isis": their plain signature
+    // differs from the stored one, so only list-aware signing matches.
+    let r = e
+        .lookup_bytes(&actor, &b"Statement by ISIS"[..], None, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(hits_of(&r), vec![(listed.id, a_listed)], "{r:?}");
+    let r = e
+        .lookup_bytes(&actor, &b"statement by daesh"[..], None, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        hits_of(&r),
+        vec![(listed.id, a_listed), (plain.id, a_plain)]
+    );
+    // The bank filter decides which lists are in play.
+    let r = e
+        .lookup_bytes(
+            &actor,
+            b"statement by isis".to_vec(),
+            Some(vec![plain.id]),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert!(r.matches.is_empty(), "{r:?}");
+    // hash_upload hands back the text with its plain signature.
+    let up = e
+        .hash_upload(bytes::Bytes::from_static(b"statement by isis"))
+        .unwrap();
+    assert_eq!(
+        up.text.as_ref().map(QueryText::as_str),
+        Some("statement by isis")
+    );
+    let plain_sig = e.hash_bytes(b"statement by isis").unwrap();
+    assert_eq!(up.signals, plain_sig);
+    let png = e.hash_upload(bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n"));
+    assert!(png.is_err(), "a truncated PNG is refused");
+
+    // A batch: raw text alone, raw text next to another signal type, raw
+    // text limited to the plain bank, and ready-made signals only.
+    let md5 = SignalValue {
+        signal_type: SignalType::Md5,
+        value: "0".repeat(32),
+    };
+    // A ready-made signature of the isis text is compared as-is: no list,
+    // no match.
+    let ready: Vec<SignalValue> = plain_sig
+        .iter()
+        .filter(|s| s.signal_type == SignalType::TextMinhash)
+        .cloned()
+        .collect();
+    let items = vec![
+        (
+            request(vec![], None),
+            Some(QueryText::from("statement by isis")),
+        ),
+        (
+            request(vec![md5.clone()], None),
+            Some("Statement by DAESH!".into()),
+        ),
+        (
+            request(vec![], Some(vec![plain.id])),
+            Some(QueryText::from("statement by isis")),
+        ),
+        (request(ready.clone(), None), None),
+        (
+            request(vec![], None),
+            Some(QueryText::from("weather report today")),
+        ),
+    ];
+    let before = e.list_matches(MatchFilter::default()).await.unwrap().len();
+    let results = e.lookup_batch_with_text(&actor, items).await.unwrap();
+    assert_eq!(results.len(), 5);
+    assert_eq!(hits_of(&results[0]), vec![(listed.id, a_listed)]);
+    assert_eq!(
+        hits_of(&results[1]),
+        vec![(listed.id, a_listed), (plain.id, a_plain)]
+    );
+    assert!(results[2].matches.is_empty(), "{:?}", results[2]);
+    assert!(results[3].matches.is_empty(), "{:?}", results[3]);
+    assert!(results[4].matches.is_empty(), "{:?}", results[4]);
+    let mut ids: Vec<_> = results.iter().map(|r| r.submission_id).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "one submission per item");
+    assert_eq!(results[0].matches[0].signal_type, SignalType::TextMinhash);
+    let after = e.list_matches(MatchFilter::default()).await.unwrap().len();
+    assert_eq!(after - before, 3);
+
+    // Invalid combinations are refused whole: nothing is recorded.
+    let bad = [
+        vec![
+            (
+                request(vec![], None),
+                Some(QueryText::from("statement by isis")),
+            ),
+            (
+                request(ready.clone(), None),
+                Some(QueryText::from("statement by isis")),
+            ),
+        ],
+        vec![
+            (
+                request(vec![], None),
+                Some(QueryText::from("statement by isis")),
+            ),
+            (request(vec![], None), Some(QueryText::from("!!! ???"))),
+        ],
+    ];
+    for (n, items) in bad.into_iter().enumerate() {
+        let err = e.lookup_batch_with_text(&actor, items).await.unwrap_err();
+        assert_eq!(err.http_status(), 400, "{n}: {err}");
+        assert!(err.to_string().contains("items[1]"), "{n}: {err}");
+    }
+    assert_eq!(
+        e.list_matches(MatchFilter::default()).await.unwrap().len(),
+        after
+    );
+
+    // Raw query text is bounded: per lookup and per batch in total.
+    let small = Engine::open(EngineConfig {
+        max_query_text_bytes: 40,
+        ..config(db)
+    })
+    .await
+    .unwrap();
+    let text = "statement by isis and some more words";
+    assert!(text.len() <= 40);
+    let two = vec![
+        (request(vec![], None), Some(QueryText::from(text))),
+        (request(vec![], None), Some(QueryText::from(text))),
+    ];
+    let err = small.lookup_batch_with_text(&actor, two).await.unwrap_err();
+    assert_eq!(err.http_status(), 413, "{err}");
+    let one = small
+        .lookup_batch_with_text(&actor, vec![(request(vec![], None), Some(text.into()))])
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1, "one text at the limit is accepted");
+    let long = "statement by isis ".repeat(3);
+    let err = small
+        .lookup_text(
+            &actor,
+            request(e.hash_bytes(long.as_bytes()).unwrap(), None),
+            long,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), 413, "{err}");
+}
+
+/// Signing a large raw text under every list version happens on the
+/// blocking pool: on a single-threaded runtime, another task keeps running
+/// while `lookup_text` signs (the old code stalled it for the whole
+/// signing). SQLite only: this is about the runtime, not the store.
+#[tokio::test(flavor = "current_thread")]
+async fn list_signing_does_not_stall_the_runtime() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    let db = TestDb::sqlite();
+    let e = Engine::open(config(&db)).await.unwrap();
+    let listed = new_bank(&e, "listed", Thresholds::default(), Some("daesh = isis")).await;
+    let plain = new_bank(&e, "plain", Thresholds::default(), None).await;
+    add_text(&e, &listed, "statement by isis").await;
+    add_text(&e, &plain, "statement by isis").await;
+    // Distinct words, so every shingle is new work for the signer.
+    let text: String = (0..1_600_000u32)
+        .map(|i| format!("w{:x} ", i.wrapping_mul(2_654_435_761)))
+        .collect();
+    let started = Instant::now();
+    let signals = e.hash_bytes(text.as_bytes()).unwrap();
+    let one_signing = started.elapsed();
+
+    let max_gap = Arc::new(Mutex::new(Duration::ZERO));
+    let gap = max_gap.clone();
+    let ticker = tokio::spawn(async move {
+        let mut last = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let now = Instant::now();
+            let mut g = gap.lock().unwrap();
+            *g = (*g).max(now - last);
+            last = now;
+        }
+    });
+    tokio::task::yield_now().await;
+    let started = Instant::now();
+    let r = e
+        .lookup_text(&Actor::key(1), request(signals, None), text)
+        .await
+        .unwrap();
+    let lookup = started.elapsed();
+    ticker.abort();
+    assert!(r.matches.is_empty());
+    let max_gap = *max_gap.lock().unwrap();
+    println!("one signing {one_signing:?}, lookup {lookup:?}, longest runtime stall {max_gap:?}");
+    // The lookup signs twice (no list, the listed bank's version); on the
+    // runtime thread that stalled the ticker for about twice one signing.
+    assert!(
+        max_gap < one_signing / 2,
+        "runtime stalled {max_gap:?} (one signing takes {one_signing:?})"
+    );
+    db.cleanup().await.unwrap();
 }
 
 /// A deterministic pseudo-random PDQ hash.

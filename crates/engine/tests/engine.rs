@@ -961,7 +961,7 @@ async fn image_bytes_round_trip(db: &TestDb) {
         "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
     );
     let r = e
-        .lookup_bytes(&Actor::key(1), &orig, None, SubmissionContext::default())
+        .lookup_bytes(&Actor::key(1), orig, None, SubmissionContext::default())
         .await
         .unwrap();
     let mut got: Vec<(SignalType, Option<i64>)> = r
@@ -989,7 +989,7 @@ async fn image_bytes_round_trip(db: &TestDb) {
                 .unwrap(),
             );
     let r = e
-        .lookup_bytes(&Actor::key(1), &edit, None, SubmissionContext::default())
+        .lookup_bytes(&Actor::key(1), edit, None, SubmissionContext::default())
         .await
         .unwrap();
     assert_eq!(r.matches.len(), 1);
@@ -999,7 +999,7 @@ async fn image_bytes_round_trip(db: &TestDb) {
     let err = e
         .lookup_bytes(
             &Actor::key(1),
-            &[0x89, b'P', b'N', b'G', 0, 0],
+            vec![0x89, b'P', b'N', b'G', 0, 0],
             None,
             Default::default(),
         )

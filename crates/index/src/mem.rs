@@ -40,6 +40,19 @@ pub(crate) fn huge_with_capacity<T>(n: usize) -> Vec<T> {
     v
 }
 
+/// Makes room for `additional` more elements, growing by doubling into a
+/// fresh huge-page-advised allocation (a plain `Vec` growth would lose the
+/// advice on every reallocation).
+pub(crate) fn reserve_huge<T: Copy>(v: &mut Vec<T>, additional: usize) {
+    let needed = v.len().saturating_add(additional);
+    if v.capacity() >= needed {
+        return;
+    }
+    let mut grown = huge_with_capacity(needed.max(v.capacity().saturating_mul(2)));
+    grown.extend_from_slice(v);
+    *v = grown;
+}
+
 /// A zero-filled `Vec` of `n` elements, with huge pages advised before the
 /// pages are touched.
 pub(crate) fn huge_zeroed<T: Copy + Default>(n: usize) -> Vec<T> {

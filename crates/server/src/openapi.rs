@@ -107,7 +107,7 @@ pub const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
         "post",
         "/v1/lookup/batch",
         "Matching",
-        "Match up to 1,000 signal sets",
+        "Match up to 1,000 signal sets and/or raw texts",
         "matcher",
     ),
     (
@@ -191,7 +191,7 @@ pub const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
         "get",
         "/m/lookup",
         "HMA compatibility",
-        "HMA: look up one signal",
+        "HMA: look up one signal (signal_type=text: raw text)",
         "matcher",
     ),
     (
@@ -274,6 +274,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
             "application/json": {"schema": item},
             "multipart/form-data": {"schema": multipart}
         }),
+        "/v1/lookup/batch" => json!({
+            "application/json": {"schema": {"$ref": "#/components/schemas/BatchLookup"}}
+        }),
         "/v1/banks" | "/v1/banks/{name}" => json!({
             "application/json": {"schema": {"$ref": "#/components/schemas/BankSettings"}}
         }),
@@ -345,6 +348,26 @@ pub fn document() -> Value {
                                             \"\" removes the list. A ready-made text_minhash \
                                             lookup is compared as-is."}
                     }},
+                "BatchLookup": {"type": "object", "required": ["items"], "properties": {
+                    "items": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+                        "type": "object",
+                        "description": "signals, text, or both. Raw text is signed without a \
+                                        list (its text_minhash) and under each target bank's \
+                                        text_equivalences version, like /v1/lookup text; it \
+                                        may go with other signal types but not with a \
+                                        text_minhash in signals (400). Empty text: 400. All \
+                                        raw text of a batch together is bounded like one text \
+                                        lookup (64 MiB by default; over it 413). The batch is \
+                                        validated whole, then recorded in one transaction.",
+                        "properties": {
+                            "signals": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "text": {"type": "string"},
+                            "banks": {"type": "array", "items": {"type": "string"}},
+                            "context": {"$ref": "#/components/schemas/LookupContext"}
+                        }}}}},
+                "LookupContext": {"type": "object", "properties": {
+                    "content_id": {"type": "string"}, "url": {"type": "string"},
+                    "uploader_id": {"type": "string"}}},
                 "Item": {"type": "object", "description": "Exactly one of text, signals, url.",
                     "properties": {
                         "text": {"type": "string"},
@@ -354,9 +377,7 @@ pub fn document() -> Value {
                         "labels": {"type": "array", "items": {"type": "string"}},
                         "note": {"type": "string"},
                         "banks": {"type": "array", "items": {"type": "string"}},
-                        "context": {"type": "object", "properties": {
-                            "content_id": {"type": "string"}, "url": {"type": "string"},
-                            "uploader_id": {"type": "string"}}}
+                        "context": {"$ref": "#/components/schemas/LookupContext"}
                     }}
             }
         }

@@ -8,6 +8,11 @@
 //! disabled content; HMA's `metadata` field is accepted and ignored; signal
 //! type names follow echotrace's wire names (`pdq`, `md5`, ...), and HMA's
 //! aliases (`video_md5`, `photo_md5`) are accepted on input.
+//!
+//! Raw text — HMA's `text` signal type in `GET /m/lookup` and
+//! `/m/raw_lookup`, a text file or a PDF uploaded to `POST /m/lookup` — is
+//! looked up like `/v1/lookup` text: signed under each target bank's
+//! text-equivalence list version (`Engine::lookup_text`).
 
 use std::collections::BTreeMap;
 
@@ -17,13 +22,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use echotrace_engine::{
-    BankKind, ContentSource, EngineError, LookupRequest, MatchRecord, NewBank, NewContent,
-    Operation, SignalValue, SubmissionContext, Thresholds,
+    BankKind, ContentSource, EngineError, HashedUpload, LookupRequest, MatchRecord, NewBank,
+    NewContent, Operation, SignalValue, SubmissionContext, Thresholds,
 };
+use echotrace_signals::signal::SignalType;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{bank_ids, item_signals};
+use super::{bank_ids, item_query, item_signals};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Item, ItemInput};
@@ -68,24 +74,25 @@ fn by_bank<'a>(matches: impl Iterator<Item = &'a MatchRecord>) -> Map<String, Va
     out.into_iter().map(|(k, v)| (k, Value::Array(v))).collect()
 }
 
+/// Look up signals (with the raw text they came from, if any, so banks'
+/// equivalence lists apply); the block matches.
 async fn run_lookup(
     state: &AppState,
     caller: &Caller,
-    signals: Vec<SignalValue>,
+    query: HashedUpload,
     banks: Option<String>,
 ) -> Result<Vec<MatchRecord>, ApiError> {
     let banks = bank_ids(state, split_banks(banks)).await?;
-    let resp = state
-        .engine()?
-        .lookup(
-            &caller.actor(),
-            LookupRequest {
-                signals,
-                banks,
-                context: SubmissionContext::default(),
-            },
-        )
-        .await?;
+    let engine = state.engine()?;
+    let req = LookupRequest {
+        signals: query.signals,
+        banks,
+        context: SubmissionContext::default(),
+    };
+    let resp = match query.text {
+        Some(text) => engine.lookup_text(&caller.actor(), req, text).await?,
+        None => engine.lookup(&caller.actor(), req).await?,
+    };
     Ok(resp.matches)
 }
 
@@ -98,21 +105,38 @@ struct LookupQuery {
     seed: Option<String>,
 }
 
-fn one_signal(
+/// HMA's raw-text signal type (python-threatexchange's `TextSignal`).
+const HMA_TEXT: &str = "text";
+
+/// The query of a `signal_type` + `signal` pair. HMA's `text` type carries
+/// raw text: it is signed on the hashing pool (its `text_minhash` only, not
+/// the digests of the string) and kept for the list-aware lookup.
+async fn one_signal(
+    state: &AppState,
     signal_type: Option<String>,
     signal: Option<String>,
-) -> Result<SignalValue, ApiError> {
+) -> Result<HashedUpload, ApiError> {
     let (Some(t), Some(v)) = (signal_type, signal) else {
         return Err(ApiError::bad_request(
             "both signal and signal_type are required",
         ));
     };
+    if t.trim().eq_ignore_ascii_case(HMA_TEXT) {
+        let mut query = item_query(state, ItemInput::Text(v)).await?;
+        query
+            .signals
+            .retain(|s| s.signal_type == SignalType::TextMinhash);
+        return Ok(query);
+    }
     let t = t
         .parse()
         .map_err(|e: echotrace_signals::signal::UnknownSignalType| {
             ApiError::bad_request(e.to_string())
         })?;
-    echotrace_engine::normalize_signal(t, &v).map_err(ApiError::from)
+    Ok(HashedUpload {
+        signals: vec![echotrace_engine::normalize_signal(t, &v)?],
+        text: None,
+    })
 }
 
 async fn lookup_get(
@@ -121,8 +145,8 @@ async fn lookup_get(
     ApiQuery(q): ApiQuery<LookupQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Operation::Lookup)?;
-    let signal = one_signal(q.signal_type, q.signal)?;
-    let matches = run_lookup(&state, &caller, vec![signal], q.banks).await?;
+    let query = one_signal(&state, q.signal_type, q.signal).await?;
+    let matches = run_lookup(&state, &caller, query, q.banks).await?;
     Ok(Json(Value::Object(by_bank(matches.iter()))))
 }
 
@@ -147,9 +171,9 @@ async fn lookup_post(
             "Missing multipart/form-data file upload",
         ));
     }
-    let signals = item_signals(&state, item.input).await?;
-    let types: Vec<_> = signals.iter().map(|s| s.signal_type).collect();
-    let matches = run_lookup(&state, &caller, signals, q.banks).await?;
+    let query = item_query(&state, item.input).await?;
+    let types: Vec<_> = query.signals.iter().map(|s| s.signal_type).collect();
+    let matches = run_lookup(&state, &caller, query, q.banks).await?;
     let mut out = Map::new();
     for t in types {
         out.insert(
@@ -174,12 +198,12 @@ async fn raw_lookup(
     ApiQuery(q): ApiQuery<RawQuery>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Operation::Lookup)?;
-    let signal = one_signal(q.signal_type, q.signal)?;
+    let query = one_signal(&state, q.signal_type, q.signal).await?;
     let with_distance = q
         .include_distance
         .as_deref()
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-    let matches = run_lookup(&state, &caller, vec![signal], q.banks).await?;
+    let matches = run_lookup(&state, &caller, query, q.banks).await?;
     let list: Vec<Value> = matches
         .iter()
         .map(|m| {

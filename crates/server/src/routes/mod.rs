@@ -6,11 +6,12 @@
 mod hma;
 mod v1;
 
+use axum::body::Bytes;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use echotrace_engine::{Bank, SignalValue};
+use echotrace_engine::{Bank, HashedUpload, SignalValue};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
@@ -120,34 +121,44 @@ pub(crate) async fn item_signals(
     state: &AppState,
     input: ItemInput,
 ) -> Result<Vec<SignalValue>, ApiError> {
+    item_query(state, input).await.map(|h| h.signals)
+}
+
+/// [`item_signals`], also keeping the text of a text, text-file or PDF
+/// input (moved, not copied), so a lookup can sign it under each bank's
+/// text-equivalence list (`Engine::lookup_text`).
+pub(crate) async fn item_query(
+    state: &AppState,
+    input: ItemInput,
+) -> Result<HashedUpload, ApiError> {
     let engine = state.engine()?.clone();
-    match input {
-        ItemInput::Signals(map) => echotrace_engine::parse_signals(&map).map_err(ApiError::from),
+    let bytes = match input {
+        ItemInput::Signals(map) => {
+            return Ok(HashedUpload {
+                signals: echotrace_engine::parse_signals(&map)?,
+                text: None,
+            })
+        }
         ItemInput::File(bytes) => {
             if bytes.is_empty() {
                 return Err(ApiError::bad_request("the uploaded file is empty"));
             }
-            state
-                .hash_job(move || engine.hash_bytes(&bytes).map_err(ApiError::from))
-                .await
+            bytes
         }
         ItemInput::Text(text) => {
             if text.trim().is_empty() {
                 return Err(ApiError::bad_request("\"text\" is empty"));
             }
-            state
-                .hash_job(move || engine.hash_bytes(text.as_bytes()).map_err(ApiError::from))
-                .await
+            Bytes::from(text)
         }
-        ItemInput::Url(url) => {
-            let bytes = crate::fetch::fetch(&url, &state.config().fetch)
-                .await
-                .map_err(fetch_error)?;
-            state
-                .hash_job(move || engine.hash_bytes(&bytes).map_err(ApiError::from))
-                .await
-        }
-    }
+        ItemInput::Url(url) => crate::fetch::fetch(&url, &state.config().fetch)
+            .await
+            .map_err(fetch_error)?
+            .into(),
+    };
+    state
+        .hash_job(move || engine.hash_upload(bytes).map_err(ApiError::from))
+        .await
 }
 
 fn fetch_error(e: crate::fetch::FetchError) -> ApiError {

@@ -8,14 +8,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use echotrace_engine::{
-    BankKind, BankUpdate, ContentSource, ContentUpdate, LookupRequest, MatchFilter, MatchStatus,
-    NewBank, NewContent, Operation, Role, SignalValue, SubmissionContext, Thresholds, Verdict,
+    BankKind, BankUpdate, ContentSource, ContentUpdate, HashedUpload, LookupRequest, MatchFilter,
+    MatchStatus, NewBank, NewContent, Operation, QueryText, Role, SignalValue, SubmissionContext,
+    Thresholds, Verdict,
 };
 use echotrace_signals::signal::SignalType;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bank_ids, item_signals, page_limit, signals_json};
+use super::{bank_ids, item_query, item_signals, page_limit, signals_json};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Item, ItemInput, LookupContext};
@@ -375,14 +376,10 @@ async fn lookup(
         _ => None,
     };
     let banks = bank_ids(&state, item.banks).await?;
-    // Raw text is kept so the engine can sign it under each bank's
+    // The text of typed text, a text file or a PDF comes back with the
+    // signals, so the engine can sign it under each bank's
     // text-equivalence list version; ready-made signals are compared as-is.
-    let raw_text = match &item.input {
-        ItemInput::Text(t) => Some(t.clone()),
-        ItemInput::File(b) if is_text(b) => std::str::from_utf8(b).ok().map(str::to_string),
-        _ => None,
-    };
-    let signals = item_signals(&state, item.input).await?;
+    let HashedUpload { signals, text } = item_query(&state, item.input).await?;
     let started = Instant::now();
     let engine = state.engine()?;
     let req = LookupRequest {
@@ -390,7 +387,7 @@ async fn lookup(
         banks,
         context: context(item.context),
     };
-    let resp = match &raw_text {
+    let resp = match text {
         Some(text) => engine.lookup_text(&caller.actor(), req, text).await?,
         None => engine.lookup(&caller.actor(), req).await?,
     };
@@ -413,13 +410,47 @@ async fn lookup(
     Ok(Json(out))
 }
 
+/// One signal set of a batch: ready-made `signals`, raw `text`, or both
+/// (text with other signal types, e.g. a post's text and its image's pdq);
+/// `text` and a `text_minhash` in `signals` together are a 400.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchItem {
-    signals: serde_json::Map<String, Value>,
+    signals: Option<serde_json::Map<String, Value>>,
+    /// Raw text, signed by the engine under each target bank's
+    /// text-equivalence list version (like a `/v1/lookup` with `text`).
+    text: Option<String>,
     banks: Option<Vec<String>>,
     #[serde(default)]
     context: LookupContext,
+}
+
+/// A batch item's signals and raw text, checked: something to look up, a
+/// non-blank text, not both `text` and a `text_minhash` signal.
+fn batch_item_query(
+    signals: Option<serde_json::Map<String, Value>>,
+    text: Option<String>,
+) -> Result<(Vec<SignalValue>, Option<QueryText>), ApiError> {
+    let signals = match signals.filter(|m| !m.is_empty()) {
+        Some(map) => echotrace_engine::parse_signals(&map)?,
+        None if text.is_some() => Vec::new(),
+        None => return Err(ApiError::bad_request("give \"signals\", \"text\" or both")),
+    };
+    let Some(text) = text else {
+        return Ok((signals, None));
+    };
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request("\"text\" is empty"));
+    }
+    if signals
+        .iter()
+        .any(|s| s.signal_type == SignalType::TextMinhash)
+    {
+        return Err(ApiError::bad_request(
+            "give raw \"text\" or a text_minhash signal, not both",
+        ));
+    }
+    Ok((signals, Some(QueryText::from(text))))
 }
 
 #[derive(Deserialize)]
@@ -440,22 +471,25 @@ async fn lookup_batch(
         )));
     }
     // Validate everything before recording anything.
-    let mut requests = Vec::with_capacity(batch.items.len());
+    let mut items = Vec::with_capacity(batch.items.len());
     for (i, item) in batch.items.into_iter().enumerate() {
-        let signals = echotrace_engine::parse_signals(&item.signals)
-            .map_err(|e| ApiError::from(e).with_prefix(&format!("items[{i}]: ")))?;
+        let (signals, text) = batch_item_query(item.signals, item.text)
+            .map_err(|e| e.with_prefix(&format!("items[{i}]: ")))?;
         let banks = bank_ids(&state, item.banks).await?;
-        requests.push(LookupRequest {
+        let req = LookupRequest {
             signals,
             banks,
             context: context(item.context),
-        });
+        };
+        items.push((req, text));
     }
     let engine = state.engine()?;
     let actor = caller.actor();
-    // The whole batch is recorded in one transaction.
+    // Raw texts are signed per list version (bounded in total by the
+    // engine's `max_query_text_bytes`: 413), and the whole batch is
+    // recorded in one transaction.
     let started = Instant::now();
-    let results = engine.lookup_batch(&actor, requests).await?;
+    let results = engine.lookup_batch_with_text(&actor, items).await?;
     let per_item = started.elapsed() / u32::try_from(results.len().max(1)).unwrap_or(u32::MAX);
     for resp in &results {
         state
