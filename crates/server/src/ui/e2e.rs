@@ -1160,3 +1160,86 @@ async fn no_frame_thumbnails_without_retention_or_ffmpeg() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
     assert!(page.contains("ffmpeg is not installed"));
 }
+
+// ----- match debugger with text-equivalence lists -----------------------------
+
+/// Pasted text and an uploaded text file are hashed off the async runtime
+/// and re-signed under each bank's equivalence list: with `daesh = isis`,
+/// "isis" text finds an item saying "daesh" in the bank with the list and
+/// not in an otherwise identical bank without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debugger_resigns_pasted_text_under_bank_lists() {
+    let (ts, engine) = start_console(crate::ui::UiConfig::default()).await;
+    let cli = Actor::cli();
+    engine
+        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    // Every shingle holds the term, so without the list nothing is shared.
+    let item = "daesh claimed daesh attack daesh statement daesh online daesh \
+                media daesh town daesh road daesh bridge";
+    for (name, list) in [("with-list", Some("daesh = isis")), ("no-list", None)] {
+        let bank = engine
+            .create_bank(
+                &cli,
+                NewBank {
+                    name: name.into(),
+                    kind: BankKind::Block,
+                    description: String::new(),
+                    thresholds: Thresholds::default(),
+                    text_equivalences: list.map(str::to_string),
+                },
+            )
+            .await
+            .unwrap();
+        engine
+            .add_content(
+                &cli,
+                bank.id,
+                NewContent {
+                    source: ContentSource::Text(item.into()),
+                    labels: vec![],
+                    note: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let (sid, token) = ts.login("admin", "admin-password-1").await;
+    let query = item.replace("daesh", "isis");
+    let r = ts
+        .post(
+            "/ui/debug",
+            &sid,
+            &[("csrf", token.as_str()), ("text", query.as_str())],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(row_matches(&page, "with-list"), "{page}");
+    assert!(!row_matches(&page, "no-list"), "{page}");
+    // The unchanged text matches in both banks (control).
+    let r = ts
+        .post(
+            "/ui/debug",
+            &sid,
+            &[("csrf", token.as_str()), ("text", item)],
+        )
+        .await;
+    let page = r.text().await.unwrap();
+    assert!(row_matches(&page, "with-list"), "{page}");
+    assert!(row_matches(&page, "no-list"), "{page}");
+    // Nothing to look up is a 400 with the form shown again.
+    let r = ts
+        .post("/ui/debug", &sid, &[("csrf", token.as_str())])
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// Whether the debugger's row for `bank` says the item matched.
+fn row_matches(page: &str, bank: &str) -> bool {
+    page.split(&format!(">{bank}</a>"))
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .is_some_and(|row| row.contains("<span class=\"why-ok\">match</span>"))
+}

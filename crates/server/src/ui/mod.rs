@@ -46,8 +46,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use echotrace_engine::console::{self as cq, MediaOwner};
 use echotrace_engine::{
-    Actor, BankKind, BankUpdate, ContentSource, Engine, EngineError, MatchFilter, MatchRecord,
-    MatchStatus, NewBank, NewContent, Operation, Role, SignalValue, Thresholds, Verdict,
+    Actor, BankKind, BankUpdate, ContentSource, Engine, EngineError, HashedUpload, MatchFilter,
+    MatchRecord, MatchStatus, NewBank, NewContent, Operation, QueryText, Role, SignalValue,
+    Thresholds, Verdict,
 };
 use echotrace_signals::signal::SignalType;
 use echotrace_store::Store;
@@ -1216,19 +1217,33 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
     if let Err(r) = auth.require(Operation::ReadBanks) {
         return r;
     }
-    let signals = if let Some(f) = form.file("file") {
-        st.engine.hash_bytes(&f.bytes)
-    } else if let Some(t) = form.get("text") {
-        st.engine.hash_bytes(t.as_bytes())
+    // Decoding (ffmpeg for a video, the PDF extractor) runs on the blocking
+    // pool, never on an async worker. The text of pasted text, a text file
+    // or a PDF comes back with the signals and is re-signed under each bank
+    // text-equivalence list version, as lookups do.
+    let upload = match form.file("file") {
+        Some(f) => Some(f.bytes.clone()),
+        None => form
+            .get("text")
+            .map(|t| axum::body::Bytes::from(t.to_string())),
+    };
+    let hashed = if let Some(bytes) = upload {
+        let engine = st.engine.clone();
+        tokio::task::spawn_blocking(move || engine.hash_upload(bytes))
+            .await
+            .unwrap_or_else(|e| Err(EngineError::Internal(format!("hashing task failed: {e}"))))
     } else if let Some(h) = form.get("hash") {
-        parse_hash_input(h)
+        parse_hash_input(h).map(|signals| HashedUpload {
+            signals,
+            text: None,
+        })
     } else {
         Err(EngineError::InvalidInput(
             "upload a file, paste text or a hash".into(),
         ))
     };
-    let signals = match signals {
-        Ok(s) => s,
+    let (signals, raw_text) = match hashed {
+        Ok(h) => (h.signals, h.text),
         Err(e) => {
             let flash = Flash::Error(e.to_string());
             return (
@@ -1241,19 +1256,8 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
                 .into_response();
         }
     };
-    // Pasted text (or an uploaded text file) is re-signed under each bank
-    // text-equivalence list version, as lookups do.
-    let raw_text = match form.file("file") {
-        Some(f) => std::str::from_utf8(&f.bytes)
-            .ok()
-            .filter(|_| {
-                echotrace_signals::content::detect_kind(&f.bytes)
-                    == Some(echotrace_signals::content::ContentKind::Text)
-            })
-            .map(str::to_string),
-        None => form.get("text").map(str::to_string),
-    };
-    let hits = match cq::explain_with_text(&st.store, &signals, raw_text.as_deref()).await {
+    let raw_text = raw_text.as_ref().map(QueryText::as_str);
+    let hits = match cq::explain_with_text(&st.store, &signals, raw_text).await {
         Ok(h) => h,
         Err(e) => return engine_error(Some(&auth.viewer), e),
     };
