@@ -541,7 +541,8 @@ fn main() -> Result<()> {
         (Some("gen"), Some(dir)) => gen(Path::new(dir)),
         (Some("run"), Some(dir)) => run(Path::new(dir)),
         (Some("lsh"), Some(dir)) => run_lsh(Path::new(dir)),
+        (Some("sign"), Some(dir)) => run_sign(Path::new(dir)),
         (Some("eval"), _) => eval(),
-        _ => bail!("usage: text gen DIR | text run DIR | text lsh DIR | text eval"),
+        _ => bail!("usage: text gen DIR | text run DIR | text sign DIR | text lsh DIR | text eval"),
     }
 }

@@ -141,8 +141,8 @@ pub fn token_hash(bytes: &[u8]) -> u64 {
     let rem = chunks.remainder();
     if !rem.is_empty() {
         let mut w = [0u8; 8];
-        for (d, s) in w.iter_mut().zip(rem) {
-            *d = *s;
+        if let Some(d) = w.get_mut(..rem.len()) {
+            d.copy_from_slice(rem);
         }
         h = (h ^ u64::from_le_bytes(w)).wrapping_mul(M1).rotate_left(29);
     }
@@ -181,10 +181,12 @@ impl MinHasher {
 
     /// Signs normalised text (tokens separated by single spaces).
     pub fn sign_normalized(&self, normalized: &str) -> TextSignature {
+        // Tokens are separated by single ASCII spaces: split bytes, not chars.
         let hashes: Vec<u64> = normalized
-            .split(' ')
+            .as_bytes()
+            .split(|&b| b == b' ')
             .filter(|t| !t.is_empty())
-            .map(|t| token_hash(t.as_bytes()))
+            .map(token_hash)
             .collect();
         let mut sig = self.sign_token_hashes(&hashes);
         if !hashes.is_empty() && hashes.len() <= SHORT_TEXT_MAX_TOKENS {
@@ -214,10 +216,10 @@ impl MinHasher {
         for &x in &shingles {
             let bin = ((u128::from(x) * bins as u128) >> 64) as usize;
             if let (Some(m), Some(f)) = (mins.get_mut(bin), filled.get_mut(bin)) {
-                if x < *m || !*f {
-                    *m = x;
-                    *f = true;
-                }
+                // Branch-free: bins start at u64::MAX, so min() is exact even
+                // for a shingle hash of u64::MAX (then `filled` tells).
+                *m = (*m).min(x);
+                *f = true;
             }
         }
         densify(&mut mins, &filled);
@@ -464,6 +466,68 @@ mod tests {
         assert_eq!(format!("{:016x}", token_hash(b"weather")), PINNED_WEATHER);
     }
     const PINNED_WEATHER: &str = "dc76e8aa8fa3e220";
+
+    /// A whole signature (normalisation, tokens, shingles, bins,
+    /// densification, short-text section, serialisation) pinned: any change
+    /// to the pipeline's output, e.g. by a speed-up, fails here. Made by the
+    /// release of 2026-11-22 before the ASCII fast path and branch-free bins.
+    #[test]
+    fn whole_signature_is_stable() {
+        let text = "Weather: Heavy rain expected across the northern hills on Tuesday, \
+                    with 40 mm in places; the Harbour Rovers match may be postponed. \
+                    Sympathisers of the team gathered early.";
+        let sig = crate::text::TextHasher::default().hash(text);
+        assert_eq!(sig.to_string(), PINNED_SIGNATURE);
+    }
+
+    /// The same for mixed Arabic, French, Japanese and emoji text.
+    #[test]
+    fn whole_signature_is_stable_for_unicode_text() {
+        let text = "الطقس: أمطار غزيرة متوقعة على التلال الشمالية يوم الثلاثاء ٤٠ ملم — Météo: forte pluie prévue, 東京の天気 🌧️";
+        let sig = crate::text::TextHasher::default().hash(text);
+        assert_eq!(sig.to_string(), PINNED_UNICODE_SIGNATURE);
+    }
+    const PINNED_UNICODE_SIGNATURE: &str = concat!(
+        "text_minhash:v1:AQMBAIAAEQAAAMYGJaU9eWt/W4NztccB5orGBiWlPXlrf8AlQuPeNMT0W4NztccB5ookX+mH",
+        "mFh5r3a8Ze56hXgNXpD27GJApm4kX+mHmFh5r3d3JPAUGNwTd3ck8BQY3BNuvm60OPZhSxxUgEBQVATWHFSAQFBU",
+        "BNZuvm60OPZhS9U7Km67BhWSZsC8Q0sp/kAkX+mHmFh5r2bAvENLKf5Ad3ck8BQY3BNRVY/NOp5G8na8Ze56hXgN",
+        "1TsqbrsGFZJmwLxDSyn+QFuDc7XHAeaKd3ck8BQY3BPVOypuuwYVktU7Km67BhWSlp+GknzYZ/B3dyTwFBjcE3d3",
+        "JPAUGNwTlp+GknzYZ/BmwLxDSyn+QG6+brQ49mFLwCVC4940xPQkX+mHmFh5rwZpxEgNwjiZbr5utDj2YUscVIBA",
+        "UFQE1uX6i4RRgcvA27s9YRc7t85uvm60OPZhS2bAvENLKf5AJF/ph5hYea/GBiWlPXlrf1FVj806nkbyXpD27GJA",
+        "pm5bg3O1xwHmiluDc7XHAeaKUVWPzTqeRvJ2vGXueoV4DcYGJaU9eWt/xgYlpT15a3/ifMbL4Qfua9u7PWEXO7fO",
+        "XpD27GJApm7GBiWlPXlrf26+brQ49mFLlp+GknzYZ/Bbg3O1xwHmiuJ8xsvhB+5rd3ck8BQY3BPl+ouEUYHLwMYG",
+        "JaU9eWt/br5utDj2YUt2vGXueoV4DW6+brQ49mFLXpD27GJApm6Wn4aSfNhn8FuDc7XHAeaK27s9YRc7t84cVIBA",
+        "UFQE1na8Ze56hXgN1TsqbrsGFZLAJULj3jTE9CRf6YeYWHmvBmnESA3COJkkX+mHmFh5r2bAvENLKf5AJF/ph5hY",
+        "ea93dyTwFBjcE3a8Ze56hXgNUVWPzTqeRvLAJULj3jTE9GbAvENLKf5AW4NztccB5opbg3O1xwHmiiRf6YeYWHmv",
+        "BmnESA3COJmWn4aSfNhn8G6+brQ49mFLZsC8Q0sp/kAkX+mHmFh5r16Q9uxiQKZuxgYlpT15a38kX+mHmFh5r+X6",
+        "i4RRgcvAbr5utDj2YUvVOypuuwYVkpafhpJ82Gfw5fqLhFGBy8B2vGXueoV4DSRf6YeYWHmv27s9YRc7t852vGXu",
+        "eoV4DW6+brQ49mFLxgYlpT15a38cVIBAUFQE1uX6i4RRgcvAZsC8Q0sp/kBRVY/NOp5G8tu7PWEXO7fO27s9YRc7",
+        "t87VOypuuwYVklFVj806nkbyd3ck8BQY3BN2vGXueoV4DeX6i4RRgcvAlp+GknzYZ/AGacRIDcI4mZafhpJ82Gfw",
+        "UVWPzTqeRvLAJULj3jTE9CRf6YeYWHmvBmnESA3COJnVOypuuwYVkhxUgEBQVATWUVWPzTqeRvKZJeC0+rtxwPio",
+        "ImJUHeOQTvPq927yUcfPeKi5CwueBRMA9Oe5S2++Vv2x+cJ57wJEByqEz0KtRocknlzuFAEWBNE0ATuovYrAEieb",
+        "e42djxPHMOkXgN6Zg0COHena59SzgoKCKoN/uNhqHmebQg==",
+    );
+    const PINNED_SIGNATURE: &str = concat!(
+        "text_minhash:v1:AQMBAIAAGgAAALirOLenOlQeHwg0FXJ8Y+Qm9vKuWVBUf7irOLenOlQe9Mp+YFJU92cuDupg",
+        "eVKwOTUO9XF63qaigtsW3Cgqew9rfjFvnmZml3+7HcXwgKcSd2aV/vE4SxWC2xbcKCp7D/h5qb04pQRXHwg0FXJ8",
+        "Y+S4qzi3pzpUHrirOLenOlQewcTI40/nq19FXN5K5d3oIs0nsxrBamenPjeVkxlfsSargIko7Sg/SJ4+OQiGQcT6",
+        "PjeVkxlfsSaC2xbcKCp7D80nsxrBamenf7sdxfCApxK4qzi3pzpUHvTKfmBSVPdnLg7qYHlSsDl/ux3F8ICnEhNJ",
+        "+vz9bhB3Lg7qYHlSsDlE+4ym47KClTUO9XF63qaiRPuMpuOygpV3ZpX+8ThLFauAiSjtKD9Inj45CIZBxPr0yn5g",
+        "UlT3Zz43lZMZX7EmgtsW3Cgqew/NJ7MawWpnp3dmlf7xOEsV+HmpvTilBFcm9vKuWVBUf6uAiSjtKD9Id2aV/vE4",
+        "SxXBxMjjT+erX3TMW3hH9sCagtsW3Cgqew9rfjFvnmZml/TKfmBSVPdna34xb55mZpft4Ea9LLNva1ydmtxYqNVs",
+        "d2aV/vE4SxVFXN5K5d3oIkVc3krl3egiq4CJKO0oP0gTSfr8/W4Qdy4O6mB5UrA5f7sdxfCApxIuDupgeVKwOSb2",
+        "8q5ZUFR/Hwg0FXJ8Y+Tt4Ea9LLNva54+OQiGQcT6RVzeSuXd6CITSfr8/W4Qd2t+MW+eZmaXwcTI40/nq1+xTjc5",
+        "6khk6Hdmlf7xOEsVnj45CIZBxPpE+4ym47KClWt+MW+eZmaXwcTI40/nq190zFt4R/bAmrFONznqSGToq4CJKO0o",
+        "P0irgIko7Sg/SDUO9XF63qainj45CIZBxPrNJ7MawWpnp54+OQiGQcT6q4CJKO0oP0hcnZrcWKjVbJ4+OQiGQcT6",
+        "+HmpvTilBFdE+4ym47KClSb28q5ZUFR/9Mp+YFJU92cm9vKuWVBUf0Vc3krl3egiE0n6/P1uEHcm9vKuWVBUf0Vc",
+        "3krl3egiq4CJKO0oP0h0zFt4R/bAmh8INBVyfGPkXJ2a3Fio1Wzt4Ea9LLNvaxNJ+vz9bhB3dMxbeEf2wJp3ZpX+",
+        "8ThLFbirOLenOlQeHwg0FXJ8Y+TNJ7MawWpnp4LbFtwoKnsPLg7qYHlSsDnNJ7MawWpnp80nsxrBamenJvbyrllQ",
+        "VH+4qzi3pzpUHh8INBVyfGPkf7sdxfCApxKxTjc56khk6PTKfmBSVPdndMxbeEf2wJrBxMjjT+erX3TMW3hH9sCa",
+        "d2aV/vE4SxVrfjFvnmZml/h5qb04pQRXwcTI40/nq1+ePjkIhkHE+j43lZMZX7EmLg7qYHlSsDlM2dH2qvnxe0zF",
+        "uaCWwXx5Gf6uJ8Y7xIvIYcZPTPA7vRwAIOKjj2ocqLaCQRyN+2GPvsADmC+chGvGipfWaYqMn8f8JYowcnxmAK/8",
+        "ws69isASQ1Kv42BzZW51Sn1lnIRrxuPw8d3ZGkcEhmpgdwWc6PTKYY32Ousb3Ah+BSS6OMG4nIRrxrSRRrpSXEr+",
+        "8EBe/g==",
+    );
 
     #[test]
     fn densified_bins_are_all_filled() {

@@ -105,6 +105,11 @@ impl NormalizedText {
 
 /// Normalises `text` with `text-norm-v1` (see the module documentation).
 pub fn normalize(text: &str) -> NormalizedText {
+    if text.is_ascii() {
+        return NormalizedText {
+            text: normalize_ascii(text.as_bytes()),
+        };
+    }
     let mut out = String::with_capacity(text.len());
     // Rules 1–9 never join across ASCII whitespace (a space is an NFKC
     // starter, is never folded and always ends a word and a bigram run), so
@@ -120,6 +125,31 @@ pub fn normalize(text: &str) -> NormalizedText {
         }
     }
     NormalizedText { text: out }
+}
+
+/// Rules 1–9 for all-ASCII text, byte by byte: NFKC and case folding of
+/// ASCII are identity and `to_ascii_lowercase`, no ASCII character is a mark,
+/// stripped, folded or from an unspaced script, so only rules 2 and 7
+/// (lowercase; non-alphanumerics → space, collapsed) remain. Same output as
+/// the chunked path (checked by a test), several times faster.
+fn normalize_ascii(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut in_token = false;
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() {
+            if !in_token {
+                if !out.is_empty() {
+                    out.push(b' ');
+                }
+                in_token = true;
+            }
+            out.push(b.to_ascii_lowercase());
+        } else {
+            in_token = false;
+        }
+    }
+    // Only ASCII bytes were pushed, so this never fails.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn push_token(out: &mut String, token: &str) {
@@ -462,7 +492,27 @@ mod tests {
             "A\u{7f}b\tc\x01d",
             "UPPER lower MiXeD 2024-05-01",
         ];
-        for s in samples {
+        // Every ASCII byte, and pseudo-random ASCII strings.
+        let all: String = (0u8..128).map(char::from).collect();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let random: Vec<String> = (0..200)
+            .map(|_| {
+                (0..(x % 97))
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        char::from((x % 128) as u8)
+                    })
+                    .collect()
+            })
+            .collect();
+        for s in samples
+            .iter()
+            .copied()
+            .chain([all.as_str()])
+            .chain(random.iter().map(String::as_str))
+        {
             let mut slow = String::new();
             for chunk in s
                 .split(|c: char| c.is_ascii_whitespace())
