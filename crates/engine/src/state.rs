@@ -5,9 +5,9 @@
 //!   searches once with the largest PDQ threshold of the candidate banks and
 //!   then applies each hit's own bank threshold.
 //! * md5, sha256, url and url_sha256 are exact: `(type, value) → signal ids`.
-//! * text_minhash signatures live in a [`TextLshIndex`] (banded LSH over
-//!   the MinHash bins, keyed by signal row id, patched incrementally like
-//!   PDQ). A query asks it for candidates under the loosest text rule of
+//! * text_minhash signatures live in a [`TextLshIndex`] (bands for
+//!   same-size queries, shared-bin counting for texts inside longer pages,
+//!   keyed by signal row id, patched incrementally like PDQ). A query asks it for candidates under the loosest text rule of
 //!   the enabled banks (lowest Jaccard bound, default containment bound),
 //!   then every candidate is **verified exactly** with the text crate's
 //!   `compare_text_with` and its own bank's rule, as the old linear scan
