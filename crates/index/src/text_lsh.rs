@@ -52,7 +52,7 @@
 //! * **Memory layout for speed.** A query is dominated by memory latency
 //!   (~170 ns per DRAM miss here), so the layout minimises *dependent*
 //!   misses. All tables live in one allocation (8-byte entries
-//!   `key << 32 | value`, linear probing, load ≤ ¾, backward-shift deletion)
+//!   `key << 32 | value`, linear probing, load ½–¾ with any capacity, backward-shift deletion)
 //!   backed by transparent huge pages, as are the posting-list arena and the
 //!   stored rows. A value is a slot, or (top bit) a posting list's offset in
 //!   one `u32` arena holding `[len, cap, slots…]`, so a list is one access
@@ -179,10 +179,13 @@ fn prefetch<T>(p: &T) {
     }
 }
 
-/// `count` open-addressing hash tables of equal power-of-two capacity in one
-/// allocation: table `t` owns `slots[t·cap .. (t+1)·cap]`. Entries are
+/// `count` open-addressing hash tables of equal capacity in one allocation:
+/// table `t` owns `slots[t·cap .. (t+1)·cap]`. Entries are
 /// `key << 32 | value`; linear probing with backward-shift deletion. All
-/// tables grow together when one would exceed load ¾.
+/// tables grow together when one would exceed load ¾, to twice the fullest
+/// table's length (load ½), so the load stays in ½–¾ at any size: the
+/// capacity is not a power of two (homes by multiply-shift), which keeps
+/// the tables about a third smaller on average than power-of-two growth.
 struct Tables {
     count: usize,
     cap: usize,
@@ -203,9 +206,20 @@ impl Tables {
     /// Position of `key`'s home slot inside its table (0..cap).
     #[inline]
     fn home_offset(&self, key: u32) -> usize {
-        // Keys are already mixed; spread them over the table size.
-        (u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize
-            & self.cap.wrapping_sub(1)
+        // Keys are already mixed: remix, then map the top 32 bits onto
+        // 0..cap by multiply-shift (any capacity, no power of two needed).
+        let mixed = u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        ((mixed * self.cap as u64) >> 32) as usize
+    }
+
+    /// The slot after `i` in a table, wrapping around.
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 >= self.cap {
+            0
+        } else {
+            i + 1
+        }
     }
 
     /// Absolute index of `key`'s home slot in `table`.
@@ -234,8 +248,7 @@ impl Tables {
             return None;
         }
         let base = table * self.cap;
-        let mask = self.cap - 1;
-        let mut i = home.wrapping_sub(base) & mask;
+        let mut i = home.wrapping_sub(base);
         // Load ≤ ¾ guarantees an empty slot, so the probe terminates.
         loop {
             let e = *self.slots.get(base + i)?;
@@ -245,7 +258,7 @@ impl Tables {
             if (e >> 32) as u32 == key {
                 return Some(e as u32);
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
     }
 
@@ -265,7 +278,6 @@ impl Tables {
     /// Writes the entry; returns whether it took a new slot.
     fn place(&mut self, table: usize, key: u32, value: u32) -> bool {
         let base = table * self.cap;
-        let mask = self.cap.wrapping_sub(1);
         let mut i = self.home_offset(key);
         let entry = u64::from(key) << 32 | u64::from(value);
         while let Some(e) = self.slots.get_mut(base + i) {
@@ -277,7 +289,7 @@ impl Tables {
                 *e = entry;
                 return false;
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
         false
     }
@@ -287,7 +299,7 @@ impl Tables {
             return;
         }
         let base = table * self.cap;
-        let mask = self.cap - 1;
+        let cap = self.cap;
         let mut i = self.home_offset(key);
         loop {
             let Some(&e) = self.slots.get(base + i) else {
@@ -299,11 +311,11 @@ impl Tables {
             if (e >> 32) as u32 == key {
                 break;
             }
-            i = (i + 1) & mask;
+            i = self.next(i);
         }
         // Backward-shift deletion keeps probe sequences unbroken.
         let mut hole = i;
-        let mut j = (i + 1) & mask;
+        let mut j = self.next(i);
         loop {
             let Some(&e) = self.slots.get(base + j) else {
                 return;
@@ -313,15 +325,15 @@ impl Tables {
             }
             let home = self.home_offset((e >> 32) as u32);
             // Move e into the hole if its home is not cyclically in (hole, j].
-            let dist_home = j.wrapping_sub(home) & mask;
-            let dist_hole = j.wrapping_sub(hole) & mask;
+            let dist_home = (j + cap - home) % cap;
+            let dist_hole = (j + cap - hole) % cap;
             if dist_home >= dist_hole {
                 if let Some(h) = self.slots.get_mut(base + hole) {
                     *h = e;
                 }
                 hole = j;
             }
-            j = (j + 1) & mask;
+            j = self.next(j);
         }
         if let Some(h) = self.slots.get_mut(base + hole) {
             *h = EMPTY;
@@ -332,7 +344,9 @@ impl Tables {
     }
 
     fn grow(&mut self) {
-        let new_cap = (self.cap * 2).max(16);
+        // Twice the fullest table: load ½ right after growing, ¾ at most.
+        let fullest = self.lens.iter().copied().max().unwrap_or(0);
+        let new_cap = (fullest * 2).max(self.cap + 1).max(16);
         let mut slots = crate::mem::huge_with_capacity(self.count * new_cap);
         slots.resize(self.count * new_cap, EMPTY);
         let old = std::mem::replace(&mut self.slots, slots);
