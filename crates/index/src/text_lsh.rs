@@ -52,8 +52,8 @@
 //! * **Memory layout for speed.** A query is dominated by memory latency
 //!   (~170 ns per DRAM miss here), so the layout minimises *dependent*
 //!   misses. All tables live in one allocation (8-byte entries
-//!   `key << 32 | value`, linear probing, load ½–¾ with any capacity, backward-shift deletion)
-//!   backed by transparent huge pages, as are the posting-list arena and the
+//!   `key << 32 | value`, linear probing, load ½–¾ with any capacity,
+//!   backward-shift deletion) backed by transparent huge pages, as are the posting-list arena and the
 //!   stored rows. A value is a slot, or (top bit) a posting list's offset in
 //!   one `u32` arena holding `[len, cap, slots…]`, so a list is one access
 //!   away, never a `Vec` header and then its buffer. A query computes every
