@@ -12,26 +12,14 @@ use echotrace_store::testing::TestDb;
 
 use echotrace_store::both_backends;
 
+mod common;
+use common::*;
+
 both_backends!(
     equivalence_lists_are_versioned_per_bank,
     equivalence_lists_apply_to_bytes_and_batches,
     vpdq_share_thresholds_are_per_bank,
 );
-
-fn config(db: &TestDb) -> EngineConfig {
-    EngineConfig {
-        tail_interval: Duration::from_millis(100),
-        flood_guard: FloodGuardConfig {
-            enabled: false,
-            ..FloodGuardConfig::default()
-        },
-        ..EngineConfig::with_database_url(db.url.clone())
-    }
-}
-
-fn admin() -> Actor {
-    Actor::cli()
-}
 
 async fn new_bank(e: &Engine, name: &str, thresholds: Thresholds, list: Option<&str>) -> Bank {
     e.create_bank(

@@ -13,6 +13,9 @@ use echotrace_store::testing::TestDb;
 
 use echotrace_store::both_backends;
 
+mod common;
+use common::*;
+
 both_backends!(
     lookup_records_matches_audit_and_outbox,
     per_bank_thresholds,
@@ -41,50 +44,6 @@ fn fixtures() -> std::path::PathBuf {
         dir.display()
     );
     dir
-}
-
-fn config(db: &TestDb) -> EngineConfig {
-    EngineConfig {
-        tail_interval: Duration::from_millis(100),
-        flood_guard: FloodGuardConfig {
-            enabled: false,
-            ..FloodGuardConfig::default()
-        },
-        ..EngineConfig::with_database_url(db.url.clone())
-    }
-}
-
-fn admin() -> Actor {
-    Actor::cli()
-}
-
-/// A deterministic pseudo-random PDQ hash.
-fn base_hash(seed: u64) -> PdqHash {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut w = [0u64; 4];
-    for v in &mut w {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *v = x;
-    }
-    PdqHash::from_words(w)
-}
-
-/// `h` with its first `k` bits flipped (distance exactly k).
-fn flip(h: PdqHash, k: usize) -> PdqHash {
-    let mut w = h.to_words();
-    for i in 0..k {
-        w[i / 64] ^= 1u64 << (i % 64);
-    }
-    PdqHash::from_words(w)
-}
-
-fn pdq(h: PdqHash) -> SignalValue {
-    SignalValue {
-        signal_type: SignalType::Pdq,
-        value: h.to_hex(),
-    }
 }
 
 fn md5(s: &str) -> SignalValue {
@@ -143,7 +102,7 @@ async fn look(e: &Engine, signals: Vec<SignalValue>) -> LookupResponse {
 async fn lookup_records_matches_audit_and_outbox(db: &TestDb) {
     let e = Engine::open(config(db)).await.unwrap();
     let b = bank(&e, "tve", BankKind::Block, None).await;
-    let h = base_hash(1);
+    let h = hash(1);
     let item = add(
         &e,
         &b,
@@ -258,7 +217,7 @@ async fn per_bank_thresholds(db: &TestDb) {
     let strict = bank(&e, "strict", BankKind::Block, Some(10.0)).await;
     let loose = bank(&e, "loose", BankKind::Block, None).await;
     let wide = bank(&e, "wide", BankKind::Block, Some(60.0)).await;
-    let h = base_hash(2);
+    let h = hash(2);
     add(&e, &strict, vec![pdq(h)], &[]).await;
     add(&e, &loose, vec![pdq(h)], &[]).await;
     add(&e, &wide, vec![pdq(h)], &[]).await;
@@ -315,8 +274,8 @@ async fn allow_bank_suppresses_block_matches(db: &TestDb) {
     let e = Engine::open(config(db)).await.unwrap();
     let block = bank(&e, "block", BankKind::Block, None).await;
     let allow = bank(&e, "allow", BankKind::Allow, None).await;
-    let bad = base_hash(3);
-    let news = base_hash(4);
+    let bad = hash(3);
+    let news = hash(4);
     add(&e, &block, vec![pdq(bad), md5(&"11".repeat(16))], &[]).await;
     add(&e, &allow, vec![md5(&"11".repeat(16))], &["news-footage"]).await;
     add(&e, &block, vec![pdq(news)], &[]).await;
@@ -374,7 +333,7 @@ async fn allow_bank_suppresses_block_matches(db: &TestDb) {
 async fn enable_disable_is_immediate(db: &TestDb) {
     let e = Engine::open(config(db)).await.unwrap();
     let b = bank(&e, "b", BankKind::Block, None).await;
-    let h = base_hash(5);
+    let h = hash(5);
     let c = add(&e, &b, vec![pdq(h)], &[]).await;
     assert_eq!(look(&e, vec![pdq(h)]).await.matches.len(), 1);
     let off = e.set_content_enabled(&admin(), c.id, false).await.unwrap();
@@ -432,7 +391,7 @@ async fn incremental_updates_reach_other_processes(db: &TestDb) {
     let b = Engine::open(config(db)).await.unwrap();
     let tailer = b.spawn_change_tailer();
     let bank_a = bank(&a, "shared", BankKind::Block, None).await;
-    let h = base_hash(6);
+    let h = hash(6);
     let started = Instant::now();
     let c = add(&a, &bank_a, vec![pdq(h)], &[]).await;
     // B picks the new content up by tailing, within 2 s.
@@ -471,7 +430,7 @@ async fn incremental_updates_reach_other_processes(db: &TestDb) {
     assert_eq!((stats.banks, stats.content, stats.pdq), (1, 1, 1));
     // Bulk adds flow through too (100 items, one change each).
     for i in 0..100 {
-        add(&a, &bank_a, vec![pdq(base_hash(1000 + i))], &[]).await;
+        add(&a, &bank_a, vec![pdq(hash(1000 + i))], &[]).await;
     }
     let t1 = Instant::now();
     while b.index_stats().unwrap().pdq < 101 {
@@ -481,7 +440,7 @@ async fn incremental_updates_reach_other_processes(db: &TestDb) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(look(&b, vec![pdq(base_hash(1077))]).await.matches.len(), 1);
+    assert_eq!(look(&b, vec![pdq(hash(1077))]).await.matches.len(), 1);
     tailer.abort();
 }
 
@@ -497,8 +456,8 @@ async fn flood_guard_quarantines(db: &TestDb) {
     };
     let e = Engine::open(cfg).await.unwrap();
     let b = bank(&e, "b", BankKind::Block, None).await;
-    let blank = base_hash(7);
-    let rare = base_hash(8);
+    let blank = hash(7);
+    let rare = hash(8);
     let noisy = add(&e, &b, vec![pdq(blank)], &[]).await;
     let quiet = add(&e, &b, vec![pdq(rare)], &[]).await;
     // Nine lookups all hit the noisy item: below the minimum sample.
@@ -718,7 +677,7 @@ async fn restart_keeps_answers(db: &TestDb) {
     let allow = bank(&e, "allow", BankKind::Allow, None).await;
     let mut queries = Vec::new();
     for i in 0..50u64 {
-        let h = base_hash(100 + i);
+        let h = hash(100 + i);
         let c = add(&e, &b, vec![pdq(h), md5(&format!("{:032x}", i))], &[]).await;
         if i % 10 == 0 {
             e.set_content_enabled(&admin(), c.id, false).await.unwrap();
@@ -1064,9 +1023,9 @@ async fn delete_bank_removes_content_everywhere(db: &TestDb) {
     let tailer = b.spawn_change_tailer();
     let doomed = bank(&a, "doomed", BankKind::Block, None).await;
     let kept = bank(&a, "kept", BankKind::Block, None).await;
-    let h1 = base_hash(71);
-    let h2 = base_hash(72);
-    let hk = base_hash(73);
+    let h1 = hash(71);
+    let h2 = hash(72);
+    let hk = hash(73);
     add(&a, &doomed, vec![pdq(h1), md5(&"d1".repeat(16))], &[]).await;
     add(&a, &doomed, vec![pdq(h2)], &[]).await;
     let kept_item = add(&a, &kept, vec![pdq(hk)], &[]).await;

@@ -2,8 +2,6 @@
 //! fresh SQLite file and on a fresh PostgreSQL schema at
 //! `$ECHOTRACE_TEST_PG_URL` (see `echotrace_store::testing`).
 
-use std::time::Duration;
-
 use echotrace_engine::*;
 use echotrace_signals::pdq::PdqHash;
 use echotrace_signals::signal::SignalType;
@@ -11,56 +9,15 @@ use echotrace_store::testing::TestDb;
 
 use echotrace_store::both_backends;
 
+mod common;
+use common::*;
+
 both_backends!(
     import_writes_batches_visible_everywhere,
     import_rejects_bad_items_and_unknown_banks,
     concurrent_lookups_are_all_recorded,
     batch_lookup_records_every_item,
 );
-
-fn config(db: &TestDb) -> EngineConfig {
-    EngineConfig {
-        tail_interval: Duration::from_millis(100),
-        flood_guard: FloodGuardConfig {
-            enabled: false,
-            ..FloodGuardConfig::default()
-        },
-        ..EngineConfig::with_database_url(db.url.clone())
-    }
-}
-
-fn admin() -> Actor {
-    Actor::cli()
-}
-
-/// A deterministic pseudo-random PDQ hash.
-fn hash(seed: u64) -> PdqHash {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut w = [0u64; 4];
-    for v in &mut w {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *v = x;
-    }
-    PdqHash::from_words(w)
-}
-
-/// `h` with its first `k` bits flipped (distance exactly k).
-fn flip(h: PdqHash, k: usize) -> PdqHash {
-    let mut w = h.to_words();
-    for i in 0..k {
-        w[i / 64] ^= 1u64 << (i % 64);
-    }
-    PdqHash::from_words(w)
-}
-
-fn pdq(h: PdqHash) -> SignalValue {
-    SignalValue {
-        signal_type: SignalType::Pdq,
-        value: h.to_hex(),
-    }
-}
 
 async fn bank(e: &Engine, name: &str) -> Bank {
     // Built from JSON so bank settings added later keep their defaults.
