@@ -29,22 +29,13 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
-use echotrace_engine::{
-    import_into_store, Actor, BankKind, Engine, EngineConfig, ImportItem, NewBank, SignalValue,
-};
+use echotrace_engine::{import_into_store, Actor, BankKind, ImportItem, NewBank, SignalValue};
 use echotrace_signals::signal::SignalType;
 
 #[derive(Args)]
 pub struct BankArgs {
-    /// Database URL: sqlite://path or postgres://user@host/db.
-    #[arg(
-        long = "db",
-        alias = "database-url",
-        env = "ECHOTRACE_DATABASE_URL",
-        default_value = "sqlite://./echotrace.db",
-        global = true
-    )]
-    pub db: String,
+    #[command(flatten)]
+    pub database: super::DatabaseArg,
     #[command(subcommand)]
     pub command: BankCommand,
 }
@@ -88,7 +79,7 @@ pub fn run(args: BankArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     match args.command {
-        BankCommand::Import(import) => rt.block_on(import_async(&args.db, import)),
+        BankCommand::Import(import) => rt.block_on(import_async(&args.database, import)),
     }
 }
 
@@ -221,7 +212,7 @@ impl<R: BufRead> Iterator for Items<'_, R> {
     }
 }
 
-async fn import_async(db: &str, args: ImportArgs) -> anyhow::Result<ExitCode> {
+async fn import_async(db: &super::DatabaseArg, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let reader: Box<dyn Read> = if args.file == "-" {
         Box::new(std::io::stdin())
@@ -254,9 +245,7 @@ async fn import_async(db: &str, args: ImportArgs) -> anyhow::Result<ExitCode> {
 
     // Write-only engine: loading every signal already in the database
     // would only slow the import down.
-    let engine = Engine::open_without_indexes(EngineConfig::with_database_url(db))
-        .await
-        .with_context(|| format!("opening {db}"))?;
+    let engine = db.open_for_admin().await?;
     let actor = Actor::cli();
     let bank = match engine.bank_by_name(&args.bank).await {
         Ok(b) => b,

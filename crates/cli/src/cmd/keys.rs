@@ -8,19 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
-use echotrace_engine::{Actor, Engine, EngineConfig, Role};
+use echotrace_engine::{Actor, Role};
 
 #[derive(Args)]
 pub struct KeysArgs {
-    /// Database URL: sqlite://path or postgres://user@host/db.
-    #[arg(
-        long = "db",
-        alias = "database-url",
-        env = "ECHOTRACE_DATABASE_URL",
-        default_value = "sqlite://./echotrace.db",
-        global = true
-    )]
-    pub db: String,
+    #[command(flatten)]
+    pub database: super::DatabaseArg,
     #[command(subcommand)]
     pub command: KeysCommand,
 }
@@ -51,9 +44,7 @@ pub fn run(args: KeysArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: KeysArgs) -> anyhow::Result<ExitCode> {
-    let engine = Engine::open(EngineConfig::with_database_url(&args.db))
-        .await
-        .with_context(|| format!("opening {}", args.db))?;
+    let engine = args.database.open_for_admin().await?;
     let result = match args.command {
         KeysCommand::Create { role, name } => {
             let role = Role::parse(&role).ok_or_else(|| {

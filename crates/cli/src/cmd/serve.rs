@@ -19,14 +19,8 @@ use echotrace_server::{FetchPolicy, ServerConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Database URL: sqlite://path or postgres://user@host/db.
-    #[arg(
-        long = "db",
-        alias = "database-url",
-        env = "ECHOTRACE_DATABASE_URL",
-        default_value = "sqlite://./echotrace.db"
-    )]
-    pub db: String,
+    #[command(flatten)]
+    pub database: super::DatabaseArg,
     /// Address to listen on (port 0 picks a free port; the chosen address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -107,9 +101,9 @@ async fn shutdown_signal() {
 
 async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // --demo with an explicit --db: seed that database, if it is empty.
-    let demo_into_db = args.demo && args.db != echotrace_engine::DEFAULT_DATABASE_URL;
+    let demo_into_db = args.demo && args.database.db != echotrace_engine::DEFAULT_DATABASE_URL;
     if demo_into_db {
-        ensure_empty(&args.db).await?;
+        ensure_empty(&args.database.db).await?;
     }
     // --demo: a throwaway database (ECHOTRACE_DEMO_DIR overrides its folder).
     let demo_dir = if args.demo && !demo_into_db {
@@ -128,7 +122,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let db = match &demo_dir {
         Some(dir) => format!("sqlite://{}", dir.join("demo.sqlite").display()),
-        None => args.db.clone(),
+        None => args.database.db.clone(),
     };
     let mut engine = EngineConfig::with_database_url(&db);
     engine.tail_interval = Duration::from_millis(args.tail_interval_ms.max(10));

@@ -9,18 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
-use echotrace_engine::{Actor, Engine, EngineConfig, Role};
+use echotrace_engine::{Actor, Role};
 
 #[derive(Args)]
 pub struct UsersArgs {
-    /// Database URL (sqlite://path or postgres://…).
-    #[arg(
-        long = "db",
-        alias = "database-url",
-        env = "ECHOTRACE_DATABASE_URL",
-        default_value = "sqlite://./echotrace.db"
-    )]
-    pub db: String,
+    #[command(flatten)]
+    pub database: super::DatabaseArg,
     #[command(subcommand)]
     pub command: UsersCommand,
 }
@@ -48,9 +42,7 @@ pub fn run(args: UsersArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: UsersArgs) -> anyhow::Result<ExitCode> {
-    let engine = Engine::open(EngineConfig::with_database_url(&args.db))
-        .await
-        .with_context(|| format!("opening {}", args.db))?;
+    let engine = args.database.open_for_admin().await?;
     match args.command {
         UsersCommand::Create { role, name } => {
             let role = Role::parse(&role).ok_or_else(|| {
