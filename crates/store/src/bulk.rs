@@ -26,10 +26,6 @@
 //!   [`Store::signals_of_content_range`]. Re-reading a range is
 //!   idempotent: rows created by other writers inside it are simply
 //!   re-applied, deleted rows are simply absent.
-//! * **Narrow startup read.** [`Store::index_signals_page`] selects only the
-//!   columns the in-memory indexes need.
-
-use sqlx::Row;
 
 use crate::{get_i64, Backend, ContentRow, Result, SignalRow, Store, StoreError, WriteTx};
 
@@ -58,15 +54,6 @@ pub struct BulkContent {
     pub note: String,
     /// `(signal_type, value)` pairs, already normalised by the caller.
     pub signals: Vec<(String, String)>,
-}
-
-/// A signal as the in-memory indexes need it (no timestamps).
-#[derive(Clone, Debug, PartialEq)]
-pub struct IndexSignal {
-    pub id: i64,
-    pub content_id: i64,
-    pub signal_type: String,
-    pub value: String,
 }
 
 impl WriteTx {
@@ -222,32 +209,5 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(SignalRow::from_row).collect()
-    }
-
-    /// Every signal (startup load) with only the columns the indexes need,
-    /// ascending id, `after_id` exclusive.
-    pub async fn index_signals_page(&self, after_id: i64, limit: i64) -> Result<Vec<IndexSignal>> {
-        let rows = sqlx::query(
-            "SELECT id, content_id, signal_type, value FROM signals \
-             WHERE id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(IndexSignal {
-                    id: get_i64(r, "id")?,
-                    content_id: get_i64(r, "content_id")?,
-                    signal_type: r
-                        .try_get::<String, _>("signal_type")
-                        .map_err(|e| StoreError::Corrupt(format!("column signal_type: {e}")))?,
-                    value: r
-                        .try_get::<String, _>("value")
-                        .map_err(|e| StoreError::Corrupt(format!("column value: {e}")))?,
-                })
-            })
-            .collect()
     }
 }

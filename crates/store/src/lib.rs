@@ -44,7 +44,7 @@ use sqlx::{Any, AnyPool, Executor, Row, SqlSafeStr, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use bulk::{
-    content_range_op, parse_content_range_op, BulkContent, IndexSignal, BULK_ROWS_PER_STATEMENT,
+    content_range_op, parse_content_range_op, BulkContent, BULK_ROWS_PER_STATEMENT,
     CONTENT_RANGE_ENTITY,
 };
 pub use rows::*;
