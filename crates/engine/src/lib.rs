@@ -761,10 +761,10 @@ impl Engine {
         let (signals, variants) = off_runtime(move || {
             let hashed =
                 signals::hash_upload(bytes, signals::VideoSampling::Query, pdf.as_deref())?;
-            let variants = hashed
-                .text
-                .as_ref()
-                .and_then(|t| signals::sign_variants(t.as_str(), &lists));
+            let variants = hashed.text.as_ref().and_then(|t| {
+                let base = signals::text_minhash_of(&hashed.signals);
+                signals::sign_variants(t.as_str(), &lists, base)
+            });
             Ok((hashed.signals, variants))
         })
         .await?;
@@ -794,8 +794,15 @@ impl Engine {
         let text = raw_text.into();
         self.check_text_size(text.len())?;
         let lists = self.text_lists(req.banks.as_deref())?;
-        let variants =
-            off_runtime(move || Ok(signals::sign_variants(text.as_str(), &lists))).await?;
+        let base = signals::text_minhash_of(&req.signals).map(str::to_string);
+        let variants = off_runtime(move || {
+            Ok(signals::sign_variants(
+                text.as_str(),
+                &lists,
+                base.as_deref(),
+            ))
+        })
+        .await?;
         self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref())?)
             .await
     }
@@ -843,7 +850,7 @@ impl Engine {
                 texts
                     .into_iter()
                     .map(|(i, text, lists)| {
-                        signals::sign_variants(text.as_str(), &lists)
+                        signals::sign_variants(text.as_str(), &lists, None)
                             .map(|v| (i, v))
                             .ok_or_else(|| {
                                 EngineError::InvalidInput(format!(

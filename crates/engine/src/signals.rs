@@ -506,9 +506,12 @@ impl QueryText {
         }
     }
 
-    /// Length in bytes.
+    /// Length in bytes (no UTF-8 re-check: it was checked on the way in).
     pub fn len(&self) -> usize {
-        self.as_str().len()
+        match &self.0 {
+            TextRepr::Owned(s) => s.len(),
+            TextRepr::Shared(b) => b.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -571,26 +574,55 @@ pub(crate) type QueryLists = Vec<(Option<i64>, Option<std::sync::Arc<Equivalence
 /// Sign raw query text once per list version in `lists` (the CPU work of a
 /// list-aware text lookup; blocking, run it off the async runtime). `None`
 /// when the text has no words.
-pub(crate) fn sign_variants(text: &str, lists: &QueryLists) -> Option<TextVariants> {
-    let base = sign_text(text, None);
+///
+/// The text is normalised once and each list applied to that; `known_base`
+/// is the query's list-free `text_minhash` when the caller already has it
+/// (an upload hashed by [`hash_upload`]), which is then parsed rather than
+/// signed again. With no list in play and a known base nothing is signed.
+pub(crate) fn sign_variants(
+    text: &str,
+    lists: &QueryLists,
+    known_base: Option<&str>,
+) -> Option<TextVariants> {
+    let known = known_base.and_then(|v| v.parse::<TextSignature>().ok().map(|sig| (v, sig)));
+    let needs_text = known.is_none() || lists.iter().any(|(_, list)| list.is_some());
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let normalized = needs_text.then(|| normalize(text));
+    let hasher = MinHasher::new(MinHashParams::default());
+    let (base_value, base) = match (known, &normalized) {
+        (Some((v, sig)), _) => (v.to_string(), sig),
+        (None, Some(n)) => {
+            let sig = hasher.sign_normalized(n.as_str());
+            (sig.to_string(), sig)
+        }
+        (None, None) => return None,
+    };
     if base.set_size == 0 {
         return None;
     }
     let by_version = lists
         .iter()
         .map(|(version, list)| {
-            let sig = match list {
-                Some(l) => sign_text(text, Some(l)),
-                None => base.clone(),
+            let sig = match (list, &normalized) {
+                (Some(l), Some(n)) => hasher.sign_normalized(l.apply(n).as_str()),
+                _ => base.clone(),
             };
             let value = sig.to_string();
             (*version, sig, value)
         })
         .collect();
     Some(TextVariants {
-        base: base.to_string(),
+        base: base_value,
         by_version,
     })
+}
+
+/// The list-free `text_minhash` value among a query's signals, if any.
+pub(crate) fn text_minhash_of(signals: &[SignalValue]) -> Option<&str> {
+    signals
+        .iter()
+        .find(|s| s.signal_type == SignalType::TextMinhash)
+        .map(|s| s.value.as_str())
 }
 
 #[cfg(test)]
