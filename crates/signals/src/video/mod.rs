@@ -33,11 +33,26 @@ pub use vpdq::{
     VpdqOptions, VpdqParseError,
 };
 
-/// Whether `bytes` look like a video container we hand to ffmpeg: ISO-BMFF
-/// (MP4/MOV/3GP, but not the HEIF/AVIF still-image brands), Matroska/WebM,
-/// AVI, FLV, MPEG-TS, MPEG-PS, ASF/WMV, Ogg or YUV4MPEG2. Cheap magic-byte
-/// checks only; ffprobe has the final word.
+/// Whether `bytes` look like a video we hand to ffmpeg: a container —
+/// ISO-BMFF (MP4/MOV/3GP, but not the HEIF/AVIF still-image brands),
+/// Matroska/WebM, AVI, FLV, MPEG-TS, MPEG-PS, ASF/WMV, Ogg or YUV4MPEG2 — or
+/// a raw H.264/H.265 stream ([`elementary_stream`]). Cheap magic-byte checks
+/// only; ffprobe has the final word.
 pub fn looks_like_video(bytes: &[u8]) -> bool {
+    match container(bytes) {
+        Some(is_video) => is_video,
+        None => elementary_stream(bytes).is_some(),
+    }
+}
+
+/// A recognised container: `Some(true)` for a video container,
+/// `Some(false)` for an ISO-BMFF still image (HEIF/AVIF), `None` for
+/// anything else. Containers are decided first, so that a container whose
+/// first bytes happen to read as a start code (an MP4 whose `ftyp` box is
+/// 262 bytes long starts `00 00 01 06`) is never forced through a raw-stream
+/// demuxer — that would fail to decode and let a playable copy of a known
+/// video escape matching.
+fn container(bytes: &[u8]) -> Option<bool> {
     let at = |off: usize, magic: &[u8]| bytes.get(off..off + magic.len()) == Some(magic);
     // An ISO-BMFF box type at offset 4 only counts when the first four bytes
     // are a plausible box size (0 = to the end, 1 = 64-bit size, else 8 up to
@@ -48,34 +63,25 @@ pub fn looks_like_video(bytes: &[u8]) -> bool {
         let size = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         size <= 1 || (8..0x2000_0000).contains(&size)
     });
-    if !plausible_box {
-        // fall through to the other containers
-    } else if at(4, b"ftyp") {
+    if plausible_box && at(4, b"ftyp") {
         const STILL: [&[u8]; 6] = [b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"];
-        return !bytes.get(8..12).is_some_and(|brand| STILL.contains(&brand));
+        return Some(!bytes.get(8..12).is_some_and(|brand| STILL.contains(&brand)));
     }
-    if plausible_box
+    let video = (plausible_box
         && ["moov", "mdat", "wide", "free"]
             .iter()
-            .any(|t| at(4, t.as_bytes()))
-    {
-        return true;
-    }
-    if at(0, &[0x1a, 0x45, 0xdf, 0xa3]) || (at(0, b"RIFF") && at(8, b"AVI ")) || at(0, b"FLV\x01") {
-        return true;
-    }
-    if at(0, &[0x00, 0x00, 0x01, 0xba]) || at(0, b"OggS") || at(0, b"YUV4MPEG2") {
-        return true;
-    }
-    // ASF header object GUID.
-    if at(0, &[0x30, 0x26, 0xb2, 0x75, 0x8e, 0x66, 0xcf, 0x11]) {
-        return true;
-    }
-    if elementary_stream(bytes).is_some() {
-        return true;
-    }
-    // MPEG-TS: sync byte 0x47 every 188 bytes, several times.
-    bytes.len() >= 188 * 4 && (0..4).all(|i| bytes.get(i * 188) == Some(&0x47))
+            .any(|t| at(4, t.as_bytes())))
+        || at(0, &[0x1a, 0x45, 0xdf, 0xa3])
+        || (at(0, b"RIFF") && at(8, b"AVI "))
+        || at(0, b"FLV\x01")
+        || at(0, &[0x00, 0x00, 0x01, 0xba])
+        || at(0, b"OggS")
+        || at(0, b"YUV4MPEG2")
+        // ASF header object GUID.
+        || at(0, &[0x30, 0x26, 0xb2, 0x75, 0x8e, 0x66, 0xcf, 0x11])
+        // MPEG-TS: sync byte 0x47 every 188 bytes, several times.
+        || (bytes.len() >= 188 * 4 && (0..4).all(|i| bytes.get(i * 188) == Some(&0x47)));
+    video.then_some(true)
 }
 
 /// The MIME type of a video container or elementary stream that
@@ -154,6 +160,9 @@ const H264_PROFILES: [u8; 14] = [
 /// sequence parameter set. Slices before any parameter set are not
 /// decodable, so such streams are not recognised.
 pub fn elementary_stream(bytes: &[u8]) -> Option<ElementaryStream> {
+    if container(bytes).is_some() {
+        return None;
+    }
     let window = bytes.get(..bytes.len().min(ES_SNIFF_WINDOW))?;
     let mut pos = start_code_len(window)?;
     for _ in 0..ES_SNIFF_NALS {
@@ -311,5 +320,29 @@ mod tests {
             Some("video/x-matroska")
         );
         assert_eq!(video_mime(b"hello"), None);
+    }
+
+    /// A container whose first bytes also read as a raw stream — an MP4
+    /// with a 262-byte `ftyp` box (`00 00 01 06` = start code + SEI) and an
+    /// SPS-looking brand — stays a container, so ffmpeg is not forced onto
+    /// the raw H.264 demuxer; a HEIF still in the same shape is not video.
+    #[test]
+    fn containers_win_over_start_code_lookalikes() {
+        let crafted = |brand: &[u8; 4]| {
+            let mut v = vec![0u8, 0, 1, 6];
+            v.extend_from_slice(b"ftyp");
+            v.extend_from_slice(brand);
+            v.extend_from_slice(&[0, 0, 0, 0]);
+            v.extend_from_slice(&[0, 0, 1, 0x67, 100, 0, 10, 0xac]);
+            v.resize(262, 0);
+            v
+        };
+        let mp4 = crafted(b"isom");
+        assert_eq!(elementary_stream(&mp4), None);
+        assert!(looks_like_video(&mp4));
+        assert_eq!(video_mime(&mp4), Some("video/mp4"));
+        let heif = crafted(b"heic");
+        assert_eq!(elementary_stream(&heif), None);
+        assert!(!looks_like_video(&heif));
     }
 }
