@@ -382,7 +382,7 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
         .unwrap_or("");
     // Throttle before checking the password: while locked, even the right
     // password is refused, and the answer is the same for every username.
-    if let Some(wait) = st.throttle.retry_after(username, &ip) {
+    if let Err(wait) = st.throttle.admit(username, &ip) {
         if !st.throttle.first_refusal(username, &ip) {
             return session::throttled_response(wait);
         }
@@ -408,11 +408,11 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
     };
     let user = match verified {
         Ok(Some(u)) => {
-            st.throttle.record_success(username);
+            st.throttle.record_success(username, &ip);
             u
         }
         Ok(None) => {
-            st.throttle.record_failure(username, &ip);
+            // Already counted by `admit`.
             let detail = serde_json::json!({"username": username, "ip": ip.to_string()});
             if let Err(e) = cq::audit_event(
                 &st.store,

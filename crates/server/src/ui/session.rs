@@ -390,8 +390,34 @@ impl LoginThrottle {
         if self.max_failures == 0 {
             return None;
         }
-        let now = Instant::now();
+        self.wait_locked(&mut self.map(), username, ip)
+    }
+
+    /// Admit a login attempt or refuse it, atomically: when allowed, the
+    /// attempt is counted as a failure *before* the password is checked
+    /// (under the same lock as the check), so a burst of parallel attempts
+    /// cannot all pass the check while the first ones are still being
+    /// verified. [`LoginThrottle::record_success`] takes it back. Returns the
+    /// seconds to wait when refused.
+    pub fn admit(&self, username: &str, ip: &IpAddr) -> Result<(), u64> {
+        if self.max_failures == 0 {
+            return Ok(());
+        }
         let mut map = self.map();
+        if let Some(wait) = self.wait_locked(&mut map, username, ip) {
+            return Err(wait);
+        }
+        self.push_locked(&mut map, username, ip);
+        Ok(())
+    }
+
+    fn wait_locked(
+        &self,
+        map: &mut HashMap<String, Failures>,
+        username: &str,
+        ip: &IpAddr,
+    ) -> Option<u64> {
+        let now = Instant::now();
         let mut wait: Option<Duration> = None;
         for key in [Self::user_key(username), Self::ip_key(ip)] {
             let Some(f) = map.get_mut(&key) else { continue };
@@ -419,8 +445,11 @@ impl LoginThrottle {
         if self.max_failures == 0 {
             return;
         }
+        self.push_locked(&mut self.map(), username, ip);
+    }
+
+    fn push_locked(&self, map: &mut HashMap<String, Failures>, username: &str, ip: &IpAddr) {
         let now = Instant::now();
-        let mut map = self.map();
         use std::sync::atomic::Ordering::Relaxed;
         if map.len() >= self.sweep_at.load(Relaxed) {
             let window = self.window;
@@ -476,9 +505,14 @@ impl LoginThrottle {
         first
     }
 
-    /// A successful login clears the username's failures.
-    pub fn record_success(&self, username: &str) {
-        self.map().remove(&Self::user_key(username));
+    /// A successful login clears the username's failures and takes back
+    /// the attempt [`LoginThrottle::admit`] counted against the IP.
+    pub fn record_success(&self, username: &str, ip: &IpAddr) {
+        let mut map = self.map();
+        map.remove(&Self::user_key(username));
+        if let Some(f) = map.get_mut(&Self::ip_key(ip)) {
+            f.times.pop_back();
+        }
     }
 }
 
@@ -557,6 +591,26 @@ mod tests {
         assert!(t.map().len() <= THROTTLE_MAX_KEYS + 2, "{}", t.map().len());
     }
 
+    /// Attempts are counted when admitted, so a burst of parallel logins
+    /// (all admitted before any password check finishes) gets only
+    /// `max_failures` through; a success takes its own attempt back.
+    #[test]
+    fn admitting_counts_the_attempt_up_front() {
+        let t = LoginThrottle::new(3, Duration::from_secs(300));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let admitted = (0..20).filter(|_| t.admit("mallory", &ip).is_ok()).count();
+        assert_eq!(admitted, 3);
+        assert!(t.admit("mallory", &ip).is_err());
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert!(t.admit("alice", &other).is_ok());
+        t.record_success("alice", &other);
+        assert!(t
+            .map()
+            .get("ip:192.0.2.8")
+            .is_none_or(|f| f.times.is_empty()));
+        assert!(t.map().get("user:alice").is_none());
+    }
+
     #[test]
     fn long_usernames_are_cut_on_a_char_boundary() {
         assert_eq!(super::super::truncate_at_char("abc", 100), "abc");
@@ -607,7 +661,7 @@ mod tests {
         // IP a now has 3 failures: every username from it waits.
         assert!(t.retry_after("bob", &a).is_some());
         // Success clears the username, not the IP.
-        t.record_success("alice");
+        t.record_success("alice", &c);
         assert_eq!(t.retry_after("alice", &c), None);
         assert!(t.retry_after("alice", &a).is_some());
         // The window slides.
