@@ -535,6 +535,12 @@ impl Engine {
         )
     }
 
+    /// [`Engine::hash_upload`] for typed text: hashed as text whatever its
+    /// first bytes look like (no content sniffing). Blocking.
+    pub fn hash_text(&self, text: String) -> Result<HashedUpload> {
+        signals::hash_typed_text(text)
+    }
+
     /// Add a content item with its signals to a bank.
     pub async fn add_content(
         &self,

@@ -567,6 +567,35 @@ pub(crate) fn hash_upload(
     Ok(HashedUpload { signals, text })
 }
 
+/// Typed text (a JSON `"text"` field, HMA's `text` signal) for a lookup:
+/// always hashed *as text* — its `text_minhash`, MD5 and SHA-256, the same
+/// signals a text upload gets — never sniffed, so text that starts like a
+/// PDF, an image or a video cannot start the PDF extractor or ffmpeg.
+pub(crate) fn hash_typed_text(text: String) -> Result<HashedUpload> {
+    let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let minhash = echotrace_signals::text::text_signature(body).to_string();
+    check_text_value(&minhash)?;
+    let d = echotrace_signals::digest::digests(text.as_bytes());
+    let signals = vec![
+        SignalValue {
+            signal_type: SignalType::TextMinhash,
+            value: minhash,
+        },
+        SignalValue {
+            signal_type: SignalType::Md5,
+            value: d.md5,
+        },
+        SignalValue {
+            signal_type: SignalType::Sha256,
+            value: d.sha256,
+        },
+    ];
+    Ok(HashedUpload {
+        signals,
+        text: Some(QueryText::from(text)),
+    })
+}
+
 /// The equivalence lists a raw-text query must be signed under (version,
 /// list; `None` = no list), from `MatchState::text_query_lists`.
 pub(crate) type QueryLists = Vec<(Option<i64>, Option<std::sync::Arc<EquivalenceList>>)>;
@@ -628,6 +657,30 @@ pub(crate) fn text_minhash_of(signals: &[SignalValue]) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Typed text is hashed as text even when it starts like a PDF or a
+    /// video; its signals are those of the same bytes uploaded as text.
+    #[test]
+    fn typed_text_is_never_sniffed() {
+        for text in [
+            "%PDF-1.7 claims of responsibility follow",
+            "\0\0\0\x18ftypisom a caption",
+        ] {
+            let h = hash_typed_text(text.to_string()).unwrap();
+            let types: Vec<_> = h.signals.iter().map(|s| s.signal_type).collect();
+            assert_eq!(
+                types,
+                [SignalType::TextMinhash, SignalType::Md5, SignalType::Sha256],
+                "{text:?}"
+            );
+            assert_eq!(h.text.as_ref().map(QueryText::as_str), Some(text));
+        }
+        let plain = "weather warning for the northern hills";
+        let typed = hash_typed_text(plain.to_string()).unwrap();
+        let uploaded = hash_upload(bytes::Bytes::from(plain), VideoSampling::Query, None).unwrap();
+        assert_eq!(typed.signals, uploaded.signals);
+        assert!(hash_typed_text("  !!  ".into()).is_err());
+    }
 
     #[test]
     fn validates_and_lowercases() {

@@ -6,7 +6,6 @@
 mod hma;
 mod v1;
 
-use axum::body::Bytes;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -149,7 +148,10 @@ pub(crate) async fn item_query(
             if text.trim().is_empty() {
                 return Err(ApiError::bad_request("\"text\" is empty"));
             }
-            Bytes::from(text)
+            // Typed text is text: never sniffed as a PDF, image or video.
+            return state
+                .hash_job(move || engine.hash_text(text).map_err(ApiError::from))
+                .await;
         }
         ItemInput::Url(url) => crate::fetch::fetch(&url, &state.config().fetch)
             .await
