@@ -106,11 +106,14 @@ pub enum UrlError {
     NoHost,
 }
 
-/// Whether the text after the first `:` starts with a digit, as in
-/// `example.com:8080/a` (a host and port, not a scheme).
+/// Whether the text after the first `:` is a port — digits only, up to the
+/// path, query or fragment — as in `example.com:8080/a` (a host and port,
+/// not a scheme). `mailto:1@evil.example` is a scheme.
 fn after_colon_is_port(s: &str) -> bool {
-    s.split_once(':')
-        .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit()))
+    s.split_once(':').is_some_and(|(_, rest)| {
+        let port = rest.split(['/', '?', '#']).next().unwrap_or("");
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// Canonicalises `input` (rules in the module docs).
@@ -291,6 +294,7 @@ mod tests {
             ("javascript:alert(1)", "javascript"),
             ("JavaScript:void(0)", "javascript"),
             ("mailto:press@example.com", "mailto"),
+            ("mailto:1@evil.example", "mailto"),
             ("data:text/html,hello", "data"),
             ("ftp://example.com/x", "ftp"),
         ] {
