@@ -83,6 +83,10 @@ pub fn run(args: BankArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Longest accepted line (a vPDQ signal of a long video is a few hundred
+/// KiB; anything near this is not a hash list).
+const MAX_LINE_BYTES: usize = 16 << 20;
+
 /// How many bad lines are printed (all are counted).
 const MAX_REPORTED: usize = 100;
 
@@ -182,7 +186,13 @@ impl<R: BufRead> Iterator for Items<'_, R> {
     fn next(&mut self) -> Option<ImportItem> {
         loop {
             self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
+            // Bounded read: a hostile file without newlines must not be
+            // read into memory whole.
+            let limit = MAX_LINE_BYTES as u64 + 1;
+            match (&mut self.reader)
+                .take(limit)
+                .read_until(b'\n', &mut self.buf)
+            {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => {
@@ -191,6 +201,25 @@ impl<R: BufRead> Iterator for Items<'_, R> {
                 }
             }
             self.line += 1;
+            if self.buf.len() > MAX_LINE_BYTES {
+                // Skip the rest of the line in bounded steps, then report it.
+                while self.buf.last() != Some(&b'\n') {
+                    self.buf.clear();
+                    match (&mut self.reader)
+                        .take(limit)
+                        .read_until(b'\n', &mut self.buf)
+                    {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            self.io_error = Some(e);
+                            return None;
+                        }
+                    }
+                }
+                self.report(format!("line longer than {MAX_LINE_BYTES} bytes"));
+                continue;
+            }
             let text = match std::str::from_utf8(&self.buf) {
                 Ok(t) => t.to_string(),
                 Err(_) => {
@@ -333,6 +362,33 @@ mod tests {
     use super::*;
 
     const PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+
+    /// A line over the limit is skipped and reported without being held in
+    /// memory whole; the lines around it still import.
+    #[test]
+    fn overlong_lines_are_bounded_and_reported() {
+        let mut input = format!("{PDQ}\n").into_bytes();
+        input.extend(std::iter::repeat_n(b'a', MAX_LINE_BYTES * 2 + 5));
+        input.extend_from_slice(format!("\n{PDQ},x\n").as_bytes());
+        let mut bad = Vec::new();
+        let items = Items {
+            reader: std::io::Cursor::new(input),
+            buf: Vec::new(),
+            line: 0,
+            seen_content: false,
+            labels: &[],
+            note: "",
+            bad: &mut bad,
+            bad_count: 0,
+            source: "test",
+            io_error: None,
+        };
+        let got: Vec<ImportItem> = items.collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 2);
+        assert!(bad[0].reason.contains("longer than"), "{}", bad[0].reason);
+    }
 
     #[test]
     fn parses_bare_pdq_with_labels() {
