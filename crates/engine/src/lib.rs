@@ -556,7 +556,7 @@ impl Engine {
         let (values, list_version) = match new.source {
             ContentSource::Bytes(bytes) => {
                 let pdf = self.inner.config.pdf_extractor.clone();
-                let values = tokio::task::spawn_blocking(move || {
+                let values = off_runtime(move || {
                     signals::hash_bytes_using(
                         &bytes,
                         signals::VideoSampling::BankEntry,
@@ -564,12 +564,11 @@ impl Engine {
                         list.as_deref(),
                     )
                 })
-                .await
-                .map_err(|e| EngineError::Internal(format!("hashing task failed: {e}")))??;
+                .await?;
                 (values, list_version)
             }
             ContentSource::Text(text) => (
-                signals::hash_text_with_list(&text, list.as_deref())?,
+                off_runtime(move || signals::hash_text_with_list(&text, list.as_deref())).await?,
                 list_version,
             ),
             ContentSource::Signals(list) => (normalize_signals(&list)?, None),

@@ -125,6 +125,8 @@ impl UiState {
 
 /// What a handler works with: the loaded engine, its store, the settings.
 pub struct Ctx {
+    /// The server's state (for its bounded hashing pool).
+    pub app: AppState,
     pub engine: Engine,
     pub store: Store,
     pub config: std::sync::Arc<UiConfig>,
@@ -140,6 +142,7 @@ impl axum::extract::FromRequestParts<UiState> for Ctx {
     ) -> Result<Self, Response> {
         let engine = state.engine()?;
         Ok(Ctx {
+            app: state.app.clone(),
             store: engine.store().clone(),
             engine,
             config: state.config.clone(),
@@ -1229,9 +1232,11 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
     };
     let hashed = if let Some(bytes) = upload {
         let engine = st.engine.clone();
-        tokio::task::spawn_blocking(move || engine.hash_upload(bytes))
+        // Through the server's bounded hashing pool, like API uploads.
+        st.app
+            .hash_job(move || Ok(engine.hash_upload(bytes)))
             .await
-            .unwrap_or_else(|e| Err(EngineError::Internal(format!("hashing task failed: {e}"))))
+            .unwrap_or_else(|_| Err(EngineError::Internal("hashing is unavailable".into())))
     } else if let Some(h) = form.get("hash") {
         parse_hash_input(h).map(|signals| HashedUpload {
             signals,
