@@ -405,12 +405,14 @@ impl Thumbnailer {
         if let Some(why) = self.failure(side, owner_id) {
             return Err(StillError::Unavailable(why));
         }
-        let bytes = load.await.ok_or(StillError::NotFound)?;
+        // The decode permit is taken before the retained video is loaded,
+        // so at most THUMB_JOBS videos are in memory at once.
         let _job = self
             .jobs
             .acquire()
             .await
             .map_err(|_| StillError::Unavailable("shutting down".into()))?;
+        let bytes = load.await.ok_or(StillError::NotFound)?;
         let seconds: Vec<f64> = wanted_ms.iter().map(|m| *m as f64 / 1000.0).collect();
         let options = self.options;
         let result = tokio::task::spawn_blocking(move || {
@@ -429,12 +431,15 @@ impl Thumbnailer {
                     "echotrace console: frame stills of {} {owner_id}: {e}",
                     side.as_str()
                 );
+                if matches!(e, VideoError::Timeout(_)) {
+                    // Load-dependent: not remembered as a lasting failure.
+                    return Err(StillError::Unavailable("decoding timed out".into()));
+                }
                 let mut cache = self.lock();
                 if cache.failures.len() >= FAILURES_KEPT {
                     cache.failures.clear();
                 }
                 let why = match e {
-                    VideoError::Timeout(_) => "decoding timed out",
                     VideoError::NeedsSeekableInput => {
                         "the MP4 keeps its index at the end (needs the temp-file mode)"
                     }
