@@ -31,7 +31,9 @@
 //!   context only; API keys and passwords are stored as hashes only.
 
 mod bulk;
+mod lease;
 mod rows;
+mod sighting;
 pub mod testing;
 
 use std::borrow::Cow;
@@ -47,7 +49,12 @@ pub use bulk::{
     content_range_op, parse_content_range_op, BulkContent, BULK_ROWS_PER_STATEMENT,
     CONTENT_RANGE_ENTITY,
 };
+pub use lease::LeaseRow;
 pub use rows::*;
+pub use sighting::{
+    NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,
+    SightingSignalRow, SourceRow, WarcRef,
+};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -135,57 +142,57 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Every schema migration, in order: (version, name, file stem under
+/// `migrations/{sqlite,postgres}/`). Both directories hold the same stems.
+/// Add new migrations at the end; never edit an applied one.
+macro_rules! schema_migrations {
+    ($(($version:literal, $name:literal, $file:literal)),* $(,)?) => {
+        fn migration_sources(backend: Backend) -> Vec<(i64, &'static str, &'static str)> {
+            match backend {
+                Backend::Sqlite => vec![$((
+                    $version,
+                    $name,
+                    include_str!(concat!("../migrations/sqlite/", $file, ".sql")),
+                )),*],
+                Backend::Postgres => vec![$((
+                    $version,
+                    $name,
+                    include_str!(concat!("../migrations/postgres/", $file, ".sql")),
+                )),*],
+            }
+        }
+    };
+}
+
+schema_migrations![
+    (1, "init", "0001_init"),
+    // Review console (sessions, user settings, retained media).
+    (2, "console", "0002_console"),
+    // Matches no longer reference banks, so banks can be deleted.
+    (3, "bank_delete", "0003_bank_delete"),
+    // Per-bank text equivalence lists, every version kept.
+    (4, "bank_settings", "0004_bank_settings"),
+    // Named leases: one process runs each background job.
+    (5, "leases", "0005_leases"),
+    // The sighting model: sources, sightings, their signals and matches.
+    (6, "sightings", "0006_sightings"),
+];
+
 fn migrator(backend: Backend) -> Migrator {
-    let sql: &'static str = match backend {
-        Backend::Sqlite => include_str!("../migrations/sqlite/0001_init.sql"),
-        Backend::Postgres => include_str!("../migrations/postgres/0001_init.sql"),
-    };
-    // Schema v2: review console (sessions, user settings, retained media).
-    let console: &'static str = match backend {
-        Backend::Sqlite => include_str!("../migrations/sqlite/0002_console.sql"),
-        Backend::Postgres => include_str!("../migrations/postgres/0002_console.sql"),
-    };
-    // Schema v3: matches no longer reference banks, so banks can be deleted.
-    let bank_delete: &'static str = match backend {
-        Backend::Sqlite => include_str!("../migrations/sqlite/0003_bank_delete.sql"),
-        Backend::Postgres => include_str!("../migrations/postgres/0003_bank_delete.sql"),
-    };
-    // Schema v4: per-bank text equivalence lists, every version kept.
-    let bank_settings: &'static str = match backend {
-        Backend::Sqlite => include_str!("../migrations/sqlite/0004_bank_settings.sql"),
-        Backend::Postgres => include_str!("../migrations/postgres/0004_bank_settings.sql"),
-    };
-    Migrator {
-        migrations: Cow::Owned(vec![
+    let migrations = migration_sources(backend)
+        .into_iter()
+        .map(|(version, name, sql)| {
             Migration::new(
-                1,
-                Cow::Borrowed("init"),
+                version,
+                Cow::Borrowed(name),
                 MigrationType::Simple,
                 sql.into_sql_str(),
                 false,
-            ),
-            Migration::new(
-                2,
-                Cow::Borrowed("console"),
-                MigrationType::Simple,
-                console.into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                3,
-                Cow::Borrowed("bank_delete"),
-                MigrationType::Simple,
-                bank_delete.into_sql_str(),
-                false,
-            ),
-            Migration::new(
-                4,
-                Cow::Borrowed("bank_settings"),
-                MigrationType::Simple,
-                bank_settings.into_sql_str(),
-                false,
-            ),
-        ]),
+            )
+        })
+        .collect();
+    Migrator {
+        migrations: Cow::Owned(migrations),
         ..Migrator::DEFAULT
     }
 }

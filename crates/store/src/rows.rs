@@ -7,27 +7,27 @@ use sqlx::Row;
 
 use crate::{get_i64, Result, StoreError};
 
-fn get_str(row: &AnyRow, col: &str) -> Result<String> {
+pub(crate) fn get_str(row: &AnyRow, col: &str) -> Result<String> {
     row.try_get::<String, _>(col)
         .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
 }
 
-fn get_opt_str(row: &AnyRow, col: &str) -> Result<Option<String>> {
+pub(crate) fn get_opt_str(row: &AnyRow, col: &str) -> Result<Option<String>> {
     row.try_get::<Option<String>, _>(col)
         .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
 }
 
-fn get_opt_i64(row: &AnyRow, col: &str) -> Result<Option<i64>> {
+pub(crate) fn get_opt_i64(row: &AnyRow, col: &str) -> Result<Option<i64>> {
     row.try_get::<Option<i64>, _>(col)
         .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
 }
 
-fn get_opt_f64(row: &AnyRow, col: &str) -> Result<Option<f64>> {
+pub(crate) fn get_opt_f64(row: &AnyRow, col: &str) -> Result<Option<f64>> {
     row.try_get::<Option<f64>, _>(col)
         .map_err(|e| StoreError::Corrupt(format!("column {col}: {e}")))
 }
 
-fn get_bool(row: &AnyRow, col: &str) -> Result<bool> {
+pub(crate) fn get_bool(row: &AnyRow, col: &str) -> Result<bool> {
     Ok(get_i64(row, col)? != 0)
 }
 

@@ -1,0 +1,665 @@
+//! The sighting model (migration 0006), shared by the collector, which
+//! writes sightings, and spread tracking, which reads them as variant
+//! clusters and re-checks their URLs.
+//!
+//! * A **source** is something the collector reads (its `config` is the
+//!   collector's typed JSON; the store keeps it as text).
+//! * A **sighting** is one item seen at one place: the bytes (or a bare URL)
+//!   at a canonical URL. It is unique by `(url_sha256, content_sha256)`:
+//!   the same bytes at the same URL seen again only move `last_seen_at`;
+//!   other bytes at that URL are another sighting. `parent_id` is the page
+//!   or message that linked to it. Only hashes are stored: payloads live in
+//!   WARC records (`warc_*`) under the operator's retention policy.
+//! * **Sighting signals** are its hashes, indexed like bank signals so that a
+//!   bank item added later finds where it was already seen (retro-hunt).
+//! * **Sighting matches** tie a sighting to the bank items it matched; a bank
+//!   item and its sightings form one variant cluster. They carry no foreign
+//!   key to `bank_content`, so deleting a bank item keeps its history.
+//! * An unmatched sighting has `expires_at` (kept hashes-only for the
+//!   retro-hunt window); a matched one is kept (`expires_at` NULL).
+
+use sqlx::any::AnyRow;
+
+use crate::rows::{get_bool, get_opt_f64, get_opt_i64, get_opt_str, get_str};
+use crate::{get_i64, now_ms, Result, Store, WriteTx};
+
+/// A collector source as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceRow {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    /// The collector's typed, versioned JSON for this kind.
+    pub config: String,
+    pub enabled: bool,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl SourceRow {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(SourceRow {
+            id: get_i64(r, "id")?,
+            name: get_str(r, "name")?,
+            kind: get_str(r, "kind")?,
+            config: get_str(r, "config")?,
+            enabled: get_bool(r, "enabled")?,
+            created_by: get_str(r, "created_by")?,
+            created_at: get_i64(r, "created_at")?,
+            updated_at: get_i64(r, "updated_at")?,
+        })
+    }
+}
+
+/// Input for [`WriteTx::insert_source`].
+#[derive(Clone, Debug)]
+pub struct NewSource<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub config: &'a str,
+    pub enabled: bool,
+    pub created_by: &'a str,
+}
+
+/// Where the evidence of a sighting lives: one record of a WARC file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WarcRef {
+    /// File name relative to the operator's WARC directory.
+    pub file: String,
+    pub offset: i64,
+    pub length: i64,
+    /// The record's `WARC-Record-ID` (`<urn:uuid:…>`).
+    pub record_id: String,
+}
+
+/// A sighting as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SightingRow {
+    pub id: i64,
+    /// `None` when the source was deleted, or the sighting was reported
+    /// without one.
+    pub source_id: Option<i64>,
+    /// The URL as fetched.
+    pub url: String,
+    /// `url-canon-v1` of `url`.
+    pub url_canonical: String,
+    pub url_sha256: String,
+    pub host: String,
+    /// From the operator's host → platform table ('' when unknown).
+    pub platform: String,
+    pub parent_id: Option<i64>,
+    /// SHA-256 of the payload, '' for an item without bytes.
+    pub content_sha256: String,
+    /// `image`, `video`, `text`, `pdf`, `html`, `other`, or ''.
+    pub media_type: String,
+    /// True once any bank item matched it.
+    pub matched: bool,
+    /// The lookup record that put its matches in the review queue.
+    pub submission_id: Option<i64>,
+    pub warc: Option<WarcRef>,
+    pub first_seen_at: i64,
+    pub last_seen_at: i64,
+    /// Unmatched sightings are deleted after this (retro-hunt window).
+    pub expires_at: Option<i64>,
+    pub created_at: i64,
+}
+
+const SIGHTING_COLUMNS: &str = "id, source_id, url, url_canonical, url_sha256, host, platform, \
+    parent_id, content_sha256, media_type, matched, submission_id, warc_file, warc_offset, \
+    warc_length, warc_record_id, first_seen_at, last_seen_at, expires_at, created_at";
+
+impl SightingRow {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        let warc = match get_opt_str(r, "warc_file")? {
+            Some(file) => Some(WarcRef {
+                file,
+                offset: get_opt_i64(r, "warc_offset")?.unwrap_or(0),
+                length: get_opt_i64(r, "warc_length")?.unwrap_or(0),
+                record_id: get_opt_str(r, "warc_record_id")?.unwrap_or_default(),
+            }),
+            None => None,
+        };
+        Ok(SightingRow {
+            id: get_i64(r, "id")?,
+            source_id: get_opt_i64(r, "source_id")?,
+            url: get_str(r, "url")?,
+            url_canonical: get_str(r, "url_canonical")?,
+            url_sha256: get_str(r, "url_sha256")?,
+            host: get_str(r, "host")?,
+            platform: get_str(r, "platform")?,
+            parent_id: get_opt_i64(r, "parent_id")?,
+            content_sha256: get_str(r, "content_sha256")?,
+            media_type: get_str(r, "media_type")?,
+            matched: get_bool(r, "matched")?,
+            submission_id: get_opt_i64(r, "submission_id")?,
+            warc,
+            first_seen_at: get_i64(r, "first_seen_at")?,
+            last_seen_at: get_i64(r, "last_seen_at")?,
+            expires_at: get_opt_i64(r, "expires_at")?,
+            created_at: get_i64(r, "created_at")?,
+        })
+    }
+}
+
+/// Input for [`WriteTx::upsert_sighting`].
+#[derive(Clone, Debug)]
+pub struct NewSighting<'a> {
+    pub source_id: Option<i64>,
+    pub url: &'a str,
+    pub url_canonical: &'a str,
+    pub url_sha256: &'a str,
+    pub host: &'a str,
+    pub platform: &'a str,
+    pub parent_id: Option<i64>,
+    /// '' for an item without bytes.
+    pub content_sha256: &'a str,
+    pub media_type: &'a str,
+    pub seen_at: i64,
+    /// For a new unmatched sighting: when its hashes may be dropped.
+    pub expires_at: Option<i64>,
+    pub warc: Option<&'a WarcRef>,
+}
+
+/// Which bank item a sighting matched, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SightingMatchRow {
+    pub sighting_id: i64,
+    pub content_id: i64,
+    pub bank_id: i64,
+    pub signal_type: String,
+    /// `matches.id` when the match went to the review queue.
+    pub match_id: Option<i64>,
+    pub distance: Option<i64>,
+    pub similarity: Option<f64>,
+    /// The matching channel (`plain`, `dihedral`, `border`, `window`, …).
+    pub channel: String,
+    /// `fetch`, `retro_hunt` or `recheck`.
+    pub found_by: String,
+    pub created_at: i64,
+}
+
+const SIGHTING_MATCH_COLUMNS: &str = "sighting_id, content_id, bank_id, signal_type, match_id, \
+    distance, similarity, channel, found_by, created_at";
+
+impl SightingMatchRow {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(SightingMatchRow {
+            sighting_id: get_i64(r, "sighting_id")?,
+            content_id: get_i64(r, "content_id")?,
+            bank_id: get_i64(r, "bank_id")?,
+            signal_type: get_str(r, "signal_type")?,
+            match_id: get_opt_i64(r, "match_id")?,
+            distance: get_opt_i64(r, "distance")?,
+            similarity: get_opt_f64(r, "similarity")?,
+            channel: get_str(r, "channel")?,
+            found_by: get_str(r, "found_by")?,
+            created_at: get_i64(r, "created_at")?,
+        })
+    }
+}
+
+/// Input for [`WriteTx::insert_sighting_match`].
+#[derive(Clone, Debug)]
+pub struct NewSightingMatch<'a> {
+    pub sighting_id: i64,
+    pub content_id: i64,
+    pub bank_id: i64,
+    pub signal_type: &'a str,
+    pub match_id: Option<i64>,
+    pub distance: Option<i64>,
+    pub similarity: Option<f64>,
+    pub channel: &'a str,
+    pub found_by: &'a str,
+}
+
+/// One stored signal of a sighting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SightingSignalRow {
+    pub id: i64,
+    pub sighting_id: i64,
+    pub signal_type: String,
+    pub value: String,
+}
+
+impl SightingSignalRow {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(SightingSignalRow {
+            id: get_i64(r, "id")?,
+            sighting_id: get_i64(r, "sighting_id")?,
+            signal_type: get_str(r, "signal_type")?,
+            value: get_str(r, "value")?,
+        })
+    }
+}
+
+/// Filters for [`Store::list_sightings`]; newest first.
+#[derive(Clone, Debug, Default)]
+pub struct SightingQuery {
+    /// Only sightings that matched this bank item (its variant cluster).
+    pub content_id: Option<i64>,
+    pub source_id: Option<i64>,
+    pub host: Option<String>,
+    pub platform: Option<String>,
+    pub matched: Option<bool>,
+    /// `first_seen_at >= seen_from`.
+    pub seen_from: Option<i64>,
+    /// `first_seen_at < seen_to`.
+    pub seen_to: Option<i64>,
+    /// Keyset pagination: `id < before_id`.
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+impl Store {
+    pub async fn list_sources(&self) -> Result<Vec<SourceRow>> {
+        let rows = sqlx::query(
+            "SELECT id, name, kind, config, enabled, created_by, created_at, updated_at \
+             FROM sources ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SourceRow::from_row).collect()
+    }
+
+    pub async fn get_source(&self, id: i64) -> Result<Option<SourceRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, kind, config, enabled, created_by, created_at, updated_at \
+             FROM sources WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(SourceRow::from_row).transpose()
+    }
+
+    pub async fn get_source_by_name(&self, name: &str) -> Result<Option<SourceRow>> {
+        let row = sqlx::query(
+            "SELECT id, name, kind, config, enabled, created_by, created_at, updated_at \
+             FROM sources WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(SourceRow::from_row).transpose()
+    }
+
+    pub async fn get_sighting(&self, id: i64) -> Result<Option<SightingRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIGHTING_COLUMNS} FROM sightings WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(SightingRow::from_row).transpose()
+    }
+
+    /// Sightings matching every filter set in `q`, newest (highest id) first.
+    pub async fn list_sightings(&self, q: &SightingQuery) -> Result<Vec<SightingRow>> {
+        let mut sql = format!("SELECT {SIGHTING_COLUMNS} FROM sightings WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if q.content_id.is_some() {
+            let p = next();
+            sql.push_str(&format!(
+                " AND id IN (SELECT sighting_id FROM sighting_matches WHERE content_id = ${p})"
+            ));
+        }
+        for (present, clause) in [
+            (q.source_id.is_some(), "source_id"),
+            (q.host.is_some(), "host"),
+            (q.platform.is_some(), "platform"),
+            (q.matched.is_some(), "matched"),
+        ] {
+            if present {
+                let p = next();
+                sql.push_str(&format!(" AND {clause} = ${p}"));
+            }
+        }
+        if q.seen_from.is_some() {
+            let p = next();
+            sql.push_str(&format!(" AND first_seen_at >= ${p}"));
+        }
+        if q.seen_to.is_some() {
+            let p = next();
+            sql.push_str(&format!(" AND first_seen_at < ${p}"));
+        }
+        if q.before_id.is_some() {
+            let p = next();
+            sql.push_str(&format!(" AND id < ${p}"));
+        }
+        let p = next();
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${p}"));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some(v) = q.content_id {
+            query = query.bind(v);
+        }
+        if let Some(v) = q.source_id {
+            query = query.bind(v);
+        }
+        if let Some(v) = &q.host {
+            query = query.bind(v.clone());
+        }
+        if let Some(v) = &q.platform {
+            query = query.bind(v.clone());
+        }
+        if let Some(v) = q.matched {
+            query = query.bind(i64::from(v));
+        }
+        if let Some(v) = q.seen_from {
+            query = query.bind(v);
+        }
+        if let Some(v) = q.seen_to {
+            query = query.bind(v);
+        }
+        if let Some(v) = q.before_id {
+            query = query.bind(v);
+        }
+        let rows = query.bind(q.limit.max(0)).fetch_all(&self.pool).await?;
+        rows.iter().map(SightingRow::from_row).collect()
+    }
+
+    /// The bank items a sighting matched.
+    pub async fn sighting_matches(&self, sighting_id: i64) -> Result<Vec<SightingMatchRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIGHTING_MATCH_COLUMNS} FROM sighting_matches WHERE sighting_id = $1 \
+             ORDER BY content_id, signal_type"
+        )))
+        .bind(sighting_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SightingMatchRow::from_row).collect()
+    }
+
+    /// The match rows of one bank item's variant cluster, oldest first.
+    pub async fn cluster_matches(&self, content_id: i64) -> Result<Vec<SightingMatchRow>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIGHTING_MATCH_COLUMNS} FROM sighting_matches WHERE content_id = $1 \
+             ORDER BY sighting_id, signal_type"
+        )))
+        .bind(content_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SightingMatchRow::from_row).collect()
+    }
+
+    /// The stored signals of one sighting.
+    pub async fn sighting_signals(&self, sighting_id: i64) -> Result<Vec<SightingSignalRow>> {
+        let rows = sqlx::query(
+            "SELECT id, sighting_id, signal_type, value FROM sighting_signals \
+             WHERE sighting_id = $1 ORDER BY id",
+        )
+        .bind(sighting_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SightingSignalRow::from_row).collect()
+    }
+
+    /// Sightings holding exactly this signal (retro-hunt of exact types).
+    pub async fn sightings_with_signal(&self, signal_type: &str, value: &str) -> Result<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT sighting_id FROM sighting_signals \
+             WHERE signal_type = $1 AND value = $2 ORDER BY sighting_id",
+        )
+        .bind(signal_type)
+        .bind(value)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| get_i64(r, "sighting_id")).collect()
+    }
+
+    /// One page of stored sighting signals of a type, by id (retro-hunt of
+    /// similarity types: PDQ, text).
+    pub async fn sighting_signals_page(
+        &self,
+        signal_type: &str,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<SightingSignalRow>> {
+        let rows = sqlx::query(
+            "SELECT id, sighting_id, signal_type, value FROM sighting_signals \
+             WHERE signal_type = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(signal_type)
+        .bind(after_id)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SightingSignalRow::from_row).collect()
+    }
+}
+
+impl WriteTx {
+    pub async fn insert_source(&mut self, s: &NewSource<'_>) -> Result<SourceRow> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO sources (name, kind, config, enabled, created_by, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id, name, kind, config, enabled, \
+             created_by, created_at, updated_at",
+        )
+        .bind(s.name)
+        .bind(s.kind)
+        .bind(s.config)
+        .bind(i64::from(s.enabled))
+        .bind(s.created_by)
+        .bind(now)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        SourceRow::from_row(&row)
+    }
+
+    /// Store a source's config and enabled flag (name and kind are fixed).
+    pub async fn update_source(&mut self, s: &SourceRow) -> Result<SourceRow> {
+        let row = sqlx::query(
+            "UPDATE sources SET config = $2, enabled = $3, updated_at = $4 WHERE id = $1 \
+             RETURNING id, name, kind, config, enabled, created_by, created_at, updated_at",
+        )
+        .bind(s.id)
+        .bind(&s.config)
+        .bind(i64::from(s.enabled))
+        .bind(now_ms())
+        .fetch_one(&mut *self.tx)
+        .await?;
+        SourceRow::from_row(&row)
+    }
+
+    /// Delete a source; its sightings stay, with `source_id` NULL.
+    pub async fn delete_source(&mut self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE sightings SET source_id = NULL WHERE source_id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        sqlx::query("DELETE FROM sources WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Record that an item was seen. Returns the sighting and whether it is
+    /// new; an existing one (same URL, same bytes) only moves
+    /// `last_seen_at` forward.
+    pub async fn upsert_sighting(&mut self, s: &NewSighting<'_>) -> Result<(SightingRow, bool)> {
+        if let Some(existing) = self.sighting_by_key(s.url_sha256, s.content_sha256).await? {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE sightings SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2 \
+                 RETURNING {SIGHTING_COLUMNS}"
+            )))
+            .bind(existing.id)
+            .bind(s.seen_at)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+            return Ok((
+                row.as_ref()
+                    .map(SightingRow::from_row)
+                    .transpose()?
+                    .unwrap_or(existing),
+                false,
+            ));
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
+             parent_id, content_sha256, media_type, matched, warc_file, warc_offset, warc_length, \
+             warc_record_id, first_seen_at, last_seen_at, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $14, $14, $15, $16) \
+             ON CONFLICT (url_sha256, content_sha256) DO NOTHING RETURNING {SIGHTING_COLUMNS}"
+        )))
+        .bind(s.source_id)
+        .bind(s.url)
+        .bind(s.url_canonical)
+        .bind(s.url_sha256)
+        .bind(s.host)
+        .bind(s.platform)
+        .bind(s.parent_id)
+        .bind(s.content_sha256)
+        .bind(s.media_type)
+        .bind(s.warc.map(|w| w.file.clone()))
+        .bind(s.warc.map(|w| w.offset))
+        .bind(s.warc.map(|w| w.length))
+        .bind(s.warc.map(|w| w.record_id.clone()))
+        .bind(s.seen_at)
+        .bind(s.expires_at)
+        .bind(now_ms())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match row {
+            Some(r) => Ok((SightingRow::from_row(&r)?, true)),
+            // Another transaction inserted it first (PostgreSQL).
+            None => match self.sighting_by_key(s.url_sha256, s.content_sha256).await? {
+                Some(existing) => Ok((existing, false)),
+                None => Err(crate::StoreError::NotFound(
+                    "sighting vanished during upsert".into(),
+                )),
+            },
+        }
+    }
+
+    async fn sighting_by_key(
+        &mut self,
+        url_sha256: &str,
+        content_sha256: &str,
+    ) -> Result<Option<SightingRow>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SIGHTING_COLUMNS} FROM sightings WHERE url_sha256 = $1 AND content_sha256 = $2"
+        )))
+        .bind(url_sha256)
+        .bind(content_sha256)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(SightingRow::from_row).transpose()
+    }
+
+    /// Point a sighting at its evidence record.
+    pub async fn set_sighting_warc(&mut self, id: i64, warc: &WarcRef) -> Result<()> {
+        sqlx::query(
+            "UPDATE sightings SET warc_file = $2, warc_offset = $3, warc_length = $4, \
+             warc_record_id = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&warc.file)
+        .bind(warc.offset)
+        .bind(warc.length)
+        .bind(&warc.record_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Mark a sighting matched (kept for good: `expires_at` cleared), with
+    /// the lookup record that queued its matches for review, if any.
+    pub async fn mark_sighting_matched(
+        &mut self,
+        id: i64,
+        submission_id: Option<i64>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sightings SET matched = 1, expires_at = NULL, \
+             submission_id = COALESCE($2, submission_id) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(submission_id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Store a sighting's signals (hashes only).
+    pub async fn insert_sighting_signals(
+        &mut self,
+        sighting_id: i64,
+        signals: &[(&str, &str)],
+    ) -> Result<()> {
+        for (signal_type, value) in signals {
+            sqlx::query(
+                "INSERT INTO sighting_signals (sighting_id, signal_type, value) VALUES ($1, $2, $3)",
+            )
+            .bind(sighting_id)
+            .bind(*signal_type)
+            .bind(*value)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Tie a sighting to a bank item it matched. Returns false when that
+    /// (sighting, item, signal type) was already recorded.
+    pub async fn insert_sighting_match(&mut self, m: &NewSightingMatch<'_>) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO sighting_matches (sighting_id, content_id, bank_id, signal_type, \
+             match_id, distance, similarity, channel, found_by, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS DOUBLE PRECISION), $8, $9, $10) \
+             ON CONFLICT (sighting_id, content_id, signal_type) DO NOTHING",
+        )
+        .bind(m.sighting_id)
+        .bind(m.content_id)
+        .bind(m.bank_id)
+        .bind(m.signal_type)
+        .bind(m.match_id)
+        .bind(m.distance)
+        // Bound as text and cast in SQL: see `resolve_url` on sqlx's NULL f64.
+        .bind(m.similarity.map(|s| s.to_string()))
+        .bind(m.channel)
+        .bind(m.found_by)
+        .bind(now_ms())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Drop up to `limit` unmatched sightings whose retro-hunt window ended
+    /// before `now` (their signals go with them). Returns how many.
+    pub async fn delete_expired_sightings(&mut self, now: i64, limit: i64) -> Result<u64> {
+        let ids = sqlx::query(
+            "SELECT id FROM sightings WHERE matched = 0 AND expires_at IS NOT NULL \
+             AND expires_at < $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit.max(0))
+        .fetch_all(&mut *self.tx)
+        .await?;
+        let mut deleted = 0;
+        for r in &ids {
+            let id = get_i64(r, "id")?;
+            // Children first: SQLite enforces ON DELETE only with foreign
+            // keys on, and children may name this sighting as their parent.
+            sqlx::query("DELETE FROM sighting_signals WHERE sighting_id = $1")
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+            sqlx::query("UPDATE sightings SET parent_id = NULL WHERE parent_id = $1")
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?;
+            deleted += sqlx::query("DELETE FROM sightings WHERE id = $1")
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+        }
+        Ok(deleted)
+    }
+}

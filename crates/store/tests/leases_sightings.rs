@@ -1,0 +1,234 @@
+//! Leases and the sighting model, on both backends.
+
+use std::time::Duration;
+
+use echotrace_store::both_backends;
+use echotrace_store::testing::TestDb;
+use echotrace_store::{NewSighting, NewSightingMatch, NewSource, SightingQuery, Store, WarcRef};
+
+both_backends!(
+    lease_is_exclusive_renewable_and_expires,
+    lease_fences_commits_after_takeover,
+    sightings_dedup_match_and_cluster,
+    expired_unmatched_sightings_are_swept,
+);
+
+async fn lease_is_exclusive_renewable_and_expires(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let ttl = Duration::from_millis(300);
+    let a = store.try_lease("job", "a", ttl).await.unwrap();
+    assert_eq!(a, Some(1));
+    // Held: b cannot take it; a renews at the same epoch.
+    assert_eq!(store.try_lease("job", "b", ttl).await.unwrap(), None);
+    assert_eq!(store.try_lease("job", "a", ttl).await.unwrap(), Some(1));
+    // Other names are independent.
+    assert_eq!(store.try_lease("other", "b", ttl).await.unwrap(), Some(1));
+    // Expiry: b takes over with a new epoch, and a is then refused.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(store.try_lease("job", "b", ttl).await.unwrap(), Some(2));
+    assert_eq!(store.try_lease("job", "a", ttl).await.unwrap(), None);
+    let row = store.get_lease("job").await.unwrap().unwrap();
+    assert_eq!((row.holder.as_str(), row.epoch), ("b", 2));
+    // Release: a takes it at once.
+    store.release_lease("job", "b").await.unwrap();
+    assert_eq!(store.try_lease("job", "a", ttl).await.unwrap(), Some(3));
+    // Releasing someone else's lease does nothing.
+    store.release_lease("job", "b").await.unwrap();
+    assert_eq!(store.try_lease("job", "b", ttl).await.unwrap(), None);
+}
+
+async fn lease_fences_commits_after_takeover(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let ttl = Duration::from_millis(200);
+    let epoch = store.try_lease("fetch:x", "a", ttl).await.unwrap().unwrap();
+    let mut tx = store.write().await.unwrap();
+    assert!(tx.holds_lease("fetch:x", "a", epoch).await.unwrap());
+    tx.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let b = store.try_lease("fetch:x", "b", ttl).await.unwrap().unwrap();
+    assert!(b > epoch);
+    let mut tx = store.write().await.unwrap();
+    assert!(!tx.holds_lease("fetch:x", "a", epoch).await.unwrap());
+    assert!(tx.holds_lease("fetch:x", "b", b).await.unwrap());
+}
+
+fn sighting<'a>(url: &'a str, sha: &'a str, content: &'a str, seen_at: i64) -> NewSighting<'a> {
+    NewSighting {
+        source_id: None,
+        url,
+        url_canonical: url,
+        url_sha256: sha,
+        host: "files.example",
+        platform: "example-locker",
+        parent_id: None,
+        content_sha256: content,
+        media_type: "image",
+        seen_at,
+        expires_at: Some(seen_at + 1000),
+        warc: None,
+    }
+}
+
+async fn sightings_dedup_match_and_cluster(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    let src = tx
+        .insert_source(&NewSource {
+            name: "demo-feed",
+            kind: "feed",
+            config: r#"{"version":1}"#,
+            enabled: true,
+            created_by: "test",
+        })
+        .await
+        .unwrap();
+    let mut page = sighting("https://files.example/p", "u1", "", 100);
+    page.source_id = Some(src.id);
+    page.media_type = "html";
+    let (page, new) = tx.upsert_sighting(&page).await.unwrap();
+    assert!(new);
+    let mut item = sighting("https://files.example/f.jpg", "u2", "c1", 110);
+    item.parent_id = Some(page.id);
+    item.source_id = Some(src.id);
+    let (s1, new) = tx.upsert_sighting(&item).await.unwrap();
+    assert!(new);
+    tx.insert_sighting_signals(s1.id, &[("pdq", "ab"), ("sha256", "c1")])
+        .await
+        .unwrap();
+    // Seen again: same row, last_seen_at moves, first_seen_at stays.
+    let again = sighting("https://files.example/f.jpg", "u2", "c1", 200);
+    let (s1b, new) = tx.upsert_sighting(&again).await.unwrap();
+    assert!(!new);
+    assert_eq!(s1b.id, s1.id);
+    assert_eq!((s1b.first_seen_at, s1b.last_seen_at), (110, 200));
+    // Other bytes at the same URL are another sighting.
+    let (s2, new) = tx
+        .upsert_sighting(&sighting("https://files.example/f.jpg", "u2", "c2", 300))
+        .await
+        .unwrap();
+    assert!(new);
+    assert_ne!(s2.id, s1.id);
+    let m = NewSightingMatch {
+        sighting_id: s1.id,
+        content_id: 42,
+        bank_id: 7,
+        signal_type: "pdq",
+        match_id: None,
+        distance: Some(4),
+        similarity: None,
+        channel: "plain",
+        found_by: "fetch",
+    };
+    assert!(tx.insert_sighting_match(&m).await.unwrap());
+    assert!(!tx.insert_sighting_match(&m).await.unwrap());
+    let m2 = NewSightingMatch {
+        sighting_id: s2.id,
+        signal_type: "text_minhash",
+        distance: None,
+        similarity: Some(0.875),
+        found_by: "retro_hunt",
+        ..m.clone()
+    };
+    assert!(tx.insert_sighting_match(&m2).await.unwrap());
+    tx.mark_sighting_matched(s1.id, None).await.unwrap();
+    let warc = WarcRef {
+        file: "echotrace-0001.warc.gz".into(),
+        offset: 512,
+        length: 2048,
+        record_id: "<urn:uuid:00000000-0000-0000-0000-000000000001>".into(),
+    };
+    tx.set_sighting_warc(s1.id, &warc).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let s1 = store.get_sighting(s1.id).await.unwrap().unwrap();
+    assert!(s1.matched);
+    assert_eq!(s1.expires_at, None);
+    assert_eq!(s1.parent_id, Some(page.id));
+    assert_eq!(s1.warc, Some(warc));
+    let cluster = store.cluster_matches(42).await.unwrap();
+    assert_eq!(cluster.len(), 2);
+    assert_eq!(cluster[1].similarity, Some(0.875));
+    assert_eq!(cluster[1].found_by, "retro_hunt");
+    let in_cluster = store
+        .list_sightings(&SightingQuery {
+            content_id: Some(42),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        in_cluster.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![s2.id, s1.id]
+    );
+    let by_source = store
+        .list_sightings(&SightingQuery {
+            source_id: Some(src.id),
+            matched: Some(false),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        by_source.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![page.id]
+    );
+    let window = store
+        .list_sightings(&SightingQuery {
+            host: Some("files.example".into()),
+            seen_from: Some(105),
+            seen_to: Some(301),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(window.len(), 2);
+    assert_eq!(
+        store.sightings_with_signal("pdq", "ab").await.unwrap(),
+        vec![s1.id]
+    );
+    let page1 = store.sighting_signals_page("pdq", 0, 10).await.unwrap();
+    assert_eq!(page1.len(), 1);
+    assert_eq!(store.sighting_signals(s1.id).await.unwrap().len(), 2);
+    // Deleting the source keeps the sightings.
+    let mut tx = store.write().await.unwrap();
+    tx.delete_source(src.id).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.get_sighting(s1.id).await.unwrap().unwrap().source_id,
+        None
+    );
+    assert!(store.list_sources().await.unwrap().is_empty());
+}
+
+async fn expired_unmatched_sightings_are_swept(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    let (parent, _) = tx
+        .upsert_sighting(&sighting("https://a.example/", "p", "", 10))
+        .await
+        .unwrap();
+    let mut child = sighting("https://a.example/x.png", "c", "x", 10);
+    child.parent_id = Some(parent.id);
+    let (child, _) = tx.upsert_sighting(&child).await.unwrap();
+    tx.insert_sighting_signals(parent.id, &[("url_sha256", "p")])
+        .await
+        .unwrap();
+    let (kept, _) = tx
+        .upsert_sighting(&sighting("https://a.example/y.png", "k", "y", 10))
+        .await
+        .unwrap();
+    tx.mark_sighting_matched(kept.id, Some(5)).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    // Not yet expired.
+    assert_eq!(tx.delete_expired_sightings(500, 100).await.unwrap(), 0);
+    assert_eq!(tx.delete_expired_sightings(5000, 100).await.unwrap(), 2);
+    tx.commit().await.unwrap();
+    assert!(store.get_sighting(parent.id).await.unwrap().is_none());
+    assert!(store.get_sighting(child.id).await.unwrap().is_none());
+    let kept = store.get_sighting(kept.id).await.unwrap().unwrap();
+    assert_eq!(kept.submission_id, Some(5));
+}
