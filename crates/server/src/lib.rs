@@ -11,15 +11,24 @@
 //!   engine (store + in-memory indexes) is opened in the background and put
 //!   in a `OnceLock`. Until then `/readyz` and every API route answer 503, so
 //!   orchestrators can route traffic only to loaded instances.
-//! * **Auth is an extractor.** Every API handler takes a [`auth::Caller`]
-//!   (`Authorization: Bearer <key>`), then calls `caller.require(op)` with
-//!   the engine's role table. Verified keys are cached for a few seconds
-//!   (keyed by the key's SHA-256) so hot lookups don't hit the database for
-//!   every request; a revocation takes effect within that TTL.
-//! * **Hashing is bounded.** Uploaded bytes are hashed on Tokio's blocking
-//!   pool behind a `Semaphore` (size configurable), so a burst of image
-//!   uploads queues for hashing permits instead of starving signal lookups,
-//!   which never wait for a permit.
+//! * **Auth is an extractor, and comes first.** Every API handler takes a
+//!   [`auth::Caller<R>`](auth::Caller) (`Authorization: Bearer <key>`)
+//!   whose type names the operation the route needs; the role is checked
+//!   from the headers before the body extractor runs, so no body of an
+//!   unauthorised caller is ever read. Verified keys are cached for a few
+//!   seconds (keyed by the key's SHA-256) so hot lookups don't hit the
+//!   database for every request; a revocation takes effect within that TTL.
+//! * **Buffered bodies share one byte budget** ([`budget`]): a body that
+//!   finds no room within a short wait gets 503 + `Retry-After`, so memory
+//!   stays bounded however many large uploads arrive at once.
+//! * **Hashing is bounded, in two pools.** Uploaded bytes are hashed on
+//!   Tokio's blocking pool behind semaphores: PDFs and videos (which may
+//!   hold a slot for their whole time limit) in their own small pool
+//!   ([`Pool::Heavy`]), everything else (text, images) in the other, so a
+//!   text lookup never queues behind a slow PDF; signal lookups never wait
+//!   for a permit.
+//! * **Errors are counted in one place**: a middleware over every route
+//!   counts responses by status class (`echotrace_http_errors_total`).
 //! * **Bad input is never a 500.** All extractors map their rejections to
 //!   `{"error":{"code","message"}}` 4xx bodies ([`extract`], [`error`]);
 //!   engine errors map by variant; internal details are logged, not sent.
@@ -28,6 +37,7 @@
 //!   crate only supplies the HTTP [`deliver::HttpDeliverer`].
 
 pub mod auth;
+pub mod budget;
 pub mod deliver;
 pub mod error;
 pub mod extract;
@@ -52,6 +62,9 @@ pub use fetch::FetchPolicy;
 
 /// Default request body cap: 64 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
+/// Default budget of buffered request bodies, all requests together: four
+/// maximum-size bodies.
+pub const DEFAULT_BODY_BUDGET: usize = 4 * DEFAULT_BODY_LIMIT;
 /// Most signal sets accepted by `POST /v1/lookup/batch`.
 pub const MAX_BATCH: usize = 1000;
 
@@ -64,8 +77,15 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// Largest request body accepted, bytes.
     pub body_limit: usize,
-    /// Concurrent hashing jobs (uploads being decoded and hashed).
+    /// Bytes of request bodies buffered at once, all requests together
+    /// (at least the largest body limit).
+    pub body_budget: usize,
+    /// How long a body waits for room in the budget before its 503.
+    pub body_budget_wait: Duration,
+    /// Concurrent hashing jobs for text and images.
     pub hash_workers: usize,
+    /// Concurrent hashing jobs for PDFs and videos (their own pool).
+    pub heavy_hash_workers: usize,
     /// URL fetching for `{"url": ...}` bodies (off by default).
     pub fetch: FetchPolicy,
     /// Time limit of one webhook delivery attempt.
@@ -87,15 +107,43 @@ impl Default for ServerConfig {
         ServerConfig {
             engine: EngineConfig::default(),
             body_limit: DEFAULT_BODY_LIMIT,
-            hash_workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            body_budget: DEFAULT_BODY_BUDGET,
+            body_budget_wait: Duration::from_secs(2),
+            hash_workers: cores(),
+            heavy_hash_workers: (cores() / 2).max(1),
             fetch: FetchPolicy::default(),
             webhook_timeout: Duration::from_secs(10),
             key_cache_ttl: Duration::from_secs(5),
             deliver_webhooks: true,
             retain_media: false,
             bootstrap_admin: None,
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// Which hashing pool a job runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    /// Text and images: short jobs.
+    Light,
+    /// PDFs and videos: child processes that may run for their whole time
+    /// limit.
+    Heavy,
+}
+
+impl Pool {
+    /// The pool for hashing `bytes`, by their magic bytes.
+    pub fn for_bytes(bytes: &[u8]) -> Pool {
+        use echotrace_signals::content::{detect_kind, ContentKind};
+        match detect_kind(bytes) {
+            Some(ContentKind::Pdf | ContentKind::Video) => Pool::Heavy,
+            _ => Pool::Light,
         }
     }
 }
@@ -111,6 +159,8 @@ struct StateInner {
     config: ServerConfig,
     metrics: metrics::Metrics,
     hash_permits: Semaphore,
+    heavy_permits: Semaphore,
+    budget: Arc<budget::BodyBudget>,
     keys: auth::KeyCache,
     /// Set if opening the engine failed (reported by /readyz).
     startup_error: OnceLock<String>,
@@ -120,11 +170,18 @@ impl AppState {
     /// State without an engine yet (it is attached by [`AppState::attach`]).
     pub fn new(config: ServerConfig) -> AppState {
         let permits = config.hash_workers.max(1);
+        let heavy = config.heavy_hash_workers.max(1);
         let ttl = config.key_cache_ttl;
+        let budget = config
+            .body_budget
+            .max(config.body_limit)
+            .max(ui::UiConfig::default().max_upload_bytes);
         AppState {
             inner: Arc::new(StateInner {
                 engine: OnceLock::new(),
                 hash_permits: Semaphore::new(permits),
+                heavy_permits: Semaphore::new(heavy),
+                budget: Arc::new(budget::BodyBudget::new(budget, config.body_budget_wait)),
                 keys: auth::KeyCache::new(ttl),
                 metrics: metrics::Metrics::default(),
                 startup_error: OnceLock::new(),
@@ -165,32 +222,72 @@ impl AppState {
         &self.inner.keys
     }
 
-    /// Run `job` on the blocking pool once a hashing permit is free.
-    pub(crate) async fn hash_job<T, F>(&self, job: F) -> Result<T, ApiError>
+    /// The process-wide budget of buffered request bodies.
+    pub fn budget(&self) -> &Arc<budget::BodyBudget> {
+        &self.inner.budget
+    }
+
+    /// Run `work` once a permit of `pool` is free (held until it finishes).
+    /// Errs only when the server is shutting down.
+    pub(crate) async fn in_pool<T, F>(&self, pool: Pool, work: F) -> Result<T, ApiError>
+    where
+        F: std::future::Future<Output = T>,
+    {
+        let permits = match pool {
+            Pool::Light => &self.inner.hash_permits,
+            Pool::Heavy => &self.inner.heavy_permits,
+        };
+        let _permit = permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::unavailable("server is shutting down"))?;
+        Ok(work.await)
+    }
+
+    /// Run `job` on the blocking pool once a permit of `pool` is free.
+    pub(crate) async fn hash_job<T, F>(&self, pool: Pool, job: F) -> Result<T, ApiError>
     where
         F: FnOnce() -> Result<T, ApiError> + Send + 'static,
         T: Send + 'static,
     {
-        let _permit = self
-            .inner
-            .hash_permits
-            .acquire()
-            .await
-            .map_err(|_| ApiError::unavailable("server is shutting down"))?;
-        match tokio::task::spawn_blocking(job).await {
-            Ok(r) => r,
-            Err(_) => Err(ApiError::internal("hashing task failed")),
-        }
+        self.in_pool(pool, async move {
+            match tokio::task::spawn_blocking(job).await {
+                Ok(r) => r,
+                Err(_) => Err(ApiError::internal("hashing task failed")),
+            }
+        })
+        .await?
     }
 }
 
-/// The full router (API, HMA compatibility, operations endpoints).
+/// The full router (API, HMA compatibility, operations endpoints, review
+/// console), with the byte budget over every body and error counting over
+/// every response.
 pub fn router(state: AppState) -> Router {
     let limit = state.config().body_limit;
+    let budget = budget::BudgetLayer {
+        budget: state.budget().clone(),
+        limit,
+    };
     routes::router()
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(budget, budget::scope))
         .with_state(state.clone())
-        .merge(ui::router(state))
+        .merge(ui::router(state.clone()))
+        .layer(axum::middleware::map_response_with_state(
+            state,
+            count_errors,
+        ))
+}
+
+/// Count every error response by status class (4xx, 5xx), whatever route
+/// or extractor produced it.
+async fn count_errors(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    resp: axum::response::Response,
+) -> axum::response::Response {
+    state.metrics().record_status(resp.status());
+    resp
 }
 
 /// A running server.

@@ -22,15 +22,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use echotrace_engine::{
-    BankKind, ContentSource, EngineError, HashedUpload, LookupRequest, MatchRecord, NewBank,
-    NewContent, Operation, SignalValue, SubmissionContext, Thresholds,
+    Actor, BankKind, EngineError, HashedUpload, LookupRequest, MatchRecord, NewBank,
+    SignalValue, SubmissionContext, Thresholds,
 };
 use echotrace_signals::signal::SignalType;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{bank_ids, item_query, item_signals};
-use crate::auth::Caller;
+use super::{add_bank_content, bank_ids, item_query};
+use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Item, ItemInput};
 use crate::AppState;
@@ -78,7 +78,7 @@ fn by_bank<'a>(matches: impl Iterator<Item = &'a MatchRecord>) -> Map<String, Va
 /// equivalence lists apply); the block matches.
 async fn run_lookup(
     state: &AppState,
-    caller: &Caller,
+    actor: &Actor,
     query: HashedUpload,
     banks: Option<String>,
 ) -> Result<Vec<MatchRecord>, ApiError> {
@@ -90,8 +90,8 @@ async fn run_lookup(
         context: SubmissionContext::default(),
     };
     let resp = match query.text {
-        Some(text) => engine.lookup_text(&caller.actor(), req, text).await?,
-        None => engine.lookup(&caller.actor(), req).await?,
+        Some(text) => engine.lookup_text(actor, req, text).await?,
+        None => engine.lookup(actor, req).await?,
     };
     Ok(resp.matches)
 }
@@ -141,12 +141,11 @@ async fn one_signal(
 
 async fn lookup_get(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Lookup>,
     ApiQuery(q): ApiQuery<LookupQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Lookup)?;
     let query = one_signal(&state, q.signal_type, q.signal).await?;
-    let matches = run_lookup(&state, &caller, query, q.banks).await?;
+    let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
     Ok(Json(Value::Object(by_bank(matches.iter()))))
 }
 
@@ -161,11 +160,10 @@ struct PostQuery {
 
 async fn lookup_post(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Lookup>,
     ApiQuery(q): ApiQuery<PostQuery>,
     item: Item,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Lookup)?;
     if !matches!(item.input, ItemInput::File(_)) {
         return Err(ApiError::bad_request(
             "Missing multipart/form-data file upload",
@@ -173,7 +171,7 @@ async fn lookup_post(
     }
     let query = item_query(&state, item.input).await?;
     let types: Vec<_> = query.signals.iter().map(|s| s.signal_type).collect();
-    let matches = run_lookup(&state, &caller, query, q.banks).await?;
+    let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
     let mut out = Map::new();
     for t in types {
         out.insert(
@@ -194,16 +192,15 @@ struct RawQuery {
 
 async fn raw_lookup(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Lookup>,
     ApiQuery(q): ApiQuery<RawQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Lookup)?;
     let query = one_signal(&state, q.signal_type, q.signal).await?;
     let with_distance = q
         .include_distance
         .as_deref()
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-    let matches = run_lookup(&state, &caller, query, q.banks).await?;
+    let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
     let list: Vec<Value> = matches
         .iter()
         .map(|m| {
@@ -223,9 +220,8 @@ fn hma_bank(b: &echotrace_engine::Bank) -> Value {
 
 async fn banks_index(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadBanks>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadBanks)?;
     let banks = state.engine()?.list_banks().await?;
     Ok(Json(Value::Array(banks.iter().map(hma_bank).collect())))
 }
@@ -239,10 +235,9 @@ struct HmaBankCreate {
 
 async fn bank_create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiJson(body): ApiJson<HmaBankCreate>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     if body.name.is_empty()
         || !body
             .name
@@ -305,30 +300,29 @@ fn signals_object(signals: &[SignalValue]) -> Value {
     Value::Object(out)
 }
 
-async fn add_signals(
+/// Add an item (HMA's note is at most 255 characters) and answer in HMA's
+/// shape: `{"id": …, "signals": {type: value}}`.
+async fn add_item(
     state: &AppState,
-    caller: &Caller,
+    actor: &Actor,
     name: &str,
-    signals: Vec<SignalValue>,
+    input: ItemInput,
     note: Option<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let engine = state.engine()?;
-    let bank = engine.bank_by_name(name).await?;
+    let bank = state.engine()?.bank_by_name(name).await?;
     let note = note.unwrap_or_default();
     if note.len() > 255 {
         return Err(ApiError::bad_request("note must be at most 255 characters"));
     }
-    let content = engine
-        .add_content(
-            &caller.actor(),
-            bank.id,
-            NewContent {
-                source: ContentSource::Signals(signals.clone()),
-                labels: Vec::new(),
-                note,
-            },
-        )
-        .await?;
+    let content = add_bank_content(state, actor, bank.id, input, Vec::new(), note).await?;
+    let signals: Vec<SignalValue> = content
+        .signals
+        .iter()
+        .map(|s| SignalValue {
+            signal_type: s.signal_type,
+            value: s.value.clone(),
+        })
+        .collect();
     Ok(Json(
         json!({"id": content.id, "signals": signals_object(&signals)}),
     ))
@@ -341,12 +335,11 @@ struct ContentQuery {
 
 async fn bank_add_content(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<ContentQuery>,
     item: Result<Item, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     state.engine()?.bank_by_name(&name).await?;
     let (input, note) = match (q.url, item.ok()) {
         (Some(url), item) => (ItemInput::Url(url), item.and_then(|i| i.note)),
@@ -357,23 +350,20 @@ async fn bank_add_content(
             ))
         }
     };
-    let signals = item_signals(&state, input).await?;
-    add_signals(&state, &caller, &name, signals, note).await
+    add_item(&state, &caller.actor(), &name, input, note).await
 }
 
 async fn bank_add_signal(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath(name): ApiPath<String>,
     ApiJson(mut body): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     let note = match body.remove("note") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(ApiError::bad_request("note should be a string")),
     };
     body.remove("metadata");
-    let signals = echotrace_engine::parse_signals(&body)?;
-    add_signals(&state, &caller, &name, signals, note).await
+    add_item(&state, &caller.actor(), &name, ItemInput::Signals(body), note).await
 }

@@ -1,7 +1,8 @@
 //! Route table and shared handler helpers.
 //!
-//! Handlers are deliberately thin: authenticate ([`Caller`]), check the
-//! role, turn the request into engine types, call the engine, shape JSON.
+//! Handlers are deliberately thin: authenticate and check the role from the
+//! headers ([`Caller`] with the route's requirement, before the body), then
+//! turn the request into engine types, call the engine, shape JSON.
 
 mod hma;
 mod v1;
@@ -10,14 +11,16 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use echotrace_engine::{Bank, HashedUpload, SignalValue};
+use echotrace_engine::{
+    Actor, Bank, Content, ContentSource, HashedUpload, NewContent, SignalValue,
+};
 use serde_json::{json, Value};
 
-use crate::auth::Caller;
+use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::ItemInput;
 use crate::metrics::Gauges;
-use crate::AppState;
+use crate::{AppState, Pool};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -98,7 +101,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-async fn openapi(_caller: Caller) -> Json<Value> {
+async fn openapi(_caller: Caller<op::AnyRole>) -> Json<Value> {
     Json(crate::openapi::document())
 }
 
@@ -150,7 +153,9 @@ pub(crate) async fn item_query(
             }
             // Typed text is text: never sniffed as a PDF, image or video.
             return state
-                .hash_job(move || engine.hash_text(text).map_err(ApiError::from))
+                .hash_job(Pool::Light, move || {
+                    engine.hash_text(text).map_err(ApiError::from)
+                })
                 .await;
         }
         ItemInput::Url(url) => crate::fetch::fetch(&url, &state.config().fetch)
@@ -159,8 +164,64 @@ pub(crate) async fn item_query(
             .into(),
     };
     state
-        .hash_job(move || engine.hash_upload(bytes).map_err(ApiError::from))
+        .hash_job(Pool::for_bytes(&bytes), move || {
+            engine.hash_upload(bytes).map_err(ApiError::from)
+        })
         .await
+}
+
+/// Add an item to a bank (`POST /v1/banks/{name}/content`, HMA's
+/// `/c/bank/{name}/content` and `/signal`). Uploaded files, typed text and
+/// fetched URLs go to the engine as bytes, so they are hashed as *bank
+/// entries* (a video at every frame, text under the bank's equivalence
+/// list), inside the hashing pool for their kind (PDFs and videos in the
+/// heavy pool); ready-made signals are stored as given.
+pub(crate) async fn add_bank_content(
+    state: &AppState,
+    actor: &Actor,
+    bank_id: i64,
+    input: ItemInput,
+    labels: Vec<String>,
+    note: String,
+) -> Result<Content, ApiError> {
+    let engine = state.engine()?.clone();
+    let bytes: Vec<u8> = match input {
+        ItemInput::Signals(map) => {
+            let source = ContentSource::Signals(echotrace_engine::parse_signals(&map)?);
+            let new = NewContent {
+                source,
+                labels,
+                note,
+            };
+            return Ok(engine.add_content(actor, bank_id, new).await?);
+        }
+        ItemInput::Text(text) => {
+            if text.trim().is_empty() {
+                return Err(ApiError::bad_request("\"text\" is empty"));
+            }
+            text.into_bytes()
+        }
+        ItemInput::File(bytes) => {
+            if bytes.is_empty() {
+                return Err(ApiError::bad_request("the uploaded file is empty"));
+            }
+            Vec::from(bytes)
+        }
+        ItemInput::Url(url) => Vec::from(
+            crate::fetch::fetch(&url, &state.config().fetch)
+                .await
+                .map_err(fetch_error)?,
+        ),
+    };
+    let pool = Pool::for_bytes(&bytes);
+    let new = NewContent {
+        source: ContentSource::Bytes(bytes),
+        labels,
+        note,
+    };
+    Ok(state
+        .in_pool(pool, engine.add_content(actor, bank_id, new))
+        .await??)
 }
 
 fn fetch_error(e: crate::fetch::FetchError) -> ApiError {

@@ -1077,18 +1077,21 @@ async fn content_add(
     let note = form.get("note").unwrap_or("").to_string();
     let result: Result<usize, EngineError> = async {
         if let Some(file) = form.file("file") {
+            // Hashed as a bank entry (a video at every frame) in the
+            // server's hashing pool for its kind, like API uploads.
+            let new = NewContent {
+                source: ContentSource::Bytes(file.bytes.to_vec()),
+                labels,
+                note,
+            };
             let c = st
-                .engine
-                .add_content(
-                    &who,
-                    bank_id,
-                    NewContent {
-                        source: ContentSource::Bytes(file.bytes.to_vec()),
-                        labels,
-                        note,
-                    },
+                .app
+                .in_pool(
+                    crate::Pool::for_bytes(&file.bytes),
+                    st.engine.add_content(&who, bank_id, new),
                 )
-                .await?;
+                .await
+                .map_err(|_| EngineError::Internal("hashing is unavailable".into()))??;
             if st.config.retain_media {
                 if let Some(mime) = retained_mime(&file.bytes) {
                     cq::retain_media(&st.store, MediaOwner::Content, c.id, mime, &file.bytes)
@@ -1234,7 +1237,9 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
         let engine = st.engine.clone();
         // Through the server's bounded hashing pool, like API uploads.
         st.app
-            .hash_job(move || Ok(engine.hash_upload(bytes)))
+            .hash_job(crate::Pool::for_bytes(&bytes), move || {
+                Ok(engine.hash_upload(bytes))
+            })
             .await
             .unwrap_or_else(|_| Err(EngineError::Internal("hashing is unavailable".into())))
     } else if let Some(h) = form.get("hash") {
