@@ -71,6 +71,7 @@ pub mod demo;
 mod error;
 mod flood;
 pub mod import;
+pub mod limits;
 mod outbox;
 mod recorder;
 mod signals;
@@ -344,12 +345,9 @@ impl Engine {
 
     /// Create a bank. Names are unique (409 on duplicates).
     pub async fn create_bank(&self, actor: &Actor, new: NewBank) -> Result<Bank> {
-        let name = new.name.trim();
-        if name.is_empty() || name.len() > 200 {
-            return Err(EngineError::InvalidInput(
-                "bank name must be 1-200 characters".into(),
-            ));
-        }
+        let name = new.name.as_str();
+        limits::validate_bank_name(name)?;
+        limits::check_len("description", &new.description, limits::MAX_NOTE_BYTES)?;
         signals::validate_thresholds(&new.thresholds)?;
         let equivalences = new.text_equivalences.as_deref().unwrap_or("");
         signals::parse_equivalences(equivalences)?;
@@ -418,6 +416,9 @@ impl Engine {
     /// equivalence list (a changed list becomes a new version; items signed
     /// under older versions keep matching under theirs).
     pub async fn update_bank(&self, actor: &Actor, id: BankId, update: BankUpdate) -> Result<Bank> {
+        if let Some(d) = &update.description {
+            limits::check_len("description", d, limits::MAX_NOTE_BYTES)?;
+        }
         if let Some(t) = &update.thresholds {
             signals::validate_thresholds(t)?;
         }
@@ -548,6 +549,8 @@ impl Engine {
         bank_id: BankId,
         new: NewContent,
     ) -> Result<Content> {
+        limits::check_len("note", &new.note, limits::MAX_NOTE_BYTES)?;
+        let labels = clean_labels(new.labels)?;
         // Text is signed under the bank's current equivalence list, and
         // the version is recorded with the signal (ready-made signals: none).
         let bank_list = self.bank_list(bank_id).await?;
@@ -576,7 +579,6 @@ impl Engine {
         if values.is_empty() {
             return Err(EngineError::InvalidInput("content has no signals".into()));
         }
-        let labels = clean_labels(new.labels)?;
         let mut tx = self.inner.store.write().await?;
         if tx.get_bank(bank_id).await?.is_none() {
             return Err(EngineError::NotFound(format!("bank {bank_id}")));
@@ -702,6 +704,9 @@ impl Engine {
             Some(l) => Some(to_json(&clean_labels(l)?)),
             None => None,
         };
+        if let Some(n) = &update.note {
+            limits::check_len("note", n, limits::MAX_NOTE_BYTES)?;
+        }
         self.modify_content(actor, id, "content.update", move |c| {
             if let Some(e) = update.enabled {
                 c.enabled = e;
@@ -831,6 +836,9 @@ impl Engine {
             .filter_map(|(_, t)| t.as_ref().map(QueryText::len))
             .fold(0, usize::saturating_add);
         self.check_text_size(total)?;
+        for (i, (req, _)) in items.iter().enumerate() {
+            req.context.validate(&format!("items[{i}]."))?;
+        }
         let mut requests = Vec::with_capacity(items.len());
         let mut texts = Vec::new();
         for (i, (req, text)) in items.into_iter().enumerate() {
@@ -1024,6 +1032,7 @@ impl Engine {
         verdict: Verdict,
         note: &str,
     ) -> Result<Decision> {
+        limits::check_len("note", note, limits::MAX_NOTE_BYTES)?;
         let mut tx = self.inner.store.write().await?;
         let Some(before) = tx.get_match(match_id).await? else {
             return Err(EngineError::NotFound(format!("match {match_id}")));
@@ -1078,16 +1087,12 @@ impl Engine {
         name: &str,
         role: Role,
     ) -> Result<(ApiKey, String)> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 200 {
-            return Err(EngineError::InvalidInput(
-                "key name must be 1-200 characters".into(),
-            ));
-        }
+        // A blank name becomes `<role>-<UTC timestamp>`.
+        let name = limits::key_name(name, role.as_str(), echotrace_store::now_ms())?;
         let key = generate_api_key()?;
         let mut tx = self.inner.store.write().await?;
         let row = tx
-            .insert_api_key(name, role.as_str(), &hash_api_key(&key))
+            .insert_api_key(&name, role.as_str(), &hash_api_key(&key))
             .await?;
         let info = api_key_from_row(&row)?;
         tx.audit(&NewAudit {
@@ -1218,6 +1223,8 @@ impl Engine {
                 "webhook secret must not be empty".into(),
             ));
         }
+        limits::check_len("url", url, limits::MAX_URL_BYTES)?;
+        limits::check_len("secret", secret, limits::MAX_SECRET_BYTES)?;
         let mut tx = self.inner.store.write().await?;
         let row = tx.insert_webhook(url, secret, &to_json(&events)).await?;
         let hook = webhook_from_row(&row)?;
@@ -1370,17 +1377,21 @@ fn clean_labels(labels: Vec<String>) -> Result<Vec<String>> {
         if l.is_empty() {
             continue;
         }
-        if l.len() > 100 {
-            return Err(EngineError::InvalidInput(
-                "labels must be at most 100 characters".into(),
-            ));
+        if l.len() > limits::MAX_LABEL_BYTES {
+            return Err(EngineError::InvalidInput(format!(
+                "labels must be at most {} bytes",
+                limits::MAX_LABEL_BYTES
+            )));
         }
         if !out.contains(&l) {
             out.push(l);
         }
     }
-    if out.len() > 50 {
-        return Err(EngineError::InvalidInput("at most 50 labels".into()));
+    if out.len() > limits::MAX_LABELS {
+        return Err(EngineError::InvalidInput(format!(
+            "at most {} labels",
+            limits::MAX_LABELS
+        )));
     }
     Ok(out)
 }

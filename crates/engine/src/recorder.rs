@@ -187,6 +187,7 @@ async fn record_one(tx: &mut WriteTx, p: &PendingLookup) -> Result<Recorded> {
                 query_value: &c.query_value,
                 distance: c.distance,
                 similarity: c.similarity,
+                compared_similarity: c.compared_similarity,
             })
             .await?;
         let name = p.bank_names.get(&c.bank_id).cloned().unwrap_or_default();
@@ -198,11 +199,19 @@ async fn record_one(tx: &mut WriteTx, p: &PendingLookup) -> Result<Recorded> {
         }
     }
     if !p.recorded.is_empty() {
+        // Audit entries and webhooks carry no vPDQ frame lists (megabytes
+        // for a long video); GET /v1/matches/{id}?frames=true has them.
+        let compact = |list: &[MatchRecord]| -> Vec<MatchRecord> {
+            list.iter()
+                .cloned()
+                .map(MatchRecord::without_frame_lists)
+                .collect()
+        };
         let summary = json!({
             "submission_id": submission_id,
             "context": ctx,
-            "matches": matches,
-            "allowed": allowed,
+            "matches": compact(&matches),
+            "allowed": compact(&allowed),
             "suppressed": p.suppressed,
         });
         tx.audit(&NewAudit {
@@ -253,6 +262,7 @@ impl crate::Engine {
         if req.signals.is_empty() {
             return Err(EngineError::InvalidInput("no signals to look up".into()));
         }
+        req.context.validate("")?;
         if req.signals.len() > 256 {
             return Err(EngineError::InvalidInput(
                 "at most 256 signals per lookup".into(),

@@ -121,6 +121,8 @@ pub(crate) struct Candidate {
     pub query_value: String,
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
+    /// vPDQ: the share (0..1) of the bank video's frames with a partner.
+    pub compared_similarity: Option<f64>,
     pub labels: Vec<String>,
 }
 
@@ -701,6 +703,7 @@ impl MatchState {
                             query_value: q.value.clone(),
                             distance: Some(i64::from(h.distance)),
                             similarity: None,
+                            compared_similarity: None,
                             labels: c.labels.clone(),
                         });
                     }
@@ -754,6 +757,7 @@ impl MatchState {
                                 query_value: qvalue.clone(),
                                 distance: None,
                                 similarity: Some(similarity),
+                                compared_similarity: None,
                                 labels: c.labels.clone(),
                             });
                         }
@@ -802,6 +806,7 @@ impl MatchState {
                             query_value: q.value.clone(),
                             distance: None,
                             similarity: Some(query_pct / 100.0),
+                            compared_similarity: Some(compared_pct / 100.0),
                             labels: c.labels.clone(),
                         });
                     }
@@ -824,6 +829,7 @@ impl MatchState {
                             query_value: q.value.clone(),
                             distance: Some(0),
                             similarity: None,
+                            compared_similarity: None,
                             labels: c.labels.clone(),
                         });
                     }

@@ -268,17 +268,55 @@ pub struct MatchRecord {
     pub bank_name: String,
     pub content_id: ContentId,
     pub signal_type: SignalType,
-    /// The bank's stored value that matched.
+    /// The bank's stored value that matched (for vPDQ its whole frame list,
+    /// left out of API answers, audit entries and webhooks unless asked
+    /// for: [`MatchRecord::without_frame_lists`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub matched_value: String,
-    /// The submitted value that matched it.
+    /// The submitted value that matched it (vPDQ: as `matched_value`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub query_value: String,
-    /// Hamming distance for pdq/vpdq, 0 for exact types.
+    /// Hamming distance for pdq, 0 for exact types; `None` for vPDQ (a
+    /// video match is two shares, [`VpdqShares`]) and text.
     pub distance: Option<i64>,
-    /// Estimated similarity in 0..=1 for text.
+    /// Estimated similarity in 0..=1 for text; the query share / 100 for vPDQ.
     pub similarity: Option<f64>,
+    /// vPDQ only: both shares and both frame counts.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub vpdq: Option<VpdqShares>,
     pub labels: Vec<String>,
     pub status: MatchStatus,
     pub created_at: i64,
+}
+
+/// How a vPDQ match was decided: the share of each side's frames (quality
+/// ≥ 50, deduplicated) with a partner within the frame distance, and how
+/// many frames each side has.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VpdqShares {
+    /// Percentage of the query video's frames with a partner in the bank video.
+    pub query_match_pct: f64,
+    /// Percentage of the bank video's frames with a partner in the query
+    /// (`None` for matches recorded before it was kept).
+    pub compared_match_pct: Option<f64>,
+    /// Frames in the query's vPDQ signal.
+    pub query_frames: usize,
+    /// Frames in the bank item's vPDQ signal.
+    pub compared_frames: usize,
+}
+
+impl MatchRecord {
+    /// The record without vPDQ frame lists (`matched_value` and
+    /// `query_value` emptied, so they are not serialised): a long video's
+    /// list is megabytes, and every match would repeat it. Other signal
+    /// types are unchanged.
+    pub fn without_frame_lists(mut self) -> MatchRecord {
+        if self.signal_type == SignalType::Vpdq {
+            self.matched_value.clear();
+            self.query_value.clear();
+        }
+        self
+    }
 }
 
 /// Answer of [`crate::Engine::lookup`]: block-bank matches not suppressed by

@@ -77,6 +77,11 @@ pub enum StoreError {
     /// A stored value could not be interpreted.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Text the database cannot hold (PostgreSQL refuses NUL characters).
+    /// The server refuses NUL in every request field before it gets here;
+    /// this keeps any other path (CLI imports, new code) a 400, not a 500.
+    #[error("text contains a character the database cannot store (NUL)")]
+    UnstorableText,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -84,6 +89,10 @@ impl From<sqlx::Error> for StoreError {
         if let sqlx::Error::Database(db) = &e {
             if db.is_unique_violation() {
                 return StoreError::Conflict(format!("already exists: {}", db.message()));
+            }
+            // character_not_in_repertoire (a NUL in text), untranslatable_character.
+            if matches!(db.code().as_deref(), Some("22021" | "22P05")) {
+                return StoreError::UnstorableText;
             }
         }
         if let sqlx::Error::RowNotFound = e {
@@ -176,6 +185,8 @@ schema_migrations![
     (5, "leases", "0005_leases"),
     // The sighting model: sources, sightings, their signals and matches.
     (6, "sightings", "0006_sightings"),
+    // vPDQ matches keep the compared share too.
+    (10, "vpdq_shares", "0010_vpdq_shares"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
@@ -496,8 +507,8 @@ impl Store {
         // statement for every combination.
         let rows = sqlx::query(
             "SELECT id, submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
-             query_value, distance, similarity, status, created_at, updated_at FROM matches \
-             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR bank_id = $2) \
+             query_value, distance, similarity, compared_similarity, status, created_at, \
+             updated_at FROM matches WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR bank_id = $2) \
              AND ($3 IS NULL OR submission_id = $3) AND id < $4 ORDER BY id DESC LIMIT $5",
         )
         .bind(filter.status.clone())
@@ -696,8 +707,8 @@ const BANK_SELECT_ID: &str = "SELECT id, name, kind, enabled, description, thres
 const CONTENT_SELECT_ID: &str = "SELECT id, bank_id, enabled, labels, note, quarantined, \
     quarantine_reason, quarantined_at, created_at, updated_at FROM bank_content WHERE id = $1";
 const MATCH_SELECT_ID: &str = "SELECT id, submission_id, bank_id, content_id, signal_id, \
-    signal_type, matched_value, query_value, distance, similarity, status, created_at, updated_at \
-    FROM matches WHERE id = $1";
+    signal_type, matched_value, query_value, distance, similarity, compared_similarity, status, \
+    created_at, updated_at FROM matches WHERE id = $1";
 
 /// An open write transaction. Every method runs inside it; call
 /// [`WriteTx::commit`] to make the writes durable and visible.
@@ -1034,11 +1045,13 @@ impl WriteTx {
         let now = now_ms();
         let row = sqlx::query(
             "INSERT INTO matches (submission_id, bank_id, content_id, signal_id, signal_type, \
-             matched_value, query_value, distance, similarity, status, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), 'pending', \
-             $10, $10) RETURNING id, \
+             matched_value, query_value, distance, similarity, compared_similarity, status, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), \
+             CAST($11 AS DOUBLE PRECISION), 'pending', $10, $10) RETURNING id, \
              submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
-             query_value, distance, similarity, status, created_at, updated_at",
+             query_value, distance, similarity, compared_similarity, status, created_at, \
+             updated_at",
         )
         .bind(m.submission_id)
         .bind(m.bank_id)
@@ -1051,6 +1064,7 @@ impl WriteTx {
         // Bound as text and cast in SQL: see `resolve_url` on sqlx's NULL f64.
         .bind(m.similarity.map(|s| s.to_string()))
         .bind(now)
+        .bind(m.compared_similarity.map(|s| s.to_string()))
         .fetch_one(&mut *self.tx)
         .await?;
         MatchRow::from_row(&row)
@@ -1068,7 +1082,8 @@ impl WriteTx {
         let row = sqlx::query(
             "UPDATE matches SET status = $1, updated_at = $2 WHERE id = $3 RETURNING id, \
              submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
-             query_value, distance, similarity, status, created_at, updated_at",
+             query_value, distance, similarity, compared_similarity, status, created_at, \
+             updated_at",
         )
         .bind(status)
         .bind(now_ms())
@@ -1229,6 +1244,8 @@ pub struct NewMatch<'a> {
     pub query_value: &'a str,
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
+    /// vPDQ: the share (0..1) of the bank video's frames with a partner.
+    pub compared_similarity: Option<f64>,
 }
 
 pub(crate) fn get_i64(row: &AnyRow, col: &str) -> Result<i64> {

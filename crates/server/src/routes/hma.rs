@@ -62,14 +62,27 @@ fn hma_distance(m: &MatchRecord) -> String {
     }
 }
 
+/// One match in HMA's shape, `{"bank_content_id": 1, "distance": "4"}`;
+/// a vPDQ match also carries its two shares (percent).
+fn hma_entry(m: &MatchRecord) -> Value {
+    let mut e = json!({
+        "bank_content_id": m.content_id,
+        "distance": hma_distance(m),
+    });
+    if let Some(v) = &m.vpdq {
+        e["query_match_pct"] = json!(v.query_match_pct);
+        e["compared_match_pct"] = json!(v.compared_match_pct);
+    }
+    e
+}
+
 /// `{"BANK": [{"bank_content_id": 1, "distance": "4"}]}` for one signal type.
 fn by_bank<'a>(matches: impl Iterator<Item = &'a MatchRecord>) -> Map<String, Value> {
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for m in matches {
-        out.entry(m.bank_name.clone()).or_default().push(json!({
-            "bank_content_id": m.content_id,
-            "distance": hma_distance(m),
-        }));
+        out.entry(m.bank_name.clone())
+            .or_default()
+            .push(hma_entry(m));
     }
     out.into_iter().map(|(k, v)| (k, Value::Array(v))).collect()
 }
@@ -205,7 +218,7 @@ async fn raw_lookup(
         .iter()
         .map(|m| {
             if with_distance {
-                json!({"bank_content_id": m.content_id, "distance": hma_distance(m)})
+                hma_entry(m)
             } else {
                 json!(m.content_id)
             }

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use echotrace_engine::{
-    Actor, Bank, Content, ContentSource, HashedUpload, NewContent, SignalValue,
+    Actor, Bank, Content, ContentSource, HashedUpload, LookupResponse, MatchRecord, NewContent,
+    SignalValue,
 };
 use serde_json::{json, Value};
 
@@ -251,6 +252,36 @@ pub(crate) async fn bank_ids(
         ids.push(bank.id);
     }
     Ok(Some(ids))
+}
+
+/// `?frames=true`: include vPDQ frame lists in match records (left out by
+/// default: a long video's list is megabytes and every match repeats it).
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct FramesQuery {
+    frames: Option<String>,
+}
+
+impl FramesQuery {
+    pub(crate) fn wanted(&self) -> bool {
+        matches!(self.frames.as_deref(), Some("true" | "1" | "yes"))
+    }
+}
+
+/// A match record as the API returns it: without vPDQ frame lists unless
+/// `frames`.
+pub(crate) fn match_out(m: MatchRecord, frames: bool) -> MatchRecord {
+    if frames {
+        m
+    } else {
+        m.without_frame_lists()
+    }
+}
+
+/// A lookup answer as the API returns it ([`match_out`] on every match).
+pub(crate) fn lookup_out(mut r: LookupResponse, frames: bool) -> LookupResponse {
+    r.matches = r.matches.into_iter().map(|m| match_out(m, frames)).collect();
+    r.allowed = r.allowed.into_iter().map(|m| match_out(m, frames)).collect();
+    r
 }
 
 /// Page size from a query parameter: default 100, at most 1000.

@@ -16,7 +16,10 @@ use echotrace_signals::signal::SignalType;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{add_bank_content, bank_ids, item_query, item_signals, page_limit, signals_json};
+use super::{
+    add_bank_content, bank_ids, item_query, item_signals, lookup_out, match_out, page_limit,
+    signals_json, FramesQuery,
+};
 use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Item, ItemInput, LookupContext};
@@ -88,27 +91,11 @@ fn default_kind() -> BankKind {
     BankKind::Block
 }
 
-fn validate_bank_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 100
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "bank names are 1-100 characters of A-Z a-z 0-9 _ - .",
-        ))
-    }
-}
-
 async fn create_bank(
     State(state): State<AppState>,
     caller: Caller<op::WriteBanks>,
     ApiJson(body): ApiJson<CreateBank>,
 ) -> Result<Response, ApiError> {
-    validate_bank_name(&body.name)?;
     let bank = state
         .engine()?
         .create_bank(
@@ -325,6 +312,7 @@ async fn hash(
 async fn lookup(
     State(state): State<AppState>,
     caller: Caller<op::Lookup>,
+    ApiQuery(frames): ApiQuery<FramesQuery>,
     item: Item,
 ) -> Result<Json<Value>, ApiError> {
     if !item.labels.is_empty() || item.note.is_some() || item.metadata.is_some() {
@@ -369,7 +357,7 @@ async fn lookup(
         )
         .await?;
     }
-    let mut out = json!(resp);
+    let mut out = json!(lookup_out(resp, frames.wanted()));
     if hashed {
         out["signals"] = signals_json(&signals);
     }
@@ -428,6 +416,7 @@ struct Batch {
 async fn lookup_batch(
     State(state): State<AppState>,
     caller: Caller<op::Lookup>,
+    ApiQuery(frames): ApiQuery<FramesQuery>,
     ApiJson(batch): ApiJson<Batch>,
 ) -> Result<Json<Value>, ApiError> {
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH {
@@ -461,6 +450,10 @@ async fn lookup_batch(
             .metrics()
             .record_lookup(per_item, resp.matches.len() + resp.allowed.len());
     }
+    let results: Vec<_> = results
+        .into_iter()
+        .map(|r| lookup_out(r, frames.wanted()))
+        .collect();
     Ok(Json(json!({ "results": results })))
 }
 
@@ -548,6 +541,7 @@ fn compare_values(a: &SignalValue, b: &SignalValue) -> Result<Value, ApiError> {
 
 #[derive(Deserialize)]
 struct MatchesQuery {
+    frames: Option<String>,
     status: Option<String>,
     bank: Option<String>,
     submission: Option<i64>,
@@ -586,6 +580,8 @@ async fn list_matches(
     } else {
         None
     };
+    let frames = FramesQuery { frames: q.frames }.wanted();
+    let matches: Vec<_> = matches.into_iter().map(|m| match_out(m, frames)).collect();
     Ok(Json(json!({"matches": matches, "next_cursor": next})))
 }
 
@@ -593,9 +589,10 @@ async fn get_match(
     State(state): State<AppState>,
     _caller: Caller<op::ReadMatches>,
     ApiPath(id): ApiPath<i64>,
+    ApiQuery(frames): ApiQuery<FramesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let m = state.engine()?.get_match(id).await?;
-    Ok(Json(json!(m)))
+    Ok(Json(json!(match_out(m, frames.wanted()))))
 }
 
 #[derive(Deserialize)]

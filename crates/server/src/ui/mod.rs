@@ -38,7 +38,7 @@ pub mod views;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query};
+use axum::extract::{DefaultBodyLimit, Path};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -53,12 +53,13 @@ use echotrace_engine::{
 use echotrace_signals::signal::SignalType;
 use echotrace_store::Store;
 
+use crate::auth::op;
 use crate::AppState;
 use serde::Deserialize;
 
 use session::{
     cookie, error_response, see_other, set_cookie, with_cookies, Authed, FormData, PostForm,
-    LOGIN_COOKIE, SESSION_COOKIE,
+    UiQuery, LOGIN_COOKIE, SESSION_COOKIE,
 };
 use views::{Evidence, Flash, Viewer};
 
@@ -165,9 +166,26 @@ pub fn router(app: AppState) -> Router {
     router_with(app, config)
 }
 
+/// Largest body of the anonymous login form (username, password, two
+/// tokens, `next`): a few KiB, so anonymous clients cannot make the server
+/// buffer large bodies.
+pub const LOGIN_BODY_LIMIT: usize = 8 * 1024;
+
 /// [`router`] with explicit console settings.
 pub fn router_with(app: AppState, config: UiConfig) -> Router {
     let limit = config.max_upload_bytes;
+    let budget = |limit| crate::budget::BudgetLayer {
+        budget: app.budget().clone(),
+        limit,
+    };
+    let login = Router::new()
+        .route("/ui/login", get(login_form).post(login_submit))
+        .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            budget(LOGIN_BODY_LIMIT),
+            crate::budget::scope,
+        ));
+    let uploads = budget(limit);
     let throttle = session::LoginThrottle::new(config.login_max_failures, config.login_window);
     let thumbs = videostrip::Thumbnailer::new(config.ffmpeg.clone());
     let state = UiState {
@@ -187,7 +205,6 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
             "/ui/assets/console.js",
             get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
         )
-        .route("/ui/login", get(login_form).post(login_submit))
         .route("/ui/logout", post(logout))
         .route("/ui/queue", get(queue))
         .route("/ui/queue/bulk", post(bulk_decide))
@@ -208,6 +225,11 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
         .route("/ui/keys", get(keys_page).post(key_create))
         .route("/ui/keys/{id}/revoke", post(key_revoke))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            uploads,
+            crate::budget::scope,
+        ))
+        .merge(login)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -315,6 +337,7 @@ fn safe_next(next: Option<&str>) -> String {
             if n.starts_with("/ui/")
                 && !n.starts_with("//")
                 && !n.contains('\\')
+                && !n.chars().any(char::is_control)
                 && !n.starts_with("/ui/login") =>
         {
             n.to_string()
@@ -323,7 +346,7 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-async fn login_form(st: Ctx, headers: HeaderMap, Query(q): Query<MsgQuery>) -> Response {
+async fn login_form(st: Ctx, headers: HeaderMap, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     let existing = cookie(&headers, LOGIN_COOKIE).filter(|t| t.len() == 43);
     let (token, fresh) = match existing {
         Some(t) => (t, false),
@@ -356,11 +379,16 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0);
     let ip = session::client_ip(&headers, peer);
+    // The anonymous POST: the pre-login cookie is checked before the body
+    // is read, and the body is capped at LOGIN_BODY_LIMIT.
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.len() != 43 {
+        return session::csrf_rejection(None);
+    }
     let form = match FormData::parse(req).await {
         Ok(f) => f,
-        Err(m) => return error_response(None, StatusCode::BAD_REQUEST, &m),
+        Err(e) => return e.response(None),
     };
-    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     let presented = form
         .fields
         .iter()
@@ -458,7 +486,7 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
     )
 }
 
-async fn logout(st: Ctx, headers: HeaderMap, _form: PostForm) -> Response {
+async fn logout(st: Ctx, headers: HeaderMap, _form: PostForm<op::AnyRole>) -> Response {
     if let Some(sid) = cookie(&headers, SESSION_COOKIE) {
         if let Err(e) = cq::delete_session(&st.store, &sid).await {
             return engine_error(None, e);
@@ -620,7 +648,7 @@ async fn build_card(
     Ok((card, priority(m, thr)))
 }
 
-async fn queue(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
+async fn queue(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }
@@ -732,10 +760,7 @@ async fn decide_one(st: &Ctx, auth: &Authed, id: i64, verdict: Verdict) -> Resul
     Ok(())
 }
 
-async fn decide(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Decide) {
-        return r;
-    }
+async fn decide(st: Ctx, Path(id): Path<i64>, PostForm { auth, form, .. }: PostForm<op::Decide>,) -> Response {
     let Some(verdict) = parse_verdict(&form) else {
         return error_response(
             Some(&auth.viewer),
@@ -753,10 +778,7 @@ async fn decide(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm)
     see_other(&queue_url(&form, msg))
 }
 
-async fn bulk_decide(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Decide) {
-        return r;
-    }
+async fn bulk_decide(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Decide>,) -> Response {
     let Some(verdict) = parse_verdict(&form) else {
         return error_response(
             Some(&auth.viewer),
@@ -787,10 +809,7 @@ async fn bulk_decide(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
     see_other(&queue_url(&form, "bulk"))
 }
 
-async fn undo(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Decide) {
-        return r;
-    }
+async fn undo(st: Ctx, Path(id): Path<i64>, PostForm { auth, form, .. }: PostForm<op::Decide>,) -> Response {
     let is_admin = auth.role() == Role::Admin;
     match cq::undo_decision(&st.store, actor(&auth).as_str(), is_admin, id).await {
         Ok(()) => see_other(&queue_url(&form, "undone")),
@@ -845,7 +864,7 @@ async fn media(st: Ctx, auth: Authed, Path((owner, id)): Path<(String, i64)>) ->
 
 // ----- settings -----------------------------------------------------------------
 
-async fn settings_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
+async fn settings_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     match cq::user_settings(&st.store, auth.session.user.id).await {
         Ok(s) => page(views::settings(
             &auth.viewer,
@@ -858,7 +877,7 @@ async fn settings_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Resp
     }
 }
 
-async fn settings_save(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
+async fn settings_save(st: Ctx, PostForm { auth, form, .. }: PostForm<op::AnyRole>) -> Response {
     let s = cq::UserSettings {
         blur_media: form.get("blur").is_some(),
         greyscale_media: form.get("grey").is_some(),
@@ -920,7 +939,7 @@ fn equivalences_from(form: &FormData) -> Option<String> {
         .map(|v| v.replace("\r\n", "\n"))
 }
 
-async fn banks_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
+async fn banks_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     if let Err(r) = auth.require(Operation::ReadBanks) {
         return r;
     }
@@ -937,10 +956,7 @@ async fn banks_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Respons
     }
 }
 
-async fn bank_create(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
+async fn bank_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::WriteBanks>,) -> Response {
     let result = async {
         let kind = match form.get("kind") {
             Some("allow") => BankKind::Allow,
@@ -966,7 +982,7 @@ async fn bank_page(
     st: Ctx,
     auth: Authed,
     Path(id): Path<i64>,
-    Query(q): Query<MsgQuery>,
+    UiQuery(q): UiQuery<MsgQuery>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::ReadBanks) {
         return r;
@@ -1006,10 +1022,7 @@ async fn bank_page(
     }
 }
 
-async fn bank_update(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
+async fn bank_update(st: Ctx, Path(id): Path<i64>, PostForm { auth, form, .. }: PostForm<op::WriteBanks>,) -> Response {
     let result = async {
         let update = BankUpdate {
             enabled: Some(form.get("enabled").is_some()),
@@ -1067,11 +1080,8 @@ fn csv_item(line: &str) -> Result<(SignalValue, Vec<String>, String), EngineErro
 async fn content_add(
     st: Ctx,
     Path(bank_id): Path<i64>,
-    PostForm { auth, form }: PostForm,
+    PostForm { auth, form, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
     let who = actor(&auth);
     let labels = labels_of(&form);
     let note = form.get("note").unwrap_or("").to_string();
@@ -1178,11 +1188,8 @@ async fn content_add(
 async fn content_toggle(
     st: Ctx,
     Path(id): Path<i64>,
-    PostForm { auth, form }: PostForm,
+    PostForm { auth, form, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
     let enabled = form.get("enabled") == Some("1");
     match st
         .engine
@@ -1219,10 +1226,7 @@ fn parse_hash_input(s: &str) -> Result<Vec<SignalValue>, EngineError> {
     Ok(vec![echotrace_engine::normalize_signal(st, v)?])
 }
 
-async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::ReadBanks) {
-        return r;
-    }
+async fn debug_run(st: Ctx, PostForm { auth, form, .. }: PostForm<op::ReadBanks>,) -> Response {
     // Decoding (ffmpeg for a video, the PDF extractor) runs on the blocking
     // pool, never on an async worker. The text of pasted text, a text file
     // or a PDF comes back with the signals and is re-signed under each bank
@@ -1329,7 +1333,7 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
 
 // ----- audit and keys ----------------------------------------------------------------
 
-async fn audit_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
+async fn audit_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     if let Err(r) = auth.require(Operation::ReadAudit) {
         return r;
     }
@@ -1386,7 +1390,7 @@ async fn key_views(st: &Ctx) -> Result<Vec<views::KeyView>, EngineError> {
         .collect())
 }
 
-async fn keys_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
+async fn keys_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     if let Err(r) = auth.require(Operation::Admin) {
         return r;
     }
@@ -1401,10 +1405,7 @@ async fn keys_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response
     }
 }
 
-async fn key_create(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Admin) {
-        return r;
-    }
+async fn key_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Admin>,) -> Response {
     let result = async {
         let role = form
             .get("role")
@@ -1427,11 +1428,8 @@ async fn key_create(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
 async fn key_revoke(
     st: Ctx,
     Path(id): Path<i64>,
-    PostForm { auth, form: _ }: PostForm,
+    PostForm { auth, form: _, .. }: PostForm<op::Admin>,
 ) -> Response {
-    if let Err(r) = auth.require(Operation::Admin) {
-        return r;
-    }
     match st.engine.revoke_api_key(&actor(&auth), id).await {
         Ok(_) => see_other("/ui/keys?msg=revoked"),
         Err(e) => engine_error(Some(&auth.viewer), e),
@@ -1464,6 +1462,8 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/ui/")), "/ui/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/ui/");
         assert_eq!(safe_next(Some("/ui/login")), "/ui/");
+        assert_eq!(safe_next(Some("/ui/queue\r\nSet-Cookie: x=1")), "/ui/");
+        assert_eq!(safe_next(Some("/ui/\u{7f}")), "/ui/");
         assert_eq!(safe_next(None), "/ui/");
     }
 

@@ -5,9 +5,13 @@
 //!   is served over HTTPS. The database stores only its SHA-256.
 //! * Every state-changing request is a POST whose body carries the session's
 //!   CSRF token (synchroniser-token pattern). The only way for a handler to
-//!   read a POST body is the [`PostForm`] extractor, which rejects a missing
-//!   or wrong token with 403 before the handler runs, so no form can forget
-//!   the check.
+//!   read a POST body is the [`PostForm<R>`](PostForm) extractor, which
+//!   checks the session and the role `R` needs from the headers *before*
+//!   reading the body (a wrong-role upload is never buffered), then rejects
+//!   a missing or wrong token with 403 before the handler runs, so no form
+//!   can forget either check. Bodies are read under the server's byte
+//!   budget ([`crate::budget`]) and the NUL rule ([`crate::extract`]), like
+//!   API bodies; [`UiQuery`] applies the NUL rule to query strings.
 //! * The login form has no session yet; it uses a double-submit token: a
 //!   random `et_login` cookie (HttpOnly, SameSite=Strict) that the form must
 //!   echo. A cross-site page can neither read nor set that cookie.
@@ -36,6 +40,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use echotrace_engine::console::{self as cq, Session};
 use echotrace_engine::Role;
+
+use crate::auth::Requirement;
+use crate::budget;
+use crate::extract::check_no_nul;
 
 use super::views::{self, Viewer};
 use super::UiState;
@@ -69,12 +77,13 @@ pub fn set_cookie(name: &str, value: &str, secure: bool, max_age_secs: i64) -> H
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("invalid=1; Max-Age=0"))
 }
 
-/// A 303 redirect.
+/// A 303 redirect (to the dashboard if `to` cannot be a header value, so a
+/// redirect never goes out without a `Location`).
 pub fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
-        r.headers_mut().insert(LOCATION, v);
-    }
+    let location =
+        HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/ui/"));
+    r.headers_mut().insert(LOCATION, location);
     r
 }
 
@@ -231,34 +240,39 @@ impl FormData {
             .find(|f| f.field == name && !f.bytes.is_empty())
     }
 
-    /// Parse a body by its content type.
-    pub async fn parse(req: Request) -> Result<FormData, String> {
+    /// Parse a body by its content type, under the byte budget and the
+    /// NUL rule.
+    pub async fn parse(req: Request) -> Result<FormData, FormError> {
         let ct = req
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        if ct.starts_with("multipart/form-data") {
+        let form = if ct.starts_with("multipart/form-data") {
+            let req = budget::metered(req).await.map_err(FormError::from)?;
+            let scope = req.extensions().get::<budget::BudgetScope>().cloned();
+            let failed = |e: axum::extract::multipart::MultipartError| {
+                if scope.as_ref().is_some_and(budget::BudgetScope::exceeded) {
+                    FormError::Busy
+                } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    FormError::TooLarge
+                } else {
+                    FormError::Bad(format!("bad multipart body: {}", e.body_text()))
+                }
+            };
             let mut mp = Multipart::from_request(req, &())
                 .await
-                .map_err(|e| format!("bad multipart body: {}", e.body_text()))?;
+                .map_err(|e| FormError::Bad(format!("bad multipart body: {}", e.body_text())))?;
             let mut form = FormData::default();
-            while let Some(field) = mp
-                .next_field()
-                .await
-                .map_err(|e| format!("bad multipart body: {}", e.body_text()))?
-            {
+            while let Some(field) = mp.next_field().await.map_err(failed)? {
                 let name = field.name().unwrap_or("").to_string();
                 let filename = field.file_name().map(str::to_string);
                 let content_type = field
                     .content_type()
                     .unwrap_or("application/octet-stream")
                     .to_string();
-                let data = field
-                    .bytes()
-                    .await
-                    .map_err(|e| format!("bad multipart body: {}", e.body_text()))?;
+                let data = field.bytes().await.map_err(failed)?;
                 match filename {
                     Some(filename) => form.files.push(Upload {
                         field: name,
@@ -271,39 +285,114 @@ impl FormData {
                         .push((name, String::from_utf8_lossy(&data).into_owned())),
                 }
             }
-            Ok(form)
+            form
         } else if ct.starts_with("application/x-www-form-urlencoded") || ct.is_empty() {
-            let bytes = Bytes::from_request(req, &())
-                .await
-                .map_err(|e| format!("unreadable body: {}", e.body_text()))?;
-            let fields: Vec<(String, String)> =
-                serde_urlencoded::from_bytes(&bytes).map_err(|e| format!("bad form body: {e}"))?;
-            Ok(FormData {
+            let bytes = budget::read_body(req).await.map_err(|e| match e.status {
+                StatusCode::SERVICE_UNAVAILABLE => FormError::Busy,
+                StatusCode::PAYLOAD_TOO_LARGE => FormError::TooLarge,
+                _ => FormError::Bad(format!("unreadable body: {}", e.message)),
+            })?;
+            let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes)
+                .map_err(|e| FormError::Bad(format!("bad form body: {e}")))?;
+            FormData {
                 fields,
                 files: Vec::new(),
-            })
+            }
         } else {
-            Err(format!("unsupported content type {ct:?}"))
+            return Err(FormError::Bad(format!("unsupported content type {ct:?}")));
+        };
+        for (name, value) in &form.fields {
+            check_no_nul(&format!("field {name:?}"), value)
+                .map_err(|e| FormError::Bad(e.message))?;
+        }
+        Ok(form)
+    }
+}
+
+/// Why a console form body was not read.
+#[derive(Debug)]
+pub enum FormError {
+    /// Malformed, or against the NUL rule (400).
+    Bad(String),
+    /// Over the console's upload limit (413).
+    TooLarge,
+    /// No room in the byte budget (503 + `Retry-After`).
+    Busy,
+}
+
+impl From<budget::Admission> for FormError {
+    fn from(a: budget::Admission) -> FormError {
+        match a {
+            budget::Admission::TooLarge => FormError::TooLarge,
+            budget::Admission::Overloaded => FormError::Busy,
         }
     }
 }
 
-/// A POST from a logged-in user whose CSRF token checked out.
-pub struct PostForm {
-    pub auth: Authed,
-    pub form: FormData,
+impl FormError {
+    /// The console's error page for it.
+    pub fn response(&self, viewer: Option<&Viewer>) -> Response {
+        match self {
+            FormError::Bad(m) => error_response(viewer, StatusCode::BAD_REQUEST, m),
+            FormError::TooLarge => error_response(
+                viewer,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The upload is larger than the console accepts.",
+            ),
+            FormError::Busy => {
+                let mut r = error_response(
+                    viewer,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The server is busy receiving other uploads; try again in a moment.",
+                );
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    budget::RETRY_AFTER_SECS.into(),
+                );
+                r
+            }
+        }
+    }
 }
 
-impl FromRequest<UiState> for PostForm {
+/// `Query<T>` for console pages, with the NUL rule (a 400 page naming the
+/// parameter).
+pub struct UiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for UiQuery<T> {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        crate::extract::check_query_no_nul(parts.uri.query())
+            .map_err(|e| error_response(None, StatusCode::BAD_REQUEST, &e.message))?;
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| UiQuery(q))
+            .map_err(|e| error_response(None, StatusCode::BAD_REQUEST, &e.body_text()))
+    }
+}
+
+/// A POST from a logged-in user whose role may do `R` and whose CSRF token
+/// checked out.
+pub struct PostForm<R: Requirement> {
+    pub auth: Authed,
+    pub form: FormData,
+    requirement: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Requirement> FromRequest<UiState> for PostForm<R> {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &UiState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let auth = Authed::from_request_parts(&mut parts, state).await?;
+        // The role, from the session, before a byte of the body is read.
+        if let Some(op) = R::OP {
+            auth.require(op)?;
+        }
         let req = Request::from_parts(parts, body);
         let form = FormData::parse(req)
             .await
-            .map_err(|m| error_response(Some(&auth.viewer), StatusCode::BAD_REQUEST, &m))?;
+            .map_err(|e| e.response(Some(&auth.viewer)))?;
         let ok = form
             .fields
             .iter()
@@ -313,7 +402,11 @@ impl FromRequest<UiState> for PostForm {
         if !ok {
             return Err(csrf_rejection(Some(&auth.viewer)));
         }
-        Ok(PostForm { auth, form })
+        Ok(PostForm {
+            auth,
+            form,
+            requirement: std::marker::PhantomData,
+        })
     }
 }
 
