@@ -103,8 +103,15 @@ pub enum HashError {
     Pdq(#[from] PdqError),
     #[error("PDF: {0}")]
     Pdf(String),
+    /// A video refused by our own checks (limits, no video stream, no
+    /// ffmpeg): the message is ours and stable.
     #[error("video: {0}")]
     Video(String),
+    /// ffmpeg/ffprobe could not decode the upload; the detail is the
+    /// decoder's own output (heap addresses, versions): for logs and the
+    /// CLI, never for HTTP clients.
+    #[error("video could not be decoded: {0}")]
+    VideoUndecodable(String),
 }
 
 /// Reusable dispatcher; holds per-thread hashing state.
@@ -220,10 +227,17 @@ fn video_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashEr
     let setup = opts.video.as_ref().ok_or_else(|| {
         HashError::Video("video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)".into())
     })?;
-    let out = setup
-        .hasher
-        .hash(bytes, &setup.options)
-        .map_err(|e| HashError::Video(e.to_string()))?;
+    let out = setup.hasher.hash(bytes, &setup.options).map_err(|e| {
+        use crate::video::ffmpeg::VideoError as V;
+        match e {
+            V::Unreadable(_)
+            | V::DecodeFailed { .. }
+            | V::Io(_)
+            | V::InvalidOption(_)
+            | V::FfmpegMissing { .. } => HashError::VideoUndecodable(e.to_string()),
+            other => HashError::Video(other.to_string()),
+        }
+    })?;
     Ok(vec![Signal::new(
         SignalType::Vpdq,
         out.vpdq.to_signal_string(),

@@ -27,9 +27,18 @@ pub struct ServeArgs {
     /// Largest request body, in MiB.
     #[arg(long, default_value_t = 64)]
     pub max_body_mib: usize,
-    /// Concurrent hashing jobs for uploads (default: number of cores).
+    /// Request bodies buffered at once, all requests together, in MiB
+    /// (at least --max-body-mib). A body that finds no room within 2 s gets
+    /// 503 with Retry-After. Default: 4 × --max-body-mib.
+    #[arg(long)]
+    pub body_budget_mib: Option<usize>,
+    /// Concurrent hashing jobs for text and image uploads (default: number of cores).
     #[arg(long)]
     pub hash_workers: Option<usize>,
+    /// Concurrent hashing jobs for PDFs and videos, a pool of their own so
+    /// text and image lookups never wait behind them (default: half the cores, at least 1).
+    #[arg(long)]
+    pub heavy_hash_workers: Option<usize>,
     /// Tokio worker threads (default: number of cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -69,6 +78,12 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Warnings of the server and engine (failed decodes with the decoder's
+    // own words, retries, sweeps) go to stderr, never to clients.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .try_init();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = args.threads {
@@ -131,10 +146,18 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // process with time and memory limits.
     engine.pdf_extractor = std::env::current_exe().ok();
     let defaults = ServerConfig::default();
+    let body_limit = args.max_body_mib.saturating_mul(1 << 20);
     let config = ServerConfig {
         engine,
-        body_limit: args.max_body_mib.saturating_mul(1 << 20),
+        body_limit,
+        body_budget: args
+            .body_budget_mib
+            .map_or(body_limit.saturating_mul(4), |m| m.saturating_mul(1 << 20)),
         hash_workers: args.hash_workers.unwrap_or(defaults.hash_workers).max(1),
+        heavy_hash_workers: args
+            .heavy_hash_workers
+            .unwrap_or(defaults.heavy_hash_workers)
+            .max(1),
         fetch: FetchPolicy {
             enabled: args.allow_url_fetch,
             max_bytes: args.fetch_max_mib.saturating_mul(1 << 20),
