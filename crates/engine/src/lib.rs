@@ -74,6 +74,7 @@ pub mod import;
 pub mod limits;
 mod outbox;
 mod recorder;
+mod retention;
 mod signals;
 mod state;
 mod types;
@@ -93,6 +94,8 @@ pub use error::{EngineError, Result};
 pub use flood::FloodGuardConfig;
 pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
+pub use retention::RetentionPolicy;
+pub use echotrace_store::SweepCounts;
 pub use signals::{
     default_threshold, normalize_signal, normalize_signals, parse_signals, HashedUpload, QueryText,
 };

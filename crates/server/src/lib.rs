@@ -100,6 +100,9 @@ pub struct ServerConfig {
     /// If the database has no API keys yet, create an admin key and pass it
     /// here (printed once by `echotrace serve`).
     pub bootstrap_admin: Option<KeyAnnouncer>,
+    /// Delete recorded lookups past this policy, sweeping at this interval
+    /// (`None`, the default: keep them).
+    pub retention: Option<(echotrace_engine::RetentionPolicy, Duration)>,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +120,7 @@ impl Default for ServerConfig {
             deliver_webhooks: true,
             retain_media: false,
             bootstrap_admin: None,
+            retention: None,
         }
     }
 }
@@ -417,6 +421,9 @@ async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
         }
     }
     let mut handles = vec![engine.spawn_change_tailer()];
+    if let Some((policy, every)) = config.retention {
+        handles.push(engine.spawn_retention_sweeper(policy, every));
+    }
     if config.deliver_webhooks {
         match deliver::HttpDeliverer::new(config.webhook_timeout) {
             Ok(http) => handles.push(engine.spawn_outbox_worker(Arc::new(

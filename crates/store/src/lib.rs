@@ -32,6 +32,7 @@
 
 mod bulk;
 mod lease;
+mod retention;
 mod rows;
 mod sighting;
 pub mod testing;
@@ -50,6 +51,7 @@ pub use bulk::{
     CONTENT_RANGE_ENTITY,
 };
 pub use lease::LeaseRow;
+pub use retention::{RetentionCutoffs, SweepCounts};
 pub use rows::*;
 pub use sighting::{
     NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,
@@ -187,6 +189,8 @@ schema_migrations![
     (6, "sightings", "0006_sightings"),
     // vPDQ matches keep the compared share too.
     (10, "vpdq_shares", "0010_vpdq_shares"),
+    // Retention sweeps delete audit entries by target.
+    (11, "retention", "0011_retention"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -63,6 +63,20 @@ pub struct ServeArgs {
     /// Keep the bytes of looked-up uploads for the review console (off: hashing only).
     #[arg(long)]
     pub retain_media: bool,
+    /// Delete recorded lookups (submissions) without matches after DAYS
+    /// (fractions allowed), with a background sweep. Submissions with
+    /// matches are kept while any match is pending, then --retain-decided
+    /// DAYS after their last decision. Default: keep everything.
+    #[arg(long, value_name = "DAYS")]
+    pub retain_submissions: Option<f64>,
+    /// With --retain-submissions: days a matched submission, its matches,
+    /// decisions and audit trail are kept after the last decision
+    /// (default: the --retain-submissions value).
+    #[arg(long, value_name = "DAYS", requires = "retain_submissions")]
+    pub retain_decided: Option<f64>,
+    /// Seconds between retention sweeps.
+    #[arg(long, default_value_t = 600)]
+    pub retention_sweep_secs: u64,
     /// Undo window of review decisions, seconds: a decision's webhook event
     /// is published only after it (the console offers Undo until then).
     #[arg(long, default_value_t = 30)]
@@ -114,7 +128,30 @@ async fn shutdown_signal() {
     }
 }
 
+/// DAYS (fractions allowed) as a duration; refuses negative or non-finite values.
+fn days(flag: &str, d: f64) -> anyhow::Result<Duration> {
+    if !(d.is_finite() && d >= 0.0 && d <= 1e6) {
+        anyhow::bail!("{flag} must be a number of days between 0 and 1000000");
+    }
+    Ok(Duration::from_secs_f64(d * 86_400.0))
+}
+
 async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let retention = match args.retain_submissions {
+        Some(d) => {
+            let submissions = days("--retain-submissions", d)?;
+            let decided = match args.retain_decided {
+                Some(dd) => days("--retain-decided", dd)?,
+                None => submissions,
+            };
+            let policy = echotrace_engine::RetentionPolicy {
+                submissions,
+                decided,
+            };
+            Some((policy, Duration::from_secs(args.retention_sweep_secs.max(1))))
+        }
+        None => None,
+    };
     // --demo with an explicit --db: seed that database, if it is empty.
     let demo_into_db = args.demo && args.database.db != echotrace_engine::DEFAULT_DATABASE_URL;
     if demo_into_db {
@@ -166,6 +203,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         key_cache_ttl: Duration::from_secs(args.key_cache_secs),
         deliver_webhooks: !args.no_webhooks,
         retain_media: args.retain_media || args.demo,
+        retention,
         bootstrap_admin: Some(Arc::new(|key: &str| {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(
