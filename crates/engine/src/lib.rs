@@ -98,6 +98,7 @@ pub use retention::RetentionPolicy;
 pub use echotrace_store::SweepCounts;
 pub use signals::{
     default_threshold, normalize_signal, normalize_signals, parse_signals, HashedUpload, QueryText,
+    PDF_UNPROCESSABLE, VIDEO_UNDECODABLE,
 };
 pub use types::*;
 

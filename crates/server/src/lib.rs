@@ -176,10 +176,9 @@ impl AppState {
         let permits = config.hash_workers.max(1);
         let heavy = config.heavy_hash_workers.max(1);
         let ttl = config.key_cache_ttl;
-        let budget = config
-            .body_budget
-            .max(config.body_limit)
-            .max(ui::UiConfig::default().max_upload_bytes);
+        // At least one maximum-size API body; console uploads are capped
+        // at the budget (ui::router_with).
+        let budget = config.body_budget.max(config.body_limit);
         AppState {
             inner: Arc::new(StateInner {
                 engine: OnceLock::new(),

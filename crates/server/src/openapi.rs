@@ -5,6 +5,10 @@
 //! compact route table, and a test checks that every route the router
 //! serves is described here (see `tests` below and the integration suite).
 
+use echotrace_engine::limits::{
+    MAX_BANK_NAME_BYTES, MAX_ID_BYTES, MAX_KEY_NAME_BYTES, MAX_LABELS, MAX_LABEL_BYTES,
+    MAX_NOTE_BYTES, MAX_SECRET_BYTES, MAX_URL_BYTES,
+};
 use serde_json::{json, Map, Value};
 
 /// `(method, path, tag, summary, role needed or "public")`.
@@ -261,7 +265,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
     let multipart = json!({"type": "object", "properties": {
         "file": {"type": "string", "format": "binary"},
         "labels": {"type": "string", "description": "comma-separated or JSON array"},
-        "note": {"type": "string"},
+        "note": {"type": "string", "maxLength": MAX_NOTE_BYTES},
         "banks": {"type": "string"},
         "context": {"type": "string", "description": "JSON LookupContext"}
     }});
@@ -279,6 +283,27 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         }),
         "/v1/banks" | "/v1/banks/{name}" => json!({
             "application/json": {"schema": {"$ref": "#/components/schemas/BankSettings"}}
+        }),
+        "/v1/matches/{id}/decision" => json!({
+            "application/json": {"schema": {"type": "object", "required": ["decision"],
+                "properties": {
+                    "decision": {"type": "string", "enum": ["confirm", "reject"]},
+                    "note": {"type": "string", "maxLength": MAX_NOTE_BYTES}}}}
+        }),
+        "/v1/actions/webhooks" => json!({
+            "application/json": {"schema": {"type": "object", "required": ["url", "secret"],
+                "properties": {
+                    "url": {"type": "string", "maxLength": MAX_URL_BYTES},
+                    "secret": {"type": "string", "maxLength": MAX_SECRET_BYTES},
+                    "events": {"type": "array", "items": {"type": "string",
+                               "enum": ["match", "decision", "quarantine"]}}}}}
+        }),
+        "/v1/keys" => json!({
+            "application/json": {"schema": {"type": "object", "required": ["role"],
+                "properties": {
+                    "role": {"type": "string", "enum": ["admin", "curator", "matcher", "reviewer"]},
+                    "name": {"type": "string", "maxLength": MAX_KEY_NAME_BYTES,
+                             "description": "default: the role and the UTC time of creation"}}}}
         }),
         _ => json!({"application/json": {"schema": {"type": "object"}}}),
     };
@@ -305,6 +330,15 @@ pub fn document() -> Value {
         });
         if *role != "public" {
             op["security"] = json!([{"bearer": []}]);
+            op["responses"]["401"] = json!({"description": "Missing, unknown or revoked key"});
+            op["responses"]["403"] = json!({"description": "The key's role may not do this \
+                (checked before the request body is read)"});
+        }
+        if body_for(method, path).is_some() {
+            op["responses"]["413"] = json!({"description": "Body over the limit (64 MiB by default)"});
+            op["responses"]["503"] = json!({"description": "No room in the server's budget of \
+                buffered request bodies; retry after the Retry-After header's seconds",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}}});
         }
         if let Some(b) = body_for(method, path) {
             op["requestBody"] = b;
@@ -329,10 +363,13 @@ pub fn document() -> Value {
                                     (every field optional). A bad equivalence list is a 400 \
                                     naming the line.",
                     "properties": {
-                        "name": {"type": "string", "description": "A-Z a-z 0-9 _ - ., 1-100 characters (create only)"},
+                        "name": {"type": "string", "minLength": 1, "maxLength": MAX_BANK_NAME_BYTES,
+                                 "pattern": "^[A-Za-z0-9_.-]+$",
+                                 "description": "one URL path segment: A-Z a-z 0-9 _ - ., \
+                                                 not \".\" or \"..\" (create only)"},
                         "kind": {"type": "string", "enum": ["block", "allow"], "description": "create only"},
                         "enabled": {"type": "boolean", "description": "update only"},
-                        "description": {"type": "string"},
+                        "description": {"type": "string", "maxLength": MAX_NOTE_BYTES},
                         "thresholds": {"type": "object", "additionalProperties": {"type": "number"},
                             "description": "Overrides by key: pdq / vpdq (max Hamming distance, \
                                             0-256; vpdq per frame), text_minhash (min Jaccard, \
@@ -366,16 +403,22 @@ pub fn document() -> Value {
                             "context": {"$ref": "#/components/schemas/LookupContext"}
                         }}}}},
                 "LookupContext": {"type": "object", "properties": {
-                    "content_id": {"type": "string"}, "url": {"type": "string"},
-                    "uploader_id": {"type": "string"}}},
-                "Item": {"type": "object", "description": "Exactly one of text, signals, url.",
+                    "content_id": {"type": "string", "maxLength": MAX_ID_BYTES},
+                    "url": {"type": "string", "maxLength": MAX_URL_BYTES},
+                    "uploader_id": {"type": "string", "maxLength": MAX_ID_BYTES}}},
+                "Item": {"type": "object", "description": "Exactly one of text, signals, url. \
+                    Lookups accept ?frames=true to include vPDQ frame lists (matched_value, \
+                    query_value) in matches; by default a vPDQ match carries query_match_pct, \
+                    compared_match_pct, query_frames and compared_frames instead. No string \
+                    anywhere in a request may contain a NUL character (400 naming the field).",
                     "properties": {
                         "text": {"type": "string"},
                         "signals": {"type": "object", "additionalProperties": {"type": "string"},
                                     "description": "signal type wire name → value, e.g. {\"pdq\": \"<64 hex>\"}"},
                         "url": {"type": "string", "description": "fetched only when URL fetching is enabled"},
-                        "labels": {"type": "array", "items": {"type": "string"}},
-                        "note": {"type": "string"},
+                        "labels": {"type": "array", "maxItems": MAX_LABELS,
+                                   "items": {"type": "string", "maxLength": MAX_LABEL_BYTES}},
+                        "note": {"type": "string", "maxLength": MAX_NOTE_BYTES},
                         "banks": {"type": "array", "items": {"type": "string"}},
                         "context": {"$ref": "#/components/schemas/LookupContext"}
                     }}

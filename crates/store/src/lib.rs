@@ -191,6 +191,8 @@ schema_migrations![
     (10, "vpdq_shares", "0010_vpdq_shares"),
     // Retention sweeps delete audit entries by target.
     (11, "retention", "0011_retention"),
+    // PostgreSQL: vPDQ values outgrow B-tree rows; index them by hash.
+    (12, "signal_value_index", "0012_signal_value_index"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -214,7 +214,9 @@ async fn seed(ts: &TestServer) -> (i64, i64, Vec<i64>) {
         .create_bank(
             &cli,
             NewBank {
-                name: format!("bank{XSS}"),
+                // Bank names are URL path segments (A-Z a-z 0-9 _ - .), so
+                // markup cannot get into one; the other fields carry it.
+                name: "bank-xss".to_string(),
                 kind: BankKind::Block,
                 description: format!("desc{XSS}"),
                 thresholds: Thresholds::default(),
@@ -654,7 +656,7 @@ async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
         .create_bank(
             &cli,
             NewBank {
-                name: format!("videos{XSS}"),
+                name: "videos".to_string(),
                 kind: BankKind::Block,
                 description: String::new(),
                 thresholds: Thresholds::default(),
@@ -755,7 +757,7 @@ async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
     assert!(!html.contains("<script>alert"));
     assert!(html.contains(&format!("clip{XSS_ESCAPED}")));
     assert!(html.contains(&format!("label{XSS_ESCAPED}")));
-    assert!(html.contains(&format!("videos{XSS_ESCAPED}")));
+    assert!(html.contains("videos"));
 
     // The match debugger scores an identical vPDQ signal by share, not by a
     // distance against the per-frame threshold.

@@ -173,7 +173,8 @@ pub const LOGIN_BODY_LIMIT: usize = 8 * 1024;
 
 /// [`router`] with explicit console settings.
 pub fn router_with(app: AppState, config: UiConfig) -> Router {
-    let limit = config.max_upload_bytes;
+    // An upload larger than the whole body budget could never be admitted.
+    let limit = config.max_upload_bytes.min(app.budget().bytes());
     let budget = |limit| crate::budget::BudgetLayer {
         budget: app.budget().clone(),
         limit,
