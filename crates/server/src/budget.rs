@@ -29,14 +29,15 @@
 //!
 //! **Memory bound.** The budget bounds the bodies in flight, and so the
 //! copies handlers make of them while they work: a JSON text lookup holds
-//! up to ~6× its body at its peak (the body, the parsed string, the
+//! up to ~5× its body at its peak (the body, the parsed string, the
 //! normalised text, token and shingle hashes, a retained copy with
-//! `--retain-media`), and the allocator's per-thread arenas keep some of it.
-//! Stated bound, measured by the CLI test `body_flood_keeps_rss_bounded`
-//! (64 concurrent maximum-size text lookups with `--retain-media`, plus 32
-//! anonymous 30 MiB login POSTs): peak RSS ≤ idle RSS + 10 × budget +
-//! 64 MiB, whatever the number of concurrent uploads. Without the budget
-//! every queued upload kept its body: 16 × 50 MB lookups reached 1.57 GB.
+//! `--retain-media`). `echotrace serve` fixes glibc's mmap threshold at
+//! 1 MiB so such buffers go back to the OS when freed. Stated bound,
+//! measured by the CLI test `body_flood_keeps_rss_bounded` (64 concurrent
+//! maximum-size text lookups with `--retain-media`, plus 32 anonymous
+//! 30 MiB login POSTs): peak RSS ≤ idle RSS + 6 × budget + 64 MiB, whatever
+//! the number of concurrent uploads. Without the budget every queued
+//! upload kept its body: 16 × 50 MB lookups reached 1.57 GB.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};

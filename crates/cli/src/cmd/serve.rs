@@ -91,7 +91,26 @@ pub struct ServeArgs {
     pub demo: bool,
 }
 
+/// Large buffers (request bodies, decoded images, copies of long texts) are
+/// given back to the OS when freed: glibc's default mmap threshold grows
+/// with the largest buffer freed, after which multi-MiB buffers come from
+/// the heap and stay in the process (measured: peak RSS of a 64-upload
+/// flood 200+ MiB over idle instead of ~80). A fixed 1 MiB threshold keeps
+/// RSS close to what is live. `MALLOC_MMAP_THRESHOLD_` in the environment
+/// still wins.
+fn release_large_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before
+        // any thread of ours exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        }
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    release_large_buffers();
     // Warnings of the server and engine (failed decodes with the decoder's
     // own words, retries, sweeps) go to stderr, never to clients.
     let _ = tracing_subscriber::fmt()
