@@ -744,6 +744,54 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
         assert!(e["query_match_pct"].as_f64().unwrap() >= 80.0, "{e}");
         assert!(e["compared_match_pct"].is_number(), "{e}");
     }
+    // The console's upload form: a bank entry too, every frame.
+    s.engine()
+        .create_user(&Actor::system(), "cur", "curator pass 1", Role::Curator)
+        .await
+        .unwrap();
+    let sid = s.console_login("cur", "curator pass 1").await;
+    let bank_id = s.ok(&k, Method::GET, "/v1/banks/videos", json!(null)).await["id"]
+        .as_i64()
+        .unwrap();
+    let page = s
+        .http
+        .get(s.url(&format!("/ui/banks/{bank_id}")))
+        .header("cookie", format!("et_session={sid}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let i = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = page[i..i + page[i..].find('"').unwrap()].to_string();
+    let form = Form::new().text("csrf", csrf).part(
+        "file",
+        Part::bytes(video("chair-22-with-small-logo-bar.mp4")).file_name("e.mp4"),
+    );
+    let r = s
+        .http
+        .post(s.url(&format!("/ui/banks/{bank_id}/content")))
+        .header("cookie", format!("et_session={sid}"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", r.text().await.unwrap());
+    let listed = s
+        .ok(&k, Method::GET, "/v1/banks/videos/content", json!(null))
+        .await;
+    let last = listed["content"].as_array().unwrap().last().unwrap().clone();
+    let v = last["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["signal_type"] == "vpdq")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(vpdq_frames(&v) > 500, "console upload has {} frames", vpdq_frames(&v));
     s.stop().await;
 }
 
