@@ -62,9 +62,10 @@ pub use fetch::FetchPolicy;
 
 /// Default request body cap: 64 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
-/// Default budget of buffered request bodies, all requests together: four
-/// maximum-size bodies.
-pub const DEFAULT_BODY_BUDGET: usize = 4 * DEFAULT_BODY_LIMIT;
+/// Default budget of buffered request bodies, all requests together: two
+/// maximum-size bodies (as many as the default hashing pool of a 2-core
+/// machine works on at once); 25 bodies of 5 MiB.
+pub const DEFAULT_BODY_BUDGET: usize = 2 * DEFAULT_BODY_LIMIT;
 /// Most signal sets accepted by `POST /v1/lookup/batch`.
 pub const MAX_BATCH: usize = 1000;
 

@@ -29,7 +29,7 @@ pub struct ServeArgs {
     pub max_body_mib: usize,
     /// Request bodies buffered at once, all requests together, in MiB
     /// (at least --max-body-mib). A body that finds no room within 2 s gets
-    /// 503 with Retry-After. Default: 4 × --max-body-mib.
+    /// 503 with Retry-After. Default: 2 × --max-body-mib.
     #[arg(long)]
     pub body_budget_mib: Option<usize>,
     /// Concurrent hashing jobs for text and image uploads (default: number of cores).
@@ -208,7 +208,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         body_limit,
         body_budget: args
             .body_budget_mib
-            .map_or(body_limit.saturating_mul(4), |m| m.saturating_mul(1 << 20)),
+            .map_or(body_limit.saturating_mul(2), |m| m.saturating_mul(1 << 20)),
         hash_workers: args.hash_workers.unwrap_or(defaults.hash_workers).max(1),
         heavy_hash_workers: args
             .heavy_hash_workers
