@@ -39,7 +39,7 @@ work=$(mktemp -d /tmp/echotrace-blackbox.XXXXXX)
 echo "blackbox: $($bin --version 2>/dev/null || echo "$bin"), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 status=0
-ECHOTRACE_BIN="$bin" WORK="$work" PG_URL="$ECHOTRACE_TEST_PG_URL" python3 - <<'PY' || status=$?
+ECHOTRACE_BIN="$bin" WORK="$work" PG_URL="$ECHOTRACE_TEST_PG_URL" python3 -u - <<'PY' || status=$?
 import http.client, json, os, re, subprocess, sys, threading, time, urllib.parse, zlib
 
 BIN = os.environ["ECHOTRACE_BIN"]
@@ -218,15 +218,18 @@ s.stop()
 def pdf_with_pages(n_pages):
     out = [b"%PDF-1.4\n"]
     offsets = []
+    size = [len(out[0])]
     def obj(body):
-        offsets.append(sum(len(x) for x in out))
-        out.append(f"{len(offsets)} 0 obj\n".encode() + body + b"\nendobj\n")
+        offsets.append(size[0])
+        piece = f"{len(offsets)} 0 obj\n".encode() + body + b"\nendobj\n"
+        out.append(piece)
+        size[0] += len(piece)
     kids = " ".join(f"{i + 3} 0 R" for i in range(n_pages)).encode()
     obj(b"<< /Type /Catalog /Pages 2 0 R >>")
     obj(b"<< /Type /Pages /Kids [" + kids + b"] /Count " + str(n_pages).encode() + b" >>")
     for _ in range(n_pages):
         obj(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>")
-    xref = sum(len(x) for x in out)
+    xref = size[0]
     out.append(f"xref\n0 {len(offsets)+1}\n0000000000 65535 f \n".encode())
     out.extend(f"{o:010} 00000 n \n".encode() for o in offsets)
     out.append(f"trailer\n<< /Size {len(offsets)+1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())

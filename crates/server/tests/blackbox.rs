@@ -236,6 +236,12 @@ impl Service {
     }
 }
 
+/// The CSRF token of a console page.
+fn csrf_of(page: &str) -> String {
+    let i = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    page[i..i + page[i..].find('"').unwrap()].to_string()
+}
+
 fn assert_field_error(status: StatusCode, v: &Value, field: &str, what: &str) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {v}");
     assert_eq!(v["error"]["code"], "invalid_input", "{what}: {v}");
@@ -643,10 +649,7 @@ async fn bank_names_are_path_segments(db: &TestDb) {
         .text()
         .await
         .unwrap();
-    let csrf = {
-        let i = page.find("name=\"csrf\" value=\"").unwrap() + 19;
-        page[i..i + page[i..].find('"').unwrap()].to_string()
-    };
+    let csrf = csrf_of(&page);
     let r = s
         .http
         .post(s.url("/ui/banks"))
@@ -763,8 +766,7 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
         .text()
         .await
         .unwrap();
-    let i = page.find("name=\"csrf\" value=\"").unwrap() + 19;
-    let csrf = page[i..i + page[i..].find('"').unwrap()].to_string();
+    let csrf = csrf_of(&page);
     let form = Form::new().text("csrf", csrf).part(
         "file",
         Part::bytes(video("chair-22-with-small-logo-bar.mp4")).file_name("e.mp4"),

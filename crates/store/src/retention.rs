@@ -57,15 +57,22 @@ impl SweepCounts {
     }
 }
 
-/// `$first, $first+1, …` for `n` bound values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl WriteTx {
+    /// `DELETE FROM {table_where_column} IN (items)`, 1,000 items a statement
+    /// (items are SQL literals we built from ids). Returns the rows deleted.
+    async fn delete_in(&mut self, table_where_column: &str, items: &[String]) -> Result<u64> {
+        let mut deleted = 0;
+        for chunk in items.chunks(1000) {
+            let sql = format!("DELETE FROM {table_where_column} IN ({})", chunk.join(", "));
+            deleted += sqlx::query(AssertSqlSafe(sql))
+                .persistent(false)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+        }
+        Ok(deleted)
+    }
+
     /// Delete up to `batch` expired submissions (half at most of each kind
     /// when both are due) with everything that hangs off them. Call in a
     /// loop, one transaction per batch, until it deletes none.
@@ -103,63 +110,38 @@ impl WriteTx {
         if ids.is_empty() {
             return Ok(counts);
         }
-        let subs = placeholders(1, ids.len());
-        // The matches of these submissions (for decisions and audit targets).
-        let mut match_ids: Vec<i64> = Vec::new();
-        let q = format!("SELECT id FROM matches WHERE submission_id IN ({subs})");
-        let mut query = sqlx::query(AssertSqlSafe(q));
-        for id in &ids {
-            query = query.bind(*id);
-        }
-        for r in query.fetch_all(&mut *self.tx).await? {
-            match_ids.push(get_i64(&r, "id")?);
-        }
-        let mut targets: Vec<String> = ids.iter().map(|i| format!("submission:{i}")).collect();
-        targets.extend(match_ids.iter().map(|i| format!("match:{i}")));
-        for chunk in targets.chunks(1000) {
-            let q = format!(
-                "DELETE FROM audit_log WHERE target IN ({})",
-                placeholders(1, chunk.len())
+        // Every list below is made of ids the database just gave us, so it
+        // is written inline (no bind per id, one statement per 1,000).
+        let subs: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let mut match_ids: Vec<String> = Vec::new();
+        for chunk in subs.chunks(1000) {
+            let sql = format!(
+                "SELECT id FROM matches WHERE submission_id IN ({})",
+                chunk.join(", ")
             );
-            let mut query = sqlx::query(AssertSqlSafe(q));
-            for t in chunk {
-                query = query.bind(t.as_str());
+            for r in sqlx::query(AssertSqlSafe(sql))
+                .persistent(false)
+                .fetch_all(&mut *self.tx)
+                .await?
+            {
+                match_ids.push(get_i64(&r, "id")?.to_string());
             }
-            counts.audit_entries += query.execute(&mut *self.tx).await?.rows_affected();
         }
-        for chunk in match_ids.chunks(1000) {
-            let q = format!(
-                "DELETE FROM decisions WHERE match_id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(q));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            counts.decisions += query.execute(&mut *self.tx).await?.rows_affected();
-        }
-        let by_submission = |table_sql: &str| format!("{table_sql} IN ({subs})");
-        let run = |sql: String| {
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for id in &ids {
-                query = query.bind(*id);
-            }
-            query
-        };
-        counts.matches += run(by_submission("DELETE FROM matches WHERE submission_id"))
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
-        counts.retained_media += run(by_submission(
-            "DELETE FROM retained_media WHERE owner = 'submission' AND owner_id",
-        ))
-        .execute(&mut *self.tx)
-        .await?
-        .rows_affected();
-        counts.submissions += run(by_submission("DELETE FROM submissions WHERE id"))
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
+        let targets: Vec<String> = subs
+            .iter()
+            .map(|i| format!("'submission:{i}'"))
+            .chain(match_ids.iter().map(|i| format!("'match:{i}'")))
+            .collect();
+        counts.audit_entries = self.delete_in("audit_log WHERE target", &targets).await?;
+        counts.decisions = self.delete_in("decisions WHERE match_id", &match_ids).await?;
+        counts.matches = self.delete_in("matches WHERE submission_id", &subs).await?;
+        counts.retained_media = self
+            .delete_in(
+                "retained_media WHERE owner = 'submission' AND owner_id",
+                &subs,
+            )
+            .await?;
+        counts.submissions = self.delete_in("submissions WHERE id", &subs).await?;
         Ok(counts)
     }
 }
