@@ -375,7 +375,7 @@ fn deflate_bomb_pdf(inflated: usize) -> Vec<u8> {
         stream.extend_from_slice(&chunk);
     }
     stream.extend_from_slice(&[0x03, 0x00]); // final empty block
-    // Adler-32 of `inflated` zeros: a = 1, b = n mod 65521.
+                                             // Adler-32 of `inflated` zeros: a = 1, b = n mod 65521.
     let b = (inflated % 65521) as u32;
     stream.extend_from_slice(&((b << 16) | 1).to_be_bytes());
     let mut pdf = b"%PDF-1.4\n".to_vec();
@@ -401,7 +401,9 @@ fn deflate_bomb_pdf(inflated: usize) -> Vec<u8> {
     content.extend_from_slice(b"\nendstream");
     obj(&mut pdf, &content);
     let xref = pdf.len();
-    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes(),
+    );
     for o in &offsets {
         pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }

@@ -89,13 +89,13 @@ pub use auth::{
     generate_api_key, hash_api_key, hash_password, sign_body, verify_body_signature,
     verify_password, ApiKey, Operation, Role, User, API_KEY_PREFIX,
 };
+pub use echotrace_store::SweepCounts;
 pub use echotrace_store::{Backend, SqliteSync, StoreOptions, DEFAULT_DATABASE_URL};
 pub use error::{EngineError, Result};
 pub use flood::FloodGuardConfig;
 pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
 pub use retention::RetentionPolicy;
-pub use echotrace_store::SweepCounts;
 pub use signals::{
     default_threshold, normalize_signal, normalize_signals, parse_signals, HashedUpload, QueryText,
     PDF_UNPROCESSABLE, VIDEO_UNDECODABLE,

@@ -348,10 +348,7 @@ impl<S: Send + Sync> FromRequest<S> for Item {
                     );
                     continue;
                 }
-                let value = field
-                    .text()
-                    .await
-                    .map_err(|e| multipart_error(e, over()))?;
+                let value = field.text().await.map_err(|e| multipart_error(e, over()))?;
                 check_no_nul(&format!("form field {name}"), &value)?;
                 match name.as_str() {
                     "text" => text = Some(value),
@@ -408,13 +405,19 @@ mod tests {
     #[test]
     fn nul_escapes_are_found_and_named() {
         assert!(json_may_hold_nul(br#"{"a":"x\u0000"}"#));
-        assert!(!json_may_hold_nul(br#"{"a":"x\\u0000"}"#), "escaped backslash");
+        assert!(
+            !json_may_hold_nul(br#"{"a":"x\\u0000"}"#),
+            "escaped backslash"
+        );
         assert!(json_may_hold_nul(br#"{"a":"x\\\u0000"}"#));
         assert!(!json_may_hold_nul(br#"{"a":"u0000"}"#));
         let err = check_json_no_nul(br#"{"context":{"content_id":"a\u0000b"}}"#).unwrap_err();
-        assert!(err.message.contains("context.content_id"), "{}", err.message);
-        let err = check_json_no_nul(br#"{"items":[{"text":"ok"},{"text":"\u0000"}]}"#)
-            .unwrap_err();
+        assert!(
+            err.message.contains("context.content_id"),
+            "{}",
+            err.message
+        );
+        let err = check_json_no_nul(br#"{"items":[{"text":"ok"},{"text":"\u0000"}]}"#).unwrap_err();
         assert!(err.message.contains("items[1].text"), "{}", err.message);
         let err = check_json_no_nul(br#"{"signals":{"pdq\u0000":"x"}}"#).unwrap_err();
         assert!(err.message.contains("signals.pdq"), "{}", err.message);

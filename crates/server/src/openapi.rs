@@ -335,7 +335,8 @@ pub fn document() -> Value {
                 (checked before the request body is read)"});
         }
         if body_for(method, path).is_some() {
-            op["responses"]["413"] = json!({"description": "Body over the limit (64 MiB by default)"});
+            op["responses"]["413"] =
+                json!({"description": "Body over the limit (64 MiB by default)"});
             op["responses"]["503"] = json!({"description": "No room in the server's budget of \
                 buffered request bodies; retry after the Retry-After header's seconds",
                 "headers": {"Retry-After": {"schema": {"type": "integer"}}}});

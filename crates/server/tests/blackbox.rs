@@ -246,7 +246,10 @@ fn assert_field_error(status: StatusCode, v: &Value, field: &str, what: &str) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {v}");
     assert_eq!(v["error"]["code"], "invalid_input", "{what}: {v}");
     let m = v["error"]["message"].as_str().unwrap_or("");
-    assert!(m.contains(field), "{what}: message should name {field}: {m}");
+    assert!(
+        m.contains(field),
+        "{what}: message should name {field}: {m}"
+    );
 }
 
 /// Send a request head (and the first bytes of its body) on a raw socket
@@ -413,12 +416,17 @@ async fn nul_in_any_string_is_a_400_naming_it(db: &TestDb) {
         ),
     ];
     for (method, path, body, field) in cases {
-        let (status, v) = s.call(Some(&k), method.clone(), &path, body.as_deref()).await;
+        let (status, v) = s
+            .call(Some(&k), method.clone(), &path, body.as_deref())
+            .await;
         assert_field_error(status, &v, field, &format!("{method} {path}"));
     }
     // A multipart text field.
     let form = Form::new()
-        .part("file", Part::bytes(TEXT.as_bytes().to_vec()).file_name("t.txt"))
+        .part(
+            "file",
+            Part::bytes(TEXT.as_bytes().to_vec()).file_name("t.txt"),
+        )
         .text("context", "{\"content_id\":\"a\u{0}\"}");
     let (status, v) = s.multipart(&k, "/v1/lookup", form).await;
     assert_field_error(status, &v, "context", "multipart context");
@@ -451,7 +459,10 @@ async fn nul_in_any_string_is_a_400_naming_it(db: &TestDb) {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("actor"));
     // Nothing above was a 500, and the service still works.
-    assert_eq!(s.metric("echotrace_http_errors_total{class=\"5xx\"}").await, 0.0);
+    assert_eq!(
+        s.metric("echotrace_http_errors_total{class=\"5xx\"}").await,
+        0.0
+    );
     s.ok(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
         .await;
     s.stop().await;
@@ -678,8 +689,10 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
     let k = s.admin.clone();
     s.ok(&k, Method::POST, "/v1/banks", json!({"name": "videos"}))
         .await;
-    let form =
-        Form::new().part("file", Part::bytes(video("chair-19-sd-bar.mp4")).file_name("a.mp4"));
+    let form = Form::new().part(
+        "file",
+        Part::bytes(video("chair-19-sd-bar.mp4")).file_name("a.mp4"),
+    );
     let (status, item) = s.multipart(&k, "/v1/banks/videos/content", form).await;
     assert_eq!(status, StatusCode::CREATED, "{item}");
     let stored = item["signals"]
@@ -707,11 +720,19 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
     assert_eq!(m["compared_frames"].as_u64().unwrap() as usize, frames);
     let qf = m["query_frames"].as_u64().unwrap();
     assert!((15..=30).contains(&qf), "query frames {qf}");
-    assert!(m.get("matched_value").is_none() && m.get("query_value").is_none(), "{m}");
+    assert!(
+        m.get("matched_value").is_none() && m.get("query_value").is_none(),
+        "{m}"
+    );
     // The frame lists on request.
     let mid = m["id"].as_i64().unwrap();
     let full = s
-        .ok(&k, Method::GET, &format!("/v1/matches/{mid}?frames=true"), json!(null))
+        .ok(
+            &k,
+            Method::GET,
+            &format!("/v1/matches/{mid}?frames=true"),
+            json!(null),
+        )
         .await;
     assert_eq!(vpdq_frames(full["matched_value"].as_str().unwrap()), frames);
     let compact = s
@@ -730,11 +751,16 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
     assert!(entry["after"]["matches"][0].get("matched_value").is_none());
     // HMA: a video added through /c/bank/{name}/content is hashed every
     // frame too, and lookups carry the shares.
-    let form =
-        Form::new().part("file", Part::bytes(video("chair-20-sd-bar.mp4")).file_name("c.mp4"));
+    let form = Form::new().part(
+        "file",
+        Part::bytes(video("chair-20-sd-bar.mp4")).file_name("c.mp4"),
+    );
     let (status, v) = s.multipart(&k, "/c/bank/videos/content", form).await;
     assert_eq!(status, StatusCode::OK, "{v}");
-    assert!(vpdq_frames(v["signals"]["vpdq"].as_str().unwrap()) > 500, "{v}");
+    assert!(
+        vpdq_frames(v["signals"]["vpdq"].as_str().unwrap()) > 500,
+        "{v}"
+    );
     let form = Form::new().part(
         "file",
         Part::bytes(video("chair-22-sd-sepia-bar.mp4")).file_name("d.mp4"),
@@ -779,11 +805,21 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        r.text().await.unwrap()
+    );
     let listed = s
         .ok(&k, Method::GET, "/v1/banks/videos/content", json!(null))
         .await;
-    let last = listed["content"].as_array().unwrap().last().unwrap().clone();
+    let last = listed["content"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     let v = last["signals"]
         .as_array()
         .unwrap()
@@ -793,7 +829,11 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
         .as_str()
         .unwrap()
         .to_string();
-    assert!(vpdq_frames(&v) > 500, "console upload has {} frames", vpdq_frames(&v));
+    assert!(
+        vpdq_frames(&v) > 500,
+        "console upload has {} frames",
+        vpdq_frames(&v)
+    );
     s.stop().await;
 }
 
@@ -817,8 +857,13 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
     let k = s.admin.clone();
     s.ok(&k, Method::POST, "/v1/banks", json!({"name": "ret"}))
         .await;
-    s.ok(&k, Method::POST, "/v1/banks/ret/content", json!({"text": TEXT}))
-        .await;
+    s.ok(
+        &k,
+        Method::POST,
+        "/v1/banks/ret/content",
+        json!({"text": TEXT}),
+    )
+    .await;
     let miss = s
         .ok(
             &k,
@@ -871,7 +916,9 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
         json!(null),
     )
     .await;
-    let audit = s.ok(&k, Method::GET, "/v1/audit?limit=1000", json!(null)).await;
+    let audit = s
+        .ok(&k, Method::GET, "/v1/audit?limit=1000", json!(null))
+        .await;
     let targets: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()
@@ -930,10 +977,15 @@ async fn body_budget_503_and_errors_counted_by_class() {
     assert_eq!(s.call(None, Method::GET, "/v1/banks", None).await.0, 401);
     assert_eq!(s.call(Some(&k), Method::GET, "/v1/nope", None).await.0, 404);
     assert_eq!(
-        s.call(Some(&k), Method::POST, "/v1/banks", Some("{bad")).await.0,
+        s.call(Some(&k), Method::POST, "/v1/banks", Some("{bad"))
+            .await
+            .0,
         400
     );
-    assert_eq!(s.metric("echotrace_http_errors_total{class=\"4xx\"}").await, 3.0);
+    assert_eq!(
+        s.metric("echotrace_http_errors_total{class=\"4xx\"}").await,
+        3.0
+    );
     // A maximum-size lookup holds the whole budget while its body trickles in.
     let words = "lorem ipsum dolor sit amet ".repeat(budget / 27);
     let mut body = format!("{{\"text\":\"{words}");
@@ -973,18 +1025,28 @@ async fn body_budget_503_and_errors_counted_by_class() {
     let mut body_chunked = format!("{:x}\r\n", chunk.len()).into_bytes();
     body_chunked.extend_from_slice(chunk.as_bytes());
     body_chunked.extend_from_slice(b"\r\n0\r\n\r\n");
-    let (status, head_text) =
-        head_only(s.addr, &head, &body_chunked, Duration::from_secs(5)).await;
+    let (status, head_text) = head_only(s.addr, &head, &body_chunked, Duration::from_secs(5)).await;
     assert_eq!(status, 503, "{head_text}");
     // The holder finishes and is answered.
     holder.write_all(&body.as_bytes()[1000..]).await.unwrap();
     let (status, _) = read_head(&mut holder, Duration::from_secs(30)).await;
     assert_eq!(status, 200);
     // Room again.
-    s.ok(&k, Method::POST, "/v1/lookup", json!({"text": "a short lookup"}))
-        .await;
-    assert_eq!(s.metric("echotrace_http_errors_total{class=\"5xx\"}").await, 2.0);
-    assert_eq!(s.metric("echotrace_http_errors_total{class=\"4xx\"}").await, 3.0);
+    s.ok(
+        &k,
+        Method::POST,
+        "/v1/lookup",
+        json!({"text": "a short lookup"}),
+    )
+    .await;
+    assert_eq!(
+        s.metric("echotrace_http_errors_total{class=\"5xx\"}").await,
+        2.0
+    );
+    assert_eq!(
+        s.metric("echotrace_http_errors_total{class=\"4xx\"}").await,
+        3.0
+    );
     s.stop().await;
     db.cleanup().await.unwrap();
 }

@@ -196,7 +196,11 @@ fn inflated_len(data: &[u8], cap: u64) -> u64 {
     }
     let (n, ok) = count(flate2::read::ZlibDecoder::new(data), cap);
     if !ok && n == 0 && data.len() > 2 {
-        return count(flate2::read::DeflateDecoder::new(data.get(2..).unwrap_or(&[])), cap).0;
+        return count(
+            flate2::read::DeflateDecoder::new(data.get(2..).unwrap_or(&[])),
+            cap,
+        )
+        .0;
     }
     n
 }
@@ -239,8 +243,9 @@ fn extract_inner(bytes: &[u8], limits: &PdfLimits) -> Result<PdfExtract, PdfErro
             skipped: 0,
         })
     });
-    let doc = Document::load_mem_with_options(bytes, lopdf::LoadOptions::with_filter(bound_inflation))
-        .map_err(|e| PdfError::Malformed(e.to_string()))?;
+    let doc =
+        Document::load_mem_with_options(bytes, lopdf::LoadOptions::with_filter(bound_inflation))
+            .map_err(|e| PdfError::Malformed(e.to_string()))?;
     let skipped = INFLATE.with(|c| c.get().skipped);
     if doc.objects.len() > limits.max_objects {
         return Err(PdfError::TooManyObjects {

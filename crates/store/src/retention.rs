@@ -133,7 +133,9 @@ impl WriteTx {
             .chain(match_ids.iter().map(|i| format!("'match:{i}'")))
             .collect();
         counts.audit_entries = self.delete_in("audit_log WHERE target", &targets).await?;
-        counts.decisions = self.delete_in("decisions WHERE match_id", &match_ids).await?;
+        counts.decisions = self
+            .delete_in("decisions WHERE match_id", &match_ids)
+            .await?;
         counts.matches = self.delete_in("matches WHERE submission_id", &subs).await?;
         counts.retained_media = self
             .delete_in(

@@ -53,7 +53,8 @@ async fn run_async(args: KeysArgs) -> anyhow::Result<ExitCode> {
                 anyhow!("unknown role {role:?} (admin, curator, matcher, reviewer)")
             })?;
             let (meta, key) = engine
-                .create_api_key(&Actor::cli(), name.as_deref().unwrap_or(""), role).await?;
+                .create_api_key(&Actor::cli(), name.as_deref().unwrap_or(""), role)
+                .await?;
             eprintln!(
                 "created {} key id {} named {:?} (store it now: it is not shown again)",
                 meta.role.as_str(),

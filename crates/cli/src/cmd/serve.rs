@@ -167,7 +167,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 submissions,
                 decided,
             };
-            Some((policy, Duration::from_secs(args.retention_sweep_secs.max(1))))
+            Some((
+                policy,
+                Duration::from_secs(args.retention_sweep_secs.max(1)),
+            ))
         }
         None => None,
     };

@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use echotrace_engine::{
-    Actor, BankKind, EngineError, HashedUpload, LookupRequest, MatchRecord, NewBank,
-    SignalValue, SubmissionContext, Thresholds,
+    Actor, BankKind, EngineError, HashedUpload, LookupRequest, MatchRecord, NewBank, SignalValue,
+    SubmissionContext, Thresholds,
 };
 use echotrace_signals::signal::SignalType;
 use serde::Deserialize;
@@ -378,5 +378,12 @@ async fn bank_add_signal(
         Some(_) => return Err(ApiError::bad_request("note should be a string")),
     };
     body.remove("metadata");
-    add_item(&state, &caller.actor(), &name, ItemInput::Signals(body), note).await
+    add_item(
+        &state,
+        &caller.actor(),
+        &name,
+        ItemInput::Signals(body),
+        note,
+    )
+    .await
 }

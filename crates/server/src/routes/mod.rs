@@ -279,8 +279,16 @@ pub(crate) fn match_out(m: MatchRecord, frames: bool) -> MatchRecord {
 
 /// A lookup answer as the API returns it ([`match_out`] on every match).
 pub(crate) fn lookup_out(mut r: LookupResponse, frames: bool) -> LookupResponse {
-    r.matches = r.matches.into_iter().map(|m| match_out(m, frames)).collect();
-    r.allowed = r.allowed.into_iter().map(|m| match_out(m, frames)).collect();
+    r.matches = r
+        .matches
+        .into_iter()
+        .map(|m| match_out(m, frames))
+        .collect();
+    r.allowed = r
+        .allowed
+        .into_iter()
+        .map(|m| match_out(m, frames))
+        .collect();
     r
 }
 

@@ -8,9 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use echotrace_engine::{
-    BankKind, BankUpdate, ContentUpdate, HashedUpload, LookupRequest, MatchFilter,
-    MatchStatus, NewBank, QueryText, Role, SignalValue, SubmissionContext,
-    Thresholds, Verdict,
+    BankKind, BankUpdate, ContentUpdate, HashedUpload, LookupRequest, MatchFilter, MatchStatus,
+    NewBank, QueryText, Role, SignalValue, SubmissionContext, Thresholds, Verdict,
 };
 use echotrace_signals::signal::SignalType;
 use serde::Deserialize;
@@ -708,7 +707,10 @@ async fn create_key(
         .into_response())
 }
 
-async fn list_keys(State(state): State<AppState>, _caller: Caller<op::Admin>) -> Result<Json<Value>, ApiError> {
+async fn list_keys(
+    State(state): State<AppState>,
+    _caller: Caller<op::Admin>,
+) -> Result<Json<Value>, ApiError> {
     let keys = state.engine()?.list_api_keys().await?;
     Ok(Json(json!({ "keys": keys })))
 }

@@ -761,7 +761,11 @@ async fn decide_one(st: &Ctx, auth: &Authed, id: i64, verdict: Verdict) -> Resul
     Ok(())
 }
 
-async fn decide(st: Ctx, Path(id): Path<i64>, PostForm { auth, form, .. }: PostForm<op::Decide>,) -> Response {
+async fn decide(
+    st: Ctx,
+    Path(id): Path<i64>,
+    PostForm { auth, form, .. }: PostForm<op::Decide>,
+) -> Response {
     let Some(verdict) = parse_verdict(&form) else {
         return error_response(
             Some(&auth.viewer),
@@ -779,7 +783,7 @@ async fn decide(st: Ctx, Path(id): Path<i64>, PostForm { auth, form, .. }: PostF
     see_other(&queue_url(&form, msg))
 }
 
-async fn bulk_decide(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Decide>,) -> Response {
+async fn bulk_decide(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Decide>) -> Response {
     let Some(verdict) = parse_verdict(&form) else {
         return error_response(
             Some(&auth.viewer),
@@ -810,7 +814,11 @@ async fn bulk_decide(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Decide>,
     see_other(&queue_url(&form, "bulk"))
 }
 
-async fn undo(st: Ctx, Path(id): Path<i64>, PostForm { auth, form, .. }: PostForm<op::Decide>,) -> Response {
+async fn undo(
+    st: Ctx,
+    Path(id): Path<i64>,
+    PostForm { auth, form, .. }: PostForm<op::Decide>,
+) -> Response {
     let is_admin = auth.role() == Role::Admin;
     match cq::undo_decision(&st.store, actor(&auth).as_str(), is_admin, id).await {
         Ok(()) => see_other(&queue_url(&form, "undone")),
@@ -957,7 +965,7 @@ async fn banks_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Res
     }
 }
 
-async fn bank_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::WriteBanks>,) -> Response {
+async fn bank_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::WriteBanks>) -> Response {
     let result = async {
         let kind = match form.get("kind") {
             Some("allow") => BankKind::Allow,
@@ -1023,7 +1031,11 @@ async fn bank_page(
     }
 }
 
-async fn bank_update(st: Ctx, Path(id): Path<i64>, PostForm { auth, form, .. }: PostForm<op::WriteBanks>,) -> Response {
+async fn bank_update(
+    st: Ctx,
+    Path(id): Path<i64>,
+    PostForm { auth, form, .. }: PostForm<op::WriteBanks>,
+) -> Response {
     let result = async {
         let update = BankUpdate {
             enabled: Some(form.get("enabled").is_some()),
@@ -1227,7 +1239,7 @@ fn parse_hash_input(s: &str) -> Result<Vec<SignalValue>, EngineError> {
     Ok(vec![echotrace_engine::normalize_signal(st, v)?])
 }
 
-async fn debug_run(st: Ctx, PostForm { auth, form, .. }: PostForm<op::ReadBanks>,) -> Response {
+async fn debug_run(st: Ctx, PostForm { auth, form, .. }: PostForm<op::ReadBanks>) -> Response {
     // Decoding (ffmpeg for a video, the PDF extractor) runs on the blocking
     // pool, never on an async worker. The text of pasted text, a text file
     // or a PDF comes back with the signals and is re-signed under each bank
@@ -1406,7 +1418,7 @@ async fn keys_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Resp
     }
 }
 
-async fn key_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Admin>,) -> Response {
+async fn key_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Admin>) -> Response {
     let result = async {
         let role = form
             .get("role")

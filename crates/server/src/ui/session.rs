@@ -81,8 +81,7 @@ pub fn set_cookie(name: &str, value: &str, secure: bool, max_age_secs: i64) -> H
 /// redirect never goes out without a `Location`).
 pub fn see_other(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
-    let location =
-        HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/ui/"));
+    let location = HeaderValue::from_str(to).unwrap_or_else(|_| HeaderValue::from_static("/ui/"));
     r.headers_mut().insert(LOCATION, location);
     r
 }
