@@ -114,6 +114,10 @@ pub struct Bank {
     /// they cannot be re-signed automatically.)
     #[serde(default)]
     pub text_items_older_list: u64,
+    /// Robust-matching settings (dihedral and window channels; see
+    /// [`crate::robust`]).
+    #[serde(default)]
+    pub matching: crate::robust::MatchingSettings,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -279,6 +283,19 @@ pub struct MatchRecord {
     pub labels: Vec<String>,
     pub status: MatchStatus,
     pub created_at: i64,
+    /// The channel that found the match: `plain`, or for adapted
+    /// re-uploads `dihedral`, `border`, `window`, `region` (see
+    /// [`crate::robust`]).
+    #[serde(default = "plain_channel")]
+    pub channel: String,
+    /// How a derived channel matched: query rectangle and variant, bank
+    /// window, the plain distance and the channel's threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_detail: Option<crate::robust::ChannelDetail>,
+}
+
+fn plain_channel() -> String {
+    "plain".to_string()
 }
 
 /// Answer of [`crate::Engine::lookup`]: block-bank matches not suppressed by

@@ -600,6 +600,8 @@ async fn build_card(
         submitted_by: sub.as_ref().map(|s| s.actor.clone()).unwrap_or_default(),
         query_value: m.query_value.clone(),
         matched_value: m.matched_value.clone(),
+        channel: m.channel.clone(),
+        channel_detail: m.channel_detail.clone(),
         submission_evidence: evidence(st, MediaOwner::Submission, m.submission_id).await?,
         bank_evidence: evidence(st, MediaOwner::Content, m.content_id).await?,
         undo_until: None,
@@ -1240,7 +1242,7 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
     } else if let Some(h) = form.get("hash") {
         parse_hash_input(h).map(|signals| HashedUpload {
             signals,
-            text: None,
+            ..HashedUpload::default()
         })
     } else {
         Err(EngineError::InvalidInput(
