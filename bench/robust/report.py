@@ -35,6 +35,29 @@ def main():
         t = None if true == "-" else int(true)
         u = [(int(x.split(":")[0]), int(x.split(":")[1])) for x in un.split(",") if x]
         rows[(cls, orig)][ch] = (t, u)
+    # Peers from peers.csv (pdqhash of each image, and after pytx's
+    # unletterbox), against the originals' pdqhash, same pairs.
+    import csv as _csv
+    manifest = list(_csv.DictReader(open(f"{d}/manifest.csv")))
+    group = {r["original"]: r["group"] for r in manifest if r["kind"] == "original"}
+    peers = {r["path"]: (int(r["pdq"], 16), int(r["unletterbox_pdq"], 16))
+             for r in _csv.DictReader(open(f"{d}/peers.csv"))}
+    origs = [(r["original"], peers[r["path"]][0]) for r in manifest
+             if r["kind"] == "original" and r["path"] in peers]
+    for r in manifest:
+        key = (r["class"], r["original"])
+        if r["kind"] != "query" or key not in rows or r["path"] not in peers:
+            continue
+        for name, q in (("peer_pdqhash", peers[r["path"]][0]), ("peer_unletterbox", peers[r["path"]][1])):
+            true = None
+            un = []
+            for o, h in origs:
+                dist = bin(q ^ h).count("1")
+                if o == r["original"]:
+                    true = dist
+                elif group.get(o) != r["group"] and dist <= 80:
+                    un.append((o, dist))
+            rows[key][name] = (true, un)
     classes = sorted({c for c, _ in rows})
     n_orig = len({o for _, o in rows})
 

@@ -7,7 +7,8 @@
 //! ```text
 //! python3 bench/robust/generate.py /tmp/robust
 //! python3 bench/robust/peers.py /tmp/robust          # writes peers.csv
-//! cargo run --release -p echotrace-bench --bin robust -- /tmp/robust [--grid 0,3,6,9,12] [--crops 1,2]
+//! cargo run --release -p echotrace-bench --bin robust -- /tmp/robust [--grid 0,3,6,9,12] [--crops 1,2] [--every N]
+//! python3 bench/robust/report.py /tmp/robust
 //! ```
 //!
 //! Channels (the engine's, see docs/ROBUST.md): `plain` (whole-image hash ×
@@ -78,6 +79,7 @@ fn main() -> anyhow::Result<()> {
     let dir = PathBuf::from(args.get(1).context("usage: robust DIR [--grid a,b,..] [--crops a,b] [--threads N]")?);
     let mut opts = RobustOptions::default();
     let mut threads = 2usize;
+    let mut every = 1usize;
     let mut i = 2;
     while i < args.len() {
         match args[i].as_str() {
@@ -88,13 +90,18 @@ fn main() -> anyhow::Result<()> {
             "--crop-grid" => opts.query_crops = echotrace_signals::robust::crop_grid(&parse_list(&args[i + 1])),
             "--work-side" => opts.work_side = args[i + 1].parse()?,
             "--threads" => threads = args[i + 1].parse()?,
+            "--every" => every = args[i + 1].parse::<usize>()?.max(1),
             other => bail!("unknown option {other}"),
         }
         i += 2;
     }
     let rows = manifest(&dir)?;
     let originals: Vec<&Row> = rows.iter().filter(|r| r.kind == "original").collect();
-    let queries: Vec<&Row> = rows.iter().filter(|r| r.kind == "query").collect();
+    // --every N: the queries of every N-th original (the bank holds all).
+    let queries: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.kind == "query" && r.original % every == 0)
+        .collect();
     eprintln!("{} originals, {} queries; grid {:?}, {} query crops", originals.len(), queries.len(), opts.bank_grid, opts.query_crops.len());
 
     // Bank side.
@@ -138,6 +145,7 @@ fn main() -> anyhow::Result<()> {
     // Query side, in parallel.
     let t1 = Instant::now();
     let chunk = queries.len().div_ceil(threads.max(1));
+    let total = queries.len();
     let results: Vec<(usize, Dists, f64)> = std::thread::scope(|s| {
         let handles: Vec<_> = queries
             .chunks(chunk.max(1))
@@ -193,7 +201,7 @@ fn main() -> anyhow::Result<()> {
                         }
                         out.push((ci * chunk + qi, d, ms));
                         if ci == 0 && qi % 500 == 0 {
-                            eprintln!("  {} / {} queries ({:.0}s)", qi * threads, queries.len(), t1.elapsed().as_secs_f64());
+                            eprintln!("  {} / {} queries ({:.0}s)", qi * threads, total, t1.elapsed().as_secs_f64());
                         }
                     }
                     out

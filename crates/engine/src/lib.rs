@@ -969,6 +969,28 @@ impl Engine {
         self.record_one(self.prepare_lookup(actor, req)?).await
     }
 
+    /// What a lookup of `upload` would match right now, through every
+    /// channel (plain and derived), without recording anything: the match
+    /// debugger's view of the robust channels.
+    pub fn preview_matches(&self, upload: &HashedUpload) -> Result<Vec<robust::MatchPreview>> {
+        let query = normalize_signals(&upload.signals)?;
+        let st = self.inner.state.read().map_err(lock_err)?;
+        let hits = st.find_with(&query, None, None, upload.robust.as_ref());
+        Ok(hits
+            .into_iter()
+            .map(|c| robust::MatchPreview {
+                bank_id: c.bank_id,
+                bank_name: st.bank_name(c.bank_id).unwrap_or_default().to_string(),
+                content_id: c.content_id,
+                signal_type: c.signal_type.as_str().to_string(),
+                channel: c.channel.as_str().to_string(),
+                distance: c.distance,
+                similarity: c.similarity,
+                detail: c.detail.as_deref().and_then(|d| serde_json::from_str(d).ok()),
+            })
+            .collect())
+    }
+
     /// Look up what [`Engine::hash_upload`] (or [`Engine::hash_text`])
     /// made of an upload: raw text goes through [`Engine::lookup_text`]
     /// (equivalence lists), an image or video with its derived query
@@ -1433,6 +1455,10 @@ pub struct IndexStats {
     pub text: usize,
     /// Stored vPDQ signals (videos).
     pub vpdq: usize,
+    /// Derived PDQ hashes (robust matching; windows and regions of items
+    /// added as files) and the approximate bytes their index takes.
+    pub derived_pdq: usize,
+    pub derived_bytes: usize,
 }
 
 /// Delete one content item with its signals and record the change, so every

@@ -307,13 +307,12 @@ impl DerivedIndex {
         if self.vpdq.remove(&content_id).is_some() {
             self.vpdq_index.remove_video(content_id as u64);
         }
-        let pdq = &self.pdq;
         let mut inserts = Vec::new();
         for r in rows {
             self.add_row(r, &mut |id, code| inserts.push((id, code)));
         }
         for (id, code) in inserts {
-            pdq.insert(id, code);
+            self.pdq.insert(id, code);
         }
     }
 
@@ -331,11 +330,6 @@ impl DerivedIndex {
 
     pub(crate) fn settings(&self, bank_id: BankId) -> MatchingSettings {
         self.settings.get(&bank_id).copied().unwrap_or_default()
-    }
-
-    /// Whether a content item has derived image hashes.
-    pub(crate) fn has_item(&self, content_id: ContentId) -> bool {
-        self.items.contains_key(&content_id)
     }
 
     /// Derived PDQ codes held.
@@ -556,4 +550,18 @@ pub(crate) fn hash_robust(
         video: out.video,
     };
     Ok(Some((signals, query, derived)))
+}
+
+/// A match a lookup *would* record, for the console's match debugger
+/// (nothing is recorded).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MatchPreview {
+    pub bank_id: BankId,
+    pub bank_name: String,
+    pub content_id: ContentId,
+    pub signal_type: String,
+    pub channel: String,
+    pub distance: Option<i64>,
+    pub similarity: Option<f64>,
+    pub detail: Option<ChannelDetail>,
 }

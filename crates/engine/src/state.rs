@@ -590,16 +590,6 @@ impl MatchState {
         self.derived.settings(id)
     }
 
-    /// Derived PDQ codes held and their approximate memory.
-    pub(crate) fn derived_stats(&self) -> (usize, usize) {
-        (self.derived.len(), self.derived.memory_bytes())
-    }
-
-    /// Whether a content item has derived image hashes.
-    pub(crate) fn has_derived(&self, id: ContentId) -> bool {
-        self.derived.has_item(id)
-    }
-
     pub(crate) fn bank_name(&self, id: BankId) -> Option<&str> {
         self.banks.get(&id).map(|b| b.name.as_str())
     }
@@ -620,6 +610,8 @@ impl MatchState {
             exact: self.exact.values().map(Vec::len).sum(),
             text: self.text.len(),
             vpdq: self.vpdq.len(),
+            derived_pdq: self.derived.len(),
+            derived_bytes: self.derived.memory_bytes(),
         }
     }
 

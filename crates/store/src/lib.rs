@@ -51,7 +51,7 @@ pub use bulk::{
     CONTENT_RANGE_ENTITY,
 };
 pub use lease::LeaseRow;
-pub use robust::{DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_VPDQ_CROPPED};
+pub use robust::{is_exportable_table, DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_VPDQ_CROPPED};
 pub use rows::*;
 pub use sighting::{
     NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,

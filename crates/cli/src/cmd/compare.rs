@@ -96,13 +96,6 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             let plain = compare(&a.0, &b.0, &opts);
             let mut best: Option<(VpdqComparison, &'static str)> = None;
             if !plain.is_match {
-                let sides = |v: &VpdqOperand| {
-                    let mut out = vec![(&v.0, false)];
-                    if let Some(c) = &v.1 {
-                        out.push((&c.vpdq, true));
-                    }
-                    out
-                };
                 for (qa, ca) in sides(&a) {
                     for (qb, cb) in sides(&b) {
                         if !(ca || cb) {
@@ -199,6 +192,16 @@ fn text_operand(s: &str, max: u64) -> anyhow::Result<echotrace_signals::text::Te
 
 /// A serialised vPDQ signal (JSON array), a file holding one (or the
 /// reference tool's `frame,quality,hex,timestamp` lines), or a video file.
+/// The plain vPDQ of an operand, and its cropped vPDQ when it has one
+/// (`true` = cropped).
+fn sides(v: &VpdqOperand) -> Vec<(&echotrace_signals::video::VpdqHash, bool)> {
+    let mut out = vec![(&v.0, false)];
+    if let Some(c) = &v.1 {
+        out.push((&c.vpdq, true));
+    }
+    out
+}
+
 /// A vPDQ operand: the video's vPDQ and, for a video file with borders,
 /// its border-cropped vPDQ (derived, local).
 type VpdqOperand = (

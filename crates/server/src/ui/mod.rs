@@ -1249,8 +1249,11 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
             "upload a file, paste text or a hash".into(),
         ))
     };
-    let (signals, raw_text) = match hashed {
-        Ok(h) => (h.signals, h.text),
+    let (signals, raw_text, channels) = match hashed {
+        Ok(h) => {
+            let channels = st.engine.preview_matches(&h).unwrap_or_default();
+            (h.signals, h.text, channels)
+        }
         Err(e) => {
             let flash = Flash::Error(e.to_string());
             return (
@@ -1320,6 +1323,7 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
             cq::DEBUG_TEXT_FLOOR
         ),
         ran: true,
+        channels,
     };
     page(views::debugger(&auth.viewer, &view, None))
 }

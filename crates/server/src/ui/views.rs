@@ -849,6 +849,24 @@ pub struct DebugView {
     pub hits: Vec<DebugHit>,
     pub radius_note: String,
     pub ran: bool,
+    /// What a lookup would match through every channel (robust matching).
+    pub channels: Vec<echotrace_engine::robust::MatchPreview>,
+}
+
+/// The upload's outline with the query rectangle and, beside it, the bank
+/// original's outline with the window: a drawing of how a derived channel
+/// matched (the debugger keeps no media to draw on).
+fn channel_drawing(d: &echotrace_engine::robust::ChannelDetail) -> Markup {
+    let q = query_overlay(d);
+    let b = bank_overlay(d);
+    html! {
+        @if q.is_some() || b.is_some() {
+            span class="channel-drawing" {
+                @if let Some(q) = q { span class="frame" title="upload: the rectangle that matched" { (overlay_svg(Some(q))) } }
+                @if let Some(b) = b { span class="frame" title="bank original: the window that matched" { (overlay_svg(Some(b))) } }
+            }
+        }
+    }
 }
 
 pub fn debugger(viewer: &Viewer, d: &DebugView, flash: Option<&Flash>) -> Markup {
@@ -867,6 +885,30 @@ pub fn debugger(viewer: &Viewer, d: &DebugView, flash: Option<&Flash>) -> Markup
         @if d.ran {
             h2 { "Query signals" }
             ul { @for (t, v) in &d.query_signals { li { code { (t) } " " code class="hash" { (v) } } } }
+            h2 { "What a lookup would match, by channel" }
+            @if d.channels.is_empty() { p class="panel" { "No match through any channel." } }
+            @else {
+                div class="wide-table" {
+                    table id="debug-channels" {
+                        thead { tr { th { "Bank" } th { "Item" } th { "Signal" } th { "Channel" } th { "Distance / share" } th { "How" } th { "Drawing" } } }
+                        tbody { @for c in &d.channels {
+                            tr {
+                                td { a href=(format!("/ui/banks/{}", c.bank_id)) { (c.bank_name) } }
+                                td { "#" (c.content_id) }
+                                td { code { (c.signal_type) } }
+                                td { strong { (c.channel) } }
+                                td class="num" { @match (c.distance, c.similarity) {
+                                    (Some(x), None) => { (x) }
+                                    (_, Some(sim)) => { (format!("{:.0}%", sim * 100.0)) }
+                                    _ => { "—" }
+                                } }
+                                td { (channel_summary(&c.channel, c.detail.as_ref())) }
+                                td { @if let Some(det) = &c.detail { (channel_drawing(det)) } }
+                            }
+                        } }
+                    }
+                }
+            }
             h2 { "Bank items within the search radius" }
             p class="muted" { (d.radius_note) }
             @if d.hits.is_empty() { p class="panel" { "No bank item within the radius." } }
