@@ -5,7 +5,7 @@ and for the peers, false matches over every edited-query x unrelated-original
 pair, and the per-channel unrelated distance distribution the thresholds come
 from.
 
-Usage: python3 bench/robust/report.py DIR [--thresholds plain=31,dihedral=31,...]
+Usage: python3 bench/robust/report.py DIR [--bank-every N] [--thresholds plain=31,dihedral=31,...]
 """
 import collections
 import math
@@ -42,8 +42,9 @@ def main():
     group = {r["original"]: r["group"] for r in manifest if r["kind"] == "original"}
     peers = {r["path"]: (int(r["pdq"], 16), int(r["unletterbox_pdq"], 16))
              for r in _csv.DictReader(open(f"{d}/peers.csv"))}
+    bank_every = int(sys.argv[sys.argv.index("--bank-every") + 1]) if "--bank-every" in sys.argv else 1
     origs = [(r["original"], peers[r["path"]][0]) for r in manifest
-             if r["kind"] == "original" and r["path"] in peers]
+             if r["kind"] == "original" and r["path"] in peers and int(r["original"]) % bank_every == 0]
     for r in manifest:
         key = (r["class"], r["original"])
         if r["kind"] != "query" or key not in rows or r["path"] not in peers:
@@ -59,7 +60,7 @@ def main():
                     un.append((o, dist))
             rows[key][name] = (true, un)
     classes = sorted({c for c, _ in rows})
-    n_orig = len({o for _, o in rows})
+    n_orig = len(origs) if origs else len({o for _, o in rows})
 
     def found(chs, thr):
         hit = collections.Counter()

@@ -80,6 +80,7 @@ fn main() -> anyhow::Result<()> {
     let mut opts = RobustOptions::default();
     let mut threads = 2usize;
     let mut every = 1usize;
+    let mut bank_every = 1usize;
     let mut i = 2;
     while i < args.len() {
         match args[i].as_str() {
@@ -91,16 +92,21 @@ fn main() -> anyhow::Result<()> {
             "--work-side" => opts.work_side = args[i + 1].parse()?,
             "--threads" => threads = args[i + 1].parse()?,
             "--every" => every = args[i + 1].parse::<usize>()?.max(1),
+            "--bank-every" => bank_every = args[i + 1].parse::<usize>()?.max(1),
             other => bail!("unknown option {other}"),
         }
         i += 2;
     }
     let rows = manifest(&dir)?;
-    let originals: Vec<&Row> = rows.iter().filter(|r| r.kind == "original").collect();
+    // --bank-every N: only every N-th original is held (quick runs).
+    let originals: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.kind == "original" && r.original % bank_every == 0)
+        .collect();
     // --every N: the queries of every N-th original (the bank holds all).
     let queries: Vec<&Row> = rows
         .iter()
-        .filter(|r| r.kind == "query" && r.original % every == 0)
+        .filter(|r| r.kind == "query" && r.original % (every * bank_every) == 0)
         .collect();
     eprintln!("{} originals, {} queries; grid {:?}, {} query crops", originals.len(), queries.len(), opts.bank_grid, opts.query_crops.len());
 
