@@ -68,7 +68,10 @@ fn decode(path: &Path) -> anyhow::Result<(Vec<u8>, u32, u32)> {
 }
 
 fn parse_list(s: &str) -> Vec<f32> {
-    s.split(',').filter_map(|v| v.trim().parse::<f32>().ok()).map(|v| v / 100.0).collect()
+    s.split(',')
+        .filter_map(|v| v.trim().parse::<f32>().ok())
+        .map(|v| v / 100.0)
+        .collect()
 }
 
 /// Per query: for each channel, (original → min distance) within MAX_D.
@@ -76,7 +79,10 @@ type Dists = Vec<HashMap<usize, u32>>;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(args.get(1).context("usage: robust DIR [--grid a,b,..] [--crops a,b] [--threads N]")?);
+    let dir = PathBuf::from(
+        args.get(1)
+            .context("usage: robust DIR [--grid a,b,..] [--crops a,b] [--threads N]")?,
+    );
     let mut opts = RobustOptions::default();
     let mut threads = 2usize;
     let mut every = 1usize;
@@ -86,9 +92,14 @@ fn main() -> anyhow::Result<()> {
         match args[i].as_str() {
             "--grid" => opts.bank_grid = parse_list(&args[i + 1]),
             "--crops" => {
-                opts.query_crops = parse_list(&args[i + 1]).into_iter().map(|c| [c, c, c, c]).collect()
+                opts.query_crops = parse_list(&args[i + 1])
+                    .into_iter()
+                    .map(|c| [c, c, c, c])
+                    .collect()
             }
-            "--crop-grid" => opts.query_crops = echotrace_signals::robust::crop_grid(&parse_list(&args[i + 1])),
+            "--crop-grid" => {
+                opts.query_crops = echotrace_signals::robust::crop_grid(&parse_list(&args[i + 1]))
+            }
             "--work-side" => opts.work_side = args[i + 1].parse()?,
             "--threads" => threads = args[i + 1].parse()?,
             "--every" => every = args[i + 1].parse::<usize>()?.max(1),
@@ -108,7 +119,13 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .filter(|r| r.kind == "query" && r.original % (every * bank_every) == 0)
         .collect();
-    eprintln!("{} originals, {} queries; grid {:?}, {} query crops", originals.len(), queries.len(), opts.bank_grid, opts.query_crops.len());
+    eprintln!(
+        "{} originals, {} queries; grid {:?}, {} query crops",
+        originals.len(),
+        queries.len(),
+        opts.bank_grid,
+        opts.query_crops.len()
+    );
 
     // Bank side.
     let t0 = Instant::now();
@@ -123,7 +140,15 @@ fn main() -> anyhow::Result<()> {
         for o in &originals {
             let (rgb, w, ht) = decode(&dir.join(&o.path))?;
             let t = Instant::now();
-            let set = h.query_set(&rgb, w, ht, &RobustOptions { query_crops: vec![], ..opts.clone() })?;
+            let set = h.query_set(
+                &rgb,
+                w,
+                ht,
+                &RobustOptions {
+                    query_crops: vec![],
+                    ..opts.clone()
+                },
+            )?;
             plain.insert(o.original as u64, set.plain.hash.to_words());
             let bank = h.bank_hashes(&rgb, w, ht, &opts)?;
             bank_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -163,12 +188,20 @@ fn main() -> anyhow::Result<()> {
                     let mut out = Vec::new();
                     let mut hits: Vec<Hit> = Vec::new();
                     for (qi, q) in qs.iter().enumerate() {
-                        let Ok((rgb, w, ht)) = decode(&dir.join(&q.path)) else { continue };
+                        let Ok((rgb, w, ht)) = decode(&dir.join(&q.path)) else {
+                            continue;
+                        };
                         let t = Instant::now();
-                        let Ok(set) = h.query_set(&rgb, w, ht, opts) else { continue };
+                        let Ok(set) = h.query_set(&rgb, w, ht, opts) else {
+                            continue;
+                        };
                         let ms = t.elapsed().as_secs_f64() * 1e3;
                         let pick = |f: &dyn Fn(QuerySource, u8) -> bool| -> Vec<Code256> {
-                            set.hashes.iter().filter(|x| f(x.source, x.variant)).map(|x| x.hash.to_words()).collect()
+                            set.hashes
+                                .iter()
+                                .filter(|x| f(x.source, x.variant))
+                                .map(|x| x.hash.to_words())
+                                .collect()
                         };
                         let groups_needles: [Vec<Code256>; 4] = [
                             vec![set.plain.hash.to_words()],
@@ -207,18 +240,30 @@ fn main() -> anyhow::Result<()> {
                         }
                         out.push((ci * chunk + qi, d, ms));
                         if ci == 0 && qi % 500 == 0 {
-                            eprintln!("  {} / {} queries ({:.0}s)", qi * threads, total, t1.elapsed().as_secs_f64());
+                            eprintln!(
+                                "  {} / {} queries ({:.0}s)",
+                                qi * threads,
+                                total,
+                                t1.elapsed().as_secs_f64()
+                            );
                         }
                     }
                     out
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
     });
     let mut qms: Vec<f64> = results.iter().map(|r| r.2).collect();
     qms.sort_by(f64::total_cmp);
-    eprintln!("queries: {:.1}s, median query set {:.2} ms", t1.elapsed().as_secs_f64(), qms.get(qms.len() / 2).copied().unwrap_or(0.0));
+    eprintln!(
+        "queries: {:.1}s, median query set {:.2} ms",
+        t1.elapsed().as_secs_f64(),
+        qms.get(qms.len() / 2).copied().unwrap_or(0.0)
+    );
 
     // Peers.
     let peers = read_peers(&dir.join("peers.csv")).unwrap_or_default();
@@ -234,8 +279,11 @@ fn main() -> anyhow::Result<()> {
     for (qi, d, _) in &results {
         let q = queries[*qi];
         let qg = &q.group;
-        let mut chans: Vec<(String, &HashMap<usize, u32>)> =
-            CHANNELS.iter().map(|c| c.to_string()).zip(d.iter()).collect();
+        let mut chans: Vec<(String, &HashMap<usize, u32>)> = CHANNELS
+            .iter()
+            .map(|c| c.to_string())
+            .zip(d.iter())
+            .collect();
         // Peers: pdqhash plain and unletterbox+pdq, vs originals' pdqhash.
         let mut pd: [HashMap<usize, u32>; 2] = [HashMap::new(), HashMap::new()];
         if let Some((qp, qu)) = peers.get(&q.path) {
@@ -253,7 +301,11 @@ fn main() -> anyhow::Result<()> {
         chans.push(("peer_pdqhash".into(), &pd[0]));
         chans.push(("peer_unletterbox".into(), &pd[1]));
         for (name, m) in chans {
-            let truth = m.get(&q.original).copied().map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            let truth = m
+                .get(&q.original)
+                .copied()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into());
             let mut un: Vec<(u32, usize)> = m
                 .iter()
                 .filter(|(o, _)| groups.get(o).is_some_and(|g| g != qg))
@@ -261,7 +313,15 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             un.sort_unstable();
             let un: Vec<String> = un.iter().map(|(v, o)| format!("{o}:{v}")).collect();
-            writeln!(f, "{}\t{}\t{}\t{}\t{}", q.class, q.original, name, truth, un.join(","))?;
+            writeln!(
+                f,
+                "{}\t{}\t{}\t{}\t{}",
+                q.class,
+                q.original,
+                name,
+                truth,
+                un.join(",")
+            )?;
         }
     }
     f.flush()?;

@@ -51,13 +51,29 @@ fn main() -> anyhow::Result<()> {
     }
     let windows = crop_grid(&RobustOptions::default().bank_grid).len() + 1;
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut code = || -> Code256 { [xorshift(&mut seed), xorshift(&mut seed), xorshift(&mut seed), xorshift(&mut seed)] };
-    let plain = MihIndex::build((0..bank as u64).map(|i| (i, code())).collect::<Vec<_>>(), MihParams::default())?;
-    let derived = MihIndex::build(
-        (0..(bank * windows) as u64).map(|i| (i, code())).collect::<Vec<_>>(),
+    let mut code = || -> Code256 {
+        [
+            xorshift(&mut seed),
+            xorshift(&mut seed),
+            xorshift(&mut seed),
+            xorshift(&mut seed),
+        ]
+    };
+    let plain = MihIndex::build(
+        (0..bank as u64).map(|i| (i, code())).collect::<Vec<_>>(),
         MihParams::default(),
     )?;
-    eprintln!("{} fixture JPEGs; bank {bank} images, {} derived codes", files.len(), derived.len());
+    let derived = MihIndex::build(
+        (0..(bank * windows) as u64)
+            .map(|i| (i, code()))
+            .collect::<Vec<_>>(),
+        MihParams::default(),
+    )?;
+    eprintln!(
+        "{} fixture JPEGs; bank {bank} images, {} derived codes",
+        files.len(),
+        derived.len()
+    );
     let opts = HashOptions::default();
     let ropts = RobustOptions::default();
     let mut h = ContentHasher::new();

@@ -11,7 +11,10 @@ use std::process::Command;
 use echotrace_signals::decode::{decode_image, DecodeLimits, DecodeOptions};
 
 fn fixtures() -> PathBuf {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures"
+    ));
     assert!(
         dir.is_dir(),
         "../shared/fixtures is missing (looked for {}); the robust CLI tests need it",
@@ -25,7 +28,10 @@ fn bin() -> Command {
 }
 
 fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("echotrace-cli-robust-{name}-{}", std::process::id()));
+    let d = std::env::temp_dir().join(format!(
+        "echotrace-cli-robust-{name}-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&d).expect("tmp dir");
     d
 }
@@ -99,12 +105,23 @@ fn write(dir: &Path, name: &str, img: &Img) -> String {
 
 fn plain_hash(path: &str) -> String {
     let out = bin().args(["hash", "--json", path]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let line = String::from_utf8_lossy(&out.stdout).lines().next().unwrap().to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     v["signals"]
         .as_array()
-        .and_then(|s| s.iter().find(|x| x["type"] == "pdq" || x["signal_type"] == "pdq"))
+        .and_then(|s| {
+            s.iter()
+                .find(|x| x["type"] == "pdq" || x["signal_type"] == "pdq")
+        })
         .and_then(|x| x["value"].as_str())
         .unwrap_or_else(|| panic!("no pdq in {line}"))
         .to_string()
@@ -113,7 +130,11 @@ fn plain_hash(path: &str) -> String {
 /// `(file name, channel)` of each input's first match, `None` if none.
 fn matches(args: &[&str]) -> Vec<(String, Option<String>)> {
     let out = bin().args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| {
@@ -134,7 +155,11 @@ fn match_reports_the_channel_of_each_adapted_reupload() {
     let dir = tmp_dir("match");
     let p = photo();
     let orig = write(&dir, "orig.bmp", &p);
-    let mirrored = write(&dir, "mirror.bmp", &Img::map(p.w, p.h, |x, y| p.px(p.w - 1 - x, y)));
+    let mirrored = write(
+        &dir,
+        "mirror.bmp",
+        &Img::map(p.w, p.h, |x, y| p.px(p.w - 1 - x, y)),
+    );
     let (bx, by) = (p.w / 6, p.h / 6);
     let padded = write(
         &dir,
@@ -157,21 +182,40 @@ fn match_reports_the_channel_of_each_adapted_reupload() {
     let other = other.to_string_lossy().into_owned();
     // A hash-only bank, as exported by another instance.
     let bank = dir.join("bank.csv");
-    std::fs::write(&bank, format!("signal_type,value,label\npdq,{},photo\n", plain_hash(&orig))).unwrap();
+    std::fs::write(
+        &bank,
+        format!("signal_type,value,label\npdq,{},photo\n", plain_hash(&orig)),
+    )
+    .unwrap();
     let bank = bank.to_string_lossy().into_owned();
 
     let got = matches(&[
         "match", "--json", "--bank", &bank, &orig, &mirrored, &padded, &cropped, &other,
     ]);
-    let channel = |n: &str| got.iter().find(|(f, _)| f == n).and_then(|(_, c)| c.clone());
+    let channel = |n: &str| {
+        got.iter()
+            .find(|(f, _)| f == n)
+            .and_then(|(_, c)| c.clone())
+    };
     assert_eq!(channel("orig.bmp").as_deref(), Some("plain"), "{got:?}");
-    assert_eq!(channel("mirror.bmp").as_deref(), Some("dihedral"), "{got:?}");
+    assert_eq!(
+        channel("mirror.bmp").as_deref(),
+        Some("dihedral"),
+        "{got:?}"
+    );
     assert_eq!(channel("pad.bmp").as_deref(), Some("border"), "{got:?}");
     assert!(channel("crop.bmp").is_some(), "{got:?}");
     assert_eq!(channel("q0746.jpg"), None, "{got:?}");
 
     // The dihedral channel is on by default and can be turned off.
-    let got = matches(&["match", "--json", "--no-dihedral", "--bank", &bank, &mirrored]);
+    let got = matches(&[
+        "match",
+        "--json",
+        "--no-dihedral",
+        "--bank",
+        &bank,
+        &mirrored,
+    ]);
     assert_eq!(got[0].1, None, "{got:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -191,13 +235,20 @@ fn compare_vpdq(a: &str, b: &str) -> serde_json::Value {
         .arg(v.join(b))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
 fn compare_vpdq_matches_bar_and_no_bar_versions_of_a_clip() {
-    assert!(ffmpeg_available(), "the vPDQ compare tests need ffmpeg (apt-get install ffmpeg)");
+    assert!(
+        ffmpeg_available(),
+        "the vPDQ compare tests need ffmpeg (apt-get install ffmpeg)"
+    );
     // The same clip with and without bars: the border channel.
     let c = compare_vpdq("pattern-hd-no-bar.mp4", "pattern-sd-grey-bar.mp4");
     assert_eq!(c["match"], true, "{c}");

@@ -267,7 +267,12 @@ impl Engine {
                             None => Vec::new(),
                         };
                         let derived = match &row {
-                            Some(_) => self.inner.store.derived_of_content(change.entity_id).await?,
+                            Some(_) => {
+                                self.inner
+                                    .store
+                                    .derived_of_content(change.entity_id)
+                                    .await?
+                            }
                             None => Vec::new(),
                         };
                         // Text signed under a list version this process has
@@ -609,8 +614,12 @@ impl Engine {
                     if let Some((values, _, d)) = robust::hash_robust(&bytes, sampling, role)? {
                         return Ok((values, d));
                     }
-                    let values =
-                        signals::hash_bytes_using(&bytes, sampling, pdf.as_deref(), list.as_deref())?;
+                    let values = signals::hash_bytes_using(
+                        &bytes,
+                        sampling,
+                        pdf.as_deref(),
+                        list.as_deref(),
+                    )?;
                     Ok((values, Vec::new()))
                 })
                 .await?;
@@ -831,13 +840,8 @@ impl Engine {
             banks,
             context,
         };
-        self.record_one(self.prepare_lookup_with(
-            actor,
-            req,
-            variants.as_ref(),
-            robust.as_ref(),
-        )?)
-        .await
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), robust.as_ref())?)
+            .await
     }
 
     /// [`Engine::lookup`] for a query whose `text_minhash` signal was made
@@ -986,7 +990,10 @@ impl Engine {
                 channel: c.channel.as_str().to_string(),
                 distance: c.distance,
                 similarity: c.similarity,
-                detail: c.detail.as_deref().and_then(|d| serde_json::from_str(d).ok()),
+                detail: c
+                    .detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok()),
             })
             .collect())
     }

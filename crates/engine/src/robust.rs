@@ -263,7 +263,10 @@ impl DerivedIndex {
         match r.kind.as_str() {
             DERIVED_PDQ_WINDOWS => {
                 let Some(list) = decode_bank_hashes(&r.value) else {
-                    tracing::warn!(content_id = r.content_id, "unreadable derived hashes ignored");
+                    tracing::warn!(
+                        content_id = r.content_id,
+                        "unreadable derived hashes ignored"
+                    );
                     return;
                 };
                 let mut meta = ItemMeta {
@@ -301,7 +304,8 @@ impl DerivedIndex {
         };
         if let Some(old) = self.items.remove(&content_id) {
             for k in 0..old.records.len() {
-                self.pdq.remove(((content_id as u64) << RECORD_BITS) | k as u64);
+                self.pdq
+                    .remove(((content_id as u64) << RECORD_BITS) | k as u64);
             }
         }
         if self.vpdq.remove(&content_id).is_some() {
@@ -374,7 +378,13 @@ impl DerivedIndex {
         let mut out = Vec::new();
         self.vpdq_index.query(&vpdq_frames(query), &mut out);
         out.into_iter()
-            .map(|c| (c.video_id as ContentId, c.query_match_pct, c.compared_match_pct))
+            .map(|c| {
+                (
+                    c.video_id as ContentId,
+                    c.query_match_pct,
+                    c.compared_match_pct,
+                )
+            })
             .collect()
     }
 
@@ -436,7 +446,9 @@ pub(crate) fn query_detail(set: &QuerySet, i: Option<usize>) -> ChannelDetail {
     };
     match i.and_then(|i| set.hashes.get(i)) {
         Some(q) => {
-            d.variant = VARIANT_NAMES.get(usize::from(q.variant)).map(|s| s.to_string());
+            d.variant = VARIANT_NAMES
+                .get(usize::from(q.variant))
+                .map(|s| s.to_string());
             d.query_source = Some(
                 match q.source {
                     QuerySource::Whole => "whole",
@@ -469,7 +481,11 @@ pub(crate) fn closest(
                 Some(i) => set.hashes.get(i).map(|q| q.hash.to_words()),
                 None => Some(set.plain.hash.to_words()),
             };
-            (i, h.map(|h| echotrace_index::hamming(&h, code)).unwrap_or(u32::MAX))
+            (
+                i,
+                h.map(|h| echotrace_index::hamming(&h, code))
+                    .unwrap_or(u32::MAX),
+            )
         })
         .min_by_key(|(_, d)| *d)
 }
@@ -523,7 +539,12 @@ pub(crate) fn hash_robust(
     }
     let opts = crate::signals::hash_options(bytes, sampling);
     let out = ContentHasher::new()
-        .hash_robust(bytes, &opts, role, &echotrace_signals::robust::RobustOptions::default())
+        .hash_robust(
+            bytes,
+            &opts,
+            role,
+            &echotrace_signals::robust::RobustOptions::default(),
+        )
         .map_err(crate::signals::map_hash_error)?;
     let signals = out
         .signals

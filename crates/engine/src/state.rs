@@ -56,11 +56,11 @@ use echotrace_store::{BankRow, ContentRow, SignalRow, Store};
 
 use crate::convert::{parse_labels, parse_thresholds};
 use crate::error::{EngineError, Result};
+use crate::robust::{Channel, DerivedIndex, MatchingSettings, RobustQuery};
 use crate::signals::{default_threshold, typed_thresholds};
 use crate::types::{
     BankId, BankKind, ContentId, SignalId, SignalValue, VPDQ_COMPARED_PCT, VPDQ_QUERY_PCT,
 };
-use crate::robust::{Channel, DerivedIndex, MatchingSettings, RobustQuery};
 use crate::IndexStats;
 
 #[path = "state_robust.rs"]

@@ -162,7 +162,12 @@ impl MatchState {
         if set.plain.quality >= echotrace_signals::robust::MIN_DERIVED_QUALITY {
             needles.push((plain_words, None));
         }
-        needles.extend(set.hashes.iter().enumerate().map(|(i, q)| (q.hash.to_words(), Some(i))));
+        needles.extend(
+            set.hashes
+                .iter()
+                .enumerate()
+                .map(|(i, q)| (q.hash.to_words(), Some(i))),
+        );
         let codes: Vec<Code256> = needles.iter().map(|(c, _)| *c).collect();
         let radius = WINDOW_THRESHOLD.max(REGION_THRESHOLD);
         for hit in self.derived.search(&codes, radius) {
@@ -295,8 +300,10 @@ impl MatchState {
         filter: Option<&HashSet<BankId>>,
         push: &mut dyn FnMut(Candidate),
     ) {
-        let mut tried: Vec<(&VpdqHash, Option<&echotrace_signals::video::vpdq::CroppedVpdq>)> =
-            vec![(plain, None)];
+        let mut tried: Vec<(
+            &VpdqHash,
+            Option<&echotrace_signals::video::vpdq::CroppedVpdq>,
+        )> = vec![(plain, None)];
         if let Some((c, v)) = cropped {
             tried.push((c, Some(v)));
         }
@@ -308,9 +315,10 @@ impl MatchState {
                 let Some((_, _, _, bank_id)) = self.live(sid, filter) else {
                     continue;
                 };
-                let (Some(opts), Some(stored)) =
-                    (self.vpdq_rule(bank_id), self.derived.cropped_vpdq(content_id))
-                else {
+                let (Some(opts), Some(stored)) = (
+                    self.vpdq_rule(bank_id),
+                    self.derived.cropped_vpdq(content_id),
+                ) else {
                     continue;
                 };
                 let cmp = compare_vpdq(q, stored, &opts);

@@ -79,7 +79,10 @@ impl Service {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
@@ -156,7 +159,8 @@ fn crop(img: &RgbImage, f: f32) -> RgbImage {
 
 async fn image_channels_over_http(db: &TestDb) {
     let s = Service::start(db).await;
-    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"}))).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
     let hashes = s
         .ok(
             Method::POST,
@@ -164,7 +168,10 @@ async fn image_channels_over_http(db: &TestDb) {
             Some(json!({"name": "hashes", "matching": {"dihedral": false}})),
         )
         .await;
-    assert_eq!(hashes["matching"], json!({"dihedral": false, "window": true}));
+    assert_eq!(
+        hashes["matching"],
+        json!({"dihedral": false, "window": true})
+    );
     let (st, bad) = s
         .call(
             Method::PATCH,
@@ -173,12 +180,16 @@ async fn image_channels_over_http(db: &TestDb) {
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}");
-    assert!(bad["error"]["message"].as_str().unwrap_or("").contains("rotate"), "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("rotate"),
+        "{bad}"
+    );
 
     let original = photo();
-    let added = s
-        .upload("/v1/banks/files/content", &png(&original))
-        .await;
+    let added = s.upload("/v1/banks/files/content", &png(&original)).await;
     // Derived hashes are never an item's signals: only pdq, md5, sha256.
     let types: Vec<&str> = added["signals"]
         .as_array()
@@ -201,12 +212,18 @@ async fn image_channels_over_http(db: &TestDb) {
     // Unchanged: plain in both banks.
     assert_eq!(
         s.hits(&png(&original)).await,
-        [("files".into(), "plain".into()), ("hashes".into(), "plain".into())]
+        [
+            ("files".into(), "plain".into()),
+            ("hashes".into(), "plain".into())
+        ]
     );
     // Border removal works on the hash-only entry too.
     let padded = pad(&original, 60, 40, [20, 160, 90]);
     let hits = s.hits(&png(&padded)).await;
-    assert!(hits.contains(&("hashes".into(), "border".into())), "{hits:?}");
+    assert!(
+        hits.contains(&("hashes".into(), "border".into())),
+        "{hits:?}"
+    );
     assert!(hits.iter().any(|(b, _)| b == "files"), "{hits:?}");
     // Mirrored: the dihedral channel, only where the bank allows it.
     let mirrored = image::imageops::flip_horizontal(&original);
@@ -217,7 +234,10 @@ async fn image_channels_over_http(db: &TestDb) {
     // Cropped 8 % a side: the window channel of the file-added item.
     let cropped = crop(&original, 0.08);
     let hits = s.hits(&png(&cropped)).await;
-    assert!(hits.contains(&("files".into(), "window".into())), "{hits:?}");
+    assert!(
+        hits.contains(&("files".into(), "window".into())),
+        "{hits:?}"
+    );
     // The match card data: rectangle, variant, both distances.
     let v = s.upload("/v1/lookup", &png(&cropped)).await;
     let m = v["matches"]
@@ -229,7 +249,10 @@ async fn image_channels_over_http(db: &TestDb) {
         .clone();
     let d = &m["channel_detail"];
     assert!(d["plain_distance"].as_u64().unwrap() > 31, "{m}");
-    assert!(m["distance"].as_i64().unwrap() <= d["threshold"].as_i64().unwrap(), "{m}");
+    assert!(
+        m["distance"].as_i64().unwrap() <= d["threshold"].as_i64().unwrap(),
+        "{m}"
+    );
     assert_eq!(d["bank_source"], "window", "{m}");
     // The recorded match keeps its channel.
     let got = s
@@ -247,7 +270,10 @@ async fn image_channels_over_http(db: &TestDb) {
         .await;
     assert_eq!(files["matching"]["window"], false);
     let hits = s.hits(&png(&cropped)).await;
-    assert!(!hits.iter().any(|(b, c)| b == "files" && c == "window"), "{hits:?}");
+    assert!(
+        !hits.iter().any(|(b, c)| b == "files" && c == "window"),
+        "{hits:?}"
+    );
 
     // HMA's upload lookup reports the channel too.
     let form = Form::new().part("file", Part::bytes(png(&mirrored)).file_name("m.png"));
@@ -282,7 +308,17 @@ fn clip(name: &str, filter: &str, out: &std::path::Path) -> Vec<u8> {
     let st = std::process::Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-i"])
         .arg(&src)
-        .args(["-t", "3", "-an", "-vf", &vf, "-c:v", "libx264", "-preset", "ultrafast"])
+        .args([
+            "-t",
+            "3",
+            "-an",
+            "-vf",
+            &vf,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
         .arg(out)
         .status()
         .unwrap();
@@ -291,7 +327,10 @@ fn clip(name: &str, filter: &str, out: &std::path::Path) -> Vec<u8> {
 }
 
 async fn video_borders_over_http(db: &TestDb) {
-    assert!(ffmpeg_available(), "the video robust tests need ffmpeg (apt-get install ffmpeg)");
+    assert!(
+        ffmpeg_available(),
+        "the video robust tests need ffmpeg (apt-get install ffmpeg)"
+    );
     let dir = std::env::temp_dir().join(format!("et-robust-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let plain = clip("pattern-hd-no-bar.mp4", "", &dir.join("a.mp4"));
@@ -305,25 +344,43 @@ async fn video_borders_over_http(db: &TestDb) {
         ",pad=480:180:80:0:0x808080",
         &dir.join("c.mp4"),
     );
-    let other = clip("doorknob-hd-no-bar.mp4", ",pad=320:320:0:70:black", &dir.join("d.mp4"));
+    let other = clip(
+        "doorknob-hd-no-bar.mp4",
+        ",pad=320:320:0:70:black",
+        &dir.join("d.mp4"),
+    );
     let s = Service::start(db).await;
-    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "clips"}))).await;
-    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "barred"}))).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "clips"})))
+        .await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "barred"})))
+        .await;
     s.upload("/v1/banks/clips/content", &plain).await;
     s.upload("/v1/banks/barred/content", &letterbox).await;
 
     // A letterboxed upload finds the clip through its border rectangle;
     // the barred bank copy still matches it plainly.
     let hits = s.hits(&letterbox).await;
-    assert!(hits.contains(&("clips".into(), "border".into())), "{hits:?}");
-    assert!(hits.contains(&("barred".into(), "plain".into())), "{hits:?}");
+    assert!(
+        hits.contains(&("clips".into(), "border".into())),
+        "{hits:?}"
+    );
+    assert!(
+        hits.contains(&("barred".into(), "plain".into())),
+        "{hits:?}"
+    );
     // Pillarboxed: the same.
     let hits = s.hits(&pillarbox).await;
-    assert!(hits.contains(&("clips".into(), "border".into())), "{hits:?}");
+    assert!(
+        hits.contains(&("clips".into(), "border".into())),
+        "{hits:?}"
+    );
     // No bars in the upload, bars in the bank copy: the bank's region.
     let hits = s.hits(&plain).await;
     assert!(hits.contains(&("clips".into(), "plain".into())), "{hits:?}");
-    assert!(hits.contains(&("barred".into(), "region".into())), "{hits:?}");
+    assert!(
+        hits.contains(&("barred".into(), "region".into())),
+        "{hits:?}"
+    );
     // A different clip with the same bars matches nothing.
     assert_eq!(s.hits(&other).await, Vec::<(String, String)>::new());
     s.stop().await;

@@ -179,7 +179,11 @@ impl ContentHasher {
         role: RobustRole,
         robust: &RobustOptions,
     ) -> Result<RobustHashes, HashError> {
-        let kind = if bytes.is_empty() { None } else { detect_kind(bytes) };
+        let kind = if bytes.is_empty() {
+            None
+        } else {
+            detect_kind(bytes)
+        };
         let mut out = RobustHashes {
             signals: Vec::new(),
             query: None,
@@ -198,13 +202,18 @@ impl ContentHasher {
                 let img = decode_image(bytes, &opts.limits, &opts.decode)?;
                 let plain = match role {
                     RobustRole::Query => {
-                        let set = self.robust.query_set(&img.rgb, img.width, img.height, robust)?;
+                        let set = self
+                            .robust
+                            .query_set(&img.rgb, img.width, img.height, robust)?;
                         let p = set.plain;
                         out.query = Some(set);
                         p
                     }
                     RobustRole::BankEntry => {
-                        out.bank = Some(self.robust.bank_hashes(&img.rgb, img.width, img.height, robust)?);
+                        out.bank = Some(
+                            self.robust
+                                .bank_hashes(&img.rgb, img.width, img.height, robust)?,
+                        );
                         self.pdq.hash_rgb8(&img.rgb, img.width, img.height)?
                     }
                 };

@@ -103,7 +103,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
                         }
                         let c = compare(qa, qb, &opts);
                         if c.is_match
-                            && best.as_ref().is_none_or(|(b, _)| c.query_match_pct > b.query_match_pct)
+                            && best
+                                .as_ref()
+                                .is_none_or(|(b, _)| c.query_match_pct > b.query_match_pct)
                         {
                             best = Some((c, "border"));
                         }

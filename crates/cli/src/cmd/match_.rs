@@ -36,11 +36,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use echotrace_index::{Code256, Hit, MihIndex, MihParams};
 use echotrace_engine::robust::{channel_threshold, Channel};
+use echotrace_index::{Code256, Hit, MihIndex, MihParams};
 use echotrace_signals::content::{ContentHasher, HashOptions, RobustHashes, RobustRole};
-use echotrace_signals::robust::{QuerySource, RobustOptions};
 use echotrace_signals::pdq::PdqHash;
+use echotrace_signals::robust::{QuerySource, RobustOptions};
 use echotrace_signals::signal::SignalType;
 
 use super::hash::LimitArgs;
@@ -277,7 +277,11 @@ impl Bank {
     /// Matches for a set of signals (PDQ needles per channel + exact
     /// digests); one match per bank row, from the first channel (plain
     /// first) that finds it.
-    fn lookup(&self, groups: &[NeedleGroup], digests: &[(SignalType, String)]) -> Vec<MatchOut<'_>> {
+    fn lookup(
+        &self,
+        groups: &[NeedleGroup],
+        digests: &[(SignalType, String)],
+    ) -> Vec<MatchOut<'_>> {
         let mut hits: Vec<Hit> = Vec::new();
         let mut seen: HashMap<u64, ()> = HashMap::new();
         let mut out: Vec<MatchOut<'_>> = Vec::new();

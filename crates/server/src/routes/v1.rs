@@ -7,12 +7,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use echotrace_engine::{
-    BankKind, BankUpdate, ContentSource, ContentUpdate, LookupRequest, MatchFilter,
-    MatchStatus, NewBank, NewContent, Operation, QueryText, Role, SignalValue, SubmissionContext,
-    Thresholds, Verdict,
-};
 use echotrace_engine::robust::MatchingSettings;
+use echotrace_engine::{
+    BankKind, BankUpdate, ContentSource, ContentUpdate, LookupRequest, MatchFilter, MatchStatus,
+    NewBank, NewContent, Operation, QueryText, Role, SignalValue, SubmissionContext, Thresholds,
+    Verdict,
+};
 use echotrace_signals::signal::SignalType;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -135,7 +135,9 @@ async fn create_bank(
         )
         .await?;
     if let Some(m) = body.matching {
-        bank = engine.set_bank_matching(&caller.actor(), bank.id, m).await?;
+        bank = engine
+            .set_bank_matching(&caller.actor(), bank.id, m)
+            .await?;
     }
     Ok((StatusCode::CREATED, Json(bank)).into_response())
 }
@@ -193,7 +195,11 @@ async fn update_bank(
         )
         .await?;
     let bank = match body.matching {
-        Some(m) => engine.set_bank_matching(&caller.actor(), bank.id, m).await?,
+        Some(m) => {
+            engine
+                .set_bank_matching(&caller.actor(), bank.id, m)
+                .await?
+        }
         None => bank,
     };
     Ok(Json(json!(bank)))

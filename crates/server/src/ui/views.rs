@@ -329,17 +329,30 @@ pub fn query_overlay(d: &echotrace_engine::robust::ChannelDetail) -> Option<Over
         return None;
     }
     let (w, h) = (s[0] as f32, s[1] as f32);
-    Some([r[0] as f32 / w, r[1] as f32 / h, r[2] as f32 / w, r[3] as f32 / h])
+    Some([
+        r[0] as f32 / w,
+        r[1] as f32 / h,
+        r[2] as f32 / w,
+        r[3] as f32 / h,
+    ])
 }
 
 /// The bank window of a derived match, as shares of the bank original.
 pub fn bank_overlay(d: &echotrace_engine::robust::ChannelDetail) -> Option<Overlay> {
     let f = d.bank_removed?;
-    Some([f[0], f[1], (1.0 - f[0] - f[2]).max(0.0), (1.0 - f[1] - f[3]).max(0.0)])
+    Some([
+        f[0],
+        f[1],
+        (1.0 - f[0] - f[2]).max(0.0),
+        (1.0 - f[1] - f[3]).max(0.0),
+    ])
 }
 
 /// "window · distance 38 ≤ 40 · plain distance 97 · rot90 · crop 12,8 200×150".
-pub fn channel_summary(channel: &str, d: Option<&echotrace_engine::robust::ChannelDetail>) -> String {
+pub fn channel_summary(
+    channel: &str,
+    d: Option<&echotrace_engine::robust::ChannelDetail>,
+) -> String {
     let mut parts = vec![channel.to_string()];
     if let Some(d) = d {
         if let Some(t) = d.threshold {
@@ -355,7 +368,10 @@ pub fn channel_summary(channel: &str, d: Option<&echotrace_engine::robust::Chann
             parts.push(v.to_string());
         }
         if let (Some(src), Some(r)) = (d.query_source.as_deref(), d.query_rect) {
-            parts.push(format!("upload {src} {}×{} at {},{}", r[2], r[3], r[0], r[1]));
+            parts.push(format!(
+                "upload {src} {}×{} at {},{}",
+                r[2], r[3], r[0], r[1]
+            ));
         }
         if let Some(f) = d.bank_removed {
             parts.push(format!(

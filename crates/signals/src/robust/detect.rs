@@ -96,7 +96,11 @@ impl View<'_> {
                 out.extend((span.0..span.1).map(|x| px(x, y)));
             }
             Side::Left | Side::Right => {
-                let x = if side == Side::Left { k } else { self.w - 1 - k };
+                let x = if side == Side::Left {
+                    k
+                } else {
+                    self.w - 1 - k
+                };
                 out.extend((span.0..span.1).map(|y| px(x, y)));
             }
         }
@@ -146,7 +150,9 @@ fn is_text_line(px: &[[u8; 3]], bar: [u8; 3], tol: u8, bar_share: f32) -> bool {
     for p in px {
         if !close(*p, bar, tol) {
             others += 1;
-            let bin = (usize::from(p[0] >> 5) << 6) | (usize::from(p[1] >> 5) << 3) | usize::from(p[2] >> 5);
+            let bin = (usize::from(p[0] >> 5) << 6)
+                | (usize::from(p[1] >> 5) << 3)
+                | usize::from(p[2] >> 5);
             hist[bin] += 1;
         }
     }
@@ -239,7 +245,12 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
     for y in 1..h - 1 {
         for x in 1..w - 1 {
             let c = l[y * w + x];
-            let lap = (4.0 * c - l[y * w + x - 1] - l[y * w + x + 1] - l[(y - 1) * w + x] - l[(y + 1) * w + x]).abs();
+            let lap = (4.0 * c
+                - l[y * w + x - 1]
+                - l[y * w + x + 1]
+                - l[(y - 1) * w + x]
+                - l[(y + 1) * w + x])
+                .abs();
             rows[y] += lap;
             cols[x] += lap;
         }
@@ -274,7 +285,12 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
         }
         k
     };
-    [side(&rows, false), side(&rows, true), side(&cols, false), side(&cols, true)]
+    [
+        side(&rows, false),
+        side(&rows, true),
+        side(&cols, false),
+        side(&cols, true),
+    ]
 }
 
 /// Run every detector and return the distinct accepted candidates, the
@@ -299,7 +315,14 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
             },
             max_remove,
         );
-        found.push((t, if i == 0 { Detector::Uniform } else { Detector::UniformLoose }));
+        found.push((
+            t,
+            if i == 0 {
+                Detector::Uniform
+            } else {
+                Detector::UniformLoose
+            },
+        ));
     }
     let t = scan_all(
         &v,
@@ -318,12 +341,20 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
         }
     }
     found.push((combined, Detector::Caption));
-    found.push((blur_fill(work, opts.blur_ratio, max_remove), Detector::BlurFill));
+    found.push((
+        blur_fill(work, opts.blur_ratio, max_remove),
+        Detector::BlurFill,
+    ));
 
     let (w, h) = (v.w as f32, v.h as f32);
     let mut out: Vec<([usize; 4], Vec<Detector>)> = Vec::new();
     for (t, det) in found {
-        let fr = [t[0] as f32 / h, t[1] as f32 / h, t[2] as f32 / w, t[3] as f32 / w];
+        let fr = [
+            t[0] as f32 / h,
+            t[1] as f32 / h,
+            t[2] as f32 / w,
+            t[3] as f32 / w,
+        ];
         if fr.iter().all(|f| *f < opts.min_border) {
             continue;
         }

@@ -86,8 +86,10 @@ impl Rect {
     pub fn from_fractions(w: u32, h: u32, f: [f32; 4]) -> Rect {
         let x0 = (w as f32 * f[0]).round() as u32;
         let y0 = (h as f32 * f[1]).round() as u32;
-        let x1 = ((w as f32 * (1.0 - f[2])).round() as u32).clamp(x0.min(w.saturating_sub(1)) + 1, w.max(1));
-        let y1 = ((h as f32 * (1.0 - f[3])).round() as u32).clamp(y0.min(h.saturating_sub(1)) + 1, h.max(1));
+        let x1 = ((w as f32 * (1.0 - f[2])).round() as u32)
+            .clamp(x0.min(w.saturating_sub(1)) + 1, w.max(1));
+        let y1 = ((h as f32 * (1.0 - f[3])).round() as u32)
+            .clamp(y0.min(h.saturating_sub(1)) + 1, h.max(1));
         let x0 = x0.min(x1 - 1);
         let y0 = y0.min(y1 - 1);
         Rect {
@@ -245,10 +247,7 @@ impl Default for RobustOptions {
         RobustOptions {
             work_side: 512,
             borders: BorderOptions::default(),
-            query_crops: vec![
-                [0.01, 0.01, 0.01, 0.01],
-                [0.02, 0.02, 0.02, 0.02],
-            ],
+            query_crops: vec![[0.01, 0.01, 0.01, 0.01], [0.02, 0.02, 0.02, 0.02]],
             bank_grid: vec![0.0, 0.03, 0.06, 0.09, 0.12],
             min_quality: MIN_DERIVED_QUALITY,
         }
@@ -317,12 +316,26 @@ impl RobustHasher {
         };
         let whole = Rect::full(width, height);
         let mut hashes = Vec::new();
-        push_variants(&mut hashes, &full, QuerySource::Whole, whole, true, opts.min_quality);
+        push_variants(
+            &mut hashes,
+            &full,
+            QuerySource::Whole,
+            whole,
+            true,
+            opts.min_quality,
+        );
         let work = WorkImage::from_rgb8(rgb, width, height, opts.work_side)?;
         let borders = detect_borders(&work, &opts.borders);
         for b in &borders {
             let d = self.windows.hash(&work, b.rect)?;
-            push_variants(&mut hashes, &d, QuerySource::Border, b.rect, false, opts.min_quality);
+            push_variants(
+                &mut hashes,
+                &d,
+                QuerySource::Border,
+                b.rect,
+                false,
+                opts.min_quality,
+            );
         }
         let mut bases = vec![whole];
         if let Some(b) = borders.first() {
@@ -332,7 +345,14 @@ impl RobustHasher {
             for c in &opts.query_crops {
                 let r = base.crop(*c);
                 let d = self.windows.hash(&work, r)?;
-                push_variants(&mut hashes, &d, QuerySource::Crop, r, false, opts.min_quality);
+                push_variants(
+                    &mut hashes,
+                    &d,
+                    QuerySource::Crop,
+                    r,
+                    false,
+                    opts.min_quality,
+                );
             }
         }
         Ok(QuerySet {
@@ -414,7 +434,9 @@ pub fn encode_bank_hashes(list: &[BankHash]) -> String {
 pub fn decode_bank_hashes(s: &str) -> Option<Vec<BankHash>> {
     use base64::Engine;
     let body = s.strip_prefix(BANK_HASHES_PREFIX)?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(body).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
     if bytes.len() % RECORD != 0 {
         return None;
     }
@@ -451,7 +473,8 @@ mod tests {
             for x in 0..w {
                 let fx = x as f32 / w as f32;
                 let fy = y as f32 / h as f32;
-                let r = (((fx - 0.4).powi(2) + (fy - 0.6).powi(2)).sqrt() * (20.0 + seed as f32)).sin();
+                let r =
+                    (((fx - 0.4).powi(2) + (fy - 0.6).powi(2)).sqrt() * (20.0 + seed as f32)).sin();
                 let g = (fx * 7.0 + fy * 3.0 + seed as f32).cos();
                 out.push(((r * 0.5 + 0.5) * 220.0) as u8 + 10);
                 out.push(((g * 0.5 + 0.5) * 200.0) as u8 + 20);
@@ -486,8 +509,14 @@ mod tests {
             let work = WorkImage::from_rgb8(&p, pw, ph, 512).unwrap();
             let found = detect_borders(&work, &BorderOptions::default());
             let best = found.first().expect("a candidate");
-            assert!(best.rect.x.abs_diff(40) <= 2 && best.rect.y.abs_diff(20) <= 2, "{best:?}");
-            assert!(best.rect.w.abs_diff(w) <= 3 && best.rect.h.abs_diff(h) <= 3, "{best:?}");
+            assert!(
+                best.rect.x.abs_diff(40) <= 2 && best.rect.y.abs_diff(20) <= 2,
+                "{best:?}"
+            );
+            assert!(
+                best.rect.w.abs_diff(w) <= 3 && best.rect.h.abs_diff(h) <= 3,
+                "{best:?}"
+            );
         }
     }
 
@@ -501,7 +530,10 @@ mod tests {
         let plain = crate::pdq::hash_rgb8(&img, w, h).unwrap();
         assert_eq!(set.plain, plain);
         assert!(set.hashes.iter().all(|q| q.quality >= MIN_DERIVED_QUALITY));
-        assert!(set.hashes.iter().any(|q| q.source == QuerySource::Whole && q.variant == 1));
+        assert!(set
+            .hashes
+            .iter()
+            .any(|q| q.source == QuerySource::Whole && q.variant == 1));
     }
 
     #[test]

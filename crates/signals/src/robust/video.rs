@@ -27,7 +27,8 @@ pub const VIDEO_WORK_SIDE: u32 = 320;
 type Key = [u8; 4];
 
 fn key_of(r: Rect, w: u32, h: u32) -> Key {
-    r.fractions(w, h).map(|f| (f * 100.0).round().clamp(0.0, 100.0) as u8)
+    r.fractions(w, h)
+        .map(|f| (f * 100.0).round().clamp(0.0, 100.0) as u8)
 }
 
 fn rect_of(k: Key, w: u32, h: u32) -> Rect {

@@ -325,7 +325,11 @@ impl VideoHasher {
 
     /// [`VideoHasher::hash`] that also computes the border-cropped vPDQ
     /// ([`VideoSignals::cropped`]) in the same decoding pass.
-    pub fn hash_robust(&self, bytes: &[u8], options: &VpdqOptions) -> Result<VideoSignals, VideoError> {
+    pub fn hash_robust(
+        &self,
+        bytes: &[u8],
+        options: &VpdqOptions,
+    ) -> Result<VideoSignals, VideoError> {
         self.hash_shared_with(Arc::from(bytes), options, true)
     }
 
@@ -373,29 +377,31 @@ impl VideoHasher {
                 timestamp,
             });
         }
-        let cropped = vote.and_then(|v| v.finish(plan.width, plan.height)).map(|c| {
-            let cropped_features = c
-                .frames
-                .iter()
-                .filter_map(|f| {
-                    features.get(f.index).map(|p| VpdqFeature {
-                        frame_number: p.frame_number,
-                        hash: f.hash,
-                        quality: f.quality,
-                        timestamp: p.timestamp,
+        let cropped = vote
+            .and_then(|v| v.finish(plan.width, plan.height))
+            .map(|c| {
+                let cropped_features = c
+                    .frames
+                    .iter()
+                    .filter_map(|f| {
+                        features.get(f.index).map(|p| VpdqFeature {
+                            frame_number: p.frame_number,
+                            hash: f.hash,
+                            quality: f.quality,
+                            timestamp: p.timestamp,
+                        })
                     })
-                })
-                .collect();
-            CroppedVpdq {
-                vpdq: VpdqHash {
-                    features: cropped_features,
-                },
-                rect: c.rect,
-                width: c.width,
-                height: c.height,
-                share: c.share,
-            }
-        });
+                    .collect();
+                CroppedVpdq {
+                    vpdq: VpdqHash {
+                        features: cropped_features,
+                    },
+                    rect: c.rect,
+                    width: c.width,
+                    height: c.height,
+                    share: c.share,
+                }
+            });
         Ok(VideoSignals {
             vpdq: VpdqHash { features },
             digests,
