@@ -179,7 +179,7 @@ async fn image_channels_over_http(db: &TestDb) {
             Some(json!({"matching": {"rotate": true}})),
         )
         .await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     assert!(
         bad["error"]["message"]
             .as_str()
