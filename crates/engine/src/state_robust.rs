@@ -122,7 +122,7 @@ impl MatchState {
             self.pdq.search_multi(&codes, t, &mut hits);
             for h in &hits {
                 let sid = to_i64(h.id);
-                let Some((s, c, _, bank_id)) = self.live(sid, filter) else {
+                let Some((s, _, _, bank_id)) = self.live(sid, filter) else {
                     continue;
                 };
                 let settings = self.derived.settings(bank_id);
@@ -142,7 +142,6 @@ impl MatchState {
                 let mut detail = query_detail(set, i);
                 detail.plain_distance = Some(hamming(&plain_words, &code));
                 detail.threshold = Some(t);
-                let _ = c;
                 if let Some(cand) = self.derived_candidate(
                     sid,
                     filter,

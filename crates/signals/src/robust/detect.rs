@@ -335,9 +335,9 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
     // A caption bar on one side, uniform borders elsewhere: combine.
     let u = found[1].0;
     let mut combined = t;
-    for i in 0..4 {
-        if combined[i] == 0 {
-            combined[i] = u[i];
+    for (c, v) in combined.iter_mut().zip(u) {
+        if *c == 0 {
+            *c = v;
         }
     }
     found.push((combined, Detector::Caption));
