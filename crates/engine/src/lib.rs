@@ -590,6 +590,23 @@ impl Engine {
         signals::hash_typed_text(text)
     }
 
+    /// Hash a file for a bank entry, as [`Engine::add_content`] would hash
+    /// its bytes, for a caller that hashes on its own bounded pool: the
+    /// signals (videos at every frame) plus, for images and videos, the
+    /// local derived hashes of robust matching. Blocking.
+    pub fn hash_bank_file(&self, bytes: &[u8]) -> Result<HashedFile> {
+        let sampling = signals::VideoSampling::BankEntry;
+        let role = echotrace_signals::content::RobustRole::BankEntry;
+        if let Some((signals, _, derived)) = robust::hash_robust(bytes, sampling, role)? {
+            return Ok(HashedFile { signals, derived });
+        }
+        let pdf = self.inner.config.pdf_extractor.as_deref();
+        Ok(HashedFile {
+            signals: signals::hash_bytes_using(bytes, sampling, pdf, None)?,
+            derived: Vec::new(),
+        })
+    }
+
     /// Add a content item with its signals to a bank.
     pub async fn add_content(
         &self,
@@ -631,6 +648,10 @@ impl Engine {
                 list_version,
             ),
             ContentSource::Signals(list) => (normalize_signals(&list)?, None),
+            ContentSource::HashedFile(h) => {
+                derived = h.derived;
+                (normalize_signals(&h.signals)?, None)
+            }
         };
         if values.is_empty() {
             return Err(EngineError::InvalidInput("content has no signals".into()));

@@ -196,6 +196,17 @@ pub enum ContentSource {
     Text(String),
     /// Signals computed elsewhere, e.g. `{"pdq": "<hex>", "md5": "<hex>"}`.
     Signals(Vec<SignalValue>),
+    /// An image or video file hashed beforehand with
+    /// [`crate::Engine::hash_bank_file`] (on the caller's hashing pool):
+    /// its signals plus the local derived hashes of robust matching.
+    HashedFile(HashedFile),
+}
+
+/// A bank file hashed by [`crate::Engine::hash_bank_file`].
+#[derive(Clone, Debug)]
+pub struct HashedFile {
+    pub signals: Vec<SignalValue>,
+    pub(crate) derived: crate::robust::DerivedValues,
 }
 
 /// Input for [`crate::Engine::add_content`].

@@ -51,6 +51,8 @@ pub struct MatchArgs {
     #[arg(long, value_name = "FILE")]
     pub bank: PathBuf,
     /// Largest PDQ Hamming distance that counts as a match (inclusive).
+    /// The derived channels' thresholds move with it (each is its default
+    /// plus `radius - 31`, never above its default).
     #[arg(long, default_value_t = 31, value_parser = clap::value_parser!(u32).range(0..=256))]
     pub radius: u32,
     /// Print one JSON object per line.
@@ -389,9 +391,12 @@ fn file_queries(
                 })
                 .map(|q| q.hash.to_words())
                 .collect();
+            // A stricter --radius makes every channel stricter by as much.
+            let t = channel_threshold(channel);
+            let radius = t.saturating_sub(31u32.saturating_sub(ch.radius)).min(t);
             groups.push(NeedleGroup {
                 channel,
-                radius: channel_threshold(channel),
+                radius,
                 needles,
             });
         }

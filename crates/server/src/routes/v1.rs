@@ -245,6 +245,18 @@ async fn add_content(
         {
             ContentSource::Bytes(bytes.to_vec())
         }
+        // Images and videos: hashed on the bounded pool with their local
+        // derived hashes (robust matching), videos at every frame.
+        ItemInput::File(bytes) => {
+            if bytes.is_empty() {
+                return Err(ApiError::bad_request("the uploaded file is empty"));
+            }
+            let e = engine.clone();
+            let hashed = state
+                .hash_job(move || e.hash_bank_file(&bytes).map_err(ApiError::from))
+                .await?;
+            ContentSource::HashedFile(hashed)
+        }
         input => ContentSource::Signals(item_signals(&state, input).await?),
     };
     let content = engine
