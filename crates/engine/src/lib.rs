@@ -590,12 +590,14 @@ impl Engine {
         signals::hash_typed_text(text)
     }
 
-    /// Hash a file for a bank entry, as [`Engine::add_content`] would hash
-    /// its bytes, for a caller that hashes on its own bounded pool: the
-    /// signals (videos at every frame) plus, for images and videos, the
-    /// local derived hashes of robust matching. Blocking.
+    /// Hash a file for a bank entry on a caller's own bounded pool: the
+    /// signals plus, for images and videos, the local derived hashes of
+    /// robust matching. Blocking.
     pub fn hash_bank_file(&self, bytes: &[u8]) -> Result<HashedFile> {
-        let sampling = signals::VideoSampling::BankEntry;
+        // Videos keep the sampling `/v1` bank uploads had (one frame a
+        // second): an every-frame vPDQ value overflows PostgreSQL's btree
+        // index on signals(type, value) (issue 12 owns that switch).
+        let sampling = signals::VideoSampling::Query;
         let role = echotrace_signals::content::RobustRole::BankEntry;
         if let Some((signals, _, derived)) = robust::hash_robust(bytes, sampling, role)? {
             return Ok(HashedFile { signals, derived });
