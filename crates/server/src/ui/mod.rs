@@ -1251,7 +1251,12 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
     };
     let (signals, raw_text, channels) = match hashed {
         Ok(h) => {
-            let channels = st.engine.preview_matches(&h).unwrap_or_default();
+            // Images and videos: what every robust channel would match.
+            let channels = if h.robust.is_some() {
+                st.engine.preview_matches(&h).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
             (h.signals, h.text, channels)
         }
         Err(e) => {

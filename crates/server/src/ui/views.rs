@@ -901,30 +901,6 @@ pub fn debugger(viewer: &Viewer, d: &DebugView, flash: Option<&Flash>) -> Markup
         @if d.ran {
             h2 { "Query signals" }
             ul { @for (t, v) in &d.query_signals { li { code { (t) } " " code class="hash" { (v) } } } }
-            h2 { "What a lookup would match, by channel" }
-            @if d.channels.is_empty() { p class="panel" { "No match through any channel." } }
-            @else {
-                div class="wide-table" {
-                    table id="debug-channels" {
-                        thead { tr { th { "Bank" } th { "Item" } th { "Signal" } th { "Channel" } th { "Distance / share" } th { "How" } th { "Drawing" } } }
-                        tbody { @for c in &d.channels {
-                            tr {
-                                td { a href=(format!("/ui/banks/{}", c.bank_id)) { (c.bank_name) } }
-                                td { "#" (c.content_id) }
-                                td { code { (c.signal_type) } }
-                                td { strong { (c.channel) } }
-                                td class="num" { @match (c.distance, c.similarity) {
-                                    (Some(x), None) => { (x) }
-                                    (_, Some(sim)) => { (format!("{:.0}%", sim * 100.0)) }
-                                    _ => { "—" }
-                                } }
-                                td { (channel_summary(&c.channel, c.detail.as_ref())) }
-                                td { @if let Some(det) = &c.detail { (channel_drawing(det)) } }
-                            }
-                        } }
-                    }
-                }
-            }
             h2 { "Bank items within the search radius" }
             p class="muted" { (d.radius_note) }
             @if d.hits.is_empty() { p class="panel" { "No bank item within the radius." } }
@@ -945,6 +921,29 @@ pub fn debugger(viewer: &Viewer, d: &DebugView, flash: Option<&Flash>) -> Markup
                                     _ => { span class="why-no" { "no match" } }
                                 } }
                                 td { (h.why) }
+                            }
+                        } }
+                    }
+                }
+            }
+            @if !d.channels.is_empty() {
+                h2 { "What a lookup would match, by channel" }
+                div class="wide-table" {
+                    table id="debug-channels" {
+                        thead { tr { th { "Bank" } th { "Item" } th { "Signal" } th { "Channel" } th { "Distance / share" } th { "How" } th { "Drawing" } } }
+                        tbody { @for c in &d.channels {
+                            tr {
+                                td { a href=(format!("/ui/banks/{}", c.bank_id)) { (c.bank_name) } }
+                                td { "#" (c.content_id) }
+                                td { code { (c.signal_type) } }
+                                td { strong { (c.channel) } }
+                                td class="num" { @match (c.distance, c.similarity) {
+                                    (Some(x), None) => { (x) }
+                                    (_, Some(sim)) => { (format!("{:.0}%", sim * 100.0)) }
+                                    _ => { "—" }
+                                } }
+                                td { (channel_summary(&c.channel, c.detail.as_ref())) }
+                                td { @if let Some(det) = &c.detail { (channel_drawing(det)) } }
                             }
                         } }
                     }
