@@ -118,7 +118,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
                         "frame_width": c.width, "frame_height": c.height})
                 })
             };
-            let (c, channel) = best.unwrap_or((plain.clone(), "plain"));
+            let (c, channel) = best.unwrap_or((plain, "plain"));
             let out = serde_json::json!({
                 "query_match_pct": c.query_match_pct,
                 "compared_match_pct": c.compared_match_pct,
