@@ -33,6 +33,7 @@
 mod bulk;
 mod lease;
 mod retention;
+mod robust;
 mod rows;
 mod sighting;
 pub mod testing;
@@ -52,6 +53,7 @@ pub use bulk::{
 };
 pub use lease::LeaseRow;
 pub use retention::{RetentionCutoffs, SweepCounts};
+pub use robust::{is_exportable_table, DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_VPDQ_CROPPED};
 pub use rows::*;
 pub use sighting::{
     NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,
@@ -193,6 +195,8 @@ schema_migrations![
     (11, "retention", "0011_retention"),
     // PostgreSQL: vPDQ values outgrow B-tree rows; index them by hash.
     (12, "signal_value_index", "0012_signal_value_index"),
+    // Robust matching: derived hashes, bank matching settings, match channel.
+    (30, "robust", "0030_robust"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
@@ -514,7 +518,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
              query_value, distance, similarity, compared_similarity, status, created_at, \
-             updated_at FROM matches WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR bank_id = $2) \
+             updated_at, channel, channel_detail FROM matches WHERE ($1 IS NULL OR status = $1) \
+             AND ($2 IS NULL OR bank_id = $2) \
              AND ($3 IS NULL OR submission_id = $3) AND id < $4 ORDER BY id DESC LIMIT $5",
         )
         .bind(filter.status.clone())
@@ -714,7 +719,7 @@ const CONTENT_SELECT_ID: &str = "SELECT id, bank_id, enabled, labels, note, quar
     quarantine_reason, quarantined_at, created_at, updated_at FROM bank_content WHERE id = $1";
 const MATCH_SELECT_ID: &str = "SELECT id, submission_id, bank_id, content_id, signal_id, \
     signal_type, matched_value, query_value, distance, similarity, compared_similarity, status, \
-    created_at, updated_at FROM matches WHERE id = $1";
+    created_at, updated_at, channel, channel_detail FROM matches WHERE id = $1";
 
 /// An open write transaction. Every method runs inside it; call
 /// [`WriteTx::commit`] to make the writes durable and visible.
@@ -1018,6 +1023,7 @@ impl WriteTx {
             .bind(id)
             .execute(&mut *self.tx)
             .await?;
+        self.delete_derived(id).await?;
         let done = sqlx::query("DELETE FROM bank_content WHERE id = $1")
             .bind(id)
             .execute(&mut *self.tx)
@@ -1052,12 +1058,12 @@ impl WriteTx {
         let row = sqlx::query(
             "INSERT INTO matches (submission_id, bank_id, content_id, signal_id, signal_type, \
              matched_value, query_value, distance, similarity, compared_similarity, status, \
-             created_at, updated_at) \
+             created_at, updated_at, channel, channel_detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), \
-             CAST($11 AS DOUBLE PRECISION), 'pending', $10, $10) RETURNING id, \
+             CAST($11 AS DOUBLE PRECISION), 'pending', $10, $10, $12, $13) RETURNING id, \
              submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
              query_value, distance, similarity, compared_similarity, status, created_at, \
-             updated_at",
+             updated_at, channel, channel_detail",
         )
         .bind(m.submission_id)
         .bind(m.bank_id)
@@ -1071,6 +1077,8 @@ impl WriteTx {
         .bind(m.similarity.map(|s| s.to_string()))
         .bind(now)
         .bind(m.compared_similarity.map(|s| s.to_string()))
+        .bind(m.channel)
+        .bind(m.channel_detail)
         .fetch_one(&mut *self.tx)
         .await?;
         MatchRow::from_row(&row)
@@ -1089,7 +1097,7 @@ impl WriteTx {
             "UPDATE matches SET status = $1, updated_at = $2 WHERE id = $3 RETURNING id, \
              submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
              query_value, distance, similarity, compared_similarity, status, created_at, \
-             updated_at",
+             updated_at, channel, channel_detail",
         )
         .bind(status)
         .bind(now_ms())
@@ -1252,6 +1260,10 @@ pub struct NewMatch<'a> {
     pub similarity: Option<f64>,
     /// vPDQ: the share (0..1) of the bank video's frames with a partner.
     pub compared_similarity: Option<f64>,
+    /// Which matching channel found it (`plain` for every non-PDQ type).
+    pub channel: &'a str,
+    /// JSON: how the channel matched (rectangles, variant, plain distance).
+    pub channel_detail: Option<&'a str>,
 }
 
 pub(crate) fn get_i64(row: &AnyRow, col: &str) -> Result<i64> {

@@ -68,6 +68,8 @@ fn hma_entry(m: &MatchRecord) -> Value {
     let mut e = json!({
         "bank_content_id": m.content_id,
         "distance": hma_distance(m),
+        // echotrace extension: which matching channel found it.
+        "channel": m.channel,
     });
     if let Some(v) = &m.vpdq {
         e["query_match_pct"] = json!(v.query_match_pct);
@@ -98,14 +100,11 @@ async fn run_lookup(
     let banks = bank_ids(state, split_banks(banks)).await?;
     let engine = state.engine()?;
     let req = LookupRequest {
-        signals: query.signals,
+        signals: Vec::new(),
         banks,
         context: SubmissionContext::default(),
     };
-    let resp = match query.text {
-        Some(text) => engine.lookup_text(actor, req, text).await?,
-        None => engine.lookup(actor, req).await?,
-    };
+    let resp = engine.lookup_upload(actor, req, query).await?;
     Ok(resp.matches)
 }
 
@@ -148,7 +147,7 @@ async fn one_signal(
         })?;
     Ok(HashedUpload {
         signals: vec![echotrace_engine::normalize_signal(t, &v)?],
-        text: None,
+        ..HashedUpload::default()
     })
 }
 

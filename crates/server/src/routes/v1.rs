@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use echotrace_engine::robust::MatchingSettings;
 use echotrace_engine::{
     BankKind, BankUpdate, ContentUpdate, HashedUpload, LookupRequest, MatchFilter, MatchStatus,
     NewBank, QueryText, Role, SignalValue, SubmissionContext, Thresholds, Verdict,
@@ -84,6 +85,9 @@ struct CreateBank {
     /// Text-equivalence list, one group per line (`daesh = isis = isil`).
     #[serde(default)]
     text_equivalences: Option<String>,
+    /// Robust-matching settings (`{"dihedral": true, "window": true}`).
+    #[serde(default)]
+    matching: Option<MatchingSettings>,
 }
 
 fn default_kind() -> BankKind {
@@ -95,8 +99,8 @@ async fn create_bank(
     caller: Caller<op::WriteBanks>,
     ApiJson(body): ApiJson<CreateBank>,
 ) -> Result<Response, ApiError> {
-    let bank = state
-        .engine()?
+    let engine = state.engine()?;
+    let mut bank = engine
         .create_bank(
             &caller.actor(),
             NewBank {
@@ -108,6 +112,11 @@ async fn create_bank(
             },
         )
         .await?;
+    if let Some(m) = body.matching {
+        bank = engine
+            .set_bank_matching(&caller.actor(), bank.id, m)
+            .await?;
+    }
     Ok((StatusCode::CREATED, Json(bank)).into_response())
 }
 
@@ -136,6 +145,8 @@ struct PatchBank {
     thresholds: Option<Thresholds>,
     /// A new list (a new version); `""` removes the list.
     text_equivalences: Option<String>,
+    /// Robust-matching settings; missing fields keep their defaults.
+    matching: Option<MatchingSettings>,
 }
 
 async fn update_bank(
@@ -158,6 +169,14 @@ async fn update_bank(
             },
         )
         .await?;
+    let bank = match body.matching {
+        Some(m) => {
+            engine
+                .set_bank_matching(&caller.actor(), bank.id, m)
+                .await?
+        }
+        None => bank,
+    };
     Ok(Json(json!(bank)))
 }
 
@@ -332,18 +351,16 @@ async fn lookup(
     // The text of typed text, a text file or a PDF comes back with the
     // signals, so the engine can sign it under each bank's
     // text-equivalence list version; ready-made signals are compared as-is.
-    let HashedUpload { signals, text } = item_query(&state, item.input).await?;
+    let upload = item_query(&state, item.input).await?;
+    let signals = upload.signals.clone();
     let started = Instant::now();
     let engine = state.engine()?;
     let req = LookupRequest {
-        signals: signals.clone(),
+        signals: Vec::new(),
         banks,
         context: context(item.context),
     };
-    let resp = match text {
-        Some(text) => engine.lookup_text(&caller.actor(), req, text).await?,
-        None => engine.lookup(&caller.actor(), req).await?,
-    };
+    let resp = engine.lookup_upload(&caller.actor(), req, upload).await?;
     state
         .metrics()
         .record_lookup(started.elapsed(), resp.matches.len() + resp.allowed.len());
