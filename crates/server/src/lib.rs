@@ -48,6 +48,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use error::ApiError;
+pub use echotrace_exchange;
 pub use fetch::FetchPolicy;
 
 /// Default request body cap: 64 MiB.
@@ -80,6 +81,29 @@ pub struct ServerConfig {
     /// If the database has no API keys yet, create an admin key and pass it
     /// here (printed once by `echotrace serve`).
     pub bootstrap_admin: Option<KeyAnnouncer>,
+    /// Signal exchange: fetch workers, feeds, write-back.
+    pub exchanges: ExchangeSettings,
+}
+
+/// How `serve` runs signal exchange.
+#[derive(Clone, Debug)]
+pub struct ExchangeSettings {
+    /// Run fetch workers and the feed builder in this process.
+    pub run_workers: bool,
+    /// What adapters may connect to and how much they may read.
+    pub net: echotrace_exchange::NetPolicy,
+    /// Key file for credentials when `ECHOTRACE_SECRET_KEY` is unset.
+    pub secret_key_file: std::path::PathBuf,
+}
+
+impl Default for ExchangeSettings {
+    fn default() -> Self {
+        ExchangeSettings {
+            run_workers: true,
+            net: echotrace_exchange::NetPolicy::default(),
+            secret_key_file: std::path::PathBuf::from("echotrace.secret"),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -96,6 +120,7 @@ impl Default for ServerConfig {
             deliver_webhooks: true,
             retain_media: false,
             bootstrap_admin: None,
+            exchanges: ExchangeSettings::default(),
         }
     }
 }
@@ -114,6 +139,8 @@ struct StateInner {
     keys: auth::KeyCache,
     /// Set if opening the engine failed (reported by /readyz).
     startup_error: OnceLock<String>,
+    /// The exchange subsystem, or why it is not available.
+    exchange: OnceLock<Result<Arc<echotrace_exchange::ExchangeService>, String>>,
 }
 
 impl AppState {
@@ -128,6 +155,7 @@ impl AppState {
                 keys: auth::KeyCache::new(ttl),
                 metrics: metrics::Metrics::default(),
                 startup_error: OnceLock::new(),
+                exchange: OnceLock::new(),
                 config,
             }),
         }
@@ -147,6 +175,18 @@ impl AppState {
                 Some(e) => ApiError::unavailable(format!("engine failed to start: {e}")),
                 None => ApiError::unavailable("indexes are still loading"),
             })
+    }
+
+    /// The exchange subsystem (503 while loading or when its key could
+    /// not be read).
+    pub fn exchanges(&self) -> Result<&Arc<echotrace_exchange::ExchangeService>, ApiError> {
+        match self.inner.exchange.get() {
+            Some(Ok(s)) => Ok(s),
+            Some(Err(e)) => Err(ApiError::unavailable(format!(
+                "signal exchange is not available: {e}"
+            ))),
+            None => Err(ApiError::unavailable("indexes are still loading")),
+        }
     }
 
     pub fn is_ready(&self) -> bool {
@@ -320,14 +360,50 @@ async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
         }
     }
     let mut handles = vec![engine.spawn_change_tailer()];
-    if config.deliver_webhooks {
-        match deliver::HttpDeliverer::new(config.webhook_timeout) {
-            Ok(http) => handles.push(engine.spawn_outbox_worker(Arc::new(
-                deliver::WebhookDeliverer::new(engine.clone(), http),
-            ))),
-            Err(e) => eprintln!("echotrace-server: webhook delivery disabled: {e}"),
+    let exchanges = start_exchanges(&engine, &config.exchanges);
+    if let Ok(service) = &exchanges {
+        if config.exchanges.run_workers {
+            handles.extend(service.spawn());
         }
     }
+    if config.deliver_webhooks {
+        let webhooks: Option<Arc<dyn echotrace_engine::Deliverer>> =
+            match deliver::HttpDeliverer::new(config.webhook_timeout) {
+                Ok(http) => Some(Arc::new(deliver::WebhookDeliverer::new(engine.clone(), http))),
+                Err(e) => {
+                    eprintln!("echotrace-server: webhook delivery disabled: {e}");
+                    None
+                }
+            };
+        // Exchange opinions go through their adapters, the rest to webhooks.
+        let deliverer = match &exchanges {
+            Ok(service) => Some(service.deliverer(webhooks)),
+            Err(_) => webhooks,
+        };
+        if let Some(d) = deliverer {
+            handles.push(engine.spawn_outbox_worker(d));
+        }
+    }
+    let _ = state.inner.exchange.set(exchanges);
     state.attach(engine);
     handles
+}
+
+/// Open the credentials key and build the exchange service. A key that
+/// cannot be used leaves matching running and exchanges unavailable (503
+/// with the reason).
+fn start_exchanges(
+    engine: &Engine,
+    settings: &ExchangeSettings,
+) -> Result<Arc<echotrace_exchange::ExchangeService>, String> {
+    let secrets = echotrace_exchange::SecretBox::from_env_or_file(&settings.secret_key_file)
+        .map_err(|e| {
+            eprintln!("echotrace-server: signal exchange disabled: {e}");
+            e.to_string()
+        })?;
+    Ok(echotrace_exchange::ExchangeService::new(
+        engine.clone(),
+        secrets,
+        echotrace_exchange::worker_config(settings.net.clone()),
+    ))
 }

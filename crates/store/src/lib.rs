@@ -31,6 +31,8 @@
 //!   context only; API keys and passwords are stored as hashes only.
 
 mod bulk;
+mod exchange;
+mod feed;
 mod lease;
 mod rows;
 mod sighting;
@@ -49,6 +51,11 @@ pub use bulk::{
     content_range_op, parse_content_range_op, BulkContent, BULK_ROWS_PER_STATEMENT,
     CONTENT_RANGE_ENTITY,
 };
+pub use exchange::{
+    ContentWithId, ExchangeProgress, ExchangeRecordRow, ExchangeRow, ExchangeSettings,
+    NewExchange, ProvenanceRow, RecordCounts,
+};
+pub use feed::{FeedEntryRow, FeedOpinionRow, FeedRow, NewFeedEntry};
 pub use lease::LeaseRow;
 pub use rows::*;
 pub use sighting::{
@@ -176,6 +183,8 @@ schema_migrations![
     (5, "leases", "0005_leases"),
     // The sighting model: sources, sightings, their signals and matches.
     (6, "sightings", "0006_sightings"),
+    // Signal exchange: exchanges, upstream records, published feeds.
+    (20, "exchanges", "0020_exchanges"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

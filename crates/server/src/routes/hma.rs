@@ -62,14 +62,26 @@ fn hma_distance(m: &MatchRecord) -> String {
     }
 }
 
-/// `{"BANK": [{"bank_content_id": 1, "distance": "4"}]}` for one signal type.
-fn by_bank<'a>(matches: impl Iterator<Item = &'a MatchRecord>) -> Map<String, Value> {
+/// Exchange provenance of matched items (see `routes::exchange`).
+type ProvenanceMap = std::collections::HashMap<i64, Vec<echotrace_engine::exchange::Provenance>>;
+
+/// `{"BANK": [{"bank_content_id": 1, "distance": "4"}]}` for one signal type;
+/// items that came from an exchange also carry `provenance` (labels and
+/// opinions upstream).
+fn by_bank<'a>(
+    matches: impl Iterator<Item = &'a MatchRecord>,
+    provenance: &ProvenanceMap,
+) -> Map<String, Value> {
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for m in matches {
-        out.entry(m.bank_name.clone()).or_default().push(json!({
+        let mut entry = json!({
             "bank_content_id": m.content_id,
             "distance": hma_distance(m),
-        }));
+        });
+        if let Some(p) = provenance.get(&m.content_id) {
+            entry["provenance"] = json!(p);
+        }
+        out.entry(m.bank_name.clone()).or_default().push(entry);
     }
     out.into_iter().map(|(k, v)| (k, Value::Array(v))).collect()
 }
@@ -147,7 +159,8 @@ async fn lookup_get(
     caller.require(Operation::Lookup)?;
     let query = one_signal(&state, q.signal_type, q.signal).await?;
     let matches = run_lookup(&state, &caller, query, q.banks).await?;
-    Ok(Json(Value::Object(by_bank(matches.iter()))))
+    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
+    Ok(Json(Value::Object(by_bank(matches.iter(), &prov))))
 }
 
 #[derive(Deserialize)]
@@ -174,11 +187,15 @@ async fn lookup_post(
     let query = item_query(&state, item.input).await?;
     let types: Vec<_> = query.signals.iter().map(|s| s.signal_type).collect();
     let matches = run_lookup(&state, &caller, query, q.banks).await?;
+    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
     let mut out = Map::new();
     for t in types {
         out.insert(
             t.as_str().to_string(),
-            Value::Object(by_bank(matches.iter().filter(|m| m.signal_type == t))),
+            Value::Object(by_bank(
+                matches.iter().filter(|m| m.signal_type == t),
+                &prov,
+            )),
         );
     }
     Ok(Json(Value::Object(out)))
@@ -204,11 +221,16 @@ async fn raw_lookup(
         .as_deref()
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
     let matches = run_lookup(&state, &caller, query, q.banks).await?;
+    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
     let list: Vec<Value> = matches
         .iter()
         .map(|m| {
             if with_distance {
-                json!({"bank_content_id": m.content_id, "distance": hma_distance(m)})
+                let mut e = json!({"bank_content_id": m.content_id, "distance": hma_distance(m)});
+                if let Some(p) = prov.get(&m.content_id) {
+                    e["provenance"] = json!(p);
+                }
+                e
             } else {
                 json!(m.content_id)
             }

@@ -3,6 +3,7 @@
 //! Handlers are deliberately thin: authenticate ([`Caller`]), check the
 //! role, turn the request into engine types, call the engine, shape JSON.
 
+pub(crate) mod exchange;
 mod hma;
 mod v1;
 
@@ -27,6 +28,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
         .merge(v1::router())
         .merge(hma::router())
+        .merge(exchange::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -84,11 +86,9 @@ async fn metrics(state: axum::extract::State<AppState>) -> Response {
             }
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(&g),
-    )
-        .into_response()
+    let mut body = state.metrics().render(&g);
+    body.push_str(&exchange::metrics_text(&state).await);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 fn now_ms() -> i64 {

@@ -404,6 +404,7 @@ async fn lookup(
         .await?;
     }
     let mut out = json!(resp);
+    super::exchange::attach_provenance(engine, &mut out, &["matches", "allowed"]).await?;
     if hashed {
         out["signals"] = signals_json(&signals);
     }
@@ -496,7 +497,13 @@ async fn lookup_batch(
             .metrics()
             .record_lookup(per_item, resp.matches.len() + resp.allowed.len());
     }
-    Ok(Json(json!({ "results": results })))
+    let mut out = Vec::with_capacity(results.len());
+    for resp in &results {
+        let mut v = json!(resp);
+        super::exchange::attach_provenance(engine, &mut v, &["matches", "allowed"]).await?;
+        out.push(v);
+    }
+    Ok(Json(json!({ "results": out })))
 }
 
 #[derive(Deserialize)]
@@ -623,7 +630,9 @@ async fn list_matches(
     } else {
         None
     };
-    Ok(Json(json!({"matches": matches, "next_cursor": next})))
+    let mut out = json!({"matches": matches, "next_cursor": next});
+    super::exchange::attach_provenance(engine, &mut out, &["matches"]).await?;
+    Ok(Json(out))
 }
 
 async fn get_match(
@@ -632,8 +641,11 @@ async fn get_match(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Operation::ReadMatches)?;
-    let m = state.engine()?.get_match(id).await?;
-    Ok(Json(json!(m)))
+    let engine = state.engine()?;
+    let m = engine.get_match(id).await?;
+    let mut out = json!({"matches": [m]});
+    super::exchange::attach_provenance(engine, &mut out, &["matches"]).await?;
+    Ok(Json(out["matches"][0].take()))
 }
 
 #[derive(Deserialize)]
