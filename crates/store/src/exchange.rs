@@ -21,7 +21,7 @@ use sqlx::any::AnyRow;
 use crate::rows::{get_bool, get_opt_i64, get_opt_str, get_str};
 use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
 
-/// Rows per multi-row statement for record writes (9 parameters each).
+/// Rows per multi-row statement for record writes (13 parameters each).
 const RECORD_ROWS_PER_STATEMENT: usize = 100;
 /// Values per `IN (…)` list.
 const IN_LIST: usize = 500;
@@ -290,8 +290,9 @@ impl Store {
     /// Record counts of an exchange.
     pub async fn exchange_record_counts(&self, exchange_id: i64) -> Result<RecordCounts> {
         let row = sqlx::query(
-            "SELECT COUNT(*) AS total, COALESCE(SUM(1 - deleted), 0) AS up, \
-             COALESCE(SUM(applied), 0) AS applied FROM exchange_records WHERE exchange_id = $1",
+            "SELECT COUNT(*) AS total, CAST(COALESCE(SUM(1 - deleted), 0) AS BIGINT) AS up, \
+             CAST(COALESCE(SUM(applied), 0) AS BIGINT) AS applied FROM exchange_records \
+             WHERE exchange_id = $1",
         )
         .bind(exchange_id)
         .fetch_one(&self.pool)
@@ -650,7 +651,7 @@ impl WriteTx {
                 if i > 0 {
                     sql.push(',');
                 }
-                let p = 2 + i * 12;
+                let p = 2 + i * 13;
                 sql.push_str(&format!(
                     "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $1)",
                     p,

@@ -203,8 +203,8 @@ impl Store {
     /// Live and tombstone counts of a feed.
     pub async fn feed_counts(&self, bank_id: i64) -> Result<(i64, i64)> {
         let row = sqlx::query(
-            "SELECT COALESCE(SUM(live), 0) AS live, COUNT(*) AS total FROM feed_entries \
-             WHERE bank_id = $1",
+            "SELECT CAST(COALESCE(SUM(live), 0) AS BIGINT) AS live, COUNT(*) AS total \
+             FROM feed_entries WHERE bank_id = $1",
         )
         .bind(bank_id)
         .fetch_one(&self.pool)
