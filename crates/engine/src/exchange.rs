@@ -893,6 +893,7 @@ impl Engine {
                 }
             }
         }
+        let incoming_len = incoming.len();
         let existing = load_existing(&mut tx, &[row.id], &incoming).await?;
         let now = echotrace_store::now_ms();
         let mut pairs = Vec::with_capacity(incoming.len());
@@ -937,7 +938,9 @@ impl Engine {
             }
             pairs.push((old, new));
         }
+        let received = incoming_len as u64;
         let mut report = reconcile(&mut tx, &row, &policy, pairs, true).await?;
+        report.records = received;
         report.malformed = batch.malformed;
         tx.set_exchange_progress(
             row.id,

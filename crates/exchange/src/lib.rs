@@ -190,18 +190,20 @@ impl ExchangeService {
         &self.feeds
     }
 
-    /// Start the fetch workers (a supervisor keeps one per exchange) and
-    /// the feed builder. Abort the handles to stop them.
-    pub fn spawn(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
-        let sup = self.clone();
-        let builder = self.clone();
-        vec![
-            tokio::spawn(sup.run_supervisor()),
-            tokio::spawn(async move {
-                let holder = builder.config.holder.clone();
-                builder.feeds.run_builder(holder).await
-            }),
-        ]
+    /// Start the fetch workers (a supervisor keeps one per exchange). Abort
+    /// the handle to stop them.
+    pub fn spawn_workers(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.clone().run_supervisor())
+    }
+
+    /// Start the feed builder (one process of a deployment builds at a
+    /// time, through a lease). Abort the handle to stop it.
+    pub fn spawn_feed_builder(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let holder = me.config.holder.clone();
+            me.feeds.run_builder(holder).await
+        })
     }
 
     /// Seal credentials for an API after validating their shape.

@@ -88,8 +88,10 @@ pub struct ServerConfig {
 /// How `serve` runs signal exchange.
 #[derive(Clone, Debug)]
 pub struct ExchangeSettings {
-    /// Run fetch workers and the feed builder in this process.
+    /// Run the exchange fetch workers in this process.
     pub run_workers: bool,
+    /// Run the feed builder in this process.
+    pub run_feed_builder: bool,
     /// What adapters may connect to and how much they may read.
     pub net: echotrace_exchange::NetPolicy,
     /// Key file for credentials when `ECHOTRACE_SECRET_KEY` is unset.
@@ -100,6 +102,7 @@ impl Default for ExchangeSettings {
     fn default() -> Self {
         ExchangeSettings {
             run_workers: true,
+            run_feed_builder: true,
             net: echotrace_exchange::NetPolicy::default(),
             secret_key_file: std::path::PathBuf::from("echotrace.secret"),
         }
@@ -363,7 +366,10 @@ async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
     let exchanges = start_exchanges(&engine, &config.exchanges);
     if let Ok(service) = &exchanges {
         if config.exchanges.run_workers {
-            handles.extend(service.spawn());
+            handles.push(service.spawn_workers());
+        }
+        if config.exchanges.run_feed_builder {
+            handles.push(service.spawn_feed_builder());
         }
     }
     if config.deliver_webhooks {

@@ -161,6 +161,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         retain_media: args.retain_media || args.demo,
         exchanges: echotrace_server::ExchangeSettings {
             run_workers: !args.no_exchange_workers,
+            run_feed_builder: !args.no_exchange_workers,
             net: echotrace_exchange::NetPolicy {
                 allow_loopback: args.exchange_allow_loopback,
                 allow_private: args.exchange_allow_private,

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{Form, Path, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,6 +23,8 @@ use serde_json::{json, Value};
 /// One injected fault, consumed by the next data request.
 #[derive(Clone, Debug)]
 pub enum Fault {
+    /// No fault: serve this request normally.
+    Pass,
     /// 429 with `Retry-After: secs`.
     TooMany(u64),
     /// 500.
@@ -39,6 +41,7 @@ pub enum Fault {
 
 fn fault_response(f: &Fault) -> Response {
     match f {
+        Fault::Pass => (StatusCode::INTERNAL_SERVER_ERROR, "pass").into_response(),
         Fault::TooMany(secs) => (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", secs.to_string())],
@@ -207,7 +210,12 @@ pub async fn tat(records: Vec<TatRecord>) -> (String, Tat) {
     (base, state)
 }
 
-async fn tat_auth(State(st): State<Tat>, Form(f): Form<HashMap<String, String>>) -> Response {
+fn form(body: &[u8]) -> HashMap<String, String> {
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+async fn tat_auth(State(st): State<Tat>, body: axum::body::Bytes) -> Response {
+    let f = form(&body);
     let mut s = st.lock().unwrap();
     if f.get("username") != Some(&s.username) || f.get("password") != Some(&s.password) {
         return (StatusCode::BAD_REQUEST, Json(json!({"non_field_errors": ["Unable to log in"]})))
@@ -267,7 +275,7 @@ async fn tat_hashes(State(st): State<Tat>, headers: HeaderMap, RawQuery(q): RawQ
     if let Err(r) = tat_check(&mut s, &headers) {
         return r;
     }
-    if let Some(f) = s.faults.pop_front() {
+    if let Some(f) = s.faults.pop_front().filter(|f| !matches!(f, Fault::Pass)) {
         return fault_response(&f);
     }
     let q = query_map(q);
@@ -464,7 +472,7 @@ async fn te_updates(
         )
             .into_response();
     }
-    if let Some(f) = s.faults.pop_front() {
+    if let Some(f) = s.faults.pop_front().filter(|f| !matches!(f, Fault::Pass)) {
         return fault_response(&f);
     }
     let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(100);
@@ -495,8 +503,9 @@ async fn te_react(
     State(st): State<Te>,
     Path(descriptor): Path<String>,
     RawQuery(q): RawQuery,
-    Form(f): Form<HashMap<String, String>>,
+    body: axum::body::Bytes,
 ) -> Response {
+    let f = form(&body);
     let mut s = st.lock().unwrap();
     let q = query_map(q);
     if q.get("access_token") != Some(&s.token) {
