@@ -68,6 +68,9 @@ pub struct ServiceConfig {
     pub holder: String,
     /// How often the set of exchanges is re-read.
     pub rescan_every: Duration,
+    /// Lease of an exchange's fetcher: renewed every third of it while a
+    /// round runs; after a crash another process takes over within it.
+    pub lease_ttl: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -76,6 +79,7 @@ impl Default for ServiceConfig {
             net: NetPolicy::default(),
             holder: default_holder(),
             rescan_every: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -439,13 +443,5 @@ impl Deliverer for OpinionDeliverer {
                 }
             }
         })
-    }
-}
-
-/// A [`ServiceConfig`] with this network policy and the defaults otherwise.
-pub fn worker_config(net: NetPolicy) -> ServiceConfig {
-    ServiceConfig {
-        net,
-        ..ServiceConfig::default()
     }
 }

@@ -37,11 +37,16 @@ pub enum SecretError {
     Random(String),
     #[error("stored credentials cannot be decrypted with this key (was the key changed?)")]
     Open,
+    #[error("credentials are stored but the key file {0} is missing (set {SECRET_KEY_ENV} or restore the file)")]
+    Missing(String),
 }
 
 /// Seals and opens credentials.
 pub struct SecretBox {
-    cipher: ChaCha20Poly1305,
+    /// The cipher, or (key file not created yet) the file to create it in
+    /// when the first credentials are sealed.
+    cipher: std::sync::OnceLock<ChaCha20Poly1305>,
+    pending: Option<PathBuf>,
     /// Where the key came from (for messages; never the key).
     pub source: String,
 }
@@ -82,10 +87,39 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 impl SecretBox {
     /// A box over a raw key.
     pub fn from_key(key: [u8; 32], source: impl Into<String>) -> SecretBox {
+        let cipher = std::sync::OnceLock::new();
+        let _ = cipher.set(ChaCha20Poly1305::new(Key::from_slice(&key)));
         SecretBox {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            cipher,
+            pending: None,
             source: source.into(),
         }
+    }
+
+    /// The key from `ECHOTRACE_SECRET_KEY`; else from `key_file` if it
+    /// exists (its mode and content checked now); else the file is created
+    /// (mode 0600) when the first credentials are sealed, so a deployment
+    /// that never stores credentials never writes a key file.
+    pub fn from_env_or_file_lazy(key_file: &Path) -> Result<SecretBox, SecretError> {
+        if std::env::var(SECRET_KEY_ENV).is_ok_and(|v| !v.trim().is_empty()) || key_file.exists() {
+            return SecretBox::from_env_or_file(key_file);
+        }
+        Ok(SecretBox {
+            cipher: std::sync::OnceLock::new(),
+            pending: Some(key_file.to_path_buf()),
+            source: key_file.display().to_string(),
+        })
+    }
+
+    fn cipher(&self) -> Result<&ChaCha20Poly1305, SecretError> {
+        if let Some(c) = self.cipher.get() {
+            return Ok(c);
+        }
+        let path = self.pending.as_deref().ok_or(SecretError::Open)?;
+        let made = SecretBox::load_or_create(path)?;
+        let c = made.cipher.get().ok_or(SecretError::Open)?.clone();
+        let _ = self.cipher.set(c);
+        self.cipher.get().ok_or(SecretError::Open)
     }
 
     /// The key from `ECHOTRACE_SECRET_KEY`, else from `key_file` (created
@@ -147,7 +181,7 @@ impl SecretBox {
         let mut nonce = [0u8; 12];
         getrandom::getrandom(&mut nonce).map_err(|e| SecretError::Random(e.to_string()))?;
         let ct = self
-            .cipher
+            .cipher()?
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -171,7 +205,10 @@ impl SecretBox {
             return Err(SecretError::Open);
         }
         let (nonce, ct) = raw.split_at(12);
-        self.cipher
+        if self.cipher.get().is_none() && self.pending.as_deref().is_some_and(|p| !p.exists()) {
+            return Err(SecretError::Missing(self.source.clone()));
+        }
+        self.cipher()?
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: AAD })
             .map_err(|_| SecretError::Open)
     }
@@ -211,6 +248,20 @@ mod tests {
         assert!(matches!(b.open(&s1), Err(SecretError::Open)));
         assert!(matches!(a.open("v1.zz"), Err(SecretError::Open)));
         assert!(matches!(a.open("plain"), Err(SecretError::Open)));
+    }
+
+    #[test]
+    fn lazy_key_file_appears_on_first_seal() {
+        let dir = std::env::temp_dir().join(format!("et-lazy-{}", std::process::id()));
+        let path = dir.join("k.secret");
+        let _ = std::fs::remove_dir_all(&dir);
+        let b = SecretBox::from_env_or_file_lazy(&path).unwrap();
+        assert!(!path.exists(), "no key file until credentials are sealed");
+        assert!(matches!(b.open("v1.00112233445566778899aabbccddeeff00112233445566778899"), Err(SecretError::Missing(_))));
+        let sealed = b.seal(b"x").unwrap();
+        assert!(path.exists());
+        assert_eq!(b.open(&sealed).unwrap(), b"x");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[cfg(unix)]

@@ -93,7 +93,7 @@ fn backoff(attempt: u32) -> Duration {
 
 impl ExchangeService {
     fn lease_ttl(&self) -> Duration {
-        (self.config.net.timeout * 2).max(Duration::from_secs(60))
+        self.config.lease_ttl.max(Duration::from_millis(500))
     }
 
     /// Take (or renew) an exchange's lease for this process.
@@ -209,6 +209,22 @@ impl ExchangeService {
             full_fetch: row.full_fetch,
             ..RoundReport::default()
         };
+        // Keep the lease alive while pages are fetched (a long-poll or a
+        // slow page may outlast it); a lost lease shows at the next fenced
+        // commit.
+        let renewer = {
+            let store = self.engine.store().clone();
+            let (name, holder, ttl) = (fence.name.clone(), fence.holder.clone(), self.lease_ttl());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    if !matches!(store.try_lease(&name, &holder, ttl).await, Ok(Some(_))) {
+                        break;
+                    }
+                }
+            })
+        };
+        let _stop_renewer = AbortOnDrop(renewer);
         let mut cp = row.checkpoint.clone();
         let mut attempt = 0u32;
         let mut restarts = 0u32;
@@ -462,6 +478,15 @@ impl ExchangeService {
             }
             sleep_or_wake(&self.rescan, self.config.rescan_every).await;
         }
+    }
+}
+
+/// Aborts a task when dropped (the lease renewer of a round).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

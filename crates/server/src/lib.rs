@@ -96,6 +96,8 @@ pub struct ExchangeSettings {
     pub net: echotrace_exchange::NetPolicy,
     /// Key file for credentials when `ECHOTRACE_SECRET_KEY` is unset.
     pub secret_key_file: std::path::PathBuf,
+    /// Lease of an exchange's fetcher (takeover time after a crash).
+    pub lease_ttl: std::time::Duration,
 }
 
 impl Default for ExchangeSettings {
@@ -105,6 +107,7 @@ impl Default for ExchangeSettings {
             run_feed_builder: true,
             net: echotrace_exchange::NetPolicy::default(),
             secret_key_file: std::path::PathBuf::from("echotrace.secret"),
+            lease_ttl: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -402,7 +405,7 @@ fn start_exchanges(
     engine: &Engine,
     settings: &ExchangeSettings,
 ) -> Result<Arc<echotrace_exchange::ExchangeService>, String> {
-    let secrets = echotrace_exchange::SecretBox::from_env_or_file(&settings.secret_key_file)
+    let secrets = echotrace_exchange::SecretBox::from_env_or_file_lazy(&settings.secret_key_file)
         .map_err(|e| {
             eprintln!("echotrace-server: signal exchange disabled: {e}");
             e.to_string()
@@ -410,6 +413,10 @@ fn start_exchanges(
     Ok(echotrace_exchange::ExchangeService::new(
         engine.clone(),
         secrets,
-        echotrace_exchange::worker_config(settings.net.clone()),
+        echotrace_exchange::ServiceConfig {
+            net: settings.net.clone(),
+            lease_ttl: settings.lease_ttl,
+            ..echotrace_exchange::ServiceConfig::default()
+        },
     ))
 }

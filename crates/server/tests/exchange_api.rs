@@ -72,6 +72,7 @@ impl Service {
                     ..Default::default()
                 },
                 secret_key_file: dir.join("key.secret"),
+                lease_ttl: Duration::from_secs(15),
             },
             ..ServerConfig::default()
         };

@@ -161,7 +161,7 @@ fn service(
     net: NetPolicy,
 ) -> anyhow::Result<std::sync::Arc<ExchangeService>> {
     let path = secret_key_path(args_db, key_file);
-    let secrets = SecretBox::from_env_or_file(&path)
+    let secrets = SecretBox::from_env_or_file_lazy(&path)
         .with_context(|| format!("opening the credentials key ({})", path.display()))?;
     Ok(ExchangeService::new(
         engine.clone(),

@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// SQLite database, else ./echotrace.secret).
     #[arg(long, env = "ECHOTRACE_SECRET_KEY_FILE")]
     pub secret_key_file: Option<std::path::PathBuf>,
+    /// Seconds an exchange fetcher's lease lasts without renewal (after a
+    /// crash another process takes the exchange over within it).
+    #[arg(long, default_value_t = 15, hide = true)]
+    pub exchange_lease_secs: u64,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -168,6 +172,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 ..echotrace_exchange::NetPolicy::default()
             },
             secret_key_file: super::exchange::secret_key_path(&db, args.secret_key_file.as_deref()),
+            lease_ttl: Duration::from_secs(args.exchange_lease_secs.max(1)),
         },
         bootstrap_admin: Some(Arc::new(|key: &str| {
             let mut out = std::io::stdout().lock();
