@@ -713,6 +713,18 @@ async fn credentials_never_come_back(db: &TestDb) {
         assert!(!seen.contains(s), "a secret came back");
         assert!(!seen.contains(&s[4..20]), "part of a secret came back");
     }
+    // Every documented exchange route is served (401 without a key).
+    let doc = svc.ok(Method::GET, "/openapi.json", None).await;
+    for (method, path, ..) in echotrace_server::openapi::EXCHANGE_ROUTES {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+        let real = path
+            .replace("{name}", "T1")
+            .replace("{bank}", "x")
+            .replace("{api}", "tat");
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let (s, _) = svc.raw(None, m, &real, None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
     // At rest: sealed, never plaintext.
     let store = echotrace_store::Store::open(&db.url).await.unwrap();
     let rows = store.list_exchanges().await.unwrap();

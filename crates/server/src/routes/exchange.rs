@@ -804,3 +804,39 @@ pub(crate) async fn metrics_text(state: &AppState) -> String {
     }
     out
 }
+
+/// The routes of this module for `/openapi.json` (same shape as
+/// [`crate::openapi::ROUTES`]).
+pub const OPENAPI_ROUTES: &[(&str, &str, &str, &str, &str)] = &[
+    ("get", "/v1/exchanges/apis", "Exchanges", "Exchange APIs with their config and credential fields", "admin|curator"),
+    ("get", "/v1/exchanges/apis/{api}/credentials", "Exchanges", "Whether an API's shared credentials are set (never the credentials)", "admin"),
+    ("put", "/v1/exchanges/apis/{api}/credentials", "Exchanges", "Set an API's shared credentials ({\"credentials\": {...}}; sealed at rest)", "admin"),
+    ("delete", "/v1/exchanges/apis/{api}/credentials", "Exchanges", "Remove an API's shared credentials", "admin"),
+    ("get", "/v1/exchanges", "Exchanges", "List exchanges with their status", "admin|curator"),
+    ("post", "/v1/exchanges", "Exchanges", "Create an exchange (name, api, config, credentials, policy, live, poll_interval_secs, bank)", "admin|curator"),
+    ("get", "/v1/exchanges/{name}", "Exchanges", "An exchange: config, policy, status", "admin|curator"),
+    ("patch", "/v1/exchanges/{name}", "Exchanges", "Change enabled, live, policy, config, credentials or poll interval", "admin|curator"),
+    ("delete", "/v1/exchanges/{name}", "Exchanges", "Delete an exchange, its items and (unless shared) its bank", "admin|curator"),
+    ("get", "/v1/exchanges/{name}/status", "Exchanges", "Fetch status: last success, last error, checkpoint, records, lag", "admin|curator"),
+    ("post", "/v1/exchanges/{name}/fetch", "Exchanges", "Fetch one round now (409 while another worker fetches it)", "admin|curator"),
+    ("get", "/v1/exchanges/{name}/checksum", "Exchanges", "SHA-256 over the sorted live (type, value) set of the exchange's records", "admin|curator"),
+    ("post", "/v1/exchanges/{name}/dry-run", "Exchanges", "Would add N, delete M: the effect of a policy ({\"policy\": {...}})", "admin|curator"),
+    ("get", "/v1/feeds", "Feeds", "Feeds the caller may read", "admin|curator|partner"),
+    ("get", "/v1/feeds/{bank}", "Feeds", "Records after a cursor (after, limit ≤ 10000, wait ≤ 60 s long-poll); 410 when the cursor is past the tombstone horizon", "admin|curator|partner"),
+    ("put", "/v1/feeds/{bank}", "Feeds", "Publish a bank to partner keys ({\"partners\": [key names], \"horizon_days\": 180})", "admin"),
+    ("delete", "/v1/feeds/{bank}", "Feeds", "Stop publishing a bank", "admin"),
+    ("get", "/v1/feeds/{bank}/snapshot", "Feeds", "The live set as JSONL (X-Echotrace-Cursor: the cursor to continue from)", "admin|curator|partner"),
+    ("get", "/v1/feeds/{bank}/checksum", "Feeds", "SHA-256 over the sorted live (type, value) set at the head cursor", "admin|curator|partner"),
+    ("get", "/v1/feeds/{bank}/opinions", "Feeds", "Opinions partners posted on the feed's records", "admin|curator"),
+    ("post", "/v1/feeds/{bank}/opinions", "Feeds", "Post opinions ({\"opinions\": [{signal_type, value, category, tags}]})", "admin|curator|partner"),
+    ("get", "/c/exchanges/apis", "HMA compatibility", "HMA: exchange API names", "admin|curator"),
+    ("get", "/c/exchanges/api/{api}", "HMA compatibility", "HMA: whether an API's credentials are set", "admin"),
+    ("post", "/c/exchanges/api/{api}", "HMA compatibility", "HMA: set an API's credentials ({\"credential_json\": {...}})", "admin"),
+    ("get", "/c/exchanges/api/{api}/schema", "HMA compatibility", "HMA: config and credential fields of an API", "admin|curator"),
+    ("get", "/c/exchanges", "HMA compatibility", "HMA: exchange names", "admin|curator"),
+    ("post", "/c/exchanges", "HMA compatibility", "HMA: create an exchange and its bank ({bank, api, api_json})", "admin|curator"),
+    ("get", "/c/exchange/{name}", "HMA compatibility", "HMA: an exchange's config", "admin|curator"),
+    ("put", "/c/exchange/{name}", "HMA compatibility", "HMA: enable or disable ({\"enabled\": bool})", "admin|curator"),
+    ("delete", "/c/exchange/{name}", "HMA compatibility", "HMA: delete an exchange", "admin|curator"),
+    ("get", "/c/exchange/{name}/status", "HMA compatibility", "HMA: fetch status", "admin|curator"),
+];
