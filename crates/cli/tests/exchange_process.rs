@@ -166,7 +166,14 @@ impl Server {
     }
 }
 
-async fn call(client: &Client, base: &str, key: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+async fn call(
+    client: &Client,
+    base: &str,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut req = client
         .request(method, format!("{base}{path}"))
         .bearer_auth(key)
@@ -180,11 +187,21 @@ async fn call(client: &Client, base: &str, key: &str, method: Method, path: &str
             let t = r.text().await.unwrap_or_default();
             (s, serde_json::from_str(&t).unwrap_or(Value::String(t)))
         }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Value::String(e.to_string())),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Value::String(e.to_string()),
+        ),
     }
 }
 
-async fn ok(client: &Client, base: &str, key: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+async fn ok(
+    client: &Client,
+    base: &str,
+    key: &str,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
     let (s, v) = call(client, base, key, method.clone(), path, body).await;
     assert!(s.is_success(), "{method} {base}{path} -> {s}: {v}");
     v
@@ -217,7 +234,14 @@ async fn matches(client: &Client, base: &str, key: &str, h: &str) -> Vec<Value> 
 }
 
 /// Wait until B matches (or stops matching) `h`; the time it took.
-async fn until_b(client: &Client, b: &Server, key: &str, h: &str, want: bool, what: &str) -> Duration {
+async fn until_b(
+    client: &Client,
+    b: &Server,
+    key: &str,
+    h: &str,
+    want: bool,
+    what: &str,
+) -> Duration {
     let t = Instant::now();
     loop {
         let m = matches(client, &b.base, key, h).await;
@@ -234,11 +258,35 @@ async fn until_b(client: &Client, b: &Server, key: &str, h: &str, want: bool, wh
 
 /// A's feed checksum and B's exchange checksum agree (polled while B
 /// catches up to A's cursor).
-async fn checksums_agree(client: &Client, a: &Server, ak: &str, b: &Server, bk: &str, bank: &str, ex: &str) {
+async fn checksums_agree(
+    client: &Client,
+    a: &Server,
+    ak: &str,
+    b: &Server,
+    bk: &str,
+    bank: &str,
+    ex: &str,
+) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let av = ok(client, &a.base, ak, Method::GET, &format!("/v1/feeds/{bank}/checksum"), None).await;
-        let bv = ok(client, &b.base, bk, Method::GET, &format!("/v1/exchanges/{ex}/checksum"), None).await;
+        let av = ok(
+            client,
+            &a.base,
+            ak,
+            Method::GET,
+            &format!("/v1/feeds/{bank}/checksum"),
+            None,
+        )
+        .await;
+        let bv = ok(
+            client,
+            &b.base,
+            bk,
+            Method::GET,
+            &format!("/v1/exchanges/{ex}/checksum"),
+            None,
+        )
+        .await;
         if av["cursor"] == bv["cursor"] && av["checksum"] == bv["checksum"] {
             return;
         }
@@ -258,24 +306,62 @@ async fn federation_two_processes(db: &TestDb) {
     let (ak, bk) = (a.admin.clone().unwrap(), b.admin.clone().unwrap());
     let client = Client::new();
     // A publishes a bank to the partner key of B's organisation.
-    ok(&client, &a.base, &ak, Method::POST, "/v1/banks", Some(json!({"name": "shared"}))).await;
-    let partner = ok(&client, &a.base, &ak, Method::POST, "/v1/keys",
-        Some(json!({"role": "partner", "name": "ngo-b"}))).await["key"]
+    ok(
+        &client,
+        &a.base,
+        &ak,
+        Method::POST,
+        "/v1/banks",
+        Some(json!({"name": "shared"})),
+    )
+    .await;
+    let partner = ok(
+        &client,
+        &a.base,
+        &ak,
+        Method::POST,
+        "/v1/keys",
+        Some(json!({"role": "partner", "name": "ngo-b"})),
+    )
+    .await["key"]
         .as_str()
         .unwrap()
         .to_string();
-    ok(&client, &a.base, &ak, Method::PUT, "/v1/feeds/shared", Some(json!({"partners": ["ngo-b"]}))).await;
+    ok(
+        &client,
+        &a.base,
+        &ak,
+        Method::PUT,
+        "/v1/feeds/shared",
+        Some(json!({"partners": ["ngo-b"]})),
+    )
+    .await;
     // B subscribes.
-    let (s, v) = call(&client, &b.base, &bk, Method::POST, "/v1/exchanges", Some(json!({
-        "name": "FROM_A", "api": "echotrace", "poll_interval_secs": 1,
-        "config": {"url": a.base, "bank": "shared", "wait_secs": 30},
-        "credentials": {"api_key": partner},
-    }))).await;
+    let (s, v) = call(
+        &client,
+        &b.base,
+        &bk,
+        Method::POST,
+        "/v1/exchanges",
+        Some(json!({
+            "name": "FROM_A", "api": "echotrace", "poll_interval_secs": 1,
+            "config": {"url": a.base, "bank": "shared", "wait_secs": 30},
+            "credentials": {"api_key": partner},
+        })),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     // Round 1: an add on A matches on B within 2 s.
     let h1 = pdq(1);
-    let c1 = ok(&client, &a.base, &ak, Method::POST, "/v1/banks/shared/content",
-        Some(json!({"signals": {"pdq": h1}, "labels": ["ideology:far-right"]}))).await["id"]
+    let c1 = ok(
+        &client,
+        &a.base,
+        &ak,
+        Method::POST,
+        "/v1/banks/shared/content",
+        Some(json!({"signals": {"pdq": h1}, "labels": ["ideology:far-right"]})),
+    )
+    .await["id"]
         .as_i64()
         .unwrap();
     let t = until_b(&client, &b, &bk, &h1, true, "add").await;
@@ -285,55 +371,130 @@ async fn federation_two_processes(db: &TestDb) {
     assert_eq!(m[0]["labels"], json!(["ideology:far-right"]));
     checksums_agree(&client, &a, &ak, &b, &bk, "shared", "FROM_A").await;
     // Round 2: a delete on A stops matching on B within 2 s.
-    ok(&client, &a.base, &ak, Method::DELETE, &format!("/v1/banks/shared/content/{c1}"), None).await;
+    ok(
+        &client,
+        &a.base,
+        &ak,
+        Method::DELETE,
+        &format!("/v1/banks/shared/content/{c1}"),
+        None,
+    )
+    .await;
     let t = until_b(&client, &b, &bk, &h1, false, "delete").await;
     eprintln!("delete on A reached B after {t:?}");
     checksums_agree(&client, &a, &ak, &b, &bk, "shared", "FROM_A").await;
     // Round 3: a disable on A stops matching on B within 2 s.
     let h2 = pdq(2);
-    let c2 = ok(&client, &a.base, &ak, Method::POST, "/v1/banks/shared/content",
-        Some(json!({"signals": {"pdq": h2}}))).await["id"]
+    let c2 = ok(
+        &client,
+        &a.base,
+        &ak,
+        Method::POST,
+        "/v1/banks/shared/content",
+        Some(json!({"signals": {"pdq": h2}})),
+    )
+    .await["id"]
         .as_i64()
         .unwrap();
     until_b(&client, &b, &bk, &h2, true, "second add").await;
-    ok(&client, &a.base, &ak, Method::PATCH, &format!("/v1/banks/shared/content/{c2}"),
-        Some(json!({"enabled": false}))).await;
+    ok(
+        &client,
+        &a.base,
+        &ak,
+        Method::PATCH,
+        &format!("/v1/banks/shared/content/{c2}"),
+        Some(json!({"enabled": false})),
+    )
+    .await;
     let t = until_b(&client, &b, &bk, &h2, false, "disable").await;
     eprintln!("disable on A reached B after {t:?}");
     checksums_agree(&client, &a, &ak, &b, &bk, "shared", "FROM_A").await;
     // Round 4: B's reviewer rejects a match; the opinion reaches A.
     let h3 = pdq(3);
-    ok(&client, &a.base, &ak, Method::POST, "/v1/banks/shared/content",
-        Some(json!({"signals": {"pdq": h3}}))).await;
+    ok(
+        &client,
+        &a.base,
+        &ak,
+        Method::POST,
+        "/v1/banks/shared/content",
+        Some(json!({"signals": {"pdq": h3}})),
+    )
+    .await;
     until_b(&client, &b, &bk, &h3, true, "third add").await;
-    let reviewer = ok(&client, &b.base, &bk, Method::POST, "/v1/keys",
-        Some(json!({"role": "reviewer", "name": "alice"}))).await["key"]
+    let reviewer = ok(
+        &client,
+        &b.base,
+        &bk,
+        Method::POST,
+        "/v1/keys",
+        Some(json!({"role": "reviewer", "name": "alice"})),
+    )
+    .await["key"]
         .as_str()
         .unwrap()
         .to_string();
-    let mid = matches(&client, &b.base, &bk, &h3).await[0]["id"].as_i64().unwrap();
-    ok(&client, &b.base, &reviewer, Method::POST, &format!("/v1/matches/{mid}/decision"),
-        Some(json!({"decision": "reject", "note": "benign news footage"}))).await;
+    let mid = matches(&client, &b.base, &bk, &h3).await[0]["id"]
+        .as_i64()
+        .unwrap();
+    ok(
+        &client,
+        &b.base,
+        &reviewer,
+        Method::POST,
+        &format!("/v1/matches/{mid}/decision"),
+        Some(json!({"decision": "reject", "note": "benign news footage"})),
+    )
+    .await;
     let t = Instant::now();
     loop {
-        let v = ok(&client, &a.base, &ak, Method::GET, "/v1/feeds/shared/opinions", None).await;
+        let v = ok(
+            &client,
+            &a.base,
+            &ak,
+            Method::GET,
+            "/v1/feeds/shared/opinions",
+            None,
+        )
+        .await;
         if let Some(o) = v["opinions"].as_array().and_then(|l| l.first()) {
             assert_eq!(o["value"], h3.as_str(), "{v}");
             assert_eq!(o["category"], "negative");
             assert_eq!(o["partner"], "ngo-b");
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "the opinion never reached A");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the opinion never reached A"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     checksums_agree(&client, &a, &ak, &b, &bk, "shared", "FROM_A").await;
     // The partner key is in no log line of either process, and in no
     // response or audit entry of B.
-    let audit = ok(&client, &b.base, &bk, Method::GET, "/v1/audit?limit=1000", None).await;
-    let shown = ok(&client, &b.base, &bk, Method::GET, "/v1/exchanges/FROM_A", None).await;
+    let audit = ok(
+        &client,
+        &b.base,
+        &bk,
+        Method::GET,
+        "/v1/audit?limit=1000",
+        None,
+    )
+    .await;
+    let shown = ok(
+        &client,
+        &b.base,
+        &bk,
+        Method::GET,
+        "/v1/exchanges/FROM_A",
+        None,
+    )
+    .await;
     for text in [a.logs(), b.logs(), audit.to_string(), shown.to_string()] {
         assert!(!text.contains(&partner), "the partner key leaked");
-        assert!(!text.contains(&partner[3..20]), "part of the partner key leaked");
+        assert!(
+            !text.contains(&partner[3..20]),
+            "part of the partner key leaked"
+        );
     }
     drop(a);
     drop(b);
@@ -356,26 +517,52 @@ async fn kill_9_mid_fetch_resumes_to_the_same_set(db: &TestDb) {
         }
     }
     let st = Command::new(bin())
-        .args(["bank", "import", "--db", &db.url, "--bank", "big", "--create"])
+        .args([
+            "bank", "import", "--db", &db.url, "--bank", "big", "--create",
+        ])
         .arg(&csv)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let key = Command::new(bin())
-        .args(["keys", "create", "--db", &db.url, "--role", "partner", "--name", "ngo-b"])
+        .args([
+            "keys", "create", "--db", &db.url, "--role", "partner", "--name", "ngo-b",
+        ])
         .output()
         .unwrap();
-    assert!(key.status.success(), "{}", String::from_utf8_lossy(&key.stderr));
+    assert!(
+        key.status.success(),
+        "{}",
+        String::from_utf8_lossy(&key.stderr)
+    );
     let partner = String::from_utf8(key.stdout).unwrap().trim().to_string();
     let st = Command::new(bin())
-        .args(["exchange", "publish", "big", "--partner", "ngo-b", "--db", &db.url])
+        .args([
+            "exchange",
+            "publish",
+            "big",
+            "--partner",
+            "ngo-b",
+            "--db",
+            &db.url,
+        ])
         .arg("--secret-key-file")
         .arg(dir.join("cli.secret"))
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let admin = Command::new(bin())
-        .args(["keys", "create", "--db", &db.url, "--role", "admin", "--name", "ops"])
+        .args([
+            "keys", "create", "--db", &db.url, "--role", "admin", "--name", "ops",
+        ])
         .output()
         .unwrap();
     assert!(admin.status.success());
@@ -384,20 +571,39 @@ async fn kill_9_mid_fetch_resumes_to_the_same_set(db: &TestDb) {
     let mut b = Server::spawn(&db_b.url, &dir, "b", &[]).await;
     let bk = b.admin.clone().unwrap();
     let client = Client::new();
-    ok(&client, &b.base, &bk, Method::POST, "/v1/exchanges", Some(json!({
-        "name": "BIG", "api": "echotrace", "poll_interval_secs": 1,
-        "config": {"url": a.base, "bank": "big", "page_size": 200, "wait_secs": 5},
-        "credentials": {"api_key": partner},
-    }))).await;
+    ok(
+        &client,
+        &b.base,
+        &bk,
+        Method::POST,
+        "/v1/exchanges",
+        Some(json!({
+            "name": "BIG", "api": "echotrace", "poll_interval_secs": 1,
+            "config": {"url": a.base, "bank": "big", "page_size": 200, "wait_secs": 5},
+            "credentials": {"api_key": partner},
+        })),
+    )
+    .await;
     // kill -9 B in the middle of the fetch.
     let t = Instant::now();
     let seen = loop {
-        let (_, v) = call(&client, &b.base, &bk, Method::GET, "/v1/exchanges/BIG/status", None).await;
+        let (_, v) = call(
+            &client,
+            &b.base,
+            &bk,
+            Method::GET,
+            "/v1/exchanges/BIG/status",
+            None,
+        )
+        .await;
         let n = v["status"]["records"].as_u64().unwrap_or(0);
         if n >= CRASH_RECORDS / 5 {
             break n;
         }
-        assert!(t.elapsed() < Duration::from_secs(60), "B made no progress: {v}");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "B made no progress: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     b.kill_9();
@@ -408,11 +614,22 @@ async fn kill_9_mid_fetch_resumes_to_the_same_set(db: &TestDb) {
     let b = Server::spawn(&db_b.url, &dir, "b", &[]).await;
     let t = Instant::now();
     loop {
-        let (_, v) = call(&client, &b.base, &bk, Method::GET, "/v1/exchanges/BIG/status", None).await;
+        let (_, v) = call(
+            &client,
+            &b.base,
+            &bk,
+            Method::GET,
+            "/v1/exchanges/BIG/status",
+            None,
+        )
+        .await;
         if v["status"]["applied"].as_u64() == Some(CRASH_RECORDS) {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(120), "B never caught up: {v}");
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "B never caught up: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("B caught up {:?} after the restart", t.elapsed());
@@ -429,13 +646,21 @@ async fn kill_9_mid_fetch_resumes_to_the_same_set(db: &TestDb) {
     .await
     .unwrap();
     let (n, d): (i64, i64) = (row.try_get("n").unwrap(), row.try_get("d").unwrap());
-    assert_eq!((n, d), (CRASH_RECORDS as i64, CRASH_RECORDS as i64), "no duplicate signals");
+    assert_eq!(
+        (n, d),
+        (CRASH_RECORDS as i64, CRASH_RECORDS as i64),
+        "no duplicate signals"
+    );
     let row = sqlx::query("SELECT COUNT(*) AS n FROM bank_content WHERE bank_id = $1")
         .bind(bank.id)
         .fetch_one(store.pool())
         .await
         .unwrap();
-    assert_eq!(row.try_get::<i64, _>("n").unwrap(), CRASH_RECORDS as i64, "no duplicate items");
+    assert_eq!(
+        row.try_get::<i64, _>("n").unwrap(),
+        CRASH_RECORDS as i64,
+        "no duplicate items"
+    );
     let ex = store.get_exchange_by_name("BIG").await.unwrap().unwrap();
     assert_eq!(
         store.exchange_record_counts(ex.id).await.unwrap().total,
@@ -443,7 +668,10 @@ async fn kill_9_mid_fetch_resumes_to_the_same_set(db: &TestDb) {
     );
     store.close().await;
     for i in [0, CRASH_RECORDS / 2, CRASH_RECORDS - 1] {
-        assert_eq!(matches(&client, &b.base, &bk, &pdq(10_000 + i)).await.len(), 1);
+        assert_eq!(
+            matches(&client, &b.base, &bk, &pdq(10_000 + i)).await.len(),
+            1
+        );
     }
     drop(a);
     drop(b);
@@ -472,7 +700,13 @@ async fn file_exchange_mark_and_sweep(db: &TestDb) {
     let lines: Vec<String> = (0..50).map(|i| format!("pdq {}", pdq(500 + i))).collect();
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let config = json!({"path": path}).to_string();
-    let (okay, _, err) = cli(db, &dir, &["exchange", "add", "LIST", "--api", "file", "--config", &config]);
+    let (okay, _, err) = cli(
+        db,
+        &dir,
+        &[
+            "exchange", "add", "LIST", "--api", "file", "--config", &config,
+        ],
+    );
     assert!(okay, "{err}");
     let (okay, out, err) = cli(db, &dir, &["exchange", "fetch", "LIST"]);
     assert!(okay, "{err}");
@@ -480,8 +714,17 @@ async fn file_exchange_mark_and_sweep(db: &TestDb) {
     assert_eq!(r["items_added"], 50, "{r}");
     assert!(err.contains("records"), "progress on stderr: {err}");
     // The file loses 10 lines (and gains a malformed one).
-    let kept: Vec<&String> = lines.iter().enumerate().filter(|(i, _)| i % 5 != 2).map(|(_, l)| l).collect();
-    let mut text = kept.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n");
+    let kept: Vec<&String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 != 2)
+        .map(|(_, l)| l)
+        .collect();
+    let mut text = kept
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     text.push_str("\npdq not-a-hash\n");
     std::fs::write(&path, text).unwrap();
     let (okay, out, err) = cli(db, &dir, &["exchange", "fetch", "LIST"]);
@@ -521,7 +764,11 @@ async fn file_exchange_mark_and_sweep(db: &TestDb) {
     // The CLI refuses bad input with a message.
     let (okay, _, err) = cli(db, &dir, &["exchange", "add", "BAD", "--api", "nope"]);
     assert!(!okay && err.contains("unknown exchange API"), "{err}");
-    let (okay, _, err) = cli(db, &dir, &["exchange", "add", "BAD", "--api", "file", "--config", "{}"]);
+    let (okay, _, err) = cli(
+        db,
+        &dir,
+        &["exchange", "add", "BAD", "--api", "file", "--config", "{}"],
+    );
     assert!(!okay && err.contains("path or url"), "{err}");
     let (okay, _, _) = cli(db, &dir, &["exchange", "remove", "LIST"]);
     assert!(okay);

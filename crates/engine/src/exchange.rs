@@ -760,7 +760,10 @@ impl Engine {
             None => before.policy.clone(),
         };
         let settings = ExchangeSettings {
-            config: change.config.clone().unwrap_or_else(|| before.config.clone()),
+            config: change
+                .config
+                .clone()
+                .unwrap_or_else(|| before.config.clone()),
             policy,
             credentials: change.credentials.clone(),
             enabled: change.enabled.unwrap_or(before.enabled),
@@ -880,7 +883,10 @@ impl Engine {
         let mut incoming: Vec<UpstreamRecord> = Vec::with_capacity(batch.records.len());
         let mut at: HashMap<Key, usize> = HashMap::with_capacity(batch.records.len());
         for r in batch.records {
-            let k = (r.signal.signal_type.as_str().to_string(), r.signal.value.clone());
+            let k = (
+                r.signal.signal_type.as_str().to_string(),
+                r.signal.value.clone(),
+            );
             match at.get(&k) {
                 Some(&i) => {
                     if let Some(slot) = incoming.get_mut(i) {
@@ -898,7 +904,10 @@ impl Engine {
         let now = echotrace_store::now_ms();
         let mut pairs = Vec::with_capacity(incoming.len());
         for r in incoming {
-            let k = (r.signal.signal_type.as_str().to_string(), r.signal.value.clone());
+            let k = (
+                r.signal.signal_type.as_str().to_string(),
+                r.signal.value.clone(),
+            );
             let old = existing.get(&k).cloned();
             if old.is_none() && r.deleted {
                 continue; // a tombstone for something we never had
@@ -1061,7 +1070,11 @@ impl Engine {
 
     /// What a policy would change for an exchange's kept records ("would add
     /// N, delete M"), as if the exchange were live. Reads only.
-    pub async fn exchange_policy_diff(&self, id: i64, policy: &ExchangePolicy) -> Result<PolicyDiff> {
+    pub async fn exchange_policy_diff(
+        &self,
+        id: i64,
+        policy: &ExchangePolicy,
+    ) -> Result<PolicyDiff> {
         policy.validate()?;
         let mut diff = PolicyDiff::default();
         let mut after: Option<Key> = None;
@@ -1412,7 +1425,10 @@ async fn reconcile(
     // its records stop backing it and never re-create it.
     for cid in relabel {
         let mut labels = Vec::new();
-        for (_, r) in rows.iter().filter(|(_, r)| r.applied && r.content_id == Some(cid)) {
+        for (_, r) in rows
+            .iter()
+            .filter(|(_, r)| r.applied && r.content_id == Some(cid))
+        {
             labels.extend(RecordMeta::parse(&r.meta).labels.flatten());
         }
         if !siblings.is_empty() {
@@ -1581,7 +1597,12 @@ mod tests {
         let flat = l.flatten();
         assert_eq!(
             flat,
-            vec!["entity:group a", "ideology:far-right", "content_type:mp4", "free"]
+            vec![
+                "entity:group a",
+                "ideology:far-right",
+                "content_type:mp4",
+                "free"
+            ]
         );
         assert_eq!(RecordLabels::from_flat(&flat), l);
     }

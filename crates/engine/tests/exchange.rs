@@ -176,7 +176,10 @@ async fn disabled_items_stay_disabled_across_upstream_churn(db: &TestDb) {
     apply(&e, &ex, vec![tomb(1)]).await;
     let r = apply(&e, &ex, vec![rec(1)]).await;
     assert_eq!(r.items_added, 1);
-    assert!(hits(&e, 1).await.is_empty(), "re-added item must stay disabled");
+    assert!(
+        hits(&e, 1).await.is_empty(),
+        "re-added item must stay disabled"
+    );
     // A curator deletes the other item: upstream churn never re-creates it.
     let cid2 = hits(&e, 2).await[0].content_id;
     e.delete_content(&admin(), cid2).await.unwrap();
@@ -185,7 +188,10 @@ async fn disabled_items_stay_disabled_across_upstream_churn(db: &TestDb) {
     apply(&e, &ex, vec![upd]).await;
     apply(&e, &ex, vec![tomb(2)]).await;
     apply(&e, &ex, vec![rec(2)]).await;
-    assert!(hits(&e, 2).await.is_empty(), "locally deleted stays deleted");
+    assert!(
+        hits(&e, 2).await.is_empty(),
+        "locally deleted stays deleted"
+    );
 }
 
 async fn full_fetch_sweeps_what_it_did_not_see(db: &TestDb) {
@@ -305,8 +311,12 @@ async fn decisions_queue_opinions(db: &TestDb) {
     apply(&e, &without, vec![rec(2)]).await;
     let m1 = hits(&e, 1).await.remove(0);
     let m2 = hits(&e, 2).await.remove(0);
-    e.decide(&admin(), m1.id, Verdict::Reject, "").await.unwrap();
-    e.decide(&admin(), m2.id, Verdict::Confirm, "").await.unwrap();
+    e.decide(&admin(), m1.id, Verdict::Reject, "")
+        .await
+        .unwrap();
+    e.decide(&admin(), m2.id, Verdict::Confirm, "")
+        .await
+        .unwrap();
     let events = e.list_outbox(true, 100).await.unwrap();
     let ops: Vec<&OutboxEvent> = events.iter().filter(|x| x.event == OPINION_EVENT).collect();
     assert_eq!(ops.len(), 1, "only the exchange with write-back gets one");
@@ -327,26 +337,43 @@ async fn lost_lease_cannot_commit(db: &TestDb) {
     let e = Engine::open(config(db)).await.unwrap();
     let ex = exchange(&e, "TCAP", None, true).await;
     let ttl = std::time::Duration::from_secs(60);
-    let epoch = e.store().try_lease("exchange:x", "a", ttl).await.unwrap().unwrap();
+    let epoch = e
+        .store()
+        .try_lease("exchange:x", "a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
     let fence = LeaseFence {
         name: "exchange:x".into(),
         holder: "a".into(),
         epoch,
     };
-    e.apply_exchange_batch(ex.id, Some(&fence), ExchangeBatch {
-        records: vec![rec(1)],
-        ..ExchangeBatch::default()
-    })
+    e.apply_exchange_batch(
+        ex.id,
+        Some(&fence),
+        ExchangeBatch {
+            records: vec![rec(1)],
+            ..ExchangeBatch::default()
+        },
+    )
     .await
     .unwrap();
     // Another holder takes over (after expiry).
     e.store().release_lease("exchange:x", "a").await.unwrap();
-    e.store().try_lease("exchange:x", "b", ttl).await.unwrap().unwrap();
+    e.store()
+        .try_lease("exchange:x", "b", ttl)
+        .await
+        .unwrap()
+        .unwrap();
     let err = e
-        .apply_exchange_batch(ex.id, Some(&fence), ExchangeBatch {
-            records: vec![rec(2)],
-            ..ExchangeBatch::default()
-        })
+        .apply_exchange_batch(
+            ex.id,
+            Some(&fence),
+            ExchangeBatch {
+                records: vec![rec(2)],
+                ..ExchangeBatch::default()
+            },
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, EngineError::Conflict(_)), "{err}");

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 
 use echotrace_engine::exchange::{KeySetHasher, LeaseFence, OpinionCategory};
 use echotrace_engine::{Actor, ApiKey, Engine, EngineError, Role};
-use echotrace_store::{ContentRow, FeedEntryRow, FeedOpinionRow, FeedRow, NewAudit, NewFeedEntry, SignalRow, WriteTx};
+use echotrace_store::{
+    ContentRow, FeedEntryRow, FeedOpinionRow, FeedRow, NewAudit, NewFeedEntry, SignalRow, WriteTx,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -192,9 +194,7 @@ impl FeedHub {
         }
         let horizon = horizon_days.unwrap_or(DEFAULT_HORIZON_DAYS);
         if !(1..=3650).contains(&horizon) {
-            return Err(
-                EngineError::InvalidInput("horizon_days must be 1-3650".into()).into(),
-            );
+            return Err(EngineError::InvalidInput("horizon_days must be 1-3650".into()).into());
         }
         let store = self.engine.store();
         let start = store.max_change_id().await?;
@@ -210,7 +210,11 @@ impl FeedHub {
         tx.set_feed_partners(bank.id, &key_ids).await?;
         tx.audit(&NewAudit {
             actor: actor.as_str(),
-            action: if existed { "feed.update" } else { "feed.publish" },
+            action: if existed {
+                "feed.update"
+            } else {
+                "feed.publish"
+            },
             target: &format!("bank:{}", bank.id),
             before: None,
             after: Some(
@@ -494,7 +498,11 @@ impl FeedHub {
     }
 
     /// Partners' opinions on a feed, newest first.
-    pub async fn opinions(&self, bank: &str, limit: u32) -> Result<Vec<serde_json::Value>, FeedError> {
+    pub async fn opinions(
+        &self,
+        bank: &str,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Value>, FeedError> {
         let (_, feed) = self.feed_of(bank).await?;
         let keys = self.engine.list_api_keys().await?;
         Ok(self
@@ -689,12 +697,16 @@ impl FeedHub {
     }
 }
 
+/// `(signal type, value)`.
+type FeedKey = (String, String);
+/// The lowest active item carrying a key in this pass, with its labels.
+type Carrier = Option<(i64, String)>;
+
 /// The entries a builder pass recomputes, per bank and key.
 #[derive(Default)]
 struct Plan {
-    /// bank → key → the lowest active item carrying it in this pass (with
-    /// its labels), or `None` = re-check against the store.
-    keys: BTreeMap<i64, BTreeMap<(String, String), Option<(i64, String)>>>,
+    /// bank → key → carrier, or `None` = re-check against the store.
+    keys: BTreeMap<i64, BTreeMap<FeedKey, Carrier>>,
 }
 
 fn active(c: &ContentRow) -> bool {

@@ -220,7 +220,11 @@ impl ExchangeService {
     }
 
     /// Create an exchange (and its bank).
-    pub async fn create(&self, actor: &Actor, req: ExchangeRequest) -> Result<Exchange, EngineError> {
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        req: ExchangeRequest,
+    ) -> Result<Exchange, EngineError> {
         let info = api_info(req.api.trim()).ok_or_else(|| {
             EngineError::InvalidInput(format!(
                 "api: unknown exchange API {:?} (expected one of {})",
@@ -248,8 +252,7 @@ impl ExchangeService {
                     write_back: info.write_back,
                     enabled: req.enabled.unwrap_or(true),
                     live: req.live.unwrap_or(true),
-                    poll_interval_ms: i64::try_from(poll.saturating_mul(1000))
-                        .unwrap_or(i64::MAX),
+                    poll_interval_ms: i64::try_from(poll.saturating_mul(1000)).unwrap_or(i64::MAX),
                     bank: req.bank,
                 },
             )
@@ -259,7 +262,12 @@ impl ExchangeService {
     }
 
     /// Change an exchange.
-    pub async fn edit(&self, actor: &Actor, name: &str, edit: ExchangeEdit) -> Result<Exchange, EngineError> {
+    pub async fn edit(
+        &self,
+        actor: &Actor,
+        name: &str,
+        edit: ExchangeEdit,
+    ) -> Result<Exchange, EngineError> {
         let ex = self.engine.exchange_by_name(name).await?;
         let config = match &edit.config {
             Some(c) => Some(
@@ -338,7 +346,10 @@ impl ExchangeService {
     }
 
     /// Whether an API takes credentials and whether shared ones are set.
-    pub async fn api_credential_status(&self, api: &str) -> Result<ApiCredentialStatus, EngineError> {
+    pub async fn api_credential_status(
+        &self,
+        api: &str,
+    ) -> Result<ApiCredentialStatus, EngineError> {
         let info = api_info(api)
             .ok_or_else(|| EngineError::InvalidInput(format!("no such exchange API {api:?}")))?;
         Ok(ApiCredentialStatus {

@@ -265,7 +265,9 @@ impl Http {
             if let Some(bad) = addrs.iter().find(|a| !self.policy.allows(a.ip())) {
                 return Err(NetError::Forbidden(host, bad.ip()));
             }
-            *addrs.first().ok_or_else(|| NetError::Resolve(host.clone()))?
+            *addrs
+                .first()
+                .ok_or_else(|| NetError::Resolve(host.clone()))?
         };
         if !self.policy.allows(addr.ip()) {
             return Err(NetError::Forbidden(host, addr.ip()));
@@ -407,10 +409,11 @@ impl Http {
         for _hop in 0..=MAX_REDIRECTS {
             let (host, addr) = self.vet(&current).await?;
             let client = self.client(&host, addr)?;
-            let resp = tokio::time::timeout(self.policy.timeout, client.get(current.clone()).send())
-                .await
-                .map_err(|_| NetError::Timeout(self.policy.timeout.as_secs().max(1)))?
-                .map_err(|e| NetError::Network(e.without_url().to_string()))?;
+            let resp =
+                tokio::time::timeout(self.policy.timeout, client.get(current.clone()).send())
+                    .await
+                    .map_err(|_| NetError::Timeout(self.policy.timeout.as_secs().max(1)))?
+                    .map_err(|e| NetError::Network(e.without_url().to_string()))?;
             let status = resp.status();
             if status.is_redirection() {
                 let loc = resp
@@ -451,9 +454,18 @@ mod tests {
             assert!(!strict.allows(ip), "{s}");
             assert!(loop_ok.allows(ip), "{s}");
         }
-        for s in ["10.0.0.1", "169.254.169.254", "192.168.1.1", "fd00::1", "0.0.0.0"] {
+        for s in [
+            "10.0.0.1",
+            "169.254.169.254",
+            "192.168.1.1",
+            "fd00::1",
+            "0.0.0.0",
+        ] {
             let ip: IpAddr = s.parse().unwrap();
-            assert!(!loop_ok.allows(ip), "{s} must stay refused with loopback allowed");
+            assert!(
+                !loop_ok.allows(ip),
+                "{s} must stay refused with loopback allowed"
+            );
         }
         assert!(strict.allows("8.8.8.8".parse().unwrap()));
     }

@@ -257,7 +257,10 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let b = SecretBox::from_env_or_file_lazy(&path).unwrap();
         assert!(!path.exists(), "no key file until credentials are sealed");
-        assert!(matches!(b.open("v1.00112233445566778899aabbccddeeff00112233445566778899"), Err(SecretError::Missing(_))));
+        assert!(matches!(
+            b.open("v1.00112233445566778899aabbccddeeff00112233445566778899"),
+            Err(SecretError::Missing(_))
+        ));
         let sealed = b.seal(b"x").unwrap();
         assert!(path.exists());
         assert_eq!(b.open(&sealed).unwrap(), b"x");

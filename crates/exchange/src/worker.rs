@@ -88,7 +88,8 @@ fn fingerprint(row: &ExchangeRow) -> String {
 }
 
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(500u64.saturating_mul(1u64 << attempt.min(8))).min(Duration::from_secs(60))
+    Duration::from_millis(500u64.saturating_mul(1u64 << attempt.min(8)))
+        .min(Duration::from_secs(60))
 }
 
 impl ExchangeService {
@@ -146,7 +147,13 @@ impl ExchangeService {
         let written = match result {
             Ok(r) => {
                 let ok = store
-                    .set_exchange_fetch_done(id, now, None, r.upstream_checksum.as_deref(), r.caught_up)
+                    .set_exchange_fetch_done(
+                        id,
+                        now,
+                        None,
+                        r.upstream_checksum.as_deref(),
+                        r.caught_up,
+                    )
                     .await;
                 if r.malformed > 0 || r.drift {
                     let mut msg = String::new();
@@ -394,7 +401,11 @@ impl ExchangeService {
                 continue;
             }
             self.load_api_credentials().await;
-            let fp = format!("{}\u{0}{:?}", fingerprint(&row), self.api_credentials(&row.api));
+            let fp = format!(
+                "{}\u{0}{:?}",
+                fingerprint(&row),
+                self.api_credentials(&row.api)
+            );
             if adapter.as_ref().map(|(f, _)| f) != Some(&fp) {
                 adapter = match self.adapter_for(&row) {
                     Ok(a) => Some((fp, a)),

@@ -47,8 +47,8 @@ use echotrace_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-pub use error::ApiError;
 pub use echotrace_exchange;
+pub use error::ApiError;
 pub use fetch::FetchPolicy;
 
 /// Default request body cap: 64 MiB.
@@ -378,7 +378,10 @@ async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
     if config.deliver_webhooks {
         let webhooks: Option<Arc<dyn echotrace_engine::Deliverer>> =
             match deliver::HttpDeliverer::new(config.webhook_timeout) {
-                Ok(http) => Some(Arc::new(deliver::WebhookDeliverer::new(engine.clone(), http))),
+                Ok(http) => Some(Arc::new(deliver::WebhookDeliverer::new(
+                    engine.clone(),
+                    http,
+                ))),
                 Err(e) => {
                     eprintln!("echotrace-server: webhook delivery disabled: {e}");
                     None
@@ -407,9 +410,9 @@ fn start_exchanges(
 ) -> Result<Arc<echotrace_exchange::ExchangeService>, String> {
     let secrets = echotrace_exchange::SecretBox::from_env_or_file_lazy(&settings.secret_key_file)
         .map_err(|e| {
-            eprintln!("echotrace-server: signal exchange disabled: {e}");
-            e.to_string()
-        })?;
+        eprintln!("echotrace-server: signal exchange disabled: {e}");
+        e.to_string()
+    })?;
     Ok(echotrace_exchange::ExchangeService::new(
         engine.clone(),
         secrets,

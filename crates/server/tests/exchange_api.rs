@@ -98,7 +98,13 @@ impl Service {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
-    async fn raw(&self, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, String) {
+    async fn raw(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, String) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -114,7 +120,13 @@ impl Service {
         (s, resp.text().await.unwrap())
     }
 
-    async fn call(&self, key: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        key: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let (s, text) = self.raw(key, method, path, body).await;
         let v = if text.is_empty() {
             Value::Null
@@ -125,21 +137,31 @@ impl Service {
     }
 
     async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(Some(&self.admin.clone()), method.clone(), path, body).await;
+        let (s, v) = self
+            .call(Some(&self.admin.clone()), method.clone(), path, body)
+            .await;
         assert!(s.is_success(), "{method} {path} -> {s}: {v}");
         v
     }
 
     async fn key(&self, role: &str, name: &str) -> String {
         let v = self
-            .ok(Method::POST, "/v1/keys", Some(json!({"role": role, "name": name})))
+            .ok(
+                Method::POST,
+                "/v1/keys",
+                Some(json!({"role": role, "name": name})),
+            )
             .await;
         v["key"].as_str().unwrap().to_string()
     }
 
     async fn lookup(&self, signals: Value) -> Value {
-        self.ok(Method::POST, "/v1/lookup", Some(json!({"signals": signals})))
-            .await
+        self.ok(
+            Method::POST,
+            "/v1/lookup",
+            Some(json!({"signals": signals})),
+        )
+        .await
     }
 }
 
@@ -216,18 +238,31 @@ async fn tat_adapter_against_mock(db: &TestDb) {
     assert_eq!(report["unsupported"], 1, "{r}");
     assert_eq!(report["retries"], 2, "{r}");
     assert_eq!(report["items_added"], 25, "{r}");
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
     assert!(mock.lock().unwrap().issued >= 2, "expired token re-issued");
     // Labels and provenance in v1 and HMA lookups.
     let hit = svc.lookup(json!({"pdq": pdq(4)})).await;
     let m = &hit["matches"][0];
     assert_eq!(m["bank_name"], "TCAP", "{hit}");
-    assert_eq!(m["labels"], json!(["content_type:jpg", "ideology:islamist"]));
+    assert_eq!(
+        m["labels"],
+        json!(["content_type:jpg", "ideology:islamist"])
+    );
     assert_eq!(m["provenance"][0]["exchange"], "TCAP");
     assert_eq!(m["provenance"][0]["upstream_id"], "4");
-    assert_eq!(m["provenance"][0]["labels"]["ideology"], json!(["islamist"]));
+    assert_eq!(
+        m["provenance"][0]["labels"]["ideology"],
+        json!(["islamist"])
+    );
     let hma = svc
-        .ok(Method::GET, &format!("/m/lookup?signal_type=pdq&signal={}", pdq(4)), None)
+        .ok(
+            Method::GET,
+            &format!("/m/lookup?signal_type=pdq&signal={}", pdq(4)),
+            None,
+        )
         .await;
     assert_eq!(hma["TCAP"][0]["provenance"][0]["exchange"], "TCAP", "{hma}");
     // The malformed record is in the status.
@@ -256,8 +291,17 @@ async fn tat_adapter_against_mock(db: &TestDb) {
     assert_eq!(r["report"]["records"], 7, "{r}");
     assert_eq!(r["report"]["items_deleted"], 2, "{r}");
     assert_eq!(r["report"]["items_added"], 5, "{r}");
-    assert!(svc.lookup(json!({"pdq": pdq(4)})).await["matches"].as_array().unwrap().is_empty());
-    assert_eq!(svc.lookup(json!({"pdq": pdq(101)})).await["matches"].as_array().unwrap().len(), 1);
+    assert!(svc.lookup(json!({"pdq": pdq(4)})).await["matches"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        svc.lookup(json!({"pdq": pdq(101)})).await["matches"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // A reviewer rejects a match: TCAP gets FALSE_POSITIVE feedback.
     let hit = svc.lookup(json!({"pdq": pdq(7)})).await;
     let match_id = hit["matches"][0]["id"].as_i64().unwrap();
@@ -275,7 +319,10 @@ async fn tat_adapter_against_mock(db: &TestDb) {
     assert_eq!(fb["hash_digest"], pdq(7));
     assert_eq!(fb["category"], 1, "FALSE_POSITIVE: {fb}");
     let audit = svc.ok(Method::GET, "/v1/audit?limit=200", None).await;
-    assert!(audit.to_string().contains("exchange.opinion_sent"), "{audit}");
+    assert!(
+        audit.to_string().contains("exchange.opinion_sent"),
+        "{audit}"
+    );
     // Wrong password: an authentication error, recorded.
     svc.ok(
         Method::PATCH,
@@ -284,12 +331,26 @@ async fn tat_adapter_against_mock(db: &TestDb) {
     )
     .await;
     let (s, v) = svc
-        .call(Some(&svc.admin), Method::POST, "/v1/exchanges/TCAP/fetch", None)
+        .call(
+            Some(&svc.admin),
+            Method::POST,
+            "/v1/exchanges/TCAP/fetch",
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_GATEWAY, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("authentication"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("authentication"),
+        "{v}"
+    );
     let st = svc.ok(Method::GET, "/v1/exchanges/TCAP", None).await;
-    assert!(st["status"]["last_error"].as_str().unwrap().contains("authentication"));
+    assert!(st["status"]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("authentication"));
     assert_eq!(st["status"]["applied"], 28, "nothing applied is lost: {st}");
     svc.stop().await;
 }
@@ -298,14 +359,28 @@ async fn threatexchange_adapter_and_hma_routes(db: &TestDb) {
     let svc = Service::start(db, 64 << 20).await;
     let updates = mocks::te_updates_set(30, pdq);
     let (base, mock) = mocks::te(updates.clone()).await;
-    mock.lock().unwrap().faults.push_back(mocks::Fault::ServerError);
+    mock.lock()
+        .unwrap()
+        .faults
+        .push_back(mocks::Fault::ServerError);
     // HMA's routes.
     let apis = svc.ok(Method::GET, "/c/exchanges/apis", None).await;
-    assert!(apis.as_array().unwrap().contains(&json!("fb_threatexchange")), "{apis}");
+    assert!(
+        apis.as_array()
+            .unwrap()
+            .contains(&json!("fb_threatexchange")),
+        "{apis}"
+    );
     let schema = svc
-        .ok(Method::GET, "/c/exchanges/api/fb_threatexchange/schema", None)
+        .ok(
+            Method::GET,
+            "/c/exchanges/api/fb_threatexchange/schema",
+            None,
+        )
         .await;
-    assert!(schema["config_schema"]["fields"].to_string().contains("privacy_group"));
+    assert!(schema["config_schema"]["fields"]
+        .to_string()
+        .contains("privacy_group"));
     let (s, v) = svc
         .call(
             Some(&svc.admin),
@@ -337,18 +412,25 @@ async fn threatexchange_adapter_and_hma_routes(db: &TestDb) {
         st,
         json!({"supports_authentification": true, "has_set_authentification": true})
     );
-    assert_eq!(svc.ok(Method::GET, "/c/exchanges", None).await, json!(["GIFCT_TE"]));
+    assert_eq!(
+        svc.ok(Method::GET, "/c/exchanges", None).await,
+        json!(["GIFCT_TE"])
+    );
     let ex = svc.ok(Method::GET, "/c/exchange/GIFCT_TE", None).await;
     assert_eq!(ex["privacy_group"], 123);
     assert_eq!(ex["api"], "fb_threatexchange");
     assert_eq!(ex["enabled"], true);
     // Fetch: 30 updates in 4 pages, tombstones and unsupported types.
-    let r = svc.ok(Method::POST, "/v1/exchanges/GIFCT_TE/fetch", None).await;
+    let r = svc
+        .ok(Method::POST, "/v1/exchanges/GIFCT_TE/fetch", None)
+        .await;
     assert_eq!(r["report"]["records"], 30, "{r}");
     assert_eq!(r["report"]["retries"], 1, "{r}");
     let live: Vec<&mocks::TeUpdate> = updates.iter().filter(|u| !u.should_delete).collect();
     assert_eq!(r["report"]["items_added"], live.len(), "{r}");
-    let status = svc.ok(Method::GET, "/c/exchange/GIFCT_TE/status", None).await;
+    let status = svc
+        .ok(Method::GET, "/c/exchange/GIFCT_TE/status", None)
+        .await;
     assert_eq!(status["fetched_items"], live.len(), "{status}");
     assert_eq!(status["last_fetch_succeeded"], true);
     // A URI indicator matches a url lookup (canonicalised); opinions and
@@ -374,32 +456,59 @@ async fn threatexchange_adapter_and_hma_routes(db: &TestDb) {
         new.last_updated = 1_700_000_501;
         s.updates.push(new);
     }
-    let r = svc.ok(Method::POST, "/v1/exchanges/GIFCT_TE/fetch", None).await;
-    assert!(r["report"]["records"].as_u64().unwrap() <= 3, "start_time resume: {r}");
+    let r = svc
+        .ok(Method::POST, "/v1/exchanges/GIFCT_TE/fetch", None)
+        .await;
+    assert!(
+        r["report"]["records"].as_u64().unwrap() <= 3,
+        "start_time resume: {r}"
+    );
     assert_eq!(r["report"]["items_deleted"], 1, "{r}");
-    assert_eq!(svc.lookup(json!({"pdq": pdq(999)})).await["matches"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        svc.lookup(json!({"pdq": pdq(999)})).await["matches"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // Confirm: HELPFUL reactions on the other apps' descriptors.
     let hit = svc.lookup(json!({"pdq": pdq(999)})).await;
     let id = hit["matches"][0]["id"].as_i64().unwrap();
-    svc.ok(Method::POST, &format!("/v1/matches/{id}/decision"), Some(json!({"decision": "confirm"})))
-        .await;
+    svc.ok(
+        Method::POST,
+        &format!("/v1/matches/{id}/decision"),
+        Some(json!({"decision": "confirm"})),
+    )
+    .await;
     wait_for("reactions", Duration::from_secs(10), || {
         mock.lock().unwrap().reactions.len() >= 2
     })
     .await;
     let reactions = mock.lock().unwrap().reactions.clone();
-    assert!(reactions.iter().all(|(_, r)| r == "HELPFUL"), "{reactions:?}");
+    assert!(
+        reactions.iter().all(|(_, r)| r == "HELPFUL"),
+        "{reactions:?}"
+    );
     assert!(reactions.iter().any(|(d, _)| d == "5003"), "{reactions:?}");
     // Disable, then delete through HMA's shapes.
     let v = svc
-        .ok(Method::PUT, "/c/exchange/GIFCT_TE", Some(json!({"enabled": false})))
+        .ok(
+            Method::PUT,
+            "/c/exchange/GIFCT_TE",
+            Some(json!({"enabled": false})),
+        )
         .await;
     assert_eq!(v["enabled"], false);
     let v = svc.ok(Method::DELETE, "/c/exchange/GIFCT_TE", None).await;
     assert_eq!(v["message"], "Exchange deleted");
     assert_eq!(svc.ok(Method::GET, "/c/exchanges", None).await, json!([]));
-    assert!(svc.lookup(json!({"pdq": pdq(999)})).await["matches"].as_array().unwrap().is_empty());
-    let (s, _) = svc.call(Some(&svc.admin), Method::GET, "/v1/banks/GIFCT_TE", None).await;
+    assert!(svc.lookup(json!({"pdq": pdq(999)})).await["matches"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let (s, _) = svc
+        .call(Some(&svc.admin), Method::GET, "/v1/banks/GIFCT_TE", None)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "the exchange's bank goes with it");
     svc.stop().await;
 }
@@ -424,7 +533,10 @@ async fn hostile_upstreams_end_in_recorded_errors(db: &TestDb) {
         (mocks::Fault::Huge, "exceeds"),
         (mocks::Fault::Endless, "exceeds"),
         (mocks::Fault::NotJson, "malformed response"),
-        (mocks::Fault::Redirect("http://10.1.2.3/steal".into()), "non-public"),
+        (
+            mocks::Fault::Redirect("http://10.1.2.3/steal".into()),
+            "non-public",
+        ),
     ];
     let mut first = true;
     for (fault, expect) in cases {
@@ -437,7 +549,12 @@ async fn hostile_upstreams_end_in_recorded_errors(db: &TestDb) {
             m.faults.push_back(fault.clone());
         }
         let (s, v) = svc
-            .call(Some(&svc.admin), Method::POST, "/v1/exchanges/HOSTILE/fetch", None)
+            .call(
+                Some(&svc.admin),
+                Method::POST,
+                "/v1/exchanges/HOSTILE/fetch",
+                None,
+            )
             .await;
         assert_eq!(s, StatusCode::BAD_GATEWAY, "{fault:?}: {v}");
         let msg = v["error"]["message"].as_str().unwrap();
@@ -445,7 +562,10 @@ async fn hostile_upstreams_end_in_recorded_errors(db: &TestDb) {
         assert!(!msg.contains("10.1.2.3/steal"), "no URLs in errors: {msg}");
         let st = svc.ok(Method::GET, "/v1/exchanges/HOSTILE", None).await;
         assert!(
-            st["status"]["last_error"].as_str().unwrap().contains(expect),
+            st["status"]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains(expect),
             "{st}"
         );
         first = false;
@@ -461,10 +581,18 @@ async fn hostile_upstreams_end_in_recorded_errors(db: &TestDb) {
         r.huge_tag = true;
         m.records.push(r);
     }
-    let r = svc.ok(Method::POST, "/v1/exchanges/HOSTILE/fetch", None).await;
+    let r = svc
+        .ok(Method::POST, "/v1/exchanges/HOSTILE/fetch", None)
+        .await;
     assert_eq!(r["report"]["malformed"], 1, "{r}");
     let st = svc.ok(Method::GET, "/v1/exchanges/HOSTILE", None).await;
-    assert!(st["status"]["last_error"].as_str().unwrap().contains("id 50"), "{st}");
+    assert!(
+        st["status"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("id 50"),
+        "{st}"
+    );
     // Nothing applied before the failures was lost.
     assert_eq!(st["status"]["applied"], 20, "{st}");
     for i in [1, 10, 20] {
@@ -472,16 +600,27 @@ async fn hostile_upstreams_end_in_recorded_errors(db: &TestDb) {
         assert_eq!(hits["matches"].as_array().unwrap().len(), 1, "{i}: {hits}");
     }
     let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
-    assert!(grown_mib < 300, "memory stayed bounded: peak grew {grown_mib} MiB");
+    assert!(
+        grown_mib < 300,
+        "memory stayed bounded: peak grew {grown_mib} MiB"
+    );
     svc.stop().await;
 }
 
 async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
     let svc = Service::start(db, 64 << 20).await;
-    svc.ok(Method::POST, "/v1/banks", Some(json!({"name": "shared", "kind": "block"})))
-        .await;
-    svc.ok(Method::POST, "/v1/banks", Some(json!({"name": "private", "kind": "block"})))
-        .await;
+    svc.ok(
+        Method::POST,
+        "/v1/banks",
+        Some(json!({"name": "shared", "kind": "block"})),
+    )
+    .await;
+    svc.ok(
+        Method::POST,
+        "/v1/banks",
+        Some(json!({"name": "private", "kind": "block"})),
+    )
+    .await;
     let mut ids = Vec::new();
     for i in 0..5 {
         let c = svc
@@ -496,32 +635,67 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
     let partner = svc.key("partner", "ngo-b").await;
     let other = svc.key("partner", "ngo-c").await;
     let (s, v) = svc
-        .call(Some(&svc.admin), Method::PUT, "/v1/feeds/shared", Some(json!({"partners": ["nobody"]})))
+        .call(
+            Some(&svc.admin),
+            Method::PUT,
+            "/v1/feeds/shared",
+            Some(json!({"partners": ["nobody"]})),
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let info = svc
-        .ok(Method::PUT, "/v1/feeds/shared", Some(json!({"partners": ["ngo-b"]})))
+        .ok(
+            Method::PUT,
+            "/v1/feeds/shared",
+            Some(json!({"partners": ["ngo-b"]})),
+        )
         .await;
     assert_eq!(info["live"], 5, "{info}");
     // Partner scope.
-    let (s, _) = svc.call(Some(&other), Method::GET, "/v1/feeds/shared", None).await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _) = svc
-        .call(Some(&partner), Method::POST, "/v1/lookup", Some(json!({"signals": {"pdq": pdq(1)}})))
+        .call(Some(&other), Method::GET, "/v1/feeds/shared", None)
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = svc.call(Some(&partner), Method::GET, "/v1/banks", None).await;
+    let (s, _) = svc
+        .call(
+            Some(&partner),
+            Method::POST,
+            "/v1/lookup",
+            Some(json!({"signals": {"pdq": pdq(1)}})),
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, _) = svc.call(Some(&partner), Method::GET, "/v1/feeds/private", None).await;
+    let (s, _) = svc
+        .call(Some(&partner), Method::GET, "/v1/banks", None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = svc
+        .call(Some(&partner), Method::GET, "/v1/feeds/private", None)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let list = svc.call(Some(&partner), Method::GET, "/v1/feeds", None).await.1;
+    let list = svc
+        .call(Some(&partner), Method::GET, "/v1/feeds", None)
+        .await
+        .1;
     assert_eq!(list["feeds"].as_array().unwrap().len(), 1);
     // Pages.
-    let (_, p1) = svc.call(Some(&partner), Method::GET, "/v1/feeds/shared?limit=3", None).await;
+    let (_, p1) = svc
+        .call(
+            Some(&partner),
+            Method::GET,
+            "/v1/feeds/shared?limit=3",
+            None,
+        )
+        .await;
     assert_eq!(p1["records"].as_array().unwrap().len(), 3, "{p1}");
     let c1 = p1["next_cursor"].as_str().unwrap().to_string();
     let (_, p2) = svc
-        .call(Some(&partner), Method::GET, &format!("/v1/feeds/shared?limit=3&after={c1}"), None)
+        .call(
+            Some(&partner),
+            Method::GET,
+            &format!("/v1/feeds/shared?limit=3&after={c1}"),
+            None,
+        )
         .await;
     assert_eq!(p2["records"].as_array().unwrap().len(), 2);
     assert_eq!(p2["records"][0]["labels"], json!(["ideology:islamist"]));
@@ -530,7 +704,14 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
     let mut keys: Vec<String> = (0..5).map(|i| format!("pdq\t{}\n", pdq(i))).collect();
     keys.sort();
     let expected = echotrace_signals::digest::sha256_hex(keys.concat().as_bytes());
-    let (_, sum) = svc.call(Some(&partner), Method::GET, "/v1/feeds/shared/checksum", None).await;
+    let (_, sum) = svc
+        .call(
+            Some(&partner),
+            Method::GET,
+            "/v1/feeds/shared/checksum",
+            None,
+        )
+        .await;
     assert_eq!(sum["checksum"], expected, "{sum}");
     assert_eq!(sum["cursor"], head);
     // Long-poll: a new item wakes a waiting subscriber within a second.
@@ -540,16 +721,32 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
         let key = partner.clone();
         tokio::spawn(async move {
             let t = Instant::now();
-            let v: Value = http.get(url).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+            let v: Value = http
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
             (t.elapsed(), v)
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let added = Instant::now();
-    svc.ok(Method::POST, "/v1/banks/shared/content", Some(json!({"signals": {"pdq": pdq(9)}})))
-        .await;
+    svc.ok(
+        Method::POST,
+        "/v1/banks/shared/content",
+        Some(json!({"signals": {"pdq": pdq(9)}})),
+    )
+    .await;
     let (_, v) = poll.await.unwrap();
-    assert!(added.elapsed() < Duration::from_secs(1), "long-poll woke in {:?}", added.elapsed());
+    assert!(
+        added.elapsed() < Duration::from_secs(1),
+        "long-poll woke in {:?}",
+        added.elapsed()
+    );
     assert_eq!(v["records"][0]["value"], pdq(9), "{v}");
     // Disable and delete: tombstones.
     svc.ok(
@@ -558,13 +755,22 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
         Some(json!({"enabled": false})),
     )
     .await;
-    svc.ok(Method::DELETE, &format!("/v1/banks/shared/content/{}", ids[1]), None)
-        .await;
+    svc.ok(
+        Method::DELETE,
+        &format!("/v1/banks/shared/content/{}", ids[1]),
+        None,
+    )
+    .await;
     let next = v["next_cursor"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(5);
     let tombs = loop {
         let (_, v) = svc
-            .call(Some(&partner), Method::GET, &format!("/v1/feeds/shared?after={next}&wait=2"), None)
+            .call(
+                Some(&partner),
+                Method::GET,
+                &format!("/v1/feeds/shared?after={next}&wait=2"),
+                None,
+            )
             .await;
         let t: Vec<Value> = v["records"].as_array().unwrap().clone();
         if t.len() >= 2 || Instant::now() > deadline {
@@ -584,7 +790,10 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers().get("x-echotrace-cursor").is_some());
     let body = resp.text().await.unwrap();
-    let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 4, "{body}");
     // Opinions from the partner reach the publisher.
     let (s, v) = svc
@@ -609,12 +818,28 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
     assert_eq!(ops["opinions"][0]["partner"], "ngo-b", "{ops}");
     assert_eq!(ops["opinions"][0]["category"], "negative");
     // Bad cursors are 400s; a cursor older than the purged tombstones is 410.
-    let (s, _) = svc.call(Some(&partner), Method::GET, "/v1/feeds/shared?after=x", None).await;
+    let (s, _) = svc
+        .call(
+            Some(&partner),
+            Method::GET,
+            "/v1/feeds/shared?after=x",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = svc.call(Some(&partner), Method::GET, "/v1/feeds/shared?wait=999", None).await;
+    let (s, _) = svc
+        .call(
+            Some(&partner),
+            Method::GET,
+            "/v1/feeds/shared?wait=999",
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let store = echotrace_store::Store::open(&db.url).await.unwrap();
-    let bank_id = svc.ok(Method::GET, "/v1/banks/shared", None).await["id"].as_i64().unwrap();
+    let bank_id = svc.ok(Method::GET, "/v1/banks/shared", None).await["id"]
+        .as_i64()
+        .unwrap();
     let mut tx = store.write().await.unwrap();
     let purged = tx
         .purge_feed_tombstones(bank_id, echotrace_store::now_ms() + 1)
@@ -624,11 +849,18 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
     assert_eq!(purged, 2);
     store.close().await;
     let (s, v) = svc
-        .call(Some(&partner), Method::GET, &format!("/v1/feeds/shared?after={head}"), None)
+        .call(
+            Some(&partner),
+            Method::GET,
+            &format!("/v1/feeds/shared?after={head}"),
+            None,
+        )
         .await;
     assert_eq!(s, StatusCode::GONE, "{v}");
     assert_eq!(v["error"]["code"], "cursor_expired");
-    let (s, v) = svc.call(Some(&partner), Method::GET, "/v1/feeds/shared", None).await;
+    let (s, v) = svc
+        .call(Some(&partner), Method::GET, "/v1/feeds/shared", None)
+        .await;
     assert_eq!(s, StatusCode::OK, "paging from no cursor always works: {v}");
     svc.stop().await;
 }
@@ -728,8 +960,14 @@ async fn credentials_never_come_back(db: &TestDb) {
     // At rest: sealed, never plaintext.
     let store = echotrace_store::Store::open(&db.url).await.unwrap();
     let rows = store.list_exchanges().await.unwrap();
-    assert!(rows.iter().all(|r| r.credentials.as_deref().is_none_or(|c| c.starts_with("v1."))));
-    let dump = format!("{rows:?}{:?}", store.exchange_api_credentials("tat").await.unwrap());
+    assert!(rows.iter().all(|r| r
+        .credentials
+        .as_deref()
+        .is_none_or(|c| c.starts_with("v1."))));
+    let dump = format!(
+        "{rows:?}{:?}",
+        store.exchange_api_credentials("tat").await.unwrap()
+    );
     for s in secrets {
         assert!(!dump.contains(s));
     }

@@ -160,7 +160,11 @@ impl WriteTx {
 
 /// `prefix` followed by `rows` tuples; tuple `i` gets parameters
 /// `3 + 3i`, `4 + 3i`, `5 + 3i` (`$1` and `$2` are shared).
-pub(crate) fn values_sql(prefix: &str, rows: usize, tuple: impl Fn(usize, usize, usize) -> String) -> String {
+pub(crate) fn values_sql(
+    prefix: &str,
+    rows: usize,
+    tuple: impl Fn(usize, usize, usize) -> String,
+) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * 40);
     sql.push_str(prefix);
     for i in 0..rows {

@@ -76,7 +76,8 @@ impl FeedEntryRow {
     }
 }
 
-const ENTRY_COLUMNS: &str = "bank_id, signal_type, value, seq, live, content_id, labels, updated_at";
+const ENTRY_COLUMNS: &str =
+    "bank_id, signal_type, value, seq, live, content_id, labels, updated_at";
 
 /// The new state of one key ([`WriteTx::write_feed_entries`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,20 +140,22 @@ impl Store {
 
     /// Partner key ids granted a feed.
     pub async fn feed_partner_keys(&self, bank_id: i64) -> Result<Vec<i64>> {
-        let rows = sqlx::query("SELECT key_id FROM feed_partners WHERE bank_id = $1 ORDER BY key_id")
-            .bind(bank_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT key_id FROM feed_partners WHERE bank_id = $1 ORDER BY key_id")
+                .bind(bank_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(|r| get_i64(r, "key_id")).collect()
     }
 
     /// Whether a key was granted a feed.
     pub async fn feed_granted(&self, bank_id: i64, key_id: i64) -> Result<bool> {
-        let row = sqlx::query("SELECT 1 AS one FROM feed_partners WHERE bank_id = $1 AND key_id = $2")
-            .bind(bank_id)
-            .bind(key_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT 1 AS one FROM feed_partners WHERE bank_id = $1 AND key_id = $2")
+                .bind(bank_id)
+                .bind(key_id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.is_some())
     }
 

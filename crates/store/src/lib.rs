@@ -52,8 +52,8 @@ pub use bulk::{
     CONTENT_RANGE_ENTITY,
 };
 pub use exchange::{
-    ContentWithId, ExchangeProgress, ExchangeRecordRow, ExchangeRow, ExchangeSettings,
-    NewExchange, ProvenanceRow, RecordCounts,
+    ContentWithId, ExchangeProgress, ExchangeRecordRow, ExchangeRow, ExchangeSettings, NewExchange,
+    ProvenanceRow, RecordCounts,
 };
 pub use feed::{FeedEntryRow, FeedOpinionRow, FeedRow, NewFeedEntry};
 pub use lease::LeaseRow;

@@ -215,9 +215,10 @@ impl FileAdapter {
             .to_ascii_lowercase();
         if name.ends_with(".csv") {
             FileFormat::Csv
-        } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
-            FileFormat::Jsonl
-        } else if first.first() == Some(&b'{') {
+        } else if name.ends_with(".jsonl")
+            || name.ends_with(".ndjson")
+            || first.first() == Some(&b'{')
+        {
             FileFormat::Jsonl
         } else if first.contains(&b',') {
             FileFormat::Csv
@@ -388,11 +389,9 @@ impl Pass {
                             Line::Text(line, used)
                         }));
                     }
-                    match resp
-                        .chunk()
-                        .await
-                        .map_err(|e| FetchError::Net(NetError::Network(e.without_url().to_string())))?
-                    {
+                    match resp.chunk().await.map_err(|e| {
+                        FetchError::Net(NetError::Network(e.without_url().to_string()))
+                    })? {
                         Some(chunk) => {
                             if self.offset as usize + chunk.len() > max_total {
                                 return Err(FetchError::Net(NetError::TooLarge(max_total)));
@@ -423,14 +422,16 @@ struct JsonLine {
     deleted: bool,
 }
 
-/// Parse one line into (type, value, labels, id, deleted); `Ok(None)` for
-/// blank lines, comments and a CSV header.
+/// One parsed line: (type, value, labels, upstream id, deleted).
+type ParsedLine = (SignalType, String, Vec<String>, String, bool);
+
+/// Parse one line; `Ok(None)` for blank lines, comments and a CSV header.
 fn parse_line(
     text: &str,
     format: FileFormat,
     default_type: Option<SignalType>,
     line_no: u64,
-) -> Result<Option<(SignalType, String, Vec<String>, String, bool)>, String> {
+) -> Result<Option<ParsedLine>, String> {
     let t = text.trim().trim_start_matches('\u{feff}');
     if t.is_empty() || t.starts_with('#') {
         return Ok(None);
@@ -438,7 +439,8 @@ fn parse_line(
     let id = format!("line {line_no}");
     match format {
         FileFormat::Jsonl => {
-            let j: JsonLine = serde_json::from_str(t).map_err(|e| format!("not a JSON record: {e}"))?;
+            let j: JsonLine =
+                serde_json::from_str(t).map_err(|e| format!("not a JSON record: {e}"))?;
             let st = signal_type_of(&j.signal_type)
                 .ok_or_else(|| format!("unknown signal type {:?}", j.signal_type))?;
             let id = match j.id {
@@ -553,8 +555,15 @@ impl Adapter for FileAdapter {
                     Ok(None) => {}
                     Ok(Some((st, value, labels, id, deleted))) => {
                         let labels = RecordLabels::from_flat(&labels);
-                        match record(st, &value, id.clone(), labels, Vec::new(), (None, None), deleted)
-                        {
+                        match record(
+                            st,
+                            &value,
+                            id.clone(),
+                            labels,
+                            Vec::new(),
+                            (None, None),
+                            deleted,
+                        ) {
                             Ok(r) => page.records.push(r),
                             Err(why) => page.skip_malformed(&id, &why),
                         }
@@ -599,8 +608,13 @@ mod tests {
         let pdq = "f".repeat(64);
         let l = parse_line(&format!("pdq {pdq}"), FileFormat::Lines, None, 1).unwrap();
         assert_eq!(l.map(|x| x.0), Some(SignalType::Pdq));
-        let l = parse_line(&format!("video_md5 {}", "a".repeat(32)), FileFormat::Lines, None, 1)
-            .unwrap();
+        let l = parse_line(
+            &format!("video_md5 {}", "a".repeat(32)),
+            FileFormat::Lines,
+            None,
+            1,
+        )
+        .unwrap();
         assert_eq!(l.map(|x| x.0), Some(SignalType::Md5));
         assert_eq!(parse_line("# c", FileFormat::Lines, None, 1).unwrap(), None);
         assert!(parse_line("nospace", FileFormat::Lines, None, 1).is_err());

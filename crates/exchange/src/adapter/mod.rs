@@ -20,9 +20,7 @@ pub mod te;
 
 use std::sync::Arc;
 
-use echotrace_engine::exchange::{
-    Opinion, OpinionOut, RecordLabels, UpstreamRecord,
-};
+use echotrace_engine::exchange::{Opinion, OpinionOut, RecordLabels, UpstreamRecord};
 use echotrace_engine::BoxFuture;
 use echotrace_signals::signal::SignalType;
 use serde::Serialize;
@@ -254,7 +252,9 @@ pub fn record(
     labels.validate()?;
     for o in &opinions {
         if o.owner.len() > echotrace_engine::exchange::MAX_LABEL_BYTES
-            || o.tags.iter().any(|t| t.len() > echotrace_engine::exchange::MAX_LABEL_BYTES)
+            || o.tags
+                .iter()
+                .any(|t| t.len() > echotrace_engine::exchange::MAX_LABEL_BYTES)
         {
             return Err("opinion owner or tag too long".into());
         }
@@ -292,11 +292,11 @@ pub(crate) fn time_ms(v: &serde_json::Value) -> Option<i64> {
     match v {
         serde_json::Value::Number(n) => {
             let secs = n.as_f64()?;
-            secs.is_finite().then(|| (secs * 1000.0) as i64)
+            secs.is_finite().then_some((secs * 1000.0) as i64)
         }
         serde_json::Value::String(s) => {
             if let Ok(secs) = s.trim().parse::<f64>() {
-                return secs.is_finite().then(|| (secs * 1000.0) as i64);
+                return secs.is_finite().then_some((secs * 1000.0) as i64);
             }
             rfc3339_ms(s)
         }
@@ -359,8 +359,14 @@ mod tests {
             rfc3339_ms("2024-01-01T00:00:00.500000"),
             Some(1_704_067_200_500)
         );
-        assert_eq!(time_ms(&serde_json::json!(1704067200.5)), Some(1_704_067_200_500));
-        assert_eq!(time_ms(&serde_json::json!("1704067200")), Some(1_704_067_200_000));
+        assert_eq!(
+            time_ms(&serde_json::json!(1704067200.5)),
+            Some(1_704_067_200_500)
+        );
+        assert_eq!(
+            time_ms(&serde_json::json!("1704067200")),
+            Some(1_704_067_200_000)
+        );
         assert_eq!(rfc3339_ms("garbage"), None);
     }
 }

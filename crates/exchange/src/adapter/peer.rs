@@ -192,7 +192,10 @@ impl PeerAdapter {
     }
 
     fn auth(&self) -> [(&'static str, String); 1] {
-        [("Authorization", format!("Bearer {}", self.credentials.api_key))]
+        [(
+            "Authorization",
+            format!("Bearer {}", self.credentials.api_key),
+        )]
     }
 }
 

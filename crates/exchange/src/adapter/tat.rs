@@ -297,8 +297,9 @@ impl TatAdapter {
         struct Token {
             token: String,
         }
-        let t: Token = serde_json::from_slice(&resp.body)
-            .map_err(|_| FetchError::Malformed("TCAP's token answer is not {\"token\": …}".into()))?;
+        let t: Token = serde_json::from_slice(&resp.body).map_err(|_| {
+            FetchError::Malformed("TCAP's token answer is not {\"token\": …}".into())
+        })?;
         self.token = Some(t.token.clone());
         Ok(t.token)
     }
@@ -369,11 +370,9 @@ impl TatAdapter {
         let url = match self.next.take() {
             Some(n) => n,
             None => {
-                let mut u = reqwest::Url::parse(&format!(
-                    "{}api/hash-list/v2/all",
-                    self.config.base()
-                ))
-                .map_err(|e| FetchError::Config(format!("base_url: {e}")))?;
+                let mut u =
+                    reqwest::Url::parse(&format!("{}api/hash-list/v2/all", self.config.base()))
+                        .map_err(|e| FetchError::Config(format!("base_url: {e}")))?;
                 {
                     let mut q = u.query_pairs_mut();
                     q.append_pair("order", "asc");
@@ -417,7 +416,11 @@ impl TatAdapter {
                 }
             };
             let labels = RecordLabels {
-                ideology: entry.ideology.into_iter().filter(|s| !s.is_empty()).collect(),
+                ideology: entry
+                    .ideology
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect(),
                 content_type: entry
                     .file_type
                     .into_iter()
@@ -533,7 +536,10 @@ impl TatAdapter {
         Ok(page)
     }
 
-    async fn category_id(&mut self, wanted: OpinionCategory) -> Result<serde_json::Value, FetchError> {
+    async fn category_id(
+        &mut self,
+        wanted: OpinionCategory,
+    ) -> Result<serde_json::Value, FetchError> {
         let url = format!(
             "{}api/hash-list/v2/feedback/categories?limit=100",
             self.config.base()
@@ -597,7 +603,8 @@ impl Adapter for TatAdapter {
                 "category": category,
             }))
             .map_err(|e| FetchError::Io(e.to_string()))?;
-            self.send(Method::POST, &url, Some(Body::Json(body))).await?;
+            self.send(Method::POST, &url, Some(Body::Json(body)))
+                .await?;
             Ok(())
         })
     }

@@ -146,7 +146,7 @@ impl TeCredentials {
     /// The app id: the token's part before `|`.
     fn app_id(&self) -> Option<String> {
         let (id, secret) = self.api_token.split_once('|')?;
-        (id.len() >= 1 && id.bytes().all(|b| b.is_ascii_digit()) && !secret.is_empty())
+        (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !secret.is_empty())
             .then(|| id.to_string())
     }
 }
@@ -400,7 +400,9 @@ impl Adapter for TeAdapter {
             let result = async {
                 let body = self.get(&url).await?;
                 let resp: UpdatesPage = serde_json::from_slice(&body).map_err(|e| {
-                    FetchError::Malformed(format!("threat_updates page is not the expected JSON: {e}"))
+                    FetchError::Malformed(format!(
+                        "threat_updates page is not the expected JSON: {e}"
+                    ))
                 })?;
                 let mut page = Page::default();
                 let mut highest = cp.update_time;
@@ -434,8 +436,15 @@ impl Adapter for TeAdapter {
                         tags,
                         ..RecordLabels::default()
                     };
-                    match record(st, &value, id.clone(), labels, opinions, (None, updated), deleted)
-                    {
+                    match record(
+                        st,
+                        &value,
+                        id.clone(),
+                        labels,
+                        opinions,
+                        (None, updated),
+                        deleted,
+                    ) {
                         Ok(r) => page.records.push(r),
                         Err(why) => page.skip_malformed(&format!("id {id}"), &why),
                     }
@@ -542,7 +551,11 @@ mod tests {
         .unwrap();
         let (ops, tags) = opinions_of(&ds, "200");
         assert_eq!(tags, vec!["a", "b", "c"]);
-        let find = |o: &str| ops.iter().find(|x| x.owner == o).map(|x| (x.category, x.is_mine));
+        let find = |o: &str| {
+            ops.iter()
+                .find(|x| x.owner == o)
+                .map(|x| (x.category, x.is_mine))
+        };
         assert_eq!(find("100"), Some((OpinionCategory::Positive, false)));
         assert_eq!(find("200"), Some((OpinionCategory::Negative, true)));
         assert_eq!(find("300"), Some((OpinionCategory::Negative, false)));

@@ -57,12 +57,15 @@ fn fault_response(f: &Fault) -> Response {
             .into_response(),
         Fault::Huge => {
             let stream = futures_util::stream::repeat_with(|| {
-                Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'[' ; 64 * 1024]))
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'['; 64 * 1024]))
             })
             .take(80_000);
             (
                 StatusCode::OK,
-                [("content-length", "5368709120"), ("content-type", "application/json")],
+                [
+                    ("content-length", "5368709120"),
+                    ("content-type", "application/json"),
+                ],
                 Body::from_stream(stream),
             )
                 .into_response()
@@ -78,9 +81,7 @@ fn fault_response(f: &Fault) -> Response {
             )
                 .into_response()
         }
-        Fault::Redirect(to) => {
-            (StatusCode::FOUND, [("location", to.clone())], "").into_response()
-        }
+        Fault::Redirect(to) => (StatusCode::FOUND, [("location", to.clone())], "").into_response(),
     }
 }
 
@@ -218,7 +219,10 @@ async fn tat_auth(State(st): State<Tat>, body: axum::body::Bytes) -> Response {
     let f = form(&body);
     let mut s = st.lock().unwrap();
     if f.get("username") != Some(&s.username) || f.get("password") != Some(&s.password) {
-        return (StatusCode::BAD_REQUEST, Json(json!({"non_field_errors": ["Unable to log in"]})))
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"non_field_errors": ["Unable to log in"]})),
+        )
             .into_response();
     }
     s.issued += 1;
@@ -227,6 +231,7 @@ async fn tat_auth(State(st): State<Tat>, body: axum::body::Bytes) -> Response {
     Json(json!({"token": token, "user": {"username": s.username}})).into_response()
 }
 
+#[allow(clippy::result_large_err)]
 fn tat_check(s: &mut TatState, h: &HeaderMap) -> Result<(), Response> {
     let token = h
         .get("authorization")
@@ -287,7 +292,10 @@ async fn tat_hashes(State(st): State<Tat>, headers: HeaderMap, RawQuery(q): RawQ
     let after = q.get("after").cloned().unwrap_or_default();
     let ideology = q.get("ideology").cloned().unwrap_or_else(|| "all".into());
     let after_key = after.split_once(',').and_then(|(t, id)| {
-        Some((t.trim().parse::<f64>().ok()?, id.trim().parse::<i64>().ok()?))
+        Some((
+            t.trim().parse::<f64>().ok()?,
+            id.trim().parse::<i64>().ok()?,
+        ))
     });
     let mut rows: Vec<&TatRecord> = s
         .records
@@ -298,7 +306,11 @@ async fn tat_hashes(State(st): State<Tat>, headers: HeaderMap, RawQuery(q): RawQ
             None => true,
         })
         .collect();
-    rows.sort_by(|a, b| (a.updated_on, a.id).partial_cmp(&(b.updated_on, b.id)).unwrap());
+    rows.sort_by(|a, b| {
+        (a.updated_on, a.id)
+            .partial_cmp(&(b.updated_on, b.id))
+            .unwrap()
+    });
     let count = rows.len();
     let page: Vec<&TatRecord> = rows.into_iter().skip(offset).take(limit).collect();
     let checkpoint = page
@@ -340,7 +352,11 @@ async fn tat_categories(State(st): State<Tat>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-async fn tat_feedback(State(st): State<Tat>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn tat_feedback(
+    State(st): State<Tat>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     let mut s = st.lock().unwrap();
     if let Err(r) = tat_check(&mut s, &headers) {
         return r;
@@ -357,7 +373,13 @@ async fn tat_urls(State(st): State<Tat>, headers: HeaderMap, RawQuery(q): RawQue
     let q = query_map(q);
     let page: usize = q.get("page").and_then(|v| v.parse().ok()).unwrap_or(1);
     let per = 2;
-    let items: Vec<Value> = s.urls.iter().skip((page - 1) * per).take(per).cloned().collect();
+    let items: Vec<Value> = s
+        .urls
+        .iter()
+        .skip((page - 1) * per)
+        .take(per)
+        .cloned()
+        .collect();
     let next = (page * per < s.urls.len())
         .then(|| format!("{}/integrations/api/jigsaw/urls/?page={}", s.base, page + 1));
     Json(json!({"count": s.urls.len(), "next": next, "previous": null, "results": items}))
@@ -476,7 +498,10 @@ async fn te_updates(
         return fault_response(&f);
     }
     let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(100);
-    let start: i64 = q.get("start_time").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let start: i64 = q
+        .get("start_time")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let offset: usize = q.get("after").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut rows: Vec<&TeUpdate> = s
         .updates
@@ -485,7 +510,12 @@ async fn te_updates(
         .collect();
     rows.sort_by_key(|u| (u.last_updated, u.id));
     let total = rows.len();
-    let page: Vec<Value> = rows.iter().skip(offset).take(limit).map(|u| te_json(u)).collect();
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|u| te_json(u))
+        .collect();
     let mut body = json!({"data": page, "paging": {"cursors": {"before": "b", "after": "a"}}});
     if offset + limit < total {
         body["paging"]["next"] = json!(format!(
@@ -509,7 +539,11 @@ async fn te_react(
     let mut s = st.lock().unwrap();
     let q = query_map(q);
     if q.get("access_token") != Some(&s.token) {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": {"code": 190}}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"code": 190}})),
+        )
+            .into_response();
     }
     let reaction = f
         .get("reactions")
@@ -526,7 +560,10 @@ pub fn te_updates_set(n: i64, pdq: impl Fn(i64) -> String) -> Vec<TeUpdate> {
     (1..=n)
         .map(|i| {
             let (kind, indicator) = match i % 4 {
-                0 => ("HASH_VIDEO_MD5", format!("{:032x}", i as u128 * 0x51_7cc1_b727_220a_95)),
+                0 => (
+                    "HASH_VIDEO_MD5",
+                    format!("{:032x}", i as u128 * 0x517c_c1b7_2722_0a95),
+                ),
                 1 => ("URI", format!("https://example.com/propaganda/{i}")),
                 _ => ("HASH_PDQ", pdq(i)),
             };
@@ -541,7 +578,12 @@ pub fn te_updates_set(n: i64, pdq: impl Fn(i64) -> String) -> Vec<TeUpdate> {
                     (
                         6_000 + i,
                         222,
-                        if i % 5 == 0 { "NON_MALICIOUS" } else { "UNKNOWN" }.into(),
+                        if i % 5 == 0 {
+                            "NON_MALICIOUS"
+                        } else {
+                            "UNKNOWN"
+                        }
+                        .into(),
                         vec![],
                     ),
                 ],

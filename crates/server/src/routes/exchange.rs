@@ -232,7 +232,9 @@ async fn v1_dry_run(
     let ex = engine.exchange_by_name(&name).await?;
     let policy = body.policy.unwrap_or_else(|| ex.policy.clone());
     let diff = engine.exchange_policy_diff(ex.id, &policy).await?;
-    Ok(Json(json!({"exchange": ex.name, "live": ex.live, "diff": diff})))
+    Ok(Json(
+        json!({"exchange": ex.name, "live": ex.live, "diff": diff}),
+    ))
 }
 
 async fn v1_api_credentials(
@@ -241,7 +243,9 @@ async fn v1_api_credentials(
     ApiPath(api): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Operation::Admin)?;
-    Ok(Json(json!(service(&state)?.api_credential_status(&api).await?)))
+    Ok(Json(json!(
+        service(&state)?.api_credential_status(&api).await?
+    )))
 }
 
 #[derive(Deserialize)]
@@ -277,7 +281,10 @@ async fn v1_clear_api_credentials(
 
 // ----- feeds ---------------------------------------------------------------------
 
-async fn feeds_list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn feeds_list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     caller.require(Operation::ReadFeeds)?;
     let feeds = service(&state)?
         .feeds()
@@ -292,7 +299,11 @@ async fn check_feed_access(state: &AppState, caller: &Caller, bank: &str) -> Res
     caller.require(Operation::ReadFeeds)?;
     let hub = service(state)?.feeds();
     let (_, feed) = hub.feed_of(bank).await.map_err(feed_error)?;
-    if !hub.may_read(&caller.key, feed.bank_id).await.map_err(feed_error)? {
+    if !hub
+        .may_read(&caller.key, feed.bank_id)
+        .await
+        .map_err(feed_error)?
+    {
         return Err(ApiError::forbidden(format!(
             "this key is not a partner of the feed {bank:?}"
         )));
@@ -391,8 +402,12 @@ async fn feed_checksum(
     let (_, feed) = hub.feed_of(&bank).await.map_err(feed_error)?;
     // The head may move while hashing: try a few times.
     for _ in 0..5 {
-        if let Some((head, checksum)) = hub.checksum(feed.bank_id, true).await.map_err(feed_error)? {
-            return Ok(Json(json!({"cursor": head.to_string(), "checksum": checksum})));
+        if let Some((head, checksum)) =
+            hub.checksum(feed.bank_id, true).await.map_err(feed_error)?
+        {
+            return Ok(Json(
+                json!({"cursor": head.to_string(), "checksum": checksum}),
+            ));
         }
     }
     Err(ApiError::unavailable(
@@ -523,7 +538,9 @@ async fn hma_api_credentials(
     ApiPath(api): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Operation::Admin)?;
-    Ok(Json(json!(service(&state)?.api_credential_status(&api).await?)))
+    Ok(Json(json!(
+        service(&state)?.api_credential_status(&api).await?
+    )))
 }
 
 async fn hma_set_api_credentials(
@@ -541,7 +558,8 @@ async fn hma_set_api_credentials(
         }
         Some(Value::Null) => svc.set_api_credentials(&caller.actor(), &api, None).await?,
         Some(v @ Value::Object(_)) => {
-            svc.set_api_credentials(&caller.actor(), &api, Some(v)).await?
+            svc.set_api_credentials(&caller.actor(), &api, Some(v))
+                .await?
         }
         Some(_) => {
             return Err(ApiError::bad_request(
@@ -569,7 +587,10 @@ async fn hma_api_schema(
 async fn hma_list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Operation::Exchanges)?;
     let list = state.engine()?.list_exchanges().await?;
-    Ok(Json(json!(list.iter().map(|e| e.name.clone()).collect::<Vec<_>>())))
+    Ok(Json(json!(list
+        .iter()
+        .map(|e| e.name.clone())
+        .collect::<Vec<_>>())))
 }
 
 async fn hma_create(
@@ -606,7 +627,9 @@ async fn hma_create(
         Some(_) => return Err(ApiError::bad_request("api_json.enabled must be a boolean")),
     };
     if echotrace_exchange::api_info(&api).is_none() {
-        return Err(ApiError::bad_request(format!("No such exchange type '{api}'")));
+        return Err(ApiError::bad_request(format!(
+            "No such exchange type '{api}'"
+        )));
     }
     let req = ExchangeRequest {
         name: bank,
@@ -750,12 +773,10 @@ pub(crate) async fn attach_provenance(
 pub(crate) async fn provenance_of(
     engine: &Engine,
     matches: &[MatchRecord],
-) -> Result<std::collections::HashMap<i64, Vec<echotrace_engine::exchange::Provenance>>, ApiError>
-{
+) -> Result<std::collections::HashMap<i64, Vec<echotrace_engine::exchange::Provenance>>, ApiError> {
     let ids: Vec<i64> = matches.iter().map(|m| m.content_id).collect();
     Ok(engine.provenance(&ids).await?)
 }
-
 
 // ----- metrics ---------------------------------------------------------------------
 
@@ -770,13 +791,41 @@ pub(crate) async fn metrics_text(state: &AppState) -> String {
     };
     let mut out = String::new();
     let series: [(&str, &str, &str); 7] = [
-        ("echotrace_exchange_records", "gauge", "Upstream records kept (tombstones included)."),
-        ("echotrace_exchange_items", "gauge", "Records backing bank items."),
-        ("echotrace_exchange_lag_seconds", "gauge", "How far the local copy may be behind upstream."),
-        ("echotrace_exchange_last_success_timestamp_seconds", "gauge", "End of the last successful fetch."),
-        ("echotrace_exchange_fetched_records_total", "counter", "Records fetched."),
-        ("echotrace_exchange_malformed_records_total", "counter", "Upstream records skipped as malformed."),
-        ("echotrace_exchange_failing", "gauge", "1 when the last fetch failed."),
+        (
+            "echotrace_exchange_records",
+            "gauge",
+            "Upstream records kept (tombstones included).",
+        ),
+        (
+            "echotrace_exchange_items",
+            "gauge",
+            "Records backing bank items.",
+        ),
+        (
+            "echotrace_exchange_lag_seconds",
+            "gauge",
+            "How far the local copy may be behind upstream.",
+        ),
+        (
+            "echotrace_exchange_last_success_timestamp_seconds",
+            "gauge",
+            "End of the last successful fetch.",
+        ),
+        (
+            "echotrace_exchange_fetched_records_total",
+            "counter",
+            "Records fetched.",
+        ),
+        (
+            "echotrace_exchange_malformed_records_total",
+            "counter",
+            "Upstream records skipped as malformed.",
+        ),
+        (
+            "echotrace_exchange_failing",
+            "gauge",
+            "1 when the last fetch failed.",
+        ),
     ];
     for (i, (name, kind, help)) in series.iter().enumerate() {
         let _ = writeln!(out, "# HELP {name} {help}");

@@ -1301,7 +1301,14 @@ async fn exchanges_page_status_dry_run_diff_policy_and_provenance() {
         })
         .collect();
     engine
-        .apply_exchange_batch(ex.id, None, ExchangeBatch { records, ..ExchangeBatch::default() })
+        .apply_exchange_batch(
+            ex.id,
+            None,
+            ExchangeBatch {
+                records,
+                ..ExchangeBatch::default()
+            },
+        )
         .await
         .unwrap();
     let (sid, token) = ts.login("admin", "admin-password-1").await;
@@ -1315,7 +1322,10 @@ async fn exchanges_page_status_dry_run_diff_policy_and_provenance() {
     assert!(html.contains("Go live"));
     // Every form carries the token and refuses a wrong one.
     for (action, form) in post_forms(&html) {
-        assert!(form.contains(&format!("name=\"csrf\" value=\"{token}\"")), "{action}");
+        assert!(
+            form.contains(&format!("name=\"csrf\" value=\"{token}\"")),
+            "{action}"
+        );
         let r = ts.post(&action, &sid, &[("csrf", "wrong")]).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{action}");
     }
@@ -1324,24 +1334,42 @@ async fn exchanges_page_status_dry_run_diff_policy_and_provenance() {
         .post(
             &format!("/ui/exchanges/{}/policy", ex.id),
             &sid,
-            &[("csrf", &token), ("include_labels", "ideology:islamist"), ("action", "preview")],
+            &[
+                ("csrf", &token),
+                ("include_labels", "ideology:islamist"),
+                ("action", "preview"),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let html = r.text().await.unwrap();
     assert!(html.contains("would add <strong>1</strong>"), "{html}");
-    assert!(engine.exchange(ex.id).await.unwrap().policy.include_labels.is_empty());
+    assert!(engine
+        .exchange(ex.id)
+        .await
+        .unwrap()
+        .policy
+        .include_labels
+        .is_empty());
     // Save it, go live: only the matching record fills the bank.
     let r = ts
         .post(
             &format!("/ui/exchanges/{}/policy", ex.id),
             &sid,
-            &[("csrf", &token), ("include_labels", "ideology:islamist"), ("action", "save")],
+            &[
+                ("csrf", &token),
+                ("include_labels", "ideology:islamist"),
+                ("action", "save"),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let r = ts
-        .post(&format!("/ui/exchanges/{}/live", ex.id), &sid, &[("csrf", &token)])
+        .post(
+            &format!("/ui/exchanges/{}/live", ex.id),
+            &sid,
+            &[("csrf", &token)],
+        )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(engine.index_stats().unwrap().pdq, 1);

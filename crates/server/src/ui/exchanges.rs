@@ -85,7 +85,11 @@ async fn list(st: Ctx, auth: Authed) -> Response {
         Err(e) => return engine_error(Some(&auth.viewer), e),
     };
     let feeds = match st.app.exchanges() {
-        Ok(svc) => svc.feeds().list(&admin_view(&auth)).await.unwrap_or_default(),
+        Ok(svc) => svc
+            .feeds()
+            .list(&admin_view(&auth))
+            .await
+            .unwrap_or_default(),
         Err(_) => Vec::new(),
     };
     let body = html! {
@@ -145,7 +149,13 @@ async fn list(st: Ctx, auth: Authed) -> Response {
             }
         }
     };
-    page(layout("Exchanges", "exchanges", Some(&auth.viewer), None, body))
+    page(layout(
+        "Exchanges",
+        "exchanges",
+        Some(&auth.viewer),
+        None,
+        body,
+    ))
 }
 
 /// A key-shaped view of a console user for feed listing (they see every
@@ -285,7 +295,9 @@ fn detail_page(
 fn flash_of(msg: Option<&str>) -> Option<Flash> {
     match msg? {
         "saved" => Some(Flash::Ok("Saved.".into())),
-        "live" => Some(Flash::Ok("The exchange is live: its records now fill the bank.".into())),
+        "live" => Some(Flash::Ok(
+            "The exchange is live: its records now fill the bank.".into(),
+        )),
         "fetching" => Some(Flash::Ok("A fetch was requested.".into())),
         "toggled" => Some(Flash::Ok("Exchange updated.".into())),
         _ => None,
@@ -314,7 +326,13 @@ async fn detail(
                 st.engine.exchange_policy_diff(e.id, &e.policy).await.ok()
             };
             let flash = flash_of(q.msg.as_deref());
-            page(detail_page(&auth.viewer, &e, &e.policy.clone(), diff.as_ref(), flash.as_ref()))
+            page(detail_page(
+                &auth.viewer,
+                &e,
+                &e.policy.clone(),
+                diff.as_ref(),
+                flash.as_ref(),
+            ))
         }
         Err(e) => engine_error(Some(&auth.viewer), e),
     }
@@ -405,7 +423,12 @@ pub(super) fn provenance_line(list: &[echotrace_engine::exchange::Provenance]) -
                 parts.push(labels.join(", "));
             }
             if let Some(a) = p.aggregate {
-                parts.push(format!("upstream opinion {}", serde_json::to_string(&a).unwrap_or_default().trim_matches('"')));
+                parts.push(format!(
+                    "upstream opinion {}",
+                    serde_json::to_string(&a)
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                ));
             }
             parts.join("; ")
         })

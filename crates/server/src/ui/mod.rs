@@ -591,7 +591,12 @@ async fn build_card(
             .map(|c| c.labels.clone())
             .unwrap_or_else(|| m.labels.clone()),
         note: content.as_ref().map(|c| c.note.clone()).unwrap_or_default(),
-        source: match st.engine.provenance(&[m.content_id]).await?.remove(&m.content_id) {
+        source: match st
+            .engine
+            .provenance(&[m.content_id])
+            .await?
+            .remove(&m.content_id)
+        {
             // Upstream labels and provenance of an exchange-backed item.
             Some(p) => exchanges::provenance_line(&p),
             None => content
