@@ -77,6 +77,8 @@ fn by_bank<'a>(
         let mut entry = json!({
             "bank_content_id": m.content_id,
             "distance": hma_distance(m),
+            // echotrace extension: which matching channel found it.
+            "channel": m.channel,
         });
         if let Some(p) = provenance.get(&m.content_id) {
             entry["provenance"] = json!(p);
@@ -97,14 +99,11 @@ async fn run_lookup(
     let banks = bank_ids(state, split_banks(banks)).await?;
     let engine = state.engine()?;
     let req = LookupRequest {
-        signals: query.signals,
+        signals: Vec::new(),
         banks,
         context: SubmissionContext::default(),
     };
-    let resp = match query.text {
-        Some(text) => engine.lookup_text(&caller.actor(), req, text).await?,
-        None => engine.lookup(&caller.actor(), req).await?,
-    };
+    let resp = engine.lookup_upload(&caller.actor(), req, query).await?;
     Ok(resp.matches)
 }
 
@@ -147,7 +146,7 @@ async fn one_signal(
         })?;
     Ok(HashedUpload {
         signals: vec![echotrace_engine::normalize_signal(t, &v)?],
-        text: None,
+        ..HashedUpload::default()
     })
 }
 
