@@ -69,6 +69,7 @@ pub mod console;
 mod convert;
 pub mod demo;
 mod error;
+pub mod exchange;
 mod flood;
 pub mod import;
 pub mod limits;
@@ -168,6 +169,9 @@ struct Inner {
     flood: StdMutex<flood::FloodWindow>,
     /// Group-commit writer of lookup records.
     recorder: recorder::Recorder,
+    /// The last change id applied, published after every sync that applied
+    /// something (the feed builder waits on it).
+    applied: tokio::sync::watch::Sender<i64>,
 }
 
 /// The matching service. Cheap to clone (an `Arc` inside); share one per process.
@@ -224,6 +228,7 @@ impl Engine {
                 cursor: tokio::sync::Mutex::new(cursor),
                 flood: StdMutex::new(flood),
                 recorder,
+                applied: tokio::sync::watch::channel(cursor).0,
             }),
         }
     }
@@ -314,7 +319,16 @@ impl Engine {
                 applied += 1;
             }
         }
+        if applied > 0 {
+            self.inner.applied.send_replace(*cursor);
+        }
         Ok(applied)
+    }
+
+    /// A receiver that changes whenever this process applied new changes
+    /// (its value is the last change id applied).
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.inner.applied.subscribe()
     }
 
     /// Spawn the background task that tails the change sequence. Needs a
@@ -1191,6 +1205,11 @@ impl Engine {
             )
             .await?;
         let decision = decision_from_row(&d)?;
+        let opinion = match verdict {
+            Verdict::Confirm => exchange::OpinionCategory::Positive,
+            Verdict::Reject => exchange::OpinionCategory::Negative,
+        };
+        exchange::queue_opinions(&mut tx, d.id, &after, opinion, publish_after).await?;
         tx.audit(&NewAudit {
             actor: actor.as_str(),
             action: "match.decide",

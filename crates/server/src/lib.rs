@@ -57,6 +57,7 @@ use echotrace_engine::{Engine, EngineConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+pub use echotrace_exchange;
 pub use error::ApiError;
 pub use fetch::FetchPolicy;
 
@@ -104,6 +105,35 @@ pub struct ServerConfig {
     /// Delete recorded lookups past this policy, sweeping at this interval
     /// (`None`, the default: keep them).
     pub retention: Option<(echotrace_engine::RetentionPolicy, Duration)>,
+    /// Signal exchange: fetch workers, feeds, write-back.
+    pub exchanges: ExchangeSettings,
+}
+
+/// How `serve` runs signal exchange.
+#[derive(Clone, Debug)]
+pub struct ExchangeSettings {
+    /// Run the exchange fetch workers in this process.
+    pub run_workers: bool,
+    /// Run the feed builder in this process.
+    pub run_feed_builder: bool,
+    /// What adapters may connect to and how much they may read.
+    pub net: echotrace_exchange::NetPolicy,
+    /// Key file for credentials when `ECHOTRACE_SECRET_KEY` is unset.
+    pub secret_key_file: std::path::PathBuf,
+    /// Lease of an exchange's fetcher (takeover time after a crash).
+    pub lease_ttl: std::time::Duration,
+}
+
+impl Default for ExchangeSettings {
+    fn default() -> Self {
+        ExchangeSettings {
+            run_workers: true,
+            run_feed_builder: true,
+            net: echotrace_exchange::NetPolicy::default(),
+            secret_key_file: std::path::PathBuf::from("echotrace.secret"),
+            lease_ttl: std::time::Duration::from_secs(15),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -122,6 +152,7 @@ impl Default for ServerConfig {
             retain_media: false,
             bootstrap_admin: None,
             retention: None,
+            exchanges: ExchangeSettings::default(),
         }
     }
 }
@@ -169,6 +200,8 @@ struct StateInner {
     keys: auth::KeyCache,
     /// Set if opening the engine failed (reported by /readyz).
     startup_error: OnceLock<String>,
+    /// The exchange subsystem, or why it is not available.
+    exchange: OnceLock<Result<Arc<echotrace_exchange::ExchangeService>, String>>,
 }
 
 impl AppState {
@@ -189,6 +222,7 @@ impl AppState {
                 keys: auth::KeyCache::new(ttl),
                 metrics: metrics::Metrics::default(),
                 startup_error: OnceLock::new(),
+                exchange: OnceLock::new(),
                 config,
             }),
         }
@@ -208,6 +242,18 @@ impl AppState {
                 Some(e) => ApiError::unavailable(format!("engine failed to start: {e}")),
                 None => ApiError::unavailable("indexes are still loading"),
             })
+    }
+
+    /// The exchange subsystem (503 while loading or when its key could
+    /// not be read).
+    pub fn exchanges(&self) -> Result<&Arc<echotrace_exchange::ExchangeService>, ApiError> {
+        match self.inner.exchange.get() {
+            Some(Ok(s)) => Ok(s),
+            Some(Err(e)) => Err(ApiError::unavailable(format!(
+                "signal exchange is not available: {e}"
+            ))),
+            None => Err(ApiError::unavailable("indexes are still loading")),
+        }
     }
 
     pub fn is_ready(&self) -> bool {
@@ -424,14 +470,60 @@ async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
     if let Some((policy, every)) = config.retention {
         handles.push(engine.spawn_retention_sweeper(policy, every));
     }
-    if config.deliver_webhooks {
-        match deliver::HttpDeliverer::new(config.webhook_timeout) {
-            Ok(http) => handles.push(engine.spawn_outbox_worker(Arc::new(
-                deliver::WebhookDeliverer::new(engine.clone(), http),
-            ))),
-            Err(e) => eprintln!("echotrace-server: webhook delivery disabled: {e}"),
+    let exchanges = start_exchanges(&engine, &config.exchanges);
+    if let Ok(service) = &exchanges {
+        if config.exchanges.run_workers {
+            handles.push(service.spawn_workers());
+        }
+        if config.exchanges.run_feed_builder {
+            handles.push(service.spawn_feed_builder());
         }
     }
+    if config.deliver_webhooks {
+        let webhooks: Option<Arc<dyn echotrace_engine::Deliverer>> =
+            match deliver::HttpDeliverer::new(config.webhook_timeout) {
+                Ok(http) => Some(Arc::new(deliver::WebhookDeliverer::new(
+                    engine.clone(),
+                    http,
+                ))),
+                Err(e) => {
+                    eprintln!("echotrace-server: webhook delivery disabled: {e}");
+                    None
+                }
+            };
+        // Exchange opinions go through their adapters, the rest to webhooks.
+        let deliverer = match &exchanges {
+            Ok(service) => Some(service.deliverer(webhooks)),
+            Err(_) => webhooks,
+        };
+        if let Some(d) = deliverer {
+            handles.push(engine.spawn_outbox_worker(d));
+        }
+    }
+    let _ = state.inner.exchange.set(exchanges);
     state.attach(engine);
     handles
+}
+
+/// Open the credentials key and build the exchange service. A key that
+/// cannot be used leaves matching running and exchanges unavailable (503
+/// with the reason).
+fn start_exchanges(
+    engine: &Engine,
+    settings: &ExchangeSettings,
+) -> Result<Arc<echotrace_exchange::ExchangeService>, String> {
+    let secrets = echotrace_exchange::SecretBox::from_env_or_file_lazy(&settings.secret_key_file)
+        .map_err(|e| {
+        eprintln!("echotrace-server: signal exchange disabled: {e}");
+        e.to_string()
+    })?;
+    Ok(echotrace_exchange::ExchangeService::new(
+        engine.clone(),
+        secrets,
+        echotrace_exchange::ServiceConfig {
+            net: settings.net.clone(),
+            lease_ttl: settings.lease_ttl,
+            ..echotrace_exchange::ServiceConfig::default()
+        },
+    ))
 }

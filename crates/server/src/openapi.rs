@@ -242,6 +242,10 @@ pub const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
     ),
 ];
 
+/// Signal exchange routes (exchanges, feeds, HMA's `/c/exchange…`).
+pub const EXCHANGE_ROUTES: &[(&str, &str, &str, &str, &str)] =
+    crate::routes::exchange::OPENAPI_ROUTES;
+
 fn path_params(path: &str) -> Vec<Value> {
     path.split('/')
         .filter(|seg| seg.starts_with('{') && seg.ends_with('}'))
@@ -258,7 +262,7 @@ fn path_params(path: &str) -> Vec<Value> {
 }
 
 fn body_for(method: &str, path: &str) -> Option<Value> {
-    if method != "post" && method != "patch" {
+    if method != "post" && method != "patch" && method != "put" {
         return None;
     }
     let item = json!({"$ref": "#/components/schemas/Item"});
@@ -313,7 +317,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
 /// Build the document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (method, path, tag, summary, role) in ROUTES {
+    for (method, path, tag, summary, role) in ROUTES.iter().chain(EXCHANGE_ROUTES) {
         let entry = paths
             .entry((*path).to_string())
             .or_insert_with(|| json!({}));
@@ -436,7 +440,7 @@ mod tests {
     fn every_route_is_documented_once() {
         let doc = document();
         let mut n = 0;
-        for (method, path, ..) in ROUTES {
+        for (method, path, ..) in ROUTES.iter().chain(EXCHANGE_ROUTES) {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
             n += 1;
         }

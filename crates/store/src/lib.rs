@@ -31,6 +31,8 @@
 //!   context only; API keys and passwords are stored as hashes only.
 
 mod bulk;
+mod exchange;
+mod feed;
 mod lease;
 mod retention;
 mod robust;
@@ -51,6 +53,11 @@ pub use bulk::{
     content_range_op, parse_content_range_op, BulkContent, BULK_ROWS_PER_STATEMENT,
     CONTENT_RANGE_ENTITY,
 };
+pub use exchange::{
+    ContentWithId, ExchangeProgress, ExchangeRecordRow, ExchangeRow, ExchangeSettings, NewExchange,
+    ProvenanceRow, RecordCounts,
+};
+pub use feed::{FeedEntryRow, FeedOpinionRow, FeedRow, NewFeedEntry};
 pub use lease::LeaseRow;
 pub use retention::{RetentionCutoffs, SweepCounts};
 pub use robust::{is_exportable_table, DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_VPDQ_CROPPED};
@@ -195,6 +202,8 @@ schema_migrations![
     (11, "retention", "0011_retention"),
     // PostgreSQL: vPDQ values outgrow B-tree rows; index them by hash.
     (12, "signal_value_index", "0012_signal_value_index"),
+    // Signal exchange: exchanges, upstream records, published feeds.
+    (20, "exchanges", "0020_exchanges"),
     // Robust matching: derived hashes, bank matching settings, match channel.
     (30, "robust", "0030_robust"),
 ];

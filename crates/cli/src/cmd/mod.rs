@@ -2,6 +2,7 @@
 
 pub mod bank;
 pub mod compare;
+pub mod exchange;
 pub mod hash;
 pub mod keys;
 pub mod match_;

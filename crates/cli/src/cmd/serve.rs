@@ -89,6 +89,26 @@ pub struct ServeArgs {
     /// refused).
     #[arg(long)]
     pub demo: bool,
+    /// Do not run exchange fetch workers and the feed builder in this
+    /// process (another process of the deployment does).
+    #[arg(long)]
+    pub no_exchange_workers: bool,
+    /// Let exchange adapters connect to loopback addresses (a peer on the
+    /// same host; tests).
+    #[arg(long)]
+    pub exchange_allow_loopback: bool,
+    /// Let exchange adapters connect to private-network addresses.
+    #[arg(long)]
+    pub exchange_allow_private: bool,
+    /// Key file sealing exchange credentials when ECHOTRACE_SECRET_KEY is
+    /// unset (created with mode 0600 on first run; default: next to a
+    /// SQLite database, else ./echotrace.secret).
+    #[arg(long, env = "ECHOTRACE_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<std::path::PathBuf>,
+    /// Seconds an exchange fetcher's lease lasts without renewal (after a
+    /// crash another process takes the exchange over within it).
+    #[arg(long, default_value_t = 15, hide = true)]
+    pub exchange_lease_secs: u64,
 }
 
 /// Large buffers (request bodies, decoded images, copies of long texts) are
@@ -226,6 +246,17 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         deliver_webhooks: !args.no_webhooks,
         retain_media: args.retain_media || args.demo,
         retention,
+        exchanges: echotrace_server::ExchangeSettings {
+            run_workers: !args.no_exchange_workers,
+            run_feed_builder: !args.no_exchange_workers,
+            net: echotrace_exchange::NetPolicy {
+                allow_loopback: args.exchange_allow_loopback,
+                allow_private: args.exchange_allow_private,
+                ..echotrace_exchange::NetPolicy::default()
+            },
+            secret_key_file: super::exchange::secret_key_path(&db, args.secret_key_file.as_deref()),
+            lease_ttl: Duration::from_secs(args.exchange_lease_secs.max(1)),
+        },
         bootstrap_admin: Some(Arc::new(|key: &str| {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(

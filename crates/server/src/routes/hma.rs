@@ -62,9 +62,13 @@ fn hma_distance(m: &MatchRecord) -> String {
     }
 }
 
+/// Exchange provenance of matched items (see `routes::exchange`).
+type ProvenanceMap = std::collections::HashMap<i64, Vec<echotrace_engine::exchange::Provenance>>;
+
 /// One match in HMA's shape, `{"bank_content_id": 1, "distance": "4"}`;
-/// a vPDQ match also carries its two shares (percent).
-fn hma_entry(m: &MatchRecord) -> Value {
+/// a vPDQ match also carries its two shares (percent), and an item that
+/// came from an exchange its `provenance` (labels and opinions upstream).
+fn hma_entry(m: &MatchRecord, provenance: &ProvenanceMap) -> Value {
     let mut e = json!({
         "bank_content_id": m.content_id,
         "distance": hma_distance(m),
@@ -75,16 +79,22 @@ fn hma_entry(m: &MatchRecord) -> Value {
         e["query_match_pct"] = json!(v.query_match_pct);
         e["compared_match_pct"] = json!(v.compared_match_pct);
     }
+    if let Some(p) = provenance.get(&m.content_id) {
+        e["provenance"] = json!(p);
+    }
     e
 }
 
 /// `{"BANK": [{"bank_content_id": 1, "distance": "4"}]}` for one signal type.
-fn by_bank<'a>(matches: impl Iterator<Item = &'a MatchRecord>) -> Map<String, Value> {
+fn by_bank<'a>(
+    matches: impl Iterator<Item = &'a MatchRecord>,
+    provenance: &ProvenanceMap,
+) -> Map<String, Value> {
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for m in matches {
         out.entry(m.bank_name.clone())
             .or_default()
-            .push(hma_entry(m));
+            .push(hma_entry(m, provenance));
     }
     out.into_iter().map(|(k, v)| (k, Value::Array(v))).collect()
 }
@@ -158,7 +168,8 @@ async fn lookup_get(
 ) -> Result<Json<Value>, ApiError> {
     let query = one_signal(&state, q.signal_type, q.signal).await?;
     let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
-    Ok(Json(Value::Object(by_bank(matches.iter()))))
+    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
+    Ok(Json(Value::Object(by_bank(matches.iter(), &prov))))
 }
 
 #[derive(Deserialize)]
@@ -184,11 +195,15 @@ async fn lookup_post(
     let query = item_query(&state, item.input).await?;
     let types: Vec<_> = query.signals.iter().map(|s| s.signal_type).collect();
     let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
+    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
     let mut out = Map::new();
     for t in types {
         out.insert(
             t.as_str().to_string(),
-            Value::Object(by_bank(matches.iter().filter(|m| m.signal_type == t))),
+            Value::Object(by_bank(
+                matches.iter().filter(|m| m.signal_type == t),
+                &prov,
+            )),
         );
     }
     Ok(Json(Value::Object(out)))
@@ -213,11 +228,12 @@ async fn raw_lookup(
         .as_deref()
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
     let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
+    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
     let list: Vec<Value> = matches
         .iter()
         .map(|m| {
             if with_distance {
-                hma_entry(m)
+                hma_entry(m, &prov)
             } else {
                 json!(m.content_id)
             }

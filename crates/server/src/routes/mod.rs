@@ -4,6 +4,7 @@
 //! headers ([`Caller`] with the route's requirement, before the body), then
 //! turn the request into engine types, call the engine, shape JSON.
 
+pub(crate) mod exchange;
 mod hma;
 mod v1;
 
@@ -31,6 +32,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
         .merge(v1::router())
         .merge(hma::router())
+        .merge(exchange::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -88,11 +90,9 @@ async fn metrics(state: axum::extract::State<AppState>) -> Response {
             }
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(&g),
-    )
-        .into_response()
+    let mut body = state.metrics().render(&g);
+    body.push_str(&exchange::metrics_text(&state).await);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 fn now_ms() -> i64 {

@@ -374,6 +374,7 @@ async fn lookup(
         .await?;
     }
     let mut out = json!(lookup_out(resp, frames.wanted()));
+    super::exchange::attach_provenance(engine, &mut out, &["matches", "allowed"]).await?;
     if hashed {
         out["signals"] = signals_json(&signals);
     }
@@ -466,11 +467,13 @@ async fn lookup_batch(
             .metrics()
             .record_lookup(per_item, resp.matches.len() + resp.allowed.len());
     }
-    let results: Vec<_> = results
-        .into_iter()
-        .map(|r| lookup_out(r, frames.wanted()))
-        .collect();
-    Ok(Json(json!({ "results": results })))
+    let mut out = Vec::with_capacity(results.len());
+    for resp in results {
+        let mut v = json!(lookup_out(resp, frames.wanted()));
+        super::exchange::attach_provenance(engine, &mut v, &["matches", "allowed"]).await?;
+        out.push(v);
+    }
+    Ok(Json(json!({ "results": out })))
 }
 
 #[derive(Deserialize)]
@@ -598,7 +601,9 @@ async fn list_matches(
     };
     let frames = FramesQuery { frames: q.frames }.wanted();
     let matches: Vec<_> = matches.into_iter().map(|m| match_out(m, frames)).collect();
-    Ok(Json(json!({"matches": matches, "next_cursor": next})))
+    let mut out = json!({"matches": matches, "next_cursor": next});
+    super::exchange::attach_provenance(engine, &mut out, &["matches"]).await?;
+    Ok(Json(out))
 }
 
 async fn get_match(
@@ -607,8 +612,11 @@ async fn get_match(
     ApiPath(id): ApiPath<i64>,
     ApiQuery(frames): ApiQuery<FramesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let m = state.engine()?.get_match(id).await?;
-    Ok(Json(json!(match_out(m, frames.wanted()))))
+    let engine = state.engine()?;
+    let m = engine.get_match(id).await?;
+    let mut out = json!({"matches": [match_out(m, frames.wanted())]});
+    super::exchange::attach_provenance(engine, &mut out, &["matches"]).await?;
+    Ok(Json(out["matches"][0].take()))
 }
 
 #[derive(Deserialize)]

@@ -53,6 +53,10 @@ async fn start(undo: Duration) -> TestServer {
         engine,
         retain_media: true,
         deliver_webhooks: false,
+        exchanges: crate::ExchangeSettings {
+            secret_key_file: dir.join("key.secret"),
+            ..crate::ExchangeSettings::default()
+        },
         ..ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1244,4 +1248,165 @@ fn row_matches(page: &str, bank: &str) -> bool {
         .nth(1)
         .and_then(|rest| rest.split("</tr>").next())
         .is_some_and(|row| row.contains("<span class=\"why-ok\">match</span>"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchanges_page_status_dry_run_diff_policy_and_provenance() {
+    use echotrace_engine::exchange::{
+        ExchangeBatch, ExchangePolicy, NewExchangeSpec, RecordLabels, UpstreamRecord,
+    };
+    let ts = start(Duration::from_secs(30)).await;
+    let engine = ts.engine();
+    let cli = Actor::cli();
+    engine
+        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    engine
+        .create_user(&cli, "rev", "reviewer-password-1", Role::Reviewer)
+        .await
+        .unwrap();
+    let ex = engine
+        .create_exchange(
+            &cli,
+            NewExchangeSpec {
+                name: "TCAP".into(),
+                api: "tat".into(),
+                config: r#"{"version":1,"base_url":"https://tcap.invalid/"}"#.into(),
+                policy: ExchangePolicy::default(),
+                credentials: Some("v1.00ff".into()),
+                write_back: true,
+                enabled: true,
+                live: false,
+                poll_interval_ms: 60_000,
+                bank: None,
+            },
+        )
+        .await
+        .unwrap();
+    let pdq = |i: u8| format!("{:02x}", i).repeat(32);
+    let records: Vec<UpstreamRecord> = (1..=3u8)
+        .map(|i| UpstreamRecord {
+            signal: SignalValue {
+                signal_type: SignalType::Pdq,
+                value: pdq(i * 17),
+            },
+            upstream_id: format!("u{i}"),
+            labels: RecordLabels {
+                ideology: vec![if i == 3 { "islamist" } else { "far-right" }.into()],
+                ..RecordLabels::default()
+            },
+            opinions: vec![],
+            created_at: None,
+            updated_at: None,
+            deleted: false,
+        })
+        .collect();
+    engine
+        .apply_exchange_batch(
+            ex.id,
+            None,
+            ExchangeBatch {
+                records,
+                ..ExchangeBatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (sid, token) = ts.login("admin", "admin-password-1").await;
+    let (status, html) = ts.get("/ui/exchanges", &sid).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("TCAP") && html.contains("dry run"), "{html}");
+    assert!(!html.contains("v1.00ff"), "credentials never shown");
+    let (status, html) = ts.get(&format!("/ui/exchanges/{}", ex.id), &sid).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("would add <strong>3</strong>"), "{html}");
+    assert!(html.contains("Go live"));
+    // Every form carries the token and refuses a wrong one.
+    for (action, form) in post_forms(&html) {
+        assert!(
+            form.contains(&format!("name=\"csrf\" value=\"{token}\"")),
+            "{action}"
+        );
+        let r = ts.post(&action, &sid, &[("csrf", "wrong")]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{action}");
+    }
+    // Preview a policy: the diff, nothing saved.
+    let r = ts
+        .post(
+            &format!("/ui/exchanges/{}/policy", ex.id),
+            &sid,
+            &[
+                ("csrf", &token),
+                ("include_labels", "ideology:islamist"),
+                ("action", "preview"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("would add <strong>1</strong>"), "{html}");
+    assert!(engine
+        .exchange(ex.id)
+        .await
+        .unwrap()
+        .policy
+        .include_labels
+        .is_empty());
+    // Save it, go live: only the matching record fills the bank.
+    let r = ts
+        .post(
+            &format!("/ui/exchanges/{}/policy", ex.id),
+            &sid,
+            &[
+                ("csrf", &token),
+                ("include_labels", "ideology:islamist"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = ts
+        .post(
+            &format!("/ui/exchanges/{}/live", ex.id),
+            &sid,
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(engine.index_stats().unwrap().pdq, 1);
+    // Disable through the page.
+    let r = ts
+        .post(
+            &format!("/ui/exchanges/{}/toggle", ex.id),
+            &sid,
+            &[("csrf", &token), ("enabled", "0")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(!engine.exchange(ex.id).await.unwrap().enabled);
+    // The review card shows where the matched item came from.
+    engine
+        .lookup(
+            &Actor::key(1),
+            LookupRequest {
+                signals: vec![SignalValue {
+                    signal_type: SignalType::Pdq,
+                    value: pdq(51),
+                }],
+                banks: None,
+                context: SubmissionContext::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let (sid_r, _) = ts.login("rev", "reviewer-password-1").await;
+    let (_, html) = ts.get("/ui/queue", &sid_r).await;
+    assert!(
+        html.contains("from exchange TCAP (tat); upstream id u3; ideology:islamist"),
+        "{html}"
+    );
+    // Reviewers do not manage exchanges.
+    let (status, _) = ts.get("/ui/exchanges", &sid_r).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

@@ -30,6 +30,7 @@
 
 #[cfg(test)]
 mod e2e;
+pub mod exchanges;
 pub mod session;
 pub mod textdiff;
 pub mod videostrip;
@@ -225,6 +226,7 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
         .route("/ui/audit", get(audit_page))
         .route("/ui/keys", get(keys_page).post(key_create))
         .route("/ui/keys/{id}/revoke", post(key_revoke))
+        .merge(exchanges::routes())
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             uploads,
@@ -618,10 +620,19 @@ async fn build_card(
             .map(|c| c.labels.clone())
             .unwrap_or_else(|| m.labels.clone()),
         note: content.as_ref().map(|c| c.note.clone()).unwrap_or_default(),
-        source: content
-            .as_ref()
-            .map(|c| format!("added {}", views::fmt_ts(c.created_at)))
-            .unwrap_or_else(|| "item deleted".into()),
+        source: match st
+            .engine
+            .provenance(&[m.content_id])
+            .await?
+            .remove(&m.content_id)
+        {
+            // Upstream labels and provenance of an exchange-backed item.
+            Some(p) => exchanges::provenance_line(&p),
+            None => content
+                .as_ref()
+                .map(|c| format!("added {}", views::fmt_ts(c.created_at)))
+                .unwrap_or_else(|| "item deleted".into()),
+        },
         submission_id: m.submission_id,
         platform_content_id: sub.as_ref().and_then(|s| s.content_ref.clone()),
         url: sub.as_ref().and_then(|s| s.url.clone()),

@@ -93,6 +93,7 @@ pub fn layout(
                             (nav_link("/ui/queue", "Review queue", active == "queue"))
                             (nav_link("/ui/banks", "Banks", active == "banks"))
                             (nav_link("/ui/debug", "Match debugger", active == "debug"))
+                            @if v.can_write_banks { (nav_link("/ui/exchanges", "Exchanges", active == "exchanges")) }
                             @if v.can_audit { (nav_link("/ui/audit", "Audit log", active == "audit")) }
                             @if v.can_admin { (nav_link("/ui/keys", "API keys", active == "keys")) }
                             (nav_link("/ui/settings", "Settings", active == "settings"))
