@@ -34,6 +34,7 @@ mod bulk;
 mod lease;
 mod rows;
 mod sighting;
+mod spread;
 pub mod testing;
 
 use std::borrow::Cow;
@@ -54,6 +55,10 @@ pub use rows::*;
 pub use sighting::{
     NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,
     SightingSignalRow, SourceRow, WarcRef,
+};
+pub use spread::{
+    CheckRow, CheckWrite, ClusterSummary, CopyRow, DueCheck, ItemLabels, LivenessRow, NewNotice,
+    NoticeQuery, NoticeRow, RemovalRow,
 };
 
 /// Errors of the store.
@@ -176,6 +181,8 @@ schema_migrations![
     (5, "leases", "0005_leases"),
     // The sighting model: sources, sightings, their signals and matches.
     (6, "sightings", "0006_sightings"),
+    // Spread tracking: liveness, checks, removals, takedown notices.
+    (50, "spread", "0050_spread"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

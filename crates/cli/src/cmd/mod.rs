@@ -4,7 +4,10 @@ pub mod bank;
 pub mod compare;
 pub mod hash;
 pub mod keys;
+pub mod liveness;
 pub mod match_;
+pub mod notice;
+pub mod report;
 pub mod serve;
 pub mod users;
 

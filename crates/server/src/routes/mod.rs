@@ -4,6 +4,7 @@
 //! role, turn the request into engine types, call the engine, shape JSON.
 
 mod hma;
+pub(crate) mod spread;
 mod v1;
 
 use axum::http::{header, StatusCode};
@@ -27,6 +28,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
         .merge(v1::router())
         .merge(hma::router())
+        .merge(spread::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
