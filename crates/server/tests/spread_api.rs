@@ -136,8 +136,9 @@ struct Copy {
     script: Vec<(f64, LivenessState)>,
 }
 
-/// Insert a sighting matched to `content_id`, with a WARC evidence ref.
-async fn sighting(store: &Store, c: &Copy, content_id: i64, bank_id: i64) -> i64 {
+/// Insert a sighting matched to `content_id`, with a WARC evidence ref;
+/// its hours count from `origin`.
+async fn sighting(store: &Store, c: &Copy, origin: i64, content_id: i64, bank_id: i64) -> i64 {
     let url_sha = echotrace_signals::digest::sha256_hex(c.url.as_bytes());
     let content_sha = echotrace_signals::digest::sha256_hex(format!("bytes of {}", c.url).as_bytes());
     let warc = WarcRef {
@@ -158,7 +159,7 @@ async fn sighting(store: &Store, c: &Copy, content_id: i64, bank_id: i64) -> i64
             parent_id: None,
             content_sha256: &content_sha,
             media_type: "image",
-            seen_at: T0 + c.first_seen_h * H,
+            seen_at: origin + c.first_seen_h * H,
             expires_at: None,
             warc: Some(&warc),
         })
@@ -175,7 +176,7 @@ async fn sighting(store: &Store, c: &Copy, content_id: i64, bank_id: i64) -> i64
             parent_id: None,
             content_sha256: &content_sha,
             media_type: "image",
-            seen_at: T0 + (c.first_seen_h + h) * H,
+            seen_at: origin + (c.first_seen_h + h) * H,
             expires_at: None,
             warc: Some(&warc),
         })
@@ -296,7 +297,7 @@ async fn report_numbers_equal_hand_counts(db: &TestDb) {
     let copies = copies();
     let mut ids = Vec::new();
     for c in &copies {
-        ids.push(sighting(&svc.store, c, items[c.item], bank_id).await);
+        ids.push(sighting(&svc.store, c, T0, items[c.item], bank_id).await);
     }
     let timing = Timing {
         schedule: Schedule::parse("1h,6h,24h,48h").unwrap(),
@@ -472,8 +473,10 @@ async fn notices_clusters_and_errors(db: &TestDb) {
     let bank_id = svc.ok(Method::GET, "/v1/banks/spread-test", None).await["id"].as_i64().unwrap();
     let a = item(&svc, "spread-test", PDQ_A, &["group:alpha"]).await;
     let copies = copies();
-    let s1 = sighting(&svc.store, &copies[0], a, bank_id).await;
-    let s3 = sighting(&svc.store, &copies[2], a, bank_id).await;
+    // Seen ten days ago, so the console's default window shows them.
+    let origin = echotrace_store::now_ms() - 240 * H;
+    let s1 = sighting(&svc.store, &copies[0], origin, a, bank_id).await;
+    let s3 = sighting(&svc.store, &copies[2], origin, a, bank_id).await;
     let (hook, seen) = receiver();
     svc.ok(Method::POST, "/v1/actions/webhooks",
         Some(json!({"url": hook, "secret": "s3cret", "events": ["notice.created"]}))).await;
@@ -564,7 +567,7 @@ async fn notices_clusters_and_errors(db: &TestDb) {
     // notice can be recorded from the cluster page.
     let engine = svc.handle.as_ref().unwrap().state.engine().unwrap().clone();
     engine.create_user(&echotrace_engine::Actor::system(), "curie", "a long enough password", Role::Reviewer).await.unwrap();
-    let console = Client::builder().cookie_store(false).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let console = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let cookie = console_login(&console, &svc.base, "curie", "a long enough password").await;
     let page = |path: String| {
         let console = console.clone();

@@ -660,7 +660,7 @@ async fn decide(
 
 // ----- actions -------------------------------------------------------------
 
-const EVENTS: [&str; 3] = ["match", "decision", "quarantine"];
+const EVENTS: &[&str] = &["match", "decision", "quarantine", "notice.created"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -685,7 +685,8 @@ async fn create_webhook(
     caller.require(Operation::Admin)?;
     if let Some(bad) = body.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
         return Err(ApiError::bad_request(format!(
-            "unknown event {bad:?} (expected match, decision or quarantine)"
+            "unknown event {bad:?} (expected one of {})",
+            EVENTS.join(", ")
         )));
     }
     let url = reqwest::Url::parse(&body.url)
