@@ -319,14 +319,15 @@ impl Checker {
                     .politeness_wait_ms
                     .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
                 tokio::time::sleep(wait).await;
-                self.gate.begin(&job.host).await;
             }
             None => {
                 self.progress.deferred.fetch_add(1, Ordering::Relaxed);
                 return Ok(Some(job.liveness.sighting_id));
             }
         }
+        let permit = self.gate.begin(&job.host).await;
         let fetched = self.fetcher.fetch(&job.url, &route).await;
+        drop(permit);
         let target = Target {
             url: &job.url,
             host: &job.host,

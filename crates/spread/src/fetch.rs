@@ -16,9 +16,10 @@
 //! * **Bounded**: whole-check timeout, bodies streamed and cut at
 //!   `max_bytes` (the verdict is then inconclusive: a partial body cannot
 //!   be re-hashed).
-//! * **Politeness** ([`HostGate`]): at most one request per host per
-//!   `delay`, across all workers of a process; reservations are taken under
-//!   one lock, so two workers can never send to one host closer together.
+//! * **Politeness** ([`HostGate`]): one request at a time per host, the
+//!   next one `delay` after the previous one finished, across all workers
+//!   of a process; slots are reserved ahead so a worker can hand back a
+//!   check whose slot is too far off.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -140,11 +141,14 @@ impl HostGate {
 
     /// Call right before sending to `host` (after the reserved slot):
     /// waits until `delay` has passed since the previous request to that
-    /// host actually started — a late wake-up of one worker can never bring
-    /// the next request closer — and records this start.
-    pub async fn begin(&self, host: &str) {
+    /// host *finished*, and holds the host until the returned permit is
+    /// dropped (when this request has finished). So a request reaches the
+    /// host at least `delay` after the previous one did, whatever the
+    /// scheduling or network jitter: the previous one arrived before its
+    /// answer came back, and this one leaves `delay` after that.
+    pub async fn begin(&self, host: &str) -> HostPermit {
         if self.delay.is_zero() {
-            return;
+            return HostPermit(None);
         }
         let key = host.to_ascii_lowercase();
         let slot = {
@@ -158,11 +162,11 @@ impl HostGate {
             }
             map.entry(key).or_default().clone()
         };
-        let mut last = slot.lock().await;
+        let last = slot.lock_owned().await;
         if let Some(t) = *last {
             tokio::time::sleep_until(t + self.delay).await;
         }
-        *last = Some(Instant::now());
+        HostPermit(Some(last))
     }
 
     /// Wait for this host's next free slot, reserving it, then
@@ -171,8 +175,20 @@ impl HostGate {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         let wait = self.reserve(host, far).unwrap_or_default();
         tokio::time::sleep(wait).await;
-        self.begin(host).await;
+        drop(self.begin(host).await);
         wait
+    }
+}
+
+/// A host held for one request ([`HostGate::begin`]); dropping it marks
+/// the request finished.
+pub struct HostPermit(Option<tokio::sync::OwnedMutexGuard<Option<Instant>>>);
+
+impl Drop for HostPermit {
+    fn drop(&mut self) {
+        if let Some(g) = self.0.as_mut() {
+            **g = Some(Instant::now());
+        }
     }
 }
 

@@ -1,7 +1,56 @@
 //! Spread tracking: where known propaganda went, whether it came down, how
 //! fast, and whether it came back.
 //!
-//! (The full essay is written once the crate settles; see ARCHITECTURE.md.)
+//! The collector records **sightings** (an item seen at a URL) and which
+//! bank items they matched. This crate reads them and adds everything that
+//! happens afterwards:
+//!
+//! * **Variant clusters** ([`cluster`]): a bank item and all its sightings,
+//!   across signal types, with a timeline — first seen, each new host and
+//!   platform, removals, the same URL coming back, new copies after a
+//!   removal.
+//! * **Liveness** ([`checker`], [`verdict`], [`machine`], [`schedule`]):
+//!   every matched http(s) sighting is re-checked on an adaptive schedule
+//!   (default `1h,6h,24h,+1d..30d,+7d..90d` from first seen). The verdict
+//!   comes from **re-hashing what is served** ([`rehash`]), because
+//!   soft-404s and "file removed" pages answer 200: the same bytes, or
+//!   bytes that still match the bank item within its thresholds, are
+//!   `live`; otherwise table-driven removal rules ([`rules`]) name the
+//!   host's removal, suspension or geo-block page, and anything else is
+//!   `live_altered`. A removal counts only after two consecutive removed
+//!   checks, recorded as the interval (last live, first removed].
+//! * **Notices** ([`notice`]): takedown alerts (email, API, DSA Art. 16,
+//!   TCO order) generated with their WARC evidence references, recorded,
+//!   exported, and announced as the `notice.created` webhook event;
+//!   echotrace never sends them itself.
+//! * **Survival analysis** ([`survival`]): Kaplan–Meier with right
+//!   censoring, lifelines' confidence band and median CI, and the log-rank
+//!   test — our own code (no crate fitted), tested to 1e-9 against lifelines.
+//! * **Transparency reports** ([`report`], [`html`], [`chart`]): TCAP's
+//!   fields (URLs found, notices sent, platforms notified, % removed by
+//!   group and platform) plus survival curves, censoring counts and a
+//!   methodology section generated from the checker's stored settings; as
+//!   JSON, CSV or one self-contained HTML file with inline SVG.
+//!
+//! Key decisions:
+//!
+//! * **Exactly one outcome per check.** Checks are leased (a lease per
+//!   liveness row, `FOR UPDATE SKIP LOCKED` on PostgreSQL) and an outcome
+//!   is committed only if the row's check counter is still what was
+//!   leased, with a unique `(sighting, seq)`: kill -9 at any point neither
+//!   loses a check (its lease expires and it is redone) nor records one
+//!   twice. Outcomes are group-committed (one transaction per batch).
+//! * **Fetching behind a trait** ([`fetch::Fetcher`]): [`fetch::HttpFetcher`]
+//!   (reqwest; SSRF guard in the resolver; SOCKS5 proxies with remote DNS
+//!   for Tor; `.onion` refused without one; capped streamed bodies) with
+//!   per-host politeness ([`fetch::HostGate`]) measured at request start.
+//! * **Honest time-to-removal.** The estimator places a removal at the
+//!   interval's right end (when it was first observed) and reports the
+//!   left-end curve as a lower bound, so it never claims a removal before
+//!   it was seen; see [`report`] for every convention.
+//! * **Replays.** A checker can record checks "as of" a given time
+//!   (`--at`), so tests and backfills land on schedule slots without
+//!   waiting; politeness and leases keep using the real clock.
 
 pub mod chart;
 pub mod checker;
