@@ -73,6 +73,7 @@ mod flood;
 pub mod import;
 mod outbox;
 mod recorder;
+pub mod sighting;
 mod signals;
 mod state;
 mod types;

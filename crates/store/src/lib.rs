@@ -31,6 +31,7 @@
 //!   context only; API keys and passwords are stored as hashes only.
 
 mod bulk;
+mod frontier;
 mod lease;
 mod rows;
 mod sighting;
@@ -49,6 +50,10 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 pub use bulk::{
     content_range_op, parse_content_range_op, BulkContent, BULK_ROWS_PER_STATEMENT,
     CONTENT_RANGE_ENTITY,
+};
+pub use frontier::{
+    FrontierCounts, FrontierJob, JobOutcome, NewJob, SourceStatsDelta, SourceStatusRow, JOB_DONE,
+    JOB_FAILED, JOB_LEASED, JOB_QUEUED,
 };
 pub use lease::LeaseRow;
 pub use rows::*;
@@ -181,6 +186,9 @@ schema_migrations![
     (5, "leases", "0005_leases"),
     // The sighting model: sources, sightings, their signals and matches.
     (6, "sightings", "0006_sightings"),
+    // The collector: frontier, host politeness slots, source status,
+    // cursors, host -> platform table, sighting attributes (issue 15).
+    (40, "collector", "0040_collector"),
     // Spread tracking: liveness, checks, removals, takedown notices.
     (50, "spread", "0050_spread"),
 ];
