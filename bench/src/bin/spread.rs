@@ -17,8 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use echotrace_collector::{FetchConfig, PolitenessConfig, PrivateAllow};
 use echotrace_spread::checker::{Checker, CheckerConfig};
-use echotrace_spread::fetch::{HostGate, HttpFetchConfig, HttpFetcher};
+use echotrace_spread::fetch::CollectorFetcher;
 use echotrace_spread::machine::Timing;
 use echotrace_spread::report::{self, ReportOptions};
 use echotrace_spread::schedule::Schedule;
@@ -113,13 +114,16 @@ async fn checks(args: &[String]) -> anyhow::Result<()> {
         schedule: Schedule::parse("1h,6h,24h")?,
         ..Timing::default()
     };
-    let fetcher = HttpFetcher::new(HttpFetchConfig {
-        allow_private: true,
-        timeout: Duration::from_secs(30),
-        ..HttpFetchConfig::default()
-    })
-    .map_err(|e| anyhow!(e))?;
-    let checker = Checker::new(store.clone(), Arc::new(fetcher), Arc::new(HostGate::new(Duration::ZERO)), cfg);
+    let mut fetch = FetchConfig::new("https://example.invalid/echotrace-bench").map_err(|e| anyhow!(e))?;
+    fetch.allow_private = PrivateAllow::All;
+    fetch.timeout = Duration::from_secs(30);
+    fetch.politeness = PolitenessConfig {
+        enabled: false,
+        ..PolitenessConfig::default()
+    };
+    let fetcher = echotrace_collector::Fetcher::new(fetch, Some(store.clone()), "bench")
+        .map_err(|e| anyhow!("{e}"))?;
+    let checker = Checker::new(store.clone(), Arc::new(CollectorFetcher(Arc::new(fetcher))), cfg);
     let started = Instant::now();
     let cpu0 = cpu_seconds();
     let r = checker.run_round().await?;

@@ -3,10 +3,11 @@
 //! records every outcome exactly once.
 //!
 //! Flow of one round ([`Checker::run_round`]): enroll → lease a batch of
-//! due checks (`4 × workers`) → per check, wait for the host's politeness
-//! slot, fetch (through the source's proxy, the `--proxy`, or clearnet),
-//! decide ([`crate::verdict::decide`], re-hashing on the blocking pool only
-//! when the bytes differ), advance the state machine
+//! due checks (`4 × workers`) → per check, fetch through the collector's
+//! fetcher (its politeness, robots.txt and SSRF rules; the source's proxy,
+//! or the checker's `--proxy`), decide ([`crate::verdict::decide`], with
+//! the source's locker rules; re-hashing on the blocking pool only when the
+//! bytes differ), advance the state machine
 //! ([`crate::machine::advance`]) → a writer task commits outcomes in
 //! groups (one transaction per ≤ 256 outcomes, so thousands of checks per
 //! second fit in a few fsyncs) → next batch, until nothing is due.
@@ -17,22 +18,23 @@
 //! loses only uncommitted outcomes; their leases expire and another round
 //! redoes those checks. Nothing is recorded twice.
 //!
-//! A check whose host slot would come after its lease ends is handed back
-//! (not fetched) and picked up by a later batch, so politeness never makes
-//! a lease run out under a worker.
+//! A check whose host is busy for longer than the fetcher waits
+//! (politeness) is handed back, not recorded, and picked up by a later
+//! batch, so politeness never makes a lease run out under a worker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use echotrace_collector::{LockerTable, SourceConfig};
 use echotrace_signals::content::HashOptions;
 use echotrace_store::{now_ms, CheckWrite, DueCheck, Store};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 use crate::error::{Result, SpreadError};
-use crate::fetch::{Fetcher, HostGate, Route};
+use crate::fetch::{FetchFailure, Fetcher, Route};
 use crate::machine::{advance, Timing};
 use crate::rehash::{presence, Reference};
 use crate::rules::RemovalRules;
@@ -88,8 +90,6 @@ pub struct Progress {
     pub superseded: AtomicU64,
     /// Checks handed back because the host's politeness slot was too far.
     pub deferred: AtomicU64,
-    /// Total time spent waiting for politeness slots, ms.
-    pub politeness_wait_ms: AtomicU64,
     by_state: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -122,29 +122,30 @@ pub struct RoundReport {
 pub struct Checker {
     store: Store,
     fetcher: Arc<dyn Fetcher>,
-    gate: Arc<HostGate>,
     config: Arc<CheckerConfig>,
     progress: Arc<Progress>,
 }
 
-/// Per-round caches: source proxies and bank thresholds.
+/// What a sighting's source says about checking it.
+struct SourceRules {
+    route: Route,
+    lockers: LockerTable,
+    locker_hosts: Vec<String>,
+}
+
+/// Per-round caches: sources and bank thresholds.
 #[derive(Default)]
 struct RoundCache {
-    source_proxy: HashMap<i64, Option<String>>,
+    sources: HashMap<i64, SourceRules>,
+    builtin_lockers: LockerTable,
     bank_thresholds: tokio::sync::Mutex<HashMap<i64, BTreeMap<String, f64>>>,
 }
 
 impl Checker {
-    pub fn new(
-        store: Store,
-        fetcher: Arc<dyn Fetcher>,
-        gate: Arc<HostGate>,
-        config: CheckerConfig,
-    ) -> Checker {
+    pub fn new(store: Store, fetcher: Arc<dyn Fetcher>, config: CheckerConfig) -> Checker {
         Checker {
             store,
             fetcher,
-            gate,
             config: Arc::new(config),
             progress: Arc::new(Progress::default()),
         }
@@ -223,13 +224,29 @@ impl Checker {
     }
 
     async fn round_cache(&self) -> Result<RoundCache> {
-        let mut cache = RoundCache::default();
+        let mut cache = RoundCache {
+            builtin_lockers: LockerTable::builtin(),
+            ..RoundCache::default()
+        };
         for s in self.store.list_sources().await? {
-            let proxy = serde_json::from_str::<serde_json::Value>(&s.config)
-                .ok()
-                .and_then(|v| v.get("proxy").and_then(|p| p.as_str()).map(str::to_string))
-                .filter(|p| !p.trim().is_empty());
-            cache.source_proxy.insert(s.id, proxy);
+            // A config the collector cannot read (it validates on write)
+            // checks like a sighting without a source.
+            let Ok(cfg) = SourceConfig::parse(&s.config) else {
+                continue;
+            };
+            let net = cfg.net();
+            cache.sources.insert(
+                s.id,
+                SourceRules {
+                    route: Route {
+                        proxy: net.proxy.or_else(|| self.config.proxy.clone()),
+                        ignore_robots: net.ignore_robots,
+                        min_delay: net.min_delay,
+                    },
+                    lockers: LockerTable::with_rules(&cfg.locker_rules),
+                    locker_hosts: cfg.locker_hosts.clone(),
+                },
+            );
         }
         Ok(cache)
     }
@@ -272,7 +289,11 @@ impl Checker {
                 let tx = tx.clone();
                 set.spawn(async move {
                     let _permit = permit;
-                    this.check_one(job, &cache, &tx, deadline).await
+                    if Instant::now() > deadline {
+                        // Too late to start within the lease: hand back.
+                        return Ok(Some(job.liveness.sighting_id));
+                    }
+                    this.check_one(job, &cache, &tx).await
                 });
             }
             while let Some(r) = set.join_next().await {
@@ -284,54 +305,60 @@ impl Checker {
                 }
             }
             if !handed_back.is_empty() {
+                self.progress
+                    .deferred
+                    .fetch_add(handed_back.len() as u64, Ordering::Relaxed);
                 self.store
                     .release_check_leases(&self.config.holder, &handed_back)
                     .await?;
-                // Everything left waits for politeness: sleep a slot.
-                tokio::time::sleep(self.gate.delay().min(Duration::from_secs(5))).await;
+                // What is left waits for busy hosts: give them a moment.
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
 
-    fn route(&self, job: &DueCheck, cache: &RoundCache) -> Route {
-        let source_proxy = job
-            .source_id
-            .and_then(|id| cache.source_proxy.get(&id).cloned().flatten());
-        match source_proxy.or_else(|| self.config.proxy.clone()) {
-            Some(p) => Route::Proxy(p),
-            None => Route::Clearnet,
-        }
-    }
-
-    /// Check one leased job. `Ok(Some(id))`: handed back (politeness slot
-    /// past the deadline).
+    /// Check one leased job. `Ok(Some(id))`: handed back (the host's
+    /// politeness slot is too far off).
     async fn check_one(
         &self,
         job: DueCheck,
         cache: &RoundCache,
         tx: &mpsc::Sender<CheckWrite>,
-        deadline: Instant,
     ) -> Result<Option<i64>> {
-        let route = self.route(&job, cache);
-        match self.gate.reserve(&job.host, deadline) {
-            Some(wait) => {
-                self.progress
-                    .politeness_wait_ms
-                    .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
-                tokio::time::sleep(wait).await;
-            }
-            None => {
-                self.progress.deferred.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(job.liveness.sighting_id));
-            }
-        }
-        let permit = self.gate.begin(&job.host).await;
+        let source = job.source_id.and_then(|id| cache.sources.get(&id));
+        let route = match source {
+            Some(s) => s.route.clone(),
+            None => Route {
+                proxy: self.config.proxy.clone(),
+                ..Route::default()
+            },
+        };
         let fetched = self.fetcher.fetch(&job.url, &route).await;
-        drop(permit);
+        if let Err(FetchFailure::Deferred(_)) = fetched {
+            return Ok(Some(job.liveness.sighting_id));
+        }
+        // The collector's locker rules for this host: the source's own
+        // and the built-in ones (which apply to every checked host).
+        let path = url_path(&job.url);
+        let own_hosts = [job.host.clone()];
+        let rule = match source {
+            Some(s) => s
+                .lockers
+                .rule_for(&job.host, &path, &s.locker_hosts)
+                .or_else(|| s.lockers.rule_for(&job.host, &path, &own_hosts)),
+            None => cache.builtin_lockers.rule_for(&job.host, &path, &own_hosts),
+        };
+        let locker_check = |status: u16, body: &[u8]| -> Option<String> {
+            let rule = rule?;
+            let text = crate::rehash::html_text(&body[..body.len().min(crate::rules::RULE_SCAN_BYTES)]);
+            LockerTable::removed(rule, status, "", &text)
+                .map(|why| format!("{:?}, {why}", rule.name))
+        };
         let target = Target {
             url: &job.url,
             host: &job.host,
             content_sha256: &job.content_sha256,
+            locker: Some(&locker_check),
         };
         // Re-hash only when the bytes differ from the sighting's.
         let needs_rehash = match &fetched {
@@ -467,5 +494,18 @@ async fn write_outcomes(
             .superseded
             .fetch_add(group.len() as u64 - recorded, Ordering::Relaxed);
         group.clear();
+    }
+}
+
+/// The path of a URL ('/' when it has none or does not parse).
+fn url_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |x| x.1);
+    match rest.find('/') {
+        Some(i) => rest[i..]
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("/")
+            .to_string(),
+        None => "/".to_string(),
     }
 }

@@ -15,9 +15,9 @@
 //!   comes from **re-hashing what is served** ([`rehash`]), because
 //!   soft-404s and "file removed" pages answer 200: the same bytes, or
 //!   bytes that still match the bank item within its thresholds, are
-//!   `live`; otherwise table-driven removal rules ([`rules`]) name the
-//!   host's removal, suspension or geo-block page, and anything else is
-//!   `live_altered`. A removal counts only after two consecutive removed
+//!   `live`; otherwise the collector's locker rules name the host's "file
+//!   removed" page, table-driven removal rules ([`rules`]) its suspension
+//!   or geo-block page, and anything else is `live_altered`. A removal counts only after two consecutive removed
 //!   checks, recorded as the interval (last live, first removed].
 //! * **Notices** ([`notice`]): takedown alerts (email, API, DSA Art. 16,
 //!   TCO order) generated with their WARC evidence references, recorded,
@@ -40,10 +40,13 @@
 //!   leased, with a unique `(sighting, seq)`: kill -9 at any point neither
 //!   loses a check (its lease expires and it is redone) nor records one
 //!   twice. Outcomes are group-committed (one transaction per batch).
-//! * **Fetching behind a trait** ([`fetch::Fetcher`]): [`fetch::HttpFetcher`]
-//!   (reqwest; SSRF guard in the resolver; SOCKS5 proxies with remote DNS
-//!   for Tor; `.onion` refused without one; capped streamed bodies) with
-//!   per-host politeness ([`fetch::HostGate`]) measured at request start.
+//! * **The collector's fetcher, behind a trait** ([`fetch::Fetcher`],
+//!   [`fetch::CollectorFetcher`]): checks run on the collector's SSRF
+//!   guard, robots.txt, per-host politeness (Heritrix defaults, a host
+//!   clock shared through the store by every process, the slot held while
+//!   the request runs), SOCKS5 with remote DNS for Tor (`.onion` refused
+//!   without a proxy) and caps; the source's own proxy and locker rules
+//!   apply to its sightings' checks.
 //! * **Honest time-to-removal.** The estimator places a removal at the
 //!   interval's right end (when it was first observed) and reports the
 //!   left-end curve as a lower bound, so it never claims a removal before

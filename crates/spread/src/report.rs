@@ -673,8 +673,16 @@ fn thin(times: &[f64], events: &[u64]) -> Vec<usize> {
 /// Per-stratum counts and curves; strata past [`MAX_STRATA`] pooled.
 fn breakdown(pop: &Population, s: Stratum) -> Result<Vec<Breakdown>> {
     let names = pop.names(s);
-    let mut counts: Vec<(u32, u64)> = (0..names.len() as u32)
-        .map(|k| (k, pop.copies.iter().filter(|c| c.key(s) == k).count() as u64))
+    let mut per_key = vec![0u64; names.len()];
+    for c in &pop.copies {
+        if let Some(n) = per_key.get_mut(c.key(s) as usize) {
+            *n += 1;
+        }
+    }
+    let mut counts: Vec<(u32, u64)> = per_key
+        .into_iter()
+        .enumerate()
+        .map(|(k, n)| (k as u32, n))
         .filter(|(_, n)| *n > 0)
         .collect();
     counts.sort_by(|a, b| {

@@ -1,5 +1,8 @@
 //! Removal rules: how a host says "this is gone" while answering 200 (or
-//! 403). A table the operator extends with a JSON file
+//! 403) — account suspensions, geo-blocks, removal pages recognised by URL
+//! — next to the collector's locker rules, which recognise the hosts'
+//! "file removed" pages by status and phrase and are consulted first (see
+//! [`crate::verdict`]). A table the operator extends with a JSON file
 //! (`--removal-rules FILE`); generic rules ship built in.
 //!
 //! ```json
@@ -117,21 +120,11 @@ impl RemovalRules {
                     &[],
                 ),
                 generic(
-                    "generic: file removed page",
+                    "generic: removal page by URL",
                     RemovedNoticePage,
                     &[200, 403],
-                    &[
-                        "file has been removed",
-                        "file was removed",
-                        "file has been deleted",
-                        "file was deleted",
-                        "file is no longer available",
-                        "content has been removed",
-                        "removed for violating",
-                        "removed due to a violation",
-                        "has been removed by the administrator",
-                    ],
-                    &["/removed", "file_removed"],
+                    &[],
+                    &["/removed", "file_removed", "/deleted"],
                 ),
             ],
         }
@@ -285,8 +278,8 @@ mod tests {
             .classify(
                 "other.example",
                 200,
-                "http://other.example/x",
-                b"This file has been removed.",
+                "http://other.example/file_removed?id=3",
+                b"<p>Gone.</p>",
             )
             .unwrap();
         assert_eq!(r.state, LivenessState::RemovedNoticePage);

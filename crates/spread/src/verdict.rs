@@ -6,10 +6,12 @@
 //! 2. A body cut at the size cap → `inconclusive` (it cannot be re-hashed).
 //! 3. 2xx: the served bytes are **re-hashed**. Same SHA-256 as the
 //!    sighting, or signals that still match the sighting's item within the
-//!    bank's thresholds (a re-encode, a resize) → `live`. Otherwise a
-//!    removal rule may say how it is gone (`removed_notice_page`,
-//!    `account_suspended`, `geo_blocked`); without one the page is up but
-//!    the item is not → `live_altered`. A sighting without bytes (a bare
+//!    bank's thresholds (a re-encode, a resize) → `live`. Otherwise the
+//!    collector's locker rules for the host may recognise its "file
+//!    removed" page (`removed_notice_page`), or a removal rule may say how
+//!    it is gone (`removed_notice_page`, `account_suspended`,
+//!    `geo_blocked`); without one the page is up but the item is not →
+//!    `live_altered`. A sighting without bytes (a bare
 //!    link) is `live` on 2xx unless a rule matches.
 //! 4. 404/410 → `removed_gone` (or what a host rule for that status says);
 //!    451 → `geo_blocked`; other statuses (401, 403, 429, 5xx, an
@@ -19,13 +21,19 @@ use crate::fetch::{FetchFailure, FetchResult};
 use crate::rules::RemovalRules;
 use crate::state::LivenessState;
 
+/// The host's "file removed" page by the collector's locker rules:
+/// (status, body) → why, when it is one.
+pub type LockerCheck<'a> = &'a (dyn Fn(u16, &[u8]) -> Option<String> + Sync);
+
 /// What is being checked.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Target<'a> {
     pub url: &'a str,
     pub host: &'a str,
     /// SHA-256 of the bytes the collector saw ('' for a bare link).
     pub content_sha256: &'a str,
+    /// The locker rules that apply to this URL, if any.
+    pub locker: Option<LockerCheck<'a>>,
 }
 
 /// Whether served bytes (other than the sighting's) still carry its item.
@@ -92,12 +100,24 @@ pub fn decide(
         );
     }
     let rule = || rules.classify(target.host, resp.status, &resp.final_url, &resp.body);
-    let by_rule = |fallback: LivenessState, why: String| match rule() {
-        Some(r) => verdict(
-            r.state,
-            format!("HTTP {}: removal rule {:?}", resp.status, r.name),
-        ),
-        None => verdict(fallback, why),
+    let locker = || match (target.locker, resp.status) {
+        (Some(check), 200..=299 | 403) => check(resp.status, &resp.body),
+        _ => None,
+    };
+    let by_rule = |fallback: LivenessState, why: String| {
+        if let Some(why) = locker() {
+            return verdict(
+                LivenessState::RemovedNoticePage,
+                format!("HTTP {}: locker rule: {why}", resp.status),
+            );
+        }
+        match rule() {
+            Some(r) => verdict(
+                r.state,
+                format!("HTTP {}: removal rule {:?}", resp.status, r.name),
+            ),
+            None => verdict(fallback, why),
+        }
     };
     match resp.status {
         200..=299 => {
@@ -156,6 +176,7 @@ mod tests {
             url: "http://files.example/a",
             host: "files.example",
             content_sha256: sha,
+            locker: None,
         }
     }
 
@@ -179,10 +200,18 @@ mod tests {
             LivenessState::LiveAltered
         );
         assert_eq!(
-            d(
-                served(200, b"Sorry, this file has been removed."),
-                Presence::Differs("text".into())
-            ),
+            decide(
+                &target(&sha),
+                &Ok(Fetched {
+                    status: 200,
+                    final_url: "http://files.example/file_removed".into(),
+                    body: b"Sorry.".to_vec(),
+                    truncated: false,
+                }),
+                &rules,
+                |_| Presence::Differs("text".into())
+            )
+            .state,
             LivenessState::RemovedNoticePage
         );
         assert_eq!(
@@ -212,11 +241,14 @@ mod tests {
             LivenessState::DnsFail
         );
         assert_eq!(
-            d(Err(FetchFailure::Timeout), Presence::Differs("-".into())),
+            d(
+                Err(FetchFailure::Timeout("30 s".into())),
+                Presence::Differs("-".into())
+            ),
             LivenessState::Inconclusive
         );
         // A rule can never remove a copy that still serves the item.
-        let removed_page_with_item = b"file has been removed";
+        let removed_page_with_item = b"This account has been suspended";
         let sha2 = echotrace_signals::digest::sha256_hex(removed_page_with_item);
         assert_eq!(
             decide(
@@ -242,5 +274,23 @@ mod tests {
             Presence::Differs("-".into())
         });
         assert_eq!(v.state, LivenessState::Inconclusive);
+    }
+
+    #[test]
+    fn locker_rules_name_the_removed_page() {
+        let check = |_: u16, body: &[u8]| -> Option<String> {
+            String::from_utf8_lossy(body)
+                .contains("gone fishing")
+                .then(|| "page says \"gone fishing\"".to_string())
+        };
+        let t = Target {
+            locker: Some(&check),
+            ..target("ab")
+        };
+        let v = decide(&t, &served(200, b"<p>gone fishing</p>"), &RemovalRules::default(), |_| {
+            Presence::Differs("-".into())
+        });
+        assert_eq!(v.state, LivenessState::RemovedNoticePage);
+        assert!(v.detail.contains("locker rule"), "{}", v.detail);
     }
 }

@@ -1,8 +1,9 @@
 //! `echotrace liveness run`: the liveness checker. Re-checks every matched
-//! sighting's URL on the adaptive schedule, decides each verdict by
-//! re-hashing what is served, and records every outcome exactly once (see
-//! `echotrace_spread::checker`). Runs until Ctrl-C / SIGTERM, or one round
-//! with `--once`. Progress goes to stderr every few seconds.
+//! sighting's URL on the adaptive schedule through the collector's fetcher
+//! (its SSRF guard, robots.txt, politeness and proxies), decides each
+//! verdict by re-hashing what is served, and records every outcome exactly
+//! once (see `echotrace_spread::checker`). Runs until Ctrl-C / SIGTERM, or
+//! one round with `--once`. Progress goes to stderr every few seconds.
 
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
@@ -11,8 +12,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
+use echotrace_collector::{FetchConfig, PolitenessConfig, PrivateAllow};
 use echotrace_spread::checker::{Checker, CheckerConfig};
-use echotrace_spread::fetch::{HostGate, HttpFetchConfig, HttpFetcher};
+use echotrace_spread::fetch::CollectorFetcher;
 use echotrace_spread::machine::Timing;
 use echotrace_spread::report::CheckerSettings;
 use echotrace_spread::rules::RemovalRules;
@@ -60,7 +62,13 @@ pub struct RunArgs {
     /// Extra removal rules (JSON list; tried before the built-in ones).
     #[arg(long)]
     pub removal_rules: Option<std::path::PathBuf>,
-    /// Minimum time between two requests to one host, ms (0: off).
+    /// Your contact (an http(s) URL or mailto: address), sent in the
+    /// User-Agent so site owners can reach you.
+    #[arg(long, env = "ECHOTRACE_CONTACT")]
+    pub contact: String,
+    /// Minimum time between two requests to one host, ms (Heritrix's 3 s;
+    /// after a request the host also rests 5 × its duration, and a
+    /// robots.txt Crawl-delay up to 300 s is honoured). 0: politeness off.
     #[arg(long, default_value_t = 3000)]
     pub politeness_ms: u64,
     /// Checks in flight at once.
@@ -86,9 +94,6 @@ pub struct RunArgs {
     /// Unix ms) instead of now: replays and tests.
     #[arg(long)]
     pub at: Option<String>,
-    /// User-Agent, with your contact URL.
-    #[arg(long)]
-    pub user_agent: Option<String>,
 }
 
 fn duration(flag: &str, v: &str) -> anyhow::Result<Duration> {
@@ -99,7 +104,7 @@ fn duration(flag: &str, v: &str) -> anyhow::Result<Duration> {
 }
 
 /// Validate the flags into a checker configuration (no I/O but the rules file).
-fn config(a: &RunArgs) -> anyhow::Result<(CheckerConfig, HttpFetchConfig, CheckerSettings)> {
+fn config(a: &RunArgs) -> anyhow::Result<(CheckerConfig, FetchConfig, CheckerSettings)> {
     let schedule = Schedule::parse(&a.schedule).map_err(|e| anyhow!("--schedule: {e}"))?;
     let removed = RemovalPolicy::parse_removed(&a.removed_states)
         .map_err(|e| anyhow!("--removed-states: {e}"))?;
@@ -110,11 +115,7 @@ fn config(a: &RunArgs) -> anyhow::Result<(CheckerConfig, HttpFetchConfig, Checke
         return Err(anyhow!("--workers must be 1-1024"));
     }
     if let Some(p) = &a.proxy {
-        if !(p.starts_with("socks5h://") || p.starts_with("socks5://")) {
-            return Err(anyhow!(
-                "--proxy {p:?}: expected socks5h://HOST:PORT (socks5h resolves names at the proxy)"
-            ));
-        }
+        echotrace_collector::fetch::validate_proxy(p).map_err(|e| anyhow!("--proxy: {e}"))?;
     }
     let mut rules = RemovalRules::builtin();
     if let Some(path) = &a.removal_rules {
@@ -164,15 +165,27 @@ fn config(a: &RunArgs) -> anyhow::Result<(CheckerConfig, HttpFetchConfig, Checke
     cfg.rules = rules;
     cfg.proxy = a.proxy.clone();
     cfg.at = at;
-    let mut fetch = HttpFetchConfig {
-        timeout: Duration::from_secs(a.timeout_secs.max(1)),
-        max_bytes: a.max_body_mib.max(1).saturating_mul(1 << 20),
-        allow_private: a.allow_private_addresses,
-        ..HttpFetchConfig::default()
-    };
-    if let Some(ua) = &a.user_agent {
-        fetch.user_agent = ua.clone();
+    let mut fetch = FetchConfig::new(&a.contact).map_err(|e| anyhow!("--contact: {e}"))?;
+    fetch.timeout = Duration::from_secs(a.timeout_secs.max(1));
+    fetch.connect_timeout = fetch.timeout.min(Duration::from_secs(10));
+    fetch.max_body_bytes = (a.max_body_mib.max(1) as u64).saturating_mul(1 << 20);
+    if a.allow_private_addresses {
+        fetch.allow_private = PrivateAllow::All;
     }
+    fetch.politeness = if a.politeness_ms == 0 {
+        PolitenessConfig {
+            enabled: false,
+            ..PolitenessConfig::default()
+        }
+    } else {
+        PolitenessConfig {
+            min_delay: Duration::from_millis(a.politeness_ms),
+            ..PolitenessConfig::default()
+        }
+    };
+    // A check waits at most a few seconds for a busy host; past that it is
+    // handed back and retried by a later batch.
+    fetch.max_politeness_wait = Duration::from_millis(a.politeness_ms.saturating_mul(4).max(1000));
     Ok((cfg, fetch, settings))
 }
 
@@ -189,9 +202,9 @@ pub fn run(args: LivenessArgs) -> anyhow::Result<ExitCode> {
         store
             .put_spread_setting("checker", &serde_json::to_string(&settings)?)
             .await?;
-        let fetcher = HttpFetcher::new(fetch_cfg).map_err(|e| anyhow!("HTTP client: {e}"))?;
-        let gate = Arc::new(HostGate::new(Duration::from_millis(a.politeness_ms)));
-        let checker = Checker::new(store, Arc::new(fetcher), gate, cfg);
+        let fetcher = echotrace_collector::Fetcher::new(fetch_cfg, Some(store.clone()), &cfg.holder)
+            .map_err(|e| anyhow!("the fetcher: {e}"))?;
+        let checker = Checker::new(store, Arc::new(CollectorFetcher(Arc::new(fetcher))), cfg);
         let progress = checker.progress();
         let reporter = {
             let p = progress.clone();
