@@ -33,6 +33,12 @@ enum Command {
     Bank(cmd::bank::BankArgs),
     /// Signal exchange: pull hash lists in, publish banks as feeds.
     Exchange(cmd::exchange::ExchangeArgs),
+    /// Re-check where known content was seen: the liveness checker.
+    Liveness(cmd::liveness::LivenessArgs),
+    /// Takedown notices: create, list, export, record responses.
+    Notice(cmd::notice::NoticeArgs),
+    /// Transparency report (JSON, CSV or self-contained HTML).
+    Report(cmd::report::ReportArgs),
     /// Internal: extract a PDF from stdin as JSON (run in a limited child).
     #[command(name = "__extract-pdf", hide = true)]
     ExtractPdf,
@@ -49,6 +55,9 @@ fn main() -> std::process::ExitCode {
         Command::Keys(a) => cmd::keys::run(a),
         Command::Bank(a) => cmd::bank::run(a),
         Command::Exchange(a) => cmd::exchange::run(a),
+        Command::Liveness(a) => cmd::liveness::run(a),
+        Command::Notice(a) => cmd::notice::run(a),
+        Command::Report(a) => cmd::report::run(a),
         Command::ExtractPdf => Ok(std::process::ExitCode::from(
             echotrace_signals::pdf::run_child(
                 &mut std::io::stdin().lock(),

@@ -77,6 +77,7 @@ mod outbox;
 mod recorder;
 mod retention;
 pub mod robust;
+pub mod sighting;
 mod signals;
 mod state;
 mod types;

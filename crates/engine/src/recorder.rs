@@ -161,7 +161,7 @@ async fn write_group(store: &Store, jobs: &[Job]) -> Result<Vec<Vec<Recorded>>> 
 }
 
 /// The rows of one lookup: submission, matches, audit entry, outbox event.
-async fn record_one(tx: &mut WriteTx, p: &PendingLookup) -> Result<Recorded> {
+pub(crate) async fn record_one(tx: &mut WriteTx, p: &PendingLookup) -> Result<Recorded> {
     let ctx = &p.context;
     let submission_id = tx
         .insert_submission(&NewSubmission {

@@ -315,9 +315,17 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
 }
 
 /// Build the document.
+/// Every documented route: [`ROUTES`] and the spread-tracking routes.
+pub fn all_routes() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str, &'static str, &'static str)> {
+    ROUTES
+        .iter()
+        .chain(EXCHANGE_ROUTES)
+        .chain(crate::routes::spread::OPENAPI.iter())
+}
+
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (method, path, tag, summary, role) in ROUTES.iter().chain(EXCHANGE_ROUTES) {
+    for (method, path, tag, summary, role) in all_routes() {
         let entry = paths
             .entry((*path).to_string())
             .or_insert_with(|| json!({}));
@@ -440,7 +448,7 @@ mod tests {
     fn every_route_is_documented_once() {
         let doc = document();
         let mut n = 0;
-        for (method, path, ..) in ROUTES.iter().chain(EXCHANGE_ROUTES) {
+        for (method, path, ..) in all_routes() {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
             n += 1;
         }

@@ -33,11 +33,13 @@
 mod bulk;
 mod exchange;
 mod feed;
+mod frontier;
 mod lease;
 mod retention;
 mod robust;
 mod rows;
 mod sighting;
+mod spread;
 pub mod testing;
 
 use std::borrow::Cow;
@@ -58,6 +60,10 @@ pub use exchange::{
     ProvenanceRow, RecordCounts,
 };
 pub use feed::{FeedEntryRow, FeedOpinionRow, FeedRow, NewFeedEntry};
+pub use frontier::{
+    FrontierCounts, FrontierJob, JobOutcome, NewJob, SourceStatsDelta, SourceStatusRow, JOB_DONE,
+    JOB_FAILED, JOB_LEASED, JOB_QUEUED,
+};
 pub use lease::LeaseRow;
 pub use retention::{RetentionCutoffs, SweepCounts};
 pub use robust::{is_exportable_table, DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_VPDQ_CROPPED};
@@ -65,6 +71,10 @@ pub use rows::*;
 pub use sighting::{
     NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,
     SightingSignalRow, SourceRow, WarcRef,
+};
+pub use spread::{
+    CheckRow, CheckWrite, ClusterSummary, CopyRow, DueCheck, ItemLabels, LivenessRow, NewNotice,
+    NoticeQuery, NoticeRow, RemovalRow,
 };
 
 /// Errors of the store.
@@ -206,6 +216,11 @@ schema_migrations![
     (20, "exchanges", "0020_exchanges"),
     // Robust matching: derived hashes, bank matching settings, match channel.
     (30, "robust", "0030_robust"),
+    // The collector: frontier, host politeness slots, source status,
+    // cursors, host -> platform table, sighting attributes (issue 15).
+    (40, "collector", "0040_collector"),
+    // Spread tracking: liveness, checks, removals, takedown notices.
+    (50, "spread", "0050_spread"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -5,7 +5,10 @@ pub mod compare;
 pub mod exchange;
 pub mod hash;
 pub mod keys;
+pub mod liveness;
 pub mod match_;
+pub mod notice;
+pub mod report;
 pub mod serve;
 pub mod users;
 

@@ -146,7 +146,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(run_async(args))
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -373,6 +373,11 @@ async fn console_bootstrap(
         lines.push(format!(
             "echotrace demo: seeded {} bank items and {} simulated uploads ({} matches, {} suppressed by the allow bank)",
             summary.bank_items, summary.uploads, summary.matches, summary.suppressed
+        ));
+        let spread = echotrace_spread::demo::seed(&engine, echotrace_store::now_ms()).await?;
+        lines.push(format!(
+            "echotrace demo: seeded {} sightings with {} liveness checks and {} notices (Spread page)",
+            spread.sightings, spread.checks, spread.notices
         ));
     }
     lines.push(format!(

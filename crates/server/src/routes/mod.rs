@@ -6,6 +6,7 @@
 
 pub(crate) mod exchange;
 mod hma;
+pub(crate) mod spread;
 mod v1;
 
 use axum::http::{header, StatusCode};
@@ -33,6 +34,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(v1::router())
         .merge(hma::router())
         .merge(exchange::router())
+        .merge(spread::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -642,7 +642,7 @@ async fn decide(
 
 // ----- actions -------------------------------------------------------------
 
-const EVENTS: [&str; 3] = ["match", "decision", "quarantine"];
+const EVENTS: &[&str] = &["match", "decision", "quarantine", "notice.created"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -666,7 +666,8 @@ async fn create_webhook(
 ) -> Result<Response, ApiError> {
     if let Some(bad) = body.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
         return Err(ApiError::bad_request(format!(
-            "unknown event {bad:?} (expected match, decision or quarantine)"
+            "unknown event {bad:?} (expected one of {})",
+            EVENTS.join(", ")
         )));
     }
     let url = reqwest::Url::parse(&body.url)

@@ -32,6 +32,7 @@
 mod e2e;
 pub mod exchanges;
 pub mod session;
+pub mod spread;
 pub mod textdiff;
 pub mod videostrip;
 pub mod views;
@@ -225,6 +226,11 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
         .route("/ui/debug", get(debug_page).post(debug_run))
         .route("/ui/audit", get(audit_page))
         .route("/ui/keys", get(keys_page).post(key_create))
+        .route("/ui/spread", get(spread::dashboard))
+        .route("/ui/spread/report.html", get(spread::report_download))
+        .route("/ui/clusters/{id}", get(spread::cluster_page))
+        .route("/ui/clusters/{id}/notice", post(spread::create_notice))
+        .route("/ui/notices/{id}/export", get(spread::export_notice))
         .route("/ui/keys/{id}/revoke", post(key_revoke))
         .merge(exchanges::routes())
         .layer(DefaultBodyLimit::max(limit))

@@ -94,6 +94,7 @@ pub fn layout(
                             (nav_link("/ui/banks", "Banks", active == "banks"))
                             (nav_link("/ui/debug", "Match debugger", active == "debug"))
                             @if v.can_write_banks { (nav_link("/ui/exchanges", "Exchanges", active == "exchanges")) }
+                            (nav_link("/ui/spread", "Spread", active == "spread"))
                             @if v.can_audit { (nav_link("/ui/audit", "Audit log", active == "audit")) }
                             @if v.can_admin { (nav_link("/ui/keys", "API keys", active == "keys")) }
                             (nav_link("/ui/settings", "Settings", active == "settings"))
@@ -432,7 +433,7 @@ fn media_classes(blur: bool, grey: bool) -> String {
     c
 }
 
-fn evidence(
+pub(crate) fn evidence(
     e: &Evidence,
     id: &str,
     alt: &str,
