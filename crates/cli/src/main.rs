@@ -31,6 +31,8 @@ enum Command {
     Keys(cmd::keys::KeysArgs),
     /// Bank administration against the database (bulk import of hash lists).
     Bank(cmd::bank::BankArgs),
+    /// The collector: sources, crawling, Telegram and WARC imports.
+    Collect(cmd::collect::CollectArgs),
     /// Internal: extract a PDF from stdin as JSON (run in a limited child).
     #[command(name = "__extract-pdf", hide = true)]
     ExtractPdf,
@@ -46,6 +48,7 @@ fn main() -> std::process::ExitCode {
         Command::Users(a) => cmd::users::run(a),
         Command::Keys(a) => cmd::keys::run(a),
         Command::Bank(a) => cmd::bank::run(a),
+        Command::Collect(a) => cmd::collect::run(a),
         Command::ExtractPdf => Ok(std::process::ExitCode::from(
             echotrace_signals::pdf::run_child(
                 &mut std::io::stdin().lock(),

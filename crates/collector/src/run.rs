@@ -91,7 +91,25 @@ impl CollectorConfig {
     }
 }
 
-/// `<pid>-<random>`: unique per process.
+/// Whether the process named in a holder id (`c<pid>-…`, see
+/// [`default_holder`]) is gone from this machine (Linux `/proc`; elsewhere
+/// never assumed dead).
+fn holder_is_dead(holder: &str) -> bool {
+    let Some(pid) = holder
+        .strip_prefix('c')
+        .and_then(|r| r.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return false;
+    }
+    std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// `c<pid>-<random>`: unique per process.
 pub fn default_holder() -> String {
     let mut b = [0u8; 4];
     let _ = getrandom::getrandom(&mut b);
@@ -337,12 +355,7 @@ impl Collector {
         let holder = self.inner.config.holder.clone();
         let lease_ms = i64::try_from(self.inner.config.lease.as_millis()).unwrap_or(300_000);
         let sqlite = store.backend() == Backend::Sqlite;
-        if sqlite
-            && store
-                .try_lease(SQLITE_WORKER_LEASE, &holder, self.inner.config.lease)
-                .await?
-                .is_none()
-        {
+        if sqlite && !self.take_sqlite_lease().await? {
             return Err(CollectorError::Busy(
                 "another collector process is working this SQLite database (SQLite runs one \
                  collector process; use PostgreSQL to run several)"
@@ -396,9 +409,13 @@ impl Collector {
                         last_seed = Instant::now();
                     }
                 }
-                while inflight.len() < workers {
+                while inflight.len() < workers
+                    && opts
+                        .max_jobs
+                        .is_none_or(|m| finished + (inflight.len() as u64) < m)
+                {
                     if local.is_empty() {
-                        let want = (workers * 2).min(512) as i64;
+                        let want = (workers * 4).clamp(16, 512) as i64;
                         local = store
                             .lease_jobs(&holder, want, lease_ms, politeness)
                             .await?;
@@ -506,6 +523,36 @@ impl Collector {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         progress(&report);
         Ok(report)
+    }
+
+    /// Take the SQLite database's one-collector lease. A lease left by a
+    /// collector process that no longer exists (killed; SQLite files are
+    /// local, so its holder's process id is checked on this machine) is
+    /// taken over at once instead of after it expires.
+    async fn take_sqlite_lease(&self) -> Result<bool> {
+        let store = self.store();
+        let holder = &self.inner.config.holder;
+        let ttl = self.inner.config.lease;
+        if store
+            .try_lease(SQLITE_WORKER_LEASE, holder, ttl)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let Some(lease) = store.get_lease(SQLITE_WORKER_LEASE).await? else {
+            return Ok(false);
+        };
+        if holder_is_dead(&lease.holder) {
+            store
+                .release_lease(SQLITE_WORKER_LEASE, &lease.holder)
+                .await?;
+            return Ok(store
+                .try_lease(SQLITE_WORKER_LEASE, holder, ttl)
+                .await?
+                .is_some());
+        }
+        Ok(false)
     }
 
     async fn selected_sources(&self, names: Option<&[String]>) -> Result<Vec<SourceRow>> {
@@ -679,7 +726,11 @@ impl Collector {
         let platforms2 = platforms.clone();
         let store = self.store().clone();
         // Content dedup: bytes already hashed under another URL.
-        let known = if f.body.is_empty() {
+        // (Pages are cheap to hash and rarely repeat: only files are looked up.)
+        let page_like = f
+            .content_type()
+            .is_some_and(|t| t.contains("html") || t.contains("xml") || t.contains("json"));
+        let known = if f.body.is_empty() || page_like || job.kind == "feed" {
             None
         } else {
             store.signals_of_content_sha(&f.sha256).await.ok().flatten()
@@ -881,10 +932,13 @@ impl Collector {
         }
     }
 
-    /// Commit finished jobs in one transaction (see the module doc).
+    /// Commit finished jobs in one transaction (see the module doc): the
+    /// jobs still held are locked, their items recorded in two bulk calls
+    /// (the jobs' own items, then their outlinks parented to them), their
+    /// links queued, the jobs finished and the sources' counters added.
     async fn commit(&self, pending: &mut Vec<JobResult>, report: &mut RunReport) -> Result<()> {
-        if pending.iter().all(|r| matches!(r, JobResult::Deferred)) {
-            pending.clear();
+        pending.retain(|r| !matches!(r, JobResult::Deferred));
+        if pending.is_empty() {
             return Ok(());
         }
         if let Ok(mut w) = self.inner.warc.lock() {
@@ -894,34 +948,85 @@ impl Collector {
         let engine = &self.inner.engine;
         let cfg = &self.inner.config.sightings;
         let mut tx = self.store().write().await?;
+        let ids: Vec<i64> = pending
+            .iter()
+            .filter_map(|r| match r {
+                JobResult::Done { job, .. } | JobResult::Failed { job, .. } => Some(job.id),
+                JobResult::Deferred => None,
+            })
+            .collect();
+        let held: std::collections::HashSet<i64> =
+            tx.held_jobs(&ids, &holder).await?.into_iter().collect();
+        // A job whose lease was taken over by another worker is dropped:
+        // that worker's result counts.
+        pending.retain(|r| match r {
+            JobResult::Done { job, .. } | JobResult::Failed { job, .. } => held.contains(&job.id),
+            JobResult::Deferred => false,
+        });
         let mut stats: HashMap<i64, SourceStatsDelta> = HashMap::new();
         let mut rep = report.clone();
-        for r in pending.iter_mut() {
+        // 1. The jobs' own items (and the bare items of final failures).
+        let mut mains: Vec<PreparedSighting> = Vec::with_capacity(pending.len());
+        let mut main_of: Vec<Option<usize>> = Vec::with_capacity(pending.len());
+        for r in pending.iter() {
+            match r {
+                JobResult::Done { main, .. } => {
+                    main_of.push(Some(mains.len()));
+                    mains.push(main.as_ref().clone());
+                }
+                JobResult::Failed { bare: Some(b), .. } => {
+                    main_of.push(Some(mains.len()));
+                    mains.push(b.as_ref().clone());
+                }
+                _ => main_of.push(None),
+            }
+        }
+        let recs = engine.record_sightings(&mut tx, &mains, cfg).await?;
+        count(&mut rep, recs.iter());
+        let id_of = |i: usize| main_of[i].and_then(|m| recs.get(m)).map(|r| r.sighting_id);
+        // 2. Outlinks, parented to their job's item; 3. links to queue.
+        let mut outlinks: Vec<PreparedSighting> = Vec::new();
+        let mut jobs_by_source: HashMap<i64, (Arc<SourceCtx>, Vec<(Child, Option<i64>)>)> =
+            HashMap::new();
+        for (i, r) in pending.iter_mut().enumerate() {
+            if let JobResult::Done {
+                src,
+                outlinks: outs,
+                children,
+                ..
+            } = r
+            {
+                let parent = id_of(i);
+                for mut o in std::mem::take(outs) {
+                    o.parent_id = parent;
+                    outlinks.push(o);
+                }
+                let e = jobs_by_source
+                    .entry(src.id)
+                    .or_insert_with(|| (src.clone(), Vec::new()));
+                e.1.extend(std::mem::take(children).into_iter().map(|c| (c, parent)));
+            }
+        }
+        let rec_out = engine.record_sightings(&mut tx, &outlinks, cfg).await?;
+        count(&mut rep, rec_out.iter());
+        for (src, kids) in jobs_by_source.values() {
+            enqueue_with_parents(&mut tx, src, kids).await?;
+        }
+        // 4. Finish the jobs.
+        for (i, r) in pending.iter().enumerate() {
             match r {
                 JobResult::Deferred => {}
                 JobResult::Done {
                     job,
                     src,
-                    main,
-                    outlinks,
-                    children,
+                    outlinks: _,
                     http_status,
                     warning,
                     wait_ms,
                     waits,
+                    ..
                 } => {
-                    if !tx.holds_job(job.id, &holder).await? {
-                        continue;
-                    }
-                    let rec = engine
-                        .record_sightings(&mut tx, std::slice::from_ref(main.as_ref()), cfg)
-                        .await?;
-                    let main_id = rec.first().map(|r| r.sighting_id);
-                    for o in outlinks.iter_mut() {
-                        o.parent_id = main_id;
-                    }
-                    let rec_out = engine.record_sightings(&mut tx, outlinks, cfg).await?;
-                    enqueue(&mut tx, src, children, main_id).await?;
+                    let main_id = id_of(i);
                     tx.finish_job(
                         job.id,
                         &holder,
@@ -935,11 +1040,10 @@ impl Collector {
                         },
                     )
                     .await?;
-                    count(&mut rep, rec.iter().chain(rec_out.iter()));
                     rep.fetched += 1;
                     rep.jobs_done += 1;
                     let s = stats.entry(src.id).or_default();
-                    s.items += (rec.len() + rec_out.len()) as i64;
+                    s.items += 1;
                     s.politeness_waits += *waits;
                     s.politeness_wait_ms += *wait_ms;
                     if let Some((k, m)) = warning {
@@ -956,21 +1060,10 @@ impl Collector {
                     message,
                     http_status,
                     retry_at,
-                    bare,
                     wait_ms,
                     waits,
+                    ..
                 } => {
-                    if !tx.holds_job(job.id, &holder).await? {
-                        continue;
-                    }
-                    let mut sighting_id = None;
-                    if let Some(b) = bare {
-                        let rec = engine
-                            .record_sightings(&mut tx, std::slice::from_ref(b.as_ref()), cfg)
-                            .await?;
-                        sighting_id = rec.first().map(|r| r.sighting_id);
-                        count(&mut rep, rec.iter());
-                    }
                     let state = if retry_at.is_some() {
                         JOB_QUEUED
                     } else {
@@ -985,7 +1078,7 @@ impl Collector {
                             http_status: *http_status,
                             error_kind: Some(kind),
                             error: Some(message),
-                            sighting_id,
+                            sighting_id: id_of(i),
                         },
                     )
                     .await?;
@@ -1000,8 +1093,16 @@ impl Collector {
                         *rep.errors_by_kind.entry(kind.clone()).or_default() += 1;
                         s.errors += 1;
                         s.last_error = Some(format!("{}: {message}", job.url));
+                        s.items += 1;
                     }
                 }
+            }
+        }
+        // Outlinks count as items of their source.
+        for (r, o) in rec_out.iter().zip(&outlinks) {
+            let _ = r;
+            if let Some(sid) = o.source_id {
+                stats.entry(sid).or_default().items += 1;
             }
         }
         for (id, d) in &stats {
@@ -1037,6 +1138,43 @@ fn count<'a>(rep: &mut RunReport, recs: impl Iterator<Item = &'a RecordedSightin
     }
 }
 
+/// [`enqueue`] for links with their own parents.
+pub(crate) async fn enqueue_with_parents(
+    tx: &mut echotrace_store::WriteTx,
+    src: &SourceCtx,
+    children: &[(Child, Option<i64>)],
+) -> Result<u64> {
+    let revisit_ms = i64::from(src.config.revisit_hours) * 3_600_000;
+    let requeue_before = now_ms() - revisit_ms;
+    let keys: Vec<Option<(String, String)>> = children
+        .iter()
+        .map(|(c, _)| {
+            echotrace_signals::canonical_url::canonicalize_url(&c.url)
+                .ok()
+                .map(|k| (k.sha256, k.host))
+        })
+        .collect();
+    let rows: Vec<NewJob> = children
+        .iter()
+        .zip(&keys)
+        .filter_map(|((c, parent), k)| {
+            let (sha, host) = k.as_ref()?;
+            Some(NewJob {
+                source_id: src.id,
+                url: &c.url,
+                url_sha256: sha,
+                host,
+                kind: c.kind,
+                depth: c.depth,
+                seed_host: &c.seed_host,
+                parent_sighting_id: *parent,
+                not_before: 0,
+            })
+        })
+        .collect();
+    Ok(tx.enqueue_jobs(&rows, requeue_before).await?)
+}
+
 /// Queue `children` of a source (canonical-URL dedup; finished jobs older
 /// than the revisit interval are queued again).
 pub(crate) async fn enqueue(
@@ -1045,36 +1183,8 @@ pub(crate) async fn enqueue(
     children: &[Child],
     parent: Option<i64>,
 ) -> Result<u64> {
-    let revisit_ms = i64::from(src.config.revisit_hours) * 3_600_000;
-    let requeue_before = now_ms() - revisit_ms;
-    let mut rows = Vec::with_capacity(children.len());
-    let mut keys = Vec::with_capacity(children.len());
-    for c in children {
-        let Ok(canon) = echotrace_signals::canonical_url::canonicalize_url(&c.url) else {
-            continue;
-        };
-        keys.push((canon.sha256, canon.host));
-    }
-    let mut ki = 0;
-    for c in children {
-        if echotrace_signals::canonical_url::canonicalize_url(&c.url).is_err() {
-            continue;
-        }
-        let (sha, host) = &keys[ki];
-        ki += 1;
-        rows.push(NewJob {
-            source_id: src.id,
-            url: &c.url,
-            url_sha256: sha,
-            host,
-            kind: c.kind,
-            depth: c.depth,
-            seed_host: &c.seed_host,
-            parent_sighting_id: parent,
-            not_before: 0,
-        });
-    }
-    Ok(tx.enqueue_jobs(&rows, requeue_before).await?)
+    let with: Vec<(Child, Option<i64>)> = children.iter().map(|c| (c.clone(), parent)).collect();
+    enqueue_with_parents(tx, src, &with).await
 }
 
 pub(crate) fn view(

@@ -28,6 +28,7 @@
 //!   crate only supplies the HTTP [`deliver::HttpDeliverer`].
 
 pub mod auth;
+pub mod collect;
 pub mod deliver;
 pub mod error;
 pub mod extract;
@@ -80,6 +81,10 @@ pub struct ServerConfig {
     /// If the database has no API keys yet, create an admin key and pass it
     /// here (printed once by `echotrace serve`).
     pub bootstrap_admin: Option<KeyAnnouncer>,
+    /// Run a collector loop in this process (`serve --collect`).
+    pub collector: Option<echotrace_collector::CollectorConfig>,
+    /// Serve the generated demo website under `/demo/site/` (`--demo`).
+    pub demo_site: bool,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +101,8 @@ impl Default for ServerConfig {
             deliver_webhooks: true,
             retain_media: false,
             bootstrap_admin: None,
+            collector: None,
+            demo_site: false,
         }
     }
 }
@@ -114,6 +121,8 @@ struct StateInner {
     keys: auth::KeyCache,
     /// Set if opening the engine failed (reported by /readyz).
     startup_error: OnceLock<String>,
+    /// The collector running in this process, if any.
+    collector: OnceLock<echotrace_collector::Collector>,
 }
 
 impl AppState {
@@ -128,6 +137,7 @@ impl AppState {
                 keys: auth::KeyCache::new(ttl),
                 metrics: metrics::Metrics::default(),
                 startup_error: OnceLock::new(),
+                collector: OnceLock::new(),
                 config,
             }),
         }
@@ -147,6 +157,11 @@ impl AppState {
                 Some(e) => ApiError::unavailable(format!("engine failed to start: {e}")),
                 None => ApiError::unavailable("indexes are still loading"),
             })
+    }
+
+    /// The collector running in this process (`serve --collect`).
+    pub fn collector(&self) -> Option<&echotrace_collector::Collector> {
+        self.inner.collector.get()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -187,10 +202,25 @@ impl AppState {
 /// The full router (API, HMA compatibility, operations endpoints).
 pub fn router(state: AppState) -> Router {
     let limit = state.config().body_limit;
-    routes::router()
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(state.clone())
-        .merge(ui::router(state))
+    let demo = if state.config().demo_site {
+        match echotrace_collector::demo::demo_site() {
+            Ok(site) => Router::new()
+                .route("/demo/site/{*path}", axum::routing::get(collect::demo_file))
+                .with_state(Arc::new(site)),
+            Err(e) => {
+                eprintln!("echotrace-server: demo site unavailable: {e}");
+                Router::new()
+            }
+        }
+    } else {
+        Router::new()
+    };
+    demo.merge(
+        routes::router()
+            .layer(DefaultBodyLimit::max(limit))
+            .with_state(state.clone()),
+    )
+    .merge(ui::router(state))
 }
 
 /// A running server.
@@ -320,6 +350,11 @@ async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
         }
     }
     let mut handles = vec![engine.spawn_change_tailer()];
+    let (collector, background) = collect::spawn(&engine, config.collector.as_ref());
+    handles.extend(background);
+    if let Some(c) = collector {
+        let _ = state.inner.collector.set(c);
+    }
     if config.deliver_webhooks {
         match deliver::HttpDeliverer::new(config.webhook_timeout) {
             Ok(http) => handles.push(engine.spawn_outbox_worker(Arc::new(

@@ -51,8 +51,8 @@ pub use bulk::{
     CONTENT_RANGE_ENTITY,
 };
 pub use frontier::{
-    FrontierCounts, FrontierJob, JobOutcome, NewJob, SourceStatsDelta, SourceStatusRow, JOB_DONE,
-    JOB_FAILED, JOB_LEASED, JOB_QUEUED,
+    FrontierCounts, FrontierJob, JobOutcome, NewJob, SourceStatsDelta, SourceStatusRow,
+    UpsertedSighting, JOB_DONE, JOB_FAILED, JOB_LEASED, JOB_QUEUED,
 };
 pub use lease::LeaseRow;
 pub use rows::*;

@@ -3,8 +3,11 @@
 //! Handlers are deliberately thin: authenticate ([`Caller`]), check the
 //! role, turn the request into engine types, call the engine, shape JSON.
 
+mod collect;
 mod hma;
 mod v1;
+
+pub(crate) use collect::collector_error as collector_api_error;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +29,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(v1::router())
+        .merge(collect::router())
         .merge(hma::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -28,6 +28,7 @@
 //! * Roles are the API's ([`echotrace_engine::Role`]); every handler checks
 //!   the operation it performs, and pages hide what the role cannot do.
 
+mod collect;
 #[cfg(test)]
 mod e2e;
 pub mod session;
@@ -207,6 +208,7 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
         .route("/ui/audit", get(audit_page))
         .route("/ui/keys", get(keys_page).post(key_create))
         .route("/ui/keys/{id}/revoke", post(key_revoke))
+        .merge(collect::routes())
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)

@@ -93,6 +93,8 @@ pub fn layout(
                             (nav_link("/ui/queue", "Review queue", active == "queue"))
                             (nav_link("/ui/banks", "Banks", active == "banks"))
                             (nav_link("/ui/debug", "Match debugger", active == "debug"))
+                            (nav_link("/ui/sightings", "Sightings", active == "sightings"))
+                            (nav_link("/ui/sources", "Sources", active == "sources"))
                             @if v.can_audit { (nav_link("/ui/audit", "Audit log", active == "audit")) }
                             @if v.can_admin { (nav_link("/ui/keys", "API keys", active == "keys")) }
                             (nav_link("/ui/settings", "Settings", active == "settings"))
