@@ -86,13 +86,14 @@ fn generate(dir: &std::path::Path) -> Planted {
         }
         messages.push(m);
     }
-    // A re-upload of a bank image (cropped) and of a bank text (edited).
-    let (cropped, _) = altered_bytes(&images[4].image, Alteration::Cropped).unwrap();
-    std::fs::write(dir.join("photos/planted.png"), cropped).unwrap();
+    // A re-upload of a bank image (resized) and of a bank text (edited).
+    let (resized, _) = altered_bytes(&images[4].image, Alteration::Resized).unwrap();
+    std::fs::write(dir.join("photos/planted.png"), resized).unwrap();
     messages[10]["photo"] = json!("photos/planted.png");
     photos += 1;
-    messages[11]["text"] = json!(texts[1].edited);
-    messages[11]["text_entities"] = json!([{"type": "plain", "text": texts[1].edited}]);
+    // Message 13 (no links of its own) carries the edited bank text.
+    messages[12]["text"] = json!(texts[1].edited);
+    messages[12]["text_entities"] = json!([{"type": "plain", "text": texts[1].edited}]);
     let export = json!({"name": "Generated Channel", "type": "public_channel", "id": 4242, "messages": messages});
     std::fs::write(
         dir.join("result.json"),
@@ -187,7 +188,7 @@ async fn export_of_20k_messages_is_ingested(db: &TestDb) {
         "the photo hangs off its message: {d}"
     );
     let t = server.sightings(&format!("content_id={}", txt["id"])).await;
-    assert_eq!(t[0]["url"], "https://t.me/c/4242/12");
+    assert_eq!(t[0]["url"], "https://t.me/c/4242/13");
     // A message: dated by date_unixtime, forwarded_from recorded, its
     // outlinks (text_link, link, URL button) parented to it.
     let (s, v) = server

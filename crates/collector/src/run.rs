@@ -263,7 +263,9 @@ enum JobResult {
         wait_ms: i64,
         waits: i64,
     },
-    Deferred,
+    Deferred {
+        id: i64,
+    },
 }
 
 impl Collector {
@@ -385,6 +387,10 @@ impl Collector {
         let mut last_seed = Instant::now();
         let mut stop = opts.stop.clone();
         let mut finished: u64 = 0;
+        // Jobs this process holds (started or waiting): their leases are
+        // renewed, so a slow fetch never lets another process take them.
+        let mut held: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        let mut last_job_renew = Instant::now();
         loop {
             let stopping = stop.as_ref().is_some_and(|s| *s.borrow())
                 || opts
@@ -420,6 +426,7 @@ impl Collector {
                             .lease_jobs(&holder, want, lease_ms, politeness)
                             .await?;
                         local.reverse();
+                        held.extend(local.iter().map(|j| j.id));
                     }
                     let Some(job) = local.pop() else { break };
                     let src = match ctxs.get(&job.source_id) {
@@ -438,11 +445,17 @@ impl Collector {
                     inflight.spawn(async move { this.work(job, src, platforms).await });
                 }
             }
+            if last_job_renew.elapsed() > self.inner.config.lease / 3 && !held.is_empty() {
+                let ids: Vec<i64> = held.iter().copied().collect();
+                store.renew_jobs(&ids, &holder, lease_ms).await?;
+                last_job_renew = Instant::now();
+            }
             if inflight.is_empty() {
                 self.commit(&mut pending, &mut report).await?;
                 last_commit = Instant::now();
                 // Give back jobs leased but not started (stopping).
                 for j in local.drain(..) {
+                    held.remove(&j.id);
                     store.defer_job(j.id, &holder, j.not_before).await?;
                 }
                 if stopping {
@@ -473,6 +486,10 @@ impl Collector {
                         }
                         None => sleep.await,
                     }
+                } else {
+                    // Jobs are ready but none could be leased (their hosts'
+                    // politeness slots are taken): wait a moment.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             } else {
                 let tick = tokio::time::sleep(Duration::from_millis(200));
@@ -481,10 +498,15 @@ impl Collector {
                         if let Some(r) = r {
                             match r {
                                 Ok(res) => {
-                                    if !matches!(res, JobResult::Deferred) {
-                                        finished += 1;
-                                    } else {
-                                        report.deferred += 1;
+                                    match &res {
+                                        JobResult::Deferred { id } => {
+                                            held.remove(id);
+                                            report.deferred += 1;
+                                        }
+                                        JobResult::Done { job, .. } | JobResult::Failed { job, .. } => {
+                                            held.remove(&job.id);
+                                            finished += 1;
+                                        }
                                     }
                                     pending.push(res);
                                 }
@@ -586,29 +608,18 @@ impl Collector {
             tx.commit().await?;
             let ctx = Collector::ctx(row)?;
             match ctx.kind {
-                SourceKind::TelegramExport => {
-                    let path = ctx.config.path.clone().unwrap_or_default();
-                    let r = self
-                        .import_telegram(row, std::path::Path::new(&path), |p| {
-                            let mut rep = report.clone();
-                            rep.imported_items += p.items;
-                            progress(&rep);
-                        })
-                        .await;
-                    match r {
-                        Ok(r) => report.imported_items += r.items,
-                        Err(e) => self.source_failed(row.id, &e.to_string()).await?,
-                    }
-                }
-                SourceKind::Warc => {
-                    let path = ctx.config.path.clone().unwrap_or_default();
-                    let r = self
-                        .import_warc(row, std::path::Path::new(&path), |p| {
-                            let mut rep = report.clone();
-                            rep.imported_items += p.items;
-                            progress(&rep);
-                        })
-                        .await;
+                SourceKind::TelegramExport | SourceKind::Warc => {
+                    let path = std::path::PathBuf::from(ctx.config.path.clone().unwrap_or_default());
+                    let on_progress = |p: &crate::import::ImportReport| {
+                        let mut rep = report.clone();
+                        rep.imported_items += p.items;
+                        progress(&rep);
+                    };
+                    let r = if ctx.kind == SourceKind::Warc {
+                        self.import_warc(row, &path, on_progress).await
+                    } else {
+                        self.import_telegram(row, &path, on_progress).await
+                    };
                     match r {
                         Ok(r) => report.imported_items += r.items,
                         Err(e) => self.source_failed(row.id, &e.to_string()).await?,
@@ -662,7 +673,7 @@ impl Collector {
                 {
                     tracing::warn!(error = %err, "could not put a deferred job back");
                 }
-                JobResult::Deferred
+                JobResult::Deferred { id: job.id }
             }
             Err(e) => {
                 self.failure(
@@ -754,7 +765,7 @@ impl Collector {
                         })
                     })
                     .collect();
-                let media = media_hint(&f.body);
+                let media = echotrace_engine::sighting::media_type_of(&f.body);
                 main.content = ItemContent::Known {
                     content_sha256: f.sha256.clone(),
                     media_type: media.to_string(),
@@ -937,7 +948,7 @@ impl Collector {
     /// (the jobs' own items, then their outlinks parented to them), their
     /// links queued, the jobs finished and the sources' counters added.
     async fn commit(&self, pending: &mut Vec<JobResult>, report: &mut RunReport) -> Result<()> {
-        pending.retain(|r| !matches!(r, JobResult::Deferred));
+        pending.retain(|r| !matches!(r, JobResult::Deferred { .. }));
         if pending.is_empty() {
             return Ok(());
         }
@@ -952,7 +963,7 @@ impl Collector {
             .iter()
             .filter_map(|r| match r {
                 JobResult::Done { job, .. } | JobResult::Failed { job, .. } => Some(job.id),
-                JobResult::Deferred => None,
+                JobResult::Deferred { .. } => None,
             })
             .collect();
         let held: std::collections::HashSet<i64> =
@@ -961,7 +972,7 @@ impl Collector {
         // that worker's result counts.
         pending.retain(|r| match r {
             JobResult::Done { job, .. } | JobResult::Failed { job, .. } => held.contains(&job.id),
-            JobResult::Deferred => false,
+            JobResult::Deferred { .. } => false,
         });
         let mut stats: HashMap<i64, SourceStatsDelta> = HashMap::new();
         let mut rep = report.clone();
@@ -1015,7 +1026,7 @@ impl Collector {
         // 4. Finish the jobs.
         for (i, r) in pending.iter().enumerate() {
             match r {
-                JobResult::Deferred => {}
+                JobResult::Deferred { .. } => {}
                 JobResult::Done {
                     job,
                     src,
@@ -1112,17 +1123,6 @@ impl Collector {
         *report = rep;
         pending.clear();
         Ok(())
-    }
-}
-
-fn media_hint(bytes: &[u8]) -> &'static str {
-    use echotrace_signals::content::{detect_kind, ContentKind};
-    match detect_kind(bytes) {
-        Some(ContentKind::Image(_)) => "image",
-        Some(ContentKind::Video) => "video",
-        Some(ContentKind::Pdf) => "pdf",
-        Some(ContentKind::Text) => "text",
-        _ => "other",
     }
 }
 

@@ -36,14 +36,13 @@ use std::time::Duration;
 
 use echotrace_signals::canonical_url::canonicalize_url;
 use echotrace_signals::content::{detect_kind, ContentKind};
-use echotrace_signals::digest::digests;
 use echotrace_signals::signal::SignalType;
 use echotrace_store::{NewSighting, NewSightingMatch, WarcRef, WriteTx};
 use serde::Serialize;
 
 use crate::error::{EngineError, Result};
 use crate::recorder::{record_one, PendingLookup};
-use crate::signals::{sign_variants, VideoSampling};
+use crate::signals::{digest_signals, sign_variants, VideoSampling};
 use crate::state::Candidate;
 use crate::types::{Actor, BankKind, ContentId, SignalValue, SubmissionContext};
 use crate::Engine;
@@ -206,7 +205,9 @@ pub fn source_actor(name: &str) -> Actor {
     Actor(format!("source:{name}"))
 }
 
-fn media_type_of(bytes: &[u8]) -> &'static str {
+/// The sighting media type of some bytes: `image`, `video`, `pdf`, `text`
+/// or `other` (by magic bytes, like the hashing dispatcher).
+pub fn media_type_of(bytes: &[u8]) -> &'static str {
     match detect_kind(bytes) {
         Some(ContentKind::Image(_)) => "image",
         Some(ContentKind::Video) => "video",
@@ -214,20 +215,6 @@ fn media_type_of(bytes: &[u8]) -> &'static str {
         Some(ContentKind::Text) => "text",
         _ => "other",
     }
-}
-
-fn digest_signals(bytes: &[u8]) -> Vec<SignalValue> {
-    let d = digests(bytes);
-    vec![
-        SignalValue {
-            signal_type: SignalType::Md5,
-            value: d.md5,
-        },
-        SignalValue {
-            signal_type: SignalType::Sha256,
-            value: d.sha256,
-        },
-    ]
 }
 
 impl Engine {
@@ -509,18 +496,23 @@ impl Engine {
                 let Some(row) = tx_sighting(&store, *id).await? else {
                     continue;
                 };
-                let already: HashSet<(i64, String)> = store
+                // A sighting already tied to a bank item (by any signal)
+                // needs no second record for it.
+                let already: HashSet<i64> = store
                     .sighting_matches(*id)
                     .await?
                     .into_iter()
-                    .map(|m| (m.content_id, m.signal_type))
+                    .map(|m| m.content_id)
                     .collect();
                 let mut candidates = Vec::new();
                 let mut query = Vec::new();
                 for (signal, hits) in found.get(id).into_iter().flatten() {
                     let mut any = false;
                     for c in hits {
-                        if !already.contains(&(c.content_id, c.signal_type.as_str().to_string())) {
+                        let dup = candidates
+                            .iter()
+                            .any(|x: &Candidate| x.content_id == c.content_id);
+                        if !already.contains(&c.content_id) && !dup {
                             candidates.push(c.clone());
                             any = true;
                         }

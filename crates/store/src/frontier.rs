@@ -270,17 +270,23 @@ impl Store {
     pub async fn renew_jobs(&self, ids: &[i64], holder: &str, lease_ms: i64) -> Result<u64> {
         let mut n = 0;
         let until = now_ms().saturating_add(lease_ms);
-        for id in ids {
-            n += sqlx::query(
-                "UPDATE frontier SET lease_expires_at = $3 WHERE id = $1 AND state = 'leased' \
-                 AND lease_holder = $2",
-            )
-            .bind(id)
-            .bind(holder)
-            .bind(until)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        for chunk in ids.chunks(1000) {
+            let mut sql = String::from(
+                "UPDATE frontier SET lease_expires_at = $1 WHERE state = 'leased' \
+                 AND lease_holder = $2 AND id IN (",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i + 3));
+            }
+            sql.push(')');
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until).bind(holder);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            n += q.execute(&self.pool).await?.rows_affected();
         }
         Ok(n)
     }

@@ -74,19 +74,27 @@ impl Drop for Server {
 impl Server {
     /// `echotrace serve` on a database without API keys (prints one).
     pub async fn spawn(db_url: &str, extra: &[&str]) -> Server {
-        let mut args = vec![
-            "serve",
-            "--db",
-            db_url,
+        Server::spawn_env(db_url, extra, &[]).await
+    }
+
+    /// [`Server::spawn`] with environment variables (an empty `db_url`
+    /// omits `--db`).
+    pub async fn spawn_env(db_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut args = vec!["serve"];
+        if !db_url.is_empty() {
+            args.extend_from_slice(&["--db", db_url]);
+        }
+        args.extend_from_slice(&[
             "--listen",
             "127.0.0.1:0",
             "--no-webhooks",
             "--threads",
             "2",
-        ];
+        ]);
         args.extend_from_slice(extra);
         let mut child = Command::new(bin())
             .args(&args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
