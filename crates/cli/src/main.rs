@@ -39,6 +39,8 @@ enum Command {
     Notice(cmd::notice::NoticeArgs),
     /// Transparency report (JSON, CSV or self-contained HTML).
     Report(cmd::report::ReportArgs),
+    /// The collector: sources, crawling, Telegram and WARC imports.
+    Collect(cmd::collect::CollectArgs),
     /// Internal: extract a PDF from stdin as JSON (run in a limited child).
     #[command(name = "__extract-pdf", hide = true)]
     ExtractPdf,
@@ -58,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::Liveness(a) => cmd::liveness::run(a),
         Command::Notice(a) => cmd::notice::run(a),
         Command::Report(a) => cmd::report::run(a),
+        Command::Collect(a) => cmd::collect::run(a),
         Command::ExtractPdf => Ok(std::process::ExitCode::from(
             echotrace_signals::pdf::run_child(
                 &mut std::io::stdin().lock(),

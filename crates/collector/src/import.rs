@@ -37,7 +37,6 @@ use crate::html::{extract, LinkKind};
 use crate::platform::Platforms;
 use crate::process::{bare_item, Child, SourceCtx};
 use crate::run::{enqueue, Collector, CollectorError, Result};
-use crate::source::SourceKind;
 use crate::telegram::{locate_result_json, media_path, read_export, ChatInfo, Message};
 use crate::warc::{parse_http_response, parse_warc_date, WarcReadLimits, WarcReader};
 
@@ -93,7 +92,7 @@ impl Collector {
         P: Fn(&ImportReport) + Send + Sync,
     {
         let started = std::time::Instant::now();
-        let src = Arc::new(self.ctx_of(source)?);
+        let src = Arc::new(Collector::ctx(source)?);
         let (_, root) =
             locate_result_json(path).map_err(|e| CollectorError::Import(e.to_string()))?;
         let platforms = Arc::new(Platforms::load(self.store()).await?);
@@ -167,7 +166,7 @@ impl Collector {
         P: Fn(&ImportReport) + Send + Sync,
     {
         let started = std::time::Instant::now();
-        let src = Arc::new(self.ctx_of(source)?);
+        let src = Arc::new(Collector::ctx(source)?);
         let platforms = Arc::new(Platforms::load(self.store()).await?);
         let limits = WarcReadLimits {
             max_record_bytes: self.config().max_media_bytes,
@@ -285,18 +284,6 @@ impl Collector {
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         progress(&report);
         Ok(report)
-    }
-
-    fn ctx_of(&self, source: &SourceRow) -> Result<SourceCtx> {
-        let kind = SourceKind::parse(&source.kind).ok_or_else(|| {
-            CollectorError::Invalid(format!(
-                "source {:?}: unknown kind {:?}",
-                source.name, source.kind
-            ))
-        })?;
-        let config = crate::source::SourceConfig::parse(&source.config)
-            .map_err(|e| CollectorError::Invalid(format!("source {:?}: {e}", source.name)))?;
-        Ok(SourceCtx::new(source.id, &source.name, kind, config))
     }
 
     async fn add_import_errors(&self, source_id: i64, report: &ImportReport) -> Result<()> {

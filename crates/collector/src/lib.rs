@@ -44,6 +44,7 @@
 //!   WARC record by record with per-record caps ([`warc`]); locker pages
 //!   through a small rule table ([`locker`]). Each has a fuzz target.
 
+pub mod demo;
 pub mod feed;
 pub mod fetch;
 pub mod guard;

@@ -214,6 +214,24 @@ impl LockerTable {
             .map(|p| format!("page says {p:?}"))
     }
 
+    /// Is this response a "file removed" notice of the locker rule covering
+    /// `url`? For liveness checks (spread tracking): a removed page is often
+    /// served with 200. `locker_hosts` are the source's; rules with their
+    /// own hosts apply regardless. Returns the reason (status or phrase).
+    pub fn removed_notice(
+        &self,
+        url: &str,
+        status: u16,
+        body: &[u8],
+        locker_hosts: &[String],
+    ) -> Option<String> {
+        let u = url::Url::parse(url).ok()?;
+        let rule = self.rule_for(u.host_str()?, u.path(), locker_hosts)?;
+        let page = crate::html::extract(body, &u, None, &crate::html::HtmlLimits::default(), &[])
+            .unwrap_or_default();
+        LockerTable::removed(rule, status, page.title.as_deref().unwrap_or(""), &page.text)
+    }
+
     /// Resolve a landing page extracted with [`LockerTable::probes`].
     pub fn resolve(rule: &LockerRule, status: u16, page: &PageExtract) -> LockerOutcome {
         if let Some(why) = LockerTable::removed(

@@ -91,7 +91,25 @@ impl CollectorConfig {
     }
 }
 
-/// `<pid>-<random>`: unique per process.
+/// Whether the process named in a holder id (`c<pid>-…`, see
+/// [`default_holder`]) is gone from this machine (Linux `/proc`; elsewhere
+/// never assumed dead).
+fn holder_is_dead(holder: &str) -> bool {
+    let Some(pid) = holder
+        .strip_prefix('c')
+        .and_then(|r| r.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return false;
+    }
+    std::path::Path::new("/proc/self").exists()
+        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// `c<pid>-<random>`: unique per process.
 pub fn default_holder() -> String {
     let mut b = [0u8; 4];
     let _ = getrandom::getrandom(&mut b);
@@ -245,7 +263,9 @@ enum JobResult {
         wait_ms: i64,
         waits: i64,
     },
-    Deferred,
+    Deferred {
+        id: i64,
+    },
 }
 
 impl Collector {
@@ -337,12 +357,7 @@ impl Collector {
         let holder = self.inner.config.holder.clone();
         let lease_ms = i64::try_from(self.inner.config.lease.as_millis()).unwrap_or(300_000);
         let sqlite = store.backend() == Backend::Sqlite;
-        if sqlite
-            && store
-                .try_lease(SQLITE_WORKER_LEASE, &holder, self.inner.config.lease)
-                .await?
-                .is_none()
-        {
+        if sqlite && !self.take_sqlite_lease().await? {
             return Err(CollectorError::Busy(
                 "another collector process is working this SQLite database (SQLite runs one \
                  collector process; use PostgreSQL to run several)"
@@ -372,6 +387,10 @@ impl Collector {
         let mut last_seed = Instant::now();
         let mut stop = opts.stop.clone();
         let mut finished: u64 = 0;
+        // Jobs this process holds (started or waiting): their leases are
+        // renewed, so a slow fetch never lets another process take them.
+        let mut held: std::collections::HashSet<i64> = std::collections::HashSet::new();
+        let mut last_job_renew = Instant::now();
         loop {
             let stopping = stop.as_ref().is_some_and(|s| *s.borrow())
                 || opts
@@ -396,13 +415,18 @@ impl Collector {
                         last_seed = Instant::now();
                     }
                 }
-                while inflight.len() < workers {
+                while inflight.len() < workers
+                    && opts
+                        .max_jobs
+                        .is_none_or(|m| finished + (inflight.len() as u64) < m)
+                {
                     if local.is_empty() {
-                        let want = (workers * 2).min(512) as i64;
+                        let want = (workers * 4).clamp(16, 512) as i64;
                         local = store
                             .lease_jobs(&holder, want, lease_ms, politeness)
                             .await?;
                         local.reverse();
+                        held.extend(local.iter().map(|j| j.id));
                     }
                     let Some(job) = local.pop() else { break };
                     let src = match ctxs.get(&job.source_id) {
@@ -421,11 +445,17 @@ impl Collector {
                     inflight.spawn(async move { this.work(job, src, platforms).await });
                 }
             }
+            if last_job_renew.elapsed() > self.inner.config.lease / 3 && !held.is_empty() {
+                let ids: Vec<i64> = held.iter().copied().collect();
+                store.renew_jobs(&ids, &holder, lease_ms).await?;
+                last_job_renew = Instant::now();
+            }
             if inflight.is_empty() {
                 self.commit(&mut pending, &mut report).await?;
                 last_commit = Instant::now();
                 // Give back jobs leased but not started (stopping).
                 for j in local.drain(..) {
+                    held.remove(&j.id);
                     store.defer_job(j.id, &holder, j.not_before).await?;
                 }
                 if stopping {
@@ -456,6 +486,10 @@ impl Collector {
                         }
                         None => sleep.await,
                     }
+                } else {
+                    // Jobs are ready but none could be leased (their hosts'
+                    // politeness slots are taken): wait a moment.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             } else {
                 let tick = tokio::time::sleep(Duration::from_millis(200));
@@ -464,10 +498,15 @@ impl Collector {
                         if let Some(r) = r {
                             match r {
                                 Ok(res) => {
-                                    if !matches!(res, JobResult::Deferred) {
-                                        finished += 1;
-                                    } else {
-                                        report.deferred += 1;
+                                    match &res {
+                                        JobResult::Deferred { id } => {
+                                            held.remove(id);
+                                            report.deferred += 1;
+                                        }
+                                        JobResult::Done { job, .. } | JobResult::Failed { job, .. } => {
+                                            held.remove(&job.id);
+                                            finished += 1;
+                                        }
                                     }
                                     pending.push(res);
                                 }
@@ -508,6 +547,36 @@ impl Collector {
         Ok(report)
     }
 
+    /// Take the SQLite database's one-collector lease. A lease left by a
+    /// collector process that no longer exists (killed; SQLite files are
+    /// local, so its holder's process id is checked on this machine) is
+    /// taken over at once instead of after it expires.
+    async fn take_sqlite_lease(&self) -> Result<bool> {
+        let store = self.store();
+        let holder = &self.inner.config.holder;
+        let ttl = self.inner.config.lease;
+        if store
+            .try_lease(SQLITE_WORKER_LEASE, holder, ttl)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let Some(lease) = store.get_lease(SQLITE_WORKER_LEASE).await? else {
+            return Ok(false);
+        };
+        if holder_is_dead(&lease.holder) {
+            store
+                .release_lease(SQLITE_WORKER_LEASE, &lease.holder)
+                .await?;
+            return Ok(store
+                .try_lease(SQLITE_WORKER_LEASE, holder, ttl)
+                .await?
+                .is_some());
+        }
+        Ok(false)
+    }
+
     async fn selected_sources(&self, names: Option<&[String]>) -> Result<Vec<SourceRow>> {
         let all = self.store().list_sources().await?;
         match names {
@@ -539,29 +608,18 @@ impl Collector {
             tx.commit().await?;
             let ctx = Collector::ctx(row)?;
             match ctx.kind {
-                SourceKind::TelegramExport => {
-                    let path = ctx.config.path.clone().unwrap_or_default();
-                    let r = self
-                        .import_telegram(row, std::path::Path::new(&path), |p| {
-                            let mut rep = report.clone();
-                            rep.imported_items += p.items;
-                            progress(&rep);
-                        })
-                        .await;
-                    match r {
-                        Ok(r) => report.imported_items += r.items,
-                        Err(e) => self.source_failed(row.id, &e.to_string()).await?,
-                    }
-                }
-                SourceKind::Warc => {
-                    let path = ctx.config.path.clone().unwrap_or_default();
-                    let r = self
-                        .import_warc(row, std::path::Path::new(&path), |p| {
-                            let mut rep = report.clone();
-                            rep.imported_items += p.items;
-                            progress(&rep);
-                        })
-                        .await;
+                SourceKind::TelegramExport | SourceKind::Warc => {
+                    let path = std::path::PathBuf::from(ctx.config.path.clone().unwrap_or_default());
+                    let on_progress = |p: &crate::import::ImportReport| {
+                        let mut rep = report.clone();
+                        rep.imported_items += p.items;
+                        progress(&rep);
+                    };
+                    let r = if ctx.kind == SourceKind::Warc {
+                        self.import_warc(row, &path, on_progress).await
+                    } else {
+                        self.import_telegram(row, &path, on_progress).await
+                    };
                     match r {
                         Ok(r) => report.imported_items += r.items,
                         Err(e) => self.source_failed(row.id, &e.to_string()).await?,
@@ -615,7 +673,7 @@ impl Collector {
                 {
                     tracing::warn!(error = %err, "could not put a deferred job back");
                 }
-                JobResult::Deferred
+                JobResult::Deferred { id: job.id }
             }
             Err(e) => {
                 self.failure(
@@ -679,7 +737,11 @@ impl Collector {
         let platforms2 = platforms.clone();
         let store = self.store().clone();
         // Content dedup: bytes already hashed under another URL.
-        let known = if f.body.is_empty() {
+        // (Pages are cheap to hash and rarely repeat: only files are looked up.)
+        let page_like = f
+            .content_type()
+            .is_some_and(|t| t.contains("html") || t.contains("xml") || t.contains("json"));
+        let known = if f.body.is_empty() || page_like || job.kind == "feed" {
             None
         } else {
             store.signals_of_content_sha(&f.sha256).await.ok().flatten()
@@ -703,7 +765,7 @@ impl Collector {
                         })
                     })
                     .collect();
-                let media = media_hint(&f.body);
+                let media = echotrace_engine::sighting::media_type_of(&f.body);
                 main.content = ItemContent::Known {
                     content_sha256: f.sha256.clone(),
                     media_type: media.to_string(),
@@ -881,10 +943,13 @@ impl Collector {
         }
     }
 
-    /// Commit finished jobs in one transaction (see the module doc).
+    /// Commit finished jobs in one transaction (see the module doc): the
+    /// jobs still held are locked, their items recorded in two bulk calls
+    /// (the jobs' own items, then their outlinks parented to them), their
+    /// links queued, the jobs finished and the sources' counters added.
     async fn commit(&self, pending: &mut Vec<JobResult>, report: &mut RunReport) -> Result<()> {
-        if pending.iter().all(|r| matches!(r, JobResult::Deferred)) {
-            pending.clear();
+        pending.retain(|r| !matches!(r, JobResult::Deferred { .. }));
+        if pending.is_empty() {
             return Ok(());
         }
         if let Ok(mut w) = self.inner.warc.lock() {
@@ -894,34 +959,85 @@ impl Collector {
         let engine = &self.inner.engine;
         let cfg = &self.inner.config.sightings;
         let mut tx = self.store().write().await?;
+        let ids: Vec<i64> = pending
+            .iter()
+            .filter_map(|r| match r {
+                JobResult::Done { job, .. } | JobResult::Failed { job, .. } => Some(job.id),
+                JobResult::Deferred { .. } => None,
+            })
+            .collect();
+        let held: std::collections::HashSet<i64> =
+            tx.held_jobs(&ids, &holder).await?.into_iter().collect();
+        // A job whose lease was taken over by another worker is dropped:
+        // that worker's result counts.
+        pending.retain(|r| match r {
+            JobResult::Done { job, .. } | JobResult::Failed { job, .. } => held.contains(&job.id),
+            JobResult::Deferred { .. } => false,
+        });
         let mut stats: HashMap<i64, SourceStatsDelta> = HashMap::new();
         let mut rep = report.clone();
-        for r in pending.iter_mut() {
+        // 1. The jobs' own items (and the bare items of final failures).
+        let mut mains: Vec<PreparedSighting> = Vec::with_capacity(pending.len());
+        let mut main_of: Vec<Option<usize>> = Vec::with_capacity(pending.len());
+        for r in pending.iter() {
             match r {
-                JobResult::Deferred => {}
+                JobResult::Done { main, .. } => {
+                    main_of.push(Some(mains.len()));
+                    mains.push(main.as_ref().clone());
+                }
+                JobResult::Failed { bare: Some(b), .. } => {
+                    main_of.push(Some(mains.len()));
+                    mains.push(b.as_ref().clone());
+                }
+                _ => main_of.push(None),
+            }
+        }
+        let recs = engine.record_sightings(&mut tx, &mains, cfg).await?;
+        count(&mut rep, recs.iter());
+        let id_of = |i: usize| main_of[i].and_then(|m| recs.get(m)).map(|r| r.sighting_id);
+        // 2. Outlinks, parented to their job's item; 3. links to queue.
+        let mut outlinks: Vec<PreparedSighting> = Vec::new();
+        let mut jobs_by_source: HashMap<i64, (Arc<SourceCtx>, Vec<(Child, Option<i64>)>)> =
+            HashMap::new();
+        for (i, r) in pending.iter_mut().enumerate() {
+            if let JobResult::Done {
+                src,
+                outlinks: outs,
+                children,
+                ..
+            } = r
+            {
+                let parent = id_of(i);
+                for mut o in std::mem::take(outs) {
+                    o.parent_id = parent;
+                    outlinks.push(o);
+                }
+                let e = jobs_by_source
+                    .entry(src.id)
+                    .or_insert_with(|| (src.clone(), Vec::new()));
+                e.1.extend(std::mem::take(children).into_iter().map(|c| (c, parent)));
+            }
+        }
+        let rec_out = engine.record_sightings(&mut tx, &outlinks, cfg).await?;
+        count(&mut rep, rec_out.iter());
+        for (src, kids) in jobs_by_source.values() {
+            enqueue_with_parents(&mut tx, src, kids).await?;
+        }
+        // 4. Finish the jobs.
+        for (i, r) in pending.iter().enumerate() {
+            match r {
+                JobResult::Deferred { .. } => {}
                 JobResult::Done {
                     job,
                     src,
-                    main,
-                    outlinks,
-                    children,
+                    outlinks: _,
                     http_status,
                     warning,
                     wait_ms,
                     waits,
+                    ..
                 } => {
-                    if !tx.holds_job(job.id, &holder).await? {
-                        continue;
-                    }
-                    let rec = engine
-                        .record_sightings(&mut tx, std::slice::from_ref(main.as_ref()), cfg)
-                        .await?;
-                    let main_id = rec.first().map(|r| r.sighting_id);
-                    for o in outlinks.iter_mut() {
-                        o.parent_id = main_id;
-                    }
-                    let rec_out = engine.record_sightings(&mut tx, outlinks, cfg).await?;
-                    enqueue(&mut tx, src, children, main_id).await?;
+                    let main_id = id_of(i);
                     tx.finish_job(
                         job.id,
                         &holder,
@@ -935,11 +1051,10 @@ impl Collector {
                         },
                     )
                     .await?;
-                    count(&mut rep, rec.iter().chain(rec_out.iter()));
                     rep.fetched += 1;
                     rep.jobs_done += 1;
                     let s = stats.entry(src.id).or_default();
-                    s.items += (rec.len() + rec_out.len()) as i64;
+                    s.items += 1;
                     s.politeness_waits += *waits;
                     s.politeness_wait_ms += *wait_ms;
                     if let Some((k, m)) = warning {
@@ -956,21 +1071,10 @@ impl Collector {
                     message,
                     http_status,
                     retry_at,
-                    bare,
                     wait_ms,
                     waits,
+                    ..
                 } => {
-                    if !tx.holds_job(job.id, &holder).await? {
-                        continue;
-                    }
-                    let mut sighting_id = None;
-                    if let Some(b) = bare {
-                        let rec = engine
-                            .record_sightings(&mut tx, std::slice::from_ref(b.as_ref()), cfg)
-                            .await?;
-                        sighting_id = rec.first().map(|r| r.sighting_id);
-                        count(&mut rep, rec.iter());
-                    }
                     let state = if retry_at.is_some() {
                         JOB_QUEUED
                     } else {
@@ -985,7 +1089,7 @@ impl Collector {
                             http_status: *http_status,
                             error_kind: Some(kind),
                             error: Some(message),
-                            sighting_id,
+                            sighting_id: id_of(i),
                         },
                     )
                     .await?;
@@ -1000,8 +1104,16 @@ impl Collector {
                         *rep.errors_by_kind.entry(kind.clone()).or_default() += 1;
                         s.errors += 1;
                         s.last_error = Some(format!("{}: {message}", job.url));
+                        s.items += 1;
                     }
                 }
+            }
+        }
+        // Outlinks count as items of their source.
+        for (r, o) in rec_out.iter().zip(&outlinks) {
+            let _ = r;
+            if let Some(sid) = o.source_id {
+                stats.entry(sid).or_default().items += 1;
             }
         }
         for (id, d) in &stats {
@@ -1011,17 +1123,6 @@ impl Collector {
         *report = rep;
         pending.clear();
         Ok(())
-    }
-}
-
-fn media_hint(bytes: &[u8]) -> &'static str {
-    use echotrace_signals::content::{detect_kind, ContentKind};
-    match detect_kind(bytes) {
-        Some(ContentKind::Image(_)) => "image",
-        Some(ContentKind::Video) => "video",
-        Some(ContentKind::Pdf) => "pdf",
-        Some(ContentKind::Text) => "text",
-        _ => "other",
     }
 }
 
@@ -1037,6 +1138,43 @@ fn count<'a>(rep: &mut RunReport, recs: impl Iterator<Item = &'a RecordedSightin
     }
 }
 
+/// [`enqueue`] for links with their own parents.
+pub(crate) async fn enqueue_with_parents(
+    tx: &mut echotrace_store::WriteTx,
+    src: &SourceCtx,
+    children: &[(Child, Option<i64>)],
+) -> Result<u64> {
+    let revisit_ms = i64::from(src.config.revisit_hours) * 3_600_000;
+    let requeue_before = now_ms() - revisit_ms;
+    let keys: Vec<Option<(String, String)>> = children
+        .iter()
+        .map(|(c, _)| {
+            echotrace_signals::canonical_url::canonicalize_url(&c.url)
+                .ok()
+                .map(|k| (k.sha256, k.host))
+        })
+        .collect();
+    let rows: Vec<NewJob> = children
+        .iter()
+        .zip(&keys)
+        .filter_map(|((c, parent), k)| {
+            let (sha, host) = k.as_ref()?;
+            Some(NewJob {
+                source_id: src.id,
+                url: &c.url,
+                url_sha256: sha,
+                host,
+                kind: c.kind,
+                depth: c.depth,
+                seed_host: &c.seed_host,
+                parent_sighting_id: *parent,
+                not_before: 0,
+            })
+        })
+        .collect();
+    Ok(tx.enqueue_jobs(&rows, requeue_before).await?)
+}
+
 /// Queue `children` of a source (canonical-URL dedup; finished jobs older
 /// than the revisit interval are queued again).
 pub(crate) async fn enqueue(
@@ -1045,36 +1183,8 @@ pub(crate) async fn enqueue(
     children: &[Child],
     parent: Option<i64>,
 ) -> Result<u64> {
-    let revisit_ms = i64::from(src.config.revisit_hours) * 3_600_000;
-    let requeue_before = now_ms() - revisit_ms;
-    let mut rows = Vec::with_capacity(children.len());
-    let mut keys = Vec::with_capacity(children.len());
-    for c in children {
-        let Ok(canon) = echotrace_signals::canonical_url::canonicalize_url(&c.url) else {
-            continue;
-        };
-        keys.push((canon.sha256, canon.host));
-    }
-    let mut ki = 0;
-    for c in children {
-        if echotrace_signals::canonical_url::canonicalize_url(&c.url).is_err() {
-            continue;
-        }
-        let (sha, host) = &keys[ki];
-        ki += 1;
-        rows.push(NewJob {
-            source_id: src.id,
-            url: &c.url,
-            url_sha256: sha,
-            host,
-            kind: c.kind,
-            depth: c.depth,
-            seed_host: &c.seed_host,
-            parent_sighting_id: parent,
-            not_before: 0,
-        });
-    }
-    Ok(tx.enqueue_jobs(&rows, requeue_before).await?)
+    let with: Vec<(Child, Option<i64>)> = children.iter().map(|c| (c.clone(), parent)).collect();
+    enqueue_with_parents(tx, src, &with).await
 }
 
 pub(crate) fn view(

@@ -72,7 +72,8 @@ impl SourceKind {
         match self {
             SourceKind::Feed => "feed",
             SourceKind::Locker => "locker",
-            SourceKind::Urls => "file",
+            // A listed URL may be a page or a file: pages are parsed,
+            // anything else is hashed as a file.
             _ => "page",
         }
     }
@@ -192,7 +193,19 @@ impl SourceConfig {
             ));
         }
         for (i, u) in self.urls.iter().enumerate() {
-            seed_url(u).map_err(|e| format!("config.urls[{i}]: {e}"))?;
+            let parsed = seed_url(u).map_err(|e| format!("config.urls[{i}]: {e}"))?;
+            let onion = parsed.host_str().is_some_and(|h| {
+                h.trim_end_matches('.')
+                    .to_ascii_lowercase()
+                    .ends_with(".onion")
+            });
+            if onion && self.proxy.is_none() {
+                return Err(format!(
+                    "config.urls[{i}]: {u:?} is a Tor onion service; set config.proxy \
+                     (e.g. \"socks5h://127.0.0.1:9050\") to fetch it — it is never resolved or \
+                     dialled directly"
+                ));
+            }
         }
         match kind {
             SourceKind::Page | SourceKind::Feed | SourceKind::Locker => {

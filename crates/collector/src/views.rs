@@ -13,6 +13,8 @@ use crate::run::{CollectorError, Result};
 /// Filters of [`list_sightings`] (all optional; newest first).
 #[derive(Clone, Debug, Default)]
 pub struct SightingFilter {
+    /// Sightings of this URL (compared canonically, `url-canon-v1`).
+    pub url: Option<String>,
     /// Sightings that matched this bank item (its variant cluster).
     pub content_id: Option<i64>,
     /// Source name.
@@ -159,6 +161,31 @@ pub async fn list_sightings(
         None => None,
     };
     let limit = f.limit.clamp(1, 1000);
+    if let Some(u) = &f.url {
+        let canon = echotrace_signals::canonical_url::canonicalize_url(u)
+            .map_err(|e| CollectorError::Invalid(format!("url: {e}")))?;
+        let mut out = Vec::new();
+        for id in store.sightings_at_url(&canon.sha256, 10_000).await? {
+            let Some(row) = store.get_sighting(id).await? else {
+                continue;
+            };
+            let keep = f.before.is_none_or(|b| row.id < b)
+                && source_id.is_none_or(|s| row.source_id == Some(s))
+                && f.matched.is_none_or(|m| row.matched == m)
+                && f.from.is_none_or(|t| row.first_seen_at >= t)
+                && f.to.is_none_or(|t| row.first_seen_at < t);
+            if keep {
+                out.push(view(store, row, &names).await?);
+            }
+            if out.len() >= limit as usize {
+                break;
+            }
+        }
+        let next = (out.len() == limit as usize)
+            .then(|| out.last().map(|r| r.id))
+            .flatten();
+        return Ok((out, next));
+    }
     let rows = store
         .list_sightings(&SightingQuery {
             content_id: f.content_id,

@@ -36,14 +36,13 @@ use std::time::Duration;
 
 use echotrace_signals::canonical_url::canonicalize_url;
 use echotrace_signals::content::{detect_kind, ContentKind};
-use echotrace_signals::digest::digests;
 use echotrace_signals::signal::SignalType;
 use echotrace_store::{NewSighting, NewSightingMatch, WarcRef, WriteTx};
 use serde::Serialize;
 
 use crate::error::{EngineError, Result};
 use crate::recorder::{record_one, PendingLookup};
-use crate::signals::{sign_variants, VideoSampling};
+use crate::signals::{digest_signals, sign_variants, VideoSampling};
 use crate::state::Candidate;
 use crate::types::{Actor, BankKind, ContentId, SignalValue, SubmissionContext};
 use crate::Engine;
@@ -206,7 +205,9 @@ pub fn source_actor(name: &str) -> Actor {
     Actor(format!("source:{name}"))
 }
 
-fn media_type_of(bytes: &[u8]) -> &'static str {
+/// The sighting media type of some bytes: `image`, `video`, `pdf`, `text`
+/// or `other` (by magic bytes, like the hashing dispatcher).
+pub fn media_type_of(bytes: &[u8]) -> &'static str {
     match detect_kind(bytes) {
         Some(ContentKind::Image(_)) => "image",
         Some(ContentKind::Video) => "video",
@@ -214,20 +215,6 @@ fn media_type_of(bytes: &[u8]) -> &'static str {
         Some(ContentKind::Text) => "text",
         _ => "other",
     }
-}
-
-fn digest_signals(bytes: &[u8]) -> Vec<SignalValue> {
-    let d = digests(bytes);
-    vec![
-        SignalValue {
-            signal_type: SignalType::Md5,
-            value: d.md5,
-        },
-        SignalValue {
-            signal_type: SignalType::Sha256,
-            value: d.sha256,
-        },
-    ]
 }
 
 impl Engine {
@@ -362,50 +349,67 @@ impl Engine {
         let ttl_ms = config
             .unmatched_ttl
             .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4));
-        let mut out = Vec::with_capacity(prepared.len());
-        let mut signal_rows: Vec<(i64, usize)> = Vec::new();
-        for (i, p) in prepared.iter().enumerate() {
-            let expires_at = match (p.is_match(), ttl_ms) {
-                (false, Some(ttl)) => Some(p.seen_at.saturating_add(ttl)),
-                _ => None,
-            };
-            let (row, is_new) = tx
-                .upsert_sighting(&NewSighting {
-                    source_id: p.source_id,
-                    url: &p.url,
-                    url_canonical: &p.url_canonical,
-                    url_sha256: &p.url_sha256,
-                    host: &p.host,
-                    platform: &p.platform,
-                    parent_id: p.parent_id,
-                    content_sha256: &p.content_sha256,
-                    media_type: &p.media_type,
-                    seen_at: p.seen_at,
-                    expires_at,
-                    warc: p.warc.as_ref(),
-                })
-                .await?;
-            if is_new {
-                signal_rows.push((row.id, i));
-                let mut attrs = p.attributes.clone();
+        // Attributes (with a hash error, if any) as JSON text.
+        let attrs: Vec<Option<String>> = prepared
+            .iter()
+            .map(|p| {
+                let mut a = p.attributes.clone();
                 if let Some(e) = &p.hash_error {
-                    let obj = attrs.get_or_insert_with(|| serde_json::json!({}));
+                    let obj = a.get_or_insert_with(|| serde_json::json!({}));
                     if let serde_json::Value::Object(m) = obj {
                         m.insert("hash_error".into(), e.clone().into());
                     }
                 }
-                if let Some(a) = attrs {
-                    tx.set_sighting_attributes(row.id, &a.to_string()).await?;
-                }
+                a.map(|v| v.to_string())
+            })
+            .collect();
+        let rows: Vec<(NewSighting<'_>, Option<&str>)> = prepared
+            .iter()
+            .zip(&attrs)
+            .map(|(p, a)| {
+                let expires_at = match (p.is_match(), ttl_ms) {
+                    (false, Some(ttl)) => Some(p.seen_at.saturating_add(ttl)),
+                    _ => None,
+                };
+                (
+                    NewSighting {
+                        source_id: p.source_id,
+                        url: &p.url,
+                        url_canonical: &p.url_canonical,
+                        url_sha256: &p.url_sha256,
+                        host: &p.host,
+                        platform: &p.platform,
+                        parent_id: p.parent_id,
+                        content_sha256: &p.content_sha256,
+                        media_type: &p.media_type,
+                        seen_at: p.seen_at,
+                        expires_at,
+                        warc: p.warc.as_ref(),
+                    },
+                    a.as_deref(),
+                )
+            })
+            .collect();
+        let upserted = tx.upsert_sightings_bulk(&rows).await?;
+        let mut out = Vec::with_capacity(prepared.len());
+        let mut signal_rows: Vec<(i64, &str, &str)> = Vec::new();
+        let mut matched_now: HashSet<i64> = HashSet::new();
+        for (p, row) in prepared.iter().zip(&upserted) {
+            if row.is_new {
+                signal_rows.extend(
+                    p.signals
+                        .iter()
+                        .map(|s| (row.id, s.signal_type.as_str(), s.value.as_str())),
+                );
             }
             let mut recorded = RecordedSighting {
                 sighting_id: row.id,
-                is_new,
+                is_new: row.is_new,
                 matched: row.matched,
                 submission_id: row.submission_id,
                 match_ids: Vec::new(),
             };
-            if p.is_match() && (is_new || !row.matched) {
+            if p.is_match() && (row.is_new || !row.matched) && matched_now.insert(row.id) {
                 let (submission_id, match_ids) = record_hits(
                     tx,
                     row.id,
@@ -423,16 +427,7 @@ impl Engine {
             }
             out.push(recorded);
         }
-        let rows: Vec<(i64, &str, &str)> = signal_rows
-            .iter()
-            .flat_map(|(id, i)| {
-                prepared[*i]
-                    .signals
-                    .iter()
-                    .map(move |s| (*id, s.signal_type.as_str(), s.value.as_str()))
-            })
-            .collect();
-        tx.insert_sighting_signals_bulk(&rows).await?;
+        tx.insert_sighting_signals_bulk(&signal_rows).await?;
         Ok(out)
     }
 
@@ -501,18 +496,23 @@ impl Engine {
                 let Some(row) = tx_sighting(&store, *id).await? else {
                     continue;
                 };
-                let already: HashSet<(i64, String)> = store
+                // A sighting already tied to a bank item (by any signal)
+                // needs no second record for it.
+                let already: HashSet<i64> = store
                     .sighting_matches(*id)
                     .await?
                     .into_iter()
-                    .map(|m| (m.content_id, m.signal_type))
+                    .map(|m| m.content_id)
                     .collect();
                 let mut candidates = Vec::new();
                 let mut query = Vec::new();
                 for (signal, hits) in found.get(id).into_iter().flatten() {
                     let mut any = false;
                     for c in hits {
-                        if !already.contains(&(c.content_id, c.signal_type.as_str().to_string())) {
+                        let dup = candidates
+                            .iter()
+                            .any(|x: &Candidate| x.content_id == c.content_id);
+                        if !already.contains(&c.content_id) && !dup {
                             candidates.push(c.clone());
                             any = true;
                         }

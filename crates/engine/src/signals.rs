@@ -631,12 +631,22 @@ pub(crate) fn hash_typed_text(text: String) -> Result<HashedUpload> {
     let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let minhash = echotrace_signals::text::text_signature(body).to_string();
     check_text_value(&minhash)?;
-    let d = echotrace_signals::digest::digests(text.as_bytes());
-    let signals = vec![
-        SignalValue {
-            signal_type: SignalType::TextMinhash,
-            value: minhash,
-        },
+    let mut signals = vec![SignalValue {
+        signal_type: SignalType::TextMinhash,
+        value: minhash,
+    }];
+    signals.extend(digest_signals(text.as_bytes()));
+    Ok(HashedUpload {
+        signals,
+        text: Some(QueryText::from(text)),
+        robust: None,
+    })
+}
+
+/// The exact-match digests of some bytes: `md5`, then `sha256`.
+pub(crate) fn digest_signals(bytes: &[u8]) -> Vec<SignalValue> {
+    let d = echotrace_signals::digest::digests(bytes);
+    vec![
         SignalValue {
             signal_type: SignalType::Md5,
             value: d.md5,
@@ -645,12 +655,7 @@ pub(crate) fn hash_typed_text(text: String) -> Result<HashedUpload> {
             signal_type: SignalType::Sha256,
             value: d.sha256,
         },
-    ];
-    Ok(HashedUpload {
-        signals,
-        text: Some(QueryText::from(text)),
-        robust: None,
-    })
+    ]
 }
 
 /// The equivalence lists a raw-text query must be signed under (version,

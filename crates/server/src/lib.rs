@@ -38,6 +38,7 @@
 
 pub mod auth;
 pub mod budget;
+pub mod collect;
 pub mod deliver;
 pub mod error;
 pub mod extract;
@@ -107,6 +108,10 @@ pub struct ServerConfig {
     pub retention: Option<(echotrace_engine::RetentionPolicy, Duration)>,
     /// Signal exchange: fetch workers, feeds, write-back.
     pub exchanges: ExchangeSettings,
+    /// Run a collector loop in this process (`serve --collect`).
+    pub collector: Option<echotrace_collector::CollectorConfig>,
+    /// Serve the generated demo website under `/demo/site/` (`--demo`).
+    pub demo_site: bool,
 }
 
 /// How `serve` runs signal exchange.
@@ -153,6 +158,8 @@ impl Default for ServerConfig {
             bootstrap_admin: None,
             retention: None,
             exchanges: ExchangeSettings::default(),
+            collector: None,
+            demo_site: false,
         }
     }
 }
@@ -202,6 +209,8 @@ struct StateInner {
     startup_error: OnceLock<String>,
     /// The exchange subsystem, or why it is not available.
     exchange: OnceLock<Result<Arc<echotrace_exchange::ExchangeService>, String>>,
+    /// The collector running in this process, if any.
+    collector: OnceLock<echotrace_collector::Collector>,
 }
 
 impl AppState {
@@ -223,6 +232,7 @@ impl AppState {
                 metrics: metrics::Metrics::default(),
                 startup_error: OnceLock::new(),
                 exchange: OnceLock::new(),
+                collector: OnceLock::new(),
                 config,
             }),
         }
@@ -254,6 +264,11 @@ impl AppState {
             ))),
             None => Err(ApiError::unavailable("indexes are still loading")),
         }
+    }
+
+    /// The collector running in this process (`serve --collect`).
+    pub fn collector(&self) -> Option<&echotrace_collector::Collector> {
+        self.inner.collector.get()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -319,15 +334,30 @@ pub fn router(state: AppState) -> Router {
         budget: state.budget().clone(),
         limit,
     };
-    routes::router()
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(budget, budget::scope))
-        .with_state(state.clone())
-        .merge(ui::router(state.clone()))
-        .layer(axum::middleware::map_response_with_state(
-            state,
-            count_errors,
-        ))
+    let demo = if state.config().demo_site {
+        match echotrace_collector::demo::demo_site() {
+            Ok(site) => Router::new()
+                .route("/demo/site/{*path}", axum::routing::get(collect::demo_file))
+                .with_state(Arc::new(site)),
+            Err(e) => {
+                eprintln!("echotrace-server: demo site unavailable: {e}");
+                Router::new()
+            }
+        }
+    } else {
+        Router::new()
+    };
+    demo.merge(
+        routes::router()
+            .layer(DefaultBodyLimit::max(limit))
+            .layer(axum::middleware::from_fn_with_state(budget, budget::scope))
+            .with_state(state.clone()),
+    )
+    .merge(ui::router(state.clone()))
+    .layer(axum::middleware::map_response_with_state(
+        state,
+        count_errors,
+    ))
 }
 
 /// Count every error response by status class (4xx, 5xx), whatever route
@@ -467,6 +497,11 @@ async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
         }
     }
     let mut handles = vec![engine.spawn_change_tailer()];
+    let (collector, background) = collect::spawn(&engine, config.collector.as_ref());
+    handles.extend(background);
+    if let Some(c) = collector {
+        let _ = state.inner.collector.set(c);
+    }
     if let Some((policy, every)) = config.retention {
         handles.push(engine.spawn_retention_sweeper(policy, every));
     }

@@ -240,6 +240,22 @@ pub const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
         "HMA: add signals to a bank",
         "curator",
     ),
+    ("post", "/v1/sources", "Collector", "Add a collector source", "curator"),
+    ("get", "/v1/sources", "Collector", "List sources with their status", "curator|reviewer"),
+    ("get", "/v1/sources/{name}", "Collector", "Get a source with its status", "curator|reviewer"),
+    ("patch", "/v1/sources/{name}", "Collector", "Change a source's config or enabled flag", "curator"),
+    ("delete", "/v1/sources/{name}", "Collector", "Delete a source (its sightings stay)", "curator"),
+    ("post", "/v1/sources/{name}/run", "Collector", "Queue a source's seeds for the collector processes (202)", "curator"),
+    (
+        "get",
+        "/v1/sightings",
+        "Collector",
+        "List sightings, newest first; query: url, content_id (bank item), source, host, platform, matched, from, to (Unix ms), cursor, limit",
+        "reviewer|curator",
+    ),
+    ("get", "/v1/sightings/{id}", "Collector", "A sighting with signals, matches, attributes, parent chain and WARC evidence", "reviewer|curator"),
+    ("get", "/v1/platforms", "Collector", "The host -> platform table (operator and built-in)", "curator|reviewer"),
+    ("post", "/v1/platforms", "Collector", "Add or replace a host -> platform entry", "curator"),
 ];
 
 /// Signal exchange routes (exchanges, feeds, HMA's `/c/exchange…`).
@@ -308,6 +324,9 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
                     "role": {"type": "string", "enum": ["admin", "curator", "matcher", "reviewer"]},
                     "name": {"type": "string", "maxLength": MAX_KEY_NAME_BYTES,
                              "description": "default: the role and the UTC time of creation"}}}}
+        }),
+        "/v1/sources" | "/v1/sources/{name}" => json!({
+            "application/json": {"schema": {"$ref": "#/components/schemas/Source"}}
         }),
         _ => json!({"application/json": {"schema": {"type": "object"}}}),
     };
@@ -415,6 +434,19 @@ pub fn document() -> Value {
                             "banks": {"type": "array", "items": {"type": "string"}},
                             "context": {"$ref": "#/components/schemas/LookupContext"}
                         }}}}},
+                "Source": {"type": "object",
+                    "description": "POST /v1/sources (name, kind required) and PATCH \
+                                    /v1/sources/{name} (config and/or enabled). A bad config is a \
+                                    400 naming the field (config.urls[2]: ...).",
+                    "properties": {
+                        "name": {"type": "string", "description": "A-Z a-z 0-9 _ - . :, 1-100 characters (create only)"},
+                        "kind": {"type": "string", "enum": ["urls", "page", "feed", "telegram_export", "warc", "locker"], "description": "create only"},
+                        "enabled": {"type": "boolean", "description": "update only"},
+                        "config": {"type": "object", "description": "version (1), urls (seeds), path (local file), \
+                            depth (0-2), extra_hosts, locker_hosts, locker_rules, follow_links, \
+                            proxy (socks5h://host:port), ignore_robots (audited), min_delay_ms, \
+                            revisit_hours, max_links_per_page. Unknown fields are refused."}
+                    }},
                 "LookupContext": {"type": "object", "properties": {
                     "content_id": {"type": "string", "maxLength": MAX_ID_BYTES},
                     "url": {"type": "string", "maxLength": MAX_URL_BYTES},

@@ -186,6 +186,19 @@ impl SourceStatsDelta {
     }
 }
 
+/// What [`WriteTx::upsert_sightings_bulk`] found or made for one input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpsertedSighting {
+    pub id: i64,
+    /// False when the same bytes at the same URL were recorded before.
+    pub is_new: bool,
+    pub matched: bool,
+    pub submission_id: Option<i64>,
+}
+
+/// Rows per multi-row `INSERT` of sightings (16 parameters each).
+const SIGHTING_ROWS_PER_STATEMENT: usize = 400;
+
 /// Rows per multi-row `INSERT` of jobs (9 parameters each).
 const JOB_ROWS_PER_STATEMENT: usize = 400;
 
@@ -257,17 +270,23 @@ impl Store {
     pub async fn renew_jobs(&self, ids: &[i64], holder: &str, lease_ms: i64) -> Result<u64> {
         let mut n = 0;
         let until = now_ms().saturating_add(lease_ms);
-        for id in ids {
-            n += sqlx::query(
-                "UPDATE frontier SET lease_expires_at = $3 WHERE id = $1 AND state = 'leased' \
-                 AND lease_holder = $2",
-            )
-            .bind(id)
-            .bind(holder)
-            .bind(until)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        for chunk in ids.chunks(1000) {
+            let mut sql = String::from(
+                "UPDATE frontier SET lease_expires_at = $1 WHERE state = 'leased' \
+                 AND lease_holder = $2 AND id IN (",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i + 3));
+            }
+            sql.push(')');
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until).bind(holder);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            n += q.execute(&self.pool).await?.rows_affected();
         }
         Ok(n)
     }
@@ -418,6 +437,17 @@ impl Store {
         rows.iter()
             .map(|r| Ok((get_str(r, "host")?, get_str(r, "platform")?)))
             .collect()
+    }
+
+    /// Sightings of one canonical URL (by its `url_sha256`), newest first.
+    pub async fn sightings_at_url(&self, url_sha256: &str, limit: i64) -> Result<Vec<i64>> {
+        let rows =
+            sqlx::query("SELECT id FROM sightings WHERE url_sha256 = $1 ORDER BY id DESC LIMIT $2")
+                .bind(url_sha256)
+                .bind(limit.max(0))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| get_i64(r, "id")).collect()
     }
 
     /// A sighting's attributes (JSON text; `{}` when none).
@@ -657,6 +687,181 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Record many sightings at once, with the semantics of
+    /// [`WriteTx::upsert_sighting`] (unique by URL and bytes; an existing one
+    /// only moves `last_seen_at` forward) and their attributes (JSON text,
+    /// stored on new rows): one multi-row `INSERT … ON CONFLICT DO NOTHING`
+    /// per 400 rows, then one `SELECT` for the rows that existed. Results
+    /// are in input order; two inputs with the same key get the same row.
+    pub async fn upsert_sightings_bulk(
+        &mut self,
+        items: &[(crate::NewSighting<'_>, Option<&str>)],
+    ) -> Result<Vec<UpsertedSighting>> {
+        use std::collections::HashMap;
+        let now = now_ms();
+        let mut found: HashMap<(String, String), UpsertedSighting> = HashMap::new();
+        for chunk in items.chunks(SIGHTING_ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
+                 parent_id, content_sha256, media_type, warc_file, warc_offset, warc_length, \
+                 warc_record_id, first_seen_at, last_seen_at, expires_at, attributes, matched, \
+                 created_at) VALUES ",
+            );
+            const P: usize = 16;
+            let n = chunk.len() * P;
+            for i in 0..chunk.len() {
+                let b = i * P;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for k in 1..=14 {
+                    sql.push_str(&format!("${}, ", b + k));
+                }
+                // last_seen_at = first_seen_at ($b+14), expires_at, attributes.
+                sql.push_str(&format!(
+                    "${}, ${}, ${}, 0, ${})",
+                    b + 14,
+                    b + 15,
+                    b + 16,
+                    n + 1
+                ));
+            }
+            sql.push_str(
+                " ON CONFLICT (url_sha256, content_sha256) DO NOTHING \
+                 RETURNING id, url_sha256, content_sha256",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (s, attrs) in chunk {
+                q = q
+                    .bind(s.source_id)
+                    .bind(s.url)
+                    .bind(s.url_canonical)
+                    .bind(s.url_sha256)
+                    .bind(s.host)
+                    .bind(s.platform)
+                    .bind(s.parent_id)
+                    .bind(s.content_sha256)
+                    .bind(s.media_type)
+                    .bind(s.warc.map(|w| w.file.clone()))
+                    .bind(s.warc.map(|w| w.offset))
+                    .bind(s.warc.map(|w| w.length))
+                    .bind(s.warc.map(|w| w.record_id.clone()))
+                    .bind(s.seen_at)
+                    .bind(s.expires_at)
+                    .bind(attrs.unwrap_or("{}"));
+            }
+            let rows = q.bind(now).fetch_all(&mut *self.tx).await?;
+            for r in &rows {
+                found.insert(
+                    (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
+                    UpsertedSighting {
+                        id: get_i64(r, "id")?,
+                        is_new: true,
+                        matched: false,
+                        submission_id: None,
+                    },
+                );
+            }
+        }
+        // The rows that already existed (or another transaction inserted).
+        let missing: Vec<&crate::NewSighting<'_>> = {
+            let mut seen = std::collections::HashSet::new();
+            items
+                .iter()
+                .map(|(s, _)| s)
+                .filter(|s| {
+                    !found.contains_key(&(s.url_sha256.to_string(), s.content_sha256.to_string()))
+                        && seen.insert((s.url_sha256, s.content_sha256))
+                })
+                .collect()
+        };
+        for chunk in missing.chunks(SIGHTING_ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "SELECT id, url_sha256, content_sha256, matched, submission_id, last_seen_at \
+                 FROM sightings WHERE ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str(&format!(
+                    "(url_sha256 = ${} AND content_sha256 = ${})",
+                    i * 2 + 1,
+                    i * 2 + 2
+                ));
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for s in chunk {
+                q = q.bind(s.url_sha256).bind(s.content_sha256);
+            }
+            for r in &q.fetch_all(&mut *self.tx).await? {
+                found.insert(
+                    (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
+                    UpsertedSighting {
+                        id: get_i64(r, "id")?,
+                        is_new: false,
+                        matched: crate::rows::get_bool(r, "matched")?,
+                        submission_id: get_opt_i64(r, "submission_id")?,
+                    },
+                );
+            }
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let mut first_use = std::collections::HashSet::new();
+        for (s, _) in items {
+            let key = (s.url_sha256.to_string(), s.content_sha256.to_string());
+            let Some(mut u) = found.get(&key).cloned() else {
+                return Err(crate::StoreError::NotFound(
+                    "sighting vanished during upsert".into(),
+                ));
+            };
+            if !first_use.insert(key) {
+                u.is_new = false;
+            }
+            if !u.is_new {
+                sqlx::query(
+                    "UPDATE sightings SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2",
+                )
+                .bind(u.id)
+                .bind(s.seen_at)
+                .execute(&mut *self.tx)
+                .await?;
+            }
+            out.push(u);
+        }
+        Ok(out)
+    }
+
+    /// Which of `ids` `holder` still holds (leased). On PostgreSQL those rows
+    /// stay locked until this transaction ends.
+    pub async fn held_jobs(&mut self, ids: &[i64], holder: &str) -> Result<Vec<i64>> {
+        let mut held = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            let mut sql = String::from(
+                "SELECT id FROM frontier WHERE state = 'leased' AND lease_holder = $1 AND id IN (",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i + 2));
+            }
+            sql.push(')');
+            if self.backend == Backend::Postgres {
+                sql.push_str(" ORDER BY id FOR UPDATE");
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(holder);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in &q.fetch_all(&mut *self.tx).await? {
+                held.push(get_i64(r, "id")?);
+            }
+        }
+        Ok(held)
     }
 
     /// Store a sighting's attributes (JSON text).

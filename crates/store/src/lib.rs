@@ -61,8 +61,8 @@ pub use exchange::{
 };
 pub use feed::{FeedEntryRow, FeedOpinionRow, FeedRow, NewFeedEntry};
 pub use frontier::{
-    FrontierCounts, FrontierJob, JobOutcome, NewJob, SourceStatsDelta, SourceStatusRow, JOB_DONE,
-    JOB_FAILED, JOB_LEASED, JOB_QUEUED,
+    FrontierCounts, FrontierJob, JobOutcome, NewJob, SourceStatsDelta, SourceStatusRow,
+    UpsertedSighting, JOB_DONE, JOB_FAILED, JOB_LEASED, JOB_QUEUED,
 };
 pub use lease::LeaseRow;
 pub use retention::{RetentionCutoffs, SweepCounts};

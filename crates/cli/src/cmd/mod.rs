@@ -1,6 +1,7 @@
 //! One module per subcommand. Each exposes an `Args` struct and `run`.
 
 pub mod bank;
+pub mod collect;
 pub mod compare;
 pub mod exchange;
 pub mod hash;

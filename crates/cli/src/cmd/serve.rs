@@ -109,6 +109,21 @@ pub struct ServeArgs {
     /// crash another process takes the exchange over within it).
     #[arg(long, default_value_t = 15, hide = true)]
     pub exchange_lease_secs: u64,
+    /// Run a collector loop in this process (sources, frontier, WARC).
+    #[arg(long)]
+    pub collect: bool,
+    /// Collector: contact URL or mailto: address for the User-Agent.
+    #[arg(long, env = "ECHOTRACE_COLLECTOR_CONTACT")]
+    pub contact: Option<String>,
+    /// Collector: directory for WARC evidence files.
+    #[arg(long, default_value = "./warc")]
+    pub warc_dir: std::path::PathBuf,
+    /// Collector: non-public addresses that may be fetched (none, all, or CIDRs).
+    #[arg(long, default_value = "none")]
+    pub allow_private_addresses: String,
+    /// Collector: concurrent fetches.
+    #[arg(long, default_value_t = 4)]
+    pub collect_workers: usize,
 }
 
 /// Large buffers (request bodies, decoded images, copies of long texts) are
@@ -224,9 +239,16 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // PDFs are extracted by this same binary (`__extract-pdf`) in a child
     // process with time and memory limits.
     engine.pdf_extractor = std::env::current_exe().ok();
+    let collector = if args.collect || args.demo {
+        Some(collector_config(&args, demo_dir.as_deref())?)
+    } else {
+        None
+    };
     let defaults = ServerConfig::default();
     let body_limit = args.max_body_mib.saturating_mul(1 << 20);
     let config = ServerConfig {
+        collector,
+        demo_site: args.demo,
         engine,
         body_limit,
         body_budget: args
@@ -278,7 +300,8 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = writeln!(out, "echotrace: listening on http://{}", handle.addr);
         let _ = out.flush();
     }
-    if let Err(e) = console_bootstrap(&handle, args.demo).await {
+    let export_dir = demo_dir.clone().unwrap_or_else(std::env::temp_dir);
+    if let Err(e) = console_bootstrap(&handle, args.demo, &export_dir).await {
         if args.demo {
             return Err(e.context("seeding the demo"));
         }
@@ -338,6 +361,7 @@ fn echotrace_store_now() -> u128 {
 async fn console_bootstrap(
     handle: &echotrace_server::ServerHandle,
     demo: bool,
+    export_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     use echotrace_engine::{console, Actor, Role};
     handle
@@ -379,6 +403,11 @@ async fn console_bootstrap(
             "echotrace demo: seeded {} sightings with {} liveness checks and {} notices (Spread page)",
             spread.sightings, spread.checks, spread.notices
         ));
+        let base = format!("http://{}", handle.addr);
+        match echotrace_server::collect::seed_demo(&handle.state, &base, export_dir).await {
+            Ok(line) => lines.push(format!("echotrace demo: {line}")),
+            Err(e) => lines.push(format!("echotrace demo: collector demo skipped: {e}")),
+        }
     }
     lines.push(format!(
         "echotrace: review console: http://{}/ui/",
@@ -390,4 +419,49 @@ async fn console_bootstrap(
     }
     let _ = out.flush();
     Ok(())
+}
+
+/// The collector settings of `serve --collect` / `--demo`.
+fn collector_config(
+    args: &ServeArgs,
+    demo_dir: Option<&std::path::Path>,
+) -> anyhow::Result<echotrace_collector::CollectorConfig> {
+    use echotrace_collector::{CollectorConfig, FetchConfig, PrivateAllow};
+    let contact = match (&args.contact, args.demo) {
+        (Some(c), _) => c.clone(),
+        (None, true) => "https://echotrace.invalid/demo".to_string(),
+        (None, false) => anyhow::bail!(
+            "--collect needs --contact: an http(s) URL or mailto: address for the User-Agent \
+             (or ECHOTRACE_COLLECTOR_CONTACT)"
+        ),
+    };
+    let mut fetch = FetchConfig::new(&contact).map_err(|e| anyhow::anyhow!("--contact: {e}"))?;
+    let mut allow = args
+        .allow_private_addresses
+        .parse::<PrivateAllow>()
+        .map_err(|e| anyhow::anyhow!("--allow-private-addresses: {e}"))?;
+    if args.demo {
+        // The demo site is served by this process on loopback.
+        let host = args.listen.ip();
+        let net: echotrace_collector::guard::IpNet = format!("{host}")
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!(e))?;
+        allow = match allow {
+            PrivateAllow::All => PrivateAllow::All,
+            PrivateAllow::None => PrivateAllow::Nets(vec![net]),
+            PrivateAllow::Nets(mut n) => {
+                n.push(net);
+                PrivateAllow::Nets(n)
+            }
+        };
+    }
+    fetch.allow_private = allow;
+    let warc_dir = match demo_dir {
+        Some(d) if args.demo => d.join("warc"),
+        _ => args.warc_dir.clone(),
+    };
+    let mut cfg = CollectorConfig::new(fetch, warc_dir);
+    cfg.retain_media = args.retain_media || args.demo;
+    cfg.workers = args.collect_workers.clamp(1, 256);
+    Ok(cfg)
 }

@@ -5,9 +5,12 @@
 //! turn the request into engine types, call the engine, shape JSON.
 
 pub(crate) mod exchange;
+mod collect;
 mod hma;
 pub(crate) mod spread;
 mod v1;
+
+pub(crate) use collect::collector_error as collector_api_error;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -32,6 +35,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(v1::router())
+        .merge(collect::router())
         .merge(hma::router())
         .merge(exchange::router())
         .merge(spread::router())

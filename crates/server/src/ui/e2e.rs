@@ -311,6 +311,9 @@ async fn every_form_rejects_missing_or_wrong_csrf_and_pages_escape() {
         "/ui/audit".to_string(),
         "/ui/keys".to_string(),
         "/ui/settings".to_string(),
+        "/ui/sources".to_string(),
+        "/ui/sightings".to_string(),
+        "/ui/sightings/review".to_string(),
     ];
     let mut actions: Vec<String> = Vec::new();
     for p in &pages {
@@ -367,6 +370,7 @@ async fn every_form_rejects_missing_or_wrong_csrf_and_pages_escape() {
         "/ui/debug",
         "/ui/keys",
         "/ui/settings",
+        "/ui/sources",
     ] {
         assert!(
             actions.iter().any(|a| a == expected),
@@ -1409,4 +1413,143 @@ async fn exchanges_page_status_dry_run_diff_policy_and_provenance() {
     // Reviewers do not manage exchanges.
     let (status, _) = ts.get("/ui/exchanges", &sid_r).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// The collector's console pages: sources with status and the add form,
+/// sightings with filters, one sighting (escaped attributes, parent chain,
+/// evidence), and the collected items awaiting review; every collector form
+/// checks the CSRF token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_pages_show_sources_and_sightings() {
+    use echotrace_engine::sighting::{ItemContent, SightingConfig, SightingItem};
+    let ts = start(Duration::from_secs(30)).await;
+    let engine = ts.engine();
+    engine
+        .create_user(&Actor::cli(), "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    let (sid, token) = ts.login("admin", "admin-password-1").await;
+    let bank = engine
+        .create_bank(
+            &Actor::cli(),
+            NewBank {
+                name: "known".into(),
+                kind: BankKind::Block,
+                description: String::new(),
+                thresholds: Thresholds::default(),
+                text_equivalences: None,
+            },
+        )
+        .await
+        .unwrap();
+    let text = "the river valley fog clears by noon and the afternoon stays bright and warm with a breeze";
+    let item = engine
+        .add_content(
+            &Actor::cli(),
+            bank.id,
+            NewContent {
+                source: ContentSource::Text(text.into()),
+                labels: vec![],
+                note: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    echotrace_collector::registry::add_source(
+        engine.store(),
+        &Actor::cli(),
+        "board",
+        "page",
+        r#"{"urls": ["http://board.test/"]}"#,
+    )
+    .await
+    .unwrap();
+    let source = engine.store().get_source_by_name("board").await.unwrap().unwrap();
+    let mk = |url: &str, parent: Option<i64>, content: ItemContent| SightingItem {
+        source_id: Some(source.id),
+        source_name: "board".into(),
+        url: url.into(),
+        platform: "demo".into(),
+        parent_id: parent,
+        seen_at: 1_700_000_000_000,
+        content,
+        attributes: Some(serde_json::json!({"telegram": {"chat": XSS}})),
+        warc: Some(echotrace_store::WarcRef {
+            file: "c1-x.warc.gz".into(),
+            offset: 7,
+            length: 99,
+            record_id: "<urn:uuid:1>".into(),
+        }),
+    };
+    let page = engine
+        .prepare_sighting(mk("http://board.test/", None, ItemContent::None))
+        .unwrap();
+    let mut tx = engine.store().write().await.unwrap();
+    let rec = engine
+        .record_sightings(&mut tx, &[page], &SightingConfig::default())
+        .await
+        .unwrap();
+    let child = engine
+        .prepare_sighting(mk(
+            "http://board.test/post/1",
+            Some(rec[0].sighting_id),
+            ItemContent::Text {
+                text: text.into(),
+                raw: bytes::Bytes::from_static(b"<p>raw</p>"),
+                media_type: "html".into(),
+            },
+        ))
+        .unwrap();
+    assert!(child.is_match());
+    let rec2 = engine
+        .record_sightings(&mut tx, &[child], &SightingConfig::default())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let id = rec2[0].sighting_id;
+
+    let (s, html) = ts.get("/ui/sources", &sid).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("board") && html.contains("Politeness waits") && html.contains("<svg"));
+    let forms: Vec<String> = post_forms(&html).into_iter().map(|(a, _)| a).collect();
+    for f in ["/ui/sources", "/ui/sources/board/run", "/ui/sources/board/toggle"] {
+        assert!(forms.iter().any(|a| a == f), "{f}: {forms:?}");
+        let r = ts.post(f, &sid, &[("name", "x"), ("kind", "page")]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{f} without a token");
+    }
+    let r = ts.post("/ui/sources/board/run", &sid, &[("csrf", &token)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = ts
+        .post("/ui/sources", &sid, &[("csrf", &token), ("name", "bad"), ("kind", "feed")])
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("config.urls"));
+    let r = ts
+        .post(
+            "/ui/sources",
+            &sid,
+            &[("csrf", &token), ("name", "feed2"), ("kind", "feed"), ("urls", "http://feed.test/rss"), ("depth", "2")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(engine.store().get_source_by_name("feed2").await.unwrap().is_some());
+
+    let (s, html) = ts.get(&format!("/ui/sightings?content_id={}", item.id), &sid).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("http://board.test/post/1") && !html.contains("http://board.test/\""));
+    let (s, html) = ts.get("/ui/sightings?host=board.test&matched=no&from=2023-11-01&to=2023-11-30", &sid).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("http://board.test/") && !html.contains("/post/1"));
+    let (s, _) = ts.get("/ui/sightings?from=yesterday", &sid).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, html) = ts.get(&format!("/ui/sightings/{id}"), &sid).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains(XSS_ESCAPED) && !html.contains("<script>alert"));
+    assert!(html.contains(&format!("/ui/sightings/{}", rec[0].sighting_id)), "parent linked");
+    assert!(html.contains("c1-x.warc.gz") && html.contains("text_minhash"));
+    let (s, html) = ts.get("/ui/sightings/review", &sid).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains(&format!("Sighting #{id}")) && html.contains("/decide"));
+    let (s, _) = ts.get("/ui/sightings/999999", &sid).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }

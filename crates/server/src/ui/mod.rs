@@ -28,6 +28,7 @@
 //! * Roles are the API's ([`echotrace_engine::Role`]); every handler checks
 //!   the operation it performs, and pages hide what the role cannot do.
 
+mod collect;
 #[cfg(test)]
 mod e2e;
 pub mod exchanges;
@@ -233,6 +234,7 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
         .route("/ui/notices/{id}/export", get(spread::export_notice))
         .route("/ui/keys/{id}/revoke", post(key_revoke))
         .merge(exchanges::routes())
+        .merge(collect::routes())
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             uploads,

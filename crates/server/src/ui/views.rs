@@ -95,6 +95,8 @@ pub fn layout(
                             (nav_link("/ui/debug", "Match debugger", active == "debug"))
                             @if v.can_write_banks { (nav_link("/ui/exchanges", "Exchanges", active == "exchanges")) }
                             (nav_link("/ui/spread", "Spread", active == "spread"))
+                            (nav_link("/ui/sightings", "Sightings", active == "sightings"))
+                            (nav_link("/ui/sources", "Sources", active == "sources"))
                             @if v.can_audit { (nav_link("/ui/audit", "Audit log", active == "audit")) }
                             @if v.can_admin { (nav_link("/ui/keys", "API keys", active == "keys")) }
                             (nav_link("/ui/settings", "Settings", active == "settings"))
