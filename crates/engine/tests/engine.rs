@@ -158,7 +158,7 @@ async fn lookup_records_matches_audit_and_outbox(db: &TestDb) {
     // Durable: the submission and matches are in the store.
     let sub = e
         .store()
-        .get_submission(r.submission_id)
+        .get_submission(r.submission_id.expect("recorded"))
         .await
         .unwrap()
         .unwrap();
@@ -448,7 +448,7 @@ async fn flood_guard_quarantines(db: &TestDb) {
     let cfg = EngineConfig {
         flood_guard: FloodGuardConfig {
             enabled: true,
-            window: 20,
+            window: Duration::from_secs(600),
             min_sample: 10,
             max_share: 0.5,
         },

@@ -25,7 +25,18 @@
 //!   engine errors map by variant; internal details are logged, not sent.
 //!   Raw content is never logged.
 //! * **Delivery** of webhooks uses the engine's persistent outbox; this
-//!   crate only supplies the HTTP [`deliver::HttpDeliverer`].
+//!   crate only supplies the HTTP [`deliver::HttpDeliverer`]. The worker
+//!   delivers only while its process holds the `outbox` lease, so of many
+//!   replicas on one database exactly one delivers.
+//! * **One of many replicas.** `/readyz` reports the lag behind the
+//!   database's change sequence and answers 503 past
+//!   [`ServerConfig::max_lag`]; background jobs run under leases; the flood
+//!   guard and the login throttle count in the database.
+//! * **A stop cuts nothing off** ([`serve`]): on the signal the server
+//!   drains (readiness 503, `Connection: close`), accepts what the kernel
+//!   had queued, lets requests already on their way arrive, finishes every
+//!   in-flight request, then waits for the group commit, writes the flood
+//!   guard's counts and a snapshot ([`echotrace_engine::Engine::shutdown`]).
 
 pub mod auth;
 pub mod deliver;
@@ -35,9 +46,11 @@ pub mod fetch;
 pub mod metrics;
 pub mod openapi;
 mod routes;
+pub mod serve;
 pub mod ui;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -49,6 +62,7 @@ use tokio::sync::Semaphore;
 
 pub use error::ApiError;
 pub use fetch::FetchPolicy;
+pub use serve::DrainConfig;
 
 /// Default request body cap: 64 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
@@ -80,6 +94,15 @@ pub struct ServerConfig {
     /// If the database has no API keys yet, create an admin key and pass it
     /// here (printed once by `echotrace serve`).
     pub bootstrap_admin: Option<KeyAnnouncer>,
+    /// `/readyz` answers 503 when the oldest change not applied yet is
+    /// older than this.
+    pub max_lag: Duration,
+    /// Write a snapshot this often (when [`echotrace_engine::EngineConfig::snapshot_dir`]
+    /// is set and changes were applied since the last one); `None`: only at
+    /// a graceful stop.
+    pub snapshot_interval: Option<Duration>,
+    /// How a graceful stop drains connections.
+    pub drain: DrainConfig,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +119,9 @@ impl Default for ServerConfig {
             deliver_webhooks: true,
             retain_media: false,
             bootstrap_admin: None,
+            max_lag: Duration::from_secs(10),
+            snapshot_interval: Some(Duration::from_secs(600)),
+            drain: DrainConfig::default(),
         }
     }
 }
@@ -114,6 +140,8 @@ struct StateInner {
     keys: auth::KeyCache,
     /// Set if opening the engine failed (reported by /readyz).
     startup_error: OnceLock<String>,
+    /// Set when a graceful stop began (`/readyz` answers 503).
+    draining: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -128,6 +156,7 @@ impl AppState {
                 keys: auth::KeyCache::new(ttl),
                 metrics: metrics::Metrics::default(),
                 startup_error: OnceLock::new(),
+                draining: Arc::new(AtomicBool::new(false)),
                 config,
             }),
         }
@@ -151,6 +180,11 @@ impl AppState {
 
     pub fn is_ready(&self) -> bool {
         self.inner.engine.get().is_some()
+    }
+
+    /// Whether a graceful stop began.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -260,6 +294,8 @@ where
     let boot = tokio::spawn(async move { boot_engine(boot_state).await });
 
     let serve_state = state.clone();
+    let drain = state.config().drain;
+    let draining = state.inner.draining.clone();
     let task = tokio::spawn(async move {
         let stop = async move {
             tokio::select! {
@@ -268,16 +304,18 @@ where
             }
         };
         // Peer addresses reach handlers (console login throttling).
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await;
+        let result = serve::serve(listener, app, stop, drain, draining).await;
         // Background tasks end with the server.
         let background = boot.await.unwrap_or_default();
         for h in background {
             h.abort();
+            let _ = h.await;
         }
         if let Some(engine) = serve_state.inner.engine.get() {
+            // Every request has finished: flush, snapshot, give leases up.
+            if let Err(e) = engine.shutdown().await {
+                eprintln!("echotrace-server: shutdown: {e}");
+            }
             engine.store().close().await;
         }
         result
@@ -319,7 +357,15 @@ async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
             Err(e) => eprintln!("echotrace-server: cannot list API keys: {e}"),
         }
     }
-    let mut handles = vec![engine.spawn_change_tailer()];
+    report_state_source(&engine);
+    let mut handles = vec![
+        engine.spawn_change_tailer(),
+        engine.spawn_flood_flusher(),
+        engine.spawn_counter_sweeper(),
+    ];
+    if let (Some(every), Some(_)) = (config.snapshot_interval, &config.engine.snapshot_dir) {
+        handles.push(engine.spawn_snapshot_writer(every));
+    }
     if config.deliver_webhooks {
         match deliver::HttpDeliverer::new(config.webhook_timeout) {
             Ok(http) => handles.push(engine.spawn_outbox_worker(Arc::new(
@@ -330,4 +376,21 @@ async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
     }
     state.attach(engine);
     handles
+}
+
+/// One line on stderr saying where the indexes came from, and one per
+/// snapshot that was refused (why).
+fn report_state_source(engine: &Engine) {
+    match engine.state_source() {
+        echotrace_engine::StateSource::Snapshot { path, change_id } => {
+            eprintln!("echotrace-server: indexes loaded from snapshot {path} (change {change_id}), then the changes since");
+        }
+        echotrace_engine::StateSource::Paged { refused } => {
+            for r in refused {
+                eprintln!("echotrace-server: snapshot refused: {r}");
+            }
+            eprintln!("echotrace-server: indexes loaded from the database (paged load)");
+        }
+        echotrace_engine::StateSource::Empty => {}
+    }
 }

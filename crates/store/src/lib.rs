@@ -33,6 +33,7 @@
 mod bulk;
 mod lease;
 mod rows;
+mod scale;
 mod sighting;
 pub mod testing;
 
@@ -51,6 +52,7 @@ pub use bulk::{
 };
 pub use lease::LeaseRow;
 pub use rows::*;
+pub use scale::{schema_version, ContentFlagsRow, CounterAdd, HitDetail};
 pub use sighting::{
     NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,
     SightingSignalRow, SourceRow, WarcRef,
@@ -176,6 +178,8 @@ schema_migrations![
     (5, "leases", "0005_leases"),
     // The sighting model: sources, sightings, their signals and matches.
     (6, "sightings", "0006_sightings"),
+    // Replicas as one service: database identity, shared counters.
+    (60, "scale", "0060_scale"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
