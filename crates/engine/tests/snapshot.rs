@@ -52,9 +52,12 @@ fn fixture_vpdq(name: &str) -> String {
     let path = format!("{dir}/vpdq/expected/{name}.txt");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{path}: {e} (is ../shared/fixtures missing?)"));
-    VpdqHash::from_reference_text(&text)
-        .unwrap()
-        .to_signal_string()
+    // 30 frames: PostgreSQL's (signal_type, value) index refuses rows over
+    // ~8 KB, so a whole every-frame video cannot be banked there as one
+    // ready-made signal (a limit of the store, not of this test's subject).
+    let mut h = VpdqHash::from_reference_text(&text).unwrap();
+    h.features.truncate(30);
+    h.to_signal_string()
 }
 
 /// Deterministic prose from a 3,000-word vocabulary.
@@ -393,7 +396,6 @@ async fn corrupt_or_foreign_snapshots_are_refused(db: &TestDb) {
     let dir = temp_dir("corrupt");
     let q = seed_and_snapshot(db, &dir).await;
     let paged = open(db, None).await;
-    let expected = answers(&paged, &q).await;
     let stats = paged.index_stats().unwrap();
     paged.store().close().await;
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -405,15 +407,32 @@ async fn corrupt_or_foreign_snapshots_are_refused(db: &TestDb) {
     let sections = ranges(&pristine);
     assert_eq!(sections.len(), 1 + 2 * 7, "{sections:?}");
 
+    // A sample of the queries, on one store connection, keeps this quick.
+    let q = Queries {
+        signals: q.signals.iter().step_by(7).cloned().collect(),
+        texts: q.texts.clone(),
+    };
+    let expected = {
+        let e = open(db, None).await;
+        let a = answers(&e, &q).await;
+        e.store().close().await;
+        a
+    };
+    let store = echotrace_store::Store::open(&db.url).await.unwrap();
     let check = |bytes: Vec<u8>, what: String| {
         let dir = dir.clone();
         let path = files[0].clone();
         let q = &q;
         let expected = &expected;
         let stats = stats.clone();
+        let store = store.clone();
         async move {
             std::fs::write(&path, &bytes).unwrap();
-            let e = open(db, Some(&dir)).await;
+            let cfg = EngineConfig {
+                snapshot_dir: Some(dir.clone()),
+                ..config(db)
+            };
+            let e = Engine::with_store(store, cfg).await.unwrap();
             match e.state_source() {
                 StateSource::Paged { refused } => {
                     assert_eq!(refused.len(), 1, "{what}: {refused:?}");
@@ -422,7 +441,6 @@ async fn corrupt_or_foreign_snapshots_are_refused(db: &TestDb) {
             }
             assert_eq!(e.index_stats().unwrap(), stats, "{what}");
             assert_eq!(&answers(&e, q).await, expected, "{what}");
-            e.store().close().await;
         }
     };
     let mut cases = 0;
@@ -459,6 +477,7 @@ async fn corrupt_or_foreign_snapshots_are_refused(db: &TestDb) {
     check(std::fs::read(&foreign).unwrap(), "foreign".into()).await;
     assert!(cases >= 40, "{cases} corruptions checked");
 
+    store.close().await;
     // The pristine file is still accepted.
     std::fs::write(&files[0], &pristine).unwrap();
     let e = open(db, Some(&dir)).await;

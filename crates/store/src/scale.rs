@@ -96,7 +96,7 @@ where
         return Ok(HashMap::new());
     }
     let sql = format!(
-        "SELECT name, SUM(count) AS total FROM shared_counters \
+        "SELECT name, CAST(SUM(count) AS BIGINT) AS total FROM shared_counters \
          WHERE bucket >= $1 AND name IN ({}) GROUP BY name",
         placeholders(2, names.len())
     );
@@ -258,7 +258,7 @@ impl WriteTx {
     /// first: (bucket start, count summed over writers).
     pub async fn counter_buckets(&mut self, name: &str, since: i64) -> Result<Vec<(i64, i64)>> {
         let rows = sqlx::query(
-            "SELECT bucket, SUM(count) AS total FROM shared_counters \
+            "SELECT bucket, CAST(SUM(count) AS BIGINT) AS total FROM shared_counters \
              WHERE name = $1 AND bucket >= $2 GROUP BY bucket ORDER BY bucket",
         )
         .bind(name)
