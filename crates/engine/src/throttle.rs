@@ -2,19 +2,20 @@
 //!
 //! Failed logins are counted per username (case-folded, whether or not the
 //! user exists) and per client address in the store's shared counters
-//! (time buckets of a tenth of the window, at least a second), so five
+//! (time buckets of a sixtieth of the window, at least a second), so five
 //! failures spread over five replicas lock the account as five on one
 //! would. An attempt is **admitted and counted in one transaction** before
 //! the password is checked: the two counters are incremented, their window
 //! sums read back, and the transaction is committed only when both are
 //! within the limit — otherwise it is rolled back (a refused attempt is not
 //! counted) and the caller answers 429 with the seconds until enough
-//! failures have aged out. The counters of a name or address are one row per
+//! failures have aged out. A failure counts for the window less at most one
+//! bucket (a sixtieth of it, at least a second): 295–300 s of a 5-minute
+//! window. The counters of a name or address are one row per
 //! bucket shared by all processes, so concurrent attempts on different
 //! processes are serialised by that row's lock and cannot all pass. A
 //! success deletes the username's counts and takes back the attempt counted
-//! against the address. A failure counts for at least the window (up to a
-//! tenth more, the bucket it fell in). The first refusal of a locked name
+//! against the address. The first refusal of a locked name
 //! or address per window is reported once across processes (a counter of
 //! its own), so hammering a locked login cannot grow the audit log.
 
@@ -26,7 +27,7 @@ use echotrace_store::{now_ms, CounterAdd, Store};
 use crate::error::Result;
 
 /// Buckets per window.
-const BUCKETS: i64 = 10;
+const BUCKETS: i64 = 60;
 
 /// Shared failed-login counts (see the module doc).
 #[derive(Clone, Debug)]
@@ -96,7 +97,7 @@ impl LoginThrottle {
         let b = self.bucket_ms();
         let now = now_ms();
         let bucket = now - now.rem_euclid(b);
-        let since = bucket - BUCKETS * b;
+        let since = bucket - (BUCKETS - 1) * b;
         let (user_key, ip_key) = (Self::user_key(username), Self::ip_key(ip));
         let admitted = Admitted {
             bucket,
@@ -139,7 +140,7 @@ impl LoginThrottle {
                 dropped += n;
                 if dropped >= drop_needed {
                     // Out of the window once `since` passes its start.
-                    wait_ms = wait_ms.max(start + (BUCKETS + 1) * b - now);
+                    wait_ms = wait_ms.max(start + BUCKETS * b - now);
                     break;
                 }
             }
@@ -158,7 +159,7 @@ impl LoginThrottle {
         let b = self.bucket_ms();
         let now = now_ms();
         let bucket = now - now.rem_euclid(b);
-        let since = bucket - BUCKETS * b;
+        let since = bucket - (BUCKETS - 1) * b;
         let names: Vec<String> = refusal
             .locked
             .iter()
@@ -205,8 +206,8 @@ mod tests {
         assert!(b.admit(&store, "alice", &ip2).await.unwrap().is_ok());
         assert!(a.admit(&store, "ALICE ", &ip1).await.unwrap().is_ok());
         let refused = b.admit(&store, "alice", &ip2).await.unwrap().unwrap_err();
-        assert!(refused.retry_after_secs >= 270, "{refused:?}");
-        assert!(refused.retry_after_secs <= 331, "{refused:?}");
+        assert!(refused.retry_after_secs >= 290, "{refused:?}");
+        assert!(refused.retry_after_secs <= 300, "{refused:?}");
         assert!(a.first_refusal(&store, &refused).await.unwrap());
         assert!(!b.first_refusal(&store, &refused).await.unwrap());
         // A refused attempt is not counted; another name from ip2 passes.
