@@ -14,7 +14,11 @@
 //!   `kill -9` of one replica loses no acknowledged write;
 //! * **SIGTERM under load** (SQLite and PostgreSQL): every request sent
 //!   before the signal gets a complete 2xx answer, every acknowledged
-//!   lookup is in the database, and the process exits 0.
+//!   lookup is in the database, and the process exits 0;
+//! * **`--record matches`**: a lookup without hits writes nothing and
+//!   answers as under `--record all` (with `submission_id: null`);
+//! * **`/readyz` lag**: a replica whose tailer is behind by more than
+//!   `--max-lag-secs` answers 503, an up-to-date one 200.
 //!
 //! PostgreSQL runs need `$ECHOTRACE_TEST_PG_URL` (they FAIL without it,
 //! unless `ECHOTRACE_SKIP_PG=1`).
@@ -33,7 +37,9 @@ use serde_json::{json, Value};
 
 both_backends!(
     snapshot_restart_answers_like_a_paged_load,
-    sigterm_under_load_cuts_off_nothing
+    sigterm_under_load_cuts_off_nothing,
+    record_matches_writes_only_lookups_with_hits,
+    a_lagging_replica_reports_not_ready
 );
 
 /// A running `echotrace serve`, killed on drop.
@@ -431,6 +437,93 @@ async fn sigterm_under_load_cuts_off_nothing(db: &TestDb) {
     }
     store.close().await;
     drop(after);
+}
+
+async fn count_rows(db: &TestDb, table: &str) -> i64 {
+    use sqlx::Row;
+    let store = echotrace_store::Store::open(&db.url).await.unwrap();
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let n: i64 = row.try_get("n").unwrap();
+    store.close().await;
+    n
+}
+
+async fn record_matches_writes_only_lookups_with_hits(db: &TestDb) {
+    let all = Proc::spawn(&db.url, &["--no-webhooks"]).await;
+    let admin = all.admin.clone().expect("admin key");
+    let matches = Proc::spawn(&db.url, &["--no-webhooks", "--record", "matches"]).await;
+    let client = Client::new();
+    let (s, _) = call(&client, &admin, Method::POST, format!("{}/v1/banks", all.base), Some(json!({"name": "rec"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let h = hashes(2, 0x2ec0);
+    let (s, _) = call(&client, &admin, Method::POST, format!("{}/v1/banks/rec/content", all.base),
+        Some(json!({"signals": {"pdq": h[0]}, "labels": ["known"]}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    tokio::time::sleep(Duration::from_millis(600)).await; // the other process has it
+    let miss = json!({"signals": {"pdq": h[1]}});
+    let hit = json!({"signals": {"pdq": near(&h[0], 4)}});
+    let before = count_rows(db, "submissions").await;
+    // A lookup without hits under --record matches: the same answer, no row.
+    let (s, on_matches) = call(&client, &admin, Method::POST, format!("{}/v1/lookup", matches.base), Some(miss.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{on_matches}");
+    assert!(on_matches["submission_id"].is_null(), "{on_matches}");
+    assert_eq!(count_rows(db, "submissions").await, before, "nothing written");
+    let (_, on_all) = call(&client, &admin, Method::POST, format!("{}/v1/lookup", all.base), Some(miss.clone())).await;
+    assert!(on_all["submission_id"].as_i64().is_some());
+    assert_eq!(answer(&on_matches), answer(&on_all));
+    assert_eq!(count_rows(db, "submissions").await, before + 1);
+    // A lookup with a hit is recorded as always.
+    let (s, v) = call(&client, &admin, Method::POST, format!("{}/v1/lookup", matches.base), Some(hit.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let sub = v["submission_id"].as_i64().expect("a match is recorded");
+    let (_, on_all) = call(&client, &admin, Method::POST, format!("{}/v1/lookup", all.base), Some(hit)).await;
+    assert_eq!(answer(&v), answer(&on_all));
+    assert_eq!(count_rows(db, "submissions").await, before + 3);
+    let (s, m) = call(&client, &admin, Method::GET, format!("{}/v1/matches?limit=10", all.base), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(m["matches"].as_array().unwrap().iter().any(|x| x["submission_id"] == sub), "{m}");
+    // Batches too: only the items with hits get submissions.
+    let (s, v) = call(&client, &admin, Method::POST, format!("{}/v1/lookup/batch", matches.base),
+        Some(json!({"items": [miss.clone(), {"signals": {"pdq": h[0]}}, miss]}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let results = v["results"].as_array().expect("results");
+    assert!(results[0]["submission_id"].is_null() && results[2]["submission_id"].is_null());
+    assert!(results[1]["submission_id"].as_i64().is_some());
+    assert_eq!(count_rows(db, "submissions").await, before + 4);
+    drop(matches);
+    drop(all);
+}
+
+async fn a_lagging_replica_reports_not_ready(db: &TestDb) {
+    let fast = Proc::spawn(&db.url, &["--no-webhooks"]).await;
+    let admin = fast.admin.clone().expect("admin key");
+    // This one applies changes only once a minute, and allows 1 s of lag.
+    let slow = Proc::spawn(&db.url, &["--no-webhooks", "--tail-interval-ms", "60000", "--max-lag-secs", "1"]).await;
+    let client = Client::new();
+    let (s, _) = call(&client, &admin, Method::POST, format!("{}/v1/banks", fast.base), Some(json!({"name": "lag"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let started = Instant::now();
+    loop {
+        let r = client.get(format!("{}/readyz", slow.base)).send().await.unwrap();
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            let v: Value = r.json().await.unwrap();
+            let msg = v["error"]["message"].as_str().unwrap_or("").to_string();
+            assert!(msg.contains("behind"), "{v}");
+            assert_eq!(v["error"]["code"], "unavailable", "{v}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the lagging replica stayed ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900), "not ready only once over the limit");
+    let r: Value = client.get(format!("{}/readyz", fast.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["status"], "ready", "{r}");
+    assert_eq!(r["lag"]["changes"], 0, "{r}");
+    drop(slow);
+    drop(fast);
 }
 
 // ----- three replicas on one PostgreSQL ------------------------------------
