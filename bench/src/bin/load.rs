@@ -270,7 +270,7 @@ fn start_server(a: &Args) -> Result<Server> {
             bail!("serve exited: {status}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     Ok(Server {
         child,
         addr,
@@ -435,10 +435,7 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 
 /// A number from the PostgreSQL server at `db`, through `psql`.
 fn pg_number(db: &str, sql: &str) -> Option<f64> {
-    let out = Command::new("psql")
-        .args([db, "-Atc", sql])
-        .output()
-        .ok()?;
+    let out = Command::new("psql").args([db, "-Atc", sql]).output().ok()?;
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
@@ -447,7 +444,10 @@ fn pg_counters(db: &str) -> Option<(f64, f64)> {
     if !db.starts_with("postgres") {
         return None;
     }
-    let wal = pg_number(db, "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')")?;
+    let wal = pg_number(
+        db,
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')",
+    )?;
     let rows = pg_number(
         db,
         "SELECT COALESCE(SUM(n_tup_ins), 0) FROM pg_stat_user_tables",
@@ -522,7 +522,8 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let addrs: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
-    let cpu_servers = |pids: &[u32]| -> f64 { pids.iter().map(|p| cpu_seconds(&p.to_string())).sum() };
+    let cpu_servers =
+        |pids: &[u32]| -> f64 { pids.iter().map(|p| cpu_seconds(&p.to_string())).sum() };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.client_threads.max(1))

@@ -137,7 +137,9 @@ fn measure(a: &Args, t: &str, n: u64) -> Result<(u64, f64, f64)> {
     let db = format!("sqlite://{path}");
     let started = Instant::now();
     let mut child = Command::new(&a.echotrace)
-        .args(["bank", "import", "--db", &db, "--bank", "mem", "--create", "-"])
+        .args([
+            "bank", "import", "--db", &db, "--bank", "mem", "--create", "-",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -156,7 +158,14 @@ fn measure(a: &Args, t: &str, n: u64) -> Result<(u64, f64, f64)> {
     let import_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut server = Command::new(&a.echotrace)
-        .args(["serve", "--db", &db, "--listen", "127.0.0.1:0", "--no-webhooks"])
+        .args([
+            "serve",
+            "--db",
+            &db,
+            "--listen",
+            "127.0.0.1:0",
+            "--no-webhooks",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

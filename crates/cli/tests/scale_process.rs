@@ -158,7 +158,11 @@ impl Proc {
     }
 
     fn logged(&self, needle: &str) -> bool {
-        self.stderr.lock().unwrap().iter().any(|l| l.contains(needle))
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(needle))
     }
 }
 
@@ -219,8 +223,12 @@ fn answer(v: &Value) -> Vec<String> {
         .map(|m| {
             format!(
                 "{}|{}|{}|{}|{}|{}",
-                m["content_id"], m["signal_type"], m["matched_value"], m["distance"],
-                m["similarity"], m["labels"]
+                m["content_id"],
+                m["signal_type"],
+                m["matched_value"],
+                m["distance"],
+                m["similarity"],
+                m["labels"]
             )
         })
         .collect();
@@ -231,7 +239,14 @@ fn answer(v: &Value) -> Vec<String> {
 async fn lookups(client: &Client, key: &str, base: &str, queries: &[Value]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for q in queries {
-        let (s, v) = call(client, key, Method::POST, format!("{base}/v1/lookup"), Some(q.clone())).await;
+        let (s, v) = call(
+            client,
+            key,
+            Method::POST,
+            format!("{base}/v1/lookup"),
+            Some(q.clone()),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         out.push(answer(&v));
     }
@@ -259,8 +274,14 @@ async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
     let mut a = Proc::spawn(&db.url, &snap_args).await;
     let admin = a.admin.clone().expect("first start prints an admin key");
     let client = Client::new();
-    let (s, v) = call(&client, &admin, Method::POST, format!("{}/v1/banks", a.base),
-        Some(json!({"name": "snap", "text_equivalences": "daesh = isis"}))).await;
+    let (s, v) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/banks", a.base),
+        Some(json!({"name": "snap", "text_equivalences": "daesh = isis"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let pool = hashes(30, 0x5eed);
     let mut ids = Vec::new();
@@ -271,8 +292,14 @@ async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
         ids.push(v["id"].as_i64().unwrap());
     }
     let text = "the daesh statement was read out in the main square late on friday night";
-    let (s, v) = call(&client, &admin, Method::POST, format!("{}/v1/banks/snap/content", a.base),
-        Some(json!({"text": text, "labels": ["text"]}))).await;
+    let (s, v) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/banks/snap/content", a.base),
+        Some(json!({"text": text, "labels": ["text"]})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     // SIGTERM: graceful stop, exit 0, snapshot written.
     a.sigterm();
@@ -285,28 +312,64 @@ async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
     let paged = Proc::spawn(&db.url, &["--no-webhooks"]).await;
     let b = &paged.base;
     for id in &ids[..3] {
-        let (s, _) = call(&client, &admin, Method::DELETE, format!("{b}/v1/banks/snap/content/{id}"), None).await;
+        let (s, _) = call(
+            &client,
+            &admin,
+            Method::DELETE,
+            format!("{b}/v1/banks/snap/content/{id}"),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::NO_CONTENT);
     }
-    let (s, v) = call(&client, &admin, Method::PATCH, format!("{b}/v1/banks/snap/content/{}", ids[3]),
-        Some(json!({"enabled": false}))).await;
+    let (s, v) = call(
+        &client,
+        &admin,
+        Method::PATCH,
+        format!("{b}/v1/banks/snap/content/{}", ids[3]),
+        Some(json!({"enabled": false})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = call(&client, &admin, Method::PATCH, format!("{b}/v1/banks/snap/content/{}", ids[4]),
-        Some(json!({"labels": ["relabelled"]}))).await;
+    let (s, v) = call(
+        &client,
+        &admin,
+        Method::PATCH,
+        format!("{b}/v1/banks/snap/content/{}", ids[4]),
+        Some(json!({"labels": ["relabelled"]})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let (s, v) = call(&client, &admin, Method::PATCH, format!("{b}/v1/banks/snap"),
-        Some(json!({"text_equivalences": "daesh = isis = isil"}))).await;
+    let (s, v) = call(
+        &client,
+        &admin,
+        Method::PATCH,
+        format!("{b}/v1/banks/snap"),
+        Some(json!({"text_equivalences": "daesh = isis = isil"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let late = hashes(5, 0x1a7e);
     for h in &late {
-        let (s, v) = call(&client, &admin, Method::POST, format!("{b}/v1/banks/snap/content"),
-            Some(json!({"signals": {"pdq": h}, "labels": ["late"]}))).await;
+        let (s, v) = call(
+            &client,
+            &admin,
+            Method::POST,
+            format!("{b}/v1/banks/snap/content"),
+            Some(json!({"signals": {"pdq": h}, "labels": ["late"]})),
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
     }
     let mut queries: Vec<Value> = pool
         .iter()
         .chain(late.iter())
-        .flat_map(|h| [json!({"signals": {"pdq": h}}), json!({"signals": {"pdq": near(h, 9)}})])
+        .flat_map(|h| {
+            [
+                json!({"signals": {"pdq": h}}),
+                json!({"signals": {"pdq": near(h, 9)}}),
+            ]
+        })
         .collect();
     for i in 0..30 {
         queries.push(json!({"signals": {"md5": format!("{:032x}", i + 1)}}));
@@ -315,11 +378,21 @@ async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
     let expected = lookups(&client, &admin, b, &queries).await;
     assert!(expected.iter().filter(|a| !a.is_empty()).count() > 50);
     assert!(expected.iter().flatten().any(|m| m.contains("relabelled")));
-    assert!(expected.iter().flatten().any(|m| m.contains("text_minhash")));
+    assert!(expected
+        .iter()
+        .flatten()
+        .any(|m| m.contains("text_minhash")));
 
     // Restart from the snapshot: it is used, and answers are identical.
     let c = Proc::spawn(&db.url, &snap_args).await;
-    let ready: Value = client.get(format!("{}/readyz", c.base)).send().await.unwrap().json().await.unwrap();
+    let ready: Value = client
+        .get(format!("{}/readyz", c.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["state"]["from"], "snapshot", "{ready}");
     assert!(c.logged("indexes loaded from snapshot"));
     assert_eq!(lookups(&client, &admin, &c.base, &queries).await, expected);
@@ -335,9 +408,20 @@ async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
     bytes[mid] ^= 0x40;
     std::fs::write(&files[0], &bytes).unwrap();
     let d = Proc::spawn(&db.url, &snap_args).await;
-    let ready: Value = client.get(format!("{}/readyz", d.base)).send().await.unwrap().json().await.unwrap();
+    let ready: Value = client
+        .get(format!("{}/readyz", d.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["state"]["from"], "paged", "{ready}");
-    assert_eq!(ready["state"]["refused"].as_array().map(Vec::len), Some(1), "{ready}");
+    assert_eq!(
+        ready["state"]["refused"].as_array().map(Vec::len),
+        Some(1),
+        "{ready}"
+    );
     assert!(d.logged("snapshot refused:"), "the refusal is logged");
     assert_eq!(lookups(&client, &admin, &d.base, &queries).await, expected);
     drop(d);
@@ -350,12 +434,25 @@ async fn sigterm_under_load_cuts_off_nothing(db: &TestDb) {
     let admin = server.admin.clone().expect("admin key");
     let client = Client::new();
     let base = server.base.clone();
-    let (s, _) = call(&client, &admin, Method::POST, format!("{base}/v1/banks"), Some(json!({"name": "load"}))).await;
+    let (s, _) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{base}/v1/banks"),
+        Some(json!({"name": "load"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     let pool = hashes(20, 0xfeed);
     for h in &pool {
-        let (s, _) = call(&client, &admin, Method::POST, format!("{base}/v1/banks/load/content"),
-            Some(json!({"signals": {"pdq": h}}))).await;
+        let (s, _) = call(
+            &client,
+            &admin,
+            Method::POST,
+            format!("{base}/v1/banks/load/content"),
+            Some(json!({"signals": {"pdq": h}})),
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED);
     }
     // (sent at, outcome: Ok(submission id) or the error)
@@ -364,8 +461,13 @@ async fn sigterm_under_load_cuts_off_nothing(db: &TestDb) {
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for w in 0..12usize {
-        let (results, stop, base, admin, pool) =
-            (results.clone(), stop.clone(), base.clone(), admin.clone(), pool.clone());
+        let (results, stop, base, admin, pool) = (
+            results.clone(),
+            stop.clone(),
+            base.clone(),
+            admin.clone(),
+            pool.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             // Keep-alive connections, as a load balancer keeps them.
             let client = Client::builder().pool_max_idle_per_host(4).build().unwrap();
@@ -373,7 +475,11 @@ async fn sigterm_under_load_cuts_off_nothing(db: &TestDb) {
             while !stop.load(Ordering::Relaxed) {
                 let h = &pool[i % pool.len()];
                 i += 7;
-                let body = if i % 2 == 0 { json!({"signals": {"pdq": h}}) } else { json!({"signals": {"pdq": near(h, 1).replace('0', "f")}}) };
+                let body = if i % 2 == 0 {
+                    json!({"signals": {"pdq": h}})
+                } else {
+                    json!({"signals": {"pdq": near(h, 1).replace('0', "f")}})
+                };
                 let sent = Instant::now();
                 let r = client
                     .post(format!("{base}/v1/lookup"))
@@ -383,7 +489,8 @@ async fn sigterm_under_load_cuts_off_nothing(db: &TestDb) {
                     .send()
                     .await;
                 let outcome = match r {
-                    Ok(resp) if resp.status() == StatusCode::OK => match resp.json::<Value>().await {
+                    Ok(resp) if resp.status() == StatusCode::OK => match resp.json::<Value>().await
+                    {
                         Ok(v) => Ok(v["submission_id"].as_i64()),
                         Err(e) => Err(format!("body cut off: {e}")),
                     },
@@ -420,20 +527,35 @@ async fn sigterm_under_load_cuts_off_nothing(db: &TestDb) {
     drop(code.1);
     let results = results.lock().unwrap().clone();
     let sent_before: Vec<&Outcome> = results.iter().filter(|(t, _)| *t < signalled).collect();
-    let failures: Vec<&String> = sent_before.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    let failures: Vec<&String> = sent_before
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err())
+        .collect();
     eprintln!(
         "{} lookups sent before SIGTERM, {} after ({} of those failed)",
         sent_before.len(),
         results.len() - sent_before.len(),
-        results.iter().filter(|(t, r)| *t >= signalled && r.is_err()).count()
+        results
+            .iter()
+            .filter(|(t, r)| *t >= signalled && r.is_err())
+            .count()
     );
-    assert!(failures.is_empty(), "requests sent before the signal failed: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "requests sent before the signal failed: {failures:?}"
+    );
     // Every acknowledged lookup was committed before its answer.
-    let acked: Vec<i64> = results.iter().filter_map(|(_, r)| r.as_ref().ok().copied().flatten()).collect();
+    let acked: Vec<i64> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().copied().flatten())
+        .collect();
     let after = Proc::spawn(&db.url, &["--no-webhooks"]).await;
     let store = echotrace_store::Store::open(&db.url).await.unwrap();
     for id in &acked {
-        assert!(store.get_submission(*id).await.unwrap().is_some(), "acknowledged submission {id} lost");
+        assert!(
+            store.get_submission(*id).await.unwrap().is_some(),
+            "acknowledged submission {id} lost"
+        );
     }
     store.close().await;
     drop(after);
@@ -442,10 +564,12 @@ async fn sigterm_under_load_cuts_off_nothing(db: &TestDb) {
 async fn count_rows(db: &TestDb, table: &str) -> i64 {
     use sqlx::Row;
     let store = echotrace_store::Store::open(&db.url).await.unwrap();
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) AS n FROM {table}"
+    )))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     let n: i64 = row.try_get("n").unwrap();
     store.close().await;
     n
@@ -456,38 +580,103 @@ async fn record_matches_writes_only_lookups_with_hits(db: &TestDb) {
     let admin = all.admin.clone().expect("admin key");
     let matches = Proc::spawn(&db.url, &["--no-webhooks", "--record", "matches"]).await;
     let client = Client::new();
-    let (s, _) = call(&client, &admin, Method::POST, format!("{}/v1/banks", all.base), Some(json!({"name": "rec"}))).await;
+    let (s, _) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/banks", all.base),
+        Some(json!({"name": "rec"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     let h = hashes(2, 0x2ec0);
-    let (s, _) = call(&client, &admin, Method::POST, format!("{}/v1/banks/rec/content", all.base),
-        Some(json!({"signals": {"pdq": h[0]}, "labels": ["known"]}))).await;
+    let (s, _) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/banks/rec/content", all.base),
+        Some(json!({"signals": {"pdq": h[0]}, "labels": ["known"]})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     tokio::time::sleep(Duration::from_millis(600)).await; // the other process has it
     let miss = json!({"signals": {"pdq": h[1]}});
     let hit = json!({"signals": {"pdq": near(&h[0], 4)}});
     let before = count_rows(db, "submissions").await;
     // A lookup without hits under --record matches: the same answer, no row.
-    let (s, on_matches) = call(&client, &admin, Method::POST, format!("{}/v1/lookup", matches.base), Some(miss.clone())).await;
+    let (s, on_matches) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/lookup", matches.base),
+        Some(miss.clone()),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{on_matches}");
     assert!(on_matches["submission_id"].is_null(), "{on_matches}");
-    assert_eq!(count_rows(db, "submissions").await, before, "nothing written");
-    let (_, on_all) = call(&client, &admin, Method::POST, format!("{}/v1/lookup", all.base), Some(miss.clone())).await;
+    assert_eq!(
+        count_rows(db, "submissions").await,
+        before,
+        "nothing written"
+    );
+    let (_, on_all) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/lookup", all.base),
+        Some(miss.clone()),
+    )
+    .await;
     assert!(on_all["submission_id"].as_i64().is_some());
     assert_eq!(answer(&on_matches), answer(&on_all));
     assert_eq!(count_rows(db, "submissions").await, before + 1);
     // A lookup with a hit is recorded as always.
-    let (s, v) = call(&client, &admin, Method::POST, format!("{}/v1/lookup", matches.base), Some(hit.clone())).await;
+    let (s, v) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/lookup", matches.base),
+        Some(hit.clone()),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let sub = v["submission_id"].as_i64().expect("a match is recorded");
-    let (_, on_all) = call(&client, &admin, Method::POST, format!("{}/v1/lookup", all.base), Some(hit)).await;
+    let (_, on_all) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/lookup", all.base),
+        Some(hit),
+    )
+    .await;
     assert_eq!(answer(&v), answer(&on_all));
     assert_eq!(count_rows(db, "submissions").await, before + 3);
-    let (s, m) = call(&client, &admin, Method::GET, format!("{}/v1/matches?limit=10", all.base), None).await;
+    let (s, m) = call(
+        &client,
+        &admin,
+        Method::GET,
+        format!("{}/v1/matches?limit=10", all.base),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(m["matches"].as_array().unwrap().iter().any(|x| x["submission_id"] == sub), "{m}");
+    assert!(
+        m["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["submission_id"] == sub),
+        "{m}"
+    );
     // Batches too: only the items with hits get submissions.
-    let (s, v) = call(&client, &admin, Method::POST, format!("{}/v1/lookup/batch", matches.base),
-        Some(json!({"items": [miss.clone(), {"signals": {"pdq": h[0]}}, miss]}))).await;
+    let (s, v) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/lookup/batch", matches.base),
+        Some(json!({"items": [miss.clone(), {"signals": {"pdq": h[0]}}, miss]})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let results = v["results"].as_array().expect("results");
     assert!(results[0]["submission_id"].is_null() && results[2]["submission_id"].is_null());
@@ -501,13 +690,34 @@ async fn a_lagging_replica_reports_not_ready(db: &TestDb) {
     let fast = Proc::spawn(&db.url, &["--no-webhooks"]).await;
     let admin = fast.admin.clone().expect("admin key");
     // This one applies changes only once a minute, and allows 1 s of lag.
-    let slow = Proc::spawn(&db.url, &["--no-webhooks", "--tail-interval-ms", "60000", "--max-lag-secs", "1"]).await;
+    let slow = Proc::spawn(
+        &db.url,
+        &[
+            "--no-webhooks",
+            "--tail-interval-ms",
+            "60000",
+            "--max-lag-secs",
+            "1",
+        ],
+    )
+    .await;
     let client = Client::new();
-    let (s, _) = call(&client, &admin, Method::POST, format!("{}/v1/banks", fast.base), Some(json!({"name": "lag"}))).await;
+    let (s, _) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/banks", fast.base),
+        Some(json!({"name": "lag"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     let started = Instant::now();
     loop {
-        let r = client.get(format!("{}/readyz", slow.base)).send().await.unwrap();
+        let r = client
+            .get(format!("{}/readyz", slow.base))
+            .send()
+            .await
+            .unwrap();
         if r.status() == StatusCode::SERVICE_UNAVAILABLE {
             let v: Value = r.json().await.unwrap();
             let msg = v["error"]["message"].as_str().unwrap_or("").to_string();
@@ -515,11 +725,24 @@ async fn a_lagging_replica_reports_not_ready(db: &TestDb) {
             assert_eq!(v["error"]["code"], "unavailable", "{v}");
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "the lagging replica stayed ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the lagging replica stayed ready"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(started.elapsed() >= Duration::from_millis(900), "not ready only once over the limit");
-    let r: Value = client.get(format!("{}/readyz", fast.base)).send().await.unwrap().json().await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not ready only once over the limit"
+    );
+    let r: Value = client
+        .get(format!("{}/readyz", fast.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["status"], "ready", "{r}");
     assert_eq!(r["lag"]["changes"], 0, "{r}");
     drop(slow);
@@ -546,34 +769,50 @@ async fn receiver() -> (String, Arc<Mutex<HashMap<String, usize>>>) {
     let counts = seen.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             let counts = counts.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
-                    let Ok(n) = sock.read(&mut chunk).await else { return };
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
                     let head = &text[..end];
                     let len: usize = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     if buf.len() < end + 4 + len {
                         continue;
                     }
                     let id = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-echotrace-delivery:").map(|v| v.trim().to_string()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("x-echotrace-delivery:")
+                                .map(|v| v.trim().to_string())
+                        })
                         .unwrap_or_default();
                     *counts.lock().unwrap().entry(id).or_default() += 1;
                     let _ = sock
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
                         .await;
                     return;
                 }
@@ -597,13 +836,21 @@ async fn console_login(base: &str, user: &str, password: &str, ip: &str) -> Stat
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("et_login=").map(|r| r.split(';').next().unwrap_or("").to_string()))
+        .find_map(|c| {
+            c.strip_prefix("et_login=")
+                .map(|r| r.split(';').next().unwrap_or("").to_string())
+        })
         .expect("login cookie");
     client
         .post(format!("{base}/ui/login"))
         .header("cookie", format!("et_login={token}"))
         .header("x-forwarded-for", ip)
-        .form(&[("csrf", token.as_str()), ("username", user), ("password", password), ("next", "/ui/")])
+        .form(&[
+            ("csrf", token.as_str()),
+            ("username", user),
+            ("password", password),
+            ("next", "/ui/"),
+        ])
         .send()
         .await
         .unwrap()
@@ -612,7 +859,12 @@ async fn console_login(base: &str, user: &str, password: &str, ip: &str) -> Stat
 
 async fn three_replicas(db: &TestDb) {
     let flood = [
-        "--flood-min-sample", "10", "--flood-max-share", "0.5", "--flood-window-secs", "600",
+        "--flood-min-sample",
+        "10",
+        "--flood-max-share",
+        "0.5",
+        "--flood-window-secs",
+        "600",
     ];
     let r1 = Proc::spawn(&db.url, &flood).await;
     let admin = r1.admin.clone().expect("admin key");
@@ -621,10 +873,23 @@ async fn three_replicas(db: &TestDb) {
     let replicas = [r1.base.clone(), r2.base.clone(), r3.base.clone()];
     let client = Client::new();
     let (hook_url, deliveries) = receiver().await;
-    let (s, v) = call(&client, &admin, Method::POST, format!("{}/v1/actions/webhooks", replicas[0]),
-        Some(json!({"url": hook_url, "secret": "s3cret"}))).await;
+    let (s, v) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/actions/webhooks", replicas[0]),
+        Some(json!({"url": hook_url, "secret": "s3cret"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, _) = call(&client, &admin, Method::POST, format!("{}/v1/banks", replicas[0]), Some(json!({"name": "shared"}))).await;
+    let (s, _) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/banks", replicas[0]),
+        Some(json!({"name": "shared"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
 
     // 1. The flood guard quarantines at the same global count (first, so
@@ -632,50 +897,126 @@ async fn three_replicas(db: &TestDb) {
     // round-robin over the replicas.
     let blank = hashes(1, 0xb1a4)[0].clone();
     let rare = hashes(1, 0x4a4e)[0].clone();
-    let (_, v) = call(&client, &admin, Method::POST, format!("{}/v1/banks/shared/content", replicas[0]),
-        Some(json!({"signals": {"pdq": blank}}))).await;
+    let (_, v) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/banks/shared/content", replicas[0]),
+        Some(json!({"signals": {"pdq": blank}})),
+    )
+    .await;
     let noisy = v["id"].as_i64().unwrap();
-    call(&client, &admin, Method::POST, format!("{}/v1/banks/shared/content", replicas[0]),
-        Some(json!({"signals": {"pdq": rare}}))).await;
+    call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/banks/shared/content", replicas[0]),
+        Some(json!({"signals": {"pdq": rare}})),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(600)).await; // every replica has both
     let quarantined = |base: String| {
         let client = client.clone();
         let admin = admin.clone();
         async move {
-            let (_, v) = call(&client, &admin, Method::GET, format!("{base}/v1/banks/shared/content/{noisy}"), None).await;
+            let (_, v) = call(
+                &client,
+                &admin,
+                Method::GET,
+                format!("{base}/v1/banks/shared/content/{noisy}"),
+                None,
+            )
+            .await;
             !v["quarantine"].is_null()
         }
     };
     // Nine lookups hit the noisy item (3 per replica): below the sample.
     for i in 0..9 {
-        let (s, v) = call(&client, &admin, Method::POST, format!("{}/v1/lookup", replicas[i % 3]),
-            Some(json!({"signals": {"pdq": near(&blank, i % 5)}}))).await;
+        let (s, v) = call(
+            &client,
+            &admin,
+            Method::POST,
+            format!("{}/v1/lookup", replicas[i % 3]),
+            Some(json!({"signals": {"pdq": near(&blank, i % 5)}})),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v["matches"].as_array().unwrap().len(), 1, "{v}");
     }
-    assert!(!quarantined(replicas[0].clone()).await, "quarantined before the global sample");
+    assert!(
+        !quarantined(replicas[0].clone()).await,
+        "quarantined before the global sample"
+    );
     // The 10th lookup (global count 10) hits only the rare item.
-    call(&client, &admin, Method::POST, format!("{}/v1/lookup", replicas[0]), Some(json!({"signals": {"pdq": rare}}))).await;
+    call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/lookup", replicas[0]),
+        Some(json!({"signals": {"pdq": rare}})),
+    )
+    .await;
     assert!(!quarantined(replicas[0].clone()).await);
     // The 11th: 10 of 11 lookups hit the noisy item, globally. A
     // per-process guard would have seen only 4 here.
-    let (_, v) = call(&client, &admin, Method::POST, format!("{}/v1/lookup", replicas[1]),
-        Some(json!({"signals": {"pdq": blank}}))).await;
-    assert_eq!(v["matches"].as_array().unwrap().len(), 1, "the triggering lookup reports its match");
-    assert!(quarantined(replicas[2].clone()).await, "quarantined at the 11th global lookup");
-    let audit: Value = call(&client, &admin, Method::GET, format!("{}/v1/audit?limit=200", replicas[0]), None).await.1;
-    let quarantines = audit["entries"].as_array().map(|a| a.iter().filter(|e| e["action"] == "content.quarantine").count()).unwrap_or(0);
+    let (_, v) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/lookup", replicas[1]),
+        Some(json!({"signals": {"pdq": blank}})),
+    )
+    .await;
+    assert_eq!(
+        v["matches"].as_array().unwrap().len(),
+        1,
+        "the triggering lookup reports its match"
+    );
+    assert!(
+        quarantined(replicas[2].clone()).await,
+        "quarantined at the 11th global lookup"
+    );
+    let audit: Value = call(
+        &client,
+        &admin,
+        Method::GET,
+        format!("{}/v1/audit?limit=200", replicas[0]),
+        None,
+    )
+    .await
+    .1;
+    let quarantines = audit["entries"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|e| e["action"] == "content.quarantine")
+                .count()
+        })
+        .unwrap_or(0);
     assert_eq!(quarantines, 1, "one replica quarantined it, once: {audit}");
 
     // Unmatched lookups, so the polling below cannot push an item over the
     // flood guard's share.
     for (i, r) in hashes(60, 0x0ff).iter().enumerate() {
-        call(&client, &admin, Method::POST, format!("{}/v1/lookup", replicas[i % 3]), Some(json!({"signals": {"pdq": r}}))).await;
+        call(
+            &client,
+            &admin,
+            Method::POST,
+            format!("{}/v1/lookup", replicas[i % 3]),
+            Some(json!({"signals": {"pdq": r}})),
+        )
+        .await;
     }
     // 2. A bank change through replica 1 answers the same on 2 and 3 within 1 s.
     let h = hashes(1, 0xabc)[0].clone();
-    let (s, v) = call(&client, &admin, Method::POST, format!("{}/v1/banks/shared/content", replicas[0]),
-        Some(json!({"signals": {"pdq": h}, "labels": ["seen"]}))).await;
+    let (s, v) = call(
+        &client,
+        &admin,
+        Method::POST,
+        format!("{}/v1/banks/shared/content", replicas[0]),
+        Some(json!({"signals": {"pdq": h}, "labels": ["seen"]})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let item = v["id"].as_i64().unwrap();
     let acked = Instant::now();
@@ -688,13 +1029,25 @@ async fn three_replicas(db: &TestDb) {
             if got == on_r1 {
                 break;
             }
-            assert!(acked.elapsed() < Duration::from_secs(1), "{base} did not see the new item within 1 s");
+            assert!(
+                acked.elapsed() < Duration::from_secs(1),
+                "{base} did not see the new item within 1 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    eprintln!("new item answered the same on all replicas {} ms after it was acknowledged", acked.elapsed().as_millis());
-    let (s, _) = call(&client, &admin, Method::PATCH, format!("{}/v1/banks/shared/content/{item}", replicas[0]),
-        Some(json!({"enabled": false}))).await;
+    eprintln!(
+        "new item answered the same on all replicas {} ms after it was acknowledged",
+        acked.elapsed().as_millis()
+    );
+    let (s, _) = call(
+        &client,
+        &admin,
+        Method::PATCH,
+        format!("{}/v1/banks/shared/content/{item}", replicas[0]),
+        Some(json!({"enabled": false})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let acked = Instant::now();
     for base in &replicas[1..] {
@@ -702,30 +1055,56 @@ async fn three_replicas(db: &TestDb) {
             if lookups(&client, &admin, base, std::slice::from_ref(&q)).await[0].is_empty() {
                 break;
             }
-            assert!(acked.elapsed() < Duration::from_secs(1), "{base} still matched a disabled item after 1 s");
+            assert!(
+                acked.elapsed() < Duration::from_secs(1),
+                "{base} still matched a disabled item after 1 s"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     // 3. Five failed console logins spread over the replicas lock the name.
     let mut child = Command::new(env!("CARGO_BIN_EXE_echotrace"))
-        .args(["users", "create", "--role", "reviewer", "--db", &db.url, "rita"])
+        .args([
+            "users", "create", "--role", "reviewer", "--db", &db.url, "rita",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"correct-horse-battery\n").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"correct-horse-battery\n")
+            .unwrap();
     }
     assert!(child.wait().unwrap().success());
     for i in 0..5 {
-        let status = console_login(&replicas[i % 3], "rita", "wrong-password", &format!("198.51.100.{}", 10 + i)).await;
+        let status = console_login(
+            &replicas[i % 3],
+            "rita",
+            "wrong-password",
+            &format!("198.51.100.{}", 10 + i),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "failure {i}");
     }
     // The right password, from a fresh address, on the third replica: locked.
-    let status = console_login(&replicas[2], "rita", "correct-horse-battery", "198.51.100.99").await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "5 failures over 3 replicas lock the account");
+    let status = console_login(
+        &replicas[2],
+        "rita",
+        "correct-horse-battery",
+        "198.51.100.99",
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "5 failures over 3 replicas lock the account"
+    );
     // Another user from that address is not affected.
     let status = console_login(&replicas[0], "admin-nobody", "x", "198.51.100.99").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -742,14 +1121,20 @@ async fn three_replicas(db: &TestDb) {
         if n >= events_expected {
             break;
         }
-        assert!(Instant::now() < deadline, "only {n} of {events_expected} events delivered");
+        assert!(
+            Instant::now() < deadline,
+            "only {n} of {events_expected} events delivered"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await; // duplicates would show up now
     {
         let d = deliveries.lock().unwrap();
         assert_eq!(d.len(), events_expected, "{d:?}");
-        assert!(d.values().all(|n| *n == 1), "an event was delivered twice: {d:?}");
+        assert!(
+            d.values().all(|n| *n == 1),
+            "an event was delivered twice: {d:?}"
+        );
     }
 
     // 5. kill -9 of one replica loses no acknowledged write.
@@ -759,24 +1144,52 @@ async fn three_replicas(db: &TestDb) {
     let pool = hashes(400, 0x7777);
     let mut tasks = Vec::new();
     for (w, base) in replicas.iter().enumerate() {
-        let (client, base, admin, pool, acked_c, acked_m, stop) = (client.clone(), base.clone(), admin.clone(),
-            pool.clone(), acked_content.clone(), acked_matches.clone(), stop.clone());
+        let (client, base, admin, pool, acked_c, acked_m, stop) = (
+            client.clone(),
+            base.clone(),
+            admin.clone(),
+            pool.clone(),
+            acked_content.clone(),
+            acked_matches.clone(),
+            stop.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while !stop.load(Ordering::Relaxed) && i < pool.len() {
                 let h = &pool[i];
                 i += 3;
-                let r = client.post(format!("{base}/v1/banks/shared/content")).bearer_auth(&admin)
-                    .json(&json!({"signals": {"pdq": h}})).timeout(Duration::from_secs(10)).send().await;
+                let r = client
+                    .post(format!("{base}/v1/banks/shared/content"))
+                    .bearer_auth(&admin)
+                    .json(&json!({"signals": {"pdq": h}}))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
                 let Ok(r) = r else { break };
-                if r.status() != StatusCode::CREATED { break; }
-                let Ok(v) = r.json::<Value>().await else { break };
-                acked_c.lock().unwrap().push((v["id"].as_i64().unwrap(), h.clone()));
-                let r = client.post(format!("{base}/v1/lookup")).bearer_auth(&admin)
-                    .json(&json!({"signals": {"pdq": h}})).timeout(Duration::from_secs(10)).send().await;
+                if r.status() != StatusCode::CREATED {
+                    break;
+                }
+                let Ok(v) = r.json::<Value>().await else {
+                    break;
+                };
+                acked_c
+                    .lock()
+                    .unwrap()
+                    .push((v["id"].as_i64().unwrap(), h.clone()));
+                let r = client
+                    .post(format!("{base}/v1/lookup"))
+                    .bearer_auth(&admin)
+                    .json(&json!({"signals": {"pdq": h}}))
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
                 let Ok(r) = r else { break };
-                if r.status() != StatusCode::OK { break; }
-                let Ok(v) = r.json::<Value>().await else { break };
+                if r.status() != StatusCode::OK {
+                    break;
+                }
+                let Ok(v) = r.json::<Value>().await else {
+                    break;
+                };
                 for m in v["matches"].as_array().cloned().unwrap_or_default() {
                     acked_m.lock().unwrap().push(m["id"].as_i64().unwrap());
                 }
@@ -785,7 +1198,10 @@ async fn three_replicas(db: &TestDb) {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while acked_content.lock().unwrap().len() < 60 {
-        assert!(Instant::now() < deadline, "writers made too little progress");
+        assert!(
+            Instant::now() < deadline,
+            "writers made too little progress"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     r3.kill_9();
@@ -796,18 +1212,40 @@ async fn three_replicas(db: &TestDb) {
     }
     let content = acked_content.lock().unwrap().clone();
     let matches = acked_matches.lock().unwrap().clone();
-    eprintln!("acknowledged around the kill -9: {} items, {} matches", content.len(), matches.len());
+    eprintln!(
+        "acknowledged around the kill -9: {} items, {} matches",
+        content.len(),
+        matches.len()
+    );
     for (id, h) in &content {
-        let (s, v) = call(&client, &admin, Method::GET, format!("{}/v1/banks/shared/content/{id}", replicas[1]), None).await;
+        let (s, v) = call(
+            &client,
+            &admin,
+            Method::GET,
+            format!("{}/v1/banks/shared/content/{id}", replicas[1]),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "acknowledged item {id} lost: {v}");
         assert_eq!(v["signals"][0]["value"], h.as_str());
     }
     for id in &matches {
-        let (s, v) = call(&client, &admin, Method::GET, format!("{}/v1/matches/{id}", replicas[0]), None).await;
+        let (s, v) = call(
+            &client,
+            &admin,
+            Method::GET,
+            format!("{}/v1/matches/{id}", replicas[0]),
+            None,
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "acknowledged match {id} lost: {v}");
     }
     // The survivors still answer alike.
-    let probe: Vec<Value> = content.iter().take(20).map(|(_, h)| json!({"signals": {"pdq": h}})).collect();
+    let probe: Vec<Value> = content
+        .iter()
+        .take(20)
+        .map(|(_, h)| json!({"signals": {"pdq": h}}))
+        .collect();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
         lookups(&client, &admin, &replicas[0], &probe).await,

@@ -121,9 +121,7 @@ impl ContentColumns {
     }
 
     pub(crate) fn is_live(&self, slot: Slot) -> bool {
-        self.flags
-            .get(slot as usize)
-            .is_some_and(|f| f & LIVE != 0)
+        self.flags.get(slot as usize).is_some_and(|f| f & LIVE != 0)
     }
 
     /// Set the item's bank and flags, making the slot live.
@@ -136,9 +134,7 @@ impl ContentColumns {
             self.live += 1;
         }
         *b = bank;
-        *f = LIVE
-            | if enabled { ENABLED } else { 0 }
-            | if quarantined { QUARANTINED } else { 0 };
+        *f = LIVE | if enabled { ENABLED } else { 0 } | if quarantined { QUARANTINED } else { 0 };
     }
 
     /// Mark a slot deleted (its signals must have been released).
@@ -209,7 +205,9 @@ impl ContentColumns {
         for (&id, &slot) in &self.overflow {
             let s = slot as usize;
             if s == 0 || s >= n || self.overflow_ids.get(&slot) != Some(&id) {
-                return Err(format!("content overflow entry {id} → {slot} is inconsistent"));
+                return Err(format!(
+                    "content overflow entry {id} → {slot} is inconsistent"
+                ));
             }
             if self.ids[s] != self.ids[s - 1] || id > self.ids[s] {
                 return Err(format!("content overflow slot {slot} breaks the order"));
@@ -241,7 +239,10 @@ impl ContentColumns {
             }
         }
         if live != self.live {
-            return Err(format!("{live} live content slots, header says {}", self.live));
+            return Err(format!(
+                "{live} live content slots, header says {}",
+                self.live
+            ));
         }
         Ok(())
     }
@@ -317,9 +318,7 @@ impl SignalColumns {
     }
 
     pub(crate) fn signal_type(&self, slot: Slot) -> Option<SignalType> {
-        self.kind
-            .get(slot as usize)
-            .and_then(|c| type_of_code(*c))
+        self.kind.get(slot as usize).and_then(|c| type_of_code(*c))
     }
 
     /// Structural check of columns read from a snapshot against the content
@@ -366,7 +365,10 @@ impl SignalColumns {
             return Err(format!("signal slot {i} is neither in a chain nor free"));
         }
         if live != self.live {
-            return Err(format!("{live} live signal slots, header says {}", self.live));
+            return Err(format!(
+                "{live} live signal slots, header says {}",
+                self.live
+            ));
         }
         Ok(())
     }

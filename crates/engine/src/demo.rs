@@ -478,14 +478,7 @@ pub async fn seed(engine: &crate::Engine, retain_media: bool) -> Result<DemoSumm
             continue;
         };
         if retain_media {
-            retain(
-                store,
-                MediaOwner::Submission,
-                submission_id,
-                mime,
-                &bytes,
-            )
-            .await?;
+            retain(store, MediaOwner::Submission, submission_id, mime, &bytes).await?;
         }
         if days > 0 {
             // Back-date so the per-day chart spans two weeks (spread within the day too).

@@ -99,10 +99,10 @@ pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
 pub use ops::{Lag, StateSource};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
 pub use recorder::RecordPolicy;
-pub use throttle::{Admitted, LoginThrottle, Refusal};
 pub use signals::{
     default_threshold, normalize_signal, normalize_signals, parse_signals, HashedUpload, QueryText,
 };
+pub use throttle::{Admitted, LoginThrottle, Refusal};
 pub use types::*;
 
 use convert::*;
@@ -1031,11 +1031,7 @@ impl Engine {
     }
 
     async fn enrich_match(&self, row: &echotrace_store::MatchRow) -> Result<MatchRecord> {
-        let labels = self
-            .inner
-            .store
-            .content_labels(&[row.content_id])
-            .await?;
+        let labels = self.inner.store.content_labels(&[row.content_id]).await?;
         self.enrich_with(row, &labels)
     }
 

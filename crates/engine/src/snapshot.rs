@@ -183,7 +183,6 @@ fn put_bytes<W: Write>(w: &mut W, v: &[u8]) -> std::io::Result<()> {
     w.write_all(v)
 }
 
-
 const SECTION_HEADER_LEN: usize = 72;
 
 fn section_header(name: &str, version: u32, tag: &Tag, len: u64, crc: u32) -> [u8; 72] {
@@ -319,11 +318,7 @@ fn write_sections(f: &mut BufWriter<File>, st: &MatchState, tag: &Tag) -> std::i
             .iter()
             .map(|b| b.as_ref().map_or(Value::Null, |m| bank_json(&m.row)))
             .collect();
-        let slots: Vec<Value> = st
-            .bank_slots
-            .iter()
-            .map(|(id, s)| json!([id, s]))
-            .collect();
+        let slots: Vec<Value> = st.bank_slots.iter().map(|(id, s)| json!([id, s])).collect();
         let lists: Vec<Value> = st
             .lists
             .iter()
@@ -435,7 +430,7 @@ pub(crate) fn list(dir: &Path) -> Vec<(i64, PathBuf)> {
             Some((id, e.path()))
         })
         .collect();
-    out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    out.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
     out
 }
 
@@ -649,7 +644,9 @@ fn read_sections<R: Read>(r: &mut R, tag: &Tag, st: &mut MatchState) -> Result<(
         }
         let mut ident = [0u8; 16];
         ident.copy_from_slice(&h[40..56]);
-        if le_i64(&h[24..]) != tag.change_id || le_i64(&h[32..]) != tag.schema || ident != tag.identity
+        if le_i64(&h[24..]) != tag.change_id
+            || le_i64(&h[32..]) != tag.schema
+            || ident != tag.identity
         {
             return refused(format!(
                 "section {want} belongs to another snapshot (change id, schema or database)"
@@ -694,10 +691,12 @@ fn read_section<R: Read>(
             if over_ids.len() != over_slots.len() {
                 return refused("content overflow lists differ in length");
             }
-            let overflow: HashMap<i64, Slot> =
-                over_ids.iter().copied().zip(over_slots.iter().copied()).collect();
-            let overflow_ids: HashMap<Slot, i64> =
-                over_slots.into_iter().zip(over_ids).collect();
+            let overflow: HashMap<i64, Slot> = over_ids
+                .iter()
+                .copied()
+                .zip(over_slots.iter().copied())
+                .collect();
+            let overflow_ids: HashMap<Slot, i64> = over_slots.into_iter().zip(over_ids).collect();
             st.content = ContentColumns {
                 ids,
                 bank,
@@ -813,7 +812,9 @@ fn read_meta<R: Read>(src: &mut Source<'_, R>, st: &mut MatchState) -> Result<()
         .iter()
         .map(|b| match b {
             Value::Null => Ok(None),
-            v => bank_from_json(v).map(|r| Some(bank_meta(&r))).ok_or_else(bad),
+            v => bank_from_json(v)
+                .map(|r| Some(bank_meta(&r)))
+                .ok_or_else(bad),
         })
         .collect::<Result<_, _>>()?;
     for pair in meta
@@ -878,7 +879,10 @@ fn validate(st: &MatchState) -> Result<(), SnapshotError> {
     }
     let count = |t: SignalType| per_type.get(&type_code(t)).copied().unwrap_or(0);
     let of_type = |slot: Slot, t: SignalType| {
-        st.signals.content.get(slot as usize).is_some_and(|c| *c != NO_SLOT)
+        st.signals
+            .content
+            .get(slot as usize)
+            .is_some_and(|c| *c != NO_SLOT)
             && st.signals.signal_type(slot) == Some(t)
     };
     // Stored values that never parse are not indexed, so an index may hold
@@ -897,9 +901,10 @@ fn validate(st: &MatchState) -> Result<(), SnapshotError> {
         SignalType::Sha256,
     ];
     if st.exact.len() != exact_types.iter().map(|t| count(*t)).sum::<usize>()
-        || !st.exact.entries().all(|(s, _)| {
-            exact_types.iter().any(|t| of_type(s, *t))
-        })
+        || !st
+            .exact
+            .entries()
+            .all(|(s, _)| exact_types.iter().any(|t| of_type(s, *t)))
     {
         return refused("exact index does not match the exact signals");
     }
@@ -910,7 +915,8 @@ fn validate(st: &MatchState) -> Result<(), SnapshotError> {
     {
         return refused("text signatures do not match the text signals");
     }
-    if st.vpdq.len() > count(SignalType::Vpdq) || !st.vpdq.keys().all(|s| of_type(*s, SignalType::Vpdq))
+    if st.vpdq.len() > count(SignalType::Vpdq)
+        || !st.vpdq.keys().all(|s| of_type(*s, SignalType::Vpdq))
     {
         return refused("vPDQ signals do not match the vPDQ signals");
     }

@@ -610,7 +610,12 @@ impl MatchState {
             .unwrap_or(NO_SLOT);
         while s != NO_SLOT && out.len() <= self.signals.len() {
             out.push(s);
-            s = self.signals.next.get(s as usize).copied().unwrap_or(NO_SLOT);
+            s = self
+                .signals
+                .next
+                .get(s as usize)
+                .copied()
+                .unwrap_or(NO_SLOT);
         }
         out
     }
@@ -815,9 +820,8 @@ impl MatchState {
                     hits.clear();
                     self.pdq.search(&hash.to_words(), radius, &mut hits);
                     for h in &hits {
-                        let Some(live) = Slot::try_from(h.id)
-                            .ok()
-                            .and_then(|s| self.live(s, filter))
+                        let Some(live) =
+                            Slot::try_from(h.id).ok().and_then(|s| self.live(s, filter))
                         else {
                             continue;
                         };

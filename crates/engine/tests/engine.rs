@@ -180,10 +180,7 @@ async fn lookup_records_matches_audit_and_outbox(db: &TestDb) {
     let outbox = e.list_outbox(true, 10).await.unwrap();
     assert_eq!(outbox.len(), 1);
     assert_eq!(outbox[0].event, "match");
-    assert_eq!(
-        outbox[0].payload["submission_id"].as_i64(),
-        r.submission_id
-    );
+    assert_eq!(outbox[0].payload["submission_id"].as_i64(), r.submission_id);
     assert_eq!(outbox[0].payload["context"]["content_id"], "upload-42");
     let audit = e.audit_log(None, 10).await.unwrap();
     assert_eq!(audit[0].action, "lookup.match");

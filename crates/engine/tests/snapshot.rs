@@ -96,7 +96,16 @@ struct Queries {
 }
 
 /// One answer, reduced to what must be equal (ids, values, scores).
-type Answer = Vec<(i64, i64, String, String, String, Option<i64>, String, Vec<String>)>;
+type Answer = Vec<(
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    String,
+    Vec<String>,
+)>;
 
 async fn answers(e: &Engine, q: &Queries) -> Vec<Answer> {
     let mut out = Vec::new();
@@ -379,7 +388,10 @@ fn ranges(bytes: &[u8]) -> Vec<(usize, usize, String)> {
     let mut out = vec![(0, 64, "file header".to_string())];
     let mut at = 64;
     while at + 72 <= bytes.len() {
-        let name_end = bytes[at..at + 16].iter().position(|b| *b == 0).unwrap_or(16);
+        let name_end = bytes[at..at + 16]
+            .iter()
+            .position(|b| *b == 0)
+            .unwrap_or(16);
         let name = String::from_utf8_lossy(&bytes[at..at + name_end]).to_string();
         let mut len = [0u8; 8];
         len.copy_from_slice(&bytes[at + 56..at + 64]);

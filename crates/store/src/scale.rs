@@ -84,7 +84,8 @@ fn hit_detail(r: &AnyRow) -> Result<HitDetail> {
     })
 }
 
-const UPSERT_COUNTER: &str = "INSERT INTO shared_counters (name, bucket, replica, count, expires_at) \
+const UPSERT_COUNTER: &str =
+    "INSERT INTO shared_counters (name, bucket, replica, count, expires_at) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, bucket, replica) DO UPDATE SET \
      count = shared_counters.count + excluded.count, expires_at = excluded.expires_at";
 

@@ -1013,7 +1013,10 @@ async fn video_match(
     assert_eq!(resp.matches.len(), 1, "the vPDQ query should match");
     for (owner, id) in [
         (MediaOwner::Content, content.id),
-        (MediaOwner::Submission, resp.submission_id.expect("recorded")),
+        (
+            MediaOwner::Submission,
+            resp.submission_id.expect("recorded"),
+        ),
     ] {
         assert!(
             retain_media(engine.store(), owner, id, "application/octet-stream", media)
