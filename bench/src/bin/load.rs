@@ -9,7 +9,9 @@
 //!   hashes (up to 16 bits flipped, so matches are found and recorded), the
 //!   rest random (no match);
 //! * `images` mode: `POST /v1/lookup` with a ~100 KB procedurally generated
-//!   JPEG (multipart), hashed by the server.
+//!   JPEG (multipart), hashed by the server;
+//! * `md5`, `url`, `text` modes: random md5 / URL signals and ~60-word raw
+//!   texts (signed by the server), for the cost per lookup by signal type.
 //!
 //! Reports lookups/s, p50/p99/max latency, matches, the server's RSS and peak
 //! RSS (`/proc/<pid>/status` VmRSS/VmHWM), its startup-to-ready time, and the
@@ -60,6 +62,8 @@ struct Args {
     images: usize,
     replicas: usize,
     ready_only: bool,
+    /// PostgreSQL's postmaster pid: its CPU (all its processes) is reported.
+    pg_pid: Option<u32>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -78,6 +82,7 @@ fn parse_args() -> Result<Args> {
         images: 48,
         replicas: 1,
         ready_only: false,
+        pg_pid: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -97,11 +102,12 @@ fn parse_args() -> Result<Args> {
             "--server-arg" => a.server_args.push(val()?),
             "--replicas" => a.replicas = val()?.parse::<usize>()?.max(1),
             "--ready-only" => a.ready_only = true,
+            "--pg-pid" => a.pg_pid = Some(val()?.parse()?),
             other => bail!("unknown flag {other}"),
         }
     }
-    if !matches!(a.mode.as_str(), "signals" | "images") {
-        bail!("--mode is signals or images");
+    if !matches!(a.mode.as_str(), "signals" | "images" | "md5" | "url" | "text") {
+        bail!("--mode is signals, images, md5, url or text");
     }
     Ok(a)
 }
@@ -370,6 +376,25 @@ async fn worker(
             let i = (rng.next() as usize) % images.len().max(1);
             let body = images.get(i).cloned().unwrap_or_default();
             (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+        } else if mode == "md5" {
+            let body = format!(
+                "{{\"signals\":{{\"md5\":\"{:016x}{:016x}\"}}}}",
+                rng.next(),
+                rng.next()
+            );
+            ("application/json".to_string(), Bytes::from(body))
+        } else if mode == "url" {
+            let body = format!(
+                "{{\"signals\":{{\"url\":\"https://site{}.example/p/{:x}?utm_source=x\"}}}}",
+                rng.next() % 1000,
+                rng.next()
+            );
+            ("application/json".to_string(), Bytes::from(body))
+        } else if mode == "text" {
+            // ~60 words of pseudo-random prose: signed by the server.
+            let words: Vec<String> = (0..60).map(|_| format!("w{}", rng.next() % 20_000)).collect();
+            let body = format!("{{\"text\":\"{}\"}}", words.join(" "));
+            ("application/json".to_string(), Bytes::from(body))
         } else {
             let mut code = if (rng.next() & 0xffff_ffff) < threshold && n > 0 {
                 let mut c = bank_hash(rng.next() % n);
@@ -453,6 +478,46 @@ fn pg_counters(db: &str) -> Option<(f64, f64)> {
         "SELECT COALESCE(SUM(n_tup_ins), 0) FROM pg_stat_user_tables",
     )?;
     Some((wal, rows))
+}
+
+/// CPU seconds of `root` and every process below it.
+fn tree_cpu_seconds(root: u32) -> f64 {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut parent: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        parent.insert(pid, ppid);
+    }
+    parent
+        .keys()
+        .filter(|p| {
+            let mut x = **p;
+            for _ in 0..64 {
+                if x == root {
+                    return true;
+                }
+                match parent.get(&x) {
+                    Some(pp) if *pp != 0 => x = *pp,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .map(|p| cpu_seconds(&p.to_string()))
+        .sum()
 }
 
 /// SIGTERM a server; seconds until it exited.
@@ -551,6 +616,7 @@ fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs_f64(a.warmup)).await;
         let (cpu_client0, cpu_server0) = (cpu_seconds("self"), cpu_servers(&pids));
+        let cpu_pg0 = a.pg_pid.map(tree_cpu_seconds);
         pg.0 = pg_counters(&a.db);
         measuring.store(true, Ordering::Relaxed);
         let t0 = Instant::now();
@@ -562,6 +628,7 @@ fn main() -> Result<()> {
             cpu_seconds("self") - cpu_client0,
             cpu_servers(&pids) - cpu_server0,
         );
+        let cpu_pg = a.pg_pid.map(tree_cpu_seconds).zip(cpu_pg0).map(|(b, a)| b - a);
         stop_flag.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
         let (mut matched, mut errors) = (0, 0);
@@ -572,7 +639,7 @@ fn main() -> Result<()> {
             errors += s.errors;
         }
         all.sort_unstable();
-        anyhow::Ok((all, matched, errors, wall, cpu_client, cpu_server))
+        anyhow::Ok((all, matched, errors, wall, cpu_client, cpu_server, cpu_pg))
     });
     let rss: Vec<u64> = pids
         .iter()
@@ -584,7 +651,7 @@ fn main() -> Result<()> {
         .collect();
     let stop_s: Vec<f64> = servers.iter_mut().map(stop).collect();
     let server = &servers[0];
-    let (lat, matched, errors, wall, cpu_client, cpu_server) = result?;
+    let (lat, matched, errors, wall, cpu_client, cpu_server, cpu_pg) = result?;
     let (wal_per_lookup, rows_per_lookup) = match pg {
         (Some((w0, r0)), Some((w1, r1))) if !lat.is_empty() => (
             Some((w1 - w0) / lat.len() as f64),
@@ -614,6 +681,9 @@ fn main() -> Result<()> {
         "server_peak_rss_mib": hwm,
         "server_cpu_share": cpu_server / wall,
         "client_cpu_share": cpu_client / wall,
+        "server_cpu_us_per_lookup": cpu_server * 1e6 / lat.len().max(1) as f64,
+        "pg_cpu_share": cpu_pg.map(|c| c / wall),
+        "pg_cpu_us_per_lookup": cpu_pg.map(|c| c * 1e6 / lat.len().max(1) as f64),
         "pg_wal_bytes_per_lookup": wal_per_lookup,
         "pg_rows_per_lookup": rows_per_lookup,
         "sigterm_to_exit_s": stop_s,

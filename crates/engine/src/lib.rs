@@ -199,6 +199,13 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// Fuzzing entry point of the state-snapshot reader (`fuzz/`): read bytes
+/// as a snapshot; `Err` carries the refusal. Never panics.
+#[doc(hidden)]
+pub fn fuzz_read_snapshot(bytes: &[u8]) -> std::result::Result<(), String> {
+    snapshot::fuzz_read(bytes)
+}
+
 /// Run CPU-bound work (decoding, ffmpeg, PDF extraction, text signing) on
 /// tokio's blocking pool, so it never stalls an async worker.
 async fn off_runtime<T, F>(work: F) -> Result<T>

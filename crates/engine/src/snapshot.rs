@@ -286,10 +286,14 @@ fn bank_from_json(v: &Value) -> Option<BankRow> {
 /// meanwhile.
 pub(crate) fn write_state(dir: &Path, st: &MatchState, tag: &Tag) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
+    // Unique per writer: a writer whose task was abandoned may still be
+    // writing its own file.
+    static WRITERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".state-{}-{}.{EXTENSION}.tmp",
+        ".state-{}-{}-{}.{EXTENSION}.tmp",
         tag.change_id,
-        std::process::id()
+        std::process::id(),
+        WRITERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let file = File::create(&tmp)?;
     let mut f = BufWriter::with_capacity(1 << 20, file);
@@ -564,7 +568,34 @@ pub(crate) fn read_state(
     head: i64,
 ) -> Result<(MatchState, i64), SnapshotError> {
     let file = File::open(path)?;
-    let mut r = BufReader::with_capacity(1 << 20, file);
+    read_state_from(
+        BufReader::with_capacity(1 << 20, file),
+        identity,
+        schema,
+        head,
+    )
+}
+
+/// Fuzzing entry point: read `bytes` as a snapshot of the database its own
+/// header names (so the checks past the tag are reached). Never panics.
+pub fn fuzz_read(bytes: &[u8]) -> Result<(), String> {
+    let mut identity = [0u8; 16];
+    let mut schema = 0;
+    if bytes.len() >= HEADER_LEN {
+        identity.copy_from_slice(&bytes[32..48]);
+        schema = le_i64(&bytes[24..]);
+    }
+    read_state_from(bytes, identity, schema, i64::MAX)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn read_state_from<R: Read>(
+    mut r: R,
+    identity: [u8; 16],
+    schema: i64,
+    head: i64,
+) -> Result<(MatchState, i64), SnapshotError> {
     let mut h = [0u8; HEADER_LEN];
     read_full(&mut r, &mut h, "the file header")?;
     if h[..8] != MAGIC {

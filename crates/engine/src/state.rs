@@ -312,7 +312,23 @@ impl MatchState {
         }
         st.pdq = MihIndex::build(pdq_entries, MihParams::default())
             .map_err(|e| EngineError::Internal(format!("building the PDQ index: {e}")))?;
+        st.shrink();
         Ok(st)
+    }
+
+    /// Give back the spare capacity the columns grew into while loading
+    /// (up to half of them after doubling).
+    fn shrink(&mut self) {
+        let c = &mut self.content;
+        c.ids.shrink_to_fit();
+        c.bank.shrink_to_fit();
+        c.flags.shrink_to_fit();
+        c.first_signal.shrink_to_fit();
+        let s = &mut self.signals;
+        s.ids.shrink_to_fit();
+        s.content.shrink_to_fit();
+        s.next.shrink_to_fit();
+        s.kind.shrink_to_fit();
     }
 
     /// The bank slot of a bank id (a placeholder slot for a bank not seen

@@ -305,7 +305,11 @@ where
         };
         // Peer addresses reach handlers (console login throttling).
         let result = serve::serve(listener, app, stop, drain, draining).await;
-        // Background tasks end with the server.
+        // Background tasks end with the server. A load still running is
+        // abandoned: it only reads.
+        if !serve_state.is_ready() {
+            boot.abort();
+        }
         let background = boot.await.unwrap_or_default();
         for h in background {
             h.abort();
