@@ -106,7 +106,10 @@ fn parse_args() -> Result<Args> {
             other => bail!("unknown flag {other}"),
         }
     }
-    if !matches!(a.mode.as_str(), "signals" | "images" | "md5" | "url" | "text") {
+    if !matches!(
+        a.mode.as_str(),
+        "signals" | "images" | "md5" | "url" | "text"
+    ) {
         bail!("--mode is signals, images, md5, url or text");
     }
     Ok(a)
@@ -392,7 +395,9 @@ async fn worker(
             ("application/json".to_string(), Bytes::from(body))
         } else if mode == "text" {
             // ~60 words of pseudo-random prose: signed by the server.
-            let words: Vec<String> = (0..60).map(|_| format!("w{}", rng.next() % 20_000)).collect();
+            let words: Vec<String> = (0..60)
+                .map(|_| format!("w{}", rng.next() % 20_000))
+                .collect();
             let body = format!("{{\"text\":\"{}\"}}", words.join(" "));
             ("application/json".to_string(), Bytes::from(body))
         } else {
@@ -628,7 +633,11 @@ fn main() -> Result<()> {
             cpu_seconds("self") - cpu_client0,
             cpu_servers(&pids) - cpu_server0,
         );
-        let cpu_pg = a.pg_pid.map(tree_cpu_seconds).zip(cpu_pg0).map(|(b, a)| b - a);
+        let cpu_pg = a
+            .pg_pid
+            .map(tree_cpu_seconds)
+            .zip(cpu_pg0)
+            .map(|(b, a)| b - a);
         stop_flag.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
         let (mut matched, mut errors) = (0, 0);

@@ -92,6 +92,7 @@ async fn metrics(state: axum::extract::State<AppState>) -> Response {
         outbox_pending: 0,
         outbox_oldest_age_seconds: 0.0,
         ready: state.is_ready(),
+        change_lag: None,
     };
     if let Ok(engine) = state.engine() {
         if let Ok(s) = engine.index_stats() {
@@ -100,6 +101,9 @@ async fn metrics(state: axum::extract::State<AppState>) -> Response {
                 ("exact".to_string(), s.exact as u64),
                 ("text_minhash".to_string(), s.text as u64),
             ];
+        }
+        if let Ok(lag) = engine.lag().await {
+            g.change_lag = Some((lag.changes, lag.seconds));
         }
         if let Ok(pending) = engine.list_outbox(true, 1000).await {
             g.outbox_pending = pending.len() as u64;
