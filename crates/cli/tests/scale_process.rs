@@ -215,6 +215,29 @@ fn near(h: &str, k: usize) -> String {
         .collect()
 }
 
+/// POST `body`; the answer when it came back complete with `want`, `None`
+/// on any failure (a replica that was killed).
+async fn post_ok(
+    client: &Client,
+    key: &str,
+    url: String,
+    body: Value,
+    want: StatusCode,
+) -> Option<Value> {
+    let r = client
+        .post(url)
+        .bearer_auth(key)
+        .json(&body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?;
+    if r.status() != want {
+        return None;
+    }
+    r.json::<Value>().await.ok()
+}
+
 /// What must be equal between two servers' answers to one lookup.
 fn answer(v: &Value) -> Vec<String> {
     let mut out: Vec<String> = ["matches", "allowed"]
@@ -1158,36 +1181,30 @@ async fn three_replicas(db: &TestDb) {
             while !stop.load(Ordering::Relaxed) && i < pool.len() {
                 let h = &pool[i];
                 i += 3;
-                let r = client
-                    .post(format!("{base}/v1/banks/shared/content"))
-                    .bearer_auth(&admin)
-                    .json(&json!({"signals": {"pdq": h}}))
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await;
-                let Ok(r) = r else { break };
-                if r.status() != StatusCode::CREATED {
-                    break;
-                }
-                let Ok(v) = r.json::<Value>().await else {
+                let Some(v) = post_ok(
+                    &client,
+                    &admin,
+                    format!("{base}/v1/banks/shared/content"),
+                    json!({"signals": {"pdq": h}}),
+                    StatusCode::CREATED,
+                )
+                .await
+                else {
                     break;
                 };
                 acked_c
                     .lock()
                     .unwrap()
                     .push((v["id"].as_i64().unwrap(), h.clone()));
-                let r = client
-                    .post(format!("{base}/v1/lookup"))
-                    .bearer_auth(&admin)
-                    .json(&json!({"signals": {"pdq": h}}))
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await;
-                let Ok(r) = r else { break };
-                if r.status() != StatusCode::OK {
-                    break;
-                }
-                let Ok(v) = r.json::<Value>().await else {
+                let Some(v) = post_ok(
+                    &client,
+                    &admin,
+                    format!("{base}/v1/lookup"),
+                    json!({"signals": {"pdq": h}}),
+                    StatusCode::OK,
+                )
+                .await
+                else {
                     break;
                 };
                 for m in v["matches"].as_array().cloned().unwrap_or_default() {

@@ -148,30 +148,30 @@ fn put_u8s<W: Write>(w: &mut W, v: &[u8]) -> std::io::Result<()> {
     w.write_all(v)
 }
 
-fn put_u32s<W: Write>(w: &mut W, v: &[u32]) -> std::io::Result<()> {
+/// A count, then each element's little-endian bytes (written in chunks).
+fn put_le<W: Write, T: Copy, const N: usize>(
+    w: &mut W,
+    v: &[T],
+    le: fn(T) -> [u8; N],
+) -> std::io::Result<()> {
     w.write_all(&(v.len() as u64).to_le_bytes())?;
-    let mut buf = Vec::with_capacity(4 * 65_536);
+    let mut buf = Vec::with_capacity(N * 65_536);
     for chunk in v.chunks(65_536) {
         buf.clear();
         for x in chunk {
-            buf.extend_from_slice(&x.to_le_bytes());
+            buf.extend_from_slice(&le(*x));
         }
         w.write_all(&buf)?;
     }
     Ok(())
 }
 
+fn put_u32s<W: Write>(w: &mut W, v: &[u32]) -> std::io::Result<()> {
+    put_le(w, v, u32::to_le_bytes)
+}
+
 fn put_i64s<W: Write>(w: &mut W, v: &[i64]) -> std::io::Result<()> {
-    w.write_all(&(v.len() as u64).to_le_bytes())?;
-    let mut buf = Vec::with_capacity(8 * 65_536);
-    for chunk in v.chunks(65_536) {
-        buf.clear();
-        for x in chunk {
-            buf.extend_from_slice(&x.to_le_bytes());
-        }
-        w.write_all(&buf)?;
-    }
-    Ok(())
+    put_le(w, v, i64::to_le_bytes)
 }
 
 fn put_u64<W: Write>(w: &mut W, v: u64) -> std::io::Result<()> {
