@@ -75,6 +75,7 @@ pub mod import;
 mod ops;
 mod outbox;
 mod recorder;
+pub mod robust;
 mod signals;
 mod snapshot;
 mod state;
@@ -301,8 +302,13 @@ impl Engine {
                 match change.entity.as_str() {
                     "bank" => {
                         let row = self.inner.store.get_bank(change.entity_id).await?;
+                        let matching = self.inner.store.bank_matching(change.entity_id).await?;
                         let mut st = self.inner.state.write().map_err(lock_err)?;
                         st.apply_bank(change.entity_id, row.as_ref());
+                        st.apply_bank_matching(
+                            change.entity_id,
+                            matching.map(|m| robust::MatchingSettings::from_stored(&m)),
+                        );
                     }
                     "content" => {
                         let row = self.inner.store.get_content(change.entity_id).await?;
@@ -311,6 +317,15 @@ impl Engine {
                                 self.inner
                                     .store
                                     .signals_of_content(change.entity_id)
+                                    .await?
+                            }
+                            None => Vec::new(),
+                        };
+                        let derived = match &row {
+                            Some(_) => {
+                                self.inner
+                                    .store
+                                    .derived_of_content(change.entity_id)
                                     .await?
                             }
                             None => Vec::new(),
@@ -332,6 +347,7 @@ impl Engine {
                             st.insert_list(l.id, &l.body);
                         }
                         st.apply_content(change.entity_id, row.as_ref(), &signals);
+                        st.apply_derived(change.entity_id, &derived);
                     }
                     echotrace_store::CONTENT_RANGE_ENTITY => {
                         // A bulk-import batch (see `import`): re-read the range.
@@ -473,7 +489,40 @@ impl Engine {
         let mut bank = bank_from_row(row)?;
         let st = self.inner.state.read().map_err(lock_err)?;
         bank.text_items_older_list = st.text_items_older_list(row.id);
+        bank.matching = st.bank_matching(row.id);
         Ok(bank)
+    }
+
+    /// Set a bank's robust-matching settings (`robust` module): effective
+    /// for lookups in this process when the call returns, and in others
+    /// through the bank change.
+    pub async fn set_bank_matching(
+        &self,
+        actor: &Actor,
+        id: BankId,
+        settings: robust::MatchingSettings,
+    ) -> Result<Bank> {
+        let mut tx = self.inner.store.write().await?;
+        let Some(row) = tx.get_bank(id).await? else {
+            return Err(EngineError::NotFound(format!("bank {id}")));
+        };
+        let before = tx
+            .bank_matching(id)
+            .await?
+            .map(|m| robust::MatchingSettings::from_stored(&m))
+            .unwrap_or_default();
+        tx.set_bank_matching(id, &settings.to_stored()).await?;
+        tx.record_change("bank", id, "upsert").await?;
+        tx.audit(&NewAudit {
+            actor: actor.as_str(),
+            action: "bank.matching",
+            target: &format!("bank:{id}"),
+            before: Some(to_json(&before)),
+            after: Some(to_json(&settings)),
+        })
+        .await?;
+        self.commit_and_sync(tx).await?;
+        self.bank_with_counts(&row)
     }
 
     /// Enable/disable a bank, change its description, thresholds or text
@@ -598,6 +647,25 @@ impl Engine {
         signals::hash_typed_text(text)
     }
 
+    /// Hash a file for a bank entry on a caller's own bounded pool: the
+    /// signals plus, for images and videos, the local derived hashes of
+    /// robust matching. Blocking.
+    pub fn hash_bank_file(&self, bytes: &[u8]) -> Result<HashedFile> {
+        // Videos keep the sampling `/v1` bank uploads had (one frame a
+        // second): an every-frame vPDQ value overflows PostgreSQL's btree
+        // index on signals(type, value) (issue 12 owns that switch).
+        let sampling = signals::VideoSampling::Query;
+        let role = echotrace_signals::content::RobustRole::BankEntry;
+        if let Some((signals, _, derived)) = robust::hash_robust(bytes, sampling, role)? {
+            return Ok(HashedFile { signals, derived });
+        }
+        let pdf = self.inner.config.pdf_extractor.as_deref();
+        Ok(HashedFile {
+            signals: signals::hash_bytes_using(bytes, sampling, pdf, None)?,
+            derived: Vec::new(),
+        })
+    }
+
     /// Add a content item with its signals to a bank.
     pub async fn add_content(
         &self,
@@ -610,18 +678,28 @@ impl Engine {
         let bank_list = self.bank_list(bank_id).await?;
         let list = bank_list.as_ref().map(|(_, l)| l.clone());
         let list_version = bank_list.as_ref().map(|(v, _)| *v);
+        // Images and videos added as files also get local derived hashes
+        // (robust matching); they are stored apart from the signals.
+        let mut derived: robust::DerivedValues = Vec::new();
         let (values, list_version) = match new.source {
             ContentSource::Bytes(bytes) => {
                 let pdf = self.inner.config.pdf_extractor.clone();
-                let values = off_runtime(move || {
-                    signals::hash_bytes_using(
+                let (values, d) = off_runtime(move || {
+                    let sampling = signals::VideoSampling::BankEntry;
+                    let role = echotrace_signals::content::RobustRole::BankEntry;
+                    if let Some((values, _, d)) = robust::hash_robust(&bytes, sampling, role)? {
+                        return Ok((values, d));
+                    }
+                    let values = signals::hash_bytes_using(
                         &bytes,
-                        signals::VideoSampling::BankEntry,
+                        sampling,
                         pdf.as_deref(),
                         list.as_deref(),
-                    )
+                    )?;
+                    Ok((values, Vec::new()))
                 })
                 .await?;
+                derived = d;
                 (values, list_version)
             }
             ContentSource::Text(text) => (
@@ -629,6 +707,10 @@ impl Engine {
                 list_version,
             ),
             ContentSource::Signals(list) => (normalize_signals(&list)?, None),
+            ContentSource::HashedFile(h) => {
+                derived = h.derived;
+                (normalize_signals(&h.signals)?, None)
+            }
         };
         if values.is_empty() {
             return Err(EngineError::InvalidInput("content has no signals".into()));
@@ -654,6 +736,9 @@ impl Engine {
                 )
                 .await?,
             );
+        }
+        for (kind, value) in &derived {
+            tx.put_derived(row.id, bank_id, kind, value).await?;
         }
         let content = content_from_rows(&row, &stored)?;
         tx.record_change("content", row.id, "upsert").await?;
@@ -822,14 +907,14 @@ impl Engine {
         let bytes = bytes.into();
         let lists = self.text_lists(banks.as_deref())?;
         let pdf = self.inner.config.pdf_extractor.clone();
-        let (signals, variants) = off_runtime(move || {
+        let (signals, variants, robust) = off_runtime(move || {
             let hashed =
                 signals::hash_upload(bytes, signals::VideoSampling::Query, pdf.as_deref())?;
             let variants = hashed.text.as_ref().and_then(|t| {
                 let base = signals::text_minhash_of(&hashed.signals);
                 signals::sign_variants(t.as_str(), &lists, base)
             });
-            Ok((hashed.signals, variants))
+            Ok((hashed.signals, variants, hashed.robust))
         })
         .await?;
         let req = LookupRequest {
@@ -837,7 +922,7 @@ impl Engine {
             banks,
             context,
         };
-        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref())?)
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), robust.as_ref())?)
             .await
     }
 
@@ -867,7 +952,7 @@ impl Engine {
             ))
         })
         .await?;
-        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref())?)
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), None)?)
             .await
     }
 
@@ -939,7 +1024,7 @@ impl Engine {
         let prepared = requests
             .into_iter()
             .zip(&variants)
-            .map(|(r, v)| self.prepare_lookup_with(actor, r, v.as_ref()))
+            .map(|(r, v)| self.prepare_lookup_with(actor, r, v.as_ref(), None))
             .collect::<Result<Vec<_>>>()?;
         self.record_lookups(prepared).await
     }
@@ -968,6 +1053,54 @@ impl Engine {
     pub async fn lookup(&self, actor: &Actor, req: LookupRequest) -> Result<LookupResponse> {
         // Records go through the group-commit writer (see `recorder`).
         self.record_one(self.prepare_lookup(actor, req)?).await
+    }
+
+    /// What a lookup of `upload` would match right now, through every
+    /// channel (plain and derived), without recording anything: the match
+    /// debugger's view of the robust channels.
+    pub fn preview_matches(&self, upload: &HashedUpload) -> Result<Vec<robust::MatchPreview>> {
+        let query = normalize_signals(&upload.signals)?;
+        let st = self.inner.state.read().map_err(lock_err)?;
+        let hits = st.find_with(&query, None, None, upload.robust.as_ref());
+        Ok(hits
+            .into_iter()
+            .map(|c| robust::MatchPreview {
+                bank_id: c.bank_id,
+                bank_name: st.bank_name(c.bank_id).unwrap_or_default().to_string(),
+                content_id: c.content_id,
+                signal_type: c.signal_type.as_str().to_string(),
+                channel: c.channel.as_str().to_string(),
+                distance: c.distance,
+                similarity: c.similarity,
+                detail: c
+                    .detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok()),
+            })
+            .collect())
+    }
+
+    /// Look up what [`Engine::hash_upload`] (or [`Engine::hash_text`])
+    /// made of an upload: raw text goes through [`Engine::lookup_text`]
+    /// (equivalence lists), an image or video with its derived query
+    /// hashes through the robust channels (`robust` module), anything else
+    /// through [`Engine::lookup`]. `req.signals` is replaced by the
+    /// upload's signals.
+    pub async fn lookup_upload(
+        &self,
+        actor: &Actor,
+        mut req: LookupRequest,
+        upload: HashedUpload,
+    ) -> Result<LookupResponse> {
+        req.signals = upload.signals;
+        match (upload.text, upload.robust) {
+            (Some(text), _) => self.lookup_text(actor, req, text).await,
+            (None, Some(robust)) => {
+                self.record_one(self.prepare_lookup_with(actor, req, None, Some(&robust))?)
+                    .await
+            }
+            (None, None) => self.lookup(actor, req).await,
+        }
     }
 
     /// Flood guard: quarantine an item over the limit (see [`flood`]).
@@ -1415,6 +1548,10 @@ pub struct IndexStats {
     pub text: usize,
     /// Stored vPDQ signals (videos).
     pub vpdq: usize,
+    /// Derived PDQ hashes (robust matching; windows and regions of items
+    /// added as files) and the approximate bytes their index takes.
+    pub derived_pdq: usize,
+    pub derived_bytes: usize,
 }
 
 /// Delete one content item with its signals and record the change, so every

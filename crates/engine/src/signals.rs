@@ -208,7 +208,7 @@ pub(crate) fn typed_thresholds(t: &Thresholds) -> BTreeMap<SignalType, f64> {
         .collect()
 }
 
-fn map_hash_error(e: HashError) -> EngineError {
+pub(crate) fn map_hash_error(e: HashError) -> EngineError {
     match e {
         HashError::Empty => EngineError::InvalidInput("empty content".into()),
         HashError::FileTooLarge { .. } | HashError::Decode(DecodeError::FileTooLarge { .. }) => {
@@ -247,7 +247,7 @@ fn ffmpeg() -> Option<&'static Ffmpeg> {
         .as_ref()
 }
 
-fn hash_options(bytes: &[u8], sampling: VideoSampling) -> HashOptions {
+pub(crate) fn hash_options(bytes: &[u8], sampling: VideoSampling) -> HashOptions {
     let mut opts = HashOptions::default();
     // Only look for ffmpeg when the bytes are a video.
     if detect_kind(bytes) == Some(ContentKind::Video) {
@@ -534,10 +534,13 @@ impl From<&str> for QueryText {
 /// An upload hashed for a lookup: its signals and, when it is text or a
 /// PDF, the text its `text_minhash` was signed from (signed without a list),
 /// for [`crate::Engine::lookup_text`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct HashedUpload {
     pub signals: Vec<SignalValue>,
     pub text: Option<QueryText>,
+    /// Derived query hashes of an image or video upload (robust matching:
+    /// dihedral, borders, crops, the cropped vPDQ). Local only.
+    pub robust: Option<crate::robust::RobustQuery>,
 }
 
 /// Bytes → signals for a lookup ([`hash_bytes_using`] without a list), plus
@@ -556,6 +559,18 @@ pub(crate) fn hash_upload(
         return Ok(HashedUpload {
             signals,
             text: has_words.then(|| QueryText::from(text)),
+            robust: None,
+        });
+    }
+    if let Some((signals, robust, _)) = crate::robust::hash_robust(
+        &bytes,
+        sampling,
+        echotrace_signals::content::RobustRole::Query,
+    )? {
+        return Ok(HashedUpload {
+            signals,
+            text: None,
+            robust: Some(robust),
         });
     }
     let signals = hash_non_pdf(&bytes, sampling)?;
@@ -564,7 +579,11 @@ pub(crate) fn hash_upload(
     } else {
         None
     };
-    Ok(HashedUpload { signals, text })
+    Ok(HashedUpload {
+        signals,
+        text,
+        robust: None,
+    })
 }
 
 /// Typed text (a JSON `"text"` field, HMA's `text` signal) for a lookup:
@@ -593,6 +612,7 @@ pub(crate) fn hash_typed_text(text: String) -> Result<HashedUpload> {
     Ok(HashedUpload {
         signals,
         text: Some(QueryText::from(text)),
+        robust: None,
     })
 }
 

@@ -27,7 +27,10 @@
 //! equivalence lists; JSON), `content` and `signals` (the columns of
 //! [`crate::columns`]), `pdq` (the MIH index's own snapshot format, which
 //! loads as one sequential read), `exact` (slot → fingerprint), `text`
-//! (signatures with their list versions) and `vpdq` (serialised videos).
+//! (signatures with their list versions), `vpdq` (serialised videos) and
+//! `derived` (the robust-matching [`crate::robust`] index: per-bank
+//! settings, row stamps, each file-added item's derived PDQ records with
+//! their codes, and cropped vPDQ; its MIH and frame index are rebuilt).
 //! The text LSH and vPDQ indexes and the per-bank text counts are rebuilt
 //! from their sections on load ([`MatchState::rebuild_derived`]).
 //!
@@ -59,6 +62,7 @@ use echotrace_store::BankRow;
 use serde_json::{json, Value};
 
 use crate::columns::{type_code, ContentColumns, SignalColumns, Slot, NO_SLOT};
+use crate::robust::{DerivedIndex, DerivedParts, MatchingSettings};
 use crate::state::{bank_meta, MatchState, TextEntry};
 
 const MAGIC: [u8; 8] = *b"ETSNAP\0\x01";
@@ -73,6 +77,7 @@ pub(crate) const REQUIRED: &[(&str, u32)] = &[
     ("exact", 1),
     ("text", 1),
     ("vpdq", 1),
+    ("derived", 1),
 ];
 /// Snapshots kept in the directory (newest first are tried on load).
 const KEEP: usize = 2;
@@ -399,6 +404,40 @@ fn write_sections(f: &mut BufWriter<File>, st: &MatchState, tag: &Tag) -> std::i
         }
         Ok(())
     })?;
+    section(f, tag, "derived", version_of("derived"), |w| {
+        write_derived(w, &st.derived.to_parts())
+    })?;
+    Ok(())
+}
+
+fn write_derived<W: Write>(w: &mut W, p: &DerivedParts) -> std::io::Result<()> {
+    put_u64(w, p.settings.len() as u64)?;
+    for (bank, s) in &p.settings {
+        w.write_all(&bank.to_le_bytes())?;
+        w.write_all(&[u8::from(s.dihedral), u8::from(s.window)])?;
+    }
+    put_u64(w, p.stamps.len() as u64)?;
+    for (content, stamp) in &p.stamps {
+        w.write_all(&content.to_le_bytes())?;
+        w.write_all(&stamp.to_le_bytes())?;
+    }
+    put_u64(w, p.items.len() as u64)?;
+    for (content, records) in &p.items {
+        w.write_all(&content.to_le_bytes())?;
+        w.write_all(&(records.len() as u32).to_le_bytes())?;
+        for (source, removed, code) in records {
+            w.write_all(&[*source])?;
+            w.write_all(removed)?;
+            for word in code {
+                w.write_all(&word.to_le_bytes())?;
+            }
+        }
+    }
+    put_u64(w, p.vpdq.len() as u64)?;
+    for (content, h) in &p.vpdq {
+        w.write_all(&content.to_le_bytes())?;
+        put_bytes(w, h.to_signal_string().as_bytes())?;
+    }
     Ok(())
 }
 
@@ -814,8 +853,72 @@ fn read_section<R: Read>(
             }
             Ok(())
         }
+        "derived" => {
+            let parts = read_derived(src)?;
+            st.derived = DerivedIndex::from_parts(parts)
+                .map_err(|e| SnapshotError::Refused(format!("section derived: {e}")))?;
+            Ok(())
+        }
         other => refused(format!("unknown section {other}")),
     }
+}
+
+fn read_derived<R: Read>(src: &mut Source<'_, R>) -> Result<DerivedParts, SnapshotError> {
+    let mut p = DerivedParts::default();
+    let n = src.count(10, "derived settings")?;
+    for _ in 0..n {
+        let bank = src.u64("derived settings")? as i64;
+        let mut b = [0u8; 2];
+        src.exact(&mut b, "derived settings")?;
+        if b.iter().any(|x| *x > 1) {
+            return refused("derived settings: flag out of range");
+        }
+        let s = MatchingSettings {
+            dihedral: b[0] == 1,
+            window: b[1] == 1,
+        };
+        p.settings.push((bank, s));
+    }
+    let n = src.count(16, "derived stamps")?;
+    for _ in 0..n {
+        let content = src.u64("derived stamps")? as i64;
+        let stamp = src.u64("derived stamps")?;
+        p.stamps.push((content, stamp));
+    }
+    let n = src.count(12, "derived items")?;
+    for _ in 0..n {
+        let content = src.u64("derived items")? as i64;
+        let k = src.u32("derived items")? as u64;
+        if k.saturating_mul(37) > src.left() {
+            return refused("derived items: records do not fit the section");
+        }
+        let mut records = Vec::with_capacity(k as usize);
+        let mut buf = [0u8; 37];
+        for _ in 0..k {
+            src.exact(&mut buf, "derived records")?;
+            let mut removed = [0u8; 4];
+            removed.copy_from_slice(&buf[1..5]);
+            let mut code = [0u64; 4];
+            for (i, word) in code.iter_mut().enumerate() {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&buf[5 + 8 * i..13 + 8 * i]);
+                *word = u64::from_le_bytes(a);
+            }
+            records.push((buf[0], removed, code));
+        }
+        p.items.push((content, records));
+    }
+    let n = src.count(12, "derived videos")?;
+    for _ in 0..n {
+        let content = src.u64("derived videos")? as i64;
+        let bytes = src.bytes("derived video")?;
+        let text = String::from_utf8(bytes)
+            .or_else(|_| refused(format!("derived video {content}: not UTF-8")))?;
+        let h = VpdqHash::from_signal_str(&text)
+            .map_err(|e| SnapshotError::Refused(format!("derived video {content}: {e}")))?;
+        p.vpdq.push((content, h));
+    }
+    Ok(p)
 }
 
 fn read_meta<R: Read>(src: &mut Source<'_, R>, st: &mut MatchState) -> Result<(), SnapshotError> {

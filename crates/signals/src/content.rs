@@ -23,6 +23,7 @@
 use crate::decode::{decode_image, sniff_format, DecodeError, DecodeLimits, DecodeOptions};
 use crate::digest;
 use crate::pdq::{PdqError, PdqHasher};
+use crate::robust::{BankHash, QuerySet, RobustHasher, RobustOptions};
 use crate::signal::{DihedralHex, Signal, SignalType};
 
 /// What a byte string was detected to be.
@@ -111,6 +112,30 @@ pub enum HashError {
 #[derive(Debug, Default)]
 pub struct ContentHasher {
     pdq: PdqHasher,
+    robust: RobustHasher,
+}
+
+/// Which derived hashes [`ContentHasher::hash_robust`] adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RobustRole {
+    /// A lookup: the query set of an image, the cropped vPDQ of a video.
+    Query,
+    /// A bank entry added as a file: the crop-grid windows and regions of
+    /// an image, the cropped vPDQ of a video.
+    BankEntry,
+}
+
+/// Signals (exactly what [`ContentHasher::hash`] returns) plus the
+/// derived, local-only hashes of the content.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RobustHashes {
+    pub signals: Vec<Signal>,
+    /// Images looked up: every query-side hash.
+    pub query: Option<QuerySet>,
+    /// Images added to a bank: windows and regions.
+    pub bank: Option<Vec<BankHash>>,
+    /// Videos: the border-cropped vPDQ, when the video has borders.
+    pub video: Option<crate::video::vpdq::CroppedVpdq>,
 }
 
 impl ContentHasher {
@@ -141,6 +166,94 @@ impl ContentHasher {
         signals.push(Signal::new(SignalType::Md5, d.md5));
         signals.push(Signal::new(SignalType::Sha256, d.sha256));
         Ok(signals)
+    }
+
+    /// [`ContentHasher::hash`] plus the derived hashes of `role` (images
+    /// and videos; other kinds get none). The image is decoded once; the
+    /// plain `pdq` signal is byte-identical to [`ContentHasher::hash`]'s
+    /// (without dihedral variants).
+    pub fn hash_robust(
+        &mut self,
+        bytes: &[u8],
+        opts: &HashOptions,
+        role: RobustRole,
+        robust: &RobustOptions,
+    ) -> Result<RobustHashes, HashError> {
+        let kind = if bytes.is_empty() {
+            None
+        } else {
+            detect_kind(bytes)
+        };
+        let mut out = RobustHashes {
+            signals: Vec::new(),
+            query: None,
+            bank: None,
+            video: None,
+        };
+        match kind {
+            Some(ContentKind::Image(_)) => {
+                let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+                if size > opts.limits.max_file_bytes {
+                    return Err(HashError::FileTooLarge {
+                        size,
+                        max: opts.limits.max_file_bytes,
+                    });
+                }
+                let img = decode_image(bytes, &opts.limits, &opts.decode)?;
+                let plain = match role {
+                    RobustRole::Query => {
+                        let set = self
+                            .robust
+                            .query_set(&img.rgb, img.width, img.height, robust)?;
+                        let p = set.plain;
+                        out.query = Some(set);
+                        p
+                    }
+                    RobustRole::BankEntry => {
+                        out.bank = Some(
+                            self.robust
+                                .bank_hashes(&img.rgb, img.width, img.height, robust)?,
+                        );
+                        self.pdq.hash_rgb8(&img.rgb, img.width, img.height)?
+                    }
+                };
+                out.signals.push(Signal {
+                    signal_type: SignalType::Pdq,
+                    value: plain.hash.to_hex(),
+                    quality: Some(plain.quality),
+                    dihedral: None,
+                });
+                let d = digest::digests(bytes);
+                out.signals.push(Signal::new(SignalType::Md5, d.md5));
+                out.signals.push(Signal::new(SignalType::Sha256, d.sha256));
+            }
+            Some(ContentKind::Video) => {
+                let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+                if size > opts.limits.max_file_bytes {
+                    return Err(HashError::FileTooLarge {
+                        size,
+                        max: opts.limits.max_file_bytes,
+                    });
+                }
+                let setup = opts.video.as_ref().ok_or_else(|| {
+                    HashError::Video(
+                        "video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)".into(),
+                    )
+                })?;
+                let v = setup
+                    .hasher
+                    .hash_robust(bytes, &setup.options)
+                    .map_err(|e| HashError::Video(e.to_string()))?;
+                out.signals
+                    .push(Signal::new(SignalType::Vpdq, v.vpdq.to_signal_string()));
+                let d = digest::digests(bytes);
+                out.signals.push(Signal::new(SignalType::Md5, d.md5));
+                out.signals.push(Signal::new(SignalType::Sha256, d.sha256));
+                out.video = v.cropped;
+            }
+            _ => out.signals = self.hash(bytes, opts)?,
+        }
+        Ok(out)
     }
 
     fn image_signals(

@@ -9,6 +9,7 @@ pub mod digest;
 pub mod isolate;
 pub mod pdf;
 pub mod pdq;
+pub mod robust;
 pub mod signal;
 pub mod text;
 pub mod video;

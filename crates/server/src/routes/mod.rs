@@ -164,7 +164,7 @@ pub(crate) async fn item_query(
         ItemInput::Signals(map) => {
             return Ok(HashedUpload {
                 signals: echotrace_engine::parse_signals(&map)?,
-                text: None,
+                ..HashedUpload::default()
             })
         }
         ItemInput::File(bytes) => {

@@ -622,6 +622,8 @@ async fn build_card(
         submitted_by: sub.as_ref().map(|s| s.actor.clone()).unwrap_or_default(),
         query_value: m.query_value.clone(),
         matched_value: m.matched_value.clone(),
+        channel: m.channel.clone(),
+        channel_detail: m.channel_detail.clone(),
         submission_evidence: evidence(st, MediaOwner::Submission, m.submission_id).await?,
         bank_evidence: evidence(st, MediaOwner::Content, m.content_id).await?,
         undo_until: None,
@@ -1262,15 +1264,23 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
     } else if let Some(h) = form.get("hash") {
         parse_hash_input(h).map(|signals| HashedUpload {
             signals,
-            text: None,
+            ..HashedUpload::default()
         })
     } else {
         Err(EngineError::InvalidInput(
             "upload a file, paste text or a hash".into(),
         ))
     };
-    let (signals, raw_text) = match hashed {
-        Ok(h) => (h.signals, h.text),
+    let (signals, raw_text, channels) = match hashed {
+        Ok(h) => {
+            // Images and videos: what every robust channel would match.
+            let channels = if h.robust.is_some() {
+                st.engine.preview_matches(&h).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            (h.signals, h.text, channels)
+        }
         Err(e) => {
             let flash = Flash::Error(e.to_string());
             return (
@@ -1340,6 +1350,7 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
             cq::DEBUG_TEXT_FLOOR
         ),
         ran: true,
+        channels,
     };
     page(views::debugger(&auth.viewer, &view, None))
 }

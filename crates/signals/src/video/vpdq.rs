@@ -276,6 +276,22 @@ pub struct VideoSignals {
     pub info: VideoInfo,
     /// The frame stride used (`every_nth`).
     pub every_nth: u64,
+    /// With [`VideoHasher::hash_robust`]: the vPDQ of the frames cropped to
+    /// the content rectangle chosen by majority (`None`: no borders, or not
+    /// asked for). Derived and local: never the video's signal.
+    pub cropped: Option<CroppedVpdq>,
+}
+
+/// A video's border-cropped vPDQ (derived; see `crate::robust`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CroppedVpdq {
+    pub vpdq: VpdqHash,
+    /// The rectangle, in frame pixels, and the frame size.
+    pub rect: crate::robust::Rect,
+    pub width: u32,
+    pub height: u32,
+    /// Share of border detections that voted for the rectangle.
+    pub share: f32,
 }
 
 /// Hashes videos with a located ffmpeg.
@@ -304,6 +320,25 @@ impl VideoHasher {
         bytes: Arc<[u8]>,
         options: &VpdqOptions,
     ) -> Result<VideoSignals, VideoError> {
+        self.hash_shared_with(bytes, options, false)
+    }
+
+    /// [`VideoHasher::hash`] that also computes the border-cropped vPDQ
+    /// ([`VideoSignals::cropped`]) in the same decoding pass.
+    pub fn hash_robust(
+        &self,
+        bytes: &[u8],
+        options: &VpdqOptions,
+    ) -> Result<VideoSignals, VideoError> {
+        self.hash_shared_with(Arc::from(bytes), options, true)
+    }
+
+    fn hash_shared_with(
+        &self,
+        bytes: Arc<[u8]>,
+        options: &VpdqOptions,
+        robust: bool,
+    ) -> Result<VideoSignals, VideoError> {
         options.validate()?;
         let digests = digests(&bytes);
         let (info, mut frames) = self.ffmpeg.decode(bytes, |info| {
@@ -322,6 +357,7 @@ impl VideoHasher {
         let mut hasher = PdqHasher::new();
         let mut buf = Vec::new();
         let mut features = Vec::new();
+        let mut vote = robust.then(crate::robust::RectVote::new);
         let mut k: u64 = 0;
         while frames.next_frame(&mut buf)? {
             let frame_number = k.saturating_mul(plan.every_nth);
@@ -329,19 +365,49 @@ impl VideoHasher {
             let out = hasher
                 .hash_rgb8(&buf, plan.width, plan.height)
                 .map_err(|e| VideoError::InvalidOption(format!("PDQ failed on a frame: {e}")))?;
+            // The reference: static_cast<float>(n) / (float)framerate.
+            let timestamp = f64::from(frame_number as f32 / fps32);
+            if let Some(v) = vote.as_mut() {
+                v.add_frame(features.len(), &buf, plan.width, plan.height, timestamp);
+            }
             features.push(VpdqFeature {
                 frame_number,
                 hash: out.hash,
                 quality: out.quality,
-                // The reference: static_cast<float>(n) / (float)framerate.
-                timestamp: f64::from(frame_number as f32 / fps32),
+                timestamp,
             });
         }
+        let cropped = vote
+            .and_then(|v| v.finish(plan.width, plan.height))
+            .map(|c| {
+                let cropped_features = c
+                    .frames
+                    .iter()
+                    .filter_map(|f| {
+                        features.get(f.index).map(|p| VpdqFeature {
+                            frame_number: p.frame_number,
+                            hash: f.hash,
+                            quality: f.quality,
+                            timestamp: p.timestamp,
+                        })
+                    })
+                    .collect();
+                CroppedVpdq {
+                    vpdq: VpdqHash {
+                        features: cropped_features,
+                    },
+                    rect: c.rect,
+                    width: c.width,
+                    height: c.height,
+                    share: c.share,
+                }
+            });
         Ok(VideoSignals {
             vpdq: VpdqHash { features },
             digests,
             info,
             every_nth: plan.every_nth,
+            cropped,
         })
     }
 }
