@@ -65,6 +65,7 @@
 //! * Errors: [`EngineError`] with [`EngineError::http_status`] / [`EngineError::code`].
 
 mod auth;
+mod columns;
 pub mod console;
 mod convert;
 pub mod demo;
@@ -73,16 +74,20 @@ pub mod exchange;
 mod flood;
 pub mod import;
 pub mod limits;
+mod ops;
 mod outbox;
 mod recorder;
 mod retention;
 pub mod robust;
 pub mod sighting;
 mod signals;
+mod snapshot;
 mod state;
+mod throttle;
 mod types;
 
-use std::sync::{Arc, Mutex as StdMutex, RwLock};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use echotrace_store::{NewAudit, Store, WriteTx};
@@ -97,12 +102,15 @@ pub use echotrace_store::{Backend, SqliteSync, StoreOptions, DEFAULT_DATABASE_UR
 pub use error::{EngineError, Result};
 pub use flood::FloodGuardConfig;
 pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
+pub use ops::{Lag, StateSource};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
 pub use retention::RetentionPolicy;
+pub use recorder::RecordPolicy;
 pub use signals::{
     default_threshold, normalize_signal, normalize_signals, parse_signals, HashedUpload, QueryText,
     PDF_UNPROCESSABLE, VIDEO_UNDECODABLE,
 };
+pub use throttle::{Admitted, LoginThrottle, Refusal};
 pub use types::*;
 
 use convert::*;
@@ -131,6 +139,16 @@ pub struct EngineConfig {
     /// [`Engine::lookup_batch_with_text`] batch together (over it: 413).
     /// Default: the hasher's input limit, what one text upload may be.
     pub max_query_text_bytes: usize,
+    /// Which lookups are written to the store (`serve --record`).
+    pub record: RecordPolicy,
+    /// Local directory for snapshots of the in-memory state: loaded at
+    /// start when valid (then only the changes since are read), written by
+    /// [`Engine::write_snapshot`]. `None`: always a paged load.
+    pub snapshot_dir: Option<std::path::PathBuf>,
+    /// This process's name among the processes sharing the database (lease
+    /// holder, flood-guard counter rows). Default: host, pid and a random
+    /// suffix.
+    pub replica_id: String,
 }
 
 impl Default for EngineConfig {
@@ -147,6 +165,9 @@ impl Default for EngineConfig {
                 echotrace_signals::decode::DecodeLimits::default().max_file_bytes,
             )
             .unwrap_or(usize::MAX),
+            record: RecordPolicy::All,
+            snapshot_dir: None,
+            replica_id: ops::default_replica_id(),
         }
     }
 }
@@ -167,7 +188,15 @@ struct Inner {
     state: RwLock<MatchState>,
     /// Highest change id applied to `state`; the async mutex serialises syncs.
     cursor: tokio::sync::Mutex<i64>,
-    flood: StdMutex<flood::FloodWindow>,
+    /// The same, readable without waiting for a sync (`/readyz` lag).
+    applied: AtomicI64,
+    flood: Arc<flood::FloodGuard>,
+    /// Where the state came from at start.
+    source: StateSource,
+    /// Change id of the last snapshot written or loaded.
+    snapshotted: AtomicI64,
+    /// Leases this process holds.
+    leases: ops::Leases,
     /// Group-commit writer of lookup records.
     recorder: recorder::Recorder,
     /// The last change id applied, published after every sync that applied
@@ -179,6 +208,13 @@ struct Inner {
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+}
+
+/// Fuzzing entry point of the state-snapshot reader (`fuzz/`): read bytes
+/// as a snapshot; `Err` carries the refusal. Never panics.
+#[doc(hidden)]
+pub fn fuzz_read_snapshot(bytes: &[u8]) -> std::result::Result<(), String> {
+    snapshot::fuzz_read(bytes)
 }
 
 /// Run CPU-bound work (decoding, ffmpeg, PDF extraction, text signing) on
@@ -208,26 +244,45 @@ impl Engine {
         Engine::with_store(store, config).await
     }
 
-    /// Build an engine on an already-open store.
+    /// Build an engine on an already-open store: from the newest valid
+    /// snapshot in [`EngineConfig::snapshot_dir`] plus the changes since, or
+    /// else from a paged load (see [`Engine::state_source`]).
     pub async fn with_store(store: Store, config: EngineConfig) -> Result<Engine> {
-        // Read the cursor first: anything committed after this is re-applied
-        // by the first sync (re-applying is idempotent: it re-reads the row).
-        let cursor = store.max_change_id().await?;
-        let state = MatchState::load(&store).await?;
-        Ok(Engine::assemble(store, config, cursor, state))
+        let (state, cursor, source) = ops::open_state(&store, &config).await?;
+        let engine = Engine::assemble(store, config, cursor, state, source);
+        // Catch up with everything committed since the snapshot (or since
+        // the paged load began; re-applying is idempotent).
+        engine.sync_changes().await?;
+        Ok(engine)
     }
 
     /// An engine over `state`, which reflects the store up to change `cursor`.
-    fn assemble(store: Store, config: EngineConfig, cursor: i64, state: MatchState) -> Engine {
-        let flood = flood::FloodWindow::new(config.flood_guard.clone());
-        let recorder = recorder::Recorder::new(store.clone());
+    fn assemble(
+        store: Store,
+        config: EngineConfig,
+        cursor: i64,
+        state: MatchState,
+        source: StateSource,
+    ) -> Engine {
+        let flood = Arc::new(flood::FloodGuard::new(
+            config.flood_guard.clone(),
+            config.replica_id.clone(),
+        ));
+        let recorder = recorder::Recorder::new(store.clone(), flood.clone());
         Engine {
             inner: Arc::new(Inner {
                 store,
                 config,
                 state: RwLock::new(state),
                 cursor: tokio::sync::Mutex::new(cursor),
-                flood: StdMutex::new(flood),
+                applied: AtomicI64::new(cursor),
+                flood,
+                snapshotted: AtomicI64::new(match &source {
+                    StateSource::Snapshot { change_id, .. } => *change_id,
+                    _ => -1,
+                }),
+                source,
+                leases: ops::Leases::default(),
                 recorder,
                 applied: tokio::sync::watch::channel(cursor).0,
             }),
@@ -317,6 +372,9 @@ impl Engine {
                     other => tracing::warn!(entity = other, "unknown change entity ignored"),
                 }
                 *cursor = change.id;
+                self.inner
+                    .applied
+                    .store(change.id, std::sync::atomic::Ordering::Relaxed);
                 applied += 1;
             }
         }
@@ -347,26 +405,30 @@ impl Engine {
         })
     }
 
-    /// Spawn the outbox delivery worker. Stops when the handle is aborted.
+    /// Spawn the outbox delivery worker. It delivers only while this
+    /// process holds the `outbox` lease, so of many processes on one
+    /// database exactly one delivers (see [`Engine::spawn_leased`]). Stops
+    /// when the handle is aborted.
     pub fn spawn_outbox_worker(
         &self,
         deliverer: Arc<dyn Deliverer>,
     ) -> tokio::task::JoinHandle<()> {
-        let engine = self.clone();
         let every = self.inner.config.outbox.poll_interval;
-        tokio::spawn(async move {
-            loop {
-                match engine.deliver_due(deliverer.as_ref()).await {
-                    Ok(r) if r.attempted > 0 => {
+        self.spawn_leased(
+            "outbox",
+            every,
+            Arc::new(move |engine: Engine| {
+                let deliverer = deliverer.clone();
+                Box::pin(async move {
+                    let r = engine.deliver_due(deliverer.as_ref()).await?;
+                    if r.attempted > 0 {
                         tracing::debug!(?r, "outbox pass");
-                        continue; // more may be due right away
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "outbox worker: pass failed"),
-                }
-                tokio::time::sleep(every).await;
-            }
-        })
+                    // More may be due right away.
+                    Ok(r.attempted > 0)
+                })
+            }),
+        )
     }
 
     /// Commit a write transaction and apply the resulting changes locally.
@@ -566,11 +628,6 @@ impl Engine {
         })
         .await?;
         self.commit_and_sync(tx).await?;
-        if let Ok(mut w) = self.inner.flood.lock() {
-            for content_id in content_ids {
-                w.forget(content_id);
-            }
-        }
         Ok(())
     }
 
@@ -834,9 +891,11 @@ impl Engine {
                 c.quarantined_at = None;
             })
             .await?;
-        if let Ok(mut w) = self.inner.flood.lock() {
-            w.forget(id);
-        }
+        // The flood guard starts afresh for it.
+        self.inner
+            .store
+            .delete_counters(&[flood::item_counter(id)])
+            .await?;
         Ok(content)
     }
 
@@ -1071,27 +1130,15 @@ impl Engine {
         }
     }
 
-    /// Flood guard: count the content items a lookup hit; quarantine those
-    /// over the limit.
-    async fn flood_check(&self, hit_ids: &[ContentId]) -> Result<()> {
-        let to_quarantine = {
-            let mut w = self.inner.flood.lock().map_err(lock_err)?;
-            w.record(hit_ids)
-        };
-        for (content_id, share) in to_quarantine {
-            if let Err(e) = self.quarantine(content_id, share).await {
-                tracing::warn!(content_id, error = %e, "flood guard: quarantine failed");
-            }
-        }
-        Ok(())
-    }
-
+    /// Flood guard: quarantine an item over the limit (see [`flood`]).
+    /// One conditional update, so of several processes deciding at once
+    /// exactly one quarantines, audits and announces it.
     async fn quarantine(&self, content_id: ContentId, share: f64) -> Result<()> {
-        let cfg = &self.inner.config.flood_guard;
+        let cfg = self.inner.flood.config();
         let reason = format!(
-            "flood guard: matched {:.1}% of the last {} lookups (limit {:.1}%)",
+            "flood guard: matched {:.1}% of the lookups in the last {} s (limit {:.1}%)",
             share * 100.0,
-            cfg.window,
+            cfg.window.as_secs(),
             cfg.max_share * 100.0
         );
         let mut tx = self.inner.store.write().await?;
@@ -1101,13 +1148,17 @@ impl Engine {
         if before_row.quarantined {
             return Ok(());
         }
+        if !tx
+            .quarantine_content_once(content_id, &reason, echotrace_store::now_ms())
+            .await?
+        {
+            return Ok(()); // another process quarantined it first
+        }
+        let Some(row) = tx.get_content(content_id).await? else {
+            return Ok(());
+        };
         let sigs = self.inner.store.signals_of_content(content_id).await?;
         let before = content_from_rows(&before_row, &sigs)?;
-        let mut next = before_row.clone();
-        next.quarantined = true;
-        next.quarantine_reason = Some(reason.clone());
-        next.quarantined_at = Some(echotrace_store::now_ms());
-        let row = tx.update_content(&next).await?;
         let after = content_from_rows(&row, &sigs)?;
         tx.record_change("content", content_id, "upsert").await?;
         tx.audit(&NewAudit {
@@ -1130,10 +1181,9 @@ impl Engine {
             echotrace_store::now_ms(),
         )
         .await?;
+        tx.delete_counters(&[flood::item_counter(content_id)])
+            .await?;
         self.commit_and_sync(tx).await?;
-        if let Ok(mut w) = self.inner.flood.lock() {
-            w.forget(content_id);
-        }
         tracing::warn!(content_id, %reason, "content quarantined");
         Ok(())
     }
@@ -1148,13 +1198,26 @@ impl Engine {
     }
 
     async fn enrich_match(&self, row: &echotrace_store::MatchRow) -> Result<MatchRecord> {
-        let (name, labels) = {
+        let labels = self.inner.store.content_labels(&[row.content_id]).await?;
+        self.enrich_with(row, &labels)
+    }
+
+    /// A match row as an API match: bank name from memory, item labels
+    /// from `labels` (JSON by content id; read from the store, which keeps
+    /// them).
+    fn enrich_with(
+        &self,
+        row: &echotrace_store::MatchRow,
+        labels: &std::collections::HashMap<ContentId, String>,
+    ) -> Result<MatchRecord> {
+        let name = {
             let st = self.inner.state.read().map_err(lock_err)?;
-            (
-                st.bank_name(row.bank_id).unwrap_or_default().to_string(),
-                st.labels(row.content_id),
-            )
+            st.bank_name(row.bank_id).unwrap_or_default().to_string()
         };
+        let labels = labels
+            .get(&row.content_id)
+            .and_then(|l| parse_labels(l).ok())
+            .unwrap_or_default();
         match_from_row(row, name, labels)
     }
 
@@ -1168,11 +1231,11 @@ impl Engine {
             limit: i64::from(filter.limit.unwrap_or(100).clamp(1, 1000)),
         };
         let rows = self.inner.store.list_matches(&q).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.enrich_match(r).await?);
-        }
-        Ok(out)
+        let mut ids: Vec<ContentId> = rows.iter().map(|r| r.content_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let labels = self.inner.store.content_labels(&ids).await?;
+        rows.iter().map(|r| self.enrich_with(r, &labels)).collect()
     }
 
     /// Confirm or reject a match. Records the decision, audits before/after

@@ -351,7 +351,9 @@ impl MatchRecord {
 /// an allow bank, plus the allow-bank hits that did the suppressing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LookupResponse {
-    pub submission_id: SubmissionId,
+    /// The recorded submission; `None` when nothing was recorded (a lookup
+    /// without hits under `serve --record matches`).
+    pub submission_id: Option<SubmissionId>,
     pub matches: Vec<MatchRecord>,
     /// Allow-bank hits (recorded, status pending like any match).
     pub allowed: Vec<MatchRecord>,

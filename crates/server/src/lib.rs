@@ -34,7 +34,18 @@
 //!   engine errors map by variant; internal details are logged, not sent.
 //!   Raw content is never logged.
 //! * **Delivery** of webhooks uses the engine's persistent outbox; this
-//!   crate only supplies the HTTP [`deliver::HttpDeliverer`].
+//!   crate only supplies the HTTP [`deliver::HttpDeliverer`]. The worker
+//!   delivers only while its process holds the `outbox` lease, so of many
+//!   replicas on one database exactly one delivers.
+//! * **One of many replicas.** `/readyz` reports the lag behind the
+//!   database's change sequence and answers 503 past
+//!   [`ServerConfig::max_lag`]; background jobs run under leases; the flood
+//!   guard and the login throttle count in the database.
+//! * **A stop cuts nothing off** ([`serve`]): on the signal the server
+//!   drains (readiness 503, `Connection: close`), accepts what the kernel
+//!   had queued, lets requests already on their way arrive, finishes every
+//!   in-flight request, then waits for the group commit, writes the flood
+//!   guard's counts and a snapshot ([`echotrace_engine::Engine::shutdown`]).
 
 pub mod auth;
 pub mod budget;
@@ -46,9 +57,11 @@ pub mod fetch;
 pub mod metrics;
 pub mod openapi;
 mod routes;
+pub mod serve;
 pub mod ui;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -61,6 +74,7 @@ use tokio::sync::Semaphore;
 pub use echotrace_exchange;
 pub use error::ApiError;
 pub use fetch::FetchPolicy;
+pub use serve::DrainConfig;
 
 /// Default request body cap: 64 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 64 << 20;
@@ -112,6 +126,15 @@ pub struct ServerConfig {
     pub collector: Option<echotrace_collector::CollectorConfig>,
     /// Serve the generated demo website under `/demo/site/` (`--demo`).
     pub demo_site: bool,
+    /// `/readyz` answers 503 when the oldest change not applied yet is
+    /// older than this.
+    pub max_lag: Duration,
+    /// Write a snapshot this often (when [`echotrace_engine::EngineConfig::snapshot_dir`]
+    /// is set and changes were applied since the last one); `None`: only at
+    /// a graceful stop.
+    pub snapshot_interval: Option<Duration>,
+    /// How a graceful stop drains connections.
+    pub drain: DrainConfig,
 }
 
 /// How `serve` runs signal exchange.
@@ -160,6 +183,9 @@ impl Default for ServerConfig {
             exchanges: ExchangeSettings::default(),
             collector: None,
             demo_site: false,
+            max_lag: Duration::from_secs(10),
+            snapshot_interval: Some(Duration::from_secs(600)),
+            drain: DrainConfig::default(),
         }
     }
 }
@@ -211,6 +237,8 @@ struct StateInner {
     exchange: OnceLock<Result<Arc<echotrace_exchange::ExchangeService>, String>>,
     /// The collector running in this process, if any.
     collector: OnceLock<echotrace_collector::Collector>,
+    /// Set when a graceful stop began (`/readyz` answers 503).
+    draining: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -233,6 +261,7 @@ impl AppState {
                 startup_error: OnceLock::new(),
                 exchange: OnceLock::new(),
                 collector: OnceLock::new(),
+                draining: Arc::new(AtomicBool::new(false)),
                 config,
             }),
         }
@@ -273,6 +302,11 @@ impl AppState {
 
     pub fn is_ready(&self) -> bool {
         self.inner.engine.get().is_some()
+    }
+
+    /// Whether a graceful stop began.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     pub fn config(&self) -> &ServerConfig {
@@ -437,6 +471,8 @@ where
     let boot = tokio::spawn(async move { boot_engine(boot_state).await });
 
     let serve_state = state.clone();
+    let drain = state.config().drain;
+    let draining = state.inner.draining.clone();
     let task = tokio::spawn(async move {
         let stop = async move {
             tokio::select! {
@@ -445,16 +481,22 @@ where
             }
         };
         // Peer addresses reach handlers (console login throttling).
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await;
-        // Background tasks end with the server.
+        let result = serve::serve(listener, app, stop, drain, draining).await;
+        // Background tasks end with the server. A load still running is
+        // abandoned: it only reads.
+        if !serve_state.is_ready() {
+            boot.abort();
+        }
         let background = boot.await.unwrap_or_default();
         for h in background {
             h.abort();
+            let _ = h.await;
         }
         if let Some(engine) = serve_state.inner.engine.get() {
+            // Every request has finished: flush, snapshot, give leases up.
+            if let Err(e) = engine.shutdown().await {
+                eprintln!("echotrace-server: shutdown: {e}");
+            }
             engine.store().close().await;
         }
         result
@@ -496,7 +538,15 @@ async fn boot_engine(state: AppState) -> Vec<tokio::task::JoinHandle<()>> {
             Err(e) => eprintln!("echotrace-server: cannot list API keys: {e}"),
         }
     }
-    let mut handles = vec![engine.spawn_change_tailer()];
+    report_state_source(&engine);
+    let mut handles = vec![
+        engine.spawn_change_tailer(),
+        engine.spawn_flood_flusher(),
+        engine.spawn_counter_sweeper(),
+    ];
+    if let (Some(every), Some(_)) = (config.snapshot_interval, &config.engine.snapshot_dir) {
+        handles.push(engine.spawn_snapshot_writer(every));
+    }
     let (collector, background) = collect::spawn(&engine, config.collector.as_ref());
     handles.extend(background);
     if let Some(c) = collector {
@@ -561,4 +611,21 @@ fn start_exchanges(
             ..echotrace_exchange::ServiceConfig::default()
         },
     ))
+}
+
+/// One line on stderr saying where the indexes came from, and one per
+/// snapshot that was refused (why).
+fn report_state_source(engine: &Engine) {
+    match engine.state_source() {
+        echotrace_engine::StateSource::Snapshot { path, change_id } => {
+            eprintln!("echotrace-server: indexes loaded from snapshot {path} (change {change_id}), then the changes since");
+        }
+        echotrace_engine::StateSource::Paged { refused } => {
+            for r in refused {
+                eprintln!("echotrace-server: snapshot refused: {r}");
+            }
+            eprintln!("echotrace-server: indexes loaded from the database (paged load)");
+        }
+        echotrace_engine::StateSource::Empty => {}
+    }
 }

@@ -37,6 +37,8 @@ pub struct Gauges {
     /// Age in seconds of the oldest undelivered outbox event.
     pub outbox_oldest_age_seconds: f64,
     pub ready: bool,
+    /// Database changes not applied here yet, and the age of the oldest.
+    pub change_lag: Option<(i64, f64)>,
 }
 
 impl Metrics {
@@ -151,6 +153,20 @@ impl Metrics {
             "echotrace_outbox_lag_seconds {}",
             g.outbox_oldest_age_seconds
         );
+        if let Some((changes, seconds)) = g.change_lag {
+            let _ = writeln!(
+                out,
+                "# HELP echotrace_change_lag_changes Database changes not applied by this replica yet."
+            );
+            let _ = writeln!(out, "# TYPE echotrace_change_lag_changes gauge");
+            let _ = writeln!(out, "echotrace_change_lag_changes {changes}");
+            let _ = writeln!(
+                out,
+                "# HELP echotrace_change_lag_seconds Age of the oldest database change not applied yet."
+            );
+            let _ = writeln!(out, "# TYPE echotrace_change_lag_seconds gauge");
+            let _ = writeln!(out, "echotrace_change_lag_seconds {seconds}");
+        }
         let _ = writeln!(out, "# HELP echotrace_ready Whether indexes are loaded.");
         let _ = writeln!(out, "# TYPE echotrace_ready gauge");
         let _ = writeln!(out, "echotrace_ready {}", u8::from(g.ready));
@@ -177,6 +193,7 @@ mod tests {
             outbox_pending: 1,
             outbox_oldest_age_seconds: 2.5,
             ready: true,
+            change_lag: Some((3, 0.75)),
         });
         assert!(text.contains("echotrace_lookups_total 3\n"));
         assert!(text.contains("echotrace_http_errors_total{class=\"4xx\"} 2\n"));
@@ -188,5 +205,7 @@ mod tests {
         assert!(text.contains("echotrace_lookup_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("echotrace_index_size{signal_type=\"pdq\"} 7\n"));
         assert!(text.contains("echotrace_outbox_lag_seconds 2.5\n"));
+        assert!(text.contains("echotrace_change_lag_changes 3\n"));
+        assert!(text.contains("echotrace_change_lag_seconds 0.75\n"));
     }
 }

@@ -38,6 +38,7 @@ mod lease;
 mod retention;
 mod robust;
 mod rows;
+mod scale;
 mod sighting;
 mod spread;
 pub mod testing;
@@ -68,6 +69,7 @@ pub use lease::LeaseRow;
 pub use retention::{RetentionCutoffs, SweepCounts};
 pub use robust::{is_exportable_table, DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_VPDQ_CROPPED};
 pub use rows::*;
+pub use scale::{schema_version, ContentFlagsRow, CounterAdd, HitDetail};
 pub use sighting::{
     NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,
     SightingSignalRow, SourceRow, WarcRef,
@@ -221,6 +223,8 @@ schema_migrations![
     (40, "collector", "0040_collector"),
     // Spread tracking: liveness, checks, removals, takedown notices.
     (50, "spread", "0050_spread"),
+    // Replicas as one service: database identity, shared counters.
+    (60, "scale", "0060_scale"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -1,8 +1,11 @@
 //! `echotrace serve`: run the HTTP matching service.
 //!
 //! Binds first (so `/healthz` answers at once), loads the indexes in the
-//! background (`/readyz` turns 200 when done), and shuts down gracefully on
-//! SIGTERM or Ctrl-C: in-flight requests finish, background tasks stop.
+//! background — from the newest valid snapshot in `--snapshot-dir` plus the
+//! changes since, else page by page from the database — (`/readyz` turns
+//! 200 when done), and shuts down gracefully on SIGTERM or Ctrl-C: stop
+//! accepting, finish every accepted request, flush the group commit, write
+//! a snapshot, exit 0 (see `echotrace_server::serve`).
 //! On the first start against a database without API keys it creates an
 //! admin key and prints it once on stdout.
 
@@ -124,6 +127,44 @@ pub struct ServeArgs {
     /// Collector: concurrent fetches.
     #[arg(long, default_value_t = 4)]
     pub collect_workers: usize,
+    /// Directory for snapshots of the in-memory indexes (local to this
+    /// process): the newest valid one is loaded at start and only the
+    /// changes since are read from the database; a corrupt snapshot or one
+    /// of another database is refused and the indexes are loaded from the
+    /// database instead.
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<std::path::PathBuf>,
+    /// Seconds between background snapshots (written only when changes
+    /// were applied since the last one); 0: only at a graceful stop.
+    #[arg(long, default_value_t = 600)]
+    pub snapshot_interval_secs: u64,
+    /// Which lookups are written to the database: `all` (a submission row
+    /// each) or `matches` (only lookups with a match or allow-bank hit; the
+    /// others answer the same with `submission_id: null` and write nothing).
+    #[arg(long, default_value = "all", value_parser = ["all", "matches"])]
+    pub record: String,
+    /// `/readyz` answers 503 when the oldest database change not applied
+    /// yet is older than this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub max_lag_secs: f64,
+    /// After SIGTERM, connections keep working this long (requests already
+    /// on their way are answered) before idle ones are closed, ms.
+    #[arg(long, default_value_t = 500)]
+    pub drain_grace_ms: u64,
+    /// Longest wait for in-flight requests after SIGTERM, seconds.
+    #[arg(long, default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+    /// Flood guard: window over which an item's share of lookups is
+    /// measured (all processes on the database together), seconds.
+    #[arg(long, default_value_t = 600)]
+    pub flood_window_secs: u64,
+    /// Flood guard: no quarantine before the window holds this many lookups.
+    #[arg(long, default_value_t = 200)]
+    pub flood_min_sample: usize,
+    /// Flood guard: quarantine an item that matched more than this share
+    /// (0–1) of the window's lookups; 0 disables the guard.
+    #[arg(long, default_value_t = 0.2)]
+    pub flood_max_share: f64,
 }
 
 /// Large buffers (request bodies, decoded images, copies of long texts) are
@@ -244,6 +285,21 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
+    engine.snapshot_dir = args.snapshot_dir.clone();
+    engine.record = echotrace_engine::RecordPolicy::parse(&args.record)
+        .ok_or_else(|| anyhow::anyhow!("--record must be all or matches"))?;
+    if !(0.0..=1.0).contains(&args.flood_max_share) {
+        anyhow::bail!("--flood-max-share must be between 0 and 1");
+    }
+    if !args.max_lag_secs.is_finite() || args.max_lag_secs < 0.0 {
+        anyhow::bail!("--max-lag-secs must be a number of seconds, 0 or more");
+    }
+    engine.flood_guard = echotrace_engine::FloodGuardConfig {
+        enabled: args.flood_max_share > 0.0,
+        window: Duration::from_secs(args.flood_window_secs.max(1)),
+        min_sample: args.flood_min_sample,
+        max_share: args.flood_max_share,
+    };
     let defaults = ServerConfig::default();
     let body_limit = args.max_body_mib.saturating_mul(1 << 20);
     let config = ServerConfig {
@@ -278,6 +334,13 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
             },
             secret_key_file: super::exchange::secret_key_path(&db, args.secret_key_file.as_deref()),
             lease_ttl: Duration::from_secs(args.exchange_lease_secs.max(1)),
+        },
+        max_lag: Duration::from_secs_f64(args.max_lag_secs),
+        snapshot_interval: (args.snapshot_interval_secs > 0)
+            .then(|| Duration::from_secs(args.snapshot_interval_secs)),
+        drain: echotrace_server::DrainConfig {
+            grace: Duration::from_millis(args.drain_grace_ms),
+            timeout: Duration::from_secs(args.shutdown_timeout_secs),
         },
         bootstrap_admin: Some(Arc::new(|key: &str| {
             let mut out = std::io::stdout().lock();

@@ -59,18 +59,43 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready = indexes loaded, not stopping, and not more than
+/// `ServerConfig::max_lag` behind the database's change sequence.
 async fn readyz(state: axum::extract::State<AppState>) -> Response {
-    match state.engine() {
-        Ok(engine) => {
-            let stats = engine.index_stats().ok();
-            (
-                StatusCode::OK,
-                Json(json!({"status": "ready", "index": stats})),
-            )
-                .into_response()
-        }
-        Err(e) => e.into_response(),
+    if state.is_draining() {
+        return ApiError::unavailable("the server is shutting down").into_response();
     }
+    let engine = match state.engine() {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let lag = match engine.lag().await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("echotrace-server: /readyz cannot read the change sequence: {e}");
+            return ApiError::unavailable("the database is unreachable").into_response();
+        }
+    };
+    let max = state.config().max_lag.as_secs_f64();
+    if lag.seconds > max {
+        return ApiError::unavailable(format!(
+            "{} changes behind the database; the oldest is {:.1} s old (limit {max:.1} s)",
+            lag.changes, lag.seconds
+        ))
+        .into_response();
+    }
+    let stats = engine.index_stats().ok();
+    (
+        StatusCode::OK,
+        Json(json!({
+            "status": "ready",
+            "index": stats,
+            "lag": lag,
+            "state": engine.state_source(),
+            "replica": engine.replica_id(),
+        })),
+    )
+        .into_response()
 }
 
 async fn metrics(state: axum::extract::State<AppState>) -> Response {
@@ -79,6 +104,7 @@ async fn metrics(state: axum::extract::State<AppState>) -> Response {
         outbox_pending: 0,
         outbox_oldest_age_seconds: 0.0,
         ready: state.is_ready(),
+        change_lag: None,
     };
     if let Ok(engine) = state.engine() {
         if let Ok(s) = engine.index_stats() {
@@ -87,6 +113,9 @@ async fn metrics(state: axum::extract::State<AppState>) -> Response {
                 ("exact".to_string(), s.exact as u64),
                 ("text_minhash".to_string(), s.text as u64),
             ];
+        }
+        if let Ok(lag) = engine.lag().await {
+            g.change_lag = Some((lag.changes, lag.seconds));
         }
         if let Ok(pending) = engine.list_outbox(true, 1000).await {
             g.outbox_pending = pending.len() as u64;

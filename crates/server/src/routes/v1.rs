@@ -364,10 +364,11 @@ async fn lookup(
     state
         .metrics()
         .record_lookup(started.elapsed(), resp.matches.len() + resp.allowed.len());
-    if let Some((mime, bytes)) = retained {
+    // Unrecorded lookups (`--record matches`, no hit) keep nothing.
+    if let (Some((mime, bytes)), Some(submission_id)) = (retained, resp.submission_id) {
         echotrace_engine::console::retain_submission_media(
             engine.store(),
-            resp.submission_id,
+            submission_id,
             mime,
             &bytes,
         )

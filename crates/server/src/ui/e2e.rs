@@ -284,7 +284,7 @@ async fn seed(ts: &TestServer) -> (i64, i64, Vec<i64>) {
             retain_media(
                 engine.store(),
                 MediaOwner::Submission,
-                resp.submission_id,
+                resp.submission_id.expect("recorded"),
                 "text/plain",
                 edited.as_bytes(),
             )
@@ -719,7 +719,7 @@ async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
     retain_media(
         engine.store(),
         MediaOwner::Submission,
-        resp.submission_id,
+        resp.submission_id.expect("recorded"),
         "video/mp4",
         b"not really a video",
     )
@@ -1023,7 +1023,10 @@ async fn video_match(
     assert_eq!(resp.matches.len(), 1, "the vPDQ query should match");
     for (owner, id) in [
         (MediaOwner::Content, content.id),
-        (MediaOwner::Submission, resp.submission_id),
+        (
+            MediaOwner::Submission,
+            resp.submission_id.expect("recorded"),
+        ),
     ] {
         assert!(
             retain_media(engine.store(), owner, id, "application/octet-stream", media)

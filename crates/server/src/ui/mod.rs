@@ -107,8 +107,8 @@ impl Default for UiConfig {
 pub struct UiState {
     pub app: AppState,
     pub config: std::sync::Arc<UiConfig>,
-    /// Failed-login counters (per process).
-    pub throttle: std::sync::Arc<session::LoginThrottle>,
+    /// Failed-login counters (in the database, shared by every process).
+    pub throttle: std::sync::Arc<echotrace_engine::LoginThrottle>,
     /// Video frame stills (decoded on demand, cached in memory).
     pub thumbs: std::sync::Arc<videostrip::Thumbnailer>,
 }
@@ -134,7 +134,7 @@ pub struct Ctx {
     pub engine: Engine,
     pub store: Store,
     pub config: std::sync::Arc<UiConfig>,
-    pub throttle: std::sync::Arc<session::LoginThrottle>,
+    pub throttle: std::sync::Arc<echotrace_engine::LoginThrottle>,
     pub thumbs: std::sync::Arc<videostrip::Thumbnailer>,
 }
 
@@ -190,7 +190,8 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
             crate::budget::scope,
         ));
     let uploads = budget(limit);
-    let throttle = session::LoginThrottle::new(config.login_max_failures, config.login_window);
+    let throttle =
+        echotrace_engine::LoginThrottle::new(config.login_max_failures, config.login_window);
     let thumbs = videostrip::Thumbnailer::new(config.ffmpeg.clone());
     let state = UiState {
         app,
@@ -424,25 +425,14 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
         .unwrap_or("");
     // Throttle before checking the password: while locked, even the right
     // password is refused, and the answer is the same for every username.
-    if let Err(wait) = st.throttle.admit(username, &ip) {
-        if !st.throttle.first_refusal(username, &ip) {
-            return session::throttled_response(wait);
-        }
-        let detail = serde_json::json!({"username": username, "ip": ip.to_string(),
-                                        "retry_after_secs": wait});
-        if let Err(e) = cq::audit_event(
-            &st.store,
-            "anonymous",
-            "console.login_throttled",
-            &format!("login:{username}"),
-            detail,
-        )
-        .await
-        {
-            return engine_error(None, e);
-        }
-        return session::throttled_response(wait);
-    }
+    let admitted = match st.throttle.admit(&st.store, username, &ip).await {
+        Ok(a) => a,
+        Err(e) => return engine_error(None, e),
+    };
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(refusal) => return refuse_login(&st, username, &ip, &refusal).await,
+    };
     let verified = if username_too_long {
         Ok(None)
     } else {
@@ -450,7 +440,9 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
     };
     let user = match verified {
         Ok(Some(u)) => {
-            st.throttle.record_success(username, &ip);
+            if let Err(e) = st.throttle.record_success(&st.store, &admitted).await {
+                return engine_error(None, e);
+            }
             u
         }
         Ok(None) => {
@@ -495,6 +487,36 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
             set_cookie(LOGIN_COOKIE, "", secure, 0),
         ],
     )
+}
+
+/// A throttled login: 429 with `Retry-After`, audited once per locked
+/// name or address per window (across processes).
+async fn refuse_login(
+    st: &Ctx,
+    username: &str,
+    ip: &std::net::IpAddr,
+    refusal: &echotrace_engine::Refusal,
+) -> Response {
+    let wait = refusal.retry_after_secs;
+    match st.throttle.first_refusal(&st.store, refusal).await {
+        Ok(false) => return session::throttled_response(wait),
+        Ok(true) => {}
+        Err(e) => return engine_error(None, e),
+    }
+    let detail = serde_json::json!({"username": username, "ip": ip.to_string(),
+                                    "retry_after_secs": wait});
+    if let Err(e) = cq::audit_event(
+        &st.store,
+        "anonymous",
+        "console.login_throttled",
+        &format!("login:{username}"),
+        detail,
+    )
+    .await
+    {
+        return engine_error(None, e);
+    }
+    session::throttled_response(wait)
 }
 
 async fn logout(st: Ctx, headers: HeaderMap, _form: PostForm<op::AnyRole>) -> Response {
