@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use echotrace_collector::{Collector, CollectorConfig, FetchConfig, PrivateAllow, RunOptions, SourceConfig};
+use echotrace_collector::{
+    Collector, CollectorConfig, FetchConfig, PrivateAllow, RunOptions, SourceConfig,
+};
 use echotrace_engine::{Actor, ContentSource, Engine, EngineConfig, NewBank, NewContent};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,7 +52,9 @@ fn text(seed: u64, n: usize) -> String {
 
 fn page(path: &str, sections: usize) -> Option<Vec<u8>> {
     if path == "/" || path == "/index.html" {
-        let mut b = String::from("<!doctype html><html><head><title>Index</title></head><body><h1>Index</h1><ul>");
+        let mut b = String::from(
+            "<!doctype html><html><head><title>Index</title></head><body><h1>Index</h1><ul>",
+        );
         for s in 0..sections {
             b.push_str(&format!("<li><a href=\"/s/{s}\">section {s}</a></li>"));
         }
@@ -59,7 +63,10 @@ fn page(path: &str, sections: usize) -> Option<Vec<u8>> {
     }
     if let Some(s) = path.strip_prefix("/s/") {
         let s: usize = s.parse().ok()?;
-        let mut b = format!("<!doctype html><html><head><title>Section {s}</title></head><body><p>{}</p><ul>", text(s as u64, 30));
+        let mut b = format!(
+            "<!doctype html><html><head><title>Section {s}</title></head><body><p>{}</p><ul>",
+            text(s as u64, 30)
+        );
         for p in 0..100 {
             b.push_str(&format!("<li><a href=\"/p/{s}/{p}\">page {p}</a></li>"));
         }
@@ -144,37 +151,48 @@ fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 async fn engine_with_bank(db: &str, texts: usize) -> anyhow::Result<Engine> {
     let cfg = EngineConfig::with_database_url(db);
     let engine = Engine::open(cfg).await?;
     let bank = engine
-        .create_bank(&Actor::cli(), NewBank {
-            name: "bench".into(),
-            kind: echotrace_engine::BankKind::Block,
-            description: String::new(),
-            thresholds: Default::default(),
-            text_equivalences: None,
-        })
+        .create_bank(
+            &Actor::cli(),
+            NewBank {
+                name: "bench".into(),
+                kind: echotrace_engine::BankKind::Block,
+                description: String::new(),
+                thresholds: Default::default(),
+                text_equivalences: None,
+            },
+        )
         .await?;
     for i in 0..texts {
         engine
-            .add_content(&Actor::cli(), bank.id, NewContent {
-                source: ContentSource::Text(text(1_000_000 + i as u64, 80)),
-                labels: vec![],
-                note: String::new(),
-            })
+            .add_content(
+                &Actor::cli(),
+                bank.id,
+                NewContent {
+                    source: ContentSource::Text(text(1_000_000 + i as u64, 80)),
+                    labels: vec![],
+                    note: String::new(),
+                },
+            )
             .await?;
     }
     Ok(engine)
@@ -183,12 +201,20 @@ async fn engine_with_bank(db: &str, texts: usize) -> anyhow::Result<Engine> {
 async fn crawl(args: &[String]) -> anyhow::Result<()> {
     let db = arg(args, "--db").ok_or(anyhow!("--db"))?;
     let seed = arg(args, "--seed").ok_or(anyhow!("--seed"))?;
-    let workers: usize = arg(args, "--workers").map(|w| w.parse()).transpose()?.unwrap_or(16);
-    let texts: usize = arg(args, "--bank-texts").map(|w| w.parse()).transpose()?.unwrap_or(100);
+    let workers: usize = arg(args, "--workers")
+        .map(|w| w.parse())
+        .transpose()?
+        .unwrap_or(16);
+    let texts: usize = arg(args, "--bank-texts")
+        .map(|w| w.parse())
+        .transpose()?
+        .unwrap_or(100);
     let warc = arg(args, "--warc-dir").unwrap_or_else(|| "/tmp/echotrace-bench-warc".into());
     let engine = engine_with_bank(&db, texts).await?;
     let mut fetch = FetchConfig::new("https://bench.invalid/contact").map_err(|e| anyhow!(e))?;
-    fetch.allow_private = "127.0.0.0/8".parse::<PrivateAllow>().map_err(|e| anyhow!(e))?;
+    fetch.allow_private = "127.0.0.0/8"
+        .parse::<PrivateAllow>()
+        .map_err(|e| anyhow!(e))?;
     fetch.politeness.enabled = false;
     let mut cfg = CollectorConfig::new(fetch, warc.into());
     cfg.workers = workers;
@@ -199,7 +225,9 @@ async fn crawl(args: &[String]) -> anyhow::Result<()> {
         ignore_robots: true,
         ..SourceConfig::default()
     };
-    collector.add_source(&Actor::cli(), "bench", "page", &sc.to_json()).await?;
+    collector
+        .add_source(&Actor::cli(), "bench", "page", &sc.to_json())
+        .await?;
     let samples = Arc::new(std::sync::Mutex::new(Vec::<(u64, f64)>::new()));
     let s2 = samples.clone();
     let cpu0 = cpu_seconds();
@@ -216,7 +244,10 @@ async fn crawl(args: &[String]) -> anyhow::Result<()> {
         .await?;
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
-    let rss: Vec<f64> = samples.lock().map(|s| s.iter().map(|(_, m)| *m).collect()).unwrap_or_default();
+    let rss: Vec<f64> = samples
+        .lock()
+        .map(|s| s.iter().map(|(_, m)| *m).collect())
+        .unwrap_or_default();
     println!(
         "{}",
         json!({
@@ -230,11 +261,17 @@ async fn crawl(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn telegram_gen(args: &[String]) -> anyhow::Result<()> {
-    let n: usize = arg(args, "--messages").map(|w| w.parse()).transpose()?.unwrap_or(100_000);
+    let n: usize = arg(args, "--messages")
+        .map(|w| w.parse())
+        .transpose()?
+        .unwrap_or(100_000);
     let out = std::path::PathBuf::from(arg(args, "--out").ok_or(anyhow!("--out"))?);
     std::fs::create_dir_all(&out)?;
     let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("result.json"))?);
-    write!(f, "{{\"name\": \"Bench\", \"type\": \"public_channel\", \"id\": 99, \"messages\": [")?;
+    write!(
+        f,
+        "{{\"name\": \"Bench\", \"type\": \"public_channel\", \"id\": 99, \"messages\": ["
+    )?;
     for i in 1..=n {
         if i > 1 {
             write!(f, ",")?;
@@ -260,12 +297,17 @@ async fn telegram(args: &[String]) -> anyhow::Result<()> {
     let path = arg(args, "--path").ok_or(anyhow!("--path"))?;
     let engine = engine_with_bank(&db, 100).await?;
     let fetch = FetchConfig::new("https://bench.invalid/contact").map_err(|e| anyhow!(e))?;
-    let collector = Collector::new(engine.clone(), CollectorConfig::new(fetch, "/tmp/echotrace-bench-warc".into()))?;
+    let collector = Collector::new(
+        engine.clone(),
+        CollectorConfig::new(fetch, "/tmp/echotrace-bench-warc".into()),
+    )?;
     let sc = SourceConfig {
         path: Some(path.clone()),
         ..SourceConfig::default()
     };
-    collector.add_source(&Actor::cli(), "tg", "telegram_export", &sc.to_json()).await?;
+    collector
+        .add_source(&Actor::cli(), "tg", "telegram_export", &sc.to_json())
+        .await?;
     let row = engine
         .store()
         .get_source_by_name("tg")
@@ -289,10 +331,15 @@ async fn telegram(args: &[String]) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match args.get(1).map(String::as_str) {
         Some("site") => {
-            let pages: usize = arg(&args, "--pages").map(|w| w.parse()).transpose()?.unwrap_or(100_000);
+            let pages: usize = arg(&args, "--pages")
+                .map(|w| w.parse())
+                .transpose()?
+                .unwrap_or(100_000);
             let listen = arg(&args, "--listen").unwrap_or_else(|| "127.0.0.2:0".into());
             rt.block_on(serve_site(&listen, pages))
         }

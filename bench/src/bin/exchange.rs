@@ -14,7 +14,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use echotrace_engine::{Actor, Engine, EngineConfig, LookupRequest, SignalValue, SubmissionContext};
+use echotrace_engine::{
+    Actor, Engine, EngineConfig, LookupRequest, SignalValue, SubmissionContext,
+};
 use echotrace_exchange::{ExchangeRequest, ExchangeService, SecretBox, ServiceConfig};
 use echotrace_signals::signal::SignalType;
 
@@ -60,8 +62,12 @@ fn gen(path: &str, n: u64) -> anyhow::Result<()> {
 async fn apply(args: &[String]) -> anyhow::Result<()> {
     let db = arg(args, "--db").ok_or_else(|| anyhow!("--db URL"))?;
     let file = arg(args, "--file").ok_or_else(|| anyhow!("--file PATH"))?;
-    let n: u64 = arg(args, "--records").unwrap_or_else(|| "1000000".into()).parse()?;
-    let batch: usize = arg(args, "--batch").unwrap_or_else(|| "10000".into()).parse()?;
+    let n: u64 = arg(args, "--records")
+        .unwrap_or_else(|| "1000000".into())
+        .parse()?;
+    let batch: usize = arg(args, "--batch")
+        .unwrap_or_else(|| "10000".into())
+        .parse()?;
     let opened = Instant::now();
     let engine = Engine::open(EngineConfig::with_database_url(&db)).await?;
     let load_s = opened.elapsed().as_secs_f64();
@@ -136,7 +142,9 @@ async fn propagation(args: &[String]) -> anyhow::Result<()> {
     let ka = arg(args, "--key-a").ok_or_else(|| anyhow!("--key-a KEY"))?;
     let kb = arg(args, "--key-b").ok_or_else(|| anyhow!("--key-b KEY"))?;
     let bank = arg(args, "--bank").unwrap_or_else(|| "shared".into());
-    let n: u64 = arg(args, "--samples").unwrap_or_else(|| "200".into()).parse()?;
+    let n: u64 = arg(args, "--samples")
+        .unwrap_or_else(|| "200".into())
+        .parse()?;
     let http = reqwest::Client::new();
     let mut lat = Vec::with_capacity(n as usize);
     for i in 0..n {

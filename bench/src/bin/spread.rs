@@ -107,14 +107,23 @@ async fn checks(args: &[String]) -> anyhow::Result<()> {
     let port = listener.local_addr()?.port();
     tokio::spawn(serve(listener, body.clone()));
     let now = echotrace_store::now_ms();
-    insert_sightings(&store, n, now - 2 * 3_600_000, 0, &format!("http://127.0.0.1:{port}"), &sha).await?;
+    insert_sightings(
+        &store,
+        n,
+        now - 2 * 3_600_000,
+        0,
+        &format!("http://127.0.0.1:{port}"),
+        &sha,
+    )
+    .await?;
     let mut cfg = CheckerConfig::new("bench");
     cfg.workers = workers;
     cfg.timing = Timing {
         schedule: Schedule::parse("1h,6h,24h")?,
         ..Timing::default()
     };
-    let mut fetch = FetchConfig::new("https://example.invalid/echotrace-bench").map_err(|e| anyhow!(e))?;
+    let mut fetch =
+        FetchConfig::new("https://example.invalid/echotrace-bench").map_err(|e| anyhow!(e))?;
     fetch.allow_private = PrivateAllow::All;
     fetch.timeout = Duration::from_secs(30);
     fetch.politeness = PolitenessConfig {
@@ -123,7 +132,11 @@ async fn checks(args: &[String]) -> anyhow::Result<()> {
     };
     let fetcher = echotrace_collector::Fetcher::new(fetch, Some(store.clone()), "bench")
         .map_err(|e| anyhow!("{e}"))?;
-    let checker = Checker::new(store.clone(), Arc::new(CollectorFetcher(Arc::new(fetcher))), cfg);
+    let checker = Checker::new(
+        store.clone(),
+        Arc::new(CollectorFetcher(Arc::new(fetcher))),
+        cfg,
+    );
     let started = Instant::now();
     let cpu0 = cpu_seconds();
     let r = checker.run_round().await?;
@@ -145,15 +158,32 @@ fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Multi-row INSERT of N matched sightings (+ one match each) with ids
 /// from `first_id + 1`, first seen spread over `[since, since + 90 d)`
 /// when `spread_ms` > 0 (else all at `since`).
-async fn insert_sightings(store: &Store, n: u64, since: i64, spread_ms: i64, base: &str, sha: &str) -> anyhow::Result<()> {
+async fn insert_sightings(
+    store: &Store,
+    n: u64,
+    since: i64,
+    spread_ms: i64,
+    base: &str,
+    sha: &str,
+) -> anyhow::Result<()> {
     let pool = store.pool();
     let mut id = 0u64;
     while id < n {
@@ -167,7 +197,12 @@ async fn insert_sightings(store: &Store, n: u64, since: i64, spread_ms: i64, bas
         );
         for k in 0..chunk {
             let i = id + k + 1;
-            let seen = since + if spread_ms > 0 { (i as i64 * 7919) % spread_ms } else { 0 };
+            let seen = since
+                + if spread_ms > 0 {
+                    (i as i64 * 7919) % spread_ms
+                } else {
+                    0
+                };
             let host = format!("h{}.example", i % 500);
             let platform = ["Files", "Paste", "Video", "Social", ""][(i % 5) as usize];
             let url = format!("{base}/c{i}");
@@ -179,7 +214,10 @@ async fn insert_sightings(store: &Store, n: u64, since: i64, spread_ms: i64, bas
             s.push_str(&format!(
                 "({i}, '{url}', '{url}', '{url_sha}', '{host}', '{platform}', '{sha}', 'image', 1, {seen}, {seen}, {seen})"
             ));
-            m.push_str(&format!("({i}, {}, 1, 'pdq', 'plain', 'fetch', {seen})", 1 + i % 1000));
+            m.push_str(&format!(
+                "({i}, {}, 1, 'pdq', 'plain', 'fetch', {seen})",
+                1 + i % 1000
+            ));
         }
         sqlx::query(sqlx::AssertSqlSafe(s)).execute(pool).await?;
         sqlx::query(sqlx::AssertSqlSafe(m)).execute(pool).await?;
@@ -198,8 +236,19 @@ async fn seed(args: &[String]) -> anyhow::Result<()> {
     let now = echotrace_store::now_ms();
     let day = 86_400_000i64;
     let since = now - 90 * day;
-    insert_sightings(&store, n, since, 90 * day, "https://bench.example", &format!("{:064x}", 7)).await?;
-    eprintln!("seed: {n} sightings in {:.1} s", started.elapsed().as_secs_f64());
+    insert_sightings(
+        &store,
+        n,
+        since,
+        90 * day,
+        "https://bench.example",
+        &format!("{:064x}", 7),
+    )
+    .await?;
+    eprintln!(
+        "seed: {n} sightings in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     // Liveness rows, checks and removals: copy i is removed after
     // (i * 37 mod 200) hours when i % 3 != 0, else stays up.
     let mut id = 0u64;
@@ -222,7 +271,11 @@ async fn seed(args: &[String]) -> anyhow::Result<()> {
         for k in 0..chunk {
             let i = id + k + 1;
             let seen = since + (i as i64 * 7919) % (90 * day);
-            let removed_after = if i % 3 != 0 { Some(((i * 37) % 200 + 1) as i64 * 3_600_000) } else { None };
+            let removed_after = if !i.is_multiple_of(3) {
+                Some(((i * 37) % 200 + 1) as i64 * 3_600_000)
+            } else {
+                None
+            };
             let mut last_live = seen;
             let mut first_removed = None;
             for s in 1..=per {
@@ -244,8 +297,14 @@ async fn seed(args: &[String]) -> anyhow::Result<()> {
                 ));
                 check_rows += 1;
             }
-            let confirmed = first_removed.map(|f| f + 6 * 3_600_000).filter(|_| per >= 2);
-            let status = if confirmed.is_some() { "removed" } else { "live" };
+            let confirmed = first_removed
+                .map(|f| f + 6 * 3_600_000)
+                .filter(|_| per >= 2);
+            let status = if confirmed.is_some() {
+                "removed"
+            } else {
+                "live"
+            };
             if k > 0 {
                 l.push(',');
             }
@@ -261,7 +320,9 @@ async fn seed(args: &[String]) -> anyhow::Result<()> {
                 if any_removal {
                     r.push(',');
                 }
-                r.push_str(&format!("({i}, 1, {last_live}, {f}, {conf}, 'removed_gone', NULL)"));
+                r.push_str(&format!(
+                    "({i}, 1, {last_live}, {f}, {conf}, 'removed_gone', NULL)"
+                ));
                 any_removal = true;
             }
         }
@@ -269,12 +330,16 @@ async fn seed(args: &[String]) -> anyhow::Result<()> {
         if any_removal {
             sqlx::query(sqlx::AssertSqlSafe(r)).execute(pool).await?;
         }
-        sqlx::query(sqlx::AssertSqlSafe(c)).execute(pool).await?;
-        c.clear();
+        sqlx::query(sqlx::AssertSqlSafe(std::mem::take(&mut c)))
+            .execute(pool)
+            .await?;
         check_rows = 0;
         id += chunk;
-        if id % 100_000 == 0 {
-            eprintln!("seed: {id} of {n} copies with checks, {:.1} s", started.elapsed().as_secs_f64());
+        if id.is_multiple_of(100_000) {
+            eprintln!(
+                "seed: {id} of {n} copies with checks, {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
         }
     }
     store

@@ -32,7 +32,8 @@ use serde_json::{json, Value};
 
 both_backends!(
     crawl_finds_planted_copies_in_scope,
-    hostile_sites_end_in_recorded_errors
+    hostile_sites_end_in_recorded_errors,
+    warc_import_records_payloads_and_names_bad_records
 );
 
 const CONTACT: &str = "https://collector-test.invalid/contact";
@@ -332,7 +333,7 @@ async fn crawl_finds_planted_copies_in_scope(db: &TestDb) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // ... and queued it for review, tagged with its source.
-    let (_, m) = server.get(&format!("/v1/matches?limit=100")).await;
+    let (_, m) = server.get("/v1/matches?limit=100").await;
     assert!(
         m["matches"]
             .as_array()
@@ -668,7 +669,11 @@ fn warc_record(kind: &str, uri: &str, date: &str, block: &[u8]) -> Vec<u8> {
 }
 
 fn http(ct: &str, body: &[u8]) -> Vec<u8> {
-    let mut v = format!("HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    let mut v = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     v.extend_from_slice(body);
     v
 }
@@ -678,40 +683,98 @@ async fn warc_import_records_payloads_and_names_bad_records(db: &TestDb) {
     let (jpeg, _) = altered_bytes(&images[2].image, Alteration::Jpeg).unwrap();
     let dir = temp_dir("warcimp");
     let mut file = Vec::new();
-    file.extend(warc_record("warcinfo", "", "2024-03-01T00:00:00Z", b"software: test\r\n"));
+    file.extend(warc_record(
+        "warcinfo",
+        "",
+        "2024-03-01T00:00:00Z",
+        b"software: test\r\n",
+    ));
     file.extend(warc_record(
         "response",
         "http://archive.test/page.html",
         "2024-03-01T10:00:00Z",
         &http("text/html", b"<p>an archived page about the harbour ferry timetable</p><a href=\"http://files.test/x.zip\">x</a>"),
     ));
-    file.extend(warc_record("request", "http://archive.test/page.html", "2024-03-01T10:00:00Z", b"GET /page.html HTTP/1.1\r\n\r\n"));
-    file.extend(warc_record("response", "http://archive.test/img.jpg", "2024-03-01T10:00:01Z", &http("image/jpeg", &jpeg)));
-    file.extend(warc_record("metadata", "http://archive.test/img.jpg", "2024-03-01T10:00:01Z", b"{}"));
-    file.extend(warc_record("resource", "http://archive.test/notes.txt", "2024-03-01T10:00:02Z", b"plain notes kept as a resource record"));
+    file.extend(warc_record(
+        "request",
+        "http://archive.test/page.html",
+        "2024-03-01T10:00:00Z",
+        b"GET /page.html HTTP/1.1\r\n\r\n",
+    ));
+    file.extend(warc_record(
+        "response",
+        "http://archive.test/img.jpg",
+        "2024-03-01T10:00:01Z",
+        &http("image/jpeg", &jpeg),
+    ));
+    file.extend(warc_record(
+        "metadata",
+        "http://archive.test/img.jpg",
+        "2024-03-01T10:00:01Z",
+        b"{}",
+    ));
+    file.extend(warc_record(
+        "resource",
+        "http://archive.test/notes.txt",
+        "2024-03-01T10:00:02Z",
+        b"plain notes kept as a resource record",
+    ));
     let good = dir.join("crawl.warc.gz");
     std::fs::write(&good, &file).unwrap();
     let server = Server::spawn(&db.url, &[]).await;
-    server.send(Method::POST, "/v1/banks", json!({"name": "known"})).await;
+    server
+        .send(Method::POST, "/v1/banks", json!({"name": "known"}))
+        .await;
     let (s, item) = server
-        .send(Method::POST, "/v1/banks/known/content", json!({"signals": {"pdq": pdq_of(&png_bytes(&images[2].image).unwrap())}}))
+        .send(
+            Method::POST,
+            "/v1/banks/known/content",
+            json!({"signals": {"pdq": pdq_of(&png_bytes(&images[2].image).unwrap())}}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
-    let out = ok(&["collect", "import-warc", good.to_str().unwrap(), "--db", &db.url, "--json"], T);
+    let out = ok(
+        &[
+            "collect",
+            "import-warc",
+            good.to_str().unwrap(),
+            "--db",
+            &db.url,
+            "--json",
+        ],
+        T,
+    );
     let r: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(r["records"], 6, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     assert_eq!(r["outlinks"], 1, "{r}");
     assert_eq!(r["matched"], 1, "{r}");
-    let hits = server.sightings(&format!("content_id={}", item["id"])).await;
+    let hits = server
+        .sightings(&format!("content_id={}", item["id"]))
+        .await;
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0]["url"], "http://archive.test/img.jpg");
-    assert_eq!(hits[0]["first_seen_at"], 1_709_287_201_000i64, "dated by WARC-Date");
+    assert_eq!(
+        hits[0]["first_seen_at"], 1_709_287_201_000i64,
+        "dated by WARC-Date"
+    );
     let ev = &hits[0]["evidence"];
-    assert!(ev["file"].as_str().unwrap().ends_with("crawl.warc.gz") && ev["record_id"].as_str().unwrap().starts_with("<urn:uuid:"), "{ev}");
-    let (_, v) = server.get("/v1/sightings?url=http://files.test/x.zip").await;
-    assert_eq!(v["sightings"].as_array().unwrap().len(), 1, "the outlink: {v}");
-    let (_, v) = server.get("/v1/sightings?url=http://archive.test/notes.txt").await;
+    assert!(
+        ev["file"].as_str().unwrap().ends_with("crawl.warc.gz")
+            && ev["record_id"].as_str().unwrap().starts_with("<urn:uuid:"),
+        "{ev}"
+    );
+    let (_, v) = server
+        .get("/v1/sightings?url=http://files.test/x.zip")
+        .await;
+    assert_eq!(
+        v["sightings"].as_array().unwrap().len(),
+        1,
+        "the outlink: {v}"
+    );
+    let (_, v) = server
+        .get("/v1/sightings?url=http://archive.test/notes.txt")
+        .await;
     assert_eq!(v["sightings"][0]["media_type"], "text");
     // A truncated WARC: the records before the cut are kept, then a clear
     // error naming the record and its byte offset (exit 2).
@@ -720,13 +783,34 @@ async fn warc_import_records_payloads_and_names_bad_records(db: &TestDb) {
     std::io::Read::read_to_end(&mut d, &mut plain).unwrap();
     let cut = dir.join("cut.warc");
     std::fs::write(&cut, &plain[..plain.len() - 40]).unwrap();
-    let out = run(&["collect", "import-warc", cut.to_str().unwrap(), "--db", &db.url], T);
+    let out = run(
+        &[
+            "collect",
+            "import-warc",
+            cut.to_str().unwrap(),
+            "--db",
+            &db.url,
+        ],
+        T,
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("record 6 at byte") && err.contains("cut.warc"), "{err}");
+    assert!(
+        err.contains("record 6 at byte") && err.contains("cut.warc"),
+        "{err}"
+    );
     let not_warc = dir.join("x.warc");
     std::fs::write(&not_warc, b"hello, this is not a WARC file\r\n").unwrap();
-    let out = run(&["collect", "import-warc", not_warc.to_str().unwrap(), "--db", &db.url], T);
+    let out = run(
+        &[
+            "collect",
+            "import-warc",
+            not_warc.to_str().unwrap(),
+            "--db",
+            &db.url,
+        ],
+        T,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("record 1 at byte 0"));
     let _ = std::fs::remove_dir_all(dir);
@@ -737,19 +821,31 @@ async fn warc_import_records_payloads_and_names_bad_records(db: &TestDb) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_shows_sightings() {
     let dir = temp_dir("demo");
-    let server = Server::spawn_env("", &["--demo"], &[("ECHOTRACE_DEMO_DIR", dir.to_str().unwrap())]).await;
+    let server = Server::spawn_env(
+        "",
+        &["--demo"],
+        &[("ECHOTRACE_DEMO_DIR", dir.to_str().unwrap())],
+    )
+    .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
         // (The demo sources appear once the demo banks are seeded: 404 until then.)
-        let (_, site) = server.get("/v1/sightings?source=demo-site&matched=true").await;
-        let (_, tg) = server.get("/v1/sightings?source=demo-telegram&matched=true").await;
+        let (_, site) = server
+            .get("/v1/sightings?source=demo-site&matched=true")
+            .await;
+        let (_, tg) = server
+            .get("/v1/sightings?source=demo-telegram&matched=true")
+            .await;
         let site = site["sightings"].as_array().cloned().unwrap_or_default();
         let tg = tg["sightings"].as_array().cloned().unwrap_or_default();
         if site.len() >= 2 && tg.len() >= 2 {
             assert!(tg.iter().any(|s| s["platform"] == "telegram"));
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "demo sightings never appeared: site {site:?} telegram {tg:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo sightings never appeared: site {site:?} telegram {tg:?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let (s, v) = server.get("/v1/sources").await;

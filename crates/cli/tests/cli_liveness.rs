@@ -37,14 +37,26 @@ use echotrace_store::testing::TestDb;
 use echotrace_store::{both_backends, NewSighting, NewSightingMatch, Store};
 use serde_json::Value;
 
-both_backends!(disappearing_site, politeness_per_host, kill_9_mid_round, tor_proxy);
+both_backends!(
+    disappearing_site,
+    politeness_per_host,
+    kill_9_mid_round,
+    tor_proxy
+);
 
 const H: i64 = 3_600_000;
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00Z
 
 fn fixture(rel: &str) -> Vec<u8> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures"));
-    assert!(dir.is_dir(), "test fixtures missing: expected ../shared/fixtures at {}", dir.display());
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures"
+    ));
+    assert!(
+        dir.is_dir(),
+        "test fixtures missing: expected ../shared/fixtures at {}",
+        dir.display()
+    );
     std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
 }
 
@@ -58,7 +70,11 @@ struct Page {
 }
 
 fn page(status: u16, content_type: &'static str, body: &[u8]) -> Page {
-    Page { status, content_type, body: body.to_vec() }
+    Page {
+        status,
+        content_type,
+        body: body.to_vec(),
+    }
 }
 
 /// Serves `pages` by path on every given listener; records (host, path,
@@ -71,7 +87,10 @@ struct Site {
 
 impl Site {
     fn start(ips: &[&str], delay: Duration) -> (Site, Vec<u16>) {
-        let site = Site { pages: Arc::default(), log: Arc::default() };
+        let site = Site {
+            pages: Arc::default(),
+            log: Arc::default(),
+        };
         let mut ports = Vec::new();
         for ip in ips {
             let listener = TcpListener::bind((*ip, 0)).unwrap();
@@ -112,7 +131,13 @@ impl Site {
         }
         self.log.lock().unwrap().push((host, path.clone(), arrived));
         std::thread::sleep(delay);
-        let p = self.pages.lock().unwrap().get(&path).cloned().unwrap_or(page(404, "text/plain", b"not found"));
+        let p = self
+            .pages
+            .lock()
+            .unwrap()
+            .get(&path)
+            .cloned()
+            .unwrap_or(page(404, "text/plain", b"not found"));
         let head = format!(
             "HTTP/1.1 {} X\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
             p.status,
@@ -132,7 +157,9 @@ impl Site {
 
 /// A bank item for the original image; returns (engine, bank id, content id).
 async fn bank_item(db: &TestDb, original: &[u8]) -> (Engine, i64, i64) {
-    let engine = Engine::open_without_indexes(EngineConfig::with_database_url(&db.url)).await.unwrap();
+    let engine = Engine::open_without_indexes(EngineConfig::with_database_url(&db.url))
+        .await
+        .unwrap();
     let bank = engine
         .create_bank(
             &Actor::system(),
@@ -163,7 +190,14 @@ async fn bank_item(db: &TestDb, original: &[u8]) -> (Engine, i64, i64) {
 
 /// A matched sighting of the item at `url` (first seen at T0), with the
 /// original's signals.
-async fn sighting(store: &Store, url: &str, host: &str, original: &[u8], bank_id: i64, content_id: i64) -> i64 {
+async fn sighting(
+    store: &Store,
+    url: &str,
+    host: &str,
+    original: &[u8],
+    bank_id: i64,
+    content_id: i64,
+) -> i64 {
     let signals = echotrace_signals::content::hash_content(original, &Default::default()).unwrap();
     let url_sha = echotrace_signals::digest::sha256_hex(url.as_bytes());
     let sha = echotrace_signals::digest::sha256_hex(original);
@@ -185,7 +219,10 @@ async fn sighting(store: &Store, url: &str, host: &str, original: &[u8], bank_id
         })
         .await
         .unwrap();
-    let pairs: Vec<(&str, &str)> = signals.iter().map(|s| (s.signal_type.as_str(), s.value.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = signals
+        .iter()
+        .map(|s| (s.signal_type.as_str(), s.value.as_str()))
+        .collect();
     tx.insert_sighting_signals(s.id, &pairs).await.unwrap();
     tx.mark_sighting_matched(s.id, None).await.unwrap();
     tx.insert_sighting_match(&NewSightingMatch {
@@ -210,8 +247,24 @@ async fn sighting(store: &Store, url: &str, host: &str, original: &[u8], bank_id
 fn round(db: &TestDb, hours: i64, extra: &[&str]) -> Value {
     let at = (T0 + hours * H).to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_echotrace"))
-        .args(["liveness", "--db", &db.url, "run", "--once", "--allow-private-addresses", "--at", &at])
-        .args(["--schedule", "1h,2h,3h,4h", "--confirm-after", "1h", "--timeout-secs", "5"])
+        .args([
+            "liveness",
+            "--db",
+            &db.url,
+            "run",
+            "--once",
+            "--allow-private-addresses",
+            "--at",
+            &at,
+        ])
+        .args([
+            "--schedule",
+            "1h,2h,3h,4h",
+            "--confirm-after",
+            "1h",
+            "--timeout-secs",
+            "5",
+        ])
         .args(["--contact", "https://example.invalid/echotrace-tests"])
         .args(extra)
         .env_remove("ECHOTRACE_DATABASE_URL")
@@ -219,12 +272,23 @@ fn round(db: &TestDb, hours: i64, extra: &[&str]) -> Value {
         .expect("run echotrace liveness");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "liveness run failed: {stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("JSON summary: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "JSON summary: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// The recorded states of a sighting's checks, in order.
 async fn states(store: &Store, id: i64) -> Vec<String> {
-    store.checks_of(id, 100).await.unwrap().into_iter().map(|c| c.state).collect()
+    store
+        .checks_of(id, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.state)
+        .collect()
 }
 
 const REMOVED_PAGE: &[u8] = b"<!doctype html><html><body><h1>LocalLocker</h1>\
@@ -239,19 +303,64 @@ async fn disappearing_site(db: &TestDb) {
     let (engine, bank, item) = bank_item(db, &original).await;
     let store = engine.store().clone();
     let jpeg = "image/jpeg";
-    let paths = ["same", "gone", "removed-page", "locker-page", "swapped", "resized", "back", "blip", "geo", "suspended", "flaky"];
+    let paths = [
+        "same",
+        "gone",
+        "removed-page",
+        "locker-page",
+        "swapped",
+        "resized",
+        "back",
+        "blip",
+        "geo",
+        "suspended",
+        "flaky",
+    ];
     let mut ids = HashMap::new();
     for p in paths {
-        ids.insert(p, sighting(&store, &format!("{base}/{p}"), "127.0.0.1", &original, bank, item).await);
+        ids.insert(
+            p,
+            sighting(
+                &store,
+                &format!("{base}/{p}"),
+                "127.0.0.1",
+                &original,
+                bank,
+                item,
+            )
+            .await,
+        );
         site.set(&format!("/{p}"), page(200, jpeg, &original));
     }
     site.set("/resized", page(200, jpeg, &resized));
-    site.set("/geo", page(451, "text/plain", b"unavailable for legal reasons"));
-    site.set("/suspended", page(200, "text/html", b"<html><body>This account has been suspended.</body></html>"));
+    site.set(
+        "/geo",
+        page(451, "text/plain", b"unavailable for legal reasons"),
+    );
+    site.set(
+        "/suspended",
+        page(
+            200,
+            "text/html",
+            b"<html><body>This account has been suspended.</body></html>",
+        ),
+    );
     site.set("/flaky", page(503, "text/plain", b"try later"));
-    let dns = sighting(&store, "http://nothing-here.invalid/x", "nothing-here.invalid", &original, bank, item).await;
+    let dns = sighting(
+        &store,
+        "http://nothing-here.invalid/x",
+        "nothing-here.invalid",
+        &original,
+        bank,
+        item,
+    )
+    .await;
     // The host's own "removed" page, named by an operator rule.
-    let rules = std::env::temp_dir().join(format!("echotrace-rules-{}-{}.json", std::process::id(), db.backend));
+    let rules = std::env::temp_dir().join(format!(
+        "echotrace-rules-{}-{}.json",
+        std::process::id(),
+        db.backend
+    ));
     std::fs::write(&rules, r#"[{"name": "LocalLocker takedown page", "host": "127.0.0.1",
         "state": "removed_notice_page", "status": [200], "body_contains": ["taken down by LocalLocker"]}]"#).unwrap();
     let rules_flag = ["--removal-rules", rules.to_str().unwrap()];
@@ -269,9 +378,19 @@ async fn disappearing_site(db: &TestDb) {
     site.set("/back", page(410, "text/plain", b"gone"));
     site.set("/blip", page(404, "text/plain", b"oops"));
     round(db, 2, &rules_flag);
-    for p in ["gone", "removed-page", "locker-page", "swapped", "back", "blip"] {
+    for p in [
+        "gone",
+        "removed-page",
+        "locker-page",
+        "swapped",
+        "back",
+        "blip",
+    ] {
         let l = store.get_liveness(ids[p]).await.unwrap().unwrap();
-        assert_eq!(l.status, "removal_pending", "{p}: one removed check is not a removal");
+        assert_eq!(
+            l.status, "removal_pending",
+            "{p}: one removed check is not a removal"
+        );
     }
     // Round 3 (+3 h): the blip is back; the others are still down.
     site.set("/blip", page(200, jpeg, &original));
@@ -282,16 +401,57 @@ async fn disappearing_site(db: &TestDb) {
 
     let expect: [(&str, &[&str]); 11] = [
         ("same", &["live", "live", "live", "live"]),
-        ("gone", &["live", "removed_gone", "removed_gone", "removed_gone"]),
-        ("removed-page", &["live", "removed_notice_page", "removed_notice_page", "removed_notice_page"]),
-        ("locker-page", &["live", "removed_notice_page", "removed_notice_page", "removed_notice_page"]),
-        ("swapped", &["live", "live_altered", "live_altered", "live_altered"]),
+        (
+            "gone",
+            &["live", "removed_gone", "removed_gone", "removed_gone"],
+        ),
+        (
+            "removed-page",
+            &[
+                "live",
+                "removed_notice_page",
+                "removed_notice_page",
+                "removed_notice_page",
+            ],
+        ),
+        (
+            "locker-page",
+            &[
+                "live",
+                "removed_notice_page",
+                "removed_notice_page",
+                "removed_notice_page",
+            ],
+        ),
+        (
+            "swapped",
+            &["live", "live_altered", "live_altered", "live_altered"],
+        ),
         ("resized", &["live", "live", "live", "live"]),
         ("back", &["live", "removed_gone", "removed_gone", "live"]),
         ("blip", &["live", "removed_gone", "live", "live"]),
-        ("geo", &["geo_blocked", "geo_blocked", "geo_blocked", "geo_blocked"]),
-        ("suspended", &["account_suspended", "account_suspended", "account_suspended", "account_suspended"]),
-        ("flaky", &["inconclusive", "inconclusive", "inconclusive", "inconclusive"]),
+        (
+            "geo",
+            &["geo_blocked", "geo_blocked", "geo_blocked", "geo_blocked"],
+        ),
+        (
+            "suspended",
+            &[
+                "account_suspended",
+                "account_suspended",
+                "account_suspended",
+                "account_suspended",
+            ],
+        ),
+        (
+            "flaky",
+            &[
+                "inconclusive",
+                "inconclusive",
+                "inconclusive",
+                "inconclusive",
+            ],
+        ),
     ];
     for (p, want) in expect {
         assert_eq!(states(&store, ids[p]).await, want, "{p}");
@@ -302,8 +462,18 @@ async fn disappearing_site(db: &TestDb) {
         let id = ids[p];
         async move { store.get_liveness(id).await.unwrap().unwrap() }
     };
-    for p in ["gone", "removed-page", "locker-page", "swapped", "suspended"] {
-        assert_eq!(status(p).await.status, "removed", "{p}: two consecutive removed checks");
+    for p in [
+        "gone",
+        "removed-page",
+        "locker-page",
+        "swapped",
+        "suspended",
+    ] {
+        assert_eq!(
+            status(p).await.status,
+            "removed",
+            "{p}: two consecutive removed checks"
+        );
     }
     for p in ["same", "resized", "blip", "geo", "flaky"] {
         assert_eq!(status(p).await.status, "live", "{p}");
@@ -312,32 +482,68 @@ async fn disappearing_site(db: &TestDb) {
     let back = status("back").await;
     assert_eq!((back.status.as_str(), back.resurfaced), ("live", 1));
     let rm = store.removals_of(ids["back"]).await.unwrap();
-    assert_eq!((rm[0].last_live_at, rm[0].first_removed_at, rm[0].confirmed_at, rm[0].resurfaced_at),
-               (T0 + H, T0 + 2 * H, T0 + 3 * H, Some(T0 + 4 * H)));
+    assert_eq!(
+        (
+            rm[0].last_live_at,
+            rm[0].first_removed_at,
+            rm[0].confirmed_at,
+            rm[0].resurfaced_at
+        ),
+        (T0 + H, T0 + 2 * H, T0 + 3 * H, Some(T0 + 4 * H))
+    );
     // Why each verdict: re-hashing, not the status code.
     let resized_checks = store.checks_of(ids["resized"], 10).await.unwrap();
-    assert!(resized_checks[0].detail.contains("pdq distance"), "{}", resized_checks[0].detail);
+    assert!(
+        resized_checks[0].detail.contains("pdq distance"),
+        "{}",
+        resized_checks[0].detail
+    );
     let swapped = store.checks_of(ids["swapped"], 10).await.unwrap();
     assert_eq!(swapped[1].http_status, Some(200));
     let page_checks = store.checks_of(ids["removed-page"], 10).await.unwrap();
-    assert!(page_checks[1].detail.contains("LocalLocker takedown page"), "{}", page_checks[1].detail);
+    assert!(
+        page_checks[1].detail.contains("LocalLocker takedown page"),
+        "{}",
+        page_checks[1].detail
+    );
     let locker_checks = store.checks_of(ids["locker-page"], 10).await.unwrap();
-    assert!(locker_checks[1].detail.contains("locker rule"), "{}", locker_checks[1].detail);
+    assert!(
+        locker_checks[1].detail.contains("locker rule"),
+        "{}",
+        locker_checks[1].detail
+    );
 
     // The report counts the same: 6 confirmed removals (gone, removed page,
     // locker page, swapped, suspended, back), 5 still removed, 1 resurfaced.
     let out = Command::new(env!("CARGO_BIN_EXE_echotrace"))
-        .args(["report", "--db", &db.url, "--from", "2026-01-01", "--to", "2026-01-02", "--format", "json"])
+        .args([
+            "report",
+            "--db",
+            &db.url,
+            "--from",
+            "2026-01-01",
+            "--to",
+            "2026-01-02",
+            "--format",
+            "json",
+        ])
         .env_remove("ECHOTRACE_DATABASE_URL")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rep["totals"]["copies"], 12);
     assert_eq!(rep["totals"]["confirmed_removals"], 6, "{}", rep["totals"]);
     assert_eq!(rep["totals"]["removed"], 5);
     assert_eq!(rep["totals"]["resurfaced"], 1);
-    assert_eq!(rep["settings"]["schedule"], "1h,2h,3h,4h", "the checker recorded its settings");
+    assert_eq!(
+        rep["settings"]["schedule"], "1h,2h,3h,4h",
+        "the checker recorded its settings"
+    );
     // Bad flags: a clear message and a non-zero exit.
     for (args, needle) in [
         (vec!["--schedule", "6h,1h"], "--schedule"),
@@ -379,7 +585,11 @@ async fn politeness_per_host(db: &TestDb) {
     assert_eq!(pages, 12);
     for ip in ["127.0.0.1", "127.0.0.2"] {
         // Every request to the host, robots.txt included.
-        let mut times: Vec<Instant> = log.iter().filter(|(h, ..)| h.starts_with(ip)).map(|x| x.2).collect();
+        let mut times: Vec<Instant> = log
+            .iter()
+            .filter(|(h, ..)| h.starts_with(ip))
+            .map(|x| x.2)
+            .collect();
         times.sort();
         assert!(times.len() >= 6);
         for w in times.windows(2) {
@@ -387,7 +597,10 @@ async fn politeness_per_host(db: &TestDb) {
             // The collector's politeness holds a host's slot while a request
             // runs and frees it 250 ms (or 5 × its duration) after it ends,
             // so arrivals are at least 250 ms apart whatever the jitter.
-            assert!(gap >= Duration::from_millis(250), "{ip}: two requests {gap:?} apart");
+            assert!(
+                gap >= Duration::from_millis(250),
+                "{ip}: two requests {gap:?} apart"
+            );
         }
     }
     // Per host, not global: the two hosts were checked side by side.
@@ -408,12 +621,29 @@ async fn kill_9_mid_round(db: &TestDb) {
     }
     let at = (T0 + H).to_string();
     let args = |cmd: &mut Command| {
-        cmd.args(["liveness", "--db", &db.url, "run", "--once", "--allow-private-addresses", "--at", &at,
-                  "--schedule", "1h,2h", "--politeness-ms", "0", "--workers", "4", "--lease-secs", "2",
-                  "--contact", "https://example.invalid/echotrace-tests"])
-            .env_remove("ECHOTRACE_DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "liveness",
+            "--db",
+            &db.url,
+            "run",
+            "--once",
+            "--allow-private-addresses",
+            "--at",
+            &at,
+            "--schedule",
+            "1h,2h",
+            "--politeness-ms",
+            "0",
+            "--workers",
+            "4",
+            "--lease-secs",
+            "2",
+            "--contact",
+            "https://example.invalid/echotrace-tests",
+        ])
+        .env_remove("ECHOTRACE_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     };
     let mut first = Command::new(env!("CARGO_BIN_EXE_echotrace"));
     args(&mut first);
@@ -435,14 +665,20 @@ async fn kill_9_mid_round(db: &TestDb) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let after_kill = count().await;
-    assert!(after_kill < N, "killed too late to prove anything ({after_kill} of {N})");
+    assert!(
+        after_kill < N,
+        "killed too late to prove anything ({after_kill} of {N})"
+    );
     // Leases held by the dead process expire after 2 s; then a new run.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let mut second = Command::new(env!("CARGO_BIN_EXE_echotrace"));
     args(&mut second);
     assert!(second.status().unwrap().success());
     // Exactly one outcome per due check: none lost, none repeated.
-    let rows = store.checks_page(0, i64::MAX, 0, 10 * N as i64).await.unwrap();
+    let rows = store
+        .checks_page(0, i64::MAX, 0, 10 * N as i64)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), N, "one outcome per sighting");
     assert!(rows.iter().all(|r| r.seq == 1));
     let distinct: std::collections::HashSet<i64> = rows.iter().map(|r| r.sighting_id).collect();
@@ -451,7 +687,11 @@ async fn kill_9_mid_round(db: &TestDb) {
     let live = store.liveness_of(&ids).await.unwrap();
     assert_eq!(live.len(), N);
     assert!(live.iter().all(|l| l.checks == 1));
-    let pages = site.requests().iter().filter(|(_, p, _)| p != "/robots.txt").count();
+    let pages = site
+        .requests()
+        .iter()
+        .filter(|(_, p, _)| p != "/robots.txt")
+        .count();
     assert!(pages >= N, "every URL was fetched at least once");
     engine.store().close().await;
 }
@@ -510,20 +750,40 @@ async fn tor_proxy(db: &TestDb) {
     let (socks_port, seen) = socks5(ports[0]);
     let (engine, bank, item) = bank_item(db, &original).await;
     let onion = "exampleexampleexampleexampleexampleexampleexampleexampl.onion";
-    let id = sighting(engine.store(), &format!("http://{onion}/hidden"), onion, &original, bank, item).await;
+    let id = sighting(
+        engine.store(),
+        &format!("http://{onion}/hidden"),
+        onion,
+        &original,
+        bank,
+        item,
+    )
+    .await;
     // Without a proxy: refused, never looked up.
     round(db, 1, &[]);
     let c = engine.store().checks_of(id, 10).await.unwrap();
     assert_eq!(c[0].state, "inconclusive");
-    assert!(c[0].detail.contains("onion service") && c[0].detail.contains("proxy"), "{}", c[0].detail);
+    assert!(
+        c[0].detail.contains("onion service") && c[0].detail.contains("proxy"),
+        "{}",
+        c[0].detail
+    );
     // Through the SOCKS5 proxy: the name goes to the proxy (socks5h).
     let proxy = format!("socks5h://127.0.0.1:{socks_port}");
     round(db, 2, &["--proxy", &proxy]);
     let c = engine.store().checks_of(id, 10).await.unwrap();
-    assert_eq!((c[1].state.as_str(), c[1].via.as_str()), ("live", "proxy"), "{}", c[1].detail);
+    assert_eq!(
+        (c[1].state.as_str(), c[1].via.as_str()),
+        ("live", "proxy"),
+        "{}",
+        c[1].detail
+    );
     // robots.txt and the page, both through the proxy, both by name.
     let names = seen.lock().unwrap().clone();
-    assert!(!names.is_empty() && names.iter().all(|n| n == onion), "{names:?}");
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n == onion),
+        "{names:?}"
+    );
     let pages: Vec<String> = site.requests().into_iter().map(|r| r.1).collect();
     assert!(pages.contains(&"/hidden".to_string()), "{pages:?}");
     engine.store().close().await;

@@ -229,7 +229,12 @@ impl LockerTable {
         let rule = self.rule_for(u.host_str()?, u.path(), locker_hosts)?;
         let page = crate::html::extract(body, &u, None, &crate::html::HtmlLimits::default(), &[])
             .unwrap_or_default();
-        LockerTable::removed(rule, status, page.title.as_deref().unwrap_or(""), &page.text)
+        LockerTable::removed(
+            rule,
+            status,
+            page.title.as_deref().unwrap_or(""),
+            &page.text,
+        )
     }
 
     /// Resolve a landing page extracted with [`LockerTable::probes`].

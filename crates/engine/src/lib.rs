@@ -104,8 +104,8 @@ pub use flood::FloodGuardConfig;
 pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
 pub use ops::{Lag, StateSource};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
-pub use retention::RetentionPolicy;
 pub use recorder::RecordPolicy;
+pub use retention::RetentionPolicy;
 pub use signals::{
     default_threshold, normalize_signal, normalize_signals, parse_signals, HashedUpload, QueryText,
     PDF_UNPROCESSABLE, VIDEO_UNDECODABLE,
@@ -201,7 +201,7 @@ struct Inner {
     recorder: recorder::Recorder,
     /// The last change id applied, published after every sync that applied
     /// something (the feed builder waits on it).
-    applied: tokio::sync::watch::Sender<i64>,
+    applied_tx: tokio::sync::watch::Sender<i64>,
 }
 
 /// The matching service. Cheap to clone (an `Arc` inside); share one per process.
@@ -284,7 +284,7 @@ impl Engine {
                 source,
                 leases: ops::Leases::default(),
                 recorder,
-                applied: tokio::sync::watch::channel(cursor).0,
+                applied_tx: tokio::sync::watch::channel(cursor).0,
             }),
         }
     }
@@ -379,7 +379,7 @@ impl Engine {
             }
         }
         if applied > 0 {
-            self.inner.applied.send_replace(*cursor);
+            self.inner.applied_tx.send_replace(*cursor);
         }
         Ok(applied)
     }
@@ -387,7 +387,7 @@ impl Engine {
     /// A receiver that changes whenever this process applied new changes
     /// (its value is the last change id applied).
     pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<i64> {
-        self.inner.applied.subscribe()
+        self.inner.applied_tx.subscribe()
     }
 
     /// Spawn the background task that tails the change sequence. Needs a

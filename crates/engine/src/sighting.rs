@@ -300,7 +300,7 @@ impl Engine {
         };
         let (candidates, bank_names, suppressed) = {
             let st = self.inner.state.read().map_err(crate::lock_err)?;
-            let found = st.find_with(&signals, None, variants.as_ref());
+            let found = st.find_with(&signals, None, variants.as_ref(), None);
             let (allowed, blocked): (Vec<Candidate>, Vec<Candidate>) = found
                 .into_iter()
                 .partition(|c| c.bank_kind == BankKind::Allow);
@@ -409,14 +409,21 @@ impl Engine {
                 submission_id: row.submission_id,
                 match_ids: Vec::new(),
             };
-            if p.is_match() && (row.is_new || !row.matched) && matched_now.insert(row.id) {
+            // Hits carry their stored value and labels only once hydrated
+            // from the store (the in-memory state keeps neither).
+            let mut hits = Vec::new();
+            if p.is_match() && (row.is_new || !row.matched) {
+                hits = p.candidates.clone();
+                self.hydrate_lists(&mut [&mut hits]).await?;
+            }
+            if !hits.is_empty() && matched_now.insert(row.id) {
                 let (submission_id, match_ids) = record_hits(
                     tx,
                     row.id,
                     &p.source_name,
                     &p.url,
                     &p.signals,
-                    &p.candidates,
+                    &hits,
                     &p.bank_names,
                     "fetch",
                 )
@@ -470,7 +477,7 @@ impl Engine {
                         value: s.value.clone(),
                     }];
                     let hits: Vec<Candidate> = st
-                        .find_with(&q, None, None)
+                        .find_with(&q, None, None, None)
                         .into_iter()
                         .filter(|c| {
                             wanted.contains(&c.content_id) && c.bank_kind == BankKind::Block
@@ -521,6 +528,7 @@ impl Engine {
                         query.push(signal.clone());
                     }
                 }
+                self.hydrate_lists(&mut [&mut candidates]).await?;
                 if candidates.is_empty() {
                     continue;
                 }
@@ -667,6 +675,8 @@ async fn record_hits(
         recorded: candidates.to_vec(),
         bank_names: bank_names.clone(),
         suppressed: 0,
+        // Collected items are not uploads: they never feed the flood guard.
+        flood_hits: Vec::new(),
     };
     let recorded = record_one(tx, &pending).await?;
     let mut match_ids = Vec::with_capacity(recorded.matches.len());

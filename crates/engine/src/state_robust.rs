@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 
 use echotrace_index::{hamming, Code256, Hit};
-use echotrace_signals::pdq::PdqHash;
 use echotrace_signals::robust::BankSource;
 use echotrace_signals::signal::SignalType;
 use echotrace_signals::video::vpdq::{compare as compare_vpdq, VpdqHash, VpdqMatchOptions};
@@ -216,9 +215,7 @@ impl MatchState {
             let mut detail = query_detail(set, i);
             detail.bank_source = Some(channel.as_str().into());
             detail.bank_removed = Some(hit.removed.map(|v| f32::from(v) / 200.0));
-            detail.plain_distance = self
-                .pdq_code(slot)
-                .map(|code| hamming(&plain_words, &code));
+            detail.plain_distance = self.pdq_code(slot).map(|code| hamming(&plain_words, &code));
             detail.threshold = Some(t);
             if let Some(cand) = self.derived_candidate(
                 slot,

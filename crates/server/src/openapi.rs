@@ -335,7 +335,15 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
 
 /// Build the document.
 /// Every documented route: [`ROUTES`] and the spread-tracking routes.
-pub fn all_routes() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str, &'static str, &'static str)> {
+pub fn all_routes() -> impl Iterator<
+    Item = &'static (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ),
+> {
     ROUTES
         .iter()
         .chain(EXCHANGE_ROUTES)

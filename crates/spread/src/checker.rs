@@ -251,7 +251,11 @@ impl Checker {
         Ok(cache)
     }
 
-    async fn check_due(&self, cache: &Arc<RoundCache>, tx: &mpsc::Sender<CheckWrite>) -> Result<()> {
+    async fn check_due(
+        &self,
+        cache: &Arc<RoundCache>,
+        tx: &mpsc::Sender<CheckWrite>,
+    ) -> Result<()> {
         let workers = self.config.workers.max(1);
         let permits = Arc::new(Semaphore::new(workers));
         let lease_ms = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX / 4);
@@ -350,7 +354,8 @@ impl Checker {
         };
         let locker_check = |status: u16, body: &[u8]| -> Option<String> {
             let rule = rule?;
-            let text = crate::rehash::html_text(&body[..body.len().min(crate::rules::RULE_SCAN_BYTES)]);
+            let text =
+                crate::rehash::html_text(&body[..body.len().min(crate::rules::RULE_SCAN_BYTES)]);
             LockerTable::removed(rule, status, "", &text)
                 .map(|why| format!("{:?}, {why}", rule.name))
         };
@@ -439,7 +444,9 @@ impl Checker {
             return Ok(t.clone());
         }
         let t = match self.store.get_bank(bank_id).await? {
-            Some(b) => serde_json::from_str::<BTreeMap<String, f64>>(&b.thresholds).unwrap_or_default(),
+            Some(b) => {
+                serde_json::from_str::<BTreeMap<String, f64>>(&b.thresholds).unwrap_or_default()
+            }
             None => BTreeMap::new(),
         };
         map.insert(bank_id, t.clone());

@@ -71,7 +71,11 @@ const HOSTS: [Host; 5] = [
 ];
 
 /// Fictional, benign group names for the demo items' `group:` labels.
-const GROUPS: [&str; 3] = ["group:gradient-club", "group:pattern-society", "group:wave-riders"];
+const GROUPS: [&str; 3] = [
+    "group:gradient-club",
+    "group:pattern-society",
+    "group:wave-riders",
+];
 
 /// Seed demo spread data for the demo bank (`demo-shapes-and-texts`).
 pub async fn seed(engine: &Engine, now: i64) -> Result<DemoSummary> {
@@ -137,7 +141,11 @@ pub async fn seed(engine: &Engine, now: i64) -> Result<DemoSummary> {
                 bank_id: bank.id,
                 signal_type: if i < 3 { "pdq" } else { "text_minhash" },
                 match_id: None,
-                distance: if i < 3 { Some(((i + j) * 3) as i64) } else { None },
+                distance: if i < 3 {
+                    Some(((i + j) * 3) as i64)
+                } else {
+                    None
+                },
                 similarity: if i < 3 { None } else { Some(0.8) },
                 channel: "plain",
                 found_by: "fetch",
@@ -185,15 +193,23 @@ pub async fn seed(engine: &Engine, now: i64) -> Result<DemoSummary> {
         )
         .await?;
         if platform == "ExampleVideo" {
-            notice::respond(&store, &Actor::system(), n.id, "removed", Some(sent_at + DAY))
-                .await?;
+            notice::respond(
+                &store,
+                &Actor::system(),
+                n.id,
+                "removed",
+                Some(sent_at + DAY),
+            )
+            .await?;
         }
         summary.notices += 1;
     }
     // Liveness histories through the real state machine.
     let timing = Timing::default();
     let policy = RemovalPolicy::default();
-    store.enroll_liveness(timing.schedule.first(), 10_000).await?;
+    store
+        .enroll_liveness(timing.schedule.first(), 10_000)
+        .await?;
     let verdict_at = |sid: i64, t: i64| -> Verdict {
         let s = scripts.iter().find(|s| s.id == sid);
         let down = s.is_some_and(|s| {

@@ -35,7 +35,6 @@ footer { margin-top: 2rem; color: var(--muted); font-size: .8rem; }
 @media print { body { max-width: none; } h2 { break-after: avoid; } svg { break-inside: avoid; } }
 ";
 
-
 fn ci(c: &Curve) -> String {
     format!(
         "{} – {}",

@@ -240,7 +240,11 @@ mod tests {
         let (l, w) = run(&[(1, RemovedGone), (2, Inconclusive), (3, RemovedGone)]);
         assert_eq!(l.status, "removed");
         assert_eq!(w[2].confirmed_removal.as_ref().unwrap().first_removed_at, H);
-        assert_eq!(w[1].next_check_at, Some(3 * H), "pending: confirm after 1 h");
+        assert_eq!(
+            w[1].next_check_at,
+            Some(3 * H),
+            "pending: confirm after 1 h"
+        );
         let (_, w) = run(&[(1, Live), (2, DnsFail)]);
         assert_eq!(w[1].next_check_at, Some(3 * H), "retry after 1 h");
     }

@@ -202,13 +202,13 @@ async fn items(store: &Store, ids: &[i64]) -> Result<Vec<NoticeItem>> {
             .ok_or_else(|| SpreadError::NotFound(format!("sighting {id}")))?;
         let mut matched = Vec::new();
         for m in store.sighting_matches(id).await? {
-            if !banks.contains_key(&m.bank_id) {
+            if let std::collections::btree_map::Entry::Vacant(e) = banks.entry(m.bank_id) {
                 let name = store
                     .get_bank(m.bank_id)
                     .await?
                     .map(|b| b.name)
                     .unwrap_or_else(|| format!("bank {} (deleted)", m.bank_id));
-                banks.insert(m.bank_id, name);
+                e.insert(name);
             }
             let labels = match store.get_content(m.content_id).await? {
                 Some(c) => serde_json::from_str(&c.labels).unwrap_or_default(),
@@ -231,10 +231,7 @@ async fn items(store: &Store, ids: &[i64]) -> Result<Vec<NoticeItem>> {
             first_seen_at: s.first_seen_at,
             last_seen_at: s.last_seen_at,
             content_sha256: s.content_sha256,
-            status: live
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| "untracked".into()),
+            status: live.get(&id).cloned().unwrap_or_else(|| "untracked".into()),
             matched,
             evidence: s.warc.map(|w| Evidence {
                 warc_file: w.file,
@@ -284,7 +281,10 @@ fn render_body(
             fmt_ts(it.last_seen_at)
         ));
         if !it.content_sha256.is_empty() {
-            t.push_str(&format!("   SHA-256 of the content seen: {}\n", it.content_sha256));
+            t.push_str(&format!(
+                "   SHA-256 of the content seen: {}\n",
+                it.content_sha256
+            ));
         }
         for m in &it.matched {
             let how = match (m.distance, m.similarity) {

@@ -427,8 +427,7 @@ async fn load(store: &Store, opts: &ReportOptions) -> Result<Population> {
                 lower,
                 confirmed_in_window: confirmed,
                 resurfaced: confirmed
-                    && c
-                        .removal
+                    && c.removal
                         .as_ref()
                         .and_then(|r| r.resurfaced_at)
                         .is_some_and(|t| t < opts.to),
@@ -928,11 +927,36 @@ impl CsvRows {
         self.row(section, &c.name, "removed_observed", c.removed.to_string());
         self.row(section, &c.name, "censored", c.censored.to_string());
         self.row(section, &c.name, "median_hours", opt(c.median_hours));
-        self.row(section, &c.name, "median_ci_lower_hours", opt(c.median_ci_hours[0]));
-        self.row(section, &c.name, "median_ci_upper_hours", opt(c.median_ci_hours[1]));
-        self.row(section, &c.name, "removed_within_1h", num(c.removed_within.h1));
-        self.row(section, &c.name, "removed_within_24h", num(c.removed_within.h24));
-        self.row(section, &c.name, "removed_within_7d", num(c.removed_within.d7));
+        self.row(
+            section,
+            &c.name,
+            "median_ci_lower_hours",
+            opt(c.median_ci_hours[0]),
+        );
+        self.row(
+            section,
+            &c.name,
+            "median_ci_upper_hours",
+            opt(c.median_ci_hours[1]),
+        );
+        self.row(
+            section,
+            &c.name,
+            "removed_within_1h",
+            num(c.removed_within.h1),
+        );
+        self.row(
+            section,
+            &c.name,
+            "removed_within_24h",
+            num(c.removed_within.h24),
+        );
+        self.row(
+            section,
+            &c.name,
+            "removed_within_7d",
+            num(c.removed_within.d7),
+        );
     }
 }
 
@@ -989,7 +1013,12 @@ pub fn to_csv(r: &Report) -> String {
         out.row("notices", &n.platform, "sent", n.sent.to_string());
         out.row("notices", &n.platform, "removed", n.removed.to_string());
         out.row("notices", &n.platform, "rejected", n.rejected.to_string());
-        out.row("notices", &n.platform, "no_response", n.no_response.to_string());
+        out.row(
+            "notices",
+            &n.platform,
+            "no_response",
+            n.no_response.to_string(),
+        );
     }
     for (state, n) in &r.checks_by_state {
         out.row("checks", state, "count", n.to_string());
@@ -1018,8 +1047,7 @@ fn opt(v: Option<f64>) -> String {
 /// A CSV field, quoted when needed; a leading `=`, `+`, `@` (or a `-` that
 /// is not a number) gets a `'` so spreadsheets never run it as a formula.
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '@']) || (s.starts_with('-') && s.parse::<f64>().is_err())
-    {
+    let s = if s.starts_with(['=', '+', '@']) || (s.starts_with('-') && s.parse::<f64>().is_err()) {
         format!("'{s}")
     } else {
         s.to_string()

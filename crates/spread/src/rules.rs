@@ -149,8 +149,7 @@ impl RemovalRules {
             if r.status.iter().any(|s| !(100..=599).contains(s)) {
                 return Err(bad("status codes are 100-599"));
             }
-            if r
-                .body_contains
+            if r.body_contains
                 .iter()
                 .chain(&r.final_url_contains)
                 .any(|p| p.trim().is_empty() || p.len() > 1000)
@@ -220,8 +219,7 @@ impl RemovalRules {
             if r.body_contains.is_empty() && r.final_url_contains.is_empty() {
                 return Some(r);
             }
-            if r
-                .final_url_contains
+            if r.final_url_contains
                 .iter()
                 .any(|p| url.contains(&p.to_ascii_lowercase()))
             {
@@ -229,8 +227,7 @@ impl RemovalRules {
             }
             if !r.body_contains.is_empty() {
                 let text = body_text();
-                if r
-                    .body_contains
+                if r.body_contains
                     .iter()
                     .any(|p| text.contains(&p.to_lowercase()))
                 {

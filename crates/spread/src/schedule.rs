@@ -187,7 +187,16 @@ mod tests {
 
     #[test]
     fn bad_schedules_are_refused() {
-        for bad in ["", " , ", "1x", "6h,1h", "+0s..1d", "+1d", "h", "1h,+1h..30m"] {
+        for bad in [
+            "",
+            " , ",
+            "1x",
+            "6h,1h",
+            "+0s..1d",
+            "+1d",
+            "h",
+            "1h,+1h..30m",
+        ] {
             assert!(Schedule::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert_eq!(

@@ -148,10 +148,7 @@ pub fn decide(
                 ),
             }
         }
-        404 | 410 => by_rule(
-            LivenessState::RemovedGone,
-            format!("HTTP {}", resp.status),
-        ),
+        404 | 410 => by_rule(LivenessState::RemovedGone, format!("HTTP {}", resp.status)),
         451 => by_rule(LivenessState::GeoBlocked, "HTTP 451".to_string()),
         s => by_rule(LivenessState::Inconclusive, format!("HTTP {s}")),
     }
@@ -196,7 +193,10 @@ mod tests {
             LivenessState::Live
         );
         assert_eq!(
-            d(served(200, b"<p>hello</p>"), Presence::Differs("pdq 120".into())),
+            d(
+                served(200, b"<p>hello</p>"),
+                Presence::Differs("pdq 120".into())
+            ),
             LivenessState::LiveAltered
         );
         assert_eq!(
@@ -287,9 +287,12 @@ mod tests {
             locker: Some(&check),
             ..target("ab")
         };
-        let v = decide(&t, &served(200, b"<p>gone fishing</p>"), &RemovalRules::default(), |_| {
-            Presence::Differs("-".into())
-        });
+        let v = decide(
+            &t,
+            &served(200, b"<p>gone fishing</p>"),
+            &RemovalRules::default(),
+            |_| Presence::Differs("-".into()),
+        );
         assert_eq!(v.state, LivenessState::RemovedNoticePage);
         assert!(v.detail.contains("locker rule"), "{}", v.detail);
     }

@@ -54,8 +54,17 @@ fn close_opt(what: &str, got: Option<f64>, want: &Value) {
 fn check_fit(name: &str, obs: &[Observation], want: &Value) {
     let km = KaplanMeier::fit(obs).unwrap();
     assert_eq!(km.n(), want["n"].as_u64().unwrap(), "{name} n");
-    assert_eq!(km.total_events(), want["events"].as_u64().unwrap(), "{name} events");
-    let times: Vec<f64> = want["timeline"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(
+        km.total_events(),
+        want["events"].as_u64().unwrap(),
+        "{name} events"
+    );
+    let times: Vec<f64> = want["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     assert_eq!(km.times.len(), times.len(), "{name} timeline length");
     for (i, t) in times.iter().enumerate() {
         close(&format!("{name} t[{i}]"), km.times[i], *t);
@@ -73,8 +82,16 @@ fn check_fit(name: &str, obs: &[Observation], want: &Value) {
     }
     let m = km.median();
     close_opt(&format!("{name} median"), m.median, &want["median"]);
-    close_opt(&format!("{name} median CI lower"), m.lower, &want["median_ci_lower"]);
-    close_opt(&format!("{name} median CI upper"), m.upper, &want["median_ci_upper"]);
+    close_opt(
+        &format!("{name} median CI lower"),
+        m.lower,
+        &want["median_ci_lower"],
+    );
+    close_opt(
+        &format!("{name} median CI upper"),
+        m.upper,
+        &want["median_ci_upper"],
+    );
     for h in ["1", "24", "168"] {
         close(
             &format!("{name} S({h} h)"),
@@ -104,6 +121,14 @@ fn logrank_matches_lifelines() {
     let a: Vec<Observation> = data.iter().filter(|d| d.0 == "A").map(|d| d.1).collect();
     let b: Vec<Observation> = data.iter().filter(|d| d.0 == "B").map(|d| d.1).collect();
     let lr = logrank(&a, &b).unwrap();
-    close("log-rank statistic", lr.statistic, r["logrank_A_vs_B"]["statistic"].as_f64().unwrap());
-    close("log-rank p", lr.p_value, r["logrank_A_vs_B"]["p_value"].as_f64().unwrap());
+    close(
+        "log-rank statistic",
+        lr.statistic,
+        r["logrank_A_vs_B"]["statistic"].as_f64().unwrap(),
+    );
+    close(
+        "log-rank p",
+        lr.p_value,
+        r["logrank_A_vs_B"]["p_value"].as_f64().unwrap(),
+    );
 }

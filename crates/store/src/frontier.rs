@@ -282,7 +282,9 @@ impl Store {
                 sql.push_str(&format!("${}", i + 3));
             }
             sql.push(')');
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(until).bind(holder);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(until)
+                .bind(holder);
             for id in chunk {
                 q = q.bind(*id);
             }

@@ -816,7 +816,13 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((get_str(r, "platform")?, get_str(r, "response")?, get_i64(r, "n")?)))
+            .map(|r| {
+                Ok((
+                    get_str(r, "platform")?,
+                    get_str(r, "response")?,
+                    get_i64(r, "n")?,
+                ))
+            })
             .collect()
     }
 }

@@ -119,8 +119,8 @@ fn config(a: &RunArgs) -> anyhow::Result<(CheckerConfig, FetchConfig, CheckerSet
     }
     let mut rules = RemovalRules::builtin();
     if let Some(path) = &a.removal_rules {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let own = RemovalRules::parse_json(&text)
             .map_err(|e| anyhow!("--removal-rules {}: {e}", path.display()))?;
         rules = own.then(rules);

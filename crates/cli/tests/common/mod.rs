@@ -84,13 +84,7 @@ impl Server {
         if !db_url.is_empty() {
             args.extend_from_slice(&["--db", db_url]);
         }
-        args.extend_from_slice(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--no-webhooks",
-            "--threads",
-            "2",
-        ]);
+        args.extend_from_slice(&["--listen", "127.0.0.1:0", "--no-webhooks", "--threads", "2"]);
         args.extend_from_slice(extra);
         let mut child = Command::new(bin())
             .args(&args)

@@ -4,8 +4,8 @@
 //! headers ([`Caller`] with the route's requirement, before the body), then
 //! turn the request into engine types, call the engine, shape JSON.
 
-pub(crate) mod exchange;
 mod collect;
+pub(crate) mod exchange;
 mod hma;
 pub(crate) mod spread;
 mod v1;
@@ -243,11 +243,9 @@ pub(crate) async fn add_bank_content(
             }
             Vec::from(bytes)
         }
-        ItemInput::Url(url) => Vec::from(
-            crate::fetch::fetch(&url, &state.config().fetch)
-                .await
-                .map_err(fetch_error)?,
-        ),
+        ItemInput::Url(url) => crate::fetch::fetch(&url, &state.config().fetch)
+            .await
+            .map_err(fetch_error)?,
     };
     let pool = Pool::for_bytes(&bytes);
     let new = NewContent {

@@ -1445,7 +1445,8 @@ async fn collector_pages_show_sources_and_sightings() {
         )
         .await
         .unwrap();
-    let text = "the river valley fog clears by noon and the afternoon stays bright and warm with a breeze";
+    let text =
+        "the river valley fog clears by noon and the afternoon stays bright and warm with a breeze";
     let item = engine
         .add_content(
             &Actor::cli(),
@@ -1467,7 +1468,12 @@ async fn collector_pages_show_sources_and_sightings() {
     )
     .await
     .unwrap();
-    let source = engine.store().get_source_by_name("board").await.unwrap().unwrap();
+    let source = engine
+        .store()
+        .get_source_by_name("board")
+        .await
+        .unwrap()
+        .unwrap();
     let mk = |url: &str, parent: Option<i64>, content: ItemContent| SightingItem {
         source_id: Some(source.id),
         source_name: "board".into(),
@@ -1515,15 +1521,25 @@ async fn collector_pages_show_sources_and_sightings() {
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("board") && html.contains("Politeness waits") && html.contains("<svg"));
     let forms: Vec<String> = post_forms(&html).into_iter().map(|(a, _)| a).collect();
-    for f in ["/ui/sources", "/ui/sources/board/run", "/ui/sources/board/toggle"] {
+    for f in [
+        "/ui/sources",
+        "/ui/sources/board/run",
+        "/ui/sources/board/toggle",
+    ] {
         assert!(forms.iter().any(|a| a == f), "{f}: {forms:?}");
         let r = ts.post(f, &sid, &[("name", "x"), ("kind", "page")]).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{f} without a token");
     }
-    let r = ts.post("/ui/sources/board/run", &sid, &[("csrf", &token)]).await;
+    let r = ts
+        .post("/ui/sources/board/run", &sid, &[("csrf", &token)])
+        .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let r = ts
-        .post("/ui/sources", &sid, &[("csrf", &token), ("name", "bad"), ("kind", "feed")])
+        .post(
+            "/ui/sources",
+            &sid,
+            &[("csrf", &token), ("name", "bad"), ("kind", "feed")],
+        )
         .await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("config.urls"));
@@ -1531,16 +1547,34 @@ async fn collector_pages_show_sources_and_sightings() {
         .post(
             "/ui/sources",
             &sid,
-            &[("csrf", &token), ("name", "feed2"), ("kind", "feed"), ("urls", "http://feed.test/rss"), ("depth", "2")],
+            &[
+                ("csrf", &token),
+                ("name", "feed2"),
+                ("kind", "feed"),
+                ("urls", "http://feed.test/rss"),
+                ("depth", "2"),
+            ],
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(engine.store().get_source_by_name("feed2").await.unwrap().is_some());
+    assert!(engine
+        .store()
+        .get_source_by_name("feed2")
+        .await
+        .unwrap()
+        .is_some());
 
-    let (s, html) = ts.get(&format!("/ui/sightings?content_id={}", item.id), &sid).await;
+    let (s, html) = ts
+        .get(&format!("/ui/sightings?content_id={}", item.id), &sid)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("http://board.test/post/1") && !html.contains("http://board.test/\""));
-    let (s, html) = ts.get("/ui/sightings?host=board.test&matched=no&from=2023-11-01&to=2023-11-30", &sid).await;
+    let (s, html) = ts
+        .get(
+            "/ui/sightings?host=board.test&matched=no&from=2023-11-01&to=2023-11-30",
+            &sid,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("http://board.test/") && !html.contains("/post/1"));
     let (s, _) = ts.get("/ui/sightings?from=yesterday", &sid).await;
@@ -1548,7 +1582,10 @@ async fn collector_pages_show_sources_and_sightings() {
     let (s, html) = ts.get(&format!("/ui/sightings/{id}"), &sid).await;
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains(XSS_ESCAPED) && !html.contains("<script>alert"));
-    assert!(html.contains(&format!("/ui/sightings/{}", rec[0].sighting_id)), "parent linked");
+    assert!(
+        html.contains(&format!("/ui/sightings/{}", rec[0].sighting_id)),
+        "parent linked"
+    );
     assert!(html.contains("c1-x.warc.gz") && html.contains("text_minhash"));
     let (s, html) = ts.get("/ui/sightings/review", &sid).await;
     assert_eq!(s, StatusCode::OK);

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,9 +24,10 @@ use echotrace_spread::SpreadError;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::session::{error_response, see_other, Authed, PostForm};
+use super::session::{error_response, see_other, Authed, PostForm, UiQuery};
 use super::views::{self, csrf_field, fmt_ts, Evidence, Flash, Viewer};
 use super::{actor, evidence, page, Ctx};
+use crate::auth::op;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -49,10 +50,7 @@ pub(super) struct DaysQuery {
 }
 
 fn days(q: &DaysQuery) -> i64 {
-    match q.days {
-        Some(d @ (7 | 30 | 90 | 365)) => d,
-        _ => 90,
-    }
+    q.days.unwrap_or(90)
 }
 
 // ----- the dashboard -------------------------------------------------------------
@@ -66,20 +64,29 @@ struct Dashboard {
     clusters: Vec<cluster::ClusterListItem>,
 }
 
-pub(super) async fn dashboard(st: Ctx, auth: Authed, Query(q): Query<DaysQuery>) -> Response {
+pub(super) async fn dashboard(st: Ctx, auth: Authed, UiQuery(q): UiQuery<DaysQuery>) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }
     let days = days(&q);
     let now = echotrace_store::now_ms();
     let built: Result<Dashboard, SpreadError> = async {
-        let report = report::build(&st.store, &ReportOptions::new(now - days * DAY_MS, now + 1)).await?;
+        let report =
+            report::build(&st.store, &ReportOptions::new(now - days * DAY_MS, now + 1)).await?;
         let since = (now / DAY_MS - 29) * DAY_MS;
-        let counts: BTreeMap<i64, i64> = st.store.sightings_per_day(since).await?.into_iter().collect();
+        let counts: BTreeMap<i64, i64> = st
+            .store
+            .sightings_per_day(since)
+            .await?
+            .into_iter()
+            .collect();
         let per_day = (0..30)
             .map(|i| {
                 let day = since + i * DAY_MS;
-                (echotrace_spread::time::fmt_day(day), counts.get(&day).copied().unwrap_or(0))
+                (
+                    echotrace_spread::time::fmt_day(day),
+                    counts.get(&day).copied().unwrap_or(0),
+                )
             })
             .collect();
         let top_hosts = st.store.top_hosts(10).await?;
@@ -103,7 +110,14 @@ pub(super) async fn dashboard(st: Ctx, auth: Authed, Query(q): Query<DaysQuery>)
             }
         }
         let clusters = cluster::list(&st.store, 20).await?;
-        Ok(Dashboard { days, report, per_day, top_hosts, resurfaced, clusters })
+        Ok(Dashboard {
+            days,
+            report,
+            per_day,
+            top_hosts,
+            resurfaced,
+            clusters,
+        })
     }
     .await;
     match built {
@@ -211,19 +225,33 @@ fn dashboard_view(viewer: &Viewer, d: &Dashboard) -> Markup {
 
 /// The self-contained HTML report, downloaded (never rendered inside the
 /// console, whose CSP forbids its inline style).
-pub(super) async fn report_download(st: Ctx, auth: Authed, Query(q): Query<DaysQuery>) -> Response {
+pub(super) async fn report_download(
+    st: Ctx,
+    auth: Authed,
+    UiQuery(q): UiQuery<DaysQuery>,
+) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }
     let now = echotrace_store::now_ms();
-    match report::build(&st.store, &ReportOptions::new(now - days(&q) * DAY_MS, now + 1)).await {
+    match report::build(
+        &st.store,
+        &ReportOptions::new(now - days(&q) * DAY_MS, now + 1),
+    )
+    .await
+    {
         Ok(r) => {
             let mut resp = echotrace_spread::html::render(&r).into_response();
             let h = resp.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             h.insert(
                 CONTENT_DISPOSITION,
-                HeaderValue::from_static("attachment; filename=\"echotrace-transparency-report.html\""),
+                HeaderValue::from_static(
+                    "attachment; filename=\"echotrace-transparency-report.html\"",
+                ),
             );
             resp
         }
@@ -244,8 +272,12 @@ struct ClusterPage {
 
 fn cluster_flash(code: Option<&str>) -> Option<Flash> {
     match code? {
-        "notice" => Some(Flash::Ok("Notice recorded; the notice.created event is queued.".into())),
-        "none" => Some(Flash::Error("Select at least one copy for the notice.".into())),
+        "notice" => Some(Flash::Ok(
+            "Notice recorded; the notice.created event is queued.".into(),
+        )),
+        "none" => Some(Flash::Error(
+            "Select at least one copy for the notice.".into(),
+        )),
         _ => None,
     }
 }
@@ -254,7 +286,7 @@ pub(super) async fn cluster_page(
     st: Ctx,
     auth: Authed,
     Path(content_id): Path<i64>,
-    Query(q): Query<DaysQuery>,
+    UiQuery(q): UiQuery<DaysQuery>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
@@ -331,7 +363,7 @@ fn cluster_view(viewer: &Viewer, p: &ClusterPage) -> Markup {
                     dt { "First seen" } dd { (fmt_ts(s.first_seen_at)) }
                     dt { "Last seen" } dd { (fmt_ts(s.last_seen_at)) }
                 }
-                (views::evidence(&p.item_media, "cluster-item-media", "Bank item media (hidden until revealed)", p.blur, p.grey, None))
+                (views::evidence(&p.item_media, "cluster-item-media", "Bank item media (hidden until revealed)", p.blur, p.grey, None, None))
             }
             div class="panel" {
                 h2 { "Spread" }
@@ -413,17 +445,20 @@ fn cluster_view(viewer: &Viewer, p: &ClusterPage) -> Markup {
             } }
         }
     };
-    views::layout(&format!("Cluster #{}", s.content_id), "spread", Some(viewer), p.flash.as_ref(), body)
+    views::layout(
+        &format!("Cluster #{}", s.content_id),
+        "spread",
+        Some(viewer),
+        p.flash.as_ref(),
+        body,
+    )
 }
 
 pub(super) async fn create_notice(
     st: Ctx,
     Path(content_id): Path<i64>,
-    PostForm { auth, form }: PostForm,
+    PostForm { auth, form, .. }: PostForm<op::Decide>,
 ) -> Response {
-    if let Err(r) = auth.require(Operation::Decide) {
-        return r;
-    }
     let ids: Vec<i64> = form
         .fields
         .iter()
@@ -457,13 +492,17 @@ pub(super) async fn export_notice(
     st: Ctx,
     auth: Authed,
     Path(id): Path<i64>,
-    Query(q): Query<ExportQuery>,
+    UiQuery(q): UiQuery<ExportQuery>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }
     let Some(format) = notice::ExportFormat::parse(q.format.as_deref().unwrap_or("text")) else {
-        return error_response(Some(&auth.viewer), StatusCode::BAD_REQUEST, "format must be text or json");
+        return error_response(
+            Some(&auth.viewer),
+            StatusCode::BAD_REQUEST,
+            "format must be text or json",
+        );
     };
     match notice::get(&st.store, id).await {
         Ok(n) => {
@@ -472,7 +511,8 @@ pub(super) async fn export_notice(
                 notice::ExportFormat::Text => "text/plain; charset=utf-8",
                 notice::ExportFormat::Json => "application/json",
             };
-            resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
             resp
         }
         Err(e) => spread_error(&auth.viewer, e),
