@@ -417,7 +417,7 @@ async fn corrupt_or_foreign_snapshots_are_refused(db: &TestDb) {
     assert_eq!(files.len(), 1, "{files:?}");
     let pristine = std::fs::read(&files[0]).unwrap();
     let sections = ranges(&pristine);
-    assert_eq!(sections.len(), 1 + 2 * 7, "{sections:?}");
+    assert_eq!(sections.len(), 1 + 2 * 8, "{sections:?}");
 
     // A sample of the queries, on one store connection, keeps this quick.
     let q = Queries {

@@ -250,7 +250,7 @@ impl ContentHasher {
                 let v = setup
                     .hasher
                     .hash_robust(bytes, &setup.options)
-                    .map_err(|e| HashError::Video(e.to_string()))?;
+                    .map_err(video_error)?;
                 out.signals
                     .push(Signal::new(SignalType::Vpdq, v.vpdq.to_signal_string()));
                 let d = digest::digests(bytes);
@@ -335,22 +335,30 @@ fn pdf_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashErro
     Ok(out)
 }
 
+/// A video failure as a [`HashError`]: decoder failures (whose text carries
+/// ffmpeg's own words) become [`HashError::VideoUndecodable`], kept out of
+/// client messages; every video path maps its errors here.
+fn video_error(e: crate::video::ffmpeg::VideoError) -> HashError {
+    use crate::video::ffmpeg::VideoError as V;
+    match e {
+        V::Unreadable(_)
+        | V::DecodeFailed { .. }
+        | V::Io(_)
+        | V::InvalidOption(_)
+        | V::FfmpegMissing { .. } => HashError::VideoUndecodable(e.to_string()),
+        other => HashError::Video(other.to_string()),
+    }
+}
+
 /// A video's `vpdq` signal (python-threatexchange serialisation).
 fn video_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
     let setup = opts.video.as_ref().ok_or_else(|| {
         HashError::Video("video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)".into())
     })?;
-    let out = setup.hasher.hash(bytes, &setup.options).map_err(|e| {
-        use crate::video::ffmpeg::VideoError as V;
-        match e {
-            V::Unreadable(_)
-            | V::DecodeFailed { .. }
-            | V::Io(_)
-            | V::InvalidOption(_)
-            | V::FfmpegMissing { .. } => HashError::VideoUndecodable(e.to_string()),
-            other => HashError::Video(other.to_string()),
-        }
-    })?;
+    let out = setup
+        .hasher
+        .hash(bytes, &setup.options)
+        .map_err(video_error)?;
     Ok(vec![Signal::new(
         SignalType::Vpdq,
         out.vpdq.to_signal_string(),
