@@ -1,7 +1,7 @@
 """Fetch a TCAP or ThreatExchange mock with python-threatexchange's own
 clients and print the live records as JSON lines.
 
-Used by `bench/run_exchange.sh mocks` (through `exchange mocks-vs-pytx`) to
+Used by `bench/run_exchange.sh mocks` (through `bench/src/bin/exchange_mocks.rs`) to
 prove echotrace's mock servers follow the wire formats pytx speaks: pytx
 must fetch the same records echotrace does.
 
