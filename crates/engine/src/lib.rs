@@ -72,6 +72,7 @@ mod error;
 mod flood;
 pub mod import;
 mod outbox;
+pub mod ocr;
 mod recorder;
 mod signals;
 mod state;
@@ -123,6 +124,9 @@ pub struct EngineConfig {
     /// [`Engine::lookup_batch_with_text`] batch together (over it: 413).
     /// Default: the hasher's input limit, what one text upload may be.
     pub max_query_text_bytes: usize,
+    /// OCR of images into `ocr_text` (off by default; `serve` turns it on
+    /// when Tesseract is installed).
+    pub ocr: ocr::OcrConfig,
 }
 
 impl Default for EngineConfig {
@@ -139,6 +143,7 @@ impl Default for EngineConfig {
                 echotrace_signals::decode::DecodeLimits::default().max_file_bytes,
             )
             .unwrap_or(usize::MAX),
+            ocr: ocr::OcrConfig::default(),
         }
     }
 }
@@ -162,6 +167,8 @@ struct Inner {
     flood: StdMutex<flood::FloodWindow>,
     /// Group-commit writer of lookup records.
     recorder: recorder::Recorder,
+    /// Tesseract and its bounded pool (see [`ocr`]).
+    ocr: Arc<ocr::OcrService>,
 }
 
 /// The matching service. Cheap to clone (an `Arc` inside); share one per process.
@@ -203,11 +210,20 @@ impl Engine {
         // by the first sync (re-applying is idempotent: it re-reads the row).
         let cursor = store.max_change_id().await?;
         let state = MatchState::load(&store).await?;
-        Ok(Engine::assemble(store, config, cursor, state))
+        Ok(Engine::assemble(store, config, cursor, state).await)
     }
 
     /// An engine over `state`, which reflects the store up to change `cursor`.
-    fn assemble(store: Store, config: EngineConfig, cursor: i64, state: MatchState) -> Engine {
+    async fn assemble(
+        store: Store,
+        config: EngineConfig,
+        cursor: i64,
+        state: MatchState,
+    ) -> Engine {
+        let ocr_config = config.ocr.clone();
+        let ocr = tokio::task::spawn_blocking(move || ocr::OcrService::start(&ocr_config))
+            .await
+            .unwrap_or_else(|_| ocr::OcrService::start(&ocr::OcrConfig::default()));
         let flood = flood::FloodWindow::new(config.flood_guard.clone());
         let recorder = recorder::Recorder::new(store.clone());
         Engine {
@@ -218,6 +234,7 @@ impl Engine {
                 cursor: tokio::sync::Mutex::new(cursor),
                 flood: StdMutex::new(flood),
                 recorder,
+                ocr: Arc::new(ocr),
             }),
         }
     }
@@ -527,12 +544,47 @@ impl Engine {
     /// lists: the signals plus the text of a text upload (the bytes
     /// themselves, not copied) or of a PDF (its extracted page text), to
     /// hand to [`Engine::lookup_text`]. Blocking, like `hash_bytes`.
+    ///
+    /// With OCR on, an image that passes the text-presence test comes back
+    /// with [`HashedUpload::ocr`] set: hand it to [`Engine::finish_ocr`]
+    /// (after releasing any hashing permit) to add its `ocr_text`.
     pub fn hash_upload(&self, bytes: bytes::Bytes) -> Result<HashedUpload> {
         signals::hash_upload(
             bytes,
             signals::VideoSampling::Query,
             self.inner.config.pdf_extractor.as_deref(),
+            self.ocr_gate(),
         )
+    }
+
+    /// The OCR gate for lookups (`None` when OCR is off).
+    fn ocr_gate(&self) -> Option<echotrace_signals::content::OcrGate> {
+        self.inner
+            .ocr
+            .enabled()
+            .then_some(echotrace_signals::content::OcrGate::TextPresence)
+    }
+
+    /// Whether OCR is on, and which Tesseract (or why not).
+    pub fn ocr_status(&self) -> ocr::OcrStatus {
+        self.inner.ocr.status().clone()
+    }
+
+    /// Run the pending OCR of a hashed upload in the engine's bounded OCR
+    /// pool: adds its `ocr_text` signal (when enough words were read) and,
+    /// if the upload has no other text, keeps the OCR text as the query
+    /// text so banks' equivalence lists apply. Returns what OCR read (for
+    /// the debugger). An OCR failure only means no `ocr_text`.
+    pub async fn finish_ocr(&self, hashed: &mut HashedUpload) -> Option<ocr::OcrReading> {
+        let pending = hashed.ocr.take()?;
+        let out = self.inner.ocr.read(pending).await?;
+        if let Some(signal) = self.inner.ocr.signal(&out, None) {
+            hashed.signals.push(signal);
+            if hashed.text.is_none() {
+                hashed.text = Some(QueryText::from(out.text.clone()));
+            }
+        }
+        Some(out)
     }
 
     /// [`Engine::hash_upload`] for typed text: hashed as text whatever its
@@ -556,15 +608,27 @@ impl Engine {
         let (values, list_version) = match new.source {
             ContentSource::Bytes(bytes) => {
                 let pdf = self.inner.config.pdf_extractor.clone();
-                let values = off_runtime(move || {
-                    signals::hash_bytes_using(
-                        &bytes,
-                        signals::VideoSampling::BankEntry,
-                        pdf.as_deref(),
-                        list.as_deref(),
-                    )
+                // Bank images are OCRed whatever the presence test says: a
+                // missed card costs recall, an extra OCR only time.
+                let gate = self
+                    .inner
+                    .ocr
+                    .enabled()
+                    .then_some(echotrace_signals::content::OcrGate::Always);
+                let bank_list = list.clone();
+                let (mut values, pending) = off_runtime(move || {
+                    signals::hash_bank_entry(&bytes, pdf.as_deref(), list.as_deref(), gate)
                 })
                 .await?;
+                if let Some(pending) = pending {
+                    if let Some(out) = self.inner.ocr.read(pending).await {
+                        let ocr = self.inner.ocr.clone();
+                        let signal =
+                            off_runtime(move || Ok(ocr.signal(&out, bank_list.as_deref()))).await?;
+                        let at = values.len().saturating_sub(2);
+                        values.splice(at..at, signal);
+                    }
+                }
                 (values, list_version)
             }
             ContentSource::Text(text) => (
@@ -586,7 +650,7 @@ impl Engine {
             .await?;
         let mut stored = Vec::with_capacity(values.len());
         for v in dedup_signals(values) {
-            let version = list_version.filter(|_| v.signal_type == SignalType::TextMinhash);
+            let version = list_version.filter(|_| v.signal_type.is_text());
             stored.push(
                 tx.insert_signal_signed_with(
                     row.id,
@@ -763,9 +827,13 @@ impl Engine {
         let bytes = bytes.into();
         let lists = self.text_lists(banks.as_deref())?;
         let pdf = self.inner.config.pdf_extractor.clone();
+        let gate = self.ocr_gate();
+        let mut hashed = off_runtime(move || {
+            signals::hash_upload(bytes, signals::VideoSampling::Query, pdf.as_deref(), gate)
+        })
+        .await?;
+        self.finish_ocr(&mut hashed).await;
         let (signals, variants) = off_runtime(move || {
-            let hashed =
-                signals::hash_upload(bytes, signals::VideoSampling::Query, pdf.as_deref())?;
             let variants = hashed.text.as_ref().and_then(|t| {
                 let base = signals::text_minhash_of(&hashed.signals);
                 signals::sign_variants(t.as_str(), &lists, base)

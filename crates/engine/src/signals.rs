@@ -26,7 +26,9 @@
 use std::collections::BTreeMap;
 
 use echotrace_signals::canonical_url::canonicalize_url;
-use echotrace_signals::content::{detect_kind, hash_content, ContentKind, HashError, HashOptions};
+use echotrace_signals::content::{
+    detect_kind, ContentHasher, ContentKind, HashError, HashOptions, OcrGate,
+};
 use echotrace_signals::decode::DecodeError;
 use echotrace_signals::digest::{digests, sha256_hex};
 use echotrace_signals::isolate::{extract_pdf_isolated, IsolateError, IsolationLimits};
@@ -40,6 +42,7 @@ use echotrace_signals::video::vpdq::{VideoHasher, VpdqHash, VpdqOptions};
 use echotrace_signals::video::VideoSetup;
 
 use crate::error::{EngineError, Result};
+use crate::ocr::PendingOcr;
 use crate::state::TextVariants;
 use crate::types::{SignalValue, Thresholds};
 
@@ -50,6 +53,7 @@ pub fn default_threshold(t: SignalType) -> f64 {
     match t {
         SignalType::Pdq | SignalType::Vpdq => f64::from(PDQ_MATCH_THRESHOLD),
         SignalType::TextMinhash => TextMatchRule::default().jaccard,
+        SignalType::OcrText => echotrace_signals::ocr::DEFAULT_OCR_JACCARD,
         _ => 0.0,
     }
 }
@@ -77,7 +81,7 @@ pub fn normalize_signal(t: SignalType, value: &str) -> Result<SignalValue> {
             }
             v.to_ascii_lowercase()
         }
-        SignalType::TextMinhash => v
+        SignalType::TextMinhash | SignalType::OcrText => v
             .parse::<TextSignature>()
             .map_err(|e| bad(&e.to_string()))?
             .to_string(),
@@ -189,7 +193,9 @@ pub(crate) fn validate_thresholds(t: &Thresholds) -> Result<()> {
             SignalType::Pdq | SignalType::Vpdq => {
                 v.is_finite() && *v >= 0.0 && *v <= 256.0 && v.fract() == 0.0
             }
-            SignalType::TextMinhash => v.is_finite() && *v > 0.0 && *v <= 1.0,
+            SignalType::TextMinhash | SignalType::OcrText => {
+                v.is_finite() && *v > 0.0 && *v <= 1.0
+            }
             _ => false,
         };
         if !ok {
@@ -299,6 +305,21 @@ pub(crate) fn hash_bytes_using(
     }
 }
 
+/// A bank entry's signals (text under `list`), and its prepared OCR input
+/// when it is an image and `ocr_gate` lets it through.
+pub(crate) fn hash_bank_entry(
+    bytes: &[u8],
+    pdf_extractor: Option<&std::path::Path>,
+    list: Option<&EquivalenceList>,
+    ocr_gate: Option<OcrGate>,
+) -> Result<(Vec<SignalValue>, Option<PendingOcr>)> {
+    let is_image = matches!(detect_kind(bytes), Some(ContentKind::Image(_)));
+    if ocr_gate.is_some() && is_image {
+        return hash_non_pdf_deferred(bytes, VideoSampling::BankEntry, ocr_gate);
+    }
+    hash_bytes_using(bytes, VideoSampling::BankEntry, pdf_extractor, list).map(|v| (v, None))
+}
+
 /// Largest PDF handed to the extractor (the image decoder's input limit).
 fn max_pdf_bytes() -> u64 {
     echotrace_signals::decode::DecodeLimits::default().max_file_bytes
@@ -361,7 +382,21 @@ fn pdf_signals(
 }
 
 fn hash_non_pdf(bytes: &[u8], sampling: VideoSampling) -> Result<Vec<SignalValue>> {
-    let signals = hash_content(bytes, &hash_options(bytes, sampling)).map_err(map_hash_error)?;
+    hash_non_pdf_deferred(bytes, sampling, None).map(|(signals, _)| signals)
+}
+
+/// [`hash_non_pdf`], also preparing an image for OCR when it passes
+/// `ocr_gate` (the OCR itself runs later, in the engine's OCR pool).
+pub(crate) fn hash_non_pdf_deferred(
+    bytes: &[u8],
+    sampling: VideoSampling,
+    ocr_gate: Option<OcrGate>,
+) -> Result<(Vec<SignalValue>, Option<PendingOcr>)> {
+    let hashed = ContentHasher::new()
+        .hash_deferred(bytes, &hash_options(bytes, sampling), ocr_gate)
+        .map_err(map_hash_error)?;
+    let pending = hashed.ocr_input.map(|input| PendingOcr { input });
+    let signals = hashed.signals;
     let mut out = Vec::with_capacity(signals.len());
     for s in signals {
         if s.signal_type == SignalType::TextMinhash {
@@ -372,7 +407,7 @@ fn hash_non_pdf(bytes: &[u8], sampling: VideoSampling) -> Result<Vec<SignalValue
             value: s.value,
         });
     }
-    Ok(out)
+    Ok((out, pending))
 }
 
 /// Refuse a text signature of a text with no words (nothing to match on).
@@ -534,10 +569,13 @@ impl From<&str> for QueryText {
 /// An upload hashed for a lookup: its signals and, when it is text or a
 /// PDF, the text its `text_minhash` was signed from (signed without a list),
 /// for [`crate::Engine::lookup_text`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct HashedUpload {
     pub signals: Vec<SignalValue>,
     pub text: Option<QueryText>,
+    /// An image that passed the OCR gate, waiting for
+    /// [`crate::Engine::finish_ocr`] (which adds its `ocr_text` signal).
+    pub ocr: Option<PendingOcr>,
 }
 
 /// Bytes → signals for a lookup ([`hash_bytes_using`] without a list), plus
@@ -547,6 +585,7 @@ pub(crate) fn hash_upload(
     bytes: bytes::Bytes,
     sampling: VideoSampling,
     pdf_extractor: Option<&std::path::Path>,
+    ocr_gate: Option<OcrGate>,
 ) -> Result<HashedUpload> {
     if detect_kind(&bytes) == Some(ContentKind::Pdf) {
         let (signals, text) = pdf_signals(&bytes, pdf_extractor, None)?;
@@ -556,15 +595,16 @@ pub(crate) fn hash_upload(
         return Ok(HashedUpload {
             signals,
             text: has_words.then(|| QueryText::from(text)),
+            ocr: None,
         });
     }
-    let signals = hash_non_pdf(&bytes, sampling)?;
+    let (signals, ocr) = hash_non_pdf_deferred(&bytes, sampling, ocr_gate)?;
     let text = if text_of_bytes(&bytes).is_some() {
         QueryText::from_utf8(bytes)
     } else {
         None
     };
-    Ok(HashedUpload { signals, text })
+    Ok(HashedUpload { signals, text, ocr })
 }
 
 /// Typed text (a JSON `"text"` field, HMA's `text` signal) for a lookup:
@@ -593,6 +633,7 @@ pub(crate) fn hash_typed_text(text: String) -> Result<HashedUpload> {
     Ok(HashedUpload {
         signals,
         text: Some(QueryText::from(text)),
+        ocr: None,
     })
 }
 
@@ -646,11 +687,13 @@ pub(crate) fn sign_variants(
     })
 }
 
-/// The list-free `text_minhash` value among a query's signals, if any.
+/// The list-free text signature among a query's signals (`text_minhash`,
+/// else `ocr_text`), if any.
 pub(crate) fn text_minhash_of(signals: &[SignalValue]) -> Option<&str> {
     signals
         .iter()
         .find(|s| s.signal_type == SignalType::TextMinhash)
+        .or_else(|| signals.iter().find(|s| s.signal_type == SignalType::OcrText))
         .map(|s| s.value.as_str())
 }
 

@@ -302,7 +302,7 @@ impl MatchState {
         let t = s.signal_type.parse::<SignalType>().ok()?;
         let content = self.contents.get_mut(&s.content_id)?;
         content.signal_ids.push(s.id);
-        let list_version = if t == SignalType::TextMinhash {
+        let list_version = if t.is_text() {
             *self
                 .text_versions
                 .entry(content.bank_id)
@@ -324,7 +324,7 @@ impl MatchState {
         );
         match t {
             SignalType::Pdq => PdqHash::from_hex(&s.value).ok().map(|h| h.to_words()),
-            SignalType::TextMinhash => {
+            SignalType::TextMinhash | SignalType::OcrText => {
                 if let Ok(sig) = s.value.parse::<TextSignature>() {
                     if sig.short.is_some() {
                         self.text_short.insert(s.id);
@@ -358,7 +358,7 @@ impl MatchState {
         let Some(entry) = self.signals.remove(&id) else {
             return;
         };
-        if entry.signal_type == SignalType::TextMinhash {
+        if entry.signal_type.is_text() {
             let bank = self.contents.get(&entry.content_id).map(|c| c.bank_id);
             if let Some(per_bank) = bank.and_then(|b| self.text_versions.get_mut(&b)) {
                 if let Some(n) = per_bank.get_mut(&entry.list_version) {
@@ -373,7 +373,7 @@ impl MatchState {
             SignalType::Pdq => {
                 self.pdq.remove(to_u64(id));
             }
-            SignalType::TextMinhash => {
+            SignalType::TextMinhash | SignalType::OcrText => {
                 self.text.remove(&id);
                 self.text_lsh.remove(to_u64(id));
                 self.text_short.remove(&id);
@@ -618,7 +618,10 @@ impl MatchState {
             .banks
             .values()
             .filter(|b| b.enabled)
-            .map(|b| b.threshold(SignalType::TextMinhash))
+            .map(|b| {
+                b.threshold(SignalType::TextMinhash)
+                    .min(b.threshold(SignalType::OcrText))
+            })
             .fold(d.jaccard, f64::min);
         let rule = TextRule {
             jaccard: floor,
@@ -705,7 +708,7 @@ impl MatchState {
                         });
                     }
                 }
-                SignalType::TextMinhash => {
+                SignalType::TextMinhash | SignalType::OcrText => {
                     let Ok(plain) = q.value.parse::<TextSignature>() else {
                         continue;
                     };
@@ -730,8 +733,16 @@ impl MatchState {
                             if version.is_some_and(|v| v != s.list_version) {
                                 continue;
                             }
+                            // Either side read by OCR: the bank's ocr_text rule.
+                            let kind = if q.signal_type == SignalType::OcrText
+                                || s.signal_type == SignalType::OcrText
+                            {
+                                SignalType::OcrText
+                            } else {
+                                SignalType::TextMinhash
+                            };
                             let rule = TextMatchRule {
-                                jaccard: b.threshold(SignalType::TextMinhash),
+                                jaccard: b.threshold(kind),
                                 ..TextMatchRule::default()
                             };
                             let Ok(cmp) = compare_text_with(qsig, sig, &rule) else {
@@ -749,7 +760,7 @@ impl MatchState {
                                 bank_kind: b.kind,
                                 content_id: s.content_id,
                                 signal_id: sid,
-                                signal_type: SignalType::TextMinhash,
+                                signal_type: kind,
                                 matched_value: s.value.clone(),
                                 query_value: qvalue.clone(),
                                 distance: None,

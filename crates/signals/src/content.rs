@@ -85,6 +85,73 @@ pub struct HashOptions {
     pub isolation: crate::isolate::IsolationLimits,
     /// ffmpeg and vPDQ settings; videos are refused without them.
     pub video: Option<crate::video::VideoSetup>,
+    /// OCR images (and video key frames) into an `ocr_text` signal.
+    pub ocr: Option<OcrSetup>,
+}
+
+/// When an image is handed to OCR.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OcrGate {
+    /// Only when [`crate::ocr::text_presence`] fires (lookups: photos
+    /// without text cost no OCR).
+    #[default]
+    TextPresence,
+    /// Always (bank entries, `hash --ocr`): a missed card costs recall.
+    Always,
+}
+
+/// OCR settings for [`HashOptions::ocr`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct OcrSetup {
+    pub tesseract: crate::ocr::Tesseract,
+    pub gate: OcrGate,
+    /// Fewest normalised tokens for an `ocr_text` signal
+    /// ([`crate::ocr::DEFAULT_MIN_TOKENS`]).
+    pub min_tokens: usize,
+}
+
+impl Eq for OcrSetup {}
+
+/// [`ContentHasher::hash_deferred`]'s result: the signals (digests last)
+/// and, for an image that passed the OCR gate, the prepared OCR input, so
+/// the caller can run OCR in its own bounded pool.
+#[derive(Clone, Debug, Default)]
+pub struct Hashed {
+    pub signals: Vec<Signal>,
+    pub ocr_input: Option<crate::ocr::OcrInput>,
+    /// The text-presence test's result (images checked against the gate).
+    pub presence: Option<crate::ocr::TextPresence>,
+}
+
+/// OCR a prepared image into an `ocr_text` signal: `Ok(None)` when fewer
+/// than `min_tokens` tokens were read with enough confidence. The signal
+/// carries an [`crate::signal::OcrSummary`] for display.
+pub fn ocr_signal(
+    tesseract: &crate::ocr::Tesseract,
+    input: &crate::ocr::OcrInput,
+    min_tokens: usize,
+) -> Result<(Option<Signal>, crate::ocr::OcrOutput), crate::ocr::OcrError> {
+    let out = tesseract.recognize(input)?;
+    Ok((ocr_text_signal(&out, min_tokens), out))
+}
+
+/// The `ocr_text` signal of OCR output (`None` under `min_tokens` tokens).
+pub fn ocr_text_signal(out: &crate::ocr::OcrOutput, min_tokens: usize) -> Option<Signal> {
+    if crate::ocr::token_count(&out.text) < min_tokens.max(1) {
+        return None;
+    }
+    let sig = crate::text::text_signature(&out.text);
+    if sig.set_size == 0 {
+        return None;
+    }
+    let mut s = Signal::new(SignalType::OcrText, sig.to_string());
+    s.ocr = Some(crate::signal::OcrSummary {
+        text: out.text.clone(),
+        mean_confidence: out.mean_confidence(),
+        words: out.words.len(),
+        kept: out.words.iter().filter(|w| w.kept).count(),
+    });
+    Some(s)
 }
 
 /// Why an input produced no signals.
@@ -105,6 +172,8 @@ pub enum HashError {
     Pdf(String),
     #[error("video: {0}")]
     Video(String),
+    #[error("OCR: {0}")]
+    Ocr(String),
 }
 
 /// Reusable dispatcher; holds per-thread hashing state.
@@ -118,8 +187,33 @@ impl ContentHasher {
         ContentHasher::default()
     }
 
-    /// Detect the kind of `bytes` and compute its signals.
+    /// Detect the kind of `bytes` and compute its signals. With
+    /// [`HashOptions::ocr`], an image that passes the gate is OCRed here
+    /// and its `ocr_text` signal (if any) comes before the digests.
     pub fn hash(&mut self, bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
+        let gate = opts.ocr.as_ref().map(|o| o.gate);
+        let mut hashed = self.hash_deferred(bytes, opts, gate)?;
+        if let (Some(setup), Some(input)) = (&opts.ocr, &hashed.ocr_input) {
+            let (signal, _) = ocr_signal(&setup.tesseract, input, setup.min_tokens)
+                .map_err(|e| HashError::Ocr(e.to_string()))?;
+            if let Some(signal) = signal {
+                let at = hashed.signals.len().saturating_sub(2);
+                hashed.signals.insert(at, signal);
+            }
+        }
+        Ok(hashed.signals)
+    }
+
+    /// [`ContentHasher::hash`] without running OCR: an image is checked
+    /// against `ocr_gate` (when given) and, if it passes, its prepared OCR
+    /// input is returned with the signals. Video OCR (key frames) runs
+    /// inline when [`HashOptions::ocr`] is set.
+    pub fn hash_deferred(
+        &mut self,
+        bytes: &[u8],
+        opts: &HashOptions,
+        ocr_gate: Option<OcrGate>,
+    ) -> Result<Hashed, HashError> {
         if bytes.is_empty() {
             return Err(HashError::Empty);
         }
@@ -131,24 +225,47 @@ impl ContentHasher {
             });
         }
         let kind = detect_kind(bytes).ok_or(HashError::Unrecognized)?;
-        let mut signals = match kind {
-            ContentKind::Image(_) => self.image_signals(bytes, opts)?,
+        let mut hashed = Hashed::default();
+        hashed.signals = match kind {
+            ContentKind::Image(_) => {
+                let img = decode_image(bytes, &opts.limits, &opts.decode)?;
+                let limits = opts
+                    .ocr
+                    .as_ref()
+                    .map(|o| o.tesseract.limits.clone())
+                    .unwrap_or_default();
+                match ocr_gate {
+                    Some(OcrGate::Always) => {
+                        hashed.ocr_input =
+                            crate::ocr::prepare(&img.rgb, img.width, img.height, &limits);
+                    }
+                    Some(OcrGate::TextPresence) => {
+                        let p = crate::ocr::text_presence(&img.rgb, img.width, img.height);
+                        if p.likely {
+                            hashed.ocr_input =
+                                crate::ocr::prepare(&img.rgb, img.width, img.height, &limits);
+                        }
+                        hashed.presence = Some(p);
+                    }
+                    None => {}
+                }
+                self.image_signals(&img, opts)?
+            }
             ContentKind::Pdf => pdf_signals(bytes, opts)?,
             ContentKind::Text => text_signals(bytes),
             ContentKind::Video => video_signals(bytes, opts)?,
         };
         let d = digest::digests(bytes);
-        signals.push(Signal::new(SignalType::Md5, d.md5));
-        signals.push(Signal::new(SignalType::Sha256, d.sha256));
-        Ok(signals)
+        hashed.signals.push(Signal::new(SignalType::Md5, d.md5));
+        hashed.signals.push(Signal::new(SignalType::Sha256, d.sha256));
+        Ok(hashed)
     }
 
     fn image_signals(
         &mut self,
-        bytes: &[u8],
+        img: &crate::decode::DecodedImage,
         opts: &HashOptions,
     ) -> Result<Vec<Signal>, HashError> {
-        let img = decode_image(bytes, &opts.limits, &opts.decode)?;
         let pdq = if opts.dihedral {
             let out = self
                 .pdq
@@ -168,6 +285,7 @@ impl ContentHasher {
                     flipplus1: h.flipplus1.to_hex(),
                     flipminus1: h.flipminus1.to_hex(),
                 }),
+                ocr: None,
             }
         } else {
             let out = self.pdq.hash_rgb8(&img.rgb, img.width, img.height)?;
@@ -176,6 +294,7 @@ impl ContentHasher {
                 value: out.hash.to_hex(),
                 quality: Some(out.quality),
                 dihedral: None,
+                ocr: None,
             }
         };
         Ok(vec![pdq])
@@ -210,6 +329,7 @@ fn pdf_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashErro
             value: img.pdq,
             quality: Some(img.quality),
             dihedral: None,
+            ocr: None,
         });
     }
     Ok(out)

@@ -7,6 +7,7 @@ pub mod content;
 pub mod decode;
 pub mod digest;
 pub mod isolate;
+pub mod ocr;
 pub mod pdf;
 pub mod pdq;
 pub mod signal;

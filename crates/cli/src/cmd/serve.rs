@@ -54,6 +54,14 @@ pub struct ServeArgs {
     /// Keep the bytes of looked-up uploads for the review console (off: hashing only).
     #[arg(long)]
     pub retain_media: bool,
+    /// Do not OCR images (by default Tesseract is looked for at start and,
+    /// when installed, text in images becomes an `ocr_text` signal).
+    #[arg(long)]
+    pub no_ocr: bool,
+    /// Concurrent OCR runs (a pool of its own, so OCR never holds the
+    /// hashing permits other lookups need).
+    #[arg(long, default_value_t = 1)]
+    pub ocr_workers: usize,
     /// Undo window of review decisions, seconds: a decision's webhook event
     /// is published only after it (the console offers Undo until then).
     #[arg(long, default_value_t = 30)]
@@ -130,6 +138,8 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // PDFs are extracted by this same binary (`__extract-pdf`) in a child
     // process with time and memory limits.
     engine.pdf_extractor = std::env::current_exe().ok();
+    engine.ocr.enabled = !args.no_ocr;
+    engine.ocr.workers = args.ocr_workers.max(1);
     let defaults = ServerConfig::default();
     let config = ServerConfig {
         engine,

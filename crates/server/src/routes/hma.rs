@@ -135,7 +135,7 @@ async fn one_signal(
         })?;
     Ok(HashedUpload {
         signals: vec![echotrace_engine::normalize_signal(t, &v)?],
-        text: None,
+        ..HashedUpload::default()
     })
 }
 

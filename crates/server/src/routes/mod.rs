@@ -53,7 +53,7 @@ async fn readyz(state: axum::extract::State<AppState>) -> Response {
             let stats = engine.index_stats().ok();
             (
                 StatusCode::OK,
-                Json(json!({"status": "ready", "index": stats})),
+                Json(json!({"status": "ready", "index": stats, "ocr": engine.ocr_status()})),
             )
                 .into_response()
         }
@@ -135,7 +135,7 @@ pub(crate) async fn item_query(
         ItemInput::Signals(map) => {
             return Ok(HashedUpload {
                 signals: echotrace_engine::parse_signals(&map)?,
-                text: None,
+                ..HashedUpload::default()
             })
         }
         ItemInput::File(bytes) => {
@@ -158,9 +158,14 @@ pub(crate) async fn item_query(
             .map_err(fetch_error)?
             .into(),
     };
-    state
+    let ocr_engine = engine.clone();
+    let mut hashed = state
         .hash_job(move || engine.hash_upload(bytes).map_err(ApiError::from))
-        .await
+        .await?;
+    // OCR (if the image passed the text-presence test) runs in the engine's
+    // own bounded pool, after the hashing permit is released.
+    ocr_engine.finish_ocr(&mut hashed).await;
+    Ok(hashed)
 }
 
 fn fetch_error(e: crate::fetch::FetchError) -> ApiError {

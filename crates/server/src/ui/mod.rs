@@ -31,6 +31,7 @@
 #[cfg(test)]
 mod e2e;
 pub mod session;
+pub mod ocr;
 pub mod textdiff;
 pub mod videostrip;
 pub mod views;
@@ -506,7 +507,7 @@ fn threshold_label(bank_thresholds: &Thresholds, t: SignalType) -> (f64, String)
             "frame distance ≤ {v} ({src}), query share ≥ {:.0}%",
             echotrace_signals::video::vpdq::VPDQ_QUERY_MATCH_THRESHOLD_PERCENT
         ),
-        SignalType::TextMinhash => format!("similarity ≥ {v:.2} ({src})"),
+        SignalType::TextMinhash | SignalType::OcrText => format!("similarity ≥ {v:.2} ({src})"),
         _ => "exact".to_string(),
     };
     (v, label)
@@ -1240,15 +1241,18 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
     } else if let Some(h) = form.get("hash") {
         parse_hash_input(h).map(|signals| HashedUpload {
             signals,
-            text: None,
+            ..HashedUpload::default()
         })
     } else {
         Err(EngineError::InvalidInput(
             "upload a file, paste text or a hash".into(),
         ))
     };
-    let (signals, raw_text) = match hashed {
-        Ok(h) => (h.signals, h.text),
+    let (signals, raw_text, ocr) = match hashed {
+        Ok(mut h) => {
+            let ocr = st.engine.finish_ocr(&mut h).await;
+            (h.signals, h.text, ocr)
+        }
         Err(e) => {
             let flash = Flash::Error(e.to_string());
             return (
@@ -1291,7 +1295,7 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
                 },
                 threshold: format!(
                     "{}{}",
-                    if h.signal_type == "text_minhash" {
+                    if h.signal_type == "text_minhash" || h.signal_type == "ocr_text" {
                         format!("≥ {:.2}", h.threshold)
                     } else if h.signal_type == "pdq" || h.signal_type == "vpdq" {
                         format!("≤ {}", h.threshold)
@@ -1318,6 +1322,8 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
             cq::DEBUG_TEXT_FLOOR
         ),
         ran: true,
+        ocr_status: Some(st.engine.ocr_status()),
+        ocr,
     };
     page(views::debugger(&auth.viewer, &view, None))
 }

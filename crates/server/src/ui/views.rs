@@ -777,6 +777,9 @@ pub struct DebugView {
     pub hits: Vec<DebugHit>,
     pub radius_note: String,
     pub ran: bool,
+    /// OCR status and what OCR read from the upload (never stored).
+    pub ocr_status: Option<echotrace_engine::ocr::OcrStatus>,
+    pub ocr: Option<echotrace_engine::ocr::OcrReading>,
 }
 
 pub fn debugger(viewer: &Viewer, d: &DebugView, flash: Option<&Flash>) -> Markup {
@@ -795,6 +798,7 @@ pub fn debugger(viewer: &Viewer, d: &DebugView, flash: Option<&Flash>) -> Markup
         @if d.ran {
             h2 { "Query signals" }
             ul { @for (t, v) in &d.query_signals { li { code { (t) } " " code class="hash" { (v) } } } }
+            @if let Some(status) = &d.ocr_status { (super::ocr::panel(status, d.ocr.as_ref())) }
             h2 { "Bank items within the search radius" }
             p class="muted" { (d.radius_note) }
             @if d.hits.is_empty() { p class="panel" { "No bank item within the radius." } }

@@ -1,0 +1,555 @@
+//! Text inside images: Tesseract OCR in an isolated child process, and the
+//! cheap text-presence test that decides whether an image is worth it.
+//!
+//! Like ffmpeg and the PDF extractor, Tesseract never sees an upload. The
+//! upload is decoded by our hardened decoder ([`crate::decode`]); this
+//! module turns the decoded pixels into a size-capped greyscale PGM
+//! ([`OcrInput`]) and pipes *that* to `tesseract stdin stdout … tsv`:
+//! * the child runs with an **empty environment** except `TESSDATA_PREFIX`
+//!   (where its models are) and `OMP_THREAD_LIMIT=1` (one core per OCR, so
+//!   the pool size is the CPU bound);
+//! * `RLIMIT_AS` ([`OcrLimits::memory_bytes`]), `RLIMIT_CPU`,
+//!   `RLIMIT_CORE = 0` and `RLIMIT_FSIZE = 0` (it cannot write a file), a
+//!   wall-clock kill ([`OcrLimits::timeout`]) and capped output, all
+//!   through [`crate::isolate::run_isolated_env`];
+//! * the TSV reply keeps **per-word confidence**; words under
+//!   [`OcrLimits::min_confidence`] are dropped before signing (the rule and
+//!   its measurement are in ARCHITECTURE.md, "OCR").
+//!
+//! [`Tesseract::locate`] runs `tesseract --version` and `--list-langs` once
+//! at start. A missing program or missing models is an [`OcrError`] the
+//! caller turns into "OCR off" (the server reports it on `/readyz`); an
+//! image lookup never fails because OCR is unavailable.
+//!
+//! [`text_presence`] is the gate for lookups: a sampled scan (≤ 240 rows ×
+//! ≤ 480 samples whatever the image size) that counts rows holding many
+//! strong, short, alternating luminance edges — the signature of glyph
+//! strokes. Smooth photographs fail it and cost no OCR; textured photos may
+//! pass and then cost one OCR run that finds few or no words.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::isolate::{run_isolated_env, IsolateError, IsolationLimits};
+
+/// Languages used when installed, in this order (Arabic and English first).
+pub const PREFERRED_LANGUAGES: [&str; 8] = ["ara", "eng", "fas", "urd", "rus", "fra", "deu", "tur"];
+
+/// Default minimum per-word confidence (0–100) for a word to be kept.
+pub const DEFAULT_MIN_CONFIDENCE: f32 = 40.0;
+
+/// Default minimum number of normalised tokens for OCR text to become an
+/// `ocr_text` signal (shorter text — a logo, a watermark — matches too
+/// much). Chosen by measurement (ARCHITECTURE.md, "OCR").
+pub const DEFAULT_MIN_TOKENS: usize = 6;
+
+/// Default Jaccard threshold of the `ocr_text` rule (either side from
+/// OCR): lower than typed text's 0.5 because one misread word breaks three
+/// shingles. Chosen by measurement (ARCHITECTURE.md, "OCR").
+pub const DEFAULT_OCR_JACCARD: f64 = 0.3;
+
+/// The text match rule for pairs where either side came from OCR: the
+/// default rule with [`DEFAULT_OCR_JACCARD`].
+pub fn ocr_match_rule() -> crate::text::TextMatchRule {
+    crate::text::TextMatchRule {
+        jaccard: DEFAULT_OCR_JACCARD,
+        ..crate::text::TextMatchRule::default()
+    }
+}
+
+/// Why OCR could not run or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OcrError {
+    #[error("tesseract not found or not runnable ({0}); install it (`apt-get install tesseract-ocr tesseract-ocr-ara`) — everything else keeps working without OCR")]
+    Missing(String),
+    #[error("tesseract has none of the languages {wanted} installed (has: {have})")]
+    NoLanguages { wanted: String, have: String },
+    #[error("OCR exceeded the {0:?} time limit and was stopped")]
+    Timeout(Duration),
+    #[error("OCR failed: {0}")]
+    Failed(String),
+    #[error("image too large for OCR: {0}")]
+    TooLarge(String),
+}
+
+/// Limits and rules of one OCR run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OcrLimits {
+    /// Wall-clock limit of one `tesseract` run. Default 15 s.
+    pub timeout: Duration,
+    /// Address-space limit of the child. Default 1 GiB.
+    pub memory_bytes: u64,
+    /// Longest side handed to Tesseract; larger images are scaled down
+    /// (area average). Default 2,400 px.
+    pub max_side: u32,
+    /// Most pixels handed to Tesseract (after scaling). Default 4 Mpx.
+    pub max_pixels: u64,
+    /// Words under this confidence are dropped. Default
+    /// [`DEFAULT_MIN_CONFIDENCE`].
+    pub min_confidence: f32,
+}
+
+impl Default for OcrLimits {
+    fn default() -> Self {
+        OcrLimits {
+            timeout: Duration::from_secs(15),
+            memory_bytes: 1 << 30,
+            max_side: 2400,
+            max_pixels: 4_000_000,
+            min_confidence: DEFAULT_MIN_CONFIDENCE,
+        }
+    }
+}
+
+/// A located, working Tesseract with the languages it will use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tesseract {
+    program: PathBuf,
+    tessdata: Option<PathBuf>,
+    languages: Vec<String>,
+    version: String,
+    pub limits: OcrLimits,
+}
+
+impl Tesseract {
+    /// Find `program` (a path, or a bare name looked up in `PATH`), check
+    /// that it runs, and pick the installed [`PREFERRED_LANGUAGES`].
+    pub fn locate(program: &Path, limits: OcrLimits) -> Result<Tesseract, OcrError> {
+        let program = resolve_program(program)?;
+        let probe = IsolationLimits {
+            timeout: Duration::from_secs(10),
+            memory_bytes: limits.memory_bytes,
+            max_output_bytes: 1 << 20,
+        };
+        let run = |args: &[&str]| {
+            run_isolated_env(&program, args, &[], b"", &probe)
+                .map_err(|e| OcrError::Missing(e.to_string()))
+        };
+        let v = run(&["--version"])?;
+        if v.code != 0 {
+            return Err(OcrError::Missing(format!("`--version` exited {}", v.code)));
+        }
+        // tesseract 4 prints its version on stderr, 5 on stdout.
+        let vtext = if v.stdout.is_empty() { &v.stderr } else { &v.stdout };
+        let version = String::from_utf8_lossy(vtext)
+            .lines()
+            .next()
+            .unwrap_or("tesseract")
+            .trim()
+            .to_string();
+        let l = run(&["--list-langs"])?;
+        let listing = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&l.stdout),
+            String::from_utf8_lossy(&l.stderr)
+        );
+        let (tessdata, have) = parse_list_langs(&listing);
+        let languages: Vec<String> = PREFERRED_LANGUAGES
+            .iter()
+            .filter(|w| have.iter().any(|h| h == *w))
+            .map(|s| s.to_string())
+            .collect();
+        if languages.is_empty() {
+            return Err(OcrError::NoLanguages {
+                wanted: PREFERRED_LANGUAGES.join(", "),
+                have: have.join(", "),
+            });
+        }
+        Ok(Tesseract {
+            program,
+            tessdata,
+            languages,
+            version,
+            limits,
+        })
+    }
+
+    /// The languages in use (`ara`, `eng`, …).
+    pub fn languages(&self) -> &[String] {
+        &self.languages
+    }
+
+    /// `tesseract --version`'s first line.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// OCR a prepared image: runs the isolated child, parses its TSV.
+    pub fn recognize(&self, input: &OcrInput) -> Result<OcrOutput, OcrError> {
+        let langs = self.languages.join("+");
+        let args = ["stdin", "stdout", "-l", &langs, "--psm", "3", "tsv"];
+        let mut env: Vec<(&str, String)> = vec![("OMP_THREAD_LIMIT", "1".to_string())];
+        if let Some(dir) = &self.tessdata {
+            env.push(("TESSDATA_PREFIX", dir.display().to_string()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let limits = IsolationLimits {
+            timeout: self.limits.timeout,
+            memory_bytes: self.limits.memory_bytes,
+            max_output_bytes: 16 << 20,
+        };
+        let out = run_isolated_env(&self.program, &args, &env, &input.pgm, &limits).map_err(
+            |e| match e {
+                IsolateError::Timeout(d) => OcrError::Timeout(d),
+                other => OcrError::Failed(other.to_string()),
+            },
+        )?;
+        if out.code != 0 {
+            return Err(OcrError::Failed(format!("tesseract exited {}", out.code)));
+        }
+        let tsv = String::from_utf8_lossy(&out.stdout);
+        Ok(parse_tsv(&tsv, self.limits.min_confidence))
+    }
+}
+
+/// `(tessdata dir, languages)` from `tesseract --list-langs` output:
+/// `List of available languages in "/usr/share/…/tessdata/" (3):` then one
+/// code a line.
+fn parse_list_langs(listing: &str) -> (Option<PathBuf>, Vec<String>) {
+    let mut dir = None;
+    let mut langs = Vec::new();
+    for line in listing.lines() {
+        let line = line.trim();
+        if line.starts_with("List of available languages") {
+            let mut parts = line.split('"');
+            dir = parts.nth(1).map(PathBuf::from);
+            continue;
+        }
+        if !line.is_empty()
+            && line.len() <= 32
+            && line
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            langs.push(line.to_string());
+        }
+    }
+    (dir, langs)
+}
+
+fn resolve_program(program: &Path) -> Result<PathBuf, OcrError> {
+    if program.components().count() > 1 || program.is_absolute() {
+        return if program.is_file() {
+            Ok(program.to_path_buf())
+        } else {
+            Err(OcrError::Missing(format!(
+                "{}: no such file",
+                program.display()
+            )))
+        };
+    }
+    let path = std::env::var_os("PATH").ok_or_else(|| OcrError::Missing("PATH is not set".into()))?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| OcrError::Missing(format!("{} not in PATH", program.display())))
+}
+
+/// One recognised word.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OcrWord {
+    pub text: String,
+    /// Tesseract's confidence, 0–100.
+    pub confidence: f32,
+    /// Kept for signing (confidence ≥ the minimum).
+    pub kept: bool,
+    /// Line number in reading order, from 0.
+    pub line: u32,
+}
+
+/// What Tesseract read from one image.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OcrOutput {
+    /// Every word in reading order, with confidence.
+    pub words: Vec<OcrWord>,
+    /// The kept words, lines separated by `\n`: what is signed.
+    pub text: String,
+}
+
+impl OcrOutput {
+    /// Mean confidence of all words (0 when none).
+    pub fn mean_confidence(&self) -> f32 {
+        if self.words.is_empty() {
+            return 0.0;
+        }
+        self.words.iter().map(|w| w.confidence).sum::<f32>() / self.words.len() as f32
+    }
+
+    /// Append another image's text (video frames, PDF pages).
+    pub fn extend(&mut self, other: OcrOutput) {
+        if !other.text.is_empty() {
+            if !self.text.is_empty() {
+                self.text.push('\n');
+            }
+            self.text.push_str(&other.text);
+        }
+        self.words.extend(other.words);
+    }
+}
+
+/// Parse Tesseract's TSV (`level page block par line word left top width
+/// height conf text`): level-5 rows are words. Words are joined with
+/// spaces, lines with `\n`; a word is kept when its confidence is at least
+/// `min_confidence` and it has a letter or digit.
+pub fn parse_tsv(tsv: &str, min_confidence: f32) -> OcrOutput {
+    let mut out = OcrOutput::default();
+    let mut last_line: Option<(u32, u32, u32, u32)> = None;
+    let mut line_has_word = false;
+    let mut line_key: Option<(u32, u32, u32, u32)> = None;
+    let mut line_no = 0u32;
+    for row in tsv.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        if cols.len() < 12 || cols.first() != Some(&"5") {
+            continue;
+        }
+        let num = |i: usize| {
+            cols.get(i)
+                .and_then(|c| c.trim().parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        let conf: f32 = cols
+            .get(10)
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or(-1.0);
+        let text = cols.get(11..).map(|t| t.join("\t")).unwrap_or_default();
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let line = (num(1), num(2), num(3), num(4));
+        if line_key != Some(line) {
+            line_key = Some(line);
+            line_no += u32::from(!out.words.is_empty());
+        }
+        let kept = conf >= min_confidence && text.chars().any(char::is_alphanumeric);
+        out.words.push(OcrWord {
+            text: text.to_string(),
+            confidence: conf.clamp(0.0, 100.0),
+            kept,
+            line: line_no,
+        });
+        if !kept {
+            continue;
+        }
+        if last_line != Some(line) {
+            if line_has_word {
+                out.text.push('\n');
+            }
+            last_line = Some(line);
+        } else if line_has_word {
+            out.text.push(' ');
+        }
+        out.text.push_str(text);
+        line_has_word = true;
+    }
+    out
+}
+
+/// A decoded image prepared for Tesseract: greyscale, size-capped, as a
+/// binary PGM (`P5`) — the only bytes the child ever reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OcrInput {
+    pub width: u32,
+    pub height: u32,
+    pub pgm: Vec<u8>,
+}
+
+/// Smallest side (after scaling) that can hold a line of text.
+pub const MIN_SIDE: u32 = 12;
+
+/// Grey, scale down (area average) to fit `limits`, encode as PGM. `None`
+/// when the image is too thin to hold text (e.g. a 1×100000 strip).
+pub fn prepare(rgb: &[u8], width: u32, height: u32, limits: &OcrLimits) -> Option<OcrInput> {
+    let (w, h) = (width as usize, height as usize);
+    if w == 0 || h == 0 || rgb.len() < w.checked_mul(h)?.checked_mul(3)? {
+        return None;
+    }
+    // Scale factor: integer box divisor so both limits hold.
+    let longest = width.max(height);
+    let mut div = longest.div_ceil(limits.max_side.max(1)).max(1);
+    while u64::from(width / div) * u64::from(height / div) > limits.max_pixels {
+        div += 1;
+    }
+    let (ow, oh) = (width / div, height / div);
+    if ow < MIN_SIDE || oh < MIN_SIDE {
+        return None;
+    }
+    let d = div as usize;
+    let (ow_u, oh_u) = (ow as usize, oh as usize);
+    let header = format!("P5\n{ow} {oh}\n255\n");
+    let mut pgm = Vec::with_capacity(header.len() + ow_u * oh_u);
+    pgm.extend_from_slice(header.as_bytes());
+    let area = (d * d) as u32;
+    for oy in 0..oh_u {
+        for ox in 0..ow_u {
+            let mut sum: u32 = 0;
+            for y in oy * d..oy * d + d {
+                let row = y * w * 3;
+                for x in ox * d..ox * d + d {
+                    let i = row + x * 3;
+                    let (r, g, b) = match rgb.get(i..i + 3) {
+                        Some(&[r, g, b]) => (u32::from(r), u32::from(g), u32::from(b)),
+                        _ => (0, 0, 0),
+                    };
+                    sum += (r * 299 + g * 587 + b * 114) / 1000;
+                }
+            }
+            pgm.push((sum / area) as u8);
+        }
+    }
+    Some(OcrInput {
+        width: ow,
+        height: oh,
+        pgm,
+    })
+}
+
+/// Result of [`text_presence`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TextPresence {
+    /// Share of sampled rows that look like they cross a line of text.
+    pub text_rows: f32,
+    /// The test fired: OCR is worth running.
+    pub likely: bool,
+}
+
+/// Rows sampled by [`text_presence`], at most.
+const PRESENCE_ROWS: usize = 240;
+/// Samples per row, at most.
+const PRESENCE_COLS: usize = 480;
+/// A luminance step at least this large between neighbouring samples is a
+/// strong edge.
+const EDGE_STEP: i32 = 60;
+/// Share of text-like rows at which the test fires.
+pub const PRESENCE_THRESHOLD: f32 = 0.04;
+
+/// The cheap text-presence test: on a grid of ≤ 240 rows × ≤ 480 samples,
+/// a row "crosses text" when it has at least 6 strong edges (|Δluma| ≥ 60)
+/// and at least half of the gaps between consecutive strong edges are
+/// short (≤ 3 % of the width) — glyph strokes, not object outlines. The
+/// test fires when ≥ [`PRESENCE_THRESHOLD`] of the rows cross text.
+/// Cost is independent of the image size (≈ 115 k pixel reads).
+pub fn text_presence(rgb: &[u8], width: u32, height: u32) -> TextPresence {
+    let (w, h) = (width as usize, height as usize);
+    let none = TextPresence {
+        text_rows: 0.0,
+        likely: false,
+    };
+    if w < 16 || h < 8 || w.saturating_mul(h).saturating_mul(3) > rgb.len() {
+        return none;
+    }
+    let rows = h.min(PRESENCE_ROWS);
+    let cols = w.min(PRESENCE_COLS);
+    let short_gap = (cols * 3 / 100).max(2);
+    let mut texty = 0usize;
+    let mut luma = vec![0i32; cols];
+    for r in 0..rows {
+        let y = (r * h + h / 2) / rows;
+        let base = y * w * 3;
+        for (c, l) in luma.iter_mut().enumerate() {
+            let x = c * w / cols;
+            let i = base + x * 3;
+            *l = match rgb.get(i..i + 3) {
+                Some(&[r, g, b]) => (i32::from(r) * 77 + i32::from(g) * 150 + i32::from(b) * 29) >> 8,
+                _ => 0,
+            };
+        }
+        let mut edges = 0usize;
+        let mut short = 0usize;
+        let mut last: Option<usize> = None;
+        for c in 1..cols {
+            let (a, b) = (luma[c - 1], luma[c]);
+            if (a - b).abs() >= EDGE_STEP {
+                edges += 1;
+                if let Some(p) = last {
+                    if c - p <= short_gap {
+                        short += 1;
+                    }
+                }
+                last = Some(c);
+            }
+        }
+        if edges >= 6 && short * 2 >= edges {
+            texty += 1;
+        }
+    }
+    let text_rows = texty as f32 / rows as f32;
+    TextPresence {
+        text_rows,
+        likely: text_rows >= PRESENCE_THRESHOLD,
+    }
+}
+
+/// Number of `text-norm-v1` tokens of `text`.
+pub fn token_count(text: &str) -> usize {
+    crate::text::normalize(text).token_count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsv_words_confidence_and_lines() {
+        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
+1\t1\t0\t0\t0\t0\t0\t0\t10\t10\t-1\t\n\
+5\t1\t1\t1\t1\t1\t0\t0\t1\t1\t96.5\tCity\n\
+5\t1\t1\t1\t1\t2\t0\t0\t1\t1\t12.0\tRovrs\n\
+5\t1\t1\t1\t1\t3\t0\t0\t1\t1\t90\twin\n\
+5\t1\t1\t1\t2\t1\t0\t0\t1\t1\t88\tagain\n\
+5\t1\t1\t1\t2\t2\t0\t0\t1\t1\t95\t|\n";
+        let out = parse_tsv(tsv, 40.0);
+        assert_eq!(out.text, "City win\nagain");
+        assert_eq!(out.words.len(), 5);
+        assert!(!out.words[1].kept);
+        assert!(!out.words[4].kept, "punctuation-only words are dropped");
+        assert!((out.mean_confidence() - 76.3).abs() < 0.1);
+    }
+
+    #[test]
+    fn list_langs_parsed() {
+        let l = "List of available languages in \"/usr/share/tesseract-ocr/5/tessdata/\" (3):\nara\neng\nosd\n";
+        let (dir, langs) = parse_list_langs(l);
+        assert_eq!(
+            dir,
+            Some(PathBuf::from("/usr/share/tesseract-ocr/5/tessdata/"))
+        );
+        assert_eq!(langs, ["ara", "eng", "osd"]);
+    }
+
+    #[test]
+    fn prepare_caps_size_and_refuses_strips() {
+        let limits = OcrLimits::default();
+        let strip = vec![255u8; 100_000 * 3];
+        assert!(prepare(&strip, 1, 100_000, &limits).is_none());
+        assert!(prepare(&strip, 100_000, 1, &limits).is_none());
+        let (w, h) = (5000u32, 3000u32);
+        let big = vec![128u8; (w * h * 3) as usize];
+        let p = prepare(&big, w, h, &limits).unwrap_or_else(|| panic!("prepared"));
+        assert!(p.width <= 2400 && p.height <= 2400);
+        assert!(u64::from(p.width) * u64::from(p.height) <= limits.max_pixels);
+        assert!(p.pgm.starts_with(b"P5\n"));
+        assert_eq!(p.pgm.len(), format!("P5\n{} {}\n255\n", p.width, p.height).len() + (p.width * p.height) as usize);
+        // Short buffers are refused, not read past.
+        assert!(prepare(&big[..10], w, h, &limits).is_none());
+    }
+
+    #[test]
+    fn presence_flat_vs_stripes() {
+        let (w, h) = (400u32, 200u32);
+        let flat = vec![90u8; (w * h * 3) as usize];
+        assert!(!text_presence(&flat, w, h).likely);
+        // Glyph-like: short dark strokes across a band of rows.
+        let mut txt = vec![250u8; (w * h * 3) as usize];
+        for y in 80..110 {
+            for x in 20..380 {
+                if x % 7 < 2 {
+                    let i = ((y * w + x) * 3) as usize;
+                    txt[i..i + 3].copy_from_slice(&[10, 10, 10]);
+                }
+            }
+        }
+        assert!(text_presence(&txt, w, h).likely);
+        assert!(!text_presence(&txt[..10], w, h).likely);
+    }
+}
