@@ -114,8 +114,15 @@ fn main() -> anyhow::Result<()> {
     let opts = HashOptions::default();
     std::thread::scope(|s| {
         for t in 0..threads {
-            let (jobs, next, done, tess, photos, tmp, opts) =
-                (&jobs, &next, &done, &tess, &photos, tmp.join(format!("w{t}")), &opts);
+            let (jobs, next, done, tess, photos, tmp, opts) = (
+                &jobs,
+                &next,
+                &done,
+                &tess,
+                &photos,
+                tmp.join(format!("w{t}")),
+                &opts,
+            );
             s.spawn(move || {
                 let _ = std::fs::create_dir_all(&tmp);
                 let mut hasher = ContentHasher::new();
@@ -162,15 +169,31 @@ fn main() -> anyhow::Result<()> {
     for c in &cards_done {
         let name = format!("{}-{}.jpg", c.statement, c.role);
         std::fs::write(out_dir.join(&name), &c.jpeg)?;
-        manifest.push_str(&format!("{name}\t{}\n", if c.lang == Lang::Ar { "ara+eng" } else { "ara+eng" }));
+        manifest.push_str(&format!(
+            "{name}\t{}\n",
+            if c.lang == Lang::Ar {
+                "ara+eng"
+            } else {
+                "ara+eng"
+            }
+        ));
     }
     std::fs::write(out_dir.join("manifest.tsv"), manifest)?;
     let mut read = String::new();
     for c in &cards_done {
-        read.push_str(&format!("{}-{}\t{}\n", c.statement, c.role, text_at(&c.words, 40.0).replace('\n', " / ")));
+        read.push_str(&format!(
+            "{}-{}\t{}\n",
+            c.statement,
+            c.role,
+            text_at(&c.words, 40.0).replace('\n', " / ")
+        ));
     }
     std::fs::write(out_dir.join("ocr-read.tsv"), read)?;
-    let truth: String = statements.iter().enumerate().map(|(i, (_, s))| format!("{i}\t{s}\n")).collect();
+    let truth: String = statements
+        .iter()
+        .enumerate()
+        .map(|(i, (_, s))| format!("{i}\t{s}\n"))
+        .collect();
     std::fs::write(out_dir.join("statements.tsv"), truth)?;
 
     // Grid over the signing rule.
@@ -182,7 +205,14 @@ fn main() -> anyhow::Result<()> {
             .collect();
         let signed: Vec<(usize, Lang, TextSignature, usize)> = sigs
             .iter()
-            .map(|(s, l, _, t)| (*s, *l, text_signature(t), echotrace_signals::ocr::token_count(t)))
+            .map(|(s, l, _, t)| {
+                (
+                    *s,
+                    *l,
+                    text_signature(t),
+                    echotrace_signals::ocr::token_count(t),
+                )
+            })
             .collect();
         for jaccard in [0.2, 0.25, 0.3, 0.4, 0.5] {
             let rule = TextMatchRule {
@@ -226,7 +256,11 @@ fn main() -> anyhow::Result<()> {
     let mut cer = [Vec::new(), Vec::new()];
     let mut hasher = ContentHasher::new();
     for (i, (lang, text)) in statements.iter().enumerate().step_by(3) {
-        let font = if *lang == Lang::Ar { cards::AR_FONTS[i % 3] } else { cards::EN_FONTS[i % 4] };
+        let font = if *lang == Lang::Ar {
+            cards::AR_FONTS[i % 3]
+        } else {
+            cards::EN_FONTS[i % 4]
+        };
         let png = cards::render_clean(text, *lang, font, &tmp);
         let Ok(h) = hasher.hash_deferred(&png, &opts, Some(OcrGate::Always)) else {
             continue;
@@ -234,7 +268,7 @@ fn main() -> anyhow::Result<()> {
         let words = h
             .ocr_input
             .and_then(|input| tess.recognize(&input).ok())
-                            .map(|o| o.words)
+            .map(|o| o.words)
             .unwrap_or_default();
         let read = text_at(&words, 0.0).replace('\n', " ");
         cer[usize::from(*lang == Lang::Ar)].push(cards::cer(text, &read));
@@ -246,10 +280,20 @@ fn main() -> anyhow::Result<()> {
     let mut photo_fired = 0usize;
     let mut photo_n = 0usize;
     for dir in ["bridge-mods", "labelme", "dih", "exif-rotn"] {
-        let Ok(rd) = std::fs::read_dir(fixtures.join("pdq/images").join(dir)) else { continue };
+        let Ok(rd) = std::fs::read_dir(fixtures.join("pdq/images").join(dir)) else {
+            continue;
+        };
         for e in rd.flatten() {
-            let Ok(bytes) = std::fs::read(e.path()) else { continue };
-            let Ok(img) = echotrace_signals::decode::decode_image(&bytes, &Default::default(), &Default::default()) else { continue };
+            let Ok(bytes) = std::fs::read(e.path()) else {
+                continue;
+            };
+            let Ok(img) = echotrace_signals::decode::decode_image(
+                &bytes,
+                &Default::default(),
+                &Default::default(),
+            ) else {
+                continue;
+            };
             let t0 = Instant::now();
             let mut p = echotrace_signals::ocr::text_presence(&img.rgb, img.width, img.height);
             for _ in 0..99 {
@@ -262,8 +306,14 @@ fn main() -> anyhow::Result<()> {
     }
     let mut card_fired = 0usize;
     for c in &cards_done {
-        if let Ok(img) = echotrace_signals::decode::decode_image(&c.jpeg, &Default::default(), &Default::default()) {
-            card_fired += usize::from(echotrace_signals::ocr::text_presence(&img.rgb, img.width, img.height).likely);
+        if let Ok(img) = echotrace_signals::decode::decode_image(
+            &c.jpeg,
+            &Default::default(),
+            &Default::default(),
+        ) {
+            card_fired += usize::from(
+                echotrace_signals::ocr::text_presence(&img.rgb, img.width, img.height).likely,
+            );
         }
     }
 

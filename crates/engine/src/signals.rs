@@ -193,9 +193,7 @@ pub(crate) fn validate_thresholds(t: &Thresholds) -> Result<()> {
             SignalType::Pdq | SignalType::Vpdq => {
                 v.is_finite() && *v >= 0.0 && *v <= 256.0 && v.fract() == 0.0
             }
-            SignalType::TextMinhash | SignalType::OcrText => {
-                v.is_finite() && *v > 0.0 && *v <= 1.0
-            }
+            SignalType::TextMinhash | SignalType::OcrText => v.is_finite() && *v > 0.0 && *v <= 1.0,
             _ => false,
         };
         if !ok {
@@ -693,7 +691,11 @@ pub(crate) fn text_minhash_of(signals: &[SignalValue]) -> Option<&str> {
     signals
         .iter()
         .find(|s| s.signal_type == SignalType::TextMinhash)
-        .or_else(|| signals.iter().find(|s| s.signal_type == SignalType::OcrText))
+        .or_else(|| {
+            signals
+                .iter()
+                .find(|s| s.signal_type == SignalType::OcrText)
+        })
         .map(|s| s.value.as_str())
 }
 

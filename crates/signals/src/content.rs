@@ -257,7 +257,9 @@ impl ContentHasher {
         };
         let d = digest::digests(bytes);
         hashed.signals.push(Signal::new(SignalType::Md5, d.md5));
-        hashed.signals.push(Signal::new(SignalType::Sha256, d.sha256));
+        hashed
+            .signals
+            .push(Signal::new(SignalType::Sha256, d.sha256));
         Ok(hashed)
     }
 

@@ -130,7 +130,11 @@ impl Tesseract {
             return Err(OcrError::Missing(format!("`--version` exited {}", v.code)));
         }
         // tesseract 4 prints its version on stderr, 5 on stdout.
-        let vtext = if v.stdout.is_empty() { &v.stderr } else { &v.stdout };
+        let vtext = if v.stdout.is_empty() {
+            &v.stderr
+        } else {
+            &v.stdout
+        };
         let version = String::from_utf8_lossy(vtext)
             .lines()
             .next()
@@ -238,7 +242,8 @@ fn resolve_program(program: &Path) -> Result<PathBuf, OcrError> {
             )))
         };
     }
-    let path = std::env::var_os("PATH").ok_or_else(|| OcrError::Missing("PATH is not set".into()))?;
+    let path =
+        std::env::var_os("PATH").ok_or_else(|| OcrError::Missing("PATH is not set".into()))?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
@@ -357,8 +362,9 @@ pub struct OcrInput {
 /// Smallest side (after scaling) that can hold a line of text.
 pub const MIN_SIDE: u32 = 12;
 
-/// Grey, scale down (area average) to fit `limits`, encode as PGM. `None`
-/// when the image is too thin to hold text (e.g. a 1×100000 strip).
+/// Grey, scale down (area average) to fit `limits`, invert a mostly dark
+/// image (light text on a dark card), encode as PGM. `None` when the image
+/// is too thin to hold text (e.g. a 1×60000 strip).
 pub fn prepare(rgb: &[u8], width: u32, height: u32, limits: &OcrLimits) -> Option<OcrInput> {
     let (w, h) = (width as usize, height as usize);
     if w == 0 || h == 0 || rgb.len() < w.checked_mul(h)?.checked_mul(3)? {
@@ -395,6 +401,15 @@ pub fn prepare(rgb: &[u8], width: u32, height: u32, limits: &OcrLimits) -> Optio
                 }
             }
             pgm.push((sum / area) as u8);
+        }
+    }
+    // Light text on a dark card: invert, so Tesseract always sees dark
+    // text on a light page (its line-level inversion misses whole lines).
+    let body = pgm.get_mut(header.len()..).unwrap_or_default();
+    let mean = body.iter().map(|&v| u64::from(v)).sum::<u64>() / body.len().max(1) as u64;
+    if mean < 110 {
+        for v in body.iter_mut() {
+            *v = 255 - *v;
         }
     }
     Some(OcrInput {
@@ -450,7 +465,9 @@ pub fn text_presence(rgb: &[u8], width: u32, height: u32) -> TextPresence {
             let x = c * w / cols;
             let i = base + x * 3;
             *l = match rgb.get(i..i + 3) {
-                Some(&[r, g, b]) => (i32::from(r) * 77 + i32::from(g) * 150 + i32::from(b) * 29) >> 8,
+                Some(&[r, g, b]) => {
+                    (i32::from(r) * 77 + i32::from(g) * 150 + i32::from(b) * 29) >> 8
+                }
                 _ => 0,
             };
         }
@@ -529,7 +546,10 @@ mod tests {
         assert!(p.width <= 2400 && p.height <= 2400);
         assert!(u64::from(p.width) * u64::from(p.height) <= limits.max_pixels);
         assert!(p.pgm.starts_with(b"P5\n"));
-        assert_eq!(p.pgm.len(), format!("P5\n{} {}\n255\n", p.width, p.height).len() + (p.width * p.height) as usize);
+        assert_eq!(
+            p.pgm.len(),
+            format!("P5\n{} {}\n255\n", p.width, p.height).len() + (p.width * p.height) as usize
+        );
         // Short buffers are refused, not read past.
         assert!(prepare(&big[..10], w, h, &limits).is_none());
     }

@@ -171,7 +171,10 @@ fn ocr_operand(
     }
     .map_err(|e| anyhow::anyhow!("{s}: {e}"))?;
     let kind = echotrace_signals::content::detect_kind(&bytes);
-    if !matches!(kind, Some(echotrace_signals::content::ContentKind::Image(_))) {
+    if !matches!(
+        kind,
+        Some(echotrace_signals::content::ContentKind::Image(_))
+    ) {
         return Ok(OcrSide {
             signature: text_operand(s, max)?,
             ocr: None,

@@ -45,44 +45,119 @@ pub enum Lang {
 }
 
 const EN_TEAMS: &[&str] = &[
-    "City Rovers", "Harbour United", "Northgate Athletic", "Riverside Wanderers", "Valley Rangers",
-    "Old Mill Town", "Eastfield Albion", "Westbrook Celtic", "Lakeside Dynamo", "Hillcrest Villa",
-    "Bayview Sporting", "Greenwood Forest",
+    "City Rovers",
+    "Harbour United",
+    "Northgate Athletic",
+    "Riverside Wanderers",
+    "Valley Rangers",
+    "Old Mill Town",
+    "Eastfield Albion",
+    "Westbrook Celtic",
+    "Lakeside Dynamo",
+    "Hillcrest Villa",
+    "Bayview Sporting",
+    "Greenwood Forest",
 ];
 const EN_CITIES: &[&str] = &[
     "Lisbon", "Oslo", "Nairobi", "Lima", "Hanoi", "Tunis", "Quebec", "Perth", "Bergen", "Porto",
     "Accra", "Cusco",
 ];
-const EN_DAYS: &[&str] = &["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const EN_DAYS: &[&str] = &[
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 const EN_WEATHER: &[&str] = &[
-    "heavy rain", "light snow", "strong winds", "dense fog", "bright sunshine", "scattered showers",
-    "thunderstorms", "a heat wave",
+    "heavy rain",
+    "light snow",
+    "strong winds",
+    "dense fog",
+    "bright sunshine",
+    "scattered showers",
+    "thunderstorms",
+    "a heat wave",
 ];
 const EN_THINGS: &[&str] = &[
-    "the new library", "a solar farm", "the harbour bridge", "a children's hospital", "the tram line",
-    "a science museum", "the public park", "a water plant",
+    "the new library",
+    "a solar farm",
+    "the harbour bridge",
+    "a children's hospital",
+    "the tram line",
+    "a science museum",
+    "the public park",
+    "a water plant",
 ];
 const EN_PEOPLE: &[&str] = &[
-    "the mayor", "the regional council", "the transport minister", "local volunteers",
-    "the school board", "the health authority",
+    "the mayor",
+    "the regional council",
+    "the transport minister",
+    "local volunteers",
+    "the school board",
+    "the health authority",
 ];
 
 const AR_TEAMS: &[&str] = &[
-    "نادي المدينة", "فريق الميناء", "النجم الساحلي", "الوادي الرياضي", "نادي الجبل", "فريق النهر",
-    "الشباب الأهلي", "نادي الواحة", "الاتحاد الشرقي", "فريق البحيرة",
+    "نادي المدينة",
+    "فريق الميناء",
+    "النجم الساحلي",
+    "الوادي الرياضي",
+    "نادي الجبل",
+    "فريق النهر",
+    "الشباب الأهلي",
+    "نادي الواحة",
+    "الاتحاد الشرقي",
+    "فريق البحيرة",
 ];
 const AR_CITIES: &[&str] = &[
-    "تونس", "عمان", "الرباط", "بيروت", "الدوحة", "مسقط", "القاهرة", "الجزائر", "الكويت", "صنعاء",
+    "تونس",
+    "عمان",
+    "الرباط",
+    "بيروت",
+    "الدوحة",
+    "مسقط",
+    "القاهرة",
+    "الجزائر",
+    "الكويت",
+    "صنعاء",
 ];
-const AR_DAYS: &[&str] = &["الاثنين", "الثلاثاء", "الأربعاء", "الخميس", "الجمعة", "السبت", "الأحد"];
+const AR_DAYS: &[&str] = &[
+    "الاثنين",
+    "الثلاثاء",
+    "الأربعاء",
+    "الخميس",
+    "الجمعة",
+    "السبت",
+    "الأحد",
+];
 const AR_WEATHER: &[&str] = &[
-    "أمطار غزيرة", "رياح قوية", "ضباب كثيف", "أجواء مشمسة", "عواصف رعدية", "موجة حر", "زخات متفرقة",
+    "أمطار غزيرة",
+    "رياح قوية",
+    "ضباب كثيف",
+    "أجواء مشمسة",
+    "عواصف رعدية",
+    "موجة حر",
+    "زخات متفرقة",
 ];
 const AR_THINGS: &[&str] = &[
-    "المكتبة الجديدة", "محطة الطاقة الشمسية", "جسر الميناء", "مستشفى الأطفال", "خط الترام",
-    "متحف العلوم", "الحديقة العامة",
+    "المكتبة الجديدة",
+    "محطة الطاقة الشمسية",
+    "جسر الميناء",
+    "مستشفى الأطفال",
+    "خط الترام",
+    "متحف العلوم",
+    "الحديقة العامة",
 ];
-const AR_PEOPLE: &[&str] = &["رئيس البلدية", "المجلس الإقليمي", "وزير النقل", "المتطوعون", "إدارة المدارس"];
+const AR_PEOPLE: &[&str] = &[
+    "رئيس البلدية",
+    "المجلس الإقليمي",
+    "وزير النقل",
+    "المتطوعون",
+    "إدارة المدارس",
+];
 
 /// A benign statement: one of three kinds, every slot drawn from `rng`.
 pub fn statement(lang: Lang, rng: &mut Rng) -> String {
@@ -133,8 +208,20 @@ pub fn statement(lang: Lang, rng: &mut Rng) -> String {
     }
 }
 
-pub const EN_FONTS: &[&str] = &["DejaVu Sans", "DejaVu Serif", "Noto Sans", "Noto Serif", "DejaVu Sans Bold"];
-pub const AR_FONTS: &[&str] = &["Amiri", "Noto Naskh Arabic", "Noto Sans Arabic", "DejaVu Sans", "Amiri Bold"];
+pub const EN_FONTS: &[&str] = &[
+    "DejaVu Sans",
+    "DejaVu Serif",
+    "Noto Sans",
+    "Noto Serif",
+    "DejaVu Sans Bold",
+];
+pub const AR_FONTS: &[&str] = &[
+    "Amiri",
+    "Noto Naskh Arabic",
+    "Noto Sans Arabic",
+    "DejaVu Sans",
+    "Amiri Bold",
+];
 
 #[derive(Clone, Debug)]
 pub enum Background {
@@ -199,7 +286,16 @@ fn luma(c: [u8; 3]) -> u32 {
 }
 
 /// Render `text` with pango-view into an RGBA image (transparent background).
-pub fn pango(text: &str, lang: Lang, font: &str, size_pt: u32, width: u32, align: &str, fg: &str, tmp: &Path) -> RgbaImage {
+pub fn pango(
+    text: &str,
+    lang: Lang,
+    font: &str,
+    size_pt: u32,
+    width: u32,
+    align: &str,
+    fg: &str,
+    tmp: &Path,
+) -> RgbaImage {
     let out = tmp.join(format!("pango-{}.png", std::process::id()));
     let mut cmd = Command::new("pango-view");
     cmd.arg("-q")
@@ -218,7 +314,9 @@ pub fn pango(text: &str, lang: Lang, font: &str, size_pt: u32, width: u32, align
     if lang == Lang::Ar {
         cmd.arg("--rtl");
     }
-    let status = cmd.status().unwrap_or_else(|e| panic!("pango-view (apt-get install pango1.0-tools): {e}"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("pango-view (apt-get install pango1.0-tools): {e}"));
     assert!(status.success(), "pango-view failed");
     let img = image::open(&out).unwrap_or_else(|e| panic!("reading pango output: {e}"));
     let _ = std::fs::remove_file(&out);
@@ -290,7 +388,8 @@ pub fn render_card(text: &str, lang: Lang, d: &Design, photos: &[RgbImage], tmp:
         }
         Background::Photo(i) => {
             let photo = &photos[*i % photos.len().max(1)];
-            let scaled = image::imageops::resize(photo, w, h, image::imageops::FilterType::Triangle);
+            let scaled =
+                image::imageops::resize(photo, w, h, image::imageops::FilterType::Triangle);
             card = scaled;
         }
     }
@@ -320,9 +419,27 @@ pub fn render_card(text: &str, lang: Lang, d: &Design, photos: &[RgbImage], tmp:
                 }
             }
         }
-        let name = if lang == Lang::Ar { "نشرة الأخبار" } else { "DAILY BULLETIN" };
-        let label = pango(name, lang, "DejaVu Sans Bold", 20, w / 2, "left", "#ffffff", tmp);
-        over(&mut card, &label, 110, logo_h / 2 - label.height().min(logo_h) / 2);
+        let name = if lang == Lang::Ar {
+            "نشرة الأخبار"
+        } else {
+            "DAILY BULLETIN"
+        };
+        let label = pango(
+            name,
+            lang,
+            "DejaVu Sans Bold",
+            20,
+            w / 2,
+            "left",
+            "#ffffff",
+            tmp,
+        );
+        over(
+            &mut card,
+            &label,
+            110,
+            logo_h / 2 - label.height().min(logo_h) / 2,
+        );
     }
     over(&mut card, &block, margin, logo_h + margin);
     let mut out = Vec::new();
@@ -343,7 +460,9 @@ pub fn render_clean(text: &str, lang: Lang, font: &str, tmp: &Path) -> Vec<u8> {
         logo: false,
         quality: 100,
     };
-    let block = pango(text, lang, &d.font, d.size_pt, d.width, d.align, "#000000", tmp);
+    let block = pango(
+        text, lang, &d.font, d.size_pt, d.width, d.align, "#000000", tmp,
+    );
     let (w, h) = (block.width() + 96, block.height() + 96);
     let mut card = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
     over(&mut card, &block, 48, 48);

@@ -379,7 +379,7 @@ async fn lookup(
     // The text of typed text, a text file or a PDF comes back with the
     // signals, so the engine can sign it under each bank's
     // text-equivalence list version; ready-made signals are compared as-is.
-    let HashedUpload { signals, text } = item_query(&state, item.input).await?;
+    let HashedUpload { signals, text, .. } = item_query(&state, item.input).await?;
     let started = Instant::now();
     let engine = state.engine()?;
     let req = LookupRequest {

@@ -30,8 +30,8 @@
 
 #[cfg(test)]
 mod e2e;
-pub mod session;
 pub mod ocr;
+pub mod session;
 pub mod textdiff;
 pub mod videostrip;
 pub mod views;
