@@ -169,14 +169,8 @@ fn main() -> anyhow::Result<()> {
     for c in &cards_done {
         let name = format!("{}-{}.jpg", c.statement, c.role);
         std::fs::write(out_dir.join(&name), &c.jpeg)?;
-        manifest.push_str(&format!(
-            "{name}\t{}\n",
-            if c.lang == Lang::Ar {
-                "ara+eng"
-            } else {
-                "ara+eng"
-            }
-        ));
+        // The same language set echotrace uses for every image.
+        manifest.push_str(&format!("{name}\t{}\n", tess.languages().join("+")));
     }
     std::fs::write(out_dir.join("manifest.tsv"), manifest)?;
     let mut read = String::new();

@@ -722,7 +722,8 @@ mod tests {
         }
         let plain = "weather warning for the northern hills";
         let typed = hash_typed_text(plain.to_string()).unwrap();
-        let uploaded = hash_upload(bytes::Bytes::from(plain), VideoSampling::Query, None).unwrap();
+        let uploaded =
+            hash_upload(bytes::Bytes::from(plain), VideoSampling::Query, None, None).unwrap();
         assert_eq!(typed.signals, uploaded.signals);
         assert!(hash_typed_text("  !!  ".into()).is_err());
     }
@@ -809,7 +810,8 @@ mod tests {
             types,
             vec![SignalType::Pdq, SignalType::Md5, SignalType::Sha256]
         );
-        let direct = hash_content(&png, &HashOptions::default()).unwrap();
+        let direct =
+            echotrace_signals::content::hash_content(&png, &HashOptions::default()).unwrap();
         assert_eq!(s[0].value, direct[0].value);
         assert_eq!(s[2].value, sha256_hex(&png));
         // Video-looking and PDF bytes are refused as bad input, not 500s.

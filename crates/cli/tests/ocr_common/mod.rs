@@ -286,6 +286,7 @@ fn luma(c: [u8; 3]) -> u32 {
 }
 
 /// Render `text` with pango-view into an RGBA image (transparent background).
+#[allow(clippy::too_many_arguments)] // a test helper mirroring pango-view's flags
 pub fn pango(
     text: &str,
     lang: Lang,
