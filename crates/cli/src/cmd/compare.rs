@@ -162,14 +162,7 @@ fn ocr_operand(
             ocr: None,
         });
     }
-    let bytes = if s == "-" {
-        read_bounded(std::io::stdin().lock(), max)
-    } else {
-        std::fs::File::open(s)
-            .map_err(|e| e.to_string())
-            .and_then(|f| read_bounded(f, max))
-    }
-    .map_err(|e| anyhow::anyhow!("{s}: {e}"))?;
+    let bytes = read_operand(s, max)?;
     let kind = echotrace_signals::content::detect_kind(&bytes);
     if !matches!(
         kind,
@@ -249,6 +242,18 @@ fn compare_ocr(args: &CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bytes of a file operand (`-` = stdin), at most `max`.
+fn read_operand(s: &str, max: u64) -> anyhow::Result<Vec<u8>> {
+    if s == "-" {
+        read_bounded(std::io::stdin().lock(), max)
+    } else {
+        std::fs::File::open(s)
+            .map_err(|e| e.to_string())
+            .and_then(|f| read_bounded(f, max))
+    }
+    .map_err(|e| anyhow::anyhow!("{s}: {e}"))
+}
+
 /// A `text_minhash:v1:` string is a signature; `-` is stdin; else a UTF-8 file.
 fn text_operand(s: &str, max: u64) -> anyhow::Result<echotrace_signals::text::TextSignature> {
     if s.starts_with("text_minhash:") {
@@ -256,14 +261,7 @@ fn text_operand(s: &str, max: u64) -> anyhow::Result<echotrace_signals::text::Te
             .parse()
             .with_context(|| format!("{s}: bad text_minhash signature"));
     }
-    let bytes = if s == "-" {
-        read_bounded(std::io::stdin().lock(), max)
-    } else {
-        std::fs::File::open(s)
-            .map_err(|e| e.to_string())
-            .and_then(|f| read_bounded(f, max))
-    }
-    .map_err(|e| anyhow::anyhow!("{s}: {e}"))?;
+    let bytes = read_operand(s, max)?;
     let text = std::str::from_utf8(&bytes).with_context(|| format!("{s}: not UTF-8 text"))?;
     Ok(echotrace_signals::text::text_signature(
         text.strip_prefix('\u{feff}').unwrap_or(text),
