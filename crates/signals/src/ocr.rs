@@ -21,11 +21,11 @@
 //! caller turns into "OCR off" (the server reports it on `/readyz`); an
 //! image lookup never fails because OCR is unavailable.
 //!
-//! [`text_presence`] is the gate for lookups: a sampled scan (≤ 240 rows ×
-//! ≤ 480 samples whatever the image size) that counts rows holding many
-//! strong, short, alternating luminance edges — the signature of glyph
-//! strokes. Smooth photographs fail it and cost no OCR; textured photos may
-//! pass and then cost one OCR run that finds few or no words.
+//! [`text_presence`] is the gate for lookups: on a point-sampled luma grid
+//! (longest side ≤ 384, whatever the image size) it looks for *lines of
+//! text* — bands of rows dense in strong horizontal edges with near-empty
+//! rows above and below them. Smooth photographs have no dense rows and
+//! textured ones (foliage, fabric) have no gaps, so both cost no OCR.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,6 +34,44 @@ use crate::isolate::{run_isolated_env, IsolateError, IsolationLimits};
 
 /// Languages used when installed, in this order (Arabic and English first).
 pub const PREFERRED_LANGUAGES: [&str; 8] = ["ara", "eng", "fas", "urd", "rus", "fra", "deu", "tur"];
+
+/// The script groups OCR tries, in this order: one Tesseract run per group
+/// (with that group's installed languages), stopping at the first whose
+/// words reach [`ACCEPT_CONFIDENCE`]. Latin goes first because a Latin
+/// model gives up on Arabic text faster than the Arabic model on Latin
+/// text (measured: ARCHITECTURE.md, "OCR").
+pub const SCRIPT_GROUPS: [&[&str]; 3] = [
+    &["eng", "fra", "deu", "tur"],
+    &["ara", "fas", "urd"],
+    &["rus"],
+];
+
+/// A reading whose words' mean confidence reaches this is accepted without
+/// trying the next script group. Measured on the card bench: the right
+/// model reads claim cards at a mean confidence of 86–95 (lowest card 53),
+/// the wrong script's model at 32–34.
+pub const ACCEPT_CONFIDENCE: f32 = 60.0;
+
+/// How Tesseract segments the page (`--psm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// `--psm 6`, one uniform block of text: what claim cards, captions
+    /// and screenshots are; the default for every image.
+    Block,
+    /// `--psm 11`, sparse text in no particular order: a second reading of
+    /// bank images, which catches the lines a block reading drops on busy
+    /// backgrounds (bank entries are read once, lookups many times).
+    Sparse,
+}
+
+impl Reading {
+    fn psm(self) -> &'static str {
+        match self {
+            Reading::Block => "6",
+            Reading::Sparse => "11",
+        }
+    }
+}
 
 /// Default minimum per-word confidence (0–100) for a word to be kept.
 pub const DEFAULT_MIN_CONFIDENCE: f32 = 40.0;
@@ -107,6 +145,8 @@ pub struct Tesseract {
     program: PathBuf,
     tessdata: Option<PathBuf>,
     languages: Vec<String>,
+    /// `-l` values, one per installed script group, in trying order.
+    groups: Vec<String>,
     version: String,
     pub limits: OcrLimits,
 }
@@ -159,10 +199,22 @@ impl Tesseract {
                 have: have.join(", "),
             });
         }
+        let groups = SCRIPT_GROUPS
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .filter(|l| languages.iter().any(|have| have == *l))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .filter(|g| !g.is_empty())
+            .collect();
         Ok(Tesseract {
             program,
             tessdata,
             languages,
+            groups,
             version,
             limits,
         })
@@ -178,23 +230,85 @@ impl Tesseract {
         &self.version
     }
 
-    /// OCR a prepared image: runs the isolated child, parses its TSV.
+    /// The `-l` value of each script group tried, in order (`eng`, `ara`).
+    pub fn script_groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// OCR a prepared image as one block of text ([`Reading::Block`]):
+    /// one isolated run per script group until one reads with a mean
+    /// confidence of at least [`ACCEPT_CONFIDENCE`]; otherwise the most
+    /// confident reading. All runs share one [`OcrLimits::timeout`].
     pub fn recognize(&self, input: &OcrInput) -> Result<OcrOutput, OcrError> {
-        let langs = self.languages.join("+");
-        let args = ["stdin", "stdout", "-l", &langs, "--psm", "3", "tsv"];
+        let deadline = std::time::Instant::now() + self.limits.timeout;
+        let mut best: Option<OcrOutput> = None;
+        for group in &self.groups {
+            let out = self.run(input, group, Reading::Block, deadline)?;
+            let accept = out.mean_confidence() >= ACCEPT_CONFIDENCE;
+            if best
+                .as_ref()
+                .is_none_or(|b| out.mean_confidence() > b.mean_confidence())
+            {
+                best = Some(out);
+            }
+            if accept {
+                break;
+            }
+        }
+        Ok(best.unwrap_or_default())
+    }
+
+    /// A second reading of the same image with the script group a first
+    /// reading chose (`language` of its [`OcrOutput`]).
+    pub fn recognize_as(
+        &self,
+        input: &OcrInput,
+        language: &str,
+        reading: Reading,
+    ) -> Result<OcrOutput, OcrError> {
+        let group = self
+            .groups
+            .iter()
+            .find(|g| g.as_str() == language)
+            .ok_or_else(|| OcrError::Failed(format!("language {language:?} is not in use")))?;
+        let deadline = std::time::Instant::now() + self.limits.timeout;
+        self.run(input, group, reading, deadline)
+    }
+
+    /// One isolated Tesseract run, parsed.
+    fn run(
+        &self,
+        input: &OcrInput,
+        langs: &str,
+        reading: Reading,
+        deadline: std::time::Instant,
+    ) -> Result<OcrOutput, OcrError> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(OcrError::Timeout(self.limits.timeout));
+        }
+        let args = [
+            "stdin",
+            "stdout",
+            "-l",
+            langs,
+            "--psm",
+            reading.psm(),
+            "tsv",
+        ];
         let mut env: Vec<(&str, String)> = vec![("OMP_THREAD_LIMIT", "1".to_string())];
         if let Some(dir) = &self.tessdata {
             env.push(("TESSDATA_PREFIX", dir.display().to_string()));
         }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let limits = IsolationLimits {
-            timeout: self.limits.timeout,
+            timeout: left,
             memory_bytes: self.limits.memory_bytes,
             max_output_bytes: 16 << 20,
         };
         let out = run_isolated_env(&self.program, &args, &env, &input.pgm, &limits).map_err(
             |e| match e {
-                IsolateError::Timeout(d) => OcrError::Timeout(d),
+                IsolateError::Timeout(_) => OcrError::Timeout(self.limits.timeout),
                 other => OcrError::Failed(other.to_string()),
             },
         )?;
@@ -202,7 +316,9 @@ impl Tesseract {
             return Err(OcrError::Failed(format!("tesseract exited {}", out.code)));
         }
         let tsv = String::from_utf8_lossy(&out.stdout);
-        Ok(parse_tsv(&tsv, self.limits.min_confidence))
+        let mut parsed = parse_tsv(&tsv, self.limits.min_confidence);
+        parsed.language = langs.to_string();
+        Ok(parsed)
     }
 }
 
@@ -269,6 +385,9 @@ pub struct OcrOutput {
     pub words: Vec<OcrWord>,
     /// The kept words, lines separated by `\n`: what is signed.
     pub text: String,
+    /// The `-l` value of the run that produced it (`eng`, `ara`).
+    #[serde(default)]
+    pub language: String,
 }
 
 impl OcrOutput {
@@ -420,80 +539,136 @@ pub fn prepare(rgb: &[u8], width: u32, height: u32, limits: &OcrLimits) -> Optio
 }
 
 /// Result of [`text_presence`].
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TextPresence {
-    /// Share of sampled rows that look like they cross a line of text.
-    pub text_rows: f32,
+    /// Most text-line bands of consistent height found in one vertical
+    /// strip of the image.
+    pub lines: u32,
+    /// Bands found at the same rows in at least two strips (one line of
+    /// text across the image).
+    pub wide_lines: u32,
     /// The test fired: OCR is worth running.
     pub likely: bool,
 }
 
-/// Rows sampled by [`text_presence`], at most.
-const PRESENCE_ROWS: usize = 240;
-/// Samples per row, at most.
-const PRESENCE_COLS: usize = 480;
-/// A luminance step at least this large between neighbouring samples is a
-/// strong edge.
-const EDGE_STEP: i32 = 60;
-/// Share of text-like rows at which the test fires.
-pub const PRESENCE_THRESHOLD: f32 = 0.04;
+/// Longest side of the luma grid the presence test samples (an image
+/// larger than this is point-sampled down; cost is bounded whatever the
+/// image size: ≤ 384 × 384 × 2 pixel reads).
+const PRESENCE_SIDE: usize = 384;
+/// A strong horizontal edge: |Δluma| between neighbouring grid samples.
+const EDGE_STEP: i32 = 30;
+/// Vertical strips the grid is cut into (text need not span the image).
+const PRESENCE_STRIPS: usize = 3;
+/// A strip row is "busy" (crosses glyphs) when at least this share of its
+/// samples are strong edges …
+const BUSY_ROW: f32 = 0.12;
+/// … and a gap between lines when at most this share are.
+const GAP_ROW: f32 = 0.03;
+/// Rows looked at above and below a band for its gap.
+const GAP_REACH: usize = 3;
 
-/// The cheap text-presence test: on a grid of ≤ 240 rows × ≤ 480 samples,
-/// a row "crosses text" when it has at least 6 strong edges (|Δluma| ≥ 60)
-/// and at least half of the gaps between consecutive strong edges are
-/// short (≤ 3 % of the width) — glyph strokes, not object outlines. The
-/// test fires when ≥ [`PRESENCE_THRESHOLD`] of the rows cross text.
-/// Cost is independent of the image size (≈ 115 k pixel reads).
+/// The cheap text-presence test, designed and tuned by measurement
+/// (`bench/run_ocr.sh`, ARCHITECTURE.md "OCR"): text is *lines* — bands of
+/// rows dense in strong, short horizontal luminance edges (glyph strokes),
+/// each band bordered above and below by near-empty rows (the space
+/// between lines). Textured photographs (foliage, fabric, water) are dense
+/// in edges too, but without those gaps; smooth photographs have no dense
+/// rows at all.
+///
+/// On a point-sampled luma grid (longest side ≤ 384; two horizontal
+/// samples averaged per cell) cut into three vertical strips, a strip row
+/// is busy when ≥ 12 % of its samples are strong edges (|Δluma| ≥ 30); a
+/// band is a run of busy rows 2 px to ⅕ of the grid high with a gap row
+/// (≤ 3 % edges) within 3 rows above and below. The test fires when one
+/// strip holds ≥ 2 bands of consistent height (within ×2 of their
+/// median), or one band recurs at the same rows in two strips (a single
+/// line across the image, e.g. a caption).
 pub fn text_presence(rgb: &[u8], width: u32, height: u32) -> TextPresence {
     let (w, h) = (width as usize, height as usize);
-    let none = TextPresence {
-        text_rows: 0.0,
-        likely: false,
-    };
     if w < 16 || h < 8 || w.saturating_mul(h).saturating_mul(3) > rgb.len() {
-        return none;
+        return TextPresence::default();
     }
-    let rows = h.min(PRESENCE_ROWS);
-    let cols = w.min(PRESENCE_COLS);
-    let short_gap = (cols * 3 / 100).max(2);
-    let mut texty = 0usize;
-    let mut luma = vec![0i32; cols];
-    for r in 0..rows {
-        let y = (r * h + h / 2) / rows;
-        let base = y * w * 3;
-        for (c, l) in luma.iter_mut().enumerate() {
-            let x = c * w / cols;
-            let i = base + x * 3;
-            *l = match rgb.get(i..i + 3) {
-                Some(&[r, g, b]) => {
-                    (i32::from(r) * 77 + i32::from(g) * 150 + i32::from(b) * 29) >> 8
-                }
-                _ => 0,
-            };
+    let step = w.max(h).div_ceil(PRESENCE_SIDE).max(1);
+    let (gw, gh) = (w.div_ceil(step), h.div_ceil(step));
+    let strip_w = (gw.saturating_sub(1) / PRESENCE_STRIPS).max(1);
+    // Busy share of every strip row: `density[s * gh + y]`.
+    let mut density = vec![0f32; PRESENCE_STRIPS * gh];
+    let mut row = vec![0i32; gw];
+    let luma = |i: usize| match rgb.get(i..i + 3) {
+        Some(&[r, g, b]) => (i32::from(r) * 77 + i32::from(g) * 150 + i32::from(b) * 29) >> 8,
+        _ => 0,
+    };
+    for gy in 0..gh {
+        let base = (gy * step + step / 2).min(h - 1) * w * 3;
+        for (gx, l) in row.iter_mut().enumerate() {
+            let x = gx * step;
+            let x2 = (x + step / 2).min(w - 1);
+            *l = (luma(base + x * 3) + luma(base + x2 * 3)) >> 1;
         }
-        let mut edges = 0usize;
-        let mut short = 0usize;
-        let mut last: Option<usize> = None;
-        for c in 1..cols {
-            let (a, b) = (luma[c - 1], luma[c]);
-            if (a - b).abs() >= EDGE_STEP {
-                edges += 1;
-                if let Some(p) = last {
-                    if c - p <= short_gap {
-                        short += 1;
-                    }
-                }
-                last = Some(c);
+        for s in 0..PRESENCE_STRIPS {
+            let lo = s * strip_w;
+            let hi = ((s + 1) * strip_w).min(gw - 1);
+            if hi <= lo {
+                continue;
+            }
+            let edges = (lo..hi)
+                .filter(|&x| (row[x + 1] - row[x]).abs() >= EDGE_STEP)
+                .count();
+            density[s * gh + gy] = edges as f32 / (hi - lo) as f32;
+        }
+    }
+    let max_band = (gh / 5).max(4);
+    let mut bands: Vec<Vec<(usize, usize)>> = Vec::with_capacity(PRESENCE_STRIPS);
+    let mut lines = 0u32;
+    for s in 0..PRESENCE_STRIPS {
+        let d = &density[s * gh..(s + 1) * gh];
+        let gap = |rows: &[f32]| rows.iter().any(|&v| v <= GAP_ROW);
+        let mut found = Vec::new();
+        let mut y = 0;
+        while y < gh {
+            if d[y] < BUSY_ROW {
+                y += 1;
+                continue;
+            }
+            let y0 = y;
+            while y < gh && d[y] >= BUSY_ROW {
+                y += 1;
+            }
+            let above = y0 == 0 || gap(&d[y0.saturating_sub(GAP_REACH)..y0]);
+            let below = y == gh || gap(&d[y..(y + GAP_REACH).min(gh)]);
+            if above && below && (2..=max_band).contains(&(y - y0)) {
+                found.push((y0, y));
             }
         }
-        if edges >= 6 && short * 2 >= edges {
-            texty += 1;
+        if !found.is_empty() {
+            let mut heights: Vec<usize> = found.iter().map(|(a, b)| b - a).collect();
+            heights.sort_unstable();
+            let median = heights[heights.len() / 2];
+            let consistent = heights
+                .iter()
+                .filter(|&&v| v * 2 >= median && v <= median * 2)
+                .count();
+            lines = lines.max(consistent as u32);
+        }
+        bands.push(found);
+    }
+    // A band that overlaps (by half its height) a band of another strip.
+    let mut wide_lines = 0u32;
+    for (s, found) in bands.iter().enumerate() {
+        for &(a0, a1) in found {
+            let shared = bands.iter().enumerate().any(|(t, other)| {
+                t > s
+                    && other
+                        .iter()
+                        .any(|&(b0, b1)| 2 * (a1.min(b1).saturating_sub(a0.max(b0))) >= a1 - a0)
+            });
+            wide_lines += u32::from(shared);
         }
     }
-    let text_rows = texty as f32 / rows as f32;
     TextPresence {
-        text_rows,
-        likely: text_rows >= PRESENCE_THRESHOLD,
+        lines,
+        wide_lines,
+        likely: lines >= 2 || wide_lines >= 1,
     }
 }
 
@@ -555,21 +730,37 @@ mod tests {
     }
 
     #[test]
-    fn presence_flat_vs_stripes() {
+    fn presence_flat_vs_lines_vs_texture() {
         let (w, h) = (400u32, 200u32);
         let flat = vec![90u8; (w * h * 3) as usize];
         assert!(!text_presence(&flat, w, h).likely);
-        // Glyph-like: short dark strokes across a band of rows.
-        let mut txt = vec![250u8; (w * h * 3) as usize];
-        for y in 80..110 {
-            for x in 20..380 {
-                if x % 7 < 2 {
-                    let i = ((y * w + x) * 3) as usize;
-                    txt[i..i + 3].copy_from_slice(&[10, 10, 10]);
+        // Glyph-like strokes in bands of rows separated by empty rows.
+        let strokes = |rows: &[std::ops::Range<u32>], cols: std::ops::Range<u32>| {
+            let mut px = vec![250u8; (w * h * 3) as usize];
+            for r in rows {
+                for y in r.clone() {
+                    for x in cols.clone() {
+                        if x % 7 < 2 {
+                            let i = ((y * w + x) * 3) as usize;
+                            px[i..i + 3].copy_from_slice(&[10, 10, 10]);
+                        }
+                    }
                 }
             }
-        }
-        assert!(text_presence(&txt, w, h).likely);
-        assert!(!text_presence(&txt[..10], w, h).likely);
+            px
+        };
+        // One line across the image (a caption).
+        let caption = strokes(&[80..110], 20..380);
+        let p = text_presence(&caption, w, h);
+        assert!(p.likely && p.wide_lines >= 1, "{p:?}");
+        // Three lines in the left third only.
+        let block = strokes(&[30..45, 60..75, 90..105], 10..120);
+        let p = text_presence(&block, w, h);
+        assert!(p.likely && p.lines >= 3, "{p:?}");
+        // Texture: strokes on every row, no gaps between lines.
+        let texture = strokes(&[0..200], 0..400);
+        assert!(!text_presence(&texture, w, h).likely);
+        // Short buffers are refused, not read past.
+        assert!(!text_presence(&caption[..10], w, h).likely);
     }
 }
