@@ -163,7 +163,7 @@ fn main() -> anyhow::Result<()> {
                         let hashed = hasher
                             .hash_deferred(&jpeg, opts, Some(OcrGate::Always))
                             .ok();
-                        let input = hashed.and_then(|h| h.ocr_input);
+                        let input = hashed.and_then(|h| h.ocr_inputs.into_iter().next());
                         let block = input.as_ref().and_then(|i| tess.recognize(i).ok());
                         let ocr_ms = t0.elapsed().as_secs_f64() * 1e3;
                         let language = block
@@ -255,6 +255,20 @@ fn main() -> anyhow::Result<()> {
                 jaccard,
                 ..TextMatchRule::default()
             };
+            // The generator's own check: different statements' true texts
+            // must not match each other as typed text under this rule.
+            let truth: Vec<TextSignature> =
+                statements.iter().map(|(_, t)| text_signature(t)).collect();
+            let mut truth_pairs_matching = 0usize;
+            for i in 0..truth.len() {
+                for j in i + 1..truth.len() {
+                    truth_pairs_matching += usize::from(
+                        compare_text_with(&truth[i], &truth[j], &rule)
+                            .map(|c| c.is_match)
+                            .unwrap_or(false),
+                    );
+                }
+            }
             for min_tokens in [4usize, 6, 8] {
                 for second_reading in [false, true] {
                     let m = |q: &(TextSignature, usize), b: &(TextSignature, usize)| {
@@ -301,6 +315,7 @@ fn main() -> anyhow::Result<()> {
                         "recall_ar": hit[1] as f64 / total[1].max(1) as f64,
                         "false_matches": false_matches, "pairs": pairs,
                         "false_examples": false_examples,
+                        "truth_pairs_matching": truth_pairs_matching,
                     }));
                 }
             }
@@ -329,8 +344,9 @@ fn main() -> anyhow::Result<()> {
             continue;
         };
         let words = h
-            .ocr_input
-            .and_then(|input| tess.recognize(&input).ok())
+            .ocr_inputs
+            .first()
+            .and_then(|input| tess.recognize(input).ok())
             .map(|o| o.words)
             .unwrap_or_default();
         let read = text_at(&words, 0.0).replace('\n', " ");
@@ -432,7 +448,7 @@ fn main() -> anyhow::Result<()> {
         let t0 = Instant::now();
         let mut runs = Vec::new();
         if let Ok(h) = hasher.hash_deferred(&c.jpeg, &opts, Some(OcrGate::Always)) {
-            if let Some(input) = h.ocr_input {
+            if let Some(input) = h.ocr_inputs.into_iter().next() {
                 if let Ok(out) = tess.recognize(&input) {
                     // The runs recognize made: groups up to the accepted one,
                     // or all of them when none was accepted.

@@ -621,12 +621,18 @@ impl Engine {
                 })
                 .await?;
                 if let Some(pending) = pending {
-                    if let Some(out) = self.inner.ocr.read(pending).await {
+                    let outs = self.inner.ocr.read_bank(pending).await;
+                    if !outs.is_empty() {
                         let ocr = self.inner.ocr.clone();
-                        let signal =
-                            off_runtime(move || Ok(ocr.signal(&out, bank_list.as_deref()))).await?;
+                        let signals = off_runtime(move || {
+                            Ok(outs
+                                .iter()
+                                .filter_map(|o| ocr.signal(o, bank_list.as_deref()))
+                                .collect::<Vec<_>>())
+                        })
+                        .await?;
                         let at = values.len().saturating_sub(2);
-                        values.splice(at..at, signal);
+                        values.splice(at..at, signals);
                     }
                 }
                 (values, list_version)

@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use echotrace_signals::content::ocr_text_signal;
-use echotrace_signals::ocr::{OcrInput, OcrLimits, OcrOutput, Tesseract, DEFAULT_MIN_TOKENS};
+use echotrace_signals::ocr::{
+    OcrInput, OcrLimits, OcrOutput, Reading, Tesseract, DEFAULT_MIN_TOKENS,
+};
 use echotrace_signals::signal::SignalType;
 use echotrace_signals::text::EquivalenceList;
 
@@ -60,10 +62,11 @@ pub struct OcrStatus {
     pub detail: String,
 }
 
-/// A prepared image waiting for OCR.
+/// Prepared images waiting for OCR: one for an image; a video's key
+/// frames or a PDF's pages without a text layer, in order.
 #[derive(Clone, Debug)]
 pub struct PendingOcr {
-    pub(crate) input: OcrInput,
+    pub(crate) inputs: Vec<OcrInput>,
 }
 
 /// What OCR read from an upload: the kept text and every word with its
@@ -130,19 +133,58 @@ impl OcrService {
         self.tesseract.is_some()
     }
 
-    /// OCR `pending` in the pool. `None` on any failure (logged).
+    /// OCR `pending` in the pool (one permit for all its images, read in
+    /// turn and joined). `None` when OCR is off or every image failed
+    /// (logged without content).
     pub(crate) async fn read(self: &Arc<Self>, pending: PendingOcr) -> Option<OcrOutput> {
+        self.read_with(pending, false)
+            .await
+            .and_then(|mut r| r.drain(..).next())
+    }
+
+    /// [`OcrService::read`] for a bank entry: the block reading and, as a
+    /// second signal, the sparse reading of the same images
+    /// ([`Reading::Sparse`], same script group), which recovers lines a
+    /// block reading drops on busy backgrounds.
+    pub(crate) async fn read_bank(self: &Arc<Self>, pending: PendingOcr) -> Vec<OcrOutput> {
+        self.read_with(pending, true).await.unwrap_or_default()
+    }
+
+    async fn read_with(
+        self: &Arc<Self>,
+        pending: PendingOcr,
+        second: bool,
+    ) -> Option<Vec<OcrOutput>> {
         let tesseract = self.tesseract.clone()?;
         let _permit = self.permits.acquire().await.ok()?;
-        let job = tokio::task::spawn_blocking(move || tesseract.recognize(&pending.input));
-        match job.await {
-            Ok(Ok(out)) => Some(out),
-            Ok(Err(e)) => {
-                tracing::warn!("OCR gave no result: {e}");
-                None
+        let job = tokio::task::spawn_blocking(move || {
+            let mut block = OcrOutput::default();
+            let mut sparse = OcrOutput::default();
+            let mut any = false;
+            for input in &pending.inputs {
+                match tesseract.recognize(input) {
+                    Ok(out) => {
+                        any = true;
+                        if second && !out.language.is_empty() {
+                            match tesseract.recognize_as(input, &out.language, Reading::Sparse) {
+                                Ok(s) => sparse.extend(s),
+                                Err(e) => tracing::warn!("OCR second reading failed: {e}"),
+                            }
+                        }
+                        block.extend(out);
+                    }
+                    Err(e) => tracing::warn!("OCR gave no result: {e}"),
+                }
             }
-            Err(_) => None,
-        }
+            any.then(|| {
+                let mut outs = vec![block];
+                if second {
+                    outs.push(sparse);
+                }
+                outs
+            })
+        });
+        job.await.ok().flatten()
     }
 
     /// The `ocr_text` signal of what was read (`None` under the token

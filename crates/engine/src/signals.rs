@@ -32,7 +32,9 @@ use echotrace_signals::content::{
 use echotrace_signals::decode::DecodeError;
 use echotrace_signals::digest::{digests, sha256_hex};
 use echotrace_signals::isolate::{extract_pdf_isolated, IsolateError, IsolationLimits};
+use echotrace_signals::ocr::OcrLimits;
 use echotrace_signals::pdf::PdfError;
+use echotrace_signals::pdf_render::{PdfRenderer, RenderLimits};
 use echotrace_signals::pdq::{PdqHash, PDQ_MATCH_THRESHOLD};
 use echotrace_signals::signal::SignalType;
 use echotrace_signals::text::minhash::{MinHashParams, MinHasher};
@@ -295,7 +297,7 @@ pub(crate) fn hash_bytes_using(
     list: Option<&EquivalenceList>,
 ) -> Result<Vec<SignalValue>> {
     if detect_kind(bytes) == Some(ContentKind::Pdf) {
-        return pdf_signals(bytes, pdf_extractor, list).map(|(signals, _)| signals);
+        return pdf_signals(bytes, pdf_extractor, list).map(|(signals, _, _)| signals);
     }
     match list {
         Some(list) => hash_bytes_with_list(bytes, sampling, Some(list)),
@@ -311,11 +313,48 @@ pub(crate) fn hash_bank_entry(
     list: Option<&EquivalenceList>,
     ocr_gate: Option<OcrGate>,
 ) -> Result<(Vec<SignalValue>, Option<PendingOcr>)> {
-    let is_image = matches!(detect_kind(bytes), Some(ContentKind::Image(_)));
-    if ocr_gate.is_some() && is_image {
+    let kind = detect_kind(bytes);
+    let pictures = matches!(kind, Some(ContentKind::Image(_) | ContentKind::Video));
+    if ocr_gate.is_some() && pictures {
         return hash_non_pdf_deferred(bytes, VideoSampling::BankEntry, ocr_gate);
     }
+    if ocr_gate.is_some() && kind == Some(ContentKind::Pdf) {
+        let (signals, _, textless) = pdf_signals(bytes, pdf_extractor, list)?;
+        return Ok((signals, pdf_pages_for_ocr(bytes, &textless)));
+    }
     hash_bytes_using(bytes, VideoSampling::BankEntry, pdf_extractor, list).map(|v| (v, None))
+}
+
+/// `pdftoppm` (Debian poppler-utils), located once per process (`None`
+/// when it is not installed: scanned PDF pages are then not OCRed).
+fn pdftoppm() -> Option<&'static PdfRenderer> {
+    static RENDERER: std::sync::OnceLock<Option<PdfRenderer>> = std::sync::OnceLock::new();
+    RENDERER
+        .get_or_init(|| {
+            match PdfRenderer::locate(std::path::Path::new("pdftoppm"), RenderLimits::default())
+            {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::info!("OCR of scanned PDF pages disabled: {e}");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// A PDF's pages without a text layer, rendered (isolated `pdftoppm`) and
+/// waiting for OCR. Blocking.
+fn pdf_pages_for_ocr(bytes: &[u8], textless: &[u32]) -> Option<PendingOcr> {
+    if textless.is_empty() {
+        return None;
+    }
+    let renderer = pdftoppm()?;
+    let (inputs, failed) = renderer.render_pages(bytes, textless, &OcrLimits::default());
+    for why in failed {
+        tracing::warn!("PDF page not OCRed: {why}");
+    }
+    (!inputs.is_empty()).then_some(PendingOcr { inputs })
 }
 
 /// Largest PDF handed to the extractor (the image decoder's input limit).
@@ -323,12 +362,12 @@ fn max_pdf_bytes() -> u64 {
     echotrace_signals::decode::DecodeLimits::default().max_file_bytes
 }
 
-/// A PDF's signals and its extracted page text.
+/// A PDF's signals, its extracted page text and its pages without text.
 fn pdf_signals(
     bytes: &[u8],
     program: Option<&std::path::Path>,
     list: Option<&EquivalenceList>,
-) -> Result<(Vec<SignalValue>, String)> {
+) -> Result<(Vec<SignalValue>, String, Vec<u32>)> {
     let program = program.ok_or_else(|| {
         EngineError::InvalidInput(
             "PDF extraction is not enabled on this server (no isolated extractor configured)"
@@ -376,7 +415,7 @@ fn pdf_signals(
         signal_type: SignalType::Sha256,
         value: d.sha256,
     });
-    Ok((out, extract.text))
+    Ok((out, extract.text, extract.textless_pages))
 }
 
 fn hash_non_pdf(bytes: &[u8], sampling: VideoSampling) -> Result<Vec<SignalValue>> {
@@ -393,7 +432,9 @@ pub(crate) fn hash_non_pdf_deferred(
     let hashed = ContentHasher::new()
         .hash_deferred(bytes, &hash_options(bytes, sampling), ocr_gate)
         .map_err(map_hash_error)?;
-    let pending = hashed.ocr_input.map(|input| PendingOcr { input });
+    let pending = (!hashed.ocr_inputs.is_empty()).then_some(PendingOcr {
+        inputs: hashed.ocr_inputs,
+    });
     let signals = hashed.signals;
     let mut out = Vec::with_capacity(signals.len());
     for s in signals {
@@ -473,7 +514,7 @@ pub(crate) fn hash_bytes_with_list(
     list: Option<&EquivalenceList>,
 ) -> Result<Vec<SignalValue>> {
     if detect_kind(bytes) == Some(ContentKind::Pdf) {
-        return pdf_signals(bytes, None, list).map(|(signals, _)| signals);
+        return pdf_signals(bytes, None, list).map(|(signals, _, _)| signals);
     }
     let mut out = hash_non_pdf(bytes, sampling)?;
     if let (Some(list), Some(text)) = (list, text_of_bytes(bytes)) {
@@ -586,14 +627,14 @@ pub(crate) fn hash_upload(
     ocr_gate: Option<OcrGate>,
 ) -> Result<HashedUpload> {
     if detect_kind(&bytes) == Some(ContentKind::Pdf) {
-        let (signals, text) = pdf_signals(&bytes, pdf_extractor, None)?;
+        let (signals, text, textless) = pdf_signals(&bytes, pdf_extractor, None)?;
         let has_words = signals
             .iter()
             .any(|s| s.signal_type == SignalType::TextMinhash);
         return Ok(HashedUpload {
             signals,
             text: has_words.then(|| QueryText::from(text)),
-            ocr: None,
+            ocr: ocr_gate.and_then(|_| pdf_pages_for_ocr(&bytes, &textless)),
         });
     }
     let (signals, ocr) = hash_non_pdf_deferred(&bytes, sampling, ocr_gate)?;

@@ -108,30 +108,40 @@ pub struct OcrSetup {
     /// Fewest normalised tokens for an `ocr_text` signal
     /// ([`crate::ocr::DEFAULT_MIN_TOKENS`]).
     pub min_tokens: usize,
+    /// Renders PDF pages without a text layer for OCR (`None`: such pages
+    /// are not OCRed).
+    pub pdf_renderer: Option<crate::pdf_render::PdfRenderer>,
 }
 
 impl Eq for OcrSetup {}
 
 /// [`ContentHasher::hash_deferred`]'s result: the signals (digests last)
-/// and, for an image that passed the OCR gate, the prepared OCR input, so
-/// the caller can run OCR in its own bounded pool.
+/// and the prepared OCR inputs — an image that passed the OCR gate, a
+/// video's key frames ([`crate::ocr::KeyFrames`]), a PDF's pages without a
+/// text layer — so the caller can run OCR in its own bounded pool.
 #[derive(Clone, Debug, Default)]
 pub struct Hashed {
     pub signals: Vec<Signal>,
-    pub ocr_input: Option<crate::ocr::OcrInput>,
+    pub ocr_inputs: Vec<crate::ocr::OcrInput>,
+    /// Why PDF pages could not be rendered for OCR (for the caller's log).
+    pub ocr_warnings: Vec<String>,
     /// The text-presence test's result (images checked against the gate).
     pub presence: Option<crate::ocr::TextPresence>,
 }
 
-/// OCR a prepared image into an `ocr_text` signal: `Ok(None)` when fewer
-/// than `min_tokens` tokens were read with enough confidence. The signal
+/// OCR prepared images (one image, a video's key frames, PDF pages) into
+/// one `ocr_text` signal of their joined text: `Ok(None)` when fewer than
+/// `min_tokens` tokens were read with enough confidence. The signal
 /// carries an [`crate::signal::OcrSummary`] for display.
 pub fn ocr_signal(
     tesseract: &crate::ocr::Tesseract,
-    input: &crate::ocr::OcrInput,
+    inputs: &[crate::ocr::OcrInput],
     min_tokens: usize,
 ) -> Result<(Option<Signal>, crate::ocr::OcrOutput), crate::ocr::OcrError> {
-    let out = tesseract.recognize(input)?;
+    let mut out = crate::ocr::OcrOutput::default();
+    for input in inputs {
+        out.extend(tesseract.recognize(input)?);
+    }
     Ok((ocr_text_signal(&out, min_tokens), out))
 }
 
@@ -193,8 +203,8 @@ impl ContentHasher {
     pub fn hash(&mut self, bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
         let gate = opts.ocr.as_ref().map(|o| o.gate);
         let mut hashed = self.hash_deferred(bytes, opts, gate)?;
-        if let (Some(setup), Some(input)) = (&opts.ocr, &hashed.ocr_input) {
-            let (signal, _) = ocr_signal(&setup.tesseract, input, setup.min_tokens)
+        if let (Some(setup), false) = (&opts.ocr, hashed.ocr_inputs.is_empty()) {
+            let (signal, _) = ocr_signal(&setup.tesseract, &hashed.ocr_inputs, setup.min_tokens)
                 .map_err(|e| HashError::Ocr(e.to_string()))?;
             if let Some(signal) = signal {
                 let at = hashed.signals.len().saturating_sub(2);
@@ -204,10 +214,10 @@ impl ContentHasher {
         Ok(hashed.signals)
     }
 
-    /// [`ContentHasher::hash`] without running OCR: an image is checked
-    /// against `ocr_gate` (when given) and, if it passes, its prepared OCR
-    /// input is returned with the signals. Video OCR (key frames) runs
-    /// inline when [`HashOptions::ocr`] is set.
+    /// [`ContentHasher::hash`] without running OCR: with `ocr_gate`, an
+    /// image that passes it, a video's key frames and (with
+    /// [`OcrSetup::pdf_renderer`]) a PDF's pages without text come back
+    /// prepared for OCR with the signals.
     pub fn hash_deferred(
         &mut self,
         bytes: &[u8],
@@ -234,26 +244,25 @@ impl ContentHasher {
                     .as_ref()
                     .map(|o| o.tesseract.limits.clone())
                     .unwrap_or_default();
-                match ocr_gate {
+                let prepared = match ocr_gate {
                     Some(OcrGate::Always) => {
-                        hashed.ocr_input =
-                            crate::ocr::prepare(&img.rgb, img.width, img.height, &limits);
+                        crate::ocr::prepare(&img.rgb, img.width, img.height, &limits)
                     }
                     Some(OcrGate::TextPresence) => {
                         let p = crate::ocr::text_presence(&img.rgb, img.width, img.height);
-                        if p.likely {
-                            hashed.ocr_input =
-                                crate::ocr::prepare(&img.rgb, img.width, img.height, &limits);
-                        }
                         hashed.presence = Some(p);
+                        p.likely
+                            .then(|| crate::ocr::prepare(&img.rgb, img.width, img.height, &limits))
+                            .flatten()
                     }
-                    None => {}
-                }
+                    None => None,
+                };
+                hashed.ocr_inputs.extend(prepared);
                 self.image_signals(&img, opts)?
             }
-            ContentKind::Pdf => pdf_signals(bytes, opts)?,
+            ContentKind::Pdf => pdf_signals(bytes, opts, ocr_gate.is_some(), &mut hashed)?,
             ContentKind::Text => text_signals(bytes),
-            ContentKind::Video => video_signals(bytes, opts)?,
+            ContentKind::Video => video_signals(bytes, opts, ocr_gate.is_some(), &mut hashed)?,
         };
         let d = digest::digests(bytes);
         hashed.signals.push(Signal::new(SignalType::Md5, d.md5));
@@ -312,8 +321,14 @@ fn text_signals(bytes: &[u8]) -> Vec<Signal> {
 }
 
 /// A PDF's `text_minhash` (when it has text) and one `pdq` per embedded
-/// image, extracted in an isolated child process.
-fn pdf_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
+/// image, extracted in an isolated child process; with `ocr` and a
+/// renderer, its pages without text are rendered for OCR into `hashed`.
+fn pdf_signals(
+    bytes: &[u8],
+    opts: &HashOptions,
+    ocr: bool,
+    hashed: &mut Hashed,
+) -> Result<Vec<Signal>, HashError> {
     let program = opts
         .pdf_extractor
         .as_deref()
@@ -334,18 +349,42 @@ fn pdf_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashErro
             ocr: None,
         });
     }
+    let setup = opts.ocr.as_ref().filter(|_| ocr);
+    if let Some((setup, renderer)) = setup.and_then(|s| Some((s, s.pdf_renderer.as_ref()?))) {
+        let (pages, failed) =
+            renderer.render_pages(bytes, &extract.textless_pages, &setup.tesseract.limits);
+        hashed.ocr_inputs.extend(pages);
+        hashed.ocr_warnings.extend(failed);
+    }
     Ok(out)
 }
 
-/// A video's `vpdq` signal (python-threatexchange serialisation).
-fn video_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
+/// A video's `vpdq` signal (python-threatexchange serialisation); with
+/// `ocr`, its key frames ([`crate::ocr::KeyFrames`]) prepared into `hashed`.
+fn video_signals(
+    bytes: &[u8],
+    opts: &HashOptions,
+    ocr: bool,
+    hashed: &mut Hashed,
+) -> Result<Vec<Signal>, HashError> {
     let setup = opts.video.as_ref().ok_or_else(|| {
         HashError::Video("video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)".into())
     })?;
+    let limits = opts
+        .ocr
+        .as_ref()
+        .map(|o| o.tesseract.limits.clone())
+        .unwrap_or_default();
+    let mut keys = crate::ocr::KeyFrames::new(limits);
     let out = setup
         .hasher
-        .hash(bytes, &setup.options)
+        .hash_observed(std::sync::Arc::from(bytes), &setup.options, &mut |frame| {
+            if ocr {
+                keys.offer(frame);
+            }
+        })
         .map_err(|e| HashError::Video(e.to_string()))?;
+    hashed.ocr_inputs.extend(keys.into_inputs());
     Ok(vec![Signal::new(
         SignalType::Vpdq,
         out.vpdq.to_signal_string(),

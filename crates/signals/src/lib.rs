@@ -9,6 +9,7 @@ pub mod digest;
 pub mod isolate;
 pub mod ocr;
 pub mod pdf;
+pub mod pdf_render;
 pub mod pdq;
 pub mod signal;
 pub mod text;

@@ -347,7 +347,7 @@ fn parse_list_langs(listing: &str) -> (Option<PathBuf>, Vec<String>) {
     (dir, langs)
 }
 
-fn resolve_program(program: &Path) -> Result<PathBuf, OcrError> {
+pub(crate) fn resolve_program(program: &Path) -> Result<PathBuf, OcrError> {
     if program.components().count() > 1 || program.is_absolute() {
         return if program.is_file() {
             Ok(program.to_path_buf())
@@ -489,7 +489,35 @@ pub fn prepare(rgb: &[u8], width: u32, height: u32, limits: &OcrLimits) -> Optio
     if w == 0 || h == 0 || rgb.len() < w.checked_mul(h)?.checked_mul(3)? {
         return None;
     }
-    // Scale factor: integer box divisor so both limits hold.
+    shrink(width, height, limits, |x, y| {
+        let i = (y * w + x) * 3;
+        match rgb.get(i..i + 3) {
+            Some(&[r, g, b]) => (u32::from(r) * 299 + u32::from(g) * 587 + u32::from(b) * 114) / 1000,
+            _ => 0,
+        }
+    })
+}
+
+/// [`prepare`] for an image that is already greyscale (a rendered PDF
+/// page): `grey` holds `width × height` bytes.
+pub fn from_grey(grey: &[u8], width: u32, height: u32, limits: &OcrLimits) -> Option<OcrInput> {
+    let (w, h) = (width as usize, height as usize);
+    if w == 0 || h == 0 || grey.len() < w.checked_mul(h)? {
+        return None;
+    }
+    shrink(width, height, limits, |x, y| {
+        u32::from(grey.get(y * w + x).copied().unwrap_or(0))
+    })
+}
+
+/// Box-average `luma(x, y)` down by an integer divisor so both limits
+/// hold, invert a mostly dark result, encode as PGM.
+fn shrink(
+    width: u32,
+    height: u32,
+    limits: &OcrLimits,
+    luma: impl Fn(usize, usize) -> u32,
+) -> Option<OcrInput> {
     let longest = width.max(height);
     let mut div = longest.div_ceil(limits.max_side.max(1)).max(1);
     while u64::from(width / div) * u64::from(height / div) > limits.max_pixels {
@@ -509,14 +537,8 @@ pub fn prepare(rgb: &[u8], width: u32, height: u32, limits: &OcrLimits) -> Optio
         for ox in 0..ow_u {
             let mut sum: u32 = 0;
             for y in oy * d..oy * d + d {
-                let row = y * w * 3;
                 for x in ox * d..ox * d + d {
-                    let i = row + x * 3;
-                    let (r, g, b) = match rgb.get(i..i + 3) {
-                        Some(&[r, g, b]) => (u32::from(r), u32::from(g), u32::from(b)),
-                        _ => (0, 0, 0),
-                    };
-                    sum += (r * 299 + g * 587 + b * 114) / 1000;
+                    sum += luma(x, y);
                 }
             }
             pgm.push((sum / area) as u8);
@@ -669,6 +691,65 @@ pub fn text_presence(rgb: &[u8], width: u32, height: u32) -> TextPresence {
         lines,
         wide_lines,
         likely: lines >= 2 || wide_lines >= 1,
+    }
+}
+
+/// Most key frames of one video handed to OCR.
+pub const MAX_KEY_FRAMES: usize = 8;
+/// A frame is a new key frame when its PDQ hash is farther than this from
+/// every key frame kept so far (the vPDQ match distance: a scene change, or
+/// the same scene with different text).
+pub const KEY_FRAME_DISTANCE: u32 = 31;
+
+/// Picks a video's OCR key frames while it is hashed: at most one frame per
+/// second of video is checked with [`text_presence`]; a frame that passes
+/// and differs from every kept key frame (PDQ distance >
+/// [`KEY_FRAME_DISTANCE`]) — a scene change or new text — is prepared for
+/// OCR, up to [`MAX_KEY_FRAMES`]. Scene changes without text cost nothing.
+#[derive(Debug)]
+pub struct KeyFrames {
+    limits: OcrLimits,
+    next_second: f64,
+    kept: Vec<crate::pdq::PdqHash>,
+    inputs: Vec<OcrInput>,
+}
+
+impl KeyFrames {
+    pub fn new(limits: OcrLimits) -> KeyFrames {
+        KeyFrames {
+            limits,
+            next_second: 0.0,
+            kept: Vec::new(),
+            inputs: Vec::new(),
+        }
+    }
+
+    /// Look at one hashed frame (frames arrive in time order).
+    pub fn offer(&mut self, frame: crate::video::vpdq::ObservedFrame<'_>) {
+        let f = frame.feature;
+        if self.inputs.len() >= MAX_KEY_FRAMES || f.timestamp < self.next_second {
+            return;
+        }
+        self.next_second = f.timestamp.floor() + 1.0;
+        if self
+            .kept
+            .iter()
+            .any(|h| h.distance(&f.hash) <= KEY_FRAME_DISTANCE)
+        {
+            return;
+        }
+        if !text_presence(frame.rgb, frame.width, frame.height).likely {
+            return;
+        }
+        if let Some(input) = prepare(frame.rgb, frame.width, frame.height, &self.limits) {
+            self.kept.push(f.hash);
+            self.inputs.push(input);
+        }
+    }
+
+    /// The key frames, in time order.
+    pub fn into_inputs(self) -> Vec<OcrInput> {
+        self.inputs
     }
 }
 

@@ -71,10 +71,17 @@ pub fn ocr_setup(timeout_secs: u64) -> anyhow::Result<echotrace_signals::content
         ..OcrLimits::default()
     };
     let tesseract = Tesseract::locate(std::path::Path::new("tesseract"), limits)?;
+    // Scanned PDF pages need poppler's pdftoppm; without it they are not OCRed.
+    let pdf_renderer = echotrace_signals::pdf_render::PdfRenderer::locate(
+        std::path::Path::new("pdftoppm"),
+        echotrace_signals::pdf_render::RenderLimits::default(),
+    )
+    .ok();
     Ok(OcrSetup {
         tesseract,
         gate: OcrGate::Always,
         min_tokens: DEFAULT_MIN_TOKENS,
+        pdf_renderer,
     })
 }
 

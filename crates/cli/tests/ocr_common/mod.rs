@@ -159,10 +159,52 @@ const AR_PEOPLE: &[&str] = &[
     "إدارة المدارس",
 ];
 
-/// A benign statement: one of three kinds, every slot drawn from `rng`.
+const EN_DETAILS: &[&str] = &[
+    "Ticket sales rose by {n} percent compared with last season.",
+    "Volunteers handed out {n} bottles of water near the north gate.",
+    "The local radio station broadcast the whole event live for listeners abroad.",
+    "A spokesperson thanked the bus drivers who worked extra shifts.",
+    "Schools in the area will close {n} minutes early on that day.",
+    "The city library extended its opening hours until {n} in the evening.",
+    "Farmers at the weekend market reported record sales of fresh bread.",
+    "Road works on the ring road were paused for {n} days.",
+    "Children from {n} schools painted a mural beside the main entrance.",
+    "The museum offered free guided tours in four languages.",
+    "Cyclists were asked to use the riverside path instead of the bridge.",
+    "A new ferry timetable starts on the first of next month.",
+    "Residents can send questions to the council by post or by phone.",
+    "Photographs from the day will be shown at the town hall.",
+    "The harbour lights were switched on {n} minutes earlier than usual.",
+    "Trains on the coastal line will run every {n} minutes.",
+];
+
+const AR_DETAILS: &[&str] = &[
+    "ارتفعت مبيعات التذاكر بنسبة {n} في المئة مقارنة بالموسم الماضي",
+    "وزع المتطوعون {n} زجاجة ماء قرب البوابة الشمالية",
+    "بثت الإذاعة المحلية الحدث كاملا على الهواء للمستمعين في الخارج",
+    "شكر المتحدث الرسمي سائقي الحافلات الذين عملوا ساعات إضافية",
+    "ستغلق المدارس في المنطقة قبل الموعد بـ {n} دقيقة في ذلك اليوم",
+    "مددت المكتبة العامة ساعات عملها حتى الساعة {n} مساء",
+    "سجل المزارعون في سوق نهاية الأسبوع مبيعات قياسية من الخبز الطازج",
+    "توقفت أعمال الطريق الدائري لمدة {n} أيام",
+    "رسم أطفال من {n} مدارس جدارية بجانب المدخل الرئيسي",
+    "قدم المتحف جولات إرشادية مجانية بأربع لغات",
+    "طلب من راكبي الدراجات استخدام طريق النهر بدلا من الجسر",
+    "يبدأ جدول جديد للعبارات في أول الشهر القادم",
+    "يمكن للسكان إرسال أسئلتهم إلى المجلس بالبريد أو بالهاتف",
+    "ستعرض صور هذا اليوم في مبنى البلدية",
+    "أضيئت أنوار الميناء قبل موعدها المعتاد بـ {n} دقيقة",
+    "ستسير القطارات على الخط الساحلي كل {n} دقيقة",
+];
+
+/// A benign statement: a lead of one of three kinds (football result,
+/// weather bulletin, news of an opening), every slot drawn from `rng`, then
+/// two distinct detail sentences from a pool. The fixed words of a kind are
+/// few, so two different statements share few word 3-shingles (the bench
+/// checks that no two statements match each other as typed text).
 pub fn statement(lang: Lang, rng: &mut Rng) -> String {
     let n = |rng: &mut Rng, lo: usize, hi: usize| lo + rng.below(hi - lo + 1);
-    match (lang, rng.below(3)) {
+    let lead = match (lang, rng.below(3)) {
         (Lang::En, 0) => {
             let a = rng.pick(EN_TEAMS);
             let mut b = rng.pick(EN_TEAMS);
@@ -170,19 +212,19 @@ pub fn statement(lang: Lang, rng: &mut Rng) -> String {
                 b = rng.pick(EN_TEAMS);
             }
             format!(
-                "{a} beat {b} {}-{} on {} in front of {} supporters, with a late goal from number {} sealing the win before the final whistle.",
-                n(rng, 2, 6), n(rng, 0, 1), rng.pick(EN_DAYS), n(rng, 3, 60) * 1000, n(rng, 2, 23)
+                "{a} beat {b} {}-{} on {} in front of {} supporters.",
+                n(rng, 2, 6), n(rng, 0, 1), rng.pick(EN_DAYS), n(rng, 3, 60) * 1000
             )
         }
         (Lang::En, 1) => format!(
-            "Weather bulletin for {}: {} expected from {} morning, temperatures near {} degrees, and {} millimetres of rain possible by evening in the {} districts.",
+            "Weather for {}: {} from {} morning, near {} degrees in the {} districts.",
             rng.pick(EN_CITIES), rng.pick(EN_WEATHER), rng.pick(EN_DAYS), n(rng, 2, 40),
-            n(rng, 5, 90), rng.pick(&["northern", "southern", "eastern", "western", "coastal", "hill"])
+            rng.pick(&["northern", "southern", "eastern", "western", "coastal", "hill"])
         ),
         (Lang::En, _) => format!(
-            "In {}, {} opened {} on {} after {} years of work, and officials said about {} residents visited during the first week of opening.",
+            "In {}, {} opened {} on {} after {} years of work.",
             rng.pick(EN_CITIES), rng.pick(EN_PEOPLE), rng.pick(EN_THINGS), rng.pick(EN_DAYS),
-            n(rng, 2, 12), n(rng, 2, 95) * 100
+            n(rng, 2, 12)
         ),
         (Lang::Ar, 0) => {
             let a = rng.pick(AR_TEAMS);
@@ -191,21 +233,34 @@ pub fn statement(lang: Lang, rng: &mut Rng) -> String {
                 b = rng.pick(AR_TEAMS);
             }
             format!(
-                "فاز {a} على {b} بنتيجة {} مقابل {} يوم {} أمام {} ألف متفرج وسجل اللاعب رقم {} هدف الفوز في الدقيقة {}",
-                n(rng, 2, 6), n(rng, 0, 1), rng.pick(AR_DAYS), n(rng, 3, 60), n(rng, 2, 23), n(rng, 60, 90)
+                "فاز {a} على {b} بنتيجة {} مقابل {} يوم {} أمام {} ألف متفرج",
+                n(rng, 2, 6), n(rng, 0, 1), rng.pick(AR_DAYS), n(rng, 3, 60)
             )
         }
         (Lang::Ar, 1) => format!(
-            "نشرة الطقس في {}: {} متوقعة صباح يوم {} مع درجات حرارة تقارب {} درجة واحتمال هطول {} مليمترا من الأمطار في المناطق {}",
-            rng.pick(AR_CITIES), rng.pick(AR_WEATHER), rng.pick(AR_DAYS), n(rng, 2, 40), n(rng, 5, 90),
+            "طقس {}: {} صباح يوم {} مع حرارة تقارب {} درجة في المناطق {}",
+            rng.pick(AR_CITIES), rng.pick(AR_WEATHER), rng.pick(AR_DAYS), n(rng, 2, 40),
             rng.pick(&["الشمالية", "الجنوبية", "الشرقية", "الغربية", "الساحلية", "الجبلية"])
         ),
         (Lang::Ar, _) => format!(
-            "في {} افتتح {} {} يوم {} بعد {} سنوات من العمل وقال المسؤولون إن نحو {} من السكان زاروا المكان في الأسبوع الأول",
+            "في {} افتتح {} {} يوم {} بعد {} سنوات من العمل",
             rng.pick(AR_CITIES), rng.pick(AR_PEOPLE), rng.pick(AR_THINGS), rng.pick(AR_DAYS),
-            n(rng, 2, 12), n(rng, 2, 95) * 100
+            n(rng, 2, 12)
         ),
+    };
+    let pool = if lang == Lang::Ar { AR_DETAILS } else { EN_DETAILS };
+    let first = rng.below(pool.len());
+    let mut second = rng.below(pool.len());
+    while second == first {
+        second = rng.below(pool.len());
     }
+    let mut out = lead;
+    for i in [first, second] {
+        let d = pool[i].replace("{n}", &n(rng, 2, 90).to_string());
+        out.push_str(if lang == Lang::Ar { "، " } else { " " });
+        out.push_str(&d);
+    }
+    out
 }
 
 pub const EN_FONTS: &[&str] = &[

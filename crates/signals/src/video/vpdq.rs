@@ -278,6 +278,15 @@ pub struct VideoSignals {
     pub every_nth: u64,
 }
 
+/// A hashed frame shown to [`VideoHasher::hash_observed`]'s observer.
+pub struct ObservedFrame<'a> {
+    /// RGB24, `width × height × 3` bytes.
+    pub rgb: &'a [u8],
+    pub width: u32,
+    pub height: u32,
+    pub feature: &'a VpdqFeature,
+}
+
 /// Hashes videos with a located ffmpeg.
 #[derive(Clone, Debug)]
 pub struct VideoHasher {
@@ -304,6 +313,18 @@ impl VideoHasher {
         bytes: Arc<[u8]>,
         options: &VpdqOptions,
     ) -> Result<VideoSignals, VideoError> {
+        self.hash_observed(bytes, options, &mut |_| {})
+    }
+
+    /// [`VideoHasher::hash_shared`], showing every hashed frame to
+    /// `observe` (RGB24 pixels, size, its feature) — how OCR picks its key
+    /// frames without a second decode.
+    pub fn hash_observed(
+        &self,
+        bytes: Arc<[u8]>,
+        options: &VpdqOptions,
+        observe: &mut dyn FnMut(ObservedFrame<'_>),
+    ) -> Result<VideoSignals, VideoError> {
         options.validate()?;
         let digests = digests(&bytes);
         let (info, mut frames) = self.ffmpeg.decode(bytes, |info| {
@@ -329,13 +350,20 @@ impl VideoHasher {
             let out = hasher
                 .hash_rgb8(&buf, plan.width, plan.height)
                 .map_err(|e| VideoError::InvalidOption(format!("PDQ failed on a frame: {e}")))?;
-            features.push(VpdqFeature {
+            let feature = VpdqFeature {
                 frame_number,
                 hash: out.hash,
                 quality: out.quality,
                 // The reference: static_cast<float>(n) / (float)framerate.
                 timestamp: f64::from(frame_number as f32 / fps32),
+            };
+            observe(ObservedFrame {
+                rgb: &buf,
+                width: plan.width,
+                height: plan.height,
+                feature: &feature,
             });
+            features.push(feature);
         }
         Ok(VideoSignals {
             vpdq: VpdqHash { features },
