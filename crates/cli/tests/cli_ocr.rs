@@ -126,6 +126,145 @@ fn run_json(cmd: &mut Command) -> (bool, Value, String) {
     )
 }
 
+/// An MP4 (H.264, 5 fps) of one second of plain grey, then three seconds
+/// of `card`: a scene change onto a text card, as a video re-post of a
+/// claim card looks. Made by ffmpeg from the card image.
+fn card_video(card_jpeg: &[u8], dir: &Path, name: &str) -> Vec<u8> {
+    let img = image::load_from_memory(card_jpeg).expect("card decodes");
+    // Even sides for yuv420p.
+    let (w, h) = (img.width() & !1, img.height() & !1);
+    let still = write(dir, &format!("{name}.png"), &{
+        let mut png = Vec::new();
+        img.crop_imm(0, 0, w, h)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("png");
+        png
+    });
+    let out = dir.join(format!("{name}.mp4"));
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("color=c=gray:s={w}x{h}:d=1:r=5"))
+        .args(["-loop", "1", "-t", "3", "-r", "5", "-i"])
+        .arg(&still)
+        .args([
+            "-filter_complex",
+            "[0:v][1:v]concat=n=2:v=1[v]",
+            "-map",
+            "[v]",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg (apt-get install ffmpeg)");
+    assert!(status.success(), "ffmpeg failed to make the test video");
+    std::fs::read(&out).expect("video written")
+}
+
+/// A one-page PDF whose only content is `jpeg` drawn full-page: no text
+/// layer, as a scanned magazine page is. Hand-written PDF 1.4 (catalog,
+/// pages, page, content stream, DCTDecode image XObject, xref).
+fn image_only_pdf(jpeg: &[u8]) -> Vec<u8> {
+    let img = image::load_from_memory(jpeg).expect("jpeg decodes");
+    let (w, h) = (img.width(), img.height());
+    let content = format!("q {w} 0 0 {h} 0 0 cm /Im0 Do Q");
+    let mut objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w} {h}] \
+             /Resources << /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>"
+        )
+        .into_bytes(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).into_bytes(),
+    ];
+    let mut image_obj = format!(
+        "<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB \
+         /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>\nstream\n",
+        jpeg.len()
+    )
+    .into_bytes();
+    image_obj.extend_from_slice(jpeg);
+    image_obj.extend_from_slice(b"\nendstream");
+    objects.push(image_obj);
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        pdf.extend_from_slice(body);
+        pdf.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+/// Share of `text`'s words found in `read` (lower-cased, punctuation trimmed).
+fn words_found(text: &str, read: &str) -> f64 {
+    let read = read.to_lowercase();
+    let expected: Vec<String> = text
+        .to_lowercase()
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let found = expected
+        .iter()
+        .filter(|w| read.contains(w.as_str()))
+        .count();
+    found as f64 / expected.len().max(1) as f64
+}
+
+#[test]
+fn hash_ocr_reads_video_key_frames_and_scanned_pdf_pages() {
+    let tmp = tmpdir("media");
+    let photos = ocr_common::photos(&fixtures());
+    for lang in [Lang::En, Lang::Ar] {
+        let text = &statements(lang, 1, 41)[0];
+        let (bank, _) = designs(lang);
+        let card = ocr_common::render_card(text, lang, &bank, &photos, &tmp);
+        // Video: vpdq plus the key frames' ocr_text.
+        let video = write(&tmp, &format!("{lang:?}.mp4"), &card_video(&card, &tmp, &format!("{lang:?}-v")));
+        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&video));
+        assert!(ok, "hash --ocr video failed: {err}");
+        let sigs = v["signals"].as_array().expect("signals");
+        let types: Vec<&str> = sigs.iter().map(|s| s["type"].as_str().unwrap_or("")).collect();
+        assert_eq!(types, ["vpdq", "ocr_text", "md5", "sha256"], "{lang:?} video: {v}");
+        let read = sigs[1]["ocr"]["text"].as_str().unwrap_or("");
+        assert!(words_found(text, read) >= 0.7, "{lang:?} video read {read:?} of {text:?}");
+        // A scanned page: a PDF with no text layer, only the card image.
+        let pdf = write(&tmp, &format!("{lang:?}.pdf"), &image_only_pdf(&card));
+        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&pdf));
+        assert!(ok, "hash --ocr pdf failed: {err}");
+        let sigs = v["signals"].as_array().expect("signals");
+        let types: Vec<&str> = sigs.iter().map(|s| s["type"].as_str().unwrap_or("")).collect();
+        assert!(
+            !types.contains(&"text_minhash"),
+            "the PDF has no text layer: {v}"
+        );
+        let ocr = sigs
+            .iter()
+            .find(|s| s["type"] == json!("ocr_text"))
+            .unwrap_or_else(|| panic!("{lang:?} scanned PDF got no ocr_text: {v}"));
+        let read = ocr["ocr"]["text"].as_str().unwrap_or("");
+        assert!(words_found(text, read) >= 0.7, "{lang:?} PDF read {read:?} of {text:?}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 #[test]
 fn hash_ocr_reads_english_and_arabic_cards() {
     let tmp = tmpdir("hash");
@@ -331,7 +470,7 @@ fn hostile_images_end_within_the_time_limit() {
     ] {
         let started = Instant::now();
         let out = bin()
-            .args(["hash", "--ocr", "--ocr-timeout-secs", "6", "--json"])
+            .args(["hash", "--ocr", "--ocr-timeout-secs", "3", "--json"])
             .arg(path)
             .output()
             .expect("run");
@@ -654,6 +793,25 @@ async fn ocr_lookups_over_http(db: &TestDb) {
         "card did not find typed bank text: {v}"
     );
 
+    // A video carrying the re-designed card (key frames are OCRed) and a
+    // scanned PDF page of it (no text layer: rendered and OCRed) find the
+    // bank card through ocr_text.
+    for (kind, (lang, text, id)) in [("video", &banked[0]), ("pdf", &banked[per_lang + 1])] {
+        let (_, query) = designs(*lang);
+        let card = ocr_common::render_card(text, *lang, &query, &photos, &tmp);
+        let bytes = if kind == "video" {
+            card_video(&card, &tmp, &format!("http-{lang:?}"))
+        } else {
+            image_only_pdf(&card)
+        };
+        let (s, v) = upload(&client, &key, format!("{base}/v1/lookup"), &bytes, &[]).await;
+        assert_eq!(s, StatusCode::OK, "{kind}: {v}");
+        assert!(
+            matched_via(&v, *id, "ocr_text"),
+            "{lang:?} {kind} of the card did not find it: {v}"
+        );
+    }
+
     // A text-free photo is not OCRed (the presence test), and still matches by PDQ.
     let photo = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).expect("fixture");
     let (s, v) = upload(&client, &key, format!("{base}/v1/lookup"), &photo, &[]).await;
@@ -665,13 +823,13 @@ async fn ocr_lookups_over_http(db: &TestDb) {
 
     // 16 concurrent OCR lookups: all answer, memory stays bounded.
     let before = server.peak_rss_kib();
-    let card = ocr_common::render_card(
-        &banked[0].1,
-        banked[0].0,
-        &designs(banked[0].0).1,
-        &photos,
-        &tmp,
-    );
+    // A small card (fewer pixels, quicker OCR) of the first statement.
+    let small = Design {
+        width: 560,
+        size_pt: 16,
+        ..designs(banked[0].0).1
+    };
+    let card = ocr_common::render_card(&banked[0].1, banked[0].0, &small, &photos, &tmp);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..16 {

@@ -587,6 +587,31 @@ impl Engine {
         Some(out)
     }
 
+    /// Read the text of `bytes` by OCR — an image whatever the presence
+    /// test says, a video's key frames, a scanned PDF's pages — in the
+    /// engine's OCR pool, for the console's side-by-side view of an
+    /// `ocr_text` match. Nothing is stored. `Ok(None)` when OCR is off or
+    /// nothing could be read.
+    pub async fn read_text(&self, bytes: bytes::Bytes) -> Result<Option<ocr::OcrReading>> {
+        if !self.inner.ocr.enabled() {
+            return Ok(None);
+        }
+        let pdf = self.inner.config.pdf_extractor.clone();
+        let hashed = off_runtime(move || {
+            signals::hash_upload(
+                bytes,
+                signals::VideoSampling::Query,
+                pdf.as_deref(),
+                Some(echotrace_signals::content::OcrGate::Always),
+            )
+        })
+        .await?;
+        match hashed.ocr {
+            Some(pending) => Ok(self.inner.ocr.read(pending).await),
+            None => Ok(None),
+        }
+    }
+
     /// [`Engine::hash_upload`] for typed text: hashed as text whatever its
     /// first bytes look like (no content sniffing). Blocking.
     pub fn hash_text(&self, text: String) -> Result<HashedUpload> {

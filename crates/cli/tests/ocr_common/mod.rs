@@ -159,42 +159,45 @@ const AR_PEOPLE: &[&str] = &[
     "إدارة المدارس",
 ];
 
+/// Detail sentences: `{n}` is a number, `{p}` a place; the slots break
+/// every sentence into short fixed runs, so statements that happen to share
+/// a detail template still share few word 3-shingles.
 const EN_DETAILS: &[&str] = &[
-    "Ticket sales rose by {n} percent compared with last season.",
-    "Volunteers handed out {n} bottles of water near the north gate.",
-    "The local radio station broadcast the whole event live for listeners abroad.",
-    "A spokesperson thanked the bus drivers who worked extra shifts.",
-    "Schools in the area will close {n} minutes early on that day.",
-    "The city library extended its opening hours until {n} in the evening.",
-    "Farmers at the weekend market reported record sales of fresh bread.",
-    "Road works on the ring road were paused for {n} days.",
-    "Children from {n} schools painted a mural beside the main entrance.",
-    "The museum offered free guided tours in four languages.",
-    "Cyclists were asked to use the riverside path instead of the bridge.",
-    "A new ferry timetable starts on the first of next month.",
-    "Residents can send questions to the council by post or by phone.",
-    "Photographs from the day will be shown at the town hall.",
-    "The harbour lights were switched on {n} minutes earlier than usual.",
-    "Trains on the coastal line will run every {n} minutes.",
+    "Ticket sales in {p} rose by {n} percent this season.",
+    "Volunteers from {p} handed out {n} bottles of water.",
+    "Radio {p} broadcast the event live on {n} stations.",
+    "A spokesperson in {p} thanked {n} bus drivers for extra shifts.",
+    "Schools around {p} will close {n} minutes early that day.",
+    "The {p} library now stays open until {n} in the evening.",
+    "Farmers from {p} sold {n} loaves of fresh bread at the market.",
+    "Road works near {p} were paused for {n} days.",
+    "Children from {n} schools in {p} painted a mural by the entrance.",
+    "The {p} museum offered {n} free guided tours.",
+    "Cyclists in {p} were asked to use route {n} along the river.",
+    "A new ferry from {p} will sail {n} times a week.",
+    "Residents of {p} sent {n} questions to the council.",
+    "Photographs of the day will hang in {p} for {n} weeks.",
+    "The {p} harbour lights came on {n} minutes early.",
+    "Trains to {p} will run every {n} minutes.",
 ];
 
 const AR_DETAILS: &[&str] = &[
-    "ارتفعت مبيعات التذاكر بنسبة {n} في المئة مقارنة بالموسم الماضي",
-    "وزع المتطوعون {n} زجاجة ماء قرب البوابة الشمالية",
-    "بثت الإذاعة المحلية الحدث كاملا على الهواء للمستمعين في الخارج",
-    "شكر المتحدث الرسمي سائقي الحافلات الذين عملوا ساعات إضافية",
-    "ستغلق المدارس في المنطقة قبل الموعد بـ {n} دقيقة في ذلك اليوم",
-    "مددت المكتبة العامة ساعات عملها حتى الساعة {n} مساء",
-    "سجل المزارعون في سوق نهاية الأسبوع مبيعات قياسية من الخبز الطازج",
-    "توقفت أعمال الطريق الدائري لمدة {n} أيام",
-    "رسم أطفال من {n} مدارس جدارية بجانب المدخل الرئيسي",
-    "قدم المتحف جولات إرشادية مجانية بأربع لغات",
-    "طلب من راكبي الدراجات استخدام طريق النهر بدلا من الجسر",
-    "يبدأ جدول جديد للعبارات في أول الشهر القادم",
-    "يمكن للسكان إرسال أسئلتهم إلى المجلس بالبريد أو بالهاتف",
-    "ستعرض صور هذا اليوم في مبنى البلدية",
-    "أضيئت أنوار الميناء قبل موعدها المعتاد بـ {n} دقيقة",
-    "ستسير القطارات على الخط الساحلي كل {n} دقيقة",
+    "ارتفعت مبيعات التذاكر في {p} بنسبة {n} في المئة",
+    "وزع متطوعون من {p} نحو {n} زجاجة ماء",
+    "بثت إذاعة {p} الحدث مباشرة على {n} محطة",
+    "شكر متحدث في {p} نحو {n} من سائقي الحافلات",
+    "ستغلق مدارس {p} قبل الموعد بـ {n} دقيقة",
+    "مددت مكتبة {p} ساعات عملها حتى الساعة {n} مساء",
+    "باع مزارعو {p} نحو {n} رغيف خبز في السوق",
+    "توقفت أعمال الطريق قرب {p} لمدة {n} أيام",
+    "رسم أطفال من {n} مدارس في {p} جدارية عند المدخل",
+    "قدم متحف {p} نحو {n} جولة إرشادية مجانية",
+    "طلب من راكبي الدراجات في {p} استخدام الطريق رقم {n}",
+    "ستبحر عبارة جديدة من {p} {n} مرات في الأسبوع",
+    "أرسل سكان {p} نحو {n} سؤالا إلى المجلس",
+    "ستعرض صور هذا اليوم في {p} لمدة {n} أسابيع",
+    "أضيئت أنوار ميناء {p} قبل موعدها بـ {n} دقيقة",
+    "ستسير القطارات إلى {p} كل {n} دقيقة",
 ];
 
 /// A benign statement: a lead of one of three kinds (football result,
@@ -256,7 +259,10 @@ pub fn statement(lang: Lang, rng: &mut Rng) -> String {
     }
     let mut out = lead;
     for i in [first, second] {
-        let d = pool[i].replace("{n}", &n(rng, 2, 90).to_string());
+        let places = if lang == Lang::Ar { AR_CITIES } else { EN_CITIES };
+        let d = pool[i]
+            .replace("{n}", &n(rng, 2, 90).to_string())
+            .replace("{p}", rng.pick(places));
         out.push_str(if lang == Lang::Ar { "، " } else { " " });
         out.push_str(&d);
     }

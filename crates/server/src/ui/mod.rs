@@ -194,6 +194,7 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
         .route("/ui/queue/bulk", post(bulk_decide))
         .route("/ui/matches/{id}/decide", post(decide))
         .route("/ui/matches/{id}/undo", post(undo))
+        .route("/ui/matches/{id}/text", get(ocr::match_text))
         .route("/ui/media/{owner}/{id}", get(media))
         .route(
             "/ui/matches/{id}/frames/{side}/{ms}",

@@ -410,6 +410,9 @@ fn match_card(viewer: &Viewer, c: &MatchCard, q: &QueueView, group_key: i64) -> 
                     dt { "Threshold" } dd { (c.threshold) }
                     dt { "Matched" } dd { (fmt_ts(c.created_at)) }
                 }
+                @if c.signal_type == "ocr_text" {
+                    p { a href=(format!("/ui/matches/{}/text", c.id)) { "OCR text beside the bank text, diffed" } }
+                }
                 @if let Some(v) = &c.video {
                     h3 { "Matched frames" }
                     (videostrip::render(v, &format!("m{}-strip", c.id)))
