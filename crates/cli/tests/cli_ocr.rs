@@ -178,7 +178,11 @@ fn image_only_pdf(jpeg: &[u8]) -> Vec<u8> {
              /Resources << /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>"
         )
         .into_bytes(),
-        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).into_bytes(),
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        )
+        .into_bytes(),
     ];
     let mut image_obj = format!(
         "<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB \
@@ -198,7 +202,9 @@ fn image_only_pdf(jpeg: &[u8]) -> Vec<u8> {
         pdf.extend_from_slice(b"\nendobj\n");
     }
     let xref = pdf.len();
-    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for o in offsets {
         pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
@@ -237,20 +243,37 @@ fn hash_ocr_reads_video_key_frames_and_scanned_pdf_pages() {
         let (bank, _) = designs(lang);
         let card = ocr_common::render_card(text, lang, &bank, &photos, &tmp);
         // Video: vpdq plus the key frames' ocr_text.
-        let video = write(&tmp, &format!("{lang:?}.mp4"), &card_video(&card, &tmp, &format!("{lang:?}-v")));
+        let video = write(
+            &tmp,
+            &format!("{lang:?}.mp4"),
+            &card_video(&card, &tmp, &format!("{lang:?}-v")),
+        );
         let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&video));
         assert!(ok, "hash --ocr video failed: {err}");
         let sigs = v["signals"].as_array().expect("signals");
-        let types: Vec<&str> = sigs.iter().map(|s| s["type"].as_str().unwrap_or("")).collect();
-        assert_eq!(types, ["vpdq", "ocr_text", "md5", "sha256"], "{lang:?} video: {v}");
+        let types: Vec<&str> = sigs
+            .iter()
+            .map(|s| s["type"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            types,
+            ["vpdq", "ocr_text", "md5", "sha256"],
+            "{lang:?} video: {v}"
+        );
         let read = sigs[1]["ocr"]["text"].as_str().unwrap_or("");
-        assert!(words_found(text, read) >= 0.7, "{lang:?} video read {read:?} of {text:?}");
+        assert!(
+            words_found(text, read) >= 0.7,
+            "{lang:?} video read {read:?} of {text:?}"
+        );
         // A scanned page: a PDF with no text layer, only the card image.
         let pdf = write(&tmp, &format!("{lang:?}.pdf"), &image_only_pdf(&card));
         let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&pdf));
         assert!(ok, "hash --ocr pdf failed: {err}");
         let sigs = v["signals"].as_array().expect("signals");
-        let types: Vec<&str> = sigs.iter().map(|s| s["type"].as_str().unwrap_or("")).collect();
+        let types: Vec<&str> = sigs
+            .iter()
+            .map(|s| s["type"].as_str().unwrap_or(""))
+            .collect();
         assert!(
             !types.contains(&"text_minhash"),
             "the PDF has no text layer: {v}"
@@ -260,7 +283,10 @@ fn hash_ocr_reads_video_key_frames_and_scanned_pdf_pages() {
             .find(|s| s["type"] == json!("ocr_text"))
             .unwrap_or_else(|| panic!("{lang:?} scanned PDF got no ocr_text: {v}"));
         let read = ocr["ocr"]["text"].as_str().unwrap_or("");
-        assert!(words_found(text, read) >= 0.7, "{lang:?} PDF read {read:?} of {text:?}");
+        assert!(
+            words_found(text, read) >= 0.7,
+            "{lang:?} PDF read {read:?} of {text:?}"
+        );
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }

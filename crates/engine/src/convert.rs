@@ -50,6 +50,7 @@ pub(crate) fn bank_from_row(r: &BankRow) -> Result<Bank> {
         text_equivalences_version: r.text_equivalences_id,
         // Filled in by the engine from its index state.
         text_items_older_list: 0,
+        matching: crate::robust::MatchingSettings::default(),
         created_at: r.created_at,
         updated_at: r.updated_at,
     })
@@ -104,6 +105,11 @@ pub(crate) fn match_from_row(
         labels,
         status: MatchStatus::parse(&r.status).ok_or_else(|| corrupt("match status", &r.status))?,
         created_at: r.created_at,
+        channel: r.channel.clone(),
+        channel_detail: r
+            .channel_detail
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok()),
     })
 }
 

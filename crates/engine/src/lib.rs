@@ -74,6 +74,7 @@ pub mod import;
 pub mod ocr;
 mod outbox;
 mod recorder;
+pub mod robust;
 mod signals;
 mod state;
 mod types;
@@ -263,8 +264,13 @@ impl Engine {
                 match change.entity.as_str() {
                     "bank" => {
                         let row = self.inner.store.get_bank(change.entity_id).await?;
+                        let matching = self.inner.store.bank_matching(change.entity_id).await?;
                         let mut st = self.inner.state.write().map_err(lock_err)?;
                         st.apply_bank(change.entity_id, row.as_ref());
+                        st.apply_bank_matching(
+                            change.entity_id,
+                            matching.map(|m| robust::MatchingSettings::from_stored(&m)),
+                        );
                     }
                     "content" => {
                         let row = self.inner.store.get_content(change.entity_id).await?;
@@ -273,6 +279,15 @@ impl Engine {
                                 self.inner
                                     .store
                                     .signals_of_content(change.entity_id)
+                                    .await?
+                            }
+                            None => Vec::new(),
+                        };
+                        let derived = match &row {
+                            Some(_) => {
+                                self.inner
+                                    .store
+                                    .derived_of_content(change.entity_id)
                                     .await?
                             }
                             None => Vec::new(),
@@ -294,6 +309,7 @@ impl Engine {
                             st.insert_list(l.id, &l.body);
                         }
                         st.apply_content(change.entity_id, row.as_ref(), &signals);
+                        st.apply_derived(change.entity_id, &derived);
                     }
                     echotrace_store::CONTENT_RANGE_ENTITY => {
                         // A bulk-import batch (see `import`): re-read the range.
@@ -428,7 +444,40 @@ impl Engine {
         let mut bank = bank_from_row(row)?;
         let st = self.inner.state.read().map_err(lock_err)?;
         bank.text_items_older_list = st.text_items_older_list(row.id);
+        bank.matching = st.bank_matching(row.id);
         Ok(bank)
+    }
+
+    /// Set a bank's robust-matching settings (`robust` module): effective
+    /// for lookups in this process when the call returns, and in others
+    /// through the bank change.
+    pub async fn set_bank_matching(
+        &self,
+        actor: &Actor,
+        id: BankId,
+        settings: robust::MatchingSettings,
+    ) -> Result<Bank> {
+        let mut tx = self.inner.store.write().await?;
+        let Some(row) = tx.get_bank(id).await? else {
+            return Err(EngineError::NotFound(format!("bank {id}")));
+        };
+        let before = tx
+            .bank_matching(id)
+            .await?
+            .map(|m| robust::MatchingSettings::from_stored(&m))
+            .unwrap_or_default();
+        tx.set_bank_matching(id, &settings.to_stored()).await?;
+        tx.record_change("bank", id, "upsert").await?;
+        tx.audit(&NewAudit {
+            actor: actor.as_str(),
+            action: "bank.matching",
+            target: &format!("bank:{id}"),
+            before: Some(to_json(&before)),
+            after: Some(to_json(&settings)),
+        })
+        .await?;
+        self.commit_and_sync(tx).await?;
+        self.bank_with_counts(&row)
     }
 
     /// Enable/disable a bank, change its description, thresholds or text
@@ -618,6 +667,63 @@ impl Engine {
         signals::hash_typed_text(text)
     }
 
+    /// Hash a file for a bank entry on a caller's own bounded pool: the
+    /// signals plus, for images and videos, the local derived hashes of
+    /// robust matching and (OCR on) the prepared OCR input, which
+    /// [`Engine::add_content`] reads in the OCR pool. Blocking.
+    pub fn hash_bank_file(&self, bytes: &[u8]) -> Result<HashedFile> {
+        // Videos keep the sampling `/v1` bank uploads had (one frame a
+        // second): an every-frame vPDQ value overflows PostgreSQL's btree
+        // index on signals(type, value) (issue 12 owns that switch).
+        let sampling = signals::VideoSampling::Query;
+        let pdf = self.inner.config.pdf_extractor.as_deref();
+        let h = signals::hash_bank_entry(bytes, sampling, pdf, None, self.bank_ocr_gate())?;
+        Ok(HashedFile {
+            signals: h.signals,
+            derived: h.derived,
+            ocr: h.ocr,
+        })
+    }
+
+    /// The OCR gate for bank entries (`None` when OCR is off): bank images
+    /// are OCRed whatever the presence test says — a missed card costs
+    /// recall, an extra OCR only time.
+    fn bank_ocr_gate(&self) -> Option<echotrace_signals::content::OcrGate> {
+        self.inner
+            .ocr
+            .enabled()
+            .then_some(echotrace_signals::content::OcrGate::Always)
+    }
+
+    /// Read a bank entry's pending OCR (in the OCR pool, both readings)
+    /// and insert its `ocr_text` signals, signed under the bank's `list`,
+    /// before the two digest signals.
+    async fn add_bank_ocr(
+        &self,
+        values: &mut Vec<SignalValue>,
+        pending: Option<ocr::PendingOcr>,
+        list: Option<Arc<echotrace_signals::text::EquivalenceList>>,
+    ) -> Result<()> {
+        let Some(pending) = pending else {
+            return Ok(());
+        };
+        let outs = self.inner.ocr.read_bank(pending).await;
+        if outs.is_empty() {
+            return Ok(());
+        }
+        let ocr = self.inner.ocr.clone();
+        let signals = off_runtime(move || {
+            Ok(outs
+                .iter()
+                .filter_map(|o| ocr.signal(o, list.as_deref()))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        let at = values.len().saturating_sub(2);
+        values.splice(at..at, signals);
+        Ok(())
+    }
+
     /// Add a content item with its signals to a bank.
     pub async fn add_content(
         &self,
@@ -630,36 +736,27 @@ impl Engine {
         let bank_list = self.bank_list(bank_id).await?;
         let list = bank_list.as_ref().map(|(_, l)| l.clone());
         let list_version = bank_list.as_ref().map(|(v, _)| *v);
+        // Images and videos added as files also get local derived hashes
+        // (robust matching); they are stored apart from the signals.
+        let mut derived: robust::DerivedValues = Vec::new();
         let (values, list_version) = match new.source {
             ContentSource::Bytes(bytes) => {
                 let pdf = self.inner.config.pdf_extractor.clone();
-                // Bank images are OCRed whatever the presence test says: a
-                // missed card costs recall, an extra OCR only time.
-                let gate = self
-                    .inner
-                    .ocr
-                    .enabled()
-                    .then_some(echotrace_signals::content::OcrGate::Always);
+                let gate = self.bank_ocr_gate();
                 let bank_list = list.clone();
-                let (mut values, pending) = off_runtime(move || {
-                    signals::hash_bank_entry(&bytes, pdf.as_deref(), list.as_deref(), gate)
+                let h = off_runtime(move || {
+                    signals::hash_bank_entry(
+                        &bytes,
+                        signals::VideoSampling::BankEntry,
+                        pdf.as_deref(),
+                        list.as_deref(),
+                        gate,
+                    )
                 })
                 .await?;
-                if let Some(pending) = pending {
-                    let outs = self.inner.ocr.read_bank(pending).await;
-                    if !outs.is_empty() {
-                        let ocr = self.inner.ocr.clone();
-                        let signals = off_runtime(move || {
-                            Ok(outs
-                                .iter()
-                                .filter_map(|o| ocr.signal(o, bank_list.as_deref()))
-                                .collect::<Vec<_>>())
-                        })
-                        .await?;
-                        let at = values.len().saturating_sub(2);
-                        values.splice(at..at, signals);
-                    }
-                }
+                let mut values = h.signals;
+                self.add_bank_ocr(&mut values, h.ocr, bank_list).await?;
+                derived = h.derived;
                 (values, list_version)
             }
             ContentSource::Text(text) => (
@@ -667,6 +764,13 @@ impl Engine {
                 list_version,
             ),
             ContentSource::Signals(list) => (normalize_signals(&list)?, None),
+            ContentSource::HashedFile(h) => {
+                derived = h.derived;
+                let mut values = normalize_signals(&h.signals)?;
+                // Only its `ocr_text` (signed under the list) is text.
+                self.add_bank_ocr(&mut values, h.ocr, list).await?;
+                (values, list_version)
+            }
         };
         if values.is_empty() {
             return Err(EngineError::InvalidInput("content has no signals".into()));
@@ -692,6 +796,9 @@ impl Engine {
                 )
                 .await?,
             );
+        }
+        for (kind, value) in &derived {
+            tx.put_derived(row.id, bank_id, kind, value).await?;
         }
         let content = content_from_rows(&row, &stored)?;
         tx.record_change("content", row.id, "upsert").await?;
@@ -864,12 +971,12 @@ impl Engine {
         })
         .await?;
         self.finish_ocr(&mut hashed).await;
-        let (signals, variants) = off_runtime(move || {
+        let (signals, variants, robust) = off_runtime(move || {
             let variants = hashed.text.as_ref().and_then(|t| {
                 let base = signals::text_minhash_of(&hashed.signals);
                 signals::sign_variants(t.as_str(), &lists, base)
             });
-            Ok((hashed.signals, variants))
+            Ok((hashed.signals, variants, hashed.robust))
         })
         .await?;
         let req = LookupRequest {
@@ -877,7 +984,7 @@ impl Engine {
             banks,
             context,
         };
-        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref())?)
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), robust.as_ref())?)
             .await
     }
 
@@ -895,20 +1002,29 @@ impl Engine {
         req: LookupRequest,
         raw_text: impl Into<QueryText>,
     ) -> Result<LookupResponse> {
-        let text = raw_text.into();
+        let variants = self.sign_query_text(&req, raw_text.into()).await?;
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), None)?)
+            .await
+    }
+
+    /// Sign a query's raw text under every list version of its target
+    /// banks (on the blocking pool), for [`Engine::lookup_text`].
+    async fn sign_query_text(
+        &self,
+        req: &LookupRequest,
+        text: QueryText,
+    ) -> Result<Option<TextVariants>> {
         self.check_text_size(text.len())?;
         let lists = self.text_lists(req.banks.as_deref())?;
         let base = signals::text_minhash_of(&req.signals).map(str::to_string);
-        let variants = off_runtime(move || {
+        off_runtime(move || {
             Ok(signals::sign_variants(
                 text.as_str(),
                 &lists,
                 base.as_deref(),
             ))
         })
-        .await?;
-        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref())?)
-            .await
+        .await
     }
 
     /// [`Engine::lookup_batch`] where an item may carry raw text instead of
@@ -979,7 +1095,7 @@ impl Engine {
         let prepared = requests
             .into_iter()
             .zip(&variants)
-            .map(|(r, v)| self.prepare_lookup_with(actor, r, v.as_ref()))
+            .map(|(r, v)| self.prepare_lookup_with(actor, r, v.as_ref(), None))
             .collect::<Result<Vec<_>>>()?;
         self.record_lookups(prepared).await
     }
@@ -1008,6 +1124,54 @@ impl Engine {
     pub async fn lookup(&self, actor: &Actor, req: LookupRequest) -> Result<LookupResponse> {
         // Records go through the group-commit writer (see `recorder`).
         self.record_one(self.prepare_lookup(actor, req)?).await
+    }
+
+    /// What a lookup of `upload` would match right now, through every
+    /// channel (plain and derived), without recording anything: the match
+    /// debugger's view of the robust channels.
+    pub fn preview_matches(&self, upload: &HashedUpload) -> Result<Vec<robust::MatchPreview>> {
+        let query = normalize_signals(&upload.signals)?;
+        let st = self.inner.state.read().map_err(lock_err)?;
+        let hits = st.find_with(&query, None, None, upload.robust.as_ref());
+        Ok(hits
+            .into_iter()
+            .map(|c| robust::MatchPreview {
+                bank_id: c.bank_id,
+                bank_name: st.bank_name(c.bank_id).unwrap_or_default().to_string(),
+                content_id: c.content_id,
+                signal_type: c.signal_type.as_str().to_string(),
+                channel: c.channel.as_str().to_string(),
+                distance: c.distance,
+                similarity: c.similarity,
+                detail: c
+                    .detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok()),
+            })
+            .collect())
+    }
+
+    /// Look up what [`Engine::hash_upload`] (or [`Engine::hash_text`])
+    /// made of an upload (after [`Engine::finish_ocr`]): its raw text —
+    /// typed, a text file's, a PDF's or read by OCR — is signed as in
+    /// [`Engine::lookup_text`] (equivalence lists), and an image or video
+    /// also goes through the robust channels with its derived query hashes
+    /// (`robust` module). `req.signals` is replaced by the upload's signals.
+    pub async fn lookup_upload(
+        &self,
+        actor: &Actor,
+        mut req: LookupRequest,
+        upload: HashedUpload,
+    ) -> Result<LookupResponse> {
+        req.signals = upload.signals;
+        // An OCRed image has both: its OCR text and its derived hashes.
+        let variants = match upload.text {
+            Some(text) => self.sign_query_text(&req, text).await?,
+            None => None,
+        };
+        let robust = upload.robust.as_ref();
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), robust)?)
+            .await
     }
 
     /// Flood guard: count the content items a lookup hit; quarantine those
@@ -1451,6 +1615,10 @@ pub struct IndexStats {
     pub text: usize,
     /// Stored vPDQ signals (videos).
     pub vpdq: usize,
+    /// Derived PDQ hashes (robust matching; windows and regions of items
+    /// added as files) and the approximate bytes their index takes.
+    pub derived_pdq: usize,
+    pub derived_bytes: usize,
 }
 
 /// Delete one content item with its signals and record the change, so every

@@ -187,6 +187,8 @@ async fn record_one(tx: &mut WriteTx, p: &PendingLookup) -> Result<Recorded> {
                 query_value: &c.query_value,
                 distance: c.distance,
                 similarity: c.similarity,
+                channel: c.channel.as_str(),
+                channel_detail: c.detail.as_deref(),
             })
             .await?;
         let name = p.bank_names.get(&c.bank_id).cloned().unwrap_or_default();
@@ -237,7 +239,7 @@ pub(crate) struct Prepared {
 impl crate::Engine {
     /// Validate and match one lookup (no writes).
     pub(crate) fn prepare_lookup(&self, actor: &Actor, req: LookupRequest) -> Result<Prepared> {
-        self.prepare_lookup_with(actor, req, None)
+        self.prepare_lookup_with(actor, req, None, None)
     }
 
     /// [`crate::Engine::prepare_lookup`] for a query whose text signal was
@@ -249,6 +251,7 @@ impl crate::Engine {
         actor: &Actor,
         req: LookupRequest,
         variants: Option<&TextVariants>,
+        robust: Option<&crate::robust::RobustQuery>,
     ) -> Result<Prepared> {
         if req.signals.is_empty() {
             return Err(EngineError::InvalidInput("no signals to look up".into()));
@@ -261,7 +264,7 @@ impl crate::Engine {
         let query: Vec<SignalValue> = normalize_signals(&req.signals)?;
         let (candidates, bank_names) = {
             let st = self.inner.state.read().map_err(crate::lock_err)?;
-            let c = st.find_with(&query, req.banks.as_deref(), variants);
+            let c = st.find_with(&query, req.banks.as_deref(), variants, robust);
             let names: HashMap<BankId, String> = c
                 .iter()
                 .filter_map(|c| st.bank_name(c.bank_id).map(|n| (c.bank_id, n.to_string())))

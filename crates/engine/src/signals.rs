@@ -214,7 +214,7 @@ pub(crate) fn typed_thresholds(t: &Thresholds) -> BTreeMap<SignalType, f64> {
         .collect()
 }
 
-fn map_hash_error(e: HashError) -> EngineError {
+pub(crate) fn map_hash_error(e: HashError) -> EngineError {
     match e {
         HashError::Empty => EngineError::InvalidInput("empty content".into()),
         HashError::FileTooLarge { .. } | HashError::Decode(DecodeError::FileTooLarge { .. }) => {
@@ -253,7 +253,7 @@ fn ffmpeg() -> Option<&'static Ffmpeg> {
         .as_ref()
 }
 
-fn hash_options(bytes: &[u8], sampling: VideoSampling) -> HashOptions {
+pub(crate) fn hash_options(bytes: &[u8], sampling: VideoSampling) -> HashOptions {
     let mut opts = HashOptions::default();
     // Only look for ffmpeg when the bytes are a video.
     if detect_kind(bytes) == Some(ContentKind::Video) {
@@ -305,24 +305,46 @@ pub(crate) fn hash_bytes_using(
     }
 }
 
-/// A bank entry's signals (text under `list`), and its prepared OCR input
-/// when it is an image and `ocr_gate` lets it through.
+/// A bank entry hashed by [`hash_bank_entry`].
+pub(crate) struct BankEntryHashes {
+    pub signals: Vec<SignalValue>,
+    /// Images and videos: the derived hashes of robust matching.
+    pub derived: crate::robust::DerivedValues,
+    /// The prepared OCR input (an image, a video's key frames, a PDF's
+    /// pages without text) when `ocr_gate` lets it through.
+    pub ocr: Option<PendingOcr>,
+}
+
+/// A bank entry's signals (text under `list`), the derived hashes of an
+/// image or video (robust matching), and its prepared OCR input.
 pub(crate) fn hash_bank_entry(
     bytes: &[u8],
+    sampling: VideoSampling,
     pdf_extractor: Option<&std::path::Path>,
     list: Option<&EquivalenceList>,
     ocr_gate: Option<OcrGate>,
-) -> Result<(Vec<SignalValue>, Option<PendingOcr>)> {
-    let kind = detect_kind(bytes);
-    let pictures = matches!(kind, Some(ContentKind::Image(_) | ContentKind::Video));
-    if ocr_gate.is_some() && pictures {
-        return hash_non_pdf_deferred(bytes, VideoSampling::BankEntry, ocr_gate);
+) -> Result<BankEntryHashes> {
+    let role = echotrace_signals::content::RobustRole::BankEntry;
+    if let Some(h) = crate::robust::hash_robust(bytes, sampling, role, ocr_gate)? {
+        return Ok(BankEntryHashes {
+            signals: h.signals,
+            derived: h.derived,
+            ocr: h.ocr,
+        });
     }
-    if ocr_gate.is_some() && kind == Some(ContentKind::Pdf) {
+    if ocr_gate.is_some() && detect_kind(bytes) == Some(ContentKind::Pdf) {
         let (signals, _, textless) = pdf_signals(bytes, pdf_extractor, list)?;
-        return Ok((signals, pdf_pages_for_ocr(bytes, &textless)));
+        return Ok(BankEntryHashes {
+            signals,
+            derived: Vec::new(),
+            ocr: pdf_pages_for_ocr(bytes, &textless),
+        });
     }
-    hash_bytes_using(bytes, VideoSampling::BankEntry, pdf_extractor, list).map(|v| (v, None))
+    Ok(BankEntryHashes {
+        signals: hash_bytes_using(bytes, sampling, pdf_extractor, list)?,
+        derived: Vec::new(),
+        ocr: None,
+    })
 }
 
 /// `pdftoppm` (Debian poppler-utils), located once per process (`None`
@@ -331,8 +353,7 @@ fn pdftoppm() -> Option<&'static PdfRenderer> {
     static RENDERER: std::sync::OnceLock<Option<PdfRenderer>> = std::sync::OnceLock::new();
     RENDERER
         .get_or_init(|| {
-            match PdfRenderer::locate(std::path::Path::new("pdftoppm"), RenderLimits::default())
-            {
+            match PdfRenderer::locate(std::path::Path::new("pdftoppm"), RenderLimits::default()) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     tracing::info!("OCR of scanned PDF pages disabled: {e}");
@@ -615,6 +636,9 @@ pub struct HashedUpload {
     /// An image that passed the OCR gate, waiting for
     /// [`crate::Engine::finish_ocr`] (which adds its `ocr_text` signal).
     pub ocr: Option<PendingOcr>,
+    /// Derived query hashes of an image or video upload (robust matching:
+    /// dihedral, borders, crops, the cropped vPDQ). Local only.
+    pub robust: Option<crate::robust::RobustQuery>,
 }
 
 /// Bytes → signals for a lookup ([`hash_bytes_using`] without a list), plus
@@ -635,6 +659,20 @@ pub(crate) fn hash_upload(
             signals,
             text: has_words.then(|| QueryText::from(text)),
             ocr: ocr_gate.and_then(|_| pdf_pages_for_ocr(&bytes, &textless)),
+            robust: None,
+        });
+    }
+    if let Some(h) = crate::robust::hash_robust(
+        &bytes,
+        sampling,
+        echotrace_signals::content::RobustRole::Query,
+        ocr_gate,
+    )? {
+        return Ok(HashedUpload {
+            signals: h.signals,
+            text: None,
+            ocr: h.ocr,
+            robust: Some(h.query),
         });
     }
     let (signals, ocr) = hash_non_pdf_deferred(&bytes, sampling, ocr_gate)?;
@@ -643,7 +681,12 @@ pub(crate) fn hash_upload(
     } else {
         None
     };
-    Ok(HashedUpload { signals, text, ocr })
+    Ok(HashedUpload {
+        signals,
+        text,
+        ocr,
+        robust: None,
+    })
 }
 
 /// Typed text (a JSON `"text"` field, HMA's `text` signal) for a lookup:
@@ -673,6 +716,7 @@ pub(crate) fn hash_typed_text(text: String) -> Result<HashedUpload> {
         signals,
         text: Some(QueryText::from(text)),
         ocr: None,
+        robust: None,
     })
 }
 

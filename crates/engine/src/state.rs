@@ -56,11 +56,15 @@ use echotrace_store::{BankRow, ContentRow, SignalRow, Store};
 
 use crate::convert::{parse_labels, parse_thresholds};
 use crate::error::{EngineError, Result};
+use crate::robust::{Channel, DerivedIndex, MatchingSettings, RobustQuery};
 use crate::signals::{default_threshold, typed_thresholds};
 use crate::types::{
     BankId, BankKind, ContentId, SignalId, SignalValue, VPDQ_COMPARED_PCT, VPDQ_QUERY_PCT,
 };
 use crate::IndexStats;
+
+#[path = "state_robust.rs"]
+mod robust_channels;
 
 struct BankMeta {
     name: String,
@@ -122,16 +126,23 @@ pub(crate) struct Candidate {
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
     pub labels: Vec<String>,
+    /// The channel that found it (`Plain` for every non-derived hit).
+    pub channel: Channel,
+    /// JSON detail of a derived-channel hit.
+    pub detail: Option<String>,
 }
 
 impl Candidate {
     /// Higher is better; used to keep one hit per (content, signal type).
+    /// A plain hit always beats a derived one (decisions on pairs that
+    /// matched before do not change), then channels in rank order.
     fn score(&self) -> f64 {
-        match (self.distance, self.similarity) {
+        let base = match (self.distance, self.similarity) {
             (_, Some(s)) => s,
-            (Some(d), None) => -(d as f64),
+            (Some(d), None) => -(d as f64) / 1000.0,
             (None, None) => 0.0,
-        }
+        };
+        base - f64::from(self.channel.rank()) * 10.0
     }
 }
 
@@ -157,6 +168,8 @@ pub(crate) struct MatchState {
     lists: HashMap<i64, Arc<EquivalenceList>>,
     /// Text signals per bank and list version they were signed with.
     text_versions: HashMap<BankId, HashMap<Option<i64>, usize>>,
+    /// Derived hashes and per-bank robust settings (`crate::robust`).
+    derived: DerivedIndex,
 }
 
 fn vpdq_frames(h: &VpdqHash) -> Vec<VpdqFrame> {
@@ -257,6 +270,7 @@ impl MatchState {
             )))),
             lists: HashMap::new(),
             text_versions: HashMap::new(),
+            derived: DerivedIndex::empty(),
         })
     }
 
@@ -293,6 +307,7 @@ impl MatchState {
         }
         st.pdq = MihIndex::build(pdq_entries, MihParams::default())
             .map_err(|e| EngineError::Internal(format!("building the PDQ index: {e}")))?;
+        st.derived = crate::robust::load_derived(store).await?;
         Ok(st)
     }
 
@@ -560,6 +575,21 @@ impl MatchState {
         }
     }
 
+    /// Replace the derived hashes of a content item (none: removed).
+    pub(crate) fn apply_derived(&mut self, id: ContentId, rows: &[echotrace_store::DerivedRow]) {
+        self.derived.apply_content(id, rows);
+    }
+
+    /// Replace a bank's robust settings (`None`: bank deleted).
+    pub(crate) fn apply_bank_matching(&mut self, id: BankId, settings: Option<MatchingSettings>) {
+        self.derived.apply_bank(id, settings);
+    }
+
+    /// A bank's robust settings.
+    pub(crate) fn bank_matching(&self, id: BankId) -> MatchingSettings {
+        self.derived.settings(id)
+    }
+
     pub(crate) fn bank_name(&self, id: BankId) -> Option<&str> {
         self.banks.get(&id).map(|b| b.name.as_str())
     }
@@ -580,6 +610,8 @@ impl MatchState {
             exact: self.exact.values().map(Vec::len).sum(),
             text: self.text.len(),
             vpdq: self.vpdq.len(),
+            derived_pdq: self.derived.len(),
+            derived_bytes: self.derived.memory_bytes(),
         }
     }
 
@@ -645,7 +677,7 @@ impl MatchState {
     /// All hits of the query signals, one per (content, signal type), best first.
     #[cfg(test)]
     pub(crate) fn find(&self, query: &[SignalValue], banks: Option<&[BankId]>) -> Vec<Candidate> {
-        self.find_with(query, banks, None)
+        self.find_with(query, banks, None, None)
     }
 
     /// [`MatchState::find`] where the query's text signal (`variants.base`)
@@ -657,6 +689,7 @@ impl MatchState {
         query: &[SignalValue],
         banks: Option<&[BankId]>,
         variants: Option<&TextVariants>,
+        robust: Option<&RobustQuery>,
     ) -> Vec<Candidate> {
         let filter: Option<HashSet<BankId>> = banks.map(|b| b.iter().copied().collect());
         let filter = filter.as_ref();
@@ -705,6 +738,8 @@ impl MatchState {
                             distance: Some(i64::from(h.distance)),
                             similarity: None,
                             labels: c.labels.clone(),
+                            channel: Channel::Plain,
+                            detail: None,
                         });
                     }
                 }
@@ -766,6 +801,8 @@ impl MatchState {
                                 distance: None,
                                 similarity: Some(similarity),
                                 labels: c.labels.clone(),
+                                channel: Channel::Plain,
+                                detail: None,
                             });
                         }
                     }
@@ -814,6 +851,8 @@ impl MatchState {
                             distance: None,
                             similarity: Some(query_pct / 100.0),
                             labels: c.labels.clone(),
+                            channel: Channel::Plain,
+                            detail: None,
                         });
                     }
                 }
@@ -836,10 +875,15 @@ impl MatchState {
                             distance: Some(0),
                             similarity: None,
                             labels: c.labels.clone(),
+                            channel: Channel::Plain,
+                            detail: None,
                         });
                     }
                 }
             }
+        }
+        if let Some(r) = robust {
+            self.find_robust(r, query, filter, &mut push);
         }
         let mut out: Vec<Candidate> = best.into_values().collect();
         out.sort_by(|a, b| {

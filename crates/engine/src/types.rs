@@ -114,6 +114,10 @@ pub struct Bank {
     /// they cannot be re-signed automatically.)
     #[serde(default)]
     pub text_items_older_list: u64,
+    /// Robust-matching settings (dihedral and window channels; see
+    /// [`crate::robust`]).
+    #[serde(default)]
+    pub matching: crate::robust::MatchingSettings,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -192,6 +196,20 @@ pub enum ContentSource {
     Text(String),
     /// Signals computed elsewhere, e.g. `{"pdq": "<hex>", "md5": "<hex>"}`.
     Signals(Vec<SignalValue>),
+    /// An image or video file hashed beforehand with
+    /// [`crate::Engine::hash_bank_file`] (on the caller's hashing pool):
+    /// its signals plus the local derived hashes of robust matching.
+    HashedFile(HashedFile),
+}
+
+/// A bank file hashed by [`crate::Engine::hash_bank_file`].
+#[derive(Clone, Debug)]
+pub struct HashedFile {
+    pub signals: Vec<SignalValue>,
+    pub(crate) derived: crate::robust::DerivedValues,
+    /// OCR on: the image (or a video's key frames) prepared for OCR, read
+    /// by [`crate::Engine::add_content`] in the engine's OCR pool.
+    pub(crate) ocr: Option<crate::ocr::PendingOcr>,
 }
 
 /// Input for [`crate::Engine::add_content`].
@@ -279,6 +297,19 @@ pub struct MatchRecord {
     pub labels: Vec<String>,
     pub status: MatchStatus,
     pub created_at: i64,
+    /// The channel that found the match: `plain`, or for adapted
+    /// re-uploads `dihedral`, `border`, `window`, `region` (see
+    /// [`crate::robust`]).
+    #[serde(default = "plain_channel")]
+    pub channel: String,
+    /// How a derived channel matched: query rectangle and variant, bank
+    /// window, the plain distance and the channel's threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_detail: Option<crate::robust::ChannelDetail>,
+}
+
+fn plain_channel() -> String {
+    "plain".to_string()
 }
 
 /// Answer of [`crate::Engine::lookup`]: block-bank matches not suppressed by

@@ -23,6 +23,7 @@
 use crate::decode::{decode_image, sniff_format, DecodeError, DecodeLimits, DecodeOptions};
 use crate::digest;
 use crate::pdq::{PdqError, PdqHasher};
+use crate::robust::{BankHash, QuerySet, RobustHasher, RobustOptions};
 use crate::signal::{DihedralHex, Signal, SignalType};
 
 /// What a byte string was detected to be.
@@ -190,6 +191,37 @@ pub enum HashError {
 #[derive(Debug, Default)]
 pub struct ContentHasher {
     pdq: PdqHasher,
+    robust: RobustHasher,
+}
+
+/// Which derived hashes [`ContentHasher::hash_robust`] adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RobustRole {
+    /// A lookup: the query set of an image, the cropped vPDQ of a video.
+    Query,
+    /// A bank entry added as a file: the crop-grid windows and regions of
+    /// an image, the cropped vPDQ of a video.
+    BankEntry,
+}
+
+/// Signals (exactly what [`ContentHasher::hash`] returns) plus the
+/// derived, local-only hashes of the content.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RobustHashes {
+    pub signals: Vec<Signal>,
+    /// Images looked up: every query-side hash.
+    pub query: Option<QuerySet>,
+    /// Images added to a bank: windows and regions.
+    pub bank: Option<Vec<BankHash>>,
+    /// Videos: the border-cropped vPDQ, when the video has borders.
+    pub video: Option<crate::video::vpdq::CroppedVpdq>,
+    /// With an OCR gate ([`ContentHasher::hash_robust_deferred`]): the
+    /// inputs prepared for OCR, as [`Hashed::ocr_inputs`].
+    pub ocr_inputs: Vec<crate::ocr::OcrInput>,
+    /// As [`Hashed::ocr_warnings`].
+    pub ocr_warnings: Vec<String>,
+    /// As [`Hashed::presence`].
+    pub presence: Option<crate::ocr::TextPresence>,
 }
 
 impl ContentHasher {
@@ -203,14 +235,7 @@ impl ContentHasher {
     pub fn hash(&mut self, bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
         let gate = opts.ocr.as_ref().map(|o| o.gate);
         let mut hashed = self.hash_deferred(bytes, opts, gate)?;
-        if let (Some(setup), false) = (&opts.ocr, hashed.ocr_inputs.is_empty()) {
-            let (signal, _) = ocr_signal(&setup.tesseract, &hashed.ocr_inputs, setup.min_tokens)
-                .map_err(|e| HashError::Ocr(e.to_string()))?;
-            if let Some(signal) = signal {
-                let at = hashed.signals.len().saturating_sub(2);
-                hashed.signals.insert(at, signal);
-            }
-        }
+        ocr_inline(opts, &hashed.ocr_inputs, &mut hashed.signals)?;
         Ok(hashed.signals)
     }
 
@@ -239,30 +264,16 @@ impl ContentHasher {
         hashed.signals = match kind {
             ContentKind::Image(_) => {
                 let img = decode_image(bytes, &opts.limits, &opts.decode)?;
-                let limits = opts
-                    .ocr
-                    .as_ref()
-                    .map(|o| o.tesseract.limits.clone())
-                    .unwrap_or_default();
-                let prepared = match ocr_gate {
-                    Some(OcrGate::Always) => {
-                        crate::ocr::prepare(&img.rgb, img.width, img.height, &limits)
-                    }
-                    Some(OcrGate::TextPresence) => {
-                        let p = crate::ocr::text_presence(&img.rgb, img.width, img.height);
-                        hashed.presence = Some(p);
-                        p.likely
-                            .then(|| crate::ocr::prepare(&img.rgb, img.width, img.height, &limits))
-                            .flatten()
-                    }
-                    None => None,
-                };
+                let prepared = prepare_image_ocr(&img, opts, ocr_gate, &mut hashed.presence);
                 hashed.ocr_inputs.extend(prepared);
                 self.image_signals(&img, opts)?
             }
             ContentKind::Pdf => pdf_signals(bytes, opts, ocr_gate.is_some(), &mut hashed)?,
             ContentKind::Text => text_signals(bytes),
-            ContentKind::Video => video_signals(bytes, opts, ocr_gate.is_some(), &mut hashed)?,
+            ContentKind::Video => {
+                let v = video_hash(bytes, opts, ocr_gate.is_some(), false, &mut hashed)?;
+                vec![Signal::new(SignalType::Vpdq, v.vpdq.to_signal_string())]
+            }
         };
         let d = digest::digests(bytes);
         hashed.signals.push(Signal::new(SignalType::Md5, d.md5));
@@ -270,6 +281,120 @@ impl ContentHasher {
             .signals
             .push(Signal::new(SignalType::Sha256, d.sha256));
         Ok(hashed)
+    }
+
+    /// [`ContentHasher::hash`] plus the derived hashes of `role` (images
+    /// and videos; other kinds get none). The image is decoded once; the
+    /// plain `pdq` signal is byte-identical to [`ContentHasher::hash`]'s
+    /// (without dihedral variants). With [`HashOptions::ocr`], OCR runs
+    /// here as in [`ContentHasher::hash`].
+    pub fn hash_robust(
+        &mut self,
+        bytes: &[u8],
+        opts: &HashOptions,
+        role: RobustRole,
+        robust: &RobustOptions,
+    ) -> Result<RobustHashes, HashError> {
+        let gate = opts.ocr.as_ref().map(|o| o.gate);
+        let mut out = self.hash_robust_deferred(bytes, opts, role, robust, gate)?;
+        ocr_inline(opts, &out.ocr_inputs, &mut out.signals)?;
+        Ok(out)
+    }
+
+    /// [`ContentHasher::hash_robust`] without running OCR, as
+    /// [`ContentHasher::hash_deferred`]: with `ocr_gate`, the OCR inputs
+    /// (an image that passes the gate, a video's key frames — taken in the
+    /// same decoding pass as the rectangle vote — a PDF's pages without
+    /// text) come back prepared in [`RobustHashes::ocr_inputs`].
+    pub fn hash_robust_deferred(
+        &mut self,
+        bytes: &[u8],
+        opts: &HashOptions,
+        role: RobustRole,
+        robust: &RobustOptions,
+        ocr_gate: Option<OcrGate>,
+    ) -> Result<RobustHashes, HashError> {
+        let kind = if bytes.is_empty() {
+            None
+        } else {
+            detect_kind(bytes)
+        };
+        let mut out = RobustHashes {
+            signals: Vec::new(),
+            query: None,
+            bank: None,
+            video: None,
+            ocr_inputs: Vec::new(),
+            ocr_warnings: Vec::new(),
+            presence: None,
+        };
+        match kind {
+            Some(ContentKind::Image(_)) => {
+                let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+                if size > opts.limits.max_file_bytes {
+                    return Err(HashError::FileTooLarge {
+                        size,
+                        max: opts.limits.max_file_bytes,
+                    });
+                }
+                let img = decode_image(bytes, &opts.limits, &opts.decode)?;
+                let prepared = prepare_image_ocr(&img, opts, ocr_gate, &mut out.presence);
+                out.ocr_inputs.extend(prepared);
+                let plain = match role {
+                    RobustRole::Query => {
+                        let set = self
+                            .robust
+                            .query_set(&img.rgb, img.width, img.height, robust)?;
+                        let p = set.plain;
+                        out.query = Some(set);
+                        p
+                    }
+                    RobustRole::BankEntry => {
+                        out.bank = Some(
+                            self.robust
+                                .bank_hashes(&img.rgb, img.width, img.height, robust)?,
+                        );
+                        self.pdq.hash_rgb8(&img.rgb, img.width, img.height)?
+                    }
+                };
+                out.signals.push(Signal {
+                    signal_type: SignalType::Pdq,
+                    value: plain.hash.to_hex(),
+                    quality: Some(plain.quality),
+                    dihedral: None,
+                    ocr: None,
+                });
+                let d = digest::digests(bytes);
+                out.signals.push(Signal::new(SignalType::Md5, d.md5));
+                out.signals.push(Signal::new(SignalType::Sha256, d.sha256));
+            }
+            Some(ContentKind::Video) => {
+                let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+                if size > opts.limits.max_file_bytes {
+                    return Err(HashError::FileTooLarge {
+                        size,
+                        max: opts.limits.max_file_bytes,
+                    });
+                }
+                let mut hashed = Hashed::default();
+                let v = video_hash(bytes, opts, ocr_gate.is_some(), true, &mut hashed)?;
+                out.ocr_inputs = hashed.ocr_inputs;
+                out.signals
+                    .push(Signal::new(SignalType::Vpdq, v.vpdq.to_signal_string()));
+                let d = digest::digests(bytes);
+                out.signals.push(Signal::new(SignalType::Md5, d.md5));
+                out.signals.push(Signal::new(SignalType::Sha256, d.sha256));
+                out.video = v.cropped;
+            }
+            _ => {
+                let hashed = self.hash_deferred(bytes, opts, ocr_gate)?;
+                out.signals = hashed.signals;
+                out.ocr_inputs = hashed.ocr_inputs;
+                out.ocr_warnings = hashed.ocr_warnings;
+                out.presence = hashed.presence;
+            }
+        }
+        Ok(out)
     }
 
     fn image_signals(
@@ -359,14 +484,59 @@ fn pdf_signals(
     Ok(out)
 }
 
-/// A video's `vpdq` signal (python-threatexchange serialisation); with
-/// `ocr`, its key frames ([`crate::ocr::KeyFrames`]) prepared into `hashed`.
-fn video_signals(
+/// OCR prepared `inputs` now (with [`HashOptions::ocr`]) and insert the
+/// `ocr_text` signal, if any, before the two digest signals.
+fn ocr_inline(
+    opts: &HashOptions,
+    inputs: &[crate::ocr::OcrInput],
+    signals: &mut Vec<Signal>,
+) -> Result<(), HashError> {
+    if let (Some(setup), false) = (&opts.ocr, inputs.is_empty()) {
+        let (signal, _) = ocr_signal(&setup.tesseract, inputs, setup.min_tokens)
+            .map_err(|e| HashError::Ocr(e.to_string()))?;
+        if let Some(signal) = signal {
+            let at = signals.len().saturating_sub(2);
+            signals.insert(at, signal);
+        }
+    }
+    Ok(())
+}
+
+/// A decoded image prepared for OCR when `gate` lets it through (the
+/// text-presence result goes to `presence`).
+fn prepare_image_ocr(
+    img: &crate::decode::DecodedImage,
+    opts: &HashOptions,
+    gate: Option<OcrGate>,
+    presence: &mut Option<crate::ocr::TextPresence>,
+) -> Option<crate::ocr::OcrInput> {
+    let limits = opts
+        .ocr
+        .as_ref()
+        .map(|o| o.tesseract.limits.clone())
+        .unwrap_or_default();
+    match gate? {
+        OcrGate::Always => crate::ocr::prepare(&img.rgb, img.width, img.height, &limits),
+        OcrGate::TextPresence => {
+            let p = crate::ocr::text_presence(&img.rgb, img.width, img.height);
+            *presence = Some(p);
+            p.likely
+                .then(|| crate::ocr::prepare(&img.rgb, img.width, img.height, &limits))
+                .flatten()
+        }
+    }
+}
+
+/// A video hashed in one decoding pass (python-threatexchange vPDQ, the
+/// border-cropped vPDQ when `robust`); with `ocr`, its key frames
+/// ([`crate::ocr::KeyFrames`]) prepared into `hashed`.
+fn video_hash(
     bytes: &[u8],
     opts: &HashOptions,
     ocr: bool,
+    robust: bool,
     hashed: &mut Hashed,
-) -> Result<Vec<Signal>, HashError> {
+) -> Result<crate::video::vpdq::VideoSignals, HashError> {
     let setup = opts.video.as_ref().ok_or_else(|| {
         HashError::Video("video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)".into())
     })?;
@@ -376,19 +546,24 @@ fn video_signals(
         .map(|o| o.tesseract.limits.clone())
         .unwrap_or_default();
     let mut keys = crate::ocr::KeyFrames::new(limits);
-    let out = setup
-        .hasher
-        .hash_observed(std::sync::Arc::from(bytes), &setup.options, &mut |frame| {
-            if ocr {
-                keys.offer(frame);
-            }
-        })
-        .map_err(|e| HashError::Video(e.to_string()))?;
+    let mut observe = |frame: crate::video::vpdq::ObservedFrame<'_>| {
+        if ocr {
+            keys.offer(frame);
+        }
+    };
+    let shared = std::sync::Arc::from(bytes);
+    let out = if robust {
+        setup
+            .hasher
+            .hash_robust_observed(shared, &setup.options, &mut observe)
+    } else {
+        setup
+            .hasher
+            .hash_observed(shared, &setup.options, &mut observe)
+    }
+    .map_err(|e| HashError::Video(e.to_string()))?;
     hashed.ocr_inputs.extend(keys.into_inputs());
-    Ok(vec![Signal::new(
-        SignalType::Vpdq,
-        out.vpdq.to_signal_string(),
-    )])
+    Ok(out)
 }
 
 /// One-shot convenience: [`ContentHasher::hash`] with a fresh hasher.

@@ -11,6 +11,7 @@ pub mod ocr;
 pub mod pdf;
 pub mod pdf_render;
 pub mod pdq;
+pub mod robust;
 pub mod signal;
 pub mod text;
 pub mod video;

@@ -492,7 +492,9 @@ pub fn prepare(rgb: &[u8], width: u32, height: u32, limits: &OcrLimits) -> Optio
     shrink(width, height, limits, |x, y| {
         let i = (y * w + x) * 3;
         match rgb.get(i..i + 3) {
-            Some(&[r, g, b]) => (u32::from(r) * 299 + u32::from(g) * 587 + u32::from(b) * 114) / 1000,
+            Some(&[r, g, b]) => {
+                (u32::from(r) * 299 + u32::from(g) * 587 + u32::from(b) * 114) / 1000
+            }
             _ => 0,
         }
     })
@@ -831,7 +833,7 @@ mod tests {
             px
         };
         // One line across the image (a caption).
-        let caption = strokes(&[80..110], 20..380);
+        let caption = strokes(std::slice::from_ref(&(80..110)), 20..380);
         let p = text_presence(&caption, w, h);
         assert!(p.likely && p.wide_lines >= 1, "{p:?}");
         // Three lines in the left third only.
@@ -839,7 +841,7 @@ mod tests {
         let p = text_presence(&block, w, h);
         assert!(p.likely && p.lines >= 3, "{p:?}");
         // Texture: strokes on every row, no gaps between lines.
-        let texture = strokes(&[0..200], 0..400);
+        let texture = strokes(std::slice::from_ref(&(0..200)), 0..400);
         assert!(!text_presence(&texture, w, h).likely);
         // Short buffers are refused, not read past.
         assert!(!text_presence(&caption[..10], w, h).likely);

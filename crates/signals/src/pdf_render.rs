@@ -56,7 +56,9 @@ impl Default for RenderLimits {
 /// Why a page could not be rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("pdftoppm not found or not runnable ({0}); install poppler-utils to OCR scanned PDF pages")]
+    #[error(
+        "pdftoppm not found or not runnable ({0}); install poppler-utils to OCR scanned PDF pages"
+    )]
     Missing(String),
     #[error("rendering the page exceeded the {0:?} time limit and was stopped")]
     Timeout(Duration),
@@ -74,8 +76,8 @@ pub struct PdfRenderer {
 impl PdfRenderer {
     /// Find `program` (a path or a name in `PATH`) and check that it runs.
     pub fn locate(program: &Path, limits: RenderLimits) -> Result<PdfRenderer, RenderError> {
-        let program =
-            crate::ocr::resolve_program(program).map_err(|e| RenderError::Missing(e.to_string()))?;
+        let program = crate::ocr::resolve_program(program)
+            .map_err(|e| RenderError::Missing(e.to_string()))?;
         let probe = IsolationLimits {
             timeout: Duration::from_secs(10),
             memory_bytes: limits.memory_bytes,
@@ -105,10 +107,11 @@ impl PdfRenderer {
             memory_bytes: self.limits.memory_bytes,
             max_output_bytes: usize::try_from(max_side * max_side + 64).unwrap_or(usize::MAX),
         };
-        let out = run_isolated_env(&self.program, &args, &[], pdf, &limits).map_err(|e| match e {
-            IsolateError::Timeout(d) => RenderError::Timeout(d),
-            other => RenderError::Failed(other.to_string()),
-        })?;
+        let out =
+            run_isolated_env(&self.program, &args, &[], pdf, &limits).map_err(|e| match e {
+                IsolateError::Timeout(d) => RenderError::Timeout(d),
+                other => RenderError::Failed(other.to_string()),
+            })?;
         if out.code != 0 {
             return Err(RenderError::Failed(format!("pdftoppm exited {}", out.code)));
         }

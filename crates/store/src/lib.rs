@@ -32,6 +32,7 @@
 
 mod bulk;
 mod lease;
+mod robust;
 mod rows;
 mod sighting;
 pub mod testing;
@@ -50,6 +51,7 @@ pub use bulk::{
     CONTENT_RANGE_ENTITY,
 };
 pub use lease::LeaseRow;
+pub use robust::{is_exportable_table, DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_VPDQ_CROPPED};
 pub use rows::*;
 pub use sighting::{
     NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,
@@ -176,6 +178,8 @@ schema_migrations![
     (5, "leases", "0005_leases"),
     // The sighting model: sources, sightings, their signals and matches.
     (6, "sightings", "0006_sightings"),
+    // Robust matching: derived hashes, bank matching settings, match channel.
+    (30, "robust", "0030_robust"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
@@ -496,7 +500,7 @@ impl Store {
         // statement for every combination.
         let rows = sqlx::query(
             "SELECT id, submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
-             query_value, distance, similarity, status, created_at, updated_at FROM matches \
+             query_value, distance, similarity, status, created_at, updated_at, channel, channel_detail FROM matches \
              WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR bank_id = $2) \
              AND ($3 IS NULL OR submission_id = $3) AND id < $4 ORDER BY id DESC LIMIT $5",
         )
@@ -696,7 +700,7 @@ const BANK_SELECT_ID: &str = "SELECT id, name, kind, enabled, description, thres
 const CONTENT_SELECT_ID: &str = "SELECT id, bank_id, enabled, labels, note, quarantined, \
     quarantine_reason, quarantined_at, created_at, updated_at FROM bank_content WHERE id = $1";
 const MATCH_SELECT_ID: &str = "SELECT id, submission_id, bank_id, content_id, signal_id, \
-    signal_type, matched_value, query_value, distance, similarity, status, created_at, updated_at \
+    signal_type, matched_value, query_value, distance, similarity, status, created_at, updated_at, channel, channel_detail \
     FROM matches WHERE id = $1";
 
 /// An open write transaction. Every method runs inside it; call
@@ -1001,6 +1005,7 @@ impl WriteTx {
             .bind(id)
             .execute(&mut *self.tx)
             .await?;
+        self.delete_derived(id).await?;
         let done = sqlx::query("DELETE FROM bank_content WHERE id = $1")
             .bind(id)
             .execute(&mut *self.tx)
@@ -1034,11 +1039,11 @@ impl WriteTx {
         let now = now_ms();
         let row = sqlx::query(
             "INSERT INTO matches (submission_id, bank_id, content_id, signal_id, signal_type, \
-             matched_value, query_value, distance, similarity, status, created_at, updated_at) \
+             matched_value, query_value, distance, similarity, status, created_at, updated_at, channel, channel_detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), 'pending', \
-             $10, $10) RETURNING id, \
+             $10, $10, $11, $12) RETURNING id, \
              submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
-             query_value, distance, similarity, status, created_at, updated_at",
+             query_value, distance, similarity, status, created_at, updated_at, channel, channel_detail",
         )
         .bind(m.submission_id)
         .bind(m.bank_id)
@@ -1051,6 +1056,8 @@ impl WriteTx {
         // Bound as text and cast in SQL: see `resolve_url` on sqlx's NULL f64.
         .bind(m.similarity.map(|s| s.to_string()))
         .bind(now)
+        .bind(m.channel)
+        .bind(m.channel_detail)
         .fetch_one(&mut *self.tx)
         .await?;
         MatchRow::from_row(&row)
@@ -1068,7 +1075,7 @@ impl WriteTx {
         let row = sqlx::query(
             "UPDATE matches SET status = $1, updated_at = $2 WHERE id = $3 RETURNING id, \
              submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
-             query_value, distance, similarity, status, created_at, updated_at",
+             query_value, distance, similarity, status, created_at, updated_at, channel, channel_detail",
         )
         .bind(status)
         .bind(now_ms())
@@ -1229,6 +1236,10 @@ pub struct NewMatch<'a> {
     pub query_value: &'a str,
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
+    /// Which matching channel found it (`plain` for every non-PDQ type).
+    pub channel: &'a str,
+    /// JSON: how the channel matched (rectangles, variant, plain distance).
+    pub channel_detail: Option<&'a str>,
 }
 
 pub(crate) fn get_i64(row: &AnyRow, col: &str) -> Result<i64> {

@@ -181,6 +181,10 @@ pub struct MatchRow {
     pub status: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Matching channel (migration 0030; `plain` before it).
+    pub channel: String,
+    /// JSON detail of a derived-channel match.
+    pub channel_detail: Option<String>,
 }
 
 impl MatchRow {
@@ -199,6 +203,8 @@ impl MatchRow {
             status: get_str(r, "status")?,
             created_at: get_i64(r, "created_at")?,
             updated_at: get_i64(r, "updated_at")?,
+            channel: get_added_str(r, "channel")?.unwrap_or_else(|| "plain".into()),
+            channel_detail: get_added_str(r, "channel_detail")?,
         })
     }
 }

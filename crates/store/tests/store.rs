@@ -209,12 +209,19 @@ async fn submissions_matches_decisions(db: &TestDb) {
             query_value: "q",
             distance: None,
             similarity: Some(0.75),
+            channel: "window",
+            channel_detail: Some(r#"{"plain_distance":90}"#),
         })
         .await
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(m.status, "pending");
     assert_eq!(m.similarity, Some(0.75));
+    assert_eq!(m.channel, "window");
+    assert_eq!(
+        m.channel_detail.as_deref(),
+        Some(r#"{"plain_distance":90}"#)
+    );
     assert_eq!(m.distance, None);
     let s = store.get_submission(sub).await.unwrap().unwrap();
     assert_eq!(s.content_ref.as_deref(), Some("post-9"));

@@ -15,6 +15,7 @@ use echotrace_signals::content::{ContentHasher, HashOptions};
 use echotrace_signals::decode::DecodeOptions;
 use echotrace_signals::pdq::{PdqHash, PDQ_MATCH_THRESHOLD};
 use echotrace_signals::signal::SignalType;
+use echotrace_signals::video::vpdq::VpdqComparison;
 
 use super::hash::{read_bounded, LimitArgs};
 
@@ -94,11 +95,44 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             if let Some(t) = args.threshold {
                 opts.distance_threshold = t;
             }
-            let c = compare(&a, &b, &opts);
+            // The plain vPDQs decide first; a video file with letterbox or
+            // pillarbox bars is also compared cropped to its content
+            // rectangle (the `border` channel, one rectangle per video).
+            let plain = compare(&a.0, &b.0, &opts);
+            let mut best: Option<(VpdqComparison, &'static str)> = None;
+            if !plain.is_match {
+                for (qa, ca) in sides(&a) {
+                    for (qb, cb) in sides(&b) {
+                        if !(ca || cb) {
+                            continue;
+                        }
+                        let c = compare(qa, qb, &opts);
+                        if c.is_match
+                            && best
+                                .as_ref()
+                                .is_none_or(|(b, _)| c.query_match_pct > b.query_match_pct)
+                        {
+                            best = Some((c, "border"));
+                        }
+                    }
+                }
+            }
+            let rect = |v: &VpdqOperand| {
+                v.1.as_ref().map(|c| {
+                    serde_json::json!({"x": c.rect.x, "y": c.rect.y, "w": c.rect.w, "h": c.rect.h,
+                        "frame_width": c.width, "frame_height": c.height})
+                })
+            };
+            let (c, channel) = best.unwrap_or((plain, "plain"));
             let out = serde_json::json!({
                 "query_match_pct": c.query_match_pct,
                 "compared_match_pct": c.compared_match_pct,
                 "match": c.is_match,
+                "channel": channel,
+                "plain_query_match_pct": plain.query_match_pct,
+                "plain_compared_match_pct": plain.compared_match_pct,
+                "a_content_rect": rect(&a),
+                "b_content_rect": rect(&b),
             });
             println!("{out}");
         }
@@ -270,26 +304,46 @@ fn text_operand(s: &str, max: u64) -> anyhow::Result<echotrace_signals::text::Te
 
 /// A serialised vPDQ signal (JSON array), a file holding one (or the
 /// reference tool's `frame,quality,hex,timestamp` lines), or a video file.
-fn vpdq_operand(s: &str) -> anyhow::Result<echotrace_signals::video::VpdqHash> {
+/// The plain vPDQ of an operand, and its cropped vPDQ when it has one
+/// (`true` = cropped).
+fn sides(v: &VpdqOperand) -> Vec<(&echotrace_signals::video::VpdqHash, bool)> {
+    let mut out = vec![(&v.0, false)];
+    if let Some(c) = &v.1 {
+        out.push((&c.vpdq, true));
+    }
+    out
+}
+
+/// A vPDQ operand: the video's vPDQ and, for a video file with borders,
+/// its border-cropped vPDQ (derived, local).
+type VpdqOperand = (
+    echotrace_signals::video::VpdqHash,
+    Option<echotrace_signals::video::vpdq::CroppedVpdq>,
+);
+
+fn vpdq_operand(s: &str) -> anyhow::Result<VpdqOperand> {
     use echotrace_signals::video::VpdqHash;
     if s.trim_start().starts_with('[') {
-        return VpdqHash::from_signal_str(s).with_context(|| "bad vPDQ signal".to_string());
+        return Ok((
+            VpdqHash::from_signal_str(s).with_context(|| "bad vPDQ signal".to_string())?,
+            None,
+        ));
     }
     let bytes = std::fs::read(s).with_context(|| format!("{s}: cannot read"))?;
     if let Ok(text) = std::str::from_utf8(&bytes) {
         if let Ok(h) =
             VpdqHash::from_signal_str(text).or_else(|_| VpdqHash::from_reference_text(text))
         {
-            return Ok(h);
+            return Ok((h, None));
         }
     }
     let setup = super::hash::video_setup(1.0)
         .with_context(|| "video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)")?;
     let out = setup
         .hasher
-        .hash(&bytes, &setup.options)
+        .hash_robust(&bytes, &setup.options)
         .with_context(|| s.to_string())?;
-    Ok(out.vpdq)
+    Ok((out.vpdq, out.cropped))
 }
 
 /// A 64-hex string is a hash; `-` is stdin; anything else is a file to hash.

@@ -15,6 +15,14 @@
 //! lines of hex from stdin instead: 64 hex characters are a PDQ hash (also
 //! looked up as a SHA-256), 32 are an MD5.
 //!
+//! Images are also matched through the robust channels of the service
+//! (`echotrace_engine::robust`), each within its own threshold: `dihedral`
+//! (rotations and flips; `--no-dihedral` turns it off), `border` (content
+//! rectangles found by the border detectors) and `window` (small crops;
+//! `--no-window`). Every match says which `channel` found it; a bank
+//! export holds only plain hashes, so the bank-side windows of the service
+//! do not exist here.
+//!
 //! Output: one line per input (per stdin line), in input order; with
 //! `--json` `{"path":…,"matches":[{"signal_type":"pdq","value":…,
 //! "label":…,"distance":N}]}`, sorted by distance. Exit 0 when every input
@@ -28,10 +36,12 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use echotrace_engine::robust::{channel_threshold, Channel};
 use echotrace_index::{Code256, Hit, MihIndex, MihParams};
-use echotrace_signals::content::{ContentHasher, HashOptions};
+use echotrace_signals::content::{ContentHasher, HashOptions, RobustHashes, RobustRole};
 use echotrace_signals::pdq::PdqHash;
-use echotrace_signals::signal::{Signal, SignalType};
+use echotrace_signals::robust::{QuerySource, RobustOptions};
+use echotrace_signals::signal::SignalType;
 
 use super::hash::LimitArgs;
 
@@ -41,14 +51,23 @@ pub struct MatchArgs {
     #[arg(long, value_name = "FILE")]
     pub bank: PathBuf,
     /// Largest PDQ Hamming distance that counts as a match (inclusive).
+    /// The derived channels' thresholds move with it (each is its default
+    /// plus `radius - 31`, never above its default).
     #[arg(long, default_value_t = 31, value_parser = clap::value_parser!(u32).range(0..=256))]
     pub radius: u32,
     /// Print one JSON object per line.
     #[arg(long)]
     pub json: bool,
-    /// Also match the eight rotations/flips of each image (min distance).
-    #[arg(long)]
+    /// Match the eight rotations/flips of each image (the default; kept
+    /// for compatibility).
+    #[arg(long, conflicts_with = "no_dihedral")]
     pub dihedral: bool,
+    /// Do not match rotations/flips (the `dihedral` channel).
+    #[arg(long)]
+    pub no_dihedral: bool,
+    /// Do not match small crops of each image (the `window` channel).
+    #[arg(long)]
+    pub no_window: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Files to match, or `-` for lines of hex hashes on stdin.
@@ -78,6 +97,8 @@ struct MatchOut<'a> {
     value: &'a str,
     label: Option<&'a str>,
     distance: u32,
+    /// Which channel found it: plain, dihedral, border or window.
+    channel: &'static str,
 }
 
 #[derive(serde::Serialize)]
@@ -247,30 +268,47 @@ fn load_bank(path: &PathBuf) -> anyhow::Result<Bank> {
     })
 }
 
+/// PDQ needles of one channel with the distance it matches within.
+struct NeedleGroup {
+    channel: Channel,
+    radius: u32,
+    needles: Vec<Code256>,
+}
+
 impl Bank {
-    /// Matches for a set of signals (PDQ needles + exact digests).
+    /// Matches for a set of signals (PDQ needles per channel + exact
+    /// digests); one match per bank row, from the first channel (plain
+    /// first) that finds it.
     fn lookup(
         &self,
-        needles: &[Code256],
+        groups: &[NeedleGroup],
         digests: &[(SignalType, String)],
-        radius: u32,
     ) -> Vec<MatchOut<'_>> {
         let mut hits: Vec<Hit> = Vec::new();
-        if !needles.is_empty() {
-            self.pdq.search_multi(needles, radius, &mut hits);
-        }
-        let mut out: Vec<MatchOut<'_>> = hits
-            .iter()
-            .filter_map(|h| {
-                let e = self.entries.get(usize::try_from(h.id).ok()?)?;
-                Some(MatchOut {
+        let mut seen: HashMap<u64, ()> = HashMap::new();
+        let mut out: Vec<MatchOut<'_>> = Vec::new();
+        for g in groups {
+            if g.needles.is_empty() {
+                continue;
+            }
+            hits.clear();
+            self.pdq.search_multi(&g.needles, g.radius, &mut hits);
+            for h in &hits {
+                if seen.insert(h.id, ()).is_some() {
+                    continue;
+                }
+                let Some(e) = usize::try_from(h.id).ok().and_then(|i| self.entries.get(i)) else {
+                    continue;
+                };
+                out.push(MatchOut {
                     signal_type: e.signal_type.as_str(),
                     value: &e.value,
                     label: e.label.as_deref(),
                     distance: h.distance,
-                })
-            })
-            .collect();
+                    channel: g.channel.as_str(),
+                });
+            }
+        }
         for key in digests {
             let key = (key.0, key.1.to_ascii_lowercase());
             for &row in self.exact.get(&key).map(Vec::as_slice).unwrap_or(&[]) {
@@ -280,55 +318,90 @@ impl Bank {
                         value: &e.value,
                         label: e.label.as_deref(),
                         distance: 0,
+                        channel: Channel::Plain.as_str(),
                     });
                 }
             }
         }
         out.sort_by(|a, b| {
-            (a.distance, a.signal_type, a.value, a.label).cmp(&(
+            (a.distance, a.signal_type, a.value, a.label, a.channel).cmp(&(
                 b.distance,
                 b.signal_type,
                 b.value,
                 b.label,
+                b.channel,
             ))
         });
         out
     }
 }
 
-/// PDQ needles and digests of one hashed file.
-fn file_queries(signals: &[Signal], dihedral: bool) -> (Vec<Code256>, Vec<(SignalType, String)>) {
-    let mut needles = Vec::new();
+/// Which derived channels `match` uses.
+#[derive(Clone, Copy)]
+struct Channels {
+    radius: u32,
+    dihedral: bool,
+    window: bool,
+}
+
+/// PDQ needle groups and digests of one hashed file: the plain hash, then
+/// (images) its rotations/flips, border rectangles and small crops, each
+/// within its channel's threshold (`echotrace_engine::robust`).
+fn file_queries(
+    hashed: &RobustHashes,
+    ch: Channels,
+) -> (Vec<NeedleGroup>, Vec<(SignalType, String)>) {
+    let mut plain = NeedleGroup {
+        channel: Channel::Plain,
+        radius: ch.radius,
+        needles: Vec::new(),
+    };
     let mut digests = Vec::new();
-    for s in signals {
+    for s in &hashed.signals {
         match s.signal_type {
             SignalType::Pdq => {
                 if let Ok(h) = PdqHash::from_hex(&s.value) {
-                    needles.push(h.to_words());
-                }
-                if dihedral {
-                    if let Some(d) = &s.dihedral {
-                        for v in [
-                            &d.rot90,
-                            &d.rot180,
-                            &d.rot270,
-                            &d.flipx,
-                            &d.flipy,
-                            &d.flipplus1,
-                            &d.flipminus1,
-                        ] {
-                            if let Ok(h) = PdqHash::from_hex(v) {
-                                needles.push(h.to_words());
-                            }
-                        }
-                    }
+                    plain.needles.push(h.to_words());
                 }
             }
             SignalType::Md5 | SignalType::Sha256 => digests.push((s.signal_type, s.value.clone())),
             _ => {}
         }
     }
-    (needles, digests)
+    let mut groups = vec![plain];
+    if let Some(set) = &hashed.query {
+        for (channel, on) in [
+            (Channel::Dihedral, ch.dihedral),
+            (Channel::Border, true),
+            (Channel::Window, ch.window),
+        ] {
+            if !on {
+                continue;
+            }
+            let needles = set
+                .hashes
+                .iter()
+                .filter(|q| {
+                    let c = match q.source {
+                        QuerySource::Whole => Channel::Dihedral,
+                        QuerySource::Border => Channel::Border,
+                        QuerySource::Crop => Channel::Window,
+                    };
+                    c == channel && (ch.dihedral || q.variant == 0)
+                })
+                .map(|q| q.hash.to_words())
+                .collect();
+            // A stricter --radius makes every channel stricter by as much.
+            let t = channel_threshold(channel);
+            let radius = t.saturating_sub(31u32.saturating_sub(ch.radius)).min(t);
+            groups.push(NeedleGroup {
+                channel,
+                radius,
+                needles,
+            });
+        }
+    }
+    (groups, digests)
 }
 
 fn print_line(out: &mut impl Write, json: bool, line: &Line<'_>) -> anyhow::Result<()> {
@@ -349,10 +422,11 @@ fn print_line(out: &mut impl Write, json: bool, line: &Line<'_>) -> anyhow::Resu
     for m in &line.matches {
         writeln!(
             out,
-            "  {} {} distance={}{}",
+            "  {} {} distance={} channel={}{}",
             m.signal_type,
             m.value,
             m.distance,
+            m.channel,
             m.label.map(|l| format!(" label={l}")).unwrap_or_default()
         )?;
     }
@@ -368,9 +442,14 @@ pub fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = HashOptions {
         limits: args.limits.to_limits(),
-        dihedral: args.dihedral,
         pdf_extractor: std::env::current_exe().ok(),
         ..HashOptions::default()
+    };
+    let robust_opts = RobustOptions::default();
+    let channels = Channels {
+        radius: args.radius,
+        dihedral: !args.no_dihedral,
+        window: !args.no_window,
     };
     let mut hasher = ContentHasher::new();
     let stdout = std::io::stdout();
@@ -410,7 +489,12 @@ pub fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
                     eprintln!("-: {e}");
                     failed = true;
                 }
-                let matches = bank.lookup(&needles, &digests, args.radius);
+                let groups = [NeedleGroup {
+                    channel: Channel::Plain,
+                    radius: args.radius,
+                    needles,
+                }];
+                let matches = bank.lookup(&groups, &digests);
                 print_line(
                     &mut out,
                     args.json,
@@ -426,11 +510,15 @@ pub fn run(args: MatchArgs) -> anyhow::Result<ExitCode> {
         }
         let result = std::fs::read(input)
             .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|bytes| hasher.hash(&bytes, &opts).map_err(|e| e.to_string()));
+            .and_then(|bytes| {
+                hasher
+                    .hash_robust(&bytes, &opts, RobustRole::Query, &robust_opts)
+                    .map_err(|e| e.to_string())
+            });
         match result {
-            Ok(signals) => {
-                let (needles, digests) = file_queries(&signals, args.dihedral);
-                let matches = bank.lookup(&needles, &digests, args.radius);
+            Ok(hashed) => {
+                let (groups, digests) = file_queries(&hashed, channels);
+                let matches = bank.lookup(&groups, &digests);
                 print_line(
                     &mut out,
                     args.json,

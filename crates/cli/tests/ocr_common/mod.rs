@@ -216,17 +216,26 @@ pub fn statement(lang: Lang, rng: &mut Rng) -> String {
             }
             format!(
                 "{a} beat {b} {}-{} on {} in front of {} supporters.",
-                n(rng, 2, 6), n(rng, 0, 1), rng.pick(EN_DAYS), n(rng, 3, 60) * 1000
+                n(rng, 2, 6),
+                n(rng, 0, 1),
+                rng.pick(EN_DAYS),
+                n(rng, 3, 60) * 1000
             )
         }
         (Lang::En, 1) => format!(
             "Weather for {}: {} from {} morning, near {} degrees in the {} districts.",
-            rng.pick(EN_CITIES), rng.pick(EN_WEATHER), rng.pick(EN_DAYS), n(rng, 2, 40),
+            rng.pick(EN_CITIES),
+            rng.pick(EN_WEATHER),
+            rng.pick(EN_DAYS),
+            n(rng, 2, 40),
             rng.pick(&["northern", "southern", "eastern", "western", "coastal", "hill"])
         ),
         (Lang::En, _) => format!(
             "In {}, {} opened {} on {} after {} years of work.",
-            rng.pick(EN_CITIES), rng.pick(EN_PEOPLE), rng.pick(EN_THINGS), rng.pick(EN_DAYS),
+            rng.pick(EN_CITIES),
+            rng.pick(EN_PEOPLE),
+            rng.pick(EN_THINGS),
+            rng.pick(EN_DAYS),
             n(rng, 2, 12)
         ),
         (Lang::Ar, 0) => {
@@ -237,21 +246,41 @@ pub fn statement(lang: Lang, rng: &mut Rng) -> String {
             }
             format!(
                 "فاز {a} على {b} بنتيجة {} مقابل {} يوم {} أمام {} ألف متفرج",
-                n(rng, 2, 6), n(rng, 0, 1), rng.pick(AR_DAYS), n(rng, 3, 60)
+                n(rng, 2, 6),
+                n(rng, 0, 1),
+                rng.pick(AR_DAYS),
+                n(rng, 3, 60)
             )
         }
         (Lang::Ar, 1) => format!(
             "طقس {}: {} صباح يوم {} مع حرارة تقارب {} درجة في المناطق {}",
-            rng.pick(AR_CITIES), rng.pick(AR_WEATHER), rng.pick(AR_DAYS), n(rng, 2, 40),
-            rng.pick(&["الشمالية", "الجنوبية", "الشرقية", "الغربية", "الساحلية", "الجبلية"])
+            rng.pick(AR_CITIES),
+            rng.pick(AR_WEATHER),
+            rng.pick(AR_DAYS),
+            n(rng, 2, 40),
+            rng.pick(&[
+                "الشمالية",
+                "الجنوبية",
+                "الشرقية",
+                "الغربية",
+                "الساحلية",
+                "الجبلية"
+            ])
         ),
         (Lang::Ar, _) => format!(
             "في {} افتتح {} {} يوم {} بعد {} سنوات من العمل",
-            rng.pick(AR_CITIES), rng.pick(AR_PEOPLE), rng.pick(AR_THINGS), rng.pick(AR_DAYS),
+            rng.pick(AR_CITIES),
+            rng.pick(AR_PEOPLE),
+            rng.pick(AR_THINGS),
+            rng.pick(AR_DAYS),
             n(rng, 2, 12)
         ),
     };
-    let pool = if lang == Lang::Ar { AR_DETAILS } else { EN_DETAILS };
+    let pool = if lang == Lang::Ar {
+        AR_DETAILS
+    } else {
+        EN_DETAILS
+    };
     let first = rng.below(pool.len());
     let mut second = rng.below(pool.len());
     while second == first {
@@ -259,7 +288,11 @@ pub fn statement(lang: Lang, rng: &mut Rng) -> String {
     }
     let mut out = lead;
     for i in [first, second] {
-        let places = if lang == Lang::Ar { AR_CITIES } else { EN_CITIES };
+        let places = if lang == Lang::Ar {
+            AR_CITIES
+        } else {
+            EN_CITIES
+        };
         let d = pool[i]
             .replace("{n}", &n(rng, 2, 90).to_string())
             .replace("{p}", rng.pick(places));

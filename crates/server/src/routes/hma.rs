@@ -69,6 +69,8 @@ fn by_bank<'a>(matches: impl Iterator<Item = &'a MatchRecord>) -> Map<String, Va
         out.entry(m.bank_name.clone()).or_default().push(json!({
             "bank_content_id": m.content_id,
             "distance": hma_distance(m),
+            // echotrace extension: which matching channel found it.
+            "channel": m.channel,
         }));
     }
     out.into_iter().map(|(k, v)| (k, Value::Array(v))).collect()
@@ -85,14 +87,11 @@ async fn run_lookup(
     let banks = bank_ids(state, split_banks(banks)).await?;
     let engine = state.engine()?;
     let req = LookupRequest {
-        signals: query.signals,
+        signals: Vec::new(),
         banks,
         context: SubmissionContext::default(),
     };
-    let resp = match query.text {
-        Some(text) => engine.lookup_text(&caller.actor(), req, text).await?,
-        None => engine.lookup(&caller.actor(), req).await?,
-    };
+    let resp = engine.lookup_upload(&caller.actor(), req, query).await?;
     Ok(resp.matches)
 }
 

@@ -7,10 +7,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use echotrace_engine::robust::MatchingSettings;
 use echotrace_engine::{
-    BankKind, BankUpdate, ContentSource, ContentUpdate, HashedUpload, LookupRequest, MatchFilter,
-    MatchStatus, NewBank, NewContent, Operation, QueryText, Role, SignalValue, SubmissionContext,
-    Thresholds, Verdict,
+    BankKind, BankUpdate, ContentSource, ContentUpdate, LookupRequest, MatchFilter, MatchStatus,
+    NewBank, NewContent, Operation, QueryText, Role, SignalValue, SubmissionContext, Thresholds,
+    Verdict,
 };
 use echotrace_signals::signal::SignalType;
 use serde::Deserialize;
@@ -82,6 +83,9 @@ struct CreateBank {
     /// Text-equivalence list, one group per line (`daesh = isis = isil`).
     #[serde(default)]
     text_equivalences: Option<String>,
+    /// Robust-matching settings (`{"dihedral": true, "window": true}`).
+    #[serde(default)]
+    matching: Option<MatchingSettings>,
 }
 
 /// Whether uploaded bytes are what the hasher treats as text.
@@ -117,8 +121,8 @@ async fn create_bank(
 ) -> Result<Response, ApiError> {
     caller.require(Operation::WriteBanks)?;
     validate_bank_name(&body.name)?;
-    let bank = state
-        .engine()?
+    let engine = state.engine()?;
+    let mut bank = engine
         .create_bank(
             &caller.actor(),
             NewBank {
@@ -130,6 +134,11 @@ async fn create_bank(
             },
         )
         .await?;
+    if let Some(m) = body.matching {
+        bank = engine
+            .set_bank_matching(&caller.actor(), bank.id, m)
+            .await?;
+    }
     Ok((StatusCode::CREATED, Json(bank)).into_response())
 }
 
@@ -160,6 +169,8 @@ struct PatchBank {
     thresholds: Option<Thresholds>,
     /// A new list (a new version); `""` removes the list.
     text_equivalences: Option<String>,
+    /// Robust-matching settings; missing fields keep their defaults.
+    matching: Option<MatchingSettings>,
 }
 
 async fn update_bank(
@@ -183,6 +194,14 @@ async fn update_bank(
             },
         )
         .await?;
+    let bank = match body.matching {
+        Some(m) => {
+            engine
+                .set_bank_matching(&caller.actor(), bank.id, m)
+                .await?
+        }
+        None => bank,
+    };
     Ok(Json(json!(bank)))
 }
 
@@ -225,6 +244,18 @@ async fn add_content(
             if is_text(&bytes) || echotrace_signals::pdf::looks_like_pdf(&bytes) =>
         {
             ContentSource::Bytes(bytes.to_vec())
+        }
+        // Images and videos: hashed on the bounded pool with their local
+        // derived hashes (robust matching), videos at every frame.
+        ItemInput::File(bytes) => {
+            if bytes.is_empty() {
+                return Err(ApiError::bad_request("the uploaded file is empty"));
+            }
+            let e = engine.clone();
+            let hashed = state
+                .hash_job(move || e.hash_bank_file(&bytes).map_err(ApiError::from))
+                .await?;
+            ContentSource::HashedFile(hashed)
         }
         input => ContentSource::Signals(item_signals(&state, input).await?),
     };
@@ -379,18 +410,16 @@ async fn lookup(
     // The text of typed text, a text file or a PDF comes back with the
     // signals, so the engine can sign it under each bank's
     // text-equivalence list version; ready-made signals are compared as-is.
-    let HashedUpload { signals, text, .. } = item_query(&state, item.input).await?;
+    let upload = item_query(&state, item.input).await?;
+    let signals = upload.signals.clone();
     let started = Instant::now();
     let engine = state.engine()?;
     let req = LookupRequest {
-        signals: signals.clone(),
+        signals: Vec::new(),
         banks,
         context: context(item.context),
     };
-    let resp = match text {
-        Some(text) => engine.lookup_text(&caller.actor(), req, text).await?,
-        None => engine.lookup(&caller.actor(), req).await?,
-    };
+    let resp = engine.lookup_upload(&caller.actor(), req, upload).await?;
     state
         .metrics()
         .record_lookup(started.elapsed(), resp.matches.len() + resp.allowed.len());

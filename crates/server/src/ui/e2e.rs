@@ -1350,17 +1350,28 @@ async fn ocr_match_card_shows_ocr_text_beside_bank_text() {
     let (status, html) = ts.get("/ui/queue", &sid).await;
     assert_eq!(status, StatusCode::OK);
     let link = format!("/ui/matches/{}/text", m.id);
-    assert!(html.contains(&link), "the ocr_text card links to its text view");
+    assert!(
+        html.contains(&link),
+        "the ocr_text card links to its text view"
+    );
     let (status, html) = ts.get(&link, &sid).await;
     assert_eq!(status, StatusCode::OK, "{html}");
     let column = |id: &str| {
         let start = html.find(&format!("id=\"{id}\"")).expect(id);
-        let end = html[start..].find("</pre>").map_or(html.len(), |e| start + e);
+        let end = html[start..]
+            .find("</pre>")
+            .map_or(html.len(), |e| start + e);
         html[start..end].to_string()
     };
     let (bank_col, sub_col) = (column("ocr-bank-text"), column("ocr-sub-text"));
-    assert!(bank_col.contains("Oslo") && bank_col.contains("coastal districts"), "{bank_col}");
-    assert!(sub_col.contains("Oslo") && sub_col.contains("fog"), "OCR text shown: {sub_col}");
+    assert!(
+        bank_col.contains("Oslo") && bank_col.contains("coastal districts"),
+        "{bank_col}"
+    );
+    assert!(
+        sub_col.contains("Oslo") && sub_col.contains("fog"),
+        "OCR text shown: {sub_col}"
+    );
     // Not an OCR match, unknown match: clear 404s.
     let (status, _) = ts.get("/ui/matches/999999/text", &sid).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

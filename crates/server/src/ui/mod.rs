@@ -602,6 +602,8 @@ async fn build_card(
         submitted_by: sub.as_ref().map(|s| s.actor.clone()).unwrap_or_default(),
         query_value: m.query_value.clone(),
         matched_value: m.matched_value.clone(),
+        channel: m.channel.clone(),
+        channel_detail: m.channel_detail.clone(),
         submission_evidence: evidence(st, MediaOwner::Submission, m.submission_id).await?,
         bank_evidence: evidence(st, MediaOwner::Content, m.content_id).await?,
         undo_until: None,
@@ -1249,10 +1251,16 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
             "upload a file, paste text or a hash".into(),
         ))
     };
-    let (signals, raw_text, ocr) = match hashed {
+    let (signals, raw_text, ocr, channels) = match hashed {
         Ok(mut h) => {
             let ocr = st.engine.finish_ocr(&mut h).await;
-            (h.signals, h.text, ocr)
+            // Images and videos: what every robust channel would match.
+            let channels = if h.robust.is_some() {
+                st.engine.preview_matches(&h).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            (h.signals, h.text, ocr, channels)
         }
         Err(e) => {
             let flash = Flash::Error(e.to_string());
@@ -1325,6 +1333,7 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
         ran: true,
         ocr_status: Some(st.engine.ocr_status()),
         ocr,
+        channels,
     };
     page(views::debugger(&auth.viewer, &view, None))
 }

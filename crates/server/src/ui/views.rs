@@ -312,6 +312,91 @@ pub struct MatchCard {
     pub decided_verdict: Option<String>,
     /// vPDQ matches: shares and matched-frame timestamps (render-time).
     pub video: Option<VideoStrip>,
+    /// The matching channel (`plain`, `dihedral`, `border`, `window`,
+    /// `region`) and how a derived channel matched.
+    pub channel: String,
+    pub channel_detail: Option<echotrace_engine::robust::ChannelDetail>,
+}
+
+/// A rectangle as shares `[x, y, w, h]` of the image it is drawn on.
+pub type Overlay = [f32; 4];
+
+/// The query rectangle of a derived match, as shares of the upload.
+pub fn query_overlay(d: &echotrace_engine::robust::ChannelDetail) -> Option<Overlay> {
+    let r = d.query_rect?;
+    let s = d.query_size?;
+    if s[0] == 0 || s[1] == 0 {
+        return None;
+    }
+    let (w, h) = (s[0] as f32, s[1] as f32);
+    Some([
+        r[0] as f32 / w,
+        r[1] as f32 / h,
+        r[2] as f32 / w,
+        r[3] as f32 / h,
+    ])
+}
+
+/// The bank window of a derived match, as shares of the bank original.
+pub fn bank_overlay(d: &echotrace_engine::robust::ChannelDetail) -> Option<Overlay> {
+    let f = d.bank_removed?;
+    Some([
+        f[0],
+        f[1],
+        (1.0 - f[0] - f[2]).max(0.0),
+        (1.0 - f[1] - f[3]).max(0.0),
+    ])
+}
+
+/// "window · distance 38 ≤ 40 · plain distance 97 · rot90 · crop 12,8 200×150".
+pub fn channel_summary(
+    channel: &str,
+    d: Option<&echotrace_engine::robust::ChannelDetail>,
+) -> String {
+    let mut parts = vec![channel.to_string()];
+    if let Some(d) = d {
+        if let Some(t) = d.threshold {
+            parts.push(format!("threshold {t}"));
+        }
+        if let Some(p) = d.plain_distance {
+            parts.push(format!("plain distance {p}"));
+        }
+        if let Some(p) = d.plain_query_pct {
+            parts.push(format!("plain query share {p:.0}%"));
+        }
+        if let Some(v) = d.variant.as_deref().filter(|v| *v != "orig") {
+            parts.push(v.to_string());
+        }
+        if let (Some(src), Some(r)) = (d.query_source.as_deref(), d.query_rect) {
+            parts.push(format!(
+                "upload {src} {}×{} at {},{}",
+                r[2], r[3], r[0], r[1]
+            ));
+        }
+        if let Some(f) = d.bank_removed {
+            parts.push(format!(
+                "bank {} cut {:.1}/{:.1}/{:.1}/{:.1} %",
+                d.bank_source.as_deref().unwrap_or("window"),
+                f[0] * 100.0,
+                f[1] * 100.0,
+                f[2] * 100.0,
+                f[3] * 100.0
+            ));
+        }
+    }
+    parts.join(" · ")
+}
+
+/// An SVG rectangle over a media frame (not blurred: it is not media).
+pub fn overlay_svg(o: Option<Overlay>) -> Markup {
+    html! {
+        @if let Some(o) = o {
+            svg class="overlay" viewBox="0 0 100 100" preserveAspectRatio="none" aria-hidden="true" {
+                rect x=(format!("{:.2}", o[0] * 100.0)) y=(format!("{:.2}", o[1] * 100.0))
+                    width=(format!("{:.2}", o[2] * 100.0)) height=(format!("{:.2}", o[3] * 100.0)) {}
+            }
+        }
+    }
 }
 
 /// Cards grouped by the bank item they matched.
@@ -353,6 +438,7 @@ fn evidence(
     blur: bool,
     grey: bool,
     other_text: Option<&str>,
+    overlay: Option<Overlay>,
 ) -> Markup {
     html! {
         @match e {
@@ -362,6 +448,7 @@ fn evidence(
                 div class="media-box" {
                     div class="media-frame" {
                         img id=(id) class=(media_classes(blur, grey)) src=(url) alt=(alt) loading="lazy";
+                        (overlay_svg(overlay))
                     }
                     button type="button" class="secondary" data-reveal=(id) aria-pressed="false" aria-controls=(id) { "Reveal media" }
                 }
@@ -408,6 +495,7 @@ fn match_card(viewer: &Viewer, c: &MatchCard, q: &QueueView, group_key: i64) -> 
                     dt { "Note" } dd { (c.note) }
                     dt { "Source" } dd { (c.source) }
                     dt { "Threshold" } dd { (c.threshold) }
+                    dt { "Channel" } dd class="channel" { (channel_summary(&c.channel, c.channel_detail.as_ref())) }
                     dt { "Matched" } dd { (fmt_ts(c.created_at)) }
                 }
                 @if c.signal_type == "ocr_text" {
@@ -419,7 +507,7 @@ fn match_card(viewer: &Viewer, c: &MatchCard, q: &QueueView, group_key: i64) -> 
                 }
                 @if !both_text {
                     h3 { "Bank item" }
-                    (evidence(&c.bank_evidence, &format!("bank-media-{}", c.id), "Banked media (hidden until revealed)", q.blur, q.grey, sub_text))
+                    (evidence(&c.bank_evidence, &format!("bank-media-{}", c.id), "Banked media (hidden until revealed)", q.blur, q.grey, sub_text, c.channel_detail.as_ref().and_then(bank_overlay)))
                 }
             }
             div {
@@ -434,11 +522,11 @@ fn match_card(viewer: &Viewer, c: &MatchCard, q: &QueueView, group_key: i64) -> 
                 }
                 @if both_text {
                     div class="texts" {
-                        div { h3 { "Bank text" } (evidence(&c.bank_evidence, "", "", false, false, sub_text)) }
-                        div { h3 { "Submitted text" } (evidence(&c.submission_evidence, "", "", false, false, bank_text)) }
+                        div { h3 { "Bank text" } (evidence(&c.bank_evidence, "", "", false, false, sub_text, None)) }
+                        div { h3 { "Submitted text" } (evidence(&c.submission_evidence, "", "", false, false, bank_text, None)) }
                     }
                 } @else {
-                    (evidence(&c.submission_evidence, &format!("sub-media-{}", c.id), "Submitted media (hidden until revealed)", q.blur, q.grey, bank_text))
+                    (evidence(&c.submission_evidence, &format!("sub-media-{}", c.id), "Submitted media (hidden until revealed)", q.blur, q.grey, bank_text, c.channel_detail.as_ref().and_then(query_overlay)))
                 }
             }
             div class="actions" {
@@ -783,6 +871,24 @@ pub struct DebugView {
     /// OCR status and what OCR read from the upload (never stored).
     pub ocr_status: Option<echotrace_engine::ocr::OcrStatus>,
     pub ocr: Option<echotrace_engine::ocr::OcrReading>,
+    /// What a lookup would match through every channel (robust matching).
+    pub channels: Vec<echotrace_engine::robust::MatchPreview>,
+}
+
+/// The upload's outline with the query rectangle and, beside it, the bank
+/// original's outline with the window: a drawing of how a derived channel
+/// matched (the debugger keeps no media to draw on).
+fn channel_drawing(d: &echotrace_engine::robust::ChannelDetail) -> Markup {
+    let q = query_overlay(d);
+    let b = bank_overlay(d);
+    html! {
+        @if q.is_some() || b.is_some() {
+            span class="channel-drawing" {
+                @if let Some(q) = q { span class="frame" title="upload: the rectangle that matched" { (overlay_svg(Some(q))) } }
+                @if let Some(b) = b { span class="frame" title="bank original: the window that matched" { (overlay_svg(Some(b))) } }
+            }
+        }
+    }
 }
 
 pub fn debugger(viewer: &Viewer, d: &DebugView, flash: Option<&Flash>) -> Markup {
@@ -822,6 +928,29 @@ pub fn debugger(viewer: &Viewer, d: &DebugView, flash: Option<&Flash>) -> Markup
                                     _ => { span class="why-no" { "no match" } }
                                 } }
                                 td { (h.why) }
+                            }
+                        } }
+                    }
+                }
+            }
+            @if !d.channels.is_empty() {
+                h2 { "What a lookup would match, by channel" }
+                div class="wide-table" {
+                    table id="debug-channels" {
+                        thead { tr { th { "Bank" } th { "Item" } th { "Signal" } th { "Channel" } th { "Distance / share" } th { "How" } th { "Drawing" } } }
+                        tbody { @for c in &d.channels {
+                            tr {
+                                td { a href=(format!("/ui/banks/{}", c.bank_id)) { (c.bank_name) } }
+                                td { "#" (c.content_id) }
+                                td { code { (c.signal_type) } }
+                                td { strong { (c.channel) } }
+                                td class="num" { @match (c.distance, c.similarity) {
+                                    (Some(x), None) => { (x) }
+                                    (_, Some(sim)) => { (format!("{:.0}%", sim * 100.0)) }
+                                    _ => { "—" }
+                                } }
+                                td { (channel_summary(&c.channel, c.detail.as_ref())) }
+                                td { @if let Some(det) = &c.detail { (channel_drawing(det)) } }
                             }
                         } }
                     }

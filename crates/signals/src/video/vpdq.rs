@@ -276,6 +276,22 @@ pub struct VideoSignals {
     pub info: VideoInfo,
     /// The frame stride used (`every_nth`).
     pub every_nth: u64,
+    /// With [`VideoHasher::hash_robust`]: the vPDQ of the frames cropped to
+    /// the content rectangle chosen by majority (`None`: no borders, or not
+    /// asked for). Derived and local: never the video's signal.
+    pub cropped: Option<CroppedVpdq>,
+}
+
+/// A video's border-cropped vPDQ (derived; see `crate::robust`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CroppedVpdq {
+    pub vpdq: VpdqHash,
+    /// The rectangle, in frame pixels, and the frame size.
+    pub rect: crate::robust::Rect,
+    pub width: u32,
+    pub height: u32,
+    /// Share of border detections that voted for the rectangle.
+    pub share: f32,
 }
 
 /// A hashed frame shown to [`VideoHasher::hash_observed`]'s observer.
@@ -313,7 +329,7 @@ impl VideoHasher {
         bytes: Arc<[u8]>,
         options: &VpdqOptions,
     ) -> Result<VideoSignals, VideoError> {
-        self.hash_observed(bytes, options, &mut |_| {})
+        self.hash_frames(bytes, options, false, &mut |_| {})
     }
 
     /// [`VideoHasher::hash_shared`], showing every hashed frame to
@@ -323,6 +339,40 @@ impl VideoHasher {
         &self,
         bytes: Arc<[u8]>,
         options: &VpdqOptions,
+        observe: &mut dyn FnMut(ObservedFrame<'_>),
+    ) -> Result<VideoSignals, VideoError> {
+        self.hash_frames(bytes, options, false, observe)
+    }
+
+    /// [`VideoHasher::hash`] that also computes the border-cropped vPDQ
+    /// ([`VideoSignals::cropped`]) in the same decoding pass.
+    pub fn hash_robust(
+        &self,
+        bytes: &[u8],
+        options: &VpdqOptions,
+    ) -> Result<VideoSignals, VideoError> {
+        self.hash_frames(Arc::from(bytes), options, true, &mut |_| {})
+    }
+
+    /// [`VideoHasher::hash_robust`] and [`VideoHasher::hash_observed`] in
+    /// one decoding pass: the rectangle vote and the observer (OCR key
+    /// frames) see the same frames.
+    pub fn hash_robust_observed(
+        &self,
+        bytes: Arc<[u8]>,
+        options: &VpdqOptions,
+        observe: &mut dyn FnMut(ObservedFrame<'_>),
+    ) -> Result<VideoSignals, VideoError> {
+        self.hash_frames(bytes, options, true, observe)
+    }
+
+    /// The one decoding pass: every sampled frame is hashed, voted on for
+    /// the content rectangle when `robust`, and shown to `observe`.
+    fn hash_frames(
+        &self,
+        bytes: Arc<[u8]>,
+        options: &VpdqOptions,
+        robust: bool,
         observe: &mut dyn FnMut(ObservedFrame<'_>),
     ) -> Result<VideoSignals, VideoError> {
         options.validate()?;
@@ -343,6 +393,7 @@ impl VideoHasher {
         let mut hasher = PdqHasher::new();
         let mut buf = Vec::new();
         let mut features = Vec::new();
+        let mut vote = robust.then(crate::robust::RectVote::new);
         let mut k: u64 = 0;
         while frames.next_frame(&mut buf)? {
             let frame_number = k.saturating_mul(plan.every_nth);
@@ -350,12 +401,16 @@ impl VideoHasher {
             let out = hasher
                 .hash_rgb8(&buf, plan.width, plan.height)
                 .map_err(|e| VideoError::InvalidOption(format!("PDQ failed on a frame: {e}")))?;
+            // The reference: static_cast<float>(n) / (float)framerate.
+            let timestamp = f64::from(frame_number as f32 / fps32);
+            if let Some(v) = vote.as_mut() {
+                v.add_frame(features.len(), &buf, plan.width, plan.height, timestamp);
+            }
             let feature = VpdqFeature {
                 frame_number,
                 hash: out.hash,
                 quality: out.quality,
-                // The reference: static_cast<float>(n) / (float)framerate.
-                timestamp: f64::from(frame_number as f32 / fps32),
+                timestamp,
             };
             observe(ObservedFrame {
                 rgb: &buf,
@@ -365,11 +420,37 @@ impl VideoHasher {
             });
             features.push(feature);
         }
+        let cropped = vote
+            .and_then(|v| v.finish(plan.width, plan.height))
+            .map(|c| {
+                let cropped_features = c
+                    .frames
+                    .iter()
+                    .filter_map(|f| {
+                        features.get(f.index).map(|p| VpdqFeature {
+                            frame_number: p.frame_number,
+                            hash: f.hash,
+                            quality: f.quality,
+                            timestamp: p.timestamp,
+                        })
+                    })
+                    .collect();
+                CroppedVpdq {
+                    vpdq: VpdqHash {
+                        features: cropped_features,
+                    },
+                    rect: c.rect,
+                    width: c.width,
+                    height: c.height,
+                    share: c.share,
+                }
+            });
         Ok(VideoSignals {
             vpdq: VpdqHash { features },
             digests,
             info,
             every_nth: plan.every_nth,
+            cropped,
         })
     }
 }

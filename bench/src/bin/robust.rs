@@ -1,0 +1,345 @@
+//! Robust-matching benchmark (not part of the test suite): recall per edit
+//! class and false matches over every edited-query × unrelated-original
+//! pair, for echotrace's channel set and, from the same run's files, the
+//! peers (plain PDQ through the `pdqhash` reference, and
+//! python-threatexchange's `unletterbox` followed by PDQ).
+//!
+//! ```text
+//! python3 bench/robust/generate.py /tmp/robust
+//! python3 bench/robust/peers.py /tmp/robust          # writes peers.csv
+//! cargo run --release -p echotrace-bench --bin robust -- /tmp/robust [--grid 0,3,6,9,12] [--crops 1,2] [--every N]
+//! python3 bench/robust/report.py /tmp/robust
+//! ```
+//!
+//! Channels (the engine's, see docs/ROBUST.md): `plain` (whole-image hash ×
+//! bank plain), `dihedral` (its 7 other variants × bank plain), `border`
+//! (content rectangles × bank plain), `window` (query crops × bank plain,
+//! and every query hash × the bank's crop-grid windows) and `region`
+//! (every query hash × the bank original's own content rectangles). For
+//! each channel the harness records the smallest distance per (query,
+//! original) pair up to 80 bits: the distance to the true original gives
+//! recall, the rest the unrelated distribution the thresholds come from.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use echotrace_index::{Code256, FlatIndex, Hit};
+use echotrace_signals::decode::{decode_image, DecodeLimits, DecodeOptions};
+use echotrace_signals::pdq::PdqHash;
+use echotrace_signals::robust::{BankSource, QuerySource, RobustHasher, RobustOptions};
+
+const CHANNELS: [&str; 6] = ["plain", "dihedral", "border", "qcrop", "window", "region"];
+const MAX_D: u32 = 80;
+
+struct Row {
+    kind: String,
+    class: String,
+    path: String,
+    original: usize,
+    group: String,
+}
+
+fn manifest(dir: &Path) -> anyhow::Result<Vec<Row>> {
+    let text = std::fs::read_to_string(dir.join("manifest.csv")).context("manifest.csv")?;
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() != 5 {
+            bail!("bad manifest line {line}");
+        }
+        out.push(Row {
+            kind: f[0].into(),
+            class: f[1].into(),
+            path: f[2].into(),
+            original: f[3].parse()?,
+            group: f[4].into(),
+        });
+    }
+    Ok(out)
+}
+
+fn decode(path: &Path) -> anyhow::Result<(Vec<u8>, u32, u32)> {
+    let bytes = std::fs::read(path)?;
+    let img = decode_image(&bytes, &DecodeLimits::default(), &DecodeOptions::default())?;
+    Ok((img.rgb, img.width, img.height))
+}
+
+fn parse_list(s: &str) -> Vec<f32> {
+    s.split(',')
+        .filter_map(|v| v.trim().parse::<f32>().ok())
+        .map(|v| v / 100.0)
+        .collect()
+}
+
+/// Per query: for each channel, (original → min distance) within MAX_D.
+type Dists = Vec<HashMap<usize, u32>>;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = PathBuf::from(
+        args.get(1)
+            .context("usage: robust DIR [--grid a,b,..] [--crops a,b] [--threads N]")?,
+    );
+    let mut opts = RobustOptions::default();
+    let mut threads = 2usize;
+    let mut every = 1usize;
+    let mut bank_every = 1usize;
+    let mut i = 2;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--grid" => opts.bank_grid = parse_list(&args[i + 1]),
+            "--crops" => {
+                opts.query_crops = parse_list(&args[i + 1])
+                    .into_iter()
+                    .map(|c| [c, c, c, c])
+                    .collect()
+            }
+            "--crop-grid" => {
+                opts.query_crops = echotrace_signals::robust::crop_grid(&parse_list(&args[i + 1]))
+            }
+            "--work-side" => opts.work_side = args[i + 1].parse()?,
+            "--threads" => threads = args[i + 1].parse()?,
+            "--every" => every = args[i + 1].parse::<usize>()?.max(1),
+            "--bank-every" => bank_every = args[i + 1].parse::<usize>()?.max(1),
+            other => bail!("unknown option {other}"),
+        }
+        i += 2;
+    }
+    let rows = manifest(&dir)?;
+    // --bank-every N: only every N-th original is held (quick runs).
+    let originals: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.kind == "original" && r.original % bank_every == 0)
+        .collect();
+    // --every N: the queries of every N-th original (the bank holds all).
+    let queries: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.kind == "query" && r.original % (every * bank_every) == 0)
+        .collect();
+    eprintln!(
+        "{} originals, {} queries; grid {:?}, {} query crops",
+        originals.len(),
+        queries.len(),
+        opts.bank_grid,
+        opts.query_crops.len()
+    );
+
+    // Bank side.
+    let t0 = Instant::now();
+    let mut plain = FlatIndex::new();
+    let mut window = FlatIndex::new();
+    let mut region = FlatIndex::new();
+    let mut groups: HashMap<usize, String> = HashMap::new();
+    let mut derived_count = 0usize;
+    let mut bank_ms = Vec::new();
+    {
+        let mut h = RobustHasher::new();
+        for o in &originals {
+            let (rgb, w, ht) = decode(&dir.join(&o.path))?;
+            let t = Instant::now();
+            let set = h.query_set(
+                &rgb,
+                w,
+                ht,
+                &RobustOptions {
+                    query_crops: vec![],
+                    ..opts.clone()
+                },
+            )?;
+            plain.insert(o.original as u64, set.plain.hash.to_words());
+            let bank = h.bank_hashes(&rgb, w, ht, &opts)?;
+            bank_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            derived_count += bank.len();
+            for (k, b) in bank.iter().enumerate() {
+                let id = ((o.original as u64) << 12) | k as u64;
+                match b.source {
+                    BankSource::Window => window.insert(id, b.hash.to_words()),
+                    BankSource::Region => region.insert(id, b.hash.to_words()),
+                };
+            }
+            groups.insert(o.original, o.group.clone());
+        }
+    }
+    bank_ms.sort_by(f64::total_cmp);
+    eprintln!(
+        "bank: {} derived hashes ({:.1} per original, {:.1} KB at 38 B), median {:.1} ms per original, {:.1}s",
+        derived_count,
+        derived_count as f64 / originals.len() as f64,
+        derived_count as f64 / originals.len() as f64 * 38.0 / 1024.0,
+        bank_ms[bank_ms.len() / 2],
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Query side, in parallel.
+    let t1 = Instant::now();
+    let chunk = queries.len().div_ceil(threads.max(1));
+    let total = queries.len();
+    let results: Vec<(usize, Dists, f64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = queries
+            .chunks(chunk.max(1))
+            .enumerate()
+            .map(|(ci, qs)| {
+                let (plain, window, region, opts, dir) = (&plain, &window, &region, &opts, &dir);
+                s.spawn(move || {
+                    let mut h = RobustHasher::new();
+                    let mut out = Vec::new();
+                    let mut hits: Vec<Hit> = Vec::new();
+                    for (qi, q) in qs.iter().enumerate() {
+                        let Ok((rgb, w, ht)) = decode(&dir.join(&q.path)) else {
+                            continue;
+                        };
+                        let t = Instant::now();
+                        let Ok(set) = h.query_set(&rgb, w, ht, opts) else {
+                            continue;
+                        };
+                        let ms = t.elapsed().as_secs_f64() * 1e3;
+                        let pick = |f: &dyn Fn(QuerySource, u8) -> bool| -> Vec<Code256> {
+                            set.hashes
+                                .iter()
+                                .filter(|x| f(x.source, x.variant))
+                                .map(|x| x.hash.to_words())
+                                .collect()
+                        };
+                        let groups_needles: [Vec<Code256>; 4] = [
+                            vec![set.plain.hash.to_words()],
+                            pick(&|s, _| s == QuerySource::Whole),
+                            pick(&|s, _| s == QuerySource::Border),
+                            pick(&|s, _| s == QuerySource::Crop),
+                        ];
+                        let mut all: Vec<Code256> = pick(&|_, _| true);
+                        if set.plain.quality >= opts.min_quality {
+                            all.push(set.plain.hash.to_words());
+                        }
+                        let mut d: Dists = vec![HashMap::new(); CHANNELS.len()];
+                        for (c, needles) in groups_needles.iter().enumerate() {
+                            if needles.is_empty() {
+                                continue;
+                            }
+                            hits.clear();
+                            plain.search_multi(needles, MAX_D, &mut hits);
+                            for hit in &hits {
+                                let e = d[c].entry(hit.id as usize).or_insert(u32::MAX);
+                                *e = (*e).min(hit.distance);
+                            }
+                        }
+                        for (c, ix) in [(4usize, window), (5usize, region)] {
+                            if all.is_empty() {
+                                continue;
+                            }
+                            for part in all.chunks(8) {
+                                hits.clear();
+                                ix.search_multi(part, MAX_D, &mut hits);
+                                for hit in &hits {
+                                    let e = d[c].entry((hit.id >> 12) as usize).or_insert(u32::MAX);
+                                    *e = (*e).min(hit.distance);
+                                }
+                            }
+                        }
+                        out.push((ci * chunk + qi, d, ms));
+                        if ci == 0 && qi % 500 == 0 {
+                            eprintln!(
+                                "  {} / {} queries ({:.0}s)",
+                                qi * threads,
+                                total,
+                                t1.elapsed().as_secs_f64()
+                            );
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut qms: Vec<f64> = results.iter().map(|r| r.2).collect();
+    qms.sort_by(f64::total_cmp);
+    eprintln!(
+        "queries: {:.1}s, median query set {:.2} ms",
+        t1.elapsed().as_secs_f64(),
+        qms.get(qms.len() / 2).copied().unwrap_or(0.0)
+    );
+
+    // Peers.
+    let peers = read_peers(&dir.join("peers.csv")).unwrap_or_default();
+    let peer_orig: Vec<(usize, PdqHash, PdqHash)> = originals
+        .iter()
+        .filter_map(|o| peers.get(&o.path).map(|p| (o.original, p.0, p.1)))
+        .collect();
+
+    // Write raw distances: one line per query: class, original, then per
+    // channel the true distance and the sorted unrelated minima ≤ MAX_D.
+    let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("distances.tsv"))?);
+    writeln!(f, "class\toriginal\tchannel\ttrue\tunrelated")?;
+    for (qi, d, _) in &results {
+        let q = queries[*qi];
+        let qg = &q.group;
+        let mut chans: Vec<(String, &HashMap<usize, u32>)> = CHANNELS
+            .iter()
+            .map(|c| c.to_string())
+            .zip(d.iter())
+            .collect();
+        // Peers: pdqhash plain and unletterbox+pdq, vs originals' pdqhash.
+        let mut pd: [HashMap<usize, u32>; 2] = [HashMap::new(), HashMap::new()];
+        if let Some((qp, qu)) = peers.get(&q.path) {
+            for (o, op, _) in &peer_orig {
+                let a = qp.distance(op);
+                let b = qu.distance(op);
+                if a <= MAX_D {
+                    pd[0].insert(*o, a);
+                }
+                if b <= MAX_D {
+                    pd[1].insert(*o, b);
+                }
+            }
+        }
+        chans.push(("peer_pdqhash".into(), &pd[0]));
+        chans.push(("peer_unletterbox".into(), &pd[1]));
+        for (name, m) in chans {
+            let truth = m
+                .get(&q.original)
+                .copied()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into());
+            let mut un: Vec<(u32, usize)> = m
+                .iter()
+                .filter(|(o, _)| groups.get(o).is_some_and(|g| g != qg))
+                .map(|(o, v)| (*v, *o))
+                .collect();
+            un.sort_unstable();
+            let un: Vec<String> = un.iter().map(|(v, o)| format!("{o}:{v}")).collect();
+            writeln!(
+                f,
+                "{}\t{}\t{}\t{}\t{}",
+                q.class,
+                q.original,
+                name,
+                truth,
+                un.join(",")
+            )?;
+        }
+    }
+    f.flush()?;
+    eprintln!("wrote {}", dir.join("distances.tsv").display());
+    Ok(())
+}
+
+fn read_peers(path: &Path) -> anyhow::Result<HashMap<String, (PdqHash, PdqHash)>> {
+    let text = std::fs::read_to_string(path)?;
+    let mut out = HashMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() < 3 {
+            continue;
+        }
+        if let (Ok(a), Ok(b)) = (PdqHash::from_hex(f[1]), PdqHash::from_hex(f[2])) {
+            out.insert(f[0].to_string(), (a, b));
+        }
+    }
+    Ok(out)
+}

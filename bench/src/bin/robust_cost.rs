@@ -1,0 +1,118 @@
+//! Cost of robust matching per image lookup (not part of the test suite):
+//! decode + hash + search, plain vs. all query channels, on the fixture
+//! JPEGs (`../shared/fixtures/pdq/images/**.jpg`), against a bank of
+//! `--bank N` held images (random plain codes; derived windows for every
+//! held image at the default grid's size). Recording the lookup (one store
+//! transaction) is the same for both and left out.
+//!
+//! ```text
+//! cargo run --release -p echotrace-bench --bin robust_cost -- [--bank 10000] [--reps 5]
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use echotrace_index::{Code256, Hit, MihIndex, MihParams};
+use echotrace_signals::content::{ContentHasher, HashOptions, RobustRole};
+use echotrace_signals::pdq::PdqHash;
+use echotrace_signals::robust::{crop_grid, RobustOptions};
+
+fn xorshift(s: &mut u64) -> u64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    *s
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |k: &str, d: usize| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let bank = get("--bank", 10_000);
+    let reps = get("--reps", 5);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/pdq/images");
+    let mut files = Vec::new();
+    for sub in std::fs::read_dir(&dir)? {
+        let sub = sub?.path();
+        if !sub.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&sub)? {
+            let f = f?.path();
+            if f.extension().is_some_and(|e| e == "jpg" || e == "jpeg") {
+                files.push(std::fs::read(&f)?);
+            }
+        }
+    }
+    let windows = crop_grid(&RobustOptions::default().bank_grid).len() + 1;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut code = || -> Code256 {
+        [
+            xorshift(&mut seed),
+            xorshift(&mut seed),
+            xorshift(&mut seed),
+            xorshift(&mut seed),
+        ]
+    };
+    let plain = MihIndex::build(
+        (0..bank as u64).map(|i| (i, code())).collect::<Vec<_>>(),
+        MihParams::default(),
+    )?;
+    let derived = MihIndex::build(
+        (0..(bank * windows) as u64)
+            .map(|i| (i, code()))
+            .collect::<Vec<_>>(),
+        MihParams::default(),
+    )?;
+    eprintln!(
+        "{} fixture JPEGs; bank {bank} images, {} derived codes",
+        files.len(),
+        derived.len()
+    );
+    let opts = HashOptions::default();
+    let ropts = RobustOptions::default();
+    let mut h = ContentHasher::new();
+    let mut hits: Vec<Hit> = Vec::new();
+    let (mut t_plain, mut t_robust) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        for bytes in &files {
+            let t = Instant::now();
+            let s = h.hash(bytes, &opts)?;
+            if let Ok(p) = PdqHash::from_hex(&s[0].value) {
+                hits.clear();
+                plain.search(&p.to_words(), 31, &mut hits);
+            }
+            t_plain.push(t.elapsed().as_secs_f64() * 1e3);
+            let t = Instant::now();
+            let r = h.hash_robust(bytes, &opts, RobustRole::Query, &ropts)?;
+            if let Some(set) = &r.query {
+                let all: Vec<Code256> = std::iter::once(set.plain.hash.to_words())
+                    .chain(set.hashes.iter().map(|q| q.hash.to_words()))
+                    .collect();
+                hits.clear();
+                plain.search_multi(&all, 40, &mut hits);
+                hits.clear();
+                derived.search_multi(&all, 40, &mut hits);
+            }
+            t_robust.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let sum = |v: &[f64]| v.iter().sum::<f64>();
+    let (sp, sr) = (sum(&t_plain), sum(&t_robust));
+    let (mp, mr) = (med(&mut t_plain), med(&mut t_robust));
+    println!(
+        "plain: median {mp:.2} ms, total {sp:.0} ms; all channels: median {mr:.2} ms, total {sr:.0} ms; ratio of medians {:.2}x, of totals {:.2}x",
+        mr / mp,
+        sr / sp
+    );
+    Ok(())
+}

@@ -1,0 +1,611 @@
+//! Robust matching: the channels that catch adapted re-uploads, their
+//! thresholds, per-bank settings, and the separate index of derived hashes.
+//!
+//! A PDQ lookup made from image bytes carries a [`RobustQuery`] (the
+//! signals crate's query set: dihedral variants, border rectangles, small
+//! crops). Each comparison belongs to one **channel**:
+//!
+//! | channel | query side | bank side | threshold |
+//! |---|---|---|---|
+//! | `plain` | whole-image hash | stored hash | bank `pdq` (31) |
+//! | `dihedral` | 7 rotations/flips of the whole image | stored hash | [`DIHEDRAL_THRESHOLD`] |
+//! | `border` | content rectangles (8 variants each) | stored hash | [`BORDER_THRESHOLD`] |
+//! | `window` | small crops | stored hash | [`WINDOW_THRESHOLD`] |
+//! | `window` | every query hash | crop-grid windows of file-added items | [`WINDOW_THRESHOLD`] |
+//! | `region` | every query hash | content rectangles of a file-added original | [`REGION_THRESHOLD`] |
+//!
+//! Thresholds come from the measured distribution of distances between
+//! unrelated images under the full channel set (docs/ROBUST.md). A plain
+//! match always wins over a derived one for the same item, so decisions on
+//! pairs that matched before are unchanged; a derived match reports its
+//! channel, the rectangle and window used, and both distances.
+//!
+//! Per bank ([`MatchingSettings`], `banks.matching`): `dihedral` (on by
+//! default) and `window` (on by default; off drops the crop needles and the
+//! bank's window hashes from its lookups). Borders and regions are always
+//! on. Quality gating happens in the signals crate: no derived or dihedral
+//! hash of quality < 50 is ever produced.
+//!
+//! [`DerivedIndex`] keeps the derived hashes apart from the plain index
+//! (own MIH, own load and apply-change functions), so exports and the
+//! plain index are untouched and the memory they cost is visible on its own
+//! ([`DerivedIndex::memory_bytes`]).
+
+use std::collections::HashMap;
+
+use echotrace_index::vpdq_index::{VpdqFrame, VpdqIndex, VpdqIndexOptions};
+use echotrace_index::{Code256, Hit, MihIndex, MihParams};
+use echotrace_signals::robust::{
+    decode_bank_hashes, BankSource, QuerySet, QuerySource, VARIANT_NAMES,
+};
+use echotrace_signals::video::vpdq::{CroppedVpdq, VpdqHash, VpdqMatchOptions};
+use echotrace_store::{DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_VPDQ_CROPPED};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{BankId, ContentId};
+
+/// Dihedral channel: 8 comparisons per pair instead of 1 (docs/ROBUST.md).
+pub const DIHEDRAL_THRESHOLD: u32 = 31;
+/// Border channel (≤ 3 rectangles × 8 variants per query).
+pub const BORDER_THRESHOLD: u32 = 36;
+/// Window channel (query crops × stored hash; any query hash × windows).
+pub const WINDOW_THRESHOLD: u32 = 40;
+/// Region channel (any query hash × an original's own content rectangles).
+pub const REGION_THRESHOLD: u32 = 36;
+
+/// Which channel found a match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Plain,
+    Dihedral,
+    Border,
+    Region,
+    Window,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Plain => "plain",
+            Channel::Dihedral => "dihedral",
+            Channel::Border => "border",
+            Channel::Region => "region",
+            Channel::Window => "window",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Channel> {
+        Some(match s {
+            "plain" => Channel::Plain,
+            "dihedral" => Channel::Dihedral,
+            "border" => Channel::Border,
+            "region" => Channel::Region,
+            "window" => Channel::Window,
+            _ => return None,
+        })
+    }
+
+    /// Rank for "which hit of one item to report": plain first.
+    pub(crate) fn rank(self) -> u32 {
+        match self {
+            Channel::Plain => 0,
+            Channel::Dihedral => 1,
+            Channel::Border => 2,
+            Channel::Region => 3,
+            Channel::Window => 4,
+        }
+    }
+}
+
+/// Per-bank robust-matching settings (`POST/PATCH /v1/banks`
+/// `"matching"`). Missing fields keep their defaults (all on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchingSettings {
+    /// Match the 8 rotations/flips of uploaded images.
+    #[serde(default = "yes")]
+    pub dihedral: bool,
+    /// Match small crops of uploads and the crop-grid windows of the
+    /// bank's file-added images.
+    #[serde(default = "yes")]
+    pub window: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for MatchingSettings {
+    fn default() -> Self {
+        MatchingSettings {
+            dihedral: true,
+            window: true,
+        }
+    }
+}
+
+impl MatchingSettings {
+    /// Parse the stored JSON; anything unreadable is the defaults.
+    pub fn from_stored(json: &str) -> MatchingSettings {
+        serde_json::from_str(json).unwrap_or_default()
+    }
+
+    /// The JSON stored in `banks.matching`.
+    pub fn to_stored(self) -> String {
+        serde_json::to_string(&self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// The derived query of one lookup made from bytes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RobustQuery {
+    /// An image's query set.
+    pub image: Option<QuerySet>,
+    /// A video's border-cropped vPDQ.
+    pub video: Option<CroppedVpdq>,
+}
+
+/// How a derived-channel match was found (`MatchRecord.channel_detail`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelDetail {
+    /// Dihedral variant of the query hash (`orig`, `rot90`, `flipx`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Where the query hash came from: `whole`, `border`, `crop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_source: Option<String>,
+    /// Query rectangle `[x, y, w, h]` in the upload's pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_rect: Option<[u32; 4]>,
+    /// Upload size `[w, h]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_size: Option<[u32; 2]>,
+    /// `window` or `region` when a bank-side derived hash matched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_source: Option<String>,
+    /// Shares of the bank original removed `[left, top, right, bottom]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_removed: Option<[f32; 4]>,
+    /// Distance of the plain hashes (whole upload vs stored hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_distance: Option<u32>,
+    /// The channel's threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+    /// vPDQ: the query share of the plain (uncropped) videos, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plain_query_pct: Option<f64>,
+}
+
+impl ChannelDetail {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// A hit of the derived index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DerivedHit {
+    pub content_id: ContentId,
+    /// The stored derived code.
+    pub code: Option<Code256>,
+    pub source: BankSource,
+    pub removed: [u8; 4],
+    pub distance: u32,
+}
+
+/// Ids in the derived MIH: content id × 4096 + record index.
+const RECORD_BITS: u32 = 12;
+const MAX_RECORDS: usize = 1 << RECORD_BITS;
+
+/// Per content item: where each record came from.
+struct ItemMeta {
+    records: Vec<(BankSource, [u8; 4])>,
+}
+
+/// Derived hashes of file-added bank items, apart from the plain index.
+pub(crate) struct DerivedIndex {
+    pdq: MihIndex,
+    items: HashMap<ContentId, ItemMeta>,
+    /// Border-cropped vPDQ of bank videos, by content id.
+    vpdq: HashMap<ContentId, VpdqHash>,
+    vpdq_index: VpdqIndex,
+    /// Per-bank matching settings (absent = defaults).
+    settings: HashMap<BankId, MatchingSettings>,
+    /// Fingerprint of each item's stored rows: a metadata-only change
+    /// (enable, labels) re-reads the rows but leaves the index alone.
+    stamps: HashMap<ContentId, u64>,
+}
+
+fn stamp(rows: &[DerivedRow]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in rows {
+        r.kind.hash(&mut h);
+        r.value.hash(&mut h);
+    }
+    h.finish()
+}
+
+fn vpdq_frames(h: &VpdqHash) -> Vec<VpdqFrame> {
+    h.features
+        .iter()
+        .map(|f| VpdqFrame {
+            code: f.hash.to_words(),
+            quality: f.quality,
+        })
+        .collect()
+}
+
+fn vpdq_options() -> VpdqIndexOptions {
+    VpdqIndexOptions {
+        quality_threshold: VpdqMatchOptions::default().quality_threshold,
+        distance_threshold: VpdqMatchOptions::default().distance_threshold,
+        query_match_threshold_pct: 0.0,
+        compared_match_threshold_pct: 0.0,
+    }
+}
+
+impl DerivedIndex {
+    pub(crate) fn empty() -> DerivedIndex {
+        DerivedIndex {
+            pdq: MihIndex::new(),
+            items: HashMap::new(),
+            vpdq: HashMap::new(),
+            vpdq_index: VpdqIndex::new(vpdq_options()),
+            settings: HashMap::new(),
+            stamps: HashMap::new(),
+        }
+    }
+
+    fn add_row(&mut self, r: &DerivedRow, insert: &mut dyn FnMut(u64, Code256)) {
+        match r.kind.as_str() {
+            DERIVED_PDQ_WINDOWS => {
+                let Some(list) = decode_bank_hashes(&r.value) else {
+                    tracing::warn!(
+                        content_id = r.content_id,
+                        "unreadable derived hashes ignored"
+                    );
+                    return;
+                };
+                let mut meta = ItemMeta {
+                    records: Vec::with_capacity(list.len().min(MAX_RECORDS)),
+                };
+                for (k, h) in list.iter().take(MAX_RECORDS).enumerate() {
+                    let id = ((r.content_id as u64) << RECORD_BITS) | k as u64;
+                    insert(id, h.hash.to_words());
+                    meta.records.push((h.source, h.removed));
+                }
+                self.items.insert(r.content_id, meta);
+            }
+            DERIVED_VPDQ_CROPPED => {
+                if let Ok(h) = VpdqHash::from_signal_str(&r.value) {
+                    let _ = self
+                        .vpdq_index
+                        .insert_video(r.content_id as u64, &vpdq_frames(&h));
+                    self.vpdq.insert(r.content_id, h);
+                }
+            }
+            other => tracing::warn!(kind = other, "unknown derived hash kind ignored"),
+        }
+    }
+
+    /// Replace what the index holds for a content item (`rows` empty or
+    /// the item deleted: nothing).
+    pub(crate) fn apply_content(&mut self, content_id: ContentId, rows: &[DerivedRow]) {
+        let new_stamp = (!rows.is_empty()).then(|| stamp(rows));
+        if self.stamps.get(&content_id).copied() == new_stamp {
+            return;
+        }
+        match new_stamp {
+            Some(s) => self.stamps.insert(content_id, s),
+            None => self.stamps.remove(&content_id),
+        };
+        if let Some(old) = self.items.remove(&content_id) {
+            for k in 0..old.records.len() {
+                self.pdq
+                    .remove(((content_id as u64) << RECORD_BITS) | k as u64);
+            }
+        }
+        if self.vpdq.remove(&content_id).is_some() {
+            self.vpdq_index.remove_video(content_id as u64);
+        }
+        let mut inserts = Vec::new();
+        for r in rows {
+            self.add_row(r, &mut |id, code| inserts.push((id, code)));
+        }
+        for (id, code) in inserts {
+            self.pdq.insert(id, code);
+        }
+    }
+
+    /// Replace a bank's settings (`None`: bank deleted).
+    pub(crate) fn apply_bank(&mut self, bank_id: BankId, settings: Option<MatchingSettings>) {
+        match settings {
+            Some(s) => {
+                self.settings.insert(bank_id, s);
+            }
+            None => {
+                self.settings.remove(&bank_id);
+            }
+        }
+    }
+
+    pub(crate) fn settings(&self, bank_id: BankId) -> MatchingSettings {
+        self.settings.get(&bank_id).copied().unwrap_or_default()
+    }
+
+    /// Derived PDQ codes held.
+    pub(crate) fn len(&self) -> usize {
+        self.pdq.len()
+    }
+
+    /// Approximate memory of the derived PDQ index: codes, ids, MIH
+    /// postings and per-record metadata.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        let n = self.pdq.len();
+        n * (32 + 8 + 4 * self.pdq.substrings() + 5)
+    }
+
+    /// Every derived code within `radius` of any needle: best distance per
+    /// (content, record).
+    pub(crate) fn search(&self, needles: &[Code256], radius: u32) -> Vec<DerivedHit> {
+        let mut hits: Vec<Hit> = Vec::new();
+        if needles.is_empty() || self.pdq.is_empty() {
+            return Vec::new();
+        }
+        self.pdq.search_multi(needles, radius, &mut hits);
+        hits.iter()
+            .filter_map(|h| {
+                let content_id = (h.id >> RECORD_BITS) as ContentId;
+                let k = (h.id & (MAX_RECORDS as u64 - 1)) as usize;
+                let (source, removed) = *self.items.get(&content_id)?.records.get(k)?;
+                Some(DerivedHit {
+                    content_id,
+                    code: self.pdq.get(h.id),
+                    source,
+                    removed,
+                    distance: h.distance,
+                })
+            })
+            .collect()
+    }
+
+    /// Bank videos whose cropped vPDQ shares frames with `frames`
+    /// (content id, query share %, compared share %).
+    pub(crate) fn search_vpdq(&self, query: &VpdqHash) -> Vec<(ContentId, f64, f64)> {
+        let mut out = Vec::new();
+        self.vpdq_index.query(&vpdq_frames(query), &mut out);
+        out.into_iter()
+            .map(|c| {
+                (
+                    c.video_id as ContentId,
+                    c.query_match_pct,
+                    c.compared_match_pct,
+                )
+            })
+            .collect()
+    }
+
+    /// The stored cropped vPDQ of an item.
+    pub(crate) fn cropped_vpdq(&self, content_id: ContentId) -> Option<&VpdqHash> {
+        self.vpdq.get(&content_id)
+    }
+}
+
+/// Query needles of one channel group.
+pub(crate) struct NeedleGroup {
+    pub channel: Channel,
+    /// Only the original orientation (variant 0)?
+    pub orig_only: bool,
+    pub needles: Vec<(Code256, usize)>,
+}
+
+/// The query set's hashes grouped by the channel they belong to against
+/// the *plain* index, split by orientation (banks may turn dihedral off).
+pub(crate) fn plain_groups(set: &QuerySet) -> Vec<NeedleGroup> {
+    let mut groups: Vec<NeedleGroup> = Vec::new();
+    for (i, q) in set.hashes.iter().enumerate() {
+        let channel = match q.source {
+            QuerySource::Whole => Channel::Dihedral,
+            QuerySource::Border => Channel::Border,
+            QuerySource::Crop => Channel::Window,
+        };
+        let orig_only = q.variant == 0;
+        match groups
+            .iter_mut()
+            .find(|g| g.channel == channel && g.orig_only == orig_only)
+        {
+            Some(g) => g.needles.push((q.hash.to_words(), i)),
+            None => groups.push(NeedleGroup {
+                channel,
+                orig_only,
+                needles: vec![(q.hash.to_words(), i)],
+            }),
+        }
+    }
+    groups
+}
+
+/// Threshold of a derived channel.
+pub fn channel_threshold(c: Channel) -> u32 {
+    match c {
+        Channel::Plain | Channel::Dihedral => DIHEDRAL_THRESHOLD,
+        Channel::Border => BORDER_THRESHOLD,
+        Channel::Window => WINDOW_THRESHOLD,
+        Channel::Region => REGION_THRESHOLD,
+    }
+}
+
+/// Detail of the query hash `i` of `set` (or the plain hash for `None`).
+pub(crate) fn query_detail(set: &QuerySet, i: Option<usize>) -> ChannelDetail {
+    let mut d = ChannelDetail {
+        query_size: Some([set.width, set.height]),
+        ..ChannelDetail::default()
+    };
+    match i.and_then(|i| set.hashes.get(i)) {
+        Some(q) => {
+            d.variant = VARIANT_NAMES
+                .get(usize::from(q.variant))
+                .map(|s| s.to_string());
+            d.query_source = Some(
+                match q.source {
+                    QuerySource::Whole => "whole",
+                    QuerySource::Border => "border",
+                    QuerySource::Crop => "crop",
+                }
+                .into(),
+            );
+            d.query_rect = Some([q.rect.x, q.rect.y, q.rect.w, q.rect.h]);
+        }
+        None => {
+            d.variant = Some("orig".into());
+            d.query_source = Some("whole".into());
+            d.query_rect = Some([0, 0, set.width, set.height]);
+        }
+    }
+    d
+}
+
+/// The needle of `candidates` (indexes into `set.hashes`, `None` = the
+/// plain hash) closest to `code`, with its distance.
+pub(crate) fn closest(
+    set: &QuerySet,
+    candidates: impl Iterator<Item = Option<usize>>,
+    code: &Code256,
+) -> Option<(Option<usize>, u32)> {
+    candidates
+        .map(|i| {
+            let h = match i {
+                Some(i) => set.hashes.get(i).map(|q| q.hash.to_words()),
+                None => Some(set.plain.hash.to_words()),
+            };
+            (
+                i,
+                h.map(|h| echotrace_index::hamming(&h, code))
+                    .unwrap_or(u32::MAX),
+            )
+        })
+        .min_by_key(|(_, d)| *d)
+}
+
+/// Load every derived hash and bank setting from the store (startup).
+pub(crate) async fn load_derived(
+    store: &echotrace_store::Store,
+) -> crate::error::Result<DerivedIndex> {
+    // Page by page: only the decoded codes are kept, never the rows.
+    let mut ix = DerivedIndex::empty();
+    let mut entries: Vec<(u64, Code256)> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.derived_page(after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.content_id;
+        let mut by_item: HashMap<ContentId, Vec<&DerivedRow>> = HashMap::new();
+        for r in &page {
+            ix.add_row(r, &mut |id, code| entries.push((id, code)));
+            by_item.entry(r.content_id).or_default().push(r);
+        }
+        for (id, rows) in by_item {
+            let rows: Vec<DerivedRow> = rows.into_iter().cloned().collect();
+            ix.stamps.insert(id, stamp(&rows));
+        }
+    }
+    ix.pdq = MihIndex::build(entries, MihParams::default()).map_err(|e| {
+        crate::error::EngineError::Internal(format!("building the derived PDQ index: {e}"))
+    })?;
+    for (bank_id, json) in store.all_bank_matching().await? {
+        ix.apply_bank(bank_id, Some(MatchingSettings::from_stored(&json)));
+    }
+    Ok(ix)
+}
+
+/// Derived hashes of a bank entry, ready to store (`derived_hashes` rows).
+pub(crate) type DerivedValues = Vec<(&'static str, String)>;
+
+/// An image or video hashed by [`hash_robust`].
+pub(crate) struct RobustHashed {
+    /// Exactly the signals of the plain path.
+    pub signals: Vec<crate::types::SignalValue>,
+    pub query: RobustQuery,
+    /// Bank entries only: the derived hashes to store.
+    pub derived: DerivedValues,
+    /// With an OCR gate: the image (or the video's key frames, taken in
+    /// the same decoding pass) prepared for OCR.
+    pub ocr: Option<crate::ocr::PendingOcr>,
+}
+
+/// Hash an image or video with its derived hashes (`role`): the signals
+/// are exactly those of the plain path; with `ocr_gate`, the OCR input is
+/// prepared as on the plain path (`signals::hash_non_pdf_deferred`).
+/// `None` for every other kind (the caller then takes the plain path).
+/// Blocking.
+pub(crate) fn hash_robust(
+    bytes: &[u8],
+    sampling: crate::signals::VideoSampling,
+    role: echotrace_signals::content::RobustRole,
+    ocr_gate: Option<echotrace_signals::content::OcrGate>,
+) -> crate::error::Result<Option<RobustHashed>> {
+    use echotrace_signals::content::{detect_kind, ContentHasher, ContentKind, RobustRole};
+    match detect_kind(bytes) {
+        Some(ContentKind::Image(_)) | Some(ContentKind::Video) => {}
+        _ => return Ok(None),
+    }
+    let opts = crate::signals::hash_options(bytes, sampling);
+    let out = ContentHasher::new()
+        .hash_robust_deferred(
+            bytes,
+            &opts,
+            role,
+            &echotrace_signals::robust::RobustOptions::default(),
+            ocr_gate,
+        )
+        .map_err(crate::signals::map_hash_error)?;
+    let signals = out
+        .signals
+        .into_iter()
+        .map(|s| crate::types::SignalValue {
+            signal_type: s.signal_type,
+            value: s.value,
+        })
+        .collect();
+    let mut derived: DerivedValues = Vec::new();
+    if role == RobustRole::BankEntry {
+        if let Some(list) = out.bank.as_ref().filter(|l| !l.is_empty()) {
+            derived.push((
+                DERIVED_PDQ_WINDOWS,
+                echotrace_signals::robust::encode_bank_hashes(list),
+            ));
+        }
+        if let Some(v) = out.video.as_ref().filter(|v| !v.vpdq.features.is_empty()) {
+            derived.push((DERIVED_VPDQ_CROPPED, v.vpdq.to_signal_string()));
+        }
+    }
+    let ocr = (!out.ocr_inputs.is_empty()).then_some(crate::ocr::PendingOcr {
+        inputs: out.ocr_inputs,
+    });
+    Ok(Some(RobustHashed {
+        signals,
+        query: RobustQuery {
+            image: out.query,
+            video: out.video,
+        },
+        derived,
+        ocr,
+    }))
+}
+
+/// A match a lookup *would* record, for the console's match debugger
+/// (nothing is recorded).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MatchPreview {
+    pub bank_id: BankId,
+    pub bank_name: String,
+    pub content_id: ContentId,
+    pub signal_type: String,
+    pub channel: String,
+    pub distance: Option<i64>,
+    pub similarity: Option<f64>,
+    pub detail: Option<ChannelDetail>,
+}

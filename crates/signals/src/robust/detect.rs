@@ -1,0 +1,393 @@
+//! Border detectors: where is the content inside a padded, letterboxed,
+//! captioned or blur-filled image? Each detector looks at the working RGB
+//! of a [`WorkImage`] and proposes one content rectangle.
+//!
+//! * **Uniform** (two tolerances): the reference colour of each side is
+//!   the median colour of its outermost line, which must itself be uniform;
+//!   a line is border while at most `content_frac` of its pixels differ
+//!   from it by more than the tolerance (so a bright pixel, a watermark or
+//!   JPEG ringing does not stop the scan, unlike black-only unletterboxing).
+//!   Sides are scanned twice, the second time only across the content span
+//!   of the other axis, so bars of different colours on different sides
+//!   (a white caption strip over a black pillarbox) are both found.
+//! * **Caption bar** (meme format): like uniform, but a line whose pixels
+//!   are almost all either the bar colour or one other colour (text) is
+//!   still bar; the bar ends at its last uniform line before the first
+//!   content line, so the text is removed with it.
+//! * **Blurred fill** (a 16:9 clip shown in a 9:16 frame over a blurred,
+//!   zoomed copy of itself): the sharpness profile — mean |Laplacian| per
+//!   row and column — is low in the fill; a side's lines count as border
+//!   while they are below `blur_ratio` × the median line.
+//!
+//! Every candidate must keep at least `min_keep` of each side, or it is
+//! refused.
+
+use super::{Detector, Rect, WorkImage};
+
+/// Detector settings (defaults measured with `bench/robust`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BorderOptions {
+    /// Colour tolerances of the uniform detector (max channel difference).
+    pub tolerances: [u8; 2],
+    /// A line is border while at most this share of its pixels is content.
+    pub content_frac: f32,
+    /// Caption detector: colour tolerance.
+    pub caption_tolerance: u8,
+    /// Blurred-fill detector: a line is border while its sharpness is
+    /// below this share of the median line's.
+    pub blur_ratio: f32,
+    /// Smallest share of width and height a candidate must keep.
+    pub min_keep: f32,
+    /// Smallest removal (share of a side) that counts as a border.
+    pub min_border: f32,
+    /// Most candidates returned.
+    pub max_candidates: usize,
+}
+
+impl Default for BorderOptions {
+    fn default() -> Self {
+        BorderOptions {
+            tolerances: [12, 40],
+            content_frac: 0.08,
+            caption_tolerance: 40,
+            blur_ratio: 0.3,
+            min_keep: 0.25,
+            min_border: 0.015,
+            max_candidates: 3,
+        }
+    }
+}
+
+/// One proposed content rectangle (source coordinates) and the detectors
+/// that proposed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BorderCandidate {
+    pub rect: Rect,
+    pub detectors: Vec<Detector>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Top,
+    Bottom,
+    Left,
+    Right,
+}
+
+const SIDES: [Side; 4] = [Side::Top, Side::Bottom, Side::Left, Side::Right];
+
+struct View<'a> {
+    w: usize,
+    h: usize,
+    rgb: &'a [u8],
+}
+
+impl View<'_> {
+    /// Pixels of line `k` from `side`, restricted to `span` along the line.
+    fn line(&self, side: Side, k: usize, span: (usize, usize), out: &mut Vec<[u8; 3]>) {
+        out.clear();
+        let px = |x: usize, y: usize| {
+            let i = (y * self.w + x) * 3;
+            [self.rgb[i], self.rgb[i + 1], self.rgb[i + 2]]
+        };
+        match side {
+            Side::Top | Side::Bottom => {
+                let y = if side == Side::Top { k } else { self.h - 1 - k };
+                out.extend((span.0..span.1).map(|x| px(x, y)));
+            }
+            Side::Left | Side::Right => {
+                let x = if side == Side::Left {
+                    k
+                } else {
+                    self.w - 1 - k
+                };
+                out.extend((span.0..span.1).map(|y| px(x, y)));
+            }
+        }
+    }
+
+    fn depth(&self, side: Side) -> usize {
+        match side {
+            Side::Top | Side::Bottom => self.h,
+            Side::Left | Side::Right => self.w,
+        }
+    }
+}
+
+fn close(a: [u8; 3], b: [u8; 3], tol: u8) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= tol)
+}
+
+fn median_colour(px: &[[u8; 3]]) -> [u8; 3] {
+    let mut out = [0u8; 3];
+    let mut ch: Vec<u8> = Vec::with_capacity(px.len());
+    for (c, o) in out.iter_mut().enumerate() {
+        ch.clear();
+        ch.extend(px.iter().map(|p| p[c]));
+        let mid = ch.len() / 2;
+        if !ch.is_empty() {
+            *o = *ch.select_nth_unstable(mid).1;
+        }
+    }
+    out
+}
+
+fn share_close(px: &[[u8; 3]], c: [u8; 3], tol: u8) -> f32 {
+    if px.is_empty() {
+        return 0.0;
+    }
+    px.iter().filter(|p| close(**p, c, tol)).count() as f32 / px.len() as f32
+}
+
+/// A caption-text line: mostly bar colour, and the rest mostly one other
+/// colour (the text), not the many colours of a photo.
+fn is_text_line(px: &[[u8; 3]], bar: [u8; 3], tol: u8, bar_share: f32) -> bool {
+    if bar_share < 0.4 {
+        return false;
+    }
+    let mut hist = [0u32; 512];
+    let mut others = 0u32;
+    for p in px {
+        if !close(*p, bar, tol) {
+            others += 1;
+            let bin = (usize::from(p[0] >> 5) << 6)
+                | (usize::from(p[1] >> 5) << 3)
+                | usize::from(p[2] >> 5);
+            hist[bin] += 1;
+        }
+    }
+    if others == 0 {
+        return true;
+    }
+    // The dominant bin with its neighbours along grey (anti-aliasing).
+    let top = hist.iter().copied().max().unwrap_or(0);
+    let text_share = top as f32 / px.len() as f32;
+    bar_share + text_share >= 0.75
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Uniform { tol: u8, content_frac: f32 },
+    Caption { tol: u8, content_frac: f32 },
+}
+
+/// Border thickness on `side` (lines) under `mode`, scanning only `span`.
+fn scan(v: &View<'_>, side: Side, span: (usize, usize), mode: Mode, limit: usize) -> usize {
+    let mut line = Vec::new();
+    v.line(side, 0, span, &mut line);
+    if line.is_empty() {
+        return 0;
+    }
+    let (tol, content_frac, allow_text) = match mode {
+        Mode::Uniform { tol, content_frac } => (tol, content_frac, false),
+        Mode::Caption { tol, content_frac } => (tol, content_frac, true),
+    };
+    let reference = median_colour(&line);
+    if share_close(&line, reference, tol) < 1.0 - content_frac {
+        return 0;
+    }
+    let mut last_uniform = 0usize;
+    let mut saw_text = false;
+    let mut k = 0usize;
+    while k < limit {
+        v.line(side, k, span, &mut line);
+        let s = share_close(&line, reference, tol);
+        if s >= 1.0 - content_frac {
+            last_uniform = k;
+        } else if allow_text && is_text_line(&line, reference, tol, s) {
+            saw_text = true;
+        } else {
+            break;
+        }
+        k += 1;
+    }
+    if allow_text {
+        if !saw_text {
+            return 0;
+        }
+        last_uniform + 1
+    } else {
+        k
+    }
+}
+
+/// Thicknesses [top, bottom, left, right] of a scanning detector, two
+/// passes (the second across the content span of the other axis).
+fn scan_all(v: &View<'_>, mode: Mode, max_remove: f32) -> [usize; 4] {
+    let mut t = [0usize; 4];
+    for _pass in 0..2 {
+        let mut next = [0usize; 4];
+        for (i, side) in SIDES.iter().enumerate() {
+            let span = match side {
+                Side::Top | Side::Bottom => (t[2], v.w - t[3]),
+                Side::Left | Side::Right => (t[0], v.h - t[1]),
+            };
+            if span.0 >= span.1 {
+                return [0; 4];
+            }
+            let limit = (v.depth(*side) as f32 * max_remove) as usize;
+            next[i] = scan(v, *side, span, mode, limit);
+        }
+        t = next;
+    }
+    t
+}
+
+/// Sharpness profile detector.
+fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
+    let (w, h) = (work.width as usize, work.height as usize);
+    if w < 8 || h < 8 {
+        return [0; 4];
+    }
+    let l = &work.luma;
+    let mut rows = vec![0f32; h];
+    let mut cols = vec![0f32; w];
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let c = l[y * w + x];
+            let lap = (4.0 * c
+                - l[y * w + x - 1]
+                - l[y * w + x + 1]
+                - l[(y - 1) * w + x]
+                - l[(y + 1) * w + x])
+                .abs();
+            rows[y] += lap;
+            cols[x] += lap;
+        }
+    }
+    rows.iter_mut().for_each(|v| *v /= (w - 2) as f32);
+    cols.iter_mut().for_each(|v| *v /= (h - 2) as f32);
+    rows[0] = rows[1];
+    rows[h - 1] = rows[h - 2];
+    cols[0] = cols[1];
+    cols[w - 1] = cols[w - 2];
+    let side = |p: &[f32], from_end: bool| -> usize {
+        let n = p.len();
+        let mut sorted = p.to_vec();
+        sorted.sort_by(f32::total_cmp);
+        let med = sorted[n / 2];
+        if med <= 0.0 {
+            return 0;
+        }
+        let thr = ratio * med;
+        let limit = (n as f32 * max_remove) as usize;
+        let at = |k: usize| if from_end { p[n - 1 - k] } else { p[k] };
+        // Smoothed over 3 lines so one sharp line of JPEG noise does not stop it.
+        let smooth = |k: usize| {
+            let a = at(k);
+            let b = if k + 1 < n { at(k + 1) } else { a };
+            let c = if k > 0 { at(k - 1) } else { a };
+            (a + b + c) / 3.0
+        };
+        let mut k = 0;
+        while k < limit && smooth(k) < thr {
+            k += 1;
+        }
+        k
+    };
+    [
+        side(&rows, false),
+        side(&rows, true),
+        side(&cols, false),
+        side(&cols, true),
+    ]
+}
+
+/// Run every detector and return the distinct accepted candidates, the
+/// best supported first.
+pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandidate> {
+    let v = View {
+        w: work.width as usize,
+        h: work.height as usize,
+        rgb: &work.rgb,
+    };
+    if v.w < 8 || v.h < 8 {
+        return Vec::new();
+    }
+    let max_remove = 1.0 - opts.min_keep;
+    let mut found: Vec<([usize; 4], Detector)> = Vec::new();
+    for (i, tol) in opts.tolerances.iter().enumerate() {
+        let t = scan_all(
+            &v,
+            Mode::Uniform {
+                tol: *tol,
+                content_frac: opts.content_frac,
+            },
+            max_remove,
+        );
+        found.push((
+            t,
+            if i == 0 {
+                Detector::Uniform
+            } else {
+                Detector::UniformLoose
+            },
+        ));
+    }
+    let t = scan_all(
+        &v,
+        Mode::Caption {
+            tol: opts.caption_tolerance,
+            content_frac: opts.content_frac,
+        },
+        max_remove,
+    );
+    // A caption bar on one side, uniform borders elsewhere: combine.
+    let u = found[1].0;
+    let mut combined = t;
+    for (c, v) in combined.iter_mut().zip(u) {
+        if *c == 0 {
+            *c = v;
+        }
+    }
+    found.push((combined, Detector::Caption));
+    found.push((
+        blur_fill(work, opts.blur_ratio, max_remove),
+        Detector::BlurFill,
+    ));
+
+    let (w, h) = (v.w as f32, v.h as f32);
+    let mut out: Vec<([usize; 4], Vec<Detector>)> = Vec::new();
+    for (t, det) in found {
+        let fr = [
+            t[0] as f32 / h,
+            t[1] as f32 / h,
+            t[2] as f32 / w,
+            t[3] as f32 / w,
+        ];
+        if fr.iter().all(|f| *f < opts.min_border) {
+            continue;
+        }
+        if 1.0 - fr[0] - fr[1] < opts.min_keep || 1.0 - fr[2] - fr[3] < opts.min_keep {
+            continue;
+        }
+        // Sides under the minimum are not removed.
+        let t = [0, 1, 2, 3].map(|i| if fr[i] < opts.min_border { 0 } else { t[i] });
+        let near = |a: &[usize; 4]| {
+            (a[0].abs_diff(t[0]) as f32) <= h * 0.01
+                && (a[1].abs_diff(t[1]) as f32) <= h * 0.01
+                && (a[2].abs_diff(t[2]) as f32) <= w * 0.01
+                && (a[3].abs_diff(t[3]) as f32) <= w * 0.01
+        };
+        match out.iter_mut().find(|(a, _)| near(a)) {
+            Some((_, dets)) => dets.push(det),
+            None => out.push((t, vec![det])),
+        }
+    }
+    out.sort_by_key(|(_, d)| std::cmp::Reverse(d.len()));
+    out.truncate(opts.max_candidates);
+    out.into_iter()
+        .map(|(t, detectors)| {
+            let r = Rect {
+                x: t[2] as u32,
+                y: t[0] as u32,
+                w: (v.w - t[2] - t[3]) as u32,
+                h: (v.h - t[0] - t[1]) as u32,
+            };
+            BorderCandidate {
+                rect: work.to_source(r),
+                detectors,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,552 @@
+//! Derived PDQ hashes for catching *adapted* re-uploads: borders and
+//! letterboxes, crops, mirroring and rotation, captions.
+//!
+//! PDQ of a whole image stops matching after 1–2 % of geometric change. The
+//! exchanged hash must stay the standard PDQ of the whole item, so
+//! everything here is **local and derived**: extra hashes of parts of an
+//! image, computed next to the plain hash, used only for matching, never
+//! exported or shown as "the" hash.
+//!
+//! * **Query side** ([`QuerySet`]): the plain hash and its eight dihedral
+//!   variants (one DCT), the hashes of up to three content rectangles found
+//!   by the border detectors ([`detect_borders`]: uniform borders of any
+//!   colour at two tolerances, meme caption bars, blurred fill), and a few
+//!   small crops of the whole image and of its best border candidate — each
+//!   with its eight variants.
+//! * **Bank side** ([`BankHash`]): for items whose original the operator
+//!   holds, a crop grid of windows (each side cut by 0/3/6/9/12 % in every
+//!   combination by default) and the content rectangles of the original's
+//!   own borders ("regions").
+//!
+//! Design decisions:
+//!
+//! * **One decoded buffer.** Every crop, window and rectangle of an image
+//!   is cut from one [`WorkImage`]: the decoded image box-averaged once to
+//!   at most [`RobustOptions::work_side`] pixels a side. PDQ downsamples to
+//!   64×64 anyway and is robust to resizing, so hashing 625 windows of a
+//!   512-px buffer costs milliseconds, not seconds. Only the plain hash and
+//!   its dihedral variants come from the full-resolution pixels, through
+//!   the unchanged, bit-exact PDQ core.
+//! * **Quality gating.** A derived or dihedral hash of quality below
+//!   [`RobustOptions::min_quality`] (50, the reference's advice) is never
+//!   produced: near-misses between unrelated images come almost only from
+//!   featureless windows and slivers.
+//! * **Refusals.** A border candidate that would keep less than a quarter
+//!   of either side is refused (a 16:9 clip in a 9:16 frame keeps 32 % of
+//!   the height).
+//! * **Rectangles are data.** Every derived hash carries the rectangle it
+//!   was cut from (source pixels), so a match can say which part of which
+//!   image matched, and the console can draw it.
+
+mod detect;
+mod video;
+mod work;
+
+use serde::{Deserialize, Serialize};
+
+pub use detect::{detect_borders, BorderCandidate, BorderOptions};
+pub use video::{CroppedFrame, CroppedVideo, RectVote};
+pub use work::{WindowHasher, WorkImage};
+
+use crate::pdq::{PdqDihedralOutput, PdqError, PdqHash, PdqHasher, PdqOutput};
+
+/// Quality below which no derived or dihedral hash is used (the
+/// reference's advice for matching).
+pub const MIN_DERIVED_QUALITY: u8 = 50;
+
+/// Names of the dihedral variants, by index (the reference's order).
+pub const VARIANT_NAMES: [&str; 8] = [
+    "orig",
+    "rot90",
+    "rot180",
+    "rot270",
+    "flipx",
+    "flipy",
+    "flipplus1",
+    "flipminus1",
+];
+
+/// A rectangle in pixels of the image it describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rect {
+    pub x: u32,
+    pub y: u32,
+    pub w: u32,
+    pub h: u32,
+}
+
+impl Rect {
+    /// The whole `w × h` image.
+    pub fn full(w: u32, h: u32) -> Rect {
+        Rect { x: 0, y: 0, w, h }
+    }
+
+    /// The rectangle left after removing `[left, top, right, bottom]`
+    /// shares of a `w × h` image (at least 1×1).
+    pub fn from_fractions(w: u32, h: u32, f: [f32; 4]) -> Rect {
+        let x0 = (w as f32 * f[0]).round() as u32;
+        let y0 = (h as f32 * f[1]).round() as u32;
+        let x1 = ((w as f32 * (1.0 - f[2])).round() as u32)
+            .clamp(x0.min(w.saturating_sub(1)) + 1, w.max(1));
+        let y1 = ((h as f32 * (1.0 - f[3])).round() as u32)
+            .clamp(y0.min(h.saturating_sub(1)) + 1, h.max(1));
+        let x0 = x0.min(x1 - 1);
+        let y0 = y0.min(y1 - 1);
+        Rect {
+            x: x0,
+            y: y0,
+            w: x1 - x0,
+            h: y1 - y0,
+        }
+    }
+
+    /// Shares removed `[left, top, right, bottom]` relative to `w × h`.
+    pub fn fractions(&self, w: u32, h: u32) -> [f32; 4] {
+        let (w, h) = (w.max(1) as f32, h.max(1) as f32);
+        [
+            self.x as f32 / w,
+            self.y as f32 / h,
+            (w - (self.x + self.w) as f32).max(0.0) / w,
+            (h - (self.y + self.h) as f32).max(0.0) / h,
+        ]
+    }
+
+    /// A sub-rectangle removing `f` shares of *this* rectangle's sides.
+    pub fn crop(&self, f: [f32; 4]) -> Rect {
+        let r = Rect::from_fractions(self.w, self.h, f);
+        Rect {
+            x: self.x + r.x,
+            y: self.y + r.y,
+            w: r.w,
+            h: r.h,
+        }
+    }
+
+    /// Whether this is the whole `w × h` image.
+    pub fn is_full(&self, w: u32, h: u32) -> bool {
+        self.x == 0 && self.y == 0 && self.w == w && self.h == h
+    }
+}
+
+/// Which detector proposed a border candidate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detector {
+    /// Uniform border, tight colour tolerance.
+    Uniform,
+    /// Uniform border, loose tolerance (JPEG noise, soft gradients).
+    UniformLoose,
+    /// Meme caption bar (uniform band with text).
+    Caption,
+    /// Blurred fill (low-sharpness bands).
+    BlurFill,
+}
+
+/// Where a query-side hash comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuerySource {
+    /// The whole image (variant 0 is the plain hash).
+    Whole,
+    /// A content rectangle from the border detectors.
+    Border,
+    /// A small crop of the whole image or of its best border candidate.
+    Crop,
+}
+
+/// One query-side hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueryHash {
+    pub hash: PdqHash,
+    pub quality: u8,
+    /// Dihedral variant index into [`VARIANT_NAMES`].
+    pub variant: u8,
+    pub source: QuerySource,
+    /// Source-pixel rectangle it was cut from.
+    pub rect: Rect,
+}
+
+/// Everything a lookup can match with: the plain hash first, then the
+/// derived hashes (all of quality ≥ [`RobustOptions::min_quality`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuerySet {
+    pub width: u32,
+    pub height: u32,
+    /// The standard PDQ of the whole image (bit-exact; what is recorded).
+    pub plain: PdqOutput,
+    /// Derived hashes: dihedral variants of the whole image (1..8), border
+    /// rectangles and crops (0..8 each).
+    pub hashes: Vec<QueryHash>,
+    /// The accepted border candidates.
+    pub borders: Vec<BorderCandidate>,
+}
+
+/// Where a bank-side derived hash comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BankSource {
+    /// A window of the crop grid.
+    Window,
+    /// A content rectangle of the original's own borders.
+    Region,
+}
+
+/// One bank-side derived hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BankHash {
+    pub hash: PdqHash,
+    pub quality: u8,
+    pub source: BankSource,
+    /// Shares removed `[left, top, right, bottom]`, in 0.5 % steps.
+    pub removed: [u8; 4],
+}
+
+impl BankHash {
+    /// Shares removed per side as fractions.
+    pub fn fractions(&self) -> [f32; 4] {
+        self.removed.map(|v| f32::from(v) / 200.0)
+    }
+}
+
+/// Settings of the derived hashes (defaults measured with `bench/robust`,
+/// see docs/ROBUST.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RobustOptions {
+    /// Longest side of the working buffer.
+    pub work_side: u32,
+    pub borders: BorderOptions,
+    /// Query-side crops, each `[left, top, right, bottom]` shares, applied
+    /// to the whole image and to the best border candidate.
+    pub query_crops: Vec<[f32; 4]>,
+    /// Bank-side crop grid: shares cut from each side, every combination.
+    pub bank_grid: Vec<f32>,
+    /// Smallest quality of any derived or dihedral hash.
+    pub min_quality: u8,
+}
+
+/// Every combination of `levels` on the four sides, except no crop at all.
+pub fn crop_grid(levels: &[f32]) -> Vec<[f32; 4]> {
+    let mut out = Vec::new();
+    for &l in levels {
+        for &t in levels {
+            for &r in levels {
+                for &b in levels {
+                    if l == 0.0 && t == 0.0 && r == 0.0 && b == 0.0 {
+                        continue;
+                    }
+                    out.push([l, t, r, b]);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Default for RobustOptions {
+    fn default() -> Self {
+        RobustOptions {
+            work_side: 512,
+            borders: BorderOptions::default(),
+            query_crops: vec![[0.01, 0.01, 0.01, 0.01], [0.02, 0.02, 0.02, 0.02]],
+            bank_grid: vec![0.0, 0.03, 0.06, 0.09, 0.12],
+            min_quality: MIN_DERIVED_QUALITY,
+        }
+    }
+}
+
+/// Computes query sets and bank hashes; holds reusable scratch (one per
+/// thread).
+#[derive(Debug, Default)]
+pub struct RobustHasher {
+    pdq: PdqHasher,
+    windows: WindowHasher,
+}
+
+fn push_variants(
+    out: &mut Vec<QueryHash>,
+    d: &PdqDihedralOutput,
+    source: QuerySource,
+    rect: Rect,
+    skip_orig: bool,
+    min_quality: u8,
+) {
+    if d.quality < min_quality {
+        return;
+    }
+    for (i, (_, h)) in d.hashes.named().iter().enumerate() {
+        if skip_orig && i == 0 {
+            continue;
+        }
+        out.push(QueryHash {
+            hash: *h,
+            quality: d.quality,
+            variant: i as u8,
+            source,
+            rect,
+        });
+    }
+}
+
+fn to_halfpercent(f: [f32; 4]) -> [u8; 4] {
+    f.map(|v| (v * 200.0).round().clamp(0.0, 200.0) as u8)
+}
+
+impl RobustHasher {
+    pub fn new() -> Self {
+        RobustHasher::default()
+    }
+
+    /// The plain hash of interleaved RGB8 plus every derived query hash.
+    pub fn query_set(
+        &mut self,
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+        opts: &RobustOptions,
+    ) -> Result<QuerySet, PdqError> {
+        let full = self.pdq.hash_rgb8_dihedral(rgb, width, height)?;
+        // The dihedral entry point skips the reference's 64×64 shortcut.
+        let plain = if width == 64 && height == 64 {
+            self.pdq.hash_rgb8(rgb, width, height)?
+        } else {
+            PdqOutput {
+                hash: full.hashes.orig,
+                quality: full.quality,
+            }
+        };
+        let whole = Rect::full(width, height);
+        let mut hashes = Vec::new();
+        push_variants(
+            &mut hashes,
+            &full,
+            QuerySource::Whole,
+            whole,
+            true,
+            opts.min_quality,
+        );
+        let work = WorkImage::from_rgb8(rgb, width, height, opts.work_side)?;
+        let borders = detect_borders(&work, &opts.borders);
+        for b in &borders {
+            let d = self.windows.hash(&work, b.rect)?;
+            push_variants(
+                &mut hashes,
+                &d,
+                QuerySource::Border,
+                b.rect,
+                false,
+                opts.min_quality,
+            );
+        }
+        let mut bases = vec![whole];
+        if let Some(b) = borders.first() {
+            bases.push(b.rect);
+        }
+        for base in bases {
+            for c in &opts.query_crops {
+                let r = base.crop(*c);
+                let d = self.windows.hash(&work, r)?;
+                push_variants(
+                    &mut hashes,
+                    &d,
+                    QuerySource::Crop,
+                    r,
+                    false,
+                    opts.min_quality,
+                );
+            }
+        }
+        Ok(QuerySet {
+            width,
+            height,
+            plain,
+            hashes,
+            borders,
+        })
+    }
+
+    /// Bank-side derived hashes of an original: the crop grid's windows
+    /// and the content rectangles of its own borders, quality-gated.
+    pub fn bank_hashes(
+        &mut self,
+        rgb: &[u8],
+        width: u32,
+        height: u32,
+        opts: &RobustOptions,
+    ) -> Result<Vec<BankHash>, PdqError> {
+        let work = WorkImage::from_rgb8(rgb, width, height, opts.work_side)?;
+        let mut out = Vec::new();
+        for f in crop_grid(&opts.bank_grid) {
+            let r = work.window(f[0], f[1], f[2], f[3]);
+            let d = self.windows.hash(&work, r)?;
+            if d.quality >= opts.min_quality {
+                out.push(BankHash {
+                    hash: d.hashes.orig,
+                    quality: d.quality,
+                    source: BankSource::Window,
+                    removed: to_halfpercent(f),
+                });
+            }
+        }
+        for b in detect_borders(&work, &opts.borders) {
+            let d = self.windows.hash(&work, b.rect)?;
+            if d.quality >= opts.min_quality {
+                out.push(BankHash {
+                    hash: d.hashes.orig,
+                    quality: d.quality,
+                    source: BankSource::Region,
+                    removed: to_halfpercent(b.rect.fractions(width, height)),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Serialisation of a list of [`BankHash`]es for storage: `dpdq1:` then
+/// base64 (standard, padded) of 38-byte records — 32 bytes of hash (Meta's
+/// byte order), quality, source (0 window, 1 region), four sides removed
+/// in 0.5 % steps.
+pub const BANK_HASHES_PREFIX: &str = "dpdq1:";
+
+const RECORD: usize = 38;
+
+pub fn encode_bank_hashes(list: &[BankHash]) -> String {
+    use base64::Engine;
+    let mut bytes = Vec::with_capacity(list.len() * RECORD);
+    for h in list {
+        for w in h.hash.to_words() {
+            bytes.extend_from_slice(&w.to_be_bytes());
+        }
+        bytes.push(h.quality);
+        bytes.push(match h.source {
+            BankSource::Window => 0,
+            BankSource::Region => 1,
+        });
+        bytes.extend_from_slice(&h.removed);
+    }
+    format!(
+        "{BANK_HASHES_PREFIX}{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// Inverse of [`encode_bank_hashes`]; `None` for anything malformed.
+pub fn decode_bank_hashes(s: &str) -> Option<Vec<BankHash>> {
+    use base64::Engine;
+    let body = s.strip_prefix(BANK_HASHES_PREFIX)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .ok()?;
+    if bytes.len() % RECORD != 0 {
+        return None;
+    }
+    bytes
+        .chunks_exact(RECORD)
+        .map(|r| {
+            let mut words = [0u64; 4];
+            for (i, w) in words.iter_mut().enumerate() {
+                *w = u64::from_be_bytes(r[i * 8..i * 8 + 8].try_into().ok()?);
+            }
+            let source = match r[33] {
+                0 => BankSource::Window,
+                1 => BankSource::Region,
+                _ => return None,
+            };
+            Some(BankHash {
+                hash: PdqHash::from_words(words),
+                quality: r[32],
+                source,
+                removed: [r[34], r[35], r[36], r[37]],
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A structured test picture (rings and gradients), `w × h`.
+    fn picture(w: u32, h: u32, seed: u32) -> Vec<u8> {
+        let mut out = Vec::with_capacity((w * h * 3) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let fx = x as f32 / w as f32;
+                let fy = y as f32 / h as f32;
+                let r =
+                    (((fx - 0.4).powi(2) + (fy - 0.6).powi(2)).sqrt() * (20.0 + seed as f32)).sin();
+                let g = (fx * 7.0 + fy * 3.0 + seed as f32).cos();
+                out.push(((r * 0.5 + 0.5) * 220.0) as u8 + 10);
+                out.push(((g * 0.5 + 0.5) * 200.0) as u8 + 20);
+                out.push(((fx * fy) * 255.0) as u8);
+            }
+        }
+        out
+    }
+
+    fn pad(rgb: &[u8], w: u32, h: u32, p: [u32; 4], colour: [u8; 3]) -> (Vec<u8>, u32, u32) {
+        let (nw, nh) = (w + p[0] + p[2], h + p[1] + p[3]);
+        let mut out = Vec::with_capacity((nw * nh * 3) as usize);
+        for y in 0..nh {
+            for x in 0..nw {
+                if x >= p[0] && x < p[0] + w && y >= p[1] && y < p[1] + h {
+                    let i = (((y - p[1]) * w + (x - p[0])) * 3) as usize;
+                    out.extend_from_slice(&rgb[i..i + 3]);
+                } else {
+                    out.extend_from_slice(&colour);
+                }
+            }
+        }
+        (out, nw, nh)
+    }
+
+    #[test]
+    fn uniform_borders_of_any_colour_are_found() {
+        let (w, h) = (300, 200);
+        let img = picture(w, h, 3);
+        for colour in [[0, 0, 0], [255, 255, 255], [30, 140, 200]] {
+            let (p, pw, ph) = pad(&img, w, h, [40, 20, 40, 20], colour);
+            let work = WorkImage::from_rgb8(&p, pw, ph, 512).unwrap();
+            let found = detect_borders(&work, &BorderOptions::default());
+            let best = found.first().expect("a candidate");
+            assert!(
+                best.rect.x.abs_diff(40) <= 2 && best.rect.y.abs_diff(20) <= 2,
+                "{best:?}"
+            );
+            assert!(
+                best.rect.w.abs_diff(w) <= 3 && best.rect.h.abs_diff(h) <= 3,
+                "{best:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_hash_is_the_pdq_core_and_derived_are_gated() {
+        let (w, h) = (320, 240);
+        let img = picture(w, h, 5);
+        let set = RobustHasher::new()
+            .query_set(&img, w, h, &RobustOptions::default())
+            .unwrap();
+        let plain = crate::pdq::hash_rgb8(&img, w, h).unwrap();
+        assert_eq!(set.plain, plain);
+        assert!(set.hashes.iter().all(|q| q.quality >= MIN_DERIVED_QUALITY));
+        assert!(set
+            .hashes
+            .iter()
+            .any(|q| q.source == QuerySource::Whole && q.variant == 1));
+    }
+
+    #[test]
+    fn bank_hashes_round_trip() {
+        let (w, h) = (200, 160);
+        let img = picture(w, h, 1);
+        let list = RobustHasher::new()
+            .bank_hashes(&img, w, h, &RobustOptions::default())
+            .unwrap();
+        assert!(!list.is_empty());
+        let s = encode_bank_hashes(&list);
+        assert_eq!(decode_bank_hashes(&s), Some(list));
+        assert_eq!(decode_bank_hashes("dpdq1:AAA"), None);
+        assert_eq!(decode_bank_hashes("nope"), None);
+    }
+}
