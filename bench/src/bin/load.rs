@@ -9,12 +9,23 @@
 //!   hashes (up to 16 bits flipped, so matches are found and recorded), the
 //!   rest random (no match);
 //! * `images` mode: `POST /v1/lookup` with a ~100 KB procedurally generated
-//!   JPEG (multipart), hashed by the server.
+//!   JPEG (multipart), hashed by the server;
+//! * `md5`, `url`, `text` modes: random md5 / URL signals and ~60-word raw
+//!   texts (signed by the server), for the cost per lookup by signal type.
 //!
 //! Reports lookups/s, p50/p99/max latency, matches, the server's RSS and peak
 //! RSS (`/proc/<pid>/status` VmRSS/VmHWM), its startup-to-ready time, and the
 //! CPU time of client and server (they share the machine's cores). One JSON
 //! object per run on stdout; progress on stderr.
+//!
+//! Issue 17 additions: `--replicas N` starts N servers on the same database
+//! and spreads the connections over them (CPU and RSS summed / listed);
+//! `--ready-only` measures startup only (time to `/readyz`, where the state
+//! came from, RSS) and the SIGTERM stop (which writes a snapshot when
+//! `--server-arg --snapshot-dir --server-arg DIR` is given); on PostgreSQL
+//! the WAL bytes and rows inserted during the measured window are reported
+//! (`psql` on the PATH), i.e. the write load the lookups put on the
+//! database.
 //!
 //! ```text
 //! load --echotrace target/release/echotrace --db sqlite:///tmp/load.db \
@@ -49,6 +60,10 @@ struct Args {
     client_threads: usize,
     server_args: Vec<String>,
     images: usize,
+    replicas: usize,
+    ready_only: bool,
+    /// PostgreSQL's postmaster pid: its CPU (all its processes) is reported.
+    pg_pid: Option<u32>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -65,6 +80,9 @@ fn parse_args() -> Result<Args> {
         client_threads: 1,
         server_args: Vec::new(),
         images: 48,
+        replicas: 1,
+        ready_only: false,
+        pg_pid: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -82,11 +100,17 @@ fn parse_args() -> Result<Args> {
             "--client-threads" => a.client_threads = val()?.parse()?,
             "--images" => a.images = val()?.parse()?,
             "--server-arg" => a.server_args.push(val()?),
+            "--replicas" => a.replicas = val()?.parse::<usize>()?.max(1),
+            "--ready-only" => a.ready_only = true,
+            "--pg-pid" => a.pg_pid = Some(val()?.parse()?),
             other => bail!("unknown flag {other}"),
         }
     }
-    if !matches!(a.mode.as_str(), "signals" | "images") {
-        bail!("--mode is signals or images");
+    if !matches!(
+        a.mode.as_str(),
+        "signals" | "images" | "md5" | "url" | "text"
+    ) {
+        bail!("--mode is signals, images, md5, url or text");
     }
     Ok(a)
 }
@@ -207,6 +231,8 @@ struct Server {
     child: Child,
     addr: String,
     ready_secs: f64,
+    /// `/readyz`'s `state.from`: snapshot or paged.
+    state_from: String,
 }
 
 fn start_server(a: &Args) -> Result<Server> {
@@ -237,21 +263,28 @@ fn start_server(a: &Args) -> Result<Server> {
     };
     // Keep draining stdout so the server never blocks on it.
     std::thread::spawn(move || for _ in lines {});
-    loop {
+    let state_from = loop {
         if let Ok(body) = blocking_get(&addr, "/readyz") {
             if body.starts_with("HTTP/1.1 200") {
-                break;
+                let from = body
+                    .split("\"from\":\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or("")
+                    .to_string();
+                break from;
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
             bail!("serve exited: {status}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     Ok(Server {
         child,
         addr,
         ready_secs: started.elapsed().as_secs_f64(),
+        state_from,
     })
 }
 
@@ -346,6 +379,27 @@ async fn worker(
             let i = (rng.next() as usize) % images.len().max(1);
             let body = images.get(i).cloned().unwrap_or_default();
             (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+        } else if mode == "md5" {
+            let body = format!(
+                "{{\"signals\":{{\"md5\":\"{:016x}{:016x}\"}}}}",
+                rng.next(),
+                rng.next()
+            );
+            ("application/json".to_string(), Bytes::from(body))
+        } else if mode == "url" {
+            let body = format!(
+                "{{\"signals\":{{\"url\":\"https://site{}.example/p/{:x}?utm_source=x\"}}}}",
+                rng.next() % 1000,
+                rng.next()
+            );
+            ("application/json".to_string(), Bytes::from(body))
+        } else if mode == "text" {
+            // ~60 words of pseudo-random prose: signed by the server.
+            let words: Vec<String> = (0..60)
+                .map(|_| format!("w{}", rng.next() % 20_000))
+                .collect();
+            let body = format!("{{\"text\":\"{}\"}}", words.join(" "));
+            ("application/json".to_string(), Bytes::from(body))
         } else {
             let mut code = if (rng.next() & 0xffff_ffff) < threshold && n > 0 {
                 let mut c = bank_hash(rng.next() % n);
@@ -409,6 +463,78 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted.get(i).copied().unwrap_or(0)) / 1000.0
 }
 
+/// A number from the PostgreSQL server at `db`, through `psql`.
+fn pg_number(db: &str, sql: &str) -> Option<f64> {
+    let out = Command::new("psql").args([db, "-Atc", sql]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// (WAL bytes written so far, rows inserted so far) on PostgreSQL.
+fn pg_counters(db: &str) -> Option<(f64, f64)> {
+    if !db.starts_with("postgres") {
+        return None;
+    }
+    let wal = pg_number(
+        db,
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')",
+    )?;
+    let rows = pg_number(
+        db,
+        "SELECT COALESCE(SUM(n_tup_ins), 0) FROM pg_stat_user_tables",
+    )?;
+    Some((wal, rows))
+}
+
+/// CPU seconds of `root` and every process below it.
+fn tree_cpu_seconds(root: u32) -> f64 {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut parent: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        parent.insert(pid, ppid);
+    }
+    parent
+        .keys()
+        .filter(|p| {
+            let mut x = **p;
+            for _ in 0..64 {
+                if x == root {
+                    return true;
+                }
+                match parent.get(&x) {
+                    Some(pp) if *pp != 0 => x = *pp,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .map(|p| cpu_seconds(&p.to_string()))
+        .sum()
+}
+
+/// SIGTERM a server; seconds until it exited.
+fn stop(server: &mut Server) -> f64 {
+    let t = Instant::now();
+    let _ = Command::new("kill")
+        .arg(server.child.id().to_string())
+        .status();
+    let _ = server.child.wait();
+    t.elapsed().as_secs_f64()
+}
+
 fn main() -> Result<()> {
     let a = parse_args()?;
     let key = if a.setup {
@@ -430,28 +556,58 @@ fn main() -> Result<()> {
         Vec::new()
     });
 
-    let mut server = start_server(&a)?;
-    let pid = server.child.id();
-    let rss_ready = proc_status(pid, "VmRSS:").unwrap_or(0);
-    eprintln!(
-        "server pid {pid} ready in {:.2} s at {}, RSS {} MiB",
-        server.ready_secs,
-        server.addr,
-        rss_ready / 1024
-    );
+    let mut servers = Vec::new();
+    for _ in 0..a.replicas {
+        servers.push(start_server(&a)?);
+    }
+    let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+    let rss_ready: Vec<u64> = pids
+        .iter()
+        .map(|p| proc_status(*p, "VmRSS:").unwrap_or(0))
+        .collect();
+    for (s, rss) in servers.iter().zip(&rss_ready) {
+        eprintln!(
+            "server pid {} ready in {:.2} s at {} (state from {}), RSS {} MiB",
+            s.child.id(),
+            s.ready_secs,
+            s.addr,
+            s.state_from,
+            rss / 1024
+        );
+    }
+    if a.ready_only {
+        let hwm = proc_status(pids[0], "VmHWM:").unwrap_or(0);
+        let stop_s = stop(&mut servers[0]);
+        let out = serde_json::json!({
+            "mode": "ready",
+            "db": if a.db.starts_with("postgres") { "postgres" } else { "sqlite" },
+            "bank_size": a.n,
+            "server_ready_s": servers[0].ready_secs,
+            "state_from": servers[0].state_from,
+            "server_rss_ready_mib": rss_ready[0] / 1024,
+            "server_peak_rss_mib": hwm / 1024,
+            "sigterm_to_exit_s": stop_s,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    let addrs: Vec<String> = servers.iter().map(|s| s.addr.clone()).collect();
+    let cpu_servers =
+        |pids: &[u32]| -> f64 { pids.iter().map(|p| cpu_seconds(&p.to_string())).sum() };
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(a.client_threads.max(1))
         .enable_all()
         .build()?;
     let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
+    let mut pg = (None, None);
     let result = rt.block_on(async {
         let mut tasks = Vec::new();
         for c in 0..a.concurrency {
             tasks.push(tokio::spawn(worker(
-                server.addr.clone(),
+                addrs[c % addrs.len()].clone(),
                 key.clone(),
                 a.mode.clone(),
                 a.n,
@@ -459,22 +615,30 @@ fn main() -> Result<()> {
                 images.clone(),
                 c as u64 + 1,
                 measuring.clone(),
-                stop.clone(),
+                stop_flag.clone(),
                 sent.clone(),
             )));
         }
         tokio::time::sleep(Duration::from_secs_f64(a.warmup)).await;
-        let (cpu_client0, cpu_server0) = (cpu_seconds("self"), cpu_seconds(&pid.to_string()));
+        let (cpu_client0, cpu_server0) = (cpu_seconds("self"), cpu_servers(&pids));
+        let cpu_pg0 = a.pg_pid.map(tree_cpu_seconds);
+        pg.0 = pg_counters(&a.db);
         measuring.store(true, Ordering::Relaxed);
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs_f64(a.seconds)).await;
         measuring.store(false, Ordering::Relaxed);
         let wall = t0.elapsed().as_secs_f64();
+        pg.1 = pg_counters(&a.db);
         let (cpu_client, cpu_server) = (
             cpu_seconds("self") - cpu_client0,
-            cpu_seconds(&pid.to_string()) - cpu_server0,
+            cpu_servers(&pids) - cpu_server0,
         );
-        stop.store(true, Ordering::Relaxed);
+        let cpu_pg = a
+            .pg_pid
+            .map(tree_cpu_seconds)
+            .zip(cpu_pg0)
+            .map(|(b, a)| b - a);
+        stop_flag.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
         let (mut matched, mut errors) = (0, 0);
         for t in tasks {
@@ -484,13 +648,26 @@ fn main() -> Result<()> {
             errors += s.errors;
         }
         all.sort_unstable();
-        anyhow::Ok((all, matched, errors, wall, cpu_client, cpu_server))
+        anyhow::Ok((all, matched, errors, wall, cpu_client, cpu_server, cpu_pg))
     });
-    let rss = proc_status(pid, "VmRSS:").unwrap_or(0);
-    let hwm = proc_status(pid, "VmHWM:").unwrap_or(0);
-    let _ = Command::new("kill").arg(pid.to_string()).status();
-    let _ = server.child.wait();
-    let (lat, matched, errors, wall, cpu_client, cpu_server) = result?;
+    let rss: Vec<u64> = pids
+        .iter()
+        .map(|p| proc_status(*p, "VmRSS:").unwrap_or(0) / 1024)
+        .collect();
+    let hwm: Vec<u64> = pids
+        .iter()
+        .map(|p| proc_status(*p, "VmHWM:").unwrap_or(0) / 1024)
+        .collect();
+    let stop_s: Vec<f64> = servers.iter_mut().map(stop).collect();
+    let server = &servers[0];
+    let (lat, matched, errors, wall, cpu_client, cpu_server, cpu_pg) = result?;
+    let (wal_per_lookup, rows_per_lookup) = match pg {
+        (Some((w0, r0)), Some((w1, r1))) if !lat.is_empty() => (
+            Some((w1 - w0) / lat.len() as f64),
+            Some((r1 - r0) / lat.len() as f64),
+        ),
+        _ => (None, None),
+    };
     let out = serde_json::json!({
         "mode": a.mode,
         "db": if a.db.starts_with("postgres") { "postgres" } else { "sqlite" },
@@ -505,11 +682,20 @@ fn main() -> Result<()> {
         "matched": matched,
         "errors": errors,
         "server_ready_s": server.ready_secs,
-        "server_rss_ready_mib": rss_ready / 1024,
-        "server_rss_mib": rss / 1024,
-        "server_peak_rss_mib": hwm / 1024,
+        "state_from": server.state_from,
+        "replicas": a.replicas,
+        "server_args": a.server_args,
+        "server_rss_ready_mib": rss_ready.iter().map(|r| r / 1024).collect::<Vec<_>>(),
+        "server_rss_mib": rss,
+        "server_peak_rss_mib": hwm,
         "server_cpu_share": cpu_server / wall,
         "client_cpu_share": cpu_client / wall,
+        "server_cpu_us_per_lookup": cpu_server * 1e6 / lat.len().max(1) as f64,
+        "pg_cpu_share": cpu_pg.map(|c| c / wall),
+        "pg_cpu_us_per_lookup": cpu_pg.map(|c| c * 1e6 / lat.len().max(1) as f64),
+        "pg_wal_bytes_per_lookup": wal_per_lookup,
+        "pg_rows_per_lookup": rows_per_lookup,
+        "sigterm_to_exit_s": stop_s,
     });
     println!("{out}");
     Ok(())

@@ -31,6 +31,16 @@ enum Command {
     Keys(cmd::keys::KeysArgs),
     /// Bank administration against the database (bulk import of hash lists).
     Bank(cmd::bank::BankArgs),
+    /// Signal exchange: pull hash lists in, publish banks as feeds.
+    Exchange(cmd::exchange::ExchangeArgs),
+    /// Re-check where known content was seen: the liveness checker.
+    Liveness(cmd::liveness::LivenessArgs),
+    /// Takedown notices: create, list, export, record responses.
+    Notice(cmd::notice::NoticeArgs),
+    /// Transparency report (JSON, CSV or self-contained HTML).
+    Report(cmd::report::ReportArgs),
+    /// The collector: sources, crawling, Telegram and WARC imports.
+    Collect(cmd::collect::CollectArgs),
     /// Internal: extract a PDF from stdin as JSON (run in a limited child).
     #[command(name = "__extract-pdf", hide = true)]
     ExtractPdf,
@@ -46,6 +56,11 @@ fn main() -> std::process::ExitCode {
         Command::Users(a) => cmd::users::run(a),
         Command::Keys(a) => cmd::keys::run(a),
         Command::Bank(a) => cmd::bank::run(a),
+        Command::Exchange(a) => cmd::exchange::run(a),
+        Command::Liveness(a) => cmd::liveness::run(a),
+        Command::Notice(a) => cmd::notice::run(a),
+        Command::Report(a) => cmd::report::run(a),
+        Command::Collect(a) => cmd::collect::run(a),
         Command::ExtractPdf => Ok(std::process::ExitCode::from(
             echotrace_signals::pdf::run_child(
                 &mut std::io::stdin().lock(),

@@ -525,6 +525,10 @@ async fn scenario(db_url: Option<&str>, backend: &str, shots: bool) {
         c.goto(&format!("{base}/ui/settings")).await.unwrap();
         shot(&c, "settings", shots).await;
 
+        // ----- spread tracking: dashboard, cluster page, HTML report ----------------
+        let demo_db = db_url.map(str::to_string).unwrap_or_else(|| format!("sqlite://{}", tmp.join("db/demo.sqlite").display()));
+        spread_pages(&c, &base, &demo_db, &tmp, (iw, ih), shots).await;
+
         // ----- phone width: no horizontal scrolling -------------------------------
         c.set_window_size(390 + (2560 - iw as u32) - 1280, 844 + (1440 - ih as u32) - 720).await.unwrap();
         c.goto(&format!("{base}/ui/queue")).await.unwrap();
@@ -545,4 +549,115 @@ async fn scenario(db_url: Option<&str>, backend: &str, shots: bool) {
     let _ = c.close().await;
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// The Spread dashboard, a cluster page (media blurred and greyscale,
+/// keyboard, phone width) and the self-contained HTML report from
+/// `echotrace report` opened as a file: it makes no network request.
+async fn spread_pages(
+    c: &Client,
+    base: &str,
+    db_url: &str,
+    tmp: &Path,
+    (iw, ih): (i64, i64),
+    shots: bool,
+) {
+    c.goto(&format!("{base}/ui/spread")).await.unwrap();
+    let curves = c
+        .find_all(Locator::Css("svg.survival path.curve"))
+        .await
+        .unwrap()
+        .len();
+    assert!(curves >= 3, "survival curves by platform: {curves}");
+    let stat = c
+        .find(Locator::Css("[data-stat=copies]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(stat.trim(), "25", "demo copies");
+    shot(c, "spread", shots).await;
+    // Keyboard: the first cluster link is reachable by Tab and opens with Enter.
+    let link = c
+        .find(Locator::Css("a[href^='/ui/clusters/']"))
+        .await
+        .expect("cluster list");
+    let href = link.attr("href").await.unwrap().unwrap();
+    link.send_keys("\u{e007}").await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("svg.timeline"))
+        .await
+        .expect("cluster page");
+    assert!(c.current_url().await.unwrap().path().ends_with(&href));
+    let f = filter_of(c, "#cluster-item-media").await;
+    assert!(
+        f.contains("blur(") && f.contains("grayscale(1)"),
+        "bank item media hidden: {f}"
+    );
+    let lanes = c
+        .find_all(Locator::Css("svg.timeline rect.lane"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(lanes, 5, "one lane per copy of the item");
+    shot(c, "cluster", shots).await;
+    // Phone width: the cluster page and the dashboard do not scroll sideways.
+    c.set_window_size(
+        390 + (2560 - iw as u32) - 1280,
+        844 + (1440 - ih as u32) - 720,
+    )
+    .await
+    .unwrap();
+    for path in [href.as_str(), "/ui/spread"] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        let overflow = js(
+            c,
+            "return document.documentElement.scrollWidth - window.innerWidth;",
+        )
+        .await;
+        assert!(
+            overflow.as_i64().unwrap() <= 0,
+            "{path} overflows at phone width by {overflow}"
+        );
+    }
+    shot(c, "spread-phone", shots).await;
+    c.set_window_size((2560 - iw) as u32, (1440 - ih) as u32)
+        .await
+        .unwrap();
+    // The HTML report, written by the CLI from the same database.
+    let file = tmp.join("report.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_echotrace"))
+        .args(["report", "--db", db_url, "--format", "html", "--out"])
+        .arg(&file)
+        .env_remove("ECHOTRACE_DATABASE_URL")
+        .output()
+        .expect("run echotrace report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.goto(&format!("file://{}", file.display())).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("svg.survival"))
+        .await
+        .expect("report rendered");
+    let requests = js(c, "return performance.getEntriesByType('resource').length;").await;
+    assert_eq!(requests.as_i64(), Some(0), "the report loaded something");
+    let refs = js(c, "return Array.from(document.querySelectorAll('[src],[href],link,script,img,iframe,object')).length;").await;
+    assert_eq!(
+        refs.as_i64(),
+        Some(0),
+        "the report references nothing outside itself"
+    );
+    let urls = c
+        .find(Locator::Css("[data-k=urls_found]"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(urls.trim(), "25");
+    shot(c, "report", shots).await;
 }

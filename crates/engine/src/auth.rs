@@ -28,10 +28,19 @@ pub enum Role {
     Matcher,
     /// Reads matches and makes decisions.
     Reviewer,
+    /// A partner organisation: reads the feeds it was granted and posts
+    /// opinions on their records, nothing else.
+    Partner,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Curator, Role::Matcher, Role::Reviewer];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Curator,
+        Role::Matcher,
+        Role::Reviewer,
+        Role::Partner,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -39,6 +48,7 @@ impl Role {
             Role::Curator => "curator",
             Role::Matcher => "matcher",
             Role::Reviewer => "reviewer",
+            Role::Partner => "partner",
         }
     }
 
@@ -48,6 +58,7 @@ impl Role {
             "curator" => Some(Role::Curator),
             "matcher" => Some(Role::Matcher),
             "reviewer" => Some(Role::Reviewer),
+            "partner" => Some(Role::Partner),
             _ => None,
         }
     }
@@ -59,10 +70,12 @@ impl Role {
             Role::Admin => true,
             Role::Curator => matches!(
                 op,
-                Lookup | ReadBanks | WriteBanks | ReadMatches | ReadAudit
+                Lookup | ReadBanks | WriteBanks | ReadMatches | ReadAudit | Exchanges
             ),
             Role::Matcher => matches!(op, Lookup),
             Role::Reviewer => matches!(op, ReadBanks | ReadMatches | Decide),
+            // Which feeds: only those granted to the key (checked per feed).
+            Role::Partner => matches!(op, ReadFeeds),
         }
     }
 
@@ -97,6 +110,12 @@ pub enum Operation {
     ReadAudit,
     /// Manage API keys, users and webhooks.
     Admin,
+    /// Manage exchanges (fetching upstream hash lists into banks) and
+    /// publish banks as feeds.
+    Exchanges,
+    /// Read a published feed and post opinions on its records (partners:
+    /// only feeds granted to their key).
+    ReadFeeds,
 }
 
 impl Operation {
@@ -109,6 +128,8 @@ impl Operation {
             Operation::Decide => "decide",
             Operation::ReadAudit => "read audit",
             Operation::Admin => "administer",
+            Operation::Exchanges => "manage exchanges",
+            Operation::ReadFeeds => "read feeds",
         }
     }
 }

@@ -750,6 +750,10 @@ pub async fn undo_decision(
             "the decision event is already being published".into(),
         ));
     }
+    // Opinions queued for exchanges with the decision go with it.
+    crate::exchange::drop_opinions(&mut tx, decision_id, now)
+        .await
+        .map_err(db)?;
     sqlx::query("DELETE FROM decisions WHERE id = $1")
         .bind(decision_id)
         .execute(&mut *tx)

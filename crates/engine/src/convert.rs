@@ -102,6 +102,7 @@ pub(crate) fn match_from_row(
         query_value: r.query_value.clone(),
         distance: r.distance,
         similarity: r.similarity,
+        vpdq: vpdq_shares(r),
         labels,
         status: MatchStatus::parse(&r.status).ok_or_else(|| corrupt("match status", &r.status))?,
         created_at: r.created_at,
@@ -110,6 +111,27 @@ pub(crate) fn match_from_row(
             .channel_detail
             .as_deref()
             .and_then(|d| serde_json::from_str(d).ok()),
+    })
+}
+
+/// A vPDQ match's shares and frame counts (`None` for other types).
+fn vpdq_shares(r: &MatchRow) -> Option<VpdqShares> {
+    if r.signal_type != SignalType::Vpdq.as_str() {
+        return None;
+    }
+    // Stored values are canonical `VPDQSignal` JSON: an array of
+    // "hex,quality,timestamp" strings.
+    let frames = |v: &str| {
+        serde_json::from_str::<Vec<&str>>(v)
+            .map(|f| f.len())
+            .unwrap_or(0)
+    };
+    let pct = |s: f64| (s * 100.0 * 1000.0).round() / 1000.0;
+    Some(VpdqShares {
+        query_match_pct: pct(r.similarity.unwrap_or(0.0)),
+        compared_match_pct: r.compared_similarity.map(pct),
+        query_frames: frames(&r.query_value),
+        compared_frames: frames(&r.matched_value),
     })
 }
 

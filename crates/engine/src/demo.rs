@@ -473,15 +473,12 @@ pub async fn seed(engine: &crate::Engine, retain_media: bool) -> Result<DemoSumm
         summary.uploads += 1;
         summary.matches += resp.matches.len();
         summary.suppressed += resp.suppressed;
+        // Under `--record matches` an upload without hits is not recorded.
+        let Some(submission_id) = resp.submission_id else {
+            continue;
+        };
         if retain_media {
-            retain(
-                store,
-                MediaOwner::Submission,
-                resp.submission_id,
-                mime,
-                &bytes,
-            )
-            .await?;
+            retain(store, MediaOwner::Submission, submission_id, mime, &bytes).await?;
         }
         if days > 0 {
             // Back-date so the per-day chart spans two weeks (spread within the day too).
@@ -490,13 +487,13 @@ pub async fn seed(engine: &crate::Engine, retain_media: bool) -> Result<DemoSumm
                 "UPDATE matches SET created_at = $1, updated_at = $1 WHERE submission_id = $2",
             )
             .bind(at)
-            .bind(resp.submission_id)
+            .bind(submission_id)
             .execute(store.pool())
             .await
             .map_err(|e| EngineError::Internal(format!("demo back-dating: {e}")))?;
             sqlx::query("UPDATE submissions SET created_at = $1 WHERE id = $2")
                 .bind(at)
-                .bind(resp.submission_id)
+                .bind(submission_id)
                 .execute(store.pool())
                 .await
                 .map_err(|e| EngineError::Internal(format!("demo back-dating: {e}")))?;

@@ -65,21 +65,30 @@
 //! * Errors: [`EngineError`] with [`EngineError::http_status`] / [`EngineError::code`].
 
 mod auth;
+mod columns;
 pub mod console;
 mod convert;
 pub mod demo;
 mod error;
+pub mod exchange;
 mod flood;
 pub mod import;
+pub mod limits;
 pub mod ocr;
+mod ops;
 mod outbox;
 mod recorder;
+mod retention;
 pub mod robust;
+pub mod sighting;
 mod signals;
+mod snapshot;
 mod state;
+mod throttle;
 mod types;
 
-use std::sync::{Arc, Mutex as StdMutex, RwLock};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use echotrace_store::{NewAudit, Store, WriteTx};
@@ -89,14 +98,20 @@ pub use auth::{
     generate_api_key, hash_api_key, hash_password, sign_body, verify_body_signature,
     verify_password, ApiKey, Operation, Role, User, API_KEY_PREFIX,
 };
+pub use echotrace_store::SweepCounts;
 pub use echotrace_store::{Backend, SqliteSync, StoreOptions, DEFAULT_DATABASE_URL};
 pub use error::{EngineError, Result};
 pub use flood::FloodGuardConfig;
 pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
+pub use ops::{Lag, StateSource};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
+pub use recorder::RecordPolicy;
+pub use retention::RetentionPolicy;
 pub use signals::{
     default_threshold, normalize_signal, normalize_signals, parse_signals, HashedUpload, QueryText,
+    PDF_UNPROCESSABLE, VIDEO_UNDECODABLE,
 };
+pub use throttle::{Admitted, LoginThrottle, Refusal};
 pub use types::*;
 
 use convert::*;
@@ -128,6 +143,16 @@ pub struct EngineConfig {
     /// OCR of images into `ocr_text` (off by default; `serve` turns it on
     /// when Tesseract is installed).
     pub ocr: ocr::OcrConfig,
+    /// Which lookups are written to the store (`serve --record`).
+    pub record: RecordPolicy,
+    /// Local directory for snapshots of the in-memory state: loaded at
+    /// start when valid (then only the changes since are read), written by
+    /// [`Engine::write_snapshot`]. `None`: always a paged load.
+    pub snapshot_dir: Option<std::path::PathBuf>,
+    /// This process's name among the processes sharing the database (lease
+    /// holder, flood-guard counter rows). Default: host, pid and a random
+    /// suffix.
+    pub replica_id: String,
 }
 
 impl Default for EngineConfig {
@@ -145,6 +170,9 @@ impl Default for EngineConfig {
             )
             .unwrap_or(usize::MAX),
             ocr: ocr::OcrConfig::default(),
+            record: RecordPolicy::All,
+            snapshot_dir: None,
+            replica_id: ops::default_replica_id(),
         }
     }
 }
@@ -165,17 +193,35 @@ struct Inner {
     state: RwLock<MatchState>,
     /// Highest change id applied to `state`; the async mutex serialises syncs.
     cursor: tokio::sync::Mutex<i64>,
-    flood: StdMutex<flood::FloodWindow>,
+    /// The same, readable without waiting for a sync (`/readyz` lag).
+    applied: AtomicI64,
+    flood: Arc<flood::FloodGuard>,
+    /// Where the state came from at start.
+    source: StateSource,
+    /// Change id of the last snapshot written or loaded.
+    snapshotted: AtomicI64,
+    /// Leases this process holds.
+    leases: ops::Leases,
     /// Group-commit writer of lookup records.
     recorder: recorder::Recorder,
     /// Tesseract and its bounded pool (see [`ocr`]).
     ocr: Arc<ocr::OcrService>,
+    /// The last change id applied, published after every sync that applied
+    /// something (the feed builder waits on it).
+    applied_tx: tokio::sync::watch::Sender<i64>,
 }
 
 /// The matching service. Cheap to clone (an `Arc` inside); share one per process.
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
+}
+
+/// Fuzzing entry point of the state-snapshot reader (`fuzz/`): read bytes
+/// as a snapshot; `Err` carries the refusal. Never panics.
+#[doc(hidden)]
+pub fn fuzz_read_snapshot(bytes: &[u8]) -> std::result::Result<(), String> {
+    snapshot::fuzz_read(bytes)
 }
 
 /// Run CPU-bound work (decoding, ffmpeg, PDF extraction, text signing) on
@@ -205,13 +251,16 @@ impl Engine {
         Engine::with_store(store, config).await
     }
 
-    /// Build an engine on an already-open store.
+    /// Build an engine on an already-open store: from the newest valid
+    /// snapshot in [`EngineConfig::snapshot_dir`] plus the changes since, or
+    /// else from a paged load (see [`Engine::state_source`]).
     pub async fn with_store(store: Store, config: EngineConfig) -> Result<Engine> {
-        // Read the cursor first: anything committed after this is re-applied
-        // by the first sync (re-applying is idempotent: it re-reads the row).
-        let cursor = store.max_change_id().await?;
-        let state = MatchState::load(&store).await?;
-        Ok(Engine::assemble(store, config, cursor, state).await)
+        let (state, cursor, source) = ops::open_state(&store, &config).await?;
+        let engine = Engine::assemble(store, config, cursor, state, source).await;
+        // Catch up with everything committed since the snapshot (or since
+        // the paged load began; re-applying is idempotent).
+        engine.sync_changes().await?;
+        Ok(engine)
     }
 
     /// An engine over `state`, which reflects the store up to change `cursor`.
@@ -220,22 +269,34 @@ impl Engine {
         config: EngineConfig,
         cursor: i64,
         state: MatchState,
+        source: StateSource,
     ) -> Engine {
         let ocr_config = config.ocr.clone();
         let ocr = tokio::task::spawn_blocking(move || ocr::OcrService::start(&ocr_config))
             .await
             .unwrap_or_else(|_| ocr::OcrService::start(&ocr::OcrConfig::default()));
-        let flood = flood::FloodWindow::new(config.flood_guard.clone());
-        let recorder = recorder::Recorder::new(store.clone());
+        let flood = Arc::new(flood::FloodGuard::new(
+            config.flood_guard.clone(),
+            config.replica_id.clone(),
+        ));
+        let recorder = recorder::Recorder::new(store.clone(), flood.clone());
         Engine {
             inner: Arc::new(Inner {
                 store,
                 config,
                 state: RwLock::new(state),
                 cursor: tokio::sync::Mutex::new(cursor),
-                flood: StdMutex::new(flood),
+                applied: AtomicI64::new(cursor),
+                flood,
+                snapshotted: AtomicI64::new(match &source {
+                    StateSource::Snapshot { change_id, .. } => *change_id,
+                    _ => -1,
+                }),
+                source,
+                leases: ops::Leases::default(),
                 recorder,
                 ocr: Arc::new(ocr),
+                applied_tx: tokio::sync::watch::channel(cursor).0,
             }),
         }
     }
@@ -323,10 +384,22 @@ impl Engine {
                     other => tracing::warn!(entity = other, "unknown change entity ignored"),
                 }
                 *cursor = change.id;
+                self.inner
+                    .applied
+                    .store(change.id, std::sync::atomic::Ordering::Relaxed);
                 applied += 1;
             }
         }
+        if applied > 0 {
+            self.inner.applied_tx.send_replace(*cursor);
+        }
         Ok(applied)
+    }
+
+    /// A receiver that changes whenever this process applied new changes
+    /// (its value is the last change id applied).
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.inner.applied_tx.subscribe()
     }
 
     /// Spawn the background task that tails the change sequence. Needs a
@@ -344,26 +417,30 @@ impl Engine {
         })
     }
 
-    /// Spawn the outbox delivery worker. Stops when the handle is aborted.
+    /// Spawn the outbox delivery worker. It delivers only while this
+    /// process holds the `outbox` lease, so of many processes on one
+    /// database exactly one delivers (see [`Engine::spawn_leased`]). Stops
+    /// when the handle is aborted.
     pub fn spawn_outbox_worker(
         &self,
         deliverer: Arc<dyn Deliverer>,
     ) -> tokio::task::JoinHandle<()> {
-        let engine = self.clone();
         let every = self.inner.config.outbox.poll_interval;
-        tokio::spawn(async move {
-            loop {
-                match engine.deliver_due(deliverer.as_ref()).await {
-                    Ok(r) if r.attempted > 0 => {
+        self.spawn_leased(
+            "outbox",
+            every,
+            Arc::new(move |engine: Engine| {
+                let deliverer = deliverer.clone();
+                Box::pin(async move {
+                    let r = engine.deliver_due(deliverer.as_ref()).await?;
+                    if r.attempted > 0 {
                         tracing::debug!(?r, "outbox pass");
-                        continue; // more may be due right away
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "outbox worker: pass failed"),
-                }
-                tokio::time::sleep(every).await;
-            }
-        })
+                    // More may be due right away.
+                    Ok(r.attempted > 0)
+                })
+            }),
+        )
     }
 
     /// Commit a write transaction and apply the resulting changes locally.
@@ -377,12 +454,9 @@ impl Engine {
 
     /// Create a bank. Names are unique (409 on duplicates).
     pub async fn create_bank(&self, actor: &Actor, new: NewBank) -> Result<Bank> {
-        let name = new.name.trim();
-        if name.is_empty() || name.len() > 200 {
-            return Err(EngineError::InvalidInput(
-                "bank name must be 1-200 characters".into(),
-            ));
-        }
+        let name = new.name.as_str();
+        limits::validate_bank_name(name)?;
+        limits::check_len("description", &new.description, limits::MAX_NOTE_BYTES)?;
         signals::validate_thresholds(&new.thresholds)?;
         let equivalences = new.text_equivalences.as_deref().unwrap_or("");
         signals::parse_equivalences(equivalences)?;
@@ -484,6 +558,9 @@ impl Engine {
     /// equivalence list (a changed list becomes a new version; items signed
     /// under older versions keep matching under theirs).
     pub async fn update_bank(&self, actor: &Actor, id: BankId, update: BankUpdate) -> Result<Bank> {
+        if let Some(d) = &update.description {
+            limits::check_len("description", d, limits::MAX_NOTE_BYTES)?;
+        }
         if let Some(t) = &update.thresholds {
             signals::validate_thresholds(t)?;
         }
@@ -563,11 +640,6 @@ impl Engine {
         })
         .await?;
         self.commit_and_sync(tx).await?;
-        if let Ok(mut w) = self.inner.flood.lock() {
-            for content_id in content_ids {
-                w.forget(content_id);
-            }
-        }
         Ok(())
     }
 
@@ -672,16 +744,54 @@ impl Engine {
     /// robust matching and (OCR on) the prepared OCR input, which
     /// [`Engine::add_content`] reads in the OCR pool. Blocking.
     pub fn hash_bank_file(&self, bytes: &[u8]) -> Result<HashedFile> {
-        // Videos keep the sampling `/v1` bank uploads had (one frame a
-        // second): an every-frame vPDQ value overflows PostgreSQL's btree
-        // index on signals(type, value) (issue 12 owns that switch).
-        let sampling = signals::VideoSampling::Query;
+        // A bank entry: videos at every frame, like `add_content`'s bytes
+        // (PostgreSQL indexes signal values by hash, migration 0012, so an
+        // every-frame vPDQ value of tens of KiB stores fine).
+        let sampling = signals::VideoSampling::BankEntry;
         let pdf = self.inner.config.pdf_extractor.as_deref();
         let h = signals::hash_bank_entry(bytes, sampling, pdf, None, self.bank_ocr_gate())?;
         Ok(HashedFile {
             signals: h.signals,
             derived: h.derived,
             ocr: h.ocr,
+            list: None,
+        })
+    }
+
+    /// Hash bytes as a bank entry of `bank_id` (text under the bank's
+    /// current equivalence list, a video at every frame, derived hashes of
+    /// images and videos, OCR input prepared but not read), for a caller
+    /// that holds a hashing permit only for this part; hand the result to
+    /// [`Engine::add_content`] as [`ContentSource::HashedFile`], which
+    /// reads the OCR in the engine's own pool.
+    pub async fn hash_bank_bytes(&self, bank_id: BankId, bytes: Vec<u8>) -> Result<HashedFile> {
+        let list = self.bank_list(bank_id).await?;
+        self.hash_bank_entry(bytes, list).await
+    }
+
+    async fn hash_bank_entry(
+        &self,
+        bytes: Vec<u8>,
+        list: Option<(i64, Arc<echotrace_signals::text::EquivalenceList>)>,
+    ) -> Result<HashedFile> {
+        let pdf = self.inner.config.pdf_extractor.clone();
+        let gate = self.bank_ocr_gate();
+        let eq = list.as_ref().map(|(_, l)| l.clone());
+        let h = off_runtime(move || {
+            signals::hash_bank_entry(
+                &bytes,
+                signals::VideoSampling::BankEntry,
+                pdf.as_deref(),
+                eq.as_deref(),
+                gate,
+            )
+        })
+        .await?;
+        Ok(HashedFile {
+            signals: h.signals,
+            derived: h.derived,
+            ocr: h.ocr,
+            list,
         })
     }
 
@@ -731,6 +841,8 @@ impl Engine {
         bank_id: BankId,
         new: NewContent,
     ) -> Result<Content> {
+        limits::check_len("note", &new.note, limits::MAX_NOTE_BYTES)?;
+        let labels = clean_labels(new.labels)?;
         // Text is signed under the bank's current equivalence list, and
         // the version is recorded with the signal (ready-made signals: none).
         let bank_list = self.bank_list(bank_id).await?;
@@ -741,23 +853,13 @@ impl Engine {
         let mut derived: robust::DerivedValues = Vec::new();
         let (values, list_version) = match new.source {
             ContentSource::Bytes(bytes) => {
-                let pdf = self.inner.config.pdf_extractor.clone();
-                let gate = self.bank_ocr_gate();
-                let bank_list = list.clone();
-                let h = off_runtime(move || {
-                    signals::hash_bank_entry(
-                        &bytes,
-                        signals::VideoSampling::BankEntry,
-                        pdf.as_deref(),
-                        list.as_deref(),
-                        gate,
-                    )
-                })
-                .await?;
-                let mut values = h.signals;
-                self.add_bank_ocr(&mut values, h.ocr, bank_list).await?;
+                let h = self.hash_bank_entry(bytes, bank_list).await?;
                 derived = h.derived;
-                (values, list_version)
+                let mut values = h.signals;
+                let version = h.list.as_ref().map(|(v, _)| *v);
+                self.add_bank_ocr(&mut values, h.ocr, h.list.map(|(_, l)| l))
+                    .await?;
+                (values, version)
             }
             ContentSource::Text(text) => (
                 off_runtime(move || signals::hash_text_with_list(&text, list.as_deref())).await?,
@@ -767,15 +869,16 @@ impl Engine {
             ContentSource::HashedFile(h) => {
                 derived = h.derived;
                 let mut values = normalize_signals(&h.signals)?;
-                // Only its `ocr_text` (signed under the list) is text.
-                self.add_bank_ocr(&mut values, h.ocr, list).await?;
-                (values, list_version)
+                // Text in it was signed under `h.list`; OCR text is too.
+                let version = h.list.as_ref().map(|(v, _)| *v);
+                self.add_bank_ocr(&mut values, h.ocr, h.list.map(|(_, l)| l))
+                    .await?;
+                (values, version)
             }
         };
         if values.is_empty() {
             return Err(EngineError::InvalidInput("content has no signals".into()));
         }
-        let labels = clean_labels(new.labels)?;
         let mut tx = self.inner.store.write().await?;
         if tx.get_bank(bank_id).await?.is_none() {
             return Err(EngineError::NotFound(format!("bank {bank_id}")));
@@ -904,6 +1007,9 @@ impl Engine {
             Some(l) => Some(to_json(&clean_labels(l)?)),
             None => None,
         };
+        if let Some(n) = &update.note {
+            limits::check_len("note", n, limits::MAX_NOTE_BYTES)?;
+        }
         self.modify_content(actor, id, "content.update", move |c| {
             if let Some(e) = update.enabled {
                 c.enabled = e;
@@ -927,9 +1033,11 @@ impl Engine {
                 c.quarantined_at = None;
             })
             .await?;
-        if let Ok(mut w) = self.inner.flood.lock() {
-            w.forget(id);
-        }
+        // The flood guard starts afresh for it.
+        self.inner
+            .store
+            .delete_counters(&[flood::item_counter(id)])
+            .await?;
         Ok(content)
     }
 
@@ -1046,6 +1154,9 @@ impl Engine {
             .filter_map(|(_, t)| t.as_ref().map(QueryText::len))
             .fold(0, usize::saturating_add);
         self.check_text_size(total)?;
+        for (i, (req, _)) in items.iter().enumerate() {
+            req.context.validate(&format!("items[{i}]."))?;
+        }
         let mut requests = Vec::with_capacity(items.len());
         let mut texts = Vec::new();
         for (i, (req, text)) in items.into_iter().enumerate() {
@@ -1174,27 +1285,15 @@ impl Engine {
             .await
     }
 
-    /// Flood guard: count the content items a lookup hit; quarantine those
-    /// over the limit.
-    async fn flood_check(&self, hit_ids: &[ContentId]) -> Result<()> {
-        let to_quarantine = {
-            let mut w = self.inner.flood.lock().map_err(lock_err)?;
-            w.record(hit_ids)
-        };
-        for (content_id, share) in to_quarantine {
-            if let Err(e) = self.quarantine(content_id, share).await {
-                tracing::warn!(content_id, error = %e, "flood guard: quarantine failed");
-            }
-        }
-        Ok(())
-    }
-
+    /// Flood guard: quarantine an item over the limit (see [`flood`]).
+    /// One conditional update, so of several processes deciding at once
+    /// exactly one quarantines, audits and announces it.
     async fn quarantine(&self, content_id: ContentId, share: f64) -> Result<()> {
-        let cfg = &self.inner.config.flood_guard;
+        let cfg = self.inner.flood.config();
         let reason = format!(
-            "flood guard: matched {:.1}% of the last {} lookups (limit {:.1}%)",
+            "flood guard: matched {:.1}% of the lookups in the last {} s (limit {:.1}%)",
             share * 100.0,
-            cfg.window,
+            cfg.window.as_secs(),
             cfg.max_share * 100.0
         );
         let mut tx = self.inner.store.write().await?;
@@ -1204,13 +1303,17 @@ impl Engine {
         if before_row.quarantined {
             return Ok(());
         }
+        if !tx
+            .quarantine_content_once(content_id, &reason, echotrace_store::now_ms())
+            .await?
+        {
+            return Ok(()); // another process quarantined it first
+        }
+        let Some(row) = tx.get_content(content_id).await? else {
+            return Ok(());
+        };
         let sigs = self.inner.store.signals_of_content(content_id).await?;
         let before = content_from_rows(&before_row, &sigs)?;
-        let mut next = before_row.clone();
-        next.quarantined = true;
-        next.quarantine_reason = Some(reason.clone());
-        next.quarantined_at = Some(echotrace_store::now_ms());
-        let row = tx.update_content(&next).await?;
         let after = content_from_rows(&row, &sigs)?;
         tx.record_change("content", content_id, "upsert").await?;
         tx.audit(&NewAudit {
@@ -1233,10 +1336,9 @@ impl Engine {
             echotrace_store::now_ms(),
         )
         .await?;
+        tx.delete_counters(&[flood::item_counter(content_id)])
+            .await?;
         self.commit_and_sync(tx).await?;
-        if let Ok(mut w) = self.inner.flood.lock() {
-            w.forget(content_id);
-        }
         tracing::warn!(content_id, %reason, "content quarantined");
         Ok(())
     }
@@ -1251,13 +1353,26 @@ impl Engine {
     }
 
     async fn enrich_match(&self, row: &echotrace_store::MatchRow) -> Result<MatchRecord> {
-        let (name, labels) = {
+        let labels = self.inner.store.content_labels(&[row.content_id]).await?;
+        self.enrich_with(row, &labels)
+    }
+
+    /// A match row as an API match: bank name from memory, item labels
+    /// from `labels` (JSON by content id; read from the store, which keeps
+    /// them).
+    fn enrich_with(
+        &self,
+        row: &echotrace_store::MatchRow,
+        labels: &std::collections::HashMap<ContentId, String>,
+    ) -> Result<MatchRecord> {
+        let name = {
             let st = self.inner.state.read().map_err(lock_err)?;
-            (
-                st.bank_name(row.bank_id).unwrap_or_default().to_string(),
-                st.labels(row.content_id),
-            )
+            st.bank_name(row.bank_id).unwrap_or_default().to_string()
         };
+        let labels = labels
+            .get(&row.content_id)
+            .and_then(|l| parse_labels(l).ok())
+            .unwrap_or_default();
         match_from_row(row, name, labels)
     }
 
@@ -1271,11 +1386,11 @@ impl Engine {
             limit: i64::from(filter.limit.unwrap_or(100).clamp(1, 1000)),
         };
         let rows = self.inner.store.list_matches(&q).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.enrich_match(r).await?);
-        }
-        Ok(out)
+        let mut ids: Vec<ContentId> = rows.iter().map(|r| r.content_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let labels = self.inner.store.content_labels(&ids).await?;
+        rows.iter().map(|r| self.enrich_with(r, &labels)).collect()
     }
 
     /// Confirm or reject a match. Records the decision, audits before/after
@@ -1287,6 +1402,7 @@ impl Engine {
         verdict: Verdict,
         note: &str,
     ) -> Result<Decision> {
+        limits::check_len("note", note, limits::MAX_NOTE_BYTES)?;
         let mut tx = self.inner.store.write().await?;
         let Some(before) = tx.get_match(match_id).await? else {
             return Err(EngineError::NotFound(format!("match {match_id}")));
@@ -1308,6 +1424,11 @@ impl Engine {
             )
             .await?;
         let decision = decision_from_row(&d)?;
+        let opinion = match verdict {
+            Verdict::Confirm => exchange::OpinionCategory::Positive,
+            Verdict::Reject => exchange::OpinionCategory::Negative,
+        };
+        exchange::queue_opinions(&mut tx, d.id, &after, opinion, publish_after).await?;
         tx.audit(&NewAudit {
             actor: actor.as_str(),
             action: "match.decide",
@@ -1341,16 +1462,12 @@ impl Engine {
         name: &str,
         role: Role,
     ) -> Result<(ApiKey, String)> {
-        let name = name.trim();
-        if name.is_empty() || name.len() > 200 {
-            return Err(EngineError::InvalidInput(
-                "key name must be 1-200 characters".into(),
-            ));
-        }
+        // A blank name becomes `<role>-<UTC timestamp>`.
+        let name = limits::key_name(name, role.as_str(), echotrace_store::now_ms())?;
         let key = generate_api_key()?;
         let mut tx = self.inner.store.write().await?;
         let row = tx
-            .insert_api_key(name, role.as_str(), &hash_api_key(&key))
+            .insert_api_key(&name, role.as_str(), &hash_api_key(&key))
             .await?;
         let info = api_key_from_row(&row)?;
         tx.audit(&NewAudit {
@@ -1481,6 +1598,8 @@ impl Engine {
                 "webhook secret must not be empty".into(),
             ));
         }
+        limits::check_len("url", url, limits::MAX_URL_BYTES)?;
+        limits::check_len("secret", secret, limits::MAX_SECRET_BYTES)?;
         let mut tx = self.inner.store.write().await?;
         let row = tx.insert_webhook(url, secret, &to_json(&events)).await?;
         let hook = webhook_from_row(&row)?;
@@ -1637,17 +1756,21 @@ fn clean_labels(labels: Vec<String>) -> Result<Vec<String>> {
         if l.is_empty() {
             continue;
         }
-        if l.len() > 100 {
-            return Err(EngineError::InvalidInput(
-                "labels must be at most 100 characters".into(),
-            ));
+        if l.len() > limits::MAX_LABEL_BYTES {
+            return Err(EngineError::InvalidInput(format!(
+                "labels must be at most {} bytes",
+                limits::MAX_LABEL_BYTES
+            )));
         }
         if !out.contains(&l) {
             out.push(l);
         }
     }
-    if out.len() > 50 {
-        return Err(EngineError::InvalidInput("at most 50 labels".into()));
+    if out.len() > limits::MAX_LABELS {
+        return Err(EngineError::InvalidInput(format!(
+            "at most {} labels",
+            limits::MAX_LABELS
+        )));
     }
     Ok(out)
 }

@@ -27,18 +27,30 @@
 //!   lookups that happened to share its commit.
 //! * **A batch is one job.** `POST /v1/lookup/batch` records its whole batch
 //!   in one transaction ([`crate::Engine::lookup_batch`]).
+//! * **Recording policy** ([`RecordPolicy`], `serve --record`): `all`
+//!   (default) records every lookup; `matches` records only lookups with
+//!   something to record — a lookup that matches nothing writes nothing and
+//!   answers the same, with `submission_id: null`.
+//! * **Flood-guard counts ride along**: the group's hits and every lookup
+//!   counted since the last write go into the same transaction, and the
+//!   shared sums are read back before it commits (see [`crate::flood`]).
+//! * **Hits are read before they are recorded**: the in-memory state keeps
+//!   no labels or stored values, so the hits of a lookup are completed from
+//!   the store first ([`crate::Engine::hydrate`]), which also confirms exact
+//!   hits against the stored value and drops hits deleted meanwhile.
 //! * The writer is spawned lazily on the runtime of the first lookup and
 //!   ends when the engine (the channel's sender) is dropped.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use echotrace_store::{NewAudit, NewMatch, NewSubmission, Store, WriteTx};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::convert::match_from_row;
+use crate::convert::{match_from_row, parse_labels};
 use crate::error::{EngineError, Result};
+use crate::flood::FloodGuard;
 use crate::signals::normalize_signals;
 use crate::state::{Candidate, TextVariants};
 use crate::types::{
@@ -58,6 +70,29 @@ pub(crate) struct PendingLookup {
     pub recorded: Vec<Candidate>,
     pub bank_names: HashMap<BankId, String>,
     pub suppressed: usize,
+    /// Content items the lookup hit (allow, block and suppressed), for the
+    /// flood guard.
+    pub flood_hits: Vec<ContentId>,
+}
+
+/// Which lookups are written to the store (`serve --record`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecordPolicy {
+    /// Every lookup: a submission row each (today's behaviour).
+    #[default]
+    All,
+    /// Only lookups with a match or an allow-bank hit.
+    Matches,
+}
+
+impl RecordPolicy {
+    pub fn parse(s: &str) -> Option<RecordPolicy> {
+        match s {
+            "all" => Some(RecordPolicy::All),
+            "matches" => Some(RecordPolicy::Matches),
+            _ => None,
+        }
+    }
 }
 
 /// What the writer wrote for one lookup.
@@ -67,21 +102,27 @@ pub(crate) struct Recorded {
     pub allowed: Vec<MatchRecord>,
 }
 
+/// What a job gets back: its records, and flood-guard verdicts (items
+/// over the limit, with their share).
+type JobResult = (Vec<Recorded>, Vec<(ContentId, f64)>);
+
 struct Job {
     lookups: Vec<PendingLookup>,
-    reply: oneshot::Sender<Result<Vec<Recorded>>>,
+    reply: oneshot::Sender<Result<JobResult>>,
 }
 
 /// Handle to the group-commit writer of one engine.
 pub(crate) struct Recorder {
     store: Store,
+    flood: Arc<FloodGuard>,
     sender: OnceLock<mpsc::UnboundedSender<Job>>,
 }
 
 impl Recorder {
-    pub(crate) fn new(store: Store) -> Recorder {
+    pub(crate) fn new(store: Store, flood: Arc<FloodGuard>) -> Recorder {
         Recorder {
             store,
+            flood,
             sender: OnceLock::new(),
         }
     }
@@ -89,14 +130,14 @@ impl Recorder {
     fn sender(&self) -> &mpsc::UnboundedSender<Job> {
         self.sender.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(writer(self.store.clone(), rx));
+            tokio::spawn(writer(self.store.clone(), self.flood.clone(), rx));
             tx
         })
     }
 
     /// Record lookups durably (in one transaction, possibly shared with
     /// other callers' lookups); answers after the commit.
-    pub(crate) async fn record(&self, lookups: Vec<PendingLookup>) -> Result<Vec<Recorded>> {
+    pub(crate) async fn record(&self, lookups: Vec<PendingLookup>) -> Result<JobResult> {
         let (reply, answer) = oneshot::channel();
         self.sender()
             .send(Job { lookups, reply })
@@ -107,7 +148,14 @@ impl Recorder {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
+impl Recorder {
+    /// Wait until every lookup queued so far has been written (or failed).
+    pub(crate) async fn drain(&self) {
+        let _ = self.record(Vec::new()).await;
+    }
+}
+
+async fn writer(store: Store, flood: Arc<FloodGuard>, mut rx: mpsc::UnboundedReceiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut size = first.lookups.len();
         let mut jobs = vec![first];
@@ -120,7 +168,7 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        match write_group(&store, &jobs).await {
+        match write_group(&store, &flood, &jobs).await {
             Ok(results) => {
                 for (job, recorded) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(Ok(recorded));
@@ -135,7 +183,7 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
                 tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; retrying jobs one by one");
                 for job in jobs {
                     let one = std::slice::from_ref(&job);
-                    let result = write_group(&store, one)
+                    let result = write_group(&store, &flood, one)
                         .await
                         .map(|mut r| r.pop().unwrap_or_default());
                     let _ = job.reply.send(result);
@@ -145,23 +193,54 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Job>) {
     }
 }
 
-/// Write every job's lookups in one transaction and commit.
-async fn write_group(store: &Store, jobs: &[Job]) -> Result<Vec<Vec<Recorded>>> {
+/// Write every job's lookups in one transaction, with the flood guard's
+/// counts, and commit.
+async fn write_group(store: &Store, flood: &FloodGuard, jobs: &[Job]) -> Result<Vec<JobResult>> {
+    let lookups = flood.take_pending();
+    let result = write_group_counted(store, flood, jobs, lookups).await;
+    if result.is_err() {
+        flood.restore(lookups);
+    }
+    result
+}
+
+async fn write_group_counted(
+    store: &Store,
+    flood: &FloodGuard,
+    jobs: &[Job],
+    lookups: u64,
+) -> Result<Vec<JobResult>> {
     let mut tx = store.write().await?;
     let mut out = Vec::with_capacity(jobs.len());
+    let mut hits: HashMap<ContentId, u64> = HashMap::new();
     for job in jobs {
         let mut recorded = Vec::with_capacity(job.lookups.len());
         for p in &job.lookups {
             recorded.push(record_one(&mut tx, p).await?);
+            for c in &p.flood_hits {
+                *hits.entry(*c).or_default() += 1;
+            }
         }
         out.push(recorded);
     }
+    let over = flood.write_and_check(&mut tx, lookups, &hits).await?;
     tx.commit().await?;
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .zip(jobs)
+        .map(|(recorded, job)| {
+            let mine: Vec<(ContentId, f64)> = over
+                .iter()
+                .filter(|(c, _)| job.lookups.iter().any(|p| p.flood_hits.contains(c)))
+                .copied()
+                .collect();
+            (recorded, mine)
+        })
+        .collect())
 }
 
 /// The rows of one lookup: submission, matches, audit entry, outbox event.
-async fn record_one(tx: &mut WriteTx, p: &PendingLookup) -> Result<Recorded> {
+pub(crate) async fn record_one(tx: &mut WriteTx, p: &PendingLookup) -> Result<Recorded> {
     let ctx = &p.context;
     let submission_id = tx
         .insert_submission(&NewSubmission {
@@ -187,6 +266,7 @@ async fn record_one(tx: &mut WriteTx, p: &PendingLookup) -> Result<Recorded> {
                 query_value: &c.query_value,
                 distance: c.distance,
                 similarity: c.similarity,
+                compared_similarity: c.compared_similarity,
                 channel: c.channel.as_str(),
                 channel_detail: c.detail.as_deref(),
             })
@@ -200,11 +280,19 @@ async fn record_one(tx: &mut WriteTx, p: &PendingLookup) -> Result<Recorded> {
         }
     }
     if !p.recorded.is_empty() {
+        // Audit entries and webhooks carry no vPDQ frame lists (megabytes
+        // for a long video); GET /v1/matches/{id}?frames=true has them.
+        let compact = |list: &[MatchRecord]| -> Vec<MatchRecord> {
+            list.iter()
+                .cloned()
+                .map(MatchRecord::without_frame_lists)
+                .collect()
+        };
         let summary = json!({
             "submission_id": submission_id,
             "context": ctx,
-            "matches": matches,
-            "allowed": allowed,
+            "matches": compact(&matches),
+            "allowed": compact(&allowed),
             "suppressed": p.suppressed,
         });
         tx.audit(&NewAudit {
@@ -227,13 +315,13 @@ async fn record_one(tx: &mut WriteTx, p: &PendingLookup) -> Result<Recorded> {
     })
 }
 
-/// A validated, matched lookup: what to record, plus what the flood guard
-/// needs afterwards.
+/// A validated, matched lookup whose hits are not yet read from the store.
 pub(crate) struct Prepared {
-    pending: PendingLookup,
-    /// Content ids of block hits an allow hit suppressed (counted by the
-    /// flood guard, not recorded).
-    suppressed_ids: Vec<ContentId>,
+    actor: String,
+    context: SubmissionContext,
+    query_json: String,
+    candidates: Vec<Candidate>,
+    bank_names: HashMap<BankId, String>,
 }
 
 impl crate::Engine {
@@ -256,6 +344,7 @@ impl crate::Engine {
         if req.signals.is_empty() {
             return Err(EngineError::InvalidInput("no signals to look up".into()));
         }
+        req.context.validate("")?;
         if req.signals.len() > 256 {
             return Err(EngineError::InvalidInput(
                 "at most 256 signals per lookup".into(),
@@ -271,69 +360,140 @@ impl crate::Engine {
                 .collect();
             (c, names)
         };
-        let (allowed, blocked): (Vec<Candidate>, Vec<Candidate>) = candidates
-            .into_iter()
-            .partition(|c| c.bank_kind == BankKind::Allow);
-        let suppressed = if allowed.is_empty() { 0 } else { blocked.len() };
-        let (recorded, suppressed_ids) = if allowed.is_empty() {
-            (blocked, Vec::new())
-        } else {
-            (allowed, blocked.iter().map(|c| c.content_id).collect())
-        };
         Ok(Prepared {
-            pending: PendingLookup {
-                actor: actor.as_str().to_string(),
-                context: req.context,
-                query_json: crate::to_json(&query),
-                recorded,
-                bank_names,
-                suppressed,
-            },
-            suppressed_ids,
+            actor: actor.as_str().to_string(),
+            context: req.context,
+            query_json: crate::to_json(&query),
+            candidates,
+            bank_names,
         })
     }
 
-    /// Record prepared lookups durably (one transaction, shared with
-    /// concurrent lookups), run the flood guard, and build the answers.
-    pub(crate) async fn record_lookups(
-        &self,
-        prepared: Vec<Prepared>,
-    ) -> Result<Vec<LookupResponse>> {
-        let n = prepared.len();
-        let mut tails = Vec::with_capacity(n);
-        let mut pending = Vec::with_capacity(n);
-        for p in prepared {
-            tails.push((p.pending.suppressed, p.suppressed_ids));
-            pending.push(p.pending);
+    /// Complete hits from the store: each hit's stored value and its item's
+    /// labels (not kept in memory). Drops hits whose signal was deleted
+    /// since the match, and exact hits whose stored value differs from the
+    /// query's (a fingerprint collision). One query for all lookups.
+    pub(crate) async fn hydrate(&self, prepared: &mut [Prepared]) -> Result<()> {
+        let mut ids: Vec<i64> = prepared
+            .iter()
+            .flat_map(|p| p.candidates.iter().map(|c| c.signal_id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
         }
-        let recorded = self.inner.recorder.record(pending).await?;
-        if recorded.len() != n {
-            return Err(EngineError::Internal(format!(
-                "lookup recorder answered {} of {n} lookups",
-                recorded.len()
-            )));
-        }
-        let mut out = Vec::with_capacity(n);
-        for (r, (suppressed, suppressed_ids)) in recorded.into_iter().zip(tails) {
-            // Flood guard: count every content item that matched (allow or block).
-            let mut hit_ids: Vec<ContentId> = r
-                .matches
-                .iter()
-                .chain(r.allowed.iter())
-                .map(|m| m.content_id)
-                .collect();
-            hit_ids.extend(suppressed_ids);
-            hit_ids.sort_unstable();
-            hit_ids.dedup();
-            self.flood_check(&hit_ids).await?;
-            out.push(LookupResponse {
-                submission_id: r.submission_id,
-                matches: r.matches,
-                allowed: r.allowed,
-                suppressed,
+        ids.sort_unstable();
+        ids.dedup();
+        let details: HashMap<i64, echotrace_store::HitDetail> = self
+            .inner
+            .store
+            .hit_details(&ids)
+            .await?
+            .into_iter()
+            .map(|d| (d.signal_id, d))
+            .collect();
+        for p in prepared.iter_mut() {
+            p.candidates.retain_mut(|c| {
+                let Some(d) = details.get(&c.signal_id) else {
+                    return false;
+                };
+                if d.content_id != c.content_id {
+                    return false;
+                }
+                if is_exact(c.signal_type) && d.value != c.query_value {
+                    return false;
+                }
+                c.matched_value = d.value.clone();
+                c.labels = parse_labels(&d.labels).unwrap_or_default();
+                true
             });
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Record prepared lookups durably (one transaction, shared with
+    /// concurrent lookups; under [`RecordPolicy::Matches`] only those with
+    /// hits), run the flood guard, and build the answers.
+    pub(crate) async fn record_lookups(
+        &self,
+        mut prepared: Vec<Prepared>,
+    ) -> Result<Vec<LookupResponse>> {
+        let n = prepared.len();
+        self.hydrate(&mut prepared).await?;
+        let policy = self.inner.config.record;
+        self.inner.flood.count_lookups(n);
+        // (index in the answer, lookup to write)
+        let mut to_write = Vec::with_capacity(n);
+        let mut unrecorded: Vec<Option<LookupResponse>> = Vec::with_capacity(n);
+        for (i, p) in prepared.into_iter().enumerate() {
+            let (allowed, blocked): (Vec<Candidate>, Vec<Candidate>) = p
+                .candidates
+                .into_iter()
+                .partition(|c| c.bank_kind == BankKind::Allow);
+            let suppressed = if allowed.is_empty() { 0 } else { blocked.len() };
+            let mut flood_hits: Vec<ContentId> = allowed
+                .iter()
+                .chain(blocked.iter())
+                .map(|c| c.content_id)
+                .collect();
+            flood_hits.sort_unstable();
+            flood_hits.dedup();
+            let recorded = if allowed.is_empty() { blocked } else { allowed };
+            if recorded.is_empty() && policy == RecordPolicy::Matches {
+                unrecorded.push(Some(LookupResponse {
+                    submission_id: None,
+                    matches: Vec::new(),
+                    allowed: Vec::new(),
+                    suppressed: 0,
+                }));
+                continue;
+            }
+            unrecorded.push(None);
+            to_write.push((
+                i,
+                PendingLookup {
+                    actor: p.actor,
+                    context: p.context,
+                    query_json: p.query_json,
+                    recorded,
+                    bank_names: p.bank_names,
+                    suppressed,
+                    flood_hits,
+                },
+            ));
+        }
+        let mut out = unrecorded;
+        if !to_write.is_empty() {
+            let (slots, pending): (Vec<usize>, Vec<(usize, PendingLookup)>) =
+                to_write.into_iter().map(|(i, p)| (i, (i, p))).unzip();
+            let suppressed: Vec<usize> = pending.iter().map(|(_, p)| p.suppressed).collect();
+            let lookups: Vec<PendingLookup> = pending.into_iter().map(|(_, p)| p).collect();
+            let (recorded, over) = self.inner.recorder.record(lookups).await?;
+            if recorded.len() != slots.len() {
+                return Err(EngineError::Internal(format!(
+                    "lookup recorder answered {} of {} lookups",
+                    recorded.len(),
+                    slots.len()
+                )));
+            }
+            for ((i, r), suppressed) in slots.into_iter().zip(recorded).zip(suppressed) {
+                if let Some(slot) = out.get_mut(i) {
+                    *slot = Some(LookupResponse {
+                        submission_id: Some(r.submission_id),
+                        matches: r.matches,
+                        allowed: r.allowed,
+                        suppressed,
+                    });
+                }
+            }
+            for (content_id, share) in over {
+                if let Err(e) = self.quarantine(content_id, share).await {
+                    tracing::warn!(content_id, error = %e, "flood guard: quarantine failed");
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.ok_or_else(|| EngineError::Internal("lookup was not answered".into())))
+            .collect()
     }
 
     /// Match and record many signal sets in one transaction (`POST
@@ -348,4 +508,10 @@ impl crate::Engine {
         let items = requests.into_iter().map(|r| (r, None)).collect();
         self.lookup_batch_with_text(actor, items).await
     }
+}
+
+/// Types matched by equality of the stored value (confirmed on hydrate).
+fn is_exact(t: echotrace_signals::signal::SignalType) -> bool {
+    use echotrace_signals::signal::SignalType as T;
+    !matches!(t, T::Pdq | T::Vpdq | T::TextMinhash)
 }

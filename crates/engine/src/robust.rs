@@ -33,6 +33,10 @@
 
 use std::collections::HashMap;
 
+#[path = "robust_parts.rs"]
+mod parts;
+pub(crate) use parts::DerivedParts;
+
 use echotrace_index::vpdq_index::{VpdqFrame, VpdqIndex, VpdqIndexOptions};
 use echotrace_index::{Code256, Hit, MihIndex, MihParams};
 use echotrace_signals::robust::{

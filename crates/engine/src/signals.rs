@@ -224,7 +224,53 @@ pub(crate) fn map_hash_error(e: HashError) -> EngineError {
             "unsupported content: neither a supported image, video, PDF nor UTF-8 text".into(),
         ),
         HashError::Decode(d) => EngineError::InvalidInput(format!("cannot decode image: {d}")),
+        HashError::VideoUndecodable(detail) => {
+            // The decoder's own words (heap addresses, versions) stay in the log.
+            tracing::warn!(%detail, "video upload could not be decoded");
+            EngineError::InvalidInput(VIDEO_UNDECODABLE.into())
+        }
+        HashError::Video(m) => EngineError::InvalidInput(format!("cannot hash video: {m}")),
+        HashError::Pdf(detail) => {
+            tracing::warn!(%detail, "PDF upload could not be extracted");
+            EngineError::InvalidInput(PDF_UNPROCESSABLE.into())
+        }
         other => EngineError::InvalidInput(format!("cannot hash content: {other}")),
+    }
+}
+
+/// What a client is told when ffmpeg cannot decode its upload.
+pub const VIDEO_UNDECODABLE: &str =
+    "the video could not be decoded (corrupt, truncated or an unsupported format)";
+/// What a client is told when the isolated extractor fails on its PDF
+/// (killed at its memory or time limit, crashed, or refused the file).
+pub const PDF_UNPROCESSABLE: &str =
+    "the PDF could not be processed (malformed, or it needs more memory or time than allowed)";
+
+/// A PDF extractor failure as a client may see it: a fixed message per
+/// kind; the child's own output (stderr, panic text, allocator messages)
+/// goes to the log only.
+fn pdf_error(e: IsolateError) -> EngineError {
+    match e {
+        // The server could not run its own extractor: not the caller's fault.
+        IsolateError::Spawn { .. } | IsolateError::Io(_) | IsolateError::BadOutput(_) => {
+            EngineError::Internal(format!("PDF extractor: {e}"))
+        }
+        IsolateError::Pdf(PdfError::TooLarge { .. }) => {
+            EngineError::TooLarge(format!("cannot extract PDF: {e}"))
+        }
+        IsolateError::Pdf(
+            p @ (PdfError::Empty | PdfError::NotPdf | PdfError::TooManyObjects { .. }),
+        ) => EngineError::InvalidInput(format!("cannot extract PDF: {p}")),
+        IsolateError::Timeout(_) => {
+            tracing::warn!(error = %e, "PDF extraction timed out");
+            EngineError::InvalidInput(
+                "the PDF took longer to process than allowed (time limit)".into(),
+            )
+        }
+        other => {
+            tracing::warn!(error = %other, "PDF extraction failed");
+            EngineError::InvalidInput(PDF_UNPROCESSABLE.into())
+        }
     }
 }
 
@@ -403,16 +449,7 @@ fn pdf_signals(
         )));
     }
     let extract =
-        extract_pdf_isolated(program, bytes, &IsolationLimits::default()).map_err(|e| match e {
-            // The server could not run its own extractor: not the caller's fault.
-            IsolateError::Spawn { .. } | IsolateError::Io(_) | IsolateError::BadOutput(_) => {
-                EngineError::Internal(format!("PDF extractor: {e}"))
-            }
-            IsolateError::Pdf(PdfError::TooLarge { .. }) => {
-                EngineError::TooLarge(format!("cannot extract PDF: {e}"))
-            }
-            other => EngineError::InvalidInput(format!("cannot extract PDF: {other}")),
-        })?;
+        extract_pdf_isolated(program, bytes, &IsolationLimits::default()).map_err(pdf_error)?;
     let mut out = Vec::new();
     let sig = sign_text(&extract.text, list);
     if sig.set_size > 0 {
@@ -697,12 +734,23 @@ pub(crate) fn hash_typed_text(text: String) -> Result<HashedUpload> {
     let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let minhash = echotrace_signals::text::text_signature(body).to_string();
     check_text_value(&minhash)?;
-    let d = echotrace_signals::digest::digests(text.as_bytes());
-    let signals = vec![
-        SignalValue {
-            signal_type: SignalType::TextMinhash,
-            value: minhash,
-        },
+    let mut signals = vec![SignalValue {
+        signal_type: SignalType::TextMinhash,
+        value: minhash,
+    }];
+    signals.extend(digest_signals(text.as_bytes()));
+    Ok(HashedUpload {
+        signals,
+        text: Some(QueryText::from(text)),
+        ocr: None,
+        robust: None,
+    })
+}
+
+/// The exact-match digests of some bytes: `md5`, then `sha256`.
+pub(crate) fn digest_signals(bytes: &[u8]) -> Vec<SignalValue> {
+    let d = echotrace_signals::digest::digests(bytes);
+    vec![
         SignalValue {
             signal_type: SignalType::Md5,
             value: d.md5,
@@ -711,13 +759,7 @@ pub(crate) fn hash_typed_text(text: String) -> Result<HashedUpload> {
             signal_type: SignalType::Sha256,
             value: d.sha256,
         },
-    ];
-    Ok(HashedUpload {
-        signals,
-        text: Some(QueryText::from(text)),
-        ocr: None,
-        robust: None,
-    })
+    ]
 }
 
 /// The equivalence lists a raw-text query must be signed under (version,

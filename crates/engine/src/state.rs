@@ -1,17 +1,26 @@
-//! The in-memory matching state: bank/content metadata and the signal
-//! indexes, built once from the store and then patched per change.
+//! The in-memory matching state: bank metadata, compact per-item columns
+//! and the signal indexes, built once (from the store, or from a snapshot)
+//! and then patched per change.
 //!
-//! * PDQ codes live in a [`MihIndex`] keyed by signal row id; a query
-//!   searches once with the largest PDQ threshold of the candidate banks and
-//!   then applies each hit's own bank threshold.
-//! * md5, sha256, url and url_sha256 are exact: `(type, value) → signal ids`.
+//! * Every content item and every signal has a dense **slot**; their
+//!   metadata is columnar ([`crate::columns`]): content row id, bank,
+//!   enabled/quarantined flags and the chain of its signals; signal row id,
+//!   content slot and type. Labels, notes and stored signal values are not
+//!   held: a lookup reads them from the store for the hits it reports
+//!   (`Engine::hydrate`). Every index below is keyed by signal slot.
+//! * PDQ codes live in a [`MihIndex`]; a query searches once with the
+//!   largest PDQ threshold of the candidate banks and then applies each
+//!   hit's own bank threshold.
+//! * md5, sha256, url and url_sha256 are exact: a fingerprint of (type,
+//!   value) → signal slots ([`ExactIndex`]), confirmed against the stored
+//!   value when the hit is read for the answer.
 //! * text_minhash signatures live in a [`TextLshIndex`] (bands for
 //!   same-size queries, shared-bin counting for texts inside longer pages,
-//!   keyed by signal row id, patched incrementally like PDQ). A query asks it for candidates under the loosest text rule of
-//!   the enabled banks (lowest Jaccard bound, default containment bound),
-//!   then every candidate is **verified exactly** with the text crate's
-//!   `compare_text_with` and its own bank's rule, as the old linear scan
-//!   did. Two small sets are still scanned because the index cannot
+//!   patched incrementally like PDQ). A query asks it for candidates under
+//!   the loosest text rule of the enabled banks (lowest Jaccard bound,
+//!   default containment bound), then every candidate is **verified
+//!   exactly** with the text crate's `compare_text_with` and its own bank's
+//!   rule. Two small sets are still scanned because the index cannot
 //!   answer for them: stored *short* texts when the query is short (the
 //!   word edit-distance rule needs token sequences, not bins), and the
 //!   rare signatures the index refuses (non-default K, empty text).
@@ -25,12 +34,11 @@
 //!   already exact; otherwise the pair is re-compared with
 //!   `video::vpdq::compare`. A bank threshold change that moves the largest
 //!   distance rebuilds the vPDQ index from the parsed signals kept here.
-//!
 //! * Per-bank vPDQ shares: a bank's `vpdq_query_pct` / `vpdq_compared_pct`
 //!   thresholds (default 80 / 0) replace the reference's fixed shares in
 //!   that check; the index's shares are computed for every candidate anyway.
 //! * Per-bank text-equivalence lists: each stored text signal remembers the
-//!   list version it was signed with (`SignalEntry::list_version`); parsed
+//!   list version it was signed with ([`TextEntry::list_version`]); parsed
 //!   lists are cached by version. A raw-text lookup arrives as
 //!   [`TextVariants`] — the query signed once per version present among the
 //!   target banks' text items — and each stored item is compared with the
@@ -39,7 +47,8 @@
 //!
 //! Applying a change re-reads one bank or one content item (with its
 //! signals) and replaces what memory held for it, so it is idempotent and
-//! order-insensitive for the same entity.
+//! order-insensitive for the same entity. The snapshot format
+//! ([`crate::snapshot`]) writes these fields section by section.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -52,9 +61,13 @@ use echotrace_signals::signal::SignalType;
 use echotrace_signals::text::minhash::MinHashParams;
 use echotrace_signals::text::{compare_text_with, EquivalenceList, TextMatchRule, TextSignature};
 use echotrace_signals::video::vpdq::{compare as compare_vpdq, VpdqHash, VpdqMatchOptions};
-use echotrace_store::{BankRow, ContentRow, SignalRow, Store};
+use echotrace_store::{BankRow, ContentFlagsRow, ContentRow, SignalRow, Store};
 
-use crate::convert::{parse_labels, parse_thresholds};
+use crate::columns::{
+    fingerprint, ContentColumns, ExactIndex, SignalColumns, Slot, ENABLED, LIVE, NO_SLOT,
+    QUARANTINED,
+};
+use crate::convert::parse_thresholds;
 use crate::error::{EngineError, Result};
 use crate::robust::{Channel, DerivedIndex, MatchingSettings, RobustQuery};
 use crate::signals::{default_threshold, typed_thresholds};
@@ -66,16 +79,19 @@ use crate::IndexStats;
 #[path = "state_robust.rs"]
 mod robust_channels;
 
-struct BankMeta {
-    name: String,
-    kind: BankKind,
-    enabled: bool,
+pub(crate) struct BankMeta {
+    pub(crate) id: BankId,
+    pub(crate) name: String,
+    pub(crate) kind: BankKind,
+    pub(crate) enabled: bool,
     thresholds: BTreeMap<SignalType, f64>,
     /// Current text-equivalence list version (`None` = no list).
-    equivalences: Option<i64>,
+    pub(crate) equivalences: Option<i64>,
     /// vPDQ share rule of the bank, percent.
     vpdq_query_pct: f64,
     vpdq_compared_pct: f64,
+    /// The row it was built from (snapshots store it).
+    pub(crate) row: BankRow,
 }
 
 impl BankMeta {
@@ -87,20 +103,10 @@ impl BankMeta {
     }
 }
 
-struct ContentMeta {
-    bank_id: BankId,
-    enabled: bool,
-    quarantined: bool,
-    labels: Vec<String>,
-    signal_ids: Vec<SignalId>,
-}
-
-struct SignalEntry {
-    content_id: ContentId,
-    signal_type: SignalType,
-    value: String,
-    /// Text: the equivalence-list version it was signed with.
-    list_version: Option<i64>,
+/// A stored text signature and the list version it was signed with.
+pub(crate) struct TextEntry {
+    pub(crate) sig: TextSignature,
+    pub(crate) list_version: Option<i64>,
 }
 
 /// A raw-text query signed once per equivalence-list version present among
@@ -113,7 +119,8 @@ pub(crate) struct TextVariants {
     pub by_version: Vec<(Option<i64>, TextSignature, String)>,
 }
 
-/// One hit before it is recorded.
+/// One hit before it is recorded. `matched_value` and `labels` are empty
+/// until the hit is read from the store (`Engine::hydrate`).
 #[derive(Clone, Debug)]
 pub(crate) struct Candidate {
     pub bank_id: BankId,
@@ -125,6 +132,8 @@ pub(crate) struct Candidate {
     pub query_value: String,
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
+    /// vPDQ: the share (0..1) of the bank video's frames with a partner.
+    pub compared_similarity: Option<f64>,
     pub labels: Vec<String>,
     /// The channel that found it (`Plain` for every non-derived hit).
     pub channel: Channel,
@@ -147,29 +156,32 @@ impl Candidate {
 }
 
 pub(crate) struct MatchState {
-    banks: HashMap<BankId, BankMeta>,
-    contents: HashMap<ContentId, ContentMeta>,
-    signals: HashMap<SignalId, SignalEntry>,
-    pdq: MihIndex,
-    exact: HashMap<(SignalType, String), Vec<SignalId>>,
+    /// Bank slot → bank (`None` = deleted). Banks are few; slots are not
+    /// reused.
+    pub(crate) banks: Vec<Option<BankMeta>>,
+    pub(crate) bank_slots: HashMap<BankId, Slot>,
+    pub(crate) content: ContentColumns,
+    pub(crate) signals: SignalColumns,
+    pub(crate) pdq: MihIndex,
+    pub(crate) exact: ExactIndex,
     /// Every stored text signature (exact verification).
-    text: HashMap<SignalId, TextSignature>,
+    pub(crate) text: HashMap<Slot, TextEntry>,
     /// LSH over `text` (candidate generation).
     text_lsh: TextLshIndex,
     /// Stored signatures with a short-text section (edit-distance rule).
-    text_short: HashSet<SignalId>,
+    text_short: HashSet<Slot>,
     /// Stored signatures the LSH index refused; always scanned.
-    text_unindexed: HashSet<SignalId>,
+    text_unindexed: HashSet<Slot>,
     /// Every stored vPDQ signal, parsed (verification and rebuilds).
-    vpdq: HashMap<SignalId, VpdqHash>,
+    pub(crate) vpdq: HashMap<Slot, VpdqHash>,
     /// Frame index over `vpdq` (candidate generation).
     vpdq_index: VpdqIndex,
-    /// Parsed text-equivalence lists by version id.
-    lists: HashMap<i64, Arc<EquivalenceList>>,
+    /// Parsed text-equivalence lists by version id, with their bodies.
+    pub(crate) lists: HashMap<i64, (Arc<EquivalenceList>, String)>,
     /// Text signals per bank and list version they were signed with.
     text_versions: HashMap<BankId, HashMap<Option<i64>, usize>>,
     /// Derived hashes and per-bank robust settings (`crate::robust`).
-    derived: DerivedIndex,
+    pub(crate) derived: DerivedIndex,
 }
 
 fn vpdq_frames(h: &VpdqHash) -> Vec<VpdqFrame> {
@@ -209,16 +221,7 @@ fn new_text_lsh() -> Result<TextLshIndex> {
         .map_err(|e| EngineError::Internal(format!("creating the text index: {e}")))
 }
 
-fn to_u64(id: i64) -> u64 {
-    // Row ids are positive; the cast is a bijection on i64 anyway.
-    id as u64
-}
-
-fn to_i64(id: u64) -> i64 {
-    id as i64
-}
-
-fn bank_meta(row: &BankRow) -> BankMeta {
+pub(crate) fn bank_meta(row: &BankRow) -> BankMeta {
     let raw = parse_thresholds(&row.thresholds).unwrap_or_default();
     let defaults = VpdqMatchOptions::default();
     let pct = |key: &str, default: f64| {
@@ -230,6 +233,7 @@ fn bank_meta(row: &BankRow) -> BankMeta {
             .unwrap_or(default)
     };
     BankMeta {
+        id: row.id,
         name: row.name.clone(),
         kind: BankKind::parse(&row.kind).unwrap_or(BankKind::Block),
         enabled: row.enabled,
@@ -237,29 +241,42 @@ fn bank_meta(row: &BankRow) -> BankMeta {
         equivalences: row.text_equivalences_id,
         vpdq_query_pct: pct(VPDQ_QUERY_PCT, defaults.query_match_threshold_pct),
         vpdq_compared_pct: pct(VPDQ_COMPARED_PCT, defaults.compared_match_threshold_pct),
+        // The list body is kept once, in `lists`.
+        row: BankRow {
+            text_equivalences: None,
+            ..row.clone()
+        },
     }
 }
 
-fn content_meta(row: &ContentRow) -> ContentMeta {
-    ContentMeta {
+/// What the state needs of a content row.
+fn flags_of(row: &ContentRow) -> ContentFlagsRow {
+    ContentFlagsRow {
+        id: row.id,
         bank_id: row.bank_id,
         enabled: row.enabled,
         quarantined: row.quarantined,
-        labels: parse_labels(&row.labels).unwrap_or_default(),
-        signal_ids: Vec::new(),
     }
 }
 
 const PAGE: i64 = 10_000;
 
+/// A live hit's bank and content, as [`MatchState::live`] resolves them.
+struct LiveHit<'a> {
+    bank: &'a BankMeta,
+    content_id: ContentId,
+    signal_id: SignalId,
+}
+
 impl MatchState {
     pub(crate) fn empty() -> Result<Self> {
         Ok(MatchState {
-            banks: HashMap::new(),
-            contents: HashMap::new(),
-            signals: HashMap::new(),
+            banks: Vec::new(),
+            bank_slots: HashMap::new(),
+            content: ContentColumns::default(),
+            signals: SignalColumns::default(),
             pdq: MihIndex::new(),
-            exact: HashMap::new(),
+            exact: ExactIndex::default(),
             text: HashMap::new(),
             text_lsh: new_text_lsh()?,
             text_short: HashSet::new(),
@@ -274,7 +291,8 @@ impl MatchState {
         })
     }
 
-    /// Load everything from the store (startup only).
+    /// Load everything from the store, page by page (startup without a
+    /// usable snapshot).
     pub(crate) async fn load(store: &Store) -> Result<Self> {
         let mut st = MatchState::empty()?;
         for l in store.text_equivalences_in_use().await? {
@@ -286,11 +304,11 @@ impl MatchState {
         st.refresh_vpdq_distance();
         let mut after = 0;
         loop {
-            let page = store.all_content_page(after, PAGE).await?;
+            let page = store.content_flags_page(after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = last.id;
             for c in &page {
-                st.contents.insert(c.id, content_meta(c));
+                st.set_content(c);
             }
         }
         let mut pdq_entries = Vec::new();
@@ -300,114 +318,173 @@ impl MatchState {
             let Some(last) = page.last() else { break };
             after = last.id;
             for s in &page {
-                if let Some(code) = st.index_signal_except_pdq(s) {
-                    pdq_entries.push((to_u64(s.id), code));
+                let Some(cs) = st.content.slot_of(s.content_id) else {
+                    continue;
+                };
+                if let Some((slot, code)) = st.index_signal_except_pdq(cs, s) {
+                    pdq_entries.push((u64::from(slot), code));
                 }
             }
         }
         st.pdq = MihIndex::build(pdq_entries, MihParams::default())
             .map_err(|e| EngineError::Internal(format!("building the PDQ index: {e}")))?;
         st.derived = crate::robust::load_derived(store).await?;
+        st.shrink();
         Ok(st)
     }
 
-    /// Register a signal in metadata and the exact/text indexes; returns the
-    /// PDQ code if it belongs in the PDQ index (caller inserts it).
-    fn index_signal_except_pdq(&mut self, s: &SignalRow) -> Option<[u64; 4]> {
+    /// Give back the spare capacity the columns grew into while loading
+    /// (up to half of them after doubling).
+    fn shrink(&mut self) {
+        let c = &mut self.content;
+        c.ids.shrink_to_fit();
+        c.bank.shrink_to_fit();
+        c.flags.shrink_to_fit();
+        c.first_signal.shrink_to_fit();
+        let s = &mut self.signals;
+        s.ids.shrink_to_fit();
+        s.content.shrink_to_fit();
+        s.next.shrink_to_fit();
+        s.kind.shrink_to_fit();
+    }
+
+    /// The bank slot of a bank id (a placeholder slot for a bank not seen
+    /// yet: its content stays unmatched until the bank arrives).
+    fn bank_slot(&mut self, id: BankId) -> Slot {
+        if let Some(s) = self.bank_slots.get(&id) {
+            return *s;
+        }
+        let s = Slot::try_from(self.banks.len()).unwrap_or(NO_SLOT);
+        self.banks.push(None);
+        self.bank_slots.insert(id, s);
+        s
+    }
+
+    fn bank_of_slot(&self, slot: Slot) -> Option<&BankMeta> {
+        self.banks.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    fn bank(&self, id: BankId) -> Option<&BankMeta> {
+        self.bank_of_slot(*self.bank_slots.get(&id)?)
+    }
+
+    /// Make `row` live in the content columns (its signals untouched).
+    fn set_content(&mut self, row: &ContentFlagsRow) -> Slot {
+        let bank = self.bank_slot(row.bank_id);
+        let slot = self.content.slot_for(row.id);
+        self.content.set(slot, bank, row.enabled, row.quarantined);
+        slot
+    }
+
+    /// Register a signal of content slot `cs` in the columns (linked first
+    /// in its chain) and in the exact/text/vPDQ indexes; returns its slot
+    /// and PDQ code if it belongs in the PDQ index (caller inserts it).
+    fn index_signal_except_pdq(&mut self, cs: Slot, s: &SignalRow) -> Option<(Slot, [u64; 4])> {
         let t = s.signal_type.parse::<SignalType>().ok()?;
-        let content = self.contents.get_mut(&s.content_id)?;
-        content.signal_ids.push(s.id);
-        let list_version = if t.is_text() {
-            *self
-                .text_versions
-                .entry(content.bank_id)
-                .or_default()
-                .entry(s.equivalences_id)
-                .or_default() += 1;
-            s.equivalences_id
-        } else {
-            None
-        };
-        self.signals.insert(
-            s.id,
-            SignalEntry {
-                content_id: s.content_id,
-                signal_type: t,
-                value: s.value.clone(),
-                list_version,
-            },
-        );
+        let bank_id = self.bank_id_of_content(cs)?;
+        let slot = self.signals.alloc(s.id, cs, t);
+        let first = self.content.first_signal.get_mut(cs as usize)?;
+        self.signals.next[slot as usize] = *first;
+        *first = slot;
+        let key = u64::from(slot);
         match t {
-            SignalType::Pdq => PdqHash::from_hex(&s.value).ok().map(|h| h.to_words()),
+            SignalType::Pdq => PdqHash::from_hex(&s.value)
+                .ok()
+                .map(|h| (slot, h.to_words())),
             SignalType::TextMinhash | SignalType::OcrText => {
                 if let Ok(sig) = s.value.parse::<TextSignature>() {
-                    if sig.short.is_some() {
-                        self.text_short.insert(s.id);
-                    }
-                    if self.text_lsh.insert(to_u64(s.id), sketch(&sig)).is_err() {
-                        self.text_unindexed.insert(s.id);
-                    }
-                    self.text.insert(s.id, sig);
+                    self.add_text(slot, bank_id, sig, s.equivalences_id, key);
                 }
                 None
             }
             SignalType::Vpdq => {
                 if let Ok(h) = VpdqHash::from_signal_str(&s.value) {
                     // A video without matchable frames is simply not indexed.
-                    let _ = self.vpdq_index.insert_video(to_u64(s.id), &vpdq_frames(&h));
-                    self.vpdq.insert(s.id, h);
+                    let _ = self.vpdq_index.insert_video(key, &vpdq_frames(&h));
+                    self.vpdq.insert(slot, h);
                 }
                 None
             }
             _ => {
-                self.exact
-                    .entry((t, s.value.clone()))
-                    .or_default()
-                    .push(s.id);
+                self.exact.insert(fingerprint(t, &s.value), slot);
                 None
             }
         }
     }
 
-    fn unindex_signal(&mut self, id: SignalId) {
-        let Some(entry) = self.signals.remove(&id) else {
+    fn add_text(
+        &mut self,
+        slot: Slot,
+        bank_id: BankId,
+        sig: TextSignature,
+        list_version: Option<i64>,
+        key: u64,
+    ) {
+        *self
+            .text_versions
+            .entry(bank_id)
+            .or_default()
+            .entry(list_version)
+            .or_default() += 1;
+        if sig.short.is_some() {
+            self.text_short.insert(slot);
+        }
+        if self.text_lsh.insert(key, sketch(&sig)).is_err() {
+            self.text_unindexed.insert(slot);
+        }
+        self.text.insert(slot, TextEntry { sig, list_version });
+    }
+
+    fn bank_id_of_content(&self, cs: Slot) -> Option<BankId> {
+        let b = *self.content.bank.get(cs as usize)?;
+        self.banks
+            .get(b as usize)
+            .and_then(Option::as_ref)
+            .map(|m| m.id)
+            .or_else(|| {
+                self.bank_slots
+                    .iter()
+                    .find(|(_, s)| **s == b)
+                    .map(|(id, _)| *id)
+            })
+    }
+
+    /// Remove a signal slot from every index and free it (the caller
+    /// unlinks it from its chain).
+    fn unindex_signal(&mut self, slot: Slot) {
+        let Some(t) = self.signals.signal_type(slot) else {
             return;
         };
-        if entry.signal_type.is_text() {
-            let bank = self.contents.get(&entry.content_id).map(|c| c.bank_id);
-            if let Some(per_bank) = bank.and_then(|b| self.text_versions.get_mut(&b)) {
-                if let Some(n) = per_bank.get_mut(&entry.list_version) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        per_bank.remove(&entry.list_version);
-                    }
-                }
-            }
-        }
-        match entry.signal_type {
+        let key = u64::from(slot);
+        match t {
             SignalType::Pdq => {
-                self.pdq.remove(to_u64(id));
+                self.pdq.remove(key);
             }
             SignalType::TextMinhash | SignalType::OcrText => {
-                self.text.remove(&id);
-                self.text_lsh.remove(to_u64(id));
-                self.text_short.remove(&id);
-                self.text_unindexed.remove(&id);
-            }
-            SignalType::Vpdq => {
-                self.vpdq.remove(&id);
-                self.vpdq_index.remove_video(to_u64(id));
-            }
-            t => {
-                let key = (t, entry.value);
-                if let Some(ids) = self.exact.get_mut(&key) {
-                    ids.retain(|x| *x != id);
-                    if ids.is_empty() {
-                        self.exact.remove(&key);
+                if let Some(entry) = self.text.remove(&slot) {
+                    let cs = self.signals.content[slot as usize];
+                    if let Some(bank) = self.bank_id_of_content(cs) {
+                        if let Some(per_bank) = self.text_versions.get_mut(&bank) {
+                            if let Some(n) = per_bank.get_mut(&entry.list_version) {
+                                *n = n.saturating_sub(1);
+                                if *n == 0 {
+                                    per_bank.remove(&entry.list_version);
+                                }
+                            }
+                        }
                     }
                 }
+                self.text_lsh.remove(key);
+                self.text_short.remove(&slot);
+                self.text_unindexed.remove(&slot);
             }
+            SignalType::Vpdq => {
+                self.vpdq.remove(&slot);
+                self.vpdq_index.remove_video(key);
+            }
+            _ => self.exact.remove(slot),
         }
+        self.signals.release(slot);
     }
 
     /// Replace what memory holds for a bank (`None` = deleted).
@@ -417,10 +494,17 @@ impl MatchState {
                 if let (Some(v), Some(body)) = (r.text_equivalences_id, &r.text_equivalences) {
                     self.insert_list(v, body);
                 }
-                self.banks.insert(id, bank_meta(r));
+                let slot = self.bank_slot(id);
+                if let Some(b) = self.banks.get_mut(slot as usize) {
+                    *b = Some(bank_meta(r));
+                }
             }
             None => {
-                self.banks.remove(&id);
+                if let Some(slot) = self.bank_slots.get(&id) {
+                    if let Some(b) = self.banks.get_mut(*slot as usize) {
+                        *b = None;
+                    }
+                }
                 self.text_versions.remove(&id);
             }
         }
@@ -437,8 +521,10 @@ impl MatchState {
         }
         match crate::signals::parse_equivalences(body) {
             Ok(list) => {
-                self.lists
-                    .insert(version, Arc::new(list.unwrap_or_default()));
+                self.lists.insert(
+                    version,
+                    (Arc::new(list.unwrap_or_default()), body.to_string()),
+                );
             }
             Err(e) => tracing::warn!(version, error = %e, "stored equivalence list unusable"),
         }
@@ -458,19 +544,23 @@ impl MatchState {
 
     /// The bank's current list version and list, if it has one.
     pub(crate) fn bank_list(&self, bank_id: BankId) -> Option<(i64, Arc<EquivalenceList>)> {
-        let v = self.banks.get(&bank_id)?.equivalences?;
-        Some((v, self.lists.get(&v)?.clone()))
+        let v = self.bank(bank_id)?.equivalences?;
+        Some((v, self.lists.get(&v)?.0.clone()))
     }
 
     /// Whether the bank is known to this state.
     pub(crate) fn has_bank(&self, bank_id: BankId) -> bool {
-        self.banks.contains_key(&bank_id)
+        self.bank(bank_id).is_some()
+    }
+
+    fn live_banks(&self) -> impl Iterator<Item = &BankMeta> {
+        self.banks.iter().filter_map(Option::as_ref)
     }
 
     /// Text signals of a bank signed under another list version than its
     /// current one.
     pub(crate) fn text_items_older_list(&self, bank_id: BankId) -> u64 {
-        let current = self.banks.get(&bank_id).and_then(|b| b.equivalences);
+        let current = self.bank(bank_id).and_then(|b| b.equivalences);
         self.text_versions
             .get(&bank_id)
             .map(|m| {
@@ -491,14 +581,14 @@ impl MatchState {
         banks: Option<&[BankId]>,
     ) -> Vec<(Option<i64>, Option<Arc<EquivalenceList>>)> {
         let mut versions: Vec<Option<i64>> = Vec::new();
-        for (id, b) in &self.banks {
+        for b in self.live_banks() {
             if !b.enabled {
                 continue;
             }
-            if b.kind == BankKind::Block && banks.is_some_and(|f| !f.contains(id)) {
+            if b.kind == BankKind::Block && banks.is_some_and(|f| !f.contains(&b.id)) {
                 continue;
             }
-            if let Some(m) = self.text_versions.get(id) {
+            if let Some(m) = self.text_versions.get(&b.id) {
                 versions.extend(m.iter().filter(|(_, n)| **n > 0).map(|(v, _)| *v));
             }
         }
@@ -508,7 +598,10 @@ impl MatchState {
             .into_iter()
             .filter_map(|v| match v {
                 None => Some((None, None)),
-                Some(id) => self.lists.get(&id).map(|l| (Some(id), Some(l.clone()))),
+                Some(id) => self
+                    .lists
+                    .get(&id)
+                    .map(|(l, _)| (Some(id), Some(l.clone()))),
             })
             .collect()
     }
@@ -516,8 +609,7 @@ impl MatchState {
     /// The per-frame distance the vPDQ index must search with: the largest
     /// of any bank's (enabled or not, so toggles never rebuild).
     fn vpdq_distance(&self) -> u32 {
-        self.banks
-            .values()
+        self.live_banks()
             .map(|b| threshold_distance(b.threshold(SignalType::Vpdq)))
             .max()
             .unwrap_or_else(|| threshold_distance(default_threshold(SignalType::Vpdq)))
@@ -529,11 +621,48 @@ impl MatchState {
         if distance == self.vpdq_index.options().distance_threshold {
             return;
         }
+        self.rebuild_vpdq_index(distance);
+    }
+
+    fn rebuild_vpdq_index(&mut self, distance: u32) {
         let mut ix = VpdqIndex::new(vpdq_index_options(distance));
-        for (sid, h) in &self.vpdq {
-            let _ = ix.insert_video(to_u64(*sid), &vpdq_frames(h));
+        for (slot, h) in &self.vpdq {
+            let _ = ix.insert_video(u64::from(*slot), &vpdq_frames(h));
         }
         self.vpdq_index = ix;
+    }
+
+    /// The signal slots of content slot `cs`, in chain order.
+    fn chain(&self, cs: Slot) -> Vec<Slot> {
+        let mut out = Vec::new();
+        let mut s = self
+            .content
+            .first_signal
+            .get(cs as usize)
+            .copied()
+            .unwrap_or(NO_SLOT);
+        while s != NO_SLOT && out.len() <= self.signals.len() {
+            out.push(s);
+            s = self
+                .signals
+                .next
+                .get(s as usize)
+                .copied()
+                .unwrap_or(NO_SLOT);
+        }
+        out
+    }
+
+    /// Drop every signal of content slot `cs` from the indexes and free
+    /// their slots.
+    fn release_signals(&mut self, cs: Slot) {
+        let slots = self.chain(cs);
+        if let Some(f) = self.content.first_signal.get_mut(cs as usize) {
+            *f = NO_SLOT;
+        }
+        for s in slots {
+            self.unindex_signal(s);
+        }
     }
 
     /// Replace what memory holds for a content item (`None` = deleted).
@@ -543,34 +672,52 @@ impl MatchState {
         row: Option<&ContentRow>,
         signals: &[SignalRow],
     ) {
-        let old_ids = self
-            .contents
-            .get(&id)
-            .map(|c| c.signal_ids.clone())
-            .unwrap_or_default();
+        let existing = self
+            .content
+            .slot_of(id)
+            .filter(|s| self.content.is_live(*s));
         let Some(row) = row else {
-            for sid in old_ids {
-                self.unindex_signal(sid);
+            if let Some(cs) = existing {
+                self.release_signals(cs);
+                self.content.kill(cs);
+                self.maybe_compact();
             }
-            self.contents.remove(&id);
             return;
         };
-        let new_ids: Vec<SignalId> = signals.iter().map(|s| s.id).collect();
-        if old_ids == new_ids && self.contents.contains_key(&id) {
-            // Metadata-only change (enable, labels, quarantine): a flag flip.
-            let signal_ids = old_ids;
-            let mut meta = content_meta(row);
-            meta.signal_ids = signal_ids;
-            self.contents.insert(id, meta);
+        if let Some(cs) = existing {
+            let mut old: Vec<SignalId> = self
+                .chain(cs)
+                .iter()
+                .map(|s| self.signals.ids[*s as usize])
+                .collect();
+            old.sort_unstable();
+            let mut new: Vec<SignalId> = signals.iter().map(|s| s.id).collect();
+            new.sort_unstable();
+            if old == new {
+                // Metadata-only change (enable, labels, quarantine): a flag flip.
+                self.set_content(&flags_of(row));
+                return;
+            }
+            self.release_signals(cs);
+        }
+        let cs = self.set_content(&flags_of(row));
+        for s in signals {
+            if let Some((slot, code)) = self.index_signal_except_pdq(cs, s) {
+                self.pdq.insert(u64::from(slot), code);
+            }
+        }
+    }
+
+    /// Re-sort the content columns when deletions or out-of-order ids have
+    /// piled up (rewrites the signals' content slots).
+    fn maybe_compact(&mut self) {
+        if !self.content.needs_compaction() {
             return;
         }
-        for sid in old_ids {
-            self.unindex_signal(sid);
-        }
-        self.contents.insert(id, content_meta(row));
-        for s in signals {
-            if let Some(code) = self.index_signal_except_pdq(s) {
-                self.pdq.insert(to_u64(s.id), code);
+        let remap = self.content.compact();
+        for c in self.signals.content.iter_mut() {
+            if *c != NO_SLOT {
+                *c = remap.get(*c as usize).copied().unwrap_or(NO_SLOT);
             }
         }
     }
@@ -591,23 +738,16 @@ impl MatchState {
     }
 
     pub(crate) fn bank_name(&self, id: BankId) -> Option<&str> {
-        self.banks.get(&id).map(|b| b.name.as_str())
-    }
-
-    pub(crate) fn labels(&self, content_id: ContentId) -> Vec<String> {
-        self.contents
-            .get(&content_id)
-            .map(|c| c.labels.clone())
-            .unwrap_or_default()
+        self.bank(id).map(|b| b.name.as_str())
     }
 
     pub(crate) fn stats(&self) -> IndexStats {
         IndexStats {
-            banks: self.banks.len(),
-            content: self.contents.len(),
-            signals: self.signals.len(),
+            banks: self.live_banks().count(),
+            content: self.content.live,
+            signals: self.signals.live,
             pdq: self.pdq.len(),
-            exact: self.exact.values().map(Vec::len).sum(),
+            exact: self.exact.len(),
             text: self.text.len(),
             vpdq: self.vpdq.len(),
             derived_pdq: self.derived.len(),
@@ -615,40 +755,38 @@ impl MatchState {
         }
     }
 
-    /// Whether a signal is live for this query: content enabled and not
-    /// quarantined, bank enabled, and (for block banks) inside the filter.
-    fn live(
-        &self,
-        sid: SignalId,
-        filter: Option<&HashSet<BankId>>,
-    ) -> Option<(&SignalEntry, &ContentMeta, &BankMeta, BankId)> {
-        let s = self.signals.get(&sid)?;
-        let c = self.contents.get(&s.content_id)?;
-        if !c.enabled || c.quarantined {
+    /// Whether a signal slot is live for this query: content enabled and
+    /// not quarantined, bank enabled, and (for block banks) inside the
+    /// filter.
+    fn live(&self, slot: Slot, filter: Option<&HashSet<BankId>>) -> Option<LiveHit<'_>> {
+        let i = slot as usize;
+        let cs = *self.signals.content.get(i)?;
+        let c = cs as usize;
+        let flags = *self.content.flags.get(c)?;
+        if flags & (LIVE | ENABLED | QUARANTINED) != LIVE | ENABLED {
             return None;
         }
-        let b = self.banks.get(&c.bank_id)?;
+        let b = self.bank_of_slot(*self.content.bank.get(c)?)?;
         if !b.enabled {
             return None;
         }
-        if b.kind == BankKind::Block {
-            if let Some(f) = filter {
-                if !f.contains(&c.bank_id) {
-                    return None;
-                }
-            }
+        if b.kind == BankKind::Block && filter.is_some_and(|f| !f.contains(&b.id)) {
+            return None;
         }
-        Some((s, c, b, c.bank_id))
+        Some(LiveHit {
+            bank: b,
+            content_id: self.content.id_of(cs),
+            signal_id: *self.signals.ids.get(i)?,
+        })
     }
 
     /// Stored text signatures worth verifying against `qsig`: the LSH
     /// index's hits under the loosest rule of the enabled banks, plus the
     /// scanned sets (module doc). Sorted, deduplicated.
-    fn text_candidates(&self, qsig: &TextSignature) -> Vec<SignalId> {
+    fn text_candidates(&self, qsig: &TextSignature) -> Vec<Slot> {
         let d = TextMatchRule::default();
         let floor = self
-            .banks
-            .values()
+            .live_banks()
             .filter(|b| b.enabled)
             .map(|b| {
                 b.threshold(SignalType::TextMinhash)
@@ -660,10 +798,14 @@ impl MatchState {
             containment: d.containment,
             min_contained_shingles: d.min_contained_shingles,
         };
-        let mut out: Vec<SignalId> = self
+        let mut out: Vec<Slot> = self
             .text_lsh
             .query(sketch(qsig), &rule)
-            .map(|hits| hits.into_iter().map(|(id, _)| to_i64(id)).collect())
+            .map(|hits| {
+                hits.into_iter()
+                    .filter_map(|(id, _)| Slot::try_from(id).ok())
+                    .collect()
+            })
             .unwrap_or_default();
         out.extend(self.text_unindexed.iter().copied());
         if qsig.short.is_some() {
@@ -703,7 +845,23 @@ impl MatchState {
                 }
             }
         };
+        let hit = |h: &LiveHit<'_>, t: SignalType, query_value: &str| Candidate {
+            bank_id: h.bank.id,
+            bank_kind: h.bank.kind,
+            content_id: h.content_id,
+            signal_id: h.signal_id,
+            signal_type: t,
+            matched_value: String::new(),
+            query_value: query_value.to_string(),
+            distance: None,
+            similarity: None,
+            compared_similarity: None,
+            labels: Vec::new(),
+            channel: Channel::Plain,
+            detail: None,
+        };
         let mut hits: Vec<Hit> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
         for q in query {
             match q.signal_type {
                 SignalType::Pdq => {
@@ -711,8 +869,7 @@ impl MatchState {
                         continue;
                     };
                     let radius = self
-                        .banks
-                        .values()
+                        .live_banks()
                         .filter(|b| b.enabled)
                         .map(|b| b.threshold(SignalType::Pdq))
                         .fold(0.0_f64, f64::max)
@@ -720,26 +877,17 @@ impl MatchState {
                     hits.clear();
                     self.pdq.search(&hash.to_words(), radius, &mut hits);
                     for h in &hits {
-                        let sid = to_i64(h.id);
-                        let Some((s, c, b, bank_id)) = self.live(sid, filter) else {
+                        let Some(live) =
+                            Slot::try_from(h.id).ok().and_then(|s| self.live(s, filter))
+                        else {
                             continue;
                         };
-                        if f64::from(h.distance) > b.threshold(SignalType::Pdq) {
+                        if f64::from(h.distance) > live.bank.threshold(SignalType::Pdq) {
                             continue;
                         }
                         push(Candidate {
-                            bank_id,
-                            bank_kind: b.kind,
-                            content_id: s.content_id,
-                            signal_id: sid,
-                            signal_type: SignalType::Pdq,
-                            matched_value: s.value.clone(),
-                            query_value: q.value.clone(),
                             distance: Some(i64::from(h.distance)),
-                            similarity: None,
-                            labels: c.labels.clone(),
-                            channel: Channel::Plain,
-                            detail: None,
+                            ..hit(&live, SignalType::Pdq, &q.value)
                         });
                     }
                 }
@@ -758,29 +906,29 @@ impl MatchState {
                             None => vec![(None, plain, q.value.clone())],
                         };
                     for (version, qsig, qvalue) in &signed {
-                        for sid in self.text_candidates(qsig) {
-                            let Some(sig) = self.text.get(&sid) else {
+                        for slot in self.text_candidates(qsig) {
+                            let Some(entry) = self.text.get(&slot) else {
                                 continue;
                             };
-                            let Some((s, c, b, bank_id)) = self.live(sid, filter) else {
+                            let Some(live) = self.live(slot, filter) else {
                                 continue;
                             };
-                            if version.is_some_and(|v| v != s.list_version) {
+                            if version.is_some_and(|v| v != entry.list_version) {
                                 continue;
                             }
                             // Either side read by OCR: the bank's ocr_text rule.
                             let kind = if q.signal_type == SignalType::OcrText
-                                || s.signal_type == SignalType::OcrText
+                                || self.signals.signal_type(slot) == Some(SignalType::OcrText)
                             {
                                 SignalType::OcrText
                             } else {
                                 SignalType::TextMinhash
                             };
                             let rule = TextMatchRule {
-                                jaccard: b.threshold(kind),
+                                jaccard: live.bank.threshold(kind),
                                 ..TextMatchRule::default()
                             };
-                            let Ok(cmp) = compare_text_with(qsig, sig, &rule) else {
+                            let Ok(cmp) = compare_text_with(qsig, &entry.sig, &rule) else {
                                 continue;
                             };
                             if !cmp.is_match {
@@ -791,18 +939,8 @@ impl MatchState {
                                 .max(cmp.containment_a_in_b)
                                 .max(cmp.containment_b_in_a);
                             push(Candidate {
-                                bank_id,
-                                bank_kind: b.kind,
-                                content_id: s.content_id,
-                                signal_id: sid,
-                                signal_type: kind,
-                                matched_value: s.value.clone(),
-                                query_value: qvalue.clone(),
-                                distance: None,
                                 similarity: Some(similarity),
-                                labels: c.labels.clone(),
-                                channel: Channel::Plain,
-                                detail: None,
+                                ..hit(&live, kind, qvalue)
                             });
                         }
                     }
@@ -815,10 +953,13 @@ impl MatchState {
                     let mut videos = Vec::new();
                     self.vpdq_index.query(&vpdq_frames(&qh), &mut videos);
                     for v in videos {
-                        let sid = to_i64(v.video_id);
-                        let Some((s, c, b, bank_id)) = self.live(sid, filter) else {
+                        let Ok(slot) = Slot::try_from(v.video_id) else {
                             continue;
                         };
+                        let Some(live) = self.live(slot, filter) else {
+                            continue;
+                        };
+                        let b = live.bank;
                         let opts = VpdqMatchOptions {
                             distance_threshold: threshold_distance(b.threshold(SignalType::Vpdq)),
                             query_match_threshold_pct: b.vpdq_query_pct,
@@ -829,7 +970,7 @@ impl MatchState {
                         {
                             (v.query_match_pct, v.compared_match_pct)
                         } else {
-                            let Some(stored) = self.vpdq.get(&sid) else {
+                            let Some(stored) = self.vpdq.get(&slot) else {
                                 continue;
                             };
                             let cmp = compare_vpdq(&qh, stored, &opts);
@@ -841,42 +982,26 @@ impl MatchState {
                             continue;
                         }
                         push(Candidate {
-                            bank_id,
-                            bank_kind: b.kind,
-                            content_id: s.content_id,
-                            signal_id: sid,
-                            signal_type: SignalType::Vpdq,
-                            matched_value: s.value.clone(),
-                            query_value: q.value.clone(),
-                            distance: None,
                             similarity: Some(query_pct / 100.0),
-                            labels: c.labels.clone(),
-                            channel: Channel::Plain,
-                            detail: None,
+                            compared_similarity: Some(compared_pct / 100.0),
+                            ..hit(&live, SignalType::Vpdq, &q.value)
                         });
                     }
                 }
                 t => {
-                    let Some(ids) = self.exact.get(&(t, q.value.clone())) else {
-                        continue;
-                    };
-                    for sid in ids {
-                        let Some((s, c, b, bank_id)) = self.live(*sid, filter) else {
+                    slots.clear();
+                    self.exact.get(fingerprint(t, &q.value), &mut slots);
+                    for slot in &slots {
+                        if self.signals.signal_type(*slot) != Some(t) {
+                            continue;
+                        }
+                        let Some(live) = self.live(*slot, filter) else {
                             continue;
                         };
+                        // Confirmed against the stored value by `hydrate`.
                         push(Candidate {
-                            bank_id,
-                            bank_kind: b.kind,
-                            content_id: s.content_id,
-                            signal_id: *sid,
-                            signal_type: t,
-                            matched_value: s.value.clone(),
-                            query_value: q.value.clone(),
                             distance: Some(0),
-                            similarity: None,
-                            labels: c.labels.clone(),
-                            channel: Channel::Plain,
-                            detail: None,
+                            ..hit(&live, t, &q.value)
                         });
                     }
                 }
@@ -894,6 +1019,47 @@ impl MatchState {
                 .then(a.signal_type.cmp(&b.signal_type))
         });
         out
+    }
+
+    /// Rebuild what is derived from the snapshotted fields: the text LSH
+    /// index and its scanned sets, per-bank text counts, the vPDQ index.
+    pub(crate) fn rebuild_derived(&mut self) -> Result<()> {
+        self.text_lsh = new_text_lsh()?;
+        self.text_short.clear();
+        self.text_unindexed.clear();
+        self.text_versions.clear();
+        let entries: Vec<(Slot, Option<i64>)> = self
+            .text
+            .iter()
+            .map(|(s, e)| (*s, e.list_version))
+            .collect();
+        for (slot, version) in entries {
+            let cs = self.signals.content[slot as usize];
+            if let Some(bank) = self.bank_id_of_content(cs) {
+                *self
+                    .text_versions
+                    .entry(bank)
+                    .or_default()
+                    .entry(version)
+                    .or_default() += 1;
+            }
+            let Some(entry) = self.text.get(&slot) else {
+                continue;
+            };
+            if entry.sig.short.is_some() {
+                self.text_short.insert(slot);
+            }
+            if self
+                .text_lsh
+                .insert(u64::from(slot), sketch(&entry.sig))
+                .is_err()
+            {
+                self.text_unindexed.insert(slot);
+            }
+        }
+        let distance = self.vpdq_distance();
+        self.rebuild_vpdq_index(distance);
+        Ok(())
     }
 }
 
@@ -986,7 +1152,11 @@ mod tests {
         let page = format!("{} {} {}", words(99, 200), edited.join(" "), words(98, 200));
         let qsig = text_signature(&page);
 
-        let candidates = st.text_candidates(&qsig);
+        let candidates: Vec<SignalId> = st
+            .text_candidates(&qsig)
+            .iter()
+            .map(|s| st.signals.ids[*s as usize])
+            .collect();
         assert!(candidates.contains(&5000), "{candidates:?}");
         assert!(
             candidates.len() < 20,
@@ -1004,7 +1174,12 @@ mod tests {
         st.apply_content(5000, None, &[]);
         assert_eq!(st.text_lsh.len(), 2000);
         assert!(st.find(&query(&page), None).is_empty());
-        assert!(!st.text_candidates(&qsig).contains(&5000));
+        let ids: Vec<SignalId> = st
+            .text_candidates(&qsig)
+            .iter()
+            .map(|s| st.signals.ids[*s as usize])
+            .collect();
+        assert!(!ids.contains(&5000));
     }
 
     #[test]

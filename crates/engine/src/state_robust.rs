@@ -5,63 +5,65 @@
 use std::collections::HashSet;
 
 use echotrace_index::{hamming, Code256, Hit};
-use echotrace_signals::pdq::PdqHash;
 use echotrace_signals::robust::BankSource;
 use echotrace_signals::signal::SignalType;
 use echotrace_signals::video::vpdq::{compare as compare_vpdq, VpdqHash, VpdqMatchOptions};
 
-use super::{threshold_distance, to_i64, Candidate, MatchState};
+use super::{threshold_distance, Candidate, MatchState};
+use crate::columns::Slot;
 use crate::robust::{
     channel_threshold, closest, plain_groups, query_detail, Channel, ChannelDetail, RobustQuery,
     REGION_THRESHOLD, WINDOW_THRESHOLD,
 };
-use crate::types::{BankId, ContentId, SignalId, SignalValue};
+use crate::types::{BankId, ContentId, SignalValue};
 
 impl MatchState {
-    /// The PDQ signal of a content item (its first), if any.
-    fn pdq_signal_of(&self, content_id: ContentId) -> Option<SignalId> {
-        let c = self.contents.get(&content_id)?;
-        c.signal_ids.iter().copied().find(|sid| {
-            self.signals
-                .get(sid)
-                .is_some_and(|s| s.signal_type == SignalType::Pdq)
-        })
+    /// The slot of a content item's signal of type `t` (its first in
+    /// signal-id order), if any.
+    fn signal_of(&self, content_id: ContentId, t: SignalType) -> Option<Slot> {
+        let cs = self
+            .content
+            .slot_of(content_id)
+            .filter(|cs| self.content.is_live(*cs))?;
+        self.chain(cs)
+            .into_iter()
+            .filter(|s| self.signals.signal_type(*s) == Some(t))
+            .min_by_key(|s| self.signals.ids.get(*s as usize).copied())
     }
 
-    /// The vPDQ signal of a content item (its first), if any.
-    fn vpdq_signal_of(&self, content_id: ContentId) -> Option<SignalId> {
-        let c = self.contents.get(&content_id)?;
-        c.signal_ids.iter().copied().find(|sid| {
-            self.signals
-                .get(sid)
-                .is_some_and(|s| s.signal_type == SignalType::Vpdq)
-        })
+    /// The stored PDQ code of a signal slot.
+    fn pdq_code(&self, slot: Slot) -> Option<Code256> {
+        self.pdq.get(u64::from(slot))
     }
 
     #[allow(clippy::too_many_arguments)]
     fn derived_candidate(
         &self,
-        sid: SignalId,
+        slot: Slot,
         filter: Option<&HashSet<BankId>>,
         signal_type: SignalType,
         query_value: &str,
         channel: Channel,
         distance: Option<i64>,
         similarity: Option<f64>,
+        compared_similarity: Option<f64>,
         detail: ChannelDetail,
     ) -> Option<Candidate> {
-        let (s, c, b, bank_id) = self.live(sid, filter)?;
+        let live = self.live(slot, filter)?;
+        // `matched_value` and `labels` are read for reported hits
+        // (`Engine::hydrate`).
         Some(Candidate {
-            bank_id,
-            bank_kind: b.kind,
-            content_id: s.content_id,
-            signal_id: sid,
+            bank_id: live.bank.id,
+            bank_kind: live.bank.kind,
+            content_id: live.content_id,
+            signal_id: live.signal_id,
             signal_type,
-            matched_value: s.value.clone(),
+            matched_value: String::new(),
             query_value: query_value.to_string(),
             distance,
             similarity,
-            labels: c.labels.clone(),
+            compared_similarity,
+            labels: Vec::new(),
             channel,
             detail: Some(detail.to_json()),
         })
@@ -121,20 +123,21 @@ impl MatchState {
             hits.clear();
             self.pdq.search_multi(&codes, t, &mut hits);
             for h in &hits {
-                let sid = to_i64(h.id);
-                let Some((s, _, _, bank_id)) = self.live(sid, filter) else {
+                let Ok(slot) = Slot::try_from(h.id) else {
                     continue;
                 };
-                let settings = self.derived.settings(bank_id);
+                let Some(live) = self.live(slot, filter) else {
+                    continue;
+                };
+                let settings = self.derived.settings(live.bank.id);
                 if (!g.orig_only && !settings.dihedral)
                     || (g.channel == Channel::Window && !settings.window)
                 {
                     continue;
                 }
-                let Ok(stored) = PdqHash::from_hex(&s.value) else {
+                let Some(code) = self.pdq_code(slot) else {
                     continue;
                 };
-                let code = stored.to_words();
                 let Some((i, d)) = closest(set, g.needles.iter().map(|(_, i)| Some(*i)), &code)
                 else {
                     continue;
@@ -143,12 +146,13 @@ impl MatchState {
                 detail.plain_distance = Some(hamming(&plain_words, &code));
                 detail.threshold = Some(t);
                 if let Some(cand) = self.derived_candidate(
-                    sid,
+                    slot,
                     filter,
                     SignalType::Pdq,
                     plain_hex,
                     g.channel,
                     Some(i64::from(d)),
+                    None,
                     None,
                     detail,
                 ) {
@@ -174,13 +178,13 @@ impl MatchState {
                 BankSource::Window => Channel::Window,
                 BankSource::Region => Channel::Region,
             };
-            let Some(sid) = self.pdq_signal_of(hit.content_id) else {
+            let Some(slot) = self.signal_of(hit.content_id, SignalType::Pdq) else {
                 continue;
             };
-            let Some((s, _, _, bank_id)) = self.live(sid, filter) else {
+            let Some(live) = self.live(slot, filter) else {
                 continue;
             };
-            let settings = self.derived.settings(bank_id);
+            let settings = self.derived.settings(live.bank.id);
             if channel == Channel::Window && !settings.window {
                 continue;
             }
@@ -211,17 +215,16 @@ impl MatchState {
             let mut detail = query_detail(set, i);
             detail.bank_source = Some(channel.as_str().into());
             detail.bank_removed = Some(hit.removed.map(|v| f32::from(v) / 200.0));
-            detail.plain_distance = PdqHash::from_hex(&s.value)
-                .ok()
-                .map(|h| hamming(&plain_words, &h.to_words()));
+            detail.plain_distance = self.pdq_code(slot).map(|code| hamming(&plain_words, &code));
             detail.threshold = Some(t);
             if let Some(cand) = self.derived_candidate(
-                sid,
+                slot,
                 filter,
                 SignalType::Pdq,
                 plain_hex,
                 channel,
                 Some(i64::from(d)),
+                None,
                 None,
                 detail,
             ) {
@@ -232,7 +235,7 @@ impl MatchState {
 
     /// vPDQ rule of a bank, as options.
     fn vpdq_rule(&self, bank_id: BankId) -> Option<VpdqMatchOptions> {
-        let b = self.banks.get(&bank_id)?;
+        let b = self.bank(bank_id)?;
         Some(VpdqMatchOptions {
             distance_threshold: threshold_distance(b.threshold(SignalType::Vpdq)),
             query_match_threshold_pct: b.vpdq_query_pct,
@@ -255,11 +258,14 @@ impl MatchState {
         self.vpdq_index
             .query(&super::vpdq_frames(cropped), &mut videos);
         for v in videos {
-            let sid = to_i64(v.video_id);
-            let Some((_, _, _, bank_id)) = self.live(sid, filter) else {
+            let Ok(slot) = Slot::try_from(v.video_id) else {
                 continue;
             };
-            let (Some(opts), Some(stored)) = (self.vpdq_rule(bank_id), self.vpdq.get(&sid)) else {
+            let Some(live) = self.live(slot, filter) else {
+                continue;
+            };
+            let (Some(opts), Some(stored)) = (self.vpdq_rule(live.bank.id), self.vpdq.get(&slot))
+            else {
                 continue;
             };
             let cmp = compare_vpdq(cropped, stored, &opts);
@@ -274,13 +280,14 @@ impl MatchState {
                 ..ChannelDetail::default()
             };
             if let Some(c) = self.derived_candidate(
-                sid,
+                slot,
                 filter,
                 SignalType::Vpdq,
                 query_value,
                 Channel::Border,
                 None,
                 Some(cmp.query_match_pct / 100.0),
+                Some(cmp.compared_match_pct / 100.0),
                 detail,
             ) {
                 push(c);
@@ -308,14 +315,14 @@ impl MatchState {
         }
         for (q, rect) in tried {
             for (content_id, _, _) in self.derived.search_vpdq(q) {
-                let Some(sid) = self.vpdq_signal_of(content_id) else {
+                let Some(slot) = self.signal_of(content_id, SignalType::Vpdq) else {
                     continue;
                 };
-                let Some((_, _, _, bank_id)) = self.live(sid, filter) else {
+                let Some(live) = self.live(slot, filter) else {
                     continue;
                 };
                 let (Some(opts), Some(stored)) = (
-                    self.vpdq_rule(bank_id),
+                    self.vpdq_rule(live.bank.id),
                     self.derived.cropped_vpdq(content_id),
                 ) else {
                     continue;
@@ -326,7 +333,7 @@ impl MatchState {
                 }
                 let plain_pct = self
                     .vpdq
-                    .get(&sid)
+                    .get(&slot)
                     .map(|s| compare_vpdq(plain, s, &opts).query_match_pct);
                 let detail = ChannelDetail {
                     query_source: Some(if rect.is_some() { "border" } else { "whole" }.into()),
@@ -337,13 +344,14 @@ impl MatchState {
                     ..ChannelDetail::default()
                 };
                 if let Some(c) = self.derived_candidate(
-                    sid,
+                    slot,
                     filter,
                     SignalType::Vpdq,
                     query_value,
                     Channel::Region,
                     None,
                     Some(cmp.query_match_pct / 100.0),
+                    Some(cmp.compared_match_pct / 100.0),
                     detail,
                 ) {
                     push(c);

@@ -196,13 +196,15 @@ pub enum ContentSource {
     Text(String),
     /// Signals computed elsewhere, e.g. `{"pdq": "<hex>", "md5": "<hex>"}`.
     Signals(Vec<SignalValue>),
-    /// An image or video file hashed beforehand with
+    /// A file hashed beforehand with [`crate::Engine::hash_bank_bytes`] or
     /// [`crate::Engine::hash_bank_file`] (on the caller's hashing pool):
-    /// its signals plus the local derived hashes of robust matching.
+    /// its signals plus the local derived hashes of robust matching and
+    /// its pending OCR.
     HashedFile(HashedFile),
 }
 
-/// A bank file hashed by [`crate::Engine::hash_bank_file`].
+/// A bank file hashed by [`crate::Engine::hash_bank_bytes`] or
+/// [`crate::Engine::hash_bank_file`].
 #[derive(Clone, Debug)]
 pub struct HashedFile {
     pub signals: Vec<SignalValue>,
@@ -210,6 +212,12 @@ pub struct HashedFile {
     /// OCR on: the image (or a video's key frames) prepared for OCR, read
     /// by [`crate::Engine::add_content`] in the engine's OCR pool.
     pub(crate) ocr: Option<crate::ocr::PendingOcr>,
+    /// The bank's equivalence list (version, list) its text was signed
+    /// under, and its OCR text will be.
+    pub(crate) list: Option<(
+        i64,
+        std::sync::Arc<echotrace_signals::text::EquivalenceList>,
+    )>,
 }
 
 /// Input for [`crate::Engine::add_content`].
@@ -286,14 +294,22 @@ pub struct MatchRecord {
     pub bank_name: String,
     pub content_id: ContentId,
     pub signal_type: SignalType,
-    /// The bank's stored value that matched.
+    /// The bank's stored value that matched (for vPDQ its whole frame list,
+    /// left out of API answers, audit entries and webhooks unless asked
+    /// for: [`MatchRecord::without_frame_lists`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub matched_value: String,
-    /// The submitted value that matched it.
+    /// The submitted value that matched it (vPDQ: as `matched_value`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub query_value: String,
-    /// Hamming distance for pdq/vpdq, 0 for exact types.
+    /// Hamming distance for pdq, 0 for exact types; `None` for vPDQ (a
+    /// video match is two shares, [`VpdqShares`]) and text.
     pub distance: Option<i64>,
-    /// Estimated similarity in 0..=1 for text.
+    /// Estimated similarity in 0..=1 for text; the query share / 100 for vPDQ.
     pub similarity: Option<f64>,
+    /// vPDQ only: both shares and both frame counts.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub vpdq: Option<VpdqShares>,
     pub labels: Vec<String>,
     pub status: MatchStatus,
     pub created_at: i64,
@@ -312,11 +328,43 @@ fn plain_channel() -> String {
     "plain".to_string()
 }
 
+/// How a vPDQ match was decided: the share of each side's frames (quality
+/// ≥ 50, deduplicated) with a partner within the frame distance, and how
+/// many frames each side has.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VpdqShares {
+    /// Percentage of the query video's frames with a partner in the bank video.
+    pub query_match_pct: f64,
+    /// Percentage of the bank video's frames with a partner in the query
+    /// (`None` for matches recorded before it was kept).
+    pub compared_match_pct: Option<f64>,
+    /// Frames in the query's vPDQ signal.
+    pub query_frames: usize,
+    /// Frames in the bank item's vPDQ signal.
+    pub compared_frames: usize,
+}
+
+impl MatchRecord {
+    /// The record without vPDQ frame lists (`matched_value` and
+    /// `query_value` emptied, so they are not serialised): a long video's
+    /// list is megabytes, and every match would repeat it. Other signal
+    /// types are unchanged.
+    pub fn without_frame_lists(mut self) -> MatchRecord {
+        if self.signal_type == SignalType::Vpdq {
+            self.matched_value.clear();
+            self.query_value.clear();
+        }
+        self
+    }
+}
+
 /// Answer of [`crate::Engine::lookup`]: block-bank matches not suppressed by
 /// an allow bank, plus the allow-bank hits that did the suppressing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LookupResponse {
-    pub submission_id: SubmissionId,
+    /// The recorded submission; `None` when nothing was recorded (a lookup
+    /// without hits under `serve --record matches`).
+    pub submission_id: Option<SubmissionId>,
     pub matches: Vec<MatchRecord>,
     /// Allow-bank hits (recorded, status pending like any match).
     pub allowed: Vec<MatchRecord>,

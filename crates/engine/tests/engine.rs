@@ -158,7 +158,7 @@ async fn lookup_records_matches_audit_and_outbox(db: &TestDb) {
     // Durable: the submission and matches are in the store.
     let sub = e
         .store()
-        .get_submission(r.submission_id)
+        .get_submission(r.submission_id.expect("recorded"))
         .await
         .unwrap()
         .unwrap();
@@ -168,7 +168,7 @@ async fn lookup_records_matches_audit_and_outbox(db: &TestDb) {
     assert_eq!(sub.match_count, 2);
     let listed = e
         .list_matches(MatchFilter {
-            submission_id: Some(r.submission_id),
+            submission_id: r.submission_id,
             ..Default::default()
         })
         .await
@@ -180,7 +180,7 @@ async fn lookup_records_matches_audit_and_outbox(db: &TestDb) {
     let outbox = e.list_outbox(true, 10).await.unwrap();
     assert_eq!(outbox.len(), 1);
     assert_eq!(outbox[0].event, "match");
-    assert_eq!(outbox[0].payload["submission_id"], r.submission_id);
+    assert_eq!(outbox[0].payload["submission_id"].as_i64(), r.submission_id);
     assert_eq!(outbox[0].payload["context"]["content_id"], "upload-42");
     let audit = e.audit_log(None, 10).await.unwrap();
     assert_eq!(audit[0].action, "lookup.match");
@@ -290,7 +290,7 @@ async fn allow_bank_suppresses_block_matches(db: &TestDb) {
     // Suppressed matches are not recorded and raise no match event.
     let recorded = e
         .list_matches(MatchFilter {
-            submission_id: Some(r.submission_id),
+            submission_id: r.submission_id,
             ..Default::default()
         })
         .await
@@ -448,7 +448,7 @@ async fn flood_guard_quarantines(db: &TestDb) {
     let cfg = EngineConfig {
         flood_guard: FloodGuardConfig {
             enabled: true,
-            window: 20,
+            window: Duration::from_secs(600),
             min_sample: 10,
             max_share: 0.5,
         },
@@ -1034,7 +1034,7 @@ async fn delete_bank_removes_content_everywhere(db: &TestDb) {
     assert_eq!(r.matches.len(), 1);
     let m = a
         .list_matches(MatchFilter {
-            submission_id: Some(r.submission_id),
+            submission_id: r.submission_id,
             ..Default::default()
         })
         .await

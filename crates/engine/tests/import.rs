@@ -186,7 +186,7 @@ async fn concurrent_lookups_are_all_recorded(db: &TestDb) {
     for r in &responses {
         for m in &r.matches {
             let stored = e.get_match(m.id).await.unwrap();
-            assert_eq!(stored.submission_id, r.submission_id);
+            assert_eq!(Some(stored.submission_id), r.submission_id);
             assert_eq!(stored.distance, Some(5));
         }
     }

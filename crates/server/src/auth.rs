@@ -1,10 +1,16 @@
 //! Bearer-key authentication and role checks.
 //!
-//! [`Caller`] is an extractor: it reads `Authorization: Bearer <key>`,
-//! verifies the key with the engine (401 if missing, malformed, unknown or
-//! revoked) and carries the key's role. Handlers then call
-//! [`Caller::require`] with the engine's [`Operation`] (403 on the wrong
-//! role), so the role table lives in one place (`echotrace_engine::Role`).
+//! [`Caller<R>`](Caller) is an extractor: it reads `Authorization: Bearer
+//! <key>`, verifies the key with the engine (401 if missing, malformed,
+//! unknown or revoked) and checks the key's role against the route's
+//! [`Requirement`] `R` (one of the [`op`] markers; 403 on the wrong role),
+//! with the engine's role table (`echotrace_engine::Role`). Because it is a
+//! parts extractor and handlers take it before their body extractor, the
+//! role is checked **from the headers, before any byte of the body is
+//! read**: a wrong-role caller's upload is never buffered, and a reviewer
+//! posting `{bad` to `/v1/banks` gets 403, not a JSON error. There is no
+//! untyped `Caller`: every route names what it requires (`op::AnyRole` for
+//! "any valid key").
 //!
 //! Verified keys are cached by the SHA-256 of the key (never the key) for a
 //! short TTL; the cache is bounded and simply cleared when full.
@@ -61,13 +67,56 @@ impl KeyCache {
     }
 }
 
-/// The authenticated caller of a request.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    pub key: ApiKey,
+/// What a route requires of its caller's role (see [`op`]).
+pub trait Requirement: Send + Sync + 'static {
+    /// The operation the role must allow; `None` = any valid key.
+    const OP: Option<Operation>;
 }
 
-impl Caller {
+/// Route requirements, one marker type per [`Operation`].
+pub mod op {
+    use super::{Operation, Requirement};
+
+    macro_rules! requirements {
+        ($($(#[$doc:meta])* $name:ident => $op:expr;)*) => {$(
+            $(#[$doc])*
+            #[derive(Clone, Copy, Debug)]
+            pub struct $name;
+            impl Requirement for $name {
+                const OP: Option<Operation> = $op;
+            }
+        )*};
+    }
+
+    requirements! {
+        /// Any valid key, whatever its role.
+        AnyRole => None;
+        /// [`Operation::Lookup`].
+        Lookup => Some(Operation::Lookup);
+        /// [`Operation::ReadBanks`].
+        ReadBanks => Some(Operation::ReadBanks);
+        /// [`Operation::WriteBanks`].
+        WriteBanks => Some(Operation::WriteBanks);
+        /// [`Operation::ReadMatches`].
+        ReadMatches => Some(Operation::ReadMatches);
+        /// [`Operation::Decide`].
+        Decide => Some(Operation::Decide);
+        /// [`Operation::ReadAudit`].
+        ReadAudit => Some(Operation::ReadAudit);
+        /// [`Operation::Admin`].
+        Admin => Some(Operation::Admin);
+    }
+}
+
+/// The authenticated caller of a request, whose role was checked against
+/// `R` before the handler (and its body extractor) ran.
+#[derive(Clone, Debug)]
+pub struct Caller<R: Requirement> {
+    pub key: ApiKey,
+    requirement: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Requirement> Caller<R> {
     pub fn role(&self) -> Role {
         self.key.role
     }
@@ -114,18 +163,30 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// The verified key of a request (401 unless valid).
+async fn verified_key(parts: &Parts, state: &AppState) -> Result<ApiKey, ApiError> {
+    let token = bearer(parts)?;
+    let digest = hash_api_key(token);
+    if let Some(key) = state.keys().get(&digest) {
+        return Ok(key);
+    }
+    let engine = state.engine()?;
+    let key = engine.verify_api_key(token).await.map_err(ApiError::from)?;
+    state.keys().put(digest, key.clone());
+    Ok(key)
+}
+
+impl<R: Requirement> FromRequestParts<AppState> for Caller<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(parts)?;
-        let digest = hash_api_key(token);
-        if let Some(key) = state.keys().get(&digest) {
-            return Ok(Caller { key });
+        let key = verified_key(parts, state).await?;
+        if let Some(op) = R::OP {
+            key.role.require(op).map_err(ApiError::from)?;
         }
-        let engine = state.engine()?;
-        let key = engine.verify_api_key(token).await.map_err(ApiError::from)?;
-        state.keys().put(digest, key.clone());
-        Ok(Caller { key })
+        Ok(Caller {
+            key,
+            requirement: std::marker::PhantomData,
+        })
     }
 }

@@ -9,6 +9,19 @@
 //! [`Item`] is the one body format for "something to hash or match": a
 //! multipart upload (`file` field, plus optional `labels`, `note`, `banks`,
 //! `context` fields), or JSON with exactly one of `text`, `signals`, `url`.
+//!
+//! Two rules live here, once, for every route:
+//! * **Bodies are read under the byte budget** ([`crate::budget`]): a
+//!   declared length over the limit is a 413 before reading, a body that
+//!   finds no room in the budget a 503 with `Retry-After`.
+//! * **No NUL characters.** Every string a request brings — JSON strings
+//!   and keys at any depth, multipart text fields, path parameters, query
+//!   parameters (and the console's form fields and query, which use
+//!   [`check_no_nul`]) — is refused with a 400 naming the field when it
+//!   holds U+0000. PostgreSQL cannot store NUL in text and SQLite can, so
+//!   the rule is decided here rather than by whichever backend is in use;
+//!   typed text to hash follows it too, so adding a text to a bank and
+//!   looking it up agree.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
@@ -16,28 +29,126 @@ use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde_json::Value;
 
+use crate::budget;
 use crate::error::{body_error, from_json_rejection, ApiError};
 
-/// `Json<T>` with JSON-shaped rejections.
+/// The one rule for text a request brings: no NUL character (a 400 naming
+/// `field`).
+pub fn check_no_nul(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::bad_request(format!(
+            "{field} contains a NUL character (U+0000), which is not accepted"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether raw JSON text may hold a NUL in a string: a `\u0000` escape
+/// (JSON cannot carry a raw NUL byte inside a string). Linear, no parse.
+fn json_may_hold_nul(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes.get(i) != Some(&b'\\') {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while bytes.get(i) == Some(&b'\\') {
+            i += 1;
+        }
+        if (i - start) % 2 == 1 && bytes.get(i..i + 5) == Some(b"u0000".as_slice()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The path (`context.content_id`, `items[2].text`) of the first string or
+/// object key in `v` holding a NUL.
+fn nul_path(v: &Value, path: &str) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => Some(if path.is_empty() {
+            "the body".to_string()
+        } else {
+            path.to_string()
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_path(item, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, item)| {
+            if k.contains('\0') {
+                Some(join(&k.replace('\0', "\\u0000")))
+            } else {
+                nul_path(item, &join(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// Refuse a JSON body with a NUL in any string or key, naming the field.
+fn check_json_no_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    if !json_may_hold_nul(bytes) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => match nul_path(&v, "") {
+            Some(path) => check_no_nul(&path, "\0"),
+            None => Ok(()),
+        },
+        // Malformed: the typed parse reports it.
+        Err(_) => Ok(()),
+    }
+}
+
+fn is_json(req: &Request) -> bool {
+    let ct = content_type(req);
+    ct.starts_with("application/json") || (ct.starts_with("application/") && ct.contains("+json"))
+}
+
+/// `Json<T>` with JSON-shaped rejections, read under the byte budget and
+/// the NUL rule.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(&req) {
+            return Err(ApiError::unsupported_media(
+                "expected Content-Type: application/json",
+            ));
+        }
+        let bytes = budget::read_body(req).await?;
+        check_json_no_nul(&bytes)?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(r) => Err(from_json_rejection(r)),
         }
     }
 }
 
-/// `Path<T>` with JSON-shaped rejections (a bad id is a 400, not a 500).
+/// `Path<T>` with JSON-shaped rejections (a bad id is a 400, not a 500)
+/// and the NUL rule.
 pub struct ApiPath<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Ok(raw) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
+            for (name, value) in &raw {
+                check_no_nul(&format!("path parameter {name}"), value)?;
+            }
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
             Err(r) => Err(ApiError::bad_request(format!(
@@ -48,12 +159,28 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     }
 }
 
-/// `Query<T>` with JSON-shaped rejections.
+/// The NUL rule over a query string (parameter names and values, decoded).
+pub fn check_query_no_nul(query: Option<&str>) -> Result<(), ApiError> {
+    let Some(q) = query else { return Ok(()) };
+    if !q.contains("%00") && !q.contains('\0') {
+        return Ok(());
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q)
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    for (k, v) in &pairs {
+        check_no_nul("a query parameter name", k)?;
+        check_no_nul(&format!("query parameter {k}"), v)?;
+    }
+    Ok(())
+}
+
+/// `Query<T>` with JSON-shaped rejections and the NUL rule.
 pub struct ApiQuery<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        check_query_no_nul(parts.uri.query())?;
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(ApiQuery(v)),
             Err(r) => Err(ApiError::bad_request(format!(
@@ -174,7 +301,10 @@ fn parse_list(s: &str) -> Result<Vec<String>, ApiError> {
     }
 }
 
-fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+fn multipart_error(e: axum::extract::multipart::MultipartError, over: bool) -> ApiError {
+    if over {
+        return budget::overloaded();
+    }
     body_error(e.status(), e.body_text())
 }
 
@@ -183,6 +313,9 @@ impl<S: Send + Sync> FromRequest<S> for Item {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let ct = content_type(&req);
         if ct.starts_with("multipart/form-data") {
+            let req = budget::metered(req).await?;
+            let scope = req.extensions().get::<budget::BudgetScope>().cloned();
+            let over = move || scope.as_ref().is_some_and(budget::BudgetScope::exceeded);
             let mut mp = Multipart::from_request(req, state)
                 .await
                 .map_err(|r| ApiError::bad_request(r.body_text()))?;
@@ -196,17 +329,27 @@ impl<S: Send + Sync> FromRequest<S> for Item {
                 context: LookupContext::default(),
                 metadata: None,
             };
-            while let Some(field) = mp.next_field().await.map_err(multipart_error)? {
+            while let Some(field) = mp
+                .next_field()
+                .await
+                .map_err(|e| multipart_error(e, over()))?
+            {
                 let name = field.name().unwrap_or("").to_string();
                 let is_file = field.file_name().is_some();
                 if is_file || name == "file" {
                     if file.is_some() {
                         return Err(ApiError::bad_request("upload exactly one file"));
                     }
-                    file = Some(field.bytes().await.map_err(multipart_error)?);
+                    file = Some(
+                        field
+                            .bytes()
+                            .await
+                            .map_err(|e| multipart_error(e, over()))?,
+                    );
                     continue;
                 }
-                let value = field.text().await.map_err(multipart_error)?;
+                let value = field.text().await.map_err(|e| multipart_error(e, over()))?;
+                check_no_nul(&format!("form field {name}"), &value)?;
                 match name.as_str() {
                     "text" => text = Some(value),
                     "labels" => item.labels = parse_list(&value)?,
@@ -233,7 +376,7 @@ impl<S: Send + Sync> FromRequest<S> for Item {
                 }
             };
             Ok(item)
-        } else if ct.starts_with("application/json") || ct.contains("+json") {
+        } else if is_json(&req) {
             let ApiJson(j) = ApiJson::<ItemJson>::from_request(req, state).await?;
             j.into_item()
         } else {
@@ -244,15 +387,48 @@ impl<S: Send + Sync> FromRequest<S> for Item {
     }
 }
 
-/// Raw body bytes with the size cap mapped to a JSON 413.
+/// Raw body bytes, read under the byte budget, with the size cap mapped to
+/// a JSON 413.
 pub struct RawBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state)
-            .await
-            .map(RawBody)
-            .map_err(|r| body_error(r.status(), r.body_text()))
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        budget::read_body(req).await.map(RawBody)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_escapes_are_found_and_named() {
+        assert!(json_may_hold_nul(br#"{"a":"x\u0000"}"#));
+        assert!(
+            !json_may_hold_nul(br#"{"a":"x\\u0000"}"#),
+            "escaped backslash"
+        );
+        assert!(json_may_hold_nul(br#"{"a":"x\\\u0000"}"#));
+        assert!(!json_may_hold_nul(br#"{"a":"u0000"}"#));
+        let err = check_json_no_nul(br#"{"context":{"content_id":"a\u0000b"}}"#).unwrap_err();
+        assert!(
+            err.message.contains("context.content_id"),
+            "{}",
+            err.message
+        );
+        let err = check_json_no_nul(br#"{"items":[{"text":"ok"},{"text":"\u0000"}]}"#).unwrap_err();
+        assert!(err.message.contains("items[1].text"), "{}", err.message);
+        let err = check_json_no_nul(br#"{"signals":{"pdq\u0000":"x"}}"#).unwrap_err();
+        assert!(err.message.contains("signals.pdq"), "{}", err.message);
+        assert!(check_json_no_nul(br#"{"a":"\\u0000"}"#).is_ok());
+    }
+
+    #[test]
+    fn nul_in_query_is_refused() {
+        assert!(check_query_no_nul(Some("bank=%00")).is_err());
+        assert!(check_query_no_nul(Some("bank=a%2500")).is_ok());
+        assert!(check_query_no_nul(Some("bank=abc")).is_ok());
+        assert!(check_query_no_nul(None).is_ok());
     }
 }

@@ -1,5 +1,9 @@
 //! SSRF-safe fetching of content by URL (off unless the operator enables it).
 //!
+//! The address rules live in the collector's guard
+//! (`echotrace_collector::guard`), shared with the crawler; this module is
+//! the one-shot `{"url": …}` fetch of the API.
+//!
 //! A URL supplied by a client must never make the server talk to itself or
 //! to the private network behind it. The rules:
 //! - only `http` and `https`; no credentials in the URL;
@@ -16,7 +20,7 @@
 //! - total time and body size are capped; the body is streamed and cut off
 //!   at the cap rather than trusted from `Content-Length`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// How many redirects are followed (each one re-vetted).
@@ -67,115 +71,29 @@ pub enum FetchError {
     Timeout,
 }
 
-/// True if `ip` is a public unicast address a server may be sent to.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
-    }
-}
+pub use echotrace_collector::guard::is_public;
+use echotrace_collector::guard::{GuardError, PrivateAllow};
 
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    let blocked = a == 0                                   // "this network", unspecified
-        || a == 10                                         // private
-        || a == 127                                        // loopback
-        || (a == 100 && (64..128).contains(&b))            // CGNAT 100.64/10
-        || (a == 169 && b == 254)                          // link-local
-        || (a == 172 && (16..32).contains(&b))             // private
-        || (a == 192 && b == 0 && c == 0)                  // IETF protocol assignments
-        || (a == 192 && b == 0 && c == 2)                  // TEST-NET-1
-        || (a == 192 && b == 88 && c == 99)                // 6to4 relay anycast
-        || (a == 192 && b == 168)                          // private
-        || (a == 198 && (b == 18 || b == 19))              // benchmarking
-        || (a == 198 && b == 51 && c == 100)               // TEST-NET-2
-        || (a == 203 && b == 0 && c == 113)                // TEST-NET-3
-        || a >= 224; // multicast 224/4, reserved 240/4, broadcast
-    !blocked
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let seg = ip.segments();
-    // Addresses that embed an IPv4 address are judged by it.
-    if let Some(v4) = embedded_v4(ip) {
-        return is_public_v4(v4);
-    }
-    let blocked = ip.is_unspecified()
-        || ip.is_loopback()
-        || (seg[0] & 0xff00) == 0xff00          // multicast
-        || (seg[0] & 0xffc0) == 0xfe80          // link-local
-        || (seg[0] & 0xffc0) == 0xfec0          // site-local (deprecated)
-        || (seg[0] & 0xfe00) == 0xfc00          // unique local
-        || (seg[0] == 0x2001 && seg[1] == 0x0db8) // documentation
-        || (seg[0] == 0x2001 && seg[1] == 0)    // Teredo
-        || (seg[0] == 0x0100 && seg[1..4] == [0, 0, 0]) // discard-only
-        || seg[0] == 0; // remaining ::/16 oddities
-    !blocked
-}
-
-/// The IPv4 address carried by IPv4-mapped (`::ffff:a.b.c.d`),
-/// IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`) and 6to4
-/// (`2002:aabb:ccdd::`) addresses.
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = ip.segments();
-    let low =
-        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
-    if s[0..5] == [0, 0, 0, 0, 0] && (s[5] == 0xffff || s[5] == 0) {
-        if s[5] == 0 && s[6] == 0 && s[7] <= 1 {
-            return None; // :: and ::1, handled as IPv6
+impl From<GuardError> for FetchError {
+    fn from(e: GuardError) -> Self {
+        match e {
+            GuardError::InvalidUrl(m) => FetchError::InvalidUrl(m),
+            GuardError::Scheme => FetchError::Scheme,
+            GuardError::ForbiddenAddress(ip) => FetchError::ForbiddenAddress(ip),
+            GuardError::Resolve(h) => FetchError::Resolve(h),
         }
-        return Some(low(s[6], s[7]));
     }
-    if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        return Some(low(s[6], s[7]));
-    }
-    if s[0] == 0x2002 {
-        return Some(low(s[1], s[2]));
-    }
-    None
 }
 
-/// Resolve `host:port` and vet every address; return the one to connect to.
+/// Resolve `host:port` and vet every address (the collector's guard, with
+/// no private address allowed); return the one to connect to.
 async fn vet_host(host: &str, port: u16) -> Result<SocketAddr, FetchError> {
-    // IP literals (incl. bracketed IPv6 from the URL) skip DNS.
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = literal.parse::<IpAddr>() {
-        return if is_public(ip) {
-            Ok(SocketAddr::new(ip, port))
-        } else {
-            Err(FetchError::ForbiddenAddress(ip))
-        };
-    }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|_| FetchError::Resolve(host.to_string()))?
-        .collect();
-    let first = *addrs
-        .first()
-        .ok_or_else(|| FetchError::Resolve(host.to_string()))?;
-    // Refuse if ANY answer is internal: a mixed answer is an attack signal.
-    if let Some(bad) = addrs.iter().find(|a| !is_public(a.ip())) {
-        return Err(FetchError::ForbiddenAddress(bad.ip()));
-    }
-    Ok(first)
+    Ok(echotrace_collector::guard::vet_host(host, port, &PrivateAllow::None).await?)
 }
 
 /// Check a URL's shape; returns (host, port).
 fn vet_url(url: &reqwest::Url) -> Result<(String, u16), FetchError> {
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(FetchError::Scheme);
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(FetchError::InvalidUrl("credentials in URL".into()));
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| FetchError::InvalidUrl("no host".into()))?
-        .to_string();
-    let port = url
-        .port_or_known_default()
-        .ok_or_else(|| FetchError::InvalidUrl("no port".into()))?;
-    Ok((host, port))
+    Ok(echotrace_collector::guard::vet_url(url)?)
 }
 
 /// Fetch `url` under `policy`, returning the body bytes.
@@ -259,51 +177,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
-
-    #[test]
-    fn internal_addresses_are_refused() {
-        for s in [
-            "127.0.0.1",
-            "127.5.6.7",
-            "10.1.2.3",
-            "172.16.0.1",
-            "172.31.255.255",
-            "192.168.1.1",
-            "169.254.169.254",
-            "0.0.0.0",
-            "100.64.0.1",
-            "224.0.0.1",
-            "255.255.255.255",
-            "::",
-            "::1",
-            "fe80::1",
-            "fc00::1",
-            "fd12:3456::1",
-            "ff02::1",
-            "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1",
-            "::ffff:169.254.169.254",
-            "::127.0.0.1",
-            "64:ff9b::10.0.0.1",
-            "2002:7f00:0001::",
-            "2001:db8::1",
-        ] {
-            assert!(!is_public(ip(s)), "{s} must be refused");
-        }
-    }
-
-    #[test]
-    fn public_addresses_are_allowed() {
-        for s in [
-            "8.8.8.8",
-            "1.1.1.1",
-            "172.32.0.1",
-            "2606:4700::1111",
-            "::ffff:8.8.8.8",
-        ] {
-            assert!(is_public(ip(s)), "{s} must be allowed");
-        }
     }
 
     fn enabled() -> FetchPolicy {

@@ -19,7 +19,10 @@ const BUCKETS: [f64; 12] = [
 pub struct Metrics {
     lookups_total: AtomicU64,
     matches_total: AtomicU64,
-    http_errors_total: AtomicU64,
+    /// Responses with a 4xx status.
+    client_errors_total: AtomicU64,
+    /// Responses with a 5xx status.
+    server_errors_total: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -34,6 +37,8 @@ pub struct Gauges {
     /// Age in seconds of the oldest undelivered outbox event.
     pub outbox_oldest_age_seconds: f64,
     pub ready: bool,
+    /// Database changes not applied here yet, and the age of the oldest.
+    pub change_lag: Option<(i64, f64)>,
 }
 
 impl Metrics {
@@ -56,8 +61,13 @@ impl Metrics {
             .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn record_error(&self) {
-        self.http_errors_total.fetch_add(1, Ordering::Relaxed);
+    /// Count a response by its status class (only errors are counted).
+    pub fn record_status(&self, status: axum::http::StatusCode) {
+        if status.is_client_error() {
+            self.client_errors_total.fetch_add(1, Ordering::Relaxed);
+        } else if status.is_server_error() {
+            self.server_errors_total.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn lookups_total(&self) -> u64 {
@@ -85,13 +95,18 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP echotrace_http_errors_total Requests answered with an error status."
+            "# HELP echotrace_http_errors_total Requests answered with an error status, by class."
         );
         let _ = writeln!(out, "# TYPE echotrace_http_errors_total counter");
         let _ = writeln!(
             out,
-            "echotrace_http_errors_total {}",
-            self.http_errors_total.load(Ordering::Relaxed)
+            "echotrace_http_errors_total{{class=\"4xx\"}} {}",
+            self.client_errors_total.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "echotrace_http_errors_total{{class=\"5xx\"}} {}",
+            self.server_errors_total.load(Ordering::Relaxed)
         );
         let _ = writeln!(out, "# HELP echotrace_lookup_duration_seconds Lookup latency, signal set in to matches recorded.");
         let _ = writeln!(out, "# TYPE echotrace_lookup_duration_seconds histogram");
@@ -138,6 +153,20 @@ impl Metrics {
             "echotrace_outbox_lag_seconds {}",
             g.outbox_oldest_age_seconds
         );
+        if let Some((changes, seconds)) = g.change_lag {
+            let _ = writeln!(
+                out,
+                "# HELP echotrace_change_lag_changes Database changes not applied by this replica yet."
+            );
+            let _ = writeln!(out, "# TYPE echotrace_change_lag_changes gauge");
+            let _ = writeln!(out, "echotrace_change_lag_changes {changes}");
+            let _ = writeln!(
+                out,
+                "# HELP echotrace_change_lag_seconds Age of the oldest database change not applied yet."
+            );
+            let _ = writeln!(out, "# TYPE echotrace_change_lag_seconds gauge");
+            let _ = writeln!(out, "echotrace_change_lag_seconds {seconds}");
+        }
         let _ = writeln!(out, "# HELP echotrace_ready Whether indexes are loaded.");
         let _ = writeln!(out, "# TYPE echotrace_ready gauge");
         let _ = writeln!(out, "echotrace_ready {}", u8::from(g.ready));
@@ -155,13 +184,20 @@ mod tests {
         m.record_lookup(Duration::from_micros(300), 2);
         m.record_lookup(Duration::from_millis(3), 0);
         m.record_lookup(Duration::from_secs(10), 1);
+        m.record_status(axum::http::StatusCode::NOT_FOUND);
+        m.record_status(axum::http::StatusCode::OK);
+        m.record_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        m.record_status(axum::http::StatusCode::BAD_REQUEST);
         let text = m.render(&Gauges {
             index_sizes: vec![("pdq".into(), 7)],
             outbox_pending: 1,
             outbox_oldest_age_seconds: 2.5,
             ready: true,
+            change_lag: Some((3, 0.75)),
         });
         assert!(text.contains("echotrace_lookups_total 3\n"));
+        assert!(text.contains("echotrace_http_errors_total{class=\"4xx\"} 2\n"));
+        assert!(text.contains("echotrace_http_errors_total{class=\"5xx\"} 1\n"));
         assert!(text.contains("echotrace_matches_total 3\n"));
         assert!(text.contains("echotrace_lookup_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
         assert!(text.contains("echotrace_lookup_duration_seconds_bucket{le=\"0.005\"} 2\n"));
@@ -169,5 +205,7 @@ mod tests {
         assert!(text.contains("echotrace_lookup_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("echotrace_index_size{signal_type=\"pdq\"} 7\n"));
         assert!(text.contains("echotrace_outbox_lag_seconds 2.5\n"));
+        assert!(text.contains("echotrace_change_lag_changes 3\n"));
+        assert!(text.contains("echotrace_change_lag_seconds 0.75\n"));
     }
 }

@@ -5,6 +5,10 @@
 //! compact route table, and a test checks that every route the router
 //! serves is described here (see `tests` below and the integration suite).
 
+use echotrace_engine::limits::{
+    MAX_BANK_NAME_BYTES, MAX_ID_BYTES, MAX_KEY_NAME_BYTES, MAX_LABELS, MAX_LABEL_BYTES,
+    MAX_NOTE_BYTES, MAX_SECRET_BYTES, MAX_URL_BYTES,
+};
 use serde_json::{json, Map, Value};
 
 /// `(method, path, tag, summary, role needed or "public")`.
@@ -236,7 +240,27 @@ pub const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
         "HMA: add signals to a bank",
         "curator",
     ),
+    ("post", "/v1/sources", "Collector", "Add a collector source", "curator"),
+    ("get", "/v1/sources", "Collector", "List sources with their status", "curator|reviewer"),
+    ("get", "/v1/sources/{name}", "Collector", "Get a source with its status", "curator|reviewer"),
+    ("patch", "/v1/sources/{name}", "Collector", "Change a source's config or enabled flag", "curator"),
+    ("delete", "/v1/sources/{name}", "Collector", "Delete a source (its sightings stay)", "curator"),
+    ("post", "/v1/sources/{name}/run", "Collector", "Queue a source's seeds for the collector processes (202)", "curator"),
+    (
+        "get",
+        "/v1/sightings",
+        "Collector",
+        "List sightings, newest first; query: url, content_id (bank item), source, host, platform, matched, from, to (Unix ms), cursor, limit",
+        "reviewer|curator",
+    ),
+    ("get", "/v1/sightings/{id}", "Collector", "A sighting with signals, matches, attributes, parent chain and WARC evidence", "reviewer|curator"),
+    ("get", "/v1/platforms", "Collector", "The host -> platform table (operator and built-in)", "curator|reviewer"),
+    ("post", "/v1/platforms", "Collector", "Add or replace a host -> platform entry", "curator"),
 ];
+
+/// Signal exchange routes (exchanges, feeds, HMA's `/c/exchange…`).
+pub const EXCHANGE_ROUTES: &[(&str, &str, &str, &str, &str)] =
+    crate::routes::exchange::OPENAPI_ROUTES;
 
 fn path_params(path: &str) -> Vec<Value> {
     path.split('/')
@@ -254,14 +278,14 @@ fn path_params(path: &str) -> Vec<Value> {
 }
 
 fn body_for(method: &str, path: &str) -> Option<Value> {
-    if method != "post" && method != "patch" {
+    if method != "post" && method != "patch" && method != "put" {
         return None;
     }
     let item = json!({"$ref": "#/components/schemas/Item"});
     let multipart = json!({"type": "object", "properties": {
         "file": {"type": "string", "format": "binary"},
         "labels": {"type": "string", "description": "comma-separated or JSON array"},
-        "note": {"type": "string"},
+        "note": {"type": "string", "maxLength": MAX_NOTE_BYTES},
         "banks": {"type": "string"},
         "context": {"type": "string", "description": "JSON LookupContext"}
     }});
@@ -280,15 +304,55 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         "/v1/banks" | "/v1/banks/{name}" => json!({
             "application/json": {"schema": {"$ref": "#/components/schemas/BankSettings"}}
         }),
+        "/v1/matches/{id}/decision" => json!({
+            "application/json": {"schema": {"type": "object", "required": ["decision"],
+                "properties": {
+                    "decision": {"type": "string", "enum": ["confirm", "reject"]},
+                    "note": {"type": "string", "maxLength": MAX_NOTE_BYTES}}}}
+        }),
+        "/v1/actions/webhooks" => json!({
+            "application/json": {"schema": {"type": "object", "required": ["url", "secret"],
+                "properties": {
+                    "url": {"type": "string", "maxLength": MAX_URL_BYTES},
+                    "secret": {"type": "string", "maxLength": MAX_SECRET_BYTES},
+                    "events": {"type": "array", "items": {"type": "string",
+                               "enum": ["match", "decision", "quarantine"]}}}}}
+        }),
+        "/v1/keys" => json!({
+            "application/json": {"schema": {"type": "object", "required": ["role"],
+                "properties": {
+                    "role": {"type": "string", "enum": ["admin", "curator", "matcher", "reviewer"]},
+                    "name": {"type": "string", "maxLength": MAX_KEY_NAME_BYTES,
+                             "description": "default: the role and the UTC time of creation"}}}}
+        }),
+        "/v1/sources" | "/v1/sources/{name}" => json!({
+            "application/json": {"schema": {"$ref": "#/components/schemas/Source"}}
+        }),
         _ => json!({"application/json": {"schema": {"type": "object"}}}),
     };
     Some(json!({"required": true, "content": content}))
 }
 
 /// Build the document.
+/// Every documented route: [`ROUTES`] and the spread-tracking routes.
+pub fn all_routes() -> impl Iterator<
+    Item = &'static (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    ),
+> {
+    ROUTES
+        .iter()
+        .chain(EXCHANGE_ROUTES)
+        .chain(crate::routes::spread::OPENAPI.iter())
+}
+
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (method, path, tag, summary, role) in ROUTES {
+    for (method, path, tag, summary, role) in all_routes() {
         let entry = paths
             .entry((*path).to_string())
             .or_insert_with(|| json!({}));
@@ -305,6 +369,16 @@ pub fn document() -> Value {
         });
         if *role != "public" {
             op["security"] = json!([{"bearer": []}]);
+            op["responses"]["401"] = json!({"description": "Missing, unknown or revoked key"});
+            op["responses"]["403"] = json!({"description": "The key's role may not do this \
+                (checked before the request body is read)"});
+        }
+        if body_for(method, path).is_some() {
+            op["responses"]["413"] =
+                json!({"description": "Body over the limit (64 MiB by default)"});
+            op["responses"]["503"] = json!({"description": "No room in the server's budget of \
+                buffered request bodies; retry after the Retry-After header's seconds",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}}});
         }
         if let Some(b) = body_for(method, path) {
             op["requestBody"] = b;
@@ -329,10 +403,13 @@ pub fn document() -> Value {
                                     (every field optional). A bad equivalence list is a 400 \
                                     naming the line.",
                     "properties": {
-                        "name": {"type": "string", "description": "A-Z a-z 0-9 _ - ., 1-100 characters (create only)"},
+                        "name": {"type": "string", "minLength": 1, "maxLength": MAX_BANK_NAME_BYTES,
+                                 "pattern": "^[A-Za-z0-9_.-]+$",
+                                 "description": "one URL path segment: A-Z a-z 0-9 _ - ., \
+                                                 not \".\" or \"..\" (create only)"},
                         "kind": {"type": "string", "enum": ["block", "allow"], "description": "create only"},
                         "enabled": {"type": "boolean", "description": "update only"},
-                        "description": {"type": "string"},
+                        "description": {"type": "string", "maxLength": MAX_NOTE_BYTES},
                         "thresholds": {"type": "object", "additionalProperties": {"type": "number"},
                             "description": "Overrides by key: pdq / vpdq (max Hamming distance, \
                                             0-256; vpdq per frame), text_minhash (min Jaccard, \
@@ -365,17 +442,36 @@ pub fn document() -> Value {
                             "banks": {"type": "array", "items": {"type": "string"}},
                             "context": {"$ref": "#/components/schemas/LookupContext"}
                         }}}}},
+                "Source": {"type": "object",
+                    "description": "POST /v1/sources (name, kind required) and PATCH \
+                                    /v1/sources/{name} (config and/or enabled). A bad config is a \
+                                    400 naming the field (config.urls[2]: ...).",
+                    "properties": {
+                        "name": {"type": "string", "description": "A-Z a-z 0-9 _ - . :, 1-100 characters (create only)"},
+                        "kind": {"type": "string", "enum": ["urls", "page", "feed", "telegram_export", "warc", "locker"], "description": "create only"},
+                        "enabled": {"type": "boolean", "description": "update only"},
+                        "config": {"type": "object", "description": "version (1), urls (seeds), path (local file), \
+                            depth (0-2), extra_hosts, locker_hosts, locker_rules, follow_links, \
+                            proxy (socks5h://host:port), ignore_robots (audited), min_delay_ms, \
+                            revisit_hours, max_links_per_page. Unknown fields are refused."}
+                    }},
                 "LookupContext": {"type": "object", "properties": {
-                    "content_id": {"type": "string"}, "url": {"type": "string"},
-                    "uploader_id": {"type": "string"}}},
-                "Item": {"type": "object", "description": "Exactly one of text, signals, url.",
+                    "content_id": {"type": "string", "maxLength": MAX_ID_BYTES},
+                    "url": {"type": "string", "maxLength": MAX_URL_BYTES},
+                    "uploader_id": {"type": "string", "maxLength": MAX_ID_BYTES}}},
+                "Item": {"type": "object", "description": "Exactly one of text, signals, url. \
+                    Lookups accept ?frames=true to include vPDQ frame lists (matched_value, \
+                    query_value) in matches; by default a vPDQ match carries query_match_pct, \
+                    compared_match_pct, query_frames and compared_frames instead. No string \
+                    anywhere in a request may contain a NUL character (400 naming the field).",
                     "properties": {
                         "text": {"type": "string"},
                         "signals": {"type": "object", "additionalProperties": {"type": "string"},
                                     "description": "signal type wire name → value, e.g. {\"pdq\": \"<64 hex>\"}"},
                         "url": {"type": "string", "description": "fetched only when URL fetching is enabled"},
-                        "labels": {"type": "array", "items": {"type": "string"}},
-                        "note": {"type": "string"},
+                        "labels": {"type": "array", "maxItems": MAX_LABELS,
+                                   "items": {"type": "string", "maxLength": MAX_LABEL_BYTES}},
+                        "note": {"type": "string", "maxLength": MAX_NOTE_BYTES},
                         "banks": {"type": "array", "items": {"type": "string"}},
                         "context": {"$ref": "#/components/schemas/LookupContext"}
                     }}
@@ -392,7 +488,7 @@ mod tests {
     fn every_route_is_documented_once() {
         let doc = document();
         let mut n = 0;
-        for (method, path, ..) in ROUTES {
+        for (method, path, ..) in all_routes() {
             assert!(doc["paths"][path][method].is_object(), "{method} {path}");
             n += 1;
         }

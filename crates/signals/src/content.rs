@@ -181,10 +181,17 @@ pub enum HashError {
     Pdq(#[from] PdqError),
     #[error("PDF: {0}")]
     Pdf(String),
+    /// A video refused by our own checks (limits, no video stream, no
+    /// ffmpeg): the message is ours and stable.
     #[error("video: {0}")]
     Video(String),
     #[error("OCR: {0}")]
     Ocr(String),
+    /// ffmpeg/ffprobe could not decode the upload; the detail is the
+    /// decoder's own output (heap addresses, versions): for logs and the
+    /// CLI, never for HTTP clients.
+    #[error("video could not be decoded: {0}")]
+    VideoUndecodable(String),
 }
 
 /// Reusable dispatcher; holds per-thread hashing state.
@@ -561,7 +568,17 @@ fn video_hash(
             .hasher
             .hash_observed(shared, &setup.options, &mut observe)
     }
-    .map_err(|e| HashError::Video(e.to_string()))?;
+    .map_err(|e| {
+        use crate::video::ffmpeg::VideoError as V;
+        match e {
+            V::Unreadable(_)
+            | V::DecodeFailed { .. }
+            | V::Io(_)
+            | V::InvalidOption(_)
+            | V::FfmpegMissing { .. } => HashError::VideoUndecodable(e.to_string()),
+            other => HashError::Video(other.to_string()),
+        }
+    })?;
     hashed.ocr_inputs.extend(keys.into_inputs());
     Ok(out)
 }

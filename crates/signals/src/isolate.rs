@@ -12,7 +12,13 @@
 //! * `RLIMIT_CORE` = 0 (no core dumps of hostile input);
 //! * a wall-clock timeout enforced by the parent, which kills the child
 //!   (SIGKILL) and reaps it;
-//! * stdout and stderr are read on their own threads and capped.
+//! * stdout and stderr are read on their own threads and capped;
+//! * an empty environment: nothing of the parent's (`RUST_BACKTRACE`,
+//!   credentials) reaches the child, so its stderr carries no backtrace.
+//!
+//! The child's stderr is kept (the last 4 KiB) in the error for logs; it is
+//! never meant for clients (the engine maps these errors to fixed
+//! messages).
 //!
 //! The limits are set with `setrlimit` in `pre_exec`, between fork and exec,
 //! where only async-signal-safe calls are allowed: setrlimit is one. Every
@@ -142,6 +148,7 @@ fn run_child(
 ) -> Result<ChildOutput, IsolateError> {
     let mut cmd = Command::new(program);
     cmd.args(args)
+        .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

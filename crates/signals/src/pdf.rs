@@ -20,6 +20,21 @@
 //! stream size *before* inflating it; everything runs under
 //! `catch_unwind`, so a parser panic becomes [`PdfError::Panic`]. A broken
 //! page or image is recorded in `warnings` and the rest is still used.
+//!
+//! **Inflation is bounded before anything allocates it.** While the
+//! document loads, every `/FlateDecode` stream (page contents, object
+//! streams, fonts' CMaps, images) is inflated into a counting sink — no
+//! buffer — up to [`PdfLimits::max_stream_inflated`]; a stream over it, or
+//! any stream once the document's total passes
+//! [`PdfLimits::max_inflated_total`], is emptied (and reported in
+//! `warnings`) before lopdf, which inflates without a limit, ever sees it.
+//! So a deflate bomb costs bounded CPU and no memory, instead of growing a
+//! buffer until the child's address-space limit kills it. (Cross-reference
+//! streams are read before this hook and stay bounded by that limit only;
+//! streams whose first filter is not Flate are not measured.) Page text is
+//! read from one page map (`get_pages` once, not per page: 200,000 page
+//! objects no longer cost 200,000 walks per page) for at most
+//! [`PdfLimits::max_pages`] pages.
 
 use crate::decode::{decode_image, DecodeLimits, DecodeOptions};
 use crate::pdq::PdqHasher;
@@ -43,6 +58,12 @@ pub struct PdfLimits {
     /// Largest image stream (compressed) and largest declared pixel buffer
     /// (`width × height × components`). Default 64 MiB.
     pub max_image_bytes: u64,
+    /// Largest inflated size of one Flate stream; a larger one is skipped.
+    /// Default 64 MiB.
+    pub max_stream_inflated: u64,
+    /// Most bytes inflated for the whole document (streams past it are
+    /// skipped). Default 256 MiB.
+    pub max_inflated_total: u64,
     /// Limits passed to the image decoder for JPEG images.
     pub decode: DecodeLimits,
 }
@@ -56,6 +77,8 @@ impl Default for PdfLimits {
             max_text_bytes: 8 * 1024 * 1024,
             max_images: 64,
             max_image_bytes: 64 * 1024 * 1024,
+            max_stream_inflated: 64 * 1024 * 1024,
+            max_inflated_total: 256 * 1024 * 1024,
             decode: DecodeLimits::default(),
         }
     }
@@ -143,8 +166,91 @@ pub fn extract(bytes: &[u8], limits: &PdfLimits) -> Result<PdfExtract, PdfError>
     }
 }
 
+/// The inflation budget of the document being loaded on this thread (the
+/// load hook is a plain `fn`, so it cannot capture it).
+#[derive(Clone, Copy, Default)]
+struct InflateBudget {
+    per_stream: u64,
+    remaining: u64,
+    skipped: u32,
+}
+
+thread_local! {
+    static INFLATE: std::cell::Cell<InflateBudget> = std::cell::Cell::new(InflateBudget::default());
+}
+
+/// Bytes `data` inflates to (zlib, else raw deflate as lopdf falls back
+/// to), counted without buffering and without reading past `cap + 1`.
+fn inflated_len(data: &[u8], cap: u64) -> u64 {
+    fn count(mut r: impl std::io::Read, cap: u64) -> (u64, bool) {
+        let mut buf = [0u8; 64 * 1024];
+        let mut n = 0u64;
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return (n, true),
+                Ok(k) => {
+                    n += k as u64;
+                    if n > cap {
+                        return (n, true);
+                    }
+                }
+                Err(_) => return (n, false),
+            }
+        }
+    }
+    let (n, ok) = count(flate2::read::ZlibDecoder::new(data), cap);
+    if !ok && n == 0 && data.len() > 2 {
+        return count(
+            flate2::read::DeflateDecoder::new(data.get(2..).unwrap_or(&[])),
+            cap,
+        )
+        .0;
+    }
+    n
+}
+
+/// lopdf load hook: empty every Flate stream that would inflate past the
+/// per-stream limit or the document's remaining budget (see the module doc).
+fn bound_inflation(id: ObjectId, obj: &mut Object) -> Option<(ObjectId, Object)> {
+    let Object::Stream(stream) = obj else {
+        return Some((id, obj.clone()));
+    };
+    let flate_first = stream
+        .filters()
+        .ok()
+        .and_then(|f| f.first().map(|f| *f == b"FlateDecode".as_slice()))
+        .unwrap_or(false);
+    if flate_first {
+        let mut b = INFLATE.with(|c| c.get());
+        let cap = b.per_stream.min(b.remaining);
+        let n = inflated_len(&stream.content, cap);
+        if n > cap {
+            stream.content.clear();
+            stream.dict.remove(b"Filter");
+            stream.dict.remove(b"DecodeParms");
+            b.skipped = b.skipped.saturating_add(1);
+        } else {
+            b.remaining -= n;
+        }
+        INFLATE.with(|c| c.set(b));
+    }
+    // lopdf keeps the object mutated in place; streams are never inside
+    // object streams, where the returned value would be used.
+    Some((id, Object::Null))
+}
+
 fn extract_inner(bytes: &[u8], limits: &PdfLimits) -> Result<PdfExtract, PdfError> {
-    let doc = Document::load_mem(bytes).map_err(|e| PdfError::Malformed(e.to_string()))?;
+    INFLATE.with(|c| {
+        c.set(InflateBudget {
+            per_stream: limits.max_stream_inflated,
+            remaining: limits.max_inflated_total,
+            skipped: 0,
+        })
+    });
+    let doc =
+        Document::load_mem_with_options(bytes, lopdf::LoadOptions::with_filter(bound_inflation))
+            .map_err(|e| PdfError::Malformed(e.to_string()))?;
+    let skipped = INFLATE.with(|c| c.get().skipped);
     if doc.objects.len() > limits.max_objects {
         return Err(PdfError::TooManyObjects {
             count: doc.objects.len(),
@@ -152,10 +258,15 @@ fn extract_inner(bytes: &[u8], limits: &PdfLimits) -> Result<PdfExtract, PdfErro
         });
     }
     let mut out = PdfExtract::default();
+    if skipped > 0 {
+        out.warnings.push(format!(
+            "{skipped} compressed streams skipped: over the inflation limit"
+        ));
+    }
     let pages = doc.get_pages();
     out.pages = pages.len();
-    for (&number, _) in pages.iter().take(limits.max_pages) {
-        match doc.extract_text(&[number]) {
+    for (&number, &page_id) in pages.iter().take(limits.max_pages) {
+        match page_text(&doc, page_id) {
             Ok(t) => {
                 if t.trim().is_empty() {
                     out.textless_pages.push(number);
@@ -209,6 +320,72 @@ fn extract_inner(bytes: &[u8], limits: &PdfLimits) -> Result<PdfExtract, PdfErro
         }
     }
     Ok(out)
+}
+
+/// The text of one page: what lopdf's `extract_text` does for a page, given
+/// its id (so the page tree is walked once per document, not per page).
+fn page_text(doc: &Document, page_id: ObjectId) -> Result<String, lopdf::Error> {
+    let encodings: std::collections::BTreeMap<Vec<u8>, lopdf::Encoding> = doc
+        .get_page_fonts(page_id)?
+        .into_iter()
+        .filter_map(|(name, font)| font.get_font_encoding(doc).ok().map(|e| (name, e)))
+        .collect();
+    let content = lopdf::content::Content::decode(&doc.get_page_content(page_id)?)?;
+    let mut text = String::new();
+    let mut encoding = None;
+    for op in &content.operations {
+        match op.operator.as_str() {
+            "Tf" => {
+                encoding = op
+                    .operands
+                    .first()
+                    .and_then(|o| o.as_name().ok())
+                    .and_then(|n| encodings.get(n));
+            }
+            "Tj" | "TJ" => {
+                if let Some(enc) = encoding {
+                    collect_text(&mut text, enc, &op.operands);
+                }
+            }
+            "'" => {
+                if let Some(enc) = encoding {
+                    if !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    collect_text(&mut text, enc, &op.operands);
+                }
+            }
+            "\"" => {
+                if let (Some(enc), Some(s)) = (encoding, op.operands.get(2)) {
+                    if !text.ends_with('\n') {
+                        text.push('\n');
+                    }
+                    collect_text(&mut text, enc, std::slice::from_ref(s));
+                }
+            }
+            "T*" | "ET" if !text.ends_with('\n') => text.push('\n'),
+            _ => {}
+        }
+    }
+    Ok(text)
+}
+
+/// Text of `Tj`/`TJ` operands (lopdf's rule: a kerning over 100 units is a
+/// space, an array ends with one).
+fn collect_text(text: &mut String, encoding: &lopdf::Encoding, operands: &[Object]) {
+    for operand in operands {
+        match operand {
+            Object::String(bytes, _) => {
+                let _ = encoding.write_to_string(bytes, text);
+            }
+            Object::Array(items) => {
+                collect_text(text, encoding, items);
+                text.push(' ');
+            }
+            Object::Integer(i) if *i < -100 => text.push(' '),
+            _ => {}
+        }
+    }
 }
 
 fn is_image(stream: &Stream) -> bool {

@@ -57,8 +57,9 @@ pub struct BulkContent {
 }
 
 impl WriteTx {
-    /// Reserve `n` new content ids, ascending.
-    async fn reserve_content_ids(&mut self, n: usize) -> Result<Vec<i64>> {
+    /// Reserve `n` new content ids, ascending (the caller inserts them
+    /// explicitly, e.g. [`WriteTx::insert_content_with_ids`]).
+    pub async fn reserve_content_ids(&mut self, n: usize) -> Result<Vec<i64>> {
         let count = i64::try_from(n).map_err(|_| StoreError::Corrupt("batch too large".into()))?;
         match self.backend {
             Backend::Sqlite => {
@@ -159,7 +160,11 @@ impl WriteTx {
 
 /// `prefix` followed by `rows` tuples; tuple `i` gets parameters
 /// `3 + 3i`, `4 + 3i`, `5 + 3i` (`$1` and `$2` are shared).
-fn values_sql(prefix: &str, rows: usize, tuple: impl Fn(usize, usize, usize) -> String) -> String {
+pub(crate) fn values_sql(
+    prefix: &str,
+    rows: usize,
+    tuple: impl Fn(usize, usize, usize) -> String,
+) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * 40);
     sql.push_str(prefix);
     for i in 0..rows {

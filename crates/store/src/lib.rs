@@ -31,10 +31,16 @@
 //!   context only; API keys and passwords are stored as hashes only.
 
 mod bulk;
+mod exchange;
+mod feed;
+mod frontier;
 mod lease;
+mod retention;
 mod robust;
 mod rows;
+mod scale;
 mod sighting;
+mod spread;
 pub mod testing;
 
 use std::borrow::Cow;
@@ -50,12 +56,27 @@ pub use bulk::{
     content_range_op, parse_content_range_op, BulkContent, BULK_ROWS_PER_STATEMENT,
     CONTENT_RANGE_ENTITY,
 };
+pub use exchange::{
+    ContentWithId, ExchangeProgress, ExchangeRecordRow, ExchangeRow, ExchangeSettings, NewExchange,
+    ProvenanceRow, RecordCounts,
+};
+pub use feed::{FeedEntryRow, FeedOpinionRow, FeedRow, NewFeedEntry};
+pub use frontier::{
+    FrontierCounts, FrontierJob, JobOutcome, NewJob, SourceStatsDelta, SourceStatusRow,
+    UpsertedSighting, JOB_DONE, JOB_FAILED, JOB_LEASED, JOB_QUEUED,
+};
 pub use lease::LeaseRow;
+pub use retention::{RetentionCutoffs, SweepCounts};
 pub use robust::{is_exportable_table, DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_VPDQ_CROPPED};
 pub use rows::*;
+pub use scale::{schema_version, ContentFlagsRow, CounterAdd, HitDetail};
 pub use sighting::{
     NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,
     SightingSignalRow, SourceRow, WarcRef,
+};
+pub use spread::{
+    CheckRow, CheckWrite, ClusterSummary, CopyRow, DueCheck, ItemLabels, LivenessRow, NewNotice,
+    NoticeQuery, NoticeRow, RemovalRow,
 };
 
 /// Errors of the store.
@@ -79,6 +100,11 @@ pub enum StoreError {
     /// A stored value could not be interpreted.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Text the database cannot hold (PostgreSQL refuses NUL characters).
+    /// The server refuses NUL in every request field before it gets here;
+    /// this keeps any other path (CLI imports, new code) a 400, not a 500.
+    #[error("text contains a character the database cannot store (NUL)")]
+    UnstorableText,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -86,6 +112,10 @@ impl From<sqlx::Error> for StoreError {
         if let sqlx::Error::Database(db) = &e {
             if db.is_unique_violation() {
                 return StoreError::Conflict(format!("already exists: {}", db.message()));
+            }
+            // character_not_in_repertoire (a NUL in text), untranslatable_character.
+            if matches!(db.code().as_deref(), Some("22021" | "22P05")) {
+                return StoreError::UnstorableText;
             }
         }
         if let sqlx::Error::RowNotFound = e {
@@ -178,8 +208,23 @@ schema_migrations![
     (5, "leases", "0005_leases"),
     // The sighting model: sources, sightings, their signals and matches.
     (6, "sightings", "0006_sightings"),
+    // vPDQ matches keep the compared share too.
+    (10, "vpdq_shares", "0010_vpdq_shares"),
+    // Retention sweeps delete audit entries by target.
+    (11, "retention", "0011_retention"),
+    // PostgreSQL: vPDQ values outgrow B-tree rows; index them by hash.
+    (12, "signal_value_index", "0012_signal_value_index"),
+    // Signal exchange: exchanges, upstream records, published feeds.
+    (20, "exchanges", "0020_exchanges"),
     // Robust matching: derived hashes, bank matching settings, match channel.
     (30, "robust", "0030_robust"),
+    // The collector: frontier, host politeness slots, source status,
+    // cursors, host -> platform table, sighting attributes (issue 15).
+    (40, "collector", "0040_collector"),
+    // Spread tracking: liveness, checks, removals, takedown notices.
+    (50, "spread", "0050_spread"),
+    // Replicas as one service: database identity, shared counters.
+    (60, "scale", "0060_scale"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
@@ -500,8 +545,9 @@ impl Store {
         // statement for every combination.
         let rows = sqlx::query(
             "SELECT id, submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
-             query_value, distance, similarity, status, created_at, updated_at, channel, channel_detail FROM matches \
-             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR bank_id = $2) \
+             query_value, distance, similarity, compared_similarity, status, created_at, \
+             updated_at, channel, channel_detail FROM matches WHERE ($1 IS NULL OR status = $1) \
+             AND ($2 IS NULL OR bank_id = $2) \
              AND ($3 IS NULL OR submission_id = $3) AND id < $4 ORDER BY id DESC LIMIT $5",
         )
         .bind(filter.status.clone())
@@ -700,8 +746,8 @@ const BANK_SELECT_ID: &str = "SELECT id, name, kind, enabled, description, thres
 const CONTENT_SELECT_ID: &str = "SELECT id, bank_id, enabled, labels, note, quarantined, \
     quarantine_reason, quarantined_at, created_at, updated_at FROM bank_content WHERE id = $1";
 const MATCH_SELECT_ID: &str = "SELECT id, submission_id, bank_id, content_id, signal_id, \
-    signal_type, matched_value, query_value, distance, similarity, status, created_at, updated_at, channel, channel_detail \
-    FROM matches WHERE id = $1";
+    signal_type, matched_value, query_value, distance, similarity, compared_similarity, status, \
+    created_at, updated_at, channel, channel_detail FROM matches WHERE id = $1";
 
 /// An open write transaction. Every method runs inside it; call
 /// [`WriteTx::commit`] to make the writes durable and visible.
@@ -1039,11 +1085,13 @@ impl WriteTx {
         let now = now_ms();
         let row = sqlx::query(
             "INSERT INTO matches (submission_id, bank_id, content_id, signal_id, signal_type, \
-             matched_value, query_value, distance, similarity, status, created_at, updated_at, channel, channel_detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), 'pending', \
-             $10, $10, $11, $12) RETURNING id, \
+             matched_value, query_value, distance, similarity, compared_similarity, status, \
+             created_at, updated_at, channel, channel_detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), \
+             CAST($11 AS DOUBLE PRECISION), 'pending', $10, $10, $12, $13) RETURNING id, \
              submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
-             query_value, distance, similarity, status, created_at, updated_at, channel, channel_detail",
+             query_value, distance, similarity, compared_similarity, status, created_at, \
+             updated_at, channel, channel_detail",
         )
         .bind(m.submission_id)
         .bind(m.bank_id)
@@ -1056,6 +1104,7 @@ impl WriteTx {
         // Bound as text and cast in SQL: see `resolve_url` on sqlx's NULL f64.
         .bind(m.similarity.map(|s| s.to_string()))
         .bind(now)
+        .bind(m.compared_similarity.map(|s| s.to_string()))
         .bind(m.channel)
         .bind(m.channel_detail)
         .fetch_one(&mut *self.tx)
@@ -1075,7 +1124,8 @@ impl WriteTx {
         let row = sqlx::query(
             "UPDATE matches SET status = $1, updated_at = $2 WHERE id = $3 RETURNING id, \
              submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
-             query_value, distance, similarity, status, created_at, updated_at, channel, channel_detail",
+             query_value, distance, similarity, compared_similarity, status, created_at, \
+             updated_at, channel, channel_detail",
         )
         .bind(status)
         .bind(now_ms())
@@ -1236,6 +1286,8 @@ pub struct NewMatch<'a> {
     pub query_value: &'a str,
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
+    /// vPDQ: the share (0..1) of the bank video's frames with a partner.
+    pub compared_similarity: Option<f64>,
     /// Which matching channel found it (`plain` for every non-PDQ type).
     pub channel: &'a str,
     /// JSON: how the channel matched (rectangles, variant, plain distance).

@@ -178,6 +178,8 @@ pub struct MatchRow {
     pub query_value: String,
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
+    /// vPDQ: the share (0..1) of the bank video's frames with a partner.
+    pub compared_similarity: Option<f64>,
     pub status: String,
     pub created_at: i64,
     pub updated_at: i64,
@@ -200,6 +202,7 @@ impl MatchRow {
             query_value: get_str(r, "query_value")?,
             distance: get_opt_i64(r, "distance")?,
             similarity: get_opt_f64(r, "similarity")?,
+            compared_similarity: get_opt_f64(r, "compared_similarity")?,
             status: get_str(r, "status")?,
             created_at: get_i64(r, "created_at")?,
             updated_at: get_i64(r, "updated_at")?,

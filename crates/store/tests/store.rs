@@ -209,6 +209,7 @@ async fn submissions_matches_decisions(db: &TestDb) {
             query_value: "q",
             distance: None,
             similarity: Some(0.75),
+            compared_similarity: Some(0.5),
             channel: "window",
             channel_detail: Some(r#"{"plain_distance":90}"#),
         })

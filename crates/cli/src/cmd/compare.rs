@@ -2,7 +2,10 @@
 //!
 //! Each operand is either a signal value (for PDQ: 64 hex characters) or a
 //! file to hash. Prints one JSON object, `{"distance":N,"match":bool}` for
-//! PDQ (match = distance ≤ threshold). The exit code is 0 whether or not
+//! PDQ (match = distance ≤ threshold). For vPDQ, A is the query and B the
+//! compared item, hashed the way the service hashes a lookup (one frame a
+//! second) and a bank entry (every frame, `--sampling` to change), so two
+//! files get the service's answer. The exit code is 0 whether or not
 //! the items match; unreadable files and bad values are errors (exit 2).
 //! Each signal type is one [`CompareType`] variant and one match arm in
 //! [`run`].
@@ -56,6 +59,11 @@ pub struct CompareArgs {
     /// Text: print JSON instead of one readable line.
     #[arg(long)]
     pub json: bool,
+    /// vPDQ: seconds between hashed frames of B, the compared item. The
+    /// default 0 hashes every frame, as the service hashes bank entries;
+    /// A, the query, is hashed at one frame a second, like a lookup.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    pub sampling: f64,
 }
 
 #[derive(serde::Serialize)]
@@ -90,7 +98,13 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         CompareType::Ocr => compare_ocr(&args)?,
         CompareType::Vpdq => {
             use echotrace_signals::video::{compare, VpdqMatchOptions};
-            let (a, b) = (vpdq_operand(&args.a)?, vpdq_operand(&args.b)?);
+            if !(args.sampling.is_finite() && args.sampling >= 0.0) {
+                bail!("--sampling must be a number of seconds ≥ 0");
+            }
+            let (a, b) = (
+                vpdq_operand(&args.a, QUERY_SECONDS_PER_HASH)?,
+                vpdq_operand(&args.b, args.sampling)?,
+            );
             let mut opts = VpdqMatchOptions::default();
             if let Some(t) = args.threshold {
                 opts.distance_threshold = t;
@@ -127,6 +141,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             let out = serde_json::json!({
                 "query_match_pct": c.query_match_pct,
                 "compared_match_pct": c.compared_match_pct,
+                "query_frames": a.0.features.len(),
+                "compared_frames": b.0.features.len(),
                 "match": c.is_match,
                 "channel": channel,
                 "plain_query_match_pct": plain.query_match_pct,
@@ -302,8 +318,9 @@ fn text_operand(s: &str, max: u64) -> anyhow::Result<echotrace_signals::text::Te
     ))
 }
 
-/// A serialised vPDQ signal (JSON array), a file holding one (or the
-/// reference tool's `frame,quality,hex,timestamp` lines), or a video file.
+/// Seconds between hashed frames of a lookup (the service's query side).
+const QUERY_SECONDS_PER_HASH: f64 = 1.0;
+
 /// The plain vPDQ of an operand, and its cropped vPDQ when it has one
 /// (`true` = cropped).
 fn sides(v: &VpdqOperand) -> Vec<(&echotrace_signals::video::VpdqHash, bool)> {
@@ -321,7 +338,10 @@ type VpdqOperand = (
     Option<echotrace_signals::video::vpdq::CroppedVpdq>,
 );
 
-fn vpdq_operand(s: &str) -> anyhow::Result<VpdqOperand> {
+/// A serialised vPDQ signal (JSON array), a file holding one (or the
+/// reference tool's `frame,quality,hex,timestamp` lines), or a video file
+/// (hashed every `seconds` seconds; 0 = every frame).
+fn vpdq_operand(s: &str, seconds: f64) -> anyhow::Result<VpdqOperand> {
     use echotrace_signals::video::VpdqHash;
     if s.trim_start().starts_with('[') {
         return Ok((
@@ -337,7 +357,7 @@ fn vpdq_operand(s: &str) -> anyhow::Result<VpdqOperand> {
             return Ok((h, None));
         }
     }
-    let setup = super::hash::video_setup(1.0)
+    let setup = super::hash::video_setup(seconds)
         .with_context(|| "video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)")?;
     let out = setup
         .hasher

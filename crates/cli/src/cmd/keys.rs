@@ -2,7 +2,8 @@
 //! running server; talks to the database directly).
 //!
 //! `keys create --role ROLE [--name N]` prints the new key once on stdout;
-//! only its SHA-256 is stored.
+//! only its SHA-256 is stored. Without `--name` the key is named after its
+//! role and the time (`matcher-20250102T030405Z`).
 
 use std::process::ExitCode;
 
@@ -25,9 +26,10 @@ pub enum KeysCommand {
         /// admin, curator, matcher or reviewer.
         #[arg(long)]
         role: String,
-        /// A label for the key (who or what uses it).
-        #[arg(long, default_value = "")]
-        name: String,
+        /// A label for the key (who or what uses it); default: the role and
+        /// the UTC time of creation, e.g. matcher-20250102T030405Z.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// List keys (never the keys themselves).
     List,
@@ -50,11 +52,14 @@ async fn run_async(args: KeysArgs) -> anyhow::Result<ExitCode> {
             let role = Role::parse(&role).ok_or_else(|| {
                 anyhow!("unknown role {role:?} (admin, curator, matcher, reviewer)")
             })?;
-            let (meta, key) = engine.create_api_key(&Actor::cli(), &name, role).await?;
+            let (meta, key) = engine
+                .create_api_key(&Actor::cli(), name.as_deref().unwrap_or(""), role)
+                .await?;
             eprintln!(
-                "created {} key id {} (store it now: it is not shown again)",
+                "created {} key id {} named {:?} (store it now: it is not shown again)",
                 meta.role.as_str(),
-                meta.id
+                meta.id,
+                meta.name
             );
             println!("{key}");
             Ok(ExitCode::SUCCESS)

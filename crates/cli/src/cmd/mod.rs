@@ -1,10 +1,15 @@
 //! One module per subcommand. Each exposes an `Args` struct and `run`.
 
 pub mod bank;
+pub mod collect;
 pub mod compare;
+pub mod exchange;
 pub mod hash;
 pub mod keys;
+pub mod liveness;
 pub mod match_;
+pub mod notice;
+pub mod report;
 pub mod serve;
 pub mod users;
 

@@ -22,15 +22,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use echotrace_engine::{
-    BankKind, ContentSource, EngineError, HashedUpload, LookupRequest, MatchRecord, NewBank,
-    NewContent, Operation, SignalValue, SubmissionContext, Thresholds,
+    Actor, BankKind, EngineError, HashedUpload, LookupRequest, MatchRecord, NewBank, SignalValue,
+    SubmissionContext, Thresholds,
 };
 use echotrace_signals::signal::SignalType;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{bank_ids, item_query, item_signals};
-use crate::auth::Caller;
+use super::{add_bank_content, bank_ids, item_query};
+use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Item, ItemInput};
 use crate::AppState;
@@ -62,16 +62,39 @@ fn hma_distance(m: &MatchRecord) -> String {
     }
 }
 
+/// Exchange provenance of matched items (see `routes::exchange`).
+type ProvenanceMap = std::collections::HashMap<i64, Vec<echotrace_engine::exchange::Provenance>>;
+
+/// One match in HMA's shape, `{"bank_content_id": 1, "distance": "4"}`;
+/// a vPDQ match also carries its two shares (percent), and an item that
+/// came from an exchange its `provenance` (labels and opinions upstream).
+fn hma_entry(m: &MatchRecord, provenance: &ProvenanceMap) -> Value {
+    let mut e = json!({
+        "bank_content_id": m.content_id,
+        "distance": hma_distance(m),
+        // echotrace extension: which matching channel found it.
+        "channel": m.channel,
+    });
+    if let Some(v) = &m.vpdq {
+        e["query_match_pct"] = json!(v.query_match_pct);
+        e["compared_match_pct"] = json!(v.compared_match_pct);
+    }
+    if let Some(p) = provenance.get(&m.content_id) {
+        e["provenance"] = json!(p);
+    }
+    e
+}
+
 /// `{"BANK": [{"bank_content_id": 1, "distance": "4"}]}` for one signal type.
-fn by_bank<'a>(matches: impl Iterator<Item = &'a MatchRecord>) -> Map<String, Value> {
+fn by_bank<'a>(
+    matches: impl Iterator<Item = &'a MatchRecord>,
+    provenance: &ProvenanceMap,
+) -> Map<String, Value> {
     let mut out: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for m in matches {
-        out.entry(m.bank_name.clone()).or_default().push(json!({
-            "bank_content_id": m.content_id,
-            "distance": hma_distance(m),
-            // echotrace extension: which matching channel found it.
-            "channel": m.channel,
-        }));
+        out.entry(m.bank_name.clone())
+            .or_default()
+            .push(hma_entry(m, provenance));
     }
     out.into_iter().map(|(k, v)| (k, Value::Array(v))).collect()
 }
@@ -80,7 +103,7 @@ fn by_bank<'a>(matches: impl Iterator<Item = &'a MatchRecord>) -> Map<String, Va
 /// equivalence lists apply); the block matches.
 async fn run_lookup(
     state: &AppState,
-    caller: &Caller,
+    actor: &Actor,
     query: HashedUpload,
     banks: Option<String>,
 ) -> Result<Vec<MatchRecord>, ApiError> {
@@ -91,7 +114,7 @@ async fn run_lookup(
         banks,
         context: SubmissionContext::default(),
     };
-    let resp = engine.lookup_upload(&caller.actor(), req, query).await?;
+    let resp = engine.lookup_upload(actor, req, query).await?;
     Ok(resp.matches)
 }
 
@@ -140,13 +163,13 @@ async fn one_signal(
 
 async fn lookup_get(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Lookup>,
     ApiQuery(q): ApiQuery<LookupQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Lookup)?;
     let query = one_signal(&state, q.signal_type, q.signal).await?;
-    let matches = run_lookup(&state, &caller, query, q.banks).await?;
-    Ok(Json(Value::Object(by_bank(matches.iter()))))
+    let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
+    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
+    Ok(Json(Value::Object(by_bank(matches.iter(), &prov))))
 }
 
 #[derive(Deserialize)]
@@ -160,11 +183,10 @@ struct PostQuery {
 
 async fn lookup_post(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Lookup>,
     ApiQuery(q): ApiQuery<PostQuery>,
     item: Item,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Lookup)?;
     if !matches!(item.input, ItemInput::File(_)) {
         return Err(ApiError::bad_request(
             "Missing multipart/form-data file upload",
@@ -172,12 +194,16 @@ async fn lookup_post(
     }
     let query = item_query(&state, item.input).await?;
     let types: Vec<_> = query.signals.iter().map(|s| s.signal_type).collect();
-    let matches = run_lookup(&state, &caller, query, q.banks).await?;
+    let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
+    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
     let mut out = Map::new();
     for t in types {
         out.insert(
             t.as_str().to_string(),
-            Value::Object(by_bank(matches.iter().filter(|m| m.signal_type == t))),
+            Value::Object(by_bank(
+                matches.iter().filter(|m| m.signal_type == t),
+                &prov,
+            )),
         );
     }
     Ok(Json(Value::Object(out)))
@@ -193,21 +219,21 @@ struct RawQuery {
 
 async fn raw_lookup(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Lookup>,
     ApiQuery(q): ApiQuery<RawQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Lookup)?;
     let query = one_signal(&state, q.signal_type, q.signal).await?;
     let with_distance = q
         .include_distance
         .as_deref()
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-    let matches = run_lookup(&state, &caller, query, q.banks).await?;
+    let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
+    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
     let list: Vec<Value> = matches
         .iter()
         .map(|m| {
             if with_distance {
-                json!({"bank_content_id": m.content_id, "distance": hma_distance(m)})
+                hma_entry(m, &prov)
             } else {
                 json!(m.content_id)
             }
@@ -222,9 +248,8 @@ fn hma_bank(b: &echotrace_engine::Bank) -> Value {
 
 async fn banks_index(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadBanks>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadBanks)?;
     let banks = state.engine()?.list_banks().await?;
     Ok(Json(Value::Array(banks.iter().map(hma_bank).collect())))
 }
@@ -238,10 +263,9 @@ struct HmaBankCreate {
 
 async fn bank_create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiJson(body): ApiJson<HmaBankCreate>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     if body.name.is_empty()
         || !body
             .name
@@ -304,30 +328,29 @@ fn signals_object(signals: &[SignalValue]) -> Value {
     Value::Object(out)
 }
 
-async fn add_signals(
+/// Add an item (HMA's note is at most 255 characters) and answer in HMA's
+/// shape: `{"id": …, "signals": {type: value}}`.
+async fn add_item(
     state: &AppState,
-    caller: &Caller,
+    actor: &Actor,
     name: &str,
-    signals: Vec<SignalValue>,
+    input: ItemInput,
     note: Option<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let engine = state.engine()?;
-    let bank = engine.bank_by_name(name).await?;
+    let bank = state.engine()?.bank_by_name(name).await?;
     let note = note.unwrap_or_default();
     if note.len() > 255 {
         return Err(ApiError::bad_request("note must be at most 255 characters"));
     }
-    let content = engine
-        .add_content(
-            &caller.actor(),
-            bank.id,
-            NewContent {
-                source: ContentSource::Signals(signals.clone()),
-                labels: Vec::new(),
-                note,
-            },
-        )
-        .await?;
+    let content = add_bank_content(state, actor, bank.id, input, Vec::new(), note).await?;
+    let signals: Vec<SignalValue> = content
+        .signals
+        .iter()
+        .map(|s| SignalValue {
+            signal_type: s.signal_type,
+            value: s.value.clone(),
+        })
+        .collect();
     Ok(Json(
         json!({"id": content.id, "signals": signals_object(&signals)}),
     ))
@@ -340,12 +363,11 @@ struct ContentQuery {
 
 async fn bank_add_content(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<ContentQuery>,
     item: Result<Item, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     state.engine()?.bank_by_name(&name).await?;
     let (input, note) = match (q.url, item.ok()) {
         (Some(url), item) => (ItemInput::Url(url), item.and_then(|i| i.note)),
@@ -356,23 +378,27 @@ async fn bank_add_content(
             ))
         }
     };
-    let signals = item_signals(&state, input).await?;
-    add_signals(&state, &caller, &name, signals, note).await
+    add_item(&state, &caller.actor(), &name, input, note).await
 }
 
 async fn bank_add_signal(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath(name): ApiPath<String>,
     ApiJson(mut body): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     let note = match body.remove("note") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(ApiError::bad_request("note should be a string")),
     };
     body.remove("metadata");
-    let signals = echotrace_engine::parse_signals(&body)?;
-    add_signals(&state, &caller, &name, signals, note).await
+    add_item(
+        &state,
+        &caller.actor(),
+        &name,
+        ItemInput::Signals(body),
+        note,
+    )
+    .await
 }

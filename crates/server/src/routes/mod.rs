@@ -1,23 +1,32 @@
 //! Route table and shared handler helpers.
 //!
-//! Handlers are deliberately thin: authenticate ([`Caller`]), check the
-//! role, turn the request into engine types, call the engine, shape JSON.
+//! Handlers are deliberately thin: authenticate and check the role from the
+//! headers ([`Caller`] with the route's requirement, before the body), then
+//! turn the request into engine types, call the engine, shape JSON.
 
+mod collect;
+pub(crate) mod exchange;
 mod hma;
+pub(crate) mod spread;
 mod v1;
+
+pub(crate) use collect::collector_error as collector_api_error;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use echotrace_engine::{Bank, HashedUpload, SignalValue};
+use echotrace_engine::{
+    Actor, Bank, Content, ContentSource, HashedUpload, LookupResponse, MatchRecord, NewContent,
+    SignalValue,
+};
 use serde_json::{json, Value};
 
-use crate::auth::Caller;
+use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::ItemInput;
 use crate::metrics::Gauges;
-use crate::AppState;
+use crate::{AppState, Pool};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -26,7 +35,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .merge(v1::router())
+        .merge(collect::router())
         .merge(hma::router())
+        .merge(exchange::router())
+        .merge(spread::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -47,18 +59,44 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready = indexes loaded, not stopping, and not more than
+/// `ServerConfig::max_lag` behind the database's change sequence.
 async fn readyz(state: axum::extract::State<AppState>) -> Response {
-    match state.engine() {
-        Ok(engine) => {
-            let stats = engine.index_stats().ok();
-            (
-                StatusCode::OK,
-                Json(json!({"status": "ready", "index": stats, "ocr": engine.ocr_status()})),
-            )
-                .into_response()
-        }
-        Err(e) => e.into_response(),
+    if state.is_draining() {
+        return ApiError::unavailable("the server is shutting down").into_response();
     }
+    let engine = match state.engine() {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
+    };
+    let lag = match engine.lag().await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("echotrace-server: /readyz cannot read the change sequence: {e}");
+            return ApiError::unavailable("the database is unreachable").into_response();
+        }
+    };
+    let max = state.config().max_lag.as_secs_f64();
+    if lag.seconds > max {
+        return ApiError::unavailable(format!(
+            "{} changes behind the database; the oldest is {:.1} s old (limit {max:.1} s)",
+            lag.changes, lag.seconds
+        ))
+        .into_response();
+    }
+    let stats = engine.index_stats().ok();
+    (
+        StatusCode::OK,
+        Json(json!({
+            "status": "ready",
+            "index": stats,
+            "lag": lag,
+            "state": engine.state_source(),
+            "replica": engine.replica_id(),
+            "ocr": engine.ocr_status(),
+        })),
+    )
+        .into_response()
 }
 
 async fn metrics(state: axum::extract::State<AppState>) -> Response {
@@ -67,6 +105,7 @@ async fn metrics(state: axum::extract::State<AppState>) -> Response {
         outbox_pending: 0,
         outbox_oldest_age_seconds: 0.0,
         ready: state.is_ready(),
+        change_lag: None,
     };
     if let Ok(engine) = state.engine() {
         if let Ok(s) = engine.index_stats() {
@@ -76,6 +115,9 @@ async fn metrics(state: axum::extract::State<AppState>) -> Response {
                 ("text_minhash".to_string(), s.text as u64),
             ];
         }
+        if let Ok(lag) = engine.lag().await {
+            g.change_lag = Some((lag.changes, lag.seconds));
+        }
         if let Ok(pending) = engine.list_outbox(true, 1000).await {
             g.outbox_pending = pending.len() as u64;
             let now = now_ms();
@@ -84,11 +126,9 @@ async fn metrics(state: axum::extract::State<AppState>) -> Response {
             }
         }
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics().render(&g),
-    )
-        .into_response()
+    let mut body = state.metrics().render(&g);
+    body.push_str(&exchange::metrics_text(&state).await);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 fn now_ms() -> i64 {
@@ -98,7 +138,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-async fn openapi(_caller: Caller) -> Json<Value> {
+async fn openapi(_caller: Caller<op::AnyRole>) -> Json<Value> {
     Json(crate::openapi::document())
 }
 
@@ -150,7 +190,9 @@ pub(crate) async fn item_query(
             }
             // Typed text is text: never sniffed as a PDF, image or video.
             return state
-                .hash_job(move || engine.hash_text(text).map_err(ApiError::from))
+                .hash_job(Pool::Light, move || {
+                    engine.hash_text(text).map_err(ApiError::from)
+                })
                 .await;
         }
         ItemInput::Url(url) => crate::fetch::fetch(&url, &state.config().fetch)
@@ -160,12 +202,71 @@ pub(crate) async fn item_query(
     };
     let ocr_engine = engine.clone();
     let mut hashed = state
-        .hash_job(move || engine.hash_upload(bytes).map_err(ApiError::from))
+        .hash_job(Pool::for_bytes(&bytes), move || {
+            engine.hash_upload(bytes).map_err(ApiError::from)
+        })
         .await?;
     // OCR (if the image passed the text-presence test) runs in the engine's
     // own bounded pool, after the hashing permit is released.
     ocr_engine.finish_ocr(&mut hashed).await;
     Ok(hashed)
+}
+
+/// Add an item to a bank (`POST /v1/banks/{name}/content`, HMA's
+/// `/c/bank/{name}/content` and `/signal`). Uploaded files, typed text and
+/// fetched URLs go to the engine as bytes, so they are hashed as *bank
+/// entries* (a video at every frame, text under the bank's equivalence
+/// list), inside the hashing pool for their kind (PDFs and videos in the
+/// heavy pool); ready-made signals are stored as given.
+pub(crate) async fn add_bank_content(
+    state: &AppState,
+    actor: &Actor,
+    bank_id: i64,
+    input: ItemInput,
+    labels: Vec<String>,
+    note: String,
+) -> Result<Content, ApiError> {
+    let engine = state.engine()?.clone();
+    let bytes: Vec<u8> = match input {
+        ItemInput::Signals(map) => {
+            let source = ContentSource::Signals(echotrace_engine::parse_signals(&map)?);
+            let new = NewContent {
+                source,
+                labels,
+                note,
+            };
+            return Ok(engine.add_content(actor, bank_id, new).await?);
+        }
+        ItemInput::Text(text) => {
+            if text.trim().is_empty() {
+                return Err(ApiError::bad_request("\"text\" is empty"));
+            }
+            text.into_bytes()
+        }
+        ItemInput::File(bytes) => {
+            if bytes.is_empty() {
+                return Err(ApiError::bad_request("the uploaded file is empty"));
+            }
+            Vec::from(bytes)
+        }
+        ItemInput::Url(url) => Vec::from(
+            crate::fetch::fetch(&url, &state.config().fetch)
+                .await
+                .map_err(fetch_error)?,
+        ),
+    };
+    // Hashed in the pool; OCR (if any) is read by `add_content` in the
+    // engine's own OCR pool, after the hashing permit is released.
+    let pool = Pool::for_bytes(&bytes);
+    let hashed = state
+        .in_pool(pool, engine.hash_bank_bytes(bank_id, bytes))
+        .await??;
+    let new = NewContent {
+        source: ContentSource::HashedFile(hashed),
+        labels,
+        note,
+    };
+    Ok(engine.add_content(actor, bank_id, new).await?)
 }
 
 fn fetch_error(e: crate::fetch::FetchError) -> ApiError {
@@ -195,6 +296,44 @@ pub(crate) async fn bank_ids(
         ids.push(bank.id);
     }
     Ok(Some(ids))
+}
+
+/// `?frames=true`: include vPDQ frame lists in match records (left out by
+/// default: a long video's list is megabytes and every match repeats it).
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct FramesQuery {
+    frames: Option<String>,
+}
+
+impl FramesQuery {
+    pub(crate) fn wanted(&self) -> bool {
+        matches!(self.frames.as_deref(), Some("true" | "1" | "yes"))
+    }
+}
+
+/// A match record as the API returns it: without vPDQ frame lists unless
+/// `frames`.
+pub(crate) fn match_out(m: MatchRecord, frames: bool) -> MatchRecord {
+    if frames {
+        m
+    } else {
+        m.without_frame_lists()
+    }
+}
+
+/// A lookup answer as the API returns it ([`match_out`] on every match).
+pub(crate) fn lookup_out(mut r: LookupResponse, frames: bool) -> LookupResponse {
+    r.matches = r
+        .matches
+        .into_iter()
+        .map(|m| match_out(m, frames))
+        .collect();
+    r.allowed = r
+        .allowed
+        .into_iter()
+        .map(|m| match_out(m, frames))
+        .collect();
+    r
 }
 
 /// Page size from a query parameter: default 100, at most 1000.

@@ -9,16 +9,18 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use echotrace_engine::robust::MatchingSettings;
 use echotrace_engine::{
-    BankKind, BankUpdate, ContentSource, ContentUpdate, LookupRequest, MatchFilter, MatchStatus,
-    NewBank, NewContent, Operation, QueryText, Role, SignalValue, SubmissionContext, Thresholds,
-    Verdict,
+    BankKind, BankUpdate, ContentUpdate, HashedUpload, LookupRequest, MatchFilter, MatchStatus,
+    NewBank, QueryText, Role, SignalValue, SubmissionContext, Thresholds, Verdict,
 };
 use echotrace_signals::signal::SignalType;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{bank_ids, item_query, item_signals, page_limit, signals_json};
-use crate::auth::Caller;
+use super::{
+    add_bank_content, bank_ids, item_query, item_signals, lookup_out, match_out, page_limit,
+    signals_json, FramesQuery,
+};
+use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Item, ItemInput, LookupContext};
 use crate::{AppState, MAX_BATCH};
@@ -88,39 +90,15 @@ struct CreateBank {
     matching: Option<MatchingSettings>,
 }
 
-/// Whether uploaded bytes are what the hasher treats as text.
-fn is_text(bytes: &[u8]) -> bool {
-    !bytes.is_empty()
-        && echotrace_signals::content::detect_kind(bytes)
-            == Some(echotrace_signals::content::ContentKind::Text)
-}
-
 fn default_kind() -> BankKind {
     BankKind::Block
 }
 
-fn validate_bank_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 100
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "bank names are 1-100 characters of A-Z a-z 0-9 _ - .",
-        ))
-    }
-}
-
 async fn create_bank(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiJson(body): ApiJson<CreateBank>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::WriteBanks)?;
-    validate_bank_name(&body.name)?;
     let engine = state.engine()?;
     let mut bank = engine
         .create_bank(
@@ -144,19 +122,17 @@ async fn create_bank(
 
 async fn list_banks(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadBanks>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadBanks)?;
     let banks = state.engine()?.list_banks().await?;
     Ok(Json(json!({ "banks": banks })))
 }
 
 async fn get_bank(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadBanks>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadBanks)?;
     let bank = state.engine()?.bank_by_name(&name).await?;
     Ok(Json(json!(bank)))
 }
@@ -175,11 +151,10 @@ struct PatchBank {
 
 async fn update_bank(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<PatchBank>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     let engine = state.engine()?;
     let bank = engine.bank_by_name(&name).await?;
     let bank = engine
@@ -207,10 +182,9 @@ async fn update_bank(
 
 async fn delete_bank(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     let engine = state.engine()?;
     let bank = engine.bank_by_name(&name).await?;
     // Content, signals and the bank row go in one transaction; match and
@@ -223,53 +197,25 @@ async fn delete_bank(
 
 async fn add_content(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath(name): ApiPath<String>,
     item: Item,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::WriteBanks)?;
-    let engine = state.engine()?.clone();
-    let bank = engine.bank_by_name(&name).await?;
+    let bank = state.engine()?.bank_by_name(&name).await?;
     if item.banks.is_some() || item.metadata.is_some() {
         return Err(ApiError::bad_request(
             "\"banks\" and \"metadata\" are not accepted here",
         ));
     }
-    // Text (a JSON "text" or an uploaded text file) and PDFs go to the
-    // engine as bytes, so their text is signed under the bank's
-    // text-equivalence list.
-    let source = match item.input {
-        ItemInput::Text(text) if !text.trim().is_empty() => ContentSource::Bytes(text.into_bytes()),
-        ItemInput::File(bytes)
-            if is_text(&bytes) || echotrace_signals::pdf::looks_like_pdf(&bytes) =>
-        {
-            ContentSource::Bytes(bytes.to_vec())
-        }
-        // Images and videos: hashed on the bounded pool with their local
-        // derived hashes (robust matching), videos at every frame.
-        ItemInput::File(bytes) => {
-            if bytes.is_empty() {
-                return Err(ApiError::bad_request("the uploaded file is empty"));
-            }
-            let e = engine.clone();
-            let hashed = state
-                .hash_job(move || e.hash_bank_file(&bytes).map_err(ApiError::from))
-                .await?;
-            ContentSource::HashedFile(hashed)
-        }
-        input => ContentSource::Signals(item_signals(&state, input).await?),
-    };
-    let content = engine
-        .add_content(
-            &caller.actor(),
-            bank.id,
-            NewContent {
-                source,
-                labels: item.labels,
-                note: item.note.unwrap_or_default(),
-            },
-        )
-        .await?;
+    let content = add_bank_content(
+        &state,
+        &caller.actor(),
+        bank.id,
+        item.input,
+        item.labels,
+        item.note.unwrap_or_default(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(content)).into_response())
 }
 
@@ -281,11 +227,10 @@ struct PageQuery {
 
 async fn list_content(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadBanks>,
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadBanks)?;
     let engine = state.engine()?;
     let bank = engine.bank_by_name(&name).await?;
     let limit = page_limit(q.limit);
@@ -319,10 +264,9 @@ async fn content_in_bank(
 
 async fn get_content(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadBanks>,
     ApiPath((name, id)): ApiPath<(String, i64)>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadBanks)?;
     let content = content_in_bank(&state, &name, id).await?;
     Ok(Json(json!(content)))
 }
@@ -337,11 +281,10 @@ struct PatchContent {
 
 async fn update_content(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath((name, id)): ApiPath<(String, i64)>,
     ApiJson(body): ApiJson<PatchContent>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     content_in_bank(&state, &name, id).await?;
     let content = state
         .engine()?
@@ -360,10 +303,9 @@ async fn update_content(
 
 async fn delete_content(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath((name, id)): ApiPath<(String, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     content_in_bank(&state, &name, id).await?;
     state.engine()?.delete_content(&caller.actor(), id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -373,10 +315,9 @@ async fn delete_content(
 
 async fn hash(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Lookup>,
     item: Item,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Lookup)?;
     if matches!(item.input, ItemInput::Signals(_)) {
         return Err(ApiError::bad_request(
             "/v1/hash takes a file, text or url, not signals",
@@ -388,10 +329,10 @@ async fn hash(
 
 async fn lookup(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Lookup>,
+    ApiQuery(frames): ApiQuery<FramesQuery>,
     item: Item,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Lookup)?;
     if !item.labels.is_empty() || item.note.is_some() || item.metadata.is_some() {
         return Err(ApiError::bad_request(
             "\"labels\" and \"note\" belong to bank content, not lookups",
@@ -423,16 +364,18 @@ async fn lookup(
     state
         .metrics()
         .record_lookup(started.elapsed(), resp.matches.len() + resp.allowed.len());
-    if let Some((mime, bytes)) = retained {
+    // Unrecorded lookups (`--record matches`, no hit) keep nothing.
+    if let (Some((mime, bytes)), Some(submission_id)) = (retained, resp.submission_id) {
         echotrace_engine::console::retain_submission_media(
             engine.store(),
-            resp.submission_id,
+            submission_id,
             mime,
             &bytes,
         )
         .await?;
     }
-    let mut out = json!(resp);
+    let mut out = json!(lookup_out(resp, frames.wanted()));
+    super::exchange::attach_provenance(engine, &mut out, &["matches", "allowed"]).await?;
     if hashed {
         out["signals"] = signals_json(&signals);
     }
@@ -490,10 +433,10 @@ struct Batch {
 
 async fn lookup_batch(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Lookup>,
+    ApiQuery(frames): ApiQuery<FramesQuery>,
     ApiJson(batch): ApiJson<Batch>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Lookup)?;
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "a batch holds 1 to {MAX_BATCH} signal sets"
@@ -525,7 +468,13 @@ async fn lookup_batch(
             .metrics()
             .record_lookup(per_item, resp.matches.len() + resp.allowed.len());
     }
-    Ok(Json(json!({ "results": results })))
+    let mut out = Vec::with_capacity(results.len());
+    for resp in results {
+        let mut v = json!(lookup_out(resp, frames.wanted()));
+        super::exchange::attach_provenance(engine, &mut v, &["matches", "allowed"]).await?;
+        out.push(v);
+    }
+    Ok(Json(json!({ "results": out })))
 }
 
 #[derive(Deserialize)]
@@ -539,14 +488,13 @@ struct CompareBody {
 
 async fn compare(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Lookup>,
     ApiJson(body): ApiJson<CompareBody>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Lookup)?;
     if body.signal_type == "text" {
         let (a, b) = (body.a, body.b);
         let cmp = state
-            .hash_job(move || {
+            .hash_job(crate::Pool::Light, move || {
                 let sa = echotrace_signals::text::text_signature(&a);
                 let sb = echotrace_signals::text::text_signature(&b);
                 echotrace_signals::text::compare_text(&sa, &sb)
@@ -617,6 +565,7 @@ fn compare_values(a: &SignalValue, b: &SignalValue) -> Result<Value, ApiError> {
 
 #[derive(Deserialize)]
 struct MatchesQuery {
+    frames: Option<String>,
     status: Option<String>,
     bank: Option<String>,
     submission: Option<i64>,
@@ -626,10 +575,9 @@ struct MatchesQuery {
 
 async fn list_matches(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiQuery(q): ApiQuery<MatchesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     let engine = state.engine()?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
@@ -656,17 +604,24 @@ async fn list_matches(
     } else {
         None
     };
-    Ok(Json(json!({"matches": matches, "next_cursor": next})))
+    let frames = FramesQuery { frames: q.frames }.wanted();
+    let matches: Vec<_> = matches.into_iter().map(|m| match_out(m, frames)).collect();
+    let mut out = json!({"matches": matches, "next_cursor": next});
+    super::exchange::attach_provenance(engine, &mut out, &["matches"]).await?;
+    Ok(Json(out))
 }
 
 async fn get_match(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiPath(id): ApiPath<i64>,
+    ApiQuery(frames): ApiQuery<FramesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadMatches)?;
-    let m = state.engine()?.get_match(id).await?;
-    Ok(Json(json!(m)))
+    let engine = state.engine()?;
+    let m = engine.get_match(id).await?;
+    let mut out = json!({"matches": [match_out(m, frames.wanted())]});
+    super::exchange::attach_provenance(engine, &mut out, &["matches"]).await?;
+    Ok(Json(out["matches"][0].take()))
 }
 
 #[derive(Deserialize)]
@@ -679,11 +634,10 @@ struct DecisionBody {
 
 async fn decide(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Decide>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<DecisionBody>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Decide)?;
     let d = state
         .engine()?
         .decide(&caller.actor(), id, body.decision, &body.note)
@@ -693,7 +647,7 @@ async fn decide(
 
 // ----- actions -------------------------------------------------------------
 
-const EVENTS: [&str; 3] = ["match", "decision", "quarantine"];
+const EVENTS: &[&str] = &["match", "decision", "quarantine", "notice.created"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -712,13 +666,13 @@ fn webhook_json(h: &echotrace_engine::Webhook) -> Value {
 
 async fn create_webhook(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Admin>,
     ApiJson(body): ApiJson<WebhookBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::Admin)?;
     if let Some(bad) = body.events.iter().find(|e| !EVENTS.contains(&e.as_str())) {
         return Err(ApiError::bad_request(format!(
-            "unknown event {bad:?} (expected match, decision or quarantine)"
+            "unknown event {bad:?} (expected one of {})",
+            EVENTS.join(", ")
         )));
     }
     let url = reqwest::Url::parse(&body.url)
@@ -735,9 +689,8 @@ async fn create_webhook(
 
 async fn list_webhooks(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Admin>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Admin)?;
     let hooks = state.engine()?.list_webhooks().await?;
     Ok(Json(json!({
         "webhooks": hooks.iter().map(webhook_json).collect::<Vec<_>>()
@@ -746,10 +699,9 @@ async fn list_webhooks(
 
 async fn delete_webhook(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Admin>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Operation::Admin)?;
     let engine = state.engine()?;
     if !engine.list_webhooks().await?.iter().any(|h| h.id == id) {
         return Err(ApiError::not_found(format!("webhook {id} not found")));
@@ -770,10 +722,9 @@ struct KeyBody {
 
 async fn create_key(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Admin>,
     ApiJson(body): ApiJson<KeyBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::Admin)?;
     let role = Role::parse(&body.role)
         .ok_or_else(|| ApiError::bad_request("role must be admin, curator, matcher or reviewer"))?;
     let (meta, key) = state
@@ -787,18 +738,19 @@ async fn create_key(
         .into_response())
 }
 
-async fn list_keys(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Admin)?;
+async fn list_keys(
+    State(state): State<AppState>,
+    _caller: Caller<op::Admin>,
+) -> Result<Json<Value>, ApiError> {
     let keys = state.engine()?.list_api_keys().await?;
     Ok(Json(json!({ "keys": keys })))
 }
 
 async fn revoke_key(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Admin>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Admin)?;
     let key = state.engine()?.revoke_api_key(&caller.actor(), id).await?;
     Ok(Json(json!(key)))
 }
@@ -807,10 +759,9 @@ async fn revoke_key(
 
 async fn audit(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadAudit>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadAudit)?;
     let limit = page_limit(q.limit);
     let entries = state.engine()?.audit_log(q.cursor, limit).await?;
     let next = if entries.len() as u32 == limit {

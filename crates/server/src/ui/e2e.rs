@@ -59,6 +59,10 @@ async fn start_with(undo: Duration, tweak: impl FnOnce(&mut EngineConfig)) -> Te
         engine,
         retain_media: true,
         deliver_webhooks: false,
+        exchanges: crate::ExchangeSettings {
+            secret_key_file: dir.join("key.secret"),
+            ..crate::ExchangeSettings::default()
+        },
         ..ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -220,7 +224,9 @@ async fn seed(ts: &TestServer) -> (i64, i64, Vec<i64>) {
         .create_bank(
             &cli,
             NewBank {
-                name: format!("bank{XSS}"),
+                // Bank names are URL path segments (A-Z a-z 0-9 _ - .), so
+                // markup cannot get into one; the other fields carry it.
+                name: "bank-xss".to_string(),
                 kind: BankKind::Block,
                 description: format!("desc{XSS}"),
                 thresholds: Thresholds::default(),
@@ -284,7 +290,7 @@ async fn seed(ts: &TestServer) -> (i64, i64, Vec<i64>) {
             retain_media(
                 engine.store(),
                 MediaOwner::Submission,
-                resp.submission_id,
+                resp.submission_id.expect("recorded"),
                 "text/plain",
                 edited.as_bytes(),
             )
@@ -311,6 +317,9 @@ async fn every_form_rejects_missing_or_wrong_csrf_and_pages_escape() {
         "/ui/audit".to_string(),
         "/ui/keys".to_string(),
         "/ui/settings".to_string(),
+        "/ui/sources".to_string(),
+        "/ui/sightings".to_string(),
+        "/ui/sightings/review".to_string(),
     ];
     let mut actions: Vec<String> = Vec::new();
     for p in &pages {
@@ -367,6 +376,7 @@ async fn every_form_rejects_missing_or_wrong_csrf_and_pages_escape() {
         "/ui/debug",
         "/ui/keys",
         "/ui/settings",
+        "/ui/sources",
     ] {
         assert!(
             actions.iter().any(|a| a == expected),
@@ -660,7 +670,7 @@ async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
         .create_bank(
             &cli,
             NewBank {
-                name: format!("videos{XSS}"),
+                name: "videos".to_string(),
                 kind: BankKind::Block,
                 description: String::new(),
                 thresholds: Thresholds::default(),
@@ -715,7 +725,7 @@ async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
     retain_media(
         engine.store(),
         MediaOwner::Submission,
-        resp.submission_id,
+        resp.submission_id.expect("recorded"),
         "video/mp4",
         b"not really a video",
     )
@@ -761,7 +771,7 @@ async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
     assert!(!html.contains("<script>alert"));
     assert!(html.contains(&format!("clip{XSS_ESCAPED}")));
     assert!(html.contains(&format!("label{XSS_ESCAPED}")));
-    assert!(html.contains(&format!("videos{XSS_ESCAPED}")));
+    assert!(html.contains("videos"));
 
     // The match debugger scores an identical vPDQ signal by share, not by a
     // distance against the per-frame threshold.
@@ -1019,7 +1029,10 @@ async fn video_match(
     assert_eq!(resp.matches.len(), 1, "the vPDQ query should match");
     for (owner, id) in [
         (MediaOwner::Content, content.id),
-        (MediaOwner::Submission, resp.submission_id),
+        (
+            MediaOwner::Submission,
+            resp.submission_id.expect("recorded"),
+        ),
     ] {
         assert!(
             retain_media(engine.store(), owner, id, "application/octet-stream", media)
@@ -1248,6 +1261,343 @@ fn row_matches(page: &str, bank: &str) -> bool {
         .nth(1)
         .and_then(|rest| rest.split("</tr>").next())
         .is_some_and(|row| row.contains("<span class=\"why-ok\">match</span>"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchanges_page_status_dry_run_diff_policy_and_provenance() {
+    use echotrace_engine::exchange::{
+        ExchangeBatch, ExchangePolicy, NewExchangeSpec, RecordLabels, UpstreamRecord,
+    };
+    let ts = start(Duration::from_secs(30)).await;
+    let engine = ts.engine();
+    let cli = Actor::cli();
+    engine
+        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    engine
+        .create_user(&cli, "rev", "reviewer-password-1", Role::Reviewer)
+        .await
+        .unwrap();
+    let ex = engine
+        .create_exchange(
+            &cli,
+            NewExchangeSpec {
+                name: "TCAP".into(),
+                api: "tat".into(),
+                config: r#"{"version":1,"base_url":"https://tcap.invalid/"}"#.into(),
+                policy: ExchangePolicy::default(),
+                credentials: Some("v1.00ff".into()),
+                write_back: true,
+                enabled: true,
+                live: false,
+                poll_interval_ms: 60_000,
+                bank: None,
+            },
+        )
+        .await
+        .unwrap();
+    let pdq = |i: u8| format!("{:02x}", i).repeat(32);
+    let records: Vec<UpstreamRecord> = (1..=3u8)
+        .map(|i| UpstreamRecord {
+            signal: SignalValue {
+                signal_type: SignalType::Pdq,
+                value: pdq(i * 17),
+            },
+            upstream_id: format!("u{i}"),
+            labels: RecordLabels {
+                ideology: vec![if i == 3 { "islamist" } else { "far-right" }.into()],
+                ..RecordLabels::default()
+            },
+            opinions: vec![],
+            created_at: None,
+            updated_at: None,
+            deleted: false,
+        })
+        .collect();
+    engine
+        .apply_exchange_batch(
+            ex.id,
+            None,
+            ExchangeBatch {
+                records,
+                ..ExchangeBatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (sid, token) = ts.login("admin", "admin-password-1").await;
+    let (status, html) = ts.get("/ui/exchanges", &sid).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("TCAP") && html.contains("dry run"), "{html}");
+    assert!(!html.contains("v1.00ff"), "credentials never shown");
+    let (status, html) = ts.get(&format!("/ui/exchanges/{}", ex.id), &sid).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("would add <strong>3</strong>"), "{html}");
+    assert!(html.contains("Go live"));
+    // Every form carries the token and refuses a wrong one.
+    for (action, form) in post_forms(&html) {
+        assert!(
+            form.contains(&format!("name=\"csrf\" value=\"{token}\"")),
+            "{action}"
+        );
+        let r = ts.post(&action, &sid, &[("csrf", "wrong")]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{action}");
+    }
+    // Preview a policy: the diff, nothing saved.
+    let r = ts
+        .post(
+            &format!("/ui/exchanges/{}/policy", ex.id),
+            &sid,
+            &[
+                ("csrf", &token),
+                ("include_labels", "ideology:islamist"),
+                ("action", "preview"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("would add <strong>1</strong>"), "{html}");
+    assert!(engine
+        .exchange(ex.id)
+        .await
+        .unwrap()
+        .policy
+        .include_labels
+        .is_empty());
+    // Save it, go live: only the matching record fills the bank.
+    let r = ts
+        .post(
+            &format!("/ui/exchanges/{}/policy", ex.id),
+            &sid,
+            &[
+                ("csrf", &token),
+                ("include_labels", "ideology:islamist"),
+                ("action", "save"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = ts
+        .post(
+            &format!("/ui/exchanges/{}/live", ex.id),
+            &sid,
+            &[("csrf", &token)],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(engine.index_stats().unwrap().pdq, 1);
+    // Disable through the page.
+    let r = ts
+        .post(
+            &format!("/ui/exchanges/{}/toggle", ex.id),
+            &sid,
+            &[("csrf", &token), ("enabled", "0")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(!engine.exchange(ex.id).await.unwrap().enabled);
+    // The review card shows where the matched item came from.
+    engine
+        .lookup(
+            &Actor::key(1),
+            LookupRequest {
+                signals: vec![SignalValue {
+                    signal_type: SignalType::Pdq,
+                    value: pdq(51),
+                }],
+                banks: None,
+                context: SubmissionContext::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let (sid_r, _) = ts.login("rev", "reviewer-password-1").await;
+    let (_, html) = ts.get("/ui/queue", &sid_r).await;
+    assert!(
+        html.contains("from exchange TCAP (tat); upstream id u3; ideology:islamist"),
+        "{html}"
+    );
+    // Reviewers do not manage exchanges.
+    let (status, _) = ts.get("/ui/exchanges", &sid_r).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+/// The collector's console pages: sources with status and the add form,
+/// sightings with filters, one sighting (escaped attributes, parent chain,
+/// evidence), and the collected items awaiting review; every collector form
+/// checks the CSRF token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_pages_show_sources_and_sightings() {
+    use echotrace_engine::sighting::{ItemContent, SightingConfig, SightingItem};
+    let ts = start(Duration::from_secs(30)).await;
+    let engine = ts.engine();
+    engine
+        .create_user(&Actor::cli(), "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    let (sid, token) = ts.login("admin", "admin-password-1").await;
+    let bank = engine
+        .create_bank(
+            &Actor::cli(),
+            NewBank {
+                name: "known".into(),
+                kind: BankKind::Block,
+                description: String::new(),
+                thresholds: Thresholds::default(),
+                text_equivalences: None,
+            },
+        )
+        .await
+        .unwrap();
+    let text =
+        "the river valley fog clears by noon and the afternoon stays bright and warm with a breeze";
+    let item = engine
+        .add_content(
+            &Actor::cli(),
+            bank.id,
+            NewContent {
+                source: ContentSource::Text(text.into()),
+                labels: vec![],
+                note: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    echotrace_collector::registry::add_source(
+        engine.store(),
+        &Actor::cli(),
+        "board",
+        "page",
+        r#"{"urls": ["http://board.test/"]}"#,
+    )
+    .await
+    .unwrap();
+    let source = engine
+        .store()
+        .get_source_by_name("board")
+        .await
+        .unwrap()
+        .unwrap();
+    let mk = |url: &str, parent: Option<i64>, content: ItemContent| SightingItem {
+        source_id: Some(source.id),
+        source_name: "board".into(),
+        url: url.into(),
+        platform: "demo".into(),
+        parent_id: parent,
+        seen_at: 1_700_000_000_000,
+        content,
+        attributes: Some(serde_json::json!({"telegram": {"chat": XSS}})),
+        warc: Some(echotrace_store::WarcRef {
+            file: "c1-x.warc.gz".into(),
+            offset: 7,
+            length: 99,
+            record_id: "<urn:uuid:1>".into(),
+        }),
+    };
+    let page = engine
+        .prepare_sighting(mk("http://board.test/", None, ItemContent::None))
+        .unwrap();
+    let mut tx = engine.store().write().await.unwrap();
+    let rec = engine
+        .record_sightings(&mut tx, &[page], &SightingConfig::default())
+        .await
+        .unwrap();
+    let child = engine
+        .prepare_sighting(mk(
+            "http://board.test/post/1",
+            Some(rec[0].sighting_id),
+            ItemContent::Text {
+                text: text.into(),
+                raw: bytes::Bytes::from_static(b"<p>raw</p>"),
+                media_type: "html".into(),
+            },
+        ))
+        .unwrap();
+    assert!(child.is_match());
+    let rec2 = engine
+        .record_sightings(&mut tx, &[child], &SightingConfig::default())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let id = rec2[0].sighting_id;
+
+    let (s, html) = ts.get("/ui/sources", &sid).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("board") && html.contains("Politeness waits") && html.contains("<svg"));
+    let forms: Vec<String> = post_forms(&html).into_iter().map(|(a, _)| a).collect();
+    for f in [
+        "/ui/sources",
+        "/ui/sources/board/run",
+        "/ui/sources/board/toggle",
+    ] {
+        assert!(forms.iter().any(|a| a == f), "{f}: {forms:?}");
+        let r = ts.post(f, &sid, &[("name", "x"), ("kind", "page")]).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{f} without a token");
+    }
+    let r = ts
+        .post("/ui/sources/board/run", &sid, &[("csrf", &token)])
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = ts
+        .post(
+            "/ui/sources",
+            &sid,
+            &[("csrf", &token), ("name", "bad"), ("kind", "feed")],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("config.urls"));
+    let r = ts
+        .post(
+            "/ui/sources",
+            &sid,
+            &[
+                ("csrf", &token),
+                ("name", "feed2"),
+                ("kind", "feed"),
+                ("urls", "http://feed.test/rss"),
+                ("depth", "2"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(engine
+        .store()
+        .get_source_by_name("feed2")
+        .await
+        .unwrap()
+        .is_some());
+
+    let (s, html) = ts
+        .get(&format!("/ui/sightings?content_id={}", item.id), &sid)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("http://board.test/post/1") && !html.contains("http://board.test/\""));
+    let (s, html) = ts
+        .get(
+            "/ui/sightings?host=board.test&matched=no&from=2023-11-01&to=2023-11-30",
+            &sid,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("http://board.test/") && !html.contains("/post/1"));
+    let (s, _) = ts.get("/ui/sightings?from=yesterday", &sid).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, html) = ts.get(&format!("/ui/sightings/{id}"), &sid).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains(XSS_ESCAPED) && !html.contains("<script>alert"));
+    assert!(
+        html.contains(&format!("/ui/sightings/{}", rec[0].sighting_id)),
+        "parent linked"
+    );
+    assert!(html.contains("c1-x.warc.gz") && html.contains("text_minhash"));
+    let (s, html) = ts.get("/ui/sightings/review", &sid).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains(&format!("Sighting #{id}")) && html.contains("/decide"));
+    let (s, _) = ts.get("/ui/sightings/999999", &sid).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 /// Benign claim cards (Pango-rendered statements), shared with the CLI's OCR tests.

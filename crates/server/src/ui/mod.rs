@@ -28,10 +28,13 @@
 //! * Roles are the API's ([`echotrace_engine::Role`]); every handler checks
 //!   the operation it performs, and pages hide what the role cannot do.
 
+mod collect;
 #[cfg(test)]
 mod e2e;
+pub mod exchanges;
 pub mod ocr;
 pub mod session;
+pub mod spread;
 pub mod textdiff;
 pub mod videostrip;
 pub mod views;
@@ -39,7 +42,7 @@ pub mod views;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, Query};
+use axum::extract::{DefaultBodyLimit, Path};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -54,12 +57,13 @@ use echotrace_engine::{
 use echotrace_signals::signal::SignalType;
 use echotrace_store::Store;
 
+use crate::auth::op;
 use crate::AppState;
 use serde::Deserialize;
 
 use session::{
     cookie, error_response, see_other, set_cookie, with_cookies, Authed, FormData, PostForm,
-    LOGIN_COOKIE, SESSION_COOKIE,
+    UiQuery, LOGIN_COOKIE, SESSION_COOKIE,
 };
 use views::{Evidence, Flash, Viewer};
 
@@ -104,8 +108,8 @@ impl Default for UiConfig {
 pub struct UiState {
     pub app: AppState,
     pub config: std::sync::Arc<UiConfig>,
-    /// Failed-login counters (per process).
-    pub throttle: std::sync::Arc<session::LoginThrottle>,
+    /// Failed-login counters (in the database, shared by every process).
+    pub throttle: std::sync::Arc<echotrace_engine::LoginThrottle>,
     /// Video frame stills (decoded on demand, cached in memory).
     pub thumbs: std::sync::Arc<videostrip::Thumbnailer>,
 }
@@ -131,7 +135,7 @@ pub struct Ctx {
     pub engine: Engine,
     pub store: Store,
     pub config: std::sync::Arc<UiConfig>,
-    pub throttle: std::sync::Arc<session::LoginThrottle>,
+    pub throttle: std::sync::Arc<echotrace_engine::LoginThrottle>,
     pub thumbs: std::sync::Arc<videostrip::Thumbnailer>,
 }
 
@@ -166,10 +170,29 @@ pub fn router(app: AppState) -> Router {
     router_with(app, config)
 }
 
+/// Largest body of the anonymous login form (username, password, two
+/// tokens, `next`): a few KiB, so anonymous clients cannot make the server
+/// buffer large bodies.
+pub const LOGIN_BODY_LIMIT: usize = 8 * 1024;
+
 /// [`router`] with explicit console settings.
 pub fn router_with(app: AppState, config: UiConfig) -> Router {
-    let limit = config.max_upload_bytes;
-    let throttle = session::LoginThrottle::new(config.login_max_failures, config.login_window);
+    // An upload larger than the whole body budget could never be admitted.
+    let limit = config.max_upload_bytes.min(app.budget().bytes());
+    let budget = |limit| crate::budget::BudgetLayer {
+        budget: app.budget().clone(),
+        limit,
+    };
+    let login = Router::new()
+        .route("/ui/login", get(login_form).post(login_submit))
+        .layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            budget(LOGIN_BODY_LIMIT),
+            crate::budget::scope,
+        ));
+    let uploads = budget(limit);
+    let throttle =
+        echotrace_engine::LoginThrottle::new(config.login_max_failures, config.login_window);
     let thumbs = videostrip::Thumbnailer::new(config.ffmpeg.clone());
     let state = UiState {
         app,
@@ -188,7 +211,6 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
             "/ui/assets/console.js",
             get(|| async { asset(JS, "text/javascript; charset=utf-8") }),
         )
-        .route("/ui/login", get(login_form).post(login_submit))
         .route("/ui/logout", post(logout))
         .route("/ui/queue", get(queue))
         .route("/ui/queue/bulk", post(bulk_decide))
@@ -208,8 +230,20 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
         .route("/ui/debug", get(debug_page).post(debug_run))
         .route("/ui/audit", get(audit_page))
         .route("/ui/keys", get(keys_page).post(key_create))
+        .route("/ui/spread", get(spread::dashboard))
+        .route("/ui/spread/report.html", get(spread::report_download))
+        .route("/ui/clusters/{id}", get(spread::cluster_page))
+        .route("/ui/clusters/{id}/notice", post(spread::create_notice))
+        .route("/ui/notices/{id}/export", get(spread::export_notice))
         .route("/ui/keys/{id}/revoke", post(key_revoke))
+        .merge(exchanges::routes())
+        .merge(collect::routes())
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            uploads,
+            crate::budget::scope,
+        ))
+        .merge(login)
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -317,6 +351,7 @@ fn safe_next(next: Option<&str>) -> String {
             if n.starts_with("/ui/")
                 && !n.starts_with("//")
                 && !n.contains('\\')
+                && !n.chars().any(char::is_control)
                 && !n.starts_with("/ui/login") =>
         {
             n.to_string()
@@ -325,7 +360,7 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-async fn login_form(st: Ctx, headers: HeaderMap, Query(q): Query<MsgQuery>) -> Response {
+async fn login_form(st: Ctx, headers: HeaderMap, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     let existing = cookie(&headers, LOGIN_COOKIE).filter(|t| t.len() == 43);
     let (token, fresh) = match existing {
         Some(t) => (t, false),
@@ -358,11 +393,16 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0);
     let ip = session::client_ip(&headers, peer);
+    // The anonymous POST: the pre-login cookie is checked before the body
+    // is read, and the body is capped at LOGIN_BODY_LIMIT.
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.len() != 43 {
+        return session::csrf_rejection(None);
+    }
     let form = match FormData::parse(req).await {
         Ok(f) => f,
-        Err(m) => return error_response(None, StatusCode::BAD_REQUEST, &m),
+        Err(e) => return e.response(None),
     };
-    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     let presented = form
         .fields
         .iter()
@@ -387,25 +427,14 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
         .unwrap_or("");
     // Throttle before checking the password: while locked, even the right
     // password is refused, and the answer is the same for every username.
-    if let Err(wait) = st.throttle.admit(username, &ip) {
-        if !st.throttle.first_refusal(username, &ip) {
-            return session::throttled_response(wait);
-        }
-        let detail = serde_json::json!({"username": username, "ip": ip.to_string(),
-                                        "retry_after_secs": wait});
-        if let Err(e) = cq::audit_event(
-            &st.store,
-            "anonymous",
-            "console.login_throttled",
-            &format!("login:{username}"),
-            detail,
-        )
-        .await
-        {
-            return engine_error(None, e);
-        }
-        return session::throttled_response(wait);
-    }
+    let admitted = match st.throttle.admit(&st.store, username, &ip).await {
+        Ok(a) => a,
+        Err(e) => return engine_error(None, e),
+    };
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(refusal) => return refuse_login(&st, username, &ip, &refusal).await,
+    };
     let verified = if username_too_long {
         Ok(None)
     } else {
@@ -413,7 +442,9 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
     };
     let user = match verified {
         Ok(Some(u)) => {
-            st.throttle.record_success(username, &ip);
+            if let Err(e) = st.throttle.record_success(&st.store, &admitted).await {
+                return engine_error(None, e);
+            }
             u
         }
         Ok(None) => {
@@ -460,7 +491,37 @@ async fn login_submit(st: Ctx, req: axum::extract::Request) -> Response {
     )
 }
 
-async fn logout(st: Ctx, headers: HeaderMap, _form: PostForm) -> Response {
+/// A throttled login: 429 with `Retry-After`, audited once per locked
+/// name or address per window (across processes).
+async fn refuse_login(
+    st: &Ctx,
+    username: &str,
+    ip: &std::net::IpAddr,
+    refusal: &echotrace_engine::Refusal,
+) -> Response {
+    let wait = refusal.retry_after_secs;
+    match st.throttle.first_refusal(&st.store, refusal).await {
+        Ok(false) => return session::throttled_response(wait),
+        Ok(true) => {}
+        Err(e) => return engine_error(None, e),
+    }
+    let detail = serde_json::json!({"username": username, "ip": ip.to_string(),
+                                    "retry_after_secs": wait});
+    if let Err(e) = cq::audit_event(
+        &st.store,
+        "anonymous",
+        "console.login_throttled",
+        &format!("login:{username}"),
+        detail,
+    )
+    .await
+    {
+        return engine_error(None, e);
+    }
+    session::throttled_response(wait)
+}
+
+async fn logout(st: Ctx, headers: HeaderMap, _form: PostForm<op::AnyRole>) -> Response {
     if let Some(sid) = cookie(&headers, SESSION_COOKIE) {
         if let Err(e) = cq::delete_session(&st.store, &sid).await {
             return engine_error(None, e);
@@ -591,10 +652,19 @@ async fn build_card(
             .map(|c| c.labels.clone())
             .unwrap_or_else(|| m.labels.clone()),
         note: content.as_ref().map(|c| c.note.clone()).unwrap_or_default(),
-        source: content
-            .as_ref()
-            .map(|c| format!("added {}", views::fmt_ts(c.created_at)))
-            .unwrap_or_else(|| "item deleted".into()),
+        source: match st
+            .engine
+            .provenance(&[m.content_id])
+            .await?
+            .remove(&m.content_id)
+        {
+            // Upstream labels and provenance of an exchange-backed item.
+            Some(p) => exchanges::provenance_line(&p),
+            None => content
+                .as_ref()
+                .map(|c| format!("added {}", views::fmt_ts(c.created_at)))
+                .unwrap_or_else(|| "item deleted".into()),
+        },
         submission_id: m.submission_id,
         platform_content_id: sub.as_ref().and_then(|s| s.content_ref.clone()),
         url: sub.as_ref().and_then(|s| s.url.clone()),
@@ -624,7 +694,7 @@ async fn build_card(
     Ok((card, priority(m, thr)))
 }
 
-async fn queue(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
+async fn queue(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }
@@ -736,10 +806,11 @@ async fn decide_one(st: &Ctx, auth: &Authed, id: i64, verdict: Verdict) -> Resul
     Ok(())
 }
 
-async fn decide(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Decide) {
-        return r;
-    }
+async fn decide(
+    st: Ctx,
+    Path(id): Path<i64>,
+    PostForm { auth, form, .. }: PostForm<op::Decide>,
+) -> Response {
     let Some(verdict) = parse_verdict(&form) else {
         return error_response(
             Some(&auth.viewer),
@@ -757,10 +828,7 @@ async fn decide(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm)
     see_other(&queue_url(&form, msg))
 }
 
-async fn bulk_decide(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Decide) {
-        return r;
-    }
+async fn bulk_decide(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Decide>) -> Response {
     let Some(verdict) = parse_verdict(&form) else {
         return error_response(
             Some(&auth.viewer),
@@ -791,10 +859,11 @@ async fn bulk_decide(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
     see_other(&queue_url(&form, "bulk"))
 }
 
-async fn undo(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Decide) {
-        return r;
-    }
+async fn undo(
+    st: Ctx,
+    Path(id): Path<i64>,
+    PostForm { auth, form, .. }: PostForm<op::Decide>,
+) -> Response {
     let is_admin = auth.role() == Role::Admin;
     match cq::undo_decision(&st.store, actor(&auth).as_str(), is_admin, id).await {
         Ok(()) => see_other(&queue_url(&form, "undone")),
@@ -849,7 +918,7 @@ async fn media(st: Ctx, auth: Authed, Path((owner, id)): Path<(String, i64)>) ->
 
 // ----- settings -----------------------------------------------------------------
 
-async fn settings_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
+async fn settings_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     match cq::user_settings(&st.store, auth.session.user.id).await {
         Ok(s) => page(views::settings(
             &auth.viewer,
@@ -862,7 +931,7 @@ async fn settings_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Resp
     }
 }
 
-async fn settings_save(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
+async fn settings_save(st: Ctx, PostForm { auth, form, .. }: PostForm<op::AnyRole>) -> Response {
     let s = cq::UserSettings {
         blur_media: form.get("blur").is_some(),
         greyscale_media: form.get("grey").is_some(),
@@ -924,7 +993,7 @@ fn equivalences_from(form: &FormData) -> Option<String> {
         .map(|v| v.replace("\r\n", "\n"))
 }
 
-async fn banks_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
+async fn banks_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     if let Err(r) = auth.require(Operation::ReadBanks) {
         return r;
     }
@@ -941,10 +1010,7 @@ async fn banks_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Respons
     }
 }
 
-async fn bank_create(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
+async fn bank_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::WriteBanks>) -> Response {
     let result = async {
         let kind = match form.get("kind") {
             Some("allow") => BankKind::Allow,
@@ -970,7 +1036,7 @@ async fn bank_page(
     st: Ctx,
     auth: Authed,
     Path(id): Path<i64>,
-    Query(q): Query<MsgQuery>,
+    UiQuery(q): UiQuery<MsgQuery>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::ReadBanks) {
         return r;
@@ -1010,10 +1076,11 @@ async fn bank_page(
     }
 }
 
-async fn bank_update(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
+async fn bank_update(
+    st: Ctx,
+    Path(id): Path<i64>,
+    PostForm { auth, form, .. }: PostForm<op::WriteBanks>,
+) -> Response {
     let result = async {
         let update = BankUpdate {
             enabled: Some(form.get("enabled").is_some()),
@@ -1071,28 +1138,30 @@ fn csv_item(line: &str) -> Result<(SignalValue, Vec<String>, String), EngineErro
 async fn content_add(
     st: Ctx,
     Path(bank_id): Path<i64>,
-    PostForm { auth, form }: PostForm,
+    PostForm { auth, form, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
     let who = actor(&auth);
     let labels = labels_of(&form);
     let note = form.get("note").unwrap_or("").to_string();
     let result: Result<usize, EngineError> = async {
         if let Some(file) = form.file("file") {
-            let c = st
-                .engine
-                .add_content(
-                    &who,
-                    bank_id,
-                    NewContent {
-                        source: ContentSource::Bytes(file.bytes.to_vec()),
-                        labels,
-                        note,
-                    },
+            // Hashed as a bank entry (a video at every frame) in the
+            // server's hashing pool for its kind, like API uploads; OCR is
+            // read afterwards in the engine's OCR pool.
+            let hashed = st
+                .app
+                .in_pool(
+                    crate::Pool::for_bytes(&file.bytes),
+                    st.engine.hash_bank_bytes(bank_id, file.bytes.to_vec()),
                 )
-                .await?;
+                .await
+                .map_err(|_| EngineError::Internal("hashing is unavailable".into()))??;
+            let new = NewContent {
+                source: ContentSource::HashedFile(hashed),
+                labels,
+                note,
+            };
+            let c = st.engine.add_content(&who, bank_id, new).await?;
             if st.config.retain_media {
                 if let Some(mime) = retained_mime(&file.bytes) {
                     cq::retain_media(&st.store, MediaOwner::Content, c.id, mime, &file.bytes)
@@ -1179,11 +1248,8 @@ async fn content_add(
 async fn content_toggle(
     st: Ctx,
     Path(id): Path<i64>,
-    PostForm { auth, form }: PostForm,
+    PostForm { auth, form, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
     let enabled = form.get("enabled") == Some("1");
     match st
         .engine
@@ -1220,10 +1286,7 @@ fn parse_hash_input(s: &str) -> Result<Vec<SignalValue>, EngineError> {
     Ok(vec![echotrace_engine::normalize_signal(st, v)?])
 }
 
-async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::ReadBanks) {
-        return r;
-    }
+async fn debug_run(st: Ctx, PostForm { auth, form, .. }: PostForm<op::ReadBanks>) -> Response {
     // Decoding (ffmpeg for a video, the PDF extractor) runs on the blocking
     // pool, never on an async worker. The text of pasted text, a text file
     // or a PDF comes back with the signals and is re-signed under each bank
@@ -1238,7 +1301,9 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
         let engine = st.engine.clone();
         // Through the server's bounded hashing pool, like API uploads.
         st.app
-            .hash_job(move || Ok(engine.hash_upload(bytes)))
+            .hash_job(crate::Pool::for_bytes(&bytes), move || {
+                Ok(engine.hash_upload(bytes))
+            })
             .await
             .unwrap_or_else(|_| Err(EngineError::Internal("hashing is unavailable".into())))
     } else if let Some(h) = form.get("hash") {
@@ -1340,7 +1405,7 @@ async fn debug_run(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
 
 // ----- audit and keys ----------------------------------------------------------------
 
-async fn audit_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
+async fn audit_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     if let Err(r) = auth.require(Operation::ReadAudit) {
         return r;
     }
@@ -1397,7 +1462,7 @@ async fn key_views(st: &Ctx) -> Result<Vec<views::KeyView>, EngineError> {
         .collect())
 }
 
-async fn keys_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response {
+async fn keys_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<MsgQuery>) -> Response {
     if let Err(r) = auth.require(Operation::Admin) {
         return r;
     }
@@ -1412,10 +1477,7 @@ async fn keys_page(st: Ctx, auth: Authed, Query(q): Query<MsgQuery>) -> Response
     }
 }
 
-async fn key_create(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Admin) {
-        return r;
-    }
+async fn key_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Admin>) -> Response {
     let result = async {
         let role = form
             .get("role")
@@ -1438,11 +1500,8 @@ async fn key_create(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
 async fn key_revoke(
     st: Ctx,
     Path(id): Path<i64>,
-    PostForm { auth, form: _ }: PostForm,
+    PostForm { auth, form: _, .. }: PostForm<op::Admin>,
 ) -> Response {
-    if let Err(r) = auth.require(Operation::Admin) {
-        return r;
-    }
     match st.engine.revoke_api_key(&actor(&auth), id).await {
         Ok(_) => see_other("/ui/keys?msg=revoked"),
         Err(e) => engine_error(Some(&auth.viewer), e),
@@ -1475,6 +1534,8 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/ui/")), "/ui/");
         assert_eq!(safe_next(Some("https://evil.example/")), "/ui/");
         assert_eq!(safe_next(Some("/ui/login")), "/ui/");
+        assert_eq!(safe_next(Some("/ui/queue\r\nSet-Cookie: x=1")), "/ui/");
+        assert_eq!(safe_next(Some("/ui/\u{7f}")), "/ui/");
         assert_eq!(safe_next(None), "/ui/");
     }
 

@@ -93,6 +93,10 @@ pub fn layout(
                             (nav_link("/ui/queue", "Review queue", active == "queue"))
                             (nav_link("/ui/banks", "Banks", active == "banks"))
                             (nav_link("/ui/debug", "Match debugger", active == "debug"))
+                            @if v.can_write_banks { (nav_link("/ui/exchanges", "Exchanges", active == "exchanges")) }
+                            (nav_link("/ui/spread", "Spread", active == "spread"))
+                            (nav_link("/ui/sightings", "Sightings", active == "sightings"))
+                            (nav_link("/ui/sources", "Sources", active == "sources"))
                             @if v.can_audit { (nav_link("/ui/audit", "Audit log", active == "audit")) }
                             @if v.can_admin { (nav_link("/ui/keys", "API keys", active == "keys")) }
                             (nav_link("/ui/settings", "Settings", active == "settings"))
@@ -431,7 +435,7 @@ fn media_classes(blur: bool, grey: bool) -> String {
     c
 }
 
-fn evidence(
+pub(crate) fn evidence(
     e: &Evidence,
     id: &str,
     alt: &str,

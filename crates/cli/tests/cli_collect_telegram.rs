@@ -1,0 +1,315 @@
+//! `echotrace collect import-telegram` on a generated Telegram Desktop
+//! export (both text shapes, entities, text_link, inline URL buttons,
+//! missing-media placeholders, forwarded messages, a 20,000-message
+//! channel), on SQLite and PostgreSQL: every message, outlink and media
+//! hash is recorded, an altered re-upload of a bank item is matched, and a
+//! truncated or malformed `result.json` is a clear error naming the
+//! position. Generated benign content only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ok, run, temp_dir, Server};
+use echotrace_engine::demo::{altered_bytes, demo_images, demo_texts, png_bytes, Alteration};
+use echotrace_store::both_backends;
+use echotrace_store::testing::TestDb;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+both_backends!(export_of_20k_messages_is_ingested);
+
+const T: Duration = Duration::from_secs(300);
+const MESSAGES: usize = 20_000;
+
+/// What the generator planted.
+struct Planted {
+    dir: std::path::PathBuf,
+    outlinks: usize,
+    photos: usize,
+    missing: usize,
+    forwarded: usize,
+}
+
+fn generate(dir: &std::path::Path) -> Planted {
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    let images = demo_images();
+    let texts = demo_texts();
+    let mut messages = Vec::with_capacity(MESSAGES);
+    let (mut outlinks, mut photos, mut missing, mut forwarded) = (0, 0, 0, 0);
+    for i in 1..=MESSAGES {
+        let mut m = json!({
+            "id": i, "type": "message", "date": "2024-05-01T10:00:00",
+            "date_unixtime": (1_714_557_600 + i as i64).to_string(),
+            "from": "Generated Channel", "from_id": "channel4242",
+        });
+        let words =
+            format!("bulletin {i} about the regional cycling league and its weekend fixtures");
+        if i % 4 == 0 {
+            // The array shape, with a link and a text_link.
+            let a = format!("https://mirror{}.example/f/{i}", i % 7);
+            let b = format!("files.example/d/{i}");
+            m["text"] = json!([words.clone(), " see ", {"type": "text_link", "text": "here", "href": a}, " or ", {"type": "link", "text": b}]);
+            m["text_entities"] = json!([{"type": "plain", "text": words}, {"type": "plain", "text": " see "}, {"type": "text_link", "text": "here", "href": a}, {"type": "plain", "text": " or "}, {"type": "link", "text": b}]);
+            outlinks += 2;
+        } else {
+            m["text"] = json!(words);
+            m["text_entities"] = json!([{"type": "plain", "text": words}]);
+        }
+        if i % 25 == 0 {
+            m["inline_bot_buttons"] = json!([[{"type": "url", "text": "Open", "data": format!("https://buttons.example/b/{i}")}, {"type": "callback", "text": "x", "dataBase64": "AA", "data": ""}]]);
+            outlinks += 1;
+        }
+        if i % 10 == 0 {
+            m["forwarded_from"] = json!(format!("Source {}", i % 3));
+            forwarded += 1;
+        }
+        if i % 100 == 0 {
+            m["file"] = json!("(File not included. Change data exporting settings to download.)");
+            m["media_type"] = json!("video_file");
+            missing += 1;
+        }
+        if i % 400 == 0 {
+            let name = format!("photos/photo_{i}@01-05-2024_10-00-00.png");
+            let img =
+                echotrace_engine::demo::png_bytes(&image::RgbImage::from_fn(48, 48, |x, y| {
+                    image::Rgb([
+                        (x * 5 + i as u32) as u8,
+                        (y * 5) as u8,
+                        ((x ^ y) * 3 + i as u32 / 400) as u8,
+                    ])
+                }))
+                .unwrap();
+            std::fs::write(dir.join(&name), img).unwrap();
+            m["photo"] = json!(name);
+            photos += 1;
+        }
+        messages.push(m);
+    }
+    // A re-upload of a bank image (resized) and of a bank text (edited).
+    let (resized, _) = altered_bytes(&images[4].image, Alteration::Resized).unwrap();
+    std::fs::write(dir.join("photos/planted.png"), resized).unwrap();
+    messages[10]["photo"] = json!("photos/planted.png");
+    photos += 1;
+    // Message 13 (no links of its own) carries the edited bank text.
+    messages[12]["text"] = json!(texts[1].edited);
+    messages[12]["text_entities"] = json!([{"type": "plain", "text": texts[1].edited}]);
+    let export = json!({"name": "Generated Channel", "type": "public_channel", "id": 4242, "messages": messages});
+    std::fs::write(
+        dir.join("result.json"),
+        serde_json::to_vec_pretty(&export).unwrap(),
+    )
+    .unwrap();
+    Planted {
+        dir: dir.to_path_buf(),
+        outlinks,
+        photos,
+        missing,
+        forwarded,
+    }
+}
+
+fn pdq_of(bytes: &[u8]) -> String {
+    echotrace_signals::content::hash_content(bytes, &Default::default())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.signal_type == echotrace_signals::signal::SignalType::Pdq)
+        .unwrap()
+        .value
+}
+
+async fn export_of_20k_messages_is_ingested(db: &TestDb) {
+    let dir = temp_dir("tg");
+    let p = generate(&dir.join("ChatExport_2024-05-01"));
+    let server = Server::spawn(&db.url, &[]).await;
+    let images = demo_images();
+    let texts = demo_texts();
+    server
+        .send(Method::POST, "/v1/banks", json!({"name": "known"}))
+        .await;
+    let (s, img) = server
+        .send(
+            Method::POST,
+            "/v1/banks/known/content",
+            json!({"signals": {"pdq": pdq_of(&png_bytes(&images[4].image).unwrap())}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, txt) = server
+        .send(
+            Method::POST,
+            "/v1/banks/known/content",
+            json!({"text": texts[1].original}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let started = std::time::Instant::now();
+    let out = ok(
+        &[
+            "collect",
+            "import-telegram",
+            p.dir.to_str().unwrap(),
+            "--source",
+            "channel",
+            "--db",
+            &db.url,
+            "--json",
+        ],
+        T,
+    );
+    let took = started.elapsed();
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    eprintln!("telegram import: {MESSAGES} messages in {took:?}");
+    assert_eq!(r["messages"], MESSAGES as u64, "{r}");
+    assert_eq!(r["outlinks"], p.outlinks as u64, "{r}");
+    assert_eq!(r["media_hashed"], p.photos as u64, "{r}");
+    assert_eq!(r["media_missing"], p.missing as u64, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["items"], (MESSAGES + p.outlinks + p.photos) as u64, "{r}");
+    assert_eq!(
+        r["matched"], 2,
+        "the cropped photo and the edited text: {r}"
+    );
+
+    // Through the API: the planted re-uploads matched their bank items.
+    let img_id = img["id"].as_i64().unwrap();
+    let hits = server.sightings(&format!("content_id={img_id}")).await;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0]["url"], "https://t.me/c/4242/11");
+    assert_eq!(hits[0]["media_type"], "image");
+    assert_eq!(hits[0]["platform"], "telegram");
+    let d = server
+        .get(&format!("/v1/sightings/{}", hits[0]["id"]))
+        .await
+        .1;
+    assert_eq!(
+        d["parents"][0]["url"], "https://t.me/c/4242/11",
+        "the photo hangs off its message: {d}"
+    );
+    let t = server.sightings(&format!("content_id={}", txt["id"])).await;
+    assert_eq!(t[0]["url"], "https://t.me/c/4242/13");
+    // A message: dated by date_unixtime, forwarded_from recorded, its
+    // outlinks (text_link, link, URL button) parented to it.
+    let (s, v) = server
+        .get("/v1/sightings?url=https://t.me/c/4242/100")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let msg = &v["sightings"][0];
+    assert_eq!(msg["first_seen_at"], (1_714_557_600i64 + 100) * 1000);
+    let d = server.get(&format!("/v1/sightings/{}", msg["id"])).await.1;
+    assert_eq!(
+        d["attributes"]["telegram"]["forwarded_from"], "Source 1",
+        "{d}"
+    );
+    assert_eq!(
+        d["attributes"]["telegram"]["missing_media"][0],
+        "(File not included. Change data exporting settings to download.)"
+    );
+    for link in [
+        "https://mirror2.example/f/100",
+        "http://files.example/d/100",
+        "https://buttons.example/b/100",
+    ] {
+        let (s, v) = server.get(&format!("/v1/sightings?url={link}")).await;
+        assert_eq!(s, StatusCode::OK);
+        let o = &v["sightings"][0];
+        assert_eq!(o["parent_id"], msg["id"], "{link}: {v}");
+        assert_eq!(o["content_sha256"], "");
+    }
+    // Every photo's hash is recorded.
+    let (_, v) = server
+        .get("/v1/sightings?url=https://t.me/c/4242/400")
+        .await;
+    let photo = v["sightings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["media_type"] == "image")
+        .expect("photo sighting");
+    let bytes = std::fs::read(p.dir.join("photos/photo_400@01-05-2024_10-00-00.png")).unwrap();
+    assert_eq!(
+        photo["content_sha256"],
+        echotrace_signals::digest::sha256_hex(&bytes)
+    );
+    let _ = p.forwarded;
+
+    // Importing again only moves last_seen_at.
+    let again = ok(
+        &[
+            "collect",
+            "import-telegram",
+            p.dir.to_str().unwrap(),
+            "--source",
+            "channel",
+            "--db",
+            &db.url,
+            "--json",
+        ],
+        T,
+    );
+    let r2: Value = serde_json::from_str(again.trim()).unwrap();
+    assert_eq!(r2["new_sightings"], 0, "{r2}");
+
+    // Truncated and malformed exports: clear errors naming the position.
+    let text = std::fs::read_to_string(p.dir.join("result.json")).unwrap();
+    let bad = dir.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("result.json"), &text[..text.len() / 2]).unwrap();
+    let out = run(
+        &[
+            "collect",
+            "import-telegram",
+            bad.to_str().unwrap(),
+            "--source",
+            "bad",
+            "--db",
+            &db.url,
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("result.json")
+            && err.contains("line ")
+            && err.contains("column ")
+            && err.contains("after message id"),
+        "{err}"
+    );
+    std::fs::write(
+        bad.join("result.json"),
+        text.replacen("\"id\": 5,", "\"id\": \"five\",", 1),
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "collect",
+            "import-telegram",
+            bad.to_str().unwrap(),
+            "--source",
+            "bad",
+            "--db",
+            &db.url,
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line ") && err.contains("column ") && err.contains("after message id 4"),
+        "{err}"
+    );
+    let out = run(
+        &[
+            "collect",
+            "import-telegram",
+            dir.join("nope").to_str().unwrap(),
+            "--db",
+            &db.url,
+        ],
+        T,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(dir);
+}

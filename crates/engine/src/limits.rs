@@ -1,0 +1,163 @@
+//! Size and shape limits of the strings the engine stores, in one place.
+//!
+//! Every caller-supplied string that ends up in a row (and so in later
+//! pages, API responses, audit entries and webhook payloads) has a limit
+//! here, checked by the engine whatever the entry point (API, HMA routes,
+//! console, CLI); over it is [`EngineError::InvalidInput`] (400) naming the
+//! field. The server documents the same constants in its OpenAPI document.
+//! Without these, eight lookups with a 20 MiB `context.content_id` made the
+//! review queue a 160 MiB page.
+
+use crate::error::{EngineError, Result};
+use crate::types::SubmissionContext;
+
+/// A caller's own id: `context.content_id`, `context.uploader_id`.
+pub const MAX_ID_BYTES: usize = 2 * 1024;
+/// A URL: `context.url`, a webhook's `url`.
+pub const MAX_URL_BYTES: usize = 2 * 1024;
+/// Free text written by people: a content item's `note`, a decision's
+/// `note`, a bank's `description`.
+pub const MAX_NOTE_BYTES: usize = 16 * 1024;
+/// A webhook's signing secret.
+pub const MAX_SECRET_BYTES: usize = 1024;
+/// A bank name (see [`validate_bank_name`]).
+pub const MAX_BANK_NAME_BYTES: usize = 100;
+/// One label of a content item.
+pub const MAX_LABEL_BYTES: usize = 100;
+/// Labels per content item.
+pub const MAX_LABELS: usize = 50;
+/// An API key's name.
+pub const MAX_KEY_NAME_BYTES: usize = 200;
+
+/// `field` must be at most `max` bytes.
+pub(crate) fn check_len(field: &str, value: &str, max: usize) -> Result<()> {
+    if value.len() > max {
+        return Err(EngineError::InvalidInput(format!(
+            "{field} is {} bytes; the limit is {max}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `field` (optional) must be at most `max` bytes.
+fn check_opt(field: &str, value: Option<&str>, max: usize) -> Result<()> {
+    value.map_or(Ok(()), |v| check_len(field, v, max))
+}
+
+impl SubmissionContext {
+    /// The context's fields within their limits; `prefix` goes before the
+    /// field names in the error (`items[3].`).
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        check_opt(
+            &format!("{prefix}context.content_id"),
+            self.content_id.as_deref(),
+            MAX_ID_BYTES,
+        )?;
+        check_opt(
+            &format!("{prefix}context.uploader_id"),
+            self.uploader_id.as_deref(),
+            MAX_ID_BYTES,
+        )?;
+        check_opt(
+            &format!("{prefix}context.url"),
+            self.url.as_deref(),
+            MAX_URL_BYTES,
+        )
+    }
+}
+
+/// Bank names are addressed as one URL path segment (`/v1/banks/{name}`,
+/// the console's links, HMA's `/c/bank/{name}`): 1–100 characters of
+/// `A-Z a-z 0-9 _ - .`, and not `.` or `..`, which clients and servers
+/// resolve as dot-segments before routing.
+pub fn validate_bank_name(name: &str) -> Result<()> {
+    let chars_ok = !name.is_empty()
+        && name.len() <= MAX_BANK_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if !chars_ok {
+        return Err(EngineError::InvalidInput(format!(
+            "bank names are 1-{MAX_BANK_NAME_BYTES} characters of A-Z a-z 0-9 _ - ."
+        )));
+    }
+    if name == "." || name == ".." {
+        return Err(EngineError::InvalidInput(
+            "bank name cannot be \".\" or \"..\" (not addressable as a URL path segment)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A key name, or when blank a default naming the role and the time of
+/// creation (`matcher-20250102T030405Z`).
+pub(crate) fn key_name(name: &str, role: &str, now_ms: i64) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Ok(format!("{role}-{}", utc_stamp(now_ms)));
+    }
+    check_len("key name", name, MAX_KEY_NAME_BYTES)?;
+    Ok(name.to_string())
+}
+
+/// Unix milliseconds as a compact UTC timestamp, `YYYYMMDDTHHMMSSZ`.
+fn utc_stamp(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bank_names() {
+        for ok in ["a", "known-media", "v1.2", "A_b-c.d", "...", ".hidden"] {
+            assert!(validate_bank_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [".", "..", "", "a b", "a/b", "é", &"x".repeat(101)] {
+            assert!(validate_bank_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_and_key_names() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(951_782_400_000), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_735_787_045_000), "20250102T030405Z");
+        assert_eq!(
+            key_name("  ", "matcher", 1_735_787_045_000).unwrap(),
+            "matcher-20250102T030405Z"
+        );
+        assert_eq!(key_name(" svc ", "admin", 0).unwrap(), "svc");
+        assert!(key_name(&"k".repeat(201), "admin", 0).is_err());
+    }
+
+    #[test]
+    fn context_limits_name_the_field() {
+        let c = SubmissionContext {
+            content_id: Some("x".repeat(MAX_ID_BYTES + 1)),
+            ..SubmissionContext::default()
+        };
+        let e = c.validate("items[2].").unwrap_err().to_string();
+        assert!(e.contains("items[2].context.content_id"), "{e}");
+        assert!(SubmissionContext::default().validate("").is_ok());
+    }
+}

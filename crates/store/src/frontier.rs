@@ -1,0 +1,900 @@
+//! The collector's tables (migration 0040): the durable **frontier**, the
+//! per-host **politeness** slots every collector process shares, source
+//! status counters, named cursors of background jobs, the operator's
+//! host → platform table, and a sighting's attributes.
+//!
+//! * **Frontier jobs** are unique by `(source_id, url_sha256)` (the
+//!   `url-canon-v1` hash), so a URL is queued once per source however often
+//!   it is linked. Enqueueing a URL whose job finished before `requeue_before`
+//!   queues it again (the source's revisit interval).
+//! * **Leasing** moves ready jobs (`queued` and due, or `leased` with an
+//!   expired lease) to `leased` under a holder and a deadline in one
+//!   statement. On PostgreSQL the candidate rows are picked with
+//!   `FOR UPDATE SKIP LOCKED`, so N processes on N machines never lease the
+//!   same job; SQLite serialises writers (one collector process per SQLite
+//!   file). A job is finished only by its current holder
+//!   ([`WriteTx::finish_job`] is fenced on `lease_holder`), in the same
+//!   transaction as the sightings it produced, so a kill -9 at any moment
+//!   loses no queued URL and no sighting: the dead worker's jobs are leased
+//!   again when their lease expires.
+//! * **Host slots** (`crawl_hosts`): a request may start only when the
+//!   host's `next_at` has passed; [`Store::reserve_host`] takes the slot with
+//!   one conditional upsert and holds it while the fetch runs,
+//!   [`Store::release_host`] sets the next slot (the politeness delay after
+//!   the fetch ended).
+
+use sqlx::any::AnyRow;
+
+use crate::rows::{get_opt_i64, get_opt_str, get_str};
+use crate::{get_i64, now_ms, Backend, Result, Store, WriteTx};
+
+/// Job states.
+pub const JOB_QUEUED: &str = "queued";
+pub const JOB_LEASED: &str = "leased";
+pub const JOB_DONE: &str = "done";
+pub const JOB_FAILED: &str = "failed";
+
+/// A frontier job as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrontierJob {
+    pub id: i64,
+    pub source_id: i64,
+    pub url: String,
+    pub url_sha256: String,
+    pub host: String,
+    /// How the response is read: `page`, `feed`, `file`, `locker`.
+    pub kind: String,
+    /// Hops from the seed (0 = the seed itself).
+    pub depth: i64,
+    /// Host of the seed this job descends from (the scope rule).
+    pub seed_host: String,
+    /// The sighting (page, message) that linked to this URL.
+    pub parent_sighting_id: Option<i64>,
+    pub state: String,
+    pub attempts: i64,
+    pub not_before: i64,
+    pub lease_holder: Option<String>,
+    pub lease_expires_at: Option<i64>,
+    pub http_status: Option<i64>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    /// The sighting the fetch produced.
+    pub sighting_id: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const JOB_COLUMNS: &str = "id, source_id, url, url_sha256, host, kind, depth, seed_host, \
+    parent_sighting_id, state, attempts, not_before, lease_holder, lease_expires_at, http_status, \
+    error_kind, error, sighting_id, created_at, updated_at";
+
+impl FrontierJob {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(FrontierJob {
+            id: get_i64(r, "id")?,
+            source_id: get_i64(r, "source_id")?,
+            url: get_str(r, "url")?,
+            url_sha256: get_str(r, "url_sha256")?,
+            host: get_str(r, "host")?,
+            kind: get_str(r, "kind")?,
+            depth: get_i64(r, "depth")?,
+            seed_host: get_str(r, "seed_host")?,
+            parent_sighting_id: get_opt_i64(r, "parent_sighting_id")?,
+            state: get_str(r, "state")?,
+            attempts: get_i64(r, "attempts")?,
+            not_before: get_i64(r, "not_before")?,
+            lease_holder: get_opt_str(r, "lease_holder")?,
+            lease_expires_at: get_opt_i64(r, "lease_expires_at")?,
+            http_status: get_opt_i64(r, "http_status")?,
+            error_kind: get_opt_str(r, "error_kind")?,
+            error: get_opt_str(r, "error")?,
+            sighting_id: get_opt_i64(r, "sighting_id")?,
+            created_at: get_i64(r, "created_at")?,
+            updated_at: get_i64(r, "updated_at")?,
+        })
+    }
+}
+
+/// Input for [`WriteTx::enqueue_jobs`].
+#[derive(Clone, Debug)]
+pub struct NewJob<'a> {
+    pub source_id: i64,
+    pub url: &'a str,
+    pub url_sha256: &'a str,
+    pub host: &'a str,
+    pub kind: &'a str,
+    pub depth: i64,
+    pub seed_host: &'a str,
+    pub parent_sighting_id: Option<i64>,
+    pub not_before: i64,
+}
+
+/// How a leased job ended, for [`WriteTx::finish_job`].
+#[derive(Clone, Debug, Default)]
+pub struct JobOutcome<'a> {
+    /// [`JOB_DONE`], [`JOB_FAILED`], or [`JOB_QUEUED`] (retry at `not_before`).
+    pub state: &'a str,
+    pub not_before: i64,
+    pub http_status: Option<i64>,
+    pub error_kind: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub sighting_id: Option<i64>,
+}
+
+/// Job counts of one source (or all).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrontierCounts {
+    pub queued: i64,
+    pub leased: i64,
+    pub done: i64,
+    pub failed: i64,
+    /// Queued jobs due now, plus leased jobs whose lease expired.
+    pub ready: i64,
+    /// Earliest `not_before` of a queued job not yet due.
+    pub next_due_at: Option<i64>,
+    /// Earliest lease expiry of a leased job.
+    pub next_lease_expiry: Option<i64>,
+}
+
+/// The collector's status columns of a source.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceStatusRow {
+    pub source_id: i64,
+    pub last_run_at: Option<i64>,
+    /// `''` (never run), `running`, `done`, `failed`.
+    pub last_run_status: String,
+    pub items_total: i64,
+    pub errors_total: i64,
+    pub politeness_waits: i64,
+    pub politeness_wait_ms: i64,
+    pub last_error: Option<String>,
+}
+
+impl SourceStatusRow {
+    fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(SourceStatusRow {
+            source_id: get_i64(r, "id")?,
+            last_run_at: get_opt_i64(r, "last_run_at")?,
+            last_run_status: get_str(r, "last_run_status")?,
+            items_total: get_i64(r, "items_total")?,
+            errors_total: get_i64(r, "errors_total")?,
+            politeness_waits: get_i64(r, "politeness_waits")?,
+            politeness_wait_ms: get_i64(r, "politeness_wait_ms")?,
+            last_error: get_opt_str(r, "last_error")?,
+        })
+    }
+}
+
+/// Increments of a source's counters ([`WriteTx::add_source_stats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceStatsDelta {
+    pub items: i64,
+    pub errors: i64,
+    pub politeness_waits: i64,
+    pub politeness_wait_ms: i64,
+    /// Replaces `last_error` when set.
+    pub last_error: Option<String>,
+}
+
+impl SourceStatsDelta {
+    pub fn is_empty(&self) -> bool {
+        self.items == 0
+            && self.errors == 0
+            && self.politeness_waits == 0
+            && self.politeness_wait_ms == 0
+            && self.last_error.is_none()
+    }
+}
+
+/// What [`WriteTx::upsert_sightings_bulk`] found or made for one input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpsertedSighting {
+    pub id: i64,
+    /// False when the same bytes at the same URL were recorded before.
+    pub is_new: bool,
+    pub matched: bool,
+    pub submission_id: Option<i64>,
+}
+
+/// Rows per multi-row `INSERT` of sightings (16 parameters each).
+const SIGHTING_ROWS_PER_STATEMENT: usize = 400;
+
+/// Rows per multi-row `INSERT` of jobs (9 parameters each).
+const JOB_ROWS_PER_STATEMENT: usize = 400;
+
+impl Store {
+    /// Lease up to `limit` ready jobs for `holder` until `now + lease_ms`:
+    /// queued jobs due at `now`, and leased jobs whose lease expired (their
+    /// worker died). With `hosts_ready`, only jobs whose host slot is free
+    /// at `now` (politeness). Oldest first.
+    pub async fn lease_jobs(
+        &self,
+        holder: &str,
+        limit: i64,
+        lease_ms: i64,
+        hosts_ready: bool,
+    ) -> Result<Vec<FrontierJob>> {
+        let now = now_ms();
+        let host_clause = if hosts_ready {
+            " AND NOT EXISTS (SELECT 1 FROM crawl_hosts h WHERE h.host = f.host AND h.next_at > $3)"
+        } else {
+            ""
+        };
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE frontier SET state = 'leased', lease_holder = $1, lease_expires_at = $2, \
+             attempts = attempts + 1, updated_at = $3 WHERE id IN (SELECT f.id FROM frontier f \
+             WHERE ((f.state = 'queued' AND f.not_before <= $3) \
+             OR (f.state = 'leased' AND f.lease_expires_at < $3)){host_clause} \
+             ORDER BY f.id LIMIT $4{lock}) RETURNING {JOB_COLUMNS}"
+        );
+        let mut tx = self.write().await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(holder)
+            .bind(now.saturating_add(lease_ms))
+            .bind(now)
+            .bind(limit.max(0))
+            .fetch_all(&mut *tx.tx)
+            .await?;
+        tx.commit().await?;
+        let mut jobs = rows
+            .iter()
+            .map(FrontierJob::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    /// Give a leased job back without counting the attempt (its host was
+    /// not ready): queued again, due at `not_before`. False when `holder`
+    /// no longer holds it.
+    pub async fn defer_job(&self, id: i64, holder: &str, not_before: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE frontier SET state = 'queued', lease_holder = NULL, lease_expires_at = NULL, \
+             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, not_before = $3, \
+             updated_at = $4 WHERE id = $1 AND state = 'leased' AND lease_holder = $2",
+        )
+        .bind(id)
+        .bind(holder)
+        .bind(not_before)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Extend the leases `holder` holds on `ids` to `now + lease_ms`.
+    pub async fn renew_jobs(&self, ids: &[i64], holder: &str, lease_ms: i64) -> Result<u64> {
+        let mut n = 0;
+        let until = now_ms().saturating_add(lease_ms);
+        for chunk in ids.chunks(1000) {
+            let mut sql = String::from(
+                "UPDATE frontier SET lease_expires_at = $1 WHERE state = 'leased' \
+                 AND lease_holder = $2 AND id IN (",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i + 3));
+            }
+            sql.push(')');
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(until)
+                .bind(holder);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            n += q.execute(&self.pool).await?.rows_affected();
+        }
+        Ok(n)
+    }
+
+    pub async fn get_job(&self, id: i64) -> Result<Option<FrontierJob>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM frontier WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(FrontierJob::from_row).transpose()
+    }
+
+    /// Jobs of a source (any source when `None`), optionally in one state,
+    /// ascending id after `after_id`.
+    pub async fn list_jobs(
+        &self,
+        source_id: Option<i64>,
+        state: Option<&str>,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<FrontierJob>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {JOB_COLUMNS} FROM frontier WHERE ($1 IS NULL OR source_id = $1) \
+             AND ($2 IS NULL OR state = $2) AND id > $3 ORDER BY id LIMIT $4"
+        )))
+        .bind(source_id)
+        .bind(state)
+        .bind(after_id)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(FrontierJob::from_row).collect()
+    }
+
+    /// Job counts of a source (every source when `None`).
+    pub async fn frontier_counts(&self, source_id: Option<i64>) -> Result<FrontierCounts> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "SELECT \
+             COALESCE(SUM(CASE WHEN state = 'queued' THEN 1 ELSE 0 END), 0) AS queued, \
+             COALESCE(SUM(CASE WHEN state = 'leased' THEN 1 ELSE 0 END), 0) AS leased, \
+             COALESCE(SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0) AS done, \
+             COALESCE(SUM(CASE WHEN state = 'failed' THEN 1 ELSE 0 END), 0) AS failed, \
+             COALESCE(SUM(CASE WHEN (state = 'queued' AND not_before <= $2) \
+               OR (state = 'leased' AND lease_expires_at < $2) THEN 1 ELSE 0 END), 0) AS ready, \
+             MIN(CASE WHEN state = 'queued' AND not_before > $2 THEN not_before END) AS next_due, \
+             MIN(CASE WHEN state = 'leased' THEN lease_expires_at END) AS next_expiry \
+             FROM frontier WHERE ($1 IS NULL OR source_id = $1)",
+        )
+        .bind(source_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(FrontierCounts {
+            queued: get_i64(&row, "queued")?,
+            leased: get_i64(&row, "leased")?,
+            done: get_i64(&row, "done")?,
+            failed: get_i64(&row, "failed")?,
+            ready: get_i64(&row, "ready")?,
+            next_due_at: get_opt_i64(&row, "next_due")?,
+            next_lease_expiry: get_opt_i64(&row, "next_expiry")?,
+        })
+    }
+
+    // ----- politeness ----------------------------------------------------
+
+    /// Take `host`'s request slot for `holder` if it is free at `now`,
+    /// holding it until `now + hold_ms` (the fetch's deadline): `Ok(None)`.
+    /// Otherwise `Ok(Some(next_at))`, when the slot frees up.
+    pub async fn reserve_host(
+        &self,
+        host: &str,
+        holder: &str,
+        hold_ms: i64,
+    ) -> Result<Option<i64>> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO crawl_hosts (host, next_at, holder, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (host) DO UPDATE SET next_at = excluded.next_at, \
+             holder = excluded.holder, updated_at = excluded.updated_at \
+             WHERE crawl_hosts.next_at <= excluded.updated_at RETURNING next_at",
+        )
+        .bind(host)
+        .bind(now.saturating_add(hold_ms.max(0)))
+        .bind(holder)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            return Ok(None);
+        }
+        let row = sqlx::query("SELECT next_at FROM crawl_hosts WHERE host = $1")
+            .bind(host)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(Some(match row {
+            Some(r) => get_i64(&r, "next_at")?.max(now),
+            None => now,
+        }))
+    }
+
+    /// End `holder`'s hold on `host`: the next request may start at
+    /// `next_at`. No-op when another holder took the slot meanwhile.
+    pub async fn release_host(&self, host: &str, holder: &str, next_at: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE crawl_hosts SET next_at = $3, updated_at = $4 WHERE host = $1 AND holder = $2",
+        )
+        .bind(host)
+        .bind(holder)
+        .bind(next_at)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ----- source status, cursors, platforms, attributes -------------------
+
+    /// The status columns of every source, by source id.
+    pub async fn source_statuses(&self) -> Result<Vec<SourceStatusRow>> {
+        let rows = sqlx::query(
+            "SELECT id, last_run_at, last_run_status, items_total, errors_total, \
+             politeness_waits, politeness_wait_ms, last_error FROM sources ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(SourceStatusRow::from_row).collect()
+    }
+
+    /// A named cursor's value (0 when never set).
+    pub async fn cursor(&self, name: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT value FROM collector_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| get_i64(&r, "value"))
+            .transpose()
+            .map(|v| v.unwrap_or(0))
+    }
+
+    /// The operator's host → platform entries, by host.
+    pub async fn host_platforms(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT host, platform FROM host_platforms ORDER BY host")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get_str(r, "host")?, get_str(r, "platform")?)))
+            .collect()
+    }
+
+    /// Sightings of one canonical URL (by its `url_sha256`), newest first.
+    pub async fn sightings_at_url(&self, url_sha256: &str, limit: i64) -> Result<Vec<i64>> {
+        let rows =
+            sqlx::query("SELECT id FROM sightings WHERE url_sha256 = $1 ORDER BY id DESC LIMIT $2")
+                .bind(url_sha256)
+                .bind(limit.max(0))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(|r| get_i64(r, "id")).collect()
+    }
+
+    /// A sighting's attributes (JSON text; `{}` when none).
+    pub async fn sighting_attributes(&self, sighting_id: i64) -> Result<String> {
+        let row = sqlx::query("SELECT attributes FROM sightings WHERE id = $1")
+            .bind(sighting_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| get_str(&r, "attributes"))
+            .transpose()
+            .map(|v| v.unwrap_or_else(|| "{}".to_string()))
+    }
+
+    /// The signals of some sighting of exactly these bytes (content dedup),
+    /// or `None` when no sighting of them has signals.
+    pub async fn signals_of_content_sha(
+        &self,
+        content_sha256: &str,
+    ) -> Result<Option<Vec<(String, String)>>> {
+        if content_sha256.is_empty() {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT s.id FROM sightings s WHERE s.content_sha256 = $1 AND EXISTS \
+             (SELECT 1 FROM sighting_signals g WHERE g.sighting_id = s.id) LIMIT 1",
+        )
+        .bind(content_sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id = get_i64(&row, "id")?;
+        let rows = sqlx::query(
+            "SELECT signal_type, value FROM sighting_signals WHERE sighting_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((get_str(r, "signal_type")?, get_str(r, "value")?)))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+}
+
+impl WriteTx {
+    /// Queue jobs (deduplicated by source and canonical URL). A job that
+    /// already exists is left alone, unless it finished (done or failed)
+    /// before `requeue_before`: then it is queued again. Returns how many
+    /// jobs were queued (new or re-queued).
+    pub async fn enqueue_jobs(&mut self, jobs: &[NewJob<'_>], requeue_before: i64) -> Result<u64> {
+        let now = now_ms();
+        let mut queued = 0;
+        // One statement may not touch a row twice (PostgreSQL refuses it):
+        // keep the first job of each (source, URL).
+        let mut seen = std::collections::HashSet::with_capacity(jobs.len());
+        let jobs: Vec<&NewJob<'_>> = jobs
+            .iter()
+            .filter(|j| seen.insert((j.source_id, j.url_sha256)))
+            .collect();
+        for chunk in jobs.chunks(JOB_ROWS_PER_STATEMENT) {
+            let n = chunk.len() * 9;
+            let (now_p, requeue_p) = (n + 1, n + 2);
+            let mut sql = String::from(
+                "INSERT INTO frontier (source_id, url, url_sha256, host, kind, depth, seed_host, \
+                 parent_sighting_id, not_before, state, attempts, created_at, updated_at) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for k in 1..=9 {
+                    sql.push_str(&format!("${}, ", i * 9 + k));
+                }
+                sql.push_str(&format!("'queued', 0, ${now_p}, ${now_p})"));
+            }
+            sql.push_str(&format!(
+                " ON CONFLICT (source_id, url_sha256) DO UPDATE SET state = 'queued', \
+                 attempts = 0, not_before = excluded.not_before, depth = excluded.depth, \
+                 parent_sighting_id = COALESCE(excluded.parent_sighting_id, \
+                 frontier.parent_sighting_id), lease_holder = NULL, lease_expires_at = NULL, \
+                 error_kind = NULL, error = NULL, updated_at = excluded.updated_at \
+                 WHERE frontier.state IN ('done', 'failed') AND frontier.updated_at < ${requeue_p}"
+            ));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for j in chunk {
+                q = q
+                    .bind(j.source_id)
+                    .bind(j.url)
+                    .bind(j.url_sha256)
+                    .bind(j.host)
+                    .bind(j.kind)
+                    .bind(j.depth)
+                    .bind(j.seed_host)
+                    .bind(j.parent_sighting_id)
+                    .bind(j.not_before);
+            }
+            queued += q
+                .bind(now)
+                .bind(requeue_before)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+        }
+        Ok(queued)
+    }
+
+    /// Finish a job `holder` leased: done, failed, or queued again for a
+    /// retry at `outcome.not_before`. Returns false (and changes nothing)
+    /// when `holder` no longer holds the lease — another worker took the job
+    /// over after the lease expired, and its result counts instead.
+    pub async fn finish_job(
+        &mut self,
+        id: i64,
+        holder: &str,
+        outcome: &JobOutcome<'_>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE frontier SET state = $3, not_before = $4, http_status = $5, error_kind = $6, \
+             error = $7, sighting_id = COALESCE($8, sighting_id), lease_holder = NULL, \
+             lease_expires_at = NULL, updated_at = $9 \
+             WHERE id = $1 AND state = 'leased' AND lease_holder = $2",
+        )
+        .bind(id)
+        .bind(holder)
+        .bind(outcome.state)
+        .bind(outcome.not_before)
+        .bind(outcome.http_status)
+        .bind(outcome.error_kind)
+        .bind(outcome.error)
+        .bind(outcome.sighting_id)
+        .bind(now_ms())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Does `holder` still hold job `id`? On PostgreSQL the row stays locked
+    /// until this transaction ends (a fence for work committed with it).
+    pub async fn holds_job(&mut self, id: i64, holder: &str) -> Result<bool> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT id FROM frontier WHERE id = $1 AND state = 'leased' AND lease_holder = $2 \
+                 FOR UPDATE"
+            }
+            Backend::Sqlite => {
+                "SELECT id FROM frontier WHERE id = $1 AND state = 'leased' AND lease_holder = $2"
+            }
+        };
+        let row = sqlx::query(sql)
+            .bind(id)
+            .bind(holder)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Mark a source's run as started (`running`, now).
+    pub async fn source_run_started(&mut self, source_id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE sources SET last_run_at = $2, last_run_status = 'running' WHERE id = $1",
+        )
+        .bind(source_id)
+        .bind(now_ms())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Set a source's run status (`done`, `failed`).
+    pub async fn source_run_finished(&mut self, source_id: i64, status: &str) -> Result<()> {
+        sqlx::query("UPDATE sources SET last_run_status = $2 WHERE id = $1")
+            .bind(source_id)
+            .bind(status)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Add to a source's counters.
+    pub async fn add_source_stats(&mut self, source_id: i64, d: &SourceStatsDelta) -> Result<()> {
+        if d.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE sources SET items_total = items_total + $2, errors_total = errors_total + $3, \
+             politeness_waits = politeness_waits + $4, \
+             politeness_wait_ms = politeness_wait_ms + $5, \
+             last_error = COALESCE($6, last_error) WHERE id = $1",
+        )
+        .bind(source_id)
+        .bind(d.items)
+        .bind(d.errors)
+        .bind(d.politeness_waits)
+        .bind(d.politeness_wait_ms)
+        .bind(d.last_error.clone())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Set a named cursor.
+    pub async fn set_cursor(&mut self, name: &str, value: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO collector_cursors (name, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now_ms())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Add or replace a host → platform entry.
+    pub async fn set_host_platform(&mut self, host: &str, platform: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO host_platforms (host, platform, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (host) DO UPDATE SET platform = excluded.platform",
+        )
+        .bind(host)
+        .bind(platform)
+        .bind(now_ms())
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Remove a host → platform entry; false when there was none.
+    pub async fn delete_host_platform(&mut self, host: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM host_platforms WHERE host = $1")
+            .bind(host)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Record many sightings at once, with the semantics of
+    /// [`WriteTx::upsert_sighting`] (unique by URL and bytes; an existing one
+    /// only moves `last_seen_at` forward) and their attributes (JSON text,
+    /// stored on new rows): one multi-row `INSERT … ON CONFLICT DO NOTHING`
+    /// per 400 rows, then one `SELECT` for the rows that existed. Results
+    /// are in input order; two inputs with the same key get the same row.
+    pub async fn upsert_sightings_bulk(
+        &mut self,
+        items: &[(crate::NewSighting<'_>, Option<&str>)],
+    ) -> Result<Vec<UpsertedSighting>> {
+        use std::collections::HashMap;
+        let now = now_ms();
+        let mut found: HashMap<(String, String), UpsertedSighting> = HashMap::new();
+        for chunk in items.chunks(SIGHTING_ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
+                 parent_id, content_sha256, media_type, warc_file, warc_offset, warc_length, \
+                 warc_record_id, first_seen_at, last_seen_at, expires_at, attributes, matched, \
+                 created_at) VALUES ",
+            );
+            const P: usize = 16;
+            let n = chunk.len() * P;
+            for i in 0..chunk.len() {
+                let b = i * P;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for k in 1..=14 {
+                    sql.push_str(&format!("${}, ", b + k));
+                }
+                // last_seen_at = first_seen_at ($b+14), expires_at, attributes.
+                sql.push_str(&format!(
+                    "${}, ${}, ${}, 0, ${})",
+                    b + 14,
+                    b + 15,
+                    b + 16,
+                    n + 1
+                ));
+            }
+            sql.push_str(
+                " ON CONFLICT (url_sha256, content_sha256) DO NOTHING \
+                 RETURNING id, url_sha256, content_sha256",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (s, attrs) in chunk {
+                q = q
+                    .bind(s.source_id)
+                    .bind(s.url)
+                    .bind(s.url_canonical)
+                    .bind(s.url_sha256)
+                    .bind(s.host)
+                    .bind(s.platform)
+                    .bind(s.parent_id)
+                    .bind(s.content_sha256)
+                    .bind(s.media_type)
+                    .bind(s.warc.map(|w| w.file.clone()))
+                    .bind(s.warc.map(|w| w.offset))
+                    .bind(s.warc.map(|w| w.length))
+                    .bind(s.warc.map(|w| w.record_id.clone()))
+                    .bind(s.seen_at)
+                    .bind(s.expires_at)
+                    .bind(attrs.unwrap_or("{}"));
+            }
+            let rows = q.bind(now).fetch_all(&mut *self.tx).await?;
+            for r in &rows {
+                found.insert(
+                    (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
+                    UpsertedSighting {
+                        id: get_i64(r, "id")?,
+                        is_new: true,
+                        matched: false,
+                        submission_id: None,
+                    },
+                );
+            }
+        }
+        // The rows that already existed (or another transaction inserted).
+        let missing: Vec<&crate::NewSighting<'_>> = {
+            let mut seen = std::collections::HashSet::new();
+            items
+                .iter()
+                .map(|(s, _)| s)
+                .filter(|s| {
+                    !found.contains_key(&(s.url_sha256.to_string(), s.content_sha256.to_string()))
+                        && seen.insert((s.url_sha256, s.content_sha256))
+                })
+                .collect()
+        };
+        for chunk in missing.chunks(SIGHTING_ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "SELECT id, url_sha256, content_sha256, matched, submission_id, last_seen_at \
+                 FROM sightings WHERE ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str(&format!(
+                    "(url_sha256 = ${} AND content_sha256 = ${})",
+                    i * 2 + 1,
+                    i * 2 + 2
+                ));
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for s in chunk {
+                q = q.bind(s.url_sha256).bind(s.content_sha256);
+            }
+            for r in &q.fetch_all(&mut *self.tx).await? {
+                found.insert(
+                    (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
+                    UpsertedSighting {
+                        id: get_i64(r, "id")?,
+                        is_new: false,
+                        matched: crate::rows::get_bool(r, "matched")?,
+                        submission_id: get_opt_i64(r, "submission_id")?,
+                    },
+                );
+            }
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let mut first_use = std::collections::HashSet::new();
+        for (s, _) in items {
+            let key = (s.url_sha256.to_string(), s.content_sha256.to_string());
+            let Some(mut u) = found.get(&key).cloned() else {
+                return Err(crate::StoreError::NotFound(
+                    "sighting vanished during upsert".into(),
+                ));
+            };
+            if !first_use.insert(key) {
+                u.is_new = false;
+            }
+            if !u.is_new {
+                sqlx::query(
+                    "UPDATE sightings SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2",
+                )
+                .bind(u.id)
+                .bind(s.seen_at)
+                .execute(&mut *self.tx)
+                .await?;
+            }
+            out.push(u);
+        }
+        Ok(out)
+    }
+
+    /// Which of `ids` `holder` still holds (leased). On PostgreSQL those rows
+    /// stay locked until this transaction ends.
+    pub async fn held_jobs(&mut self, ids: &[i64], holder: &str) -> Result<Vec<i64>> {
+        let mut held = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(1000) {
+            let mut sql = String::from(
+                "SELECT id FROM frontier WHERE state = 'leased' AND lease_holder = $1 AND id IN (",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i + 2));
+            }
+            sql.push(')');
+            if self.backend == Backend::Postgres {
+                sql.push_str(" ORDER BY id FOR UPDATE");
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(holder);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in &q.fetch_all(&mut *self.tx).await? {
+                held.push(get_i64(r, "id")?);
+            }
+        }
+        Ok(held)
+    }
+
+    /// Store a sighting's attributes (JSON text).
+    pub async fn set_sighting_attributes(&mut self, sighting_id: i64, json: &str) -> Result<()> {
+        sqlx::query("UPDATE sightings SET attributes = $2 WHERE id = $1")
+            .bind(sighting_id)
+            .bind(json)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Store the signals of many sightings (hashes only) in multi-row
+    /// `INSERT`s: `(sighting_id, signal_type, value)`.
+    pub async fn insert_sighting_signals_bulk(&mut self, rows: &[(i64, &str, &str)]) -> Result<()> {
+        for chunk in rows.chunks(1000) {
+            let mut sql = String::from(
+                "INSERT INTO sighting_signals (sighting_id, signal_type, value) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (id, t, v) in chunk {
+                q = q.bind(*id).bind(*t).bind(*v);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+}
