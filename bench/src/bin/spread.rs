@@ -271,7 +271,7 @@ async fn seed(args: &[String]) -> anyhow::Result<()> {
         for k in 0..chunk {
             let i = id + k + 1;
             let seen = since + (i as i64 * 7919) % (90 * day);
-            let removed_after = if i % 3 != 0 {
+            let removed_after = if !i.is_multiple_of(3) {
                 Some(((i * 37) % 200 + 1) as i64 * 3_600_000)
             } else {
                 None
@@ -330,11 +330,12 @@ async fn seed(args: &[String]) -> anyhow::Result<()> {
         if any_removal {
             sqlx::query(sqlx::AssertSqlSafe(r)).execute(pool).await?;
         }
-        sqlx::query(sqlx::AssertSqlSafe(c)).execute(pool).await?;
-        c.clear();
+        sqlx::query(sqlx::AssertSqlSafe(std::mem::take(&mut c)))
+            .execute(pool)
+            .await?;
         check_rows = 0;
         id += chunk;
-        if id % 100_000 == 0 {
+        if id.is_multiple_of(100_000) {
             eprintln!(
                 "seed: {id} of {n} copies with checks, {:.1} s",
                 started.elapsed().as_secs_f64()

@@ -32,7 +32,8 @@ use serde_json::{json, Value};
 
 both_backends!(
     crawl_finds_planted_copies_in_scope,
-    hostile_sites_end_in_recorded_errors
+    hostile_sites_end_in_recorded_errors,
+    warc_import_records_payloads_and_names_bad_records
 );
 
 const CONTACT: &str = "https://collector-test.invalid/contact";
@@ -332,7 +333,7 @@ async fn crawl_finds_planted_copies_in_scope(db: &TestDb) {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // ... and queued it for review, tagged with its source.
-    let (_, m) = server.get(&format!("/v1/matches?limit=100")).await;
+    let (_, m) = server.get("/v1/matches?limit=100").await;
     assert!(
         m["matches"]
             .as_array()

@@ -717,9 +717,8 @@ fn classify(e: reqwest::Error) -> FetchError {
         FetchErrorKind::Timeout
     } else if e.is_body() || e.is_decode() {
         FetchErrorKind::Body
-    } else if e.is_connect() {
-        FetchErrorKind::Connect
     } else {
+        // Connection failures and anything unclassified.
         FetchErrorKind::Connect
     };
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);

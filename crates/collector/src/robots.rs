@@ -7,6 +7,7 @@
 //! * 4xx (404 included): no rules, everything allowed;
 //! * 5xx: everything disallowed for now (cached for an hour, not a day, so
 //!   a host that recovers is crawled again).
+//!
 //! A network failure (DNS, refused, timeout) is not cached: the page fetch
 //! would fail the same way and reports that error itself.
 

@@ -45,6 +45,10 @@ use crate::process::{bare_item, process_response, Child, Processed, SourceCtx};
 use crate::source::{SourceConfig, SourceKind};
 use crate::warc::{FetchEvidence, WarcConfig, WarcError, WarcWriter};
 
+/// A source's context and the child jobs its finished jobs queue (with
+/// the sighting each child is parented to).
+type SourceChildren = (Arc<SourceCtx>, Vec<(Child, Option<i64>)>);
+
 /// Collector settings.
 #[derive(Clone, Debug)]
 pub struct CollectorConfig {
@@ -705,7 +709,7 @@ impl Collector {
                     )
                     .is_some()
                     || job.kind == "locker";
-                if !f.is_success() && !(locker && f.status >= 400) {
+                if !(f.is_success() || locker && f.status >= 400) {
                     let transient = f.status >= 500 || f.status == 429;
                     let msg = format!("HTTP {}", f.status);
                     let status = Some(i64::from(f.status));
@@ -998,8 +1002,7 @@ impl Collector {
         let id_of = |i: usize| main_of[i].and_then(|m| recs.get(m)).map(|r| r.sighting_id);
         // 2. Outlinks, parented to their job's item; 3. links to queue.
         let mut outlinks: Vec<PreparedSighting> = Vec::new();
-        let mut jobs_by_source: HashMap<i64, (Arc<SourceCtx>, Vec<(Child, Option<i64>)>)> =
-            HashMap::new();
+        let mut jobs_by_source: HashMap<i64, SourceChildren> = HashMap::new();
         for (i, r) in pending.iter_mut().enumerate() {
             if let JobResult::Done {
                 src,

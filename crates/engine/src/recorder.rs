@@ -374,9 +374,17 @@ impl crate::Engine {
     /// since the match, and exact hits whose stored value differs from the
     /// query's (a fingerprint collision). One query for all lookups.
     pub(crate) async fn hydrate(&self, prepared: &mut [Prepared]) -> Result<()> {
-        let mut ids: Vec<i64> = prepared
+        let mut lists: Vec<&mut Vec<Candidate>> =
+            prepared.iter_mut().map(|p| &mut p.candidates).collect();
+        self.hydrate_lists(&mut lists).await
+    }
+
+    /// [`crate::Engine::hydrate`] for lists of candidates found outside a
+    /// lookup (sightings, retro-hunts).
+    pub(crate) async fn hydrate_lists(&self, lists: &mut [&mut Vec<Candidate>]) -> Result<()> {
+        let mut ids: Vec<i64> = lists
             .iter()
-            .flat_map(|p| p.candidates.iter().map(|c| c.signal_id))
+            .flat_map(|l| l.iter().map(|c| c.signal_id))
             .collect();
         if ids.is_empty() {
             return Ok(());
@@ -391,8 +399,8 @@ impl crate::Engine {
             .into_iter()
             .map(|d| (d.signal_id, d))
             .collect();
-        for p in prepared.iter_mut() {
-            p.candidates.retain_mut(|c| {
+        for list in lists.iter_mut() {
+            list.retain_mut(|c| {
                 let Some(d) = details.get(&c.signal_id) else {
                     return false;
                 };

@@ -409,14 +409,21 @@ impl Engine {
                 submission_id: row.submission_id,
                 match_ids: Vec::new(),
             };
-            if p.is_match() && (row.is_new || !row.matched) && matched_now.insert(row.id) {
+            // Hits carry their stored value and labels only once hydrated
+            // from the store (the in-memory state keeps neither).
+            let mut hits = Vec::new();
+            if p.is_match() && (row.is_new || !row.matched) {
+                hits = p.candidates.clone();
+                self.hydrate_lists(&mut [&mut hits]).await?;
+            }
+            if !hits.is_empty() && matched_now.insert(row.id) {
                 let (submission_id, match_ids) = record_hits(
                     tx,
                     row.id,
                     &p.source_name,
                     &p.url,
                     &p.signals,
-                    &p.candidates,
+                    &hits,
                     &p.bank_names,
                     "fetch",
                 )
@@ -521,6 +528,7 @@ impl Engine {
                         query.push(signal.clone());
                     }
                 }
+                self.hydrate_lists(&mut [&mut candidates]).await?;
                 if candidates.is_empty() {
                     continue;
                 }
@@ -667,7 +675,7 @@ async fn record_hits(
         recorded: candidates.to_vec(),
         bank_names: bank_names.clone(),
         suppressed: 0,
-        // Crawled sightings are not uploads: the flood guard ignores them.
+        // Collected items are not uploads: they never feed the flood guard.
         flood_hits: Vec::new(),
     };
     let recorded = record_one(tx, &pending).await?;

@@ -105,6 +105,10 @@ pub mod op {
         ReadAudit => Some(Operation::ReadAudit);
         /// [`Operation::Admin`].
         Admin => Some(Operation::Admin);
+        /// [`Operation::Exchanges`].
+        Exchanges => Some(Operation::Exchanges);
+        /// [`Operation::ReadFeeds`].
+        ReadFeeds => Some(Operation::ReadFeeds);
     }
 }
 

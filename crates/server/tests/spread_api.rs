@@ -267,8 +267,7 @@ async fn drive(
                 let state = c
                     .script
                     .iter()
-                    .filter(|(from, _)| *from <= rel)
-                    .last()
+                    .rfind(|(from, _)| *from <= rel)
                     .map(|s| s.1)
                     .unwrap_or(LivenessState::Live);
                 let v = Verdict {
@@ -655,7 +654,10 @@ async fn report_numbers_equal_hand_counts(db: &TestDb) {
 }
 
 /// A local webhook receiver recording (event header, body).
-fn receiver() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+/// Webhook deliveries received: (event, body).
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+fn receiver() -> (String, Received) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());

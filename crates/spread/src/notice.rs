@@ -202,13 +202,13 @@ async fn items(store: &Store, ids: &[i64]) -> Result<Vec<NoticeItem>> {
             .ok_or_else(|| SpreadError::NotFound(format!("sighting {id}")))?;
         let mut matched = Vec::new();
         for m in store.sighting_matches(id).await? {
-            if !banks.contains_key(&m.bank_id) {
+            if let std::collections::btree_map::Entry::Vacant(e) = banks.entry(m.bank_id) {
                 let name = store
                     .get_bank(m.bank_id)
                     .await?
                     .map(|b| b.name)
                     .unwrap_or_else(|| format!("bank {} (deleted)", m.bank_id));
-                banks.insert(m.bank_id, name);
+                e.insert(name);
             }
             let labels = match store.get_content(m.content_id).await? {
                 Some(c) => serde_json::from_str(&c.labels).unwrap_or_default(),

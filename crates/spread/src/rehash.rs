@@ -146,13 +146,11 @@ pub fn presence(body: &[u8], reference: &Reference, opts: &HashOptions) -> Prese
     let mut best = String::new();
     for s in &signals {
         match s.signal_type {
-            SignalType::Md5 | SignalType::Sha256 => {
-                if reference.exact.contains(&s.value) {
-                    return Presence::Matches(format!(
-                        "same bytes as a bank item ({})",
-                        s.signal_type.as_str()
-                    ));
-                }
+            SignalType::Md5 | SignalType::Sha256 if reference.exact.contains(&s.value) => {
+                return Presence::Matches(format!(
+                    "same bytes as a bank item ({})",
+                    s.signal_type.as_str()
+                ));
             }
             SignalType::Pdq if !reference.pdq.is_empty() => {
                 compared = true;

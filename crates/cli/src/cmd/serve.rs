@@ -233,7 +233,7 @@ pub(crate) async fn shutdown_signal() {
 
 /// DAYS (fractions allowed) as a duration; refuses negative or non-finite values.
 fn days(flag: &str, d: f64) -> anyhow::Result<Duration> {
-    if !(d.is_finite() && d >= 0.0 && d <= 1e6) {
+    if !(d.is_finite() && (0.0..=1e6).contains(&d)) {
         anyhow::bail!("{flag} must be a number of days between 0 and 1000000");
     }
     Ok(Duration::from_secs_f64(d * 86_400.0))

@@ -14,12 +14,11 @@ use axum::{Json, Router};
 use echotrace_collector::registry;
 use echotrace_collector::views::{list_sightings, sighting_detail, SightingFilter};
 use echotrace_collector::CollectorError;
-use echotrace_engine::Operation;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::page_limit;
-use crate::auth::Caller;
+use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::AppState;
@@ -68,10 +67,9 @@ struct CreateSource {
 
 async fn create_source(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiJson(body): ApiJson<CreateSource>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     let engine = state.engine()?;
     let config = body.config.map(|c| c.to_string()).unwrap_or_default();
     let view = registry::add_source(
@@ -88,9 +86,8 @@ async fn create_source(
 
 async fn list_sources(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadBanks>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadBanks)?;
     let engine = state.engine()?;
     let list = registry::list_sources(engine.store())
         .await
@@ -100,10 +97,9 @@ async fn list_sources(
 
 async fn get_source(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadBanks>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadBanks)?;
     let engine = state.engine()?;
     let view = registry::get_source(engine.store(), &name)
         .await
@@ -122,11 +118,10 @@ struct UpdateSource {
 
 async fn update_source(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateSource>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     let engine = state.engine()?;
     let config = body.config.map(|c| c.to_string());
     let view = registry::update_source(
@@ -143,10 +138,9 @@ async fn update_source(
 
 async fn delete_source(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     let engine = state.engine()?;
     registry::delete_source(engine.store(), &caller.actor(), &name)
         .await
@@ -156,10 +150,9 @@ async fn delete_source(
 
 async fn run_source(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     let engine = state.engine()?;
     let queued = registry::queue_seeds(engine.store(), &caller.actor(), &name)
         .await
@@ -192,10 +185,9 @@ struct SightingsQuery {
 
 async fn list(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiQuery(q): ApiQuery<SightingsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     let engine = state.engine()?;
     let filter = SightingFilter {
         url: q.url.filter(|s| !s.trim().is_empty()),
@@ -217,10 +209,9 @@ async fn list(
 
 async fn get_one(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     let engine = state.engine()?;
     let detail = sighting_detail(engine.store(), id)
         .await
@@ -230,9 +221,8 @@ async fn get_one(
 
 async fn list_platforms(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadBanks>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadBanks)?;
     let engine = state.engine()?;
     let operator: Vec<Value> = engine
         .store()
@@ -258,10 +248,9 @@ struct SetPlatform {
 
 async fn set_platform(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::WriteBanks>,
     ApiJson(body): ApiJson<SetPlatform>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::WriteBanks)?;
     let engine = state.engine()?;
     registry::set_platform(engine.store(), &caller.actor(), &body.host, &body.platform)
         .await

@@ -15,13 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use echotrace_engine::exchange::{Exchange, ExchangePolicy};
-use echotrace_engine::{Engine, MatchRecord, Operation};
+use echotrace_engine::{Engine, MatchRecord};
 use echotrace_exchange::feed::{FeedError, PostedOpinion};
 use echotrace_exchange::{ExchangeEdit, ExchangeRequest, ExchangeService, RoundError, APIS};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::auth::Caller;
+use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::AppState;
@@ -115,15 +115,16 @@ fn api_json(a: &echotrace_exchange::ApiInfo) -> Value {
 
 // ----- v1 exchanges ------------------------------------------------------------
 
-async fn v1_apis(caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
+async fn v1_apis(_caller: Caller<op::Exchanges>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({
         "apis": APIS.iter().map(api_json).collect::<Vec<_>>()
     })))
 }
 
-async fn v1_list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
+async fn v1_list(
+    State(state): State<AppState>,
+    _caller: Caller<op::Exchanges>,
+) -> Result<Json<Value>, ApiError> {
     let list = state.engine()?.list_exchanges().await?;
     Ok(Json(json!({
         "exchanges": list.iter().map(exchange_json).collect::<Vec<_>>()
@@ -132,61 +133,55 @@ async fn v1_list(State(state): State<AppState>, caller: Caller) -> Result<Json<V
 
 async fn v1_create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Exchanges>,
     ApiJson(body): ApiJson<ExchangeRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let ex = service(&state)?.create(&caller.actor(), body).await?;
     Ok((StatusCode::CREATED, Json(exchange_json(&ex))).into_response())
 }
 
 async fn v1_get(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let ex = state.engine()?.exchange_by_name(&name).await?;
     Ok(Json(exchange_json(&ex)))
 }
 
 async fn v1_status(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let ex = state.engine()?.exchange_by_name(&name).await?;
     Ok(Json(json!({"name": ex.name, "status": ex.status})))
 }
 
 async fn v1_update(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<ExchangeEdit>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let ex = service(&state)?.edit(&caller.actor(), &name, body).await?;
     Ok(Json(exchange_json(&ex)))
 }
 
 async fn v1_delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Operation::Exchanges)?;
     service(&state)?.remove(&caller.actor(), &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn v1_fetch(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let svc = service(&state)?;
     let ex = state.engine()?.exchange_by_name(&name).await?;
     match svc.fetch_once(ex.id).await {
@@ -207,10 +202,9 @@ async fn v1_fetch(
 
 async fn v1_checksum(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     Ok(Json(service(&state)?.checksum(&name).await?))
 }
 
@@ -223,11 +217,10 @@ struct DryRun {
 
 async fn v1_dry_run(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<DryRun>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let engine = state.engine()?;
     let ex = engine.exchange_by_name(&name).await?;
     let policy = body.policy.unwrap_or_else(|| ex.policy.clone());
@@ -239,10 +232,9 @@ async fn v1_dry_run(
 
 async fn v1_api_credentials(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Admin>,
     ApiPath(api): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Admin)?;
     Ok(Json(json!(
         service(&state)?.api_credential_status(&api).await?
     )))
@@ -256,11 +248,10 @@ struct CredentialsBody {
 
 async fn v1_set_api_credentials(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Admin>,
     ApiPath(api): ApiPath<String>,
     ApiJson(body): ApiJson<CredentialsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Admin)?;
     let st = service(&state)?
         .set_api_credentials(&caller.actor(), &api, Some(&body.credentials))
         .await?;
@@ -269,10 +260,9 @@ async fn v1_set_api_credentials(
 
 async fn v1_clear_api_credentials(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Admin>,
     ApiPath(api): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Admin)?;
     let st = service(&state)?
         .set_api_credentials(&caller.actor(), &api, None)
         .await?;
@@ -283,9 +273,8 @@ async fn v1_clear_api_credentials(
 
 async fn feeds_list(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::ReadFeeds>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadFeeds)?;
     let feeds = service(&state)?
         .feeds()
         .list(&caller.key)
@@ -295,8 +284,13 @@ async fn feeds_list(
 }
 
 /// 403 unless the caller may read this bank's feed (404 if unpublished).
-async fn check_feed_access(state: &AppState, caller: &Caller, bank: &str) -> Result<(), ApiError> {
-    caller.require(Operation::ReadFeeds)?;
+/// The feed exists and the caller is one of its partners (the role was
+/// checked by the extractor).
+async fn check_feed_access(
+    state: &AppState,
+    caller: &Caller<op::ReadFeeds>,
+    bank: &str,
+) -> Result<(), ApiError> {
     let hub = service(state)?.feeds();
     let (_, feed) = hub.feed_of(bank).await.map_err(feed_error)?;
     if !hub
@@ -321,7 +315,7 @@ struct FeedQuery {
 
 async fn feed_page(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::ReadFeeds>,
     ApiPath(bank): ApiPath<String>,
     ApiQuery(q): ApiQuery<FeedQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -365,11 +359,10 @@ struct PublishBody {
 
 async fn feed_publish(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Admin>,
     ApiPath(bank): ApiPath<String>,
     ApiJson(body): ApiJson<PublishBody>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Admin)?;
     let info = service(&state)?
         .feeds()
         .publish(&caller.actor(), &bank, &body.partners, body.horizon_days)
@@ -380,10 +373,9 @@ async fn feed_publish(
 
 async fn feed_unpublish(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Admin>,
     ApiPath(bank): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Operation::Admin)?;
     service(&state)?
         .feeds()
         .unpublish(&caller.actor(), &bank)
@@ -394,7 +386,7 @@ async fn feed_unpublish(
 
 async fn feed_checksum(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::ReadFeeds>,
     ApiPath(bank): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     check_feed_access(&state, &caller, &bank).await?;
@@ -420,7 +412,7 @@ const SNAPSHOT_PAGE: i64 = 10_000;
 
 async fn feed_snapshot(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::ReadFeeds>,
     ApiPath(bank): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     check_feed_access(&state, &caller, &bank).await?;
@@ -484,7 +476,7 @@ struct OpinionsBody {
 
 async fn feed_post_opinions(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::ReadFeeds>,
     ApiPath(bank): ApiPath<String>,
     ApiJson(body): ApiJson<OpinionsBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -505,11 +497,10 @@ struct LimitQuery {
 
 async fn feed_opinions(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Exchanges>,
     ApiPath(bank): ApiPath<String>,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let list = service(&state)?
         .feeds()
         .opinions(&bank, q.limit.unwrap_or(100))
@@ -527,17 +518,15 @@ fn hma_name_ok(name: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
-async fn hma_apis(caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
+async fn hma_apis(_caller: Caller<op::Exchanges>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(APIS.iter().map(|a| a.name).collect::<Vec<_>>())))
 }
 
 async fn hma_api_credentials(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Admin>,
     ApiPath(api): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Admin)?;
     Ok(Json(json!(
         service(&state)?.api_credential_status(&api).await?
     )))
@@ -545,11 +534,10 @@ async fn hma_api_credentials(
 
 async fn hma_set_api_credentials(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Admin>,
     ApiPath(api): ApiPath<String>,
     ApiJson(body): ApiJson<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Admin)?;
     let svc = service(&state)?;
     let st = match body.get("credential_json") {
         None => svc.api_credential_status(&api).await?,
@@ -571,10 +559,9 @@ async fn hma_set_api_credentials(
 }
 
 async fn hma_api_schema(
-    caller: Caller,
+    _caller: Caller<op::Exchanges>,
     ApiPath(api): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let info = echotrace_exchange::api_info(&api)
         .ok_or_else(|| ApiError::not_found(format!("Exchange API '{api}' not found")))?;
     let v = api_json(info);
@@ -584,8 +571,10 @@ async fn hma_api_schema(
     })))
 }
 
-async fn hma_list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
+async fn hma_list(
+    State(state): State<AppState>,
+    _caller: Caller<op::Exchanges>,
+) -> Result<Json<Value>, ApiError> {
     let list = state.engine()?.list_exchanges().await?;
     Ok(Json(json!(list
         .iter()
@@ -595,10 +584,9 @@ async fn hma_list(State(state): State<AppState>, caller: Caller) -> Result<Json<
 
 async fn hma_create(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Exchanges>,
     ApiJson(mut body): ApiJson<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let bank = match body.remove("bank") {
         Some(Value::String(b)) => b,
         _ => return Err(ApiError::bad_request("Field `bank` is required")),
@@ -667,10 +655,9 @@ fn hma_exchange(ex: &Exchange) -> Value {
 
 async fn hma_get(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let ex = state.engine()?.exchange_by_name(&name).await?;
     Ok(Json(hma_exchange(&ex)))
 }
@@ -682,11 +669,10 @@ struct HmaUpdate {
 
 async fn hma_update(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<HmaUpdate>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let ex = service(&state)?
         .edit(
             &caller.actor(),
@@ -702,20 +688,18 @@ async fn hma_update(
 
 async fn hma_delete(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     service(&state)?.remove(&caller.actor(), &name).await?;
     Ok(Json(json!({"message": "Exchange deleted"})))
 }
 
 async fn hma_status(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::Exchanges>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Exchanges)?;
     let ex = state.engine()?.exchange_by_name(&name).await?;
     let s = &ex.status;
     let secs = |ms: Option<i64>| ms.map(|m| m / 1000).unwrap_or(0);

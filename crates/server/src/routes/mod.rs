@@ -249,11 +249,9 @@ pub(crate) async fn add_bank_content(
             }
             Vec::from(bytes)
         }
-        ItemInput::Url(url) => Vec::from(
-            crate::fetch::fetch(&url, &state.config().fetch)
-                .await
-                .map_err(fetch_error)?,
-        ),
+        ItemInput::Url(url) => crate::fetch::fetch(&url, &state.config().fetch)
+            .await
+            .map_err(fetch_error)?,
     };
     // Hashed in the pool; OCR (if any) is read by `add_content` in the
     // engine's own OCR pool, after the hashing permit is released.

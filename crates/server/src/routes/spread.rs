@@ -7,7 +7,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use echotrace_engine::Operation;
 use echotrace_spread::report::{self, ReportOptions};
 use echotrace_spread::{cluster, notice, SpreadError};
 use echotrace_store::NoticeQuery;
@@ -15,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::page_limit;
-use crate::auth::Caller;
+use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::AppState;
@@ -171,10 +170,9 @@ fn options(
 
 async fn transparency(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     let format = q.format.as_deref().unwrap_or("json");
     if !matches!(format, "json" | "csv" | "html") {
         return Err(ApiError::bad_request(
@@ -222,10 +220,9 @@ struct SurvivalQuery {
 
 async fn survival(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiQuery(q): ApiQuery<SurvivalQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     let by = q.by.as_deref().unwrap_or("platform");
     let by_key = report::Stratum::parse(by).ok_or_else(|| {
         ApiError::bad_request("\"by\" must be platform, group, content_type or notice")
@@ -277,40 +274,36 @@ struct LimitQuery {
 
 async fn list_clusters(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiQuery(q): ApiQuery<LimitQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     let list = cluster::list(&store(&state)?, i64::from(page_limit(q.limit))).await?;
     Ok(Json(json!({ "clusters": list })))
 }
 
 async fn get_cluster(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiPath(content_id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     let c = cluster::get(&store(&state)?, content_id).await?;
     Ok(Json(json!(c)))
 }
 
 async fn liveness(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiPath(sighting_id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     let v = echotrace_spread::liveness_view(&store(&state)?, sighting_id).await?;
     Ok(Json(json!(v)))
 }
 
 async fn create_notice(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Decide>,
     ApiJson(body): ApiJson<notice::NoticeRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::Decide)?;
     let n = notice::create(&store(&state)?, &caller.actor(), body).await?;
     Ok((StatusCode::CREATED, Json(json!(n))).into_response())
 }
@@ -326,10 +319,9 @@ struct NoticesQuery {
 
 async fn list_notices(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiQuery(q): ApiQuery<NoticesQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     let limit = page_limit(q.limit);
     let rows = notice::list(
         &store(&state)?,
@@ -353,10 +345,9 @@ async fn list_notices(
 
 async fn get_notice(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     Ok(Json(json!(notice::get(&store(&state)?, id).await?)))
 }
 
@@ -368,11 +359,10 @@ struct ExportQuery {
 
 async fn export_notice(
     State(state): State<AppState>,
-    caller: Caller,
+    _caller: Caller<op::ReadMatches>,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    caller.require(Operation::ReadMatches)?;
     let format = notice::ExportFormat::parse(q.format.as_deref().unwrap_or("text"))
         .ok_or_else(|| ApiError::bad_request("\"format\" must be text or json"))?;
     let n = notice::get(&store(&state)?, id).await?;
@@ -393,11 +383,10 @@ struct ResponseBody {
 
 async fn respond_notice(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Caller<op::Decide>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<ResponseBody>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require(Operation::Decide)?;
     let row = notice::respond(
         &store(&state)?,
         &caller.actor(),

@@ -9,8 +9,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use echotrace_engine::robust::MatchingSettings;
 use echotrace_engine::{
-    BankKind, BankUpdate, ContentUpdate, HashedUpload, LookupRequest, MatchFilter, MatchStatus,
-    NewBank, QueryText, Role, SignalValue, SubmissionContext, Thresholds, Verdict,
+    BankKind, BankUpdate, ContentUpdate, LookupRequest, MatchFilter, MatchStatus, NewBank,
+    QueryText, Role, SignalValue, SubmissionContext, Thresholds, Verdict,
 };
 use echotrace_signals::signal::SignalType;
 use serde::Deserialize;

@@ -7,7 +7,7 @@
 //! URLs of sightings are shown as text, never as links: a reviewer should
 //! not open propaganda by accident. Media is never shown here.
 
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -19,9 +19,10 @@ use echotrace_engine::{MatchStatus, Operation};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::session::{error_response, see_other, Authed, PostForm};
+use super::session::{error_response, see_other, Authed, PostForm, UiQuery};
 use super::views::{csrf_field, layout, Flash, Viewer};
 use super::{actor, page, Ctx, UiState};
+use crate::auth::op;
 
 pub(super) fn routes() -> Router<UiState> {
     Router::new()
@@ -65,7 +66,7 @@ fn flash(code: Option<&str>) -> Option<Flash> {
 
 // ----- sources -------------------------------------------------------------------
 
-async fn sources_page(st: Ctx, auth: Authed, Query(q): Query<FlashQuery>) -> Response {
+async fn sources_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<FlashQuery>) -> Response {
     if let Err(r) = auth.require(Operation::ReadBanks) {
         return r;
     }
@@ -80,10 +81,7 @@ async fn sources_page(st: Ctx, auth: Authed, Query(q): Query<FlashQuery>) -> Res
     }
 }
 
-async fn source_create(st: Ctx, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
+async fn source_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::WriteBanks>) -> Response {
     let kind = form.get("kind").unwrap_or("page").to_string();
     let lines = |name: &str| -> Vec<String> {
         form.get(name)
@@ -130,11 +128,8 @@ async fn rerender(st: &Ctx, auth: &Authed, message: &str) -> Response {
 async fn source_run(
     st: Ctx,
     Path(name): Path<String>,
-    PostForm { auth, .. }: PostForm,
+    PostForm { auth, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
     match registry::queue_seeds(&st.store, &actor(&auth), &name).await {
         Ok(_) => see_other("/ui/sources?msg=queued"),
         Err(e) => collector_page_error(&auth.viewer, e),
@@ -144,11 +139,8 @@ async fn source_run(
 async fn source_toggle(
     st: Ctx,
     Path(name): Path<String>,
-    PostForm { auth, .. }: PostForm,
+    PostForm { auth, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
-    if let Err(r) = auth.require(Operation::WriteBanks) {
-        return r;
-    }
     let current = match registry::get_source(&st.store, &name).await {
         Ok(s) => s,
         Err(e) => return collector_page_error(&auth.viewer, e),
@@ -287,7 +279,7 @@ fn blank(s: &Option<String>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-async fn sightings_page(st: Ctx, auth: Authed, Query(q): Query<SightingsQuery>) -> Response {
+async fn sightings_page(st: Ctx, auth: Authed, UiQuery(q): UiQuery<SightingsQuery>) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }

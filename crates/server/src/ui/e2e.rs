@@ -1689,7 +1689,7 @@ async fn ocr_match_card_shows_ocr_text_beside_bank_text() {
     retain_media(
         engine.store(),
         MediaOwner::Submission,
-        resp.submission_id,
+        resp.submission_id.expect("recorded"),
         "image/jpeg",
         &card,
     )

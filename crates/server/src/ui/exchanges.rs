@@ -14,9 +14,10 @@ use echotrace_engine::{EngineError, Operation};
 use echotrace_signals::signal::SignalType;
 use maud::{html, Markup};
 
-use super::session::{see_other, Authed, FormData, PostForm};
+use super::session::{see_other, Authed, FormData, PostForm, UiQuery};
 use super::views::{csrf_field, layout, Flash, Viewer};
 use super::{actor, engine_error, page, Ctx, UiState};
+use crate::auth::op;
 
 pub(super) fn routes() -> Router<UiState> {
     Router::new()
@@ -309,12 +310,7 @@ struct Msg {
     msg: Option<String>,
 }
 
-async fn detail(
-    st: Ctx,
-    auth: Authed,
-    Path(id): Path<i64>,
-    axum::extract::Query(q): axum::extract::Query<Msg>,
-) -> Response {
+async fn detail(st: Ctx, auth: Authed, Path(id): Path<i64>, UiQuery(q): UiQuery<Msg>) -> Response {
     if let Err(r) = auth.require(Operation::Exchanges) {
         return r;
     }
@@ -338,10 +334,11 @@ async fn detail(
     }
 }
 
-async fn toggle(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Exchanges) {
-        return r;
-    }
+async fn toggle(
+    st: Ctx,
+    Path(id): Path<i64>,
+    PostForm { auth, form, .. }: PostForm<op::Exchanges>,
+) -> Response {
     let change = echotrace_engine::exchange::ExchangeChange {
         enabled: Some(form.get("enabled") == Some("1")),
         ..Default::default()
@@ -357,10 +354,11 @@ async fn toggle(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm)
     }
 }
 
-async fn fetch_now(st: Ctx, Path(id): Path<i64>, PostForm { auth, .. }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Exchanges) {
-        return r;
-    }
+async fn fetch_now(
+    st: Ctx,
+    Path(id): Path<i64>,
+    PostForm { auth, .. }: PostForm<op::Exchanges>,
+) -> Response {
     match (st.engine.exchange(id).await, st.app.exchanges()) {
         (Ok(_), Ok(svc)) => {
             svc.wake(id);
@@ -371,10 +369,11 @@ async fn fetch_now(st: Ctx, Path(id): Path<i64>, PostForm { auth, .. }: PostForm
     }
 }
 
-async fn policy(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Exchanges) {
-        return r;
-    }
+async fn policy(
+    st: Ctx,
+    Path(id): Path<i64>,
+    PostForm { auth, form, .. }: PostForm<op::Exchanges>,
+) -> Response {
     let policy = policy_from(&form);
     let e = match st.engine.exchange(id).await {
         Ok(e) => e,
@@ -396,10 +395,11 @@ async fn policy(st: Ctx, Path(id): Path<i64>, PostForm { auth, form }: PostForm)
     }
 }
 
-async fn go_live(st: Ctx, Path(id): Path<i64>, PostForm { auth, .. }: PostForm) -> Response {
-    if let Err(r) = auth.require(Operation::Exchanges) {
-        return r;
-    }
+async fn go_live(
+    st: Ctx,
+    Path(id): Path<i64>,
+    PostForm { auth, .. }: PostForm<op::Exchanges>,
+) -> Response {
     let change = echotrace_engine::exchange::ExchangeChange {
         live: Some(true),
         ..Default::default()

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,9 +24,10 @@ use echotrace_spread::SpreadError;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::session::{error_response, see_other, Authed, PostForm};
+use super::session::{error_response, see_other, Authed, PostForm, UiQuery};
 use super::views::{self, csrf_field, fmt_ts, Evidence, Flash, Viewer};
 use super::{actor, evidence, page, Ctx};
+use crate::auth::op;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -49,10 +50,7 @@ pub(super) struct DaysQuery {
 }
 
 fn days(q: &DaysQuery) -> i64 {
-    match q.days {
-        Some(d @ (7 | 30 | 90 | 365)) => d,
-        _ => 90,
-    }
+    q.days.unwrap_or(90)
 }
 
 // ----- the dashboard -------------------------------------------------------------
@@ -66,7 +64,7 @@ struct Dashboard {
     clusters: Vec<cluster::ClusterListItem>,
 }
 
-pub(super) async fn dashboard(st: Ctx, auth: Authed, Query(q): Query<DaysQuery>) -> Response {
+pub(super) async fn dashboard(st: Ctx, auth: Authed, UiQuery(q): UiQuery<DaysQuery>) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }
@@ -227,7 +225,11 @@ fn dashboard_view(viewer: &Viewer, d: &Dashboard) -> Markup {
 
 /// The self-contained HTML report, downloaded (never rendered inside the
 /// console, whose CSP forbids its inline style).
-pub(super) async fn report_download(st: Ctx, auth: Authed, Query(q): Query<DaysQuery>) -> Response {
+pub(super) async fn report_download(
+    st: Ctx,
+    auth: Authed,
+    UiQuery(q): UiQuery<DaysQuery>,
+) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }
@@ -284,7 +286,7 @@ pub(super) async fn cluster_page(
     st: Ctx,
     auth: Authed,
     Path(content_id): Path<i64>,
-    Query(q): Query<DaysQuery>,
+    UiQuery(q): UiQuery<DaysQuery>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
@@ -361,7 +363,7 @@ fn cluster_view(viewer: &Viewer, p: &ClusterPage) -> Markup {
                     dt { "First seen" } dd { (fmt_ts(s.first_seen_at)) }
                     dt { "Last seen" } dd { (fmt_ts(s.last_seen_at)) }
                 }
-                (views::evidence(&p.item_media, "cluster-item-media", "Bank item media (hidden until revealed)", p.blur, p.grey, None))
+                (views::evidence(&p.item_media, "cluster-item-media", "Bank item media (hidden until revealed)", p.blur, p.grey, None, None))
             }
             div class="panel" {
                 h2 { "Spread" }
@@ -455,11 +457,8 @@ fn cluster_view(viewer: &Viewer, p: &ClusterPage) -> Markup {
 pub(super) async fn create_notice(
     st: Ctx,
     Path(content_id): Path<i64>,
-    PostForm { auth, form }: PostForm,
+    PostForm { auth, form, .. }: PostForm<op::Decide>,
 ) -> Response {
-    if let Err(r) = auth.require(Operation::Decide) {
-        return r;
-    }
     let ids: Vec<i64> = form
         .fields
         .iter()
@@ -493,7 +492,7 @@ pub(super) async fn export_notice(
     st: Ctx,
     auth: Authed,
     Path(id): Path<i64>,
-    Query(q): Query<ExportQuery>,
+    UiQuery(q): UiQuery<ExportQuery>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
