@@ -442,7 +442,7 @@ async fn scenario(db_url: Option<&str>, backend: &str, shots: bool) {
         // ----- confirm one match and undo it ----------------------------------
         let first_id = js(&c, "return document.querySelector('.card[data-match]').getAttribute('data-match');").await;
         let first_id = first_id.as_str().unwrap().to_string();
-        js(&c, &format!("document.querySelector(\".card[data-match='{first_id}']\").scrollIntoView({{block: 'center'}}); return 1;")).await;
+        js(&c, &format!("document.querySelector(\".card[data-match='{first_id}'] button[value=confirm]\").scrollIntoView({{block: 'center'}}); return 1;")).await;
         c.find(Locator::Css(&format!(".card[data-match='{first_id}'] button[value=confirm]"))).await.unwrap().click().await.unwrap();
         let undo = c
             .wait()
@@ -533,7 +533,11 @@ async fn scenario(db_url: Option<&str>, backend: &str, shots: bool) {
         c.set_window_size(390 + (2560 - iw as u32) - 1280, 844 + (1440 - ih as u32) - 720).await.unwrap();
         c.goto(&format!("{base}/ui/queue")).await.unwrap();
         let overflow = js(&c, "return document.documentElement.scrollWidth - window.innerWidth;").await;
-        assert!(overflow.as_i64().unwrap() <= 0, "queue overflows horizontally at phone width by {overflow}");
+        if overflow.as_i64().unwrap_or(1) > 0 {
+            // Name the widest elements, so a failure says what to fix.
+            let wide = js(&c, "return Array.from(document.querySelectorAll('body *')).filter(e => e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0).map(e => e.tagName + '.' + e.className + ' ' + e.clientWidth + '/' + e.scrollWidth + ': ' + (e.textContent || '').slice(0, 60)).slice(-5);").await;
+            panic!("queue overflows horizontally at phone width by {overflow}: {wide}");
+        }
         shot(&c, "queue-phone", shots).await;
         c.set_window_size((2560 - iw) as u32, (1440 - ih) as u32).await.unwrap();
 
@@ -576,7 +580,10 @@ async fn spread_pages(
         .text()
         .await
         .unwrap();
-    assert_eq!(stat.trim(), "25", "demo copies");
+    // The spread demo seeds 25 copies; the collector demo running beside it
+    // may have added matched sightings by now.
+    let copies: u64 = stat.trim().parse().unwrap_or(0);
+    assert!(copies >= 25, "demo copies: {stat}");
     shot(c, "spread", shots).await;
     // Keyboard: the first cluster link is reachable by Tab and opens with Enter.
     let link = c
@@ -600,7 +607,9 @@ async fn spread_pages(
         .await
         .unwrap()
         .len();
-    assert_eq!(lanes, 5, "one lane per copy of the item");
+    // One lane per copy: the spread demo's 5, plus any copy of the same
+    // item the collector demo found.
+    assert!(lanes >= 5, "one lane per copy of the item: {lanes}");
     shot(c, "cluster", shots).await;
     // Phone width: the cluster page and the dashboard do not scroll sideways.
     c.set_window_size(
@@ -658,6 +667,8 @@ async fn spread_pages(
         .text()
         .await
         .unwrap();
-    assert_eq!(urls.trim(), "25");
+    // The spread demo's 25 URLs, plus any the collector demo matched.
+    let urls_found: u64 = urls.trim().parse().unwrap_or(0);
+    assert!(urls_found >= 25, "URLs found: {urls}");
     shot(c, "report", shots).await;
 }

@@ -247,7 +247,7 @@ impl Collector {
                     warc,
                     &html_limits,
                 );
-                local.outlinks += unit.outlinks.len() as u64;
+                // Outlinks are counted as they are recorded (`record_units`).
                 batch.push(unit);
                 if batch.len() >= 200 {
                     let full = std::mem::take(&mut batch);

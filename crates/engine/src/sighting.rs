@@ -20,7 +20,7 @@
 //!   outbox event) tagged with its source (actor `source:<name>`, context
 //!   `sighting:<id>` and the URL), and the `sighting_matches` rows that tie
 //!   it to each bank item (its variant cluster). An unmatched sighting gets
-//!   `expires_at` = seen + the retro-hunt window; a match clears it.
+//!   `expires_at` = recorded (or seen, if later) + the retro-hunt window; a match clears it, and the parent of a matched sighting is never swept.
 //! * **Retro-hunting** ([`Engine::retro_hunt`], run by
 //!   [`Engine::spawn_retro_hunter`]): when bank items are added, the stored
 //!   signals of earlier sightings are matched against them, so a hash
@@ -363,12 +363,16 @@ impl Engine {
                 a.map(|v| v.to_string())
             })
             .collect();
+        // The retro-hunt window runs from when a sighting was recorded, not
+        // from its own date: an imported export of old messages is hunted
+        // for as long as a fresh crawl.
+        let recorded_at = echotrace_store::now_ms();
         let rows: Vec<(NewSighting<'_>, Option<&str>)> = prepared
             .iter()
             .zip(&attrs)
             .map(|(p, a)| {
                 let expires_at = match (p.is_match(), ttl_ms) {
-                    (false, Some(ttl)) => Some(p.seen_at.saturating_add(ttl)),
+                    (false, Some(ttl)) => Some(p.seen_at.max(recorded_at).saturating_add(ttl)),
                     _ => None,
                 };
                 (

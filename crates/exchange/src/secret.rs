@@ -258,7 +258,7 @@ mod tests {
         let b = SecretBox::from_env_or_file_lazy(&path).unwrap();
         assert!(!path.exists(), "no key file until credentials are sealed");
         assert!(matches!(
-            b.open("v1.00112233445566778899aabbccddeeff00112233445566778899"),
+            b.open("v1.00112233445566778899aabbccddeeff00112233445566778899aabb"),
             Err(SecretError::Missing(_))
         ));
         let sealed = b.seal(b"x").unwrap();

@@ -218,7 +218,17 @@ pub async fn metered(req: Request) -> Result<Request, Admission> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let granted = match declared {
-        Some(n) if n > scope.limit as u64 => return Err(Admission::TooLarge),
+        Some(n) if n > scope.limit as u64 => {
+            // Read and discard (no buffering) what arrives within a moment,
+            // up to twice the limit, so a client still sending a moderately
+            // oversized body reads the 413 instead of a connection reset;
+            // a client that stalls is answered after that moment.
+            let max = usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .min(scope.limit.saturating_mul(2));
+            drain(req.into_body(), max, TOO_LARGE_DRAIN_TIME).await;
+            return Err(Admission::TooLarge);
+        }
         Some(0) => 0,
         Some(n) => {
             let n = usize::try_from(n).unwrap_or(usize::MAX);
@@ -252,6 +262,8 @@ pub async fn metered(req: Request) -> Result<Request, Admission> {
 
 /// How long a refused body is drained at most before the 503 goes out.
 const DRAIN_TIME: Duration = Duration::from_secs(10);
+/// How long a body declared over the limit is drained before the 413.
+const TOO_LARGE_DRAIN_TIME: Duration = Duration::from_millis(500);
 
 /// Read and drop up to `max` bytes of `body` (nothing is kept), for at
 /// most `time`.

@@ -1401,7 +1401,7 @@ async fn hma_compatible_endpoints(db: &TestDb) {
         v["matches"]
             .as_array()
             .unwrap()
-            .contains(&json!({"bank_content_id": id, "distance": "2"})),
+            .contains(&json!({"bank_content_id": id, "distance": "2", "channel": "plain"})),
         "{v}"
     );
     let (s, v) = svc

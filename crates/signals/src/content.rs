@@ -568,19 +568,24 @@ fn video_hash(
             .hasher
             .hash_observed(shared, &setup.options, &mut observe)
     }
-    .map_err(|e| {
-        use crate::video::ffmpeg::VideoError as V;
-        match e {
-            V::Unreadable(_)
-            | V::DecodeFailed { .. }
-            | V::Io(_)
-            | V::InvalidOption(_)
-            | V::FfmpegMissing { .. } => HashError::VideoUndecodable(e.to_string()),
-            other => HashError::Video(other.to_string()),
-        }
-    })?;
+    .map_err(video_error)?;
     hashed.ocr_inputs.extend(keys.into_inputs());
     Ok(out)
+}
+
+/// A video failure as a [`HashError`]: decoder failures (whose text carries
+/// ffmpeg's own words) become [`HashError::VideoUndecodable`], kept out of
+/// client messages; every video path maps its errors here.
+fn video_error(e: crate::video::ffmpeg::VideoError) -> HashError {
+    use crate::video::ffmpeg::VideoError as V;
+    match e {
+        V::Unreadable(_)
+        | V::DecodeFailed { .. }
+        | V::Io(_)
+        | V::InvalidOption(_)
+        | V::FfmpegMissing { .. } => HashError::VideoUndecodable(e.to_string()),
+        other => HashError::Video(other.to_string()),
+    }
 }
 
 /// One-shot convenience: [`ContentHasher::hash`] with a fresh hasher.

@@ -631,11 +631,15 @@ impl WriteTx {
     }
 
     /// Drop up to `limit` unmatched sightings whose retro-hunt window ended
-    /// before `now` (their signals go with them). Returns how many.
+    /// before `now` (their signals go with them). Returns how many. The
+    /// parent of a matched sighting is evidence (where the copy was found)
+    /// and is kept.
     pub async fn delete_expired_sightings(&mut self, now: i64, limit: i64) -> Result<u64> {
         let ids = sqlx::query(
-            "SELECT id FROM sightings WHERE matched = 0 AND expires_at IS NOT NULL \
-             AND expires_at < $1 ORDER BY expires_at LIMIT $2",
+            "SELECT s.id FROM sightings s WHERE s.matched = 0 AND s.expires_at IS NOT NULL \
+             AND s.expires_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM sightings c WHERE c.parent_id = s.id AND c.matched = 1) \
+             ORDER BY s.expires_at LIMIT $2",
         )
         .bind(now)
         .bind(limit.max(0))
