@@ -266,6 +266,13 @@ fn round(db: &TestDb, hours: i64, extra: &[&str]) -> Value {
             "5",
         ])
         .args(["--contact", "https://example.invalid/echotrace-tests"])
+        // Politeness has its own test (politeness_per_host); elsewhere a
+        // short gap keeps the one-host scripted site quick.
+        .args(if extra.contains(&"--politeness-ms") {
+            &[][..]
+        } else {
+            &["--politeness-ms", "20"][..]
+        })
         .args(extra)
         .env_remove("ECHOTRACE_DATABASE_URL")
         .output()
