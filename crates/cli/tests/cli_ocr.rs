@@ -17,11 +17,11 @@
 //! fonts-dejavu-core fonts-noto-core fonts-hosny-amiri` (`.ci/run` installs
 //! them); without them these tests FAIL, they never skip.
 
+mod common;
 mod ocr_common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use echotrace_store::both_backends;
@@ -528,96 +528,14 @@ fn hostile_images_end_within_the_time_limit() {
 
 both_backends!(ocr_lookups_over_http);
 
-/// A running `echotrace serve` child, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    admin: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    async fn spawn(db_url: &str) -> Server {
-        let mut child = bin()
-            .args([
-                "serve",
-                "--db",
-                db_url,
-                "--listen",
-                "127.0.0.1:0",
-                "--no-webhooks",
-                "--threads",
-                "2",
-                "--ocr-workers",
-                "2",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning echotrace serve");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut admin = None;
-        let base = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("server prints its address");
-            if let Some((_, k)) = line.rsplit_once("(shown once): ") {
-                admin = Some(k.trim().to_string());
-            }
-            if let Some(addr) = line.strip_prefix("echotrace: listening on ") {
-                break addr.trim().to_string();
-            }
-        };
-        let client = Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-                if r.status() == StatusCode::OK {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "server never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        while admin.is_none() {
-            let l = rx
-                .recv_timeout(Duration::from_secs(5))
-                .expect("first start prints an admin key");
-            if let Some((_, k)) = l.rsplit_once("(shown once): ") {
-                admin = Some(k.trim().to_string());
-            }
-        }
-        Server {
-            child,
-            base,
-            admin: admin.unwrap_or_default(),
-        }
-    }
-
-    /// Peak resident memory of the server process (VmHWM), KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
+/// Peak resident memory of a process (VmHWM), KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn multipart(file: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
@@ -682,7 +600,7 @@ fn matched_via(v: &Value, content_id: i64, signal: &str) -> bool {
 }
 
 async fn ocr_lookups_over_http(db: &TestDb) {
-    let server = Server::spawn(&db.url).await;
+    let server = common::Server::spawn(&db.url, &["--ocr-workers", "2"]).await;
     let (base, key) = (server.base.clone(), server.admin.clone());
     let client = Client::new();
     let tmp = tmpdir(&format!("http-{}", db.url.len()));
@@ -848,7 +766,7 @@ async fn ocr_lookups_over_http(db: &TestDb) {
     );
 
     // 16 concurrent OCR lookups: all answer, memory stays bounded.
-    let before = server.peak_rss_kib();
+    let before = peak_rss_kib(server.child.id());
     // A small card (fewer pixels, quicker OCR) of the first statement.
     let small = Design {
         width: 560,
@@ -869,7 +787,7 @@ async fn ocr_lookups_over_http(db: &TestDb) {
         assert_eq!(s, StatusCode::OK, "{v}");
         assert!(matched_via(&v, banked[0].2, "ocr_text"), "{v}");
     }
-    let after = server.peak_rss_kib();
+    let after = peak_rss_kib(server.child.id());
     eprintln!(
         "16 concurrent OCR lookups: {:?}, server peak RSS {before} → {after} KiB",
         started.elapsed()
