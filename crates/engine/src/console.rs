@@ -894,7 +894,7 @@ pub async fn explain_with_text(
                     }
                 }
             }
-            SignalType::TextMinhash => {
+            SignalType::TextMinhash | SignalType::OcrText => {
                 let Ok(qs) = q.value.parse::<TextSignature>() else {
                     continue;
                 };
@@ -906,8 +906,9 @@ pub async fn explain_with_text(
                 let mut after = 0i64;
                 loop {
                     let rows = sqlx::query(
-                        "SELECT id, content_id, bank_id, value, equivalences_id FROM signals \
-                         WHERE signal_type = 'text_minhash' AND id > $1 ORDER BY id LIMIT 2000",
+                        "SELECT id, content_id, bank_id, value, equivalences_id, signal_type FROM signals \
+                         WHERE signal_type IN ('text_minhash', 'ocr_text') AND id > $1 \
+                         ORDER BY id LIMIT 2000",
                     )
                     .bind(after)
                     .fetch_all(store.pool())
@@ -944,8 +945,15 @@ pub async fn explain_with_text(
                             continue;
                         };
                         if cmp.jaccard >= DEBUG_TEXT_FLOOR {
+                            // Either side read by OCR: held to ocr_text's threshold.
+                            let stored: String = col(r, "signal_type")?;
+                            let kind = if t == SignalType::OcrText || stored == "ocr_text" {
+                                SignalType::OcrText
+                            } else {
+                                SignalType::TextMinhash
+                            };
                             near.push(Near {
-                                signal_type: t,
+                                signal_type: kind,
                                 content_id: col(r, "content_id")?,
                                 bank_id: col(r, "bank_id")?,
                                 value: v,

@@ -229,12 +229,6 @@ impl Engine {
         let store = Store::open_with(&config.database_url, config.store.clone()).await?;
         let cursor = store.max_change_id().await?;
         let state = crate::state::MatchState::empty()?;
-        Ok(Engine::assemble(
-            store,
-            config,
-            cursor,
-            state,
-            crate::StateSource::Empty,
-        ))
+        Ok(Engine::assemble(store, config, cursor, state, crate::StateSource::Empty).await)
     }
 }

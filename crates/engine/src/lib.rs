@@ -74,6 +74,7 @@ pub mod exchange;
 mod flood;
 pub mod import;
 pub mod limits;
+pub mod ocr;
 mod ops;
 mod outbox;
 mod recorder;
@@ -139,6 +140,9 @@ pub struct EngineConfig {
     /// [`Engine::lookup_batch_with_text`] batch together (over it: 413).
     /// Default: the hasher's input limit, what one text upload may be.
     pub max_query_text_bytes: usize,
+    /// OCR of images into `ocr_text` (off by default; `serve` turns it on
+    /// when Tesseract is installed).
+    pub ocr: ocr::OcrConfig,
     /// Which lookups are written to the store (`serve --record`).
     pub record: RecordPolicy,
     /// Local directory for snapshots of the in-memory state: loaded at
@@ -165,6 +169,7 @@ impl Default for EngineConfig {
                 echotrace_signals::decode::DecodeLimits::default().max_file_bytes,
             )
             .unwrap_or(usize::MAX),
+            ocr: ocr::OcrConfig::default(),
             record: RecordPolicy::All,
             snapshot_dir: None,
             replica_id: ops::default_replica_id(),
@@ -199,6 +204,8 @@ struct Inner {
     leases: ops::Leases,
     /// Group-commit writer of lookup records.
     recorder: recorder::Recorder,
+    /// Tesseract and its bounded pool (see [`ocr`]).
+    ocr: Arc<ocr::OcrService>,
     /// The last change id applied, published after every sync that applied
     /// something (the feed builder waits on it).
     applied_tx: tokio::sync::watch::Sender<i64>,
@@ -249,7 +256,7 @@ impl Engine {
     /// else from a paged load (see [`Engine::state_source`]).
     pub async fn with_store(store: Store, config: EngineConfig) -> Result<Engine> {
         let (state, cursor, source) = ops::open_state(&store, &config).await?;
-        let engine = Engine::assemble(store, config, cursor, state, source);
+        let engine = Engine::assemble(store, config, cursor, state, source).await;
         // Catch up with everything committed since the snapshot (or since
         // the paged load began; re-applying is idempotent).
         engine.sync_changes().await?;
@@ -257,13 +264,17 @@ impl Engine {
     }
 
     /// An engine over `state`, which reflects the store up to change `cursor`.
-    fn assemble(
+    async fn assemble(
         store: Store,
         config: EngineConfig,
         cursor: i64,
         state: MatchState,
         source: StateSource,
     ) -> Engine {
+        let ocr_config = config.ocr.clone();
+        let ocr = tokio::task::spawn_blocking(move || ocr::OcrService::start(&ocr_config))
+            .await
+            .unwrap_or_else(|_| ocr::OcrService::start(&ocr::OcrConfig::default()));
         let flood = Arc::new(flood::FloodGuard::new(
             config.flood_guard.clone(),
             config.replica_id.clone(),
@@ -284,6 +295,7 @@ impl Engine {
                 source,
                 leases: ops::Leases::default(),
                 recorder,
+                ocr: Arc::new(ocr),
                 applied_tx: tokio::sync::watch::channel(cursor).0,
             }),
         }
@@ -653,12 +665,72 @@ impl Engine {
     /// lists: the signals plus the text of a text upload (the bytes
     /// themselves, not copied) or of a PDF (its extracted page text), to
     /// hand to [`Engine::lookup_text`]. Blocking, like `hash_bytes`.
+    ///
+    /// With OCR on, an image that passes the text-presence test comes back
+    /// with [`HashedUpload::ocr`] set: hand it to [`Engine::finish_ocr`]
+    /// (after releasing any hashing permit) to add its `ocr_text`.
     pub fn hash_upload(&self, bytes: bytes::Bytes) -> Result<HashedUpload> {
         signals::hash_upload(
             bytes,
             signals::VideoSampling::Query,
             self.inner.config.pdf_extractor.as_deref(),
+            self.ocr_gate(),
         )
+    }
+
+    /// The OCR gate for lookups (`None` when OCR is off).
+    fn ocr_gate(&self) -> Option<echotrace_signals::content::OcrGate> {
+        self.inner
+            .ocr
+            .enabled()
+            .then_some(echotrace_signals::content::OcrGate::TextPresence)
+    }
+
+    /// Whether OCR is on, and which Tesseract (or why not).
+    pub fn ocr_status(&self) -> ocr::OcrStatus {
+        self.inner.ocr.status().clone()
+    }
+
+    /// Run the pending OCR of a hashed upload in the engine's bounded OCR
+    /// pool: adds its `ocr_text` signal (when enough words were read) and,
+    /// if the upload has no other text, keeps the OCR text as the query
+    /// text so banks' equivalence lists apply. Returns what OCR read (for
+    /// the debugger). An OCR failure only means no `ocr_text`.
+    pub async fn finish_ocr(&self, hashed: &mut HashedUpload) -> Option<ocr::OcrReading> {
+        let pending = hashed.ocr.take()?;
+        let out = self.inner.ocr.read(pending).await?;
+        if let Some(signal) = self.inner.ocr.signal(&out, None) {
+            hashed.signals.push(signal);
+            if hashed.text.is_none() {
+                hashed.text = Some(QueryText::from(out.text.clone()));
+            }
+        }
+        Some(out)
+    }
+
+    /// Read the text of `bytes` by OCR — an image whatever the presence
+    /// test says, a video's key frames, a scanned PDF's pages — in the
+    /// engine's OCR pool, for the console's side-by-side view of an
+    /// `ocr_text` match. Nothing is stored. `Ok(None)` when OCR is off or
+    /// nothing could be read.
+    pub async fn read_text(&self, bytes: bytes::Bytes) -> Result<Option<ocr::OcrReading>> {
+        if !self.inner.ocr.enabled() {
+            return Ok(None);
+        }
+        let pdf = self.inner.config.pdf_extractor.clone();
+        let hashed = off_runtime(move || {
+            signals::hash_upload(
+                bytes,
+                signals::VideoSampling::Query,
+                pdf.as_deref(),
+                Some(echotrace_signals::content::OcrGate::Always),
+            )
+        })
+        .await?;
+        match hashed.ocr {
+            Some(pending) => Ok(self.inner.ocr.read(pending).await),
+            None => Ok(None),
+        }
     }
 
     /// [`Engine::hash_upload`] for typed text: hashed as text whatever its
@@ -669,21 +741,97 @@ impl Engine {
 
     /// Hash a file for a bank entry on a caller's own bounded pool: the
     /// signals plus, for images and videos, the local derived hashes of
-    /// robust matching. Blocking.
+    /// robust matching and (OCR on) the prepared OCR input, which
+    /// [`Engine::add_content`] reads in the OCR pool. Blocking.
     pub fn hash_bank_file(&self, bytes: &[u8]) -> Result<HashedFile> {
         // A bank entry: videos at every frame, like `add_content`'s bytes
         // (PostgreSQL indexes signal values by hash, migration 0012, so an
         // every-frame vPDQ value of tens of KiB stores fine).
         let sampling = signals::VideoSampling::BankEntry;
-        let role = echotrace_signals::content::RobustRole::BankEntry;
-        if let Some((signals, _, derived)) = robust::hash_robust(bytes, sampling, role)? {
-            return Ok(HashedFile { signals, derived });
-        }
         let pdf = self.inner.config.pdf_extractor.as_deref();
+        let h = signals::hash_bank_entry(bytes, sampling, pdf, None, self.bank_ocr_gate())?;
         Ok(HashedFile {
-            signals: signals::hash_bytes_using(bytes, sampling, pdf, None)?,
-            derived: Vec::new(),
+            signals: h.signals,
+            derived: h.derived,
+            ocr: h.ocr,
+            list: None,
         })
+    }
+
+    /// Hash bytes as a bank entry of `bank_id` (text under the bank's
+    /// current equivalence list, a video at every frame, derived hashes of
+    /// images and videos, OCR input prepared but not read), for a caller
+    /// that holds a hashing permit only for this part; hand the result to
+    /// [`Engine::add_content`] as [`ContentSource::HashedFile`], which
+    /// reads the OCR in the engine's own pool.
+    pub async fn hash_bank_bytes(&self, bank_id: BankId, bytes: Vec<u8>) -> Result<HashedFile> {
+        let list = self.bank_list(bank_id).await?;
+        self.hash_bank_entry(bytes, list).await
+    }
+
+    async fn hash_bank_entry(
+        &self,
+        bytes: Vec<u8>,
+        list: Option<(i64, Arc<echotrace_signals::text::EquivalenceList>)>,
+    ) -> Result<HashedFile> {
+        let pdf = self.inner.config.pdf_extractor.clone();
+        let gate = self.bank_ocr_gate();
+        let eq = list.as_ref().map(|(_, l)| l.clone());
+        let h = off_runtime(move || {
+            signals::hash_bank_entry(
+                &bytes,
+                signals::VideoSampling::BankEntry,
+                pdf.as_deref(),
+                eq.as_deref(),
+                gate,
+            )
+        })
+        .await?;
+        Ok(HashedFile {
+            signals: h.signals,
+            derived: h.derived,
+            ocr: h.ocr,
+            list,
+        })
+    }
+
+    /// The OCR gate for bank entries (`None` when OCR is off): bank images
+    /// are OCRed whatever the presence test says — a missed card costs
+    /// recall, an extra OCR only time.
+    fn bank_ocr_gate(&self) -> Option<echotrace_signals::content::OcrGate> {
+        self.inner
+            .ocr
+            .enabled()
+            .then_some(echotrace_signals::content::OcrGate::Always)
+    }
+
+    /// Read a bank entry's pending OCR (in the OCR pool, both readings)
+    /// and insert its `ocr_text` signals, signed under the bank's `list`,
+    /// before the two digest signals.
+    async fn add_bank_ocr(
+        &self,
+        values: &mut Vec<SignalValue>,
+        pending: Option<ocr::PendingOcr>,
+        list: Option<Arc<echotrace_signals::text::EquivalenceList>>,
+    ) -> Result<()> {
+        let Some(pending) = pending else {
+            return Ok(());
+        };
+        let outs = self.inner.ocr.read_bank(pending).await;
+        if outs.is_empty() {
+            return Ok(());
+        }
+        let ocr = self.inner.ocr.clone();
+        let signals = off_runtime(move || {
+            Ok(outs
+                .iter()
+                .filter_map(|o| ocr.signal(o, list.as_deref()))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        let at = values.len().saturating_sub(2);
+        values.splice(at..at, signals);
+        Ok(())
     }
 
     /// Add a content item with its signals to a bank.
@@ -705,24 +853,13 @@ impl Engine {
         let mut derived: robust::DerivedValues = Vec::new();
         let (values, list_version) = match new.source {
             ContentSource::Bytes(bytes) => {
-                let pdf = self.inner.config.pdf_extractor.clone();
-                let (values, d) = off_runtime(move || {
-                    let sampling = signals::VideoSampling::BankEntry;
-                    let role = echotrace_signals::content::RobustRole::BankEntry;
-                    if let Some((values, _, d)) = robust::hash_robust(&bytes, sampling, role)? {
-                        return Ok((values, d));
-                    }
-                    let values = signals::hash_bytes_using(
-                        &bytes,
-                        sampling,
-                        pdf.as_deref(),
-                        list.as_deref(),
-                    )?;
-                    Ok((values, Vec::new()))
-                })
-                .await?;
-                derived = d;
-                (values, list_version)
+                let h = self.hash_bank_entry(bytes, bank_list).await?;
+                derived = h.derived;
+                let mut values = h.signals;
+                let version = h.list.as_ref().map(|(v, _)| *v);
+                self.add_bank_ocr(&mut values, h.ocr, h.list.map(|(_, l)| l))
+                    .await?;
+                (values, version)
             }
             ContentSource::Text(text) => (
                 off_runtime(move || signals::hash_text_with_list(&text, list.as_deref())).await?,
@@ -731,7 +868,12 @@ impl Engine {
             ContentSource::Signals(list) => (normalize_signals(&list)?, None),
             ContentSource::HashedFile(h) => {
                 derived = h.derived;
-                (normalize_signals(&h.signals)?, None)
+                let mut values = normalize_signals(&h.signals)?;
+                // Text in it was signed under `h.list`; OCR text is too.
+                let version = h.list.as_ref().map(|(v, _)| *v);
+                self.add_bank_ocr(&mut values, h.ocr, h.list.map(|(_, l)| l))
+                    .await?;
+                (values, version)
             }
         };
         if values.is_empty() {
@@ -746,7 +888,7 @@ impl Engine {
             .await?;
         let mut stored = Vec::with_capacity(values.len());
         for v in dedup_signals(values) {
-            let version = list_version.filter(|_| v.signal_type == SignalType::TextMinhash);
+            let version = list_version.filter(|_| v.signal_type.is_text());
             stored.push(
                 tx.insert_signal_signed_with(
                     row.id,
@@ -931,9 +1073,13 @@ impl Engine {
         let bytes = bytes.into();
         let lists = self.text_lists(banks.as_deref())?;
         let pdf = self.inner.config.pdf_extractor.clone();
+        let gate = self.ocr_gate();
+        let mut hashed = off_runtime(move || {
+            signals::hash_upload(bytes, signals::VideoSampling::Query, pdf.as_deref(), gate)
+        })
+        .await?;
+        self.finish_ocr(&mut hashed).await;
         let (signals, variants, robust) = off_runtime(move || {
-            let hashed =
-                signals::hash_upload(bytes, signals::VideoSampling::Query, pdf.as_deref())?;
             let variants = hashed.text.as_ref().and_then(|t| {
                 let base = signals::text_minhash_of(&hashed.signals);
                 signals::sign_variants(t.as_str(), &lists, base)
@@ -964,20 +1110,29 @@ impl Engine {
         req: LookupRequest,
         raw_text: impl Into<QueryText>,
     ) -> Result<LookupResponse> {
-        let text = raw_text.into();
+        let variants = self.sign_query_text(&req, raw_text.into()).await?;
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), None)?)
+            .await
+    }
+
+    /// Sign a query's raw text under every list version of its target
+    /// banks (on the blocking pool), for [`Engine::lookup_text`].
+    async fn sign_query_text(
+        &self,
+        req: &LookupRequest,
+        text: QueryText,
+    ) -> Result<Option<TextVariants>> {
         self.check_text_size(text.len())?;
         let lists = self.text_lists(req.banks.as_deref())?;
         let base = signals::text_minhash_of(&req.signals).map(str::to_string);
-        let variants = off_runtime(move || {
+        off_runtime(move || {
             Ok(signals::sign_variants(
                 text.as_str(),
                 &lists,
                 base.as_deref(),
             ))
         })
-        .await?;
-        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), None)?)
-            .await
+        .await
     }
 
     /// [`Engine::lookup_batch`] where an item may carry raw text instead of
@@ -1108,11 +1263,11 @@ impl Engine {
     }
 
     /// Look up what [`Engine::hash_upload`] (or [`Engine::hash_text`])
-    /// made of an upload: raw text goes through [`Engine::lookup_text`]
-    /// (equivalence lists), an image or video with its derived query
-    /// hashes through the robust channels (`robust` module), anything else
-    /// through [`Engine::lookup`]. `req.signals` is replaced by the
-    /// upload's signals.
+    /// made of an upload (after [`Engine::finish_ocr`]): its raw text —
+    /// typed, a text file's, a PDF's or read by OCR — is signed as in
+    /// [`Engine::lookup_text`] (equivalence lists), and an image or video
+    /// also goes through the robust channels with its derived query hashes
+    /// (`robust` module). `req.signals` is replaced by the upload's signals.
     pub async fn lookup_upload(
         &self,
         actor: &Actor,
@@ -1120,14 +1275,14 @@ impl Engine {
         upload: HashedUpload,
     ) -> Result<LookupResponse> {
         req.signals = upload.signals;
-        match (upload.text, upload.robust) {
-            (Some(text), _) => self.lookup_text(actor, req, text).await,
-            (None, Some(robust)) => {
-                self.record_one(self.prepare_lookup_with(actor, req, None, Some(&robust))?)
-                    .await
-            }
-            (None, None) => self.lookup(actor, req).await,
-        }
+        // An OCRed image has both: its OCR text and its derived hashes.
+        let variants = match upload.text {
+            Some(text) => self.sign_query_text(&req, text).await?,
+            None => None,
+        };
+        let robust = upload.robust.as_ref();
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), robust)?)
+            .await
     }
 
     /// Flood guard: quarantine an item over the limit (see [`flood`]).

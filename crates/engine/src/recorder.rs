@@ -521,5 +521,5 @@ impl crate::Engine {
 /// Types matched by equality of the stored value (confirmed on hydrate).
 fn is_exact(t: echotrace_signals::signal::SignalType) -> bool {
     use echotrace_signals::signal::SignalType as T;
-    !matches!(t, T::Pdq | T::Vpdq | T::TextMinhash)
+    !matches!(t, T::Pdq | T::Vpdq | T::TextMinhash | T::OcrText)
 }

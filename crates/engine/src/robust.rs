@@ -528,14 +528,29 @@ pub(crate) async fn load_derived(
 /// Derived hashes of a bank entry, ready to store (`derived_hashes` rows).
 pub(crate) type DerivedValues = Vec<(&'static str, String)>;
 
+/// An image or video hashed by [`hash_robust`].
+pub(crate) struct RobustHashed {
+    /// Exactly the signals of the plain path.
+    pub signals: Vec<crate::types::SignalValue>,
+    pub query: RobustQuery,
+    /// Bank entries only: the derived hashes to store.
+    pub derived: DerivedValues,
+    /// With an OCR gate: the image (or the video's key frames, taken in
+    /// the same decoding pass) prepared for OCR.
+    pub ocr: Option<crate::ocr::PendingOcr>,
+}
+
 /// Hash an image or video with its derived hashes (`role`): the signals
-/// are exactly those of the plain path. `None` for every other kind (the
-/// caller then takes the plain path). Blocking.
+/// are exactly those of the plain path; with `ocr_gate`, the OCR input is
+/// prepared as on the plain path (`signals::hash_non_pdf_deferred`).
+/// `None` for every other kind (the caller then takes the plain path).
+/// Blocking.
 pub(crate) fn hash_robust(
     bytes: &[u8],
     sampling: crate::signals::VideoSampling,
     role: echotrace_signals::content::RobustRole,
-) -> crate::error::Result<Option<(Vec<crate::types::SignalValue>, RobustQuery, DerivedValues)>> {
+    ocr_gate: Option<echotrace_signals::content::OcrGate>,
+) -> crate::error::Result<Option<RobustHashed>> {
     use echotrace_signals::content::{detect_kind, ContentHasher, ContentKind, RobustRole};
     match detect_kind(bytes) {
         Some(ContentKind::Image(_)) | Some(ContentKind::Video) => {}
@@ -543,11 +558,12 @@ pub(crate) fn hash_robust(
     }
     let opts = crate::signals::hash_options(bytes, sampling);
     let out = ContentHasher::new()
-        .hash_robust(
+        .hash_robust_deferred(
             bytes,
             &opts,
             role,
             &echotrace_signals::robust::RobustOptions::default(),
+            ocr_gate,
         )
         .map_err(crate::signals::map_hash_error)?;
     let signals = out
@@ -570,11 +586,18 @@ pub(crate) fn hash_robust(
             derived.push((DERIVED_VPDQ_CROPPED, v.vpdq.to_signal_string()));
         }
     }
-    let query = RobustQuery {
-        image: out.query,
-        video: out.video,
-    };
-    Ok(Some((signals, query, derived)))
+    let ocr = (!out.ocr_inputs.is_empty()).then_some(crate::ocr::PendingOcr {
+        inputs: out.ocr_inputs,
+    });
+    Ok(Some(RobustHashed {
+        signals,
+        query: RobustQuery {
+            image: out.query,
+            video: out.video,
+        },
+        derived,
+        ocr,
+    }))
 }
 
 /// A match a lookup *would* record, for the console's match debugger

@@ -26,11 +26,15 @@
 use std::collections::BTreeMap;
 
 use echotrace_signals::canonical_url::canonicalize_url;
-use echotrace_signals::content::{detect_kind, hash_content, ContentKind, HashError, HashOptions};
+use echotrace_signals::content::{
+    detect_kind, ContentHasher, ContentKind, HashError, HashOptions, OcrGate,
+};
 use echotrace_signals::decode::DecodeError;
 use echotrace_signals::digest::{digests, sha256_hex};
 use echotrace_signals::isolate::{extract_pdf_isolated, IsolateError, IsolationLimits};
+use echotrace_signals::ocr::OcrLimits;
 use echotrace_signals::pdf::PdfError;
+use echotrace_signals::pdf_render::{PdfRenderer, RenderLimits};
 use echotrace_signals::pdq::{PdqHash, PDQ_MATCH_THRESHOLD};
 use echotrace_signals::signal::SignalType;
 use echotrace_signals::text::minhash::{MinHashParams, MinHasher};
@@ -40,6 +44,7 @@ use echotrace_signals::video::vpdq::{VideoHasher, VpdqHash, VpdqOptions};
 use echotrace_signals::video::VideoSetup;
 
 use crate::error::{EngineError, Result};
+use crate::ocr::PendingOcr;
 use crate::state::TextVariants;
 use crate::types::{SignalValue, Thresholds};
 
@@ -50,6 +55,7 @@ pub fn default_threshold(t: SignalType) -> f64 {
     match t {
         SignalType::Pdq | SignalType::Vpdq => f64::from(PDQ_MATCH_THRESHOLD),
         SignalType::TextMinhash => TextMatchRule::default().jaccard,
+        SignalType::OcrText => echotrace_signals::ocr::DEFAULT_OCR_JACCARD,
         _ => 0.0,
     }
 }
@@ -77,7 +83,7 @@ pub fn normalize_signal(t: SignalType, value: &str) -> Result<SignalValue> {
             }
             v.to_ascii_lowercase()
         }
-        SignalType::TextMinhash => v
+        SignalType::TextMinhash | SignalType::OcrText => v
             .parse::<TextSignature>()
             .map_err(|e| bad(&e.to_string()))?
             .to_string(),
@@ -189,7 +195,7 @@ pub(crate) fn validate_thresholds(t: &Thresholds) -> Result<()> {
             SignalType::Pdq | SignalType::Vpdq => {
                 v.is_finite() && *v >= 0.0 && *v <= 256.0 && v.fract() == 0.0
             }
-            SignalType::TextMinhash => v.is_finite() && *v > 0.0 && *v <= 1.0,
+            SignalType::TextMinhash | SignalType::OcrText => v.is_finite() && *v > 0.0 && *v <= 1.0,
             _ => false,
         };
         if !ok {
@@ -337,7 +343,7 @@ pub(crate) fn hash_bytes_using(
     list: Option<&EquivalenceList>,
 ) -> Result<Vec<SignalValue>> {
     if detect_kind(bytes) == Some(ContentKind::Pdf) {
-        return pdf_signals(bytes, pdf_extractor, list).map(|(signals, _)| signals);
+        return pdf_signals(bytes, pdf_extractor, list).map(|(signals, _, _)| signals);
     }
     match list {
         Some(list) => hash_bytes_with_list(bytes, sampling, Some(list)),
@@ -345,17 +351,90 @@ pub(crate) fn hash_bytes_using(
     }
 }
 
+/// A bank entry hashed by [`hash_bank_entry`].
+pub(crate) struct BankEntryHashes {
+    pub signals: Vec<SignalValue>,
+    /// Images and videos: the derived hashes of robust matching.
+    pub derived: crate::robust::DerivedValues,
+    /// The prepared OCR input (an image, a video's key frames, a PDF's
+    /// pages without text) when `ocr_gate` lets it through.
+    pub ocr: Option<PendingOcr>,
+}
+
+/// A bank entry's signals (text under `list`), the derived hashes of an
+/// image or video (robust matching), and its prepared OCR input.
+pub(crate) fn hash_bank_entry(
+    bytes: &[u8],
+    sampling: VideoSampling,
+    pdf_extractor: Option<&std::path::Path>,
+    list: Option<&EquivalenceList>,
+    ocr_gate: Option<OcrGate>,
+) -> Result<BankEntryHashes> {
+    let role = echotrace_signals::content::RobustRole::BankEntry;
+    if let Some(h) = crate::robust::hash_robust(bytes, sampling, role, ocr_gate)? {
+        return Ok(BankEntryHashes {
+            signals: h.signals,
+            derived: h.derived,
+            ocr: h.ocr,
+        });
+    }
+    if ocr_gate.is_some() && detect_kind(bytes) == Some(ContentKind::Pdf) {
+        let (signals, _, textless) = pdf_signals(bytes, pdf_extractor, list)?;
+        return Ok(BankEntryHashes {
+            signals,
+            derived: Vec::new(),
+            ocr: pdf_pages_for_ocr(bytes, &textless),
+        });
+    }
+    Ok(BankEntryHashes {
+        signals: hash_bytes_using(bytes, sampling, pdf_extractor, list)?,
+        derived: Vec::new(),
+        ocr: None,
+    })
+}
+
+/// `pdftoppm` (Debian poppler-utils), located once per process (`None`
+/// when it is not installed: scanned PDF pages are then not OCRed).
+fn pdftoppm() -> Option<&'static PdfRenderer> {
+    static RENDERER: std::sync::OnceLock<Option<PdfRenderer>> = std::sync::OnceLock::new();
+    RENDERER
+        .get_or_init(|| {
+            match PdfRenderer::locate(std::path::Path::new("pdftoppm"), RenderLimits::default()) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::info!("OCR of scanned PDF pages disabled: {e}");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// A PDF's pages without a text layer, rendered (isolated `pdftoppm`) and
+/// waiting for OCR. Blocking.
+fn pdf_pages_for_ocr(bytes: &[u8], textless: &[u32]) -> Option<PendingOcr> {
+    if textless.is_empty() {
+        return None;
+    }
+    let renderer = pdftoppm()?;
+    let (inputs, failed) = renderer.render_pages(bytes, textless, &OcrLimits::default());
+    for why in failed {
+        tracing::warn!("PDF page not OCRed: {why}");
+    }
+    (!inputs.is_empty()).then_some(PendingOcr { inputs })
+}
+
 /// Largest PDF handed to the extractor (the image decoder's input limit).
 fn max_pdf_bytes() -> u64 {
     echotrace_signals::decode::DecodeLimits::default().max_file_bytes
 }
 
-/// A PDF's signals and its extracted page text.
+/// A PDF's signals, its extracted page text and its pages without text.
 fn pdf_signals(
     bytes: &[u8],
     program: Option<&std::path::Path>,
     list: Option<&EquivalenceList>,
-) -> Result<(Vec<SignalValue>, String)> {
+) -> Result<(Vec<SignalValue>, String, Vec<u32>)> {
     let program = program.ok_or_else(|| {
         EngineError::InvalidInput(
             "PDF extraction is not enabled on this server (no isolated extractor configured)"
@@ -394,11 +473,27 @@ fn pdf_signals(
         signal_type: SignalType::Sha256,
         value: d.sha256,
     });
-    Ok((out, extract.text))
+    Ok((out, extract.text, extract.textless_pages))
 }
 
 fn hash_non_pdf(bytes: &[u8], sampling: VideoSampling) -> Result<Vec<SignalValue>> {
-    let signals = hash_content(bytes, &hash_options(bytes, sampling)).map_err(map_hash_error)?;
+    hash_non_pdf_deferred(bytes, sampling, None).map(|(signals, _)| signals)
+}
+
+/// [`hash_non_pdf`], also preparing an image for OCR when it passes
+/// `ocr_gate` (the OCR itself runs later, in the engine's OCR pool).
+pub(crate) fn hash_non_pdf_deferred(
+    bytes: &[u8],
+    sampling: VideoSampling,
+    ocr_gate: Option<OcrGate>,
+) -> Result<(Vec<SignalValue>, Option<PendingOcr>)> {
+    let hashed = ContentHasher::new()
+        .hash_deferred(bytes, &hash_options(bytes, sampling), ocr_gate)
+        .map_err(map_hash_error)?;
+    let pending = (!hashed.ocr_inputs.is_empty()).then_some(PendingOcr {
+        inputs: hashed.ocr_inputs,
+    });
+    let signals = hashed.signals;
     let mut out = Vec::with_capacity(signals.len());
     for s in signals {
         if s.signal_type == SignalType::TextMinhash {
@@ -409,7 +504,7 @@ fn hash_non_pdf(bytes: &[u8], sampling: VideoSampling) -> Result<Vec<SignalValue
             value: s.value,
         });
     }
-    Ok(out)
+    Ok((out, pending))
 }
 
 /// Refuse a text signature of a text with no words (nothing to match on).
@@ -477,7 +572,7 @@ pub(crate) fn hash_bytes_with_list(
     list: Option<&EquivalenceList>,
 ) -> Result<Vec<SignalValue>> {
     if detect_kind(bytes) == Some(ContentKind::Pdf) {
-        return pdf_signals(bytes, None, list).map(|(signals, _)| signals);
+        return pdf_signals(bytes, None, list).map(|(signals, _, _)| signals);
     }
     let mut out = hash_non_pdf(bytes, sampling)?;
     if let (Some(list), Some(text)) = (list, text_of_bytes(bytes)) {
@@ -575,6 +670,9 @@ impl From<&str> for QueryText {
 pub struct HashedUpload {
     pub signals: Vec<SignalValue>,
     pub text: Option<QueryText>,
+    /// An image that passed the OCR gate, waiting for
+    /// [`crate::Engine::finish_ocr`] (which adds its `ocr_text` signal).
+    pub ocr: Option<PendingOcr>,
     /// Derived query hashes of an image or video upload (robust matching:
     /// dihedral, borders, crops, the cropped vPDQ). Local only.
     pub robust: Option<crate::robust::RobustQuery>,
@@ -587,30 +685,34 @@ pub(crate) fn hash_upload(
     bytes: bytes::Bytes,
     sampling: VideoSampling,
     pdf_extractor: Option<&std::path::Path>,
+    ocr_gate: Option<OcrGate>,
 ) -> Result<HashedUpload> {
     if detect_kind(&bytes) == Some(ContentKind::Pdf) {
-        let (signals, text) = pdf_signals(&bytes, pdf_extractor, None)?;
+        let (signals, text, textless) = pdf_signals(&bytes, pdf_extractor, None)?;
         let has_words = signals
             .iter()
             .any(|s| s.signal_type == SignalType::TextMinhash);
         return Ok(HashedUpload {
             signals,
             text: has_words.then(|| QueryText::from(text)),
+            ocr: ocr_gate.and_then(|_| pdf_pages_for_ocr(&bytes, &textless)),
             robust: None,
         });
     }
-    if let Some((signals, robust, _)) = crate::robust::hash_robust(
+    if let Some(h) = crate::robust::hash_robust(
         &bytes,
         sampling,
         echotrace_signals::content::RobustRole::Query,
+        ocr_gate,
     )? {
         return Ok(HashedUpload {
-            signals,
+            signals: h.signals,
             text: None,
-            robust: Some(robust),
+            ocr: h.ocr,
+            robust: Some(h.query),
         });
     }
-    let signals = hash_non_pdf(&bytes, sampling)?;
+    let (signals, ocr) = hash_non_pdf_deferred(&bytes, sampling, ocr_gate)?;
     let text = if text_of_bytes(&bytes).is_some() {
         QueryText::from_utf8(bytes)
     } else {
@@ -619,6 +721,7 @@ pub(crate) fn hash_upload(
     Ok(HashedUpload {
         signals,
         text,
+        ocr,
         robust: None,
     })
 }
@@ -639,6 +742,7 @@ pub(crate) fn hash_typed_text(text: String) -> Result<HashedUpload> {
     Ok(HashedUpload {
         signals,
         text: Some(QueryText::from(text)),
+        ocr: None,
         robust: None,
     })
 }
@@ -708,11 +812,17 @@ pub(crate) fn sign_variants(
     })
 }
 
-/// The list-free `text_minhash` value among a query's signals, if any.
+/// The list-free text signature among a query's signals (`text_minhash`,
+/// else `ocr_text`), if any.
 pub(crate) fn text_minhash_of(signals: &[SignalValue]) -> Option<&str> {
     signals
         .iter()
         .find(|s| s.signal_type == SignalType::TextMinhash)
+        .or_else(|| {
+            signals
+                .iter()
+                .find(|s| s.signal_type == SignalType::OcrText)
+        })
         .map(|s| s.value.as_str())
 }
 
@@ -739,7 +849,8 @@ mod tests {
         }
         let plain = "weather warning for the northern hills";
         let typed = hash_typed_text(plain.to_string()).unwrap();
-        let uploaded = hash_upload(bytes::Bytes::from(plain), VideoSampling::Query, None).unwrap();
+        let uploaded =
+            hash_upload(bytes::Bytes::from(plain), VideoSampling::Query, None, None).unwrap();
         assert_eq!(typed.signals, uploaded.signals);
         assert!(hash_typed_text("  !!  ".into()).is_err());
     }
@@ -826,7 +937,8 @@ mod tests {
             types,
             vec![SignalType::Pdq, SignalType::Md5, SignalType::Sha256]
         );
-        let direct = hash_content(&png, &HashOptions::default()).unwrap();
+        let direct =
+            echotrace_signals::content::hash_content(&png, &HashOptions::default()).unwrap();
         assert_eq!(s[0].value, direct[0].value);
         assert_eq!(s[2].value, sha256_hex(&png));
         // Video-looking and PDF bytes are refused as bad input, not 500s.

@@ -1044,8 +1044,12 @@ fn validate(st: &MatchState) -> Result<(), SnapshotError> {
     }
     // Text and vPDQ entries must be live signals of their type; some
     // stored values never parse, so the counts may be lower.
-    if st.text.len() > count(SignalType::TextMinhash)
-        || !st.text.keys().all(|s| of_type(*s, SignalType::TextMinhash))
+    // Typed text and OCR text share the text index.
+    if st.text.len() > count(SignalType::TextMinhash) + count(SignalType::OcrText)
+        || !st
+            .text
+            .keys()
+            .all(|s| of_type(*s, SignalType::TextMinhash) || of_type(*s, SignalType::OcrText))
     {
         return refused("text signatures do not match the text signals");
     }

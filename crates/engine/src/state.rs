@@ -391,7 +391,7 @@ impl MatchState {
             SignalType::Pdq => PdqHash::from_hex(&s.value)
                 .ok()
                 .map(|h| (slot, h.to_words())),
-            SignalType::TextMinhash => {
+            SignalType::TextMinhash | SignalType::OcrText => {
                 if let Ok(sig) = s.value.parse::<TextSignature>() {
                     self.add_text(slot, bank_id, sig, s.equivalences_id, key);
                 }
@@ -460,7 +460,7 @@ impl MatchState {
             SignalType::Pdq => {
                 self.pdq.remove(key);
             }
-            SignalType::TextMinhash => {
+            SignalType::TextMinhash | SignalType::OcrText => {
                 if let Some(entry) = self.text.remove(&slot) {
                     let cs = self.signals.content[slot as usize];
                     if let Some(bank) = self.bank_id_of_content(cs) {
@@ -788,7 +788,10 @@ impl MatchState {
         let floor = self
             .live_banks()
             .filter(|b| b.enabled)
-            .map(|b| b.threshold(SignalType::TextMinhash))
+            .map(|b| {
+                b.threshold(SignalType::TextMinhash)
+                    .min(b.threshold(SignalType::OcrText))
+            })
             .fold(d.jaccard, f64::min);
         let rule = TextRule {
             jaccard: floor,
@@ -888,7 +891,7 @@ impl MatchState {
                         });
                     }
                 }
-                SignalType::TextMinhash => {
+                SignalType::TextMinhash | SignalType::OcrText => {
                     let Ok(plain) = q.value.parse::<TextSignature>() else {
                         continue;
                     };
@@ -913,8 +916,16 @@ impl MatchState {
                             if version.is_some_and(|v| v != entry.list_version) {
                                 continue;
                             }
+                            // Either side read by OCR: the bank's ocr_text rule.
+                            let kind = if q.signal_type == SignalType::OcrText
+                                || self.signals.signal_type(slot) == Some(SignalType::OcrText)
+                            {
+                                SignalType::OcrText
+                            } else {
+                                SignalType::TextMinhash
+                            };
                             let rule = TextMatchRule {
-                                jaccard: live.bank.threshold(SignalType::TextMinhash),
+                                jaccard: live.bank.threshold(kind),
                                 ..TextMatchRule::default()
                             };
                             let Ok(cmp) = compare_text_with(qsig, &entry.sig, &rule) else {
@@ -929,7 +940,7 @@ impl MatchState {
                                 .max(cmp.containment_b_in_a);
                             push(Candidate {
                                 similarity: Some(similarity),
-                                ..hit(&live, SignalType::TextMinhash, qvalue)
+                                ..hit(&live, kind, qvalue)
                             });
                         }
                     }

@@ -196,17 +196,28 @@ pub enum ContentSource {
     Text(String),
     /// Signals computed elsewhere, e.g. `{"pdq": "<hex>", "md5": "<hex>"}`.
     Signals(Vec<SignalValue>),
-    /// An image or video file hashed beforehand with
+    /// A file hashed beforehand with [`crate::Engine::hash_bank_bytes`] or
     /// [`crate::Engine::hash_bank_file`] (on the caller's hashing pool):
-    /// its signals plus the local derived hashes of robust matching.
+    /// its signals plus the local derived hashes of robust matching and
+    /// its pending OCR.
     HashedFile(HashedFile),
 }
 
-/// A bank file hashed by [`crate::Engine::hash_bank_file`].
+/// A bank file hashed by [`crate::Engine::hash_bank_bytes`] or
+/// [`crate::Engine::hash_bank_file`].
 #[derive(Clone, Debug)]
 pub struct HashedFile {
     pub signals: Vec<SignalValue>,
     pub(crate) derived: crate::robust::DerivedValues,
+    /// OCR on: the image (or a video's key frames) prepared for OCR, read
+    /// by [`crate::Engine::add_content`] in the engine's OCR pool.
+    pub(crate) ocr: Option<crate::ocr::PendingOcr>,
+    /// The bank's equivalence list (version, list) its text was signed
+    /// under, and its OCR text will be.
+    pub(crate) list: Option<(
+        i64,
+        std::sync::Arc<echotrace_signals::text::EquivalenceList>,
+    )>,
 }
 
 /// Input for [`crate::Engine::add_content`].

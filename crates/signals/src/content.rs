@@ -86,6 +86,83 @@ pub struct HashOptions {
     pub isolation: crate::isolate::IsolationLimits,
     /// ffmpeg and vPDQ settings; videos are refused without them.
     pub video: Option<crate::video::VideoSetup>,
+    /// OCR images (and video key frames) into an `ocr_text` signal.
+    pub ocr: Option<OcrSetup>,
+}
+
+/// When an image is handed to OCR.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OcrGate {
+    /// Only when [`crate::ocr::text_presence`] fires (lookups: photos
+    /// without text cost no OCR).
+    #[default]
+    TextPresence,
+    /// Always (bank entries, `hash --ocr`): a missed card costs recall.
+    Always,
+}
+
+/// OCR settings for [`HashOptions::ocr`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct OcrSetup {
+    pub tesseract: crate::ocr::Tesseract,
+    pub gate: OcrGate,
+    /// Fewest normalised tokens for an `ocr_text` signal
+    /// ([`crate::ocr::DEFAULT_MIN_TOKENS`]).
+    pub min_tokens: usize,
+    /// Renders PDF pages without a text layer for OCR (`None`: such pages
+    /// are not OCRed).
+    pub pdf_renderer: Option<crate::pdf_render::PdfRenderer>,
+}
+
+impl Eq for OcrSetup {}
+
+/// [`ContentHasher::hash_deferred`]'s result: the signals (digests last)
+/// and the prepared OCR inputs — an image that passed the OCR gate, a
+/// video's key frames ([`crate::ocr::KeyFrames`]), a PDF's pages without a
+/// text layer — so the caller can run OCR in its own bounded pool.
+#[derive(Clone, Debug, Default)]
+pub struct Hashed {
+    pub signals: Vec<Signal>,
+    pub ocr_inputs: Vec<crate::ocr::OcrInput>,
+    /// Why PDF pages could not be rendered for OCR (for the caller's log).
+    pub ocr_warnings: Vec<String>,
+    /// The text-presence test's result (images checked against the gate).
+    pub presence: Option<crate::ocr::TextPresence>,
+}
+
+/// OCR prepared images (one image, a video's key frames, PDF pages) into
+/// one `ocr_text` signal of their joined text: `Ok(None)` when fewer than
+/// `min_tokens` tokens were read with enough confidence. The signal
+/// carries an [`crate::signal::OcrSummary`] for display.
+pub fn ocr_signal(
+    tesseract: &crate::ocr::Tesseract,
+    inputs: &[crate::ocr::OcrInput],
+    min_tokens: usize,
+) -> Result<(Option<Signal>, crate::ocr::OcrOutput), crate::ocr::OcrError> {
+    let mut out = crate::ocr::OcrOutput::default();
+    for input in inputs {
+        out.extend(tesseract.recognize(input)?);
+    }
+    Ok((ocr_text_signal(&out, min_tokens), out))
+}
+
+/// The `ocr_text` signal of OCR output (`None` under `min_tokens` tokens).
+pub fn ocr_text_signal(out: &crate::ocr::OcrOutput, min_tokens: usize) -> Option<Signal> {
+    if crate::ocr::token_count(&out.text) < min_tokens.max(1) {
+        return None;
+    }
+    let sig = crate::text::text_signature(&out.text);
+    if sig.set_size == 0 {
+        return None;
+    }
+    let mut s = Signal::new(SignalType::OcrText, sig.to_string());
+    s.ocr = Some(crate::signal::OcrSummary {
+        text: out.text.clone(),
+        mean_confidence: out.mean_confidence(),
+        words: out.words.len(),
+        kept: out.words.iter().filter(|w| w.kept).count(),
+    });
+    Some(s)
 }
 
 /// Why an input produced no signals.
@@ -108,6 +185,8 @@ pub enum HashError {
     /// ffmpeg): the message is ours and stable.
     #[error("video: {0}")]
     Video(String),
+    #[error("OCR: {0}")]
+    Ocr(String),
     /// ffmpeg/ffprobe could not decode the upload; the detail is the
     /// decoder's own output (heap addresses, versions): for logs and the
     /// CLI, never for HTTP clients.
@@ -143,6 +222,13 @@ pub struct RobustHashes {
     pub bank: Option<Vec<BankHash>>,
     /// Videos: the border-cropped vPDQ, when the video has borders.
     pub video: Option<crate::video::vpdq::CroppedVpdq>,
+    /// With an OCR gate ([`ContentHasher::hash_robust_deferred`]): the
+    /// inputs prepared for OCR, as [`Hashed::ocr_inputs`].
+    pub ocr_inputs: Vec<crate::ocr::OcrInput>,
+    /// As [`Hashed::ocr_warnings`].
+    pub ocr_warnings: Vec<String>,
+    /// As [`Hashed::presence`].
+    pub presence: Option<crate::ocr::TextPresence>,
 }
 
 impl ContentHasher {
@@ -150,8 +236,26 @@ impl ContentHasher {
         ContentHasher::default()
     }
 
-    /// Detect the kind of `bytes` and compute its signals.
+    /// Detect the kind of `bytes` and compute its signals. With
+    /// [`HashOptions::ocr`], an image that passes the gate is OCRed here
+    /// and its `ocr_text` signal (if any) comes before the digests.
     pub fn hash(&mut self, bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
+        let gate = opts.ocr.as_ref().map(|o| o.gate);
+        let mut hashed = self.hash_deferred(bytes, opts, gate)?;
+        ocr_inline(opts, &hashed.ocr_inputs, &mut hashed.signals)?;
+        Ok(hashed.signals)
+    }
+
+    /// [`ContentHasher::hash`] without running OCR: with `ocr_gate`, an
+    /// image that passes it, a video's key frames and (with
+    /// [`OcrSetup::pdf_renderer`]) a PDF's pages without text come back
+    /// prepared for OCR with the signals.
+    pub fn hash_deferred(
+        &mut self,
+        bytes: &[u8],
+        opts: &HashOptions,
+        ocr_gate: Option<OcrGate>,
+    ) -> Result<Hashed, HashError> {
         if bytes.is_empty() {
             return Err(HashError::Empty);
         }
@@ -163,28 +267,59 @@ impl ContentHasher {
             });
         }
         let kind = detect_kind(bytes).ok_or(HashError::Unrecognized)?;
-        let mut signals = match kind {
-            ContentKind::Image(_) => self.image_signals(bytes, opts)?,
-            ContentKind::Pdf => pdf_signals(bytes, opts)?,
+        let mut hashed = Hashed::default();
+        hashed.signals = match kind {
+            ContentKind::Image(_) => {
+                let img = decode_image(bytes, &opts.limits, &opts.decode)?;
+                let prepared = prepare_image_ocr(&img, opts, ocr_gate, &mut hashed.presence);
+                hashed.ocr_inputs.extend(prepared);
+                self.image_signals(&img, opts)?
+            }
+            ContentKind::Pdf => pdf_signals(bytes, opts, ocr_gate.is_some(), &mut hashed)?,
             ContentKind::Text => text_signals(bytes),
-            ContentKind::Video => video_signals(bytes, opts)?,
+            ContentKind::Video => {
+                let v = video_hash(bytes, opts, ocr_gate.is_some(), false, &mut hashed)?;
+                vec![Signal::new(SignalType::Vpdq, v.vpdq.to_signal_string())]
+            }
         };
         let d = digest::digests(bytes);
-        signals.push(Signal::new(SignalType::Md5, d.md5));
-        signals.push(Signal::new(SignalType::Sha256, d.sha256));
-        Ok(signals)
+        hashed.signals.push(Signal::new(SignalType::Md5, d.md5));
+        hashed
+            .signals
+            .push(Signal::new(SignalType::Sha256, d.sha256));
+        Ok(hashed)
     }
 
     /// [`ContentHasher::hash`] plus the derived hashes of `role` (images
     /// and videos; other kinds get none). The image is decoded once; the
     /// plain `pdq` signal is byte-identical to [`ContentHasher::hash`]'s
-    /// (without dihedral variants).
+    /// (without dihedral variants). With [`HashOptions::ocr`], OCR runs
+    /// here as in [`ContentHasher::hash`].
     pub fn hash_robust(
         &mut self,
         bytes: &[u8],
         opts: &HashOptions,
         role: RobustRole,
         robust: &RobustOptions,
+    ) -> Result<RobustHashes, HashError> {
+        let gate = opts.ocr.as_ref().map(|o| o.gate);
+        let mut out = self.hash_robust_deferred(bytes, opts, role, robust, gate)?;
+        ocr_inline(opts, &out.ocr_inputs, &mut out.signals)?;
+        Ok(out)
+    }
+
+    /// [`ContentHasher::hash_robust`] without running OCR, as
+    /// [`ContentHasher::hash_deferred`]: with `ocr_gate`, the OCR inputs
+    /// (an image that passes the gate, a video's key frames — taken in the
+    /// same decoding pass as the rectangle vote — a PDF's pages without
+    /// text) come back prepared in [`RobustHashes::ocr_inputs`].
+    pub fn hash_robust_deferred(
+        &mut self,
+        bytes: &[u8],
+        opts: &HashOptions,
+        role: RobustRole,
+        robust: &RobustOptions,
+        ocr_gate: Option<OcrGate>,
     ) -> Result<RobustHashes, HashError> {
         let kind = if bytes.is_empty() {
             None
@@ -196,6 +331,9 @@ impl ContentHasher {
             query: None,
             bank: None,
             video: None,
+            ocr_inputs: Vec::new(),
+            ocr_warnings: Vec::new(),
+            presence: None,
         };
         match kind {
             Some(ContentKind::Image(_)) => {
@@ -207,6 +345,8 @@ impl ContentHasher {
                     });
                 }
                 let img = decode_image(bytes, &opts.limits, &opts.decode)?;
+                let prepared = prepare_image_ocr(&img, opts, ocr_gate, &mut out.presence);
+                out.ocr_inputs.extend(prepared);
                 let plain = match role {
                     RobustRole::Query => {
                         let set = self
@@ -229,6 +369,7 @@ impl ContentHasher {
                     value: plain.hash.to_hex(),
                     quality: Some(plain.quality),
                     dihedral: None,
+                    ocr: None,
                 });
                 let d = digest::digests(bytes);
                 out.signals.push(Signal::new(SignalType::Md5, d.md5));
@@ -242,15 +383,9 @@ impl ContentHasher {
                         max: opts.limits.max_file_bytes,
                     });
                 }
-                let setup = opts.video.as_ref().ok_or_else(|| {
-                    HashError::Video(
-                        "video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)".into(),
-                    )
-                })?;
-                let v = setup
-                    .hasher
-                    .hash_robust(bytes, &setup.options)
-                    .map_err(video_error)?;
+                let mut hashed = Hashed::default();
+                let v = video_hash(bytes, opts, ocr_gate.is_some(), true, &mut hashed)?;
+                out.ocr_inputs = hashed.ocr_inputs;
                 out.signals
                     .push(Signal::new(SignalType::Vpdq, v.vpdq.to_signal_string()));
                 let d = digest::digests(bytes);
@@ -258,17 +393,22 @@ impl ContentHasher {
                 out.signals.push(Signal::new(SignalType::Sha256, d.sha256));
                 out.video = v.cropped;
             }
-            _ => out.signals = self.hash(bytes, opts)?,
+            _ => {
+                let hashed = self.hash_deferred(bytes, opts, ocr_gate)?;
+                out.signals = hashed.signals;
+                out.ocr_inputs = hashed.ocr_inputs;
+                out.ocr_warnings = hashed.ocr_warnings;
+                out.presence = hashed.presence;
+            }
         }
         Ok(out)
     }
 
     fn image_signals(
         &mut self,
-        bytes: &[u8],
+        img: &crate::decode::DecodedImage,
         opts: &HashOptions,
     ) -> Result<Vec<Signal>, HashError> {
-        let img = decode_image(bytes, &opts.limits, &opts.decode)?;
         let pdq = if opts.dihedral {
             let out = self
                 .pdq
@@ -288,6 +428,7 @@ impl ContentHasher {
                     flipplus1: h.flipplus1.to_hex(),
                     flipminus1: h.flipminus1.to_hex(),
                 }),
+                ocr: None,
             }
         } else {
             let out = self.pdq.hash_rgb8(&img.rgb, img.width, img.height)?;
@@ -296,6 +437,7 @@ impl ContentHasher {
                 value: out.hash.to_hex(),
                 quality: Some(out.quality),
                 dihedral: None,
+                ocr: None,
             }
         };
         Ok(vec![pdq])
@@ -311,8 +453,14 @@ fn text_signals(bytes: &[u8]) -> Vec<Signal> {
 }
 
 /// A PDF's `text_minhash` (when it has text) and one `pdq` per embedded
-/// image, extracted in an isolated child process.
-fn pdf_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
+/// image, extracted in an isolated child process; with `ocr` and a
+/// renderer, its pages without text are rendered for OCR into `hashed`.
+fn pdf_signals(
+    bytes: &[u8],
+    opts: &HashOptions,
+    ocr: bool,
+    hashed: &mut Hashed,
+) -> Result<Vec<Signal>, HashError> {
     let program = opts
         .pdf_extractor
         .as_deref()
@@ -330,8 +478,98 @@ fn pdf_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashErro
             value: img.pdq,
             quality: Some(img.quality),
             dihedral: None,
+            ocr: None,
         });
     }
+    let setup = opts.ocr.as_ref().filter(|_| ocr);
+    if let Some((setup, renderer)) = setup.and_then(|s| Some((s, s.pdf_renderer.as_ref()?))) {
+        let (pages, failed) =
+            renderer.render_pages(bytes, &extract.textless_pages, &setup.tesseract.limits);
+        hashed.ocr_inputs.extend(pages);
+        hashed.ocr_warnings.extend(failed);
+    }
+    Ok(out)
+}
+
+/// OCR prepared `inputs` now (with [`HashOptions::ocr`]) and insert the
+/// `ocr_text` signal, if any, before the two digest signals.
+fn ocr_inline(
+    opts: &HashOptions,
+    inputs: &[crate::ocr::OcrInput],
+    signals: &mut Vec<Signal>,
+) -> Result<(), HashError> {
+    if let (Some(setup), false) = (&opts.ocr, inputs.is_empty()) {
+        let (signal, _) = ocr_signal(&setup.tesseract, inputs, setup.min_tokens)
+            .map_err(|e| HashError::Ocr(e.to_string()))?;
+        if let Some(signal) = signal {
+            let at = signals.len().saturating_sub(2);
+            signals.insert(at, signal);
+        }
+    }
+    Ok(())
+}
+
+/// A decoded image prepared for OCR when `gate` lets it through (the
+/// text-presence result goes to `presence`).
+fn prepare_image_ocr(
+    img: &crate::decode::DecodedImage,
+    opts: &HashOptions,
+    gate: Option<OcrGate>,
+    presence: &mut Option<crate::ocr::TextPresence>,
+) -> Option<crate::ocr::OcrInput> {
+    let limits = opts
+        .ocr
+        .as_ref()
+        .map(|o| o.tesseract.limits.clone())
+        .unwrap_or_default();
+    match gate? {
+        OcrGate::Always => crate::ocr::prepare(&img.rgb, img.width, img.height, &limits),
+        OcrGate::TextPresence => {
+            let p = crate::ocr::text_presence(&img.rgb, img.width, img.height);
+            *presence = Some(p);
+            p.likely
+                .then(|| crate::ocr::prepare(&img.rgb, img.width, img.height, &limits))
+                .flatten()
+        }
+    }
+}
+
+/// A video hashed in one decoding pass (python-threatexchange vPDQ, the
+/// border-cropped vPDQ when `robust`); with `ocr`, its key frames
+/// ([`crate::ocr::KeyFrames`]) prepared into `hashed`.
+fn video_hash(
+    bytes: &[u8],
+    opts: &HashOptions,
+    ocr: bool,
+    robust: bool,
+    hashed: &mut Hashed,
+) -> Result<crate::video::vpdq::VideoSignals, HashError> {
+    let setup = opts.video.as_ref().ok_or_else(|| {
+        HashError::Video("video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)".into())
+    })?;
+    let limits = opts
+        .ocr
+        .as_ref()
+        .map(|o| o.tesseract.limits.clone())
+        .unwrap_or_default();
+    let mut keys = crate::ocr::KeyFrames::new(limits);
+    let mut observe = |frame: crate::video::vpdq::ObservedFrame<'_>| {
+        if ocr {
+            keys.offer(frame);
+        }
+    };
+    let shared = std::sync::Arc::from(bytes);
+    let out = if robust {
+        setup
+            .hasher
+            .hash_robust_observed(shared, &setup.options, &mut observe)
+    } else {
+        setup
+            .hasher
+            .hash_observed(shared, &setup.options, &mut observe)
+    }
+    .map_err(video_error)?;
+    hashed.ocr_inputs.extend(keys.into_inputs());
     Ok(out)
 }
 
@@ -348,21 +586,6 @@ fn video_error(e: crate::video::ffmpeg::VideoError) -> HashError {
         | V::FfmpegMissing { .. } => HashError::VideoUndecodable(e.to_string()),
         other => HashError::Video(other.to_string()),
     }
-}
-
-/// A video's `vpdq` signal (python-threatexchange serialisation).
-fn video_signals(bytes: &[u8], opts: &HashOptions) -> Result<Vec<Signal>, HashError> {
-    let setup = opts.video.as_ref().ok_or_else(|| {
-        HashError::Video("video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)".into())
-    })?;
-    let out = setup
-        .hasher
-        .hash(bytes, &setup.options)
-        .map_err(video_error)?;
-    Ok(vec![Signal::new(
-        SignalType::Vpdq,
-        out.vpdq.to_signal_string(),
-    )])
 }
 
 /// One-shot convenience: [`ContentHasher::hash`] with a fresh hasher.

@@ -123,12 +123,42 @@ pub fn run_isolated(
     input: &[u8],
     limits: &IsolationLimits,
 ) -> Result<ChildOutput, IsolateError> {
+    run_child(program, args, None, input, limits)
+}
+
+/// [`run_isolated`] for a third-party program (Tesseract): the child gets
+/// an **empty environment** except `env`, and `RLIMIT_FSIZE = 0` on top of
+/// the other limits, so it cannot write a file.
+pub fn run_isolated_env(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &[u8],
+    limits: &IsolationLimits,
+) -> Result<ChildOutput, IsolateError> {
+    run_child(program, args, Some(env), input, limits)
+}
+
+fn run_child(
+    program: &Path,
+    args: &[&str],
+    env: Option<&[(&str, &str)]>,
+    input: &[u8],
+    limits: &IsolationLimits,
+) -> Result<ChildOutput, IsolateError> {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let no_files = env.is_some();
+    if let Some(env) = env {
+        cmd.env_clear();
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+    }
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -141,6 +171,9 @@ pub fn run_isolated(
                 set_limit(libc::RLIMIT_AS, mem)?;
                 set_limit(libc::RLIMIT_CPU, cpu)?;
                 set_limit(libc::RLIMIT_CORE, 0)?;
+                if no_files {
+                    set_limit(libc::RLIMIT_FSIZE, 0)?;
+                }
                 Ok(())
             });
         }

@@ -105,6 +105,10 @@ pub struct PdfExtract {
     /// Page texts joined by newlines.
     pub text: String,
     pub images: Vec<PdfImage>,
+    /// Pages (1-based) with no extractable text: scanned pages, OCR
+    /// candidates ([`crate::pdf_render`]).
+    #[serde(default)]
+    pub textless_pages: Vec<u32>,
     /// Pages, images or limits that were skipped, and why.
     pub warnings: Vec<String>,
 }
@@ -264,14 +268,19 @@ fn extract_inner(bytes: &[u8], limits: &PdfLimits) -> Result<PdfExtract, PdfErro
     for (&number, &page_id) in pages.iter().take(limits.max_pages) {
         match page_text(&doc, page_id) {
             Ok(t) => {
+                if t.trim().is_empty() {
+                    out.textless_pages.push(number);
+                }
                 if !out.text.is_empty() {
                     out.text.push('\n');
                 }
                 out.text.push_str(t.trim_end());
             }
-            Err(e) => out
-                .warnings
-                .push(format!("page {number}: text not extracted: {e}")),
+            Err(e) => {
+                out.textless_pages.push(number);
+                out.warnings
+                    .push(format!("page {number}: text not extracted: {e}"))
+            }
         }
         if out.text.len() > limits.max_text_bytes {
             let mut cut = limits.max_text_bytes;

@@ -22,10 +22,14 @@ pub enum SignalType {
     Md5,
     /// SHA-256 of the raw bytes.
     Sha256,
+    /// A `text_minhash` signature of text read from an image, a video's key
+    /// frames or a scanned PDF page by OCR (same serialisation; held to the
+    /// bank's `ocr_text` threshold whenever either side came from OCR).
+    OcrText,
 }
 
 impl SignalType {
-    pub const ALL: [SignalType; 7] = [
+    pub const ALL: [SignalType; 8] = [
         SignalType::Pdq,
         SignalType::Vpdq,
         SignalType::TextMinhash,
@@ -33,6 +37,7 @@ impl SignalType {
         SignalType::UrlSha256,
         SignalType::Md5,
         SignalType::Sha256,
+        SignalType::OcrText,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,7 +49,14 @@ impl SignalType {
             SignalType::UrlSha256 => "url_sha256",
             SignalType::Md5 => "md5",
             SignalType::Sha256 => "sha256",
+            SignalType::OcrText => "ocr_text",
         }
+    }
+
+    /// Text signals (`text_minhash`, `ocr_text`): one serialisation, one
+    /// index, compared with each other.
+    pub fn is_text(self) -> bool {
+        matches!(self, SignalType::TextMinhash | SignalType::OcrText)
     }
 }
 
@@ -56,7 +68,7 @@ impl fmt::Display for SignalType {
 
 /// Error for an unknown signal type name.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown signal type {0:?} (expected one of pdq, vpdq, text_minhash, url, url_sha256, md5, sha256)")]
+#[error("unknown signal type {0:?} (expected one of pdq, vpdq, text_minhash, ocr_text, url, url_sha256, md5, sha256)")]
 pub struct UnknownSignalType(pub String);
 
 impl FromStr for SignalType {
@@ -71,6 +83,7 @@ impl FromStr for SignalType {
             "url_sha256" => SignalType::UrlSha256,
             "md5" | "video_md5" | "photo_md5" => SignalType::Md5,
             "sha256" => SignalType::Sha256,
+            "ocr_text" | "ocr" => SignalType::OcrText,
             _ => return Err(UnknownSignalType(s.to_string())),
         };
         Ok(t)
@@ -106,7 +119,25 @@ pub struct Signal {
     /// PDQ only, on request: the eight dihedral variants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dihedral: Option<DihedralHex>,
+    /// `ocr_text` only: what OCR read (the kept text and confidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocr: Option<OcrSummary>,
 }
+
+/// What OCR read, attached to an `ocr_text` signal for local display (CLI
+/// `hash --ocr`, the console debugger). Never stored.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OcrSummary {
+    /// The kept words (confidence ≥ the minimum), lines joined by `\n`.
+    pub text: String,
+    /// Mean per-word confidence, 0–100, over all words read.
+    pub mean_confidence: f32,
+    /// Words read / words kept for signing.
+    pub words: usize,
+    pub kept: usize,
+}
+
+impl Eq for OcrSummary {}
 
 impl Signal {
     /// A signal with only a type and a value.
@@ -116,6 +147,7 @@ impl Signal {
             value: value.into(),
             quality: None,
             dihedral: None,
+            ocr: None,
         }
     }
 }

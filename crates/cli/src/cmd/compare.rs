@@ -33,6 +33,10 @@ pub enum CompareType {
     /// vPDQ: two videos (files) or serialised vPDQ signals, by the
     /// reference rule (quality ≥ 50, distance ≤ 31, 80 % / 0 %).
     Vpdq,
+    /// OCR text: two images read by Tesseract (or a text file, or a
+    /// `text_minhash:v1:` signature, on either side), compared by the text
+    /// rule with the `ocr_text` Jaccard threshold.
+    Ocr,
 }
 
 #[derive(Args, Debug)]
@@ -91,6 +95,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&out)?);
         }
         CompareType::Text => compare_text_files(&args)?,
+        CompareType::Ocr => compare_ocr(&args)?,
         CompareType::Vpdq => {
             use echotrace_signals::video::{compare, VpdqMatchOptions};
             if !(args.sampling.is_finite() && args.sampling >= 0.0) {
@@ -187,6 +192,118 @@ fn compare_text_files(args: &CompareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One side of `compare --type ocr`: its signature and, for an image, what
+/// OCR read.
+struct OcrSide {
+    signature: echotrace_signals::text::TextSignature,
+    ocr: Option<echotrace_signals::signal::OcrSummary>,
+}
+
+fn ocr_operand(
+    s: &str,
+    args: &CompareArgs,
+    setup: &echotrace_signals::content::OcrSetup,
+) -> anyhow::Result<OcrSide> {
+    let max = args.limits.max_file_bytes;
+    let looks_like_file = s == "-" || std::path::Path::new(s).is_file();
+    if s.starts_with("text_minhash:") || !looks_like_file {
+        return Ok(OcrSide {
+            signature: text_operand(s, max)?,
+            ocr: None,
+        });
+    }
+    let bytes = read_operand(s, max)?;
+    let kind = echotrace_signals::content::detect_kind(&bytes);
+    if !matches!(
+        kind,
+        Some(echotrace_signals::content::ContentKind::Image(_))
+    ) {
+        return Ok(OcrSide {
+            signature: text_operand(s, max)?,
+            ocr: None,
+        });
+    }
+    let opts = HashOptions {
+        limits: args.limits.to_limits(),
+        decode: DecodeOptions {
+            exif_orient: args.exif_orient,
+        },
+        ocr: Some(echotrace_signals::content::OcrSetup {
+            min_tokens: 1,
+            ..setup.clone()
+        }),
+        ..HashOptions::default()
+    };
+    let signals = ContentHasher::new()
+        .hash(&bytes, &opts)
+        .with_context(|| s.to_string())?;
+    let sig = signals
+        .into_iter()
+        .find(|x| x.signal_type == SignalType::OcrText)
+        .with_context(|| format!("{s}: OCR found no text in the image"))?;
+    Ok(OcrSide {
+        signature: sig
+            .value
+            .parse()
+            .with_context(|| format!("{s}: internal: bad signature"))?,
+        ocr: sig.ocr,
+    })
+}
+
+fn compare_ocr(args: &CompareArgs) -> anyhow::Result<()> {
+    let setup = super::hash::ocr_setup(15)?;
+    let a = ocr_operand(&args.a, args, &setup)?;
+    let b = ocr_operand(&args.b, args, &setup)?;
+    let rule = echotrace_signals::ocr::ocr_match_rule();
+    let c = echotrace_signals::text::compare_text_with(&a.signature, &b.signature, &rule)?;
+    if args.json {
+        let out = serde_json::json!({
+            "jaccard": c.jaccard,
+            "containment_a_in_b": c.containment_a_in_b,
+            "containment_b_in_a": c.containment_b_in_a,
+            "match": c.is_match,
+            "rule": c.rule.as_str(),
+            "jaccard_threshold": rule.jaccard,
+            "a": a.ocr,
+            "b": b.ocr,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{} (rule: {})\tjaccard={:.3}\tcontainment_a_in_b={:.3}\tcontainment_b_in_a={:.3}",
+            if c.is_match { "match" } else { "no match" },
+            c.rule.as_str(),
+            c.jaccard,
+            c.containment_a_in_b,
+            c.containment_b_in_a
+        );
+        for (name, side) in [("a", &a.ocr), ("b", &b.ocr)] {
+            if let Some(o) = side {
+                println!(
+                    "{name}: {} of {} words kept, mean confidence {:.1}: {}",
+                    o.kept,
+                    o.words,
+                    o.mean_confidence,
+                    o.text.replace('\n', " / ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bytes of a file operand (`-` = stdin), at most `max`.
+fn read_operand(s: &str, max: u64) -> anyhow::Result<Vec<u8>> {
+    if s == "-" {
+        read_bounded(std::io::stdin().lock(), max)
+    } else {
+        std::fs::File::open(s)
+            .map_err(|e| e.to_string())
+            .and_then(|f| read_bounded(f, max))
+    }
+    .map_err(|e| anyhow::anyhow!("{s}: {e}"))
+}
+
 /// A `text_minhash:v1:` string is a signature; `-` is stdin; else a UTF-8 file.
 fn text_operand(s: &str, max: u64) -> anyhow::Result<echotrace_signals::text::TextSignature> {
     if s.starts_with("text_minhash:") {
@@ -194,14 +311,7 @@ fn text_operand(s: &str, max: u64) -> anyhow::Result<echotrace_signals::text::Te
             .parse()
             .with_context(|| format!("{s}: bad text_minhash signature"));
     }
-    let bytes = if s == "-" {
-        read_bounded(std::io::stdin().lock(), max)
-    } else {
-        std::fs::File::open(s)
-            .map_err(|e| e.to_string())
-            .and_then(|f| read_bounded(f, max))
-    }
-    .map_err(|e| anyhow::anyhow!("{s}: {e}"))?;
+    let bytes = read_operand(s, max)?;
     let text = std::str::from_utf8(&bytes).with_context(|| format!("{s}: not UTF-8 text"))?;
     Ok(echotrace_signals::text::text_signature(
         text.strip_prefix('\u{feff}').unwrap_or(text),

@@ -51,6 +51,38 @@ pub struct HashArgs {
     /// Videos: hash one frame per this many seconds (0 = every frame).
     #[arg(long, default_value_t = 1.0)]
     pub seconds_per_hash: f64,
+    /// Also read text in images (and video key frames) with Tesseract, run
+    /// isolated, into an `ocr_text` signal (JSON: with the text read and its
+    /// confidence). Needs `tesseract-ocr` (+ `tesseract-ocr-ara`).
+    #[arg(long)]
+    pub ocr: bool,
+    /// Time limit of one OCR run, seconds (the child is killed after it).
+    #[arg(long, default_value_t = 15)]
+    pub ocr_timeout_secs: u64,
+}
+
+/// Tesseract for `--ocr` (OCR every image: the caller asked for it), or
+/// a clear error when it is not installed.
+pub fn ocr_setup(timeout_secs: u64) -> anyhow::Result<echotrace_signals::content::OcrSetup> {
+    use echotrace_signals::content::{OcrGate, OcrSetup};
+    use echotrace_signals::ocr::{OcrLimits, Tesseract, DEFAULT_MIN_TOKENS};
+    let limits = OcrLimits {
+        timeout: std::time::Duration::from_secs(timeout_secs.max(1)),
+        ..OcrLimits::default()
+    };
+    let tesseract = Tesseract::locate(std::path::Path::new("tesseract"), limits)?;
+    // Scanned PDF pages need poppler's pdftoppm; without it they are not OCRed.
+    let pdf_renderer = echotrace_signals::pdf_render::PdfRenderer::locate(
+        std::path::Path::new("pdftoppm"),
+        echotrace_signals::pdf_render::RenderLimits::default(),
+    )
+    .ok();
+    Ok(OcrSetup {
+        tesseract,
+        gate: OcrGate::Always,
+        min_tokens: DEFAULT_MIN_TOKENS,
+        pdf_renderer,
+    })
 }
 
 /// Decoding limits, shared with `compare`.
@@ -117,6 +149,11 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
         // PDFs are extracted by this same binary in a limited child process.
         pdf_extractor: std::env::current_exe().ok(),
         video: video_setup(args.seconds_per_hash),
+        ocr: if args.ocr {
+            Some(ocr_setup(args.ocr_timeout_secs)?)
+        } else {
+            None
+        },
         ..HashOptions::default()
     };
     if args.url {

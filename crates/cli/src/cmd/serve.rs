@@ -66,6 +66,14 @@ pub struct ServeArgs {
     /// Keep the bytes of looked-up uploads for the review console (off: hashing only).
     #[arg(long)]
     pub retain_media: bool,
+    /// Do not OCR images (by default Tesseract is looked for at start and,
+    /// when installed, text in images becomes an `ocr_text` signal).
+    #[arg(long)]
+    pub no_ocr: bool,
+    /// Concurrent OCR runs (a pool of its own, so OCR never holds the
+    /// hashing permits other lookups need).
+    #[arg(long, default_value_t = 1)]
+    pub ocr_workers: usize,
     /// Delete recorded lookups (submissions) without matches after DAYS
     /// (fractions allowed), with a background sweep. Submissions with
     /// matches are kept while any match is pending, then --retain-decided
@@ -280,6 +288,8 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // PDFs are extracted by this same binary (`__extract-pdf`) in a child
     // process with time and memory limits.
     engine.pdf_extractor = std::env::current_exe().ok();
+    engine.ocr.enabled = !args.no_ocr;
+    engine.ocr.workers = args.ocr_workers.max(1);
     let collector = if args.collect || args.demo {
         Some(collector_config(&args, demo_dir.as_deref())?)
     } else {

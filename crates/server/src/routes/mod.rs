@@ -93,6 +93,7 @@ async fn readyz(state: axum::extract::State<AppState>) -> Response {
             "lag": lag,
             "state": engine.state_source(),
             "replica": engine.replica_id(),
+            "ocr": engine.ocr_status(),
         })),
     )
         .into_response()
@@ -199,11 +200,16 @@ pub(crate) async fn item_query(
             .map_err(fetch_error)?
             .into(),
     };
-    state
+    let ocr_engine = engine.clone();
+    let mut hashed = state
         .hash_job(Pool::for_bytes(&bytes), move || {
             engine.hash_upload(bytes).map_err(ApiError::from)
         })
-        .await
+        .await?;
+    // OCR (if the image passed the text-presence test) runs in the engine's
+    // own bounded pool, after the hashing permit is released.
+    ocr_engine.finish_ocr(&mut hashed).await;
+    Ok(hashed)
 }
 
 /// Add an item to a bank (`POST /v1/banks/{name}/content`, HMA's
@@ -247,15 +253,18 @@ pub(crate) async fn add_bank_content(
             .await
             .map_err(fetch_error)?,
     };
+    // Hashed in the pool; OCR (if any) is read by `add_content` in the
+    // engine's own OCR pool, after the hashing permit is released.
     let pool = Pool::for_bytes(&bytes);
+    let hashed = state
+        .in_pool(pool, engine.hash_bank_bytes(bank_id, bytes))
+        .await??;
     let new = NewContent {
-        source: ContentSource::Bytes(bytes),
+        source: ContentSource::HashedFile(hashed),
         labels,
         note,
     };
-    Ok(state
-        .in_pool(pool, engine.add_content(actor, bank_id, new))
-        .await??)
+    Ok(engine.add_content(actor, bank_id, new).await?)
 }
 
 fn fetch_error(e: crate::fetch::FetchError) -> ApiError {

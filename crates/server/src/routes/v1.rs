@@ -532,7 +532,7 @@ fn compare_values(a: &SignalValue, b: &SignalValue) -> Result<Value, ApiError> {
                       "match": f64::from(d) <= threshold}),
             )
         }
-        SignalType::TextMinhash => {
+        SignalType::TextMinhash | SignalType::OcrText => {
             let sa: echotrace_signals::text::TextSignature =
                 a.value
                     .parse()
@@ -545,7 +545,11 @@ fn compare_values(a: &SignalValue, b: &SignalValue) -> Result<Value, ApiError> {
                     .map_err(|e: echotrace_signals::text::SignatureParseError| {
                         ApiError::bad_request(e.to_string())
                     })?;
-            let cmp = echotrace_signals::text::compare_text(&sa, &sb)
+            let rule = echotrace_signals::text::TextMatchRule {
+                jaccard: echotrace_engine::default_threshold(t),
+                ..echotrace_signals::text::TextMatchRule::default()
+            };
+            let cmp = echotrace_signals::text::compare_text_with(&sa, &sb, &rule)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
             Ok(json!({"signal_type": t.as_str(), "similarity": cmp.jaccard,
                       "comparison": cmp, "match": cmp.is_match}))

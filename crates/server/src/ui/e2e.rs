@@ -45,10 +45,16 @@ fn test_dir() -> std::path::PathBuf {
 }
 
 async fn start(undo: Duration) -> TestServer {
+    start_with(undo, |_| {}).await
+}
+
+/// [`start`] with the engine configuration adjusted by `tweak`.
+async fn start_with(undo: Duration, tweak: impl FnOnce(&mut EngineConfig)) -> TestServer {
     let dir = test_dir();
     let mut engine =
         EngineConfig::with_database_url(format!("sqlite://{}", dir.join("db.sqlite").display()));
     engine.decision_undo_delay = undo;
+    tweak(&mut engine);
     let config = ServerConfig {
         engine,
         retain_media: true,
@@ -1592,4 +1598,132 @@ async fn collector_pages_show_sources_and_sightings() {
     assert!(html.contains(&format!("Sighting #{id}")) && html.contains("/decide"));
     let (s, _) = ts.get("/ui/sightings/999999", &sid).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// Benign claim cards (Pango-rendered statements), shared with the CLI's OCR tests.
+#[path = "../../../cli/tests/ocr_common/mod.rs"]
+mod ocr_common;
+
+/// An `ocr_text` match card links to the OCR text beside the bank text,
+/// with the word diff of text matches; the page reads the retained card by
+/// OCR on demand (needs tesseract-ocr, pango1.0-tools and the fonts CI
+/// installs; fails without them).
+#[tokio::test]
+async fn ocr_match_card_shows_ocr_text_beside_bank_text() {
+    let ts = start_with(Duration::from_secs(30), |e| e.ocr.enabled = true).await;
+    let engine = ts.engine();
+    assert!(engine.ocr_status().enabled, "{:?}", engine.ocr_status());
+    let cli = Actor::cli();
+    engine
+        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+    let bank = engine
+        .create_bank(
+            &cli,
+            NewBank {
+                name: "statements".into(),
+                kind: BankKind::Block,
+                description: String::new(),
+                thresholds: Thresholds::default(),
+                text_equivalences: None,
+            },
+        )
+        .await
+        .unwrap();
+    let statement = "Weather for Oslo: dense fog from Tuesday morning, near 12 degrees in the coastal districts. Trains to Bergen will run every 20 minutes.";
+    let item = engine
+        .add_content(
+            &cli,
+            bank.id,
+            NewContent {
+                source: ContentSource::Text(statement.into()),
+                labels: vec![],
+                note: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    retain_media(
+        engine.store(),
+        MediaOwner::Content,
+        item.id,
+        "text/plain",
+        statement.as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The statement posted as a card: OCR → typed bank text.
+    let tmp = test_dir();
+    let design = ocr_common::Design {
+        font: "DejaVu Sans".into(),
+        size_pt: 22,
+        width: 800,
+        align: "left",
+        background: ocr_common::Background::Plain([245, 245, 240]),
+        logo: false,
+        quality: 80,
+    };
+    let card = ocr_common::render_card(statement, ocr_common::Lang::En, &design, &[], &tmp);
+    let mut hashed = engine
+        .hash_upload(axum::body::Bytes::from(card.clone()))
+        .unwrap();
+    engine.finish_ocr(&mut hashed).await;
+    let resp = engine
+        .lookup_text(
+            &Actor::key(1),
+            LookupRequest {
+                signals: hashed.signals,
+                banks: None,
+                context: SubmissionContext::default(),
+            },
+            hashed.text.expect("OCR text becomes the query text"),
+        )
+        .await
+        .unwrap();
+    let m = resp
+        .matches
+        .iter()
+        .find(|m| m.signal_type == SignalType::OcrText)
+        .unwrap_or_else(|| panic!("the card should match the typed text: {resp:?}"));
+    retain_media(
+        engine.store(),
+        MediaOwner::Submission,
+        resp.submission_id.expect("recorded"),
+        "image/jpeg",
+        &card,
+    )
+    .await
+    .unwrap();
+
+    let (sid, _) = ts.login("admin", "admin-password-1").await;
+    let (status, html) = ts.get("/ui/queue", &sid).await;
+    assert_eq!(status, StatusCode::OK);
+    let link = format!("/ui/matches/{}/text", m.id);
+    assert!(
+        html.contains(&link),
+        "the ocr_text card links to its text view"
+    );
+    let (status, html) = ts.get(&link, &sid).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    let column = |id: &str| {
+        let start = html.find(&format!("id=\"{id}\"")).expect(id);
+        let end = html[start..]
+            .find("</pre>")
+            .map_or(html.len(), |e| start + e);
+        html[start..end].to_string()
+    };
+    let (bank_col, sub_col) = (column("ocr-bank-text"), column("ocr-sub-text"));
+    assert!(
+        bank_col.contains("Oslo") && bank_col.contains("coastal districts"),
+        "{bank_col}"
+    );
+    assert!(
+        sub_col.contains("Oslo") && sub_col.contains("fog"),
+        "OCR text shown: {sub_col}"
+    );
+    // Not an OCR match, unknown match: clear 404s.
+    let (status, _) = ts.get("/ui/matches/999999/text", &sid).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -32,6 +32,7 @@ mod collect;
 #[cfg(test)]
 mod e2e;
 pub mod exchanges;
+pub mod ocr;
 pub mod session;
 pub mod spread;
 pub mod textdiff;
@@ -215,6 +216,7 @@ pub fn router_with(app: AppState, config: UiConfig) -> Router {
         .route("/ui/queue/bulk", post(bulk_decide))
         .route("/ui/matches/{id}/decide", post(decide))
         .route("/ui/matches/{id}/undo", post(undo))
+        .route("/ui/matches/{id}/text", get(ocr::match_text))
         .route("/ui/media/{owner}/{id}", get(media))
         .route(
             "/ui/matches/{id}/frames/{side}/{ms}",
@@ -567,7 +569,7 @@ fn threshold_label(bank_thresholds: &Thresholds, t: SignalType) -> (f64, String)
             "frame distance ≤ {v} ({src}), query share ≥ {:.0}%",
             echotrace_signals::video::vpdq::VPDQ_QUERY_MATCH_THRESHOLD_PERCENT
         ),
-        SignalType::TextMinhash => format!("similarity ≥ {v:.2} ({src})"),
+        SignalType::TextMinhash | SignalType::OcrText => format!("similarity ≥ {v:.2} ({src})"),
         _ => "exact".to_string(),
     };
     (v, label)
@@ -1144,20 +1146,22 @@ async fn content_add(
     let result: Result<usize, EngineError> = async {
         if let Some(file) = form.file("file") {
             // Hashed as a bank entry (a video at every frame) in the
-            // server's hashing pool for its kind, like API uploads.
-            let new = NewContent {
-                source: ContentSource::Bytes(file.bytes.to_vec()),
-                labels,
-                note,
-            };
-            let c = st
+            // server's hashing pool for its kind, like API uploads; OCR is
+            // read afterwards in the engine's OCR pool.
+            let hashed = st
                 .app
                 .in_pool(
                     crate::Pool::for_bytes(&file.bytes),
-                    st.engine.add_content(&who, bank_id, new),
+                    st.engine.hash_bank_bytes(bank_id, file.bytes.to_vec()),
                 )
                 .await
                 .map_err(|_| EngineError::Internal("hashing is unavailable".into()))??;
+            let new = NewContent {
+                source: ContentSource::HashedFile(hashed),
+                labels,
+                note,
+            };
+            let c = st.engine.add_content(&who, bank_id, new).await?;
             if st.config.retain_media {
                 if let Some(mime) = retained_mime(&file.bytes) {
                     cq::retain_media(&st.store, MediaOwner::Content, c.id, mime, &file.bytes)
@@ -1312,15 +1316,16 @@ async fn debug_run(st: Ctx, PostForm { auth, form, .. }: PostForm<op::ReadBanks>
             "upload a file, paste text or a hash".into(),
         ))
     };
-    let (signals, raw_text, channels) = match hashed {
-        Ok(h) => {
+    let (signals, raw_text, ocr, channels) = match hashed {
+        Ok(mut h) => {
+            let ocr = st.engine.finish_ocr(&mut h).await;
             // Images and videos: what every robust channel would match.
             let channels = if h.robust.is_some() {
                 st.engine.preview_matches(&h).unwrap_or_default()
             } else {
                 Vec::new()
             };
-            (h.signals, h.text, channels)
+            (h.signals, h.text, ocr, channels)
         }
         Err(e) => {
             let flash = Flash::Error(e.to_string());
@@ -1364,7 +1369,7 @@ async fn debug_run(st: Ctx, PostForm { auth, form, .. }: PostForm<op::ReadBanks>
                 },
                 threshold: format!(
                     "{}{}",
-                    if h.signal_type == "text_minhash" {
+                    if h.signal_type == "text_minhash" || h.signal_type == "ocr_text" {
                         format!("≥ {:.2}", h.threshold)
                     } else if h.signal_type == "pdq" || h.signal_type == "vpdq" {
                         format!("≤ {}", h.threshold)
@@ -1391,6 +1396,8 @@ async fn debug_run(st: Ctx, PostForm { auth, form, .. }: PostForm<op::ReadBanks>
             cq::DEBUG_TEXT_FLOOR
         ),
         ran: true,
+        ocr_status: Some(st.engine.ocr_status()),
+        ocr,
         channels,
     };
     page(views::debugger(&auth.viewer, &view, None))

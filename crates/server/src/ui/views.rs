@@ -502,6 +502,9 @@ fn match_card(viewer: &Viewer, c: &MatchCard, q: &QueueView, group_key: i64) -> 
                     dt { "Channel" } dd class="channel" { (channel_summary(&c.channel, c.channel_detail.as_ref())) }
                     dt { "Matched" } dd { (fmt_ts(c.created_at)) }
                 }
+                @if c.signal_type == "ocr_text" {
+                    p { a href=(format!("/ui/matches/{}/text", c.id)) { "OCR text beside the bank text, diffed" } }
+                }
                 @if let Some(v) = &c.video {
                     h3 { "Matched frames" }
                     (videostrip::render(v, &format!("m{}-strip", c.id)))
@@ -869,6 +872,9 @@ pub struct DebugView {
     pub hits: Vec<DebugHit>,
     pub radius_note: String,
     pub ran: bool,
+    /// OCR status and what OCR read from the upload (never stored).
+    pub ocr_status: Option<echotrace_engine::ocr::OcrStatus>,
+    pub ocr: Option<echotrace_engine::ocr::OcrReading>,
     /// What a lookup would match through every channel (robust matching).
     pub channels: Vec<echotrace_engine::robust::MatchPreview>,
 }
@@ -905,6 +911,7 @@ pub fn debugger(viewer: &Viewer, d: &DebugView, flash: Option<&Flash>) -> Markup
         @if d.ran {
             h2 { "Query signals" }
             ul { @for (t, v) in &d.query_signals { li { code { (t) } " " code class="hash" { (v) } } } }
+            @if let Some(status) = &d.ocr_status { (super::ocr::panel(status, d.ocr.as_ref())) }
             h2 { "Bank items within the search radius" }
             p class="muted" { (d.radius_note) }
             @if d.hits.is_empty() { p class="panel" { "No bank item within the radius." } }

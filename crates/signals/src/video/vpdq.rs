@@ -294,6 +294,15 @@ pub struct CroppedVpdq {
     pub share: f32,
 }
 
+/// A hashed frame shown to [`VideoHasher::hash_observed`]'s observer.
+pub struct ObservedFrame<'a> {
+    /// RGB24, `width × height × 3` bytes.
+    pub rgb: &'a [u8],
+    pub width: u32,
+    pub height: u32,
+    pub feature: &'a VpdqFeature,
+}
+
 /// Hashes videos with a located ffmpeg.
 #[derive(Clone, Debug)]
 pub struct VideoHasher {
@@ -320,7 +329,19 @@ impl VideoHasher {
         bytes: Arc<[u8]>,
         options: &VpdqOptions,
     ) -> Result<VideoSignals, VideoError> {
-        self.hash_shared_with(bytes, options, false)
+        self.hash_frames(bytes, options, false, &mut |_| {})
+    }
+
+    /// [`VideoHasher::hash_shared`], showing every hashed frame to
+    /// `observe` (RGB24 pixels, size, its feature) — how OCR picks its key
+    /// frames without a second decode.
+    pub fn hash_observed(
+        &self,
+        bytes: Arc<[u8]>,
+        options: &VpdqOptions,
+        observe: &mut dyn FnMut(ObservedFrame<'_>),
+    ) -> Result<VideoSignals, VideoError> {
+        self.hash_frames(bytes, options, false, observe)
     }
 
     /// [`VideoHasher::hash`] that also computes the border-cropped vPDQ
@@ -330,14 +351,29 @@ impl VideoHasher {
         bytes: &[u8],
         options: &VpdqOptions,
     ) -> Result<VideoSignals, VideoError> {
-        self.hash_shared_with(Arc::from(bytes), options, true)
+        self.hash_frames(Arc::from(bytes), options, true, &mut |_| {})
     }
 
-    fn hash_shared_with(
+    /// [`VideoHasher::hash_robust`] and [`VideoHasher::hash_observed`] in
+    /// one decoding pass: the rectangle vote and the observer (OCR key
+    /// frames) see the same frames.
+    pub fn hash_robust_observed(
+        &self,
+        bytes: Arc<[u8]>,
+        options: &VpdqOptions,
+        observe: &mut dyn FnMut(ObservedFrame<'_>),
+    ) -> Result<VideoSignals, VideoError> {
+        self.hash_frames(bytes, options, true, observe)
+    }
+
+    /// The one decoding pass: every sampled frame is hashed, voted on for
+    /// the content rectangle when `robust`, and shown to `observe`.
+    fn hash_frames(
         &self,
         bytes: Arc<[u8]>,
         options: &VpdqOptions,
         robust: bool,
+        observe: &mut dyn FnMut(ObservedFrame<'_>),
     ) -> Result<VideoSignals, VideoError> {
         options.validate()?;
         let digests = digests(&bytes);
@@ -370,12 +406,19 @@ impl VideoHasher {
             if let Some(v) = vote.as_mut() {
                 v.add_frame(features.len(), &buf, plan.width, plan.height, timestamp);
             }
-            features.push(VpdqFeature {
+            let feature = VpdqFeature {
                 frame_number,
                 hash: out.hash,
                 quality: out.quality,
                 timestamp,
+            };
+            observe(ObservedFrame {
+                rgb: &buf,
+                width: plan.width,
+                height: plan.height,
+                feature: &feature,
             });
+            features.push(feature);
         }
         let cropped = vote
             .and_then(|v| v.finish(plan.width, plan.height))

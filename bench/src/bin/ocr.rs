@@ -1,0 +1,503 @@
+//! OCR benchmark: recall, precision and character error rate of `ocr_text`
+//! on generated claim cards, the cost of the text-presence test on
+//! text-free photos, and per-image OCR cost (the peer, pytesseract, runs on
+//! the same images in the same run: `bench/run_ocr.sh`).
+//!
+//! `ocr [--cards N] [--out DIR] [--fixtures DIR] [--threads T]`
+//! generates N statements per language (English, Arabic), renders each as
+//! a bank card and as a re-designed query card (different font, size,
+//! width, alignment, background, logo, JPEG quality), OCRs all of them
+//! through `echotrace_signals` (isolated Tesseract), and reports:
+//! * recall: query card matches its bank card under the `ocr_text` rule;
+//! * false matches: every pair of cards with different statements;
+//! * CER per language on clean renders;
+//! * a grid of (min confidence, Jaccard threshold, min tokens) so the
+//!   defaults can be chosen from data;
+//! * presence-test cost on the fixture photos and on the cards;
+//! * OCR time per card (end to end: decode + gate + prepare + child).
+//!
+//! Query images are written to DIR (default `target/ocr-bench`) with a
+//! manifest, for the Python peer.
+
+#[path = "../../../crates/cli/tests/ocr_common/mod.rs"]
+mod cards;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use cards::{Lang, Rng};
+use echotrace_signals::content::{ContentHasher, HashOptions, OcrGate};
+use echotrace_signals::ocr::{OcrLimits, OcrWord, Reading, Tesseract};
+use echotrace_signals::text::{compare_text_with, text_signature, TextMatchRule, TextSignature};
+
+struct Card {
+    lang: Lang,
+    statement: usize,
+    role: &'static str,
+    jpeg: Vec<u8>,
+    /// The block reading (what every image gets).
+    words: Vec<OcrWord>,
+    /// Bank cards: the second, sparse reading.
+    sparse: Option<Vec<OcrWord>>,
+    /// The script group the block reading chose.
+    language: String,
+    ocr_ms: f64,
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// CPU time of the calling thread, ms.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+}
+
+/// CPU time (user + system) of all waited-for children, ms.
+fn children_cpu_ms() -> f64 {
+    // SAFETY: getrusage fills the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Re-filter the recorded words at `min_conf` into the signed text.
+fn text_at(words: &[OcrWord], min_conf: f32) -> String {
+    let mut out = String::new();
+    let mut last = None;
+    for w in words {
+        if w.confidence < min_conf || !w.text.chars().any(char::is_alphanumeric) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(if last == Some(w.line) { ' ' } else { '\n' });
+        }
+        out.push_str(&w.text);
+        last = Some(w.line);
+    }
+    out
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = arg(&args, "--cards").map_or(Ok(60), |s| s.parse())?;
+    let threads: usize = arg(&args, "--threads").map_or(Ok(2), |s| s.parse())?;
+    let timing_n: usize = arg(&args, "--timing").map_or(Ok(60), |s| s.parse())?;
+    let out_dir = PathBuf::from(arg(&args, "--out").unwrap_or_else(|| "target/ocr-bench".into()));
+    let fixtures =
+        PathBuf::from(arg(&args, "--fixtures").unwrap_or_else(|| "../shared/fixtures".into()));
+    std::fs::create_dir_all(&out_dir)?;
+    let tmp = out_dir.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    let tess = Tesseract::locate(std::path::Path::new("tesseract"), OcrLimits::default())?;
+    eprintln!("{} languages {:?}", tess.version(), tess.languages());
+    let photos = cards::photos(&fixtures);
+
+    // Statements and designs (deterministic).
+    let mut rng = Rng::new(18);
+    let mut jobs = Vec::new();
+    for lang in [Lang::En, Lang::Ar] {
+        let mut seen = std::collections::HashSet::new();
+        let mut k = 0;
+        while k < n {
+            let s = cards::statement(lang, &mut rng);
+            if !seen.insert(s.clone()) {
+                continue;
+            }
+            let bank = cards::design(lang, &mut rng, photos.len());
+            let mut query = cards::design(lang, &mut rng, photos.len());
+            while query.font == bank.font {
+                query = cards::design(lang, &mut rng, photos.len());
+            }
+            jobs.push((lang, k, s, bank, query));
+            k += 1;
+        }
+    }
+    let statements: Vec<(Lang, String)> = jobs.iter().map(|j| (j.0, j.2.clone())).collect();
+
+    // Render + OCR on `threads` workers.
+    let next = AtomicUsize::new(0);
+    let done: Mutex<Vec<Card>> = Mutex::new(Vec::new());
+    let opts = HashOptions::default();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (jobs, next, done, tess, photos, tmp, opts) = (
+                &jobs,
+                &next,
+                &done,
+                &tess,
+                &photos,
+                tmp.join(format!("w{t}")),
+                &opts,
+            );
+            s.spawn(move || {
+                let _ = std::fs::create_dir_all(&tmp);
+                let mut hasher = ContentHasher::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((lang, k, text, bank, query)) = jobs.get(i) else {
+                        break;
+                    };
+                    for (role, design) in [("bank", bank), ("query", query)] {
+                        let jpeg = cards::render_card(text, *lang, design, photos, &tmp);
+                        let t0 = Instant::now();
+                        let hashed = hasher
+                            .hash_deferred(&jpeg, opts, Some(OcrGate::Always))
+                            .ok();
+                        let input = hashed.and_then(|h| h.ocr_inputs.into_iter().next());
+                        let block = input.as_ref().and_then(|i| tess.recognize(i).ok());
+                        let ocr_ms = t0.elapsed().as_secs_f64() * 1e3;
+                        let language = block
+                            .as_ref()
+                            .map(|b| b.language.clone())
+                            .unwrap_or_default();
+                        let sparse = match (role, &input) {
+                            ("bank", Some(input)) if !language.is_empty() => tess
+                                .recognize_as(input, &language, Reading::Sparse)
+                                .ok()
+                                .map(|o| o.words),
+                            _ => None,
+                        };
+                        if let Ok(mut d) = done.lock() {
+                            d.push(Card {
+                                lang: *lang,
+                                statement: i,
+                                role,
+                                jpeg,
+                                words: block.map(|o| o.words).unwrap_or_default(),
+                                sparse,
+                                language,
+                                ocr_ms,
+                            });
+                        }
+                    }
+                    if k % 20 == 0 {
+                        eprintln!("{lang:?} {k}");
+                    }
+                }
+            });
+        }
+    });
+    let mut cards_done = done.into_inner().unwrap_or_default();
+    cards_done.sort_by_key(|c| (c.statement, c.role));
+
+    // The card images, for the peer and for inspection.
+    for c in &cards_done {
+        let name = format!("{}-{}.jpg", c.statement, c.role);
+        std::fs::write(out_dir.join(&name), &c.jpeg)?;
+    }
+    let mut read = String::new();
+    for c in &cards_done {
+        read.push_str(&format!(
+            "{}-{}\t{}\n",
+            c.statement,
+            c.role,
+            text_at(&c.words, 40.0).replace('\n', " / ")
+        ));
+        if let Some(sparse) = &c.sparse {
+            read.push_str(&format!(
+                "{}-{}-sparse\t{}\n",
+                c.statement,
+                c.role,
+                text_at(sparse, 40.0).replace('\n', " / ")
+            ));
+        }
+    }
+    std::fs::write(out_dir.join("ocr-read.tsv"), read)?;
+    let truth: String = statements
+        .iter()
+        .enumerate()
+        .map(|(i, (_, s))| format!("{i}\t{s}\n"))
+        .collect();
+    std::fs::write(out_dir.join("statements.tsv"), truth)?;
+
+    // Grid over the signing rule: minimum confidence, Jaccard threshold,
+    // minimum tokens, and whether bank cards keep their second (sparse)
+    // reading. A bank card matches a query card when the query's block
+    // reading matches any of the bank card's readings; a pair of cards with
+    // different statements is a false match when either card, as a query,
+    // matches the other as a bank entry.
+    let mut grid = Vec::new();
+    for min_conf in [0.0f32, 40.0, 60.0] {
+        let signed: Vec<Vec<(TextSignature, usize)>> = cards_done
+            .iter()
+            .map(|c| {
+                std::iter::once(&c.words)
+                    .chain(c.sparse.as_ref())
+                    .map(|w| {
+                        let t = text_at(w, min_conf);
+                        (text_signature(&t), echotrace_signals::ocr::token_count(&t))
+                    })
+                    .collect()
+            })
+            .collect();
+        for jaccard in [0.2, 0.25, 0.3, 0.35, 0.4, 0.5] {
+            let rule = TextMatchRule {
+                jaccard,
+                ..TextMatchRule::default()
+            };
+            // The generator's own check: different statements' true texts
+            // must not match each other as typed text under this rule.
+            let truth: Vec<TextSignature> =
+                statements.iter().map(|(_, t)| text_signature(t)).collect();
+            let mut truth_pairs_matching = 0usize;
+            for i in 0..truth.len() {
+                for j in i + 1..truth.len() {
+                    truth_pairs_matching += usize::from(
+                        compare_text_with(&truth[i], &truth[j], &rule)
+                            .map(|c| c.is_match)
+                            .unwrap_or(false),
+                    );
+                }
+            }
+            for min_tokens in [4usize, 6, 8] {
+                for second_reading in [false, true] {
+                    let m = |q: &(TextSignature, usize), b: &(TextSignature, usize)| {
+                        q.1 >= min_tokens
+                            && b.1 >= min_tokens
+                            && compare_text_with(&q.0, &b.0, &rule)
+                                .map(|c| c.is_match)
+                                .unwrap_or(false)
+                    };
+                    let readings = if second_reading { 2 } else { 1 };
+                    let finds = |q: usize, b: usize| {
+                        signed[b].iter().take(readings).any(|r| m(&signed[q][0], r))
+                    };
+                    let mut hit = [0usize; 2];
+                    let mut total = [0usize; 2];
+                    let mut false_matches = 0usize;
+                    let mut pairs = 0usize;
+                    let mut false_examples = Vec::new();
+                    for i in 0..cards_done.len() {
+                        for j in i + 1..cards_done.len() {
+                            let (a, b) = (&cards_done[i], &cards_done[j]);
+                            if a.statement == b.statement {
+                                let (q, bk) = if a.role == "query" { (i, j) } else { (j, i) };
+                                let li = usize::from(a.lang == Lang::Ar);
+                                total[li] += 1;
+                                hit[li] += usize::from(finds(q, bk));
+                            } else {
+                                pairs += 1;
+                                let f = finds(i, j) || finds(j, i);
+                                false_matches += usize::from(f);
+                                if f && false_examples.len() < 5 {
+                                    false_examples.push(format!(
+                                        "{}-{} ~ {}-{}",
+                                        a.statement, a.role, b.statement, b.role
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    grid.push(serde_json::json!({
+                        "min_conf": min_conf, "jaccard": jaccard, "min_tokens": min_tokens,
+                        "second_reading": second_reading,
+                        "recall_en": hit[0] as f64 / total[0].max(1) as f64,
+                        "recall_ar": hit[1] as f64 / total[1].max(1) as f64,
+                        "false_matches": false_matches, "pairs": pairs,
+                        "false_examples": false_examples,
+                        "truth_pairs_matching": truth_pairs_matching,
+                    }));
+                }
+            }
+        }
+    }
+    let languages_chosen = cards_done.iter().fold(
+        std::collections::BTreeMap::<String, usize>::new(),
+        |mut m, c| {
+            *m.entry(format!("{:?}->{}", c.lang, c.language))
+                .or_default() += 1;
+            m
+        },
+    );
+
+    // CER on clean renders (one font per language, default confidence rule).
+    let mut cer = [Vec::new(), Vec::new()];
+    let mut hasher = ContentHasher::new();
+    for (i, (lang, text)) in statements.iter().enumerate().step_by(3) {
+        let font = if *lang == Lang::Ar {
+            cards::AR_FONTS[i % 3]
+        } else {
+            cards::EN_FONTS[i % 4]
+        };
+        let png = cards::render_clean(text, *lang, font, &tmp);
+        let Ok(h) = hasher.hash_deferred(&png, &opts, Some(OcrGate::Always)) else {
+            continue;
+        };
+        let words = h
+            .ocr_inputs
+            .first()
+            .and_then(|input| tess.recognize(input).ok())
+            .map(|o| o.words)
+            .unwrap_or_default();
+        let read = text_at(&words, 0.0).replace('\n', " ");
+        cer[usize::from(*lang == Lang::Ar)].push(cards::cer(text, &read));
+    }
+    let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+
+    // Presence test: CPU time and firing on text-free images (the fixture
+    // photos, and frames of the fixture videos), and firing on every card.
+    let frames_dir = out_dir.join("frames");
+    let _ = std::fs::create_dir_all(&frames_dir);
+    if let Ok(rd) = std::fs::read_dir(fixtures.join("vpdq/videos")) {
+        for e in rd.flatten() {
+            let stem = e
+                .path()
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string());
+            let Some(stem) = stem else { continue };
+            let _ = std::process::Command::new("ffmpeg")
+                .args(["-loglevel", "error", "-y", "-i"])
+                .arg(e.path())
+                .args([
+                    "-vf",
+                    "select='not(mod(n\\,60))'",
+                    "-vsync",
+                    "vfr",
+                    "-frames:v",
+                    "3",
+                ])
+                .arg(frames_dir.join(format!("{stem}_%d.png")))
+                .status();
+        }
+    }
+    let mut text_free: Vec<(&str, PathBuf)> = Vec::new();
+    for dir in ["bridge-mods", "labelme", "dih", "exif-rotn"] {
+        if let Ok(rd) = std::fs::read_dir(fixtures.join("pdq/images").join(dir)) {
+            text_free.extend(rd.flatten().map(|e| ("photo", e.path())));
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(&frames_dir) {
+        text_free.extend(rd.flatten().map(|e| ("frame", e.path())));
+    }
+    text_free.sort();
+    let mut presence_cpu_ms = Vec::new();
+    let mut fired = std::collections::BTreeMap::<&str, (usize, usize)>::new();
+    let mut fired_names = Vec::new();
+    for (kind, path) in &text_free {
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        let Ok(img) = echotrace_signals::decode::decode_image(
+            &bytes,
+            &Default::default(),
+            &Default::default(),
+        ) else {
+            continue;
+        };
+        let t0 = thread_cpu_ms();
+        let mut p = echotrace_signals::ocr::text_presence(&img.rgb, img.width, img.height);
+        for _ in 0..19 {
+            p = echotrace_signals::ocr::text_presence(&img.rgb, img.width, img.height);
+        }
+        presence_cpu_ms.push((thread_cpu_ms() - t0) / 20.0);
+        let e = fired.entry(kind).or_default();
+        e.0 += usize::from(p.likely);
+        e.1 += 1;
+        if p.likely {
+            fired_names.push(path.display().to_string());
+        }
+    }
+    let mut card_fired = [0usize; 2];
+    let mut card_total = [0usize; 2];
+    for c in &cards_done {
+        if let Ok(img) = echotrace_signals::decode::decode_image(
+            &c.jpeg,
+            &Default::default(),
+            &Default::default(),
+        ) {
+            let li = usize::from(c.lang == Lang::Ar);
+            card_total[li] += 1;
+            card_fired[li] += usize::from(
+                echotrace_signals::ocr::text_presence(&img.rgb, img.width, img.height).likely,
+            );
+        }
+    }
+
+    // Per-image OCR cost, one image at a time (the peer does the same on
+    // the same images right after): wall time end to end (decode, gate,
+    // prepare, isolated child, parse) and the child's CPU time.
+    let timing: Vec<&Card> = cards_done
+        .iter()
+        .filter(|c| c.role == "query")
+        .take(timing_n)
+        .collect();
+    let mut e2e_ms = Vec::new();
+    let mut timing_list = String::new();
+    let child_cpu0 = children_cpu_ms();
+    for c in &timing {
+        let t0 = Instant::now();
+        let mut runs = Vec::new();
+        if let Ok(h) = hasher.hash_deferred(&c.jpeg, &opts, Some(OcrGate::Always)) {
+            if let Some(input) = h.ocr_inputs.into_iter().next() {
+                if let Ok(out) = tess.recognize(&input) {
+                    // The runs recognize made: groups up to the accepted one,
+                    // or all of them when none was accepted.
+                    let accepted =
+                        out.mean_confidence() >= echotrace_signals::ocr::ACCEPT_CONFIDENCE;
+                    for g in tess.script_groups() {
+                        runs.push(g.clone());
+                        if accepted && *g == out.language {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        e2e_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        timing_list.push_str(&format!(
+            "{}-{}.jpg\t{}\t{}\n",
+            c.statement,
+            c.role,
+            tess.languages().join("+"),
+            runs.join(",")
+        ));
+    }
+    let child_cpu_ms = (children_cpu_ms() - child_cpu0) / timing.len().max(1) as f64;
+    std::fs::write(out_dir.join("timing.tsv"), timing_list)?;
+    let photo_ocr_share = fired.values().map(|v| v.0).sum::<usize>() as f64
+        / fired.values().map(|v| v.1).sum::<usize>().max(1) as f64;
+
+    let report = serde_json::json!({
+        "cards": cards_done.len(),
+        "statements_per_language": n,
+        "tesseract": tess.version(),
+        "ocr_ms_median_parallel_run": median(cards_done.iter().map(|c| c.ocr_ms).collect()),
+        "timing_images": timing.len(),
+        "ocr_e2e_ms_median": median(e2e_ms.clone()),
+        "ocr_e2e_ms_mean": e2e_ms.iter().sum::<f64>() / e2e_ms.len().max(1) as f64,
+        "ocr_child_cpu_ms_mean": child_cpu_ms,
+        "cer_en": mean(&cer[0]), "cer_ar": mean(&cer[1]),
+        "cer_samples": [cer[0].len(), cer[1].len()],
+        "presence_cpu_ms_median": median(presence_cpu_ms.clone()),
+        "presence_cpu_ms_max": presence_cpu_ms.iter().cloned().fold(0.0, f64::max),
+        "presence_fired_text_free": fired.iter().map(|(k, v)| (k.to_string(), format!("{}/{}", v.0, v.1))).collect::<std::collections::BTreeMap<_, _>>(),
+        "presence_fired_names": fired_names,
+        "presence_cards_fired_en": format!("{}/{}", card_fired[0], card_total[0]),
+        "presence_cards_fired_ar": format!("{}/{}", card_fired[1], card_total[1]),
+        "added_ms_per_text_free_image": median(presence_cpu_ms.clone()) + photo_ocr_share * child_cpu_ms,
+        "languages_chosen": languages_chosen,
+        "grid": grid,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}

@@ -1,0 +1,797 @@
+//! OCR through the interfaces people use (issue 18), on generated benign
+//! claim cards (`ocr_common`: Pango-rendered English and Arabic
+//! statements, several fonts, sizes, backgrounds, logos, JPEG q30–90).
+//!
+//! * CLI: `echotrace hash --ocr --json`, `echotrace compare --type ocr A B`,
+//!   hostile images (a huge noisy page, a 1×100000 strip, a page of tiny
+//!   glyphs) each ending within the time limit with a clear result or a
+//!   clear error.
+//! * HTTP (`echotrace serve`, SQLite and PostgreSQL): `/readyz` reports
+//!   OCR; bank cards get `ocr_text`; re-designed cards match their bank
+//!   card through `ocr_text` (a CI-sized subset of the bench's ≥ 500-card
+//!   run); other statements' cards never match; typed text ↔ OCR text
+//!   both ways; a text-free photo gets no OCR; 16 concurrent OCR lookups
+//!   all answer and the server's peak memory stays bounded.
+//!
+//! Needs Debian `tesseract-ocr tesseract-ocr-ara pango1.0-tools
+//! fonts-dejavu-core fonts-noto-core fonts-hosny-amiri` (`.ci/run` installs
+//! them); without them these tests FAIL, they never skip.
+
+mod common;
+mod ocr_common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use echotrace_store::both_backends;
+use echotrace_store::testing::TestDb;
+use ocr_common::{Background, Design, Lang, Rng};
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+
+fn fixtures() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    assert!(
+        p.is_dir(),
+        "{} is missing: the suite needs ../shared/fixtures",
+        p.display()
+    );
+    p
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("et-ocr-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_echotrace"))
+}
+
+fn design(font: &str, size: u32, width: u32, bg: Background, logo: bool, q: u8) -> Design {
+    Design {
+        font: font.into(),
+        size_pt: size,
+        width,
+        align: "center",
+        background: bg,
+        logo,
+        quality: q,
+    }
+}
+
+/// Bank design / re-designed query design of one language.
+fn designs(lang: Lang) -> (Design, Design) {
+    match lang {
+        Lang::En => (
+            design(
+                "DejaVu Serif",
+                26,
+                960,
+                Background::Plain([250, 248, 240]),
+                true,
+                85,
+            ),
+            design("Noto Sans", 20, 760, Background::Photo(0), false, 45),
+        ),
+        Lang::Ar => (
+            design(
+                "Amiri",
+                28,
+                960,
+                Background::Gradient([230, 235, 245], [205, 215, 230]),
+                true,
+                80,
+            ),
+            design(
+                "Noto Naskh Arabic",
+                24,
+                820,
+                Background::Plain([25, 30, 45]),
+                false,
+                50,
+            ),
+        ),
+    }
+}
+
+fn statements(lang: Lang, n: usize, seed: u64) -> Vec<String> {
+    let mut rng = Rng::new(seed);
+    let mut out: Vec<String> = Vec::new();
+    while out.len() < n {
+        let s = ocr_common::statement(lang, &mut rng);
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write card");
+    p
+}
+
+fn run_json(cmd: &mut Command) -> (bool, Value, String) {
+    let out = cmd.output().expect("run echotrace");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let v = serde_json::from_str(stdout.lines().next().unwrap_or("null")).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        v,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// An MP4 (H.264, 5 fps) of one second of plain grey, then three seconds
+/// of `card`: a scene change onto a text card, as a video re-post of a
+/// claim card looks. Made by ffmpeg from the card image.
+fn card_video(card_jpeg: &[u8], dir: &Path, name: &str) -> Vec<u8> {
+    let img = image::load_from_memory(card_jpeg).expect("card decodes");
+    // Even sides for yuv420p.
+    let (w, h) = (img.width() & !1, img.height() & !1);
+    let still = write(dir, &format!("{name}.png"), &{
+        let mut png = Vec::new();
+        img.crop_imm(0, 0, w, h)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("png");
+        png
+    });
+    let out = dir.join(format!("{name}.mp4"));
+    let status = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("color=c=gray:s={w}x{h}:d=1:r=5"))
+        .args(["-loop", "1", "-t", "3", "-r", "5", "-i"])
+        .arg(&still)
+        .args([
+            "-filter_complex",
+            "[0:v][1:v]concat=n=2:v=1[v]",
+            "-map",
+            "[v]",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg (apt-get install ffmpeg)");
+    assert!(status.success(), "ffmpeg failed to make the test video");
+    std::fs::read(&out).expect("video written")
+}
+
+/// A one-page PDF whose only content is `jpeg` drawn full-page: no text
+/// layer, as a scanned magazine page is. Hand-written PDF 1.4 (catalog,
+/// pages, page, content stream, DCTDecode image XObject, xref).
+fn image_only_pdf(jpeg: &[u8]) -> Vec<u8> {
+    let img = image::load_from_memory(jpeg).expect("jpeg decodes");
+    let (w, h) = (img.width(), img.height());
+    let content = format!("q {w} 0 0 {h} 0 0 cm /Im0 Do Q");
+    let mut objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {w} {h}] \
+             /Resources << /XObject << /Im0 5 0 R >> >> /Contents 4 0 R >>"
+        )
+        .into_bytes(),
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        )
+        .into_bytes(),
+    ];
+    let mut image_obj = format!(
+        "<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /ColorSpace /DeviceRGB \
+         /BitsPerComponent 8 /Filter /DCTDecode /Length {} >>\nstream\n",
+        jpeg.len()
+    )
+    .into_bytes();
+    image_obj.extend_from_slice(jpeg);
+    image_obj.extend_from_slice(b"\nendstream");
+    objects.push(image_obj);
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        pdf.extend_from_slice(body);
+        pdf.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for o in offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+/// Share of `text`'s words found in `read` (lower-cased, punctuation trimmed).
+fn words_found(text: &str, read: &str) -> f64 {
+    let read = read.to_lowercase();
+    let expected: Vec<String> = text
+        .to_lowercase()
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let found = expected
+        .iter()
+        .filter(|w| read.contains(w.as_str()))
+        .count();
+    found as f64 / expected.len().max(1) as f64
+}
+
+#[test]
+fn hash_ocr_reads_video_key_frames_and_scanned_pdf_pages() {
+    let tmp = tmpdir("media");
+    let photos = ocr_common::photos(&fixtures());
+    for lang in [Lang::En, Lang::Ar] {
+        let text = &statements(lang, 1, 41)[0];
+        let (bank, _) = designs(lang);
+        let card = ocr_common::render_card(text, lang, &bank, &photos, &tmp);
+        // Video: vpdq plus the key frames' ocr_text.
+        let video = write(
+            &tmp,
+            &format!("{lang:?}.mp4"),
+            &card_video(&card, &tmp, &format!("{lang:?}-v")),
+        );
+        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&video));
+        assert!(ok, "hash --ocr video failed: {err}");
+        let sigs = v["signals"].as_array().expect("signals");
+        let types: Vec<&str> = sigs
+            .iter()
+            .map(|s| s["type"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            types,
+            ["vpdq", "ocr_text", "md5", "sha256"],
+            "{lang:?} video: {v}"
+        );
+        let read = sigs[1]["ocr"]["text"].as_str().unwrap_or("");
+        assert!(
+            words_found(text, read) >= 0.7,
+            "{lang:?} video read {read:?} of {text:?}"
+        );
+        // A scanned page: a PDF with no text layer, only the card image.
+        let pdf = write(&tmp, &format!("{lang:?}.pdf"), &image_only_pdf(&card));
+        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&pdf));
+        assert!(ok, "hash --ocr pdf failed: {err}");
+        let sigs = v["signals"].as_array().expect("signals");
+        let types: Vec<&str> = sigs
+            .iter()
+            .map(|s| s["type"].as_str().unwrap_or(""))
+            .collect();
+        assert!(
+            !types.contains(&"text_minhash"),
+            "the PDF has no text layer: {v}"
+        );
+        let ocr = sigs
+            .iter()
+            .find(|s| s["type"] == json!("ocr_text"))
+            .unwrap_or_else(|| panic!("{lang:?} scanned PDF got no ocr_text: {v}"));
+        let read = ocr["ocr"]["text"].as_str().unwrap_or("");
+        assert!(
+            words_found(text, read) >= 0.7,
+            "{lang:?} PDF read {read:?} of {text:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn hash_ocr_reads_english_and_arabic_cards() {
+    let tmp = tmpdir("hash");
+    let photos = ocr_common::photos(&fixtures());
+    for (lang, words) in [
+        (Lang::En, ["weather", "degrees"]),
+        (Lang::Ar, ["طقس", "درجة"]),
+    ] {
+        let mut rng = Rng::new(7);
+        // A weather report (kind 1) in each language.
+        let text = loop {
+            let s = ocr_common::statement(lang, &mut rng);
+            if s.contains(words[1]) || s.to_lowercase().contains(words[1]) {
+                break s;
+            }
+        };
+        let (bank, _) = designs(lang);
+        let card = ocr_common::render_card(&text, lang, &bank, &photos, &tmp);
+        let path = write(&tmp, &format!("{lang:?}.jpg"), &card);
+        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&path));
+        assert!(ok, "hash --ocr failed: {err}");
+        let types: Vec<&str> = v["signals"]
+            .as_array()
+            .expect("signals")
+            .iter()
+            .map(|s| s["type"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(types, ["pdq", "ocr_text", "md5", "sha256"], "{v}");
+        let ocr = &v["signals"][1];
+        assert!(ocr["value"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("text_minhash:v1:"));
+        let read = ocr["ocr"]["text"].as_str().unwrap_or("").to_lowercase();
+        // Most of the statement's words are read back.
+        let expected: Vec<String> = text
+            .to_lowercase()
+            .split_whitespace()
+            .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_string())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let found = expected
+            .iter()
+            .filter(|w| read.contains(w.as_str()))
+            .count();
+        assert!(
+            found * 10 >= expected.len() * 7,
+            "{lang:?}: OCR read {read:?}; only {found} of {} words of {text:?}",
+            expected.len()
+        );
+        assert!(
+            ocr["ocr"]["mean_confidence"].as_f64().unwrap_or(0.0) > 50.0,
+            "{ocr}"
+        );
+        assert!(ocr["ocr"]["kept"].as_u64().unwrap_or(0) >= 6, "{ocr}");
+    }
+    // No text, no ocr_text (and no failure).
+    let flat = image::RgbImage::from_fn(600, 400, |x, y| {
+        image::Rgb([(x / 3) as u8, (y / 2) as u8, 128])
+    });
+    let mut png = Vec::new();
+    flat.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("png");
+    let path = write(&tmp, "flat.png", &png);
+    let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&path));
+    assert!(ok, "{err}");
+    assert!(
+        !v.to_string().contains("ocr_text"),
+        "a text-free image got an ocr_text: {v}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn compare_type_ocr_matches_redesigned_cards_only() {
+    let tmp = tmpdir("compare");
+    let photos = ocr_common::photos(&fixtures());
+    for lang in [Lang::En, Lang::Ar] {
+        let texts = statements(lang, 2, 99);
+        let (bank, query) = designs(lang);
+        let a = write(
+            &tmp,
+            &format!("{lang:?}-a-bank.jpg"),
+            &ocr_common::render_card(&texts[0], lang, &bank, &photos, &tmp),
+        );
+        let a2 = write(
+            &tmp,
+            &format!("{lang:?}-a-query.jpg"),
+            &ocr_common::render_card(&texts[0], lang, &query, &photos, &tmp),
+        );
+        let b2 = write(
+            &tmp,
+            &format!("{lang:?}-b-query.jpg"),
+            &ocr_common::render_card(&texts[1], lang, &query, &photos, &tmp),
+        );
+        let (ok, v, err) = run_json(
+            bin()
+                .args(["compare", "--type", "ocr", "--json"])
+                .arg(&a)
+                .arg(&a2),
+        );
+        assert!(ok, "{err}");
+        assert_eq!(v["match"], json!(true), "{lang:?} same statement: {v}");
+        assert!(
+            v["a"]["text"].is_string() && v["b"]["text"].is_string(),
+            "{v}"
+        );
+        let (ok, v, err) = run_json(
+            bin()
+                .args(["compare", "--type", "ocr", "--json"])
+                .arg(&a)
+                .arg(&b2),
+        );
+        assert!(ok, "{err}");
+        assert_eq!(
+            v["match"],
+            json!(false),
+            "{lang:?} different statements: {v}"
+        );
+        // Typed text against OCR text.
+        let typed = write(&tmp, &format!("{lang:?}.txt"), texts[0].as_bytes());
+        let (ok, v, err) = run_json(
+            bin()
+                .args(["compare", "--type", "ocr", "--json"])
+                .arg(&typed)
+                .arg(&a2),
+        );
+        assert!(ok, "{err}");
+        assert_eq!(v["match"], json!(true), "{lang:?} typed vs OCR: {v}");
+    }
+    // Bad operand: a clear error, exit 2.
+    let out = bin()
+        .args([
+            "compare",
+            "--type",
+            "ocr",
+            "/nonexistent/a.jpg",
+            "also-missing",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!out.stderr.is_empty());
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn hostile_images_end_within_the_time_limit() {
+    let tmp = tmpdir("hostile");
+    // A huge noisy page.
+    let mut x: u32 = 12345;
+    let noise = image::GrayImage::from_fn(5000, 5000, |_, _| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        image::Luma([(x & 0xff) as u8])
+    });
+    let mut png = Vec::new();
+    noise
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("png");
+    let noisy = write(&tmp, "noise.png", &png);
+    // A 1×100000 strip (refused by the decoder's side limit) and a
+    // 1×60000 one (decoded, too thin to hold text: not OCRed).
+    let mut strips = Vec::new();
+    for h in [100_000u32, 60_000] {
+        let strip = image::GrayImage::from_fn(1, h, |_, y| image::Luma([(y % 2 * 255) as u8]));
+        let mut png = Vec::new();
+        strip
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("png");
+        strips.push(write(&tmp, &format!("strip{h}.png"), &png));
+    }
+    // A page full of tiny glyphs.
+    let words = "tiny glyph text ".repeat(1500);
+    let glyphs = ocr_common::pango(
+        &words,
+        Lang::En,
+        "DejaVu Sans",
+        3,
+        2400,
+        "left",
+        "#000000",
+        &tmp,
+    );
+    let mut page =
+        image::RgbImage::from_pixel(glyphs.width(), glyphs.height(), image::Rgb([255, 255, 255]));
+    for (x, y, p) in glyphs.enumerate_pixels() {
+        if p[3] > 128 {
+            page.put_pixel(x, y, image::Rgb([0, 0, 0]));
+        }
+    }
+    let mut png = Vec::new();
+    page.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("png");
+    let tiny = write(&tmp, "tiny.png", &png);
+
+    for (name, path) in [
+        ("noise", &noisy),
+        ("strip 1x100000", &strips[0]),
+        ("strip 1x60000", &strips[1]),
+        ("tiny", &tiny),
+    ] {
+        let started = Instant::now();
+        let out = bin()
+            .args(["hash", "--ocr", "--ocr-timeout-secs", "3", "--json"])
+            .arg(path)
+            .output()
+            .expect("run");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(20), "{name}: took {took:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            let v: Value = serde_json::from_slice(&out.stdout).expect("JSON line");
+            assert!(v["signals"].is_array(), "{name}: {v}");
+            if name.starts_with("strip") {
+                assert!(!v.to_string().contains("ocr_text"), "{name}: {v}");
+            }
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+            let clear = stderr.contains("OCR") || stderr.contains("limit");
+            assert!(clear, "{name}: unclear error {stderr:?}");
+            assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+        }
+        eprintln!(
+            "hostile {name}: {took:?}, exit {:?}, {}",
+            out.status.code(),
+            stderr.trim()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+// ----- HTTP ----------------------------------------------------------------
+
+both_backends!(ocr_lookups_over_http);
+
+/// Peak resident memory of a process (VmHWM), KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn multipart(file: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let boundary = "----echotrace-ocr-test-boundary";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\ncontent-disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\ncontent-disposition: form-data; name=\"file\"; filename=\"card.jpg\"\r\ncontent-type: image/jpeg\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn upload(
+    client: &Client,
+    key: &str,
+    url: String,
+    file: &[u8],
+    fields: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let (ct, body) = multipart(file, fields);
+    let resp = client
+        .post(url)
+        .bearer_auth(key)
+        .header("content-type", ct)
+        .body(body)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .expect("request");
+    let s = resp.status();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_json(client: &Client, key: &str, url: String, body: Value) -> (StatusCode, Value) {
+    let resp = client
+        .post(url)
+        .bearer_auth(key)
+        .json(&body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("request");
+    let s = resp.status();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn matched_via(v: &Value, content_id: i64, signal: &str) -> bool {
+    v["matches"].as_array().is_some_and(|ms| {
+        ms.iter()
+            .any(|m| m["content_id"] == json!(content_id) && m["signal_type"] == json!(signal))
+    })
+}
+
+async fn ocr_lookups_over_http(db: &TestDb) {
+    let server = common::Server::spawn(&db.url, &["--ocr-workers", "2"]).await;
+    let (base, key) = (server.base.clone(), server.admin.clone());
+    let client = Client::new();
+    let tmp = tmpdir(&format!("http-{}", db.url.len()));
+    let photos = ocr_common::photos(&fixtures());
+
+    // /readyz says OCR is on, and which languages.
+    let ready: Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["ocr"]["enabled"], json!(true), "{ready}");
+    assert!(
+        ready["ocr"]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ara+eng"),
+        "{ready}"
+    );
+
+    let (s, v) = post_json(
+        &client,
+        &key,
+        format!("{base}/v1/banks"),
+        json!({"name": "cards"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+
+    // Bank cards: 3 statements per language, plus 3 others per language
+    // that are never banked (precision).
+    let per_lang = 3;
+    let mut banked: Vec<(Lang, String, i64)> = Vec::new();
+    let mut others: Vec<(Lang, String)> = Vec::new();
+    for (lang, seed) in [(Lang::En, 1801), (Lang::Ar, 1802)] {
+        let texts = statements(lang, 2 * per_lang, seed);
+        let (bank, _) = designs(lang);
+        for t in &texts[..per_lang] {
+            let card = ocr_common::render_card(t, lang, &bank, &photos, &tmp);
+            let (s, v) = upload(
+                &client,
+                &key,
+                format!("{base}/v1/banks/cards/content"),
+                &card,
+                &[("labels", "card")],
+            )
+            .await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+            let has_ocr = v["signals"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|s| s["signal_type"] == json!("ocr_text")));
+            assert!(has_ocr, "bank card got no ocr_text: {v}");
+            banked.push((lang, t.clone(), v["id"].as_i64().expect("content id")));
+        }
+        for t in &texts[per_lang..] {
+            others.push((lang, t.clone()));
+        }
+    }
+
+    // Re-designed cards match their bank card through ocr_text.
+    let mut hits = [0usize; 2];
+    for (lang, text, id) in &banked {
+        let (_, query) = designs(*lang);
+        let card = ocr_common::render_card(text, *lang, &query, &photos, &tmp);
+        let (s, v) = upload(&client, &key, format!("{base}/v1/lookup"), &card, &[]).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let ok = matched_via(&v, *id, "ocr_text");
+        hits[usize::from(*lang == Lang::Ar)] += usize::from(ok);
+        if !ok {
+            eprintln!("{lang:?} re-designed card missed item {id}: {v}");
+        }
+    }
+    eprintln!(
+        "HTTP subset recall: en {}/{per_lang}, ar {}/{per_lang}",
+        hits[0], hits[1]
+    );
+    // The subset's share of the bench targets (≥ 95 % English, ≥ 90 %
+    // Arabic, measured on ≥ 500 cards in bench/run_ocr.sh): every English
+    // card, and all but one Arabic card of three.
+    assert_eq!(hits[0], per_lang, "English recall on the subset");
+    assert!(
+        hits[1] + 1 >= per_lang,
+        "Arabic recall on the subset: {}/{per_lang}",
+        hits[1]
+    );
+
+    // Other statements' cards never match.
+    for (lang, text) in &others {
+        let (_, query) = designs(*lang);
+        let card = ocr_common::render_card(text, *lang, &query, &photos, &tmp);
+        let (s, v) = upload(&client, &key, format!("{base}/v1/lookup"), &card, &[]).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            v["matches"],
+            json!([]),
+            "{lang:?} unrelated card matched: {v}"
+        );
+    }
+
+    // Typed text finds the card (typed → OCR) ...
+    let (lang, text, id) = &banked[per_lang];
+    let (s, v) = post_json(
+        &client,
+        &key,
+        format!("{base}/v1/lookup"),
+        json!({"text": text}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        matched_via(&v, *id, "ocr_text"),
+        "{lang:?} typed text did not find the card: {v}"
+    );
+    // ... and a card finds typed bank text (OCR → typed).
+    let typed_statement = &others[0].1;
+    let (s, v) = post_json(
+        &client,
+        &key,
+        format!("{base}/v1/banks/cards/content"),
+        json!({"text": typed_statement}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let typed_id = v["id"].as_i64().expect("id");
+    let (_, query) = designs(others[0].0);
+    let card = ocr_common::render_card(typed_statement, others[0].0, &query, &photos, &tmp);
+    let (s, v) = upload(&client, &key, format!("{base}/v1/lookup"), &card, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        matched_via(&v, typed_id, "ocr_text"),
+        "card did not find typed bank text: {v}"
+    );
+
+    // A video carrying the re-designed card (key frames are OCRed) and a
+    // scanned PDF page of it (no text layer: rendered and OCRed) find the
+    // bank card through ocr_text.
+    for (kind, (lang, text, id)) in [("video", &banked[0]), ("pdf", &banked[per_lang + 1])] {
+        let (_, query) = designs(*lang);
+        let card = ocr_common::render_card(text, *lang, &query, &photos, &tmp);
+        let bytes = if kind == "video" {
+            card_video(&card, &tmp, &format!("http-{lang:?}"))
+        } else {
+            image_only_pdf(&card)
+        };
+        let (s, v) = upload(&client, &key, format!("{base}/v1/lookup"), &bytes, &[]).await;
+        assert_eq!(s, StatusCode::OK, "{kind}: {v}");
+        assert!(
+            matched_via(&v, *id, "ocr_text"),
+            "{lang:?} {kind} of the card did not find it: {v}"
+        );
+    }
+
+    // A text-free photo is not OCRed (the presence test), and still matches by PDQ.
+    let photo = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).expect("fixture");
+    let (s, v) = upload(&client, &key, format!("{base}/v1/lookup"), &photo, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        !v.to_string().contains("ocr_text"),
+        "text-free photo got OCR: {v}"
+    );
+
+    // 16 concurrent OCR lookups: all answer, memory stays bounded.
+    let before = peak_rss_kib(server.child.id());
+    // A small card (fewer pixels, quicker OCR) of the first statement.
+    let small = Design {
+        width: 560,
+        size_pt: 16,
+        ..designs(banked[0].0).1
+    };
+    let card = ocr_common::render_card(&banked[0].1, banked[0].0, &small, &photos, &tmp);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, base, key, card) = (client.clone(), base.clone(), key.clone(), card.clone());
+        tasks.push(tokio::spawn(async move {
+            upload(&client, &key, format!("{base}/v1/lookup"), &card, &[]).await
+        }));
+    }
+    for t in tasks {
+        let (s, v) = t.await.expect("task");
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(matched_via(&v, banked[0].2, "ocr_text"), "{v}");
+    }
+    let after = peak_rss_kib(server.child.id());
+    eprintln!(
+        "16 concurrent OCR lookups: {:?}, server peak RSS {before} → {after} KiB",
+        started.elapsed()
+    );
+    assert!(after < 1024 * 1024, "server peak RSS {after} KiB");
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -1,0 +1,849 @@
+//! Text inside images: Tesseract OCR in an isolated child process, and the
+//! cheap text-presence test that decides whether an image is worth it.
+//!
+//! Like ffmpeg and the PDF extractor, Tesseract never sees an upload. The
+//! upload is decoded by our hardened decoder ([`crate::decode`]); this
+//! module turns the decoded pixels into a size-capped greyscale PGM
+//! ([`OcrInput`]) and pipes *that* to `tesseract stdin stdout … tsv`:
+//! * the child runs with an **empty environment** except `TESSDATA_PREFIX`
+//!   (where its models are) and `OMP_THREAD_LIMIT=1` (one core per OCR, so
+//!   the pool size is the CPU bound);
+//! * `RLIMIT_AS` ([`OcrLimits::memory_bytes`]), `RLIMIT_CPU`,
+//!   `RLIMIT_CORE = 0` and `RLIMIT_FSIZE = 0` (it cannot write a file), a
+//!   wall-clock kill ([`OcrLimits::timeout`]) and capped output, all
+//!   through [`crate::isolate::run_isolated_env`];
+//! * the TSV reply keeps **per-word confidence**; words under
+//!   [`OcrLimits::min_confidence`] are dropped before signing (the rule and
+//!   its measurement are in ARCHITECTURE.md, "OCR").
+//!
+//! [`Tesseract::locate`] runs `tesseract --version` and `--list-langs` once
+//! at start. A missing program or missing models is an [`OcrError`] the
+//! caller turns into "OCR off" (the server reports it on `/readyz`); an
+//! image lookup never fails because OCR is unavailable.
+//!
+//! [`text_presence`] is the gate for lookups: on a point-sampled luma grid
+//! (longest side ≤ 384, whatever the image size) it looks for *lines of
+//! text* — bands of rows dense in strong horizontal edges with near-empty
+//! rows above and below them. Smooth photographs have no dense rows and
+//! textured ones (foliage, fabric) have no gaps, so both cost no OCR.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::isolate::{run_isolated_env, IsolateError, IsolationLimits};
+
+/// Languages used when installed, in this order (Arabic and English first).
+pub const PREFERRED_LANGUAGES: [&str; 8] = ["ara", "eng", "fas", "urd", "rus", "fra", "deu", "tur"];
+
+/// The script groups OCR tries, in this order: one Tesseract run per group
+/// (with that group's installed languages), stopping at the first whose
+/// words reach [`ACCEPT_CONFIDENCE`]. Latin goes first because a Latin
+/// model gives up on Arabic text faster than the Arabic model on Latin
+/// text (measured: ARCHITECTURE.md, "OCR").
+pub const SCRIPT_GROUPS: [&[&str]; 3] = [
+    &["eng", "fra", "deu", "tur"],
+    &["ara", "fas", "urd"],
+    &["rus"],
+];
+
+/// A reading whose words' mean confidence reaches this is accepted without
+/// trying the next script group. Measured on the card bench: the right
+/// model reads claim cards at a mean confidence of 86–95 (lowest card 53),
+/// the wrong script's model at 32–34.
+pub const ACCEPT_CONFIDENCE: f32 = 60.0;
+
+/// How Tesseract segments the page (`--psm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reading {
+    /// `--psm 6`, one uniform block of text: what claim cards, captions
+    /// and screenshots are; the default for every image.
+    Block,
+    /// `--psm 11`, sparse text in no particular order: a second reading of
+    /// bank images, which catches the lines a block reading drops on busy
+    /// backgrounds (bank entries are read once, lookups many times).
+    Sparse,
+}
+
+impl Reading {
+    fn psm(self) -> &'static str {
+        match self {
+            Reading::Block => "6",
+            Reading::Sparse => "11",
+        }
+    }
+}
+
+/// Default minimum per-word confidence (0–100) for a word to be kept.
+pub const DEFAULT_MIN_CONFIDENCE: f32 = 40.0;
+
+/// Default minimum number of normalised tokens for OCR text to become an
+/// `ocr_text` signal (shorter text — a logo, a watermark — matches too
+/// much). Chosen by measurement (ARCHITECTURE.md, "OCR").
+pub const DEFAULT_MIN_TOKENS: usize = 6;
+
+/// Default Jaccard threshold of the `ocr_text` rule (either side from
+/// OCR): lower than typed text's 0.5 because one misread word breaks three
+/// shingles. Chosen by measurement (ARCHITECTURE.md, "OCR").
+pub const DEFAULT_OCR_JACCARD: f64 = 0.3;
+
+/// The text match rule for pairs where either side came from OCR: the
+/// default rule with [`DEFAULT_OCR_JACCARD`].
+pub fn ocr_match_rule() -> crate::text::TextMatchRule {
+    crate::text::TextMatchRule {
+        jaccard: DEFAULT_OCR_JACCARD,
+        ..crate::text::TextMatchRule::default()
+    }
+}
+
+/// Why OCR could not run or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OcrError {
+    #[error("tesseract not found or not runnable ({0}); install it (`apt-get install tesseract-ocr tesseract-ocr-ara`) — everything else keeps working without OCR")]
+    Missing(String),
+    #[error("tesseract has none of the languages {wanted} installed (has: {have})")]
+    NoLanguages { wanted: String, have: String },
+    #[error("OCR exceeded the {0:?} time limit and was stopped")]
+    Timeout(Duration),
+    #[error("OCR failed: {0}")]
+    Failed(String),
+    #[error("image too large for OCR: {0}")]
+    TooLarge(String),
+}
+
+/// Limits and rules of one OCR run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OcrLimits {
+    /// Wall-clock limit of one `tesseract` run. Default 15 s.
+    pub timeout: Duration,
+    /// Address-space limit of the child. Default 1 GiB.
+    pub memory_bytes: u64,
+    /// Longest side handed to Tesseract; larger images are scaled down
+    /// (area average). Default 2,400 px.
+    pub max_side: u32,
+    /// Most pixels handed to Tesseract (after scaling). Default 4 Mpx.
+    pub max_pixels: u64,
+    /// Words under this confidence are dropped. Default
+    /// [`DEFAULT_MIN_CONFIDENCE`].
+    pub min_confidence: f32,
+}
+
+impl Default for OcrLimits {
+    fn default() -> Self {
+        OcrLimits {
+            timeout: Duration::from_secs(15),
+            memory_bytes: 1 << 30,
+            max_side: 2400,
+            max_pixels: 4_000_000,
+            min_confidence: DEFAULT_MIN_CONFIDENCE,
+        }
+    }
+}
+
+/// A located, working Tesseract with the languages it will use.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tesseract {
+    program: PathBuf,
+    tessdata: Option<PathBuf>,
+    languages: Vec<String>,
+    /// `-l` values, one per installed script group, in trying order.
+    groups: Vec<String>,
+    version: String,
+    pub limits: OcrLimits,
+}
+
+impl Tesseract {
+    /// Find `program` (a path, or a bare name looked up in `PATH`), check
+    /// that it runs, and pick the installed [`PREFERRED_LANGUAGES`].
+    pub fn locate(program: &Path, limits: OcrLimits) -> Result<Tesseract, OcrError> {
+        let program = resolve_program(program)?;
+        let probe = IsolationLimits {
+            timeout: Duration::from_secs(10),
+            memory_bytes: limits.memory_bytes,
+            max_output_bytes: 1 << 20,
+        };
+        let run = |args: &[&str]| {
+            run_isolated_env(&program, args, &[], b"", &probe)
+                .map_err(|e| OcrError::Missing(e.to_string()))
+        };
+        let v = run(&["--version"])?;
+        if v.code != 0 {
+            return Err(OcrError::Missing(format!("`--version` exited {}", v.code)));
+        }
+        // tesseract 4 prints its version on stderr, 5 on stdout.
+        let vtext = if v.stdout.is_empty() {
+            &v.stderr
+        } else {
+            &v.stdout
+        };
+        let version = String::from_utf8_lossy(vtext)
+            .lines()
+            .next()
+            .unwrap_or("tesseract")
+            .trim()
+            .to_string();
+        let l = run(&["--list-langs"])?;
+        let listing = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&l.stdout),
+            String::from_utf8_lossy(&l.stderr)
+        );
+        let (tessdata, have) = parse_list_langs(&listing);
+        let languages: Vec<String> = PREFERRED_LANGUAGES
+            .iter()
+            .filter(|w| have.iter().any(|h| h == *w))
+            .map(|s| s.to_string())
+            .collect();
+        if languages.is_empty() {
+            return Err(OcrError::NoLanguages {
+                wanted: PREFERRED_LANGUAGES.join(", "),
+                have: have.join(", "),
+            });
+        }
+        let groups = SCRIPT_GROUPS
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .filter(|l| languages.iter().any(|have| have == *l))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("+")
+            })
+            .filter(|g| !g.is_empty())
+            .collect();
+        Ok(Tesseract {
+            program,
+            tessdata,
+            languages,
+            groups,
+            version,
+            limits,
+        })
+    }
+
+    /// The languages in use (`ara`, `eng`, …).
+    pub fn languages(&self) -> &[String] {
+        &self.languages
+    }
+
+    /// `tesseract --version`'s first line.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The `-l` value of each script group tried, in order (`eng`, `ara`).
+    pub fn script_groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// OCR a prepared image as one block of text ([`Reading::Block`]):
+    /// one isolated run per script group until one reads with a mean
+    /// confidence of at least [`ACCEPT_CONFIDENCE`]; otherwise the most
+    /// confident reading. All runs share one [`OcrLimits::timeout`].
+    pub fn recognize(&self, input: &OcrInput) -> Result<OcrOutput, OcrError> {
+        let deadline = std::time::Instant::now() + self.limits.timeout;
+        let mut best: Option<OcrOutput> = None;
+        for group in &self.groups {
+            let out = self.run(input, group, Reading::Block, deadline)?;
+            let accept = out.mean_confidence() >= ACCEPT_CONFIDENCE;
+            if best
+                .as_ref()
+                .is_none_or(|b| out.mean_confidence() > b.mean_confidence())
+            {
+                best = Some(out);
+            }
+            if accept {
+                break;
+            }
+        }
+        Ok(best.unwrap_or_default())
+    }
+
+    /// A second reading of the same image with the script group a first
+    /// reading chose (`language` of its [`OcrOutput`]).
+    pub fn recognize_as(
+        &self,
+        input: &OcrInput,
+        language: &str,
+        reading: Reading,
+    ) -> Result<OcrOutput, OcrError> {
+        let group = self
+            .groups
+            .iter()
+            .find(|g| g.as_str() == language)
+            .ok_or_else(|| OcrError::Failed(format!("language {language:?} is not in use")))?;
+        let deadline = std::time::Instant::now() + self.limits.timeout;
+        self.run(input, group, reading, deadline)
+    }
+
+    /// One isolated Tesseract run, parsed.
+    fn run(
+        &self,
+        input: &OcrInput,
+        langs: &str,
+        reading: Reading,
+        deadline: std::time::Instant,
+    ) -> Result<OcrOutput, OcrError> {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(OcrError::Timeout(self.limits.timeout));
+        }
+        let args = [
+            "stdin",
+            "stdout",
+            "-l",
+            langs,
+            "--psm",
+            reading.psm(),
+            "tsv",
+        ];
+        let mut env: Vec<(&str, String)> = vec![("OMP_THREAD_LIMIT", "1".to_string())];
+        if let Some(dir) = &self.tessdata {
+            env.push(("TESSDATA_PREFIX", dir.display().to_string()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let limits = IsolationLimits {
+            timeout: left,
+            memory_bytes: self.limits.memory_bytes,
+            max_output_bytes: 16 << 20,
+        };
+        let out = run_isolated_env(&self.program, &args, &env, &input.pgm, &limits).map_err(
+            |e| match e {
+                IsolateError::Timeout(_) => OcrError::Timeout(self.limits.timeout),
+                other => OcrError::Failed(other.to_string()),
+            },
+        )?;
+        if out.code != 0 {
+            return Err(OcrError::Failed(format!("tesseract exited {}", out.code)));
+        }
+        let tsv = String::from_utf8_lossy(&out.stdout);
+        let mut parsed = parse_tsv(&tsv, self.limits.min_confidence);
+        parsed.language = langs.to_string();
+        Ok(parsed)
+    }
+}
+
+/// `(tessdata dir, languages)` from `tesseract --list-langs` output:
+/// `List of available languages in "/usr/share/…/tessdata/" (3):` then one
+/// code a line.
+fn parse_list_langs(listing: &str) -> (Option<PathBuf>, Vec<String>) {
+    let mut dir = None;
+    let mut langs = Vec::new();
+    for line in listing.lines() {
+        let line = line.trim();
+        if line.starts_with("List of available languages") {
+            let mut parts = line.split('"');
+            dir = parts.nth(1).map(PathBuf::from);
+            continue;
+        }
+        if !line.is_empty()
+            && line.len() <= 32
+            && line
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            langs.push(line.to_string());
+        }
+    }
+    (dir, langs)
+}
+
+pub(crate) fn resolve_program(program: &Path) -> Result<PathBuf, OcrError> {
+    if program.components().count() > 1 || program.is_absolute() {
+        return if program.is_file() {
+            Ok(program.to_path_buf())
+        } else {
+            Err(OcrError::Missing(format!(
+                "{}: no such file",
+                program.display()
+            )))
+        };
+    }
+    let path =
+        std::env::var_os("PATH").ok_or_else(|| OcrError::Missing("PATH is not set".into()))?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| OcrError::Missing(format!("{} not in PATH", program.display())))
+}
+
+/// One recognised word.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OcrWord {
+    pub text: String,
+    /// Tesseract's confidence, 0–100.
+    pub confidence: f32,
+    /// Kept for signing (confidence ≥ the minimum).
+    pub kept: bool,
+    /// Line number in reading order, from 0.
+    pub line: u32,
+}
+
+/// What Tesseract read from one image.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OcrOutput {
+    /// Every word in reading order, with confidence.
+    pub words: Vec<OcrWord>,
+    /// The kept words, lines separated by `\n`: what is signed.
+    pub text: String,
+    /// The `-l` value of the run that produced it (`eng`, `ara`).
+    #[serde(default)]
+    pub language: String,
+}
+
+impl OcrOutput {
+    /// Mean confidence of all words (0 when none).
+    pub fn mean_confidence(&self) -> f32 {
+        if self.words.is_empty() {
+            return 0.0;
+        }
+        self.words.iter().map(|w| w.confidence).sum::<f32>() / self.words.len() as f32
+    }
+
+    /// Append another image's text (video frames, PDF pages).
+    pub fn extend(&mut self, other: OcrOutput) {
+        if !other.text.is_empty() {
+            if !self.text.is_empty() {
+                self.text.push('\n');
+            }
+            self.text.push_str(&other.text);
+        }
+        self.words.extend(other.words);
+    }
+}
+
+/// Parse Tesseract's TSV (`level page block par line word left top width
+/// height conf text`): level-5 rows are words. Words are joined with
+/// spaces, lines with `\n`; a word is kept when its confidence is at least
+/// `min_confidence` and it has a letter or digit.
+pub fn parse_tsv(tsv: &str, min_confidence: f32) -> OcrOutput {
+    let mut out = OcrOutput::default();
+    let mut last_line: Option<(u32, u32, u32, u32)> = None;
+    let mut line_has_word = false;
+    let mut line_key: Option<(u32, u32, u32, u32)> = None;
+    let mut line_no = 0u32;
+    for row in tsv.lines().skip(1) {
+        let cols: Vec<&str> = row.split('\t').collect();
+        if cols.len() < 12 || cols.first() != Some(&"5") {
+            continue;
+        }
+        let num = |i: usize| {
+            cols.get(i)
+                .and_then(|c| c.trim().parse::<u32>().ok())
+                .unwrap_or(0)
+        };
+        let conf: f32 = cols
+            .get(10)
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or(-1.0);
+        let text = cols.get(11..).map(|t| t.join("\t")).unwrap_or_default();
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let line = (num(1), num(2), num(3), num(4));
+        if line_key != Some(line) {
+            line_key = Some(line);
+            line_no += u32::from(!out.words.is_empty());
+        }
+        let kept = conf >= min_confidence && text.chars().any(char::is_alphanumeric);
+        out.words.push(OcrWord {
+            text: text.to_string(),
+            confidence: conf.clamp(0.0, 100.0),
+            kept,
+            line: line_no,
+        });
+        if !kept {
+            continue;
+        }
+        if last_line != Some(line) {
+            if line_has_word {
+                out.text.push('\n');
+            }
+            last_line = Some(line);
+        } else if line_has_word {
+            out.text.push(' ');
+        }
+        out.text.push_str(text);
+        line_has_word = true;
+    }
+    out
+}
+
+/// A decoded image prepared for Tesseract: greyscale, size-capped, as a
+/// binary PGM (`P5`) — the only bytes the child ever reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OcrInput {
+    pub width: u32,
+    pub height: u32,
+    pub pgm: Vec<u8>,
+}
+
+/// Smallest side (after scaling) that can hold a line of text.
+pub const MIN_SIDE: u32 = 12;
+
+/// Grey, scale down (area average) to fit `limits`, invert a mostly dark
+/// image (light text on a dark card), encode as PGM. `None` when the image
+/// is too thin to hold text (e.g. a 1×60000 strip).
+pub fn prepare(rgb: &[u8], width: u32, height: u32, limits: &OcrLimits) -> Option<OcrInput> {
+    let (w, h) = (width as usize, height as usize);
+    if w == 0 || h == 0 || rgb.len() < w.checked_mul(h)?.checked_mul(3)? {
+        return None;
+    }
+    shrink(width, height, limits, |x, y| {
+        let i = (y * w + x) * 3;
+        match rgb.get(i..i + 3) {
+            Some(&[r, g, b]) => {
+                (u32::from(r) * 299 + u32::from(g) * 587 + u32::from(b) * 114) / 1000
+            }
+            _ => 0,
+        }
+    })
+}
+
+/// [`prepare`] for an image that is already greyscale (a rendered PDF
+/// page): `grey` holds `width × height` bytes.
+pub fn from_grey(grey: &[u8], width: u32, height: u32, limits: &OcrLimits) -> Option<OcrInput> {
+    let (w, h) = (width as usize, height as usize);
+    if w == 0 || h == 0 || grey.len() < w.checked_mul(h)? {
+        return None;
+    }
+    shrink(width, height, limits, |x, y| {
+        u32::from(grey.get(y * w + x).copied().unwrap_or(0))
+    })
+}
+
+/// Box-average `luma(x, y)` down by an integer divisor so both limits
+/// hold, invert a mostly dark result, encode as PGM.
+fn shrink(
+    width: u32,
+    height: u32,
+    limits: &OcrLimits,
+    luma: impl Fn(usize, usize) -> u32,
+) -> Option<OcrInput> {
+    let longest = width.max(height);
+    let mut div = longest.div_ceil(limits.max_side.max(1)).max(1);
+    while u64::from(width / div) * u64::from(height / div) > limits.max_pixels {
+        div += 1;
+    }
+    let (ow, oh) = (width / div, height / div);
+    if ow < MIN_SIDE || oh < MIN_SIDE {
+        return None;
+    }
+    let d = div as usize;
+    let (ow_u, oh_u) = (ow as usize, oh as usize);
+    let header = format!("P5\n{ow} {oh}\n255\n");
+    let mut pgm = Vec::with_capacity(header.len() + ow_u * oh_u);
+    pgm.extend_from_slice(header.as_bytes());
+    let area = (d * d) as u32;
+    for oy in 0..oh_u {
+        for ox in 0..ow_u {
+            let mut sum: u32 = 0;
+            for y in oy * d..oy * d + d {
+                for x in ox * d..ox * d + d {
+                    sum += luma(x, y);
+                }
+            }
+            pgm.push((sum / area) as u8);
+        }
+    }
+    // Light text on a dark card: invert, so Tesseract always sees dark
+    // text on a light page (its line-level inversion misses whole lines).
+    let body = pgm.get_mut(header.len()..).unwrap_or_default();
+    let mean = body.iter().map(|&v| u64::from(v)).sum::<u64>() / body.len().max(1) as u64;
+    if mean < 110 {
+        for v in body.iter_mut() {
+            *v = 255 - *v;
+        }
+    }
+    Some(OcrInput {
+        width: ow,
+        height: oh,
+        pgm,
+    })
+}
+
+/// Result of [`text_presence`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextPresence {
+    /// Most text-line bands of consistent height found in one vertical
+    /// strip of the image.
+    pub lines: u32,
+    /// Bands found at the same rows in at least two strips (one line of
+    /// text across the image).
+    pub wide_lines: u32,
+    /// The test fired: OCR is worth running.
+    pub likely: bool,
+}
+
+/// Longest side of the luma grid the presence test samples (an image
+/// larger than this is point-sampled down; cost is bounded whatever the
+/// image size: ≤ 384 × 384 × 2 pixel reads).
+const PRESENCE_SIDE: usize = 384;
+/// A strong horizontal edge: |Δluma| between neighbouring grid samples.
+const EDGE_STEP: i32 = 30;
+/// Vertical strips the grid is cut into (text need not span the image).
+const PRESENCE_STRIPS: usize = 3;
+/// A strip row is "busy" (crosses glyphs) when at least this share of its
+/// samples are strong edges …
+const BUSY_ROW: f32 = 0.12;
+/// … and a gap between lines when at most this share are.
+const GAP_ROW: f32 = 0.03;
+/// Rows looked at above and below a band for its gap.
+const GAP_REACH: usize = 3;
+
+/// The cheap text-presence test, designed and tuned by measurement
+/// (`bench/run_ocr.sh`, ARCHITECTURE.md "OCR"): text is *lines* — bands of
+/// rows dense in strong, short horizontal luminance edges (glyph strokes),
+/// each band bordered above and below by near-empty rows (the space
+/// between lines). Textured photographs (foliage, fabric, water) are dense
+/// in edges too, but without those gaps; smooth photographs have no dense
+/// rows at all.
+///
+/// On a point-sampled luma grid (longest side ≤ 384; two horizontal
+/// samples averaged per cell) cut into three vertical strips, a strip row
+/// is busy when ≥ 12 % of its samples are strong edges (|Δluma| ≥ 30); a
+/// band is a run of busy rows 2 px to ⅕ of the grid high with a gap row
+/// (≤ 3 % edges) within 3 rows above and below. The test fires when one
+/// strip holds ≥ 2 bands of consistent height (within ×2 of their
+/// median), or one band recurs at the same rows in two strips (a single
+/// line across the image, e.g. a caption).
+pub fn text_presence(rgb: &[u8], width: u32, height: u32) -> TextPresence {
+    let (w, h) = (width as usize, height as usize);
+    if w < 16 || h < 8 || w.saturating_mul(h).saturating_mul(3) > rgb.len() {
+        return TextPresence::default();
+    }
+    let step = w.max(h).div_ceil(PRESENCE_SIDE).max(1);
+    let (gw, gh) = (w.div_ceil(step), h.div_ceil(step));
+    let strip_w = (gw.saturating_sub(1) / PRESENCE_STRIPS).max(1);
+    // Busy share of every strip row: `density[s * gh + y]`.
+    let mut density = vec![0f32; PRESENCE_STRIPS * gh];
+    let mut row = vec![0i32; gw];
+    let luma = |i: usize| match rgb.get(i..i + 3) {
+        Some(&[r, g, b]) => (i32::from(r) * 77 + i32::from(g) * 150 + i32::from(b) * 29) >> 8,
+        _ => 0,
+    };
+    for gy in 0..gh {
+        let base = (gy * step + step / 2).min(h - 1) * w * 3;
+        for (gx, l) in row.iter_mut().enumerate() {
+            let x = gx * step;
+            let x2 = (x + step / 2).min(w - 1);
+            *l = (luma(base + x * 3) + luma(base + x2 * 3)) >> 1;
+        }
+        for s in 0..PRESENCE_STRIPS {
+            let lo = s * strip_w;
+            let hi = ((s + 1) * strip_w).min(gw - 1);
+            if hi <= lo {
+                continue;
+            }
+            let edges = (lo..hi)
+                .filter(|&x| (row[x + 1] - row[x]).abs() >= EDGE_STEP)
+                .count();
+            density[s * gh + gy] = edges as f32 / (hi - lo) as f32;
+        }
+    }
+    let max_band = (gh / 5).max(4);
+    let mut bands: Vec<Vec<(usize, usize)>> = Vec::with_capacity(PRESENCE_STRIPS);
+    let mut lines = 0u32;
+    for s in 0..PRESENCE_STRIPS {
+        let d = &density[s * gh..(s + 1) * gh];
+        let gap = |rows: &[f32]| rows.iter().any(|&v| v <= GAP_ROW);
+        let mut found = Vec::new();
+        let mut y = 0;
+        while y < gh {
+            if d[y] < BUSY_ROW {
+                y += 1;
+                continue;
+            }
+            let y0 = y;
+            while y < gh && d[y] >= BUSY_ROW {
+                y += 1;
+            }
+            let above = y0 == 0 || gap(&d[y0.saturating_sub(GAP_REACH)..y0]);
+            let below = y == gh || gap(&d[y..(y + GAP_REACH).min(gh)]);
+            if above && below && (2..=max_band).contains(&(y - y0)) {
+                found.push((y0, y));
+            }
+        }
+        if !found.is_empty() {
+            let mut heights: Vec<usize> = found.iter().map(|(a, b)| b - a).collect();
+            heights.sort_unstable();
+            let median = heights[heights.len() / 2];
+            let consistent = heights
+                .iter()
+                .filter(|&&v| v * 2 >= median && v <= median * 2)
+                .count();
+            lines = lines.max(consistent as u32);
+        }
+        bands.push(found);
+    }
+    // A band that overlaps (by half its height) a band of another strip.
+    let mut wide_lines = 0u32;
+    for (s, found) in bands.iter().enumerate() {
+        for &(a0, a1) in found {
+            let shared = bands.iter().enumerate().any(|(t, other)| {
+                t > s
+                    && other
+                        .iter()
+                        .any(|&(b0, b1)| 2 * (a1.min(b1).saturating_sub(a0.max(b0))) >= a1 - a0)
+            });
+            wide_lines += u32::from(shared);
+        }
+    }
+    TextPresence {
+        lines,
+        wide_lines,
+        likely: lines >= 2 || wide_lines >= 1,
+    }
+}
+
+/// Most key frames of one video handed to OCR.
+pub const MAX_KEY_FRAMES: usize = 8;
+/// A frame is a new key frame when its PDQ hash is farther than this from
+/// every key frame kept so far (the vPDQ match distance: a scene change, or
+/// the same scene with different text).
+pub const KEY_FRAME_DISTANCE: u32 = 31;
+
+/// Picks a video's OCR key frames while it is hashed: at most one frame per
+/// second of video is checked with [`text_presence`]; a frame that passes
+/// and differs from every kept key frame (PDQ distance >
+/// [`KEY_FRAME_DISTANCE`]) — a scene change or new text — is prepared for
+/// OCR, up to [`MAX_KEY_FRAMES`]. Scene changes without text cost nothing.
+#[derive(Debug)]
+pub struct KeyFrames {
+    limits: OcrLimits,
+    next_second: f64,
+    kept: Vec<crate::pdq::PdqHash>,
+    inputs: Vec<OcrInput>,
+}
+
+impl KeyFrames {
+    pub fn new(limits: OcrLimits) -> KeyFrames {
+        KeyFrames {
+            limits,
+            next_second: 0.0,
+            kept: Vec::new(),
+            inputs: Vec::new(),
+        }
+    }
+
+    /// Look at one hashed frame (frames arrive in time order).
+    pub fn offer(&mut self, frame: crate::video::vpdq::ObservedFrame<'_>) {
+        let f = frame.feature;
+        if self.inputs.len() >= MAX_KEY_FRAMES || f.timestamp < self.next_second {
+            return;
+        }
+        self.next_second = f.timestamp.floor() + 1.0;
+        if self
+            .kept
+            .iter()
+            .any(|h| h.distance(&f.hash) <= KEY_FRAME_DISTANCE)
+        {
+            return;
+        }
+        if !text_presence(frame.rgb, frame.width, frame.height).likely {
+            return;
+        }
+        if let Some(input) = prepare(frame.rgb, frame.width, frame.height, &self.limits) {
+            self.kept.push(f.hash);
+            self.inputs.push(input);
+        }
+    }
+
+    /// The key frames, in time order.
+    pub fn into_inputs(self) -> Vec<OcrInput> {
+        self.inputs
+    }
+}
+
+/// Number of `text-norm-v1` tokens of `text`.
+pub fn token_count(text: &str) -> usize {
+    crate::text::normalize(text).token_count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsv_words_confidence_and_lines() {
+        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
+1\t1\t0\t0\t0\t0\t0\t0\t10\t10\t-1\t\n\
+5\t1\t1\t1\t1\t1\t0\t0\t1\t1\t96.5\tCity\n\
+5\t1\t1\t1\t1\t2\t0\t0\t1\t1\t12.0\tRovrs\n\
+5\t1\t1\t1\t1\t3\t0\t0\t1\t1\t90\twin\n\
+5\t1\t1\t1\t2\t1\t0\t0\t1\t1\t88\tagain\n\
+5\t1\t1\t1\t2\t2\t0\t0\t1\t1\t95\t|\n";
+        let out = parse_tsv(tsv, 40.0);
+        assert_eq!(out.text, "City win\nagain");
+        assert_eq!(out.words.len(), 5);
+        assert!(!out.words[1].kept);
+        assert!(!out.words[4].kept, "punctuation-only words are dropped");
+        assert!((out.mean_confidence() - 76.3).abs() < 0.1);
+    }
+
+    #[test]
+    fn list_langs_parsed() {
+        let l = "List of available languages in \"/usr/share/tesseract-ocr/5/tessdata/\" (3):\nara\neng\nosd\n";
+        let (dir, langs) = parse_list_langs(l);
+        assert_eq!(
+            dir,
+            Some(PathBuf::from("/usr/share/tesseract-ocr/5/tessdata/"))
+        );
+        assert_eq!(langs, ["ara", "eng", "osd"]);
+    }
+
+    #[test]
+    fn prepare_caps_size_and_refuses_strips() {
+        let limits = OcrLimits::default();
+        let strip = vec![255u8; 100_000 * 3];
+        assert!(prepare(&strip, 1, 100_000, &limits).is_none());
+        assert!(prepare(&strip, 100_000, 1, &limits).is_none());
+        let (w, h) = (5000u32, 3000u32);
+        let big = vec![128u8; (w * h * 3) as usize];
+        let p = prepare(&big, w, h, &limits).unwrap_or_else(|| panic!("prepared"));
+        assert!(p.width <= 2400 && p.height <= 2400);
+        assert!(u64::from(p.width) * u64::from(p.height) <= limits.max_pixels);
+        assert!(p.pgm.starts_with(b"P5\n"));
+        assert_eq!(
+            p.pgm.len(),
+            format!("P5\n{} {}\n255\n", p.width, p.height).len() + (p.width * p.height) as usize
+        );
+        // Short buffers are refused, not read past.
+        assert!(prepare(&big[..10], w, h, &limits).is_none());
+    }
+
+    #[test]
+    fn presence_flat_vs_lines_vs_texture() {
+        let (w, h) = (400u32, 200u32);
+        let flat = vec![90u8; (w * h * 3) as usize];
+        assert!(!text_presence(&flat, w, h).likely);
+        // Glyph-like strokes in bands of rows separated by empty rows.
+        let strokes = |rows: &[std::ops::Range<u32>], cols: std::ops::Range<u32>| {
+            let mut px = vec![250u8; (w * h * 3) as usize];
+            for r in rows {
+                for y in r.clone() {
+                    for x in cols.clone() {
+                        if x % 7 < 2 {
+                            let i = ((y * w + x) * 3) as usize;
+                            px[i..i + 3].copy_from_slice(&[10, 10, 10]);
+                        }
+                    }
+                }
+            }
+            px
+        };
+        // One line across the image (a caption).
+        let caption = strokes(std::slice::from_ref(&(80..110)), 20..380);
+        let p = text_presence(&caption, w, h);
+        assert!(p.likely && p.wide_lines >= 1, "{p:?}");
+        // Three lines in the left third only.
+        let block = strokes(&[30..45, 60..75, 90..105], 10..120);
+        let p = text_presence(&block, w, h);
+        assert!(p.likely && p.lines >= 3, "{p:?}");
+        // Texture: strokes on every row, no gaps between lines.
+        let texture = strokes(std::slice::from_ref(&(0..200)), 0..400);
+        assert!(!text_presence(&texture, w, h).likely);
+        // Short buffers are refused, not read past.
+        assert!(!text_presence(&caption[..10], w, h).likely);
+    }
+}
