@@ -9,7 +9,7 @@
 //!   audit entry of either process.
 //! * crash: `kill -9` of B in the middle of a fetch, restart: B ends with
 //!   exactly A's set, no duplicate rows (sized for CI: 20,000 records in
-//!   pages of 200; `bench/run_exchange.sh crash` runs it at 200,000).
+//!   pages of 200, not the 200,000).
 //! * mark-and-sweep: a `file` exchange whose file loses 10 lines deletes
 //!   exactly those 10 (`exchange add` / `fetch` / `status` on the CLI).
 

@@ -4,7 +4,7 @@
 //! 429 with `Retry-After`, 500s, token expiry, malformed records and
 //! hostile bodies. Used by `tests/adapters.rs` and by
 //! `bench/src/bin/exchange_mocks.rs`, which serves them to
-//! python-threatexchange itself (`scripts/pytx_mock_check.sh`) to prove
+//! python-threatexchange itself (`bench/run_exchange.sh mocks`) to prove
 //! they are faithful: pytx must fetch the same records we do.
 #![allow(dead_code)]
 
