@@ -87,6 +87,7 @@ pub mod ssrf;
 mod state;
 mod throttle;
 mod types;
+pub mod utc;
 
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, RwLock};

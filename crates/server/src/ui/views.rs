@@ -35,34 +35,8 @@ pub fn csrf_field(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
 }
 
-fn fmt_time(ms: i64) -> String {
-    // UTC "YYYY-MM-DD HH:MM" without a date crate (civil-from-days).
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (h, m) = (rem / 3600, (rem % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if mo <= 2 { y + 1 } else { y };
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}")
-}
-
-/// `YYYY-MM-DD` of a Unix-ms time.
-pub fn fmt_day(ms: i64) -> String {
-    fmt_time(ms).chars().take(10).collect()
-}
-
-/// UTC timestamp as shown in tables.
-pub fn fmt_ts(ms: i64) -> String {
-    format!("{} UTC", fmt_time(ms))
-}
+/// Times as the console shows them (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM UTC`).
+pub use echotrace_engine::utc::{fmt_day, fmt_ts};
 
 /// The page frame: skip link, navigation, flash, content.
 pub fn layout(
