@@ -14,6 +14,13 @@
 //!   `seq = checks + 1` under a unique `(sighting_id, seq)`: a crash before
 //!   the commit loses nothing (the check is redone), after it repeats
 //!   nothing (the counter moved on).
+//! * **Counts without reading every check.** Migration 0051 tallies checks
+//!   per UTC hour and verdict (`liveness_check_hours`), kept by triggers in
+//!   the same transaction as the check row, so [`Store::check_counts`] over
+//!   ten million checks reads a few thousand tally rows plus the two partial
+//!   hours at the window's edges. A writer recording many checks in one
+//!   transaction applies them in (hour, verdict) order (the checker does),
+//!   so concurrent writers lock tally rows in one order.
 
 use sqlx::any::AnyRow;
 
