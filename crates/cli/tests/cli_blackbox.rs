@@ -4,9 +4,10 @@
 //! Storage-touching tests run on SQLite and on PostgreSQL at
 //! `$ECHOTRACE_TEST_PG_URL` (FAILS if unset, unless `ECHOTRACE_SKIP_PG=1`).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use echotrace_store::testing::TestDb;
@@ -79,81 +80,9 @@ fn compare_vpdq_hashes_the_compared_side_every_frame() {
     assert!(v["compared_frames"].as_u64().unwrap() < 30, "{v}");
 }
 
-/// A running `echotrace serve`, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    admin: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Server;
 
 impl Server {
-    async fn spawn(db_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_echotrace"));
-        cmd.args([
-            "serve",
-            "--db",
-            db_url,
-            "--listen",
-            "127.0.0.1:0",
-            "--no-webhooks",
-            "--threads",
-            "2",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawning echotrace serve");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut base = None;
-        let mut admin = None;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while base.is_none() || admin.is_none() {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("server prints its address and admin key");
-            if let Some(a) = line.strip_prefix("echotrace: listening on ") {
-                base = Some(a.trim().to_string());
-            }
-            if let Some((_, k)) = line.rsplit_once("API key (shown once): ") {
-                admin = Some(k.trim().to_string());
-            }
-        }
-        let base = base.unwrap();
-        let client = Client::new();
-        loop {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-                if r.status() == StatusCode::OK {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "server never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Server {
-            child,
-            base,
-            admin: admin.unwrap(),
-        }
-    }
-
     /// A field of /proc/PID/status, in KiB.
     fn status_kib(&self, field: &str) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
@@ -167,7 +96,7 @@ impl Server {
 /// Defect 15: `serve --retain-submissions DAYS` deletes recorded lookups
 /// without matches after DAYS (here 0.00002 days ≈ 1.7 s).
 async fn retain_submissions_sweeps_old_lookups(db: &TestDb) {
-    let server = Server::spawn(
+    let server = Server::spawn_env(
         &db.url,
         &[
             "--retain-submissions",
@@ -219,7 +148,7 @@ async fn body_flood_keeps_rss_bounded() {
     let db = TestDb::sqlite();
     let max_body = 4usize << 20;
     let budget = 16u64 << 20;
-    let server = Server::spawn(
+    let server = Server::spawn_env(
         &db.url,
         &[
             "--max-body-mib",

@@ -23,9 +23,10 @@
 //! PostgreSQL runs need `$ECHOTRACE_TEST_PG_URL` (they FAIL without it,
 //! unless `ECHOTRACE_SKIP_PG=1`).
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,73 +60,35 @@ impl Drop for Proc {
 
 impl Proc {
     async fn spawn(db: &str, extra: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echotrace"))
-            .args([
-                "serve",
-                "--db",
-                db,
-                "--listen",
-                "127.0.0.1:0",
-                "--threads",
-                "2",
-            ])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning echotrace serve");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let stderr_pipe = child.stderr.take().expect("stderr piped");
-        let stderr: Arc<Mutex<Vec<String>>> = Arc::default();
-        {
-            let lines = stderr.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-                    eprintln!("[serve] {line}");
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let base = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("server prints its address");
-            if let Some(addr) = line.strip_prefix("echotrace: listening on ") {
-                break addr.trim().to_string();
-            }
-        };
-        let client = Client::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-                if r.status() == StatusCode::OK {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "server never became ready");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let mut admin = None;
-        while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
-            if let Some((_, k)) = l.rsplit_once("API key (shown once): ") {
-                admin = Some(k.trim().to_string());
-                break;
-            }
-        }
+        let mut args = vec![
+            "serve",
+            "--db",
+            db,
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let l = common::launch(&args, &[]).await;
         Proc {
-            child,
-            base,
-            admin,
-            stderr,
+            child: l.child,
+            base: l.base,
+            admin: l.admin,
+            stderr: l.stderr,
         }
+    }
+
+    /// The `/readyz` answer.
+    async fn readyz(&self, client: &Client) -> Value {
+        client
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     fn pid(&self) -> String {
@@ -408,14 +371,7 @@ async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
 
     // Restart from the snapshot: it is used, and answers are identical.
     let c = Proc::spawn(&db.url, &snap_args).await;
-    let ready: Value = client
-        .get(format!("{}/readyz", c.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = c.readyz(&client).await;
     assert_eq!(ready["state"]["from"], "snapshot", "{ready}");
     assert!(c.logged("indexes loaded from snapshot"));
     assert_eq!(lookups(&client, &admin, &c.base, &queries).await, expected);
@@ -431,14 +387,7 @@ async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
     bytes[mid] ^= 0x40;
     std::fs::write(&files[0], &bytes).unwrap();
     let d = Proc::spawn(&db.url, &snap_args).await;
-    let ready: Value = client
-        .get(format!("{}/readyz", d.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = d.readyz(&client).await;
     assert_eq!(ready["state"]["from"], "paged", "{ready}");
     assert_eq!(
         ready["state"]["refused"].as_array().map(Vec::len),
@@ -758,14 +707,7 @@ async fn a_lagging_replica_reports_not_ready(db: &TestDb) {
         started.elapsed() >= Duration::from_millis(900),
         "not ready only once over the limit"
     );
-    let r: Value = client
-        .get(format!("{}/readyz", fast.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = fast.readyz(&client).await;
     assert_eq!(r["status"], "ready", "{r}");
     assert_eq!(r["lag"]["changes"], 0, "{r}");
     drop(slow);
@@ -1091,8 +1033,8 @@ async fn three_replicas(db: &TestDb) {
         .args([
             "users", "create", "--role", "reviewer", "--db", &db.url, "rita",
         ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     {

@@ -8,8 +8,9 @@
 //! * two processes on one database: a bank change made through one is
 //!   matched by the other within 2 s.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,8 +42,8 @@ impl Drop for Server {
 impl Server {
     /// Start the binary; if the database has no keys, it prints an admin key.
     async fn spawn(db_url: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_echotrace"))
-            .args([
+        let l = common::launch(
+            &[
                 "serve",
                 "--db",
                 db_url,
@@ -53,49 +54,15 @@ impl Server {
                 "100",
                 "--threads",
                 "2",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning echotrace serve");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let base = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .expect("server prints its address");
-            if let Some(addr) = line.strip_prefix("echotrace: listening on ") {
-                break addr.trim().to_string();
-            }
-        };
-        let client = Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-                if r.status() == StatusCode::OK {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "server never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            ],
+            &[],
+        )
+        .await;
+        Server {
+            child: l.child,
+            base: l.base,
+            admin: l.admin,
         }
-        // The bootstrap key (if any) is printed before the engine is attached.
-        // It was flushed before readiness; allow the reader thread to catch up.
-        let mut admin = None;
-        while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
-            if let Some((_, k)) = l.rsplit_once("(shown once): ") {
-                admin = Some(k.trim().to_string());
-                break;
-            }
-        }
-        Server { child, base, admin }
     }
 
     fn kill_9(&mut self) {

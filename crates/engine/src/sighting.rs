@@ -398,7 +398,25 @@ impl Engine {
         let mut out = Vec::with_capacity(prepared.len());
         let mut signal_rows: Vec<(i64, &str, &str)> = Vec::new();
         let mut matched_now: HashSet<i64> = HashSet::new();
-        for (p, row) in prepared.iter().zip(&upserted) {
+        // Hits carry their stored value and labels only once hydrated from
+        // the store (the in-memory state keeps neither): one query for every
+        // sighting of the batch that records hits now.
+        let mut hits_of: Vec<Vec<Candidate>> = prepared
+            .iter()
+            .zip(&upserted)
+            .map(|(p, row)| {
+                if p.is_match() && (row.is_new || !row.matched) {
+                    p.candidates.clone()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        {
+            let mut lists: Vec<&mut Vec<Candidate>> = hits_of.iter_mut().collect();
+            self.hydrate_lists(&mut lists).await?;
+        }
+        for ((p, row), hits) in prepared.iter().zip(&upserted).zip(hits_of) {
             if row.is_new {
                 signal_rows.extend(
                     p.signals
@@ -413,13 +431,6 @@ impl Engine {
                 submission_id: row.submission_id,
                 match_ids: Vec::new(),
             };
-            // Hits carry their stored value and labels only once hydrated
-            // from the store (the in-memory state keeps neither).
-            let mut hits = Vec::new();
-            if p.is_match() && (row.is_new || !row.matched) {
-                hits = p.candidates.clone();
-                self.hydrate_lists(&mut [&mut hits]).await?;
-            }
             if !hits.is_empty() && matched_now.insert(row.id) {
                 let (submission_id, match_ids) = record_hits(
                     tx,

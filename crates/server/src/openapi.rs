@@ -240,34 +240,22 @@ pub const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
         "HMA: add signals to a bank",
         "curator",
     ),
-    ("post", "/v1/sources", "Collector", "Add a collector source", "curator"),
-    ("get", "/v1/sources", "Collector", "List sources with their status", "curator|reviewer"),
-    ("get", "/v1/sources/{name}", "Collector", "Get a source with its status", "curator|reviewer"),
-    ("patch", "/v1/sources/{name}", "Collector", "Change a source's config or enabled flag", "curator"),
-    ("delete", "/v1/sources/{name}", "Collector", "Delete a source (its sightings stay)", "curator"),
-    ("post", "/v1/sources/{name}/run", "Collector", "Queue a source's seeds for the collector processes (202)", "curator"),
-    (
-        "get",
-        "/v1/sightings",
-        "Collector",
-        "List sightings, newest first; query: url, content_id (bank item), source, host, platform, matched, from, to (Unix ms), cursor, limit",
-        "reviewer|curator",
-    ),
-    ("get", "/v1/sightings/{id}", "Collector", "A sighting with signals, matches, attributes, parent chain and WARC evidence", "reviewer|curator"),
-    ("get", "/v1/platforms", "Collector", "The host -> platform table (operator and built-in)", "curator|reviewer"),
-    ("post", "/v1/platforms", "Collector", "Add or replace a host -> platform entry", "curator"),
 ];
 
+/// The collector's routes (sources, sightings, platforms).
+pub const COLLECTOR_ROUTES: &[(&str, &str, &str, &str, &str)] = crate::routes::collect::OPENAPI;
 /// Signal exchange routes (exchanges, feeds, HMA's `/c/exchange…`).
-pub const EXCHANGE_ROUTES: &[(&str, &str, &str, &str, &str)] =
-    crate::routes::exchange::OPENAPI_ROUTES;
+pub const EXCHANGE_ROUTES: &[(&str, &str, &str, &str, &str)] = crate::routes::exchange::OPENAPI;
+/// Spread tracking routes (clusters, liveness, notices, reports).
+pub const SPREAD_ROUTES: &[(&str, &str, &str, &str, &str)] = crate::routes::spread::OPENAPI;
 
 fn path_params(path: &str) -> Vec<Value> {
     path.split('/')
         .filter(|seg| seg.starts_with('{') && seg.ends_with('}'))
         .map(|seg| {
             let name = seg.trim_start_matches('{').trim_end_matches('}');
-            let schema = if name == "id" {
+            // `{id}`, `{content_id}`, `{sighting_id}` are row ids.
+            let schema = if name == "id" || name.ends_with("_id") {
                 json!({"type": "integer", "format": "int64"})
             } else {
                 json!({"type": "string"})
@@ -333,8 +321,8 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
     Some(json!({"required": true, "content": content}))
 }
 
-/// Build the document.
-/// Every documented route: [`ROUTES`] and the spread-tracking routes.
+/// Every documented route: [`ROUTES`] and the tables of the route modules
+/// that keep their own (collector, exchanges and feeds, spread tracking).
 pub fn all_routes() -> impl Iterator<
     Item = &'static (
         &'static str,
@@ -346,10 +334,12 @@ pub fn all_routes() -> impl Iterator<
 > {
     ROUTES
         .iter()
+        .chain(COLLECTOR_ROUTES)
         .chain(EXCHANGE_ROUTES)
-        .chain(crate::routes::spread::OPENAPI.iter())
+        .chain(SPREAD_ROUTES)
 }
 
+/// Build the document.
 pub fn document() -> Value {
     let mut paths = Map::new();
     for (method, path, tag, summary, role) in all_routes() {
@@ -373,14 +363,12 @@ pub fn document() -> Value {
             op["responses"]["403"] = json!({"description": "The key's role may not do this \
                 (checked before the request body is read)"});
         }
-        if body_for(method, path).is_some() {
+        if let Some(b) = body_for(method, path) {
             op["responses"]["413"] =
                 json!({"description": "Body over the limit (64 MiB by default)"});
             op["responses"]["503"] = json!({"description": "No room in the server's budget of \
                 buffered request bodies; retry after the Retry-After header's seconds",
                 "headers": {"Retry-After": {"schema": {"type": "integer"}}}});
-        }
-        if let Some(b) = body_for(method, path) {
             op["requestBody"] = b;
         }
         if let Some(obj) = entry.as_object_mut() {

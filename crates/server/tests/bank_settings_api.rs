@@ -4,84 +4,32 @@
 //! fresh SQLite file and on a fresh PostgreSQL schema at
 //! `$ECHOTRACE_TEST_PG_URL`.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod common;
 
 use echotrace_engine::EngineConfig;
-use echotrace_server::{ServerConfig, ServerHandle};
 use echotrace_store::testing::TestDb;
 use reqwest::multipart::{Form, Part};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use echotrace_store::both_backends;
 
 both_backends!(bank_settings_over_http, lists_on_every_text_lookup_path);
 
-struct Service {
-    handle: Option<ServerHandle>,
-    base: String,
-    http: Client,
-    admin: String,
+use common::Server as Service;
+
+async fn start(db: &TestDb) -> Service {
+    start_with(db, |_| {}).await
+}
+
+async fn start_with(db: &TestDb, tweak: impl FnOnce(&mut EngineConfig)) -> Service {
+    let mut config = common::config(&db.url);
+    config.deliver_webhooks = false;
+    tweak(&mut config.engine);
+    Service::start(config, None).await
 }
 
 impl Service {
-    async fn start(db: &TestDb) -> Service {
-        Service::start_with(db, |_| {}).await
-    }
-
-    async fn start_with(db: &TestDb, tweak: impl FnOnce(&mut EngineConfig)) -> Service {
-        let key = Arc::new(Mutex::new(None::<String>));
-        let k2 = key.clone();
-        let mut engine = EngineConfig::with_database_url(&db.url);
-        engine.tail_interval = Duration::from_millis(100);
-        tweak(&mut engine);
-        let config = ServerConfig {
-            engine,
-            hash_workers: 2,
-            deliver_webhooks: false,
-            bootstrap_admin: Some(Arc::new(move |k: &str| {
-                *k2.lock().unwrap() = Some(k.to_string());
-            })),
-            ..ServerConfig::default()
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let handle = echotrace_server::start(config, listener, std::future::pending())
-            .await
-            .unwrap();
-        handle.ready(Duration::from_secs(30)).await.unwrap();
-        let admin = key.lock().unwrap().clone().expect("bootstrap admin key");
-        Service {
-            base: format!("http://{}", handle.addr),
-            handle: Some(handle),
-            http: Client::new(),
-            admin,
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.admin);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(method.clone(), path, body).await;
-        assert!(s.is_success(), "{method} {path} -> {s}: {v}");
-        v
-    }
-
     /// POST `bytes` as a multipart file upload named `name`.
     async fn upload(&self, path: &str, bytes: &[u8], name: &str) -> (StatusCode, Value) {
         let form = Form::new().part(
@@ -107,20 +55,14 @@ impl Service {
             .await;
         text_banks(&v)
     }
-
-    async fn stop(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown().await.unwrap();
-        }
-    }
 }
 
 async fn bank_settings_over_http(db: &TestDb) {
-    let s = Service::start(db).await;
+    let s = start(db).await;
 
     // Create with a list; GET returns it.
     let (st, listed) = s
-        .call(
+        .admin_call(
             Method::POST,
             "/v1/banks",
             Some(json!({"name": "listed", "text_equivalences": "# names\ndaesh = isis = isil"})),
@@ -170,7 +112,7 @@ async fn bank_settings_over_http(db: &TestDb) {
 
     // A bad list: 400 JSON naming the line; nothing changed.
     let (st, err) = s
-        .call(
+        .admin_call(
             Method::PATCH,
             "/v1/banks/listed",
             Some(json!({"text_equivalences": "daesh = isis\n\nno separator here"})),
@@ -180,7 +122,7 @@ async fn bank_settings_over_http(db: &TestDb) {
     let msg = err["error"]["message"].as_str().unwrap_or("");
     assert!(msg.contains("line 3"), "{err}");
     let (st, err) = s
-        .call(
+        .admin_call(
             Method::POST,
             "/v1/banks",
             Some(json!({"name": "broken", "text_equivalences": "a = b = !!!"})),
@@ -194,10 +136,10 @@ async fn bank_settings_over_http(db: &TestDb) {
             .contains("line 1"),
         "{err}"
     );
-    let (st, _) = s.call(Method::GET, "/v1/banks/broken", None).await;
+    let (st, _) = s.admin_call(Method::GET, "/v1/banks/broken", None).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, err) = s
-        .call(
+        .admin_call(
             Method::PATCH,
             "/v1/banks/listed",
             Some(json!({"text_equivalences": 5})),
@@ -252,7 +194,7 @@ async fn bank_settings_over_http(db: &TestDb) {
         json!({"vpdq_pct": 5}),
     ] {
         let (st, err) = s
-            .call(
+            .admin_call(
                 Method::PATCH,
                 "/v1/banks/plain",
                 Some(json!({"thresholds": bad})),
@@ -308,7 +250,7 @@ fn text_banks(v: &Value) -> Vec<i64> {
 /// are signed under each bank's list; a bank without the list (same item)
 /// is the control. (PDFs: tests/pdf_api.rs.)
 async fn lists_on_every_text_lookup_path(db: &TestDb) {
-    let s = Service::start_with(db, |c| c.max_query_text_bytes = 4096).await;
+    let s = start_with(db, |c| c.max_query_text_bytes = 4096).await;
     let listed = s
         .ok(
             Method::POST,
@@ -373,7 +315,7 @@ async fn lists_on_every_text_lookup_path(db: &TestDb) {
         .await;
     assert_eq!(v["matches"], json!([in_listed]), "{v}");
     let (st, err) = s
-        .call(
+        .admin_call(
             Method::GET,
             "/m/lookup?signal_type=text&signal=%20%20",
             None,
@@ -466,7 +408,7 @@ async fn lists_on_every_text_lookup_path(db: &TestDb) {
         ),
     ] {
         let (st, err) = s
-            .call(Method::POST, "/v1/lookup/batch", Some(bad.clone()))
+            .admin_call(Method::POST, "/v1/lookup/batch", Some(bad.clone()))
             .await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {err}");
         assert_eq!(err["error"]["code"], "invalid_input", "{err}");
@@ -477,7 +419,7 @@ async fn lists_on_every_text_lookup_path(db: &TestDb) {
     // Raw text is bounded per batch in total (this server: 4096 bytes).
     let chunk = "statement by isis ".repeat(100);
     let (st, err) = s
-        .call(
+        .admin_call(
             Method::POST,
             "/v1/lookup/batch",
             Some(json!({"items": [{"text": chunk}, {"text": chunk}, {"text": chunk}]})),

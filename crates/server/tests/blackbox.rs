@@ -5,16 +5,17 @@
 //! PostgreSQL at `$ECHOTRACE_TEST_PG_URL` (FAILS if unset, unless
 //! `ECHOTRACE_SKIP_PG=1`).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use echotrace_engine::{Actor, EngineConfig, RetentionPolicy, Role};
-use echotrace_server::{ServerConfig, ServerHandle};
+use echotrace_engine::{Actor, RetentionPolicy, Role};
+use echotrace_server::ServerConfig;
 use echotrace_store::testing::TestDb;
 use reqwest::multipart::{Form, Part};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,6 +28,7 @@ both_backends!(
     bank_names_are_path_segments,
     video_bank_entries_are_hashed_every_frame_and_report_shares,
     retention_sweeps_expired_submissions,
+    added_routes_refuse_nul_and_bad_path_parameters,
 );
 
 fn fixtures() -> PathBuf {
@@ -47,81 +49,26 @@ fn video(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
 }
 
-struct Service {
-    handle: Option<ServerHandle>,
-    addr: SocketAddr,
-    base: String,
-    http: Client,
-    admin: String,
+use common::Server as Service;
+
+async fn start(db_url: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Service {
+    let mut config = common::config(db_url);
+    config.deliver_webhooks = false;
+    tweak(&mut config);
+    Service::start(config, None).await.no_redirects()
 }
 
 impl Service {
-    async fn start(db_url: &str, tweak: impl FnOnce(&mut ServerConfig)) -> Service {
-        let key = Arc::new(Mutex::new(None::<String>));
-        let k2 = key.clone();
-        let mut engine = EngineConfig::with_database_url(db_url);
-        engine.tail_interval = Duration::from_millis(100);
-        let mut config = ServerConfig {
-            engine,
-            hash_workers: 2,
-            deliver_webhooks: false,
-            bootstrap_admin: Some(Arc::new(move |k: &str| {
-                *k2.lock().unwrap() = Some(k.to_string());
-            })),
-            ..ServerConfig::default()
-        };
-        tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let handle = echotrace_server::start(config, listener, std::future::pending())
-            .await
-            .unwrap();
-        handle.ready(Duration::from_secs(30)).await.unwrap();
-        let admin = key.lock().unwrap().clone().expect("admin key announced");
-        Service {
-            addr: handle.addr,
-            base: format!("http://{}", handle.addr),
-            handle: Some(handle),
-            http: Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            admin,
-        }
-    }
-
-    fn engine(&self) -> echotrace_engine::Engine {
-        self.handle
-            .as_ref()
-            .unwrap()
-            .state
-            .engine()
-            .unwrap()
-            .clone()
-    }
-
-    async fn stop(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown().await.unwrap();
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     /// A JSON request; the body, if any, is sent as raw text (so it can
     /// hold `\u0000` escapes and malformed JSON).
-    async fn call(
+    async fn call_text(
         &self,
         key: Option<&str>,
         method: Method,
         path: &str,
         body: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
+        let mut req = self.request(key, method, path);
         if let Some(b) = body {
             req = req
                 .header("content-type", "application/json")
@@ -129,49 +76,16 @@ impl Service {
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, common::json_or_text(resp.text().await.unwrap()))
     }
 
-    async fn ok(&self, key: &str, method: Method, path: &str, body: Value) -> Value {
+    async fn ok_json(&self, key: &str, method: Method, path: &str, body: Value) -> Value {
         let body = body.to_string();
         let (s, v) = self
-            .call(Some(key), method.clone(), path, Some(&body))
+            .call_text(Some(key), method.clone(), path, Some(&body))
             .await;
         assert!(s.is_success(), "{method} {path} -> {s}: {v}");
         v
-    }
-
-    async fn multipart(&self, key: &str, path: &str, form: Form) -> (StatusCode, Value) {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(key)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        let s = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn key(&self, role: &str) -> String {
-        let v = self
-            .ok(
-                &self.admin,
-                Method::POST,
-                "/v1/keys",
-                json!({"role": role, "name": role}),
-            )
-            .await;
-        v["key"].as_str().unwrap().to_string()
     }
 
     async fn metric(&self, series: &str) -> f64 {
@@ -299,11 +213,11 @@ const TEXT: &str = "the river valley fog clears by noon and the afternoon stays 
 /// (PostgreSQL used to answer 500), and text with a NUL gets the same
 /// answer whether it is added to a bank or looked up.
 async fn nul_in_any_string_is_a_400_naming_it(db: &TestDb) {
-    let s = Service::start(&db.url, |_| {}).await;
+    let s = start(&db.url, |_| {}).await;
     let k = s.admin.clone();
-    s.ok(&k, Method::POST, "/v1/banks", json!({"name": "nulbank"}))
+    s.ok_json(&k, Method::POST, "/v1/banks", json!({"name": "nulbank"}))
         .await;
-    s.ok(
+    s.ok_json(
         &k,
         Method::POST,
         "/v1/banks/nulbank/content",
@@ -311,7 +225,7 @@ async fn nul_in_any_string_is_a_400_naming_it(db: &TestDb) {
     )
     .await;
     let hit = s
-        .ok(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
+        .ok_json(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
         .await;
     let match_id = hit["matches"][0]["id"].as_i64().expect("a match");
     let n = r"\u0000";
@@ -417,7 +331,7 @@ async fn nul_in_any_string_is_a_400_naming_it(db: &TestDb) {
     ];
     for (method, path, body, field) in cases {
         let (status, v) = s
-            .call(Some(&k), method.clone(), &path, body.as_deref())
+            .call_text(Some(&k), method.clone(), &path, body.as_deref())
             .await;
         assert_field_error(status, &v, field, &format!("{method} {path}"));
     }
@@ -463,8 +377,149 @@ async fn nul_in_any_string_is_a_400_naming_it(db: &TestDb) {
         s.metric("echotrace_http_errors_total{class=\"5xx\"}").await,
         0.0
     );
-    s.ok(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
+    s.ok_json(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
         .await;
+    s.stop().await;
+}
+
+/// The routes added since (exchanges, feeds, sources, sightings, notices,
+/// reports and their console pages) follow the same rules: a NUL in a JSON
+/// body, a query or a path is a 400 naming the field on both backends, and
+/// a console path parameter that does not parse (or holds a NUL) is a 400
+/// page — not axum's plain-text rejection, a 404 on one backend, or a 500.
+async fn added_routes_refuse_nul_and_bad_path_parameters(db: &TestDb) {
+    let s = start(&db.url, |_| {}).await;
+    let k = s.admin.clone();
+    let n = r"\u0000";
+    let cases: Vec<(Method, &str, Option<String>, &str)> = vec![
+        (
+            Method::POST,
+            "/v1/exchanges",
+            Some(format!(
+                r#"{{"name":"ex{n}","api":"file","config":{{"path":"/x"}}}}"#
+            )),
+            "name",
+        ),
+        (
+            Method::PATCH,
+            "/v1/exchanges/ex",
+            Some(format!(r#"{{"policy":{{"include_labels":["a{n}"]}}}}"#)),
+            "policy.include_labels[0]",
+        ),
+        (
+            Method::POST,
+            "/c/exchanges",
+            Some(format!(
+                r#"{{"bank":"B","api":"file","api_json":{{"path":"a{n}"}}}}"#
+            )),
+            "api_json.path",
+        ),
+        (
+            Method::PUT,
+            "/v1/feeds/b",
+            Some(format!(r#"{{"partners":["p{n}"]}}"#)),
+            "partners[0]",
+        ),
+        (
+            Method::POST,
+            "/v1/sources",
+            Some(format!(
+                r#"{{"name":"s","kind":"page","config":{{"urls":["http://h/{n}"]}}}}"#
+            )),
+            "config.urls[0]",
+        ),
+        (
+            Method::POST,
+            "/v1/platforms",
+            Some(format!(r#"{{"host":"h{n}","platform":"p"}}"#)),
+            "host",
+        ),
+        (
+            Method::POST,
+            "/v1/notices",
+            Some(format!(
+                r#"{{"channel":"email","sighting_ids":[1],"note":"{n}"}}"#
+            )),
+            "note",
+        ),
+        (Method::GET, "/v1/sightings?host=%00", None, "host"),
+        (Method::GET, "/v1/sightings?url=a%00", None, "url"),
+        (Method::GET, "/v1/notices?platform=%00", None, "platform"),
+        (
+            Method::GET,
+            "/v1/reports/transparency?group_prefix=%00",
+            None,
+            "group_prefix",
+        ),
+        (Method::GET, "/v1/survival?a=%00&b=x", None, "a"),
+        (Method::GET, "/v1/sources/a%00", None, "name"),
+        (Method::GET, "/v1/exchanges/a%00/status", None, "name"),
+        (Method::GET, "/v1/feeds/a%00?wait=1", None, "bank"),
+    ];
+    for (method, path, body, field) in cases {
+        let (status, v) = s
+            .call_text(Some(&k), method.clone(), path, body.as_deref())
+            .await;
+        assert_field_error(status, &v, field, &format!("{method} {path}"));
+    }
+    // The console's path parameters.
+    s.engine()
+        .create_user(
+            &Actor::system(),
+            "pathcheck",
+            "correct horse 1",
+            Role::Admin,
+        )
+        .await
+        .unwrap();
+    let sid = s.console_login("pathcheck", "correct horse 1").await;
+    let cookie = format!("et_session={sid}");
+    let sources = s
+        .http
+        .get(s.url("/ui/sources"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sources.status(), StatusCode::OK);
+    let csrf = csrf_of(&sources.text().await.unwrap());
+    let pages = [
+        (Method::GET, "/ui/clusters/abc"),
+        (Method::GET, "/ui/exchanges/abc"),
+        (Method::GET, "/ui/sightings/1x"),
+        (Method::GET, "/ui/notices/abc/export"),
+        (Method::POST, "/ui/sources/a%00b/toggle"),
+        (Method::POST, "/ui/sources/a%00b/run"),
+        (Method::POST, "/ui/exchanges/abc/toggle"),
+    ];
+    for (method, path) in pages {
+        let r = s
+            .http
+            .request(method.clone(), s.url(path))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("csrf={csrf}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{method} {path}");
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        assert!(ct.starts_with("text/html"), "{method} {path}: {ct}");
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("path parameter"),
+            "{method} {path}: the page names the parameter: {page}"
+        );
+    }
+    assert_eq!(
+        s.metric("echotrace_http_errors_total{class=\"5xx\"}").await,
+        0.0
+    );
     s.stop().await;
 }
 
@@ -473,13 +528,13 @@ async fn nul_in_any_string_is_a_400_naming_it(db: &TestDb) {
 /// matcher's (or anonymous) 64 MiB upload is refused while the socket
 /// still holds almost all of it.
 async fn roles_are_checked_before_the_body(db: &TestDb) {
-    let s = Service::start(&db.url, |_| {}).await;
+    let s = start(&db.url, |_| {}).await;
     let reviewer = s.key("reviewer").await;
     let matcher = s.key("matcher").await;
-    s.ok(&s.admin, Method::POST, "/v1/banks", json!({"name": "rb"}))
+    s.ok_json(&s.admin, Method::POST, "/v1/banks", json!({"name": "rb"}))
         .await;
     let (status, v) = s
-        .call(Some(&reviewer), Method::POST, "/v1/banks", Some("{bad"))
+        .call_text(Some(&reviewer), Method::POST, "/v1/banks", Some("{bad"))
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
     assert_eq!(v["error"]["code"], "forbidden");
@@ -515,15 +570,15 @@ async fn roles_are_checked_before_the_body(db: &TestDb) {
 /// over it is a 400 naming the field, and the limits are in the OpenAPI
 /// document.
 async fn field_limits_are_400s_naming_the_field(db: &TestDb) {
-    let s = Service::start(&db.url, |_| {}).await;
+    let s = start(&db.url, |_| {}).await;
     let k = s.admin.clone();
-    s.ok(&k, Method::POST, "/v1/banks", json!({"name": "lim"}))
+    s.ok_json(&k, Method::POST, "/v1/banks", json!({"name": "lim"}))
         .await;
     let id_max = "i".repeat(2048);
     let id_over = "i".repeat(2049);
     let note_over = "n".repeat(16 * 1024 + 1);
     // At the limit: accepted.
-    s.ok(
+    s.ok_json(
         &k,
         Method::POST,
         "/v1/lookup",
@@ -569,11 +624,11 @@ async fn field_limits_are_400s_naming_the_field(db: &TestDb) {
     ];
     for (path, body, field) in cases {
         let (status, v) = s
-            .call(Some(&k), Method::POST, path, Some(&body.to_string()))
+            .call_text(Some(&k), Method::POST, path, Some(&body.to_string()))
             .await;
         assert_field_error(status, &v, field, path);
     }
-    s.ok(
+    s.ok_json(
         &k,
         Method::POST,
         "/v1/banks/lim/content",
@@ -581,11 +636,11 @@ async fn field_limits_are_400s_naming_the_field(db: &TestDb) {
     )
     .await;
     let hit = s
-        .ok(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
+        .ok_json(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
         .await;
     let mid = hit["matches"][0]["id"].as_i64().unwrap();
     let (status, v) = s
-        .call(
+        .call_text(
             Some(&k),
             Method::POST,
             &format!("/v1/matches/{mid}/decision"),
@@ -594,7 +649,7 @@ async fn field_limits_are_400s_naming_the_field(db: &TestDb) {
         .await;
     assert_field_error(status, &v, "note", "decision note");
     let (status, v) = s
-        .call(
+        .call_text(
             Some(&k),
             Method::PATCH,
             "/v1/banks/lim",
@@ -603,7 +658,9 @@ async fn field_limits_are_400s_naming_the_field(db: &TestDb) {
         .await;
     assert_field_error(status, &v, "description", "bank PATCH");
     // Documented in OpenAPI.
-    let (_, doc) = s.call(Some(&k), Method::GET, "/openapi.json", None).await;
+    let (_, doc) = s
+        .call_text(Some(&k), Method::GET, "/openapi.json", None)
+        .await;
     let ctx = &doc["components"]["schemas"]["LookupContext"]["properties"];
     assert_eq!(ctx["content_id"]["maxLength"], 2048, "{ctx}");
     assert_eq!(ctx["url"]["maxLength"], 2048);
@@ -618,11 +675,11 @@ async fn field_limits_are_400s_naming_the_field(db: &TestDb) {
 /// segment) are refused as bank names, through the API, HMA's route and
 /// the console; `...` is a fine name and addressable.
 async fn bank_names_are_path_segments(db: &TestDb) {
-    let s = Service::start(&db.url, |_| {}).await;
+    let s = start(&db.url, |_| {}).await;
     let k = s.admin.clone();
     for bad in [".", "..", "a/b", "a b", ""] {
         let (status, v) = s
-            .call(
+            .call_text(
                 Some(&k),
                 Method::POST,
                 "/v1/banks",
@@ -632,7 +689,7 @@ async fn bank_names_are_path_segments(db: &TestDb) {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {v}");
     }
     let (status, _) = s
-        .call(
+        .call_text(
             Some(&k),
             Method::POST,
             "/c/banks",
@@ -640,9 +697,11 @@ async fn bank_names_are_path_segments(db: &TestDb) {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    s.ok(&k, Method::POST, "/v1/banks", json!({"name": "..."}))
+    s.ok_json(&k, Method::POST, "/v1/banks", json!({"name": "..."}))
         .await;
-    let v = s.ok(&k, Method::GET, "/v1/banks/...", json!(null)).await;
+    let v = s
+        .ok_json(&k, Method::GET, "/v1/banks/...", json!(null))
+        .await;
     assert_eq!(v["name"], "...");
     // The console's bank form follows the same rule.
     s.engine()
@@ -671,7 +730,7 @@ async fn bank_names_are_path_segments(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let banks = s.ok(&k, Method::GET, "/v1/banks", json!(null)).await;
+    let banks = s.ok_json(&k, Method::GET, "/v1/banks", json!(null)).await;
     assert_eq!(banks["banks"].as_array().unwrap().len(), 1, "{banks}");
     s.stop().await;
 }
@@ -685,9 +744,9 @@ fn vpdq_frames(value: &str) -> usize {
 /// another cut matches; the match reports both shares and frame counts,
 /// never the frame lists unless `?frames=true`.
 async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb) {
-    let s = Service::start(&db.url, |c| c.heavy_hash_workers = 2).await;
+    let s = start(&db.url, |c| c.heavy_hash_workers = 2).await;
     let k = s.admin.clone();
-    s.ok(&k, Method::POST, "/v1/banks", json!({"name": "videos"}))
+    s.ok_json(&k, Method::POST, "/v1/banks", json!({"name": "videos"}))
         .await;
     let form = Form::new().part(
         "file",
@@ -727,7 +786,7 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
     // The frame lists on request.
     let mid = m["id"].as_i64().unwrap();
     let full = s
-        .ok(
+        .ok_json(
             &k,
             Method::GET,
             &format!("/v1/matches/{mid}?frames=true"),
@@ -736,12 +795,12 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
         .await;
     assert_eq!(vpdq_frames(full["matched_value"].as_str().unwrap()), frames);
     let compact = s
-        .ok(&k, Method::GET, &format!("/v1/matches/{mid}"), json!(null))
+        .ok_json(&k, Method::GET, &format!("/v1/matches/{mid}"), json!(null))
         .await;
     assert!(compact.get("matched_value").is_none(), "{compact}");
     assert_eq!(compact["query_match_pct"], m["query_match_pct"]);
     // The audit entry of the lookup holds no frame list either.
-    let audit = s.ok(&k, Method::GET, "/v1/audit", json!(null)).await;
+    let audit = s.ok_json(&k, Method::GET, "/v1/audit", json!(null)).await;
     let entry = audit["entries"]
         .as_array()
         .unwrap()
@@ -779,7 +838,9 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
         .await
         .unwrap();
     let sid = s.console_login("cur", "curator pass 1").await;
-    let bank_id = s.ok(&k, Method::GET, "/v1/banks/videos", json!(null)).await["id"]
+    let bank_id = s
+        .ok_json(&k, Method::GET, "/v1/banks/videos", json!(null))
+        .await["id"]
         .as_i64()
         .unwrap();
     let page = s
@@ -812,7 +873,7 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
         r.text().await.unwrap()
     );
     let listed = s
-        .ok(&k, Method::GET, "/v1/banks/videos/content", json!(null))
+        .ok_json(&k, Method::GET, "/v1/banks/videos/content", json!(null))
         .await;
     let last = listed["content"]
         .as_array()
@@ -844,7 +905,7 @@ async fn video_bank_entries_are_hashed_every_frame_and_report_shares(db: &TestDb
 /// once delete each row once and fail nothing.
 async fn retention_sweeps_expired_submissions(db: &TestDb) {
     let window = Duration::from_millis(1500);
-    let s = Service::start(&db.url, |c| {
+    let s = start(&db.url, |c| {
         c.retention = Some((
             RetentionPolicy {
                 submissions: window,
@@ -855,9 +916,9 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
     })
     .await;
     let k = s.admin.clone();
-    s.ok(&k, Method::POST, "/v1/banks", json!({"name": "ret"}))
+    s.ok_json(&k, Method::POST, "/v1/banks", json!({"name": "ret"}))
         .await;
-    s.ok(
+    s.ok_json(
         &k,
         Method::POST,
         "/v1/banks/ret/content",
@@ -865,7 +926,7 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
     )
     .await;
     let miss = s
-        .ok(
+        .ok_json(
             &k,
             Method::POST,
             "/v1/lookup",
@@ -874,12 +935,12 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
         .await;
     assert!(miss["matches"].as_array().unwrap().is_empty());
     let decided = s
-        .ok(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
+        .ok_json(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
         .await;
     // Every match of the submission (text_minhash, md5, sha256) decided.
     let decided_match = decided["matches"][0]["id"].as_i64().unwrap();
     for m in decided["matches"].as_array().unwrap() {
-        s.ok(
+        s.ok_json(
             &k,
             Method::POST,
             &format!("/v1/matches/{}/decision", m["id"]),
@@ -888,7 +949,7 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
         .await;
     }
     let pending = s
-        .ok(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
+        .ok_json(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
         .await;
     let pending_match = pending["matches"][0]["id"].as_i64().unwrap();
     let store = s.engine().store().clone();
@@ -901,7 +962,7 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
     assert!(store.get_submission(sub(&decided)).await.unwrap().is_none());
     assert!(store.get_submission(sub(&pending)).await.unwrap().is_some());
     let (status, _) = s
-        .call(
+        .call_text(
             Some(&k),
             Method::GET,
             &format!("/v1/matches/{decided_match}"),
@@ -909,7 +970,7 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    s.ok(
+    s.ok_json(
         &k,
         Method::GET,
         &format!("/v1/matches/{pending_match}"),
@@ -917,7 +978,7 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
     )
     .await;
     let audit = s
-        .ok(&k, Method::GET, "/v1/audit?limit=1000", json!(null))
+        .ok_json(&k, Method::GET, "/v1/audit?limit=1000", json!(null))
         .await;
     let targets: Vec<&str> = audit["entries"]
         .as_array()
@@ -932,7 +993,7 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
     // Two sweepers at once (two replicas): each row is deleted once.
     let engine = s.engine();
     for _ in 0..30 {
-        s.ok(
+        s.ok_json(
             &k,
             Method::POST,
             "/v1/lookup",
@@ -966,7 +1027,7 @@ async fn retention_sweeps_expired_submissions(db: &TestDb) {
 async fn body_budget_503_and_errors_counted_by_class() {
     let db = TestDb::sqlite();
     let budget = 2 << 20;
-    let s = Service::start(&db.url, |c| {
+    let s = start(&db.url, |c| {
         c.body_limit = budget;
         c.body_budget = budget;
         c.body_budget_wait = Duration::from_millis(300);
@@ -974,10 +1035,16 @@ async fn body_budget_503_and_errors_counted_by_class() {
     .await;
     let k = s.admin.clone();
     // Three client errors of different kinds.
-    assert_eq!(s.call(None, Method::GET, "/v1/banks", None).await.0, 401);
-    assert_eq!(s.call(Some(&k), Method::GET, "/v1/nope", None).await.0, 404);
     assert_eq!(
-        s.call(Some(&k), Method::POST, "/v1/banks", Some("{bad"))
+        s.call_text(None, Method::GET, "/v1/banks", None).await.0,
+        401
+    );
+    assert_eq!(
+        s.call_text(Some(&k), Method::GET, "/v1/nope", None).await.0,
+        404
+    );
+    assert_eq!(
+        s.call_text(Some(&k), Method::POST, "/v1/banks", Some("{bad"))
             .await
             .0,
         400
@@ -1032,7 +1099,7 @@ async fn body_budget_503_and_errors_counted_by_class() {
     let (status, _) = read_head(&mut holder, Duration::from_secs(30)).await;
     assert_eq!(status, 200);
     // Room again.
-    s.ok(
+    s.ok_json(
         &k,
         Method::POST,
         "/v1/lookup",
@@ -1058,7 +1125,7 @@ async fn body_budget_503_and_errors_counted_by_class() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_reads_no_large_anonymous_body_and_next_cannot_strand() {
     let db = TestDb::sqlite();
-    let s = Service::start(&db.url, |_| {}).await;
+    let s = start(&db.url, |_| {}).await;
     let big = 30 << 20;
     let form_head = |cookie: &str| {
         format!(
@@ -1133,7 +1200,7 @@ async fn text_lookups_do_not_wait_behind_pdfs_and_child_failures_are_fixed_messa
     let dir = std::env::temp_dir().join(format!("et-i12-pdf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let extractor = failing_extractor(&dir, 2);
-    let s = Service::start(&db.url, |c| {
+    let s = start(&db.url, |c| {
         c.engine.pdf_extractor = Some(extractor.clone());
         c.hash_workers = 1;
         c.heavy_hash_workers = 1;
@@ -1160,7 +1227,7 @@ async fn text_lookups_do_not_wait_behind_pdfs_and_child_failures_are_fixed_messa
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     let started = Instant::now();
-    s.ok(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
+    s.ok_json(&k, Method::POST, "/v1/lookup", json!({"text": TEXT}))
         .await;
     let took = started.elapsed();
     assert!(

@@ -10,13 +10,13 @@
 #[path = "../../exchange/tests/mocks/mod.rs"]
 mod mocks;
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::{Duration, Instant};
 
-use echotrace_engine::{EngineConfig, OutboxConfig};
-use echotrace_server::{ExchangeSettings, ServerConfig, ServerHandle};
+use echotrace_server::ExchangeSettings;
 use echotrace_store::testing::TestDb;
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use echotrace_store::both_backends;
@@ -29,132 +29,38 @@ both_backends!(
     credentials_never_come_back,
 );
 
-struct Service {
-    handle: Option<ServerHandle>,
-    base: String,
-    http: Client,
-    admin: String,
-    dir: std::path::PathBuf,
+use common::Server as Service;
+
+/// A server whose exchange fetches are driven by the tests and whose
+/// upstream responses are capped at `max_body` bytes.
+async fn start(db: &TestDb, max_body: usize) -> Service {
+    let dir = std::env::temp_dir().join(format!(
+        "et-exchange-api-{}-{}",
+        std::process::id(),
+        echotrace_store::now_ms()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut config = common::config(&db.url);
+    config.engine.outbox = common::fast_outbox();
+    config.exchanges = ExchangeSettings {
+        // Fetches are driven by the tests (POST …/fetch); feeds build.
+        run_workers: false,
+        run_feed_builder: true,
+        net: echotrace_server::echotrace_exchange::NetPolicy {
+            allow_loopback: true,
+            max_body,
+            timeout: Duration::from_secs(10),
+            ..Default::default()
+        },
+        secret_key_file: dir.join("key.secret"),
+        lease_ttl: Duration::from_secs(15),
+    };
+    let mut svc = Service::start(config, None).await.remove_on_stop(dir);
+    svc.timeout = Some(Duration::from_secs(60));
+    svc
 }
 
 impl Service {
-    async fn start(db: &TestDb, max_body: usize) -> Service {
-        let key = Arc::new(Mutex::new(None::<String>));
-        let k2 = key.clone();
-        let mut engine = EngineConfig::with_database_url(&db.url);
-        engine.tail_interval = Duration::from_millis(100);
-        engine.outbox = OutboxConfig {
-            poll_interval: Duration::from_millis(50),
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(400),
-            ..OutboxConfig::default()
-        };
-        let dir = std::env::temp_dir().join(format!(
-            "et-exchange-api-{}-{}",
-            std::process::id(),
-            echotrace_store::now_ms()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = ServerConfig {
-            engine,
-            hash_workers: 2,
-            bootstrap_admin: Some(Arc::new(move |k: &str| {
-                *k2.lock().unwrap() = Some(k.to_string());
-            })),
-            exchanges: ExchangeSettings {
-                // Fetches are driven by the tests (POST …/fetch); feeds build.
-                run_workers: false,
-                run_feed_builder: true,
-                net: echotrace_server::echotrace_exchange::NetPolicy {
-                    allow_loopback: true,
-                    max_body,
-                    timeout: Duration::from_secs(10),
-                    ..Default::default()
-                },
-                secret_key_file: dir.join("key.secret"),
-                lease_ttl: Duration::from_secs(15),
-            },
-            ..ServerConfig::default()
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let handle = echotrace_server::start(config, listener, std::future::pending())
-            .await
-            .unwrap();
-        handle.ready(Duration::from_secs(30)).await.unwrap();
-        let admin = key.lock().unwrap().clone().expect("admin key");
-        Service {
-            base: format!("http://{}", handle.addr),
-            handle: Some(handle),
-            http: Client::new(),
-            admin,
-            dir,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown().await.unwrap();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-
-    async fn raw(
-        &self,
-        key: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, String) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .timeout(Duration::from_secs(60));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let s = resp.status();
-        (s, resp.text().await.unwrap())
-    }
-
-    async fn call(
-        &self,
-        key: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let (s, text) = self.raw(key, method, path, body).await;
-        let v = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (s, v)
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self
-            .call(Some(&self.admin.clone()), method.clone(), path, body)
-            .await;
-        assert!(s.is_success(), "{method} {path} -> {s}: {v}");
-        v
-    }
-
-    async fn key(&self, role: &str, name: &str) -> String {
-        let v = self
-            .ok(
-                Method::POST,
-                "/v1/keys",
-                Some(json!({"role": role, "name": name})),
-            )
-            .await;
-        v["key"].as_str().unwrap().to_string()
-    }
-
     async fn lookup(&self, signals: Value) -> Value {
         self.ok(
             Method::POST,
@@ -208,7 +114,7 @@ async fn tat_exchange(svc: &Service, base: &str, name: &str, page: u32) {
 }
 
 async fn tat_adapter_against_mock(db: &TestDb) {
-    let svc = Service::start(db, 64 << 20).await;
+    let svc = start(db, 64 << 20).await;
     let mut records = mocks::tat_records(25, pdq);
     records.push(mocks::TatRecord {
         id: 26,
@@ -356,7 +262,7 @@ async fn tat_adapter_against_mock(db: &TestDb) {
 }
 
 async fn threatexchange_adapter_and_hma_routes(db: &TestDb) {
-    let svc = Service::start(db, 64 << 20).await;
+    let svc = start(db, 64 << 20).await;
     let updates = mocks::te_updates_set(30, pdq);
     let (base, mock) = mocks::te(updates.clone()).await;
     mock.lock()
@@ -525,7 +431,7 @@ fn peak_rss_kib() -> u64 {
 }
 
 async fn hostile_upstreams_end_in_recorded_errors(db: &TestDb) {
-    let svc = Service::start(db, 16 << 20).await;
+    let svc = start(db, 16 << 20).await;
     let (base, mock) = mocks::tat(mocks::tat_records(20, pdq)).await;
     tat_exchange(&svc, &base, "HOSTILE", 10).await;
     let before = peak_rss_kib();
@@ -608,7 +514,7 @@ async fn hostile_upstreams_end_in_recorded_errors(db: &TestDb) {
 }
 
 async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
-    let svc = Service::start(db, 64 << 20).await;
+    let svc = start(db, 64 << 20).await;
     svc.ok(
         Method::POST,
         "/v1/banks",
@@ -632,8 +538,8 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
             .await;
         ids.push(c["id"].as_i64().unwrap());
     }
-    let partner = svc.key("partner", "ngo-b").await;
-    let other = svc.key("partner", "ngo-c").await;
+    let partner = svc.key_named("partner", "ngo-b").await;
+    let other = svc.key_named("partner", "ngo-c").await;
     let (s, v) = svc
         .call(
             Some(&svc.admin),
@@ -866,7 +772,7 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
 }
 
 async fn credentials_never_come_back(db: &TestDb) {
-    let svc = Service::start(db, 64 << 20).await;
+    let svc = start(db, 64 << 20).await;
     let secrets = [
         "s3cr3t-TAT-password-9931",
         "87654321|TE-secret-token-abcdefghijkl",

@@ -7,17 +7,15 @@
 //! Images are generated from a benign fixture photo (`../shared/fixtures`);
 //! videos are short clips cut from the vPDQ fixtures with ffmpeg.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+mod common;
 
-use echotrace_engine::EngineConfig;
-use echotrace_server::{ServerConfig, ServerHandle};
+use std::path::PathBuf;
+
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
 use image::{Rgb, RgbImage};
 use reqwest::multipart::{Form, Part};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 both_backends!(image_channels_over_http, video_borders_over_http);
@@ -32,65 +30,15 @@ fn fixtures() -> PathBuf {
     p
 }
 
-struct Service {
-    handle: Option<ServerHandle>,
-    base: String,
-    http: Client,
-    admin: String,
+use common::Server as Service;
+
+async fn start(db: &TestDb) -> Service {
+    let mut config = common::config(&db.url);
+    config.deliver_webhooks = false;
+    Service::start(config, None).await
 }
 
 impl Service {
-    async fn start(db: &TestDb) -> Service {
-        let key = Arc::new(Mutex::new(None::<String>));
-        let k2 = key.clone();
-        let mut engine = EngineConfig::with_database_url(&db.url);
-        engine.tail_interval = Duration::from_millis(100);
-        let config = ServerConfig {
-            engine,
-            hash_workers: 2,
-            deliver_webhooks: false,
-            bootstrap_admin: Some(Arc::new(move |k: &str| {
-                *k2.lock().unwrap() = Some(k.to_string());
-            })),
-            ..ServerConfig::default()
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let handle = echotrace_server::start(config, listener, std::future::pending())
-            .await
-            .unwrap();
-        handle.ready(Duration::from_secs(30)).await.unwrap();
-        let admin = key.lock().unwrap().clone().expect("bootstrap admin key");
-        Service {
-            base: format!("http://{}", handle.addr),
-            handle: Some(handle),
-            http: Client::new(),
-            admin,
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.admin);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(method.clone(), path, body).await;
-        assert!(s.is_success(), "{method} {path} -> {s}: {v}");
-        v
-    }
-
     async fn upload(&self, path: &str, bytes: &[u8]) -> Value {
         let form = Form::new().part("file", Part::bytes(bytes.to_vec()).file_name("f"));
         let resp = self
@@ -126,12 +74,6 @@ impl Service {
         out.sort();
         out
     }
-
-    async fn stop(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown().await.unwrap();
-        }
-    }
 }
 
 fn png(img: &RgbImage) -> Vec<u8> {
@@ -160,7 +102,7 @@ fn crop(img: &RgbImage, f: f32) -> RgbImage {
 }
 
 async fn image_channels_over_http(db: &TestDb) {
-    let s = Service::start(db).await;
+    let s = start(db).await;
     s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
         .await;
     let hashes = s
@@ -175,7 +117,7 @@ async fn image_channels_over_http(db: &TestDb) {
         json!({"dihedral": false, "window": true})
     );
     let (st, bad) = s
-        .call(
+        .admin_call(
             Method::PATCH,
             "/v1/banks/hashes",
             Some(json!({"matching": {"rotate": true}})),
@@ -356,7 +298,7 @@ async fn video_borders_over_http(db: &TestDb) {
         ",pad=320:320:0:70:black",
         &dir.join("d.mp4"),
     );
-    let s = Service::start(db).await;
+    let s = start(db).await;
     s.ok(Method::POST, "/v1/banks", Some(json!({"name": "clips"})))
         .await;
     s.ok(Method::POST, "/v1/banks", Some(json!({"name": "barred"})))

@@ -4,15 +4,16 @@
 //! fresh PostgreSQL schema at `$ECHOTRACE_TEST_PG_URL` (FAILS if unset,
 //! unless `ECHOTRACE_SKIP_PG=1`).
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use echotrace_engine::{EngineConfig, OutboxConfig};
-use echotrace_server::{FetchPolicy, ServerConfig, ServerHandle};
+use echotrace_server::{FetchPolicy, ServerConfig};
 use echotrace_store::testing::TestDb;
 use reqwest::multipart::{Form, Part};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use echotrace_store::both_backends;
@@ -60,127 +61,31 @@ type Seen = Arc<Mutex<Vec<(axum::http::HeaderMap, Vec<u8>, u16)>>>;
 
 const ORIG_PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
 
-struct Service {
-    handle: Option<ServerHandle>,
-    base: String,
-    http: Client,
-    admin: String,
+use common::Server as Service;
+
+async fn start(db: &TestDb) -> Service {
+    start_with(db, None, |_| {}).await
+}
+
+/// Start on `db`; `admin` is the admin key of an earlier start on the
+/// same database (only the first start creates one).
+async fn start_with(
+    db: &TestDb,
+    admin: Option<String>,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> Service {
+    let mut config = common::config(&db.url);
+    config.engine.outbox = common::fast_outbox();
+    tweak(&mut config);
+    Service::start(config, admin).await
 }
 
 impl Service {
-    async fn start(db: &TestDb) -> Service {
-        Service::start_with(db, None, |_| {}).await
-    }
-
-    /// Start on `db`; `admin` is the admin key of an earlier start on the
-    /// same database (only the first start creates one).
-    async fn start_with(
-        db: &TestDb,
-        admin: Option<String>,
-        tweak: impl FnOnce(&mut ServerConfig),
-    ) -> Service {
-        let key = Arc::new(Mutex::new(None::<String>));
-        let k2 = key.clone();
-        let mut engine = EngineConfig::with_database_url(&db.url);
-        engine.tail_interval = Duration::from_millis(100);
-        engine.outbox = OutboxConfig {
-            poll_interval: Duration::from_millis(50),
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(400),
-            ..OutboxConfig::default()
-        };
-        let mut config = ServerConfig {
-            engine,
-            hash_workers: 2,
-            bootstrap_admin: Some(Arc::new(move |k: &str| {
-                *k2.lock().unwrap() = Some(k.to_string());
-            })),
-            ..ServerConfig::default()
-        };
-        tweak(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let handle = echotrace_server::start(config, listener, std::future::pending())
-            .await
-            .unwrap();
-        handle.ready(Duration::from_secs(30)).await.unwrap();
-        let announced = key.lock().unwrap().clone();
-        let admin = announced.or(admin).expect("bootstrap admin key announced");
-        Service {
-            base: format!("http://{}", handle.addr),
-            handle: Some(handle),
-            http: Client::new(),
-            admin,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown().await.unwrap();
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn call(
-        &self,
-        key: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        let v = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        (status, v)
-    }
-
-    async fn ok(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+    /// A JSON request as `key` that must succeed; its body.
+    async fn ok_as(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Value {
         let (s, v) = self.call(Some(key), method.clone(), path, body).await;
         assert!(s.is_success(), "{method} {path} -> {s}: {v}");
         v
-    }
-
-    async fn multipart(&self, key: &str, path: &str, form: Form) -> (StatusCode, Value) {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(key)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        let s = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn key(&self, role: &str) -> String {
-        let v = self
-            .ok(
-                &self.admin,
-                Method::POST,
-                "/v1/keys",
-                Some(json!({"role": role, "name": role})),
-            )
-            .await;
-        v["key"].as_str().unwrap().to_string()
     }
 }
 
@@ -199,7 +104,7 @@ fn assert_error(v: &Value, code: &str) {
 }
 
 async fn banks_content_lookup_review_round_trip(db: &TestDb) {
-    let svc = Service::start(db).await;
+    let svc = start(db).await;
     let curator = svc.key("curator").await;
     let matcher = svc.key("matcher").await;
     let reviewer = svc.key("reviewer").await;
@@ -228,17 +133,17 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
-    svc.ok(
+    svc.ok_as(
         &curator,
         Method::POST,
         "/v1/banks",
         Some(json!({"name": "texts"})),
     )
     .await;
-    let list = svc.ok(&curator, Method::GET, "/v1/banks", None).await;
+    let list = svc.ok_as(&curator, Method::GET, "/v1/banks", None).await;
     assert_eq!(list["banks"].as_array().unwrap().len(), 2);
     let patched = svc
-        .ok(
+        .ok_as(
             &curator,
             Method::PATCH,
             "/v1/banks/tve-images",
@@ -247,7 +152,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
         .await;
     assert_eq!(patched["description"], "known items");
     assert_eq!(
-        svc.ok(&curator, Method::GET, "/v1/banks/tve-images", None)
+        svc.ok_as(&curator, Method::GET, "/v1/banks/tve-images", None)
             .await["thresholds"]["pdq"],
         31.0
     );
@@ -299,7 +204,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
 
     // Get / list / patch content.
     let got = svc
-        .ok(
+        .ok_as(
             &curator,
             Method::GET,
             &format!("/v1/banks/tve-images/content/{sig_id}"),
@@ -321,7 +226,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
         "content of another bank is not reachable through this one"
     );
     let page = svc
-        .ok(
+        .ok_as(
             &curator,
             Method::GET,
             "/v1/banks/tve-images/content?limit=1",
@@ -331,7 +236,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
     assert_eq!(page["content"].as_array().unwrap().len(), 1);
     let next = page["next_cursor"].as_i64().unwrap();
     let page2 = svc
-        .ok(
+        .ok_as(
             &curator,
             Method::GET,
             &format!("/v1/banks/tve-images/content?limit=1&cursor={next}"),
@@ -343,7 +248,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
     // Lookup by signals: a PDQ within distance of the original.
     let near = "f8f8f0cee0f4a84f06370a2a038f63f0b36e26d596621e1d33e6b39c4e9c9b22"; // blur-a-little
     let res = svc
-        .ok(&matcher, Method::POST, "/v1/lookup",
+        .ok_as(&matcher, Method::POST, "/v1/lookup",
             Some(json!({"signals": {"pdq": near}, "context": {"content_id": "post-1", "uploader_id": "u9"}})))
         .await;
     let matches = res["matches"].as_array().unwrap();
@@ -361,7 +266,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
     assert!(res["submission_id"].as_i64().is_some());
 
     // Disable → no match; enable → match again (immediate).
-    svc.ok(
+    svc.ok_as(
         &curator,
         Method::PATCH,
         &format!("/v1/banks/tve-images/content/{sig_id}"),
@@ -369,7 +274,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
     )
     .await;
     let res = svc
-        .ok(
+        .ok_as(
             &matcher,
             Method::POST,
             "/v1/lookup",
@@ -384,7 +289,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
             .any(|m| m["content_id"] == sig_id),
         "{res}"
     );
-    svc.ok(
+    svc.ok_as(
         &curator,
         Method::PATCH,
         &format!("/v1/banks/tve-images/content/{sig_id}"),
@@ -426,7 +331,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
         .replace("Tuesday", "Monday")
         .replace("heavy rain", "very heavy rain");
     let res = svc
-        .ok(
+        .ok_as(
             &matcher,
             Method::POST,
             "/v1/lookup",
@@ -444,7 +349,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
 
     // Bank filter.
     let res = svc
-        .ok(
+        .ok_as(
             &matcher,
             Method::POST,
             "/v1/lookup",
@@ -464,7 +369,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
     assert_error(&v, "not_found");
 
     // Batch.
-    let res = svc.ok(&matcher, Method::POST, "/v1/lookup/batch", Some(json!({"items": [
+    let res = svc.ok_as(&matcher, Method::POST, "/v1/lookup/batch", Some(json!({"items": [
         {"signals": {"pdq": near}},
         {"signals": {"pdq": "0000000000000000000000000000000000000000000000000000000000000000"}},
         {"signals": {"md5": "00000000000000000000000000000000"}, "context": {"content_id": "b3"}},
@@ -530,7 +435,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
         "our JPEG pipeline lands near Pillow's hash, got {d}"
     );
     let v = svc
-        .ok(
+        .ok_as(
             &matcher,
             Method::POST,
             "/v1/compare",
@@ -540,7 +445,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
     assert_eq!(v["match"], true);
     assert_eq!(v["distance"], 2);
     let v = svc
-        .ok(
+        .ok_as(
             &matcher,
             Method::POST,
             "/v1/compare",
@@ -551,7 +456,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
 
     // Review: pending matches, paging, decisions.
     let pending = svc
-        .ok(
+        .ok_as(
             &reviewer,
             Method::GET,
             "/v1/matches?status=pending&limit=2",
@@ -562,7 +467,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
     assert_eq!(first_page.len(), 2);
     let cursor = pending["next_cursor"].as_i64().unwrap();
     let more = svc
-        .ok(
+        .ok_as(
             &reviewer,
             Method::GET,
             &format!("/v1/matches?status=pending&limit=2&cursor={cursor}"),
@@ -572,7 +477,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
     assert!(more["matches"][0]["id"].as_i64().unwrap() < cursor);
     let mid = first_page[0]["id"].as_i64().unwrap();
     let d = svc
-        .ok(
+        .ok_as(
             &reviewer,
             Method::POST,
             &format!("/v1/matches/{mid}/decision"),
@@ -581,15 +486,15 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
         .await;
     assert_eq!(d["verdict"], "confirm");
     let m = svc
-        .ok(&reviewer, Method::GET, &format!("/v1/matches/{mid}"), None)
+        .ok_as(&reviewer, Method::GET, &format!("/v1/matches/{mid}"), None)
         .await;
     assert_eq!(m["status"], "confirmed");
     let confirmed = svc
-        .ok(&reviewer, Method::GET, "/v1/matches?status=confirmed", None)
+        .ok_as(&reviewer, Method::GET, "/v1/matches?status=confirmed", None)
         .await;
     assert_eq!(confirmed["matches"].as_array().unwrap().len(), 1);
     let by_bank = svc
-        .ok(&reviewer, Method::GET, "/v1/matches?bank=texts", None)
+        .ok_as(&reviewer, Method::GET, "/v1/matches?bank=texts", None)
         .await;
     assert!(by_bank["matches"]
         .as_array()
@@ -608,7 +513,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
 
     // Audit log shows who did what.
     let audit = svc
-        .ok(&svc.admin, Method::GET, "/v1/audit?limit=500", None)
+        .ok_as(&svc.admin, Method::GET, "/v1/audit?limit=500", None)
         .await;
     let actions: Vec<&str> = audit["entries"]
         .as_array()
@@ -648,7 +553,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let res = svc
-        .ok(
+        .ok_as(
             &matcher,
             Method::POST,
             "/v1/lookup",
@@ -671,7 +576,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     assert_error(&v, "not_found");
-    let list = svc.ok(&curator, Method::GET, "/v1/banks", None).await;
+    let list = svc.ok_as(&curator, Method::GET, "/v1/banks", None).await;
     assert!(
         !list.to_string().contains("\"texts\""),
         "deleted bank still listed: {list}"
@@ -689,9 +594,9 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
 }
 
 async fn bad_input_is_a_json_4xx(db: &TestDb) {
-    let svc = Service::start_with(db, None, |c| c.body_limit = 1 << 20).await;
+    let svc = start_with(db, None, |c| c.body_limit = 1 << 20).await;
     let key = svc.admin.clone();
-    svc.ok(&key, Method::POST, "/v1/banks", Some(json!({"name": "b"})))
+    svc.ok_as(&key, Method::POST, "/v1/banks", Some(json!({"name": "b"})))
         .await;
     let cases: Vec<BadCase> = vec![
         (
@@ -899,8 +804,8 @@ async fn bad_input_is_a_json_4xx(db: &TestDb) {
 }
 
 async fn auth_matrix(db: &TestDb) {
-    let svc = Service::start(db).await;
-    svc.ok(
+    let svc = start(db).await;
+    svc.ok_as(
         &svc.admin,
         Method::POST,
         "/v1/banks",
@@ -908,7 +813,7 @@ async fn auth_matrix(db: &TestDb) {
     )
     .await;
     let item = svc
-        .ok(
+        .ok_as(
             &svc.admin,
             Method::POST,
             "/v1/banks/m/content",
@@ -917,7 +822,7 @@ async fn auth_matrix(db: &TestDb) {
         .await;
     let cid = item["id"].as_i64().unwrap();
     let lookup = svc
-        .ok(
+        .ok_as(
             &svc.admin,
             Method::POST,
             "/v1/lookup",
@@ -1105,13 +1010,14 @@ async fn auth_matrix(db: &TestDb) {
         assert_eq!(s, StatusCode::FORBIDDEN, "{role} DELETE /v1/banks/m: {v}");
         assert_error(&v, "forbidden");
     }
-    svc.ok(&svc.admin, Method::GET, "/v1/banks/m", None).await;
+    svc.ok_as(&svc.admin, Method::GET, "/v1/banks/m", None)
+        .await;
     for (role, key) in keys
         .iter()
         .filter(|(r, _)| *r == "admin" || *r == "curator")
     {
         let name = format!("del-{role}");
-        svc.ok(key, Method::POST, "/v1/banks", Some(json!({"name": name})))
+        svc.ok_as(key, Method::POST, "/v1/banks", Some(json!({"name": name})))
             .await;
         let path = format!("/v1/banks/{name}");
         let (s, v) = svc.call(Some(key), Method::DELETE, &path, None).await;
@@ -1125,7 +1031,7 @@ async fn auth_matrix(db: &TestDb) {
         assert_eq!(resp.status(), StatusCode::OK, "{p}");
     }
     // A revoked key stops working (after the key cache TTL).
-    let list = svc.ok(&svc.admin, Method::GET, "/v1/keys", None).await;
+    let list = svc.ok_as(&svc.admin, Method::GET, "/v1/keys", None).await;
     let matcher_id = list["keys"]
         .as_array()
         .unwrap()
@@ -1134,7 +1040,7 @@ async fn auth_matrix(db: &TestDb) {
         .unwrap()["id"]
         .as_i64()
         .unwrap();
-    svc.ok(
+    svc.ok_as(
         &svc.admin,
         Method::DELETE,
         &format!("/v1/keys/{matcher_id}"),
@@ -1190,7 +1096,7 @@ async fn receiver(fail_first: usize) -> (String, Seen) {
 
 async fn webhooks_are_signed_and_retried(db: &TestDb) {
     let (url, seen) = receiver(2).await;
-    let svc = Service::start(db).await;
+    let svc = start(db).await;
     let admin = svc.admin.clone();
     let (s, hook) = svc
         .call(
@@ -1212,18 +1118,18 @@ async fn webhooks_are_signed_and_retried(db: &TestDb) {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let hooks = svc
-        .ok(&admin, Method::GET, "/v1/actions/webhooks", None)
+        .ok_as(&admin, Method::GET, "/v1/actions/webhooks", None)
         .await;
     assert_eq!(hooks["webhooks"].as_array().unwrap().len(), 1);
 
-    svc.ok(
+    svc.ok_as(
         &admin,
         Method::POST,
         "/v1/banks",
         Some(json!({"name": "w"})),
     )
     .await;
-    svc.ok(
+    svc.ok_as(
         &admin,
         Method::POST,
         "/v1/banks/w/content",
@@ -1231,7 +1137,7 @@ async fn webhooks_are_signed_and_retried(db: &TestDb) {
     )
     .await;
     let res = svc
-        .ok(
+        .ok_as(
             &admin,
             Method::POST,
             "/v1/lookup",
@@ -1307,7 +1213,7 @@ async fn webhooks_are_signed_and_retried(db: &TestDb) {
 }
 
 async fn hma_compatible_endpoints(db: &TestDb) {
-    let svc = Service::start(db).await;
+    let svc = start(db).await;
     let k = svc.admin.clone();
     let (s, v) = svc
         .call(
@@ -1335,11 +1241,11 @@ async fn hma_compatible_endpoints(db: &TestDb) {
         StatusCode::FORBIDDEN,
         "HMA answers a duplicate bank with 403"
     );
-    let banks = svc.ok(&k, Method::GET, "/c/banks", None).await;
+    let banks = svc.ok_as(&k, Method::GET, "/c/banks", None).await;
     assert_eq!(banks[0]["name"], "HMA_BANK");
 
     let added = svc
-        .ok(
+        .ok_as(
             &k,
             Method::POST,
             "/c/bank/HMA_BANK/signal",
@@ -1367,7 +1273,7 @@ async fn hma_compatible_endpoints(db: &TestDb) {
 
     let near = "f8f8f0cee0f4a84f06370a2a038f63f0b36e26d596621e1d33e6b39c4e9c9b22";
     let v = svc
-        .ok(
+        .ok_as(
             &k,
             Method::GET,
             &format!("/m/lookup?signal_type=pdq&signal={near}"),
@@ -1381,7 +1287,7 @@ async fn hma_compatible_endpoints(db: &TestDb) {
         "{v}"
     );
     let v = svc
-        .ok(
+        .ok_as(
             &k,
             Method::GET,
             &format!("/m/raw_lookup?signal_type=pdq&signal={near}"),
@@ -1390,7 +1296,7 @@ async fn hma_compatible_endpoints(db: &TestDb) {
         .await;
     assert!(v["matches"].as_array().unwrap().contains(&json!(id)), "{v}");
     let v = svc
-        .ok(
+        .ok_as(
             &k,
             Method::GET,
             &format!("/m/raw_lookup?signal_type=pdq&signal={near}&include_distance=true"),
@@ -1437,9 +1343,9 @@ async fn hma_compatible_endpoints(db: &TestDb) {
 
 async fn url_fetch_is_off_and_ssrf_guarded(db: &TestDb) {
     // Off by default.
-    let svc = Service::start(db).await;
+    let svc = start(db).await;
     let k = svc.admin.clone();
-    svc.ok(&k, Method::POST, "/v1/banks", Some(json!({"name": "u"})))
+    svc.ok_as(&k, Method::POST, "/v1/banks", Some(json!({"name": "u"})))
         .await;
     let (s, v) = svc
         .call(
@@ -1452,7 +1358,7 @@ async fn url_fetch_is_off_and_ssrf_guarded(db: &TestDb) {
     assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
     svc.stop().await;
     // Enabled: internal targets are refused before any connection.
-    let svc = Service::start_with(db, Some(k), |c| {
+    let svc = start_with(db, Some(k), |c| {
         c.fetch = FetchPolicy {
             enabled: true,
             ..FetchPolicy::default()
@@ -1483,7 +1389,7 @@ async fn url_fetch_is_off_and_ssrf_guarded(db: &TestDb) {
 }
 
 async fn operations_endpoints(db: &TestDb) {
-    let svc = Service::start(db).await;
+    let svc = start(db).await;
     let k = svc.admin.clone();
     let v: Value = svc
         .http
@@ -1505,9 +1411,9 @@ async fn operations_endpoints(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(v["status"], "ready");
-    svc.ok(&k, Method::POST, "/v1/banks", Some(json!({"name": "o"})))
+    svc.ok_as(&k, Method::POST, "/v1/banks", Some(json!({"name": "o"})))
         .await;
-    svc.ok(
+    svc.ok_as(
         &k,
         Method::POST,
         "/v1/banks/o/content",
@@ -1515,7 +1421,7 @@ async fn operations_endpoints(db: &TestDb) {
     )
     .await;
     for _ in 0..3 {
-        svc.ok(
+        svc.ok_as(
             &k,
             Method::POST,
             "/v1/lookup",
@@ -1543,9 +1449,9 @@ async fn operations_endpoints(db: &TestDb) {
     // OpenAPI needs a key and documents every served route.
     let (s, _) = svc.call(None, Method::GET, "/openapi.json", None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let doc = svc.ok(&k, Method::GET, "/openapi.json", None).await;
+    let doc = svc.ok_as(&k, Method::GET, "/openapi.json", None).await;
     assert_eq!(doc["openapi"], "3.1.0");
-    for (method, path, ..) in echotrace_server::openapi::ROUTES {
+    for (method, path, ..) in echotrace_server::openapi::all_routes() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
         // Every documented route exists: anything but 404/405 without a key.
         let real = path.replace("{name}", "o").replace("{id}", "1");

@@ -10,11 +10,12 @@
 //! scripted verdicts (the fetching checker itself is tested through the
 //! CLI in `crates/cli/tests/cli_liveness.rs`).
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use echotrace_engine::{EngineConfig, OutboxConfig, Role};
-use echotrace_server::{ServerConfig, ServerHandle};
+use echotrace_engine::Role;
 use echotrace_spread::machine::{advance, Timing};
 use echotrace_spread::schedule::Schedule;
 use echotrace_spread::state::{LivenessState, RemovalPolicy};
@@ -33,106 +34,17 @@ const H: i64 = 3_600_000;
 /// 2026-01-01T00:00Z.
 const T0: i64 = 1_767_225_600_000;
 
-struct Service {
-    handle: Option<ServerHandle>,
-    base: String,
-    http: Client,
-    admin: String,
-    store: Store,
+use common::Server as Service;
+
+async fn start(db: &TestDb) -> Service {
+    let mut config = common::config(&db.url);
+    config.engine.outbox = common::fast_outbox();
+    Service::start(config, None).await
 }
 
 impl Service {
-    async fn start(db: &TestDb) -> Service {
-        let key = Arc::new(Mutex::new(None::<String>));
-        let k2 = key.clone();
-        let mut engine = EngineConfig::with_database_url(&db.url);
-        engine.tail_interval = Duration::from_millis(100);
-        engine.outbox = OutboxConfig {
-            poll_interval: Duration::from_millis(50),
-            base_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_millis(400),
-            ..OutboxConfig::default()
-        };
-        let config = ServerConfig {
-            engine,
-            hash_workers: 2,
-            bootstrap_admin: Some(Arc::new(move |k: &str| {
-                *k2.lock().unwrap() = Some(k.to_string());
-            })),
-            ..ServerConfig::default()
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let handle = echotrace_server::start(config, listener, std::future::pending())
-            .await
-            .unwrap();
-        handle.ready(Duration::from_secs(30)).await.unwrap();
-        let admin = key.lock().unwrap().clone().expect("admin key announced");
-        let store = handle.state.engine().unwrap().store().clone();
-        Service {
-            base: format!("http://{}", handle.addr),
-            handle: Some(handle),
-            http: Client::new(),
-            admin,
-            store,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(h) = self.handle.take() {
-            h.shutdown().await.unwrap();
-        }
-    }
-
-    async fn raw(
-        &self,
-        key: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, String) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(k) = key {
-            req = req.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let s = resp.status();
-        (s, resp.text().await.unwrap())
-    }
-
-    async fn call(
-        &self,
-        key: Option<&str>,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let (s, text) = self.raw(key, method, path, body).await;
-        (
-            s,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self
-            .call(Some(&self.admin), method.clone(), path, body)
-            .await;
-        assert!(s.is_success(), "{method} {path} -> {s}: {v}");
-        v
-    }
-
-    async fn key(&self, role: &str) -> String {
-        let v = self
-            .ok(
-                Method::POST,
-                "/v1/keys",
-                Some(json!({"role": role, "name": role})),
-            )
-            .await;
-        v["key"].as_str().unwrap().to_string()
+    fn store(&self) -> Store {
+        self.engine().store().clone()
     }
 }
 
@@ -381,7 +293,7 @@ fn copies() -> Vec<Copy> {
 }
 
 async fn report_numbers_equal_hand_counts(db: &TestDb) {
-    let svc = Service::start(db).await;
+    let svc = start(db).await;
     svc.ok(
         Method::POST,
         "/v1/banks",
@@ -398,16 +310,16 @@ async fn report_numbers_equal_hand_counts(db: &TestDb) {
     let copies = copies();
     let mut ids = Vec::new();
     for c in &copies {
-        ids.push(sighting(&svc.store, c, T0, items[c.item], bank_id).await);
+        ids.push(sighting(&svc.store(), c, T0, items[c.item], bank_id).await);
     }
     let timing = Timing {
         schedule: Schedule::parse("1h,6h,24h,48h").unwrap(),
         ..Timing::default()
     };
     let scripted: Vec<(i64, &Copy)> = ids.iter().copied().zip(copies.iter()).collect();
-    let checks = drive(&svc.store, &timing, &scripted, T0 - 240 * H, T0 + 60 * H).await;
+    let checks = drive(&svc.store(), &timing, &scripted, T0 - 240 * H, T0 + 60 * H).await;
     assert!(checks > 20, "{checks} checks");
-    svc.store
+    svc.store()
         .put_spread_setting(
             "checker",
             &json!({"schedule": "1h,6h,24h,48h", "confirm_checks": 2, "confirm_after_secs": 3600,
@@ -697,7 +609,7 @@ fn receiver() -> (String, Received) {
 }
 
 async fn notices_clusters_and_errors(db: &TestDb) {
-    let svc = Service::start(db).await;
+    let svc = start(db).await;
     svc.ok(
         Method::POST,
         "/v1/banks",
@@ -711,8 +623,8 @@ async fn notices_clusters_and_errors(db: &TestDb) {
     let copies = copies();
     // Seen ten days ago, so the console's default window shows them.
     let origin = echotrace_store::now_ms() - 240 * H;
-    let s1 = sighting(&svc.store, &copies[0], origin, a, bank_id).await;
-    let s3 = sighting(&svc.store, &copies[2], origin, a, bank_id).await;
+    let s1 = sighting(&svc.store(), &copies[0], origin, a, bank_id).await;
+    let s3 = sighting(&svc.store(), &copies[2], origin, a, bank_id).await;
     let (hook, seen) = receiver();
     svc.ok(
         Method::POST,

@@ -1,5 +1,6 @@
-//! Shared helpers of the collector's process tests: the `echotrace` binary,
-//! a served API to query, a tiny test site and a SOCKS5 proxy.
+//! Shared helpers of the process tests: the `echotrace` binary, a served
+//! API to query ([`launch`] starts any `serve`), a tiny test site and a
+//! SOCKS5 proxy.
 
 #![allow(dead_code)]
 
@@ -8,6 +9,7 @@ pub mod socks;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
@@ -71,6 +73,90 @@ impl Drop for Server {
     }
 }
 
+/// A started `echotrace serve`: the child, its address, the admin key it
+/// printed (only a database without keys gets one) and its stderr lines.
+pub struct Launch {
+    pub child: Child,
+    pub base: String,
+    pub admin: Option<String>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// Start `echotrace <args>` (a `serve`) with `env` added: stdout is read
+/// for the address and the admin key, stderr lines are kept (and echoed);
+/// returns once `/readyz` answers 200.
+pub async fn launch(args: &[&str], env: &[(&str, &str)]) -> Launch {
+    let mut child = Command::new(bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning echotrace serve");
+    let stdout = child.stdout.take().expect("stdout piped");
+    let stderr_pipe = child.stderr.take().expect("stderr piped");
+    let stderr: Arc<Mutex<Vec<String>>> = Arc::default();
+    {
+        let lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                eprintln!("[serve] {line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let admin_in = |line: &str| {
+        line.rsplit_once("(shown once): ")
+            .map(|(_, k)| k.trim().to_string())
+            .filter(|k| k.starts_with("et_"))
+    };
+    let mut admin = None;
+    let base = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server prints its address");
+        admin = admin.or_else(|| admin_in(&line));
+        if let Some(addr) = line.strip_prefix("echotrace: listening on ") {
+            break addr.trim().to_string();
+        }
+    };
+    let client = Client::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status() == StatusCode::OK {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "server never became ready");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The bootstrap key (if any) is printed before the server is ready;
+    // give the reader thread a moment to pass it on.
+    while admin.is_none() {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(line) => admin = admin_in(&line),
+            Err(_) => break,
+        }
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    Launch {
+        child,
+        base,
+        admin,
+        stderr,
+    }
+}
+
 impl Server {
     /// `echotrace serve` on a database without API keys (prints one).
     pub async fn spawn(db_url: &str, extra: &[&str]) -> Server {
@@ -86,55 +172,11 @@ impl Server {
         }
         args.extend_from_slice(&["--listen", "127.0.0.1:0", "--no-webhooks", "--threads", "2"]);
         args.extend_from_slice(extra);
-        let mut child = Command::new(bin())
-            .args(&args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning echotrace serve");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut base = None;
-        let mut admin = None;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while base.is_none() || admin.is_none() {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("server prints its address and admin key");
-            if let Some(addr) = line.strip_prefix("echotrace: listening on ") {
-                base = Some(addr.trim().to_string());
-            }
-            if let Some((_, k)) = line.rsplit_once("(shown once): ") {
-                if k.trim().starts_with("et_") {
-                    admin = Some(k.trim().to_string());
-                }
-            }
-        }
-        let base = base.unwrap_or_default();
-        let client = Client::new();
-        loop {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-                if r.status() == StatusCode::OK {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "server never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let l = launch(&args, env).await;
         Server {
-            child,
-            base,
-            admin: admin.unwrap_or_default(),
+            child: l.child,
+            base: l.base,
+            admin: l.admin.expect("server prints its admin key"),
         }
     }
 

@@ -23,6 +23,26 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::AppState;
 
+/// `(method, path, tag, summary, role)` rows for `/openapi.json`.
+pub(crate) const OPENAPI: &[(&str, &str, &str, &str, &str)] = &[
+    ("post", "/v1/sources", "Collector", "Add a collector source", "curator"),
+    ("get", "/v1/sources", "Collector", "List sources with their status", "curator|reviewer"),
+    ("get", "/v1/sources/{name}", "Collector", "Get a source with its status", "curator|reviewer"),
+    ("patch", "/v1/sources/{name}", "Collector", "Change a source's config or enabled flag", "curator"),
+    ("delete", "/v1/sources/{name}", "Collector", "Delete a source (its sightings stay)", "curator"),
+    ("post", "/v1/sources/{name}/run", "Collector", "Queue a source's seeds for the collector processes (202)", "curator"),
+    (
+        "get",
+        "/v1/sightings",
+        "Collector",
+        "List sightings, newest first; query: url, content_id (bank item), source, host, platform, matched, from, to (Unix ms), cursor, limit",
+        "reviewer|curator",
+    ),
+    ("get", "/v1/sightings/{id}", "Collector", "A sighting with signals, matches, attributes, parent chain and WARC evidence", "reviewer|curator"),
+    ("get", "/v1/platforms", "Collector", "The host -> platform table (operator and built-in)", "curator|reviewer"),
+    ("post", "/v1/platforms", "Collector", "Add or replace a host -> platform entry", "curator"),
+];
+
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/sources", post(create_source).get(list_sources))

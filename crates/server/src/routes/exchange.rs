@@ -21,6 +21,7 @@ use echotrace_exchange::{ExchangeEdit, ExchangeRequest, ExchangeService, RoundEr
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::LimitQuery;
 use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -61,7 +62,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/c/exchanges/apis", get(hma_apis))
         .route(
             "/c/exchanges/api/{api}",
-            get(hma_api_credentials).post(hma_set_api_credentials),
+            get(v1_api_credentials).post(hma_set_api_credentials),
         )
         .route("/c/exchanges/api/{api}/schema", get(hma_api_schema))
         .route("/c/exchanges", get(hma_list).post(hma_create))
@@ -489,12 +490,6 @@ async fn feed_post_opinions(
     Ok(Json(json!({"accepted": n})))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimitQuery {
-    limit: Option<u32>,
-}
-
 async fn feed_opinions(
     State(state): State<AppState>,
     _caller: Caller<op::Exchanges>,
@@ -520,16 +515,6 @@ fn hma_name_ok(name: &str) -> bool {
 
 async fn hma_apis(_caller: Caller<op::Exchanges>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(APIS.iter().map(|a| a.name).collect::<Vec<_>>())))
-}
-
-async fn hma_api_credentials(
-    State(state): State<AppState>,
-    _caller: Caller<op::Admin>,
-    ApiPath(api): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(
-        service(&state)?.api_credential_status(&api).await?
-    )))
 }
 
 async fn hma_set_api_credentials(
@@ -695,6 +680,17 @@ async fn hma_delete(
     Ok(Json(json!({"message": "Exchange deleted"})))
 }
 
+/// Whether the last fetch of an exchange succeeded (`None`: never
+/// fetched). One answer for HMA's status and the `failing` gauge.
+fn last_fetch_ok(s: &echotrace_engine::exchange::ExchangeStatus) -> Option<bool> {
+    match (s.last_success_at, s.last_error_at) {
+        (Some(ok), Some(err)) => Some(ok >= err),
+        (Some(_), None) => Some(true),
+        (None, Some(_)) => Some(false),
+        (None, None) => None,
+    }
+}
+
 async fn hma_status(
     State(state): State<AppState>,
     _caller: Caller<op::Exchanges>,
@@ -703,11 +699,7 @@ async fn hma_status(
     let ex = state.engine()?.exchange_by_name(&name).await?;
     let s = &ex.status;
     let secs = |ms: Option<i64>| ms.map(|m| m / 1000).unwrap_or(0);
-    let succeeded = match (s.last_success_at, s.last_error_at) {
-        (Some(ok), Some(err)) => ok >= err,
-        (Some(_), None) => true,
-        _ => false,
-    };
+    let succeeded = last_fetch_ok(s) == Some(true);
     Ok(Json(json!({
         "checkpoint_ts": secs(s.upstream_at),
         "running_fetch_start_ts": s.running_since.map(|m| m / 1000),
@@ -753,7 +745,7 @@ pub(crate) async fn attach_provenance(
     Ok(())
 }
 
-/// Provenance of matched items, by content id (HMA shapes, the console).
+/// Provenance of matched items, by content id (HMA shapes).
 pub(crate) async fn provenance_of(
     engine: &Engine,
     matches: &[MatchRecord],
@@ -816,8 +808,7 @@ pub(crate) async fn metrics_text(state: &AppState) -> String {
         let _ = writeln!(out, "# TYPE {name} {kind}");
         for ex in &list {
             let s = &ex.status;
-            let failing = matches!((s.last_error_at, s.last_success_at), (Some(e), Some(ok)) if e > ok)
-                || (s.last_error_at.is_some() && s.last_success_at.is_none());
+            let failing = last_fetch_ok(s) == Some(false);
             let v: f64 = match i {
                 0 => s.records as f64,
                 1 => s.applied as f64,
@@ -838,9 +829,8 @@ pub(crate) async fn metrics_text(state: &AppState) -> String {
     out
 }
 
-/// The routes of this module for `/openapi.json` (same shape as
-/// [`crate::openapi::ROUTES`]).
-pub const OPENAPI_ROUTES: &[(&str, &str, &str, &str, &str)] = &[
+/// `(method, path, tag, summary, role)` rows for `/openapi.json`.
+pub(crate) const OPENAPI: &[(&str, &str, &str, &str, &str)] = &[
     ("get", "/v1/exchanges/apis", "Exchanges", "Exchange APIs with their config and credential fields", "admin|curator"),
     ("get", "/v1/exchanges/apis/{api}/credentials", "Exchanges", "Whether an API's shared credentials are set (never the credentials)", "admin"),
     ("put", "/v1/exchanges/apis/{api}/credentials", "Exchanges", "Set an API's shared credentials ({\"credentials\": {...}}; sealed at rest)", "admin"),

@@ -100,13 +100,14 @@ fn by_bank<'a>(
 }
 
 /// Look up signals (with the raw text they came from, if any, so banks'
-/// equivalence lists apply); the block matches.
+/// equivalence lists apply); the block matches with their exchange
+/// provenance.
 async fn run_lookup(
     state: &AppState,
     actor: &Actor,
     query: HashedUpload,
     banks: Option<String>,
-) -> Result<Vec<MatchRecord>, ApiError> {
+) -> Result<(Vec<MatchRecord>, ProvenanceMap), ApiError> {
     let banks = bank_ids(state, split_banks(banks)).await?;
     let engine = state.engine()?;
     let req = LookupRequest {
@@ -115,7 +116,8 @@ async fn run_lookup(
         context: SubmissionContext::default(),
     };
     let resp = engine.lookup_upload(actor, req, query).await?;
-    Ok(resp.matches)
+    let prov = super::exchange::provenance_of(engine, &resp.matches).await?;
+    Ok((resp.matches, prov))
 }
 
 #[derive(Deserialize)]
@@ -167,8 +169,7 @@ async fn lookup_get(
     ApiQuery(q): ApiQuery<LookupQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let query = one_signal(&state, q.signal_type, q.signal).await?;
-    let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
-    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
+    let (matches, prov) = run_lookup(&state, &caller.actor(), query, q.banks).await?;
     Ok(Json(Value::Object(by_bank(matches.iter(), &prov))))
 }
 
@@ -194,8 +195,7 @@ async fn lookup_post(
     }
     let query = item_query(&state, item.input).await?;
     let types: Vec<_> = query.signals.iter().map(|s| s.signal_type).collect();
-    let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
-    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
+    let (matches, prov) = run_lookup(&state, &caller.actor(), query, q.banks).await?;
     let mut out = Map::new();
     for t in types {
         out.insert(
@@ -227,8 +227,7 @@ async fn raw_lookup(
         .include_distance
         .as_deref()
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
-    let matches = run_lookup(&state, &caller.actor(), query, q.banks).await?;
-    let prov = super::exchange::provenance_of(state.engine()?, &matches).await?;
+    let (matches, prov) = run_lookup(&state, &caller.actor(), query, q.banks).await?;
     let list: Vec<Value> = matches
         .iter()
         .map(|m| {

@@ -4,7 +4,7 @@
 //! headers ([`Caller`] with the route's requirement, before the body), then
 //! turn the request into engine types, call the engine, shape JSON.
 
-mod collect;
+pub(crate) mod collect;
 pub(crate) mod exchange;
 mod hma;
 pub(crate) mod spread;
@@ -337,4 +337,21 @@ pub(crate) fn lookup_out(mut r: LookupResponse, frames: bool) -> LookupResponse 
 /// Page size from a query parameter: default 100, at most 1000.
 pub(crate) fn page_limit(limit: Option<u32>) -> u32 {
     limit.unwrap_or(100).clamp(1, 1000)
+}
+
+/// `?limit=` alone (pages that have no cursor).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LimitQuery {
+    pub(crate) limit: Option<u32>,
+}
+
+/// The `next_cursor` of a page read newest-first with `limit`: the id of
+/// its last row when the page is full (there may be more), else none.
+pub(crate) fn next_cursor<T>(rows: &[T], limit: u32, id: impl Fn(&T) -> i64) -> Option<i64> {
+    if rows.len() == limit as usize {
+        rows.last().map(id)
+    } else {
+        None
+    }
 }

@@ -13,7 +13,7 @@ use echotrace_store::NoticeQuery;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::page_limit;
+use super::{next_cursor, page_limit, LimitQuery};
 use crate::auth::{op, Caller};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -266,12 +266,6 @@ async fn survival(
     })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimitQuery {
-    limit: Option<u32>,
-}
-
 async fn list_clusters(
     State(state): State<AppState>,
     _caller: Caller<op::ReadMatches>,
@@ -334,11 +328,7 @@ async fn list_notices(
         },
     )
     .await?;
-    let next = if rows.len() as u32 == limit {
-        rows.last().map(|n| n.id)
-    } else {
-        None
-    };
+    let next = next_cursor(&rows, limit, |n| n.id);
     let notices: Vec<Value> = rows.iter().map(notice::row_json).collect();
     Ok(Json(json!({"notices": notices, "next_cursor": next})))
 }

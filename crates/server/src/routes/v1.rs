@@ -17,8 +17,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    add_bank_content, bank_ids, item_query, item_signals, lookup_out, match_out, page_limit,
-    signals_json, FramesQuery,
+    add_bank_content, bank_ids, item_query, item_signals, lookup_out, match_out, next_cursor,
+    page_limit, signals_json, FramesQuery,
 };
 use crate::auth::{op, Caller};
 use crate::error::ApiError;
@@ -237,11 +237,7 @@ async fn list_content(
     let items = engine
         .list_content(bank.id, q.cursor.unwrap_or(0), limit)
         .await?;
-    let next = if items.len() as u32 == limit {
-        items.last().map(|c| c.id)
-    } else {
-        None
-    };
+    let next = next_cursor(&items, limit, |c| c.id);
     Ok(Json(json!({"content": items, "next_cursor": next})))
 }
 
@@ -599,11 +595,7 @@ async fn list_matches(
             limit: Some(limit),
         })
         .await?;
-    let next = if matches.len() as u32 == limit {
-        matches.last().map(|m| m.id)
-    } else {
-        None
-    };
+    let next = next_cursor(&matches, limit, |m| m.id);
     let frames = FramesQuery { frames: q.frames }.wanted();
     let matches: Vec<_> = matches.into_iter().map(|m| match_out(m, frames)).collect();
     let mut out = json!({"matches": matches, "next_cursor": next});
@@ -764,10 +756,6 @@ async fn audit(
 ) -> Result<Json<Value>, ApiError> {
     let limit = page_limit(q.limit);
     let entries = state.engine()?.audit_log(q.cursor, limit).await?;
-    let next = if entries.len() as u32 == limit {
-        entries.last().map(|e| e.id)
-    } else {
-        None
-    };
+    let next = next_cursor(&entries, limit, |e| e.id);
     Ok(Json(json!({"entries": entries, "next_cursor": next})))
 }

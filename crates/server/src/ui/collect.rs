@@ -7,7 +7,6 @@
 //! URLs of sightings are shown as text, never as links: a reviewer should
 //! not open propaganda by accident. Media is never shown here.
 
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -19,7 +18,7 @@ use echotrace_engine::{MatchStatus, Operation};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::session::{error_response, see_other, Authed, PostForm, UiQuery};
+use super::session::{error_response, see_other, Authed, PostForm, UiPath, UiQuery};
 use super::views::{csrf_field, layout, Flash, Viewer};
 use super::{actor, page, Ctx, UiState};
 use crate::auth::op;
@@ -127,7 +126,7 @@ async fn rerender(st: &Ctx, auth: &Authed, message: &str) -> Response {
 
 async fn source_run(
     st: Ctx,
-    Path(name): Path<String>,
+    UiPath(name): UiPath<String>,
     PostForm { auth, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
     match registry::queue_seeds(&st.store, &actor(&auth), &name).await {
@@ -138,7 +137,7 @@ async fn source_run(
 
 async fn source_toggle(
     st: Ctx,
-    Path(name): Path<String>,
+    UiPath(name): UiPath<String>,
     PostForm { auth, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
     let current = match registry::get_source(&st.store, &name).await {
@@ -451,17 +450,10 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-async fn sighting_page(st: Ctx, auth: Authed, Path(id): Path<String>) -> Response {
+async fn sighting_page(st: Ctx, auth: Authed, UiPath(id): UiPath<i64>) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }
-    let Ok(id) = id.parse::<i64>() else {
-        return error_response(
-            Some(&auth.viewer),
-            StatusCode::NOT_FOUND,
-            "no such sighting",
-        );
-    };
     match sighting_detail(&st.store, id).await {
         Ok(d) => {
             let s = &d.sighting;

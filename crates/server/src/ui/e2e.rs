@@ -44,6 +44,36 @@ fn test_dir() -> std::path::PathBuf {
     dir
 }
 
+/// The console admin the tests log in as (`admin` / `admin-password-1`).
+async fn add_admin(engine: &echotrace_engine::Engine) {
+    engine
+        .create_user(&Actor::cli(), "admin", "admin-password-1", Role::Admin)
+        .await
+        .unwrap();
+}
+
+/// A block bank with default thresholds and an optional text-equivalence
+/// list.
+async fn block_bank(
+    engine: &echotrace_engine::Engine,
+    name: &str,
+    text_equivalences: Option<&str>,
+) -> echotrace_engine::Bank {
+    engine
+        .create_bank(
+            &Actor::cli(),
+            NewBank {
+                name: name.to_string(),
+                kind: BankKind::Block,
+                description: String::new(),
+                thresholds: Thresholds::default(),
+                text_equivalences: text_equivalences.map(str::to_string),
+            },
+        )
+        .await
+        .unwrap()
+}
+
 async fn start(undo: Duration) -> TestServer {
     start_with(undo, |_| {}).await
 }
@@ -212,10 +242,7 @@ fn post_forms(html: &str) -> Vec<(String, String)> {
 async fn seed(ts: &TestServer) -> (i64, i64, Vec<i64>) {
     let engine = ts.engine();
     let cli = Actor::cli();
-    engine
-        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
-        .await
-        .unwrap();
+    add_admin(&engine).await;
     engine
         .create_user(&cli, "rev", "reviewer-password-1", Role::Reviewer)
         .await
@@ -614,10 +641,7 @@ async fn roles_undo_window_and_grouping() {
 async fn media_is_hidden_unless_retained() {
     let ts = start(Duration::ZERO).await;
     let engine = ts.engine();
-    engine
-        .create_user(&Actor::cli(), "admin", "admin-password-1", Role::Admin)
-        .await
-        .unwrap();
+    add_admin(&engine).await;
     let summary = echotrace_engine::demo::seed(&engine, true).await.unwrap();
     assert!(summary.matches >= 6, "demo produced {summary:?}");
     let (sid, _) = ts.login("admin", "admin-password-1").await;
@@ -662,23 +686,8 @@ async fn vpdq_match_card_shows_shares_and_matched_frame_strip() {
     let ts = start(Duration::from_secs(30)).await;
     let engine = ts.engine();
     let cli = Actor::cli();
-    engine
-        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
-        .await
-        .unwrap();
-    let bank = engine
-        .create_bank(
-            &cli,
-            NewBank {
-                name: "videos".to_string(),
-                kind: BankKind::Block,
-                description: String::new(),
-                thresholds: Thresholds::default(),
-                text_equivalences: None,
-            },
-        )
-        .await
-        .unwrap();
+    add_admin(&engine).await;
+    let bank = block_bank(&engine, "videos", None).await;
     // Banked video: 10 frames of disjoint 20-bit hashes (pairwise distance 40).
     let frame = |k: usize, skip: usize| hash(&((k * 20 + skip)..(k * 20 + 20)).collect::<Vec<_>>());
     let banked: Vec<_> = (0..10).map(|k| (frame(k, 0), 100u8)).collect();
@@ -829,10 +838,7 @@ async fn login_attempt(ts: &TestServer, user: &str, password: &str, ip: &str) ->
 async fn failed_logins_are_throttled_per_user_and_ip() {
     let ts = start(Duration::ZERO).await;
     let engine = ts.engine();
-    engine
-        .create_user(&Actor::cli(), "admin", "admin-password-1", Role::Admin)
-        .await
-        .unwrap();
+    add_admin(&engine).await;
     engine
         .create_user(&Actor::cli(), "rev", "reviewer-password-1", Role::Reviewer)
         .await
@@ -986,23 +992,8 @@ async fn video_match(
     media: &[u8],
 ) -> i64 {
     let cli = Actor::cli();
-    engine
-        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
-        .await
-        .unwrap();
-    let bank = engine
-        .create_bank(
-            &cli,
-            NewBank {
-                name: "videos".into(),
-                kind: BankKind::Block,
-                description: String::new(),
-                thresholds: Thresholds::default(),
-                text_equivalences: None,
-            },
-        )
-        .await
-        .unwrap();
+    add_admin(engine).await;
+    let bank = block_bank(engine, "videos", None).await;
     let content = engine
         .add_content(
             &cli,
@@ -1190,27 +1181,12 @@ async fn no_frame_thumbnails_without_retention_or_ffmpeg() {
 async fn debugger_resigns_pasted_text_under_bank_lists() {
     let (ts, engine) = start_console(crate::ui::UiConfig::default()).await;
     let cli = Actor::cli();
-    engine
-        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
-        .await
-        .unwrap();
+    add_admin(&engine).await;
     // Every shingle holds the term, so without the list nothing is shared.
     let item = "daesh claimed daesh attack daesh statement daesh online daesh \
                 media daesh town daesh road daesh bridge";
     for (name, list) in [("with-list", Some("daesh = isis")), ("no-list", None)] {
-        let bank = engine
-            .create_bank(
-                &cli,
-                NewBank {
-                    name: name.into(),
-                    kind: BankKind::Block,
-                    description: String::new(),
-                    thresholds: Thresholds::default(),
-                    text_equivalences: list.map(str::to_string),
-                },
-            )
-            .await
-            .unwrap();
+        let bank = block_bank(&engine, name, list).await;
         engine
             .add_content(
                 &cli,
@@ -1271,10 +1247,7 @@ async fn exchanges_page_status_dry_run_diff_policy_and_provenance() {
     let ts = start(Duration::from_secs(30)).await;
     let engine = ts.engine();
     let cli = Actor::cli();
-    engine
-        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
-        .await
-        .unwrap();
+    add_admin(&engine).await;
     engine
         .create_user(&cli, "rev", "reviewer-password-1", Role::Reviewer)
         .await
@@ -1433,24 +1406,9 @@ async fn collector_pages_show_sources_and_sightings() {
     use echotrace_engine::sighting::{ItemContent, SightingConfig, SightingItem};
     let ts = start(Duration::from_secs(30)).await;
     let engine = ts.engine();
-    engine
-        .create_user(&Actor::cli(), "admin", "admin-password-1", Role::Admin)
-        .await
-        .unwrap();
+    add_admin(&engine).await;
     let (sid, token) = ts.login("admin", "admin-password-1").await;
-    let bank = engine
-        .create_bank(
-            &Actor::cli(),
-            NewBank {
-                name: "known".into(),
-                kind: BankKind::Block,
-                description: String::new(),
-                thresholds: Thresholds::default(),
-                text_equivalences: None,
-            },
-        )
-        .await
-        .unwrap();
+    let bank = block_bank(&engine, "known", None).await;
     let text =
         "the river valley fog clears by noon and the afternoon stays bright and warm with a breeze";
     let item = engine
@@ -1614,23 +1572,8 @@ async fn ocr_match_card_shows_ocr_text_beside_bank_text() {
     let engine = ts.engine();
     assert!(engine.ocr_status().enabled, "{:?}", engine.ocr_status());
     let cli = Actor::cli();
-    engine
-        .create_user(&cli, "admin", "admin-password-1", Role::Admin)
-        .await
-        .unwrap();
-    let bank = engine
-        .create_bank(
-            &cli,
-            NewBank {
-                name: "statements".into(),
-                kind: BankKind::Block,
-                description: String::new(),
-                thresholds: Thresholds::default(),
-                text_equivalences: None,
-            },
-        )
-        .await
-        .unwrap();
+    add_admin(&engine).await;
+    let bank = block_bank(&engine, "statements", None).await;
     let statement = "Weather for Oslo: dense fog from Tuesday morning, near 12 degrees in the coastal districts. Trains to Bergen will run every 20 minutes.";
     let item = engine
         .add_content(

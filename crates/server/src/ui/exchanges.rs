@@ -5,7 +5,6 @@
 //! publishes as feeds. Credentials are never shown (only whether they are
 //! set).
 
-use axum::extract::Path;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
@@ -14,7 +13,7 @@ use echotrace_engine::{EngineError, Operation};
 use echotrace_signals::signal::SignalType;
 use maud::{html, Markup};
 
-use super::session::{see_other, Authed, FormData, PostForm, UiQuery};
+use super::session::{see_other, Authed, FormData, PostForm, UiPath, UiQuery};
 use super::views::{csrf_field, layout, Flash, Viewer};
 use super::{actor, engine_error, page, Ctx, UiState};
 use crate::auth::op;
@@ -310,7 +309,12 @@ struct Msg {
     msg: Option<String>,
 }
 
-async fn detail(st: Ctx, auth: Authed, Path(id): Path<i64>, UiQuery(q): UiQuery<Msg>) -> Response {
+async fn detail(
+    st: Ctx,
+    auth: Authed,
+    UiPath(id): UiPath<i64>,
+    UiQuery(q): UiQuery<Msg>,
+) -> Response {
     if let Err(r) = auth.require(Operation::Exchanges) {
         return r;
     }
@@ -336,7 +340,7 @@ async fn detail(st: Ctx, auth: Authed, Path(id): Path<i64>, UiQuery(q): UiQuery<
 
 async fn toggle(
     st: Ctx,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     PostForm { auth, form, .. }: PostForm<op::Exchanges>,
 ) -> Response {
     let change = echotrace_engine::exchange::ExchangeChange {
@@ -356,7 +360,7 @@ async fn toggle(
 
 async fn fetch_now(
     st: Ctx,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     PostForm { auth, .. }: PostForm<op::Exchanges>,
 ) -> Response {
     match (st.engine.exchange(id).await, st.app.exchanges()) {
@@ -371,7 +375,7 @@ async fn fetch_now(
 
 async fn policy(
     st: Ctx,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     PostForm { auth, form, .. }: PostForm<op::Exchanges>,
 ) -> Response {
     let policy = policy_from(&form);
@@ -397,7 +401,7 @@ async fn policy(
 
 async fn go_live(
     st: Ctx,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     PostForm { auth, .. }: PostForm<op::Exchanges>,
 ) -> Response {
     let change = echotrace_engine::exchange::ExchangeChange {

@@ -42,7 +42,7 @@ pub mod views;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path};
+use axum::extract::DefaultBodyLimit;
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -63,7 +63,7 @@ use serde::Deserialize;
 
 use session::{
     cookie, error_response, see_other, set_cookie, with_cookies, Authed, FormData, PostForm,
-    UiQuery, LOGIN_COOKIE, SESSION_COOKIE,
+    UiPath, UiQuery, LOGIN_COOKIE, SESSION_COOKIE,
 };
 use views::{Evidence, Flash, Viewer};
 
@@ -808,7 +808,7 @@ async fn decide_one(st: &Ctx, auth: &Authed, id: i64, verdict: Verdict) -> Resul
 
 async fn decide(
     st: Ctx,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     PostForm { auth, form, .. }: PostForm<op::Decide>,
 ) -> Response {
     let Some(verdict) = parse_verdict(&form) else {
@@ -861,7 +861,7 @@ async fn bulk_decide(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Decide>)
 
 async fn undo(
     st: Ctx,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     PostForm { auth, form, .. }: PostForm<op::Decide>,
 ) -> Response {
     let is_admin = auth.role() == Role::Admin;
@@ -871,7 +871,7 @@ async fn undo(
     }
 }
 
-async fn media(st: Ctx, auth: Authed, Path((owner, id)): Path<(String, i64)>) -> Response {
+async fn media(st: Ctx, auth: Authed, UiPath((owner, id)): UiPath<(String, i64)>) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }
@@ -1035,7 +1035,7 @@ async fn bank_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::WriteBan
 async fn bank_page(
     st: Ctx,
     auth: Authed,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     UiQuery(q): UiQuery<MsgQuery>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::ReadBanks) {
@@ -1078,7 +1078,7 @@ async fn bank_page(
 
 async fn bank_update(
     st: Ctx,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     PostForm { auth, form, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
     let result = async {
@@ -1137,7 +1137,7 @@ fn csv_item(line: &str) -> Result<(SignalValue, Vec<String>, String), EngineErro
 
 async fn content_add(
     st: Ctx,
-    Path(bank_id): Path<i64>,
+    UiPath(bank_id): UiPath<i64>,
     PostForm { auth, form, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
     let who = actor(&auth);
@@ -1247,7 +1247,7 @@ async fn content_add(
 
 async fn content_toggle(
     st: Ctx,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     PostForm { auth, form, .. }: PostForm<op::WriteBanks>,
 ) -> Response {
     let enabled = form.get("enabled") == Some("1");
@@ -1499,7 +1499,7 @@ async fn key_create(st: Ctx, PostForm { auth, form, .. }: PostForm<op::Admin>) -
 
 async fn key_revoke(
     st: Ctx,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     PostForm { auth, form: _, .. }: PostForm<op::Admin>,
 ) -> Response {
     match st.engine.revoke_api_key(&actor(&auth), id).await {

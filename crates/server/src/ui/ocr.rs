@@ -10,7 +10,6 @@
 //! OCR text is read on demand and never stored: it needs `--retain-media`
 //! (the media itself is what is retained).
 
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use echotrace_engine::console::{self as cq, MediaOwner};
@@ -19,7 +18,7 @@ use echotrace_engine::Operation;
 use echotrace_signals::signal::SignalType;
 use maud::{html, Markup};
 
-use super::session::{error_response, Authed};
+use super::session::{error_response, Authed, UiPath};
 use super::{textdiff, views, Ctx};
 
 /// One side's text: typed text as retained, anything else read by OCR.
@@ -42,7 +41,7 @@ async fn side_text(st: &Ctx, owner: MediaOwner, id: i64) -> Result<Option<String
 }
 
 /// `GET /ui/matches/{id}/text`: bank text beside submitted text, diffed.
-pub async fn match_text(st: Ctx, auth: Authed, Path(id): Path<i64>) -> Response {
+pub async fn match_text(st: Ctx, auth: Authed, UiPath(id): UiPath<i64>) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
     }

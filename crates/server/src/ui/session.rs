@@ -11,7 +11,8 @@
 //!   a missing or wrong token with 403 before the handler runs, so no form
 //!   can forget either check. Bodies are read under the server's byte
 //!   budget ([`crate::budget`]) and the NUL rule ([`crate::extract`]), like
-//!   API bodies; [`UiQuery`] applies the NUL rule to query strings.
+//!   API bodies; [`UiQuery`] and [`UiPath`] apply the NUL rule to query
+//!   strings and path parameters.
 //! * The login form has no session yet; it uses a double-submit token: a
 //!   random `et_login` cookie (HttpOnly, SameSite=Strict) that the form must
 //!   echo. A cross-site page can neither read nor set that cookie.
@@ -365,6 +366,21 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for UiQ
             .await
             .map(|axum::extract::Query(q)| UiQuery(q))
             .map_err(|e| error_response(None, StatusCode::BAD_REQUEST, &e.body_text()))
+    }
+}
+
+/// `Path<T>` for console pages: the NUL rule ([`crate::extract::ApiPath`])
+/// and a 400 page for a bad parameter (`/ui/clusters/abc`), never axum's
+/// plain-text rejection.
+pub struct UiPath<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for UiPath<T> {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        crate::extract::ApiPath::<T>::from_request_parts(parts, state)
+            .await
+            .map(|crate::extract::ApiPath(v)| UiPath(v))
+            .map_err(|e| error_response(None, e.status, &e.message))
     }
 }
 

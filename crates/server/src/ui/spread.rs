@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::Path;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +23,7 @@ use echotrace_spread::SpreadError;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::session::{error_response, see_other, Authed, PostForm, UiQuery};
+use super::session::{error_response, see_other, Authed, PostForm, UiPath, UiQuery};
 use super::views::{self, csrf_field, fmt_ts, Evidence, Flash, Viewer};
 use super::{actor, evidence, page, Ctx};
 use crate::auth::op;
@@ -285,7 +284,7 @@ fn cluster_flash(code: Option<&str>) -> Option<Flash> {
 pub(super) async fn cluster_page(
     st: Ctx,
     auth: Authed,
-    Path(content_id): Path<i64>,
+    UiPath(content_id): UiPath<i64>,
     UiQuery(q): UiQuery<DaysQuery>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
@@ -456,7 +455,7 @@ fn cluster_view(viewer: &Viewer, p: &ClusterPage) -> Markup {
 
 pub(super) async fn create_notice(
     st: Ctx,
-    Path(content_id): Path<i64>,
+    UiPath(content_id): UiPath<i64>,
     PostForm { auth, form, .. }: PostForm<op::Decide>,
 ) -> Response {
     let ids: Vec<i64> = form
@@ -491,7 +490,7 @@ pub(super) struct ExportQuery {
 pub(super) async fn export_notice(
     st: Ctx,
     auth: Authed,
-    Path(id): Path<i64>,
+    UiPath(id): UiPath<i64>,
     UiQuery(q): UiQuery<ExportQuery>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {

@@ -46,7 +46,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use axum::extract::Path;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -59,7 +58,7 @@ use echotrace_signals::video::{
 };
 use maud::{html, Markup};
 
-use super::session::{error_response, Authed};
+use super::session::{error_response, Authed, UiPath};
 use super::views::{Evidence, MatchCard};
 use super::Ctx;
 
@@ -550,7 +549,7 @@ pub fn render_thumbs(t: &VideoThumbs, id: &str, classes: &str) -> Markup {
 pub async fn frame_thumbnail(
     st: Ctx,
     auth: Authed,
-    Path((id, side, ms)): Path<(i64, String, u64)>,
+    UiPath((id, side, ms)): UiPath<(i64, String, u64)>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::ReadMatches) {
         return r;
