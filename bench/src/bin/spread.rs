@@ -366,14 +366,17 @@ async fn report_bench(args: &[String]) -> anyhow::Result<()> {
     let now = echotrace_store::now_ms();
     let opts = ReportOptions::new(now - 91 * 86_400_000, now + 1);
     let mut times = Vec::new();
+    let mut cpu = Vec::new();
     let mut last = None;
     for _ in 0..repeat {
         let started = Instant::now();
+        let cpu_started = cpu_seconds();
         let r = report::build(&store, &opts).await?;
         let json = serde_json::to_string(&r)?;
         let html = echotrace_spread::html::render(&r);
         let secs = started.elapsed().as_secs_f64();
         times.push(secs);
+        cpu.push(cpu_seconds() - cpu_started);
         last = Some((r.totals.copies, r.totals.checks, json.len(), html.len()));
     }
     times.sort_by(f64::total_cmp);
@@ -382,6 +385,7 @@ async fn report_bench(args: &[String]) -> anyhow::Result<()> {
         "{}",
         serde_json::json!({"bench": "report", "db": if db.starts_with("postgres") {"postgres"} else {"sqlite"},
             "copies": copies, "checks": checks, "runs": times, "median_seconds": times[times.len() / 2],
+            "cpu_seconds": cpu,
             "json_bytes": json_len, "html_bytes": html_len})
     );
     store.close().await;

@@ -488,6 +488,10 @@ async fn write_outcomes(
                 Err(_) => break,
             }
         }
+        // In (hour, verdict) order: each outcome bumps its hourly tally row
+        // (migration 0051), so concurrent writers lock those rows in one
+        // order and never deadlock.
+        group.sort_by_key(|w| (w.checked_at.div_euclid(3_600_000), w.state.clone()));
         let mut tx = store.write().await?;
         let mut recorded = 0u64;
         for w in &group {

@@ -23,7 +23,7 @@
 //! "With notice": a notice covering the copy was sent before its removal
 //! was first observed (before censoring for copies still up).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use echotrace_store::{CopyRow, Store};
 use serde::{Deserialize, Serialize};
@@ -31,8 +31,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, SpreadError};
 use crate::survival::{logrank, KaplanMeier, Observation};
 
-/// Page size when reading copies.
+/// Sighting ids per page when reading copies.
 const PAGE: i64 = 50_000;
+/// Pages read ahead (each on its own connection) while one is reduced.
+const READ_AHEAD: usize = 2;
 /// Points kept per curve in reports (the estimate itself uses every row).
 pub const MAX_CURVE_POINTS: usize = 400;
 /// Strata shown per breakdown before the rest is pooled as `(other)`.
@@ -336,6 +338,17 @@ fn group_of(labels: &[String], prefix: &str) -> Option<String> {
     groups.first().map(|g| g.to_string())
 }
 
+/// Page reads in flight; dropped (the report abandoned) they are aborted.
+struct ReadAhead(VecDeque<tokio::task::JoinHandle<echotrace_store::Result<Vec<CopyRow>>>>);
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        for fetch in &self.0 {
+            fetch.abort();
+        }
+    }
+}
+
 /// Copies of the window, with the names their keys refer to.
 #[derive(Default)]
 struct Population {
@@ -373,24 +386,48 @@ async fn load(store: &Store, opts: &ReportOptions) -> Result<Population> {
         })
         .collect();
     let mut p = Population::default();
-    let mut after = 0i64;
+    let Some((first_id, last_id)) = store.copy_id_range(opts.from, opts.to).await? else {
+        return Ok(p);
+    };
+    // Pages are spans of PAGE sighting ids, read READ_AHEAD at a time on
+    // their own connections while the previous one is reduced here.
+    let mut pages = ReadAhead(VecDeque::new());
+    let mut next = first_id.saturating_sub(1);
+    let mut group_of_item: HashMap<Option<i64>, u32> = HashMap::new();
     loop {
-        let page = store
-            .copy_rows_page(opts.from, opts.to, after, PAGE)
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = last.sighting_id;
+        while pages.0.len() < READ_AHEAD && next < last_id {
+            let upper = next.saturating_add(PAGE).min(last_id);
+            let (store, from, to, after) = (store.clone(), opts.from, opts.to, next);
+            pages.0.push_back(tokio::spawn(async move {
+                store.copy_rows_page(from, to, after, upper, PAGE).await
+            }));
+            next = upper;
+        }
+        let Some(fetch) = pages.0.pop_front() else {
+            break;
+        };
+        let page = fetch
+            .await
+            .map_err(|e| SpreadError::Internal(format!("report page: {e}")))??;
         for c in &page {
             let platform = if c.platform.is_empty() {
                 &c.host
             } else {
                 &c.platform
             };
-            let group = c
-                .content_id
-                .and_then(|id| labels.get(&id))
-                .and_then(|l| group_of(l, &opts.group_prefix))
-                .unwrap_or_else(|| "(none)".to_string());
+            let group = match group_of_item.get(&c.content_id) {
+                Some(&g) => g,
+                None => {
+                    let name = c
+                        .content_id
+                        .and_then(|id| labels.get(&id))
+                        .and_then(|l| group_of(l, &opts.group_prefix))
+                        .unwrap_or_else(|| "(none)".to_string());
+                    let g = p.groups.id(&name);
+                    group_of_item.insert(c.content_id, g);
+                    g
+                }
+            };
             let content_type = if c.media_type.is_empty() {
                 "(unknown)"
             } else {
@@ -404,7 +441,12 @@ async fn load(store: &Store, opts: &ReportOptions) -> Result<Population> {
             if c.status.is_none() {
                 p.not_tracked += 1;
             }
-            *p.hosts.entry(c.host.clone()).or_default() += 1;
+            match p.hosts.get_mut(&c.host) {
+                Some(n) => *n += 1,
+                None => {
+                    p.hosts.insert(c.host.clone(), 1);
+                }
+            }
             if let Some(id) = c.content_id {
                 let e = p.clusters.entry(id).or_insert((None, Vec::new()));
                 if confirmed {
@@ -419,7 +461,7 @@ async fn load(store: &Store, opts: &ReportOptions) -> Result<Population> {
             let copy = Copy {
                 url: url_key(&c.url_sha256),
                 platform: p.platforms.id(platform),
-                group: p.groups.id(&group),
+                group,
                 content_type: p.types.id(content_type),
                 noticed,
                 removed_at_end: c.removed_at_end.is_some(),
@@ -434,9 +476,6 @@ async fn load(store: &Store, opts: &ReportOptions) -> Result<Population> {
                 interval_hours: interval,
             };
             p.copies.push(copy);
-        }
-        if (page.len() as i64) < PAGE {
-            break;
         }
     }
     Ok(p)

@@ -223,6 +223,8 @@ schema_migrations![
     (40, "collector", "0040_collector"),
     // Spread tracking: liveness, checks, removals, takedown notices.
     (50, "spread", "0050_spread"),
+    // Liveness checks tallied per hour and verdict (reports count them).
+    (51, "check_hours", "0051_check_hours"),
     // Replicas as one service: database identity, shared counters.
     (60, "scale", "0060_scale"),
 ];

@@ -14,6 +14,13 @@
 //!   `seq = checks + 1` under a unique `(sighting_id, seq)`: a crash before
 //!   the commit loses nothing (the check is redone), after it repeats
 //!   nothing (the counter moved on).
+//! * **Counts without reading every check.** Migration 0051 tallies checks
+//!   per UTC hour and verdict (`liveness_check_hours`), kept by triggers in
+//!   the same transaction as the check row, so [`Store::check_counts`] over
+//!   ten million checks reads a few thousand tally rows plus the two partial
+//!   hours at the window's edges. A writer recording many checks in one
+//!   transaction applies them in (hour, verdict) order (the checker does),
+//!   so concurrent writers lock tally rows in one order.
 
 use sqlx::any::AnyRow;
 
@@ -305,6 +312,89 @@ pub struct ClusterSummary {
     pub resurfaced: i64,
 }
 
+/// One [`CopyRow`] as [`Store::copy_rows_page`] packs it: a JSON array in
+/// the order of its SELECT list.
+#[derive(serde::Deserialize)]
+struct PackedCopy(
+    i64,
+    String,
+    Option<i64>,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
+impl PackedCopy {
+    fn into_row(self) -> CopyRow {
+        let PackedCopy(
+            sighting_id,
+            url_sha256,
+            content_id,
+            host,
+            platform,
+            media_type,
+            first_seen_at,
+            last_seen_at,
+            status,
+            live_last_live_at,
+            checks,
+            episode,
+            last_live_at,
+            first_removed_at,
+            confirmed_at,
+            removed_state,
+            resurfaced_at,
+            first_notice_at,
+            removed_at_end,
+        ) = self;
+        // A removal row has every NOT NULL column; the LEFT JOIN gives all
+        // or none of them.
+        let removal = match (episode, last_live_at, first_removed_at, confirmed_at) {
+            (Some(episode), Some(last_live_at), Some(first_removed_at), Some(confirmed_at)) => {
+                Some(RemovalRow {
+                    sighting_id,
+                    episode,
+                    last_live_at,
+                    first_removed_at,
+                    confirmed_at,
+                    removed_state: removed_state.unwrap_or_default(),
+                    resurfaced_at,
+                })
+            }
+            _ => None,
+        };
+        CopyRow {
+            sighting_id,
+            url_sha256,
+            content_id,
+            host,
+            platform,
+            media_type,
+            first_seen_at,
+            last_seen_at,
+            status,
+            live_last_live_at,
+            checks: checks.unwrap_or(0),
+            removal,
+            first_notice_at,
+            removed_at_end,
+        }
+    }
+}
+
 impl Store {
     /// Start tracking up to `limit` matched http(s) sightings that are not
     /// tracked yet: first check due at `first_seen_at + first_offset_ms`
@@ -481,19 +571,48 @@ impl Store {
         rows.iter().map(CheckRow::from_row).collect()
     }
 
-    /// How many checks have `checked_at` in `[from, to)`, per state.
+    /// How many checks have `checked_at` in `[from, to)`, per state (states
+    /// with none are left out). Whole UTC hours come from the hourly tally
+    /// (`liveness_check_hours`, migration 0051, kept by triggers); the
+    /// partial hours at either edge are counted from the checks themselves.
     pub async fn check_counts(&self, from: i64, to: i64) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
+        let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+        let mut add = |rows: Vec<AnyRow>| -> Result<()> {
+            for r in &rows {
+                *counts.entry(get_str(r, "state")?).or_default() += get_i64(r, "n")?;
+            }
+            Ok(())
+        };
+        match whole_hours(from, to) {
+            Some((first, end)) => {
+                add(self.check_counts_direct(from, first * HOUR_MS).await?)?;
+                add(sqlx::query(
+                    "SELECT state, CAST(SUM(n) AS BIGINT) AS n FROM liveness_check_hours \
+                     WHERE hour >= $1 AND hour < $2 GROUP BY state",
+                )
+                .bind(first)
+                .bind(end)
+                .fetch_all(&self.pool)
+                .await?)?;
+                add(self.check_counts_direct(end * HOUR_MS, to).await?)?;
+            }
+            None => add(self.check_counts_direct(from, to).await?)?,
+        }
+        Ok(counts.into_iter().filter(|(_, n)| *n > 0).collect())
+    }
+
+    async fn check_counts_direct(&self, from: i64, to: i64) -> Result<Vec<AnyRow>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query(
             "SELECT state, COUNT(*) AS n FROM liveness_checks WHERE checked_at >= $1 \
-             AND checked_at < $2 GROUP BY state ORDER BY state",
+             AND checked_at < $2 GROUP BY state",
         )
         .bind(from)
         .bind(to)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((get_str(r, "state")?, get_i64(r, "n")?)))
-            .collect()
+        .await?)
     }
 
     /// Confirmed removals of one sighting, by episode.
@@ -521,72 +640,92 @@ impl Store {
         rows.iter().map(RemovalRow::from_row).collect()
     }
 
-    /// One page (by sighting id) of matched sightings first seen in
-    /// `[from, to)`, with their liveness, first removal and first notice.
+    /// The lowest and highest id of the sightings first seen in `[from, to)`
+    /// (None when there are none; read from the `first_seen_at` index
+    /// alone): the range [`Store::copy_rows_page`] pages through.
+    pub async fn copy_id_range(&self, from: i64, to: i64) -> Result<Option<(i64, i64)>> {
+        let row = sqlx::query(
+            "SELECT MIN(id) AS lo, MAX(id) AS hi FROM sightings \
+             WHERE first_seen_at >= $1 AND first_seen_at < $2",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(match (get_opt_i64(&row, "lo")?, get_opt_i64(&row, "hi")?) {
+            (Some(lo), Some(hi)) => Some((lo, hi)),
+            _ => None,
+        })
+    }
+
+    /// One page (by sighting id, ids in `(after_id, last_id]`) of matched
+    /// sightings first seen in `[from, to)`, with their liveness, first
+    /// removal and first notice. The page walks the sightings in id order
+    /// (not through the `first_seen_at` index, which would sort the whole
+    /// window again for every page), so pass the window's
+    /// [`Store::copy_id_range`] as bounds.
     pub async fn copy_rows_page(
         &self,
         from: i64,
         to: i64,
         after_id: i64,
+        last_id: i64,
         limit: i64,
     ) -> Result<Vec<CopyRow>> {
-        let rows = sqlx::query(
-            "SELECT s.id, s.url_sha256, s.host, s.platform, s.media_type, s.first_seen_at, s.last_seen_at, \
-             (SELECT MIN(m.content_id) FROM sighting_matches m WHERE m.sighting_id = s.id) \
-               AS content_id, \
-             l.status, l.last_live_at AS l_last_live_at, l.checks, \
-             r.episode, r.last_live_at AS r_last_live_at, r.first_removed_at, r.confirmed_at, \
-             r.removed_state, r.resurfaced_at, \
-             (SELECT MIN(n.sent_at) FROM notice_sightings ns JOIN notices n \
-               ON n.id = ns.notice_id WHERE ns.sighting_id = s.id) AS first_notice_at, \
-             (SELECT MAX(x.confirmed_at) FROM removals x WHERE x.sighting_id = s.id \
-               AND x.confirmed_at < $2 AND (x.resurfaced_at IS NULL OR x.resurfaced_at >= $2)) \
-               AS removed_at_end \
-             FROM sightings s \
-             LEFT JOIN liveness l ON l.sighting_id = s.id \
-             LEFT JOIN removals r ON r.sighting_id = s.id AND r.episode = 1 \
-             WHERE s.matched = 1 AND s.first_seen_at >= $1 AND s.first_seen_at < $2 \
-             AND s.id > $3 ORDER BY s.id LIMIT $4",
-        )
-        .bind(from)
-        .bind(to)
-        .bind(after_id)
-        .bind(limit.max(0))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let sighting_id = get_i64(r, "id")?;
-                let removal = match get_opt_i64(r, "episode")? {
-                    Some(episode) => Some(RemovalRow {
-                        sighting_id,
-                        episode,
-                        last_live_at: get_i64(r, "r_last_live_at")?,
-                        first_removed_at: get_i64(r, "first_removed_at")?,
-                        confirmed_at: get_i64(r, "confirmed_at")?,
-                        removed_state: get_str(r, "removed_state")?,
-                        resurfaced_at: get_opt_i64(r, "resurfaced_at")?,
-                    }),
-                    None => None,
-                };
-                Ok(CopyRow {
-                    sighting_id,
-                    url_sha256: get_str(r, "url_sha256")?,
-                    content_id: get_opt_i64(r, "content_id")?,
-                    host: get_str(r, "host")?,
-                    platform: get_str(r, "platform")?,
-                    media_type: get_str(r, "media_type")?,
-                    first_seen_at: get_i64(r, "first_seen_at")?,
-                    last_seen_at: get_i64(r, "last_seen_at")?,
-                    status: get_opt_str(r, "status")?,
-                    live_last_live_at: get_opt_i64(r, "l_last_live_at")?,
-                    checks: get_opt_i64(r, "checks")?.unwrap_or(0),
-                    removal,
-                    first_notice_at: get_opt_i64(r, "first_notice_at")?,
-                    removed_at_end: get_opt_i64(r, "removed_at_end")?,
-                })
-            })
-            .collect()
+        // `removed_at_end` reads the removal episodes only for copies with
+        // more than one (`liveness.removals` counts them; with at most one,
+        // episode 1 is the only candidate).
+        // One row per page: the copies as one JSON array of arrays. A
+        // million rows through the driver cost far more (a row and its
+        // column metadata are allocated and handed between threads one by
+        // one) than the database building and Rust parsing one array.
+        let (open, close) = match self.backend {
+            Backend::Sqlite => ("json_group_array(json_array(", "))"),
+            Backend::Postgres => ("json_agg(json_build_array(", ") ORDER BY c.id)::text"),
+        };
+        let sql = format!(
+            "SELECT {open}c.id, c.url_sha256, c.content_id, c.host, c.platform, c.media_type, \
+             c.first_seen_at, c.last_seen_at, c.status, c.l_last_live_at, c.checks, c.episode, \
+             c.r_last_live_at, c.first_removed_at, c.confirmed_at, c.removed_state, \
+             c.resurfaced_at, c.first_notice_at, c.removed_at_end{close} AS page FROM \
+             (SELECT s.id, s.url_sha256, s.host, s.platform, s.media_type, s.first_seen_at, \
+               s.last_seen_at, \
+               (SELECT MIN(m.content_id) FROM sighting_matches m WHERE m.sighting_id = s.id) \
+                 AS content_id, \
+               l.status, l.last_live_at AS l_last_live_at, l.checks, \
+               r.episode, r.last_live_at AS r_last_live_at, r.first_removed_at, r.confirmed_at, \
+               r.removed_state, r.resurfaced_at, \
+               (SELECT MIN(n.sent_at) FROM notice_sightings ns JOIN notices n \
+                 ON n.id = ns.notice_id WHERE ns.sighting_id = s.id) AS first_notice_at, \
+               CASE WHEN l.removals <= 1 THEN \
+                 (CASE WHEN r.confirmed_at < $2 \
+                   AND (r.resurfaced_at IS NULL OR r.resurfaced_at >= $2) THEN r.confirmed_at END) \
+               ELSE (SELECT MAX(x.confirmed_at) FROM removals x WHERE x.sighting_id = s.id \
+                 AND x.confirmed_at < $2 AND (x.resurfaced_at IS NULL OR x.resurfaced_at >= $2)) \
+               END AS removed_at_end \
+              FROM sightings s \
+              LEFT JOIN liveness l ON l.sighting_id = s.id \
+              LEFT JOIN removals r ON r.sighting_id = s.id AND r.episode = 1 \
+              WHERE s.id > $3 AND s.id <= $5 AND s.matched = 1 \
+              AND +s.first_seen_at >= $1 AND +s.first_seen_at < $2 \
+              ORDER BY s.id LIMIT $4) c"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(from)
+            .bind(to)
+            .bind(after_id)
+            .bind(limit.max(0))
+            .bind(last_id)
+            .fetch_one(&self.pool)
+            .await?;
+        let Some(page) = get_opt_str(&row, "page")? else {
+            return Ok(Vec::new());
+        };
+        let packed: Vec<PackedCopy> = serde_json::from_str(&page)
+            .map_err(|e| StoreError::Corrupt(format!("copy rows: {e}")))?;
+        let mut out: Vec<CopyRow> = packed.into_iter().map(PackedCopy::into_row).collect();
+        out.sort_unstable_by_key(|c| c.sighting_id);
+        Ok(out)
     }
 
     /// Labels and bank of every bank item some sighting matched (items
@@ -825,6 +964,18 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// The tally's bucket width (`liveness_check_hours.hour`).
+const HOUR_MS: i64 = 3_600_000;
+
+/// The whole hours inside `[from, to)` as `[first, end)` bucket numbers
+/// (None when there are none): `first * HOUR_MS >= from` and
+/// `end * HOUR_MS <= to`.
+fn whole_hours(from: i64, to: i64) -> Option<(i64, i64)> {
+    let first = from.div_euclid(HOUR_MS) + i64::from(from.rem_euclid(HOUR_MS) != 0);
+    let end = to.div_euclid(HOUR_MS);
+    (first < end).then_some((first, end))
 }
 
 fn id_list(ids: &[i64]) -> String {
