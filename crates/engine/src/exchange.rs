@@ -870,6 +870,7 @@ impl Engine {
         batch: ExchangeBatch,
     ) -> Result<BatchReport> {
         let mut tx = self.store().write().await?;
+        tx.use_bulk_cache().await?;
         check_fence(&mut tx, fence).await?;
         let Some(mut row) = tx.get_exchange_for_update(id).await? else {
             return Err(EngineError::NotFound(format!("exchange {id}")));
