@@ -18,8 +18,8 @@
 
 use sqlx::any::AnyRow;
 
-use crate::rows::{get_bool, get_opt_i64, get_opt_str, get_str};
 use crate::bulk::{numbered, question_marks, values_sql};
+use crate::rows::{get_bool, get_opt_i64, get_opt_str, get_str};
 use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
 
 /// Rows per multi-row statement for record writes (13 parameters each).
@@ -587,18 +587,25 @@ impl WriteTx {
 
     /// Records of one exchange whose upstream record was not seen in
     /// generation `generation` and that are not tombstones yet (the sweep of
-    /// a full fetch), in key order.
+    /// a full fetch), in key order after `after`.
     pub async fn unseen_exchange_records(
         &mut self,
         exchange_id: i64,
         generation: i64,
+        after: Option<(&str, &str)>,
         limit: i64,
     ) -> Result<Vec<ExchangeRecordRow>> {
+        // Keyset pagination: a sweep of many records never re-scans the
+        // pages it already swept.
+        let (t, v) = after.unwrap_or(("", ""));
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {RECORD_COLUMNS} FROM exchange_records WHERE exchange_id = $1 \
-             AND deleted = 0 AND seen_gen < $2 ORDER BY signal_type, value LIMIT $3"
+             AND (signal_type > $2 OR (signal_type = $2 AND value > $3)) \
+             AND deleted = 0 AND seen_gen < $4 ORDER BY signal_type, value LIMIT $5"
         )))
         .bind(exchange_id)
+        .bind(t)
+        .bind(v)
         .bind(generation)
         .bind(limit)
         .fetch_all(&mut *self.tx)
