@@ -83,6 +83,7 @@ pub mod robust;
 pub mod sighting;
 mod signals;
 mod snapshot;
+pub mod ssrf;
 mod state;
 mod throttle;
 mod types;

@@ -407,7 +407,7 @@ impl crate::Engine {
                 if d.content_id != c.content_id {
                     return false;
                 }
-                if is_exact(c.signal_type) && d.value != c.query_value {
+                if c.exact && d.value != c.query_value {
                     return false;
                 }
                 c.matched_value = d.value.clone();
@@ -516,10 +516,4 @@ impl crate::Engine {
         let items = requests.into_iter().map(|r| (r, None)).collect();
         self.lookup_batch_with_text(actor, items).await
     }
-}
-
-/// Types matched by equality of the stored value (confirmed on hydrate).
-fn is_exact(t: echotrace_signals::signal::SignalType) -> bool {
-    use echotrace_signals::signal::SignalType as T;
-    !matches!(t, T::Pdq | T::Vpdq | T::TextMinhash | T::OcrText)
 }

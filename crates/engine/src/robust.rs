@@ -232,7 +232,8 @@ fn stamp(rows: &[DerivedRow]) -> u64 {
     h.finish()
 }
 
-fn vpdq_frames(h: &VpdqHash) -> Vec<VpdqFrame> {
+/// A vPDQ hash's frames as the frame index takes them.
+pub(crate) fn vpdq_frames(h: &VpdqHash) -> Vec<VpdqFrame> {
     h.features
         .iter()
         .map(|f| VpdqFrame {
@@ -242,10 +243,12 @@ fn vpdq_frames(h: &VpdqHash) -> Vec<VpdqFrame> {
         .collect()
 }
 
-fn vpdq_options() -> VpdqIndexOptions {
+/// Frame-index options for a per-frame search distance: the reference's
+/// quality floor, share thresholds 0 (banks apply theirs afterwards).
+pub(crate) fn vpdq_index_options(distance: u32) -> VpdqIndexOptions {
     VpdqIndexOptions {
         quality_threshold: VpdqMatchOptions::default().quality_threshold,
-        distance_threshold: VpdqMatchOptions::default().distance_threshold,
+        distance_threshold: distance,
         query_match_threshold_pct: 0.0,
         compared_match_threshold_pct: 0.0,
     }
@@ -257,7 +260,9 @@ impl DerivedIndex {
             pdq: MihIndex::new(),
             items: HashMap::new(),
             vpdq: HashMap::new(),
-            vpdq_index: VpdqIndex::new(vpdq_options()),
+            vpdq_index: VpdqIndex::new(vpdq_index_options(
+                VpdqMatchOptions::default().distance_threshold,
+            )),
             settings: HashMap::new(),
             stamps: HashMap::new(),
         }

@@ -54,7 +54,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use echotrace_index::text_lsh::{MinHashSketch, TextLshIndex, TextRule};
-use echotrace_index::vpdq_index::{VpdqFrame, VpdqIndex, VpdqIndexOptions};
+use echotrace_index::vpdq_index::VpdqIndex;
 use echotrace_index::{Hit, MihIndex, MihParams};
 use echotrace_signals::pdq::PdqHash;
 use echotrace_signals::signal::SignalType;
@@ -69,7 +69,9 @@ use crate::columns::{
 };
 use crate::convert::parse_thresholds;
 use crate::error::{EngineError, Result};
-use crate::robust::{Channel, DerivedIndex, MatchingSettings, RobustQuery};
+use crate::robust::{
+    vpdq_frames, vpdq_index_options, Channel, DerivedIndex, MatchingSettings, RobustQuery,
+};
 use crate::signals::{default_threshold, typed_thresholds};
 use crate::types::{
     BankId, BankKind, ContentId, SignalId, SignalValue, VPDQ_COMPARED_PCT, VPDQ_QUERY_PCT,
@@ -100,6 +102,16 @@ impl BankMeta {
             .get(&t)
             .copied()
             .unwrap_or_else(|| default_threshold(t))
+    }
+
+    /// The bank's vPDQ rule: its per-frame distance and shares.
+    fn vpdq_rule(&self) -> VpdqMatchOptions {
+        VpdqMatchOptions {
+            distance_threshold: threshold_distance(self.threshold(SignalType::Vpdq)),
+            query_match_threshold_pct: self.vpdq_query_pct,
+            compared_match_threshold_pct: self.vpdq_compared_pct,
+            ..VpdqMatchOptions::default()
+        }
     }
 }
 
@@ -139,9 +151,32 @@ pub(crate) struct Candidate {
     pub channel: Channel,
     /// JSON detail of a derived-channel hit.
     pub detail: Option<String>,
+    /// Found by the fingerprint of an exact value ([`ExactIndex`]): the
+    /// stored value must equal `query_value` (`Engine::hydrate` checks).
+    pub exact: bool,
 }
 
 impl Candidate {
+    /// A plain-channel hit of a live signal, its figures still unset.
+    fn of(live: &LiveHit<'_>, signal_type: SignalType, query_value: &str) -> Candidate {
+        Candidate {
+            bank_id: live.bank.id,
+            bank_kind: live.bank.kind,
+            content_id: live.content_id,
+            signal_id: live.signal_id,
+            signal_type,
+            matched_value: String::new(),
+            query_value: query_value.to_string(),
+            distance: None,
+            similarity: None,
+            compared_similarity: None,
+            labels: Vec::new(),
+            channel: Channel::Plain,
+            detail: None,
+            exact: false,
+        }
+    }
+
     /// Higher is better; used to keep one hit per (content, signal type).
     /// A plain hit always beats a derived one (decisions on pairs that
     /// matched before do not change), then channels in rank order.
@@ -182,27 +217,6 @@ pub(crate) struct MatchState {
     text_versions: HashMap<BankId, HashMap<Option<i64>, usize>>,
     /// Derived hashes and per-bank robust settings (`crate::robust`).
     pub(crate) derived: DerivedIndex,
-}
-
-fn vpdq_frames(h: &VpdqHash) -> Vec<VpdqFrame> {
-    h.features
-        .iter()
-        .map(|f| VpdqFrame {
-            code: f.hash.to_words(),
-            quality: f.quality,
-        })
-        .collect()
-}
-
-/// Index options for a given per-frame search distance: the reference's
-/// quality floor, share thresholds 0 (banks apply theirs afterwards).
-fn vpdq_index_options(distance: u32) -> VpdqIndexOptions {
-    VpdqIndexOptions {
-        quality_threshold: VpdqMatchOptions::default().quality_threshold,
-        distance_threshold: distance,
-        query_match_threshold_pct: 0.0,
-        compared_match_threshold_pct: 0.0,
-    }
 }
 
 fn threshold_distance(t: f64) -> u32 {
@@ -845,23 +859,10 @@ impl MatchState {
                 }
             }
         };
-        let hit = |h: &LiveHit<'_>, t: SignalType, query_value: &str| Candidate {
-            bank_id: h.bank.id,
-            bank_kind: h.bank.kind,
-            content_id: h.content_id,
-            signal_id: h.signal_id,
-            signal_type: t,
-            matched_value: String::new(),
-            query_value: query_value.to_string(),
-            distance: None,
-            similarity: None,
-            compared_similarity: None,
-            labels: Vec::new(),
-            channel: Channel::Plain,
-            detail: None,
-        };
         let mut hits: Vec<Hit> = Vec::new();
         let mut slots: Vec<Slot> = Vec::new();
+        // The first vPDQ query, parsed once for the derived channels too.
+        let mut plain_vpdq: Option<(&str, VpdqHash)> = None;
         for q in query {
             match q.signal_type {
                 SignalType::Pdq => {
@@ -887,25 +888,29 @@ impl MatchState {
                         }
                         push(Candidate {
                             distance: Some(i64::from(h.distance)),
-                            ..hit(&live, SignalType::Pdq, &q.value)
+                            ..Candidate::of(&live, SignalType::Pdq, &q.value)
                         });
                     }
                 }
                 SignalType::TextMinhash | SignalType::OcrText => {
-                    let Ok(plain) = q.value.parse::<TextSignature>() else {
-                        continue;
-                    };
+                    let plain;
                     // (version to hold items to, query signature, its value)
-                    let signed: Vec<(Option<Option<i64>>, TextSignature, String)> =
+                    let signed: Vec<(Option<Option<i64>>, &TextSignature, &str)> =
                         match variants.filter(|v| v.base == q.value) {
                             Some(v) => v
                                 .by_version
                                 .iter()
-                                .map(|(ver, sig, val)| (Some(*ver), sig.clone(), val.clone()))
+                                .map(|(ver, sig, val)| (Some(*ver), sig, val.as_str()))
                                 .collect(),
-                            None => vec![(None, plain, q.value.clone())],
+                            None => {
+                                let Ok(sig) = q.value.parse::<TextSignature>() else {
+                                    continue;
+                                };
+                                plain = sig;
+                                vec![(None, &plain, q.value.as_str())]
+                            }
                         };
-                    for (version, qsig, qvalue) in &signed {
+                    for &(version, qsig, qvalue) in &signed {
                         for slot in self.text_candidates(qsig) {
                             let Some(entry) = self.text.get(&slot) else {
                                 continue;
@@ -940,7 +945,7 @@ impl MatchState {
                                 .max(cmp.containment_b_in_a);
                             push(Candidate {
                                 similarity: Some(similarity),
-                                ..hit(&live, kind, qvalue)
+                                ..Candidate::of(&live, kind, qvalue)
                             });
                         }
                     }
@@ -959,13 +964,7 @@ impl MatchState {
                         let Some(live) = self.live(slot, filter) else {
                             continue;
                         };
-                        let b = live.bank;
-                        let opts = VpdqMatchOptions {
-                            distance_threshold: threshold_distance(b.threshold(SignalType::Vpdq)),
-                            query_match_threshold_pct: b.vpdq_query_pct,
-                            compared_match_threshold_pct: b.vpdq_compared_pct,
-                            ..VpdqMatchOptions::default()
-                        };
+                        let opts = live.bank.vpdq_rule();
                         let (query_pct, compared_pct) = if opts.distance_threshold == index_distance
                         {
                             (v.query_match_pct, v.compared_match_pct)
@@ -984,8 +983,11 @@ impl MatchState {
                         push(Candidate {
                             similarity: Some(query_pct / 100.0),
                             compared_similarity: Some(compared_pct / 100.0),
-                            ..hit(&live, SignalType::Vpdq, &q.value)
+                            ..Candidate::of(&live, SignalType::Vpdq, &q.value)
                         });
+                    }
+                    if plain_vpdq.is_none() {
+                        plain_vpdq = Some((&q.value, qh));
                     }
                 }
                 t => {
@@ -1001,14 +1003,16 @@ impl MatchState {
                         // Confirmed against the stored value by `hydrate`.
                         push(Candidate {
                             distance: Some(0),
-                            ..hit(&live, t, &q.value)
+                            exact: true,
+                            ..Candidate::of(&live, t, &q.value)
                         });
                     }
                 }
             }
         }
         if let Some(r) = robust {
-            self.find_robust(r, query, filter, &mut push);
+            let plain_vpdq = plain_vpdq.as_ref().map(|(v, h)| (*v, h));
+            self.find_robust(r, query, plain_vpdq, filter, &mut push);
         }
         let mut out: Vec<Candidate> = best.into_values().collect();
         out.sort_by(|a, b| {

@@ -7,13 +7,13 @@ use std::collections::HashSet;
 use echotrace_index::{hamming, Code256, Hit};
 use echotrace_signals::robust::BankSource;
 use echotrace_signals::signal::SignalType;
-use echotrace_signals::video::vpdq::{compare as compare_vpdq, VpdqHash, VpdqMatchOptions};
+use echotrace_signals::video::vpdq::{compare as compare_vpdq, VpdqComparison, VpdqHash};
 
-use super::{threshold_distance, Candidate, MatchState};
+use super::{Candidate, LiveHit, MatchState};
 use crate::columns::Slot;
 use crate::robust::{
-    channel_threshold, closest, plain_groups, query_detail, Channel, ChannelDetail, RobustQuery,
-    REGION_THRESHOLD, WINDOW_THRESHOLD,
+    channel_threshold, closest, plain_groups, query_detail, vpdq_frames, Channel, ChannelDetail,
+    RobustQuery, REGION_THRESHOLD, WINDOW_THRESHOLD,
 };
 use crate::types::{BankId, ContentId, SignalValue};
 
@@ -36,44 +36,13 @@ impl MatchState {
         self.pdq.get(u64::from(slot))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn derived_candidate(
-        &self,
-        slot: Slot,
-        filter: Option<&HashSet<BankId>>,
-        signal_type: SignalType,
-        query_value: &str,
-        channel: Channel,
-        distance: Option<i64>,
-        similarity: Option<f64>,
-        compared_similarity: Option<f64>,
-        detail: ChannelDetail,
-    ) -> Option<Candidate> {
-        let live = self.live(slot, filter)?;
-        // `matched_value` and `labels` are read for reported hits
-        // (`Engine::hydrate`).
-        Some(Candidate {
-            bank_id: live.bank.id,
-            bank_kind: live.bank.kind,
-            content_id: live.content_id,
-            signal_id: live.signal_id,
-            signal_type,
-            matched_value: String::new(),
-            query_value: query_value.to_string(),
-            distance,
-            similarity,
-            compared_similarity,
-            labels: Vec::new(),
-            channel,
-            detail: Some(detail.to_json()),
-        })
-    }
-
     /// Hits of the derived channels; `push` keeps the best per item.
+    /// `plain_vpdq` is the lookup's vPDQ signal (its value, parsed).
     pub(crate) fn find_robust(
         &self,
         robust: &RobustQuery,
         query: &[SignalValue],
+        plain_vpdq: Option<(&str, &VpdqHash)>,
         filter: Option<&HashSet<BankId>>,
         push: &mut dyn FnMut(Candidate),
     ) {
@@ -87,23 +56,14 @@ impl MatchState {
                 self.find_image(set, &plain_hex, filter, push);
             }
         }
-        if let Some(video) = &robust.video {
-            let plain = query
-                .iter()
-                .find(|q| q.signal_type == SignalType::Vpdq)
-                .and_then(|q| VpdqHash::from_signal_str(&q.value).ok().map(|h| (q, h)));
-            if let Some((q, plain)) = plain {
-                self.find_video(&video.vpdq, video, &plain, &q.value, filter, push);
-            }
-        }
-        // A plain video query against the cropped vPDQ of bank videos
-        // (the bank copy had bars, the upload has none).
-        if robust.video.is_none() {
-            if let Some(q) = query.iter().find(|q| q.signal_type == SignalType::Vpdq) {
-                if let Ok(plain) = VpdqHash::from_signal_str(&q.value) {
-                    self.find_video_regions(&plain, None, &q.value, filter, push);
-                }
-            }
+        let Some((value, plain)) = plain_vpdq else {
+            return;
+        };
+        match &robust.video {
+            Some(video) => self.find_video(&video.vpdq, video, plain, value, filter, push),
+            // A plain video query against the cropped vPDQ of bank videos
+            // (the bank copy had bars, the upload has none).
+            None => self.find_video_regions(plain, None, value, filter, push),
         }
     }
 
@@ -145,19 +105,12 @@ impl MatchState {
                 let mut detail = query_detail(set, i);
                 detail.plain_distance = Some(hamming(&plain_words, &code));
                 detail.threshold = Some(t);
-                if let Some(cand) = self.derived_candidate(
-                    slot,
-                    filter,
-                    SignalType::Pdq,
-                    plain_hex,
-                    g.channel,
-                    Some(i64::from(d)),
-                    None,
-                    None,
-                    detail,
-                ) {
-                    push(cand);
-                }
+                push(Candidate {
+                    distance: Some(i64::from(d)),
+                    channel: g.channel,
+                    detail: Some(detail.to_json()),
+                    ..Candidate::of(&live, SignalType::Pdq, plain_hex)
+                });
             }
         }
         // Every query hash against the derived hashes of file-added items.
@@ -217,31 +170,13 @@ impl MatchState {
             detail.bank_removed = Some(hit.removed.map(|v| f32::from(v) / 200.0));
             detail.plain_distance = self.pdq_code(slot).map(|code| hamming(&plain_words, &code));
             detail.threshold = Some(t);
-            if let Some(cand) = self.derived_candidate(
-                slot,
-                filter,
-                SignalType::Pdq,
-                plain_hex,
+            push(Candidate {
+                distance: Some(i64::from(d)),
                 channel,
-                Some(i64::from(d)),
-                None,
-                None,
-                detail,
-            ) {
-                push(cand);
-            }
+                detail: Some(detail.to_json()),
+                ..Candidate::of(&live, SignalType::Pdq, plain_hex)
+            });
         }
-    }
-
-    /// vPDQ rule of a bank, as options.
-    fn vpdq_rule(&self, bank_id: BankId) -> Option<VpdqMatchOptions> {
-        let b = self.bank(bank_id)?;
-        Some(VpdqMatchOptions {
-            distance_threshold: threshold_distance(b.threshold(SignalType::Vpdq)),
-            query_match_threshold_pct: b.vpdq_query_pct,
-            compared_match_threshold_pct: b.vpdq_compared_pct,
-            ..VpdqMatchOptions::default()
-        })
     }
 
     /// A cropped upload against bank videos (stored plain and cropped).
@@ -255,8 +190,7 @@ impl MatchState {
         push: &mut dyn FnMut(Candidate),
     ) {
         let mut videos = Vec::new();
-        self.vpdq_index
-            .query(&super::vpdq_frames(cropped), &mut videos);
+        self.vpdq_index.query(&vpdq_frames(cropped), &mut videos);
         for v in videos {
             let Ok(slot) = Slot::try_from(v.video_id) else {
                 continue;
@@ -264,10 +198,10 @@ impl MatchState {
             let Some(live) = self.live(slot, filter) else {
                 continue;
             };
-            let (Some(opts), Some(stored)) = (self.vpdq_rule(live.bank.id), self.vpdq.get(&slot))
-            else {
+            let Some(stored) = self.vpdq.get(&slot) else {
                 continue;
             };
+            let opts = live.bank.vpdq_rule();
             let cmp = compare_vpdq(cropped, stored, &opts);
             if !cmp.is_match {
                 continue;
@@ -279,19 +213,13 @@ impl MatchState {
                 plain_query_pct: Some(compare_vpdq(plain, stored, &opts).query_match_pct),
                 ..ChannelDetail::default()
             };
-            if let Some(c) = self.derived_candidate(
-                slot,
-                filter,
-                SignalType::Vpdq,
+            push(vpdq_candidate(
+                &live,
                 query_value,
                 Channel::Border,
-                None,
-                Some(cmp.query_match_pct / 100.0),
-                Some(cmp.compared_match_pct / 100.0),
-                detail,
-            ) {
-                push(c);
-            }
+                &cmp,
+                &detail,
+            ));
         }
         self.find_video_regions(plain, Some((cropped, video)), query_value, filter, push);
     }
@@ -321,12 +249,10 @@ impl MatchState {
                 let Some(live) = self.live(slot, filter) else {
                     continue;
                 };
-                let (Some(opts), Some(stored)) = (
-                    self.vpdq_rule(live.bank.id),
-                    self.derived.cropped_vpdq(content_id),
-                ) else {
+                let Some(stored) = self.derived.cropped_vpdq(content_id) else {
                     continue;
                 };
+                let opts = live.bank.vpdq_rule();
                 let cmp = compare_vpdq(q, stored, &opts);
                 if !cmp.is_match {
                     continue;
@@ -343,20 +269,31 @@ impl MatchState {
                     plain_query_pct: plain_pct,
                     ..ChannelDetail::default()
                 };
-                if let Some(c) = self.derived_candidate(
-                    slot,
-                    filter,
-                    SignalType::Vpdq,
+                push(vpdq_candidate(
+                    &live,
                     query_value,
                     Channel::Region,
-                    None,
-                    Some(cmp.query_match_pct / 100.0),
-                    Some(cmp.compared_match_pct / 100.0),
-                    detail,
-                ) {
-                    push(c);
-                }
+                    &cmp,
+                    &detail,
+                ));
             }
         }
+    }
+}
+
+/// A derived-channel vPDQ hit with its shares.
+fn vpdq_candidate(
+    live: &LiveHit<'_>,
+    query_value: &str,
+    channel: Channel,
+    cmp: &VpdqComparison,
+    detail: &ChannelDetail,
+) -> Candidate {
+    Candidate {
+        similarity: Some(cmp.query_match_pct / 100.0),
+        compared_similarity: Some(cmp.compared_match_pct / 100.0),
+        channel,
+        detail: Some(detail.to_json()),
+        ..Candidate::of(live, SignalType::Vpdq, query_value)
     }
 }

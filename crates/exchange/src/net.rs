@@ -4,10 +4,11 @@
 //! trusted: a hostile or broken upstream may send gigabytes, never finish,
 //! send HTML, or redirect into the private network. So:
 //!
-//! * every host is resolved here and every address vetted ([`is_public`]);
-//!   loopback (and, separately, private ranges) are allowed only when the
-//!   operator says so ([`NetPolicy`]); the connection is pinned to the
-//!   vetted address, proxies from the environment are ignored;
+//! * every host is resolved here and every address vetted by the one SSRF
+//!   guard ([`echotrace_engine::ssrf`], shared with the collector and the
+//!   server); loopback (and, separately, private ranges) are allowed only
+//!   when the operator says so ([`NetPolicy`]); the connection is pinned to
+//!   the vetted address, proxies from the environment are ignored;
 //! * redirects are never followed by the client: each `Location` is vetted
 //!   again (at most [`MAX_REDIRECTS`]), and credentials (the
 //!   `Authorization` header) are only sent to the original origin;
@@ -19,11 +20,12 @@
 //! ThreatExchange API takes its token as a query parameter).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
+use echotrace_engine::ssrf::{self, GuardError, PrivateAllow};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 
@@ -98,82 +100,16 @@ impl NetError {
     }
 }
 
-/// True if `ip` is a public unicast address.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => is_public_v6(v6),
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    let blocked = a == 0
-        || a == 10
-        || a == 127
-        || (a == 100 && (64..128).contains(&b))
-        || (a == 169 && b == 254)
-        || (a == 172 && (16..32).contains(&b))
-        || (a == 192 && b == 0 && c == 0)
-        || (a == 192 && b == 0 && c == 2)
-        || (a == 192 && b == 88 && c == 99)
-        || (a == 192 && b == 168)
-        || (a == 198 && (b == 18 || b == 19))
-        || (a == 198 && b == 51 && c == 100)
-        || (a == 203 && b == 0 && c == 113)
-        || a >= 224;
-    !blocked
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = embedded_v4(ip) {
-        return is_public_v4(v4);
-    }
-    let seg = ip.segments();
-    let blocked = ip.is_unspecified()
-        || ip.is_loopback()
-        || (seg[0] & 0xff00) == 0xff00
-        || (seg[0] & 0xffc0) == 0xfe80
-        || (seg[0] & 0xffc0) == 0xfec0
-        || (seg[0] & 0xfe00) == 0xfc00
-        || (seg[0] == 0x2001 && seg[1] == 0x0db8)
-        || (seg[0] == 0x2001 && seg[1] == 0)
-        || (seg[0] == 0x0100 && seg[1..4] == [0, 0, 0])
-        || seg[0] == 0;
-    !blocked
-}
-
-/// The IPv4 address inside IPv4-mapped, IPv4-compatible, NAT64 and 6to4
-/// IPv6 addresses.
-fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = ip.segments();
-    let low =
-        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
-    if s[0..5] == [0, 0, 0, 0, 0] && (s[5] == 0xffff || s[5] == 0) {
-        if s[5] == 0 && s[6] == 0 && s[7] <= 1 {
-            return None;
-        }
-        return Some(low(s[6], s[7]));
-    }
-    if s[0] == 0x0064 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-        return Some(low(s[6], s[7]));
-    }
-    if s[0] == 0x2002 {
-        return Some(low(s[1], s[2]));
-    }
-    None
-}
-
-fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || embedded_v4(v6).is_some_and(|v4| v4.is_loopback()),
-    }
-}
-
 impl NetPolicy {
-    fn allows(&self, ip: IpAddr) -> bool {
-        is_public(ip) || self.allow_private || (self.allow_loopback && is_loopback(ip))
+    /// The non-public addresses this policy lets adapters reach.
+    fn private_allow(&self) -> PrivateAllow {
+        if self.allow_private {
+            PrivateAllow::All
+        } else if self.allow_loopback {
+            PrivateAllow::loopback()
+        } else {
+            PrivateAllow::None
+        }
     }
 }
 
@@ -198,6 +134,7 @@ pub struct Fetched {
 /// pinned address).
 pub struct Http {
     policy: NetPolicy,
+    allow: PrivateAllow,
     clients: Mutex<HashMap<(String, SocketAddr), reqwest::Client>>,
 }
 
@@ -223,6 +160,17 @@ pub fn redact(u: &Url) -> String {
     format!("{}{}", origin(u), u.path())
 }
 
+/// The guard's refusal as this module's error (`host` names the refused
+/// destination).
+fn net_error(e: GuardError, host: &str) -> NetError {
+    match e {
+        GuardError::InvalidUrl(m) => NetError::InvalidUrl(m),
+        GuardError::Scheme => NetError::InvalidUrl("scheme must be http or https".into()),
+        GuardError::ForbiddenAddress(ip) => NetError::Forbidden(host.to_string(), ip),
+        GuardError::Resolve(h) => NetError::Resolve(h),
+    }
+}
+
 fn parse_retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
     v.parse::<u64>().ok().map(Duration::from_secs)
@@ -231,6 +179,7 @@ fn parse_retry_after(h: &HeaderMap) -> Option<Duration> {
 impl Http {
     pub fn new(policy: NetPolicy) -> Http {
         Http {
+            allow: policy.private_allow(),
             policy,
             clients: Mutex::new(HashMap::new()),
         }
@@ -241,37 +190,10 @@ impl Http {
     }
 
     async fn vet(&self, url: &Url) -> Result<(String, SocketAddr), NetError> {
-        if url.scheme() != "http" && url.scheme() != "https" {
-            return Err(NetError::InvalidUrl("scheme must be http or https".into()));
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(NetError::InvalidUrl("credentials in the URL".into()));
-        }
-        let host = url
-            .host_str()
-            .ok_or_else(|| NetError::InvalidUrl("no host".into()))?
-            .to_string();
-        let port = url
-            .port_or_known_default()
-            .ok_or_else(|| NetError::InvalidUrl("no port".into()))?;
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = if let Ok(ip) = literal.parse::<IpAddr>() {
-            SocketAddr::new(ip, port)
-        } else {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
-                .await
-                .map_err(|_| NetError::Resolve(host.clone()))?
-                .collect();
-            if let Some(bad) = addrs.iter().find(|a| !self.policy.allows(a.ip())) {
-                return Err(NetError::Forbidden(host, bad.ip()));
-            }
-            *addrs
-                .first()
-                .ok_or_else(|| NetError::Resolve(host.clone()))?
-        };
-        if !self.policy.allows(addr.ip()) {
-            return Err(NetError::Forbidden(host, addr.ip()));
-        }
+        let (host, port) = ssrf::vet_url(url).map_err(|e| net_error(e, ""))?;
+        let addr = ssrf::vet_host(&host, port, &self.allow)
+            .await
+            .map_err(|e| net_error(e, &host))?;
         Ok((host, addr))
     }
 
@@ -451,8 +373,8 @@ mod tests {
         };
         for s in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
             let ip: IpAddr = s.parse().unwrap();
-            assert!(!strict.allows(ip), "{s}");
-            assert!(loop_ok.allows(ip), "{s}");
+            assert!(!strict.private_allow().permits(ip), "{s}");
+            assert!(loop_ok.private_allow().permits(ip), "{s}");
         }
         for s in [
             "10.0.0.1",
@@ -463,11 +385,11 @@ mod tests {
         ] {
             let ip: IpAddr = s.parse().unwrap();
             assert!(
-                !loop_ok.allows(ip),
+                !loop_ok.private_allow().permits(ip),
                 "{s} must stay refused with loopback allowed"
             );
         }
-        assert!(strict.allows("8.8.8.8".parse().unwrap()));
+        assert!(strict.private_allow().permits("8.8.8.8".parse().unwrap()));
     }
 
     #[tokio::test]

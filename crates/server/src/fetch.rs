@@ -1,8 +1,9 @@
 //! SSRF-safe fetching of content by URL (off unless the operator enables it).
 //!
-//! The address rules live in the collector's guard
-//! (`echotrace_collector::guard`), shared with the crawler; this module is
-//! the one-shot `{"url": …}` fetch of the API.
+//! The address rules are the one SSRF guard (`echotrace_engine::ssrf`) and
+//! the fetching is the exchange adapters' pinned, redirect-vetting, capped
+//! client (`echotrace_exchange::net::Http`); this module is the one-shot
+//! `{"url": …}` fetch of the API and its errors.
 //!
 //! A URL supplied by a client must never make the server talk to itself or
 //! to the private network behind it. The rules:
@@ -20,11 +21,11 @@
 //! - total time and body size are capped; the body is streamed and cut off
 //!   at the cap rather than trusted from `Content-Length`.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// How many redirects are followed (each one re-vetted).
-pub const MAX_REDIRECTS: usize = 3;
+pub use echotrace_exchange::net::MAX_REDIRECTS;
 
 /// Operator settings for URL fetching.
 #[derive(Clone, Debug)]
@@ -71,8 +72,8 @@ pub enum FetchError {
     Timeout,
 }
 
-pub use echotrace_collector::guard::is_public;
-use echotrace_collector::guard::{GuardError, PrivateAllow};
+use echotrace_engine::ssrf::GuardError;
+use echotrace_exchange::net::{Http, NetError, NetPolicy};
 
 impl From<GuardError> for FetchError {
     fn from(e: GuardError) -> Self {
@@ -85,15 +86,21 @@ impl From<GuardError> for FetchError {
     }
 }
 
-/// Resolve `host:port` and vet every address (the collector's guard, with
-/// no private address allowed); return the one to connect to.
-async fn vet_host(host: &str, port: u16) -> Result<SocketAddr, FetchError> {
-    Ok(echotrace_collector::guard::vet_host(host, port, &PrivateAllow::None).await?)
-}
-
-/// Check a URL's shape; returns (host, port).
-fn vet_url(url: &reqwest::Url) -> Result<(String, u16), FetchError> {
-    Ok(echotrace_collector::guard::vet_url(url)?)
+impl From<NetError> for FetchError {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::InvalidUrl(m) => FetchError::InvalidUrl(m),
+            NetError::Forbidden(_, ip) => FetchError::ForbiddenAddress(ip),
+            NetError::Resolve(h) => FetchError::Resolve(h),
+            NetError::Network(m) => FetchError::Remote(m),
+            NetError::Timeout(_) => FetchError::Timeout,
+            NetError::TooLarge(n) => FetchError::TooLarge(n),
+            NetError::TooManyRedirects => FetchError::TooManyRedirects,
+            NetError::Status { status, .. } => {
+                FetchError::Remote(format!("remote answered HTTP {status}"))
+            }
+        }
+    }
 }
 
 /// Fetch `url` under `policy`, returning the body bytes.
@@ -101,74 +108,22 @@ pub async fn fetch(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, FetchErro
     if !policy.enabled {
         return Err(FetchError::Disabled);
     }
-    match tokio::time::timeout(policy.timeout, fetch_inner(url, policy)).await {
-        Ok(r) => r,
+    // The URL's shape first, for a precise error (the client vets it again,
+    // and every redirect).
+    let parsed = reqwest::Url::parse(url).map_err(|e| FetchError::InvalidUrl(e.to_string()))?;
+    echotrace_engine::ssrf::vet_url(&parsed)?;
+    let http = Http::new(NetPolicy {
+        allow_loopback: false,
+        allow_private: false,
+        timeout: policy.timeout,
+        max_body: policy.max_bytes,
+    });
+    // One deadline for the whole fetch, redirects included.
+    let send = http.send(reqwest::Method::GET, parsed.as_str(), &[], None, &[]);
+    match tokio::time::timeout(policy.timeout, send).await {
+        Ok(fetched) => Ok(Vec::from(fetched?.body)),
         Err(_) => Err(FetchError::Timeout),
     }
-}
-
-async fn fetch_inner(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, FetchError> {
-    let mut current =
-        reqwest::Url::parse(url).map_err(|e| FetchError::InvalidUrl(e.to_string()))?;
-    for _hop in 0..=MAX_REDIRECTS {
-        let (host, port) = vet_url(&current)?;
-        let addr = vet_host(&host, port).await?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .resolve(&host, addr)
-            .timeout(policy.timeout)
-            .build()
-            .map_err(|e| FetchError::Remote(e.to_string()))?;
-        let mut resp = client
-            .get(current.clone())
-            .send()
-            .await
-            .map_err(|e| FetchError::Remote(without_url(&e)))?;
-        let status = resp.status();
-        if status.is_redirection() {
-            let loc = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| FetchError::Remote("redirect without Location".into()))?;
-            current = current
-                .join(loc)
-                .map_err(|e| FetchError::InvalidUrl(e.to_string()))?;
-            continue;
-        }
-        if !status.is_success() {
-            return Err(FetchError::Remote(format!("remote answered {status}")));
-        }
-        if resp
-            .content_length()
-            .is_some_and(|n| n > policy.max_bytes as u64)
-        {
-            return Err(FetchError::TooLarge(policy.max_bytes));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| FetchError::Remote(without_url(&e)))?
-        {
-            if body.len() + chunk.len() > policy.max_bytes {
-                return Err(FetchError::TooLarge(policy.max_bytes));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        return Ok(body);
-    }
-    Err(FetchError::TooManyRedirects)
-}
-
-fn without_url(e: &reqwest::Error) -> String {
-    // The URL may be sensitive; the caller already knows it.
-    let mut s = e.to_string();
-    if let Some(u) = e.url() {
-        s = s.replace(u.as_str(), "<url>");
-    }
-    s
 }
 
 #[cfg(test)]

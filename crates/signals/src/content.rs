@@ -256,38 +256,13 @@ impl ContentHasher {
         opts: &HashOptions,
         ocr_gate: Option<OcrGate>,
     ) -> Result<Hashed, HashError> {
-        if bytes.is_empty() {
-            return Err(HashError::Empty);
-        }
-        let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-        if size > opts.limits.max_file_bytes {
-            return Err(HashError::FileTooLarge {
-                size,
-                max: opts.limits.max_file_bytes,
-            });
-        }
-        let kind = detect_kind(bytes).ok_or(HashError::Unrecognized)?;
-        let mut hashed = Hashed::default();
-        hashed.signals = match kind {
-            ContentKind::Image(_) => {
-                let img = decode_image(bytes, &opts.limits, &opts.decode)?;
-                let prepared = prepare_image_ocr(&img, opts, ocr_gate, &mut hashed.presence);
-                hashed.ocr_inputs.extend(prepared);
-                self.image_signals(&img, opts)?
-            }
-            ContentKind::Pdf => pdf_signals(bytes, opts, ocr_gate.is_some(), &mut hashed)?,
-            ContentKind::Text => text_signals(bytes),
-            ContentKind::Video => {
-                let v = video_hash(bytes, opts, ocr_gate.is_some(), false, &mut hashed)?;
-                vec![Signal::new(SignalType::Vpdq, v.vpdq.to_signal_string())]
-            }
-        };
-        let d = digest::digests(bytes);
-        hashed.signals.push(Signal::new(SignalType::Md5, d.md5));
-        hashed
-            .signals
-            .push(Signal::new(SignalType::Sha256, d.sha256));
-        Ok(hashed)
+        let out = self.dispatch(bytes, opts, None, ocr_gate)?;
+        Ok(Hashed {
+            signals: out.signals,
+            ocr_inputs: out.ocr_inputs,
+            ocr_warnings: out.ocr_warnings,
+            presence: out.presence,
+        })
     }
 
     /// [`ContentHasher::hash`] plus the derived hashes of `role` (images
@@ -321,11 +296,31 @@ impl ContentHasher {
         robust: &RobustOptions,
         ocr_gate: Option<OcrGate>,
     ) -> Result<RobustHashes, HashError> {
-        let kind = if bytes.is_empty() {
-            None
-        } else {
-            detect_kind(bytes)
-        };
+        self.dispatch(bytes, opts, Some((role, robust)), ocr_gate)
+    }
+
+    /// The one dispatcher behind every entry point: checks, detects the
+    /// kind, runs its arm (with the derived hashes of `robust` for images
+    /// and videos) and ends with the digests — a video's come from its
+    /// decoding pass, which already read every byte.
+    fn dispatch(
+        &mut self,
+        bytes: &[u8],
+        opts: &HashOptions,
+        robust: Option<(RobustRole, &RobustOptions)>,
+        ocr_gate: Option<OcrGate>,
+    ) -> Result<RobustHashes, HashError> {
+        if bytes.is_empty() {
+            return Err(HashError::Empty);
+        }
+        let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        if size > opts.limits.max_file_bytes {
+            return Err(HashError::FileTooLarge {
+                size,
+                max: opts.limits.max_file_bytes,
+            });
+        }
+        let kind = detect_kind(bytes).ok_or(HashError::Unrecognized)?;
         let mut out = RobustHashes {
             signals: Vec::new(),
             query: None,
@@ -335,73 +330,65 @@ impl ContentHasher {
             ocr_warnings: Vec::new(),
             presence: None,
         };
-        match kind {
-            Some(ContentKind::Image(_)) => {
-                let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-                if size > opts.limits.max_file_bytes {
-                    return Err(HashError::FileTooLarge {
-                        size,
-                        max: opts.limits.max_file_bytes,
-                    });
-                }
+        let mut digests = None;
+        out.signals = match kind {
+            ContentKind::Image(_) => {
                 let img = decode_image(bytes, &opts.limits, &opts.decode)?;
                 let prepared = prepare_image_ocr(&img, opts, ocr_gate, &mut out.presence);
                 out.ocr_inputs.extend(prepared);
-                let plain = match role {
-                    RobustRole::Query => {
-                        let set = self
-                            .robust
-                            .query_set(&img.rgb, img.width, img.height, robust)?;
-                        let p = set.plain;
-                        out.query = Some(set);
-                        p
-                    }
-                    RobustRole::BankEntry => {
-                        out.bank = Some(
-                            self.robust
-                                .bank_hashes(&img.rgb, img.width, img.height, robust)?,
-                        );
-                        self.pdq.hash_rgb8(&img.rgb, img.width, img.height)?
-                    }
-                };
-                out.signals.push(Signal {
-                    signal_type: SignalType::Pdq,
-                    value: plain.hash.to_hex(),
-                    quality: Some(plain.quality),
-                    dihedral: None,
-                    ocr: None,
-                });
-                let d = digest::digests(bytes);
-                out.signals.push(Signal::new(SignalType::Md5, d.md5));
-                out.signals.push(Signal::new(SignalType::Sha256, d.sha256));
-            }
-            Some(ContentKind::Video) => {
-                let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-                if size > opts.limits.max_file_bytes {
-                    return Err(HashError::FileTooLarge {
-                        size,
-                        max: opts.limits.max_file_bytes,
-                    });
+                match robust {
+                    None => self.image_signals(&img, opts)?,
+                    Some((role, robust)) => vec![self.robust_image(&img, role, robust, &mut out)?],
                 }
-                let mut hashed = Hashed::default();
-                let v = video_hash(bytes, opts, ocr_gate.is_some(), true, &mut hashed)?;
-                out.ocr_inputs = hashed.ocr_inputs;
-                out.signals
-                    .push(Signal::new(SignalType::Vpdq, v.vpdq.to_signal_string()));
-                let d = digest::digests(bytes);
-                out.signals.push(Signal::new(SignalType::Md5, d.md5));
-                out.signals.push(Signal::new(SignalType::Sha256, d.sha256));
+            }
+            ContentKind::Pdf => pdf_signals(bytes, opts, ocr_gate.is_some(), &mut out)?,
+            ContentKind::Text => text_signals(bytes),
+            ContentKind::Video => {
+                let v = video_hash(bytes, opts, ocr_gate.is_some(), robust.is_some(), &mut out)?;
+                digests = Some(v.digests);
                 out.video = v.cropped;
+                vec![Signal::new(SignalType::Vpdq, v.vpdq.to_signal_string())]
             }
-            _ => {
-                let hashed = self.hash_deferred(bytes, opts, ocr_gate)?;
-                out.signals = hashed.signals;
-                out.ocr_inputs = hashed.ocr_inputs;
-                out.ocr_warnings = hashed.ocr_warnings;
-                out.presence = hashed.presence;
-            }
-        }
+        };
+        let d = digests.unwrap_or_else(|| digest::digests(bytes));
+        out.signals.push(Signal::new(SignalType::Md5, d.md5));
+        out.signals.push(Signal::new(SignalType::Sha256, d.sha256));
         Ok(out)
+    }
+
+    /// An image's plain `pdq` signal (no dihedral variants) with the
+    /// derived hashes of `role` put into `out`.
+    fn robust_image(
+        &mut self,
+        img: &crate::decode::DecodedImage,
+        role: RobustRole,
+        robust: &RobustOptions,
+        out: &mut RobustHashes,
+    ) -> Result<Signal, HashError> {
+        let plain = match role {
+            RobustRole::Query => {
+                let set = self
+                    .robust
+                    .query_set(&img.rgb, img.width, img.height, robust)?;
+                let p = set.plain;
+                out.query = Some(set);
+                p
+            }
+            RobustRole::BankEntry => {
+                out.bank = Some(
+                    self.robust
+                        .bank_hashes(&img.rgb, img.width, img.height, robust)?,
+                );
+                self.pdq.hash_rgb8(&img.rgb, img.width, img.height)?
+            }
+        };
+        Ok(Signal {
+            signal_type: SignalType::Pdq,
+            value: plain.hash.to_hex(),
+            quality: Some(plain.quality),
+            dihedral: None,
+            ocr: None,
+        })
     }
 
     fn image_signals(
@@ -454,12 +441,12 @@ fn text_signals(bytes: &[u8]) -> Vec<Signal> {
 
 /// A PDF's `text_minhash` (when it has text) and one `pdq` per embedded
 /// image, extracted in an isolated child process; with `ocr` and a
-/// renderer, its pages without text are rendered for OCR into `hashed`.
+/// renderer, its pages without text are rendered for OCR into `out`.
 fn pdf_signals(
     bytes: &[u8],
     opts: &HashOptions,
     ocr: bool,
-    hashed: &mut Hashed,
+    out: &mut RobustHashes,
 ) -> Result<Vec<Signal>, HashError> {
     let program = opts
         .pdf_extractor
@@ -467,13 +454,13 @@ fn pdf_signals(
         .ok_or_else(|| HashError::Pdf("no isolated extractor configured".into()))?;
     let extract = crate::isolate::extract_pdf_isolated(program, bytes, &opts.isolation)
         .map_err(|e| HashError::Pdf(e.to_string()))?;
-    let mut out = Vec::new();
+    let mut signals = Vec::new();
     let sig = crate::text::text_signature(&extract.text);
     if sig.set_size > 0 {
-        out.push(Signal::new(SignalType::TextMinhash, sig.to_string()));
+        signals.push(Signal::new(SignalType::TextMinhash, sig.to_string()));
     }
     for img in extract.images {
-        out.push(Signal {
+        signals.push(Signal {
             signal_type: SignalType::Pdq,
             value: img.pdq,
             quality: Some(img.quality),
@@ -485,10 +472,10 @@ fn pdf_signals(
     if let Some((setup, renderer)) = setup.and_then(|s| Some((s, s.pdf_renderer.as_ref()?))) {
         let (pages, failed) =
             renderer.render_pages(bytes, &extract.textless_pages, &setup.tesseract.limits);
-        hashed.ocr_inputs.extend(pages);
-        hashed.ocr_warnings.extend(failed);
+        out.ocr_inputs.extend(pages);
+        out.ocr_warnings.extend(failed);
     }
-    Ok(out)
+    Ok(signals)
 }
 
 /// OCR prepared `inputs` now (with [`HashOptions::ocr`]) and insert the
@@ -536,13 +523,13 @@ fn prepare_image_ocr(
 
 /// A video hashed in one decoding pass (python-threatexchange vPDQ, the
 /// border-cropped vPDQ when `robust`); with `ocr`, its key frames
-/// ([`crate::ocr::KeyFrames`]) prepared into `hashed`.
+/// ([`crate::ocr::KeyFrames`]) prepared into `out`.
 fn video_hash(
     bytes: &[u8],
     opts: &HashOptions,
     ocr: bool,
     robust: bool,
-    hashed: &mut Hashed,
+    out: &mut RobustHashes,
 ) -> Result<crate::video::vpdq::VideoSignals, HashError> {
     let setup = opts.video.as_ref().ok_or_else(|| {
         HashError::Video("video hashing needs ffmpeg and ffprobe (apt-get install ffmpeg)".into())
@@ -559,7 +546,7 @@ fn video_hash(
         }
     };
     let shared = std::sync::Arc::from(bytes);
-    let out = if robust {
+    let signals = if robust {
         setup
             .hasher
             .hash_robust_observed(shared, &setup.options, &mut observe)
@@ -569,8 +556,8 @@ fn video_hash(
             .hash_observed(shared, &setup.options, &mut observe)
     }
     .map_err(video_error)?;
-    hashed.ocr_inputs.extend(keys.into_inputs());
-    Ok(out)
+    out.ocr_inputs.extend(keys.into_inputs());
+    Ok(signals)
 }
 
 /// A video failure as a [`HashError`]: decoder failures (whose text carries

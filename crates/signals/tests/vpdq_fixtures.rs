@@ -373,3 +373,51 @@ fn one_second_hash_round_trips_through_threatexchange_serialisation() {
     let c = compare(chair, &reference, &VpdqMatchOptions::default());
     assert!(c.is_match && c.query_match_pct == 100.0, "{c:?}");
 }
+
+/// The content dispatcher takes a video's digests from its one decoding
+/// pass: both entry points (plain and robust) end with the MD5 and SHA-256
+/// of the bytes, after the same vPDQ signal.
+#[test]
+fn dispatcher_video_digests_are_those_of_the_bytes() {
+    use echotrace_signals::content::{ContentHasher, HashOptions, RobustRole};
+    use echotrace_signals::digest::digests;
+    use echotrace_signals::robust::RobustOptions;
+    use echotrace_signals::signal::SignalType;
+    use echotrace_signals::video::VideoSetup;
+
+    let path = fixtures().join("videos/doorknob-hd-no-bar.mp4");
+    let bytes = std::fs::read(&path).expect("read video");
+    let opts = HashOptions {
+        video: Some(VideoSetup {
+            hasher: hasher(),
+            options: VpdqOptions::default(),
+        }),
+        ..HashOptions::default()
+    };
+    let d = digests(&bytes);
+    let mut h = ContentHasher::new();
+    let plain = h
+        .hash_deferred(&bytes, &opts, None)
+        .unwrap_or_else(|e| panic!("plain: {e}"))
+        .signals;
+    let robust = h
+        .hash_robust_deferred(
+            &bytes,
+            &opts,
+            RobustRole::Query,
+            &RobustOptions::default(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("robust: {e}"))
+        .signals;
+    for signals in [&plain, &robust] {
+        let types: Vec<SignalType> = signals.iter().map(|s| s.signal_type).collect();
+        assert_eq!(
+            types,
+            [SignalType::Vpdq, SignalType::Md5, SignalType::Sha256]
+        );
+        assert_eq!(signals[1].value, d.md5);
+        assert_eq!(signals[2].value, d.sha256);
+    }
+    assert_eq!(plain[0].value, robust[0].value);
+}
