@@ -870,6 +870,7 @@ impl Engine {
         batch: ExchangeBatch,
     ) -> Result<BatchReport> {
         let mut tx = self.store().write().await?;
+        tx.use_bulk_cache().await?;
         check_fence(&mut tx, fence).await?;
         let Some(mut row) = tx.get_exchange_for_update(id).await? else {
             return Err(EngineError::NotFound(format!("exchange {id}")));
@@ -899,6 +900,13 @@ impl Engine {
                 }
             }
         }
+        // Key order: the random-keyed B-trees (records by key, signals by
+        // value) are then read and written in order, leaf after leaf, and
+        // new items get ascending ids in the same order.
+        incoming.sort_unstable_by(|a, b| {
+            (a.signal.signal_type.as_str(), a.signal.value.as_str())
+                .cmp(&(b.signal.signal_type.as_str(), b.signal.value.as_str()))
+        });
         let incoming_len = incoming.len();
         let existing = load_existing(&mut tx, &[row.id], &incoming).await?;
         let now = echotrace_store::now_ms();
@@ -986,6 +994,7 @@ impl Engine {
     /// flag is cleared. Idempotent; each page is its own fenced transaction.
     pub async fn sweep_exchange(&self, id: i64, fence: Option<&LeaseFence>) -> Result<BatchReport> {
         let mut total = BatchReport::default();
+        let mut after: Option<Key> = None;
         loop {
             let mut tx = self.store().write().await?;
             check_fence(&mut tx, fence).await?;
@@ -994,8 +1003,14 @@ impl Engine {
             };
             let policy = ExchangePolicy::parse(&row.policy).unwrap_or_default();
             let page = tx
-                .unseen_exchange_records(id, row.generation, PASS_PAGE)
+                .unseen_exchange_records(
+                    id,
+                    row.generation,
+                    after.as_ref().map(|(t, v)| (t.as_str(), v.as_str())),
+                    PASS_PAGE,
+                )
                 .await?;
+            after = page.last().map(key_of);
             if page.is_empty() {
                 tx.set_exchange_progress(
                     id,

@@ -5,13 +5,18 @@
 //!
 //! * **Multi-row statements, of moderate size.** A bulk insert writes up to
 //!   [`BULK_ROWS_PER_STATEMENT`] rows per `INSERT … VALUES (…), (…), …`
-//!   with three bound parameters per row (bank id and timestamp are bound
-//!   once). Per-row round trips through sqlx cost more than the database
-//!   work itself at this scale. But not thousands of rows: SQLite looks a
-//!   `$N` parameter's name up with a linear scan
-//!   (`sqlite3_bind_parameter_name`, called by sqlx for every parameter),
-//!   so binding is quadratic in the parameter count — 10,000 rows (30,000
-//!   parameters) per statement made a 1M-row import take 446 s of CPU.
+//!   with its parameters bound per row. Per-row round trips through sqlx
+//!   cost more than the database work itself at this scale.
+//! * **Anonymous `?` parameters on SQLite.** sqlx looks every parameter's
+//!   name up (`sqlite3_bind_parameter_name`), which SQLite answers with a
+//!   linear scan of the statement's named parameters: with `$N` names,
+//!   binding is quadratic in the parameter count (10,000 rows, 30,000
+//!   parameters, per statement made a 1M-row import take 446 s of CPU; at
+//!   100 rows of 13 parameters it was still 36 % of an exchange apply).
+//!   Bare `?` parameters are not named, so the lookup returns at once.
+//!   Statements are written with `?` and [`numbered`] turns them into
+//!   `$1, $2, …` for PostgreSQL; parameters are bound in order of
+//!   appearance, never shared between rows.
 //! * **Content ids are reserved, not read back.** The order of rows from a
 //!   multi-row `INSERT … RETURNING` is not guaranteed by either database,
 //!   and the signals of an item must reference *its* content id. So the ids
@@ -29,7 +34,7 @@
 
 use crate::{get_i64, Backend, ContentRow, Result, SignalRow, Store, StoreError, WriteTx};
 
-/// Rows per multi-row `INSERT` (three parameters each).
+/// Rows per multi-row `INSERT` (up to six parameters each).
 pub const BULK_ROWS_PER_STATEMENT: usize = 256;
 
 /// Change-sequence entity of a bulk import batch: `entity_id` is the first
@@ -91,6 +96,21 @@ impl WriteTx {
         }
     }
 
+    /// Give this transaction's connection a page cache for bulk writes
+    /// (SQLite; nothing on PostgreSQL). Indexes keyed by hash values receive
+    /// random keys; with SQLite's default 2 MiB page cache every insert
+    /// re-reads its leaf page, and dirty pages spill to the journal mid
+    /// transaction. The setting stays with the pooled connection; memory is
+    /// only used as pages are read.
+    pub async fn use_bulk_cache(&mut self) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA cache_size = -262144")
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Insert many content items with their signals into one bank. Returns
     /// the new content ids in input order. Records no change or audit
     /// entry: the caller does that once per batch.
@@ -102,33 +122,27 @@ impl WriteTx {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        if self.backend == Backend::Sqlite {
-            // The `(signal_type, value)` index receives random keys; with
-            // SQLite's default 2 MiB page cache every insert re-reads its
-            // leaf page. A bigger cache for this connection (it stays with
-            // the pooled connection; memory is only used as pages are read).
-            sqlx::query("PRAGMA cache_size = -262144")
-                .execute(&mut *self.tx)
-                .await?;
-        }
+        self.use_bulk_cache().await?;
         let ids = self.reserve_content_ids(items.len()).await?;
         let now = crate::now_ms();
         let pairs: Vec<(i64, &BulkContent)> = ids.iter().copied().zip(items.iter()).collect();
         for chunk in pairs.chunks(BULK_ROWS_PER_STATEMENT) {
             let sql = values_sql(
+                self.backend,
                 "INSERT INTO bank_content (id, bank_id, enabled, labels, note, quarantined, \
                  created_at, updated_at) VALUES ",
+                "(?, ?, 1, ?, ?, 0, ?, ?)",
                 chunk.len(),
-                |a, b, c| format!("(${a}, $1, 1, ${b}, ${c}, 0, $2, $2)"),
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(bank_id)
-                .bind(now);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (id, item) in chunk {
                 q = q
                     .bind(*id)
+                    .bind(bank_id)
                     .bind(item.labels_json.as_str())
-                    .bind(item.note.as_str());
+                    .bind(item.note.as_str())
+                    .bind(now)
+                    .bind(now);
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -142,15 +156,19 @@ impl WriteTx {
             .collect();
         for chunk in signals.chunks(BULK_ROWS_PER_STATEMENT) {
             let sql = values_sql(
+                self.backend,
                 "INSERT INTO signals (content_id, bank_id, signal_type, value, created_at) VALUES ",
+                "(?, ?, ?, ?, ?)",
                 chunk.len(),
-                |a, b, c| format!("(${a}, $1, ${b}, ${c}, $2)"),
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(bank_id)
-                .bind(now);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (content_id, t, v) in chunk {
-                q = q.bind(*content_id).bind(*t).bind(*v);
+                q = q
+                    .bind(*content_id)
+                    .bind(bank_id)
+                    .bind(*t)
+                    .bind(*v)
+                    .bind(now);
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -158,23 +176,53 @@ impl WriteTx {
     }
 }
 
-/// `prefix` followed by `rows` tuples; tuple `i` gets parameters
-/// `3 + 3i`, `4 + 3i`, `5 + 3i` (`$1` and `$2` are shared).
-pub(crate) fn values_sql(
-    prefix: &str,
-    rows: usize,
-    tuple: impl Fn(usize, usize, usize) -> String,
-) -> String {
-    let mut sql = String::with_capacity(prefix.len() + rows * 40);
+/// `sql` with its `?` parameters as the backend wants them: left anonymous
+/// on SQLite, `$1, $2, …` in order of appearance on PostgreSQL. `sql` holds
+/// no other `?` (none in literals).
+pub(crate) fn numbered(backend: Backend, sql: &str) -> String {
+    match backend {
+        Backend::Sqlite => sql.to_string(),
+        Backend::Postgres => {
+            let mut out = String::with_capacity(sql.len() + sql.len() / 2);
+            let mut n = 0usize;
+            for c in sql.chars() {
+                if c == '?' {
+                    n += 1;
+                    out.push('$');
+                    out.push_str(&n.to_string());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// `prefix` followed by `rows` copies of `tuple` (with `?` parameters),
+/// comma-separated, [`numbered`] for the backend.
+pub(crate) fn values_sql(backend: Backend, prefix: &str, tuple: &str, rows: usize) -> String {
+    let mut sql = String::with_capacity(prefix.len() + rows * (tuple.len() + 1));
     sql.push_str(prefix);
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        let a = 3 + 3 * i;
-        sql.push_str(&tuple(a, a + 1, a + 2));
+        sql.push_str(tuple);
     }
-    sql
+    numbered(backend, &sql)
+}
+
+/// `?, ?, …` (`n` of them), for an `IN (…)` list.
+pub(crate) fn question_marks(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3);
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
+    s
 }
 
 impl Store {

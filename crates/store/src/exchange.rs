@@ -18,11 +18,12 @@
 
 use sqlx::any::AnyRow;
 
+use crate::bulk::{numbered, question_marks, values_sql};
 use crate::rows::{get_bool, get_opt_i64, get_opt_str, get_str};
 use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
 
 /// Rows per multi-row statement for record writes (13 parameters each).
-const RECORD_ROWS_PER_STATEMENT: usize = 100;
+const RECORD_ROWS_PER_STATEMENT: usize = 250;
 /// Values per `IN (…)` list.
 const IN_LIST: usize = 500;
 
@@ -562,10 +563,13 @@ impl WriteTx {
         }
         for exchange_id in exchange_ids {
             for chunk in values.chunks(IN_LIST) {
-                let sql = format!(
-                    "SELECT {RECORD_COLUMNS} FROM exchange_records WHERE exchange_id = $1 \
-                     AND signal_type = $2 AND value IN ({})",
-                    placeholders(3, chunk.len())
+                let sql = numbered(
+                    self.backend,
+                    &format!(
+                        "SELECT {RECORD_COLUMNS} FROM exchange_records WHERE exchange_id = ? \
+                         AND signal_type = ? AND value IN ({})",
+                        question_marks(chunk.len())
+                    ),
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(*exchange_id)
@@ -583,18 +587,25 @@ impl WriteTx {
 
     /// Records of one exchange whose upstream record was not seen in
     /// generation `generation` and that are not tombstones yet (the sweep of
-    /// a full fetch), in key order.
+    /// a full fetch), in key order after `after`.
     pub async fn unseen_exchange_records(
         &mut self,
         exchange_id: i64,
         generation: i64,
+        after: Option<(&str, &str)>,
         limit: i64,
     ) -> Result<Vec<ExchangeRecordRow>> {
+        // Keyset pagination: a sweep of many records never re-scans the
+        // pages it already swept.
+        let (t, v) = after.unwrap_or(("", ""));
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {RECORD_COLUMNS} FROM exchange_records WHERE exchange_id = $1 \
-             AND deleted = 0 AND seen_gen < $2 ORDER BY signal_type, value LIMIT $3"
+             AND (signal_type > $2 OR (signal_type = $2 AND value > $3)) \
+             AND deleted = 0 AND seen_gen < $4 ORDER BY signal_type, value LIMIT $5"
         )))
         .bind(exchange_id)
+        .bind(t)
+        .bind(v)
         .bind(generation)
         .bind(limit)
         .fetch_all(&mut *self.tx)
@@ -640,36 +651,17 @@ impl WriteTx {
 
     /// Insert new records (multi-row statements).
     pub async fn insert_exchange_records(&mut self, rows: &[ExchangeRecordRow]) -> Result<()> {
+        let now = now_ms();
         for chunk in rows.chunks(RECORD_ROWS_PER_STATEMENT) {
-            let mut sql = String::with_capacity(200 + chunk.len() * 64);
-            sql.push_str(
+            let sql = values_sql(
+                self.backend,
                 "INSERT INTO exchange_records (exchange_id, signal_type, value, upstream_id, meta, \
                  upstream_created_at, upstream_updated_at, deleted, applied, content_id, \
                  local_state, my_opinion, seen_gen, updated_at) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                chunk.len(),
             );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let p = 2 + i * 13;
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, $1)",
-                    p,
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8,
-                    p + 9,
-                    p + 10,
-                    p + 11,
-                    p + 12
-                ));
-            }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for r in chunk {
                 q = q
                     .bind(r.exchange_id)
@@ -684,7 +676,8 @@ impl WriteTx {
                     .bind(r.content_id)
                     .bind(r.local_state.as_str())
                     .bind(r.my_opinion.as_deref())
-                    .bind(r.seen_gen);
+                    .bind(r.seen_gen)
+                    .bind(now);
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -728,10 +721,13 @@ impl WriteTx {
         generation: i64,
     ) -> Result<()> {
         for chunk in values.chunks(IN_LIST) {
-            let sql = format!(
-                "UPDATE exchange_records SET seen_gen = $1 WHERE exchange_id = $2 \
-                 AND signal_type = $3 AND value IN ({})",
-                placeholders(4, chunk.len())
+            let sql = numbered(
+                self.backend,
+                &format!(
+                    "UPDATE exchange_records SET seen_gen = ? WHERE exchange_id = ? \
+                     AND signal_type = ? AND value IN ({})",
+                    question_marks(chunk.len())
+                ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(generation)
@@ -767,20 +763,22 @@ impl WriteTx {
         }
         let now = now_ms();
         for chunk in items.chunks(crate::BULK_ROWS_PER_STATEMENT) {
-            let sql = crate::bulk::values_sql(
+            let sql = values_sql(
+                self.backend,
                 "INSERT INTO bank_content (id, bank_id, enabled, labels, note, quarantined, \
                  created_at, updated_at) VALUES ",
+                "(?, ?, ?, ?, '', 0, ?, ?)",
                 chunk.len(),
-                |a, b, c| format!("(${a}, $1, ${b}, ${c}, '', 0, $2, $2)"),
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(bank_id)
-                .bind(now);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for item in chunk {
                 q = q
                     .bind(item.id)
+                    .bind(bank_id)
                     .bind(i64::from(item.enabled))
-                    .bind(item.labels_json.as_str());
+                    .bind(item.labels_json.as_str())
+                    .bind(now)
+                    .bind(now);
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -793,16 +791,20 @@ impl WriteTx {
             })
             .collect();
         for chunk in signals.chunks(crate::BULK_ROWS_PER_STATEMENT) {
-            let sql = crate::bulk::values_sql(
+            let sql = values_sql(
+                self.backend,
                 "INSERT INTO signals (content_id, bank_id, signal_type, value, created_at) VALUES ",
+                "(?, ?, ?, ?, ?)",
                 chunk.len(),
-                |a, b, c| format!("(${a}, $1, ${b}, ${c}, $2)"),
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(bank_id)
-                .bind(now);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (content_id, t, v) in chunk {
-                q = q.bind(*content_id).bind(*t).bind(*v);
+                q = q
+                    .bind(*content_id)
+                    .bind(bank_id)
+                    .bind(*t)
+                    .bind(*v)
+                    .bind(now);
             }
             q.execute(&mut *self.tx).await?;
         }
