@@ -124,34 +124,69 @@ impl WriteTx {
         }
         self.use_bulk_cache().await?;
         let ids = self.reserve_content_ids(items.len()).await?;
+        let rows: Vec<ItemRow<'_>> = ids
+            .iter()
+            .zip(items)
+            .map(|(&id, item)| ItemRow {
+                id,
+                enabled: true,
+                labels_json: &item.labels_json,
+                note: &item.note,
+                signals: &item.signals,
+            })
+            .collect();
+        self.insert_item_rows(bank_id, &rows).await?;
+        Ok(ids)
+    }
+}
+
+/// One content item of a multi-row insert, its id already reserved.
+pub(crate) struct ItemRow<'a> {
+    pub id: i64,
+    pub enabled: bool,
+    pub labels_json: &'a str,
+    pub note: &'a str,
+    /// `(signal_type, value)` pairs, already normalised by the caller.
+    pub signals: &'a [(String, String)],
+}
+
+impl WriteTx {
+    /// Insert content rows with reserved ids and their signals into one bank
+    /// in multi-row statements (the one writer of bulk imports and exchange
+    /// batches).
+    pub(crate) async fn insert_item_rows(
+        &mut self,
+        bank_id: i64,
+        rows: &[ItemRow<'_>],
+    ) -> Result<()> {
         let now = crate::now_ms();
-        let pairs: Vec<(i64, &BulkContent)> = ids.iter().copied().zip(items.iter()).collect();
-        for chunk in pairs.chunks(BULK_ROWS_PER_STATEMENT) {
+        for chunk in rows.chunks(BULK_ROWS_PER_STATEMENT) {
             let sql = values_sql(
                 self.backend,
                 "INSERT INTO bank_content (id, bank_id, enabled, labels, note, quarantined, \
                  created_at, updated_at) VALUES ",
-                "(?, ?, 1, ?, ?, 0, ?, ?)",
+                "(?, ?, ?, ?, ?, 0, ?, ?)",
                 chunk.len(),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (id, item) in chunk {
+            for row in chunk {
                 q = q
-                    .bind(*id)
+                    .bind(row.id)
                     .bind(bank_id)
-                    .bind(item.labels_json.as_str())
-                    .bind(item.note.as_str())
+                    .bind(i64::from(row.enabled))
+                    .bind(row.labels_json)
+                    .bind(row.note)
                     .bind(now)
                     .bind(now);
             }
             q.execute(&mut *self.tx).await?;
         }
-        let signals: Vec<(i64, &str, &str)> = pairs
+        let signals: Vec<(i64, &str, &str)> = rows
             .iter()
-            .flat_map(|(id, item)| {
-                item.signals
+            .flat_map(|row| {
+                row.signals
                     .iter()
-                    .map(move |(t, v)| (*id, t.as_str(), v.as_str()))
+                    .map(move |(t, v)| (row.id, t.as_str(), v.as_str()))
             })
             .collect();
         for chunk in signals.chunks(BULK_ROWS_PER_STATEMENT) {
@@ -172,7 +207,7 @@ impl WriteTx {
             }
             q.execute(&mut *self.tx).await?;
         }
-        Ok(ids)
+        Ok(())
     }
 }
 

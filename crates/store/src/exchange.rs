@@ -18,7 +18,7 @@
 
 use sqlx::any::AnyRow;
 
-use crate::bulk::{numbered, question_marks, values_sql};
+use crate::bulk::{numbered, question_marks, values_sql, ItemRow};
 use crate::rows::{get_bool, get_opt_i64, get_opt_str, get_str};
 use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
 
@@ -761,53 +761,17 @@ impl WriteTx {
         if items.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
-        for chunk in items.chunks(crate::BULK_ROWS_PER_STATEMENT) {
-            let sql = values_sql(
-                self.backend,
-                "INSERT INTO bank_content (id, bank_id, enabled, labels, note, quarantined, \
-                 created_at, updated_at) VALUES ",
-                "(?, ?, ?, ?, '', 0, ?, ?)",
-                chunk.len(),
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for item in chunk {
-                q = q
-                    .bind(item.id)
-                    .bind(bank_id)
-                    .bind(i64::from(item.enabled))
-                    .bind(item.labels_json.as_str())
-                    .bind(now)
-                    .bind(now);
-            }
-            q.execute(&mut *self.tx).await?;
-        }
-        let signals: Vec<(i64, &str, &str)> = items
+        let rows: Vec<ItemRow<'_>> = items
             .iter()
-            .flat_map(|item| {
-                item.signals
-                    .iter()
-                    .map(move |(t, v)| (item.id, t.as_str(), v.as_str()))
+            .map(|item| ItemRow {
+                id: item.id,
+                enabled: item.enabled,
+                labels_json: &item.labels_json,
+                note: "",
+                signals: &item.signals,
             })
             .collect();
-        for chunk in signals.chunks(crate::BULK_ROWS_PER_STATEMENT) {
-            let sql = values_sql(
-                self.backend,
-                "INSERT INTO signals (content_id, bank_id, signal_type, value, created_at) VALUES ",
-                "(?, ?, ?, ?, ?)",
-                chunk.len(),
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (content_id, t, v) in chunk {
-                q = q
-                    .bind(*content_id)
-                    .bind(bank_id)
-                    .bind(*t)
-                    .bind(*v)
-                    .bind(now);
-            }
-            q.execute(&mut *self.tx).await?;
-        }
+        self.insert_item_rows(bank_id, &rows).await?;
         Ok(())
     }
 
