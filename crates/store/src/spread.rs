@@ -313,84 +313,69 @@ pub struct ClusterSummary {
 }
 
 /// One [`CopyRow`] as [`Store::copy_rows_page`] packs it: a JSON array in
-/// the order of its SELECT list.
+/// the order of its SELECT list (serde reads a struct from a sequence in
+/// field order).
 #[derive(serde::Deserialize)]
-struct PackedCopy(
-    i64,
-    String,
-    Option<i64>,
-    String,
-    String,
-    String,
-    i64,
-    i64,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-);
+struct PackedCopy {
+    sighting_id: i64,
+    url_sha256: String,
+    content_id: Option<i64>,
+    host: String,
+    platform: String,
+    media_type: String,
+    first_seen_at: i64,
+    last_seen_at: i64,
+    status: Option<String>,
+    live_last_live_at: Option<i64>,
+    checks: Option<i64>,
+    episode: Option<i64>,
+    last_live_at: Option<i64>,
+    first_removed_at: Option<i64>,
+    confirmed_at: Option<i64>,
+    removed_state: Option<String>,
+    resurfaced_at: Option<i64>,
+    first_notice_at: Option<i64>,
+    removed_at_end: Option<i64>,
+}
 
 impl PackedCopy {
     fn into_row(self) -> CopyRow {
-        let PackedCopy(
-            sighting_id,
-            url_sha256,
-            content_id,
-            host,
-            platform,
-            media_type,
-            first_seen_at,
-            last_seen_at,
-            status,
-            live_last_live_at,
-            checks,
-            episode,
-            last_live_at,
-            first_removed_at,
-            confirmed_at,
-            removed_state,
-            resurfaced_at,
-            first_notice_at,
-            removed_at_end,
-        ) = self;
         // A removal row has every NOT NULL column; the LEFT JOIN gives all
         // or none of them.
-        let removal = match (episode, last_live_at, first_removed_at, confirmed_at) {
+        let removal = match (
+            self.episode,
+            self.last_live_at,
+            self.first_removed_at,
+            self.confirmed_at,
+        ) {
             (Some(episode), Some(last_live_at), Some(first_removed_at), Some(confirmed_at)) => {
                 Some(RemovalRow {
-                    sighting_id,
+                    sighting_id: self.sighting_id,
                     episode,
                     last_live_at,
                     first_removed_at,
                     confirmed_at,
-                    removed_state: removed_state.unwrap_or_default(),
-                    resurfaced_at,
+                    removed_state: self.removed_state.unwrap_or_default(),
+                    resurfaced_at: self.resurfaced_at,
                 })
             }
             _ => None,
         };
         CopyRow {
-            sighting_id,
-            url_sha256,
-            content_id,
-            host,
-            platform,
-            media_type,
-            first_seen_at,
-            last_seen_at,
-            status,
-            live_last_live_at,
-            checks: checks.unwrap_or(0),
+            sighting_id: self.sighting_id,
+            url_sha256: self.url_sha256,
+            content_id: self.content_id,
+            host: self.host,
+            platform: self.platform,
+            media_type: self.media_type,
+            first_seen_at: self.first_seen_at,
+            last_seen_at: self.last_seen_at,
+            status: self.status,
+            live_last_live_at: self.live_last_live_at,
+            checks: self.checks.unwrap_or(0),
             removal,
-            first_notice_at,
-            removed_at_end,
+            first_notice_at: self.first_notice_at,
+            removed_at_end: self.removed_at_end,
         }
     }
 }
