@@ -6,22 +6,12 @@
 //! `{"url": …}` fetch of the API and its errors.
 //!
 //! A URL supplied by a client must never make the server talk to itself or
-//! to the private network behind it. The rules:
-//! - only `http` and `https`; no credentials in the URL;
-//! - the host is resolved here, and *every* resolved address must be a
-//!   public unicast address (no loopback, private, link-local, unspecified,
-//!   multicast, CGNAT, documentation/benchmark/reserved ranges; IPv6
-//!   unique-local/site-local; IPv4-mapped, IPv4-compatible, NAT64 and 6to4
-//!   addresses are judged by the IPv4 address they embed);
-//! - the connection goes to the vetted address (reqwest's `resolve` pins the
-//!   name, so a second DNS answer cannot swap in an internal address),
-//!   proxies from the environment are ignored;
-//! - redirects are not followed by the client: each `Location` is re-vetted
-//!   the same way, at most [`MAX_REDIRECTS`] times;
-//! - total time and body size are capped; the body is streamed and cut off
-//!   at the cap rather than trusted from `Content-Length`.
+//! to the private network behind it: every resolved address and every
+//! redirect is vetted by the guard (its rules are listed in
+//! `echotrace_engine::ssrf`), the connection is pinned to the vetted
+//! address, at most [`MAX_REDIRECTS`] redirects are followed, and the whole
+//! fetch is bounded in time and body size.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 /// How many redirects are followed (each one re-vetted).
@@ -54,14 +44,9 @@ impl Default for FetchPolicy {
 pub enum FetchError {
     #[error("fetching content by URL is disabled on this server")]
     Disabled,
-    #[error("invalid URL: {0}")]
-    InvalidUrl(String),
-    #[error("URL scheme must be http or https")]
-    Scheme,
-    #[error("URL resolves to a non-public address ({0})")]
-    ForbiddenAddress(IpAddr),
-    #[error("could not resolve host {0}")]
-    Resolve(String),
+    /// Refused by the SSRF guard (URL shape, scheme, address, DNS).
+    #[error(transparent)]
+    Refused(#[from] GuardError),
     #[error("remote fetch failed: {0}")]
     Remote(String),
     #[error("remote content exceeds {0} bytes")]
@@ -75,23 +60,12 @@ pub enum FetchError {
 use echotrace_engine::ssrf::GuardError;
 use echotrace_exchange::net::{Http, NetError, NetPolicy};
 
-impl From<GuardError> for FetchError {
-    fn from(e: GuardError) -> Self {
-        match e {
-            GuardError::InvalidUrl(m) => FetchError::InvalidUrl(m),
-            GuardError::Scheme => FetchError::Scheme,
-            GuardError::ForbiddenAddress(ip) => FetchError::ForbiddenAddress(ip),
-            GuardError::Resolve(h) => FetchError::Resolve(h),
-        }
-    }
-}
-
 impl From<NetError> for FetchError {
     fn from(e: NetError) -> Self {
         match e {
-            NetError::InvalidUrl(m) => FetchError::InvalidUrl(m),
-            NetError::Forbidden(_, ip) => FetchError::ForbiddenAddress(ip),
-            NetError::Resolve(h) => FetchError::Resolve(h),
+            NetError::InvalidUrl(m) => GuardError::InvalidUrl(m).into(),
+            NetError::Forbidden(_, ip) => GuardError::ForbiddenAddress(ip).into(),
+            NetError::Resolve(h) => GuardError::Resolve(h).into(),
             NetError::Network(m) => FetchError::Remote(m),
             NetError::Timeout(_) => FetchError::Timeout,
             NetError::TooLarge(n) => FetchError::TooLarge(n),
@@ -110,7 +84,7 @@ pub async fn fetch(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, FetchErro
     }
     // The URL's shape first, for a precise error (the client vets it again,
     // and every redirect).
-    let parsed = reqwest::Url::parse(url).map_err(|e| FetchError::InvalidUrl(e.to_string()))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| GuardError::InvalidUrl(e.to_string()))?;
     echotrace_engine::ssrf::vet_url(&parsed)?;
     let http = Http::new(NetPolicy {
         allow_loopback: false,
@@ -129,6 +103,7 @@ pub async fn fetch(url: &str, policy: &FetchPolicy) -> Result<Vec<u8>, FetchErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -150,32 +125,38 @@ mod tests {
         let p = enabled();
         assert_eq!(
             fetch("file:///etc/passwd", &p).await,
-            Err(FetchError::Scheme)
+            Err(FetchError::Refused(GuardError::Scheme))
         );
         assert_eq!(
             fetch("gopher://example.com/", &p).await,
-            Err(FetchError::Scheme)
+            Err(FetchError::Refused(GuardError::Scheme))
         );
         assert_eq!(
             fetch("http://127.0.0.1:9/x", &p).await,
-            Err(FetchError::ForbiddenAddress(ip("127.0.0.1")))
+            Err(FetchError::Refused(GuardError::ForbiddenAddress(ip(
+                "127.0.0.1"
+            ))))
         );
         assert_eq!(
             fetch("http://[::ffff:7f00:1]/", &p).await,
-            Err(FetchError::ForbiddenAddress(ip("::ffff:127.0.0.1")))
+            Err(FetchError::Refused(GuardError::ForbiddenAddress(ip(
+                "::ffff:127.0.0.1"
+            ))))
         );
         assert_eq!(
             fetch("http://169.254.169.254/latest/meta-data", &p).await,
-            Err(FetchError::ForbiddenAddress(ip("169.254.169.254")))
+            Err(FetchError::Refused(GuardError::ForbiddenAddress(ip(
+                "169.254.169.254"
+            ))))
         );
         // Names are resolved here and vetted: localhost is loopback.
         assert!(matches!(
             fetch("http://localhost:1/", &p).await,
-            Err(FetchError::ForbiddenAddress(_))
+            Err(FetchError::Refused(GuardError::ForbiddenAddress(_)))
         ));
         assert!(matches!(
             fetch("http://user:pw@8.8.8.8/", &p).await,
-            Err(FetchError::InvalidUrl(_))
+            Err(FetchError::Refused(GuardError::InvalidUrl(_)))
         ));
     }
 }
