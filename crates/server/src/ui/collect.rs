@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::session::{error_response, see_other, Authed, PostForm, UiPath, UiQuery};
 use super::views::{csrf_field, layout, Flash, Viewer};
-use super::{actor, page, Ctx, UiState};
+use super::{actor, page, Ctx, FlashQuery, UiState};
 use crate::auth::op;
 
 pub(super) fn routes() -> Router<UiState> {
@@ -47,11 +47,6 @@ fn collector_page_error(viewer: &Viewer, e: echotrace_collector::CollectorError)
         StatusCode::from_u16(api.status.as_u16()).unwrap_or(StatusCode::BAD_REQUEST),
         &api.message,
     )
-}
-
-#[derive(Deserialize, Default)]
-struct FlashQuery {
-    msg: Option<String>,
 }
 
 fn flash(code: Option<&str>) -> Option<Flash> {

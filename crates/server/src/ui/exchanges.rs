@@ -15,7 +15,7 @@ use maud::{html, Markup};
 
 use super::session::{see_other, Authed, FormData, PostForm, UiPath, UiQuery};
 use super::views::{csrf_field, layout, Flash, Viewer};
-use super::{actor, engine_error, page, Ctx, UiState};
+use super::{actor, engine_error, page, Ctx, FlashQuery, UiState};
 use crate::auth::op;
 
 pub(super) fn routes() -> Router<UiState> {
@@ -304,16 +304,11 @@ fn flash_of(msg: Option<&str>) -> Option<Flash> {
     }
 }
 
-#[derive(serde::Deserialize, Default)]
-struct Msg {
-    msg: Option<String>,
-}
-
 async fn detail(
     st: Ctx,
     auth: Authed,
     UiPath(id): UiPath<i64>,
-    UiQuery(q): UiQuery<Msg>,
+    UiQuery(q): UiQuery<FlashQuery>,
 ) -> Response {
     if let Err(r) = auth.require(Operation::Exchanges) {
         return r;

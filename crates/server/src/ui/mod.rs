@@ -324,6 +324,12 @@ fn flash_for(code: Option<&str>) -> Option<Flash> {
     Some(m)
 }
 
+/// `?msg=`: the flash code of a page reached by a redirect.
+#[derive(Deserialize, Default)]
+pub(super) struct FlashQuery {
+    pub(super) msg: Option<String>,
+}
+
 #[derive(Deserialize, Default)]
 struct MsgQuery {
     msg: Option<String>,
