@@ -13,10 +13,9 @@
 //! * mark-and-sweep: a `file` exchange whose file loses 10 lines deletes
 //!   exactly those 10 (`exchange add` / `fetch` / `status` on the CLI).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use echotrace_store::testing::TestDb;
@@ -25,15 +24,13 @@ use serde_json::{json, Value};
 
 use echotrace_store::both_backends;
 
+mod common;
+
 both_backends!(
     federation_two_processes,
     kill_9_mid_fetch_resumes_to_the_same_set,
     file_exchange_mark_and_sweep,
 );
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_echotrace")
-}
 
 /// A second database of the same backend as `db`.
 async fn sibling(db: &TestDb) -> TestDb {
@@ -56,29 +53,24 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 /// A running `echotrace serve`, killed on drop; stdout and stderr are kept
 /// (to grep for secrets).
-struct Server {
-    child: Child,
-    base: String,
-    admin: Option<String>,
-    out: Arc<Mutex<Vec<String>>>,
-    err_log: PathBuf,
-}
+struct Server(common::Launch);
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = common::Launch;
+    fn deref(&self) -> &common::Launch {
+        &self.0
     }
 }
 
 impl Server {
     async fn spawn(db_url: &str, dir: &Path, name: &str, extra: &[&str]) -> Server {
-        let err_log = dir.join(format!("{name}.stderr"));
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&err_log)
-            .unwrap();
         let key_file = dir.join(format!("{name}.secret"));
         let mut args = vec![
             "serve",
@@ -99,70 +91,12 @@ impl Server {
             key_file.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let mut child = Command::new(bin())
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawning echotrace serve");
-        let stdout = child.stdout.take().unwrap();
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let o2 = out.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                o2.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        let base = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("server prints its address");
-            if let Some(a) = line.strip_prefix("echotrace: listening on ") {
-                break a.trim().to_string();
-            }
-        };
-        let client = Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
-                if r.status() == StatusCode::OK {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "server never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let mut admin = None;
-        while let Ok(l) = rx.recv_timeout(Duration::from_millis(500)) {
-            if let Some((_, k)) = l.rsplit_once("(shown once): ") {
-                if l.contains("API key") {
-                    admin = Some(k.trim().to_string());
-                    break;
-                }
-            }
-        }
-        Server {
-            child,
-            base,
-            admin,
-            out,
-            err_log,
-        }
+        Server(common::launch(&args, &[("RUST_LOG", "info")]).await)
     }
 
     fn kill_9(&mut self) {
-        self.child.kill().expect("kill -9");
-        let _ = self.child.wait();
-    }
-
-    /// Everything the process printed.
-    fn logs(&self) -> String {
-        let mut s = self.out.lock().unwrap().join("\n");
-        s.push_str(&std::fs::read_to_string(&self.err_log).unwrap_or_default());
-        s
+        self.0.child.kill().expect("kill -9");
+        let _ = self.0.child.wait();
     }
 }
 
@@ -516,7 +450,7 @@ async fn kill_9_mid_fetch_resumes_to_the_same_set(db: &TestDb) {
             writeln!(f, "pdq,{}", pdq(10_000 + i)).unwrap();
         }
     }
-    let st = Command::new(bin())
+    let st = Command::new(common::bin())
         .args([
             "bank", "import", "--db", &db.url, "--bank", "big", "--create",
         ])
@@ -528,7 +462,7 @@ async fn kill_9_mid_fetch_resumes_to_the_same_set(db: &TestDb) {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    let key = Command::new(bin())
+    let key = Command::new(common::bin())
         .args([
             "keys", "create", "--db", &db.url, "--role", "partner", "--name", "ngo-b",
         ])
@@ -540,7 +474,7 @@ async fn kill_9_mid_fetch_resumes_to_the_same_set(db: &TestDb) {
         String::from_utf8_lossy(&key.stderr)
     );
     let partner = String::from_utf8(key.stdout).unwrap().trim().to_string();
-    let st = Command::new(bin())
+    let st = Command::new(common::bin())
         .args([
             "exchange",
             "publish",
@@ -559,7 +493,7 @@ async fn kill_9_mid_fetch_resumes_to_the_same_set(db: &TestDb) {
         "{}",
         String::from_utf8_lossy(&st.stderr)
     );
-    let admin = Command::new(bin())
+    let admin = Command::new(common::bin())
         .args([
             "keys", "create", "--db", &db.url, "--role", "admin", "--name", "ops",
         ])
@@ -680,7 +614,7 @@ async fn kill_9_mid_fetch_resumes_to_the_same_set(db: &TestDb) {
 }
 
 fn cli(db: &TestDb, dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin())
+    let out = Command::new(common::bin())
         .args(args)
         .args(["--db", &db.url])
         .arg("--secret-key-file")

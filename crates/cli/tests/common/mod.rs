@@ -74,16 +74,28 @@ impl Drop for Server {
 }
 
 /// A started `echotrace serve`: the child, its address, the admin key it
-/// printed (only a database without keys gets one) and its stderr lines.
+/// printed (only a database without keys gets one) and its output lines.
 pub struct Launch {
     pub child: Child,
     pub base: String,
     pub admin: Option<String>,
+    pub stdout: Arc<Mutex<Vec<String>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
+impl Launch {
+    /// Everything the process printed so far (stdout, then stderr).
+    pub fn logs(&self) -> String {
+        let mut s = self.stdout.lock().unwrap().join("\n");
+        s.push('\n');
+        s.push_str(&self.stderr.lock().unwrap().join("\n"));
+        s
+    }
+}
+
 /// Start `echotrace <args>` (a `serve`) with `env` added: stdout is read
-/// for the address and the admin key, stderr lines are kept (and echoed);
+/// for the address and the admin key; stdout and stderr lines are kept
+/// (stderr echoed);
 /// returns once `/readyz` answers 200.
 pub async fn launch(args: &[&str], env: &[(&str, &str)]) -> Launch {
     let mut child = Command::new(bin())
@@ -105,14 +117,19 @@ pub async fn launch(args: &[&str], env: &[(&str, &str)]) -> Launch {
             }
         });
     }
+    let stdout_lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+    {
+        let lines = stdout_lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line.clone());
+                // The receiver is gone once the server is up; keep reading
+                // so the child never blocks on a full pipe.
+                let _ = tx.send(line);
             }
-        }
-    });
+        });
+    }
     let admin_in = |line: &str| {
         line.rsplit_once("(shown once): ")
             .map(|(_, k)| k.trim().to_string())
@@ -147,12 +164,11 @@ pub async fn launch(args: &[&str], env: &[(&str, &str)]) -> Launch {
             Err(_) => break,
         }
     }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
     Launch {
         child,
         base,
         admin,
+        stdout: stdout_lines,
         stderr,
     }
 }
