@@ -468,19 +468,37 @@ async fn report_numbers_equal_hand_counts(db: &TestDb) {
         .iter()
         .any(|n| n["platform"] == "Video" && n["rejected"] == 1));
     // Checks in the window = every check outcome dated in it, as listed per sighting.
-    let mut listed = 0;
+    let mut checked_at: Vec<i64> = Vec::new();
     for id in &ids {
         let v = svc
             .ok(Method::GET, &format!("/v1/liveness/{id}"), None)
             .await;
-        listed += v["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|c| c["checked_at"].as_i64().unwrap() >= T0)
-            .count();
+        checked_at.extend(
+            v["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["checked_at"].as_i64().unwrap()),
+        );
     }
+    let listed = checked_at.iter().filter(|&&at| at >= T0).count();
     assert_eq!(t["checks"], listed as u64);
+    // The same over a window whose edges fall inside hours (the report sums
+    // whole hours from the hourly tally and counts the edge hours directly).
+    let (from, to) = (T0 + 30 * 60_000, T0 + 36 * 3_600_000 + 45 * 60_000);
+    let edged = svc
+        .ok(
+            Method::GET,
+            "/v1/reports/transparency?from=2026-01-01T00:30Z&to=2026-01-02T12:45Z",
+            None,
+        )
+        .await;
+    let in_edged = checked_at
+        .iter()
+        .filter(|&&at| at >= from && at < to)
+        .count();
+    assert!(in_edged > 0 && in_edged < listed, "{in_edged} of {listed}");
+    assert_eq!(edged["totals"]["checks"], in_edged as u64);
     let methodology = r["methodology"].as_array().unwrap();
     assert!(
         methodology
