@@ -9,7 +9,8 @@
 #   bench/run_load.sh scale [N ...]      issue 17 on PostgreSQL ($ECHOTRACE_TEST_PG_URL):
 #       time to /readyz page by page and from a snapshot (3 starts), RSS,
 #       signal lookups with --record all vs matches (lookups/s, p99, WAL bytes
-#       and rows per lookup, PostgreSQL CPU), one vs two replicas, and the
+#       and rows per lookup, PostgreSQL CPU), one vs two replicas (under both
+#       policies: --record all is bound by commits, matches by CPU), and the
 #       server CPU per lookup for md5, url and raw-text lookups
 #   bench/run_load.sh memory [N]          RSS per signal type (SQLite; N items
 #       of pdq/md5/sha256/url, N/5 texts, N/50 videos of 120 frames)
@@ -76,9 +77,11 @@ if [ "$backend" = scale ]; then
             "$load" "${common[@]}" "${pg[@]}" --db "$db" --n "$n" --seconds "${RUN_SECONDS:-20}" \
                 --mode signals "${s[@]}" --server-arg --record --server-arg "$rec"
         done
-        echo "== two replicas, --record all" >&2
-        "$load" "${common[@]}" "${pg[@]}" --db "$db" --n "$n" --seconds "${RUN_SECONDS:-20}" \
-            --mode signals --replicas 2 "${s[@]}"
+        for rec in all matches; do
+            echo "== two replicas, --record $rec" >&2
+            "$load" "${common[@]}" "${pg[@]}" --db "$db" --n "$n" --seconds "${RUN_SECONDS:-20}" \
+                --mode signals --replicas 2 "${s[@]}" --server-arg --record --server-arg "$rec"
+        done
         for mode in md5 url text; do
             echo "== $mode lookups" >&2
             "$load" "${common[@]}" "${pg[@]}" --db "$db" --n "$n" --seconds "${RUN_SECONDS:-20}" \
