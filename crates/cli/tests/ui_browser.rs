@@ -12,8 +12,9 @@
 //! webhook delivered to a local receiver after the (shortened) undo window;
 //! creates a bank and adds a hash; uses the match debugger; checks that a
 //! reviewer gets 403 on the API-keys page; checks the phone-width layout; and
-//! (SQLite run only) writes a 1280×720 screenshot of each page to
-//! `docs/screenshots/`. The PostgreSQL run also checks that `serve --demo`
+//! (SQLite run only) writes a 1280×720 screenshot of each page (to
+//! `docs/screenshots/` with `ECHOTRACE_UPDATE_SCREENSHOTS=1`, else to a
+//! scratch directory). The PostgreSQL run also checks that `serve --demo`
 //! refuses to seed a database that is no longer empty. The two runs take
 //! turns (one browser at a time).
 //!
@@ -148,7 +149,10 @@ fn start_demo(db_dir: &Path, db_url: Option<&str>) -> (Reaper, Demo) {
         "6",
     ]);
     if let Some(url) = db_url {
-        cmd.args(["--db", url]);
+        // A demo seeded into a given database has no demo directory of its
+        // own, so its WARC evidence would land in ./warc (the default).
+        let warc = db_dir.join("warc");
+        cmd.args(["--db", url, "--warc-dir", warc.to_str().unwrap()]);
     }
     let mut child = cmd
         .env("ECHOTRACE_DEMO_DIR", db_dir)
@@ -203,8 +207,14 @@ fn start_demo(db_dir: &Path, db_url: Option<&str>) -> (Reaper, Demo) {
     (reaper, demo)
 }
 
+/// `docs/screenshots/` when `ECHOTRACE_UPDATE_SCREENSHOTS=1`; otherwise a
+/// scratch directory, so an ordinary test run leaves the checkout clean.
 fn screenshots_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    let d = if std::env::var("ECHOTRACE_UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots")
+    } else {
+        std::env::temp_dir().join(format!("echotrace-screenshots-{}", std::process::id()))
+    };
     std::fs::create_dir_all(&d).unwrap();
     d
 }
