@@ -30,8 +30,9 @@ for mode in ("combined", "same_runs"):
     print(f"wall ratio echotrace end-to-end / pytesseract {mode}: "
           f"{r['ocr_e2e_ms_median'] / p[mode]['ms_median']:.3f} (median), "
           f"child CPU ratio {r['ocr_child_cpu_ms_mean'] / max(1e-9, p[mode]['child_cpu_ms_mean']):.3f}")
-print("min_conf jaccard min_tokens second  recall_en recall_ar false/pairs truth_pairs_matching")
+print("min_conf jaccard min_tokens second  recall_en recall_ar (gated: en ar) false/pairs truth_pairs_matching")
 for g in grid:
     print(f'{g["min_conf"]:8} {g["jaccard"]:7} {g["min_tokens"]:10} {str(g["second_reading"]):6}  '
-          f'{g["recall_en"]:.3f}     {g["recall_ar"]:.3f}     {g["false_matches"]}/{g["pairs"]}  {g["truth_pairs_matching"]}')
+          f'{g["recall_en"]:.3f}     {g["recall_ar"]:.3f}     {g["recall_en_gated"]:.3f} {g["recall_ar_gated"]:.3f}  '
+          f'{g["false_matches"]}/{g["pairs"]}  {g["truth_pairs_matching"]}')
 PY
