@@ -1094,11 +1094,8 @@ impl Engine {
             banks,
             context,
         };
-        self.record_one(
-            self.prepare_off_runtime(actor, req, variants, robust)
-                .await?,
-        )
-        .await
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), robust.as_ref())?)
+            .await
     }
 
     /// [`Engine::lookup`] for a query whose `text_minhash` signal was made
@@ -1116,7 +1113,7 @@ impl Engine {
         raw_text: impl Into<QueryText>,
     ) -> Result<LookupResponse> {
         let variants = self.sign_query_text(&req, raw_text.into()).await?;
-        self.record_one(self.prepare_off_runtime(actor, req, variants, None).await?)
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), None)?)
             .await
     }
 
@@ -1239,8 +1236,7 @@ impl Engine {
     /// matches durably, then answer.
     pub async fn lookup(&self, actor: &Actor, req: LookupRequest) -> Result<LookupResponse> {
         // Records go through the group-commit writer (see `recorder`).
-        self.record_one(self.prepare_off_runtime(actor, req, None, None).await?)
-            .await
+        self.record_one(self.prepare_lookup(actor, req)?).await
     }
 
     /// What a lookup of `upload` would match right now, through every
@@ -1286,40 +1282,9 @@ impl Engine {
             Some(text) => self.sign_query_text(&req, text).await?,
             None => None,
         };
-        self.record_one(
-            self.prepare_off_runtime(actor, req, variants, upload.robust)
-                .await?,
-        )
-        .await
-    }
-
-    /// Match a lookup against the in-memory state ([`Engine::prepare_lookup_with`]).
-    /// A similarity search (PDQ, vPDQ, text, the robust channels) is CPU
-    /// work, ~0.2 ms for PDQ at 10M hashes, so it runs on the blocking pool:
-    /// run on an async worker, a saturated server queued every await of a
-    /// matched lookup (label read, group commit) behind the searches of all
-    /// the connections, and its p99 tripled. Exact-value lookups (digests,
-    /// URLs) are a hash probe and stay inline.
-    async fn prepare_off_runtime(
-        &self,
-        actor: &Actor,
-        req: LookupRequest,
-        variants: Option<TextVariants>,
-        robust: Option<robust::RobustQuery>,
-    ) -> Result<recorder::Prepared> {
-        let searches = robust.is_some()
-            || req.signals.iter().any(|s| {
-                matches!(s.signal_type, SignalType::Pdq | SignalType::Vpdq)
-                    || s.signal_type.is_text()
-            });
-        if !searches {
-            return self.prepare_lookup_with(actor, req, variants.as_ref(), robust.as_ref());
-        }
-        let (engine, actor) = (self.clone(), actor.clone());
-        off_runtime(move || {
-            engine.prepare_lookup_with(&actor, req, variants.as_ref(), robust.as_ref())
-        })
-        .await
+        let robust = upload.robust.as_ref();
+        self.record_one(self.prepare_lookup_with(actor, req, variants.as_ref(), robust)?)
+            .await
     }
 
     /// Flood guard: quarantine an item over the limit (see [`flood`]).

@@ -325,9 +325,15 @@ pub(crate) struct Prepared {
 }
 
 impl crate::Engine {
-    /// Validate and match one lookup (no writes). `variants`: the query's
-    /// raw text signed under each bank equivalence-list version in play
-    /// (see `Engine::lookup_text`); `robust`: an upload's derived hashes.
+    /// Validate and match one lookup (no writes).
+    pub(crate) fn prepare_lookup(&self, actor: &Actor, req: LookupRequest) -> Result<Prepared> {
+        self.prepare_lookup_with(actor, req, None, None)
+    }
+
+    /// [`crate::Engine::prepare_lookup`] for a query whose text signal was
+    /// made from raw text that was also signed under each bank
+    /// equivalence-list version in play (`variants`, signed off the runtime
+    /// beforehand; see `Engine::lookup_text`).
     pub(crate) fn prepare_lookup_with(
         &self,
         actor: &Actor,
