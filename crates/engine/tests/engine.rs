@@ -18,6 +18,7 @@ use common::*;
 
 both_backends!(
     lookup_records_matches_audit_and_outbox,
+    concurrent_lookups_each_get_their_own_rows,
     per_bank_thresholds,
     allow_bank_suppresses_block_matches,
     enable_disable_is_immediate,
@@ -97,6 +98,108 @@ async fn look(e: &Engine, signals: Vec<SignalValue>) -> LookupResponse {
     )
     .await
     .unwrap()
+}
+
+/// Lookups answered together share group commits (multi-row writes with
+/// reserved ids): each still gets its own submission, exactly its matches,
+/// one audit entry and one outbox event when it matched, and nothing when
+/// it did not.
+async fn concurrent_lookups_each_get_their_own_rows(db: &TestDb) {
+    let e = Engine::open(config(db)).await.unwrap();
+    let b = bank(&e, "block", BankKind::Block, None).await;
+    let mut items = Vec::new();
+    for i in 0..24u64 {
+        items.push(add(&e, &b, vec![pdq(hash(1000 + i))], &["grp"]).await.id);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..72u64 {
+        let e = e.clone();
+        tasks.spawn(async move {
+            // Every third lookup matches item i/3 (a few bits away); the
+            // others match nothing.
+            let h = if i % 3 == 0 {
+                flip(hash(1000 + i / 3), (i % 7) as usize)
+            } else {
+                hash(90_000 + i)
+            };
+            let r = e
+                .lookup(
+                    &Actor::key(9),
+                    LookupRequest {
+                        signals: vec![pdq(h)],
+                        banks: None,
+                        context: SubmissionContext {
+                            uploader_id: Some(format!("u{i}")),
+                            ..Default::default()
+                        },
+                    },
+                )
+                .await
+                .unwrap();
+            (i, r)
+        });
+    }
+    let mut submissions = std::collections::HashSet::new();
+    let mut matched_submissions = std::collections::HashSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let (i, r) = done.unwrap();
+        let sid = r.submission_id.expect("--record all records every lookup");
+        assert!(submissions.insert(sid), "submission {sid} given twice");
+        let sub = e.store().get_submission(sid).await.unwrap().unwrap();
+        assert_eq!(sub.uploader_id, Some(format!("u{i}")), "lookup {i}");
+        assert_eq!(sub.match_count, r.matches.len() as i64, "lookup {i}");
+        let listed = e
+            .list_matches(MatchFilter {
+                submission_id: Some(sid),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if i % 3 == 0 {
+            assert_eq!(r.matches.len(), 1, "lookup {i}: {r:?}");
+            let m = &r.matches[0];
+            assert_eq!(m.content_id, items[(i / 3) as usize], "lookup {i}");
+            assert_eq!(m.distance, Some((i % 7) as i64), "lookup {i}");
+            assert_eq!(m.labels, vec!["grp".to_string()]);
+            // The answer is the stored row.
+            assert_eq!(listed.len(), 1);
+            assert_eq!(listed[0].id, m.id);
+            let stored = e.get_match(m.id).await.unwrap();
+            assert_eq!(stored.submission_id, sid);
+            assert_eq!(stored.distance, m.distance);
+            assert_eq!(stored.content_id, m.content_id);
+            assert_eq!(stored.created_at, m.created_at);
+            matched_submissions.insert(sid);
+        } else {
+            assert!(r.matches.is_empty(), "lookup {i}: {r:?}");
+            assert!(listed.is_empty(), "lookup {i}");
+        }
+    }
+    assert_eq!(submissions.len(), 72);
+    assert_eq!(matched_submissions.len(), 24);
+    let events = e.list_outbox(false, 1000).await.unwrap();
+    let mut event_subs: Vec<i64> = events
+        .iter()
+        .filter(|o| o.event == "match")
+        .map(|o| o.payload["submission_id"].as_i64().unwrap())
+        .collect();
+    event_subs.sort_unstable();
+    let mut want: Vec<i64> = matched_submissions.iter().copied().collect();
+    want.sort_unstable();
+    assert_eq!(event_subs, want, "one match event per matched lookup");
+    let audit = e.audit_log(None, 1000).await.unwrap();
+    let mut audited: Vec<i64> = audit
+        .iter()
+        .filter(|a| a.action == "lookup.match")
+        .map(|a| {
+            let sid = a.after.as_ref().unwrap()["submission_id"].as_i64().unwrap();
+            assert_eq!(a.target, format!("submission:{sid}"));
+            assert_eq!(a.actor, "key:9");
+            sid
+        })
+        .collect();
+    audited.sort_unstable();
+    assert_eq!(audited, want, "one audit entry per matched lookup");
 }
 
 async fn lookup_records_matches_audit_and_outbox(db: &TestDb) {
