@@ -464,10 +464,14 @@ fn main() -> anyhow::Result<()> {
     }
     let mut card_fired = [0usize; 2];
     let mut card_total = [0usize; 2];
+    let mut gate_missed = Vec::new();
     for (c, &g) in cards_done.iter().zip(&gate) {
         let li = usize::from(c.lang == Lang::Ar);
         card_total[li] += 1;
         card_fired[li] += usize::from(g);
+        if !g {
+            gate_missed.push(format!("{}-{}.jpg", c.statement, c.role));
+        }
     }
 
     // Per-image OCR cost, one image at a time (the peer does the same on
@@ -532,6 +536,7 @@ fn main() -> anyhow::Result<()> {
         "presence_fired_names": fired_names,
         "presence_cards_fired_en": format!("{}/{}", card_fired[0], card_total[0]),
         "presence_cards_fired_ar": format!("{}/{}", card_fired[1], card_total[1]),
+        "presence_cards_missed": gate_missed,
         "added_ms_per_text_free_image": median(presence_cpu_ms.clone()) + photo_ocr_share * child_cpu_ms,
         "languages_chosen": languages_chosen,
         "grid": grid,
