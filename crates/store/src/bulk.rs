@@ -389,7 +389,8 @@ impl WriteTx {
     ) -> Result<Vec<MatchRow>> {
         let now = crate::now_ms();
         for chunk in rows.chunks(BULK_ROWS_PER_STATEMENT) {
-            // Similarities are bound as text and cast: see `insert_match`.
+            // Similarities are bound as text and cast in SQL: see `resolve_url`
+            // on sqlx's NULL f64.
             let sql = values_sql(
                 self.backend,
                 "INSERT INTO matches (id, submission_id, bank_id, content_id, signal_id, \

@@ -1083,35 +1083,17 @@ impl WriteTx {
         get_i64(&row, "id")
     }
 
+    /// One match ([`WriteTx::insert_matches_with_ids`] with a reserved id).
     pub async fn insert_match(&mut self, m: &NewMatch<'_>) -> Result<MatchRow> {
-        let now = now_ms();
-        let row = sqlx::query(
-            "INSERT INTO matches (submission_id, bank_id, content_id, signal_id, signal_type, \
-             matched_value, query_value, distance, similarity, compared_similarity, status, \
-             created_at, updated_at, channel, channel_detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST($9 AS DOUBLE PRECISION), \
-             CAST($11 AS DOUBLE PRECISION), 'pending', $10, $10, $12, $13) RETURNING id, \
-             submission_id, bank_id, content_id, signal_id, signal_type, matched_value, \
-             query_value, distance, similarity, compared_similarity, status, created_at, \
-             updated_at, channel, channel_detail",
-        )
-        .bind(m.submission_id)
-        .bind(m.bank_id)
-        .bind(m.content_id)
-        .bind(m.signal_id)
-        .bind(m.signal_type)
-        .bind(m.matched_value)
-        .bind(m.query_value)
-        .bind(m.distance)
-        // Bound as text and cast in SQL: see `resolve_url` on sqlx's NULL f64.
-        .bind(m.similarity.map(|s| s.to_string()))
-        .bind(now)
-        .bind(m.compared_similarity.map(|s| s.to_string()))
-        .bind(m.channel)
-        .bind(m.channel_detail)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        MatchRow::from_row(&row)
+        let (_, ids) = self.reserve_lookup_ids(0, 1).await?;
+        let id = ids
+            .first()
+            .copied()
+            .ok_or_else(|| StoreError::Corrupt("no match id reserved".into()))?;
+        self.insert_matches_with_ids(&[(id, m.clone())])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("match not written".into()))
     }
 
     pub async fn get_match(&mut self, id: i64) -> Result<Option<MatchRow>> {
