@@ -1066,36 +1066,6 @@ impl WriteTx {
 
     // ----- submissions, matches, decisions ---------------------------------
 
-    pub async fn insert_submission(&mut self, s: &NewSubmission<'_>) -> Result<i64> {
-        let row = sqlx::query(
-            "INSERT INTO submissions (actor, content_ref, url, uploader_id, signals, match_count, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(s.actor)
-        .bind(s.content_ref)
-        .bind(s.url)
-        .bind(s.uploader_id)
-        .bind(s.signals_json)
-        .bind(s.match_count)
-        .bind(now_ms())
-        .fetch_one(&mut *self.tx)
-        .await?;
-        get_i64(&row, "id")
-    }
-
-    /// One match ([`WriteTx::insert_matches_with_ids`] with a reserved id).
-    pub async fn insert_match(&mut self, m: &NewMatch<'_>) -> Result<MatchRow> {
-        let (_, ids) = self.reserve_lookup_ids(0, 1).await?;
-        let id = ids
-            .first()
-            .copied()
-            .ok_or_else(|| StoreError::Corrupt("no match id reserved".into()))?;
-        self.insert_matches_with_ids(&[(id, m.clone())])
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("match not written".into()))
-    }
-
     pub async fn get_match(&mut self, id: i64) -> Result<Option<MatchRow>> {
         let row = sqlx::query(MATCH_SELECT_ID)
             .bind(id)
@@ -1247,7 +1217,7 @@ pub struct NewAudit<'a> {
     pub after: Option<String>,
 }
 
-/// Input for [`WriteTx::insert_submission`].
+/// Input for [`WriteTx::insert_submissions_with_ids`].
 #[derive(Clone, Debug)]
 pub struct NewSubmission<'a> {
     pub actor: &'a str,
@@ -1258,7 +1228,7 @@ pub struct NewSubmission<'a> {
     pub match_count: i64,
 }
 
-/// Input for [`WriteTx::insert_match`].
+/// Input for [`WriteTx::insert_matches_with_ids`].
 #[derive(Clone, Debug)]
 pub struct NewMatch<'a> {
     pub submission_id: i64,

@@ -187,34 +187,45 @@ async fn submissions_matches_decisions(db: &TestDb) {
     let mut tx = store.write().await.unwrap();
     let bank = tx.insert_bank("b", "block", "", "{}").await.unwrap();
     let c = tx.insert_content(bank.id, true, "[]", "").await.unwrap();
-    let sub = tx
-        .insert_submission(&NewSubmission {
+    let (subs, match_ids) = tx.reserve_lookup_ids(1, 1).await.unwrap();
+    let sub = subs[0];
+    tx.insert_submissions_with_ids(&[(
+        sub,
+        NewSubmission {
             actor: "key:1",
             content_ref: Some("post-9"),
             url: Some("https://example.org/p/9"),
             uploader_id: None,
             signals_json: r#"[{"signal_type":"md5","value":"x"}]"#,
             match_count: 1,
-        })
-        .await
-        .unwrap();
+        },
+    )])
+    .await
+    .unwrap();
     let m = tx
-        .insert_match(&NewMatch {
-            submission_id: sub,
-            bank_id: bank.id,
-            content_id: c.id,
-            signal_id: None,
-            signal_type: "text_minhash",
-            matched_value: "v",
-            query_value: "q",
-            distance: None,
-            similarity: Some(0.75),
-            compared_similarity: Some(0.5),
-            channel: "window",
-            channel_detail: Some(r#"{"plain_distance":90}"#),
-        })
+        .insert_matches_with_ids(&[(
+            match_ids[0],
+            NewMatch {
+                submission_id: sub,
+                bank_id: bank.id,
+                content_id: c.id,
+                signal_id: None,
+                signal_type: "text_minhash",
+                matched_value: "v",
+                query_value: "q",
+                distance: None,
+                similarity: Some(0.75),
+                compared_similarity: Some(0.5),
+                channel: "window",
+                channel_detail: Some(r#"{"plain_distance":90}"#),
+            },
+        )])
         .await
+        .unwrap()
+        .pop()
         .unwrap();
+    // The row returned is the row stored (it is built, not read back).
+    assert_eq!(tx.get_match(m.id).await.unwrap().as_ref(), Some(&m));
     tx.commit().await.unwrap();
     assert_eq!(m.status, "pending");
     assert_eq!(m.similarity, Some(0.75));
