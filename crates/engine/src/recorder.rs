@@ -360,13 +360,13 @@ pub(crate) async fn record_many(
         });
     }
     let entries: Vec<NewAudit<'_>> = audits
-        .iter()
+        .iter_mut()
         .map(|(actor, target, summary)| NewAudit {
             actor,
             action: "lookup.match",
-            target,
+            target: target.as_str(),
             before: None,
-            after: Some(summary.clone()),
+            after: Some(std::mem::take(summary)),
         })
         .collect();
     tx.audit_many(&entries).await?;
