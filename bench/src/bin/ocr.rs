@@ -130,7 +130,14 @@ fn main() -> anyhow::Result<()> {
     for lang in [Lang::En, Lang::Ar] {
         let mut seen = std::collections::HashSet::new();
         let mut k = 0;
+        let mut draws = 0usize;
         while k < n {
+            // The templates hold a finite number of distinct statements: a
+            // request beyond them ends with an error instead of looping.
+            draws += 1;
+            if draws > n.saturating_mul(100).max(10_000) {
+                anyhow::bail!("the generator found only {k} distinct {lang:?} statements");
+            }
             let s = cards::statement(lang, &mut rng);
             if !seen.insert(s.clone()) {
                 continue;
