@@ -302,6 +302,10 @@ static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 async fn review_console_in_headless_chromium() {
     let _turn = BROWSER.lock().await;
     scenario(None, "sqlite", true).await;
+    // The scratch copies of the screenshots are not kept.
+    if std::env::var("ECHOTRACE_UPDATE_SCREENSHOTS").as_deref() != Ok("1") {
+        let _ = std::fs::remove_dir_all(screenshots_dir());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
