@@ -48,6 +48,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The local commands read files the user already has on disk, so an MP4
+    // whose index follows its media data may be copied to a private
+    // temporary file for ffmpeg to seek in; `serve` and the collector take
+    // bytes from others and do so only with `--video-temp-dir`.
+    if !matches!(cli.command, Command::Serve(_) | Command::Collect(_)) {
+        echotrace_engine::set_video_temp_dir(Some(std::env::temp_dir()));
+    }
     let result = match cli.command {
         Command::Hash(a) => cmd::hash::run(a),
         Command::Compare(a) => cmd::compare::run(a),

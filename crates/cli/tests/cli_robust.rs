@@ -258,3 +258,63 @@ fn compare_vpdq_matches_bar_and_no_bar_versions_of_a_clip() {
     let c = compare_vpdq("doorknob-hd-no-bar.mp4", "pattern-hd-no-bar.mp4");
     assert_eq!(c["match"], false, "{c}");
 }
+
+/// A 3 s cut of a fixture clip at 320×180 plus `filter`, written the way
+/// ffmpeg (and many cameras) write MP4 by default: the index (`moov`) after
+/// the media data, which cannot be decoded from a pipe.
+fn moov_last_clip(name: &str, filter: &str, out: &Path) -> String {
+    let src = fixtures().join("vpdq/videos").join(name);
+    let vf = format!("scale=320:180,setsar=1{filter}");
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&src)
+        .args(["-t", "3", "-an", "-vf", &vf, "-c:v", "libx264"])
+        .args(["-preset", "ultrafast"])
+        .arg(out)
+        .status()
+        .unwrap();
+    assert!(st.success(), "ffmpeg could not cut {name}");
+    out.display().to_string()
+}
+
+#[test]
+fn compare_vpdq_reads_moov_last_files_and_matches_a_grey_pillarbox() {
+    assert!(
+        ffmpeg_available(),
+        "the vPDQ compare tests need ffmpeg (apt-get install ffmpeg)"
+    );
+    let dir = tmp_dir("moov-last");
+    let plain = moov_last_clip("pattern-hd-no-bar.mp4", "", &dir.join("a.mp4"));
+    let pillar = moov_last_clip(
+        "pattern-hd-no-bar.mp4",
+        ",pad=480:180:80:0:0x808080",
+        &dir.join("c.mp4"),
+    );
+    let bytes = std::fs::read(&pillar).unwrap();
+    assert!(
+        echotrace_signals::video::ffmpeg::mp4_moov_after_mdat(&bytes),
+        "the test clip must keep its index at the end"
+    );
+    // The temporary copies go to TMPDIR and are deleted after decoding.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = bin()
+        .env("TMPDIR", &tmp)
+        .args(["compare", "--type", "vpdq", &pillar, &plain])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(c["match"], true, "{c}");
+    assert_eq!(c["channel"], "border", "{c}");
+    // The grey bars are cut exactly: the content is x 80..400.
+    assert_eq!(c["a_content_rect"]["x"], 80, "{c}");
+    assert_eq!(c["a_content_rect"]["w"], 320, "{c}");
+    let left = std::fs::read_dir(&tmp).unwrap().count();
+    assert_eq!(left, 0, "temporary video copies left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,7 +6,9 @@
 //!   after a restart every acknowledged write and match is there and the
 //!   index answers the same;
 //! * two processes on one database: a bank change made through one is
-//!   matched by the other within 2 s.
+//!   matched by the other within 2 s;
+//! * an MP4 with its index after the media data is refused with a 400
+//!   saying how to remux it, and hashed with `--video-temp-dir`.
 
 mod common;
 
@@ -22,7 +24,8 @@ use echotrace_store::both_backends;
 
 both_backends!(
     kill_9_loses_no_acknowledged_write,
-    two_processes_share_bank_changes
+    two_processes_share_bank_changes,
+    moov_last_videos_need_the_video_temp_dir
 );
 
 /// A running `echotrace serve` child, killed on drop.
@@ -385,4 +388,91 @@ async fn two_processes_share_bank_changes(db: &TestDb) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     eprintln!("B stopped matching after {:?}", changed.elapsed());
+}
+
+/// POST `bytes` as a multipart file to `path`.
+async fn upload(s: &common::Server, path: &str, bytes: &[u8]) -> (StatusCode, Value) {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("clip.mp4"),
+    );
+    let r = Client::new()
+        .post(format!("{}{path}", s.base))
+        .bearer_auth(&s.admin)
+        .multipart(form)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .expect("POST");
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn moov_last_videos_need_the_video_temp_dir(db: &TestDb) {
+    let dir = std::env::temp_dir().join(format!(
+        "et-moov-{}-{}",
+        std::process::id(),
+        db.url.starts_with("postgres")
+    ));
+    let tmp = dir.join("video-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // ffmpeg's default MP4 layout: the index (moov) after the media data.
+    let clip = dir.join("clip.mp4");
+    let src = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/vpdq/videos/pattern-hd-no-bar.mp4");
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&src)
+        .args(["-t", "3", "-an", "-vf", "scale=480:270,setsar=1"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg (apt-get install ffmpeg) and ../shared/fixtures");
+    assert!(st.success());
+    let bytes = std::fs::read(&clip).unwrap();
+
+    // Without --video-temp-dir: a 400 that says how to remux, no internals.
+    let s = common::Server::spawn(&db.url, &[]).await;
+    let (status, v) = upload(&s, "/v1/lookup", &bytes).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("+faststart"), "{v}");
+    assert!(msg.contains("--video-temp-dir"), "{v}");
+    assert!(!msg.contains(&*tmp.to_string_lossy()), "{v}");
+    drop(s);
+
+    // With it: hashed and matched; the temporary copy is gone afterwards.
+    let tmp_arg = tmp.to_string_lossy().to_string();
+    let s = common::Server::spawn(&db.url, &["--video-temp-dir", &tmp_arg]).await;
+    let (status, v) = s
+        .send(reqwest::Method::POST, "/v1/banks", json!({"name": "clips"}))
+        .await;
+    assert!(status.is_success(), "{v}");
+    let (status, v) = upload(&s, "/v1/banks/clips/content", &bytes).await;
+    assert!(status.is_success(), "{v}");
+    let (status, v) = upload(&s, "/v1/lookup", &bytes).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let vpdq = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["signal_type"] == "vpdq" && m["bank_name"] == "clips")
+        .count();
+    assert!(vpdq >= 1, "{v}");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "copies left");
+    drop(s);
+
+    // A --video-temp-dir that is not a directory is refused at start.
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--db", &db.url, "--video-temp-dir"])
+        .arg(dir.join("missing"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--video-temp-dir"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -110,8 +110,8 @@ pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
 pub use recorder::RecordPolicy;
 pub use retention::RetentionPolicy;
 pub use signals::{
-    default_threshold, normalize_signal, normalize_signals, parse_signals, HashedUpload, QueryText,
-    PDF_UNPROCESSABLE, VIDEO_UNDECODABLE,
+    default_threshold, normalize_signal, normalize_signals, parse_signals, set_video_temp_dir,
+    HashedUpload, QueryText, PDF_UNPROCESSABLE, VIDEO_UNDECODABLE,
 };
 pub use throttle::{Admitted, LoginThrottle, Refusal};
 pub use types::*;

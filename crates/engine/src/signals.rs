@@ -39,7 +39,7 @@ use echotrace_signals::pdq::{PdqHash, PDQ_MATCH_THRESHOLD};
 use echotrace_signals::signal::SignalType;
 use echotrace_signals::text::minhash::{MinHashParams, MinHasher};
 use echotrace_signals::text::{normalize, EquivalenceList, TextMatchRule, TextSignature};
-use echotrace_signals::video::ffmpeg::{Ffmpeg, FfmpegConfig};
+use echotrace_signals::video::ffmpeg::{Ffmpeg, FfmpegConfig, SeekableInput};
 use echotrace_signals::video::vpdq::{VideoHasher, VpdqHash, VpdqOptions};
 use echotrace_signals::video::VideoSetup;
 
@@ -299,12 +299,36 @@ fn ffmpeg() -> Option<&'static Ffmpeg> {
         .as_ref()
 }
 
+/// Where MP4 uploads whose index follows the media data are written for
+/// ffmpeg to seek in (private 0600 files, deleted after decoding); `None`
+/// (the default) refuses them with a clear error unless they are small
+/// enough for the pipe. Process-wide, like the located ffmpeg.
+static VIDEO_TEMP_DIR: std::sync::RwLock<Option<std::path::PathBuf>> = std::sync::RwLock::new(None);
+
+/// Sets the temp-file mode for videos that need a seekable input
+/// (`serve --video-temp-dir`; the CLI's local commands use the system
+/// temporary directory, since their input is a local file already).
+pub fn set_video_temp_dir(dir: Option<std::path::PathBuf>) {
+    match VIDEO_TEMP_DIR.write() {
+        Ok(mut g) => *g = dir,
+        Err(poisoned) => *poisoned.into_inner() = dir,
+    }
+}
+
+fn seekable_input() -> SeekableInput {
+    let dir = match VIDEO_TEMP_DIR.read() {
+        Ok(g) => g.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    dir.map_or(SeekableInput::Refuse, SeekableInput::TempFile)
+}
+
 pub(crate) fn hash_options(bytes: &[u8], sampling: VideoSampling) -> HashOptions {
     let mut opts = HashOptions::default();
     // Only look for ffmpeg when the bytes are a video.
     if detect_kind(bytes) == Some(ContentKind::Video) {
         opts.video = ffmpeg().map(|f| VideoSetup {
-            hasher: VideoHasher::new(f.clone()),
+            hasher: VideoHasher::new(f.clone().with_seekable_input(seekable_input())),
             options: VpdqOptions {
                 seconds_per_hash: match sampling {
                     VideoSampling::BankEntry => 0.0,

@@ -135,6 +135,11 @@ pub struct ServerConfig {
     pub snapshot_interval: Option<Duration>,
     /// How a graceful stop drains connections.
     pub drain: DrainConfig,
+    /// Directory for private temporary copies of MP4 uploads whose index
+    /// follows the media data (ffmpeg must seek in them; deleted after
+    /// decoding). `None`, the default: such uploads, unless small, are
+    /// refused with a 400 saying how to remux them.
+    pub video_temp_dir: Option<std::path::PathBuf>,
 }
 
 /// How `serve` runs signal exchange.
@@ -186,6 +191,7 @@ impl Default for ServerConfig {
             max_lag: Duration::from_secs(10),
             snapshot_interval: Some(Duration::from_secs(600)),
             drain: DrainConfig::default(),
+            video_temp_dir: None,
         }
     }
 }
@@ -462,6 +468,7 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let addr = listener.local_addr()?;
+    echotrace_engine::set_video_temp_dir(config.video_temp_dir.clone());
     let state = AppState::new(config);
     let app = router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

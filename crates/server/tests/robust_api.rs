@@ -317,10 +317,13 @@ async fn video_borders_over_http(db: &TestDb) {
         hits.contains(&("barred".into(), "plain".into())),
         "{hits:?}"
     );
-    // Pillarboxed (grey bars on 480×180): the detected rectangle is a
-    // few pixels off at the 1 % vote step, so no assertion here yet (see
-    // docs/ROBUST.md); the upload must still be hashed without error.
-    let _ = s.hits(&pillarbox).await;
+    // Pillarboxed with grey bars (480×180 around the 320×180 clip): the
+    // frames are cut at the detected pixels, unscaled, and find the clip.
+    let hits = s.hits(&pillarbox).await;
+    assert!(
+        hits.contains(&("clips".into(), "border".into())),
+        "{hits:?}"
+    );
     // No bars in the upload, bars in the bank copy: the bank's region.
     let hits = s.hits(&plain).await;
     assert!(hits.contains(&("clips".into(), "plain".into())), "{hits:?}");

@@ -242,8 +242,16 @@ pub fn run(args: HashArgs) -> anyhow::Result<ExitCode> {
 /// ffmpeg for video inputs, when installed (paths resolved, not run: videos
 /// then fail with a clear message instead of images paying for a check).
 pub fn video_setup(seconds_per_hash: f64) -> Option<echotrace_signals::video::VideoSetup> {
-    use echotrace_signals::video::{Ffmpeg, FfmpegConfig, VideoHasher, VideoSetup, VpdqOptions};
-    let ffmpeg = Ffmpeg::resolve(FfmpegConfig::default()).ok()?;
+    use echotrace_signals::video::{
+        Ffmpeg, FfmpegConfig, SeekableInput, VideoHasher, VideoSetup, VpdqOptions,
+    };
+    // A local file: an MP4 with its index at the end may be copied to a
+    // private temporary file (deleted after decoding) for ffmpeg to seek in.
+    let ffmpeg = Ffmpeg::resolve(FfmpegConfig {
+        seekable_input: SeekableInput::TempFile(std::env::temp_dir()),
+        ..FfmpegConfig::default()
+    })
+    .ok()?;
     Some(VideoSetup {
         hasher: VideoHasher::new(ffmpeg),
         options: VpdqOptions {

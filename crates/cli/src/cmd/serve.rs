@@ -173,6 +173,13 @@ pub struct ServeArgs {
     /// (0–1) of the window's lookups; 0 disables the guard.
     #[arg(long, default_value_t = 0.2)]
     pub flood_max_share: f64,
+    /// Directory where an MP4 upload whose index (moov) follows the media
+    /// data is written, as a private 0600 file deleted after decoding, so
+    /// ffmpeg can seek in it. Without it such uploads (unless small) are
+    /// refused with a 400 saying how to remux them; nothing else is ever
+    /// written to disk while hashing.
+    #[arg(long, value_name = "DIR", env = "ECHOTRACE_VIDEO_TEMP_DIR")]
+    pub video_temp_dir: Option<std::path::PathBuf>,
 }
 
 /// Large buffers (request bodies, decoded images, copies of long texts) are
@@ -310,6 +317,11 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
         min_sample: args.flood_min_sample,
         max_share: args.flood_max_share,
     };
+    if let Some(dir) = &args.video_temp_dir {
+        if !dir.is_dir() {
+            anyhow::bail!("--video-temp-dir {} is not a directory", dir.display());
+        }
+    }
     let defaults = ServerConfig::default();
     let body_limit = args.max_body_mib.saturating_mul(1 << 20);
     let config = ServerConfig {
@@ -352,6 +364,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<ExitCode> {
             grace: Duration::from_millis(args.drain_grace_ms),
             timeout: Duration::from_secs(args.shutdown_timeout_secs),
         },
+        video_temp_dir: args.video_temp_dir.clone(),
         bootstrap_admin: Some(Arc::new(|key: &str| {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(

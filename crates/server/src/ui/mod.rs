@@ -163,10 +163,14 @@ const JS: &str = include_str!("../../assets/console.js");
 /// The console's routes, all under `/ui`, with settings taken from the
 /// server config. Merge into the server's router.
 pub fn router(app: AppState) -> Router {
-    let config = UiConfig {
+    let mut config = UiConfig {
         retain_media: app.config().retain_media,
         ..UiConfig::default()
     };
+    if let Some(dir) = &app.config().video_temp_dir {
+        config.ffmpeg.seekable_input =
+            echotrace_signals::video::SeekableInput::TempFile(dir.clone());
+    }
     router_with(app, config)
 }
 

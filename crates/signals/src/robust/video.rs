@@ -20,8 +20,20 @@ use crate::pdq::PdqHash;
 pub const TRACKED: usize = 4;
 /// Border detections per second of video (frames in between reuse one).
 pub const DETECTIONS_PER_SECOND: f64 = 4.0;
-/// Working-buffer side for video frames.
-pub const VIDEO_WORK_SIDE: u32 = 320;
+/// Longest working-buffer side for video frames.
+pub const VIDEO_WORK_SIDE: u32 = 640;
+
+/// The working side of a `w × h` frame: at most [`VIDEO_WORK_SIDE`], reached
+/// by a whole-number reduction (½, ⅓, …). A fractional box average (480 →
+/// 320 averages one source pixel here and two there) aliases fine detail
+/// enough to move a cropped frame's PDQ past the match distance: a
+/// 480×180 pillarbox of a 320×180 clip, cropped exactly, was 34 bits from
+/// the clip at 320 px and matches unscaled.
+pub fn video_work_side(w: u32, h: u32) -> u32 {
+    let long = w.max(h).max(1);
+    let k = long.div_ceil(VIDEO_WORK_SIDE);
+    long.div_ceil(k)
+}
 
 /// Rectangle key: shares removed per side in 1 % steps (`[0; 4]` = whole).
 type Key = [u8; 4];
@@ -62,6 +74,11 @@ pub struct RectVote {
     opts: BorderOptions,
     hasher: WindowHasher,
     counts: HashMap<Key, usize>,
+    /// The exact rectangle each key was first detected as: votes group in
+    /// 1 % steps, but frames are cut at the detected pixels (rounding a
+    /// 480-pixel frame to 1 % moves an edge by up to 2.4 pixels, enough to
+    /// push a cropped frame past the match distance).
+    rects: HashMap<Key, Rect>,
     frames: HashMap<Key, Vec<CroppedFrame>>,
     detections: usize,
     last: Key,
@@ -80,6 +97,7 @@ impl RectVote {
             opts: BorderOptions::default(),
             hasher: WindowHasher::new(),
             counts: HashMap::new(),
+            rects: HashMap::new(),
             frames: HashMap::new(),
             detections: 0,
             last: [0; 4],
@@ -96,15 +114,18 @@ impl RectVote {
 
     /// Add the `index`-th hashed frame (RGB8 `w × h`, shown at `seconds`).
     pub fn add_frame(&mut self, index: usize, rgb: &[u8], w: u32, h: u32, seconds: f64) {
-        let Ok(work) = WorkImage::from_rgb8(rgb, w, h, VIDEO_WORK_SIDE) else {
+        let Ok(work) = WorkImage::from_rgb8(rgb, w, h, video_work_side(w, h)) else {
             return;
         };
         if seconds >= self.next_detect || self.detections == 0 {
             self.next_detect = seconds + 1.0 / DETECTIONS_PER_SECOND;
-            self.last = detect_borders(&work, &self.opts)
-                .first()
-                .map(|c| key_of(c.rect, w, h))
-                .unwrap_or([0; 4]);
+            let found = detect_borders(&work, &self.opts).first().map(|c| c.rect);
+            self.last = found.map_or([0; 4], |r| key_of(r, w, h));
+            if let Some(r) = found {
+                if self.rects.len() < TRACKED * 4 {
+                    self.rects.entry(self.last).or_insert(r);
+                }
+            }
             self.detections += 1;
             let tracked = self.counts.len();
             match self.counts.get_mut(&self.last) {
@@ -141,7 +162,8 @@ impl RectVote {
                     self.frames.remove(&wk);
                 }
             }
-            let Ok(d) = self.hasher.hash(&work, rect_of(k, w, h)) else {
+            let rect = self.rect(k, w, h);
+            let Ok(d) = self.hasher.hash(&work, rect) else {
                 continue;
             };
             self.frames.entry(k).or_default().push(CroppedFrame {
@@ -150,6 +172,13 @@ impl RectVote {
                 quality: d.quality,
             });
         }
+    }
+
+    fn rect(&self, k: Key, w: u32, h: u32) -> Rect {
+        self.rects
+            .get(&k)
+            .copied()
+            .unwrap_or_else(|| rect_of(k, w, h))
     }
 
     /// The majority rectangle and its frames; `None` when the majority saw
@@ -162,11 +191,36 @@ impl RectVote {
         let votes = self.counts.get(&leader).copied().unwrap_or(0);
         let frames = self.frames.remove(&leader)?;
         Some(CroppedVideo {
-            rect: rect_of(leader, w, h),
+            rect: self.rect(leader, w, h),
             width: w,
             height: h,
             share: votes as f32 / self.detections.max(1) as f32,
             frames,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_side_is_a_whole_number_reduction() {
+        // Small frames stay unscaled; larger ones are halved, thirded, …
+        assert_eq!(video_work_side(480, 180), 480);
+        assert_eq!(video_work_side(640, 360), 640);
+        assert_eq!(video_work_side(480, 720), 360);
+        assert_eq!(video_work_side(1280, 720), 640);
+        assert_eq!(video_work_side(1920, 1080), 640);
+        assert_eq!(video_work_side(3840, 2160), 640);
+        assert_eq!(video_work_side(1000, 10), 500);
+        assert_eq!(video_work_side(0, 0), 1);
+        for long in 1..5000 {
+            let side = video_work_side(long, 1);
+            assert!(
+                side <= VIDEO_WORK_SIDE.max(1) && side >= 1,
+                "{long} → {side}"
+            );
+        }
     }
 }

@@ -79,7 +79,7 @@ pub enum VideoError {
     TooManyFrames { limit: u64 },
     #[error("video frame rate is missing or zero")]
     NoFrameRate,
-    #[error("MP4 with its index (moov) after the media data cannot be decoded from a pipe; enable the temp-file mode or remux with `-movflags +faststart`")]
+    #[error("MP4 with its index (moov) after the media data cannot be decoded from a pipe: remux it with `ffmpeg -i IN -c copy -movflags +faststart OUT`, or the operator can allow private temporary files for such videos (`serve --video-temp-dir DIR`)")]
     NeedsSeekableInput,
     #[error("video processing exceeded the {0:?} time limit")]
     Timeout(Duration),
@@ -262,6 +262,12 @@ impl Ffmpeg {
 
     pub fn config(&self) -> &FfmpegConfig {
         &self.config
+    }
+
+    /// The same installation with another [`SeekableInput`] policy.
+    pub fn with_seekable_input(mut self, seekable: SeekableInput) -> Self {
+        self.config.seekable_input = seekable;
+        self
     }
 
     /// Probes `input` and checks it against the limits.
