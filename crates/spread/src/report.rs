@@ -459,7 +459,7 @@ async fn load(store: &Store, opts: &ReportOptions) -> Result<Population> {
                 e.1.push(c.first_seen_at);
             }
             let copy = Copy {
-                url: url_key(&c.url_sha256),
+                url: url_key(&c.url_prefix),
                 platform: p.platforms.id(platform),
                 group,
                 content_type: p.types.id(content_type),

@@ -268,7 +268,9 @@ pub struct NoticeQuery {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyRow {
     pub sighting_id: i64,
-    pub url_sha256: String,
+    /// The first 16 hex digits of the URL's SHA-256 (enough to tell the
+    /// window's URLs apart).
+    pub url_prefix: String,
     /// The lowest bank item it matched (its variant cluster).
     pub content_id: Option<i64>,
     pub host: String,
@@ -318,7 +320,7 @@ pub struct ClusterSummary {
 #[derive(serde::Deserialize)]
 struct PackedCopy {
     sighting_id: i64,
-    url_sha256: String,
+    url_prefix: String,
     content_id: Option<i64>,
     host: String,
     platform: String,
@@ -328,7 +330,6 @@ struct PackedCopy {
     status: Option<String>,
     live_last_live_at: Option<i64>,
     checks: Option<i64>,
-    episode: Option<i64>,
     last_live_at: Option<i64>,
     first_removed_at: Option<i64>,
     confirmed_at: Option<i64>,
@@ -340,30 +341,23 @@ struct PackedCopy {
 
 impl PackedCopy {
     fn into_row(self) -> CopyRow {
-        // A removal row has every NOT NULL column; the LEFT JOIN gives all
-        // or none of them.
-        let removal = match (
-            self.episode,
-            self.last_live_at,
-            self.first_removed_at,
-            self.confirmed_at,
-        ) {
-            (Some(episode), Some(last_live_at), Some(first_removed_at), Some(confirmed_at)) => {
-                Some(RemovalRow {
-                    sighting_id: self.sighting_id,
-                    episode,
-                    last_live_at,
-                    first_removed_at,
-                    confirmed_at,
-                    removed_state: self.removed_state.unwrap_or_default(),
-                    resurfaced_at: self.resurfaced_at,
-                })
-            }
+        // Episode 1 has every NOT NULL column of its removal row; the
+        // summary holds all or none of them.
+        let removal = match (self.last_live_at, self.first_removed_at, self.confirmed_at) {
+            (Some(last_live_at), Some(first_removed_at), Some(confirmed_at)) => Some(RemovalRow {
+                sighting_id: self.sighting_id,
+                episode: 1,
+                last_live_at,
+                first_removed_at,
+                confirmed_at,
+                removed_state: self.removed_state.unwrap_or_default(),
+                resurfaced_at: self.resurfaced_at,
+            }),
             _ => None,
         };
         CopyRow {
             sighting_id: self.sighting_id,
-            url_sha256: self.url_sha256,
+            url_prefix: self.url_prefix,
             content_id: self.content_id,
             host: self.host,
             platform: self.platform,
@@ -645,10 +639,10 @@ impl Store {
 
     /// One page (by sighting id, ids in `(after_id, last_id]`) of matched
     /// sightings first seen in `[from, to)`, with their liveness, first
-    /// removal and first notice. The page walks the sightings in id order
-    /// (not through the `first_seen_at` index, which would sort the whole
-    /// window again for every page), so pass the window's
-    /// [`Store::copy_id_range`] as bounds.
+    /// removal and first notice. The page walks the copies' summary rows
+    /// (`spread_copies`, migration 0052: one narrow row per copy, kept
+    /// equal to the raw tables by triggers) in id order, so pass the
+    /// window's [`Store::copy_id_range`] as bounds.
     pub async fn copy_rows_page(
         &self,
         from: i64,
@@ -658,7 +652,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<CopyRow>> {
         // `removed_at_end` reads the removal episodes only for copies with
-        // more than one (`liveness.removals` counts them; with at most one,
+        // more than one (`later_episodes` counts the others; without them,
         // episode 1 is the only candidate).
         // One row per page: the copies as one JSON array of arrays. A
         // million rows through the driver cost far more (a row and its
@@ -666,34 +660,26 @@ impl Store {
         // one) than the database building and Rust parsing one array.
         let (open, close) = match self.backend {
             Backend::Sqlite => ("json_group_array(json_array(", "))"),
-            Backend::Postgres => ("json_agg(json_build_array(", ") ORDER BY c.id)::text"),
+            Backend::Postgres => (
+                "json_agg(json_build_array(",
+                ") ORDER BY c.sighting_id)::text",
+            ),
         };
         let sql = format!(
-            "SELECT {open}c.id, c.url_sha256, c.content_id, c.host, c.platform, c.media_type, \
-             c.first_seen_at, c.last_seen_at, c.status, c.l_last_live_at, c.checks, c.episode, \
-             c.r_last_live_at, c.first_removed_at, c.confirmed_at, c.removed_state, \
-             c.resurfaced_at, c.first_notice_at, c.removed_at_end{close} AS page FROM \
-             (SELECT s.id, s.url_sha256, s.host, s.platform, s.media_type, s.first_seen_at, \
-               s.last_seen_at, \
-               (SELECT MIN(m.content_id) FROM sighting_matches m WHERE m.sighting_id = s.id) \
-                 AS content_id, \
-               l.status, l.last_live_at AS l_last_live_at, l.checks, \
-               r.episode, r.last_live_at AS r_last_live_at, r.first_removed_at, r.confirmed_at, \
-               r.removed_state, r.resurfaced_at, \
-               (SELECT MIN(n.sent_at) FROM notice_sightings ns JOIN notices n \
-                 ON n.id = ns.notice_id WHERE ns.sighting_id = s.id) AS first_notice_at, \
-               CASE WHEN l.removals <= 1 THEN \
-                 (CASE WHEN r.confirmed_at < $2 \
-                   AND (r.resurfaced_at IS NULL OR r.resurfaced_at >= $2) THEN r.confirmed_at END) \
-               ELSE (SELECT MAX(x.confirmed_at) FROM removals x WHERE x.sighting_id = s.id \
-                 AND x.confirmed_at < $2 AND (x.resurfaced_at IS NULL OR x.resurfaced_at >= $2)) \
-               END AS removed_at_end \
-              FROM sightings s \
-              LEFT JOIN liveness l ON l.sighting_id = s.id \
-              LEFT JOIN removals r ON r.sighting_id = s.id AND r.episode = 1 \
-              WHERE s.id > $3 AND s.id <= $5 AND s.matched = 1 \
-              AND +s.first_seen_at >= $1 AND +s.first_seen_at < $2 \
-              ORDER BY s.id LIMIT $4) c"
+            "SELECT {open}c.sighting_id, c.url_prefix, c.content_id, c.host, c.platform, \
+             c.media_type, c.first_seen_at, c.last_seen_at, c.status, c.live_last_live_at, \
+             c.checks, c.r_last_live_at, c.first_removed_at, c.confirmed_at, c.removed_state, \
+             c.resurfaced_at, c.first_notice_at, \
+             CASE WHEN c.later_episodes = 0 THEN \
+               (CASE WHEN c.confirmed_at < $2 \
+                 AND (c.resurfaced_at IS NULL OR c.resurfaced_at >= $2) THEN c.confirmed_at END) \
+             ELSE (SELECT MAX(x.confirmed_at) FROM removals x WHERE x.sighting_id = c.sighting_id \
+               AND x.confirmed_at < $2 AND (x.resurfaced_at IS NULL OR x.resurfaced_at >= $2)) \
+             END{close} AS page FROM \
+             (SELECT * FROM spread_copies \
+              WHERE sighting_id > $3 AND sighting_id <= $5 \
+              AND first_seen_at >= $1 AND first_seen_at < $2 \
+              ORDER BY sighting_id LIMIT $4) c"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(from)
