@@ -22,6 +22,8 @@
 //!   transaction applies them in (hour, verdict) order (the checker does),
 //!   so concurrent writers lock tally rows in one order.
 
+use std::collections::HashMap;
+
 use sqlx::any::AnyRow;
 
 use crate::rows::{get_opt_i64, get_opt_str, get_str};
@@ -314,8 +316,8 @@ pub struct ClusterSummary {
     pub resurfaced: i64,
 }
 
-/// One [`CopyRow`] as [`Store::copy_rows_page`] packs it: a JSON array in
-/// the order of its SELECT list (serde reads a struct from a sequence in
+/// One [`CopyRow`] as `spread_copies.packed` holds it: a JSON array in the
+/// order of the table's columns (serde reads a struct from a sequence in
 /// field order).
 #[derive(serde::Deserialize)]
 struct PackedCopy {
@@ -335,12 +337,14 @@ struct PackedCopy {
     confirmed_at: Option<i64>,
     removed_state: Option<String>,
     resurfaced_at: Option<i64>,
+    later_episodes: i64,
     first_notice_at: Option<i64>,
-    removed_at_end: Option<i64>,
 }
 
 impl PackedCopy {
-    fn into_row(self) -> CopyRow {
+    /// The row as of a window ending at `to`; `removed_at_end` is decided
+    /// by episode 1 here (the caller reads it for copies with later ones).
+    fn into_row(self, to: i64) -> CopyRow {
         // Episode 1 has every NOT NULL column of its removal row; the
         // summary holds all or none of them.
         let removal = match (self.last_live_at, self.first_removed_at, self.confirmed_at) {
@@ -355,6 +359,10 @@ impl PackedCopy {
             }),
             _ => None,
         };
+        let removed_at_end = removal
+            .as_ref()
+            .filter(|r| r.confirmed_at < to && r.resurfaced_at.is_none_or(|t| t >= to))
+            .map(|r| r.confirmed_at);
         CopyRow {
             sighting_id: self.sighting_id,
             url_prefix: self.url_prefix,
@@ -369,7 +377,7 @@ impl PackedCopy {
             checks: self.checks.unwrap_or(0),
             removal,
             first_notice_at: self.first_notice_at,
-            removed_at_end: self.removed_at_end,
+            removed_at_end,
         }
     }
 }
@@ -651,51 +659,75 @@ impl Store {
         last_id: i64,
         limit: i64,
     ) -> Result<Vec<CopyRow>> {
-        // `removed_at_end` reads the removal episodes only for copies with
-        // more than one (`later_episodes` counts the others; without them,
-        // episode 1 is the only candidate).
-        // One row per page: the copies as one JSON array of arrays. A
-        // million rows through the driver cost far more (a row and its
-        // column metadata are allocated and handed between threads one by
-        // one) than the database building and Rust parsing one array.
-        let (open, close) = match self.backend {
-            Backend::Sqlite => ("json_group_array(json_array(", "))"),
-            Backend::Postgres => (
-                "json_agg(json_build_array(",
-                ") ORDER BY c.sighting_id)::text",
-            ),
+        // One row per page: the rows' stored JSON arrays (`packed`) joined
+        // by spaces, read as a stream of JSON values. A million rows through the driver cost far more
+        // (a row and its column metadata are allocated and handed between
+        // threads one by one) than the database concatenating stored text
+        // and Rust parsing it; building the JSON per read cost more than
+        // the rest of the read.
+        let agg = match self.backend {
+            Backend::Sqlite => "group_concat(c.packed, ' ')",
+            Backend::Postgres => "string_agg(c.packed, ' ' ORDER BY c.sighting_id)",
         };
         let sql = format!(
-            "SELECT {open}c.sighting_id, c.url_prefix, c.content_id, c.host, c.platform, \
-             c.media_type, c.first_seen_at, c.last_seen_at, c.status, c.live_last_live_at, \
-             c.checks, c.r_last_live_at, c.first_removed_at, c.confirmed_at, c.removed_state, \
-             c.resurfaced_at, c.first_notice_at, \
-             CASE WHEN c.later_episodes = 0 THEN \
-               (CASE WHEN c.confirmed_at < $2 \
-                 AND (c.resurfaced_at IS NULL OR c.resurfaced_at >= $2) THEN c.confirmed_at END) \
-             ELSE (SELECT MAX(x.confirmed_at) FROM removals x WHERE x.sighting_id = c.sighting_id \
-               AND x.confirmed_at < $2 AND (x.resurfaced_at IS NULL OR x.resurfaced_at >= $2)) \
-             END{close} AS page FROM \
-             (SELECT * FROM spread_copies \
-              WHERE sighting_id > $3 AND sighting_id <= $5 \
+            "SELECT {agg} AS page FROM \
+             (SELECT sighting_id, packed FROM spread_copies \
+              WHERE sighting_id > $3 AND sighting_id <= $4 \
               AND first_seen_at >= $1 AND first_seen_at < $2 \
-              ORDER BY sighting_id LIMIT $4) c"
+              ORDER BY sighting_id LIMIT $5) c"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(from)
             .bind(to)
             .bind(after_id)
-            .bind(limit.max(0))
             .bind(last_id)
+            .bind(limit.max(0))
             .fetch_one(&self.pool)
             .await?;
         let Some(page) = get_opt_str(&row, "page")? else {
             return Ok(Vec::new());
         };
-        let packed: Vec<PackedCopy> = serde_json::from_str(&page)
+        let packed: Vec<PackedCopy> = serde_json::Deserializer::from_str(&page)
+            .into_iter::<PackedCopy>()
+            .collect::<std::result::Result<_, _>>()
             .map_err(|e| StoreError::Corrupt(format!("copy rows: {e}")))?;
-        let mut out: Vec<CopyRow> = packed.into_iter().map(PackedCopy::into_row).collect();
+        drop(page);
+        // Removed as of `to`: with episode 1 alone, it decides; copies with
+        // later episodes (resurfaced and removed again) read them all.
+        let mut later = Vec::new();
+        let mut out: Vec<CopyRow> = packed
+            .into_iter()
+            .map(|p| {
+                if p.later_episodes > 0 {
+                    later.push(p.sighting_id);
+                }
+                p.into_row(to)
+            })
+            .collect();
         out.sort_unstable_by_key(|c| c.sighting_id);
+        if !later.is_empty() {
+            later.sort_unstable();
+            let mut at: HashMap<i64, i64> = HashMap::new();
+            for chunk in later.chunks(500) {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT sighting_id, MAX(confirmed_at) AS at FROM removals \
+                     WHERE sighting_id IN ({}) AND confirmed_at < $1 \
+                     AND (resurfaced_at IS NULL OR resurfaced_at >= $1) GROUP BY sighting_id",
+                    id_list(chunk)
+                )))
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await?;
+                for r in &rows {
+                    at.insert(get_i64(r, "sighting_id")?, get_i64(r, "at")?);
+                }
+            }
+            for c in &mut out {
+                if later.binary_search(&c.sighting_id).is_ok() {
+                    c.removed_at_end = at.get(&c.sighting_id).copied();
+                }
+            }
+        }
         Ok(out)
     }
 

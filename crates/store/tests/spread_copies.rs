@@ -100,14 +100,21 @@ async fn summary_copies(store: &Store, from: i64, to: i64, page: i64) -> Vec<Cop
 /// Rows in one of (summary, rows rebuilt from the raw tables by the
 /// migration's back-fill view) and not the other, every column compared.
 async fn differing_rows(store: &Store) -> i64 {
+    const COLUMNS: &str = "sighting_id, first_seen_at, last_seen_at, url_prefix, host, \
+        platform, media_type, content_id, status, live_last_live_at, checks, r_last_live_at, \
+        first_removed_at, confirmed_at, removed_state, resurfaced_at, later_episodes, \
+        first_notice_at";
     let mut n = 0;
-    for sql in [
-        "SELECT COUNT(*) FROM (SELECT * FROM spread_copies EXCEPT \
-         SELECT * FROM spread_copies_source) d",
-        "SELECT COUNT(*) FROM (SELECT * FROM spread_copies_source EXCEPT \
-         SELECT * FROM spread_copies) d",
+    for (a, b) in [
+        ("spread_copies", "spread_copies_source"),
+        ("spread_copies_source", "spread_copies"),
     ] {
-        let (k,): (i64,) = sqlx::query_as(sql).fetch_one(store.pool()).await.unwrap();
+        let (k,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM (SELECT {COLUMNS} FROM {a} EXCEPT SELECT {COLUMNS} FROM {b}) d"
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
         n += k;
     }
     n

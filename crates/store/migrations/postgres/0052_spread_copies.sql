@@ -26,8 +26,28 @@ CREATE TABLE spread_copies (
     removed_state TEXT,
     resurfaced_at BIGINT,
     later_episodes BIGINT NOT NULL DEFAULT 0,
-    first_notice_at BIGINT
+    first_notice_at BIGINT,
+    -- The columns above as one JSON array (in this order), so a report page
+    -- is the concatenation of stored text instead of JSON built per read.
+    -- Set by the BEFORE trigger below (json_build_array is not immutable,
+    -- so it cannot be a generated column here).
+    packed TEXT NOT NULL DEFAULT ''
 );
+
+CREATE FUNCTION spread_copies_pack() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.packed := json_build_array(NEW.sighting_id, NEW.url_prefix, NEW.content_id, NEW.host,
+        NEW.platform, NEW.media_type, NEW.first_seen_at, NEW.last_seen_at, NEW.status,
+        NEW.live_last_live_at, NEW.checks, NEW.r_last_live_at, NEW.first_removed_at,
+        NEW.confirmed_at, NEW.removed_state, NEW.resurfaced_at, NEW.later_episodes,
+        NEW.first_notice_at)::text;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER spread_copies_pack BEFORE INSERT OR UPDATE ON spread_copies
+FOR EACH ROW EXECUTE FUNCTION spread_copies_pack();
 
 -- The whole row of each matched sighting, from the raw tables (used by the
 -- back-fill and whenever a sighting becomes matched).
@@ -48,6 +68,7 @@ LEFT JOIN liveness l ON l.sighting_id = s.id
 LEFT JOIN removals r ON r.sighting_id = s.id AND r.episode = 1
 WHERE s.matched = 1;
 
+-- (packed, the last column, is left to the trigger.)
 INSERT INTO spread_copies SELECT * FROM spread_copies_source ORDER BY sighting_id;
 
 -- Replace copy `copy_id`'s row by the raw tables' (none when not matched).

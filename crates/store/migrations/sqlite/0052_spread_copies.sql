@@ -16,7 +16,8 @@
 --   resurfaced_at: its removal episode 1 (NULL without one);
 --   later_episodes: how many of its removal rows have episode <> 1 (a
 --     report reads the episodes themselves only for those copies);
---   first_notice_at: MIN(notices.sent_at) over the notices covering it.
+--   first_notice_at: MIN(notices.sent_at) over the notices covering it;
+--   packed: all of the above as one JSON array (a generated column).
 -- Triggers below refresh the affected columns from the raw tables on every
 -- insert, update and delete of those tables (cascades included); the row
 -- goes with its sighting (ON DELETE CASCADE). Writers need not know.
@@ -38,7 +39,13 @@ CREATE TABLE spread_copies (
     removed_state TEXT,
     resurfaced_at INTEGER,
     later_episodes INTEGER NOT NULL DEFAULT 0,
-    first_notice_at INTEGER
+    first_notice_at INTEGER,
+    -- The columns above as one JSON array (in this order), so a report page
+    -- is the concatenation of stored text instead of JSON built per read.
+    packed TEXT GENERATED ALWAYS AS (json_array(sighting_id, url_prefix, content_id, host,
+        platform, media_type, first_seen_at, last_seen_at, status, live_last_live_at, checks,
+        r_last_live_at, first_removed_at, confirmed_at, removed_state, resurfaced_at,
+        later_episodes, first_notice_at)) STORED
 );
 
 -- The whole row of each matched sighting in `ids`, from the raw tables
