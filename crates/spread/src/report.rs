@@ -23,7 +23,7 @@
 //! "With notice": a notice covering the copy was sent before its removal
 //! was first observed (before censoring for copies still up).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use echotrace_store::{CopyRow, Store};
 use serde::{Deserialize, Serialize};
@@ -39,6 +39,8 @@ const READ_AHEAD: usize = 2;
 pub const MAX_CURVE_POINTS: usize = 400;
 /// Strata shown per breakdown before the rest is pooled as `(other)`.
 pub const MAX_STRATA: usize = 8;
+// A URL's strata are bits of a u16 in `breakdown` (MAX_STRATA + "(other)").
+const _: () = assert!(MAX_STRATA < 16);
 const HOUR_MS: f64 = 3_600_000.0;
 
 /// A breakdown of copies.
@@ -243,7 +245,9 @@ impl Report {
 
 /// One copy reduced to what the report needs.
 struct Copy {
-    url: u64,
+    /// Dense id of its URL (0..urls): distinct URLs are counted without
+    /// hashing again.
+    url: u32,
     platform: u32,
     group: u32,
     content_type: u32,
@@ -357,6 +361,8 @@ struct Population {
     groups: Interner,
     types: Interner,
     hosts: HashMap<String, u64>,
+    /// URL key → dense id ([`Copy::url`]).
+    urls: HashMap<u64, u32>,
     /// content id → (earliest confirmed removal, first-seen times).
     clusters: HashMap<i64, (Option<i64>, Vec<i64>)>,
     not_tracked: u64,
@@ -459,7 +465,10 @@ async fn load(store: &Store, opts: &ReportOptions) -> Result<Population> {
                 e.1.push(c.first_seen_at);
             }
             let copy = Copy {
-                url: url_key(&c.url_sha256),
+                url: {
+                    let next = p.urls.len() as u32;
+                    *p.urls.entry(url_key(&c.url_prefix)).or_insert(next)
+                },
                 platform: p.platforms.id(platform),
                 group,
                 content_type: p.types.id(content_type),
@@ -522,7 +531,6 @@ pub async fn build(store: &Store, opts: &ReportOptions) -> Result<Report> {
     };
 
     // ----- totals ------------------------------------------------------
-    let urls: HashSet<u64> = copies.iter().map(|c| c.url).collect();
     let removed = copies.iter().filter(|c| c.removed_at_end).count() as u64;
     let confirmed = copies.iter().filter(|c| c.confirmed_in_window).count() as u64;
     let resurfaced = copies.iter().filter(|c| c.resurfaced).count() as u64;
@@ -535,7 +543,7 @@ pub async fn build(store: &Store, opts: &ReportOptions) -> Result<Report> {
     let mut widths: Vec<f64> = copies.iter().filter_map(|c| c.interval_hours).collect();
     widths.sort_unstable_by(f64::total_cmp);
     let totals = Totals {
-        urls_found: urls.len() as u64,
+        urls_found: pop.urls.len() as u64,
         copies: copies.len() as u64,
         clusters: pop.clusters.len() as u64,
         hosts: pop.hosts.len() as u64,
@@ -556,7 +564,11 @@ pub async fn build(store: &Store, opts: &ReportOptions) -> Result<Report> {
     };
 
     // ----- curves -------------------------------------------------------
-    let overall = curve("all copies", copies.iter())?;
+    let overall = {
+        let obs: Vec<Observation> = copies.iter().map(|c| c.obs).collect();
+        let lower: Vec<Observation> = copies.iter().map(|c| c.lower).collect();
+        curve("all copies", &obs, &lower)?
+    };
     let by_platform = breakdown(&pop, Stratum::Platform)?;
     let by_group = breakdown(&pop, Stratum::Group)?;
     let by_content_type = breakdown(&pop, Stratum::ContentType)?;
@@ -641,9 +653,8 @@ fn median_sorted(v: &[f64]) -> Option<f64> {
     })
 }
 
-fn curve<'a>(name: &str, copies: impl Iterator<Item = &'a Copy> + Clone) -> Result<Curve> {
-    let obs: Vec<Observation> = copies.clone().map(|c| c.obs).collect();
-    let lower: Vec<Observation> = copies.map(|c| c.lower).collect();
+/// A curve from right-end observations and their left-end counterparts.
+fn curve(name: &str, obs: &[Observation], lower: &[Observation]) -> Result<Curve> {
     if obs.is_empty() {
         return Ok(Curve {
             name: name.to_string(),
@@ -661,8 +672,8 @@ fn curve<'a>(name: &str, copies: impl Iterator<Item = &'a Copy> + Clone) -> Resu
             lower_bound: Vec::new(),
         });
     }
-    let km = KaplanMeier::fit(&obs).map_err(|e| SpreadError::Internal(e.to_string()))?;
-    let lo = KaplanMeier::fit(&lower).map_err(|e| SpreadError::Internal(e.to_string()))?;
+    let km = KaplanMeier::fit(obs).map_err(|e| SpreadError::Internal(e.to_string()))?;
+    let lo = KaplanMeier::fit(lower).map_err(|e| SpreadError::Internal(e.to_string()))?;
     let m = km.median();
     let points = thin(&km.times, &km.events)
         .iter()
@@ -728,34 +739,54 @@ fn breakdown(pop: &Population, s: Stratum) -> Result<Vec<Breakdown>> {
             .then(names[a.0 as usize].cmp(&names[b.0 as usize]))
     });
     let shown: Vec<u32> = counts.iter().take(MAX_STRATA).map(|(k, _)| *k).collect();
-    let mut strata: Vec<(String, Vec<&Copy>)> = shown
-        .iter()
-        .map(|&k| {
-            (
-                names[k as usize].clone(),
-                pop.copies.iter().filter(|c| c.key(s) == k).collect(),
-            )
-        })
-        .collect();
+    let mut names_shown: Vec<String> = shown.iter().map(|&k| names[k as usize].clone()).collect();
     if counts.len() > MAX_STRATA {
-        let rest: Vec<&Copy> = pop
-            .copies
-            .iter()
-            .filter(|c| !shown.contains(&c.key(s)))
-            .collect();
-        strata.push(("(other)".to_string(), rest));
+        names_shown.push("(other)".to_string());
     }
-    let mut out = Vec::with_capacity(strata.len());
-    for (name, members) in strata {
-        let urls: HashSet<u64> = members.iter().map(|c| c.url).collect();
-        let removed = members.iter().filter(|c| c.removed_at_end).count() as u64;
+    // Key → its stratum's slot (shown ones in order, the rest pooled), so
+    // ONE pass over the copies fills every stratum, in copy order.
+    let mut slot = vec![MAX_STRATA; names.len()];
+    for (i, &k) in shown.iter().enumerate() {
+        slot[k as usize] = i;
+    }
+    #[derive(Default)]
+    struct Acc {
+        urls: u64,
+        removed: u64,
+        noticed: u64,
+        obs: Vec<Observation>,
+        lower: Vec<Observation>,
+    }
+    let mut acc: Vec<Acc> = names_shown.iter().map(|_| Acc::default()).collect();
+    // Distinct URLs per stratum: bit i of a URL's mask is set once it was
+    // counted in stratum i (at most MAX_STRATA + 1 strata).
+    let mut seen = vec![0u16; pop.urls.len()];
+    for c in &pop.copies {
+        let i = slot.get(c.key(s) as usize).copied().unwrap_or(MAX_STRATA);
+        let Some(a) = acc.get_mut(i) else {
+            continue;
+        };
+        if let Some(mask) = seen.get_mut(c.url as usize) {
+            if *mask & (1 << i) == 0 {
+                *mask |= 1 << i;
+                a.urls += 1;
+            }
+        }
+        a.removed += u64::from(c.removed_at_end);
+        a.noticed += u64::from(c.noticed);
+        a.obs.push(c.obs);
+        a.lower.push(c.lower);
+    }
+    let mut out = Vec::with_capacity(acc.len());
+    for (name, a) in names_shown.into_iter().zip(acc) {
+        let copies = a.obs.len() as u64;
         out.push(Breakdown {
-            urls_found: urls.len() as u64,
-            copies: members.len() as u64,
-            removed,
-            removed_pct: pct(removed, members.len() as u64),
-            noticed: members.iter().filter(|c| c.noticed).count() as u64,
-            curve: curve(&name, members.iter().copied())?,
+            urls_found: a.urls,
+            copies,
+            removed: a.removed,
+            removed_pct: pct(a.removed, copies),
+            noticed: a.noticed,
+            curve: curve(&name, &a.obs, &a.lower)?,
             name,
         });
     }

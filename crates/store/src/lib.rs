@@ -225,6 +225,8 @@ schema_migrations![
     (50, "spread", "0050_spread"),
     // Liveness checks tallied per hour and verdict (reports count them).
     (51, "check_hours", "0051_check_hours"),
+    // One summary row per copy, kept by triggers (reports read only it).
+    (52, "spread_copies", "0052_spread_copies"),
     // Replicas as one service: database identity, shared counters.
     (60, "scale", "0060_scale"),
 ];

@@ -22,6 +22,8 @@
 //!   transaction applies them in (hour, verdict) order (the checker does),
 //!   so concurrent writers lock tally rows in one order.
 
+use std::collections::HashMap;
+
 use sqlx::any::AnyRow;
 
 use crate::rows::{get_opt_i64, get_opt_str, get_str};
@@ -268,7 +270,9 @@ pub struct NoticeQuery {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyRow {
     pub sighting_id: i64,
-    pub url_sha256: String,
+    /// The first 16 hex digits of the URL's SHA-256 (enough to tell the
+    /// window's URLs apart).
+    pub url_prefix: String,
     /// The lowest bank item it matched (its variant cluster).
     pub content_id: Option<i64>,
     pub host: String,
@@ -312,13 +316,13 @@ pub struct ClusterSummary {
     pub resurfaced: i64,
 }
 
-/// One [`CopyRow`] as [`Store::copy_rows_page`] packs it: a JSON array in
-/// the order of its SELECT list (serde reads a struct from a sequence in
+/// One [`CopyRow`] as `spread_copies.packed` holds it: a JSON array in the
+/// order of the table's columns (serde reads a struct from a sequence in
 /// field order).
 #[derive(serde::Deserialize)]
 struct PackedCopy {
     sighting_id: i64,
-    url_sha256: String,
+    url_prefix: String,
     content_id: Option<i64>,
     host: String,
     platform: String,
@@ -328,42 +332,40 @@ struct PackedCopy {
     status: Option<String>,
     live_last_live_at: Option<i64>,
     checks: Option<i64>,
-    episode: Option<i64>,
     last_live_at: Option<i64>,
     first_removed_at: Option<i64>,
     confirmed_at: Option<i64>,
     removed_state: Option<String>,
     resurfaced_at: Option<i64>,
+    later_episodes: i64,
     first_notice_at: Option<i64>,
-    removed_at_end: Option<i64>,
 }
 
 impl PackedCopy {
-    fn into_row(self) -> CopyRow {
-        // A removal row has every NOT NULL column; the LEFT JOIN gives all
-        // or none of them.
-        let removal = match (
-            self.episode,
-            self.last_live_at,
-            self.first_removed_at,
-            self.confirmed_at,
-        ) {
-            (Some(episode), Some(last_live_at), Some(first_removed_at), Some(confirmed_at)) => {
-                Some(RemovalRow {
-                    sighting_id: self.sighting_id,
-                    episode,
-                    last_live_at,
-                    first_removed_at,
-                    confirmed_at,
-                    removed_state: self.removed_state.unwrap_or_default(),
-                    resurfaced_at: self.resurfaced_at,
-                })
-            }
+    /// The row as of a window ending at `to`; `removed_at_end` is decided
+    /// by episode 1 here (the caller reads it for copies with later ones).
+    fn into_row(self, to: i64) -> CopyRow {
+        // Episode 1 has every NOT NULL column of its removal row; the
+        // summary holds all or none of them.
+        let removal = match (self.last_live_at, self.first_removed_at, self.confirmed_at) {
+            (Some(last_live_at), Some(first_removed_at), Some(confirmed_at)) => Some(RemovalRow {
+                sighting_id: self.sighting_id,
+                episode: 1,
+                last_live_at,
+                first_removed_at,
+                confirmed_at,
+                removed_state: self.removed_state.unwrap_or_default(),
+                resurfaced_at: self.resurfaced_at,
+            }),
             _ => None,
         };
+        let removed_at_end = removal
+            .as_ref()
+            .filter(|r| r.confirmed_at < to && r.resurfaced_at.is_none_or(|t| t >= to))
+            .map(|r| r.confirmed_at);
         CopyRow {
             sighting_id: self.sighting_id,
-            url_sha256: self.url_sha256,
+            url_prefix: self.url_prefix,
             content_id: self.content_id,
             host: self.host,
             platform: self.platform,
@@ -375,7 +377,7 @@ impl PackedCopy {
             checks: self.checks.unwrap_or(0),
             removal,
             first_notice_at: self.first_notice_at,
-            removed_at_end: self.removed_at_end,
+            removed_at_end,
         }
     }
 }
@@ -645,10 +647,10 @@ impl Store {
 
     /// One page (by sighting id, ids in `(after_id, last_id]`) of matched
     /// sightings first seen in `[from, to)`, with their liveness, first
-    /// removal and first notice. The page walks the sightings in id order
-    /// (not through the `first_seen_at` index, which would sort the whole
-    /// window again for every page), so pass the window's
-    /// [`Store::copy_id_range`] as bounds.
+    /// removal and first notice. The page walks the copies' summary rows
+    /// (`spread_copies`, migration 0052: one narrow row per copy, kept
+    /// equal to the raw tables by triggers) in id order, so pass the
+    /// window's [`Store::copy_id_range`] as bounds.
     pub async fn copy_rows_page(
         &self,
         from: i64,
@@ -657,59 +659,75 @@ impl Store {
         last_id: i64,
         limit: i64,
     ) -> Result<Vec<CopyRow>> {
-        // `removed_at_end` reads the removal episodes only for copies with
-        // more than one (`liveness.removals` counts them; with at most one,
-        // episode 1 is the only candidate).
-        // One row per page: the copies as one JSON array of arrays. A
-        // million rows through the driver cost far more (a row and its
-        // column metadata are allocated and handed between threads one by
-        // one) than the database building and Rust parsing one array.
-        let (open, close) = match self.backend {
-            Backend::Sqlite => ("json_group_array(json_array(", "))"),
-            Backend::Postgres => ("json_agg(json_build_array(", ") ORDER BY c.id)::text"),
+        // One row per page: the rows' stored JSON arrays (`packed`) joined
+        // by spaces, read as a stream of JSON values. A million rows through the driver cost far more
+        // (a row and its column metadata are allocated and handed between
+        // threads one by one) than the database concatenating stored text
+        // and Rust parsing it; building the JSON per read cost more than
+        // the rest of the read.
+        let agg = match self.backend {
+            Backend::Sqlite => "group_concat(c.packed, ' ')",
+            Backend::Postgres => "string_agg(c.packed, ' ' ORDER BY c.sighting_id)",
         };
         let sql = format!(
-            "SELECT {open}c.id, c.url_sha256, c.content_id, c.host, c.platform, c.media_type, \
-             c.first_seen_at, c.last_seen_at, c.status, c.l_last_live_at, c.checks, c.episode, \
-             c.r_last_live_at, c.first_removed_at, c.confirmed_at, c.removed_state, \
-             c.resurfaced_at, c.first_notice_at, c.removed_at_end{close} AS page FROM \
-             (SELECT s.id, s.url_sha256, s.host, s.platform, s.media_type, s.first_seen_at, \
-               s.last_seen_at, \
-               (SELECT MIN(m.content_id) FROM sighting_matches m WHERE m.sighting_id = s.id) \
-                 AS content_id, \
-               l.status, l.last_live_at AS l_last_live_at, l.checks, \
-               r.episode, r.last_live_at AS r_last_live_at, r.first_removed_at, r.confirmed_at, \
-               r.removed_state, r.resurfaced_at, \
-               (SELECT MIN(n.sent_at) FROM notice_sightings ns JOIN notices n \
-                 ON n.id = ns.notice_id WHERE ns.sighting_id = s.id) AS first_notice_at, \
-               CASE WHEN l.removals <= 1 THEN \
-                 (CASE WHEN r.confirmed_at < $2 \
-                   AND (r.resurfaced_at IS NULL OR r.resurfaced_at >= $2) THEN r.confirmed_at END) \
-               ELSE (SELECT MAX(x.confirmed_at) FROM removals x WHERE x.sighting_id = s.id \
-                 AND x.confirmed_at < $2 AND (x.resurfaced_at IS NULL OR x.resurfaced_at >= $2)) \
-               END AS removed_at_end \
-              FROM sightings s \
-              LEFT JOIN liveness l ON l.sighting_id = s.id \
-              LEFT JOIN removals r ON r.sighting_id = s.id AND r.episode = 1 \
-              WHERE s.id > $3 AND s.id <= $5 AND s.matched = 1 \
-              AND +s.first_seen_at >= $1 AND +s.first_seen_at < $2 \
-              ORDER BY s.id LIMIT $4) c"
+            "SELECT {agg} AS page FROM \
+             (SELECT sighting_id, packed FROM spread_copies \
+              WHERE sighting_id > $3 AND sighting_id <= $4 \
+              AND first_seen_at >= $1 AND first_seen_at < $2 \
+              ORDER BY sighting_id LIMIT $5) c"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(from)
             .bind(to)
             .bind(after_id)
-            .bind(limit.max(0))
             .bind(last_id)
+            .bind(limit.max(0))
             .fetch_one(&self.pool)
             .await?;
         let Some(page) = get_opt_str(&row, "page")? else {
             return Ok(Vec::new());
         };
-        let packed: Vec<PackedCopy> = serde_json::from_str(&page)
+        let packed: Vec<PackedCopy> = serde_json::Deserializer::from_str(&page)
+            .into_iter::<PackedCopy>()
+            .collect::<std::result::Result<_, _>>()
             .map_err(|e| StoreError::Corrupt(format!("copy rows: {e}")))?;
-        let mut out: Vec<CopyRow> = packed.into_iter().map(PackedCopy::into_row).collect();
+        drop(page);
+        // Removed as of `to`: with episode 1 alone, it decides; copies with
+        // later episodes (resurfaced and removed again) read them all.
+        let mut later = Vec::new();
+        let mut out: Vec<CopyRow> = packed
+            .into_iter()
+            .map(|p| {
+                if p.later_episodes > 0 {
+                    later.push(p.sighting_id);
+                }
+                p.into_row(to)
+            })
+            .collect();
         out.sort_unstable_by_key(|c| c.sighting_id);
+        if !later.is_empty() {
+            later.sort_unstable();
+            let mut at: HashMap<i64, i64> = HashMap::new();
+            for chunk in later.chunks(500) {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT sighting_id, MAX(confirmed_at) AS at FROM removals \
+                     WHERE sighting_id IN ({}) AND confirmed_at < $1 \
+                     AND (resurfaced_at IS NULL OR resurfaced_at >= $1) GROUP BY sighting_id",
+                    id_list(chunk)
+                )))
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await?;
+                for r in &rows {
+                    at.insert(get_i64(r, "sighting_id")?, get_i64(r, "at")?);
+                }
+            }
+            for c in &mut out {
+                if later.binary_search(&c.sighting_id).is_ok() {
+                    c.removed_at_end = at.get(&c.sighting_id).copied();
+                }
+            }
+        }
         Ok(out)
     }
 
