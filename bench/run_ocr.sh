@@ -3,7 +3,7 @@
 # claim cards, the text-presence test (CPU time, firing on text-free photos
 # and video frames vs cards), and per-image OCR cost against pytesseract's
 # bare OCR call on the same images in the same run.
-# Usage: bench/run_ocr.sh [STATEMENTS_PER_LANGUAGE (default 125 = 500 cards)] [OUT_DIR] [TIMING_IMAGES (default 100)]
+# Usage: bench/run_ocr.sh [STATEMENTS_PER_LANGUAGE (default 125 = 500 cards)] [OUT_DIR] [TIMING_IMAGES (default 100)] [SEED (default 18)]
 # Needs: tesseract-ocr tesseract-ocr-ara pango1.0-tools fonts-dejavu-core
 # fonts-noto-core fonts-hosny-amiri ffmpeg (apt); the peer is installed with pip.
 set -euo pipefail
@@ -11,10 +11,11 @@ cd "$(dirname "$0")/.."
 N="${1:-125}"
 OUT="${2:-${TMPDIR:-/tmp}/echotrace-ocr-bench}"
 TIMING="${3:-100}"
+SEED="${4:-18}"
 cargo build --release -p echotrace-bench --bin ocr
 BIN="${CARGO_TARGET_DIR:-target}/release/ocr"
 echo "load before: $(uptime)"
-"$BIN" --cards "$N" --out "$OUT" --threads 2 --timing "$TIMING" > "$OUT.json"
+"$BIN" --cards "$N" --out "$OUT" --threads 2 --timing "$TIMING" --seed "$SEED" > "$OUT.json"
 echo "load after echotrace: $(uptime)"
 python3 -m venv "$OUT-venv" >/dev/null 2>&1 || true
 "$OUT-venv/bin/pip" install -q pytesseract pillow >/dev/null

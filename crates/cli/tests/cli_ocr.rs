@@ -690,6 +690,28 @@ async fn ocr_lookups_over_http(db: &TestDb) {
         hits[1]
     );
 
+    // A tightly set Arabic card: large Amiri Bold, whose dots, descenders
+    // and ascenders cross the space between its lines, so no row between
+    // them is empty. The presence gate once took it for texture and never
+    // OCRed it (as 10 of 250 Arabic bench cards); it is a lookup, so it
+    // matches through ocr_text only when the gate fires.
+    let (lang, text, id) = &banked[per_lang + 1];
+    let crowded = design(
+        "Amiri Bold",
+        32,
+        960,
+        Background::Gradient([235, 238, 222], [208, 212, 236]),
+        false,
+        60,
+    );
+    let card = ocr_common::render_card(text, *lang, &crowded, &photos, &tmp);
+    let (s, v) = upload(&client, &key, format!("{base}/v1/lookup"), &card, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        matched_via(&v, *id, "ocr_text"),
+        "tightly set Arabic card did not find item {id}: {v}"
+    );
+
     // Other statements' cards never match.
     for (lang, text) in &others {
         let (_, query) = designs(*lang);

@@ -24,8 +24,12 @@
 //! [`text_presence`] is the gate for lookups: on a point-sampled luma grid
 //! (longest side ≤ 384, whatever the image size) it looks for *lines of
 //! text* — bands of rows dense in strong horizontal edges with near-empty
-//! rows above and below them. Smooth photographs have no dense rows and
-//! textured ones (foliage, fabric) have no gaps, so both cost no OCR.
+//! rows above and below them, or, for tightly set lines whose gaps are
+//! crossed by ascenders, descenders and dots (Arabic above all), with a
+//! valley above and below and the same top and bottom row across the
+//! image. Smooth photographs have no dense rows and textured ones
+//! (foliage, fabric, façades) have no gaps and no straight lines, so both
+//! cost no OCR.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -571,6 +575,12 @@ pub struct TextPresence {
     /// Bands found at the same rows in at least two strips (one line of
     /// text across the image).
     pub wide_lines: u32,
+    /// Crowded lines: bands whose gaps are valleys rather than empty rows
+    /// (tightly set lines crossed by ascenders, descenders and dots, as
+    /// Arabic is), counted when another strip has a band with the same
+    /// top row (±1) and a bottom row within half a band: a straight line
+    /// of text across the image.
+    pub crowded_lines: u32,
     /// The test fired: OCR is worth running.
     pub likely: bool,
 }
@@ -590,6 +600,13 @@ const BUSY_ROW: f32 = 0.12;
 const GAP_ROW: f32 = 0.03;
 /// Rows looked at above and below a band for its gap.
 const GAP_REACH: usize = 3;
+/// A valley between crowded lines: a row with at most this share of the
+/// band's mean edge density (and never required below [`GAP_ROW`]).
+const VALLEY_SHARE: f32 = 0.25;
+/// Rows by which a crowded line's top may differ between strips (its
+/// bottom may differ by half the shorter band's height: descenders and the
+/// dots below the baseline lengthen a line's busy rows where they occur).
+const ALIGN_ROWS: usize = 1;
 
 /// The cheap text-presence test, designed and tuned by measurement
 /// (`bench/run_ocr.sh`, ARCHITECTURE.md "OCR"): text is *lines* — bands of
@@ -607,6 +624,19 @@ const GAP_REACH: usize = 3;
 /// strip holds ≥ 2 bands of consistent height (within ×2 of their
 /// median), or one band recurs at the same rows in two strips (a single
 /// line across the image, e.g. a caption).
+///
+/// Tightly set lines have no empty row between them: Arabic's dots,
+/// descenders (ر و ي ن) and tall ascenders (ا ل ك) cross the space between
+/// lines at 5–10 % edge density, as small or cramped Latin lines do after
+/// JPEG. Such a band counts as a *crowded line* when it has a valley (≤ ¼
+/// of its own mean density) within 3 rows above and below, and another
+/// strip has a band whose top is within one row of its own (the straight
+/// top of a line of text across the image) and whose bottom is within half
+/// the shorter band's height (descenders and the dots below the baseline
+/// lengthen a line's busy rows only where they occur). The rows of a
+/// textured photo's dense bands (windows of a façade, foliage) do not line
+/// up that exactly between strips (measured on the card bench
+/// and 371 text-free photos and frames: docs/BENCHMARKS.md, "OCR").
 pub fn text_presence(rgb: &[u8], width: u32, height: u32) -> TextPresence {
     let (w, h) = (width as usize, height as usize);
     if w < 16 || h < 8 || w.saturating_mul(h).saturating_mul(3) > rgb.len() {
@@ -643,11 +673,12 @@ pub fn text_presence(rgb: &[u8], width: u32, height: u32) -> TextPresence {
     }
     let max_band = (gh / 5).max(4);
     let mut bands: Vec<Vec<(usize, usize)>> = Vec::with_capacity(PRESENCE_STRIPS);
+    let mut crowded: Vec<Vec<(usize, usize)>> = Vec::with_capacity(PRESENCE_STRIPS);
     let mut lines = 0u32;
     for s in 0..PRESENCE_STRIPS {
         let d = &density[s * gh..(s + 1) * gh];
-        let gap = |rows: &[f32]| rows.iter().any(|&v| v <= GAP_ROW);
         let mut found = Vec::new();
+        let mut crowded_here = Vec::new();
         let mut y = 0;
         while y < gh {
             if d[y] < BUSY_ROW {
@@ -658,12 +689,27 @@ pub fn text_presence(rgb: &[u8], width: u32, height: u32) -> TextPresence {
             while y < gh && d[y] >= BUSY_ROW {
                 y += 1;
             }
-            let above = y0 == 0 || gap(&d[y0.saturating_sub(GAP_REACH)..y0]);
-            let below = y == gh || gap(&d[y..(y + GAP_REACH).min(gh)]);
-            if above && below && (2..=max_band).contains(&(y - y0)) {
+            if !(2..=max_band).contains(&(y - y0)) {
+                continue;
+            }
+            // A gap (or a valley) within reach above and below the band;
+            // the image's edge counts as one.
+            let above = &d[y0.saturating_sub(GAP_REACH)..y0];
+            let below = &d[y..(y + GAP_REACH).min(gh)];
+            let bordered = |limit: f32| {
+                (y0 == 0 || above.iter().any(|&v| v <= limit))
+                    && (y == gh || below.iter().any(|&v| v <= limit))
+            };
+            if bordered(GAP_ROW) {
                 found.push((y0, y));
+            } else {
+                let mean = d[y0..y].iter().sum::<f32>() / (y - y0) as f32;
+                if bordered(GAP_ROW.max(VALLEY_SHARE * mean)) {
+                    crowded_here.push((y0, y));
+                }
             }
         }
+        crowded.push(crowded_here);
         if !found.is_empty() {
             let mut heights: Vec<usize> = found.iter().map(|(a, b)| b - a).collect();
             heights.sort_unstable();
@@ -689,10 +735,25 @@ pub fn text_presence(rgb: &[u8], width: u32, height: u32) -> TextPresence {
             wide_lines += u32::from(shared);
         }
     }
+    // A crowded band whose top recurs (±1 row) in another strip, with its
+    // bottom within half the shorter band.
+    let mut crowded_lines = 0u32;
+    for (s, here) in crowded.iter().enumerate() {
+        for &(a0, a1) in here {
+            let straight = (0..PRESENCE_STRIPS).filter(|&t| t != s).any(|t| {
+                bands[t].iter().chain(&crowded[t]).any(|&(b0, b1)| {
+                    let half = ((a1 - a0).min(b1 - b0) / 2).max(ALIGN_ROWS);
+                    a0.abs_diff(b0) <= ALIGN_ROWS && a1.abs_diff(b1) <= half
+                })
+            });
+            crowded_lines += u32::from(straight);
+        }
+    }
     TextPresence {
         lines,
         wide_lines,
-        likely: lines >= 2 || wide_lines >= 1,
+        crowded_lines,
+        likely: lines >= 2 || wide_lines >= 1 || crowded_lines >= 1,
     }
 }
 
@@ -845,5 +906,64 @@ mod tests {
         assert!(!text_presence(&texture, w, h).likely);
         // Short buffers are refused, not read past.
         assert!(!text_presence(&caption[..10], w, h).likely);
+    }
+
+    /// Lines of glyph strokes `(rows, columns)` on a light page whose rows
+    /// 20..180 also carry sparse marks (one 4-px mark every 60 px: ~7 %
+    /// edge density), the way Arabic dots, descenders and ascenders cross
+    /// the space between tightly set lines: no row between lines is empty.
+    fn crowded_page(
+        w: u32,
+        h: u32,
+        lines: &[(std::ops::Range<u32>, std::ops::Range<u32>)],
+    ) -> Vec<u8> {
+        let mut px = vec![245u8; (w * h * 3) as usize];
+        let mut ink = |x: u32, y: u32| {
+            let i = ((y * w + x) * 3) as usize;
+            px[i..i + 3].copy_from_slice(&[15, 15, 15]);
+        };
+        for y in 20..180 {
+            for x in (0..w).filter(|x| x % 60 < 4) {
+                ink(x, y);
+            }
+        }
+        for (rows, cols) in lines {
+            for y in rows.clone() {
+                for x in cols.clone().filter(|x| x % 7 < 2) {
+                    ink(x, y);
+                }
+            }
+        }
+        px
+    }
+
+    #[test]
+    fn presence_crowded_lines_fire_when_straight_across_the_image() {
+        let (w, h) = (400u32, 200u32);
+        // Three tightly set lines across the image: the gaps between them
+        // are valleys, not empty rows, so only the crowded-line rule sees
+        // them (the empty-gap rules alone missed such Arabic cards).
+        let lines: Vec<_> = [40..54, 62..76, 84..98]
+            .into_iter()
+            .map(|r| (r, 20..380))
+            .collect();
+        let p = text_presence(&crowded_page(w, h, &lines), w, h);
+        assert!(p.likely && p.crowded_lines >= 2, "{p:?}");
+        assert!(p.lines < 2 && p.wide_lines == 0, "{p:?}");
+        // The same dense bands, but at other rows in each third of the
+        // image (as a façade's windows or foliage are): no straight line
+        // of text, no OCR.
+        let strips: Vec<_> = (0..3u32)
+            .flat_map(|s| {
+                [40 + 8 * s..54 + 8 * s, 62 + 8 * s..76 + 8 * s]
+                    .into_iter()
+                    .map(move |r| (r, 10 + 133 * s..125 + 133 * s))
+            })
+            .collect();
+        let p = text_presence(&crowded_page(w, h, &strips), w, h);
+        assert!(!p.likely, "{p:?}");
+        // The marks alone are not text.
+        let p = text_presence(&crowded_page(w, h, &[]), w, h);
+        assert!(!p.likely, "{p:?}");
     }
 }
