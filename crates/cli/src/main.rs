@@ -24,7 +24,7 @@ enum Command {
     /// Match files (or hashes on stdin) against a bank export, offline.
     Match(cmd::match_::MatchArgs),
     /// Run the HTTP matching service.
-    Serve(cmd::serve::ServeArgs),
+    Serve(Box<cmd::serve::ServeArgs>),
     /// Manage review-console users (passwords are read from stdin).
     Users(cmd::users::UsersArgs),
     /// Manage API keys (create prints the key once).
@@ -59,7 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Hash(a) => cmd::hash::run(a),
         Command::Compare(a) => cmd::compare::run(a),
         Command::Match(a) => cmd::match_::run(a),
-        Command::Serve(a) => cmd::serve::run(a),
+        Command::Serve(a) => cmd::serve::run(*a),
         Command::Users(a) => cmd::users::run(a),
         Command::Keys(a) => cmd::keys::run(a),
         Command::Bank(a) => cmd::bank::run(a),
