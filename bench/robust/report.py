@@ -5,7 +5,15 @@ and for the peers, false matches over every edited-query x unrelated-original
 pair, and the per-channel unrelated distance distribution the thresholds come
 from.
 
-Usage: python3 bench/robust/report.py DIR [--bank-every N] [--thresholds plain=31,dihedral=31,...]
+Usage: python3 bench/robust/report.py DIR [--bank-every N] [--thresholds plain=31,dihedral=31,...] [--all-originals]
+
+Scored originals: those a PDQ bank would hold. An original whose PDQ
+quality (pdqhash's) is below 50 — flat colours, gradients and noise
+textures from the wallpaper packages — is excluded, as ThreatExchange and
+HMA discard such hashes; so is an original within 31 bits (plain PDQ) of an
+earlier kept original of another group (the same picture shipped twice).
+Both filters apply to every side alike (queries and unrelated originals, ours
+and the peers'); `--all-originals` turns them off.
 """
 import collections
 import math
@@ -34,15 +42,40 @@ def main():
         cls, orig, ch, true, un = (line.split("\t") + [""])[:5]
         t = None if true == "-" else int(true)
         u = [(int(x.split(":")[0]), int(x.split(":")[1])) for x in un.split(",") if x]
-        rows[(cls, orig)][ch] = (t, u)
+        rows[(cls, str(int(orig)))][ch] = (t, [(str(int(o)), v) for o, v in u])
     # Peers from peers.csv (pdqhash of each image, and after pytx's
     # unletterbox), against the originals' pdqhash, same pairs.
     import csv as _csv
     manifest = list(_csv.DictReader(open(f"{d}/manifest.csv")))
+    for r in manifest:  # "0116" in the manifest, 116 in distances.tsv
+        r["original"] = str(int(r["original"]))
     group = {r["original"]: r["group"] for r in manifest if r["kind"] == "original"}
     peers = {r["path"]: (int(r["pdq"], 16), int(r["unletterbox_pdq"], 16))
              for r in _csv.DictReader(open(f"{d}/peers.csv"))}
     bank_every = int(sys.argv[sys.argv.index("--bank-every") + 1]) if "--bank-every" in sys.argv else 1
+    if "--all-originals" not in sys.argv:
+        import numpy as np
+        import pdqhash
+        from PIL import Image
+        kept, low, dup = [], 0, 0
+        for r in manifest:
+            if r["kind"] != "original" or r["path"] not in peers:
+                continue
+            _, q = pdqhash.compute(np.asarray(Image.open(f"{d}/{r['path']}").convert("RGB")))
+            h = peers[r["path"]][0]
+            if q < 50:
+                low += 1
+            elif any(group[o] != r["group"] and bin(h ^ hk).count("1") <= 31 for o, hk in kept):
+                dup += 1
+            else:
+                kept.append((r["original"], h))
+        keep = {o for o, _ in kept}
+        print(f"Scored originals: {len(keep)} of {len(keep) + low + dup} "
+              f"({low} of PDQ quality < 50, {dup} near-duplicates of another original)\n")
+        manifest = [r for r in manifest if r["original"] in keep]
+        rows = collections.defaultdict(dict, {
+            k: {c: (t, [(o, v) for o, v in u if o in keep]) for c, (t, u) in m.items()}
+            for k, m in rows.items() if k[1] in keep})
     origs = [(r["original"], peers[r["path"]][0]) for r in manifest
              if r["kind"] == "original" and r["path"] in peers and int(r["original"]) % bank_every == 0]
     for r in manifest:

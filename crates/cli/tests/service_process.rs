@@ -439,11 +439,14 @@ async fn moov_last_videos_need_the_video_temp_dir(db: &TestDb) {
     assert!(msg.contains("+faststart"), "{v}");
     assert!(msg.contains("--video-temp-dir"), "{v}");
     assert!(!msg.contains(&*tmp.to_string_lossy()), "{v}");
+    let admin = s.admin.clone();
     drop(s);
 
     // With it: hashed and matched; the temporary copy is gone afterwards.
+    // (The database has a key now, so the restart prints none.)
     let tmp_arg = tmp.to_string_lossy().to_string();
-    let s = common::Server::spawn(&db.url, &["--video-temp-dir", &tmp_arg]).await;
+    let mut s = common::Server::spawn_with_key(&db.url, &["--video-temp-dir", &tmp_arg]).await;
+    s.admin = admin;
     let (status, v) = s
         .send(reqwest::Method::POST, "/v1/banks", json!({"name": "clips"}))
         .await;

@@ -179,6 +179,20 @@ impl Server {
         Server::spawn_env(db_url, extra, &[]).await
     }
 
+    /// `echotrace serve` on a database that has API keys already (none is
+    /// printed): set `admin` before calling authenticated routes.
+    pub async fn spawn_with_key(db_url: &str, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--db", db_url];
+        args.extend_from_slice(&["--listen", "127.0.0.1:0", "--no-webhooks", "--threads", "2"]);
+        args.extend_from_slice(extra);
+        let l = launch(&args, &[]).await;
+        Server {
+            child: l.child,
+            base: l.base,
+            admin: l.admin.unwrap_or_default(),
+        }
+    }
+
     /// [`Server::spawn`] with environment variables (an empty `db_url`
     /// omits `--db`).
     pub async fn spawn_env(db_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
