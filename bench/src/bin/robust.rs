@@ -7,7 +7,7 @@
 //! ```text
 //! python3 bench/robust/generate.py /tmp/robust
 //! python3 bench/robust/peers.py /tmp/robust          # writes peers.csv
-//! cargo run --release -p echotrace-bench --bin robust -- /tmp/robust [--grid 0,3,6,9,12] [--crops 1,2] [--every N]
+//! cargo run --release -p echotrace-bench --bin robust -- /tmp/robust [--grid 0,3,6,9,12] [--crops 1,2] [--every N] [--min-quality 50]
 //! python3 bench/robust/report.py /tmp/robust
 //! ```
 //!
@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
                 opts.query_crops = echotrace_signals::robust::crop_grid(&parse_list(&args[i + 1]))
             }
             "--work-side" => opts.work_side = args[i + 1].parse()?,
+            "--min-quality" => opts.min_quality = args[i + 1].parse()?,
             "--threads" => threads = args[i + 1].parse()?,
             "--every" => every = args[i + 1].parse::<usize>()?.max(1),
             "--bank-every" => bank_every = args[i + 1].parse::<usize>()?.max(1),
