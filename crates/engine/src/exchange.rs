@@ -812,7 +812,8 @@ impl Engine {
                     (Some(old), new)
                 })
                 .collect();
-            reconcile(&mut tx, &row, &ExchangePolicy::default(), pairs, false).await?;
+            let (_report, _written) =
+                reconcile(&mut tx, &row, &ExchangePolicy::default(), pairs, false).await?;
             tx.commit().await?;
         }
         let mut tx = self.store().write().await?;
@@ -869,7 +870,9 @@ impl Engine {
         fence: Option<&LeaseFence>,
         batch: ExchangeBatch,
     ) -> Result<BatchReport> {
-        let mut tx = self.store().write().await?;
+        // Every row of the batch (records, items, checkpoint) can be fetched
+        // again from upstream: see `Store::write_refetchable`.
+        let mut tx = self.store().write_refetchable().await?;
         tx.use_bulk_cache().await?;
         check_fence(&mut tx, fence).await?;
         let Some(mut row) = tx.get_exchange_for_update(id).await? else {
@@ -956,7 +959,7 @@ impl Engine {
             pairs.push((old, new));
         }
         let received = incoming_len as u64;
-        let mut report = reconcile(&mut tx, &row, &policy, pairs, true).await?;
+        let (mut report, written) = reconcile(&mut tx, &row, &policy, pairs, true).await?;
         report.records = received;
         report.malformed = batch.malformed;
         tx.set_exchange_progress(
@@ -985,7 +988,9 @@ impl Engine {
             .await?;
         }
         tx.commit().await?;
-        self.sync_changes().await?;
+        // The new items go to the indexes from the rows just written, not
+        // re-read from the database.
+        self.sync_changes_with(written).await?;
         Ok(report)
     }
 
@@ -1043,7 +1048,7 @@ impl Engine {
                     (Some(old), new)
                 })
                 .collect();
-            let report = reconcile(&mut tx, &row, &policy, pairs, false).await?;
+            let (report, _) = reconcile(&mut tx, &row, &policy, pairs, false).await?;
             total.add(&report);
             tx.commit().await?;
         }
@@ -1075,7 +1080,7 @@ impl Engine {
                 .into_iter()
                 .map(|old| (Some(old.clone()), old))
                 .collect();
-            let report = reconcile(&mut tx, &row, &policy, pairs, false).await?;
+            let (report, _) = reconcile(&mut tx, &row, &policy, pairs, false).await?;
             total.add(&report);
             tx.commit().await?;
         }
@@ -1294,7 +1299,8 @@ async fn reconcile(
     policy: &ExchangePolicy,
     pairs: Vec<(Option<ExchangeRecordRow>, ExchangeRecordRow)>,
     mark_seen: bool,
-) -> Result<BatchReport> {
+) -> Result<(BatchReport, Option<crate::WrittenRange>)> {
+    let mut written = None;
     let mut report = BatchReport {
         records: pairs.len() as u64,
         ..BatchReport::default()
@@ -1423,14 +1429,16 @@ async fn reconcile(
                     .collect(),
             });
         }
-        tx.insert_content_with_ids(ex.bank_id, &items).await?;
+        let rows = tx.insert_content_with_ids(ex.bank_id, &items).await?;
         if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
-            tx.record_change(
-                echotrace_store::CONTENT_RANGE_ENTITY,
-                *first,
-                &echotrace_store::content_range_op(*last),
-            )
-            .await?;
+            let change_id = tx
+                .record_change(
+                    echotrace_store::CONTENT_RANGE_ENTITY,
+                    *first,
+                    &echotrace_store::content_range_op(*last),
+                )
+                .await?;
+            written = Some(crate::WrittenRange { change_id, rows });
         }
         report.items_added += items.len() as u64;
     }
@@ -1486,7 +1494,7 @@ async fn reconcile(
         tx.mark_exchange_records_seen(ex.id, t, &refs, ex.generation)
             .await?;
     }
-    Ok(report)
+    Ok((report, written))
 }
 
 // ----- feedback ---------------------------------------------------------------

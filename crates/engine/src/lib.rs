@@ -246,6 +246,13 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_string())
 }
 
+/// The rows of a `content_range` change as its transaction wrote them
+/// (see [`Engine::sync_changes_with`]).
+pub(crate) struct WrittenRange {
+    pub(crate) change_id: i64,
+    pub(crate) rows: Vec<(echotrace_store::ContentRow, Vec<echotrace_store::SignalRow>)>,
+}
+
 impl Engine {
     /// Connect to the store (running migrations) and load the indexes.
     pub async fn open(config: EngineConfig) -> Result<Engine> {
@@ -316,6 +323,16 @@ impl Engine {
     /// Apply every change committed since the last sync to the in-memory
     /// indexes. Returns how many change rows were applied.
     pub async fn sync_changes(&self) -> Result<usize> {
+        self.sync_changes_with(None).await
+    }
+
+    /// [`Engine::sync_changes`], taking the rows of one `content_range`
+    /// change this process has just committed from memory instead of
+    /// re-reading the range (only if the tailer has not applied it yet; the
+    /// rows are exactly what the transaction wrote, and any later change to
+    /// them has a later change id).
+    pub(crate) async fn sync_changes_with(&self, written: Option<WrittenRange>) -> Result<usize> {
+        let mut written = written;
         let mut cursor = self.inner.cursor.lock().await;
         let mut applied = 0usize;
         loop {
@@ -373,6 +390,16 @@ impl Engine {
                         }
                         st.apply_content(change.entity_id, row.as_ref(), &signals);
                         st.apply_derived(change.entity_id, &derived);
+                    }
+                    echotrace_store::CONTENT_RANGE_ENTITY
+                        if written.as_ref().is_some_and(|w| w.change_id == change.id) =>
+                    {
+                        if let Some(w) = written.take() {
+                            let mut st = self.inner.state.write().map_err(lock_err)?;
+                            for (row, signals) in &w.rows {
+                                st.apply_content(row.id, Some(row), signals);
+                            }
+                        }
                     }
                     echotrace_store::CONTENT_RANGE_ENTITY => {
                         // A bulk-import batch (see `import`): re-read the range.

@@ -27,7 +27,8 @@
 //! # Updates
 //! Inserts go to a small [`FlatIndex`] write buffer ("delta"); removals of
 //! indexed codes set a tombstone bit. When the delta reaches
-//! [`MihParams::merge_threshold`] a background thread freezes it, builds a
+//! [`MihParams::merge_at`] (the threshold, growing with the CSR up to four
+//! times it) a background thread freezes it, builds a
 //! new CSR from the live base codes plus the frozen delta, and swaps it in
 //! under a short write lock (an `Arc` pointer swap). While it builds,
 //! searches read the old CSR + frozen delta + new delta, and removals that
@@ -50,7 +51,9 @@ pub struct MihParams {
     /// Number of substrings `m` (8..=32). `None` chooses from the number of
     /// codes at every (re)build.
     pub substrings: Option<u32>,
-    /// Merge the write buffer into the CSR once it holds this many codes.
+    /// Merge the write buffer into the CSR once it holds this many codes,
+    /// or an eighth of the CSR if that is more, up to
+    /// [`MERGE_GROWTH_CAP`] times this (see [`MihParams::merge_at`]).
     pub merge_threshold: usize,
     /// Run merges on a background thread (`true`) or inline in the insert
     /// that crosses the threshold (`false`).
@@ -72,7 +75,23 @@ impl Default for MihParams {
     }
 }
 
+/// The write buffer grows with the CSR up to this multiple of
+/// [`MihParams::merge_threshold`]: searches scan the buffer linearly, so it
+/// stays small enough to scan in a fraction of a millisecond.
+pub const MERGE_GROWTH_CAP: usize = 4;
+
 impl MihParams {
+    /// The write-buffer size that starts a merge when the CSR holds `base`
+    /// codes: a merge rebuilds the whole CSR, so with a fixed threshold the
+    /// rebuild work per insert grows with the index (at 1M codes, 61
+    /// rebuilds of ~0.5M codes on average). Growing the threshold with the
+    /// CSR (an eighth of it) keeps that work per insert bounded, while the
+    /// cap bounds the linear scan of the buffer that every search pays.
+    pub fn merge_at(&self, base: usize) -> usize {
+        let cap = self.merge_threshold.saturating_mul(MERGE_GROWTH_CAP);
+        (base / 8).clamp(self.merge_threshold, cap.max(self.merge_threshold))
+    }
+
     fn validate(&self) -> Result<(), IndexError> {
         if let Some(m) = self.substrings {
             if !(8..=32).contains(&m) {
@@ -662,7 +681,7 @@ impl MihIndex {
             s.delta.insert(id, code);
             (
                 existed,
-                s.delta.len() >= self.shared.params.merge_threshold && !s.merging(),
+                s.delta.len() >= self.shared.params.merge_at(s.base.len()) && !s.merging(),
             )
         };
         if need_merge {
@@ -752,7 +771,7 @@ impl MihIndex {
                     index.merge_once();
                     let again = {
                         let s = index.read();
-                        s.delta.len() >= index.shared.params.merge_threshold
+                        s.delta.len() >= index.shared.params.merge_at(s.base.len())
                     };
                     if !again {
                         break;
@@ -1277,5 +1296,26 @@ mod tests {
                 assert_eq!(s, r + 1, "m={m} r={r}");
             }
         }
+    }
+
+    #[test]
+    fn merge_point_grows_with_the_csr_up_to_the_cap() {
+        let p = MihParams::default();
+        let t = p.merge_threshold;
+        assert_eq!(p.merge_at(0), t);
+        assert_eq!(p.merge_at(8 * t), t);
+        assert_eq!(p.merge_at(16 * t), 2 * t);
+        assert_eq!(p.merge_at(400_000), 50_000);
+        assert_eq!(p.merge_at(10_000_000), MERGE_GROWTH_CAP * t);
+        let one = MihParams {
+            merge_threshold: 1,
+            ..MihParams::default()
+        };
+        assert_eq!(one.merge_at(100), MERGE_GROWTH_CAP);
+        let huge = MihParams {
+            merge_threshold: usize::MAX,
+            ..MihParams::default()
+        };
+        assert_eq!(huge.merge_at(1 << 20), usize::MAX);
     }
 }

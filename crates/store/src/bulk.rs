@@ -59,6 +59,7 @@ pub fn parse_content_range_op(op: &str) -> Option<i64> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum IdTable {
     Content,
+    Signals,
     Submissions,
     Matches,
 }
@@ -67,6 +68,7 @@ impl IdTable {
     fn name(self) -> &'static str {
         match self {
             IdTable::Content => "bank_content",
+            IdTable::Signals => "signals",
             IdTable::Submissions => "submissions",
             IdTable::Matches => "matches",
         }
@@ -167,7 +169,7 @@ impl WriteTx {
                 signals: &item.signals,
             })
             .collect();
-        self.insert_item_rows(bank_id, &rows).await?;
+        self.insert_item_rows(bank_id, &rows, None).await?;
         Ok(ids)
     }
 }
@@ -186,11 +188,15 @@ impl WriteTx {
     /// Insert content rows with reserved ids and their signals into one bank
     /// in multi-row statements (the one writer of bulk imports and exchange
     /// batches).
+    /// Insert items and their signals. `signal_ids` (reserved, one per
+    /// signal in item order) gives the signals explicit ids; `None` lets
+    /// the database number them. Returns the creation time written.
     pub(crate) async fn insert_item_rows(
         &mut self,
         bank_id: i64,
         rows: &[ItemRow<'_>],
-    ) -> Result<()> {
+        signal_ids: Option<&[i64]>,
+    ) -> Result<i64> {
         let now = crate::now_ms();
         for chunk in rows.chunks(BULK_ROWS_PER_STATEMENT) {
             let sql = values_sql(
@@ -221,6 +227,39 @@ impl WriteTx {
                     .map(move |(t, v)| (row.id, t.as_str(), v.as_str()))
             })
             .collect();
+        if let Some(ids) = signal_ids {
+            if ids.len() != signals.len() {
+                return Err(StoreError::Corrupt(format!(
+                    "{} signal ids reserved for {} signals",
+                    ids.len(),
+                    signals.len()
+                )));
+            }
+            for (chunk, ids) in signals
+                .chunks(BULK_ROWS_PER_STATEMENT)
+                .zip(ids.chunks(BULK_ROWS_PER_STATEMENT))
+            {
+                let sql = values_sql(
+                    self.backend,
+                    "INSERT INTO signals (id, content_id, bank_id, signal_type, value, \
+                     created_at) VALUES ",
+                    "(?, ?, ?, ?, ?, ?)",
+                    chunk.len(),
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for ((content_id, t, v), id) in chunk.iter().zip(ids) {
+                    q = q
+                        .bind(*id)
+                        .bind(*content_id)
+                        .bind(bank_id)
+                        .bind(*t)
+                        .bind(*v)
+                        .bind(now);
+                }
+                q.execute(&mut *self.tx).await?;
+            }
+            return Ok(now);
+        }
         for chunk in signals.chunks(BULK_ROWS_PER_STATEMENT) {
             let sql = values_sql(
                 self.backend,
@@ -239,7 +278,7 @@ impl WriteTx {
             }
             q.execute(&mut *self.tx).await?;
         }
-        Ok(())
+        Ok(now)
     }
 }
 

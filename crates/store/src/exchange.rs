@@ -18,8 +18,9 @@
 
 use sqlx::any::AnyRow;
 
-use crate::bulk::{numbered, question_marks, values_sql, ItemRow};
+use crate::bulk::{numbered, question_marks, values_sql, IdTable, ItemRow};
 use crate::rows::{get_bool, get_opt_i64, get_opt_str, get_str};
+use crate::rows::{ContentRow, SignalRow};
 use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
 
 /// Rows per multi-row statement for record writes (13 parameters each).
@@ -752,14 +753,18 @@ impl WriteTx {
     }
 
     /// Insert content items with ids reserved by [`WriteTx::reserve_content_ids`]
-    /// and their signals into one bank (multi-row statements).
+    /// and their signals into one bank (multi-row statements; the signals'
+    /// ids are reserved too). Returns the rows written, in input order, as
+    /// [`Store::content_range_page`] and [`Store::signals_of_content_range`]
+    /// would read them back: the caller's indexes can take them without
+    /// re-reading the range.
     pub async fn insert_content_with_ids(
         &mut self,
         bank_id: i64,
         items: &[ContentWithId],
-    ) -> Result<()> {
+    ) -> Result<Vec<(ContentRow, Vec<SignalRow>)>> {
         if items.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let rows: Vec<ItemRow<'_>> = items
             .iter()
@@ -771,8 +776,42 @@ impl WriteTx {
                 signals: &item.signals,
             })
             .collect();
-        self.insert_item_rows(bank_id, &rows).await?;
-        Ok(())
+        let signals: usize = items.iter().map(|i| i.signals.len()).sum();
+        let signal_ids = self.reserve_ids(IdTable::Signals, signals).await?;
+        let now = self
+            .insert_item_rows(bank_id, &rows, Some(&signal_ids))
+            .await?;
+        // What was written, as the range reads would return it.
+        let mut ids = signal_ids.into_iter();
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let content = ContentRow {
+                id: item.id,
+                bank_id,
+                enabled: item.enabled,
+                labels: item.labels_json.clone(),
+                note: String::new(),
+                quarantined: false,
+                quarantine_reason: None,
+                quarantined_at: None,
+                created_at: now,
+                updated_at: now,
+            };
+            let mut sigs = Vec::with_capacity(item.signals.len());
+            for ((t, v), id) in item.signals.iter().zip(ids.by_ref()) {
+                sigs.push(SignalRow {
+                    id,
+                    content_id: item.id,
+                    bank_id,
+                    signal_type: t.clone(),
+                    value: v.clone(),
+                    created_at: now,
+                    equivalences_id: None,
+                });
+            }
+            out.push((content, sigs));
+        }
+        Ok(out)
     }
 
     /// Replace a content item's labels; false when the item is gone.

@@ -19,7 +19,10 @@
 //!   is still kill -9 safe, can be chosen with [`StoreOptions`]), a 5 s busy
 //!   timeout, foreign keys on. Write transactions are serialised in-process
 //!   and start with `BEGIN IMMEDIATE`, so a read-then-write transaction never
-//!   fails with `SQLITE_BUSY_SNAPSHOT`.
+//!   fails with `SQLITE_BUSY_SNAPSHOT`. The one exception to `FULL` is
+//!   [`Store::write_refetchable`]: a signal exchange's batch, all of which
+//!   its upstream can resend, commits at `NORMAL` on its own connection
+//!   (still kill -9 safe; see there for what a power loss means).
 //! * **Change sequence**: every write that affects matching (bank or content
 //!   or its signals) appends a row to `changes` in the same transaction.
 //!   Processes tail `changes` by id. On PostgreSQL, sequence values are handed
@@ -300,7 +303,21 @@ pub struct Store {
     backend: Backend,
     /// Serialises write transactions on SQLite (one writer at a time anyway).
     write_lock: Arc<Mutex<()>>,
+    /// SQLite: one connection at `synchronous=NORMAL` for
+    /// [`Store::write_refetchable`] (`None` on PostgreSQL).
+    refetchable: Option<AnyPool>,
 }
+
+/// SQLite: WAL pages the refetchable connection lets accumulate before it
+/// checkpoints (4 KiB pages). Each exchange batch of 10,000 random hashes
+/// dirties a leaf page per record in the hash-keyed B-trees; checkpointing
+/// after every batch (SQLite's default of 1,000 pages) wrote each of those
+/// pages to the database file again per batch. Checkpointing every few
+/// batches writes a page touched by several batches once.
+const REFETCHABLE_WAL_PAGES: u32 = 65_536;
+
+/// SQLite: what the WAL file is truncated to after a checkpoint (bytes).
+const WAL_SIZE_LIMIT: u64 = 64 << 20;
 
 /// Arbitrary constant for the PostgreSQL advisory lock that orders change ids.
 const CHANGE_LOCK_KEY: i64 = 0x6563_686f_7472_6163; // "echotrac"
@@ -339,10 +356,36 @@ impl Store {
         };
         let pool = pool_opts.connect(&url).await?;
         migrator(backend).run(&pool).await?;
+        // The connection for writes whose every row is refetchable from
+        // upstream (see [`Store::write_refetchable`]): opened on first use.
+        // (Not for an in-memory database: another connection would open
+        // another database.)
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let refetchable = if backend == Backend::Sqlite && !in_memory {
+            let opts = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        let pragmas = format!(
+                            "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA wal_autocheckpoint = {REFETCHABLE_WAL_PAGES}; \
+                             PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+                        );
+                        conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
+                        Ok(())
+                    })
+                });
+            Some(opts.connect_lazy(&url)?)
+        } else {
+            None
+        };
         Ok(Store {
             pool,
             backend,
             write_lock: Arc::new(Mutex::new(())),
+            refetchable,
         })
     }
 
@@ -358,19 +401,48 @@ impl Store {
 
     /// Close all connections.
     pub async fn close(&self) {
+        if let Some(p) = &self.refetchable {
+            p.close().await;
+        }
         self.pool.close().await;
     }
 
     /// Begin a write transaction. Nothing is visible to others until
     /// [`WriteTx::commit`]; dropping it rolls back.
     pub async fn write(&self) -> Result<WriteTx> {
+        self.begin_write(false).await
+    }
+
+    /// Begin a write transaction whose rows can all be fetched again from
+    /// upstream (a signal exchange's batch and its checkpoint): durable
+    /// against a killed process, but not fsync'd at commit.
+    ///
+    /// SQLite commits it on a dedicated connection at `synchronous=NORMAL`:
+    /// in WAL mode the commit reaches the OS at once (a kill -9 loses
+    /// nothing) and is fsync'd by the next checkpoint or the next `FULL`
+    /// commit of any connection, which flushes the one WAL file up to its
+    /// own frames. A power loss can then roll back the last such commits,
+    /// each as a whole and never without a later `FULL` commit also being
+    /// lost: the batch goes with its checkpoint, the fetch resumes from the
+    /// older one, and every process of that machine restarts from the
+    /// database anyway. PostgreSQL commits it like any other transaction:
+    /// `synchronous_commit = off` would let a *server* crash drop change
+    /// ids that processes still running have already applied (and then
+    /// reissue them), so it is not used. Never use this for anything an
+    /// upstream cannot resend.
+    pub async fn write_refetchable(&self) -> Result<WriteTx> {
+        self.begin_write(true).await
+    }
+
+    async fn begin_write(&self, refetchable: bool) -> Result<WriteTx> {
         let guard = match self.backend {
             Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
         };
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let tx = match (self.backend, refetchable, &self.refetchable) {
+            (Backend::Sqlite, true, Some(pool)) => pool.begin_with("BEGIN IMMEDIATE").await?,
+            (Backend::Sqlite, _, _) => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            (Backend::Postgres, _, _) => self.pool.begin().await?,
         };
         Ok(WriteTx {
             tx,
