@@ -308,6 +308,12 @@ pub(crate) fn numbered(backend: Backend, sql: &str) -> String {
 /// `prefix` followed by `rows` copies of `tuple` (with `?` parameters),
 /// comma-separated, [`numbered`] for the backend.
 pub(crate) fn values_sql(backend: Backend, prefix: &str, tuple: &str, rows: usize) -> String {
+    numbered(backend, &values_list(prefix, tuple, rows))
+}
+
+/// [`values_sql`] before [`numbered`]: for a statement that goes on after
+/// its `VALUES` list (`ON CONFLICT … ?`) and is numbered whole.
+pub(crate) fn values_list(prefix: &str, tuple: &str, rows: usize) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * (tuple.len() + 1));
     sql.push_str(prefix);
     for i in 0..rows {
@@ -316,7 +322,7 @@ pub(crate) fn values_sql(backend: Backend, prefix: &str, tuple: &str, rows: usiz
         }
         sql.push_str(tuple);
     }
-    numbered(backend, &sql)
+    sql
 }
 
 /// `?, ?, …` (`n` of them), for an `IN (…)` list.
