@@ -233,6 +233,11 @@ fn scan_all(v: &View<'_>, mode: Mode, max_remove: f32) -> [usize; 4] {
     t
 }
 
+/// Smallest luma standard deviation of a line of blurred fill: flatter
+/// lines (a white page, a clear sky; JPEG noise on them stays below ~1)
+/// are left to the uniform detectors.
+const BLUR_FILL_MIN_SPREAD: f32 = 2.0;
+
 /// Sharpness profile detector.
 fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
     let (w, h) = (work.width as usize, work.height as usize);
@@ -257,11 +262,31 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
     }
     rows.iter_mut().for_each(|v| *v /= (w - 2) as f32);
     cols.iter_mut().for_each(|v| *v /= (h - 2) as f32);
+    // Spread (standard deviation of luma) per line: a blurred fill is a
+    // blurred *picture*, not a flat area (a white sky or page has no
+    // sharpness either, and is no border unless the uniform detectors say
+    // so).
+    let spread = |n: usize, len: usize, at: &dyn Fn(usize, usize) -> f32| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let (mut s, mut s2) = (0f64, 0f64);
+                for j in 0..len {
+                    let v = f64::from(at(i, j));
+                    s += v;
+                    s2 += v * v;
+                }
+                let m = s / len as f64;
+                ((s2 / len as f64 - m * m).max(0.0).sqrt()) as f32
+            })
+            .collect()
+    };
+    let row_spread = spread(h, w, &|y, x| l[y * w + x]);
+    let col_spread = spread(w, h, &|x, y| l[y * w + x]);
     rows[0] = rows[1];
     rows[h - 1] = rows[h - 2];
     cols[0] = cols[1];
     cols[w - 1] = cols[w - 2];
-    let side = |p: &[f32], from_end: bool| -> usize {
+    let side = |p: &[f32], flat: &[f32], from_end: bool| -> usize {
         let n = p.len();
         let mut sorted = p.to_vec();
         sorted.sort_by(f32::total_cmp);
@@ -279,17 +304,18 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
             let c = if k > 0 { at(k - 1) } else { a };
             (a + b + c) / 3.0
         };
+        let spread_at = |k: usize| if from_end { flat[n - 1 - k] } else { flat[k] };
         let mut k = 0;
-        while k < limit && smooth(k) < thr {
+        while k < limit && smooth(k) < thr && spread_at(k) >= BLUR_FILL_MIN_SPREAD {
             k += 1;
         }
         k
     };
     [
-        side(&rows, false),
-        side(&rows, true),
-        side(&cols, false),
-        side(&cols, true),
+        side(&rows, &row_spread, false),
+        side(&rows, &row_spread, true),
+        side(&cols, &col_spread, false),
+        side(&cols, &col_spread, true),
     ]
 }
 
@@ -390,4 +416,44 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `w × h` RGB: rows above `top` filled by `fill(x, y)`, the rest a
+    /// sharp structured picture.
+    fn image(w: u32, h: u32, top: u32, fill: impl Fn(u32, u32) -> u8) -> WorkImage {
+        let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let v = if y < top {
+                    fill(x, y)
+                } else {
+                    // Sharp checker-and-rings content.
+                    let r = ((x as f32 - 90.0).hypot(y as f32 - 150.0) / 3.0).sin();
+                    let c = if (x / 6 + y / 6) % 2 == 0 { 60.0 } else { 0.0 };
+                    (r * 80.0 + 110.0 + c) as u8
+                };
+                rgb.extend_from_slice(&[v, v, v]);
+            }
+        }
+        WorkImage::from_rgb8(&rgb, w, h, 512).unwrap()
+    }
+
+    #[test]
+    fn a_blurred_band_is_fill_but_a_flat_one_is_not() {
+        let (w, h, top) = (240, 200, 80);
+        // Smooth, varied (a blurred picture): low sharpness, real spread.
+        let blurred = image(w, h, top, |x, y| {
+            (120.0 + 60.0 * (x as f32 / 40.0).sin() + 20.0 * (y as f32 / 30.0).cos()) as u8
+        });
+        let t = blur_fill(&blurred, 0.3, 0.75);
+        assert!(t[0].abs_diff(top as usize) <= 3, "{t:?}");
+        // Flat white (a page, a clear sky): no sharpness and no spread —
+        // not a blurred fill.
+        let flat = image(w, h, top, |_, _| 255);
+        assert_eq!(blur_fill(&flat, 0.3, 0.75)[0], 0);
+    }
 }
