@@ -235,14 +235,28 @@ fn scan_all(v: &View<'_>, mode: Mode, max_remove: f32) -> [usize; 4] {
 
 /// Smallest luma standard deviation of a line of blurred fill: flatter
 /// lines (a white page, a clear sky; JPEG noise on them stays below ~1)
-/// are left to the uniform detectors.
+/// are flat.
 const BLUR_FILL_MIN_SPREAD: f32 = 2.0;
 
+/// What the sharpness profile cut per side (`[top, bottom, left, right]`
+/// lines), and whether every band it cut is flat.
+struct BlurFill {
+    cut: [usize; 4],
+    /// A blurred fill is a blurred *picture*; bands with no spread at all
+    /// (a white page, a clear sky) have no sharpness either but are no
+    /// border unless a uniform detector says so: such a candidate only
+    /// adds its vote to a uniform one.
+    flat: bool,
+}
+
 /// Sharpness profile detector.
-fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
+fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
     let (w, h) = (work.width as usize, work.height as usize);
     if w < 8 || h < 8 {
-        return [0; 4];
+        return BlurFill {
+            cut: [0; 4],
+            flat: false,
+        };
     }
     let l = &work.luma;
     let mut rows = vec![0f32; h];
@@ -286,13 +300,13 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
     rows[h - 1] = rows[h - 2];
     cols[0] = cols[1];
     cols[w - 1] = cols[w - 2];
-    let side = |p: &[f32], flat: &[f32], from_end: bool| -> usize {
+    let side = |p: &[f32], flat: &[f32], from_end: bool| -> (usize, bool) {
         let n = p.len();
         let mut sorted = p.to_vec();
         sorted.sort_by(f32::total_cmp);
         let med = sorted[n / 2];
         if med <= 0.0 {
-            return 0;
+            return (0, false);
         }
         let thr = ratio * med;
         let limit = (n as f32 * max_remove) as usize;
@@ -306,17 +320,25 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
         };
         let spread_at = |k: usize| if from_end { flat[n - 1 - k] } else { flat[k] };
         let mut k = 0;
-        while k < limit && smooth(k) < thr && spread_at(k) >= BLUR_FILL_MIN_SPREAD {
+        while k < limit && smooth(k) < thr {
             k += 1;
         }
-        k
+        // Flat: no line of the band has any spread.
+        (
+            k,
+            k > 0 && (0..k).all(|i| spread_at(i) < BLUR_FILL_MIN_SPREAD),
+        )
     };
-    [
+    let sides = [
         side(&rows, &row_spread, false),
         side(&rows, &row_spread, true),
         side(&cols, &col_spread, false),
         side(&cols, &col_spread, true),
-    ]
+    ];
+    BlurFill {
+        cut: sides.map(|(k, _)| k),
+        flat: sides.iter().all(|(k, f)| *k == 0 || *f) && sides.iter().any(|(k, _)| *k > 0),
+    }
 }
 
 /// Run every detector and return the distinct accepted candidates, the
@@ -367,10 +389,19 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
         }
     }
     found.push((combined, Detector::Caption));
-    found.push((
-        blur_fill(work, opts.blur_ratio, max_remove),
-        Detector::BlurFill,
-    ));
+    let fill = blur_fill(work, opts.blur_ratio, max_remove);
+    let (w0, h0) = (v.w as f32, v.h as f32);
+    let near_uniform = |a: &[usize; 4]| {
+        found[..2].iter().any(|(u, _)| {
+            (0..4).all(|i| {
+                let side = if i < 2 { h0 } else { w0 };
+                (u[i].abs_diff(a[i]) as f32) <= side * 0.01
+            })
+        })
+    };
+    if !fill.flat || near_uniform(&fill.cut) {
+        found.push((fill.cut, Detector::BlurFill));
+    }
 
     let (w, h) = (v.w as f32, v.h as f32);
     let mut out: Vec<([usize; 4], Vec<Detector>)> = Vec::new();
@@ -450,10 +481,24 @@ mod tests {
             (120.0 + 60.0 * (x as f32 / 40.0).sin() + 20.0 * (y as f32 / 30.0).cos()) as u8
         });
         let t = blur_fill(&blurred, 0.3, 0.75);
-        assert!(t[0].abs_diff(top as usize) <= 3, "{t:?}");
+        assert!(t.cut[0].abs_diff(top as usize) <= 3, "{:?}", t.cut);
+        assert!(!t.flat);
         // Flat white (a page, a clear sky): no sharpness and no spread —
-        // not a blurred fill.
+        // flat, so only a vote for a uniform candidate.
         let flat = image(w, h, top, |_, _| 255);
-        assert_eq!(blur_fill(&flat, 0.3, 0.75)[0], 0);
+        let f = blur_fill(&flat, 0.3, 0.75);
+        assert!(f.flat && f.cut[0] > 0, "{:?}", f.cut);
+    }
+
+    #[test]
+    fn a_flat_band_is_a_vote_for_a_uniform_border() {
+        let (w, h, top) = (240, 200, 80);
+        // A plain white pad is still found, by the uniform detectors with
+        // the fill's vote.
+        let padded = image(w, h, top, |_, _| 255);
+        let found = detect_borders(&padded, &BorderOptions::default());
+        let best = found.first().expect("a candidate");
+        assert!(best.rect.y.abs_diff(top) <= 3, "{best:?}");
+        assert!(best.detectors.contains(&Detector::BlurFill), "{best:?}");
     }
 }

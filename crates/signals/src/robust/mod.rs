@@ -14,7 +14,7 @@
 //!   small crops of the whole image and of its best border candidate — each
 //!   with its eight variants.
 //! * **Bank side** ([`BankHash`]): for items whose original the operator
-//!   holds, a crop grid of windows (each side cut by 0/3/6/9/12 % in every
+//!   holds, a crop grid of windows (each side cut by 0/4/8/12 % in every
 //!   combination by default) and the content rectangles of the original's
 //!   own borders ("regions").
 //!
@@ -270,7 +270,12 @@ impl Default for RobustOptions {
             work_side: 512,
             borders: BorderOptions::default(),
             query_crops: vec![[0.01, 0.01, 0.01, 0.01], [0.02, 0.02, 0.02, 0.02]],
-            bank_grid: vec![0.0, 0.03, 0.06, 0.09, 0.12],
+            // {0, 4, 8, 12} %: 255 windows, ≈ 17 KB per held image in the
+            // index; {0, 3, 6, 9, 12} (624 windows, ≈ 42 KB) bought 0–4
+            // points of recall and flipped no class across its target
+            // (docs/ROBUST.md, "Costs"). Stored items keep the windows they
+            // were added with: every record carries its own shares.
+            bank_grid: vec![0.0, 0.04, 0.08, 0.12],
             min_quality: MIN_DERIVED_QUALITY,
         }
     }
