@@ -187,10 +187,9 @@ pub(crate) struct ItemRow<'a> {
 impl WriteTx {
     /// Insert content rows with reserved ids and their signals into one bank
     /// in multi-row statements (the one writer of bulk imports and exchange
-    /// batches).
-    /// Insert items and their signals. `signal_ids` (reserved, one per
-    /// signal in item order) gives the signals explicit ids; `None` lets
-    /// the database number them. Returns the creation time written.
+    /// batches). `signal_ids` (reserved, one per signal in item order) gives
+    /// the signals explicit ids; `None` lets the database number them.
+    /// Returns the creation time written.
     pub(crate) async fn insert_item_rows(
         &mut self,
         bank_id: i64,
@@ -235,40 +234,26 @@ impl WriteTx {
                     signals.len()
                 )));
             }
-            for (chunk, ids) in signals
-                .chunks(BULK_ROWS_PER_STATEMENT)
-                .zip(ids.chunks(BULK_ROWS_PER_STATEMENT))
-            {
-                let sql = values_sql(
-                    self.backend,
-                    "INSERT INTO signals (id, content_id, bank_id, signal_type, value, \
-                     created_at) VALUES ",
-                    "(?, ?, ?, ?, ?, ?)",
-                    chunk.len(),
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for ((content_id, t, v), id) in chunk.iter().zip(ids) {
-                    q = q
-                        .bind(*id)
-                        .bind(*content_id)
-                        .bind(bank_id)
-                        .bind(*t)
-                        .bind(*v)
-                        .bind(now);
-                }
-                q.execute(&mut *self.tx).await?;
-            }
-            return Ok(now);
         }
-        for chunk in signals.chunks(BULK_ROWS_PER_STATEMENT) {
-            let sql = values_sql(
-                self.backend,
+        let (columns, tuple) = match signal_ids {
+            Some(_) => (
+                "INSERT INTO signals (id, content_id, bank_id, signal_type, value, created_at) \
+                 VALUES ",
+                "(?, ?, ?, ?, ?, ?)",
+            ),
+            None => (
                 "INSERT INTO signals (content_id, bank_id, signal_type, value, created_at) VALUES ",
                 "(?, ?, ?, ?, ?)",
-                chunk.len(),
-            );
+            ),
+        };
+        for (k, chunk) in signals.chunks(BULK_ROWS_PER_STATEMENT).enumerate() {
+            let sql = values_sql(self.backend, columns, tuple, chunk.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (content_id, t, v) in chunk {
+            for (j, (content_id, t, v)) in chunk.iter().enumerate() {
+                if let Some(ids) = signal_ids {
+                    // In range: the lengths were checked above.
+                    q = q.bind(ids.get(k * BULK_ROWS_PER_STATEMENT + j).copied());
+                }
                 q = q
                     .bind(*content_id)
                     .bind(bank_id)
