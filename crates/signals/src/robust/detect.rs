@@ -276,31 +276,26 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
     }
     rows.iter_mut().for_each(|v| *v /= (w - 2) as f32);
     cols.iter_mut().for_each(|v| *v /= (h - 2) as f32);
-    // Spread (standard deviation of luma) per line: a blurred fill is a
-    // blurred *picture*, not a flat area (a white sky or page has no
-    // sharpness either, and is no border unless the uniform detectors say
-    // so).
-    let spread = |n: usize, len: usize, at: &dyn Fn(usize, usize) -> f32| -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                let (mut s, mut s2) = (0f64, 0f64);
-                for j in 0..len {
-                    let v = f64::from(at(i, j));
-                    s += v;
-                    s2 += v * v;
-                }
-                let m = s / len as f64;
-                ((s2 / len as f64 - m * m).max(0.0).sqrt()) as f32
-            })
-            .collect()
+    // Spread (standard deviation of luma) of row or column `i`: a blurred
+    // fill is a blurred *picture*, not a flat area (a white sky or page has
+    // no sharpness either, and is no border unless the uniform detectors
+    // say so). Computed only for the lines a side cuts.
+    let spread = |columns: bool, i: usize| -> f32 {
+        let len = if columns { h } else { w };
+        let (mut s, mut s2) = (0f64, 0f64);
+        for j in 0..len {
+            let v = f64::from(if columns { l[j * w + i] } else { l[i * w + j] });
+            s += v;
+            s2 += v * v;
+        }
+        let m = s / len as f64;
+        ((s2 / len as f64 - m * m).max(0.0).sqrt()) as f32
     };
-    let row_spread = spread(h, w, &|y, x| l[y * w + x]);
-    let col_spread = spread(w, h, &|x, y| l[y * w + x]);
     rows[0] = rows[1];
     rows[h - 1] = rows[h - 2];
     cols[0] = cols[1];
     cols[w - 1] = cols[w - 2];
-    let side = |p: &[f32], flat: &[f32], from_end: bool| -> (usize, bool) {
+    let side = |p: &[f32], columns: bool, from_end: bool| -> (usize, bool) {
         let n = p.len();
         let mut sorted = p.to_vec();
         sorted.sort_by(f32::total_cmp);
@@ -318,7 +313,7 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
             let c = if k > 0 { at(k - 1) } else { a };
             (a + b + c) / 3.0
         };
-        let spread_at = |k: usize| if from_end { flat[n - 1 - k] } else { flat[k] };
+        let spread_at = |k: usize| spread(columns, if from_end { n - 1 - k } else { k });
         let mut k = 0;
         while k < limit && smooth(k) < thr {
             k += 1;
@@ -330,10 +325,10 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
         )
     };
     let sides = [
-        side(&rows, &row_spread, false),
-        side(&rows, &row_spread, true),
-        side(&cols, &col_spread, false),
-        side(&cols, &col_spread, true),
+        side(&rows, false, false),
+        side(&rows, false, true),
+        side(&cols, true, false),
+        side(&cols, true, true),
     ];
     BlurFill {
         cut: sides.map(|(k, _)| k),
@@ -380,8 +375,10 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
         },
         max_remove,
     );
+    // The uniform candidates (one per tolerance, strictest first).
+    let uniform: Vec<[usize; 4]> = found.iter().map(|(t, _)| *t).collect();
     // A caption bar on one side, uniform borders elsewhere: combine.
-    let u = found[1].0;
+    let u = uniform.last().copied().unwrap_or([0; 4]);
     let mut combined = t;
     for (c, v) in combined.iter_mut().zip(u) {
         if *c == 0 {
@@ -392,7 +389,7 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
     let fill = blur_fill(work, opts.blur_ratio, max_remove);
     let (w0, h0) = (v.w as f32, v.h as f32);
     let near_uniform = |a: &[usize; 4]| {
-        found[..2].iter().any(|(u, _)| {
+        uniform.iter().any(|u| {
             (0..4).all(|i| {
                 let side = if i < 2 { h0 } else { w0 };
                 (u[i].abs_diff(a[i]) as f32) <= side * 0.01
