@@ -3,7 +3,10 @@
 //! checkpoint committed together under the lease's fence.
 //!
 //! A round: take (or renew) the lease; start a full fetch if there is no
-//! checkpoint or it is stale; fetch pages and apply each; retry 429/5xx,
+//! checkpoint or it is stale; fetch pages and apply them in groups (one
+//! transaction per group of consecutive pages while the upstream has more,
+//! up to [`GROUP_MAX_PAGES`], [`GROUP_MAX_RECORDS`], [`GROUP_MAX_BYTES`] or
+//! [`GROUP_MAX_WAIT`]); retry 429/5xx,
 //! network errors and timeouts with `Retry-After` (or exponential backoff)
 //! up to [`MAX_RETRIES`] times; when caught up, sweep if the round was a
 //! full fetch and compare checksums with publishers that send one. The
@@ -13,9 +16,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use echotrace_engine::exchange::{ExchangeBatch, LeaseFence};
+use echotrace_engine::exchange::{ExchangeBatch, LeaseFence, UpstreamRecord};
 use echotrace_engine::EngineError;
 use echotrace_store::ExchangeRow;
 use serde::Serialize;
@@ -28,6 +31,25 @@ use crate::ExchangeService;
 pub const MAX_RETRIES: u32 = 5;
 /// Longest pause honoured from a `Retry-After`.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// Pages applied in one transaction at most: an exchange's page size (the
+/// operator's `batch` / `page_size`) still sets the grain of progress, ten
+/// times coarser.
+pub const GROUP_MAX_PAGES: usize = 10;
+/// Records applied in one transaction at most. Pages are grouped because a
+/// batch's cost is dominated by the random-keyed B-trees it touches (records
+/// by key, signals by value): each transaction rewrites every leaf page it
+/// touches, and a 10,000-record batch into a large bank touches about one
+/// per record. A 1M-record file exchange took 39 CPU-s at 10,000 records
+/// per transaction and 20 at 100,000 (docs/BENCHMARKS.md, "Signal
+/// exchange").
+pub const GROUP_MAX_RECORDS: usize = 100_000;
+/// Estimated bytes of the records held for one transaction at most (a
+/// hostile upstream's large records end a group early).
+pub const GROUP_MAX_BYTES: usize = 64 << 20;
+/// Longest a fetched page waits for the pages after it before it is applied
+/// (a slow paginated upstream still becomes matchable page by page).
+pub const GROUP_MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// What one round did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -235,6 +257,9 @@ impl ExchangeService {
         let mut cp = row.checkpoint.clone();
         let mut attempt = 0u32;
         let mut restarts = 0u32;
+        // Pages fetched and not yet applied; their checkpoint is not stored
+        // until they are, so a crash only makes them be fetched again.
+        let mut group: Option<Group> = None;
         loop {
             if self.lease(id).await?.map(|f| f.epoch) != Some(fence.epoch) {
                 return Err(RoundError::LeaseHeld);
@@ -242,6 +267,8 @@ impl ExchangeService {
             let page = match adapter.fetch(cp.as_deref()).await {
                 Ok(p) => p,
                 Err(FetchError::Restart(why)) if restarts < 2 => {
+                    self.apply_group(id, fence, group.take(), &mut report, progress)
+                        .await?;
                     tracing::info!(exchange = id, %why, "full re-fetch");
                     restarts += 1;
                     self.engine.begin_full_fetch(id, Some(fence)).await?;
@@ -250,6 +277,10 @@ impl ExchangeService {
                     continue;
                 }
                 Err(e) if e.retryable() && attempt < MAX_RETRIES => {
+                    // What was fetched before the failure is applied now,
+                    // not after the pause.
+                    self.apply_group(id, fence, group.take(), &mut report, progress)
+                        .await?;
                     let pause = match &e {
                         FetchError::Net(n) => n.retry_after().unwrap_or_else(|| backoff(attempt)),
                         _ => backoff(attempt),
@@ -261,7 +292,11 @@ impl ExchangeService {
                     tokio::time::sleep(pause).await;
                     continue;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.apply_group(id, fence, group.take(), &mut report, progress)
+                        .await?;
+                    return Err(e.into());
+                }
             };
             attempt = 0;
             for why in &page.malformed {
@@ -276,30 +311,24 @@ impl ExchangeService {
             report.unsupported += page.unsupported;
             report.pages += 1;
             if page.restart {
+                // A new pass starts with its own batch (the generation is
+                // bumped before its records).
+                self.apply_group(id, fence, group.take(), &mut report, progress)
+                    .await?;
                 report.full_fetch = true;
             }
             let checkpoint = page.checkpoint.clone().or_else(|| cp.clone());
-            let applied = self
-                .engine
-                .apply_exchange_batch(
-                    id,
-                    Some(fence),
-                    ExchangeBatch {
-                        records: page.records,
-                        malformed: page.malformed_count,
-                        checkpoint: checkpoint.clone(),
-                        upstream_at: page.upstream_at,
-                        restart: page.restart,
-                    },
-                )
-                .await?;
-            report.records += applied.records;
-            report.items_added += applied.items_added;
-            report.items_deleted += applied.items_deleted;
-            report.tombstoned += applied.tombstoned;
+            let g = group.get_or_insert_with(|| Group::new(page.restart));
+            g.push(
+                page.records,
+                page.malformed_count,
+                checkpoint.clone(),
+                page.upstream_at,
+            );
             cp = checkpoint;
-            if let Some(p) = progress {
-                p(&report);
+            if page.caught_up || g.full() {
+                self.apply_group(id, fence, group.take(), &mut report, progress)
+                    .await?;
             }
             if page.caught_up {
                 report.caught_up = true;
@@ -331,6 +360,33 @@ impl ExchangeService {
             }
         }
         Ok(report)
+    }
+
+    /// Apply a group of pages in one transaction with the last page's
+    /// checkpoint (nothing when there is none).
+    async fn apply_group(
+        &self,
+        id: i64,
+        fence: &LeaseFence,
+        group: Option<Group>,
+        report: &mut RoundReport,
+        progress: Option<&(dyn Fn(&RoundReport) + Sync)>,
+    ) -> Result<(), RoundError> {
+        let Some(group) = group else {
+            return Ok(());
+        };
+        let applied = self
+            .engine
+            .apply_exchange_batch(id, Some(fence), group.batch)
+            .await?;
+        report.records += applied.records;
+        report.items_added += applied.items_added;
+        report.items_deleted += applied.items_deleted;
+        report.tombstoned += applied.tombstoned;
+        if let Some(p) = progress {
+            p(report);
+        }
+        Ok(())
     }
 
     /// Build the adapter of an exchange (credentials opened in memory only).
@@ -493,6 +549,76 @@ impl ExchangeService {
 }
 
 /// Aborts a task when dropped (the lease renewer of a round).
+/// Consecutive pages applied as one batch (see [`GROUP_MAX_RECORDS`]).
+struct Group {
+    batch: ExchangeBatch,
+    pages: usize,
+    bytes: usize,
+    started: Instant,
+}
+
+impl Group {
+    fn new(restart: bool) -> Self {
+        Group {
+            batch: ExchangeBatch {
+                restart,
+                ..ExchangeBatch::default()
+            },
+            pages: 0,
+            bytes: 0,
+            started: Instant::now(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        records: Vec<UpstreamRecord>,
+        malformed: u64,
+        checkpoint: Option<String>,
+        upstream_at: Option<i64>,
+    ) {
+        self.pages += 1;
+        self.bytes += records.iter().map(record_bytes).sum::<usize>();
+        self.batch.records.extend(records);
+        self.batch.malformed += malformed;
+        self.batch.checkpoint = checkpoint;
+        if upstream_at.is_some() {
+            self.batch.upstream_at = upstream_at;
+        }
+    }
+
+    /// Apply now rather than wait for the next page.
+    fn full(&self) -> bool {
+        self.pages >= GROUP_MAX_PAGES
+            || self.batch.records.len() >= GROUP_MAX_RECORDS
+            || self.bytes >= GROUP_MAX_BYTES
+            || self.started.elapsed() >= GROUP_MAX_WAIT
+    }
+}
+
+/// Roughly what a record holds in memory (for [`GROUP_MAX_BYTES`]).
+fn record_bytes(r: &UpstreamRecord) -> usize {
+    let strings = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
+    let l = &r.labels;
+    std::mem::size_of::<UpstreamRecord>()
+        + r.signal.value.len()
+        + r.upstream_id.len()
+        + strings(&l.entity)
+        + strings(&l.ideology)
+        + strings(&l.behaviour)
+        + strings(&l.content_type)
+        + strings(&l.tags)
+        + r.opinions
+            .iter()
+            .map(|o| {
+                std::mem::size_of_val(o)
+                    + o.owner.len()
+                    + strings(&o.tags)
+                    + o.upstream_ref.as_ref().map_or(0, String::len)
+            })
+            .sum::<usize>()
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
