@@ -18,43 +18,15 @@
 
 use sqlx::any::AnyRow;
 
-use crate::bulk::{numbered, question_marks, values_sql, IdTable, ItemRow};
+use crate::bulk::{numbered, question_marks, value_set, values_sql, IdTable, ItemRow};
 use crate::rows::{get_bool, get_opt_i64, get_opt_str, get_str};
 use crate::rows::{ContentRow, SignalRow};
-use crate::{get_i64, now_ms, Backend, Result, Store, StoreError, WriteTx};
+use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
 
 /// Rows per multi-row statement for record writes (13 parameters each).
 const RECORD_ROWS_PER_STATEMENT: usize = 250;
 /// Values per `IN (…)` list.
 const IN_LIST: usize = 500;
-
-/// How a statement on `exchange_records` keeps the rows whose `value` is one
-/// of `n` parameters: `(relation to join, condition)`; the relation is
-/// empty on SQLite. SQLite takes an
-/// `IN (…)` list (its planner probes the key for each). PostgreSQL joins a
-/// `VALUES` list instead, with its parameters *before* the statement's
-/// others: a cached generic plan of `value IN ($3, …)` compares every row
-/// with every parameter, and planned while the table was small (a fetch
-/// fills it inside its first transactions, before any ANALYZE) it stays a
-/// sequential scan — a 1M-record fetch then took 570 s instead of ~150 s.
-fn value_set(backend: Backend, n: usize) -> (String, String) {
-    match backend {
-        Backend::Sqlite => (String::new(), format!("value IN ({})", question_marks(n))),
-        Backend::Postgres => {
-            let mut list = String::with_capacity(n * 4);
-            for i in 0..n {
-                if i > 0 {
-                    list.push(',');
-                }
-                list.push_str("(?)");
-            }
-            (
-                format!("(VALUES {list}) AS wanted(k)"),
-                "value = wanted.k".to_string(),
-            )
-        }
-    }
-}
 
 /// An exchange as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -587,12 +559,7 @@ impl WriteTx {
         }
         for exchange_id in exchange_ids {
             for chunk in values.chunks(IN_LIST) {
-                let (wanted, cond) = value_set(self.backend, chunk.len());
-                let join = if wanted.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {wanted}")
-                };
+                let (join, cond) = value_set(self.backend, "value", 3, chunk.len());
                 let sql = numbered(
                     self.backend,
                     &format!(
@@ -600,18 +567,11 @@ impl WriteTx {
                          exchange_id = ? AND signal_type = ? AND {cond}"
                     ),
                 );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                let values_first = self.backend == Backend::Postgres;
-                if values_first {
-                    for v in chunk {
-                        q = q.bind(*v);
-                    }
-                }
-                q = q.bind(*exchange_id).bind(signal_type);
-                if !values_first {
-                    for v in chunk {
-                        q = q.bind(*v);
-                    }
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(*exchange_id)
+                    .bind(signal_type);
+                for v in chunk {
+                    q = q.bind(*v);
                 }
                 for r in q.fetch_all(&mut *self.tx).await? {
                     out.push(ExchangeRecordRow::from_row(&r)?);
@@ -757,12 +717,8 @@ impl WriteTx {
         generation: i64,
     ) -> Result<()> {
         for chunk in values.chunks(IN_LIST) {
-            let (wanted, cond) = value_set(self.backend, chunk.len());
-            let from = if wanted.is_empty() {
-                String::new()
-            } else {
-                format!(" FROM {wanted}")
-            };
+            let (join, cond) = value_set(self.backend, "value", 4, chunk.len());
+            let from = join.replacen(',', " FROM", 1);
             let sql = numbered(
                 self.backend,
                 &format!(
@@ -770,18 +726,12 @@ impl WriteTx {
                      AND signal_type = ? AND {cond}"
                 ),
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(generation);
-            let values_first = self.backend == Backend::Postgres;
-            if values_first {
-                for v in chunk {
-                    q = q.bind(*v);
-                }
-            }
-            q = q.bind(exchange_id).bind(signal_type);
-            if !values_first {
-                for v in chunk {
-                    q = q.bind(*v);
-                }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(generation)
+                .bind(exchange_id)
+                .bind(signal_type);
+            for v in chunk {
+                q = q.bind(*v);
             }
             q.execute(&mut *self.tx).await?;
         }
