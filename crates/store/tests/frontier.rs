@@ -142,6 +142,29 @@ async fn frontier_dedups_leases_and_fences(db: &TestDb) {
         .await
         .unwrap();
     assert!(listed.len() >= 1000);
+
+    // Renewal and "still held" over more ids than one statement takes:
+    // only the holder's leases move, only its jobs are reported held.
+    let leased = store.lease_jobs("w5", 1500, 1_000, false).await.unwrap();
+    assert!(leased.len() >= 1000, "{} leased", leased.len());
+    let ids: Vec<i64> = leased.iter().map(|j| j.id).collect();
+    assert_eq!(store.renew_jobs(&ids, "w6", 600_000).await.unwrap(), 0);
+    let before = now_ms();
+    assert_eq!(
+        store.renew_jobs(&ids, "w5", 600_000).await.unwrap(),
+        ids.len() as u64
+    );
+    let j = store.get_job(ids[ids.len() - 1]).await.unwrap().unwrap();
+    assert!(j.lease_expires_at.unwrap_or(0) >= before + 590_000);
+    let mut tx = store.write().await.unwrap();
+    let mut asked = ids.clone();
+    asked.push(taken[0].id); // w4's, not w5's
+    let mut held = tx.held_jobs(&asked, "w5").await.unwrap();
+    held.sort_unstable();
+    let mut want = ids.clone();
+    want.sort_unstable();
+    assert_eq!(held, want);
+    tx.commit().await.unwrap();
 }
 
 async fn concurrent_leases_never_share_a_job(db: &TestDb) {
