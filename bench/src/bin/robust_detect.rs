@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
         let o: usize = f[3].parse()?;
         if f[0] == "original" {
             originals.insert(o, f[2].into());
-        } else if o % every == 0
+        } else if o.is_multiple_of(every)
             && keep.as_ref().is_none_or(|k| k.contains(&o))
             && classes.as_ref().is_none_or(|c| c.iter().any(|c| c == f[1]))
         {
