@@ -245,8 +245,73 @@ struct BlurFill {
     /// A blurred fill is a blurred *picture*; bands with no spread at all
     /// (a white page, a clear sky) have no sharpness either but are no
     /// border unless a uniform detector says so: such a candidate only
-    /// adds its vote to a uniform one.
+    /// adds its vote to a uniform one…
     flat: bool,
+    /// …unless every cut band is also of one colour (line means within
+    /// [`BLUR_FILL_ONE_COLOUR`] of its outermost line's): a bar, which a
+    /// uniform scan ran past (a dark picture edge on a black bar) and
+    /// the step placed.
+    one_colour: bool,
+}
+
+/// Largest luma difference between the mean of a flat band's lines and
+/// its outermost line for the band to count as one colour.
+const BLUR_FILL_ONE_COLOUR: f32 = 12.0;
+
+/// Sharpness (mean |Laplacian|) and step to the previous line (mean
+/// |difference|) per row, across the columns `xs`, and per column, across
+/// the rows `ys`: `(rows, row_step, cols, col_step)`.
+fn profiles(
+    l: &[f32],
+    w: usize,
+    h: usize,
+    xs: (usize, usize),
+    ys: (usize, usize),
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut rows = vec![0f32; h];
+    let mut cols = vec![0f32; w];
+    let mut row_step = vec![0f32; h];
+    let mut col_step = vec![0f32; w];
+    for y in 0..h {
+        let in_ys = y >= ys.0 && y < ys.1;
+        for x in 0..w {
+            let in_xs = x >= xs.0 && x < xs.1;
+            if !in_xs && !in_ys {
+                continue;
+            }
+            let c = l[y * w + x];
+            if y > 0 && in_xs {
+                row_step[y] += (c - l[(y - 1) * w + x]).abs();
+            }
+            if x > 0 && in_ys {
+                col_step[x] += (c - l[y * w + x - 1]).abs();
+            }
+            if y == 0 || x == 0 || y == h - 1 || x == w - 1 {
+                continue;
+            }
+            let lap = (4.0 * c
+                - l[y * w + x - 1]
+                - l[y * w + x + 1]
+                - l[(y - 1) * w + x]
+                - l[(y + 1) * w + x])
+                .abs();
+            if in_xs {
+                rows[y] += lap;
+            }
+            if in_ys {
+                cols[x] += lap;
+            }
+        }
+    }
+    let nx = xs.1.min(w - 1).saturating_sub(xs.0.max(1)).max(1) as f32;
+    let ny = ys.1.min(h - 1).saturating_sub(ys.0.max(1)).max(1) as f32;
+    rows.iter_mut().for_each(|v| *v /= nx);
+    cols.iter_mut().for_each(|v| *v /= ny);
+    rows[0] = rows[1];
+    rows[h - 1] = rows[h - 2];
+    cols[0] = cols[1];
+    cols[w - 1] = cols[w - 2];
+    (rows, row_step, cols, col_step)
 }
 
 /// Lines past the end of the low-sharpness run in which the boundary edge
@@ -280,43 +345,16 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
         return BlurFill {
             cut: [0; 4],
             flat: false,
+            one_colour: false,
         };
     }
     let l = &work.luma;
-    let mut rows = vec![0f32; h];
-    let mut cols = vec![0f32; w];
-    // Step between line k-1 and line k (mean |difference|), per axis.
-    let mut row_step = vec![0f32; h];
-    let mut col_step = vec![0f32; w];
-    for y in 0..h {
-        for x in 0..w {
-            let c = l[y * w + x];
-            if y > 0 {
-                row_step[y] += (c - l[(y - 1) * w + x]).abs();
-            }
-            if x > 0 {
-                col_step[x] += (c - l[y * w + x - 1]).abs();
-            }
-            if y == 0 || x == 0 || y == h - 1 || x == w - 1 {
-                continue;
-            }
-            let lap = (4.0 * c
-                - l[y * w + x - 1]
-                - l[y * w + x + 1]
-                - l[(y - 1) * w + x]
-                - l[(y + 1) * w + x])
-                .abs();
-            rows[y] += lap;
-            cols[x] += lap;
-        }
-    }
-    rows.iter_mut().for_each(|v| *v /= (w - 2) as f32);
-    cols.iter_mut().for_each(|v| *v /= (h - 2) as f32);
+    let (mut rows, mut row_step, mut cols, mut col_step) = profiles(l, w, h, (0, w), (0, h));
     // Spread (standard deviation of luma) of row or column `i`: a blurred
     // fill is a blurred *picture*, not a flat area (a white sky or page has
     // no sharpness either, and is no border unless the uniform detectors
     // say so). Computed only for the lines a side cuts.
-    let spread = |columns: bool, i: usize| -> f32 {
+    let spread = |columns: bool, i: usize| -> (f32, f32) {
         let len = if columns { h } else { w };
         let (mut s, mut s2) = (0f64, 0f64);
         for j in 0..len {
@@ -325,12 +363,8 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
             s2 += v * v;
         }
         let m = s / len as f64;
-        ((s2 / len as f64 - m * m).max(0.0).sqrt()) as f32
+        (m as f32, ((s2 / len as f64 - m * m).max(0.0).sqrt()) as f32)
     };
-    rows[0] = rows[1];
-    rows[h - 1] = rows[h - 2];
-    cols[0] = cols[1];
-    cols[w - 1] = cols[w - 2];
     // One axis: lines cut from its start and its end.
     let axis = |p: &[f32], step: &[f32]| -> (usize, usize) {
         let n = p.len();
@@ -395,13 +429,37 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
         }
         (k, k)
     };
-    let (top, bottom) = axis(&rows, &row_step);
-    let (left, right) = axis(&cols, &col_step);
+    let (mut top, mut bottom) = axis(&rows, &row_step);
+    let (mut left, mut right) = axis(&cols, &col_step);
+    // A pad fills all four sides: with one axis's fill found, the other
+    // axis is looked at again across the content span only (its lines
+    // then hold no fill of the first axis, which made every line look
+    // alike).
+    if (top > 0) != (left > 0) {
+        if top > 0 {
+            (_, _, cols, col_step) = profiles(l, w, h, (0, w), (top, h - bottom));
+            (left, right) = axis(&cols, &col_step);
+        } else {
+            (rows, row_step, _, _) = profiles(l, w, h, (left, w - right), (0, h));
+            (top, bottom) = axis(&rows, &row_step);
+        }
+    }
     let cut = [top, bottom, left, right];
-    // Flat: no line of any band cut has any spread.
-    let flat_band = |columns: bool, k: usize, from_end: bool| {
+    // Flat: no line of any band cut has any spread; one colour: and every
+    // line's mean is the outermost line's.
+    let flat_band = |columns: bool, k: usize, from_end: bool| -> (bool, bool) {
         let n = if columns { w } else { h };
-        (0..k).all(|i| spread(columns, if from_end { n - 1 - i } else { i }) < BLUR_FILL_MIN_SPREAD)
+        let line = |i: usize| spread(columns, if from_end { n - 1 - i } else { i });
+        let outer = line(0).0;
+        let mut one_colour = true;
+        for i in 0..k {
+            let (m, sd) = line(i);
+            if sd >= BLUR_FILL_MIN_SPREAD {
+                return (false, false);
+            }
+            one_colour &= (m - outer).abs() <= BLUR_FILL_ONE_COLOUR;
+        }
+        (true, one_colour)
     };
     let flats = [
         flat_band(false, top, false),
@@ -409,9 +467,12 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
         flat_band(true, left, false),
         flat_band(true, right, true),
     ];
+    let any = cut.iter().any(|k| *k > 0);
+    let flat = any && (0..4).all(|i| cut[i] == 0 || flats[i].0);
     BlurFill {
         cut,
-        flat: cut.iter().any(|k| *k > 0) && (0..4).all(|i| cut[i] == 0 || flats[i]),
+        flat,
+        one_colour: flat && (0..4).all(|i| cut[i] == 0 || flats[i].1),
     }
 }
 
@@ -472,7 +533,7 @@ fn raw_candidates(work: &WorkImage, opts: &BorderOptions) -> Vec<([usize; 4], De
             })
         })
     };
-    if !fill.flat || near_uniform(&fill.cut) {
+    if !fill.flat || fill.one_colour || near_uniform(&fill.cut) {
         found.push((fill.cut, Detector::BlurFill));
     }
     found
@@ -541,7 +602,16 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
                 && (a[3].abs_diff(t[3]) as f32) <= wf * 0.01
         };
         match out.iter_mut().find(|(a, _)| near(a)) {
-            Some((_, dets)) => dets.push(det),
+            Some((a, dets)) => {
+                // The fill detector puts each side on the strongest step
+                // between lines; a uniform scan stops wherever JPEG
+                // ringing or an edge-coloured picture takes it, a line
+                // or two off: the step's place wins.
+                if det == Detector::BlurFill {
+                    *a = t;
+                }
+                dets.push(det)
+            }
             None => out.push((t, vec![det])),
         }
     }
