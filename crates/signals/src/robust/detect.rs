@@ -650,10 +650,11 @@ mod tests {
                 let v = if y < band || y >= h - band {
                     fill(x, y)
                 } else {
-                    // Sharp checker-and-rings content.
+                    // Sharp content: rings and pixel noise (no period a
+                    // detector could line up with the frame's edge).
                     let r = ((x as f32 - 90.0).hypot(y as f32 - 150.0) / 3.0).sin();
-                    let c = if (x / 6 + y / 6) % 2 == 0 { 60.0 } else { 0.0 };
-                    (r * 80.0 + 110.0 + c) as u8
+                    let n = (x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663)) % 61;
+                    (r * 80.0 + 100.0 + n as f32) as u8
                 };
                 rgb.extend_from_slice(&[v, v, v]);
             }
