@@ -16,8 +16,11 @@
 //!   content line, so the text is removed with it.
 //! * **Blurred fill** (a 16:9 clip shown in a 9:16 frame over a blurred,
 //!   zoomed copy of itself): the sharpness profile — mean |Laplacian| per
-//!   row and column — is low in the fill; a side's lines count as border
-//!   while they are below `blur_ratio` × the median line.
+//!   row and column — is low in the fill; a fill is centred, so both ends
+//!   of an axis must start below `blur_ratio` × the content's sharpness,
+//!   and both get one thickness, placed on the strongest step between
+//!   lines (the pasted picture's edge). Flat bands (no spread along a
+//!   line) only vote for a uniform candidate, unless each is one colour.
 //!
 //! Every candidate must keep at least `min_keep` of each side, or it is
 //! refused.
