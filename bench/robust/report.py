@@ -20,6 +20,12 @@ import math
 import sys
 
 DEFAULT = {"plain": 31, "dihedral": 31, "border": 36, "qcrop": 40, "window": 40, "region": 36}
+# The bank-window channel by window quality band (harness columns
+# window_q50 .. window_q90); when present they replace `window`, each with
+# its own threshold (the engine's `window_threshold`: 28 below quality 90).
+BANDS = ["window_q50", "window_q60", "window_q70", "window_q80", "window_q90"]
+DEFAULT.update({b: 28 for b in BANDS[:4]})
+DEFAULT["window_q90"] = 40
 OURS = ["plain", "dihedral", "border", "qcrop", "window", "region"]
 PEERS = {"peer_pdqhash": "pdqhash (plain PDQ)", "peer_unletterbox": "pytx unletterbox + PDQ"}
 ACCEPT_95 = ["pad10_black", "pad10_white", "pad10_colour", "pad20_black", "pad20_white", "pad20_colour",
@@ -70,6 +76,9 @@ def main():
             else:
                 kept.append((r["original"], h))
         keep = {o for o, _ in kept}
+        # For the harness's needle x window histogram (next run).
+        with open(f"{d}/keep.txt", "w") as kf:
+            kf.write("".join(f"{o}\n" for o in sorted(keep, key=int)))
         print(f"Scored originals: {len(keep)} of {len(keep) + low + dup} "
               f"({low} of PDQ quality < 50, {dup} near-duplicates of another original)\n")
         manifest = [r for r in manifest if r["original"] in keep]
@@ -112,7 +121,10 @@ def main():
             false_pairs += len(fm)
         return hit, tot, false_pairs
 
-    ours_h, tot, ours_fp = found(OURS, th)
+    ours = list(OURS)
+    if any(BANDS[0] in m for m in rows.values()):
+        ours = [c for c in OURS if c != "window"] + BANDS
+    ours_h, tot, ours_fp = found(ours, th)
     peer = {}
     for p in PEERS:
         peer[p] = found([p], {p: 31})
@@ -133,7 +145,7 @@ def main():
     print("\n## Unrelated minimum distance per channel (per query x original pair)\n")
     print("| channel | pairs with a distance <= 80 | min | 1st percentile of those | threshold | margin |")
     print("|---|---|---|---|---|---|")
-    for c in OURS + list(PEERS):
+    for c in OURS + BANDS + list(PEERS):
         vals = sorted(v for m in rows.values() for _, v in m.get(c, (None, []))[1])
         if not vals:
             print(f"| {c} | 0 | — | — | {th.get(c, 31)} | — |")
@@ -141,10 +153,59 @@ def main():
         p1 = vals[max(0, len(vals) // 100 - 1)]
         print(f"| {c} | {len(vals)} | {vals[0]} | {p1} | {th.get(c, 31)} | {vals[0] - th.get(c, 31)} |")
     print("\n## True-pair distance per channel (median over queries where the channel came within 80)\n")
-    for c in OURS:
+    for c in OURS + BANDS:
         vals = sorted(m[c][0] for m in rows.values() if c in m and m[c][0] is not None)
         if vals:
             print(f"- {c}: n={len(vals)}, median {vals[len(vals)//2]}, within threshold {sum(v <= th[c] for v in vals)}")
+    # Queries found *only* through one band (what its threshold costs).
+    if any(BANDS[0] in m for m in rows.values()):
+        print("\n## Queries found only through one window band (recall that band's threshold holds)\n")
+        for b in BANDS:
+            others = [c for c in ours if c != b]
+            only = [(cls, m[b][0]) for (cls, _), m in rows.items()
+                    if b in m and m[b][0] is not None and m[b][0] <= th[b]
+                    and not any(m.get(c, (None, []))[0] is not None and m[c][0] <= th[c] for c in others)]
+            print(f"- {b}: {len(only)} queries, distances {sorted(v for _, v in only)}")
+    hist_report(d)
+
+
+def hist_report(d):
+    """Every unrelated needle x window distance (harness window_hist.tsv),
+    by window quality band: the distribution the window thresholds are set
+    from."""
+    import os
+    path = f"{d}/window_hist.tsv"
+    if not os.path.exists(path):
+        return
+    by_w = collections.defaultdict(lambda: [0] * 257)
+    by_n = collections.defaultdict(lambda: [0] * 257)
+    for line in open(path).read().splitlines()[1:]:
+        wb, nb, counts = line.split("\t")
+        c = [int(x) for x in counts.split(",")]
+        for i, v in enumerate(c):
+            by_w[int(wb)][i] += v
+            by_n[int(nb)][i] += v
+    for title, table in (("window", by_w), ("needle", by_n)):
+        print(f"\n## Unrelated needle x window distances by {title} quality band (every comparison)\n")
+        print("| band | comparisons | mean | sd | z of 40 | min | <= 30 | <= 40 | <= 50 | <= 60 | 1e-6 quantile |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for b in sorted(table):
+            c = table[b]
+            n = sum(c)
+            if not n:
+                continue
+            mean = sum(i * v for i, v in enumerate(c)) / n
+            sd = math.sqrt(sum(v * (i - mean) ** 2 for i, v in enumerate(c)) / n)
+            cum = 0
+            q6 = None
+            for i, v in enumerate(c):
+                cum += v
+                if q6 is None and cum >= n * 1e-6:
+                    q6 = i
+            mn = next(i for i, v in enumerate(c) if v)
+            le = lambda t: sum(c[: t + 1])
+            print(f"| {b} | {n:,} | {mean:.1f} | {sd:.2f} | {(40 - mean) / sd:.1f} | {mn} | {le(30)} | {le(40)} | "
+                  f"{le(50)} | {le(60)} | {q6} |")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,11 @@ use echotrace_signals::robust::{
 };
 
 /// `window_raw` is the bank-window channel with every dihedral variant of
-/// every query hash (before `window_variant_allowed`; diagnostics only).
-const CHANNELS: [&str; 7] = [
+/// every query hash (before `window_variant_allowed`; diagnostics only);
+/// `window_qNN` is the bank-window channel restricted to windows whose PDQ
+/// quality lies in the band starting at NN (10 wide; 90 takes 90–100), so
+/// `report.py --thresholds` can set a threshold per quality band.
+const CHANNELS: [&str; 12] = [
     "plain",
     "dihedral",
     "border",
@@ -43,7 +46,19 @@ const CHANNELS: [&str; 7] = [
     "window",
     "region",
     "window_raw",
+    "window_q50",
+    "window_q60",
+    "window_q70",
+    "window_q80",
+    "window_q90",
 ];
+/// Index of `window_q50` in [`CHANNELS`].
+const BAND0: usize = 7;
+
+/// Quality band of a window (0 for 50–59 … 4 for 90–100).
+fn band(q: u8) -> usize {
+    (usize::from(q.clamp(50, 100)) - 50).min(49) / 10
+}
 const MAX_D: u32 = 80;
 
 struct Row {
@@ -146,6 +161,9 @@ fn main() -> anyhow::Result<()> {
     let mut window = FlatIndex::new();
     let mut region = FlatIndex::new();
     let mut groups: HashMap<usize, String> = HashMap::new();
+    // Every bank window with its original and quality (for the histogram).
+    let mut window_q: HashMap<u64, u8> = HashMap::new();
+    let mut all_windows: Vec<(usize, u8, Code256)> = Vec::new();
     let mut derived_count = 0usize;
     let mut bank_ms = Vec::new();
     {
@@ -169,7 +187,11 @@ fn main() -> anyhow::Result<()> {
             for (k, b) in bank.iter().enumerate() {
                 let id = ((o.original as u64) << 12) | k as u64;
                 match b.source {
-                    BankSource::Window => window.insert(id, b.hash.to_words()),
+                    BankSource::Window => {
+                        window_q.insert(id, b.quality);
+                        all_windows.push((o.original, b.quality, b.hash.to_words()));
+                        window.insert(id, b.hash.to_words())
+                    }
                     BankSource::Region => region.insert(id, b.hash.to_words()),
                 };
             }
@@ -190,12 +212,21 @@ fn main() -> anyhow::Result<()> {
     let t1 = Instant::now();
     let chunk = queries.len().div_ceil(threads.max(1));
     let total = queries.len();
-    let results: Vec<(usize, Dists, f64)> = std::thread::scope(|s| {
+    // Originals scored by report.py (keep.txt, one id a line), if written:
+    // the histogram counts only their pairs (no near-duplicates).
+    let keep: Option<std::collections::HashSet<usize>> =
+        std::fs::read_to_string(dir.join("keep.txt"))
+            .ok()
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect());
+    type Hist = Vec<[u64; 257]>;
+    let results: Vec<(usize, Dists, f64, Hist)> = std::thread::scope(|s| {
         let handles: Vec<_> = queries
             .chunks(chunk.max(1))
             .enumerate()
             .map(|(ci, qs)| {
                 let (plain, window, region, opts, dir) = (&plain, &window, &region, &opts, &dir);
+                let (window_q, all_windows, groups, keep) =
+                    (&window_q, &all_windows, &groups, &keep);
                 s.spawn(move || {
                     let mut h = RobustHasher::new();
                     let mut out = Vec::new();
@@ -240,14 +271,32 @@ fn main() -> anyhow::Result<()> {
                         }
                         // Bank windows take only the upload as it is and
                         // its mirror (the engine's rule); regions all.
-                        let mut upright: Vec<Code256> = set
+                        let mut upright_q: Vec<(Code256, u8)> = set
                             .hashes
                             .iter()
                             .filter(|x| window_variant_allowed(x.variant))
-                            .map(|x| x.hash.to_words())
+                            .map(|x| (x.hash.to_words(), x.quality))
                             .collect();
                         if set.plain.quality >= opts.min_quality {
-                            upright.push(set.plain.hash.to_words());
+                            upright_q.push((set.plain.hash.to_words(), set.plain.quality));
+                        }
+                        let upright: Vec<Code256> = upright_q.iter().map(|(c, _)| *c).collect();
+                        // Every unrelated needle × window distance, by
+                        // window quality band × needle quality band.
+                        let mut hist: Hist = vec![[0u64; 257]; 25];
+                        let qg = groups.get(&q.original);
+                        let kept = |o: &usize| keep.as_ref().is_none_or(|k| k.contains(o));
+                        if kept(&q.original) {
+                            for (o, wq, code) in all_windows {
+                                if groups.get(o) == qg || !kept(o) {
+                                    continue;
+                                }
+                                let wb = band(*wq) * 5;
+                                for (n, nq) in &upright_q {
+                                    hist[wb + band(*nq)]
+                                        [echotrace_index::hamming(n, code) as usize] += 1;
+                                }
+                            }
                         }
                         for (c, ix, needles) in [
                             (4usize, window, &upright),
@@ -261,12 +310,20 @@ fn main() -> anyhow::Result<()> {
                                 hits.clear();
                                 ix.search_multi(part, MAX_D, &mut hits);
                                 for hit in &hits {
-                                    let e = d[c].entry((hit.id >> 12) as usize).or_insert(u32::MAX);
+                                    let o = (hit.id >> 12) as usize;
+                                    let e = d[c].entry(o).or_insert(u32::MAX);
                                     *e = (*e).min(hit.distance);
+                                    if c == 4 {
+                                        if let Some(wq) = window_q.get(&hit.id) {
+                                            let e =
+                                                d[BAND0 + band(*wq)].entry(o).or_insert(u32::MAX);
+                                            *e = (*e).min(hit.distance);
+                                        }
+                                    }
                                 }
                             }
                         }
-                        out.push((ci * chunk + qi, d, ms));
+                        out.push((ci * chunk + qi, d, ms, hist));
                         if ci == 0 && qi % 500 == 0 {
                             eprintln!(
                                 "  {} / {} queries ({:.0}s)",
@@ -304,7 +361,30 @@ fn main() -> anyhow::Result<()> {
     // channel the true distance and the sorted unrelated minima ≤ MAX_D.
     let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("distances.tsv"))?);
     writeln!(f, "class\toriginal\tchannel\ttrue\tunrelated")?;
-    for (qi, d, _) in &results {
+    // The unrelated needle × window histogram: window band, needle band,
+    // then the counts at distances 0..=256.
+    let mut total: Hist = vec![[0u64; 257]; 25];
+    for (_, _, _, h) in &results {
+        for (t, r) in total.iter_mut().zip(h) {
+            for (a, b) in t.iter_mut().zip(r) {
+                *a += b;
+            }
+        }
+    }
+    let mut hf = std::io::BufWriter::new(std::fs::File::create(dir.join("window_hist.tsv"))?);
+    writeln!(hf, "window_band\tneedle_band\tcounts_0_to_256")?;
+    for (i, row) in total.iter().enumerate() {
+        let counts: Vec<String> = row.iter().map(|c| c.to_string()).collect();
+        writeln!(
+            hf,
+            "{}\t{}\t{}",
+            50 + 10 * (i / 5),
+            50 + 10 * (i % 5),
+            counts.join(",")
+        )?;
+    }
+    hf.flush()?;
+    for (qi, d, _, _) in &results {
         let q = queries[*qi];
         let qg = &q.group;
         let mut chans: Vec<(String, &HashMap<usize, u32>)> = CHANNELS

@@ -52,8 +52,18 @@ use crate::types::{BankId, ContentId};
 pub const DIHEDRAL_THRESHOLD: u32 = 31;
 /// Border channel (≤ 3 rectangles × 8 variants per query).
 pub const BORDER_THRESHOLD: u32 = 36;
-/// Window channel (query crops × stored hash; any query hash × windows).
+/// Window channel (query crops × stored hash; any query hash × windows of
+/// quality ≥ [`WINDOW_DETAILED_QUALITY`]).
 pub const WINDOW_THRESHOLD: u32 = 40;
+/// Bank windows of PDQ quality below this are matched at
+/// [`WINDOW_LOW_QUALITY_THRESHOLD`]: their unrelated distances have a tail
+/// 100–250× heavier than detailed windows' (docs/ROBUST.md, "Window
+/// quality").
+pub const WINDOW_DETAILED_QUALITY: u8 = 90;
+/// Window channel against a bank window of quality below
+/// [`WINDOW_DETAILED_QUALITY`] (50–89: two-tone wallpapers, skies, large
+/// flat areas with one edge).
+pub const WINDOW_LOW_QUALITY_THRESHOLD: u32 = 28;
 /// Region channel (any query hash × an original's own content rectangles).
 pub const REGION_THRESHOLD: u32 = 36;
 
@@ -171,6 +181,10 @@ pub struct ChannelDetail {
     /// Shares of the bank original removed `[left, top, right, bottom]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bank_removed: Option<[f32; 4]>,
+    /// PDQ quality of the bank window or region that matched (a window's
+    /// threshold depends on it, [`window_threshold`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bank_quality: Option<u8>,
     /// Distance of the plain hashes (whole upload vs stored hash).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plain_distance: Option<u32>,
@@ -196,6 +210,8 @@ pub(crate) struct DerivedHit {
     pub code: Option<Code256>,
     pub source: BankSource,
     pub removed: [u8; 4],
+    /// PDQ quality of the stored derived hash.
+    pub quality: u8,
     pub distance: u32,
 }
 
@@ -203,9 +219,9 @@ pub(crate) struct DerivedHit {
 const RECORD_BITS: u32 = 12;
 const MAX_RECORDS: usize = 1 << RECORD_BITS;
 
-/// Per content item: where each record came from.
+/// Per content item: where each record came from, and its PDQ quality.
 struct ItemMeta {
-    records: Vec<(BankSource, [u8; 4])>,
+    records: Vec<(BankSource, [u8; 4], u8)>,
 }
 
 /// Derived hashes of file-added bank items, apart from the plain index.
@@ -284,7 +300,7 @@ impl DerivedIndex {
                 for (k, h) in list.iter().take(MAX_RECORDS).enumerate() {
                     let id = ((r.content_id as u64) << RECORD_BITS) | k as u64;
                     insert(id, h.hash.to_words());
-                    meta.records.push((h.source, h.removed));
+                    meta.records.push((h.source, h.removed, h.quality));
                 }
                 self.items.insert(r.content_id, meta);
             }
@@ -351,10 +367,10 @@ impl DerivedIndex {
     }
 
     /// Approximate memory of the derived PDQ index: codes, ids, MIH
-    /// postings and per-record metadata.
+    /// postings and per-record metadata (source, shares, quality).
     pub(crate) fn memory_bytes(&self) -> usize {
         let n = self.pdq.len();
-        n * (32 + 8 + 4 * self.pdq.substrings() + 5)
+        n * (32 + 8 + 4 * self.pdq.substrings() + 6)
     }
 
     /// Every derived code within `radius` of any needle: best distance per
@@ -369,12 +385,13 @@ impl DerivedIndex {
             .filter_map(|h| {
                 let content_id = (h.id >> RECORD_BITS) as ContentId;
                 let k = (h.id & (MAX_RECORDS as u64 - 1)) as usize;
-                let (source, removed) = *self.items.get(&content_id)?.records.get(k)?;
+                let (source, removed, quality) = *self.items.get(&content_id)?.records.get(k)?;
                 Some(DerivedHit {
                     content_id,
                     code: self.pdq.get(h.id),
                     source,
                     removed,
+                    quality,
                     distance: h.distance,
                 })
             })
@@ -435,6 +452,24 @@ pub(crate) fn plain_groups(set: &QuerySet) -> Vec<NeedleGroup> {
         }
     }
     groups
+}
+
+/// Threshold of the window channel against a bank window of PDQ quality
+/// `quality` (the crop grid of a file-added item).
+///
+/// Every needle of a query meets every window of every held item (≈ 4e3
+/// comparisons per pair), and windows of middling quality — a two-tone
+/// wallpaper, a sky with one line — land close to unrelated needles far
+/// more often than detailed ones: over 8.5e8 unrelated needle × window
+/// comparisons of quality 50–89 in bench/robust, 7e-8 came within 50 bits
+/// against 6e-10 for windows of quality ≥ 90. Such a window is matched
+/// 12 bits tighter (docs/ROBUST.md, "Window quality").
+pub fn window_threshold(quality: u8) -> u32 {
+    if quality >= WINDOW_DETAILED_QUALITY {
+        WINDOW_THRESHOLD
+    } else {
+        WINDOW_LOW_QUALITY_THRESHOLD
+    }
 }
 
 /// Threshold of a derived channel.

@@ -11,8 +11,9 @@ use echotrace_signals::video::vpdq::VpdqHash;
 use super::{vpdq_frames, DerivedIndex, ItemMeta, MatchingSettings, MAX_RECORDS, RECORD_BITS};
 use crate::types::{BankId, ContentId};
 
-/// One derived PDQ record: where it came from, the share removed, its code.
-pub(crate) type DerivedRecord = (u8, [u8; 4], Code256);
+/// One derived PDQ record: where it came from, the share removed, its PDQ
+/// quality, its code.
+pub(crate) type DerivedRecord = (u8, [u8; 4], u8, Code256);
 
 /// Everything a [`DerivedIndex`] holds, sorted by id so equal indexes give
 /// equal parts (the indexes themselves are rebuilt from these).
@@ -54,10 +55,10 @@ impl DerivedIndex {
                     .records
                     .iter()
                     .enumerate()
-                    .map(|(k, (source, removed))| {
+                    .map(|(k, (source, removed, quality))| {
                         let id = ((*content_id as u64) << RECORD_BITS) | k as u64;
                         let code = self.pdq.get(id).unwrap_or([0; 4]);
-                        (source_code(*source), *removed, code)
+                        (source_code(*source), *removed, *quality, code)
                     })
                     .collect();
                 (*content_id, records)
@@ -93,11 +94,11 @@ impl DerivedIndex {
             let mut meta = ItemMeta {
                 records: Vec::with_capacity(records.len()),
             };
-            for (k, (source, removed, code)) in records.into_iter().enumerate() {
+            for (k, (source, removed, quality, code)) in records.into_iter().enumerate() {
                 let source = source_of(source)
                     .ok_or_else(|| format!("derived item {content_id}: source {source}"))?;
                 entries.push((((content_id as u64) << RECORD_BITS) | k as u64, code));
-                meta.records.push((source, removed));
+                meta.records.push((source, removed, quality));
             }
             if ix.items.insert(content_id, meta).is_some() {
                 return Err(format!("derived item {content_id} twice"));

@@ -30,7 +30,8 @@
 //! (signatures with their list versions), `vpdq` (serialised videos) and
 //! `derived` (the robust-matching [`crate::robust`] index: per-bank
 //! settings, row stamps, each file-added item's derived PDQ records with
-//! their codes, and cropped vPDQ; its MIH and frame index are rebuilt).
+//! their quality and codes — version 2; version 1 had no quality and is
+//! refused — and cropped vPDQ; its MIH and frame index are rebuilt).
 //! The text LSH and vPDQ indexes and the per-bank text counts are rebuilt
 //! from their sections on load ([`MatchState::rebuild_derived`]).
 //!
@@ -77,7 +78,7 @@ pub(crate) const REQUIRED: &[(&str, u32)] = &[
     ("exact", 1),
     ("text", 1),
     ("vpdq", 1),
-    ("derived", 1),
+    ("derived", 2),
 ];
 /// Snapshots kept in the directory (newest first are tried on load).
 const KEEP: usize = 2;
@@ -425,9 +426,10 @@ fn write_derived<W: Write>(w: &mut W, p: &DerivedParts) -> std::io::Result<()> {
     for (content, records) in &p.items {
         w.write_all(&content.to_le_bytes())?;
         w.write_all(&(records.len() as u32).to_le_bytes())?;
-        for (source, removed, code) in records {
+        for (source, removed, quality, code) in records {
             w.write_all(&[*source])?;
             w.write_all(removed)?;
+            w.write_all(&[*quality])?;
             for word in code {
                 w.write_all(&word.to_le_bytes())?;
             }
@@ -889,11 +891,12 @@ fn read_derived<R: Read>(src: &mut Source<'_, R>) -> Result<DerivedParts, Snapsh
     for _ in 0..n {
         let content = src.u64("derived items")? as i64;
         let k = src.u32("derived items")? as u64;
-        if k.saturating_mul(37) > src.left() {
+        if k.saturating_mul(38) > src.left() {
             return refused("derived items: records do not fit the section");
         }
         let mut records = Vec::with_capacity(k as usize);
-        let mut buf = [0u8; 37];
+        // source, shares removed (4), quality, code (32).
+        let mut buf = [0u8; 38];
         for _ in 0..k {
             src.exact(&mut buf, "derived records")?;
             let mut removed = [0u8; 4];
@@ -901,10 +904,10 @@ fn read_derived<R: Read>(src: &mut Source<'_, R>) -> Result<DerivedParts, Snapsh
             let mut code = [0u64; 4];
             for (i, word) in code.iter_mut().enumerate() {
                 let mut a = [0u8; 8];
-                a.copy_from_slice(&buf[5 + 8 * i..13 + 8 * i]);
+                a.copy_from_slice(&buf[6 + 8 * i..14 + 8 * i]);
                 *word = u64::from_le_bytes(a);
             }
-            records.push((buf[0], removed, code));
+            records.push((buf[0], removed, buf[5], code));
         }
         p.items.push((content, records));
     }

@@ -12,8 +12,8 @@ use echotrace_signals::video::vpdq::{compare as compare_vpdq, VpdqComparison, Vp
 use super::{Candidate, LiveHit, MatchState};
 use crate::columns::Slot;
 use crate::robust::{
-    channel_threshold, closest, plain_groups, query_detail, vpdq_frames, Channel, ChannelDetail,
-    RobustQuery, REGION_THRESHOLD, WINDOW_THRESHOLD,
+    channel_threshold, closest, plain_groups, query_detail, vpdq_frames, window_threshold, Channel,
+    ChannelDetail, RobustQuery, REGION_THRESHOLD, WINDOW_THRESHOLD,
 };
 use crate::types::{BankId, ContentId, SignalValue};
 
@@ -166,13 +166,18 @@ impl MatchState {
             let Some((i, d)) = closest(set, allowed.into_iter(), &code) else {
                 continue;
             };
-            let t = channel_threshold(channel);
+            // A window's threshold depends on its quality.
+            let t = match channel {
+                Channel::Window => window_threshold(hit.quality),
+                _ => channel_threshold(channel),
+            };
             if d > t {
                 continue;
             }
             let mut detail = query_detail(set, i);
             detail.bank_source = Some(channel.as_str().into());
             detail.bank_removed = Some(hit.removed.map(|v| f32::from(v) / 200.0));
+            detail.bank_quality = Some(hit.quality);
             detail.plain_distance = self.pdq_code(slot).map(|code| hamming(&plain_words, &code));
             detail.threshold = Some(t);
             push(Candidate {

@@ -18,7 +18,11 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-both_backends!(image_channels_over_http, video_borders_over_http);
+both_backends!(
+    image_channels_over_http,
+    fills_and_window_quality_over_http,
+    video_borders_over_http
+);
 
 fn fixtures() -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
@@ -198,6 +202,9 @@ async fn image_channels_over_http(db: &TestDb) {
         "{m}"
     );
     assert_eq!(d["bank_source"], "window", "{m}");
+    // A detailed photo's window (quality ≥ 90) is matched at 40 bits.
+    assert!(d["bank_quality"].as_u64().unwrap() >= 90, "{m}");
+    assert_eq!(d["threshold"], 40, "{m}");
     // The recorded match keeps its channel.
     let got = s
         .ok(Method::GET, &format!("/v1/matches/{}", m["id"]), None)
@@ -265,6 +272,242 @@ async fn image_channels_over_http(db: &TestDb) {
     // An unrelated photo matches nothing through any channel.
     let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
     assert_eq!(s.hits(&other).await, Vec::<(String, String)>::new());
+    s.stop().await;
+}
+
+/// `img` centred over a blurred, enlarged copy of itself in a `w × h`
+/// frame (the "blurred fill" of phone apps and editors).
+fn blur_fill(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+    let (iw, ih) = img.dimensions();
+    let s = (w as f32 / iw as f32).max(h as f32 / ih as f32);
+    let (bw, bh) = ((iw as f32 * s).ceil() as u32, (ih as f32 * s).ceil() as u32);
+    let big = image::imageops::resize(img, bw, bh, image::imageops::FilterType::Triangle);
+    let bg = image::imageops::crop_imm(&big, (bw - w) / 2, (bh - h) / 2, w, h).to_image();
+    let mut out = image::imageops::blur(&bg, w.max(h) as f32 / 40.0);
+    image::imageops::overlay(
+        &mut out,
+        img,
+        i64::from((w - iw) / 2),
+        i64::from((h - ih) / 2),
+    );
+    out
+}
+
+/// `img` between two bands `band` rows high, each row one colour, fading
+/// from white at the outer edge to mid grey at the picture: flat (no
+/// spread along a row) and without sharpness, yet not a uniform colour.
+fn flat_bands(img: &RgbImage, band: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let mut out = RgbImage::new(w, h + 2 * band);
+    for y in 0..band {
+        let v = (255 - (127 * y) / band) as u8;
+        for x in 0..w {
+            out.put_pixel(x, y, Rgb([v, v, v]));
+            out.put_pixel(x, h + 2 * band - 1 - y, Rgb([v, v, v]));
+        }
+    }
+    image::imageops::overlay(&mut out, img, 0, i64::from(band));
+    out
+}
+
+/// A low-detail picture: two tones split by a wavy edge, softened (PDQ
+/// quality 50–89 for the whole picture and each crop-grid window).
+fn two_tone() -> RgbImage {
+    let (w, h) = (480u32, 300u32);
+    let img = RgbImage::from_fn(w, h, |x, y| {
+        let edge = 200.0 + 60.0 * (y as f32 / 50.0).sin();
+        if (x as f32) > edge {
+            Rgb([215, 193, 172])
+        } else {
+            Rgb([40, 36, 32])
+        }
+    });
+    image::imageops::blur(&img, 2.0)
+}
+
+/// What the engine would compare for `query` against a file-added item
+/// with derived hashes `bank` and plain hash `plain`: the closest window
+/// of quality below 90 to the needles bank windows take (the upload as it
+/// is and mirrored, plus the plain hash), the closest region to any query
+/// hash, and the closest any query hash comes to the plain hash.
+fn closest_low_quality_window(
+    query: &RgbImage,
+    bank: &[echotrace_signals::robust::BankHash],
+    plain: &echotrace_signals::pdq::PdqHash,
+) -> (u32, u32, u32) {
+    use echotrace_signals::robust::{
+        window_variant_allowed, BankSource, RobustHasher, RobustOptions,
+    };
+    let set = RobustHasher::new()
+        .query_set(
+            query.as_raw(),
+            query.width(),
+            query.height(),
+            &RobustOptions::default(),
+        )
+        .unwrap();
+    let all: Vec<_> = set
+        .hashes
+        .iter()
+        .map(|q| (q.hash, q.variant))
+        .chain([(set.plain.hash, 0)])
+        .collect();
+    let closest = |upright: bool, source: BankSource, low: bool| {
+        all.iter()
+            .filter(|(_, v)| !upright || window_variant_allowed(*v))
+            .flat_map(|(n, _)| {
+                bank.iter()
+                    .filter(|b| b.source == source && (!low || b.quality < 90))
+                    .map(move |b| n.distance(&b.hash))
+            })
+            .min()
+            .unwrap_or(256)
+    };
+    let to_plain = all
+        .iter()
+        .map(|(n, _)| n.distance(plain))
+        .min()
+        .unwrap_or(256);
+    (
+        closest(true, BankSource::Window, true),
+        closest(false, BankSource::Region, false),
+        to_plain,
+    )
+}
+
+async fn fills_and_window_quality_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "hashes"})))
+        .await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let original = photo();
+    let plain = echotrace_signals::pdq::hash_rgb8(original.as_raw(), 480, 300).unwrap();
+    s.ok(
+        Method::POST,
+        "/v1/banks/hashes/content",
+        Some(json!({"signals": {"pdq": plain.hash.to_hex()}})),
+    )
+    .await;
+
+    // Blurred fill, 10 % a side: the picture pasted over its own blurred
+    // enlargement is cut out and found on the hash-only entry.
+    let padded = blur_fill(&original, 576, 360);
+    let v = s.upload("/v1/lookup", &png(&padded)).await;
+    let m = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["bank_name"] == "hashes")
+        .cloned()
+        .unwrap_or_else(|| panic!("a blurred fill is found: {v}"));
+    assert_eq!(m["channel"], "border", "{m}");
+    let r = &m["channel_detail"]["query_rect"];
+    for (got, want) in (0..4).map(|i| (r[i].as_i64().unwrap(), [48, 30, 480, 300][i])) {
+        assert!(
+            (got - want).abs() <= 3,
+            "rectangle {r} vs [48, 30, 480, 300]"
+        );
+    }
+    // A 16:9 picture in a 9:16 phone frame over its blurred fill (two
+    // thirds of the frame blurred).
+    let wide = image::imageops::resize(&original, 480, 270, image::imageops::FilterType::Triangle);
+    let plain_wide = echotrace_signals::pdq::hash_rgb8(wide.as_raw(), 480, 270).unwrap();
+    s.ok(
+        Method::POST,
+        "/v1/banks/hashes/content",
+        Some(json!({"signals": {"pdq": plain_wide.hash.to_hex()}})),
+    )
+    .await;
+    let phone = blur_fill(&wide, 480, 853);
+    let hits = s.hits(&png(&phone)).await;
+    assert!(
+        hits.contains(&("hashes".into(), "border".into())),
+        "{hits:?}"
+    );
+    // Flat bands (each row one colour, white fading to grey) have no
+    // sharpness either, but a blurred fill is a blurred *picture*: they
+    // are no fill, and as they are not one uniform colour no border
+    // detector cuts the picture out (docs/ROBUST.md, "Border detectors").
+    let banded = flat_bands(&original, 75);
+    let hits = s.hits(&png(&banded)).await;
+    assert!(!hits.iter().any(|(b, _)| b == "hashes"), "{hits:?}");
+    // The same bands of one colour are a uniform border, with the
+    // fill detector's vote: found.
+    let white = pad(&original, 0, 75, [255, 255, 255]);
+    let hits = s.hits(&png(&white)).await;
+    assert!(
+        hits.contains(&("hashes".into(), "border".into())),
+        "{hits:?}"
+    );
+
+    // Window quality: a low-detail picture's windows (quality < 90) are
+    // matched at 28 bits, a detailed photo's at 40 (docs/ROBUST.md,
+    // "Window quality").
+    let tones = two_tone();
+    let added = s.upload("/v1/banks/files/content", &png(&tones)).await;
+    let tone_plain =
+        echotrace_signals::pdq::PdqHash::from_hex(added["signals"][0]["value"].as_str().unwrap())
+            .unwrap();
+    let bank = echotrace_signals::robust::RobustHasher::new()
+        .bank_hashes(
+            tones.as_raw(),
+            480,
+            300,
+            &echotrace_signals::robust::RobustOptions::default(),
+        )
+        .unwrap();
+    assert!(
+        bank.iter().any(|w| {
+            w.source == echotrace_signals::robust::BankSource::Window
+                && (50..90).contains(&w.quality)
+        }),
+        "the two-tone picture has low-quality windows"
+    );
+    let cut = |l: f32, t: f32| {
+        let (dx, dy) = ((480.0 * l) as u32, (300.0 * t) as u32);
+        image::imageops::crop_imm(&tones, dx, dy, 480 - dx, 300 - dy).to_image()
+    };
+    // A crop on the grid (12 % left and top): a window of its own.
+    let on_grid = cut(0.12, 0.12);
+    let (d, _, plain_d) = closest_low_quality_window(&on_grid, &bank, &tone_plain);
+    assert!(d <= 28 && plain_d > 40, "{d} {plain_d}");
+    let v = s.upload("/v1/lookup", &png(&on_grid)).await;
+    let m = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["bank_name"] == "files")
+        .cloned()
+        .unwrap_or_else(|| panic!("an on-grid crop is found: {v}"));
+    assert_eq!(m["channel"], "window", "{m}");
+    let d = &m["channel_detail"];
+    assert!(d["bank_quality"].as_u64().unwrap() < 90, "{m}");
+    assert_eq!(d["threshold"], 28, "{m}");
+    // A crop past the grid whose closest low-quality window is 29–40 bits
+    // away: the window channel's old threshold would match it, the
+    // low-quality one does not.
+    let tried: Vec<(f32, f32, (u32, u32, u32))> = (13..=30)
+        .flat_map(|l| [0, 4, 8, 12, 16].map(move |t| (l as f32 * 0.01, t as f32 * 0.01)))
+        .map(|(l, t)| {
+            (
+                l,
+                t,
+                closest_low_quality_window(&cut(l, t), &bank, &tone_plain),
+            )
+        })
+        .collect();
+    // Nothing else comes near: regions > 36, every query hash > 40 from
+    // the plain hash (dihedral, border, query crops).
+    let &(l, t, _) = tried
+        .iter()
+        .find(|(_, _, (d, region, to_plain))| {
+            (29..=40).contains(d) && *region > 36 && *to_plain > 40
+        })
+        .unwrap_or_else(|| panic!("no crop 29–40 bits from a window: {tried:?}"));
+    let between = cut(l, t);
+    let hits = s.hits(&png(&between)).await;
+    assert!(!hits.iter().any(|(b, _)| b == "files"), "{hits:?}");
     s.stop().await;
 }
 

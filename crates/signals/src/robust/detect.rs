@@ -16,8 +16,11 @@
 //!   content line, so the text is removed with it.
 //! * **Blurred fill** (a 16:9 clip shown in a 9:16 frame over a blurred,
 //!   zoomed copy of itself): the sharpness profile — mean |Laplacian| per
-//!   row and column — is low in the fill; a side's lines count as border
-//!   while they are below `blur_ratio` × the median line.
+//!   row and column — is low in the fill; a fill is centred, so both ends
+//!   of an axis must start below `blur_ratio` × the content's sharpness,
+//!   and both get one thickness, placed on the strongest step between
+//!   lines (the pasted picture's edge). Flat bands (no spread along a
+//!   line) only vote for a uniform candidate, unless each is one colour.
 //!
 //! Every candidate must keep at least `min_keep` of each side, or it is
 //! refused.
@@ -50,7 +53,7 @@ impl Default for BorderOptions {
             tolerances: [12, 40],
             content_frac: 0.08,
             caption_tolerance: 40,
-            blur_ratio: 0.3,
+            blur_ratio: 0.5,
             min_keep: 0.25,
             min_border: 0.015,
             max_candidates: 3,
@@ -245,42 +248,116 @@ struct BlurFill {
     /// A blurred fill is a blurred *picture*; bands with no spread at all
     /// (a white page, a clear sky) have no sharpness either but are no
     /// border unless a uniform detector says so: such a candidate only
-    /// adds its vote to a uniform one.
+    /// adds its vote to a uniform one…
     flat: bool,
+    /// …unless every cut band is also of one colour (line means within
+    /// [`BLUR_FILL_ONE_COLOUR`] of its outermost line's): a bar, which a
+    /// uniform scan ran past (a dark picture edge on a black bar) and
+    /// the step placed.
+    one_colour: bool,
 }
 
-/// Sharpness profile detector.
-fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
-    let (w, h) = (work.width as usize, work.height as usize);
-    if w < 8 || h < 8 {
-        return BlurFill {
-            cut: [0; 4],
-            flat: false,
-        };
-    }
-    let l = &work.luma;
+/// Largest luma difference between the mean of a flat band's lines and
+/// its outermost line for the band to count as one colour.
+const BLUR_FILL_ONE_COLOUR: f32 = 12.0;
+
+/// Sharpness (mean |Laplacian|) and step to the previous line (mean
+/// |difference|) per row, across the columns `xs`, and per column, across
+/// the rows `ys`: `(rows, row_step, cols, col_step)`.
+fn profiles(
+    l: &[f32],
+    w: usize,
+    h: usize,
+    xs: (usize, usize),
+    ys: (usize, usize),
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut rows = vec![0f32; h];
     let mut cols = vec![0f32; w];
-    for y in 1..h - 1 {
-        for x in 1..w - 1 {
+    let mut row_step = vec![0f32; h];
+    let mut col_step = vec![0f32; w];
+    for y in 0..h {
+        let in_ys = y >= ys.0 && y < ys.1;
+        for x in 0..w {
+            let in_xs = x >= xs.0 && x < xs.1;
+            if !in_xs && !in_ys {
+                continue;
+            }
             let c = l[y * w + x];
+            if y > 0 && in_xs {
+                row_step[y] += (c - l[(y - 1) * w + x]).abs();
+            }
+            if x > 0 && in_ys {
+                col_step[x] += (c - l[y * w + x - 1]).abs();
+            }
+            if y == 0 || x == 0 || y == h - 1 || x == w - 1 {
+                continue;
+            }
             let lap = (4.0 * c
                 - l[y * w + x - 1]
                 - l[y * w + x + 1]
                 - l[(y - 1) * w + x]
                 - l[(y + 1) * w + x])
                 .abs();
-            rows[y] += lap;
-            cols[x] += lap;
+            if in_xs {
+                rows[y] += lap;
+            }
+            if in_ys {
+                cols[x] += lap;
+            }
         }
     }
-    rows.iter_mut().for_each(|v| *v /= (w - 2) as f32);
-    cols.iter_mut().for_each(|v| *v /= (h - 2) as f32);
+    let nx = xs.1.min(w - 1).saturating_sub(xs.0.max(1)).max(1) as f32;
+    let ny = ys.1.min(h - 1).saturating_sub(ys.0.max(1)).max(1) as f32;
+    rows.iter_mut().for_each(|v| *v /= nx);
+    cols.iter_mut().for_each(|v| *v /= ny);
+    rows[0] = rows[1];
+    rows[h - 1] = rows[h - 2];
+    cols[0] = cols[1];
+    cols[w - 1] = cols[w - 2];
+    (rows, row_step, cols, col_step)
+}
+
+/// Lines past the end of the low-sharpness run in which the boundary edge
+/// is looked for: the Laplacian of the last fill line already sees the
+/// step to the content, and the profile is smoothed over 3 lines, so the
+/// run stops 1–3 lines short of the boundary.
+const BLUR_FILL_EDGE_SLACK: usize = 3;
+
+/// The boundary step must be this many times the median step between the
+/// fill's own lines.
+const BLUR_FILL_EDGE_CONTRAST: f32 = 4.0;
+
+/// Sharpness profile detector, with the boundary placed on the step edge.
+///
+/// A blurred fill is the picture itself, zoomed and blurred, with the
+/// picture pasted sharp on top, **centred** (phone apps and editors centre
+/// it). So: (1) the reference sharpness is the median of the central
+/// quarter of the lines, which the content always covers — a 16:9 clip in
+/// a 9:16 frame leaves two thirds of the rows blurred, and a median over
+/// every line would be a fill line; (2) when both ends of an axis start
+/// blurred the fill is taken as centred, one thickness for both ends, so a
+/// smooth sky at the top of the picture (no sharpness either) cannot
+/// stretch the cut into the content while the other end is sharp; (3) the
+/// boundary is the line, within the low-sharpness run and a few lines past
+/// it, with the strongest step between adjacent lines (the pasted
+/// picture's edge against the fill), not the first line over the
+/// sharpness threshold, which smoothing puts 1–3 lines short.
+fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
+    let (w, h) = (work.width as usize, work.height as usize);
+    if w < 8 || h < 8 {
+        return BlurFill {
+            cut: [0; 4],
+            flat: false,
+            one_colour: false,
+        };
+    }
+    let l = &work.luma;
+    let (mut rows, mut row_step, mut cols, mut col_step) = profiles(l, w, h, (0, w), (0, h));
     // Spread (standard deviation of luma) of row or column `i`: a blurred
     // fill is a blurred *picture*, not a flat area (a white sky or page has
     // no sharpness either, and is no border unless the uniform detectors
     // say so). Computed only for the lines a side cuts.
-    let spread = |columns: bool, i: usize| -> f32 {
+    let spread = |columns: bool, i: usize| -> (f32, f32) {
         let len = if columns { h } else { w };
         let (mut s, mut s2) = (0f64, 0f64);
         for j in 0..len {
@@ -289,64 +366,127 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
             s2 += v * v;
         }
         let m = s / len as f64;
-        ((s2 / len as f64 - m * m).max(0.0).sqrt()) as f32
+        (m as f32, ((s2 / len as f64 - m * m).max(0.0).sqrt()) as f32)
     };
-    rows[0] = rows[1];
-    rows[h - 1] = rows[h - 2];
-    cols[0] = cols[1];
-    cols[w - 1] = cols[w - 2];
-    let side = |p: &[f32], columns: bool, from_end: bool| -> (usize, bool) {
+    // One axis: lines cut from its start and its end.
+    let axis = |p: &[f32], step: &[f32]| -> (usize, usize) {
         let n = p.len();
-        let mut sorted = p.to_vec();
-        sorted.sort_by(f32::total_cmp);
-        let med = sorted[n / 2];
-        if med <= 0.0 {
-            return (0, false);
+        let mut central = p[n * 3 / 8..(n * 5 / 8).max(n * 3 / 8 + 1)].to_vec();
+        central.sort_by(f32::total_cmp);
+        let mut all = p.to_vec();
+        all.sort_by(f32::total_cmp);
+        let reference = central[central.len() / 2].max(all[n * 3 / 4]);
+        if reference <= 0.0 {
+            return (0, 0);
         }
-        let thr = ratio * med;
+        let thr = ratio * reference;
         let limit = (n as f32 * max_remove) as usize;
-        let at = |k: usize| if from_end { p[n - 1 - k] } else { p[k] };
+        let at = |k: usize, from_end: bool| if from_end { p[n - 1 - k] } else { p[k] };
         // Smoothed over 3 lines so one sharp line of JPEG noise does not stop it.
-        let smooth = |k: usize| {
-            let a = at(k);
-            let b = if k + 1 < n { at(k + 1) } else { a };
-            let c = if k > 0 { at(k - 1) } else { a };
+        let smooth = |k: usize, from_end: bool| {
+            let a = at(k, from_end);
+            let b = if k + 1 < n { at(k + 1, from_end) } else { a };
+            let c = if k > 0 { at(k - 1, from_end) } else { a };
             (a + b + c) / 3.0
         };
-        let spread_at = |k: usize| spread(columns, if from_end { n - 1 - k } else { k });
-        let mut k = 0;
-        while k < limit && smooth(k) < thr {
-            k += 1;
+        let run = |from_end: bool| {
+            let mut k = 0;
+            while k < limit && smooth(k, from_end) < thr {
+                k += 1;
+            }
+            k
+        };
+        // The step at the boundary after cutting k lines from either end.
+        let edge = |k: usize, from_end: bool| -> f32 {
+            match from_end {
+                false => step.get(k).copied().unwrap_or(0.0),
+                true => n
+                    .checked_sub(k)
+                    .and_then(|i| step.get(i))
+                    .copied()
+                    .unwrap_or(0.0),
+            }
+        };
+        let best = |hi: usize, score: &dyn Fn(usize) -> f32| -> usize {
+            (1..=hi.max(1))
+                .max_by(|a, b| score(*a).total_cmp(&score(*b)))
+                .unwrap_or(0)
+        };
+        let (a, b) = (run(false), run(true));
+        if a == 0 || b == 0 {
+            // A blurred fill is centred: low sharpness at one end only is
+            // the picture's own (a sky, a smooth wall), not a fill.
+            return (0, 0);
         }
-        // Flat: no line of the band has any spread.
-        (
-            k,
-            k > 0 && (0..k).all(|i| spread_at(i) < BLUR_FILL_MIN_SPREAD),
-        )
+        let hi = (a.min(b) + BLUR_FILL_EDGE_SLACK).min(limit / 2);
+        let score = |k: usize| edge(k, false) + edge(k, true);
+        let k = best(hi, &score);
+        // The pasted picture's edge stands out from the steps inside the
+        // fill (blurred: small); a smooth picture running into its own
+        // blurred copy has no such edge, and no fill is claimed.
+        let mut inside: Vec<f32> = (1..k).map(score).collect();
+        inside.sort_by(f32::total_cmp);
+        let typical = inside.get(inside.len() / 2).copied().unwrap_or(0.0);
+        if k < 2 || score(k) < BLUR_FILL_EDGE_CONTRAST * typical {
+            return (0, 0);
+        }
+        (k, k)
     };
-    let sides = [
-        side(&rows, false, false),
-        side(&rows, false, true),
-        side(&cols, true, false),
-        side(&cols, true, true),
+    let (mut top, mut bottom) = axis(&rows, &row_step);
+    let (mut left, mut right) = axis(&cols, &col_step);
+    // A pad fills all four sides: with one axis's fill found, the other
+    // axis is looked at again across the content span only (its lines
+    // then hold no fill of the first axis, which made every line look
+    // alike).
+    if (top > 0) != (left > 0) {
+        if top > 0 {
+            (_, _, cols, col_step) = profiles(l, w, h, (0, w), (top, h - bottom));
+            (left, right) = axis(&cols, &col_step);
+        } else {
+            (rows, row_step, _, _) = profiles(l, w, h, (left, w - right), (0, h));
+            (top, bottom) = axis(&rows, &row_step);
+        }
+    }
+    let cut = [top, bottom, left, right];
+    // Flat: no line of any band cut has any spread; one colour: and every
+    // line's mean is the outermost line's.
+    let flat_band = |columns: bool, k: usize, from_end: bool| -> (bool, bool) {
+        let n = if columns { w } else { h };
+        let line = |i: usize| spread(columns, if from_end { n - 1 - i } else { i });
+        let outer = line(0).0;
+        let mut one_colour = true;
+        for i in 0..k {
+            let (m, sd) = line(i);
+            if sd >= BLUR_FILL_MIN_SPREAD {
+                return (false, false);
+            }
+            one_colour &= (m - outer).abs() <= BLUR_FILL_ONE_COLOUR;
+        }
+        (true, one_colour)
+    };
+    let flats = [
+        flat_band(false, top, false),
+        flat_band(false, bottom, true),
+        flat_band(true, left, false),
+        flat_band(true, right, true),
     ];
+    let any = cut.iter().any(|k| *k > 0);
+    let flat = any && (0..4).all(|i| cut[i] == 0 || flats[i].0);
     BlurFill {
-        cut: sides.map(|(k, _)| k),
-        flat: sides.iter().all(|(k, f)| *k == 0 || *f) && sides.iter().any(|(k, _)| *k > 0),
+        cut,
+        flat,
+        one_colour: flat && (0..4).all(|i| cut[i] == 0 || flats[i].1),
     }
 }
 
-/// Run every detector and return the distinct accepted candidates, the
-/// best supported first.
-pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandidate> {
+/// What every detector proposes on its own (thicknesses `[top, bottom,
+/// left, right]` in working lines), before refusals and merging.
+fn raw_candidates(work: &WorkImage, opts: &BorderOptions) -> Vec<([usize; 4], Detector)> {
     let v = View {
         w: work.width as usize,
         h: work.height as usize,
         rgb: &work.rgb,
     };
-    if v.w < 8 || v.h < 8 {
-        return Vec::new();
-    }
     let max_remove = 1.0 - opts.min_keep;
     let mut found: Vec<([usize; 4], Detector)> = Vec::new();
     for (i, tol) in opts.tolerances.iter().enumerate() {
@@ -396,52 +536,105 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
             })
         })
     };
-    if !fill.flat || near_uniform(&fill.cut) {
+    if !fill.flat || fill.one_colour || near_uniform(&fill.cut) {
         found.push((fill.cut, Detector::BlurFill));
     }
+    found
+}
 
-    let (w, h) = (v.w as f32, v.h as f32);
+/// A candidate's thicknesses after the refusals (`None`: refused, or no
+/// border at all); sides under `min_border` are not removed.
+fn accept(t: [usize; 4], w: usize, h: usize, opts: &BorderOptions) -> Option<[usize; 4]> {
+    let (w, h) = (w as f32, h as f32);
+    let fr = [
+        t[0] as f32 / h,
+        t[1] as f32 / h,
+        t[2] as f32 / w,
+        t[3] as f32 / w,
+    ];
+    if fr.iter().all(|f| *f < opts.min_border) {
+        return None;
+    }
+    if 1.0 - fr[0] - fr[1] < opts.min_keep || 1.0 - fr[2] - fr[3] < opts.min_keep {
+        return None;
+    }
+    Some([0, 1, 2, 3].map(|i| if fr[i] < opts.min_border { 0 } else { t[i] }))
+}
+
+fn to_rect(work: &WorkImage, t: [usize; 4]) -> Rect {
+    let (w, h) = (work.width as usize, work.height as usize);
+    work.to_source(Rect {
+        x: t[2] as u32,
+        y: t[0] as u32,
+        w: (w - t[2] - t[3]) as u32,
+        h: (h - t[0] - t[1]) as u32,
+    })
+}
+
+/// Each detector's own accepted rectangle (source pixels), unmerged — to
+/// measure the detectors one by one (bench/robust). `None`: the detector
+/// found no border, or its candidate was refused.
+pub fn detector_rects(work: &WorkImage, opts: &BorderOptions) -> Vec<(Detector, Option<Rect>)> {
+    let (w, h) = (work.width as usize, work.height as usize);
+    if w < 8 || h < 8 {
+        return Vec::new();
+    }
+    raw_candidates(work, opts)
+        .into_iter()
+        .map(|(t, d)| (d, accept(t, w, h, opts).map(|t| to_rect(work, t))))
+        .collect()
+}
+
+/// Run every detector and return the distinct accepted candidates, the
+/// best supported first.
+pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandidate> {
+    let (w, h) = (work.width as usize, work.height as usize);
+    if w < 8 || h < 8 {
+        return Vec::new();
+    }
+    let (wf, hf) = (w as f32, h as f32);
     let mut out: Vec<([usize; 4], Vec<Detector>)> = Vec::new();
-    for (t, det) in found {
-        let fr = [
-            t[0] as f32 / h,
-            t[1] as f32 / h,
-            t[2] as f32 / w,
-            t[3] as f32 / w,
-        ];
-        if fr.iter().all(|f| *f < opts.min_border) {
+    for (t, det) in raw_candidates(work, opts) {
+        let Some(t) = accept(t, w, h, opts) else {
             continue;
-        }
-        if 1.0 - fr[0] - fr[1] < opts.min_keep || 1.0 - fr[2] - fr[3] < opts.min_keep {
-            continue;
-        }
-        // Sides under the minimum are not removed.
-        let t = [0, 1, 2, 3].map(|i| if fr[i] < opts.min_border { 0 } else { t[i] });
+        };
         let near = |a: &[usize; 4]| {
-            (a[0].abs_diff(t[0]) as f32) <= h * 0.01
-                && (a[1].abs_diff(t[1]) as f32) <= h * 0.01
-                && (a[2].abs_diff(t[2]) as f32) <= w * 0.01
-                && (a[3].abs_diff(t[3]) as f32) <= w * 0.01
+            (a[0].abs_diff(t[0]) as f32) <= hf * 0.01
+                && (a[1].abs_diff(t[1]) as f32) <= hf * 0.01
+                && (a[2].abs_diff(t[2]) as f32) <= wf * 0.01
+                && (a[3].abs_diff(t[3]) as f32) <= wf * 0.01
         };
         match out.iter_mut().find(|(a, _)| near(a)) {
-            Some((_, dets)) => dets.push(det),
+            Some((a, dets)) => {
+                // The fill detector puts each side on the strongest step
+                // between lines; a uniform scan stops wherever JPEG
+                // ringing or an edge-coloured picture takes it, a line
+                // or two off: the step's place wins.
+                if det == Detector::BlurFill {
+                    *a = t;
+                }
+                dets.push(det)
+            }
             None => out.push((t, vec![det])),
         }
     }
     out.sort_by_key(|(_, d)| std::cmp::Reverse(d.len()));
+    // The scanning detectors agree with each other on a blurred fill (its
+    // outer lines look uniform at a loose tolerance) and would outvote the
+    // one detector made for it: a blurred-fill candidate keeps a place.
+    if let Some(i) = out
+        .iter()
+        .position(|(_, d)| d.contains(&Detector::BlurFill))
+        .filter(|i| *i >= opts.max_candidates && opts.max_candidates > 0)
+    {
+        let c = out.remove(i);
+        out.insert(opts.max_candidates - 1, c);
+    }
     out.truncate(opts.max_candidates);
     out.into_iter()
-        .map(|(t, detectors)| {
-            let r = Rect {
-                x: t[2] as u32,
-                y: t[0] as u32,
-                w: (v.w - t[2] - t[3]) as u32,
-                h: (v.h - t[0] - t[1]) as u32,
-            };
-            BorderCandidate {
-                rect: work.to_source(r),
-                detectors,
-            }
+        .map(|(t, detectors)| BorderCandidate {
+            rect: to_rect(work, t),
+            detectors,
         })
         .collect()
 }
@@ -450,19 +643,21 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
 mod tests {
     use super::*;
 
-    /// `w × h` RGB: rows above `top` filled by `fill(x, y)`, the rest a
-    /// sharp structured picture.
-    fn image(w: u32, h: u32, top: u32, fill: impl Fn(u32, u32) -> u8) -> WorkImage {
+    /// `w × h` RGB: the first `band` rows and the last `band` rows filled
+    /// by `fill(x, y)` (a centred fill), the rest a sharp structured
+    /// picture.
+    fn image(w: u32, h: u32, band: u32, fill: impl Fn(u32, u32) -> u8) -> WorkImage {
         let mut rgb = Vec::with_capacity((w * h * 3) as usize);
         for y in 0..h {
             for x in 0..w {
-                let v = if y < top {
+                let v = if y < band || y >= h - band {
                     fill(x, y)
                 } else {
-                    // Sharp checker-and-rings content.
+                    // Sharp content: rings and pixel noise (no period a
+                    // detector could line up with the frame's edge).
                     let r = ((x as f32 - 90.0).hypot(y as f32 - 150.0) / 3.0).sin();
-                    let c = if (x / 6 + y / 6) % 2 == 0 { 60.0 } else { 0.0 };
-                    (r * 80.0 + 110.0 + c) as u8
+                    let n = (x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663)) % 61;
+                    (r * 80.0 + 100.0 + n as f32) as u8
                 };
                 rgb.extend_from_slice(&[v, v, v]);
             }
@@ -470,32 +665,43 @@ mod tests {
         WorkImage::from_rgb8(&rgb, w, h, 512).unwrap()
     }
 
+    /// Smooth, varied (a blurred picture): low sharpness, real spread.
+    fn blurred(x: u32, y: u32) -> u8 {
+        (120.0 + 60.0 * (x as f32 / 40.0).sin() + 20.0 * (y as f32 / 30.0).cos()) as u8
+    }
+
     #[test]
     fn a_blurred_band_is_fill_but_a_flat_one_is_not() {
-        let (w, h, top) = (240, 200, 80);
-        // Smooth, varied (a blurred picture): low sharpness, real spread.
-        let blurred = image(w, h, top, |x, y| {
-            (120.0 + 60.0 * (x as f32 / 40.0).sin() + 20.0 * (y as f32 / 30.0).cos()) as u8
-        });
-        let t = blur_fill(&blurred, 0.3, 0.75);
-        assert!(t.cut[0].abs_diff(top as usize) <= 3, "{:?}", t.cut);
+        let (w, h, band) = (240, 300, 60);
+        let t = blur_fill(&image(w, h, band, blurred), 0.5, 0.75);
+        assert_eq!(t.cut, [band as usize, band as usize, 0, 0], "{:?}", t.cut);
         assert!(!t.flat);
         // Flat white (a page, a clear sky): no sharpness and no spread —
         // flat, so only a vote for a uniform candidate.
-        let flat = image(w, h, top, |_, _| 255);
-        let f = blur_fill(&flat, 0.3, 0.75);
+        let f = blur_fill(&image(w, h, band, |_, _| 255), 0.5, 0.75);
         assert!(f.flat && f.cut[0] > 0, "{:?}", f.cut);
     }
 
     #[test]
+    fn a_fill_at_one_end_only_is_no_fill() {
+        // A blurred fill is centred: low sharpness at the top only is the
+        // picture's own (a sky), and cuts nothing.
+        let (w, h) = (240, 300);
+        let img = image(w, h + 60, 60, blurred);
+        let one_end = WorkImage::from_rgb8(&img.rgb[..(w * h * 3) as usize], w, h, 512).unwrap();
+        let t = blur_fill(&one_end, 0.5, 0.75);
+        assert_eq!(t.cut, [0; 4], "{:?}", t.cut);
+    }
+
+    #[test]
     fn a_flat_band_is_a_vote_for_a_uniform_border() {
-        let (w, h, top) = (240, 200, 80);
+        let (w, h, band) = (240, 300, 60);
         // A plain white pad is still found, by the uniform detectors with
         // the fill's vote.
-        let padded = image(w, h, top, |_, _| 255);
+        let padded = image(w, h, band, |_, _| 255);
         let found = detect_borders(&padded, &BorderOptions::default());
         let best = found.first().expect("a candidate");
-        assert!(best.rect.y.abs_diff(top) <= 3, "{best:?}");
+        assert!(best.rect.y.abs_diff(band) <= 3, "{best:?}");
         assert!(best.detectors.contains(&Detector::BlurFill), "{best:?}");
     }
 }

@@ -44,7 +44,7 @@ mod work;
 
 use serde::{Deserialize, Serialize};
 
-pub use detect::{detect_borders, BorderCandidate, BorderOptions};
+pub use detect::{detect_borders, detector_rects, BorderCandidate, BorderOptions};
 pub use video::{CroppedFrame, CroppedVideo, RectVote};
 pub use work::{WindowHasher, WorkImage};
 
