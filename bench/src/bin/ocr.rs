@@ -164,6 +164,14 @@ fn main() -> anyhow::Result<()> {
             k += 1;
         }
     }
+    // `--langs ar` (or `en`) renders and reads one language's cards only;
+    // the statements and designs drawn are the same as with both.
+    match arg(&args, "--langs").as_deref() {
+        None | Some("both") => {}
+        Some("ar") => jobs.retain(|j| j.0 == Lang::Ar),
+        Some("en") => jobs.retain(|j| j.0 == Lang::En),
+        Some(other) => anyhow::bail!("--langs: expected ar, en or both, got {other:?}"),
+    }
     let statements: Vec<(Lang, String)> = jobs.iter().map(|j| (j.0, j.2.clone())).collect();
 
     // Render + OCR on `threads` workers.
@@ -261,6 +269,14 @@ fn main() -> anyhow::Result<()> {
         .map(|(i, (_, s))| format!("{i}\t{s}\n"))
         .collect();
     std::fs::write(out_dir.join("statements.tsv"), truth)?;
+    // Each card's design, to inspect the cards OCR misreads.
+    let designs: String = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, j)| [(i, "bank", &j.3), (i, "query", &j.4)])
+        .map(|(i, role, d)| format!("{i}-{role}\t{d:?}\n"))
+        .collect();
+    std::fs::write(out_dir.join("designs.tsv"), designs)?;
 
     // The text-presence gate on every card: a query image is OCRed only
     // when it fires (bank images are always read), so the service's recall

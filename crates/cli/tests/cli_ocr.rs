@@ -364,6 +364,54 @@ fn hash_ocr_reads_english_and_arabic_cards() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// Small text is read a second time enlarged (`ocr.enlarged`), and read
+/// well enough to match its statement typed; large text is read once.
+#[test]
+fn hash_ocr_reads_small_arabic_text_enlarged() {
+    let tmp = tmpdir("small");
+    let photos = ocr_common::photos(&fixtures());
+    let text = &statements(Lang::Ar, 1, 2026)[0];
+    let typed = write(&tmp, "typed.txt", text.as_bytes());
+    for (size, enlarged) in [(16, true), (32, false)] {
+        let d = design(
+            "Noto Naskh Arabic",
+            size,
+            1100,
+            Background::Plain([232, 206, 215]),
+            false,
+            60,
+        );
+        let card = write(
+            &tmp,
+            &format!("{size}.jpg"),
+            &ocr_common::render_card(text, Lang::Ar, &d, &photos, &tmp),
+        );
+        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&card));
+        assert!(ok, "hash --ocr failed: {err}");
+        let ocr = v["signals"]
+            .as_array()
+            .expect("signals")
+            .iter()
+            .find(|s| s["type"] == json!("ocr_text"))
+            .unwrap_or_else(|| panic!("{size} pt card got no ocr_text: {v}"));
+        assert_eq!(ocr["ocr"]["enlarged"], json!(enlarged), "{size} pt: {ocr}");
+        let read = ocr["ocr"]["text"].as_str().unwrap_or("");
+        assert!(
+            words_found(text, read) >= 0.8,
+            "{size} pt read {read:?} of {text:?}"
+        );
+        let (ok, v, err) = run_json(
+            bin()
+                .args(["compare", "--type", "ocr", "--json"])
+                .arg(&typed)
+                .arg(&card),
+        );
+        assert!(ok, "{err}");
+        assert_eq!(v["match"], json!(true), "{size} pt typed vs OCR: {v}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 #[test]
 fn compare_type_ocr_matches_redesigned_cards_only() {
     let tmp = tmpdir("compare");

@@ -161,6 +161,7 @@ pub fn ocr_text_signal(out: &crate::ocr::OcrOutput, min_tokens: usize) -> Option
         mean_confidence: out.mean_confidence(),
         words: out.words.len(),
         kept: out.words.iter().filter(|w| w.kept).count(),
+        enlarged: out.enlarged,
     });
     Some(s)
 }

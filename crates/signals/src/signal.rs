@@ -135,6 +135,9 @@ pub struct OcrSummary {
     /// Words read / words kept for signing.
     pub words: usize,
     pub kept: usize,
+    /// Small text read again enlarged, and that reading kept.
+    #[serde(default)]
+    pub enlarged: bool,
 }
 
 impl Eq for OcrSummary {}
