@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
 """Reproducible generator of benign originals and their adapted re-uploads.
 
-Usage: python3 bench/robust/generate.py OUT_DIR [--max-originals N]
+Usage: python3 bench/robust/generate.py OUT_DIR [--max-originals N] [--seed S]
+
+--seed S (default 0, the documented run): a second, independent draw of the
+same benchmark. The originals are shuffled (so `--every N` scores a
+different subset of them) and every random edit parameter (pad colours,
+random crops, caption and overlay texts) is drawn from other streams.
+Seed 0 writes exactly the files it always wrote.
 
 Originals: every benign natural image available offline (scikit-image data,
 scikit-learn sample images, matplotlib sample data, perception's bundled
@@ -219,9 +225,12 @@ def logo(im, rng):
     return out
 
 
+SEED = 0
+
+
 def caption(i):
     words = ["when", "the", "weekend", "finally", "arrives", "me", "on", "monday", "mood", "every", "time", "really"]
-    r = random.Random(i)
+    r = random.Random(i + SEED * 1000003)
     return " ".join(r.choice(words) for _ in range(r.randint(3, 6))).upper()
 
 
@@ -307,10 +316,15 @@ def _dot(im):
 
 
 def main():
+    global SEED
     out = sys.argv[1]
     maxn = int(sys.argv[sys.argv.index("--max-originals") + 1]) if "--max-originals" in sys.argv else 10**9
+    SEED = int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0
     os.makedirs(os.path.join(out, "originals"), exist_ok=True)
-    origs = originals()[:maxn]
+    origs = originals()
+    if SEED:
+        random.Random(SEED).shuffle(origs)
+    origs = origs[:maxn]
     classes = make_classes()
     rows = []
     for i, (name, group, im) in enumerate(origs):
@@ -321,7 +335,7 @@ def main():
         d = os.path.join(out, "queries", cname)
         os.makedirs(d, exist_ok=True)
         for i, (name, group, im) in enumerate(origs):
-            rng = random.Random(i * 7919 + sum(map(ord, cname)))
+            rng = random.Random(i * 7919 + sum(map(ord, cname)) + SEED * 1000003)
             try:
                 q = im if f is None else f(im, rng, i)
                 q = q.convert("RGB")

@@ -29,9 +29,21 @@ use anyhow::{bail, Context};
 use echotrace_index::{Code256, FlatIndex, Hit};
 use echotrace_signals::decode::{decode_image, DecodeLimits, DecodeOptions};
 use echotrace_signals::pdq::PdqHash;
-use echotrace_signals::robust::{BankSource, QuerySource, RobustHasher, RobustOptions};
+use echotrace_signals::robust::{
+    window_variant_allowed, BankSource, QuerySource, RobustHasher, RobustOptions,
+};
 
-const CHANNELS: [&str; 6] = ["plain", "dihedral", "border", "qcrop", "window", "region"];
+/// `window_raw` is the bank-window channel with every dihedral variant of
+/// every query hash (before `window_variant_allowed`; diagnostics only).
+const CHANNELS: [&str; 7] = [
+    "plain",
+    "dihedral",
+    "border",
+    "qcrop",
+    "window",
+    "region",
+    "window_raw",
+];
 const MAX_D: u32 = 80;
 
 struct Row {
@@ -226,11 +238,26 @@ fn main() -> anyhow::Result<()> {
                                 *e = (*e).min(hit.distance);
                             }
                         }
-                        for (c, ix) in [(4usize, window), (5usize, region)] {
-                            if all.is_empty() {
+                        // Bank windows take only the upload as it is and
+                        // its mirror (the engine's rule); regions all.
+                        let mut upright: Vec<Code256> = set
+                            .hashes
+                            .iter()
+                            .filter(|x| window_variant_allowed(x.variant))
+                            .map(|x| x.hash.to_words())
+                            .collect();
+                        if set.plain.quality >= opts.min_quality {
+                            upright.push(set.plain.hash.to_words());
+                        }
+                        for (c, ix, needles) in [
+                            (4usize, window, &upright),
+                            (5usize, region, &all),
+                            (6usize, window, &all),
+                        ] {
+                            if needles.is_empty() {
                                 continue;
                             }
-                            for part in all.chunks(8) {
+                            for part in needles.chunks(8) {
                                 hits.clear();
                                 ix.search_multi(part, MAX_D, &mut hits);
                                 for hit in &hits {

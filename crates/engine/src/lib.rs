@@ -331,8 +331,10 @@ impl Engine {
     /// re-reading the range (only if the tailer has not applied it yet; the
     /// rows are exactly what the transaction wrote, and any later change to
     /// them has a later change id).
-    pub(crate) async fn sync_changes_with(&self, written: Option<WrittenRange>) -> Result<usize> {
-        let mut written = written;
+    pub(crate) async fn sync_changes_with(
+        &self,
+        mut written: Option<WrittenRange>,
+    ) -> Result<usize> {
         let mut cursor = self.inner.cursor.lock().await;
         let mut applied = 0usize;
         loop {

@@ -141,10 +141,15 @@ impl MatchState {
             if channel == Channel::Window && !settings.window {
                 continue;
             }
-            // Which needle matched, among those this bank allows.
+            // Which needle matched, among those this bank allows; bank
+            // windows take only the upload as it is and its mirror.
             let allowed = needles.iter().filter(|(_, i)| {
-                settings.dihedral
-                    || i.is_none_or(|i| set.hashes.get(i).is_some_and(|q| q.variant == 0))
+                let variant = i.map_or(Some(0), |i| set.hashes.get(i).map(|q| q.variant));
+                variant.is_some_and(|v| {
+                    (settings.dihedral || v == 0)
+                        && (channel != Channel::Window
+                            || echotrace_signals::robust::window_variant_allowed(v))
+                })
             });
             let allowed: Vec<Option<usize>> = allowed
                 .filter(|(_, i)| {

@@ -204,6 +204,36 @@ async fn image_channels_over_http(db: &TestDb) {
         .await;
     assert_eq!(got["channel"], "window", "{got}");
 
+    // Bank windows take the upload as it is and its left-right mirror,
+    // not its rotations or vertical flips (docs/ROBUST.md, "Window
+    // variants"): a mirrored crop matches through `window`, a rotated crop
+    // matches nothing (a rotation is found uncropped, through `dihedral`).
+    let mirrored_crop = crop(&image::imageops::flip_horizontal(&original), 0.08);
+    let hits = s.hits(&png(&mirrored_crop)).await;
+    assert!(
+        hits.contains(&("files".into(), "window".into())),
+        "{hits:?}"
+    );
+    let v = s.upload("/v1/lookup", &png(&mirrored_crop)).await;
+    let m = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["bank_name"] == "files" && m["channel"] == "window")
+        .unwrap()
+        .clone();
+    assert_eq!(m["channel_detail"]["variant"], "flipy", "{m}");
+    let rotated_crop = crop(&image::imageops::rotate90(&original), 0.08);
+    let hits = s.hits(&png(&rotated_crop)).await;
+    assert!(!hits.iter().any(|(b, _)| b == "files"), "{hits:?}");
+    let rotated = image::imageops::rotate90(&original);
+    assert!(
+        s.hits(&png(&rotated))
+            .await
+            .contains(&("files".into(), "dihedral".into())),
+        "a rotation is still found uncropped"
+    );
+
     // Window channel off: the crop no longer matches that bank.
     let files = s
         .ok(

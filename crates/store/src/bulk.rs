@@ -187,10 +187,9 @@ pub(crate) struct ItemRow<'a> {
 impl WriteTx {
     /// Insert content rows with reserved ids and their signals into one bank
     /// in multi-row statements (the one writer of bulk imports and exchange
-    /// batches).
-    /// Insert items and their signals. `signal_ids` (reserved, one per
-    /// signal in item order) gives the signals explicit ids; `None` lets
-    /// the database number them. Returns the creation time written.
+    /// batches). `signal_ids` (reserved, one per signal in item order) gives
+    /// the signals explicit ids; `None` lets the database number them.
+    /// Returns the creation time written.
     pub(crate) async fn insert_item_rows(
         &mut self,
         bank_id: i64,
@@ -235,40 +234,26 @@ impl WriteTx {
                     signals.len()
                 )));
             }
-            for (chunk, ids) in signals
-                .chunks(BULK_ROWS_PER_STATEMENT)
-                .zip(ids.chunks(BULK_ROWS_PER_STATEMENT))
-            {
-                let sql = values_sql(
-                    self.backend,
-                    "INSERT INTO signals (id, content_id, bank_id, signal_type, value, \
-                     created_at) VALUES ",
-                    "(?, ?, ?, ?, ?, ?)",
-                    chunk.len(),
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for ((content_id, t, v), id) in chunk.iter().zip(ids) {
-                    q = q
-                        .bind(*id)
-                        .bind(*content_id)
-                        .bind(bank_id)
-                        .bind(*t)
-                        .bind(*v)
-                        .bind(now);
-                }
-                q.execute(&mut *self.tx).await?;
-            }
-            return Ok(now);
         }
-        for chunk in signals.chunks(BULK_ROWS_PER_STATEMENT) {
-            let sql = values_sql(
-                self.backend,
+        let (columns, tuple) = match signal_ids {
+            Some(_) => (
+                "INSERT INTO signals (id, content_id, bank_id, signal_type, value, created_at) \
+                 VALUES ",
+                "(?, ?, ?, ?, ?, ?)",
+            ),
+            None => (
                 "INSERT INTO signals (content_id, bank_id, signal_type, value, created_at) VALUES ",
                 "(?, ?, ?, ?, ?)",
-                chunk.len(),
-            );
+            ),
+        };
+        for (k, chunk) in signals.chunks(BULK_ROWS_PER_STATEMENT).enumerate() {
+            let sql = values_sql(self.backend, columns, tuple, chunk.len());
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (content_id, t, v) in chunk {
+            for (j, (content_id, t, v)) in chunk.iter().enumerate() {
+                if let Some(ids) = signal_ids {
+                    // In range: the lengths were checked above.
+                    q = q.bind(ids.get(k * BULK_ROWS_PER_STATEMENT + j).copied());
+                }
                 q = q
                     .bind(*content_id)
                     .bind(bank_id)
@@ -308,6 +293,12 @@ pub(crate) fn numbered(backend: Backend, sql: &str) -> String {
 /// `prefix` followed by `rows` copies of `tuple` (with `?` parameters),
 /// comma-separated, [`numbered`] for the backend.
 pub(crate) fn values_sql(backend: Backend, prefix: &str, tuple: &str, rows: usize) -> String {
+    numbered(backend, &values_list(prefix, tuple, rows))
+}
+
+/// [`values_sql`] before [`numbered`]: for a statement that goes on after
+/// its `VALUES` list (`ON CONFLICT … ?`) and is numbered whole.
+pub(crate) fn values_list(prefix: &str, tuple: &str, rows: usize) -> String {
     let mut sql = String::with_capacity(prefix.len() + rows * (tuple.len() + 1));
     sql.push_str(prefix);
     for i in 0..rows {
@@ -316,7 +307,7 @@ pub(crate) fn values_sql(backend: Backend, prefix: &str, tuple: &str, rows: usiz
         }
         sql.push_str(tuple);
     }
-    numbered(backend, &sql)
+    sql
 }
 
 /// `?, ?, …` (`n` of them), for an `IN (…)` list.

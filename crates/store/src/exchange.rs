@@ -380,12 +380,15 @@ impl Store {
     pub async fn provenance_of(&self, content_ids: &[i64]) -> Result<Vec<ProvenanceRow>> {
         let mut out = Vec::new();
         for chunk in content_ids.chunks(IN_LIST) {
-            let sql = format!(
-                "SELECT e.name AS exchange_name, e.api AS exchange_api, {} FROM exchange_records r \
-                 JOIN exchanges e ON e.id = r.exchange_id WHERE r.content_id IN ({}) \
-                 ORDER BY r.content_id, e.id",
-                prefixed("r.", RECORD_COLUMNS),
-                placeholders(1, chunk.len())
+            let sql = numbered(
+                self.backend,
+                &format!(
+                    "SELECT e.name AS exchange_name, e.api AS exchange_api, {} FROM exchange_records r \
+                     JOIN exchanges e ON e.id = r.exchange_id WHERE r.content_id IN ({}) \
+                     ORDER BY r.content_id, e.id",
+                    prefixed("r.", RECORD_COLUMNS),
+                    question_marks(chunk.len())
+                ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -408,14 +411,6 @@ fn prefixed(prefix: &str, columns: &str) -> String {
     columns
         .split(',')
         .map(|c| format!("{prefix}{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `$first, $first+1, …` (n of them).
-pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -13,7 +13,7 @@
 
 use sqlx::any::AnyRow;
 
-use crate::exchange::placeholders;
+use crate::bulk::{numbered, question_marks, values_sql};
 use crate::rows::{get_bool, get_opt_i64, get_str};
 use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
 
@@ -349,10 +349,13 @@ impl WriteTx {
     ) -> Result<Vec<FeedEntryRow>> {
         let mut out = Vec::new();
         for chunk in values.chunks(500) {
-            let sql = format!(
-                "SELECT {ENTRY_COLUMNS} FROM feed_entries WHERE bank_id = $1 \
-                 AND signal_type = $2 AND value IN ({})",
-                placeholders(3, chunk.len())
+            let sql = numbered(
+                self.backend,
+                &format!(
+                    "SELECT {ENTRY_COLUMNS} FROM feed_entries WHERE bank_id = ? \
+                     AND signal_type = ? AND value IN ({})",
+                    question_marks(chunk.len())
+                ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(bank_id)
@@ -415,42 +418,29 @@ impl WriteTx {
         let mut seq = head - n;
         let now = now_ms();
         for chunk in entries.chunks(ENTRY_ROWS_PER_STATEMENT) {
-            let mut sql = String::from(
+            // Anonymous `?` parameters, bound in order (see `bulk`).
+            let sql = values_sql(
+                self.backend,
                 "INSERT INTO feed_entries (bank_id, signal_type, value, seq, live, content_id, \
                  labels, updated_at) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push(',');
-                }
-                let p = 3 + i * 6;
-                sql.push_str(&format!(
-                    "($1, ${}, ${}, ${}, ${}, ${}, ${}, $2)",
-                    p,
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5
-                ));
-            }
-            sql.push_str(
-                " ON CONFLICT (bank_id, signal_type, value) DO UPDATE SET seq = excluded.seq, \
+                "(?, ?, ?, ?, ?, ?, ?, ?)",
+                chunk.len(),
+            )
+                + " ON CONFLICT (bank_id, signal_type, value) DO UPDATE SET seq = excluded.seq, \
                  live = excluded.live, content_id = excluded.content_id, \
-                 labels = excluded.labels, updated_at = excluded.updated_at",
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(bank_id)
-                .bind(now);
+                 labels = excluded.labels, updated_at = excluded.updated_at";
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for e in chunk {
                 seq += 1;
                 q = q
+                    .bind(bank_id)
                     .bind(e.signal_type.as_str())
                     .bind(e.value.as_str())
                     .bind(seq)
                     .bind(i64::from(e.live))
                     .bind(e.content_id)
-                    .bind(e.labels.as_str());
+                    .bind(e.labels.as_str())
+                    .bind(now);
             }
             q.execute(&mut *self.tx).await?;
         }

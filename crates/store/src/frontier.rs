@@ -25,6 +25,7 @@
 
 use sqlx::any::AnyRow;
 
+use crate::bulk::{numbered, question_marks, values_list, values_sql};
 use crate::rows::{get_opt_i64, get_opt_str, get_str};
 use crate::{get_i64, now_ms, Backend, Result, Store, WriteTx};
 
@@ -271,17 +272,14 @@ impl Store {
         let mut n = 0;
         let until = now_ms().saturating_add(lease_ms);
         for chunk in ids.chunks(1000) {
-            let mut sql = String::from(
-                "UPDATE frontier SET lease_expires_at = $1 WHERE state = 'leased' \
-                 AND lease_holder = $2 AND id IN (",
+            let sql = numbered(
+                self.backend,
+                &format!(
+                    "UPDATE frontier SET lease_expires_at = ? WHERE state = 'leased' \
+                     AND lease_holder = ? AND id IN ({})",
+                    question_marks(chunk.len())
+                ),
             );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${}", i + 3));
-            }
-            sql.push(')');
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(until)
                 .bind(holder);
@@ -512,31 +510,23 @@ impl WriteTx {
             .filter(|j| seen.insert((j.source_id, j.url_sha256)))
             .collect();
         for chunk in jobs.chunks(JOB_ROWS_PER_STATEMENT) {
-            let n = chunk.len() * 9;
-            let (now_p, requeue_p) = (n + 1, n + 2);
-            let mut sql = String::from(
+            // Anonymous `?` parameters, bound in order (see `bulk`): the
+            // creation time is bound twice per row.
+            let mut sql = values_list(
                 "INSERT INTO frontier (source_id, url, url_sha256, host, kind, depth, seed_host, \
                  parent_sighting_id, not_before, state, attempts, created_at, updated_at) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)",
+                chunk.len(),
             );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for k in 1..=9 {
-                    sql.push_str(&format!("${}, ", i * 9 + k));
-                }
-                sql.push_str(&format!("'queued', 0, ${now_p}, ${now_p})"));
-            }
-            sql.push_str(&format!(
+            sql.push_str(
                 " ON CONFLICT (source_id, url_sha256) DO UPDATE SET state = 'queued', \
                  attempts = 0, not_before = excluded.not_before, depth = excluded.depth, \
                  parent_sighting_id = COALESCE(excluded.parent_sighting_id, \
                  frontier.parent_sighting_id), lease_holder = NULL, lease_expires_at = NULL, \
                  error_kind = NULL, error = NULL, updated_at = excluded.updated_at \
-                 WHERE frontier.state IN ('done', 'failed') AND frontier.updated_at < ${requeue_p}"
-            ));
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                 WHERE frontier.state IN ('done', 'failed') AND frontier.updated_at < ?",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(self.backend, &sql)));
             for j in chunk {
                 q = q
                     .bind(j.source_id)
@@ -547,10 +537,11 @@ impl WriteTx {
                     .bind(j.depth)
                     .bind(j.seed_host)
                     .bind(j.parent_sighting_id)
-                    .bind(j.not_before);
+                    .bind(j.not_before)
+                    .bind(now)
+                    .bind(now);
             }
             queued += q
-                .bind(now)
                 .bind(requeue_before)
                 .execute(&mut *self.tx)
                 .await?
@@ -705,37 +696,21 @@ impl WriteTx {
         let now = now_ms();
         let mut found: HashMap<(String, String), UpsertedSighting> = HashMap::new();
         for chunk in items.chunks(SIGHTING_ROWS_PER_STATEMENT) {
-            let mut sql = String::from(
+            // Anonymous `?` parameters, bound in order (see `bulk`): the
+            // sighting time is bound twice per row (first and last seen).
+            let mut sql = values_list(
                 "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
                  parent_id, content_sha256, media_type, warc_file, warc_offset, warc_length, \
                  warc_record_id, first_seen_at, last_seen_at, expires_at, attributes, matched, \
                  created_at) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                chunk.len(),
             );
-            const P: usize = 16;
-            let n = chunk.len() * P;
-            for i in 0..chunk.len() {
-                let b = i * P;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push('(');
-                for k in 1..=14 {
-                    sql.push_str(&format!("${}, ", b + k));
-                }
-                // last_seen_at = first_seen_at ($b+14), expires_at, attributes.
-                sql.push_str(&format!(
-                    "${}, ${}, ${}, 0, ${})",
-                    b + 14,
-                    b + 15,
-                    b + 16,
-                    n + 1
-                ));
-            }
             sql.push_str(
                 " ON CONFLICT (url_sha256, content_sha256) DO NOTHING \
                  RETURNING id, url_sha256, content_sha256",
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(self.backend, &sql)));
             for (s, attrs) in chunk {
                 q = q
                     .bind(s.source_id)
@@ -752,10 +727,12 @@ impl WriteTx {
                     .bind(s.warc.map(|w| w.length))
                     .bind(s.warc.map(|w| w.record_id.clone()))
                     .bind(s.seen_at)
+                    .bind(s.seen_at)
                     .bind(s.expires_at)
-                    .bind(attrs.unwrap_or("{}"));
+                    .bind(attrs.unwrap_or("{}"))
+                    .bind(now);
             }
-            let rows = q.bind(now).fetch_all(&mut *self.tx).await?;
+            let rows = q.fetch_all(&mut *self.tx).await?;
             for r in &rows {
                 found.insert(
                     (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
@@ -789,13 +766,9 @@ impl WriteTx {
                 if i > 0 {
                     sql.push_str(" OR ");
                 }
-                sql.push_str(&format!(
-                    "(url_sha256 = ${} AND content_sha256 = ${})",
-                    i * 2 + 1,
-                    i * 2 + 2
-                ));
+                sql.push_str("(url_sha256 = ? AND content_sha256 = ?)");
             }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(self.backend, &sql)));
             for s in chunk {
                 q = q.bind(s.url_sha256).bind(s.content_sha256);
             }
@@ -842,20 +815,14 @@ impl WriteTx {
     pub async fn held_jobs(&mut self, ids: &[i64], holder: &str) -> Result<Vec<i64>> {
         let mut held = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(1000) {
-            let mut sql = String::from(
-                "SELECT id FROM frontier WHERE state = 'leased' AND lease_holder = $1 AND id IN (",
+            let mut sql = format!(
+                "SELECT id FROM frontier WHERE state = 'leased' AND lease_holder = ? AND id IN ({})",
+                question_marks(chunk.len())
             );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${}", i + 2));
-            }
-            sql.push(')');
             if self.backend == Backend::Postgres {
                 sql.push_str(" ORDER BY id FOR UPDATE");
             }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(holder);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(self.backend, &sql))).bind(holder);
             for id in chunk {
                 q = q.bind(*id);
             }
@@ -880,15 +847,12 @@ impl WriteTx {
     /// `INSERT`s: `(sighting_id, signal_type, value)`.
     pub async fn insert_sighting_signals_bulk(&mut self, rows: &[(i64, &str, &str)]) -> Result<()> {
         for chunk in rows.chunks(1000) {
-            let mut sql = String::from(
+            let sql = values_sql(
+                self.backend,
                 "INSERT INTO sighting_signals (sighting_id, signal_type, value) VALUES ",
+                "(?, ?, ?)",
+                chunk.len(),
             );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3));
-            }
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (id, t, v) in chunk {
                 q = q.bind(*id).bind(*t).bind(*v);

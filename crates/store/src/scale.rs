@@ -153,10 +153,13 @@ impl Store {
     pub async fn hit_details(&self, signal_ids: &[i64]) -> Result<Vec<HitDetail>> {
         let mut out = Vec::with_capacity(signal_ids.len());
         for chunk in signal_ids.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT s.id, s.content_id, s.value, c.labels FROM signals s \
+            let sql = crate::bulk::numbered(
+                self.backend,
+                &format!(
+                    "SELECT s.id, s.content_id, s.value, c.labels FROM signals s \
                  JOIN bank_content c ON c.id = s.content_id WHERE s.id IN ({})",
-                placeholders(1, chunk.len())
+                    crate::bulk::question_marks(chunk.len())
+                ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {
@@ -173,9 +176,12 @@ impl Store {
     pub async fn content_labels(&self, content_ids: &[i64]) -> Result<HashMap<i64, String>> {
         let mut out = HashMap::with_capacity(content_ids.len());
         for chunk in content_ids.chunks(IN_CHUNK) {
-            let sql = format!(
-                "SELECT id, labels FROM bank_content WHERE id IN ({})",
-                placeholders(1, chunk.len())
+            let sql = crate::bulk::numbered(
+                self.backend,
+                &format!(
+                    "SELECT id, labels FROM bank_content WHERE id IN ({})",
+                    crate::bulk::question_marks(chunk.len())
+                ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for id in chunk {

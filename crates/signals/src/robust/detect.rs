@@ -233,11 +233,30 @@ fn scan_all(v: &View<'_>, mode: Mode, max_remove: f32) -> [usize; 4] {
     t
 }
 
+/// Smallest luma standard deviation of a line of blurred fill: flatter
+/// lines (a white page, a clear sky; JPEG noise on them stays below ~1)
+/// are flat.
+const BLUR_FILL_MIN_SPREAD: f32 = 2.0;
+
+/// What the sharpness profile cut per side (`[top, bottom, left, right]`
+/// lines), and whether every band it cut is flat.
+struct BlurFill {
+    cut: [usize; 4],
+    /// A blurred fill is a blurred *picture*; bands with no spread at all
+    /// (a white page, a clear sky) have no sharpness either but are no
+    /// border unless a uniform detector says so: such a candidate only
+    /// adds its vote to a uniform one.
+    flat: bool,
+}
+
 /// Sharpness profile detector.
-fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
+fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
     let (w, h) = (work.width as usize, work.height as usize);
     if w < 8 || h < 8 {
-        return [0; 4];
+        return BlurFill {
+            cut: [0; 4],
+            flat: false,
+        };
     }
     let l = &work.luma;
     let mut rows = vec![0f32; h];
@@ -257,17 +276,32 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
     }
     rows.iter_mut().for_each(|v| *v /= (w - 2) as f32);
     cols.iter_mut().for_each(|v| *v /= (h - 2) as f32);
+    // Spread (standard deviation of luma) of row or column `i`: a blurred
+    // fill is a blurred *picture*, not a flat area (a white sky or page has
+    // no sharpness either, and is no border unless the uniform detectors
+    // say so). Computed only for the lines a side cuts.
+    let spread = |columns: bool, i: usize| -> f32 {
+        let len = if columns { h } else { w };
+        let (mut s, mut s2) = (0f64, 0f64);
+        for j in 0..len {
+            let v = f64::from(if columns { l[j * w + i] } else { l[i * w + j] });
+            s += v;
+            s2 += v * v;
+        }
+        let m = s / len as f64;
+        ((s2 / len as f64 - m * m).max(0.0).sqrt()) as f32
+    };
     rows[0] = rows[1];
     rows[h - 1] = rows[h - 2];
     cols[0] = cols[1];
     cols[w - 1] = cols[w - 2];
-    let side = |p: &[f32], from_end: bool| -> usize {
+    let side = |p: &[f32], columns: bool, from_end: bool| -> (usize, bool) {
         let n = p.len();
         let mut sorted = p.to_vec();
         sorted.sort_by(f32::total_cmp);
         let med = sorted[n / 2];
         if med <= 0.0 {
-            return 0;
+            return (0, false);
         }
         let thr = ratio * med;
         let limit = (n as f32 * max_remove) as usize;
@@ -279,18 +313,27 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> [usize; 4] {
             let c = if k > 0 { at(k - 1) } else { a };
             (a + b + c) / 3.0
         };
+        let spread_at = |k: usize| spread(columns, if from_end { n - 1 - k } else { k });
         let mut k = 0;
         while k < limit && smooth(k) < thr {
             k += 1;
         }
-        k
+        // Flat: no line of the band has any spread.
+        (
+            k,
+            k > 0 && (0..k).all(|i| spread_at(i) < BLUR_FILL_MIN_SPREAD),
+        )
     };
-    [
-        side(&rows, false),
-        side(&rows, true),
-        side(&cols, false),
-        side(&cols, true),
-    ]
+    let sides = [
+        side(&rows, false, false),
+        side(&rows, false, true),
+        side(&cols, true, false),
+        side(&cols, true, true),
+    ];
+    BlurFill {
+        cut: sides.map(|(k, _)| k),
+        flat: sides.iter().all(|(k, f)| *k == 0 || *f) && sides.iter().any(|(k, _)| *k > 0),
+    }
 }
 
 /// Run every detector and return the distinct accepted candidates, the
@@ -332,8 +375,10 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
         },
         max_remove,
     );
+    // The uniform candidates (one per tolerance, strictest first).
+    let uniform: Vec<[usize; 4]> = found.iter().map(|(t, _)| *t).collect();
     // A caption bar on one side, uniform borders elsewhere: combine.
-    let u = found[1].0;
+    let u = uniform.last().copied().unwrap_or([0; 4]);
     let mut combined = t;
     for (c, v) in combined.iter_mut().zip(u) {
         if *c == 0 {
@@ -341,10 +386,19 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
         }
     }
     found.push((combined, Detector::Caption));
-    found.push((
-        blur_fill(work, opts.blur_ratio, max_remove),
-        Detector::BlurFill,
-    ));
+    let fill = blur_fill(work, opts.blur_ratio, max_remove);
+    let (w0, h0) = (v.w as f32, v.h as f32);
+    let near_uniform = |a: &[usize; 4]| {
+        uniform.iter().any(|u| {
+            (0..4).all(|i| {
+                let side = if i < 2 { h0 } else { w0 };
+                (u[i].abs_diff(a[i]) as f32) <= side * 0.01
+            })
+        })
+    };
+    if !fill.flat || near_uniform(&fill.cut) {
+        found.push((fill.cut, Detector::BlurFill));
+    }
 
     let (w, h) = (v.w as f32, v.h as f32);
     let mut out: Vec<([usize; 4], Vec<Detector>)> = Vec::new();
@@ -390,4 +444,58 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `w × h` RGB: rows above `top` filled by `fill(x, y)`, the rest a
+    /// sharp structured picture.
+    fn image(w: u32, h: u32, top: u32, fill: impl Fn(u32, u32) -> u8) -> WorkImage {
+        let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let v = if y < top {
+                    fill(x, y)
+                } else {
+                    // Sharp checker-and-rings content.
+                    let r = ((x as f32 - 90.0).hypot(y as f32 - 150.0) / 3.0).sin();
+                    let c = if (x / 6 + y / 6) % 2 == 0 { 60.0 } else { 0.0 };
+                    (r * 80.0 + 110.0 + c) as u8
+                };
+                rgb.extend_from_slice(&[v, v, v]);
+            }
+        }
+        WorkImage::from_rgb8(&rgb, w, h, 512).unwrap()
+    }
+
+    #[test]
+    fn a_blurred_band_is_fill_but_a_flat_one_is_not() {
+        let (w, h, top) = (240, 200, 80);
+        // Smooth, varied (a blurred picture): low sharpness, real spread.
+        let blurred = image(w, h, top, |x, y| {
+            (120.0 + 60.0 * (x as f32 / 40.0).sin() + 20.0 * (y as f32 / 30.0).cos()) as u8
+        });
+        let t = blur_fill(&blurred, 0.3, 0.75);
+        assert!(t.cut[0].abs_diff(top as usize) <= 3, "{:?}", t.cut);
+        assert!(!t.flat);
+        // Flat white (a page, a clear sky): no sharpness and no spread —
+        // flat, so only a vote for a uniform candidate.
+        let flat = image(w, h, top, |_, _| 255);
+        let f = blur_fill(&flat, 0.3, 0.75);
+        assert!(f.flat && f.cut[0] > 0, "{:?}", f.cut);
+    }
+
+    #[test]
+    fn a_flat_band_is_a_vote_for_a_uniform_border() {
+        let (w, h, top) = (240, 200, 80);
+        // A plain white pad is still found, by the uniform detectors with
+        // the fill's vote.
+        let padded = image(w, h, top, |_, _| 255);
+        let found = detect_borders(&padded, &BorderOptions::default());
+        let best = found.first().expect("a candidate");
+        assert!(best.rect.y.abs_diff(top) <= 3, "{best:?}");
+        assert!(best.detectors.contains(&Detector::BlurFill), "{best:?}");
+    }
 }
