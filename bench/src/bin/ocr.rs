@@ -573,7 +573,13 @@ fn main() -> anyhow::Result<()> {
     let timing_cards: Vec<(String, Lang, &[u8])> = cards_done
         .iter()
         .filter(|c| c.role == "query")
-        .map(|c| (format!("{}-{}.jpg", c.statement, c.role), c.lang, c.jpeg.as_slice()))
+        .map(|c| {
+            (
+                format!("{}-{}.jpg", c.statement, c.role),
+                c.lang,
+                c.jpeg.as_slice(),
+            )
+        })
         .collect();
     let (timing_len, e2e_ms, child_cpu_ms) =
         timing_pass(&tess, &opts, &timing_cards, timing_n, &out_dir)?;
@@ -654,9 +660,8 @@ fn load_readings(v: &serde_json::Value) -> anyhow::Result<(Vec<Rec>, Vec<CleanRe
             Lang::En
         }
     };
-    let out = |x: &serde_json::Value| -> Option<OcrOutput> {
-        serde_json::from_value(x.clone()).ok()
-    };
+    let out =
+        |x: &serde_json::Value| -> Option<OcrOutput> { serde_json::from_value(x.clone()).ok() };
     let cards = v["cards"]
         .as_array()
         .ok_or_else(|| anyhow::anyhow!("readings: no cards"))?
@@ -730,7 +735,10 @@ fn score_rules(recs: &[Rec], clean: &[CleanRec], gate: &[bool]) -> Vec<serde_jso
     let height = |o: &OcrOutput| o.text_height().unwrap_or(0);
     let mut triggers: Vec<(String, Trigger)> = vec![
         ("never".into(), Box::new(|_: &OcrOutput| false)),
-        ("production".into(), Box::new(echotrace_signals::ocr::wants_enlarged)),
+        (
+            "production".into(),
+            Box::new(echotrace_signals::ocr::wants_enlarged),
+        ),
     ];
     for hmax in [20u32, 24, 28, 32] {
         triggers.push((
@@ -760,22 +768,41 @@ fn score_rules(recs: &[Rec], clean: &[CleanRec], gate: &[bool]) -> Vec<serde_jso
         ));
     }
     let choices: Vec<(&str, Choice)> = vec![
-        ("production", Box::new(|a: &OcrOutput, b: &OcrOutput| {
-            echotrace_signals::ocr::choose_reading(a.clone(), b.clone()).enlarged
-        })),
+        (
+            "production",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| {
+                echotrace_signals::ocr::choose_reading(a.clone(), b.clone()).enlarged
+            }),
+        ),
         ("always", Box::new(|_: &OcrOutput, _: &OcrOutput| true)),
-        ("conf", Box::new(|a: &OcrOutput, b: &OcrOutput| {
-            b.mean_confidence() > a.mean_confidence()
-        })),
-        ("conf&words", Box::new(|a: &OcrOutput, b: &OcrOutput| {
-            b.mean_confidence() > a.mean_confidence() && kept_count(b) >= kept_count(a)
-        })),
-        ("kept", Box::new(|a: &OcrOutput, b: &OcrOutput| kept_count(b) > kept_count(a))),
-        ("lowshare", Box::new(|a: &OcrOutput, b: &OcrOutput| low_share(b) < low_share(a))),
-        ("mass", Box::new(|a: &OcrOutput, b: &OcrOutput| kept_mass(b) > kept_mass(a))),
-        ("lowshare&words", Box::new(|a: &OcrOutput, b: &OcrOutput| {
-            low_share(b) < low_share(a) && kept_count(b) >= kept_count(a)
-        })),
+        (
+            "conf",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| b.mean_confidence() > a.mean_confidence()),
+        ),
+        (
+            "conf&words",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| {
+                b.mean_confidence() > a.mean_confidence() && kept_count(b) >= kept_count(a)
+            }),
+        ),
+        (
+            "kept",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| kept_count(b) > kept_count(a)),
+        ),
+        (
+            "lowshare",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| low_share(b) < low_share(a)),
+        ),
+        (
+            "mass",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| kept_mass(b) > kept_mass(a)),
+        ),
+        (
+            "lowshare&words",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| {
+                low_share(b) < low_share(a) && kept_count(b) >= kept_count(a)
+            }),
+        ),
     ];
     let rule = TextMatchRule {
         jaccard: 0.3,
@@ -838,7 +865,8 @@ fn score_rules(recs: &[Rec], clean: &[CleanRec], gate: &[bool]) -> Vec<serde_jso
                         total[li] += 1;
                         let found = finds(q, bk);
                         hit[li] += usize::from(found);
-                        hit_gated[li] += usize::from(found && gate.get(q).copied().unwrap_or(false));
+                        hit_gated[li] +=
+                            usize::from(found && gate.get(q).copied().unwrap_or(false));
                     } else if finds(i, j) || finds(j, i) {
                         false_matches += 1;
                         if false_examples.len() < 5 {
@@ -985,7 +1013,13 @@ fn replay(
             .iter()
             .zip(&jpegs)
             .filter(|(r, _)| r.role == "query")
-            .map(|(r, j)| (format!("{}-{}.jpg", r.statement, r.role), r.lang, j.as_slice()))
+            .map(|(r, j)| {
+                (
+                    format!("{}-{}.jpg", r.statement, r.role),
+                    r.lang,
+                    j.as_slice(),
+                )
+            })
             .collect();
         let opts = HashOptions::default();
         let (len, e2e, cpu) = timing_pass(tess, &opts, &cards, timing_n, out_dir)?;
