@@ -25,7 +25,13 @@ python3 - "$OUT.json" "$OUT-peer.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[2]))
 grid = r.pop("grid")
+rules = r.pop("rules", [])
 print(json.dumps(r, indent=1, ensure_ascii=False))
+print("second-reading rules (trigger, choice): 2nd runs AR query/AR bank/EN query, recall EN/AR (gated), false, CER EN/AR")
+for x in rules:
+    print(f'{x["trigger"]:18} {x["choice"]:15} {x["second_runs_ar_query"]:.3f}/{x["second_runs_ar_bank"]:.3f}/{x["second_runs_en_query"]:.3f}  '
+          f'{x["recall_en"]:.3f} {x["recall_ar"]:.3f} ({x["recall_en_gated"]:.3f} {x["recall_ar_gated"]:.3f})  '
+          f'{x["false_matches"]}  {x["cer_en"]:.4f} {x["cer_ar"]:.4f}')
 print("peer:", json.dumps(p))
 for mode in ("combined", "same_runs"):
     print(f"wall ratio echotrace end-to-end / pytesseract {mode}: "

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use cards::{Lang, Rng};
 use echotrace_signals::content::{ContentHasher, HashOptions, OcrGate};
-use echotrace_signals::ocr::{OcrLimits, OcrWord, Reading, Tesseract};
+use echotrace_signals::ocr::{OcrInput, OcrLimits, OcrOutput, OcrWord, Reading, Tesseract};
 use echotrace_signals::text::{compare_text_with, text_signature, TextMatchRule, TextSignature};
 
 struct Card {
@@ -37,13 +37,48 @@ struct Card {
     statement: usize,
     role: &'static str,
     jpeg: Vec<u8>,
-    /// The block reading (what every image gets).
+    /// The block reading (what every image gets, under the rule in use).
     words: Vec<OcrWord>,
+    /// The first reading alone, and the enlarged reading of the same image
+    /// when its text is under [`DUMP_CEILING_PX`] (taken or not by the
+    /// rule): recorded so `--replay` can score other rules offline.
+    first: Option<OcrOutput>,
+    second: Option<OcrOutput>,
     /// Bank cards: the second, sparse reading.
     sparse: Option<Vec<OcrWord>>,
     /// The script group the block reading chose.
     language: String,
     ocr_ms: f64,
+}
+
+/// The enlarged reading is recorded for every card whose first reading's
+/// text is under this height (px): the widest trigger the rules scored by
+/// `--replay` may use.
+const DUMP_CEILING_PX: u32 = 32;
+
+/// First reading, the enlarged one when the text is small, and what the
+/// rule in use (`Tesseract::recognize`) keeps of them, at the cost of one
+/// extra run only where the rule would not have made it.
+fn read_both(
+    tess: &Tesseract,
+    input: &OcrInput,
+) -> (Option<OcrOutput>, Option<OcrOutput>, Option<OcrOutput>) {
+    let Ok(first) = tess.first_reading(input) else {
+        return (None, None, None);
+    };
+    let second = first
+        .text_height()
+        .is_some_and(|h| h > 0 && h < DUMP_CEILING_PX)
+        .then(|| tess.enlarged_reading(input, &first))
+        .flatten()
+        .and_then(|r| r.ok());
+    let kept = match &second {
+        Some(sec) if echotrace_signals::ocr::wants_enlarged(&first) => {
+            echotrace_signals::ocr::choose_reading(first.clone(), sec.clone())
+        }
+        _ => first.clone(),
+    };
+    (Some(kept), Some(first), second)
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -113,6 +148,11 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&tmp)?;
     let tess = Tesseract::locate(std::path::Path::new("tesseract"), OcrLimits::default())?;
     eprintln!("{} languages {:?}", tess.version(), tess.languages());
+    if args.iter().any(|a| a == "--replay") {
+        let report = replay(&out_dir, &tess, timing_n)?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let photos = cards::photos(&fixtures);
 
     // Statements and designs (deterministic).
@@ -164,6 +204,14 @@ fn main() -> anyhow::Result<()> {
             k += 1;
         }
     }
+    // `--langs ar` (or `en`) renders and reads one language's cards only;
+    // the statements and designs drawn are the same as with both.
+    match arg(&args, "--langs").as_deref() {
+        None | Some("both") => {}
+        Some("ar") => jobs.retain(|j| j.0 == Lang::Ar),
+        Some("en") => jobs.retain(|j| j.0 == Lang::En),
+        Some(other) => anyhow::bail!("--langs: expected ar, en or both, got {other:?}"),
+    }
     let statements: Vec<(Lang, String)> = jobs.iter().map(|j| (j.0, j.2.clone())).collect();
 
     // Render + OCR on `threads` workers.
@@ -196,7 +244,10 @@ fn main() -> anyhow::Result<()> {
                             .hash_deferred(&jpeg, opts, Some(OcrGate::Always))
                             .ok();
                         let input = hashed.and_then(|h| h.ocr_inputs.into_iter().next());
-                        let block = input.as_ref().and_then(|i| tess.recognize(i).ok());
+                        let (block, first, second) = match &input {
+                            Some(i) => read_both(tess, i),
+                            None => (None, None, None),
+                        };
                         let ocr_ms = t0.elapsed().as_secs_f64() * 1e3;
                         let language = block
                             .as_ref()
@@ -216,6 +267,8 @@ fn main() -> anyhow::Result<()> {
                                 role,
                                 jpeg,
                                 words: block.map(|o| o.words).unwrap_or_default(),
+                                first,
+                                second,
                                 sparse,
                                 language,
                                 ocr_ms,
@@ -261,6 +314,14 @@ fn main() -> anyhow::Result<()> {
         .map(|(i, (_, s))| format!("{i}\t{s}\n"))
         .collect();
     std::fs::write(out_dir.join("statements.tsv"), truth)?;
+    // Each card's design, to inspect the cards OCR misreads.
+    let designs: String = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, j)| [(i, "bank", &j.3), (i, "query", &j.4)])
+        .map(|(i, role, d)| format!("{i}-{role}\t{d:?}\n"))
+        .collect();
+    std::fs::write(out_dir.join("designs.tsv"), designs)?;
 
     // The text-presence gate on every card: a query image is OCRed only
     // when it fires (bank images are always read), so the service's recall
@@ -387,6 +448,7 @@ fn main() -> anyhow::Result<()> {
 
     // CER on clean renders (one font per language, default confidence rule).
     let mut cer = [Vec::new(), Vec::new()];
+    let mut clean_readings = Vec::new();
     let mut hasher = ContentHasher::new();
     for (i, (lang, text)) in statements.iter().enumerate().step_by(3) {
         let font = if *lang == Lang::Ar {
@@ -398,16 +460,37 @@ fn main() -> anyhow::Result<()> {
         let Ok(h) = hasher.hash_deferred(&png, &opts, Some(OcrGate::Always)) else {
             continue;
         };
-        let words = h
-            .ocr_inputs
-            .first()
-            .and_then(|input| tess.recognize(input).ok())
-            .map(|o| o.words)
-            .unwrap_or_default();
+        let (kept, first, second) = match h.ocr_inputs.first() {
+            Some(input) => read_both(&tess, input),
+            None => (None, None, None),
+        };
+        clean_readings.push(CleanRec {
+            lang: *lang,
+            text: text.clone(),
+            first,
+            second,
+        });
+        let words = kept.map(|o| o.words).unwrap_or_default();
         let read = text_at(&words, 0.0).replace('\n', " ");
         cer[usize::from(*lang == Lang::Ar)].push(cards::cer(text, &read));
     }
     let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let recs: Vec<Rec> = cards_done
+        .iter()
+        .map(|c| Rec {
+            lang: c.lang,
+            statement: c.statement,
+            role: c.role.to_string(),
+            first: c.first.clone(),
+            second: c.second.clone(),
+            sparse: c.sparse.clone(),
+        })
+        .collect();
+    std::fs::write(
+        out_dir.join("readings.json"),
+        serde_json::to_string(&dump_readings(&recs, &clean_readings))?,
+    )?;
+    let rules = score_rules(&recs, &clean_readings, &gate);
 
     // Presence test: CPU time and firing on text-free images (the fixture
     // photos, and frames of the fixture videos), and firing on every card.
@@ -487,44 +570,19 @@ fn main() -> anyhow::Result<()> {
     // Per-image OCR cost, one image at a time (the peer does the same on
     // the same images right after): wall time end to end (decode, gate,
     // prepare, isolated child, parse) and the child's CPU time.
-    let timing: Vec<&Card> = cards_done
+    let timing_cards: Vec<(String, Lang, &[u8])> = cards_done
         .iter()
         .filter(|c| c.role == "query")
-        .take(timing_n)
+        .map(|c| {
+            (
+                format!("{}-{}.jpg", c.statement, c.role),
+                c.lang,
+                c.jpeg.as_slice(),
+            )
+        })
         .collect();
-    let mut e2e_ms = Vec::new();
-    let mut timing_list = String::new();
-    let child_cpu0 = children_cpu_ms();
-    for c in &timing {
-        let t0 = Instant::now();
-        let mut runs = Vec::new();
-        if let Ok(h) = hasher.hash_deferred(&c.jpeg, &opts, Some(OcrGate::Always)) {
-            if let Some(input) = h.ocr_inputs.into_iter().next() {
-                if let Ok(out) = tess.recognize(&input) {
-                    // The runs recognize made: groups up to the accepted one,
-                    // or all of them when none was accepted.
-                    let accepted =
-                        out.mean_confidence() >= echotrace_signals::ocr::ACCEPT_CONFIDENCE;
-                    for g in tess.script_groups() {
-                        runs.push(g.clone());
-                        if accepted && *g == out.language {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        e2e_ms.push(t0.elapsed().as_secs_f64() * 1e3);
-        timing_list.push_str(&format!(
-            "{}-{}.jpg\t{}\t{}\n",
-            c.statement,
-            c.role,
-            tess.languages().join("+"),
-            runs.join(",")
-        ));
-    }
-    let child_cpu_ms = (children_cpu_ms() - child_cpu0) / timing.len().max(1) as f64;
-    std::fs::write(out_dir.join("timing.tsv"), timing_list)?;
+    let (timing_len, e2e_ms, child_cpu_ms) =
+        timing_pass(&tess, &opts, &timing_cards, timing_n, &out_dir)?;
     let photo_ocr_share = fired.values().map(|v| v.0).sum::<usize>() as f64
         / fired.values().map(|v| v.1).sum::<usize>().max(1) as f64;
 
@@ -535,7 +593,7 @@ fn main() -> anyhow::Result<()> {
         "near_duplicate_statements_redrawn": near_duplicates_redrawn,
         "tesseract": tess.version(),
         "ocr_ms_median_parallel_run": median(cards_done.iter().map(|c| c.ocr_ms).collect()),
-        "timing_images": timing.len(),
+        "timing_images": timing_len,
         "ocr_e2e_ms_median": median(e2e_ms.clone()),
         "ocr_e2e_ms_mean": e2e_ms.iter().sum::<f64>() / e2e_ms.len().max(1) as f64,
         "ocr_child_cpu_ms_mean": child_cpu_ms,
@@ -550,8 +608,424 @@ fn main() -> anyhow::Result<()> {
         "presence_cards_missed": gate_missed,
         "added_ms_per_text_free_image": median(presence_cpu_ms.clone()) + photo_ocr_share * child_cpu_ms,
         "languages_chosen": languages_chosen,
+        "rules": rules,
         "grid": grid,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// One card's recorded readings (what `--replay` scores rules on).
+struct Rec {
+    lang: Lang,
+    statement: usize,
+    role: String,
+    first: Option<OcrOutput>,
+    second: Option<OcrOutput>,
+    sparse: Option<Vec<OcrWord>>,
+}
+
+/// One clean render's readings, for CER.
+struct CleanRec {
+    lang: Lang,
+    text: String,
+    first: Option<OcrOutput>,
+    second: Option<OcrOutput>,
+}
+
+fn lang_code(l: Lang) -> &'static str {
+    match l {
+        Lang::En => "en",
+        Lang::Ar => "ar",
+    }
+}
+
+fn dump_readings(recs: &[Rec], clean: &[CleanRec]) -> serde_json::Value {
+    serde_json::json!({
+        "cards": recs.iter().map(|r| serde_json::json!({
+            "lang": lang_code(r.lang), "statement": r.statement, "role": r.role,
+            "first": r.first, "second": r.second, "sparse": r.sparse,
+        })).collect::<Vec<_>>(),
+        "clean": clean.iter().map(|c| serde_json::json!({
+            "lang": lang_code(c.lang), "text": c.text, "first": c.first, "second": c.second,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn load_readings(v: &serde_json::Value) -> anyhow::Result<(Vec<Rec>, Vec<CleanRec>)> {
+    let lang = |x: &serde_json::Value| {
+        if x["lang"] == "ar" {
+            Lang::Ar
+        } else {
+            Lang::En
+        }
+    };
+    let out =
+        |x: &serde_json::Value| -> Option<OcrOutput> { serde_json::from_value(x.clone()).ok() };
+    let cards = v["cards"]
+        .as_array()
+        .ok_or_else(|| anyhow::anyhow!("readings: no cards"))?
+        .iter()
+        .map(|c| Rec {
+            lang: lang(c),
+            statement: c["statement"].as_u64().unwrap_or(0) as usize,
+            role: c["role"].as_str().unwrap_or("").to_string(),
+            first: out(&c["first"]),
+            second: out(&c["second"]),
+            sparse: serde_json::from_value(c["sparse"].clone()).ok(),
+        })
+        .collect();
+    let clean = v["clean"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| CleanRec {
+                    lang: lang(c),
+                    text: c["text"].as_str().unwrap_or("").to_string(),
+                    first: out(&c["first"]),
+                    second: out(&c["second"]),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((cards, clean))
+}
+
+/// Words of a reading that count as text (a letter or digit).
+fn text_words(o: &OcrOutput) -> impl Iterator<Item = &OcrWord> {
+    o.words
+        .iter()
+        .filter(|w| w.text.chars().any(char::is_alphanumeric))
+}
+
+/// Share of a reading's text words under confidence 40.
+fn low_share(o: &OcrOutput) -> f32 {
+    let (low, all) = text_words(o).fold((0usize, 0usize), |(l, a), w| {
+        (l + usize::from(w.confidence < 40.0), a + 1)
+    });
+    if all == 0 {
+        1.0
+    } else {
+        low as f32 / all as f32
+    }
+}
+
+fn kept_count(o: &OcrOutput) -> usize {
+    o.words.iter().filter(|w| w.kept).count()
+}
+
+/// Sum of the kept words' confidence: how much confident text a reading has.
+fn kept_mass(o: &OcrOutput) -> f32 {
+    o.words
+        .iter()
+        .filter(|w| w.kept)
+        .map(|w| w.confidence)
+        .sum()
+}
+
+type Trigger = Box<dyn Fn(&OcrOutput) -> bool>;
+type Choice = Box<dyn Fn(&OcrOutput, &OcrOutput) -> bool>;
+
+/// Candidate rules for the enlarged second reading, scored on recorded
+/// readings at the defaults (confidence ≥ 40, Jaccard 0.3, ≥ 6 tokens, bank
+/// sparse reading): recall (all / gated), false matches over every pair of
+/// cards with different statements, CER on the clean renders, and the
+/// share of cards a second run is made for (the cost).
+fn score_rules(recs: &[Rec], clean: &[CleanRec], gate: &[bool]) -> Vec<serde_json::Value> {
+    let height = |o: &OcrOutput| o.text_height().unwrap_or(0);
+    let mut triggers: Vec<(String, Trigger)> = vec![
+        ("never".into(), Box::new(|_: &OcrOutput| false)),
+        (
+            "production".into(),
+            Box::new(echotrace_signals::ocr::wants_enlarged),
+        ),
+    ];
+    for hmax in [20u32, 24, 28, 32] {
+        triggers.push((
+            format!("h<{hmax}"),
+            Box::new(move |o: &OcrOutput| {
+                let h = height(o);
+                h > 0 && h < hmax
+            }),
+        ));
+    }
+    for c in [70.0f32, 75.0, 80.0, 85.0, 88.0] {
+        triggers.push((
+            format!("h<32&conf<{c}"),
+            Box::new(move |o: &OcrOutput| {
+                let h = height(o);
+                h > 0 && h < 32 && o.mean_confidence() < c
+            }),
+        ));
+    }
+    for f in [0.05f32, 0.1, 0.2, 0.3] {
+        triggers.push((
+            format!("h<32&low>{f}"),
+            Box::new(move |o: &OcrOutput| {
+                let h = height(o);
+                h > 0 && h < 32 && low_share(o) > f
+            }),
+        ));
+    }
+    let choices: Vec<(&str, Choice)> = vec![
+        (
+            "production",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| {
+                echotrace_signals::ocr::choose_reading(a.clone(), b.clone()).enlarged
+            }),
+        ),
+        ("always", Box::new(|_: &OcrOutput, _: &OcrOutput| true)),
+        (
+            "conf",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| b.mean_confidence() > a.mean_confidence()),
+        ),
+        (
+            "conf&words",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| {
+                b.mean_confidence() > a.mean_confidence() && kept_count(b) >= kept_count(a)
+            }),
+        ),
+        (
+            "kept",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| kept_count(b) > kept_count(a)),
+        ),
+        (
+            "lowshare",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| low_share(b) < low_share(a)),
+        ),
+        (
+            "mass",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| kept_mass(b) > kept_mass(a)),
+        ),
+        (
+            "lowshare&words",
+            Box::new(|a: &OcrOutput, b: &OcrOutput| {
+                low_share(b) < low_share(a) && kept_count(b) >= kept_count(a)
+            }),
+        ),
+    ];
+    let rule = TextMatchRule {
+        jaccard: 0.3,
+        ..TextMatchRule::default()
+    };
+    let sign = |w: &[OcrWord]| {
+        let t = text_at(w, 40.0);
+        (text_signature(&t), echotrace_signals::ocr::token_count(&t))
+    };
+    let m = |q: &(TextSignature, usize), b: &(TextSignature, usize)| {
+        q.1 >= 6
+            && b.1 >= 6
+            && compare_text_with(&q.0, &b.0, &rule)
+                .map(|c| c.is_match)
+                .unwrap_or(false)
+    };
+    let empty = OcrOutput::default();
+    let mut results = Vec::new();
+    for (tname, trig) in &triggers {
+        for (cname, choose) in &choices {
+            if tname == "never" && *cname != "production" {
+                continue;
+            }
+            let pick = |f: &Option<OcrOutput>, s: &Option<OcrOutput>| -> (bool, bool) {
+                let f = f.as_ref().unwrap_or(&empty);
+                match s {
+                    Some(s) if trig(f) => (true, choose(f, s)),
+                    _ => (false, false),
+                }
+            };
+            let mut ran = [[0usize; 2]; 2]; // [lang][query?]
+            let mut took = [0usize; 2];
+            let mut count = [[0usize; 2]; 2];
+            let signed: Vec<Vec<(TextSignature, usize)>> = recs
+                .iter()
+                .map(|r| {
+                    let (run, take) = pick(&r.first, &r.second);
+                    let li = usize::from(r.lang == Lang::Ar);
+                    let qi = usize::from(r.role == "query");
+                    count[li][qi] += 1;
+                    ran[li][qi] += usize::from(run);
+                    took[li] += usize::from(take);
+                    let kept = if take { &r.second } else { &r.first };
+                    let words = kept.as_ref().map(|o| o.words.as_slice()).unwrap_or(&[]);
+                    std::iter::once(sign(words))
+                        .chain(r.sparse.as_deref().map(sign))
+                        .collect()
+                })
+                .collect();
+            let finds = |q: usize, b: usize| signed[b].iter().any(|r| m(&signed[q][0], r));
+            let (mut hit, mut hit_gated, mut total) = ([0usize; 2], [0usize; 2], [0usize; 2]);
+            let mut false_matches = 0usize;
+            let mut false_examples = Vec::new();
+            for i in 0..recs.len() {
+                for j in i + 1..recs.len() {
+                    let (a, b) = (&recs[i], &recs[j]);
+                    if a.statement == b.statement {
+                        let (q, bk) = if a.role == "query" { (i, j) } else { (j, i) };
+                        let li = usize::from(a.lang == Lang::Ar);
+                        total[li] += 1;
+                        let found = finds(q, bk);
+                        hit[li] += usize::from(found);
+                        hit_gated[li] +=
+                            usize::from(found && gate.get(q).copied().unwrap_or(false));
+                    } else if finds(i, j) || finds(j, i) {
+                        false_matches += 1;
+                        if false_examples.len() < 5 {
+                            false_examples.push(format!(
+                                "{}-{} ~ {}-{}",
+                                a.statement, a.role, b.statement, b.role
+                            ));
+                        }
+                    }
+                }
+            }
+            let mut cer = [Vec::new(), Vec::new()];
+            let mut clean_ran = 0usize;
+            for c in clean {
+                let (run, take) = pick(&c.first, &c.second);
+                clean_ran += usize::from(run);
+                let kept = if take { &c.second } else { &c.first };
+                let words = kept.as_ref().map(|o| o.words.as_slice()).unwrap_or(&[]);
+                let read = text_at(words, 0.0).replace('\n', " ");
+                cer[usize::from(c.lang == Lang::Ar)].push(cards::cer(&c.text, &read));
+            }
+            let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let frac = |a: usize, b: usize| a as f64 / b.max(1) as f64;
+            results.push(serde_json::json!({
+                "trigger": tname, "choice": cname,
+                "second_runs_ar_query": frac(ran[1][1], count[1][1]),
+                "second_runs_en_query": frac(ran[0][1], count[0][1]),
+                "second_runs_ar_bank": frac(ran[1][0], count[1][0]),
+                "enlarged_kept": took,
+                "recall_en": frac(hit[0], total[0]), "recall_en_gated": frac(hit_gated[0], total[0]),
+                "recall_ar": frac(hit[1], total[1]), "recall_ar_gated": frac(hit_gated[1], total[1]),
+                "false_matches": false_matches, "false_examples": false_examples,
+                "cer_en": mean(&cer[0]), "cer_ar": mean(&cer[1]), "clean_second_runs": clean_ran,
+            }));
+        }
+    }
+    results
+}
+
+/// Per-image OCR cost, one image at a time (the peer does the same on the
+/// same images right after): wall time end to end (decode, gate, prepare,
+/// isolated child(ren), parse) and the children's CPU time per image. The
+/// timing cards are the first query cards of each language in turn (half
+/// English, half Arabic), listed in DIR/timing.tsv for the peer.
+fn timing_pass(
+    tess: &Tesseract,
+    opts: &HashOptions,
+    cards: &[(String, Lang, &[u8])],
+    n: usize,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<(usize, Vec<f64>, f64)> {
+    let mut en = cards.iter().filter(|c| c.1 == Lang::En);
+    let mut ar = cards.iter().filter(|c| c.1 == Lang::Ar);
+    let mut timing = Vec::new();
+    while timing.len() < n {
+        let (a, b) = (en.next(), ar.next());
+        if a.is_none() && b.is_none() {
+            break;
+        }
+        timing.extend(a.into_iter().chain(b).take(n - timing.len()));
+    }
+    let mut hasher = ContentHasher::new();
+    let mut e2e_ms = Vec::new();
+    let mut timing_list = String::new();
+    let mut enlarged = 0usize;
+    let mut cpu_by_lang = [(0f64, 0usize); 2];
+    let child_cpu0 = children_cpu_ms();
+    for (name, lang, jpeg) in &timing {
+        let t0 = Instant::now();
+        let c0 = children_cpu_ms();
+        let mut runs = Vec::new();
+        if let Ok(h) = hasher.hash_deferred(jpeg, opts, Some(OcrGate::Always)) {
+            if let Some(input) = h.ocr_inputs.into_iter().next() {
+                if let Ok(out) = tess.recognize(&input) {
+                    // The runs recognize made: groups up to the accepted one,
+                    // or all of them when none was accepted.
+                    let accepted =
+                        out.mean_confidence() >= echotrace_signals::ocr::ACCEPT_CONFIDENCE;
+                    for g in tess.script_groups() {
+                        runs.push(g.clone());
+                        if accepted && *g == out.language {
+                            break;
+                        }
+                    }
+                    enlarged += usize::from(out.enlarged);
+                }
+            }
+        }
+        e2e_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        let li = usize::from(*lang == Lang::Ar);
+        cpu_by_lang[li].0 += children_cpu_ms() - c0;
+        cpu_by_lang[li].1 += 1;
+        timing_list.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            name,
+            tess.languages().join("+"),
+            runs.join(","),
+            lang_code(*lang)
+        ));
+    }
+    let child_cpu_ms = (children_cpu_ms() - child_cpu0) / timing.len().max(1) as f64;
+    std::fs::write(out_dir.join("timing.tsv"), timing_list)?;
+    eprintln!(
+        "timing: {} cards, {} read enlarged and kept; child CPU per card EN {:.0} ms ({}), AR {:.0} ms ({})",
+        timing.len(),
+        enlarged,
+        cpu_by_lang[0].0 / cpu_by_lang[0].1.max(1) as f64,
+        cpu_by_lang[0].1,
+        cpu_by_lang[1].0 / cpu_by_lang[1].1.max(1) as f64,
+        cpu_by_lang[1].1
+    );
+    Ok((timing.len(), e2e_ms, child_cpu_ms))
+}
+
+/// `--replay`: score the rules on DIR/readings.json (and the card JPEGs in
+/// DIR for the gate) without reading anything again; with `--timing N`,
+/// time the rule in use on N query cards of DIR for the peer.
+fn replay(
+    out_dir: &std::path::Path,
+    tess: &Tesseract,
+    timing_n: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("readings.json"))?)?;
+    let (recs, clean) = load_readings(&v)?;
+    let jpegs: Vec<Vec<u8>> = recs
+        .iter()
+        .map(|r| std::fs::read(out_dir.join(format!("{}-{}.jpg", r.statement, r.role))))
+        .collect::<Result<_, _>>()?;
+    let gate: Vec<bool> = jpegs
+        .iter()
+        .map(|j| {
+            echotrace_signals::decode::decode_image(j, &Default::default(), &Default::default())
+                .map(|img| {
+                    echotrace_signals::ocr::text_presence(&img.rgb, img.width, img.height).likely
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    let rules = score_rules(&recs, &clean, &gate);
+    let mut report = serde_json::json!({ "rules": rules });
+    if timing_n > 0 {
+        let cards: Vec<(String, Lang, &[u8])> = recs
+            .iter()
+            .zip(&jpegs)
+            .filter(|(r, _)| r.role == "query")
+            .map(|(r, j)| {
+                (
+                    format!("{}-{}.jpg", r.statement, r.role),
+                    r.lang,
+                    j.as_slice(),
+                )
+            })
+            .collect();
+        let opts = HashOptions::default();
+        let (len, e2e, cpu) = timing_pass(tess, &opts, &cards, timing_n, out_dir)?;
+        report["timing_images"] = len.into();
+        report["ocr_e2e_ms_median"] = median(e2e).into();
+        report["ocr_child_cpu_ms_mean"] = cpu.into();
+    }
+    Ok(report)
 }

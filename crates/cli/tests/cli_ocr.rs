@@ -364,6 +364,81 @@ fn hash_ocr_reads_english_and_arabic_cards() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// A weak reading of small text is read a second time enlarged
+/// (`ocr.enlarged`): a 16 pt DejaVu Sans Arabic card 1,100 px wide (word
+/// boxes under 32 px; its first reading is under the mean confidence of 80)
+/// is, and the enlarged reading is kept and read well enough to match its
+/// statement typed. Small text read confidently (16 pt Noto Naskh: boxes
+/// under 32 px, confidence ≥ 80) keeps its first reading with no second
+/// run, and so does large text (48 pt).
+#[test]
+fn hash_ocr_reads_weak_small_text_enlarged() {
+    let tmp = tmpdir("small");
+    let photos = ocr_common::photos(&fixtures());
+    let text = &statements(Lang::Ar, 1, 2026)[0];
+    let typed = write(&tmp, "typed.txt", text.as_bytes());
+    for (font, size, enlarged) in [
+        ("DejaVu Sans", 16, true),
+        ("Noto Naskh Arabic", 16, false),
+        ("Noto Naskh Arabic", 48, false),
+    ] {
+        let d = design(
+            font,
+            size,
+            1100,
+            Background::Plain([235, 220, 202]),
+            false,
+            90,
+        );
+        let card = write(
+            &tmp,
+            &format!("{size}-{enlarged}.jpg"),
+            &ocr_common::render_card(text, Lang::Ar, &d, &photos, &tmp),
+        );
+        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&card));
+        assert!(ok, "hash --ocr failed: {err}");
+        let ocr = v["signals"]
+            .as_array()
+            .expect("signals")
+            .iter()
+            .find(|s| s["type"] == json!("ocr_text"))
+            .unwrap_or_else(|| panic!("{font} {size} pt card got no ocr_text: {v}"));
+        assert_eq!(
+            ocr["ocr"]["enlarged"],
+            json!(enlarged),
+            "{font} {size} pt: {ocr}"
+        );
+        let height = ocr["ocr"]["text_height"].as_u64().unwrap_or(0);
+        let confidence = ocr["ocr"]["mean_confidence"].as_f64().unwrap_or(0.0);
+        if !enlarged && size == 16 {
+            // Small but confident: the weak-reading condition alone kept
+            // it from a second run.
+            assert!(height < 32 && confidence >= 80.0, "{font} {size} pt: {ocr}");
+        } else {
+            // Large text, or small text read at twice the size.
+            assert!(height >= 32, "{font} {size} pt: {ocr}");
+        }
+        let read = ocr["ocr"]["text"].as_str().unwrap_or("");
+        assert!(
+            words_found(text, read) >= 0.8,
+            "{font} {size} pt read {read:?} of {text:?}"
+        );
+        let (ok, v, err) = run_json(
+            bin()
+                .args(["compare", "--type", "ocr", "--json"])
+                .arg(&typed)
+                .arg(&card),
+        );
+        assert!(ok, "{err}");
+        assert_eq!(
+            v["match"],
+            json!(true),
+            "{font} {size} pt typed vs OCR: {v}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 #[test]
 fn compare_type_ocr_matches_redesigned_cards_only() {
     let tmp = tmpdir("compare");

@@ -161,6 +161,8 @@ pub fn ocr_text_signal(out: &crate::ocr::OcrOutput, min_tokens: usize) -> Option
         mean_confidence: out.mean_confidence(),
         words: out.words.len(),
         kept: out.words.iter().filter(|w| w.kept).count(),
+        enlarged: out.enlarged,
+        text_height: out.text_height(),
     });
     Some(s)
 }

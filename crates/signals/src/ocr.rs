@@ -243,8 +243,69 @@ impl Tesseract {
     /// one isolated run per script group until one reads with a mean
     /// confidence of at least [`ACCEPT_CONFIDENCE`]; otherwise the most
     /// confident reading. All runs share one [`OcrLimits::timeout`].
+    ///
+    /// A weak reading of small text is read a second time, enlarged
+    /// ([`wants_enlarged`]): the image is scaled up by [`UPSCALE`] (within
+    /// [`OcrLimits`]) and read again with the chosen script group; it
+    /// replaces the first when it is more confident and keeps at least as
+    /// many words ([`choose_reading`]). At most one extra run
+    /// (ARCHITECTURE.md, "OCR").
     pub fn recognize(&self, input: &OcrInput) -> Result<OcrOutput, OcrError> {
         let deadline = std::time::Instant::now() + self.limits.timeout;
+        let first = self.recognize_groups(input, deadline)?;
+        if !wants_enlarged(&first) {
+            return Ok(first);
+        }
+        match self.read_enlarged(input, &first, deadline) {
+            Some(Ok(second)) => Ok(choose_reading(first, second)),
+            // A second reading that fails or runs out of time leaves the
+            // first one standing.
+            _ => Ok(first),
+        }
+    }
+
+    /// The first reading alone (the script groups in turn), without the
+    /// enlarged second one: for benchmarks that record both readings.
+    pub fn first_reading(&self, input: &OcrInput) -> Result<OcrOutput, OcrError> {
+        let deadline = std::time::Instant::now() + self.limits.timeout;
+        self.recognize_groups(input, deadline)
+    }
+
+    /// The enlarged reading of `input` with the script group `first`
+    /// chose, whatever [`wants_enlarged`] says (marked `enlarged`); `None`
+    /// when the image cannot be enlarged within [`OcrLimits`].
+    pub fn enlarged_reading(
+        &self,
+        input: &OcrInput,
+        first: &OcrOutput,
+    ) -> Option<Result<OcrOutput, OcrError>> {
+        let deadline = std::time::Instant::now() + self.limits.timeout;
+        self.read_enlarged(input, first, deadline)
+    }
+
+    fn read_enlarged(
+        &self,
+        input: &OcrInput,
+        first: &OcrOutput,
+        deadline: std::time::Instant,
+    ) -> Option<Result<OcrOutput, OcrError>> {
+        let big = upscale(input, UPSCALE, &self.limits)?;
+        let group = self.groups.iter().find(|g| **g == first.language)?;
+        Some(
+            self.run(&big, group, Reading::Block, deadline)
+                .map(|mut o| {
+                    o.enlarged = true;
+                    o
+                }),
+        )
+    }
+
+    /// [`Tesseract::recognize`]'s first reading: the script groups in turn.
+    fn recognize_groups(
+        &self,
+        input: &OcrInput,
+        deadline: std::time::Instant,
+    ) -> Result<OcrOutput, OcrError> {
         let mut best: Option<OcrOutput> = None;
         for group in &self.groups {
             let out = self.run(input, group, Reading::Block, deadline)?;
@@ -380,6 +441,9 @@ pub struct OcrWord {
     pub kept: bool,
     /// Line number in reading order, from 0.
     pub line: u32,
+    /// Height of the word's box in the image Tesseract read, px.
+    #[serde(default)]
+    pub height: u32,
 }
 
 /// What Tesseract read from one image.
@@ -392,6 +456,9 @@ pub struct OcrOutput {
     /// The `-l` value of the run that produced it (`eng`, `ara`).
     #[serde(default)]
     pub language: String,
+    /// Read from the image enlarged by [`UPSCALE`] (its text was small).
+    #[serde(default)]
+    pub enlarged: bool,
 }
 
 impl OcrOutput {
@@ -403,6 +470,19 @@ impl OcrOutput {
         self.words.iter().map(|w| w.confidence).sum::<f32>() / self.words.len() as f32
     }
 
+    /// Median box height (px) of the words with a letter or digit: the
+    /// size of the text in the image Tesseract read (`None` without words).
+    pub fn text_height(&self) -> Option<u32> {
+        let mut h: Vec<u32> = self
+            .words
+            .iter()
+            .filter(|w| w.text.chars().any(char::is_alphanumeric))
+            .map(|w| w.height)
+            .collect();
+        h.sort_unstable();
+        h.get(h.len() / 2).copied()
+    }
+
     /// Append another image's text (video frames, PDF pages).
     pub fn extend(&mut self, other: OcrOutput) {
         if !other.text.is_empty() {
@@ -412,6 +492,7 @@ impl OcrOutput {
             self.text.push_str(&other.text);
         }
         self.words.extend(other.words);
+        self.enlarged |= other.enlarged;
     }
 }
 
@@ -455,6 +536,7 @@ pub fn parse_tsv(tsv: &str, min_confidence: f32) -> OcrOutput {
             confidence: conf.clamp(0.0, 100.0),
             kept,
             line: line_no,
+            height: num(9),
         });
         if !kept {
             continue;
@@ -484,6 +566,102 @@ pub struct OcrInput {
 
 /// Smallest side (after scaling) that can hold a line of text.
 pub const MIN_SIDE: u32 = 12;
+
+/// Text whose words are under this many pixels high (median box height of
+/// a first reading) is read again enlarged by [`UPSCALE`]: Tesseract's
+/// line finder and its Arabic model lose dots and thin joins on small
+/// glyphs (measured on the card bench: docs/BENCHMARKS.md, "OCR").
+pub const SMALL_TEXT_PX: u32 = 32;
+
+/// Words of a reading kept for signing.
+fn kept_words(out: &OcrOutput) -> usize {
+    out.words.iter().filter(|w| w.kept).count()
+}
+
+/// A first reading of small text whose words' mean confidence is under
+/// this is *weak* and is read a second time, enlarged; a confident one is
+/// left alone (chosen on the card bench, seeds 18 and 1818:
+/// docs/BENCHMARKS.md, "OCR").
+pub const WEAK_READING_CONFIDENCE: f32 = 80.0;
+
+/// Whether a first reading is read a second time, enlarged: its text is
+/// small (median word box under [`SMALL_TEXT_PX`]) and it is weak (mean
+/// word confidence under [`WEAK_READING_CONFIDENCE`]). Enlarging every
+/// small text cost 1.4–1.5× a bare pytesseract call, brought a false match
+/// and a worse CER; confident readings gain little from a second look.
+pub fn wants_enlarged(first: &OcrOutput) -> bool {
+    first
+        .text_height()
+        .is_some_and(|h| h > 0 && h < SMALL_TEXT_PX)
+        && first.mean_confidence() < WEAK_READING_CONFIDENCE
+}
+
+/// The reading kept of a first reading and its enlarged second reading.
+pub fn choose_reading(first: OcrOutput, second: OcrOutput) -> OcrOutput {
+    // A more confident reading that keeps fewer words has lost lines
+    // (measured: a 28 pt card's enlarged reading dropped two of three
+    // lines at a higher mean confidence).
+    if second.mean_confidence() > first.mean_confidence()
+        && kept_words(&second) >= kept_words(&first)
+    {
+        second
+    } else {
+        first
+    }
+}
+
+/// Scale factor of the second reading of small text.
+pub const UPSCALE: u32 = 2;
+
+/// `input` enlarged `factor` times (bilinear), or less when
+/// [`OcrLimits::max_side`] or [`OcrLimits::max_pixels`] would be passed;
+/// `None` when it cannot be enlarged by at least half.
+pub fn upscale(input: &OcrInput, factor: u32, limits: &OcrLimits) -> Option<OcrInput> {
+    let (w, h) = (input.width, input.height);
+    let header = format!("P5\n{w} {h}\n255\n");
+    let body = input.pgm.get(header.len()..)?;
+    if w == 0 || h == 0 || body.len() < (w as usize).checked_mul(h as usize)? {
+        return None;
+    }
+    // The largest scale (in halves) within both limits.
+    let mut halves = factor.saturating_mul(2);
+    while halves > 2
+        && (u64::from(w) * u64::from(halves) / 2 > u64::from(limits.max_side)
+            || u64::from(h) * u64::from(halves) / 2 > u64::from(limits.max_side)
+            || (u64::from(w) * u64::from(halves) / 2) * (u64::from(h) * u64::from(halves) / 2)
+                > limits.max_pixels)
+    {
+        halves -= 1;
+    }
+    if halves < 3 {
+        return None;
+    }
+    let (ow, oh) = (w * halves / 2, h * halves / 2);
+    let out_header = format!("P5\n{ow} {oh}\n255\n");
+    let mut pgm = Vec::with_capacity(out_header.len() + ow as usize * oh as usize);
+    pgm.extend_from_slice(out_header.as_bytes());
+    let (wu, hu) = (w as usize, h as usize);
+    let px = |x: usize, y: usize| f32::from(body.get(y * wu + x).copied().unwrap_or(255));
+    let scale = 2.0 / halves as f32;
+    for oy in 0..oh {
+        let sy = ((oy as f32 + 0.5) * scale - 0.5).clamp(0.0, (hu - 1) as f32);
+        let (y0, fy) = (sy as usize, sy.fract());
+        let y1 = (y0 + 1).min(hu - 1);
+        for ox in 0..ow {
+            let sx = ((ox as f32 + 0.5) * scale - 0.5).clamp(0.0, (wu - 1) as f32);
+            let (x0, fx) = (sx as usize, sx.fract());
+            let x1 = (x0 + 1).min(wu - 1);
+            let top = px(x0, y0) * (1.0 - fx) + px(x1, y0) * fx;
+            let bottom = px(x0, y1) * (1.0 - fx) + px(x1, y1) * fx;
+            pgm.push((top * (1.0 - fy) + bottom * fy).round().clamp(0.0, 255.0) as u8);
+        }
+    }
+    Some(OcrInput {
+        width: ow,
+        height: oh,
+        pgm,
+    })
+}
 
 /// Grey, scale down (area average) to fit `limits`, invert a mostly dark
 /// image (light text on a dark card), encode as PGM. `None` when the image
@@ -840,6 +1018,51 @@ mod tests {
         assert!(!out.words[1].kept);
         assert!(!out.words[4].kept, "punctuation-only words are dropped");
         assert!((out.mean_confidence() - 76.3).abs() < 0.1);
+    }
+
+    #[test]
+    fn word_heights_and_upscale_within_limits() {
+        let tsv = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n\
+5\t1\t1\t1\t1\t1\t0\t0\t9\t14\t90\tone\n\
+5\t1\t1\t1\t1\t2\t0\t0\t9\t18\t90\ttwo\n\
+5\t1\t1\t1\t1\t3\t0\t0\t9\t40\t90\t|\n\
+5\t1\t1\t1\t1\t4\t0\t0\t9\t16\t90\tsix\n";
+        let out = parse_tsv(tsv, 40.0);
+        assert_eq!(out.text_height(), Some(16), "punctuation is not text");
+        assert_eq!(OcrOutput::default().text_height(), None);
+
+        // A 2×1 image: dark left, light right; enlarged 2× it is 4×2 with
+        // the edge interpolated.
+        let input = OcrInput {
+            width: 2,
+            height: 1,
+            pgm: [b"P5\n2 1\n255\n".as_slice(), &[0, 200]].concat(),
+        };
+        let big = upscale(&input, 2, &OcrLimits::default()).expect("enlarged");
+        assert_eq!((big.width, big.height), (4, 2));
+        let body = &big.pgm[b"P5\n4 2\n255\n".len()..];
+        assert_eq!(body, &[0, 50, 150, 200, 0, 50, 150, 200]);
+        // Within max_side: 1,000 px wide under a 1,600 px cap → 1.5×;
+        // under a 1,400 px cap it cannot grow by half and is not enlarged.
+        let wide = OcrInput {
+            width: 1000,
+            height: 20,
+            pgm: [b"P5\n1000 20\n255\n".as_slice(), &[255u8; 20_000]].concat(),
+        };
+        let cap = |max_side| OcrLimits {
+            max_side,
+            ..OcrLimits::default()
+        };
+        let b = upscale(&wide, 2, &cap(1600)).expect("1.5x");
+        assert_eq!((b.width, b.height), (1500, 30));
+        assert!(upscale(&wide, 2, &cap(1400)).is_none());
+        // A truncated body is refused, not read past.
+        let short = OcrInput {
+            width: 10,
+            height: 10,
+            pgm: b"P5\n10 10\n255\n".to_vec(),
+        };
+        assert!(upscale(&short, 2, &OcrLimits::default()).is_none());
     }
 
     #[test]

@@ -135,6 +135,14 @@ pub struct OcrSummary {
     /// Words read / words kept for signing.
     pub words: usize,
     pub kept: usize,
+    /// A weak reading of small text read again enlarged, and that reading
+    /// kept ([`crate::ocr::wants_enlarged`]).
+    #[serde(default)]
+    pub enlarged: bool,
+    /// Median word-box height (px) of the reading kept, in the image
+    /// Tesseract read (the enlarged one when `enlarged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_height: Option<u32>,
 }
 
 impl Eq for OcrSummary {}
