@@ -838,8 +838,17 @@ async fn demo_shows_sightings() {
             .await;
         let site = site["sightings"].as_array().cloned().unwrap_or_default();
         let tg = tg["sightings"].as_array().cloned().unwrap_or_default();
-        if site.len() >= 2 && tg.len() >= 2 {
-            assert!(tg.iter().any(|s| s["platform"] == "telegram"));
+        // A page of the demo site is recorded once, by whichever source
+        // reaches it first: the site's crawl or the export's links to it
+        // (a race on a loaded machine). Count the site's matched pages
+        // whichever source found them.
+        let on_site = site
+            .iter()
+            .chain(tg.iter())
+            .filter(|s| s["url"].as_str().is_some_and(|u| u.contains("/demo/site/")))
+            .count();
+        let in_channel = tg.iter().filter(|s| s["platform"] == "telegram").count();
+        if !site.is_empty() && on_site >= 2 && in_channel >= 2 {
             break;
         }
         assert!(
