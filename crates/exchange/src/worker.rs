@@ -548,7 +548,6 @@ impl ExchangeService {
     }
 }
 
-/// Aborts a task when dropped (the lease renewer of a round).
 /// Consecutive pages applied as one batch (see [`GROUP_MAX_RECORDS`]).
 struct Group {
     batch: ExchangeBatch,
@@ -619,6 +618,7 @@ fn record_bytes(r: &UpstreamRecord) -> usize {
             .sum::<usize>()
 }
 
+/// Aborts a task when dropped (the lease renewer of a round).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
