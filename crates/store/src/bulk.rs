@@ -310,46 +310,78 @@ pub(crate) fn values_list(prefix: &str, tuple: &str, rows: usize) -> String {
     sql
 }
 
-/// How a statement keeps the rows whose `column` is one of `n` values bound
-/// after its other parameters: `(join, condition)`, where `join` is empty or
-/// `", <relation>"` to follow the table in `FROM` (an `UPDATE` turns its comma
-/// into `FROM`), and the values are parameters `first_param..` in the order
-/// bound. SQLite takes `column IN (?, …)`, which it probes through the index.
-/// PostgreSQL joins a `VALUES` list numbered from `first_param`, so that the
-/// statement's own `?` (numbered by [`numbered`] in order of appearance) keep
-/// `$1…`: a cached *generic* plan of `column IN ($3, …)` compares every row
-/// with every parameter, and one made while the table was nearly empty (a
-/// fetch or a publish fills it in its first transactions, before any
-/// ANALYZE) stays a sequential scan — a 1M-record exchange fetch took 572 s
-/// instead of 163 s (docs/BENCHMARKS.md, "Signal exchange").
-pub(crate) fn value_set(
-    backend: Backend,
-    column: &str,
-    first_param: usize,
-    n: usize,
-) -> (String, String) {
-    match backend {
-        Backend::Sqlite => (
-            String::new(),
-            format!("{column} IN ({})", question_marks(n)),
-        ),
-        Backend::Postgres => {
-            let mut join = String::with_capacity(n * 8 + 32);
-            join.push_str(", (VALUES ");
-            for i in 0..n {
-                if i > 0 {
-                    join.push(',');
+/// How a statement keeps the rows whose `column` is one of `n` values,
+/// bound after the statement's other parameters (the one way the store
+/// writes a bound list; lists of ids the database just gave are written
+/// inline instead). SQLite takes `column IN (?, …)`, which it probes
+/// through the index. PostgreSQL joins a `VALUES` list whose parameters are
+/// numbered from `first_param`, so that the statement's own `?` (numbered
+/// by [`numbered`] in order of appearance) keep `$1…`: a cached *generic*
+/// plan of `column IN ($3, …)` compares every row with every parameter, and
+/// one made while the table was nearly empty (a fetch or a publish fills it
+/// in its first transactions, before any ANALYZE) stays a sequential scan —
+/// a 1M-record exchange fetch took 572 s instead of 163 s
+/// (docs/BENCHMARKS.md, "Signal exchange").
+pub(crate) struct ValueSet {
+    /// PostgreSQL: `(VALUES ($k), …) AS wanted(k)`.
+    relation: Option<String>,
+    /// The condition for the `WHERE` clause.
+    pub(crate) cond: String,
+}
+
+impl ValueSet {
+    pub(crate) fn new(backend: Backend, column: &str, first_param: usize, n: usize) -> Self {
+        match backend {
+            Backend::Sqlite => ValueSet {
+                relation: None,
+                cond: format!("{column} IN ({})", question_marks(n)),
+            },
+            Backend::Postgres => {
+                let mut rel = String::with_capacity(n * 8 + 32);
+                rel.push_str("(VALUES ");
+                for i in 0..n {
+                    if i > 0 {
+                        rel.push(',');
+                    }
+                    rel.push_str(&format!("(${})", first_param + i));
                 }
-                join.push_str(&format!("(${})", first_param + i));
+                rel.push_str(") AS wanted(k)");
+                ValueSet {
+                    relation: Some(rel),
+                    cond: format!("{column} = wanted.k"),
+                }
             }
-            join.push_str(") AS wanted(k)");
-            (join, format!("{column} = wanted.k"))
         }
+    }
+
+    /// What follows the tables (and joins) of a `SELECT`'s `FROM`.
+    pub(crate) fn select_from(&self) -> String {
+        self.relation
+            .as_ref()
+            .map_or_else(String::new, |r| format!(", {r}"))
+    }
+
+    /// What follows an `UPDATE`'s `SET` list, or a `DELETE`'s table
+    /// (`USING`), before `WHERE`.
+    fn extra(&self, keyword: &str) -> String {
+        self.relation
+            .as_ref()
+            .map_or_else(String::new, |r| format!(" {keyword} {r}"))
+    }
+
+    /// [`ValueSet::extra`] for an `UPDATE … SET …`.
+    pub(crate) fn update_from(&self) -> String {
+        self.extra("FROM")
+    }
+
+    /// [`ValueSet::extra`] for a `DELETE FROM table`.
+    pub(crate) fn delete_using(&self) -> String {
+        self.extra("USING")
     }
 }
 
 /// `?, ?, …` (`n` of them), for an `IN (…)` list.
-pub(crate) fn question_marks(n: usize) -> String {
+fn question_marks(n: usize) -> String {
     let mut s = String::with_capacity(n * 3);
     for i in 0..n {
         if i > 0 {

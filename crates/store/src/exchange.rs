@@ -18,7 +18,7 @@
 
 use sqlx::any::AnyRow;
 
-use crate::bulk::{numbered, question_marks, value_set, values_sql, IdTable, ItemRow};
+use crate::bulk::{numbered, values_sql, IdTable, ItemRow, ValueSet};
 use crate::rows::{get_bool, get_opt_i64, get_opt_str, get_str};
 use crate::rows::{ContentRow, SignalRow};
 use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
@@ -380,14 +380,16 @@ impl Store {
     pub async fn provenance_of(&self, content_ids: &[i64]) -> Result<Vec<ProvenanceRow>> {
         let mut out = Vec::new();
         for chunk in content_ids.chunks(IN_LIST) {
+            let set = ValueSet::new(self.backend, "r.content_id", 1, chunk.len());
             let sql = numbered(
                 self.backend,
                 &format!(
                     "SELECT e.name AS exchange_name, e.api AS exchange_api, {} FROM exchange_records r \
-                     JOIN exchanges e ON e.id = r.exchange_id WHERE r.content_id IN ({}) \
+                     JOIN exchanges e ON e.id = r.exchange_id{} WHERE {} \
                      ORDER BY r.content_id, e.id",
                     prefixed("r.", RECORD_COLUMNS),
-                    question_marks(chunk.len())
+                    set.select_from(),
+                    set.cond
                 ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -559,12 +561,14 @@ impl WriteTx {
         }
         for exchange_id in exchange_ids {
             for chunk in values.chunks(IN_LIST) {
-                let (join, cond) = value_set(self.backend, "value", 3, chunk.len());
+                let set = ValueSet::new(self.backend, "value", 3, chunk.len());
                 let sql = numbered(
                     self.backend,
                     &format!(
-                        "SELECT {RECORD_COLUMNS} FROM exchange_records{join} WHERE \
-                         exchange_id = ? AND signal_type = ? AND {cond}"
+                        "SELECT {RECORD_COLUMNS} FROM exchange_records{} WHERE \
+                         exchange_id = ? AND signal_type = ? AND {}",
+                        set.select_from(),
+                        set.cond
                     ),
                 );
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -717,13 +721,14 @@ impl WriteTx {
         generation: i64,
     ) -> Result<()> {
         for chunk in values.chunks(IN_LIST) {
-            let (join, cond) = value_set(self.backend, "value", 4, chunk.len());
-            let from = join.replacen(',', " FROM", 1);
+            let set = ValueSet::new(self.backend, "value", 4, chunk.len());
             let sql = numbered(
                 self.backend,
                 &format!(
-                    "UPDATE exchange_records SET seen_gen = ?{from} WHERE exchange_id = ? \
-                     AND signal_type = ? AND {cond}"
+                    "UPDATE exchange_records SET seen_gen = ?{} WHERE exchange_id = ? \
+                     AND signal_type = ? AND {}",
+                    set.update_from(),
+                    set.cond
                 ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))

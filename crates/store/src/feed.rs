@@ -13,7 +13,7 @@
 
 use sqlx::any::AnyRow;
 
-use crate::bulk::{numbered, value_set, values_sql};
+use crate::bulk::{numbered, values_sql, ValueSet};
 use crate::rows::{get_bool, get_opt_i64, get_str};
 use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
 
@@ -349,12 +349,14 @@ impl WriteTx {
     ) -> Result<Vec<FeedEntryRow>> {
         let mut out = Vec::new();
         for chunk in values.chunks(500) {
-            let (join, cond) = value_set(self.backend, "value", 3, chunk.len());
+            let set = ValueSet::new(self.backend, "value", 3, chunk.len());
             let sql = numbered(
                 self.backend,
                 &format!(
-                    "SELECT {ENTRY_COLUMNS} FROM feed_entries{join} WHERE bank_id = ? \
-                     AND signal_type = ? AND {cond}"
+                    "SELECT {ENTRY_COLUMNS} FROM feed_entries{} WHERE bank_id = ? \
+                     AND signal_type = ? AND {}",
+                    set.select_from(),
+                    set.cond
                 ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -25,7 +25,7 @@
 
 use sqlx::any::AnyRow;
 
-use crate::bulk::{numbered, value_set, values_list, values_sql};
+use crate::bulk::{numbered, values_list, values_sql, ValueSet};
 use crate::rows::{get_opt_i64, get_opt_str, get_str};
 use crate::{get_i64, now_ms, Backend, Result, Store, WriteTx};
 
@@ -272,13 +272,14 @@ impl Store {
         let mut n = 0;
         let until = now_ms().saturating_add(lease_ms);
         for chunk in ids.chunks(1000) {
-            let (join, cond) = value_set(self.backend, "id", 3, chunk.len());
-            let from = join.replacen(',', " FROM", 1);
+            let set = ValueSet::new(self.backend, "id", 3, chunk.len());
             let sql = numbered(
                 self.backend,
                 &format!(
-                    "UPDATE frontier SET lease_expires_at = ?{from} WHERE state = 'leased' \
-                     AND lease_holder = ? AND {cond}"
+                    "UPDATE frontier SET lease_expires_at = ?{} WHERE state = 'leased' \
+                     AND lease_holder = ? AND {}",
+                    set.update_from(),
+                    set.cond
                 ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -816,9 +817,11 @@ impl WriteTx {
     pub async fn held_jobs(&mut self, ids: &[i64], holder: &str) -> Result<Vec<i64>> {
         let mut held = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(1000) {
-            let (join, cond) = value_set(self.backend, "id", 2, chunk.len());
+            let set = ValueSet::new(self.backend, "id", 2, chunk.len());
             let mut sql = format!(
-                "SELECT id FROM frontier{join} WHERE state = 'leased' AND lease_holder = ? AND {cond}"
+                "SELECT id FROM frontier{} WHERE state = 'leased' AND lease_holder = ? AND {}",
+                set.select_from(),
+                set.cond
             );
             if self.backend == Backend::Postgres {
                 sql.push_str(" ORDER BY id FOR UPDATE OF frontier");

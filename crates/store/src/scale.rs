@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::Any;
 
+use crate::bulk::{numbered, ValueSet};
 use crate::rows::get_str;
 use crate::{get_i64, Backend, Result, Store, WriteTx};
 
@@ -68,13 +69,6 @@ pub struct CounterAdd {
 /// Most ids bound in one `IN (…)` list.
 const IN_CHUNK: usize = 500;
 
-fn placeholders(from: usize, n: usize) -> String {
-    (from..from + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn hit_detail(r: &AnyRow) -> Result<HitDetail> {
     Ok(HitDetail {
         signal_id: get_i64(r, "id")?,
@@ -89,17 +83,27 @@ const UPSERT_COUNTER: &str =
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, bucket, replica) DO UPDATE SET \
      count = shared_counters.count + excluded.count, expires_at = excluded.expires_at";
 
-async fn sums_in<'e, E>(exec: E, names: &[String], since: i64) -> Result<HashMap<String, i64>>
+async fn sums_in<'e, E>(
+    exec: E,
+    backend: Backend,
+    names: &[String],
+    since: i64,
+) -> Result<HashMap<String, i64>>
 where
     E: sqlx::Executor<'e, Database = Any>,
 {
     if names.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!(
-        "SELECT name, CAST(SUM(count) AS BIGINT) AS total FROM shared_counters \
-         WHERE bucket >= $1 AND name IN ({}) GROUP BY name",
-        placeholders(2, names.len())
+    let set = ValueSet::new(backend, "name", 2, names.len());
+    let sql = numbered(
+        backend,
+        &format!(
+            "SELECT name, CAST(SUM(count) AS BIGINT) AS total FROM shared_counters{} \
+             WHERE bucket >= ? AND {} GROUP BY name",
+            set.select_from(),
+            set.cond
+        ),
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since);
     for n in names {
@@ -153,12 +157,14 @@ impl Store {
     pub async fn hit_details(&self, signal_ids: &[i64]) -> Result<Vec<HitDetail>> {
         let mut out = Vec::with_capacity(signal_ids.len());
         for chunk in signal_ids.chunks(IN_CHUNK) {
-            let sql = crate::bulk::numbered(
+            let set = ValueSet::new(self.backend, "s.id", 1, chunk.len());
+            let sql = numbered(
                 self.backend,
                 &format!(
                     "SELECT s.id, s.content_id, s.value, c.labels FROM signals s \
-                 JOIN bank_content c ON c.id = s.content_id WHERE s.id IN ({})",
-                    crate::bulk::question_marks(chunk.len())
+                     JOIN bank_content c ON c.id = s.content_id{} WHERE {}",
+                    set.select_from(),
+                    set.cond
                 ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -176,11 +182,13 @@ impl Store {
     pub async fn content_labels(&self, content_ids: &[i64]) -> Result<HashMap<i64, String>> {
         let mut out = HashMap::with_capacity(content_ids.len());
         for chunk in content_ids.chunks(IN_CHUNK) {
-            let sql = crate::bulk::numbered(
+            let set = ValueSet::new(self.backend, "id", 1, chunk.len());
+            let sql = numbered(
                 self.backend,
                 &format!(
-                    "SELECT id, labels FROM bank_content WHERE id IN ({})",
-                    crate::bulk::question_marks(chunk.len())
+                    "SELECT id, labels FROM bank_content{} WHERE {}",
+                    set.select_from(),
+                    set.cond
                 ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -206,7 +214,7 @@ impl Store {
 
     /// Sums of the named counters over buckets starting at or after `since`.
     pub async fn counter_sums(&self, names: &[String], since: i64) -> Result<HashMap<String, i64>> {
-        sums_in(&self.pool, names, since).await
+        sums_in(&self.pool, self.backend, names, since).await
     }
 
     /// Add to counters in one transaction.
@@ -258,7 +266,7 @@ impl WriteTx {
         names: &[String],
         since: i64,
     ) -> Result<HashMap<String, i64>> {
-        sums_in(&mut *self.tx, names, since).await
+        sums_in(&mut *self.tx, self.backend, names, since).await
     }
 
     /// The buckets of one counter starting at or after `since`, oldest
@@ -280,9 +288,14 @@ impl WriteTx {
     /// Delete every bucket of the named counters (all writers).
     pub async fn delete_counters(&mut self, names: &[String]) -> Result<()> {
         for chunk in names.chunks(IN_CHUNK) {
-            let sql = format!(
-                "DELETE FROM shared_counters WHERE name IN ({})",
-                placeholders(1, chunk.len())
+            let set = ValueSet::new(self.backend, "name", 1, chunk.len());
+            let sql = numbered(
+                self.backend,
+                &format!(
+                    "DELETE FROM shared_counters{} WHERE {}",
+                    set.delete_using(),
+                    set.cond
+                ),
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for n in chunk {
@@ -326,6 +339,13 @@ mod tests {
 
     #[test]
     fn placeholders_are_numbered_from_the_start() {
-        assert_eq!(placeholders(2, 3), "$2, $3, $4");
+        let set = ValueSet::new(Backend::Postgres, "name", 2, 3);
+        assert_eq!(set.select_from(), ", (VALUES ($2),($3),($4)) AS wanted(k)");
+        assert_eq!(set.cond, "name = wanted.k");
+        let set = ValueSet::new(Backend::Sqlite, "name", 2, 3);
+        assert_eq!(
+            (set.select_from().as_str(), set.cond.as_str()),
+            ("", "name IN (?, ?, ?)")
+        );
     }
 }
