@@ -56,9 +56,8 @@ pub const BORDER_THRESHOLD: u32 = 36;
 /// quality ≥ [`WINDOW_DETAILED_QUALITY`]).
 pub const WINDOW_THRESHOLD: u32 = 40;
 /// Bank windows of PDQ quality below this are matched at
-/// [`WINDOW_LOW_QUALITY_THRESHOLD`]: their unrelated distances have a tail
-/// 100–250× heavier than detailed windows' (docs/ROBUST.md, "Window
-/// quality").
+/// [`WINDOW_LOW_QUALITY_THRESHOLD`]: within 50 bits of an unrelated needle
+/// 170× as often as detailed windows (docs/ROBUST.md, "Window quality").
 pub const WINDOW_DETAILED_QUALITY: u8 = 90;
 /// Window channel against a bank window of quality below
 /// [`WINDOW_DETAILED_QUALITY`] (50–89: two-tone wallpapers, skies, large
@@ -460,15 +459,25 @@ pub(crate) fn plain_groups(set: &QuerySet) -> Vec<NeedleGroup> {
 /// Every needle of a query meets every window of every held item (≈ 4e3
 /// comparisons per pair), and windows of middling quality — a two-tone
 /// wallpaper, a sky with one line — land close to unrelated needles far
-/// more often than detailed ones: over 8.5e8 unrelated needle × window
-/// comparisons of quality 50–89 in bench/robust, 7e-8 came within 50 bits
-/// against 6e-10 for windows of quality ≥ 90. Such a window is matched
-/// 12 bits tighter (docs/ROBUST.md, "Window quality").
+/// more often than detailed ones: over 1.7e9 unrelated needle × window
+/// comparisons of quality 50–89 in bench/robust (two seeds), 7.6e-8 came
+/// within 50 bits against 4.5e-10 of 6.7e9 for windows of quality ≥ 90.
+/// Such a window is matched 12 bits tighter (docs/ROBUST.md, "Window
+/// quality").
 pub fn window_threshold(quality: u8) -> u32 {
     if quality >= WINDOW_DETAILED_QUALITY {
         WINDOW_THRESHOLD
     } else {
         WINDOW_LOW_QUALITY_THRESHOLD
+    }
+}
+
+/// Threshold of a hit on a bank-side derived hash: a window's depends on
+/// its quality ([`window_threshold`]), a region's is [`REGION_THRESHOLD`].
+pub(crate) fn bank_hash_threshold(source: BankSource, quality: u8) -> u32 {
+    match source {
+        BankSource::Window => window_threshold(quality),
+        BankSource::Region => REGION_THRESHOLD,
     }
 }
 

@@ -12,8 +12,8 @@ use echotrace_signals::video::vpdq::{compare as compare_vpdq, VpdqComparison, Vp
 use super::{Candidate, LiveHit, MatchState};
 use crate::columns::Slot;
 use crate::robust::{
-    channel_threshold, closest, plain_groups, query_detail, vpdq_frames, window_threshold, Channel,
-    ChannelDetail, RobustQuery, REGION_THRESHOLD, WINDOW_THRESHOLD,
+    bank_hash_threshold, channel_threshold, closest, plain_groups, query_detail, vpdq_frames,
+    Channel, ChannelDetail, RobustQuery, REGION_THRESHOLD, WINDOW_THRESHOLD,
 };
 use crate::types::{BankId, ContentId, SignalValue};
 
@@ -166,11 +166,7 @@ impl MatchState {
             let Some((i, d)) = closest(set, allowed.into_iter(), &code) else {
                 continue;
             };
-            // A window's threshold depends on its quality.
-            let t = match channel {
-                Channel::Window => window_threshold(hit.quality),
-                _ => channel_threshold(channel),
-            };
+            let t = bank_hash_threshold(hit.source, hit.quality);
             if d > t {
                 continue;
             }
