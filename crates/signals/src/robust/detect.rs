@@ -527,19 +527,21 @@ fn raw_candidates(work: &WorkImage, opts: &BorderOptions) -> Vec<([usize; 4], De
     }
     found.push((combined, Detector::Caption));
     let fill = blur_fill(work, opts.blur_ratio, max_remove);
-    let (w0, h0) = (v.w as f32, v.h as f32);
-    let near_uniform = |a: &[usize; 4]| {
-        uniform.iter().any(|u| {
-            (0..4).all(|i| {
-                let side = if i < 2 { h0 } else { w0 };
-                (u[i].abs_diff(a[i]) as f32) <= side * 0.01
-            })
-        })
-    };
-    if !fill.flat || fill.one_colour || near_uniform(&fill.cut) {
+    let near_uniform = uniform.iter().any(|u| near(u, &fill.cut, v.w, v.h));
+    if !fill.flat || fill.one_colour || near_uniform {
         found.push((fill.cut, Detector::BlurFill));
     }
     found
+}
+
+/// Two candidates' thicknesses (`[top, bottom, left, right]` lines of a
+/// `w × h` working image) within 1 % of the side on every side: the same
+/// rectangle, found twice.
+fn near(a: &[usize; 4], b: &[usize; 4], w: usize, h: usize) -> bool {
+    (0..4).all(|i| {
+        let side = if i < 2 { h } else { w } as f32;
+        (a[i].abs_diff(b[i]) as f32) <= side * 0.01
+    })
 }
 
 /// A candidate's thicknesses after the refusals (`None`: refused, or no
@@ -592,19 +594,12 @@ pub fn detect_borders(work: &WorkImage, opts: &BorderOptions) -> Vec<BorderCandi
     if w < 8 || h < 8 {
         return Vec::new();
     }
-    let (wf, hf) = (w as f32, h as f32);
     let mut out: Vec<([usize; 4], Vec<Detector>)> = Vec::new();
     for (t, det) in raw_candidates(work, opts) {
         let Some(t) = accept(t, w, h, opts) else {
             continue;
         };
-        let near = |a: &[usize; 4]| {
-            (a[0].abs_diff(t[0]) as f32) <= hf * 0.01
-                && (a[1].abs_diff(t[1]) as f32) <= hf * 0.01
-                && (a[2].abs_diff(t[2]) as f32) <= wf * 0.01
-                && (a[3].abs_diff(t[3]) as f32) <= wf * 0.01
-        };
-        match out.iter_mut().find(|(a, _)| near(a)) {
+        match out.iter_mut().find(|(a, _)| near(a, &t, w, h)) {
             Some((a, dets)) => {
                 // The fill detector puts each side on the strongest step
                 // between lines; a uniform scan stops wherever JPEG
