@@ -393,44 +393,20 @@ fn main() -> anyhow::Result<()> {
                     let finds = |q: usize, b: usize| {
                         signed[b].iter().take(readings).any(|r| m(&signed[q][0], r))
                     };
-                    let mut hit = [0usize; 2];
-                    let mut hit_gated = [0usize; 2];
-                    let mut total = [0usize; 2];
-                    let mut false_matches = 0usize;
-                    let mut pairs = 0usize;
-                    let mut false_examples = Vec::new();
-                    for i in 0..cards_done.len() {
-                        for j in i + 1..cards_done.len() {
-                            let (a, b) = (&cards_done[i], &cards_done[j]);
-                            if a.statement == b.statement {
-                                let (q, bk) = if a.role == "query" { (i, j) } else { (j, i) };
-                                let li = usize::from(a.lang == Lang::Ar);
-                                total[li] += 1;
-                                let found = finds(q, bk);
-                                hit[li] += usize::from(found);
-                                hit_gated[li] += usize::from(found && gate[q]);
-                            } else {
-                                pairs += 1;
-                                let f = finds(i, j) || finds(j, i);
-                                false_matches += usize::from(f);
-                                if f && false_examples.len() < 5 {
-                                    false_examples.push(format!(
-                                        "{}-{} ~ {}-{}",
-                                        a.statement, a.role, b.statement, b.role
-                                    ));
-                                }
-                            }
-                        }
-                    }
+                    let ids: Vec<(usize, &str, Lang)> = cards_done
+                        .iter()
+                        .map(|c| (c.statement, c.role, c.lang))
+                        .collect();
+                    let sc = score_pairs(&ids, |q| gate[q], finds);
                     grid.push(serde_json::json!({
                         "min_conf": min_conf, "jaccard": jaccard, "min_tokens": min_tokens,
                         "second_reading": second_reading,
-                        "recall_en": hit[0] as f64 / total[0].max(1) as f64,
-                        "recall_ar": hit[1] as f64 / total[1].max(1) as f64,
-                        "recall_en_gated": hit_gated[0] as f64 / total[0].max(1) as f64,
-                        "recall_ar_gated": hit_gated[1] as f64 / total[1].max(1) as f64,
-                        "false_matches": false_matches, "pairs": pairs,
-                        "false_examples": false_examples,
+                        "recall_en": sc.hit[0] as f64 / sc.total[0].max(1) as f64,
+                        "recall_ar": sc.hit[1] as f64 / sc.total[1].max(1) as f64,
+                        "recall_en_gated": sc.hit_gated[0] as f64 / sc.total[0].max(1) as f64,
+                        "recall_ar_gated": sc.hit_gated[1] as f64 / sc.total[1].max(1) as f64,
+                        "false_matches": sc.false_matches, "pairs": sc.pairs,
+                        "false_examples": sc.false_examples,
                         "truth_pairs_matching": truth_pairs_matching,
                     }));
                 }
@@ -615,6 +591,54 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One rule's score over every pair of cards: recall per language
+/// (`[English, Arabic]`) over each statement's query ↔ bank pair, with OCR
+/// on every query card and through the text-presence gate, and false
+/// matches over the pairs of different statements.
+#[derive(Default)]
+struct PairScore {
+    hit: [usize; 2],
+    hit_gated: [usize; 2],
+    total: [usize; 2],
+    false_matches: usize,
+    pairs: usize,
+    false_examples: Vec<String>,
+}
+
+/// Score every pair of `cards` (`(statement, role, language)` per card):
+/// `finds(q, b)` — card `q`'s reading matches card `b`'s; `gated(q)` — the
+/// text-presence gate fired on card `q`.
+fn score_pairs(
+    cards: &[(usize, &str, Lang)],
+    gated: impl Fn(usize) -> bool,
+    finds: impl Fn(usize, usize) -> bool,
+) -> PairScore {
+    let mut sc = PairScore::default();
+    for i in 0..cards.len() {
+        for j in i + 1..cards.len() {
+            let (a, b) = (cards[i], cards[j]);
+            if a.0 == b.0 {
+                let (q, bk) = if a.1 == "query" { (i, j) } else { (j, i) };
+                let li = usize::from(a.2 == Lang::Ar);
+                sc.total[li] += 1;
+                let found = finds(q, bk);
+                sc.hit[li] += usize::from(found);
+                sc.hit_gated[li] += usize::from(found && gated(q));
+            } else {
+                sc.pairs += 1;
+                if finds(i, j) || finds(j, i) {
+                    sc.false_matches += 1;
+                    if sc.false_examples.len() < 5 {
+                        sc.false_examples
+                            .push(format!("{}-{} ~ {}-{}", a.0, a.1, b.0, b.1));
+                    }
+                }
+            }
+        }
+    }
+    sc
+}
+
 /// One card's recorded readings (what `--replay` scores rules on).
 struct Rec {
     lang: Lang,
@@ -710,10 +734,6 @@ fn low_share(o: &OcrOutput) -> f32 {
     }
 }
 
-fn kept_count(o: &OcrOutput) -> usize {
-    o.words.iter().filter(|w| w.kept).count()
-}
-
 /// Sum of the kept words' confidence: how much confident text a reading has.
 fn kept_mass(o: &OcrOutput) -> f32 {
     o.words
@@ -782,12 +802,12 @@ fn score_rules(recs: &[Rec], clean: &[CleanRec], gate: &[bool]) -> Vec<serde_jso
         (
             "conf&words",
             Box::new(|a: &OcrOutput, b: &OcrOutput| {
-                b.mean_confidence() > a.mean_confidence() && kept_count(b) >= kept_count(a)
+                b.mean_confidence() > a.mean_confidence() && b.kept_words() >= a.kept_words()
             }),
         ),
         (
             "kept",
-            Box::new(|a: &OcrOutput, b: &OcrOutput| kept_count(b) > kept_count(a)),
+            Box::new(|a: &OcrOutput, b: &OcrOutput| b.kept_words() > a.kept_words()),
         ),
         (
             "lowshare",
@@ -800,7 +820,7 @@ fn score_rules(recs: &[Rec], clean: &[CleanRec], gate: &[bool]) -> Vec<serde_jso
         (
             "lowshare&words",
             Box::new(|a: &OcrOutput, b: &OcrOutput| {
-                low_share(b) < low_share(a) && kept_count(b) >= kept_count(a)
+                low_share(b) < low_share(a) && b.kept_words() >= a.kept_words()
             }),
         ),
     ];
@@ -853,31 +873,18 @@ fn score_rules(recs: &[Rec], clean: &[CleanRec], gate: &[bool]) -> Vec<serde_jso
                 })
                 .collect();
             let finds = |q: usize, b: usize| signed[b].iter().any(|r| m(&signed[q][0], r));
-            let (mut hit, mut hit_gated, mut total) = ([0usize; 2], [0usize; 2], [0usize; 2]);
-            let mut false_matches = 0usize;
-            let mut false_examples = Vec::new();
-            for i in 0..recs.len() {
-                for j in i + 1..recs.len() {
-                    let (a, b) = (&recs[i], &recs[j]);
-                    if a.statement == b.statement {
-                        let (q, bk) = if a.role == "query" { (i, j) } else { (j, i) };
-                        let li = usize::from(a.lang == Lang::Ar);
-                        total[li] += 1;
-                        let found = finds(q, bk);
-                        hit[li] += usize::from(found);
-                        hit_gated[li] +=
-                            usize::from(found && gate.get(q).copied().unwrap_or(false));
-                    } else if finds(i, j) || finds(j, i) {
-                        false_matches += 1;
-                        if false_examples.len() < 5 {
-                            false_examples.push(format!(
-                                "{}-{} ~ {}-{}",
-                                a.statement, a.role, b.statement, b.role
-                            ));
-                        }
-                    }
-                }
-            }
+            let ids: Vec<(usize, &str, Lang)> = recs
+                .iter()
+                .map(|r| (r.statement, r.role.as_str(), r.lang))
+                .collect();
+            let PairScore {
+                hit,
+                hit_gated,
+                total,
+                false_matches,
+                false_examples,
+                ..
+            } = score_pairs(&ids, |q| gate.get(q).copied().unwrap_or(false), finds);
             let mut cer = [Vec::new(), Vec::new()];
             let mut clean_ran = 0usize;
             for c in clean {

@@ -160,7 +160,7 @@ pub fn ocr_text_signal(out: &crate::ocr::OcrOutput, min_tokens: usize) -> Option
         text: out.text.clone(),
         mean_confidence: out.mean_confidence(),
         words: out.words.len(),
-        kept: out.words.iter().filter(|w| w.kept).count(),
+        kept: out.kept_words(),
         enlarged: out.enlarged,
         text_height: out.text_height(),
     });

@@ -470,6 +470,11 @@ impl OcrOutput {
         self.words.iter().map(|w| w.confidence).sum::<f32>() / self.words.len() as f32
     }
 
+    /// Words kept for signing.
+    pub fn kept_words(&self) -> usize {
+        self.words.iter().filter(|w| w.kept).count()
+    }
+
     /// Median box height (px) of the words with a letter or digit: the
     /// size of the text in the image Tesseract read (`None` without words).
     pub fn text_height(&self) -> Option<u32> {
@@ -573,11 +578,6 @@ pub const MIN_SIDE: u32 = 12;
 /// glyphs (measured on the card bench: docs/BENCHMARKS.md, "OCR").
 pub const SMALL_TEXT_PX: u32 = 32;
 
-/// Words of a reading kept for signing.
-fn kept_words(out: &OcrOutput) -> usize {
-    out.words.iter().filter(|w| w.kept).count()
-}
-
 /// A first reading of small text whose words' mean confidence is under
 /// this is *weak* and is read a second time, enlarged; a confident one is
 /// left alone (chosen on the card bench, seeds 18 and 1818:
@@ -602,7 +602,7 @@ pub fn choose_reading(first: OcrOutput, second: OcrOutput) -> OcrOutput {
     // (measured: a 28 pt card's enlarged reading dropped two of three
     // lines at a higher mean confidence).
     if second.mean_confidence() > first.mean_confidence()
-        && kept_words(&second) >= kept_words(&first)
+        && second.kept_words() >= first.kept_words()
     {
         second
     } else {

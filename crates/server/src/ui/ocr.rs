@@ -114,7 +114,7 @@ pub fn panel(status: &OcrStatus, reading: Option<&OcrReading>) -> Markup {
                 Some(r) => {
                     p class="muted" id="ocr-status" {
                         (r.words.len()) " words read, "
-                        (r.words.iter().filter(|w| w.kept).count()) " kept for signing, mean confidence "
+                        (r.kept_words()) " kept for signing, mean confidence "
                         (format!("{:.1}", r.mean_confidence())) ". " (status.detail)
                     }
                     @if !r.text.is_empty() {
