@@ -115,6 +115,18 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
+/// `echotrace compare --type ocr --json A B`, which must succeed.
+fn compare_ocr(a: &Path, b: &Path) -> Value {
+    let (ok, v, err) = run_json(
+        bin()
+            .args(["compare", "--type", "ocr", "--json"])
+            .arg(a)
+            .arg(b),
+    );
+    assert!(ok, "{err}");
+    v
+}
+
 fn run_json(cmd: &mut Command) -> (bool, Value, String) {
     let out = cmd.output().expect("run echotrace");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -423,13 +435,7 @@ fn hash_ocr_reads_weak_small_text_enlarged() {
             words_found(text, read) >= 0.8,
             "{font} {size} pt read {read:?} of {text:?}"
         );
-        let (ok, v, err) = run_json(
-            bin()
-                .args(["compare", "--type", "ocr", "--json"])
-                .arg(&typed)
-                .arg(&card),
-        );
-        assert!(ok, "{err}");
+        let v = compare_ocr(&typed, &card);
         assert_eq!(
             v["match"],
             json!(true),
@@ -461,25 +467,13 @@ fn compare_type_ocr_matches_redesigned_cards_only() {
             &format!("{lang:?}-b-query.jpg"),
             &ocr_common::render_card(&texts[1], lang, &query, &photos, &tmp),
         );
-        let (ok, v, err) = run_json(
-            bin()
-                .args(["compare", "--type", "ocr", "--json"])
-                .arg(&a)
-                .arg(&a2),
-        );
-        assert!(ok, "{err}");
+        let v = compare_ocr(&a, &a2);
         assert_eq!(v["match"], json!(true), "{lang:?} same statement: {v}");
         assert!(
             v["a"]["text"].is_string() && v["b"]["text"].is_string(),
             "{v}"
         );
-        let (ok, v, err) = run_json(
-            bin()
-                .args(["compare", "--type", "ocr", "--json"])
-                .arg(&a)
-                .arg(&b2),
-        );
-        assert!(ok, "{err}");
+        let v = compare_ocr(&a, &b2);
         assert_eq!(
             v["match"],
             json!(false),
@@ -487,13 +481,7 @@ fn compare_type_ocr_matches_redesigned_cards_only() {
         );
         // Typed text against OCR text.
         let typed = write(&tmp, &format!("{lang:?}.txt"), texts[0].as_bytes());
-        let (ok, v, err) = run_json(
-            bin()
-                .args(["compare", "--type", "ocr", "--json"])
-                .arg(&typed)
-                .arg(&a2),
-        );
-        assert!(ok, "{err}");
+        let v = compare_ocr(&typed, &a2);
         assert_eq!(v["match"], json!(true), "{lang:?} typed vs OCR: {v}");
     }
     // Bad operand: a clear error, exit 2.

@@ -59,6 +59,19 @@ impl Service {
         v
     }
 
+    /// Add the plain PDQ hash of `img` to `bank` as a hash-only entry (as
+    /// an exchange imports it).
+    async fn add_plain_pdq(&self, bank: &str, img: &RgbImage) {
+        let plain =
+            echotrace_signals::pdq::hash_rgb8(img.as_raw(), img.width(), img.height()).unwrap();
+        self.ok(
+            Method::POST,
+            &format!("/v1/banks/{bank}/content"),
+            Some(json!({"signals": {"pdq": plain.hash.to_hex()}})),
+        )
+        .await;
+    }
+
     /// `(bank name, channel)` of every perceptual (pdq / vpdq) match of an
     /// uploaded file (an identical file also matches its md5 and sha256).
     async fn hits(&self, bytes: &[u8]) -> Vec<(String, String)> {
@@ -382,13 +395,7 @@ async fn fills_and_window_quality_over_http(db: &TestDb) {
     s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
         .await;
     let original = photo();
-    let plain = echotrace_signals::pdq::hash_rgb8(original.as_raw(), 480, 300).unwrap();
-    s.ok(
-        Method::POST,
-        "/v1/banks/hashes/content",
-        Some(json!({"signals": {"pdq": plain.hash.to_hex()}})),
-    )
-    .await;
+    s.add_plain_pdq("hashes", &original).await;
 
     // Blurred fill, 10 % a side: the picture pasted over its own blurred
     // enlargement is cut out and found on the hash-only entry.
@@ -412,13 +419,7 @@ async fn fills_and_window_quality_over_http(db: &TestDb) {
     // A 16:9 picture in a 9:16 phone frame over its blurred fill (two
     // thirds of the frame blurred).
     let wide = image::imageops::resize(&original, 480, 270, image::imageops::FilterType::Triangle);
-    let plain_wide = echotrace_signals::pdq::hash_rgb8(wide.as_raw(), 480, 270).unwrap();
-    s.ok(
-        Method::POST,
-        "/v1/banks/hashes/content",
-        Some(json!({"signals": {"pdq": plain_wide.hash.to_hex()}})),
-    )
-    .await;
+    s.add_plain_pdq("hashes", &wide).await;
     let phone = blur_fill(&wide, 480, 853);
     let hits = s.hits(&png(&phone)).await;
     assert!(
