@@ -579,6 +579,28 @@ fn key_of(r: &ExchangeRecordRow) -> Key {
     (r.signal_type.clone(), r.value.clone())
 }
 
+/// An upstream record's key, borrowed.
+fn upstream_key(r: &UpstreamRecord) -> (&str, &str) {
+    (r.signal.signal_type.as_str(), r.signal.value.as_str())
+}
+
+/// One record for [`reconcile`]: the stored row (if any), the row to store,
+/// and the new row's parsed metadata (parsed once, used for the policy and
+/// the item's labels).
+struct Pair {
+    old: Option<ExchangeRecordRow>,
+    new: ExchangeRecordRow,
+    meta: RecordMeta,
+}
+
+impl Pair {
+    /// A stored row and its replacement, metadata read from the row.
+    fn stored(old: Option<ExchangeRecordRow>, new: ExchangeRecordRow) -> Pair {
+        let meta = RecordMeta::parse(&new.meta);
+        Pair { old, new, meta }
+    }
+}
+
 /// Whether two rows differ in anything but bookkeeping.
 fn same_record(a: &ExchangeRecordRow, b: &ExchangeRecordRow) -> bool {
     a.upstream_id == b.upstream_id
@@ -809,7 +831,7 @@ impl Engine {
                 .map(|old| {
                     let mut new = old.clone();
                     new.deleted = true;
-                    (Some(old), new)
+                    Pair::stored(Some(old), new)
                 })
                 .collect();
             let (_report, _written) =
@@ -883,80 +905,84 @@ impl Engine {
             row.full_fetch = true;
         }
         let policy = ExchangePolicy::parse(&row.policy).unwrap_or_default();
-        // Last record wins within a batch.
-        let mut incoming: Vec<UpstreamRecord> = Vec::with_capacity(batch.records.len());
-        let mut at: HashMap<Key, usize> = HashMap::with_capacity(batch.records.len());
-        for r in batch.records {
-            let k = (
-                r.signal.signal_type.as_str().to_string(),
-                r.signal.value.clone(),
-            );
-            match at.get(&k) {
-                Some(&i) => {
-                    if let Some(slot) = incoming.get_mut(i) {
-                        *slot = r;
-                    }
-                }
-                None => {
-                    at.insert(k, incoming.len());
-                    incoming.push(r);
-                }
+        // Last record wins within a batch. Key order: the random-keyed
+        // B-trees (records by key, signals by value) are then read and
+        // written in order, leaf after leaf, and new items get ascending ids
+        // in the same order. The sort is on positions (ties by position, so
+        // the last of equal keys is the one kept), not on the records.
+        let mut records: Vec<Option<UpstreamRecord>> =
+            batch.records.into_iter().map(Some).collect();
+        let key_at = |i: u32| {
+            records
+                .get(i as usize)
+                .and_then(Option::as_ref)
+                .map(upstream_key)
+        };
+        let mut order: Vec<u32> = (0..u32::try_from(records.len()).unwrap_or(u32::MAX)).collect();
+        order.sort_unstable_by(|&a, &b| key_at(a).cmp(&key_at(b)).then(a.cmp(&b)));
+        let mut keep: Vec<u32> = Vec::with_capacity(order.len());
+        for (n, &i) in order.iter().enumerate() {
+            let next = order.get(n + 1).copied();
+            if next.is_none_or(|j| key_at(j) != key_at(i)) {
+                keep.push(i);
             }
         }
-        // Key order: the random-keyed B-trees (records by key, signals by
-        // value) are then read and written in order, leaf after leaf, and
-        // new items get ascending ids in the same order.
-        incoming.sort_unstable_by(|a, b| {
-            (a.signal.signal_type.as_str(), a.signal.value.as_str())
-                .cmp(&(b.signal.signal_type.as_str(), b.signal.value.as_str()))
-        });
+        let incoming: Vec<UpstreamRecord> = keep
+            .into_iter()
+            .filter_map(|i| records.get_mut(i as usize).and_then(Option::take))
+            .collect();
+        drop(records);
         let incoming_len = incoming.len();
-        let existing = load_existing(&mut tx, &[row.id], &incoming).await?;
+        let mut existing = load_existing(&mut tx, &[row.id], &incoming).await?;
         let now = echotrace_store::now_ms();
         let mut pairs = Vec::with_capacity(incoming.len());
         for r in incoming {
-            let k = (
-                r.signal.signal_type.as_str().to_string(),
-                r.signal.value.clone(),
-            );
-            let old = existing.get(&k).cloned();
+            let old = existing
+                .get_mut(r.signal.signal_type.as_str())
+                .and_then(|m| m.remove(r.signal.value.as_str()));
             if old.is_none() && r.deleted {
                 continue; // a tombstone for something we never had
             }
-            let mut new = old.clone().unwrap_or_else(|| ExchangeRecordRow {
-                exchange_id: row.id,
-                signal_type: k.0.clone(),
-                value: k.1.clone(),
-                upstream_id: String::new(),
-                meta: String::new(),
-                upstream_created_at: None,
-                upstream_updated_at: None,
-                deleted: false,
-                applied: false,
-                content_id: None,
-                local_state: String::new(),
-                my_opinion: None,
-                seen_gen: 0,
-                updated_at: now,
-            });
+            let mut new = match &old {
+                Some(o) => o.clone(),
+                None => ExchangeRecordRow {
+                    exchange_id: row.id,
+                    signal_type: r.signal.signal_type.as_str().to_string(),
+                    value: r.signal.value,
+                    upstream_id: String::new(),
+                    meta: String::new(),
+                    upstream_created_at: None,
+                    upstream_updated_at: None,
+                    deleted: false,
+                    applied: false,
+                    content_id: None,
+                    local_state: String::new(),
+                    my_opinion: None,
+                    seen_gen: 0,
+                    updated_at: now,
+                },
+            };
             new.seen_gen = row.generation;
-            if r.deleted {
+            let meta = if r.deleted {
                 new.deleted = true;
                 if let Some(t) = r.updated_at {
                     new.upstream_updated_at = Some(t);
                 }
+                RecordMeta::parse(&new.meta)
             } else {
-                new.deleted = false;
-                new.upstream_id = r.upstream_id;
-                new.meta = to_json(&RecordMeta {
+                let meta = RecordMeta {
                     v: EXCHANGE_SCHEMA_VERSION,
                     labels: r.labels,
                     opinions: r.opinions,
-                });
+                };
+                new.deleted = false;
+                new.upstream_id = r.upstream_id;
+                new.meta = to_json(&meta);
                 new.upstream_created_at = r.created_at;
                 new.upstream_updated_at = r.updated_at;
-            }
-            pairs.push((old, new));
+                meta
+            };
+            pairs.push(Pair { old, new, meta });
         }
         let received = incoming_len as u64;
         let (mut report, written) = reconcile(&mut tx, &row, &policy, pairs, true).await?;
@@ -1045,7 +1071,7 @@ impl Engine {
                 .map(|old| {
                     let mut new = old.clone();
                     new.deleted = true;
-                    (Some(old), new)
+                    Pair::stored(Some(old), new)
                 })
                 .collect();
             let (report, _) = reconcile(&mut tx, &row, &policy, pairs, false).await?;
@@ -1078,7 +1104,7 @@ impl Engine {
             after = Some(key_of(last));
             let pairs = page
                 .into_iter()
-                .map(|old| (Some(old.clone()), old))
+                .map(|old| Pair::stored(Some(old.clone()), old))
                 .collect();
             let (report, _) = reconcile(&mut tx, &row, &policy, pairs, false).await?;
             total.add(&report);
@@ -1252,7 +1278,7 @@ async fn load_existing(
     tx: &mut WriteTx,
     exchange_ids: &[i64],
     incoming: &[UpstreamRecord],
-) -> Result<HashMap<Key, ExchangeRecordRow>> {
+) -> Result<HashMap<String, HashMap<String, ExchangeRecordRow>>> {
     let mut by_type: HashMap<&str, Vec<&str>> = HashMap::new();
     for r in incoming {
         by_type
@@ -1260,13 +1286,16 @@ async fn load_existing(
             .or_default()
             .push(r.signal.value.as_str());
     }
-    let mut out = HashMap::with_capacity(incoming.len());
+    // By type, then by value: looked up with borrowed strings.
+    let mut out: HashMap<String, HashMap<String, ExchangeRecordRow>> = HashMap::new();
     for (t, values) in by_type {
-        for row in tx
+        let rows = tx
             .exchange_records_by_values(exchange_ids, t, &values)
-            .await?
-        {
-            out.insert(key_of(&row), row);
+            .await?;
+        if !rows.is_empty() {
+            out.entry(t.to_string())
+                .or_default()
+                .extend(rows.into_iter().map(|r| (r.value.clone(), r)));
         }
     }
     Ok(out)
@@ -1297,7 +1326,7 @@ async fn reconcile(
     tx: &mut WriteTx,
     ex: &ExchangeRow,
     policy: &ExchangePolicy,
-    pairs: Vec<(Option<ExchangeRecordRow>, ExchangeRecordRow)>,
+    pairs: Vec<Pair>,
     mark_seen: bool,
 ) -> Result<(BatchReport, Option<crate::WrittenRange>)> {
     let mut written = None;
@@ -1315,11 +1344,11 @@ async fn reconcile(
     let mut sibling_rows: HashMap<Key, Vec<ExchangeRecordRow>> = HashMap::new();
     if !siblings.is_empty() {
         let mut by_type: HashMap<String, Vec<String>> = HashMap::new();
-        for (_, n) in &pairs {
+        for p in &pairs {
             by_type
-                .entry(n.signal_type.clone())
+                .entry(p.new.signal_type.clone())
                 .or_default()
-                .push(n.value.clone());
+                .push(p.new.value.clone());
         }
         for (t, values) in &by_type {
             let refs: Vec<&str> = values.iter().map(String::as_str).collect();
@@ -1330,20 +1359,29 @@ async fn reconcile(
     }
     let mut new_items: Vec<usize> = Vec::new();
     let mut relabel: BTreeSet<ContentId> = BTreeSet::new();
-    let mut rows: Vec<(Option<ExchangeRecordRow>, ExchangeRecordRow)> = pairs;
-    for (i, (old, new)) in rows.iter_mut().enumerate() {
-        let meta = RecordMeta::parse(&new.meta);
+    // A sibling's rows for a key (none without siblings: no key is built).
+    let sibling = |new: &ExchangeRecordRow| -> &[ExchangeRecordRow] {
+        if sibling_rows.is_empty() {
+            return &[];
+        }
+        sibling_rows
+            .get(&key_of(new))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    };
+    let mut rows: Vec<Pair> = pairs;
+    for (i, Pair { old, new, meta }) in rows.iter_mut().enumerate() {
         let want = ex.live
             && !new.deleted
             && new.local_state != "deleted"
-            && policy.admits(&new.signal_type, &meta);
+            && policy.admits(&new.signal_type, meta);
         let was = old.as_ref().is_some_and(|o| o.applied) && new.content_id.is_some();
         if old.as_ref().is_some_and(|o| !o.deleted) && new.deleted {
             report.tombstoned += 1;
         }
-        let sib_backing = sibling_rows
-            .get(&key_of(new))
-            .and_then(|list| list.iter().find(|r| r.applied && r.content_id.is_some()))
+        let sib_backing = sibling(new)
+            .iter()
+            .find(|r| r.applied && r.content_id.is_some())
             .and_then(|r| r.content_id);
         match (was, want) {
             (false, true) => match sib_backing {
@@ -1392,12 +1430,10 @@ async fn reconcile(
         let ids = tx.reserve_content_ids(new_items.len()).await?;
         let mut items = Vec::with_capacity(new_items.len());
         for (&i, &id) in new_items.iter().zip(&ids) {
-            let Some((_, new)) = rows.get_mut(i) else {
+            let Some(Pair { new, meta, .. }) = rows.get_mut(i) else {
                 continue;
             };
-            let sib_disabled = sibling_rows
-                .get(&key_of(new))
-                .is_some_and(|l| l.iter().any(|r| r.local_state == "disabled"));
+            let sib_disabled = sibling(new).iter().any(|r| r.local_state == "disabled");
             let enabled = !(new.local_state == "disabled" || sib_disabled);
             if new.local_state == "disabled" {
                 // The item carries the override from now on.
@@ -1409,27 +1445,28 @@ async fn reconcile(
                 .signal_type
                 .parse()
                 .map_err(|e| EngineError::Internal(format!("stored record: {e}")))?;
-            let signals = normalize_signals(&[SignalValue {
+            // Records are stored normalised (the adapter normalised them);
+            // only a URL brings a second signal, its hash.
+            let plain = SignalValue {
                 signal_type: t,
                 value: new.value.clone(),
-            }])
-            .unwrap_or_else(|_| {
-                vec![SignalValue {
-                    signal_type: t,
-                    value: new.value.clone(),
-                }]
-            });
+            };
+            let signals = if t == SignalType::Url {
+                normalize_signals(std::slice::from_ref(&plain)).unwrap_or_else(|_| vec![plain])
+            } else {
+                vec![plain]
+            };
             items.push(ContentWithId {
                 id,
                 enabled,
-                labels_json: labels_json(RecordMeta::parse(&new.meta).labels.flatten()),
+                labels_json: labels_json(meta.labels.flatten()),
                 signals: signals
                     .into_iter()
                     .map(|s| (s.signal_type.as_str().to_string(), s.value))
                     .collect(),
             });
         }
-        let rows = tx.insert_content_with_ids(ex.bank_id, &items).await?;
+        let rows = tx.insert_content_with_ids(ex.bank_id, items).await?;
         if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
             let change_id = tx
                 .record_change(
@@ -1440,7 +1477,7 @@ async fn reconcile(
                 .await?;
             written = Some(crate::WrittenRange { change_id, rows });
         }
-        report.items_added += items.len() as u64;
+        report.items_added += new_items.len() as u64;
     }
     // Relabel shared or changed items: the union of the labels of the
     // records backing them (this batch's rows, and other exchanges' rows of
@@ -1448,11 +1485,11 @@ async fn reconcile(
     // its records stop backing it and never re-create it.
     for cid in relabel {
         let mut labels = Vec::new();
-        for (_, r) in rows
+        for p in rows
             .iter()
-            .filter(|(_, r)| r.applied && r.content_id == Some(cid))
+            .filter(|p| p.new.applied && p.new.content_id == Some(cid))
         {
-            labels.extend(RecordMeta::parse(&r.meta).labels.flatten());
+            labels.extend(p.meta.labels.flatten());
         }
         if !siblings.is_empty() {
             for r in tx.exchange_records_of_content(cid).await? {
@@ -1465,19 +1502,19 @@ async fn reconcile(
             tx.record_change("content", cid, "upsert").await?;
             report.items_relabelled += 1;
         } else {
-            for (_, r) in rows.iter_mut().filter(|(_, r)| r.content_id == Some(cid)) {
-                r.applied = false;
-                r.content_id = None;
-                r.local_state = "deleted".into();
+            for p in rows.iter_mut().filter(|p| p.new.content_id == Some(cid)) {
+                p.new.applied = false;
+                p.new.content_id = None;
+                p.new.local_state = "deleted".into();
             }
         }
     }
     // Write the rows: inserts, full updates, or just the seen mark.
-    let mut inserts = Vec::new();
+    let mut inserts: Vec<&ExchangeRecordRow> = Vec::new();
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
-    for (old, new) in &rows {
+    for Pair { old, new, .. } in &rows {
         match old {
-            None => inserts.push(new.clone()),
+            None => inserts.push(new),
             Some(o) if !same_record(o, new) => tx.update_exchange_record(new).await?,
             Some(o) => {
                 if mark_seen && o.seen_gen != new.seen_gen {

@@ -22,6 +22,7 @@ both_backends!(
     decisions_queue_opinions,
     lost_lease_cannot_commit,
     applied_rows_match_what_a_fresh_process_loads,
+    last_record_of_a_key_wins_within_a_batch,
 );
 
 fn rec(i: u64) -> UpstreamRecord {
@@ -414,4 +415,41 @@ async fn applied_rows_match_what_a_fresh_process_loads(db: &TestDb) {
     }
     let labels = &hits(&e, 7).await[0].labels;
     assert!(labels.iter().any(|l| l == "t7"), "{labels:?}");
+}
+
+async fn last_record_of_a_key_wins_within_a_batch(db: &TestDb) {
+    let e = Engine::open(config(db)).await.unwrap();
+    let ex = exchange(&e, "TCAP", None, true).await;
+    let relabelled = |i: u64, ideology: &str| {
+        let mut r = rec(i);
+        r.labels.ideology = vec![ideology.into()];
+        r.upstream_id = format!("u{i}-{ideology}");
+        r
+    };
+    // Key 1 three times (the last label wins), key 2 added then withdrawn,
+    // key 3 withdrawn then re-added, in one batch, keys out of order.
+    let r = apply(
+        &e,
+        &ex,
+        vec![
+            relabelled(1, "a"),
+            rec(3),
+            rec(2),
+            relabelled(1, "b"),
+            tomb(3),
+            tomb(2),
+            rec(3),
+            relabelled(1, "c"),
+        ],
+    )
+    .await;
+    assert_eq!((r.records, r.items_added), (3, 2), "{r:?}");
+    let m = hits(&e, 1).await;
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].labels, vec!["ideology:c"]);
+    let prov = e.provenance(&[m[0].content_id]).await.unwrap();
+    assert_eq!(prov[&m[0].content_id][0].upstream_id, "u1-c");
+    assert!(hits(&e, 2).await.is_empty(), "withdrawn last");
+    assert_eq!(hits(&e, 3).await.len(), 1, "re-added last");
+    assert_eq!(e.index_stats().unwrap().pdq, 2);
 }

@@ -650,7 +650,7 @@ impl WriteTx {
     }
 
     /// Insert new records (multi-row statements).
-    pub async fn insert_exchange_records(&mut self, rows: &[ExchangeRecordRow]) -> Result<()> {
+    pub async fn insert_exchange_records(&mut self, rows: &[&ExchangeRecordRow]) -> Result<()> {
         let now = now_ms();
         for chunk in rows.chunks(RECORD_ROWS_PER_STATEMENT) {
             let sql = values_sql(
@@ -762,7 +762,7 @@ impl WriteTx {
     pub async fn insert_content_with_ids(
         &mut self,
         bank_id: i64,
-        items: &[ContentWithId],
+        items: Vec<ContentWithId>,
     ) -> Result<Vec<(ContentRow, Vec<SignalRow>)>> {
         if items.is_empty() {
             return Ok(Vec::new());
@@ -782,6 +782,7 @@ impl WriteTx {
         let now = self
             .insert_item_rows(bank_id, &rows, Some(&signal_ids))
             .await?;
+        drop(rows);
         // What was written, as the range reads would return it.
         let mut ids = signal_ids.into_iter();
         let mut out = Vec::with_capacity(items.len());
@@ -790,7 +791,7 @@ impl WriteTx {
                 id: item.id,
                 bank_id,
                 enabled: item.enabled,
-                labels: item.labels_json.clone(),
+                labels: item.labels_json,
                 note: String::new(),
                 quarantined: false,
                 quarantine_reason: None,
@@ -799,13 +800,13 @@ impl WriteTx {
                 updated_at: now,
             };
             let mut sigs = Vec::with_capacity(item.signals.len());
-            for ((t, v), id) in item.signals.iter().zip(ids.by_ref()) {
+            for ((t, v), id) in item.signals.into_iter().zip(ids.by_ref()) {
                 sigs.push(SignalRow {
                     id,
                     content_id: item.id,
                     bank_id,
-                    signal_type: t.clone(),
-                    value: v.clone(),
+                    signal_type: t,
+                    value: v,
                     created_at: now,
                     equivalences_id: None,
                 });
