@@ -24,7 +24,7 @@ use echotrace_store::ExchangeRow;
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::adapter::{self, Adapter, FetchError};
+use crate::adapter::{self, Adapter, FetchError, Page};
 use crate::ExchangeService;
 
 /// Retries of one page within a round.
@@ -260,11 +260,17 @@ impl ExchangeService {
         // Pages fetched and not yet applied; their checkpoint is not stored
         // until they are, so a crash only makes them be fetched again.
         let mut group: Option<Group> = None;
+        // The page after a full group, fetched while the group was applied.
+        let mut prefetched: Option<Result<Page, FetchError>> = None;
         loop {
             if self.lease(id).await?.map(|f| f.epoch) != Some(fence.epoch) {
                 return Err(RoundError::LeaseHeld);
             }
-            let page = match adapter.fetch(cp.as_deref()).await {
+            let fetched = match prefetched.take() {
+                Some(f) => f,
+                None => adapter.fetch(cp.as_deref()).await,
+            };
+            let page = match fetched {
                 Ok(p) => p,
                 Err(FetchError::Restart(why)) if restarts < 2 => {
                     self.apply_group(id, fence, group.take(), &mut report, progress)
@@ -326,9 +332,19 @@ impl ExchangeService {
                 page.upstream_at,
             );
             cp = checkpoint;
-            if page.caught_up || g.full() {
+            if page.caught_up {
                 self.apply_group(id, fence, group.take(), &mut report, progress)
                     .await?;
+            } else if g.full() {
+                // Upstream has more: fetch the next page while this group is
+                // written (the database works on its own thread). Its
+                // checkpoint is stored only once it is applied in turn.
+                let (applied, next) = tokio::join!(
+                    self.apply_group(id, fence, group.take(), &mut report, progress),
+                    adapter.fetch(cp.as_deref())
+                );
+                applied?;
+                prefetched = Some(next);
             }
             if page.caught_up {
                 report.caught_up = true;
