@@ -965,14 +965,17 @@ pub async fn explain_with_text(
                 }
             }
             _ => {
-                let rows = sqlx::query(
-                    "SELECT content_id, bank_id, value FROM signals WHERE signal_type = $1 AND value = $2 LIMIT 1000",
-                )
-                .bind(t.as_str())
-                .bind(q.value.as_str())
-                .fetch_all(store.pool())
-                .await
-                .map_err(db)?;
+                let sql = format!(
+                    "SELECT content_id, bank_id, value FROM signals WHERE signal_type = $1 \
+                     AND {} LIMIT 1000",
+                    echotrace_store::signal_value_eq(store.backend(), "value", 2)
+                );
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(t.as_str())
+                    .bind(q.value.as_str())
+                    .fetch_all(store.pool())
+                    .await
+                    .map_err(db)?;
                 for r in &rows {
                     near.push(Near {
                         signal_type: t,

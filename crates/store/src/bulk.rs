@@ -267,6 +267,22 @@ impl WriteTx {
     }
 }
 
+/// "`column` (a `signals.value`) equals parameter `$param`", written so the
+/// backend's value index answers it. SQLite indexes the value's first 16
+/// characters (migration 0061): the prefix is compared for the index, the
+/// whole value for the answer, and the `+` keeps SQLite from rewriting the
+/// prefix into a constant, which hides the index (SQLite 3.40 does; the
+/// bundled 3.5x does not, and the store test checks the plan). PostgreSQL's hash
+/// index on the value answers `column = $param` itself.
+pub fn signal_value_eq(backend: Backend, column: &str, param: usize) -> String {
+    match backend {
+        Backend::Sqlite => {
+            format!("substr({column}, 1, 16) = substr(${param}, 1, 16) AND +{column} = ${param}")
+        }
+        Backend::Postgres => format!("{column} = ${param}"),
+    }
+}
+
 /// `sql` with its `?` parameters as the backend wants them: left anonymous
 /// on SQLite, `$1, $2, …` in order of appearance on PostgreSQL. `sql` holds
 /// no other `?` (none in literals).

@@ -380,17 +380,19 @@ impl WriteTx {
         signal_type: &str,
         value: &str,
     ) -> Result<Option<(i64, String)>> {
-        let row = sqlx::query(
+        let sql = format!(
             "SELECT c.id AS id, c.labels AS labels FROM signals s \
              JOIN bank_content c ON c.id = s.content_id \
-             WHERE s.signal_type = $1 AND s.value = $2 AND s.bank_id = $3 \
+             WHERE s.signal_type = $1 AND {} AND s.bank_id = $3 \
              AND c.enabled = 1 AND c.quarantined = 0 ORDER BY c.id LIMIT 1",
-        )
-        .bind(signal_type)
-        .bind(value)
-        .bind(bank_id)
-        .fetch_optional(&mut *self.tx)
-        .await?;
+            crate::signal_value_eq(self.backend, "s.value", 2)
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(signal_type)
+            .bind(value)
+            .bind(bank_id)
+            .fetch_optional(&mut *self.tx)
+            .await?;
         row.map(|r| Ok((get_i64(&r, "id")?, get_str(&r, "labels")?)))
             .transpose()
     }

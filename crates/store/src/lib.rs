@@ -56,8 +56,8 @@ use sqlx::{Any, AnyPool, Executor, Row, SqlSafeStr, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use bulk::{
-    content_range_op, parse_content_range_op, BulkContent, BULK_ROWS_PER_STATEMENT,
-    CONTENT_RANGE_ENTITY,
+    content_range_op, parse_content_range_op, signal_value_eq, BulkContent,
+    BULK_ROWS_PER_STATEMENT, CONTENT_RANGE_ENTITY,
 };
 pub use exchange::{
     ContentWithId, ExchangeProgress, ExchangeRecordRow, ExchangeRow, ExchangeSettings, NewExchange,
@@ -232,6 +232,8 @@ schema_migrations![
     (52, "spread_copies", "0052_spread_copies"),
     // Replicas as one service: database identity, shared counters.
     (60, "scale", "0060_scale"),
+    // SQLite looks signals up by the value's first 16 characters.
+    (61, "signal_value_prefix", "0061_signal_value_prefix"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -17,6 +17,7 @@ both_backends!(
     outbox_claim_is_exclusive,
     keys_users_webhooks_audit,
     rollback_on_drop,
+    signals_are_found_by_value_through_the_value_index,
 );
 
 async fn migrations_are_idempotent_and_backend_detected(db: &TestDb) {
@@ -389,4 +390,58 @@ fn bad_urls_are_rejected() {
         .err()
         .unwrap();
     assert!(matches!(err, StoreError::InvalidUrl(_)), "{err:?}");
+}
+
+/// Exact lookups by value (a feed's backing item) find the item for short
+/// and long values and values sharing their first 16 characters, and on
+/// SQLite go through the value-prefix index (migration 0061).
+async fn signals_are_found_by_value_through_the_value_index(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    let bank = tx.insert_bank("b", "block", "", "{}").await.unwrap();
+    let a = "ab".repeat(32);
+    let b = format!("{}{}", &a[..16], "cd".repeat(24)); // same first 16
+    let long = "0123456789abcdef".repeat(512); // an 8 KiB value
+    let mut ids = Vec::new();
+    for v in [&a, &b, &long] {
+        let c = tx.insert_content(bank.id, true, "[]", "").await.unwrap();
+        tx.insert_signal(c.id, bank.id, "pdq", v).await.unwrap();
+        ids.push(c.id);
+    }
+    for (v, id) in [&a, &b, &long].into_iter().zip(&ids) {
+        let found = tx
+            .active_content_with_signal(bank.id, "pdq", v)
+            .await
+            .unwrap();
+        assert_eq!(found.map(|(cid, _)| cid), Some(*id));
+    }
+    let missing = format!("{}{}", &a[..16], "ef".repeat(24));
+    assert!(tx
+        .active_content_with_signal(bank.id, "pdq", &missing)
+        .await
+        .unwrap()
+        .is_none());
+    tx.commit().await.unwrap();
+    if store.backend() == Backend::Sqlite {
+        let sql = format!(
+            "EXPLAIN QUERY PLAN SELECT id FROM signals s WHERE s.signal_type = $1 AND {}",
+            echotrace_store::signal_value_eq(Backend::Sqlite, "s.value", 2)
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind("pdq")
+            .bind(a.as_str())
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+        let detail: Vec<String> = rows
+            .iter()
+            .map(|r| sqlx::Row::try_get::<String, _>(r, "detail").unwrap_or_default())
+            .collect();
+        assert!(
+            detail
+                .iter()
+                .any(|d| d.contains("signals_type_prefix (signal_type=? AND <expr>=?)")),
+            "plan: {detail:?}"
+        );
+    }
 }
