@@ -269,7 +269,7 @@ impl WriteTx {
 
 /// "`column` (a `signals.value`) equals parameter `$param`", written so the
 /// backend's value index answers it. SQLite indexes the value's first 16
-/// characters (migration 0061): the prefix is compared for the index, the
+/// characters (migration 0062): the prefix is compared for the index, the
 /// whole value for the answer, and the `+` keeps SQLite from rewriting the
 /// prefix into a constant, which hides the index (SQLite 3.40 does; the
 /// bundled 3.5x does not, and the store test checks the plan). PostgreSQL's hash

@@ -233,7 +233,7 @@ schema_migrations![
     // Replicas as one service: database identity, shared counters.
     (60, "scale", "0060_scale"),
     // SQLite looks signals up by the value's first 16 characters.
-    (61, "signal_value_prefix", "0061_signal_value_prefix"),
+    (62, "signal_value_prefix", "0062_signal_value_prefix"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

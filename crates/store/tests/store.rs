@@ -394,7 +394,7 @@ fn bad_urls_are_rejected() {
 
 /// Exact lookups by value (a feed's backing item) find the item for short
 /// and long values and values sharing their first 16 characters, and on
-/// SQLite go through the value-prefix index (migration 0061).
+/// SQLite go through the value-prefix index (migration 0062).
 async fn signals_are_found_by_value_through_the_value_index(db: &TestDb) {
     let store = Store::open(&db.url).await.unwrap();
     let mut tx = store.write().await.unwrap();

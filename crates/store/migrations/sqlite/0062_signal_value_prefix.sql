@@ -1,4 +1,4 @@
--- echotrace schema v61 (sqlite). Keep in step with ../postgres.
+-- echotrace schema v62 (sqlite). Keep in step with ../postgres.
 -- Exact lookups of a signal by value (the feed's backing item, the
 -- console's search) go through an index on the value's first 16
 -- characters, not the whole value: a PDQ entry shrinks from ~78 to ~30
