@@ -232,6 +232,8 @@ schema_migrations![
     (52, "spread_copies", "0052_spread_copies"),
     // Replicas as one service: database identity, shared counters.
     (60, "scale", "0060_scale"),
+    // Sighting signals: no (signal_type, value) index (nothing reads it).
+    (61, "sighting_signal_values", "0061_sighting_signal_values"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {
