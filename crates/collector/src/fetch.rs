@@ -57,6 +57,10 @@ pub struct FetchConfig {
     /// Longest a caller of [`Fetcher::fetch`] waits for a host's slot
     /// before the fetch is [`FetchErrorKind::Deferred`].
     pub max_politeness_wait: Duration,
+    /// Idle keep-alive connections kept per host (the collector raises it
+    /// to its worker count, so concurrent fetches from one host reuse
+    /// their connections instead of reconnecting).
+    pub max_idle_per_host: usize,
 }
 
 impl FetchConfig {
@@ -73,6 +77,7 @@ impl FetchConfig {
             politeness: PolitenessConfig::default(),
             robots_ttl: Duration::from_secs(24 * 3600),
             max_politeness_wait: Duration::from_secs(60),
+            max_idle_per_host: 4,
         })
     }
 }
@@ -616,7 +621,7 @@ fn build_client(config: &FetchConfig, proxy: Option<&str>) -> Result<reqwest::Cl
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(config.connect_timeout)
         .dns_resolver(Arc::new(GuardedResolver::new(config.allow_private.clone())))
-        .pool_max_idle_per_host(4)
+        .pool_max_idle_per_host(config.max_idle_per_host.max(1))
         .tcp_nodelay(true);
     b = match proxy {
         None => b.no_proxy(),

@@ -159,6 +159,46 @@ fn selector(s: &str) -> Result<Selector, HtmlError> {
         .map_err(|_| HtmlError::Selector(s.to_string()))
 }
 
+/// The built-in selectors (see the module doc), in handler order.
+const BUILTIN_SELECTORS: [&str; 13] = [
+    "base[href]",
+    "a[href]",
+    "area[href]",
+    "img[src]",
+    "video[src]",
+    "video[poster]",
+    "audio[src]",
+    "source[src]",
+    "embed[src]",
+    "iframe[src]",
+    "img[srcset], source[srcset]",
+    "meta[http-equiv][content]",
+    "title",
+];
+
+/// [`BUILTIN_SELECTORS`] parsed once per process (parsing them for every
+/// page was a few per cent of a crawl's CPU).
+static BUILTIN: std::sync::LazyLock<Result<Vec<Selector>, String>> =
+    std::sync::LazyLock::new(|| {
+        BUILTIN_SELECTORS
+            .iter()
+            .map(|s| s.parse::<Selector>().map_err(|_| s.to_string()))
+            .collect()
+    });
+
+/// The parsed built-in selector `s` (one of [`BUILTIN_SELECTORS`]).
+fn builtin(s: &str) -> Result<Cow<'static, Selector>, HtmlError> {
+    let parsed = BUILTIN
+        .as_ref()
+        .map_err(|e| HtmlError::Selector(e.clone()))?;
+    BUILTIN_SELECTORS
+        .iter()
+        .position(|b| *b == s)
+        .and_then(|i| parsed.get(i))
+        .map(Cow::Borrowed)
+        .ok_or_else(|| HtmlError::Selector(s.to_string()))
+}
+
 /// Extract text, links and probe captures from `html` fetched at `base`.
 /// `charset` (from `Content-Type`) picks the decoding; UTF-8 otherwise.
 pub fn extract(
@@ -185,7 +225,7 @@ pub fn extract(
     {
         let st = state.clone();
         handlers.push((
-            Cow::Owned(selector("base[href]")?),
+            builtin("base[href]")?,
             ElementContentHandlers::default().element(move |el: &mut Element| {
                 if let Some(h) = el.get_attribute("href") {
                     let mut s = st.borrow_mut();
@@ -212,7 +252,7 @@ pub fn extract(
     ] {
         let st = state.clone();
         handlers.push((
-            Cow::Owned(selector(sel)?),
+            builtin(sel)?,
             ElementContentHandlers::default().element(move |el: &mut Element| {
                 if let Some(v) = el.get_attribute(attr) {
                     st.borrow_mut().push_link(&v, kind);
@@ -224,7 +264,7 @@ pub fn extract(
     {
         let st = state.clone();
         handlers.push((
-            Cow::Owned(selector("img[srcset], source[srcset]")?),
+            builtin("img[srcset], source[srcset]")?,
             ElementContentHandlers::default().element(move |el: &mut Element| {
                 if let Some(v) = el.get_attribute("srcset") {
                     if let Some(first) = v
@@ -242,7 +282,7 @@ pub fn extract(
     {
         let st = state.clone();
         handlers.push((
-            Cow::Owned(selector("meta[http-equiv][content]")?),
+            builtin("meta[http-equiv][content]")?,
             ElementContentHandlers::default().element(move |el: &mut Element| {
                 let equiv = el.get_attribute("http-equiv").unwrap_or_default();
                 if equiv.trim().eq_ignore_ascii_case("refresh") {
@@ -259,7 +299,7 @@ pub fn extract(
     {
         let st = state.clone();
         handlers.push((
-            Cow::Owned(selector("title")?),
+            builtin("title")?,
             ElementContentHandlers::default().element(move |el: &mut Element| {
                 st.borrow_mut().in_title = true;
                 let st2 = st.clone();

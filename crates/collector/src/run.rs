@@ -275,11 +275,9 @@ enum JobResult {
 impl Collector {
     /// A collector over `engine`'s store.
     pub fn new(engine: Engine, config: CollectorConfig) -> Result<Self> {
-        let fetcher = Fetcher::new(
-            config.fetch.clone(),
-            Some(engine.store().clone()),
-            &config.holder,
-        )?;
+        let mut fetch = config.fetch.clone();
+        fetch.max_idle_per_host = fetch.max_idle_per_host.max(config.workers);
+        let fetcher = Fetcher::new(fetch, Some(engine.store().clone()), &config.holder)?;
         let warc = WarcWriter::new(WarcConfig {
             dir: config.warc_dir.clone(),
             prefix: config.holder.clone(),
@@ -1027,7 +1025,8 @@ impl Collector {
         for (src, kids) in jobs_by_source.values() {
             enqueue_with_parents(&mut tx, src, kids).await?;
         }
-        // 4. Finish the jobs.
+        // 4. Finish the jobs (one statement for the batch).
+        let mut outcomes: Vec<(i64, JobOutcome<'_>)> = Vec::with_capacity(pending.len());
         for (i, r) in pending.iter().enumerate() {
             match r {
                 JobResult::Deferred { .. } => {}
@@ -1041,20 +1040,17 @@ impl Collector {
                     waits,
                     ..
                 } => {
-                    let main_id = id_of(i);
-                    tx.finish_job(
+                    outcomes.push((
                         job.id,
-                        &holder,
-                        &JobOutcome {
+                        JobOutcome {
                             state: JOB_DONE,
                             not_before: 0,
                             http_status: *http_status,
                             error_kind: warning.as_ref().map(|w| w.0),
                             error: warning.as_ref().map(|w| w.1.as_str()),
-                            sighting_id: main_id,
+                            sighting_id: id_of(i),
                         },
-                    )
-                    .await?;
+                    ));
                     rep.fetched += 1;
                     rep.jobs_done += 1;
                     let s = stats.entry(src.id).or_default();
@@ -1084,10 +1080,9 @@ impl Collector {
                     } else {
                         JOB_FAILED
                     };
-                    tx.finish_job(
+                    outcomes.push((
                         job.id,
-                        &holder,
-                        &JobOutcome {
+                        JobOutcome {
                             state,
                             not_before: retry_at.unwrap_or(0),
                             http_status: *http_status,
@@ -1095,8 +1090,7 @@ impl Collector {
                             error: Some(message),
                             sighting_id: id_of(i),
                         },
-                    )
-                    .await?;
+                    ));
                     let s = stats.entry(src.id).or_default();
                     s.politeness_waits += *waits;
                     s.politeness_wait_ms += *wait_ms;
@@ -1113,6 +1107,7 @@ impl Collector {
                 }
             }
         }
+        tx.finish_jobs(&holder, &outcomes).await?;
         // Outlinks count as items of their source.
         for (r, o) in rec_out.iter().zip(&outlinks) {
             let _ = r;

@@ -13,9 +13,11 @@
 //! `WARC-Truncated: length` — evidence of what was served, when and from
 //! where, without keeping the content. With `--retain-media` the payload is
 //! written too. Digests are `sha256:<base32>` (RFC 4648, as `sha1:` is
-//! customarily written). Records are written whole before the caller
-//! records the sighting that points at them, and [`WarcWriter::sync`] makes
-//! them durable before the sighting's transaction commits.
+//! customarily written). Records are written whole (into a buffer) before
+//! the caller records the sighting that points at them, and
+//! [`WarcWriter::sync`] flushes them and makes them durable before the
+//! sighting's transaction commits. Each record's gzip member comes from one
+//! raw-deflate compressor kept by the writer (reset per record).
 //!
 //! **Reader.** [`WarcReader`] reads `.warc` or `.warc.gz` (one or many gzip
 //! members) as a stream: headers are capped (64 KiB), a block larger than
@@ -26,12 +28,11 @@
 //! offset.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use echotrace_engine::utc::Utc;
-use flate2::write::GzEncoder;
-use flate2::Compression;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use sha2::{Digest, Sha256};
 
 /// A record written: where it is.
@@ -90,10 +91,13 @@ pub enum WarcError {
     Write(String, std::io::Error),
 }
 
+/// An open WARC file and its CDXJ index. Writes are buffered: what
+/// [`WarcWriter::sync`] has not flushed is not evidence yet (nothing that
+/// points at it has been committed).
 struct OpenFile {
     name: String,
-    file: File,
-    cdxj: File,
+    file: BufWriter<File>,
+    cdxj: BufWriter<File>,
     cdxj_path: PathBuf,
     size: u64,
 }
@@ -103,6 +107,40 @@ pub struct WarcWriter {
     config: WarcConfig,
     current: Option<OpenFile>,
     seq: u64,
+    /// One raw-deflate compressor, reset for each record's gzip member (a
+    /// new one per record allocated and zeroed its tables every time).
+    deflate: Compress,
+    /// The member being built.
+    member: Vec<u8>,
+}
+
+/// A gzip member's header: deflate, no flags, no time, fastest, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
+
+/// `input` as one gzip member (RFC 1952) appended to `out`, through
+/// `deflate` (raw deflate, reset first).
+fn gzip_member(deflate: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+    deflate.reset();
+    out.extend_from_slice(&GZIP_HEADER);
+    let mut rest = input;
+    loop {
+        out.reserve(rest.len() / 2 + 256);
+        let before = deflate.total_in();
+        let status = deflate
+            .compress_vec(rest, out, FlushCompress::Finish)
+            .map_err(std::io::Error::other)?;
+        let used = usize::try_from(deflate.total_in() - before).unwrap_or(rest.len());
+        rest = &rest[used.min(rest.len())..];
+        if status == Status::StreamEnd {
+            break;
+        }
+    }
+    let mut crc = Crc::new();
+    crc.update(input);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    // ISIZE: the input's length modulo 2^32.
+    out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+    Ok(())
 }
 
 impl WarcWriter {
@@ -114,6 +152,8 @@ impl WarcWriter {
             config,
             current: None,
             seq: 0,
+            deflate: Compress::new(Compression::fast(), false),
+            member: Vec::new(),
         })
     }
 
@@ -153,8 +193,8 @@ impl WarcWriter {
                 .map_err(|e| WarcError::Write(name.clone(), e))?;
             self.current = Some(OpenFile {
                 name: name.clone(),
-                file,
-                cdxj,
+                file: BufWriter::with_capacity(64 << 10, file),
+                cdxj: BufWriter::with_capacity(16 << 10, cdxj),
                 cdxj_path,
                 size,
             });
@@ -198,27 +238,24 @@ impl WarcWriter {
             base32(&Sha256::digest(block))
         ));
         head.push_str(&format!("Content-Length: {}\r\n\r\n", block.len()));
-        let mut gz = GzEncoder::new(
-            Vec::with_capacity(block.len() / 2 + 512),
-            Compression::fast(),
-        );
         let f = self
             .current
             .as_mut()
             .ok_or_else(|| WarcError::Write("?".into(), std::io::Error::other("no open file")))?;
-        let name = f.name.clone();
-        let io = |e| WarcError::Write(name.clone(), e);
-        gz.write_all(head.as_bytes()).map_err(io)?;
-        gz.write_all(block).map_err(io)?;
-        gz.write_all(b"\r\n\r\n").map_err(io)?;
-        let member = gz.finish().map_err(io)?;
+        let io = |e| WarcError::Write(f.name.clone(), e);
+        let mut record = head.into_bytes();
+        record.reserve(block.len() + 4);
+        record.extend_from_slice(block);
+        record.extend_from_slice(b"\r\n\r\n");
+        self.member.clear();
+        gzip_member(&mut self.deflate, &record, &mut self.member).map_err(io)?;
         let offset = f.size;
-        f.file.write_all(&member).map_err(io)?;
-        f.size += member.len() as u64;
+        f.file.write_all(&self.member).map_err(io)?;
+        f.size += self.member.len() as u64;
         Ok(WrittenRecord {
             file: f.name.clone(),
             offset,
-            length: member.len() as u64,
+            length: self.member.len() as u64,
             record_id,
         })
     }
@@ -309,12 +346,11 @@ impl WarcWriter {
     /// Make everything written so far durable (fsync).
     pub fn sync(&mut self) -> Result<(), WarcError> {
         if let Some(f) = self.current.as_mut() {
-            f.file
-                .sync_data()
-                .map_err(|e| WarcError::Write(f.name.clone(), e))?;
-            f.cdxj
-                .sync_data()
-                .map_err(|e| WarcError::Write(f.name.clone(), e))?;
+            let io = |e| WarcError::Write(f.name.clone(), e);
+            f.file.flush().map_err(io)?;
+            f.file.get_ref().sync_data().map_err(io)?;
+            f.cdxj.flush().map_err(io)?;
+            f.cdxj.get_ref().sync_data().map_err(io)?;
         }
         Ok(())
     }

@@ -562,24 +562,56 @@ impl WriteTx {
         holder: &str,
         outcome: &JobOutcome<'_>,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE frontier SET state = $3, not_before = $4, http_status = $5, error_kind = $6, \
-             error = $7, sighting_id = COALESCE($8, sighting_id), lease_holder = NULL, \
-             lease_expires_at = NULL, updated_at = $9 \
-             WHERE id = $1 AND state = 'leased' AND lease_holder = $2",
-        )
-        .bind(id)
-        .bind(holder)
-        .bind(outcome.state)
-        .bind(outcome.not_before)
-        .bind(outcome.http_status)
-        .bind(outcome.error_kind)
-        .bind(outcome.error)
-        .bind(outcome.sighting_id)
-        .bind(now_ms())
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(self.finish_jobs(holder, &[(id, outcome.clone())]).await? == 1)
+    }
+
+    /// [`WriteTx::finish_job`] for many jobs at once (each id at most
+    /// once): one `UPDATE … FROM` a `VALUES` list per 400 jobs. Returns how
+    /// many `holder` still held (and finished).
+    pub async fn finish_jobs(
+        &mut self,
+        holder: &str,
+        jobs: &[(i64, JobOutcome<'_>)],
+    ) -> Result<u64> {
+        let now = now_ms();
+        let mut finished = 0;
+        for chunk in jobs.chunks(JOB_ROWS_PER_STATEMENT) {
+            // Casts: a column of NULLs in a VALUES list still gets a type
+            // on PostgreSQL.
+            let mut sql = values_list(
+                "WITH done(id, state, not_before, http_status, error_kind, error, sighting_id) \
+                 AS (VALUES ",
+                "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), \
+                 CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT))",
+                chunk.len(),
+            );
+            sql.push_str(
+                ") UPDATE frontier SET state = done.state, not_before = done.not_before, \
+                 http_status = done.http_status, error_kind = done.error_kind, \
+                 error = done.error, sighting_id = COALESCE(done.sighting_id, frontier.sighting_id), \
+                 lease_holder = NULL, lease_expires_at = NULL, updated_at = ? FROM done \
+                 WHERE frontier.id = done.id AND frontier.state = 'leased' \
+                 AND frontier.lease_holder = ?",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(self.backend, &sql)));
+            for (id, o) in chunk {
+                q = q
+                    .bind(*id)
+                    .bind(o.state)
+                    .bind(o.not_before)
+                    .bind(o.http_status)
+                    .bind(o.error_kind)
+                    .bind(o.error)
+                    .bind(o.sighting_id);
+            }
+            finished += q
+                .bind(now)
+                .bind(holder)
+                .execute(&mut *self.tx)
+                .await?
+                .rows_affected();
+        }
+        Ok(finished)
     }
 
     /// Does `holder` still hold job `id`? On PostgreSQL the row stays locked
@@ -788,6 +820,8 @@ impl WriteTx {
         }
         let mut out = Vec::with_capacity(items.len());
         let mut first_use = std::collections::HashSet::new();
+        // Sightings seen again: the latest time each was seen in this batch.
+        let mut seen_again: HashMap<i64, i64> = HashMap::new();
         for (s, _) in items {
             let key = (s.url_sha256.to_string(), s.content_sha256.to_string());
             let Some(mut u) = found.get(&key).cloned() else {
@@ -799,17 +833,33 @@ impl WriteTx {
                 u.is_new = false;
             }
             if !u.is_new {
-                sqlx::query(
-                    "UPDATE sightings SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2",
-                )
-                .bind(u.id)
-                .bind(s.seen_at)
-                .execute(&mut *self.tx)
-                .await?;
+                let at = seen_again.entry(u.id).or_insert(s.seen_at);
+                *at = (*at).max(s.seen_at);
             }
             out.push(u);
         }
+        let mut moved: Vec<(i64, i64)> = seen_again.into_iter().collect();
+        moved.sort_unstable();
+        self.move_last_seen(&moved).await?;
         Ok(out)
+    }
+
+    /// Move `last_seen_at` of sightings forward, to `(id, seen_at)` (one id
+    /// at most once): one `UPDATE … FROM` a `VALUES` list per 400 ids.
+    async fn move_last_seen(&mut self, moved: &[(i64, i64)]) -> Result<()> {
+        for chunk in moved.chunks(SIGHTING_ROWS_PER_STATEMENT) {
+            let mut sql = values_list("WITH seen(id, at) AS (VALUES ", "(?, ?)", chunk.len());
+            sql.push_str(
+                ") UPDATE sightings SET last_seen_at = seen.at FROM seen \
+                 WHERE sightings.id = seen.id AND sightings.last_seen_at < seen.at",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(self.backend, &sql)));
+            for (id, at) in chunk {
+                q = q.bind(*id).bind(*at);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
     }
 
     /// Which of `ids` `holder` still holds (leased). On PostgreSQL those rows

@@ -19,7 +19,9 @@
 //!   is still kill -9 safe, can be chosen with [`StoreOptions`]), a 5 s busy
 //!   timeout, foreign keys on. Write transactions are serialised in-process
 //!   and start with `BEGIN IMMEDIATE`, so a read-then-write transaction never
-//!   fails with `SQLITE_BUSY_SNAPSHOT`. The one exception to `FULL` is
+//!   fails with `SQLITE_BUSY_SNAPSHOT`. They run on one dedicated writer
+//!   connection whose page cache (16 MiB) outlives each transaction; reads
+//!   use the pool. The one exception to `FULL` is
 //!   [`Store::write_refetchable`]: a signal exchange's batch, all of which
 //!   its upstream can resend, commits at `NORMAL` on its own connection
 //!   (still kill -9 safe; see there for what a power loss means).
@@ -232,6 +234,8 @@ schema_migrations![
     (52, "spread_copies", "0052_spread_copies"),
     // Replicas as one service: database identity, shared counters.
     (60, "scale", "0060_scale"),
+    // Sighting signals: no (signal_type, value) index (nothing reads it).
+    (61, "sighting_signal_values", "0061_sighting_signal_values"),
     // SQLite looks signals up by the value's first 16 characters.
     (62, "signal_value_prefix", "0062_signal_value_prefix"),
 ];
@@ -305,10 +309,30 @@ pub struct Store {
     backend: Backend,
     /// Serialises write transactions on SQLite (one writer at a time anyway).
     write_lock: Arc<Mutex<()>>,
+    /// SQLite: the one connection every [`Store::write`] transaction runs
+    /// on, with its own page cache (`None` on PostgreSQL and for an
+    /// in-memory database, whose writes use the pool).
+    writer: Option<AnyPool>,
     /// SQLite: one connection at `synchronous=NORMAL` for
     /// [`Store::write_refetchable`] (`None` on PostgreSQL).
     refetchable: Option<AnyPool>,
 }
+
+/// SQLite: the page cache of the writer connection (KiB). Writes land in
+/// indexes keyed by hashes (sightings by URL and content digest, frontier
+/// jobs by URL digest, signals by value), so consecutive transactions touch
+/// leaf pages all over those B-trees; with SQLite's default 2 MiB cache,
+/// spread over whichever pooled connection a transaction got, each one read
+/// its pages back from the OS and spilled dirty pages to the WAL before it
+/// committed. One connection with a cache kept between transactions reads
+/// them once. Bounded: pages are allocated as they are read, at most this.
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
+
+/// SQLite: WAL pages the writer connection lets accumulate before it
+/// checkpoints (4 KiB pages: 32 MiB). At SQLite's default of 1,000 pages a
+/// collector import checkpointed every second batch or so, writing the same
+/// hot index pages back to the database file (and fsyncing it) each time.
+const WRITER_WAL_PAGES: u32 = 8_192;
 
 /// SQLite: WAL pages the refetchable connection lets accumulate before it
 /// checkpoints (4 KiB pages). Each exchange batch of 10,000 random hashes
@@ -363,6 +387,30 @@ impl Store {
         // (Not for an in-memory database: another connection would open
         // another database.)
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let writer = if backend == Backend::Sqlite && !in_memory {
+            let opts = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        // temp_store: a multi-row statement's rollback
+                        // journal (SQLite's statement journal) stays in
+                        // memory instead of a temporary file.
+                        let pragmas = format!(
+                            "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+                             PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
+                             PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA temp_store = MEMORY; \
+                             PRAGMA wal_autocheckpoint = {WRITER_WAL_PAGES}; \
+                             PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+                        );
+                        conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
+                        Ok(())
+                    })
+                });
+            Some(opts.connect_lazy(&url)?)
+        } else {
+            None
+        };
         let refetchable = if backend == Backend::Sqlite && !in_memory {
             let opts = AnyPoolOptions::new()
                 .max_connections(1)
@@ -387,6 +435,7 @@ impl Store {
             pool,
             backend,
             write_lock: Arc::new(Mutex::new(())),
+            writer,
             refetchable,
         })
     }
@@ -403,7 +452,7 @@ impl Store {
 
     /// Close all connections.
     pub async fn close(&self) {
-        if let Some(p) = &self.refetchable {
+        for p in [&self.writer, &self.refetchable].into_iter().flatten() {
             p.close().await;
         }
         self.pool.close().await;
@@ -441,10 +490,20 @@ impl Store {
             Backend::Sqlite => Some(self.write_lock.clone().lock_owned().await),
             Backend::Postgres => None,
         };
-        let tx = match (self.backend, refetchable, &self.refetchable) {
-            (Backend::Sqlite, true, Some(pool)) => pool.begin_with("BEGIN IMMEDIATE").await?,
-            (Backend::Sqlite, _, _) => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            (Backend::Postgres, _, _) => self.pool.begin().await?,
+        let tx = match self.backend {
+            Backend::Sqlite => {
+                let dedicated = if refetchable {
+                    &self.refetchable
+                } else {
+                    &self.writer
+                };
+                dedicated
+                    .as_ref()
+                    .unwrap_or(&self.pool)
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await?
+            }
+            Backend::Postgres => self.pool.begin().await?,
         };
         Ok(WriteTx {
             tx,

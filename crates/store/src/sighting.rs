@@ -10,8 +10,11 @@
 //!   other bytes at that URL are another sighting. `parent_id` is the page
 //!   or message that linked to it. Only hashes are stored: payloads live in
 //!   WARC records (`warc_*`) under the operator's retention policy.
-//! * **Sighting signals** are its hashes, indexed like bank signals so that a
-//!   bank item added later finds where it was already seen (retro-hunt).
+//! * **Sighting signals** are its hashes, kept so that a bank item added
+//!   later finds where it was already seen (retro-hunt). They are indexed by
+//!   sighting and by (type, id), the order the retro-hunt reads them in; not
+//!   by value (migration 0061: nothing looked values up, and text MinHashes
+//!   made that index half the database).
 //! * **Sighting matches** tie a sighting to the bank items it matched; a bank
 //!   item and its sightings form one variant cluster. They carry no foreign
 //!   key to `bank_content`, so deleting a bank item keeps its history.
@@ -398,7 +401,9 @@ impl Store {
         rows.iter().map(SightingSignalRow::from_row).collect()
     }
 
-    /// Sightings holding exactly this signal (retro-hunt of exact types).
+    /// Sightings holding exactly this signal. A scan of the type's rows
+    /// (values are not indexed, see the module doc): for tests and
+    /// diagnostics, not for a hot path.
     pub async fn sightings_with_signal(&self, signal_type: &str, value: &str) -> Result<Vec<i64>> {
         let rows = sqlx::query(
             "SELECT DISTINCT sighting_id FROM sighting_signals \

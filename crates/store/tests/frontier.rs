@@ -9,7 +9,7 @@ use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
 use echotrace_store::{
     now_ms, JobOutcome, NewJob, NewSighting, NewSource, SourceStatsDelta, Store, JOB_DONE,
-    JOB_QUEUED,
+    JOB_FAILED, JOB_QUEUED,
 };
 
 both_backends!(
@@ -17,6 +17,7 @@ both_backends!(
     concurrent_leases_never_share_a_job,
     host_slots_space_requests,
     cursors_platforms_counters_attributes,
+    finish_jobs_in_bulk_is_fenced_per_job,
 );
 
 async fn source(store: &Store, name: &str) -> i64 {
@@ -334,4 +335,110 @@ async fn cursors_platforms_counters_attributes(db: &TestDb) {
         .unwrap()
         .is_empty());
     assert!(store.get_sighting(row.id).await.unwrap().is_some());
+}
+
+/// The collector finishes a commit's jobs in one call: each job gets its own
+/// outcome (NULLs included), a job another worker holds is left alone, and
+/// a finished job's sighting is kept when the outcome names none.
+async fn finish_jobs_in_bulk_is_fenced_per_job(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let s = source(&store, "bulk").await;
+    // More jobs than one statement takes (400).
+    let urls: Vec<(String, String)> = (0..450)
+        .map(|i| (format!("http://h.test/f{i}"), format!("f{i}")))
+        .collect();
+    let jobs: Vec<NewJob> = urls.iter().map(|(u, h)| job(s, u, h)).collect();
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.enqueue_jobs(&jobs, 0).await.unwrap(), 450);
+    tx.commit().await.unwrap();
+    let mine = store.lease_jobs("w1", 449, 60_000, false).await.unwrap();
+    let theirs = store.lease_jobs("w2", 1, 60_000, false).await.unwrap();
+    assert_eq!((mine.len(), theirs.len()), (449, 1));
+    // The first job already points at a sighting (an earlier attempt).
+    let mut tx = store.write().await.unwrap();
+    assert!(tx
+        .finish_job(
+            mine[0].id,
+            "w1",
+            &JobOutcome {
+                state: JOB_QUEUED,
+                sighting_id: Some(77),
+                ..JobOutcome::default()
+            }
+        )
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    let again = store.lease_jobs("w1", 1, 60_000, false).await.unwrap();
+    assert_eq!(again[0].id, mine[0].id);
+
+    let message = "HTTP 404".to_string();
+    let mut outcomes: Vec<(i64, JobOutcome)> = mine
+        .iter()
+        .enumerate()
+        .map(|(i, j)| {
+            let o = match i % 3 {
+                0 => JobOutcome {
+                    state: JOB_DONE,
+                    http_status: Some(200),
+                    sighting_id: (i > 0).then_some(i as i64 + 1000),
+                    ..JobOutcome::default()
+                },
+                1 => JobOutcome {
+                    state: JOB_FAILED,
+                    http_status: Some(404),
+                    error_kind: Some("http"),
+                    error: Some(&message),
+                    ..JobOutcome::default()
+                },
+                _ => JobOutcome {
+                    state: JOB_QUEUED,
+                    not_before: 5_000,
+                    error_kind: Some("timeout"),
+                    ..JobOutcome::default()
+                },
+            };
+            (j.id, o)
+        })
+        .collect();
+    // w2's job is fenced off.
+    outcomes.push((
+        theirs[0].id,
+        JobOutcome {
+            state: JOB_DONE,
+            ..JobOutcome::default()
+        },
+    ));
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.finish_jobs("w1", &outcomes).await.unwrap(), 449);
+    tx.commit().await.unwrap();
+
+    for (i, j) in mine.iter().enumerate() {
+        let got = store.get_job(j.id).await.unwrap().unwrap();
+        assert_eq!(got.lease_holder, None, "job {i}");
+        match i % 3 {
+            0 => {
+                assert_eq!(got.state, JOB_DONE);
+                assert_eq!(got.http_status, Some(200));
+                assert_eq!((got.error_kind, got.error), (None, None));
+                let want = if i == 0 { 77 } else { i as i64 + 1000 };
+                assert_eq!(got.sighting_id, Some(want), "job {i}");
+            }
+            1 => {
+                assert_eq!(got.state, JOB_FAILED);
+                assert_eq!(got.http_status, Some(404));
+                assert_eq!(got.error_kind.as_deref(), Some("http"));
+                assert_eq!(got.error.as_deref(), Some("HTTP 404"));
+                assert_eq!(got.sighting_id, None);
+            }
+            _ => {
+                assert_eq!(got.state, JOB_QUEUED);
+                assert_eq!((got.not_before, got.http_status), (5_000, None));
+                assert_eq!(got.error_kind.as_deref(), Some("timeout"));
+            }
+        }
+    }
+    let other = store.get_job(theirs[0].id).await.unwrap().unwrap();
+    assert_eq!(other.state, "leased");
+    assert_eq!(other.lease_holder.as_deref(), Some("w2"));
 }

@@ -11,6 +11,7 @@ both_backends!(
     lease_fences_commits_after_takeover,
     sightings_dedup_match_and_cluster,
     expired_unmatched_sightings_are_swept,
+    bulk_upsert_moves_last_seen_forward_once,
 );
 
 async fn lease_is_exclusive_renewable_and_expires(db: &TestDb) {
@@ -231,4 +232,58 @@ async fn expired_unmatched_sightings_are_swept(db: &TestDb) {
     assert!(store.get_sighting(child.id).await.unwrap().is_none());
     let kept = store.get_sighting(kept.id).await.unwrap().unwrap();
     assert_eq!(kept.submission_id, Some(5));
+}
+
+/// Sightings recorded in bulk and seen again in a later batch keep their
+/// rows; `last_seen_at` moves to the latest time of the batch (several
+/// sightings of one row included) and never back. More rows than one
+/// statement takes (400).
+async fn bulk_upsert_moves_last_seen_forward_once(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let urls: Vec<(String, String)> = (0..450)
+        .map(|i| (format!("https://files.example/b{i}"), format!("b{i}")))
+        .collect();
+    let first: Vec<(NewSighting, Option<&str>)> = urls
+        .iter()
+        .map(|(u, h)| (sighting(u, h, "", 1_000), None))
+        .collect();
+    let mut tx = store.write().await.unwrap();
+    let made = tx.upsert_sightings_bulk(&first).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(made.iter().all(|u| u.is_new));
+
+    // Each row seen twice more (at 2,000 + i and at 1,500), one seen only
+    // earlier than before (500), and a new one.
+    let mut again: Vec<(NewSighting, Option<&str>)> = Vec::new();
+    for (i, (u, h)) in urls.iter().enumerate().skip(1) {
+        again.push((sighting(u, h, "", 2_000 + i as i64), None));
+        again.push((sighting(u, h, "", 1_500), None));
+    }
+    again.push((sighting(&urls[0].0, &urls[0].1, "", 500), None));
+    again.push((
+        sighting("https://files.example/new", "new", "", 3_000),
+        None,
+    ));
+    let mut tx = store.write().await.unwrap();
+    let got = tx.upsert_sightings_bulk(&again).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(got.len(), again.len());
+    let new_one = got.last().unwrap();
+    assert!(new_one.is_new);
+    assert!(got[..got.len() - 1].iter().all(|u| !u.is_new));
+    for (i, m) in made.iter().enumerate() {
+        let row = store.get_sighting(m.id).await.unwrap().unwrap();
+        let want = if i == 0 { 1_000 } else { 2_000 + i as i64 };
+        assert_eq!(
+            (row.first_seen_at, row.last_seen_at),
+            (1_000, want),
+            "row {i}"
+        );
+        if i > 0 {
+            assert_eq!(got[2 * (i - 1)].id, m.id);
+            assert_eq!(got[2 * (i - 1) + 1].id, m.id);
+        }
+    }
+    let row = store.get_sighting(new_one.id).await.unwrap().unwrap();
+    assert_eq!((row.first_seen_at, row.last_seen_at), (3_000, 3_000));
 }

@@ -1,0 +1,11 @@
+-- echotrace schema v61 (PostgreSQL): sighting signals lose their
+-- (signal_type, value) index (issue 15). Keep in step with ../sqlite.
+--
+-- No query reads it: the retro-hunt pages through one signal type at a time
+-- by (signal_type, id) and looks each stored value up in the live bank
+-- indexes. It held every value, a page's or a message's 1.4-1.7 KB text
+-- MinHash included: on SQLite it was half the database after a crawl (101 MB
+-- of 200 MB for 20,000 pages) and most of the write cost of each batch, and
+-- on PostgreSQL a video sighting's vPDQ value over 8,191 bytes would not fit
+-- its B-tree rows (as with bank signals, see 0012).
+DROP INDEX sighting_signals_type_value;
