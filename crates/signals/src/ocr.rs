@@ -766,9 +766,11 @@ pub fn cursive_share(input: &OcrInput) -> Option<f32> {
             threshold = i as u8;
         }
     }
-    let dark = body.iter().filter(|&&v| v < threshold).count();
+    // The dark class is the levels up to and including the threshold (a
+    // page of pure black on pure white splits at 0).
+    let dark = body.iter().filter(|&&v| v <= threshold).count();
     let ink_is_dark = dark * 2 <= body.len();
-    let ink = |v: u8| (v < threshold) == ink_is_dark;
+    let ink = |v: u8| (v <= threshold) == ink_is_dark;
 
     // Ink runs row by row, joined to the overlapping runs (8-connected) of
     // the row above with a union-find.
@@ -824,21 +826,33 @@ pub fn cursive_share(input: &OcrInput) -> Option<f32> {
         above = start..runs.len();
     }
     // Bounding box and area of each shape, at its root run.
-    let mut shape: Vec<Option<(u32, u32, u32, u32, u64)>> = vec![None; runs.len()];
-    for i in 0..runs.len() {
+    #[derive(Clone, Copy)]
+    struct Shape {
+        x0: u32,
+        x1: u32,
+        y0: u32,
+        y1: u32,
+        area: u64,
+    }
+    let mut shapes: Vec<Option<Shape>> = vec![None; runs.len()];
+    for (i, run) in runs.iter().enumerate() {
         let r = root(&mut parent, i as u32) as usize;
-        let run = &runs[i];
-        let len = u64::from(run.x1 - run.x0);
-        let s = shape[r].get_or_insert((run.x0, run.x1, run.y, run.y + 1, 0));
-        s.0 = s.0.min(run.x0);
-        s.1 = s.1.max(run.x1);
-        s.2 = s.2.min(run.y);
-        s.3 = s.3.max(run.y + 1);
-        s.4 += len;
+        let s = shapes[r].get_or_insert(Shape {
+            x0: run.x0,
+            x1: run.x1,
+            y0: run.y,
+            y1: run.y + 1,
+            area: 0,
+        });
+        s.x0 = s.x0.min(run.x0);
+        s.x1 = s.x1.max(run.x1);
+        s.y0 = s.y0.min(run.y);
+        s.y1 = s.y1.max(run.y + 1);
+        s.area += u64::from(run.x1 - run.x0);
     }
     let (mut counted, mut wide) = (0usize, 0usize);
-    for (x0, x1, y0, y1, area) in shape.into_iter().flatten() {
-        let (sw, sh) = (u64::from(x1 - x0), u64::from(y1 - y0));
+    for s in shapes.into_iter().flatten() {
+        let (sw, sh, area) = (u64::from(s.x1 - s.x0), u64::from(s.y1 - s.y0), s.area);
         if !(5..=150).contains(&sh) || sw * 10 > w as u64 * 4 || area * 10 > sw * sh * 8 {
             continue;
         }
@@ -1205,6 +1219,63 @@ mod tests {
         assert!(!out.words[1].kept);
         assert!(!out.words[4].kept, "punctuation-only words are dropped");
         assert!((out.mean_confidence() - 76.3).abs() < 0.1);
+    }
+
+    /// A white page with `shapes` drawn in black, as a prepared input.
+    fn page(w: u32, h: u32, shapes: &[(u32, u32, u32, u32)]) -> OcrInput {
+        let mut px = vec![255u8; (w * h) as usize];
+        for &(x, y, sw, sh) in shapes {
+            for yy in y..y + sh {
+                for xx in x..x + sw {
+                    px[(yy * w + xx) as usize] = 0;
+                }
+            }
+        }
+        let mut pgm = format!("P5\n{w} {h}\n255\n").into_bytes();
+        pgm.extend(px);
+        OcrInput {
+            width: w,
+            height: h,
+            pgm,
+        }
+    }
+
+    #[test]
+    fn cursive_share_sees_joined_letters() {
+        // "Words" of joined letters: a 60 px baseline stroke with three
+        // 15 px stems (60 × 18 px, 25 % filled) ...
+        let mut joined = Vec::new();
+        // ... and Latin-like letters: 10 × 16 px rings, one shape each.
+        let mut letters = Vec::new();
+        for i in 0..20u32 {
+            let (x, y) = (10 + (i % 5) * 80, 10 + (i / 5) * 40);
+            joined.push((x, y + 15, 60, 3));
+            for k in 0..3 {
+                joined.push((x + 5 + k * 20, y, 3, 15));
+            }
+            let (lx, ly) = (10 + (i % 10) * 20, 10 + (i / 10) * 30);
+            letters.extend([
+                (lx, ly, 10, 2),
+                (lx, ly + 14, 10, 2),
+                (lx, ly, 2, 16),
+                (lx + 8, ly, 2, 16),
+            ]);
+        }
+        let cursive = page(420, 180, &joined);
+        assert_eq!(cursive_share(&cursive), Some(1.0));
+        assert!(reads_cursive(&cursive));
+        let latin = page(420, 180, &letters);
+        assert_eq!(cursive_share(&latin), Some(0.0));
+        assert!(!reads_cursive(&latin));
+        // A solid bar (a logo band) is not a joined word; too few shapes
+        // say nothing.
+        let bar = page(420, 180, &[(10, 10, 300, 20)]);
+        assert_eq!(cursive_share(&bar), None);
+        assert_eq!(cursive_share(&page(40, 40, &[])), None);
+        // A truncated PGM is refused, not read past its end.
+        let mut short = latin.clone();
+        short.pgm.truncate(100);
+        assert_eq!(cursive_share(&short), None);
     }
 
     #[test]
