@@ -16,6 +16,10 @@
 //! * presence-test cost on the fixture photos and on the cards;
 //! * OCR time per card (end to end: decode + gate + prepare + child).
 //!
+//! `ocr --cursive --out DIR` scores the script hint
+//! ([`echotrace_signals::ocr::reads_cursive`], which script group is read
+//! first) on the cards of an earlier run in DIR, without OCR.
+//!
 //! Query images are written to DIR (default `target/ocr-bench`) with a
 //! manifest, for the Python peer.
 
@@ -56,6 +60,11 @@ struct Card {
 /// `--replay` may use.
 const DUMP_CEILING_PX: u32 = 32;
 
+/// … and for every card whose first reading's mean confidence is under
+/// this, whatever its height: the weak readings of larger text, for the
+/// `prod|conf<C` rules.
+const DUMP_WEAK_CONFIDENCE: f32 = 60.0;
+
 /// First reading, the enlarged one when the text is small, and what the
 /// rule in use (`Tesseract::recognize`) keeps of them, at the cost of one
 /// extra run only where the rule would not have made it.
@@ -66,9 +75,10 @@ fn read_both(
     let Ok(first) = tess.first_reading(input) else {
         return (None, None, None);
     };
-    let second = first
+    let second = (first
         .text_height()
         .is_some_and(|h| h > 0 && h < DUMP_CEILING_PX)
+        || first.mean_confidence() < DUMP_WEAK_CONFIDENCE)
         .then(|| tess.enlarged_reading(input, &first))
         .flatten()
         .and_then(|r| r.ok());
@@ -148,6 +158,11 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&tmp)?;
     let tess = Tesseract::locate(std::path::Path::new("tesseract"), OcrLimits::default())?;
     eprintln!("{} languages {:?}", tess.version(), tess.languages());
+    if args.iter().any(|a| a == "--cursive") {
+        let report = cursive_check(&out_dir)?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     if args.iter().any(|a| a == "--replay") {
         let report = replay(&out_dir, &tess, timing_n)?;
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -787,6 +802,17 @@ fn score_rules(recs: &[Rec], clean: &[CleanRec], gate: &[bool]) -> Vec<serde_jso
             }),
         ));
     }
+    // A weak reading at any height, besides the rule in use (recorded
+    // for confidences under DUMP_WEAK_CONFIDENCE only).
+    for c in [40.0f32, 50.0, 60.0] {
+        triggers.push((
+            format!("prod|conf<{c}"),
+            Box::new(move |o: &OcrOutput| {
+                echotrace_signals::ocr::wants_enlarged(o)
+                    || (!o.words.is_empty() && o.mean_confidence() < c)
+            }),
+        ));
+    }
     let choices: Vec<(&str, Choice)> = vec![
         (
             "production",
@@ -952,9 +978,9 @@ fn timing_pass(
                     // or all of them when none was accepted.
                     let accepted =
                         out.mean_confidence() >= echotrace_signals::ocr::ACCEPT_CONFIDENCE;
-                    for g in tess.script_groups() {
-                        runs.push(g.clone());
-                        if accepted && *g == out.language {
+                    for g in tess.group_order(&input) {
+                        runs.push(g.to_string());
+                        if accepted && g == out.language {
                             break;
                         }
                     }
@@ -1035,4 +1061,56 @@ fn replay(
         report["ocr_child_cpu_ms_mean"] = cpu.into();
     }
     Ok(report)
+}
+
+/// `--cursive`: how often the script hint ([`echotrace_signals::ocr::reads_cursive`])
+/// puts the cursive group first on the cards of an earlier run in DIR (by
+/// language, photo backgrounds apart), and its cost per card.
+fn cursive_check(out_dir: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let read = |f: &str| std::fs::read_to_string(out_dir.join(f));
+    let arabic: std::collections::HashSet<String> = read("statements.tsv")?
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, t)| t.chars().any(|c| ('\u{0600}'..='\u{06ff}').contains(&c)))
+        .map(|(i, _)| i.to_string())
+        .collect();
+    let designs = read("designs.tsv")?;
+    let mut hasher = ContentHasher::new();
+    let opts = HashOptions::default();
+    // [language][photo background] -> (cards, cursive first)
+    let mut counts = [[(0usize, 0usize); 2]; 2];
+    let mut ms = Vec::new();
+    let mut shares: Vec<serde_json::Value> = Vec::new();
+    for line in designs.lines() {
+        let Some((name, design)) = line.split_once('\t') else {
+            continue;
+        };
+        let jpeg = std::fs::read(out_dir.join(format!("{name}.jpg")))?;
+        let Some(input) = hasher
+            .hash_deferred(&jpeg, &opts, Some(OcrGate::Always))
+            .ok()
+            .and_then(|h| h.ocr_inputs.into_iter().next())
+        else {
+            continue;
+        };
+        let t0 = Instant::now();
+        let share = echotrace_signals::ocr::cursive_share(&input);
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        let cursive = share.is_some_and(|s| s >= echotrace_signals::ocr::CURSIVE_SHARE);
+        let statement = name.split('-').next().unwrap_or("");
+        let li = usize::from(arabic.contains(statement));
+        let pi = usize::from(design.contains("Photo"));
+        counts[li][pi].0 += 1;
+        counts[li][pi].1 += usize::from(cursive);
+        shares.push(serde_json::json!([name, share, li == 1, pi == 1]));
+    }
+    let max_ms = ms.iter().copied().fold(0.0, f64::max);
+    let c = |l: usize, p: usize| serde_json::json!({ "cards": counts[l][p].0, "cursive_first": counts[l][p].1 });
+    Ok(serde_json::json!({
+        "threshold": echotrace_signals::ocr::CURSIVE_SHARE,
+        "ar_plain_or_gradient": c(1, 0), "ar_photo": c(1, 1),
+        "en_plain_or_gradient": c(0, 0), "en_photo": c(0, 1),
+        "ms_median": median(ms), "ms_max": max_ms,
+        "shares": shares,
+    }))
 }

@@ -445,6 +445,116 @@ fn hash_ocr_reads_weak_small_text_enlarged() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// An image whose ink looks cursive (joined letters) is read with the
+/// Arabic script group first, so an Arabic card costs one Tesseract run
+/// (`ocr.runs`: `["ara"]`, where the Latin-first order made two, `eng`
+/// then `ara`) and still reads well enough to match its statement typed;
+/// an English card is read with `eng` alone, as before.
+#[test]
+fn hash_ocr_reads_cursive_cards_with_the_arabic_group_first() {
+    let tmp = tmpdir("cursive");
+    let photos = ocr_common::photos(&fixtures());
+    let cases = [
+        (
+            Lang::Ar,
+            design(
+                "Noto Naskh Arabic",
+                28,
+                960,
+                Background::Plain([250, 248, 240]),
+                true,
+                85,
+            ),
+        ),
+        (
+            Lang::Ar,
+            design(
+                "Amiri",
+                32,
+                1100,
+                Background::Gradient([20, 40, 90], [60, 20, 40]),
+                false,
+                60,
+            ),
+        ),
+        (
+            Lang::Ar,
+            design(
+                "DejaVu Sans",
+                24,
+                820,
+                Background::Plain([235, 201, 205]),
+                true,
+                75,
+            ),
+        ),
+        (
+            Lang::En,
+            design(
+                "DejaVu Serif",
+                26,
+                960,
+                Background::Plain([250, 248, 240]),
+                true,
+                85,
+            ),
+        ),
+        (
+            Lang::En,
+            design(
+                "Noto Sans",
+                24,
+                1100,
+                Background::Gradient([20, 40, 90], [60, 20, 40]),
+                false,
+                60,
+            ),
+        ),
+    ];
+    for (i, (lang, d)) in cases.iter().enumerate() {
+        let text = &statements(*lang, i + 1, 4242)[i];
+        let typed = write(&tmp, &format!("{i}.txt"), text.as_bytes());
+        let card = write(
+            &tmp,
+            &format!("{i}.jpg"),
+            &ocr_common::render_card(text, *lang, d, &photos, &tmp),
+        );
+        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&card));
+        assert!(ok, "hash --ocr failed: {err}");
+        let ocr = v["signals"]
+            .as_array()
+            .expect("signals")
+            .iter()
+            .find(|s| s["type"] == json!("ocr_text"))
+            .unwrap_or_else(|| panic!("{lang:?} {d:?} got no ocr_text: {v}"))["ocr"]
+            .clone();
+        let group = match lang {
+            Lang::Ar => "ara",
+            Lang::En => "eng",
+        };
+        assert_eq!(ocr["language"], json!(group), "{lang:?} {d:?}: {ocr}");
+        // The script groups tried: only the right one (an enlarged second
+        // reading of the same group may follow).
+        let runs: Vec<&str> = ocr["runs"]
+            .as_array()
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(runs.first(), Some(&group), "{lang:?} {d:?}: {ocr}");
+        assert!(
+            runs.iter().all(|r| r.starts_with(group)),
+            "{lang:?} {d:?} read with another script group too: {ocr}"
+        );
+        let read = ocr["text"].as_str().unwrap_or("");
+        assert!(
+            words_found(text, read) >= 0.8,
+            "{lang:?} {d:?} read {read:?} of {text:?}"
+        );
+        let v = compare_ocr(&typed, &card);
+        assert_eq!(v["match"], json!(true), "{lang:?} {d:?} typed vs OCR: {v}");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 #[test]
 fn compare_type_ocr_matches_redesigned_cards_only() {
     let tmp = tmpdir("compare");

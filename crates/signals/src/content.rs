@@ -163,6 +163,8 @@ pub fn ocr_text_signal(out: &crate::ocr::OcrOutput, min_tokens: usize) -> Option
         kept: out.kept_words(),
         enlarged: out.enlarged,
         text_height: out.text_height(),
+        language: out.language.clone(),
+        runs: out.runs.clone(),
     });
     Some(s)
 }

@@ -43,12 +43,19 @@ pub const PREFERRED_LANGUAGES: [&str; 8] = ["ara", "eng", "fas", "urd", "rus", "
 /// (with that group's installed languages), stopping at the first whose
 /// words reach [`ACCEPT_CONFIDENCE`]. Latin goes first because a Latin
 /// model gives up on Arabic text faster than the Arabic model on Latin
-/// text (measured: ARCHITECTURE.md, "OCR").
+/// text (measured: ARCHITECTURE.md, "OCR"), except on an image that
+/// [`reads_cursive`]: there the cursive group goes first
+/// ([`Tesseract::group_order`]), which saves the Latin run on nearly every
+/// Arabic card (docs/BENCHMARKS.md, "OCR").
 pub const SCRIPT_GROUPS: [&[&str]; 3] = [
     &["eng", "fra", "deu", "tur"],
     &["ara", "fas", "urd"],
     &["rus"],
 ];
+
+/// The languages of the cursive script group: Arabic script joins most
+/// letters of a word along the baseline, which [`cursive_share`] sees.
+pub const CURSIVE_LANGUAGES: [&str; 3] = ["ara", "fas", "urd"];
 
 /// A reading whose words' mean confidence reaches this is accepted without
 /// trying the next script group. Measured on the card bench: the right
@@ -240,9 +247,10 @@ impl Tesseract {
     }
 
     /// OCR a prepared image as one block of text ([`Reading::Block`]):
-    /// one isolated run per script group until one reads with a mean
-    /// confidence of at least [`ACCEPT_CONFIDENCE`]; otherwise the most
-    /// confident reading. All runs share one [`OcrLimits::timeout`].
+    /// one isolated run per script group, in [`Tesseract::group_order`]
+    /// (cursive-looking images with the Arabic group first), until one
+    /// reads with a mean confidence of at least [`ACCEPT_CONFIDENCE`];
+    /// otherwise the most confident reading (`runs` lists the runs made). All runs share one [`OcrLimits::timeout`].
     ///
     /// A weak reading of small text is read a second time, enlarged
     /// ([`wants_enlarged`]): the image is scaled up by [`UPSCALE`] (within
@@ -256,12 +264,19 @@ impl Tesseract {
         if !wants_enlarged(&first) {
             return Ok(first);
         }
-        match self.read_enlarged(input, &first, deadline) {
-            Some(Ok(second)) => Ok(choose_reading(first, second)),
+        let mut runs = first.runs.clone();
+        let second = self.read_enlarged(input, &first, deadline);
+        if second.is_some() {
+            runs.push(format!("{}@{UPSCALE}x", first.language));
+        }
+        let mut kept = match second {
+            Some(Ok(second)) => choose_reading(first, second),
             // A second reading that fails or runs out of time leaves the
             // first one standing.
-            _ => Ok(first),
-        }
+            _ => first,
+        };
+        kept.runs = runs;
+        Ok(kept)
     }
 
     /// The first reading alone (the script groups in turn), without the
@@ -300,14 +315,29 @@ impl Tesseract {
         )
     }
 
-    /// [`Tesseract::recognize`]'s first reading: the script groups in turn.
+    /// The script groups in the order [`Tesseract::recognize`] tries them
+    /// on `input`: [`SCRIPT_GROUPS`]' order, except that an image that
+    /// [`reads_cursive`] has the cursive group (`ara`, `fas`, `urd`) first.
+    pub fn group_order(&self, input: &OcrInput) -> Vec<&str> {
+        let mut order: Vec<&str> = self.groups.iter().map(String::as_str).collect();
+        if reads_cursive(input) {
+            let cursive = |g: &&str| g.split('+').any(|l| CURSIVE_LANGUAGES.contains(&l));
+            order.sort_by_key(|g| !cursive(g));
+        }
+        order
+    }
+
+    /// [`Tesseract::recognize`]'s first reading: the script groups in turn,
+    /// in [`Tesseract::group_order`].
     fn recognize_groups(
         &self,
         input: &OcrInput,
         deadline: std::time::Instant,
     ) -> Result<OcrOutput, OcrError> {
         let mut best: Option<OcrOutput> = None;
-        for group in &self.groups {
+        let mut runs = Vec::new();
+        for group in self.group_order(input) {
+            runs.push(group.to_string());
             let out = self.run(input, group, Reading::Block, deadline)?;
             let accept = out.mean_confidence() >= ACCEPT_CONFIDENCE;
             if best
@@ -320,7 +350,9 @@ impl Tesseract {
                 break;
             }
         }
-        Ok(best.unwrap_or_default())
+        let mut best = best.unwrap_or_default();
+        best.runs = runs;
+        Ok(best)
     }
 
     /// A second reading of the same image with the script group a first
@@ -459,6 +491,11 @@ pub struct OcrOutput {
     /// Read from the image enlarged by [`UPSCALE`] (its text was small).
     #[serde(default)]
     pub enlarged: bool,
+    /// The Tesseract runs [`Tesseract::recognize`] made, in order: the
+    /// `-l` value of each script group tried ([`Tesseract::group_order`]),
+    /// then `<group>@2x` for an enlarged second reading (kept or not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<String>,
 }
 
 impl OcrOutput {
@@ -498,6 +535,10 @@ impl OcrOutput {
         }
         self.words.extend(other.words);
         self.enlarged |= other.enlarged;
+        self.runs.extend(other.runs);
+        if self.language.is_empty() {
+            self.language = other.language;
+        }
     }
 }
 
@@ -661,6 +702,166 @@ pub fn upscale(input: &OcrInput, factor: u32, limits: &OcrLimits) -> Option<OcrI
         height: oh,
         pgm,
     })
+}
+
+/// An image whose text-sized ink shapes are at least this share joined
+/// letters ([`cursive_share`]) is read with the cursive script group
+/// first. Chosen on the card bench, seeds 18 and 1818, as the fewest wrong
+/// first runs (Arabic cards read Latin first plus English cards read
+/// Arabic first) over shares 0.005–0.02 and fills 0.3–0.45
+/// (docs/BENCHMARKS.md, "OCR").
+pub const CURSIVE_SHARE: f32 = 0.01;
+
+/// Fewest text-sized shapes [`cursive_share`] needs to say anything.
+const CURSIVE_MIN_SHAPES: usize = 10;
+
+/// Most ink runs [`cursive_share`] follows (about 12 bytes each): a noisy
+/// page with more says nothing instead of taking more memory.
+const CURSIVE_MAX_RUNS: usize = 1 << 20;
+
+/// Whether `input` looks like cursive (Arabic-script) text:
+/// [`cursive_share`] is at least [`CURSIVE_SHARE`]. Only the order of the
+/// script groups depends on it: a wrong guess costs one Tesseract run,
+/// never a reading (the other group is still tried when the first is not
+/// accepted).
+pub fn reads_cursive(input: &OcrInput) -> bool {
+    cursive_share(input).is_some_and(|s| s >= CURSIVE_SHARE)
+}
+
+/// The share of text-sized ink shapes that are joined letters: at least
+/// 2.5 times as wide as high and at most 40 % filled. Arabic script joins
+/// the letters of a word along the baseline into one wide, open shape;
+/// Latin letters stand apart, each about as wide as high. The page is binarised at Otsu's threshold (ink is the
+/// smaller side, so light text on dark works too); shapes are 8-connected
+/// ink; a shape counts when it is 5–150 px high, under 40 % of the page
+/// wide and not a solid block (≤ 80 % filled: rules, logo bars). `None`
+/// with fewer than [`CURSIVE_MIN_SHAPES`] shapes or more than
+/// [`CURSIVE_MAX_RUNS`] ink runs. One pass over the pixels, about 1 ms
+/// per megapixel.
+pub fn cursive_share(input: &OcrInput) -> Option<f32> {
+    let (w, h) = (input.width as usize, input.height as usize);
+    let header = format!("P5\n{w} {h}\n255\n");
+    let body = input.pgm.get(header.len()..)?.get(..w.checked_mul(h)?)?;
+    if w == 0 || h == 0 {
+        return None;
+    }
+    // Otsu's threshold: the grey level that best splits the histogram.
+    let mut hist = [0u64; 256];
+    for &v in body {
+        hist[usize::from(v)] += 1;
+    }
+    let total = body.len() as f64;
+    let sum_all: f64 = hist
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| i as f64 * c as f64)
+        .sum();
+    let (mut w0, mut sum0, mut best, mut threshold) = (0.0f64, 0.0f64, -1.0f64, 0u8);
+    for (i, &c) in hist.iter().enumerate() {
+        w0 += c as f64 / total;
+        sum0 += i as f64 * c as f64 / total;
+        let between = (sum_all / total * w0 - sum0).powi(2) / (w0 * (1.0 - w0)).max(1e-12);
+        if between > best {
+            best = between;
+            threshold = i as u8;
+        }
+    }
+    // The dark class is the levels up to and including the threshold (a
+    // page of pure black on pure white splits at 0).
+    let dark = body.iter().filter(|&&v| v <= threshold).count();
+    let ink_is_dark = dark * 2 <= body.len();
+    let ink = |v: u8| (v <= threshold) == ink_is_dark;
+
+    // Ink runs row by row, joined to the overlapping runs (8-connected) of
+    // the row above with a union-find.
+    struct Run {
+        x0: u32,
+        x1: u32,
+        y: u32,
+    }
+    let mut runs: Vec<Run> = Vec::new();
+    let mut parent: Vec<u32> = Vec::new();
+    fn root(parent: &mut [u32], mut i: u32) -> u32 {
+        while parent[i as usize] != i {
+            let up = parent[parent[i as usize] as usize];
+            parent[i as usize] = up;
+            i = up;
+        }
+        i
+    }
+    let mut above = 0..0usize;
+    for (y, row) in body.chunks_exact(w).enumerate() {
+        let start = runs.len();
+        let mut x = 0usize;
+        while x < w {
+            if !ink(row[x]) {
+                x += 1;
+                continue;
+            }
+            let x0 = x;
+            while x < w && ink(row[x]) {
+                x += 1;
+            }
+            if runs.len() >= CURSIVE_MAX_RUNS {
+                return None;
+            }
+            let id = runs.len() as u32;
+            runs.push(Run {
+                x0: x0 as u32,
+                x1: x as u32,
+                y: y as u32,
+            });
+            parent.push(id);
+            for j in above.clone() {
+                let r = &runs[j];
+                // Touching or diagonal: [x0, x) against [r.x0, r.x1).
+                if (r.x0 as usize) <= x && x0 <= r.x1 as usize {
+                    let (a, b) = (root(&mut parent, id), root(&mut parent, j as u32));
+                    if a != b {
+                        parent[a.max(b) as usize] = a.min(b);
+                    }
+                }
+            }
+        }
+        above = start..runs.len();
+    }
+    // Bounding box and area of each shape, at its root run.
+    #[derive(Clone, Copy)]
+    struct Shape {
+        x0: u32,
+        x1: u32,
+        y0: u32,
+        y1: u32,
+        area: u64,
+    }
+    let mut shapes: Vec<Option<Shape>> = vec![None; runs.len()];
+    for (i, run) in runs.iter().enumerate() {
+        let r = root(&mut parent, i as u32) as usize;
+        let s = shapes[r].get_or_insert(Shape {
+            x0: run.x0,
+            x1: run.x1,
+            y0: run.y,
+            y1: run.y + 1,
+            area: 0,
+        });
+        s.x0 = s.x0.min(run.x0);
+        s.x1 = s.x1.max(run.x1);
+        s.y0 = s.y0.min(run.y);
+        s.y1 = s.y1.max(run.y + 1);
+        s.area += u64::from(run.x1 - run.x0);
+    }
+    let (mut counted, mut wide) = (0usize, 0usize);
+    for s in shapes.into_iter().flatten() {
+        let (sw, sh, area) = (u64::from(s.x1 - s.x0), u64::from(s.y1 - s.y0), s.area);
+        if !(5..=150).contains(&sh) || sw * 10 > w as u64 * 4 || area * 10 > sw * sh * 8 {
+            continue;
+        }
+        counted += 1;
+        // Joined letters are open strokes (≤ 40 % filled); a wide, fuller
+        // shape is texture (the streaks a photo leaves after binarising).
+        wide += usize::from(sw * 2 >= sh * 5 && area * 10 <= sw * sh * 4);
+    }
+    (counted >= CURSIVE_MIN_SHAPES).then(|| wide as f32 / counted as f32)
 }
 
 /// Grey, scale down (area average) to fit `limits`, invert a mostly dark
@@ -1018,6 +1219,63 @@ mod tests {
         assert!(!out.words[1].kept);
         assert!(!out.words[4].kept, "punctuation-only words are dropped");
         assert!((out.mean_confidence() - 76.3).abs() < 0.1);
+    }
+
+    /// A white page with `shapes` drawn in black, as a prepared input.
+    fn page(w: u32, h: u32, shapes: &[(u32, u32, u32, u32)]) -> OcrInput {
+        let mut px = vec![255u8; (w * h) as usize];
+        for &(x, y, sw, sh) in shapes {
+            for yy in y..y + sh {
+                for xx in x..x + sw {
+                    px[(yy * w + xx) as usize] = 0;
+                }
+            }
+        }
+        let mut pgm = format!("P5\n{w} {h}\n255\n").into_bytes();
+        pgm.extend(px);
+        OcrInput {
+            width: w,
+            height: h,
+            pgm,
+        }
+    }
+
+    #[test]
+    fn cursive_share_sees_joined_letters() {
+        // "Words" of joined letters: a 60 px baseline stroke with three
+        // 15 px stems (60 × 18 px, 25 % filled) ...
+        let mut joined = Vec::new();
+        // ... and Latin-like letters: 10 × 16 px rings, one shape each.
+        let mut letters = Vec::new();
+        for i in 0..20u32 {
+            let (x, y) = (10 + (i % 5) * 80, 10 + (i / 5) * 40);
+            joined.push((x, y + 15, 60, 3));
+            for k in 0..3 {
+                joined.push((x + 5 + k * 20, y, 3, 15));
+            }
+            let (lx, ly) = (10 + (i % 10) * 20, 10 + (i / 10) * 30);
+            letters.extend([
+                (lx, ly, 10, 2),
+                (lx, ly + 14, 10, 2),
+                (lx, ly, 2, 16),
+                (lx + 8, ly, 2, 16),
+            ]);
+        }
+        let cursive = page(420, 180, &joined);
+        assert_eq!(cursive_share(&cursive), Some(1.0));
+        assert!(reads_cursive(&cursive));
+        let latin = page(420, 180, &letters);
+        assert_eq!(cursive_share(&latin), Some(0.0));
+        assert!(!reads_cursive(&latin));
+        // A solid bar (a logo band) is not a joined word; too few shapes
+        // say nothing.
+        let bar = page(420, 180, &[(10, 10, 300, 20)]);
+        assert_eq!(cursive_share(&bar), None);
+        assert_eq!(cursive_share(&page(40, 40, &[])), None);
+        // A truncated PGM is refused, not read past its end.
+        let mut short = latin.clone();
+        short.pgm.truncate(100);
+        assert_eq!(cursive_share(&short), None);
     }
 
     #[test]

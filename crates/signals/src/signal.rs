@@ -143,6 +143,15 @@ pub struct OcrSummary {
     /// Tesseract read (the enlarged one when `enlarged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_height: Option<u32>,
+    /// The script group whose reading was kept (`eng`, `ara`; the first
+    /// image's for several).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub language: String,
+    /// The Tesseract runs made, in order ([`crate::ocr::OcrOutput::runs`]):
+    /// an image that looks cursive is read with `ara` first
+    /// ([`crate::ocr::reads_cursive`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<String>,
 }
 
 impl Eq for OcrSummary {}
