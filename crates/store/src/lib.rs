@@ -345,6 +345,22 @@ const REFETCHABLE_WAL_PAGES: u32 = 65_536;
 /// SQLite: what the WAL file is truncated to after a checkpoint (bytes).
 const WAL_SIZE_LIMIT: u64 = 64 << 20;
 
+/// A pool of one SQLite connection, opened on first use, that runs
+/// `pragmas` when it connects.
+fn single_connection(url: &str, pragmas: String) -> Result<AnyPool> {
+    let opts = AnyPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |conn, _meta| {
+            let pragmas = pragmas.clone();
+            Box::pin(async move {
+                conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
+                Ok(())
+            })
+        });
+    Ok(opts.connect_lazy(url)?)
+}
+
 /// Arbitrary constant for the PostgreSQL advisory lock that orders change ids.
 const CHANGE_LOCK_KEY: i64 = 0x6563_686f_7472_6163; // "echotrac"
 
@@ -382,55 +398,43 @@ impl Store {
         };
         let pool = pool_opts.connect(&url).await?;
         migrator(backend).run(&pool).await?;
-        // The connection for writes whose every row is refetchable from
-        // upstream (see [`Store::write_refetchable`]): opened on first use.
-        // (Not for an in-memory database: another connection would open
-        // another database.)
+        // SQLite's dedicated connections, each opened on first use (not for
+        // an in-memory database: another connection would open another
+        // database). The writer takes every `Store::write` transaction
+        // (writes are serialised anyway): its page cache stays warm between
+        // transactions, and `temp_store` keeps a multi-row statement's
+        // rollback journal in memory instead of a temporary file. The
+        // refetchable connection takes writes whose every row can be
+        // fetched again from upstream (see [`Store::write_refetchable`]).
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let writer = if backend == Backend::Sqlite && !in_memory {
-            let opts = AnyPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(move |conn, _meta| {
-                    Box::pin(async move {
-                        // temp_store: a multi-row statement's rollback
-                        // journal (SQLite's statement journal) stays in
-                        // memory instead of a temporary file.
-                        let pragmas = format!(
-                            "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
-                             PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
-                             PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA temp_store = MEMORY; \
-                             PRAGMA wal_autocheckpoint = {WRITER_WAL_PAGES}; \
-                             PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
-                        );
-                        conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
-                        Ok(())
-                    })
-                });
-            Some(opts.connect_lazy(&url)?)
-        } else {
-            None
-        };
-        let refetchable = if backend == Backend::Sqlite && !in_memory {
-            let opts = AnyPoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                .after_connect(move |conn, _meta| {
-                    Box::pin(async move {
-                        let pragmas = format!(
-                            "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
-                             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                             PRAGMA wal_autocheckpoint = {REFETCHABLE_WAL_PAGES}; \
-                             PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
-                        );
-                        conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
-                        Ok(())
-                    })
-                });
-            Some(opts.connect_lazy(&url)?)
-        } else {
-            None
-        };
+        let dedicated = backend == Backend::Sqlite && !in_memory;
+        let base = format!(
+            "PRAGMA busy_timeout = {busy_ms}; PRAGMA journal_mode = WAL; \
+             PRAGMA foreign_keys = ON; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};"
+        );
+        let writer = dedicated
+            .then(|| {
+                single_connection(
+                    &url,
+                    format!(
+                        "{base} PRAGMA synchronous = {sync}; \
+                         PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA temp_store = MEMORY; \
+                         PRAGMA wal_autocheckpoint = {WRITER_WAL_PAGES};"
+                    ),
+                )
+            })
+            .transpose()?;
+        let refetchable = dedicated
+            .then(|| {
+                single_connection(
+                    &url,
+                    format!(
+                        "{base} PRAGMA synchronous = NORMAL; \
+                         PRAGMA wal_autocheckpoint = {REFETCHABLE_WAL_PAGES};"
+                    ),
+                )
+            })
+            .transpose()?;
         Ok(Store {
             pool,
             backend,
