@@ -18,7 +18,7 @@
 
 use sqlx::any::AnyRow;
 
-use crate::bulk::{numbered, values_sql, IdTable, ItemRow, ValueSet};
+use crate::bulk::{numbered, values_sql, GrowingTable, IdTable, ItemRow, ValueSet};
 use crate::rows::{get_bool, get_opt_i64, get_opt_str, get_str};
 use crate::rows::{ContentRow, SignalRow};
 use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
@@ -680,6 +680,10 @@ impl WriteTx {
                     .bind(now);
             }
             q.execute(&mut *self.tx).await?;
+        }
+        if !rows.is_empty() {
+            self.refresh_statistics_when_doubled(GrowingTable::ExchangeRecords)
+                .await?;
         }
         Ok(())
     }
