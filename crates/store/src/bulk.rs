@@ -81,12 +81,14 @@ impl IdTable {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum GrowingTable {
     ExchangeRecords,
+    FeedEntries,
 }
 
 impl GrowingTable {
     fn name(self) -> &'static str {
         match self {
             GrowingTable::ExchangeRecords => "exchange_records",
+            GrowingTable::FeedEntries => "feed_entries",
         }
     }
 }
@@ -169,7 +171,8 @@ impl WriteTx {
     /// which `ANALYZE` and `VACUUM` set; a new table has 0). A job that
     /// fills a table and reads it back by key in the same run — an exchange
     /// fetch applies up to 100,000 records per transaction and looks every
-    /// page's values up in the records before it — would otherwise be
+    /// page's values up in the records before it; the feed builder does the
+    /// same with a newly published bank's feed entries — would otherwise be
     /// planned from an empty table's statistics: the default selectivities
     /// estimate two rows for an exchange's records, and the plan hashes all
     /// of them for each list of 500 values (a 200k-record fetch spent 15.8

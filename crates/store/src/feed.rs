@@ -13,7 +13,7 @@
 
 use sqlx::any::AnyRow;
 
-use crate::bulk::{numbered, values_sql, ValueSet};
+use crate::bulk::{numbered, values_sql, GrowingTable, ValueSet};
 use crate::rows::{get_bool, get_opt_i64, get_str};
 use crate::{get_i64, now_ms, Result, Store, StoreError, WriteTx};
 
@@ -447,6 +447,10 @@ impl WriteTx {
                     .bind(now);
             }
             q.execute(&mut *self.tx).await?;
+        }
+        if !entries.is_empty() {
+            self.refresh_statistics_when_doubled(GrowingTable::FeedEntries)
+                .await?;
         }
         Ok(head)
     }
