@@ -226,6 +226,10 @@ pub struct RunReport {
     pub elapsed_ms: u64,
 }
 
+/// Largest page or feed body parsed and hashed on the worker task itself
+/// (see `prepare_fetched`); larger bodies go to the blocking pool.
+const INLINE_HASH_MAX_BYTES: usize = 256 << 10;
+
 /// The lease one SQLite database's collector holds.
 const SQLITE_WORKER_LEASE: &str = "collector:sqlite-worker";
 
@@ -247,7 +251,8 @@ enum JobResult {
     Done {
         job: FrontierJob,
         src: Arc<SourceCtx>,
-        main: Box<PreparedSighting>,
+        /// Taken (moved into the batch) when the job is committed.
+        main: Option<Box<PreparedSighting>>,
         outlinks: Vec<PreparedSighting>,
         children: Vec<Child>,
         http_status: Option<i64>,
@@ -749,7 +754,14 @@ impl Collector {
         } else {
             store.signals_of_content_sha(&f.sha256).await.ok().flatten()
         };
-        let work = tokio::task::spawn_blocking(move || {
+        // A page or feed of modest size is parsed and hashed right here, on
+        // the worker task (text MinHash and digests: tens of microseconds);
+        // anything else — images, video, PDF, large bodies — on the
+        // blocking pool, where a slow decoder holds no runtime thread.
+        let inline = (page_like || job.kind == "feed")
+            && job.kind != "file"
+            && f.body.len() <= INLINE_HASH_MAX_BYTES;
+        let prepare = move || {
             let Processed {
                 mut main,
                 outlinks,
@@ -781,8 +793,12 @@ impl Collector {
                 .filter_map(|o| engine.prepare_sighting(o).ok())
                 .collect();
             (main, outlinks, children, warning, f)
-        })
-        .await;
+        };
+        let work = if inline {
+            Ok(prepare())
+        } else {
+            tokio::task::spawn_blocking(prepare).await
+        };
         let (main, outlinks, children, warning, f) = match work {
             Ok(x) => x,
             Err(e) => {
@@ -828,7 +844,7 @@ impl Collector {
             http_status: Some(i64::from(f.status)),
             job,
             src,
-            main: Box::new(main),
+            main: Some(Box::new(main)),
             outlinks,
             children,
             warning,
@@ -887,6 +903,7 @@ impl Collector {
             status: f.status,
             response_headers: &f.headers,
             payload: &f.body,
+            payload_sha256_hex: Some(&f.sha256),
             content_type: ct.as_deref(),
             metadata,
         })?;
@@ -982,17 +999,18 @@ impl Collector {
         // 1. The jobs' own items (and the bare items of final failures).
         let mut mains: Vec<PreparedSighting> = Vec::with_capacity(pending.len());
         let mut main_of: Vec<Option<usize>> = Vec::with_capacity(pending.len());
-        for r in pending.iter() {
-            match r {
-                JobResult::Done { main, .. } => {
+        for r in pending.iter_mut() {
+            let item = match r {
+                JobResult::Done { main, .. } => main.take(),
+                JobResult::Failed { bare, .. } => bare.take(),
+                JobResult::Deferred { .. } => None,
+            };
+            match item {
+                Some(m) => {
                     main_of.push(Some(mains.len()));
-                    mains.push(main.as_ref().clone());
+                    mains.push(*m);
                 }
-                JobResult::Failed { bare: Some(b), .. } => {
-                    main_of.push(Some(mains.len()));
-                    mains.push(b.as_ref().clone());
-                }
-                _ => main_of.push(None),
+                None => main_of.push(None),
             }
         }
         let recs = engine.record_sightings(&mut tx, &mains, cfg).await?;
