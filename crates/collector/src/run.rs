@@ -5,8 +5,9 @@
 //! frontier with `workers` concurrent fetches:
 //! * a job is leased ([`Store::lease_jobs`]), fetched under the politeness,
 //!   robots, proxy and cap rules, turned into items ([`crate::process`]),
-//!   hashed and matched ([`Engine::prepare_sighting`], on the blocking
-//!   pool), and its evidence written to WARC;
+//!   hashed and matched ([`Engine::prepare_sighting`]: a page or feed of
+//!   modest size on the worker task itself, a file or a large body on the
+//!   blocking pool), and its evidence written to WARC;
 //! * results are committed in groups: one transaction records every
 //!   result's sightings, queues their outlinks, finishes their jobs (fenced
 //!   on the lease) and adds to the sources' counters, after the WARC files
@@ -876,20 +877,8 @@ impl Collector {
             self.inner.config.fetch.user_agent
         );
         let metadata = match prepared {
-            Some(p) => json!({
-                "echotrace": {
-                    "source": p.source_name,
-                    "url_canonical": p.url_canonical,
-                    "content_sha256": p.content_sha256,
-                    "media_type": p.media_type,
-                    "signals": p.signals.iter().map(|s| json!({"type": s.signal_type.as_str(), "value": s.value})).collect::<Vec<_>>(),
-                    "matched": p.is_match(),
-                    "matches": p.hits(),
-                    "suppressed_by_allow": p.suppressed_by_allow,
-                    "hash_error": p.hash_error,
-                }
-            }),
-            None => json!({"echotrace": {"matched": false, "http_status": f.status}}),
+            Some(p) => evidence_metadata(p),
+            None => json!({"echotrace": {"matched": false, "http_status": f.status}}).to_string(),
         };
         let ct = f.content_type();
         let mut w = self.inner.warc.lock().map_err(|_| {
@@ -1141,6 +1130,59 @@ impl Collector {
         pending.clear();
         Ok(())
     }
+}
+
+/// The `metadata` record of a fetch: the item's signals and match result,
+/// serialised straight from the prepared item (keys in the order a
+/// `serde_json::Value` writes them, so the record is as before).
+fn evidence_metadata(p: &PreparedSighting) -> String {
+    #[derive(Serialize)]
+    struct Signal<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        value: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Meta<'a> {
+        content_sha256: &'a str,
+        hash_error: &'a Option<String>,
+        matched: bool,
+        matches: serde_json::Value,
+        media_type: &'a str,
+        signals: Vec<Signal<'a>>,
+        source: &'a str,
+        suppressed_by_allow: bool,
+        url_canonical: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        echotrace: Meta<'a>,
+    }
+    let doc = Doc {
+        echotrace: Meta {
+            content_sha256: &p.content_sha256,
+            hash_error: &p.hash_error,
+            matched: p.is_match(),
+            matches: if p.is_match() {
+                serde_json::to_value(p.hits()).unwrap_or_default()
+            } else {
+                json!([])
+            },
+            media_type: &p.media_type,
+            signals: p
+                .signals
+                .iter()
+                .map(|s| Signal {
+                    kind: s.signal_type.as_str(),
+                    value: &s.value,
+                })
+                .collect(),
+            source: &p.source_name,
+            suppressed_by_allow: p.suppressed_by_allow,
+            url_canonical: &p.url_canonical,
+        },
+    };
+    serde_json::to_string(&doc).unwrap_or_default()
 }
 
 fn count<'a>(rep: &mut RunReport, recs: impl Iterator<Item = &'a RecordedSighting>) {

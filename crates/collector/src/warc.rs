@@ -62,8 +62,8 @@ pub struct FetchEvidence<'a> {
     /// fetcher computes it): not hashed again.
     pub payload_sha256_hex: Option<&'a str>,
     pub content_type: Option<&'a str>,
-    /// The `metadata` record's JSON (signals, match result).
-    pub metadata: serde_json::Value,
+    /// The `metadata` record's JSON text (signals, match result).
+    pub metadata: String,
 }
 
 /// The records of one fetch.
@@ -327,7 +327,7 @@ impl WarcWriter {
             ("WARC-Concurrent-To", response.record_id.clone()),
             ("Content-Type", "application/json".to_string()),
         ];
-        let metadata = self.append(&meta_headers, ev.metadata.to_string().as_bytes())?;
+        let metadata = self.append(&meta_headers, ev.metadata.as_bytes())?;
         let cdx = serde_json::json!({
             "url": ev.target_uri,
             "mime": ev.content_type.unwrap_or("unk"),
@@ -919,7 +919,7 @@ mod tests {
                     payload: b"<p>payload bytes</p>",
                     payload_sha256_hex: None,
                     content_type: Some("text/html"),
-                    metadata: serde_json::json!({"signals": [], "matched": false}),
+                    metadata: serde_json::json!({"signals": [], "matched": false}).to_string(),
                 })
                 .unwrap();
             w.close().unwrap();
