@@ -759,7 +759,8 @@ impl Collector {
         // the worker task (text MinHash and digests: tens of microseconds);
         // anything else — images, video, PDF, large bodies — on the
         // blocking pool, where a slow decoder holds no runtime thread.
-        let inline = (page_like || job.kind == "feed")
+        let html = f.content_type().is_some_and(|t| t.contains("html"));
+        let inline = (html || (job.kind == "feed" && page_like))
             && job.kind != "file"
             && f.body.len() <= INLINE_HASH_MAX_BYTES;
         let prepare = move || {
