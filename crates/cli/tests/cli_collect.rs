@@ -275,6 +275,49 @@ async fn crawl_finds_planted_copies_in_scope(db: &TestDb) {
         .unwrap()
         .iter()
         .any(|s| s["type"] == "pdq"));
+    // Its `metadata` record (concurrent to the response) holds every signal
+    // of the sighting and the match result.
+    let meta = warc_metadata_of(
+        &warc.join(ev["file"].as_str().unwrap()),
+        ev["record_id"].as_str().unwrap(),
+    );
+    let e = &meta["echotrace"];
+    assert_eq!(e["matched"], true, "{meta}");
+    assert_eq!(e["source"], "board", "{meta}");
+    assert_eq!(e["content_sha256"], d["content_sha256"], "{meta}");
+    assert_eq!(e["suppressed_by_allow"], false, "{meta}");
+    assert!(e["hash_error"].is_null(), "{meta}");
+    assert!(
+        e["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["content_id"] == img_id && m["signal_type"] == "pdq"),
+        "{meta}"
+    );
+    let stored: Vec<(String, String)> = d["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["type"].as_str().unwrap().into(),
+                s["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let recorded: Vec<(String, String)> = e["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["type"].as_str().unwrap().into(),
+                s["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(recorded, stored, "{meta}");
 
     // The out-of-scope links are recorded as outlinks, not fetched.
     let all = server.sightings("").await;
@@ -653,6 +696,19 @@ async fn tor_proxy_carries_every_request_and_onion_needs_it() {
 }
 
 /// One gzip member holding one WARC record.
+/// The JSON of the `metadata` record concurrent to response `record_id`.
+fn warc_metadata_of(path: &std::path::Path, record_id: &str) -> Value {
+    use echotrace_collector::warc::{WarcReadLimits, WarcReader};
+    let mut r = WarcReader::open(path, WarcReadLimits::default()).unwrap();
+    while let Some(rec) = r.next_record() {
+        let rec = rec.unwrap();
+        if rec.record_type() == "metadata" && rec.header("WARC-Concurrent-To") == Some(record_id) {
+            return serde_json::from_slice(rec.block.as_deref().unwrap()).unwrap();
+        }
+    }
+    panic!("no metadata record for {record_id} in {}", path.display());
+}
+
 fn warc_record(kind: &str, uri: &str, date: &str, block: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut rec = format!(

@@ -69,8 +69,12 @@ impl ImportReport {
     }
 }
 
-/// Messages recorded per transaction.
-const BATCH: usize = 500;
+/// Messages recorded per transaction. Each commit writes every B-tree page
+/// it dirtied to the WAL, and the sightings' URL-and-content index takes a
+/// random leaf per message: larger transactions write each such page once
+/// for more messages (2,000 messages are a few MB of dirty pages, within
+/// the writer's 16 MiB page cache).
+const BATCH: usize = 2000;
 
 /// One unit to record: an item plus the items and jobs that hang off it.
 struct Unit {
@@ -97,7 +101,7 @@ impl Collector {
             locate_result_json(path).map_err(|e| CollectorError::Import(e.to_string()))?;
         let platforms = Arc::new(Platforms::load(self.store()).await?);
         let max_media = self.config().max_media_bytes;
-        let (tx_units, mut rx_units) = tokio::sync::mpsc::channel::<Vec<Unit>>(4);
+        let (tx_units, mut rx_units) = tokio::sync::mpsc::channel::<Vec<Unit>>(1);
         let reader_src = src.clone();
         let reader_platforms = platforms.clone();
         let path = path.to_path_buf();
@@ -404,7 +408,7 @@ fn telegram_unit(
     platforms: &Platforms,
     root: &Path,
     chat: &ChatInfo,
-    msg: Message,
+    mut msg: Message,
     max_media: u64,
     report: &mut ImportReport,
 ) -> Unit {
@@ -445,9 +449,10 @@ fn telegram_unit(
     let content = if msg.text.trim().is_empty() {
         ItemContent::None
     } else {
+        let text = std::mem::take(&mut msg.text);
         ItemContent::Text {
-            raw: bytes::Bytes::from(msg.text.clone().into_bytes()),
-            text: msg.text.clone(),
+            raw: bytes::Bytes::from(text.clone().into_bytes()),
+            text,
             media_type: "text".into(),
         }
     };

@@ -5,8 +5,9 @@
 //! frontier with `workers` concurrent fetches:
 //! * a job is leased ([`Store::lease_jobs`]), fetched under the politeness,
 //!   robots, proxy and cap rules, turned into items ([`crate::process`]),
-//!   hashed and matched ([`Engine::prepare_sighting`], on the blocking
-//!   pool), and its evidence written to WARC;
+//!   hashed and matched ([`Engine::prepare_sighting`]: a page or feed of
+//!   modest size on the worker task itself, a file or a large body on the
+//!   blocking pool), and its evidence written to WARC;
 //! * results are committed in groups: one transaction records every
 //!   result's sightings, queues their outlinks, finishes their jobs (fenced
 //!   on the lease) and adds to the sources' counters, after the WARC files
@@ -226,6 +227,10 @@ pub struct RunReport {
     pub elapsed_ms: u64,
 }
 
+/// Largest page or feed body parsed and hashed on the worker task itself
+/// (see `prepare_fetched`); larger bodies go to the blocking pool.
+const INLINE_HASH_MAX_BYTES: usize = 256 << 10;
+
 /// The lease one SQLite database's collector holds.
 const SQLITE_WORKER_LEASE: &str = "collector:sqlite-worker";
 
@@ -247,7 +252,8 @@ enum JobResult {
     Done {
         job: FrontierJob,
         src: Arc<SourceCtx>,
-        main: Box<PreparedSighting>,
+        /// Taken (moved into the batch) when the job is committed.
+        main: Option<Box<PreparedSighting>>,
         outlinks: Vec<PreparedSighting>,
         children: Vec<Child>,
         http_status: Option<i64>,
@@ -749,7 +755,15 @@ impl Collector {
         } else {
             store.signals_of_content_sha(&f.sha256).await.ok().flatten()
         };
-        let work = tokio::task::spawn_blocking(move || {
+        // A page or feed of modest size is parsed and hashed right here, on
+        // the worker task (text MinHash and digests: tens of microseconds);
+        // anything else — images, video, PDF, large bodies — on the
+        // blocking pool, where a slow decoder holds no runtime thread.
+        let html = f.content_type().is_some_and(|t| t.contains("html"));
+        let inline = (html || (job.kind == "feed" && page_like))
+            && job.kind != "file"
+            && f.body.len() <= INLINE_HASH_MAX_BYTES;
+        let prepare = move || {
             let Processed {
                 mut main,
                 outlinks,
@@ -781,8 +795,12 @@ impl Collector {
                 .filter_map(|o| engine.prepare_sighting(o).ok())
                 .collect();
             (main, outlinks, children, warning, f)
-        })
-        .await;
+        };
+        let work = if inline {
+            Ok(prepare())
+        } else {
+            tokio::task::spawn_blocking(prepare).await
+        };
         let (main, outlinks, children, warning, f) = match work {
             Ok(x) => x,
             Err(e) => {
@@ -828,7 +846,7 @@ impl Collector {
             http_status: Some(i64::from(f.status)),
             job,
             src,
-            main: Box::new(main),
+            main: Some(Box::new(main)),
             outlinks,
             children,
             warning,
@@ -860,20 +878,8 @@ impl Collector {
             self.inner.config.fetch.user_agent
         );
         let metadata = match prepared {
-            Some(p) => json!({
-                "echotrace": {
-                    "source": p.source_name,
-                    "url_canonical": p.url_canonical,
-                    "content_sha256": p.content_sha256,
-                    "media_type": p.media_type,
-                    "signals": p.signals.iter().map(|s| json!({"type": s.signal_type.as_str(), "value": s.value})).collect::<Vec<_>>(),
-                    "matched": p.is_match(),
-                    "matches": p.hits(),
-                    "suppressed_by_allow": p.suppressed_by_allow,
-                    "hash_error": p.hash_error,
-                }
-            }),
-            None => json!({"echotrace": {"matched": false, "http_status": f.status}}),
+            Some(p) => evidence_metadata(p),
+            None => json!({"echotrace": {"matched": false, "http_status": f.status}}).to_string(),
         };
         let ct = f.content_type();
         let mut w = self.inner.warc.lock().map_err(|_| {
@@ -887,6 +893,7 @@ impl Collector {
             status: f.status,
             response_headers: &f.headers,
             payload: &f.body,
+            payload_sha256_hex: Some(&f.sha256),
             content_type: ct.as_deref(),
             metadata,
         })?;
@@ -982,17 +989,18 @@ impl Collector {
         // 1. The jobs' own items (and the bare items of final failures).
         let mut mains: Vec<PreparedSighting> = Vec::with_capacity(pending.len());
         let mut main_of: Vec<Option<usize>> = Vec::with_capacity(pending.len());
-        for r in pending.iter() {
-            match r {
-                JobResult::Done { main, .. } => {
+        for r in pending.iter_mut() {
+            let item = match r {
+                JobResult::Done { main, .. } => main.take(),
+                JobResult::Failed { bare, .. } => bare.take(),
+                JobResult::Deferred { .. } => None,
+            };
+            match item {
+                Some(m) => {
                     main_of.push(Some(mains.len()));
-                    mains.push(main.as_ref().clone());
+                    mains.push(*m);
                 }
-                JobResult::Failed { bare: Some(b), .. } => {
-                    main_of.push(Some(mains.len()));
-                    mains.push(b.as_ref().clone());
-                }
-                _ => main_of.push(None),
+                None => main_of.push(None),
             }
         }
         let recs = engine.record_sightings(&mut tx, &mains, cfg).await?;
@@ -1123,6 +1131,59 @@ impl Collector {
         pending.clear();
         Ok(())
     }
+}
+
+/// The `metadata` record of a fetch: the item's signals and match result,
+/// serialised straight from the prepared item (keys in the order a
+/// `serde_json::Value` writes them, so the record is as before).
+fn evidence_metadata(p: &PreparedSighting) -> String {
+    #[derive(Serialize)]
+    struct Signal<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        value: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Meta<'a> {
+        content_sha256: &'a str,
+        hash_error: &'a Option<String>,
+        matched: bool,
+        matches: serde_json::Value,
+        media_type: &'a str,
+        signals: Vec<Signal<'a>>,
+        source: &'a str,
+        suppressed_by_allow: bool,
+        url_canonical: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Doc<'a> {
+        echotrace: Meta<'a>,
+    }
+    let doc = Doc {
+        echotrace: Meta {
+            content_sha256: &p.content_sha256,
+            hash_error: &p.hash_error,
+            matched: p.is_match(),
+            matches: if p.is_match() {
+                serde_json::to_value(p.hits()).unwrap_or_default()
+            } else {
+                json!([])
+            },
+            media_type: &p.media_type,
+            signals: p
+                .signals
+                .iter()
+                .map(|s| Signal {
+                    kind: s.signal_type.as_str(),
+                    value: &s.value,
+                })
+                .collect(),
+            source: &p.source_name,
+            suppressed_by_allow: p.suppressed_by_allow,
+            url_canonical: &p.url_canonical,
+        },
+    };
+    serde_json::to_string(&doc).unwrap_or_default()
 }
 
 fn count<'a>(rep: &mut RunReport, recs: impl Iterator<Item = &'a RecordedSighting>) {

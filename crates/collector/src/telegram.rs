@@ -453,18 +453,66 @@ enum Unixtime {
     Number(i64),
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `text`: a string or an array of strings and entity objects. Read by
+/// hand (not `#[serde(untagged)]`, which buffers every value to try each
+/// shape in turn).
 enum TextField {
     Plain(String),
     Parts(Vec<TextPart>),
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum TextPart {
     Plain(String),
     Entity(Entity),
+}
+
+impl<'de> Deserialize<'de> for TextField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TextField;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of strings and entities")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TextField, E> {
+                Ok(TextField::Plain(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<TextField, E> {
+                Ok(TextField::Plain(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TextField, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(p) = seq.next_element::<TextPart>()? {
+                    parts.push(p);
+                }
+                Ok(TextField::Parts(parts))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for TextPart {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TextPart;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an entity object")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TextPart, E> {
+                Ok(TextPart::Plain(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<TextPart, E> {
+                Ok(TextPart::Plain(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TextPart, A::Error> {
+                Entity::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(TextPart::Entity)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize)]

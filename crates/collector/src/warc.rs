@@ -58,9 +58,12 @@ pub struct FetchEvidence<'a> {
     pub status: u16,
     pub response_headers: &'a [(String, String)],
     pub payload: &'a [u8],
+    /// The payload's SHA-256 in hex, when the caller already has it (the
+    /// fetcher computes it): not hashed again.
+    pub payload_sha256_hex: Option<&'a str>,
     pub content_type: Option<&'a str>,
-    /// The `metadata` record's JSON (signals, match result).
-    pub metadata: serde_json::Value,
+    /// The `metadata` record's JSON text (signals, match result).
+    pub metadata: String,
 }
 
 /// The records of one fetch.
@@ -224,20 +227,21 @@ impl WarcWriter {
         headers: &[(&str, String)],
         block: &[u8],
     ) -> Result<WrittenRecord, WarcError> {
+        use std::fmt::Write as _;
         let record_id = new_record_id();
-        let mut head = String::from("WARC/1.1\r\n");
-        head.push_str(&format!("WARC-Record-ID: {record_id}\r\n"));
+        let mut head = String::with_capacity(512);
+        head.push_str("WARC/1.1\r\nWARC-Record-ID: ");
+        head.push_str(&record_id);
+        head.push_str("\r\n");
         for (k, v) in headers {
             head.push_str(k);
             head.push_str(": ");
-            head.push_str(&v.replace(['\r', '\n'], " "));
+            push_header_value(&mut head, v);
             head.push_str("\r\n");
         }
-        head.push_str(&format!(
-            "WARC-Block-Digest: sha256:{}\r\n",
-            base32(&Sha256::digest(block))
-        ));
-        head.push_str(&format!("Content-Length: {}\r\n\r\n", block.len()));
+        head.push_str("WARC-Block-Digest: sha256:");
+        head.push_str(&base32(&Sha256::digest(block)));
+        let _ = write!(head, "\r\nContent-Length: {}\r\n\r\n", block.len());
         let f = self
             .current
             .as_mut()
@@ -282,12 +286,16 @@ impl WarcWriter {
         for (k, v) in ev.response_headers {
             http_head.push_str(k);
             http_head.push_str(": ");
-            http_head.push_str(&v.replace(['\r', '\n'], " "));
+            push_header_value(&mut http_head, v);
             http_head.push_str("\r\n");
         }
         http_head.push_str("\r\n");
         let mut block = http_head.into_bytes();
-        let payload_digest = format!("sha256:{}", base32(&Sha256::digest(ev.payload)));
+        let known = ev.payload_sha256_hex.and_then(hex32);
+        let payload_digest = match known {
+            Some(d) => format!("sha256:{}", base32(&d)),
+            None => format!("sha256:{}", base32(&Sha256::digest(ev.payload))),
+        };
         let mut resp_headers = vec![
             ("WARC-Type", "response".to_string()),
             ("WARC-Target-URI", ev.target_uri.to_string()),
@@ -319,7 +327,7 @@ impl WarcWriter {
             ("WARC-Concurrent-To", response.record_id.clone()),
             ("Content-Type", "application/json".to_string()),
         ];
-        let metadata = self.append(&meta_headers, ev.metadata.to_string().as_bytes())?;
+        let metadata = self.append(&meta_headers, ev.metadata.as_bytes())?;
         let cdx = serde_json::json!({
             "url": ev.target_uri,
             "mime": ev.content_type.unwrap_or("unk"),
@@ -436,6 +444,34 @@ pub fn new_record_id() -> String {
 
 /// RFC 4648 base32 (upper case, no padding is ever needed for 32 bytes
 /// but it is added for other lengths).
+/// A header value on one line: CR and LF become spaces.
+fn push_header_value(out: &mut String, v: &str) {
+    if v.contains(['\r', '\n']) {
+        out.push_str(&v.replace(['\r', '\n'], " "));
+    } else {
+        out.push_str(v);
+    }
+}
+
+/// 32 bytes from 64 hex digits (either case), else `None`.
+fn hex32(hex: &str) -> Option<[u8; 32]> {
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (nibble(b[2 * i])? << 4) | nibble(b[2 * i + 1])?;
+    }
+    Some(out)
+}
+
 pub fn base32(bytes: &[u8]) -> String {
     const A: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
@@ -823,6 +859,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn known_payload_digest_is_the_payload_hash() {
+        let body = b"<p>a page</p>";
+        let hex = echotrace_signals::digest::sha256_hex(body);
+        assert_eq!(hex32(&hex), Some(<[u8; 32]>::from(Sha256::digest(body))));
+        assert_eq!(hex32(&hex.to_ascii_uppercase()), hex32(&hex));
+        assert_eq!(hex32("abc"), None);
+        assert_eq!(hex32(&"zz".repeat(32)), None);
+    }
+
+    #[test]
     fn base32_and_dates() {
         assert_eq!(base32(b"foobar"), "MZXW6YTBOI======");
         assert_eq!(base32(b""), "");
@@ -871,8 +917,9 @@ mod tests {
                     status: 200,
                     response_headers: &headers,
                     payload: b"<p>payload bytes</p>",
+                    payload_sha256_hex: None,
                     content_type: Some("text/html"),
-                    metadata: serde_json::json!({"signals": [], "matched": false}),
+                    metadata: serde_json::json!({"signals": [], "matched": false}).to_string(),
                 })
                 .unwrap();
             w.close().unwrap();

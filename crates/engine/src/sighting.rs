@@ -228,6 +228,8 @@ impl Engine {
         })?;
         let mut hash_error = None;
         let mut text_for_lists: Option<String> = None;
+        // Text signed here is signed once, for every list version in play.
+        let mut variants = None;
         let (content_sha256, media_type, mut signals) = match item.content {
             ItemContent::None => (String::new(), String::new(), Vec::new()),
             ItemContent::Known {
@@ -267,14 +269,14 @@ impl Engine {
                 raw,
                 media_type,
             } => {
-                let mut signals = Vec::with_capacity(3);
+                let mut signals = Vec::with_capacity(5);
                 let lists = self.text_lists(None)?;
                 if let Some(v) = sign_variants(&text, &lists, None) {
                     signals.push(SignalValue {
                         signal_type: SignalType::TextMinhash,
-                        value: v.base,
+                        value: v.base.clone(),
                     });
-                    text_for_lists = Some(text);
+                    variants = Some(v);
                 }
                 let digest = digest_signals(&raw);
                 let sha = digest[1].value.clone();
@@ -290,14 +292,11 @@ impl Engine {
             signal_type: SignalType::UrlSha256,
             value: canon.sha256.clone(),
         });
-        let variants = match text_for_lists {
-            Some(t) => {
-                let lists = self.text_lists(None)?;
-                let base = crate::signals::text_minhash_of(&signals).map(str::to_string);
-                sign_variants(&t, &lists, base.as_deref())
-            }
-            None => None,
-        };
+        if let (None, Some(t)) = (&variants, text_for_lists) {
+            let lists = self.text_lists(None)?;
+            let base = crate::signals::text_minhash_of(&signals).map(str::to_string);
+            variants = sign_variants(&t, &lists, base.as_deref());
+        }
         let (candidates, bank_names, suppressed) = {
             let st = self.inner.state.read().map_err(crate::lock_err)?;
             let found = st.find_with(&signals, None, variants.as_ref(), None);
@@ -352,15 +351,17 @@ impl Engine {
         // Attributes (with a hash error, if any) as JSON text.
         let attrs: Vec<Option<String>> = prepared
             .iter()
-            .map(|p| {
-                let mut a = p.attributes.clone();
-                if let Some(e) = &p.hash_error {
+            .map(|p| match &p.hash_error {
+                // Serialised in place: no copy of the attributes.
+                None => p.attributes.as_ref().map(|v| v.to_string()),
+                Some(e) => {
+                    let mut a = p.attributes.clone();
                     let obj = a.get_or_insert_with(|| serde_json::json!({}));
                     if let serde_json::Value::Object(m) = obj {
                         m.insert("hash_error".into(), e.clone().into());
                     }
+                    a.map(|v| v.to_string())
                 }
-                a.map(|v| v.to_string())
             })
             .collect();
         // The retro-hunt window runs from when a sighting was recorded, not

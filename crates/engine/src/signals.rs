@@ -821,13 +821,15 @@ pub(crate) fn sign_variants(
     }
     let by_version = lists
         .iter()
-        .map(|(version, list)| {
-            let sig = match (list, &normalized) {
-                (Some(l), Some(n)) => hasher.sign_normalized(l.apply(n).as_str()),
-                _ => base.clone(),
-            };
-            let value = sig.to_string();
-            (*version, sig, value)
+        .map(|(version, list)| match (list, &normalized) {
+            (Some(l), Some(n)) => {
+                let sig = hasher.sign_normalized(l.apply(n).as_str());
+                let value = sig.to_string();
+                (*version, sig, value)
+            }
+            // No list: the base signature, whose serialised form is
+            // `base_value` (not encoded again).
+            _ => (*version, base.clone(), base_value.clone()),
         })
         .collect();
     Some(TextVariants {

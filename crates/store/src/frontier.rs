@@ -200,6 +200,53 @@ pub struct UpsertedSighting {
 /// Rows per multi-row `INSERT` of sightings (16 parameters each).
 const SIGHTING_ROWS_PER_STATEMENT: usize = 400;
 
+/// One multi-row `INSERT … ON CONFLICT DO NOTHING` of sightings (with
+/// `RETURNING id, url_sha256, content_sha256` when `returning`).
+fn sighting_insert<'q>(
+    backend: Backend,
+    rows: &[&'q (crate::NewSighting<'q>, Option<&'q str>)],
+    now: i64,
+    returning: bool,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    // Anonymous `?` parameters, bound in order (see `bulk`): the sighting
+    // time is bound twice per row (first and last seen).
+    let mut sql = values_list(
+        "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
+         parent_id, content_sha256, media_type, warc_file, warc_offset, warc_length, \
+         warc_record_id, first_seen_at, last_seen_at, expires_at, attributes, matched, \
+         created_at) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+        rows.len(),
+    );
+    sql.push_str(" ON CONFLICT (url_sha256, content_sha256) DO NOTHING");
+    if returning {
+        sql.push_str(" RETURNING id, url_sha256, content_sha256");
+    }
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(backend, &sql)));
+    for (s, attrs) in rows {
+        q = q
+            .bind(s.source_id)
+            .bind(s.url)
+            .bind(s.url_canonical)
+            .bind(s.url_sha256)
+            .bind(s.host)
+            .bind(s.platform)
+            .bind(s.parent_id)
+            .bind(s.content_sha256)
+            .bind(s.media_type)
+            .bind(s.warc.map(|w| w.file.clone()))
+            .bind(s.warc.map(|w| w.offset))
+            .bind(s.warc.map(|w| w.length))
+            .bind(s.warc.map(|w| w.record_id.clone()))
+            .bind(s.seen_at)
+            .bind(s.seen_at)
+            .bind(s.expires_at)
+            .bind(attrs.unwrap_or("{}"))
+            .bind(now);
+    }
+    q
+}
+
 /// Rows per multi-row `INSERT` of jobs (9 parameters each).
 const JOB_ROWS_PER_STATEMENT: usize = 400;
 
@@ -719,9 +766,19 @@ impl WriteTx {
     /// Record many sightings at once, with the semantics of
     /// [`WriteTx::upsert_sighting`] (unique by URL and bytes; an existing one
     /// only moves `last_seen_at` forward) and their attributes (JSON text,
-    /// stored on new rows): one multi-row `INSERT … ON CONFLICT DO NOTHING`
-    /// per 400 rows, then one `SELECT` for the rows that existed. Results
-    /// are in input order; two inputs with the same key get the same row.
+    /// stored on new rows). Results are in input order; two inputs with the
+    /// same key get the same row.
+    ///
+    /// PostgreSQL: one multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING`
+    /// per 400 rows, then one `SELECT` for the rows that existed (another
+    /// transaction may insert the same key meanwhile). SQLite: the write
+    /// transaction is `BEGIN IMMEDIATE`, so no other writer can add a row
+    /// while it runs: the rows that exist are selected first, the rest
+    /// inserted without `RETURNING` (a returned row is one message from the
+    /// database thread each), and their ids read back as the range ending
+    /// at `last_insert_rowid()` — a multi-row `INSERT` numbers its rows in
+    /// order — checked at both ends, with a `SELECT` of every key if the
+    /// check fails.
     pub async fn upsert_sightings_bulk(
         &mut self,
         items: &[(crate::NewSighting<'_>, Option<&str>)],
@@ -729,94 +786,102 @@ impl WriteTx {
         use std::collections::HashMap;
         let now = now_ms();
         let mut found: HashMap<(String, String), UpsertedSighting> = HashMap::new();
-        for chunk in items.chunks(SIGHTING_ROWS_PER_STATEMENT) {
-            // Anonymous `?` parameters, bound in order (see `bulk`): the
-            // sighting time is bound twice per row (first and last seen).
-            let mut sql = values_list(
-                "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
-                 parent_id, content_sha256, media_type, warc_file, warc_offset, warc_length, \
-                 warc_record_id, first_seen_at, last_seen_at, expires_at, attributes, matched, \
-                 created_at) VALUES ",
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                chunk.len(),
-            );
-            sql.push_str(
-                " ON CONFLICT (url_sha256, content_sha256) DO NOTHING \
-                 RETURNING id, url_sha256, content_sha256",
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(self.backend, &sql)));
-            for (s, attrs) in chunk {
-                q = q
-                    .bind(s.source_id)
-                    .bind(s.url)
-                    .bind(s.url_canonical)
-                    .bind(s.url_sha256)
-                    .bind(s.host)
-                    .bind(s.platform)
-                    .bind(s.parent_id)
-                    .bind(s.content_sha256)
-                    .bind(s.media_type)
-                    .bind(s.warc.map(|w| w.file.clone()))
-                    .bind(s.warc.map(|w| w.offset))
-                    .bind(s.warc.map(|w| w.length))
-                    .bind(s.warc.map(|w| w.record_id.clone()))
-                    .bind(s.seen_at)
-                    .bind(s.seen_at)
-                    .bind(s.expires_at)
-                    .bind(attrs.unwrap_or("{}"))
-                    .bind(now);
-            }
-            let rows = q.fetch_all(&mut *self.tx).await?;
-            for r in &rows {
-                found.insert(
-                    (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
-                    UpsertedSighting {
-                        id: get_i64(r, "id")?,
-                        is_new: true,
-                        matched: false,
-                        submission_id: None,
-                    },
-                );
-            }
-        }
-        // The rows that already existed (or another transaction inserted).
-        let missing: Vec<&crate::NewSighting<'_>> = {
+        if self.backend == Backend::Sqlite {
             let mut seen = std::collections::HashSet::new();
-            items
+            let distinct: Vec<&(crate::NewSighting<'_>, Option<&str>)> = items
                 .iter()
-                .map(|(s, _)| s)
-                .filter(|s| {
+                .filter(|(s, _)| seen.insert((s.url_sha256, s.content_sha256)))
+                .collect();
+            let keys: Vec<&crate::NewSighting<'_>> = distinct.iter().map(|(s, _)| s).collect();
+            self.select_sightings_into(&keys, false, &mut found).await?;
+            let fresh: Vec<&(crate::NewSighting<'_>, Option<&str>)> = distinct
+                .into_iter()
+                .filter(|(s, _)| {
                     !found.contains_key(&(s.url_sha256.to_string(), s.content_sha256.to_string()))
-                        && seen.insert((s.url_sha256, s.content_sha256))
                 })
-                .collect()
-        };
-        for chunk in missing.chunks(SIGHTING_ROWS_PER_STATEMENT) {
-            let mut sql = String::from(
-                "SELECT id, url_sha256, content_sha256, matched, submission_id, last_seen_at \
-                 FROM sightings WHERE ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(" OR ");
+                .collect();
+            for chunk in fresh.chunks(SIGHTING_ROWS_PER_STATEMENT) {
+                let rows: Vec<&(crate::NewSighting<'_>, Option<&str>)> = chunk.to_vec();
+                let q = sighting_insert(self.backend, &rows, now, false);
+                q.execute(&mut *self.tx).await?;
+                let n = rows.len() as i64;
+                let ends = sqlx::query(
+                    "SELECT id, url_sha256, content_sha256, changes() AS n FROM sightings \
+                     WHERE id = last_insert_rowid() OR id = last_insert_rowid() - ?",
+                )
+                .bind(n - 1)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                let mut ok = ends.len() == if n == 1 { 1 } else { 2 };
+                let mut last = None;
+                for r in &ends {
+                    ok &= get_i64(r, "n")? == n;
+                    let id = get_i64(r, "id")?;
+                    last = Some(last.map_or(id, |l: i64| l.max(id)));
                 }
-                sql.push_str("(url_sha256 = ? AND content_sha256 = ?)");
+                if let (true, Some(last)) = (ok, last) {
+                    let first = last - (n - 1);
+                    for r in &ends {
+                        let id = get_i64(r, "id")?;
+                        let (s, _) = if id == last {
+                            rows[rows.len() - 1]
+                        } else {
+                            rows[0]
+                        };
+                        ok &= get_str(r, "url_sha256")? == s.url_sha256
+                            && get_str(r, "content_sha256")? == s.content_sha256;
+                    }
+                    if ok {
+                        for (i, (s, _)) in rows.iter().enumerate() {
+                            found.insert(
+                                (s.url_sha256.to_string(), s.content_sha256.to_string()),
+                                UpsertedSighting {
+                                    id: first + i as i64,
+                                    is_new: true,
+                                    matched: false,
+                                    submission_id: None,
+                                },
+                            );
+                        }
+                        continue;
+                    }
+                }
+                // The range did not check out: read the ids back by key
+                // (still new: no other writer can insert meanwhile).
+                let keys: Vec<&crate::NewSighting<'_>> = rows.iter().map(|(s, _)| s).collect();
+                self.select_sightings_into(&keys, true, &mut found).await?;
             }
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(self.backend, &sql)));
-            for s in chunk {
-                q = q.bind(s.url_sha256).bind(s.content_sha256);
+        } else {
+            for chunk in items.chunks(SIGHTING_ROWS_PER_STATEMENT) {
+                let rows: Vec<&(crate::NewSighting<'_>, Option<&str>)> = chunk.iter().collect();
+                let q = sighting_insert(self.backend, &rows, now, true);
+                for r in &q.fetch_all(&mut *self.tx).await? {
+                    found.insert(
+                        (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
+                        UpsertedSighting {
+                            id: get_i64(r, "id")?,
+                            is_new: true,
+                            matched: false,
+                            submission_id: None,
+                        },
+                    );
+                }
             }
-            for r in &q.fetch_all(&mut *self.tx).await? {
-                found.insert(
-                    (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
-                    UpsertedSighting {
-                        id: get_i64(r, "id")?,
-                        is_new: false,
-                        matched: crate::rows::get_bool(r, "matched")?,
-                        submission_id: get_opt_i64(r, "submission_id")?,
-                    },
-                );
-            }
+            // The rows that already existed (or another transaction inserted).
+            let missing: Vec<&crate::NewSighting<'_>> = {
+                let mut seen = std::collections::HashSet::new();
+                items
+                    .iter()
+                    .map(|(s, _)| s)
+                    .filter(|s| {
+                        !found
+                            .contains_key(&(s.url_sha256.to_string(), s.content_sha256.to_string()))
+                            && seen.insert((s.url_sha256, s.content_sha256))
+                    })
+                    .collect()
+            };
+            self.select_sightings_into(&missing, false, &mut found)
+                .await?;
         }
         let mut out = Vec::with_capacity(items.len());
         let mut first_use = std::collections::HashSet::new();
@@ -842,6 +907,44 @@ impl WriteTx {
         moved.sort_unstable();
         self.move_last_seen(&moved).await?;
         Ok(out)
+    }
+
+    /// Read the sightings with these keys (URL and content SHA-256) into
+    /// `found`, `is_new` as given.
+    async fn select_sightings_into(
+        &mut self,
+        keys: &[&crate::NewSighting<'_>],
+        is_new: bool,
+        found: &mut std::collections::HashMap<(String, String), UpsertedSighting>,
+    ) -> Result<()> {
+        for chunk in keys.chunks(SIGHTING_ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "SELECT id, url_sha256, content_sha256, matched, submission_id, last_seen_at \
+                 FROM sightings WHERE ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str("(url_sha256 = ? AND content_sha256 = ?)");
+            }
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(self.backend, &sql)));
+            for s in chunk {
+                q = q.bind(s.url_sha256).bind(s.content_sha256);
+            }
+            for r in &q.fetch_all(&mut *self.tx).await? {
+                found.insert(
+                    (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
+                    UpsertedSighting {
+                        id: get_i64(r, "id")?,
+                        is_new,
+                        matched: crate::rows::get_bool(r, "matched")?,
+                        submission_id: get_opt_i64(r, "submission_id")?,
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Move `last_seen_at` of sightings forward, to `(id, seen_at)` (one id
