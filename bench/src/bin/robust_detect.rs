@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use echotrace_engine::robust::{window_threshold, WINDOW_THRESHOLD};
 use echotrace_signals::decode::{decode_image, DecodeLimits, DecodeOptions};
 use echotrace_signals::pdq::{PdqHash, PdqHasher};
-use echotrace_engine::robust::{window_threshold, WINDOW_THRESHOLD};
 use echotrace_signals::robust::{
-    detect_borders, detector_rects, window_variant_allowed, BankHash, Detector, Rect,
-    RobustHasher, RobustOptions, WindowHasher, WorkImage,
+    detect_borders, detector_rects, window_variant_allowed, BankHash, Detector, Rect, RobustHasher,
+    RobustOptions, WindowHasher, WorkImage,
 };
 
 const BORDER_THRESHOLD: u32 = 36;
@@ -180,36 +180,34 @@ fn main() -> anyhow::Result<()> {
         // rectangle and its query crops against the held original's
         // windows (as uploaded or mirrored, the window rule), and its query
         // crops against the plain hash (≤ 40).
-        let via_windows = |windows: &mut WindowHasher,
-                           r: Rect,
-                           exact: [bool; 4]|
-         -> anyhow::Result<bool> {
-            let mut rects = vec![r];
-            rects.extend(
-                opts.query_crops
-                    .iter()
-                    .map(|c| r.crop([0, 1, 2, 3].map(|i| if exact[i] { 0.0 } else { c[i] }))),
-            );
-            for (i, rr) in rects.iter().enumerate() {
-                let d = windows.hash(&work, *rr)?;
-                if d.quality < opts.min_quality {
-                    continue;
-                }
-                for (v, (_, x)) in d.hashes.named().iter().enumerate() {
-                    if i > 0 && x.distance(&oh) <= WINDOW_THRESHOLD {
-                        return Ok(true);
+        let via_windows =
+            |windows: &mut WindowHasher, r: Rect, exact: [bool; 4]| -> anyhow::Result<bool> {
+                let mut rects = vec![r];
+                rects.extend(
+                    opts.query_crops
+                        .iter()
+                        .map(|c| r.crop([0, 1, 2, 3].map(|i| if exact[i] { 0.0 } else { c[i] }))),
+                );
+                for (i, rr) in rects.iter().enumerate() {
+                    let d = windows.hash(&work, *rr)?;
+                    if d.quality < opts.min_quality {
+                        continue;
                     }
-                    if window_variant_allowed(v as u8)
-                        && bank
-                            .iter()
-                            .any(|b| x.distance(&b.hash) <= window_threshold(b.quality))
-                    {
-                        return Ok(true);
+                    for (v, (_, x)) in d.hashes.named().iter().enumerate() {
+                        if i > 0 && x.distance(&oh) <= WINDOW_THRESHOLD {
+                            return Ok(true);
+                        }
+                        if window_variant_allowed(v as u8)
+                            && bank
+                                .iter()
+                                .any(|b| x.distance(&b.hash) <= window_threshold(b.quality))
+                        {
+                            return Ok(true);
+                        }
                     }
                 }
-            }
-            Ok(false)
-        };
+                Ok(false)
+            };
         let best = |windows: &mut WindowHasher, r: Rect| -> anyhow::Result<u32> {
             let d = windows.hash(&work, r)?;
             Ok(d.hashes
