@@ -283,6 +283,14 @@ fn main() -> anyhow::Result<()> {
             };
         }
         record("merged (all)", merged.first().map(|c| c.rect), md, mwin);
+        // The queries where a caption bar of its own was found (it then
+        // comes first).
+        if let Some(c) = merged.first().filter(|c| c.caption_sides.contains(&true)) {
+            if std::env::var("DETECT_DEBUG").is_ok_and(|v| v == "caption_bar") {
+                eprintln!("{class} {path} {:?} {:?} d {md:?}", c.caption_sides, c.rect);
+            }
+            record("caption bar found (first)", Some(c.rect), md, mwin);
+        }
         if let Some(t) = t {
             let d = best(&mut windows, t)?;
             let win = via_windows(&mut windows, t, [false; 4])?;
