@@ -441,7 +441,7 @@ fn meme(img: &RgbImage, bar: u32, text: &str) -> RgbImage {
     let (x0, y0) = ((w as f32 - n * 6.0 * cell) / 2.0, bar as f32 * 0.225);
     let ink = |fx: f32, fy: f32| {
         let (gx, gy) = ((fx - x0) / cell, (fy - y0) / cell);
-        if gx < 0.0 || gy < 0.0 || gy >= 7.0 {
+        if gx < 0.0 || !(0.0..7.0).contains(&gy) {
             return false;
         }
         let (i, col) = ((gx / 6.0) as usize, gx as usize % 6);

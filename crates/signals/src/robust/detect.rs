@@ -865,7 +865,7 @@ mod tests {
         let y0 = text_top;
         let ink = |fx: f32, fy: f32| -> bool {
             let (gx, gy) = ((fx - x0) / cell, (fy - y0) / cell);
-            if gx < 0.0 || gy < 0.0 || gy >= 7.0 {
+            if gx < 0.0 || !(0.0..7.0).contains(&gy) {
                 return false;
             }
             let (i, col) = ((gx / 6.0) as usize, gx as usize % 6);
