@@ -3,9 +3,13 @@
 //! rectangle (before merging) is hashed and compared with the original's
 //! plain hash through the `border` channel's rule (best of the 8 dihedral
 //! variants ≤ 36 bits). For the classes whose content rectangle the
-//! generator's arithmetic gives (pads and letterboxes), the rectangle's
-//! overlap with the truth and the distance of the true rectangle itself
-//! (what a perfect detector would reach) are printed too.
+//! generator's arithmetic gives (pads, letterboxes, meme captions), the
+//! rectangle's overlap with the truth and the distance of the true
+//! rectangle itself (what a perfect detector would reach) are printed too.
+//! The "+ windows" column adds what the other channels make of a
+//! rectangle: it, and its query crops, against the held original's bank
+//! windows (as uploaded or mirrored), and its crops against the plain hash
+//! at 40 — how a meme + crop is found.
 //!
 //! ```text
 //! cargo run --release -p echotrace-bench --bin robust_detect -- /tmp/robust [--every 4] [--classes pad10_blur,pad20_blur]

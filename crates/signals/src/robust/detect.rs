@@ -10,10 +10,15 @@
 //!   Sides are scanned twice, the second time only across the content span
 //!   of the other axis, so bars of different colours on different sides
 //!   (a white caption strip over a black pillarbox) are both found.
-//! * **Caption bar** (meme format): like uniform, but a line whose pixels
-//!   are almost all either the bar colour or one other colour (text) is
-//!   still bar; the bar ends at its last uniform line before the first
-//!   content line, so the text is removed with it.
+//! * **Caption bar** (meme format), top and bottom only: the outermost
+//!   line is uniform; then text lines — bar colour plus glyph pixels, the
+//!   ink and its anti-aliased blends with the bar, all on the segment from
+//!   the bar colour to the ink colour; then bar colour again, pure (the
+//!   strict tolerance); the bar ends at the last of those lines, where the
+//!   picture starts. Further text runs (a second caption line, at most
+//!   twice as tall as the first) followed by bar colour extend it. A
+//!   caption bar found comes first among the candidates, and its query
+//!   crops leave its edge uncut.
 //! * **Blurred fill** (a 16:9 clip shown in a 9:16 frame over a blurred,
 //!   zoomed copy of itself): the sharpness profile — mean |Laplacian| per
 //!   row and column — is low in the fill; a fill is centred, so both ends
