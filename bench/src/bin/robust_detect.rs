@@ -3,9 +3,13 @@
 //! rectangle (before merging) is hashed and compared with the original's
 //! plain hash through the `border` channel's rule (best of the 8 dihedral
 //! variants ≤ 36 bits). For the classes whose content rectangle the
-//! generator's arithmetic gives (pads and letterboxes), the rectangle's
-//! overlap with the truth and the distance of the true rectangle itself
-//! (what a perfect detector would reach) are printed too.
+//! generator's arithmetic gives (pads, letterboxes, meme captions), the
+//! rectangle's overlap with the truth and the distance of the true
+//! rectangle itself (what a perfect detector would reach) are printed too.
+//! The "+ windows" column adds what the other channels make of a
+//! rectangle: it, and its query crops, against the held original's bank
+//! windows (as uploaded or mirrored), and its crops against the plain hash
+//! at 40 — how a meme + crop is found.
 //!
 //! ```text
 //! cargo run --release -p echotrace-bench --bin robust_detect -- /tmp/robust [--every 4] [--classes pad10_blur,pad20_blur]
@@ -15,10 +19,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use echotrace_engine::robust::{window_threshold, WINDOW_THRESHOLD};
 use echotrace_signals::decode::{decode_image, DecodeLimits, DecodeOptions};
 use echotrace_signals::pdq::{PdqHash, PdqHasher};
 use echotrace_signals::robust::{
-    detect_borders, detector_rects, Detector, Rect, RobustOptions, WindowHasher, WorkImage,
+    detect_borders, detector_rects, window_variant_allowed, BankHash, Detector, Rect, RobustHasher,
+    RobustOptions, WindowHasher, WorkImage,
 };
 
 const BORDER_THRESHOLD: u32 = 36;
@@ -56,6 +62,23 @@ fn truth(class: &str, w: u32, h: u32) -> Option<Rect> {
         "letterbox_1x1" => letterbox(1.0),
         "letterbox_16x9" => letterbox(16.0 / 9.0),
         "letterbox_9x16" | "fill_9x16_blur" => letterbox(9.0 / 16.0),
+        // A caption bar of max(40, h/5) rows on top of the picture.
+        "meme" => {
+            let cap = 40.max(h / 5);
+            Rect { x: 0, y: cap, w, h }
+        }
+        // …then 5 % cut off the left, right and bottom of the meme.
+        "meme_crop5" => {
+            let cap = 40.max(h / 5);
+            let cut = |v: u32| (f64::from(v) * 0.05) as u32;
+            let qh = h + cap - cut(h + cap);
+            Rect {
+                x: 0,
+                y: cap,
+                w: w - 2 * cut(w),
+                h: qh - cap,
+            }
+        }
         _ => return None,
     })
 }
@@ -77,6 +100,9 @@ struct Tally {
     n: usize,
     proposed: usize,
     matched: usize,
+    /// Matched through `border`, or through the windows and query crops of
+    /// the rectangle.
+    with_windows: usize,
     ious: Vec<f64>,
 }
 
@@ -97,7 +123,17 @@ fn main() -> anyhow::Result<()> {
         }
         i += 2;
     }
-    let opts = RobustOptions::default();
+    let mut opts = RobustOptions::default();
+    // Other query crops, to measure them: `QUERY_CROPS="1,0,1,1;2,0,2,2"` (percent).
+    if let Ok(v) = std::env::var("QUERY_CROPS") {
+        opts.query_crops = v
+            .split(';')
+            .map(|c| {
+                let f: Vec<f32> = c.split(',').filter_map(|x| x.parse().ok()).collect();
+                [0, 1, 2, 3].map(|i| f.get(i).copied().unwrap_or(0.0) / 100.0)
+            })
+            .collect();
+    }
     let text = std::fs::read_to_string(dir.join("manifest.csv")).context("manifest.csv")?;
     let keep: Option<std::collections::HashSet<usize>> =
         std::fs::read_to_string(dir.join("keep.txt"))
@@ -122,7 +158,10 @@ fn main() -> anyhow::Result<()> {
     }
     let mut pdq = PdqHasher::new();
     let mut windows = WindowHasher::new();
+    let mut robust = RobustHasher::new();
     let mut plain: HashMap<usize, (PdqHash, u32, u32)> = HashMap::new();
+    // The original's bank windows (it is held as a file in the benchmark).
+    let mut held: HashMap<usize, Vec<BankHash>> = HashMap::new();
     // class → detector name → tally
     let mut out: BTreeMap<String, BTreeMap<&'static str, Tally>> = BTreeMap::new();
     for (class, path, o) in &queries {
@@ -132,6 +171,7 @@ fn main() -> anyhow::Result<()> {
                 let (rgb, w, h) = decode(&dir.join(&originals[o]))?;
                 let v = (pdq.hash_rgb8(&rgb, w, h)?.hash, w, h);
                 plain.insert(*o, v);
+                held.insert(*o, robust.bank_hashes(&rgb, w, h, &opts)?);
                 v
             }
         };
@@ -139,6 +179,39 @@ fn main() -> anyhow::Result<()> {
             continue;
         };
         let work = WorkImage::from_rgb8(&rgb, w, h, opts.work_side)?;
+        let bank = &held[o];
+        // What the harness's other channels make of a rectangle: the
+        // rectangle and its query crops against the held original's
+        // windows (as uploaded or mirrored, the window rule), and its query
+        // crops against the plain hash (≤ 40).
+        let via_windows =
+            |windows: &mut WindowHasher, r: Rect, exact: [bool; 4]| -> anyhow::Result<bool> {
+                let mut rects = vec![r];
+                rects.extend(
+                    opts.query_crops
+                        .iter()
+                        .map(|c| r.crop([0, 1, 2, 3].map(|i| if exact[i] { 0.0 } else { c[i] }))),
+                );
+                for (i, rr) in rects.iter().enumerate() {
+                    let d = windows.hash(&work, *rr)?;
+                    if d.quality < opts.min_quality {
+                        continue;
+                    }
+                    for (v, (_, x)) in d.hashes.named().iter().enumerate() {
+                        if i > 0 && x.distance(&oh) <= WINDOW_THRESHOLD {
+                            return Ok(true);
+                        }
+                        if window_variant_allowed(v as u8)
+                            && bank
+                                .iter()
+                                .any(|b| x.distance(&b.hash) <= window_threshold(b.quality))
+                        {
+                            return Ok(true);
+                        }
+                    }
+                }
+                Ok(false)
+            };
         let best = |windows: &mut WindowHasher, r: Rect| -> anyhow::Result<u32> {
             let d = windows.hash(&work, r)?;
             Ok(d.hashes
@@ -150,9 +223,12 @@ fn main() -> anyhow::Result<()> {
         };
         let t = truth(class, ow, ohh).filter(|t| t.x + t.w <= w && t.y + t.h <= h);
         let per = out.entry(class.clone()).or_default();
-        let mut record = |name: &'static str, r: Option<Rect>, d: Option<u32>| {
+        let mut record = |name: &'static str, r: Option<Rect>, d: Option<u32>, win: bool| {
             let e = per.entry(name).or_default();
             e.n += 1;
+            if win || d.is_some_and(|d| d <= BORDER_THRESHOLD) {
+                e.with_windows += 1;
+            }
             if let Some(r) = r {
                 e.proposed += 1;
                 if let Some(t) = t {
@@ -171,35 +247,62 @@ fn main() -> anyhow::Result<()> {
                 Detector::BlurFill => "blur_fill",
             };
             let d = r.map(|r| best(&mut windows, r)).transpose()?;
-            if std::env::var_os("DETECT_DEBUG").is_some() && det == Detector::BlurFill {
+            let win = match r {
+                Some(r) => via_windows(&mut windows, r, [false; 4])?,
+                None => false,
+            };
+            if std::env::var("DETECT_DEBUG").is_ok_and(|v| v == name) {
                 let fr = |r: Rect| {
                     r.fractions(w, h)
                         .map(|v| format!("{:.1}", v * 100.0))
                         .join("/")
                 };
                 eprintln!(
-                    "{class} {path} truth {} blur {} d {:?}",
+                    "{class} {path} truth {} {name} {} d {:?}",
                     t.map(fr).unwrap_or_default(),
                     r.map(fr).unwrap_or_default(),
                     d
                 );
             }
-            record(name, r, d);
+            record(name, r, d, win);
         }
         let merged = detect_borders(&work, &opts.borders);
         let mut md: Option<u32> = None;
-        for c in &merged {
+        let mut mwin = false;
+        for (i, c) in merged.iter().enumerate() {
             let d = best(&mut windows, c.rect)?;
             md = Some(md.map_or(d, |m| m.min(d)));
+            // Only the best candidate gets query crops (`query_set`).
+            mwin |= if i == 0 {
+                via_windows(&mut windows, c.rect, c.caption_sides)?
+            } else {
+                let d = windows.hash(&work, c.rect)?;
+                d.quality >= opts.min_quality
+                    && d.hashes.named().iter().enumerate().any(|(v, (_, x))| {
+                        window_variant_allowed(v as u8)
+                            && bank
+                                .iter()
+                                .any(|b| x.distance(&b.hash) <= window_threshold(b.quality))
+                    })
+            };
         }
-        record("merged (all)", merged.first().map(|c| c.rect), md);
+        record("merged (all)", merged.first().map(|c| c.rect), md, mwin);
+        // The queries where a caption bar of its own was found (it then
+        // comes first).
+        if let Some(c) = merged.first().filter(|c| c.caption_sides.contains(&true)) {
+            if std::env::var("DETECT_DEBUG").is_ok_and(|v| v == "caption_bar") {
+                eprintln!("{class} {path} {:?} {:?} d {md:?}", c.caption_sides, c.rect);
+            }
+            record("caption bar found (first)", Some(c.rect), md, mwin);
+        }
         if let Some(t) = t {
             let d = best(&mut windows, t)?;
-            record("true rectangle", Some(t), Some(d));
+            let win = via_windows(&mut windows, t, [false; 4])?;
+            record("true rectangle", Some(t), Some(d), win);
         }
     }
-    println!("| class | detector | queries | proposed | matched ≤ 36 | median IoU with truth |");
-    println!("|---|---|---|---|---|---|");
+    println!("| class | detector | queries | proposed | matched ≤ 36 | + windows, query crops | median IoU with truth |");
+    println!("|---|---|---|---|---|---|---|");
     for (class, per) in &out {
         for (name, t) in per {
             let mut ious = t.ious.clone();
@@ -209,11 +312,13 @@ fn main() -> anyhow::Result<()> {
                 .map(|v| format!("{v:.3}"))
                 .unwrap_or_else(|| "—".into());
             println!(
-                "| {class} | {name} | {} | {} | {} ({:.1} %) | {med} |",
+                "| {class} | {name} | {} | {} | {} ({:.1} %) | {} ({:.1} %) | {med} |",
                 t.n,
                 t.proposed,
                 t.matched,
-                100.0 * t.matched as f64 / t.n.max(1) as f64
+                100.0 * t.matched as f64 / t.n.max(1) as f64,
+                t.with_windows,
+                100.0 * t.with_windows as f64 / t.n.max(1) as f64
             );
         }
     }

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 both_backends!(
     image_channels_over_http,
     fills_and_window_quality_over_http,
+    meme_captions_over_http,
     video_borders_over_http
 );
 
@@ -386,6 +387,159 @@ fn closest_low_quality_window(
         closest(false, BankSource::Region, false),
         to_plain,
     )
+}
+
+/// 5×7 bitmaps of the capital letters [`meme`] draws, `#` ink.
+fn glyph(c: char) -> [&'static str; 7] {
+    match c {
+        'W' => [
+            "#...#", "#...#", "#...#", "#.#.#", "#.#.#", "##.##", "#...#",
+        ],
+        'H' => [
+            "#...#", "#...#", "#...#", "#####", "#...#", "#...#", "#...#",
+        ],
+        'E' => [
+            "#####", "#....", "#....", "####.", "#....", "#....", "#####",
+        ],
+        'N' => [
+            "#...#", "##..#", "#.#.#", "#..##", "#...#", "#...#", "#...#",
+        ],
+        'T' => [
+            "#####", "..#..", "..#..", "..#..", "..#..", "..#..", "..#..",
+        ],
+        'B' => [
+            "####.", "#...#", "#...#", "####.", "#...#", "#...#", "####.",
+        ],
+        'U' => [
+            "#...#", "#...#", "#...#", "#...#", "#...#", "#...#", ".###.",
+        ],
+        'I' => [
+            "#####", "..#..", "..#..", "..#..", "..#..", "..#..", "#####",
+        ],
+        'L' => [
+            "#....", "#....", "#....", "#....", "#....", "#....", "#####",
+        ],
+        'D' => [
+            "####.", "#...#", "#...#", "#...#", "#...#", "#...#", "####.",
+        ],
+        'S' => [
+            ".####", "#....", "#....", ".###.", "....#", "....#", "####.",
+        ],
+        _ => ["....."; 7],
+    }
+}
+
+/// The meme format (augly's `meme_format`, bench/robust `meme`): a white
+/// caption bar `bar` rows high on top, `text` in black capitals centred in
+/// it at 55 % of its height, anti-aliased — each pixel gets the ink share
+/// of an 8×8 supersampled cell, and the glyph cells are a fraction of a
+/// pixel wide, so every glyph edge is a run of greys — and `img` below.
+fn meme(img: &RgbImage, bar: u32, text: &str) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let cell = bar as f32 * 0.55 / 7.0;
+    let n = text.chars().count() as f32;
+    let (x0, y0) = ((w as f32 - n * 6.0 * cell) / 2.0, bar as f32 * 0.225);
+    let ink = |fx: f32, fy: f32| {
+        let (gx, gy) = ((fx - x0) / cell, (fy - y0) / cell);
+        if gx < 0.0 || !(0.0..7.0).contains(&gy) {
+            return false;
+        }
+        let (i, col) = ((gx / 6.0) as usize, gx as usize % 6);
+        text.chars()
+            .nth(i)
+            .is_some_and(|c| col < 5 && glyph(c)[gy as usize].as_bytes()[col] == b'#')
+    };
+    let mut out = RgbImage::from_fn(w, h + bar, |x, y| {
+        let inked = (0u8..64)
+            .filter(|s| {
+                let (sx, sy) = (f32::from(s % 8) + 0.5, f32::from(s / 8) + 0.5);
+                ink(x as f32 + sx / 8.0, y as f32 + sy / 8.0)
+            })
+            .count() as f32;
+        let v = (255.0 * (1.0 - inked / 64.0)).round() as u8;
+        Rgb([v, v, v])
+    });
+    image::imageops::overlay(&mut out, img, 0, i64::from(bar));
+    out
+}
+
+fn jpeg(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(img)
+        .unwrap();
+    out
+}
+
+async fn meme_captions_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "hashes"})))
+        .await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let original = photo();
+    s.add_plain_pdq("hashes", &original).await;
+    s.upload("/v1/banks/files/content", &png(&original)).await;
+
+    // A meme caption (white bar, a fifth of the picture's height, with
+    // anti-aliased black text), as JPEG: the bar and its text are cut
+    // away and the picture is found on the hash-only entry through
+    // `border`, the rectangle being the picture below the bar.
+    let captioned = meme(&original, 60, "WHEN THE BUILD IS GREEN");
+    let bytes = jpeg(&captioned);
+    let plain = echotrace_signals::pdq::hash_rgb8(captioned.as_raw(), 480, 360).unwrap();
+    let stored = echotrace_signals::pdq::hash_rgb8(original.as_raw(), 480, 300).unwrap();
+    assert!(
+        plain.hash.distance(&stored.hash) > 36,
+        "not found without the cut"
+    );
+    let v = s.upload("/v1/lookup", &bytes).await;
+    let m = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["bank_name"] == "hashes")
+        .cloned()
+        .unwrap_or_else(|| panic!("a meme is found on the hash-only entry: {v}"));
+    assert_eq!(m["channel"], "border", "{m}");
+    let d = &m["channel_detail"];
+    assert_eq!(d["query_rect"], json!([0, 60, 480, 300]), "{m}");
+    assert!(d["plain_distance"].as_u64().unwrap() > 36, "{m}");
+    assert!(m["distance"].as_u64().unwrap() <= 36, "{m}");
+    assert!(
+        s.hits(&bytes)
+            .await
+            .contains(&("files".into(), "border".into())),
+        "the file-added entry too"
+    );
+
+    // The meme cut 5 % on its other three sides (meme + crop): the bar is
+    // cut away and the picture, 5 % short on three sides, meets a window
+    // of the file-added entry; the hash-only entry has no windows.
+    let (w, h) = captioned.dimensions();
+    let (dx, dy) = (w / 20, h / 20);
+    let cropped = image::imageops::crop_imm(&captioned, dx, 0, w - 2 * dx, h - dy).to_image();
+    let v = s.upload("/v1/lookup", &jpeg(&cropped)).await;
+    let m = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["bank_name"] == "files")
+        .cloned()
+        .unwrap_or_else(|| panic!("meme + crop is found on the file-added entry: {v}"));
+    assert_eq!(m["channel"], "window", "{m}");
+    let r = &m["channel_detail"]["query_rect"];
+    assert_eq!(r[1], 60, "cut below the caption bar: {m}");
+
+    // An unrelated photo under a caption matches neither entry.
+    let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+    let other = image::load_from_memory(&other).unwrap().to_rgb8();
+    let other = image::imageops::resize(&other, 480, 300, image::imageops::FilterType::Triangle);
+    let hits = s
+        .hits(&jpeg(&meme(&other, 60, "WHEN THE BUILD IS GREEN")))
+        .await;
+    assert_eq!(hits, Vec::<(String, String)>::new());
+    s.stop().await;
 }
 
 async fn fills_and_window_quality_over_http(db: &TestDb) {

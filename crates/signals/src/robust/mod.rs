@@ -364,13 +364,15 @@ impl RobustHasher {
                 opts.min_quality,
             );
         }
-        let mut bases = vec![whole];
+        let mut bases = vec![(whole, [false; 4])];
         if let Some(b) = borders.first() {
-            bases.push(b.rect);
+            bases.push((b.rect, b.caption_sides));
         }
-        for base in bases {
+        for (base, exact) in bases {
             for c in &opts.query_crops {
-                let r = base.crop(*c);
+                // A caption bar's edge is the picture's own: not cut.
+                let c = [0, 1, 2, 3].map(|i| if exact[i] { 0.0 } else { c[i] });
+                let r = base.crop(c);
                 let d = self.windows.hash(&work, r)?;
                 push_variants(
                     &mut hashes,
