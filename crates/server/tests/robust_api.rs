@@ -73,6 +73,19 @@ impl Service {
         .await;
     }
 
+    /// The first match of an uploaded file in `bank` (through `channel`,
+    /// when given); fails the test, showing the response, when there is none.
+    async fn match_in(&self, bytes: &[u8], bank: &str, channel: Option<&str>) -> Value {
+        let v = self.upload("/v1/lookup", bytes).await;
+        v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["bank_name"] == bank && channel.is_none_or(|c| m["channel"] == c))
+            .cloned()
+            .unwrap_or_else(|| panic!("no match in {bank} ({channel:?}): {v}"))
+    }
+
     /// `(bank name, channel)` of every perceptual (pdq / vpdq) match of an
     /// uploaded file (an identical file also matches its md5 and sha256).
     async fn hits(&self, bytes: &[u8]) -> Vec<(String, String)> {
@@ -201,14 +214,7 @@ async fn image_channels_over_http(db: &TestDb) {
         "{hits:?}"
     );
     // The match card data: rectangle, variant, both distances.
-    let v = s.upload("/v1/lookup", &png(&cropped)).await;
-    let m = v["matches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["bank_name"] == "files")
-        .unwrap()
-        .clone();
+    let m = s.match_in(&png(&cropped), "files", None).await;
     let d = &m["channel_detail"];
     assert!(d["plain_distance"].as_u64().unwrap() > 31, "{m}");
     assert!(
@@ -235,14 +241,9 @@ async fn image_channels_over_http(db: &TestDb) {
         hits.contains(&("files".into(), "window".into())),
         "{hits:?}"
     );
-    let v = s.upload("/v1/lookup", &png(&mirrored_crop)).await;
-    let m = v["matches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["bank_name"] == "files" && m["channel"] == "window")
-        .unwrap()
-        .clone();
+    let m = s
+        .match_in(&png(&mirrored_crop), "files", Some("window"))
+        .await;
     assert_eq!(m["channel_detail"]["variant"], "flipy", "{m}");
     let rotated_crop = crop(&image::imageops::rotate90(&original), 0.08);
     let hits = s.hits(&png(&rotated_crop)).await;
@@ -493,14 +494,7 @@ async fn meme_captions_over_http(db: &TestDb) {
         plain.hash.distance(&stored.hash) > 36,
         "not found without the cut"
     );
-    let v = s.upload("/v1/lookup", &bytes).await;
-    let m = v["matches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["bank_name"] == "hashes")
-        .cloned()
-        .unwrap_or_else(|| panic!("a meme is found on the hash-only entry: {v}"));
+    let m = s.match_in(&bytes, "hashes", None).await;
     assert_eq!(m["channel"], "border", "{m}");
     let d = &m["channel_detail"];
     assert_eq!(d["query_rect"], json!([0, 60, 480, 300]), "{m}");
@@ -519,14 +513,7 @@ async fn meme_captions_over_http(db: &TestDb) {
     let (w, h) = captioned.dimensions();
     let (dx, dy) = (w / 20, h / 20);
     let cropped = image::imageops::crop_imm(&captioned, dx, 0, w - 2 * dx, h - dy).to_image();
-    let v = s.upload("/v1/lookup", &jpeg(&cropped)).await;
-    let m = v["matches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["bank_name"] == "files")
-        .cloned()
-        .unwrap_or_else(|| panic!("meme + crop is found on the file-added entry: {v}"));
+    let m = s.match_in(&jpeg(&cropped), "files", None).await;
     assert_eq!(m["channel"], "window", "{m}");
     let r = &m["channel_detail"]["query_rect"];
     assert_eq!(r[1], 60, "cut below the caption bar: {m}");
@@ -554,14 +541,7 @@ async fn fills_and_window_quality_over_http(db: &TestDb) {
     // Blurred fill, 10 % a side: the picture pasted over its own blurred
     // enlargement is cut out and found on the hash-only entry.
     let padded = blur_fill(&original, 576, 360);
-    let v = s.upload("/v1/lookup", &png(&padded)).await;
-    let m = v["matches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["bank_name"] == "hashes")
-        .cloned()
-        .unwrap_or_else(|| panic!("a blurred fill is found: {v}"));
+    let m = s.match_in(&png(&padded), "hashes", None).await;
     assert_eq!(m["channel"], "border", "{m}");
     let r = &m["channel_detail"]["query_rect"];
     for (got, want) in (0..4).map(|i| (r[i].as_i64().unwrap(), [48, 30, 480, 300][i])) {
@@ -627,14 +607,7 @@ async fn fills_and_window_quality_over_http(db: &TestDb) {
     let on_grid = cut(0.12, 0.12);
     let (d, _, plain_d) = closest_low_quality_window(&on_grid, &bank, &tone_plain);
     assert!(d <= 28 && plain_d > 40, "{d} {plain_d}");
-    let v = s.upload("/v1/lookup", &png(&on_grid)).await;
-    let m = v["matches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["bank_name"] == "files")
-        .cloned()
-        .unwrap_or_else(|| panic!("an on-grid crop is found: {v}"));
+    let m = s.match_in(&png(&on_grid), "files", None).await;
     assert_eq!(m["channel"], "window", "{m}");
     let d = &m["channel_detail"];
     assert!(d["bank_quality"].as_u64().unwrap() < 90, "{m}");

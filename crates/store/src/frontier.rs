@@ -224,20 +224,8 @@ fn sighting_insert<'q>(
     }
     let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(backend, &sql)));
     for (s, attrs) in rows {
-        q = q
-            .bind(s.source_id)
-            .bind(s.url)
-            .bind(s.url_canonical)
-            .bind(s.url_sha256)
-            .bind(s.host)
-            .bind(s.platform)
-            .bind(s.parent_id)
-            .bind(s.content_sha256)
-            .bind(s.media_type)
-            .bind(s.warc.map(|w| w.file.clone()))
-            .bind(s.warc.map(|w| w.offset))
-            .bind(s.warc.map(|w| w.length))
-            .bind(s.warc.map(|w| w.record_id.clone()))
+        q = s
+            .bind_identity(q)
             .bind(s.seen_at)
             .bind(s.seen_at)
             .bind(s.expires_at)

@@ -164,6 +164,35 @@ pub struct NewSighting<'a> {
     pub warc: Option<&'a WarcRef>,
 }
 
+impl<'a> NewSighting<'a> {
+    /// Bind the columns every insert of a sighting starts with, in this
+    /// order: `source_id, url, url_canonical, url_sha256, host, platform,
+    /// parent_id, content_sha256, media_type, warc_file, warc_offset,
+    /// warc_length, warc_record_id` (the single and the multi-row insert
+    /// share it).
+    pub(crate) fn bind_identity<'q>(
+        &self,
+        q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>
+    where
+        'a: 'q,
+    {
+        q.bind(self.source_id)
+            .bind(self.url)
+            .bind(self.url_canonical)
+            .bind(self.url_sha256)
+            .bind(self.host)
+            .bind(self.platform)
+            .bind(self.parent_id)
+            .bind(self.content_sha256)
+            .bind(self.media_type)
+            .bind(self.warc.map(|w| w.file.clone()))
+            .bind(self.warc.map(|w| w.offset))
+            .bind(self.warc.map(|w| w.length))
+            .bind(self.warc.map(|w| w.record_id.clone()))
+    }
+}
+
 /// Which bank item a sighting matched, and how.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SightingMatchRow {
@@ -505,31 +534,20 @@ impl WriteTx {
                 false,
             ));
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let insert = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
              parent_id, content_sha256, media_type, matched, warc_file, warc_offset, warc_length, \
              warc_record_id, first_seen_at, last_seen_at, expires_at, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $14, $14, $15, $16) \
              ON CONFLICT (url_sha256, content_sha256) DO NOTHING RETURNING {SIGHTING_COLUMNS}"
-        )))
-        .bind(s.source_id)
-        .bind(s.url)
-        .bind(s.url_canonical)
-        .bind(s.url_sha256)
-        .bind(s.host)
-        .bind(s.platform)
-        .bind(s.parent_id)
-        .bind(s.content_sha256)
-        .bind(s.media_type)
-        .bind(s.warc.map(|w| w.file.clone()))
-        .bind(s.warc.map(|w| w.offset))
-        .bind(s.warc.map(|w| w.length))
-        .bind(s.warc.map(|w| w.record_id.clone()))
-        .bind(s.seen_at)
-        .bind(s.expires_at)
-        .bind(now_ms())
-        .fetch_optional(&mut *self.tx)
-        .await?;
+        )));
+        let row = s
+            .bind_identity(insert)
+            .bind(s.seen_at)
+            .bind(s.expires_at)
+            .bind(now_ms())
+            .fetch_optional(&mut *self.tx)
+            .await?;
         match row {
             Some(r) => Ok((SightingRow::from_row(&r)?, true)),
             // Another transaction inserted it first (PostgreSQL).
