@@ -179,7 +179,13 @@ impl WriteTx {
     /// of its 31.9 s there; autovacuum looks at a database once a minute,
     /// too late for a fetch). `ANALYZE` samples a bounded number of rows,
     /// counts this transaction's own inserts, and invalidates cached plans;
-    /// doubling keeps it to O(log n) runs per fill. SQLite: nothing to do.
+    /// doubling keeps it to O(log n) runs per fill. `SKIP_LOCKED`: the
+    /// lock `ANALYZE` takes is held to the end of the transaction, so a
+    /// second process fetching another exchange would otherwise wait for
+    /// this whole transaction, or deadlock with it over the change
+    /// sequence's advisory lock; it skips instead (its next page tries
+    /// again, and the table is being analysed anyway). SQLite: nothing to
+    /// do.
     pub(crate) async fn refresh_statistics_when_doubled(
         &mut self,
         table: GrowingTable,
@@ -198,7 +204,7 @@ impl WriteTx {
         .await?;
         let (analyzed, now) = (get_i64(&row, "analyzed")?, get_i64(&row, "now")?);
         if now > 2 * analyzed.max(GROWING_TABLE_MIN_PAGES) {
-            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {name}")))
+            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE (SKIP_LOCKED) {name}")))
                 .execute(&mut *self.tx)
                 .await?;
         }

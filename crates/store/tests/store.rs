@@ -20,6 +20,7 @@ both_backends!(
     rollback_on_drop,
     signals_are_found_by_value_through_the_value_index,
     exchange_records_filled_in_one_transaction_are_looked_up_by_key,
+    a_second_fetch_does_not_wait_for_the_first_ones_statistics,
 );
 
 async fn migrations_are_idempotent_and_backend_detected(db: &TestDb) {
@@ -475,24 +476,7 @@ async fn exchange_records_filled_in_one_transaction_are_looked_up_by_key(db: &Te
         .unwrap();
     let value = |i: usize| format!("{i:064x}");
     for page in 0..3 {
-        let rows: Vec<ExchangeRecordRow> = (page * 10_000..(page + 1) * 10_000)
-            .map(|i| ExchangeRecordRow {
-                exchange_id: ex.id,
-                signal_type: "pdq".into(),
-                value: value(i),
-                upstream_id: format!("u{i}"),
-                meta: "{}".into(),
-                upstream_created_at: None,
-                upstream_updated_at: None,
-                deleted: false,
-                applied: true,
-                content_id: None,
-                local_state: String::new(),
-                my_opinion: None,
-                seen_gen: 1,
-                updated_at: 0,
-            })
-            .collect();
+        let rows = exchange_rows(ex.id, page * 10_000, 10_000);
         let refs: Vec<&ExchangeRecordRow> = rows.iter().collect();
         tx.insert_exchange_records(&refs).await.unwrap();
         // The next page's lookup: half of its values are already held.
@@ -520,4 +504,78 @@ async fn exchange_records_filled_in_one_transaction_are_looked_up_by_key(db: &Te
         .unwrap();
         assert!(tuples >= 20_000.0, "reltuples {tuples}");
     }
+}
+
+fn exchange_rows(exchange_id: i64, from: usize, n: usize) -> Vec<ExchangeRecordRow> {
+    (from..from + n)
+        .map(|i| ExchangeRecordRow {
+            exchange_id,
+            signal_type: "pdq".into(),
+            value: format!("{i:064x}"),
+            upstream_id: format!("u{i}"),
+            meta: "{}".into(),
+            upstream_created_at: None,
+            upstream_updated_at: None,
+            deleted: false,
+            applied: true,
+            content_id: None,
+            local_state: String::new(),
+            my_opinion: None,
+            seen_gen: 1,
+            updated_at: 0,
+        })
+        .collect()
+}
+
+/// Two processes fetch two exchanges at once on PostgreSQL. The first one's
+/// statistics refresh holds its lock to the end of its transaction; the
+/// second skips its own refresh instead of waiting for (or deadlocking
+/// with) the first transaction.
+async fn a_second_fetch_does_not_wait_for_the_first_ones_statistics(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let mut ids = Vec::new();
+    let mut tx = store.write().await.unwrap();
+    for name in ["a", "b"] {
+        let bank = tx.insert_bank(name, "block", "", "{}").await.unwrap();
+        let ex = tx
+            .insert_exchange(&NewExchange {
+                name,
+                api: "file",
+                config: "{}",
+                policy: "{}",
+                credentials: None,
+                write_back: false,
+                enabled: true,
+                live: false,
+                poll_interval_ms: 3_600_000,
+                bank_id: bank.id,
+            })
+            .await
+            .unwrap();
+        ids.push(ex.id);
+    }
+    tx.commit().await.unwrap();
+    if store.backend() == Backend::Sqlite {
+        // One writer at a time: nothing runs concurrently to check.
+        return;
+    }
+    let mut first = store.write().await.unwrap();
+    let rows = exchange_rows(ids[0], 0, 10_000);
+    first
+        .insert_exchange_records(&rows.iter().collect::<Vec<_>>())
+        .await
+        .unwrap();
+    // The first transaction is still open, its refresh's lock held.
+    let second = async {
+        let mut tx = store.write().await.unwrap();
+        let rows = exchange_rows(ids[1], 1_000_000, 20_000);
+        tx.insert_exchange_records(&rows.iter().collect::<Vec<_>>())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), second)
+        .await
+        .expect("the second fetch waited for the first transaction");
+    first.commit().await.unwrap();
 }
