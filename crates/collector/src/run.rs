@@ -760,9 +760,15 @@ impl Collector {
         // anything else — images, video, PDF, large bodies — on the
         // blocking pool, where a slow decoder holds no runtime thread.
         let html = f.content_type().is_some_and(|t| t.contains("html"));
+        // The type is the server's word: a body that sniffs as an image,
+        // video or PDF is decoded on the blocking pool whatever it claims.
         let inline = (html || (job.kind == "feed" && page_like))
             && job.kind != "file"
-            && f.body.len() <= INLINE_HASH_MAX_BYTES;
+            && f.body.len() <= INLINE_HASH_MAX_BYTES
+            && matches!(
+                echotrace_signals::content::detect_kind(&f.body),
+                Some(echotrace_signals::content::ContentKind::Text) | None
+            );
         let prepare = move || {
             let Processed {
                 mut main,
