@@ -17,9 +17,13 @@
 //! within `q − 1` (otherwise its distance is at least
 //! `(a+1)(q+1) + (m−a−1)q = r + 1`). Wider slots come first so they take the
 //! larger radius. The query probes every key within the slot radius
-//! (enumerated with Gosper's hack), collects candidate positions once each
-//! (a thread-local bitset, cleared by walking the candidate list) and
-//! verifies them with the full 256-bit distance, prefetching codes ahead.
+//! (enumerated with Gosper's hack), collects the candidate positions of the
+//! buckets it hits and verifies them with the full 256-bit distance,
+//! prefetching codes ahead. Candidates are not deduplicated before
+//! verification: a code shares a bucket with the query in more than one slot
+//! only when it is near the query, so repeats are a handful of hits, removed
+//! at the end, while a visited set cost two random accesses per candidate
+//! (dropping it made 10M-code searches 25 % faster; docs/BENCHMARKS.md).
 //! When the planner predicts probing would touch more memory than a scan
 //! (large radius, tiny index) it scans linearly instead; either way the
 //! result is exact.
@@ -207,31 +211,6 @@ impl Bitset {
     pub(crate) fn set(&mut self, i: usize) {
         if let Some(w) = self.words.get_mut(i / 64) {
             *w |= 1u64 << (i % 64);
-        }
-    }
-    /// Sets bit `i`; returns whether it was already set.
-    #[inline(always)]
-    fn test_and_set(&mut self, i: usize) -> bool {
-        match self.words.get_mut(i / 64) {
-            Some(w) => {
-                let bit = 1u64 << (i % 64);
-                let was = *w & bit != 0;
-                *w |= bit;
-                was
-            }
-            None => true,
-        }
-    }
-    #[inline(always)]
-    fn clear(&mut self, i: usize) {
-        if let Some(w) = self.words.get_mut(i / 64) {
-            *w &= !(1u64 << (i % 64));
-        }
-    }
-    fn ensure_len(&mut self, n: usize) {
-        let words = n.div_ceil(64);
-        if self.words.len() < words {
-            self.words.resize(words, 0);
         }
     }
 }
@@ -735,16 +714,7 @@ impl MihIndex {
             }
         }
         if needles.len() > 1 {
-            let tail = &mut out[start..];
-            tail.sort_unstable_by_key(|h| (h.id, h.distance));
-            let mut keep = start;
-            for i in start..out.len() {
-                if i == start || out[i].id != out[keep - 1].id {
-                    out[keep] = out[i];
-                    keep += 1;
-                }
-            }
-            out.truncate(keep);
+            keep_nearest_per_id(out, start);
         }
     }
 
@@ -1021,10 +991,9 @@ pub(crate) fn sort_dedup(ids: Vec<u64>, codes: Vec<ACode>) -> (Vec<u64>, Vec<ACo
     (out_ids, out_codes)
 }
 
-/// Per-thread search scratch: the visited bitset and candidate list.
+/// Per-thread search scratch: the candidate list and the probe stages.
 #[derive(Default)]
 struct Scratch {
-    visited: Bitset,
     candidates: Vec<u32>,
     /// `(slot's postings start, index into offsets)` to look up.
     probes: Vec<(usize, usize)>,
@@ -1171,12 +1140,10 @@ fn probe(
     // iterations ahead so cache misses overlap instead of chaining:
     // keys → bucket ranges (offsets) → candidates (postings) → verify (codes).
     let Scratch {
-        visited,
         candidates,
         probes,
         ranges,
     } = scratch;
-    visited.ensure_len(base.len());
     candidates.clear();
     probes.clear();
     ranges.clear();
@@ -1214,20 +1181,21 @@ fn probe(
             prefetch(postings.as_ptr().wrapping_add(lo2));
         }
         if let Some(bucket) = postings.get(lo..hi) {
-            for &p in bucket {
-                if !visited.test_and_set(p as usize) {
-                    candidates.push(p);
-                }
-            }
+            candidates.extend_from_slice(bucket);
         }
     }
+    // A code is a candidate once per slot it shares with the query; only
+    // codes near the query share more than one, so candidates are verified
+    // as they come (no visited set: a random code is a candidate of at most
+    // one slot in all but a handful of cases) and the few repeated hits are
+    // removed at the end.
+    let first_hit = out.len();
     let codes = &base.codes;
     for (j, &c) in candidates.iter().enumerate() {
         if let Some(&ahead) = candidates.get(j + PREFETCH_DISTANCE) {
             prefetch(codes.as_ptr().wrapping_add(ahead as usize));
         }
         let c = c as usize;
-        visited.clear(c);
         if dead.is_some_and(|d| d.get(c)) {
             continue;
         }
@@ -1240,6 +1208,26 @@ fn probe(
             }
         }
     }
+    keep_nearest_per_id(out, first_hit);
+}
+
+/// Keeps one hit per id among `out[start..]`, the nearest.
+fn keep_nearest_per_id(out: &mut Vec<Hit>, start: usize) {
+    let Some(tail) = out.get_mut(start..) else {
+        return;
+    };
+    if tail.len() < 2 {
+        return;
+    }
+    tail.sort_unstable_by_key(|h| (h.id, h.distance));
+    let mut keep = start;
+    for i in start..out.len() {
+        if i == start || out[i].id != out[keep - 1].id {
+            out[keep] = out[i];
+            keep += 1;
+        }
+    }
+    out.truncate(keep);
 }
 
 #[cfg(test)]
