@@ -386,6 +386,8 @@ fn file_queries(
                         QuerySource::Whole => Channel::Dihedral,
                         QuerySource::Border => Channel::Border,
                         QuerySource::Crop => Channel::Window,
+                        // Parts pair with held originals' parts only.
+                        QuerySource::Part => return false,
                     };
                     c == channel && (ch.dihedral || q.variant == 0)
                 })
