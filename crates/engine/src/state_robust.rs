@@ -146,10 +146,8 @@ impl MatchState {
             // windows take only the upload as it is and its mirror; a
             // bank part takes only the same part of the upload, and query
             // parts meet nothing else.
-            let part_of = |i: &Option<usize>| {
-                i.and_then(|i| set.hashes.get(i))
-                    .and_then(|q| q.part)
-            };
+            let part_of =
+                |i: &Option<usize>| i.and_then(|i| set.hashes.get(i)).and_then(|q| q.part);
             let allowed = needles.iter().filter(|(_, i)| match hit.source {
                 BankSource::Part => part_of(i) == Some(hit.removed),
                 _ => part_of(i).is_none(),

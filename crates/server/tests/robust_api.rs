@@ -538,7 +538,10 @@ fn overlay_text(img: &RgbImage, text: &str, x0: u32, y0: u32, cell: u32) -> RgbI
     let mut out = img.clone();
     let (bw, bh) = ((text.chars().count() as u32 * 6 + 1) * cell, 9 * cell);
     for (dx, dy) in (0..bw * bh).map(|k| (k % bw, k / bw)) {
-        let (x, y) = ((x0 + dx).saturating_sub(cell), (y0 + dy).saturating_sub(cell));
+        let (x, y) = (
+            (x0 + dx).saturating_sub(cell),
+            (y0 + dy).saturating_sub(cell),
+        );
         if x < out.width() && y < out.height() {
             out.put_pixel(x, y, Rgb([0, 0, 0]));
         }
@@ -549,7 +552,10 @@ fn overlay_text(img: &RgbImage, text: &str, x0: u32, y0: u32, cell: u32) -> RgbI
                 if b != b'#' {
                     continue;
                 }
-                let (x, y) = (x0 + (i as u32 * 6 + gx as u32) * cell, y0 + gy as u32 * cell);
+                let (x, y) = (
+                    x0 + (i as u32 * 6 + gx as u32) * cell,
+                    y0 + gy as u32 * cell,
+                );
                 for (dx, dy) in (0..cell * cell).map(|k| (k % cell, k / cell)) {
                     if x + dx < out.width() && y + dy < out.height() {
                         out.put_pixel(x + dx, y + dy, Rgb([255, 255, 0]));
