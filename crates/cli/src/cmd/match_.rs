@@ -97,7 +97,8 @@ struct MatchOut<'a> {
     value: &'a str,
     label: Option<&'a str>,
     distance: u32,
-    /// Which channel found it: plain, dihedral, border or window.
+    /// Which channel found it: plain, dihedral, border or window (the
+    /// `part` channel needs held originals, which a hash list is not).
     channel: &'static str,
 }
 

@@ -12,11 +12,16 @@
 //!   by the border detectors ([`detect_borders`]: uniform borders of any
 //!   colour at two tolerances, meme caption bars, blurred fill), and a few
 //!   small crops of the whole image and of its best border candidate — each
-//!   with its eight variants.
+//!   with its eight variants — and the fixed parts of both (upright only).
 //! * **Bank side** ([`BankHash`]): for items whose original the operator
 //!   holds, a crop grid of windows (each side cut by 0/4/8/12 % in every
-//!   combination by default) and the content rectangles of the original's
-//!   own borders ("regions").
+//!   combination by default), the content rectangles of the original's
+//!   own borders ("regions"), and fixed **parts** ([`THIRD_PARTS`]: each
+//!   side cut by a third in turn). A part is compared only with the *same*
+//!   part of a query (≤ 8 comparisons per pair, not every needle × every
+//!   window): an overlay stamped inside the picture — caption, logo, emoji
+//!   — changes every crop-grid window, but not the part without the third
+//!   it sits in.
 //!
 //! Design decisions:
 //!
