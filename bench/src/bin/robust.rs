@@ -15,7 +15,9 @@
 //! bank plain), `dihedral` (its 7 other variants × bank plain), `border`
 //! (content rectangles × bank plain), `window` (query crops × bank plain,
 //! and every query hash × the bank's crop-grid windows) and `region`
-//! (every query hash × the bank original's own content rectangles). For
+//! (every query hash × the bank original's own content rectangles), `part`
+//! (fixed parts of the query and of its best border rectangle × the same
+//! part of the original). For
 //! each channel the harness records the smallest distance per (query,
 //! original) pair up to 80 bits: the distance to the true original gives
 //! recall, the rest the unrelated distribution the thresholds come from.
@@ -38,7 +40,7 @@ use echotrace_signals::robust::{
 /// `window_qNN` is the bank-window channel restricted to windows whose PDQ
 /// quality lies in the band starting at NN (10 wide; 90 takes 90–100), so
 /// `report.py --thresholds` can set a threshold per quality band.
-const CHANNELS: [&str; 12] = [
+const CHANNELS: [&str; 13] = [
     "plain",
     "dihedral",
     "border",
@@ -51,7 +53,11 @@ const CHANNELS: [&str; 12] = [
     "window_q70",
     "window_q80",
     "window_q90",
+    "part",
 ];
+/// Index of `part` in [`CHANNELS`]: a fixed part of the query × the same
+/// part of an original.
+const PART: usize = 12;
 /// Index of `window_q50` in [`CHANNELS`].
 const BAND0: usize = 7;
 
@@ -129,6 +135,21 @@ fn main() -> anyhow::Result<()> {
             }
             "--work-side" => opts.work_side = args[i + 1].parse()?,
             "--min-quality" => opts.min_quality = args[i + 1].parse()?,
+            // --parts 33.3 (each side cut by that share in turn), 0: none.
+            "--parts" => {
+                opts.parts = parse_list(&args[i + 1])
+                    .into_iter()
+                    .filter(|c| *c > 0.0)
+                    .flat_map(|c| {
+                        [
+                            [c, 0.0, 0.0, 0.0],
+                            [0.0, c, 0.0, 0.0],
+                            [0.0, 0.0, c, 0.0],
+                            [0.0, 0.0, 0.0, c],
+                        ]
+                    })
+                    .collect()
+            }
             "--threads" => threads = args[i + 1].parse()?,
             "--every" => every = args[i + 1].parse::<usize>()?.max(1),
             "--bank-every" => bank_every = args[i + 1].parse::<usize>()?.max(1),
@@ -160,6 +181,8 @@ fn main() -> anyhow::Result<()> {
     let mut plain = FlatIndex::new();
     let mut window = FlatIndex::new();
     let mut region = FlatIndex::new();
+    // Bank parts by the shares they removed: (original, code).
+    let mut parts: HashMap<[u8; 4], Vec<(usize, Code256)>> = HashMap::new();
     let mut groups: HashMap<usize, String> = HashMap::new();
     // Every bank window with its original and quality (for the histogram).
     let mut window_q: HashMap<u64, u8> = HashMap::new();
@@ -190,10 +213,16 @@ fn main() -> anyhow::Result<()> {
                     BankSource::Window => {
                         window_q.insert(id, b.quality);
                         all_windows.push((o.original, b.quality, b.hash.to_words()));
-                        window.insert(id, b.hash.to_words())
+                        window.insert(id, b.hash.to_words());
                     }
-                    BankSource::Region => region.insert(id, b.hash.to_words()),
-                };
+                    BankSource::Region => {
+                        region.insert(id, b.hash.to_words());
+                    }
+                    BankSource::Part => parts
+                        .entry(b.removed)
+                        .or_default()
+                        .push((o.original, b.hash.to_words())),
+                }
             }
             groups.insert(o.original, o.group.clone());
         }
@@ -225,6 +254,7 @@ fn main() -> anyhow::Result<()> {
             .enumerate()
             .map(|(ci, qs)| {
                 let (plain, window, region, opts, dir) = (&plain, &window, &region, &opts, &dir);
+                let parts = &parts;
                 let (window_q, all_windows, groups, keep) =
                     (&window_q, &all_windows, &groups, &keep);
                 s.spawn(move || {
@@ -253,7 +283,7 @@ fn main() -> anyhow::Result<()> {
                             pick(&|s, _| s == QuerySource::Border),
                             pick(&|s, _| s == QuerySource::Crop),
                         ];
-                        let mut all: Vec<Code256> = pick(&|_, _| true);
+                        let mut all: Vec<Code256> = pick(&|s, _| s != QuerySource::Part);
                         if set.plain.quality >= opts.min_quality {
                             all.push(set.plain.hash.to_words());
                         }
@@ -274,7 +304,9 @@ fn main() -> anyhow::Result<()> {
                         let mut upright_q: Vec<(Code256, u8)> = set
                             .hashes
                             .iter()
-                            .filter(|x| window_variant_allowed(x.variant))
+                            .filter(|x| {
+                                window_variant_allowed(x.variant) && x.source != QuerySource::Part
+                            })
                             .map(|x| (x.hash.to_words(), x.quality))
                             .collect();
                         if set.plain.quality >= opts.min_quality {
@@ -320,6 +352,20 @@ fn main() -> anyhow::Result<()> {
                                             *e = (*e).min(hit.distance);
                                         }
                                     }
+                                }
+                            }
+                        }
+                        // Parts: each only with the same part of originals.
+                        for x in set.hashes.iter().filter(|x| x.source == QuerySource::Part) {
+                            let Some(list) = x.part.and_then(|p| parts.get(&p)) else {
+                                continue;
+                            };
+                            let n = x.hash.to_words();
+                            for (o, code) in list {
+                                let dist = echotrace_index::hamming(&n, code);
+                                if dist <= MAX_D {
+                                    let e = d[PART].entry(*o).or_insert(u32::MAX);
+                                    *e = (*e).min(dist);
                                 }
                             }
                         }

@@ -1,8 +1,8 @@
 //! Cost of robust matching per image lookup (not part of the test suite):
 //! decode + hash + search, plain vs. all query channels, on the fixture
 //! JPEGs (`../shared/fixtures/pdq/images/**.jpg`), against a bank of
-//! `--bank N` held images (random plain codes; derived windows for every
-//! held image at the default grid's size). Recording the lookup (one store
+//! `--bank N` held images (random plain codes; derived windows and parts
+//! for every held image at the default grid's size). Recording the lookup (one store
 //! transaction) is the same for both and left out.
 //!
 //! ```text
@@ -15,7 +15,7 @@ use std::time::Instant;
 use echotrace_index::{Code256, Hit, MihIndex, MihParams};
 use echotrace_signals::content::{ContentHasher, HashOptions, RobustRole};
 use echotrace_signals::pdq::PdqHash;
-use echotrace_signals::robust::{crop_grid, RobustOptions};
+use echotrace_signals::robust::{crop_grid, QuerySource, RobustOptions};
 
 fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s << 13;
@@ -49,7 +49,10 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let windows = crop_grid(&RobustOptions::default().bank_grid).len() + 1;
+    // The crop grid's windows, one for the uncut image's place, the parts.
+    let windows = crop_grid(&RobustOptions::default().bank_grid).len()
+        + 1
+        + RobustOptions::default().parts.len();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut code = || -> Code256 {
         [
@@ -91,11 +94,21 @@ fn main() -> anyhow::Result<()> {
             let t = Instant::now();
             let r = h.hash_robust(bytes, &opts, RobustRole::Query, &ropts)?;
             if let Some(set) = &r.query {
+                // Query parts meet only the held originals' parts (the
+                // derived index), as in the engine.
                 let all: Vec<Code256> = std::iter::once(set.plain.hash.to_words())
                     .chain(set.hashes.iter().map(|q| q.hash.to_words()))
                     .collect();
+                let whole: Vec<Code256> = std::iter::once(set.plain.hash.to_words())
+                    .chain(
+                        set.hashes
+                            .iter()
+                            .filter(|q| q.source != QuerySource::Part)
+                            .map(|q| q.hash.to_words()),
+                    )
+                    .collect();
                 hits.clear();
-                plain.search_multi(&all, 40, &mut hits);
+                plain.search_multi(&whole, 40, &mut hits);
                 hits.clear();
                 derived.search_multi(&all, 40, &mut hits);
             }

@@ -13,6 +13,7 @@
 //! | `window` | small crops | stored hash | [`WINDOW_THRESHOLD`] |
 //! | `window` | every query hash | crop-grid windows of file-added items | [`WINDOW_THRESHOLD`] |
 //! | `region` | every query hash | content rectangles of a file-added original | [`REGION_THRESHOLD`] |
+//! | `part` | fixed parts (one side cut by a third) of the upload and of its best border rectangle | the *same* part of a file-added original | [`PART_THRESHOLD`] |
 //!
 //! Thresholds come from the measured distribution of distances between
 //! unrelated images under the full channel set (docs/ROBUST.md). A plain
@@ -65,6 +66,13 @@ pub const WINDOW_DETAILED_QUALITY: u8 = 90;
 pub const WINDOW_LOW_QUALITY_THRESHOLD: u32 = 28;
 /// Region channel (any query hash × an original's own content rectangles).
 pub const REGION_THRESHOLD: u32 = 36;
+/// Part channel: a fixed part of the upload (or of its best border
+/// rectangle) × the same part of a file-added original — ≤ 8 comparisons
+/// per pair, each part only with its own. The binomial budget would allow
+/// far more; 28 keeps the project's 10-bit margin below the closest
+/// unrelated part measured (38 bits: two dot-grid wallpapers of one
+/// design in blue and gold; docs/ROBUST.md, "Thresholds").
+pub const PART_THRESHOLD: u32 = 28;
 
 /// Which channel found a match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -75,6 +83,7 @@ pub enum Channel {
     Border,
     Region,
     Window,
+    Part,
 }
 
 impl Channel {
@@ -85,6 +94,7 @@ impl Channel {
             Channel::Border => "border",
             Channel::Region => "region",
             Channel::Window => "window",
+            Channel::Part => "part",
         }
     }
 
@@ -95,6 +105,7 @@ impl Channel {
             "border" => Channel::Border,
             "region" => Channel::Region,
             "window" => Channel::Window,
+            "part" => Channel::Part,
             _ => return None,
         })
     }
@@ -107,6 +118,7 @@ impl Channel {
             Channel::Border => 2,
             Channel::Region => 3,
             Channel::Window => 4,
+            Channel::Part => 5,
         }
     }
 }
@@ -174,7 +186,7 @@ pub struct ChannelDetail {
     /// Upload size `[w, h]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_size: Option<[u32; 2]>,
-    /// `window` or `region` when a bank-side derived hash matched.
+    /// `window`, `region` or `part` when a bank-side derived hash matched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bank_source: Option<String>,
     /// Shares of the bank original removed `[left, top, right, bottom]`.
@@ -436,6 +448,8 @@ pub(crate) fn plain_groups(set: &QuerySet) -> Vec<NeedleGroup> {
             QuerySource::Whole => Channel::Dihedral,
             QuerySource::Border => Channel::Border,
             QuerySource::Crop => Channel::Window,
+            // Parts meet only the same part of held originals.
+            QuerySource::Part => continue,
         };
         let orig_only = q.variant == 0;
         match groups
@@ -478,6 +492,7 @@ pub(crate) fn bank_hash_threshold(source: BankSource, quality: u8) -> u32 {
     match source {
         BankSource::Window => window_threshold(quality),
         BankSource::Region => REGION_THRESHOLD,
+        BankSource::Part => PART_THRESHOLD,
     }
 }
 
@@ -488,6 +503,7 @@ pub fn channel_threshold(c: Channel) -> u32 {
         Channel::Border => BORDER_THRESHOLD,
         Channel::Window => WINDOW_THRESHOLD,
         Channel::Region => REGION_THRESHOLD,
+        Channel::Part => PART_THRESHOLD,
     }
 }
 
@@ -507,6 +523,7 @@ pub(crate) fn query_detail(set: &QuerySet, i: Option<usize>) -> ChannelDetail {
                     QuerySource::Whole => "whole",
                     QuerySource::Border => "border",
                     QuerySource::Crop => "crop",
+                    QuerySource::Part => "part",
                 }
                 .into(),
             );

@@ -29,6 +29,7 @@ fn source_code(s: BankSource) -> u8 {
     match s {
         BankSource::Window => 0,
         BankSource::Region => 1,
+        BankSource::Part => 2,
     }
 }
 
@@ -36,6 +37,7 @@ fn source_of(code: u8) -> Option<BankSource> {
     match code {
         0 => Some(BankSource::Window),
         1 => Some(BankSource::Region),
+        2 => Some(BankSource::Part),
         _ => None,
     }
 }

@@ -13,7 +13,7 @@ use super::{Candidate, LiveHit, MatchState};
 use crate::columns::Slot;
 use crate::robust::{
     bank_hash_threshold, channel_threshold, closest, plain_groups, query_detail, vpdq_frames,
-    Channel, ChannelDetail, RobustQuery, REGION_THRESHOLD, WINDOW_THRESHOLD,
+    Channel, ChannelDetail, RobustQuery, PART_THRESHOLD, REGION_THRESHOLD, WINDOW_THRESHOLD,
 };
 use crate::types::{BankId, ContentId, SignalValue};
 
@@ -125,11 +125,12 @@ impl MatchState {
                 .map(|(i, q)| (q.hash.to_words(), Some(i))),
         );
         let codes: Vec<Code256> = needles.iter().map(|(c, _)| *c).collect();
-        let radius = WINDOW_THRESHOLD.max(REGION_THRESHOLD);
+        let radius = WINDOW_THRESHOLD.max(REGION_THRESHOLD).max(PART_THRESHOLD);
         for hit in self.derived.search(&codes, radius) {
             let channel = match hit.source {
                 BankSource::Window => Channel::Window,
                 BankSource::Region => Channel::Region,
+                BankSource::Part => Channel::Part,
             };
             let Some(slot) = self.signal_of(hit.content_id, SignalType::Pdq) else {
                 continue;
@@ -142,8 +143,16 @@ impl MatchState {
                 continue;
             }
             // Which needle matched, among those this bank allows; bank
-            // windows take only the upload as it is and its mirror.
-            let allowed = needles.iter().filter(|(_, i)| {
+            // windows take only the upload as it is and its mirror; a
+            // bank part takes only the same part of the upload, and query
+            // parts meet nothing else.
+            let part_of =
+                |i: &Option<usize>| i.and_then(|i| set.hashes.get(i)).and_then(|q| q.part);
+            let allowed = needles.iter().filter(|(_, i)| match hit.source {
+                BankSource::Part => part_of(i) == Some(hit.removed),
+                _ => part_of(i).is_none(),
+            });
+            let allowed = allowed.filter(|(_, i)| {
                 let variant = i.map_or(Some(0), |i| set.hashes.get(i).map(|q| q.variant));
                 variant.is_some_and(|v| {
                     (settings.dihedral || v == 0)

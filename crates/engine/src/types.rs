@@ -314,7 +314,7 @@ pub struct MatchRecord {
     pub status: MatchStatus,
     pub created_at: i64,
     /// The channel that found the match: `plain`, or for adapted
-    /// re-uploads `dihedral`, `border`, `window`, `region` (see
+    /// re-uploads `dihedral`, `border`, `window`, `region`, `part` (see
     /// [`crate::robust`]).
     #[serde(default = "plain_channel")]
     pub channel: String,

@@ -22,6 +22,7 @@ both_backends!(
     image_channels_over_http,
     fills_and_window_quality_over_http,
     meme_captions_over_http,
+    overlays_over_http,
     video_borders_over_http
 );
 
@@ -526,6 +527,133 @@ async fn meme_captions_over_http(db: &TestDb) {
         .hits(&jpeg(&meme(&other, 60, "WHEN THE BUILD IS GREEN")))
         .await;
     assert_eq!(hits, Vec::<(String, String)>::new());
+    s.stop().await;
+}
+
+/// `text` in yellow 5×7 capitals, `cell` pixels per bitmap pixel, on a
+/// black box one cell wider on every side, drawn over `img` from
+/// `(x0, y0)`: a subtitle inside the picture (augly's `overlay_text`,
+/// bench/robust `text`, boxed).
+fn overlay_text(img: &RgbImage, text: &str, x0: u32, y0: u32, cell: u32) -> RgbImage {
+    let mut out = img.clone();
+    let (bw, bh) = ((text.chars().count() as u32 * 6 + 1) * cell, 9 * cell);
+    for (dx, dy) in (0..bw * bh).map(|k| (k % bw, k / bw)) {
+        let (x, y) = (
+            (x0 + dx).saturating_sub(cell),
+            (y0 + dy).saturating_sub(cell),
+        );
+        if x < out.width() && y < out.height() {
+            out.put_pixel(x, y, Rgb([0, 0, 0]));
+        }
+    }
+    for (i, c) in text.chars().enumerate() {
+        for (gy, row) in glyph(c).iter().enumerate() {
+            for (gx, b) in row.bytes().enumerate() {
+                if b != b'#' {
+                    continue;
+                }
+                let (x, y) = (
+                    x0 + (i as u32 * 6 + gx as u32) * cell,
+                    y0 + gy as u32 * cell,
+                );
+                for (dx, dy) in (0..cell * cell).map(|k| (k % cell, k / cell)) {
+                    if x + dx < out.width() && y + dy < out.height() {
+                        out.put_pixel(x + dx, y + dy, Rgb([255, 255, 0]));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A logo stamp `s` pixels wide at `(x, y)`: a white disc with a red ring
+/// and a red square inside (bench/robust `logo`).
+fn stamp(img: &RgbImage, x: u32, y: u32, s: u32) -> RgbImage {
+    let mut out = img.clone();
+    let (c, r) = (s as f32 / 2.0, s as f32 / 2.0);
+    for (dx, dy) in (0..s * s).map(|k| (k % s, k / s)) {
+        let d = ((dx as f32 + 0.5 - c).powi(2) + (dy as f32 + 0.5 - c).powi(2)).sqrt();
+        let square = (s / 4..3 * s / 4).contains(&dx) && (s / 3..2 * s / 3).contains(&dy);
+        let colour = if d > r {
+            continue;
+        } else if d > r * 0.85 || square {
+            [200, 0, 0]
+        } else {
+            [255, 255, 255]
+        };
+        out.put_pixel(x + dx, y + dy, Rgb(colour));
+    }
+    out
+}
+
+async fn overlays_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "hashes"})))
+        .await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let original = photo();
+    s.add_plain_pdq("hashes", &original).await;
+    s.upload("/v1/banks/files/content", &png(&original)).await;
+    let stored = echotrace_signals::pdq::hash_rgb8(original.as_raw(), 480, 300).unwrap();
+
+    // A logo stamp over the top-left corner, 30 % of the height: inside
+    // every crop-grid window (they cut ≤ 12 % a side), outside the part
+    // without the top third and the part without the left third. Found
+    // through `part` on the file-added entry only: a hash-only entry has
+    // no parts.
+    let stamped = stamp(&original, 15, 9, 90);
+    let plain = echotrace_signals::pdq::hash_rgb8(stamped.as_raw(), 480, 300).unwrap();
+    assert!(
+        plain.hash.distance(&stored.hash) > 31,
+        "not found plainly: {}",
+        plain.hash.distance(&stored.hash)
+    );
+    let bytes = jpeg(&stamped);
+    let m = s.match_in(&bytes, "files", Some("part")).await;
+    let d = &m["channel_detail"];
+    assert_eq!(d["query_source"], "part", "{m}");
+    assert_eq!(d["bank_source"], "part", "{m}");
+    let rect = d["query_rect"].as_array().unwrap();
+    let (x, y) = (rect[0].as_u64().unwrap(), rect[1].as_u64().unwrap());
+    assert!(x >= 105 || y >= 99, "the part avoids the stamp: {m}");
+    let removed = d["bank_removed"].as_array().unwrap();
+    let removed: Vec<f64> = removed.iter().map(|v| v.as_f64().unwrap()).collect();
+    let q = [x as f64 / 480.0, y as f64 / 300.0];
+    assert!(
+        (removed[0] - q[0]).abs() < 0.01 && (removed[1] - q[1]).abs() < 0.01,
+        "the same part on both sides: {m}"
+    );
+    assert!(d["plain_distance"].as_u64().unwrap() > 31, "{m}");
+    assert!(m["distance"].as_u64().unwrap() <= 28, "{m}");
+    assert_eq!(d["threshold"], 28, "{m}");
+    assert_eq!(s.hits(&bytes).await, vec![("files".into(), "part".into())]);
+
+    // A boxed yellow subtitle across the bottom quarter (75–87 % of the
+    // height): found through the part without the bottom third.
+    let captioned = overlay_text(&original, "THE BUILD IS GREEN", 24, 229, 4);
+    let plain = echotrace_signals::pdq::hash_rgb8(captioned.as_raw(), 480, 300).unwrap();
+    assert!(
+        plain.hash.distance(&stored.hash) > 31,
+        "not found plainly: {}",
+        plain.hash.distance(&stored.hash)
+    );
+    let bytes = jpeg(&captioned);
+    let m = s.match_in(&bytes, "files", Some("part")).await;
+    assert_eq!(
+        m["channel_detail"]["query_rect"],
+        json!([0, 0, 480, 200]),
+        "{m}"
+    );
+    assert_eq!(s.hits(&bytes).await, vec![("files".into(), "part".into())]);
+
+    // An unrelated photo with the same stamp and text matches nothing.
+    let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+    let other = image::load_from_memory(&other).unwrap().to_rgb8();
+    let other = image::imageops::resize(&other, 480, 300, image::imageops::FilterType::Triangle);
+    let other = overlay_text(&stamp(&other, 15, 9, 90), "THE BUILD IS GREEN", 24, 229, 4);
+    assert_eq!(s.hits(&jpeg(&other)).await, Vec::<(String, String)>::new());
     s.stop().await;
 }
 

@@ -97,7 +97,8 @@ struct MatchOut<'a> {
     value: &'a str,
     label: Option<&'a str>,
     distance: u32,
-    /// Which channel found it: plain, dihedral, border or window.
+    /// Which channel found it: plain, dihedral, border or window (the
+    /// `part` channel needs held originals, which a hash list is not).
     channel: &'static str,
 }
 
@@ -386,6 +387,8 @@ fn file_queries(
                         QuerySource::Whole => Channel::Dihedral,
                         QuerySource::Border => Channel::Border,
                         QuerySource::Crop => Channel::Window,
+                        // Parts pair with held originals' parts only.
+                        QuerySource::Part => return false,
                     };
                     c == channel && (ch.dihedral || q.variant == 0)
                 })

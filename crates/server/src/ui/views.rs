@@ -291,7 +291,7 @@ pub struct MatchCard {
     /// vPDQ matches: shares and matched-frame timestamps (render-time).
     pub video: Option<VideoStrip>,
     /// The matching channel (`plain`, `dihedral`, `border`, `window`,
-    /// `region`) and how a derived channel matched.
+    /// `region`, `part`) and how a derived channel matched.
     pub channel: String,
     pub channel_detail: Option<echotrace_engine::robust::ChannelDetail>,
 }

@@ -12,11 +12,16 @@
 //!   by the border detectors ([`detect_borders`]: uniform borders of any
 //!   colour at two tolerances, meme caption bars, blurred fill), and a few
 //!   small crops of the whole image and of its best border candidate — each
-//!   with its eight variants.
+//!   with its eight variants — and the fixed parts of both (upright only).
 //! * **Bank side** ([`BankHash`]): for items whose original the operator
 //!   holds, a crop grid of windows (each side cut by 0/4/8/12 % in every
-//!   combination by default) and the content rectangles of the original's
-//!   own borders ("regions").
+//!   combination by default), the content rectangles of the original's
+//!   own borders ("regions"), and fixed **parts** ([`THIRD_PARTS`]: each
+//!   side cut by a third in turn). A part is compared only with the *same*
+//!   part of a query (≤ 8 comparisons per pair, not every needle × every
+//!   window): an overlay stamped inside the picture — caption, logo, emoji
+//!   — changes every crop-grid window, but not the part without the third
+//!   it sits in.
 //!
 //! Design decisions:
 //!
@@ -174,6 +179,10 @@ pub enum QuerySource {
     Border,
     /// A small crop of the whole image or of its best border candidate.
     Crop,
+    /// A fixed part of the whole image or of its best border candidate
+    /// ([`RobustOptions::parts`]: one side cut by a third), compared only
+    /// with the same part of file-added originals (the `part` channel).
+    Part,
 }
 
 /// One query-side hash.
@@ -186,6 +195,9 @@ pub struct QueryHash {
     pub source: QuerySource,
     /// Source-pixel rectangle it was cut from.
     pub rect: Rect,
+    /// [`QuerySource::Part`] only: the shares its base lost, in 0.5 %
+    /// steps as [`BankHash::removed`] (the bank part it pairs with).
+    pub part: Option<[u8; 4]>,
 }
 
 /// Everything a lookup can match with: the plain hash first, then the
@@ -211,6 +223,9 @@ pub enum BankSource {
     Window,
     /// A content rectangle of the original's own borders.
     Region,
+    /// A fixed part of the original ([`RobustOptions::parts`]), matched
+    /// only by the same part of a query (`part` channel).
+    Part,
 }
 
 /// One bank-side derived hash.
@@ -242,9 +257,23 @@ pub struct RobustOptions {
     pub query_crops: Vec<[f32; 4]>,
     /// Bank-side crop grid: shares cut from each side, every combination.
     pub bank_grid: Vec<f32>,
+    /// Fixed parts, each `[left, top, right, bottom]` shares: hashed on
+    /// both sides (bank: the original; query: the whole image and its best
+    /// border candidate) and compared part with same part only. An
+    /// overlay (caption, logo, emoji) covers a part of the picture; one of
+    /// these avoids it when it lies within a third of one side.
+    pub parts: Vec<[f32; 4]>,
     /// Smallest quality of any derived or dihedral hash.
     pub min_quality: u8,
 }
+
+/// The default [`RobustOptions::parts`]: each side cut by a third in turn.
+pub const THIRD_PARTS: [[f32; 4]; 4] = [
+    [1.0 / 3.0, 0.0, 0.0, 0.0],
+    [0.0, 1.0 / 3.0, 0.0, 0.0],
+    [0.0, 0.0, 1.0 / 3.0, 0.0],
+    [0.0, 0.0, 0.0, 1.0 / 3.0],
+];
 
 /// Every combination of `levels` on the four sides, except no crop at all.
 pub fn crop_grid(levels: &[f32]) -> Vec<[f32; 4]> {
@@ -276,6 +305,7 @@ impl Default for RobustOptions {
             // (docs/ROBUST.md, "Costs"). Stored items keep the windows they
             // were added with: every record carries its own shares.
             bank_grid: vec![0.0, 0.04, 0.08, 0.12],
+            parts: THIRD_PARTS.to_vec(),
             min_quality: MIN_DERIVED_QUALITY,
         }
     }
@@ -310,6 +340,7 @@ fn push_variants(
             variant: i as u8,
             source,
             rect,
+            part: None,
         });
     }
 }
@@ -368,6 +399,22 @@ impl RobustHasher {
         if let Some(b) = borders.first() {
             bases.push((b.rect, b.caption_sides));
         }
+        for &(base, _) in &bases {
+            for p in &opts.parts {
+                let r = base.crop(*p);
+                let d = self.windows.hash(&work, r)?;
+                if d.quality >= opts.min_quality {
+                    hashes.push(QueryHash {
+                        hash: d.hashes.orig,
+                        quality: d.quality,
+                        variant: 0,
+                        source: QuerySource::Part,
+                        rect: r,
+                        part: Some(to_halfpercent(*p)),
+                    });
+                }
+            }
+        }
         for (base, exact) in bases {
             for c in &opts.query_crops {
                 // A caption bar's edge is the picture's own: not cut.
@@ -416,6 +463,18 @@ impl RobustHasher {
                 });
             }
         }
+        for p in &opts.parts {
+            let r = work.window(p[0], p[1], p[2], p[3]);
+            let d = self.windows.hash(&work, r)?;
+            if d.quality >= opts.min_quality {
+                out.push(BankHash {
+                    hash: d.hashes.orig,
+                    quality: d.quality,
+                    source: BankSource::Part,
+                    removed: to_halfpercent(*p),
+                });
+            }
+        }
         for b in detect_borders(&work, &opts.borders) {
             let d = self.windows.hash(&work, b.rect)?;
             if d.quality >= opts.min_quality {
@@ -433,7 +492,7 @@ impl RobustHasher {
 
 /// Serialisation of a list of [`BankHash`]es for storage: `dpdq1:` then
 /// base64 (standard, padded) of 38-byte records — 32 bytes of hash (Meta's
-/// byte order), quality, source (0 window, 1 region), four sides removed
+/// byte order), quality, source (0 window, 1 region, 2 part), four sides removed
 /// in 0.5 % steps.
 pub const BANK_HASHES_PREFIX: &str = "dpdq1:";
 
@@ -450,6 +509,7 @@ pub fn encode_bank_hashes(list: &[BankHash]) -> String {
         bytes.push(match h.source {
             BankSource::Window => 0,
             BankSource::Region => 1,
+            BankSource::Part => 2,
         });
         bytes.extend_from_slice(&h.removed);
     }
@@ -479,6 +539,7 @@ pub fn decode_bank_hashes(s: &str) -> Option<Vec<BankHash>> {
             let source = match r[33] {
                 0 => BankSource::Window,
                 1 => BankSource::Region,
+                2 => BankSource::Part,
                 _ => return None,
             };
             Some(BankHash {
