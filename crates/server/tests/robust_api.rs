@@ -23,6 +23,7 @@ both_backends!(
     fills_and_window_quality_over_http,
     meme_captions_over_http,
     overlays_over_http,
+    part_switch_over_http,
     video_borders_over_http
 );
 
@@ -654,6 +655,98 @@ async fn overlays_over_http(db: &TestDb) {
     let other = image::imageops::resize(&other, 480, 300, image::imageops::FilterType::Triangle);
     let other = overlay_text(&stamp(&other, 15, 9, 90), "THE BUILD IS GREEN", 24, 229, 4);
     assert_eq!(s.hits(&jpeg(&other)).await, Vec::<(String, String)>::new());
+    s.stop().await;
+}
+
+/// The derived PDQ records the service holds in memory (`/readyz`).
+async fn derived_held(s: &Service) -> u64 {
+    let v = s.ok(Method::GET, "/readyz", None).await;
+    v["index"]["derived_pdq"].as_u64().unwrap()
+}
+
+/// The bank's `part` switch: off, the overlay is no longer found through
+/// `part`, the bank's parts leave memory and a file added meanwhile stores
+/// none; on again, the stored parts of earlier items come back.
+async fn part_switch_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let original = photo();
+    let added = s.upload("/v1/banks/files/content", &png(&original)).await;
+    let item = |id: &Value| format!("/v1/banks/files/content/{id}");
+    let got = s.ok(Method::GET, &item(&added["id"]), None).await;
+    assert_eq!(got["derived"], json!(["window", "region", "part"]), "{got}");
+    let bank = echotrace_signals::robust::RobustHasher::new()
+        .bank_hashes(
+            original.as_raw(),
+            480,
+            300,
+            &echotrace_signals::robust::RobustOptions::default(),
+        )
+        .unwrap();
+    let parts = bank
+        .iter()
+        .filter(|h| h.source == echotrace_signals::robust::BankSource::Part)
+        .count() as u64;
+    assert!(parts > 0, "the photo has parts of quality >= 50");
+    assert_eq!(derived_held(&s).await, bank.len() as u64);
+    let stamped = jpeg(&stamp(&original, 15, 9, 90));
+    assert_eq!(
+        s.hits(&stamped).await,
+        vec![("files".into(), "part".into())]
+    );
+
+    // Off: no match through `part`, the parts out of memory, the window
+    // switch untouched.
+    let files = s
+        .ok(
+            Method::PATCH,
+            "/v1/banks/files",
+            Some(json!({"matching": {"part": false}})),
+        )
+        .await;
+    assert_eq!(
+        files["matching"],
+        json!({"dihedral": true, "window": true, "part": false})
+    );
+    assert_eq!(derived_held(&s).await, bank.len() as u64 - parts);
+    let hits = s.hits(&stamped).await;
+    assert!(!hits.iter().any(|(_, c)| c == "part"), "{hits:?}");
+    // A file added while off stores no parts (its windows it does).
+    let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+    let later = s.upload("/v1/banks/files/content", &other).await;
+    let got = s.ok(Method::GET, &item(&later["id"]), None).await;
+    let channels = got["derived"].as_array().unwrap();
+    assert!(channels.contains(&json!("window")), "{got}");
+    assert!(!channels.contains(&json!("part")), "{got}");
+    let held_off = derived_held(&s).await;
+    // The stored rows of the first item still hold its parts.
+    let got = s.ok(Method::GET, &item(&added["id"]), None).await;
+    assert_eq!(got["derived"], json!(["window", "region", "part"]), "{got}");
+
+    // On again: the first item's parts are back in memory and match.
+    s.ok(
+        Method::PATCH,
+        "/v1/banks/files",
+        Some(json!({"matching": {"part": true}})),
+    )
+    .await;
+    assert_eq!(derived_held(&s).await, held_off + parts);
+    assert_eq!(
+        s.hits(&stamped).await,
+        vec![("files".into(), "part".into())]
+    );
+
+    // A hash-only item holds no derived channel.
+    let plain = s
+        .ok(
+            Method::POST,
+            "/v1/banks/files/content",
+            Some(json!({"signals": {"md5": "0123456789abcdef0123456789abcdef"}})),
+        )
+        .await;
+    let got = s.ok(Method::GET, &item(&plain["id"]), None).await;
+    assert_eq!(got["derived"], json!([]), "{got}");
     s.stop().await;
 }
 

@@ -264,7 +264,12 @@ async fn get_content(
     ApiPath((name, id)): ApiPath<(String, i64)>,
 ) -> Result<Json<Value>, ApiError> {
     let content = content_in_bank(&state, &name, id).await?;
-    Ok(Json(json!(content)))
+    // Which derived channels the item holds (robust matching; names only,
+    // never the derived hashes): docs/ROBUST.md, "Upgrading".
+    let derived = state.engine()?.derived_channels(id).await?;
+    let mut v = json!(content);
+    v["derived"] = json!(derived);
+    Ok(Json(v))
 }
 
 #[derive(Deserialize)]
