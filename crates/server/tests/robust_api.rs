@@ -24,6 +24,7 @@ both_backends!(
     meme_captions_over_http,
     overlays_over_http,
     part_switch_over_http,
+    part_in_console_over_http,
     video_borders_over_http
 );
 
@@ -747,6 +748,119 @@ async fn part_switch_over_http(db: &TestDb) {
         .await;
     let got = s.ok(Method::GET, &item(&plain["id"]), None).await;
     assert_eq!(got["derived"], json!([]), "{got}");
+    s.stop().await;
+}
+
+/// A rectangle in shares of its image, as the console draws it (percent, two
+/// decimals, in `f32` as the server computes it).
+fn svg_rect(x: f32, y: f32, w: f32, h: f32) -> String {
+    format!(
+        "<rect x=\"{:.2}\" y=\"{:.2}\" width=\"{:.2}\" height=\"{:.2}\"",
+        x * 100.0,
+        y * 100.0,
+        w * 100.0,
+        h * 100.0
+    )
+}
+
+/// A `part` match in the console: the queue card names the channel, the
+/// upload's part and the bank part, and draws the part's rectangle on the
+/// (retained, blurred) upload; the debugger lists the `part` row with both
+/// rectangles drawn.
+async fn part_in_console_over_http(db: &TestDb) {
+    let mut config = common::config(&db.url);
+    config.deliver_webhooks = false;
+    config.retain_media = true;
+    let s = Service::start(config, None).await;
+    s.engine()
+        .create_user(
+            &echotrace_engine::Actor::cli(),
+            "ada",
+            "a long enough password",
+            echotrace_engine::Role::Admin,
+        )
+        .await
+        .unwrap();
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let original = photo();
+    s.upload("/v1/banks/files/content", &png(&original)).await;
+    let stamped = jpeg(&stamp(&original, 15, 9, 90));
+    let m = s.match_in(&stamped, "files", Some("part")).await;
+    let d = &m["channel_detail"];
+    let r: Vec<u64> = (0..4)
+        .map(|i| d["query_rect"][i].as_u64().unwrap())
+        .collect();
+    let cut: Vec<f32> = (0..4)
+        .map(|i| d["bank_removed"][i].as_f64().unwrap() as f32)
+        .collect();
+    let query_rect = svg_rect(
+        r[0] as f32 / 480.0,
+        r[1] as f32 / 300.0,
+        r[2] as f32 / 480.0,
+        r[3] as f32 / 300.0,
+    );
+    let bank_rect = svg_rect(
+        cut[0],
+        cut[1],
+        (1.0 - cut[0] - cut[2]).max(0.0),
+        (1.0 - cut[1] - cut[3]).max(0.0),
+    );
+    let how = format!("upload part {}×{} at {},{}", r[2], r[3], r[0], r[1]);
+
+    let console = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = common::console_login(&console, &s.base, "ada", "a long enough password").await;
+    let get = |path: &str| {
+        console
+            .get(format!("{}{path}", s.base))
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    let queue = get("/ui/queue").await.unwrap().text().await.unwrap();
+    let card = queue
+        .split("<dd class=\"channel\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</dd>").next())
+        .unwrap_or_else(|| panic!("no channel on the card: {queue}"));
+    assert!(
+        card.starts_with("part · threshold 28 · plain distance "),
+        "{card}"
+    );
+    assert!(card.contains(&how), "{card} / {how}");
+    assert!(card.contains("bank part cut "), "{card}");
+    assert!(
+        queue.contains(&query_rect),
+        "{query_rect} not drawn: {queue}"
+    );
+
+    let page = get("/ui/debug").await.unwrap().text().await.unwrap();
+    let form = Form::new()
+        .text("csrf", common::csrf_of(&page))
+        .part("file", Part::bytes(stamped).file_name("q.jpg"));
+    let r = console
+        .post(format!("{}/ui/debug", s.base))
+        .header("cookie", cookie.clone())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    let table = page
+        .split("<table id=\"debug-channels\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("no channel table: {page}"));
+    let row = table
+        .split("<tr>")
+        .find(|row| row.contains("<strong>part</strong>"))
+        .unwrap_or_else(|| panic!("no part row: {table}"));
+    assert!(row.contains(&how), "{row}");
+    assert!(row.contains(&query_rect), "{query_rect}: {row}");
+    assert!(row.contains(&bank_rect), "{bank_rect}: {row}");
     s.stop().await;
 }
 
