@@ -78,6 +78,7 @@ pub mod ocr;
 mod ops;
 mod outbox;
 mod recorder;
+mod rederive;
 mod retention;
 pub mod robust;
 pub mod sighting;
@@ -108,6 +109,7 @@ pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
 pub use ops::{Lag, StateSource};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
 pub use recorder::RecordPolicy;
+pub use rederive::RederivePage;
 pub use retention::RetentionPolicy;
 pub use signals::{
     default_threshold, normalize_signal, normalize_signals, parse_signals, set_video_temp_dir,

@@ -25,6 +25,7 @@ both_backends!(
     overlays_over_http,
     part_switch_over_http,
     part_in_console_over_http,
+    rederive_over_http,
     video_borders_over_http
 );
 
@@ -148,7 +149,7 @@ async fn image_channels_over_http(db: &TestDb) {
         .await;
     assert_eq!(
         hashes["matching"],
-        json!({"dihedral": false, "window": true})
+        json!({"dihedral": false, "window": true, "part": true})
     );
     let (st, bad) = s
         .admin_call(
@@ -861,6 +862,132 @@ async fn part_in_console_over_http(db: &TestDb) {
     assert!(row.contains(&how), "{row}");
     assert!(row.contains(&query_rect), "{query_rect}: {row}");
     assert!(row.contains(&bank_rect), "{bank_rect}: {row}");
+    s.stop().await;
+}
+
+/// Re-deriving from retained originals (`POST /v1/banks/{name}/rederive`,
+/// a page at a time): an item added in the console (media retained) while
+/// the bank had `part` off gets its parts and is found through `part`; an
+/// item added through `/v1` (no original kept) is counted, not changed;
+/// each page that wrote is audited.
+async fn rederive_over_http(db: &TestDb) {
+    let mut config = common::config(&db.url);
+    config.deliver_webhooks = false;
+    config.retain_media = true;
+    let s = Service::start(config, None).await;
+    s.engine()
+        .create_user(
+            &echotrace_engine::Actor::cli(),
+            "ada",
+            "a long enough password",
+            echotrace_engine::Role::Admin,
+        )
+        .await
+        .unwrap();
+    let bank = s
+        .ok(
+            Method::POST,
+            "/v1/banks",
+            Some(json!({"name": "files", "matching": {"part": false}})),
+        )
+        .await;
+    let console = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = common::console_login(&console, &s.base, "ada", "a long enough password").await;
+    let bank_page = format!("{}/ui/banks/{}", s.base, bank["id"]);
+    let page = console
+        .get(&bank_page)
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let original = photo();
+    let form = Form::new()
+        .text("csrf", common::csrf_of(&page))
+        .part("file", Part::bytes(png(&original)).file_name("o.png"));
+    let r = console
+        .post(format!("{bank_page}/content"))
+        .header("cookie", cookie.clone())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+    let api_item = s.upload("/v1/banks/files/content", &other).await;
+    let list = s.ok(Method::GET, "/v1/banks/files/content", None).await;
+    let first = list["content"][0]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{list}"));
+    let item = format!("/v1/banks/files/content/{first}");
+    assert_eq!(
+        s.ok(Method::GET, &item, None).await["derived"],
+        json!(["window", "region"])
+    );
+    s.ok(
+        Method::PATCH,
+        "/v1/banks/files",
+        Some(json!({"matching": {"part": true}})),
+    )
+    .await;
+    let stamped = jpeg(&stamp(&original, 15, 9, 90));
+    let hits = s.hits(&stamped).await;
+    assert!(
+        !hits.iter().any(|(_, c)| c == "part"),
+        "no parts yet: {hits:?}"
+    );
+
+    // Page by page: the console item first, then the API item.
+    let rederive = |after: Value| {
+        s.ok(
+            Method::POST,
+            "/v1/banks/files/rederive",
+            Some(json!({"after": after, "limit": 1})),
+        )
+    };
+    let p1 = rederive(json!(0)).await;
+    assert_eq!(
+        p1,
+        json!({"items": 1, "rederived": 1, "without_original": 0, "skipped": 0, "next_after": first})
+    );
+    let p2 = rederive(p1["next_after"].clone()).await;
+    assert_eq!(
+        p2,
+        json!({"items": 1, "rederived": 0, "without_original": 1, "skipped": 0, "next_after": api_item["id"]})
+    );
+    let p3 = rederive(p2["next_after"].clone()).await;
+    assert_eq!(p3["items"], 0, "{p3}");
+    assert_eq!(p3["next_after"], Value::Null, "{p3}");
+
+    assert_eq!(
+        s.ok(Method::GET, &item, None).await["derived"],
+        json!(["window", "region", "part"])
+    );
+    assert_eq!(
+        s.hits(&stamped).await,
+        vec![("files".into(), "part".into())]
+    );
+    let api = format!("/v1/banks/files/content/{}", api_item["id"]);
+    let got = s.ok(Method::GET, &api, None).await;
+    assert!(
+        !got["derived"].as_array().unwrap().contains(&json!("part")),
+        "{got}"
+    );
+    // One audit entry, for the page that wrote.
+    let audit = s.ok(Method::GET, "/v1/audit?limit=100", None).await;
+    let entries: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "bank.rederive")
+        .collect();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["target"], format!("bank:{}", bank["id"]));
     s.stop().await;
 }
 
