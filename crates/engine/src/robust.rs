@@ -173,9 +173,18 @@ impl MatchingSettings {
         }
     }
 
-    /// The JSON stored in `banks.matching`.
+    /// The JSON stored in `banks.matching`. `part` is written only when
+    /// off: a bank that leaves it on stores what a build from before the
+    /// part channel reads (its settings struct refuses unknown fields and
+    /// would take the whole value for the defaults).
     pub fn to_stored(self) -> String {
-        serde_json::to_string(&self).unwrap_or_else(|_| "{}".into())
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if self.part {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("part");
+            }
+        }
+        serde_json::to_string(&v).unwrap_or_else(|_| "{}".into())
     }
 }
 
@@ -777,4 +786,28 @@ pub struct MatchPreview {
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
     pub detail: Option<ChannelDetail>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MatchingSettings;
+
+    #[test]
+    fn stored_settings_name_part_only_when_off() {
+        let on = MatchingSettings::default();
+        // What a build from before the part channel stores and reads.
+        assert_eq!(on.to_stored(), r#"{"dihedral":true,"window":true}"#);
+        assert_eq!(MatchingSettings::from_stored(&on.to_stored()), on);
+        let off = MatchingSettings {
+            dihedral: false,
+            part: false,
+            ..on
+        };
+        let stored: serde_json::Value = serde_json::from_str(&off.to_stored()).unwrap();
+        assert_eq!(
+            stored,
+            serde_json::json!({"dihedral": false, "window": true, "part": false})
+        );
+        assert_eq!(MatchingSettings::from_stored(&off.to_stored()), off);
+    }
 }
