@@ -738,6 +738,36 @@ async fn part_switch_over_http(db: &TestDb) {
         s.hits(&stamped).await,
         vec![("files".into(), "part".into())]
     );
+    // `window` off drops the bank's windows from memory too (the parts
+    // stay and match).
+    s.ok(Method::DELETE, &item(&later["id"]), None).await;
+    assert_eq!(derived_held(&s).await, bank.len() as u64);
+    s.ok(
+        Method::PATCH,
+        "/v1/banks/files",
+        Some(json!({"matching": {"window": false}})),
+    )
+    .await;
+    let windows = bank
+        .iter()
+        .filter(|h| h.source == echotrace_signals::robust::BankSource::Window)
+        .count() as u64;
+    assert_eq!(derived_held(&s).await, bank.len() as u64 - windows);
+    assert_eq!(
+        s.hits(&stamped).await,
+        vec![("files".into(), "part".into())]
+    );
+    // A restart loads only what the bank's settings hold.
+    let admin = s.admin.clone();
+    s.stop().await;
+    let mut config = common::config(&db.url);
+    config.deliver_webhooks = false;
+    let s = Service::start(config, Some(admin)).await;
+    assert_eq!(derived_held(&s).await, bank.len() as u64 - windows);
+    assert_eq!(
+        s.hits(&stamped).await,
+        vec![("files".into(), "part".into())]
+    );
 
     // A hash-only item holds no derived channel.
     let plain = s
