@@ -78,6 +78,7 @@ pub mod ocr;
 mod ops;
 mod outbox;
 mod recorder;
+mod rederive;
 mod retention;
 pub mod robust;
 pub mod sighting;
@@ -108,6 +109,7 @@ pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
 pub use ops::{Lag, StateSource};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
 pub use recorder::RecordPolicy;
+pub use rederive::RederivePage;
 pub use retention::RetentionPolicy;
 pub use signals::{
     default_threshold, normalize_signal, normalize_signals, parse_signals, set_video_temp_dir,
@@ -347,12 +349,17 @@ impl Engine {
                     "bank" => {
                         let row = self.inner.store.get_bank(change.entity_id).await?;
                         let matching = self.inner.store.bank_matching(change.entity_id).await?;
-                        let mut st = self.inner.state.write().map_err(lock_err)?;
-                        st.apply_bank(change.entity_id, row.as_ref());
-                        st.apply_bank_matching(
-                            change.entity_id,
-                            matching.map(|m| robust::MatchingSettings::from_stored(&m)),
-                        );
+                        let reapply = {
+                            let mut st = self.inner.state.write().map_err(lock_err)?;
+                            st.apply_bank(change.entity_id, row.as_ref());
+                            st.apply_bank_matching(
+                                change.entity_id,
+                                matching.map(|m| robust::MatchingSettings::from_stored(&m)),
+                            )
+                        };
+                        if reapply {
+                            self.reapply_bank_derived(change.entity_id).await?;
+                        }
                     }
                     "content" => {
                         let row = self.inner.store.get_content(change.entity_id).await?;
@@ -551,6 +558,29 @@ impl Engine {
         bank.text_items_older_list = st.text_items_older_list(row.id);
         bank.matching = st.bank_matching(row.id);
         Ok(bank)
+    }
+
+    /// Index a bank's stored derived hashes again under its current
+    /// settings (a channel turned off drops its records from memory; turned
+    /// on, they come back from the stored rows), page by page.
+    async fn reapply_bank_derived(&self, bank_id: BankId) -> Result<()> {
+        let mut after = 0;
+        loop {
+            let page = self
+                .inner
+                .store
+                .derived_page_of_bank(bank_id, after, 1000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.content_id;
+            let mut st = self.inner.state.write().map_err(lock_err)?;
+            for rows in page.chunk_by(|a, b| a.content_id == b.content_id) {
+                if let Some(r) = rows.first() {
+                    st.apply_derived(r.content_id, rows);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Set a bank's robust-matching settings (`robust` module): effective
@@ -931,7 +961,12 @@ impl Engine {
                 .await?,
             );
         }
-        for (kind, value) in &derived {
+        let settings = tx
+            .bank_matching(bank_id)
+            .await?
+            .map(|m| robust::MatchingSettings::from_stored(&m))
+            .unwrap_or_default();
+        for (kind, value) in &robust::stored_values(derived, settings) {
             tx.put_derived(row.id, bank_id, kind, value).await?;
         }
         let content = content_from_rows(&row, &stored)?;
@@ -954,6 +989,16 @@ impl Engine {
         };
         let sigs = self.inner.store.signals_of_content(id).await?;
         content_from_rows(&row, &sigs)
+    }
+
+    /// The derived channels an item holds stored hashes of (`window`,
+    /// `region`, `part`; a video's border-cropped vPDQ is `region`), in
+    /// that order: empty for a hash-only item, and without `part` for an
+    /// image added before the part channel (or while its bank had `part`
+    /// off).
+    pub async fn derived_channels(&self, id: ContentId) -> Result<Vec<&'static str>> {
+        let rows = self.inner.store.derived_of_content(id).await?;
+        Ok(robust::channels_of_rows(&rows))
     }
 
     /// Content of a bank in id order, starting after `after_id`.

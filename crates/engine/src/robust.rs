@@ -135,6 +135,11 @@ pub struct MatchingSettings {
     /// bank's file-added images.
     #[serde(default = "yes")]
     pub window: bool,
+    /// Match the fixed parts of the bank's file-added images (the `part`
+    /// channel). Off: parts are neither matched, held in memory, nor
+    /// stored for items added while it is off.
+    #[serde(default = "yes")]
+    pub part: bool,
 }
 
 fn yes() -> bool {
@@ -146,6 +151,7 @@ impl Default for MatchingSettings {
         MatchingSettings {
             dihedral: true,
             window: true,
+            part: true,
         }
     }
 }
@@ -156,9 +162,29 @@ impl MatchingSettings {
         serde_json::from_str(json).unwrap_or_default()
     }
 
-    /// The JSON stored in `banks.matching`.
+    /// Whether the bank matches (and so holds in memory) bank-side
+    /// derived hashes of `source`: windows with `window`, parts with
+    /// `part`; regions always.
+    pub fn holds(self, source: BankSource) -> bool {
+        match source {
+            BankSource::Window => self.window,
+            BankSource::Part => self.part,
+            BankSource::Region => true,
+        }
+    }
+
+    /// The JSON stored in `banks.matching`. `part` is written only when
+    /// off: a bank that leaves it on stores what a build from before the
+    /// part channel reads (its settings struct refuses unknown fields and
+    /// would take the whole value for the defaults).
     pub fn to_stored(self) -> String {
-        serde_json::to_string(&self).unwrap_or_else(|_| "{}".into())
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if self.part {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("part");
+            }
+        }
+        serde_json::to_string(&v).unwrap_or_else(|_| "{}".into())
     }
 }
 
@@ -249,9 +275,13 @@ pub(crate) struct DerivedIndex {
     stamps: HashMap<ContentId, u64>,
 }
 
-fn stamp(rows: &[DerivedRow]) -> u64 {
+/// `held`: the bank's [`MatchingSettings::holds`] flags (window, part) the
+/// records were indexed under, so a bank turning a channel off or on
+/// re-indexes its items ([`DerivedIndex::apply_content`]).
+fn stamp(rows: &[DerivedRow], held: (bool, bool)) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
+    held.hash(&mut h);
     for r in rows {
         r.kind.hash(&mut h);
         r.value.hash(&mut h);
@@ -308,7 +338,10 @@ impl DerivedIndex {
                 let mut meta = ItemMeta {
                     records: Vec::with_capacity(list.len().min(MAX_RECORDS)),
                 };
-                for (k, h) in list.iter().take(MAX_RECORDS).enumerate() {
+                // A channel the bank has turned off costs no memory.
+                let settings = self.settings(r.bank_id);
+                let held = list.iter().filter(|h| settings.holds(h.source));
+                for (k, h) in held.take(MAX_RECORDS).enumerate() {
                     let id = ((r.content_id as u64) << RECORD_BITS) | k as u64;
                     insert(id, h.hash.to_words());
                     meta.records.push((h.source, h.removed, h.quality));
@@ -330,7 +363,7 @@ impl DerivedIndex {
     /// Replace what the index holds for a content item (`rows` empty or
     /// the item deleted: nothing).
     pub(crate) fn apply_content(&mut self, content_id: ContentId, rows: &[DerivedRow]) {
-        let new_stamp = (!rows.is_empty()).then(|| stamp(rows));
+        let new_stamp = (!rows.is_empty()).then(|| self.stamp_of(rows));
         if self.stamps.get(&content_id).copied() == new_stamp {
             return;
         }
@@ -356,16 +389,36 @@ impl DerivedIndex {
         }
     }
 
-    /// Replace a bank's settings (`None`: bank deleted).
-    pub(crate) fn apply_bank(&mut self, bank_id: BankId, settings: Option<MatchingSettings>) {
+    /// Replace a bank's settings (`None`: bank deleted). True when the
+    /// bank now holds other derived records than before (`window` or
+    /// `part` changed): its items' rows must be applied again
+    /// ([`DerivedIndex::apply_content`] re-indexes them, their stamps
+    /// having changed).
+    pub(crate) fn apply_bank(
+        &mut self,
+        bank_id: BankId,
+        settings: Option<MatchingSettings>,
+    ) -> bool {
+        let before = self.settings(bank_id);
         match settings {
             Some(s) => {
                 self.settings.insert(bank_id, s);
+                (s.window, s.part) != (before.window, before.part)
             }
             None => {
                 self.settings.remove(&bank_id);
+                false
             }
         }
+    }
+
+    /// The stamp of an item's rows under its bank's current settings.
+    fn stamp_of(&self, rows: &[DerivedRow]) -> u64 {
+        let s = rows
+            .first()
+            .map(|r| self.settings(r.bank_id))
+            .unwrap_or_default();
+        stamp(rows, (s.window, s.part))
     }
 
     pub(crate) fn settings(&self, bank_id: BankId) -> MatchingSettings {
@@ -566,6 +619,10 @@ pub(crate) async fn load_derived(
 ) -> crate::error::Result<DerivedIndex> {
     // Page by page: only the decoded codes are kept, never the rows.
     let mut ix = DerivedIndex::empty();
+    // Settings first: a bank's records are held as its settings say.
+    for (bank_id, json) in store.all_bank_matching().await? {
+        ix.apply_bank(bank_id, Some(MatchingSettings::from_stored(&json)));
+    }
     let mut entries: Vec<(u64, Code256)> = Vec::new();
     let mut after = 0;
     loop {
@@ -579,20 +636,71 @@ pub(crate) async fn load_derived(
         }
         for (id, rows) in by_item {
             let rows: Vec<DerivedRow> = rows.into_iter().cloned().collect();
-            ix.stamps.insert(id, stamp(&rows));
+            let s = ix.stamp_of(&rows);
+            ix.stamps.insert(id, s);
         }
     }
     ix.pdq = MihIndex::build(entries, MihParams::default()).map_err(|e| {
         crate::error::EngineError::Internal(format!("building the derived PDQ index: {e}"))
     })?;
-    for (bank_id, json) in store.all_bank_matching().await? {
-        ix.apply_bank(bank_id, Some(MatchingSettings::from_stored(&json)));
-    }
     Ok(ix)
 }
 
 /// Derived hashes of a bank entry, ready to store (`derived_hashes` rows).
 pub(crate) type DerivedValues = Vec<(&'static str, String)>;
+
+/// The channels stored derived rows serve ([`crate::Engine::derived_channels`]).
+pub(crate) fn channels_of_rows(rows: &[DerivedRow]) -> Vec<&'static str> {
+    let mut has = [false; 3];
+    for r in rows {
+        match r.kind.as_str() {
+            DERIVED_PDQ_WINDOWS => {
+                for h in decode_bank_hashes(&r.value).unwrap_or_default() {
+                    let k = match h.source {
+                        BankSource::Window => 0,
+                        BankSource::Region => 1,
+                        BankSource::Part => 2,
+                    };
+                    has[k] = true;
+                }
+            }
+            DERIVED_VPDQ_CROPPED => has[1] = true,
+            _ => {}
+        }
+    }
+    ["window", "region", "part"]
+        .into_iter()
+        .zip(has)
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect()
+}
+
+/// The derived values a bank with `settings` stores for a new item:
+/// without its parts when `part` is off. Windows are stored whatever
+/// `window` says (as before parts existed), so that channel can be turned
+/// on again without re-adding; off, they are only left out of memory
+/// ([`DerivedIndex`]). docs/ROBUST.md, "Per-bank switches".
+pub(crate) fn stored_values(values: DerivedValues, settings: MatchingSettings) -> DerivedValues {
+    if settings.part {
+        return values;
+    }
+    values
+        .into_iter()
+        .filter_map(|(kind, value)| {
+            if kind != DERIVED_PDQ_WINDOWS {
+                return Some((kind, value));
+            }
+            let Some(list) = decode_bank_hashes(&value) else {
+                return Some((kind, value));
+            };
+            let kept: Vec<_> = list
+                .into_iter()
+                .filter(|h| h.source != BankSource::Part)
+                .collect();
+            (!kept.is_empty()).then(|| (kind, echotrace_signals::robust::encode_bank_hashes(&kept)))
+        })
+        .collect()
+}
 
 /// An image or video hashed by [`hash_robust`].
 pub(crate) struct RobustHashed {
@@ -678,4 +786,28 @@ pub struct MatchPreview {
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
     pub detail: Option<ChannelDetail>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MatchingSettings;
+
+    #[test]
+    fn stored_settings_name_part_only_when_off() {
+        let on = MatchingSettings::default();
+        // What a build from before the part channel stores and reads.
+        assert_eq!(on.to_stored(), r#"{"dihedral":true,"window":true}"#);
+        assert_eq!(MatchingSettings::from_stored(&on.to_stored()), on);
+        let off = MatchingSettings {
+            dihedral: false,
+            part: false,
+            ..on
+        };
+        let stored: serde_json::Value = serde_json::from_str(&off.to_stored()).unwrap();
+        assert_eq!(
+            stored,
+            serde_json::json!({"dihedral": false, "window": true, "part": false})
+        );
+        assert_eq!(MatchingSettings::from_stored(&off.to_stored()), off);
+    }
 }

@@ -30,8 +30,9 @@
 //! (signatures with their list versions), `vpdq` (serialised videos) and
 //! `derived` (the robust-matching [`crate::robust`] index: per-bank
 //! settings, row stamps, each file-added item's derived PDQ records with
-//! their quality and codes — version 2; version 1 had no quality and is
-//! refused — and cropped vPDQ; its MIH and frame index are rebuilt).
+//! their quality and codes — version 3; version 1 had no quality, version
+//! 2 no `part` setting, both are refused — and cropped vPDQ; its MIH and
+//! frame index are rebuilt).
 //! The text LSH and vPDQ indexes and the per-bank text counts are rebuilt
 //! from their sections on load ([`MatchState::rebuild_derived`]).
 //!
@@ -78,7 +79,7 @@ pub(crate) const REQUIRED: &[(&str, u32)] = &[
     ("exact", 1),
     ("text", 1),
     ("vpdq", 1),
-    ("derived", 2),
+    ("derived", 3),
 ];
 /// Snapshots kept in the directory (newest first are tried on load).
 const KEEP: usize = 2;
@@ -415,7 +416,7 @@ fn write_derived<W: Write>(w: &mut W, p: &DerivedParts) -> std::io::Result<()> {
     put_u64(w, p.settings.len() as u64)?;
     for (bank, s) in &p.settings {
         w.write_all(&bank.to_le_bytes())?;
-        w.write_all(&[u8::from(s.dihedral), u8::from(s.window)])?;
+        w.write_all(&[u8::from(s.dihedral), u8::from(s.window), u8::from(s.part)])?;
     }
     put_u64(w, p.stamps.len() as u64)?;
     for (content, stamp) in &p.stamps {
@@ -867,10 +868,10 @@ fn read_section<R: Read>(
 
 fn read_derived<R: Read>(src: &mut Source<'_, R>) -> Result<DerivedParts, SnapshotError> {
     let mut p = DerivedParts::default();
-    let n = src.count(10, "derived settings")?;
+    let n = src.count(11, "derived settings")?;
     for _ in 0..n {
         let bank = src.u64("derived settings")? as i64;
-        let mut b = [0u8; 2];
+        let mut b = [0u8; 3];
         src.exact(&mut b, "derived settings")?;
         if b.iter().any(|x| *x > 1) {
             return refused("derived settings: flag out of range");
@@ -878,6 +879,7 @@ fn read_derived<R: Read>(src: &mut Source<'_, R>) -> Result<DerivedParts, Snapsh
         let s = MatchingSettings {
             dihedral: b[0] == 1,
             window: b[1] == 1,
+            part: b[2] == 1,
         };
         p.settings.push((bank, s));
     }

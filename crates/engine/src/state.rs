@@ -741,9 +741,15 @@ impl MatchState {
         self.derived.apply_content(id, rows);
     }
 
-    /// Replace a bank's robust settings (`None`: bank deleted).
-    pub(crate) fn apply_bank_matching(&mut self, id: BankId, settings: Option<MatchingSettings>) {
-        self.derived.apply_bank(id, settings);
+    /// Replace a bank's robust settings (`None`: bank deleted). True when
+    /// the bank's derived rows must be applied again (a channel it holds
+    /// in memory was turned off or on).
+    pub(crate) fn apply_bank_matching(
+        &mut self,
+        id: BankId,
+        settings: Option<MatchingSettings>,
+    ) -> bool {
+        self.derived.apply_bank(id, settings)
     }
 
     /// A bank's robust settings.

@@ -139,7 +139,7 @@ impl MatchState {
                 continue;
             };
             let settings = self.derived.settings(live.bank.id);
-            if channel == Channel::Window && !settings.window {
+            if !settings.holds(hit.source) {
                 continue;
             }
             // Which needle matched, among those this bank allows; bank

@@ -60,6 +60,13 @@ pub const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "post",
+        "/v1/banks/{name}/rederive",
+        "Content",
+        "Re-derive the robust-matching hashes of a page of items ({after, limit}) from their retained originals",
+        "curator",
+    ),
+    (
+        "post",
         "/v1/banks/{name}/content",
         "Content",
         "Add content: multipart file, {text}, {signals} or {url}",

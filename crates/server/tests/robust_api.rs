@@ -23,6 +23,9 @@ both_backends!(
     fills_and_window_quality_over_http,
     meme_captions_over_http,
     overlays_over_http,
+    part_switch_over_http,
+    part_in_console_over_http,
+    rederive_over_http,
     video_borders_over_http
 );
 
@@ -146,7 +149,7 @@ async fn image_channels_over_http(db: &TestDb) {
         .await;
     assert_eq!(
         hashes["matching"],
-        json!({"dihedral": false, "window": true})
+        json!({"dihedral": false, "window": true, "part": true})
     );
     let (st, bad) = s
         .admin_call(
@@ -654,6 +657,367 @@ async fn overlays_over_http(db: &TestDb) {
     let other = image::imageops::resize(&other, 480, 300, image::imageops::FilterType::Triangle);
     let other = overlay_text(&stamp(&other, 15, 9, 90), "THE BUILD IS GREEN", 24, 229, 4);
     assert_eq!(s.hits(&jpeg(&other)).await, Vec::<(String, String)>::new());
+    s.stop().await;
+}
+
+/// The derived PDQ records the service holds in memory (`/readyz`).
+async fn derived_held(s: &Service) -> u64 {
+    let v = s.ok(Method::GET, "/readyz", None).await;
+    v["index"]["derived_pdq"].as_u64().unwrap()
+}
+
+/// The bank's `part` switch: off, the overlay is no longer found through
+/// `part`, the bank's parts leave memory and a file added meanwhile stores
+/// none; on again, the stored parts of earlier items come back.
+async fn part_switch_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let original = photo();
+    let added = s.upload("/v1/banks/files/content", &png(&original)).await;
+    let item = |id: &Value| format!("/v1/banks/files/content/{id}");
+    let got = s.ok(Method::GET, &item(&added["id"]), None).await;
+    assert_eq!(got["derived"], json!(["window", "region", "part"]), "{got}");
+    let bank = echotrace_signals::robust::RobustHasher::new()
+        .bank_hashes(
+            original.as_raw(),
+            480,
+            300,
+            &echotrace_signals::robust::RobustOptions::default(),
+        )
+        .unwrap();
+    let parts = bank
+        .iter()
+        .filter(|h| h.source == echotrace_signals::robust::BankSource::Part)
+        .count() as u64;
+    assert!(parts > 0, "the photo has parts of quality >= 50");
+    assert_eq!(derived_held(&s).await, bank.len() as u64);
+    let stamped = jpeg(&stamp(&original, 15, 9, 90));
+    assert_eq!(
+        s.hits(&stamped).await,
+        vec![("files".into(), "part".into())]
+    );
+
+    // Off: no match through `part`, the parts out of memory, the window
+    // switch untouched.
+    let files = s
+        .ok(
+            Method::PATCH,
+            "/v1/banks/files",
+            Some(json!({"matching": {"part": false}})),
+        )
+        .await;
+    assert_eq!(
+        files["matching"],
+        json!({"dihedral": true, "window": true, "part": false})
+    );
+    assert_eq!(derived_held(&s).await, bank.len() as u64 - parts);
+    let hits = s.hits(&stamped).await;
+    assert!(!hits.iter().any(|(_, c)| c == "part"), "{hits:?}");
+    // A file added while off stores no parts (its windows it does).
+    let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+    let later = s.upload("/v1/banks/files/content", &other).await;
+    let got = s.ok(Method::GET, &item(&later["id"]), None).await;
+    let channels = got["derived"].as_array().unwrap();
+    assert!(channels.contains(&json!("window")), "{got}");
+    assert!(!channels.contains(&json!("part")), "{got}");
+    let held_off = derived_held(&s).await;
+    // The stored rows of the first item still hold its parts.
+    let got = s.ok(Method::GET, &item(&added["id"]), None).await;
+    assert_eq!(got["derived"], json!(["window", "region", "part"]), "{got}");
+
+    // On again: the first item's parts are back in memory and match.
+    s.ok(
+        Method::PATCH,
+        "/v1/banks/files",
+        Some(json!({"matching": {"part": true}})),
+    )
+    .await;
+    assert_eq!(derived_held(&s).await, held_off + parts);
+    assert_eq!(
+        s.hits(&stamped).await,
+        vec![("files".into(), "part".into())]
+    );
+    // `window` off drops the bank's windows from memory too (the parts
+    // stay and match).
+    s.ok(Method::DELETE, &item(&later["id"]), None).await;
+    assert_eq!(derived_held(&s).await, bank.len() as u64);
+    s.ok(
+        Method::PATCH,
+        "/v1/banks/files",
+        Some(json!({"matching": {"window": false}})),
+    )
+    .await;
+    let windows = bank
+        .iter()
+        .filter(|h| h.source == echotrace_signals::robust::BankSource::Window)
+        .count() as u64;
+    assert_eq!(derived_held(&s).await, bank.len() as u64 - windows);
+    assert_eq!(
+        s.hits(&stamped).await,
+        vec![("files".into(), "part".into())]
+    );
+    // A restart loads only what the bank's settings hold.
+    let admin = s.admin.clone();
+    s.stop().await;
+    let mut config = common::config(&db.url);
+    config.deliver_webhooks = false;
+    let s = Service::start(config, Some(admin)).await;
+    assert_eq!(derived_held(&s).await, bank.len() as u64 - windows);
+    assert_eq!(
+        s.hits(&stamped).await,
+        vec![("files".into(), "part".into())]
+    );
+
+    // A hash-only item holds no derived channel.
+    let plain = s
+        .ok(
+            Method::POST,
+            "/v1/banks/files/content",
+            Some(json!({"signals": {"md5": "0123456789abcdef0123456789abcdef"}})),
+        )
+        .await;
+    let got = s.ok(Method::GET, &item(&plain["id"]), None).await;
+    assert_eq!(got["derived"], json!([]), "{got}");
+    s.stop().await;
+}
+
+/// A rectangle in shares of its image, as the console draws it (percent, two
+/// decimals, in `f32` as the server computes it).
+fn svg_rect(x: f32, y: f32, w: f32, h: f32) -> String {
+    format!(
+        "<rect x=\"{:.2}\" y=\"{:.2}\" width=\"{:.2}\" height=\"{:.2}\"",
+        x * 100.0,
+        y * 100.0,
+        w * 100.0,
+        h * 100.0
+    )
+}
+
+/// A `part` match in the console: the queue card names the channel, the
+/// upload's part and the bank part, and draws the part's rectangle on the
+/// (retained, blurred) upload; the debugger lists the `part` row with both
+/// rectangles drawn.
+async fn part_in_console_over_http(db: &TestDb) {
+    let mut config = common::config(&db.url);
+    config.deliver_webhooks = false;
+    config.retain_media = true;
+    let s = Service::start(config, None).await;
+    s.engine()
+        .create_user(
+            &echotrace_engine::Actor::cli(),
+            "ada",
+            "a long enough password",
+            echotrace_engine::Role::Admin,
+        )
+        .await
+        .unwrap();
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let original = photo();
+    s.upload("/v1/banks/files/content", &png(&original)).await;
+    let stamped = jpeg(&stamp(&original, 15, 9, 90));
+    let m = s.match_in(&stamped, "files", Some("part")).await;
+    let d = &m["channel_detail"];
+    let r: Vec<u64> = (0..4)
+        .map(|i| d["query_rect"][i].as_u64().unwrap())
+        .collect();
+    let cut: Vec<f32> = (0..4)
+        .map(|i| d["bank_removed"][i].as_f64().unwrap() as f32)
+        .collect();
+    let query_rect = svg_rect(
+        r[0] as f32 / 480.0,
+        r[1] as f32 / 300.0,
+        r[2] as f32 / 480.0,
+        r[3] as f32 / 300.0,
+    );
+    let bank_rect = svg_rect(
+        cut[0],
+        cut[1],
+        (1.0 - cut[0] - cut[2]).max(0.0),
+        (1.0 - cut[1] - cut[3]).max(0.0),
+    );
+    let how = format!("upload part {}×{} at {},{}", r[2], r[3], r[0], r[1]);
+
+    let console = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = common::console_login(&console, &s.base, "ada", "a long enough password").await;
+    let get = |path: &str| {
+        console
+            .get(format!("{}{path}", s.base))
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    let queue = get("/ui/queue").await.unwrap().text().await.unwrap();
+    let card = queue
+        .split("<dd class=\"channel\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</dd>").next())
+        .unwrap_or_else(|| panic!("no channel on the card: {queue}"));
+    assert!(
+        card.starts_with("part · threshold 28 · plain distance "),
+        "{card}"
+    );
+    assert!(card.contains(&how), "{card} / {how}");
+    assert!(card.contains("bank part cut "), "{card}");
+    assert!(
+        queue.contains(&query_rect),
+        "{query_rect} not drawn: {queue}"
+    );
+
+    let page = get("/ui/debug").await.unwrap().text().await.unwrap();
+    let form = Form::new()
+        .text("csrf", common::csrf_of(&page))
+        .part("file", Part::bytes(stamped).file_name("q.jpg"));
+    let r = console
+        .post(format!("{}/ui/debug", s.base))
+        .header("cookie", cookie.clone())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    let table = page
+        .split("<table id=\"debug-channels\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_else(|| panic!("no channel table: {page}"));
+    let row = table
+        .split("<tr>")
+        .find(|row| row.contains("<strong>part</strong>"))
+        .unwrap_or_else(|| panic!("no part row: {table}"));
+    assert!(row.contains(&how), "{row}");
+    assert!(row.contains(&query_rect), "{query_rect}: {row}");
+    assert!(row.contains(&bank_rect), "{bank_rect}: {row}");
+    s.stop().await;
+}
+
+/// Re-deriving from retained originals (`POST /v1/banks/{name}/rederive`,
+/// a page at a time): an item added in the console (media retained) while
+/// the bank had `part` off gets its parts and is found through `part`; an
+/// item added through `/v1` (no original kept) is counted, not changed;
+/// each page that wrote is audited.
+async fn rederive_over_http(db: &TestDb) {
+    let mut config = common::config(&db.url);
+    config.deliver_webhooks = false;
+    config.retain_media = true;
+    let s = Service::start(config, None).await;
+    s.engine()
+        .create_user(
+            &echotrace_engine::Actor::cli(),
+            "ada",
+            "a long enough password",
+            echotrace_engine::Role::Admin,
+        )
+        .await
+        .unwrap();
+    let bank = s
+        .ok(
+            Method::POST,
+            "/v1/banks",
+            Some(json!({"name": "files", "matching": {"part": false}})),
+        )
+        .await;
+    let console = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = common::console_login(&console, &s.base, "ada", "a long enough password").await;
+    let bank_page = format!("{}/ui/banks/{}", s.base, bank["id"]);
+    let page = console
+        .get(&bank_page)
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let original = photo();
+    let form = Form::new()
+        .text("csrf", common::csrf_of(&page))
+        .part("file", Part::bytes(png(&original)).file_name("o.png"));
+    let r = console
+        .post(format!("{bank_page}/content"))
+        .header("cookie", cookie.clone())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+    let api_item = s.upload("/v1/banks/files/content", &other).await;
+    let list = s.ok(Method::GET, "/v1/banks/files/content", None).await;
+    let first = list["content"][0]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{list}"));
+    let item = format!("/v1/banks/files/content/{first}");
+    assert_eq!(
+        s.ok(Method::GET, &item, None).await["derived"],
+        json!(["window", "region"])
+    );
+    s.ok(
+        Method::PATCH,
+        "/v1/banks/files",
+        Some(json!({"matching": {"part": true}})),
+    )
+    .await;
+    let stamped = jpeg(&stamp(&original, 15, 9, 90));
+    let hits = s.hits(&stamped).await;
+    assert!(
+        !hits.iter().any(|(_, c)| c == "part"),
+        "no parts yet: {hits:?}"
+    );
+
+    // Page by page: the console item first, then the API item.
+    let rederive = |after: Value| {
+        s.ok(
+            Method::POST,
+            "/v1/banks/files/rederive",
+            Some(json!({"after": after, "limit": 1})),
+        )
+    };
+    let p1 = rederive(json!(0)).await;
+    assert_eq!(
+        p1,
+        json!({"items": 1, "rederived": 1, "without_original": 0, "skipped": 0, "next_after": first})
+    );
+    let p2 = rederive(p1["next_after"].clone()).await;
+    assert_eq!(
+        p2,
+        json!({"items": 1, "rederived": 0, "without_original": 1, "skipped": 0, "next_after": api_item["id"]})
+    );
+    let p3 = rederive(p2["next_after"].clone()).await;
+    assert_eq!(p3["items"], 0, "{p3}");
+    assert_eq!(p3["next_after"], Value::Null, "{p3}");
+
+    assert_eq!(
+        s.ok(Method::GET, &item, None).await["derived"],
+        json!(["window", "region", "part"])
+    );
+    assert_eq!(
+        s.hits(&stamped).await,
+        vec![("files".into(), "part".into())]
+    );
+    let api = format!("/v1/banks/files/content/{}", api_item["id"]);
+    let got = s.ok(Method::GET, &api, None).await;
+    assert!(
+        !got["derived"].as_array().unwrap().contains(&json!("part")),
+        "{got}"
+    );
+    // One audit entry, for the page that wrote.
+    let audit = s.ok(Method::GET, "/v1/audit?limit=100", None).await;
+    let entries: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "bank.rederive")
+        .collect();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["target"], format!("bank:{}", bank["id"]));
     s.stop().await;
 }
 

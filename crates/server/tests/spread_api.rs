@@ -34,7 +34,7 @@ const H: i64 = 3_600_000;
 /// 2026-01-01T00:00Z.
 const T0: i64 = 1_767_225_600_000;
 
-use common::Server as Service;
+use common::{console_login, csrf_of, Server as Service};
 
 async fn start(db: &TestDb) -> Service {
     let mut config = common::config(&db.url);
@@ -966,49 +966,4 @@ async fn notices_clusters_and_errors(db: &TestDb) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     svc.stop().await;
-}
-
-fn csrf_of(html: &str) -> String {
-    let i =
-        html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
-    html[i..].split('"').next().unwrap().to_string()
-}
-
-/// Log in to the console; returns the `cookie` header value.
-async fn console_login(http: &Client, base: &str, user: &str, password: &str) -> String {
-    let r = http.get(format!("{base}/ui/login")).send().await.unwrap();
-    let pre = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.strip_prefix("et_login=")
-                .map(|s| s.split(';').next().unwrap().to_string())
-        })
-        .expect("et_login cookie");
-    let body = format!(
-        "csrf={pre}&username={user}&password={}",
-        password.replace(' ', "+")
-    );
-    let r = http
-        .post(format!("{base}/ui/login"))
-        .header("cookie", format!("et_login={pre}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login");
-    let session = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.strip_prefix("et_session=")
-                .map(|s| s.split(';').next().unwrap().to_string())
-        })
-        .expect("session cookie");
-    format!("et_session={session}")
 }

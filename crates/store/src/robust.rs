@@ -73,6 +73,27 @@ impl Store {
         rows.iter().map(DerivedRow::from_row).collect()
     }
 
+    /// [`Store::derived_page`] within one bank.
+    pub async fn derived_page_of_bank(
+        &self,
+        bank_id: i64,
+        after_content_id: i64,
+        limit: i64,
+    ) -> Result<Vec<DerivedRow>> {
+        let rows = sqlx::query(
+            "SELECT content_id, bank_id, kind, value FROM derived_hashes \
+             WHERE content_id IN (SELECT DISTINCT content_id FROM derived_hashes \
+             WHERE bank_id = $1 AND content_id > $2 ORDER BY content_id LIMIT $3) \
+             ORDER BY content_id, kind",
+        )
+        .bind(bank_id)
+        .bind(after_content_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(DerivedRow::from_row).collect()
+    }
+
     /// A bank's matching settings JSON (`{}` = defaults); `None` when the
     /// bank does not exist.
     pub async fn bank_matching(&self, bank_id: i64) -> Result<Option<String>> {

@@ -36,6 +36,7 @@ pub(super) fn router() -> Router<AppState> {
             "/v1/banks/{name}/content",
             post(add_content).get(list_content),
         )
+        .route("/v1/banks/{name}/rederive", post(rederive))
         .route(
             "/v1/banks/{name}/content/{id}",
             get(get_content)
@@ -85,7 +86,7 @@ struct CreateBank {
     /// Text-equivalence list, one group per line (`daesh = isis = isil`).
     #[serde(default)]
     text_equivalences: Option<String>,
-    /// Robust-matching settings (`{"dihedral": true, "window": true}`).
+    /// Robust-matching settings (`{"dihedral": true, "window": true, "part": true}`).
     #[serde(default)]
     matching: Option<MatchingSettings>,
 }
@@ -193,6 +194,35 @@ async fn delete_bank(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One page of re-derivation (`echotrace_engine::RederivePage`); the
+/// caller repeats with `after` = the answer's `next_after` until it is null.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rederive {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "rederive_limit")]
+    limit: u32,
+}
+
+fn rederive_limit() -> u32 {
+    100
+}
+
+async fn rederive(
+    State(state): State<AppState>,
+    caller: Caller<op::WriteBanks>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<Rederive>,
+) -> Result<Json<Value>, ApiError> {
+    let engine = state.engine()?;
+    let bank = engine.bank_by_name(&name).await?;
+    let page = engine
+        .rederive_page(&caller.actor(), bank.id, body.after, body.limit)
+        .await?;
+    Ok(Json(json!(page)))
+}
+
 // ----- content -------------------------------------------------------------
 
 async fn add_content(
@@ -264,7 +294,12 @@ async fn get_content(
     ApiPath((name, id)): ApiPath<(String, i64)>,
 ) -> Result<Json<Value>, ApiError> {
     let content = content_in_bank(&state, &name, id).await?;
-    Ok(Json(json!(content)))
+    // Which derived channels the item holds (robust matching; names only,
+    // never the derived hashes): docs/ROBUST.md, "Upgrading".
+    let derived = state.engine()?.derived_channels(id).await?;
+    let mut v = json!(content);
+    v["derived"] = json!(derived);
+    Ok(Json(v))
 }
 
 #[derive(Deserialize)]
