@@ -419,12 +419,15 @@ async fn legacy_signal_rows_fold_into_their_sighting(db: &TestDb) {
     assert_eq!(dedup, owned(&msg_rows));
 }
 
+/// URL, content SHA-256, signals as given, how many are stored.
+type DeriveCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, usize);
+
 /// `derive_signals` takes only a suffix in rebuild order, so stored rows
 /// followed by the rebuilt ones are always the signals as given.
 async fn derived_signals_are_read_back_in_written_order(db: &TestDb) {
     let store = Store::open(&db.url).await.unwrap();
     let content = "e".repeat(64);
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, usize)> = vec![
+    let cases: Vec<DeriveCase> = vec![
         // A message: three of five rows rebuilt.
         (
             "https://t.me/c/9/1",
