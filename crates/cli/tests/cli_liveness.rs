@@ -216,7 +216,7 @@ async fn sighting(
             seen_at: T0,
             expires_at: None,
             warc: None,
-            derived_signals: 0,
+            implied_signals: 0,
         })
         .await
         .unwrap();

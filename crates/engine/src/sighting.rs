@@ -17,7 +17,7 @@
 //!   the sighting (unique by URL and bytes), its signals (hashes only, for
 //!   retro-hunting; the trailing `sha256`, `url` and `url_sha256`, which
 //!   repeat the sighting's own columns, as bits on it rather than rows:
-//!   `echotrace_store::derive_signals`), and when it matched, a review record exactly like a
+//!   `echotrace_store::split_implied_signals`), and when it matched, a review record exactly like a
 //!   lookup's (submission + pending matches + `lookup.match` audit + `match`
 //!   outbox event) tagged with its source (actor `source:<name>`, context
 //!   `sighting:<id>` and the URL), and the `sighting_matches` rows that tie
@@ -372,7 +372,7 @@ impl Engine {
         let recorded_at = echotrace_store::now_ms();
         // Each item's signals as stored: the trailing ones that repeat the
         // sighting's own columns (sha256, url, url_sha256) are flagged on it
-        // instead of written as rows (`echotrace_store::derive_signals`).
+        // instead of written as rows (`echotrace_store::split_implied_signals`).
         let mut kept: Vec<&[SignalValue]> = Vec::with_capacity(prepared.len());
         let rows: Vec<(NewSighting<'_>, Option<&str>)> = prepared
             .iter()
@@ -395,15 +395,15 @@ impl Engine {
                     seen_at: p.seen_at,
                     expires_at,
                     warc: p.warc.as_ref(),
-                    derived_signals: 0,
+                    implied_signals: 0,
                 };
                 let pairs: Vec<(&str, &str)> = p
                     .signals
                     .iter()
                     .map(|v| (v.signal_type.as_str(), v.value.as_str()))
                     .collect();
-                let (bits, keep) = echotrace_store::derive_signals(&s, &pairs);
-                s.derived_signals = bits;
+                let (bits, keep) = echotrace_store::split_implied_signals(&s, &pairs);
+                s.implied_signals = bits;
                 kept.push(&p.signals[..keep]);
                 (s, a.as_deref())
             })
@@ -495,11 +495,11 @@ impl Engine {
         ] {
             // Stored rows first, then the ones rebuilt from sightings' own
             // columns (sha256, url, url_sha256; see `echotrace_store::sighting`).
-            for derived in [false, true] {
+            for implied in [false, true] {
                 let mut after = 0;
                 loop {
-                    let page = if derived {
-                        store.derived_signals_page(t.as_str(), after, 2000).await?
+                    let page = if implied {
+                        store.implied_signals_page(t.as_str(), after, 2000).await?
                     } else {
                         store.sighting_signals_page(t.as_str(), after, 2000).await?
                     };

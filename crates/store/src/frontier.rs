@@ -214,7 +214,7 @@ fn sighting_insert<'q>(
         "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
          parent_id, content_sha256, media_type, warc_file, warc_offset, warc_length, \
          warc_record_id, first_seen_at, last_seen_at, expires_at, attributes, matched, \
-         created_at, derived_signals) VALUES ",
+         created_at, implied_signals) VALUES ",
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
         rows.len(),
     );
@@ -231,7 +231,7 @@ fn sighting_insert<'q>(
             .bind(s.expires_at)
             .bind(attrs.unwrap_or("{}"))
             .bind(now)
-            .bind(s.derived_signals);
+            .bind(s.implied_signals);
     }
     q
 }
@@ -510,7 +510,7 @@ impl Store {
             return Ok(None);
         }
         let row = sqlx::query(
-            "SELECT s.id FROM sightings s WHERE s.content_sha256 = $1 AND (s.derived_signals <> 0 \
+            "SELECT s.id FROM sightings s WHERE s.content_sha256 = $1 AND (s.implied_signals <> 0 \
              OR EXISTS (SELECT 1 FROM sighting_signals g WHERE g.sighting_id = s.id)) LIMIT 1",
         )
         .bind(content_sha256)

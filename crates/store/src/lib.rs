@@ -76,9 +76,9 @@ pub use robust::{is_exportable_table, DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_V
 pub use rows::*;
 pub use scale::{schema_version, ContentFlagsRow, CounterAdd, HitDetail};
 pub use sighting::{
-    derive_signals, NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery,
-    SightingRow, SightingSignalRow, SourceRow, WarcRef, DERIVED_SHA256, DERIVED_URL,
-    DERIVED_URL_SHA256,
+    split_implied_signals, NewSighting, NewSightingMatch, NewSource, SightingMatchRow,
+    SightingQuery, SightingRow, SightingSignalRow, SourceRow, WarcRef, IMPLIED_SHA256, IMPLIED_URL,
+    IMPLIED_URL_SHA256,
 };
 pub use spread::{
     CheckRow, CheckWrite, ClusterSummary, CopyRow, DueCheck, ItemLabels, LivenessRow, NewNotice,
@@ -242,8 +242,8 @@ schema_migrations![
     // A sighting's sha256, url and url_sha256 signals are its own columns.
     (
         63,
-        "derived_sighting_signals",
-        "0063_derived_sighting_signals"
+        "implied_sighting_signals",
+        "0063_implied_sighting_signals"
     ),
 ];
 

@@ -17,9 +17,9 @@
 //!   made that index half the database). The trailing `sha256`, `url` and
 //!   `url_sha256` signals of a collected item repeat the sighting's own
 //!   `content_sha256`, `url_canonical` and `url_sha256`: they are not stored
-//!   as rows but flagged in `derived_signals` ([`derive_signals`],
+//!   as rows but flagged in `implied_signals` ([`split_implied_signals`],
 //!   migration 0063) and rebuilt, in the order they were written, by every
-//!   reader here ([`Store::sighting_signals`], [`Store::derived_signals_page`],
+//!   reader here ([`Store::sighting_signals`], [`Store::implied_signals_page`],
 //!   [`Store::sightings_with_signal`], [`Store::signals_of_content_sha`]).
 //! * **Sighting matches** tie a sighting to the bank items it matched; a bank
 //!   item and its sightings form one variant cluster. They carry no foreign
@@ -169,35 +169,35 @@ pub struct NewSighting<'a> {
     pub expires_at: Option<i64>,
     pub warc: Option<&'a WarcRef>,
     /// Which signals are rebuilt from the columns above instead of stored
-    /// as rows ([`derive_signals`]; 0: none).
-    pub derived_signals: i64,
+    /// as rows ([`split_implied_signals`]; 0: none).
+    pub implied_signals: i64,
 }
 
-/// `derived_signals` bits: the signal is the sighting's `content_sha256`.
-pub const DERIVED_SHA256: i64 = 1;
-/// `derived_signals` bits: the signal is the sighting's `url_canonical`.
-pub const DERIVED_URL: i64 = 2;
-/// `derived_signals` bits: the signal is the sighting's `url_sha256`.
-pub const DERIVED_URL_SHA256: i64 = 4;
+/// `implied_signals` bits: the signal is the sighting's `content_sha256`.
+pub const IMPLIED_SHA256: i64 = 1;
+/// `implied_signals` bits: the signal is the sighting's `url_canonical`.
+pub const IMPLIED_URL: i64 = 2;
+/// `implied_signals` bits: the signal is the sighting's `url_sha256`.
+pub const IMPLIED_URL_SHA256: i64 = 4;
 
 /// The derivable signals in the order they are rebuilt (appended after the
 /// stored rows): bit, signal type.
-const DERIVED: [(i64, &str); 3] = [
-    (DERIVED_SHA256, "sha256"),
-    (DERIVED_URL, "url"),
-    (DERIVED_URL_SHA256, "url_sha256"),
+const IMPLIED: [(i64, &str); 3] = [
+    (IMPLIED_SHA256, "sha256"),
+    (IMPLIED_URL, "url"),
+    (IMPLIED_URL_SHA256, "url_sha256"),
 ];
 
 /// Which trailing signals of a new sighting (types and values, in the order
 /// they would be stored) equal its own columns and so need no row: returns
-/// the `derived_signals` bits and how many leading signals to store. Only a
+/// the `implied_signals` bits and how many leading signals to store. Only a
 /// suffix in rebuild order (`sha256`, `url`, `url_sha256`) is taken, so
 /// stored rows followed by the rebuilt ones are the signals as given.
-pub fn derive_signals(s: &NewSighting<'_>, signals: &[(&str, &str)]) -> (i64, usize) {
+pub fn split_implied_signals(s: &NewSighting<'_>, signals: &[(&str, &str)]) -> (i64, usize) {
     let mut keep = signals.len();
     let mut bits = 0;
-    for (bit, signal_type) in DERIVED.iter().rev() {
-        let Some(column) = derived_column(s.content_sha256, s.url_canonical, s.url_sha256, *bit)
+    for (bit, signal_type) in IMPLIED.iter().rev() {
+        let Some(column) = implied_column(s.content_sha256, s.url_canonical, s.url_sha256, *bit)
         else {
             continue;
         };
@@ -209,27 +209,27 @@ pub fn derive_signals(s: &NewSighting<'_>, signals: &[(&str, &str)]) -> (i64, us
     (bits, keep)
 }
 
-/// The column a derived signal repeats (`None` for no bytes' `sha256`).
-fn derived_column<'c>(
+/// The column an implied signal repeats (`None` for no bytes' `sha256`).
+fn implied_column<'c>(
     content_sha256: &'c str,
     url_canonical: &'c str,
     url_sha256: &'c str,
     bit: i64,
 ) -> Option<&'c str> {
     match bit {
-        DERIVED_SHA256 if !content_sha256.is_empty() => Some(content_sha256),
-        DERIVED_URL => Some(url_canonical),
-        DERIVED_URL_SHA256 => Some(url_sha256),
+        IMPLIED_SHA256 if !content_sha256.is_empty() => Some(content_sha256),
+        IMPLIED_URL => Some(url_canonical),
+        IMPLIED_URL_SHA256 => Some(url_sha256),
         _ => None,
     }
 }
 
 /// The bit and column of a derivable signal type.
-fn derived_type(signal_type: &str) -> Option<(i64, &'static str)> {
+fn implied_type(signal_type: &str) -> Option<(i64, &'static str)> {
     match signal_type {
-        "sha256" => Some((DERIVED_SHA256, "content_sha256")),
-        "url" => Some((DERIVED_URL, "url_canonical")),
-        "url_sha256" => Some((DERIVED_URL_SHA256, "url_sha256")),
+        "sha256" => Some((IMPLIED_SHA256, "content_sha256")),
+        "url" => Some((IMPLIED_URL, "url_canonical")),
+        "url_sha256" => Some((IMPLIED_URL_SHA256, "url_sha256")),
         _ => None,
     }
 }
@@ -504,24 +504,24 @@ impl Store {
             .map(SightingSignalRow::from_row)
             .collect::<Result<Vec<_>>>()?;
         let own = sqlx::query(
-            "SELECT derived_signals, content_sha256, url_canonical, url_sha256 FROM sightings \
+            "SELECT implied_signals, content_sha256, url_canonical, url_sha256 FROM sightings \
              WHERE id = $1",
         )
         .bind(sighting_id)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(r) = own {
-            let bits = get_i64(&r, "derived_signals")?;
+            let bits = get_i64(&r, "implied_signals")?;
             let (content, canonical, url_sha) = (
                 get_str(&r, "content_sha256")?,
                 get_str(&r, "url_canonical")?,
                 get_str(&r, "url_sha256")?,
             );
-            for (bit, signal_type) in DERIVED {
+            for (bit, signal_type) in IMPLIED {
                 if bits & bit == 0 {
                     continue;
                 }
-                if let Some(value) = derived_column(&content, &canonical, &url_sha, bit) {
+                if let Some(value) = implied_column(&content, &canonical, &url_sha, bit) {
                     out.push(SightingSignalRow {
                         id: 0,
                         sighting_id,
@@ -550,12 +550,12 @@ impl Store {
             .iter()
             .map(|r| get_i64(r, "sighting_id"))
             .collect::<Result<Vec<_>>>()?;
-        if let Some((bit, column)) = derived_type(signal_type) {
-            let extra = if bit == DERIVED_SHA256 && value.is_empty() {
+        if let Some((bit, column)) = implied_type(signal_type) {
+            let extra = if bit == IMPLIED_SHA256 && value.is_empty() {
                 Vec::new()
             } else {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT id FROM sightings WHERE {column} = $1 AND (derived_signals & {bit}) <> 0"
+                    "SELECT id FROM sightings WHERE {column} = $1 AND (implied_signals & {bit}) <> 0"
                 )))
                 .bind(value)
                 .fetch_all(&self.pool)
@@ -574,18 +574,18 @@ impl Store {
     /// by sighting id (the retro-hunt reads these after the stored rows of
     /// the type, [`Store::sighting_signals_page`]). Each row's `id` is its
     /// sighting's. Empty for a type that is never rebuilt.
-    pub async fn derived_signals_page(
+    pub async fn implied_signals_page(
         &self,
         signal_type: &str,
         after_sighting_id: i64,
         limit: i64,
     ) -> Result<Vec<SightingSignalRow>> {
-        let Some((bit, column)) = derived_type(signal_type) else {
+        let Some((bit, column)) = implied_type(signal_type) else {
             return Ok(Vec::new());
         };
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, {column} AS value FROM sightings \
-             WHERE id > $1 AND (derived_signals & {bit}) <> 0 ORDER BY id LIMIT $2"
+             WHERE id > $1 AND (implied_signals & {bit}) <> 0 ORDER BY id LIMIT $2"
         )))
         .bind(after_sighting_id)
         .bind(limit.max(0))
@@ -616,17 +616,17 @@ impl Store {
         if stored.is_some() {
             return Ok(true);
         }
-        let derived = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT 1 AS one FROM sightings WHERE (derived_signals & {}) <> 0 LIMIT 1",
-            DERIVED_SHA256 | DERIVED_URL_SHA256
+        let implied = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 AS one FROM sightings WHERE (implied_signals & {}) <> 0 LIMIT 1",
+            IMPLIED_SHA256 | IMPLIED_URL_SHA256
         )))
         .fetch_optional(&self.pool)
         .await?;
-        Ok(derived.is_some())
+        Ok(implied.is_some())
     }
 
     /// One page of stored sighting signals of a type, by id (retro-hunt; the
-    /// rebuilt ones are [`Store::derived_signals_page`]).
+    /// rebuilt ones are [`Store::implied_signals_page`]).
     pub async fn sighting_signals_page(
         &self,
         signal_type: &str,
@@ -717,7 +717,7 @@ impl WriteTx {
         let insert = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
              parent_id, content_sha256, media_type, matched, warc_file, warc_offset, warc_length, \
-             warc_record_id, first_seen_at, last_seen_at, expires_at, created_at, derived_signals) \
+             warc_record_id, first_seen_at, last_seen_at, expires_at, created_at, implied_signals) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $14, $14, $15, $16, \
              $17) \
              ON CONFLICT (url_sha256, content_sha256) DO NOTHING RETURNING {SIGHTING_COLUMNS}"
@@ -727,7 +727,7 @@ impl WriteTx {
             .bind(s.seen_at)
             .bind(s.expires_at)
             .bind(now_ms())
-            .bind(s.derived_signals)
+            .bind(s.implied_signals)
             .fetch_optional(&mut *self.tx)
             .await?;
         match row {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
 use echotrace_store::{
-    derive_signals, NewSighting, NewSightingMatch, NewSource, SightingQuery, Store, WarcRef,
+    split_implied_signals, NewSighting, NewSightingMatch, NewSource, SightingQuery, Store, WarcRef,
 };
 
 both_backends!(
@@ -15,7 +15,7 @@ both_backends!(
     expired_unmatched_sightings_are_swept,
     bulk_upsert_moves_last_seen_forward_once,
     legacy_signal_rows_fold_into_their_sighting,
-    derived_signals_are_read_back_in_written_order,
+    implied_signals_are_read_back_in_written_order,
 );
 
 async fn lease_is_exclusive_renewable_and_expires(db: &TestDb) {
@@ -71,7 +71,7 @@ fn sighting<'a>(url: &'a str, sha: &'a str, content: &'a str, seen_at: i64) -> N
         seen_at,
         expires_at: Some(seen_at + 1000),
         warc: None,
-        derived_signals: 0,
+        implied_signals: 0,
     }
 }
 
@@ -317,10 +317,10 @@ async fn stored_rows(store: &Store, id: i64) -> i64 {
 
 /// Migration 0063 on rows written before it: a sighting's trailing
 /// `sha256`, `url` and `url_sha256` rows that repeat its columns become
-/// `derived_signals` bits and are read back as before (same values, same
+/// `implied_signals` bits and are read back as before (same values, same
 /// order); a row that does not repeat a column (another SHA-256) stays.
 /// The migration's data statements are run again on rows written the old
-/// way (derived bits 0, every signal a row).
+/// way (implied bits 0, every signal a row).
 async fn legacy_signal_rows_fold_into_their_sighting(db: &TestDb) {
     let store = Store::open(&db.url).await.unwrap();
     let content = "c".repeat(64);
@@ -353,7 +353,7 @@ async fn legacy_signal_rows_fold_into_their_sighting(db: &TestDb) {
     tx.insert_sighting_signals(odd.id, &odd_rows).await.unwrap();
     tx.commit().await.unwrap();
 
-    let sql = include_str!("../migrations/sqlite/0063_derived_sighting_signals.sql");
+    let sql = include_str!("../migrations/sqlite/0063_implied_sighting_signals.sql");
     let data: Vec<&str> = sql
         .split(';')
         .map(|s| {
@@ -397,7 +397,7 @@ async fn legacy_signal_rows_fold_into_their_sighting(db: &TestDb) {
             .unwrap(),
         vec![link.id]
     );
-    let page = store.derived_signals_page("url", 0, 10).await.unwrap();
+    let page = store.implied_signals_page("url", 0, 10).await.unwrap();
     let urls: Vec<(i64, &str)> = page
         .iter()
         .map(|r| (r.sighting_id, r.value.as_str()))
@@ -420,14 +420,14 @@ async fn legacy_signal_rows_fold_into_their_sighting(db: &TestDb) {
 }
 
 /// URL, content SHA-256, signals as given, how many are stored.
-type DeriveCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, usize);
+type ImpliedCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, usize);
 
-/// `derive_signals` takes only a suffix in rebuild order, so stored rows
+/// `split_implied_signals` takes only a suffix in rebuild order, so stored rows
 /// followed by the rebuilt ones are always the signals as given.
-async fn derived_signals_are_read_back_in_written_order(db: &TestDb) {
+async fn implied_signals_are_read_back_in_written_order(db: &TestDb) {
     let store = Store::open(&db.url).await.unwrap();
     let content = "e".repeat(64);
-    let cases: Vec<DeriveCase> = vec![
+    let cases: Vec<ImpliedCase> = vec![
         // A message: three of five rows rebuilt.
         (
             "https://t.me/c/9/1",
@@ -479,12 +479,12 @@ async fn derived_signals_are_read_back_in_written_order(db: &TestDb) {
     for (i, (url, content, signals, keep)) in cases.iter().enumerate() {
         let key = format!("k{i}");
         let s = sighting(url, &key, content, 1_000);
-        let (bits, kept) = derive_signals(&s, signals);
+        let (bits, kept) = split_implied_signals(&s, signals);
         assert_eq!(kept, *keep, "case {i}");
         let mut tx = store.write().await.unwrap();
         let (row, _) = tx
             .upsert_sighting(&NewSighting {
-                derived_signals: bits,
+                implied_signals: bits,
                 ..s
             })
             .await

@@ -6,12 +6,12 @@
 -- item with bytes), `url` (= url_canonical) and `url_sha256` (= url_sha256):
 -- three of a Telegram message's five rows, both rows of an outlink. They
 -- are now rebuilt from the sighting when read (store::sighting), and
--- `derived_signals` says which: 1 = sha256, 2 = url, 4 = url_sha256,
+-- `implied_signals` says which: 1 = sha256, 2 = url, 4 = url_sha256,
 -- appended after the stored rows in that order (the order they were
 -- written in). A sighting written without them (0) has only its rows.
-ALTER TABLE sightings ADD COLUMN derived_signals INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sightings ADD COLUMN implied_signals INTEGER NOT NULL DEFAULT 0;
 
-UPDATE sightings SET derived_signals =
+UPDATE sightings SET implied_signals =
     (CASE WHEN content_sha256 <> '' AND EXISTS (SELECT 1 FROM sighting_signals g
         WHERE g.sighting_id = sightings.id AND g.signal_type = 'sha256'
         AND g.value = sightings.content_sha256) THEN 1 ELSE 0 END)
