@@ -118,6 +118,16 @@ fn pdq_of(bytes: &[u8]) -> String {
         .value
 }
 
+/// A sighting detail's signals as (type, value), in order.
+fn signal_list(detail: &Value) -> Vec<(&str, &str)> {
+    detail["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["type"].as_str().unwrap(), s["value"].as_str().unwrap()))
+        .collect()
+}
+
 async fn export_of_20k_messages_is_ingested(db: &TestDb) {
     let dir = temp_dir("tg");
     let p = generate(&dir.join("ChatExport_2024-05-01"));
@@ -216,6 +226,77 @@ async fn export_of_20k_messages_is_ingested(db: &TestDb) {
         let o = &v["sightings"][0];
         assert_eq!(o["parent_id"], msg["id"], "{link}: {v}");
         assert_eq!(o["content_sha256"], "");
+        // A bare outlink's signals are its URL's, rebuilt from its columns.
+        let od = server.get(&format!("/v1/sightings/{}", o["id"])).await.1;
+        let canon = echotrace_signals::canonical_url::canonicalize_url(link).unwrap();
+        assert_eq!(
+            signal_list(&od),
+            [
+                ("url", canon.canonical.as_str()),
+                ("url_sha256", canon.sha256.as_str())
+            ],
+            "{od}"
+        );
+    }
+    // The message's signals, in the order they were hashed: text MinHash and
+    // MD5 (stored rows), then SHA-256, URL and URL SHA-256 (rebuilt from the
+    // sighting's content_sha256, url_canonical and url_sha256).
+    let canon =
+        echotrace_signals::canonical_url::canonicalize_url("https://t.me/c/4242/100").unwrap();
+    let list = signal_list(&d);
+    let types: Vec<&str> = list.iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        types,
+        ["text_minhash", "md5", "sha256", "url", "url_sha256"],
+        "{d}"
+    );
+    assert_eq!(Some(list[2].1), msg["content_sha256"].as_str(), "{d}");
+    assert_eq!(
+        (list[3].1, list[4].1),
+        (canon.canonical.as_str(), canon.sha256.as_str())
+    );
+
+    // Retro-hunt on those rebuilt signals: bank items added now by the
+    // message's SHA-256 and by an outlink's URL find the sightings imported
+    // before them.
+    let (s, by_sha) = server
+        .send(
+            Method::POST,
+            "/v1/banks/known/content",
+            json!({"signals": {"sha256": msg["content_sha256"]}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{by_sha}");
+    let (s, by_url) = server
+        .send(
+            Method::POST,
+            "/v1/banks/known/content",
+            json!({"signals": {"url": "https://buttons.example/b/100"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{by_url}");
+    for (item, want, signal) in [
+        (&by_sha, "https://t.me/c/4242/100", "sha256"),
+        (&by_url, "https://buttons.example/b/100", "url"),
+    ] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let c = server
+                .sightings(&format!("content_id={}", item["id"]))
+                .await;
+            if let Some(hit) = c.first() {
+                assert_eq!(c.len(), 1, "{signal}: {c:?}");
+                assert_eq!(hit["url"], want, "{hit}");
+                assert_eq!(hit["matches"][0]["found_by"], "retro_hunt", "{hit}");
+                assert_eq!(hit["matches"][0]["signal_type"], signal, "{hit}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "retro-hunt never matched by {signal}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
     // Every photo's hash is recorded.
     let (_, v) = server

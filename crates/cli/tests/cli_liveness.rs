@@ -216,6 +216,7 @@ async fn sighting(
             seen_at: T0,
             expires_at: None,
             warc: None,
+            implied_signals: 0,
         })
         .await
         .unwrap();

@@ -15,7 +15,9 @@
 //! * [`Engine::record_sightings`] writes prepared items inside the caller's
 //!   transaction (the collector finishes its frontier job in the same one):
 //!   the sighting (unique by URL and bytes), its signals (hashes only, for
-//!   retro-hunting), and when it matched, a review record exactly like a
+//!   retro-hunting; the trailing `sha256`, `url` and `url_sha256`, which
+//!   repeat the sighting's own columns, as bits on it rather than rows:
+//!   `echotrace_store::split_implied_signals`), and when it matched, a review record exactly like a
 //!   lookup's (submission + pending matches + `lookup.match` audit + `match`
 //!   outbox event) tagged with its source (actor `source:<name>`, context
 //!   `sighting:<id>` and the URL), and the `sighting_matches` rows that tie
@@ -368,6 +370,10 @@ impl Engine {
         // from its own date: an imported export of old messages is hunted
         // for as long as a fresh crawl.
         let recorded_at = echotrace_store::now_ms();
+        // Each item's signals as stored: the trailing ones that repeat the
+        // sighting's own columns (sha256, url, url_sha256) are flagged on it
+        // instead of written as rows (`echotrace_store::split_implied_signals`).
+        let mut kept: Vec<&[SignalValue]> = Vec::with_capacity(prepared.len());
         let rows: Vec<(NewSighting<'_>, Option<&str>)> = prepared
             .iter()
             .zip(&attrs)
@@ -376,23 +382,30 @@ impl Engine {
                     (false, Some(ttl)) => Some(p.seen_at.max(recorded_at).saturating_add(ttl)),
                     _ => None,
                 };
-                (
-                    NewSighting {
-                        source_id: p.source_id,
-                        url: &p.url,
-                        url_canonical: &p.url_canonical,
-                        url_sha256: &p.url_sha256,
-                        host: &p.host,
-                        platform: &p.platform,
-                        parent_id: p.parent_id,
-                        content_sha256: &p.content_sha256,
-                        media_type: &p.media_type,
-                        seen_at: p.seen_at,
-                        expires_at,
-                        warc: p.warc.as_ref(),
-                    },
-                    a.as_deref(),
-                )
+                let mut s = NewSighting {
+                    source_id: p.source_id,
+                    url: &p.url,
+                    url_canonical: &p.url_canonical,
+                    url_sha256: &p.url_sha256,
+                    host: &p.host,
+                    platform: &p.platform,
+                    parent_id: p.parent_id,
+                    content_sha256: &p.content_sha256,
+                    media_type: &p.media_type,
+                    seen_at: p.seen_at,
+                    expires_at,
+                    warc: p.warc.as_ref(),
+                    implied_signals: 0,
+                };
+                let pairs: Vec<(&str, &str)> = p
+                    .signals
+                    .iter()
+                    .map(|v| (v.signal_type.as_str(), v.value.as_str()))
+                    .collect();
+                let (bits, keep) = echotrace_store::split_implied_signals(&s, &pairs);
+                s.implied_signals = bits;
+                kept.push(&p.signals[..keep]);
+                (s, a.as_deref())
             })
             .collect();
         let upserted = tx.upsert_sightings_bulk(&rows).await?;
@@ -417,10 +430,10 @@ impl Engine {
             let mut lists: Vec<&mut Vec<Candidate>> = hits_of.iter_mut().collect();
             self.hydrate_lists(&mut lists).await?;
         }
-        for ((p, row), hits) in prepared.iter().zip(&upserted).zip(hits_of) {
+        for (((p, row), hits), stored) in prepared.iter().zip(&upserted).zip(hits_of).zip(kept) {
             if row.is_new {
                 signal_rows.extend(
-                    p.signals
+                    stored
                         .iter()
                         .map(|s| (row.id, s.signal_type.as_str(), s.value.as_str())),
                 );
@@ -480,30 +493,38 @@ impl Engine {
             SignalType::Url,
             SignalType::UrlSha256,
         ] {
-            let mut after = 0;
-            loop {
-                let page = store.sighting_signals_page(t.as_str(), after, 2000).await?;
-                let Some(last) = page.last() else { break };
-                after = last.id;
-                report.signals_scanned += page.len() as u64;
-                let st = self.inner.state.read().map_err(crate::lock_err)?;
-                for s in &page {
-                    let q = [SignalValue {
-                        signal_type: t,
-                        value: s.value.clone(),
-                    }];
-                    let hits: Vec<Candidate> = st
-                        .find_with(&q, None, None, None)
-                        .into_iter()
-                        .filter(|c| {
-                            wanted.contains(&c.content_id) && c.bank_kind == BankKind::Block
-                        })
-                        .collect();
-                    if !hits.is_empty() {
-                        found
-                            .entry(s.sighting_id)
-                            .or_default()
-                            .push((q[0].clone(), hits));
+            // Stored rows first, then the ones rebuilt from sightings' own
+            // columns (sha256, url, url_sha256; see `echotrace_store::sighting`).
+            for implied in [false, true] {
+                let mut after = 0;
+                loop {
+                    let page = if implied {
+                        store.implied_signals_page(t.as_str(), after, 2000).await?
+                    } else {
+                        store.sighting_signals_page(t.as_str(), after, 2000).await?
+                    };
+                    let Some(last) = page.last() else { break };
+                    after = last.id;
+                    report.signals_scanned += page.len() as u64;
+                    let st = self.inner.state.read().map_err(crate::lock_err)?;
+                    for s in &page {
+                        let q = [SignalValue {
+                            signal_type: t,
+                            value: s.value.clone(),
+                        }];
+                        let hits: Vec<Candidate> = st
+                            .find_with(&q, None, None, None)
+                            .into_iter()
+                            .filter(|c| {
+                                wanted.contains(&c.content_id) && c.bank_kind == BankKind::Block
+                            })
+                            .collect();
+                        if !hits.is_empty() {
+                            found
+                                .entry(s.sighting_id)
+                                .or_default()
+                                .push((q[0].clone(), hits));
+                        }
                     }
                 }
             }
@@ -612,11 +633,7 @@ impl Engine {
             }
             ids.sort_unstable();
             ids.dedup();
-            if !ids.is_empty()
-                && store.sighting_signals_page("sha256", 0, 1).await?.len()
-                    + store.sighting_signals_page("url_sha256", 0, 1).await?.len()
-                    > 0
-            {
+            if !ids.is_empty() && store.any_sighting_digests().await? {
                 report = self.retro_hunt(&ids).await?;
             }
             let mut tx = store.write().await?;

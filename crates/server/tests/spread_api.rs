@@ -104,6 +104,7 @@ async fn sighting(store: &Store, c: &Copy, origin: i64, content_id: i64, bank_id
             seen_at: origin + c.first_seen_h * H,
             expires_at: None,
             warc: Some(&warc),
+            implied_signals: 0,
         })
         .await
         .unwrap();
@@ -121,6 +122,7 @@ async fn sighting(store: &Store, c: &Copy, origin: i64, content_id: i64, bank_id
             seen_at: origin + (c.first_seen_h + h) * H,
             expires_at: None,
             warc: Some(&warc),
+            implied_signals: 0,
         })
         .await
         .unwrap();

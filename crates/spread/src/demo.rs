@@ -132,6 +132,7 @@ pub async fn seed(engine: &Engine, now: i64) -> Result<DemoSummary> {
                     seen_at: first_seen,
                     expires_at: None,
                     warc: None,
+                    implied_signals: 0,
                 })
                 .await?;
             tx.mark_sighting_matched(s.id, None).await?;

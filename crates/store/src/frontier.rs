@@ -214,8 +214,8 @@ fn sighting_insert<'q>(
         "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
          parent_id, content_sha256, media_type, warc_file, warc_offset, warc_length, \
          warc_record_id, first_seen_at, last_seen_at, expires_at, attributes, matched, \
-         created_at) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+         created_at, implied_signals) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
         rows.len(),
     );
     sql.push_str(" ON CONFLICT (url_sha256, content_sha256) DO NOTHING");
@@ -230,7 +230,8 @@ fn sighting_insert<'q>(
             .bind(s.seen_at)
             .bind(s.expires_at)
             .bind(attrs.unwrap_or("{}"))
-            .bind(now);
+            .bind(now)
+            .bind(s.implied_signals);
     }
     q
 }
@@ -499,7 +500,8 @@ impl Store {
     }
 
     /// The signals of some sighting of exactly these bytes (content dedup),
-    /// or `None` when no sighting of them has signals.
+    /// stored and rebuilt ([`Store::sighting_signals`]), or `None` when no
+    /// sighting of them has signals.
     pub async fn signals_of_content_sha(
         &self,
         content_sha256: &str,
@@ -508,8 +510,8 @@ impl Store {
             return Ok(None);
         }
         let row = sqlx::query(
-            "SELECT s.id FROM sightings s WHERE s.content_sha256 = $1 AND EXISTS \
-             (SELECT 1 FROM sighting_signals g WHERE g.sighting_id = s.id) LIMIT 1",
+            "SELECT s.id FROM sightings s WHERE s.content_sha256 = $1 AND (s.implied_signals <> 0 \
+             OR EXISTS (SELECT 1 FROM sighting_signals g WHERE g.sighting_id = s.id)) LIMIT 1",
         )
         .bind(content_sha256)
         .fetch_optional(&self.pool)
@@ -518,16 +520,13 @@ impl Store {
             return Ok(None);
         };
         let id = get_i64(&row, "id")?;
-        let rows = sqlx::query(
-            "SELECT signal_type, value FROM sighting_signals WHERE sighting_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((get_str(r, "signal_type")?, get_str(r, "value")?)))
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        Ok(Some(
+            self.sighting_signals(id)
+                .await?
+                .into_iter()
+                .map(|s| (s.signal_type, s.value))
+                .collect(),
+        ))
     }
 }
 

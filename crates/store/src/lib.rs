@@ -76,8 +76,9 @@ pub use robust::{is_exportable_table, DerivedRow, DERIVED_PDQ_WINDOWS, DERIVED_V
 pub use rows::*;
 pub use scale::{schema_version, ContentFlagsRow, CounterAdd, HitDetail};
 pub use sighting::{
-    NewSighting, NewSightingMatch, NewSource, SightingMatchRow, SightingQuery, SightingRow,
-    SightingSignalRow, SourceRow, WarcRef,
+    split_implied_signals, NewSighting, NewSightingMatch, NewSource, SightingMatchRow,
+    SightingQuery, SightingRow, SightingSignalRow, SourceRow, WarcRef, IMPLIED_SHA256, IMPLIED_URL,
+    IMPLIED_URL_SHA256,
 };
 pub use spread::{
     CheckRow, CheckWrite, ClusterSummary, CopyRow, DueCheck, ItemLabels, LivenessRow, NewNotice,
@@ -238,6 +239,12 @@ schema_migrations![
     (61, "sighting_signal_values", "0061_sighting_signal_values"),
     // SQLite looks signals up by the value's first 16 characters.
     (62, "signal_value_prefix", "0062_signal_value_prefix"),
+    // A sighting's sha256, url and url_sha256 signals are its own columns.
+    (
+        63,
+        "implied_sighting_signals",
+        "0063_implied_sighting_signals"
+    ),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

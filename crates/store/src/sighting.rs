@@ -14,7 +14,13 @@
 //!   later finds where it was already seen (retro-hunt). They are indexed by
 //!   sighting and by (type, id), the order the retro-hunt reads them in; not
 //!   by value (migration 0061: nothing looked values up, and text MinHashes
-//!   made that index half the database).
+//!   made that index half the database). The trailing `sha256`, `url` and
+//!   `url_sha256` signals of a collected item repeat the sighting's own
+//!   `content_sha256`, `url_canonical` and `url_sha256`: they are not stored
+//!   as rows but flagged in `implied_signals` ([`split_implied_signals`],
+//!   migration 0063) and rebuilt, in the order they were written, by every
+//!   reader here ([`Store::sighting_signals`], [`Store::implied_signals_page`],
+//!   [`Store::sightings_with_signal`], [`Store::signals_of_content_sha`]).
 //! * **Sighting matches** tie a sighting to the bank items it matched; a bank
 //!   item and its sightings form one variant cluster. They carry no foreign
 //!   key to `bank_content`, so deleting a bank item keeps its history.
@@ -162,6 +168,70 @@ pub struct NewSighting<'a> {
     /// For a new unmatched sighting: when its hashes may be dropped.
     pub expires_at: Option<i64>,
     pub warc: Option<&'a WarcRef>,
+    /// Which signals are rebuilt from the columns above instead of stored
+    /// as rows ([`split_implied_signals`]; 0: none).
+    pub implied_signals: i64,
+}
+
+/// `implied_signals` bits: the signal is the sighting's `content_sha256`.
+pub const IMPLIED_SHA256: i64 = 1;
+/// `implied_signals` bits: the signal is the sighting's `url_canonical`.
+pub const IMPLIED_URL: i64 = 2;
+/// `implied_signals` bits: the signal is the sighting's `url_sha256`.
+pub const IMPLIED_URL_SHA256: i64 = 4;
+
+/// The derivable signals in the order they are rebuilt (appended after the
+/// stored rows): bit, signal type.
+const IMPLIED: [(i64, &str); 3] = [
+    (IMPLIED_SHA256, "sha256"),
+    (IMPLIED_URL, "url"),
+    (IMPLIED_URL_SHA256, "url_sha256"),
+];
+
+/// Which trailing signals of a new sighting (types and values, in the order
+/// they would be stored) equal its own columns and so need no row: returns
+/// the `implied_signals` bits and how many leading signals to store. Only a
+/// suffix in rebuild order (`sha256`, `url`, `url_sha256`) is taken, so
+/// stored rows followed by the rebuilt ones are the signals as given.
+pub fn split_implied_signals(s: &NewSighting<'_>, signals: &[(&str, &str)]) -> (i64, usize) {
+    let mut keep = signals.len();
+    let mut bits = 0;
+    for (bit, signal_type) in IMPLIED.iter().rev() {
+        let Some(column) = implied_column(s.content_sha256, s.url_canonical, s.url_sha256, *bit)
+        else {
+            continue;
+        };
+        if keep > 0 && signals[keep - 1] == (*signal_type, column) {
+            keep -= 1;
+            bits |= bit;
+        }
+    }
+    (bits, keep)
+}
+
+/// The column an implied signal repeats (`None` for no bytes' `sha256`).
+fn implied_column<'c>(
+    content_sha256: &'c str,
+    url_canonical: &'c str,
+    url_sha256: &'c str,
+    bit: i64,
+) -> Option<&'c str> {
+    match bit {
+        IMPLIED_SHA256 if !content_sha256.is_empty() => Some(content_sha256),
+        IMPLIED_URL => Some(url_canonical),
+        IMPLIED_URL_SHA256 => Some(url_sha256),
+        _ => None,
+    }
+}
+
+/// The bit and column of a derivable signal type.
+fn implied_type(signal_type: &str) -> Option<(i64, &'static str)> {
+    match signal_type {
+        "sha256" => Some((IMPLIED_SHA256, "content_sha256")),
+        "url" => Some((IMPLIED_URL, "url_canonical")),
+        "url_sha256" => Some((IMPLIED_URL_SHA256, "url_sha256")),
+        _ => None,
+    }
 }
 
 impl<'a> NewSighting<'a> {
@@ -418,7 +488,9 @@ impl Store {
         rows.iter().map(SightingMatchRow::from_row).collect()
     }
 
-    /// The stored signals of one sighting.
+    /// The signals of one sighting, in the order they were written: its
+    /// stored rows, then those rebuilt from its columns (see the module doc;
+    /// their `id` is 0).
     pub async fn sighting_signals(&self, sighting_id: i64) -> Result<Vec<SightingSignalRow>> {
         let rows = sqlx::query(
             "SELECT id, sighting_id, signal_type, value FROM sighting_signals \
@@ -427,12 +499,44 @@ impl Store {
         .bind(sighting_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(SightingSignalRow::from_row).collect()
+        let mut out = rows
+            .iter()
+            .map(SightingSignalRow::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let own = sqlx::query(
+            "SELECT implied_signals, content_sha256, url_canonical, url_sha256 FROM sightings \
+             WHERE id = $1",
+        )
+        .bind(sighting_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(r) = own {
+            let bits = get_i64(&r, "implied_signals")?;
+            let (content, canonical, url_sha) = (
+                get_str(&r, "content_sha256")?,
+                get_str(&r, "url_canonical")?,
+                get_str(&r, "url_sha256")?,
+            );
+            for (bit, signal_type) in IMPLIED {
+                if bits & bit == 0 {
+                    continue;
+                }
+                if let Some(value) = implied_column(&content, &canonical, &url_sha, bit) {
+                    out.push(SightingSignalRow {
+                        id: 0,
+                        sighting_id,
+                        signal_type: signal_type.to_string(),
+                        value: value.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
-    /// Sightings holding exactly this signal. A scan of the type's rows
-    /// (values are not indexed, see the module doc): for tests and
-    /// diagnostics, not for a hot path.
+    /// Sightings holding exactly this signal (stored or rebuilt). A scan of
+    /// the type's rows (values are not indexed, see the module doc): for
+    /// tests and diagnostics, not for a hot path.
     pub async fn sightings_with_signal(&self, signal_type: &str, value: &str) -> Result<Vec<i64>> {
         let rows = sqlx::query(
             "SELECT DISTINCT sighting_id FROM sighting_signals \
@@ -442,11 +546,87 @@ impl Store {
         .bind(value)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| get_i64(r, "sighting_id")).collect()
+        let mut ids = rows
+            .iter()
+            .map(|r| get_i64(r, "sighting_id"))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some((bit, column)) = implied_type(signal_type) {
+            let extra = if bit == IMPLIED_SHA256 && value.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT id FROM sightings WHERE {column} = $1 AND (implied_signals & {bit}) <> 0"
+                )))
+                .bind(value)
+                .fetch_all(&self.pool)
+                .await?
+            };
+            for r in &extra {
+                ids.push(get_i64(r, "id")?);
+            }
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        Ok(ids)
     }
 
-    /// One page of stored sighting signals of a type, by id (retro-hunt of
-    /// similarity types: PDQ, text).
+    /// One page of the signals of a type rebuilt from sightings' columns,
+    /// by sighting id (the retro-hunt reads these after the stored rows of
+    /// the type, [`Store::sighting_signals_page`]). Each row's `id` is its
+    /// sighting's. Empty for a type that is never rebuilt.
+    pub async fn implied_signals_page(
+        &self,
+        signal_type: &str,
+        after_sighting_id: i64,
+        limit: i64,
+    ) -> Result<Vec<SightingSignalRow>> {
+        let Some((bit, column)) = implied_type(signal_type) else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, {column} AS value FROM sightings \
+             WHERE id > $1 AND (implied_signals & {bit}) <> 0 ORDER BY id LIMIT $2"
+        )))
+        .bind(after_sighting_id)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id = get_i64(r, "id")?;
+                Ok(SightingSignalRow {
+                    id,
+                    sighting_id: id,
+                    signal_type: signal_type.to_string(),
+                    value: get_str(r, "value")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether any sighting holds a `sha256` or `url_sha256` signal, stored
+    /// or rebuilt (the retro-hunt has nothing to scan otherwise).
+    pub async fn any_sighting_digests(&self) -> Result<bool> {
+        let stored = sqlx::query(
+            "SELECT 1 AS one FROM sighting_signals \
+             WHERE signal_type IN ('sha256', 'url_sha256') LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if stored.is_some() {
+            return Ok(true);
+        }
+        let implied = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 AS one FROM sightings WHERE (implied_signals & {}) <> 0 LIMIT 1",
+            IMPLIED_SHA256 | IMPLIED_URL_SHA256
+        )))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(implied.is_some())
+    }
+
+    /// One page of stored sighting signals of a type, by id (retro-hunt; the
+    /// rebuilt ones are [`Store::implied_signals_page`]).
     pub async fn sighting_signals_page(
         &self,
         signal_type: &str,
@@ -537,8 +717,9 @@ impl WriteTx {
         let insert = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO sightings (source_id, url, url_canonical, url_sha256, host, platform, \
              parent_id, content_sha256, media_type, matched, warc_file, warc_offset, warc_length, \
-             warc_record_id, first_seen_at, last_seen_at, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $14, $14, $15, $16) \
+             warc_record_id, first_seen_at, last_seen_at, expires_at, created_at, implied_signals) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $14, $14, $15, $16, \
+             $17) \
              ON CONFLICT (url_sha256, content_sha256) DO NOTHING RETURNING {SIGHTING_COLUMNS}"
         )));
         let row = s
@@ -546,6 +727,7 @@ impl WriteTx {
             .bind(s.seen_at)
             .bind(s.expires_at)
             .bind(now_ms())
+            .bind(s.implied_signals)
             .fetch_optional(&mut *self.tx)
             .await?;
         match row {

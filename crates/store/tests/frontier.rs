@@ -275,6 +275,7 @@ async fn cursors_platforms_counters_attributes(db: &TestDb) {
             seen_at: 1,
             expires_at: None,
             warc: None,
+            implied_signals: 0,
         })
         .await
         .unwrap();

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
-use echotrace_store::{NewSighting, NewSightingMatch, NewSource, SightingQuery, Store, WarcRef};
+use echotrace_store::{
+    split_implied_signals, NewSighting, NewSightingMatch, NewSource, SightingQuery, Store, WarcRef,
+};
 
 both_backends!(
     lease_is_exclusive_renewable_and_expires,
@@ -12,6 +14,8 @@ both_backends!(
     sightings_dedup_match_and_cluster,
     expired_unmatched_sightings_are_swept,
     bulk_upsert_moves_last_seen_forward_once,
+    legacy_signal_rows_fold_into_their_sighting,
+    implied_signals_are_read_back_in_written_order,
 );
 
 async fn lease_is_exclusive_renewable_and_expires(db: &TestDb) {
@@ -67,6 +71,7 @@ fn sighting<'a>(url: &'a str, sha: &'a str, content: &'a str, seen_at: i64) -> N
         seen_at,
         expires_at: Some(seen_at + 1000),
         warc: None,
+        implied_signals: 0,
     }
 }
 
@@ -286,4 +291,212 @@ async fn bulk_upsert_moves_last_seen_forward_once(db: &TestDb) {
     }
     let row = store.get_sighting(new_one.id).await.unwrap().unwrap();
     assert_eq!((row.first_seen_at, row.last_seen_at), (3_000, 3_000));
+}
+
+/// The signals of a sighting as (type, value), in the order read back.
+async fn signals_of(store: &Store, id: i64) -> Vec<(String, String)> {
+    store
+        .sighting_signals(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.signal_type, s.value))
+        .collect()
+}
+
+/// Rows stored in `sighting_signals` for one sighting.
+async fn stored_rows(store: &Store, id: i64) -> i64 {
+    use sqlx::Row;
+    sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM sighting_signals WHERE sighting_id = $1")
+        .bind(id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+        .get::<i64, _>("n")
+}
+
+/// Migration 0063 on rows written before it: a sighting's trailing
+/// `sha256`, `url` and `url_sha256` rows that repeat its columns become
+/// `implied_signals` bits and are read back as before (same values, same
+/// order); a row that does not repeat a column (another SHA-256) stays.
+/// The migration's data statements are run again on rows written the old
+/// way (implied bits 0, every signal a row).
+async fn legacy_signal_rows_fold_into_their_sighting(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let content = "c".repeat(64);
+    let mut tx = store.write().await.unwrap();
+    let (msg, _) = tx
+        .upsert_sighting(&sighting("https://t.me/c/1/2", "u1", &content, 1_000))
+        .await
+        .unwrap();
+    let (link, _) = tx
+        .upsert_sighting(&sighting("https://files.example/x", "u2", "", 1_000))
+        .await
+        .unwrap();
+    let (odd, _) = tx
+        .upsert_sighting(&sighting("https://files.example/y", "u3", &content, 1_000))
+        .await
+        .unwrap();
+    let msg_rows = [
+        ("text_minhash", "tmh"),
+        ("md5", "m1"),
+        ("sha256", content.as_str()),
+        ("url", "https://t.me/c/1/2"),
+        ("url_sha256", "u1"),
+    ];
+    tx.insert_sighting_signals(msg.id, &msg_rows).await.unwrap();
+    let link_rows = [("url", "https://files.example/x"), ("url_sha256", "u2")];
+    tx.insert_sighting_signals(link.id, &link_rows)
+        .await
+        .unwrap();
+    let odd_rows = [("md5", "m3"), ("sha256", "d3")];
+    tx.insert_sighting_signals(odd.id, &odd_rows).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let sql = include_str!("../migrations/sqlite/0063_implied_sighting_signals.sql");
+    let data: Vec<&str> = sql
+        .split(';')
+        .map(|s| {
+            s.lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && !s.starts_with("ALTER"))
+        .map(|s| &*Box::leak(s.into_boxed_str()))
+        .collect();
+    assert_eq!(data.len(), 2, "{data:?}");
+    for stmt in data {
+        sqlx::query(stmt).execute(store.pool()).await.unwrap();
+    }
+
+    let owned = |rows: &[(&str, &str)]| -> Vec<(String, String)> {
+        rows.iter()
+            .map(|(t, v)| (t.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(signals_of(&store, msg.id).await, owned(&msg_rows));
+    assert_eq!(stored_rows(&store, msg.id).await, 2);
+    assert_eq!(signals_of(&store, link.id).await, owned(&link_rows));
+    assert_eq!(stored_rows(&store, link.id).await, 0);
+    assert_eq!(signals_of(&store, odd.id).await, owned(&odd_rows));
+    assert_eq!(stored_rows(&store, odd.id).await, 2);
+    // Lookups and the retro-hunt's pages see the rebuilt signals.
+    assert_eq!(
+        store
+            .sightings_with_signal("sha256", &content)
+            .await
+            .unwrap(),
+        vec![msg.id]
+    );
+    assert_eq!(
+        store
+            .sightings_with_signal("url_sha256", "u2")
+            .await
+            .unwrap(),
+        vec![link.id]
+    );
+    let page = store.implied_signals_page("url", 0, 10).await.unwrap();
+    let urls: Vec<(i64, &str)> = page
+        .iter()
+        .map(|r| (r.sighting_id, r.value.as_str()))
+        .collect();
+    assert_eq!(
+        urls,
+        vec![
+            (msg.id, "https://t.me/c/1/2"),
+            (link.id, "https://files.example/x")
+        ]
+    );
+    assert!(store.any_sighting_digests().await.unwrap());
+    // Content dedup reads the message's full list.
+    let dedup = store
+        .signals_of_content_sha(&content)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dedup, owned(&msg_rows));
+}
+
+/// URL, content SHA-256, signals as given, how many are stored.
+type ImpliedCase<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, usize);
+
+/// `split_implied_signals` takes only a suffix in rebuild order, so stored rows
+/// followed by the rebuilt ones are always the signals as given.
+async fn implied_signals_are_read_back_in_written_order(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let content = "e".repeat(64);
+    let cases: Vec<ImpliedCase> = vec![
+        // A message: three of five rows rebuilt.
+        (
+            "https://t.me/c/9/1",
+            &content,
+            vec![
+                ("text_minhash", "t"),
+                ("md5", "m"),
+                ("sha256", &content),
+                ("url", "https://t.me/c/9/1"),
+                ("url_sha256", "k0"),
+            ],
+            2,
+        ),
+        // Out of rebuild order: only the tail that is in order goes.
+        (
+            "https://t.me/c/9/2",
+            &content,
+            vec![
+                ("sha256", &content),
+                ("url_sha256", "k1"),
+                ("url", "https://t.me/c/9/2"),
+            ],
+            2,
+        ),
+        // A sha256 that is not the content's stays a row.
+        (
+            "https://t.me/c/9/3",
+            &content,
+            vec![
+                ("md5", "m"),
+                ("sha256", "other"),
+                ("url", "https://t.me/c/9/3"),
+                ("url_sha256", "k2"),
+            ],
+            2,
+        ),
+        // No bytes: no sha256 is rebuilt.
+        (
+            "https://t.me/c/9/4",
+            "",
+            vec![
+                ("sha256", ""),
+                ("url", "https://t.me/c/9/4"),
+                ("url_sha256", "k3"),
+            ],
+            1,
+        ),
+    ];
+    for (i, (url, content, signals, keep)) in cases.iter().enumerate() {
+        let key = format!("k{i}");
+        let s = sighting(url, &key, content, 1_000);
+        let (bits, kept) = split_implied_signals(&s, signals);
+        assert_eq!(kept, *keep, "case {i}");
+        let mut tx = store.write().await.unwrap();
+        let (row, _) = tx
+            .upsert_sighting(&NewSighting {
+                implied_signals: bits,
+                ..s
+            })
+            .await
+            .unwrap();
+        tx.insert_sighting_signals(row.id, &signals[..kept])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let want: Vec<(String, String)> = signals
+            .iter()
+            .map(|(t, v)| (t.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(signals_of(&store, row.id).await, want, "case {i}");
+    }
 }

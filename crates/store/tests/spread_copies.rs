@@ -173,6 +173,7 @@ async fn sighting(store: &Store, url: &str, host: &str, platform: &str, seen_at:
             seen_at,
             expires_at: None,
             warc: None,
+            implied_signals: 0,
         })
         .await
         .unwrap();

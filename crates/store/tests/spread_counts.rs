@@ -66,6 +66,7 @@ async fn check_counts_equal_a_count_over_the_checks(db: &TestDb) {
                 seen_at: 0,
                 expires_at: None,
                 warc: None,
+                implied_signals: 0,
             })
             .await
             .unwrap();
