@@ -237,13 +237,19 @@ async fn rederive_through_the_cli(db: &TestDb) {
     .await;
     let stamped = jpeg(&stamp(&original, 15, 9, 90));
     let before = s.channels(&stamped).await;
-    assert!(!before.iter().any(|c| c == "part"), "no parts yet: {before:?}");
+    assert!(
+        !before.iter().any(|c| c == "part"),
+        "no parts yet: {before:?}"
+    );
 
     // Bad input first: an unknown bank, and a page size out of range.
     let out = echotrace(&["bank", "rederive", "--db", &db.url, "no-such-bank"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("no bank named \"no-such-bank\""), "{stderr}");
+    assert!(
+        stderr.contains("no bank named \"no-such-bank\""),
+        "{stderr}"
+    );
     let out = echotrace(&["bank", "rederive", "--db", &db.url, "--page", "0", "files"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--page"));
