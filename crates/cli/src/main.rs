@@ -29,7 +29,8 @@ enum Command {
     Users(cmd::users::UsersArgs),
     /// Manage API keys (create prints the key once).
     Keys(cmd::keys::KeysArgs),
-    /// Bank administration against the database (bulk import of hash lists).
+    /// Bank administration against the database (bulk import of hash lists,
+    /// re-derivation from retained originals).
     Bank(cmd::bank::BankArgs),
     /// Signal exchange: pull hash lists in, publish banks as feeds.
     Exchange(cmd::exchange::ExchangeArgs),

@@ -22,6 +22,13 @@
 //! an unknown bank). Skip-and-report rather than abort because a dump of
 //! millions of hashes with a handful of malformed rows should not need a
 //! second pass; `--dry-run` validates the whole file without writing.
+//!
+//! `bank rederive BANK` re-derives the derived hashes of the bank's items
+//! from their retained originals after an upgrade (docs/ROBUST.md
+//! "Upgrading"), a page per transaction through the engine's
+//! [`echotrace_engine::Engine::rederive_page`] — the function behind
+//! `POST /v1/banks/{name}/rederive` — with a progress line per page on
+//! stderr and the totals on stdout (`--json`: one JSON object).
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::ExitCode;
@@ -44,6 +51,22 @@ pub struct BankArgs {
 pub enum BankCommand {
     /// Bulk-import a hash list (CSV/TSV, one item per line) into a bank.
     Import(ImportArgs),
+    /// Re-derive the derived hashes (e.g. `part`) of a bank's items from
+    /// their retained originals, a page at a time.
+    Rederive(RederiveArgs),
+}
+
+#[derive(Args)]
+pub struct RederiveArgs {
+    /// Bank name.
+    pub bank: String,
+    /// Items per page (one transaction and one audit entry per page that
+    /// wrote), 1 to 1000.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub page: u32,
+    /// Print the totals as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -80,6 +103,7 @@ pub fn run(args: BankArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     match args.command {
         BankCommand::Import(import) => rt.block_on(import_async(&args.database, import)),
+        BankCommand::Rederive(r) => rt.block_on(rederive_async(&args.database, r)),
     }
 }
 
@@ -347,6 +371,91 @@ async fn import_async(db: &super::DatabaseArg, args: ImportArgs) -> anyhow::Resu
         eprintln!("(only the first {MAX_REPORTED} bad lines were printed)");
     }
     Ok(exit_for(bad_count))
+}
+
+async fn rederive_async(db: &super::DatabaseArg, args: RederiveArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    // No match indexes: the pages write through the change sequence, which
+    // running servers follow.
+    let engine = db.open_for_admin().await?;
+    let result = rederive_pages(&engine, &args, started).await;
+    engine.store().close().await;
+    let (bank, total) = result?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bank": bank.name,
+                "bank_id": bank.id,
+                "items": total.items,
+                "rederived": total.rederived,
+                "without_original": total.without_original,
+                "skipped": total.skipped,
+            })
+        );
+    } else {
+        println!(
+            "bank {:?} (id {}): {} items, {} rederived, {} without original, {} skipped in {:.1} s",
+            bank.name,
+            bank.id,
+            total.items,
+            total.rederived,
+            total.without_original,
+            total.skipped,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if total.without_original > 0 && !args.json {
+        eprintln!(
+            "items without a retained original must be added again from the file to gain new channels"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every page of the bank, a progress line on stderr after each; the totals.
+async fn rederive_pages(
+    engine: &echotrace_engine::Engine,
+    args: &RederiveArgs,
+    started: Instant,
+) -> anyhow::Result<(echotrace_engine::Bank, echotrace_engine::RederivePage)> {
+    let bank = match engine.bank_by_name(&args.bank).await {
+        Ok(b) => b,
+        Err(echotrace_engine::EngineError::NotFound(_)) => {
+            bail!("no bank named {:?}", args.bank)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let actor = Actor::cli();
+    let mut total = echotrace_engine::RederivePage::default();
+    let mut after = 0;
+    loop {
+        let page = engine
+            .rederive_page(&actor, bank.id, after, args.page)
+            .await
+            .with_context(|| {
+                format!(
+                    "re-deriving bank {:?} after item {after} (pages before it are committed)",
+                    args.bank
+                )
+            })?;
+        total.items += page.items;
+        total.rederived += page.rederived;
+        total.without_original += page.without_original;
+        total.skipped += page.skipped;
+        eprintln!(
+            "… {} items ({} rederived, {} without original, {} skipped) in {:.0} s",
+            total.items,
+            total.rederived,
+            total.without_original,
+            total.skipped,
+            started.elapsed().as_secs_f64()
+        );
+        match page.next_after {
+            Some(next) => after = next,
+            None => return Ok((bank, total)),
+        }
+    }
 }
 
 fn exit_for(bad: u64) -> ExitCode {

@@ -1,0 +1,333 @@
+//! `echotrace bank rederive BANK` through the real binary (docs/ROBUST.md
+//! "Upgrading"): a file added in the console with `serve --retain-media`
+//! while its bank had `part` off gains its parts from the retained original
+//! and a running server finds it through `part`; an item added through
+//! `/v1` (no original kept) is counted `without_original`; progress lines go
+//! to stderr, the totals to stdout (`--json` too); an unknown bank fails.
+//! On SQLite and on PostgreSQL at `$ECHOTRACE_TEST_PG_URL` (FAILS if
+//! unset, unless `ECHOTRACE_SKIP_PG=1`).
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use echotrace_store::both_backends;
+use echotrace_store::testing::TestDb;
+use image::{Rgb, RgbImage};
+use reqwest::multipart::{Form, Part};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+
+use common::Server;
+
+both_backends!(rederive_through_the_cli);
+
+fn fixtures() -> PathBuf {
+    let p = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures"
+    ));
+    assert!(
+        p.is_dir(),
+        "{} is missing: the rederive CLI test needs ../shared/fixtures",
+        p.display()
+    );
+    p
+}
+
+fn photo() -> RgbImage {
+    let bytes = std::fs::read(fixtures().join("pdq/images/bridge-mods/aaa-orig.jpg")).unwrap();
+    let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    image::imageops::resize(&img, 480, 300, image::imageops::FilterType::Triangle)
+}
+
+fn png(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+fn jpeg(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+        .encode_image(img)
+        .unwrap();
+    out
+}
+
+/// A round sticker (white disc, red ring and square) over one corner: the
+/// whole picture no longer matches, its parts still do.
+fn stamp(img: &RgbImage, x: u32, y: u32, s: u32) -> RgbImage {
+    let mut out = img.clone();
+    let (c, r) = (s as f32 / 2.0, s as f32 / 2.0);
+    for (dx, dy) in (0..s * s).map(|k| (k % s, k / s)) {
+        let d = ((dx as f32 + 0.5 - c).powi(2) + (dy as f32 + 0.5 - c).powi(2)).sqrt();
+        let square = (s / 4..3 * s / 4).contains(&dx) && (s / 3..2 * s / 3).contains(&dy);
+        let colour = if d > r {
+            continue;
+        } else if d > r * 0.85 || square {
+            [200, 0, 0]
+        } else {
+            [255, 255, 255]
+        };
+        out.put_pixel(x + dx, y + dy, Rgb(colour));
+    }
+    out
+}
+
+fn echotrace(args: &[&str]) -> std::process::Output {
+    common::run(args, Duration::from_secs(120))
+}
+
+/// `echotrace users create --role admin NAME`, the password on stdin.
+fn create_admin(db: &str, name: &str, password: &str) {
+    let mut child = Command::new(common::bin())
+        .args(["users", "create", "--role", "admin", "--db", db, name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawning echotrace users create");
+    child
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "users create");
+}
+
+fn cookie_of(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.strip_prefix(&format!("{name}="))
+                .map(|s| s.split(';').next().unwrap_or_default().to_string())
+        })
+}
+
+/// Log in to the console; the `cookie` header value.
+async fn console_login(http: &Client, base: &str, user: &str, password: &str) -> String {
+    let r = http.get(format!("{base}/ui/login")).send().await.unwrap();
+    let pre = cookie_of(&r, "et_login").expect("et_login cookie");
+    let r = http
+        .post(format!("{base}/ui/login"))
+        .header("cookie", format!("et_login={pre}"))
+        .form(&[
+            ("csrf", pre.as_str()),
+            ("username", user),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login");
+    format!(
+        "et_session={}",
+        cookie_of(&r, "et_session").expect("session cookie")
+    )
+}
+
+fn csrf_of(html: &str) -> String {
+    let field = "name=\"csrf\" value=\"";
+    let i = html.find(field).expect("csrf field") + field.len();
+    html[i..].split('"').next().unwrap_or_default().to_string()
+}
+
+impl Server {
+    async fn json(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = match body {
+            Some(b) => self.send(method, path, b).await,
+            None => self.get(path).await,
+        };
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    async fn upload(&self, path: &str, bytes: &[u8]) -> Value {
+        let form = Form::new().part("file", Part::bytes(bytes.to_vec()).file_name("f"));
+        let r = Client::new()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin)
+            .multipart(form)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// The channels of the perceptual hits of a lookup.
+    async fn channels(&self, bytes: &[u8]) -> Vec<String> {
+        let v = self.upload("/v1/lookup", bytes).await;
+        v["matches"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .filter(|m| m["signal_type"] == "pdq")
+            .map(|m| m["channel"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+async fn rederive_through_the_cli(db: &TestDb) {
+    create_admin(&db.url, "ada", "a long enough password");
+    let s = Server::spawn(&db.url, &["--retain-media", "--no-ocr"]).await;
+    let bank = s
+        .json(
+            Method::POST,
+            "/v1/banks",
+            Some(json!({"name": "files", "matching": {"part": false}})),
+        )
+        .await;
+
+    // The original, added in the console (retained) while `part` is off.
+    let console = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = console_login(&console, &s.base, "ada", "a long enough password").await;
+    let bank_page = format!("{}/ui/banks/{}", s.base, bank["id"]);
+    let page = console
+        .get(&bank_page)
+        .header("cookie", cookie.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let original = photo();
+    let form = Form::new()
+        .text("csrf", csrf_of(&page))
+        .part("file", Part::bytes(png(&original)).file_name("o.png"));
+    let r = console
+        .post(format!("{bank_page}/content"))
+        .header("cookie", cookie)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "console upload");
+    // A second file through /v1: hashed, its bytes dropped.
+    let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+    let api_item = s.upload("/v1/banks/files/content", &other).await;
+    let list = s.json(Method::GET, "/v1/banks/files/content", None).await;
+    let first = list["content"][0]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{list}"));
+    let item = format!("/v1/banks/files/content/{first}");
+    assert_eq!(
+        s.json(Method::GET, &item, None).await["derived"],
+        json!(["window", "region"])
+    );
+    s.json(
+        Method::PATCH,
+        "/v1/banks/files",
+        Some(json!({"matching": {"part": true}})),
+    )
+    .await;
+    let stamped = jpeg(&stamp(&original, 15, 9, 90));
+    let before = s.channels(&stamped).await;
+    assert!(
+        !before.iter().any(|c| c == "part"),
+        "no parts yet: {before:?}"
+    );
+
+    // Bad input first: an unknown bank, and a page size out of range.
+    let out = echotrace(&["bank", "rederive", "--db", &db.url, "no-such-bank"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no bank named \"no-such-bank\""),
+        "{stderr}"
+    );
+    let out = echotrace(&["bank", "rederive", "--db", &db.url, "--page", "0", "files"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--page"));
+
+    // One item a page: the console item, the API item, the empty end.
+    let out = echotrace(&["bank", "rederive", "--db", &db.url, "--page", "1", "files"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout} {stderr}");
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with("… ")).collect();
+    assert_eq!(progress.len(), 3, "{stderr}");
+    assert!(
+        progress[0].starts_with("… 1 items (1 rederived, 0 without original, 0 skipped) in "),
+        "{stderr}"
+    );
+    assert!(
+        progress[1].starts_with("… 2 items (1 rederived, 1 without original, 0 skipped) in "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("must be added again"), "{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "bank \"files\" (id {}): 2 items, 1 rederived, 1 without original, 0 skipped in ",
+            bank["id"]
+        )),
+        "{stdout}"
+    );
+
+    // The item holds its parts; the running server picks the change up
+    // and finds the stamped copy through `part`.
+    assert_eq!(
+        s.json(Method::GET, &item, None).await["derived"],
+        json!(["window", "region", "part"])
+    );
+    let api = format!("/v1/banks/files/content/{}", api_item["id"]);
+    let got = s.json(Method::GET, &api, None).await;
+    assert!(
+        !got["derived"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{got}"))
+            .contains(&json!("part")),
+        "{got}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hits = s.channels(&stamped).await;
+        if hits == ["part"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server never found the stamped copy through part: {hits:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // One audit entry by the CLI, for the one page that wrote.
+    let audit = s.json(Method::GET, "/v1/audit?limit=100", None).await;
+    let entries: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{audit}"))
+        .iter()
+        .filter(|e| e["action"] == "bank.rederive")
+        .collect();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["actor"], "cli", "{audit}");
+    assert_eq!(entries[0]["target"], format!("bank:{}", bank["id"]));
+
+    // Again, as JSON with the default page: the same totals.
+    let out = echotrace(&["bank", "rederive", "--db", &db.url, "--json", "files"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        json!({"bank": "files", "bank_id": bank["id"], "items": 2, "rederived": 1,
+               "without_original": 1, "skipped": 0})
+    );
+}
