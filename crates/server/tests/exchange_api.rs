@@ -224,11 +224,17 @@ async fn tat_adapter_against_mock(db: &TestDb) {
     let fb = mock.lock().unwrap().feedback[0].clone();
     assert_eq!(fb["hash_digest"], pdq(7));
     assert_eq!(fb["category"], 1, "FALSE_POSITIVE: {fb}");
-    let audit = svc.ok(Method::GET, "/v1/audit?limit=200", None).await;
-    assert!(
-        audit.to_string().contains("exchange.opinion_sent"),
-        "{audit}"
-    );
+    // The worker records the opinion after TCAP has answered, so the
+    // audit entry may land just after the mock saw the feedback.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = svc.ok(Method::GET, "/v1/audit?limit=200", None).await;
+        if audit.to_string().contains("exchange.opinion_sent") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no exchange.opinion_sent: {audit}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Wrong password: an authentication error, recorded.
     svc.ok(
         Method::PATCH,
