@@ -13,9 +13,10 @@
 //!   The 256 bits are cut into `m` substrings whose width tracks `log2(N)`;
 //!   each substring has a compact CSR bucket table (offsets + `u32`
 //!   postings). A query probes every substring's neighbourhood within the
-//!   per-slot radius given by the generalised pigeonhole bound, dedupes
-//!   candidates with a thread-local bitset and verifies each with the full
-//!   256-bit distance, so results are exact. Inserts land in a small flat
+//!   per-slot radius given by the generalised pigeonhole bound and
+//!   verifies each bucket candidate with the full 256-bit distance (repeated
+//!   hits of codes near the query are folded at the end), so results are
+//!   exact. Inserts land in a small flat
 //!   buffer that a background thread merges into a fresh CSR while searches
 //!   continue on the old one; removals are tombstones compacted at merge.
 //!
