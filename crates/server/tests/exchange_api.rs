@@ -232,7 +232,10 @@ async fn tat_adapter_against_mock(db: &TestDb) {
         if audit.to_string().contains("exchange.opinion_sent") {
             break;
         }
-        assert!(Instant::now() < deadline, "no exchange.opinion_sent: {audit}");
+        assert!(
+            Instant::now() < deadline,
+            "no exchange.opinion_sent: {audit}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Wrong password: an authentication error, recorded.
