@@ -109,7 +109,7 @@ pub use import::{import_into_store, ImportItem, ImportReport, IMPORT_BATCH};
 pub use ops::{Lag, StateSource};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
 pub use recorder::RecordPolicy;
-pub use rederive::RederivePage;
+pub use rederive::{RederivePage, REDERIVE_PAGE_MAX};
 pub use retention::RetentionPolicy;
 pub use signals::{
     default_threshold, normalize_signal, normalize_signals, parse_signals, set_video_temp_dir,

@@ -20,6 +20,9 @@ use echotrace_signals::content::RobustRole;
 use echotrace_signals::signal::SignalType;
 use echotrace_store::NewAudit;
 
+/// Most items one page of [`Engine::rederive_page`] takes.
+pub const REDERIVE_PAGE_MAX: u32 = 1000;
+
 /// What one page of [`Engine::rederive_page`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RederivePage {
@@ -40,8 +43,9 @@ pub struct RederivePage {
 }
 
 impl Engine {
-    /// Re-derive the derived hashes of up to `limit` items of a bank with
-    /// content ids above `after`, from their retained originals, in one
+    /// Re-derive the derived hashes of `limit` (1 to [`REDERIVE_PAGE_MAX`],
+    /// else invalid input) items of a bank with content ids above
+    /// `after`, from their retained originals, in one
     /// transaction with one change per item and one audit entry
     /// (`bank.rederive`, the page's counts) when anything was written.
     pub async fn rederive_page(
@@ -51,10 +55,14 @@ impl Engine {
         after: ContentId,
         limit: u32,
     ) -> Result<RederivePage> {
+        if !(1..=REDERIVE_PAGE_MAX).contains(&limit) {
+            return Err(EngineError::InvalidInput(format!(
+                "\"limit\" must be 1 to {REDERIVE_PAGE_MAX}, got {limit}"
+            )));
+        }
         if self.inner.store.get_bank(bank_id).await?.is_none() {
             return Err(EngineError::NotFound(format!("bank {bank_id}")));
         }
-        let limit = limit.clamp(1, 1000);
         let items = self.list_content(bank_id, after, limit).await?;
         let mut page = RederivePage {
             items: items.len() as u64,
@@ -81,12 +89,16 @@ impl Engine {
                 )
             })
             .await?;
-            // The same item: its perceptual hashes are the stored ones.
+            // The same item: it has perceptual hashes, and they are the
+            // stored ones.
             let same = hashed.as_ref().is_some_and(|h| {
-                h.signals
+                let mut perceptual = h
+                    .signals
                     .iter()
                     .filter(|s| matches!(s.signal_type, SignalType::Pdq | SignalType::Vpdq))
-                    .all(|s| {
+                    .peekable();
+                perceptual.peek().is_some()
+                    && perceptual.all(|s| {
                         c.signals
                             .iter()
                             .any(|t| t.signal_type == s.signal_type && t.value == s.value)
@@ -115,6 +127,11 @@ impl Engine {
             }
             tx.record_change("content", id, "upsert").await?;
             page.rederived += 1;
+        }
+        if page.rederived == 0 {
+            // Every item was deleted since it was read: nothing written,
+            // nothing to audit (the transaction rolls back on drop).
+            return Ok(page);
         }
         tx.audit(&NewAudit {
             actor: actor.as_str(),

@@ -993,6 +993,18 @@ async fn rederive_over_http(db: &TestDb) {
     let p3 = rederive(p2["next_after"].clone()).await;
     assert_eq!(p3["items"], 0, "{p3}");
     assert_eq!(p3["next_after"], Value::Null, "{p3}");
+    // A page size out of range is refused, naming the field.
+    for limit in [0, 1001] {
+        let (status, body) = s
+            .admin_call(
+                Method::POST,
+                "/v1/banks/files/rederive",
+                Some(json!({"after": 0, "limit": limit})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().contains("limit"), "{body}");
+    }
 
     assert_eq!(
         s.ok(Method::GET, &item, None).await["derived"],

@@ -62,7 +62,7 @@ pub struct RederiveArgs {
     pub bank: String,
     /// Items per page (one transaction and one audit entry per page that
     /// wrote), 1 to 1000.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=i64::from(echotrace_engine::REDERIVE_PAGE_MAX)))]
     pub page: u32,
     /// Print the totals as one JSON object.
     #[arg(long)]
