@@ -1154,6 +1154,7 @@ fn evidence_metadata(p: &PreparedSighting) -> String {
         content_sha256: &'a str,
         hash_error: &'a Option<String>,
         matched: bool,
+        /// Through a `Value`, so each hit's keys stay sorted as before.
         matches: serde_json::Value,
         media_type: &'a str,
         signals: Vec<Signal<'a>>,
@@ -1170,11 +1171,8 @@ fn evidence_metadata(p: &PreparedSighting) -> String {
             content_sha256: &p.content_sha256,
             hash_error: &p.hash_error,
             matched: p.is_match(),
-            matches: if p.is_match() {
-                serde_json::to_value(p.hits()).unwrap_or_default()
-            } else {
-                json!([])
-            },
+            // No hits is `[]`: the empty list of `hits()`.
+            matches: serde_json::to_value(p.hits()).unwrap_or_default(),
             media_type: &p.media_type,
             signals: p
                 .signals
