@@ -181,11 +181,11 @@ pub const IMPLIED_URL: i64 = 2;
 pub const IMPLIED_URL_SHA256: i64 = 4;
 
 /// The derivable signals in the order they are rebuilt (appended after the
-/// stored rows): bit, signal type.
-const IMPLIED: [(i64, &str); 3] = [
-    (IMPLIED_SHA256, "sha256"),
-    (IMPLIED_URL, "url"),
-    (IMPLIED_URL_SHA256, "url_sha256"),
+/// stored rows): bit, signal type, the sighting column it repeats.
+const IMPLIED: [(i64, &str, &str); 3] = [
+    (IMPLIED_SHA256, "sha256", "content_sha256"),
+    (IMPLIED_URL, "url", "url_canonical"),
+    (IMPLIED_URL_SHA256, "url_sha256", "url_sha256"),
 ];
 
 /// Which trailing signals of a new sighting (types and values, in the order
@@ -196,7 +196,7 @@ const IMPLIED: [(i64, &str); 3] = [
 pub fn split_implied_signals(s: &NewSighting<'_>, signals: &[(&str, &str)]) -> (i64, usize) {
     let mut keep = signals.len();
     let mut bits = 0;
-    for (bit, signal_type) in IMPLIED.iter().rev() {
+    for (bit, signal_type, _) in IMPLIED.iter().rev() {
         let Some(column) = implied_column(s.content_sha256, s.url_canonical, s.url_sha256, *bit)
         else {
             continue;
@@ -226,12 +226,10 @@ fn implied_column<'c>(
 
 /// The bit and column of a derivable signal type.
 fn implied_type(signal_type: &str) -> Option<(i64, &'static str)> {
-    match signal_type {
-        "sha256" => Some((IMPLIED_SHA256, "content_sha256")),
-        "url" => Some((IMPLIED_URL, "url_canonical")),
-        "url_sha256" => Some((IMPLIED_URL_SHA256, "url_sha256")),
-        _ => None,
-    }
+    IMPLIED
+        .iter()
+        .find(|(_, t, _)| *t == signal_type)
+        .map(|&(bit, _, column)| (bit, column))
 }
 
 impl<'a> NewSighting<'a> {
@@ -517,7 +515,7 @@ impl Store {
                 get_str(&r, "url_canonical")?,
                 get_str(&r, "url_sha256")?,
             );
-            for (bit, signal_type) in IMPLIED {
+            for (bit, signal_type, _) in IMPLIED {
                 if bits & bit == 0 {
                     continue;
                 }
