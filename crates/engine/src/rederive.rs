@@ -29,14 +29,15 @@ pub struct RederivePage {
     /// Items of the page (content ids above `after`, in id order).
     pub items: u64,
     /// Items whose derived hashes were derived again from the retained
-    /// original (every kind replaced; as the bank's settings store them).
+    /// original (each kind derived now replaced, as the bank's settings
+    /// store them).
     pub rederived: u64,
     /// Items without a retained original: added through the API, or with
     /// media retention off. They must be added again.
     pub without_original: u64,
-    /// Retained media that is no image or video, gives no derived hash,
-    /// or whose plain hash is not the item's stored one (never re-derived
-    /// from another file).
+    /// Retained media that is no image or video, has no perceptual hash,
+    /// gives no derived hash, or whose plain hash is not the item's stored
+    /// one (never re-derived from another file).
     pub skipped: u64,
     /// Where the next page starts (`after`); `None` after the last page.
     pub next_after: Option<ContentId>,
