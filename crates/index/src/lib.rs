@@ -11,8 +11,8 @@
 //!   pass over memory).
 //! * [`MihIndex`]: multi-index hashing (Norouzi, Punjani & Fleet, TPAMI 2014).
 //!   The 256 bits are cut into `m` substrings whose width tracks `log2(N)`;
-//!   each substring has a compact CSR bucket table (offsets + `u32`
-//!   postings). A query probes every substring's neighbourhood within the
+//!   each substring has a compact CSR bucket table (a directory of about
+//!   one byte a bucket + `u32` postings). A query probes every substring's neighbourhood within the
 //!   per-slot radius given by the generalised pigeonhole bound and
 //!   verifies each bucket candidate with the full 256-bit distance (repeated
 //!   hits of codes near the query are folded at the end), so results are
@@ -25,6 +25,7 @@
 //! already present replaces its code. This crate knows nothing about banks,
 //! signals or I/O beyond snapshot readers/writers it is handed.
 
+mod dir;
 pub mod flat;
 pub mod kernel;
 mod mem;

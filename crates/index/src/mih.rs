@@ -3,13 +3,20 @@
 //!
 //! # Layout
 //! The 256 bits are cut into `m` contiguous substrings ("slots") of 8–32
-//! bits. By default `m = ceil(256 / log2 N)` clamped to `11..=32`, so a
-//! slot's bucket holds about one code: 16-bit slots near 64K codes, ~20-bit
-//! at 1M, ~21-bit (m = 12) at 10M. Each slot has a CSR table: `offsets`
-//! (`2^w + 1` `u32`s) and `postings` (one `u32` internal position per code,
-//! sorted within a bucket). Internal positions index `codes`/`ids`, which are
-//! kept sorted by id so that an id is found by binary search with no extra
-//! map. Memory ≈ `N × (32 + 8 + 4m) + 4 Σ 2^w` bytes (≈ 1.0 GB at 10M, m=12).
+//! bits. By default `m = ceil(256 / b)` clamped to `11..=32`, where
+//! `b = ceil(log2 N)` (at most 24) is the number of bits a slot table
+//! indexes, so slots are as wide as the tables can use and a bucket holds
+//! about one code: 16-bit slots near 64K codes, ~20-bit at 1M, ~23-bit
+//! (m = 11) at 10M. Each slot has a table: a bucket directory (key →
+//! postings range, about one byte a bucket; [`crate::dir`]) and `postings`
+//! (one `u32` internal position per code, sorted within a bucket). Internal
+//! positions index `codes`/`ids`, which are kept sorted by id so that an id
+//! is found by binary search with no extra map. Memory ≈
+//! `N × (32 + 8 + 4m) + 1.07 Σ 2^t` bytes (≈ 1.0 GB at 10M, m = 11). With
+//! plain `u32` offsets (4 bytes a bucket) 11 slots cost 448 MiB of offsets
+//! at 10M, so the layout stopped at 12 slots of 21–22 bits with ~5 codes a
+//! bucket; 11 wider slots verify ~3× fewer candidates and search ~1.6×
+//! faster in the same memory (docs/BENCHMARKS.md).
 //!
 //! # Search
 //! For radius `r = m·q + a` (`0 ≤ a < m`) the generalised pigeonhole bound
@@ -45,6 +52,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::dir::SlotDir;
 use crate::flat::FlatIndex;
 use crate::kernel::{dist, has_popcnt, scan_multi, Kernel};
 use crate::{ACode, Code256, Hit, IndexError};
@@ -113,10 +121,10 @@ impl MihParams {
     }
 }
 
-/// Number of substrings chosen automatically for `n` codes.
+/// Number of substrings chosen automatically for `n` codes: slots as wide
+/// as the tables index ([`table_bits_for`]), so buckets hold about one code.
 pub fn auto_substrings(n: usize) -> u32 {
-    let log2 = (n.max(2) as f64).log2();
-    ((256.0 / log2).ceil() as u32).clamp(11, 32)
+    256u32.div_ceil(u32::from(table_bits_for(n))).clamp(11, 32)
 }
 
 /// Slot widths: `m` contiguous slots, the wider ones first.
@@ -226,12 +234,9 @@ pub(crate) struct Base {
     /// Strictly ascending; position = internal index.
     pub(crate) ids: Vec<u64>,
     pub(crate) codes: Vec<ACode>,
-    /// All slots' bucket offsets, concatenated: slot `i` owns
-    /// `offsets[offset_base[i] .. offset_base[i] + 2^t_i + 1]`, values
-    /// relative to the slot's postings. One allocation so it can be backed
-    /// by huge pages.
-    pub(crate) offsets: Vec<u32>,
-    pub(crate) offset_base: Vec<usize>,
+    /// Each slot's bucket directory (key → postings range relative to the
+    /// slot's postings), about one byte a bucket ([`crate::dir`]).
+    pub(crate) dirs: Vec<SlotDir>,
     /// All slots' postings, concatenated: slot `i` owns `postings[i*n ..
     /// (i+1)*n]`, each an internal position sorted within its bucket.
     pub(crate) postings: Vec<u32>,
@@ -263,20 +268,25 @@ impl Base {
         let cap = table_bits_for(codes.len());
         let table_bits: Vec<u8> = widths.iter().map(|&w| w.min(cap)).collect();
         let n = codes.len();
-        let offset_base = offset_bases(&table_bits);
-        let total = offset_base.last().copied().unwrap_or(0)
-            + table_bits.last().map_or(0, |&t| (1usize << t) + 1);
-        let mut offsets: Vec<u32> = crate::mem::huge_zeroed(total);
         let mut postings: Vec<u32> = crate::mem::huge_zeroed(n * widths.len());
-        if n > 0 {
-            // One work item per slot: (start bit, indexed bits, its offsets,
-            // its postings), spread over a few threads.
-            let mut work = Vec::with_capacity(widths.len());
-            let mut rest: &mut [u32] = &mut offsets;
-            for ((&start, &t), post) in starts.iter().zip(&table_bits).zip(postings.chunks_mut(n)) {
-                let (mine, tail) = rest.split_at_mut(((1usize << t) + 1).min(rest.len()));
-                rest = tail;
-                work.push((start, u32::from(t), mine, post));
+        let mut dirs: Vec<SlotDir> = Vec::with_capacity(widths.len());
+        if n == 0 {
+            dirs.extend(
+                table_bits
+                    .iter()
+                    .map(|&t| SlotDir::from_counts(&vec![0; 1usize << t])),
+            );
+        } else {
+            // One work item per slot: (start bit, indexed bits, its postings),
+            // spread over a few threads; each builds its slot's directory.
+            let mut work: Vec<(usize, u32, u32, &mut [u32])> = Vec::with_capacity(widths.len());
+            for (i, ((&start, &t), post)) in starts
+                .iter()
+                .zip(&table_bits)
+                .zip(postings.chunks_mut(n))
+                .enumerate()
+            {
+                work.push((i, start, u32::from(t), post));
             }
             let threads = std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -284,23 +294,29 @@ impl Base {
                 .clamp(1, 4);
             let per = work.len().div_ceil(threads).max(1);
             let codes_ref = &codes;
-            std::thread::scope(|scope| {
+            let mut built: Vec<(usize, SlotDir)> = std::thread::scope(|scope| {
                 let mut handles = Vec::new();
                 while !work.is_empty() {
                     let batch: Vec<_> = work.drain(..per.min(work.len())).collect();
                     handles.push(scope.spawn(move || {
-                        for (start, t, off, post) in batch {
-                            build_slot(codes_ref, start, t, off, post);
-                        }
+                        batch
+                            .into_iter()
+                            .map(|(i, start, t, post)| (i, build_slot(codes_ref, start, t, post)))
+                            .collect::<Vec<_>>()
                     }));
                 }
+                let mut all = Vec::new();
                 for h in handles {
                     // A panic in a builder thread would be a bug; re-raise it.
-                    if let Err(p) = h.join() {
-                        std::panic::resume_unwind(p);
+                    match h.join() {
+                        Ok(v) => all.extend(v),
+                        Err(p) => std::panic::resume_unwind(p),
                     }
                 }
+                all
             });
+            built.sort_by_key(|(i, _)| *i);
+            dirs.extend(built.into_iter().map(|(_, d)| d));
         }
         Base {
             widths,
@@ -308,8 +324,7 @@ impl Base {
             table_bits,
             ids,
             codes,
-            offsets,
-            offset_base,
+            dirs,
             postings,
         }
     }
@@ -324,42 +339,34 @@ impl Base {
     }
 }
 
-/// Start of each slot's table in the concatenated offsets array.
-pub(crate) fn offset_bases(table_bits: &[u8]) -> Vec<usize> {
-    let mut total = 0usize;
-    table_bits
-        .iter()
-        .map(|&t| {
-            let here = total;
-            total += (1usize << t) + 1;
-            here
-        })
-        .collect()
-}
-
-/// Counting sort of positions by key into one slot's `offsets`
-/// (`2^width + 1`, zeroed) and `postings` (`codes.len()`).
-fn build_slot(codes: &[ACode], start: u32, width: u32, offsets: &mut [u32], postings: &mut [u32]) {
-    let buckets = 1usize << width;
+/// Counting sort of positions by their `width`-bit key into one slot's
+/// `postings` (`codes.len()`); returns the slot's directory.
+fn build_slot(codes: &[ACode], start: u32, width: u32, postings: &mut [u32]) -> SlotDir {
+    let mut counts: Vec<u32> = crate::mem::huge_zeroed(1usize << width);
     for c in codes {
         let k = substring(&c.0, start, width) as usize;
-        if let Some(o) = offsets.get_mut(k + 1) {
-            *o += 1;
+        if let Some(n) = counts.get_mut(k) {
+            *n += 1;
         }
     }
-    for i in 1..offsets.len() {
-        offsets[i] += offsets[i - 1];
+    let dir = SlotDir::from_counts(&counts);
+    // The counts become each bucket's next free position.
+    let mut at = 0u32;
+    for n in counts.iter_mut() {
+        let c = *n;
+        *n = at;
+        at += c;
     }
-    let mut cursor = offsets[..buckets.min(offsets.len())].to_vec();
     for (i, c) in codes.iter().enumerate() {
         let k = substring(&c.0, start, width) as usize;
-        if let Some(cur) = cursor.get_mut(k) {
+        if let Some(cur) = counts.get_mut(k) {
             if let Some(p) = postings.get_mut(*cur as usize) {
                 *p = i as u32;
             }
             *cur += 1;
         }
     }
+    dir
 }
 
 /// Mutable state behind the index lock.
@@ -995,8 +1002,8 @@ pub(crate) fn sort_dedup(ids: Vec<u64>, codes: Vec<ACode>) -> (Vec<u64>, Vec<ACo
 #[derive(Default)]
 struct Scratch {
     candidates: Vec<u32>,
-    /// `(slot's postings start, index into offsets)` to look up.
-    probes: Vec<(usize, usize)>,
+    /// `(slot, key)` to look up.
+    probes: Vec<(u32, u32)>,
     /// Non-empty buckets: `[start, end)` into the concatenated postings.
     ranges: Vec<(usize, usize)>,
 }
@@ -1138,7 +1145,8 @@ fn probe(
 ) {
     // Four stages, each prefetching the next stage's random accesses a few
     // iterations ahead so cache misses overlap instead of chaining:
-    // keys → bucket ranges (offsets) → candidates (postings) → verify (codes).
+    // keys → bucket ranges (directory lines) → candidates (postings) →
+    // verify (codes).
     let Scratch {
         candidates,
         probes,
@@ -1148,29 +1156,29 @@ fn probe(
     probes.clear();
     ranges.clear();
     let m = base.widths.len();
-    for (slot, (((&w, &start), &obase), r)) in base
+    for (slot, ((&w, &start), r)) in base
         .table_bits
         .iter()
         .zip(&base.starts)
-        .zip(&base.offset_base)
         .zip(slot_radii(m, radius))
         .enumerate()
     {
         let Some(r) = r else { continue };
         let w = u32::from(w);
         let key = substring(q, start, w);
-        let pbase = slot * base.len();
-        for_each_mask(w, r, |mask| {
-            probes.push((pbase, obase + (key ^ mask) as usize))
-        });
+        for_each_mask(w, r, |mask| probes.push((slot as u32, key ^ mask)));
     }
-    let offsets = &base.offsets;
-    for (i, &(pbase, k)) in probes.iter().enumerate() {
-        if let Some(&(_, k2)) = probes.get(i + PREFETCH_DISTANCE) {
-            prefetch(offsets.as_ptr().wrapping_add(k2));
+    let dirs = &base.dirs;
+    let n = base.len();
+    for (i, &(slot, key)) in probes.iter().enumerate() {
+        if let Some(&(s2, k2)) = probes.get(i + PREFETCH_DISTANCE) {
+            if let Some(d) = dirs.get(s2 as usize) {
+                prefetch(d.line_ptr(k2 as usize));
+            }
         }
-        if let (Some(&lo), Some(&hi)) = (offsets.get(k), offsets.get(k + 1)) {
+        if let Some((lo, hi)) = dirs.get(slot as usize).and_then(|d| d.range(key as usize)) {
             if lo < hi {
+                let pbase = slot as usize * n;
                 ranges.push((pbase + lo as usize, pbase + hi as usize));
             }
         }
@@ -1242,7 +1250,9 @@ mod tests {
             assert_eq!(w.iter().map(|&x| u32::from(x)).sum::<u32>(), 256);
             assert!(w.windows(2).all(|p| p[0] >= p[1]));
         }
-        assert_eq!(auto_substrings(10_000_000), 12);
+        assert_eq!(auto_substrings(10_000_000), 11);
+        assert_eq!(auto_substrings(1_000_000), 13);
+        assert_eq!(auto_substrings(100_000), 16);
         assert_eq!(auto_substrings(1 << 16), 16);
     }
 

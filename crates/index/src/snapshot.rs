@@ -13,7 +13,7 @@
 //!   crc32 u32, zero padding) + data + zero padding to 64 bytes:
 //!   "ids" n_base×u64 (strictly ascending) | "codes" n_base×4×u64 |
 //!   "dead" ceil(n_base/64)×u64 | "offsets" Σ(2^t_i+1)×u32 (slot tables
-//!   concatenated) | "postings" m×n_base×u32 | "delta_ids" n_delta×u64 |
+//!   concatenated; read straight into the compact [`crate::dir`] form) | "postings" m×n_base×u32 | "delta_ids" n_delta×u64 |
 //!   "delta_codes" n_delta×4×u64
 //! ```
 //!
@@ -27,8 +27,9 @@
 use std::io::{Read, Write};
 use std::sync::Arc;
 
+use crate::dir::{SlotDir, SlotDirBuilder};
 use crate::flat::FlatIndex;
-use crate::mih::{offset_bases, starts_of, Base, Bitset, State};
+use crate::mih::{starts_of, Base, Bitset, State};
 use crate::{ACode, IndexError};
 
 const MAGIC: [u8; 8] = *b"ETMIHIDX";
@@ -85,22 +86,54 @@ fn for_each_chunk<T: Le, F: FnMut(&[u8]) -> std::io::Result<()>>(
 }
 
 fn write_section<T: Le, W: Write>(w: &mut W, name: &str, data: &[T]) -> Result<(), IndexError> {
+    write_section_from(w, name, data.len() * T::SIZE, |f| for_each_chunk(data, f))
+}
+
+/// Writes a section whose `len` bytes `produce` feeds, chunk by chunk, to
+/// the function it is given; it is called twice (checksum, then data).
+fn write_section_from<W: Write>(
+    w: &mut W,
+    name: &str,
+    len: usize,
+    produce: impl Fn(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()>,
+) -> Result<(), IndexError> {
     let mut hasher = crc32fast::Hasher::new();
-    for_each_chunk(data, |b| {
+    produce(&mut |b| {
         hasher.update(b);
         Ok(())
     })?;
     let crc = hasher.finalize();
-    let len = data.len() * T::SIZE;
     let mut h = [0u8; SECTION_HEADER_LEN];
     let nb = name.as_bytes();
     h[..nb.len().min(16)].copy_from_slice(&nb[..nb.len().min(16)]);
     h[16..24].copy_from_slice(&(len as u64).to_le_bytes());
     h[24..28].copy_from_slice(&crc.to_le_bytes());
     w.write_all(&h)?;
-    for_each_chunk(data, |b| w.write_all(b))?;
+    produce(&mut |b| w.write_all(b))?;
     w.write_all(&[0u8; ALIGN][..pad_len(len)])?;
     Ok(())
+}
+
+/// The slot directories as the plain CSR offsets the format stores.
+fn write_offsets<W: Write>(w: &mut W, base: &Base) -> Result<(), IndexError> {
+    let n = base.len() as u32;
+    let count: usize = base.dirs.iter().map(|d| d.buckets() + 1).sum();
+    write_section_from(w, "offsets", count * 4, |f| {
+        let mut buf = Vec::with_capacity(CHUNK * 4);
+        for d in &base.dirs {
+            for x in d.offsets(n) {
+                buf.extend_from_slice(&x.to_le_bytes());
+                if buf.len() >= CHUNK * 4 {
+                    f(&buf)?;
+                    buf.clear();
+                }
+            }
+        }
+        if !buf.is_empty() {
+            f(&buf)?;
+        }
+        Ok(())
+    })
 }
 
 pub(crate) fn write<W: Write>(s: &State, w: W) -> Result<(), IndexError> {
@@ -142,7 +175,7 @@ pub(crate) fn write<W: Write>(s: &State, w: W) -> Result<(), IndexError> {
     write_section(&mut w, "codes", &base.codes)?;
     let dead_words: Vec<u64> = base_dead_words(&s.dead, base.len());
     write_section(&mut w, "dead", &dead_words)?;
-    write_section(&mut w, "offsets", &base.offsets)?;
+    write_offsets(&mut w, &base)?;
     write_section(&mut w, "postings", &base.postings)?;
     write_section(&mut w, "delta_ids", &delta_ids)?;
     write_section(&mut w, "delta_codes", &delta_codes)?;
@@ -189,6 +222,23 @@ fn read_section<R: Read, T>(
     elem: usize,
     mut decode: impl FnMut(&[u8]) -> T,
 ) -> Result<Vec<T>, IndexError> {
+    let mut out = reserve(count, section)?;
+    read_section_with(r, section, count, elem, |b| {
+        out.extend(b.chunks_exact(elem).map(&mut decode));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// [`read_section`] that hands each chunk of whole records to `sink`
+/// instead of keeping them (an error from `sink` stops the read).
+fn read_section_with<R: Read>(
+    r: &mut R,
+    section: &'static str,
+    count: usize,
+    elem: usize,
+    mut sink: impl FnMut(&[u8]) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
     let mut h = [0u8; SECTION_HEADER_LEN];
     read_exact_in(r, &mut h, section)?;
     let mut want = [0u8; 16];
@@ -217,7 +267,6 @@ fn read_section<R: Read, T>(
     let mut crc_b = [0u8; 4];
     crc_b.copy_from_slice(&h[24..28]);
     let stored = u32::from_le_bytes(crc_b);
-    let mut out = reserve(count, section)?;
     let mut hasher = crc32fast::Hasher::new();
     let mut buf = vec![0u8; CHUNK * elem];
     let mut left = count;
@@ -226,7 +275,7 @@ fn read_section<R: Read, T>(
         let bytes = &mut buf[..n * elem];
         read_exact_in(r, bytes, section)?;
         hasher.update(bytes);
-        out.extend(bytes.chunks_exact(elem).map(&mut decode));
+        sink(bytes)?;
         left -= n;
     }
     let computed = hasher.finalize();
@@ -245,7 +294,7 @@ fn read_section<R: Read, T>(
             "section {section}: padding is not zero"
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
 fn u32_at(b: &[u8]) -> u32 {
@@ -355,20 +404,7 @@ pub(crate) fn read<R: Read>(r: R) -> Result<State, IndexError> {
             "indexed bits {table_bits:?} do not fit slot widths {widths:?}"
         )));
     }
-    let offset_base = offset_bases(&table_bits);
-    let total: usize = table_bits.iter().map(|&t| (1usize << t) + 1).sum();
-    let offsets = read_section(&mut r, "offsets", total, 4, u32_at)?;
-    for (&ob, &t) in offset_base.iter().zip(&table_bits) {
-        let slot = offsets.get(ob..ob + (1usize << t) + 1).unwrap_or(&[]);
-        if slot.first() != Some(&0)
-            || slot.last().map(|&x| x as usize) != Some(n)
-            || !slot.windows(2).all(|p| p[0] <= p[1])
-        {
-            return Err(IndexError::Corrupt(
-                "bucket offsets are not monotone from 0 to n".into(),
-            ));
-        }
-    }
+    let dirs = read_offsets(&mut r, &table_bits, n)?;
     let postings = read_section(&mut r, "postings", n * m, 4, u32_at)?;
     if postings.iter().any(|&p| p as usize >= n) {
         return Err(IndexError::Corrupt("posting out of range".into()));
@@ -389,8 +425,7 @@ pub(crate) fn read<R: Read>(r: R) -> Result<State, IndexError> {
         table_bits,
         ids,
         codes,
-        offsets,
-        offset_base,
+        dirs,
         postings,
     };
     let mut delta = FlatIndex::with_capacity(nd);
@@ -409,6 +444,56 @@ pub(crate) fn read<R: Read>(r: R) -> Result<State, IndexError> {
     let mut state = State::from_parts(Arc::new(base), dead, dead_count as usize);
     state.delta = delta;
     Ok(state)
+}
+
+/// Reads the plain offsets section straight into slot directories, checking
+/// that each slot's offsets rise monotonically from 0 to `n`.
+fn read_offsets<R: Read>(
+    r: &mut R,
+    table_bits: &[u8],
+    n: usize,
+) -> Result<Vec<SlotDir>, IndexError> {
+    let bad = || IndexError::Corrupt("bucket offsets are not monotone from 0 to n".into());
+    let total: usize = table_bits.iter().map(|&t| (1usize << t) + 1).sum();
+    let mut dirs = Vec::with_capacity(table_bits.len());
+    let mut slots = table_bits.iter().map(|&t| 1usize << t);
+    // (builder, buckets left to read in this slot, previous offset)
+    let mut cur: Option<(SlotDirBuilder, usize, Option<u32>)> = None;
+    read_section_with(r, "offsets", total, 4, |chunk| {
+        for b in chunk.chunks_exact(4) {
+            let x = u32_at(b);
+            let (builder, left, prev) = match &mut cur {
+                Some(c) => c,
+                None => {
+                    let buckets = slots.next().ok_or_else(bad)?;
+                    cur.insert((SlotDirBuilder::new(buckets), buckets, None))
+                }
+            };
+            match *prev {
+                None if x != 0 => return Err(bad()),
+                None => {}
+                Some(p) if x < p => return Err(bad()),
+                Some(p) => {
+                    builder.push(x - p);
+                    *left -= 1;
+                }
+            }
+            *prev = Some(x);
+            if *left == 0 {
+                if x as usize != n {
+                    return Err(bad());
+                }
+                if let Some((builder, _, _)) = cur.take() {
+                    dirs.push(builder.finish());
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if dirs.len() != table_bits.len() {
+        return Err(bad());
+    }
+    Ok(dirs)
 }
 
 fn count_bits_below(b: &Bitset, n: usize) -> usize {

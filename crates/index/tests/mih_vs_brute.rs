@@ -310,3 +310,40 @@ fn exact_while_background_merges_run() {
     assert!(idx.unmerged_len() < 300, "background merges ran");
     searcher.join().expect("searcher thread");
 }
+
+/// Many equal codes put hundreds of postings in one bucket: the directory
+/// line holding it escapes to plain offsets (more than 255 postings in its
+/// 60 buckets). Search stays exact, before and after a snapshot round trip.
+#[test]
+fn crowded_buckets_stay_exact_through_a_snapshot() {
+    let mut rng = Rng(7);
+    let blank = rng.code();
+    let mut codes: Vec<Code256> = (0..3000).map(|_| rng.code()).collect();
+    for (i, c) in codes.iter_mut().enumerate().take(900) {
+        // 600 identical codes, 300 within 3 bits of them.
+        *c = if i < 600 { blank } else { rng.flip(&blank, 3) };
+    }
+    let model: BTreeMap<u64, Code256> =
+        (0..codes.len() as u64).zip(codes.iter().copied()).collect();
+    for m in [11u32, 16, 32] {
+        let idx = MihIndex::build(model.iter().map(|(&i, &c)| (i, c)), params(m, 64, false))
+            .expect("valid params");
+        let mut bytes = Vec::new();
+        idx.write_snapshot(&mut bytes).expect("snapshot");
+        let loaded = MihIndex::from_snapshot_bytes(&bytes).expect("load");
+        let queries = [blank, rng.flip(&blank, 10), rng.code(), codes[2000]];
+        for q in &queries {
+            for radius in [0u32, 8, 31, 40] {
+                let want = brute(&model, q, radius);
+                for index in [&idx, &loaded] {
+                    let mut out = Vec::new();
+                    index.search(q, radius, &mut out);
+                    assert_eq!(sorted(out), want, "m={m} r={radius}");
+                }
+            }
+        }
+        let mut hits = Vec::new();
+        idx.search(&blank, 0, &mut hits);
+        assert_eq!(hits.len(), 600, "m={m}: every copy of the crowded code");
+    }
+}

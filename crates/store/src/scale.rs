@@ -18,12 +18,12 @@
 //!   labels, read only for the hits a lookup reports (the in-memory state
 //!   keeps neither).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use sqlx::any::AnyRow;
 use sqlx::Any;
 
-use crate::bulk::{numbered, ValueSet};
+use crate::bulk::{numbered, values_list, ValueSet};
 use crate::rows::get_str;
 use crate::{get_i64, Backend, Result, Store, WriteTx};
 
@@ -78,10 +78,29 @@ fn hit_detail(r: &AnyRow) -> Result<HitDetail> {
     })
 }
 
-const UPSERT_COUNTER: &str =
-    "INSERT INTO shared_counters (name, bucket, replica, count, expires_at) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, bucket, replica) DO UPDATE SET \
-     count = shared_counters.count + excluded.count, expires_at = excluded.expires_at";
+/// Counter rows per upsert statement (5 parameters each).
+const COUNTER_CHUNK: usize = 200;
+
+/// The counter upsert for `rows` rows.
+fn upsert_counters_sql(backend: Backend, rows: usize) -> String {
+    numbered(
+        backend,
+        &format!(
+            "{} ON CONFLICT (name, bucket, replica) DO UPDATE SET \
+             count = shared_counters.count + excluded.count, expires_at = excluded.expires_at",
+            values_list(
+                "INSERT INTO shared_counters (name, bucket, replica, count, expires_at) VALUES ",
+                "(?, ?, ?, ?, ?)",
+                rows
+            )
+        ),
+    )
+}
+
+/// Lists of names are padded to the next power of two with this name, which
+/// no counter has, so a statement's shape (and its prepared plan) is one of
+/// a dozen instead of one per list length.
+const NO_COUNTER: &str = "";
 
 async fn sums_in<'e, E>(
     exec: E,
@@ -95,7 +114,8 @@ where
     if names.is_empty() {
         return Ok(HashMap::new());
     }
-    let set = ValueSet::new(backend, "name", 2, names.len());
+    let padded = names.len().next_power_of_two();
+    let set = ValueSet::new(backend, "name", 2, padded);
     let sql = numbered(
         backend,
         &format!(
@@ -108,6 +128,9 @@ where
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since);
     for n in names {
         q = q.bind(n.as_str());
+    }
+    for _ in names.len()..padded {
+        q = q.bind(NO_COUNTER);
     }
     let rows = q.fetch_all(exec).await?;
     let mut out = HashMap::with_capacity(rows.len());
@@ -245,17 +268,32 @@ impl Store {
 }
 
 impl WriteTx {
-    /// Add to counters (inside this transaction).
+    /// Add to counters (inside this transaction): one multi-row upsert per
+    /// [`COUNTER_CHUNK`] rows. Adds to the same row are summed first (one
+    /// statement may not update a row twice), and rows go in key order, so
+    /// concurrent writers lock shared rows in one order.
     pub async fn add_counters(&mut self, adds: &[CounterAdd]) -> Result<()> {
+        let mut merged: BTreeMap<(&str, i64, &str), (i64, i64)> = BTreeMap::new();
         for a in adds {
-            sqlx::query(UPSERT_COUNTER)
-                .bind(a.name.as_str())
-                .bind(a.bucket)
-                .bind(a.replica.as_str())
-                .bind(a.delta)
-                .bind(a.expires_at)
-                .execute(&mut *self.tx)
-                .await?;
+            let e = merged
+                .entry((a.name.as_str(), a.bucket, a.replica.as_str()))
+                .or_insert((0, a.expires_at));
+            e.0 += a.delta;
+            e.1 = e.1.max(a.expires_at);
+        }
+        let rows: Vec<_> = merged.into_iter().collect();
+        for chunk in rows.chunks(COUNTER_CHUNK) {
+            let sql = upsert_counters_sql(self.backend, chunk.len());
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for ((name, bucket, replica), (delta, expires_at)) in chunk {
+                q = q
+                    .bind(*name)
+                    .bind(*bucket)
+                    .bind(*replica)
+                    .bind(*delta)
+                    .bind(*expires_at);
+            }
+            q.execute(&mut *self.tx).await?;
         }
         Ok(())
     }
