@@ -175,7 +175,7 @@ pub(crate) fn write<W: Write>(s: &State, w: W) -> Result<(), IndexError> {
     write_section(&mut w, "codes", &base.codes)?;
     let dead_words: Vec<u64> = base_dead_words(&s.dead, base.len());
     write_section(&mut w, "dead", &dead_words)?;
-    write_offsets(&mut w, &base)?;
+    write_offsets(&mut w, base)?;
     write_section(&mut w, "postings", &base.postings)?;
     write_section(&mut w, "delta_ids", &delta_ids)?;
     write_section(&mut w, "delta_codes", &delta_codes)?;
