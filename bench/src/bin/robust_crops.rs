@@ -211,7 +211,7 @@ fn main() -> anyhow::Result<()> {
         }
         let class = f[0].to_string();
         let orig: usize = f[1].parse()?;
-        if orig % every != 0 || keep.as_ref().is_some_and(|k| !k.contains(&orig)) {
+        if !orig.is_multiple_of(every) || keep.as_ref().is_some_and(|k| !k.contains(&orig)) {
             continue;
         }
         let truth = [f[2], f[3], f[4], f[5]].map(|v| v.parse::<f32>().unwrap_or(0.0));
