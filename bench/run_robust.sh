@@ -17,9 +17,11 @@ fi
 pip install -q augly pdqhash threatexchange perception scikit-image scikit-learn matplotlib numpy pillow
 [ -f "$out/manifest.csv" ] || python3 bench/robust/generate.py "$out"
 python3 bench/robust/peers.py "$out" --every "$every"
-cargo build --release -p echotrace-bench --bin robust --bin robust_cost --bin robust_detect
+cargo build --release -p echotrace-bench --bin robust --bin robust_cost --bin robust_detect --bin robust_crops
 uptime
 ./target/release/robust "$out" --every "$every" --threads 2
 python3 bench/robust/report.py "$out"
 ./target/release/robust_detect "$out" --every "$every"
+python3 bench/robust/crop_shares.py "$out"
+./target/release/robust_crops "$out" --every "$every"
 ./target/release/robust_cost --bank 10000 --reps 5

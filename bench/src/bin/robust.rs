@@ -7,7 +7,7 @@
 //! ```text
 //! python3 bench/robust/generate.py /tmp/robust
 //! python3 bench/robust/peers.py /tmp/robust          # writes peers.csv
-//! cargo run --release -p echotrace-bench --bin robust -- /tmp/robust [--grid 0,3,6,9,12] [--crops 1,2] [--every N] [--min-quality 50]
+//! cargo run --release -p echotrace-bench --bin robust -- /tmp/robust [--grid 0,3,6,9,12] [--crops 1,2] [--window-crops 3,3,3,3;2,0,0,0] [--every N] [--min-quality 50]
 //! python3 bench/robust/report.py /tmp/robust
 //! ```
 //!
@@ -130,6 +130,16 @@ fn main() -> anyhow::Result<()> {
                     .map(|c| [c, c, c, c])
                     .collect()
             }
+            // --window-crops l,t,r,b;… (per cent; "none": none).
+            "--window-crops" => {
+                opts.window_crops = args[i + 1]
+                    .split(';')
+                    .filter_map(|c| {
+                        let v = parse_list(c);
+                        (v.len() == 4).then(|| [v[0], v[1], v[2], v[3]])
+                    })
+                    .collect()
+            }
             "--crop-grid" => {
                 opts.query_crops = echotrace_signals::robust::crop_grid(&parse_list(&args[i + 1]))
             }
@@ -200,6 +210,7 @@ fn main() -> anyhow::Result<()> {
                 ht,
                 &RobustOptions {
                     query_crops: vec![],
+                    window_crops: vec![],
                     ..opts.clone()
                 },
             )?;

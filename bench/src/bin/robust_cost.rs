@@ -6,7 +6,7 @@
 //! transaction) is the same for both and left out.
 //!
 //! ```text
-//! cargo run --release -p echotrace-bench --bin robust_cost -- [--bank 10000] [--reps 5]
+//! cargo run --release -p echotrace-bench --bin robust_cost -- [--bank 10000] [--reps 5] [--window-crops 3,3,3,3;2,0,0,0]
 //! ```
 
 use std::path::PathBuf;
@@ -78,7 +78,25 @@ fn main() -> anyhow::Result<()> {
         derived.len()
     );
     let opts = HashOptions::default();
-    let ropts = RobustOptions::default();
+    let mut ropts = RobustOptions::default();
+    // --window-crops l,t,r,b;… in per cent ("none": none).
+    if let Some(v) = args
+        .iter()
+        .position(|a| a == "--window-crops")
+        .and_then(|i| args.get(i + 1))
+    {
+        ropts.window_crops = v
+            .split(';')
+            .filter_map(|c| {
+                let f: Vec<f32> = c
+                    .split(',')
+                    .filter_map(|x| x.trim().parse::<f32>().ok())
+                    .map(|x| x / 100.0)
+                    .collect();
+                (f.len() == 4).then(|| [f[0], f[1], f[2], f[3]])
+            })
+            .collect();
+    }
     let mut h = ContentHasher::new();
     let mut hits: Vec<Hit> = Vec::new();
     let (mut t_plain, mut t_robust) = (Vec::new(), Vec::new());

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 both_backends!(
     image_channels_over_http,
     fills_and_window_quality_over_http,
+    window_crops_over_http,
     meme_captions_over_http,
     overlays_over_http,
     part_switch_over_http,
@@ -342,6 +343,79 @@ fn two_tone() -> RgbImage {
         }
     });
     image::imageops::blur(&img, 2.0)
+}
+
+/// A faint texture of waves of incommensurate periods (43–73 px, at the finest
+/// scale PDQ's 16 × 16 DCT keeps on a 480-px picture), as the striped and
+/// dotted wallpapers of bench/robust: a shift of 2 % of the width
+/// (≈ 10 px) turns each wave by a seventh to a quarter of its period.
+fn waves() -> RgbImage {
+    let (w, h) = (480u32, 300u32);
+    RgbImage::from_fn(w, h, |x, y| {
+        let (x, y) = (x as f32, y as f32);
+        let tau = std::f32::consts::TAU;
+        let v = 128.0
+            + 10.0 * (tau * x / 43.0).sin()
+            + 9.0 * (tau * (x + 2.0 * y) / 61.0).sin()
+            + 8.0 * (tau * (y - 0.5 * x) / 53.0).sin()
+            + 6.0 * (tau * (x - y) / 73.0).sin();
+        let v = v.clamp(0.0, 255.0) as u8;
+        Rgb([v, v / 2 + 60, 255 - v])
+    })
+}
+
+/// How far `query`, hashed under `opts`, comes from matching a file-added
+/// item with derived hashes `bank` and plain hash `plain`, as the engine
+/// compares: the smallest distance minus threshold over the needles bank
+/// windows take × the windows (40, or 28 below quality 90), every query
+/// hash × the regions (36), and × the plain hash (31 for the whole image,
+/// 36 for a border rectangle, 40 for a crop). ≤ 0: a match.
+fn window_margin(
+    query: &RgbImage,
+    bank: &[echotrace_signals::robust::BankHash],
+    plain: &echotrace_signals::pdq::PdqHash,
+    opts: &echotrace_signals::robust::RobustOptions,
+) -> i64 {
+    use echotrace_signals::robust::{
+        window_variant_allowed, BankSource, QuerySource, RobustHasher,
+    };
+    let set = RobustHasher::new()
+        .query_set(query.as_raw(), query.width(), query.height(), opts)
+        .unwrap();
+    // Each needle with its threshold against the plain hash.
+    let all: Vec<_> = set
+        .hashes
+        .iter()
+        .filter_map(|q| {
+            let t = match q.source {
+                QuerySource::Whole => 31,
+                QuerySource::Border => 36,
+                QuerySource::Crop => 40,
+                QuerySource::Part => return None,
+            };
+            Some((q.hash, q.variant, t))
+        })
+        .chain([(set.plain.hash, 0, 31)])
+        .collect();
+    let mut best = i64::MAX;
+    for (n, v, to_plain) in &all {
+        best = best.min(i64::from(n.distance(plain)) - to_plain);
+        for b in bank {
+            let t = match b.source {
+                BankSource::Window if window_variant_allowed(*v) => {
+                    if b.quality >= 90 {
+                        40
+                    } else {
+                        28
+                    }
+                }
+                BankSource::Region => 36,
+                _ => continue,
+            };
+            best = best.min(i64::from(n.distance(&b.hash)) - t);
+        }
+    }
+    best
 }
 
 /// What the engine would compare for `query` against a file-added item
@@ -1140,6 +1214,87 @@ async fn fills_and_window_quality_over_http(db: &TestDb) {
     let between = cut(l, t);
     let hits = s.hits(&png(&between)).await;
     assert!(!hits.iter().any(|(b, _)| b == "files"), "{hits:?}");
+
+    s.stop().await;
+}
+
+/// Window crops (session 14): a crop of one side only, between the grid's
+/// 8 and 12 %, misses every window of a low-detail picture by 1–2 % on that
+/// side (and the uniform query crops cut the other three sides too); the
+/// query crop that cuts 2 % of that side alone lands on the 12 % window.
+async fn window_crops_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let dots = waves();
+    let added = s.upload("/v1/banks/files/content", &png(&dots)).await;
+    let dots_plain =
+        echotrace_signals::pdq::PdqHash::from_hex(added["signals"][0]["value"].as_str().unwrap())
+            .unwrap();
+    let bank = echotrace_signals::robust::RobustHasher::new()
+        .bank_hashes(
+            dots.as_raw(),
+            480,
+            300,
+            &echotrace_signals::robust::RobustOptions::default(),
+        )
+        .unwrap();
+    // The query hashed without the window crops (as before session 14).
+    let old = echotrace_signals::robust::RobustOptions {
+        window_crops: vec![],
+        ..echotrace_signals::robust::RobustOptions::default()
+    };
+    let left = |l: f32| {
+        let dx = (480.0 * l) as u32;
+        image::imageops::crop_imm(&dots, dx, 0, 480 - dx, 300).to_image()
+    };
+    // Before: no window, region or plain hash within its threshold of
+    // any query hash; after: one.
+    let tried: Vec<(f32, i64, i64)> = [0.09, 0.095, 0.10, 0.105, 0.11]
+        .into_iter()
+        .map(|l| {
+            let q = left(l);
+            let before = window_margin(&q, &bank, &dots_plain, &old);
+            let after = window_margin(&q, &bank, &dots_plain, &Default::default());
+            (l, before, after)
+        })
+        .collect();
+    let &(l, _, _) = tried
+        .iter()
+        .find(|(_, before, after)| *before > 0 && *after <= 0)
+        .unwrap_or_else(|| panic!("no one-side crop found only by the window crops: {tried:?}"));
+    let one_side = left(l);
+    let m = s.match_in(&png(&one_side), "files", Some("window")).await;
+    let d = &m["channel_detail"];
+    assert_eq!(d["query_source"], "crop", "{m}");
+    // Cut on the left only: 2 % of the upload's width.
+    let (w, h) = one_side.dimensions();
+    let cut_px = (w as f32 * 0.02).round() as u64;
+    assert_eq!(
+        d["query_rect"],
+        json!([cut_px, 0, u64::from(w) - cut_px, h]),
+        "{m}"
+    );
+    let removed: Vec<f64> = d["bank_removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        (removed[0] - 0.12).abs() < 1e-6 && removed[1..] == [0.0; 3],
+        "the 12 % window of the left side: {m}"
+    );
+    assert!(
+        m["distance"].as_i64().unwrap() <= d["threshold"].as_i64().unwrap(),
+        "{m}"
+    );
+    assert!(d["plain_distance"].as_u64().unwrap() > 31, "{m}");
+    // Its upright and mirrored variants only: the mirrored one-side crop
+    // is found through the mirror.
+    let mirrored = image::imageops::flip_horizontal(&one_side);
+    let m = s.match_in(&png(&mirrored), "files", Some("window")).await;
+    assert_eq!(m["channel_detail"]["variant"], "flipy", "{m}");
     s.stop().await;
 }
 

@@ -13,6 +13,11 @@
 //!   colour at two tolerances, meme caption bars, blurred fill), and a few
 //!   small crops of the whole image and of its best border candidate — each
 //!   with its eight variants — and the fixed parts of both (upright only).
+//!   **Window crops** ([`WINDOW_CROPS`], session 14) cut the content (the
+//!   best border candidate, else the whole image) a little more — 3 % all
+//!   round, 2 % of one side alone — so that a crop falling between the
+//!   bank's grid steps meets a window; they are hashed upright and
+//!   mirrored only, the two variants bank windows take.
 //! * **Bank side** ([`BankHash`]): for items whose original the operator
 //!   holds, a crop grid of windows (each side cut by 0/4/8/12 % in every
 //!   combination by default), the content rectangles of the original's
@@ -255,6 +260,15 @@ pub struct RobustOptions {
     /// Query-side crops, each `[left, top, right, bottom]` shares, applied
     /// to the whole image and to the best border candidate.
     pub query_crops: Vec<[f32; 4]>,
+    /// Query-side crops for the bank-side windows only, each `[left, top,
+    /// right, bottom]` shares, of the content: the best border candidate
+    /// when there is one, else the whole image; hashed upright and
+    /// left–right mirrored (the two variants [`window_variant_allowed`]),
+    /// not in all eight. They move the query's
+    /// edges onto the crop grid where the uniform [`Self::query_crops`]
+    /// cannot: a crop of one side only, or of 5 % a side (between the
+    /// grid's 4 and 8).
+    pub window_crops: Vec<[f32; 4]>,
     /// Bank-side crop grid: shares cut from each side, every combination.
     pub bank_grid: Vec<f32>,
     /// Fixed parts, each `[left, top, right, bottom]` shares: hashed on
@@ -273,6 +287,16 @@ pub const THIRD_PARTS: [[f32; 4]; 4] = [
     [0.0, 1.0 / 3.0, 0.0, 0.0],
     [0.0, 0.0, 1.0 / 3.0, 0.0],
     [0.0, 0.0, 0.0, 1.0 / 3.0],
+];
+
+/// The default [`RobustOptions::window_crops`]: 3 % of every side, and 2 %
+/// of each side alone.
+pub const WINDOW_CROPS: [[f32; 4]; 5] = [
+    [0.03, 0.03, 0.03, 0.03],
+    [0.02, 0.0, 0.0, 0.0],
+    [0.0, 0.02, 0.0, 0.0],
+    [0.0, 0.0, 0.02, 0.0],
+    [0.0, 0.0, 0.0, 0.02],
 ];
 
 /// Every combination of `levels` on the four sides, except no crop at all.
@@ -299,6 +323,11 @@ impl Default for RobustOptions {
             work_side: 512,
             borders: BorderOptions::default(),
             query_crops: vec![[0.01, 0.01, 0.01, 0.01], [0.02, 0.02, 0.02, 0.02]],
+            // Measured on bench/robust seed 0 (`robust_crops`, docs/ROBUST.md
+            // "Where the crops fall"): 3 % all round meets the grid's 8 %
+            // window from a 5 % crop, 2 % of one side its 12 % window from
+            // a 10 % one.
+            window_crops: WINDOW_CROPS.to_vec(),
             // {0, 4, 8, 12} %: 255 windows, ≈ 17 KB per held image in the
             // index; {0, 3, 6, 9, 12} (624 windows, ≈ 42 KB) bought 0–4
             // points of recall and flipped no class across its target
@@ -415,20 +444,45 @@ impl RobustHasher {
                 }
             }
         }
-        for (base, exact) in bases {
-            for c in &opts.query_crops {
+        // The window crops cut only the content: the best border
+        // rectangle when there is one, else the whole image (each crop is a
+        // window hash, the dearest step of a lookup: docs/ROBUST.md, "Where
+        // the crops fall").
+        let content = bases.len() - 1;
+        for (k, (base, exact)) in bases.into_iter().enumerate() {
+            let crops = opts.query_crops.iter().map(|c| (c, true));
+            let window_crops = opts.window_crops.iter().filter(|_| k == content);
+            let crops = crops.chain(window_crops.map(|c| (c, false)));
+            for (c, every_variant) in crops {
                 // A caption bar's edge is the picture's own: not cut.
                 let c = [0, 1, 2, 3].map(|i| if exact[i] { 0.0 } else { c[i] });
+                if c == [0.0; 4] {
+                    continue;
+                }
                 let r = base.crop(c);
                 let d = self.windows.hash(&work, r)?;
-                push_variants(
-                    &mut hashes,
-                    &d,
-                    QuerySource::Crop,
-                    r,
-                    false,
-                    opts.min_quality,
-                );
+                if every_variant {
+                    push_variants(
+                        &mut hashes,
+                        &d,
+                        QuerySource::Crop,
+                        r,
+                        false,
+                        opts.min_quality,
+                    );
+                } else if d.quality >= opts.min_quality {
+                    let named = d.hashes.named();
+                    for v in [0, MIRROR_VARIANT] {
+                        hashes.push(QueryHash {
+                            hash: named[usize::from(v)].1,
+                            quality: d.quality,
+                            variant: v,
+                            source: QuerySource::Crop,
+                            rect: r,
+                            part: None,
+                        });
+                    }
+                }
             }
         }
         Ok(QuerySet {
