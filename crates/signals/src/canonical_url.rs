@@ -229,7 +229,10 @@ fn is_tracking(key: &str) -> bool {
     k.starts_with("utm_") || TRACKING_PARAMS.contains(&k.as_str())
 }
 
-/// Decodes escapes of unreserved characters, uppercases the rest.
+/// Decodes escapes of unreserved characters, uppercases the rest, and
+/// escapes a `%` that starts no escape as `%25`: left bare, it could meet
+/// the hex digits of a decoded escape and become a new escape on the next
+/// pass (`%%330` → `%30` → `0`), and canonicalisation must be idempotent.
 fn normalize_percent(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
@@ -251,6 +254,9 @@ fn normalize_percent(s: &str) -> String {
                 i += 3;
                 continue;
             }
+            out.push_str("%25");
+            i += 1;
+            continue;
         }
         // Copy one UTF-8 character.
         let ch_len = s

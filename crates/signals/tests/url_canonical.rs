@@ -195,3 +195,23 @@ proptest! {
         }
     }
 }
+
+/// Found by `canonicalisation_is_idempotent`: a `%` that does not start an
+/// escape, followed by an escape whose decoded character completes a new
+/// escape with it (`%` + `%33` → `%3` …).
+#[test]
+fn a_stray_percent_before_an_escape_is_idempotent() {
+    for s in [
+        "http://0.aa/?%%330",
+        "http://0.aa/%%330",
+        "http://0.aa/?a=%%34%31",
+        "http://0.aa/?%3%330",
+        "http://0.aa/?%",
+    ] {
+        let once = canonicalize_url(s).expect("parses");
+        let twice = canonicalize_url(&once.canonical).expect("canonical form parses");
+        assert_eq!(twice.canonical, once.canonical, "{s}");
+    }
+    let c = canonicalize_url("http://0.aa/?%%330").expect("parses");
+    assert_eq!(c.canonical, "https://0.aa/?%2530");
+}
