@@ -197,8 +197,17 @@ pub struct UpsertedSighting {
     pub submission_id: Option<i64>,
 }
 
-/// Rows per multi-row `INSERT` of sightings (16 parameters each).
+/// Rows per multi-row `INSERT` of sightings (19 parameters each), and per
+/// `SELECT` of sightings by key (whose `OR` chain SQLite parses as an
+/// expression tree as deep as its terms: at most 1,000 deep).
 const SIGHTING_ROWS_PER_STATEMENT: usize = 400;
+
+/// Rows per multi-row `INSERT` of sightings on SQLite (19 parameters each,
+/// 19,000 of SQLite's 32,766). Within a transaction SQLite copies every
+/// existing page a statement changes into a statement journal first, once
+/// per statement: the hash-keyed indexes take a random leaf per row, so
+/// fewer, larger statements copy each such leaf fewer times.
+const SQLITE_SIGHTING_INSERT_ROWS: usize = 1000;
 
 /// One multi-row `INSERT … ON CONFLICT DO NOTHING` of sightings (with
 /// `RETURNING id, url_sha256, content_sha256` when `returning`).
@@ -793,7 +802,7 @@ impl WriteTx {
                     .fetch_one(&mut *self.tx)
                     .await?
             };
-            for range in statement_sizes(distinct.len(), SIGHTING_ROWS_PER_STATEMENT) {
+            for range in statement_sizes(distinct.len(), SQLITE_SIGHTING_INSERT_ROWS) {
                 let rows = &distinct[range];
                 let q = sighting_insert(self.backend, rows, now, false);
                 q.execute(&mut *self.tx).await?;
