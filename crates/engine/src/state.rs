@@ -132,8 +132,11 @@ pub(crate) struct TextVariants {
     pub base_sig: TextSignature,
     /// Per list version, its signature and serialised form; `None` when
     /// that is the base (no list).
-    pub by_version: Vec<(Option<i64>, Option<(TextSignature, String)>)>,
+    pub by_version: Vec<(Option<i64>, Option<SignedText>)>,
 }
+
+/// A text signature and its serialised form.
+pub(crate) type SignedText = (TextSignature, String);
 
 impl TextVariants {
     /// (list version, signature, serialised form) of every variant.
