@@ -202,6 +202,13 @@ pub struct UpsertedSighting {
 /// expression tree as deep as its terms: at most 1,000 deep).
 const SIGHTING_ROWS_PER_STATEMENT: usize = 400;
 
+/// Whether the last SQLite sighting upsert met keys already recorded: the
+/// next one then selects its keys before inserting (see
+/// [`WriteTx::upsert_sightings_bulk`]). A hint only, shared by the process:
+/// either order records the same rows.
+static SIGHTINGS_SEEN_AGAIN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Rows per multi-row `INSERT` of sightings on SQLite (19 parameters each,
 /// 19,000 of SQLite's 32,766). Within a transaction SQLite copies every
 /// existing page a statement changes into a statement journal first, once
@@ -776,9 +783,12 @@ impl WriteTx {
     /// multi-row `INSERT` numbers its rows in order — checked at both ends.
     /// Otherwise (some keys existed, or the check fails) the statement's keys
     /// are selected, and a row is new when its id is above the table's
-    /// largest id before this call (`AUTOINCREMENT` never reuses one). No
-    /// key is looked up before it is inserted: the unique index is probed
-    /// once, by the insert.
+    /// largest id before this call (`AUTOINCREMENT` never reuses one). A
+    /// batch of new keys (an import) is not looked up before it is inserted:
+    /// the unique index is probed once, by the insert. When the previous
+    /// call met known keys (a crawl seeing its outlinks again), the keys are
+    /// selected first and only the rest inserted, as a statement with known
+    /// keys would otherwise be both inserted and selected.
     pub async fn upsert_sightings_bulk<'k>(
         &mut self,
         items: &[(crate::NewSighting<'k>, Option<&str>)],
@@ -801,6 +811,23 @@ impl WriteTx {
                 sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM sightings")
                     .fetch_one(&mut *self.tx)
                     .await?
+            };
+            // Where the last call met known keys (a crawl seeing outlinks
+            // again), they are selected first: inserted first, a statement
+            // with known keys would be inserted and then selected both.
+            let select_first = SIGHTINGS_SEEN_AGAIN.load(std::sync::atomic::Ordering::Relaxed);
+            let mut met_known = false;
+            let distinct = if select_first && !distinct.is_empty() {
+                let keys: Vec<&crate::NewSighting<'k>> = distinct.iter().map(|(s, _)| s).collect();
+                self.select_sightings_into(&keys, before, &mut found)
+                    .await?;
+                met_known = !found.is_empty();
+                distinct
+                    .into_iter()
+                    .filter(|(s, _)| !found.contains_key(&(s.url_sha256, s.content_sha256)))
+                    .collect()
+            } else {
+                distinct
             };
             for range in statement_sizes(distinct.len(), SQLITE_SIGHTING_INSERT_ROWS) {
                 let rows = &distinct[range];
@@ -851,10 +878,12 @@ impl WriteTx {
                 }
                 // Some keys existed (or the range did not check out): read
                 // the statement's rows back by key.
+                met_known = true;
                 let keys: Vec<&crate::NewSighting<'k>> = rows.iter().map(|(s, _)| s).collect();
                 self.select_sightings_into(&keys, before, &mut found)
                     .await?;
             }
+            SIGHTINGS_SEEN_AGAIN.store(met_known, std::sync::atomic::Ordering::Relaxed);
         } else {
             for chunk in items.chunks(SIGHTING_ROWS_PER_STATEMENT) {
                 let rows: Vec<&(crate::NewSighting<'k>, Option<&str>)> = chunk.iter().collect();
