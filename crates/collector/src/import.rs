@@ -1,6 +1,8 @@
 //! Offline imports: Telegram Desktop exports and WARC files.
 //!
-//! Both stream their input and record items in batches (one transaction
+//! Both read their input in bounded memory (a Telegram export of up to
+//! [`WHOLE_FILE_MAX`](crate::telegram::WHOLE_FILE_MAX) is parsed from
+//! memory, a larger one streamed) and record items in batches (one transaction
 //! per batch: sightings, their signals and matches, queued outlinks, the
 //! source's counters), so memory stays flat and a crash loses at most the
 //! batch in progress; importing the same input again only moves

@@ -355,14 +355,14 @@ impl Engine {
             .iter()
             .map(|p| match &p.hash_error {
                 // Serialised in place: no copy of the attributes.
-                None => p.attributes.as_ref().map(|v| v.to_string()),
+                None => p.attributes.as_ref().map(json_text),
                 Some(e) => {
                     let mut a = p.attributes.clone();
                     let obj = a.get_or_insert_with(|| serde_json::json!({}));
                     if let serde_json::Value::Object(m) = obj {
                         m.insert("hash_error".into(), e.clone().into());
                     }
-                    a.map(|v| v.to_string())
+                    a.as_ref().map(json_text)
                 }
             })
             .collect();
@@ -735,4 +735,16 @@ async fn record_hits(
 
 fn short(url: &str) -> String {
     url.chars().take(200).collect()
+}
+
+/// A JSON value as text, written straight into a buffer (`Value`'s
+/// `Display`, which `to_string` goes through, writes every fragment through
+/// `fmt` and grows its string from nothing).
+fn json_text(v: &serde_json::Value) -> String {
+    let mut buf = Vec::with_capacity(128);
+    match serde_json::to_writer(&mut buf, v) {
+        // serde_json writes UTF-8 only.
+        Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| v.to_string()),
+        Err(_) => v.to_string(),
+    }
 }

@@ -812,7 +812,7 @@ pub(crate) fn sign_variants(
         (Some((v, sig)), _) => (v.to_string(), sig),
         (None, Some(n)) => {
             let sig = hasher.sign_normalized(n.as_str());
-            (sig.to_string(), sig)
+            (sig.to_signal_string(), sig)
         }
         (None, None) => return None,
     };
@@ -824,16 +824,16 @@ pub(crate) fn sign_variants(
         .map(|(version, list)| match (list, &normalized) {
             (Some(l), Some(n)) => {
                 let sig = hasher.sign_normalized(l.apply(n).as_str());
-                let value = sig.to_string();
-                (*version, sig, value)
+                let value = sig.to_signal_string();
+                (*version, Some((sig, value)))
             }
-            // No list: the base signature, whose serialised form is
-            // `base_value` (not encoded again).
-            _ => (*version, base.clone(), base_value.clone()),
+            // No list: the base signature (not copied nor encoded again).
+            _ => (*version, None),
         })
         .collect();
     Some(TextVariants {
         base: base_value,
+        base_sig: base,
         by_version,
     })
 }

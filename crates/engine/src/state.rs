@@ -123,12 +123,29 @@ pub(crate) struct TextEntry {
 
 /// A raw-text query signed once per equivalence-list version present among
 /// the target banks' text items (`None` = no list).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct TextVariants {
     /// The serialised signature without a list: the query signal these
     /// variants stand for.
     pub base: String,
-    pub by_version: Vec<(Option<i64>, TextSignature, String)>,
+    /// `base`, parsed.
+    pub base_sig: TextSignature,
+    /// Per list version, its signature and serialised form; `None` when
+    /// that is the base (no list).
+    pub by_version: Vec<(Option<i64>, Option<SignedText>)>,
+}
+
+/// A text signature and its serialised form.
+pub(crate) type SignedText = (TextSignature, String);
+
+impl TextVariants {
+    /// (list version, signature, serialised form) of every variant.
+    pub(crate) fn signed(&self) -> impl Iterator<Item = (Option<i64>, &TextSignature, &str)> {
+        self.by_version.iter().map(|(ver, signed)| match signed {
+            Some((sig, value)) => (*ver, sig, value.as_str()),
+            None => (*ver, &self.base_sig, self.base.as_str()),
+        })
+    }
 }
 
 /// One hit before it is recorded. `matched_value` and `labels` are empty
@@ -904,9 +921,8 @@ impl MatchState {
                     let signed: Vec<(Option<Option<i64>>, &TextSignature, &str)> =
                         match variants.filter(|v| v.base == q.value) {
                             Some(v) => v
-                                .by_version
-                                .iter()
-                                .map(|(ver, sig, val)| (Some(*ver), sig, val.as_str()))
+                                .signed()
+                                .map(|(ver, sig, val)| (Some(ver), sig, val))
                                 .collect(),
                             None => {
                                 let Ok(sig) = q.value.parse::<TextSignature>() else {

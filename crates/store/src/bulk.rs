@@ -372,6 +372,33 @@ pub(crate) fn numbered(backend: Backend, sql: &str) -> String {
     }
 }
 
+/// How many rows each multi-row statement of `len` rows takes, as index
+/// ranges: full statements of `max` rows, then the rest as descending powers
+/// of two. A multi-row statement is compiled once per shape and kept in the
+/// connection's statement cache; cutting an odd tail (every batch has one)
+/// into a handful of repeating shapes costs a few more round trips instead
+/// of compiling a new statement of hundreds of rows for every batch.
+pub(crate) fn statement_sizes(
+    len: usize,
+    max: usize,
+) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let max = max.max(1);
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let left = len - at;
+        if left == 0 {
+            return None;
+        }
+        let n = if left >= max {
+            max
+        } else {
+            1usize << (usize::BITS - 1 - left.leading_zeros())
+        };
+        at += n;
+        Some(at - n..at)
+    })
+}
+
 /// `prefix` followed by `rows` copies of `tuple` (with `?` parameters),
 /// comma-separated, [`numbered`] for the backend.
 pub(crate) fn values_sql(backend: Backend, prefix: &str, tuple: &str, rows: usize) -> String {
@@ -678,5 +705,34 @@ impl WriteTx {
             q.execute(&mut *self.tx).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod statement_size_tests {
+    use super::statement_sizes;
+
+    #[test]
+    fn full_statements_then_powers_of_two() {
+        let sizes = |len, max| {
+            statement_sizes(len, max)
+                .map(|r| r.len())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(sizes(0, 400), Vec::<usize>::new());
+        assert_eq!(sizes(1, 400), vec![1]);
+        assert_eq!(sizes(400, 400), vec![400]);
+        assert_eq!(sizes(1067, 400), vec![400, 400, 256, 8, 2, 1]);
+        assert_eq!(sizes(399, 400), vec![256, 128, 8, 4, 2, 1]);
+        // The ranges cover 0..len in order, without gaps.
+        for len in 0..1500 {
+            let mut at = 0;
+            for r in statement_sizes(len, 400) {
+                assert_eq!(r.start, at);
+                assert!(!r.is_empty() && r.len() <= 400);
+                at = r.end;
+            }
+            assert_eq!(at, len);
+        }
     }
 }

@@ -25,7 +25,7 @@
 
 use sqlx::any::AnyRow;
 
-use crate::bulk::{numbered, values_list, values_sql, ValueSet};
+use crate::bulk::{numbered, statement_sizes, values_list, values_sql, ValueSet};
 use crate::rows::{get_opt_i64, get_opt_str, get_str};
 use crate::{get_i64, now_ms, Backend, Result, Store, WriteTx};
 
@@ -197,8 +197,24 @@ pub struct UpsertedSighting {
     pub submission_id: Option<i64>,
 }
 
-/// Rows per multi-row `INSERT` of sightings (16 parameters each).
+/// Rows per multi-row `INSERT` of sightings (19 parameters each), and per
+/// `SELECT` of sightings by key (whose `OR` chain SQLite parses as an
+/// expression tree as deep as its terms: at most 1,000 deep).
 const SIGHTING_ROWS_PER_STATEMENT: usize = 400;
+
+/// Whether the last SQLite sighting upsert met keys already recorded: the
+/// next one then selects its keys before inserting (see
+/// [`WriteTx::upsert_sightings_bulk`]). A hint only, shared by the process:
+/// either order records the same rows.
+static SIGHTINGS_SEEN_AGAIN: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Rows per multi-row `INSERT` of sightings on SQLite (19 parameters each,
+/// 19,000 of SQLite's 32,766). Within a transaction SQLite copies every
+/// existing page a statement changes into a statement journal first, once
+/// per statement: the hash-keyed indexes take a random leaf per row, so
+/// fewer, larger statements copy each such leaf fewer times.
+const SQLITE_SIGHTING_INSERT_ROWS: usize = 1000;
 
 /// One multi-row `INSERT … ON CONFLICT DO NOTHING` of sightings (with
 /// `RETURNING id, url_sha256, content_sha256` when `returning`).
@@ -760,36 +776,62 @@ impl WriteTx {
     /// per 400 rows, then one `SELECT` for the rows that existed (another
     /// transaction may insert the same key meanwhile). SQLite: the write
     /// transaction is `BEGIN IMMEDIATE`, so no other writer can add a row
-    /// while it runs: the rows that exist are selected first, the rest
-    /// inserted without `RETURNING` (a returned row is one message from the
-    /// database thread each), and their ids read back as the range ending
-    /// at `last_insert_rowid()` — a multi-row `INSERT` numbers its rows in
-    /// order — checked at both ends, with a `SELECT` of every key if the
-    /// check fails.
-    pub async fn upsert_sightings_bulk(
+    /// while it runs. Every distinct key is inserted (`ON CONFLICT DO
+    /// NOTHING`) without `RETURNING` (a returned row is one message from the
+    /// database thread each) and, when every row of a statement was new, the
+    /// ids are read back as the range ending at `last_insert_rowid()` — a
+    /// multi-row `INSERT` numbers its rows in order — checked at both ends.
+    /// Otherwise (some keys existed, or the check fails) the statement's keys
+    /// are selected, and a row is new when its id is above the table's
+    /// largest id before this call (`AUTOINCREMENT` never reuses one). A
+    /// batch of new keys (an import) is not looked up before it is inserted:
+    /// the unique index is probed once, by the insert. When the previous
+    /// call met known keys (a crawl seeing its outlinks again), the keys are
+    /// selected first and only the rest inserted, as a statement with known
+    /// keys would otherwise be both inserted and selected.
+    pub async fn upsert_sightings_bulk<'k>(
         &mut self,
-        items: &[(crate::NewSighting<'_>, Option<&str>)],
+        items: &[(crate::NewSighting<'k>, Option<&str>)],
     ) -> Result<Vec<UpsertedSighting>> {
         use std::collections::HashMap;
         let now = now_ms();
-        let mut found: HashMap<(String, String), UpsertedSighting> = HashMap::new();
+        // Keyed by the inputs' own (URL, content) hashes: no copy per item.
+        let mut found: HashMap<(&'k str, &'k str), UpsertedSighting> =
+            HashMap::with_capacity(items.len());
         if self.backend == Backend::Sqlite {
             let mut seen = std::collections::HashSet::new();
-            let distinct: Vec<&(crate::NewSighting<'_>, Option<&str>)> = items
+            let distinct: Vec<&(crate::NewSighting<'k>, Option<&str>)> = items
                 .iter()
                 .filter(|(s, _)| seen.insert((s.url_sha256, s.content_sha256)))
                 .collect();
-            let keys: Vec<&crate::NewSighting<'_>> = distinct.iter().map(|(s, _)| s).collect();
-            self.select_sightings_into(&keys, false, &mut found).await?;
-            let fresh: Vec<&(crate::NewSighting<'_>, Option<&str>)> = distinct
-                .into_iter()
-                .filter(|(s, _)| {
-                    !found.contains_key(&(s.url_sha256.to_string(), s.content_sha256.to_string()))
-                })
-                .collect();
-            for chunk in fresh.chunks(SIGHTING_ROWS_PER_STATEMENT) {
-                let rows: Vec<&(crate::NewSighting<'_>, Option<&str>)> = chunk.to_vec();
-                let q = sighting_insert(self.backend, &rows, now, false);
+            // Ids above this one are rows this call inserts.
+            let before: i64 = if distinct.is_empty() {
+                0
+            } else {
+                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM sightings")
+                    .fetch_one(&mut *self.tx)
+                    .await?
+            };
+            // Where the last call met known keys (a crawl seeing outlinks
+            // again), they are selected first: inserted first, a statement
+            // with known keys would be inserted and then selected both.
+            let select_first = SIGHTINGS_SEEN_AGAIN.load(std::sync::atomic::Ordering::Relaxed);
+            let mut met_known = false;
+            let distinct = if select_first && !distinct.is_empty() {
+                let keys: Vec<&crate::NewSighting<'k>> = distinct.iter().map(|(s, _)| s).collect();
+                self.select_sightings_into(&keys, before, &mut found)
+                    .await?;
+                met_known = !found.is_empty();
+                distinct
+                    .into_iter()
+                    .filter(|(s, _)| !found.contains_key(&(s.url_sha256, s.content_sha256)))
+                    .collect()
+            } else {
+                distinct
+            };
+            for range in statement_sizes(distinct.len(), SQLITE_SIGHTING_INSERT_ROWS) {
+                let rows = &distinct[range];
+                let q = sighting_insert(self.backend, rows, now, false);
                 q.execute(&mut *self.tx).await?;
                 let n = rows.len() as i64;
                 let ends = sqlx::query(
@@ -815,13 +857,14 @@ impl WriteTx {
                         } else {
                             rows[0]
                         };
-                        ok &= get_str(r, "url_sha256")? == s.url_sha256
+                        ok &= first > before
+                            && get_str(r, "url_sha256")? == s.url_sha256
                             && get_str(r, "content_sha256")? == s.content_sha256;
                     }
                     if ok {
                         for (i, (s, _)) in rows.iter().enumerate() {
                             found.insert(
-                                (s.url_sha256.to_string(), s.content_sha256.to_string()),
+                                (s.url_sha256, s.content_sha256),
                                 UpsertedSighting {
                                     id: first + i as i64,
                                     is_new: true,
@@ -833,18 +876,30 @@ impl WriteTx {
                         continue;
                     }
                 }
-                // The range did not check out: read the ids back by key
-                // (still new: no other writer can insert meanwhile).
-                let keys: Vec<&crate::NewSighting<'_>> = rows.iter().map(|(s, _)| s).collect();
-                self.select_sightings_into(&keys, true, &mut found).await?;
+                // Some keys existed (or the range did not check out): read
+                // the statement's rows back by key.
+                met_known = true;
+                let keys: Vec<&crate::NewSighting<'k>> = rows.iter().map(|(s, _)| s).collect();
+                self.select_sightings_into(&keys, before, &mut found)
+                    .await?;
             }
+            SIGHTINGS_SEEN_AGAIN.store(met_known, std::sync::atomic::Ordering::Relaxed);
         } else {
             for chunk in items.chunks(SIGHTING_ROWS_PER_STATEMENT) {
-                let rows: Vec<&(crate::NewSighting<'_>, Option<&str>)> = chunk.iter().collect();
+                let rows: Vec<&(crate::NewSighting<'k>, Option<&str>)> = chunk.iter().collect();
+                let index: HashMap<(&str, &str), usize> = rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (s, _))| ((s.url_sha256, s.content_sha256), i))
+                    .collect();
                 let q = sighting_insert(self.backend, &rows, now, true);
                 for r in &q.fetch_all(&mut *self.tx).await? {
+                    let (u, c) = (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?);
+                    let Some(&i) = index.get(&(u.as_str(), c.as_str())) else {
+                        continue;
+                    };
                     found.insert(
-                        (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
+                        (rows[i].0.url_sha256, rows[i].0.content_sha256),
                         UpsertedSighting {
                             id: get_i64(r, "id")?,
                             is_new: true,
@@ -855,19 +910,18 @@ impl WriteTx {
                 }
             }
             // The rows that already existed (or another transaction inserted).
-            let missing: Vec<&crate::NewSighting<'_>> = {
+            let missing: Vec<&crate::NewSighting<'k>> = {
                 let mut seen = std::collections::HashSet::new();
                 items
                     .iter()
                     .map(|(s, _)| s)
                     .filter(|s| {
-                        !found
-                            .contains_key(&(s.url_sha256.to_string(), s.content_sha256.to_string()))
+                        !found.contains_key(&(s.url_sha256, s.content_sha256))
                             && seen.insert((s.url_sha256, s.content_sha256))
                     })
                     .collect()
             };
-            self.select_sightings_into(&missing, false, &mut found)
+            self.select_sightings_into(&missing, i64::MAX, &mut found)
                 .await?;
         }
         let mut out = Vec::with_capacity(items.len());
@@ -875,7 +929,7 @@ impl WriteTx {
         // Sightings seen again: the latest time each was seen in this batch.
         let mut seen_again: HashMap<i64, i64> = HashMap::new();
         for (s, _) in items {
-            let key = (s.url_sha256.to_string(), s.content_sha256.to_string());
+            let key = (s.url_sha256, s.content_sha256);
             let Some(mut u) = found.get(&key).cloned() else {
                 return Err(crate::StoreError::NotFound(
                     "sighting vanished during upsert".into(),
@@ -897,14 +951,20 @@ impl WriteTx {
     }
 
     /// Read the sightings with these keys (URL and content SHA-256) into
-    /// `found`, `is_new` as given.
-    async fn select_sightings_into(
+    /// `found`; those with an id above `new_above` are new.
+    async fn select_sightings_into<'k>(
         &mut self,
-        keys: &[&crate::NewSighting<'_>],
-        is_new: bool,
-        found: &mut std::collections::HashMap<(String, String), UpsertedSighting>,
+        keys: &[&crate::NewSighting<'k>],
+        new_above: i64,
+        found: &mut std::collections::HashMap<(&'k str, &'k str), UpsertedSighting>,
     ) -> Result<()> {
-        for chunk in keys.chunks(SIGHTING_ROWS_PER_STATEMENT) {
+        for range in statement_sizes(keys.len(), SIGHTING_ROWS_PER_STATEMENT) {
+            let chunk = &keys[range];
+            let index: std::collections::HashMap<(&str, &str), usize> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, s)| ((s.url_sha256, s.content_sha256), i))
+                .collect();
             let mut sql = String::from(
                 "SELECT id, url_sha256, content_sha256, matched, submission_id, last_seen_at \
                  FROM sightings WHERE ",
@@ -920,11 +980,16 @@ impl WriteTx {
                 q = q.bind(s.url_sha256).bind(s.content_sha256);
             }
             for r in &q.fetch_all(&mut *self.tx).await? {
+                let id = get_i64(r, "id")?;
+                let (u, c) = (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?);
+                let Some(&i) = index.get(&(u.as_str(), c.as_str())) else {
+                    continue;
+                };
                 found.insert(
-                    (get_str(r, "url_sha256")?, get_str(r, "content_sha256")?),
+                    (chunk[i].url_sha256, chunk[i].content_sha256),
                     UpsertedSighting {
-                        id: get_i64(r, "id")?,
-                        is_new,
+                        id,
+                        is_new: id > new_above,
                         matched: crate::rows::get_bool(r, "matched")?,
                         submission_id: get_opt_i64(r, "submission_id")?,
                     },
@@ -937,7 +1002,8 @@ impl WriteTx {
     /// Move `last_seen_at` of sightings forward, to `(id, seen_at)` (one id
     /// at most once): one `UPDATE … FROM` a `VALUES` list per 400 ids.
     async fn move_last_seen(&mut self, moved: &[(i64, i64)]) -> Result<()> {
-        for chunk in moved.chunks(SIGHTING_ROWS_PER_STATEMENT) {
+        for range in statement_sizes(moved.len(), SIGHTING_ROWS_PER_STATEMENT) {
+            let chunk = &moved[range];
             let mut sql = values_list("WITH seen(id, at) AS (VALUES ", "(?, ?)", chunk.len());
             sql.push_str(
                 ") UPDATE sightings SET last_seen_at = seen.at FROM seen \
@@ -990,7 +1056,8 @@ impl WriteTx {
     /// Store the signals of many sightings (hashes only) in multi-row
     /// `INSERT`s: `(sighting_id, signal_type, value)`.
     pub async fn insert_sighting_signals_bulk(&mut self, rows: &[(i64, &str, &str)]) -> Result<()> {
-        for chunk in rows.chunks(1000) {
+        for range in statement_sizes(rows.len(), 1000) {
+            let chunk = &rows[range];
             let sql = values_sql(
                 self.backend,
                 "INSERT INTO sighting_signals (sighting_id, signal_type, value) VALUES ",

@@ -14,6 +14,7 @@ both_backends!(
     sightings_dedup_match_and_cluster,
     expired_unmatched_sightings_are_swept,
     bulk_upsert_moves_last_seen_forward_once,
+    bulk_upsert_mixes_new_and_known_rows_in_one_statement,
     legacy_signal_rows_fold_into_their_sighting,
     implied_signals_are_read_back_in_written_order,
 );
@@ -291,6 +292,71 @@ async fn bulk_upsert_moves_last_seen_forward_once(db: &TestDb) {
     }
     let row = store.get_sighting(new_one.id).await.unwrap().unwrap();
     assert_eq!((row.first_seen_at, row.last_seen_at), (3_000, 3_000));
+}
+
+/// New and already recorded keys interleaved in one statement: the known
+/// ones keep their rows (and their match), the new ones get fresh rows, and
+/// a key given twice gets one row, new only the first time.
+async fn bulk_upsert_mixes_new_and_known_rows_in_one_statement(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let known: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("https://files.example/k{i}"), format!("k{i}")))
+        .collect();
+    let first: Vec<(NewSighting, Option<&str>)> = known
+        .iter()
+        .map(|(u, h)| (sighting(u, h, "", 1_000), None))
+        .collect();
+    let mut tx = store.write().await.unwrap();
+    let made = tx.upsert_sightings_bulk(&first).await.unwrap();
+    tx.mark_sighting_matched(made[3].id, Some(9)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let fresh: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("https://files.example/n{i}"), format!("n{i}")))
+        .collect();
+    let batch: Vec<(NewSighting, Option<&str>)> = vec![
+        (sighting(&fresh[0].0, &fresh[0].1, "", 2_000), None),
+        (sighting(&known[1].0, &known[1].1, "", 2_000), None),
+        (sighting(&fresh[1].0, &fresh[1].1, "", 2_000), None),
+        (sighting(&known[3].0, &known[3].1, "", 2_000), None),
+        (sighting(&fresh[2].0, &fresh[2].1, "", 2_000), None),
+        (sighting(&fresh[0].0, &fresh[0].1, "", 2_100), None),
+        (sighting(&fresh[3].0, &fresh[3].1, "", 2_000), None),
+    ];
+    let mut tx = store.write().await.unwrap();
+    let got = tx.upsert_sightings_bulk(&batch).await.unwrap();
+    tx.commit().await.unwrap();
+    let is_new: Vec<bool> = got.iter().map(|u| u.is_new).collect();
+    assert_eq!(is_new, [true, false, true, false, true, false, true]);
+    assert_eq!(got[1].id, made[1].id);
+    assert_eq!(
+        (got[3].id, got[3].matched, got[3].submission_id),
+        (made[3].id, true, Some(9))
+    );
+    assert!(!got[1].matched);
+    assert_eq!(got[5].id, got[0].id);
+    let mut new_ids: Vec<i64> = [0, 2, 4, 6].iter().map(|&i| got[i].id).collect();
+    new_ids.sort_unstable();
+    new_ids.dedup();
+    assert_eq!(new_ids.len(), 4);
+    let old_max = made.iter().map(|u| u.id).max().unwrap();
+    assert!(new_ids.iter().all(|&id| id > old_max));
+    for (i, (u, h)) in fresh.iter().enumerate() {
+        let row = store
+            .get_sighting(got[[0, 2, 4, 6][i]].id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.url.as_str(), row.url_sha256.as_str()),
+            (u.as_str(), h.as_str())
+        );
+    }
+    // The known rows moved forward; the key given twice, to its latest time.
+    let row = store.get_sighting(made[1].id).await.unwrap().unwrap();
+    assert_eq!((row.first_seen_at, row.last_seen_at), (1_000, 2_000));
+    let row = store.get_sighting(got[0].id).await.unwrap().unwrap();
+    assert_eq!((row.first_seen_at, row.last_seen_at), (2_000, 2_100));
 }
 
 /// The signals of a sighting as (type, value), in the order read back.

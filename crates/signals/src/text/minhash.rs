@@ -266,6 +266,35 @@ fn count_distinct(values: &[u64]) -> usize {
     count
 }
 
+/// Bin `attempt` of empty bin `i`'s densification probe sequence.
+fn probe(i: usize, attempt: u64, bins: usize) -> usize {
+    let r = fmix64(((i as u64) << 32 | attempt) ^ 0x6a09_e667_f3bc_c909);
+    ((u128::from(r) * bins as u128) >> 64) as usize
+}
+
+/// Probe-sequence entries tabulated per bin.
+const PROBE_TABLE_ATTEMPTS: usize = 32;
+
+/// The first [`PROBE_TABLE_ATTEMPTS`] entries of every bin's probe
+/// sequence, for the default bin count (computed once; other bin counts
+/// compute every probe).
+fn probe_table(bins: usize) -> Option<&'static [u16]> {
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    let default_bins = MinHashParams::default().num_bins;
+    if bins != default_bins {
+        return None;
+    }
+    let t = TABLE.get_or_init(|| {
+        (0..default_bins)
+            .flat_map(|i| {
+                (0..PROBE_TABLE_ATTEMPTS as u64)
+                    .map(move |a| u16::try_from(probe(i, a, default_bins)).unwrap_or(u16::MAX))
+            })
+            .collect()
+    });
+    Some(t.as_slice())
+}
+
 /// Optimal densification: fill empty bins from non-empty ones.
 fn densify(mins: &mut [u64], filled: &[bool]) {
     let bins = mins.len();
@@ -279,9 +308,14 @@ fn densify(mins: &mut [u64], filled: &[bool]) {
             continue;
         }
         let mut source = None;
+        // The sequence depends on (i, attempt) only: its start is read
+        // from a table for the default bin count.
+        let table = probe_table(bins).and_then(|t| t.get(i * PROBE_TABLE_ATTEMPTS..));
         for attempt in 0..(64 * bins as u64) {
-            let r = fmix64(((i as u64) << 32 | attempt) ^ 0x6a09_e667_f3bc_c909);
-            let j = ((u128::from(r) * bins as u128) >> 64) as usize;
+            let j = match table.and_then(|t| t.get(attempt as usize)) {
+                Some(&j) if (attempt as usize) < PROBE_TABLE_ATTEMPTS => usize::from(j),
+                _ => probe(i, attempt, bins),
+            };
             if filled.get(j).copied().unwrap_or(false) {
                 source = Some(j);
                 break;
@@ -428,6 +462,20 @@ fn read_u32(b: &[u8], at: usize) -> Result<u32, SignatureParseError> {
     }
 }
 
+impl TextSignature {
+    /// The serialised form (`text_minhash:v1:<base64>`, as [`Display`]
+    /// writes it), built in one allocation of the exact size.
+    ///
+    /// [`Display`]: fmt::Display
+    pub fn to_signal_string(&self) -> String {
+        let bytes = self.to_bytes();
+        let mut out = String::with_capacity(PREFIX.len() + bytes.len().div_ceil(3) * 4);
+        out.push_str(PREFIX);
+        base64::engine::general_purpose::STANDARD.encode_string(&bytes, &mut out);
+        out
+    }
+}
+
 impl fmt::Display for TextSignature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(PREFIX)?;
@@ -478,6 +526,7 @@ mod tests {
                     Sympathisers of the team gathered early.";
         let sig = crate::text::TextHasher::default().hash(text);
         assert_eq!(sig.to_string(), PINNED_SIGNATURE);
+        assert_eq!(sig.to_signal_string(), PINNED_SIGNATURE);
     }
 
     /// The same for mixed Arabic, French, Japanese and emoji text.
@@ -486,6 +535,7 @@ mod tests {
         let text = "الطقس: أمطار غزيرة متوقعة على التلال الشمالية يوم الثلاثاء ٤٠ ملم — Météo: forte pluie prévue, 東京の天気 🌧️";
         let sig = crate::text::TextHasher::default().hash(text);
         assert_eq!(sig.to_string(), PINNED_UNICODE_SIGNATURE);
+        assert_eq!(sig.to_signal_string(), PINNED_UNICODE_SIGNATURE);
     }
     const PINNED_UNICODE_SIGNATURE: &str = concat!(
         "text_minhash:v1:AQMBAIAAEQAAAMYGJaU9eWt/W4NztccB5orGBiWlPXlrf8AlQuPeNMT0W4NztccB5ookX+mH",
@@ -537,6 +587,42 @@ mod tests {
         assert!(sig.mins.iter().all(|&m| m != u64::MAX));
         let distinct: std::collections::HashSet<_> = sig.mins.iter().collect();
         assert_eq!(distinct.len(), 3);
+    }
+
+    /// The tabulated start of the probe sequences is the sequence itself,
+    /// and densifying through it gives what probing every step gives.
+    #[test]
+    fn probe_table_matches_the_sequence() {
+        let bins = MinHashParams::default().num_bins;
+        let t = probe_table(bins).unwrap();
+        for i in 0..bins {
+            for a in 0..PROBE_TABLE_ATTEMPTS {
+                assert_eq!(
+                    usize::from(t[i * PROBE_TABLE_ATTEMPTS + a]),
+                    probe(i, a as u64, bins)
+                );
+            }
+        }
+        assert!(probe_table(bins + 1).is_none());
+        for filled_bins in [1usize, 2, 5, 40, 127] {
+            let mut mins = vec![u64::MAX; bins];
+            let mut filled = vec![false; bins];
+            for b in 0..filled_bins {
+                let at = (b * 37) % bins;
+                mins[at] = fmix64(b as u64);
+                filled[at] = true;
+            }
+            let mut expected = mins.clone();
+            for i in (0..bins).filter(|&i| !filled[i]) {
+                let j = (0..64 * bins as u64)
+                    .map(|a| probe(i, a, bins))
+                    .find(|&j| filled[j])
+                    .unwrap();
+                expected[i] = mins[j];
+            }
+            densify(&mut mins, &filled);
+            assert_eq!(mins, expected, "{filled_bins} filled bins");
+        }
     }
 
     #[test]
