@@ -22,6 +22,10 @@
 //! original) pair up to 80 bits: the distance to the true original gives
 //! recall, the rest the unrelated distribution the thresholds come from.
 
+#[path = "../robust_common.rs"]
+mod robust_common;
+use robust_common::*;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,7 +33,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use echotrace_index::{Code256, FlatIndex, Hit};
-use echotrace_signals::decode::{decode_image, DecodeLimits, DecodeOptions};
 use echotrace_signals::pdq::PdqHash;
 use echotrace_signals::robust::{
     window_variant_allowed, BankSource, QuerySource, RobustHasher, RobustOptions,
@@ -94,19 +97,6 @@ fn manifest(dir: &Path) -> anyhow::Result<Vec<Row>> {
     Ok(out)
 }
 
-fn decode(path: &Path) -> anyhow::Result<(Vec<u8>, u32, u32)> {
-    let bytes = std::fs::read(path)?;
-    let img = decode_image(&bytes, &DecodeLimits::default(), &DecodeOptions::default())?;
-    Ok((img.rgb, img.width, img.height))
-}
-
-fn parse_list(s: &str) -> Vec<f32> {
-    s.split(',')
-        .filter_map(|v| v.trim().parse::<f32>().ok())
-        .map(|v| v / 100.0)
-        .collect()
-}
-
 /// Per query: for each channel, (original → min distance) within MAX_D.
 type Dists = Vec<HashMap<usize, u32>>;
 
@@ -131,15 +121,7 @@ fn main() -> anyhow::Result<()> {
                     .collect()
             }
             // --window-crops l,t,r,b;… (per cent; "none": none).
-            "--window-crops" => {
-                opts.window_crops = args[i + 1]
-                    .split(';')
-                    .filter_map(|c| {
-                        let v = parse_list(c);
-                        (v.len() == 4).then(|| [v[0], v[1], v[2], v[3]])
-                    })
-                    .collect()
-            }
+            "--window-crops" => opts.window_crops = parse_crops(&args[i + 1]),
             "--crop-grid" => {
                 opts.query_crops = echotrace_signals::robust::crop_grid(&parse_list(&args[i + 1]))
             }

@@ -9,6 +9,9 @@
 //! cargo run --release -p echotrace-bench --bin robust_cost -- [--bank 10000] [--reps 5] [--window-crops 3,3,3,3;2,0,0,0]
 //! ```
 
+#[path = "../robust_common.rs"]
+mod robust_common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -85,17 +88,7 @@ fn main() -> anyhow::Result<()> {
         .position(|a| a == "--window-crops")
         .and_then(|i| args.get(i + 1))
     {
-        ropts.window_crops = v
-            .split(';')
-            .filter_map(|c| {
-                let f: Vec<f32> = c
-                    .split(',')
-                    .filter_map(|x| x.trim().parse::<f32>().ok())
-                    .map(|x| x / 100.0)
-                    .collect();
-                (f.len() == 4).then(|| [f[0], f[1], f[2], f[3]])
-            })
-            .collect();
+        ropts.window_crops = robust_common::parse_crops(v);
     }
     let mut h = ContentHasher::new();
     let mut hits: Vec<Hit> = Vec::new();

@@ -25,39 +25,19 @@
 //! `--query-crops` and `--window-crops` replace the defaults, as in the
 //! `robust` harness.
 
+#[path = "../robust_common.rs"]
+mod robust_common;
+use robust_common::*;
+
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use echotrace_engine::robust::window_threshold;
-use echotrace_signals::decode::{decode_image, DecodeLimits, DecodeOptions};
 use echotrace_signals::robust::{
     window_variant_allowed, BankSource, QuerySource, Rect, RobustHasher, RobustOptions,
     WindowHasher, WorkImage, VARIANT_NAMES,
 };
-
-fn decode(path: &Path) -> anyhow::Result<(Vec<u8>, u32, u32)> {
-    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
-    let img = decode_image(&bytes, &DecodeLimits::default(), &DecodeOptions::default())?;
-    Ok((img.rgb, img.width, img.height))
-}
-
-fn parse_list(s: &str) -> Vec<f32> {
-    s.split(',')
-        .filter_map(|v| v.trim().parse::<f32>().ok())
-        .map(|v| v / 100.0)
-        .collect()
-}
-
-/// `l,t,r,b;l,t,r,b;…` in per cent.
-fn parse_crops(s: &str) -> Vec<[f32; 4]> {
-    s.split(';')
-        .filter_map(|c| {
-            let v = parse_list(c);
-            (v.len() == 4).then(|| [v[0], v[1], v[2], v[3]])
-        })
-        .collect()
-}
 
 struct Best {
     /// distance − threshold (≤ 0: found).

@@ -15,12 +15,15 @@
 //! cargo run --release -p echotrace-bench --bin robust_detect -- /tmp/robust [--every 4] [--classes pad10_blur,pad20_blur]
 //! ```
 
+#[path = "../robust_common.rs"]
+mod robust_common;
+use robust_common::*;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use echotrace_engine::robust::{window_threshold, WINDOW_THRESHOLD};
-use echotrace_signals::decode::{decode_image, DecodeLimits, DecodeOptions};
 use echotrace_signals::pdq::{PdqHash, PdqHasher};
 use echotrace_signals::robust::{
     detect_borders, detector_rects, window_variant_allowed, BankHash, Detector, Rect, RobustHasher,
@@ -28,12 +31,6 @@ use echotrace_signals::robust::{
 };
 
 const BORDER_THRESHOLD: u32 = 36;
-
-fn decode(path: &Path) -> anyhow::Result<(Vec<u8>, u32, u32)> {
-    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
-    let img = decode_image(&bytes, &DecodeLimits::default(), &DecodeOptions::default())?;
-    Ok((img.rgb, img.width, img.height))
-}
 
 /// The content rectangle the generator pasted the original at, for the
 /// classes whose arithmetic is fixed (bench/robust/generate.py).

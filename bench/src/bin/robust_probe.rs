@@ -12,10 +12,13 @@
 //! per cent) and quality, the distance, the needle's median distance to
 //! all windows and the margin — what a false match shares.
 
+#[path = "../robust_common.rs"]
+mod robust_common;
+use robust_common::*;
+
 use std::path::Path;
 
 use anyhow::Context;
-use echotrace_signals::decode::{decode_image, DecodeLimits, DecodeOptions};
 use echotrace_signals::robust::{BankSource, RobustHasher, RobustOptions, VARIANT_NAMES};
 
 /// The closest window to `needle` (distance, index) and the median
@@ -34,12 +37,6 @@ fn localise(needle: &[u64; 4], windows: &[[u64; 4]]) -> Option<(u32, usize, u32)
     let (k, best) = d.iter().copied().enumerate().min_by_key(|(_, v)| *v)?;
     d.sort_unstable();
     Some((best, k, d[d.len() / 2]))
-}
-
-fn decode(path: &Path) -> anyhow::Result<(Vec<u8>, u32, u32)> {
-    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
-    let img = decode_image(&bytes, &DecodeLimits::default(), &DecodeOptions::default())?;
-    Ok((img.rgb, img.width, img.height))
 }
 
 fn main() -> anyhow::Result<()> {
