@@ -504,39 +504,29 @@ impl RobustHasher {
         opts: &RobustOptions,
     ) -> Result<Vec<BankHash>, PdqError> {
         let work = WorkImage::from_rgb8(rgb, width, height, opts.work_side)?;
-        let mut out = Vec::new();
-        for f in crop_grid(&opts.bank_grid) {
-            let r = work.window(f[0], f[1], f[2], f[3]);
+        // (rectangle, sides removed, channel) of every derived hash.
+        let grid = crop_grid(&opts.bank_grid)
+            .into_iter()
+            .map(|f| (f, BankSource::Window));
+        let parts = opts.parts.iter().map(|&p| (p, BankSource::Part));
+        let mut cuts: Vec<(Rect, [f32; 4], BankSource)> = grid
+            .chain(parts)
+            .map(|(f, source)| (work.window(f[0], f[1], f[2], f[3]), f, source))
+            .collect();
+        cuts.extend(
+            detect_borders(&work, &opts.borders)
+                .into_iter()
+                .map(|b| (b.rect, b.rect.fractions(width, height), BankSource::Region)),
+        );
+        let mut out = Vec::with_capacity(cuts.len());
+        for (r, f, source) in cuts {
             let d = self.windows.hash(&work, r)?;
             if d.quality >= opts.min_quality {
                 out.push(BankHash {
                     hash: d.hashes.orig,
                     quality: d.quality,
-                    source: BankSource::Window,
+                    source,
                     removed: to_halfpercent(f),
-                });
-            }
-        }
-        for p in &opts.parts {
-            let r = work.window(p[0], p[1], p[2], p[3]);
-            let d = self.windows.hash(&work, r)?;
-            if d.quality >= opts.min_quality {
-                out.push(BankHash {
-                    hash: d.hashes.orig,
-                    quality: d.quality,
-                    source: BankSource::Part,
-                    removed: to_halfpercent(*p),
-                });
-            }
-        }
-        for b in detect_borders(&work, &opts.borders) {
-            let d = self.windows.hash(&work, b.rect)?;
-            if d.quality >= opts.min_quality {
-                out.push(BankHash {
-                    hash: d.hashes.orig,
-                    quality: d.quality,
-                    source: BankSource::Region,
-                    removed: to_halfpercent(b.rect.fractions(width, height)),
                 });
             }
         }
