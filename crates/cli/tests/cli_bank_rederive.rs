@@ -8,76 +8,23 @@
 //! unset, unless `ECHOTRACE_SKIP_PG=1`).
 
 mod common;
+#[path = "../../server/tests/robust_images/mod.rs"]
+mod robust_images;
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
-use image::{Rgb, RgbImage};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
 use common::Server;
+use robust_images::{fixtures, jpeg, photo, png, stamp};
 
 both_backends!(rederive_through_the_cli);
-
-fn fixtures() -> PathBuf {
-    let p = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures"
-    ));
-    assert!(
-        p.is_dir(),
-        "{} is missing: the rederive CLI test needs ../shared/fixtures",
-        p.display()
-    );
-    p
-}
-
-fn photo() -> RgbImage {
-    let bytes = std::fs::read(fixtures().join("pdq/images/bridge-mods/aaa-orig.jpg")).unwrap();
-    let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
-    image::imageops::resize(&img, 480, 300, image::imageops::FilterType::Triangle)
-}
-
-fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
-}
-
-fn jpeg(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-        .encode_image(img)
-        .unwrap();
-    out
-}
-
-/// A round sticker (white disc, red ring and square) over one corner: the
-/// whole picture no longer matches, its parts still do.
-fn stamp(img: &RgbImage, x: u32, y: u32, s: u32) -> RgbImage {
-    let mut out = img.clone();
-    let (c, r) = (s as f32 / 2.0, s as f32 / 2.0);
-    for (dx, dy) in (0..s * s).map(|k| (k % s, k / s)) {
-        let d = ((dx as f32 + 0.5 - c).powi(2) + (dy as f32 + 0.5 - c).powi(2)).sqrt();
-        let square = (s / 4..3 * s / 4).contains(&dx) && (s / 3..2 * s / 3).contains(&dy);
-        let colour = if d > r {
-            continue;
-        } else if d > r * 0.85 || square {
-            [200, 0, 0]
-        } else {
-            [255, 255, 255]
-        };
-        out.put_pixel(x + dx, y + dy, Rgb(colour));
-    }
-    out
-}
 
 fn echotrace(args: &[&str]) -> std::process::Output {
     common::run(args, Duration::from_secs(120))

@@ -8,14 +8,15 @@
 //! videos are short clips cut from the vPDQ fixtures with ffmpeg.
 
 mod common;
+mod robust_images;
 
-use std::path::PathBuf;
 
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
 use image::{Rgb, RgbImage};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
+use robust_images::{fixtures, jpeg, photo, png, stamp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -29,16 +30,6 @@ both_backends!(
     rederive_over_http,
     video_borders_over_http
 );
-
-fn fixtures() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    assert!(
-        p.is_dir(),
-        "{} is missing: the robust-matching tests need ../shared/fixtures",
-        p.display()
-    );
-    p
-}
 
 use common::Server as Service;
 
@@ -110,19 +101,6 @@ impl Service {
         out.sort();
         out
     }
-}
-
-fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
-}
-
-fn photo() -> RgbImage {
-    let bytes = std::fs::read(fixtures().join("pdq/images/bridge-mods/aaa-orig.jpg")).unwrap();
-    let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
-    image::imageops::resize(&img, 480, 300, image::imageops::FilterType::Triangle)
 }
 
 fn pad(img: &RgbImage, px: u32, py: u32, colour: [u8; 3]) -> RgbImage {
@@ -542,14 +520,6 @@ fn meme(img: &RgbImage, bar: u32, text: &str) -> RgbImage {
     out
 }
 
-fn jpeg(img: &RgbImage) -> Vec<u8> {
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
-        .encode_image(img)
-        .unwrap();
-    out
-}
-
 async fn meme_captions_over_http(db: &TestDb) {
     let s = start(db).await;
     s.ok(Method::POST, "/v1/banks", Some(json!({"name": "hashes"})))
@@ -640,26 +610,6 @@ fn overlay_text(img: &RgbImage, text: &str, x0: u32, y0: u32, cell: u32) -> RgbI
                 }
             }
         }
-    }
-    out
-}
-
-/// A logo stamp `s` pixels wide at `(x, y)`: a white disc with a red ring
-/// and a red square inside (bench/robust `logo`).
-fn stamp(img: &RgbImage, x: u32, y: u32, s: u32) -> RgbImage {
-    let mut out = img.clone();
-    let (c, r) = (s as f32 / 2.0, s as f32 / 2.0);
-    for (dx, dy) in (0..s * s).map(|k| (k % s, k / s)) {
-        let d = ((dx as f32 + 0.5 - c).powi(2) + (dy as f32 + 0.5 - c).powi(2)).sqrt();
-        let square = (s / 4..3 * s / 4).contains(&dx) && (s / 3..2 * s / 3).contains(&dy);
-        let colour = if d > r {
-            continue;
-        } else if d > r * 0.85 || square {
-            [200, 0, 0]
-        } else {
-            [255, 255, 255]
-        };
-        out.put_pixel(x + dx, y + dy, Rgb(colour));
     }
     out
 }
