@@ -8,6 +8,8 @@
 //! unset, unless `ECHOTRACE_SKIP_PG=1`).
 
 mod common;
+#[path = "../../server/tests/console/mod.rs"]
+mod console;
 #[path = "../../server/tests/robust_images/mod.rs"]
 mod robust_images;
 
@@ -22,6 +24,7 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
 use common::Server;
+use console::{console_login, csrf_of};
 use robust_images::{fixtures, jpeg, photo, png, stamp};
 
 both_backends!(rederive_through_the_cli);
@@ -45,45 +48,6 @@ fn create_admin(db: &str, name: &str, password: &str) {
         .write_all(format!("{password}\n").as_bytes())
         .unwrap();
     assert!(child.wait().unwrap().success(), "users create");
-}
-
-fn cookie_of(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.strip_prefix(&format!("{name}="))
-                .map(|s| s.split(';').next().unwrap_or_default().to_string())
-        })
-}
-
-/// Log in to the console; the `cookie` header value.
-async fn console_login(http: &Client, base: &str, user: &str, password: &str) -> String {
-    let r = http.get(format!("{base}/ui/login")).send().await.unwrap();
-    let pre = cookie_of(&r, "et_login").expect("et_login cookie");
-    let r = http
-        .post(format!("{base}/ui/login"))
-        .header("cookie", format!("et_login={pre}"))
-        .form(&[
-            ("csrf", pre.as_str()),
-            ("username", user),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login");
-    format!(
-        "et_session={}",
-        cookie_of(&r, "et_session").expect("session cookie")
-    )
-}
-
-fn csrf_of(html: &str) -> String {
-    let field = "name=\"csrf\" value=\"";
-    let i = html.find(field).expect("csrf field") + field.len();
-    html[i..].split('"').next().unwrap_or_default().to_string()
 }
 
 impl Server {

@@ -10,7 +10,6 @@
 mod common;
 mod robust_images;
 
-
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
 use image::{Rgb, RgbImage};

@@ -225,48 +225,7 @@ impl Server {
     }
 }
 
-/// The CSRF token of a console page's form.
-pub fn csrf_of(html: &str) -> String {
-    let i =
-        html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
-    html[i..].split('"').next().unwrap().to_string()
-}
-
-/// Log in to the console; returns the `cookie` header value.
-pub async fn console_login(http: &Client, base: &str, user: &str, password: &str) -> String {
-    let r = http.get(format!("{base}/ui/login")).send().await.unwrap();
-    let pre = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.strip_prefix("et_login=")
-                .map(|s| s.split(';').next().unwrap().to_string())
-        })
-        .expect("et_login cookie");
-    let body = format!(
-        "csrf={pre}&username={user}&password={}",
-        password.replace(' ', "+")
-    );
-    let r = http
-        .post(format!("{base}/ui/login"))
-        .header("cookie", format!("et_login={pre}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login");
-    let session = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.strip_prefix("et_session=")
-                .map(|s| s.split(';').next().unwrap().to_string())
-        })
-        .expect("session cookie");
-    format!("et_session={session}")
-}
+#[path = "../console/mod.rs"]
+mod console;
+#[allow(unused_imports)] // not every test file logs in
+pub use console::{console_login, csrf_of};

@@ -1,0 +1,46 @@
+//! Console login for HTTP tests, shared by `crates/server/tests/common`
+//! and (through `#[path]`) the CLI's process tests.
+#![allow(dead_code)] // each test file uses a subset
+
+use reqwest::{Client, Response, StatusCode};
+
+/// The value of cookie `name` set by `r`.
+pub fn cookie_of(r: &Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.strip_prefix(&format!("{name}="))
+                .map(|s| s.split(';').next().unwrap_or_default().to_string())
+        })
+}
+
+/// The CSRF token of a console page's form.
+pub fn csrf_of(html: &str) -> String {
+    let field = "name=\"csrf\" value=\"";
+    let i = html.find(field).expect("csrf field") + field.len();
+    html[i..].split('"').next().unwrap_or_default().to_string()
+}
+
+/// Log in to the console; returns the `cookie` header value.
+pub async fn console_login(http: &Client, base: &str, user: &str, password: &str) -> String {
+    let r = http.get(format!("{base}/ui/login")).send().await.unwrap();
+    let pre = cookie_of(&r, "et_login").expect("et_login cookie");
+    let r = http
+        .post(format!("{base}/ui/login"))
+        .header("cookie", format!("et_login={pre}"))
+        .form(&[
+            ("csrf", pre.as_str()),
+            ("username", user),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "login");
+    format!(
+        "et_session={}",
+        cookie_of(&r, "et_session").expect("session cookie")
+    )
+}
