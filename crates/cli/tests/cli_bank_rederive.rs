@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
 use reqwest::multipart::{Form, Part};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Client, Method};
 use serde_json::{json, Value};
 
 use common::Server;
-use console::{console_login, csrf_of};
+use console::{console_add_content, console_login};
 use robust_images::{fixtures, jpeg, photo, png, stamp};
 
 both_backends!(rederive_through_the_cli);
@@ -106,28 +106,16 @@ async fn rederive_through_the_cli(db: &TestDb) {
         .build()
         .unwrap();
     let cookie = console_login(&console, &s.base, "ada", "a long enough password").await;
-    let bank_page = format!("{}/ui/banks/{}", s.base, bank["id"]);
-    let page = console
-        .get(&bank_page)
-        .header("cookie", cookie.clone())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let original = photo();
-    let form = Form::new()
-        .text("csrf", csrf_of(&page))
-        .part("file", Part::bytes(png(&original)).file_name("o.png"));
-    let r = console
-        .post(format!("{bank_page}/content"))
-        .header("cookie", cookie)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "console upload");
+    console_add_content(
+        &console,
+        &s.base,
+        &cookie,
+        bank["id"].as_i64().unwrap_or_else(|| panic!("{bank}")),
+        "o.png",
+        png(&original),
+    )
+    .await;
     // A second file through /v1: hashed, its bytes dropped.
     let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
     let api_item = s.upload("/v1/banks/files/content", &other).await;

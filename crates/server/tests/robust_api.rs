@@ -949,28 +949,16 @@ async fn rederive_over_http(db: &TestDb) {
         .build()
         .unwrap();
     let cookie = common::console_login(&console, &s.base, "ada", "a long enough password").await;
-    let bank_page = format!("{}/ui/banks/{}", s.base, bank["id"]);
-    let page = console
-        .get(&bank_page)
-        .header("cookie", cookie.clone())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let original = photo();
-    let form = Form::new()
-        .text("csrf", common::csrf_of(&page))
-        .part("file", Part::bytes(png(&original)).file_name("o.png"));
-    let r = console
-        .post(format!("{bank_page}/content"))
-        .header("cookie", cookie.clone())
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    common::console_add_content(
+        &console,
+        &s.base,
+        &cookie,
+        bank["id"].as_i64().unwrap_or_else(|| panic!("{bank}")),
+        "o.png",
+        png(&original),
+    )
+    .await;
     let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
     let api_item = s.upload("/v1/banks/files/content", &other).await;
     let list = s.ok(Method::GET, "/v1/banks/files/content", None).await;

@@ -2,6 +2,7 @@
 //! and (through `#[path]`) the CLI's process tests.
 #![allow(dead_code)] // each test file uses a subset
 
+use reqwest::multipart::{Form, Part};
 use reqwest::{Client, Response, StatusCode};
 
 /// The value of cookie `name` set by `r`.
@@ -43,4 +44,37 @@ pub async fn console_login(http: &Client, base: &str, user: &str, password: &str
         "et_session={}",
         cookie_of(&r, "et_session").expect("session cookie")
     )
+}
+
+/// Adds a file to bank `bank_id` through the console's upload form, as a
+/// logged-in reviewer does (the bank page's CSRF token, then the form).
+pub async fn console_add_content(
+    http: &Client,
+    base: &str,
+    cookie: &str,
+    bank_id: i64,
+    file_name: &str,
+    bytes: Vec<u8>,
+) {
+    let bank_page = format!("{base}/ui/banks/{bank_id}");
+    let page = http
+        .get(&bank_page)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let form = Form::new()
+        .text("csrf", csrf_of(&page))
+        .part("file", Part::bytes(bytes).file_name(file_name.to_string()));
+    let r = http
+        .post(format!("{bank_page}/content"))
+        .header("cookie", cookie)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "console upload");
 }
