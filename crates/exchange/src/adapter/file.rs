@@ -423,10 +423,12 @@ struct JsonLine {
 }
 
 /// One parsed line: (type, value, labels, upstream id, deleted).
-type ParsedLine = (SignalType, String, Vec<String>, String, bool);
+pub type ParsedLine = (SignalType, String, Vec<String>, String, bool);
 
 /// Parse one line; `Ok(None)` for blank lines, comments and a CSV header.
-fn parse_line(
+/// The value is checked afterwards, by [`super::record`]. Public for the
+/// fuzz target `exchange_wire`.
+pub fn parse_line(
     text: &str,
     format: FileFormat,
     default_type: Option<SignalType>,

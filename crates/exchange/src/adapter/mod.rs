@@ -286,6 +286,34 @@ impl Page {
     }
 }
 
+/// One response page parsed without I/O (each adapter's `parse_*_page`,
+/// public so the fuzz targets reach the wire parsers): its records and
+/// skips, the `next` link as given (the caller checks where it points), and
+/// the adapter's own cursor.
+pub struct Parsed<C> {
+    pub page: Page,
+    pub next: Option<String>,
+    pub cursor: C,
+}
+
+/// An upstream id as text: a string as is, a number as written, else empty.
+pub(crate) fn id_string(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The `id` of a record that did not parse, for its skip reason (empty when
+/// it has none).
+pub(crate) fn raw_id(raw: &serde_json::value::RawValue) -> String {
+    serde_json::from_str::<serde_json::Value>(raw.get())
+        .ok()
+        .and_then(|v| v.get("id").map(id_string))
+        .unwrap_or_default()
+}
+
 /// An upstream time: seconds (integer or fractional) or an RFC 3339 string,
 /// as milliseconds.
 pub(crate) fn time_ms(v: &serde_json::Value) -> Option<i64> {
@@ -320,6 +348,9 @@ pub(crate) fn rfc3339_ms(s: &str) -> Option<i64> {
         let mut hm = off.get(1..)?.split(':');
         let oh: i64 = hm.next()?.parse().ok()?;
         let om: i64 = hm.next().unwrap_or("0").parse().ok()?;
+        if !(0..=23).contains(&oh) || !(0..=59).contains(&om) {
+            return None;
+        }
         (t, sign * (oh * 3600 + om * 60) * 1000)
     } else {
         (rest, 0)
@@ -328,7 +359,16 @@ pub(crate) fn rfc3339_ms(s: &str) -> Option<i64> {
     let hh: i64 = t.next()?.parse().ok()?;
     let mm: i64 = t.next()?.parse().ok()?;
     let secs: f64 = t.next().unwrap_or("0").parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 {
+    // Bounded fields keep the arithmetic below in range whatever an
+    // upstream sends (a year of 19 digits, an offset of 10^15 hours, `inf`
+    // or `NaN` seconds).
+    if !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || !(0..=23).contains(&hh)
+        || !(0..=59).contains(&mm)
+        || !(0.0..61.0).contains(&secs)
+    {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
@@ -350,6 +390,23 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        // Out-of-range fields are refused, not overflowed.
+        for hostile in [
+            "9223372036854775807-01-01T00:00:00Z",
+            "2024-01-01T00:00:00+9223372036854775807:00",
+            "2024-01-01T00:00:00-00:9223372036854775807",
+            "2024-01-01T00:00:inf",
+            "2024-01-01T00:00:NaN",
+            "2024-01-01T00:00:1e300Z",
+            "2024-01-01T-1:00:00Z",
+            "10000-01-01T00:00:00Z",
+        ] {
+            assert_eq!(rfc3339_ms(hostile), None, "{hostile}");
+        }
+        assert_eq!(
+            rfc3339_ms("9999-12-31T23:59:60.5Z"),
+            Some(253_402_300_800_500)
+        );
         assert_eq!(rfc3339_ms("2024-01-01T00:00:00Z"), Some(1_704_067_200_000));
         assert_eq!(
             rfc3339_ms("2024-01-01T01:00:00+01:00"),

@@ -26,7 +26,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{record, Adapter, ApiInfo, FetchError, FieldSpec, Page};
+use super::{id_string, record, Adapter, ApiInfo, FetchError, FieldSpec, Page, Parsed};
 use crate::net::{Body, Http, NetError};
 
 pub const API: &str = "echotrace";
@@ -165,6 +165,54 @@ struct FeedRecord {
     updated_at: Option<i64>,
 }
 
+/// One feed page of a publishing echotrace parsed without I/O: its records
+/// and skips, caught up when it holds fewer than `page_size` records (and
+/// then the publisher's checksum of its live set, when it is for this
+/// cursor), and `next_cursor` as the cursor. Public for the fuzz targets.
+pub fn parse_feed_page(body: &[u8], page_size: u32) -> Result<Parsed<String>, FetchError> {
+    let feed: FeedPage = serde_json::from_slice(body)
+        .map_err(|e| FetchError::Malformed(format!("feed page: {e}")))?;
+    let mut page = Page::default();
+    let mut last_time = None;
+    for raw in &feed.records {
+        let r: FeedRecord = match serde_json::from_str(raw.get()) {
+            Ok(r) => r,
+            Err(e) => {
+                page.skip_malformed("feed record", &e.to_string());
+                continue;
+            }
+        };
+        let id = id_string(&r.seq);
+        let Some(st) = super::file::signal_type_of(&r.signal_type) else {
+            page.unsupported += 1;
+            continue;
+        };
+        last_time = r.updated_at.or(last_time);
+        match record(
+            st,
+            &r.value,
+            id.clone(),
+            RecordLabels::from_flat(&r.labels),
+            Vec::new(),
+            (None, r.updated_at),
+            r.deleted,
+        ) {
+            Ok(rec) => page.records.push(rec),
+            Err(why) => page.skip_malformed(&format!("seq {id}"), &why),
+        }
+    }
+    page.caught_up = feed.records.len() < page_size as usize;
+    page.upstream_at = last_time;
+    if page.caught_up && feed.checksum_cursor.as_deref() == Some(feed.next_cursor.as_str()) {
+        page.upstream_checksum = feed.checksum;
+    }
+    Ok(Parsed {
+        page,
+        next: None,
+        cursor: feed.next_cursor,
+    })
+}
+
 pub struct PeerAdapter {
     config: PeerConfig,
     credentials: PeerCredentials,
@@ -247,55 +295,17 @@ impl Adapter for PeerAdapter {
                     return Err(e.into());
                 }
             };
-            let feed: FeedPage = serde_json::from_slice(&resp.body)
-                .map_err(|e| FetchError::Malformed(format!("feed page: {e}")))?;
-            let mut page = Page {
-                restart: cp.is_none(),
-                ..Page::default()
-            };
-            let mut last_time = None;
-            for raw in &feed.records {
-                let r: FeedRecord = match serde_json::from_str(raw.get()) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        page.skip_malformed("feed record", &e.to_string());
-                        continue;
-                    }
-                };
-                let id = match &r.seq {
-                    serde_json::Value::Number(n) => n.to_string(),
-                    serde_json::Value::String(s) => s.clone(),
-                    _ => String::new(),
-                };
-                let Some(st) = super::file::signal_type_of(&r.signal_type) else {
-                    page.unsupported += 1;
-                    continue;
-                };
-                last_time = r.updated_at.or(last_time);
-                match record(
-                    st,
-                    &r.value,
-                    id.clone(),
-                    RecordLabels::from_flat(&r.labels),
-                    Vec::new(),
-                    (None, r.updated_at),
-                    r.deleted,
-                ) {
-                    Ok(rec) => page.records.push(rec),
-                    Err(why) => page.skip_malformed(&format!("seq {id}"), &why),
-                }
-            }
-            page.caught_up = (feed.records.len() as u32) < self.config.page_size;
+            let Parsed {
+                mut page,
+                cursor: next_cursor,
+                ..
+            } = parse_feed_page(&resp.body, self.config.page_size)?;
+            page.restart = cp.is_none();
             self.caught_up = page.caught_up;
-            page.upstream_at = last_time;
-            if page.caught_up && feed.checksum_cursor.as_deref() == Some(feed.next_cursor.as_str())
-            {
-                page.upstream_checksum = feed.checksum;
-            }
             page.checkpoint = Some(
                 serde_json::to_string(&PeerCheckpoint {
                     v: 1,
-                    cursor: feed.next_cursor,
+                    cursor: next_cursor,
                 })
                 .map_err(|e| FetchError::Io(e.to_string()))?,
             );

@@ -35,7 +35,9 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{record, time_ms, Adapter, ApiInfo, FetchError, FieldSpec, Page};
+use super::{
+    id_string, raw_id, record, time_ms, Adapter, ApiInfo, FetchError, FieldSpec, Page, Parsed,
+};
 use crate::net::{Body, Http, NetError};
 
 pub const API: &str = "tat";
@@ -242,12 +244,119 @@ struct Category {
     name: String,
 }
 
-fn id_string(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => String::new(),
+/// One hash-list page (`api/hash-list/v2/all`) parsed without I/O: its
+/// records and skips, `next` as given, and the page's non-empty
+/// `checkpoint` as the cursor. Public for the fuzz targets.
+pub fn parse_hash_page(body: &[u8]) -> Result<Parsed<Option<String>>, FetchError> {
+    let resp: TatPage = serde_json::from_slice(body).map_err(|e| {
+        FetchError::Malformed(format!("hash list page is not the expected JSON: {e}"))
+    })?;
+    let mut page = Page::default();
+    for raw in &resp.results {
+        let entry: TatEntry = match serde_json::from_str(raw.get()) {
+            Ok(e) => e,
+            Err(e) => {
+                page.skip_malformed(&format!("id {}", raw_id(raw)), &e.to_string());
+                continue;
+            }
+        };
+        let id = id_string(&entry.id);
+        let st = match entry.algorithm.to_ascii_uppercase().as_str() {
+            "PDQ" => SignalType::Pdq,
+            "MD5" => SignalType::Md5,
+            "SHA256" => SignalType::Sha256,
+            _ => {
+                page.unsupported += 1;
+                continue;
+            }
+        };
+        let labels = RecordLabels {
+            ideology: entry
+                .ideology
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect(),
+            content_type: entry
+                .file_type
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect(),
+            ..RecordLabels::default()
+        };
+        match record(
+            st,
+            &entry.hash_digest,
+            id.clone(),
+            labels,
+            Vec::new(),
+            (time_ms(&entry.created_on), time_ms(&entry.updated_on)),
+            entry.deleted,
+        ) {
+            Ok(r) => page.records.push(r),
+            Err(why) => page.skip_malformed(&format!("id {id}"), &why),
+        }
     }
+    Ok(Parsed {
+        page,
+        next: resp.next.filter(|n| !n.is_empty()),
+        cursor: resp.checkpoint.filter(|c| !c.is_empty()),
+    })
+}
+
+/// One URL-list page (`integrations/api/jigsaw/urls/`) parsed without I/O:
+/// its records and skips, and `next` as given. Public for the fuzz targets.
+pub fn parse_url_page(body: &[u8]) -> Result<Parsed<()>, FetchError> {
+    #[derive(Deserialize)]
+    struct UrlPage {
+        #[serde(default)]
+        next: Option<String>,
+        results: Vec<Box<RawValue>>,
+    }
+    let resp: UrlPage = serde_json::from_slice(body).map_err(|e| {
+        FetchError::Malformed(format!("URL list page is not the expected JSON: {e}"))
+    })?;
+    let mut page = Page::default();
+    for raw in &resp.results {
+        let item: TatUrl = match serde_json::from_str(raw.get()) {
+            Ok(e) => e,
+            Err(e) => {
+                page.skip_malformed("url item", &e.to_string());
+                continue;
+            }
+        };
+        let id = id_string(&item.id);
+        let labels = RecordLabels {
+            entity: item
+                .terrorist_group
+                .and_then(|g| g.name)
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect(),
+            tags: item
+                .url_status
+                .map(|s| format!("url_status:{s}"))
+                .into_iter()
+                .collect(),
+            ..RecordLabels::default()
+        };
+        match record(
+            SignalType::Url,
+            &item.url,
+            id.clone(),
+            labels,
+            Vec::new(),
+            (time_ms(&item.created_on), None),
+            false,
+        ) {
+            Ok(r) => page.records.push(r),
+            Err(why) => page.skip_malformed(&format!("id {id}"), &why),
+        }
+    }
+    Ok(Parsed {
+        page,
+        next: resp.next.filter(|n| !n.is_empty()),
+        cursor: (),
+    })
 }
 
 pub struct TatAdapter {
@@ -386,69 +495,18 @@ impl TatAdapter {
             }
         };
         let body = self.get(&url).await?;
-        let resp: TatPage = serde_json::from_slice(&body).map_err(|e| {
-            FetchError::Malformed(format!("hash list page is not the expected JSON: {e}"))
-        })?;
-        let mut page = Page {
-            restart: cp.after.is_none() && !url.contains("offset="),
-            ..Page::default()
-        };
-        for raw in &resp.results {
-            let entry: TatEntry = match serde_json::from_str(raw.get()) {
-                Ok(e) => e,
-                Err(e) => {
-                    let id = serde_json::from_str::<serde_json::Value>(raw.get())
-                        .ok()
-                        .and_then(|v| v.get("id").map(id_string))
-                        .unwrap_or_default();
-                    page.skip_malformed(&format!("id {id}"), &e.to_string());
-                    continue;
-                }
-            };
-            let id = id_string(&entry.id);
-            let st = match entry.algorithm.to_ascii_uppercase().as_str() {
-                "PDQ" => SignalType::Pdq,
-                "MD5" => SignalType::Md5,
-                "SHA256" => SignalType::Sha256,
-                _ => {
-                    page.unsupported += 1;
-                    continue;
-                }
-            };
-            let labels = RecordLabels {
-                ideology: entry
-                    .ideology
-                    .into_iter()
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                content_type: entry
-                    .file_type
-                    .into_iter()
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                ..RecordLabels::default()
-            };
-            match record(
-                st,
-                &entry.hash_digest,
-                id.clone(),
-                labels,
-                Vec::new(),
-                (time_ms(&entry.created_on), time_ms(&entry.updated_on)),
-                entry.deleted,
-            ) {
-                Ok(r) => page.records.push(r),
-                Err(why) => page.skip_malformed(&format!("id {id}"), &why),
-            }
-        }
-        let after = match resp.checkpoint.filter(|c| !c.is_empty()) {
-            Some(c) => Some(c),
-            None => cp.after,
-        };
+        let Parsed {
+            mut page,
+            next,
+            cursor,
+        } = parse_hash_page(&body)?;
+        page.restart = cp.after.is_none() && !url.contains("offset=");
+        let after = cursor.or(cp.after);
         page.upstream_at = after
             .as_deref()
             .and_then(|c| c.split(',').next())
             .and_then(|t| t.trim().parse::<f64>().ok())
+            .filter(|secs| secs.is_finite())
             .map(|secs| (secs * 1000.0) as i64);
         page.checkpoint = Some(
             serde_json::to_string(&TatCheckpoint {
@@ -458,7 +516,7 @@ impl TatAdapter {
             })
             .map_err(|e| FetchError::Io(e.to_string()))?,
         );
-        match resp.next.filter(|n| !n.is_empty()) {
+        match next {
             Some(n) => self.next = Some(self.follow(&n)?),
             None => page.caught_up = true,
         }
@@ -474,56 +532,8 @@ impl TatAdapter {
             ),
         };
         let body = self.get(&url).await?;
-        #[derive(Deserialize)]
-        struct UrlPage {
-            #[serde(default)]
-            next: Option<String>,
-            results: Vec<Box<RawValue>>,
-        }
-        let resp: UrlPage = serde_json::from_slice(&body).map_err(|e| {
-            FetchError::Malformed(format!("URL list page is not the expected JSON: {e}"))
-        })?;
-        let mut page = Page {
-            restart,
-            ..Page::default()
-        };
-        for raw in &resp.results {
-            let item: TatUrl = match serde_json::from_str(raw.get()) {
-                Ok(e) => e,
-                Err(e) => {
-                    page.skip_malformed("url item", &e.to_string());
-                    continue;
-                }
-            };
-            let id = id_string(&item.id);
-            let labels = RecordLabels {
-                entity: item
-                    .terrorist_group
-                    .and_then(|g| g.name)
-                    .into_iter()
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-                tags: item
-                    .url_status
-                    .map(|s| format!("url_status:{s}"))
-                    .into_iter()
-                    .collect(),
-                ..RecordLabels::default()
-            };
-            match record(
-                SignalType::Url,
-                &item.url,
-                id.clone(),
-                labels,
-                Vec::new(),
-                (time_ms(&item.created_on), None),
-                false,
-            ) {
-                Ok(r) => page.records.push(r),
-                Err(why) => page.skip_malformed(&format!("id {id}"), &why),
-            }
-        }
-        let next = resp.next.filter(|n| !n.is_empty());
+        let Parsed { mut page, next, .. } = parse_url_page(&body)?;
+        page.restart = restart;
         page.caught_up = next.is_none();
         page.checkpoint = Some(
             serde_json::to_string(&TatCheckpoint {

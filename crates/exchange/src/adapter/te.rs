@@ -33,7 +33,9 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{record, time_ms, Adapter, ApiInfo, FetchError, FieldSpec, Page};
+use super::{
+    id_string, raw_id, record, time_ms, Adapter, ApiInfo, FetchError, FieldSpec, Page, Parsed,
+};
 use crate::net::{Body, Http, NetError};
 
 pub const API: &str = "fb_threatexchange";
@@ -231,14 +233,6 @@ struct Reaction {
     value: String,
 }
 
-fn id_string(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => String::new(),
-    }
-}
-
 /// ThreatExchange type → (echotrace type, value). TEXT_STRING is signed.
 fn convert(kind: &str, indicator: &str) -> Option<(SignalType, String)> {
     match kind {
@@ -314,6 +308,66 @@ fn opinions_of(descriptors: &[Descriptor], my_app: &str) -> (Vec<Opinion>, Vec<S
     tags_all.sort();
     tags_all.dedup();
     (explicit, tags_all)
+}
+
+/// One `threat_updates` response body, parsed without I/O: its records and
+/// skips, the newest `last_updated` seen (seconds, at least `since`) as the
+/// cursor, and `paging.next` as given (the caller checks its origin).
+/// Public for the fuzz targets (`fuzz/fuzz_targets/exchange_wire.rs`).
+pub fn parse_updates_page(
+    body: &[u8],
+    my_app: &str,
+    since: i64,
+) -> Result<Parsed<i64>, FetchError> {
+    let resp: UpdatesPage = serde_json::from_slice(body).map_err(|e| {
+        FetchError::Malformed(format!("threat_updates page is not the expected JSON: {e}"))
+    })?;
+    let mut page = Page::default();
+    let mut highest = since;
+    for raw in &resp.data {
+        let u: Update = match serde_json::from_str(raw.get()) {
+            Ok(u) => u,
+            Err(e) => {
+                page.skip_malformed(&format!("id {}", raw_id(raw)), &e.to_string());
+                continue;
+            }
+        };
+        let id = id_string(&u.id);
+        let updated = time_ms(&u.last_updated);
+        if let Some(t) = updated {
+            highest = highest.max(t / 1000);
+        }
+        let Some((st, value)) = convert(&u.kind, &u.indicator) else {
+            page.unsupported += 1;
+            continue;
+        };
+        let (opinions, tags) = match &u.descriptors {
+            Some(d) => opinions_of(&d.data, my_app),
+            None => (Vec::new(), Vec::new()),
+        };
+        let deleted = u.should_delete || u.descriptors.is_none() || opinions.is_empty();
+        let labels = RecordLabels {
+            tags,
+            ..RecordLabels::default()
+        };
+        match record(
+            st,
+            &value,
+            id.clone(),
+            labels,
+            opinions,
+            (None, updated),
+            deleted,
+        ) {
+            Ok(r) => page.records.push(r),
+            Err(why) => page.skip_malformed(&format!("id {id}"), &why),
+        }
+    }
+    Ok(Parsed {
+        page,
+        next: resp.paging.and_then(|p| p.next).filter(|n| !n.is_empty()),
+        cursor: highest,
+    })
 }
 
 pub struct TeAdapter {
@@ -399,56 +453,11 @@ impl Adapter for TeAdapter {
             };
             let result = async {
                 let body = self.get(&url).await?;
-                let resp: UpdatesPage = serde_json::from_slice(&body).map_err(|e| {
-                    FetchError::Malformed(format!(
-                        "threat_updates page is not the expected JSON: {e}"
-                    ))
-                })?;
-                let mut page = Page::default();
-                let mut highest = cp.update_time;
-                for raw in &resp.data {
-                    let u: Update = match serde_json::from_str(raw.get()) {
-                        Ok(u) => u,
-                        Err(e) => {
-                            let id = serde_json::from_str::<serde_json::Value>(raw.get())
-                                .ok()
-                                .and_then(|v| v.get("id").map(id_string))
-                                .unwrap_or_default();
-                            page.skip_malformed(&format!("id {id}"), &e.to_string());
-                            continue;
-                        }
-                    };
-                    let id = id_string(&u.id);
-                    let updated = time_ms(&u.last_updated);
-                    if let Some(t) = updated {
-                        highest = highest.max(t / 1000);
-                    }
-                    let Some((st, value)) = convert(&u.kind, &u.indicator) else {
-                        page.unsupported += 1;
-                        continue;
-                    };
-                    let (opinions, tags) = match &u.descriptors {
-                        Some(d) => opinions_of(&d.data, &my_app),
-                        None => (Vec::new(), Vec::new()),
-                    };
-                    let deleted = u.should_delete || u.descriptors.is_none() || opinions.is_empty();
-                    let labels = RecordLabels {
-                        tags,
-                        ..RecordLabels::default()
-                    };
-                    match record(
-                        st,
-                        &value,
-                        id.clone(),
-                        labels,
-                        opinions,
-                        (None, updated),
-                        deleted,
-                    ) {
-                        Ok(r) => page.records.push(r),
-                        Err(why) => page.skip_malformed(&format!("id {id}"), &why),
-                    }
-                }
+                let Parsed {
+                    mut page,
+                    next,
+                    cursor: highest,
+                } = parse_updates_page(&body, &my_app, cp.update_time)?;
                 page.upstream_at = (highest > 0).then_some(highest * 1000);
                 page.checkpoint = Some(
                     serde_json::to_string(&TeCheckpoint {
@@ -462,7 +471,7 @@ impl Adapter for TeAdapter {
                     })
                     .map_err(|e| FetchError::Io(e.to_string()))?,
                 );
-                match resp.paging.and_then(|p| p.next).filter(|n| !n.is_empty()) {
+                match next {
                     Some(n) => self.next = Some(self.follow(&n)?),
                     None => page.caught_up = true,
                 }
