@@ -25,8 +25,68 @@ use serde_json::json;
 
 use crate::error::{EngineError, Result};
 use crate::signals::normalize_signals;
+use echotrace_signals::signal::SignalType;
+
 use crate::types::{Actor, BankId, ContentId, SignalValue};
 use crate::{clean_labels, dedup_signals, to_json, Engine};
+
+/// One line of a hash list (`echotrace bank import`: a bare PDQ, or
+/// `type,value[,labels]`, comma- or tab-separated, labels split on `;`) →
+/// a validated item. `Ok(None)`: nothing to import (blank, comment, or a
+/// header word on the first content line); `Err`: why the line is refused.
+pub fn parse_hash_list_line(
+    text: &str,
+    first_content_line: bool,
+    extra_labels: &[String],
+    note: &str,
+) -> Result<Option<ImportItem>, String> {
+    let text = text.trim_end_matches(['\r', '\n']);
+    let trimmed = text.trim();
+    if trimmed.is_empty() || trimmed.starts_with('#') {
+        return Ok(None);
+    }
+    let sep = if text.contains('\t') { '\t' } else { ',' };
+    let fields: Vec<&str> = text.split(sep).map(str::trim).collect();
+    let first = fields.first().copied().unwrap_or_default();
+    if first_content_line
+        && matches!(
+            first.to_ascii_lowercase().as_str(),
+            "pdq_hex" | "pdq_hash" | "hash" | "signal_type" | "type" | "signal"
+        )
+    {
+        return Ok(None);
+    }
+    let (signal_type, value, label_fields) = match first.parse::<SignalType>() {
+        Ok(t) => {
+            let value = fields
+                .get(1)
+                .copied()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("missing value after signal type {first:?}"))?;
+            (t, value, fields.get(2..).unwrap_or_default())
+        }
+        Err(_) => (SignalType::Pdq, first, fields.get(1..).unwrap_or_default()),
+    };
+    let mut labels: Vec<String> = extra_labels.to_vec();
+    for f in label_fields {
+        labels.extend(
+            f.split(';')
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from),
+        );
+    }
+    let signal = SignalValue {
+        signal_type,
+        value: value.to_string(),
+    };
+    ImportItem::new(&[signal], labels, note)
+        .map(Some)
+        .map_err(|e| match e {
+            EngineError::InvalidInput(m) => m,
+            other => other.to_string(),
+        })
+}
 
 /// Items per transaction (and per change / audit entry).
 pub const IMPORT_BATCH: usize = 10_000;
@@ -230,5 +290,50 @@ impl Engine {
         let cursor = store.max_change_id().await?;
         let state = crate::state::MatchState::empty()?;
         Ok(Engine::assemble(store, config, cursor, state, crate::StateSource::Empty).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+
+    #[test]
+    fn parses_bare_pdq_with_labels() {
+        let item = parse_hash_list_line(&format!("{PDQ},a;b, c\n"), true, &[], "")
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.signals().len(), 1);
+        assert_eq!(item.signals()[0].signal_type, SignalType::Pdq);
+        assert_eq!(item.signals()[0].value, PDQ);
+    }
+
+    #[test]
+    fn parses_typed_tsv_and_skips_header_and_comments() {
+        assert_eq!(
+            parse_hash_list_line("pdq_hex,labels", true, &[], "").unwrap(),
+            None
+        );
+        assert_eq!(
+            parse_hash_list_line("# comment", false, &[], "").unwrap(),
+            None
+        );
+        assert_eq!(parse_hash_list_line("   ", false, &[], "").unwrap(), None);
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
+        let item = parse_hash_list_line(&format!("md5\t{md5}\tx"), false, &[], "")
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.signals()[0].signal_type, SignalType::Md5);
+    }
+
+    #[test]
+    fn bad_lines_have_reasons() {
+        let short = parse_hash_list_line("abc123", false, &[], "").unwrap_err();
+        assert!(short.contains("pdq"), "{short}");
+        let missing = parse_hash_list_line("md5,", false, &[], "").unwrap_err();
+        assert!(missing.contains("missing value"), "{missing}");
+        // A header word is only a header on the first content line.
+        assert!(parse_hash_list_line("hash", false, &[], "").is_err());
     }
 }

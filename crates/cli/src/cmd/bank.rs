@@ -36,8 +36,9 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
-use echotrace_engine::{import_into_store, Actor, BankKind, ImportItem, NewBank, SignalValue};
-use echotrace_signals::signal::SignalType;
+use echotrace_engine::{
+    import_into_store, parse_hash_list_line as parse_line, Actor, BankKind, ImportItem, NewBank,
+};
 
 #[derive(Args)]
 pub struct BankArgs {
@@ -119,62 +120,6 @@ const MAX_REPORTED: usize = 100;
 pub struct BadLine {
     pub line: u64,
     pub reason: String,
-}
-
-/// Parse one line into an item. `Ok(None)`: nothing to import (blank,
-/// comment, header).
-pub fn parse_line(
-    text: &str,
-    first_content_line: bool,
-    extra_labels: &[String],
-    note: &str,
-) -> Result<Option<ImportItem>, String> {
-    let text = text.trim_end_matches(['\r', '\n']);
-    let trimmed = text.trim();
-    if trimmed.is_empty() || trimmed.starts_with('#') {
-        return Ok(None);
-    }
-    let sep = if text.contains('\t') { '\t' } else { ',' };
-    let fields: Vec<&str> = text.split(sep).map(str::trim).collect();
-    let first = fields.first().copied().unwrap_or_default();
-    if first_content_line
-        && matches!(
-            first.to_ascii_lowercase().as_str(),
-            "pdq_hex" | "pdq_hash" | "hash" | "signal_type" | "type" | "signal"
-        )
-    {
-        return Ok(None);
-    }
-    let (signal_type, value, label_fields) = match first.parse::<SignalType>() {
-        Ok(t) => {
-            let value = fields
-                .get(1)
-                .copied()
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| format!("missing value after signal type {first:?}"))?;
-            (t, value, fields.get(2..).unwrap_or_default())
-        }
-        Err(_) => (SignalType::Pdq, first, fields.get(1..).unwrap_or_default()),
-    };
-    let mut labels: Vec<String> = extra_labels.to_vec();
-    for f in label_fields {
-        labels.extend(
-            f.split(';')
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(String::from),
-        );
-    }
-    let signal = SignalValue {
-        signal_type,
-        value: value.to_string(),
-    };
-    ImportItem::new(&[signal], labels, note)
-        .map(Some)
-        .map_err(|e| match e {
-            echotrace_engine::EngineError::InvalidInput(m) => m,
-            other => other.to_string(),
-        })
 }
 
 /// Lines → valid items; bad lines go to `bad`.
@@ -497,37 +442,5 @@ mod tests {
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].line, 2);
         assert!(bad[0].reason.contains("longer than"), "{}", bad[0].reason);
-    }
-
-    #[test]
-    fn parses_bare_pdq_with_labels() {
-        let item = parse_line(&format!("{PDQ},a;b, c\n"), true, &[], "")
-            .unwrap()
-            .unwrap();
-        assert_eq!(item.signals().len(), 1);
-        assert_eq!(item.signals()[0].signal_type, SignalType::Pdq);
-        assert_eq!(item.signals()[0].value, PDQ);
-    }
-
-    #[test]
-    fn parses_typed_tsv_and_skips_header_and_comments() {
-        assert_eq!(parse_line("pdq_hex,labels", true, &[], "").unwrap(), None);
-        assert_eq!(parse_line("# comment", false, &[], "").unwrap(), None);
-        assert_eq!(parse_line("   ", false, &[], "").unwrap(), None);
-        let md5 = "d41d8cd98f00b204e9800998ecf8427e";
-        let item = parse_line(&format!("md5\t{md5}\tx"), false, &[], "")
-            .unwrap()
-            .unwrap();
-        assert_eq!(item.signals()[0].signal_type, SignalType::Md5);
-    }
-
-    #[test]
-    fn bad_lines_have_reasons() {
-        let short = parse_line("abc123", false, &[], "").unwrap_err();
-        assert!(short.contains("pdq"), "{short}");
-        let missing = parse_line("md5,", false, &[], "").unwrap_err();
-        assert!(missing.contains("missing value"), "{missing}");
-        // A header word is only a header on the first content line.
-        assert!(parse_line("hash", false, &[], "").is_err());
     }
 }
