@@ -163,10 +163,16 @@ pub fn canonicalize_url(input: &str) -> Result<CanonicalUrl, UrlError> {
         Some(Host::Ipv6(ip)) => format!("[{ip}]"),
         None => return Err(UrlError::NoHost),
     };
-    if url.host_str() != Some(host.as_str()) {
+    // Setting the trimmed name can change its kind: `0xd..` is a domain,
+    // `0xd` is the IPv4 address 0.0.0.13. The host reported is the one the
+    // canonical URL holds.
+    let host = if url.host_str() == Some(host.as_str()) {
+        host
+    } else {
         url.set_host(Some(&host))
             .map_err(|e| UrlError::Parse(e.to_string()))?;
-    }
+        url.host_str().ok_or(UrlError::NoHost)?.to_string()
+    };
     // set_username/set_password only fail for URLs that cannot have them.
     let _ = url.set_username("");
     let _ = url.set_password(None);
@@ -311,6 +317,14 @@ mod tests {
         // Host and port without a scheme still work.
         let c = canonicalize_url("example.com:8080/a/").unwrap();
         assert_eq!(c.canonical, "https://example.com:8080/a");
+        // A name that becomes an IPv4 address once its trailing dots go
+        // (found by the `url_canonical` fuzz target): the host reported is
+        // the canonical URL's, so canonicalising again changes nothing.
+        let c = canonicalize_url("/0Xd%2E%2E.").unwrap();
+        assert_eq!(c.canonical, "https://0.0.0.13/");
+        assert_eq!(c.host, "0.0.0.13");
+        let again = canonicalize_url(&c.canonical).unwrap();
+        assert_eq!((again.canonical, again.host), (c.canonical, c.host));
         let c = canonicalize_url("localhost:80/x").unwrap();
         assert_eq!(c.canonical, "https://localhost/x");
     }
