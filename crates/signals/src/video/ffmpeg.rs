@@ -688,7 +688,11 @@ pub fn mp4_moov_after_mdat(bytes: &[u8]) -> bool {
     false
 }
 
-fn parse_probe(json: &[u8]) -> Result<VideoInfo, VideoError> {
+/// `ffprobe -print_format json` output → the first video stream's facts.
+/// A child's output is untrusted (a hostile upload steers what it prints):
+/// anything missing or out of range is an error, never a panic. Public for
+/// the fuzz target `video_probe`.
+pub fn parse_probe(json: &[u8]) -> Result<VideoInfo, VideoError> {
     let v: serde_json::Value = serde_json::from_slice(json)
         .map_err(|e| VideoError::Unreadable(format!("unparseable ffprobe output: {e}")))?;
     let streams = v
