@@ -881,7 +881,7 @@ mod tests {
 
     /// A soft picture (`100 ± 40`, one slow wave across and a gentle ramp
     /// down) between bands of a fill that is no smoother than it (`160 ±
-    /// 40`, a faster wave): the sharpness profile sees no blurred end, the
+    /// 40`, a fast wave): the sharpness profile sees no blurred end, the
     /// paste edges (a step of ≈ 60 levels across every column) place it.
     fn soft_in_fill(w: u32, h: u32, band: u32, bottom_edge: bool) -> WorkImage {
         let mut rgb = Vec::with_capacity((w * h * 3) as usize);
@@ -889,7 +889,7 @@ mod tests {
             for x in 0..w {
                 let fill = y < band || (bottom_edge && y >= h - band);
                 let v = if fill {
-                    160.0 + 40.0 * (x as f32 / 40.0).cos()
+                    160.0 + 40.0 * (x as f32 / 4.0).cos()
                 } else {
                     100.0 + 40.0 * (x as f32 / 90.0).sin() + 0.2 * (y - band) as f32
                 };
