@@ -36,7 +36,11 @@
 //!   64×64 anyway and is robust to resizing, so hashing 625 windows of a
 //!   512-px buffer costs milliseconds, not seconds. Only the plain hash and
 //!   its dihedral variants come from the full-resolution pixels, through
-//!   the unchanged, bit-exact PDQ core.
+//!   the unchanged, bit-exact PDQ core. A border candidate the working
+//!   buffer shrank (a picture letterboxed into a tall frame) is cut, with
+//!   its parts and crops, from a *content buffer* box-averaged from the same
+//!   decoded pixels at the resolution it would have had uploaded alone
+//!   ([`CONTENT_BUFFER_GAIN`]).
 //! * **Quality gating.** A derived or dihedral hash of quality below
 //!   [`RobustOptions::min_quality`] (50, the reference's advice) is never
 //!   produced: near-misses between unrelated images come almost only from
@@ -398,8 +402,8 @@ pub const CONTENT_BUFFER_GAIN: f64 = 1.25;
 /// (soft wallpapers, PDQ quality 50–60 uncut) that pushed the content's
 /// hash under the quality gate: the true content rectangle cut from the
 /// working buffer passed the gate and came within the `border` threshold
-/// in 99 of 105 seed-0 `letterbox_9x16` and `fill_9x16_blur` queries, cut
-/// from a buffer of its own in 103 (docs/ROBUST.md, "Content buffers").
+/// in 99 of 105 seed-0 `letterbox_9x16` queries (and as many
+/// `fill_9x16_blur` ones), cut from a buffer of its own in 103 (docs/ROBUST.md, "Content buffers").
 /// The content is box-averaged from the decoded pixels — the same one
 /// decoded buffer — to at most `work_side` a side, as the same picture
 /// uploaded without borders would be.
