@@ -7,7 +7,7 @@
 //! ```text
 //! python3 bench/robust/generate.py /tmp/robust
 //! python3 bench/robust/peers.py /tmp/robust          # writes peers.csv
-//! cargo run --release -p echotrace-bench --bin robust -- /tmp/robust [--grid 0,3,6,9,12] [--crops 1,2] [--window-crops 3,3,3,3;2,0,0,0] [--every N] [--min-quality 50]
+//! cargo run --release -p echotrace-bench --bin robust -- /tmp/robust [--grid 0,3,6,9,12] [--crops 1,2] [--window-crops 3,3,3,3;2,0,0,0] [--every N] [--min-quality 50] [--content-buffers off]
 //! python3 bench/robust/report.py /tmp/robust
 //! ```
 //!
@@ -127,6 +127,8 @@ fn main() -> anyhow::Result<()> {
             }
             "--work-side" => opts.work_side = args[i + 1].parse()?,
             "--min-quality" => opts.min_quality = args[i + 1].parse()?,
+            // --content-buffers off: every rectangle from the working buffer.
+            "--content-buffers" => opts.content_buffers = args[i + 1] != "off",
             // --parts 33.3 (each side cut by that share in turn), 0: none.
             "--parts" => {
                 opts.parts = parse_list(&args[i + 1])

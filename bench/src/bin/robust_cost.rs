@@ -6,7 +6,7 @@
 //! transaction) is the same for both and left out.
 //!
 //! ```text
-//! cargo run --release -p echotrace-bench --bin robust_cost -- [--bank 10000] [--reps 5] [--window-crops 3,3,3,3;2,0,0,0]
+//! cargo run --release -p echotrace-bench --bin robust_cost -- [--bank 10000] [--reps 5] [--window-crops 3,3,3,3;2,0,0,0] [--content-buffers off]
 //! ```
 
 #[path = "../robust_common.rs"]
@@ -89,6 +89,14 @@ fn main() -> anyhow::Result<()> {
         .and_then(|i| args.get(i + 1))
     {
         ropts.window_crops = robust_common::parse_crops(v);
+    }
+    // --content-buffers off: every rectangle from the working buffer.
+    if let Some(v) = args
+        .iter()
+        .position(|a| a == "--content-buffers")
+        .and_then(|i| args.get(i + 1))
+    {
+        ropts.content_buffers = v != "off";
     }
     let mut h = ContentHasher::new();
     let mut hits: Vec<Hit> = Vec::new();

@@ -80,6 +80,16 @@ fn truth(class: &str, w: u32, h: u32) -> Option<Rect> {
     })
 }
 
+/// The pixels of `r` (inside a `w`-wide RGB image).
+fn crop_rgb(rgb: &[u8], w: u32, r: Rect) -> Vec<u8> {
+    let mut out = Vec::with_capacity((r.w * r.h * 3) as usize);
+    for y in r.y..r.y + r.h {
+        let start = ((y * w + r.x) * 3) as usize;
+        out.extend_from_slice(&rgb[start..start + (r.w * 3) as usize]);
+    }
+    out
+}
+
 fn iou(a: Rect, b: Rect) -> f64 {
     let x0 = a.x.max(b.x);
     let y0 = a.y.max(b.y);
@@ -296,6 +306,24 @@ fn main() -> anyhow::Result<()> {
             let d = best(&mut windows, t)?;
             let win = via_windows(&mut windows, t, [false; 4])?;
             record("true rectangle", Some(t), Some(d), win);
+            // The same, quality-gated as the harness gates, cut from the
+            // working buffer and from a buffer of the rectangle alone.
+            let gated = |d: echotrace_signals::pdq::PdqDihedralOutput| {
+                (d.quality >= opts.min_quality).then(|| {
+                    d.hashes
+                        .named()
+                        .iter()
+                        .map(|(_, x)| x.distance(&oh))
+                        .min()
+                        .unwrap_or(256)
+                })
+            };
+            let d = gated(windows.hash(&work, t)?);
+            record("true rectangle, gated", Some(t), d, false);
+            let crop = crop_rgb(&rgb, w, t);
+            let own = WorkImage::from_rgb8(&crop, t.w, t.h, opts.work_side)?;
+            let d = gated(windows.hash(&own, Rect::full(t.w, t.h))?);
+            record("true rectangle, gated, own buffer", Some(t), d, false);
         }
     }
     println!("| class | detector | queries | proposed | matched ≤ 36 | + windows, query crops | median IoU with truth |");

@@ -22,6 +22,7 @@ both_backends!(
     image_channels_over_http,
     fills_and_window_quality_over_http,
     window_crops_over_http,
+    content_buffers_over_http,
     meme_captions_over_http,
     overlays_over_http,
     part_switch_over_http,
@@ -1232,6 +1233,78 @@ async fn window_crops_over_http(db: &TestDb) {
     let mirrored = image::imageops::flip_horizontal(&one_side);
     let m = s.match_in(&png(&mirrored), "files", Some("window")).await;
     assert_eq!(m["channel_detail"]["variant"], "flipy", "{m}");
+    s.stop().await;
+}
+
+/// Session 15. A 16:9 picture letterboxed into a 9:16 frame keeps 56 % of
+/// the working buffer's side: its content is hashed from a content buffer
+/// of its own, at the resolution it would have had uploaded alone
+/// (docs/ROBUST.md, "Content buffers"), the same pixels as the picture
+/// uploaded alone.
+async fn content_buffers_over_http(db: &TestDb) {
+    use echotrace_signals::robust::{Rect, RobustHasher, RobustOptions, WindowHasher, WorkImage};
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "hashes"})))
+        .await;
+    let bytes = std::fs::read(fixtures().join("pdq/images/bridge-mods/aaa-orig.jpg")).unwrap();
+    let wide = image::imageops::resize(
+        &image::load_from_memory(&bytes).unwrap().to_rgb8(),
+        768,
+        432,
+        image::imageops::FilterType::Triangle,
+    );
+    s.add_plain_pdq("hashes", &wide).await;
+    let plain = echotrace_signals::pdq::hash_rgb8(wide.as_raw(), 768, 432).unwrap();
+    // Black bars above and below: 768 × 1365.
+    let boxed = pad(&wide, 0, 466, [0, 0, 0]);
+    assert_eq!(boxed.dimensions(), (768, 1364));
+    let m = s.match_in(&png(&boxed), "hashes", Some("border")).await;
+    let d = &m["channel_detail"];
+    assert_eq!(d["query_rect"], json!([0, 466, 768, 432]), "{m}");
+    // The content, as the picture uploaded alone is box-averaged (512 ×
+    // 288), not as the 288 × 512 working buffer of the frame holds it.
+    let alone = WorkImage::from_rgb8(wide.as_raw(), 768, 432, 512).unwrap();
+    let want = WindowHasher::new()
+        .hash(&alone, Rect::full(768, 432))
+        .unwrap();
+    let best = |h: &echotrace_signals::pdq::PdqDihedralOutput| {
+        h.hashes
+            .named()
+            .iter()
+            .map(|(_, x)| x.distance(&plain.hash))
+            .min()
+            .unwrap()
+    };
+    assert_eq!(
+        m["distance"].as_u64().unwrap(),
+        u64::from(best(&want)),
+        "{m}"
+    );
+    // Without content buffers the border hash is another one.
+    let old = RobustHasher::new()
+        .query_set(
+            boxed.as_raw(),
+            768,
+            1364,
+            &RobustOptions {
+                content_buffers: false,
+                ..RobustOptions::default()
+            },
+        )
+        .unwrap();
+    let old_border = old
+        .hashes
+        .iter()
+        .filter(|q| q.source == echotrace_signals::robust::QuerySource::Border)
+        .map(|q| q.hash.distance(&plain.hash))
+        .min()
+        .unwrap();
+    assert_ne!(u64::from(old_border), m["distance"].as_u64().unwrap());
+
+    // An unrelated picture in the same frame: nothing.
+    let other = image::imageops::resize(&waves(), 768, 432, image::imageops::FilterType::Triangle);
+    let hits = s.hits(&png(&pad(&other, 0, 466, [0, 0, 0]))).await;
+    assert!(!hits.iter().any(|(b, _)| b == "hashes"), "{hits:?}");
     s.stop().await;
 }
 

@@ -36,7 +36,11 @@
 //!   64×64 anyway and is robust to resizing, so hashing 625 windows of a
 //!   512-px buffer costs milliseconds, not seconds. Only the plain hash and
 //!   its dihedral variants come from the full-resolution pixels, through
-//!   the unchanged, bit-exact PDQ core.
+//!   the unchanged, bit-exact PDQ core. A border candidate the working
+//!   buffer shrank (a picture letterboxed into a tall frame) is cut, with
+//!   its parts and crops, from a *content buffer* box-averaged from the same
+//!   decoded pixels at the resolution it would have had uploaded alone
+//!   ([`CONTENT_BUFFER_GAIN`]).
 //! * **Quality gating.** A derived or dihedral hash of quality below
 //!   [`RobustOptions::min_quality`] (50, the reference's advice) is never
 //!   produced: near-misses between unrelated images come almost only from
@@ -279,6 +283,10 @@ pub struct RobustOptions {
     pub parts: Vec<[f32; 4]>,
     /// Smallest quality of any derived or dihedral hash.
     pub min_quality: u8,
+    /// Hash a border candidate the working buffer shrank from a content
+    /// buffer of its own ([`CONTENT_BUFFER_GAIN`]; on by default, off only
+    /// to measure what it buys).
+    pub content_buffers: bool,
 }
 
 /// The default [`RobustOptions::parts`]: each side cut by a third in turn.
@@ -336,6 +344,7 @@ impl Default for RobustOptions {
             bank_grid: vec![0.0, 0.04, 0.08, 0.12],
             parts: THIRD_PARTS.to_vec(),
             min_quality: MIN_DERIVED_QUALITY,
+            content_buffers: true,
         }
     }
 }
@@ -378,6 +387,42 @@ fn to_halfpercent(f: [f32; 4]) -> [u8; 4] {
     f.map(|v| (v * 200.0).round().clamp(0.0, 200.0) as u8)
 }
 
+/// A border candidate gets a content buffer of its own when that holds at
+/// least this many times the pixels per side the working buffer gave it.
+pub const CONTENT_BUFFER_GAIN: f64 = 1.25;
+
+/// The content buffer of border candidate `rect`, or `None` when the
+/// working buffer already holds it at (nearly) the resolution it would
+/// have had uploaded alone.
+///
+/// The working buffer's longest side is `work_side` whatever the upload's
+/// shape; a picture letterboxed into a 9:16 frame or padded by a fifth a
+/// side keeps only 56–71 % of that on its own longer side, and the box
+/// average then PDQ's own filter blur it twice. On low-detail pictures
+/// (soft wallpapers, PDQ quality 50–60 uncut) that pushed the content's
+/// hash under the quality gate: the true content rectangle cut from the
+/// working buffer passed the gate and came within the `border` threshold
+/// in 99 of 105 seed-0 `letterbox_9x16` queries (and as many
+/// `fill_9x16_blur` ones), cut from a buffer of its own in 103 (docs/ROBUST.md, "Content buffers").
+/// The content is box-averaged from the decoded pixels — the same one
+/// decoded buffer — to at most `work_side` a side, as the same picture
+/// uploaded without borders would be.
+fn content_buffer(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    work: &WorkImage,
+    rect: Rect,
+    work_side: u32,
+) -> Result<Option<WorkImage>, PdqError> {
+    let now = work.to_work(rect);
+    let alone = rect.w.max(rect.h).min(work_side.max(16));
+    if f64::from(alone) < CONTENT_BUFFER_GAIN * f64::from(now.w.max(now.h)) {
+        return Ok(None);
+    }
+    WorkImage::of_region(rgb, width, height, rect, work_side).map(Some)
+}
+
 impl RobustHasher {
     pub fn new() -> Self {
         RobustHasher::default()
@@ -413,8 +458,16 @@ impl RobustHasher {
         );
         let work = WorkImage::from_rgb8(rgb, width, height, opts.work_side)?;
         let borders = detect_borders(&work, &opts.borders);
-        for b in &borders {
-            let d = self.windows.hash(&work, b.rect)?;
+        // A candidate the working buffer shrank is hashed from a content
+        // buffer of its own (`content_buffer`), with everything cut from it.
+        let own = borders
+            .iter()
+            .filter(|_| opts.content_buffers)
+            .map(|b| content_buffer(rgb, width, height, &work, b.rect, opts.work_side))
+            .collect::<Result<Vec<_>, _>>()?;
+        let buffer = |i: usize| own.get(i).and_then(Option::as_ref).unwrap_or(&work);
+        for (i, b) in borders.iter().enumerate() {
+            let d = self.windows.hash(buffer(i), b.rect)?;
             push_variants(
                 &mut hashes,
                 &d,
@@ -424,14 +477,14 @@ impl RobustHasher {
                 opts.min_quality,
             );
         }
-        let mut bases = vec![(whole, [false; 4])];
+        let mut bases = vec![(whole, [false; 4], &work)];
         if let Some(b) = borders.first() {
-            bases.push((b.rect, b.caption_sides));
+            bases.push((b.rect, b.caption_sides, buffer(0)));
         }
-        for &(base, _) in &bases {
+        for &(base, _, buf) in &bases {
             for p in &opts.parts {
                 let r = base.crop(*p);
-                let d = self.windows.hash(&work, r)?;
+                let d = self.windows.hash(buf, r)?;
                 if d.quality >= opts.min_quality {
                     hashes.push(QueryHash {
                         hash: d.hashes.orig,
@@ -449,7 +502,7 @@ impl RobustHasher {
         // window hash, the dearest step of a lookup: docs/ROBUST.md, "Where
         // the crops fall").
         let content = bases.len() - 1;
-        for (k, (base, exact)) in bases.into_iter().enumerate() {
+        for (k, (base, exact, buf)) in bases.into_iter().enumerate() {
             let crops = opts.query_crops.iter().map(|c| (c, true));
             let window_crops = opts.window_crops.iter().filter(|_| k == content);
             let crops = crops.chain(window_crops.map(|c| (c, false)));
@@ -460,7 +513,7 @@ impl RobustHasher {
                     continue;
                 }
                 let r = base.crop(c);
-                let d = self.windows.hash(&work, r)?;
+                let d = self.windows.hash(buf, r)?;
                 if every_variant {
                     push_variants(
                         &mut hashes,

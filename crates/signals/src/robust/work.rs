@@ -1,6 +1,9 @@
 //! The one decoded working buffer every derived hash of an image is cut
 //! from: the image box-averaged down to at most `max_side` pixels a side,
 //! kept as RGB (for the border detectors) and as PDQ luma (for hashing).
+//! A *content buffer* is the same for one rectangle of the decoded image
+//! (a padded upload's content, box-averaged from the decoded pixels at the
+//! resolution it would have had uploaded alone; `robust` module doc).
 
 use super::Rect;
 use crate::pdq::{PdqDihedralOutput, PdqError, PdqHasher};
@@ -12,9 +15,14 @@ pub struct WorkImage {
     /// Working size.
     pub width: u32,
     pub height: u32,
-    /// Size of the image it was made from (rectangles are reported in it).
+    /// Size of the region of the decoded image it was made from.
     pub source_width: u32,
     pub source_height: u32,
+    /// Place of that region in the decoded image (`(0, 0)` for the whole
+    /// image): rectangles are given and reported in the decoded image's
+    /// pixels.
+    pub origin_x: u32,
+    pub origin_y: u32,
     /// Interleaved RGB at working size.
     pub rgb: Vec<u8>,
     /// PDQ luma at working size.
@@ -34,13 +42,43 @@ impl WorkImage {
         height: u32,
         max_side: u32,
     ) -> Result<WorkImage, PdqError> {
-        let expected = u64::from(width) * u64::from(height) * 3;
+        WorkImage::of_region(rgb, width, height, Rect::full(width, height), max_side)
+    }
+
+    /// Box-average the rectangle `region` of `rgb` (`width × height × 3`)
+    /// down so that its longer side is at most `max_side` (never up): a
+    /// content buffer. Rectangles hashed from it are still given in the
+    /// pixels of the whole image.
+    pub fn of_region(
+        rgb: &[u8],
+        image_width: u32,
+        image_height: u32,
+        region: Rect,
+        max_side: u32,
+    ) -> Result<WorkImage, PdqError> {
+        let expected = u64::from(image_width) * u64::from(image_height) * 3;
         if rgb.len() as u64 != expected {
             return Err(PdqError::BufferSize {
                 expected,
                 actual: rgb.len() as u64,
             });
         }
+        if region.w == 0
+            || region.h == 0
+            || region.x + region.w > image_width
+            || region.y + region.h > image_height
+        {
+            return Err(PdqError::BufferSize {
+                expected: u64::from(region.w) * u64::from(region.h) * 3,
+                actual: 0,
+            });
+        }
+        let (width, height) = (region.w, region.h);
+        let (ox, oy, stride) = (
+            region.x as usize,
+            region.y as usize,
+            image_width as usize * 3,
+        );
         let max_side = max_side.max(16);
         let long = width.max(height).max(1);
         let (w, h) = if long <= max_side {
@@ -56,7 +94,10 @@ impl WorkImage {
         let (tw, th) = (w as usize, h as usize);
         let mut out = vec![0u8; tw * th * 3];
         if tw == sw && th == sh {
-            out.copy_from_slice(rgb);
+            for (y, row) in out.chunks_exact_mut(tw * 3).enumerate() {
+                let start = (oy + y) * stride + ox * 3;
+                row.copy_from_slice(&rgb[start..start + tw * 3]);
+            }
         } else {
             // Column ranges are the same for every row.
             let xr: Vec<(usize, usize)> = (0..tw)
@@ -72,7 +113,8 @@ impl WorkImage {
                 let y1 = ((y + 1) * sh / th).max(y0 + 1).min(sh);
                 acc.iter_mut().for_each(|v| *v = 0);
                 for sy in y0..y1 {
-                    let row = &rgb[sy * sw * 3..(sy + 1) * sw * 3];
+                    let start = (oy + sy) * stride + ox * 3;
+                    let row = &rgb[start..start + sw * 3];
                     for (x, &(a, b)) in xr.iter().enumerate() {
                         let (mut r, mut g, mut bl) = (0u32, 0u32, 0u32);
                         for px in row[a * 3..b * 3].chunks_exact(3) {
@@ -103,20 +145,30 @@ impl WorkImage {
             height: h,
             source_width: width,
             source_height: height,
+            origin_x: region.x,
+            origin_y: region.y,
             rgb: out,
             luma,
         })
     }
 
-    /// A rectangle of the source image in working coordinates (clamped,
-    /// at least 1×1).
+    /// A rectangle of the decoded image in working coordinates (clamped
+    /// to the region, at least 1×1).
     pub fn to_work(&self, r: Rect) -> Rect {
         let sx = f64::from(self.width) / f64::from(self.source_width.max(1));
         let sy = f64::from(self.height) / f64::from(self.source_height.max(1));
-        let x0 = ((f64::from(r.x) * sx).round() as u32).min(self.width.saturating_sub(1));
-        let y0 = ((f64::from(r.y) * sy).round() as u32).min(self.height.saturating_sub(1));
-        let x1 = ((f64::from(r.x + r.w) * sx).round() as u32).clamp(x0 + 1, self.width);
-        let y1 = ((f64::from(r.y + r.h) * sy).round() as u32).clamp(y0 + 1, self.height);
+        let (rx, ry) = (
+            r.x.saturating_sub(self.origin_x),
+            r.y.saturating_sub(self.origin_y),
+        );
+        let (rx1, ry1) = (
+            (r.x + r.w).saturating_sub(self.origin_x),
+            (r.y + r.h).saturating_sub(self.origin_y),
+        );
+        let x0 = ((f64::from(rx) * sx).round() as u32).min(self.width.saturating_sub(1));
+        let y0 = ((f64::from(ry) * sy).round() as u32).min(self.height.saturating_sub(1));
+        let x1 = ((f64::from(rx1) * sx).round() as u32).clamp(x0 + 1, self.width);
+        let y1 = ((f64::from(ry1) * sy).round() as u32).clamp(y0 + 1, self.height);
         Rect {
             x: x0,
             y: y0,
@@ -125,7 +177,7 @@ impl WorkImage {
         }
     }
 
-    /// A rectangle of the working image in source coordinates.
+    /// A rectangle of the working image in the decoded image's pixels.
     pub fn to_source(&self, r: Rect) -> Rect {
         let sx = f64::from(self.source_width) / f64::from(self.width.max(1));
         let sy = f64::from(self.source_height) / f64::from(self.height.max(1));
@@ -134,8 +186,8 @@ impl WorkImage {
         let x1 = ((f64::from(r.x + r.w) * sx).round() as u32).min(self.source_width);
         let y1 = ((f64::from(r.y + r.h) * sy).round() as u32).min(self.source_height);
         Rect {
-            x: x0,
-            y: y0,
+            x: self.origin_x + x0,
+            y: self.origin_y + y0,
             w: x1.saturating_sub(x0).max(1),
             h: y1.saturating_sub(y0).max(1),
         }
@@ -144,7 +196,12 @@ impl WorkImage {
     /// The window of the source image that keeps `1 - l - r` of the width
     /// and `1 - t - b` of the height (fractions removed per side).
     pub fn window(&self, l: f32, t: f32, r: f32, b: f32) -> Rect {
-        Rect::from_fractions(self.source_width, self.source_height, [l, t, r, b])
+        let w = Rect::from_fractions(self.source_width, self.source_height, [l, t, r, b]);
+        Rect {
+            x: self.origin_x + w.x,
+            y: self.origin_y + w.y,
+            ..w
+        }
     }
 }
 
