@@ -162,6 +162,7 @@ pub fn ocr_text_signal(out: &crate::ocr::OcrOutput, min_tokens: usize) -> Option
         words: out.words.len(),
         kept: out.kept_words(),
         enlarged: out.enlarged,
+        adaptive: out.adaptive,
         text_height: out.text_height(),
         language: out.language.clone(),
         runs: out.runs.clone(),

@@ -159,6 +159,9 @@ pub struct Tesseract {
     /// `-l` values, one per installed script group, in trying order.
     groups: Vec<String>,
     version: String,
+    /// Tesseract ≥ 5: it can binarise with Sauvola's local threshold
+    /// (`-c thresholding_method=2`), which [`wants_adaptive`] uses.
+    adaptive: bool,
     pub limits: OcrLimits,
 }
 
@@ -221,12 +224,14 @@ impl Tesseract {
             })
             .filter(|g| !g.is_empty())
             .collect();
+        let adaptive = supports_adaptive(&version);
         Ok(Tesseract {
             program,
             tessdata,
             languages,
             groups,
             version,
+            adaptive,
             limits,
         })
     }
@@ -252,6 +257,13 @@ impl Tesseract {
     /// reads with a mean confidence of at least [`ACCEPT_CONFIDENCE`];
     /// otherwise the most confident reading (`runs` lists the runs made). All runs share one [`OcrLimits::timeout`].
     ///
+    /// A weak reading ([`wants_adaptive`]) is read again with the chosen
+    /// script group, binarised by Sauvola's local threshold instead of
+    /// Otsu's global one (Tesseract ≥ 5), and the more confident of the two
+    /// is kept (marked `adaptive`): a textured background under a
+    /// translucent panel, or JPEG blocks, drag a global threshold, a local
+    /// one follows the page (ARCHITECTURE.md, "OCR").
+    ///
     /// A weak reading of small text is read a second time, enlarged
     /// ([`wants_enlarged`]): the image is scaled up by [`UPSCALE`] (within
     /// [`OcrLimits`]) and read again with the chosen script group; it
@@ -260,7 +272,7 @@ impl Tesseract {
     /// (ARCHITECTURE.md, "OCR").
     pub fn recognize(&self, input: &OcrInput) -> Result<OcrOutput, OcrError> {
         let deadline = std::time::Instant::now() + self.limits.timeout;
-        let first = self.recognize_groups(input, deadline)?;
+        let first = self.first_stage(input, deadline)?;
         if !wants_enlarged(&first) {
             return Ok(first);
         }
@@ -279,11 +291,40 @@ impl Tesseract {
         Ok(kept)
     }
 
-    /// The first reading alone (the script groups in turn), without the
-    /// enlarged second one: for benchmarks that record both readings.
+    /// The first reading alone (the script groups in turn, and the
+    /// adaptive reading of a weak one), without the enlarged second one:
+    /// for benchmarks that record both readings.
     pub fn first_reading(&self, input: &OcrInput) -> Result<OcrOutput, OcrError> {
         let deadline = std::time::Instant::now() + self.limits.timeout;
-        self.recognize_groups(input, deadline)
+        self.first_stage(input, deadline)
+    }
+
+    /// The script groups in turn ([`Tesseract::recognize_groups`]); a weak
+    /// reading ([`wants_adaptive`]) is read again with Sauvola's local
+    /// threshold and the more confident reading kept
+    /// ([`choose_adaptive`]). A second run that fails or runs out of time
+    /// leaves the first reading standing.
+    fn first_stage(
+        &self,
+        input: &OcrInput,
+        deadline: std::time::Instant,
+    ) -> Result<OcrOutput, OcrError> {
+        let first = self.recognize_groups(input, deadline)?;
+        if !self.adaptive || !wants_adaptive(&first) {
+            return Ok(first);
+        }
+        let Some(group) = self.groups.iter().find(|g| **g == first.language) else {
+            return Ok(first);
+        };
+        let mut runs = first.runs.clone();
+        runs.push(format!("{group}:{ADAPTIVE_RUN}"));
+        let second = self.run(input, group, Reading::Block, true, deadline);
+        let mut kept = match second {
+            Ok(second) => choose_adaptive(first, second),
+            Err(_) => first,
+        };
+        kept.runs = runs;
+        Ok(kept)
     }
 
     /// The enlarged reading of `input` with the script group `first`
@@ -307,7 +348,7 @@ impl Tesseract {
         let big = upscale(input, UPSCALE, &self.limits)?;
         let group = self.groups.iter().find(|g| **g == first.language)?;
         Some(
-            self.run(&big, group, Reading::Block, deadline)
+            self.run(&big, group, Reading::Block, first.adaptive, deadline)
                 .map(|mut o| {
                     o.enlarged = true;
                     o
@@ -338,7 +379,7 @@ impl Tesseract {
         let mut runs = Vec::new();
         for group in self.group_order(input) {
             runs.push(group.to_string());
-            let out = self.run(input, group, Reading::Block, deadline)?;
+            let out = self.run(input, group, Reading::Block, false, deadline)?;
             let accept = out.mean_confidence() >= ACCEPT_CONFIDENCE;
             if best
                 .as_ref()
@@ -369,30 +410,29 @@ impl Tesseract {
             .find(|g| g.as_str() == language)
             .ok_or_else(|| OcrError::Failed(format!("language {language:?} is not in use")))?;
         let deadline = std::time::Instant::now() + self.limits.timeout;
-        self.run(input, group, reading, deadline)
+        self.run(input, group, reading, false, deadline)
     }
 
-    /// One isolated Tesseract run, parsed.
+    /// One isolated Tesseract run, parsed; `adaptive`: binarised by
+    /// Sauvola's local threshold (`-c thresholding_method=2`) instead of
+    /// Tesseract's default, Otsu's global one.
     fn run(
         &self,
         input: &OcrInput,
         langs: &str,
         reading: Reading,
+        adaptive: bool,
         deadline: std::time::Instant,
     ) -> Result<OcrOutput, OcrError> {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             return Err(OcrError::Timeout(self.limits.timeout));
         }
-        let args = [
-            "stdin",
-            "stdout",
-            "-l",
-            langs,
-            "--psm",
-            reading.psm(),
-            "tsv",
-        ];
+        let mut args = vec!["stdin", "stdout", "-l", langs, "--psm", reading.psm()];
+        if adaptive {
+            args.extend(["-c", "thresholding_method=2"]);
+        }
+        args.push("tsv");
         let mut env: Vec<(&str, String)> = vec![("OMP_THREAD_LIMIT", "1".to_string())];
         if let Some(dir) = &self.tessdata {
             env.push(("TESSDATA_PREFIX", dir.display().to_string()));
@@ -415,6 +455,7 @@ impl Tesseract {
         let tsv = String::from_utf8_lossy(&out.stdout);
         let mut parsed = parse_tsv(&tsv, self.limits.min_confidence);
         parsed.language = langs.to_string();
+        parsed.adaptive = adaptive;
         Ok(parsed)
     }
 }
@@ -491,9 +532,14 @@ pub struct OcrOutput {
     /// Read from the image enlarged by [`UPSCALE`] (its text was small).
     #[serde(default)]
     pub enlarged: bool,
+    /// Binarised by Sauvola's local threshold, not Otsu's global one (a
+    /// weak reading read again: [`wants_adaptive`]).
+    #[serde(default)]
+    pub adaptive: bool,
     /// The Tesseract runs [`Tesseract::recognize`] made, in order: the
     /// `-l` value of each script group tried ([`Tesseract::group_order`]),
-    /// then `<group>@2x` for an enlarged second reading (kept or not).
+    /// then `<group>:sauvola` for an adaptive reading ([`wants_adaptive`])
+    /// and `<group>@2x` for an enlarged one (each kept or not).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<String>,
 }
@@ -535,6 +581,7 @@ impl OcrOutput {
         }
         self.words.extend(other.words);
         self.enlarged |= other.enlarged;
+        self.adaptive |= other.adaptive;
         self.runs.extend(other.runs);
         if self.language.is_empty() {
             self.language = other.language;
@@ -635,6 +682,46 @@ pub fn wants_enlarged(first: &OcrOutput) -> bool {
         .text_height()
         .is_some_and(|h| h > 0 && h < SMALL_TEXT_PX)
         && first.mean_confidence() < WEAK_READING_CONFIDENCE
+}
+
+/// How an adaptive run is marked in [`OcrOutput::runs`] (`ara:sauvola`).
+pub const ADAPTIVE_RUN: &str = "sauvola";
+
+/// Whether Tesseract `version` (`tesseract 5.3.0`) can binarise with
+/// Sauvola's local threshold: `thresholding_method` came with 5.0.
+fn supports_adaptive(version: &str) -> bool {
+    version
+        .split_whitespace()
+        .find_map(|w| w.split('.').next()?.parse::<u32>().ok())
+        .is_some_and(|major| major >= 5)
+}
+
+/// Whether a first reading is read again binarised by Sauvola's local
+/// threshold: it found words and is weak (mean word confidence under
+/// [`WEAK_READING_CONFIDENCE`], the bar of [`wants_enlarged`]), at any
+/// text height. Tesseract binarises at Otsu's global threshold by default;
+/// on claim cards over a photo (the photo shows through a translucent
+/// panel and fills the margins), at low JPEG quality and with thin light
+/// strokes on dark cards, one threshold for the whole page breaks strokes
+/// and keeps texture, and the reading is weak. Sauvola's threshold follows
+/// the local mean and spread of the page (window and `k` are Tesseract's
+/// defaults). A confident reading is left alone (docs/BENCHMARKS.md,
+/// "OCR", session 15).
+pub fn wants_adaptive(first: &OcrOutput) -> bool {
+    !first.words.is_empty() && first.mean_confidence() < WEAK_READING_CONFIDENCE
+}
+
+/// The reading kept of a first reading and its adaptive one: the more
+/// confident (mean word confidence), the first on a tie. Unlike the
+/// enlarged reading, a binarised page keeps its size and layout, so the
+/// reading with fewer words is not one that lost lines: it is mostly the
+/// texture read as words that it drops.
+pub fn choose_adaptive(first: OcrOutput, second: OcrOutput) -> OcrOutput {
+    if second.mean_confidence() > first.mean_confidence() {
+        second
+    } else {
+        first
+    }
 }
 
 /// The reading kept of a first reading and its enlarged second reading.
@@ -1321,6 +1408,55 @@ mod tests {
             pgm: b"P5\n10 10\n255\n".to_vec(),
         };
         assert!(upscale(&short, 2, &OcrLimits::default()).is_none());
+    }
+
+    /// A reading of `(confidence, text)` words on one line.
+    fn reading(words: &[(f32, &str)]) -> OcrOutput {
+        let mut tsv = String::from("level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n");
+        for (i, (conf, text)) in words.iter().enumerate() {
+            tsv.push_str(&format!(
+                "5\t1\t1\t1\t1\t{i}\t0\t0\t9\t20\t{conf}\t{text}\n"
+            ));
+        }
+        parse_tsv(&tsv, DEFAULT_MIN_CONFIDENCE)
+    }
+
+    #[test]
+    fn weak_readings_are_read_again_adaptive_and_the_more_confident_kept() {
+        // Weak (mean 65 < 80) at any height: read again; confident (≥ 80)
+        // or empty: not.
+        let weak = reading(&[(90.0, "في"), (40.0, "بيروت"), (65.0, "افتتح")]);
+        assert!(wants_adaptive(&weak));
+        let confident = reading(&[(90.0, "في"), (85.0, "بيروت"), (80.0, "افتتح")]);
+        assert!(!wants_adaptive(&confident));
+        assert!(!wants_adaptive(&OcrOutput::default()));
+        // The more confident reading is kept, fewer words or not (the
+        // texture a global threshold left is read as words); a tie keeps
+        // the first.
+        let mut clean = reading(&[(92.0, "في"), (88.0, "بيروت")]);
+        clean.adaptive = true;
+        let kept = choose_adaptive(weak.clone(), clean.clone());
+        assert!(kept.adaptive);
+        assert_eq!(kept.text, "في بيروت");
+        let mut worse = reading(&[(30.0, "ڡى"), (50.0, "بىروب"), (20.0, "2")]);
+        worse.adaptive = true;
+        assert!(!choose_adaptive(weak.clone(), worse).adaptive);
+        let mut tie = weak.clone();
+        tie.adaptive = true;
+        assert!(!choose_adaptive(weak.clone(), tie).adaptive);
+        // `extend` (video frames, PDF pages) carries the mark.
+        let mut joined = weak;
+        joined.extend(kept);
+        assert!(joined.adaptive);
+    }
+
+    #[test]
+    fn sauvola_needs_tesseract_5() {
+        assert!(supports_adaptive("tesseract 5.3.0"));
+        assert!(supports_adaptive("tesseract 5.0.0-alpha-20201224"));
+        assert!(!supports_adaptive("tesseract 4.1.1"));
+        assert!(!supports_adaptive("tesseract"));
+        assert!(!supports_adaptive(""));
     }
 
     #[test]

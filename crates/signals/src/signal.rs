@@ -139,6 +139,10 @@ pub struct OcrSummary {
     /// kept ([`crate::ocr::wants_enlarged`]).
     #[serde(default)]
     pub enlarged: bool,
+    /// A weak reading read again binarised by Sauvola's local threshold,
+    /// and that reading kept ([`crate::ocr::wants_adaptive`]).
+    #[serde(default)]
+    pub adaptive: bool,
     /// Median word-box height (px) of the reading kept, in the image
     /// Tesseract read (the enlarged one when `enlarged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
