@@ -138,6 +138,25 @@ fn run_json(cmd: &mut Command) -> (bool, Value, String) {
     )
 }
 
+/// `echotrace hash --ocr --json PATH`, which must succeed; `what` names the
+/// input in a failure.
+fn hash_ocr_json(path: &Path, what: &str) -> Value {
+    let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(path));
+    assert!(ok, "hash --ocr {what} failed: {err}");
+    v
+}
+
+/// The `ocr` object of the `ocr_text` signal in `hash --json` output.
+fn ocr_of(v: &Value, what: &str) -> Value {
+    v["signals"]
+        .as_array()
+        .expect("signals")
+        .iter()
+        .find(|s| s["type"] == json!("ocr_text"))
+        .unwrap_or_else(|| panic!("{what} got no ocr_text: {v}"))["ocr"]
+        .clone()
+}
+
 /// An MP4 (H.264, 5 fps) of one second of plain grey, then three seconds
 /// of `card`: a scene change onto a text card, as a video re-post of a
 /// claim card looks. Made by ffmpeg from the card image.
@@ -260,8 +279,7 @@ fn hash_ocr_reads_video_key_frames_and_scanned_pdf_pages() {
             &format!("{lang:?}.mp4"),
             &card_video(&card, &tmp, &format!("{lang:?}-v")),
         );
-        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&video));
-        assert!(ok, "hash --ocr video failed: {err}");
+        let v = hash_ocr_json(&video, "video");
         let sigs = v["signals"].as_array().expect("signals");
         let types: Vec<&str> = sigs
             .iter()
@@ -279,8 +297,7 @@ fn hash_ocr_reads_video_key_frames_and_scanned_pdf_pages() {
         );
         // A scanned page: a PDF with no text layer, only the card image.
         let pdf = write(&tmp, &format!("{lang:?}.pdf"), &image_only_pdf(&card));
-        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&pdf));
-        assert!(ok, "hash --ocr pdf failed: {err}");
+        let v = hash_ocr_json(&pdf, "pdf");
         let sigs = v["signals"].as_array().expect("signals");
         let types: Vec<&str> = sigs
             .iter()
@@ -290,11 +307,8 @@ fn hash_ocr_reads_video_key_frames_and_scanned_pdf_pages() {
             !types.contains(&"text_minhash"),
             "the PDF has no text layer: {v}"
         );
-        let ocr = sigs
-            .iter()
-            .find(|s| s["type"] == json!("ocr_text"))
-            .unwrap_or_else(|| panic!("{lang:?} scanned PDF got no ocr_text: {v}"));
-        let read = ocr["ocr"]["text"].as_str().unwrap_or("");
+        let ocr = ocr_of(&v, &format!("{lang:?} scanned PDF"));
+        let read = ocr["text"].as_str().unwrap_or("");
         assert!(
             words_found(text, read) >= 0.7,
             "{lang:?} PDF read {read:?} of {text:?}"
@@ -322,8 +336,7 @@ fn hash_ocr_reads_english_and_arabic_cards() {
         let (bank, _) = designs(lang);
         let card = ocr_common::render_card(&text, lang, &bank, &photos, &tmp);
         let path = write(&tmp, &format!("{lang:?}.jpg"), &card);
-        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&path));
-        assert!(ok, "hash --ocr failed: {err}");
+        let v = hash_ocr_json(&path, &format!("{lang:?} card"));
         let types: Vec<&str> = v["signals"]
             .as_array()
             .expect("signals")
@@ -367,8 +380,7 @@ fn hash_ocr_reads_english_and_arabic_cards() {
     flat.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .expect("png");
     let path = write(&tmp, "flat.png", &png);
-    let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&path));
-    assert!(ok, "{err}");
+    let v = hash_ocr_json(&path, "text-free image");
     assert!(
         !v.to_string().contains("ocr_text"),
         "a text-free image got an ocr_text: {v}"
@@ -407,21 +419,11 @@ fn hash_ocr_reads_weak_small_text_enlarged() {
             &format!("{size}-{enlarged}.jpg"),
             &ocr_common::render_card(text, Lang::Ar, &d, &photos, &tmp),
         );
-        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&card));
-        assert!(ok, "hash --ocr failed: {err}");
-        let ocr = v["signals"]
-            .as_array()
-            .expect("signals")
-            .iter()
-            .find(|s| s["type"] == json!("ocr_text"))
-            .unwrap_or_else(|| panic!("{font} {size} pt card got no ocr_text: {v}"));
-        assert_eq!(
-            ocr["ocr"]["enlarged"],
-            json!(enlarged),
-            "{font} {size} pt: {ocr}"
-        );
-        let height = ocr["ocr"]["text_height"].as_u64().unwrap_or(0);
-        let confidence = ocr["ocr"]["mean_confidence"].as_f64().unwrap_or(0.0);
+        let what = format!("{font} {size} pt card");
+        let ocr = ocr_of(&hash_ocr_json(&card, &what), &what);
+        assert_eq!(ocr["enlarged"], json!(enlarged), "{font} {size} pt: {ocr}");
+        let height = ocr["text_height"].as_u64().unwrap_or(0);
+        let confidence = ocr["mean_confidence"].as_f64().unwrap_or(0.0);
         if !enlarged && size == 16 {
             // Small but confident: the weak-reading condition alone kept
             // it from a second run.
@@ -430,7 +432,7 @@ fn hash_ocr_reads_weak_small_text_enlarged() {
             // Large text, or small text read at twice the size.
             assert!(height >= 32, "{font} {size} pt: {ocr}");
         }
-        let read = ocr["ocr"]["text"].as_str().unwrap_or("");
+        let read = ocr["text"].as_str().unwrap_or("");
         assert!(
             words_found(text, read) >= 0.8,
             "{font} {size} pt read {read:?} of {text:?}"
@@ -519,15 +521,8 @@ fn hash_ocr_reads_cursive_cards_with_the_arabic_group_first() {
             &format!("{i}.jpg"),
             &ocr_common::render_card(text, *lang, d, &photos, &tmp),
         );
-        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&card));
-        assert!(ok, "hash --ocr failed: {err}");
-        let ocr = v["signals"]
-            .as_array()
-            .expect("signals")
-            .iter()
-            .find(|s| s["type"] == json!("ocr_text"))
-            .unwrap_or_else(|| panic!("{lang:?} {d:?} got no ocr_text: {v}"))["ocr"]
-            .clone();
+        let what = format!("{lang:?} {d:?}");
+        let ocr = ocr_of(&hash_ocr_json(&card, &what), &what);
         let group = match lang {
             Lang::Ar => "ara",
             Lang::En => "eng",
@@ -623,15 +618,8 @@ fn hash_ocr_reads_weak_cards_again_with_a_local_threshold() {
             &format!("{i}.jpg"),
             &ocr_common::render_card(text, Lang::Ar, d, &photos, &tmp),
         );
-        let (ok, v, err) = run_json(bin().args(["hash", "--ocr", "--json"]).arg(&card));
-        assert!(ok, "hash --ocr failed: {err}");
-        let ocr = v["signals"]
-            .as_array()
-            .expect("signals")
-            .iter()
-            .find(|s| s["type"] == json!("ocr_text"))
-            .unwrap_or_else(|| panic!("{d:?} got no ocr_text: {v}"))["ocr"]
-            .clone();
+        let what = format!("{d:?}");
+        let ocr = ocr_of(&hash_ocr_json(&card, &what), &what);
         let runs: Vec<&str> = ocr["runs"]
             .as_array()
             .map(|r| r.iter().filter_map(Value::as_str).collect())
