@@ -557,18 +557,10 @@ impl Adapter for FileAdapter {
                     Ok(None) => {}
                     Ok(Some((st, value, labels, id, deleted))) => {
                         let labels = RecordLabels::from_flat(&labels);
-                        match record(
-                            st,
-                            &value,
-                            id.clone(),
-                            labels,
-                            Vec::new(),
-                            (None, None),
-                            deleted,
-                        ) {
-                            Ok(r) => page.records.push(r),
-                            Err(why) => page.skip_malformed(&id, &why),
-                        }
+                        let times = (None, None);
+                        let built =
+                            record(st, &value, id.clone(), labels, Vec::new(), times, deleted);
+                        page.keep(&id, built);
                     }
                     Err(why) => page.skip_malformed(&format!("line {line_no}"), &why),
                 }

@@ -275,6 +275,14 @@ pub fn record(
 pub const MAX_REASONS: usize = 20;
 
 impl Page {
+    /// Keep a record [`record`] built, or count it malformed under `label`.
+    pub(crate) fn keep(&mut self, label: &str, built: Result<UpstreamRecord, String>) {
+        match built {
+            Ok(r) => self.records.push(r),
+            Err(why) => self.skip_malformed(label, &why),
+        }
+    }
+
     /// Count a malformed record, keeping its reason if there is room.
     pub(crate) fn skip_malformed(&mut self, id: &str, why: &str) {
         self.malformed_count += 1;
@@ -305,13 +313,37 @@ pub(crate) fn id_string(v: &serde_json::Value) -> String {
     }
 }
 
-/// The `id` of a record that did not parse, for its skip reason (empty when
-/// it has none).
-pub(crate) fn raw_id(raw: &serde_json::value::RawValue) -> String {
-    serde_json::from_str::<serde_json::Value>(raw.get())
-        .ok()
-        .and_then(|v| v.get("id").map(id_string))
-        .unwrap_or_default()
+/// A page body parsed as `P`; a body that is not `P` is refused, naming
+/// `what` ("hash list page").
+pub(crate) fn page_json<P: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<P, FetchError> {
+    serde_json::from_slice(body)
+        .map_err(|e| FetchError::Malformed(format!("{what} is not the expected JSON: {e}")))
+}
+
+/// Each raw record of a page parsed as `R` and handed to `take`. A record
+/// that does not parse is counted malformed on `page`, labelled
+/// `"<key> <its key>"` (`id 26`, `seq 7`; the key empty when it has none).
+pub(crate) fn each_record<R: serde::de::DeserializeOwned>(
+    page: &mut Page,
+    raws: &[Box<serde_json::value::RawValue>],
+    key: &str,
+    mut take: impl FnMut(&mut Page, R),
+) {
+    for raw in raws {
+        match serde_json::from_str::<R>(raw.get()) {
+            Ok(r) => take(page, r),
+            Err(e) => {
+                let value = serde_json::from_str::<serde_json::Value>(raw.get())
+                    .ok()
+                    .and_then(|v| v.get(key).map(id_string))
+                    .unwrap_or_default();
+                page.skip_malformed(&format!("{key} {value}"), &e.to_string());
+            }
+        }
+    }
 }
 
 /// An upstream time: seconds (integer or fractional) or an RFC 3339 string,

@@ -26,7 +26,10 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{id_string, record, Adapter, ApiInfo, FetchError, FieldSpec, Page, Parsed};
+use super::{
+    each_record, id_string, page_json, record, Adapter, ApiInfo, FetchError, FieldSpec, Page,
+    Parsed,
+};
 use crate::net::{Body, Http, NetError};
 
 pub const API: &str = "echotrace";
@@ -170,37 +173,28 @@ struct FeedRecord {
 /// then the publisher's checksum of its live set, when it is for this
 /// cursor), and `next_cursor` as the cursor. Public for the fuzz targets.
 pub fn parse_feed_page(body: &[u8], page_size: u32) -> Result<Parsed<String>, FetchError> {
-    let feed: FeedPage = serde_json::from_slice(body)
-        .map_err(|e| FetchError::Malformed(format!("feed page: {e}")))?;
+    let feed: FeedPage = page_json(body, "feed page")?;
     let mut page = Page::default();
     let mut last_time = None;
-    for raw in &feed.records {
-        let r: FeedRecord = match serde_json::from_str(raw.get()) {
-            Ok(r) => r,
-            Err(e) => {
-                page.skip_malformed("feed record", &e.to_string());
-                continue;
-            }
-        };
+    each_record(&mut page, &feed.records, "seq", |page, r: FeedRecord| {
         let id = id_string(&r.seq);
         let Some(st) = super::file::signal_type_of(&r.signal_type) else {
             page.unsupported += 1;
-            continue;
+            return;
         };
         last_time = r.updated_at.or(last_time);
-        match record(
+        let labels = RecordLabels::from_flat(&r.labels);
+        let built = record(
             st,
             &r.value,
             id.clone(),
-            RecordLabels::from_flat(&r.labels),
+            labels,
             Vec::new(),
             (None, r.updated_at),
             r.deleted,
-        ) {
-            Ok(rec) => page.records.push(rec),
-            Err(why) => page.skip_malformed(&format!("seq {id}"), &why),
-        }
-    }
+        );
+        page.keep(&format!("seq {id}"), built);
+    });
     page.caught_up = feed.records.len() < page_size as usize;
     page.upstream_at = last_time;
     if page.caught_up && feed.checksum_cursor.as_deref() == Some(feed.next_cursor.as_str()) {

@@ -36,7 +36,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{
-    id_string, raw_id, record, time_ms, Adapter, ApiInfo, FetchError, FieldSpec, Page, Parsed,
+    each_record, id_string, page_json, record, time_ms, Adapter, ApiInfo, FetchError, FieldSpec,
+    Page, Parsed,
 };
 use crate::net::{Body, Http, NetError};
 
@@ -248,18 +249,9 @@ struct Category {
 /// records and skips, `next` as given, and the page's non-empty
 /// `checkpoint` as the cursor. Public for the fuzz targets.
 pub fn parse_hash_page(body: &[u8]) -> Result<Parsed<Option<String>>, FetchError> {
-    let resp: TatPage = serde_json::from_slice(body).map_err(|e| {
-        FetchError::Malformed(format!("hash list page is not the expected JSON: {e}"))
-    })?;
+    let resp: TatPage = page_json(body, "hash list page")?;
     let mut page = Page::default();
-    for raw in &resp.results {
-        let entry: TatEntry = match serde_json::from_str(raw.get()) {
-            Ok(e) => e,
-            Err(e) => {
-                page.skip_malformed(&format!("id {}", raw_id(raw)), &e.to_string());
-                continue;
-            }
-        };
+    each_record(&mut page, &resp.results, "id", |page, entry: TatEntry| {
         let id = id_string(&entry.id);
         let st = match entry.algorithm.to_ascii_uppercase().as_str() {
             "PDQ" => SignalType::Pdq,
@@ -267,7 +259,7 @@ pub fn parse_hash_page(body: &[u8]) -> Result<Parsed<Option<String>>, FetchError
             "SHA256" => SignalType::Sha256,
             _ => {
                 page.unsupported += 1;
-                continue;
+                return;
             }
         };
         let labels = RecordLabels {
@@ -283,19 +275,18 @@ pub fn parse_hash_page(body: &[u8]) -> Result<Parsed<Option<String>>, FetchError
                 .collect(),
             ..RecordLabels::default()
         };
-        match record(
+        let times = (time_ms(&entry.created_on), time_ms(&entry.updated_on));
+        let built = record(
             st,
             &entry.hash_digest,
             id.clone(),
             labels,
             Vec::new(),
-            (time_ms(&entry.created_on), time_ms(&entry.updated_on)),
+            times,
             entry.deleted,
-        ) {
-            Ok(r) => page.records.push(r),
-            Err(why) => page.skip_malformed(&format!("id {id}"), &why),
-        }
-    }
+        );
+        page.keep(&format!("id {id}"), built);
+    });
     Ok(Parsed {
         page,
         next: resp.next.filter(|n| !n.is_empty()),
@@ -312,18 +303,9 @@ pub fn parse_url_page(body: &[u8]) -> Result<Parsed<()>, FetchError> {
         next: Option<String>,
         results: Vec<Box<RawValue>>,
     }
-    let resp: UrlPage = serde_json::from_slice(body).map_err(|e| {
-        FetchError::Malformed(format!("URL list page is not the expected JSON: {e}"))
-    })?;
+    let resp: UrlPage = page_json(body, "URL list page")?;
     let mut page = Page::default();
-    for raw in &resp.results {
-        let item: TatUrl = match serde_json::from_str(raw.get()) {
-            Ok(e) => e,
-            Err(e) => {
-                page.skip_malformed("url item", &e.to_string());
-                continue;
-            }
-        };
+    each_record(&mut page, &resp.results, "id", |page, item: TatUrl| {
         let id = id_string(&item.id);
         let labels = RecordLabels {
             entity: item
@@ -339,19 +321,18 @@ pub fn parse_url_page(body: &[u8]) -> Result<Parsed<()>, FetchError> {
                 .collect(),
             ..RecordLabels::default()
         };
-        match record(
+        let times = (time_ms(&item.created_on), None);
+        let built = record(
             SignalType::Url,
             &item.url,
             id.clone(),
             labels,
             Vec::new(),
-            (time_ms(&item.created_on), None),
+            times,
             false,
-        ) {
-            Ok(r) => page.records.push(r),
-            Err(why) => page.skip_malformed(&format!("id {id}"), &why),
-        }
-    }
+        );
+        page.keep(&format!("id {id}"), built);
+    });
     Ok(Parsed {
         page,
         next: resp.next.filter(|n| !n.is_empty()),

@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{
-    id_string, raw_id, record, time_ms, Adapter, ApiInfo, FetchError, FieldSpec, Page, Parsed,
+    each_record, id_string, page_json, record, time_ms, Adapter, ApiInfo, FetchError, FieldSpec,
+    Page, Parsed,
 };
 use crate::net::{Body, Http, NetError};
 
@@ -319,19 +320,10 @@ pub fn parse_updates_page(
     my_app: &str,
     since: i64,
 ) -> Result<Parsed<i64>, FetchError> {
-    let resp: UpdatesPage = serde_json::from_slice(body).map_err(|e| {
-        FetchError::Malformed(format!("threat_updates page is not the expected JSON: {e}"))
-    })?;
+    let resp: UpdatesPage = page_json(body, "threat_updates page")?;
     let mut page = Page::default();
     let mut highest = since;
-    for raw in &resp.data {
-        let u: Update = match serde_json::from_str(raw.get()) {
-            Ok(u) => u,
-            Err(e) => {
-                page.skip_malformed(&format!("id {}", raw_id(raw)), &e.to_string());
-                continue;
-            }
-        };
+    each_record(&mut page, &resp.data, "id", |page, u: Update| {
         let id = id_string(&u.id);
         let updated = time_ms(&u.last_updated);
         if let Some(t) = updated {
@@ -339,7 +331,7 @@ pub fn parse_updates_page(
         }
         let Some((st, value)) = convert(&u.kind, &u.indicator) else {
             page.unsupported += 1;
-            continue;
+            return;
         };
         let (opinions, tags) = match &u.descriptors {
             Some(d) => opinions_of(&d.data, my_app),
@@ -350,7 +342,7 @@ pub fn parse_updates_page(
             tags,
             ..RecordLabels::default()
         };
-        match record(
+        let built = record(
             st,
             &value,
             id.clone(),
@@ -358,11 +350,9 @@ pub fn parse_updates_page(
             opinions,
             (None, updated),
             deleted,
-        ) {
-            Ok(r) => page.records.push(r),
-            Err(why) => page.skip_malformed(&format!("id {id}"), &why),
-        }
-    }
+        );
+        page.keep(&format!("id {id}"), built);
+    });
     Ok(Parsed {
         page,
         next: resp.paging.and_then(|p| p.next).filter(|n| !n.is_empty()),
