@@ -63,10 +63,12 @@ impl WorkImage {
                 actual: rgb.len() as u64,
             });
         }
+        let inside =
+            |at: u32, len: u32, side: u32| u64::from(at) + u64::from(len) <= u64::from(side);
         if region.w == 0
             || region.h == 0
-            || region.x + region.w > image_width
-            || region.y + region.h > image_height
+            || !inside(region.x, region.w, image_width)
+            || !inside(region.y, region.h, image_height)
         {
             return Err(PdqError::BufferSize {
                 expected: u64::from(region.w) * u64::from(region.h) * 3,
