@@ -24,7 +24,7 @@ use reqwest::{Client, Method};
 use serde_json::{json, Value};
 
 use common::Server;
-use console::{console_add_content, console_login};
+use console::{console_add_content, console_session};
 use robust_images::{fixtures, jpeg, photo, png, stamp};
 
 both_backends!(rederive_through_the_cli);
@@ -101,11 +101,7 @@ async fn rederive_through_the_cli(db: &TestDb) {
         .await;
 
     // The original, added in the console (retained) while `part` is off.
-    let console = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let cookie = console_login(&console, &s.base, "ada", "a long enough password").await;
+    let (console, cookie) = console_session(&s.base, "ada", "a long enough password").await;
     let original = photo();
     console_add_content(
         &console,

@@ -863,11 +863,7 @@ async fn part_in_console_over_http(db: &TestDb) {
     );
     let how = format!("upload part {}×{} at {},{}", r[2], r[3], r[0], r[1]);
 
-    let console = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let cookie = common::console_login(&console, &s.base, "ada", "a long enough password").await;
+    let (console, cookie) = common::console_session(&s.base, "ada", "a long enough password").await;
     let get = |path: &str| {
         console
             .get(format!("{}{path}", s.base))
@@ -945,11 +941,7 @@ async fn rederive_over_http(db: &TestDb) {
             Some(json!({"name": "files", "matching": {"part": false}})),
         )
         .await;
-    let console = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let cookie = common::console_login(&console, &s.base, "ada", "a long enough password").await;
+    let (console, cookie) = common::console_session(&s.base, "ada", "a long enough password").await;
     let original = photo();
     common::console_add_content(
         &console,

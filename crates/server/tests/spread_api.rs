@@ -22,7 +22,7 @@ use echotrace_spread::state::{LivenessState, RemovalPolicy};
 use echotrace_spread::verdict::Verdict;
 use echotrace_store::testing::TestDb;
 use echotrace_store::{both_backends, NewSighting, NewSightingMatch, Store, WarcRef};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -34,7 +34,7 @@ const H: i64 = 3_600_000;
 /// 2026-01-01T00:00Z.
 const T0: i64 = 1_767_225_600_000;
 
-use common::{console_login, csrf_of, Server as Service};
+use common::{console_session, csrf_of, Server as Service};
 
 async fn start(db: &TestDb) -> Service {
     let mut config = common::config(&db.url);
@@ -906,11 +906,7 @@ async fn notices_clusters_and_errors(db: &TestDb) {
         )
         .await
         .unwrap();
-    let console = Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let cookie = console_login(&console, &svc.base, "curie", "a long enough password").await;
+    let (console, cookie) = console_session(&svc.base, "curie", "a long enough password").await;
     let page = |path: String| {
         let console = console.clone();
         let cookie = cookie.clone();

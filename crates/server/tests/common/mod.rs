@@ -228,4 +228,4 @@ impl Server {
 #[path = "../console/mod.rs"]
 mod console;
 #[allow(unused_imports)] // not every test file logs in
-pub use console::{console_add_content, console_login, csrf_of};
+pub use console::{console_add_content, console_login, console_session, csrf_of};

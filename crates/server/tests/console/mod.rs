@@ -24,6 +24,18 @@ pub fn csrf_of(html: &str) -> String {
     html[i..].split('"').next().unwrap_or_default().to_string()
 }
 
+/// A console session on `base`: a client that does not follow redirects
+/// (to see a 303 and its `Location`) and the `cookie` header value of
+/// `user` logged in.
+pub async fn console_session(base: &str, user: &str, password: &str) -> (Client, String) {
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = console_login(&http, base, user, password).await;
+    (http, cookie)
+}
+
 /// Log in to the console; returns the `cookie` header value.
 pub async fn console_login(http: &Client, base: &str, user: &str, password: &str) -> String {
     let r = http.get(format!("{base}/ui/login")).send().await.unwrap();
