@@ -804,6 +804,39 @@ fn compare_type_ocr_shared_logo_header_and_template_do_not_match() {
     // `hash --ocr` shows the header beside the signed text.
     let o = ocr_of(&hash_ocr_json(&a_bank, "a-bank"), "a-bank");
     assert_eq!(o["header"], json!("DAILY BULLETIN"), "{o}");
+
+    // An Arabic logo card: its header "نشرة الأخبار" is not signed either,
+    // and the re-designed card without the logo still matches.
+    // (A dark card is inverted before OCR, so the white label reads well.)
+    let texts = statements(Lang::Ar, 1, 31);
+    let (_, query) = designs(Lang::Ar);
+    let bank = card(
+        "Noto Naskh Arabic",
+        24,
+        700,
+        "left",
+        Background::Gradient([42, 34, 47], [66, 24, 31]),
+        true,
+        45,
+    );
+    let ar_bank = write(
+        &tmp,
+        "ar-bank.jpg",
+        &ocr_common::render_card(&texts[0], Lang::Ar, &bank, &photos, &tmp),
+    );
+    let ar_query = write(
+        &tmp,
+        "ar-query.jpg",
+        &ocr_common::render_card(&texts[0], Lang::Ar, &query, &photos, &tmp),
+    );
+    let v = compare_ocr(&ar_query, &ar_bank);
+    assert_eq!(v["match"], json!(true), "Arabic re-designed card: {v}");
+    let header = v["b"]["header"].as_str().unwrap_or_default();
+    assert!(header.contains("نشرة"), "Arabic header: {v}");
+    assert!(
+        !v["b"]["text"].as_str().unwrap_or_default().contains("نشرة"),
+        "{v}"
+    );
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
