@@ -1052,7 +1052,7 @@ fn score_signing(recs: &[Rec], gate: &[bool], designs: &str) -> Vec<serde_json::
             let mut by_rule = std::collections::BTreeMap::<&str, usize>::new();
             for q in 0..ids.len() {
                 for b in 0..ids.len() {
-                    if ids[q].0 == ids[b].0 || ids[q].1 != "query" && ids[b].1 == "query" {
+                    if ids[q].0 == ids[b].0 || (ids[q].1 != "query" && ids[b].1 == "query") {
                         continue;
                     }
                     for r in &signed[b] {
@@ -1066,9 +1066,9 @@ fn score_signing(recs: &[Rec], gate: &[bool], designs: &str) -> Vec<serde_json::
                         }
                     }
                 }
-                let (bq, _, _) = (ids[q].0, 0, 0);
+                // The rule part that finds the query's own bank card.
                 if ids[q].1 == "query" {
-                    if let Some(b) = ids.iter().position(|x| x.0 == bq && x.1 == "bank") {
+                    if let Some(b) = ids.iter().position(|x| x.0 == ids[q].0 && x.1 == "bank") {
                         for r in &signed[b] {
                             if let Some(c) = cmp(&signed[q][0], r).filter(|c| c.is_match) {
                                 *by_rule.entry(c.rule.as_str()).or_default() += 1;
