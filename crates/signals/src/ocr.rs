@@ -654,6 +654,13 @@ pub fn parse_tsv(tsv: &str, min_confidence: f32) -> OcrOutput {
 /// section label. See [`split_header`].
 pub const HEADER_MAX_TOKENS: usize = 3;
 
+/// At most this many short lines at the top are a header (a name and a
+/// date). A longer run of short lines is the layout of the text itself (a
+/// narrow column, a statement set a few words a line), and none of it is
+/// cut: otherwise a card set in short lines above one long line would be
+/// signed by its last line alone. See [`split_header`].
+pub const HEADER_MAX_LINES: usize = 2;
+
 /// Split words (already filtered to the ones kept) into the *header* and
 /// the *body*, each as text (words joined by a space, lines by `\n`).
 ///
@@ -668,7 +675,10 @@ pub const HEADER_MAX_TOKENS: usize = 3;
 /// the short-text edit rule) and makes a re-designed card without the
 /// logo look less like its bank card. Only the top is cut: a short last
 /// line is the end of the body's last sentence. A reading whose lines are
-/// all short (a slogan set line by line) has no header.
+/// all short (a slogan set line by line), or that starts with more than
+/// [`HEADER_MAX_LINES`] short lines, has no header: the cut never takes
+/// more than two short lines, so it cannot be steered into leaving a card
+/// signed by a fraction of its text.
 pub fn split_header<'a>(
     words: impl IntoIterator<Item = &'a OcrWord>,
     max_tokens: usize,
@@ -687,7 +697,11 @@ pub fn split_header<'a>(
         .iter()
         .take_while(|(_, t)| token_count(t) <= max_tokens)
         .count();
-    let header = if header < lines.len() { header } else { 0 };
+    let header = if header < lines.len() && header <= HEADER_MAX_LINES {
+        header
+    } else {
+        0
+    };
     let join = |ls: &[(u32, String)]| {
         ls.iter()
             .map(|(_, t)| t.as_str())
@@ -1400,6 +1414,17 @@ mod tests {
         // A four-token first line is body; a short last line is body.
         let w = lines(&["Bayview Sporting beat Eastfield", "2-1 on Monday.", "End."]);
         assert_eq!(split_header(&w, HEADER_MAX_TOKENS).0, "");
+        // More short lines at the top than a header has (a statement set
+        // a few words a line above a long one): none of them is cut.
+        let w = lines(&[
+            "City Rovers",
+            "beat Lakeside",
+            "Dynamo 5-0",
+            "on Saturday in front of 12000 supporters.",
+        ]);
+        let (head, text) = split_header(&w, HEADER_MAX_TOKENS);
+        assert_eq!(head, "");
+        assert!(text.starts_with("City Rovers\nbeat Lakeside"), "{text}");
         // Every line short (a slogan set line by line): no header.
         let w = lines(&["We stand", "with the city", "today"]);
         let (head, text) = split_header(&w, HEADER_MAX_TOKENS);
