@@ -78,12 +78,83 @@ impl ImportReport {
 /// the writer's 16 MiB page cache).
 const BATCH: usize = 2000;
 
+/// WARC records recorded per transaction (a record's payload can yield many
+/// outlinks and a page's text, so fewer than messages).
+const WARC_BATCH: usize = 200;
+
+/// The most content bytes (media files, record payloads, texts) one batch
+/// holds before it is recorded, whatever its count. Batches are bounded by
+/// count for the database's sake and by bytes for memory's: a file may be
+/// up to `max_media_bytes` (64 MiB by default), and a count alone let 2,000
+/// messages with exported videos, or 200 large WARC records, hold gigabytes
+/// at once. A batch exceeds this by at most its last unit; with the reader's
+/// batch, the one in the channel and the one being recorded, an import holds
+/// at most about three of them.
+const BATCH_BYTES: usize = 16 << 20;
+
+/// Units gathered for one transaction, bounded by count and by the content
+/// bytes they hold.
+struct Batcher {
+    units: Vec<Unit>,
+    bytes: usize,
+    max_units: usize,
+}
+
+impl Batcher {
+    fn new(max_units: usize) -> Self {
+        Batcher {
+            units: Vec::with_capacity(max_units),
+            bytes: 0,
+            max_units,
+        }
+    }
+
+    /// Add a unit; the batch, when it is full by count or by bytes.
+    fn push(&mut self, unit: Unit) -> Option<Vec<Unit>> {
+        self.bytes = self.bytes.saturating_add(unit.content_bytes());
+        self.units.push(unit);
+        if self.units.len() >= self.max_units || self.bytes >= BATCH_BYTES {
+            self.bytes = 0;
+            Some(std::mem::replace(
+                &mut self.units,
+                Vec::with_capacity(self.max_units),
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// What is left at the end.
+    fn rest(self) -> Vec<Unit> {
+        self.units
+    }
+}
+
+/// Content bytes an item holds until it is hashed.
+fn item_bytes(item: &SightingItem) -> usize {
+    match &item.content {
+        ItemContent::None | ItemContent::Known { .. } => 0,
+        ItemContent::Bytes(b) => b.len(),
+        ItemContent::Text { text, raw, .. } => text.len() + raw.len(),
+    }
+}
+
 /// One unit to record: an item plus the items and jobs that hang off it.
 struct Unit {
     main: SightingItem,
     media: Vec<SightingItem>,
     outlinks: Vec<SightingItem>,
     children: Vec<Child>,
+}
+
+impl Unit {
+    fn content_bytes(&self) -> usize {
+        std::iter::once(&self.main)
+            .chain(&self.media)
+            .chain(&self.outlinks)
+            .map(item_bytes)
+            .sum()
+    }
 }
 
 impl Collector {
@@ -110,7 +181,7 @@ impl Collector {
         // The reader runs on the blocking pool; batches flow through a
         // bounded channel, so reading never runs far ahead of recording.
         let reader = tokio::task::spawn_blocking(move || {
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut batch = Batcher::new(BATCH);
             let mut local = ImportReport::default();
             let res = read_export(&path, |chat, msg| {
                 let unit = telegram_unit(
@@ -122,17 +193,16 @@ impl Collector {
                     max_media,
                     &mut local,
                 );
-                batch.push(unit);
-                if batch.len() >= BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                if let Some(full) = batch.push(unit) {
                     tx_units
                         .blocking_send(full)
                         .map_err(|_| "import stopped".to_string())?;
                 }
                 Ok(())
             });
-            if !batch.is_empty() {
-                let _ = tx_units.blocking_send(batch);
+            let rest = batch.rest();
+            if !rest.is_empty() {
+                let _ = tx_units.blocking_send(rest);
             }
             res.map(|_| local)
         });
@@ -182,11 +252,11 @@ impl Collector {
             .map_err(|e| CollectorError::Import(format!("{}: {e}", path.display())))?;
         let file_name = path.display().to_string();
         let html_limits = self.config().html.clone();
-        let (tx_units, mut rx_units) = tokio::sync::mpsc::channel::<(Vec<Unit>, ImportReport)>(4);
+        let (tx_units, mut rx_units) = tokio::sync::mpsc::channel::<(Vec<Unit>, ImportReport)>(1);
         let reader_src = src.clone();
         let reader_platforms = platforms.clone();
         let task = tokio::task::spawn_blocking(move || -> std::result::Result<(), String> {
-            let mut batch = Vec::new();
+            let mut batch = Batcher::new(WARC_BATCH);
             let mut local = ImportReport::default();
             while let Some(rec) = reader.next_record() {
                 let rec = rec.map_err(|e| format!("{file_name}: {e}"))?;
@@ -254,17 +324,16 @@ impl Collector {
                     &html_limits,
                 );
                 // Outlinks are counted as they are recorded (`record_units`).
-                batch.push(unit);
-                if batch.len() >= 200 {
-                    let full = std::mem::take(&mut batch);
+                if let Some(full) = batch.push(unit) {
                     let rep = std::mem::take(&mut local);
                     tx_units
                         .blocking_send((full, rep))
                         .map_err(|_| "import stopped".to_string())?;
                 }
             }
-            if !batch.is_empty() || local.records > 0 {
-                let _ = tx_units.blocking_send((batch, local));
+            let rest = batch.rest();
+            if !rest.is_empty() || local.records > 0 {
+                let _ = tx_units.blocking_send((rest, local));
             }
             Ok(())
         });

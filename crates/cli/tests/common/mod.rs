@@ -46,6 +46,44 @@ pub fn run(args: &[&str], timeout: Duration) -> Output {
     child.wait_with_output().expect("output")
 }
 
+/// `run`, also returning the child's peak resident memory (VmHWM, KiB),
+/// read every 20 ms while it runs (a high-water mark: any reading after
+/// the peak holds it).
+pub fn run_peak(args: &[&str], timeout: Duration) -> (Output, u64) {
+    let mut child = Command::new(bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning echotrace");
+    let deadline = Instant::now() + timeout;
+    let mut peak = 0u64;
+    loop {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
+        if let Some(kib) = status.ok().as_deref().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        }) {
+            peak = peak.max(kib);
+        }
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "echotrace {args:?} ran over {timeout:?}\nstderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("waiting for echotrace: {e}"),
+        }
+    }
+    (child.wait_with_output().expect("output"), peak)
+}
+
 /// `run`, asserting success; returns stdout.
 pub fn ok(args: &[&str], timeout: Duration) -> String {
     let out = run(args, timeout);
