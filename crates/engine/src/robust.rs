@@ -73,6 +73,26 @@ pub const REGION_THRESHOLD: u32 = 36;
 /// unrelated part measured (38 bits: two dot-grid wallpapers of one
 /// design in blue and gold; docs/ROBUST.md, "Thresholds").
 pub const PART_THRESHOLD: u32 = 28;
+/// Alignment refinement (docs/ROBUST.md, "Alignment refinement"): a bank
+/// window that an allowed needle comes within its threshold plus this
+/// many bits of, for an item nothing else matched, is worth moving the
+/// needle's sides toward (`QuerySet::refine`).
+pub const REFINE_MARGIN: u32 = 12;
+/// How far a needle may be from a bank window of threshold `threshold`
+/// and still be refined toward it: [`REFINE_MARGIN`] bits past the
+/// threshold, within the derived index's search radius
+/// ([`WINDOW_THRESHOLD`]) — so in effect windows of quality below
+/// [`WINDOW_DETAILED_QUALITY`] (threshold 28: needles at 29–40 bits). A
+/// detailed window (threshold 40) would need a wider search of every
+/// lookup; it is not refined.
+pub fn refine_reach(threshold: u32) -> u32 {
+    (threshold + REFINE_MARGIN).min(WINDOW_THRESHOLD)
+}
+/// At most this many (needle, window) pairs are refined per held item,
+/// the closest first.
+pub const REFINE_PAIRS_PER_ITEM: usize = 3;
+/// At most this many window hashes are spent on refinement per lookup.
+pub const REFINE_BUDGET: u32 = 96;
 
 /// Which channel found a match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -228,6 +248,10 @@ pub struct ChannelDetail {
     /// The channel's threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u32>,
+    /// Alignment refinement: the needle's distance before its sides were
+    /// moved to `query_rect` (docs/ROBUST.md, "Alignment refinement").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refined_from: Option<u32>,
     /// vPDQ: the query share of the plain (uncropped) videos, percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plain_query_pct: Option<f64>,

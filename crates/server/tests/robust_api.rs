@@ -22,6 +22,7 @@ both_backends!(
     image_channels_over_http,
     fills_and_window_quality_over_http,
     window_crops_over_http,
+    alignment_refinement_over_http,
     content_buffers_over_http,
     meme_captions_over_http,
     overlays_over_http,
@@ -337,6 +338,24 @@ fn waves() -> RgbImage {
             + 9.0 * (tau * (x + 2.0 * y) / 61.0).sin()
             + 8.0 * (tau * (y - 0.5 * x) / 53.0).sin()
             + 6.0 * (tau * (x - y) / 73.0).sin();
+        let v = v.clamp(0.0, 255.0) as u8;
+        Rgb([v, v / 2 + 60, 255 - v])
+    })
+}
+
+/// The waves of [`waves`] half as strong again (deviation from grey × 1.5):
+/// the crop-grid windows of quality 50–89 (threshold 28) but for one.
+fn strong_waves() -> RgbImage {
+    let (w, h) = (480u32, 300u32);
+    RgbImage::from_fn(w, h, |x, y| {
+        let (x, y) = (x as f32, y as f32);
+        let tau = std::f32::consts::TAU;
+        let v = 128.0
+            + 1.5
+                * (10.0 * (tau * x / 43.0).sin()
+                    + 9.0 * (tau * (x + 2.0 * y) / 61.0).sin()
+                    + 8.0 * (tau * (y - 0.5 * x) / 53.0).sin()
+                    + 6.0 * (tau * (x - y) / 73.0).sin());
         let v = v.clamp(0.0, 255.0) as u8;
         Rgb([v, v / 2 + 60, 255 - v])
     })
@@ -1225,6 +1244,97 @@ async fn window_crops_over_http(db: &TestDb) {
     let mirrored = image::imageops::flip_horizontal(&one_side);
     let m = s.match_in(&png(&mirrored), "files", Some("window")).await;
     assert_eq!(m["channel_detail"]["variant"], "flipy", "{m}");
+    s.stop().await;
+}
+
+/// Session 16. Alignment refinement (docs/ROBUST.md): a 9 % crop of every
+/// side of a low-detail texture falls between the crop grid's 8 and 12 %
+/// windows, and no query hash comes within its threshold of any window,
+/// region or the plain hash — but one comes within 40 bits of a window of
+/// quality < 90 (threshold 28). The lookup moves that needle's sides
+/// toward the window and matches through `window`, the refined rectangle
+/// in `query_rect`, the needle's own distance in `refined_from`.
+async fn alignment_refinement_over_http(db: &TestDb) {
+    use echotrace_signals::robust::{RobustHasher, RobustOptions, WindowHasher, WorkImage};
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let texture = strong_waves();
+    let added = s.upload("/v1/banks/files/content", &png(&texture)).await;
+    let plain =
+        echotrace_signals::pdq::PdqHash::from_hex(added["signals"][0]["value"].as_str().unwrap())
+            .unwrap();
+    let opts = RobustOptions::default();
+    let bank = RobustHasher::new()
+        .bank_hashes(texture.as_raw(), 480, 300, &opts)
+        .unwrap();
+    let cropped = crop(&texture, 0.09);
+    // Every query hash beyond its threshold of everything the item holds:
+    // without refinement, no match.
+    let before = window_margin(&cropped, &bank, &plain, &opts);
+    assert!(
+        before > 0,
+        "the 9 % crop matched without refinement ({before})"
+    );
+    let m = s.match_in(&png(&cropped), "files", Some("window")).await;
+    let d = &m["channel_detail"];
+    let threshold = d["threshold"].as_u64().unwrap();
+    let from = d["refined_from"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("not through refinement: {m}"));
+    let distance = m["distance"].as_u64().unwrap();
+    assert_eq!(threshold, 28, "a window of quality < 90: {m}");
+    assert!(d["bank_quality"].as_u64().unwrap() < 90, "{m}");
+    assert!(from > threshold && from <= 40, "{m}");
+    assert!(distance <= threshold, "{m}");
+    // The refined rectangle is none of the query set's, passes the quality
+    // gate, and its hash is the reported distance from the bank window.
+    let set = RobustHasher::new()
+        .query_set(cropped.as_raw(), cropped.width(), cropped.height(), &opts)
+        .unwrap();
+    let r: Vec<u32> = d["query_rect"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let rect = echotrace_signals::robust::Rect {
+        x: r[0],
+        y: r[1],
+        w: r[2],
+        h: r[3],
+    };
+    assert!(set.hashes.iter().all(|q| q.rect != rect), "{m}");
+    let work =
+        WorkImage::from_rgb8(cropped.as_raw(), cropped.width(), cropped.height(), 512).unwrap();
+    let refined = WindowHasher::new().hash(&work, rect).unwrap();
+    assert!(refined.quality >= 50, "{m}");
+    let variant = if d["variant"] == "flipy" { 5 } else { 0 };
+    let removed: Vec<f32> = d["bank_removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let window = bank
+        .iter()
+        .filter(|b| b.source == echotrace_signals::robust::BankSource::Window)
+        .find(|b| {
+            b.fractions()
+                .iter()
+                .zip(&removed)
+                .all(|(a, b)| (a - b).abs() < 1e-6)
+        })
+        .unwrap_or_else(|| panic!("no bank window {removed:?}: {m}"));
+    assert_eq!(
+        u64::from(refined.hashes.named()[variant].1.distance(&window.hash)),
+        distance,
+        "{m}"
+    );
+    assert!(d["plain_distance"].as_u64().unwrap() > 31, "{m}");
+    // An unrelated low-detail picture cut the same way matches nothing.
+    let hits = s.hits(&png(&crop(&two_tone(), 0.09))).await;
+    assert!(hits.is_empty(), "{hits:?}");
     s.stop().await;
 }
 
