@@ -20,8 +20,9 @@ import math
 import sys
 
 DEFAULT = {"plain": 31, "dihedral": 31, "border": 36, "qcrop": 40, "window": 40, "region": 36, "part": 28,
-           # Alignment refinement (session 16): windows of quality < 90 only.
-           "refined": 28}
+           # Alignment refinement (session 16): windows of quality < 90 only,
+           # matched within 20 (`REFINE_THRESHOLD`).
+           "refined": 20}
 # The bank-window channel by window quality band (harness columns
 # window_q50 .. window_q90); when present they replace `window`, each with
 # its own threshold (the engine's `window_threshold`: 28 below quality 90).

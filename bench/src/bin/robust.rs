@@ -68,7 +68,7 @@ const CHANNELS: [&str; 14] = [
 /// Index of `refined` in [`CHANNELS`]: alignment refinement (the engine's
 /// `refine_near`): the closest needle moved toward a bank window of
 /// quality < 90 it came within `refine_reach` of, for a pair no other
-/// channel found; threshold 28 (the window's).
+/// channel found; threshold 20 (`REFINE_THRESHOLD`, report.py).
 const REFINED: usize = 13;
 /// Index of `part` in [`CHANNELS`]: a fixed part of the query × the same
 /// part of an original.

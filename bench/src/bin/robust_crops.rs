@@ -39,7 +39,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use echotrace_engine::robust::window_threshold;
+use echotrace_engine::robust::{window_threshold, REFINE_THRESHOLD};
 use echotrace_signals::robust::{
     refine_window, window_variant_allowed, BankSource, QuerySource, Rect, RobustHasher,
     RobustOptions, WindowHasher, WorkImage, VARIANT_NAMES,
@@ -334,7 +334,6 @@ fn main() -> anyhow::Result<()> {
             }
             cands.sort_by_key(|c| (c.0, c.1));
             for (_, d0, rect, v, b) in cands.into_iter().take(refine_n) {
-                let thr = window_threshold(b.quality);
                 refine_runs += 1;
                 let Some(r) =
                     refine_window(&mut wh, &qwork, rect, v, &b.hash, d0, opts.min_quality)?
@@ -342,7 +341,7 @@ fn main() -> anyhow::Result<()> {
                     continue;
                 };
                 refine_hashes += u64::from(r.hashes);
-                consider(&mut best, r.distance, thr, || {
+                consider(&mut best, r.distance, REFINE_THRESHOLD, || {
                     format!(
                         "refined2 from {d0} {rect:?} to {:?} → window {} q{} ({} hashes)",
                         r.rect,

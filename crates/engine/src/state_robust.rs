@@ -14,7 +14,7 @@ use crate::columns::Slot;
 use crate::robust::{
     bank_hash_threshold, channel_threshold, closest, plain_groups, query_detail, refine_reach,
     vpdq_frames, Channel, ChannelDetail, DerivedHit, RobustQuery, PART_THRESHOLD, REFINE_BUDGET,
-    REFINE_PAIRS_PER_ITEM, REGION_THRESHOLD, WINDOW_THRESHOLD,
+    REFINE_PAIRS_PER_ITEM, REFINE_THRESHOLD, REGION_THRESHOLD, WINDOW_THRESHOLD,
 };
 
 /// A bank window a needle came near without matching (alignment
@@ -229,8 +229,8 @@ impl MatchState {
     /// — the closest [`REFINE_PAIRS_PER_ITEM`] per item, closest to its
     /// threshold first — are met again by the needle with its sides moved
     /// toward the window (`QuerySet::refine`), within [`REFINE_BUDGET`]
-    /// window hashes per lookup. A refined rectangle matches at the
-    /// window's own threshold and passes the quality gate.
+    /// window hashes per lookup. A refined rectangle of quality ≥ 50
+    /// matches within [`REFINE_THRESHOLD`].
     fn refine_near(
         &self,
         set: &echotrace_signals::robust::QuerySet,
@@ -283,7 +283,7 @@ impl MatchState {
                 continue;
             };
             spent += r.hashes;
-            if r.distance > n.threshold {
+            if r.distance > REFINE_THRESHOLD {
                 continue;
             }
             done.insert(id);
@@ -294,7 +294,7 @@ impl MatchState {
             detail.bank_removed = Some(n.hit.removed.map(|v| f32::from(v) / 200.0));
             detail.bank_quality = Some(n.hit.quality);
             detail.plain_distance = plain_distance;
-            detail.threshold = Some(n.threshold);
+            detail.threshold = Some(REFINE_THRESHOLD);
             push(Candidate {
                 distance: Some(i64::from(r.distance)),
                 channel: Channel::Window,
