@@ -73,6 +73,10 @@ const REFINED: usize = 13;
 /// Index of `part` in [`CHANNELS`]: a fixed part of the query × the same
 /// part of an original.
 const PART: usize = 12;
+/// A bank window a needle came near, for refinement: (distance −
+/// threshold, distance, needle index — `None` the plain hash — window
+/// code, threshold).
+type NearWindow = (u32, u32, Option<usize>, Code256, u32);
 /// Index of `window_q50` in [`CHANNELS`].
 const BAND0: usize = 7;
 
@@ -121,6 +125,7 @@ fn main() -> anyhow::Result<()> {
     let mut opts = RobustOptions::default();
     let mut threads = 2usize;
     let mut every = 1usize;
+    let mut refine_min_near = 1usize;
     let mut bank_every = 1usize;
     let mut i = 2;
     while i < args.len() {
@@ -158,6 +163,9 @@ fn main() -> anyhow::Result<()> {
             }
             "--threads" => threads = args[i + 1].parse()?,
             "--every" => every = args[i + 1].parse::<usize>()?.max(1),
+            // Refine only items with at least N near windows (measured
+            // variant; the engine refines from 1).
+            "--refine-min-near" => refine_min_near = args[i + 1].parse::<usize>()?.max(1),
             "--bank-every" => bank_every = args[i + 1].parse::<usize>()?.max(1),
             other => bail!("unknown option {other}"),
         }
@@ -409,8 +417,7 @@ fn main() -> anyhow::Result<()> {
                                 })
                                 .map(|(i, x)| (x.hash.to_words(), Some(i))),
                         );
-                        let mut near: HashMap<usize, Vec<(u32, u32, Option<usize>, Code256, u32)>> =
-                            HashMap::new();
+                        let mut near: HashMap<usize, Vec<NearWindow>> = HashMap::new();
                         for (o, wq, code) in all_windows {
                             let t = window_threshold(*wq);
                             let reach = refine_reach(t);
@@ -428,7 +435,10 @@ fn main() -> anyhow::Result<()> {
                                 near.entry(*o).or_default().push((dist - t, dist, i, *code, t));
                             }
                         }
-                        let near: Vec<_> = near.into_iter().filter(|(o, _)| !found(*o)).collect();
+                        let near: Vec<_> = near
+                            .into_iter()
+                            .filter(|(o, list)| !found(*o) && list.len() >= refine_min_near)
+                            .collect();
                         let t_refine = Instant::now();
                         if near.iter().any(|(o, _)| groups.get(o) != qg) {
                             stats.3 += 1;
