@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use echotrace_engine::robust::{
-    refine_reach, window_threshold, REFINE_BUDGET, REFINE_PAIRS_PER_ITEM,
+    refine_reach, window_threshold, REFINE_BUDGET, REFINE_MAX_HASHES, REFINE_PAIRS_PER_ITEM,
 };
 use echotrace_index::{Code256, FlatIndex, Hit};
 use echotrace_signals::pdq::PdqHash;
@@ -276,7 +276,7 @@ fn main() -> anyhow::Result<()> {
                     let mut h = RobustHasher::new();
                     let mut wh = WindowHasher::new();
                     // Refinements tried (true pair, unrelated pair), window
-                    // hashes of those that improved, queries that refined
+                    // hashes spent, queries that refined
                     // for an unrelated original, seconds spent refining.
                     let mut stats = (0u64, 0u64, 0u64, 0u64, 0.0f64);
                     let mut out = Vec::new();
@@ -447,7 +447,7 @@ fn main() -> anyhow::Result<()> {
                             list.sort_by_key(|x| (x.0, x.1));
                             let mut spent = 0u32;
                             for (_, d0, i, code, _) in list.into_iter().take(REFINE_PAIRS_PER_ITEM) {
-                                if spent >= REFINE_BUDGET {
+                                if spent + REFINE_MAX_HASHES > REFINE_BUDGET {
                                     break;
                                 }
                                 let target = PdqHash::from_words(code);
@@ -456,12 +456,13 @@ fn main() -> anyhow::Result<()> {
                                 } else {
                                     stats.1 += 1;
                                 }
-                                let Ok(Some(r)) = set.refine(&mut wh, i, &target, d0, opts.min_quality)
+                                let Ok(out) = set.refine(&mut wh, i, &target, d0, opts.min_quality)
                                 else {
                                     continue;
                                 };
-                                spent += r.hashes;
-                                stats.2 += u64::from(r.hashes);
+                                spent += out.hashes;
+                                stats.2 += u64::from(out.hashes);
+                                let Some(r) = out.best else { continue };
                                 if r.distance <= MAX_D {
                                     let e = d[REFINED].entry(o).or_insert(u32::MAX);
                                     *e = (*e).min(r.distance);
@@ -480,7 +481,7 @@ fn main() -> anyhow::Result<()> {
                         }
                     }
                     eprintln!(
-                        "  thread {ci}: refinements {} for the true original, {} for unrelated ones ({} queries), {} window hashes spent by those that improved, {:.1} s refining",
+                        "  thread {ci}: refinements {} for the true original, {} for unrelated ones ({} queries), {} window hashes spent, {:.1} s refining",
                         stats.0, stats.1, stats.3, stats.2, stats.4
                     );
                     out

@@ -335,19 +335,16 @@ fn main() -> anyhow::Result<()> {
             cands.sort_by_key(|c| (c.0, c.1));
             for (_, d0, rect, v, b) in cands.into_iter().take(refine_n) {
                 refine_runs += 1;
-                let Some(r) =
-                    refine_window(&mut wh, &qwork, rect, v, &b.hash, d0, opts.min_quality)?
-                else {
-                    continue;
-                };
-                refine_hashes += u64::from(r.hashes);
+                let out = refine_window(&mut wh, &qwork, rect, v, &b.hash, d0, opts.min_quality)?;
+                refine_hashes += u64::from(out.hashes);
+                let Some(r) = out.best else { continue };
                 consider(&mut best, r.distance, REFINE_THRESHOLD, || {
                     format!(
                         "refined2 from {d0} {rect:?} to {:?} → window {} q{} ({} hashes)",
                         r.rect,
                         pct(b.fractions()),
                         b.quality,
-                        r.hashes
+                        out.hashes
                     )
                 });
             }
@@ -381,7 +378,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    println!("refinements {refine_runs}, hashes of those that improved {refine_hashes}");
+    println!("refinements {refine_runs}, window hashes {refine_hashes}");
     println!("class\tqueries\tfound\tmissed\tmissed but oracle within threshold");
     for (c, (n, ok, or)) in &found {
         println!(

@@ -99,8 +99,12 @@ pub const REFINE_THRESHOLD: u32 = 20;
 /// At most this many (needle, window) pairs are refined per held item,
 /// the closest first.
 pub const REFINE_PAIRS_PER_ITEM: usize = 3;
-/// At most this many window hashes are spent on refinement per lookup.
-pub const REFINE_BUDGET: u32 = 96;
+/// At most this many window hashes are spent on refinement per lookup,
+/// counting every rectangle tried: three refinements of at most
+/// [`REFINE_MAX_HASHES`] each (≈ 58 ms at ≈ 0.4 ms a window hash), the
+/// closest pairs first whichever items they belong to.
+pub const REFINE_BUDGET: u32 = 3 * REFINE_MAX_HASHES;
+pub use echotrace_signals::robust::REFINE_MAX_HASHES;
 
 /// Which channel found a match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

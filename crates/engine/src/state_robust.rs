@@ -14,8 +14,10 @@ use crate::columns::Slot;
 use crate::robust::{
     bank_hash_threshold, channel_threshold, closest, plain_groups, query_detail, refine_reach,
     vpdq_frames, Channel, ChannelDetail, DerivedHit, RobustQuery, PART_THRESHOLD, REFINE_BUDGET,
-    REFINE_PAIRS_PER_ITEM, REFINE_THRESHOLD, REGION_THRESHOLD, WINDOW_THRESHOLD,
+    REFINE_MAX_HASHES, REFINE_PAIRS_PER_ITEM, REFINE_THRESHOLD, REGION_THRESHOLD, WINDOW_THRESHOLD,
 };
+
+use crate::types::{BankId, ContentId, SignalValue};
 
 /// A bank window a needle came near without matching (alignment
 /// refinement's candidates).
@@ -27,7 +29,6 @@ struct Near {
     threshold: u32,
     slot: Slot,
 }
-use crate::types::{BankId, ContentId, SignalValue};
 
 impl MatchState {
     /// The slot of a content item's signal of type `t` (its first in
@@ -229,7 +230,7 @@ impl MatchState {
     /// — the closest [`REFINE_PAIRS_PER_ITEM`] per item, closest to its
     /// threshold first — are met again by the needle with its sides moved
     /// toward the window (`QuerySet::refine`), within [`REFINE_BUDGET`]
-    /// window hashes per lookup. A refined rectangle of quality ≥ 50
+    /// window hashes per lookup (hashes tried count, improving or not). A refined rectangle of quality ≥ 50
     /// matches within [`REFINE_THRESHOLD`].
     fn refine_near(
         &self,
@@ -250,7 +251,9 @@ impl MatchState {
         let mut spent = 0u32;
         let mut wh = echotrace_signals::robust::WindowHasher::new();
         for n in near {
-            if spent >= REFINE_BUDGET {
+            // A refinement may spend up to `REFINE_MAX_HASHES`: the budget
+            // is never exceeded.
+            if spent + REFINE_MAX_HASHES > REFINE_BUDGET {
                 break;
             }
             let id = n.hit.content_id;
@@ -273,7 +276,7 @@ impl MatchState {
             }
             *tried += 1;
             let target = echotrace_signals::pdq::PdqHash::from_words(n.code);
-            let Ok(Some(r)) = set.refine(
+            let Ok(out) = set.refine(
                 &mut wh,
                 n.needle,
                 &target,
@@ -282,7 +285,8 @@ impl MatchState {
             ) else {
                 continue;
             };
-            spent += r.hashes;
+            spent += out.hashes;
+            let Some(r) = out.best else { continue };
             if r.distance > REFINE_THRESHOLD {
                 continue;
             }

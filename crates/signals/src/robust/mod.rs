@@ -239,9 +239,9 @@ impl QuerySet {
 
     /// Alignment refinement of needle `i` toward the bank window `target`
     /// it came `start_distance` from ([`refine_window`], on the working
-    /// buffer). `None` when the set keeps no buffer, the needle is not one
-    /// bank windows take ([`window_variant_allowed`], no part), or nothing
-    /// beat the needle.
+    /// buffer). Nothing is hashed when the set keeps no buffer or the
+    /// needle is not one bank windows take ([`window_variant_allowed`], no
+    /// part).
     pub fn refine(
         &self,
         wh: &mut WindowHasher,
@@ -249,20 +249,24 @@ impl QuerySet {
         target: &PdqHash,
         start_distance: u32,
         min_quality: u8,
-    ) -> Result<Option<Refined>, PdqError> {
+    ) -> Result<Refinement, PdqError> {
+        let none = Refinement {
+            best: None,
+            hashes: 0,
+        };
         let Some(work) = self.work.as_deref() else {
-            return Ok(None);
+            return Ok(none);
         };
         if i.and_then(|i| self.hashes.get(i))
             .is_some_and(|q| q.source == QuerySource::Part)
         {
-            return Ok(None);
+            return Ok(none);
         }
         let Some((rect, variant)) = self.needle_place(i) else {
-            return Ok(None);
+            return Ok(none);
         };
         if !window_variant_allowed(variant) {
-            return Ok(None);
+            return Ok(none);
         }
         refine_window(wh, work, rect, variant, target, start_distance, min_quality)
     }
@@ -655,7 +659,13 @@ pub struct Refined {
     pub quality: u8,
     /// The refined rectangle, in the upload's pixels.
     pub rect: Rect,
-    /// Window hashes spent.
+}
+
+/// A refinement's outcome: the best rectangle that beat the needle, if
+/// any, and the window hashes spent either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refinement {
+    pub best: Option<Refined>,
     pub hashes: u32,
 }
 
@@ -665,7 +675,7 @@ pub struct Refined {
 /// lowers the distance; when none does, the step halves
 /// ([`REFINE_STEPS`]). Rectangles of quality below `min_quality` are never
 /// taken (the quality gate). `start_distance` is the needle's own
-/// distance; `None` when nothing beat it.
+/// distance; `best` is `None` when nothing beat it.
 pub fn refine_window(
     wh: &mut WindowHasher,
     work: &WorkImage,
@@ -674,7 +684,7 @@ pub fn refine_window(
     target: &PdqHash,
     start_distance: u32,
     min_quality: u8,
-) -> Result<Option<Refined>, PdqError> {
+) -> Result<Refinement, PdqError> {
     let (sw, sh) = (i64::from(work.source_width), i64::from(work.source_height));
     let (ox, oy) = (i64::from(work.origin_x), i64::from(work.origin_y));
     let mut best: Option<Refined> = None;
@@ -739,7 +749,6 @@ pub fn refine_window(
                         distance: dist,
                         quality: d.quality,
                         rect: r,
-                        hashes: 0,
                     });
                 }
             }
@@ -752,7 +761,7 @@ pub fn refine_window(
             }
         }
     }
-    Ok(best.map(|b| Refined { hashes, ..b }))
+    Ok(Refinement { best, hashes })
 }
 /// Serialisation of a list of [`BankHash`]es for storage: `dpdq1:` then
 /// base64 (standard, padded) of 38-byte records — 32 bytes of hash (Meta's
@@ -948,18 +957,19 @@ mod tests {
         let start = work.window(0.06, 0.0, 0.0, 0.0);
         let d0 = wh.hash(&work, start).unwrap().hashes.orig.distance(&target);
         assert!(d0 > 0);
-        let r = refine_window(&mut wh, &work, start, 0, &target, d0, 0)
-            .unwrap()
-            .unwrap();
+        let out = refine_window(&mut wh, &work, start, 0, &target, d0, 0).unwrap();
+        let r = out.best.unwrap();
         assert!(r.distance < d0, "{r:?} from {d0}");
         assert!(r.rect.x.abs_diff(window.x) <= 2, "{r:?} toward {window:?}");
         assert_eq!((r.rect.y, r.rect.w + r.rect.x), (0, w), "{r:?}");
-        assert!(r.hashes > 0 && r.hashes <= REFINE_MAX_HASHES);
-        // Nothing beats a needle already on the window.
+        assert!(out.hashes > 0 && out.hashes <= REFINE_MAX_HASHES);
+        // Nothing beats a needle already on the window; the hashes tried
+        // are still counted.
         let on = refine_window(&mut wh, &work, window, 0, &target, 0, 0).unwrap();
-        assert_eq!(on, None);
+        assert_eq!(on.best, None);
+        assert!(on.hashes > 0 && on.hashes <= REFINE_MAX_HASHES);
         // The quality gate: no rectangle below it is taken.
         let gated = refine_window(&mut wh, &work, start, 0, &target, d0, 101).unwrap();
-        assert_eq!(gated, None);
+        assert_eq!(gated.best, None);
     }
 }
