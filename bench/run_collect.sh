@@ -28,22 +28,30 @@ echo "site: http://$ADDR/ ($PAGES pages)"
 
 echo "echotrace crawl:"
 "$BIN" crawl --db "sqlite://$WORK/et.db" --seed "http://$ADDR/" --workers 16 --warc-dir "$WORK/warc" | tee "$WORK/et.json"
-echo "scrapy crawl:"
+echo "scrapy crawl (the same pipeline: digests, text MinHash, bank match, record):"
 "$PY" bench/peers/collect_scrapy.py "http://$ADDR/" "$WORK/scrapy.db" | tee "$WORK/scrapy.json"
+echo "scrapy crawl, --light (no text MinHash, no match; the peer of sessions 10-15):"
+"$PY" bench/peers/collect_scrapy.py "http://$ADDR/" "$WORK/scrapy-light.db" --light | tee "$WORK/scrapy-light.json"
 
 "$BIN" telegram-gen --messages "$MESSAGES" --out "$WORK/tg"
 echo "echotrace telegram import:"
 "$BIN" telegram --db "sqlite://$WORK/tg.db" --path "$WORK/tg" | tee "$WORK/et-tg.json"
-echo "python telegram peer:"
+echo "python telegram peer (the same pipeline: digests, text MinHash, bank match, record):"
 "$PY" bench/peers/telegram_peer.py "$WORK/tg" "$WORK/tg-peer.db" | tee "$WORK/peer-tg.json"
+echo "python telegram peer, --light (no match; the peer of sessions 10-15):"
+"$PY" bench/peers/telegram_peer.py "$WORK/tg" "$WORK/tg-peer-light.db" --light | tee "$WORK/peer-tg-light.json"
 
 "$PY" - "$WORK" <<'PYEOF'
 import json, sys
 w = sys.argv[1]
 et, sc = json.load(open(f"{w}/et.json")), json.load(open(f"{w}/scrapy.json"))
+scl = json.load(open(f"{w}/scrapy-light.json"))
 etg, ptg = json.load(open(f"{w}/et-tg.json")), json.load(open(f"{w}/peer-tg.json"))
-print(f"pages per CPU-second: echotrace {et['pages_per_cpu_s']:.0f}, scrapy {sc['pages_per_cpu_s']:.0f} -> {et['pages_per_cpu_s']/sc['pages_per_cpu_s']:.1f}x")
+ptgl = json.load(open(f"{w}/peer-tg-light.json"))
+print(f"pages per CPU-second: echotrace {et['pages_per_cpu_s']:.0f}, scrapy {sc['pages_per_cpu_s']:.0f} -> {et['pages_per_cpu_s']/sc['pages_per_cpu_s']:.1f}x"
+      f" (scrapy --light {scl['pages_per_cpu_s']:.0f} -> {et['pages_per_cpu_s']/scl['pages_per_cpu_s']:.1f}x)")
 print(f"pages per second (wall): echotrace {et['pages_per_s']:.0f}, scrapy {sc['pages_per_s']:.0f}")
 print(f"echotrace RSS every 10k pages (MB): {et['rss_mb_every_10k_pages']}")
-print(f"messages per CPU-second: echotrace {etg['messages_per_cpu_s']:.0f}, python {ptg['messages_per_cpu_s']:.0f} -> {etg['messages_per_cpu_s']/ptg['messages_per_cpu_s']:.1f}x")
+print(f"messages per CPU-second: echotrace {etg['messages_per_cpu_s']:.0f}, python {ptg['messages_per_cpu_s']:.0f} -> {etg['messages_per_cpu_s']/ptg['messages_per_cpu_s']:.1f}x"
+      f" (--light {ptgl['messages_per_cpu_s']:.0f} -> {etg['messages_per_cpu_s']/ptgl['messages_per_cpu_s']:.1f}x)")
 PYEOF

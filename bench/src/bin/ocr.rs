@@ -20,6 +20,11 @@
 //! ([`echotrace_signals::ocr::reads_cursive`], which script group is read
 //! first) on the cards of an earlier run in DIR, without OCR.
 //!
+//! `ocr --replay --signing --out DIR` scores, from DIR/readings.json and
+//! without OCR, the signing variants (the header cut of
+//! [`echotrace_signals::ocr::split_header`] at several line lengths, and
+//! the short-text edit threshold) with the reading rule in use.
+//!
 //! Query images are written to DIR (default `target/ocr-bench`) with a
 //! manifest, for the Python peer.
 
@@ -125,8 +130,27 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Re-filter the recorded words at `min_conf` into the signed text.
+/// Words kept at `min_conf` (a letter or digit, confidence ≥ `min_conf`).
+fn kept_at(words: &[OcrWord], min_conf: f32) -> impl Iterator<Item = &OcrWord> {
+    words
+        .iter()
+        .filter(move |w| w.confidence >= min_conf && w.text.chars().any(char::is_alphanumeric))
+}
+
+/// Re-filter the recorded words at `min_conf` into the signed text: the
+/// kept words below the header lines, as `parse_tsv` signs them
+/// ([`echotrace_signals::ocr::split_header`]).
 fn text_at(words: &[OcrWord], min_conf: f32) -> String {
+    echotrace_signals::ocr::split_header(
+        kept_at(words, min_conf),
+        echotrace_signals::ocr::HEADER_MAX_TOKENS,
+    )
+    .1
+}
+
+/// Every kept word at `min_conf`, header lines included (what was read:
+/// for the character error rate and for inspection).
+fn raw_text_at(words: &[OcrWord], min_conf: f32) -> String {
     let mut out = String::new();
     let mut last = None;
     for w in words {
@@ -164,7 +188,8 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if args.iter().any(|a| a == "--replay") {
-        let report = replay(&out_dir, &tess, timing_n)?;
+        let signing_only = args.iter().any(|a| a == "--signing");
+        let report = replay(&out_dir, &tess, timing_n, signing_only)?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
@@ -311,14 +336,14 @@ fn main() -> anyhow::Result<()> {
             "{}-{}\t{}\n",
             c.statement,
             c.role,
-            text_at(&c.words, 40.0).replace('\n', " / ")
+            raw_text_at(&c.words, 40.0).replace('\n', " / ")
         ));
         if let Some(sparse) = &c.sparse {
             read.push_str(&format!(
                 "{}-{}-sparse\t{}\n",
                 c.statement,
                 c.role,
-                text_at(sparse, 40.0).replace('\n', " / ")
+                raw_text_at(sparse, 40.0).replace('\n', " / ")
             ));
         }
     }
@@ -462,7 +487,7 @@ fn main() -> anyhow::Result<()> {
             second,
         });
         let words = kept.map(|o| o.words).unwrap_or_default();
-        let read = text_at(&words, 0.0).replace('\n', " ");
+        let read = raw_text_at(&words, 0.0).replace('\n', " ");
         cer[usize::from(*lang == Lang::Ar)].push(cards::cer(text, &read));
     }
     let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -918,7 +943,7 @@ fn score_rules(recs: &[Rec], clean: &[CleanRec], gate: &[bool]) -> Vec<serde_jso
                 clean_ran += usize::from(run);
                 let kept = if take { &c.second } else { &c.first };
                 let words = kept.as_ref().map(|o| o.words.as_slice()).unwrap_or(&[]);
-                let read = text_at(words, 0.0).replace('\n', " ");
+                let read = raw_text_at(words, 0.0).replace('\n', " ");
                 cer[usize::from(c.lang == Lang::Ar)].push(cards::cer(&c.text, &read));
             }
             let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -937,6 +962,139 @@ fn score_rules(recs: &[Rec], clean: &[CleanRec], gate: &[bool]) -> Vec<serde_jso
         }
     }
     results
+}
+
+/// Signing variants, scored on the readings the rule in use keeps (the
+/// enlarged one where `wants_enlarged` and `choose_reading` take it; bank
+/// cards also through their sparse reading), at confidence ≥ 40, Jaccard
+/// 0.3, ≥ 6 tokens: the header cut ([`echotrace_signals::ocr::split_header`])
+/// at several line lengths (0: off) and the short-text edit threshold.
+/// Reports recall, false matches, how many cards lost a header (and how
+/// many of those were drawn with the logo, from DIR/designs.tsv), and the
+/// closest different-statement pairs (highest Jaccard, lowest edit ratio).
+fn score_signing(recs: &[Rec], gate: &[bool], designs: &str) -> Vec<serde_json::Value> {
+    let logo: std::collections::HashMap<&str, bool> = designs
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(name, d)| (name, d.contains("logo: true")))
+        .collect();
+    let kept: Vec<(Vec<OcrWord>, Option<Vec<OcrWord>>)> = recs
+        .iter()
+        .map(|r| {
+            let first = r.first.clone().unwrap_or_default();
+            let block = match &r.second {
+                Some(s) if echotrace_signals::ocr::wants_enlarged(&first) => {
+                    echotrace_signals::ocr::choose_reading(first, s.clone())
+                }
+                _ => first,
+            };
+            (block.words, r.sparse.clone())
+        })
+        .collect();
+    let ids: Vec<(usize, &str, Lang)> = recs
+        .iter()
+        .map(|r| (r.statement, r.role.as_str(), r.lang))
+        .collect();
+    let mut out = Vec::new();
+    for header_max in [0usize, 2, 3, 4] {
+        let sign = |w: &[OcrWord]| {
+            let (head, body) = if header_max == 0 {
+                (String::new(), raw_text_at(w, 40.0))
+            } else {
+                echotrace_signals::ocr::split_header(kept_at(w, 40.0), header_max)
+            };
+            (
+                text_signature(&body),
+                echotrace_signals::ocr::token_count(&body),
+                head,
+            )
+        };
+        let signed: Vec<Vec<(TextSignature, usize, String)>> = kept
+            .iter()
+            .map(|(b, s)| {
+                std::iter::once(sign(b))
+                    .chain(s.as_deref().map(sign))
+                    .collect()
+            })
+            .collect();
+        // Cards whose block reading lost a header: [lang][logo drawn?].
+        let mut cut = [[0usize; 2]; 2];
+        let mut cut_examples = Vec::new();
+        for (r, s) in recs.iter().zip(&signed) {
+            if s[0].2.is_empty() {
+                continue;
+            }
+            let name = format!("{}-{}", r.statement, r.role);
+            let l = logo.get(name.as_str()).copied().unwrap_or(false);
+            cut[usize::from(r.lang == Lang::Ar)][usize::from(l)] += 1;
+            if !l && cut_examples.len() < 8 {
+                cut_examples.push(format!("{name}: {}", s[0].2.replace('\n', " / ")));
+            }
+        }
+        for short_edit in [0.25, 0.2, -1.0] {
+            let rule = TextMatchRule {
+                jaccard: 0.3,
+                short_edit,
+                ..TextMatchRule::default()
+            };
+            let cmp = |q: &(TextSignature, usize, String), b: &(TextSignature, usize, String)| {
+                compare_text_with(&q.0, &b.0, &rule).ok()
+            };
+            let m = |q: &(TextSignature, usize, String), b: &(TextSignature, usize, String)| {
+                q.1 >= 6 && b.1 >= 6 && cmp(q, b).is_some_and(|c| c.is_match)
+            };
+            let finds = |q: usize, b: usize| signed[b].iter().any(|r| m(&signed[q][0], r));
+            let sc = score_pairs(&ids, |q| gate.get(q).copied().unwrap_or(false), finds);
+            // Closest different-statement pairs (query block reading against
+            // every reading of the other card).
+            let mut top_j: Vec<(f64, String)> = Vec::new();
+            let mut low_e: Vec<(f64, String)> = Vec::new();
+            let mut by_rule = std::collections::BTreeMap::<&str, usize>::new();
+            for q in 0..ids.len() {
+                for b in 0..ids.len() {
+                    if ids[q].0 == ids[b].0 || (ids[q].1 != "query" && ids[b].1 == "query") {
+                        continue;
+                    }
+                    for r in &signed[b] {
+                        let Some(c) = cmp(&signed[q][0], r) else {
+                            continue;
+                        };
+                        let name = format!("{}-{} ~ {}-{}", ids[q].0, ids[q].1, ids[b].0, ids[b].1);
+                        top_j.push((c.jaccard, name.clone()));
+                        if let Some(e) = c.short_edit_distance {
+                            low_e.push((e, name));
+                        }
+                    }
+                }
+                // The rule part that finds the query's own bank card.
+                if ids[q].1 == "query" {
+                    if let Some(b) = ids.iter().position(|x| x.0 == ids[q].0 && x.1 == "bank") {
+                        for r in &signed[b] {
+                            if let Some(c) = cmp(&signed[q][0], r).filter(|c| c.is_match) {
+                                *by_rule.entry(c.rule.as_str()).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            top_j.sort_by(|a, b| b.0.total_cmp(&a.0));
+            low_e.sort_by(|a, b| a.0.total_cmp(&b.0));
+            top_j.truncate(3);
+            low_e.truncate(3);
+            let frac = |a: usize, b: usize| a as f64 / b.max(1) as f64;
+            out.push(serde_json::json!({
+                "header_max_tokens": header_max, "short_edit": short_edit,
+                "recall_en": frac(sc.hit[0], sc.total[0]), "recall_en_gated": frac(sc.hit_gated[0], sc.total[0]),
+                "recall_ar": frac(sc.hit[1], sc.total[1]), "recall_ar_gated": frac(sc.hit_gated[1], sc.total[1]),
+                "false_matches": sc.false_matches, "pairs": sc.pairs, "false_examples": sc.false_examples,
+                "header_cut_en_nologo_logo": cut[0], "header_cut_ar_nologo_logo": cut[1],
+                "header_cut_without_logo": cut_examples,
+                "recall_readings_by_rule": by_rule,
+                "closest_jaccard": top_j, "closest_short_edit": low_e,
+            }));
+        }
+    }
+    out
 }
 
 /// Per-image OCR cost, one image at a time (the peer does the same on the
@@ -1021,6 +1179,7 @@ fn replay(
     out_dir: &std::path::Path,
     tess: &Tesseract,
     timing_n: usize,
+    signing_only: bool,
 ) -> anyhow::Result<serde_json::Value> {
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("readings.json"))?)?;
@@ -1039,8 +1198,15 @@ fn replay(
                 .unwrap_or(false)
         })
         .collect();
-    let rules = score_rules(&recs, &clean, &gate);
-    let mut report = serde_json::json!({ "rules": rules });
+    // `--signing`: the signing variants only (the rules' grid is slow).
+    let rules = if signing_only {
+        Vec::new()
+    } else {
+        score_rules(&recs, &clean, &gate)
+    };
+    let designs = std::fs::read_to_string(out_dir.join("designs.tsv")).unwrap_or_default();
+    let signing = score_signing(&recs, &gate, &designs);
+    let mut report = serde_json::json!({ "rules": rules, "signing": signing });
     if timing_n > 0 {
         let cards: Vec<(String, Lang, &[u8])> = recs
             .iter()

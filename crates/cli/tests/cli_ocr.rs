@@ -704,6 +704,142 @@ fn compare_type_ocr_matches_redesigned_cards_only() {
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
+/// Every claim card of an outlet carries its logo header, and outlets
+/// reuse sentence templates: two cards with the same header and a shared
+/// templated sentence, whose statements differ in every name and number,
+/// must not match, while a re-designed card of one of them (another font,
+/// size and background, no logo) still does. The two statements and the
+/// two logo designs are the card bench's seed-31 false match
+/// (`36-query ~ 77-bank`, docs/BENCHMARKS.md "OCR"): as typed text with
+/// the header line, the pair matches under the `ocr_text` rule (the header
+/// dilutes the short-text edit distance); read from the cards, the header
+/// is not signed and the pair does not match.
+#[test]
+fn compare_type_ocr_shared_logo_header_and_template_do_not_match() {
+    let tmp = tmpdir("header");
+    let photos = ocr_common::photos(&fixtures());
+    let a = "City Rovers beat Lakeside Dynamo 5-0 on Saturday in front of 12000 supporters. \
+             Children from 24 schools in Porto painted a mural by the entrance. \
+             Trains to Bergen will run every 40 minutes.";
+    let b = "Riverside Wanderers beat Lakeside Dynamo 6-0 on Friday in front of 13000 supporters. \
+             Children from 39 schools in Perth painted a mural by the entrance. \
+             Trains to Lima will run every 79 minutes.";
+    let card = |font: &str, size_pt, width, align, background, logo, quality| Design {
+        font: String::from(font),
+        size_pt,
+        width,
+        align,
+        background,
+        logo,
+        quality,
+    };
+    let bank_a = card(
+        "DejaVu Sans Bold",
+        20,
+        820,
+        "right",
+        Background::Gradient([223, 246, 206], [222, 215, 211]),
+        true,
+        90,
+    );
+    let query_b = card(
+        "DejaVu Sans",
+        24,
+        960,
+        "right",
+        Background::Plain([66, 45, 24]),
+        true,
+        30,
+    );
+    let query_a = card(
+        "Noto Serif",
+        28,
+        700,
+        "left",
+        Background::Photo(1),
+        false,
+        45,
+    );
+    let render = |name: &str, text: &str, d: &Design| {
+        write(
+            &tmp,
+            name,
+            &ocr_common::render_card(text, Lang::En, d, &photos, &tmp),
+        )
+    };
+    let a_bank = render("a-bank.jpg", a, &bank_a);
+    let b_query = render("b-query.jpg", b, &query_b);
+    let a_query = render("a-query.jpg", a, &query_a);
+
+    // Both logo cards: the header is read, shown, and not signed.
+    let v = compare_ocr(&b_query, &a_bank);
+    for side in ["a", "b"] {
+        assert_eq!(v[side]["header"], json!("DAILY BULLETIN"), "{side}: {v}");
+        let text = v[side]["text"].as_str().unwrap_or_default();
+        assert!(
+            !text.contains("BULLETIN") && text.contains("painted a mural by the"),
+            "{side}: {v}"
+        );
+    }
+    assert_eq!(
+        v["match"],
+        json!(false),
+        "templated statements matched: {v}"
+    );
+
+    // The same two statements as typed text, each under the header line:
+    // the header alone takes the pair under the short-text edit rule, so
+    // the cards above are the near-duplicate this test is about.
+    let typed =
+        |name: &str, text: &str| write(&tmp, name, format!("DAILY BULLETIN\n{text}").as_bytes());
+    let v = compare_ocr(&typed("b.txt", b), &typed("a.txt", a));
+    assert_eq!(v["match"], json!(true), "typed pair with the header: {v}");
+    assert_eq!(v["rule"], json!("short_edit"), "{v}");
+
+    // A re-designed card of statement A (no logo) still finds A's bank card.
+    let v = compare_ocr(&a_query, &a_bank);
+    assert_eq!(v["match"], json!(true), "re-designed card: {v}");
+    assert!(v["a"].get("header").is_none(), "no logo, no header: {v}");
+
+    // `hash --ocr` shows the header beside the signed text.
+    let o = ocr_of(&hash_ocr_json(&a_bank, "a-bank"), "a-bank");
+    assert_eq!(o["header"], json!("DAILY BULLETIN"), "{o}");
+
+    // An Arabic logo card: its header "نشرة الأخبار" is not signed either,
+    // and the re-designed card without the logo still matches.
+    // (A dark card is inverted before OCR, so the white label reads well.)
+    let texts = statements(Lang::Ar, 1, 31);
+    let (_, query) = designs(Lang::Ar);
+    let bank = card(
+        "Noto Naskh Arabic",
+        24,
+        700,
+        "left",
+        Background::Gradient([42, 34, 47], [66, 24, 31]),
+        true,
+        45,
+    );
+    let ar_bank = write(
+        &tmp,
+        "ar-bank.jpg",
+        &ocr_common::render_card(&texts[0], Lang::Ar, &bank, &photos, &tmp),
+    );
+    let ar_query = write(
+        &tmp,
+        "ar-query.jpg",
+        &ocr_common::render_card(&texts[0], Lang::Ar, &query, &photos, &tmp),
+    );
+    let v = compare_ocr(&ar_query, &ar_bank);
+    assert_eq!(v["match"], json!(true), "Arabic re-designed card: {v}");
+    let header = v["b"]["header"].as_str().unwrap_or_default();
+    assert!(header.contains("نشرة"), "Arabic header: {v}");
+    assert!(
+        !v["b"]["text"].as_str().unwrap_or_default().contains("نشرة"),
+        "{v}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 #[test]
 fn hostile_images_end_within_the_time_limit() {
     let tmp = tmpdir("hostile");

@@ -158,6 +158,7 @@ pub fn ocr_text_signal(out: &crate::ocr::OcrOutput, min_tokens: usize) -> Option
     let mut s = Signal::new(SignalType::OcrText, sig.to_string());
     s.ocr = Some(crate::signal::OcrSummary {
         text: out.text.clone(),
+        header: out.header.clone(),
         mean_confidence: out.mean_confidence(),
         words: out.words.len(),
         kept: out.kept_words(),

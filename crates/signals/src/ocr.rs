@@ -524,8 +524,13 @@ pub struct OcrWord {
 pub struct OcrOutput {
     /// Every word in reading order, with confidence.
     pub words: Vec<OcrWord>,
-    /// The kept words, lines separated by `\n`: what is signed.
+    /// The kept words below the header ([`split_header`]), lines
+    /// separated by `\n`: what is signed.
     pub text: String,
+    /// The kept words of the header lines at the top ([`split_header`]):
+    /// an outlet's name or logo text, not signed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub header: String,
     /// The `-l` value of the run that produced it (`eng`, `ara`).
     #[serde(default)]
     pub language: String,
@@ -579,6 +584,12 @@ impl OcrOutput {
             }
             self.text.push_str(&other.text);
         }
+        if !other.header.is_empty() {
+            if !self.header.is_empty() {
+                self.header.push('\n');
+            }
+            self.header.push_str(&other.header);
+        }
         self.words.extend(other.words);
         self.enlarged |= other.enlarged;
         self.adaptive |= other.adaptive;
@@ -590,13 +601,13 @@ impl OcrOutput {
 }
 
 /// Parse Tesseract's TSV (`level page block par line word left top width
-/// height conf text`): level-5 rows are words. Words are joined with
-/// spaces, lines with `\n`; a word is kept when its confidence is at least
-/// `min_confidence` and it has a letter or digit.
+/// height conf text`): level-5 rows are words. A word is kept when its
+/// confidence is at least `min_confidence` and it has a letter or digit;
+/// the kept words of the header lines ([`split_header`]) go to
+/// [`OcrOutput::header`], the others, words joined with spaces and lines
+/// with `\n`, to [`OcrOutput::text`] (what is signed).
 pub fn parse_tsv(tsv: &str, min_confidence: f32) -> OcrOutput {
     let mut out = OcrOutput::default();
-    let mut last_line: Option<(u32, u32, u32, u32)> = None;
-    let mut line_has_word = false;
     let mut line_key: Option<(u32, u32, u32, u32)> = None;
     let mut line_no = 0u32;
     for row in tsv.lines().skip(1) {
@@ -631,21 +642,74 @@ pub fn parse_tsv(tsv: &str, min_confidence: f32) -> OcrOutput {
             line: line_no,
             height: num(9),
         });
-        if !kept {
-            continue;
-        }
-        if last_line != Some(line) {
-            if line_has_word {
-                out.text.push('\n');
-            }
-            last_line = Some(line);
-        } else if line_has_word {
-            out.text.push(' ');
-        }
-        out.text.push_str(text);
-        line_has_word = true;
     }
+    let (header, body) = split_header(out.words.iter().filter(|w| w.kept), HEADER_MAX_TOKENS);
+    out.header = header;
+    out.text = body;
     out
+}
+
+/// A line at the top of a reading with at most this many tokens, above a
+/// longer line, is a *header*: an outlet's name or logo text, a date, a
+/// section label. See [`split_header`].
+pub const HEADER_MAX_TOKENS: usize = 3;
+
+/// At most this many short lines at the top are a header (a name and a
+/// date). A longer run of short lines is the layout of the text itself (a
+/// narrow column, a statement set a few words a line), and none of it is
+/// cut: otherwise a card set in short lines above one long line would be
+/// signed by its last line alone. See [`split_header`].
+pub const HEADER_MAX_LINES: usize = 2;
+
+/// Split words (already filtered to the ones kept) into the *header* and
+/// the *body*, each as text (words joined by a space, lines by `\n`).
+///
+/// The header is the run of lines at the top of the reading with at most
+/// `max_tokens` tokens each, when a longer line follows it: a claim card
+/// carries its outlet's name or logo text, a date or a section label in a
+/// short line above the statement, set apart from it. Every card of an
+/// outlet carries the same header and outlets reuse sentence templates, so
+/// signing the header makes two different statements of one outlet look
+/// alike (on the card bench, a shared two-word logo header was what took
+/// two templated statements that differ in every name and number under
+/// the short-text edit rule) and makes a re-designed card without the
+/// logo look less like its bank card. Only the top is cut: a short last
+/// line is the end of the body's last sentence. A reading whose lines are
+/// all short (a slogan set line by line), or that starts with more than
+/// [`HEADER_MAX_LINES`] short lines, has no header: the cut never takes
+/// more than two short lines, so it cannot be steered into leaving a card
+/// signed by a fraction of its text.
+pub fn split_header<'a>(
+    words: impl IntoIterator<Item = &'a OcrWord>,
+    max_tokens: usize,
+) -> (String, String) {
+    let mut lines: Vec<(u32, String)> = Vec::new();
+    for w in words {
+        match lines.last_mut() {
+            Some((line, text)) if *line == w.line => {
+                text.push(' ');
+                text.push_str(&w.text);
+            }
+            _ => lines.push((w.line, w.text.clone())),
+        }
+    }
+    let header = lines
+        .iter()
+        .take_while(|(_, t)| token_count(t) <= max_tokens)
+        .count();
+    let header = if header < lines.len() && header <= HEADER_MAX_LINES {
+        header
+    } else {
+        0
+    };
+    let join = |ls: &[(u32, String)]| {
+        ls.iter()
+            .map(|(_, t)| t.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (top, body) = lines.split_at(header);
+    (join(top), join(body))
 }
 
 /// A decoded image prepared for Tesseract: greyscale, size-capped, as a
@@ -1306,6 +1370,96 @@ mod tests {
         assert!(!out.words[1].kept);
         assert!(!out.words[4].kept, "punctuation-only words are dropped");
         assert!((out.mean_confidence() - 76.3).abs() < 0.1);
+    }
+
+    /// Words of `lines` (one string per line), kept, at confidence 90.
+    fn lines(lines: &[&str]) -> Vec<OcrWord> {
+        lines
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                l.split_whitespace().map(move |w| OcrWord {
+                    text: w.to_string(),
+                    confidence: 90.0,
+                    kept: true,
+                    line: i as u32,
+                    height: 20,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn short_top_lines_above_the_body_are_the_header() {
+        let body =
+            "City Rovers beat Lakeside Dynamo 5-0 on Saturday in front of 12000\nsupporters.";
+        let w = lines(&[
+            "DAILY BULLETIN",
+            "City Rovers beat Lakeside Dynamo 5-0 on Saturday in front of 12000",
+            "supporters.",
+        ]);
+        assert_eq!(
+            split_header(&w, HEADER_MAX_TOKENS),
+            ("DAILY BULLETIN".to_string(), body.to_string())
+        );
+        // Two short lines (a name and a date), three tokens at most each.
+        let w = lines(&[
+            "نشرة الأخبار",
+            "5 May 2026",
+            "فاز الوادي الرياضي على نادي المدينة",
+        ]);
+        let (head, text) = split_header(&w, HEADER_MAX_TOKENS);
+        assert_eq!(head, "نشرة الأخبار\n5 May 2026");
+        assert_eq!(text, "فاز الوادي الرياضي على نادي المدينة");
+        // A four-token first line is body; a short last line is body.
+        let w = lines(&["Bayview Sporting beat Eastfield", "2-1 on Monday.", "End."]);
+        assert_eq!(split_header(&w, HEADER_MAX_TOKENS).0, "");
+        // More short lines at the top than a header has (a statement set
+        // a few words a line above a long one): none of them is cut.
+        let w = lines(&[
+            "City Rovers",
+            "beat Lakeside",
+            "Dynamo 5-0",
+            "on Saturday in front of 12000 supporters.",
+        ]);
+        let (head, text) = split_header(&w, HEADER_MAX_TOKENS);
+        assert_eq!(head, "");
+        assert!(text.starts_with("City Rovers\nbeat Lakeside"), "{text}");
+        // Every line short (a slogan set line by line): no header.
+        let w = lines(&["We stand", "with the city", "today"]);
+        let (head, text) = split_header(&w, HEADER_MAX_TOKENS);
+        assert_eq!(
+            (head.as_str(), text.as_str()),
+            ("", "We stand\nwith the city\ntoday")
+        );
+        assert_eq!(
+            split_header(&[], HEADER_MAX_TOKENS),
+            (String::new(), String::new())
+        );
+    }
+
+    #[test]
+    fn parse_tsv_signs_the_body_below_a_header() {
+        let row = |line: u32, word: u32, text: &str| {
+            format!("5\t1\t1\t1\t{line}\t{word}\t0\t0\t1\t1\t91\t{text}\n")
+        };
+        let mut tsv = String::from("level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n");
+        tsv += &row(1, 1, "DAILY");
+        tsv += &row(1, 2, "BULLETIN");
+        for (i, w) in "Trains to Bergen will run every 40 minutes."
+            .split(' ')
+            .enumerate()
+        {
+            tsv += &row(2, i as u32 + 1, w);
+        }
+        let out = parse_tsv(&tsv, 40.0);
+        assert_eq!(out.header, "DAILY BULLETIN");
+        assert_eq!(out.text, "Trains to Bergen will run every 40 minutes.");
+        assert_eq!(
+            out.kept_words(),
+            10,
+            "header words are read and kept, not signed"
+        );
     }
 
     /// A white page with `shapes` drawn in black, as a prepared input.

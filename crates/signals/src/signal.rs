@@ -128,8 +128,13 @@ pub struct Signal {
 /// `hash --ocr`, the console debugger). Never stored.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OcrSummary {
-    /// The kept words (confidence ≥ the minimum), lines joined by `\n`.
+    /// The kept words (confidence ≥ the minimum) below the header, lines
+    /// joined by `\n`: what is signed.
     pub text: String,
+    /// The kept words of the short header lines at the top (an outlet's
+    /// name or logo text), not signed ([`crate::ocr::split_header`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub header: String,
     /// Mean per-word confidence, 0–100, over all words read.
     pub mean_confidence: f32,
     /// Words read / words kept for signing.

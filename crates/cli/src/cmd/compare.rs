@@ -286,6 +286,12 @@ fn compare_ocr(args: &CompareArgs) -> anyhow::Result<()> {
                     o.mean_confidence,
                     o.text.replace('\n', " / ")
                 );
+                if !o.header.is_empty() {
+                    println!(
+                        "{name}: header, not signed: {}",
+                        o.header.replace('\n', " / ")
+                    );
+                }
             }
         }
     }

@@ -1670,3 +1670,62 @@ async fn ocr_match_card_shows_ocr_text_beside_bank_text() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// The debugger's OCR panel shows a card's logo header apart from the
+/// signed text: read and shown, not signed (`ocr::split_header`).
+#[tokio::test]
+async fn debugger_shows_a_card_header_apart_from_the_signed_text() {
+    let ts = start_with(Duration::from_secs(30), |e| e.ocr.enabled = true).await;
+    let engine = ts.engine();
+    assert!(engine.ocr_status().enabled, "{:?}", engine.ocr_status());
+    add_admin(&engine).await;
+    let tmp = test_dir();
+    let design = ocr_common::Design {
+        font: "DejaVu Sans Bold".into(),
+        size_pt: 20,
+        width: 820,
+        align: "right",
+        background: ocr_common::Background::Gradient([223, 246, 206], [222, 215, 211]),
+        logo: true,
+        quality: 90,
+    };
+    let statement =
+        "City Rovers beat Lakeside Dynamo 5-0 on Saturday in front of 12000 supporters. \
+                     Children from 24 schools in Porto painted a mural by the entrance.";
+    let card = ocr_common::render_card(statement, ocr_common::Lang::En, &design, &[], &tmp);
+    let (sid, token) = ts.login("admin", "admin-password-1").await;
+    let mut body = format!(
+        "--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{token}\r\n\
+         --XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"card.jpg\"\r\n\
+         Content-Type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&card);
+    body.extend_from_slice(b"\r\n--XyZ--\r\n");
+    let r = ts
+        .http
+        .post(format!("{}/ui/debug", ts.base))
+        .header(COOKIE, format!("et_session={sid}"))
+        .header(CONTENT_TYPE, "multipart/form-data; boundary=XyZ")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let page = r.text().await.unwrap();
+    let element = |id: &str, end: &str| {
+        let start = page
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("no {id}: {page}"));
+        let stop = page[start..].find(end).map_or(page.len(), |e| start + e);
+        page[start..stop].to_string()
+    };
+    let header = element("ocr-header", "</p>");
+    assert!(header.contains("DAILY BULLETIN"), "{header}");
+    let text = element("ocr-text", "</pre>");
+    assert!(
+        text.contains("Lakeside Dynamo") && !text.contains("BULLETIN"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -117,6 +117,9 @@ pub fn panel(status: &OcrStatus, reading: Option<&OcrReading>) -> Markup {
                         (r.kept_words()) " kept for signing, mean confidence "
                         (format!("{:.1}", r.mean_confidence())) ". " (status.detail)
                     }
+                    @if !r.header.is_empty() {
+                        p class="muted" id="ocr-header" dir="auto" { "Header line, not signed: " (r.header) }
+                    }
                     @if !r.text.is_empty() {
                         pre class="panel" id="ocr-text" dir="auto" { (r.text) }
                     }
