@@ -196,7 +196,10 @@ impl MatchState {
             };
             let t = bank_hash_threshold(hit.source, hit.quality);
             if d > t {
-                if hit.source == BankSource::Window && d <= refine_reach(t) {
+                if hit.source == BankSource::Window
+                    && d <= refine_reach(t)
+                    && self.derived.refines(live.bank.id)
+                {
                     near.push(Near {
                         hit,
                         code,

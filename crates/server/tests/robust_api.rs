@@ -129,7 +129,7 @@ async fn image_channels_over_http(db: &TestDb) {
         .await;
     assert_eq!(
         hashes["matching"],
-        json!({"dihedral": false, "window": true, "part": true})
+        json!({"dihedral": false, "window": true, "part": true, "refine": null})
     );
     let (st, bad) = s
         .admin_call(
@@ -752,7 +752,7 @@ async fn part_switch_over_http(db: &TestDb) {
         .await;
     assert_eq!(
         files["matching"],
-        json!({"dihedral": true, "window": true, "part": false})
+        json!({"dihedral": true, "window": true, "part": false, "refine": null})
     );
     assert_eq!(derived_held(&s).await, bank.len() as u64 - parts);
     let hits = s.hits(&stamped).await;
@@ -1354,6 +1354,68 @@ async fn alignment_refinement_over_http(db: &TestDb) {
     // An unrelated low-detail picture cut the same way matches nothing.
     let hits = s.hits(&png(&crop(&two_tone(), 0.09))).await;
     assert!(hits.is_empty(), "{hits:?}");
+
+    // Session 17: refinement is a per-bank switch. Left automatic (null),
+    // a bank holding one file-added original (≤ 10,000) refines.
+    let files = s.ok(Method::GET, "/v1/banks/files", None).await;
+    assert_eq!(files["matching"]["refine"], Value::Null, "{files}");
+    assert_eq!(files["held_originals"], 1, "{files}");
+    assert_eq!(files["refining"], true, "{files}");
+    // Off: the same crop no longer matches (nothing but refinement found
+    // it, checked above), and the rest of the settings stay.
+    let files = s
+        .ok(
+            Method::PATCH,
+            "/v1/banks/files",
+            Some(json!({"matching": {"refine": false}})),
+        )
+        .await;
+    assert_eq!(
+        files["matching"],
+        json!({"dihedral": true, "window": true, "part": true, "refine": false})
+    );
+    assert_eq!(files["refining"], false, "{files}");
+    let hits = s.hits(&png(&cropped)).await;
+    assert!(hits.is_empty(), "refinement off, still matched: {hits:?}");
+    // On again (explicitly): the same match through the refined channel.
+    let files = s
+        .ok(
+            Method::PATCH,
+            "/v1/banks/files",
+            Some(json!({"matching": {"refine": true}})),
+        )
+        .await;
+    assert_eq!(files["matching"]["refine"], true, "{files}");
+    assert_eq!(files["refining"], true, "{files}");
+    let again = s.match_in(&png(&cropped), "files", Some("window")).await;
+    assert_eq!(again["channel_detail"]["refined_from"], from, "{again}");
+    assert_eq!(again["distance"], distance, "{again}");
+    // `window` off turns refinement off with it (it refines toward windows).
+    let files = s
+        .ok(
+            Method::PATCH,
+            "/v1/banks/files",
+            Some(json!({"matching": {"window": false, "refine": true}})),
+        )
+        .await;
+    assert_eq!(files["refining"], false, "{files}");
+    assert!(s.hits(&png(&cropped)).await.is_empty());
+    // A wrong type is a 4xx JSON error naming the field; nothing changes.
+    for bad in [json!("yes"), json!(1), json!("auto")] {
+        let (st, body) = s
+            .admin_call(
+                Method::PATCH,
+                "/v1/banks/files",
+                Some(json!({"matching": {"refine": bad}})),
+            )
+            .await;
+        assert!(st.is_client_error(), "{st}: {body}");
+        let msg = body["error"]["message"].as_str().unwrap_or("");
+        assert!(msg.contains("refine"), "{body}");
+    }
+    let files = s.ok(Method::GET, "/v1/banks/files", None).await;
+    assert_eq!(files["matching"]["refine"], true, "{files}");
+    assert_eq!(files["matching"]["window"], false, "{files}");
     s.stop().await;
 }
 
