@@ -28,6 +28,7 @@ both_backends!(
     overlays_over_http,
     part_switch_over_http,
     part_in_console_over_http,
+    refine_switch_in_console_over_http,
     rederive_over_http,
     video_borders_over_http
 );
@@ -1416,6 +1417,98 @@ async fn alignment_refinement_over_http(db: &TestDb) {
     let files = s.ok(Method::GET, "/v1/banks/files", None).await;
     assert_eq!(files["matching"]["refine"], true, "{files}");
     assert_eq!(files["matching"]["window"], false, "{files}");
+    s.stop().await;
+}
+
+/// Session 17. The console's bank page shows the robust-matching
+/// settings with the file-added originals held, and its bank form sets
+/// `refine` (auto / on / off), keeping the other settings; a word it does
+/// not take is a 400 naming the setting.
+async fn refine_switch_in_console_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.engine()
+        .create_user(
+            &echotrace_engine::Actor::cli(),
+            "ada",
+            "a long enough password",
+            echotrace_engine::Role::Admin,
+        )
+        .await
+        .unwrap();
+    let bank = s
+        .ok(
+            Method::POST,
+            "/v1/banks",
+            Some(json!({"name": "files", "matching": {"part": false}})),
+        )
+        .await;
+    s.upload("/v1/banks/files/content", &png(&photo())).await;
+    let (console, cookie) = common::console_session(&s.base, "ada", "a long enough password").await;
+    let page_url = format!("{}/ui/banks/{}", s.base, bank["id"]);
+    let page = || async {
+        console
+            .get(&page_url)
+            .header("cookie", cookie.clone())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let state = |html: &str| {
+        html.split("<p id=\"matching-state\">")
+            .nth(1)
+            .and_then(|rest| rest.split("</p>").next())
+            .unwrap_or_else(|| panic!("no matching state: {html}"))
+            .to_string()
+    };
+    let html = page().await;
+    assert_eq!(
+        state(&html),
+        "Robust matching: rotations/flips on, crop windows on, parts off, alignment refinement \
+         auto (refining, 1 file-added original(s) held; automatic refines up to 10000)."
+    );
+    assert!(
+        html.contains("<option value=\"auto\" selected>"),
+        "auto not selected: {html}"
+    );
+    let post = |refine: &'static str, csrf: String| {
+        console
+            .post(&page_url)
+            .header("cookie", cookie.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([
+                    ("csrf", csrf.as_str()),
+                    ("description", ""),
+                    ("enabled", "1"),
+                    ("refine", refine),
+                ])
+                .unwrap(),
+            )
+            .send()
+    };
+    let r = post("off", common::csrf_of(&html)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let files = s.ok(Method::GET, "/v1/banks/files", None).await;
+    assert_eq!(
+        files["matching"],
+        json!({"dihedral": true, "window": true, "part": false, "refine": false})
+    );
+    assert_eq!(files["refining"], false, "{files}");
+    let html = page().await;
+    assert!(
+        state(&html).contains("alignment refinement off (not refining, 1 file-added"),
+        "{html}"
+    );
+    assert!(html.contains("<option value=\"off\" selected>"), "{html}");
+    let r = post("maybe", common::csrf_of(&html)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("matching.refine"), "{body}");
+    let files = s.ok(Method::GET, "/v1/banks/files", None).await;
+    assert_eq!(files["matching"]["refine"], false, "{files}");
     s.stop().await;
 }
 
