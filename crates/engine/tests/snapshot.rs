@@ -3,7 +3,8 @@
 //! * round trip: an engine started from a snapshot, plus the changes made
 //!   after it (adds, deletes, disables, quarantines, a new text-list
 //!   version), answers every lookup exactly as an engine that loaded
-//!   everything page by page;
+//!   everything page by page, and reports the same file-added originals
+//!   per bank and `refine` switches;
 //! * corruption: a byte changed in any part of the snapshot (file header,
 //!   every section header, the start, middle and end of every section's
 //!   data), a truncated file and a snapshot of another database are each

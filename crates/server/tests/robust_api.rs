@@ -1272,6 +1272,9 @@ async fn window_crops_over_http(db: &TestDb) {
 /// quality < 90 (threshold 28). The lookup moves that needle's sides
 /// toward the window and matches through `window` within 20, the refined
 /// rectangle in `query_rect`, the needle's own distance in `refined_from`.
+/// Session 17: the bank's `matching.refine` switch — automatic (on: one
+/// held original), off (no match), on (the same match), off with `window`;
+/// a wrong type is a 4xx naming `refine`.
 async fn alignment_refinement_over_http(db: &TestDb) {
     use echotrace_signals::robust::{RobustHasher, RobustOptions, WindowHasher, WorkImage};
     let s = start(db).await;
