@@ -112,12 +112,14 @@ pub use echotrace_signals::robust::REFINE_MAX_HASHES;
 /// refines while it holds at most this many file-added originals (items
 /// with derived PDQ hashes in memory). An unrelated upload came near a
 /// low-quality window of a given held item 1.5–3.4e-6 of the time on the
-/// benchmark, and a lookup that refines costs up to ≈ +6× a plain lookup
-/// (the [`REFINE_BUDGET`] of 144 window hashes): at 10,000 held items
-/// ≤ 3.4 % of lookups refine, the median and 95th percentile lookup are
-/// untouched and the mean stays under the 4× target; from a few tens of
-/// thousands on the mean exceeds it (docs/ROBUST.md, "Alignment
-/// refinement: the per-bank switch").
+/// benchmark, and a lookup that refines costs 6.4× a plain lookup (two
+/// refinements; up to ≈ 8.7× at the [`REFINE_BUDGET`] of 144 window
+/// hashes) against 3.6× for one that does not: at 10,000 held items
+/// ≤ 3.3 % of lookups refine, the median lookup is unchanged (3.62×
+/// measured) and the 95th percentile free of refinement; from about a
+/// third of lookups refining (≈ 100,000 held at the worst rate) the
+/// median passes the 4× target (docs/ROBUST.md, "`refine`: alignment
+/// refinement per bank").
 pub const REFINE_AUTO_MAX_HELD: u64 = 10_000;
 
 /// Which channel found a match.
