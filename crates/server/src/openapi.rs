@@ -445,7 +445,7 @@ pub fn document() -> Value {
                                 "alignment refinement of needles that came near a low-quality \
                                  window (needs window): true on, false off, null automatic - on \
                                  while the bank holds at most {REFINE_AUTO_MAX_HELD} file-added \
-                                 originals. A lookup that refines costs up to about +6x a plain \
+                                 originals. A lookup that refines costs about 6-9x a plain \
                                  lookup.")}
                     }},
                 "BatchLookup": {"type": "object", "required": ["items"], "properties": {

@@ -755,7 +755,7 @@ pub fn bank_detail(
                     label class="row" { input type="checkbox" name="enabled" value="1" checked[bank.enabled]; "Enabled" }
                     (threshold_inputs(&bank.thresholds))
                     (equivalence_input(&bank.text_equivalences))
-                    label for="refine" { "Alignment refinement (costs up to ≈ 6× a plain lookup when it runs)" }
+                    label for="refine" { "Alignment refinement (a lookup that refines costs ≈ 6–9× a plain one)" }
                     select id="refine" name="refine" {
                         @for (word, text) in [("auto", "automatic (on up to the held-original limit)"), ("on", "on"), ("off", "off")] {
                             option value=(word) selected[bank.matching.refine_word() == word] { (text) }
