@@ -19,14 +19,17 @@ import collections
 import math
 import sys
 
-DEFAULT = {"plain": 31, "dihedral": 31, "border": 36, "qcrop": 40, "window": 40, "region": 36, "part": 28}
+DEFAULT = {"plain": 31, "dihedral": 31, "border": 36, "qcrop": 40, "window": 40, "region": 36, "part": 28,
+           # Alignment refinement (session 16): windows of quality < 90 only,
+           # matched within 20 (`REFINE_THRESHOLD`).
+           "refined": 20}
 # The bank-window channel by window quality band (harness columns
 # window_q50 .. window_q90); when present they replace `window`, each with
 # its own threshold (the engine's `window_threshold`: 28 below quality 90).
 BANDS = ["window_q50", "window_q60", "window_q70", "window_q80", "window_q90"]
 DEFAULT.update({b: 28 for b in BANDS[:4]})
 DEFAULT["window_q90"] = 40
-OURS = ["plain", "dihedral", "border", "qcrop", "window", "region", "part"]
+OURS = ["plain", "dihedral", "border", "qcrop", "window", "region", "part", "refined"]
 PEERS = {"peer_pdqhash": "pdqhash (plain PDQ)", "peer_unletterbox": "pytx unletterbox + PDQ"}
 ACCEPT_95 = ["pad10_black", "pad10_white", "pad10_colour", "pad20_black", "pad20_white", "pad20_colour",
              "augly_pad", "pad10_black_dot", "letterbox_1x1", "letterbox_9x16", "letterbox_16x9", "mirror",

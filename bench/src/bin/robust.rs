@@ -17,7 +17,10 @@
 //! and every query hash × the bank's crop-grid windows) and `region`
 //! (every query hash × the bank original's own content rectangles), `part`
 //! (fixed parts of the query and of its best border rectangle × the same
-//! part of the original). For
+//! part of the original), `refined` (alignment refinement, session 16: for
+//! a pair no other channel found, the closest needles moved toward the
+//! windows of quality < 90 they came within `refine_reach` of, as the
+//! engine's `refine_near`). For
 //! each channel the harness records the smallest distance per (query,
 //! original) pair up to 80 bits: the distance to the true original gives
 //! recall, the rest the unrelated distribution the thresholds come from.
@@ -32,10 +35,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use echotrace_engine::robust::{
+    refine_reach, window_threshold, REFINE_BUDGET, REFINE_MAX_HASHES, REFINE_PAIRS_PER_ITEM,
+};
 use echotrace_index::{Code256, FlatIndex, Hit};
 use echotrace_signals::pdq::PdqHash;
 use echotrace_signals::robust::{
-    window_variant_allowed, BankSource, QuerySource, RobustHasher, RobustOptions,
+    window_variant_allowed, BankSource, QuerySource, RobustHasher, RobustOptions, WindowHasher,
 };
 
 /// `window_raw` is the bank-window channel with every dihedral variant of
@@ -43,7 +49,7 @@ use echotrace_signals::robust::{
 /// `window_qNN` is the bank-window channel restricted to windows whose PDQ
 /// quality lies in the band starting at NN (10 wide; 90 takes 90–100), so
 /// `report.py --thresholds` can set a threshold per quality band.
-const CHANNELS: [&str; 13] = [
+const CHANNELS: [&str; 14] = [
     "plain",
     "dihedral",
     "border",
@@ -57,10 +63,20 @@ const CHANNELS: [&str; 13] = [
     "window_q80",
     "window_q90",
     "part",
+    "refined",
 ];
+/// Index of `refined` in [`CHANNELS`]: alignment refinement (the engine's
+/// `refine_near`): the closest needle moved toward a bank window of
+/// quality < 90 it came within `refine_reach` of, for a pair no other
+/// channel found; threshold 20 (`REFINE_THRESHOLD`, report.py).
+const REFINED: usize = 13;
 /// Index of `part` in [`CHANNELS`]: a fixed part of the query × the same
 /// part of an original.
 const PART: usize = 12;
+/// A bank window a needle came near, for refinement: (distance −
+/// threshold, distance, needle index — `None` the plain hash — window
+/// code, threshold).
+type NearWindow = (u32, u32, Option<usize>, Code256, u32);
 /// Index of `window_q50` in [`CHANNELS`].
 const BAND0: usize = 7;
 
@@ -109,6 +125,7 @@ fn main() -> anyhow::Result<()> {
     let mut opts = RobustOptions::default();
     let mut threads = 2usize;
     let mut every = 1usize;
+    let mut refine_min_near = 1usize;
     let mut bank_every = 1usize;
     let mut i = 2;
     while i < args.len() {
@@ -146,6 +163,9 @@ fn main() -> anyhow::Result<()> {
             }
             "--threads" => threads = args[i + 1].parse()?,
             "--every" => every = args[i + 1].parse::<usize>()?.max(1),
+            // Refine only items with at least N near windows (measured
+            // variant; the engine refines from 1).
+            "--refine-min-near" => refine_min_near = args[i + 1].parse::<usize>()?.max(1),
             "--bank-every" => bank_every = args[i + 1].parse::<usize>()?.max(1),
             other => bail!("unknown option {other}"),
         }
@@ -254,6 +274,11 @@ fn main() -> anyhow::Result<()> {
                     (&window_q, &all_windows, &groups, &keep);
                 s.spawn(move || {
                     let mut h = RobustHasher::new();
+                    let mut wh = WindowHasher::new();
+                    // Refinements tried (true pair, unrelated pair), window
+                    // hashes spent, queries that refined
+                    // for an unrelated original, seconds spent refining.
+                    let mut stats = (0u64, 0u64, 0u64, 0u64, 0.0f64);
                     let mut out = Vec::new();
                     let mut hits: Vec<Hit> = Vec::new();
                     for (qi, q) in qs.iter().enumerate() {
@@ -364,6 +389,87 @@ fn main() -> anyhow::Result<()> {
                                 }
                             }
                         }
+                        // Alignment refinement, as the engine's
+                        // `refine_near` per held item: pairs no channel
+                        // found, the windows a needle came near.
+                        let found = |o: usize| {
+                            let within = |c: usize, t: u32| d[c].get(&o).is_some_and(|v| *v <= t);
+                            within(0, 31)
+                                || within(1, 31)
+                                || within(2, 36)
+                                || within(3, 40)
+                                || within(5, 36)
+                                || (BAND0..BAND0 + 4).any(|c| within(c, 28))
+                                || within(BAND0 + 4, 40)
+                                || within(PART, 28)
+                        };
+                        let mut engine_needles: Vec<(Code256, Option<usize>)> = Vec::new();
+                        if set.plain.quality >= opts.min_quality {
+                            engine_needles.push((set.plain.hash.to_words(), None));
+                        }
+                        engine_needles.extend(
+                            set.hashes
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, x)| {
+                                    window_variant_allowed(x.variant)
+                                        && x.source != QuerySource::Part
+                                })
+                                .map(|(i, x)| (x.hash.to_words(), Some(i))),
+                        );
+                        let mut near: HashMap<usize, Vec<NearWindow>> = HashMap::new();
+                        for (o, wq, code) in all_windows {
+                            let t = window_threshold(*wq);
+                            let reach = refine_reach(t);
+                            if reach <= t {
+                                continue;
+                            }
+                            let mut best: Option<(u32, Option<usize>)> = None;
+                            for (n, i) in &engine_needles {
+                                let dist = echotrace_index::hamming(n, code);
+                                if best.is_none_or(|b| dist < b.0) {
+                                    best = Some((dist, *i));
+                                }
+                            }
+                            if let Some((dist, i)) = best.filter(|b| b.0 > t && b.0 <= reach) {
+                                near.entry(*o).or_default().push((dist - t, dist, i, *code, t));
+                            }
+                        }
+                        let near: Vec<_> = near
+                            .into_iter()
+                            .filter(|(o, list)| !found(*o) && list.len() >= refine_min_near)
+                            .collect();
+                        let t_refine = Instant::now();
+                        if near.iter().any(|(o, _)| groups.get(o) != qg) {
+                            stats.3 += 1;
+                        }
+                        for (o, mut list) in near {
+                            list.sort_by_key(|x| (x.0, x.1));
+                            let mut spent = 0u32;
+                            for (_, d0, i, code, _) in list.into_iter().take(REFINE_PAIRS_PER_ITEM) {
+                                if spent + REFINE_MAX_HASHES > REFINE_BUDGET {
+                                    break;
+                                }
+                                let target = PdqHash::from_words(code);
+                                if o == q.original {
+                                    stats.0 += 1;
+                                } else {
+                                    stats.1 += 1;
+                                }
+                                let Ok(out) = set.refine(&mut wh, i, &target, d0, opts.min_quality)
+                                else {
+                                    continue;
+                                };
+                                spent += out.hashes;
+                                stats.2 += u64::from(out.hashes);
+                                let Some(r) = out.best else { continue };
+                                if r.distance <= MAX_D {
+                                    let e = d[REFINED].entry(o).or_insert(u32::MAX);
+                                    *e = (*e).min(r.distance);
+                                }
+                            }
+                        }
+                        stats.4 += t_refine.elapsed().as_secs_f64();
                         out.push((ci * chunk + qi, d, ms, hist));
                         if ci == 0 && qi % 500 == 0 {
                             eprintln!(
@@ -374,6 +480,10 @@ fn main() -> anyhow::Result<()> {
                             );
                         }
                     }
+                    eprintln!(
+                        "  thread {ci}: refinements {} for the true original, {} for unrelated ones ({} queries), {} window hashes spent, {:.1} s refining",
+                        stats.0, stats.1, stats.3, stats.2, stats.4
+                    );
                     out
                 })
             })

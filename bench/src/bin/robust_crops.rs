@@ -5,6 +5,7 @@
 //! python3 bench/robust/crop_shares.py /tmp/robust          # crop_shares.tsv
 //! cargo run --release -p echotrace-bench --bin robust_crops -- /tmp/robust \
 //!     [--every 4] [--grid 0,4,8,12] [--crops 1,2] [--window-crops 3,3,3,3;2,0,0,0] [--misses]
+//!     [--refine-k 12 [--refine-n 3] [--refine-cap 40]]
 //! ```
 //!
 //! For every scored query of a crop class (`keep.txt`, every `--every`-th
@@ -21,7 +22,12 @@
 //! against what the edit itself (JPEG, resampling) costs. `--refine` adds
 //! the local search docs/ROBUST.md measured and left out: from every
 //! needle within 40 bits of a window, each side moved in 1 % steps while
-//! the distance to that window falls. `--grid`, `--crops`,
+//! the distance to that window falls. `--refine-k K` measures the
+//! engine's alignment refinement (`refine_window`, session 16) for a missed
+//! query: every (allowed needle, window) pair within the window's
+//! threshold + K, the closest `--refine-n` first, those farther than
+//! `--refine-cap` bits left out (the engine: K 12, n 3, cap 40, the
+//! derived search radius). `--grid`, `--crops`,
 //! `--query-crops` and `--window-crops` replace the defaults, as in the
 //! `robust` harness.
 
@@ -33,10 +39,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use echotrace_engine::robust::window_threshold;
+use echotrace_engine::robust::{window_threshold, REFINE_THRESHOLD};
 use echotrace_signals::robust::{
-    window_variant_allowed, BankSource, QuerySource, Rect, RobustHasher, RobustOptions,
-    WindowHasher, WorkImage, VARIANT_NAMES,
+    refine_window, window_variant_allowed, BankSource, QuerySource, Rect, RobustHasher,
+    RobustOptions, WindowHasher, WorkImage, VARIANT_NAMES,
 };
 
 struct Best {
@@ -148,6 +154,11 @@ fn main() -> anyhow::Result<()> {
     let mut every = 4usize;
     let mut misses = false;
     let mut refine = false;
+    let mut refine_k: Option<u32> = None;
+    let mut refine_hashes = 0u64;
+    let mut refine_runs = 0u64;
+    let mut refine_n = usize::MAX;
+    let mut refine_cap = u32::MAX;
     let mut i = 2;
     while i < args.len() {
         match args[i].as_str() {
@@ -170,6 +181,9 @@ fn main() -> anyhow::Result<()> {
             }
             "--query-crops" => opts.query_crops = parse_crops(&args[i + 1]),
             "--window-crops" => opts.window_crops = parse_crops(&args[i + 1]),
+            "--refine-n" => refine_n = args[i + 1].parse()?,
+            "--refine-cap" => refine_cap = args[i + 1].parse()?,
+            "--refine-k" => refine_k = Some(args[i + 1].parse()?),
             "--every" => every = args[i + 1].parse::<usize>()?.max(1),
             other => bail!("unknown option {other}"),
         }
@@ -302,6 +316,39 @@ fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        if let Some(k) = refine_k.filter(|_| best.as_ref().is_some_and(|b| b.margin > 0)) {
+            let qwork = WorkImage::from_rgb8(&qrgb, qw, qh, opts.work_side)?;
+            let mut cands = Vec::new();
+            for b in bank.iter().filter(|b| b.source == BankSource::Window) {
+                let thr = window_threshold(b.quality);
+                for (n, _, src, rect, v) in &needles {
+                    if !window_variant_allowed(*v) || *src == QuerySource::Part {
+                        continue;
+                    }
+                    let d0 = n.distance(&b.hash);
+                    if d0 <= thr || d0 > thr + k || d0 > refine_cap {
+                        continue;
+                    }
+                    cands.push((d0 - thr, d0, *rect, *v, b));
+                }
+            }
+            cands.sort_by_key(|c| (c.0, c.1));
+            for (_, d0, rect, v, b) in cands.into_iter().take(refine_n) {
+                refine_runs += 1;
+                let out = refine_window(&mut wh, &qwork, rect, v, &b.hash, d0, opts.min_quality)?;
+                refine_hashes += u64::from(out.hashes);
+                let Some(r) = out.best else { continue };
+                consider(&mut best, r.distance, REFINE_THRESHOLD, || {
+                    format!(
+                        "refined2 from {d0} {rect:?} to {:?} → window {} q{} ({} hashes)",
+                        r.rect,
+                        pct(b.fractions()),
+                        b.quality,
+                        out.hashes
+                    )
+                });
+            }
+        }
         let e = found.entry(class.clone()).or_default();
         e.0 += 1;
         let Some(best) = best else { continue };
@@ -331,6 +378,7 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    println!("refinements {refine_runs}, window hashes {refine_hashes}");
     println!("class\tqueries\tfound\tmissed\tmissed but oracle within threshold");
     for (c, (n, ok, or)) in &found {
         println!(

@@ -51,6 +51,8 @@ pub(crate) fn bank_from_row(r: &BankRow) -> Result<Bank> {
         // Filled in by the engine from its index state.
         text_items_older_list: 0,
         matching: crate::robust::MatchingSettings::default(),
+        held_originals: 0,
+        refining: false,
         created_at: r.created_at,
         updated_at: r.updated_at,
     })

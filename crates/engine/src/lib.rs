@@ -557,6 +557,8 @@ impl Engine {
         let st = self.inner.state.read().map_err(lock_err)?;
         bank.text_items_older_list = st.text_items_older_list(row.id);
         bank.matching = st.bank_matching(row.id);
+        bank.held_originals = st.held_originals(row.id);
+        bank.refining = bank.matching.refines(bank.held_originals);
         Ok(bank)
     }
 
@@ -613,6 +615,24 @@ impl Engine {
         .await?;
         self.commit_and_sync(tx).await?;
         self.bank_with_counts(&row)
+    }
+
+    /// A bank's matching settings and file-added originals as the
+    /// database holds them (for callers without match indexes, such as
+    /// `echotrace bank matching`; a serving engine's [`Bank`] reports the
+    /// same from memory).
+    pub async fn stored_bank_matching(
+        &self,
+        id: BankId,
+    ) -> Result<(robust::MatchingSettings, u64)> {
+        let Some(json) = self.inner.store.bank_matching(id).await? else {
+            return Err(EngineError::NotFound(format!("bank {id}")));
+        };
+        let held = self.inner.store.derived_pdq_items_of_bank(id).await?;
+        Ok((
+            robust::MatchingSettings::from_stored(&json),
+            u64::try_from(held).unwrap_or(0),
+        ))
     }
 
     /// Enable/disable a bank, change its description, thresholds or text

@@ -22,8 +22,11 @@
 //! channel, the rectangle and window used, and both distances.
 //!
 //! Per bank ([`MatchingSettings`], `banks.matching`): `dihedral` (on by
-//! default) and `window` (on by default; off drops the crop needles and the
-//! bank's window hashes from its lookups). Borders and regions are always
+//! default), `window` (on by default; off drops the crop needles and the
+//! bank's window hashes from its lookups), `part` (on by default) and
+//! `refine` (alignment refinement; by default on while the bank holds at
+//! most [`REFINE_AUTO_MAX_HELD`] file-added originals, off above:
+//! [`MatchingSettings::refines`]). Borders and regions are always
 //! on. Quality gating happens in the signals crate: no derived or dihedral
 //! hash of quality < 50 is ever produced.
 //!
@@ -73,6 +76,51 @@ pub const REGION_THRESHOLD: u32 = 36;
 /// unrelated part measured (38 bits: two dot-grid wallpapers of one
 /// design in blue and gold; docs/ROBUST.md, "Thresholds").
 pub const PART_THRESHOLD: u32 = 28;
+/// Alignment refinement (docs/ROBUST.md, "Alignment refinement"): a bank
+/// window that an allowed needle comes within its threshold plus this
+/// many bits of, for an item nothing else matched, is worth moving the
+/// needle's sides toward (`QuerySet::refine`).
+pub const REFINE_MARGIN: u32 = 12;
+/// How far a needle may be from a bank window of threshold `threshold`
+/// and still be refined toward it: [`REFINE_MARGIN`] bits past the
+/// threshold, within the derived index's search radius
+/// ([`WINDOW_THRESHOLD`]) — so in effect windows of quality below
+/// [`WINDOW_DETAILED_QUALITY`] (threshold 28: needles at 29–40 bits). A
+/// detailed window (threshold 40) would need a wider search of every
+/// lookup; it is not refined.
+pub fn refine_reach(threshold: u32) -> u32 {
+    (threshold + REFINE_MARGIN).min(WINDOW_THRESHOLD)
+}
+/// A refined rectangle matches within this many bits of the window. The
+/// refinement searches up to 48 rectangles for the lowest distance to one
+/// window, which pulls unrelated pairs closer too: on bench/robust seed 2
+/// it brought an unrelated needle from 38 to 30 bits of a quality-50–59
+/// window (a flat two-tone graphic against a concrete texture); 20 keeps
+/// the project's 10-bit margin below that (docs/ROBUST.md, "Alignment
+/// refinement").
+pub const REFINE_THRESHOLD: u32 = 20;
+/// At most this many (needle, window) pairs are refined per held item,
+/// the closest first.
+pub const REFINE_PAIRS_PER_ITEM: usize = 3;
+/// At most this many window hashes are spent on refinement per lookup,
+/// counting every rectangle tried: three refinements of at most
+/// [`REFINE_MAX_HASHES`] each (≈ 58 ms at ≈ 0.4 ms a window hash), the
+/// closest pairs first whichever items they belong to.
+pub const REFINE_BUDGET: u32 = 3 * REFINE_MAX_HASHES;
+pub use echotrace_signals::robust::REFINE_MAX_HASHES;
+/// A bank whose `refine` setting is left automatic (absent or `null`)
+/// refines while it holds at most this many file-added originals (items
+/// with derived PDQ hashes in memory). An unrelated upload came near a
+/// low-quality window of a given held item 1.5–3.4e-6 of the time on the
+/// benchmark, and a lookup that refines costs 6.4× a plain lookup (two
+/// refinements; up to ≈ 8.7× at the [`REFINE_BUDGET`] of 144 window
+/// hashes) against 3.6× for one that does not: at 10,000 held items
+/// ≤ 3.3 % of lookups refine, the median lookup is unchanged (3.62×
+/// measured) and the 95th percentile free of refinement; from about a
+/// third of lookups refining (≈ 100,000 held at the worst rate) the
+/// median passes the 4× target (docs/ROBUST.md, "`refine`: alignment
+/// refinement per bank").
+pub const REFINE_AUTO_MAX_HELD: u64 = 10_000;
 
 /// Which channel found a match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -140,6 +188,11 @@ pub struct MatchingSettings {
     /// stored for items added while it is off.
     #[serde(default = "yes")]
     pub part: bool,
+    /// Alignment refinement of needles that came near one of the bank's
+    /// low-quality windows: `true` on, `false` off, absent or `null`
+    /// automatic ([`MatchingSettings::refines`]). Needs `window`.
+    #[serde(default)]
+    pub refine: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -152,6 +205,7 @@ impl Default for MatchingSettings {
             dihedral: true,
             window: true,
             part: true,
+            refine: None,
         }
     }
 }
@@ -173,15 +227,63 @@ impl MatchingSettings {
         }
     }
 
+    /// Whether lookups refine toward this bank's windows while it holds
+    /// `held` file-added originals: never with `window` off (refinement
+    /// moves a needle toward a bank window); else `refine` when set, and
+    /// automatically while `held` ≤ [`REFINE_AUTO_MAX_HELD`].
+    pub fn refines(self, held: u64) -> bool {
+        self.window && self.refine.unwrap_or(held <= REFINE_AUTO_MAX_HELD)
+    }
+
+    /// Apply a `field=word` change as the CLI and the console spell it
+    /// (`dihedral`, `window`, `part`: `on`/`off`; `refine`: `on`/`off`/`auto`).
+    /// `Err` names what is wrong.
+    pub fn set_word(&mut self, field: &str, word: &str) -> Result<(), String> {
+        let flag = match word {
+            "on" => Some(true),
+            "off" => Some(false),
+            "auto" if field == "refine" => None,
+            _ => {
+                let allowed = if field == "refine" {
+                    "on, off or auto"
+                } else {
+                    "on or off"
+                };
+                return Err(format!("matching.{field}: {word:?} is not {allowed}"));
+            }
+        };
+        match (field, flag) {
+            ("refine", f) => self.refine = f,
+            ("dihedral", Some(f)) => self.dihedral = f,
+            ("window", Some(f)) => self.window = f,
+            ("part", Some(f)) => self.part = f,
+            _ => return Err(format!("matching.{field}: no such setting")),
+        }
+        Ok(())
+    }
+
+    /// `refine` as the CLI and the console spell it: `on`, `off`, `auto`.
+    pub fn refine_word(self) -> &'static str {
+        match self.refine {
+            Some(true) => "on",
+            Some(false) => "off",
+            None => "auto",
+        }
+    }
+
     /// The JSON stored in `banks.matching`. `part` is written only when
-    /// off: a bank that leaves it on stores what a build from before the
-    /// part channel reads (its settings struct refuses unknown fields and
-    /// would take the whole value for the defaults).
+    /// off and `refine` only when set: a bank that leaves them at their
+    /// defaults stores what a build from before those settings reads (its
+    /// settings struct refuses unknown fields and would take the whole
+    /// value for the defaults).
     pub fn to_stored(self) -> String {
         let mut v = serde_json::to_value(self).unwrap_or_default();
-        if self.part {
-            if let Some(o) = v.as_object_mut() {
+        if let Some(o) = v.as_object_mut() {
+            if self.part {
                 o.remove("part");
+            }
+            if self.refine.is_none() {
+                o.remove("refine");
             }
         }
         serde_json::to_string(&v).unwrap_or_else(|_| "{}".into())
@@ -228,6 +330,10 @@ pub struct ChannelDetail {
     /// The channel's threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<u32>,
+    /// Alignment refinement: the needle's distance before its sides were
+    /// moved to `query_rect` (docs/ROBUST.md, "Alignment refinement").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refined_from: Option<u32>,
     /// vPDQ: the query share of the plain (uncropped) videos, percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plain_query_pct: Option<f64>,
@@ -259,6 +365,9 @@ const MAX_RECORDS: usize = 1 << RECORD_BITS;
 /// Per content item: where each record came from, and its PDQ quality.
 struct ItemMeta {
     records: Vec<(BankSource, [u8; 4], u8)>,
+    /// The item's bank (`None` until known: an index rebuilt from a
+    /// snapshot learns it from the match state, [`DerivedIndex::assign_banks`]).
+    bank: Option<BankId>,
 }
 
 /// Derived hashes of file-added bank items, apart from the plain index.
@@ -273,6 +382,9 @@ pub(crate) struct DerivedIndex {
     /// Fingerprint of each item's stored rows: a metadata-only change
     /// (enable, labels) re-reads the rows but leaves the index alone.
     stamps: HashMap<ContentId, u64>,
+    /// File-added originals held per bank (items in `items`): the
+    /// automatic `refine` setting's count ([`MatchingSettings::refines`]).
+    held: HashMap<BankId, u64>,
 }
 
 /// `held`: the bank's [`MatchingSettings::holds`] flags (window, part) the
@@ -322,6 +434,50 @@ impl DerivedIndex {
             )),
             settings: HashMap::new(),
             stamps: HashMap::new(),
+            held: HashMap::new(),
+        }
+    }
+
+    /// Hold `meta` as `content_id`'s records, keeping the per-bank count.
+    fn insert_item(&mut self, content_id: ContentId, meta: ItemMeta) {
+        if let Some(b) = meta.bank {
+            *self.held.entry(b).or_default() += 1;
+        }
+        if let Some(old) = self.items.insert(content_id, meta) {
+            self.forget_held(&old);
+        }
+    }
+
+    fn forget_held(&mut self, old: &ItemMeta) {
+        if let Some(n) = old.bank.and_then(|b| self.held.get_mut(&b)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// File-added originals the bank holds (see [`MatchingSettings::refines`]).
+    pub(crate) fn held(&self, bank_id: BankId) -> u64 {
+        self.held.get(&bank_id).copied().unwrap_or(0)
+    }
+
+    /// Whether lookups refine toward the bank's windows now.
+    pub(crate) fn refines(&self, bank_id: BankId) -> bool {
+        self.settings(bank_id).refines(self.held(bank_id))
+    }
+
+    /// The content ids of the held items.
+    pub(crate) fn item_ids(&self) -> impl Iterator<Item = ContentId> + '_ {
+        self.items.keys().copied()
+    }
+
+    /// Give every held item its bank (an index rebuilt from a snapshot,
+    /// whose records carry none) and count them again.
+    pub(crate) fn assign_banks(&mut self, bank_of: impl Fn(ContentId) -> Option<BankId>) {
+        self.held.clear();
+        for (content_id, meta) in self.items.iter_mut() {
+            meta.bank = bank_of(*content_id);
+            if let Some(b) = meta.bank {
+                *self.held.entry(b).or_default() += 1;
+            }
         }
     }
 
@@ -337,6 +493,7 @@ impl DerivedIndex {
                 };
                 let mut meta = ItemMeta {
                     records: Vec::with_capacity(list.len().min(MAX_RECORDS)),
+                    bank: Some(r.bank_id),
                 };
                 // A channel the bank has turned off costs no memory.
                 let settings = self.settings(r.bank_id);
@@ -346,7 +503,7 @@ impl DerivedIndex {
                     insert(id, h.hash.to_words());
                     meta.records.push((h.source, h.removed, h.quality));
                 }
-                self.items.insert(r.content_id, meta);
+                self.insert_item(r.content_id, meta);
             }
             DERIVED_VPDQ_CROPPED => {
                 if let Ok(h) = VpdqHash::from_signal_str(&r.value) {
@@ -372,6 +529,7 @@ impl DerivedIndex {
             None => self.stamps.remove(&content_id),
         };
         if let Some(old) = self.items.remove(&content_id) {
+            self.forget_held(&old);
             for k in 0..old.records.len() {
                 self.pdq
                     .remove(((content_id as u64) << RECORD_BITS) | k as u64);
@@ -809,5 +967,38 @@ mod tests {
             serde_json::json!({"dihedral": false, "window": true, "part": false})
         );
         assert_eq!(MatchingSettings::from_stored(&off.to_stored()), off);
+    }
+
+    #[test]
+    fn refinement_switch_is_automatic_by_held_originals() {
+        use super::REFINE_AUTO_MAX_HELD as MAX;
+        let auto = MatchingSettings::default();
+        assert!(auto.refines(0) && auto.refines(MAX));
+        assert!(!auto.refines(MAX + 1));
+        let mut on = auto;
+        on.set_word("refine", "on").unwrap();
+        assert!(on.refines(MAX * 100));
+        // Refinement moves needles toward windows: none with windows off.
+        on.set_word("window", "off").unwrap();
+        assert!(!on.refines(0));
+        let mut off = auto;
+        off.set_word("refine", "off").unwrap();
+        assert!(!off.refines(0));
+        // Stored only when set, read back as set.
+        assert_eq!(auto.to_stored(), r#"{"dihedral":true,"window":true}"#);
+        let stored: serde_json::Value = serde_json::from_str(&off.to_stored()).unwrap();
+        assert_eq!(
+            stored,
+            serde_json::json!({"dihedral": true, "window": true, "refine": false})
+        );
+        assert_eq!(MatchingSettings::from_stored(&off.to_stored()), off);
+        off.set_word("refine", "auto").unwrap();
+        assert_eq!(off, auto);
+        let mut a = auto;
+        let e = a.set_word("refine", "maybe").unwrap_err();
+        assert!(e.contains("matching.refine") && e.contains("auto"), "{e}");
+        assert!(a.set_word("window", "auto").is_err());
+        assert!(a.set_word("colour", "on").is_err());
+        assert_eq!(a, auto);
     }
 }

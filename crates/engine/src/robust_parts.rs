@@ -95,6 +95,8 @@ impl DerivedIndex {
             }
             let mut meta = ItemMeta {
                 records: Vec::with_capacity(records.len()),
+                // The match state assigns it (`DerivedIndex::assign_banks`).
+                bank: None,
             };
             for (k, (source, removed, quality, code)) in records.into_iter().enumerate() {
                 let source = source_of(source)

@@ -30,9 +30,10 @@
 //! (signatures with their list versions), `vpdq` (serialised videos) and
 //! `derived` (the robust-matching [`crate::robust`] index: per-bank
 //! settings, row stamps, each file-added item's derived PDQ records with
-//! their quality and codes — version 3; version 1 had no quality, version
-//! 2 no `part` setting, both are refused — and cropped vPDQ; its MIH and
-//! frame index are rebuilt).
+//! their quality and codes — version 4; version 1 had no quality, version
+//! 2 no `part` setting, version 3 no `refine` setting, all are refused —
+//! and cropped vPDQ; its MIH and frame index are rebuilt, each item's bank
+//! read from the content columns).
 //! The text LSH and vPDQ indexes and the per-bank text counts are rebuilt
 //! from their sections on load ([`MatchState::rebuild_derived`]).
 //!
@@ -79,7 +80,7 @@ pub(crate) const REQUIRED: &[(&str, u32)] = &[
     ("exact", 1),
     ("text", 1),
     ("vpdq", 1),
-    ("derived", 3),
+    ("derived", 4),
 ];
 /// Snapshots kept in the directory (newest first are tried on load).
 const KEEP: usize = 2;
@@ -416,7 +417,12 @@ fn write_derived<W: Write>(w: &mut W, p: &DerivedParts) -> std::io::Result<()> {
     put_u64(w, p.settings.len() as u64)?;
     for (bank, s) in &p.settings {
         w.write_all(&bank.to_le_bytes())?;
-        w.write_all(&[u8::from(s.dihedral), u8::from(s.window), u8::from(s.part)])?;
+        w.write_all(&[
+            u8::from(s.dihedral),
+            u8::from(s.window),
+            u8::from(s.part),
+            refine_code(s.refine),
+        ])?;
     }
     put_u64(w, p.stamps.len() as u64)?;
     for (content, stamp) in &p.stamps {
@@ -866,20 +872,30 @@ fn read_section<R: Read>(
     }
 }
 
+/// A bank's `refine` setting as one byte: 0 off, 1 on, 2 automatic.
+fn refine_code(refine: Option<bool>) -> u8 {
+    match refine {
+        Some(false) => 0,
+        Some(true) => 1,
+        None => 2,
+    }
+}
+
 fn read_derived<R: Read>(src: &mut Source<'_, R>) -> Result<DerivedParts, SnapshotError> {
     let mut p = DerivedParts::default();
-    let n = src.count(11, "derived settings")?;
+    let n = src.count(12, "derived settings")?;
     for _ in 0..n {
         let bank = src.u64("derived settings")? as i64;
-        let mut b = [0u8; 3];
+        let mut b = [0u8; 4];
         src.exact(&mut b, "derived settings")?;
-        if b.iter().any(|x| *x > 1) {
+        if b[..3].iter().any(|x| *x > 1) || b[3] > 2 {
             return refused("derived settings: flag out of range");
         }
         let s = MatchingSettings {
             dihedral: b[0] == 1,
             window: b[1] == 1,
             part: b[2] == 1,
+            refine: (b[3] != 2).then_some(b[3] == 1),
         };
         p.settings.push((bank, s));
     }

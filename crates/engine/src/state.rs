@@ -774,6 +774,11 @@ impl MatchState {
         self.derived.settings(id)
     }
 
+    /// File-added originals whose derived hashes the bank holds.
+    pub(crate) fn held_originals(&self, id: BankId) -> u64 {
+        self.derived.held(id)
+    }
+
     pub(crate) fn bank_name(&self, id: BankId) -> Option<&str> {
         self.bank(id).map(|b| b.name.as_str())
     }
@@ -1085,6 +1090,15 @@ impl MatchState {
         }
         let distance = self.vpdq_distance();
         self.rebuild_vpdq_index(distance);
+        let banks: HashMap<ContentId, BankId> = self
+            .derived
+            .item_ids()
+            .filter_map(|c| {
+                let cs = self.content.slot_of(c)?;
+                Some((c, self.bank_id_of_content(cs)?))
+            })
+            .collect();
+        self.derived.assign_banks(|c| banks.get(&c).copied());
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! module of `state` so it reads the match state directly while keeping
 //! its code apart from the plain paths.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use echotrace_index::{hamming, Code256, Hit};
 use echotrace_signals::robust::BankSource;
@@ -12,10 +12,23 @@ use echotrace_signals::video::vpdq::{compare as compare_vpdq, VpdqComparison, Vp
 use super::{Candidate, LiveHit, MatchState};
 use crate::columns::Slot;
 use crate::robust::{
-    bank_hash_threshold, channel_threshold, closest, plain_groups, query_detail, vpdq_frames,
-    Channel, ChannelDetail, RobustQuery, PART_THRESHOLD, REGION_THRESHOLD, WINDOW_THRESHOLD,
+    bank_hash_threshold, channel_threshold, closest, plain_groups, query_detail, refine_reach,
+    vpdq_frames, Channel, ChannelDetail, DerivedHit, RobustQuery, PART_THRESHOLD, REFINE_BUDGET,
+    REFINE_MAX_HASHES, REFINE_PAIRS_PER_ITEM, REFINE_THRESHOLD, REGION_THRESHOLD, WINDOW_THRESHOLD,
 };
+
 use crate::types::{BankId, ContentId, SignalValue};
+
+/// A bank window a needle came near without matching (alignment
+/// refinement's candidates).
+struct Near {
+    hit: DerivedHit,
+    code: Code256,
+    needle: Option<usize>,
+    distance: u32,
+    threshold: u32,
+    slot: Slot,
+}
 
 impl MatchState {
     /// The slot of a content item's signal of type `t` (its first in
@@ -76,6 +89,8 @@ impl MatchState {
     ) {
         let plain_words = set.plain.hash.to_words();
         let mut hits: Vec<Hit> = Vec::new();
+        // Items a channel matched (no refinement for them).
+        let mut matched: HashSet<ContentId> = HashSet::new();
         // Query-side hashes against the stored (plain) hashes.
         for g in plain_groups(set) {
             let t = channel_threshold(g.channel);
@@ -105,6 +120,7 @@ impl MatchState {
                 let mut detail = query_detail(set, i);
                 detail.plain_distance = Some(hamming(&plain_words, &code));
                 detail.threshold = Some(t);
+                matched.insert(live.content_id);
                 push(Candidate {
                     distance: Some(i64::from(d)),
                     channel: g.channel,
@@ -126,6 +142,9 @@ impl MatchState {
         );
         let codes: Vec<Code256> = needles.iter().map(|(c, _)| *c).collect();
         let radius = WINDOW_THRESHOLD.max(REGION_THRESHOLD).max(PART_THRESHOLD);
+        // Bank windows a needle came near (within `REFINE_MARGIN` of the
+        // threshold), for items nothing matched.
+        let mut near: Vec<Near> = Vec::new();
         for hit in self.derived.search(&codes, radius) {
             let channel = match hit.source {
                 BankSource::Window => Channel::Window,
@@ -177,8 +196,22 @@ impl MatchState {
             };
             let t = bank_hash_threshold(hit.source, hit.quality);
             if d > t {
+                if hit.source == BankSource::Window
+                    && d <= refine_reach(t)
+                    && self.derived.refines(live.bank.id)
+                {
+                    near.push(Near {
+                        hit,
+                        code,
+                        needle: i,
+                        distance: d,
+                        threshold: t,
+                        slot,
+                    });
+                }
                 continue;
             }
+            matched.insert(hit.content_id);
             let mut detail = query_detail(set, i);
             detail.bank_source = Some(channel.as_str().into());
             detail.bank_removed = Some(hit.removed.map(|v| f32::from(v) / 200.0));
@@ -188,6 +221,90 @@ impl MatchState {
             push(Candidate {
                 distance: Some(i64::from(d)),
                 channel,
+                detail: Some(detail.to_json()),
+                ..Candidate::of(&live, SignalType::Pdq, plain_hex)
+            });
+        }
+        self.refine_near(set, plain_hex, near, &matched, filter, push);
+    }
+
+    /// Alignment refinement (docs/ROBUST.md, "Alignment refinement"): for
+    /// held items no channel matched, the bank windows a needle came near
+    /// — the closest [`REFINE_PAIRS_PER_ITEM`] per item, closest to its
+    /// threshold first — are met again by the needle with its sides moved
+    /// toward the window (`QuerySet::refine`), within [`REFINE_BUDGET`]
+    /// window hashes per lookup (hashes tried count, improving or not). A refined rectangle of quality ≥ 50
+    /// matches within [`REFINE_THRESHOLD`].
+    fn refine_near(
+        &self,
+        set: &echotrace_signals::robust::QuerySet,
+        plain_hex: &str,
+        mut near: Vec<Near>,
+        matched: &HashSet<ContentId>,
+        filter: Option<&HashSet<BankId>>,
+        push: &mut dyn FnMut(Candidate),
+    ) {
+        if near.is_empty() {
+            return;
+        }
+        let plain_words = set.plain.hash.to_words();
+        near.sort_by_key(|n| (n.distance - n.threshold, n.distance, n.hit.content_id));
+        let mut per_item: HashMap<ContentId, usize> = HashMap::new();
+        let mut done: HashSet<ContentId> = HashSet::new();
+        let mut spent = 0u32;
+        let mut wh = echotrace_signals::robust::WindowHasher::new();
+        for n in near {
+            // A refinement may spend up to `REFINE_MAX_HASHES`: the budget
+            // is never exceeded.
+            if spent + REFINE_MAX_HASHES > REFINE_BUDGET {
+                break;
+            }
+            let id = n.hit.content_id;
+            if matched.contains(&id) || done.contains(&id) {
+                continue;
+            }
+            let Some(live) = self.live(n.slot, filter) else {
+                continue;
+            };
+            // A plain match of the item decides it already.
+            let stored = self.pdq_code(n.slot);
+            let plain_distance = stored.map(|c| hamming(&plain_words, &c));
+            if plain_distance.is_some_and(|d| f64::from(d) <= live.bank.threshold(SignalType::Pdq))
+            {
+                continue;
+            }
+            let tried = per_item.entry(id).or_default();
+            if *tried >= REFINE_PAIRS_PER_ITEM {
+                continue;
+            }
+            *tried += 1;
+            let target = echotrace_signals::pdq::PdqHash::from_words(n.code);
+            let Ok(out) = set.refine(
+                &mut wh,
+                n.needle,
+                &target,
+                n.distance,
+                echotrace_signals::robust::MIN_DERIVED_QUALITY,
+            ) else {
+                continue;
+            };
+            spent += out.hashes;
+            let Some(r) = out.best else { continue };
+            if r.distance > REFINE_THRESHOLD {
+                continue;
+            }
+            done.insert(id);
+            let mut detail = query_detail(set, n.needle);
+            detail.query_rect = Some([r.rect.x, r.rect.y, r.rect.w, r.rect.h]);
+            detail.refined_from = Some(n.distance);
+            detail.bank_source = Some(Channel::Window.as_str().into());
+            detail.bank_removed = Some(n.hit.removed.map(|v| f32::from(v) / 200.0));
+            detail.bank_quality = Some(n.hit.quality);
+            detail.plain_distance = plain_distance;
+            detail.threshold = Some(REFINE_THRESHOLD);
+            push(Candidate {
+                distance: Some(i64::from(r.distance)),
+                channel: Channel::Window,
                 detail: Some(detail.to_json()),
                 ..Candidate::of(&live, SignalType::Pdq, plain_hex)
             });

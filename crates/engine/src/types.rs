@@ -118,6 +118,14 @@ pub struct Bank {
     /// [`crate::robust`]).
     #[serde(default)]
     pub matching: crate::robust::MatchingSettings,
+    /// File-added originals whose derived hashes the bank holds (what an
+    /// automatic `matching.refine` counts).
+    #[serde(default)]
+    pub held_originals: u64,
+    /// Whether lookups refine toward the bank's windows now
+    /// (`matching.refine`, or automatic: [`crate::robust::MatchingSettings::refines`]).
+    #[serde(default)]
+    pub refining: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -3,7 +3,8 @@
 //! * round trip: an engine started from a snapshot, plus the changes made
 //!   after it (adds, deletes, disables, quarantines, a new text-list
 //!   version), answers every lookup exactly as an engine that loaded
-//!   everything page by page;
+//!   everything page by page, and reports the same file-added originals
+//!   per bank and `refine` switches;
 //! * corruption: a byte changed in any part of the snapshot (file header,
 //!   every section header, the start, middle and end of every section's
 //!   data), a truncated file and a snapshot of another database are each
@@ -251,6 +252,28 @@ async fn seed_and_snapshot(db: &TestDb, dir: &Path) -> Queries {
         "video",
     )
     .await;
+    // File-added originals (derived hashes held, counted per bank for the
+    // automatic `refine` setting; these three pass the quality gate) and a
+    // bank with refinement off.
+    let images = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/pdq/images"
+    );
+    for (bank, name) in [
+        (block.id, "labelme/q0122.jpg"),
+        (block.id, "labelme/q0291.jpg"),
+        (allow.id, "labelme/q0746.jpg"),
+    ] {
+        let path = format!("{images}/{name}");
+        let bytes =
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (fixtures missing?)"));
+        add(&e, bank, ContentSource::Bytes(bytes), "held").await;
+    }
+    let off = robust::MatchingSettings {
+        refine: Some(false),
+        ..robust::MatchingSettings::default()
+    };
+    e.set_bank_matching(&admin(), allow.id, off).await.unwrap();
     let written = e.write_snapshot().await.unwrap().expect("a snapshot dir");
     assert!(written.is_file());
 
@@ -367,6 +390,21 @@ async fn snapshot_start_answers_like_a_paged_load(db: &TestDb) {
     let expected = answers(&paged, &q).await;
     let got = answers(&from_snapshot, &q).await;
     assert_eq!(got, expected);
+    // Held originals per bank and the refinement switch come back alike.
+    for name in ["known", "benign"] {
+        let a = paged.bank_by_name(name).await.unwrap();
+        let b = from_snapshot.bank_by_name(name).await.unwrap();
+        assert_eq!(
+            (a.matching, a.held_originals, a.refining),
+            (b.matching, b.held_originals, b.refining),
+            "{name}"
+        );
+    }
+    let known = from_snapshot.bank_by_name("known").await.unwrap();
+    assert_eq!((known.held_originals, known.refining), (2, true));
+    let benign = from_snapshot.bank_by_name("benign").await.unwrap();
+    assert_eq!(benign.matching.refine, Some(false));
+    assert_eq!((benign.held_originals, benign.refining), (1, false));
     // The changes made after the snapshot are in both answers.
     let matched: usize = expected.iter().filter(|a| !a.is_empty()).count();
     assert!(matched > 60, "{matched} queries matched");

@@ -9,6 +9,7 @@ use echotrace_engine::limits::{
     MAX_BANK_NAME_BYTES, MAX_ID_BYTES, MAX_KEY_NAME_BYTES, MAX_LABELS, MAX_LABEL_BYTES,
     MAX_NOTE_BYTES, MAX_SECRET_BYTES, MAX_URL_BYTES,
 };
+use echotrace_engine::robust::REFINE_AUTO_MAX_HELD;
 use serde_json::{json, Map, Value};
 
 /// `(method, path, tag, summary, role needed or "public")`.
@@ -418,7 +419,34 @@ pub fn document() -> Value {
                                             keep matching under the version they were signed \
                                             with (see text_items_older_list on the bank). \
                                             \"\" removes the list. A ready-made text_minhash \
-                                            lookup is compared as-is."}
+                                            lookup is compared as-is."},
+                        "matching": {"$ref": "#/components/schemas/MatchingSettings"}
+                    }},
+                "MatchingSettings": {"type": "object", "additionalProperties": false,
+                    "description": "Robust-matching channels of the bank (docs/ROBUST.md). \
+                                    The object is replaced whole: a missing field is its \
+                                    default. A wrong type is a 4xx naming the field. The bank \
+                                    JSON also reports held_originals (file-added originals \
+                                    whose derived hashes it holds) and refining (whether \
+                                    lookups refine toward its windows now).",
+                    "properties": {
+                        "dihedral": {"type": "boolean", "default": true,
+                            "description": "match the 8 rotations/flips of uploaded images"},
+                        "window": {"type": "boolean", "default": true,
+                            "description": "match small crops of uploads and the crop-grid \
+                                            windows of file-added images (off also drops them \
+                                            from memory)"},
+                        "part": {"type": "boolean", "default": true,
+                            "description": "match the fixed parts of file-added images (off \
+                                            also drops them from memory and stores none for \
+                                            items added meanwhile)"},
+                        "refine": {"type": ["boolean", "null"], "default": null,
+                            "description": format!(
+                                "alignment refinement of needles that came near a low-quality \
+                                 window (needs window): true on, false off, null automatic - on \
+                                 while the bank holds at most {REFINE_AUTO_MAX_HELD} file-added \
+                                 originals. A lookup that refines costs about 6-9x a plain \
+                                 lookup.")}
                     }},
                 "BatchLookup": {"type": "object", "required": ["items"], "properties": {
                     "items": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {

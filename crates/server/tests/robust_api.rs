@@ -22,11 +22,13 @@ both_backends!(
     image_channels_over_http,
     fills_and_window_quality_over_http,
     window_crops_over_http,
+    alignment_refinement_over_http,
     content_buffers_over_http,
     meme_captions_over_http,
     overlays_over_http,
     part_switch_over_http,
     part_in_console_over_http,
+    refine_switch_in_console_over_http,
     rederive_over_http,
     video_borders_over_http
 );
@@ -128,7 +130,7 @@ async fn image_channels_over_http(db: &TestDb) {
         .await;
     assert_eq!(
         hashes["matching"],
-        json!({"dihedral": false, "window": true, "part": true})
+        json!({"dihedral": false, "window": true, "part": true, "refine": null})
     );
     let (st, bad) = s
         .admin_call(
@@ -337,6 +339,24 @@ fn waves() -> RgbImage {
             + 9.0 * (tau * (x + 2.0 * y) / 61.0).sin()
             + 8.0 * (tau * (y - 0.5 * x) / 53.0).sin()
             + 6.0 * (tau * (x - y) / 73.0).sin();
+        let v = v.clamp(0.0, 255.0) as u8;
+        Rgb([v, v / 2 + 60, 255 - v])
+    })
+}
+
+/// The waves of [`waves`] half as strong again (deviation from grey × 1.5):
+/// the crop-grid windows of quality 50–89 (threshold 28) but for one.
+fn strong_waves() -> RgbImage {
+    let (w, h) = (480u32, 300u32);
+    RgbImage::from_fn(w, h, |x, y| {
+        let (x, y) = (x as f32, y as f32);
+        let tau = std::f32::consts::TAU;
+        let v = 128.0
+            + 1.5
+                * (10.0 * (tau * x / 43.0).sin()
+                    + 9.0 * (tau * (x + 2.0 * y) / 61.0).sin()
+                    + 8.0 * (tau * (y - 0.5 * x) / 53.0).sin()
+                    + 6.0 * (tau * (x - y) / 73.0).sin());
         let v = v.clamp(0.0, 255.0) as u8;
         Rgb([v, v / 2 + 60, 255 - v])
     })
@@ -733,7 +753,7 @@ async fn part_switch_over_http(db: &TestDb) {
         .await;
     assert_eq!(
         files["matching"],
-        json!({"dihedral": true, "window": true, "part": false})
+        json!({"dihedral": true, "window": true, "part": false, "refine": null})
     );
     assert_eq!(derived_held(&s).await, bank.len() as u64 - parts);
     let hits = s.hits(&stamped).await;
@@ -1142,8 +1162,25 @@ async fn fills_and_window_quality_over_http(db: &TestDb) {
         })
         .unwrap_or_else(|| panic!("no crop 29–40 bits from a window: {tried:?}"));
     let between = cut(l, t);
-    let hits = s.hits(&png(&between)).await;
-    assert!(!hits.iter().any(|(b, _)| b == "files"), "{hits:?}");
+    // The needle itself does not match at 28; since session 16 the lookup
+    // may move its sides toward the window (alignment refinement), and
+    // then only a refined rectangle within 20 (`REFINE_THRESHOLD`) matches.
+    let v = s.upload("/v1/lookup", &png(&between)).await;
+    for m in v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["bank_name"] == "files" && m["signal_type"] == "pdq")
+    {
+        let d = &m["channel_detail"];
+        assert_eq!(m["channel"], "window", "{m}");
+        assert_eq!(d["threshold"], 20, "{m}");
+        assert!(
+            (29..=40).contains(&d["refined_from"].as_u64().unwrap_or(0)),
+            "matched without refinement: {m}"
+        );
+        assert!(m["distance"].as_u64().unwrap() <= 20, "{m}");
+    }
 
     s.stop().await;
 }
@@ -1225,6 +1262,256 @@ async fn window_crops_over_http(db: &TestDb) {
     let mirrored = image::imageops::flip_horizontal(&one_side);
     let m = s.match_in(&png(&mirrored), "files", Some("window")).await;
     assert_eq!(m["channel_detail"]["variant"], "flipy", "{m}");
+    s.stop().await;
+}
+
+/// Session 16. Alignment refinement (docs/ROBUST.md): a 9 % crop of every
+/// side of a low-detail texture falls between the crop grid's 8 and 12 %
+/// windows, and no query hash comes within its threshold of any window,
+/// region or the plain hash — but one comes within 40 bits of a window of
+/// quality < 90 (threshold 28). The lookup moves that needle's sides
+/// toward the window and matches through `window` within 20, the refined
+/// rectangle in `query_rect`, the needle's own distance in `refined_from`.
+/// Session 17: the bank's `matching.refine` switch — automatic (on: one
+/// held original), off (no match), on (the same match), off with `window`;
+/// a wrong type is a 4xx naming `refine`.
+async fn alignment_refinement_over_http(db: &TestDb) {
+    use echotrace_signals::robust::{RobustHasher, RobustOptions, WindowHasher, WorkImage};
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let texture = strong_waves();
+    let added = s.upload("/v1/banks/files/content", &png(&texture)).await;
+    let plain =
+        echotrace_signals::pdq::PdqHash::from_hex(added["signals"][0]["value"].as_str().unwrap())
+            .unwrap();
+    let opts = RobustOptions::default();
+    let bank = RobustHasher::new()
+        .bank_hashes(texture.as_raw(), 480, 300, &opts)
+        .unwrap();
+    let cropped = crop(&texture, 0.09);
+    // Every query hash beyond its threshold of everything the item holds:
+    // without refinement, no match.
+    let before = window_margin(&cropped, &bank, &plain, &opts);
+    assert!(
+        before > 0,
+        "the 9 % crop matched without refinement ({before})"
+    );
+    let m = s.match_in(&png(&cropped), "files", Some("window")).await;
+    let d = &m["channel_detail"];
+    let threshold = d["threshold"].as_u64().unwrap();
+    let from = d["refined_from"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("not through refinement: {m}"));
+    let distance = m["distance"].as_u64().unwrap();
+    // Refined rectangles match within 20 (`REFINE_THRESHOLD`); the
+    // needle was beyond the window's own threshold, 28 (quality < 90).
+    assert_eq!(threshold, 20, "{m}");
+    assert!(d["bank_quality"].as_u64().unwrap() < 90, "{m}");
+    assert!(from > 28 && from <= 40, "{m}");
+    assert!(distance <= threshold, "{m}");
+    // The refined rectangle is none of the query set's, passes the quality
+    // gate, and its hash is the reported distance from the bank window.
+    let set = RobustHasher::new()
+        .query_set(cropped.as_raw(), cropped.width(), cropped.height(), &opts)
+        .unwrap();
+    let r: Vec<u32> = d["query_rect"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let rect = echotrace_signals::robust::Rect {
+        x: r[0],
+        y: r[1],
+        w: r[2],
+        h: r[3],
+    };
+    assert!(set.hashes.iter().all(|q| q.rect != rect), "{m}");
+    let work =
+        WorkImage::from_rgb8(cropped.as_raw(), cropped.width(), cropped.height(), 512).unwrap();
+    let refined = WindowHasher::new().hash(&work, rect).unwrap();
+    assert!(refined.quality >= 50, "{m}");
+    let variant = if d["variant"] == "flipy" { 5 } else { 0 };
+    let removed: Vec<f32> = d["bank_removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    let window = bank
+        .iter()
+        .filter(|b| b.source == echotrace_signals::robust::BankSource::Window)
+        .find(|b| {
+            b.fractions()
+                .iter()
+                .zip(&removed)
+                .all(|(a, b)| (a - b).abs() < 1e-6)
+        })
+        .unwrap_or_else(|| panic!("no bank window {removed:?}: {m}"));
+    assert_eq!(
+        u64::from(refined.hashes.named()[variant].1.distance(&window.hash)),
+        distance,
+        "{m}"
+    );
+    assert!(d["plain_distance"].as_u64().unwrap() > 31, "{m}");
+    // An unrelated low-detail picture cut the same way matches nothing.
+    let hits = s.hits(&png(&crop(&two_tone(), 0.09))).await;
+    assert!(hits.is_empty(), "{hits:?}");
+
+    // Session 17: refinement is a per-bank switch. Left automatic (null),
+    // a bank holding one file-added original (≤ 10,000) refines.
+    let files = s.ok(Method::GET, "/v1/banks/files", None).await;
+    assert_eq!(files["matching"]["refine"], Value::Null, "{files}");
+    assert_eq!(files["held_originals"], 1, "{files}");
+    assert_eq!(files["refining"], true, "{files}");
+    // Off: the same crop no longer matches (nothing but refinement found
+    // it, checked above), and the rest of the settings stay.
+    let files = s
+        .ok(
+            Method::PATCH,
+            "/v1/banks/files",
+            Some(json!({"matching": {"refine": false}})),
+        )
+        .await;
+    assert_eq!(
+        files["matching"],
+        json!({"dihedral": true, "window": true, "part": true, "refine": false})
+    );
+    assert_eq!(files["refining"], false, "{files}");
+    let hits = s.hits(&png(&cropped)).await;
+    assert!(hits.is_empty(), "refinement off, still matched: {hits:?}");
+    // On again (explicitly): the same match through the refined channel.
+    let files = s
+        .ok(
+            Method::PATCH,
+            "/v1/banks/files",
+            Some(json!({"matching": {"refine": true}})),
+        )
+        .await;
+    assert_eq!(files["matching"]["refine"], true, "{files}");
+    assert_eq!(files["refining"], true, "{files}");
+    let again = s.match_in(&png(&cropped), "files", Some("window")).await;
+    assert_eq!(again["channel_detail"]["refined_from"], from, "{again}");
+    assert_eq!(again["distance"], distance, "{again}");
+    // `window` off turns refinement off with it (it refines toward windows).
+    let files = s
+        .ok(
+            Method::PATCH,
+            "/v1/banks/files",
+            Some(json!({"matching": {"window": false, "refine": true}})),
+        )
+        .await;
+    assert_eq!(files["refining"], false, "{files}");
+    assert!(s.hits(&png(&cropped)).await.is_empty());
+    // A wrong type is a 4xx JSON error naming the field; nothing changes.
+    for bad in [json!("yes"), json!(1), json!("auto")] {
+        let (st, body) = s
+            .admin_call(
+                Method::PATCH,
+                "/v1/banks/files",
+                Some(json!({"matching": {"refine": bad}})),
+            )
+            .await;
+        assert!(st.is_client_error(), "{st}: {body}");
+        let msg = body["error"]["message"].as_str().unwrap_or("");
+        assert!(msg.contains("refine"), "{body}");
+    }
+    let files = s.ok(Method::GET, "/v1/banks/files", None).await;
+    assert_eq!(files["matching"]["refine"], true, "{files}");
+    assert_eq!(files["matching"]["window"], false, "{files}");
+    s.stop().await;
+}
+
+/// Session 17. The console's bank page shows the robust-matching
+/// settings with the file-added originals held, and its bank form sets
+/// `refine` (auto / on / off), keeping the other settings; a word it does
+/// not take is a 400 naming the setting.
+async fn refine_switch_in_console_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.engine()
+        .create_user(
+            &echotrace_engine::Actor::cli(),
+            "ada",
+            "a long enough password",
+            echotrace_engine::Role::Admin,
+        )
+        .await
+        .unwrap();
+    let bank = s
+        .ok(
+            Method::POST,
+            "/v1/banks",
+            Some(json!({"name": "files", "matching": {"part": false}})),
+        )
+        .await;
+    s.upload("/v1/banks/files/content", &png(&photo())).await;
+    let (console, cookie) = common::console_session(&s.base, "ada", "a long enough password").await;
+    let page_url = format!("{}/ui/banks/{}", s.base, bank["id"]);
+    let page = || async {
+        console
+            .get(&page_url)
+            .header("cookie", cookie.clone())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let state = |html: &str| {
+        html.split("<p id=\"matching-state\">")
+            .nth(1)
+            .and_then(|rest| rest.split("</p>").next())
+            .unwrap_or_else(|| panic!("no matching state: {html}"))
+            .to_string()
+    };
+    let html = page().await;
+    assert_eq!(
+        state(&html),
+        "Robust matching: rotations/flips on, crop windows on, parts off, alignment refinement \
+         auto (refining, 1 file-added original(s) held; automatic refines up to 10000)."
+    );
+    assert!(
+        html.contains("<option value=\"auto\" selected>"),
+        "auto not selected: {html}"
+    );
+    let post = |refine: &'static str, csrf: String| {
+        console
+            .post(&page_url)
+            .header("cookie", cookie.clone())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(
+                serde_urlencoded::to_string([
+                    ("csrf", csrf.as_str()),
+                    ("description", ""),
+                    ("enabled", "1"),
+                    ("refine", refine),
+                ])
+                .unwrap(),
+            )
+            .send()
+    };
+    let r = post("off", common::csrf_of(&html)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let files = s.ok(Method::GET, "/v1/banks/files", None).await;
+    assert_eq!(
+        files["matching"],
+        json!({"dihedral": true, "window": true, "part": false, "refine": false})
+    );
+    assert_eq!(files["refining"], false, "{files}");
+    let html = page().await;
+    assert!(
+        state(&html).contains("alignment refinement off (not refining, 1 file-added"),
+        "{html}"
+    );
+    assert!(html.contains("<option value=\"off\" selected>"), "{html}");
+    let r = post("maybe", common::csrf_of(&html)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("matching.refine"), "{body}");
+    let files = s.ok(Method::GET, "/v1/banks/files", None).await;
+    assert_eq!(files["matching"]["refine"], false, "{files}");
     s.stop().await;
 }
 

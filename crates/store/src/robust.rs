@@ -104,6 +104,19 @@ impl Store {
         row.as_ref().map(|r| get_str(r, "matching")).transpose()
     }
 
+    /// How many of a bank's items have derived PDQ hashes stored (its
+    /// file-added image originals).
+    pub async fn derived_pdq_items_of_bank(&self, bank_id: i64) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM derived_hashes WHERE bank_id = $1 AND kind = $2",
+        )
+        .bind(bank_id)
+        .bind(DERIVED_PDQ_WINDOWS)
+        .fetch_one(&self.pool)
+        .await?;
+        get_i64(&row, "n")
+    }
+
     /// Every bank's matching settings JSON (startup load).
     pub async fn all_bank_matching(&self) -> Result<Vec<(i64, String)>> {
         let rows = sqlx::query("SELECT id, matching FROM banks ORDER BY id")

@@ -23,6 +23,13 @@
 //! millions of hashes with a handful of malformed rows should not need a
 //! second pass; `--dry-run` validates the whole file without writing.
 //!
+//! `bank matching BANK [--refine on|off|auto] [--window on|off] …` shows
+//! a bank's robust-matching settings (`--json`: one object with the file-added
+//! originals it holds and whether lookups refine toward it), and changes the
+//! ones given, keeping the others, through
+//! [`echotrace_engine::Engine::set_bank_matching`] (audited, actor `cli`;
+//! running servers follow the change sequence).
+//!
 //! `bank rederive BANK` re-derives the derived hashes of the bank's items
 //! from their retained originals after an upgrade (docs/ROBUST.md
 //! "Upgrading"), a page per transaction through the engine's
@@ -55,6 +62,31 @@ pub enum BankCommand {
     /// Re-derive the derived hashes (e.g. `part`) of a bank's items from
     /// their retained originals, a page at a time.
     Rederive(RederiveArgs),
+    /// Show a bank's robust-matching settings, or change some of them
+    /// (the others are kept).
+    Matching(MatchingArgs),
+}
+
+#[derive(Args)]
+pub struct MatchingArgs {
+    /// Bank name.
+    pub bank: String,
+    /// Alignment refinement: on, off, or auto (on while the bank holds at
+    /// most 10,000 file-added originals).
+    #[arg(long, value_parser = ["on", "off", "auto"])]
+    pub refine: Option<String>,
+    /// Crop windows of uploads and file-added images: on or off.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub window: Option<String>,
+    /// Rotations and flips of uploaded images: on or off.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub dihedral: Option<String>,
+    /// Fixed parts of file-added images: on or off.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub part: Option<String>,
+    /// Print the settings as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -105,7 +137,81 @@ pub fn run(args: BankArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         BankCommand::Import(import) => rt.block_on(import_async(&args.database, import)),
         BankCommand::Rederive(r) => rt.block_on(rederive_async(&args.database, r)),
+        BankCommand::Matching(m) => rt.block_on(matching_async(&args.database, m)),
     }
+}
+
+async fn matching_async(db: &super::DatabaseArg, args: MatchingArgs) -> anyhow::Result<ExitCode> {
+    let engine = db.open_for_admin().await?;
+    let result = matching_show_or_set(&engine, &args).await;
+    engine.store().close().await;
+    let (bank, matching, held) = result?;
+    let refining = matching.refines(held);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "bank": bank.name,
+                "bank_id": bank.id,
+                "matching": matching,
+                "held_originals": held,
+                "refining": refining,
+            })
+        );
+    } else {
+        let on = |f: bool| if f { "on" } else { "off" };
+        println!(
+            "bank {:?} (id {}): dihedral {}, window {}, part {}, refine {} ({}; {} file-added original(s), automatic refines up to {})",
+            bank.name,
+            bank.id,
+            on(matching.dihedral),
+            on(matching.window),
+            on(matching.part),
+            matching.refine_word(),
+            if refining { "refining" } else { "not refining" },
+            held,
+            echotrace_engine::robust::REFINE_AUTO_MAX_HELD,
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The bank, its settings after the changes asked for (written, audited
+/// as `bank.matching` with actor `cli`, when they differ) and its
+/// file-added originals.
+async fn matching_show_or_set(
+    engine: &echotrace_engine::Engine,
+    args: &MatchingArgs,
+) -> anyhow::Result<(
+    echotrace_engine::Bank,
+    echotrace_engine::robust::MatchingSettings,
+    u64,
+)> {
+    let bank = match engine.bank_by_name(&args.bank).await {
+        Ok(b) => b,
+        Err(echotrace_engine::EngineError::NotFound(_)) => {
+            bail!("no bank named {:?}", args.bank)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (before, held) = engine.stored_bank_matching(bank.id).await?;
+    let mut matching = before;
+    for (field, word) in [
+        ("refine", &args.refine),
+        ("window", &args.window),
+        ("dihedral", &args.dihedral),
+        ("part", &args.part),
+    ] {
+        if let Some(w) = word {
+            matching.set_word(field, w).map_err(|e| anyhow!(e))?;
+        }
+    }
+    if matching != before {
+        engine
+            .set_bank_matching(&Actor::cli(), bank.id, matching)
+            .await?;
+    }
+    Ok((bank, matching, held))
 }
 
 /// Longest accepted line (a vPDQ signal of a long video is a few hundred

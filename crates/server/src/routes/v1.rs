@@ -86,7 +86,8 @@ struct CreateBank {
     /// Text-equivalence list, one group per line (`daesh = isis = isil`).
     #[serde(default)]
     text_equivalences: Option<String>,
-    /// Robust-matching settings (`{"dihedral": true, "window": true, "part": true}`).
+    /// Robust-matching settings (`{"dihedral": true, "window": true,
+    /// "part": true, "refine": null}`; `refine` null = automatic).
     #[serde(default)]
     matching: Option<MatchingSettings>,
 }

@@ -975,6 +975,9 @@ fn bank_view(b: &echotrace_engine::Bank) -> views::BankRowView {
         text_equivalences: b.text_equivalences.clone().unwrap_or_default(),
         text_equivalences_version: b.text_equivalences_version,
         text_items_older_list: b.text_items_older_list,
+        matching: b.matching,
+        held_originals: b.held_originals,
+        refining: b.refining,
     }
 }
 
@@ -1099,7 +1102,22 @@ async fn bank_update(
             // A blank textarea removes the list.
             text_equivalences: Some(equivalences_from(&form).unwrap_or_default()),
         };
-        st.engine.update_bank(&actor(&auth), id, update).await
+        let bank = st.engine.update_bank(&actor(&auth), id, update).await?;
+        // The refinement switch (`auto`, `on`, `off`); the other matching
+        // settings are kept.
+        let Some(word) = form.get("refine") else {
+            return Ok(bank);
+        };
+        let mut matching = bank.matching;
+        matching
+            .set_word("refine", word)
+            .map_err(EngineError::InvalidInput)?;
+        if matching == bank.matching {
+            return Ok(bank);
+        }
+        st.engine
+            .set_bank_matching(&actor(&auth), id, matching)
+            .await
     }
     .await;
     match result {

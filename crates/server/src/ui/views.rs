@@ -601,6 +601,11 @@ pub struct BankRowView {
     pub text_equivalences_version: Option<i64>,
     /// Text items signed under another list version than the current one.
     pub text_items_older_list: u64,
+    /// Robust-matching settings.
+    pub matching: echotrace_engine::robust::MatchingSettings,
+    /// File-added originals held, and whether lookups refine now.
+    pub held_originals: u64,
+    pub refining: bool,
 }
 
 pub fn banks(viewer: &Viewer, banks: &[BankRowView], flash: Option<&Flash>) -> Markup {
@@ -646,6 +651,14 @@ pub fn banks(viewer: &Viewer, banks: &[BankRowView], flash: Option<&Flash>) -> M
         }
     };
     layout("Banks", "banks", Some(viewer), flash, body)
+}
+
+fn on_off(flag: bool) -> &'static str {
+    if flag {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 fn threshold_inputs(current: &[(String, f64)]) -> Markup {
@@ -716,6 +729,15 @@ pub fn bank_detail(
                 " group(s)."
             }
         }
+        p id="matching-state" {
+            "Robust matching: rotations/flips " (on_off(bank.matching.dihedral))
+            ", crop windows " (on_off(bank.matching.window))
+            ", parts " (on_off(bank.matching.part))
+            ", alignment refinement " (bank.matching.refine_word())
+            " (" (if bank.refining { "refining" } else { "not refining" }) ", "
+            (bank.held_originals) " file-added original(s) held; automatic refines up to "
+            (echotrace_engine::robust::REFINE_AUTO_MAX_HELD) ")."
+        }
         @if bank.text_items_older_list > 0 {
             p id="equivalences-older" class="flash" {
                 (bank.text_items_older_list)
@@ -733,6 +755,12 @@ pub fn bank_detail(
                     label class="row" { input type="checkbox" name="enabled" value="1" checked[bank.enabled]; "Enabled" }
                     (threshold_inputs(&bank.thresholds))
                     (equivalence_input(&bank.text_equivalences))
+                    label for="refine" { "Alignment refinement (a lookup that refines costs ≈ 6–9× a plain one)" }
+                    select id="refine" name="refine" {
+                        @for (word, text) in [("auto", "automatic (on up to the held-original limit)"), ("on", "on"), ("off", "off")] {
+                            option value=(word) selected[bank.matching.refine_word() == word] { (text) }
+                        }
+                    }
                     p { button type="submit" { "Save bank" } }
                 }
             }

@@ -222,6 +222,54 @@ pub struct QuerySet {
     pub hashes: Vec<QueryHash>,
     /// The accepted border candidates.
     pub borders: Vec<BorderCandidate>,
+    /// The working buffer the derived hashes were cut from, kept for
+    /// [`QuerySet::refine`] (alignment refinement at lookup time).
+    pub work: Option<std::sync::Arc<WorkImage>>,
+}
+
+impl QuerySet {
+    /// The rectangle and dihedral variant of needle `i` (`None`: the plain
+    /// hash, the whole image upright).
+    pub fn needle_place(&self, i: Option<usize>) -> Option<(Rect, u8)> {
+        match i {
+            None => Some((Rect::full(self.width, self.height), 0)),
+            Some(i) => self.hashes.get(i).map(|q| (q.rect, q.variant)),
+        }
+    }
+
+    /// Alignment refinement of needle `i` toward the bank window `target`
+    /// it came `start_distance` from ([`refine_window`], on the working
+    /// buffer). Nothing is hashed when the set keeps no buffer or the
+    /// needle is not one bank windows take ([`window_variant_allowed`], no
+    /// part).
+    pub fn refine(
+        &self,
+        wh: &mut WindowHasher,
+        i: Option<usize>,
+        target: &PdqHash,
+        start_distance: u32,
+        min_quality: u8,
+    ) -> Result<Refinement, PdqError> {
+        let none = Refinement {
+            best: None,
+            hashes: 0,
+        };
+        let Some(work) = self.work.as_deref() else {
+            return Ok(none);
+        };
+        if i.and_then(|i| self.hashes.get(i))
+            .is_some_and(|q| q.source == QuerySource::Part)
+        {
+            return Ok(none);
+        }
+        let Some((rect, variant)) = self.needle_place(i) else {
+            return Ok(none);
+        };
+        if !window_variant_allowed(variant) {
+            return Ok(none);
+        }
+        refine_window(wh, work, rect, variant, target, start_distance, min_quality)
+    }
 }
 
 /// Where a bank-side derived hash comes from.
@@ -544,6 +592,7 @@ impl RobustHasher {
             plain,
             hashes,
             borders,
+            work: Some(std::sync::Arc::new(work)),
         })
     }
 
@@ -587,6 +636,133 @@ impl RobustHasher {
     }
 }
 
+/// Alignment refinement (session 16): the bank's crop grid and the query's
+/// crops leave a crop that falls between them 1–2 % off on some side, and
+/// on low-detail pictures that is enough to miss (docs/ROBUST.md, "Where
+/// the crops fall"). When a needle comes *near* one bank window but not
+/// within its threshold, the lookup moves the needle's sides toward that
+/// window in steps of [`REFINE_STEPS`] of the upload's size and keeps the
+/// best rectangle. It hashes nothing for an upload no window comes near.
+pub const REFINE_STEPS: [f32; 2] = [0.01, 0.005];
+
+/// At most this many window hashes per refinement (one needle against
+/// one bank window).
+pub const REFINE_MAX_HASHES: u32 = 48;
+
+/// What a refinement found: the closest rectangle to the target window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refined {
+    /// Distance of the refined rectangle's hash (the needle's variant) to
+    /// the target.
+    pub distance: u32,
+    /// PDQ quality of the refined rectangle.
+    pub quality: u8,
+    /// The refined rectangle, in the upload's pixels.
+    pub rect: Rect,
+}
+
+/// A refinement's outcome: the best rectangle that beat the needle, if
+/// any, and the window hashes spent either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refinement {
+    pub best: Option<Refined>,
+    pub hashes: u32,
+}
+
+/// Coordinate descent of `start` (a rectangle of `work`'s source image,
+/// hashed as dihedral `variant`) toward `target`: each round tries every
+/// side moved in and out by the current step and takes the best move that
+/// lowers the distance; when none does, the step halves
+/// ([`REFINE_STEPS`]). Rectangles of quality below `min_quality` are never
+/// taken (the quality gate). `start_distance` is the needle's own
+/// distance; `best` is `None` when nothing beat it.
+pub fn refine_window(
+    wh: &mut WindowHasher,
+    work: &WorkImage,
+    start: Rect,
+    variant: u8,
+    target: &PdqHash,
+    start_distance: u32,
+    min_quality: u8,
+) -> Result<Refinement, PdqError> {
+    let (sw, sh) = (i64::from(work.source_width), i64::from(work.source_height));
+    let (ox, oy) = (i64::from(work.origin_x), i64::from(work.origin_y));
+    let mut best: Option<Refined> = None;
+    let mut cur = start;
+    let mut cur_d = start_distance;
+    let mut hashes = 0u32;
+    for step in REFINE_STEPS {
+        let dx = ((sw as f32) * step).round().max(1.0) as i64;
+        let dy = ((sh as f32) * step).round().max(1.0) as i64;
+        loop {
+            let mut round: Option<(u32, Rect, u8)> = None;
+            for (side, delta) in [
+                (0, -1),
+                (0, 1),
+                (1, -1),
+                (1, 1),
+                (2, -1),
+                (2, 1),
+                (3, -1),
+                (3, 1),
+            ] {
+                if hashes >= REFINE_MAX_HASHES {
+                    break;
+                }
+                let (mut x0, mut y0) = (i64::from(cur.x), i64::from(cur.y));
+                let (mut x1, mut y1) = (x0 + i64::from(cur.w), y0 + i64::from(cur.h));
+                match side {
+                    0 => x0 += delta * dx,
+                    1 => y0 += delta * dy,
+                    2 => x1 += delta * dx,
+                    _ => y1 += delta * dy,
+                }
+                if x0 < ox
+                    || y0 < oy
+                    || x1 > ox + sw
+                    || y1 > oy + sh
+                    || x1 - x0 < 16
+                    || y1 - y0 < 16
+                {
+                    continue;
+                }
+                let r = Rect {
+                    x: x0 as u32,
+                    y: y0 as u32,
+                    w: (x1 - x0) as u32,
+                    h: (y1 - y0) as u32,
+                };
+                let d = wh.hash(work, r)?;
+                hashes += 1;
+                let Some((_, h)) = d.hashes.named().get(usize::from(variant)).copied() else {
+                    continue;
+                };
+                let dist = h.distance(target);
+                if round.as_ref().is_none_or(|s| dist < s.0) {
+                    round = Some((dist, r, d.quality));
+                }
+                if d.quality >= min_quality
+                    && best.as_ref().is_none_or(|b| dist < b.distance)
+                    && dist < start_distance
+                {
+                    best = Some(Refined {
+                        distance: dist,
+                        quality: d.quality,
+                        rect: r,
+                    });
+                }
+            }
+            match round {
+                Some((d, r, _)) if d < cur_d && hashes < REFINE_MAX_HASHES => {
+                    cur_d = d;
+                    cur = r;
+                }
+                _ => break,
+            }
+        }
+    }
+    Ok(Refinement { best, hashes })
+}
 /// Serialisation of a list of [`BankHash`]es for storage: `dpdq1:` then
 /// base64 (standard, padded) of 38-byte records — 32 bytes of hash (Meta's
 /// byte order), quality, source (0 window, 1 region, 2 part), four sides removed
@@ -767,5 +943,33 @@ mod tests {
         assert_eq!(decode_bank_hashes(&s), Some(list));
         assert_eq!(decode_bank_hashes("dpdq1:AAA"), None);
         assert_eq!(decode_bank_hashes("nope"), None);
+    }
+
+    #[test]
+    fn refinement_moves_a_needle_onto_its_window() {
+        let (w, h) = (400, 300);
+        let rgb = picture(w, h, 7);
+        let work = WorkImage::from_rgb8(&rgb, w, h, 512).unwrap();
+        let mut wh = WindowHasher::new();
+        // The bank's window cuts 8 % of the left; the needle 6 %.
+        let window = work.window(0.08, 0.0, 0.0, 0.0);
+        let target = wh.hash(&work, window).unwrap().hashes.orig;
+        let start = work.window(0.06, 0.0, 0.0, 0.0);
+        let d0 = wh.hash(&work, start).unwrap().hashes.orig.distance(&target);
+        assert!(d0 > 0);
+        let out = refine_window(&mut wh, &work, start, 0, &target, d0, 0).unwrap();
+        let r = out.best.unwrap();
+        assert!(r.distance < d0, "{r:?} from {d0}");
+        assert!(r.rect.x.abs_diff(window.x) <= 2, "{r:?} toward {window:?}");
+        assert_eq!((r.rect.y, r.rect.w + r.rect.x), (0, w), "{r:?}");
+        assert!(out.hashes > 0 && out.hashes <= REFINE_MAX_HASHES);
+        // Nothing beats a needle already on the window; the hashes tried
+        // are still counted.
+        let on = refine_window(&mut wh, &work, window, 0, &target, 0, 0).unwrap();
+        assert_eq!(on.best, None);
+        assert!(on.hashes > 0 && on.hashes <= REFINE_MAX_HASHES);
+        // The quality gate: no rectangle below it is taken.
+        let gated = refine_window(&mut wh, &work, start, 0, &target, d0, 101).unwrap();
+        assert_eq!(gated.best, None);
     }
 }

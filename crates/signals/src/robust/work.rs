@@ -10,7 +10,7 @@ use crate::pdq::{PdqDihedralOutput, PdqError, PdqHasher};
 
 /// An image scaled down once; every window, crop and border candidate of
 /// the image is hashed from this buffer (`robust` module doc).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct WorkImage {
     /// Working size.
     pub width: u32,
