@@ -21,11 +21,6 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The allocator the `echotrace` binary ships (crates/cli/src/main.rs), so
-/// the figures are those of the binary users run.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use anyhow::{anyhow, bail, Context};
 use echotrace_collector::{
     Collector, CollectorConfig, FetchConfig, PrivateAllow, RunOptions, SourceConfig,

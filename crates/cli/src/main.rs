@@ -2,15 +2,6 @@
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc instead of glibc's allocator: the collector's imports and
-/// crawls allocate and free many small values (signals, rows, JSON) across
-/// the reader, hashing and database threads, and glibc's arenas spent
-/// ~11 % of a Telegram import's CPU in malloc/free and their locks
-/// (docs/BENCHMARKS.md, "Collector", session 17). The bench harnesses use
-/// the same allocator so they measure what this binary ships.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod cmd;
 
 #[derive(Parser)]

@@ -29,14 +29,6 @@ use crate::bulk::{numbered, statement_sizes, values_list, values_sql, ValueSet};
 use crate::rows::{get_opt_i64, get_opt_str, get_str};
 use crate::{get_i64, now_ms, Backend, Result, Store, WriteTx};
 
-/// Maps and sets keyed by sightings' (URL, content) SHA-256 hex digests (or
-/// ids) in a batch upsert: foldhash instead of SipHash, which hashed each
-/// 128-byte key four or five times a sighting (~1.4 % of a Telegram
-/// import's CPU). Still seeded per process; and the keys are digests, which
-/// no input can steer into collisions.
-type DigestMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type DigestSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
-
 /// Job states.
 pub const JOB_QUEUED: &str = "queued";
 pub const JOB_LEASED: &str = "leased";
@@ -801,12 +793,13 @@ impl WriteTx {
         &mut self,
         items: &[(crate::NewSighting<'k>, Option<&str>)],
     ) -> Result<Vec<UpsertedSighting>> {
+        use std::collections::HashMap;
         let now = now_ms();
         // Keyed by the inputs' own (URL, content) hashes: no copy per item.
-        let mut found: DigestMap<(&'k str, &'k str), UpsertedSighting> =
-            DigestMap::with_capacity_and_hasher(items.len(), Default::default());
+        let mut found: HashMap<(&'k str, &'k str), UpsertedSighting> =
+            HashMap::with_capacity(items.len());
         if self.backend == Backend::Sqlite {
-            let mut seen = DigestSet::default();
+            let mut seen = std::collections::HashSet::new();
             let distinct: Vec<&(crate::NewSighting<'k>, Option<&str>)> = items
                 .iter()
                 .filter(|(s, _)| seen.insert((s.url_sha256, s.content_sha256)))
@@ -894,7 +887,7 @@ impl WriteTx {
         } else {
             for chunk in items.chunks(SIGHTING_ROWS_PER_STATEMENT) {
                 let rows: Vec<&(crate::NewSighting<'k>, Option<&str>)> = chunk.iter().collect();
-                let index: DigestMap<(&str, &str), usize> = rows
+                let index: HashMap<(&str, &str), usize> = rows
                     .iter()
                     .enumerate()
                     .map(|(i, (s, _))| ((s.url_sha256, s.content_sha256), i))
@@ -918,7 +911,7 @@ impl WriteTx {
             }
             // The rows that already existed (or another transaction inserted).
             let missing: Vec<&crate::NewSighting<'k>> = {
-                let mut seen = DigestSet::default();
+                let mut seen = std::collections::HashSet::new();
                 items
                     .iter()
                     .map(|(s, _)| s)
@@ -932,9 +925,9 @@ impl WriteTx {
                 .await?;
         }
         let mut out = Vec::with_capacity(items.len());
-        let mut first_use = DigestSet::default();
+        let mut first_use = std::collections::HashSet::new();
         // Sightings seen again: the latest time each was seen in this batch.
-        let mut seen_again: DigestMap<i64, i64> = DigestMap::default();
+        let mut seen_again: HashMap<i64, i64> = HashMap::new();
         for (s, _) in items {
             let key = (s.url_sha256, s.content_sha256);
             let Some(mut u) = found.get(&key).cloned() else {
@@ -963,11 +956,11 @@ impl WriteTx {
         &mut self,
         keys: &[&crate::NewSighting<'k>],
         new_above: i64,
-        found: &mut DigestMap<(&'k str, &'k str), UpsertedSighting>,
+        found: &mut std::collections::HashMap<(&'k str, &'k str), UpsertedSighting>,
     ) -> Result<()> {
         for range in statement_sizes(keys.len(), SIGHTING_ROWS_PER_STATEMENT) {
             let chunk = &keys[range];
-            let index: DigestMap<(&str, &str), usize> = chunk
+            let index: std::collections::HashMap<(&str, &str), usize> = chunk
                 .iter()
                 .enumerate()
                 .map(|(i, s)| ((s.url_sha256, s.content_sha256), i))
