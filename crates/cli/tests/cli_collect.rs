@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use common::site::{Reply, Site};
 use common::socks::Socks;
-use common::{assert_peak_under, noise_bytes, ok, run, run_peak, temp_dir, Server};
+use common::{assert_peak_under, noise_bytes, ok, ok_json_peak, run, temp_dir, Server};
 use echotrace_engine::demo::{
     altered_bytes, demo_images, demo_texts, demo_unrelated_image, png_bytes, Alteration,
 };
@@ -951,7 +951,7 @@ async fn warc_import_of_large_records_stays_in_bounded_memory(db: &TestDb) {
     file.flush().unwrap();
     drop(file);
 
-    let (out, peak_kib) = run_peak(
+    let (r, peak_kib) = ok_json_peak(
         &[
             "collect",
             "import-warc",
@@ -962,12 +962,6 @@ async fn warc_import_of_large_records_stays_in_bounded_memory(db: &TestDb) {
         ],
         T,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["records"], RECORDS as u64, "{r}");
     assert_eq!(r["items"], RECORDS as u64, "{r}");
     assert_eq!(r["errors"], 0, "{r}");

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_peak_under, noise_bytes, ok, run, run_peak, temp_dir, Server};
+use common::{assert_peak_under, noise_bytes, ok, ok_json_peak, run, temp_dir, Server};
 use echotrace_engine::demo::{altered_bytes, demo_images, demo_texts, png_bytes, Alteration};
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
@@ -426,7 +426,7 @@ async fn export_with_large_media_is_imported_in_bounded_memory(db: &TestDb) {
     )
     .unwrap();
 
-    let (out, peak_kib) = run_peak(
+    let (r, peak_kib) = ok_json_peak(
         &[
             "collect",
             "import-telegram",
@@ -439,12 +439,6 @@ async fn export_with_large_media_is_imported_in_bounded_memory(db: &TestDb) {
         ],
         T,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["messages"], FILES as u64, "{r}");
     assert_eq!(r["media_hashed"], FILES as u64, "{r}");
     assert_eq!(r["errors"], 0, "{r}");

@@ -62,6 +62,20 @@ pub fn run_peak(args: &[&str], timeout: Duration) -> (Output, u64) {
     (child.wait_with_output().expect("output"), peak)
 }
 
+/// `run_peak`, asserting success; returns stdout parsed as one JSON value
+/// and the peak resident memory (KiB).
+pub fn ok_json_peak(args: &[&str], timeout: Duration) -> (Value, u64) {
+    let (out, peak_kib) = run_peak(args, timeout);
+    assert!(
+        out.status.success(),
+        "echotrace {args:?} failed ({:?})\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = serde_json::from_slice(&out.stdout).expect("one JSON value on stdout");
+    (v, peak_kib)
+}
+
 /// Assert that a process handling `content_bytes` of content peaked under
 /// `limit_mib` of resident memory (and print both).
 pub fn assert_peak_under(what: &str, content_bytes: usize, peak_kib: u64, limit_mib: u64) {
