@@ -1065,6 +1065,20 @@ async fn fills_and_window_quality_over_http(db: &TestDb) {
         .await;
     let original = photo();
     s.add_plain_pdq("hashes", &original).await;
+    // A hash-only bank holds no original, so it is never refining (no
+    // window to refine toward), whether automatic or switched on.
+    let hashes = s.ok(Method::GET, "/v1/banks/hashes", None).await;
+    assert_eq!(hashes["held_originals"], 0, "{hashes}");
+    assert_eq!(hashes["refining"], false, "{hashes}");
+    let hashes = s
+        .ok(
+            Method::PATCH,
+            "/v1/banks/hashes",
+            Some(json!({"matching": {"refine": true}})),
+        )
+        .await;
+    assert_eq!(hashes["matching"]["refine"], true, "{hashes}");
+    assert_eq!(hashes["refining"], false, "{hashes}");
 
     // Blurred fill, 10 % a side: the picture pasted over its own blurred
     // enlargement is cut out and found on the hash-only entry.
