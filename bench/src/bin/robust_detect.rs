@@ -264,8 +264,9 @@ fn main() -> anyhow::Result<()> {
                         .map(|v| format!("{:.1}", v * 100.0))
                         .join("/")
                 };
+                let td = t.map(|t| best(&mut windows, t)).transpose()?;
                 eprintln!(
-                    "{class} {path} truth {} {name} {} d {:?}",
+                    "{class} {path} truth {} (d {td:?}) {name} {} d {:?}",
                     t.map(fr).unwrap_or_default(),
                     r.map(fr).unwrap_or_default(),
                     d

@@ -25,8 +25,8 @@
 //! default), `window` (on by default; off drops the crop needles and the
 //! bank's window hashes from its lookups), `part` (on by default) and
 //! `refine` (alignment refinement; by default on while the bank holds at
-//! most [`REFINE_AUTO_MAX_HELD`] file-added originals, off above:
-//! [`MatchingSettings::refines`]). Borders and regions are always
+//! most [`REFINE_AUTO_MAX_HELD`] file-added originals, off above, and
+//! never while it holds none: [`MatchingSettings::refines`]). Borders and regions are always
 //! on. Quality gating happens in the signals crate: no derived or dihedral
 //! hash of quality < 50 is ever produced.
 //!
@@ -228,11 +228,12 @@ impl MatchingSettings {
     }
 
     /// Whether lookups refine toward this bank's windows while it holds
-    /// `held` file-added originals: never with `window` off (refinement
-    /// moves a needle toward a bank window); else `refine` when set, and
-    /// automatically while `held` ≤ [`REFINE_AUTO_MAX_HELD`].
+    /// `held` file-added originals: never with `window` off or with no
+    /// original held (refinement moves a needle toward a bank window, and a
+    /// hash-only bank has none); else `refine` when set, and automatically
+    /// while `held` ≤ [`REFINE_AUTO_MAX_HELD`].
     pub fn refines(self, held: u64) -> bool {
-        self.window && self.refine.unwrap_or(held <= REFINE_AUTO_MAX_HELD)
+        self.window && held > 0 && self.refine.unwrap_or(held <= REFINE_AUTO_MAX_HELD)
     }
 
     /// Apply a `field=word` change as the CLI and the console spell it
@@ -973,17 +974,20 @@ mod tests {
     fn refinement_switch_is_automatic_by_held_originals() {
         use super::REFINE_AUTO_MAX_HELD as MAX;
         let auto = MatchingSettings::default();
-        assert!(auto.refines(0) && auto.refines(MAX));
+        assert!(auto.refines(1) && auto.refines(MAX));
         assert!(!auto.refines(MAX + 1));
+        // Nothing held (a hash-only bank): no window to refine toward.
+        assert!(!auto.refines(0));
         let mut on = auto;
         on.set_word("refine", "on").unwrap();
         assert!(on.refines(MAX * 100));
+        assert!(!on.refines(0));
         // Refinement moves needles toward windows: none with windows off.
         on.set_word("window", "off").unwrap();
-        assert!(!on.refines(0));
+        assert!(!on.refines(1));
         let mut off = auto;
         off.set_word("refine", "off").unwrap();
-        assert!(!off.refines(0));
+        assert!(!off.refines(1));
         // Stored only when set, read back as set.
         assert_eq!(auto.to_stored(), r#"{"dihedral":true,"window":true}"#);
         let stored: serde_json::Value = serde_json::from_str(&off.to_stored()).unwrap();

@@ -428,7 +428,8 @@ pub fn document() -> Value {
                                     default. A wrong type is a 4xx naming the field. The bank \
                                     JSON also reports held_originals (file-added originals \
                                     whose derived hashes it holds) and refining (whether \
-                                    lookups refine toward its windows now).",
+                                    lookups refine toward its windows now: never while \
+                                    it holds none, as a hash-only bank has no windows).",
                     "properties": {
                         "dihedral": {"type": "boolean", "default": true,
                             "description": "match the 8 rotations/flips of uploaded images"},

@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 both_backends!(
     image_channels_over_http,
     fills_and_window_quality_over_http,
+    blurred_pad_on_four_sides_over_http,
     window_crops_over_http,
     alignment_refinement_over_http,
     content_buffers_over_http,
@@ -1065,6 +1066,20 @@ async fn fills_and_window_quality_over_http(db: &TestDb) {
         .await;
     let original = photo();
     s.add_plain_pdq("hashes", &original).await;
+    // A hash-only bank holds no original, so it is never refining (no
+    // window to refine toward), whether automatic or switched on.
+    let hashes = s.ok(Method::GET, "/v1/banks/hashes", None).await;
+    assert_eq!(hashes["held_originals"], 0, "{hashes}");
+    assert_eq!(hashes["refining"], false, "{hashes}");
+    let hashes = s
+        .ok(
+            Method::PATCH,
+            "/v1/banks/hashes",
+            Some(json!({"matching": {"refine": true}})),
+        )
+        .await;
+    assert_eq!(hashes["matching"]["refine"], true, "{hashes}");
+    assert_eq!(hashes["refining"], false, "{hashes}");
 
     // Blurred fill, 10 % a side: the picture pasted over its own blurred
     // enlargement is cut out and found on the hash-only entry.
@@ -1182,6 +1197,62 @@ async fn fills_and_window_quality_over_http(db: &TestDb) {
         assert!(m["distance"].as_u64().unwrap() <= 20, "{m}");
     }
 
+    s.stop().await;
+}
+
+/// `img` padded by `f` of its width and height on every side with its own
+/// stretched, blurred copy (bench/robust `pad10_blur` / `pad20_blur`).
+fn blur_pad(img: &RgbImage, f: f32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    let (dx, dy) = ((w as f32 * f) as u32, (h as f32 * f) as u32);
+    let big = image::imageops::resize(
+        img,
+        w + 2 * dx,
+        h + 2 * dy,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut out = image::imageops::blur(&big, w.max(h) as f32 / 30.0);
+    image::imageops::overlay(&mut out, img, i64::from(dx), i64::from(dy));
+    out
+}
+
+/// Session 17: a soft picture (the small `wee.jpg` fixture, enlarged)
+/// padded with blurred fill on all four sides. Its top and bottom fill are
+/// found only by the second look inside the left/right cut (the fill there
+/// is no less sharp than the soft picture, and its edges are faint at one
+/// end): without it the border rectangle kept the fill above and below
+/// and matched nothing. Found on the hash-only entry through `border`,
+/// with the pasted rectangle.
+async fn blurred_pad_on_four_sides_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "hashes"})))
+        .await;
+    let bytes = std::fs::read(fixtures().join("pdq/images/misc/wee.jpg"))
+        .expect("../shared/fixtures/pdq/images/misc/wee.jpg");
+    let soft = image::imageops::resize(
+        &image::load_from_memory(&bytes).unwrap().to_rgb8(),
+        480,
+        300,
+        image::imageops::FilterType::Triangle,
+    );
+    s.add_plain_pdq("hashes", &soft).await;
+    for (f, want) in [(0.1, [48, 30, 480, 300]), (0.2, [96, 60, 480, 300])] {
+        let padded = blur_pad(&soft, f);
+        let m = s.match_in(&png(&padded), "hashes", None).await;
+        assert_eq!(m["channel"], "border", "{f}: {m}");
+        let r = &m["channel_detail"]["query_rect"];
+        for (i, want) in want.iter().enumerate() {
+            let got = r[i].as_i64().unwrap();
+            // Within 1 % of the padded side (a working line is ~1.3 px).
+            assert!((got - want).abs() <= 5, "{f}: rectangle {r} vs {want:?}");
+        }
+    }
+    // The same picture with nothing in common but the fill's recipe: an
+    // unrelated photo padded alike matches nothing.
+    let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+    let other = image::load_from_memory(&other).unwrap().to_rgb8();
+    let hits = s.hits(&png(&blur_pad(&other, 0.1))).await;
+    assert!(hits.is_empty(), "{hits:?}");
     s.stop().await;
 }
 

@@ -24,7 +24,9 @@
 //!   row and column — is low in the fill; a fill is centred, so both ends
 //!   of an axis must start below `blur_ratio` × the content's sharpness,
 //!   and both get one thickness, placed on the strongest step between
-//!   lines (the pasted picture's edge). Flat bands (no spread along a
+//!   lines (the pasted picture's edge). With one axis's fill found, the
+//!   other is looked at again inside its cut, knowing a fill is there
+//!   (a pad fills all four sides). Flat bands (no spread along a
 //!   line) only vote for a uniform candidate, unless each is one colour.
 //!
 //! Every candidate must keep at least `min_keep` of each side, or it is
@@ -452,7 +454,12 @@ const PASTE_EDGE_CONTRAST: f32 = 8.0;
 /// the uncut originals the strongest pair stands out ≥ 8× in 3 of 105 (a
 /// framed picture, stripes, a flat page — the flat-band rule takes the
 /// last).
-fn paste_edges(step: &[f32], limit: usize) -> (usize, usize) {
+///
+/// `geometric` (the second look at an axis, a fill found on the other):
+/// a pair is scored by the geometric mean of its two steps, not the weaker
+/// one — a picture whose own ground is flat at one end leaves no step
+/// there, while the other end's edge stands out 13–150×.
+fn paste_edges(step: &[f32], limit: usize, geometric: bool) -> (usize, usize) {
     let n = step.len();
     if n < 8 {
         return (0, 0);
@@ -460,7 +467,13 @@ fn paste_edges(step: &[f32], limit: usize) -> (usize, usize) {
     let mut steps: Vec<f32> = step[1..].to_vec();
     steps.sort_by(f32::total_cmp);
     let median = steps[steps.len() / 2];
-    let pair = |k: usize| step[k].min(step[n - k]);
+    let pair = |k: usize| {
+        if geometric {
+            (step[k] * step[n - k]).sqrt()
+        } else {
+            step[k].min(step[n - k])
+        }
+    };
     let Some(k) = (2..=(limit / 2).min(n / 2 - 1)).max_by(|a, b| pair(*a).total_cmp(&pair(*b)))
     else {
         return (0, 0);
@@ -470,6 +483,26 @@ fn paste_edges(step: &[f32], limit: usize) -> (usize, usize) {
     } else {
         (0, 0)
     }
+}
+
+/// On the second look at an axis (the other axis's fill found), the fill
+/// found must be at most this many times as sharp (median line) as the
+/// first axis's. Measured on bench seeds 0 and 2: a true fill on both axes
+/// of a `pad10_blur` / `pad20_blur` query is at most 2.2× (the fill beside
+/// a detailed edge of the picture is sharper), the picture's own detail cut
+/// out of a `fill_9x16_blur` query (no fill at its sides) 1.8–10×, all but
+/// one of 13 ≥ 3×.
+const BLUR_FILL_RETRY_SHARPER: f32 = 2.5;
+
+/// Median sharpness of the fill lines of a cut `k` lines deep at both ends
+/// of profile `p`, leaving out the [`BLUR_FILL_EDGE_SLACK`] lines next to
+/// the edge (their Laplacian sees it).
+fn fill_level(p: &[f32], k: usize) -> f32 {
+    let n = p.len();
+    let inner = k.saturating_sub(BLUR_FILL_EDGE_SLACK).max(1).min(n / 2);
+    let mut v: Vec<f32> = p[..inner].iter().chain(&p[n - inner..]).copied().collect();
+    v.sort_by(f32::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Sharpness profile detector, with the boundary placed on the step edge.
@@ -514,7 +547,9 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
         (m as f32, ((s2 / len as f64 - m * m).max(0.0).sqrt()) as f32)
     };
     // One axis: lines cut from its start and its end.
-    let axis = |p: &[f32], step: &[f32]| -> (usize, usize) {
+    // `retry`: the other axis's fill is found, this axis is looked at
+    // across its content span (see below).
+    let axis = |p: &[f32], step: &[f32], retry: bool| -> (usize, usize) {
         let n = p.len();
         let mut central = p[n * 3 / 8..(n * 5 / 8).max(n * 3 / 8 + 1)].to_vec();
         central.sort_by(f32::total_cmp);
@@ -565,9 +600,13 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
             // than its blurred copy, so neither end starts "blurred"; what
             // it does leave is the pasted picture's two straight edges, one
             // at each end at the same depth.
-            return paste_edges(step, limit);
+            return paste_edges(step, limit, retry);
         }
-        let hi = (a.min(b) + BLUR_FILL_EDGE_SLACK).min(limit / 2);
+        // On a retry the fill is known to be there, and the two ends'
+        // runs differ (the fill next to a detailed edge of the picture is
+        // sharper): the edge is looked for down to the deeper run.
+        let deep = if retry { a.max(b) } else { a.min(b) };
+        let hi = (deep + BLUR_FILL_EDGE_SLACK).min(limit / 2);
         let score = |k: usize| edge(k, false) + edge(k, true);
         let k = best(hi, &score);
         // The pasted picture's edge stands out from the steps inside the
@@ -577,23 +616,41 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
         inside.sort_by(f32::total_cmp);
         let typical = inside.get(inside.len() / 2).copied().unwrap_or(0.0);
         if k < 2 || score(k) < BLUR_FILL_EDGE_CONTRAST * typical {
+            if retry {
+                return paste_edges(step, limit, true);
+            }
             return (0, 0);
         }
         (k, k)
     };
-    let (mut top, mut bottom) = axis(&rows, &row_step);
-    let (mut left, mut right) = axis(&cols, &col_step);
+    let (mut top, mut bottom) = axis(&rows, &row_step, false);
+    let (mut left, mut right) = axis(&cols, &col_step, false);
     // A pad fills all four sides: with one axis's fill found, the other
     // axis is looked at again across the content span only (its lines
     // then hold no fill of the first axis, which made every line look
-    // alike).
+    // alike). That second look knows a fill is there: it searches the
+    // edge down to the deeper of the two runs, and falls back on the
+    // paste edges scored by the geometric mean of the two ends' steps (a
+    // picture whose edge at one end is its own flat ground leaves no step
+    // there). Its fill must be as blurred as the first axis's, or it is
+    // the picture's own detail: a 16:9 clip in a 9:16 frame has no fill
+    // at its sides (bench/robust, docs/ROBUST.md).
+    let second_look = |first: &[f32], k: usize, p: &[f32], step: &[f32]| {
+        let (a, b) = axis(p, step, true);
+        let sharper = fill_level(p, a) > BLUR_FILL_RETRY_SHARPER * fill_level(first, k).max(0.05);
+        if a > 0 && sharper {
+            (0, 0)
+        } else {
+            (a, b)
+        }
+    };
     if (top > 0) != (left > 0) {
         if top > 0 {
             (_, _, cols, col_step) = profiles(l, w, h, (0, w), (top, h - bottom));
-            (left, right) = axis(&cols, &col_step);
+            (left, right) = second_look(&rows, top, &cols, &col_step);
         } else {
             (rows, row_step, _, _) = profiles(l, w, h, (left, w - right), (0, h));
-            (top, bottom) = axis(&rows, &row_step);
+            (top, bottom) = second_look(&cols, left, &rows, &row_step);
         }
     }
     let cut = [top, bottom, left, right];
