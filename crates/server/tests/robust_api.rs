@@ -36,6 +36,19 @@ both_backends!(
 
 use common::Server as Service;
 
+/// The console admin of the tests that use the console ("ada").
+async fn create_admin(s: &Service) {
+    s.engine()
+        .create_user(
+            &echotrace_engine::Actor::cli(),
+            "ada",
+            "a long enough password",
+            echotrace_engine::Role::Admin,
+        )
+        .await
+        .unwrap();
+}
+
 async fn start(db: &TestDb) -> Service {
     let mut config = common::config(&db.url);
     config.deliver_webhooks = false;
@@ -848,15 +861,7 @@ async fn part_in_console_over_http(db: &TestDb) {
     config.deliver_webhooks = false;
     config.retain_media = true;
     let s = Service::start(config, None).await;
-    s.engine()
-        .create_user(
-            &echotrace_engine::Actor::cli(),
-            "ada",
-            "a long enough password",
-            echotrace_engine::Role::Admin,
-        )
-        .await
-        .unwrap();
+    create_admin(&s).await;
     s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
         .await;
     let original = photo();
@@ -946,15 +951,7 @@ async fn rederive_over_http(db: &TestDb) {
     config.deliver_webhooks = false;
     config.retain_media = true;
     let s = Service::start(config, None).await;
-    s.engine()
-        .create_user(
-            &echotrace_engine::Actor::cli(),
-            "ada",
-            "a long enough password",
-            echotrace_engine::Role::Admin,
-        )
-        .await
-        .unwrap();
+    create_admin(&s).await;
     let bank = s
         .ok(
             Method::POST,
@@ -1500,15 +1497,7 @@ async fn alignment_refinement_over_http(db: &TestDb) {
 /// not take is a 400 naming the setting.
 async fn refine_switch_in_console_over_http(db: &TestDb) {
     let s = start(db).await;
-    s.engine()
-        .create_user(
-            &echotrace_engine::Actor::cli(),
-            "ada",
-            "a long enough password",
-            echotrace_engine::Role::Admin,
-        )
-        .await
-        .unwrap();
+    create_admin(&s).await;
     let bank = s
         .ok(
             Method::POST,
@@ -1547,7 +1536,7 @@ async fn refine_switch_in_console_over_http(db: &TestDb) {
         html.contains("<option value=\"auto\" selected>"),
         "auto not selected: {html}"
     );
-    let post = |refine: &'static str, csrf: String| {
+    let post = |refine: &'static str, description: &'static str, csrf: String| {
         console
             .post(&page_url)
             .header("cookie", cookie.clone())
@@ -1555,7 +1544,7 @@ async fn refine_switch_in_console_over_http(db: &TestDb) {
             .body(
                 serde_urlencoded::to_string([
                     ("csrf", csrf.as_str()),
-                    ("description", ""),
+                    ("description", description),
                     ("enabled", "1"),
                     ("refine", refine),
                 ])
@@ -1563,7 +1552,7 @@ async fn refine_switch_in_console_over_http(db: &TestDb) {
             )
             .send()
     };
-    let r = post("off", common::csrf_of(&html)).await.unwrap();
+    let r = post("off", "", common::csrf_of(&html)).await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let files = s.ok(Method::GET, "/v1/banks/files", None).await;
     assert_eq!(
@@ -1577,12 +1566,17 @@ async fn refine_switch_in_console_over_http(db: &TestDb) {
         "{html}"
     );
     assert!(html.contains("<option value=\"off\" selected>"), "{html}");
-    let r = post("maybe", common::csrf_of(&html)).await.unwrap();
+    // A word the switch does not take changes nothing, not even the
+    // other fields of the same form.
+    let r = post("maybe", "not saved", common::csrf_of(&html))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body = r.text().await.unwrap();
     assert!(body.contains("matching.refine"), "{body}");
     let files = s.ok(Method::GET, "/v1/banks/files", None).await;
     assert_eq!(files["matching"]["refine"], false, "{files}");
+    assert_ne!(files["description"], "not saved", "{files}");
     s.stop().await;
 }
 

@@ -1102,16 +1102,22 @@ async fn bank_update(
             // A blank textarea removes the list.
             text_equivalences: Some(equivalences_from(&form).unwrap_or_default()),
         };
-        let bank = st.engine.update_bank(&actor(&auth), id, update).await?;
-        // The refinement switch (`auto`, `on`, `off`); the other matching
-        // settings are kept.
-        let Some(word) = form.get("refine") else {
-            return Ok(bank);
-        };
-        let mut matching = bank.matching;
-        matching
-            .set_word("refine", word)
+        // The refinement switch (`auto`, `on`, `off`), read before anything
+        // is written: a word it does not take changes nothing.
+        let refine = form
+            .get("refine")
+            .map(|word| {
+                let mut probe = echotrace_engine::robust::MatchingSettings::default();
+                probe.set_word("refine", word).map(|()| probe.refine)
+            })
+            .transpose()
             .map_err(EngineError::InvalidInput)?;
+        let bank = st.engine.update_bank(&actor(&auth), id, update).await?;
+        // The other matching settings are kept.
+        let matching = echotrace_engine::robust::MatchingSettings {
+            refine: refine.unwrap_or(bank.matching.refine),
+            ..bank.matching
+        };
         if matching == bank.matching {
             return Ok(bank);
         }
