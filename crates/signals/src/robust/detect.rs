@@ -502,7 +502,8 @@ fn fill_level(p: &[f32], k: usize) -> f32 {
     let inner = k.saturating_sub(BLUR_FILL_EDGE_SLACK).max(1).min(n / 2);
     let mut v: Vec<f32> = p[..inner].iter().chain(&p[n - inner..]).copied().collect();
     v.sort_by(f32::total_cmp);
-    v[v.len() / 2]
+    // A profile of one line has no ends to measure.
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Sharpness profile detector, with the boundary placed on the step edge.
@@ -637,8 +638,7 @@ fn blur_fill(work: &WorkImage, ratio: f32, max_remove: f32) -> BlurFill {
     // at its sides (bench/robust, docs/ROBUST.md).
     let second_look = |first: &[f32], k: usize, p: &[f32], step: &[f32]| {
         let (a, b) = axis(p, step, true);
-        let sharper = fill_level(p, a) > BLUR_FILL_RETRY_SHARPER * fill_level(first, k).max(0.05);
-        if a > 0 && sharper {
+        if a > 0 && fill_level(p, a) > BLUR_FILL_RETRY_SHARPER * fill_level(first, k).max(0.05) {
             (0, 0)
         } else {
             (a, b)
@@ -911,6 +911,15 @@ mod tests {
     /// Smooth, varied (a blurred picture): low sharpness, real spread.
     fn blurred(x: u32, y: u32) -> u8 {
         (120.0 + 60.0 * (x as f32 / 40.0).sin() + 20.0 * (y as f32 / 30.0).cos()) as u8
+    }
+
+    #[test]
+    fn fill_level_of_a_profile_too_short_to_have_ends_is_zero() {
+        // The second look can meet a one-line profile (an image one pixel
+        // wide): no ends to measure, no panic.
+        assert_eq!(fill_level(&[3.0], 0), 0.0);
+        assert_eq!(fill_level(&[], 4), 0.0);
+        assert_eq!(fill_level(&[1.0, 9.0, 9.0, 1.0], 1), 1.0);
     }
 
     #[test]

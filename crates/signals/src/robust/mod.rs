@@ -223,7 +223,9 @@ pub struct QuerySet {
     /// The accepted border candidates.
     pub borders: Vec<BorderCandidate>,
     /// The working buffer the derived hashes were cut from, kept for
-    /// [`QuerySet::refine`] (alignment refinement at lookup time).
+    /// [`QuerySet::refine`] (alignment refinement at lookup time): its
+    /// luma plane only (`rgb` is empty), which is all a window hash reads —
+    /// not a buffer for the border detectors.
     pub work: Option<std::sync::Arc<WorkImage>>,
 }
 
@@ -586,6 +588,10 @@ impl RobustHasher {
                 }
             }
         }
+        // Refinement hashes windows from the luma plane only: the RGB copy
+        // (3 bytes a pixel, up to 768 KiB) is not kept for the lookup.
+        let mut work = work;
+        work.rgb = Vec::new();
         Ok(QuerySet {
             width,
             height,
