@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
-use reqwest::multipart::{Form, Part};
-use reqwest::{Client, Method};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use common::Server;
@@ -43,31 +42,6 @@ fn matching(db: &str, bank: &str, args: &[&str]) -> Value {
 }
 
 impl Server {
-    async fn json(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = match body {
-            Some(b) => self.send(method, path, b).await,
-            None => self.get(path).await,
-        };
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    }
-
-    async fn upload(&self, path: &str, bytes: &[u8]) -> Value {
-        let form = Form::new().part("file", Part::bytes(bytes.to_vec()).file_name("f"));
-        let r = Client::new()
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.admin)
-            .multipart(form)
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
-    }
-
     /// Wait (≤ 20 s) until the server's bank JSON satisfies `ok`.
     async fn bank_until(&self, path: &str, ok: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);

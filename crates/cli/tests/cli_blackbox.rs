@@ -85,10 +85,7 @@ use common::Server;
 impl Server {
     /// A field of /proc/PID/status, in KiB.
     fn status_kib(&self, field: &str) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        s.lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        common::proc_status_kib(self.child.id(), field)
             .unwrap_or_else(|| panic!("no {field} in /proc status"))
     }
 }

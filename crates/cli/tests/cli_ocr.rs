@@ -933,12 +933,7 @@ both_backends!(ocr_lookups_over_http);
 
 /// Peak resident memory of a process (VmHWM), KiB.
 fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    common::proc_status_kib(pid, "VmHWM:").unwrap_or(0)
 }
 
 fn multipart(file: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {

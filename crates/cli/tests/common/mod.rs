@@ -24,6 +24,16 @@ pub fn run(args: &[&str], timeout: Duration) -> Output {
     run_peak(args, timeout).0
 }
 
+/// A field of `/proc/PID/status` in KiB (`VmHWM:`, `VmRSS:`), if the
+/// process is alive and has it.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// `run`, also returning the child's peak resident memory (VmHWM, KiB),
 /// read every 20 ms while it runs (a high-water mark: any reading after
 /// the peak holds it).
@@ -37,12 +47,7 @@ pub fn run_peak(args: &[&str], timeout: Duration) -> (Output, u64) {
     let deadline = Instant::now() + timeout;
     let mut peak = 0u64;
     loop {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()));
-        if let Some(kib) = status.ok().as_deref().and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        }) {
+        if let Some(kib) = proc_status_kib(child.id(), "VmHWM:") {
             peak = peak.max(kib);
         }
         match child.try_wait() {
@@ -299,6 +304,38 @@ impl Server {
     }
 
     /// Every sighting (following cursors) matching `query`.
+    /// `method path` with an optional JSON body (GET without one), as the
+    /// admin; asserts success and returns the JSON answer.
+    pub async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, v) = match body {
+            Some(b) => self.send(method, path, b).await,
+            None => self.get(path).await,
+        };
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// A multipart upload of `bytes` as `file` to `path`, as the admin;
+    /// asserts success and returns the JSON answer.
+    pub async fn upload(&self, path: &str, bytes: &[u8]) -> Value {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("f"),
+        );
+        let r = Client::new()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin)
+            .multipart(form)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("upload");
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
     /// Whether a sighting at `url` holds content with this SHA-256.
     pub async fn has_sighting_of(&self, url: &str, sha256: &str) -> bool {
         let (_, v) = self.get(&format!("/v1/sightings?url={url}")).await;
