@@ -243,7 +243,16 @@ mod tests {
         let s1 = a.seal(b"{\"api_token\":\"123|abc\"}").unwrap();
         let s2 = a.seal(b"{\"api_token\":\"123|abc\"}").unwrap();
         assert_ne!(s1, s2, "fresh nonce each time");
-        assert!(!s1.contains("abc"));
+        // The sealed form is `v1.` + hex, so any short token such as "abc" can occur in it by
+        // chance (about 1 run in 40 for a 3-hex-digit token). What must never appear is the
+        // plaintext itself, raw or hex-encoded; 23 bytes of it match random hex with odds 2^-184.
+        let plain = b"{\"api_token\":\"123|abc\"}";
+        assert!(!s1.contains("api_token") && !s1.contains("123|abc"));
+        assert!(
+            !s1.contains(&hex(plain)),
+            "the plaintext is not merely hex-encoded"
+        );
+        assert!(s1.starts_with(PREFIX) && s1.len() == PREFIX.len() + 2 * (12 + plain.len() + 16));
         assert_eq!(a.open(&s1).unwrap(), b"{\"api_token\":\"123|abc\"}");
         assert!(matches!(b.open(&s1), Err(SecretError::Open)));
         assert!(matches!(a.open("v1.zz"), Err(SecretError::Open)));
