@@ -17,6 +17,12 @@
 //! Run by `bench/run_collect.sh`, which runs the Python peers on the same
 //! site and export in the same run.
 
+/// The `echotrace` binary's allocator, the same source file, so `telegram`
+/// measures what `echotrace collect import-telegram` ships: glibc until the
+/// switch, mimalloc for the import.
+#[path = "../../../crates/cli/src/alloc.rs"]
+mod alloc;
+
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -331,6 +337,9 @@ async fn telegram(args: &[String]) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("telegram") {
+        alloc::for_batch_import();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
