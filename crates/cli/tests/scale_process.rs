@@ -250,9 +250,11 @@ fn snapshot_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
+    // Both backends run at once: the backend keeps their snapshot directories apart.
     let dir = std::env::temp_dir().join(format!(
-        "echotrace-snap-proc-{}-{}",
+        "echotrace-snap-proc-{}-{}-{}",
         std::process::id(),
+        db.backend,
         echotrace_store::now_ms()
     ));
     let dir_s = dir.display().to_string();

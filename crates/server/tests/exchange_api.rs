@@ -34,10 +34,14 @@ use common::Server as Service;
 /// A server whose exchange fetches are driven by the tests and whose
 /// upstream responses are capped at `max_body` bytes.
 async fn start(db: &TestDb, max_body: usize) -> Service {
+    // Tests start servers in parallel: a millisecond clock alone could give
+    // two of them one directory (and one key file, removed by the first to stop).
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "et-exchange-api-{}-{}",
+        "et-exchange-api-{}-{}-{}",
         std::process::id(),
-        echotrace_store::now_ms()
+        echotrace_store::now_ms(),
+        STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let mut config = common::config(&db.url);
