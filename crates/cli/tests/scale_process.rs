@@ -676,6 +676,11 @@ async fn a_lagging_replica_reports_not_ready(db: &TestDb) {
     )
     .await;
     let client = Client::new();
+    // The clock starts before the change is sent, so it is never later than
+    // the change's own time: a replica that turns unready only once the
+    // change is over 1 s old has always been polled for over 1 s here,
+    // however long the POST's answer takes on a loaded machine.
+    let started = Instant::now();
     let (s, _) = call(
         &client,
         &admin,
@@ -685,7 +690,6 @@ async fn a_lagging_replica_reports_not_ready(db: &TestDb) {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
-    let started = Instant::now();
     loop {
         let r = client
             .get(format!("{}/readyz", slow.base))
