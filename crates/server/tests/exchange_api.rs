@@ -519,6 +519,10 @@ async fn hostile_upstreams_end_in_recorded_errors(db: &TestDb) {
         assert_eq!(hits["matches"].as_array().unwrap().len(), 1, "{i}: {hits}");
     }
     let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    eprintln!(
+        "{}: hostile upstreams: the test process's peak RSS grew {grown_mib} MiB (bound 300)",
+        db.backend
+    );
     assert!(
         grown_mib < 300,
         "memory stayed bounded: peak grew {grown_mib} MiB"
@@ -661,6 +665,11 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
     )
     .await;
     let (_, v) = poll.await.unwrap();
+    eprintln!(
+        "{}: long-poll answered {:?} after the add was sent",
+        db.backend,
+        added.elapsed()
+    );
     assert!(
         added.elapsed() < Duration::from_secs(1),
         "long-poll woke in {:?}",
