@@ -25,12 +25,25 @@ as_pg() {
 case "${1:-}" in
 start)
     bin=$(pg_bin)
-    port=${ECHOTRACE_PG_PORT:-$((20000 + RANDOM % 20000))}
     dir=$(mktemp -d /tmp/echotrace-pg.XXXXXX)
     [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
     as_pg "$bin/initdb" -D "$dir/data" -U echotrace --auth=trust -E UTF8 >/dev/null
-    as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=${ECHOTRACE_PG_FSYNC:-off} -c max_connections=300" start >/dev/null
+    # A random port can be in use (by chance, 20000-39999 overlaps the
+    # ephemeral range): try another one rather than fail the whole run.
+    started=""
+    for _try in 1 2 3 4 5; do
+        port=${ECHOTRACE_PG_PORT:-$((20000 + RANDOM % 20000))}
+        if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=${ECHOTRACE_PG_FSYNC:-off} -c max_connections=300" start >/dev/null; then
+            started=1
+            break
+        fi
+        [ -n "${ECHOTRACE_PG_PORT:-}" ] && break
+    done
+    if [ -z "$started" ]; then
+        echo "pg-temp: PostgreSQL did not start (see $dir/log)" >&2
+        exit 1
+    fi
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U echotrace echotrace_test
     echo "export ECHOTRACE_PG_DIR=$dir"
     echo "export ECHOTRACE_TEST_PG_URL=postgres://echotrace@127.0.0.1:$port/echotrace_test"

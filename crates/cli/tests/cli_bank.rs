@@ -18,6 +18,9 @@ fn echotrace(args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_reports_bad_lines_and_imports_the_rest() {
     let dir = std::env::temp_dir().join(format!("echotrace-cli-bank-{}", std::process::id()));
+    // Pids come round again (pid_max is 32768 here): a database left by an
+    // earlier run that died would otherwise be imported into.
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = format!("sqlite://{}", dir.join("bank.db").display());
     let csv = dir.join("hashes.csv");

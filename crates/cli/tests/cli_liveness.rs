@@ -600,6 +600,11 @@ async fn politeness_per_host(db: &TestDb) {
             .collect();
         times.sort();
         assert!(times.len() >= 6);
+        let min_gap = times.windows(2).map(|w| w[1] - w[0]).min();
+        eprintln!(
+            "{}: {ip}: closest two requests {min_gap:?} apart (bound 250 ms)",
+            db.backend
+        );
         for w in times.windows(2) {
             let gap = w[1] - w[0];
             // The collector's politeness holds a host's slot while a request

@@ -26,6 +26,7 @@ fn bin() -> Command {
 
 fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("echotrace-cli-match-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d); // left by an earlier run with this pid
     std::fs::create_dir_all(&d).expect("tmp dir");
     d
 }

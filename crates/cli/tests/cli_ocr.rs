@@ -42,6 +42,7 @@ fn fixtures() -> PathBuf {
 
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("et-ocr-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d); // left by an earlier run with this pid
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }

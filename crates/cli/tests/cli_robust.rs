@@ -33,6 +33,7 @@ fn tmp_dir(name: &str) -> PathBuf {
         "echotrace-cli-robust-{name}-{}",
         std::process::id()
     ));
+    let _ = std::fs::remove_dir_all(&d); // left by an earlier run with this pid
     std::fs::create_dir_all(&d).expect("tmp dir");
     d
 }

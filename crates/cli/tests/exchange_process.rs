@@ -41,11 +41,15 @@ async fn sibling(db: &TestDb) -> TestDb {
     }
 }
 
+/// A fresh directory per call: both backends of a test run at once, so a
+/// millisecond clock alone could hand them one directory.
 fn temp_dir(tag: &str) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let d = std::env::temp_dir().join(format!(
-        "et-xproc-{tag}-{}-{}",
+        "et-xproc-{tag}-{}-{}-{}",
         std::process::id(),
-        echotrace_store::now_ms()
+        echotrace_store::now_ms(),
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&d).unwrap();
     d

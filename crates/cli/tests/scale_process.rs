@@ -222,6 +222,27 @@ fn answer(v: &Value) -> Vec<String> {
     out
 }
 
+/// Wait until the server at `base` has applied every change committed so
+/// far (`/readyz`: 0 changes behind). A fixed sleep of a few tail intervals
+/// (250 ms each) was a guess that a loaded machine can miss.
+async fn caught_up(client: &Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = match client.get(format!("{base}/readyz")).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if v["lag"]["changes"] == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{base} did not catch up with the database: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn lookups(client: &Client, key: &str, base: &str, queries: &[Value]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for q in queries {
@@ -250,9 +271,11 @@ fn snapshot_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
+    // Both backends run at once: the backend keeps their snapshot directories apart.
     let dir = std::env::temp_dir().join(format!(
-        "echotrace-snap-proc-{}-{}",
+        "echotrace-snap-proc-{}-{}-{}",
         std::process::id(),
+        db.backend,
         echotrace_store::now_ms()
     ));
     let dir_s = dir.display().to_string();
@@ -571,7 +594,7 @@ async fn record_matches_writes_only_lookups_with_hits(db: &TestDb) {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
-    tokio::time::sleep(Duration::from_millis(600)).await; // the other process has it
+    caught_up(&client, &matches.base).await; // the other process has it
     let miss = json!({"signals": {"pdq": h[1]}});
     let hit = json!({"signals": {"pdq": near(&h[0], 4)}});
     let before = count_rows(db, "submissions").await;
@@ -674,6 +697,11 @@ async fn a_lagging_replica_reports_not_ready(db: &TestDb) {
     )
     .await;
     let client = Client::new();
+    // The clock starts before the change is sent, so it is never later than
+    // the change's own time: a replica that turns unready only once the
+    // change is over 1 s old has always been polled for over 1 s here,
+    // however long the POST's answer takes on a loaded machine.
+    let started = Instant::now();
     let (s, _) = call(
         &client,
         &admin,
@@ -683,7 +711,6 @@ async fn a_lagging_replica_reports_not_ready(db: &TestDb) {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
-    let started = Instant::now();
     loop {
         let r = client
             .get(format!("{}/readyz", slow.base))
@@ -879,7 +906,9 @@ async fn three_replicas(db: &TestDb) {
         Some(json!({"signals": {"pdq": rare}})),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(600)).await; // every replica has both
+    for base in &replicas {
+        caught_up(&client, base).await; // every replica has both
+    }
     let quarantined = |base: String| {
         let client = client.clone();
         let admin = admin.clone();
@@ -1205,7 +1234,9 @@ async fn three_replicas(db: &TestDb) {
         .take(20)
         .map(|(_, h)| json!({"signals": {"pdq": h}}))
         .collect();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    for base in &replicas[..2] {
+        caught_up(&client, base).await;
+    }
     assert_eq!(
         lookups(&client, &admin, &replicas[0], &probe).await,
         lookups(&client, &admin, &replicas[1], &probe).await

@@ -54,6 +54,36 @@ fn which(names: &[&str]) -> Option<PathBuf> {
     None
 }
 
+/// chromedriver on a free loopback port. The port comes from binding port 0
+/// and letting it go, so another process may take it first; chromedriver
+/// then exits, and another port is tried.
+fn start_chromedriver(driver: &Path) -> (u16, Reaper) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Reaper(
+            Command::new(driver)
+                .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let exited = child.0.try_wait().ok().flatten().is_some();
+            if exited {
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (port, child);
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    panic!("chromedriver exited on five free ports in a row");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -370,20 +400,7 @@ async fn scenario(db_url: Option<&str>, backend: &str, shots: bool) {
     assert_eq!(status, 201, "registering the webhook: {body}");
 
     // chromedriver on a loopback port, Chromium with a fresh profile.
-    let port = free_port();
-    let _driver = Reaper(
-        Command::new(&driver)
-            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (port, _driver) = start_chromedriver(&driver);
     let profile = tmp.join("profile");
     let mut caps = serde_json::Map::new();
     caps.insert(

@@ -249,8 +249,13 @@ impl Politeness {
         let delay = self
             .config
             .delay_after(took, slot.min_delay, self.crawl_delay(&slot.host));
-        let next_at =
-            now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4));
+        // The host clock counts whole milliseconds and grants once
+        // `now_ms() >= next_at`; `now_ms()` truncates, so `now + delay` could
+        // grant up to 1 ms before `delay` has passed. One more millisecond
+        // makes the delay a lower bound.
+        let next_at = now_ms()
+            .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4))
+            .saturating_add(1);
         match &self.clock {
             Clock::Store(s) => s.release_host(&slot.host, &self.holder, next_at).await,
             Clock::Memory(m) => {
@@ -320,6 +325,7 @@ mod tests {
         let Acquire::Granted(a) = a else {
             panic!("first acquire must be granted")
         };
+        let released = now_ms();
         p.release(a, Duration::from_millis(1)).await.unwrap();
         // Deferred when the caller will not wait.
         match p
@@ -327,7 +333,9 @@ mod tests {
             .await
             .unwrap()
         {
-            Acquire::Deferred(at) => assert!(at > now_ms()),
+            // `now_ms() >= at` grants; `released` may be up to 1 ms behind the
+            // true time, so only `at > released + 200` makes 200 ms a lower bound.
+            Acquire::Deferred(at) => assert!(at > released + 200 && at > now_ms()),
             Acquire::Granted(_) => panic!("second acquire must wait"),
         }
         let b = p

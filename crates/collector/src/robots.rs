@@ -111,9 +111,14 @@ impl RobotsCache {
 
     /// Fresh rules of `origin`, if cached.
     pub fn get(&self, origin: &str) -> Option<Arc<RobotsRules>> {
+        self.get_at(origin, Instant::now())
+    }
+
+    /// [`RobotsCache::get`] as of `now`.
+    fn get_at(&self, origin: &str, now: Instant) -> Option<Arc<RobotsRules>> {
         let m = self.entries.lock().ok()?;
         let (rules, at) = m.get(origin)?;
-        (at.elapsed() < rules.ttl(self.ttl)).then(|| rules.clone())
+        (now.saturating_duration_since(*at) < rules.ttl(self.ttl)).then(|| rules.clone())
     }
 
     pub fn put(&self, origin: &str, rules: RobotsRules) -> Arc<RobotsRules> {
@@ -169,9 +174,19 @@ mod tests {
 
     #[test]
     fn cache_expires() {
+        // Fresh and stale are checked at given instants: a real-clock "still
+        // fresh" check failed whenever the thread stalled for the TTL (50 ms)
+        // between `put` and `get` on a loaded machine.
         let c = RobotsCache::new(Duration::from_millis(50));
+        let before = Instant::now();
         c.put("http://a", RobotsRules::DisallowAll);
-        assert!(c.get("http://a").is_some());
+        let after = Instant::now();
+        assert!(c.get_at("http://a", before).is_some());
+        assert!(c
+            .get_at("http://a", after + Duration::from_millis(50))
+            .is_none());
+        assert!(c.get_at("http://b", before).is_none());
+        // And on the real clock: after the TTL, gone.
         std::thread::sleep(Duration::from_millis(60));
         assert!(c.get("http://a").is_none());
     }

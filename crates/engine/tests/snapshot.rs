@@ -31,11 +31,15 @@ both_backends!(
     corrupt_or_foreign_snapshots_are_refused
 );
 
+/// A fresh directory per call: both backends of a test run at once, so a
+/// millisecond clock alone could hand them one directory.
 fn temp_dir(tag: &str) -> PathBuf {
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let d = std::env::temp_dir().join(format!(
-        "echotrace-snap-{tag}-{}-{}",
+        "echotrace-snap-{tag}-{}-{}-{}",
         std::process::id(),
-        echotrace_store::now_ms()
+        echotrace_store::now_ms(),
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&d).unwrap();
     d

@@ -743,20 +743,23 @@ impl MihIndex {
         };
         let spawned = std::thread::Builder::new()
             .name("mih-merge".into())
-            .spawn(move || {
-                loop {
-                    index.merge_once();
-                    let again = {
-                        let s = index.read();
-                        s.delta.len() >= index.shared.params.merge_at(s.base.len())
-                    };
-                    if !again {
-                        break;
-                    }
-                }
+            .spawn(move || loop {
+                index.merge_once();
+                // Decide whether to go on under the merge lock: an insert
+                // that fills the buffer before this check is seen here, and
+                // one after it finds `running` false and starts a merge.
+                // (Checked before taking the lock, an insert in between
+                // found `running` still true and its merge was never run.)
                 let mut ctl = index.shared.merge.lock().unwrap_or_else(|p| p.into_inner());
-                ctl.running = false;
-                index.shared.merge_done.notify_all();
+                let again = {
+                    let s = index.read();
+                    s.delta.len() >= index.shared.params.merge_at(s.base.len())
+                };
+                if !again {
+                    ctl.running = false;
+                    index.shared.merge_done.notify_all();
+                    break;
+                }
             });
         if spawned.is_err() {
             // No thread available: merge inline instead.

@@ -34,10 +34,14 @@ use common::Server as Service;
 /// A server whose exchange fetches are driven by the tests and whose
 /// upstream responses are capped at `max_body` bytes.
 async fn start(db: &TestDb, max_body: usize) -> Service {
+    // Tests start servers in parallel: a millisecond clock alone could give
+    // two of them one directory (and one key file, removed by the first to stop).
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "et-exchange-api-{}-{}",
+        "et-exchange-api-{}-{}-{}",
         std::process::id(),
-        echotrace_store::now_ms()
+        echotrace_store::now_ms(),
+        STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let mut config = common::config(&db.url);
@@ -515,6 +519,10 @@ async fn hostile_upstreams_end_in_recorded_errors(db: &TestDb) {
         assert_eq!(hits["matches"].as_array().unwrap().len(), 1, "{i}: {hits}");
     }
     let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
+    eprintln!(
+        "{}: hostile upstreams: the test process's peak RSS grew {grown_mib} MiB (bound 300)",
+        db.backend
+    );
     assert!(
         grown_mib < 300,
         "memory stayed bounded: peak grew {grown_mib} MiB"
@@ -657,6 +665,11 @@ async fn feeds_cursor_long_poll_snapshot_gone_and_scope(db: &TestDb) {
     )
     .await;
     let (_, v) = poll.await.unwrap();
+    eprintln!(
+        "{}: long-poll answered {:?} after the add was sent",
+        db.backend,
+        added.elapsed()
+    );
     assert!(
         added.elapsed() < Duration::from_secs(1),
         "long-poll woke in {:?}",

@@ -34,6 +34,7 @@ fn presence(bytes: &[u8]) -> TextPresence {
 
 fn tmpdir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("et-presence-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d); // left by an earlier run with this pid
     std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("temp dir: {e}"));
     d
 }

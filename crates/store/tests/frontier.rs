@@ -213,11 +213,12 @@ async fn host_slots_space_requests(db: &TestDb) {
     // Held: another holder must wait until it is released and then some.
     let busy = store.reserve_host("h", "b", 10_000).await.unwrap();
     assert!(busy.is_some_and(|t| t > now_ms()));
-    let next = now_ms() + 200;
+    // 1 s, so the reserve below surely comes before it on a loaded machine.
+    let next = now_ms() + 1000;
     store.release_host("h", "a", next).await.unwrap();
     let wait = store.reserve_host("h", "b", 10_000).await.unwrap().unwrap();
     assert!((next - 5..=next + 5).contains(&wait), "{wait} vs {next}");
-    tokio::time::sleep(Duration::from_millis(220)).await;
+    tokio::time::sleep(Duration::from_millis(1020)).await;
     assert_eq!(store.reserve_host("h", "b", 10_000).await.unwrap(), None);
     // A stale release by a former holder does nothing.
     store.release_host("h", "a", 0).await.unwrap();

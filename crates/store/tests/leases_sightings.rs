@@ -21,7 +21,9 @@ both_backends!(
 
 async fn lease_is_exclusive_renewable_and_expires(db: &TestDb) {
     let store = Store::open(&db.url).await.unwrap();
-    let ttl = Duration::from_millis(300);
+    // Long enough that the "still held" checks below cannot outlive it on a
+    // loaded machine (300 ms could); the sleep outlives it for sure.
+    let ttl = Duration::from_millis(1000);
     let a = store.try_lease("job", "a", ttl).await.unwrap();
     assert_eq!(a, Some(1));
     // Held: b cannot take it; a renews at the same epoch.
@@ -30,7 +32,7 @@ async fn lease_is_exclusive_renewable_and_expires(db: &TestDb) {
     // Other names are independent.
     assert_eq!(store.try_lease("other", "b", ttl).await.unwrap(), Some(1));
     // Expiry: b takes over with a new epoch, and a is then refused.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
     assert_eq!(store.try_lease("job", "b", ttl).await.unwrap(), Some(2));
     assert_eq!(store.try_lease("job", "a", ttl).await.unwrap(), None);
     let row = store.get_lease("job").await.unwrap().unwrap();
@@ -45,12 +47,12 @@ async fn lease_is_exclusive_renewable_and_expires(db: &TestDb) {
 
 async fn lease_fences_commits_after_takeover(db: &TestDb) {
     let store = Store::open(&db.url).await.unwrap();
-    let ttl = Duration::from_millis(200);
+    let ttl = Duration::from_millis(1000);
     let epoch = store.try_lease("fetch:x", "a", ttl).await.unwrap().unwrap();
     let mut tx = store.write().await.unwrap();
     assert!(tx.holds_lease("fetch:x", "a", epoch).await.unwrap());
     tx.commit().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
     let b = store.try_lease("fetch:x", "b", ttl).await.unwrap().unwrap();
     assert!(b > epoch);
     let mut tx = store.write().await.unwrap();
