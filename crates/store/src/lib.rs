@@ -369,6 +369,10 @@ fn single_connection(url: &str, pragmas: String) -> Result<AnyPool> {
 }
 
 /// Arbitrary constant for the PostgreSQL advisory lock that orders change ids.
+/// Advisory locks are per database, not per schema, so the key taken is this
+/// XOR the oid of the `changes` table on the `search_path`: the writers of
+/// one change sequence serialise, and two deployments (or two tests) in
+/// different schemas of one database never wait for each other.
 const CHANGE_LOCK_KEY: i64 = 0x6563_686f_7472_6163; // "echotrac"
 
 impl Store {
@@ -916,7 +920,7 @@ impl WriteTx {
     /// Append to the change sequence (see the crate doc on ordering).
     pub async fn record_change(&mut self, entity: &str, entity_id: i64, op: &str) -> Result<i64> {
         if self.backend == Backend::Postgres && !self.change_locked {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            sqlx::query("SELECT pg_advisory_xact_lock($1 # 'changes'::regclass::oid::bigint)")
                 .bind(CHANGE_LOCK_KEY)
                 .execute(&mut *self.tx)
                 .await?;

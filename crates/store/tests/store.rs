@@ -13,6 +13,7 @@ both_backends!(
     migrations_are_idempotent_and_backend_detected,
     banks_content_signals_round_trip,
     change_sequence_is_monotonic_and_tailable,
+    change_writers_of_two_databases_do_not_wait_for_each_other,
     unique_violations_are_conflicts,
     submissions_matches_decisions,
     outbox_claim_is_exclusive,
@@ -167,6 +168,56 @@ async fn change_sequence_is_monotonic_and_tailable(db: &TestDb) {
         .collect();
     want.sort_unstable();
     assert_eq!(seen, want);
+}
+
+/// Two databases (on PostgreSQL: two schemas of one database, e.g. two
+/// deployments or two tests) each keep their own change sequence, and a
+/// writer of one never waits for a writer of the other. PostgreSQL's
+/// advisory locks span the whole database, so a fixed lock key made every
+/// change writer in it wait for every other.
+async fn change_writers_of_two_databases_do_not_wait_for_each_other(db: &TestDb) {
+    let other_db = if db.backend == "postgres" {
+        TestDb::postgres()
+            .await
+            .unwrap()
+            .expect("PostgreSQL configured")
+    } else {
+        TestDb::sqlite()
+    };
+    let a = Store::open(&db.url).await.unwrap();
+    let b = Store::open(&other_db.url).await.unwrap();
+    let mut held = a.write().await.unwrap();
+    held.record_change("content", 1, "upsert").await.unwrap();
+    // `held` keeps its change lock until it commits; b's change commits now.
+    let other = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let mut tx = b.write().await?;
+        let id = tx.record_change("content", 2, "upsert").await?;
+        tx.commit().await.map(|()| id)
+    })
+    .await;
+    let other_id = match other {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => panic!("the other database's change failed: {e}"),
+        Err(_) => panic!("the other database's change waited for this one's transaction"),
+    };
+    held.commit().await.unwrap();
+    let seen_a: Vec<i64> = a
+        .changes_after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.entity_id)
+        .collect();
+    let seen_b: Vec<(i64, i64)> = b
+        .changes_after(0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| (c.id, c.entity_id))
+        .collect();
+    assert_eq!(seen_a, vec![1]);
+    assert_eq!(seen_b, vec![(other_id, 2)]);
+    other_db.cleanup().await.unwrap();
 }
 
 async fn unique_violations_are_conflicts(db: &TestDb) {
