@@ -390,24 +390,6 @@ async fn two_processes_share_bank_changes(db: &TestDb) {
     eprintln!("B stopped matching after {:?}", changed.elapsed());
 }
 
-/// POST `bytes` as a multipart file to `path`.
-async fn upload(s: &common::Server, path: &str, bytes: &[u8]) -> (StatusCode, Value) {
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("clip.mp4"),
-    );
-    let r = Client::new()
-        .post(format!("{}{path}", s.base))
-        .bearer_auth(&s.admin)
-        .multipart(form)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .expect("POST");
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 async fn moov_last_videos_need_the_video_temp_dir(db: &TestDb) {
     let dir = std::env::temp_dir().join(format!(
         "et-moov-{}-{}",
@@ -433,7 +415,7 @@ async fn moov_last_videos_need_the_video_temp_dir(db: &TestDb) {
 
     // Without --video-temp-dir: a 400 that says how to remux, no internals.
     let s = common::Server::spawn(&db.url, &[]).await;
-    let (status, v) = upload(&s, "/v1/lookup", &bytes).await;
+    let (status, v) = s.send_file("/v1/lookup", "clip.mp4", &bytes).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     let msg = v["error"]["message"].as_str().unwrap_or_default();
     assert!(msg.contains("+faststart"), "{v}");
@@ -451,9 +433,11 @@ async fn moov_last_videos_need_the_video_temp_dir(db: &TestDb) {
         .send(reqwest::Method::POST, "/v1/banks", json!({"name": "clips"}))
         .await;
     assert!(status.is_success(), "{v}");
-    let (status, v) = upload(&s, "/v1/banks/clips/content", &bytes).await;
+    let (status, v) = s
+        .send_file("/v1/banks/clips/content", "clip.mp4", &bytes)
+        .await;
     assert!(status.is_success(), "{v}");
-    let (status, v) = upload(&s, "/v1/lookup", &bytes).await;
+    let (status, v) = s.send_file("/v1/lookup", "clip.mp4", &bytes).await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let vpdq = v["matches"]
         .as_array()

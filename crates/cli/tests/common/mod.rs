@@ -303,7 +303,6 @@ impl Server {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// Every sighting (following cursors) matching `query`.
     /// `method path` with an optional JSON body (GET without one), as the
     /// admin; asserts success and returns the JSON answer.
     pub async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -318,9 +317,17 @@ impl Server {
     /// A multipart upload of `bytes` as `file` to `path`, as the admin;
     /// asserts success and returns the JSON answer.
     pub async fn upload(&self, path: &str, bytes: &[u8]) -> Value {
+        let (status, v) = self.send_file(path, "f", bytes).await;
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// A multipart upload of `bytes` as `file` (named `name`) to `path`,
+    /// as the admin: the status and the JSON answer.
+    pub async fn send_file(&self, path: &str, name: &str, bytes: &[u8]) -> (StatusCode, Value) {
         let form = reqwest::multipart::Form::new().part(
             "file",
-            reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("f"),
+            reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_string()),
         );
         let r = Client::new()
             .post(format!("{}{path}", self.base))
@@ -331,9 +338,7 @@ impl Server {
             .await
             .expect("upload");
         let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "{path}: {status} {v}");
-        v
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// Whether a sighting at `url` holds content with this SHA-256.
@@ -344,6 +349,7 @@ impl Server {
             .is_some_and(|l| l.iter().any(|s| s["content_sha256"] == sha256))
     }
 
+    /// Every sighting (following cursors) matching `query`.
     pub async fn sightings(&self, query: &str) -> Vec<Value> {
         let mut out = Vec::new();
         let mut cursor: Option<i64> = None;
