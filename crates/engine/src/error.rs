@@ -65,7 +65,9 @@ impl From<StoreError> for EngineError {
             StoreError::NotFound(what) => EngineError::NotFound(what),
             StoreError::Conflict(what) => EngineError::Conflict(what),
             StoreError::InvalidUrl(what) => EngineError::InvalidInput(what),
-            StoreError::UnstorableText => EngineError::InvalidInput(e.to_string()),
+            StoreError::UnstorableText | StoreError::Invalid(_) => {
+                EngineError::InvalidInput(e.to_string())
+            }
             other => EngineError::Internal(other.to_string()),
         }
     }

@@ -234,7 +234,10 @@ fn sighting_insert<'q>(
         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
         rows.len(),
     );
-    sql.push_str(" ON CONFLICT (url_sha256, content_sha256) DO NOTHING");
+    sql.push_str(&format!(
+        " ON CONFLICT (({})) DO NOTHING",
+        crate::sighting::key_sql(backend)
+    ));
     if returning {
         sql.push_str(" RETURNING id, url_sha256, content_sha256");
     }
@@ -494,13 +497,24 @@ impl Store {
     }
 
     /// Sightings of one canonical URL (by its `url_sha256`), newest first.
+    ///
+    /// The unique key index serves it: every key of the URL starts with its
+    /// 32 digest bytes, so lies between those bytes alone (the key of the
+    /// URL without bytes) and those bytes followed by 32 bytes of `ff`.
     pub async fn sightings_at_url(&self, url_sha256: &str, limit: i64) -> Result<Vec<i64>> {
-        let rows =
-            sqlx::query("SELECT id FROM sightings WHERE url_sha256 = $1 ORDER BY id DESC LIMIT $2")
-                .bind(url_sha256)
-                .bind(limit.max(0))
-                .fetch_all(&self.pool)
-                .await?;
+        let sql = format!(
+            "SELECT id FROM sightings WHERE {key} BETWEEN {low} AND {high} AND url_sha256 = $1 \
+             ORDER BY id DESC LIMIT $2",
+            key = crate::sighting::key_sql(self.backend),
+            low = crate::sighting::decoded(self.backend, "$1"),
+            high = crate::sighting::decoded(self.backend, "$1 || $3"),
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(url_sha256)
+            .bind(limit.max(0))
+            .bind("f".repeat(64))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| get_i64(r, "id")).collect()
     }
 
@@ -526,7 +540,8 @@ impl Store {
             return Ok(None);
         }
         let row = sqlx::query(
-            "SELECT s.id FROM sightings s WHERE s.content_sha256 = $1 AND (s.implied_signals <> 0 \
+            "SELECT s.id FROM sightings s WHERE substr(s.content_sha256, 1, 8) = substr($1, 1, 8) \
+             AND s.content_sha256 <> '' AND s.content_sha256 = $1 AND (s.implied_signals <> 0 \
              OR EXISTS (SELECT 1 FROM sighting_signals g WHERE g.sighting_id = s.id)) LIMIT 1",
         )
         .bind(content_sha256)
@@ -794,6 +809,9 @@ impl WriteTx {
         items: &[(crate::NewSighting<'k>, Option<&str>)],
     ) -> Result<Vec<UpsertedSighting>> {
         use std::collections::HashMap;
+        for (s, _) in items {
+            s.check_key()?;
+        }
         let now = now_ms();
         // Keyed by the inputs' own (URL, content) hashes: no copy per item.
         let mut found: HashMap<(&'k str, &'k str), UpsertedSighting> =
@@ -965,19 +983,22 @@ impl WriteTx {
                 .enumerate()
                 .map(|(i, s)| ((s.url_sha256, s.content_sha256), i))
                 .collect();
-            let mut sql = String::from(
+            let mut sql = format!(
                 "SELECT id, url_sha256, content_sha256, matched, submission_id, last_seen_at \
-                 FROM sightings WHERE ",
+                 FROM sightings WHERE {} IN (",
+                crate::sighting::key_sql(self.backend)
             );
+            let value = crate::sighting::decoded(self.backend, "?");
             for i in 0..chunk.len() {
                 if i > 0 {
-                    sql.push_str(" OR ");
+                    sql.push_str(", ");
                 }
-                sql.push_str("(url_sha256 = ? AND content_sha256 = ?)");
+                sql.push_str(&value);
             }
+            sql.push(')');
             let mut q = sqlx::query(sqlx::AssertSqlSafe(numbered(self.backend, &sql)));
             for s in chunk {
-                q = q.bind(s.url_sha256).bind(s.content_sha256);
+                q = q.bind(format!("{}{}", s.url_sha256, s.content_sha256));
             }
             for r in &q.fetch_all(&mut *self.tx).await? {
                 let id = get_i64(r, "id")?;

@@ -111,6 +111,12 @@ pub enum StoreError {
     /// this keeps any other path (CLI imports, new code) a 400, not a 500.
     #[error("text contains a character the database cannot store (NUL)")]
     UnstorableText,
+    /// A value that breaks the schema's rules (a sighting digest that is
+    /// not 64 lowercase hex digits, say). Callers that take it from a
+    /// request check it before it gets here; this keeps any other path
+    /// from storing it.
+    #[error("invalid value: {0}")]
+    Invalid(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -245,6 +251,8 @@ schema_migrations![
         "implied_sighting_signals",
         "0063_implied_sighting_signals"
     ),
+    // Sightings: the unique key as bytes, the content index by prefix.
+    (64, "sighting_keys", "0064_sighting_keys"),
 ];
 
 fn migrator(backend: Backend) -> Migrator {

@@ -7,7 +7,12 @@
 //! * A **sighting** is one item seen at one place: the bytes (or a bare URL)
 //!   at a canonical URL. It is unique by `(url_sha256, content_sha256)`:
 //!   the same bytes at the same URL seen again only move `last_seen_at`;
-//!   other bytes at that URL are another sighting. `parent_id` is the page
+//!   other bytes at that URL are another sighting. The unique index holds
+//!   the two digests decoded to bytes ([`key_sql`], migration 0064: half
+//!   the size of their hex, and every new sighting writes a random leaf of
+//!   it), so the digests must be 64 lowercase hex digits (`''` for no
+//!   bytes), which every upsert checks; the same index serves a URL's
+//!   sightings by range ([`Store::sightings_at_url`]). `parent_id` is the page
 //!   or message that linked to it. Only hashes are stored: payloads live in
 //!   WARC records (`warc_*`) under the operator's retention policy.
 //! * **Sighting signals** are its hashes, kept so that a bank item added
@@ -30,7 +35,7 @@
 use sqlx::any::AnyRow;
 
 use crate::rows::{get_bool, get_opt_f64, get_opt_i64, get_opt_str, get_str};
-use crate::{get_i64, now_ms, Result, Store, WriteTx};
+use crate::{get_i64, now_ms, Backend, Result, Store, WriteTx};
 
 /// A collector source as stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -232,7 +237,50 @@ fn implied_type(signal_type: &str) -> Option<(i64, &'static str)> {
         .map(|&(bit, _, column)| (bit, column))
 }
 
+/// A sighting's unique key in SQL (migration 0064): its URL and content
+/// digests concatenated and decoded to bytes (64 bytes, 32 for an item
+/// without bytes), the expression the unique index `sightings_key` holds.
+/// Upserts name it as their conflict target; lookups compare it with
+/// [`decoded`] of the same two digests.
+pub(crate) fn key_sql(backend: Backend) -> String {
+    decoded(backend, "url_sha256 || content_sha256")
+}
+
+/// SQL decoding the hex digits `text` evaluates to into bytes, as
+/// [`key_sql`] decodes the columns (`unhex` on SQLite, `decode(…, 'hex')`
+/// on PostgreSQL).
+pub(crate) fn decoded(backend: Backend, text: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("unhex({text})"),
+        Backend::Postgres => format!("decode({text}, 'hex')"),
+    }
+}
+
+/// Whether `s` is a SHA-256 digest as sightings store it: 64 lowercase
+/// hex digits.
+fn is_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 impl<'a> NewSighting<'a> {
+    /// Refuse digests the unique key cannot hold. SQLite's `unhex` gives
+    /// NULL for text that is not hex, and NULL keys are never equal, so
+    /// such a sighting would be stored again at every sighting instead of
+    /// once; upper-case digits would decode to another row's key.
+    pub(crate) fn check_key(&self) -> Result<()> {
+        if !is_digest(self.url_sha256) {
+            return Err(crate::StoreError::Invalid(
+                "url_sha256 must be 64 lowercase hex digits".into(),
+            ));
+        }
+        if !self.content_sha256.is_empty() && !is_digest(self.content_sha256) {
+            return Err(crate::StoreError::Invalid(
+                "content_sha256 must be empty or 64 lowercase hex digits".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Bind the columns every insert of a sighting starts with, in this
     /// order: `source_id, url, url_canonical, url_sha256, host, platform,
     /// parent_id, content_sha256, media_type, warc_file, warc_offset,
@@ -695,6 +743,7 @@ impl WriteTx {
     /// new; an existing one (same URL, same bytes) only moves
     /// `last_seen_at` forward.
     pub async fn upsert_sighting(&mut self, s: &NewSighting<'_>) -> Result<(SightingRow, bool)> {
+        s.check_key()?;
         if let Some(existing) = self.sighting_by_key(s.url_sha256, s.content_sha256).await? {
             let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE sightings SET last_seen_at = $2 WHERE id = $1 AND last_seen_at < $2 \
@@ -718,7 +767,8 @@ impl WriteTx {
              warc_record_id, first_seen_at, last_seen_at, expires_at, created_at, implied_signals) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $14, $14, $15, $16, \
              $17) \
-             ON CONFLICT (url_sha256, content_sha256) DO NOTHING RETURNING {SIGHTING_COLUMNS}"
+             ON CONFLICT (({key})) DO NOTHING RETURNING {SIGHTING_COLUMNS}",
+            key = key_sql(self.backend)
         )));
         let row = s
             .bind_identity(insert)
@@ -746,10 +796,11 @@ impl WriteTx {
         content_sha256: &str,
     ) -> Result<Option<SightingRow>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SIGHTING_COLUMNS} FROM sightings WHERE url_sha256 = $1 AND content_sha256 = $2"
+            "SELECT {SIGHTING_COLUMNS} FROM sightings WHERE {key} = {value}",
+            key = key_sql(self.backend),
+            value = decoded(self.backend, "$1")
         )))
-        .bind(url_sha256)
-        .bind(content_sha256)
+        .bind(format!("{url_sha256}{content_sha256}"))
         .fetch_optional(&mut *self.tx)
         .await?;
         row.as_ref().map(SightingRow::from_row).transpose()

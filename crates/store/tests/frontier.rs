@@ -12,6 +12,10 @@ use echotrace_store::{
     JOB_FAILED, JOB_QUEUED,
 };
 
+/// Digests as sightings store them (64 lowercase hex digits).
+const U1: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+const C1: &str = "0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c";
+
 both_backends!(
     frontier_dedups_leases_and_fences,
     concurrent_leases_never_share_a_job,
@@ -267,11 +271,11 @@ async fn cursors_platforms_counters_attributes(db: &TestDb) {
             source_id: Some(s),
             url: "http://h.test/x",
             url_canonical: "https://h.test/x",
-            url_sha256: "u1",
+            url_sha256: U1,
             host: "h.test",
             platform: "",
             parent_id: None,
-            content_sha256: "c1",
+            content_sha256: C1,
             media_type: "image",
             seen_at: 1,
             expires_at: None,
@@ -283,7 +287,7 @@ async fn cursors_platforms_counters_attributes(db: &TestDb) {
     tx.set_sighting_attributes(row.id, r#"{"telegram":{"forwarded_from":"x"}}"#)
         .await
         .unwrap();
-    tx.insert_sighting_signals_bulk(&[(row.id, "sha256", "c1"), (row.id, "url_sha256", "u1")])
+    tx.insert_sighting_signals_bulk(&[(row.id, "sha256", C1), (row.id, "url_sha256", U1)])
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -316,10 +320,10 @@ async fn cursors_platforms_counters_attributes(db: &TestDb) {
         .unwrap()
         .contains("forwarded_from"));
     assert_eq!(
-        store.signals_of_content_sha("c1").await.unwrap().unwrap(),
+        store.signals_of_content_sha(C1).await.unwrap().unwrap(),
         vec![
-            ("sha256".to_string(), "c1".to_string()),
-            ("url_sha256".to_string(), "u1".to_string())
+            ("sha256".to_string(), C1.to_string()),
+            ("url_sha256".to_string(), U1.to_string())
         ]
     );
     assert_eq!(store.signals_of_content_sha("nope").await.unwrap(), None);

@@ -5,7 +5,8 @@ use std::time::Duration;
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
 use echotrace_store::{
-    split_implied_signals, NewSighting, NewSightingMatch, NewSource, SightingQuery, Store, WarcRef,
+    split_implied_signals, NewSighting, NewSightingMatch, NewSource, SightingQuery, Store,
+    StoreError, WarcRef,
 };
 
 both_backends!(
@@ -17,6 +18,7 @@ both_backends!(
     bulk_upsert_mixes_new_and_known_rows_in_one_statement,
     legacy_signal_rows_fold_into_their_sighting,
     implied_signals_are_read_back_in_written_order,
+    sighting_keys_are_digests_and_find_their_url,
 );
 
 async fn lease_is_exclusive_renewable_and_expires(db: &TestDb) {
@@ -60,7 +62,20 @@ async fn lease_fences_commits_after_takeover(db: &TestDb) {
     assert!(tx.holds_lease("fetch:x", "b", b).await.unwrap());
 }
 
+/// A digest as sightings store them (64 lowercase hex digits) for a short
+/// test name: the name itself when it is one, else the name's bytes in hex,
+/// padded with zeros (distinct names give distinct digests). Leaked: a
+/// test's handful of short strings.
+fn digest(name: &str) -> &'static str {
+    if name.is_empty() || (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())) {
+        return Box::leak(name.to_string().into_boxed_str());
+    }
+    let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    Box::leak(format!("{hex:0<64}").into_boxed_str())
+}
+
 fn sighting<'a>(url: &'a str, sha: &'a str, content: &'a str, seen_at: i64) -> NewSighting<'a> {
+    let (sha, content) = (digest(sha), digest(content));
     NewSighting {
         source_id: None,
         url,
@@ -351,7 +366,7 @@ async fn bulk_upsert_mixes_new_and_known_rows_in_one_statement(db: &TestDb) {
             .unwrap();
         assert_eq!(
             (row.url.as_str(), row.url_sha256.as_str()),
-            (u.as_str(), h.as_str())
+            (u.as_str(), digest(h))
         );
     }
     // The known rows moved forward; the key given twice, to its latest time.
@@ -410,10 +425,10 @@ async fn legacy_signal_rows_fold_into_their_sighting(db: &TestDb) {
         ("md5", "m1"),
         ("sha256", content.as_str()),
         ("url", "https://t.me/c/1/2"),
-        ("url_sha256", "u1"),
+        ("url_sha256", digest("u1")),
     ];
     tx.insert_sighting_signals(msg.id, &msg_rows).await.unwrap();
-    let link_rows = [("url", "https://files.example/x"), ("url_sha256", "u2")];
+    let link_rows = [("url", "https://files.example/x"), ("url_sha256", digest("u2"))];
     tx.insert_sighting_signals(link.id, &link_rows)
         .await
         .unwrap();
@@ -460,7 +475,7 @@ async fn legacy_signal_rows_fold_into_their_sighting(db: &TestDb) {
     );
     assert_eq!(
         store
-            .sightings_with_signal("url_sha256", "u2")
+            .sightings_with_signal("url_sha256", digest("u2"))
             .await
             .unwrap(),
         vec![link.id]
@@ -505,7 +520,7 @@ async fn implied_signals_are_read_back_in_written_order(db: &TestDb) {
                 ("md5", "m"),
                 ("sha256", &content),
                 ("url", "https://t.me/c/9/1"),
-                ("url_sha256", "k0"),
+                ("url_sha256", digest("k0")),
             ],
             2,
         ),
@@ -515,7 +530,7 @@ async fn implied_signals_are_read_back_in_written_order(db: &TestDb) {
             &content,
             vec![
                 ("sha256", &content),
-                ("url_sha256", "k1"),
+                ("url_sha256", digest("k1")),
                 ("url", "https://t.me/c/9/2"),
             ],
             2,
@@ -528,7 +543,7 @@ async fn implied_signals_are_read_back_in_written_order(db: &TestDb) {
                 ("md5", "m"),
                 ("sha256", "other"),
                 ("url", "https://t.me/c/9/3"),
-                ("url_sha256", "k2"),
+                ("url_sha256", digest("k2")),
             ],
             2,
         ),
@@ -539,7 +554,7 @@ async fn implied_signals_are_read_back_in_written_order(db: &TestDb) {
             vec![
                 ("sha256", ""),
                 ("url", "https://t.me/c/9/4"),
-                ("url_sha256", "k3"),
+                ("url_sha256", digest("k3")),
             ],
             1,
         ),
@@ -567,4 +582,92 @@ async fn implied_signals_are_read_back_in_written_order(db: &TestDb) {
             .collect();
         assert_eq!(signals_of(&store, row.id).await, want, "case {i}");
     }
+}
+
+/// The unique key is the two digests as bytes (migration 0064): a digest
+/// that is not 64 lowercase hex digits is refused before it is stored (on
+/// SQLite it would decode to NULL, and NULL keys never collide), a key is
+/// stored once through either upsert, and the URL lookup the key index
+/// serves by range finds every sighting of the URL, with or without bytes,
+/// and none of the URLs next to it.
+async fn sighting_keys_are_digests_and_find_their_url(db: &TestDb) {
+    let store = Store::open(&db.url).await.unwrap();
+    let a = "a1".repeat(32);
+    let below = format!("{}a0", "a1".repeat(31));
+    let above = format!("{}a2", "a1".repeat(31));
+    let (ff, zeros) = ("ff".repeat(32), "00".repeat(32));
+    let bad_url = [
+        "u1".to_string(),
+        a.to_uppercase(),
+        format!("{a}00"),
+        a[..62].to_string(),
+    ];
+    let mut tx = store.write().await.unwrap();
+    for bad in &bad_url {
+        let mut s = sighting("https://x.example/bad", &a, "", 1);
+        s.url_sha256 = bad;
+        let err = tx.upsert_sighting(&s).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{bad}: {err}");
+        let err = tx.upsert_sightings_bulk(&[(s, None)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{bad}: {err}");
+    }
+    let mut s = sighting("https://x.example/bad", &a, "", 1);
+    s.content_sha256 = "c1";
+    let err = tx.upsert_sightings_bulk(&[(s, None)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    tx.commit().await.unwrap();
+
+    let mut ids = Vec::new();
+    let mut tx = store.write().await.unwrap();
+    for (url, sha, content) in [
+        ("https://x.example/a", &a, ""),
+        ("https://x.example/a", &a, ff.as_str()),
+        ("https://x.example/below", &below, ff.as_str()),
+        ("https://x.example/above", &above, ""),
+        ("https://x.example/above", &above, zeros.as_str()),
+    ] {
+        let (row, new) = tx
+            .upsert_sighting(&sighting(url, sha, content, 10))
+            .await
+            .unwrap();
+        assert!(new, "{url} {content}");
+        ids.push(row.id);
+    }
+    let got = tx
+        .upsert_sightings_bulk(&[
+            (sighting("https://x.example/a", &a, &zeros, 20), None),
+            (sighting("https://x.example/a", &a, &ff, 20), None),
+            (sighting("https://x.example/a", &a, "", 20), None),
+        ])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(got[0].is_new);
+    assert_eq!(
+        got[1..].iter().map(|u| (u.id, u.is_new)).collect::<Vec<_>>(),
+        vec![(ids[1], false), (ids[0], false)],
+        "a key stored once, found again by the bulk upsert"
+    );
+    let mut tx = store.write().await.unwrap();
+    let (again, new) = tx
+        .upsert_sighting(&sighting("https://x.example/a", &a, &ff, 30))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!((again.id, new), (ids[1], false));
+    assert_eq!(
+        store.sightings_at_url(&a, 10).await.unwrap(),
+        vec![got[0].id, ids[1], ids[0]],
+        "every sighting of the URL, newest first, and none of its neighbours"
+    );
+    assert_eq!(
+        store.sightings_at_url(&above, 10).await.unwrap(),
+        vec![ids[4], ids[3]]
+    );
+    assert_eq!(store.sightings_at_url(&a, 1).await.unwrap(), vec![got[0].id]);
+    assert!(store
+        .sightings_at_url(&"22".repeat(32), 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

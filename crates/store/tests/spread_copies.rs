@@ -168,7 +168,7 @@ async fn sighting(store: &Store, url: &str, host: &str, platform: &str, seen_at:
             host,
             platform,
             parent_id: None,
-            content_sha256: "c",
+            content_sha256: "0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c",
             media_type: "image",
             seen_at,
             expires_at: None,

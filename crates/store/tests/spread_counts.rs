@@ -61,7 +61,7 @@ async fn check_counts_equal_a_count_over_the_checks(db: &TestDb) {
                 host: "a.example",
                 platform: "",
                 parent_id: None,
-                content_sha256: "c",
+                content_sha256: "0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c",
                 media_type: "image",
                 seen_at: 0,
                 expires_at: None,
