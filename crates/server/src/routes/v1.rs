@@ -754,7 +754,7 @@ async fn create_key(
     ApiJson(body): ApiJson<KeyBody>,
 ) -> Result<Response, ApiError> {
     let role = Role::parse(&body.role)
-        .ok_or_else(|| ApiError::bad_request("role must be admin, curator, matcher or reviewer"))?;
+        .ok_or_else(|| ApiError::bad_request(format!("role must be one of {}", Role::names())))?;
     let (meta, key) = state
         .engine()?
         .create_api_key(&caller.actor(), &body.name, role)
