@@ -1,6 +1,7 @@
 //! Issue 12's defects that a user meets through the `echotrace` binary:
 //! the documented commands exactly as README shows them, and `echotrace
 //! serve` under a flood of maximum-size uploads with its memory measured.
+//! Later README audits add theirs (the partner key of `exchange publish`).
 //! Storage-touching tests run on SQLite and on PostgreSQL at
 //! `$ECHOTRACE_TEST_PG_URL` (FAILS if unset, unless `ECHOTRACE_SKIP_PG=1`).
 
@@ -18,7 +19,8 @@ use echotrace_store::both_backends;
 
 both_backends!(
     keys_create_without_a_name_works,
-    retain_submissions_sweeps_old_lookups
+    retain_submissions_sweeps_old_lookups,
+    partner_key_receives_a_published_bank
 );
 
 fn echotrace(args: &[&str]) -> std::process::Output {
@@ -55,6 +57,60 @@ async fn keys_create_without_a_name_works(db: &TestDb) {
     let list = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(list.contains("\tmatcher\tmatcher-"), "{list}");
+}
+
+/// README "Signal exchange": `exchange publish known-propaganda --partner
+/// ngo-b` needs a key of the `partner` role named ngo-b, which `keys create
+/// --role partner --name ngo-b` makes; `keys create`'s help and its
+/// unknown-role message named only four roles, so the step could not be
+/// found from the command line.
+async fn partner_key_receives_a_published_bank(db: &TestDb) {
+    let help = echotrace(&["keys", "create", "--help"]);
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("partner"),
+        "keys create --help names the partner role"
+    );
+    let out = echotrace(&["keys", "create", "--role", "bogus", "--db", &db.url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("unknown role \"bogus\"") && stderr.contains("partner"),
+        "{stderr}"
+    );
+    let dir = common::temp_dir("partner");
+    let list = dir.join("hashes.csv");
+    std::fs::write(&list, format!("{}\n", "a5".repeat(32))).unwrap();
+    let list = list.display().to_string();
+    let secret = dir.join("cli.secret").display().to_string();
+    let steps: [&[&str]; 3] = [
+        &[
+            "bank",
+            "import",
+            "--bank",
+            "known-propaganda",
+            "--create",
+            &list,
+        ],
+        &["keys", "create", "--role", "partner", "--name", "ngo-b"],
+        &[
+            "exchange",
+            "publish",
+            "known-propaganda",
+            "--partner",
+            "ngo-b",
+            "--secret-key-file",
+            &secret,
+        ],
+    ];
+    for args in steps {
+        let out = echotrace(&[args, &["--db", &db.url]].concat());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "echotrace {args:?}: {stderr}");
+        if args[0] == "exchange" {
+            assert!(stderr.contains("published to 1 partner key"), "{stderr}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Defect 13: `echotrace compare --type vpdq A.mp4 B.mp4` gives the

@@ -4,7 +4,9 @@
 //! channel), on SQLite and PostgreSQL: every message, outlink and media
 //! hash is recorded, an altered re-upload of a bank item is matched, and a
 //! truncated or malformed `result.json` is a clear error naming the
-//! position. Generated benign content only.
+//! position; an export given as its `result.json` is the source of its
+//! folder, not one "result.json" source for every export. Generated
+//! benign content only.
 
 mod common;
 
@@ -19,6 +21,7 @@ use serde_json::{json, Value};
 
 both_backends!(export_of_20k_messages_is_ingested);
 both_backends!(export_with_large_media_is_imported_in_bounded_memory);
+both_backends!(result_json_is_named_after_its_export);
 
 const T: Duration = Duration::from_secs(300);
 const MESSAGES: usize = 20_000;
@@ -455,4 +458,58 @@ async fn export_with_large_media_is_imported_in_bounded_memory(db: &TestDb) {
         );
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `collect import-telegram` takes an export's folder or its `result.json`
+/// (its --help says so). Every export's file has that name, so the file's
+/// own name made every such import one source, "telegram:result.json",
+/// across channels; the source is now named after the export's folder
+/// either way, and re-importing by the other path finds nothing new.
+async fn result_json_is_named_after_its_export(db: &TestDb) {
+    let root = temp_dir("tg-names");
+    let mut folders = Vec::new();
+    for (n, channel) in [(1, "Channel One"), (2, "Channel Two")] {
+        let dir = root.join(format!("ChatExport_2024-06-0{n}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let messages: Vec<Value> = (1..=3)
+            .map(|i| {
+                json!({"id": i, "type": "message",
+                       "date_unixtime": (1_717_200_000 + i).to_string(),
+                       "text": format!("{channel}: notice {i} about the cycling club")})
+            })
+            .collect();
+        let export = json!({"name": channel, "type": "public_channel", "id": 500 + n,
+                            "messages": messages});
+        std::fs::write(dir.join("result.json"), export.to_string()).unwrap();
+        folders.push(dir);
+    }
+    let import = |path: &std::path::Path| -> Value {
+        let out = ok(
+            &[
+                "collect",
+                "import-telegram",
+                path.to_str().unwrap(),
+                "--db",
+                &db.url,
+                "--json",
+            ],
+            T,
+        );
+        serde_json::from_str(out.trim()).expect("one JSON report")
+    };
+    for dir in &folders {
+        let r = import(&dir.join("result.json"));
+        assert_eq!(r["new_sightings"], 3, "{r}");
+    }
+    let r = import(&folders[0]);
+    assert_eq!(r["new_sightings"], 0, "the same export by its folder: {r}");
+    let out = ok(&["collect", "list-sources", "--db", &db.url], T);
+    for n in [1, 2] {
+        assert!(
+            out.contains(&format!("telegram:ChatExport_2024-06-0{n} ")),
+            "{out}"
+        );
+    }
+    assert!(!out.contains("telegram:result.json"), "{out}");
+    let _ = std::fs::remove_dir_all(root);
 }

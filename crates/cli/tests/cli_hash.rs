@@ -161,6 +161,10 @@ fn failures_reported_per_input_others_complete_in_order() {
     let dir = scratch("errors");
     let junk = dir.join("junk.bin");
     std::fs::write(&junk, b"definitely not an image \x00\x01\x02").unwrap_or_default();
+    // Text that is not UTF-8 (Latin-1): the reason names every kind read,
+    // not only images (it said "not a supported image format").
+    let latin1 = dir.join("latin1.txt");
+    std::fs::write(&latin1, b"caf\xe9 au lait, a Latin-1 line\n").unwrap_or_default();
     let trunc = dir.join("trunc.jpg");
     let full = read(&image("misc/wee.jpg"));
     std::fs::write(&trunc, &full[..full.len() / 2]).unwrap_or_default();
@@ -183,6 +187,7 @@ fn failures_reported_per_input_others_complete_in_order() {
         junk.to_string_lossy().into_owned(),
         good[1].to_string_lossy().into_owned(),
         missing.to_string_lossy().into_owned(),
+        latin1.to_string_lossy().into_owned(),
         good[2].to_string_lossy().into_owned(),
         trunc.to_string_lossy().into_owned(),
         good[3].to_string_lossy().into_owned(),
@@ -203,7 +208,14 @@ fn failures_reported_per_input_others_complete_in_order() {
     }
     let err = stderr(&o);
     for (p, why) in [
-        (&junk, "unrecognised"),
+        (
+            &junk,
+            "neither a supported image, video, PDF nor UTF-8 text",
+        ),
+        (
+            &latin1,
+            "neither a supported image, video, PDF nor UTF-8 text",
+        ),
         (&missing, "No such file"),
         (&trunc, "truncated"),
     ] {

@@ -12,6 +12,9 @@
 //!   pages of 200, not the 200,000).
 //! * mark-and-sweep: a `file` exchange whose file loses 10 lines deletes
 //!   exactly those 10 (`exchange add` / `fetch` / `status` on the CLI).
+//! * README's "one hash per line or CSV": a `file` exchange with only
+//!   `{"path": …}` reads the lists `bank import` reads (bare PDQs;
+//!   `pdq_hex,labels` under a header).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,7 @@ both_backends!(
     federation_two_processes,
     kill_9_mid_fetch_resumes_to_the_same_set,
     file_exchange_mark_and_sweep,
+    file_exchange_reads_bank_import_lists,
 );
 
 /// A second database of the same backend as `db`.
@@ -718,5 +722,51 @@ async fn file_exchange_mark_and_sweep(db: &TestDb) {
     assert!(!okay && err.contains("path or url"), "{err}");
     let (okay, _, _) = cli(db, &dir, &["exchange", "remove", "LIST"]);
     assert!(okay);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// README: `exchange add hashlist --api file --config '{"path": …}'` takes
+/// "one hash per line or CSV". A list of bare PDQ hashes, and a CSV of
+/// `pdq_hex,labels` under a header — what `bank import` reads — are read
+/// whole with that config alone (they were all "malformed").
+async fn file_exchange_reads_bank_import_lists(db: &TestDb) {
+    let dir = temp_dir("lists");
+    let bare = dir.join("needles.txt");
+    let lines: Vec<String> = (0..20).map(|i| pdq(900 + i)).collect();
+    std::fs::write(&bare, lines.join("\n") + "\n").unwrap();
+    let csv = dir.join("hashes.csv");
+    let mut text = String::from("pdq_hex,labels\n");
+    for i in 0..10 {
+        text.push_str(&format!("{},group-a;claim\n", pdq(950 + i)));
+    }
+    std::fs::write(&csv, text).unwrap();
+    for (name, path, n) in [("BARE", &bare, 20), ("CSV", &csv, 10)] {
+        let config = json!({ "path": path }).to_string();
+        let (okay, _, err) = cli(
+            db,
+            &dir,
+            &[
+                "exchange", "add", name, "--api", "file", "--config", &config,
+            ],
+        );
+        assert!(okay, "{err}");
+        let (okay, out, err) = cli(db, &dir, &["exchange", "fetch", name]);
+        assert!(okay, "{name}: {err}");
+        let r: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(r["items_added"], n, "{name}: {r}");
+        assert_eq!(r["malformed"], 0, "{name}: {r}");
+    }
+    // A bare value that is no PDQ is still refused, with the reason.
+    std::fs::write(&bare, "not-a-hash\n").unwrap();
+    let (okay, out, _) = cli(db, &dir, &["exchange", "fetch", "BARE"]);
+    assert!(!okay, "a malformed line makes the exit code 1");
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["malformed"], 1, "{r}");
+    assert!(
+        r["malformed_examples"][0]
+            .as_str()
+            .is_some_and(|m| m.contains("bare PDQ")),
+        "{r}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -52,6 +52,12 @@ impl Role {
         }
     }
 
+    /// Every role's name, for messages: "admin, curator, matcher,
+    /// reviewer, partner".
+    pub fn names() -> String {
+        Role::ALL.map(Role::as_str).join(", ")
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         match s.trim().to_ascii_lowercase().as_str() {
             "admin" => Some(Role::Admin),

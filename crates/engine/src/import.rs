@@ -48,12 +48,7 @@ pub fn parse_hash_list_line(
     let sep = if text.contains('\t') { '\t' } else { ',' };
     let fields: Vec<&str> = text.split(sep).map(str::trim).collect();
     let first = fields.first().copied().unwrap_or_default();
-    if first_content_line
-        && matches!(
-            first.to_ascii_lowercase().as_str(),
-            "pdq_hex" | "pdq_hash" | "hash" | "signal_type" | "type" | "signal"
-        )
-    {
+    if first_content_line && is_hash_list_header(first) {
         return Ok(None);
     }
     let (signal_type, value, label_fields) = match first.parse::<SignalType>() {
@@ -86,6 +81,16 @@ pub fn parse_hash_list_line(
             EngineError::InvalidInput(m) => m,
             other => other.to_string(),
         })
+}
+
+/// Whether the first field of a hash list's first line is a header word
+/// (`pdq_hex`, `signal_type`, …) rather than data: such a line is skipped
+/// by `bank import` and by the `file` exchange alike.
+pub fn is_hash_list_header(first_field: &str) -> bool {
+    matches!(
+        first_field.trim().to_ascii_lowercase().as_str(),
+        "pdq_hex" | "pdq_hash" | "hash" | "signal_type" | "type" | "signal"
+    )
 }
 
 /// Items per transaction (and per change / audit entry).

@@ -105,7 +105,10 @@ pub use echotrace_store::SweepCounts;
 pub use echotrace_store::{Backend, SqliteSync, StoreOptions, DEFAULT_DATABASE_URL};
 pub use error::{EngineError, Result};
 pub use flood::FloodGuardConfig;
-pub use import::{import_into_store, parse_hash_list_line, ImportItem, ImportReport, IMPORT_BATCH};
+pub use import::{
+    import_into_store, is_hash_list_header, parse_hash_list_line, ImportItem, ImportReport,
+    IMPORT_BATCH,
+};
 pub use ops::{Lag, StateSource};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
 pub use recorder::RecordPolicy;

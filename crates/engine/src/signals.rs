@@ -220,9 +220,7 @@ pub(crate) fn map_hash_error(e: HashError) -> EngineError {
         HashError::FileTooLarge { .. } | HashError::Decode(DecodeError::FileTooLarge { .. }) => {
             EngineError::TooLarge(e.to_string())
         }
-        HashError::Unrecognized => EngineError::InvalidInput(
-            "unsupported content: neither a supported image, video, PDF nor UTF-8 text".into(),
-        ),
+        HashError::Unrecognized => EngineError::InvalidInput(e.to_string()),
         HashError::Decode(d) => EngineError::InvalidInput(format!("cannot decode image: {d}")),
         HashError::VideoUndecodable(detail) => {
             // The decoder's own words (heap addresses, versions) stay in the log.

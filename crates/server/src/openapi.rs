@@ -317,7 +317,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         "/v1/keys" => json!({
             "application/json": {"schema": {"type": "object", "required": ["role"],
                 "properties": {
-                    "role": {"type": "string", "enum": ["admin", "curator", "matcher", "reviewer"]},
+                    "role": {"type": "string", "enum": ["admin", "curator", "matcher", "reviewer", "partner"]},
                     "name": {"type": "string", "maxLength": MAX_KEY_NAME_BYTES,
                              "description": "default: the role and the UTC time of creation"}}}}
         }),

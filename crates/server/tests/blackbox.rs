@@ -657,6 +657,42 @@ async fn field_limits_are_400s_naming_the_field(db: &TestDb) {
         )
         .await;
     assert_field_error(status, &v, "description", "bank PATCH");
+    // `?frames=` is true or false: any other value is a 400 naming it (it
+    // was read as false), before a lookup is recorded.
+    let before = s.engine().store().count_submissions().await.unwrap();
+    let frames_cases = [
+        (
+            Method::POST,
+            "/v1/lookup?frames=maybe".to_string(),
+            json!({"text": TEXT}),
+        ),
+        (
+            Method::POST,
+            "/v1/lookup/batch?frames=2".to_string(),
+            json!({"items": [{"text": TEXT}]}),
+        ),
+        (
+            Method::GET,
+            "/v1/matches?frames=yes please".replace(' ', "%20"),
+            json!(null),
+        ),
+        (
+            Method::GET,
+            format!("/v1/matches/{mid}?frames=TRUE!"),
+            json!(null),
+        ),
+    ];
+    for (method, path, body) in frames_cases {
+        let body = (!body.is_null()).then(|| body.to_string());
+        let (status, v) = s.call_text(Some(&k), method, &path, body.as_deref()).await;
+        assert_field_error(status, &v, "\"frames\"", &path);
+    }
+    assert_eq!(
+        s.engine().store().count_submissions().await.unwrap(),
+        before
+    );
+    s.ok_json(&k, Method::GET, "/v1/matches?frames=false", json!(null))
+        .await;
     // Documented in OpenAPI.
     let (_, doc) = s
         .call_text(Some(&k), Method::GET, "/openapi.json", None)

@@ -321,6 +321,23 @@ async fn report_numbers_equal_hand_counts(db: &TestDb) {
     let scripted: Vec<(i64, &Copy)> = ids.iter().copied().zip(copies.iter()).collect();
     let checks = drive(&svc.store(), &timing, &scripted, T0 - 240 * H, T0 + 60 * H).await;
     assert!(checks > 20, "{checks} checks");
+    // Checks recorded without the checker's settings (as `serve --demo`
+    // seeds them): the methodology must not deny the removals it counts.
+    let r = svc
+        .ok(
+            Method::GET,
+            "/v1/reports/transparency?from=2026-01-01&to=2026-02-01",
+            None,
+        )
+        .await;
+    let liveness = r["methodology"][1].as_str().unwrap_or_default();
+    assert_eq!(r["totals"]["confirmed_removals"], 4);
+    assert!(
+        liveness.starts_with("Liveness:")
+            && liveness.contains("4 confirmed removals")
+            && !liveness.contains("no copy has a confirmed removal"),
+        "{liveness}"
+    );
     svc.store()
         .put_spread_setting(
             "checker",
@@ -367,6 +384,35 @@ async fn report_numbers_equal_hand_counts(db: &TestDb) {
     .await;
 
     let q = "from=2026-01-01&to=2026-02-01";
+    // `/v1/sightings?from=&to=` takes the report's time forms too: copies
+    // 1-7 were first seen in January, copy 8 ten days before.
+    let by_day = svc
+        .ok(Method::GET, &format!("/v1/sightings?{q}&limit=1000"), None)
+        .await;
+    let by_ms = svc
+        .ok(
+            Method::GET,
+            &format!("/v1/sightings?from={T0}&to={}&limit=1000", T0 + 31 * 24 * H),
+            None,
+        )
+        .await;
+    assert_eq!(
+        by_day["sightings"].as_array().map(Vec::len),
+        Some(7),
+        "{by_day}"
+    );
+    assert_eq!(by_day, by_ms);
+    let (s, v) = svc
+        .admin_call(Method::GET, "/v1/sightings?from=yesterday", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"from\" must be"),
+        "{v}"
+    );
     let r = svc
         .ok(Method::GET, &format!("/v1/reports/transparency?{q}"), None)
         .await;

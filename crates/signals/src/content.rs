@@ -177,7 +177,7 @@ pub fn ocr_text_signal(out: &crate::ocr::OcrOutput, min_tokens: usize) -> Option
 pub enum HashError {
     #[error("empty input")]
     Empty,
-    #[error("unrecognised content (not a supported image format)")]
+    #[error("unsupported content: neither a supported image, video, PDF nor UTF-8 text")]
     Unrecognized,
     #[error("input is {size} bytes, over the {max}-byte limit")]
     FileTooLarge { size: u64, max: u64 },

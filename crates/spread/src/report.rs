@@ -934,11 +934,19 @@ fn methodology(r: &Report, opts: &ReportOptions) -> Vec<String> {
                 ""
             }
         )),
-        None => m.push(
+        None if r.totals.checks == 0 && r.totals.confirmed_removals == 0 => m.push(
             "Liveness: no checker settings are recorded in this database (no liveness check \
              has run), so no copy has a confirmed removal."
                 .to_string(),
         ),
+        // Checks without the checker's settings (e.g. `serve --demo`'s
+        // seeded history): the counts stand, the settings are unknown.
+        None => m.push(format!(
+            "Liveness: {} checks in the window and {} confirmed removals are recorded, but \
+             not the settings of the checker that made them (`echotrace liveness run` \
+             records its own), so its schedule and removal rules are not stated here.",
+            r.totals.checks, r.totals.confirmed_removals
+        )),
     }
     m.push(format!(
         "Time to removal is measured from when a copy was first seen and is known only as \

@@ -419,7 +419,20 @@ async fn import(
     }
     let collector = open(db, &a.opts, false).await?;
     let default_name = {
-        let stem = path
+        // A Telegram export is named after its folder, also when given as
+        // its `result.json` (every export's file has that name); `.` and
+        // other relative paths are resolved first.
+        let named = match kind {
+            SourceKind::TelegramExport => {
+                let full = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                match full.parent() {
+                    Some(folder) if full.is_file() => folder.to_path_buf(),
+                    _ => full,
+                }
+            }
+            _ => path.clone(),
+        };
+        let stem = named
             .file_name()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_else(|| "import".into());

@@ -48,8 +48,8 @@ pub enum ExchangeCommand {
         /// Read the credentials (a JSON object) from stdin.
         #[arg(long)]
         credentials_stdin: bool,
-        /// Fill this existing bank (shared with its other exchanges)
-        /// instead of creating one named like the exchange.
+        /// Fill this bank (shared with its other exchanges; created if no
+        /// bank has that name) instead of one named like the exchange.
         #[arg(long)]
         bank: Option<String>,
         /// Policy as JSON: signal_types, include_labels, exclude_labels,
@@ -90,7 +90,8 @@ pub enum ExchangeCommand {
     /// Publish a bank as a feed to partner keys (by key name).
     Publish {
         bank: String,
-        /// A partner key's name (repeatable).
+        /// A partner key's name (repeatable). The feed's partners become
+        /// exactly these keys: name every partner, the old ones included.
         #[arg(long = "partner")]
         partners: Vec<String>,
         /// Keep tombstones this many days (default 180).

@@ -23,7 +23,8 @@ pub struct KeysArgs {
 pub enum KeysCommand {
     /// Create a key and print it (once).
     Create {
-        /// admin, curator, matcher or reviewer.
+        /// admin, curator, matcher, reviewer or partner (a partner key reads
+        /// only the feeds published to it: `exchange publish BANK --partner NAME`).
         #[arg(long)]
         role: String,
         /// A label for the key (who or what uses it); default: the role and
@@ -49,9 +50,8 @@ async fn run_async(args: KeysArgs) -> anyhow::Result<ExitCode> {
     let engine = args.database.open_for_admin().await?;
     let result = match args.command {
         KeysCommand::Create { role, name } => {
-            let role = Role::parse(&role).ok_or_else(|| {
-                anyhow!("unknown role {role:?} (admin, curator, matcher, reviewer)")
-            })?;
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow!("unknown role {role:?} ({})", Role::names()))?;
             let (meta, key) = engine
                 .create_api_key(&Actor::cli(), name.as_deref().unwrap_or(""), role)
                 .await?;

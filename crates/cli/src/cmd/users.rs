@@ -45,9 +45,8 @@ async fn run_async(args: UsersArgs) -> anyhow::Result<ExitCode> {
     let engine = args.database.open_for_admin().await?;
     match args.command {
         UsersCommand::Create { role, name } => {
-            let role = Role::parse(&role).ok_or_else(|| {
-                anyhow!("unknown role {role:?} (admin, curator, matcher, reviewer)")
-            })?;
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow!("unknown role {role:?} ({})", Role::names()))?;
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
                 eprint!("Password for {name}: ");

@@ -17,8 +17,10 @@
 //! Formats (`format`, or by extension / first byte with `auto`):
 //! * `lines`: `type value` (pytx's names: `pdq`, `video_md5`, `photo_md5`,
 //!   `md5`, `url`, … and echotrace's wire names), or just `value` with
-//!   `signal_type` set;
-//! * `csv`: `signal_type,value[,labels]`, labels separated by `;`;
+//!   `signal_type` set — or a bare PDQ hash (64 hex digits) without it;
+//! * `csv`: `signal_type,value[,labels]` or `pdq_hex[,labels]` (as
+//!   `echotrace bank import` reads), labels separated by `;`; a header
+//!   line (`signal_type,…`, `pdq_hex,…`) is skipped;
 //! * `jsonl`: `{"signal_type": …, "value": …, "labels": [...], "id": …,
 //!   "deleted": false}` per line.
 
@@ -455,10 +457,10 @@ pub fn parse_line(
         FileFormat::Csv => {
             let mut parts = t.split(',');
             let first = parts.next().unwrap_or("").trim();
-            if line_no == 1 && first.eq_ignore_ascii_case("signal_type") {
+            if line_no == 1 && echotrace_engine::is_hash_list_header(first) {
                 return Ok(None);
             }
-            let (st, value) = match default_type {
+            let (st, value) = match default_type.or_else(|| bare_pdq(first)) {
                 Some(st) => (st, first.to_string()),
                 None => {
                     let st = signal_type_of(first)
@@ -474,12 +476,12 @@ pub fn parse_line(
             Ok(Some((st, value, labels, id, false)))
         }
         FileFormat::Lines | FileFormat::Auto => {
-            let (st, value) = match default_type {
+            let (st, value) = match default_type.or_else(|| bare_pdq(t)) {
                 Some(st) => (st, t.to_string()),
                 None => {
                     let (name, value) = t
-                        .split_once(' ')
-                        .ok_or_else(|| "expected `type value`".to_string())?;
+                        .split_once([' ', '\t'])
+                        .ok_or_else(|| "expected `type value` (or a bare PDQ hash)".to_string())?;
                     let st = signal_type_of(name)
                         .ok_or_else(|| format!("unknown signal type {name:?}"))?;
                     (st, value.trim().to_string())
@@ -488,6 +490,12 @@ pub fn parse_line(
             Ok(Some((st, value, Vec::new(), id, false)))
         }
     }
+}
+
+/// A value without a signal type that is a PDQ hash (64 hex digits) is
+/// one, as in `echotrace bank import`: hash lists are mostly bare PDQs.
+fn bare_pdq(value: &str) -> Option<SignalType> {
+    echotrace_signals::digest::is_hex(value, 64).then_some(SignalType::Pdq)
 }
 
 /// Largest file read from a URL, bytes.
@@ -627,6 +635,19 @@ mod tests {
         .unwrap();
         assert_eq!(l.map(|x| x.3), Some("7".to_string()));
         let l = parse_line(&pdq, FileFormat::Lines, Some(SignalType::Pdq), 1).unwrap();
-        assert_eq!(l.map(|x| x.1), Some(pdq));
+        assert_eq!(l.map(|x| x.1), Some(pdq.clone()));
+        // `bank import`'s shapes: a bare PDQ, with labels in CSV, a header.
+        let l = parse_line(&pdq, FileFormat::Lines, None, 1).unwrap();
+        assert_eq!(l.map(|x| (x.0, x.1)), Some((SignalType::Pdq, pdq.clone())));
+        let l = parse_line(&format!("{pdq},a;b"), FileFormat::Csv, None, 2).unwrap();
+        assert_eq!(
+            l.map(|x| (x.0, x.2)),
+            Some((SignalType::Pdq, vec!["a".to_string(), "b".to_string()]))
+        );
+        assert_eq!(
+            parse_line("pdq_hex,labels", FileFormat::Csv, None, 1).unwrap(),
+            None
+        );
+        assert!(parse_line("abc,x", FileFormat::Csv, None, 2).is_err());
     }
 }

@@ -35,7 +35,7 @@ pub(crate) const OPENAPI: &[(&str, &str, &str, &str, &str)] = &[
         "get",
         "/v1/sightings",
         "Collector",
-        "List sightings, newest first; query: url, content_id (bank item), source, host, platform, matched, from, to (Unix ms), cursor, limit",
+        "List sightings, newest first; query: url, content_id (bank item), source, host, platform, matched, from, to (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS]Z or Unix ms), cursor, limit",
         "reviewer|curator",
     ),
     ("get", "/v1/sightings/{id}", "Collector", "A sighting with signals, matches, attributes, parent chain and WARC evidence", "reviewer|curator"),
@@ -195,10 +195,10 @@ struct SightingsQuery {
     host: Option<String>,
     platform: Option<String>,
     matched: Option<bool>,
-    /// First seen at or after, Unix ms.
-    from: Option<i64>,
-    /// First seen before, Unix ms.
-    to: Option<i64>,
+    /// First seen at or after (a date, a UTC time or Unix ms).
+    from: Option<String>,
+    /// First seen before (a date, a UTC time or Unix ms).
+    to: Option<String>,
     cursor: Option<i64>,
     limit: Option<u32>,
 }
@@ -216,8 +216,8 @@ async fn list(
         host: q.host.filter(|s| !s.trim().is_empty()),
         platform: q.platform.filter(|s| !s.trim().is_empty()),
         matched: q.matched,
-        from: q.from,
-        to: q.to,
+        from: time_param("from", q.from.as_deref())?,
+        to: time_param("to", q.to.as_deref())?,
         before: q.cursor,
         limit: page_limit(q.limit),
     };
@@ -225,6 +225,18 @@ async fn list(
         .await
         .map_err(collector_error)?;
     Ok(Json(json!({ "sightings": items, "next_cursor": next })))
+}
+
+/// A `from`/`to` query parameter in any of the report's time forms
+/// (blank: none).
+fn time_param(field: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    use echotrace_spread::time::{parse_time, TIME_FORMS};
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => parse_time(s)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("\"{field}\" must be {TIME_FORMS}"))),
+    }
 }
 
 async fn get_one(

@@ -304,8 +304,16 @@ pub(crate) struct FramesQuery {
 }
 
 impl FramesQuery {
-    pub(crate) fn wanted(&self) -> bool {
-        matches!(self.frames.as_deref(), Some("true" | "1" | "yes"))
+    /// Whether the frame lists were asked for: `true`/`1`/`yes` or
+    /// `false`/`0`/`no` (or absent); anything else is a 400 naming it.
+    pub(crate) fn wanted(&self) -> Result<bool, ApiError> {
+        match self.frames.as_deref().map(str::trim) {
+            None | Some("" | "false" | "0" | "no") => Ok(false),
+            Some("true" | "1" | "yes") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "\"frames\" must be true or false, got {other:?}"
+            ))),
+        }
     }
 }
 

@@ -365,6 +365,7 @@ async fn lookup(
     ApiQuery(frames): ApiQuery<FramesQuery>,
     item: Item,
 ) -> Result<Json<Value>, ApiError> {
+    let frames = frames.wanted()?;
     if !item.labels.is_empty() || item.note.is_some() || item.metadata.is_some() {
         return Err(ApiError::bad_request(
             "\"labels\" and \"note\" belong to bank content, not lookups",
@@ -406,7 +407,7 @@ async fn lookup(
         )
         .await?;
     }
-    let mut out = json!(lookup_out(resp, frames.wanted()));
+    let mut out = json!(lookup_out(resp, frames));
     super::exchange::attach_provenance(engine, &mut out, &["matches", "allowed"]).await?;
     if hashed {
         out["signals"] = signals_json(&signals);
@@ -469,6 +470,7 @@ async fn lookup_batch(
     ApiQuery(frames): ApiQuery<FramesQuery>,
     ApiJson(batch): ApiJson<Batch>,
 ) -> Result<Json<Value>, ApiError> {
+    let frames = frames.wanted()?;
     if batch.items.is_empty() || batch.items.len() > MAX_BATCH {
         return Err(ApiError::bad_request(format!(
             "a batch holds 1 to {MAX_BATCH} signal sets"
@@ -502,7 +504,7 @@ async fn lookup_batch(
     }
     let mut out = Vec::with_capacity(results.len());
     for resp in results {
-        let mut v = json!(lookup_out(resp, frames.wanted()));
+        let mut v = json!(lookup_out(resp, frames));
         super::exchange::attach_provenance(engine, &mut v, &["matches", "allowed"]).await?;
         out.push(v);
     }
@@ -610,6 +612,7 @@ async fn list_matches(
     _caller: Caller<op::ReadMatches>,
     ApiQuery(q): ApiQuery<MatchesQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let frames = FramesQuery { frames: q.frames }.wanted()?;
     let engine = state.engine()?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
@@ -632,7 +635,6 @@ async fn list_matches(
         })
         .await?;
     let next = next_cursor(&matches, limit, |m| m.id);
-    let frames = FramesQuery { frames: q.frames }.wanted();
     let matches: Vec<_> = matches.into_iter().map(|m| match_out(m, frames)).collect();
     let mut out = json!({"matches": matches, "next_cursor": next});
     super::exchange::attach_provenance(engine, &mut out, &["matches"]).await?;
@@ -647,7 +649,7 @@ async fn get_match(
 ) -> Result<Json<Value>, ApiError> {
     let engine = state.engine()?;
     let m = engine.get_match(id).await?;
-    let mut out = json!({"matches": [match_out(m, frames.wanted())]});
+    let mut out = json!({"matches": [match_out(m, frames.wanted()?)]});
     super::exchange::attach_provenance(engine, &mut out, &["matches"]).await?;
     Ok(Json(out["matches"][0].take()))
 }
@@ -754,7 +756,7 @@ async fn create_key(
     ApiJson(body): ApiJson<KeyBody>,
 ) -> Result<Response, ApiError> {
     let role = Role::parse(&body.role)
-        .ok_or_else(|| ApiError::bad_request("role must be admin, curator, matcher or reviewer"))?;
+        .ok_or_else(|| ApiError::bad_request(format!("role must be one of {}", Role::names())))?;
     let (meta, key) = state
         .engine()?
         .create_api_key(&caller.actor(), &body.name, role)

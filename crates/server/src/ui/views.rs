@@ -1055,6 +1055,7 @@ pub fn keys(
                 option value="reviewer" { "reviewer — read matches, decide" }
                 option value="curator" { "curator — manage banks" }
                 option value="admin" { "admin — everything" }
+                option value="partner" { "partner — read the feeds published to it" }
             }
             p { button type="submit" { "Create key" } }
         }
