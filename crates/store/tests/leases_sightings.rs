@@ -428,7 +428,10 @@ async fn legacy_signal_rows_fold_into_their_sighting(db: &TestDb) {
         ("url_sha256", digest("u1")),
     ];
     tx.insert_sighting_signals(msg.id, &msg_rows).await.unwrap();
-    let link_rows = [("url", "https://files.example/x"), ("url_sha256", digest("u2"))];
+    let link_rows = [
+        ("url", "https://files.example/x"),
+        ("url_sha256", digest("u2")),
+    ];
     tx.insert_sighting_signals(link.id, &link_rows)
         .await
         .unwrap();
@@ -644,7 +647,10 @@ async fn sighting_keys_are_digests_and_find_their_url(db: &TestDb) {
     tx.commit().await.unwrap();
     assert!(got[0].is_new);
     assert_eq!(
-        got[1..].iter().map(|u| (u.id, u.is_new)).collect::<Vec<_>>(),
+        got[1..]
+            .iter()
+            .map(|u| (u.id, u.is_new))
+            .collect::<Vec<_>>(),
         vec![(ids[1], false), (ids[0], false)],
         "a key stored once, found again by the bulk upsert"
     );
@@ -664,7 +670,10 @@ async fn sighting_keys_are_digests_and_find_their_url(db: &TestDb) {
         store.sightings_at_url(&above, 10).await.unwrap(),
         vec![ids[4], ids[3]]
     );
-    assert_eq!(store.sightings_at_url(&a, 1).await.unwrap(), vec![got[0].id]);
+    assert_eq!(
+        store.sightings_at_url(&a, 1).await.unwrap(),
+        vec![got[0].id]
+    );
     assert!(store
         .sightings_at_url(&"22".repeat(32), 10)
         .await

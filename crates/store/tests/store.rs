@@ -630,3 +630,43 @@ async fn a_second_fetch_does_not_wait_for_the_first_ones_statistics(db: &TestDb)
         .expect("the second fetch waited for the first transaction");
     first.commit().await.unwrap();
 }
+
+/// SQLite: a database this build creates has 8 KiB pages; one created with
+/// SQLite's 4 KiB pages keeps them, migrates and takes writes as before.
+#[tokio::test]
+async fn sqlite_page_size_is_8k_for_new_databases_and_kept_for_old_ones() {
+    async fn page_size(store: &Store) -> i64 {
+        sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    }
+    let new = TestDb::sqlite();
+    let store = Store::open(&new.url).await.unwrap();
+    assert_eq!(page_size(&store).await, 8192);
+    store.close().await;
+    new.cleanup().await.unwrap();
+
+    let old = TestDb::sqlite();
+    let path = old.url.trim_start_matches("sqlite://").to_string();
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::raw_sql("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let store = Store::open(&old.url).await.unwrap();
+    assert_eq!(page_size(&store).await, 4096);
+    let mut tx = store.write().await.unwrap();
+    tx.record_change("content", 1, "upsert").await.unwrap();
+    tx.commit().await.unwrap();
+    store.close().await;
+    old.cleanup().await.unwrap();
+}
