@@ -15,7 +15,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_peak_under, noise_bytes, ok, ok_json_peak, run, temp_dir, Server};
+use common::{
+    assert_peak_under, bridge_photo, fixtures, lookup_channels, noise_bytes, ok, ok_json_peak, pad,
+    run, temp_dir, Server,
+};
 use echotrace_engine::demo::{altered_bytes, demo_images, demo_texts, png_bytes, Alteration};
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
@@ -516,53 +519,6 @@ async fn result_json_is_named_after_its_export(db: &TestDb) {
     }
     assert!(!out.contains("telegram:result.json"), "{out}");
     let _ = std::fs::remove_dir_all(root);
-}
-
-/// `../shared/fixtures` (fails loudly when missing).
-fn fixtures() -> std::path::PathBuf {
-    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    assert!(
-        p.is_dir(),
-        "{} is missing: this test needs ../shared/fixtures",
-        p.display()
-    );
-    p
-}
-
-/// The bridge photo of Meta's PDQ fixtures at 480×300 (as robust_api.rs).
-fn bridge_photo() -> image::RgbImage {
-    let bytes = std::fs::read(fixtures().join("pdq/images/bridge-mods/aaa-orig.jpg")).unwrap();
-    let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
-    image::imageops::resize(&img, 480, 300, image::imageops::FilterType::Triangle)
-}
-
-/// `img` in a uniform `colour` frame, `px` / `py` pixels a side.
-fn pad(img: &image::RgbImage, px: u32, py: u32, colour: [u8; 3]) -> image::RgbImage {
-    let mut out = image::RgbImage::from_pixel(
-        img.width() + 2 * px,
-        img.height() + 2 * py,
-        image::Rgb(colour),
-    );
-    image::imageops::overlay(&mut out, img, i64::from(px), i64::from(py));
-    out
-}
-
-/// `(bank name, channel)` of every perceptual match of a `/v1/lookup`
-/// upload of `bytes` (recorded as a lookup; the sightings are separate).
-async fn lookup_channels(server: &Server, bytes: &[u8]) -> Vec<(String, String)> {
-    let v = server.upload("/v1/lookup", bytes).await;
-    let mut out: Vec<(String, String)> = v["matches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["signal_type"] == "pdq")
-        .map(|m| {
-            let bank = m["bank_name"].as_str().unwrap().to_string();
-            (bank, m["channel"].as_str().unwrap().to_string())
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 /// The collector matches the way `/v1/lookup` does: an export whose photos
