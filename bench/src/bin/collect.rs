@@ -202,7 +202,8 @@ fn bench_photo(seed: u64) -> image::RgbImage {
     image::RgbImage::from_fn(640, 480, |px, py| {
         let b = blocks[(py / 80 * 8 + px / 80) as usize];
         let (u, v) = (px as f32 / 640.0, py as f32 / 480.0);
-        let w = (u * fa * 6.283).sin() * (v * fb * 6.283).cos() * 50.0;
+        let w =
+            (u * fa * std::f32::consts::TAU).sin() * (v * fb * std::f32::consts::TAU).cos() * 50.0;
         let c = |k: f32| (k * 0.7 + w + 40.0).clamp(0.0, 255.0) as u8;
         image::Rgb([c(b[0]), c(b[1]), c(b[2])])
     })
