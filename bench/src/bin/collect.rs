@@ -10,9 +10,13 @@
 //!   page is matched for real), writing WARC evidence; prints one JSON line:
 //!   pages, wall and CPU seconds of this process, pages per CPU-second, RSS
 //!   samples every 10,000 pages.
-//! * `telegram-gen --messages N --out DIR`: a generated Telegram Desktop
-//!   export; `telegram --db URL --path DIR`: import it, JSON line with
-//!   messages/s and messages per CPU-second.
+//! * `telegram-gen --messages N --out DIR [--photo-every K]`: a generated
+//!   Telegram Desktop export (with `--photo-every`, every K-th message
+//!   carries a generated 640×480 JPEG photo, and one photo in ten of those
+//!   is the left-right mirror of a `--bank-images` image); `telegram --db
+//!   URL --path DIR [--bank-images B]`: import it into a bank of 100 texts
+//!   (and B generated images added as files), JSON line with messages/s,
+//!   messages per CPU-second and the matched count.
 //!
 //! Run by `bench/run_collect.sh`, which runs the Python peers on the same
 //! site and export in the same run.
@@ -173,6 +177,48 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// A generated 640×480 photo, distinct per seed: a 8×6 grid of
+/// seed-coloured blocks under a seed-tuned wave pattern (detailed enough
+/// for PDQ quality 100).
+fn bench_photo(seed: u64) -> image::RgbImage {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let blocks: Vec<[f32; 3]> = (0..48)
+        .map(|_| {
+            let v = next();
+            [
+                (v & 0xff) as f32,
+                ((v >> 8) & 0xff) as f32,
+                ((v >> 16) & 0xff) as f32,
+            ]
+        })
+        .collect();
+    let (fa, fb) = (2.0 + (next() % 7) as f32, 3.0 + (next() % 5) as f32);
+    image::RgbImage::from_fn(640, 480, |px, py| {
+        let b = blocks[(py / 80 * 8 + px / 80) as usize];
+        let (u, v) = (px as f32 / 640.0, py as f32 / 480.0);
+        let w =
+            (u * fa * std::f32::consts::TAU).sin() * (v * fb * std::f32::consts::TAU).cos() * 50.0;
+        let c = |k: f32| (k * 0.7 + w + 40.0).clamp(0.0, 255.0) as u8;
+        image::Rgb([c(b[0]), c(b[1]), c(b[2])])
+    })
+}
+
+/// JPEG bytes (quality 85) of a bench photo.
+fn jpeg_of(img: &image::RgbImage) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85).encode_image(img)?;
+    Ok(out)
+}
+
+/// Seeds of the bank images (`telegram --bank-images`).
+const BANK_PHOTO_SEED: u64 = 7_000_000;
+
 async fn engine_with_bank(db: &str, texts: usize) -> anyhow::Result<Engine> {
     let cfg = EngineConfig::with_database_url(db);
     let engine = Engine::open(cfg).await?;
@@ -271,8 +317,13 @@ fn telegram_gen(args: &[String]) -> anyhow::Result<()> {
         .map(|w| w.parse())
         .transpose()?
         .unwrap_or(100_000);
+    let photo_every: usize = arg(args, "--photo-every")
+        .map(|w| w.parse())
+        .transpose()?
+        .unwrap_or(0);
     let out = std::path::PathBuf::from(arg(args, "--out").ok_or(anyhow!("--out"))?);
-    std::fs::create_dir_all(&out)?;
+    std::fs::create_dir_all(out.join("photos"))?;
+    let mut photos = 0u64;
     let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("result.json"))?);
     write!(
         f,
@@ -283,7 +334,7 @@ fn telegram_gen(args: &[String]) -> anyhow::Result<()> {
             write!(f, ",")?;
         }
         let t = text(i as u64, 40);
-        let m = if i % 3 == 0 {
+        let mut m = if i % 3 == 0 {
             json!({"id": i, "type": "message", "date_unixtime": (1_700_000_000 + i).to_string(), "from": "Bench",
                    "text": [t.clone(), {"type": "text_link", "text": "here", "href": format!("https://mirror.example/f/{i}")}],
                    "text_entities": [{"type": "plain", "text": t}, {"type": "text_link", "text": "here", "href": format!("https://mirror.example/f/{i}")}]})
@@ -291,6 +342,18 @@ fn telegram_gen(args: &[String]) -> anyhow::Result<()> {
             json!({"id": i, "type": "message", "date_unixtime": (1_700_000_000 + i).to_string(), "from": "Bench",
                    "text": t.clone(), "text_entities": [{"type": "plain", "text": t}]})
         };
+        if photo_every > 0 && i % photo_every == 0 {
+            // One in ten: the mirror of bank image (photos / 10) % 10.
+            let img = if photos % 10 == 9 {
+                image::imageops::flip_horizontal(&bench_photo(BANK_PHOTO_SEED + (photos / 10) % 10))
+            } else {
+                bench_photo(i as u64)
+            };
+            let name = format!("photos/p{i}.jpg");
+            std::fs::write(out.join(&name), jpeg_of(&img)?)?;
+            m["photo"] = json!(name);
+            photos += 1;
+        }
         serde_json::to_writer(&mut f, &m)?;
     }
     write!(f, "]}}")?;
@@ -301,7 +364,27 @@ fn telegram_gen(args: &[String]) -> anyhow::Result<()> {
 async fn telegram(args: &[String]) -> anyhow::Result<()> {
     let db = arg(args, "--db").ok_or(anyhow!("--db"))?;
     let path = arg(args, "--path").ok_or(anyhow!("--path"))?;
+    let bank_images: u64 = arg(args, "--bank-images")
+        .map(|w| w.parse())
+        .transpose()?
+        .unwrap_or(0);
     let engine = engine_with_bank(&db, 100).await?;
+    if bank_images > 0 {
+        let bank = engine.bank_by_name("bench").await?;
+        for k in 0..bank_images {
+            engine
+                .add_content(
+                    &Actor::cli(),
+                    bank.id,
+                    NewContent {
+                        source: ContentSource::Bytes(jpeg_of(&bench_photo(BANK_PHOTO_SEED + k))?),
+                        labels: vec![],
+                        note: String::new(),
+                    },
+                )
+                .await?;
+        }
+    }
     let fetch = FetchConfig::new("https://bench.invalid/contact").map_err(|e| anyhow!(e))?;
     let collector = Collector::new(
         engine.clone(),
@@ -328,7 +411,8 @@ async fn telegram(args: &[String]) -> anyhow::Result<()> {
     let cpu = cpu_seconds() - cpu0;
     println!(
         "{}",
-        json!({"messages": r.messages, "sightings": r.items, "wall_s": wall, "cpu_s": cpu,
+        json!({"messages": r.messages, "sightings": r.items, "matched": r.matched,
+               "media_hashed": r.media_hashed, "wall_s": wall, "cpu_s": cpu,
                "messages_per_s": r.messages as f64 / wall, "messages_per_cpu_s": r.messages as f64 / cpu.max(1e-9),
                "rss_mb_end": rss_mb()})
     );

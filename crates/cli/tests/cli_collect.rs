@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use common::site::{Reply, Site};
 use common::socks::Socks;
-use common::{assert_peak_under, noise_bytes, ok, ok_json_peak, run, temp_dir, Server};
+use common::{
+    assert_peak_under, bridge_photo, fixtures, lookup_channels, noise_bytes, ok, ok_json_peak, pad,
+    run, temp_dir, Server,
+};
 use echotrace_engine::demo::{
     altered_bytes, demo_images, demo_texts, demo_unrelated_image, png_bytes, Alteration,
 };
@@ -34,7 +37,8 @@ both_backends!(
     crawl_finds_planted_copies_in_scope,
     hostile_sites_end_in_recorded_errors,
     warc_import_records_payloads_and_names_bad_records,
-    warc_import_of_large_records_stays_in_bounded_memory
+    warc_import_of_large_records_stays_in_bounded_memory,
+    crawled_images_match_through_the_robust_channels_at_every_url
 );
 
 const CONTACT: &str = "https://collector-test.invalid/contact";
@@ -982,4 +986,119 @@ async fn warc_import_of_large_records_stays_in_bounded_memory(db: &TestDb) {
         );
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A crawl matches images the way `/v1/lookup` does: the mirror of a bank
+/// image (added as a file) matches through `dihedral` on each page that
+/// carries it — at a second URL too, where the collector has hashed the
+/// same bytes before — a framed copy through the channel a lookup
+/// reports, and an unrelated photo matches nothing.
+async fn crawled_images_match_through_the_robust_channels_at_every_url(db: &TestDb) {
+    let original = bridge_photo();
+    let mirrored = png_bytes(&image::imageops::flip_horizontal(&original)).unwrap();
+    let framed = png_bytes(&pad(&original, 60, 40, [20, 160, 90])).unwrap();
+    let unrelated = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+    let (m2, f2, u2) = (mirrored.clone(), framed.clone(), unrelated.clone());
+    let site = Site::start(&["127.0.0.2"], move |_| {
+        move |_host: &str, path: &str| match path {
+            "/a.html" => Some(Reply::html(
+                "<html><body><p>River walk, part one.</p><img src=\"/img/one.png\"></body></html>",
+            )),
+            "/b.html" => Some(Reply::html(
+                "<html><body><p>River walk, part two.</p><img src=\"/img/two.png\">\
+                 <img src=\"/img/framed.png\"><img src=\"/img/other.jpg\"></body></html>",
+            )),
+            "/img/one.png" | "/img/two.png" => Some(Reply::bytes("image/png", m2.clone())),
+            "/img/framed.png" => Some(Reply::bytes("image/png", f2.clone())),
+            "/img/other.jpg" => Some(Reply::bytes("image/jpeg", u2.clone())),
+            _ => None,
+        }
+    })
+    .await;
+    let base = site.base(0);
+    let server = Server::spawn(&db.url, &[]).await;
+    let (s, v) = server
+        .send(Method::POST, "/v1/banks", json!({"name": "files"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let item = server
+        .upload("/v1/banks/files/content", &png_bytes(&original).unwrap())
+        .await;
+    let item_id = item["id"].as_i64().unwrap();
+    let want_mirrored = lookup_channels(&server, &mirrored).await;
+    assert_eq!(
+        want_mirrored,
+        [("files".to_string(), "dihedral".to_string())]
+    );
+    let want_framed = lookup_channels(&server, &framed).await;
+    assert_eq!(want_framed.len(), 1, "{want_framed:?}");
+    assert_eq!(lookup_channels(&server, &unrelated).await, []);
+
+    // Two sources, collected one after the other, so the second page's
+    // image is bytes the collector has already hashed under another URL.
+    let list = temp_dir("robust-urls");
+    let warc = temp_dir("robust-warc");
+    for (name, page) in [("walk-a", "a.html"), ("walk-b", "b.html")] {
+        let file = list.join(format!("{name}.txt"));
+        std::fs::write(&file, format!("{base}/{page}\n")).unwrap();
+        let (s, v) = server
+            .send(
+                Method::POST,
+                "/v1/sources",
+                json!({"name": name, "kind": "urls", "config": {"path": file, "depth": 1}}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        let out = ok(
+            &[
+                "collect",
+                "run",
+                "--db",
+                &db.url,
+                "--contact",
+                CONTACT,
+                "--allow-private-addresses",
+                "127.0.0.2/32",
+                "--no-politeness",
+                "--warc-dir",
+                warc.to_str().unwrap(),
+                "--json",
+            ],
+            T,
+        );
+        let report: Value =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(report["jobs_failed"], 0, "{report}");
+    }
+
+    let all = server.sightings("").await;
+    let channels = |suffix: &str| -> (bool, Vec<(String, String)>) {
+        let s = by_url(&all, suffix);
+        assert_eq!(s.len(), 1, "one sighting of {suffix}: {all:?}");
+        let mut got: Vec<(String, String)> = s[0]["matches"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                assert_eq!(m["content_id"], item_id, "{m}");
+                (
+                    "files".to_string(),
+                    m["channel"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        got.sort();
+        (s[0]["matched"] == true, got)
+    };
+    assert_eq!(channels("/img/one.png"), (true, want_mirrored.clone()));
+    assert_eq!(
+        channels("/img/two.png"),
+        (true, want_mirrored),
+        "the same bytes at a second URL match the same way"
+    );
+    assert_eq!(channels("/img/framed.png"), (true, want_framed));
+    assert_eq!(channels("/img/other.jpg"), (false, vec![]));
+    let _ = std::fs::remove_dir_all(list);
+    let _ = std::fs::remove_dir_all(warc);
 }

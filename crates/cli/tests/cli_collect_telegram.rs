@@ -5,14 +5,20 @@
 //! hash is recorded, an altered re-upload of a bank item is matched, and a
 //! truncated or malformed `result.json` is a clear error naming the
 //! position; an export given as its `result.json` is the source of its
-//! folder, not one "result.json" source for every export. Generated
-//! benign content only.
+//! folder, not one "result.json" source for every export. A mirrored or
+//! bordered photo of a bank image matches through the same robust channel
+//! as a `/v1/lookup` of it (`dihedral`, `border`), under each bank's
+//! `matching` switches. Generated benign content and ../shared/fixtures
+//! only.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{assert_peak_under, noise_bytes, ok, ok_json_peak, run, temp_dir, Server};
+use common::{
+    assert_peak_under, bridge_photo, fixtures, lookup_channels, noise_bytes, ok, ok_json_peak, pad,
+    run, temp_dir, Server,
+};
 use echotrace_engine::demo::{altered_bytes, demo_images, demo_texts, png_bytes, Alteration};
 use echotrace_store::both_backends;
 use echotrace_store::testing::TestDb;
@@ -22,6 +28,7 @@ use serde_json::{json, Value};
 both_backends!(export_of_20k_messages_is_ingested);
 both_backends!(export_with_large_media_is_imported_in_bounded_memory);
 both_backends!(result_json_is_named_after_its_export);
+both_backends!(photos_match_through_the_robust_channels_as_a_lookup);
 
 const T: Duration = Duration::from_secs(300);
 const MESSAGES: usize = 20_000;
@@ -512,4 +519,154 @@ async fn result_json_is_named_after_its_export(db: &TestDb) {
     }
     assert!(!out.contains("telegram:result.json"), "{out}");
     let _ = std::fs::remove_dir_all(root);
+}
+
+/// The collector matches the way `/v1/lookup` does: an export whose photos
+/// are the left-right mirror of a bank image (added as a file) and the
+/// same image in a uniform frame records them matched through `dihedral`
+/// and `border`, the channel a lookup of the same bytes reports; a bank
+/// with `"matching": {"dihedral": false}` does not match the mirror; an
+/// unrelated photo stays unmatched.
+async fn photos_match_through_the_robust_channels_as_a_lookup(db: &TestDb) {
+    let original = bridge_photo();
+    let mirrored = png_bytes(&image::imageops::flip_horizontal(&original)).unwrap();
+    let bordered = png_bytes(&pad(&original, 60, 40, [20, 160, 90])).unwrap();
+    let unrelated = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+
+    let server = Server::spawn(&db.url, &[]).await;
+    let (s, v) = server
+        .send(Method::POST, "/v1/banks", json!({"name": "files"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = server
+        .send(
+            Method::POST,
+            "/v1/banks",
+            json!({"name": "hashes", "matching": {"dihedral": false}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["matching"]["dihedral"], false, "{v}");
+    let file_item = server
+        .upload("/v1/banks/files/content", &png_bytes(&original).unwrap())
+        .await;
+    let pdq = file_item["signals"][0]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, hash_item) = server
+        .send(
+            Method::POST,
+            "/v1/banks/hashes/content",
+            json!({"signals": {"pdq": pdq}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{hash_item}");
+    let (file_id, hash_id) = (
+        file_item["id"].as_i64().unwrap(),
+        hash_item["id"].as_i64().unwrap(),
+    );
+
+    // What a lookup of each photo matches (the reference).
+    let want_mirrored = lookup_channels(&server, &mirrored).await;
+    assert_eq!(
+        want_mirrored,
+        [("files".to_string(), "dihedral".to_string())],
+        "the mirror: dihedral, and only where the bank allows it"
+    );
+    let want_bordered = lookup_channels(&server, &bordered).await;
+    assert!(
+        want_bordered.contains(&("hashes".to_string(), "border".to_string())),
+        "{want_bordered:?}"
+    );
+    assert_eq!(lookup_channels(&server, &unrelated).await, []);
+
+    // The export: one photo per message.
+    let dir = temp_dir("tg-robust").join("ChatExport_2024-07-01");
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    let photos: [(&str, &[u8]); 3] = [
+        ("photos/mirrored.png", &mirrored),
+        ("photos/bordered.png", &bordered),
+        ("photos/unrelated.jpg", &unrelated),
+    ];
+    let messages: Vec<Value> = photos
+        .iter()
+        .enumerate()
+        .map(|(i, (name, bytes))| {
+            std::fs::write(dir.join(name), bytes).unwrap();
+            json!({"id": i + 1, "type": "message",
+                   "date_unixtime": (1_719_792_000 + i).to_string(),
+                   "text": format!("picture {} of the river walk", i + 1),
+                   "photo": name})
+        })
+        .collect();
+    let export = json!({"name": "Robust Channel", "type": "public_channel", "id": 777,
+                        "messages": messages});
+    std::fs::write(dir.join("result.json"), export.to_string()).unwrap();
+    let out = ok(
+        &[
+            "collect",
+            "import-telegram",
+            dir.to_str().unwrap(),
+            "--source",
+            "robust",
+            "--db",
+            &db.url,
+            "--json",
+        ],
+        T,
+    );
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["media_hashed"], 3, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["matched"], 2, "the mirror and the framed copy: {r}");
+
+    // Through the API: each photo's sighting, its matches' (bank, channel).
+    let bank_names = [(file_id, "files"), (hash_id, "hashes")];
+    let mut seen = Vec::new();
+    for (i, (_, bytes)) in photos.iter().enumerate() {
+        let sha = echotrace_signals::digest::sha256_hex(bytes);
+        let (s, v) = server
+            .get(&format!("/v1/sightings?url=https://t.me/c/777/{}", i + 1))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let photo = v["sightings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["content_sha256"] == sha)
+            .unwrap_or_else(|| panic!("no sighting of photo {}: {v}", i + 1))
+            .clone();
+        let mut got: Vec<(String, String)> = photo["matches"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| {
+                let bank = bank_names
+                    .iter()
+                    .find(|(id, _)| m["content_id"] == *id)
+                    .map_or("?", |(_, n)| n);
+                assert_eq!(m["found_by"], "fetch", "{m}");
+                (bank.to_string(), m["channel"].as_str().unwrap().to_string())
+            })
+            .collect();
+        got.sort();
+        seen.push((photo["matched"].clone(), got));
+    }
+    assert_eq!(seen[0], (json!(true), want_mirrored), "the mirror");
+    assert_eq!(seen[1], (json!(true), want_bordered), "the framed copy");
+    assert_eq!(seen[2], (json!(false), vec![]), "the unrelated photo");
+    // The dihedral-off bank's item has no sighting of the mirror.
+    let of_hashes = server.sightings(&format!("content_id={hash_id}")).await;
+    assert!(
+        of_hashes.iter().all(|x| x["url"] != "https://t.me/c/777/1"),
+        "{of_hashes:?}"
+    );
+    let of_files = server.sightings(&format!("content_id={file_id}")).await;
+    assert!(
+        of_files.iter().any(|x| x["url"] == "https://t.me/c/777/1"),
+        "{of_files:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -270,6 +270,31 @@ fn snapshot_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         .unwrap_or_default()
 }
 
+/// The unauthenticated `/readyz` body names neither the snapshot
+/// directory (nor any file in it) nor this host, and its replica tag is
+/// 12 hex digits.
+fn shows_no_internals(ready: &Value, dir: &std::path::Path) {
+    let body = ready.to_string();
+    let dir_s = dir.display().to_string();
+    assert!(!body.contains(&dir_s), "snapshot dir in /readyz: {body}");
+    assert!(
+        !body.contains(".etsnap"),
+        "snapshot file in /readyz: {body}"
+    );
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    assert!(!host.is_empty(), "the test reads the host name");
+    assert!(
+        !body.contains(host),
+        "host name {host:?} in /readyz: {body}"
+    );
+    let tag = ready["replica"].as_str().unwrap_or_default();
+    assert!(
+        tag.len() == 12 && tag.chars().all(|c| c.is_ascii_hexdigit()),
+        "{body}"
+    );
+}
+
 async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
     // Both backends run at once: the backend keeps their snapshot directories apart.
     let dir = std::env::temp_dir().join(format!(
@@ -396,6 +421,8 @@ async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
     let c = Proc::spawn(&db.url, &snap_args).await;
     let ready = c.readyz(&client).await;
     assert_eq!(ready["state"]["from"], "snapshot", "{ready}");
+    assert!(ready["state"]["change_id"].as_i64().is_some(), "{ready}");
+    shows_no_internals(&ready, &dir);
     assert!(c.logged("indexes loaded from snapshot"));
     assert_eq!(lookups(&client, &admin, &c.base, &queries).await, expected);
     let mut c = c;
@@ -412,11 +439,8 @@ async fn snapshot_restart_answers_like_a_paged_load(db: &TestDb) {
     let d = Proc::spawn(&db.url, &snap_args).await;
     let ready = d.readyz(&client).await;
     assert_eq!(ready["state"]["from"], "paged", "{ready}");
-    assert_eq!(
-        ready["state"]["refused"].as_array().map(Vec::len),
-        Some(1),
-        "{ready}"
-    );
+    assert_eq!(ready["state"]["refused"], 1, "{ready}");
+    shows_no_internals(&ready, &dir);
     assert!(d.logged("snapshot refused:"), "the refusal is logged");
     assert_eq!(lookups(&client, &admin, &d.base, &queries).await, expected);
     drop(d);

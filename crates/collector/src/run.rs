@@ -747,10 +747,17 @@ impl Collector {
         let store = self.store().clone();
         // Content dedup: bytes already hashed under another URL.
         // (Pages are cheap to hash and rarely repeat: only files are looked up.)
+        // Images are always hashed again: their robust query set (dihedral,
+        // borders, crops) is not stored, and the same bytes must match the
+        // same way at every URL, as a lookup of them would.
         let page_like = f
             .content_type()
             .is_some_and(|t| t.contains("html") || t.contains("xml") || t.contains("json"));
-        let known = if f.body.is_empty() || page_like || job.kind == "feed" {
+        let image = matches!(
+            echotrace_signals::content::detect_kind(&f.body),
+            Some(echotrace_signals::content::ContentKind::Image(_))
+        );
+        let known = if f.body.is_empty() || page_like || image || job.kind == "feed" {
             None
         } else {
             store.signals_of_content_sha(&f.sha256).await.ok().flatten()

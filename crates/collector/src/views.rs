@@ -49,6 +49,8 @@ pub struct SightingMatchView {
     pub match_id: Option<i64>,
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
+    /// The channel that found it (`plain`, `dihedral`, `border`, …).
+    pub channel: String,
     pub found_by: String,
     pub created_at: i64,
 }
@@ -113,6 +115,7 @@ async fn view(
             match_id: m.match_id,
             distance: m.distance,
             similarity: m.similarity,
+            channel: m.channel,
             found_by: m.found_by,
             created_at: m.created_at,
         })

@@ -109,7 +109,7 @@ pub use import::{
     import_into_store, is_hash_list_header, parse_hash_list_line, ImportItem, ImportReport,
     IMPORT_BATCH,
 };
-pub use ops::{Lag, StateSource};
+pub use ops::{Lag, PublicStateSource, StateSource};
 pub use outbox::{BoxFuture, Deliverer, DeliveryReport, OutboxConfig};
 pub use recorder::RecordPolicy;
 pub use rederive::{RederivePage, REDERIVE_PAGE_MAX};

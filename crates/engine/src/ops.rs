@@ -47,6 +47,36 @@ pub enum StateSource {
     Empty,
 }
 
+/// What an unauthenticated caller (`/readyz`) may learn of a
+/// [`StateSource`]: whether a snapshot was used and which change it
+/// reflects, or how many snapshots were refused — never a file path or a
+/// refusal's reason (those go to the log).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum PublicStateSource {
+    /// A snapshot reflecting `change_id`, then the changes since.
+    Snapshot { change_id: i64 },
+    /// Every row, page by page, after refusing `refused` snapshots.
+    Paged { refused: usize },
+    /// No indexes.
+    Empty,
+}
+
+impl StateSource {
+    /// The form `/readyz` shows (see [`PublicStateSource`]).
+    pub fn public(&self) -> PublicStateSource {
+        match self {
+            StateSource::Snapshot { change_id, .. } => PublicStateSource::Snapshot {
+                change_id: *change_id,
+            },
+            StateSource::Paged { refused } => PublicStateSource::Paged {
+                refused: refused.len(),
+            },
+            StateSource::Empty => PublicStateSource::Empty,
+        }
+    }
+}
+
 /// How far this process's indexes are behind the database.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Lag {
@@ -132,6 +162,16 @@ impl Engine {
     /// This process's name among those sharing the database.
     pub fn replica_id(&self) -> &str {
         &self.inner.config.replica_id
+    }
+
+    /// A stable tag for this process that reveals nothing of it (the
+    /// first 12 hex digits of the SHA-256 of [`Engine::replica_id`]): what
+    /// `/readyz` shows, so a caller can tell replicas apart without
+    /// learning host names.
+    pub fn replica_tag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(self.replica_id().as_bytes());
+        d.iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 
     /// How far the indexes are behind the database's change sequence.

@@ -9,8 +9,13 @@
 //!   → text_minhash signed per equivalence-list version in play, video →
 //!   vpdq, a PDF through the isolated extractor, anything else its digests),
 //!   adds the URL's `url` and `url_sha256` signals, and matches them against
-//!   the in-memory indexes. An allow-bank hit suppresses the block hits, as
-//!   for a lookup. Nothing is written, so the caller can put the signals and
+//!   the in-memory indexes. Bytes are hashed and matched exactly as a
+//!   `/v1/lookup` upload of them (`signals::hash_upload`, then
+//!   `MatchState::find_with` with the derived query hashes): an image or
+//!   video goes through the robust channels too (`dihedral`, `border`,
+//!   `window`, `region`, `part`, under each bank's `matching` switches), and
+//!   each hit keeps the channel that found it (plain wins for an item). An
+//!   allow-bank hit suppresses the block hits, as for a lookup. Nothing is written, so the caller can put the signals and
 //!   the match result into its WARC `metadata` record first.
 //! * [`Engine::record_sightings`] writes prepared items inside the caller's
 //!   transaction (the collector finishes its frontier job in the same one):
@@ -103,6 +108,8 @@ pub struct SightingHit {
     pub signal_type: SignalType,
     pub distance: Option<i64>,
     pub similarity: Option<f64>,
+    /// The channel that found it (`plain`, `dihedral`, `border`, …).
+    pub channel: &'static str,
 }
 
 /// An item hashed and matched, ready to record.
@@ -150,6 +157,7 @@ impl PreparedSighting {
                 signal_type: c.signal_type,
                 distance: c.distance,
                 similarity: c.similarity,
+                channel: c.channel.as_str(),
             })
             .collect()
     }
@@ -229,7 +237,11 @@ impl Engine {
             EngineError::InvalidInput(format!("sighting URL {:?}: {e}", short(&item.url)))
         })?;
         let mut hash_error = None;
-        let mut text_for_lists: Option<String> = None;
+        // Raw text (a text file's, a PDF's) to sign under the banks'
+        // equivalence lists, and an image's or video's derived query hashes
+        // (the robust channels): both as `/v1/lookup` makes them.
+        let mut query_text: Option<crate::signals::QueryText> = None;
+        let mut robust: Option<crate::robust::RobustQuery> = None;
         // Text signed here is signed once, for every list version in play.
         let mut variants = None;
         let (content_sha256, media_type, mut signals) = match item.content {
@@ -245,18 +257,19 @@ impl Engine {
                 let signals = if media == "other" {
                     digest_signals(&bytes)
                 } else {
-                    match crate::signals::hash_bytes_using(
-                        &bytes,
+                    // The lookup's own hashing (no OCR: collected items are
+                    // not OCRed), so an item matches exactly as a
+                    // `/v1/lookup` of the same bytes.
+                    match crate::signals::hash_upload(
+                        bytes.clone(),
                         VideoSampling::Query,
                         self.inner.config.pdf_extractor.as_deref(),
                         None,
                     ) {
-                        Ok(s) => {
-                            if media == "text" {
-                                text_for_lists =
-                                    std::str::from_utf8(&bytes).ok().map(str::to_string);
-                            }
-                            s
+                        Ok(h) => {
+                            query_text = h.text;
+                            robust = h.robust;
+                            h.signals
                         }
                         Err(e) => {
                             hash_error = Some(e.to_string());
@@ -294,14 +307,16 @@ impl Engine {
             signal_type: SignalType::UrlSha256,
             value: canon.sha256.clone(),
         });
-        if let (None, Some(t)) = (&variants, text_for_lists) {
+        if let (None, Some(t)) = (&variants, &query_text) {
             let lists = self.text_lists(None)?;
             let base = crate::signals::text_minhash_of(&signals).map(str::to_string);
-            variants = sign_variants(&t, &lists, base.as_deref());
+            variants = sign_variants(t.as_str(), &lists, base.as_deref());
         }
         let (candidates, bank_names, suppressed) = {
             let st = self.inner.state.read().map_err(crate::lock_err)?;
-            let found = st.find_with(&signals, None, variants.as_ref(), None);
+            // Every channel a lookup goes through (plain first; each bank's
+            // `matching` switches apply), by the lookup's own function.
+            let found = st.find_with(&signals, None, variants.as_ref(), robust.as_ref());
             let (allowed, blocked): (Vec<Candidate>, Vec<Candidate>) = found
                 .into_iter()
                 .partition(|c| c.bank_kind == BankKind::Allow);
@@ -722,7 +737,7 @@ async fn record_hits(
             match_id: Some(m.id),
             distance: c.distance,
             similarity: c.similarity,
-            channel: "plain",
+            channel: c.channel.as_str(),
             found_by,
         })
         .await?;

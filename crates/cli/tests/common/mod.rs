@@ -391,3 +391,50 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }
+
+/// `../shared/fixtures` (fails loudly when missing).
+pub fn fixtures() -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    assert!(
+        p.is_dir(),
+        "{} is missing: this test needs ../shared/fixtures",
+        p.display()
+    );
+    p
+}
+
+/// The bridge photo of Meta's PDQ fixtures at 480×300 (as the server's robust_api.rs).
+pub fn bridge_photo() -> image::RgbImage {
+    let bytes = std::fs::read(fixtures().join("pdq/images/bridge-mods/aaa-orig.jpg")).unwrap();
+    let img = image::load_from_memory(&bytes).unwrap().to_rgb8();
+    image::imageops::resize(&img, 480, 300, image::imageops::FilterType::Triangle)
+}
+
+/// `img` in a uniform `colour` frame, `px` / `py` pixels a side.
+pub fn pad(img: &image::RgbImage, px: u32, py: u32, colour: [u8; 3]) -> image::RgbImage {
+    let mut out = image::RgbImage::from_pixel(
+        img.width() + 2 * px,
+        img.height() + 2 * py,
+        image::Rgb(colour),
+    );
+    image::imageops::overlay(&mut out, img, i64::from(px), i64::from(py));
+    out
+}
+
+/// `(bank name, channel)` of every perceptual match of a `/v1/lookup`
+/// upload of `bytes` (recorded as a lookup; the sightings are separate).
+pub async fn lookup_channels(server: &Server, bytes: &[u8]) -> Vec<(String, String)> {
+    let v = server.upload("/v1/lookup", bytes).await;
+    let mut out: Vec<(String, String)> = v["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["signal_type"] == "pdq")
+        .map(|m| {
+            let bank = m["bank_name"].as_str().unwrap().to_string();
+            (bank, m["channel"].as_str().unwrap().to_string())
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -61,6 +61,7 @@ async fn healthz() -> Json<Value> {
 
 /// Ready = indexes loaded, not stopping, and not more than
 /// `ServerConfig::max_lag` behind the database's change sequence.
+/// Unauthenticated: no file path and no host name (the replica is a tag).
 async fn readyz(state: axum::extract::State<AppState>) -> Response {
     if state.is_draining() {
         return ApiError::unavailable("the server is shutting down").into_response();
@@ -91,8 +92,8 @@ async fn readyz(state: axum::extract::State<AppState>) -> Response {
             "status": "ready",
             "index": stats,
             "lag": lag,
-            "state": engine.state_source(),
-            "replica": engine.replica_id(),
+            "state": engine.state_source().public(),
+            "replica": engine.replica_tag(),
             "ocr": engine.ocr_status(),
         })),
     )

@@ -470,10 +470,11 @@ async fn sighting_page(st: Ctx, auth: Authed, UiPath(id): UiPath<i64>) -> Respon
                 }
                 h2 { "Bank matches" }
                 @if s.matches.is_empty() { p { "None." } } @else {
-                    table { thead { tr { th { "Bank item" } th { "Signal" } th { "Distance / similarity" } th { "Found by" } th { "Match" } } }
+                    table { thead { tr { th { "Bank item" } th { "Signal" } th { "Channel" } th { "Distance / similarity" } th { "Found by" } th { "Match" } } }
                         tbody { @for m in &s.matches { tr {
                             td { a href={"/ui/sightings?content_id=" (m.content_id)} { "#" (m.content_id) } }
                             td { (m.signal_type) }
+                            td { (m.channel) }
                             td { @if let Some(d) = m.distance { (d) } @if let Some(x) = m.similarity { (format!("{x:.2}")) } }
                             td { (m.found_by) }
                             td { @if let Some(mid) = m.match_id { "#" (mid) } }
