@@ -156,13 +156,25 @@ pub fn torben_median(m: &[f32]) -> f32 {
 
 /// Hash bits: bit `i*16+j` is set when `B[i][j]` exceeds the Torben median.
 pub(crate) fn bits(b: &Block16) -> PdqHash {
+    bits_above(b, median_of(b, |_, _| false))
+}
+
+/// The median of the block's values, those at `(i, j)` where `negate(i, j)`
+/// taken negated.
+fn median_of(b: &Block16, negate: impl Fn(usize, usize) -> bool) -> f32 {
     let mut flat = [0f32; 256];
-    for (dst, src) in flat.chunks_exact_mut(16).zip(b.iter()) {
-        dst.copy_from_slice(src);
+    for (i, row) in b.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            flat[i * 16 + j] = if negate(i, j) { -v } else { v };
+        }
     }
-    let median = torben_median(&flat);
+    torben_median(&flat)
+}
+
+/// One bit per value of the block, set where it exceeds `median`.
+fn bits_above(b: &Block16, median: f32) -> PdqHash {
     let mut h = PdqHash::ZERO;
-    for (k, v) in flat.iter().enumerate() {
+    for (k, v) in b.iter().flatten().enumerate() {
         if *v > median {
             h.set_bit(k);
         }
@@ -172,9 +184,19 @@ pub(crate) fn bits(b: &Block16) -> PdqHash {
 
 /// The reference's eight dihedral transforms of the DCT block
 /// (`dct16OriginalToRotate90` etc.), each followed by [`bits`].
+///
+/// Each transform transposes the block or not and negates the values of one
+/// parity class of `(i, j)`; a transposition keeps the multiset of values,
+/// and the median depends on nothing else, so the eight blocks have four
+/// medians (no negation; `i + j` odd; `j` even; `i` even), computed once
+/// each. The bits are the reference's: same blocks, same medians.
 pub(crate) fn dihedral(a: &Block16) -> super::PdqDihedral {
     // `f(i, j, v) -> (dest_i, dest_j, value)`.
-    fn map(a: &Block16, f: impl Fn(usize, usize, f32) -> (usize, usize, f32)) -> PdqHash {
+    fn map(
+        a: &Block16,
+        median: f32,
+        f: impl Fn(usize, usize, f32) -> (usize, usize, f32),
+    ) -> PdqHash {
         let mut out: Block16 = [[0f32; 16]; 16];
         for (i, row) in a.iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
@@ -182,18 +204,22 @@ pub(crate) fn dihedral(a: &Block16) -> super::PdqDihedral {
                 out[di][dj] = dv;
             }
         }
-        bits(&out)
+        bits_above(&out, median)
     }
     let neg_if = |c: bool, v: f32| if c { -v } else { v };
+    let plain = median_of(a, |_, _| false);
+    let odd_sum = median_of(a, |i, j| (i + j) & 1 == 1);
+    let even_j = median_of(a, |_, j| j & 1 == 0);
+    let even_i = median_of(a, |i, _| i & 1 == 0);
     super::PdqDihedral {
-        orig: bits(a),
-        rot90: map(a, |i, j, v| (j, i, neg_if(j & 1 == 0, v))),
-        rot180: map(a, |i, j, v| (i, j, neg_if((i + j) & 1 == 1, v))),
-        rot270: map(a, |i, j, v| (j, i, neg_if(i & 1 == 0, v))),
-        flipx: map(a, |i, j, v| (i, j, neg_if(i & 1 == 0, v))),
-        flipy: map(a, |i, j, v| (i, j, neg_if(j & 1 == 0, v))),
-        flipplus1: map(a, |i, j, v| (j, i, v)),
-        flipminus1: map(a, |i, j, v| (j, i, neg_if((i + j) & 1 == 1, v))),
+        orig: bits_above(a, plain),
+        rot90: map(a, even_j, |i, j, v| (j, i, neg_if(j & 1 == 0, v))),
+        rot180: map(a, odd_sum, |i, j, v| (i, j, neg_if((i + j) & 1 == 1, v))),
+        rot270: map(a, even_i, |i, j, v| (j, i, neg_if(i & 1 == 0, v))),
+        flipx: map(a, even_i, |i, j, v| (i, j, neg_if(i & 1 == 0, v))),
+        flipy: map(a, even_j, |i, j, v| (i, j, neg_if(j & 1 == 0, v))),
+        flipplus1: map(a, plain, |i, j, v| (j, i, v)),
+        flipminus1: map(a, odd_sum, |i, j, v| (j, i, neg_if((i + j) & 1 == 1, v))),
     }
 }
 
@@ -214,6 +240,41 @@ mod tests {
             let mut s = v.clone();
             s.sort_by(f32::total_cmp);
             assert_eq!(torben_median(&v), s[(n - 1) / 2], "n={n}");
+        }
+    }
+
+    /// The four shared medians give the bits eight medians would: random
+    /// blocks, each variant built as the reference builds it and thresholded
+    /// at its own median.
+    #[test]
+    fn dihedral_with_shared_medians_equals_one_median_per_variant() {
+        let mut state = 7u32;
+        for _ in 0..200 {
+            let mut a: Block16 = [[0f32; 16]; 16];
+            for v in a.iter_mut().flatten() {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *v = ((state >> 8) % 2001) as f32 / 10.0 - 100.0;
+            }
+            let own = |f: &dyn Fn(usize, usize, f32) -> (usize, usize, f32)| {
+                let mut out: Block16 = [[0f32; 16]; 16];
+                for (i, row) in a.iter().enumerate() {
+                    for (j, &v) in row.iter().enumerate() {
+                        let (di, dj, dv) = f(i, j, v);
+                        out[di][dj] = dv;
+                    }
+                }
+                bits(&out)
+            };
+            let n = |c: bool, v: f32| if c { -v } else { v };
+            let d = dihedral(&a);
+            assert_eq!(d.orig, bits(&a));
+            assert_eq!(d.rot90, own(&|i, j, v| (j, i, n(j & 1 == 0, v))));
+            assert_eq!(d.rot180, own(&|i, j, v| (i, j, n((i + j) & 1 == 1, v))));
+            assert_eq!(d.rot270, own(&|i, j, v| (j, i, n(i & 1 == 0, v))));
+            assert_eq!(d.flipx, own(&|i, j, v| (i, j, n(i & 1 == 0, v))));
+            assert_eq!(d.flipy, own(&|i, j, v| (i, j, n(j & 1 == 0, v))));
+            assert_eq!(d.flipplus1, own(&|i, j, v| (j, i, v)));
+            assert_eq!(d.flipminus1, own(&|i, j, v| (j, i, n((i + j) & 1 == 1, v))));
         }
     }
 
