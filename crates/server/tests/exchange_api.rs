@@ -27,6 +27,7 @@ both_backends!(
     hostile_upstreams_end_in_recorded_errors,
     feeds_cursor_long_poll_snapshot_gone_and_scope,
     credentials_never_come_back,
+    fetch_without_credentials_is_a_conflict,
 );
 
 use common::Server as Service;
@@ -900,5 +901,28 @@ async fn credentials_never_come_back(db: &TestDb) {
         assert!(!dump.contains(s));
     }
     store.close().await;
+    svc.stop().await;
+}
+
+/// Fetching an exchange that has no credentials contacts nobody: a 409
+/// saying what to set (was a 502 Bad Gateway, a server error, found by
+/// schemathesis).
+async fn fetch_without_credentials_is_a_conflict(db: &TestDb) {
+    let svc = start(db, 1 << 20).await;
+    let (s, v) = svc
+        .admin_call(
+            Method::POST,
+            "/v1/exchanges",
+            Some(json!({"name": "no-creds", "api": "tat"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = svc
+        .admin_call(Method::POST, "/v1/exchanges/no-creds/fetch", None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "not_configured", "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("credentials"), "{v}");
     svc.stop().await;
 }

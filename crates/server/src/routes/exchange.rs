@@ -17,7 +17,9 @@ use axum::{Json, Router};
 use echotrace_engine::exchange::{Exchange, ExchangePolicy};
 use echotrace_engine::{Engine, MatchRecord};
 use echotrace_exchange::feed::{FeedError, PostedOpinion};
-use echotrace_exchange::{ExchangeEdit, ExchangeRequest, ExchangeService, RoundError, APIS};
+use echotrace_exchange::{
+    ExchangeEdit, ExchangeRequest, ExchangeService, FetchError, RoundError, APIS,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -193,6 +195,12 @@ async fn v1_fetch(
             format!("exchange {name:?} is being fetched by another worker right now"),
         )),
         Err(RoundError::Engine(e)) => Err(e.into()),
+        // Nothing was fetched: the exchange itself needs fixing first.
+        Err(RoundError::Fetch(e @ FetchError::Config(_))) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_configured",
+            e.to_string(),
+        )),
         Err(RoundError::Fetch(e)) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "fetch_failed",
@@ -841,7 +849,7 @@ pub(crate) const OPENAPI: &[(&str, &str, &str, &str, &str)] = &[
     ("patch", "/v1/exchanges/{name}", "Exchanges", "Change enabled, live, policy, config, credentials or poll interval", "admin|curator"),
     ("delete", "/v1/exchanges/{name}", "Exchanges", "Delete an exchange, its items and (unless shared) its bank", "admin|curator"),
     ("get", "/v1/exchanges/{name}/status", "Exchanges", "Fetch status: last success, last error, checkpoint, records, lag", "admin|curator"),
-    ("post", "/v1/exchanges/{name}/fetch", "Exchanges", "Fetch one round now (409 while another worker fetches it)", "admin|curator"),
+    ("post", "/v1/exchanges/{name}/fetch", "Exchanges", "Fetch one round now (409 while another worker fetches it, or while the exchange lacks credentials or config; 502 when the upstream fails)", "admin|curator"),
     ("get", "/v1/exchanges/{name}/checksum", "Exchanges", "SHA-256 over the sorted live (type, value) set of the exchange's records", "admin|curator"),
     ("post", "/v1/exchanges/{name}/dry-run", "Exchanges", "Would add N, delete M: the effect of a policy ({\"policy\": {...}})", "admin|curator"),
     ("get", "/v1/feeds", "Feeds", "Feeds the caller may read", "admin|curator|partner"),
