@@ -257,6 +257,558 @@ pub const EXCHANGE_ROUTES: &[(&str, &str, &str, &str, &str)] = crate::routes::ex
 /// Spread tracking routes (clusters, liveness, notices, reports).
 pub const SPREAD_ROUTES: &[(&str, &str, &str, &str, &str)] = crate::routes::spread::OPENAPI;
 
+/// Successes other than 200 OK: `(method, path, status, description)`.
+const SUCCESS: &[(&str, &str, &str, &str)] = &[
+    ("post", "/v1/banks", "201", "Created: the bank"),
+    ("delete", "/v1/banks/{name}", "204", "Deleted"),
+    (
+        "post",
+        "/v1/banks/{name}/content",
+        "201",
+        "Created: the content item",
+    ),
+    ("delete", "/v1/banks/{name}/content/{id}", "204", "Deleted"),
+    (
+        "post",
+        "/v1/actions/webhooks",
+        "201",
+        "Created: the webhook (never its secret)",
+    ),
+    ("delete", "/v1/actions/webhooks/{id}", "204", "Deleted"),
+    (
+        "post",
+        "/v1/keys",
+        "201",
+        "Created: {key, api_key} (the key is shown once)",
+    ),
+    ("post", "/c/banks", "201", "Created: the bank (HMA shape)"),
+    ("post", "/v1/sources", "201", "Created: the source"),
+    ("delete", "/v1/sources/{name}", "204", "Deleted"),
+    (
+        "post",
+        "/v1/sources/{name}/run",
+        "202",
+        "Queued: {source, queued}",
+    ),
+    ("post", "/v1/exchanges", "201", "Created: the exchange"),
+    ("delete", "/v1/exchanges/{name}", "204", "Deleted"),
+    ("delete", "/v1/feeds/{bank}", "204", "No longer published"),
+    ("post", "/c/exchanges", "201", "Created: {message}"),
+    ("post", "/v1/notices", "201", "Created: the notice"),
+];
+
+/// Routes answered with something other than one JSON object:
+/// `(method, path, [media types])`; a type ending in `+array` is a JSON
+/// array.
+const OK_MEDIA: &[(&str, &str, &[&str])] = &[
+    ("get", "/metrics", &["text/plain"]),
+    (
+        "get",
+        "/v1/reports/transparency",
+        &["application/json", "text/csv", "text/html"],
+    ),
+    (
+        "get",
+        "/v1/notices/{id}/export",
+        &["text/plain", "application/json"],
+    ),
+    (
+        "get",
+        "/v1/feeds/{bank}/snapshot",
+        &["application/x-ndjson"],
+    ),
+    ("get", "/c/banks", &["application/json+array"]),
+    ("get", "/c/exchanges", &["application/json+array"]),
+    ("get", "/c/exchanges/apis", &["application/json+array"]),
+];
+
+/// Routes that fetch from elsewhere (a `url` item, an upstream exchange):
+/// 502 when the other end fails.
+const FETCHING: &[(&str, &str)] = &[
+    ("post", "/v1/hash"),
+    ("post", "/v1/lookup"),
+    ("post", "/v1/banks/{name}/content"),
+    ("post", "/c/bank/{name}/content"),
+    ("post", "/m/lookup"),
+    ("post", "/v1/exchanges/{name}/fetch"),
+];
+
+/// POST and PUT routes that read no request body.
+const NO_BODY: &[(&str, &str)] = &[
+    ("post", "/v1/sources/{name}/run"),
+    ("post", "/v1/exchanges/{name}/fetch"),
+];
+
+/// Query parameters: `(method, path, name, kind, description)`. Kinds:
+/// `string`, `int64`, `uint32`, `bool` (`true`/`false`), `flag`
+/// (`true`/`1`/`yes`/`false`/`0`/`no`) and `a|b|c` (one of). A parameter
+/// a route does not take is refused (400) where the route takes any.
+const QUERY: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "get",
+        "/v1/banks/{name}/content",
+        "cursor",
+        "int64",
+        "the next_cursor of the previous page",
+    ),
+    (
+        "get",
+        "/v1/banks/{name}/content",
+        "limit",
+        "uint32",
+        "page size, default 100, at most 1000",
+    ),
+    (
+        "post",
+        "/v1/lookup",
+        "frames",
+        "flag",
+        "include vPDQ frame lists",
+    ),
+    (
+        "post",
+        "/v1/lookup/batch",
+        "frames",
+        "flag",
+        "include vPDQ frame lists",
+    ),
+    (
+        "get",
+        "/v1/matches",
+        "frames",
+        "flag",
+        "include vPDQ frame lists",
+    ),
+    (
+        "get",
+        "/v1/matches",
+        "status",
+        "pending|confirmed|rejected",
+        "only matches with this status",
+    ),
+    (
+        "get",
+        "/v1/matches",
+        "bank",
+        "string",
+        "only matches of this bank (a name)",
+    ),
+    (
+        "get",
+        "/v1/matches",
+        "submission",
+        "int64",
+        "only matches of this submission",
+    ),
+    (
+        "get",
+        "/v1/matches",
+        "cursor",
+        "int64",
+        "the next_cursor of the previous page",
+    ),
+    (
+        "get",
+        "/v1/matches",
+        "limit",
+        "uint32",
+        "page size, default 100, at most 1000",
+    ),
+    (
+        "get",
+        "/v1/matches/{id}",
+        "frames",
+        "flag",
+        "include vPDQ frame lists",
+    ),
+    (
+        "get",
+        "/v1/audit",
+        "cursor",
+        "int64",
+        "the next_cursor of the previous page",
+    ),
+    (
+        "get",
+        "/v1/audit",
+        "limit",
+        "uint32",
+        "page size, default 100, at most 1000",
+    ),
+    (
+        "get",
+        "/m/lookup",
+        "signal_type",
+        "string",
+        "a signal type wire name, or text (raw text)",
+    ),
+    (
+        "get",
+        "/m/lookup",
+        "signal",
+        "string",
+        "the signal's value (or the text)",
+    ),
+    (
+        "get",
+        "/m/lookup",
+        "banks",
+        "string",
+        "comma-separated bank names",
+    ),
+    (
+        "get",
+        "/m/lookup",
+        "seed",
+        "string",
+        "accepted for HMA clients, ignored",
+    ),
+    (
+        "post",
+        "/m/lookup",
+        "banks",
+        "string",
+        "comma-separated bank names",
+    ),
+    (
+        "post",
+        "/m/lookup",
+        "bypass_coinflip",
+        "string",
+        "accepted for HMA clients, ignored",
+    ),
+    (
+        "post",
+        "/m/lookup",
+        "seed",
+        "string",
+        "accepted for HMA clients, ignored",
+    ),
+    (
+        "get",
+        "/m/raw_lookup",
+        "signal_type",
+        "string",
+        "a signal type wire name",
+    ),
+    (
+        "get",
+        "/m/raw_lookup",
+        "signal",
+        "string",
+        "the signal's value",
+    ),
+    (
+        "get",
+        "/m/raw_lookup",
+        "banks",
+        "string",
+        "comma-separated bank names",
+    ),
+    (
+        "get",
+        "/m/raw_lookup",
+        "include_distance",
+        "string",
+        "true: include distances",
+    ),
+    (
+        "post",
+        "/c/bank/{name}/content",
+        "url",
+        "string",
+        "a URL to fetch and add (when URL fetching is enabled)",
+    ),
+    (
+        "get",
+        "/v1/sightings",
+        "url",
+        "string",
+        "a URL (compared canonically)",
+    ),
+    (
+        "get",
+        "/v1/sightings",
+        "content_id",
+        "int64",
+        "a bank item: its variant cluster",
+    ),
+    ("get", "/v1/sightings", "source", "string", "a source name"),
+    ("get", "/v1/sightings", "host", "string", "a host"),
+    ("get", "/v1/sightings", "platform", "string", "a platform"),
+    (
+        "get",
+        "/v1/sightings",
+        "matched",
+        "bool",
+        "only matched (true) or unmatched (false) sightings",
+    ),
+    (
+        "get",
+        "/v1/sightings",
+        "from",
+        "string",
+        "first seen at or after: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS]Z or Unix ms",
+    ),
+    (
+        "get",
+        "/v1/sightings",
+        "to",
+        "string",
+        "first seen before: as from",
+    ),
+    (
+        "get",
+        "/v1/sightings",
+        "cursor",
+        "int64",
+        "the next_cursor of the previous page",
+    ),
+    (
+        "get",
+        "/v1/sightings",
+        "limit",
+        "uint32",
+        "page size, default 100, at most 1000",
+    ),
+    (
+        "get",
+        "/v1/feeds/{bank}",
+        "after",
+        "string",
+        "the cursor to continue from",
+    ),
+    (
+        "get",
+        "/v1/feeds/{bank}",
+        "limit",
+        "uint32",
+        "records per page, at most 10000",
+    ),
+    (
+        "get",
+        "/v1/feeds/{bank}",
+        "wait",
+        "uint32",
+        "long-poll seconds while there is nothing new, at most 60",
+    ),
+    (
+        "get",
+        "/v1/feeds/{bank}/opinions",
+        "limit",
+        "uint32",
+        "page size, default 100, at most 1000",
+    ),
+    (
+        "get",
+        "/v1/reports/transparency",
+        "from",
+        "string",
+        "YYYY-MM-DD, RFC 3339 UTC or Unix ms; default 30 days ago",
+    ),
+    (
+        "get",
+        "/v1/reports/transparency",
+        "to",
+        "string",
+        "as from; default now",
+    ),
+    (
+        "get",
+        "/v1/reports/transparency",
+        "format",
+        "json|csv|html",
+        "default json",
+    ),
+    (
+        "get",
+        "/v1/reports/transparency",
+        "redact",
+        "bool",
+        "pseudonymous platform and group names",
+    ),
+    (
+        "get",
+        "/v1/reports/transparency",
+        "group_prefix",
+        "string",
+        "label prefix of groups, default group:",
+    ),
+    (
+        "get",
+        "/v1/survival",
+        "by",
+        "platform|group|content_type|notice",
+        "the strata",
+    ),
+    ("get", "/v1/survival", "from", "string", "as for reports"),
+    ("get", "/v1/survival", "to", "string", "as for reports"),
+    (
+        "get",
+        "/v1/survival",
+        "a",
+        "string",
+        "first stratum of the log-rank test",
+    ),
+    (
+        "get",
+        "/v1/survival",
+        "b",
+        "string",
+        "second stratum of the log-rank test",
+    ),
+    (
+        "get",
+        "/v1/survival",
+        "group_prefix",
+        "string",
+        "label prefix of groups, default group:",
+    ),
+    (
+        "get",
+        "/v1/clusters",
+        "limit",
+        "uint32",
+        "clusters, default 100, at most 1000",
+    ),
+    (
+        "get",
+        "/v1/notices",
+        "platform",
+        "string",
+        "only notices to this platform",
+    ),
+    (
+        "get",
+        "/v1/notices",
+        "sighting",
+        "int64",
+        "only notices naming this sighting",
+    ),
+    (
+        "get",
+        "/v1/notices",
+        "cursor",
+        "int64",
+        "the next_cursor of the previous page",
+    ),
+    (
+        "get",
+        "/v1/notices",
+        "limit",
+        "uint32",
+        "page size, default 100, at most 1000",
+    ),
+    (
+        "get",
+        "/v1/notices/{id}/export",
+        "format",
+        "text|json",
+        "default text",
+    ),
+];
+
+fn query_params(method: &str, path: &str) -> Vec<Value> {
+    QUERY
+        .iter()
+        .filter(|(m, p, ..)| *m == method && *p == path)
+        .map(|(_, _, name, kind, description)| {
+            let schema = match *kind {
+                "string" => json!({"type": "string"}),
+                "int64" => json!({"type": "integer", "format": "int64"}),
+                "uint32" => json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
+                "bool" => json!({"type": "boolean"}),
+                "flag" => {
+                    json!({"type": "string", "enum": ["true", "1", "yes", "false", "0", "no"]})
+                }
+                one_of => json!({"type": "string", "enum": one_of.split('|').collect::<Vec<_>>()}),
+            };
+            json!({"name": name, "in": "query", "required": false, "schema": schema,
+                   "description": description})
+        })
+        .collect()
+}
+
+/// The responses of one operation: its success (200 unless [`SUCCESS`]
+/// says otherwise) with its media types, and the errors it can give.
+fn responses(method: &str, path: &str, role: &str, has_body: bool) -> Value {
+    let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
+    let mut r = Map::new();
+    match SUCCESS.iter().find(|(m, p, ..)| *m == method && *p == path) {
+        Some((_, _, "204", description)) => {
+            r.insert("204".into(), json!({"description": description}));
+        }
+        Some((_, _, status, description)) => {
+            r.insert(
+                (*status).into(),
+                json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}),
+            );
+        }
+        None => {
+            let media: &[&str] = OK_MEDIA
+                .iter()
+                .find(|(m, p, _)| *m == method && *p == path)
+                .map_or(&["application/json"], |(_, _, media)| *media);
+            let content: Map<String, Value> = media
+                .iter()
+                .map(|t| match t.strip_suffix("+array") {
+                    Some(t) => (t.to_string(), json!({"schema": {"type": "array"}})),
+                    None if *t == "application/json" => {
+                        (t.to_string(), json!({"schema": {"type": "object"}}))
+                    }
+                    None => (t.to_string(), json!({"schema": {"type": "string"}})),
+                })
+                .collect();
+            r.insert(
+                "200".into(),
+                json!({"description": "OK", "content": content}),
+            );
+        }
+    }
+    r.insert(
+        "4XX".into(),
+        json!({"description": "Client error", "content": error}),
+    );
+    if role != "public" {
+        r.insert(
+            "401".into(),
+            json!({"description": "Missing, unknown or revoked key", "content": error}),
+        );
+        r.insert(
+            "403".into(),
+            json!({"description": "The key's role may not do this \
+            (checked before the request body is read)", "content": error}),
+        );
+    }
+    if has_body {
+        r.insert(
+            "413".into(),
+            json!({"description": "Body over the limit (64 MiB by default)", "content": error}),
+        );
+    }
+    if FETCHING.contains(&(method, path)) {
+        r.insert(
+            "502".into(),
+            json!({"description": "The URL or upstream could not be fetched", "content": error}),
+        );
+    }
+    // Everything but liveness and metrics waits for the engine to load.
+    if path != "/healthz" && path != "/metrics" {
+        let description = if has_body {
+            "Not ready (loading or stopping), or no room in the server's budget of \
+             buffered request bodies: retry after the Retry-After header's seconds"
+        } else {
+            "Not ready: the indexes are loading or the server is stopping"
+        };
+        r.insert(
+            "503".into(),
+            json!({"description": description, "content": error,
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}}}),
+        );
+    }
+    Value::Object(r)
+}
+
 fn path_params(path: &str) -> Vec<Value> {
     path.split('/')
         .filter(|seg| seg.starts_with('{') && seg.ends_with('}'))
@@ -265,6 +817,8 @@ fn path_params(path: &str) -> Vec<Value> {
             // `{id}`, `{content_id}`, `{sighting_id}` are row ids.
             let schema = if name == "id" || name.ends_with("_id") {
                 json!({"type": "integer", "format": "int64"})
+            } else if name == "api" {
+                json!({"type": "string", "enum": api_names()})
             } else {
                 json!({"type": "string"})
             };
@@ -273,8 +827,19 @@ fn path_params(path: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A JSON request body of `schema`.
+fn json_body(schema: Value) -> Value {
+    json!({"application/json": {"schema": schema}})
+}
+
+/// The exchange APIs' names (`api` of an exchange, `{api}` in paths).
+fn api_names() -> Vec<&'static str> {
+    echotrace_exchange::APIS.iter().map(|a| a.name).collect()
+}
+
 fn body_for(method: &str, path: &str) -> Option<Value> {
-    if method != "post" && method != "patch" && method != "put" {
+    if method != "post" && method != "patch" && method != "put" || NO_BODY.contains(&(method, path))
+    {
         return None;
     }
     let item = json!({"$ref": "#/components/schemas/Item"});
@@ -321,6 +886,100 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
                     "name": {"type": "string", "maxLength": MAX_KEY_NAME_BYTES,
                              "description": "default: the role and the UTC time of creation"}}}}
         }),
+        "/v1/compare" => json_body(json!({"type": "object", "additionalProperties": false,
+            "required": ["signal_type", "a", "b"], "properties": {
+                "signal_type": {"type": "string",
+                    "description": "a signal type wire name, or text to compare two raw texts"},
+                "a": {"type": "string"}, "b": {"type": "string"}}})),
+        "/v1/banks/{name}/rederive" => json_body(json!({"type": "object",
+            "additionalProperties": false, "properties": {
+                "after": {"type": "integer", "format": "int64", "default": 0},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}})),
+        "/v1/banks/{name}/content/{id}" => json_body(json!({"type": "object",
+            "additionalProperties": false, "properties": {
+                "enabled": {"type": "boolean"},
+                "labels": {"type": "array", "maxItems": MAX_LABELS,
+                           "items": {"type": "string", "maxLength": MAX_LABEL_BYTES}},
+                "note": {"type": "string", "maxLength": MAX_NOTE_BYTES}}})),
+        "/v1/platforms" => json_body(json!({"type": "object", "additionalProperties": false,
+            "required": ["host", "platform"], "properties": {
+                "host": {"type": "string"}, "platform": {"type": "string"}}})),
+        "/v1/notices" => json_body(json!({"type": "object", "additionalProperties": false,
+            "required": ["channel", "sighting_ids"], "properties": {
+                "channel": {"type": "string"},
+                "sighting_ids": {"type": "array", "minItems": 1,
+                                 "items": {"type": "integer", "format": "int64"}},
+                "platform": {"type": "string",
+                             "description": "default: the sightings' platform (they must share one)"},
+                "reference": {"type": "string"},
+                "sent_at": {"type": "integer", "format": "int64", "description": "Unix ms; default now"},
+                "note": {"type": "string", "maxLength": MAX_NOTE_BYTES}}})),
+        "/v1/notices/{id}/response" => json_body(json!({"type": "object",
+            "additionalProperties": false, "required": ["response"], "properties": {
+                "response": {"type": "string", "enum": ["removed", "rejected", "no_response"]},
+                "responded_at": {"type": "integer", "format": "int64",
+                                 "description": "Unix ms; default now"}}})),
+        "/v1/feeds/{bank}" => json_body(json!({"type": "object", "additionalProperties": false,
+            "properties": {
+                "partners": {"type": "array", "items": {"type": "string"},
+                             "description": "names of partner keys"},
+                "horizon_days": {"type": "integer", "minimum": 0, "maximum": u32::MAX,
+                                 "default": 180}}})),
+        "/v1/feeds/{bank}/opinions" => json_body(json!({"type": "object",
+            "additionalProperties": false, "required": ["opinions"], "properties": {
+                "opinions": {"type": "array", "items": {"type": "object",
+                    "additionalProperties": false,
+                    "required": ["signal_type", "value", "category"], "properties": {
+                        "signal_type": {"type": "string"}, "value": {"type": "string"},
+                        "category": {"type": "string", "enum": ["negative", "seed", "positive"]},
+                        "tags": {"type": "array", "items": {"type": "string"}}}}}}})),
+        "/v1/exchanges/apis/{api}/credentials" => json_body(json!({"type": "object",
+            "additionalProperties": false, "required": ["credentials"], "properties": {
+                "credentials": {"type": "object",
+                    "description": "the API's credential fields (see /v1/exchanges/apis)"}}})),
+        "/v1/exchanges/{name}/dry-run" => json_body(json!({"type": "object",
+            "additionalProperties": false, "properties": {
+                "policy": {"$ref": "#/components/schemas/ExchangePolicy"}}})),
+        "/v1/exchanges" => json_body(json!({"type": "object", "additionalProperties": false,
+            "required": ["name", "api"], "properties": {
+                "name": {"type": "string"},
+                "api": {"type": "string", "enum": api_names()},
+                "config": {"type": "object"},
+                "credentials": {"type": "object"},
+                "policy": {"$ref": "#/components/schemas/ExchangePolicy"},
+                "enabled": {"type": "boolean"},
+                "live": {"type": "boolean", "description": "false: a dry run (default true)"},
+                "poll_interval_secs": {"type": "integer", "minimum": 0},
+                "bank": {"type": "string",
+                         "description": "share this bank instead of creating one named like the exchange"}}})),
+        "/v1/exchanges/{name}" => json_body(json!({"type": "object",
+            "additionalProperties": false, "properties": {
+                "enabled": {"type": "boolean"},
+                "live": {"type": "boolean"},
+                "policy": {"$ref": "#/components/schemas/ExchangePolicy"},
+                "config": {"type": "object"},
+                "credentials": {"type": ["object", "null"],
+                                "description": "null removes the exchange's own"},
+                "poll_interval_secs": {"type": "integer", "minimum": 0}}})),
+        "/c/banks" => json_body(
+            json!({"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "pattern": "^[A-Z0-9_]+$"},
+                "enabled": {"type": "boolean"},
+                "enabled_ratio": {"type": "number"}}}),
+        ),
+        "/c/exchanges" => json_body(json!({"type": "object", "required": ["bank", "api"],
+            "properties": {
+                "bank": {"type": "string", "pattern": "^[A-Z0-9_]+$"},
+                "api": {"type": "string", "enum": api_names()},
+                "api_json": {"type": "object"}}})),
+        "/c/exchange/{name}" => json_body(json!({"type": "object", "properties": {
+                "enabled": {"type": "boolean"}}})),
+        "/c/exchanges/api/{api}" => json_body(json!({"type": "object", "properties": {
+                "credential_json": {"type": "object"}}})),
+        "/c/bank/{name}/signal" => json_body(json!({"type": "object",
+            "description": "signal type wire name -> value, plus an optional note",
+            "properties": {"note": {"type": ["string", "null"]}},
+            "additionalProperties": {"type": "string"}})),
         "/v1/sources" | "/v1/sources/{name}" => json!({
             "application/json": {"schema": {"$ref": "#/components/schemas/Source"}}
         }),
@@ -354,29 +1013,20 @@ pub fn document() -> Value {
         let entry = paths
             .entry((*path).to_string())
             .or_insert_with(|| json!({}));
+        let body = body_for(method, path);
+        let mut parameters = path_params(path);
+        parameters.extend(query_params(method, path));
         let mut op = json!({
             "tags": [tag],
             "summary": summary,
             "description": format!("Role: {role}."),
-            "parameters": path_params(path),
-            "responses": {
-                "200": {"description": "OK"},
-                "4XX": {"description": "Client error",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            }
+            "parameters": parameters,
+            "responses": responses(method, path, role, body.is_some()),
         });
         if *role != "public" {
             op["security"] = json!([{"bearer": []}]);
-            op["responses"]["401"] = json!({"description": "Missing, unknown or revoked key"});
-            op["responses"]["403"] = json!({"description": "The key's role may not do this \
-                (checked before the request body is read)"});
         }
-        if let Some(b) = body_for(method, path) {
-            op["responses"]["413"] =
-                json!({"description": "Body over the limit (64 MiB by default)"});
-            op["responses"]["503"] = json!({"description": "No room in the server's budget of \
-                buffered request bodies; retry after the Retry-After header's seconds",
-                "headers": {"Retry-After": {"schema": {"type": "integer"}}}});
+        if let Some(b) = body {
             op["requestBody"] = b;
         }
         if let Some(obj) = entry.as_object_mut() {
@@ -478,6 +1128,17 @@ pub fn document() -> Value {
                             depth (0-2), extra_hosts, locker_hosts, locker_rules, follow_links, \
                             proxy (socks5h://host:port), ignore_robots (audited), min_delay_ms, \
                             revisit_hours, max_links_per_page. Unknown fields are refused."}
+                    }},
+                "ExchangePolicy": {"type": "object", "additionalProperties": false,
+                    "description": "Which upstream records an exchange turns into bank items.",
+                    "properties": {
+                        "version": {"type": "integer", "minimum": 0, "maximum": u32::MAX},
+                        "signal_types": {"type": "array", "items": {"type": "string"},
+                                         "description": "signal type wire names to keep (empty: all)"},
+                        "include_labels": {"type": "array", "items": {"type": "string"}},
+                        "exclude_labels": {"type": "array", "items": {"type": "string"}},
+                        "skip_negative": {"type": "boolean"},
+                        "skip_disputed": {"type": "boolean"}
                     }},
                 "LookupContext": {"type": "object", "properties": {
                     "content_id": {"type": "string", "maxLength": MAX_ID_BYTES},

@@ -1,0 +1,233 @@
+//! The OpenAPI document (`GET /openapi.json`) describes what the server
+//! really answers: each request below is made through HTTP and its status,
+//! media type and JSON shape are looked up in the document's entry for the
+//! operation (found by running schemathesis against the document:
+//! `scripts/schemathesis.sh`). Runs on SQLite and on PostgreSQL
+//! (`$ECHOTRACE_TEST_PG_URL`).
+
+mod common;
+
+use echotrace_store::both_backends;
+use echotrace_store::testing::TestDb;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+both_backends!(
+    answers_are_documented,
+    query_parameters_and_bodies_are_documented,
+);
+
+const PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+
+/// A request as the admin: its status, its media type (without
+/// parameters) and its body ([`common::json_or_text`]).
+async fn send(
+    svc: &common::Server,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, String, Value) {
+    let mut req = svc.request(Some(&svc.admin), method, path);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let media = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_string())
+        .unwrap_or_default();
+    let text = resp.text().await.unwrap();
+    (status, media, common::json_or_text(text))
+}
+
+/// Send a request and assert the document lists its answer for the
+/// operation `method template`: the status (exactly or as its class,
+/// `4XX`), the media type, and a JSON array or object as documented.
+/// Returns the body.
+async fn documented(
+    svc: &common::Server,
+    doc: &Value,
+    method: Method,
+    template: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let (status, media, v) = send(svc, method.clone(), path, body).await;
+    let op = &doc["paths"][template][method.as_str().to_lowercase()];
+    assert!(op.is_object(), "{method} {template} is not documented");
+    let responses = &op["responses"];
+    let class = format!("{}XX", status.as_u16() / 100);
+    let entry = match &responses[status.as_str()] {
+        Value::Null => &responses[class.as_str()],
+        e => e,
+    };
+    assert!(
+        entry.is_object(),
+        "{method} {path} answered {status} ({v}); the document lists {:?}",
+        responses.as_object().map(|r| r.keys().collect::<Vec<_>>())
+    );
+    if status == StatusCode::NO_CONTENT {
+        assert!(
+            entry["content"].is_null(),
+            "{method} {template}: 204 with content"
+        );
+        return v;
+    }
+    let content = &entry["content"];
+    assert!(
+        content[media.as_str()].is_object(),
+        "{method} {path} answered {status} as {media:?}; the document lists {content}"
+    );
+    match content[media.as_str()]["schema"]["type"].as_str() {
+        Some("array") => assert!(v.is_array(), "{method} {path}: not an array: {v}"),
+        Some("object") => assert!(v.is_object(), "{method} {path}: not an object: {v}"),
+        _ => {}
+    }
+    v
+}
+
+/// Created is 201, queued 202, deleted 204, and the non-JSON and
+/// JSON-array answers are documented as such.
+async fn answers_are_documented(db: &TestDb) {
+    let svc = common::Server::start(common::config(&db.url), None).await;
+    let doc = svc.ok(Method::GET, "/openapi.json", None).await;
+
+    let post = Method::POST;
+    let bank = json!({"name": "b"});
+    documented(
+        &svc,
+        &doc,
+        post.clone(),
+        "/v1/banks",
+        "/v1/banks",
+        Some(bank),
+    )
+    .await;
+    documented(&svc, &doc, Method::GET, "/v1/banks", "/v1/banks", None).await;
+    let item = documented(
+        &svc,
+        &doc,
+        post.clone(),
+        "/v1/banks/{name}/content",
+        "/v1/banks/b/content",
+        Some(json!({"signals": {"pdq": PDQ}})),
+    )
+    .await;
+    let path = format!("/v1/banks/b/content/{}", item["id"]);
+    let template = "/v1/banks/{name}/content/{id}";
+    documented(&svc, &doc, Method::DELETE, template, &path, None).await;
+    let key = json!({"role": "matcher"});
+    documented(&svc, &doc, post.clone(), "/v1/keys", "/v1/keys", Some(key)).await;
+    let hook = documented(
+        &svc,
+        &doc,
+        post.clone(),
+        "/v1/actions/webhooks",
+        "/v1/actions/webhooks",
+        Some(json!({"url": "http://127.0.0.1:9/hook", "secret": "s"})),
+    )
+    .await;
+    let path = format!("/v1/actions/webhooks/{}", hook["id"]);
+    let template = "/v1/actions/webhooks/{id}";
+    documented(&svc, &doc, Method::DELETE, template, &path, None).await;
+    let source = json!({"name": "s", "kind": "urls",
+                        "config": {"urls": ["https://example.com/"]}});
+    documented(
+        &svc,
+        &doc,
+        post.clone(),
+        "/v1/sources",
+        "/v1/sources",
+        Some(source),
+    )
+    .await;
+    let run = "/v1/sources/{name}/run";
+    documented(&svc, &doc, post.clone(), run, "/v1/sources/s/run", None).await;
+    let one = "/v1/sources/{name}";
+    documented(&svc, &doc, Method::DELETE, one, "/v1/sources/s", None).await;
+    documented(&svc, &doc, Method::GET, "/metrics", "/metrics", None).await;
+    documented(&svc, &doc, Method::GET, "/c/banks", "/c/banks", None).await;
+    let report = "/v1/reports/transparency";
+    for format in ["json", "csv", "html"] {
+        let path = format!("{report}?format={format}");
+        documented(&svc, &doc, Method::GET, report, &path, None).await;
+    }
+    documented(
+        &svc,
+        &doc,
+        Method::DELETE,
+        "/v1/banks/{name}",
+        "/v1/banks/b",
+        None,
+    )
+    .await;
+    // Errors are JSON whatever the status.
+    let one = "/v1/banks/{name}";
+    documented(&svc, &doc, Method::GET, one, "/v1/banks/b", None).await;
+    svc.stop().await;
+}
+
+/// The query parameters a route reads are documented (a fuzzer can only
+/// try what the document names), and a route that reads no body does not
+/// demand one.
+async fn query_parameters_and_bodies_are_documented(db: &TestDb) {
+    let svc = common::Server::start(common::config(&db.url), None).await;
+    let doc = svc.ok(Method::GET, "/openapi.json", None).await;
+    let names = |path: &str, method: &str| -> Vec<String> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "query")
+            .filter_map(|p| p["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    for (path, method, expected) in [
+        (
+            "/v1/matches",
+            "get",
+            &["frames", "status", "bank", "submission", "cursor", "limit"][..],
+        ),
+        (
+            "/v1/sightings",
+            "get",
+            &["url", "content_id", "host", "platform", "from", "to"][..],
+        ),
+        ("/v1/feeds/{bank}", "get", &["after", "limit", "wait"][..]),
+        (
+            "/v1/reports/transparency",
+            "get",
+            &["from", "to", "format", "redact"][..],
+        ),
+        ("/m/lookup", "get", &["signal_type", "signal", "banks"][..]),
+    ] {
+        let got = names(path, method);
+        for name in expected {
+            assert!(
+                got.iter().any(|n| n == name),
+                "{method} {path}: no {name} in {got:?}"
+            );
+        }
+    }
+    // A documented query parameter is read: a bad value is refused.
+    let (s, v) = svc
+        .admin_call(Method::GET, "/v1/matches?status=maybe", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    for path in ["/v1/sources/{name}/run", "/v1/exchanges/{name}/fetch"] {
+        let op = &doc["paths"][path]["post"];
+        assert!(op.is_object(), "{path}");
+        assert!(op["requestBody"].is_null(), "{path} reads no body: {op}");
+    }
+    let compare = &doc["paths"]["/v1/compare"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    assert_eq!(
+        compare["required"],
+        json!(["signal_type", "a", "b"]),
+        "{compare}"
+    );
+    svc.stop().await;
+}
