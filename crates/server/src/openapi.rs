@@ -508,6 +508,37 @@ fn json_body(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
 }
 
+/// The channels a takedown notice can go by.
+fn notice_channels() -> Vec<&'static str> {
+    use echotrace_spread::notice::Channel;
+    [
+        Channel::Email,
+        Channel::Api,
+        Channel::DsaArt16,
+        Channel::TcoOrder,
+    ]
+    .map(Channel::as_str)
+    .to_vec()
+}
+
+/// `schemas[to]`: a copy of `schemas[from]` (one schema documenting both a
+/// create and an update body) for one of them: without the properties
+/// `drop`, with `required`, and refusing other properties as the server
+/// does.
+fn variant(schemas: &mut Value, from: &str, to: &str, drop: &[&str], required: &[&str]) {
+    let mut v = schemas[from].clone();
+    if let Some(props) = v["properties"].as_object_mut() {
+        for name in drop {
+            props.remove(*name);
+        }
+    }
+    v["additionalProperties"] = json!(false);
+    if !required.is_empty() {
+        v["required"] = json!(required);
+    }
+    schemas[to] = v;
+}
+
 /// The exchange APIs' names (`api` of an exchange, `{api}` in paths).
 fn api_names() -> Vec<&'static str> {
     echotrace_exchange::APIS.iter().map(|a| a.name).collect()
@@ -538,9 +569,8 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
         "/v1/lookup/batch" => json!({
             "application/json": {"schema": {"$ref": "#/components/schemas/BatchLookup"}}
         }),
-        "/v1/banks" | "/v1/banks/{name}" => json!({
-            "application/json": {"schema": {"$ref": "#/components/schemas/BankSettings"}}
-        }),
+        "/v1/banks" => json_body(json!({"$ref": "#/components/schemas/BankCreate"})),
+        "/v1/banks/{name}" => json_body(json!({"$ref": "#/components/schemas/BankUpdate"})),
         "/v1/matches/{id}/decision" => json!({
             "application/json": {"schema": {"type": "object", "required": ["decision"],
                 "properties": {
@@ -582,7 +612,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
                 "host": {"type": "string"}, "platform": {"type": "string"}}})),
         "/v1/notices" => json_body(json!({"type": "object", "additionalProperties": false,
             "required": ["channel", "sighting_ids"], "properties": {
-                "channel": {"type": "string"},
+                "channel": {"type": "string", "enum": notice_channels()},
                 "sighting_ids": {"type": "array", "minItems": 1,
                                  "items": {"type": "integer", "format": "int64"}},
                 "platform": {"type": "string",
@@ -656,9 +686,8 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
             "description": "signal type wire name -> value, plus an optional note",
             "properties": {"note": {"type": ["string", "null"]}},
             "additionalProperties": {"type": "string"}})),
-        "/v1/sources" | "/v1/sources/{name}" => json!({
-            "application/json": {"schema": {"$ref": "#/components/schemas/Source"}}
-        }),
+        "/v1/sources" => json_body(json!({"$ref": "#/components/schemas/SourceCreate"})),
+        "/v1/sources/{name}" => json_body(json!({"$ref": "#/components/schemas/SourceUpdate"})),
         _ => json!({"application/json": {"schema": {"type": "object"}}}),
     };
     Some(json!({"required": true, "content": content}))
@@ -709,7 +738,7 @@ pub fn document() -> Value {
             obj.insert((*method).to_string(), op);
         }
     }
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "echotrace", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Match uploads against banks of known violent-extremist content."},
@@ -726,7 +755,7 @@ pub fn document() -> Value {
                                     naming the line.",
                     "properties": {
                         "name": {"type": "string", "minLength": 1, "maxLength": MAX_BANK_NAME_BYTES,
-                                 "pattern": "^[A-Za-z0-9_.-]+$",
+                                 "pattern": "^[A-Za-z0-9_.-]+$", "not": {"enum": [".", ".."]},
                                  "description": "one URL path segment: A-Z a-z 0-9 _ - ., \
                                                  not \".\" or \"..\" (create only)"},
                         "kind": {"type": "string", "enum": ["block", "allow"], "description": "create only"},
@@ -797,7 +826,7 @@ pub fn document() -> Value {
                                     /v1/sources/{name} (config and/or enabled). A bad config is a \
                                     400 naming the field (config.urls[2]: ...).",
                     "properties": {
-                        "name": {"type": "string", "description": "A-Z a-z 0-9 _ - . :, 1-100 characters (create only)"},
+                        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]+$", "minLength": 1, "maxLength": 100, "description": "A-Z a-z 0-9 _ - . :, 1-100 characters (create only)"},
                         "kind": {"type": "string", "enum": ["urls", "page", "feed", "telegram_export", "warc", "locker"], "description": "create only"},
                         "enabled": {"type": "boolean", "description": "update only"},
                         "config": {"type": "object", "description": "version (1), urls (seeds), path (local file), \
@@ -838,7 +867,31 @@ pub fn document() -> Value {
                     }}
             }
         }
-    })
+    });
+    let schemas = &mut doc["components"]["schemas"];
+    variant(
+        schemas,
+        "BankSettings",
+        "BankCreate",
+        &["enabled"],
+        &["name"],
+    );
+    variant(
+        schemas,
+        "BankSettings",
+        "BankUpdate",
+        &["name", "kind"],
+        &[],
+    );
+    variant(
+        schemas,
+        "Source",
+        "SourceCreate",
+        &["enabled"],
+        &["name", "kind"],
+    );
+    variant(schemas, "Source", "SourceUpdate", &["name", "kind"], &[]);
+    doc
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 both_backends!(
     answers_are_documented,
     query_parameters_and_bodies_are_documented,
+    create_and_update_bodies_are_told_apart,
 );
 
 const PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
@@ -228,6 +229,85 @@ async fn query_parameters_and_bodies_are_documented(db: &TestDb) {
         compare["required"],
         json!(["signal_type", "a", "b"]),
         "{compare}"
+    );
+    svc.stop().await;
+}
+
+/// A body schema shared by a create and an update documents, for each,
+/// only the fields that one accepts: the server refuses the others.
+async fn create_and_update_bodies_are_told_apart(db: &TestDb) {
+    let svc = common::Server::start(common::config(&db.url), None).await;
+    let doc = svc.ok(Method::GET, "/openapi.json", None).await;
+    let body = |path: &str, method: &str| -> Value {
+        let schema =
+            &doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"];
+        match schema["$ref"].as_str() {
+            Some(r) => {
+                doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")].clone()
+            }
+            None => schema.clone(),
+        }
+    };
+    // (method, path, its template, a body accepted, one refused, the field
+    // that makes it refused)
+    for (method, path, template, good, refused, field) in [
+        (
+            "post",
+            "/v1/banks",
+            "/v1/banks",
+            json!({"name": "c"}),
+            json!({"name": "d", "enabled": true}),
+            "enabled",
+        ),
+        (
+            "patch",
+            "/v1/banks/c",
+            "/v1/banks/{name}",
+            json!({"enabled": false}),
+            json!({"kind": "allow"}),
+            "kind",
+        ),
+        (
+            "post",
+            "/v1/sources",
+            "/v1/sources",
+            json!({"name": "s", "kind": "urls", "config": {"urls": ["https://example.com/"]}}),
+            json!({"name": "t", "kind": "urls", "enabled": true}),
+            "enabled",
+        ),
+        (
+            "patch",
+            "/v1/sources/s",
+            "/v1/sources/{name}",
+            json!({"enabled": false}),
+            json!({"name": "u"}),
+            "name",
+        ),
+    ] {
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let (s, v) = svc.admin_call(m.clone(), path, Some(good)).await;
+        assert!(s.is_success(), "{method} {path}: {s} {v}");
+        let (s, v) = svc.admin_call(m, path, Some(refused)).await;
+        assert!(s.is_client_error(), "{method} {path} with {field}: {s} {v}");
+        let schema = body(template, method);
+        assert!(
+            schema["properties"].is_object(),
+            "{method} {template}: {schema}"
+        );
+        assert!(
+            schema["properties"][field].is_null(),
+            "{method} {template} documents {field}"
+        );
+        assert_eq!(schema["additionalProperties"], false, "{method} {template}");
+    }
+    let banks = body("/v1/banks", "post");
+    assert_eq!(banks["required"], json!(["name"]), "{banks}");
+    let channel = &body("/v1/notices", "post")["properties"]["channel"];
+    assert!(
+        channel["enum"]
+            .as_array()
+            .is_some_and(|e| e.contains(&json!("dsa_art16"))),
+        "{channel}"
     );
     svc.stop().await;
 }
