@@ -321,8 +321,9 @@ const NO_BODY: &[(&str, &str)] = &[
 ];
 
 /// Query parameters: `(method, path, name, kind, description)`. Kinds:
-/// `string`, `int64`, `uint32`, `bool` (`true`/`false`), `flag`
-/// (`true`/`1`/`yes`/`false`/`0`/`no`) and `a|b|c` (one of). A parameter
+/// `string`, `int64`, `uint32`, `MIN..MAX` (an integer in the range),
+/// `cursor` (a non-negative integer as text), `bool` (`true`/`false`),
+/// `flag` (`true`/`1`/`yes`/`false`/`0`/`no`) and `a|b|c` (one of). A parameter
 /// a route does not take is refused (400) where the route takes any.
 #[rustfmt::skip]
 const QUERY: &[(&str, &str, &str, &str, &str)] = &[
@@ -361,9 +362,9 @@ const QUERY: &[(&str, &str, &str, &str, &str)] = &[
     ("get", "/v1/sightings", "to", "string", "first seen before: as from"),
     ("get", "/v1/sightings", "cursor", "int64", "the next_cursor of the previous page"),
     ("get", "/v1/sightings", "limit", "uint32", "page size, default 100, at most 1000"),
-    ("get", "/v1/feeds/{bank}", "after", "string", "the cursor to continue from"),
-    ("get", "/v1/feeds/{bank}", "limit", "uint32", "records per page, at most 10000"),
-    ("get", "/v1/feeds/{bank}", "wait", "uint32", "long-poll seconds while there is nothing new, at most 60"),
+    ("get", "/v1/feeds/{bank}", "after", "cursor", "the cursor to continue from (a next_cursor)"),
+    ("get", "/v1/feeds/{bank}", "limit", "1..10000", "records per page"),
+    ("get", "/v1/feeds/{bank}", "wait", "0..60", "long-poll seconds while there is nothing new"),
     ("get", "/v1/feeds/{bank}/opinions", "limit", "uint32", "page size, default 100, at most 1000"),
     ("get", "/v1/reports/transparency", "from", "string", "YYYY-MM-DD, RFC 3339 UTC or Unix ms; default 30 days ago"),
     ("get", "/v1/reports/transparency", "to", "string", "as from; default now"),
@@ -394,6 +395,12 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
                 "int64" => json!({"type": "integer", "format": "int64"}),
                 "uint32" => json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
                 "bool" => json!({"type": "boolean"}),
+                "cursor" => json!({"type": "string", "pattern": "^[0-9]+$"}),
+                range if range.contains("..") => {
+                    let (min, max) = range.split_once("..").unwrap_or_default();
+                    json!({"type": "integer", "minimum": min.parse::<u64>().unwrap_or(0),
+                           "maximum": max.parse::<u64>().unwrap_or(u64::from(u32::MAX))})
+                }
                 "flag" => {
                     json!({"type": "string", "enum": ["true", "1", "yes", "false", "0", "no"]})
                 }
@@ -629,7 +636,7 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
             "properties": {
                 "partners": {"type": "array", "items": {"type": "string"},
                              "description": "names of partner keys"},
-                "horizon_days": {"type": "integer", "minimum": 0, "maximum": u32::MAX,
+                "horizon_days": {"type": "integer", "minimum": 1, "maximum": 3650,
                                  "default": 180}}})),
         "/v1/feeds/{bank}/opinions" => json_body(json!({"type": "object",
             "additionalProperties": false, "required": ["opinions"], "properties": {

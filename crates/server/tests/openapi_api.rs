@@ -218,6 +218,32 @@ async fn query_parameters_and_bodies_are_documented(db: &TestDb) {
         .admin_call(Method::GET, "/v1/matches?status=maybe", None)
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    // The ranges the server enforces are the documented ones.
+    svc.ok(Method::POST, "/v1/banks", Some(json!({"name": "f"})))
+        .await;
+    let (s, v) = svc
+        .admin_call(
+            Method::PUT,
+            "/v1/feeds/f",
+            Some(json!({"horizon_days": 3651})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    svc.ok(Method::PUT, "/v1/feeds/f", Some(json!({}))).await;
+    let feed = &doc["paths"]["/v1/feeds/{bank}"];
+    let horizon = &feed["put"]["requestBody"]["content"]["application/json"]["schema"]
+        ["properties"]["horizon_days"];
+    assert_eq!(horizon["maximum"], 3650, "{horizon}");
+    for (name, max) in [("limit", 10_000), ("wait", 60)] {
+        let param = feed["get"]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .unwrap_or_else(|| panic!("no {name} parameter: {feed}"));
+        assert_eq!(param["schema"]["maximum"], max, "{param}");
+        let over = format!("/v1/feeds/f?{name}={}", max + 1);
+        let (s, v) = svc.admin_call(Method::GET, &over, None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{over}: {v}");
+    }
     for path in ["/v1/sources/{name}/run", "/v1/exchanges/{name}/fetch"] {
         let op = &doc["paths"][path]["post"];
         assert!(op.is_object(), "{path}");
