@@ -117,7 +117,7 @@ fn is_json(req: &Request) -> bool {
 }
 
 /// `Json<T>` with JSON-shaped rejections, read under the byte budget and
-/// the NUL rule.
+/// the NUL rule; the body is a JSON object (an array is a 422).
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
@@ -130,6 +130,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         }
         let bytes = budget::read_body(req).await?;
         check_json_no_nul(&bytes)?;
+        // Every body is an object: serde would also read a struct from an
+        // array of its fields in order (`[false, null, null]`).
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                "the body must be a JSON object, not an array",
+            ));
+        }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(r) => Err(from_json_rejection(r)),

@@ -323,7 +323,7 @@ const NO_BODY: &[(&str, &str)] = &[
 /// Query parameters: `(method, path, name, kind, description)`. Kinds:
 /// `string`, `int64`, `uint32`, `MIN..MAX` (an integer in the range),
 /// `cursor` (a non-negative integer as text), `bool` (`true`/`false`),
-/// `flag` (`true`/`1`/`yes`/`false`/`0`/`no`) and `a|b|c` (one of). A parameter
+/// `flag` (`true`/`1`/`yes`, or `false`/`0`/`no`/empty) and `a|b|c` (one of). A parameter
 /// a route does not take is refused (400) where the route takes any.
 #[rustfmt::skip]
 const QUERY: &[(&str, &str, &str, &str, &str)] = &[
@@ -402,7 +402,7 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
                            "maximum": max.parse::<u64>().unwrap_or(u64::from(u32::MAX))})
                 }
                 "flag" => {
-                    json!({"type": "string", "enum": ["true", "1", "yes", "false", "0", "no"]})
+                    json!({"type": "string", "enum": ["true", "1", "yes", "false", "0", "no", ""]})
                 }
                 one_of => json!({"type": "string", "enum": one_of.split('|').collect::<Vec<_>>()}),
             };

@@ -16,6 +16,7 @@ both_backends!(
     answers_are_documented,
     query_parameters_and_bodies_are_documented,
     create_and_update_bodies_are_told_apart,
+    array_bodies_are_refused,
 );
 
 const PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
@@ -213,6 +214,20 @@ async fn query_parameters_and_bodies_are_documented(db: &TestDb) {
             );
         }
     }
+    // An empty frames= is read as false, and documented so.
+    let (s, v) = svc
+        .admin_call(Method::GET, "/v1/matches?frames=", None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let frames = doc["paths"]["/v1/matches"]["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "frames"))
+        .map(|p| p["schema"]["enum"].clone())
+        .unwrap_or_default();
+    assert!(
+        frames.as_array().is_some_and(|e| e.contains(&json!(""))),
+        "{frames}"
+    );
     // A documented query parameter is read: a bad value is refused.
     let (s, v) = svc
         .admin_call(Method::GET, "/v1/matches?status=maybe", None)
@@ -335,5 +350,40 @@ async fn create_and_update_bodies_are_told_apart(db: &TestDb) {
             .is_some_and(|e| e.contains(&json!("dsa_art16"))),
         "{channel}"
     );
+    svc.stop().await;
+}
+
+/// A JSON body is an object: an array of a body's fields in order was read
+/// as that body (`[false, null, null]` disabled a bank item; found by
+/// schemathesis's negative_data_rejection check).
+async fn array_bodies_are_refused(db: &TestDb) {
+    let svc = common::Server::start(common::config(&db.url), None).await;
+    svc.ok(Method::POST, "/v1/banks", Some(json!({"name": "a"})))
+        .await;
+    let item = svc
+        .ok(
+            Method::POST,
+            "/v1/banks/a/content",
+            Some(json!({"signals": {"pdq": PDQ}})),
+        )
+        .await;
+    let path = format!("/v1/banks/a/content/{}", item["id"]);
+    let (s, v) = svc
+        .admin_call(Method::PATCH, &path, Some(json!([false, null, null])))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("JSON object"),
+        "{v}"
+    );
+    let item = svc.ok(Method::GET, &path, None).await;
+    assert_eq!(item["enabled"], true, "{item}");
+    let (s, v) = svc
+        .admin_call(Method::POST, "/v1/banks", Some(json!(["b"])))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     svc.stop().await;
 }
