@@ -320,6 +320,73 @@ const NO_BODY: &[(&str, &str)] = &[
     ("post", "/v1/exchanges/{name}/fetch"),
 ];
 
+/// Fields that are optional in the server's body types, where JSON `null`
+/// reads as leaving them out: `(component schema or "METHOD path", fields)`.
+#[rustfmt::skip]
+const NULLABLE: &[(&str, &[&str])] = &[
+    ("BankCreate", &["matching"]),
+    ("BankUpdate", &["enabled", "description", "thresholds", "matching"]),
+    ("SourceCreate", &["config"]),
+    ("SourceUpdate", &["config", "enabled"]),
+    ("Item", &["text", "signals", "url", "note", "banks"]),
+    ("LookupContext", &["content_id", "url", "uploader_id"]),
+    ("patch /v1/banks/{name}/content/{id}", &["enabled", "labels", "note"]),
+    ("post /v1/notices", &["platform", "sent_at"]),
+    ("post /v1/notices/{id}/response", &["responded_at"]),
+    ("put /v1/feeds/{bank}", &["horizon_days"]),
+    ("post /v1/exchanges/{name}/dry-run", &["policy"]),
+    ("post /v1/exchanges", &["credentials", "policy", "enabled", "live", "poll_interval_secs", "bank"]),
+    ("patch /v1/exchanges/{name}", &["enabled", "live", "policy", "config", "poll_interval_secs"]),
+    ("post /c/banks", &["enabled", "enabled_ratio"]),
+    ("put /c/exchange/{name}", &["enabled"]),
+];
+
+/// Let each of `fields` of the object schema `schema` also be `null`;
+/// the fields it has not (a table out of step) are returned.
+fn allow_null(schema: Option<&mut Value>, fields: &[&'static str]) -> Vec<&'static str> {
+    let mut props = schema.and_then(|s| s.get_mut("properties"));
+    let mut missing = Vec::new();
+    for field in fields {
+        let Some(p) = props.as_mut().and_then(|ps| ps.get_mut(*field)) else {
+            missing.push(*field);
+            continue;
+        };
+        match p.get("type").cloned() {
+            Some(Value::String(t)) => p["type"] = json!([t, "null"]),
+            Some(_) => {}
+            None => *p = json!({"anyOf": [p.clone(), {"type": "null"}]}),
+        }
+    }
+    missing
+}
+
+/// [`NULLABLE`] applied to the document; the fields not found.
+fn apply_nullable(doc: &mut Value) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (at, fields) in NULLABLE {
+        let schema = match at.split_once(' ') {
+            Some((method, path)) => doc
+                .get_mut("paths")
+                .and_then(|p| p.get_mut(path))
+                .and_then(|p| p.get_mut(method))
+                .and_then(|o| o.get_mut("requestBody"))
+                .and_then(|b| b.get_mut("content"))
+                .and_then(|c| c.get_mut("application/json"))
+                .and_then(|j| j.get_mut("schema")),
+            None => doc
+                .get_mut("components")
+                .and_then(|c| c.get_mut("schemas"))
+                .and_then(|s| s.get_mut(*at)),
+        };
+        missing.extend(
+            allow_null(schema, fields)
+                .into_iter()
+                .map(|f| format!("{at}: {f}")),
+        );
+    }
+    missing
+}
+
 /// Query parameters: `(method, path, name, kind, description)`. Kinds:
 /// `string`, `int64`, `uint32`, `MIN..MAX` (an integer in the range),
 /// `cursor` (a non-negative integer as text), `bool` (`true`/`false`),
@@ -898,12 +965,27 @@ pub fn document() -> Value {
         &["name", "kind"],
     );
     variant(schemas, "Source", "SourceUpdate", &["name", "kind"], &[]);
+    let missing = apply_nullable(&mut doc);
+    debug_assert!(
+        missing.is_empty(),
+        "NULLABLE names no such fields: {missing:?}"
+    );
     doc
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nullable_fields_exist() {
+        let mut doc = document();
+        // Applied twice: the second pass still finds every field.
+        assert_eq!(apply_nullable(&mut doc), Vec::<String>::new());
+        let update = &doc["components"]["schemas"]["BankUpdate"]["properties"];
+        assert_eq!(update["enabled"]["type"], json!(["boolean", "null"]));
+        assert!(update["matching"]["anyOf"].is_array(), "{update}");
+    }
 
     #[test]
     fn every_route_is_documented_once() {

@@ -16,7 +16,7 @@ both_backends!(
     answers_are_documented,
     query_parameters_and_bodies_are_documented,
     create_and_update_bodies_are_told_apart,
-    array_bodies_are_refused,
+    object_bodies_and_null_fields,
 );
 
 const PDQ: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
@@ -354,9 +354,10 @@ async fn create_and_update_bodies_are_told_apart(db: &TestDb) {
 }
 
 /// A JSON body is an object: an array of a body's fields in order was read
-/// as that body (`[false, null, null]` disabled a bank item; found by
-/// schemathesis's negative_data_rejection check).
-async fn array_bodies_are_refused(db: &TestDb) {
+/// as that body (`[false, null, null]` disabled a bank item); and `null`
+/// for an optional field, read as leaving it out, is documented (both
+/// found by schemathesis's negative_data_rejection check).
+async fn object_bodies_and_null_fields(db: &TestDb) {
     let svc = common::Server::start(common::config(&db.url), None).await;
     svc.ok(Method::POST, "/v1/banks", Some(json!({"name": "a"})))
         .await;
@@ -381,6 +382,19 @@ async fn array_bodies_are_refused(db: &TestDb) {
     );
     let item = svc.ok(Method::GET, &path, None).await;
     assert_eq!(item["enabled"], true, "{item}");
+    // null is "leave it out" for an optional field, and documented so.
+    let (s, v) = svc
+        .admin_call(
+            Method::PATCH,
+            &path,
+            Some(json!({"note": null, "enabled": null})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let doc = svc.ok(Method::GET, "/openapi.json", None).await;
+    let note = &doc["paths"]["/v1/banks/{name}/content/{id}"]["patch"]["requestBody"]["content"]
+        ["application/json"]["schema"]["properties"]["note"];
+    assert_eq!(note["type"], json!(["string", "null"]), "{note}");
     let (s, v) = svc
         .admin_call(Method::POST, "/v1/banks", Some(json!(["b"])))
         .await;
