@@ -389,7 +389,7 @@ fn apply_nullable(doc: &mut Value) -> Vec<String> {
 
 /// Query parameters: `(method, path, name, kind, description)`. Kinds:
 /// `string`, `int64`, `uint32`, `MIN..MAX` (an integer in the range),
-/// `cursor` (a non-negative integer as text), `bool` (`true`/`false`),
+/// `cursor` (a non-negative integer as text; empty: the start), `bool` (`true`/`false`),
 /// `flag` (`true`/`1`/`yes`, or `false`/`0`/`no`/empty) and `a|b|c` (one of). A parameter
 /// a route does not take is refused (400) where the route takes any.
 #[rustfmt::skip]
@@ -399,7 +399,7 @@ const QUERY: &[(&str, &str, &str, &str, &str)] = &[
     ("post", "/v1/lookup", "frames", "flag", "include vPDQ frame lists"),
     ("post", "/v1/lookup/batch", "frames", "flag", "include vPDQ frame lists"),
     ("get", "/v1/matches", "frames", "flag", "include vPDQ frame lists"),
-    ("get", "/v1/matches", "status", "pending|confirmed|rejected", "only matches with this status"),
+    ("get", "/v1/matches", "status", "|pending|confirmed|rejected", "only matches with this status (empty: any)"),
     ("get", "/v1/matches", "bank", "string", "only matches of this bank (a name)"),
     ("get", "/v1/matches", "submission", "int64", "only matches of this submission"),
     ("get", "/v1/matches", "cursor", "int64", "the next_cursor of the previous page"),
@@ -462,7 +462,7 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
                 "int64" => json!({"type": "integer", "format": "int64"}),
                 "uint32" => json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
                 "bool" => json!({"type": "boolean"}),
-                "cursor" => json!({"type": "string", "pattern": "^[0-9]+$"}),
+                "cursor" => json!({"type": "string", "pattern": "^[0-9]*$"}),
                 range if range.contains("..") => {
                     let (min, max) = range.split_once("..").unwrap_or_default();
                     json!({"type": "integer", "minimum": min.parse::<u64>().unwrap_or(0),
