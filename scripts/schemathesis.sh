@@ -9,9 +9,11 @@
 #   ECHOTRACE_SCHEMA_DB=postgres://… scripts/schemathesis.sh   # an EMPTY PostgreSQL database
 #   scripts/schemathesis.sh --seed 7 -n 200                     # extra `st run` options
 #
-# Checks: not_a_server_error, status_code_conformance,
-# content_type_conformance, response_schema_conformance. The exit status is
-# schemathesis's (0: no failure). ECHOTRACE_BIN picks the binary (default: a
+# Checks: no 5xx (not_a_server_error); statuses, media types, JSON shapes
+# and headers as documented; schema-violating requests refused
+# (negative_data_rejection); no answer without the key (ignored_auth,
+# missing_required_header); undocumented methods refused. The exit status
+# is schemathesis's (0: no failure). ECHOTRACE_BIN picks the binary (default: a
 # debug build, built first). Left out: DELETE /v1/keys/{id} (it would revoke
 # the run's own key) and POST /v1/exchanges/{name}/fetch (with credentials
 # the fuzzer sets, it would contact TCAP or ThreatExchange).
@@ -79,11 +81,14 @@ cat >"$dir/schemathesis.toml" <<'EOF'
 "path.content_id" = 1
 EOF
 
+checks=not_a_server_error,status_code_conformance,content_type_conformance
+checks+=,response_schema_conformance,response_headers_conformance,negative_data_rejection
+checks+=,ignored_auth,missing_required_header,unsupported_method
 status=0
 # From the temp dir: schemathesis keeps its state in ./.schemathesis.
 (cd "$dir" && timeout 900 st --no-color run "$dir/openapi.json" --url "$base" \
     -H "Authorization: Bearer $key" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --checks "$checks" \
     --exclude-path-regex '^/v1/keys/\{id\}$' \
     --exclude-path '/v1/exchanges/{name}/fetch' \
     --max-examples 50 --workers 1 --request-timeout 15 --seed 1 \
