@@ -668,5 +668,104 @@ async fn photos_match_through_the_robust_channels_as_a_lookup(db: &TestDb) {
         of_files.iter().any(|x| x["url"] == "https://t.me/c/777/1"),
         "{of_files:?}"
     );
+
+    // `--no-robust` on the existing source: refused, nothing imported.
+    let dir_s = dir.to_str().unwrap();
+    let out = run(
+        &[
+            "collect",
+            "import-telegram",
+            dir_s,
+            "--source",
+            "robust",
+            "--no-robust",
+            "--db",
+            &db.url,
+        ],
+        T,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--no-robust") && err.contains("new sources"),
+        "{err}"
+    );
+
+    // A plain-only source: the same export as another chat, plus the
+    // original itself. Only the exact copy matches, through `plain`.
+    let plain_dir = temp_dir("tg-plain").join("ChatExport_2024-07-02");
+    std::fs::create_dir_all(plain_dir.join("photos")).unwrap();
+    let original_png = png_bytes(&original).unwrap();
+    let mut plain_photos = photos.to_vec();
+    plain_photos.push(("photos/original.png", &original_png));
+    let messages: Vec<Value> = plain_photos
+        .iter()
+        .enumerate()
+        .map(|(i, (name, bytes))| {
+            std::fs::write(plain_dir.join(name), bytes).unwrap();
+            json!({"id": i + 1, "type": "message",
+                   "date_unixtime": (1_719_792_000 + i).to_string(),
+                   "text": format!("picture {} of the river walk", i + 1),
+                   "photo": name})
+        })
+        .collect();
+    let export = json!({"name": "Plain Channel", "type": "public_channel", "id": 778,
+                        "messages": messages});
+    std::fs::write(plain_dir.join("result.json"), export.to_string()).unwrap();
+    let out = ok(
+        &[
+            "collect",
+            "import-telegram",
+            plain_dir.to_str().unwrap(),
+            "--source",
+            "plain",
+            "--no-robust",
+            "--db",
+            &db.url,
+            "--json",
+        ],
+        T,
+    );
+    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(r["media_hashed"], 4, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    assert_eq!(r["matched"], 1, "only the exact copy: {r}");
+    let (s, v) = server.get("/v1/sources/plain").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["config"]["robust"], false, "{v}");
+    let (s, v) = server.get("/v1/sightings?url=https://t.me/c/778/4").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let sha = echotrace_signals::digest::sha256_hex(&original_png);
+    let photo = v["sightings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["content_sha256"] == sha)
+        .unwrap_or_else(|| panic!("no sighting of the original: {v}"))
+        .clone();
+    let channels: Vec<&str> = photo["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["channel"].as_str().unwrap())
+        .collect();
+    assert!(
+        !channels.is_empty() && channels.iter().all(|c| *c == "plain"),
+        "{photo}"
+    );
+    for i in 1..=3 {
+        let (_, v) = server
+            .get(&format!("/v1/sightings?url=https://t.me/c/778/{i}"))
+            .await;
+        assert!(
+            v["sightings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|x| x["matched"] == false),
+            "photo {i} of the plain source: {v}"
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(plain_dir);
 }

@@ -539,6 +539,7 @@ fn telegram_unit(
         content,
         attributes: Some(attrs),
         warc: None,
+        robust: src.config.robust,
     };
     let mut media = Vec::new();
     for m in &msg.media {
@@ -571,6 +572,7 @@ fn telegram_unit(
             content: ItemContent::Bytes(bytes),
             attributes: Some(json!({"telegram": {"field": m.field, "path": rel, "media_type": m.media_type, "mime_type": m.mime_type, "file_name": m.file_name}})),
             warc: None,
+            robust: src.config.robust,
         });
     }
     let mut outlinks = Vec::new();
@@ -685,6 +687,7 @@ fn warc_unit(
             content,
             attributes: Some(json!({"warc": {"record_id": warc.record_id}})),
             warc: Some(warc),
+            robust: src.config.robust,
         },
         media: Vec::new(),
         outlinks,

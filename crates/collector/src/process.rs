@@ -95,6 +95,7 @@ pub fn bare_item(
         content: ItemContent::None,
         attributes,
         warc: None,
+        robust: src.config.robust,
     }
 }
 
@@ -138,6 +139,7 @@ pub fn process_response(
         content,
         attributes,
         warc: None,
+        robust: src.config.robust,
     };
     let mut base_attrs = serde_json::Map::new();
     base_attrs.insert("http_status".into(), f.status.into());

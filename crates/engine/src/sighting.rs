@@ -14,9 +14,13 @@
 //!   `MatchState::find_with` with the derived query hashes): an image or
 //!   video goes through the robust channels too (`dihedral`, `border`,
 //!   `window`, `region`, `part`, under each bank's `matching` switches), and
-//!   each hit keeps the channel that found it (plain wins for an item). An
-//!   allow-bank hit suppresses the block hits, as for a lookup. Nothing is written, so the caller can put the signals and
-//!   the match result into its WARC `metadata` record first.
+//!   each hit keeps the channel that found it (plain wins for an item),
+//!   unless the item's source turned that off (`robust: false`: plain
+//!   PDQ/vPDQ and digests only, for image-heavy sources whose operator
+//!   prefers ~7× less CPU per image to finding adapted copies). An
+//!   allow-bank hit suppresses the block hits, as for a lookup. Nothing is
+//!   written, so the caller can put the signals and the match result into
+//!   its WARC `metadata` record first.
 //! * [`Engine::record_sightings`] writes prepared items inside the caller's
 //!   transaction (the collector finishes its frontier job in the same one):
 //!   the sighting (unique by URL and bytes), its signals (hashes only, for
@@ -73,6 +77,10 @@ pub struct SightingItem {
     pub attributes: Option<serde_json::Value>,
     /// Where its evidence was written.
     pub warc: Option<WarcRef>,
+    /// Match an image or video through the robust channels, as a
+    /// `/v1/lookup` of its bytes (the source's `robust`, default true);
+    /// `false`: its plain PDQ/vPDQ and digests only.
+    pub robust: bool,
 }
 
 /// The payload of an item.
@@ -260,11 +268,12 @@ impl Engine {
                     // The lookup's own hashing (no OCR: collected items are
                     // not OCRed), so an item matches exactly as a
                     // `/v1/lookup` of the same bytes.
-                    match crate::signals::hash_upload(
+                    match crate::signals::hash_upload_with(
                         bytes.clone(),
                         VideoSampling::Query,
                         self.inner.config.pdf_extractor.as_deref(),
                         None,
+                        item.robust,
                     ) {
                         Ok(h) => {
                             query_text = h.text;

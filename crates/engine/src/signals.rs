@@ -709,6 +709,20 @@ pub(crate) fn hash_upload(
     pdf_extractor: Option<&std::path::Path>,
     ocr_gate: Option<OcrGate>,
 ) -> Result<HashedUpload> {
+    hash_upload_with(bytes, sampling, pdf_extractor, ocr_gate, true)
+}
+
+/// [`hash_upload`], with the robust query set of an image or video
+/// (`robust`) or without it: then an image gets its plain PDQ and a video
+/// its plain vPDQ, as a bank of hashes holds them, and nothing derived (a
+/// collector source with `robust: false`).
+pub(crate) fn hash_upload_with(
+    bytes: bytes::Bytes,
+    sampling: VideoSampling,
+    pdf_extractor: Option<&std::path::Path>,
+    ocr_gate: Option<OcrGate>,
+    robust: bool,
+) -> Result<HashedUpload> {
     if detect_kind(&bytes) == Some(ContentKind::Pdf) {
         let (signals, text, textless) = pdf_signals(&bytes, pdf_extractor, None)?;
         let has_words = signals
@@ -721,12 +735,17 @@ pub(crate) fn hash_upload(
             robust: None,
         });
     }
-    if let Some(h) = crate::robust::hash_robust(
-        &bytes,
-        sampling,
-        echotrace_signals::content::RobustRole::Query,
-        ocr_gate,
-    )? {
+    let derived = if robust {
+        crate::robust::hash_robust(
+            &bytes,
+            sampling,
+            echotrace_signals::content::RobustRole::Query,
+            ocr_gate,
+        )?
+    } else {
+        None
+    };
+    if let Some(h) = derived {
         return Ok(HashedUpload {
             signals: h.signals,
             text: None,

@@ -906,7 +906,9 @@ pub fn document() -> Value {
                         "config": {"type": "object", "description": "version (1), urls (seeds), path (local file), \
                             depth (0-2), extra_hosts, locker_hosts, locker_rules, follow_links, \
                             proxy (socks5h://host:port), ignore_robots (audited), min_delay_ms, \
-                            revisit_hours, max_links_per_page. Unknown fields are refused."}
+                            revisit_hours, max_links_per_page, robust (default true: images and \
+                            videos match through the robust channels; false: plain hashes only). \
+                            Unknown fields are refused."}
                     }},
                 "ExchangePolicy": {"type": "object", "additionalProperties": false,
                     "description": "Which upstream records an exchange turns into bank items.",

@@ -163,6 +163,11 @@ pub struct AddSourceArgs {
     /// Imports: queue the outlinks found for fetching.
     #[arg(long)]
     pub follow_links: bool,
+    /// Match images and videos on their plain PDQ/vPDQ and digests only
+    /// (config "robust": false): ~7x less CPU per image, and mirrored,
+    /// framed or cropped copies are missed.
+    #[arg(long)]
+    pub no_robust: bool,
     /// The whole config as JSON (instead of the options above).
     #[arg(long)]
     pub config: Option<String>,
@@ -187,6 +192,11 @@ pub struct ImportArgs {
     /// Queue the outlinks found for fetching (new sources only).
     #[arg(long)]
     pub follow_links: bool,
+    /// Match images and videos on their plain PDQ/vPDQ and digests only
+    /// (config "robust": false; new sources only): ~7x less CPU per image,
+    /// and mirrored, framed or cropped copies are missed.
+    #[arg(long)]
+    pub no_robust: bool,
     #[command(flatten)]
     pub opts: CollectorOpts,
 }
@@ -335,6 +345,7 @@ async fn add_source(db: &super::DatabaseArg, a: AddSourceArgs) -> anyhow::Result
                 extra_hosts: a.extra_hosts.clone(),
                 min_delay_ms: a.min_delay_ms,
                 follow_links: a.follow_links,
+                robust: !a.no_robust,
                 ..SourceConfig::default()
             };
             if let Some(d) = a.depth {
@@ -463,12 +474,20 @@ async fn import(
                     kind.as_str()
                 );
             }
+            if a.no_robust && SourceConfig::parse(&r.config).is_ok_and(|c| c.robust) {
+                bail!(
+                    "--no-robust: source {name:?} exists and matches images through the robust \
+                     channels; the flag applies to new sources (set \"robust\": false in its config \
+                     with PATCH /v1/sources/{name} to change it)"
+                );
+            }
             r
         }
         None => {
             let cfg = SourceConfig {
                 path: Some(path.display().to_string()),
                 follow_links: a.follow_links,
+                robust: !a.no_robust,
                 ..SourceConfig::default()
             };
             echotrace_collector::registry::add_source(

