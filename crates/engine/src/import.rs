@@ -116,6 +116,7 @@ impl ImportItem {
         if signals.is_empty() {
             return Err(EngineError::InvalidInput("no signals".into()));
         }
+        crate::limits::check_len("note", note, crate::limits::MAX_NOTE_BYTES)?;
         let signals = dedup_signals(normalize_signals(signals)?);
         let labels = clean_labels(labels)?;
         Ok(ImportItem {
