@@ -147,7 +147,11 @@ async fn import_twice_adds_nothing_twice(db: &TestDb) {
     let bank = engine.bank_by_name("dump").await.unwrap();
     let items = engine.list_content(bank.id, 0, 100).await.unwrap();
     assert_eq!(items.len(), 3, "{items:?}");
-    assert_eq!(items[0].labels, vec!["first"], "the first line's item stays");
+    assert_eq!(
+        items[0].labels,
+        vec!["first"],
+        "the first line's item stays"
+    );
     engine.store().close().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

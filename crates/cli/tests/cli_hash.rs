@@ -383,11 +383,18 @@ fn compare_errors_exit_non_zero() {
     let words = dir.join("words.txt");
     std::fs::write(&words, "the river valley fog clears by noon").unwrap_or_default();
     let words = words.to_string_lossy().to_string();
-    for (name, body) in [("empty.txt", ""), ("blank.txt", " \n\t\n"), ("punct.txt", "?! -- ...")] {
+    for (name, body) in [
+        ("empty.txt", ""),
+        ("blank.txt", " \n\t\n"),
+        ("punct.txt", "?! -- ..."),
+    ] {
         let path = dir.join(name);
         std::fs::write(&path, body).unwrap_or_default();
         let path = path.to_string_lossy().to_string();
-        for args in [[path.as_str(), words.as_str()], [words.as_str(), path.as_str()]] {
+        for args in [
+            [path.as_str(), words.as_str()],
+            [words.as_str(), path.as_str()],
+        ] {
             let o = run(&["compare", "--type", "text", args[0], args[1]], None);
             assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stdout(&o));
             assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
@@ -399,10 +406,20 @@ fn compare_errors_exit_non_zero() {
         }
     }
     // Wordless on stdin too.
-    let o = run(&["compare", "--type", "text", "-", &words], Some(b"  ...  "));
+    let o = run(
+        &["compare", "--type", "text", "-", &words],
+        Some(b"  ...  "),
+    );
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
-    assert!(stderr(&o).contains("-: text has no words"), "{}", stderr(&o));
-    let o = run(&["compare", "--type", "text", "--json", &words, &words], None);
+    assert!(
+        stderr(&o).contains("-: text has no words"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        &["compare", "--type", "text", "--json", &words, &words],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("\"match\":true"), "{}", stdout(&o));
     let _ = std::fs::remove_dir_all(&dir);

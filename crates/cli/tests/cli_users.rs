@@ -43,10 +43,7 @@ async fn console_users_get_console_roles_only(db: &TestDb) {
         );
     }
     let list = common::ok(&["users", "list", "--db", &db.url], Duration::from_secs(60));
-    let roles: Vec<&str> = list
-        .lines()
-        .filter_map(|l| l.split('\t').nth(2))
-        .collect();
+    let roles: Vec<&str> = list.lines().filter_map(|l| l.split('\t').nth(2)).collect();
     assert_eq!(roles.len(), 3, "{list}");
     for role in ["reviewer", "curator", "admin"] {
         assert!(roles.contains(&role), "{list}");

@@ -650,13 +650,24 @@ async fn field_limits_are_400s_naming_the_field(db: &TestDb) {
     // match"; a one-letter field name is checked as the message's prefix.
     let wordless = [
         (json!({"signal_type": "text", "a": "", "b": TEXT}), "a:"),
-        (json!({"signal_type": "text", "a": TEXT, "b": " \n\t "}), "b:"),
-        (json!({"signal_type": "text", "a": "?! -- ...", "b": TEXT}), "a:"),
+        (
+            json!({"signal_type": "text", "a": TEXT, "b": " \n\t "}),
+            "b:",
+        ),
+        (
+            json!({"signal_type": "text", "a": "?! -- ...", "b": TEXT}),
+            "a:",
+        ),
         (json!({"signal_type": "text", "a": "", "b": ""}), "a:"),
     ];
     for (body, prefix) in wordless {
         let (status, v) = s
-            .call_text(Some(&k), Method::POST, "/v1/compare", Some(&body.to_string()))
+            .call_text(
+                Some(&k),
+                Method::POST,
+                "/v1/compare",
+                Some(&body.to_string()),
+            )
             .await;
         assert_field_error(status, &v, prefix, &body.to_string());
         let m = v["error"]["message"].as_str().unwrap_or("");

@@ -428,8 +428,7 @@ fn hash_one(
     // gets no `text_minhash`, only its digests.
     signals.retain(|s| {
         s.signal_type != echotrace_signals::signal::SignalType::TextMinhash
-            || s
-                .value
+            || s.value
                 .parse::<echotrace_signals::text::TextSignature>()
                 .is_ok_and(|sig| sig.has_words())
     });

@@ -1194,7 +1194,11 @@ async fn csv_paste_skips_hashes_the_bank_holds() {
         let (ts, sid, token, path) = (&ts, &sid, &token, &path);
         async move {
             let r = ts
-                .post(path, sid, &[("csrf", token.as_str()), ("csv", csv.as_str())])
+                .post(
+                    path,
+                    sid,
+                    &[("csrf", token.as_str()), ("csv", csv.as_str())],
+                )
                 .await;
             assert_eq!(r.status(), StatusCode::SEE_OTHER);
             let to = r.headers()[LOCATION].to_str().unwrap().to_string();
@@ -1202,13 +1206,19 @@ async fn csv_paste_skips_hashes_the_bank_holds() {
         }
     };
     let page = paste(format!("{a}\n{b}\n{a}\n")).await;
-    assert!(page.contains("hashes the bank already held were skipped"), "{page}");
+    assert!(
+        page.contains("hashes the bank already held were skipped"),
+        "{page}"
+    );
     let page = paste(format!("{b}\n{a}\n")).await;
     assert!(page.contains("the bank already held every hash"), "{page}");
     let items = engine.list_content(bank.id, 0, 100).await.unwrap();
     assert_eq!(items.len(), 2, "{items:?}");
     let page = paste(format!("{a}\nsha256,{}\n", "1".repeat(64))).await;
-    assert!(page.contains("hashes the bank already held were skipped"), "{page}");
+    assert!(
+        page.contains("hashes the bank already held were skipped"),
+        "{page}"
+    );
     assert_eq!(engine.list_content(bank.id, 0, 100).await.unwrap().len(), 3);
 }
 

@@ -321,9 +321,9 @@ fn flash_for(code: Option<&str>) -> Option<Flash> {
         "saved" => Flash::Ok("Saved.".into()),
         "created" => Flash::Ok("Bank created.".into()),
         "added" => Flash::Ok("Content added.".into()),
-        "some_held" => Flash::Ok(
-            "Content added; hashes the bank already held were skipped.".into(),
-        ),
+        "some_held" => {
+            Flash::Ok("Content added; hashes the bank already held were skipped.".into())
+        }
         "all_held" => Flash::Ok("Nothing added: the bank already held every hash.".into()),
         "toggled" => Flash::Ok("Item updated.".into()),
         "revoked" => Flash::Ok("Key revoked.".into()),
@@ -1257,7 +1257,11 @@ async fn content_add(
                 .into_iter()
                 .map(|(sv, l, nt)| {
                     let l = if l.is_empty() { labels.clone() } else { l };
-                    let nt = if nt.is_empty() { note.as_str() } else { nt.as_str() };
+                    let nt = if nt.is_empty() {
+                        note.as_str()
+                    } else {
+                        nt.as_str()
+                    };
                     echotrace_engine::ImportItem::new(&[sv], l, nt)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
