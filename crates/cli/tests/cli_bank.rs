@@ -4,6 +4,10 @@
 use std::process::Command;
 
 use echotrace_engine::{Engine, EngineConfig};
+use echotrace_store::both_backends;
+use echotrace_store::testing::TestDb;
+
+both_backends!(import_twice_adds_nothing_twice);
 
 const A: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
 const B: &str = "0000000000000000000000000000000000000000000000000000000000000001";
@@ -79,6 +83,75 @@ async fn import_reports_bad_lines_and_imports_the_rest() {
     let items = engine.list_content(bank.id, 0, 10).await.unwrap();
     assert_eq!(items[0].signals[0].value, A);
     assert_eq!(items[0].labels, vec!["gifct", "group-a", "still"]);
+    engine.store().close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Running an import again adds nothing: every item whose signal the bank
+/// already holds is skipped and counted ("already held"), and so is a line
+/// repeating an earlier one. Another bank holding the same signals does
+/// not count. (Before, a second run doubled the bank and reviewers saw
+/// every match twice.)
+async fn import_twice_adds_nothing_twice(db: &TestDb) {
+    let dir = std::env::temp_dir().join(format!(
+        "echotrace-cli-bank-twice-{}-{}",
+        std::process::id(),
+        db.url.len()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("hashes.csv");
+    // Batches of two: A, B | an md5 twice (a repeat inside one batch) | A
+    // again, in another spelling (upper case), in a later batch.
+    std::fs::write(
+        &csv,
+        format!(
+            "{A},first\n{B}\nmd5,d41d8cd98f00b204e9800998ecf8427e\n\
+             md5,d41d8cd98f00b204e9800998ecf8427e\npdq,{},again\n",
+            A.to_uppercase()
+        ),
+    )
+    .unwrap();
+    let csv = csv.to_str().unwrap();
+    let import = |bank: &str| {
+        let out = echotrace(&[
+            "bank", "import", "--db", &db.url, "--bank", bank, "--create", "--batch", "2", csv,
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let first = import("dump");
+    assert!(
+        first.contains("imported 3 items (3 signals)") && first.contains("2 already held"),
+        "{first}"
+    );
+    let second = import("dump");
+    assert!(
+        second.contains("imported 0 items (0 signals)") && second.contains("5 already held"),
+        "{second}"
+    );
+    let other = import("other");
+    assert!(
+        other.contains("imported 3 items (3 signals)") && other.contains("2 already held"),
+        "{other}"
+    );
+
+    let engine = Engine::open(EngineConfig::with_database_url(&db.url))
+        .await
+        .unwrap();
+    let bank = engine.bank_by_name("dump").await.unwrap();
+    let items = engine.list_content(bank.id, 0, 100).await.unwrap();
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert_eq!(
+        items[0].labels,
+        vec!["first"],
+        "the first line's item stays"
+    );
     engine.store().close().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

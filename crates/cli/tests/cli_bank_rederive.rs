@@ -13,8 +13,6 @@ mod console;
 #[path = "../../server/tests/robust_images/mod.rs"]
 mod robust_images;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use echotrace_store::both_backends;
@@ -34,19 +32,12 @@ fn echotrace(args: &[&str]) -> std::process::Output {
 
 /// `echotrace users create --role admin NAME`, the password on stdin.
 fn create_admin(db: &str, name: &str, password: &str) {
-    let mut child = Command::new(common::bin())
-        .args(["users", "create", "--role", "admin", "--db", db, name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawning echotrace users create");
-    child
-        .stdin
-        .take()
-        .expect("stdin piped")
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "users create");
+    let out = common::users_create(db, "admin", name, password);
+    assert!(
+        out.status.success(),
+        "users create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Server {

@@ -339,6 +339,31 @@ fn compare_pdq_hex_and_files() {
     assert_eq!(stdout(&o), "{\"distance\":256,\"match\":false}\n");
 }
 
+/// A text with no words has no `text_minhash` (it would be similar to
+/// nothing), only its digests, like a PDF without text.
+#[test]
+fn wordless_text_has_digests_only() {
+    let dir = scratch("wordless");
+    // (An empty file is refused as "empty input", as before.)
+    for (name, body) in [("blank.txt", " \n\t\n"), ("punct.txt", "?! -- ...")] {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap_or_default();
+        let o = run(&["hash", "--json", &path.to_string_lossy()], None);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap_or_default();
+        let types: Vec<&str> = v["signals"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s["type"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(types, ["md5", "sha256"], "{name}: {}", stdout(&o));
+    }
+    let words = dir.join("words.txt");
+    std::fs::write(&words, "the river valley fog clears by noon").unwrap_or_default();
+    let o = run(&["hash", "--json", &words.to_string_lossy()], None);
+    assert!(stdout(&o).contains("\"text_minhash\""), "{}", stdout(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn compare_errors_exit_non_zero() {
     for bad in ["zz", "f8f8", "/nonexistent/file.jpg"] {
@@ -353,5 +378,49 @@ fn compare_errors_exit_non_zero() {
     std::fs::write(&junk, [0u8, 1, 2, 3, 255]).unwrap_or_default();
     let o = run(&["compare", &junk.to_string_lossy(), AAA_PDQ], None);
     assert!(!o.status.success());
+    // A text with no words (empty, blank, punctuation only) has nothing to
+    // compare: refused naming the operand, not answered "no match".
+    let words = dir.join("words.txt");
+    std::fs::write(&words, "the river valley fog clears by noon").unwrap_or_default();
+    let words = words.to_string_lossy().to_string();
+    for (name, body) in [
+        ("empty.txt", ""),
+        ("blank.txt", " \n\t\n"),
+        ("punct.txt", "?! -- ..."),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap_or_default();
+        let path = path.to_string_lossy().to_string();
+        for args in [
+            [path.as_str(), words.as_str()],
+            [words.as_str(), path.as_str()],
+        ] {
+            let o = run(&["compare", "--type", "text", args[0], args[1]], None);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stdout(&o));
+            assert!(stdout(&o).is_empty(), "{args:?}: {}", stdout(&o));
+            assert!(
+                stderr(&o).contains(&format!("{path}: text has no words")),
+                "{args:?}: {}",
+                stderr(&o)
+            );
+        }
+    }
+    // Wordless on stdin too.
+    let o = run(
+        &["compare", "--type", "text", "-", &words],
+        Some(b"  ...  "),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("-: text has no words"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(
+        &["compare", "--type", "text", "--json", &words, &words],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\"match\":true"), "{}", stdout(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }

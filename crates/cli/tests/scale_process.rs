@@ -894,7 +894,7 @@ async fn three_replicas(db: &TestDb) {
         &admin,
         Method::POST,
         format!("{}/v1/actions/webhooks", replicas[0]),
-        Some(json!({"url": hook_url, "secret": "s3cret"})),
+        Some(json!({"url": hook_url, "secret": "a-webhook-s3cret-key"})),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -1082,24 +1082,12 @@ async fn three_replicas(db: &TestDb) {
     }
 
     // 3. Five failed console logins spread over the replicas lock the name.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_echotrace"))
-        .args([
-            "users", "create", "--role", "reviewer", "--db", &db.url, "rita",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"correct-horse-battery\n")
-            .unwrap();
-    }
-    assert!(child.wait().unwrap().success());
+    let out = common::users_create(&db.url, "reviewer", "rita", "correct-horse-battery");
+    assert!(
+        out.status.success(),
+        "users create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for i in 0..5 {
         let status = console_login(
             &replicas[i % 3],

@@ -395,7 +395,7 @@ async fn scenario(db_url: Option<&str>, backend: &str, shots: bool) {
         &addr,
         "/v1/actions/webhooks",
         &demo.admin_key,
-        &json!({"url": hook_url, "secret": "test-secret", "events": ["decision"]}),
+        &json!({"url": hook_url, "secret": "test-secret-of-16+", "events": ["decision"]}),
     );
     assert_eq!(status, 201, "registering the webhook: {body}");
 

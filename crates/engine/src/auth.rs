@@ -58,6 +58,37 @@ impl Role {
         Role::ALL.map(Role::as_str).join(", ")
     }
 
+    /// The roles a review-console user may have: those that can open a
+    /// console page. `matcher` (lookups only) and `partner` (feeds only)
+    /// are for API keys: every console page needs more than they allow, so
+    /// such a user could sign in to nothing but 403 pages.
+    pub const CONSOLE: [Role; 3] = [Role::Admin, Role::Curator, Role::Reviewer];
+
+    /// Whether a console user may have this role ([`Role::CONSOLE`]).
+    pub fn is_console(self) -> bool {
+        Role::CONSOLE.contains(&self)
+    }
+
+    /// The console roles' names, for messages: "admin, curator, reviewer".
+    pub fn console_names() -> String {
+        Role::CONSOLE.map(Role::as_str).join(", ")
+    }
+
+    /// [`EngineError::InvalidInput`] naming the allowed roles unless a
+    /// console user may have this role (checked by `Engine::create_user`;
+    /// the CLI asks too, before it reads a password).
+    pub fn require_console(self) -> Result<()> {
+        if self.is_console() {
+            return Ok(());
+        }
+        Err(EngineError::InvalidInput(format!(
+            "role: {} is for API keys only (a console user with it could open no \
+             console page); a console user's role must be one of {}",
+            self.as_str(),
+            Role::console_names()
+        )))
+    }
+
     pub fn parse(s: &str) -> Option<Role> {
         match s.trim().to_ascii_lowercase().as_str() {
             "admin" => Some(Role::Admin),

@@ -16,6 +16,12 @@
 //!   one; the `content.import` audit entry names the bank, the id range and
 //!   the counts. Ten million rows therefore cost a thousand change rows and
 //!   a thousand audit entries instead of ten million of each.
+//! * **Idempotent.** Before a batch is written, the bank's signals are read
+//!   for the batch's values (one batched read per signal type and 500
+//!   values, through the value index, in the batch's transaction); an item
+//!   whose signal the bank already holds, or that repeats an earlier item,
+//!   is skipped and counted in [`ImportReport::already_held`]. Re-running
+//!   an import, or resuming a failed one, adds nothing twice.
 //! * **Committed batches stay.** A failure (database error) stops the
 //!   import; the batches committed before it are durable, visible, audited,
 //!   and listed in the returned [`ImportReport`] so a caller can resume.
@@ -110,6 +116,7 @@ impl ImportItem {
         if signals.is_empty() {
             return Err(EngineError::InvalidInput("no signals".into()));
         }
+        crate::limits::check_len("note", note, crate::limits::MAX_NOTE_BYTES)?;
         let signals = dedup_signals(normalize_signals(signals)?);
         let labels = clean_labels(labels)?;
         Ok(ImportItem {
@@ -145,6 +152,9 @@ pub struct ImportReport {
     pub items: u64,
     /// Signal rows written.
     pub signals: u64,
+    /// Items skipped because the bank already held their signal (an
+    /// earlier import of the same list, or the same line twice).
+    pub already_held: u64,
     /// Committed transactions.
     pub batches: u64,
     pub first_content_id: Option<ContentId>,
@@ -180,14 +190,17 @@ where
     while items.peek().is_some() {
         pending.clear();
         pending.extend(items.by_ref().take(batch).map(|i| i.to_bulk()));
-        let signals: usize = pending.iter().map(|c| c.signals.len()).sum();
         let mut tx = store.write().await?;
         // Re-checked inside the transaction: the bank may have been deleted.
         if tx.get_bank(bank_id).await?.is_none() {
             return Err(EngineError::NotFound(format!("bank {bank_id}")));
         }
+        report.already_held += drop_held(&mut tx, bank_id, &mut pending).await?;
+        let signals: usize = pending.iter().map(|c| c.signals.len()).sum();
         let ids = tx.insert_content_bulk(bank_id, &pending).await?;
         let (Some(&first), Some(&last)) = (ids.first(), ids.last()) else {
+            // Every item of the batch was already held: nothing written.
+            progress(&report);
             continue;
         };
         tx.record_change(
@@ -222,6 +235,34 @@ where
         progress(&report);
     }
     Ok(report)
+}
+
+/// Drop from `batch` the items the bank already holds, and the repeats of
+/// an item earlier in the batch; returns how many were dropped. An item is
+/// held when the bank holds any of its signals (type and value): importing
+/// it again would show reviewers each match twice. One batched read per
+/// batch ([`echotrace_store::WriteTx::bank_signals_held`]), in the batch's
+/// transaction, so it also sees the batches committed before it.
+async fn drop_held(
+    tx: &mut echotrace_store::WriteTx,
+    bank_id: BankId,
+    batch: &mut Vec<BulkContent>,
+) -> Result<u64> {
+    let wanted: Vec<(&str, &str)> = batch
+        .iter()
+        .flat_map(|c| c.signals.iter().map(|(t, v)| (t.as_str(), v.as_str())))
+        .collect();
+    let mut held = tx.bank_signals_held(bank_id, &wanted).await?;
+    let before = batch.len();
+    batch.retain(|c| {
+        if c.signals.iter().any(|s| held.contains(s)) {
+            return false;
+        }
+        // Later repeats of this item in the batch are held from now on.
+        held.extend(c.signals.iter().cloned());
+        true
+    });
+    Ok((before - batch.len()) as u64)
 }
 
 impl Engine {

@@ -1638,6 +1638,7 @@ impl Engine {
                 "password must be at least 8 characters".into(),
             ));
         }
+        role.require_console()?;
         let hash = hash_password(password)?;
         let mut tx = self.inner.store.write().await?;
         let row = tx.insert_user(username, &hash, role.as_str()).await?;
@@ -1692,10 +1693,13 @@ impl Engine {
                 "webhook url must be http(s)".into(),
             ));
         }
-        if secret.is_empty() {
-            return Err(EngineError::InvalidInput(
-                "webhook secret must not be empty".into(),
-            ));
+        if secret.len() < limits::MIN_SECRET_BYTES {
+            return Err(EngineError::InvalidInput(format!(
+                "secret is {} bytes; a webhook secret keys the HMAC signature of every \
+                 delivery and must be at least {} bytes",
+                secret.len(),
+                limits::MIN_SECRET_BYTES
+            )));
         }
         limits::check_len("url", url, limits::MAX_URL_BYTES)?;
         limits::check_len("secret", secret, limits::MAX_SECRET_BYTES)?;

@@ -20,6 +20,10 @@ pub const MAX_URL_BYTES: usize = 2 * 1024;
 pub const MAX_NOTE_BYTES: usize = 16 * 1024;
 /// A webhook's signing secret.
 pub const MAX_SECRET_BYTES: usize = 1024;
+/// The shortest webhook signing secret: it keys the HMAC-SHA256 signature
+/// of every delivery, and an empty or one-character key makes that
+/// signature something anyone can forge.
+pub const MIN_SECRET_BYTES: usize = 16;
 /// A bank name (see [`validate_bank_name`]).
 pub const MAX_BANK_NAME_BYTES: usize = 100;
 /// One label of a content item.

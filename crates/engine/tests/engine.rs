@@ -892,7 +892,7 @@ async fn api_keys_and_users(db: &TestDb) {
         .create_webhook(
             &admin(),
             "https://hooks.example.org/et",
-            "k",
+            "a-16-byte-secret",
             vec!["match".into()],
         )
         .await

@@ -7,7 +7,7 @@
 
 use echotrace_engine::limits::{
     MAX_BANK_NAME_BYTES, MAX_ID_BYTES, MAX_KEY_NAME_BYTES, MAX_LABELS, MAX_LABEL_BYTES,
-    MAX_NOTE_BYTES, MAX_SECRET_BYTES, MAX_URL_BYTES,
+    MAX_NOTE_BYTES, MAX_SECRET_BYTES, MAX_URL_BYTES, MIN_SECRET_BYTES,
 };
 use echotrace_engine::robust::REFINE_AUTO_MAX_HELD;
 use serde_json::{json, Map, Value};
@@ -655,7 +655,8 @@ fn body_for(method: &str, path: &str) -> Option<Value> {
             "application/json": {"schema": {"type": "object", "required": ["url", "secret"],
                 "properties": {
                     "url": {"type": "string", "maxLength": MAX_URL_BYTES},
-                    "secret": {"type": "string", "maxLength": MAX_SECRET_BYTES},
+                    "secret": {"type": "string", "minLength": MIN_SECRET_BYTES,
+                               "maxLength": MAX_SECRET_BYTES},
                     "events": {"type": "array", "items": {"type": "string",
                                "enum": ["match", "decision", "quarantine"]}}}}}
         }),

@@ -298,7 +298,7 @@ async fn nul_in_any_string_is_a_400_naming_it(db: &TestDb) {
             Method::POST,
             "/v1/actions/webhooks".into(),
             Some(format!(
-                r#"{{"url":"https://hooks.example/x","secret":"s{n}"}}"#
+                r#"{{"url":"https://hooks.example/x","secret":"a long enough secret{n}"}}"#
             )),
             "secret",
         ),
@@ -618,8 +618,25 @@ async fn field_limits_are_400s_naming_the_field(db: &TestDb) {
         ),
         (
             "/v1/actions/webhooks",
-            json!({"url": format!("https://h.example/{id_over}"), "secret": "s"}),
+            json!({"url": format!("https://h.example/{id_over}"), "secret": "0123456789abcdef"}),
             "url",
+        ),
+        // A webhook secret keys the HMAC of every delivery: under 16 bytes
+        // it is refused (an empty or one-character key signs nothing).
+        (
+            "/v1/actions/webhooks",
+            json!({"url": "https://h.example/x", "secret": ""}),
+            "secret",
+        ),
+        (
+            "/v1/actions/webhooks",
+            json!({"url": "https://h.example/x", "secret": "s"}),
+            "secret",
+        ),
+        (
+            "/v1/actions/webhooks",
+            json!({"url": "https://h.example/x", "secret": "0123456789abcde"}),
+            "secret",
         ),
     ];
     for (path, body, field) in cases {
@@ -628,6 +645,49 @@ async fn field_limits_are_400s_naming_the_field(db: &TestDb) {
             .await;
         assert_field_error(status, &v, field, path);
     }
+    // A text with no words (empty, blank, punctuation only) has nothing to
+    // compare: refused naming the operand (`a:` / `b:`), not answered "no
+    // match"; a one-letter field name is checked as the message's prefix.
+    let wordless = [
+        (json!({"signal_type": "text", "a": "", "b": TEXT}), "a:"),
+        (
+            json!({"signal_type": "text", "a": TEXT, "b": " \n\t "}),
+            "b:",
+        ),
+        (
+            json!({"signal_type": "text", "a": "?! -- ...", "b": TEXT}),
+            "a:",
+        ),
+        (json!({"signal_type": "text", "a": "", "b": ""}), "a:"),
+    ];
+    for (body, prefix) in wordless {
+        let (status, v) = s
+            .call_text(
+                Some(&k),
+                Method::POST,
+                "/v1/compare",
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_field_error(status, &v, prefix, &body.to_string());
+        let m = v["error"]["message"].as_str().unwrap_or("");
+        assert!(m.starts_with(prefix), "{body}: {m}");
+    }
+    // The same text looked up or added to a bank: a 400 naming `text`.
+    for path in ["/v1/lookup", "/v1/banks/lim/content"] {
+        let body = json!({"text": "?! -- ..."}).to_string();
+        let (status, v) = s.call_text(Some(&k), Method::POST, path, Some(&body)).await;
+        assert_field_error(status, &v, "text has no words", path);
+    }
+    let same = s
+        .ok_json(
+            &k,
+            Method::POST,
+            "/v1/compare",
+            json!({"signal_type": "text", "a": TEXT, "b": TEXT}),
+        )
+        .await;
+    assert_eq!(same["match"], true, "{same}");
     s.ok_json(
         &k,
         Method::POST,

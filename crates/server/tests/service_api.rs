@@ -1103,7 +1103,7 @@ async fn webhooks_are_signed_and_retried(db: &TestDb) {
             Some(&admin),
             Method::POST,
             "/v1/actions/webhooks",
-            Some(json!({"url": url, "secret": "s3cret", "events": ["match", "decision"]})),
+            Some(json!({"url": url, "secret": "a-webhook-s3cret-key", "events": ["match", "decision"]})),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{hook}");
@@ -1113,7 +1113,7 @@ async fn webhooks_are_signed_and_retried(db: &TestDb) {
             Some(&admin),
             Method::POST,
             "/v1/actions/webhooks",
-            Some(json!({"url": url, "secret": "x", "events": ["nope"]})),
+            Some(json!({"url": url, "secret": "a-webhook-s3cret-key", "events": ["nope"]})),
         )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
@@ -1169,7 +1169,7 @@ async fn webhooks_are_signed_and_retried(db: &TestDb) {
         .unwrap();
     assert!(sig.starts_with("sha256="));
     assert!(
-        echotrace_engine::verify_body_signature(b"s3cret", &body, sig),
+        echotrace_engine::verify_body_signature(b"a-webhook-s3cret-key", &body, sig),
         "HMAC verifies"
     );
     assert!(!echotrace_engine::verify_body_signature(

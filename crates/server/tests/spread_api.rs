@@ -695,7 +695,7 @@ async fn notices_clusters_and_errors(db: &TestDb) {
     svc.ok(
         Method::POST,
         "/v1/actions/webhooks",
-        Some(json!({"url": hook, "secret": "s3cret", "events": ["notice.created"]})),
+        Some(json!({"url": hook, "secret": "a-webhook-s3cret-key", "events": ["notice.created"]})),
     )
     .await;
 

@@ -23,6 +23,12 @@
 //! millions of hashes with a handful of malformed rows should not need a
 //! second pass; `--dry-run` validates the whole file without writing.
 //!
+//! **Importing is idempotent.** An item whose signal (type and value) the
+//! bank already holds — from an earlier import of the same list, another
+//! source, or an earlier line of this file — is skipped and counted
+//! (`N already held`), so running an import again, or resuming one that
+//! failed half-way, adds nothing twice.
+//!
 //! `bank matching BANK [--refine on|off|auto] [--window on|off] …` shows
 //! a bank's robust-matching settings (`--json`: one object with the file-added
 //! originals it holds and whether lookups refine toward it), and changes the
@@ -383,8 +389,9 @@ async fn import_async(db: &super::DatabaseArg, args: ImportArgs) -> anyhow::Resu
             if last_print.elapsed().as_secs() >= 5 {
                 last_print = Instant::now();
                 eprintln!(
-                    "… {} items in {:.0} s",
+                    "… {} items ({} already held) in {:.0} s",
                     r.items,
+                    r.already_held,
                     started.elapsed().as_secs_f64()
                 );
             }
@@ -409,13 +416,15 @@ async fn import_async(db: &super::DatabaseArg, args: ImportArgs) -> anyhow::Resu
         });
     }
     println!(
-        "imported {} items ({} signals) into bank {:?} (id {}) in {} transactions, {:.1} s; {} bad lines",
+        "imported {} items ({} signals) into bank {:?} (id {}) in {} transactions, {:.1} s; \
+         {} already held, {} bad lines",
         report.items,
         report.signals,
         bank.name,
         bank.id,
         report.batches,
         started.elapsed().as_secs_f64(),
+        report.already_held,
         bad_count
     );
     if bad_count as usize > MAX_REPORTED {

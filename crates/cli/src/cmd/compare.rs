@@ -310,18 +310,19 @@ fn read_operand(s: &str, max: u64) -> anyhow::Result<Vec<u8>> {
     .map_err(|e| anyhow::anyhow!("{s}: {e}"))
 }
 
-/// A `text_minhash:v1:` string is a signature; `-` is stdin; else a UTF-8 file.
+/// A `text_minhash:v1:` string is a signature; `-` is stdin; else a UTF-8
+/// file. A text with no words is refused, naming the operand.
 fn text_operand(s: &str, max: u64) -> anyhow::Result<echotrace_signals::text::TextSignature> {
-    if s.starts_with("text_minhash:") {
-        return s
-            .parse()
-            .with_context(|| format!("{s}: bad text_minhash signature"));
-    }
-    let bytes = read_operand(s, max)?;
-    let text = std::str::from_utf8(&bytes).with_context(|| format!("{s}: not UTF-8 text"))?;
-    Ok(echotrace_signals::text::text_signature(
-        text.strip_prefix('\u{feff}').unwrap_or(text),
-    ))
+    let sig = if s.starts_with("text_minhash:") {
+        s.parse()
+            .with_context(|| format!("{s}: bad text_minhash signature"))?
+    } else {
+        let bytes = read_operand(s, max)?;
+        let text = std::str::from_utf8(&bytes).with_context(|| format!("{s}: not UTF-8 text"))?;
+        echotrace_signals::text::text_signature(text.strip_prefix('\u{feff}').unwrap_or(text))
+    };
+    echotrace_signals::text::require_words(s, &sig)?;
+    Ok(sig)
 }
 
 /// Seconds between hashed frames of a lookup (the service's query side).

@@ -23,7 +23,7 @@ pub struct UsersArgs {
 pub enum UsersCommand {
     /// Create a console user; the password is read from stdin.
     Create {
-        /// admin, curator, matcher or reviewer.
+        /// admin, curator or reviewer (matcher and partner are API-key roles).
         #[arg(long)]
         role: String,
         /// Login name.
@@ -45,8 +45,13 @@ async fn run_async(args: UsersArgs) -> anyhow::Result<ExitCode> {
     let engine = args.database.open_for_admin().await?;
     match args.command {
         UsersCommand::Create { role, name } => {
-            let role = Role::parse(&role)
-                .ok_or_else(|| anyhow!("unknown role {role:?} ({})", Role::names()))?;
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow!(
+                    "unknown role {role:?} (a console user's role is one of {})",
+                    Role::console_names()
+                )
+            })?;
+            role.require_console()?;
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
                 eprint!("Password for {name}: ");

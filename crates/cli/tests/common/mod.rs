@@ -122,6 +122,26 @@ pub fn ok(args: &[&str], timeout: Duration) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// `echotrace users create --role ROLE --db DB NAME`, the password on
+/// stdin (first line), run to completion.
+pub fn users_create(db: &str, role: &str, name: &str, password: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(["users", "create", "--role", role, "--db", db, name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning echotrace users create");
+    // The command may refuse before it reads stdin: a closed pipe is fine.
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(format!("{password}\n").as_bytes());
+    child.wait_with_output().expect("echotrace users create")
+}
+
 /// A running `echotrace serve`, killed on drop.
 pub struct Server {
     pub child: Child,

@@ -531,6 +531,7 @@ async fn compare(
             .hash_job(crate::Pool::Light, move || {
                 let sa = echotrace_signals::text::text_signature(&a);
                 let sb = echotrace_signals::text::text_signature(&b);
+                require_words(&sa, &sb)?;
                 echotrace_signals::text::compare_text(&sa, &sb)
                     .map_err(|e| ApiError::bad_request(e.to_string()))
             })
@@ -549,6 +550,16 @@ async fn compare(
     let a = echotrace_engine::normalize_signal(t, &body.a)?;
     let b = echotrace_engine::normalize_signal(t, &body.b)?;
     Ok(Json(compare_values(&a, &b)?))
+}
+
+/// 400 naming `a` or `b` when that side's text has no words.
+fn require_words(
+    a: &echotrace_signals::text::TextSignature,
+    b: &echotrace_signals::text::TextSignature,
+) -> Result<(), ApiError> {
+    echotrace_signals::text::require_words("a", a)
+        .and_then(|()| echotrace_signals::text::require_words("b", b))
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn compare_values(a: &SignalValue, b: &SignalValue) -> Result<Value, ApiError> {
@@ -579,6 +590,7 @@ fn compare_values(a: &SignalValue, b: &SignalValue) -> Result<Value, ApiError> {
                     .map_err(|e: echotrace_signals::text::SignatureParseError| {
                         ApiError::bad_request(e.to_string())
                     })?;
+            require_words(&sa, &sb)?;
             let rule = echotrace_signals::text::TextMatchRule {
                 jaccard: echotrace_engine::default_threshold(t),
                 ..echotrace_signals::text::TextMatchRule::default()

@@ -1177,6 +1177,51 @@ async fn no_frame_thumbnails_without_retention_or_ffmpeg() {
 /// and re-signed under each bank's equivalence list: with `daesh = isis`,
 /// "isis" text finds an item saying "daesh" in the bank with the list and
 /// not in an otherwise identical bank without it.
+/// Pasting a hash list twice adds nothing twice: lines whose hash the bank
+/// already holds are skipped (the bank import's rule), and the flash says
+/// so. Before, every paste added every line again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_paste_skips_hashes_the_bank_holds() {
+    let ts = start(Duration::from_secs(0)).await;
+    let engine = ts.engine();
+    add_admin(&engine).await;
+    let bank = block_bank(&engine, "pasted", None).await;
+    let (sid, token) = ts.login("admin", "admin-password-1").await;
+    let a = format!("pdq,{}", "f".repeat(64));
+    let b = format!("md5,{}", "0".repeat(32));
+    let path = format!("/ui/banks/{}/content", bank.id);
+    let paste = |csv: String| {
+        let (ts, sid, token, path) = (&ts, &sid, &token, &path);
+        async move {
+            let r = ts
+                .post(
+                    path,
+                    sid,
+                    &[("csrf", token.as_str()), ("csv", csv.as_str())],
+                )
+                .await;
+            assert_eq!(r.status(), StatusCode::SEE_OTHER);
+            let to = r.headers()[LOCATION].to_str().unwrap().to_string();
+            ts.get(&to, sid).await.1
+        }
+    };
+    let page = paste(format!("{a}\n{b}\n{a}\n")).await;
+    assert!(
+        page.contains("hashes the bank already held were skipped"),
+        "{page}"
+    );
+    let page = paste(format!("{b}\n{a}\n")).await;
+    assert!(page.contains("the bank already held every hash"), "{page}");
+    let items = engine.list_content(bank.id, 0, 100).await.unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let page = paste(format!("{a}\nsha256,{}\n", "1".repeat(64))).await;
+    assert!(
+        page.contains("hashes the bank already held were skipped"),
+        "{page}"
+    );
+    assert_eq!(engine.list_content(bank.id, 0, 100).await.unwrap().len(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debugger_resigns_pasted_text_under_bank_lists() {
     let (ts, engine) = start_console(crate::ui::UiConfig::default()).await;

@@ -321,6 +321,10 @@ fn flash_for(code: Option<&str>) -> Option<Flash> {
         "saved" => Flash::Ok("Saved.".into()),
         "created" => Flash::Ok("Bank created.".into()),
         "added" => Flash::Ok("Content added.".into()),
+        "some_held" => {
+            Flash::Ok("Content added; hashes the bank already held were skipped.".into())
+        }
+        "all_held" => Flash::Ok("Nothing added: the bank already held every hash.".into()),
         "toggled" => Flash::Ok("Item updated.".into()),
         "revoked" => Flash::Ok("Key revoked.".into()),
         _ => return None,
@@ -1177,7 +1181,7 @@ async fn content_add(
     let who = actor(&auth);
     let labels = labels_of(&form);
     let note = form.get("note").unwrap_or("").to_string();
-    let result: Result<usize, EngineError> = async {
+    let result: Result<&'static str, EngineError> = async {
         if let Some(file) = form.file("file") {
             // Hashed as a bank entry (a video at every frame) in the
             // server's hashing pool for its kind, like API uploads; OCR is
@@ -1202,7 +1206,7 @@ async fn content_add(
                         .await?;
                 }
             }
-            Ok(1)
+            Ok("added")
         } else if let Some(text) = form.get("text") {
             let c = st
                 .engine
@@ -1226,7 +1230,7 @@ async fn content_add(
                 )
                 .await?;
             }
-            Ok(1)
+            Ok("added")
         } else if let Some(csv) = form.get("csv") {
             let mut items = Vec::new();
             for (n, line) in csv.lines().enumerate() {
@@ -1249,23 +1253,26 @@ async fn content_add(
                     "at most 10000 lines per paste".into(),
                 ));
             }
-            let count = items.len();
-            for (sv, l, nt) in items {
-                let l = if l.is_empty() { labels.clone() } else { l };
-                let nt = if nt.is_empty() { note.clone() } else { nt };
-                st.engine
-                    .add_content(
-                        &who,
-                        bank_id,
-                        NewContent {
-                            source: ContentSource::Signals(vec![sv]),
-                            labels: l,
-                            note: nt,
-                        },
-                    )
-                    .await?;
-            }
-            Ok(count)
+            let items = items
+                .into_iter()
+                .map(|(sv, l, nt)| {
+                    let l = if l.is_empty() { labels.clone() } else { l };
+                    let nt = if nt.is_empty() {
+                        note.as_str()
+                    } else {
+                        nt.as_str()
+                    };
+                    echotrace_engine::ImportItem::new(&[sv], l, nt)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            // The bank import's path: a hash the bank already holds (a
+            // list pasted twice) is skipped, not added again.
+            let report = st.engine.import_signals(&who, bank_id, items).await?;
+            Ok(match (report.items, report.already_held) {
+                (_, 0) => "added",
+                (0, _) => "all_held",
+                _ => "some_held",
+            })
         } else {
             Err(EngineError::InvalidInput(
                 "choose a file, text or a hash list".into(),
@@ -1274,7 +1281,7 @@ async fn content_add(
     }
     .await;
     match result {
-        Ok(_) => see_other(&format!("/ui/banks/{bank_id}?msg=added")),
+        Ok(msg) => see_other(&format!("/ui/banks/{bank_id}?msg={msg}")),
         Err(e) => engine_error(Some(&auth.viewer), e),
     }
 }

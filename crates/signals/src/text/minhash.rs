@@ -335,6 +335,13 @@ fn densify(mins: &mut [u64], filled: &[bool]) {
 }
 
 impl TextSignature {
+    /// Whether the text had any words (a shingle to match on). A text with
+    /// none — empty, blank, punctuation only — signs to an empty set that
+    /// is similar to nothing, so comparing or looking it up means nothing.
+    pub fn has_words(&self) -> bool {
+        self.set_size > 0
+    }
+
     pub fn num_bins(&self) -> usize {
         self.mins.len()
     }

@@ -132,6 +132,24 @@ pub struct TextComparison {
     pub rule: MatchedBy,
 }
 
+/// An operand of a comparison whose text has no words
+/// ([`TextSignature::has_words`]): empty, blank or punctuation only. Its
+/// signature is similar to nothing, so "no match" would be an answer about
+/// nothing; callers refuse it instead, naming the operand.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}: text has no words to compare (it is empty, blank or only punctuation)")]
+pub struct NoWords(pub String);
+
+/// `Ok` when `sig`'s text has words, else [`NoWords`] naming `operand`
+/// (a request field such as `a`, or the path a user gave).
+pub fn require_words(operand: &str, sig: &TextSignature) -> Result<(), NoWords> {
+    if sig.has_words() {
+        Ok(())
+    } else {
+        Err(NoWords(operand.to_string()))
+    }
+}
+
 /// Signatures built with different parameters cannot be compared.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("incompatible text signatures: K {0} vs {1}, shingle size {2} vs {3}")]
