@@ -527,6 +527,25 @@ async fn result_json_is_named_after_its_export(db: &TestDb) {
 /// and `border`, the channel a lookup of the same bytes reports; a bank
 /// with `"matching": {"dihedral": false}` does not match the mirror; an
 /// unrelated photo stays unmatched.
+/// A Telegram export in `dir` of chat `id`: one message per photo, each
+/// (path under `dir`, bytes) written beside `result.json`.
+fn write_photo_export(dir: &std::path::Path, name: &str, id: i64, photos: &[(&str, &[u8])]) {
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    let messages: Vec<Value> = photos
+        .iter()
+        .enumerate()
+        .map(|(i, (file, bytes))| {
+            std::fs::write(dir.join(file), bytes).unwrap();
+            json!({"id": i + 1, "type": "message",
+                   "date_unixtime": (1_719_792_000 + i).to_string(),
+                   "text": format!("picture {} of the river walk", i + 1),
+                   "photo": file})
+        })
+        .collect();
+    let export = json!({"name": name, "type": "public_channel", "id": id, "messages": messages});
+    std::fs::write(dir.join("result.json"), export.to_string()).unwrap();
+}
+
 async fn photos_match_through_the_robust_channels_as_a_lookup(db: &TestDb) {
     let original = bridge_photo();
     let mirrored = png_bytes(&image::imageops::flip_horizontal(&original)).unwrap();
@@ -583,26 +602,12 @@ async fn photos_match_through_the_robust_channels_as_a_lookup(db: &TestDb) {
 
     // The export: one photo per message.
     let dir = temp_dir("tg-robust").join("ChatExport_2024-07-01");
-    std::fs::create_dir_all(dir.join("photos")).unwrap();
     let photos: [(&str, &[u8]); 3] = [
         ("photos/mirrored.png", &mirrored),
         ("photos/bordered.png", &bordered),
         ("photos/unrelated.jpg", &unrelated),
     ];
-    let messages: Vec<Value> = photos
-        .iter()
-        .enumerate()
-        .map(|(i, (name, bytes))| {
-            std::fs::write(dir.join(name), bytes).unwrap();
-            json!({"id": i + 1, "type": "message",
-                   "date_unixtime": (1_719_792_000 + i).to_string(),
-                   "text": format!("picture {} of the river walk", i + 1),
-                   "photo": name})
-        })
-        .collect();
-    let export = json!({"name": "Robust Channel", "type": "public_channel", "id": 777,
-                        "messages": messages});
-    std::fs::write(dir.join("result.json"), export.to_string()).unwrap();
+    write_photo_export(&dir, "Robust Channel", 777, &photos);
     let out = ok(
         &[
             "collect",
@@ -694,24 +699,10 @@ async fn photos_match_through_the_robust_channels_as_a_lookup(db: &TestDb) {
     // A plain-only source: the same export as another chat, plus the
     // original itself. Only the exact copy matches, through `plain`.
     let plain_dir = temp_dir("tg-plain").join("ChatExport_2024-07-02");
-    std::fs::create_dir_all(plain_dir.join("photos")).unwrap();
     let original_png = png_bytes(&original).unwrap();
     let mut plain_photos = photos.to_vec();
     plain_photos.push(("photos/original.png", &original_png));
-    let messages: Vec<Value> = plain_photos
-        .iter()
-        .enumerate()
-        .map(|(i, (name, bytes))| {
-            std::fs::write(plain_dir.join(name), bytes).unwrap();
-            json!({"id": i + 1, "type": "message",
-                   "date_unixtime": (1_719_792_000 + i).to_string(),
-                   "text": format!("picture {} of the river walk", i + 1),
-                   "photo": name})
-        })
-        .collect();
-    let export = json!({"name": "Plain Channel", "type": "public_channel", "id": 778,
-                        "messages": messages});
-    std::fs::write(plain_dir.join("result.json"), export.to_string()).unwrap();
+    write_photo_export(&plain_dir, "Plain Channel", 778, &plain_photos);
     let out = ok(
         &[
             "collect",
