@@ -126,7 +126,7 @@ pub struct SourceConfig {
     pub max_links_per_page: Option<u32>,
     /// Images and videos are matched through the robust channels, as a
     /// `/v1/lookup` upload is (the default). `false`: their plain PDQ/vPDQ
-    /// and digests only — about 7× less CPU per image, and a mirrored,
+    /// and digests only — about 6× less CPU per image, and a mirrored,
     /// framed or cropped copy is missed.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub robust: bool,

@@ -17,7 +17,7 @@
 //!   each hit keeps the channel that found it (plain wins for an item),
 //!   unless the item's source turned that off (`robust: false`: plain
 //!   PDQ/vPDQ and digests only, for image-heavy sources whose operator
-//!   prefers ~7× less CPU per image to finding adapted copies). An
+//!   prefers ~6× less CPU per image to finding adapted copies). An
 //!   allow-bank hit suppresses the block hits, as for a lookup. Nothing is
 //!   written, so the caller can put the signals and the match result into
 //!   its WARC `metadata` record first.

@@ -164,7 +164,7 @@ pub struct AddSourceArgs {
     #[arg(long)]
     pub follow_links: bool,
     /// Match images and videos on their plain PDQ/vPDQ and digests only
-    /// (config "robust": false): ~7x less CPU per image, and mirrored,
+    /// (config "robust": false): ~6x less CPU per image, and mirrored,
     /// framed or cropped copies are missed.
     #[arg(long)]
     pub no_robust: bool,
@@ -193,7 +193,7 @@ pub struct ImportArgs {
     #[arg(long)]
     pub follow_links: bool,
     /// Match images and videos on their plain PDQ/vPDQ and digests only
-    /// (config "robust": false; new sources only): ~7x less CPU per image,
+    /// (config "robust": false; new sources only): ~6x less CPU per image,
     /// and mirrored, framed or cropped copies are missed.
     #[arg(long)]
     pub no_robust: bool,

@@ -241,7 +241,7 @@ fn sources_view(
                 label for="s-proxy" { "SOCKS proxy (socks5h://host:port, for Tor)" } input id="s-proxy" name="proxy" type="text";
                 p { label { input type="checkbox" name="follow_links"; " Imports: queue outlinks for fetching" } }
                 p { label { input type="checkbox" name="ignore_robots"; " Ignore robots.txt (recorded in the audit log)" } }
-                p { label { input type="checkbox" name="plain_only"; " Images and videos: plain hashes only (about 7× less CPU per image; mirrored, framed or cropped copies are missed)" } }
+                p { label { input type="checkbox" name="plain_only"; " Images and videos: plain hashes only (about 6× less CPU per image; mirrored, framed or cropped copies are missed)" } }
                 p { button type="submit" { "Add source" } }
             }
         }
