@@ -398,3 +398,60 @@ fn deflate_bomb_pdf(inflated: usize) -> Vec<u8> {
     );
     pdf
 }
+
+/// The unauthenticated `/readyz` says whether OCR is on and which
+/// languages it reads, and nothing the `tesseract` child printed: its
+/// version line and paths go to the log and the console only. A stand-in
+/// `tesseract` first on `PATH` prints a build path on stdout and stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_shows_ocr_languages_not_what_tesseract_printed() {
+    use std::os::unix::fs::PermissionsExt;
+    let secret = "/srv/tess-build-7f3a";
+    for (case, script) in [
+        (
+            "on",
+            format!(
+                "#!/bin/sh\ncase \"$1\" in\n--version) echo 'tesseract 5.9.9 built in {secret}'; \
+                 echo 'warning: {secret}/tessdata' >&2;;\n--list-langs) echo 'List of available \
+                 languages in \"{secret}/tessdata/\" (2):'; echo ara; echo eng;;\nesac\n"
+            ),
+        ),
+        (
+            "off",
+            format!("#!/bin/sh\necho 'cannot open {secret}/libtesseract.so' >&2\nexit 3\n"),
+        ),
+    ] {
+        let dir = common::temp_dir(&format!("fake-tesseract-{case}"));
+        let program = dir.join("tesseract");
+        std::fs::write(&program, script).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let db = TestDb::sqlite();
+        let server = Server::spawn_env(&db.url, &[], &[("PATH", &path)]).await;
+        let (s, ready) = server.get("/readyz").await;
+        assert_eq!(s, StatusCode::OK, "{case}: {ready}");
+        let body = ready.to_string();
+        assert!(
+            !body.contains(secret),
+            "{case}: a child's path in /readyz: {body}"
+        );
+        assert!(
+            !body.contains("5.9.9"),
+            "{case}: the child's version line: {body}"
+        );
+        assert_eq!(ready["ocr"].get("detail"), None, "{case}: {body}");
+        if case == "on" {
+            assert_eq!(
+                ready["ocr"],
+                json!({"enabled": true, "languages": ["ara", "eng"]})
+            );
+        } else {
+            assert_eq!(ready["ocr"], json!({"enabled": false, "languages": []}));
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1015,13 +1015,7 @@ async fn ocr_lookups_over_http(db: &TestDb) {
         .await
         .expect("json");
     assert_eq!(ready["ocr"]["enabled"], json!(true), "{ready}");
-    assert!(
-        ready["ocr"]["detail"]
-            .as_str()
-            .unwrap_or("")
-            .contains("ara+eng"),
-        "{ready}"
-    );
+    assert_eq!(ready["ocr"]["languages"], json!(["ara", "eng"]), "{ready}");
 
     let (s, v) = post_json(
         &client,

@@ -54,12 +54,34 @@ impl Default for OcrConfig {
     }
 }
 
-/// Whether OCR is available, for `/readyz` and the console.
+/// Whether OCR is available, for the console (signed-in users) and,
+/// through [`OcrStatus::public`], `/readyz`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct OcrStatus {
     pub enabled: bool,
-    /// `tesseract 5.3.0 (ara+eng)`, or why OCR is off.
+    /// The languages OCR reads (empty when it is off).
+    pub languages: Vec<String>,
+    /// `tesseract 5.3.0 (ara+eng)`, or why OCR is off. It can hold a
+    /// path or what the child printed, so it is for the log and the
+    /// console, never for `/readyz`.
     pub detail: String,
+}
+
+/// What `/readyz` (no sign-in) shows of OCR: on or off and its languages;
+/// the reason it is off is in the server's log and the console.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PublicOcrStatus {
+    pub enabled: bool,
+    pub languages: Vec<String>,
+}
+
+impl OcrStatus {
+    pub fn public(&self) -> PublicOcrStatus {
+        PublicOcrStatus {
+            enabled: self.enabled,
+            languages: self.languages.clone(),
+        }
+    }
 }
 
 /// Prepared images waiting for OCR: one for an image; a video's key
@@ -89,6 +111,7 @@ impl OcrService {
                 None,
                 OcrStatus {
                     enabled: false,
+                    languages: Vec::new(),
                     detail: "OCR disabled by configuration".into(),
                 },
             )
@@ -96,11 +119,13 @@ impl OcrService {
             match Tesseract::locate(&config.program, config.limits.clone()) {
                 Ok(t) => {
                     let detail = format!("{} ({})", t.version(), t.languages().join("+"));
+                    let languages = t.languages().to_vec();
                     tracing::info!("OCR on: {detail}");
                     (
                         Some(t),
                         OcrStatus {
                             enabled: true,
+                            languages,
                             detail,
                         },
                     )
@@ -111,6 +136,7 @@ impl OcrService {
                         None,
                         OcrStatus {
                             enabled: false,
+                            languages: Vec::new(),
                             detail: format!("OCR off: {e}"),
                         },
                     )

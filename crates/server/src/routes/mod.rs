@@ -94,7 +94,7 @@ async fn readyz(state: axum::extract::State<AppState>) -> Response {
             "lag": lag,
             "state": engine.state_source().public(),
             "replica": engine.replica_tag(),
-            "ocr": engine.ocr_status(),
+            "ocr": engine.ocr_status().public(),
         })),
     )
         .into_response()
