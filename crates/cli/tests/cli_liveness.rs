@@ -820,3 +820,37 @@ async fn tor_proxy(db: &TestDb) {
     assert!(pages.contains(&"/hidden".to_string()), "{pages:?}");
     engine.store().close().await;
 }
+
+/// `liveness run` reads the contact from `--contact` or from the same
+/// variable as `collect run` (`ECHOTRACE_COLLECTOR_CONTACT`); with neither
+/// it exits non-zero naming both, before touching anything.
+#[test]
+fn contact_comes_from_the_collectors_variable() {
+    let db = TestDb::sqlite();
+    let run = |env: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_echotrace"));
+        c.args(["liveness", "--db", &db.url, "run", "--once"])
+            .env_remove("ECHOTRACE_COLLECTOR_CONTACT")
+            .env_remove("ECHOTRACE_CONTACT")
+            .env_remove("ECHOTRACE_DATABASE_URL");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run echotrace liveness")
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--contact") && err.contains("ECHOTRACE_COLLECTOR_CONTACT"),
+        "{err}"
+    );
+    for var in ["ECHOTRACE_COLLECTOR_CONTACT", "ECHOTRACE_CONTACT"] {
+        let out = run(&[(var, "https://example.invalid/echotrace-tests")]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{var}: {err}");
+        let summary: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{var}: {e}: {:?}", String::from_utf8_lossy(&out.stdout)));
+        assert_eq!(summary["checked"], 0, "{var}: {summary}");
+    }
+}

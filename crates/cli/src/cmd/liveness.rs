@@ -63,9 +63,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub removal_rules: Option<std::path::PathBuf>,
     /// Your contact (an http(s) URL or mailto: address), sent in the
-    /// User-Agent so site owners can reach you.
-    #[arg(long, env = "ECHOTRACE_CONTACT")]
-    pub contact: String,
+    /// User-Agent so site owners can reach you; the same variable as
+    /// `collect run` (ECHOTRACE_CONTACT, read before, is still read).
+    #[arg(long, env = "ECHOTRACE_COLLECTOR_CONTACT")]
+    pub contact: Option<String>,
     /// Minimum time between two requests to one host, ms (Heritrix's 3 s;
     /// after a request the host also rests 5 × its duration, and a
     /// robots.txt Crawl-delay up to 300 s is honoured). 0: politeness off.
@@ -165,7 +166,18 @@ fn config(a: &RunArgs) -> anyhow::Result<(CheckerConfig, FetchConfig, CheckerSet
     cfg.rules = rules;
     cfg.proxy = a.proxy.clone();
     cfg.at = at;
-    let mut fetch = FetchConfig::new(&a.contact).map_err(|e| anyhow!("--contact: {e}"))?;
+    let contact = a
+        .contact
+        .clone()
+        .or_else(|| std::env::var("ECHOTRACE_CONTACT").ok())
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| {
+            anyhow!(
+                "--contact is required: an http(s) URL or mailto: address where site owners can \
+                 reach you (it goes into the User-Agent); or set ECHOTRACE_COLLECTOR_CONTACT"
+            )
+        })?;
+    let mut fetch = FetchConfig::new(&contact).map_err(|e| anyhow!("--contact: {e}"))?;
     fetch.timeout = Duration::from_secs(a.timeout_secs.max(1));
     fetch.connect_timeout = fetch.timeout.min(Duration::from_secs(10));
     fetch.max_body_bytes = (a.max_body_mib.max(1) as u64).saturating_mul(1 << 20);
