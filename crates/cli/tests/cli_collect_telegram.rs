@@ -546,6 +546,42 @@ fn write_photo_export(dir: &std::path::Path, name: &str, id: i64, photos: &[(&st
     std::fs::write(dir.join("result.json"), export.to_string()).unwrap();
 }
 
+/// `collect import-telegram DIR --source SOURCE --db DB --json EXTRA…`:
+/// its JSON report.
+fn import_json(dir: &std::path::Path, source: &str, db: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "collect",
+        "import-telegram",
+        dir.to_str().unwrap(),
+        "--source",
+        source,
+        "--db",
+        db,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(ok(&args, T).trim()).unwrap()
+}
+
+/// The sighting of `bytes` at message `message` of chat `chat`, through
+/// `/v1/sightings?url=`.
+async fn photo_sighting(server: &Server, chat: i64, message: usize, bytes: &[u8]) -> Value {
+    let sha = echotrace_signals::digest::sha256_hex(bytes);
+    let (s, v) = server
+        .get(&format!(
+            "/v1/sightings?url=https://t.me/c/{chat}/{message}"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["sightings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["content_sha256"] == sha)
+        .unwrap_or_else(|| panic!("no sighting of photo {message} of chat {chat}: {v}"))
+        .clone()
+}
+
 async fn photos_match_through_the_robust_channels_as_a_lookup(db: &TestDb) {
     let original = bridge_photo();
     let mirrored = png_bytes(&image::imageops::flip_horizontal(&original)).unwrap();
@@ -608,20 +644,7 @@ async fn photos_match_through_the_robust_channels_as_a_lookup(db: &TestDb) {
         ("photos/unrelated.jpg", &unrelated),
     ];
     write_photo_export(&dir, "Robust Channel", 777, &photos);
-    let out = ok(
-        &[
-            "collect",
-            "import-telegram",
-            dir.to_str().unwrap(),
-            "--source",
-            "robust",
-            "--db",
-            &db.url,
-            "--json",
-        ],
-        T,
-    );
-    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    let r = import_json(&dir, "robust", &db.url, &[]);
     assert_eq!(r["media_hashed"], 3, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     assert_eq!(r["matched"], 2, "the mirror and the framed copy: {r}");
@@ -630,18 +653,7 @@ async fn photos_match_through_the_robust_channels_as_a_lookup(db: &TestDb) {
     let bank_names = [(file_id, "files"), (hash_id, "hashes")];
     let mut seen = Vec::new();
     for (i, (_, bytes)) in photos.iter().enumerate() {
-        let sha = echotrace_signals::digest::sha256_hex(bytes);
-        let (s, v) = server
-            .get(&format!("/v1/sightings?url=https://t.me/c/777/{}", i + 1))
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        let photo = v["sightings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["content_sha256"] == sha)
-            .unwrap_or_else(|| panic!("no sighting of photo {}: {v}", i + 1))
-            .clone();
+        let photo = photo_sighting(&server, 777, i + 1, bytes).await;
         let mut got: Vec<(String, String)> = photo["matches"]
             .as_array()
             .cloned()
@@ -703,37 +715,14 @@ async fn photos_match_through_the_robust_channels_as_a_lookup(db: &TestDb) {
     let mut plain_photos = photos.to_vec();
     plain_photos.push(("photos/original.png", &original_png));
     write_photo_export(&plain_dir, "Plain Channel", 778, &plain_photos);
-    let out = ok(
-        &[
-            "collect",
-            "import-telegram",
-            plain_dir.to_str().unwrap(),
-            "--source",
-            "plain",
-            "--no-robust",
-            "--db",
-            &db.url,
-            "--json",
-        ],
-        T,
-    );
-    let r: Value = serde_json::from_str(out.trim()).unwrap();
+    let r = import_json(&plain_dir, "plain", &db.url, &["--no-robust"]);
     assert_eq!(r["media_hashed"], 4, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     assert_eq!(r["matched"], 1, "only the exact copy: {r}");
     let (s, v) = server.get("/v1/sources/plain").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["config"]["robust"], false, "{v}");
-    let (s, v) = server.get("/v1/sightings?url=https://t.me/c/778/4").await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let sha = echotrace_signals::digest::sha256_hex(&original_png);
-    let photo = v["sightings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["content_sha256"] == sha)
-        .unwrap_or_else(|| panic!("no sighting of the original: {v}"))
-        .clone();
+    let photo = photo_sighting(&server, 778, 4, &original_png).await;
     let channels: Vec<&str> = photo["matches"]
         .as_array()
         .unwrap()

@@ -477,8 +477,8 @@ async fn import(
             if a.no_robust && SourceConfig::parse(&r.config).is_ok_and(|c| c.robust) {
                 bail!(
                     "--no-robust: source {name:?} exists and matches images through the robust \
-                     channels; the flag applies to new sources (set \"robust\": false in its config \
-                     with PATCH /v1/sources/{name} to change it)"
+                     channels; the flag applies to new sources (to change it, PATCH \
+                     /v1/sources/{name} with its whole config and \"robust\": false)"
                 );
             }
             r
