@@ -64,11 +64,6 @@ impl Role {
     /// such a user could sign in to nothing but 403 pages.
     pub const CONSOLE: [Role; 3] = [Role::Admin, Role::Curator, Role::Reviewer];
 
-    /// Whether a console user may have this role ([`Role::CONSOLE`]).
-    pub fn is_console(self) -> bool {
-        Role::CONSOLE.contains(&self)
-    }
-
     /// The console roles' names, for messages: "admin, curator, reviewer".
     pub fn console_names() -> String {
         Role::CONSOLE.map(Role::as_str).join(", ")
@@ -78,7 +73,7 @@ impl Role {
     /// console user may have this role (checked by `Engine::create_user`;
     /// the CLI asks too, before it reads a password).
     pub fn require_console(self) -> Result<()> {
-        if self.is_console() {
+        if Role::CONSOLE.contains(&self) {
             return Ok(());
         }
         Err(EngineError::InvalidInput(format!(
