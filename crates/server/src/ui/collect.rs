@@ -179,6 +179,15 @@ fn sources_chart(list: &[SourceView]) -> Markup {
     }
 }
 
+/// How a source's images and videos are matched, from its stored config
+/// (`robust` absent means on).
+fn image_matching(config: &serde_json::Value) -> &'static str {
+    match config.get("robust").and_then(serde_json::Value::as_bool) {
+        Some(false) => "plain only",
+        _ => "robust",
+    }
+}
+
 fn sources_view(
     viewer: &Viewer,
     list: &[SourceView],
@@ -194,7 +203,7 @@ fn sources_view(
         div class="wide-table" {
             table {
                 thead { tr {
-                    th { "Source" } th { "Kind" } th { "Enabled" } th { "Last run" } th { "Items" }
+                    th { "Source" } th { "Kind" } th { "Enabled" } th { "Images" } th { "Last run" } th { "Items" }
                     th { "Errors" } th { "Politeness waits" } th { "Queued / done / failed" } th { "Last error" }
                     @if viewer.can_write_banks { th { "Actions" } }
                 } }
@@ -203,6 +212,7 @@ fn sources_view(
                         td { a href={"/ui/sightings?source=" (s.name)} { (s.name) } }
                         td { (s.kind) }
                         td { @if s.enabled { "yes" } @else { "no" } }
+                        td title="How collected images and videos are matched" { (image_matching(&s.config)) }
                         td { @match s.last_run_at { Some(t) => { (when(t)) " · " (s.last_run_status) }, None => "never" } }
                         td { (s.items) }
                         td { (s.errors) }

@@ -1567,12 +1567,46 @@ async fn collector_pages_show_sources_and_sightings() {
         )
         .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(engine
-        .store()
-        .get_source_by_name("feed2")
-        .await
-        .unwrap()
-        .is_some());
+    // The "plain hashes only" box stores `robust: false`; left unticked,
+    // the source matches through every robust channel.
+    let r = ts
+        .post(
+            "/ui/sources",
+            &sid,
+            &[
+                ("csrf", &token),
+                ("name", "feed3"),
+                ("kind", "feed"),
+                ("urls", "http://feed.test/atom"),
+                ("plain_only", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let robust_of = |name: &'static str| {
+        let store = engine.store().clone();
+        async move {
+            let row = store.get_source_by_name(name).await.unwrap().unwrap();
+            echotrace_collector::source::SourceConfig::parse(&row.config)
+                .unwrap()
+                .robust
+        }
+    };
+    assert!(robust_of("feed2").await, "unticked: robust");
+    assert!(!robust_of("feed3").await, "ticked: plain only");
+    let (_, html) = ts.get("/ui/sources", &sid).await;
+    let row_of = |name: &str| -> String {
+        let at = html
+            .find(&format!("/ui/sightings?source={name}\""))
+            .unwrap();
+        html[at..].split("</tr>").next().unwrap().to_string()
+    };
+    assert!(row_of("feed2").contains(">robust<"), "{}", row_of("feed2"));
+    assert!(
+        row_of("feed3").contains(">plain only<"),
+        "{}",
+        row_of("feed3")
+    );
 
     let (s, html) = ts
         .get(&format!("/ui/sightings?content_id={}", item.id), &sid)
