@@ -942,12 +942,7 @@ impl Engine {
     /// held whatever derived hashes it would add. The check and the write
     /// share one transaction under the bank's add lock, so adds and
     /// imports of one bank running at once add each signal once.
-    pub async fn add_item(
-        &self,
-        actor: &Actor,
-        bank_id: BankId,
-        new: NewContent,
-    ) -> Result<Added> {
+    pub async fn add_item(&self, actor: &Actor, bank_id: BankId, new: NewContent) -> Result<Added> {
         let ready_made = matches!(new.source, ContentSource::Signals(_));
         limits::check_len("note", &new.note, limits::MAX_NOTE_BYTES)?;
         let labels = clean_labels(new.labels)?;
@@ -1920,7 +1915,10 @@ fn clean_labels(labels: Vec<String>) -> Result<Vec<String>> {
 /// URL hashed here, all but `ocr_text`, and of text signed under an
 /// equivalence list (`listed`) its text signals only.
 fn held_keys(values: &[SignalValue], ready_made: bool, listed: bool) -> Vec<(&str, &str)> {
-    let signed_text = listed && values.iter().any(|v| v.signal_type == SignalType::TextMinhash);
+    let signed_text = listed
+        && values
+            .iter()
+            .any(|v| v.signal_type == SignalType::TextMinhash);
     values
         .iter()
         .filter(|v| {
