@@ -28,6 +28,7 @@ both_backends!(
     operations_endpoints,
     single_adds_of_held_signals_add_nothing,
     source_config_errors_name_the_field,
+    wordless_text_files_are_refused,
 );
 
 fn fixtures() -> PathBuf {
@@ -1677,5 +1678,54 @@ async fn source_config_errors_name_the_field(db: &TestDb) {
     }
     let v = svc.ok(Method::GET, "/v1/sources/s", None).await;
     assert_eq!(v["config"]["urls"], urls, "the source is unchanged: {v}");
+    svc.stop().await;
+}
+
+/// A text *file* with no words (blank, punctuation only) uploaded to be
+/// hashed, looked up or added is a 400 saying so, as typed text is
+/// (blackbox.rs); a file with words is hashed with its `text_minhash`.
+/// Pins the behaviour across the move of the decision into the signals
+/// dispatcher (`content::text_signal`).
+async fn wordless_text_files_are_refused(db: &TestDb) {
+    let svc = start(db).await;
+    let k = svc.admin.clone();
+    svc.ok(Method::POST, "/v1/banks", Some(json!({"name": "t"})))
+        .await;
+    for body in [
+        &b" \n\t \n"[..],
+        b"?! -- ...",
+        "\u{feff}\u{feff}".as_bytes(),
+    ] {
+        for path in [
+            "/v1/hash",
+            "/v1/lookup",
+            "/v1/banks/t/content",
+            "/c/bank/t/content",
+        ] {
+            let (s, v) = svc
+                .multipart(&k, path, file_form("t.txt", body.to_vec()))
+                .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {body:?}: {v}");
+            assert!(
+                v.to_string().contains("text has no words to hash"),
+                "{path}: {v}"
+            );
+        }
+    }
+    let (s, v) = svc
+        .multipart(
+            &k,
+            "/v1/hash",
+            file_form("t.txt", b"a statement in words".to_vec()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let types: Vec<&str> = v["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["type"].as_str())
+        .collect();
+    assert_eq!(types, ["text_minhash", "md5", "sha256"], "{v}");
     svc.stop().await;
 }
