@@ -772,8 +772,9 @@ async fn file_exchange_reads_bank_import_lists(db: &TestDb) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `exchange add` with a config or credentials field of the wrong type
-/// fails (stderr, non-zero exit) naming the field; nothing is created.
+/// `exchange add` with a config, credentials or `--policy` field of the
+/// wrong type fails (stderr, non-zero exit) naming the field; nothing is
+/// created.
 /// (Before: `invalid type: string "abc", expected i64`, naming nothing.)
 async fn exchange_add_names_the_wrong_field(db: &TestDb) {
     let dir = temp_dir("wrong-field");
@@ -791,6 +792,25 @@ async fn exchange_add_names_the_wrong_field(db: &TestDb) {
     );
     let (okay, _, err) = add("F", "file", r#"{"path": ["/tmp/x"]}"#);
     assert!(!okay && err.contains("config: path: invalid type"), "{err}");
+    let (okay, _, err) = cli(
+        db,
+        &dir,
+        &[
+            "exchange",
+            "add",
+            "P",
+            "--api",
+            "file",
+            "--config",
+            r#"{"path": "/tmp/x"}"#,
+            "--policy",
+            r#"{"skip_disputed": "yes"}"#,
+        ],
+    );
+    assert!(
+        !okay && err.contains("--policy: skip_disputed: invalid type"),
+        "{err}"
+    );
     let creds = dir.join("tat.json");
     std::fs::write(&creds, r#"{"username": 5, "password": "p"}"#).unwrap();
     let (okay, _, err) = cli(
