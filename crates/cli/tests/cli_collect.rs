@@ -38,7 +38,8 @@ both_backends!(
     hostile_sites_end_in_recorded_errors,
     warc_import_records_payloads_and_names_bad_records,
     warc_import_of_large_records_stays_in_bounded_memory,
-    crawled_images_match_through_the_robust_channels_at_every_url
+    crawled_images_match_through_the_robust_channels_at_every_url,
+    add_source_names_the_wrong_field,
 );
 
 const CONTACT: &str = "https://collector-test.invalid/contact";
@@ -1101,4 +1102,45 @@ async fn crawled_images_match_through_the_robust_channels_at_every_url(db: &Test
     assert_eq!(channels("/img/other.jpg"), (false, vec![]));
     let _ = std::fs::remove_dir_all(list);
     let _ = std::fs::remove_dir_all(warc);
+}
+
+/// `collect add-source --config` with a field of the wrong type fails
+/// (stderr, non-zero exit) naming the field, as `POST /v1/sources` does;
+/// nothing is added. (Before: `config: invalid type: string "no",
+/// expected a boolean at line 1 column 46`.)
+async fn add_source_names_the_wrong_field(db: &TestDb) {
+    for (config, reason) in [
+        (
+            r#"{"urls": ["https://example.com/"], "robust": "no"}"#,
+            "config.robust: invalid type",
+        ),
+        (
+            r#"{"urls": ["https://example.com/"], "depth": 300}"#,
+            "config.depth: invalid value",
+        ),
+        (
+            r#"{"urls": "https://example.com/"}"#,
+            "config.urls: invalid type",
+        ),
+    ] {
+        let out = run(
+            &[
+                "collect",
+                "add-source",
+                "board",
+                "--kind",
+                "urls",
+                "--db",
+                &db.url,
+                "--config",
+                config,
+            ],
+            T,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{config}: {stderr}");
+        assert!(stderr.contains(reason), "{config}: {stderr}");
+    }
+    let listed = ok(&["collect", "list-sources", "--db", &db.url], T);
+    assert!(!listed.contains("board"), "nothing added: {listed}");
 }

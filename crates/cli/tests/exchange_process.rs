@@ -34,6 +34,7 @@ both_backends!(
     kill_9_mid_fetch_resumes_to_the_same_set,
     file_exchange_mark_and_sweep,
     file_exchange_reads_bank_import_lists,
+    exchange_add_names_the_wrong_field,
 );
 
 /// A second database of the same backend as `db`.
@@ -767,6 +768,73 @@ async fn file_exchange_reads_bank_import_lists(db: &TestDb) {
             .as_str()
             .is_some_and(|m| m.contains("bare PDQ")),
         "{r}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `exchange add` with a config, credentials or `--policy` field of the
+/// wrong type fails (stderr, non-zero exit) naming the field; nothing is
+/// created.
+/// (Before: `invalid type: string "abc", expected i64`, naming nothing.)
+async fn exchange_add_names_the_wrong_field(db: &TestDb) {
+    let dir = temp_dir("wrong-field");
+    let add = |name: &str, api: &str, config: &str| {
+        cli(
+            db,
+            &dir,
+            &["exchange", "add", name, "--api", api, "--config", config],
+        )
+    };
+    let (okay, _, err) = add("TE", "fb_threatexchange", r#"{"privacy_group": "abc"}"#);
+    assert!(
+        !okay && err.contains("config: privacy_group: invalid type"),
+        "{err}"
+    );
+    let (okay, _, err) = add("F", "file", r#"{"path": ["/tmp/x"]}"#);
+    assert!(!okay && err.contains("config: path: invalid type"), "{err}");
+    let (okay, _, err) = cli(
+        db,
+        &dir,
+        &[
+            "exchange",
+            "add",
+            "P",
+            "--api",
+            "file",
+            "--config",
+            r#"{"path": "/tmp/x"}"#,
+            "--policy",
+            r#"{"skip_disputed": "yes"}"#,
+        ],
+    );
+    assert!(
+        !okay && err.contains("--policy: skip_disputed: invalid type"),
+        "{err}"
+    );
+    let creds = dir.join("tat.json");
+    std::fs::write(&creds, r#"{"username": 5, "password": "p"}"#).unwrap();
+    let (okay, _, err) = cli(
+        db,
+        &dir,
+        &[
+            "exchange",
+            "add",
+            "T",
+            "--api",
+            "tat",
+            "--credentials-file",
+            creds.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !okay && err.contains("credentials: username: invalid type"),
+        "{err}"
+    );
+    let (okay, out, err) = cli(db, &dir, &["exchange", "list"]);
+    assert!(okay, "{err}");
+    assert!(
+        !out.contains("TE") && !out.contains("tat"),
+        "nothing created: {out}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

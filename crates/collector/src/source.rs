@@ -179,7 +179,9 @@ impl SourceConfig {
         if json.trim().is_empty() {
             return Ok(SourceConfig::default());
         }
-        serde_json::from_str(json).map_err(|e| format!("config: {e}"))
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| format!("config: {e}"))?;
+        echotrace_engine::limits::typed_json("config", value)
     }
 
     pub fn to_json(&self) -> String {

@@ -21,7 +21,9 @@
 //!   values, through the value index, in the batch's transaction); an item
 //!   whose signal the bank already holds, or that repeats an earlier item,
 //!   is skipped and counted in [`ImportReport::already_held`]. Re-running
-//!   an import, or resuming a failed one, adds nothing twice.
+//!   an import, or resuming a failed one, adds nothing twice, and neither
+//!   do imports of one bank running at once: the read holds the bank's add
+//!   lock until the batch commits (`WriteTx::lock_bank_adds`).
 //! * **Committed batches stay.** A failure (database error) stops the
 //!   import; the batches committed before it are durable, visible, audited,
 //!   and listed in the returned [`ImportReport`] so a caller can resume.

@@ -918,13 +918,32 @@ impl Engine {
         Ok(())
     }
 
-    /// Add a content item with its signals to a bank.
+    /// Add a content item with its signals to a bank, or, when the bank
+    /// already holds them, the item that holds them
+    /// ([`Engine::add_item`]).
     pub async fn add_content(
         &self,
         actor: &Actor,
         bank_id: BankId,
         new: NewContent,
     ) -> Result<Content> {
+        Ok(self.add_item(actor, bank_id, new).await?.content)
+    }
+
+    /// Add a content item with its signals to a bank, unless the bank
+    /// already holds them: then nothing is written and the answer is the
+    /// item holding them, `already_held` (as `bank import` skips a held
+    /// line). Held is decided as an import decides it — the bank holds
+    /// any of the item's signals, in any item, enabled or not — over
+    /// [`held_keys`]: for a file, text or URL, neither OCR text (two
+    /// pictures may carry the same words) nor, for text signed under an
+    /// equivalence list, its digests (the same bytes re-added under a new
+    /// list are a new signature). A file whose plain signals are held is
+    /// held whatever derived hashes it would add. The check and the write
+    /// share one transaction under the bank's add lock, so adds and
+    /// imports of one bank running at once add each signal once.
+    pub async fn add_item(&self, actor: &Actor, bank_id: BankId, new: NewContent) -> Result<Added> {
+        let ready_made = matches!(new.source, ContentSource::Signals(_));
         limits::check_len("note", &new.note, limits::MAX_NOTE_BYTES)?;
         let labels = clean_labels(new.labels)?;
         // Text is signed under the bank's current equivalence list, and
@@ -967,11 +986,21 @@ impl Engine {
         if tx.get_bank(bank_id).await?.is_none() {
             return Err(EngineError::NotFound(format!("bank {bank_id}")));
         }
+        let values = dedup_signals(values);
+        let keys = held_keys(&values, ready_made, list_version.is_some());
+        let holders = tx.bank_signal_holders(bank_id, &keys).await?;
+        if let Some(&held) = holders.values().min() {
+            drop(tx);
+            return Ok(Added {
+                content: self.get_content(held).await?,
+                already_held: true,
+            });
+        }
         let row = tx
             .insert_content(bank_id, true, &to_json(&labels), &new.note)
             .await?;
         let mut stored = Vec::with_capacity(values.len());
-        for v in dedup_signals(values) {
+        for v in values {
             let version = list_version.filter(|_| v.signal_type.is_text());
             stored.push(
                 tx.insert_signal_signed_with(
@@ -1003,7 +1032,10 @@ impl Engine {
         })
         .await?;
         self.commit_and_sync(tx).await?;
-        Ok(content)
+        Ok(Added {
+            content,
+            already_held: false,
+        })
     }
 
     pub async fn get_content(&self, id: ContentId) -> Result<Content> {
@@ -1876,6 +1908,26 @@ fn clean_labels(labels: Vec<String>) -> Result<Vec<String>> {
         )));
     }
     Ok(out)
+}
+
+/// The signals of a new item whose being held makes the item held
+/// ([`Engine::add_item`]): all of ready-made signals; of a file, text or
+/// URL hashed here, all but `ocr_text`, and of text signed under an
+/// equivalence list (`listed`) its text signals only.
+fn held_keys(values: &[SignalValue], ready_made: bool, listed: bool) -> Vec<(&str, &str)> {
+    let signed_text = listed
+        && values
+            .iter()
+            .any(|v| v.signal_type == SignalType::TextMinhash);
+    values
+        .iter()
+        .filter(|v| {
+            ready_made
+                || (v.signal_type != SignalType::OcrText
+                    && (!signed_text || v.signal_type.is_text()))
+        })
+        .map(|v| (v.signal_type.as_str(), v.value.as_str()))
+        .collect()
 }
 
 fn dedup_signals(values: Vec<SignalValue>) -> Vec<SignalValue> {

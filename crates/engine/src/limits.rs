@@ -114,6 +114,41 @@ fn utc_stamp(ms: i64) -> String {
     )
 }
 
+/// A typed object from caller JSON (a source's or an exchange's config,
+/// credentials), with a reason that names the field when one is wrong:
+/// `prefix.field.path: what is wrong` (`robust: invalid type: string
+/// "no", expected a boolean` with no prefix; `config.locker_rules[0].host:
+/// …` with prefix `config`; an unknown field is named so too), or
+/// `prefix: what is wrong` when the object itself is. serde's own
+/// errors give a line and column instead, which name nothing once the
+/// JSON was re-serialised. Anything but a JSON object is refused as such
+/// (serde would read an array as the fields in order).
+pub fn typed_json<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    value: serde_json::Value,
+) -> std::result::Result<T, String> {
+    if !value.is_object() {
+        return Err(match prefix {
+            "" => "expected a JSON object".to_string(),
+            p => format!("{p}: expected a JSON object"),
+        });
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let at = match (prefix, path.as_str()) {
+            (p, ".") => p.to_string(),
+            ("", path) => path.to_string(),
+            (p, path) if path.starts_with('[') => format!("{p}{path}"),
+            (p, path) => format!("{p}.{path}"),
+        };
+        if at.is_empty() {
+            e.inner().to_string()
+        } else {
+            format!("{at}: {}", e.inner())
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -516,31 +516,28 @@ pub(crate) fn hash_non_pdf_deferred(
         inputs: hashed.ocr_inputs,
     });
     let signals = hashed.signals;
-    let mut out = Vec::with_capacity(signals.len());
-    for s in signals {
-        if s.signal_type == SignalType::TextMinhash {
-            check_text_value(&s.value)?;
-        }
-        out.push(SignalValue {
+    // The dispatcher gives text with no words no `text_minhash`
+    // (`content::text_signal`): such text has nothing to match on.
+    let has_text_signal = signals
+        .iter()
+        .any(|s| s.signal_type == SignalType::TextMinhash);
+    if !has_text_signal && detect_kind(bytes) == Some(ContentKind::Text) {
+        return Err(no_words());
+    }
+    let out = signals
+        .into_iter()
+        .map(|s| SignalValue {
             signal_type: s.signal_type,
             value: s.value,
-        });
-    }
+        })
+        .collect();
     Ok((out, pending))
 }
 
-/// Refuse a text signature of a text with no words (nothing to match on).
-fn check_text_value(value: &str) -> Result<()> {
-    let empty = value
-        .parse::<TextSignature>()
-        .map(|sig| sig.set_size == 0)
-        .unwrap_or(true);
-    if empty {
-        return Err(EngineError::InvalidInput(
-            "text has no words to hash".into(),
-        ));
-    }
-    Ok(())
+/// Text with no words (empty, blank, punctuation only) as a lookup or a
+/// bank item: nothing to match on.
+fn no_words() -> EngineError {
+    EngineError::InvalidInput("text has no words to hash".into())
 }
 
 /// Parse and validate a bank's text-equivalence list: `Ok(None)` when blank,
@@ -600,9 +597,7 @@ pub(crate) fn hash_bytes_with_list(
     if let (Some(list), Some(text)) = (list, text_of_bytes(bytes)) {
         let sig = sign_text(text, Some(list));
         if sig.set_size == 0 {
-            return Err(EngineError::InvalidInput(
-                "text has no words to hash".into(),
-            ));
+            return Err(no_words());
         }
         for v in &mut out {
             if v.signal_type == SignalType::TextMinhash {
@@ -620,9 +615,7 @@ pub(crate) fn hash_text_with_list(
 ) -> Result<Vec<SignalValue>> {
     let sig = sign_text(text, list);
     if sig.set_size == 0 {
-        return Err(EngineError::InvalidInput(
-            "text has no words to hash".into(),
-        ));
+        return Err(no_words());
     }
     Ok(vec![SignalValue {
         signal_type: SignalType::TextMinhash,
@@ -772,12 +765,10 @@ pub(crate) fn hash_upload_with(
 /// signals a text upload gets — never sniffed, so text that starts like a
 /// PDF, an image or a video cannot start the PDF extractor or ffmpeg.
 pub(crate) fn hash_typed_text(text: String) -> Result<HashedUpload> {
-    let body = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    let minhash = echotrace_signals::text::text_signature(body).to_string();
-    check_text_value(&minhash)?;
+    let minhash = echotrace_signals::content::text_signal(&text).ok_or_else(no_words)?;
     let mut signals = vec![SignalValue {
         signal_type: SignalType::TextMinhash,
-        value: minhash,
+        value: minhash.value,
     }];
     signals.extend(digest_signals(text.as_bytes()));
     Ok(HashedUpload {

@@ -194,6 +194,16 @@ pub struct Content {
     pub updated_at: i64,
 }
 
+/// What [`crate::Engine::add_item`] did: added `content`, or found it held.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Added {
+    /// The new item, or, when `already_held`, the bank's item that holds
+    /// the signals (the lowest id of those holding any).
+    pub content: Content,
+    /// The bank already held the signals: nothing was written.
+    pub already_held: bool,
+}
+
 /// Where the signals of new content come from.
 #[derive(Clone, Debug)]
 pub enum ContentSource {

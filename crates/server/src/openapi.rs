@@ -238,14 +238,14 @@ pub const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
         "post",
         "/c/bank/{name}/content",
         "HMA compatibility",
-        "HMA: add a file to a bank",
+        "HMA: add a file to a bank ({id, signals}; already held: the holding item's)",
         "curator",
     ),
     (
         "post",
         "/c/bank/{name}/signal",
         "HMA compatibility",
-        "HMA: add signals to a bank",
+        "HMA: add signals to a bank ({id, signals}; already held: the holding item's)",
         "curator",
     ),
 ];
@@ -262,7 +262,11 @@ pub const SPREAD_ROUTES: &[(&str, &str, &str, &str, &str)] = crate::routes::spre
 const SUCCESS: &[(&str, &str, &str, &str)] = &[
     ("post", "/v1/banks", "201", "Created: the bank"),
     ("delete", "/v1/banks/{name}", "204", "Deleted"),
-    ("post", "/v1/banks/{name}/content", "201", "Created: the content item"),
+    ("post", "/v1/banks/{name}/content", "201", "Created: the content item, with \"already_held\": false"),
+    ("post", "/v1/banks/{name}/content", "200", "Already held: nothing added; the bank's item holding \
+      the signals (for a file, text or URL: any of its signals but ocr_text, and for text signed \
+      under an equivalence list its text signature only; derived hashes do not count), with \
+      \"already_held\": true"),
     ("delete", "/v1/banks/{name}/content/{id}", "204", "Deleted"),
     ("post", "/v1/actions/webhooks", "201", "Created: the webhook (never its secret)"),
     ("delete", "/v1/actions/webhooks/{id}", "204", "Deleted"),
@@ -479,41 +483,41 @@ fn query_params(method: &str, path: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The responses of one operation: its success (200 unless [`SUCCESS`]
-/// says otherwise) with its media types, and the errors it can give.
+/// The responses of one operation: its successes (200 unless [`SUCCESS`]
+/// says otherwise) with their media types, and the errors it can give.
 fn responses(method: &str, path: &str, role: &str, has_body: bool) -> Value {
     let error = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}});
     let mut r = Map::new();
-    match SUCCESS.iter().find(|(m, p, ..)| *m == method && *p == path) {
-        Some((_, _, "204", description)) => {
-            r.insert("204".into(), json!({"description": description}));
-        }
-        Some((_, _, status, description)) => {
-            r.insert(
-                (*status).into(),
-                json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}}),
-            );
-        }
-        None => {
-            let media: &[&str] = OK_MEDIA
-                .iter()
-                .find(|(m, p, _)| *m == method && *p == path)
-                .map_or(&["application/json"], |(_, _, media)| *media);
-            let content: Map<String, Value> = media
-                .iter()
-                .map(|t| match t.strip_suffix("+array") {
-                    Some(t) => (t.to_string(), json!({"schema": {"type": "array"}})),
-                    None if *t == "application/json" => {
-                        (t.to_string(), json!({"schema": {"type": "object"}}))
-                    }
-                    None => (t.to_string(), json!({"schema": {"type": "string"}})),
-                })
-                .collect();
-            r.insert(
-                "200".into(),
-                json!({"description": "OK", "content": content}),
-            );
-        }
+    let successes = SUCCESS
+        .iter()
+        .filter(|(m, p, ..)| *m == method && *p == path);
+    for (_, _, status, description) in successes {
+        let entry = match *status {
+            "204" => json!({"description": description}),
+            _ => json!({"description": description,
+                        "content": {"application/json": {"schema": {"type": "object"}}}}),
+        };
+        r.insert((*status).into(), entry);
+    }
+    if r.is_empty() {
+        let media: &[&str] = OK_MEDIA
+            .iter()
+            .find(|(m, p, _)| *m == method && *p == path)
+            .map_or(&["application/json"], |(_, _, media)| *media);
+        let content: Map<String, Value> = media
+            .iter()
+            .map(|t| match t.strip_suffix("+array") {
+                Some(t) => (t.to_string(), json!({"schema": {"type": "array"}})),
+                None if *t == "application/json" => {
+                    (t.to_string(), json!({"schema": {"type": "object"}}))
+                }
+                None => (t.to_string(), json!({"schema": {"type": "string"}})),
+            })
+            .collect();
+        r.insert(
+            "200".into(),
+            json!({"description": "OK", "content": content}),
+        );
     }
     r.insert(
         "4XX".into(),

@@ -28,6 +28,7 @@ both_backends!(
     feeds_cursor_long_poll_snapshot_gone_and_scope,
     credentials_never_come_back,
     fetch_without_credentials_is_a_conflict,
+    config_and_credential_errors_name_the_field,
 );
 
 use common::Server as Service;
@@ -924,5 +925,58 @@ async fn fetch_without_credentials_is_a_conflict(db: &TestDb) {
     assert_eq!(v["error"]["code"], "not_configured", "{v}");
     let message = v["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("credentials"), "{v}");
+    svc.stop().await;
+}
+
+/// An exchange's config or credentials with a field of the wrong type is a
+/// 400 whose reason names the field, on create and on update, as the
+/// checks after parsing always did (`config: privacy_group: …`). (Before:
+/// serde's message alone, `invalid type: string "abc", expected i64`.)
+async fn config_and_credential_errors_name_the_field(db: &TestDb) {
+    let svc = start(db, 1 << 20).await;
+    let te = |config: Value| json!({"name": "TE", "api": "fb_threatexchange", "config": config});
+    let cases = [
+        (
+            te(json!({"privacy_group": "abc"})),
+            "config: privacy_group: invalid type",
+        ),
+        (
+            te(json!({"privacy_group": 1, "page_size": 1.5})),
+            "config: page_size: invalid type",
+        ),
+        (te(json!({})), "config: missing field `privacy_group`"),
+        (te(json!([1])), "config: expected a JSON object"),
+        (
+            json!({"name": "T", "api": "tat", "credentials": {"username": 5, "password": "p"}}),
+            "credentials: username: invalid type",
+        ),
+    ];
+    for (body, reason) in &cases {
+        let (st, v) = svc
+            .admin_call(Method::POST, "/v1/exchanges", Some(body.clone()))
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(reason), "{body}: {v}");
+    }
+    svc.ok(
+        Method::POST,
+        "/v1/exchanges",
+        Some(te(json!({"privacy_group": 1}))),
+    )
+    .await;
+    let (st, v) = svc
+        .admin_call(
+            Method::PATCH,
+            "/v1/exchanges/TE",
+            Some(json!({"config": {"privacy_group": [1]}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("config: privacy_group: invalid type"),
+        "{v}"
+    );
     svc.stop().await;
 }

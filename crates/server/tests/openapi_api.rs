@@ -91,8 +91,9 @@ async fn documented(
     v
 }
 
-/// Created is 201, queued 202, deleted 204, and the non-JSON and
-/// JSON-array answers are documented as such.
+/// Created is 201 (an add the bank already held: 200), queued 202,
+/// deleted 204, and the non-JSON and JSON-array answers are documented as
+/// such.
 async fn answers_are_documented(db: &TestDb) {
     let svc = common::Server::start(common::config(&db.url), None).await;
     let doc = svc.ok(Method::GET, "/openapi.json", None).await;
@@ -118,6 +119,20 @@ async fn answers_are_documented(db: &TestDb) {
         Some(json!({"signals": {"pdq": PDQ}})),
     )
     .await;
+    // The same signals again: held, 200 (documented beside the 201).
+    let held = documented(
+        &svc,
+        &doc,
+        post.clone(),
+        "/v1/banks/{name}/content",
+        "/v1/banks/b/content",
+        Some(json!({"signals": {"pdq": PDQ}})),
+    )
+    .await;
+    assert_eq!(
+        (&held["id"], &held["already_held"]),
+        (&item["id"], &json!(true))
+    );
     let path = format!("/v1/banks/b/content/{}", item["id"]);
     let template = "/v1/banks/{name}/content/{id}";
     documented(&svc, &doc, Method::DELETE, template, &path, None).await;

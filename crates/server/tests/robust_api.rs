@@ -942,7 +942,8 @@ async fn part_in_console_over_http(db: &TestDb) {
 }
 
 /// Re-deriving from retained originals (`POST /v1/banks/{name}/rederive`,
-/// a page at a time): an item added in the console (media retained) while
+/// a page at a time; the console adds the original once, the second time
+/// "Nothing added"): an item added in the console (media retained) while
 /// the bank had `part` off gets its parts and is found through `part`; an
 /// item added through `/v1` (no original kept) is counted, not changed;
 /// each page that wrote is audited.
@@ -961,18 +962,20 @@ async fn rederive_over_http(db: &TestDb) {
         .await;
     let (console, cookie) = common::console_session(&s.base, "ada", "a long enough password").await;
     let original = photo();
-    common::console_add_content(
-        &console,
-        &s.base,
-        &cookie,
-        bank["id"].as_i64().unwrap_or_else(|| panic!("{bank}")),
-        "o.png",
-        png(&original),
-    )
-    .await;
+    let bank_id = bank["id"].as_i64().unwrap_or_else(|| panic!("{bank}"));
+    let added =
+        common::console_add_content(&console, &s.base, &cookie, bank_id, "o.png", png(&original))
+            .await;
+    assert!(added.ends_with("msg=added"), "{added}");
+    // The same file again: the bank holds it, nothing is added.
+    let again =
+        common::console_add_content(&console, &s.base, &cookie, bank_id, "o.png", png(&original))
+            .await;
+    assert!(again.ends_with("msg=held"), "{again}");
     let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
     let api_item = s.upload("/v1/banks/files/content", &other).await;
     let list = s.ok(Method::GET, "/v1/banks/files/content", None).await;
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(2), "{list}");
     let first = list["content"][0]["id"]
         .as_i64()
         .unwrap_or_else(|| panic!("{list}"));

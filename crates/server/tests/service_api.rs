@@ -26,6 +26,9 @@ both_backends!(
     hma_compatible_endpoints,
     url_fetch_is_off_and_ssrf_guarded,
     operations_endpoints,
+    single_adds_of_held_signals_add_nothing,
+    source_config_errors_name_the_field,
+    wordless_text_files_are_refused,
 );
 
 fn fixtures() -> PathBuf {
@@ -179,14 +182,16 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
     );
     let image_id = image_item["id"].as_i64().unwrap();
 
-    // Content from explicit signals and from text.
+    // Content from explicit signals (one bit from the image's PDQ: the
+    // image's own would be held already) and from text.
+    let sig_pdq = ORIG_PDQ.replace("9b22", "9b23");
     let (s, sig_item) = svc
         .call(Some(&curator), Method::POST, "/v1/banks/tve-images/content",
-              Some(json!({"signals": {"pdq": ORIG_PDQ.to_uppercase()}, "labels": ["hex"], "note": "from hex"})))
+              Some(json!({"signals": {"pdq": sig_pdq.to_uppercase()}, "labels": ["hex"], "note": "from hex"})))
         .await;
     assert_eq!(s, StatusCode::CREATED, "{sig_item}");
     assert_eq!(
-        sig_item["signals"][0]["value"], ORIG_PDQ,
+        sig_item["signals"][0]["value"], sig_pdq,
         "hex is canonicalised"
     );
     let sig_id = sig_item["id"].as_i64().unwrap();
@@ -260,7 +265,7 @@ async fn banks_content_lookup_review_round_trip(db: &TestDb) {
     let m = matches.iter().find(|m| m["content_id"] == sig_id).unwrap();
     assert_eq!(m["bank_name"], "tve-images");
     assert_eq!(m["signal_type"], "pdq");
-    assert_eq!(m["matched_value"], ORIG_PDQ);
+    assert_eq!(m["matched_value"], sig_pdq);
     assert!(m["distance"].as_i64().unwrap() > 0 && m["distance"].as_i64().unwrap() <= 31);
     assert_eq!(m["labels"], json!(["hex"]));
     assert!(res["submission_id"].as_i64().is_some());
@@ -1464,5 +1469,263 @@ async fn operations_endpoints(db: &TestDb) {
             resp.status()
         );
     }
+    svc.stop().await;
+}
+
+/// A single add of signals the bank already holds adds nothing, as `bank
+/// import` skips a held line: `POST /v1/banks/{name}/content` answers 200
+/// with the item holding them and `"already_held": true` (a new item: 201,
+/// `false`), HMA's add routes answer that item's id in HMA's shape, a file
+/// whose hashes are held is held, and adds of one signal running at once
+/// make one item. Text signed under an equivalence list is held by its
+/// signature alone, so re-adding it after a list change still adds it.
+/// (Before, every add made a new item: reviewers saw each match twice.)
+async fn single_adds_of_held_signals_add_nothing(db: &TestDb) {
+    let svc = start(db).await;
+    let k = svc.admin.clone();
+    for bank in ["held", "other"] {
+        svc.ok(Method::POST, "/v1/banks", Some(json!({"name": bank})))
+            .await;
+    }
+    let add = |bank: &'static str, body: Value| {
+        let svc = &svc;
+        async move {
+            svc.admin_call(
+                Method::POST,
+                &format!("/v1/banks/{bank}/content"),
+                Some(body),
+            )
+            .await
+        }
+    };
+    let (s, first) = add(
+        "held",
+        json!({"signals": {"pdq": ORIG_PDQ}, "labels": ["a"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    assert_eq!(first["already_held"], false, "{first}");
+    let id = first["id"].as_i64().unwrap();
+    // Again, in upper case, and with another signal beside it.
+    for body in [
+        json!({"signals": {"pdq": ORIG_PDQ}, "labels": ["b"]}),
+        json!({"signals": {"pdq": ORIG_PDQ.to_uppercase()}}),
+        json!({"signals": {"md5": "d41d8cd98f00b204e9800998ecf8427e", "pdq": ORIG_PDQ}}),
+    ] {
+        let (s, v) = add("held", body).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            (v["id"].as_i64(), &v["already_held"]),
+            (Some(id), &json!(true)),
+            "{v}"
+        );
+        assert_eq!(v["labels"], json!(["a"]), "the held item is unchanged: {v}");
+    }
+    // Another bank does not hold it.
+    let (s, v) = add("other", json!({"signals": {"pdq": ORIG_PDQ}})).await;
+    assert_eq!(
+        (s, &v["already_held"]),
+        (StatusCode::CREATED, &json!(false)),
+        "{v}"
+    );
+    // HMA's routes: 200 and HMA's {id, signals}, the held item's.
+    let v = svc
+        .ok_as(
+            &k,
+            Method::POST,
+            "/c/bank/held/signal",
+            Some(json!({"pdq": ORIG_PDQ})),
+        )
+        .await;
+    assert_eq!(v, json!({"id": id, "signals": {"pdq": ORIG_PDQ}}));
+
+    // A file: added once, then held (through /v1 and HMA alike).
+    let photo = || fixture("pdq/images/bridge-mods/aaa-orig.jpg");
+    let (s, v) = svc
+        .multipart(&k, "/v1/banks/other/content", file_form("a.jpg", photo()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "held by its pdq: {v}");
+    let (s, v) = svc
+        .multipart(&k, "/v1/banks/held/content", file_form("b.jpg", photo()))
+        .await;
+    assert_eq!((s, v["id"].as_i64()), (StatusCode::OK, Some(id)), "{v}");
+    let sq = || fixture("pdq/images/bridge-mods/square-512x512.jpg");
+    let (s, file) = svc
+        .multipart(&k, "/v1/banks/held/content", file_form("c.jpg", sq()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{file}");
+    let (s, v) = svc
+        .multipart(&k, "/c/bank/held/content", file_form("d.jpg", sq()))
+        .await;
+    assert_eq!((s, &v["id"]), (StatusCode::OK, &file["id"]), "{v}");
+
+    // Eight adds of one new signal at once: one item, seven held.
+    let md5 = "0123456789abcdef0123456789abcdef";
+    let racing: Vec<_> = (0..8)
+        .map(|_| {
+            let req = svc
+                .request(Some(&k), Method::POST, "/v1/banks/held/content")
+                .json(&json!({"signals": {"md5": md5}}));
+            tokio::spawn(async move {
+                let resp = req.send().await.unwrap();
+                (resp.status(), resp.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in racing {
+        answers.push(task.await.unwrap());
+    }
+    let created = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    let ids: std::collections::HashSet<i64> = answers
+        .iter()
+        .filter_map(|(_, v)| v["id"].as_i64())
+        .collect();
+    assert_eq!((created, ids.len()), (1, 1), "{answers:?}");
+
+    // The bank holds each signal once: ORIG_PDQ's item, the square's, the md5's.
+    let listed = svc.ok(Method::GET, "/v1/banks/held/content", None).await;
+    let items = listed["content"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{listed}");
+
+    // Text under an equivalence list: held by its signature.
+    svc.ok(
+        Method::POST,
+        "/v1/banks",
+        Some(json!({"name": "listed", "text_equivalences": "daesh = isis"})),
+    )
+    .await;
+    let text = json!({"text": "a report on isis and its statements"});
+    let (s, t1) = add("listed", text.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{t1}");
+    let (s, v) = add("listed", text.clone()).await;
+    assert_eq!((s, &v["id"]), (StatusCode::OK, &t1["id"]), "{v}");
+    svc.ok(
+        Method::PATCH,
+        "/v1/banks/listed",
+        Some(json!({"text_equivalences": "daesh = isil"})),
+    )
+    .await;
+    let (s, v) = add("listed", text).await;
+    assert_eq!(s, StatusCode::CREATED, "a new signature is a new item: {v}");
+    svc.stop().await;
+}
+
+/// A source config with a field of the wrong type is a 400 whose reason
+/// names the field (`config.robust: invalid type: string "no", expected a
+/// boolean`), on create and on update; bad JSON syntax cannot reach it (the
+/// body is JSON). (Before: serde's `at line 1 column 15` of the config as
+/// re-serialised, naming nothing.)
+async fn source_config_errors_name_the_field(db: &TestDb) {
+    let svc = start(db).await;
+    let urls = json!(["https://example.com/"]);
+    let cases = [
+        (
+            json!({"urls": urls, "robust": "no"}),
+            "config.robust: invalid type",
+        ),
+        (
+            json!({"urls": urls, "depth": "two"}),
+            "config.depth: invalid type",
+        ),
+        (
+            json!({"urls": urls, "min_delay_ms": -5}),
+            "config.min_delay_ms: invalid value",
+        ),
+        (
+            json!({"urls": [urls[0], 7]}),
+            "config.urls[1]: invalid type",
+        ),
+        (
+            json!({"urls": urls, "locker_rules": [{"name": "r", "hosts": "x.example"}]}),
+            "config.locker_rules[0].hosts: invalid type",
+        ),
+        (
+            json!({"urls": urls, "typo": 1}),
+            "config.typo: unknown field `typo`",
+        ),
+        (
+            json!(["not", "an", "object"]),
+            "config: expected a JSON object",
+        ),
+    ];
+    for (config, reason) in &cases {
+        let body = json!({"name": "s", "kind": "urls", "config": config});
+        let (st, v) = svc
+            .admin_call(Method::POST, "/v1/sources", Some(body))
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{config}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(reason), "{config}: {v}");
+        assert!(!message.contains("line 1"), "{config}: {v}");
+    }
+    let body = json!({"name": "s", "kind": "urls", "config": {"urls": urls}});
+    svc.ok(Method::POST, "/v1/sources", Some(body)).await;
+    for (config, reason) in &cases {
+        let (st, v) = svc
+            .admin_call(
+                Method::PATCH,
+                "/v1/sources/s",
+                Some(json!({"config": config})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{config}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(reason), "{config}: {v}");
+    }
+    let v = svc.ok(Method::GET, "/v1/sources/s", None).await;
+    assert_eq!(v["config"]["urls"], urls, "the source is unchanged: {v}");
+    svc.stop().await;
+}
+
+/// A text *file* with no words (blank, punctuation only) uploaded to be
+/// hashed, looked up or added is a 400 saying so, as typed text is
+/// (blackbox.rs); a file with words is hashed with its `text_minhash`.
+/// Pins the behaviour across the move of the decision into the signals
+/// dispatcher (`content::text_signal`).
+async fn wordless_text_files_are_refused(db: &TestDb) {
+    let svc = start(db).await;
+    let k = svc.admin.clone();
+    svc.ok(Method::POST, "/v1/banks", Some(json!({"name": "t"})))
+        .await;
+    for body in [
+        &b" \n\t \n"[..],
+        b"?! -- ...",
+        "\u{feff}\u{feff}".as_bytes(),
+    ] {
+        for path in [
+            "/v1/hash",
+            "/v1/lookup",
+            "/v1/banks/t/content",
+            "/c/bank/t/content",
+        ] {
+            let (s, v) = svc
+                .multipart(&k, path, file_form("t.txt", body.to_vec()))
+                .await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {body:?}: {v}");
+            assert!(
+                v.to_string().contains("text has no words to hash"),
+                "{path}: {v}"
+            );
+        }
+    }
+    let (s, v) = svc
+        .multipart(
+            &k,
+            "/v1/hash",
+            file_form("t.txt", b"a statement in words".to_vec()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let types: Vec<&str> = v["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["type"].as_str())
+        .collect();
+    assert_eq!(types, ["text_minhash", "md5", "sha256"], "{v}");
     svc.stop().await;
 }

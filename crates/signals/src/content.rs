@@ -437,12 +437,25 @@ impl ContentHasher {
     }
 }
 
-/// `text_minhash` of UTF-8 text (a leading BOM is ignored).
+/// `text_minhash` of UTF-8 text ([`text_signal`]): none for a text with
+/// no words, which then gets its digests only, as a PDF without text.
 fn text_signals(bytes: &[u8]) -> Vec<Signal> {
-    let text = String::from_utf8_lossy(bytes);
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    text_signal(&String::from_utf8_lossy(bytes))
+        .into_iter()
+        .collect()
+}
+
+/// The `text_minhash` signal of text (a leading BOM is ignored), or `None`
+/// when the text has no words (empty, blank, punctuation only): its
+/// signature would be an empty set, similar to nothing, so there is
+/// nothing to match on. The one place that decides it for text; a caller
+/// that needs words (a lookup, a bank item) refuses text without this
+/// signal rather than parsing a signature back.
+pub fn text_signal(text: &str) -> Option<Signal> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let sig = crate::text::text_signature(text);
-    vec![Signal::new(SignalType::TextMinhash, sig.to_string())]
+    sig.has_words()
+        .then(|| Signal::new(SignalType::TextMinhash, sig.to_string()))
 }
 
 /// A PDF's `text_minhash` (when it has text) and one `pdq` per embedded

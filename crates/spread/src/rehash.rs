@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 
-use echotrace_signals::content::{hash_content, HashOptions};
+use echotrace_signals::content::{detect_kind, hash_content, ContentKind, HashOptions};
 use echotrace_signals::pdq::PdqHash;
 use echotrace_signals::signal::SignalType;
 use echotrace_signals::text::{compare_text_with, text_signature, TextMatchRule, TextSignature};
@@ -196,6 +196,10 @@ pub fn presence(body: &[u8], reference: &Reference, opts: &HashOptions) -> Prese
     }
     if compared {
         Presence::Differs(best)
+    } else if !reference.text.is_empty() && detect_kind(body) == Some(ContentKind::Text) {
+        // Text with no words: hashed without a `text_minhash`, it matches
+        // no bank text.
+        Presence::Differs(no_text_match(0.0))
     } else {
         Presence::Differs("served a different kind of content".into())
     }
@@ -215,7 +219,12 @@ fn compare_text_sig(sig: &TextSignature, reference: &Reference) -> Presence {
             best = best.max(c.jaccard);
         }
     }
-    Presence::Differs(format!("text no longer matches (best jaccard {best:.2})"))
+    Presence::Differs(no_text_match(best))
+}
+
+/// Why served text does not match: its best Jaccard similarity.
+fn no_text_match(best: f64) -> String {
+    format!("text no longer matches (best jaccard {best:.2})")
 }
 
 #[cfg(test)]
@@ -252,5 +261,11 @@ mod tests {
             presence(other.as_bytes(), &r, &HashOptions::default()),
             Presence::Differs(_)
         ));
+        // Served text with no words (hashed without a `text_minhash`) is
+        // text that no longer matches, not another kind of content.
+        assert_eq!(
+            presence(b" ?! -- \n", &r, &HashOptions::default()),
+            Presence::Differs("text no longer matches (best jaccard 0.00)".into())
+        );
     }
 }

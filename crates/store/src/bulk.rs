@@ -254,11 +254,31 @@ impl WriteTx {
     /// looked up and the whole value compared here; PostgreSQL's hash index
     /// on the value answers the whole value. Run inside the import's
     /// transaction, it also sees the batches this import committed before.
+    ///
+    /// It first takes the bank's add lock ([`WriteTx::lock_bank_adds`]), so
+    /// what it answers stays true until this transaction ends: two writers
+    /// adding the same signals to one bank at once cannot both see them
+    /// missing.
     pub async fn bank_signals_held(
         &mut self,
         bank_id: i64,
         signals: &[(&str, &str)],
     ) -> Result<std::collections::HashSet<(String, String)>> {
+        Ok(self
+            .bank_signal_holders(bank_id, signals)
+            .await?
+            .into_keys()
+            .collect())
+    }
+
+    /// As [`WriteTx::bank_signals_held`], with the lowest id of an item
+    /// of the bank holding each signal held.
+    pub async fn bank_signal_holders(
+        &mut self,
+        bank_id: i64,
+        signals: &[(&str, &str)],
+    ) -> Result<std::collections::HashMap<(String, String), i64>> {
+        self.lock_bank_adds(bank_id).await?;
         let mut by_type: std::collections::BTreeMap<&str, Vec<&str>> =
             std::collections::BTreeMap::new();
         for &(t, v) in signals {
@@ -269,7 +289,8 @@ impl WriteTx {
         // the whole table (a 1M-row import on PostgreSQL: 106 s, not 42).
         self.refresh_statistics_when_doubled(GrowingTable::Signals)
             .await?;
-        let mut held = std::collections::HashSet::new();
+        let mut held: std::collections::HashMap<(String, String), i64> =
+            std::collections::HashMap::new();
         for (signal_type, values) in by_type {
             let wanted: std::collections::HashSet<&str> = values.iter().copied().collect();
             for chunk in values.chunks(HELD_IN_LIST) {
@@ -281,7 +302,8 @@ impl WriteTx {
                 let sql = numbered(
                     self.backend,
                     &format!(
-                        "SELECT value FROM signals{} WHERE bank_id = ? AND signal_type = ? AND {}",
+                        "SELECT value, content_id FROM signals{} \
+                         WHERE bank_id = ? AND signal_type = ? AND {}",
                         set.select_from(),
                         set.cond
                     ),
@@ -295,12 +317,41 @@ impl WriteTx {
                 for row in q.fetch_all(&mut *self.tx).await? {
                     let value = crate::get_str(&row, "value")?;
                     if wanted.contains(value.as_str()) {
-                        held.insert((signal_type.to_string(), value));
+                        let id = get_i64(&row, "content_id")?;
+                        held.entry((signal_type.to_string(), value))
+                            .and_modify(|h| *h = (*h).min(id))
+                            .or_insert(id);
                     }
                 }
             }
         }
         Ok(held)
+    }
+}
+
+impl WriteTx {
+    /// Hold bank `bank_id`'s add lock until this transaction ends: every
+    /// writer that checks what a bank holds before adding to it
+    /// ([`WriteTx::bank_signals_held`]: bank imports, single adds) takes
+    /// it first, so such writers of one bank run one after the other and
+    /// each sees what the one before committed. On PostgreSQL a
+    /// transaction-scoped advisory lock keyed by the `banks` table (so by
+    /// schema) and the bank id, in the two-key space apart from the change
+    /// sequence's lock; taken before the change sequence's lock by every
+    /// writer that takes both, so the two never deadlock. SQLite's write
+    /// transactions are serialised already (`BEGIN IMMEDIATE` behind one
+    /// in-process lock): nothing to do.
+    pub async fn lock_bank_adds(&mut self, bank_id: i64) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock('banks'::regclass::oid::int4, \
+                 ($1 % 2147483647)::int4)",
+            )
+            .bind(bank_id)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
     }
 }
 

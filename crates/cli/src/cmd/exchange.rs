@@ -211,7 +211,14 @@ async fn run_async(args: ExchangeArgs) -> anyhow::Result<ExitCode> {
             let config: serde_json::Value = serde_json::from_str(&config)
                 .map_err(|e| anyhow!("--config must be a JSON object: {e}"))?;
             let policy: Option<ExchangePolicy> = match policy {
-                Some(p) => Some(serde_json::from_str(&p).map_err(|e| anyhow!("--policy: {e}"))?),
+                Some(p) => {
+                    let v: serde_json::Value =
+                        serde_json::from_str(&p).map_err(|e| anyhow!("--policy: {e}"))?;
+                    // A wrong-typed field is named, as in --config.
+                    let policy = echotrace_engine::limits::typed_json("", v)
+                        .map_err(|e| anyhow!("--policy: {e}"))?;
+                    Some(policy)
+                }
                 None => None,
             };
             let credentials = read_credentials(credentials_file.as_deref(), credentials_stdin)?;

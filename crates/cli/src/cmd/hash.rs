@@ -422,17 +422,9 @@ fn hash_one(
             read_bounded(f, opts.limits.max_file_bytes)?
         }
     };
-    let mut signals = hasher.hash(&bytes, opts).map_err(|e| e.to_string())?;
-    // A text with no words (empty, blank, punctuation only) signs to an
-    // empty set that is similar to nothing: like a PDF without text, it
-    // gets no `text_minhash`, only its digests.
-    signals.retain(|s| {
-        s.signal_type != echotrace_signals::signal::SignalType::TextMinhash
-            || s.value
-                .parse::<echotrace_signals::text::TextSignature>()
-                .is_ok_and(|sig| sig.has_words())
-    });
-    Ok(signals)
+    // A text with no words (empty, blank, punctuation only) gets no
+    // `text_minhash` from the dispatcher, only its digests.
+    hasher.hash(&bytes, opts).map_err(|e| e.to_string())
 }
 
 /// Read at most `max` bytes; more is an error (never buffered in full).

@@ -181,7 +181,7 @@ pub fn validate_credentials(api: &str, creds: &serde_json::Value) -> Result<Stri
 fn canonical<T: serde::de::DeserializeOwned + Serialize>(
     v: &serde_json::Value,
 ) -> Result<(String, T), String> {
-    let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    let t: T = echotrace_engine::limits::typed_json("", v.clone())?;
     let s = serde_json::to_string(&t).map_err(|e| e.to_string())?;
     Ok((s, t))
 }

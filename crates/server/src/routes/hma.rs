@@ -341,7 +341,10 @@ async fn add_item(
     if note.len() > 255 {
         return Err(ApiError::bad_request("note must be at most 255 characters"));
     }
-    let content = add_bank_content(state, actor, bank.id, input, Vec::new(), note).await?;
+    // HMA's answer whether added or already held: the item's id and signals.
+    let content = add_bank_content(state, actor, bank.id, input, Vec::new(), note)
+        .await?
+        .content;
     let signals: Vec<SignalValue> = content
         .signals
         .iter()

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use echotrace_engine::{
-    Actor, Bank, Content, ContentSource, HashedUpload, LookupResponse, MatchRecord, NewContent,
+    Actor, Added, Bank, ContentSource, HashedUpload, LookupResponse, MatchRecord, NewContent,
     SignalValue,
 };
 use serde_json::{json, Value};
@@ -218,7 +218,9 @@ pub(crate) async fn item_query(
 /// fetched URLs go to the engine as bytes, so they are hashed as *bank
 /// entries* (a video at every frame, text under the bank's equivalence
 /// list), inside the hashing pool for their kind (PDFs and videos in the
-/// heavy pool); ready-made signals are stored as given.
+/// heavy pool); ready-made signals are stored as given. A bank that
+/// already holds the signals gets nothing new: the answer is its item,
+/// `already_held` ([`echotrace_engine::Engine::add_item`]).
 pub(crate) async fn add_bank_content(
     state: &AppState,
     actor: &Actor,
@@ -226,7 +228,7 @@ pub(crate) async fn add_bank_content(
     input: ItemInput,
     labels: Vec<String>,
     note: String,
-) -> Result<Content, ApiError> {
+) -> Result<Added, ApiError> {
     let engine = state.engine()?.clone();
     let bytes: Vec<u8> = match input {
         ItemInput::Signals(map) => {
@@ -236,7 +238,7 @@ pub(crate) async fn add_bank_content(
                 labels,
                 note,
             };
-            return Ok(engine.add_content(actor, bank_id, new).await?);
+            return Ok(engine.add_item(actor, bank_id, new).await?);
         }
         ItemInput::Text(text) => {
             if text.trim().is_empty() {
@@ -265,7 +267,7 @@ pub(crate) async fn add_bank_content(
         labels,
         note,
     };
-    Ok(engine.add_content(actor, bank_id, new).await?)
+    Ok(engine.add_item(actor, bank_id, new).await?)
 }
 
 fn fetch_error(e: crate::fetch::FetchError) -> ApiError {

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use echotrace_engine::robust::MatchingSettings;
 use echotrace_engine::{
-    BankKind, BankUpdate, ContentUpdate, LookupRequest, MatchFilter, MatchStatus, NewBank,
+    BankKind, BankUpdate, Content, ContentUpdate, LookupRequest, MatchFilter, MatchStatus, NewBank,
     QueryText, Role, SignalValue, SubmissionContext, Thresholds, Verdict,
 };
 use echotrace_signals::signal::SignalType;
@@ -238,7 +238,7 @@ async fn add_content(
             "\"banks\" and \"metadata\" are not accepted here",
         ));
     }
-    let content = add_bank_content(
+    let added = add_bank_content(
         &state,
         &caller.actor(),
         bank.id,
@@ -247,7 +247,25 @@ async fn add_content(
         item.note.unwrap_or_default(),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(content)).into_response())
+    // 201 and the new item, or 200 and the item already holding the signals.
+    let status = if added.already_held {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let body = AddedOut {
+        content: &added.content,
+        already_held: added.already_held,
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+/// The answer to an add: the item's JSON and whether it was held already.
+#[derive(serde::Serialize)]
+struct AddedOut<'a> {
+    #[serde(flatten)]
+    content: &'a Content,
+    already_held: bool,
 }
 
 #[derive(Deserialize)]

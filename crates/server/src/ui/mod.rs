@@ -325,6 +325,7 @@ fn flash_for(code: Option<&str>) -> Option<Flash> {
             Flash::Ok("Content added; hashes the bank already held were skipped.".into())
         }
         "all_held" => Flash::Ok("Nothing added: the bank already held every hash.".into()),
+        "held" => Flash::Ok("Nothing added: the bank already held it.".into()),
         "toggled" => Flash::Ok("Item updated.".into()),
         "revoked" => Flash::Ok("Key revoked.".into()),
         _ => return None,
@@ -1199,18 +1200,22 @@ async fn content_add(
                 labels,
                 note,
             };
-            let c = st.engine.add_content(&who, bank_id, new).await?;
+            // A held item is left as it is, retained original included.
+            let added = st.engine.add_item(&who, bank_id, new).await?;
+            if added.already_held {
+                return Ok("held");
+            }
             if st.config.retain_media {
                 if let Some(mime) = retained_mime(&file.bytes) {
-                    cq::retain_media(&st.store, MediaOwner::Content, c.id, mime, &file.bytes)
-                        .await?;
+                    let id = added.content.id;
+                    cq::retain_media(&st.store, MediaOwner::Content, id, mime, &file.bytes).await?;
                 }
             }
             Ok("added")
         } else if let Some(text) = form.get("text") {
-            let c = st
+            let added = st
                 .engine
-                .add_content(
+                .add_item(
                     &who,
                     bank_id,
                     NewContent {
@@ -1220,11 +1225,14 @@ async fn content_add(
                     },
                 )
                 .await?;
+            if added.already_held {
+                return Ok("held");
+            }
             if st.config.retain_media {
                 cq::retain_media(
                     &st.store,
                     MediaOwner::Content,
-                    c.id,
+                    added.content.id,
                     "text/plain; charset=utf-8",
                     text.as_bytes(),
                 )

@@ -59,7 +59,9 @@ pub async fn console_login(http: &Client, base: &str, user: &str, password: &str
 }
 
 /// Adds a file to bank `bank_id` through the console's upload form, as a
-/// logged-in reviewer does (the bank page's CSRF token, then the form).
+/// logged-in reviewer does (the bank page's CSRF token, then the form);
+/// returns where the console sent the browser (the bank page with its
+/// message, `?msg=added` or `?msg=held`).
 pub async fn console_add_content(
     http: &Client,
     base: &str,
@@ -67,7 +69,7 @@ pub async fn console_add_content(
     bank_id: i64,
     file_name: &str,
     bytes: Vec<u8>,
-) {
+) -> String {
     let bank_page = format!("{base}/ui/banks/{bank_id}");
     let page = http
         .get(&bank_page)
@@ -89,4 +91,9 @@ pub async fn console_add_content(
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "console upload");
+    r.headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
