@@ -990,10 +990,18 @@ impl Engine {
         let keys = held_keys(&values, ready_made, list_version.is_some());
         let holders = tx.bank_signal_holders(bank_id, &keys).await?;
         if let Some(&held) = holders.values().min() {
-            drop(tx);
+            let derived_added = self
+                .give_derived(&mut tx, actor, bank_id, held, &values, derived)
+                .await?;
+            if derived_added {
+                self.commit_and_sync(tx).await?;
+            } else {
+                drop(tx);
+            }
             return Ok(Added {
                 content: self.get_content(held).await?,
                 already_held: true,
+                derived_added,
             });
         }
         let row = tx
@@ -1035,7 +1043,66 @@ impl Engine {
         Ok(Added {
             content,
             already_held: false,
+            derived_added: false,
         })
+    }
+
+    /// A file added to a bank that already holds it gives the holding item
+    /// its derived hashes when the item lacks a kind the file brings — a
+    /// hash-only item (imported from an exchange, added as signals) has
+    /// none, an item stored before a channel existed lacks that one — and
+    /// is the same picture: its stored PDQ / vPDQ are the file's. Each kind
+    /// the file brings is replaced, as `rederive` does from a retained
+    /// original: adding the file again is how an item without one gains
+    /// the robust channels (docs/ROBUST.md, "Upgrading"). One change and
+    /// one audit entry (`content.derive`); `true` when it wrote, in `tx`.
+    async fn give_derived(
+        &self,
+        tx: &mut echotrace_store::WriteTx,
+        actor: &Actor,
+        bank_id: BankId,
+        held: ContentId,
+        values: &[SignalValue],
+        derived: robust::DerivedValues,
+    ) -> Result<bool> {
+        if derived.is_empty() {
+            return Ok(false);
+        }
+        let stored = self.inner.store.signals_of_content(held).await?;
+        if !same_picture(values, &stored) {
+            return Ok(false);
+        }
+        let settings = tx
+            .bank_matching(bank_id)
+            .await?
+            .map(|m| robust::MatchingSettings::from_stored(&m))
+            .unwrap_or_default();
+        let values = robust::stored_values(derived, settings);
+        let have: std::collections::HashSet<String> = self
+            .inner
+            .store
+            .derived_of_content(held)
+            .await?
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
+        if values.iter().all(|(kind, _)| have.contains(*kind)) {
+            return Ok(false);
+        }
+        for (kind, value) in &values {
+            tx.put_derived(held, bank_id, kind, value).await?;
+        }
+        tx.record_change("content", held, "upsert").await?;
+        let kinds: Vec<&str> = values.iter().map(|(k, _)| *k).collect();
+        tx.audit(&NewAudit {
+            actor: actor.as_str(),
+            action: "content.derive",
+            target: &format!("content:{held}"),
+            before: None,
+            after: Some(serde_json::json!({ "derived": kinds }).to_string()),
+        })
+        .await?;
+        Ok(true)
     }
 
     pub async fn get_content(&self, id: ContentId) -> Result<Content> {
@@ -1908,6 +1975,21 @@ fn clean_labels(labels: Vec<String>) -> Result<Vec<String>> {
         )));
     }
     Ok(out)
+}
+
+/// Whether `stored` (an item's signals) holds every perceptual hash (PDQ,
+/// vPDQ) of `values`, and there is one: the same picture or video.
+fn same_picture(values: &[SignalValue], stored: &[echotrace_store::SignalRow]) -> bool {
+    let mut perceptual = values
+        .iter()
+        .filter(|v| matches!(v.signal_type, SignalType::Pdq | SignalType::Vpdq))
+        .peekable();
+    perceptual.peek().is_some()
+        && perceptual.all(|v| {
+            stored
+                .iter()
+                .any(|s| s.signal_type == v.signal_type.as_str() && s.value == v.value)
+        })
 }
 
 /// The signals of a new item whose being held makes the item held

@@ -200,8 +200,12 @@ pub struct Added {
     /// The new item, or, when `already_held`, the bank's item that holds
     /// the signals (the lowest id of those holding any).
     pub content: Content,
-    /// The bank already held the signals: nothing was written.
+    /// The bank already held the signals: no item was added.
     pub already_held: bool,
+    /// A held item without derived hashes gained the added file's (the
+    /// same picture, its stored PDQ / vPDQ the file's): the way a
+    /// hash-only item gains the robust channels.
+    pub derived_added: bool,
 }
 
 /// Where the signals of new content come from.

@@ -266,7 +266,8 @@ const SUCCESS: &[(&str, &str, &str, &str)] = &[
     ("post", "/v1/banks/{name}/content", "200", "Already held: nothing added; the bank's item holding \
       the signals (for a file, text or URL: any of its signals but ocr_text, and for text signed \
       under an equivalence list its text signature only; derived hashes do not count), with \
-      \"already_held\": true"),
+      \"already_held\": true; \"derived_added\": true when a file gave that item (the same \
+      picture) derived hashes of a kind it lacked"),
     ("delete", "/v1/banks/{name}/content/{id}", "204", "Deleted"),
     ("post", "/v1/actions/webhooks", "201", "Created: the webhook (never its secret)"),
     ("delete", "/v1/actions/webhooks/{id}", "204", "Deleted"),

@@ -31,6 +31,7 @@ both_backends!(
     part_in_console_over_http,
     refine_switch_in_console_over_http,
     rederive_over_http,
+    file_add_gives_a_hash_only_item_its_derived_hashes_over_http,
     video_borders_over_http
 );
 
@@ -117,6 +118,77 @@ impl Service {
         out.sort();
         out
     }
+}
+
+/// A hash-only item (as an exchange imports it) gains the robust channels
+/// when its file is added to the bank: the add answers 200 with the same
+/// item, `already_held` and `derived_added`, one `content.derive` audit
+/// entry, and a crop of the picture then matches it through `window`. The
+/// same file again adds nothing more; another picture is an item of its
+/// own.
+async fn file_add_gives_a_hash_only_item_its_derived_hashes_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "hashes"})))
+        .await;
+    let original = photo();
+    let plain = echotrace_signals::pdq::hash_rgb8(original.as_raw(), 480, 300).unwrap();
+    let (status, item) = s
+        .admin_call(
+            Method::POST,
+            "/v1/banks/hashes/content",
+            Some(json!({"signals": {"pdq": plain.hash.to_hex()}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{item}");
+    let path = format!("/v1/banks/hashes/content/{}", item["id"]);
+    assert_eq!(s.ok(Method::GET, &path, None).await["derived"], json!([]));
+    let cropped = png(&crop(&original, 0.08));
+    assert!(
+        !s.hits(&cropped).await.iter().any(|(b, _)| b == "hashes"),
+        "a hash-only item has no windows"
+    );
+
+    let add_file = |bytes: Vec<u8>| {
+        let form = Form::new().part("file", Part::bytes(bytes).file_name("o.png"));
+        s.multipart(&s.admin, "/v1/banks/hashes/content", form)
+    };
+    let (status, again) = add_file(png(&original)).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["id"], item["id"], "{again}");
+    assert_eq!(again["already_held"], json!(true), "{again}");
+    assert_eq!(again["derived_added"], json!(true), "{again}");
+    let derived = s.ok(Method::GET, &path, None).await["derived"].clone();
+    assert!(
+        derived.as_array().unwrap().contains(&json!("window")),
+        "{derived}"
+    );
+    assert_eq!(
+        s.hits(&cropped).await,
+        vec![("hashes".into(), "window".into())]
+    );
+    let audit = s.ok(Method::GET, "/v1/audit?limit=100", None).await;
+    let derives: Vec<&Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "content.derive")
+        .collect();
+    assert_eq!(derives.len(), 1, "{audit}");
+    assert_eq!(derives[0]["target"], format!("content:{}", item["id"]));
+
+    // Once it holds them, the same file changes nothing.
+    let (status, third) = add_file(png(&original)).await;
+    assert_eq!(status, StatusCode::OK, "{third}");
+    assert_eq!(third["derived_added"], json!(false), "{third}");
+    // Another picture is a new item.
+    let other = std::fs::read(fixtures().join("pdq/images/labelme/q0746.jpg")).unwrap();
+    let (status, new) = add_file(other).await;
+    assert_eq!(status, StatusCode::CREATED, "{new}");
+    assert_eq!(new["already_held"], json!(false), "{new}");
+    assert_eq!(new["derived_added"], json!(false), "{new}");
+    let list = s.ok(Method::GET, "/v1/banks/hashes/content", None).await;
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(2), "{list}");
+    s.stop().await;
 }
 
 fn pad(img: &RgbImage, px: u32, py: u32, colour: [u8; 3]) -> RgbImage {

@@ -256,6 +256,7 @@ async fn add_content(
     let body = AddedOut {
         content: &added.content,
         already_held: added.already_held,
+        derived_added: added.derived_added,
     };
     Ok((status, Json(body)).into_response())
 }
@@ -266,6 +267,8 @@ struct AddedOut<'a> {
     #[serde(flatten)]
     content: &'a Content,
     already_held: bool,
+    /// The held item gained this file's derived hashes (it had none).
+    derived_added: bool,
 }
 
 #[derive(Deserialize)]

@@ -326,6 +326,9 @@ fn flash_for(code: Option<&str>) -> Option<Flash> {
         }
         "all_held" => Flash::Ok("Nothing added: the bank already held every hash.".into()),
         "held" => Flash::Ok("Nothing added: the bank already held it.".into()),
+        "held_derived" => Flash::Ok(
+            "The bank already held it: its item gained this file's derived hashes (robust matching).".into(),
+        ),
         "toggled" => Flash::Ok("Item updated.".into()),
         "revoked" => Flash::Ok("Key revoked.".into()),
         _ => return None,
@@ -1200,9 +1203,11 @@ async fn content_add(
                 labels,
                 note,
             };
-            // A held item is left as it is, retained original included.
+            // A held item is left as it is, retained original included,
+            // unless it gained this file's derived hashes (it had none):
+            // then the file is its original from now on.
             let added = st.engine.add_item(&who, bank_id, new).await?;
-            if added.already_held {
+            if added.already_held && !added.derived_added {
                 return Ok("held");
             }
             if st.config.retain_media {
@@ -1211,7 +1216,11 @@ async fn content_add(
                     cq::retain_media(&st.store, MediaOwner::Content, id, mime, &file.bytes).await?;
                 }
             }
-            Ok("added")
+            Ok(if added.derived_added {
+                "held_derived"
+            } else {
+                "added"
+            })
         } else if let Some(text) = form.get("text") {
             let added = st
                 .engine
