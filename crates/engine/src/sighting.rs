@@ -532,12 +532,19 @@ impl Engine {
                     report.signals_scanned += page.len() as u64;
                     let st = self.inner.state.read().map_err(crate::lock_err)?;
                     for s in &page {
+                        // A PDQ hash also meets the new items' bank-side
+                        // derived hashes (windows, regions): all a stored
+                        // hash without its pixels allows.
+                        let pdq = (t == SignalType::Pdq)
+                            .then(|| echotrace_signals::pdq::PdqHash::from_hex(&s.value).ok())
+                            .flatten();
                         let q = [SignalValue {
                             signal_type: t,
-                            value: s.value.clone(),
+                            value: pdq.map_or_else(|| s.value.clone(), |h| h.to_hex()),
                         }];
+                        let robust = pdq.map(crate::robust::RobustQuery::stored_pdq);
                         let hits: Vec<Candidate> = st
-                            .find_with(&q, None, None, None)
+                            .find_with(&q, None, None, robust.as_ref())
                             .into_iter()
                             .filter(|c| {
                                 wanted.contains(&c.content_id) && c.bank_kind == BankKind::Block
