@@ -502,6 +502,11 @@ impl DerivedIndex {
         self.settings(bank_id).refines(self.held(bank_id))
     }
 
+    /// Whether `content_id` is a held item (it has derived hashes).
+    pub(crate) fn holds_item(&self, content_id: ContentId) -> bool {
+        self.items.contains_key(&content_id)
+    }
+
     /// The content ids of the held items.
     pub(crate) fn item_ids(&self) -> impl Iterator<Item = ContentId> + '_ {
         self.items.keys().copied()

@@ -505,6 +505,13 @@ impl Engine {
         if wanted.is_empty() {
             return Ok(report);
         }
+        // Stored PDQ hashes meet derived hashes only when a new item has
+        // some (added as a file): hash-only additions, as exchanges make
+        // them in bulk, cost no derived search.
+        let derived_new = {
+            let st = self.inner.state.read().map_err(crate::lock_err)?;
+            wanted.iter().any(|c| st.derived.holds_item(*c))
+        };
         let store = self.store().clone();
         // sighting id -> (signal that matched -> hits)
         let mut found: BTreeMap<i64, Vec<(SignalValue, Vec<Candidate>)>> = BTreeMap::new();
@@ -542,7 +549,9 @@ impl Engine {
                             signal_type: t,
                             value: pdq.map_or_else(|| s.value.clone(), |h| h.to_hex()),
                         }];
-                        let robust = pdq.map(crate::robust::RobustQuery::stored_pdq);
+                        let robust = pdq
+                            .filter(|_| derived_new)
+                            .map(crate::robust::RobustQuery::stored_pdq);
                         let hits: Vec<Candidate> = st
                             .find_with(&q, None, None, robust.as_ref())
                             .into_iter()
