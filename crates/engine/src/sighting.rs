@@ -38,7 +38,11 @@
 //!   added today finds where it was already seen. Exact types are looked up
 //!   by value; PDQ, text and vPDQ are scanned page by page and matched with
 //!   the live indexes (every bank rule applies), keeping only hits on the new
-//!   items. The hunter follows the change sequence from a stored cursor under
+//!   items. A stored PDQ also meets the bank-side windows and regions of new
+//!   items added as files (`RobustQuery::stored_pdq`, through the lookup's
+//!   `find_with`), so a crop collected before its original was added is
+//!   found, channel `window`; nothing that needs the sighting's pixels is
+//!   (docs/ROBUST.md, "Retro-hunting"). The hunter follows the change sequence from a stored cursor under
 //!   a lease, so one process does it, and it also sweeps expired unmatched
 //!   sightings.
 
