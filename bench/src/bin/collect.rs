@@ -18,6 +18,11 @@
 //!   (and B generated images added as files), JSON line with messages/s,
 //!   messages per CPU-second and the matched count.
 //!
+//! * `retro --db URL [--items K]`: on a store `telegram` filled, add K
+//!   generated 640×480 photos (seeds no export photo uses) to bank `bench`
+//!   as files and time one `Engine::retro_hunt` of them over every stored
+//!   sighting signal; JSON line with the wall time and the report.
+//!
 //! Run by `bench/run_collect.sh`, which runs the Python peers on the same
 //! site and export in the same run.
 
@@ -419,6 +424,40 @@ async fn telegram(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn retro(args: &[String]) -> anyhow::Result<()> {
+    let db = arg(args, "--db").ok_or(anyhow!("--db"))?;
+    let items: u64 = arg(args, "--items")
+        .map(|w| w.parse())
+        .transpose()?
+        .unwrap_or(1);
+    let engine = Engine::open(EngineConfig::with_database_url(&db)).await?;
+    let bank = engine.bank_by_name("bench").await?;
+    let mut ids = Vec::new();
+    for k in 0..items {
+        let item = engine
+            .add_content(
+                &Actor::cli(),
+                bank.id,
+                NewContent {
+                    source: ContentSource::Bytes(jpeg_of(&bench_photo(9_000_000 + k))?),
+                    labels: vec![],
+                    note: String::new(),
+                },
+            )
+            .await?;
+        ids.push(item.id);
+    }
+    let t0 = Instant::now();
+    let r = engine.retro_hunt(&ids).await?;
+    let wall = t0.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        json!({"items": items, "signals_scanned": r.signals_scanned,
+               "sightings_matched": r.sightings_matched, "retro_hunt_s": wall})
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("telegram") {
@@ -439,7 +478,8 @@ fn main() -> anyhow::Result<()> {
         Some("crawl") => rt.block_on(crawl(&args)),
         Some("telegram-gen") => telegram_gen(&args),
         Some("telegram") => rt.block_on(telegram(&args)),
-        _ => bail!("usage: collect site|crawl|telegram-gen|telegram (see the module doc)"),
+        Some("retro") => rt.block_on(retro(&args)),
+        _ => bail!("usage: collect site|crawl|telegram-gen|telegram|retro (see the module doc)"),
     }?;
     let _ = Duration::ZERO;
     Ok(())

@@ -29,6 +29,7 @@ both_backends!(export_of_20k_messages_is_ingested);
 both_backends!(export_with_large_media_is_imported_in_bounded_memory);
 both_backends!(result_json_is_named_after_its_export);
 both_backends!(photos_match_through_the_robust_channels_as_a_lookup);
+both_backends!(retro_hunt_finds_a_cropped_copy_through_bank_windows);
 
 const T: Duration = Duration::from_secs(300);
 const MESSAGES: usize = 20_000;
@@ -748,4 +749,85 @@ async fn photos_match_through_the_robust_channels_as_a_lookup(db: &TestDb) {
     }
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(plain_dir);
+}
+
+/// The retro-hunt meets a new item's bank-side windows with the stored
+/// plain hashes of earlier sightings (docs/ROBUST.md, "Retro-hunting"): a
+/// generated picture collected cropped by 8 % a side before its original
+/// was added to a bank as a file is matched, `found_by` `retro_hunt`,
+/// channel `window`, as a lookup of the crop is; an unrelated picture
+/// collected the same way is not; and a bank with `"matching": {"window":
+/// false}` holding the same original does not find the crop.
+async fn retro_hunt_finds_a_cropped_copy_through_bank_windows(db: &TestDb) {
+    let original = demo_images().swap_remove(4).image;
+    let (cropped, _) = altered_bytes(&original, Alteration::Cropped).unwrap();
+    let (unrelated, _) = altered_bytes(
+        &echotrace_engine::demo::demo_unrelated_image(),
+        Alteration::Cropped,
+    )
+    .unwrap();
+
+    let server = Server::spawn(&db.url, &[]).await;
+    for bank in [
+        json!({"name": "no-windows", "matching": {"window": false}}),
+        json!({"name": "files"}),
+    ] {
+        let (s, v) = server.send(Method::POST, "/v1/banks", bank).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    // Collected first, while no bank holds the original: nothing matches.
+    let dir = temp_dir("tg-retro").join("ChatExport_2024-07-03");
+    let photos: [(&str, &[u8]); 2] = [
+        ("photos/cropped.png", &cropped),
+        ("photos/unrelated.png", &unrelated),
+    ];
+    write_photo_export(&dir, "Retro Channel", 779, &photos);
+    let r = import_json(&dir, "retro", &db.url, &[]);
+    assert_eq!(r["media_hashed"], 2, "{r}");
+    assert_eq!(r["matched"], 0, "{r}");
+
+    // The original, added as a file: to the window-less bank first, so the
+    // retro-hunt has passed over it by the time the other item is found.
+    let original_png = png_bytes(&original).unwrap();
+    let no_windows = server
+        .upload("/v1/banks/no-windows/content", &original_png)
+        .await;
+    let item = server
+        .upload("/v1/banks/files/content", &original_png)
+        .await;
+    // A lookup of the crop: the window channel, not a plain match.
+    assert_eq!(
+        lookup_channels(&server, &cropped).await,
+        [("files".to_string(), "window".to_string())],
+        "the reference"
+    );
+
+    let id = item["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let hit = loop {
+        let c = server.sightings(&format!("content_id={id}")).await;
+        if let Some(hit) = c.first() {
+            assert_eq!(c.len(), 1, "{c:?}");
+            break hit.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retro-hunt never found the cropped copy"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(hit["url"], "https://t.me/c/779/1", "{hit}");
+    let m = &hit["matches"][0];
+    assert_eq!(m["found_by"], "retro_hunt", "{hit}");
+    assert_eq!(m["channel"], "window", "{hit}");
+    assert_eq!(m["signal_type"], "pdq", "{hit}");
+    let photo = photo_sighting(&server, 779, 1, &cropped).await;
+    assert_eq!(photo["matched"], true, "{photo}");
+    let unrelated = photo_sighting(&server, 779, 2, &unrelated).await;
+    assert_eq!(unrelated["matched"], false, "{unrelated}");
+    let of_no_windows = server
+        .sightings(&format!("content_id={}", no_windows["id"]))
+        .await;
+    assert!(of_no_windows.is_empty(), "{of_no_windows:?}");
+    let _ = std::fs::remove_dir_all(dir);
 }

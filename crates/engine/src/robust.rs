@@ -67,6 +67,16 @@ pub const WINDOW_DETAILED_QUALITY: u8 = 90;
 /// [`WINDOW_DETAILED_QUALITY`] (50–89: two-tone wallpapers, skies, large
 /// flat areas with one edge).
 pub const WINDOW_LOW_QUALITY_THRESHOLD: u32 = 28;
+/// A stored plain hash (the retro-hunt's needle: [`RobustQuery::stored_pdq`])
+/// meets bank windows and regions within this many bits, whatever their
+/// quality. Its own quality is not stored, so the lookup's gate (a plain
+/// needle meets derived hashes only at quality ≥ 50) cannot be applied;
+/// the pair is held instead to the tightest derived threshold, the one of
+/// a low-quality window — 10 bits below the closest unrelated
+/// low-quality window measured (38 bits) and 22 below the closest
+/// unrelated pairs of all, which came from hashes of quality 3–15
+/// (docs/ROBUST.md, "Retro-hunting").
+pub const STORED_NEEDLE_THRESHOLD: u32 = WINDOW_LOW_QUALITY_THRESHOLD;
 /// Region channel (any query hash × an original's own content rectangles).
 pub const REGION_THRESHOLD: u32 = 36;
 /// Part channel: a fixed part of the upload (or of its best border
@@ -298,6 +308,33 @@ pub struct RobustQuery {
     pub image: Option<QuerySet>,
     /// A video's border-cropped vPDQ.
     pub video: Option<CroppedVpdq>,
+    /// The image's plain hash is a stored one ([`RobustQuery::stored_pdq`]):
+    /// no pixels, no quality.
+    pub stored: bool,
+}
+
+impl RobustQuery {
+    /// The query a stored plain PDQ hash allows, for the retro-hunt (a
+    /// sighting keeps its hash, not its pixels nor the hash's quality): the
+    /// hash itself, upright, as the one needle — it meets the bank-side
+    /// derived hashes of file-added items (`window`, `region`) under each
+    /// bank's switches, at [`STORED_NEEDLE_THRESHOLD`] at most. Nothing
+    /// that needs the image (dihedral variants, border rectangles, query
+    /// crops, parts, refinement) is in it.
+    pub(crate) fn stored_pdq(hash: echotrace_signals::pdq::PdqHash) -> RobustQuery {
+        RobustQuery {
+            image: Some(QuerySet {
+                width: 0,
+                height: 0,
+                plain: echotrace_signals::pdq::PdqOutput { hash, quality: 0 },
+                hashes: Vec::new(),
+                borders: Vec::new(),
+                work: None,
+            }),
+            video: None,
+            stored: true,
+        }
+    }
 }
 
 /// How a derived-channel match was found (`MatchRecord.channel_detail`).
@@ -463,6 +500,11 @@ impl DerivedIndex {
     /// Whether lookups refine toward the bank's windows now.
     pub(crate) fn refines(&self, bank_id: BankId) -> bool {
         self.settings(bank_id).refines(self.held(bank_id))
+    }
+
+    /// Whether `content_id` is a held item (it has derived hashes).
+    pub(crate) fn holds_item(&self, content_id: ContentId) -> bool {
+        self.items.contains_key(&content_id)
     }
 
     /// The content ids of the held items.
@@ -927,6 +969,7 @@ pub(crate) fn hash_robust(
         query: RobustQuery {
             image: out.query,
             video: out.video,
+            stored: false,
         },
         derived,
         ocr,

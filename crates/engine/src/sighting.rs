@@ -38,7 +38,11 @@
 //!   added today finds where it was already seen. Exact types are looked up
 //!   by value; PDQ, text and vPDQ are scanned page by page and matched with
 //!   the live indexes (every bank rule applies), keeping only hits on the new
-//!   items. The hunter follows the change sequence from a stored cursor under
+//!   items. A stored PDQ also meets the bank-side windows and regions of new
+//!   items added as files (`RobustQuery::stored_pdq`, through the lookup's
+//!   `find_with`), so a crop collected before its original was added is
+//!   found, channel `window`; nothing that needs the sighting's pixels is
+//!   (docs/ROBUST.md, "Retro-hunting"). The hunter follows the change sequence from a stored cursor under
 //!   a lease, so one process does it, and it also sweeps expired unmatched
 //!   sightings.
 
@@ -505,6 +509,13 @@ impl Engine {
         if wanted.is_empty() {
             return Ok(report);
         }
+        // Stored PDQ hashes meet derived hashes only when a new item has
+        // some (added as a file): hash-only additions, as exchanges make
+        // them in bulk, cost no derived search.
+        let derived_new = {
+            let st = self.inner.state.read().map_err(crate::lock_err)?;
+            wanted.iter().any(|c| st.derived.holds_item(*c))
+        };
         let store = self.store().clone();
         // sighting id -> (signal that matched -> hits)
         let mut found: BTreeMap<i64, Vec<(SignalValue, Vec<Candidate>)>> = BTreeMap::new();
@@ -532,12 +543,21 @@ impl Engine {
                     report.signals_scanned += page.len() as u64;
                     let st = self.inner.state.read().map_err(crate::lock_err)?;
                     for s in &page {
+                        // A PDQ hash also meets the new items' bank-side
+                        // derived hashes (windows, regions): all a stored
+                        // hash without its pixels allows.
+                        let pdq = (t == SignalType::Pdq)
+                            .then(|| echotrace_signals::pdq::PdqHash::from_hex(&s.value).ok())
+                            .flatten();
                         let q = [SignalValue {
                             signal_type: t,
-                            value: s.value.clone(),
+                            value: pdq.map_or_else(|| s.value.clone(), |h| h.to_hex()),
                         }];
+                        let robust = pdq
+                            .filter(|_| derived_new)
+                            .map(crate::robust::RobustQuery::stored_pdq);
                         let hits: Vec<Candidate> = st
-                            .find_with(&q, None, None, None)
+                            .find_with(&q, None, None, robust.as_ref())
                             .into_iter()
                             .filter(|c| {
                                 wanted.contains(&c.content_id) && c.bank_kind == BankKind::Block

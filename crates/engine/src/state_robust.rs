@@ -14,7 +14,8 @@ use crate::columns::Slot;
 use crate::robust::{
     bank_hash_threshold, channel_threshold, closest, plain_groups, query_detail, refine_reach,
     vpdq_frames, Channel, ChannelDetail, DerivedHit, RobustQuery, PART_THRESHOLD, REFINE_BUDGET,
-    REFINE_MAX_HASHES, REFINE_PAIRS_PER_ITEM, REFINE_THRESHOLD, REGION_THRESHOLD, WINDOW_THRESHOLD,
+    REFINE_MAX_HASHES, REFINE_PAIRS_PER_ITEM, REFINE_THRESHOLD, REGION_THRESHOLD,
+    STORED_NEEDLE_THRESHOLD, WINDOW_THRESHOLD,
 };
 
 use crate::types::{BankId, ContentId, SignalValue};
@@ -66,7 +67,7 @@ impl MatchState {
                 .iter()
                 .any(|q| q.signal_type == SignalType::Pdq && q.value == plain_hex)
             {
-                self.find_image(set, &plain_hex, filter, push);
+                self.find_image(set, &plain_hex, robust.stored, filter, push);
             }
         }
         let Some((value, plain)) = plain_vpdq else {
@@ -80,10 +81,15 @@ impl MatchState {
         }
     }
 
+    /// `stored`: the set is a stored plain hash alone
+    /// ([`RobustQuery::stored_pdq`]): of unknown quality, so it meets
+    /// derived hashes at [`STORED_NEEDLE_THRESHOLD`] at most, and without
+    /// pixels, so nothing is refined and no query rectangle is reported.
     fn find_image(
         &self,
         set: &echotrace_signals::robust::QuerySet,
         plain_hex: &str,
+        stored: bool,
         filter: Option<&HashSet<BankId>>,
         push: &mut dyn FnMut(Candidate),
     ) {
@@ -131,7 +137,7 @@ impl MatchState {
         }
         // Every query hash against the derived hashes of file-added items.
         let mut needles: Vec<(Code256, Option<usize>)> = Vec::new();
-        if set.plain.quality >= echotrace_signals::robust::MIN_DERIVED_QUALITY {
+        if stored || set.plain.quality >= echotrace_signals::robust::MIN_DERIVED_QUALITY {
             needles.push((plain_words, None));
         }
         needles.extend(
@@ -194,9 +200,13 @@ impl MatchState {
             let Some((i, d)) = closest(set, allowed.into_iter(), &code) else {
                 continue;
             };
-            let t = bank_hash_threshold(hit.source, hit.quality);
+            let mut t = bank_hash_threshold(hit.source, hit.quality);
+            if stored {
+                t = t.min(STORED_NEEDLE_THRESHOLD);
+            }
             if d > t {
-                if hit.source == BankSource::Window
+                if !stored
+                    && hit.source == BankSource::Window
                     && d <= refine_reach(t)
                     && self.derived.refines(live.bank.id)
                 {
@@ -213,6 +223,11 @@ impl MatchState {
             }
             matched.insert(hit.content_id);
             let mut detail = query_detail(set, i);
+            if stored {
+                // The stored hash's image size is not known.
+                detail.query_size = None;
+                detail.query_rect = None;
+            }
             detail.bank_source = Some(channel.as_str().into());
             detail.bank_removed = Some(hit.removed.map(|v| f32::from(v) / 200.0));
             detail.bank_quality = Some(hit.quality);
