@@ -15,7 +15,7 @@ use echotrace_store::testing::TestDb;
 use image::{Rgb, RgbImage};
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
-use robust_images::{fixtures, jpeg, photo, png, stamp};
+use robust_images::{blocks, fixtures, jpeg, jpeg85, photo, png, stamp};
 use serde_json::{json, Value};
 
 both_backends!(
@@ -32,6 +32,7 @@ both_backends!(
     refine_switch_in_console_over_http,
     rederive_over_http,
     file_add_gives_a_hash_only_item_its_derived_hashes_over_http,
+    regions_over_http,
     video_borders_over_http
 );
 
@@ -188,6 +189,46 @@ async fn file_add_gives_a_hash_only_item_its_derived_hashes_over_http(db: &TestD
     assert_eq!(new["derived_added"], json!(false), "{new}");
     let list = s.ok(Method::GET, "/v1/banks/hashes/content", None).await;
     assert_eq!(list["content"].as_array().map(Vec::len), Some(2), "{list}");
+    s.stop().await;
+}
+
+/// The region channel: a picture held with a border is found from the
+/// picture alone and from the picture under another border. Flat-block
+/// graphics match nothing: the blurred-fill detector took their bands of
+/// blocks for fills on both sides, and the few-block sub-rectangles came
+/// 26–36 bits from unrelated ones through `region` (a collector
+/// benchmark's false matches, `bench collect` seeds 105 and 7,001,461,
+/// 420 and 7,001,188; session 21).
+async fn regions_over_http(db: &TestDb) {
+    let s = start(db).await;
+    s.ok(Method::POST, "/v1/banks", Some(json!({"name": "files"})))
+        .await;
+    let original = photo();
+    let framed = pad(&original, 0, 90, [0, 0, 0]);
+    s.upload("/v1/banks/files/content", &png(&framed)).await;
+    for (k, seed) in [7_001_461u64, 7_001_188].into_iter().enumerate() {
+        let added = s
+            .upload("/v1/banks/files/content", &jpeg85(&blocks(seed)))
+            .await;
+        assert_eq!(added["id"].as_i64(), Some(k as i64 + 2), "{added}");
+    }
+    // The picture without its bars, and under white bars on its sides.
+    assert_eq!(
+        s.hits(&png(&original)).await,
+        vec![("files".into(), "region".into())]
+    );
+    let reframed = pad(&original, 60, 0, [255, 255, 255]);
+    assert_eq!(
+        s.hits(&png(&reframed)).await,
+        vec![("files".into(), "region".into())]
+    );
+    for seed in [105u64, 420] {
+        assert_eq!(
+            s.hits(&jpeg85(&blocks(seed))).await,
+            Vec::<(String, String)>::new(),
+            "blocks {seed}"
+        );
+    }
     s.stop().await;
 }
 
