@@ -1069,7 +1069,12 @@ impl Engine {
             return Ok(false);
         }
         let stored = self.inner.store.signals_of_content(held).await?;
-        if !same_picture(values, &stored) {
+        let stored_has = |v: &SignalValue| {
+            stored
+                .iter()
+                .any(|s| s.signal_type == v.signal_type.as_str() && s.value == v.value)
+        };
+        if !same_picture(values, stored_has) {
             return Ok(false);
         }
         let settings = tx
@@ -1977,19 +1982,16 @@ fn clean_labels(labels: Vec<String>) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Whether `stored` (an item's signals) holds every perceptual hash (PDQ,
-/// vPDQ) of `values`, and there is one: the same picture or video.
-fn same_picture(values: &[SignalValue], stored: &[echotrace_store::SignalRow]) -> bool {
+/// Whether an item holds (`held`) every perceptual hash (PDQ, vPDQ) of
+/// `values`, and there is one: the same picture or video. A file given to
+/// a held item (`give_derived`) and a retained original re-derived
+/// (`rederive_page`) must both pass it.
+pub(crate) fn same_picture(values: &[SignalValue], held: impl Fn(&SignalValue) -> bool) -> bool {
     let mut perceptual = values
         .iter()
         .filter(|v| matches!(v.signal_type, SignalType::Pdq | SignalType::Vpdq))
         .peekable();
-    perceptual.peek().is_some()
-        && perceptual.all(|v| {
-            stored
-                .iter()
-                .any(|s| s.signal_type == v.signal_type.as_str() && s.value == v.value)
-        })
+    perceptual.peek().is_some() && perceptual.all(held)
 }
 
 /// The signals of a new item whose being held makes the item held

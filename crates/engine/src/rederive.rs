@@ -17,7 +17,6 @@ use crate::console::{retained_media, MediaOwner};
 use crate::robust::{self, MatchingSettings};
 use crate::{off_runtime, to_json, Actor, BankId, ContentId, Engine, EngineError, Result};
 use echotrace_signals::content::RobustRole;
-use echotrace_signals::signal::SignalType;
 use echotrace_store::NewAudit;
 
 /// Most items one page of [`Engine::rederive_page`] takes.
@@ -93,17 +92,11 @@ impl Engine {
             // The same item: it has perceptual hashes, and they are the
             // stored ones.
             let same = hashed.as_ref().is_some_and(|h| {
-                let mut perceptual = h
-                    .signals
-                    .iter()
-                    .filter(|s| matches!(s.signal_type, SignalType::Pdq | SignalType::Vpdq))
-                    .peekable();
-                perceptual.peek().is_some()
-                    && perceptual.all(|s| {
-                        c.signals
-                            .iter()
-                            .any(|t| t.signal_type == s.signal_type && t.value == s.value)
-                    })
+                crate::same_picture(&h.signals, |s| {
+                    c.signals
+                        .iter()
+                        .any(|t| t.signal_type == s.signal_type && t.value == s.value)
+                })
             });
             match hashed {
                 Some(h) if same && !h.derived.is_empty() => updates.push((c.id, h.derived)),
