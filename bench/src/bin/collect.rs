@@ -31,6 +31,8 @@
 /// switch, mimalloc for the import.
 #[path = "../../../crates/cli/src/alloc.rs"]
 mod alloc;
+#[path = "../../../crates/server/tests/robust_images/blocks.rs"]
+mod blocks;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -186,32 +188,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 /// seed-coloured blocks under a seed-tuned wave pattern (detailed enough
 /// for PDQ quality 100).
 fn bench_photo(seed: u64) -> image::RgbImage {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let blocks: Vec<[f32; 3]> = (0..48)
-        .map(|_| {
-            let v = next();
-            [
-                (v & 0xff) as f32,
-                ((v >> 8) & 0xff) as f32,
-                ((v >> 16) & 0xff) as f32,
-            ]
-        })
-        .collect();
-    let (fa, fb) = (2.0 + (next() % 7) as f32, 3.0 + (next() % 5) as f32);
-    image::RgbImage::from_fn(640, 480, |px, py| {
-        let b = blocks[(py / 80 * 8 + px / 80) as usize];
-        let (u, v) = (px as f32 / 640.0, py as f32 / 480.0);
-        let w =
-            (u * fa * std::f32::consts::TAU).sin() * (v * fb * std::f32::consts::TAU).cos() * 50.0;
-        let c = |k: f32| (k * 0.7 + w + 40.0).clamp(0.0, 255.0) as u8;
-        image::Rgb([c(b[0]), c(b[1]), c(b[2])])
-    })
+    blocks::blocks(seed)
 }
 
 /// JPEG bytes (quality 85) of a bench photo.
